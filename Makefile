@@ -1,0 +1,36 @@
+# The two set-up commands of the README: `make demo` and `make test`.
+# Each creates .venv and installs the pinned versions from requirements.lock when needed.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test lint bench lock clean
+
+$(STAMP): requirements.lock pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements.lock
+	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(PY) -m asg_audit demo
+
+test: $(STAMP)
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check asg_audit tests benchmarks
+	$(VENV)/bin/mypy
+
+bench: $(STAMP)
+	for b in benchmarks/*.py; do $(PY) $$b || exit 1; done
+
+# Re-pin after changing dependencies in pyproject.toml.
+lock: $(STAMP)
+	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip freeze --exclude-editable | grep -vi '^asg.audit' > requirements.lock
+
+clean:
+	rm -rf $(VENV) asg_audit.duckdb demo-output

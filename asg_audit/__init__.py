@@ -1,0 +1,32 @@
+"""asg_audit: audit the settlements of the ASG labeling service.
+
+The public API is what `__all__` lists; everything else is internal.
+"""
+
+from __future__ import annotations
+
+from asg_audit.config import AuditConfig, load_config
+from asg_audit.errors import (
+    ApiError,
+    AuditError,
+    ConfigError,
+    InputError,
+    SchemaVersionError,
+    StoreBusyError,
+    StoreError,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ApiError",
+    "AuditConfig",
+    "AuditError",
+    "ConfigError",
+    "InputError",
+    "SchemaVersionError",
+    "StoreBusyError",
+    "StoreError",
+    "__version__",
+    "load_config",
+]

@@ -1,0 +1,3 @@
+from asg_audit.cli import main
+
+raise SystemExit(main())

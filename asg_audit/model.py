@@ -1,0 +1,207 @@
+"""Column names, enums and schema constants shared by every part of asg_audit.
+
+This module is the contract between the sources (collector, webhook receiver, file ingest,
+simulator), the store and the analyses. It imports nothing from the package and does no I/O.
+"""
+
+from __future__ import annotations
+
+import re
+from enum import StrEnum
+from typing import Final
+
+import polars as pl
+
+__all__ = [
+    "DOCUMENTED_STATUSES",
+    "MAX_TASK_ID_LENGTH",
+    "NORMALISED_SCHEMA",
+    "OBSERVATION_META_SCHEMA",
+    "REJECTS_SCHEMA",
+    "RESULTS_SCHEMA",
+    "SATS_PER_BSV",
+    "SUBMISSIONS_SCHEMA",
+    "TASK_ID_PATTERN",
+    "TXID_PATTERN",
+    "UTC_DATETIME",
+    "Flag",
+    "RejectReason",
+    "Severity",
+    "Shape",
+    "Source",
+    "TaskStatus",
+    "is_safe_task_id",
+    "is_well_formed_txid",
+]
+
+SATS_PER_BSV: Final = 100_000_000
+MAX_TASK_ID_LENGTH: Final = 128
+# Letters, digits and `_ . : -`, starting with a letter or digit: no `/`, `?`, `#`, `%`,
+# whitespace or control characters, so an id can never change the path of a request.
+TASK_ID_PATTERN: Final = r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,127}$"
+# A txid is 64 lowercase hex characters (normalised to lowercase before this check).
+TXID_PATTERN: Final = r"^[0-9a-f]{64}$"
+_TASK_ID_RE = re.compile(TASK_ID_PATTERN)
+_TXID_RE = re.compile(TXID_PATTERN)
+
+UTC_DATETIME: Final = pl.Datetime("us", "UTC")
+
+
+class TaskStatus(StrEnum):
+    """The four documented lifecycle states; anything else is kept and flagged."""
+
+    PENDING = "pending"
+    IN_PROGRESS = "in_progress"
+    VERIFIED = "verified"
+    SETTLED = "settled"
+
+
+DOCUMENTED_STATUSES: Final = frozenset(s.value for s in TaskStatus)
+
+
+class Source(StrEnum):
+    """Where an observation came from."""
+
+    POLL = "poll"  # GET /v1/tasks/{id}/result by the collector
+    STATUS = "status"  # GET /v1/tasks/{id}
+    WEBHOOK = "webhook"  # a task.settled delivery to our receiver
+    FILE = "file"  # an exported file or webhook log ingested from disk
+
+
+class Shape(StrEnum):
+    """The form a record arrived in."""
+
+    FLAT = "flat"  # settlement fields at the top level (the docs' example)
+    NESTED = "nested"  # settlement fields inside `settlement` (field table, SDK)
+    WEBHOOK = "webhook"  # a task.settled payload: no counts, no cost
+    PARTIAL = "partial"  # a 202 body, a status summary, or a 200 without settlement
+    ERROR = "error"  # an error body (`{"error": ...}` string or object form)
+
+
+class Severity(StrEnum):
+    """How bad a finding is; `fail` makes the audit exit 1 by default."""
+
+    INFO = "info"
+    WARN = "warn"
+    FAIL = "fail"
+
+
+class RejectReason(StrEnum):
+    """Why a raw record could not be used. Every reject keeps its raw bytes and origin."""
+
+    INVALID_UTF8 = "invalid_utf8"
+    INVALID_JSON = "invalid_json"
+    NOT_OBJECT = "not_object"
+    MISSING_TASK_ID = "missing_task_id"
+    UNSAFE_TASK_ID = "unsafe_task_id"
+    BAD_TYPE = "bad_type"
+    BAD_SATS = "bad_sats"
+    BAD_TIMESTAMP = "bad_timestamp"
+    BAD_SETTLEMENT = "bad_settlement"
+    TOO_LARGE = "too_large"
+    TASK_ID_MISMATCH = "task_id_mismatch"
+
+
+class Flag(StrEnum):
+    """Per-record facts the normaliser notices; they are audit evidence, not rejects."""
+
+    COST_UNKNOWN = "cost_unknown"  # cost reported as 0: unknown, not free
+    STATUS_UNDOCUMENTED = "status_undocumented"
+    TXID_MALFORMED = "txid_malformed"
+    TXID_MISSING = "txid_missing"  # settled without a txid
+    SETTLED_BEFORE_CREATED = "settled_before_created"
+    AGREEMENT_ABOVE_WORKERS = "agreement_above_workers"
+    CONFIDENCE_OUT_OF_RANGE = "confidence_out_of_range"
+    TYPE_ALIAS = "type_alias"  # `type` used instead of `task_type`
+    EPOCH_TIMESTAMP = "epoch_timestamp"
+
+
+# Fields the normaliser extracts from one record, in this order.
+NORMALISED_SCHEMA: Final[dict[str, pl.DataType]] = {
+    "task_id": pl.String(),
+    "status": pl.String(),
+    "http_status": pl.Int16(),
+    "consensus_label": pl.String(),
+    "confidence": pl.Float64(),
+    "worker_count": pl.Int32(),
+    "agreement_count": pl.Int32(),
+    "bsv_txid": pl.String(),
+    "cost_sats": pl.Int64(),  # null when absent or reported as 0 (see cost_unknown)
+    "cost_unknown": pl.Boolean(),
+    "task_type": pl.String(),
+    "created_at": UTC_DATETIME,
+    "settled_at": UTC_DATETIME,
+    "delivered_at": UTC_DATETIME,  # the webhook payload's `timestamp`
+    "error_message": pl.String(),
+    "shape": pl.String(),
+    "flags": pl.List(pl.String()),
+    "payload_hash": pl.String(),
+}
+
+# Where an observation came from; added around the normalised fields.
+OBSERVATION_META_SCHEMA: Final[dict[str, pl.DataType]] = {
+    "run_id": pl.String(),
+    "source": pl.String(),
+    "observed_at": UTC_DATETIME,
+    "origin": pl.String(),  # file path, request URL or delivery id
+    "origin_line": pl.Int64(),  # line number in a file (1-based), else null
+    "origin_hash": pl.String(),  # content hash of the ingested file, else null
+    "raw": pl.String(),  # raw text; null for file records, which point at the file instead
+}
+
+REJECTS_SCHEMA: Final[dict[str, pl.DataType]] = {
+    "run_id": pl.String(),
+    "source": pl.String(),
+    "observed_at": UTC_DATETIME,
+    "origin": pl.String(),
+    "origin_line": pl.Int64(),
+    "reason": pl.String(),
+    "field": pl.String(),
+    "detail": pl.String(),
+    "raw": pl.Binary(),
+}
+
+# One row per task: the current best knowledge, derived from observations.
+RESULTS_SCHEMA: Final[dict[str, pl.DataType]] = {
+    "task_id": pl.String(),
+    "status": pl.String(),
+    "consensus_label": pl.String(),
+    "confidence": pl.Float64(),
+    "worker_count": pl.Int32(),
+    "agreement_count": pl.Int32(),
+    "bsv_txid": pl.String(),
+    "cost_sats": pl.Int64(),
+    "cost_unknown": pl.Boolean(),
+    "task_type": pl.String(),
+    "created_at": UTC_DATETIME,
+    "settled_at": UTC_DATETIME,
+    "delivered_at": UTC_DATETIME,
+    "shape": pl.String(),
+    "flags": pl.List(pl.String()),
+    "first_seen_at": UTC_DATETIME,
+    "settled_seen_at": UTC_DATETIME,  # first observation that showed it settled
+    "last_seen_at": UTC_DATETIME,
+    "sources": pl.List(pl.String()),
+    "observation_count": pl.Int64(),
+    "conflict_count": pl.Int64(),
+}
+
+# What the customer submitted (from `track`).
+SUBMISSIONS_SCHEMA: Final[dict[str, pl.DataType]] = {
+    "task_id": pl.String(),
+    "task_type": pl.String(),
+    "consensus_threshold": pl.Int32(),
+    "options": pl.List(pl.String()),
+    "created_at": UTC_DATETIME,
+    "data_url": pl.String(),
+}
+
+
+def is_safe_task_id(task_id: str) -> bool:
+    """Return whether a task id is safe to put in a URL path and a report."""
+    return bool(_TASK_ID_RE.fullmatch(task_id))
+
+
+def is_well_formed_txid(txid: str) -> bool:
+    """Return whether a (lowercased) txid is 64 hex characters and not all zeros."""
+    return bool(_TXID_RE.fullmatch(txid)) and txid.strip("0") != ""
