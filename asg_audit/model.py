@@ -14,6 +14,7 @@ import polars as pl
 
 __all__ = [
     "DOCUMENTED_STATUSES",
+    "FINDINGS_SCHEMA",
     "MAX_TASK_ID_LENGTH",
     "NORMALISED_SCHEMA",
     "OBSERVATION_META_SCHEMA",
@@ -194,6 +195,20 @@ SUBMISSIONS_SCHEMA: Final[dict[str, pl.DataType]] = {
     "options": pl.List(pl.String()),
     "created_at": UTC_DATETIME,
     "data_url": pl.String(),
+}
+
+
+# One audit finding (DESIGN.md "Analyses and checks"); stored per run in `findings`.
+FINDINGS_SCHEMA: Final[dict[str, pl.DataType]] = {
+    "check_id": pl.String(),
+    "severity": pl.String(),  # Severity value
+    "entity_type": pl.String(),  # task, txid, month, run, label, ...
+    "entity_id": pl.String(),
+    "expected": pl.String(),
+    "actual": pl.String(),
+    "difference": pl.Float64(),
+    "proves": pl.String(),  # exact | aggregate only | not checkable (reason); null elsewhere
+    "message": pl.String(),
 }
 
 

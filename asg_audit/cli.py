@@ -1,0 +1,116 @@
+"""The command line: parse arguments, build the config, call one library function, map errors.
+
+Every command that touches the store takes `--db PATH` and `--config FILE`. Exit codes
+(DESIGN.md): 0 ok, 1 findings at or above `--fail-on`, 2 usage or config error, 3 incomplete run.
+An `AuditError` prints one clear line; any other exception is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from asg_audit.config import AuditConfig, load_config
+from asg_audit.errors import EXIT_INCOMPLETE, EXIT_USAGE, AuditError
+
+__all__ = ["main"]
+
+Handler = Callable[[argparse.Namespace, AuditConfig], int]
+
+
+def _add_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--db", metavar="PATH", help="DuckDB store (default ./asg_audit.duckdb, env ASG_AUDIT_DB)"
+    )
+    p.add_argument(
+        "--config", metavar="FILE", help="TOML config (default ./asg_audit.toml if present)"
+    )
+
+
+def _config(args: argparse.Namespace, **overrides: Any) -> AuditConfig:
+    return load_config(args.config, overrides={"db_path": args.db, **overrides})
+
+
+# -- ingest, track, db info, demo ---------------------------------------------------------------
+
+
+def _cmd_ingest(args: argparse.Namespace, config: AuditConfig) -> int:
+    from asg_audit.ingest import ingest_paths, print_ingest_summary
+
+    summary = ingest_paths(config.db_path, args.paths, progress=not args.quiet)
+    print_ingest_summary(summary)
+    return EXIT_USAGE if summary.failed_files else 0
+
+
+def _cmd_track(args: argparse.Namespace, config: AuditConfig) -> int:
+    from asg_audit.ingest import print_track_summary, track_file
+
+    summary = track_file(config.db_path, args.file)
+    print_track_summary(summary)
+    return 0
+
+
+def _cmd_db_info(args: argparse.Namespace, config: AuditConfig) -> int:
+    from asg_audit.store import describe_store
+
+    print(describe_store(config.db_path))
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace, config: AuditConfig) -> int:
+    from asg_audit.demo import run_demo
+
+    return run_demo(config, out_dir=args.out)
+
+
+# -- commands registered by feature modules (add yours below, keep each a thin call) ------------
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="asg-audit",
+        description="Audit the settlements of the ASG labeling service.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    p = sub.add_parser("ingest", help="ingest exported result files and webhook logs")
+    _add_common(p)
+    p.add_argument("paths", nargs="+", metavar="PATH", help="files, folders or globs")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(handler=_cmd_ingest)
+
+    p = sub.add_parser("track", help="register submitted tasks from a CSV or NDJSON export")
+    _add_common(p)
+    p.add_argument("file", metavar="FILE")
+    p.set_defaults(handler=_cmd_track)
+
+    p = sub.add_parser("db", help="inspect the store")
+    dbsub = p.add_subparsers(dest="db_command", metavar="SUBCOMMAND", required=True)
+    pi = dbsub.add_parser("info", help="table counts and the schema version")
+    _add_common(pi)
+    pi.set_defaults(handler=_cmd_db_info)
+
+    p = sub.add_parser("demo", help="run the main job end to end on a fresh store")
+    _add_common(p)
+    p.add_argument("--out", metavar="DIR", default="demo-output", help="demo folder")
+    p.set_defaults(handler=_cmd_demo)
+
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; return the exit code."""
+    parser = _build_parser()
+    args = parser.parse_args(argv)
+    try:
+        config = _config(args)
+        handler: Handler = args.handler
+        return handler(args, config)
+    except AuditError as exc:
+        print(f"asg-audit: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("asg-audit: interrupted", file=sys.stderr)
+        return EXIT_INCOMPLETE
