@@ -30,7 +30,10 @@ def _add_common(p: argparse.ArgumentParser) -> None:
 
 
 def _config(args: argparse.Namespace, **overrides: Any) -> AuditConfig:
-    return load_config(args.config, overrides={"db_path": args.db, **overrides})
+    return load_config(
+        getattr(args, "config", None),
+        overrides={"db_path": getattr(args, "db", None), **overrides},
+    )
 
 
 # -- ingest, track, db info, demo ---------------------------------------------------------------
