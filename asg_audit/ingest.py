@@ -1,0 +1,621 @@
+"""File ingest: exported results, webhook delivery logs and submission exports.
+
+NDJSON files (`.jsonl`, `.ndjson`, also gzip-compressed) are streamed in chunks, never loaded
+whole; JSON arrays (`.json`) are streamed element by element by DuckDB. Each file is ingested in
+one transaction: a file that cannot be read leaves the store as it was, and the others go on.
+Records go through the one normaliser and the one store writer.
+"""
+
+from __future__ import annotations
+
+import csv
+import glob
+import gzip
+import hashlib
+import json
+import sys
+import zlib
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO, Any
+
+import polars as pl
+
+from asg_audit.errors import InputError
+from asg_audit.model import SUBMISSIONS_SCHEMA, Source, is_safe_task_id
+from asg_audit.normalize import RAW_SCHEMA, normalise_batch
+from asg_audit.store import Store, WriteStats, open_store
+
+__all__ = [
+    "DEFAULT_CHUNK_BYTES",
+    "IngestSummary",
+    "TrackSummary",
+    "expand_paths",
+    "ingest",
+    "ingest_paths",
+    "print_ingest_summary",
+    "print_track_summary",
+    "track_file",
+]
+
+DEFAULT_CHUNK_BYTES = 32 * 1024 * 1024
+_SUFFIXES = (".json", ".jsonl", ".ndjson", ".json.gz", ".jsonl.gz", ".ndjson.gz")
+
+ProgressFn = Callable[[int], None]
+
+
+@dataclass(slots=True)
+class FileOutcome:
+    """What happened to one file."""
+
+    path: str
+    status: str  # ingested | already ingested | failed
+    records: int = 0
+    accepted: int = 0
+    rejected: int = 0
+    error: str | None = None
+
+
+@dataclass(slots=True)
+class IngestSummary:
+    """The summary printed at the end of an ingest."""
+
+    run_id: str = ""
+    files: list[FileOutcome] = field(default_factory=list)
+    records: int = 0
+    accepted: int = 0
+    rejected_by_reason: Counter[str] = field(default_factory=Counter)
+    new_results: int = 0
+    updated_results: int = 0
+    conflicts: int = 0
+    duplicates: int = 0
+
+    @property
+    def rejected(self) -> int:
+        """Return the number of records quarantined in `rejects`."""
+        return sum(self.rejected_by_reason.values())
+
+    @property
+    def failed_files(self) -> list[FileOutcome]:
+        """Return the files that could not be read (the command exits 2 when there are any)."""
+        return [f for f in self.files if f.status == "failed"]
+
+    def as_dict(self) -> dict[str, Any]:
+        """Return the summary as plain data (for JSON output and tests)."""
+        return {
+            "run_id": self.run_id,
+            "records": self.records,
+            "accepted": self.accepted,
+            "rejected": self.rejected,
+            "rejected_by_reason": dict(self.rejected_by_reason),
+            "new_results": self.new_results,
+            "updated_results": self.updated_results,
+            "conflicts": self.conflicts,
+            "duplicates": self.duplicates,
+            "files": [_slots(f) for f in self.files],
+        }
+
+
+def _slots(obj: Any) -> dict[str, Any]:
+    return {name: getattr(obj, name) for name in obj.__slots__}
+
+
+def expand_paths(paths: Iterable[str | Path]) -> list[Path]:
+    """Return the files named by paths, folders (recursively) and globs, sorted and unique."""
+    found: list[Path] = []
+    for raw in paths:
+        text = str(raw)
+        matches = [Path(m) for m in sorted(glob.glob(text, recursive=True))] if glob.has_magic(
+            text
+        ) else [Path(text)]
+        if not matches:
+            raise InputError(f"{text}: no file matches this pattern")
+        for path in matches:
+            if path.is_dir():
+                found.extend(
+                    p for p in sorted(path.rglob("*")) if p.is_file() and p.name.endswith(_SUFFIXES)
+                )
+            else:
+                found.append(path)
+    seen: set[Path] = set()
+    unique = []
+    for p in found:
+        if p not in seen:
+            seen.add(p)
+            unique.append(p)
+    return unique
+
+
+class _HashingReader:
+    """Reads a binary stream and hashes what it read (the file's content hash)."""
+
+    def __init__(self, raw: IO[bytes]) -> None:
+        self._raw = raw
+        self.hash = hashlib.sha256()
+        self.bytes_read = 0
+
+    def read(self, n: int) -> bytes:
+        data = self._raw.read(n)
+        self.hash.update(data)
+        self.bytes_read += len(data)
+        return data
+
+
+def _ndjson_frames(
+    stream: IO[bytes], *, origin: str, observed_at: datetime, chunk_bytes: int
+) -> Iterator[pl.DataFrame]:
+    """Yield RAW_SCHEMA frames of the lines of an NDJSON stream, chunk by chunk."""
+    line_no = 0
+    carry = b""
+    while True:
+        data = stream.read(chunk_bytes)
+        if not data:
+            break
+        data = carry + data
+        cut = data.rfind(b"\n")
+        if cut < 0:
+            carry = data
+            continue
+        carry, block = data[cut + 1 :], data[: cut + 1]
+        frame, line_no = _lines_frame(block, line_no, origin=origin, observed_at=observed_at)
+        if frame.height:
+            yield frame
+    if carry:
+        frame, line_no = _lines_frame(carry, line_no, origin=origin, observed_at=observed_at)
+        if frame.height:
+            yield frame
+
+
+def _lines_frame(
+    block: bytes, first_line: int, *, origin: str, observed_at: datetime
+) -> tuple[pl.DataFrame, int]:
+    parts = block.split(b"\n")
+    if parts and parts[-1] == b"":
+        parts.pop()
+    n = len(parts)
+    try:
+        texts: list[str | None] = block.decode("utf-8").split("\n")[:n]
+        raw_bytes: list[bytes | None] = [None] * n
+    except UnicodeDecodeError:
+        texts, raw_bytes = [], []
+        for part in parts:
+            try:
+                texts.append(part.decode("utf-8"))
+                raw_bytes.append(None)
+            except UnicodeDecodeError:
+                texts.append(None)
+                raw_bytes.append(part)
+    frame = pl.DataFrame(
+        {
+            "raw": pl.Series(texts, dtype=pl.String),
+            "raw_bytes": pl.Series(raw_bytes, dtype=pl.Binary),
+            "origin_line": pl.int_range(first_line + 1, first_line + n + 1, eager=True),
+        }
+    )
+    # Blank lines are not records (a trailing newline, spacing between records).
+    frame = frame.with_columns(pl.col("raw").str.strip_suffix("\r")).filter(
+        pl.col("raw").is_null() | (pl.col("raw").str.strip_chars() != "")
+    )
+    frame = frame.with_columns(
+        source=pl.lit(str(Source.FILE)),
+        observed_at=pl.lit(observed_at, RAW_SCHEMA["observed_at"]),
+        origin=pl.lit(origin),
+        origin_hash=pl.lit(None, pl.String),
+        task_id_hint=pl.lit(None, pl.String),
+        http_status=pl.lit(None, pl.Int16),
+    ).select(list(RAW_SCHEMA))
+    return frame, first_line + n
+
+
+def _array_frames(path: Path, *, origin: str, observed_at: datetime) -> Iterator[pl.DataFrame]:
+    """Yield RAW_SCHEMA frames of the elements of a JSON array file (streamed by DuckDB)."""
+    import duckdb
+
+    con = duckdb.connect(":memory:")
+    try:
+        rel = con.execute(
+            "SELECT json::VARCHAR AS raw FROM read_json_objects(?, format = 'array')", [str(path)]
+        )
+        first = 0
+        while True:
+            batch = rel.fetchmany(100_000)
+            if not batch:
+                break
+            n = len(batch)
+            frame = pl.DataFrame(
+                {
+                    "raw": pl.Series([r[0] for r in batch], dtype=pl.String),
+                    "origin_line": pl.int_range(first + 1, first + n + 1, eager=True),
+                }
+            ).with_columns(
+                raw_bytes=pl.lit(None, pl.Binary),
+                source=pl.lit(str(Source.FILE)),
+                observed_at=pl.lit(observed_at, RAW_SCHEMA["observed_at"]),
+                origin=pl.lit(origin),
+                origin_hash=pl.lit(None, pl.String),
+                task_id_hint=pl.lit(None, pl.String),
+                http_status=pl.lit(None, pl.Int16),
+            )
+            first += n
+            yield frame.select(list(RAW_SCHEMA))
+    except duckdb.Error as exc:
+        raise InputError(f"{path}: not a readable JSON array: {str(exc).splitlines()[0]}") from None
+    finally:
+        con.close()
+
+
+def _is_json_array(path: Path) -> bool:
+    with path.open("rb") as fh:
+        head = fh.read(4096).lstrip()
+    return head.startswith(b"[")
+
+
+def _open_binary(path: Path) -> IO[bytes]:
+    if path.name.endswith(".gz"):
+        return gzip.open(path, "rb")
+    return path.open("rb")
+
+
+def _ingest_file(
+    store: Store,
+    run_id: str,
+    path: Path,
+    summary: IngestSummary,
+    *,
+    chunk_bytes: int,
+    on_bytes: ProgressFn | None,
+) -> FileOutcome:
+    origin = str(path)
+    observed_at = datetime.now(UTC)
+    outcome = FileOutcome(path=origin, status="ingested")
+    totals = WriteStats()
+    reasons: Counter[str] = Counter()
+    try:
+        size = path.stat().st_size
+        with store.transaction():
+            if not path.name.endswith(".gz") and _is_json_array(path):
+                content_hash = _file_hash(path)
+                frames: Iterator[pl.DataFrame] = _array_frames(
+                    path, origin=origin, observed_at=observed_at
+                )
+                reader = None
+            else:
+                fh = _open_binary(path)
+                reader = _HashingReader(fh)
+                frames = _ndjson_frames(
+                    reader, origin=origin, observed_at=observed_at, chunk_bytes=chunk_bytes
+                )
+                content_hash = ""
+            last_pos = 0
+            for frame in frames:
+                batch = normalise_batch(frame)
+                stats = store.write_batch(run_id, batch, refresh=False)
+                store.touch_tasks(batch.accepted.get_column("task_id").unique())
+                totals = _add(totals, stats)
+                outcome.records += frame.height
+                outcome.accepted += batch.accepted.height
+                outcome.rejected += batch.rejects.height
+                reasons.update(batch.rejects.get_column("reason").to_list())
+                if on_bytes is not None and reader is not None:
+                    pos = _raw_position(fh)
+                    on_bytes(pos - last_pos)
+                    last_pos = pos
+            if reader is not None:
+                fh.close()
+                content_hash = reader.hash.hexdigest()
+            if store.file_ingested(content_hash):
+                raise _AlreadyIngested
+            totals = _add(totals, store.refresh_results())
+            store.record_ingested_file(
+                content_hash=content_hash,
+                path=origin,
+                size_bytes=size,
+                records=outcome.records,
+                run_id=run_id,
+            )
+    except _AlreadyIngested:
+        return FileOutcome(path=origin, status="already ingested")
+    except (OSError, EOFError, zlib.error, gzip.BadGzipFile) as exc:
+        reason = _describe_read_error(exc)
+        return FileOutcome(path=origin, status="failed", error=f"{origin}: {reason}")
+    except InputError as exc:
+        return FileOutcome(path=origin, status="failed", error=str(exc))
+    summary.records += outcome.records
+    summary.accepted += outcome.accepted
+    summary.rejected_by_reason.update(reasons)
+    summary.new_results += totals.new_results
+    summary.updated_results += totals.updated_results
+    summary.conflicts += totals.new_conflicts
+    summary.duplicates += totals.duplicates
+    return outcome
+
+
+class _AlreadyIngested(Exception):
+    """Internal: the file's content was ingested before; roll back and report it."""
+
+
+def _raw_position(fh: IO[bytes]) -> int:
+    inner = getattr(fh, "fileobj", None)  # gzip: progress in compressed bytes
+    try:
+        return int((inner or fh).tell())
+    except (OSError, ValueError):
+        return 0
+
+
+def _describe_read_error(exc: BaseException) -> str:
+    if isinstance(exc, EOFError):
+        return "truncated compressed file (ended before the end-of-stream marker); nothing stored"
+    if isinstance(exc, gzip.BadGzipFile | zlib.error):
+        return f"corrupt gzip data ({exc}); nothing stored"
+    if isinstance(exc, PermissionError):
+        return "permission denied; nothing stored"
+    if isinstance(exc, FileNotFoundError):
+        return "no such file"
+    if isinstance(exc, IsADirectoryError):
+        return "is a folder"
+    strerror = getattr(exc, "strerror", None)
+    return f"cannot read: {strerror or exc}; nothing stored"
+
+
+def _file_hash(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        while chunk := fh.read(8 * 1024 * 1024):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _add(a: WriteStats, b: WriteStats) -> WriteStats:
+    return WriteStats(**{f: getattr(a, f) + getattr(b, f) for f in WriteStats.__dataclass_fields__})
+
+
+def ingest_paths(
+    db: str | Path,
+    paths: Iterable[str | Path],
+    *,
+    progress: bool = False,
+    chunk_bytes: int = DEFAULT_CHUNK_BYTES,
+    wait_seconds: float = 0.0,
+) -> IngestSummary:
+    """Ingest files, folders and globs into the store at `db`; return the summary.
+
+    A file that cannot be read is reported in `summary.failed_files` and leaves the store as
+    it was; the other files are still ingested.
+    """
+    files = expand_paths(paths)
+    summary = IngestSummary()
+    with open_store(db, wait_seconds=wait_seconds) as store:
+        summary.run_id = store.start_run("ingest")
+        bar = _progress_bar(files) if progress and sys.stderr.isatty() else None
+        try:
+            for path in files:
+                task = None
+                if bar is not None:
+                    size = path.stat().st_size if path.exists() else 0
+                    task = bar.add_task(path.name, total=size)
+                on_bytes = (lambda n, t=task: bar.advance(t, n)) if bar is not None else None
+                outcome = _ingest_file(
+                    store, summary.run_id, path, summary, chunk_bytes=chunk_bytes,
+                    on_bytes=on_bytes,
+                )
+                if bar is not None and task is not None:
+                    bar.update(task, completed=bar.tasks[task].total or 0)
+                summary.files.append(outcome)
+        finally:
+            if bar is not None:
+                bar.stop()
+        status = "failed" if summary.failed_files else "ok"
+        store.finish_run(summary.run_id, status=status, stats=summary.as_dict())
+    return summary
+
+
+def ingest(db: str | Path, *paths: str | Path, **kwargs: Any) -> IngestSummary:
+    """Ingest files into the store at `db` (library form of `asg-audit ingest`)."""
+    return ingest_paths(db, paths, **kwargs)
+
+
+def _progress_bar(files: list[Path]) -> Any:
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
+
+    bar = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+        transient=True,
+    )
+    bar.start()
+    return bar
+
+
+def print_ingest_summary(summary: IngestSummary, *, file: IO[str] | None = None) -> None:
+    """Print the end-of-ingest summary: records, accepted, rejected by reason, changes."""
+    out = file or sys.stdout
+    print(f"run {summary.run_id}", file=out)
+    for f in summary.files:
+        line = f"  {f.status:<17} {f.path}"
+        if f.status == "ingested":
+            line += f" ({f.records:,} records, {f.accepted:,} accepted, {f.rejected:,} rejected)"
+        print(line, file=out)
+    print(f"records read      {summary.records:>12,}", file=out)
+    print(f"accepted          {summary.accepted:>12,}", file=out)
+    print(f"rejected          {summary.rejected:>12,}", file=out)
+    for reason, n in sorted(summary.rejected_by_reason.items()):
+        print(f"  {reason:<16}{n:>12,}", file=out)
+    print(f"new results       {summary.new_results:>12,}", file=out)
+    print(f"updated results   {summary.updated_results:>12,}", file=out)
+    print(f"conflicts         {summary.conflicts:>12,}", file=out)
+    print(f"duplicates        {summary.duplicates:>12,}", file=out)
+    for f in summary.failed_files:
+        print(f"asg-audit: error: {f.error}", file=sys.stderr)
+
+
+# -- submissions (track) -----------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class TrackSummary:
+    """What `track` registered."""
+
+    path: str
+    rows: int = 0
+    new: int = 0
+    updated: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+def _parse_ts(value: Any) -> datetime | None:
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool):
+        raise ValueError("expected a timestamp, got a boolean")
+    if isinstance(value, int | float):
+        return datetime.fromtimestamp(int(value), UTC)
+    text = str(value).strip()
+    if text.endswith(("Z", "z")):
+        text = text[:-1] + "+00:00"
+    parsed = datetime.fromisoformat(text)
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed.astimezone(UTC)
+
+
+def _submission_row(rec: dict[str, Any]) -> dict[str, Any]:
+    task_id = rec.get("task_id")
+    if not isinstance(task_id, str) or not task_id:
+        raise ValueError("task_id: missing or not a string")
+    if not is_safe_task_id(task_id):
+        raise ValueError("task_id: unsafe task id (letters, digits and _ . : - only)")
+    threshold = rec.get("consensus_threshold")
+    if threshold in (None, ""):
+        threshold_v = None
+    else:
+        try:
+            threshold_v = int(str(threshold))
+        except ValueError:
+            raise ValueError(f"consensus_threshold: not an integer: {threshold!r}") from None
+        if not 2 <= threshold_v <= 10:
+            raise ValueError(f"consensus_threshold: {threshold_v} is outside 2..10")
+    options: Any = rec.get("options")
+    spec = rec.get("label_spec")
+    if options is None and isinstance(spec, dict):
+        options = spec.get("options")
+    if isinstance(options, str):
+        options = json.loads(options) if options.startswith("[") else options.split("|")
+    if options is not None and (
+        not isinstance(options, list) or not all(isinstance(o, str) for o in options)
+    ):
+        raise ValueError("options: expected a list of strings")
+    task_type = rec.get("task_type", rec.get("type"))
+    try:
+        created_at = _parse_ts(rec.get("created_at"))
+    except (ValueError, OverflowError, OSError):
+        raise ValueError(f"created_at: not a timestamp: {rec.get('created_at')!r}") from None
+    return {
+        "task_id": task_id,
+        "task_type": None if task_type in (None, "") else str(task_type),
+        "consensus_threshold": threshold_v,
+        "options": options or None,
+        "created_at": created_at,
+        "data_url": rec.get("data_url") or None,
+    }
+
+
+def _submission_records(path: Path) -> Iterator[tuple[int, dict[str, Any] | str]]:
+    opener = gzip.open if path.name.endswith(".gz") else open
+    with opener(path, "rt", encoding="utf-8", newline="") as fh:  # type: ignore[operator]
+        stem = path.name.removesuffix(".gz")
+        if stem.endswith(".csv"):
+            reader = csv.DictReader(fh)
+            for line_no, row in enumerate(reader, start=2):
+                yield line_no, dict(row)
+        else:
+            for line_no, line in enumerate(fh, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    rec = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    yield line_no, f"not valid JSON ({exc.msg})"
+                    continue
+                yield line_no, rec if isinstance(rec, dict) else "expected a JSON object"
+
+
+def track_file(db: str | Path, path: str | Path, *, wait_seconds: float = 0.0) -> TrackSummary:
+    """Register submitted tasks from a CSV or NDJSON export; return what was registered.
+
+    Rows that cannot be used are listed in `errors` (file, line, field and reason) and go to
+    `rejects`; the good rows are stored.
+    """
+    path = Path(path)
+    summary = TrackSummary(path=str(path))
+    rows: list[dict[str, Any]] = []
+    bad: list[tuple[int, str, str]] = []
+    try:
+        for line_no, rec in _submission_records(path):
+            summary.rows += 1
+            if isinstance(rec, str):
+                bad.append((line_no, rec, ""))
+                continue
+            try:
+                row = _submission_row(rec)
+            except (ValueError, TypeError) as exc:
+                bad.append((line_no, str(exc), json.dumps(rec, default=str)))
+                continue
+            rows.append({**row, "origin": str(path), "origin_line": line_no})
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such file") from None
+    except (OSError, EOFError, UnicodeDecodeError, zlib.error, csv.Error) as exc:
+        raise InputError(f"{path}: {_describe_read_error(exc)}") from None
+    frame = pl.DataFrame(
+        rows,
+        schema={**SUBMISSIONS_SCHEMA, "origin": pl.String(), "origin_line": pl.Int64()},
+        orient="row",
+    ) if rows else pl.DataFrame(
+        schema={**SUBMISSIONS_SCHEMA, "origin": pl.String(), "origin_line": pl.Int64()}
+    )
+    with open_store(db, wait_seconds=wait_seconds) as store:
+        run_id = store.start_run("track")
+        with store.transaction() as con:
+            summary.new, summary.updated = store.write_submissions(frame)
+            now = datetime.now(UTC)
+            for line_no, reason, raw in bad:
+                field_name = reason.split(":", 1)[0] if ":" in reason else None
+                con.execute(
+                    "INSERT INTO rejects VALUES (?, 'submissions', ?, ?, ?, 'bad_submission', ?, ?, ?)",
+                    [run_id, now, str(path), line_no, field_name, reason, raw.encode()],
+                )
+        summary.errors = [f"{path}:{line}: {reason}" for line, reason, _ in bad]
+        store.finish_run(
+            run_id,
+            status="ok",
+            stats={"rows": summary.rows, "new": summary.new, "updated": summary.updated,
+                   "errors": len(bad)},
+        )
+    return summary
+
+
+def print_track_summary(summary: TrackSummary, *, file: IO[str] | None = None) -> None:
+    """Print what `track` registered and every row it could not use."""
+    out = file or sys.stdout
+    print(
+        f"{summary.path}: {summary.rows:,} rows, {summary.new:,} new tasks, "
+        f"{summary.updated:,} updated, {len(summary.errors):,} rejected",
+        file=out,
+    )
+    for err in summary.errors[:20]:
+        print(f"  {err}", file=sys.stderr)
+    if len(summary.errors) > 20:
+        print(f"  ... and {len(summary.errors) - 20:,} more (see the rejects table)", file=sys.stderr)
+

@@ -1,0 +1,143 @@
+"""Versioned, named migrations of the DuckDB store.
+
+A migration's version is its position in `MIGRATIONS` (1-based). Append new migrations at the end;
+never edit or reorder one that has landed: existing database files have already applied it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["MIGRATIONS", "Migration"]
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    """One named schema change: SQL statements applied in one transaction."""
+
+    name: str
+    statements: tuple[str, ...]
+
+
+_NORMALISED_COLUMNS = """
+    task_id VARCHAR NOT NULL,
+    status VARCHAR,
+    http_status SMALLINT,
+    consensus_label VARCHAR,
+    confidence DOUBLE,
+    worker_count INTEGER,
+    agreement_count INTEGER,
+    bsv_txid VARCHAR,
+    cost_sats BIGINT,
+    cost_unknown BOOLEAN,
+    task_type VARCHAR,
+    created_at TIMESTAMPTZ,
+    settled_at TIMESTAMPTZ,
+    delivered_at TIMESTAMPTZ,
+    error_message VARCHAR,
+    shape VARCHAR,
+    flags VARCHAR[],
+    payload_hash VARCHAR
+"""
+
+MIGRATIONS: list[Migration] = [
+    Migration(
+        name="initial evidence store",
+        statements=(
+            """CREATE TABLE runs (
+                run_id VARCHAR PRIMARY KEY,
+                command VARCHAR NOT NULL,
+                started_at TIMESTAMPTZ NOT NULL,
+                finished_at TIMESTAMPTZ,
+                status VARCHAR NOT NULL,
+                stats JSON
+            )""",
+            f"""CREATE TABLE observations (
+                obs_id BIGINT NOT NULL,
+                run_id VARCHAR NOT NULL,
+                source VARCHAR NOT NULL,
+                observed_at TIMESTAMPTZ NOT NULL,
+                origin VARCHAR,
+                origin_line BIGINT,
+                origin_hash VARCHAR,
+                raw VARCHAR,
+                {_NORMALISED_COLUMNS}
+            )""",
+            """CREATE TABLE results (
+                task_id VARCHAR NOT NULL,
+                status VARCHAR,
+                consensus_label VARCHAR,
+                confidence DOUBLE,
+                worker_count INTEGER,
+                agreement_count INTEGER,
+                bsv_txid VARCHAR,
+                cost_sats BIGINT,
+                cost_unknown BOOLEAN,
+                task_type VARCHAR,
+                created_at TIMESTAMPTZ,
+                settled_at TIMESTAMPTZ,
+                delivered_at TIMESTAMPTZ,
+                shape VARCHAR,
+                flags VARCHAR[],
+                first_seen_at TIMESTAMPTZ,
+                settled_seen_at TIMESTAMPTZ,
+                last_seen_at TIMESTAMPTZ,
+                sources VARCHAR[],
+                observation_count BIGINT,
+                conflict_count BIGINT
+            )""",
+            """CREATE TABLE submissions (
+                task_id VARCHAR NOT NULL,
+                task_type VARCHAR,
+                consensus_threshold INTEGER,
+                options VARCHAR[],
+                created_at TIMESTAMPTZ,
+                data_url VARCHAR,
+                origin VARCHAR,
+                origin_line BIGINT,
+                tracked_at TIMESTAMPTZ NOT NULL
+            )""",
+            """CREATE TABLE rejects (
+                run_id VARCHAR NOT NULL,
+                source VARCHAR NOT NULL,
+                observed_at TIMESTAMPTZ NOT NULL,
+                origin VARCHAR,
+                origin_line BIGINT,
+                reason VARCHAR NOT NULL,
+                field VARCHAR,
+                detail VARCHAR,
+                raw BLOB
+            )""",
+            """CREATE TABLE ingested_files (
+                content_hash VARCHAR PRIMARY KEY,
+                path VARCHAR NOT NULL,
+                size_bytes BIGINT NOT NULL,
+                records BIGINT NOT NULL,
+                run_id VARCHAR NOT NULL,
+                ingested_at TIMESTAMPTZ NOT NULL
+            )""",
+            """CREATE TABLE poll_state (
+                task_id VARCHAR PRIMARY KEY,
+                state VARCHAR NOT NULL,
+                attempts INTEGER NOT NULL DEFAULT 0,
+                next_poll_at TIMESTAMPTZ,
+                last_http_status SMALLINT,
+                first_404_at TIMESTAMPTZ,
+                updated_at TIMESTAMPTZ NOT NULL
+            )""",
+            """CREATE TABLE findings (
+                run_id VARCHAR NOT NULL,
+                check_id VARCHAR NOT NULL,
+                severity VARCHAR NOT NULL,
+                entity_type VARCHAR,
+                entity_id VARCHAR,
+                expected VARCHAR,
+                actual VARCHAR,
+                difference DOUBLE,
+                proves VARCHAR,
+                message VARCHAR
+            )""",
+        ),
+    ),
+    # Append new migrations here (version = position in this list).
+]

@@ -1,0 +1,467 @@
+"""The one normaliser: raw records in, a normalised frame and a rejects frame out.
+
+Every source (file ingest, collector polls, webhook deliveries) goes through `normalise_batch`.
+It is vectorised: the JSON is parsed once per record by DuckDB's JSON reader inside an in-memory
+connection (a compute engine here, not the store), every field is type-checked with `json_type`,
+and no Python code runs per record. It is the only place where fields are interpreted.
+
+A record that cannot be used becomes a reject with a reason code (`RejectReason`), the field at
+fault and a human-readable detail. A record that parses but breaks an invariant of the service is
+kept, with flags (`Flag`): those are audit findings, not input errors.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Final
+
+import duckdb
+import polars as pl
+
+from asg_audit.model import (
+    DOCUMENTED_STATUSES,
+    MAX_TASK_ID_LENGTH,
+    NORMALISED_SCHEMA,
+    OBSERVATION_META_SCHEMA,
+    REJECTS_SCHEMA,
+    TASK_ID_PATTERN,
+    TXID_PATTERN,
+    Flag,
+    RejectReason,
+    Shape,
+    Source,
+)
+
+__all__ = [
+    "DEFAULT_MAX_RECORD_BYTES",
+    "RAW_SCHEMA",
+    "NormalisedBatch",
+    "RawRecord",
+    "normalise_batch",
+    "normalise_records",
+    "raw_frame",
+]
+
+# A record larger than this is quarantined without being parsed (a hostile or broken body).
+DEFAULT_MAX_RECORD_BYTES: Final = 1_000_000
+# Epoch seconds accepted as timestamps: 2000-01-01 .. 2100-01-01.
+_EPOCH_MIN: Final = 946_684_800
+_EPOCH_MAX: Final = 4_102_444_800
+
+# The input of `normalise_batch`: one row per raw record.
+RAW_SCHEMA: Final[dict[str, pl.DataType]] = {
+    "raw": pl.String(),  # the record as text; null when it is not valid UTF-8
+    "raw_bytes": pl.Binary(),  # the original bytes, only where `raw` is null
+    "source": pl.String(),
+    "observed_at": OBSERVATION_META_SCHEMA["observed_at"],
+    "origin": pl.String(),
+    "origin_line": pl.Int64(),
+    "origin_hash": pl.String(),
+    "task_id_hint": pl.String(),  # the id the request was about (polls), else null
+    "http_status": pl.Int16(),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class RawRecord:
+    """One raw record and where it came from, for small batches (polls, deliveries)."""
+
+    body: bytes | str
+    source: Source
+    origin: str
+    observed_at: datetime
+    origin_line: int | None = None
+    task_id_hint: str | None = None
+    http_status: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class NormalisedBatch:
+    """The two outputs of the normaliser; every input row is in exactly one of them."""
+
+    accepted: pl.DataFrame  # NORMALISED_SCHEMA + OBSERVATION_META_SCHEMA
+    rejects: pl.DataFrame  # REJECTS_SCHEMA minus run_id (the store adds it)
+
+
+def raw_frame(records: Iterable[RawRecord]) -> pl.DataFrame:
+    """Return the RAW_SCHEMA frame for a handful of records (decoding bytes as UTF-8)."""
+    rows: dict[str, list[object]] = {name: [] for name in RAW_SCHEMA}
+    for rec in records:
+        text: str | None
+        raw_bytes: bytes | None = None
+        if isinstance(rec.body, bytes):
+            try:
+                text = rec.body.decode("utf-8")
+            except UnicodeDecodeError:
+                text, raw_bytes = None, rec.body
+        else:
+            text = rec.body
+        rows["raw"].append(text)
+        rows["raw_bytes"].append(raw_bytes)
+        rows["source"].append(str(rec.source))
+        rows["observed_at"].append(rec.observed_at.astimezone(UTC))
+        rows["origin"].append(rec.origin)
+        rows["origin_line"].append(rec.origin_line)
+        rows["origin_hash"].append(None)
+        rows["task_id_hint"].append(rec.task_id_hint)
+        rows["http_status"].append(rec.http_status)
+    return pl.DataFrame(rows, schema=RAW_SCHEMA)
+
+
+# JSON paths extracted in one parse per record, by position.
+_PATHS: Final = (
+    "$.task_id",  # 1
+    "$.status",  # 2
+    "$.consensus_label",  # 3
+    "$.confidence",  # 4
+    "$.worker_count",  # 5
+    "$.agreement_count",  # 6
+    "$.bsv_txid",  # 7
+    "$.settlement",  # 8
+    "$.settlement.bsv_txid",  # 9
+    "$.settlement.total_cost_sats",  # 10
+    "$.settlement.settled_at",  # 11
+    "$.total_cost_sats",  # 12
+    "$.cost_sats",  # 13
+    "$.type",  # 14
+    "$.task_type",  # 15
+    "$.created_at",  # 16
+    "$.settled_at",  # 17
+    "$.timestamp",  # 18
+    "$.event",  # 19
+    "$.error",  # 20
+    "$.error.message",  # 21
+)
+_P = {path: i + 1 for i, path in enumerate(_PATHS)}
+_INT_TYPES = "('UBIGINT', 'BIGINT')"
+_NUM_TYPES = "('UBIGINT', 'BIGINT', 'DOUBLE')"
+
+
+def _v(path: str) -> str:
+    """SQL for the JSON value at `path`, with JSON null folded into SQL NULL."""
+    return f"v{_P[path]}"
+
+
+def _sql_list(values: Iterable[str]) -> str:
+    return "(" + ", ".join("'" + v.replace("'", "''") + "'" for v in sorted(values)) + ")"
+
+
+def _build_sql(max_record_bytes: int) -> str:
+    # Field extraction: one JSON parse, then typed reads of the extracted fragments.
+    vals = ",\n    ".join(
+        f"CASE WHEN json_type(j[{i}]) = 'NULL' THEN NULL ELSE j[{i}] END AS v{i}"
+        for i in range(1, len(_PATHS) + 1)
+    )
+    paths = "[" + ", ".join(f"'{p}'" for p in _PATHS) + "]"
+    t = {p: f"json_type({_v(p)})" for p in _PATHS}
+    s = {p: f"({_v(p)} ->> '$')" for p in _PATHS}  # unquoted string value
+
+    cost_v = f"coalesce({_v('$.settlement.total_cost_sats')}, {_v('$.total_cost_sats')}, {_v('$.cost_sats')})"
+    cost_field = (
+        f"CASE WHEN {_v('$.settlement.total_cost_sats')} IS NOT NULL THEN 'settlement.total_cost_sats' "
+        f"WHEN {_v('$.total_cost_sats')} IS NOT NULL THEN 'total_cost_sats' ELSE 'cost_sats' END"
+    )
+    txid_v = f"coalesce({_v('$.settlement.bsv_txid')}, {_v('$.bsv_txid')})"
+    settled_v = f"coalesce({_v('$.settlement.settled_at')}, {_v('$.settled_at')})"
+    type_v = f"coalesce({_v('$.task_type')}, {_v('$.type')})"
+
+    def ts_bad(expr: str) -> str:
+        return (
+            f"({expr} IS NOT NULL AND NOT ("
+            f"(json_type({expr}) = 'VARCHAR' AND TRY_CAST(({expr} ->> '$') AS TIMESTAMPTZ) IS NOT NULL)"
+            f" OR (json_type({expr}) IN {_INT_TYPES} AND TRY_CAST({expr} AS HUGEINT)"
+            f" BETWEEN {_EPOCH_MIN} AND {_EPOCH_MAX})))"
+        )
+
+    def ts_val(expr: str) -> str:
+        return (
+            f"CASE WHEN json_type({expr}) = 'VARCHAR' THEN TRY_CAST(({expr} ->> '$') AS TIMESTAMPTZ)"
+            f" WHEN json_type({expr}) IN {_INT_TYPES} THEN to_timestamp(TRY_CAST({expr} AS BIGINT)) END"
+        )
+
+    def not_str(expr: str) -> str:
+        return f"({expr} IS NOT NULL AND json_type({expr}) <> 'VARCHAR')"
+
+    def bad_count(path: str) -> str:
+        return (
+            f"({_v(path)} IS NOT NULL AND NOT (json_type({_v(path)}) IN {_INT_TYPES}"
+            f" AND TRY_CAST({_v(path)} AS HUGEINT) BETWEEN 0 AND 2147483647))"
+        )
+
+    # Ordered rules: the first that matches is the reject reason (reason, field, detail SQL).
+    rules: list[tuple[str, str, str, str]] = [
+        (
+            "raw IS NULL",
+            RejectReason.INVALID_UTF8,
+            "NULL",
+            "'the record is not valid UTF-8'",
+        ),
+        (
+            f"strlen(raw) > {max_record_bytes}",
+            RejectReason.TOO_LARGE,
+            "NULL",
+            f"'record of ' || strlen(raw) || ' bytes is over the limit of {max_record_bytes}'",
+        ),
+        ("j IS NULL", RejectReason.INVALID_JSON, "NULL", "'not valid JSON'"),
+        (
+            "doc_type <> 'OBJECT'",
+            RejectReason.NOT_OBJECT,
+            "NULL",
+            "'expected a JSON object, got ' || lower(doc_type)",
+        ),
+        (
+            not_str(_v("$.task_id")),
+            RejectReason.BAD_TYPE,
+            "'task_id'",
+            f"'expected a string, got ' || lower({t['$.task_id']})",
+        ),
+        (
+            "coalesce(body_task_id, task_id_hint, '') = ''",
+            RejectReason.MISSING_TASK_ID,
+            "'task_id'",
+            "'no task id in the record or its origin'",
+        ),
+        (
+            f"NOT regexp_full_match(coalesce(body_task_id, task_id_hint), '{TASK_ID_PATTERN}')",
+            RejectReason.UNSAFE_TASK_ID,
+            "'task_id'",
+            f"'task id must match {TASK_ID_PATTERN} (at most {MAX_TASK_ID_LENGTH} characters)'",
+        ),
+        (
+            "task_id_hint IS NOT NULL AND body_task_id IS NOT NULL AND body_task_id <> task_id_hint",
+            RejectReason.TASK_ID_MISMATCH,
+            "'task_id'",
+            "'the body names another task than the request'",
+        ),
+        (
+            f"{_v('$.settlement')} IS NOT NULL AND {t['$.settlement']} <> 'OBJECT'",
+            RejectReason.BAD_SETTLEMENT,
+            "'settlement'",
+            f"'expected an object, got ' || lower({t['$.settlement']})",
+        ),
+    ]
+    for path, field in (
+        ("$.status", "status"),
+        ("$.consensus_label", "consensus_label"),
+        ("$.bsv_txid", "bsv_txid"),
+        ("$.settlement.bsv_txid", "settlement.bsv_txid"),
+        ("$.type", "type"),
+        ("$.task_type", "task_type"),
+        ("$.event", "event"),
+    ):
+        rules.append(
+            (
+                not_str(_v(path)),
+                RejectReason.BAD_TYPE,
+                f"'{field}'",
+                f"'expected a string, got ' || lower({t[path]})",
+            )
+        )
+    for path, field in (("$.worker_count", "worker_count"), ("$.agreement_count", "agreement_count")):
+        rules.append(
+            (
+                bad_count(path),
+                RejectReason.BAD_TYPE,
+                f"'{field}'",
+                f"'expected a non-negative integer, got ' || lower({t[path]}) || ' ' || {_v(path)}",
+            )
+        )
+    rules.append(
+        (
+            f"{_v('$.confidence')} IS NOT NULL AND NOT ({t['$.confidence']} IN {_NUM_TYPES}"
+            f" AND isfinite(TRY_CAST({_v('$.confidence')} AS DOUBLE)))",
+            RejectReason.BAD_TYPE,
+            "'confidence'",
+            f"'expected a finite number, got ' || lower({t['$.confidence']}) || ' ' || {_v('$.confidence')}",
+        )
+    )
+    rules.append(
+        (
+            f"{cost_v} IS NOT NULL AND NOT (json_type({cost_v}) IN {_INT_TYPES}"
+            f" AND TRY_CAST({cost_v} AS HUGEINT) BETWEEN 0 AND 9223372036854775807)",
+            RejectReason.BAD_SATS,
+            cost_field,
+            f"'sats must be a non-negative integer within int64, got ' || lower(json_type({cost_v}))"
+            f" || ' ' || left({cost_v}::VARCHAR, 40)",
+        )
+    )
+    for expr, field in (
+        (_v("$.created_at"), "'created_at'"),
+        (settled_v, f"CASE WHEN {_v('$.settlement.settled_at')} IS NOT NULL THEN 'settlement.settled_at' ELSE 'settled_at' END"),
+        (_v("$.timestamp"), "'timestamp'"),
+    ):
+        rules.append(
+            (
+                ts_bad(expr),
+                RejectReason.BAD_TIMESTAMP,
+                field,
+                f"'not an RFC 3339 timestamp or epoch seconds: ' || left({expr}::VARCHAR, 60)",
+            )
+        )
+
+    reason = "CASE " + " ".join(f"WHEN {c} THEN '{r}'" for c, r, _, _ in rules) + " END"
+    field = "CASE " + " ".join(f"WHEN {c} THEN {f}" for c, _, f, _ in rules) + " END"
+    detail = "CASE " + " ".join(f"WHEN {c} THEN {d}" for c, _, _, d in rules) + " END"
+
+    status_expr = (
+        f"CASE WHEN {s['$.event']} = 'task.settled' AND {_v('$.status')} IS NULL THEN 'settled'"
+        f" ELSE {s['$.status']} END"
+    )
+    shape = (
+        f"CASE WHEN {_v('$.error')} IS NOT NULL THEN '{Shape.ERROR}'"
+        f" WHEN {_v('$.event')} IS NOT NULL THEN '{Shape.WEBHOOK}'"
+        f" WHEN {_v('$.settlement')} IS NOT NULL THEN '{Shape.NESTED}'"
+        f" WHEN coalesce({_v('$.bsv_txid')}, {_v('$.settled_at')}, {_v('$.total_cost_sats')},"
+        f" {_v('$.cost_sats')}) IS NOT NULL THEN '{Shape.FLAT}'"
+        f" ELSE '{Shape.PARTIAL}' END"
+    )
+    documented = _sql_list(DOCUMENTED_STATUSES)
+    flags = (
+        "list_filter(["
+        f"CASE WHEN cost_sats_raw = 0 THEN '{Flag.COST_UNKNOWN}' END,"
+        f"CASE WHEN status NOT IN {documented} THEN '{Flag.STATUS_UNDOCUMENTED}' END,"
+        f"CASE WHEN bsv_txid IS NOT NULL AND (NOT regexp_full_match(bsv_txid, '{TXID_PATTERN}')"
+        f" OR ltrim(bsv_txid, '0') = '') THEN '{Flag.TXID_MALFORMED}' END,"
+        f"CASE WHEN status = 'settled' AND bsv_txid IS NULL AND shape <> '{Shape.ERROR}'"
+        f" THEN '{Flag.TXID_MISSING}' END,"
+        f"CASE WHEN settled_at < created_at THEN '{Flag.SETTLED_BEFORE_CREATED}' END,"
+        f"CASE WHEN agreement_count > worker_count THEN '{Flag.AGREEMENT_ABOVE_WORKERS}' END,"
+        f"CASE WHEN confidence <= 0.5 OR confidence > 1 THEN '{Flag.CONFIDENCE_OUT_OF_RANGE}' END,"
+        f"CASE WHEN type_alias THEN '{Flag.TYPE_ALIAS}' END,"
+        f"CASE WHEN epoch_ts THEN '{Flag.EPOCH_TIMESTAMP}' END"
+        "], lambda x: x IS NOT NULL)"
+    )
+
+    return f"""
+WITH src AS (
+  SELECT row_number() OVER () AS idx, *,
+    CASE WHEN raw IS NOT NULL AND strlen(raw) <= {max_record_bytes}
+         THEN TRY(json_extract(raw, {paths})) END AS j,
+    CASE WHEN raw IS NOT NULL AND strlen(raw) <= {max_record_bytes}
+         THEN TRY(json_type(raw)) END AS doc_type
+  FROM raw_batch
+), vals AS (
+  SELECT *,
+    {vals}
+  FROM src
+), typed AS (
+  SELECT *,
+    CASE WHEN {t['$.task_id']} = 'VARCHAR' THEN {s['$.task_id']} END AS body_task_id,
+    {reason} AS reject_reason,
+    {field} AS reject_field,
+    {detail} AS reject_detail
+  FROM vals
+), parsed AS (
+  SELECT *,
+    coalesce(body_task_id, task_id_hint) AS task_id,
+    {status_expr} AS status,
+    {s['$.consensus_label']} AS consensus_label,
+    TRY_CAST({_v('$.confidence')} AS DOUBLE) AS confidence,
+    TRY_CAST({_v('$.worker_count')} AS INTEGER) AS worker_count,
+    TRY_CAST({_v('$.agreement_count')} AS INTEGER) AS agreement_count,
+    nullif(lower(trim({txid_v} ->> '$')), '') AS bsv_txid,
+    TRY_CAST({cost_v} AS BIGINT) AS cost_sats_raw,
+    {type_v} ->> '$' AS task_type,
+    {_v('$.task_type')} IS NULL AND {_v('$.type')} IS NOT NULL AS type_alias,
+    {ts_val(_v('$.created_at'))} AS created_at,
+    {ts_val(settled_v)} AS settled_at,
+    {ts_val(_v('$.timestamp'))} AS delivered_at,
+    (json_type({_v('$.created_at')}) IN {_INT_TYPES} OR json_type({settled_v}) IN {_INT_TYPES}
+      OR json_type({_v('$.timestamp')}) IN {_INT_TYPES}) AS epoch_ts,
+    CASE WHEN {t['$.error']} = 'VARCHAR' THEN {s['$.error']}
+         WHEN {t['$.error']} = 'OBJECT' THEN coalesce({s['$.error.message']}, {_v('$.error')}::VARCHAR)
+         WHEN {_v('$.error')} IS NOT NULL THEN {_v('$.error')}::VARCHAR END AS error_message,
+    {shape} AS shape,
+    md5(raw) AS payload_hash
+  FROM typed
+)
+SELECT *, {flags} AS flags FROM parsed
+"""
+
+
+_ACCEPTED_COLUMNS: Final = [
+    *(f"{name}" for name in NORMALISED_SCHEMA),
+    *(name for name in OBSERVATION_META_SCHEMA if name != "run_id"),
+]
+_local = threading.local()
+
+
+def _engine(max_record_bytes: int) -> tuple[duckdb.DuckDBPyConnection, str]:
+    """Return this thread's in-memory DuckDB engine and the compiled query."""
+    cache: dict[int, tuple[duckdb.DuckDBPyConnection, str]] | None = getattr(_local, "cache", None)
+    if cache is None:
+        cache = _local.cache = {}
+    if max_record_bytes not in cache:
+        con = duckdb.connect(":memory:")
+        con.execute("SET TimeZone = 'UTC'")
+        cache[max_record_bytes] = (con, _build_sql(max_record_bytes))
+    return cache[max_record_bytes]
+
+
+def normalise_batch(
+    raw: pl.DataFrame, *, max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES
+) -> NormalisedBatch:
+    """Return the normalised records and the rejects of a RAW_SCHEMA frame.
+
+    Every input row ends in exactly one of the two frames. Accepted file records keep no raw
+    text (the file and line are the evidence); other accepted records keep theirs.
+    """
+    raw_batch = raw.select(
+        [pl.col(name).cast(dtype) if name in raw.columns else pl.lit(None, dtype).alias(name)
+         for name, dtype in RAW_SCHEMA.items()]
+    )
+    con, sql = _engine(max_record_bytes)
+    cur = con.cursor()
+    try:
+        cur.register("raw_batch", raw_batch)
+        out = cur.sql(sql).pl()
+    finally:
+        cur.close()
+    if out.height == 0:
+        out = _empty_parsed()
+    is_reject = pl.col("reject_reason").is_not_null()
+    accepted = (
+        out.filter(~is_reject)
+        .with_columns(
+            cost_unknown=pl.col("cost_sats_raw") == 0,
+            cost_sats=pl.when(pl.col("cost_sats_raw") > 0).then(pl.col("cost_sats_raw")),
+            raw=pl.when(pl.col("source") != Source.FILE).then(pl.col("raw")),
+        )
+        .select(
+            [pl.col(n).cast(d) for n, d in NORMALISED_SCHEMA.items()]
+            + [pl.col(n).cast(d) for n, d in OBSERVATION_META_SCHEMA.items() if n != "run_id"]
+        )
+    )
+    rejects = (
+        out.filter(is_reject)
+        .with_columns(
+            raw=pl.coalesce(pl.col("raw_bytes"), pl.col("raw").cast(pl.Binary)),
+            reason=pl.col("reject_reason"),
+            field=pl.col("reject_field"),
+            detail=pl.col("reject_detail"),
+        )
+        .select([pl.col(n).cast(d) for n, d in REJECTS_SCHEMA.items() if n != "run_id"])
+    )
+    return NormalisedBatch(accepted=accepted, rejects=rejects)
+
+
+def _empty_parsed() -> pl.DataFrame:
+    schema = {
+        **RAW_SCHEMA,
+        **NORMALISED_SCHEMA,
+        "cost_sats_raw": pl.Int64(),
+        "reject_reason": pl.String(),
+        "reject_field": pl.String(),
+        "reject_detail": pl.String(),
+    }
+    return pl.DataFrame(schema=schema)
+
+
+def normalise_records(
+    records: Sequence[RawRecord], *, max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES
+) -> NormalisedBatch:
+    """Return `normalise_batch` of a few RawRecords (convenience for polls and deliveries)."""
+    return normalise_batch(raw_frame(records), max_record_bytes=max_record_bytes)

@@ -1,0 +1,490 @@
+"""The DuckDB evidence store: migrations, the one writer, and readers returning polars frames.
+
+One file (default `./asg_audit.duckdb`). DuckDB allows one writing process at a time: a second
+writer gets `StoreBusyError` (or waits up to `wait_seconds`). Readers open read-only.
+
+`results` is derived from `observations` by `refresh_results`, for the tasks a write touched:
+- a settled observation beats any other; the first settled observation gives the fields, later
+  ones only fill fields it lacked (a webhook has no counts or cost, a later poll does);
+- a later settled observation whose label, txid or cost differs is counted in `conflict_count`
+  and kept in `observations`; the result is never silently overwritten;
+- a task never seen settled shows its latest observation.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import secrets
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import polars as pl
+
+from asg_audit.errors import SchemaVersionError, StoreBusyError, StoreError
+from asg_audit.migrations import MIGRATIONS
+from asg_audit.model import FINDINGS_SCHEMA, NORMALISED_SCHEMA, OBSERVATION_META_SCHEMA, Source
+from asg_audit.normalize import NormalisedBatch
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "Store",
+    "WriteStats",
+    "describe_store",
+    "new_run_id",
+    "open_store",
+]
+
+SCHEMA_VERSION = len(MIGRATIONS)
+TABLES = (
+    "runs",
+    "observations",
+    "results",
+    "submissions",
+    "rejects",
+    "ingested_files",
+    "poll_state",
+    "findings",
+)
+_OBS_COLUMNS = ["obs_id", *OBSERVATION_META_SCHEMA, *NORMALISED_SCHEMA]
+# Fields of a result chosen from the first settled observation (or the latest otherwise).
+_RESULT_FIELDS = (
+    "consensus_label",
+    "confidence",
+    "worker_count",
+    "agreement_count",
+    "bsv_txid",
+    "cost_sats",
+    "settled_at",
+)
+
+
+def new_run_id(now: datetime | None = None) -> str:
+    """Return a sortable, unique run id such as `20261128T200102Z-3f9a`."""
+    now = now or datetime.now(UTC)
+    return now.strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
+
+
+@dataclass(frozen=True, slots=True)
+class WriteStats:
+    """What one write added to the store."""
+
+    observations: int = 0
+    duplicates: int = 0
+    rejects: int = 0
+    new_results: int = 0
+    updated_results: int = 0
+    new_conflicts: int = 0
+
+
+class Store:
+    """An open store. Use `open_store`; writes go through the methods below only."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, path: Path, *, read_only: bool) -> None:
+        self.con = con
+        self.path = path
+        self.read_only = read_only
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Close the connection (checkpointing the WAL of a writer)."""
+        self.con.close()
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """Run a block in one transaction: all of it is stored, or none of it."""
+        self._require_writer()
+        self.con.execute("BEGIN TRANSACTION")
+        try:
+            yield self.con
+        except BaseException:
+            self.con.execute("ROLLBACK")
+            raise
+        else:
+            self.con.execute("COMMIT")
+
+    def _require_writer(self) -> None:
+        if self.read_only:
+            raise StoreError(f"{self.path}: opened read-only; this operation writes")
+
+    # -- readers -------------------------------------------------------------------------------
+
+    def frame(self, table: str, *, where: str = "", params: Sequence[Any] = ()) -> pl.DataFrame:
+        """Return a whole table (or the rows matching a parameterised `where`) as polars."""
+        if table not in self.tables():
+            raise StoreError(f"{self.path}: no table named {table!r}")
+        sql = f'SELECT * FROM "{table}"' + (f" WHERE {where}" if where else "")
+        return self.con.execute(sql, list(params)).pl()
+
+    def tables(self) -> list[str]:
+        """Return the names of the tables in the store."""
+        rows = self.con.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main'"
+        ).fetchall()
+        return sorted(r[0] for r in rows)
+
+    def schema_version(self) -> int:
+        """Return the migration version this file is at."""
+        return _schema_version(self.con)
+
+    def count(self, table: str) -> int:
+        """Return the number of rows of a table."""
+        if table not in self.tables():
+            raise StoreError(f"{self.path}: no table named {table!r}")
+        row = self.con.execute(f'SELECT count(*) FROM "{table}"').fetchall()[0]
+        return int(row[0]) if row else 0
+
+    def file_ingested(self, content_hash: str) -> bool:
+        """Return whether a file with this content hash was already ingested."""
+        rows = self.con.execute(
+            "SELECT 1 FROM ingested_files WHERE content_hash = ?", [content_hash]
+        ).fetchall()
+        return bool(rows)
+
+    # -- runs ----------------------------------------------------------------------------------
+
+    def start_run(self, command: str, *, run_id: str | None = None) -> str:
+        """Record the start of a run; return its id."""
+        self._require_writer()
+        run_id = run_id or new_run_id()
+        self.con.execute(
+            "INSERT INTO runs VALUES (?, ?, ?, NULL, 'running', NULL)",
+            [run_id, command, datetime.now(UTC)],
+        )
+        return run_id
+
+    def finish_run(self, run_id: str, *, status: str, stats: dict[str, Any] | None = None) -> None:
+        """Record the end of a run with its outcome and counters."""
+        import json
+
+        self._require_writer()
+        self.con.execute(
+            "UPDATE runs SET finished_at = ?, status = ?, stats = ? WHERE run_id = ?",
+            [datetime.now(UTC), status, json.dumps(stats or {}, default=str), run_id],
+        )
+
+    # -- the writer ----------------------------------------------------------------------------
+
+    def write_batch(
+        self, run_id: str, batch: NormalisedBatch, *, refresh: bool = True
+    ) -> WriteStats:
+        """Store a normalised batch: observations, rejects, and the results they change.
+
+        Call inside `transaction()` to make it atomic with other writes (e.g. poll state).
+        A file record identical to one already stored for the same task is not stored again.
+        Returns the counts; with `refresh=False` the caller refreshes results itself.
+        """
+        self._require_writer()
+        con = self.con
+        accepted = batch.accepted
+        start_row = con.execute("SELECT coalesce(max(obs_id), 0) FROM observations").fetchall()[0]
+        start = int(start_row[0]) if start_row else 0
+        obs = accepted.with_columns(
+            obs_id=pl.int_range(start + 1, start + 1 + accepted.height, dtype=pl.Int64),
+            run_id=pl.lit(run_id, pl.String),
+        ).select(_OBS_COLUMNS)
+        con.register("_batch_obs", obs)
+        try:
+            before = self.count("observations")
+            # File records: the same payload for the same task is the same evidence.
+            con.execute(
+                f"""INSERT INTO observations ({", ".join(_OBS_COLUMNS)})
+                SELECT {", ".join("b." + c for c in _OBS_COLUMNS)} FROM _batch_obs b
+                WHERE b.source <> '{Source.FILE}' OR NOT EXISTS (
+                    SELECT 1 FROM observations o
+                    WHERE o.source = '{Source.FILE}' AND o.task_id = b.task_id
+                      AND o.payload_hash = b.payload_hash)
+                QUALIFY b.source <> '{Source.FILE}' OR row_number() OVER (
+                    PARTITION BY b.task_id, b.payload_hash ORDER BY b.obs_id) = 1"""
+            )
+            added = self.count("observations") - before
+            if batch.rejects.height:
+                rej = batch.rejects.with_columns(run_id=pl.lit(run_id, pl.String))
+                con.register("_batch_rej", rej)
+                try:
+                    con.execute(
+                        "INSERT INTO rejects (run_id, source, observed_at, origin, origin_line,"
+                        " reason, field, detail, raw) SELECT run_id, source, observed_at, origin,"
+                        " origin_line, reason, field, detail, raw FROM _batch_rej"
+                    )
+                finally:
+                    con.unregister("_batch_rej")
+            stats = WriteStats(
+                observations=added,
+                duplicates=accepted.height - added,
+                rejects=batch.rejects.height,
+            )
+            if refresh and added:
+                con.execute(
+                    "CREATE OR REPLACE TEMP TABLE _touched AS "
+                    "SELECT DISTINCT task_id FROM _batch_obs"
+                )
+                stats = _merge_stats(stats, self.refresh_results())
+        finally:
+            con.unregister("_batch_obs")
+        return stats
+
+    def touch_tasks(self, task_ids: pl.Series | Sequence[str]) -> None:
+        """Add tasks to the set `refresh_results` recomputes (for callers batching refreshes)."""
+        ids = pl.DataFrame({"task_id": pl.Series(task_ids, dtype=pl.String)})
+        self.con.register("_touch_ids", ids)
+        try:
+            self.con.execute(
+                "CREATE TEMP TABLE IF NOT EXISTS _touched (task_id VARCHAR);"
+                "INSERT INTO _touched SELECT DISTINCT task_id FROM _touch_ids"
+            )
+        finally:
+            self.con.unregister("_touch_ids")
+
+    def refresh_results(self) -> WriteStats:
+        """Recompute `results` for the tasks in the temp table `_touched`; return the changes."""
+        self._require_writer()
+        con = self.con
+        con.execute("CREATE TEMP TABLE IF NOT EXISTS _touched (task_id VARCHAR)")
+        con.execute(f"CREATE OR REPLACE TEMP TABLE _fresh AS {_RESULTS_SQL}")
+        row = con.execute(
+            """SELECT
+                count(*) FILTER (WHERE r.task_id IS NULL),
+                count(*) FILTER (WHERE r.task_id IS NOT NULL AND (
+                    f.status IS DISTINCT FROM r.status
+                    OR f.observation_count IS DISTINCT FROM r.observation_count)),
+                coalesce(sum(f.conflict_count - coalesce(r.conflict_count, 0)), 0)
+            FROM _fresh f LEFT JOIN results r USING (task_id)"""
+        ).fetchall()[0]
+        con.execute("DELETE FROM results WHERE task_id IN (SELECT task_id FROM _fresh)")
+        con.execute("INSERT INTO results SELECT * FROM _fresh")
+        con.execute("DROP TABLE _fresh")
+        con.execute("DROP TABLE _touched")
+        assert row is not None
+        return WriteStats(
+            new_results=int(row[0]), updated_results=int(row[1]), new_conflicts=int(row[2])
+        )
+
+    def record_ingested_file(
+        self, *, content_hash: str, path: str, size_bytes: int, records: int, run_id: str
+    ) -> None:
+        """Remember a fully ingested file so that ingesting it again changes nothing."""
+        self._require_writer()
+        self.con.execute(
+            "INSERT OR REPLACE INTO ingested_files VALUES (?, ?, ?, ?, ?, ?)",
+            [content_hash, path, size_bytes, records, run_id, datetime.now(UTC)],
+        )
+
+    def write_submissions(self, submissions: pl.DataFrame) -> tuple[int, int]:
+        """Store submission records (latest wins per task); return (new, updated) counts."""
+        self._require_writer()
+        con = self.con
+        frame = submissions.unique("task_id", keep="last", maintain_order=True).with_columns(
+            tracked_at=pl.lit(datetime.now(UTC))
+        )
+        con.register("_subs", frame)
+        try:
+            row = con.execute(
+                "SELECT count(*) FILTER (WHERE s.task_id IS NULL), count(s.task_id) "
+                "FROM _subs n LEFT JOIN submissions s USING (task_id)"
+            ).fetchall()[0]
+            con.execute("DELETE FROM submissions WHERE task_id IN (SELECT task_id FROM _subs)")
+            con.execute(
+                "INSERT INTO submissions (task_id, task_type, consensus_threshold, options,"
+                " created_at, data_url, origin, origin_line, tracked_at)"
+                " SELECT task_id, task_type, consensus_threshold, options, created_at, data_url,"
+                " origin, origin_line, tracked_at FROM _subs"
+            )
+        finally:
+            con.unregister("_subs")
+        assert row is not None
+        return int(row[0]), int(row[1])
+
+    def write_findings(self, run_id: str, findings: pl.DataFrame) -> None:
+        """Store the findings of a run (FINDINGS_SCHEMA columns)."""
+        self._require_writer()
+        frame = findings.select(
+            [pl.col(n).cast(d) for n, d in FINDINGS_SCHEMA.items()]
+        ).with_columns(run_id=pl.lit(run_id, pl.String))
+        self.con.register("_findings", frame)
+        try:
+            cols = ", ".join(["run_id", *FINDINGS_SCHEMA])
+            self.con.execute(f"INSERT INTO findings ({cols}) SELECT {cols} FROM _findings")
+        finally:
+            self.con.unregister("_findings")
+
+
+def _merge_stats(a: WriteStats, b: WriteStats) -> WriteStats:
+    return WriteStats(
+        **{f: getattr(a, f) + getattr(b, f) for f in WriteStats.__dataclass_fields__}
+    )
+
+
+def _pick(field: str) -> str:
+    order = "ORDER BY observed_at, obs_id"
+    return (
+        f"CASE WHEN bool_or(status = 'settled') THEN "
+        f"first({field} {order}) FILTER (WHERE status = 'settled' AND {field} IS NOT NULL) "
+        f"ELSE last({field} {order}) FILTER (WHERE {field} IS NOT NULL) END AS {field}"
+    )
+
+
+_RESULTS_SQL = f"""
+WITH o AS (
+    SELECT * FROM observations
+    WHERE status IS NOT NULL AND task_id IN (SELECT task_id FROM _touched)
+), agg AS (
+    SELECT task_id,
+        CASE WHEN bool_or(status = 'settled') THEN 'settled'
+             ELSE last(status ORDER BY observed_at, obs_id) END AS status,
+        {", ".join(_pick(f) for f in _RESULT_FIELDS)},
+        bool_or(cost_unknown) FILTER (WHERE status = 'settled' OR NOT exists_settled) AS cost_unknown_any,
+        first(task_type ORDER BY observed_at, obs_id) FILTER (WHERE task_type IS NOT NULL) AS task_type,
+        first(created_at ORDER BY observed_at, obs_id) FILTER (WHERE created_at IS NOT NULL) AS created_at,
+        min(delivered_at) AS delivered_at,
+        CASE WHEN bool_or(status = 'settled')
+             THEN first(shape ORDER BY observed_at, obs_id) FILTER (WHERE status = 'settled')
+             ELSE last(shape ORDER BY observed_at, obs_id) END AS shape,
+        list_sort(list_distinct(flatten(
+            CASE WHEN bool_or(status = 'settled')
+                 THEN list(flags) FILTER (WHERE status = 'settled')
+                 ELSE [last(flags ORDER BY observed_at, obs_id)] END))) AS flags,
+        min(observed_at) AS first_seen_at,
+        min(observed_at) FILTER (WHERE status = 'settled') AS settled_seen_at,
+        max(observed_at) AS last_seen_at,
+        list_sort(list_distinct(list(source))) AS sources,
+        count(*) AS observation_count
+    FROM (SELECT *, bool_or(status = 'settled') OVER (PARTITION BY task_id) AS exists_settled FROM o)
+    GROUP BY task_id
+), conflicts AS (
+    SELECT o.task_id, count(*) AS conflict_count
+    FROM o JOIN agg a USING (task_id)
+    WHERE o.status = 'settled' AND (
+        o.consensus_label <> a.consensus_label OR o.bsv_txid <> a.bsv_txid
+        OR o.cost_sats <> a.cost_sats)
+    GROUP BY o.task_id
+)
+SELECT a.task_id, a.status, a.consensus_label, a.confidence, a.worker_count, a.agreement_count,
+    a.bsv_txid, a.cost_sats, (a.cost_sats IS NULL AND coalesce(a.cost_unknown_any, false)) AS cost_unknown,
+    a.task_type, a.created_at, a.settled_at, a.delivered_at, a.shape, a.flags,
+    a.first_seen_at, a.settled_seen_at, a.last_seen_at, a.sources, a.observation_count,
+    coalesce(c.conflict_count, 0) AS conflict_count
+FROM agg a LEFT JOIN conflicts c USING (task_id)
+"""
+
+
+# -- opening, migrating, describing ------------------------------------------------------------
+
+
+def _schema_version(con: duckdb.DuckDBPyConnection) -> int:
+    exists = con.execute(
+        "SELECT count(*) FROM information_schema.tables WHERE table_name = 'schema_migrations'"
+    ).fetchall()[0]
+    if not exists or not exists[0]:
+        return 0
+    row = con.execute("SELECT coalesce(max(version), 0) FROM schema_migrations").fetchall()[0]
+    return int(row[0]) if row else 0
+
+
+def _migrate(con: duckdb.DuckDBPyConnection, path: Path) -> None:
+    version = _schema_version(con)
+    if version > SCHEMA_VERSION:
+        raise SchemaVersionError(
+            f"{path}: schema version {version} is newer than this asg_audit supports "
+            f"({SCHEMA_VERSION}); upgrade asg_audit instead of opening it with this one"
+        )
+    if version == SCHEMA_VERSION:
+        return
+    con.execute("BEGIN TRANSACTION")
+    try:
+        con.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations ("
+            "version INTEGER PRIMARY KEY, name VARCHAR NOT NULL, applied_at TIMESTAMPTZ NOT NULL)"
+        )
+        for number, migration in enumerate(MIGRATIONS[version:], start=version + 1):
+            for statement in migration.statements:
+                con.execute(statement)
+            con.execute(
+                "INSERT INTO schema_migrations VALUES (?, ?, ?)",
+                [number, migration.name, datetime.now(UTC)],
+            )
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    con.execute("COMMIT")
+
+
+def _connect(path: Path, *, read_only: bool, wait_seconds: float) -> duckdb.DuckDBPyConnection:
+    deadline = time.monotonic() + wait_seconds
+    delay = 0.05
+    while True:
+        try:
+            con = duckdb.connect(str(path), read_only=read_only)
+        except duckdb.IOException as exc:
+            text = str(exc)
+            if "lock" not in text.lower():
+                raise StoreError(f"{path}: cannot open the database: {text}") from None
+            if time.monotonic() >= deadline:
+                raise StoreBusyError(
+                    f"{path}: database busy: another asg-audit process is writing to it"
+                    + (f" (waited {wait_seconds:g} s)" if wait_seconds else "")
+                ) from None
+            time.sleep(delay)
+            delay = min(delay * 2, 1.0)
+        except duckdb.Error as exc:
+            raise StoreError(f"{path}: cannot open the database: {exc}") from None
+        else:
+            con.execute("SET TimeZone = 'UTC'")
+            return con
+
+
+@contextlib.contextmanager
+def open_store(
+    path: str | Path, *, read_only: bool = False, wait_seconds: float = 0.0
+) -> Iterator[Store]:
+    """Open the store at `path` (creating and migrating it for a writer) and close it after.
+
+    A reader of a file at an older schema version gets it upgraded first when no one else
+    writes. `StoreBusyError` when another process writes and `wait_seconds` runs out;
+    `SchemaVersionError` for a file from a newer asg_audit.
+    """
+    path = Path(path)
+    if read_only:
+        if not path.exists():
+            raise StoreError(f"{path}: no database here yet (run `asg-audit ingest` or `collect`)")
+        con = _connect(path, read_only=True, wait_seconds=wait_seconds)
+        version = _schema_version(con)
+        if version > SCHEMA_VERSION:
+            con.close()
+            raise SchemaVersionError(
+                f"{path}: schema version {version} is newer than this asg_audit supports "
+                f"({SCHEMA_VERSION}); upgrade asg_audit"
+            )
+        if version < SCHEMA_VERSION:
+            con.close()
+            with open_store(path, wait_seconds=wait_seconds):
+                pass
+            con = _connect(path, read_only=True, wait_seconds=wait_seconds)
+    else:
+        if path.parent and not path.parent.exists():
+            raise StoreError(f"{path}: folder {path.parent} does not exist")
+        con = _connect(path, read_only=False, wait_seconds=wait_seconds)
+        try:
+            _migrate(con, path)
+        except BaseException:
+            con.close()
+            raise
+    store = Store(con, path, read_only=read_only)
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+def describe_store(path: str | Path) -> str:
+    """Return a short text: the schema version and the row count of every table."""
+    with open_store(path, read_only=True) as store:
+        lines = [f"database: {store.path}", f"schema version: {store.schema_version()}"]
+        for table in store.tables():
+            lines.append(f"{table:<20} {store.count(table):>12,}")
+    return "\n".join(lines)
