@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import secrets
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -81,13 +82,31 @@ class WriteStats:
     new_conflicts: int = 0
 
 
+_WRITE_LOCKS: dict[Path, threading.RLock] = {}
+_WRITE_LOCKS_GUARD = threading.Lock()
+
+
+def _write_lock(path: Path) -> threading.RLock:
+    """Return the lock that serialises write transactions on one file within this process."""
+    key = path.resolve()
+    with _WRITE_LOCKS_GUARD:
+        return _WRITE_LOCKS.setdefault(key, threading.RLock())
+
+
 class Store:
-    """An open store. Use `open_store`; writes go through the methods below only."""
+    """An open store. Use `open_store`; writes go through the methods below only.
+
+    A Store (its connection) belongs to one thread: open one per thread. Write transactions on
+    the same file are serialised within the process (DuckDB allows one writing process, and
+    concurrent transactions touching the same results rows would conflict).
+    """
 
     def __init__(self, con: duckdb.DuckDBPyConnection, path: Path, *, read_only: bool) -> None:
         self.con = con
         self.path = path
         self.read_only = read_only
+        self._lock = _write_lock(path)
+        self._depth = 0
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -99,14 +118,25 @@ class Store:
     def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
         """Run a block in one transaction: all of it is stored, or none of it."""
         self._require_writer()
-        self.con.execute("BEGIN TRANSACTION")
-        try:
-            yield self.con
-        except BaseException:
-            self.con.execute("ROLLBACK")
-            raise
-        else:
-            self.con.execute("COMMIT")
+        with self._lock:
+            if self._depth:  # nested: part of the enclosing transaction
+                self._depth += 1
+                try:
+                    yield self.con
+                finally:
+                    self._depth -= 1
+                return
+            self.con.execute("BEGIN TRANSACTION")
+            self._depth = 1
+            try:
+                yield self.con
+            except BaseException:
+                self.con.execute("ROLLBACK")
+                raise
+            else:
+                self.con.execute("COMMIT")
+            finally:
+                self._depth = 0
 
     def _require_writer(self) -> None:
         if self.read_only:
@@ -179,7 +209,10 @@ class Store:
         A file record identical to one already stored for the same task is not stored again.
         Returns the counts; with `refresh=False` the caller refreshes results itself.
         """
-        self._require_writer()
+        with self.transaction():
+            return self._write_batch(run_id, batch, refresh=refresh)
+
+    def _write_batch(self, run_id: str, batch: NormalisedBatch, *, refresh: bool) -> WriteStats:
         con = self.con
         accepted = batch.accepted
         start_row = con.execute("SELECT coalesce(max(obs_id), 0) FROM observations").fetchall()[0]
@@ -420,6 +453,14 @@ def _connect(path: Path, *, read_only: bool, wait_seconds: float) -> duckdb.Duck
     while True:
         try:
             con = duckdb.connect(str(path), read_only=read_only)
+        except duckdb.ConnectionException:
+            if not read_only:
+                raise
+            # This process already writes to the file: share its instance (Store.read_only
+            # still refuses writes through this handle).
+            con = duckdb.connect(str(path))
+            con.execute("SET TimeZone = 'UTC'")
+            return con
         except duckdb.IOException as exc:
             text = str(exc)
             if "lock" not in text.lower():
