@@ -5,6 +5,7 @@ The public API is what `__all__` lists; everything else is internal.
 
 from __future__ import annotations
 
+from asg_audit.audit import Audit, analyze
 from asg_audit.config import AuditConfig, load_config
 from asg_audit.errors import (
     ApiError,
@@ -20,6 +21,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ApiError",
+    "Audit",
     "AuditConfig",
     "AuditError",
     "ConfigError",
@@ -28,5 +30,6 @@ __all__ = [
     "StoreBusyError",
     "StoreError",
     "__version__",
+    "analyze",
     "load_config",
 ]

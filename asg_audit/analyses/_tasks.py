@@ -1,0 +1,72 @@
+"""The per-task frame every analysis and check starts from: results joined with submissions."""
+
+from __future__ import annotations
+
+from typing import Final
+
+import polars as pl
+
+from asg_audit.model import DOCUMENTED_STATUSES, SUBMISSIONS_SCHEMA, TXID_PATTERN, TaskStatus
+
+__all__ = ["WELL_FORMED_TXID", "empty_frame", "enrich_tasks", "latency_seconds"]
+
+_SECONDS: Final = 1.0
+
+
+def empty_frame(schema: dict[str, pl.DataType]) -> pl.LazyFrame:
+    """Return an empty lazy frame with a schema (the stand-in for a table nobody wrote yet)."""
+    return pl.LazyFrame(schema=schema)
+
+
+def latency_seconds(start: str, end: str) -> pl.Expr:
+    """Return `end - start` in (fractional) seconds."""
+    return (pl.col(end) - pl.col(start)).dt.total_seconds(fractional=True)
+
+
+# A txid is 64 lowercase hex characters and not all zeros (model.is_well_formed_txid, vectorised).
+WELL_FORMED_TXID: Final = pl.col("bsv_txid").str.contains(TXID_PATTERN) & (
+    pl.col("bsv_txid").str.contains("[1-9a-f]")
+)
+
+
+def enrich_tasks(results: pl.LazyFrame, submissions: pl.LazyFrame | None = None) -> pl.LazyFrame:
+    """Return the results with the submission's threshold and options and derived columns.
+
+    Added columns: `consensus_threshold` (T, null when no submission), `options`, `majority`
+    (floor(T/2)+1), `is_settled`, `status_documented`, `latency_s` (settled_at - created_at),
+    `counts_valid` (1 <= A <= W and A reaches the majority: the precondition of every derived
+    check, see checks/README), `txid_well_formed`, `margin` (A - (W - A)).
+    `created_at` and `task_type` fall back to the submission's when the result lacks them.
+    """
+    subs = submissions if submissions is not None else empty_frame(SUBMISSIONS_SCHEMA)
+    subs = subs.select(
+        "task_id",
+        pl.col("consensus_threshold").cast(pl.Int32),
+        pl.col("options"),
+        pl.col("created_at").alias("_sub_created_at"),
+        pl.col("task_type").alias("_sub_task_type"),
+    ).unique("task_id", keep="last")
+    a = pl.col("agreement_count")
+    w = pl.col("worker_count")
+    t = pl.col("consensus_threshold")
+    majority = (t // 2 + 1).cast(pl.Int32)
+    reaches_majority = pl.when(t.is_not_null()).then(a >= majority).otherwise(2 * a > w)
+    return (
+        results.join(subs, on="task_id", how="left")
+        .with_columns(
+            pl.coalesce("created_at", "_sub_created_at").alias("created_at"),
+            pl.coalesce("task_type", "_sub_task_type").alias("task_type"),
+        )
+        .drop("_sub_created_at", "_sub_task_type")
+        .with_columns(
+            majority.alias("majority"),
+            (pl.col("status") == TaskStatus.SETTLED.value).fill_null(False).alias("is_settled"),
+            pl.col("status").is_in(list(DOCUMENTED_STATUSES)).alias("status_documented"),
+            latency_seconds("created_at", "settled_at").alias("latency_s"),
+            (a.is_not_null() & w.is_not_null() & (a >= 1) & (a <= w) & reaches_majority)
+            .fill_null(False)
+            .alias("counts_valid"),
+            WELL_FORMED_TXID.alias("txid_well_formed"),
+            (2 * a - w).alias("margin"),
+        )
+    )

@@ -1,0 +1,164 @@
+"""Collection health: polls per task, detection delay, HTTP errors per run, webhook vs poll.
+
+Inputs may be empty (no collector run yet, no webhook received): every function then returns
+its frame with zero counts or no rows, never an error.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+import polars as pl
+
+from asg_audit.analyses._tasks import latency_seconds
+
+__all__ = [
+    "COMPARED_FIELDS",
+    "detection_delay",
+    "http_errors_by_run",
+    "polls_per_task",
+    "source_coverage",
+    "webhook_poll_disagreements",
+]
+
+# Fields both a webhook delivery and a polled result carry.
+COMPARED_FIELDS: Final = ("consensus_label", "confidence", "bsv_txid", "settled_at")
+_POLL_SOURCES: Final = ("poll", "status")
+
+
+def polls_per_task(observations: pl.LazyFrame, poll_state: pl.LazyFrame) -> pl.DataFrame:
+    """Return polled tasks, total polls, and mean / p50 / p90 / max polls per task.
+
+    Uses `poll_state.attempts` (exact even when repeated 202 answers were counted rather than
+    stored) and falls back to counting poll observations when no poll state exists.
+    """
+    from_state = poll_state.select(pl.col("attempts").cast(pl.Int64).alias("polls"))
+    from_obs = (
+        observations.filter(pl.col("source") == "poll")
+        .group_by("task_id")
+        .agg(pl.len().cast(pl.Int64).alias("polls"))
+        .select("polls")
+    )
+    per_task = from_state.collect()
+    if per_task.height == 0:
+        per_task = from_obs.collect()
+    p = pl.col("polls")
+    return per_task.select(
+        pl.len().alias("tasks"),
+        p.sum().alias("polls"),
+        p.mean().alias("mean"),
+        p.quantile(0.5, interpolation="linear").alias("p50"),
+        p.quantile(0.9, interpolation="linear").alias("p90"),
+        p.max().alias("max"),
+    )
+
+
+def detection_delay(tasks: pl.LazyFrame) -> pl.DataFrame:
+    """Return how long after `settled_at` we first saw each settlement (`settled_seen_at`)."""
+    d = latency_seconds("settled_at", "settled_seen_at")
+    return (
+        tasks.filter(pl.col("is_settled") & pl.col("settled_seen_at").is_not_null())
+        .select(d.alias("delay_s"))
+        .select(
+            pl.len().alias("tasks"),
+            pl.col("delay_s").mean().alias("mean_s"),
+            pl.col("delay_s").quantile(0.5, interpolation="linear").alias("p50_s"),
+            pl.col("delay_s").quantile(0.9, interpolation="linear").alias("p90_s"),
+            pl.col("delay_s").max().alias("max_s"),
+        )
+        .collect()
+    )
+
+
+def http_errors_by_run(observations: pl.LazyFrame, runs: pl.LazyFrame) -> pl.DataFrame:
+    """Return per run: stored answers, 404s, 429s and 5xx, plus the run's own counters.
+
+    The run's `stats` JSON counters (`requests`, `http_429`, `http_5xx`) count answers that
+    were not stored one by one; both views are shown, neither is summed into the other.
+    """
+    code = pl.col("http_status")
+    stored = (
+        observations.filter(pl.col("run_id").is_not_null())
+        .group_by("run_id")
+        .agg(
+            pl.len().alias("answers"),
+            (code == 404).sum().alias("http_404"),
+            (code == 429).sum().alias("http_429"),
+            ((code >= 500) & (code < 600)).sum().alias("http_5xx"),
+        )
+    )
+    counters = runs.select(
+        "run_id",
+        "command",
+        "started_at",
+        "status",
+        *(
+            pl.col("stats")
+            .str.json_path_match(f"$.{key}")
+            .cast(pl.Int64, strict=False)
+            .alias(f"run_{key}")
+            for key in ("requests", "http_429", "http_5xx")
+        ),
+    )
+    return (
+        counters.join(stored, on="run_id", how="full", coalesce=True)
+        .sort("started_at", "run_id", nulls_last=True)
+        .collect()
+    )
+
+
+def source_coverage(tasks: pl.LazyFrame) -> pl.DataFrame:
+    """Return how many tasks were seen by polling only, by webhook only, both, or file only."""
+    srcs = pl.col("sources").fill_null(pl.lit([], dtype=pl.List(pl.String)))
+    polled = srcs.list.eval(pl.element().is_in(list(_POLL_SOURCES))).list.any()
+    pushed = srcs.list.contains("webhook")
+    seen = (
+        pl.when(polled & pushed)
+        .then(pl.lit("poll and webhook"))
+        .when(polled)
+        .then(pl.lit("poll only"))
+        .when(pushed)
+        .then(pl.lit("webhook only"))
+        .when(srcs.list.contains("file"))
+        .then(pl.lit("file only"))
+        .otherwise(pl.lit("none"))
+    )
+    return (
+        tasks.group_by(seen.alias("seen_by")).agg(pl.len().alias("tasks")).sort("seen_by").collect()
+    )
+
+
+def _latest_settled(observations: pl.LazyFrame, sources: tuple[str, ...]) -> pl.LazyFrame:
+    return (
+        observations.filter(
+            pl.col("source").is_in(list(sources)) & pl.col("settled_at").is_not_null()
+        )
+        .sort("observed_at")
+        .group_by("task_id")
+        .agg(pl.col(f).last() for f in COMPARED_FIELDS)
+    )
+
+
+def webhook_poll_disagreements(observations: pl.LazyFrame) -> pl.DataFrame:
+    """Return one row per (task, field) where the latest webhook and poll answers differ.
+
+    Values are shown as strings; confidence is compared with a 1e-9 tolerance since a webhook
+    may print it differently.
+    """
+    hook = _latest_settled(observations, ("webhook",))
+    poll = _latest_settled(observations, _POLL_SOURCES)
+    both = hook.join(poll, on="task_id", how="inner", suffix="_poll")
+    frames = []
+    for f in COMPARED_FIELDS:
+        a, b = pl.col(f), pl.col(f"{f}_poll")
+        differs = (a - b).abs() > 1e-9 if f == "confidence" else a != b
+        differs = differs.fill_null(a.is_null() != b.is_null())
+        frames.append(
+            both.filter(differs).select(
+                "task_id",
+                pl.lit(f).alias("field"),
+                a.cast(pl.String).alias("webhook_value"),
+                b.cast(pl.String).alias("poll_value"),
+            )
+        )
+    return pl.concat(frames).sort("task_id", "field").collect()

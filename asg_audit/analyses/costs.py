@@ -1,0 +1,235 @@
+"""Costs and txids: expected vs reported cost, unknown costs, txid health, spend, model fit.
+
+Money stays integer sats throughout. The expected cost of a task under a `CostModel`:
+`per_worker`: payout x agreement_count; `fixed`: reward. When `fee_included`, the platform fee
+(fee_percent of that base, rounded half up to a whole sat) is added. A reported cost of 0 is
+unknown (`cost_sats` null, `cost_unknown` true): counted, never compared. Comparisons are made
+only on tasks with valid counts (`counts_valid`), since the expected cost depends on them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from decimal import Decimal
+
+import polars as pl
+
+from asg_audit.config import CostModel
+
+__all__ = [
+    "candidate_models",
+    "cost_comparison",
+    "cost_model_fit",
+    "describe_model",
+    "expected_cost_expr",
+    "shared_txids",
+    "spend_by_period",
+    "txid_health",
+    "unknown_costs",
+]
+
+
+def expected_cost_expr(model: CostModel) -> pl.Expr:
+    """Return the expected cost in sats (Int64) of each task under `model`."""
+    if model.kind == "per_worker":
+        base = pl.col("agreement_count").cast(pl.Int64) * model.payout_per_worker_sats
+    else:
+        base = pl.lit(model.reward_sats, dtype=pl.Int64)
+    if not model.fee_included or model.fee_percent == 0:
+        return base
+    num, den = Decimal(model.fee_percent).as_integer_ratio()
+    # fee = base * num / (100 den), rounded half up, in integers.
+    fee = (base * (2 * num) + 100 * den) // (200 * den)
+    return base + fee
+
+
+def describe_model(model: CostModel) -> str:
+    """Return a short human description of a cost model."""
+    if model.kind == "per_worker":
+        text = f"{model.payout_per_worker_sats} sats per agreeing worker"
+    else:
+        text = f"{model.reward_sats} sats per task"
+    if model.fee_included and model.fee_percent:
+        text += f" + {model.fee_percent}% fee"
+    return text
+
+
+def _known_cost(tasks: pl.LazyFrame) -> pl.LazyFrame:
+    return tasks.filter(pl.col("is_settled") & pl.col("cost_sats").is_not_null())
+
+
+def cost_comparison(tasks: pl.LazyFrame, model: CostModel) -> pl.DataFrame:
+    """Return expected vs reported cost, as task counts per (A, expected, reported) pair.
+
+    Only settled tasks with a known cost and valid counts; grouped so the frame stays small
+    (the per-task differences are the `cost.mismatch` findings).
+    """
+    return (
+        _known_cost(tasks)
+        .filter(pl.col("counts_valid"))
+        .group_by(
+            "agreement_count",
+            expected_cost_expr(model).alias("expected_sats"),
+            pl.col("cost_sats").alias("reported_sats"),
+        )
+        .agg(pl.len().alias("tasks"))
+        .with_columns((pl.col("reported_sats") - pl.col("expected_sats")).alias("difference_sats"))
+        .sort("tasks", "agreement_count", "reported_sats", descending=[True, False, False])
+        .collect()
+    )
+
+
+def unknown_costs(tasks: pl.LazyFrame) -> pl.DataFrame:
+    """Return settled tasks, those with a known cost, and those with an unknown (0) cost."""
+    settled = tasks.filter(pl.col("is_settled"))
+    unknown = pl.col("cost_unknown").fill_null(False) | pl.col("cost_sats").is_null()
+    return (
+        settled.select(
+            pl.len().alias("settled"),
+            (~unknown).sum().alias("known"),
+            unknown.sum().alias("unknown"),
+            pl.col("cost_sats").sum().alias("known_total_sats"),
+        )
+        .with_columns((pl.col("unknown") / pl.col("settled")).alias("unknown_share"))
+        .collect()
+    )
+
+
+def txid_health(tasks: pl.LazyFrame) -> pl.DataFrame:
+    """Return settled tasks by txid state: well-formed, malformed, missing; distinct txids."""
+    settled = tasks.filter(pl.col("is_settled"))
+    txid = pl.col("bsv_txid")
+    missing = txid.is_null() | (txid == "")
+    return settled.select(
+        pl.len().alias("settled"),
+        pl.col("txid_well_formed").fill_null(False).sum().alias("well_formed"),
+        (~missing & ~pl.col("txid_well_formed").fill_null(False)).sum().alias("malformed"),
+        missing.sum().alias("missing"),
+        txid.filter(pl.col("txid_well_formed")).n_unique().alias("distinct_txids"),
+    ).collect()
+
+
+def shared_txids(tasks: pl.LazyFrame) -> pl.DataFrame:
+    """Return every well-formed txid used by more than one task, with aggregate figures.
+
+    `spread_s` is the time between the first and the last `settled_at` of its tasks: a batch
+    payment covers tasks settled together, a re-used txid spans unrelated settlements.
+    """
+    return (
+        tasks.filter(pl.col("txid_well_formed").fill_null(False))
+        .group_by("bsv_txid")
+        .agg(
+            pl.len().alias("tasks"),
+            pl.col("cost_sats").sum().alias("total_cost_sats"),
+            pl.col("cost_sats").null_count().alias("unknown_costs"),
+            pl.col("settled_at").min().alias("first_settled_at"),
+            pl.col("settled_at").max().alias("last_settled_at"),
+            pl.col("task_id").sort().alias("task_ids"),
+        )
+        .filter(pl.col("tasks") > 1)
+        .with_columns(
+            (pl.col("last_settled_at") - pl.col("first_settled_at"))
+            .dt.total_seconds(fractional=True)
+            .alias("spread_s")
+        )
+        .sort("tasks", "bsv_txid", descending=[True, False])
+        .collect()
+    )
+
+
+def spend_by_period(tasks: pl.LazyFrame, *, every: str = "1d") -> pl.DataFrame:
+    """Return settled tasks and known spend per period of `settled_at` (`1d`, `1mo`, ...)."""
+    return (
+        tasks.filter(pl.col("is_settled") & pl.col("settled_at").is_not_null())
+        .group_by(pl.col("settled_at").dt.truncate(every).alias("period_start"))
+        .agg(
+            pl.len().alias("tasks"),
+            pl.col("cost_sats").sum().alias("cost_sats"),
+            pl.col("cost_sats").null_count().alias("unknown_costs"),
+        )
+        .sort("period_start")
+        .collect()
+    )
+
+
+def candidate_models(tasks: pl.LazyFrame, configured: CostModel) -> list[CostModel]:
+    """Return the cost models worth testing: configured, documented, and inferred from the data.
+
+    Documented: 325 sats per agreeing worker; 1,000 sats per task (the usage example);
+    325 per worker with a 25% fee on top. Inferred: the most common per-agreeing-worker cost
+    and the most common cost per task among known costs.
+    """
+    models = [
+        configured,
+        CostModel(kind="per_worker", payout_per_worker_sats=325),
+        CostModel(kind="fixed", reward_sats=1000),
+        CostModel(
+            kind="per_worker",
+            payout_per_worker_sats=325,
+            fee_percent=Decimal(25),
+            fee_included=True,
+        ),
+    ]
+    known = _known_cost(tasks).filter(pl.col("counts_valid"))
+    per_worker = pl.col("cost_sats") // pl.col("agreement_count")
+    modes = known.select(
+        per_worker.filter(pl.col("cost_sats") % pl.col("agreement_count") == 0)
+        .mode()
+        .min()
+        .alias("per_worker"),
+        pl.col("cost_sats").mode().min().alias("fixed"),
+    ).collect()
+    if modes.height:
+        pw, fixed = modes["per_worker"][0], modes["fixed"][0]
+        if pw is not None and pw >= 0:
+            models.append(CostModel(kind="per_worker", payout_per_worker_sats=int(pw)))
+        if fixed is not None and fixed >= 0:
+            models.append(CostModel(kind="fixed", reward_sats=int(fixed)))
+    unique: list[CostModel] = []
+    for m in models:
+        if m not in unique:
+            unique.append(m)
+    return unique
+
+
+def cost_model_fit(
+    tasks: pl.LazyFrame,
+    models: Sequence[CostModel],
+    *,
+    tolerance_sats: int = 0,
+    configured: CostModel | None = None,
+) -> pl.DataFrame:
+    """Return, per candidate model, the share of known-cost tasks it explains (best first)."""
+    known = _known_cost(tasks).filter(pl.col("counts_valid"))
+    exprs = [
+        ((pl.col("cost_sats") - expected_cost_expr(m)).abs() <= tolerance_sats).sum().alias(f"m{i}")
+        for i, m in enumerate(models)
+    ]
+    counts = known.select(pl.len().alias("tasks"), *exprs).collect()
+    total = int(counts["tasks"][0]) if counts.height else 0
+    rows = [
+        {
+            "model": describe_model(m),
+            "kind": m.kind,
+            "configured": m == configured,
+            "explained": int(counts[f"m{i}"][0]) if total else 0,
+            "tasks": total,
+        }
+        for i, m in enumerate(models)
+    ]
+    return (
+        pl.DataFrame(
+            rows,
+            schema={
+                "model": pl.String,
+                "kind": pl.String,
+                "configured": pl.Boolean,
+                "explained": pl.Int64,
+                "tasks": pl.Int64,
+            },
+        )
+        .with_columns(
+            pl.when(pl.col("tasks") > 0).then(pl.col("explained") / pl.col("tasks")).alias("share")
+        )
+        .sort("explained", descending=True, maintain_order=True)
+    )

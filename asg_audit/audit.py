@@ -1,0 +1,346 @@
+"""`analyze`: every analysis and check over a store (or frames), gathered in an `Audit`."""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Final, Protocol
+
+import polars as pl
+
+from asg_audit.analyses import collection, consensus, costs, latency
+from asg_audit.analyses._tasks import empty_frame, enrich_tasks
+from asg_audit.checks import CheckContext, run_checks
+from asg_audit.config import AuditConfig
+from asg_audit.model import FINDINGS_SCHEMA, RESULTS_SCHEMA, SUBMISSIONS_SCHEMA, Severity
+
+__all__ = ["TABLES", "Audit", "analyze", "analyze_frames"]
+
+# The store tables an audit reads (chain and billing tables feed their own checks).
+TABLES: Final = (
+    "results",
+    "submissions",
+    "observations",
+    "runs",
+    "poll_state",
+    "chain_txs",
+    "billing_usage",
+)
+_OBS_COLUMNS: Final = (
+    "task_id", "run_id", "source", "observed_at", "http_status",
+    "consensus_label", "confidence", "bsv_txid", "settled_at",
+)  # fmt: skip
+_SEVERITY_ORDER: Final = {Severity.INFO.value: 0, Severity.WARN.value: 1, Severity.FAIL.value: 2}
+
+
+class _Store(Protocol):
+    def frame(self, name: str) -> pl.DataFrame: ...
+
+
+@dataclass
+class Audit:
+    """Every analysis frame and the findings of one audit; renders a summary in notebooks.
+
+    `frames` maps a name (see `Audit.names`) to its data frame; `audit["latency_overall"]`
+    is a shortcut. `findings` has the FINDINGS_SCHEMA columns.
+    """
+
+    frames: dict[str, pl.DataFrame]
+    findings: pl.DataFrame
+    config: AuditConfig
+    as_of: datetime
+    since: datetime | None = None
+    until: datetime | None = None
+    _summary: dict[str, Any] | None = field(default=None, repr=False)
+
+    @property
+    def names(self) -> list[str]:
+        """Return the names of the analysis frames."""
+        return list(self.frames)
+
+    def __getitem__(self, name: str) -> pl.DataFrame:
+        return self.frames[name]
+
+    def summary(self) -> dict[str, Any]:
+        """Return the headline KPIs as a plain dict (JSON-serialisable values)."""
+        if self._summary is None:
+            self._summary = _summarize(self)
+        return self._summary
+
+    def worst_severity(self) -> str | None:
+        """Return the highest severity among the findings, or None without findings."""
+        if self.findings.height == 0:
+            return None
+        present = [str(s) for s in self.findings["severity"].unique().to_list()]
+        return max(present, key=lambda s: _SEVERITY_ORDER.get(s, -1))
+
+    def __repr__(self) -> str:
+        s = self.summary()
+        lines = [f"Audit as of {s['as_of']}"]
+        lines += [f"  {k}: {_fmt(v)}" for k, v in s.items() if k not in ("as_of", "findings")]
+        lines.append("  findings: " + _fmt(s["findings"]))
+        return "\n".join(lines)
+
+    def _repr_html_(self) -> str:
+        s = self.summary()
+        e = html.escape
+        rows = "".join(
+            f"<tr><th style='text-align:left'>{e(k)}</th><td>{e(_fmt(v))}</td></tr>"
+            for k, v in s.items()
+            if k != "findings"
+        )
+        per_check = (
+            self.findings.group_by("check_id", "severity")
+            .agg(pl.len().alias("n"))
+            .sort("check_id", "severity")
+        )
+        frows = (
+            "".join(
+                f"<tr><td>{e(str(r['check_id']))}</td><td>{e(str(r['severity']))}</td>"
+                f"<td>{r['n']}</td></tr>"
+                for r in per_check.iter_rows(named=True)
+            )
+            or "<tr><td colspan='3'>no findings</td></tr>"
+        )
+        return (
+            f"<div><h4>Audit as of {e(str(s['as_of']))}</h4><table>{rows}</table>"
+            "<h4>Findings</h4><table><tr><th>check</th><th>severity</th><th>n</th></tr>"
+            f"{frows}</table></div>"
+        )
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, dict):
+        return ", ".join(f"{k}={_fmt(v)}" for k, v in value.items()) or "none"
+    return str(value)
+
+
+def _first(frame: pl.DataFrame, column: str) -> Any:
+    if frame.height == 0 or column not in frame.columns:
+        return None
+    return frame[column][0]
+
+
+def _summarize(audit: Audit) -> dict[str, Any]:
+    f = audit.frames
+    fit = f["formula_fit"]
+    model_fit = f["cost_model_fit"]
+    agreement = f["agreement_overall"]
+    unknown = f["unknown_costs"]
+    by_sev = audit.findings.group_by("severity").agg(pl.len().alias("n"))
+    return {
+        "as_of": audit.as_of.isoformat(),
+        "tasks": int(f["_counts"]["tasks"][0]),
+        "settled": int(f["_counts"]["settled"][0]),
+        "unsettled": int(f["_counts"]["unsettled"][0]),
+        "latency_mean_s": _first(f["latency_overall"], "mean_s"),
+        "latency_p50_s": _first(f["latency_overall"], "p50_s"),
+        "latency_p95_s": _first(f["latency_overall"], "p95_s"),
+        "share_over_slo": _first(f["latency_overall"], "share_over_slo"),
+        "slo_seconds": audit.config.slo_seconds,
+        "agreement_rate": _first(agreement, "rate"),
+        "confidence_follows": _first(fit, "follows"),
+        "confidence_share_neither": _first(fit, "share_neither"),
+        "known_cost_sats": _first(unknown, "known_total_sats"),
+        "unknown_costs": _first(unknown, "unknown"),
+        "best_cost_model": _first(model_fit, "model"),
+        "best_cost_model_share": _first(model_fit, "share"),
+        "findings": {
+            sev: int(by_sev.filter(pl.col("severity") == sev)["n"].sum())
+            for sev in ("fail", "warn", "info")
+        },
+        "worst_severity": audit.worst_severity(),
+    }
+
+
+def _lazy(
+    frame: pl.LazyFrame | pl.DataFrame | None, schema: Mapping[str, pl.DataType]
+) -> pl.LazyFrame:
+    if frame is None:
+        return empty_frame(dict(schema))
+    return frame.lazy()
+
+
+def _default_as_of(results: pl.LazyFrame) -> datetime:
+    cols = [
+        c for c in ("last_seen_at", "settled_at", "created_at") if c in results.collect_schema()
+    ]
+    latest = results.select(pl.max_horizontal(pl.col(c).max() for c in cols)).collect().item()
+    return latest if latest is not None else datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def analyze_frames(
+    results: pl.LazyFrame | pl.DataFrame,
+    submissions: pl.LazyFrame | pl.DataFrame | None = None,
+    observations: pl.LazyFrame | pl.DataFrame | None = None,
+    runs: pl.LazyFrame | pl.DataFrame | None = None,
+    *,
+    config: AuditConfig,
+    as_of: datetime | None = None,
+    poll_state: pl.LazyFrame | pl.DataFrame | None = None,
+    extra_tables: Mapping[str, pl.LazyFrame | pl.DataFrame] | None = None,
+) -> Audit:
+    """Return the Audit of in-memory frames: the pure core of `analyze` (no I/O, no clock).
+
+    `as_of` (the moment unsettled tasks are aged and censored at) defaults to the latest
+    timestamp in `results`. `extra_tables` (e.g. `chain_txs`, `billing_usage`) reach the checks
+    that other features register.
+    """
+    res = _lazy(results, RESULTS_SCHEMA)
+    subs = _lazy(submissions, SUBMISSIONS_SCHEMA)
+    obs = _lazy(observations, {c: RESULTS_SCHEMA.get(c, pl.String()) for c in _OBS_COLUMNS} | {
+        "run_id": pl.String(), "source": pl.String(), "observed_at": RESULTS_SCHEMA["created_at"],
+        "http_status": pl.Int16()})  # fmt: skip
+    run_frame = _lazy(runs, {"run_id": pl.String(), "command": pl.String(),
+                             "started_at": RESULTS_SCHEMA["created_at"], "status": pl.String(),
+                             "stats": pl.String()})  # fmt: skip
+    state = _lazy(poll_state, {"task_id": pl.String(), "state": pl.String(),
+                               "attempts": pl.Int64()})  # fmt: skip
+    as_of = as_of if as_of is not None else _default_as_of(res)
+
+    tasks_df = enrich_tasks(res, subs).collect()
+    tasks = tasks_df.lazy()
+    slo = config.slo_seconds
+    tol = config.levels("confidence.neither_formula", _registered_default()).fail or 1e-6
+    frames: dict[str, pl.DataFrame] = {
+        "_counts": tasks.select(
+            pl.len().alias("tasks"),
+            pl.col("is_settled").sum().alias("settled"),
+            (~pl.col("is_settled") & pl.col("status").is_not_null()).sum().alias("unsettled"),
+        ).collect(),
+        "latency_overall": latency.summarize_latency(tasks, slo_seconds=slo),
+    }
+    for by in ("day", "hour", "threshold", "worker_count", "task_type"):
+        frames[f"latency_by_{by}"] = latency.summarize_latency(tasks, slo_seconds=slo, by=by)
+    frames["latency_histogram"] = latency.latency_histogram(tasks)
+    frames["latency_ecdf"] = latency.latency_ecdf(tasks)
+    frames["survival"] = latency.survival_curve(tasks, as_of=as_of)
+    frames["ageing"] = latency.ageing_buckets(tasks, as_of=as_of)
+    frames["confidence_distribution"] = consensus.confidence_distribution(tasks)
+    frames["agreement_overall"] = consensus.agreement_rates(tasks)
+    frames["agreement_by_label"] = consensus.agreement_rates(tasks, by="label")
+    frames["agreement_by_threshold"] = consensus.agreement_rates(tasks, by="threshold")
+    frames["formula_fit"] = consensus.formula_fit(tasks, tolerance=tol)
+    frames["invariants"] = consensus.consensus_invariants(tasks)
+    frames["margins"] = consensus.margin_rates(tasks)
+    frames["cost_comparison"] = costs.cost_comparison(tasks, config.costs)
+    frames["unknown_costs"] = costs.unknown_costs(tasks)
+    frames["txid_health"] = costs.txid_health(tasks)
+    frames["shared_txids"] = costs.shared_txids(tasks)
+    frames["spend_by_day"] = costs.spend_by_period(tasks, every="1d")
+    frames["spend_by_month"] = costs.spend_by_period(tasks, every="1mo")
+    frames["cost_model_fit"] = costs.cost_model_fit(
+        tasks, costs.candidate_models(tasks, config.costs), configured=config.costs
+    )
+    frames["polls_per_task"] = collection.polls_per_task(obs, state)
+    frames["detection_delay"] = collection.detection_delay(tasks)
+    frames["http_by_run"] = collection.http_errors_by_run(obs, run_frame)
+    frames["source_coverage"] = collection.source_coverage(tasks)
+    frames["webhook_poll_disagreements"] = collection.webhook_poll_disagreements(obs)
+
+    tables: dict[str, pl.LazyFrame | pl.DataFrame] = {
+        "results": res,
+        "submissions": subs,
+        "observations": obs,
+        "runs": run_frame,
+        "poll_state": state,
+        **(extra_tables or {}),
+    }
+    ctx = CheckContext(tables, config=config, as_of=as_of, tasks=tasks_df)
+    findings = run_checks(ctx)
+    return Audit(frames=frames, findings=findings, config=config, as_of=as_of)
+
+
+def _registered_default() -> Any:
+    from asg_audit.checks import registered_checks
+
+    return registered_checks()["confidence.neither_formula"].default
+
+
+def _window(
+    frame: pl.DataFrame, column: str, since: datetime | None, until: datetime | None
+) -> pl.DataFrame:
+    if column not in frame.columns:
+        return frame
+    if since is not None:
+        frame = frame.filter(pl.col(column) >= since)
+    if until is not None:
+        frame = frame.filter(pl.col(column) < until)
+    return frame
+
+
+def _read_tables(store: _Store) -> dict[str, pl.DataFrame]:
+    out: dict[str, pl.DataFrame] = {}
+    for name in TABLES:
+        out[name] = store.frame(name)
+    return out
+
+
+def analyze(
+    db: str | Path | _Store,
+    *,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    config: AuditConfig | None = None,
+    as_of: datetime | None = None,
+) -> Audit:
+    """Return the Audit of a store: every analysis and check, no rendering.
+
+    `db` is a path to the DuckDB file (opened read-only) or an open store. `since`/`until`
+    restrict the audit to tasks created in `[since, until)`. `as_of` (default: `until`, else
+    now) is when unsettled tasks are aged and censored.
+    """
+    config = config or AuditConfig()
+    if isinstance(db, str | Path):
+        from asg_audit.store import open_store
+
+        with open_store(db, read_only=True) as store:
+            tables = _read_tables(store)
+    else:
+        tables = _read_tables(db)
+    if since is not None or until is not None:
+        results = tables["results"]
+        created = (
+            pl.coalesce("created_at", "first_seen_at")
+            if "first_seen_at" in results.columns
+            else pl.col("created_at")
+        )
+        results = results.with_columns(created.alias("_window_at"))
+        results = _window(results, "_window_at", since, until).drop("_window_at")
+        tables["results"] = results
+        tables["submissions"] = _window(tables["submissions"], "created_at", since, until)
+        keep = pl.concat(
+            [results.select("task_id"), tables["submissions"].select("task_id")]
+        ).unique()
+        for name in ("observations", "poll_state"):
+            if "task_id" in tables[name].columns:
+                tables[name] = tables[name].join(keep, on="task_id", how="semi")
+    if as_of is None:
+        as_of = until if until is not None else datetime.now(UTC)
+    extra = {
+        k: v
+        for k, v in tables.items()
+        if k not in ("results", "submissions", "observations", "runs", "poll_state")
+    }
+    audit = analyze_frames(
+        tables["results"],
+        tables["submissions"],
+        tables["observations"],
+        tables["runs"],
+        config=config,
+        as_of=as_of,
+        poll_state=tables["poll_state"],
+        extra_tables=extra,
+    )
+    audit.since, audit.until = since, until
+    return audit
+
+
+def empty_findings() -> pl.DataFrame:
+    """Return an empty findings frame."""
+    return pl.DataFrame(schema=FINDINGS_SCHEMA)

@@ -1,0 +1,224 @@
+"""The check registry: `@register_check` functions turning a `CheckContext` into findings."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from functools import cached_property
+from typing import Final
+
+import polars as pl
+
+from asg_audit.analyses._tasks import enrich_tasks
+from asg_audit.config import AuditConfig, CheckLevels
+from asg_audit.model import FINDINGS_SCHEMA, Severity
+
+__all__ = [
+    "PLUGIN_MODULES",
+    "Check",
+    "CheckContext",
+    "CheckFunction",
+    "finding",
+    "findings_with_kinds",
+    "load_check_plugins",
+    "no_findings",
+    "register_check",
+    "registered_checks",
+    "run_checks",
+]
+
+# Modules owned by other features that register their own checks on import (chain, billing).
+PLUGIN_MODULES: Final = ("asg_audit.chain", "asg_audit.billing")
+# Columns a check function returns; `value` (optional) is compared with the warn/fail levels.
+_ROW_COLUMNS: Final = ("entity_type", "entity_id", "expected", "actual", "difference", "message")
+
+
+class CheckContext:
+    """What a check can see: the store's tables as lazy frames, the config and `as_of`.
+
+    `tasks` is the enriched per-task frame (results joined with submissions, see
+    `analyses.enrich_tasks`), computed once and shared by every check.
+    """
+
+    def __init__(
+        self,
+        tables: Mapping[str, pl.LazyFrame | pl.DataFrame],
+        *,
+        config: AuditConfig,
+        as_of: datetime,
+        tasks: pl.DataFrame | None = None,
+    ) -> None:
+        self._tables = {k: v.lazy() for k, v in tables.items() if v is not None}
+        self.config = config
+        self.as_of = as_of
+        if tasks is not None:
+            self.__dict__["tasks"] = tasks.lazy()
+
+    def has_table(self, name: str) -> bool:
+        """Return whether a table was given (it may still be empty)."""
+        return name in self._tables
+
+    def table(self, name: str) -> pl.LazyFrame:
+        """Return a table as a lazy frame; a table nobody gave is an empty frame."""
+        return self._tables.get(name, pl.LazyFrame())
+
+    @cached_property
+    def tasks(self) -> pl.LazyFrame:
+        """Return the enriched per-task frame, materialised once."""
+        subs = self._tables.get("submissions")
+        return enrich_tasks(self.table("results"), subs).collect().lazy()
+
+    def levels(self, check_id: str) -> CheckLevels:
+        """Return the configured levels of a registered check, or its documented default."""
+        return self.config.levels(check_id, _REGISTRY[check_id].default)
+
+
+CheckFunction = Callable[[CheckContext], pl.LazyFrame | pl.DataFrame]
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    """A registered check: its id, the spec claim it tests, the anomaly kind it finds."""
+
+    check_id: str
+    func: CheckFunction
+    default: CheckLevels
+    claim: int | None
+    kind: str | None
+    description: str
+
+
+_REGISTRY: dict[str, Check] = {}
+
+
+def register_check(
+    check_id: str,
+    *,
+    default: CheckLevels,
+    claim: int | None = None,
+    kind: str | None = None,
+) -> Callable[[CheckFunction], CheckFunction]:
+    """Register a check function under `check_id` (a decorator).
+
+    The function takes a `CheckContext` and returns a (lazy) frame with the columns
+    `entity_type, entity_id, expected, actual, difference, message` and optionally `value`:
+    a measure compared with the check's levels (at or above `fail` a failure, at or above
+    `warn` a warning, below both no finding). Without `value`, every row is a finding of the
+    fixed `severity` level. `kind` names the simulator anomaly kind the check detects.
+    """
+
+    def decorate(func: CheckFunction) -> CheckFunction:
+        if check_id in _REGISTRY and _REGISTRY[check_id].func is not func:
+            raise ValueError(f"check {check_id!r} is already registered")
+        doc = (func.__doc__ or "").strip().splitlines()
+        _REGISTRY[check_id] = Check(check_id, func, default, claim, kind, doc[0] if doc else "")
+        return func
+
+    return decorate
+
+
+def registered_checks() -> dict[str, Check]:
+    """Return every registered check by id (built-in and plugins loaded so far), sorted."""
+    return dict(sorted(_REGISTRY.items()))
+
+
+def load_check_plugins(modules: Iterable[str] = PLUGIN_MODULES) -> None:
+    """Import the feature modules that register checks, skipping those not installed yet."""
+    for name in modules:
+        if importlib.util.find_spec(name) is not None:
+            importlib.import_module(name)
+
+
+def finding(
+    *,
+    entity_type: str,
+    entity_id: pl.Expr,
+    expected: pl.Expr,
+    actual: pl.Expr,
+    difference: pl.Expr | None,
+    message: pl.Expr,
+    value: pl.Expr | None = None,
+) -> list[pl.Expr]:
+    """Return the select expressions of a check's rows (see `register_check`)."""
+    exprs = [
+        pl.lit(entity_type).alias("entity_type"),
+        entity_id.cast(pl.String).alias("entity_id"),
+        expected.cast(pl.String).alias("expected"),
+        actual.cast(pl.String).alias("actual"),
+        (difference if difference is not None else pl.lit(None))
+        .cast(pl.Float64)
+        .alias("difference"),
+        message.cast(pl.String).alias("message"),
+    ]
+    if value is not None:
+        exprs.append(value.cast(pl.Float64).alias("value"))
+    return exprs
+
+
+def no_findings() -> pl.LazyFrame:
+    """Return an empty check result (for checks whose inputs are absent)."""
+    schema: dict[str, pl.DataType] = {c: pl.String() for c in _ROW_COLUMNS}
+    schema["difference"] = pl.Float64()
+    return pl.LazyFrame(schema=schema)
+
+
+def _severity(levels: CheckLevels, default: CheckLevels, has_value: bool) -> pl.Expr:
+    if levels.severity is not None or not has_value:
+        fixed = levels.severity or default.severity or Severity.FAIL.value
+        return pl.lit(fixed)
+    v = pl.col("value")
+    none = pl.lit(None, dtype=pl.String)
+    warn = none if levels.warn is None else pl.when(v >= levels.warn).then(pl.lit("warn"))
+    if levels.fail is None:
+        return warn
+    return pl.when(v >= levels.fail).then(pl.lit(Severity.FAIL.value)).otherwise(warn)
+
+
+def run_checks(ctx: CheckContext, *, only: Iterable[str] | None = None) -> pl.DataFrame:
+    """Return the findings (FINDINGS_SCHEMA) of every enabled registered check, in id order."""
+    load_check_plugins()
+    wanted = set(only) if only is not None else None
+    plans: list[pl.LazyFrame] = []
+    for check in registered_checks().values():
+        if wanted is not None and check.check_id not in wanted:
+            continue
+        levels = ctx.levels(check.check_id)
+        if not levels.enabled:
+            continue
+        rows = check.func(ctx).lazy()
+        has_value = "value" in rows.collect_schema().names()
+        plans.append(
+            rows.with_columns(
+                pl.lit(check.check_id).alias("check_id"),
+                _severity(levels, check.default, has_value).alias("severity"),
+                pl.col("proves").cast(pl.String)
+                if "proves" in rows.collect_schema().names()
+                else pl.lit(None, dtype=pl.String).alias("proves"),
+            )
+            .filter(pl.col("severity").is_not_null())
+            .select(list(FINDINGS_SCHEMA))
+            .cast(FINDINGS_SCHEMA)  # type: ignore[arg-type]
+        )
+    if not plans:
+        return pl.DataFrame(schema=FINDINGS_SCHEMA)
+    found = pl.collect_all(plans)
+    return pl.concat([pl.DataFrame(schema=FINDINGS_SCHEMA), *found]).sort(
+        "check_id", "entity_type", "entity_id", maintain_order=True
+    )
+
+
+def findings_with_kinds(findings: pl.DataFrame) -> pl.DataFrame:
+    """Return the findings with the anomaly `kind` and spec `claim` of their check."""
+    checks = registered_checks()
+    kinds = pl.DataFrame(
+        {
+            "check_id": list(checks),
+            "kind": [c.kind for c in checks.values()],
+            "claim": [c.claim for c in checks.values()],
+        },
+        schema={"check_id": pl.String, "kind": pl.String, "claim": pl.Int64},
+    )
+    return findings.join(kinds, on="check_id", how="left")

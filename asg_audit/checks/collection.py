@@ -1,0 +1,61 @@
+"""Checks of spec claim 10: webhook deliveries against polled results."""
+
+from __future__ import annotations
+
+import polars as pl
+
+from asg_audit.analyses.collection import webhook_poll_disagreements
+from asg_audit.checks._registry import CheckContext, finding, no_findings, register_check
+from asg_audit.config import CheckLevels
+
+
+@register_check("collection.webhook_poll_disagree", default=CheckLevels(severity="warn"), claim=10)
+def webhook_poll_disagree(ctx: CheckContext) -> pl.LazyFrame:
+    """A field of the latest webhook delivery differs from the latest polled result."""
+    obs = ctx.table("observations")
+    if not {"source", "observed_at", "settled_at"} <= set(obs.collect_schema().names()):
+        return no_findings()
+    rows = webhook_poll_disagreements(obs).lazy()
+    return rows.select(
+        finding(
+            entity_type="task",
+            entity_id=pl.col("task_id"),
+            expected=pl.format("{} (poll)", pl.col("poll_value")),
+            actual=pl.format("{} (webhook)", pl.col("webhook_value")),
+            difference=None,
+            message=pl.format("webhook and poll disagree on {}", pl.col("field")),
+        )
+    )
+
+
+@register_check("collection.seen_one_way", default=CheckLevels(warn=1), claim=10)
+def seen_one_way(ctx: CheckContext) -> pl.LazyFrame:
+    """Settled tasks seen only by webhook or only by polling, when both channels delivered.
+
+    One row per channel; the level is the number of such tasks.
+    """
+    srcs = pl.col("sources").fill_null(pl.lit([], dtype=pl.List(pl.String)))
+    polled = srcs.list.eval(pl.element().is_in(["poll", "status"])).list.any()
+    pushed = srcs.list.contains("webhook")
+    settled = ctx.tasks.filter(pl.col("is_settled"))
+    counts = settled.select(
+        (polled & ~pushed).sum().alias("poll only"),
+        (pushed & ~polled).sum().alias("webhook only"),
+        pushed.any().alias("_hooks"),
+        polled.any().alias("_polls"),
+    )
+    return (
+        counts.filter(pl.col("_hooks") & pl.col("_polls"))
+        .unpivot(on=["poll only", "webhook only"], variable_name="channel", value_name="n")
+        .select(
+            finding(
+                entity_type="channel",
+                entity_id=pl.col("channel"),
+                expected=pl.lit("settled tasks seen by both webhook and polling"),
+                actual=pl.format("{} task(s) seen by {}", pl.col("n"), pl.col("channel")),
+                difference=pl.col("n"),
+                message=pl.format("{} settled task(s) seen by {}", pl.col("n"), pl.col("channel")),
+                value=pl.col("n"),
+            )
+        )
+    )

@@ -1,0 +1,166 @@
+"""Checks of spec claims 1 and 2: confidence formula and the consensus invariants.
+
+Precedence (each planted anomaly is reported once, by its own check): a task whose counts are
+broken (A > W, A below the majority, A < 1) is reported by the count check only; the derived
+checks (confidence formula, confidence range, cost) run only on tasks with valid counts.
+"""
+
+from __future__ import annotations
+
+import polars as pl
+
+from asg_audit.checks._registry import CheckContext, finding, register_check
+from asg_audit.config import CheckLevels
+
+A = pl.col("agreement_count")
+W = pl.col("worker_count")
+T = pl.col("consensus_threshold")
+C = pl.col("confidence")
+TOLERANCE = 1e-6
+
+
+@register_check(
+    "consensus.agreement_above_workers",
+    default=CheckLevels(severity="fail"),
+    claim=2,
+    kind="agreement_above_workers",
+)
+def agreement_above_workers(ctx: CheckContext) -> pl.LazyFrame:
+    """More workers agreed than were counted (agreement_count > worker_count)."""
+    return ctx.tasks.filter(A > W).select(
+        finding(
+            entity_type="task",
+            entity_id=pl.col("task_id"),
+            expected=pl.format("agreement_count <= {}", W),
+            actual=A,
+            difference=A - W,
+            message=pl.format("agreement_count {} exceeds worker_count {}", A, W),
+        )
+    )
+
+
+@register_check(
+    "consensus.agreement_below_majority",
+    default=CheckLevels(severity="fail"),
+    claim=2,
+    kind="agreement_below_majority",
+)
+def agreement_below_majority(ctx: CheckContext) -> pl.LazyFrame:
+    """Consensus without a majority: A < floor(T/2)+1, or A <= W/2 when T is unknown."""
+    need = pl.when(T.is_not_null()).then(pl.col("majority")).otherwise(W // 2 + 1)
+    below = need > A
+    rule = (
+        pl.when(T.is_not_null())
+        .then(pl.format("floor(T/2)+1 with T={}", T))
+        .otherwise(pl.format("more than half of W={}", W))
+    )
+    return ctx.tasks.filter(A.is_not_null() & W.is_not_null() & (A <= W) & below).select(
+        finding(
+            entity_type="task",
+            entity_id=pl.col("task_id"),
+            expected=pl.format("agreement_count >= {}", need),
+            actual=A,
+            difference=A - need,
+            message=pl.format("agreement_count {} is below the majority ({})", A, rule),
+        )
+    )
+
+
+@register_check(
+    "consensus.workers_below_threshold",
+    default=CheckLevels(severity="warn"),
+    claim=2,
+)
+def workers_below_threshold(ctx: CheckContext) -> pl.LazyFrame:
+    """Fewer workers than the threshold T, outside the fixed 3-label rule (W = 3)."""
+    return ctx.tasks.filter(pl.col("counts_valid") & (W < T) & (W != 3)).select(
+        finding(
+            entity_type="task",
+            entity_id=pl.col("task_id"),
+            expected=pl.format("worker_count >= {}", T),
+            actual=W,
+            difference=W - T,
+            message=pl.format("worker_count {} is below the threshold {}", W, T),
+        )
+    )
+
+
+def _deviation() -> pl.Expr:
+    a = A.cast(pl.Float64)
+    return pl.min_horizontal((C - a / T).abs(), (C - a / W).abs())
+
+
+@register_check(
+    "confidence.neither_formula",
+    default=CheckLevels(fail=TOLERANCE),
+    claim=1,
+    kind="confidence_neither_formula",
+)
+def confidence_neither_formula(ctx: CheckContext) -> pl.LazyFrame:
+    """Confidence fits neither A/T nor A/W; the level is the tolerance on |confidence - fit|."""
+    a = A.cast(pl.Float64)
+    deviation = _deviation()
+    nearest = pl.when((C - a / T).abs() <= (C - a / W).abs()).then(a / T).otherwise(a / W)
+    return ctx.tasks.filter(pl.col("counts_valid") & C.is_not_null()).select(
+        finding(
+            entity_type="task",
+            entity_id=pl.col("task_id"),
+            expected=pl.format(
+                "A/T={} or A/W={}",
+                (a / T).round(6).cast(pl.String).fill_null("n/a"),
+                (a / W).round(6),
+            ),
+            actual=C,
+            difference=C - nearest,
+            message=pl.format(
+                "confidence {} fits neither A/T nor A/W (A={}, W={}, T={})",
+                C,
+                A,
+                W,
+                T.cast(pl.String).fill_null("unknown"),
+            ),
+            value=deviation.fill_nan(float("inf")),
+        )
+    )
+
+
+@register_check("confidence.out_of_range", default=CheckLevels(severity="warn"), claim=2)
+def confidence_out_of_range(ctx: CheckContext) -> pl.LazyFrame:
+    """Confidence outside (0.5, 1] although it fits a formula (else neither_formula reports it)."""
+    tol = ctx.levels("confidence.neither_formula").fail or TOLERANCE
+    return ctx.tasks.filter(
+        pl.col("counts_valid") & ((C <= 0.5) | (C > 1)) & (_deviation() < tol)
+    ).select(
+        finding(
+            entity_type="task",
+            entity_id=pl.col("task_id"),
+            expected=pl.lit("0.5 < confidence <= 1"),
+            actual=C,
+            difference=pl.when(C > 1).then(C - 1).otherwise(C - 0.5),
+            message=pl.format("confidence {} is outside (0.5, 1]", C),
+        )
+    )
+
+
+@register_check(
+    "consensus.label_outside_options",
+    default=CheckLevels(severity="fail"),
+    claim=2,
+    kind="label_outside_options",
+)
+def label_outside_options(ctx: CheckContext) -> pl.LazyFrame:
+    """The consensus label is not one of the submission's options (exact string compare)."""
+    opts = pl.col("options")
+    label = pl.col("consensus_label")
+    return ctx.tasks.filter(
+        (opts.list.len().fill_null(0) > 0) & label.is_not_null() & ~opts.list.contains(label)
+    ).select(
+        finding(
+            entity_type="task",
+            entity_id=pl.col("task_id"),
+            expected=opts.list.join(", "),
+            actual=label,
+            difference=None,
+            message=pl.format("label {} is not one of the submitted options", label),
+        )
+    )

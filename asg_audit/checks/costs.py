@@ -1,0 +1,143 @@
+"""Checks of spec claims 4 and 5: txids and cost per task."""
+
+from __future__ import annotations
+
+import polars as pl
+
+from asg_audit.analyses.costs import describe_model, expected_cost_expr
+from asg_audit.checks._registry import CheckContext, finding, register_check
+from asg_audit.config import CheckLevels
+
+DEFAULT_SHARED_TXID_WINDOW_SECONDS = 300.0
+
+
+def _txid_missing() -> pl.Expr:
+    return pl.col("bsv_txid").is_null() | (pl.col("bsv_txid") == "")
+
+
+@register_check("txid.missing", default=CheckLevels(severity="fail"), claim=4, kind="missing_txid")
+def missing_txid(ctx: CheckContext) -> pl.LazyFrame:
+    """A settled task without a txid."""
+    return ctx.tasks.filter(pl.col("is_settled") & _txid_missing()).select(
+        finding(
+            entity_type="task",
+            entity_id=pl.col("task_id"),
+            expected=pl.lit("a 64-hex txid"),
+            actual=pl.lit("none"),
+            difference=None,
+            message=pl.lit("settled without a payment txid"),
+        )
+    )
+
+
+@register_check(
+    "txid.malformed", default=CheckLevels(severity="fail"), claim=4, kind="malformed_txid"
+)
+def malformed_txid(ctx: CheckContext) -> pl.LazyFrame:
+    """A txid that is not 64 lowercase hex characters (or is all zeros)."""
+    tx = pl.col("bsv_txid")
+    return ctx.tasks.filter(~_txid_missing() & ~pl.col("txid_well_formed")).select(
+        finding(
+            entity_type="task",
+            entity_id=pl.col("task_id"),
+            expected=pl.lit("64 hex characters, not all zeros"),
+            actual=tx,
+            difference=None,
+            message=pl.format("malformed txid ({} characters)", tx.str.len_chars()),
+        )
+    )
+
+
+@register_check(
+    "txid.shared_spread",
+    default=CheckLevels(fail=DEFAULT_SHARED_TXID_WINDOW_SECONDS),
+    claim=4,
+    kind="duplicate_txid",
+)
+def shared_txid_spread(ctx: CheckContext) -> pl.LazyFrame:
+    """A txid shared by tasks settled further apart than a batch (level: spread in seconds)."""
+    levels = ctx.levels("txid.shared_spread")
+    window = min(x for x in (levels.warn, levels.fail, DEFAULT_SHARED_TXID_WINDOW_SECONDS) if x)
+    spread = (pl.col("last") - pl.col("first")).dt.total_seconds(fractional=True)
+    return (
+        ctx.tasks.filter(pl.col("txid_well_formed") & pl.col("settled_at").is_not_null())
+        .group_by("bsv_txid")
+        .agg(
+            pl.len().alias("tasks"),
+            pl.col("settled_at").min().alias("first"),
+            pl.col("settled_at").max().alias("last"),
+            pl.col("cost_sats").sum().alias("total"),
+        )
+        .filter(pl.col("tasks") > 1)
+        .select(
+            finding(
+                entity_type="txid",
+                entity_id=pl.col("bsv_txid"),
+                expected=pl.lit(f"tasks of one batch, settled within {window:g} s"),
+                actual=pl.format("{} tasks settled over {} s", pl.col("tasks"), spread.round(1)),
+                difference=spread - window,
+                message=pl.format(
+                    "txid re-used by {} tasks settled {} s apart (total {} sats)",
+                    pl.col("tasks"),
+                    spread.round(1),
+                    pl.col("total"),
+                ),
+                value=spread,
+            )
+        )
+    )
+
+
+@register_check("cost.mismatch", default=CheckLevels(fail=1), claim=5, kind="cost_mismatch")
+def cost_mismatch(ctx: CheckContext) -> pl.LazyFrame:
+    """Reported cost differs from the configured model (level: |difference| in sats).
+
+    Unknown (0) costs are not compared; tasks with invalid counts are left to the count checks.
+    """
+    model = ctx.config.costs
+    expected = expected_cost_expr(model)
+    diff = pl.col("cost_sats") - expected
+    return ctx.tasks.filter(
+        pl.col("is_settled") & pl.col("counts_valid") & pl.col("cost_sats").is_not_null()
+    ).select(
+        finding(
+            entity_type="task",
+            entity_id=pl.col("task_id"),
+            expected=expected,
+            actual=pl.col("cost_sats"),
+            difference=diff,
+            message=pl.format(
+                "cost {} sats, expected {} ({}, A={})",
+                pl.col("cost_sats"),
+                expected,
+                pl.lit(describe_model(model)),
+                pl.col("agreement_count"),
+            ),
+            value=diff.abs(),
+        )
+    )
+
+
+@register_check("cost.unknown", default=CheckLevels(severity="info"), claim=5)
+def cost_unknown(ctx: CheckContext) -> pl.LazyFrame:
+    """Settled tasks reporting a cost of 0 (unknown, not free): counted, one row overall."""
+    unknown = pl.col("cost_unknown").fill_null(False) | pl.col("cost_sats").is_null()
+    n = unknown.sum()
+    return (
+        ctx.tasks.filter(pl.col("is_settled"))
+        .select(n.alias("n"), pl.len().alias("settled"))
+        .filter(pl.col("n") > 0)
+        .select(
+            finding(
+                entity_type="dataset",
+                entity_id=pl.lit("settled tasks"),
+                expected=pl.lit("a known cost"),
+                actual=pl.format("{} of {} unknown", pl.col("n"), pl.col("settled")),
+                difference=pl.col("n"),
+                message=pl.format(
+                    "{} settled task(s) report cost 0 (unknown): left out of cost checks",
+                    pl.col("n"),
+                ),
+            )
+        )
+    )

@@ -1,0 +1,65 @@
+"""Checks of spec claim 3: latency against the SLO and the documented 30-60 s average."""
+
+from __future__ import annotations
+
+import polars as pl
+
+from asg_audit.checks._registry import CheckContext, finding, register_check
+from asg_audit.config import CheckLevels
+
+DOCUMENTED_MEAN_RANGE_S = (30.0, 60.0)
+
+
+def _settled(ctx: CheckContext) -> pl.LazyFrame:
+    return ctx.tasks.filter(pl.col("is_settled") & (pl.col("latency_s") >= 0))
+
+
+@register_check("latency.share_over_slo", default=CheckLevels(warn=0.5), claim=3)
+def share_over_slo(ctx: CheckContext) -> pl.LazyFrame:
+    """Share of settled tasks slower than the SLO (level: the share, 0..1)."""
+    slo = ctx.config.slo_seconds
+    share = (pl.col("latency_s") > slo).mean()
+    return (
+        _settled(ctx)
+        .select(share.alias("share"), pl.len().alias("n"))
+        .filter(pl.col("n") > 0)
+        .select(
+            finding(
+                entity_type="dataset",
+                entity_id=pl.lit("latency"),
+                expected=pl.lit(f"most tasks settled within {slo:g} s"),
+                actual=pl.format("{} of {} over the SLO", pl.col("share").round(4), pl.col("n")),
+                difference=pl.col("share"),
+                message=pl.format(
+                    "{}% of settled tasks took over {} s",
+                    (pl.col("share") * 100).round(1),
+                    pl.lit(slo),
+                ),
+                value=pl.col("share"),
+            )
+        )
+    )
+
+
+@register_check("latency.mean_outside_documented", default=CheckLevels(warn=1.0), claim=3)
+def mean_outside_documented(ctx: CheckContext) -> pl.LazyFrame:
+    """Mean latency outside the documented 30-60 s (level: seconds outside the range)."""
+    lo, hi = DOCUMENTED_MEAN_RANGE_S
+    mean = pl.col("mean")
+    outside = pl.max_horizontal(pl.lit(lo) - mean, mean - hi, pl.lit(0.0))
+    return (
+        _settled(ctx)
+        .select(pl.col("latency_s").mean().alias("mean"))
+        .filter(mean.is_not_null())
+        .select(
+            finding(
+                entity_type="dataset",
+                entity_id=pl.lit("latency"),
+                expected=pl.lit(f"mean between {lo:g} and {hi:g} s"),
+                actual=mean.round(2),
+                difference=pl.when(mean < lo).then(mean - lo).otherwise(outside),
+                message=pl.format("mean settlement time {} s", mean.round(1)),
+                value=outside,
+            )
+        )
+    )
