@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Final, Protocol
+from typing import TYPE_CHECKING, Any, Final
 
 import polars as pl
 
@@ -16,6 +16,9 @@ from asg_audit.analyses._tasks import empty_frame, enrich_tasks
 from asg_audit.checks import CheckContext, run_checks
 from asg_audit.config import AuditConfig
 from asg_audit.model import FINDINGS_SCHEMA, RESULTS_SCHEMA, SUBMISSIONS_SCHEMA, Severity
+
+if TYPE_CHECKING:
+    from asg_audit.store import Store
 
 __all__ = ["TABLES", "Audit", "analyze", "analyze_frames"]
 
@@ -34,10 +37,6 @@ _OBS_COLUMNS: Final = (
     "consensus_label", "confidence", "bsv_txid", "settled_at",
 )  # fmt: skip
 _SEVERITY_ORDER: Final = {Severity.INFO.value: 0, Severity.WARN.value: 1, Severity.FAIL.value: 2}
-
-
-class _Store(Protocol):
-    def frame(self, name: str) -> pl.DataFrame: ...
 
 
 @dataclass
@@ -274,15 +273,23 @@ def _window(
     return frame
 
 
-def _read_tables(store: _Store) -> dict[str, pl.DataFrame]:
+def _read_tables(store: Store) -> dict[str, pl.DataFrame]:
+    present = set(store.tables())
     out: dict[str, pl.DataFrame] = {}
     for name in TABLES:
-        out[name] = store.frame(name)
+        if name not in present:
+            continue
+        if name == "observations":
+            # Only the columns the analyses use: the raw bodies can be most of the table.
+            cols = ", ".join(f'"{c}"' for c in _OBS_COLUMNS)
+            out[name] = store.con.execute(f"SELECT {cols} FROM observations").pl()  # type: ignore[attr-defined]
+        else:
+            out[name] = store.frame(name)
     return out
 
 
 def analyze(
-    db: str | Path | _Store,
+    db: str | Path | Store,
     *,
     since: datetime | None = None,
     until: datetime | None = None,
@@ -303,6 +310,8 @@ def analyze(
             tables = _read_tables(store)
     else:
         tables = _read_tables(db)
+    for name in ("results", "submissions", "observations", "runs", "poll_state"):
+        tables.setdefault(name, pl.DataFrame())
     if since is not None or until is not None:
         results = tables["results"]
         created = (

@@ -159,10 +159,10 @@ def consensus_invariants(tasks: pl.LazyFrame) -> pl.DataFrame:
     rules = {
         "agreement_count >= 1": a < 1,
         "agreement_count <= worker_count": a > w,
-        "agreement_count >= floor(T/2)+1 (or > W/2 without T)": (
+        "agreement_count >= majority (floor(T/2)+1, 2 of 3, or > W/2 without T)": (
             (a >= 1)
             & (a <= w)
-            & pl.when(t.is_not_null()).then(a < t // 2 + 1).otherwise(2 * a <= w)
+            & pl.when(t.is_not_null()).then(a < pl.col("majority")).otherwise(2 * a <= w)
         ),
         "worker_count >= T (or the fixed 3-label rule)": (w < t) & (w != 3),
         "0.5 < confidence <= 1": (c <= 0.5) | (c > 1) | c.is_nan(),

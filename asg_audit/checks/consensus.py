@@ -46,12 +46,13 @@ def agreement_above_workers(ctx: CheckContext) -> pl.LazyFrame:
     kind="agreement_below_majority",
 )
 def agreement_below_majority(ctx: CheckContext) -> pl.LazyFrame:
-    """Consensus without a majority: A < floor(T/2)+1, or A <= W/2 when T is unknown."""
+    """Consensus without a majority: A < floor(T/2)+1 (2 under the fixed 2-of-3 rule), or
+    A <= W/2 when T is unknown."""
     need = pl.when(T.is_not_null()).then(pl.col("majority")).otherwise(W // 2 + 1)
     below = need > A
     rule = (
         pl.when(T.is_not_null())
-        .then(pl.format("floor(T/2)+1 with T={}", T))
+        .then(pl.format("majority {} for T={}, W={}", pl.col("majority"), T, W))
         .otherwise(pl.format("more than half of W={}", W))
     )
     return ctx.tasks.filter(A.is_not_null() & W.is_not_null() & (A <= W) & below).select(
