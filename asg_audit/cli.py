@@ -71,6 +71,15 @@ def _cmd_demo(args: argparse.Namespace, config: AuditConfig) -> int:
 # -- commands registered by feature modules (add yours below, keep each a thin call) ------------
 
 
+def _cmd_simulate(args: argparse.Namespace, config: AuditConfig) -> int:
+    from asg_audit.sim.server import serve_simulator
+
+    return serve_simulator(
+        seed=args.seed, tasks=args.tasks, time_scale=args.time_scale, faults=args.faults,
+        port=args.port, out_dir=args.out, anomalies=args.anomalies, host=args.host,
+    )
+
+
 def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="asg-audit",
@@ -99,6 +108,19 @@ def _build_parser() -> argparse.ArgumentParser:
     _add_common(p)
     p.add_argument("--out", metavar="DIR", default="demo-output", help="demo folder")
     p.set_defaults(handler=_cmd_demo)
+
+    p = sub.add_parser("simulate", help="serve a seeded simulator of the Gateway and chain index")
+    p.add_argument("--seed", type=int, default=7, help="world seed (default 7)")
+    p.add_argument("--tasks", type=int, default=5000, help="tasks in the world (default 5000)")
+    p.add_argument("--time-scale", type=float, default=0.05,
+                   help="wall seconds per simulated second (default 0.05)")
+    p.add_argument("--faults", choices=["none", "mild", "harsh"], default="none")
+    p.add_argument("--anomalies", choices=["all", "none"], default="all",
+                   help="plant a few anomalies of every kind (default) or none")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=0, help="Gateway port, chain on port+1 (0: free)")
+    p.add_argument("--out", metavar="DIR", help="where to write submissions and ground truth")
+    p.set_defaults(handler=_cmd_simulate)
 
     return parser
 

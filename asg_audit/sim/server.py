@@ -124,3 +124,50 @@ def run_simulator(
         thread.join(10)
         for sock in (gw_sock, ch_sock):
             sock.close()
+
+
+def serve_simulator(
+    *,
+    seed: int,
+    tasks: int,
+    time_scale: float,
+    faults: str,
+    port: int,
+    out_dir: str | None,
+    anomalies: str = "all",
+    host: str = "127.0.0.1",
+) -> int:
+    """Generate a world, write its submissions and ground truth, serve until SIGINT/SIGTERM.
+
+    Prints the five lines `asg-audit simulate` documents, then blocks; returns 0.
+    """
+    import signal
+    import tempfile
+    from pathlib import Path
+
+    from asg_audit.sim.generate import generate_world
+    from asg_audit.sim.world import WorldConfig
+
+    world = generate_world(WorldConfig(seed=seed, tasks=tasks, anomalies=anomalies))
+    folder = Path(out_dir) if out_dir else Path(tempfile.mkdtemp(prefix="asg-sim-"))
+    folder.mkdir(parents=True, exist_ok=True)
+    submissions = world.write_submissions(folder / "submissions.ndjson")
+    world.write_ground_truth(folder / "ground_truth.json")
+    stop = threading.Event()
+    previous = {
+        sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)
+    }
+    try:
+        with run_simulator(world, time_scale=time_scale, faults=faults, host=host,
+                           port=port) as sim:
+            print(f"gateway: {sim.gateway_url}")
+            print(f"chain: {sim.chain_url}")
+            print(f"api key: {sim.api_key}")
+            print(f"webhook secret: {sim.webhook_secret}")
+            print(f"submissions: {submissions}", flush=True)
+            while not stop.wait(0.2):
+                pass
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return 0
