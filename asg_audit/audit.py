@@ -279,12 +279,9 @@ def _read_tables(store: Store) -> dict[str, pl.DataFrame]:
     for name in TABLES:
         if name not in present:
             continue
-        if name == "observations":
-            # Only the columns the analyses use: the raw bodies can be most of the table.
-            cols = ", ".join(f'"{c}"' for c in _OBS_COLUMNS)
-            out[name] = store.con.execute(f"SELECT {cols} FROM observations").pl()  # type: ignore[attr-defined]
-        else:
-            out[name] = store.frame(name)
+        # Only the observation columns the analyses use: raw bodies can be most of that table.
+        cols = ", ".join(f'"{c}"' for c in _OBS_COLUMNS) if name == "observations" else "*"
+        out[name] = store.con.sql(f'SELECT {cols} FROM "{name}"').pl()
     return out
 
 

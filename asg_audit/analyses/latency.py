@@ -173,7 +173,8 @@ def ageing_buckets(
     labels = [_edge_label(None, edges[0])]
     labels += [_edge_label(lo, hi) for lo, hi in pairwise(edges)]
     labels.append(_edge_label(edges[-1], None))
-    bucket = age.cut(list(edges), labels=labels, left_closed=True)
+    index = pl.sum_horizontal(*((age >= e).cast(pl.Int32) for e in edges))
+    bucket = index.replace_strict(list(range(len(labels))), labels, return_dtype=pl.String)
     return (
         tasks.filter(
             pl.col("is_settled").not_()
@@ -182,7 +183,6 @@ def ageing_buckets(
         )
         .group_by(bucket.alias("age"), pl.col("status"))
         .agg(pl.len().alias("tasks"), age.max().alias("oldest_s"))
-        .with_columns(pl.col("age").cast(pl.String))
         .sort("status", "oldest_s")
         .collect()
     )
