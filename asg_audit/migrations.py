@@ -139,5 +139,27 @@ MIGRATIONS: list[Migration] = [
             )""",
         ),
     ),
+    Migration(
+        name="webhook deliveries",
+        statements=(
+            # One row per delivery the receiver answered. The payload itself lives in
+            # observations/rejects (authenticated deliveries only); never any secret here.
+            """CREATE TABLE webhook_deliveries (
+                delivery_id VARCHAR NOT NULL,
+                run_id VARCHAR,
+                received_at TIMESTAMPTZ NOT NULL,
+                outcome VARCHAR NOT NULL,
+                http_status SMALLINT NOT NULL,
+                body_sha256 VARCHAR,
+                body_bytes BIGINT,
+                event_key VARCHAR,
+                task_id VARCHAR,
+                delivered_at TIMESTAMPTZ,
+                secret_index SMALLINT,
+                remote_addr VARCHAR,
+                detail VARCHAR
+            )""",
+        ),
+    ),
     # Append new migrations here (version = position in this list).
 ]

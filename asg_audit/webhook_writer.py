@@ -1,0 +1,375 @@
+"""The group-commit writer of the webhook receiver: one thread owns the store.
+
+Deliveries are queued by the ASGI handlers; the writer thread takes everything queued (up to
+`max_batch`), decides duplicates, runs the authenticated bodies through the one normaliser and
+commits observations, rejects and `webhook_deliveries` rows in **one** transaction. Only then does
+it wake the handlers, which answer 2xx: a delivery that was acknowledged is durable.
+
+When the store cannot be opened or written, every waiting delivery is answered 503 (the provider
+retries) and the writer tries to open the store again on the next batch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import queue
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Final
+
+import polars as pl
+
+from asg_audit.model import UTC_DATETIME, Source
+from asg_audit.normalize import RawRecord, normalise_records
+from asg_audit.store import Store, open_store
+
+__all__ = [
+    "DELIVERIES_SCHEMA",
+    "Delivery",
+    "DeliveryWriter",
+    "Outcome",
+]
+
+log = logging.getLogger("asg_audit.webhooks")
+
+
+class Outcome:
+    """The outcome of one delivery and the HTTP status it is answered with."""
+
+    STORED = "stored"
+    DUPLICATE = "duplicate"
+    REJECTED = "rejected"  # authentic sender, unusable content: kept in `rejects`
+    BAD_SIGNATURE = "bad_signature"
+    STALE = "stale"
+    TOO_LARGE = "too_large"
+    UNAVAILABLE = "unavailable"  # the store could not be written: the provider retries
+
+    STATUS: Final[dict[str, int]] = {
+        STORED: 200,
+        DUPLICATE: 200,
+        REJECTED: 200,
+        BAD_SIGNATURE: 401,
+        STALE: 400,
+        TOO_LARGE: 413,
+        UNAVAILABLE: 503,
+    }
+
+
+DELIVERIES_SCHEMA: Final[dict[str, pl.DataType]] = {
+    "delivery_id": pl.String(),
+    "run_id": pl.String(),
+    "received_at": UTC_DATETIME,
+    "outcome": pl.String(),
+    "http_status": pl.Int16(),
+    "body_sha256": pl.String(),
+    "body_bytes": pl.Int64(),
+    "event_key": pl.String(),
+    "task_id": pl.String(),
+    "delivered_at": UTC_DATETIME,
+    "secret_index": pl.Int16(),
+    "remote_addr": pl.String(),
+    "detail": pl.String(),
+}
+_DELIVERY_COLUMNS: Final = ", ".join(DELIVERIES_SCHEMA)
+
+
+@dataclass(slots=True)
+class Delivery:
+    """One delivery on its way to the store.
+
+    `outcome` is already decided for deliveries that are only counted (bad signature, stale,
+    too large); it is None for authenticated ones, which the writer classifies. `body` is set
+    only for authenticated deliveries: an unauthenticated payload is never stored.
+    """
+
+    delivery_id: str
+    received_at: datetime
+    remote_addr: str | None
+    outcome: str | None = None
+    body: bytes | None = None
+    body_sha256: str | None = None
+    body_bytes: int | None = None
+    event_key: str | None = None
+    task_id: str | None = None
+    delivered_at: datetime | None = None
+    secret_index: int | None = None
+    detail: str | None = None
+    # Set by the writer when the delivery is classified; the handler waits on `done`.
+    waiter: asyncio.Future[str] | None = field(default=None, repr=False)
+    loop: asyncio.AbstractEventLoop | None = field(default=None, repr=False)
+
+
+_STOP: Final = object()
+
+
+class DeliveryWriter:
+    """A thread that owns the store and commits queued deliveries in groups."""
+
+    def __init__(
+        self,
+        db_path: str | Path,
+        *,
+        max_batch: int = 512,
+        max_wait_seconds: float = 0.0,
+        max_queue: int = 50_000,
+        open_wait_seconds: float = 0.0,
+        reopen_interval_seconds: float = 1.0,
+        command: str = "serve-webhooks",
+    ) -> None:
+        self.db_path = Path(db_path)
+        self.max_batch = max_batch
+        self.max_wait_seconds = max_wait_seconds
+        self.max_queue = max_queue
+        self.open_wait_seconds = open_wait_seconds
+        self.reopen_interval_seconds = reopen_interval_seconds
+        self.command = command
+        self.counts: Counter[str] = Counter()  # outcomes answered, plus `dropped_records`
+        self.commits = 0
+        self.run_id: str | None = None
+        self.last_error: str | None = None
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name="webhook-writer", daemon=True)
+        self._store: Store | None = None
+        self._exit: contextlib.ExitStack | None = None
+        self._seen: set[str] = set()  # event keys already committed
+        self._next_open_at = 0.0
+        self._ready = threading.Event()
+
+    # -- called from the event loop -------------------------------------------------------------
+
+    def start(self, *, wait_seconds: float = 5.0) -> None:
+        """Start the thread and wait (briefly) for its first attempt to open the store."""
+        self._thread.start()
+        self._ready.wait(wait_seconds)
+
+    @property
+    def available(self) -> bool:
+        """Whether the store is open for writing right now."""
+        return self._store is not None
+
+    def submit(self, delivery: Delivery) -> asyncio.Future[str] | None:
+        """Queue a delivery. Return a future resolved with its outcome once committed.
+
+        Counted-only deliveries (outcome already set) get no future: nothing about them has to
+        be durable before the answer. They are dropped (and counted) when the queue is full,
+        so a flood of forged requests cannot grow memory without bound.
+        """
+        if delivery.outcome is not None:
+            self.counts[delivery.outcome] += 1
+            if self._queue.qsize() >= self.max_queue:
+                self.counts["dropped_records"] += 1
+                return None
+            self._queue.put(delivery)
+            return None
+        loop = asyncio.get_running_loop()
+        delivery.loop = loop
+        delivery.waiter = loop.create_future()
+        self._queue.put(delivery)
+        return delivery.waiter
+
+    def stop(self, *, timeout: float = 30.0) -> None:
+        """Commit what is queued, record the end of the run and close the store."""
+        if self._thread.is_alive():
+            self._queue.put(_STOP)
+            self._thread.join(timeout)
+
+    # -- the thread ----------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        self._try_open()
+        self._ready.set()
+        stopping = False
+        while not stopping:
+            try:
+                first = self._queue.get(timeout=self.reopen_interval_seconds)
+            except queue.Empty:
+                if self._store is None:
+                    self._try_open()
+                continue
+            batch: list[Delivery] = []
+            if first is _STOP:
+                stopping = True
+            else:
+                batch.append(first)
+            deadline = time.monotonic() + self.max_wait_seconds
+            while len(batch) < self.max_batch:
+                try:
+                    remaining = deadline - time.monotonic()
+                    item = (
+                        self._queue.get(timeout=remaining)
+                        if remaining > 0 and not stopping
+                        else self._queue.get_nowait()
+                    )
+                except queue.Empty:
+                    break
+                if item is _STOP:
+                    stopping = True
+                    continue
+                batch.append(item)
+            if batch:
+                self._commit(batch)
+        # Drain anything queued after the stop marker (late handlers), then close.
+        rest: list[Delivery] = []
+        with contextlib.suppress(queue.Empty):
+            while True:
+                item = self._queue.get_nowait()
+                if item is not _STOP:
+                    rest.append(item)
+        if rest:
+            self._commit(rest)
+        self._close(status="finished")
+
+    def _try_open(self) -> None:
+        if self._store is not None or time.monotonic() < self._next_open_at:
+            return
+        stack = contextlib.ExitStack()
+        try:
+            store = stack.enter_context(open_store(self.db_path, wait_seconds=self.open_wait_seconds))
+            self.run_id = self.run_id or store.start_run(self.command)
+            rows = store.con.execute(
+                "SELECT DISTINCT event_key FROM webhook_deliveries"
+                " WHERE event_key IS NOT NULL AND outcome IN ('stored', 'rejected')"
+            ).fetchall()
+        except Exception as exc:  # noqa: BLE001 - any failure to open means "answer 503"
+            stack.close()
+            self.last_error = str(exc)
+            self._next_open_at = time.monotonic() + self.reopen_interval_seconds
+            log.warning("webhook store unavailable: %s", exc)
+            return
+        self._seen = {r[0] for r in rows}
+        self._store, self._exit = store, stack
+        self.last_error = None
+
+    def _close(self, *, status: str) -> None:
+        if self._store is not None and self._exit is not None:
+            with contextlib.suppress(Exception):
+                if self.run_id:
+                    self._store.finish_run(self.run_id, status=status, stats=self.stats())
+            with contextlib.suppress(Exception):
+                self._exit.close()
+        self._store, self._exit = None, None
+
+    def stats(self) -> dict[str, Any]:
+        """Return the counters of this receiver: outcomes, commits, dropped records."""
+        return {"outcomes": dict(self.counts), "commits": self.commits}
+
+    def _commit(self, batch: list[Delivery]) -> None:
+        self._try_open()
+        store = self._store
+        if store is None:
+            self.counts["dropped_records"] += sum(1 for d in batch if d.waiter is None)
+            self._answer([d for d in batch if d.waiter is not None], Outcome.UNAVAILABLE)
+            return
+        fresh: set[str] = set()
+        to_store: list[Delivery] = []
+        for d in batch:
+            if d.outcome is not None:
+                continue
+            assert d.event_key is not None
+            if d.event_key in self._seen or d.event_key in fresh:
+                d.outcome = Outcome.DUPLICATE
+            else:
+                fresh.add(d.event_key)
+                to_store.append(d)
+        try:
+            if to_store:
+                normalised = normalise_records(
+                    [
+                        RawRecord(
+                            body=d.body or b"",
+                            source=Source.WEBHOOK,
+                            origin=f"webhook:{d.body_sha256}",
+                            observed_at=d.received_at,
+                        )
+                        for d in to_store
+                    ]
+                )
+                rejected = set(normalised.rejects.get_column("origin").to_list())
+                for d in to_store:
+                    stored = f"webhook:{d.body_sha256}" not in rejected
+                    d.outcome = Outcome.STORED if stored else Outcome.REJECTED
+            rows = _deliveries_frame(batch, self.run_id)
+            with store.transaction() as con:
+                if to_store:
+                    store.write_batch(self.run_id or "", normalised)
+                con.register("_webhook_deliveries", rows)
+                try:
+                    con.execute(
+                        f"INSERT INTO webhook_deliveries ({_DELIVERY_COLUMNS})"
+                        f" SELECT {_DELIVERY_COLUMNS} FROM _webhook_deliveries"
+                    )
+                finally:
+                    con.unregister("_webhook_deliveries")
+        except Exception as exc:  # noqa: BLE001 - a failed write is answered 503, then retried
+            log.exception("webhook store write failed; answering 503")
+            self.last_error = str(exc)
+            for d in to_store:
+                d.outcome = None
+            self._close(status="failed")
+            self._next_open_at = time.monotonic() + self.reopen_interval_seconds
+            self._answer([d for d in batch if d.waiter is not None], Outcome.UNAVAILABLE)
+            return
+        self.commits += 1
+        self._seen |= fresh
+        waiting = [d for d in batch if d.waiter is not None]
+        for d in waiting:
+            assert d.outcome is not None
+            self.counts[d.outcome] += 1
+        self._wake(waiting)
+
+    def _answer(self, deliveries: list[Delivery], outcome: str) -> None:
+        for d in deliveries:
+            d.outcome = outcome
+            self.counts[outcome] += 1
+        self._wake(deliveries)
+
+    @staticmethod
+    def _wake(deliveries: list[Delivery]) -> None:
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[str], str]]] = {}
+        for d in deliveries:
+            if d.waiter is not None and d.loop is not None and d.outcome is not None:
+                by_loop.setdefault(d.loop, []).append((d.waiter, d.outcome))
+        for loop, items in by_loop.items():
+            with contextlib.suppress(RuntimeError):  # the loop closed: nobody is waiting
+                loop.call_soon_threadsafe(_resolve, items)
+
+
+def _resolve(items: list[tuple[asyncio.Future[str], str]]) -> None:
+    for fut, outcome in items:
+        if not fut.done():  # the client may have gone away
+            fut.set_result(outcome)
+
+
+def _deliveries_frame(batch: list[Delivery], run_id: str | None) -> pl.DataFrame:
+    rows: dict[str, list[Any]] = {name: [] for name in DELIVERIES_SCHEMA}
+    for d in batch:
+        outcome = d.outcome or Outcome.UNAVAILABLE
+        rows["delivery_id"].append(d.delivery_id)
+        rows["run_id"].append(run_id)
+        rows["received_at"].append(d.received_at.astimezone(UTC))
+        rows["outcome"].append(outcome)
+        rows["http_status"].append(Outcome.STATUS[outcome])
+        rows["body_sha256"].append(d.body_sha256)
+        rows["body_bytes"].append(d.body_bytes)
+        rows["event_key"].append(d.event_key)
+        rows["task_id"].append(d.task_id)
+        rows["delivered_at"].append(d.delivered_at.astimezone(UTC) if d.delivered_at else None)
+        rows["secret_index"].append(d.secret_index)
+        rows["remote_addr"].append(d.remote_addr)
+        rows["detail"].append(d.detail)
+    return pl.DataFrame(rows, schema=DELIVERIES_SCHEMA)
+
+
+def utc_now() -> datetime:
+    """Return the wall-clock time in UTC (the receiver's default clock)."""
+    return datetime.now(UTC)
+
+
+Clock = Callable[[], datetime]

@@ -1,0 +1,402 @@
+"""The `task.settled` webhook receiver: a pure signature check and a Starlette ASGI app.
+
+Order of the checks on `POST /webhooks/asg` (the raw body is never parsed before its signature
+is verified)::
+
+    body over max_body_bytes (Content-Length, or counted while streaming) -> 413, counted
+    X-ASG-Signature missing, malformed or forged (any active secret)      -> 401, counted
+    signed, not a JSON object                                             -> 200, to `rejects`
+    signed `timestamp` missing or outside the freshness window            -> 400, counted
+    same event already stored (same body, or a redelivery that differs
+      only in its `timestamp`)                                            -> 200, duplicate
+    otherwise: normaliser -> observations/results, committed              -> 200, stored
+    store cannot be written                                               -> 503 (provider retries)
+
+"Counted" means a `webhook_deliveries` row without the payload. 2xx is answered only after the
+group commit that holds the delivery (`webhook_writer.DeliveryWriter`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import hmac
+import json
+import re
+import secrets as _secrets
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass, fields
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, Final
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from asg_audit.config import Secret
+from asg_audit.errors import ApiStatusError, ApiTransientError, AuthError, ConfigError
+from asg_audit.webhook_writer import Clock, Delivery, DeliveryWriter, Outcome, utc_now
+
+__all__ = [
+    "DEFAULT_FRESHNESS_SECONDS",
+    "DEFAULT_MAX_BODY_BYTES",
+    "SIGNATURE_HEADER",
+    "WEBHOOK_PATH",
+    "WebhookSettings",
+    "create_webhook_app",
+    "event_key",
+    "parse_delivery_timestamp",
+    "read_secret_file",
+    "register_webhook",
+    "serve_webhooks",
+    "sign_body",
+    "verify_signature",
+]
+
+SIGNATURE_HEADER: Final = "X-ASG-Signature"
+WEBHOOK_PATH: Final = "/webhooks/asg"
+DEFAULT_MAX_BODY_BYTES: Final = 65_536  # a task.settled payload is ~300 bytes
+DEFAULT_FRESHNESS_SECONDS: Final = 300.0
+_SIGNATURE_RE: Final = re.compile(r"sha256=([0-9a-f]{64})")
+
+
+# -- the pure part ------------------------------------------------------------------------------
+
+
+def sign_body(body: bytes, secret: Secret | str) -> str:
+    """Return the `X-ASG-Signature` value for a body: `sha256=` + hex HMAC-SHA256."""
+    key = secret.reveal() if isinstance(secret, Secret) else secret
+    return "sha256=" + hmac.new(key.encode(), body, hashlib.sha256).hexdigest()
+
+
+def verify_signature(
+    body: bytes, header: str | None, secrets: Sequence[Secret | str]
+) -> int | None:
+    """Return the index of the active secret that signed `body`, or None if none did.
+
+    Compares in constant time over the raw bytes, and tries every secret (no early exit) so
+    that the timing does not tell which secret matched. A header that is not exactly
+    `sha256=<64 lowercase hex>` is refused without computing anything.
+    """
+    if header is None:
+        return None
+    match = _SIGNATURE_RE.fullmatch(header.strip())
+    if match is None:
+        return None
+    given = match.group(1).encode()
+    found: int | None = None
+    for index, secret in enumerate(secrets):
+        key = secret.reveal() if isinstance(secret, Secret) else secret
+        expected = hmac.new(key.encode(), body, hashlib.sha256).hexdigest().encode()
+        if hmac.compare_digest(expected, given) and found is None:
+            found = index
+    return found
+
+
+def parse_delivery_timestamp(value: Any) -> datetime | None:
+    """Return a payload `timestamp` (RFC 3339 string or epoch seconds) as UTC, else None."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        try:
+            return datetime.fromtimestamp(value, tz=UTC)
+        except (OverflowError, OSError, ValueError):
+            return None
+    if isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value.strip().replace("z", "Z"))
+        except ValueError:
+            return None
+        if parsed.tzinfo is None:  # RFC 3339 requires an offset; a naive time is ambiguous
+            return None
+        return parsed.astimezone(UTC)
+    return None
+
+
+def event_key(payload: Mapping[str, Any]) -> str:
+    """Return the identity of an event: a hash of the payload without its delivery `timestamp`.
+
+    A redelivery of the same event (a retry with the same body, or a repeat rendered later with
+    a new `timestamp`) has the same key; a settled result whose fields changed does not.
+    """
+    rest = {k: v for k, v in payload.items() if k != "timestamp"}
+    canonical = json.dumps(rest, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def read_secret_file(path: str | Path) -> tuple[Secret, ...]:
+    """Return the secrets in a file: one per line or comma-separated; `#` starts a comment."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the webhook secret file: {exc.strerror}") from None
+    values: list[Secret] = []
+    for line in text.splitlines():
+        line = line.split("#", 1)[0]
+        values.extend(Secret(part.strip()) for part in line.split(",") if part.strip())
+    if not values:
+        raise ConfigError(f"{path}: the webhook secret file holds no secret")
+    return tuple(values)
+
+
+# -- settings -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookSettings:
+    """The `[webhooks]` section of the config; every value has a default."""
+
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    freshness_seconds: float = DEFAULT_FRESHNESS_SECONDS
+    commit_max_batch: int = 512  # deliveries per group commit at most
+    commit_max_wait_ms: float = 0.0  # linger for more deliveries; 0 = take what is queued
+    path: str = WEBHOOK_PATH
+    secret_file: str | None = None
+    graceful_shutdown_seconds: float = 30.0
+    forwarded_allow_ips: str | None = None  # proxies trusted for X-Forwarded-For (uvicorn)
+
+    @classmethod
+    def from_mapping(cls, raw: Mapping[str, Any]) -> WebhookSettings:
+        """Return settings from a `[webhooks]` table, refusing unknown keys and bad values."""
+        known = {f.name for f in fields(cls)}
+        unknown = set(raw) - known
+        if unknown:
+            raise ConfigError(f"unknown key(s) in [webhooks]: {', '.join(sorted(unknown))}")
+        if "secret" in raw or "secrets" in raw:
+            raise ConfigError("[webhooks]: secrets belong in ASG_WEBHOOK_SECRET or a secret_file")
+        settings = cls(**dict(raw))
+        if not isinstance(settings.max_body_bytes, int) or settings.max_body_bytes < 64:
+            raise ConfigError("webhooks.max_body_bytes must be an integer of at least 64")
+        if not isinstance(settings.commit_max_batch, int) or settings.commit_max_batch < 1:
+            raise ConfigError("webhooks.commit_max_batch must be a positive integer")
+        for name in ("freshness_seconds", "commit_max_wait_ms", "graceful_shutdown_seconds"):
+            value = getattr(settings, name)
+            if not isinstance(value, int | float) or isinstance(value, bool) or value < 0:
+                raise ConfigError(f"webhooks.{name} must be a non-negative number")
+        if not settings.path.startswith("/"):
+            raise ConfigError("webhooks.path must start with '/'")
+        return settings
+
+
+# -- the ASGI app -------------------------------------------------------------------------------
+
+
+def _new_delivery_id() -> str:
+    return "dlv_" + _secrets.token_hex(8)
+
+
+def _answer(outcome: str, delivery_id: str, *, close: bool = False) -> Response:
+    headers = {"Connection": "close"} if close else None
+    return JSONResponse(
+        {"outcome": outcome, "delivery_id": delivery_id},
+        status_code=Outcome.STATUS[outcome],
+        headers=headers,
+    )
+
+
+async def _read_limited(request: Request, limit: int) -> bytes | None:
+    """Return the body, or None as soon as it grows past `limit` (it is never read whole)."""
+    declared = request.headers.get("content-length")
+    if declared is not None and (not declared.strip().isdigit() or int(declared) > limit):
+        return None
+    chunks: list[bytes] = []
+    total = 0
+    async for chunk in request.stream():
+        total += len(chunk)
+        if total > limit:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def create_webhook_app(
+    db_path: str | Path,
+    secrets: Sequence[Secret | str],
+    *,
+    settings: WebhookSettings | None = None,
+    clock: Clock = utc_now,
+) -> Starlette:
+    """Return the receiver as a Starlette app writing to the store at `db_path`.
+
+    `secrets` are the active secrets (several during a rotation). `clock` gives "now" for the
+    freshness window and the `received_at` of deliveries (the simulator passes its scaled
+    clock). The app's `state.writer` is the `DeliveryWriter` (counters, run id).
+    """
+    if not secrets:
+        raise ConfigError("no webhook secret: set ASG_WEBHOOK_SECRET or webhooks.secret_file")
+    settings = settings or WebhookSettings()
+    active = tuple(secrets)
+    window = timedelta(seconds=settings.freshness_seconds)
+    writer = DeliveryWriter(
+        db_path,
+        max_batch=settings.commit_max_batch,
+        max_wait_seconds=settings.commit_max_wait_ms / 1000.0,
+    )
+
+    async def receive(request: Request) -> Response:
+        received_at = clock()
+        delivery_id = _new_delivery_id()
+        remote = request.client.host if request.client else None
+        body = await _read_limited(request, settings.max_body_bytes)
+        if body is None:
+            writer.submit(
+                Delivery(delivery_id, received_at, remote, outcome=Outcome.TOO_LARGE,
+                         detail=f"body over {settings.max_body_bytes} bytes")
+            )
+            # The rest of the body is not read: close the connection instead.
+            return _answer(Outcome.TOO_LARGE, delivery_id, close=True)
+        digest = hashlib.sha256(body).hexdigest()
+        header = request.headers.get(SIGNATURE_HEADER)
+        secret_index = verify_signature(body, header, active)
+        if secret_index is None:
+            reason = (
+                "no signature header" if header is None
+                else "signature does not match any active secret"
+                if _SIGNATURE_RE.fullmatch(header.strip()) else "malformed signature header"
+            )
+            writer.submit(
+                Delivery(delivery_id, received_at, remote, outcome=Outcome.BAD_SIGNATURE,
+                         body_sha256=digest, body_bytes=len(body), detail=reason)
+            )
+            return _answer(Outcome.BAD_SIGNATURE, delivery_id)
+
+        # Authentic from here on: parsing is safe.
+        try:
+            payload = json.loads(body)
+        except (ValueError, RecursionError):
+            payload = None
+        delivery = Delivery(
+            delivery_id, received_at, remote, body=body, body_sha256=digest,
+            body_bytes=len(body), secret_index=secret_index,
+        )
+        if isinstance(payload, dict):
+            task_id = payload.get("task_id")
+            delivery.task_id = task_id if isinstance(task_id, str) else None
+            delivered_at = parse_delivery_timestamp(payload.get("timestamp"))
+            delivery.delivered_at = delivered_at
+            if delivered_at is None:
+                stale = "no usable `timestamp`: freshness cannot be checked"
+            elif abs(received_at - delivered_at) > window:
+                age = (received_at - delivered_at).total_seconds()
+                stale = f"timestamp {age:+.0f} s from now, window {settings.freshness_seconds:g} s"
+            else:
+                stale = None
+            if stale is not None:
+                delivery.body, delivery.outcome, delivery.detail = None, Outcome.STALE, stale
+                writer.submit(delivery)
+                return _answer(Outcome.STALE, delivery_id)
+            delivery.event_key = event_key(payload)
+        else:
+            # Signed but not a JSON object: the normaliser quarantines it with a reason.
+            delivery.event_key = digest
+        waiter = writer.submit(delivery)
+        assert waiter is not None
+        outcome = await waiter
+        return _answer(outcome, delivery_id)
+
+    async def healthz(request: Request) -> Response:
+        ok = writer.available
+        return JSONResponse(
+            {
+                "status": "ok" if ok else "unavailable",
+                "run_id": writer.run_id,
+                "commits": writer.commits,
+                "outcomes": dict(writer.counts),
+                **({} if ok else {"error": writer.last_error}),
+            },
+            status_code=200 if ok else 503,
+        )
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        import asyncio
+
+        await asyncio.to_thread(writer.start)
+        try:
+            yield
+        finally:
+            # Uvicorn has already waited for the requests in flight; commit what they queued.
+            await asyncio.to_thread(writer.stop)
+
+    app = Starlette(
+        routes=[
+            Route(settings.path, receive, methods=["POST"]),
+            Route("/healthz", healthz, methods=["GET"]),
+        ],
+        lifespan=lifespan,
+    )
+    app.state.writer = writer
+    return app
+
+
+def serve_webhooks(
+    db_path: str | Path,
+    secrets: Sequence[Secret | str],
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8088,
+    settings: WebhookSettings | None = None,
+) -> None:
+    """Serve the receiver with Uvicorn until SIGINT/SIGTERM; drain deliveries in flight."""
+    import uvicorn
+
+    settings = settings or WebhookSettings()
+    app = create_webhook_app(db_path, secrets, settings=settings)
+    proxy: dict[str, Any] = {"proxy_headers": False}
+    if settings.forwarded_allow_ips:
+        proxy = {"proxy_headers": True, "forwarded_allow_ips": settings.forwarded_allow_ips}
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        lifespan="on",
+        access_log=False,
+        log_level="warning",
+        timeout_graceful_shutdown=int(settings.graceful_shutdown_seconds) or None,
+        **proxy,
+    )
+    print(f"webhooks: listening on http://{host}:{port}{settings.path}", flush=True)
+    uvicorn.Server(config).run()
+
+
+def register_webhook(
+    base_url: str,
+    api_key: Secret,
+    callback_url: str,
+    secret: Secret,
+    *,
+    events: Sequence[str] = ("task.settled",),
+    timeout: float = 10.0,
+) -> dict[str, Any]:
+    """Register `callback_url` with the Gateway (`POST /v1/webhooks`); return its answer."""
+    import httpx
+
+    url = base_url.rstrip("/") + "/v1/webhooks"
+    try:
+        answer = httpx.post(
+            url,
+            json={"callback_url": callback_url, "secret": secret.reveal(), "events": list(events)},
+            headers={"Authorization": f"Bearer {api_key.reveal()}"},
+            timeout=timeout,
+        )
+    except httpx.HTTPError as exc:
+        raise ApiTransientError(f"POST {url}: {type(exc).__name__}: {exc}") from None
+    if answer.status_code in (401, 403):
+        raise AuthError(f"POST {url}: the API key was refused ({answer.status_code})",
+                        status_code=answer.status_code)
+    if answer.status_code == 429 or answer.status_code >= 500:
+        raise ApiTransientError(f"POST {url}: answered {answer.status_code}; try again later")
+    if answer.status_code not in (200, 201):
+        raise ApiStatusError(f"POST {url}: answered {answer.status_code}: {answer.text[:200]}",
+                             status_code=answer.status_code)
+    try:
+        result = answer.json()
+    except ValueError:
+        raise ApiStatusError(f"POST {url}: the answer is not JSON",
+                             status_code=answer.status_code) from None
+    if not isinstance(result, dict):
+        raise ApiStatusError(f"POST {url}: the answer is not a JSON object",
+                             status_code=answer.status_code)
+    return result
