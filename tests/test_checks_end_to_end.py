@@ -23,9 +23,12 @@ from asg_audit.store import open_store
 
 def _fetch_statuses(world, task_ids: list[str], path: Path) -> Path:
     """Write GET /v1/tasks/{id} answers (200 only) of the simulated Gateway as NDJSON."""
-    with run_simulator(world) as sim, httpx.Client(
-        base_url=sim.gateway_url, headers={"Authorization": f"Bearer {sim.api_key}"}
-    ) as client:
+    with (
+        run_simulator(world) as sim,
+        httpx.Client(
+            base_url=sim.gateway_url, headers={"Authorization": f"Bearer {sim.api_key}"}
+        ) as client,
+    ):
         lines = []
         for task_id in task_ids:
             answer = client.get(f"/v1/tasks/{task_id}")
@@ -47,9 +50,13 @@ def audited(tmp_path_factory: pytest.TempPathFactory):
     # Tracked tasks missing from the export: ask the Gateway's status endpoint, as an auditor
     # would, so that a task stuck in progress is told apart from one the API never knew.
     with open_store(db, read_only=True) as store:
-        missing = store.con.sql(
-            "SELECT task_id FROM submissions ANTI JOIN results USING (task_id) ORDER BY 1"
-        ).pl()["task_id"].to_list()
+        missing = (
+            store.con.sql(
+                "SELECT task_id FROM submissions ANTI JOIN results USING (task_id) ORDER BY 1"
+            )
+            .pl()["task_id"]
+            .to_list()
+        )
     ingest_paths(db, [_fetch_statuses(world, missing, tmp / "statuses.ndjson")])
     as_of = datetime.fromtimestamp(world.now_at, UTC)
     return world, analyze(db, as_of=as_of)

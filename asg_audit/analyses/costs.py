@@ -34,7 +34,8 @@ def expected_cost_expr(model: CostModel) -> pl.Expr:
     if model.kind == "per_worker":
         base = pl.col("agreement_count").cast(pl.Int64) * model.payout_per_worker_sats
     else:
-        base = pl.lit(model.reward_sats, dtype=pl.Int64)
+        # Shaped like the column (not a scalar literal), so it is one value per task anywhere.
+        base = pl.col("agreement_count").fill_null(0).cast(pl.Int64) * 0 + model.reward_sats
     if not model.fee_included or model.fee_percent == 0:
         return base
     num, den = Decimal(model.fee_percent).as_integer_ratio()

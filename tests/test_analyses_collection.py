@@ -1,0 +1,80 @@
+"""Collection-health analyses: empty inputs, polls per task, webhook vs poll."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import polars as pl
+from _analyses_frames import T0, result, results_frame
+
+from asg_audit.analyses import collection, enrich_tasks
+from asg_audit.audit import analyze_frames
+from asg_audit.config import AuditConfig
+
+OBS_SCHEMA = {
+    "task_id": pl.String, "run_id": pl.String, "source": pl.String,
+    "observed_at": pl.Datetime("us", "UTC"), "http_status": pl.Int16,
+    "consensus_label": pl.String, "confidence": pl.Float64, "bsv_txid": pl.String,
+    "settled_at": pl.Datetime("us", "UTC"),
+}  # fmt: skip
+
+
+def _obs(rows) -> pl.LazyFrame:
+    return pl.DataFrame(rows, schema=OBS_SCHEMA).lazy()
+
+
+def test_collection_analyses_work_without_collector_data() -> None:
+    audit = analyze_frames(results_frame([result("a")]), config=AuditConfig())
+    assert audit["polls_per_task"]["tasks"][0] == 0
+    assert audit["http_by_run"].height == 0
+    assert audit["webhook_poll_disagreements"].height == 0
+
+
+def test_collection_polls_per_task_counts_poll_observations() -> None:
+    at = T0 + timedelta(seconds=5)
+    rows = [
+        {"task_id": "a", "run_id": "r", "source": "poll", "observed_at": at, "http_status": 202},
+        {"task_id": "a", "run_id": "r", "source": "poll", "observed_at": at, "http_status": 200},
+        {"task_id": "b", "run_id": "r", "source": "poll", "observed_at": at, "http_status": 429},
+    ]
+    state = pl.LazyFrame(schema={"task_id": pl.String, "attempts": pl.Int64})
+    got = collection.polls_per_task(_obs(rows), state).row(0, named=True)
+    assert (got["tasks"], got["polls"], got["max"]) == (2, 3, 2)
+    runs = pl.LazyFrame(
+        {
+            "run_id": ["r"],
+            "command": ["collect"],
+            "started_at": [T0],
+            "status": ["ok"],
+            "stats": ['{"requests": 3, "http_429": 1}'],
+        }
+    )
+    by_run = collection.http_errors_by_run(_obs(rows), runs).row(0, named=True)
+    assert (by_run["answers"], by_run["http_429"], by_run["run_requests"]) == (3, 1, 3)
+
+
+def test_collection_webhook_poll_disagreements_name_the_field() -> None:
+    s = T0 + timedelta(seconds=47)
+    base = {
+        "task_id": "a",
+        "run_id": "r",
+        "observed_at": s,
+        "http_status": 200,
+        "confidence": 2 / 3,
+        "bsv_txid": "x",
+        "settled_at": s,
+    }
+    rows = [
+        {**base, "source": "poll", "consensus_label": "cat"},
+        {**base, "source": "webhook", "consensus_label": "dog"},
+    ]
+    got = collection.webhook_poll_disagreements(_obs(rows))
+    assert got.rows() == [("a", "consensus_label", "dog", "cat")]
+
+
+def test_collection_detection_delay_and_coverage() -> None:
+    rows = [result("a"), result("b", sources=["webhook"]), result("c", sources=["poll", "webhook"])]
+    tasks = enrich_tasks(results_frame(rows).lazy())
+    assert collection.detection_delay(tasks)["p50_s"][0] == 3.0
+    got = dict(collection.source_coverage(tasks).rows())
+    assert got == {"poll and webhook": 1, "poll only": 1, "webhook only": 1}
