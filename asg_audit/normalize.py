@@ -426,7 +426,7 @@ def normalise_batch(
     accepted = (
         out.filter(~is_reject)
         .with_columns(
-            cost_unknown=pl.col("cost_sats_raw") == 0,
+            cost_unknown=(pl.col("cost_sats_raw") == 0).fill_null(False),
             cost_sats=pl.when(pl.col("cost_sats_raw") > 0).then(pl.col("cost_sats_raw")),
             raw=pl.when(pl.col("source") != Source.FILE).then(pl.col("raw")),
         )

@@ -149,7 +149,7 @@ class Store:
         if table not in self.tables():
             raise StoreError(f"{self.path}: no table named {table!r}")
         sql = f'SELECT * FROM "{table}"' + (f" WHERE {where}" if where else "")
-        return self.con.execute(sql, list(params)).pl()
+        return self.con.sql(sql, params=list(params) or None).pl()
 
     def tables(self) -> list[str]:
         """Return the names of the tables in the store."""

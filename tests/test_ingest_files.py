@@ -1,0 +1,170 @@
+"""File ingest: formats, folders and globs, idempotence, unreadable files, summaries."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from asg_audit.demo import sample_path
+from asg_audit.errors import InputError
+from asg_audit.ingest import ingest_paths, track_file
+from asg_audit.store import open_store
+
+REPO = Path(__file__).parents[1]
+
+
+def rec(task_id: str, **extra: object) -> dict[str, object]:
+    return {"task_id": task_id, "status": "settled", "consensus_label": "cat", "confidence": 1.0,
+            "worker_count": 3, "agreement_count": 3, "bsv_txid": f"{int(task_id[1:]):064x}",
+            "cost_sats": 975, "created_at": "2026-11-01T10:00:00Z",
+            "settled_at": "2026-11-01T10:00:40Z", **extra}
+
+
+def write_ndjson(path: Path, records: list[object]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    return path
+
+
+def counts(db: Path) -> dict[str, int]:
+    with open_store(db, read_only=True) as store:
+        return {t: store.count(t) for t in ("observations", "results", "rejects", "runs")}
+
+
+def test_ingest_sample_export_summary(db: Path) -> None:
+    summary = ingest_paths(db, [sample_path("sample_results.jsonl")])
+    assert summary.records == 185
+    assert summary.accepted == 180 and summary.rejected == 5
+    assert summary.new_results == 180
+    assert set(summary.rejected_by_reason) == {
+        "bad_sats", "bad_timestamp", "bad_type", "invalid_json", "missing_task_id"}
+
+
+def test_ingest_reject_names_file_and_line(db: Path, tmp_path: Path) -> None:
+    path = tmp_path / "x.jsonl"
+    path.write_text(json.dumps(rec("t1")) + "\n" + '{"task_id": "t2", "worker_count": "3"}\n')
+    ingest_paths(db, [path])
+    with open_store(db, read_only=True) as store:
+        row = store.frame("rejects").row(0, named=True)
+    assert (row["origin"], row["origin_line"], row["reason"], row["field"]) == (
+        str(path), 2, "bad_type", "worker_count")
+    assert row["raw"] == b'{"task_id": "t2", "worker_count": "3"}'
+
+
+def test_ingest_same_file_twice_changes_nothing_but_a_run_record(db: Path, tmp_path: Path) -> None:
+    path = write_ndjson(tmp_path / "a.jsonl", [rec("t1"), rec("t2"), "oops"])
+    ingest_paths(db, [path])
+    before = counts(db)
+    summary = ingest_paths(db, [path])
+    after = counts(db)
+    assert summary.files[0].status == "already ingested"
+    assert after == {**before, "runs": before["runs"] + 1}
+
+
+def test_ingest_overlapping_exports_do_not_duplicate_observations(db: Path, tmp_path: Path) -> None:
+    ingest_paths(db, [write_ndjson(tmp_path / "a.jsonl", [rec("t1"), rec("t2")])])
+    summary = ingest_paths(db, [write_ndjson(tmp_path / "b.jsonl", [rec("t2"), rec("t3")])])
+    assert summary.duplicates == 1 and summary.new_results == 1
+    assert counts(db)["observations"] == 3
+
+
+def test_ingest_result_changed_after_settlement_is_a_conflict(db: Path, tmp_path: Path) -> None:
+    path = write_ndjson(tmp_path / "a.jsonl", [rec("t1"), rec("t1", consensus_label="dog")])
+    summary = ingest_paths(db, [path])
+    assert summary.conflicts == 1
+    with open_store(db, read_only=True) as store:
+        row = store.frame("results").row(0, named=True)
+    assert row["consensus_label"] == "cat" and row["conflict_count"] == 1
+
+
+def test_ingest_gzip_json_array_folder_and_glob(db: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "exports"
+    (folder / "sub").mkdir(parents=True)
+    with gzip.open(folder / "a.jsonl.gz", "wt") as fh:
+        fh.write(json.dumps(rec("t1")) + "\n")
+    (folder / "sub" / "b.json").write_text(json.dumps([rec("t2"), rec("t3")], indent=2))
+    (folder / "notes.txt").write_text("not an export")
+    summary = ingest_paths(db, [folder])
+    assert [f.status for f in summary.files] == ["ingested", "ingested"]
+    assert summary.new_results == 3
+    summary = ingest_paths(db, [str(tmp_path / "exports" / "**" / "*.json")])
+    assert summary.files[0].status == "already ingested"
+
+
+def test_ingest_webhook_delivery_log(db: Path, tmp_path: Path) -> None:
+    log = write_ndjson(tmp_path / "deliveries.ndjson", [{
+        "event": "task.settled", "task_id": "t1", "consensus_label": "cat", "confidence": 1.0,
+        "bsv_txid": "f" * 64, "settled_at": "2026-11-01T10:00:40Z", "timestamp": "2026-11-01T10:00:41Z"}])
+    ingest_paths(db, [log])
+    with open_store(db, read_only=True) as store:
+        row = store.frame("results").row(0, named=True)
+    assert row["status"] == "settled" and row["shape"] == "webhook"
+
+
+def test_ingest_truncated_gzip_leaves_store_unchanged_and_goes_on(db: Path, tmp_path: Path) -> None:
+    good = write_ndjson(tmp_path / "good.jsonl", [rec("t1")])
+    data = gzip.compress("".join(json.dumps(rec(f"t{i}")) + "\n" for i in range(2, 500)).encode())
+    bad = tmp_path / "bad.jsonl.gz"
+    bad.write_bytes(data[: len(data) // 2])
+    summary = ingest_paths(db, [bad, good])
+    assert [f.status for f in summary.files] == ["failed", "ingested"]
+    assert "truncated" in (summary.files[0].error or "")
+    assert counts(db)["observations"] == 1  # nothing of the truncated file
+
+
+def test_ingest_unreadable_file_is_reported(db: Path, tmp_path: Path) -> None:
+    path = tmp_path / "gone.jsonl"
+    path.symlink_to(tmp_path / "deleted-target.jsonl")  # a dangling link: open() fails
+    good = write_ndjson(tmp_path / "good.jsonl", [rec("t1")])
+    summary = ingest_paths(db, [path, good])
+    assert summary.files[0].status == "failed" and "no such file" in (summary.files[0].error or "")
+    assert summary.files[1].status == "ingested"
+
+
+def test_ingest_missing_pattern_is_an_input_error(db: Path, tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="no file matches"):
+        ingest_paths(db, [str(tmp_path / "*.jsonl")])
+
+
+def test_ingest_streams_in_chunks_with_correct_line_numbers(db: Path, tmp_path: Path) -> None:
+    records: list[object] = [rec(f"t{i}") for i in range(1, 301)]
+    records[250] = "not json"
+    path = tmp_path / "big.jsonl"
+    path.write_text("".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in records))
+    summary = ingest_paths(db, [path], chunk_bytes=4096)
+    assert summary.accepted == 299 and summary.rejected == 1
+    with open_store(db, read_only=True) as store:
+        assert store.frame("rejects").get_column("origin_line").to_list() == [251]
+        assert store.count("results") == 299
+
+
+def test_ingest_cli_exits_2_after_processing_the_other_files(db: Path, tmp_path: Path) -> None:
+    good = write_ndjson(tmp_path / "good.jsonl", [rec("t1")])
+    bad = tmp_path / "bad.jsonl.gz"
+    bad.write_bytes(gzip.compress(b'{"task_id": "t9"}\n' * 100)[:30])
+    proc = subprocess.run([sys.executable, "-m", "asg_audit", "ingest", "--quiet", "--db", str(db),
+                           str(bad), str(good)], capture_output=True, text=True, cwd=REPO)
+    assert proc.returncode == 2
+    assert f"{bad}:" in proc.stderr and "Traceback" not in proc.stderr
+    assert "accepted                     1" in proc.stdout
+
+
+def test_track_csv_and_ndjson_submissions(db: Path, tmp_path: Path) -> None:
+    summary = track_file(db, sample_path("sample_submissions.csv"))
+    assert summary.new == 180 and not summary.errors
+    nd = write_ndjson(tmp_path / "subs.ndjson", [
+        {"task_id": "tsk_00001", "type": "image", "consensus_threshold": 5,
+         "label_spec": {"options": ["a", "b"]}, "created_at": "2026-11-01T10:00:00Z"},
+        {"task_id": "bad id", "consensus_threshold": 3},
+        {"task_id": "t2", "consensus_threshold": 11},
+    ])
+    summary = track_file(db, nd)
+    assert (summary.new, summary.updated) == (0, 1)
+    assert len(summary.errors) == 2 and summary.errors[0].startswith(f"{nd}:2: task_id")
+    with open_store(db, read_only=True) as store:
+        row = store.frame("submissions", where="task_id = ?", params=["tsk_00001"]).row(0, named=True)
+    assert row["options"] == ["a", "b"] and row["consensus_threshold"] == 5
