@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from asg_audit.config import AuditConfig, load_config
-from asg_audit.errors import EXIT_INCOMPLETE, EXIT_USAGE, AuditError
+from asg_audit.errors import EXIT_INCOMPLETE, EXIT_USAGE, AuditError, ConfigError
 
 __all__ = ["main"]
 
@@ -80,6 +80,41 @@ def _cmd_simulate(args: argparse.Namespace, config: AuditConfig) -> int:
     )
 
 
+def _webhook_secrets(args: argparse.Namespace, config: AuditConfig) -> tuple[Any, ...]:
+    from asg_audit.webhooks import read_secret_file
+
+    secret_file = getattr(args, "secret_file", None) or config.webhooks.get("secret_file")
+    secrets = tuple(config.webhook_secrets)
+    if secret_file:
+        secrets += read_secret_file(secret_file)
+    if not secrets:
+        raise ConfigError("no webhook secret: set ASG_WEBHOOK_SECRET (comma-separated for"
+                          " rotation) or pass --secret-file FILE")
+    return secrets
+
+
+def _cmd_serve_webhooks(args: argparse.Namespace, config: AuditConfig) -> int:
+    from asg_audit.webhooks import WebhookSettings, serve_webhooks
+
+    settings = WebhookSettings.from_mapping(config.webhooks)
+    serve_webhooks(config.db_path, _webhook_secrets(args, config), host=args.host,
+                   port=args.port, settings=settings)
+    return 0
+
+
+def _cmd_webhooks_register(args: argparse.Namespace, config: AuditConfig) -> int:
+    from asg_audit.webhooks import register_webhook
+
+    if config.api_key is None:
+        raise ConfigError("no API key: set ASG_API_KEY (or API_KEY)")
+    answer = register_webhook(config.base_url, config.api_key, args.url,
+                              _webhook_secrets(args, config)[0], events=args.events)
+    for key in ("webhook_id", "callback_url", "events", "active"):
+        if key in answer:
+            print(f"{key}: {answer[key]}")
+    return 0
+
+
 def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="asg-audit",
@@ -121,6 +156,25 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=0, help="Gateway port, chain on port+1 (0: free)")
     p.add_argument("--out", metavar="DIR", help="where to write submissions and ground truth")
     p.set_defaults(handler=_cmd_simulate)
+
+    p = sub.add_parser("serve-webhooks", help="receive signed task.settled deliveries (uvicorn)")
+    _add_common(p)
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8088, help="port (default 8088)")
+    p.add_argument("--secret-file", metavar="FILE",
+                   help="file with the webhook secret(s), one per line; adds to ASG_WEBHOOK_SECRET")
+    p.set_defaults(handler=_cmd_serve_webhooks)
+
+    p = sub.add_parser("webhooks", help="manage webhook registrations with the Gateway")
+    whsub = p.add_subparsers(dest="webhooks_command", metavar="SUBCOMMAND", required=True)
+    pw = whsub.add_parser("register", help="register a callback URL (POST /v1/webhooks)")
+    _add_common(pw)
+    pw.add_argument("--url", required=True, help="public URL of the receiver's /webhooks/asg")
+    pw.add_argument("--events", nargs="+", default=["task.settled"], metavar="EVENT",
+                    help="events to subscribe (default task.settled)")
+    pw.add_argument("--secret-file", metavar="FILE",
+                    help="file with the secret to register (first one); else ASG_WEBHOOK_SECRET")
+    pw.set_defaults(handler=_cmd_webhooks_register)
 
     return parser
 
