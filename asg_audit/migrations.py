@@ -161,5 +161,67 @@ MIGRATIONS: list[Migration] = [
             )""",
         ),
     ),
+    Migration(
+        name="chain index cache and billing usage",
+        statements=(
+            # One row per txid we asked the chain index about. Confirmed rows are final (never
+            # fetched again); unconfirmed, unknown and refused rows are asked again next run.
+            """CREATE TABLE chain_txs (
+                txid VARCHAR PRIMARY KEY,
+                status VARCHAR NOT NULL,
+                block_hash VARCHAR,
+                block_height BIGINT,
+                block_time TIMESTAMPTZ,
+                confirmations BIGINT,
+                prev_block_hash VARCHAR,
+                size_bytes BIGINT,
+                input_count INTEGER,
+                output_sats BIGINT[],
+                output_kinds VARCHAR[],
+                non_data_sats BIGINT,
+                data_sats BIGINT,
+                zero_payouts INTEGER,
+                fee_sats BIGINT,
+                raw_hex VARCHAR,
+                note VARCHAR,
+                first_checked_at TIMESTAMPTZ NOT NULL,
+                fetched_at TIMESTAMPTZ NOT NULL,
+                checks INTEGER NOT NULL DEFAULT 1,
+                run_id VARCHAR
+            )""",
+            # Parent transactions, fetched only to compute fees (optional).
+            """CREATE TABLE chain_parents (
+                txid VARCHAR PRIMARY KEY,
+                output_sats BIGINT[],
+                raw_hex VARCHAR,
+                fetched_at TIMESTAMPTZ NOT NULL
+            )""",
+            """CREATE TABLE billing_usage (
+                month VARCHAR PRIMARY KEY,
+                customer_id VARCHAR,
+                tier VARCHAR,
+                tasks_settled BIGINT,
+                total_cost_sats BIGINT,
+                total_cost_usd_estimate DECIMAL(18, 2),
+                worker_payouts_sats BIGINT,
+                platform_fee_sats BIGINT,
+                daily_breakdown STRUCT("date" DATE, tasks BIGINT, cost_sats BIGINT)[],
+                raw VARCHAR NOT NULL,
+                fetched_at TIMESTAMPTZ NOT NULL,
+                run_id VARCHAR
+            )""",
+            """CREATE TABLE billing_invoices (
+                invoice_id VARCHAR PRIMARY KEY,
+                month VARCHAR,
+                status VARCHAR,
+                tasks_settled BIGINT,
+                total_cost_sats BIGINT,
+                issued_at TIMESTAMPTZ,
+                raw VARCHAR NOT NULL,
+                fetched_at TIMESTAMPTZ NOT NULL,
+                run_id VARCHAR
+            )""",
+        ),
+    ),
     # Append new migrations here (version = position in this list).
 ]
