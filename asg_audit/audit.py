@@ -250,7 +250,7 @@ def analyze_frames(
         "poll_state": state,
         **(extra_tables or {}),
     }
-    ctx = CheckContext(tables, config=config, as_of=as_of, tasks=tasks_df)
+    ctx = CheckContext(tables, config=config, as_of=as_of, tasks=tasks_df, frames=frames)
     findings = run_checks(ctx)
     return Audit(frames=frames, findings=findings, config=config, as_of=as_of)
 

@@ -64,9 +64,14 @@ def audited(tmp_path_factory: pytest.TempPathFactory):
 
 def test_checks_end_to_end_find_exactly_the_planted_anomalies(audited) -> None:
     world, audit = audited
-    kinds = {c.kind for c in registered_checks().values() if c.kind}
+    # the kinds of the built-in checks; chain and billing checks have their own tests
+    kinds = {
+        c.kind
+        for c in registered_checks().values()
+        if c.kind and c.func.__module__.startswith("asg_audit.checks.")
+    }
     expected = {(a["kind"], a["entity_id"]) for a in world.anomalies if a["kind"] in kinds}
-    found = findings_with_kinds(audit.findings).filter(pl.col("kind").is_not_null())
+    found = findings_with_kinds(audit.findings).filter(pl.col("kind").is_in(list(kinds)))
     actual = set(found.select("kind", "entity_id").iter_rows())
     assert {k for k, _ in expected} == kinds  # every kind of this issue was planted
     assert actual - expected == set(), "false alarms"

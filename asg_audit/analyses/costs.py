@@ -97,7 +97,7 @@ def unknown_costs(tasks: pl.LazyFrame) -> pl.DataFrame:
 
 
 def txid_health(tasks: pl.LazyFrame) -> pl.DataFrame:
-    """Return settled tasks by txid state: well-formed, malformed, missing; distinct txids."""
+    """Return settled tasks by txid state: well-formed, malformed, missing."""
     settled = tasks.filter(pl.col("is_settled"))
     txid = pl.col("bsv_txid")
     missing = txid.is_null() | (txid == "")
@@ -106,7 +106,6 @@ def txid_health(tasks: pl.LazyFrame) -> pl.DataFrame:
         pl.col("txid_well_formed").fill_null(False).sum().alias("well_formed"),
         (~missing & ~pl.col("txid_well_formed").fill_null(False)).sum().alias("malformed"),
         missing.sum().alias("missing"),
-        txid.filter(pl.col("txid_well_formed")).n_unique().alias("distinct_txids"),
     ).collect()
 
 
@@ -116,18 +115,29 @@ def shared_txids(tasks: pl.LazyFrame) -> pl.DataFrame:
     `spread_s` is the time between the first and the last `settled_at` of its tasks: a batch
     payment covers tasks settled together, a re-used txid spans unrelated settlements.
     """
-    return (
-        tasks.filter(pl.col("txid_well_formed").fill_null(False))
-        .group_by("bsv_txid")
+    well = tasks.filter(pl.col("txid_well_formed").fill_null(False))
+    # Aggregate without lists first (cheap on millions of txids), then list the task ids of
+    # the few shared ones only.
+    shared = (
+        well.group_by("bsv_txid")
         .agg(
             pl.len().alias("tasks"),
             pl.col("cost_sats").sum().alias("total_cost_sats"),
             pl.col("cost_sats").null_count().alias("unknown_costs"),
             pl.col("settled_at").min().alias("first_settled_at"),
             pl.col("settled_at").max().alias("last_settled_at"),
-            pl.col("task_id").sort().alias("task_ids"),
         )
         .filter(pl.col("tasks") > 1)
+        .collect()
+    )
+    ids = (
+        well.join(shared.lazy().select("bsv_txid"), on="bsv_txid", how="semi")
+        .group_by("bsv_txid")
+        .agg(pl.col("task_id").sort().alias("task_ids"))
+    )
+    return (
+        shared.lazy()
+        .join(ids, on="bsv_txid", how="left")
         .with_columns(
             (pl.col("last_settled_at") - pl.col("first_settled_at"))
             .dt.total_seconds(fractional=True)

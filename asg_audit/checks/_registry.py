@@ -50,10 +50,13 @@ class CheckContext:
         config: AuditConfig,
         as_of: datetime,
         tasks: pl.DataFrame | None = None,
+        frames: Mapping[str, pl.DataFrame] | None = None,
     ) -> None:
         self._tables = {k: v.lazy() for k, v in tables.items() if v is not None}
         self.config = config
         self.as_of = as_of
+        # Analysis frames already computed by `analyze` (e.g. shared_txids), reused by checks.
+        self.frames: Mapping[str, pl.DataFrame] = frames or {}
         if tasks is not None:
             self.__dict__["tasks"] = tasks.lazy()
 
@@ -74,6 +77,18 @@ class CheckContext:
     def levels(self, check_id: str) -> CheckLevels:
         """Return the configured levels of a registered check, or its documented default."""
         return self.config.levels(check_id, _REGISTRY[check_id].default)
+
+    def lowest_level(self, check_id: str) -> float:
+        """Return the smallest configured level of a check (rows below it are no finding).
+
+        Checks filter on it before formatting messages, which keeps them cheap on big data.
+        A check with a fixed severity reports every row: then minus infinity.
+        """
+        levels = self.levels(check_id)
+        if levels.severity is not None:
+            return float("-inf")
+        found = [x for x in (levels.warn, levels.fail) if x is not None]
+        return min(found) if found else float("inf")
 
 
 CheckFunction = Callable[[CheckContext], pl.LazyFrame | pl.DataFrame]

@@ -102,7 +102,9 @@ def confidence_neither_formula(ctx: CheckContext) -> pl.LazyFrame:
     a = A.cast(pl.Float64)
     deviation = _deviation()
     nearest = pl.when((C - a / T).abs() <= (C - a / W).abs()).then(a / T).otherwise(a / W)
-    return ctx.tasks.filter(pl.col("counts_valid") & C.is_not_null()).select(
+    lowest = ctx.lowest_level("confidence.neither_formula")
+    keep = pl.col("counts_valid") & C.is_not_null() & (deviation.fill_nan(float("inf")) >= lowest)
+    return ctx.tasks.filter(keep).select(
         finding(
             entity_type="task",
             entity_id=pl.col("task_id"),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from asg_audit.analyses.costs import describe_model, expected_cost_expr
+from asg_audit.analyses.costs import describe_model, expected_cost_expr, shared_txids
 from asg_audit.checks._registry import CheckContext, finding, register_check
 from asg_audit.config import CheckLevels
 
@@ -58,17 +58,12 @@ def shared_txid_spread(ctx: CheckContext) -> pl.LazyFrame:
     """A txid shared by tasks settled further apart than a batch (level: spread in seconds)."""
     levels = ctx.levels("txid.shared_spread")
     window = min(x for x in (levels.warn, levels.fail, DEFAULT_SHARED_TXID_WINDOW_SECONDS) if x)
-    spread = (pl.col("last") - pl.col("first")).dt.total_seconds(fractional=True)
+    spread = pl.col("spread_s")
+    shared = ctx.frames.get("shared_txids")
+    groups = (shared if shared is not None else shared_txids(ctx.tasks)).lazy()
     return (
-        ctx.tasks.filter(pl.col("txid_well_formed") & pl.col("settled_at").is_not_null())
-        .group_by("bsv_txid")
-        .agg(
-            pl.len().alias("tasks"),
-            pl.col("settled_at").min().alias("first"),
-            pl.col("settled_at").max().alias("last"),
-            pl.col("cost_sats").sum().alias("total"),
-        )
-        .filter(pl.col("tasks") > 1)
+        groups.filter(spread >= ctx.lowest_level("txid.shared_spread"))
+        .rename({"total_cost_sats": "total"})
         .select(
             finding(
                 entity_type="txid",
@@ -97,8 +92,12 @@ def cost_mismatch(ctx: CheckContext) -> pl.LazyFrame:
     model = ctx.config.costs
     expected = expected_cost_expr(model)
     diff = pl.col("cost_sats") - expected
+    lowest = ctx.lowest_level("cost.mismatch")
     return ctx.tasks.filter(
-        pl.col("is_settled") & pl.col("counts_valid") & pl.col("cost_sats").is_not_null()
+        pl.col("is_settled")
+        & pl.col("counts_valid")
+        & pl.col("cost_sats").is_not_null()
+        & (diff.abs() >= lowest)
     ).select(
         finding(
             entity_type="task",

@@ -45,7 +45,10 @@ def stuck_task(ctx: CheckContext) -> pl.LazyFrame:
     levels = ctx.levels("task.stuck")
     limit = min(x for x in (levels.warn, levels.fail, DEFAULT_STUCK_AFTER_SECONDS) if x is not None)
     active = [TaskStatus.PENDING.value, TaskStatus.IN_PROGRESS.value]
-    return ctx.tasks.filter(pl.col("status").is_in(active) & since.is_not_null()).select(
+    lowest = ctx.lowest_level("task.stuck")
+    return ctx.tasks.filter(
+        pl.col("status").is_in(active) & since.is_not_null() & (age >= lowest)
+    ).select(
         finding(
             entity_type="task",
             entity_id=pl.col("task_id"),
@@ -81,8 +84,8 @@ def unknown_task(ctx: CheckContext) -> pl.LazyFrame:
             not_found = state.filter(pl.col("state") == "not_found").select("task_id")
     ids = (
         pl.concat(tracked)
-        .unique()
         .join(seen, on="task_id", how="anti")
+        .filter(pl.col("task_id").is_first_distinct())
         .join(not_found.with_columns(pl.lit(True).alias("nf")), on="task_id", how="left")
     )
     return ids.select(
