@@ -1,0 +1,495 @@
+"""Settlement reconciliation checks: per-task results against the chain index and billing usage.
+
+Pure functions of frames (registered with the check registry): `chain_txs` and
+`billing_usage` come from `verify-chain` and `billing`; without them the checks find nothing.
+Every finding says what it proves in `proves`:
+
+- `exact`: the finding is about one task's own transaction or one month's own figures;
+- `aggregate only`: a txid shared by several tasks; the sum is checked, not who got what;
+- `not checkable (reason)` is reported by `chain_coverage`, never as a finding.
+
+Time: a transaction's age is measured against the newest block time the index showed for our
+txids (capped by `as_of`), not the wall clock: a chain's own clock keeps an audit of old or
+simulated data honest, and a transaction settled after the newest block we saw is too young to
+call missing.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, Final
+
+import polars as pl
+
+from asg_audit.checks._registry import CheckContext, finding, no_findings, register_check
+from asg_audit.config import CheckLevels
+from asg_audit.model import Flag
+
+__all__ = [
+    "DEFAULT_BLOCK_TIME_TOLERANCE_S",
+    "DEFAULT_FEE_RATE_MAX",
+    "DEFAULT_FEE_RATE_MIN",
+    "DEFAULT_UNCONFIRMED_AFTER_S",
+    "DEFAULT_UNKNOWN_AFTER_S",
+    "chain_coverage",
+    "reference_time",
+    "txid_tasks",
+]
+
+DEFAULT_UNKNOWN_AFTER_S: Final = 600.0  # an index can lag a broadcast by seconds to minutes
+DEFAULT_UNCONFIRMED_AFTER_S: Final = 3600.0  # about six blocks
+DEFAULT_BLOCK_TIME_TOLERANCE_S: Final = 7200.0  # miners' clocks may run up to 2 h ahead
+DEFAULT_FEE_RATE_MIN: Final = 1.0  # sat/kB (spec: about 1 to 1,000 in 2025-26)
+DEFAULT_FEE_RATE_MAX: Final = 1000.0
+EXACT: Final = "exact"
+AGGREGATE: Final = "aggregate only"
+
+
+def _setting(ctx: CheckContext, section: str, key: str, default: float) -> float:
+    mapping: Any = getattr(ctx.config, section)
+    return float(mapping.get(key, default))
+
+
+def txid_tasks(tasks: pl.LazyFrame) -> pl.LazyFrame:
+    """Return one row per well-formed txid of settled tasks: task count, cost sum, settle times."""
+    return (
+        tasks.filter(pl.col("is_settled") & pl.col("txid_well_formed"))
+        .with_columns(pl.col("bsv_txid").str.to_lowercase().alias("txid"))
+        .group_by("txid")
+        .agg(
+            pl.len().alias("tasks"),
+            pl.col("task_id").sort().first().alias("first_task"),
+            pl.col("cost_sats").sum().alias("cost_sum"),
+            pl.col("cost_sats").null_count().alias("cost_unknown"),
+            pl.col("settled_at").min().alias("first_settled"),
+            pl.col("settled_at").max().alias("last_settled"),
+            pl.col("settled_at")
+            .filter(~pl.col("flags").fill_null([]).list.contains(Flag.SETTLED_BEFORE_CREATED.value))
+            .alias("trusted_settled"),
+        )
+    )
+
+
+def reference_time(chain: pl.LazyFrame, as_of: datetime) -> datetime:
+    """Return the chain's "now": the newest block time among our txids, capped by `as_of`."""
+    latest = chain.select(pl.col("block_time").max()).collect().item()
+    return as_of if latest is None else min(as_of, latest)
+
+
+def _joined(ctx: CheckContext) -> pl.LazyFrame | None:
+    if not ctx.has_table("chain_txs"):
+        return None
+    chain = ctx.table("chain_txs")
+    return txid_tasks(ctx.tasks).join(chain, on="txid", how="inner")
+
+
+def _age(ref: datetime) -> pl.Expr:
+    return (pl.lit(ref) - pl.col("first_settled")).dt.total_seconds(fractional=True)
+
+
+@register_check(
+    "chain.txid_unknown", default=CheckLevels(severity="fail"), kind="txid_unknown_on_chain"
+)
+def txid_unknown(ctx: CheckContext) -> pl.LazyFrame:
+    """A settled task's txid the chain index does not know (older than the index's lag)."""
+    rows = _joined(ctx)
+    if rows is None:
+        return no_findings()
+    ref = reference_time(ctx.table("chain_txs"), ctx.as_of)
+    grace = _setting(ctx, "chain", "unknown_after_seconds", DEFAULT_UNKNOWN_AFTER_S)
+    return (
+        rows.filter((pl.col("status") == "unknown") & (_age(ref) > grace))
+        .select(
+            *finding(
+                entity_type="txid",
+                entity_id=pl.col("txid"),
+                expected=pl.lit("a transaction known to the index"),
+                actual=pl.lit("unknown to the index"),
+                difference=None,
+                message=pl.format(
+                    "txid of {} task(s) (first {}) not found on chain {} s after settlement",
+                    pl.col("tasks"),
+                    pl.col("first_task"),
+                    _age(ref).round(0).cast(pl.Int64),
+                ),
+            )
+        )
+        .with_columns(proves=pl.lit(EXACT))
+    )
+
+
+@register_check("chain.unconfirmed", default=CheckLevels(severity="warn"), kind="txid_unconfirmed")
+def txid_unconfirmed(ctx: CheckContext) -> pl.LazyFrame:
+    """A txid still unconfirmed (below the configured depth) long after settlement."""
+    rows = _joined(ctx)
+    if rows is None:
+        return no_findings()
+    ref = reference_time(ctx.table("chain_txs"), ctx.as_of)
+    after = _setting(ctx, "chain", "unconfirmed_after_seconds", DEFAULT_UNCONFIRMED_AFTER_S)
+    return (
+        rows.filter((pl.col("status") == "unconfirmed") & (_age(ref) > after))
+        .select(
+            *finding(
+                entity_type="txid",
+                entity_id=pl.col("txid"),
+                expected=pl.lit(f"confirmed within {after:g} s"),
+                actual=pl.format("{} confirmations", pl.col("confirmations").fill_null(0)),
+                difference=_age(ref) - after,
+                message=pl.format(
+                    "unconfirmed {} s after settlement", _age(ref).round(0).cast(pl.Int64)
+                ),
+            )
+        )
+        .with_columns(proves=pl.lit(EXACT))
+    )
+
+
+@register_check("chain.block_time", default=CheckLevels(severity="warn"))
+def block_time_far(ctx: CheckContext) -> pl.LazyFrame:
+    """A block time far from every settled_at its txid's tasks report."""
+    rows = _joined(ctx)
+    if rows is None:
+        return no_findings()
+    tol = _setting(ctx, "chain", "block_time_tolerance_seconds", DEFAULT_BLOCK_TIME_TOLERANCE_S)
+    # The closest task counts: tasks of one txid settled far apart are `txid.shared_spread`'s.
+    return (
+        rows.filter(pl.col("block_time").is_not_null())
+        .explode("trusted_settled")
+        .filter(pl.col("trusted_settled").is_not_null())
+        .with_columns(
+            (pl.col("block_time") - pl.col("trusted_settled"))
+            .dt.total_seconds(fractional=True)
+            .abs()
+            .alias("gap")
+        )
+        .group_by("txid")
+        .agg(pl.col("gap").min(), pl.col("tasks").first(), pl.col("block_time").first())
+        .filter(pl.col("gap") > tol)
+        .select(
+            *finding(
+                entity_type="txid",
+                entity_id=pl.col("txid"),
+                expected=pl.lit(f"block time within {tol:g} s of settled_at"),
+                actual=pl.format("{} s away", pl.col("gap").round(0).cast(pl.Int64)),
+                difference=pl.col("gap") - tol,
+                message=pl.format(
+                    "mined at {}, {} s from the closest settled_at of {} task(s)",
+                    pl.col("block_time"),
+                    pl.col("gap").round(0).cast(pl.Int64),
+                    pl.col("tasks"),
+                ),
+            ),
+            pl.when(pl.col("tasks") > 1)
+            .then(pl.lit(AGGREGATE))
+            .otherwise(pl.lit(EXACT))
+            .alias("proves"),
+        )
+    )
+
+
+def _below_cost(ctx: CheckContext, *, shared: bool) -> pl.LazyFrame:
+    rows = _joined(ctx)
+    if rows is None:
+        return no_findings()
+    change_known = bool(ctx.config.chain.get("change_scripts"))
+    outs = pl.col("non_data_sats")
+    if change_known:
+        # With the payer's change scripts configured, the rest of the non-data outputs is
+        # exactly what the task(s) paid.
+        change = (
+            pl.col("output_sats")
+            .list.gather(pl.col("output_kinds").list.eval(pl.element() == "change").list.arg_true())
+            .list.sum()
+        )
+        outs = pl.col("non_data_sats") - change.fill_null(0)
+    selected = rows.filter(
+        pl.col("non_data_sats").is_not_null()
+        & (pl.col("tasks") > 1 if shared else pl.col("tasks") == 1)
+        & (pl.col("cost_sum") > 0)
+    ).with_columns(outs.alias("paid"))
+    bad = (
+        (pl.col("cost_sum") != pl.col("paid"))
+        if change_known and not shared
+        else (pl.col("cost_sum") > pl.col("paid"))
+    )
+    what = "summed costs of {} tasks" if shared else "cost of {} task"
+    return selected.filter(bad).select(
+        *finding(
+            entity_type="txid",
+            entity_id=pl.col("txid"),
+            expected=pl.format(
+                "at most {} sats (outputs that are not data{})",
+                pl.col("paid"),
+                pl.lit(" or change" if change_known else ""),
+            ),
+            actual=pl.format("{} sats", pl.col("cost_sum")),
+            difference=pl.col("cost_sum") - pl.col("paid"),
+            message=pl.format(
+                what + " ({} sats) exceed the transaction's payouts ({} sats)",
+                pl.col("tasks"),
+                pl.col("cost_sum"),
+                pl.col("paid"),
+            ),
+        ),
+        pl.lit(AGGREGATE if shared else EXACT).alias("proves"),
+    )
+
+
+@register_check(
+    "chain.outputs_below_cost",
+    default=CheckLevels(severity="fail"),
+    kind="chain_outputs_below_cost",
+)
+def single_outputs_below_cost(ctx: CheckContext) -> pl.LazyFrame:
+    """A single-task txid whose non-data outputs are less than the task's reported cost."""
+    return _below_cost(ctx, shared=False)
+
+
+@register_check(
+    "chain.shared_outputs_below_cost",
+    default=CheckLevels(severity="fail"),
+    kind="chain_outputs_below_cost",
+)
+def shared_outputs_below_cost(ctx: CheckContext) -> pl.LazyFrame:
+    """A shared txid whose non-data outputs are less than its tasks' summed costs."""
+    return _below_cost(ctx, shared=True)
+
+
+def _output_check(ctx: CheckContext, column: str, expected: str, message: str) -> pl.LazyFrame:
+    if not ctx.has_table("chain_txs"):
+        return no_findings()
+    return (
+        ctx.table("chain_txs")
+        .filter(pl.col(column).fill_null(0) > 0)
+        .select(
+            *finding(
+                entity_type="txid",
+                entity_id=pl.col("txid"),
+                expected=pl.lit(expected),
+                actual=pl.col(column).cast(pl.String),
+                difference=pl.col(column),
+                message=pl.format(message, pl.col(column)),
+            ),
+            pl.lit(EXACT).alias("proves"),
+        )
+    )
+
+
+@register_check("chain.op_return_value", default=CheckLevels(severity="warn"))
+def op_return_value(ctx: CheckContext) -> pl.LazyFrame:
+    """An OP_RETURN (data) output carrying value: burnt satoshis."""
+    return _output_check(
+        ctx, "data_sats", "0 sats on data outputs", "{} sats sent to unspendable OP_RETURN outputs"
+    )
+
+
+@register_check("chain.zero_payout", default=CheckLevels(severity="warn"))
+def zero_payout(ctx: CheckContext) -> pl.LazyFrame:
+    """A P2PKH payout output of 0 sats (below the 1-sat dust limit)."""
+    return _output_check(
+        ctx, "zero_payouts", "every payout output at least 1 sat", "{} payout output(s) of 0 sats"
+    )
+
+
+@register_check("chain.fee_rate", default=CheckLevels(severity="warn"))
+def fee_rate(ctx: CheckContext) -> pl.LazyFrame:
+    """An implausible fee rate (needs `[chain] fetch_parents = true`)."""
+    if not ctx.has_table("chain_txs"):
+        return no_findings()
+    lo = _setting(ctx, "chain", "fee_rate_min_sat_per_kb", DEFAULT_FEE_RATE_MIN)
+    hi = _setting(ctx, "chain", "fee_rate_max_sat_per_kb", DEFAULT_FEE_RATE_MAX)
+    rate = pl.col("fee_sats") * 1000 / pl.col("size_bytes")
+    return (
+        ctx.table("chain_txs")
+        .filter(pl.col("fee_sats").is_not_null() & pl.col("size_bytes").is_not_null())
+        .filter((rate < lo) | (rate > hi))
+        .select(
+            *finding(
+                entity_type="txid",
+                entity_id=pl.col("txid"),
+                expected=pl.lit(f"{lo:g} to {hi:g} sat/kB"),
+                actual=pl.format("{} sat/kB", rate.round(2)),
+                difference=pl.when(rate < lo).then(rate - lo).otherwise(rate - hi),
+                message=pl.format(
+                    "fee {} sats for {} bytes", pl.col("fee_sats"), pl.col("size_bytes")
+                ),
+            ),
+            pl.lit(EXACT).alias("proves"),
+        )
+    )
+
+
+def chain_coverage(tasks: pl.LazyFrame, chain: pl.LazyFrame) -> pl.DataFrame:
+    """Return how many settled tasks each cost check could cover, and why the rest could not."""
+    per_task = tasks.filter(pl.col("is_settled")).with_columns(
+        pl.col("bsv_txid").str.to_lowercase().alias("txid")
+    )
+    sizes = txid_tasks(tasks).select("txid", "tasks")
+    joined = per_task.join(sizes, on="txid", how="left").join(
+        chain.select("txid", "status", "non_data_sats"), on="txid", how="left"
+    )
+    reason = (
+        pl.when(~pl.col("txid_well_formed").fill_null(False))
+        .then(pl.lit("not checkable (no well-formed txid)"))
+        .when(pl.col("status").is_null())
+        .then(pl.lit("not checkable (txid not verified yet)"))
+        .when(pl.col("non_data_sats").is_null())
+        .then(pl.format("not checkable (transaction {})", pl.col("status")))
+        .when(pl.col("cost_sats").is_null())
+        .then(pl.lit("not checkable (cost unknown)"))
+        .when(pl.col("tasks") > 1)
+        .then(pl.lit(AGGREGATE))
+        .otherwise(pl.lit(EXACT))
+    )
+    return (
+        joined.group_by(reason.alias("proves"))
+        .agg(pl.len().alias("tasks"))
+        .sort("proves")
+        .collect()
+    )
+
+
+# -- billing ------------------------------------------------------------------------------------
+
+
+def _usage(ctx: CheckContext) -> pl.LazyFrame | None:
+    return ctx.table("billing_usage") if ctx.has_table("billing_usage") else None
+
+
+def _daily_sum(field: str) -> pl.Expr:
+    return (
+        pl.col("daily_breakdown")
+        .list.eval(pl.element().struct.field(field))
+        .list.sum()
+        .fill_null(0)
+    )
+
+
+@register_check(
+    "billing.total_parts", default=CheckLevels(severity="fail"), kind="billing_total_off"
+)
+def billing_total_parts(ctx: CheckContext) -> pl.LazyFrame:
+    """A month whose total_cost_sats is not worker_payouts_sats + platform_fee_sats."""
+    usage = _usage(ctx)
+    if usage is None:
+        return no_findings()
+    parts = pl.col("worker_payouts_sats") + pl.col("platform_fee_sats")
+    return usage.filter(pl.col("total_cost_sats") != parts).select(
+        *finding(
+            entity_type="month",
+            entity_id=pl.col("month"),
+            expected=parts.cast(pl.String),
+            actual=pl.col("total_cost_sats").cast(pl.String),
+            difference=pl.col("total_cost_sats") - parts,
+            message=pl.format(
+                "total {} sats != payouts {} + fee {}",
+                pl.col("total_cost_sats"),
+                pl.col("worker_payouts_sats"),
+                pl.col("platform_fee_sats"),
+            ),
+        ),
+        pl.lit(EXACT).alias("proves"),
+    )
+
+
+@register_check(
+    "billing.daily_sum", default=CheckLevels(severity="fail"), kind="billing_daily_mismatch"
+)
+def billing_daily_sum(ctx: CheckContext) -> pl.LazyFrame:
+    """A month whose daily rows do not add up to its tasks_settled and total_cost_sats."""
+    usage = _usage(ctx)
+    if usage is None:
+        return no_findings()
+    cost, tasks = _daily_sum("cost_sats"), _daily_sum("tasks")
+    parts = pl.col("worker_payouts_sats") + pl.col("platform_fee_sats")
+    # Daily rows that match the payouts + fee while the total does not: the total is the broken
+    # field, and `billing.total_parts` reports it (one broken field, one finding).
+    return usage.filter(
+        ((cost != pl.col("total_cost_sats")) & (cost != parts)) | (tasks != pl.col("tasks_settled"))
+    ).select(
+        *finding(
+            entity_type="month",
+            entity_id=pl.col("month"),
+            expected=pl.format(
+                "{} tasks, {} sats", pl.col("tasks_settled"), pl.col("total_cost_sats")
+            ),
+            actual=pl.format("daily rows: {} tasks, {} sats", tasks, cost),
+            difference=cost - pl.col("total_cost_sats"),
+            message=pl.format(
+                "daily rows add up to {} sats and {} tasks; the month says {} and {}",
+                cost,
+                tasks,
+                pl.col("total_cost_sats"),
+                pl.col("tasks_settled"),
+            ),
+        ),
+        pl.lit(EXACT).alias("proves"),
+    )
+
+
+@register_check(
+    "billing.vs_results", default=CheckLevels(severity="fail"), kind="billing_total_off"
+)
+def billing_vs_results(ctx: CheckContext) -> pl.LazyFrame:
+    """A month whose tasks_settled or total_cost_sats differ from the per-task results."""
+    usage = _usage(ctx)
+    if usage is None:
+        return no_findings()
+    ours = (
+        ctx.tasks.filter(pl.col("is_settled") & pl.col("settled_at").is_not_null())
+        .group_by(pl.col("settled_at").dt.strftime("%Y-%m").alias("month"))
+        .agg(pl.len().alias("our_tasks"), pl.col("cost_sats").sum().alias("our_cost"))
+    )
+    j = usage.join(ours, on="month", how="left").with_columns(
+        pl.col("our_tasks").fill_null(0), pl.col("our_cost").fill_null(0)
+    )
+    return j.filter(
+        (pl.col("our_tasks") != pl.col("tasks_settled"))
+        | (pl.col("our_cost") != pl.col("total_cost_sats"))
+    ).select(
+        *finding(
+            entity_type="month",
+            entity_id=pl.col("month"),
+            expected=pl.format(
+                "results: {} tasks, {} sats", pl.col("our_tasks"), pl.col("our_cost")
+            ),
+            actual=pl.format(
+                "billed: {} tasks, {} sats", pl.col("tasks_settled"), pl.col("total_cost_sats")
+            ),
+            difference=pl.col("total_cost_sats") - pl.col("our_cost"),
+            message=pl.format(
+                "billing differs from the per-task results by {} sats and {} tasks",
+                pl.col("total_cost_sats") - pl.col("our_cost"),
+                pl.col("tasks_settled") - pl.col("our_tasks"),
+            ),
+        ),
+        pl.lit(AGGREGATE).alias("proves"),
+    )
+
+
+@register_check("billing.fee_share", default=CheckLevels(severity="warn"))
+def billing_fee_share(ctx: CheckContext) -> pl.LazyFrame:
+    """A month whose platform fee differs from the configured fee on the worker payouts."""
+    usage = _usage(ctx)
+    if usage is None:
+        return no_findings()
+    pct = Decimal(ctx.config.costs.fee_percent)
+    # Fee in percent of the payouts, rounded per task: allow one sat per task.
+    num, den = pct.as_integer_ratio()
+    expected = (pl.col("worker_payouts_sats") * num / (den * 100)).round(0).cast(pl.Int64)
+    diff = pl.col("platform_fee_sats") - expected
+    share = pl.col("platform_fee_sats") * 100 / pl.col("total_cost_sats")
+    return usage.filter(diff.abs() > pl.col("tasks_settled")).select(
+        *finding(
+            entity_type="month",
+            entity_id=pl.col("month"),
+            expected=pl.format("{} sats ({}% of payouts)", expected, pl.lit(str(pct))),
+            actual=pl.format("{} sats ({}% of total)", pl.col("platform_fee_sats"), share.round(2)),
+            difference=diff,
+            message=pl.format(
+                "platform fee differs from the configured {}% by {} sats", pl.lit(str(pct)), diff
+            ),
+        ),
+        pl.lit(AGGREGATE).alias("proves"),
+    )
