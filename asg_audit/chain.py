@@ -50,6 +50,9 @@ __all__ = [
     "VerifySummary",
     "chain_client_from_config",
     "check_index_answer",
+    "print_findings",
+    "reconciliation_findings",
+    "report_exit_code",
     "verify_chain",
 ]
 
@@ -630,6 +633,64 @@ def fetch_parent_fees(store: Any, client: ChainClient, *, pool_size: int = 4) ->
         if fees:
             con.executemany("UPDATE chain_txs SET fee_sats = ? WHERE txid = ?", fees)
     return len(fees)
+
+
+_SEVERITY_RANK: Final = {"info": 0, "warn": 1, "fail": 2}
+
+
+def reconciliation_findings(
+    db: str | Path, config: AuditConfig, *, prefixes: tuple[str, ...] = ("chain.",)
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Return (findings of the checks whose id starts with `prefixes`, chain coverage)."""
+    from asg_audit.checks import CheckContext, registered_checks, run_checks
+    from asg_audit.reconcile import chain_coverage
+    from asg_audit.store import open_store
+
+    with open_store(db, read_only=True) as store:
+        present = set(store.tables())
+        tables = {
+            name: store.frame(name)
+            for name in ("results", "submissions", "chain_txs", "billing_usage")
+            if name in present
+        }
+    chain = tables.get("chain_txs")
+    as_of = datetime.now(UTC)
+    ctx = CheckContext(tables, config=config, as_of=as_of)
+    wanted = [c for c in registered_checks() if c.startswith(prefixes)]
+    findings = run_checks(ctx, only=wanted)
+    coverage = (
+        chain_coverage(ctx.tasks, chain.lazy())
+        if chain is not None and "chain." in prefixes
+        else pl.DataFrame()
+    )
+    return findings, coverage
+
+
+def report_exit_code(findings: pl.DataFrame, fail_on: str) -> int:
+    """Return 1 when a finding is at or above `fail_on`, else 0."""
+    floor = _SEVERITY_RANK[fail_on]
+    worst = max((_SEVERITY_RANK.get(s, 0) for s in findings["severity"].to_list()), default=-1)
+    return 1 if worst >= floor else 0
+
+
+def print_findings(findings: pl.DataFrame, coverage: pl.DataFrame | None = None) -> None:
+    """Print findings counted by check and severity, the first few of each, and coverage."""
+    if coverage is not None and coverage.height:
+        print("cost checks coverage (settled tasks):")
+        for proves, n in coverage.iter_rows():
+            print(f"  {proves}: {n}")
+    if not findings.height:
+        print("findings: none")
+        return
+    print(f"findings: {findings.height}")
+    for (check_id, severity), group in findings.group_by(
+        ["check_id", "severity"], maintain_order=True
+    ):
+        print(f"  {check_id} [{severity}]: {group.height}")
+        for row in group.head(5).iter_rows(named=True):
+            print(
+                f"    {row['entity_type']} {row['entity_id']}: {row['message']} ({row['proves']})"
+            )
 
 
 # Register the chain checks with the check registry (the registry imports this module).

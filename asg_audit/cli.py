@@ -115,6 +115,38 @@ def _cmd_webhooks_register(args: argparse.Namespace, config: AuditConfig) -> int
     return 0
 
 
+def _cmd_verify_chain(args: argparse.Namespace, config: AuditConfig) -> int:
+    from asg_audit.chain import (
+        print_findings,
+        reconciliation_findings,
+        report_exit_code,
+        verify_chain,
+    )
+
+    if args.rps is not None:
+        config = config.replace(chain={**config.chain, "rps": args.rps})
+    summary = verify_chain(config.db_path, config, progress=not args.quiet)
+    for line in summary.lines():
+        print(line)
+    findings, coverage = reconciliation_findings(config.db_path, config, prefixes=("chain.",))
+    print_findings(findings, coverage)
+    if summary.refused:
+        return EXIT_INCOMPLETE  # an index answer failed its integrity check: asked again next run
+    return report_exit_code(findings, args.fail_on or config.fail_on)
+
+
+def _cmd_billing(args: argparse.Namespace, config: AuditConfig) -> int:
+    from asg_audit.billing import fetch_billing
+    from asg_audit.chain import print_findings, reconciliation_findings, report_exit_code
+
+    summary = fetch_billing(config.db_path, config, months=args.month or None)
+    for line in summary.lines():
+        print(line)
+    findings, _ = reconciliation_findings(config.db_path, config, prefixes=("billing.",))
+    print_findings(findings)
+    return report_exit_code(findings, args.fail_on or config.fail_on)
+
+
 def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="asg-audit",
@@ -175,6 +207,24 @@ def _build_parser() -> argparse.ArgumentParser:
     pw.add_argument("--secret-file", metavar="FILE",
                     help="file with the secret to register (first one); else ASG_WEBHOOK_SECRET")
     pw.set_defaults(handler=_cmd_webhooks_register)
+
+    p = sub.add_parser(
+        "verify-chain", help="verify settled tasks' txids on the chain index (WoC-compatible)"
+    )
+    _add_common(p)
+    p.add_argument("--rps", type=float, help="requests per second to the index (default 3)")
+    p.add_argument("--fail-on", choices=["info", "warn", "fail"],
+                   help="exit 1 at findings of this severity or worse (default: config fail_on)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(handler=_cmd_verify_chain)
+
+    p = sub.add_parser("billing", help="fetch monthly usage and invoices; reconcile with results")
+    _add_common(p)
+    p.add_argument("--month", action="append", metavar="YYYY-MM",
+                   help="only this month (repeatable; default: every month with data)")
+    p.add_argument("--fail-on", choices=["info", "warn", "fail"],
+                   help="exit 1 at findings of this severity or worse (default: config fail_on)")
+    p.set_defaults(handler=_cmd_billing)
 
     return parser
 
