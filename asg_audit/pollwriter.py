@@ -1,0 +1,215 @@
+"""The collector's settings, its summary, and the writer thread that owns the store.
+
+`PollWriter` runs every store call on one dedicated thread (a Store belongs to one thread).
+Each `flush` is one transaction: the answers through the normaliser (observations and
+rejects) and the `poll_state` rows they follow from, so a killed run never keeps one without
+the other.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from asg_audit import gateway as gw
+from asg_audit.errors import ConfigError
+from asg_audit.normalize import RawRecord, normalise_records
+from asg_audit.store import Store, open_store
+
+__all__ = ["CollectSummary", "CollectorSettings", "PollWriter", "dt_utc", "epoch_of"]
+
+
+@dataclass(frozen=True, slots=True)
+class CollectorSettings:
+    """The `[collector]` section of the config; every key optional, defaults below."""
+
+    schedule: str = "adaptive"  # fixed | documented | adaptive
+    max_rps: float = 10.0  # global request budget (requests per second)
+    concurrency: int = 16  # requests in flight at once
+    deadline_s: float = 3600.0  # a task still pending this long after creation is `expired`
+    not_found_grace_s: float = 60.0  # 404s for this long before a task is `not_found`
+    timeout_s: float = gw.DEFAULT_TIMEOUT_S  # per request (wall seconds)
+    retry_floor_s: float = 1.0  # Retry-After of 0, absent or in the past becomes this
+    retry_base_s: float = 5.0  # first backoff after a 5xx / transport error / bad body
+    retry_cap_s: float = 60.0  # backoff cap
+    batch_size: int = 500  # answers per write transaction (at most)
+    flush_interval_s: float = 0.25  # wall seconds between writes
+    progress_interval_s: float = 10.0  # wall seconds between log lines without a terminal
+    lock_wait_s: float = 10.0  # wait this long for another writer of the database
+
+    @classmethod
+    def from_mapping(cls, raw: Mapping[str, Any], **overrides: Any) -> CollectorSettings:
+        """Return settings from a config section plus flag overrides (None = not given)."""
+        known = set(cls.__dataclass_fields__)
+        unknown = set(raw) - known
+        if unknown:
+            raise ConfigError(f"unknown key(s) in [collector]: {', '.join(sorted(unknown))}")
+        values = {**raw, **{k: v for k, v in overrides.items() if v is not None}}
+        try:
+            settings = cls(**values)
+        except TypeError as exc:
+            raise ConfigError(f"[collector]: {exc}") from None
+        if settings.schedule not in ("fixed", "documented", "adaptive"):
+            raise ConfigError("collector.schedule must be fixed, documented or adaptive")
+        for name in ("max_rps", "deadline_s", "timeout_s", "flush_interval_s"):
+            value = getattr(settings, name)
+            if not isinstance(value, int | float) or value <= 0:
+                raise ConfigError(f"collector.{name} must be a positive number")
+        if not isinstance(settings.concurrency, int) or settings.concurrency < 1:
+            raise ConfigError("collector.concurrency must be a positive integer")
+        if not isinstance(settings.batch_size, int) or settings.batch_size < 1:
+            raise ConfigError("collector.batch_size must be a positive integer")
+        return settings
+
+
+@dataclass(slots=True)
+class CollectSummary:
+    """What one `collect` run did; `stats` is what `runs.stats` stores."""
+
+    run_id: str
+    status: str  # completed | partial (time budget ran out) | interrupted | auth_refused
+    tracked: int = 0
+    already_final: int = 0
+    settled: int = 0
+    failed: int = 0
+    not_found: int = 0
+    expired: int = 0
+    pending: int = 0
+    skipped_unsafe_ids: int = 0
+    stats: dict[str, Any] = field(default_factory=dict)
+
+    def lines(self) -> list[str]:
+        """Return the human-readable summary, one fact a line."""
+        s = self.stats
+        return [
+            f"run {self.run_id}: {self.status}",
+            f"tasks: {self.tracked:,} polled, {self.already_final:,} already final",
+            f"settled {self.settled:,}, failed {self.failed:,}, not found {self.not_found:,}, "
+            f"expired {self.expired:,}, still pending {self.pending:,}",
+            f"requests {s.get('requests', 0):,}: 200 {s.get('http_200', 0):,}, "
+            f"202 {s.get('http_202', 0):,}, 404 {s.get('http_404', 0):,}, "
+            f"429 {s.get('http_429', 0):,}, 5xx {s.get('http_5xx', 0):,}, "
+            f"transport errors {s.get('transport_errors', 0):,}, "
+            f"unusable bodies {s.get('unusable_bodies', 0):,}, retries {s.get('retries', 0):,}",
+        ]
+
+
+def dt_utc(epoch: float) -> datetime:
+    return datetime.fromtimestamp(epoch, tz=UTC)
+
+
+def epoch_of(value: Any) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        return value.timestamp()
+    return float(value)
+
+
+class PollWriter:
+    """Owns the store on one thread (`pool`); call every method through that pool."""
+
+    def __init__(self, db_path: Path, lock_wait_s: float) -> None:
+        self.db_path = db_path
+        self.lock_wait_s = lock_wait_s
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="asg-collect-db")
+        self._stack = contextlib.ExitStack()
+        self.store: Store | None = None
+        self.cpu_s = 0.0
+
+    def open(self) -> None:
+        self.store = self._stack.enter_context(
+            open_store(self.db_path, wait_seconds=self.lock_wait_s)
+        )
+
+    def close(self) -> None:
+        self._stack.close()
+
+    def load(
+        self, task_ids: list[str] | None
+    ) -> tuple[pl.DataFrame, pl.DataFrame, list[tuple[int | None, str | None, float]]]:
+        assert self.store is not None
+        subs = self.store.frame("submissions").select(
+            "task_id", "task_type", "consensus_threshold", "created_at"
+        )
+        state = self.store.frame("poll_state")
+        if task_ids is not None:
+            wanted = pl.DataFrame({"task_id": pl.Series(task_ids, dtype=pl.String)}).unique()
+            subs = wanted.join(subs, on="task_id", how="left")
+        history = self.store.con.execute(
+            """SELECT s.consensus_threshold, s.task_type,
+                   epoch(r.settled_at) - epoch(coalesce(s.created_at, r.created_at))
+               FROM results r LEFT JOIN submissions s USING (task_id)
+               WHERE r.status = 'settled' AND r.settled_at IS NOT NULL
+                 AND coalesce(s.created_at, r.created_at) IS NOT NULL
+               ORDER BY r.settled_at DESC LIMIT 20000"""
+        ).fetchall()
+        return subs, state, [(r[0], r[1], float(r[2])) for r in history]
+
+    def start_run(self) -> str:
+        assert self.store is not None
+        return self.store.start_run("collect")
+
+    def finish_run(self, run_id: str, status: str, stats: dict[str, Any]) -> None:
+        assert self.store is not None
+        self.store.finish_run(run_id, status=status, stats=stats)
+
+    def flush(
+        self, run_id: str, records: list[RawRecord], rows: list[tuple[Any, ...]]
+    ) -> tuple[list[tuple[str, float, float | None]], set[str]]:
+        """Write one batch in one transaction; return settled latencies and rejected origins."""
+        assert self.store is not None
+        t0 = time.thread_time()
+        batch = normalise_records(records) if records else None
+        frame = pl.DataFrame(
+            rows,
+            schema={
+                "task_id": pl.String,
+                "state": pl.String,
+                "attempts": pl.Int32,
+                "next_poll_at": pl.Datetime("us", "UTC"),
+                "last_http_status": pl.Int16,
+                "first_404_at": pl.Datetime("us", "UTC"),
+                "updated_at": pl.Datetime("us", "UTC"),
+            },
+            orient="row",
+        )
+        con = self.store.con
+        with self.store.transaction():
+            if batch is not None:
+                self.store.write_batch(run_id, batch)
+            if frame.height:
+                con.register("_poll_rows", frame)
+                try:
+                    con.execute(
+                        """INSERT INTO poll_state BY NAME SELECT * FROM _poll_rows
+                        ON CONFLICT (task_id) DO UPDATE SET state = excluded.state,
+                            attempts = excluded.attempts, next_poll_at = excluded.next_poll_at,
+                            last_http_status = excluded.last_http_status,
+                            first_404_at = excluded.first_404_at,
+                            updated_at = excluded.updated_at"""
+                    )
+                finally:
+                    con.unregister("_poll_rows")
+        latencies: list[tuple[str, float, float | None]] = []
+        rejected: set[str] = set()
+        if batch is not None:
+            settled = batch.accepted.filter(
+                (pl.col("status") == "settled") & pl.col("settled_at").is_not_null()
+            ).select(
+                "task_id",
+                pl.col("settled_at").dt.epoch("ms") / 1000.0,
+                pl.col("created_at").dt.epoch("ms") / 1000.0,
+            )
+            latencies = [(r[0], r[1], r[2]) for r in settled.iter_rows()]
+            rejected = set(batch.rejects.get_column("origin").drop_nulls().to_list())
+        self.cpu_s += time.thread_time() - t0
+        return latencies, rejected
