@@ -64,8 +64,9 @@ def test_chain_bulk_limit_and_unknown(sim):
 
 def test_chain_recent_unconfirmed_are_not_stale(sim, world):
     now = sim.clock.now()
-    statuses = _bulk(sim, "/txs/status", [tx.txid for tx in world.chain_transactions()
-                                          if tx.broadcast_at <= now])
+    statuses = _bulk(
+        sim, "/txs/status", [tx.txid for tx in world.chain_transactions() if tx.broadcast_at <= now]
+    )
     planted = {a["entity_id"] for a in world.anomalies if a["kind"] == "txid_unconfirmed"}
     unconfirmed = [s["txid"] for s in statuses if "blockhash" not in s and "error" not in s]
     honest = [t for t in unconfirmed if t not in planted]
@@ -94,8 +95,10 @@ def _detect(sim, world):
         for task_id in subs:
             r = client.get(f"{sim.gateway_url}/v1/tasks/{task_id}/result")
             results[task_id] = (r.status_code, r.json())
-        usage = {m: client.get(f"{sim.gateway_url}/v1/billing/usage",
-                               params={"month": m}).json() for m in world.months}
+        usage = {
+            m: client.get(f"{sim.gateway_url}/v1/billing/usage", params={"month": m}).json()
+            for m in world.months
+        }
     by_txid = defaultdict(list)
     for task_id, (code, body) in results.items():
         sub = subs[task_id]
@@ -154,8 +157,11 @@ def _detect(sim, world):
             continue
         if "blockhash" not in d and now - min(times) > 3600:
             found.add(("txid_unconfirmed", txid))
-        outputs = sum(int(Decimal(str(v["value"])) * 10**8) for v in d["vout"]
-                      if v["scriptPubKey"]["type"] != "nulldata")
+        outputs = sum(
+            int(Decimal(str(v["value"])) * 10**8)
+            for v in d["vout"]
+            if v["scriptPubKey"]["type"] != "nulldata"
+        )
         if outputs < sum(c for _, _, c in tasks):
             found.add(("chain_outputs_below_cost", txid))
     for month, u in usage.items():

@@ -13,9 +13,27 @@ import httpx
 
 def test_simulate_prints_five_lines_and_answers(tmp_path):
     proc = subprocess.Popen(
-        [sys.executable, "-m", "asg_audit", "simulate", "--seed", "7", "--tasks", "200",
-         "--time-scale", "0.05", "--faults", "none", "--port", "0", "--out", str(tmp_path)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-m",
+            "asg_audit",
+            "simulate",
+            "--seed",
+            "7",
+            "--tasks",
+            "200",
+            "--time-scale",
+            "0.05",
+            "--faults",
+            "none",
+            "--port",
+            "0",
+            "--out",
+            str(tmp_path),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         lines = [proc.stdout.readline().rstrip("\n") for _ in range(5)]
@@ -24,12 +42,16 @@ def test_simulate_prints_five_lines_and_answers(tmp_path):
         values = dict(line.split(": ", 1) for line in lines)
         assert values["api key"].startswith("sk_sandbox_")
         assert values["webhook secret"].startswith("whsec_")
-        first = json.loads(open(values["submissions"]).readline())
+        with open(values["submissions"]) as fh:
+            first = json.loads(fh.readline())
         assert (tmp_path / "ground_truth.json").exists()
-        r = httpx.get(f"{values['gateway']}/v1/tasks/{first['task_id']}/result",
-                      headers={"Authorization": f"Bearer {values['api key']}"})
+        r = httpx.get(
+            f"{values['gateway']}/v1/tasks/{first['task_id']}/result",
+            headers={"Authorization": f"Bearer {values['api key']}"},
+        )
         assert r.status_code in (200, 202, 404) and r.headers["content-type"].startswith(
-            "application/json")
+            "application/json"
+        )
         assert httpx.get(values["chain"] + "/chain/info").status_code == 200
     finally:
         proc.send_signal(signal.SIGINT)

@@ -30,8 +30,9 @@ def sim(world):
 
 
 def _get(sim, path, **kw):
-    return httpx.get(sim.gateway_url + path,
-                     headers={"Authorization": f"Bearer {sim.api_key}"}, **kw)
+    return httpx.get(
+        sim.gateway_url + path, headers={"Authorization": f"Bearer {sim.api_key}"}, **kw
+    )
 
 
 def _wait_for(predicate, timeout=10.0):
@@ -110,8 +111,12 @@ def test_gateway_status_summary(sim, world):
 
 def test_gateway_submit_and_idempotency(sim):
     headers = {"Authorization": f"Bearer {sim.api_key}"}
-    spec = {"task_type": "sentiment", "consensus_threshold": 3,
-            "label_spec": {"options": ["positive", "negative"]}, "idempotency_key": "k-1"}
+    spec = {
+        "task_type": "sentiment",
+        "consensus_threshold": 3,
+        "label_spec": {"options": ["positive", "negative"]},
+        "idempotency_key": "k-1",
+    }
     r = httpx.post(sim.gateway_url + "/v1/tasks", json=spec, headers=headers)
     assert r.status_code == 202
     first = r.json()
@@ -127,12 +132,12 @@ def test_gateway_submit_and_idempotency(sim):
 def test_gateway_batch_submit(sim):
     headers = {"Authorization": f"Bearer {sim.api_key}"}
     task = {"type": "spam_detection", "label_spec": {"options": ["spam", "ham"]}}
-    r = httpx.post(sim.gateway_url + "/v1/tasks/batch", json={"tasks": [task] * 3},
-                   headers=headers)
+    r = httpx.post(sim.gateway_url + "/v1/tasks/batch", json={"tasks": [task] * 3}, headers=headers)
     assert r.status_code == 202
     assert r.json()["task_count"] == 3 and r.json()["batch_id"].startswith("bat_")
-    big = httpx.post(sim.gateway_url + "/v1/tasks/batch", json={"tasks": [task] * 1001},
-                     headers=headers)
+    big = httpx.post(
+        sim.gateway_url + "/v1/tasks/batch", json={"tasks": [task] * 1001}, headers=headers
+    )
     assert big.status_code == 400
 
 
@@ -183,8 +188,11 @@ def _register(sim, url, secret=None):
     body = {"callback_url": url, "events": ["task.settled"]}
     if secret:
         body["secret"] = secret
-    r = httpx.post(sim.gateway_url + "/v1/webhooks", json=body,
-                   headers={"Authorization": f"Bearer {sim.api_key}"})
+    r = httpx.post(
+        sim.gateway_url + "/v1/webhooks",
+        json=body,
+        headers={"Authorization": f"Bearer {sim.api_key}"},
+    )
     assert r.status_code == 201
     return r.json()
 
@@ -199,12 +207,20 @@ def test_gateway_webhook_deliveries_are_signed():
             registered_at = sim.clock.now()
             assert _wait_for(lambda: len(receiver.deliveries) >= 5)
         for body, headers, _ in receiver.deliveries:
-            expected = "sha256=" + hmac.new(sim.webhook_secret.encode(), body,
-                                            hashlib.sha256).hexdigest()
+            expected = (
+                "sha256=" + hmac.new(sim.webhook_secret.encode(), body, hashlib.sha256).hexdigest()
+            )
             assert hmac.compare_digest(headers["X-ASG-Signature"], expected)
             payload = json.loads(body)
-            assert set(payload) == {"event", "task_id", "consensus_label", "confidence",
-                                    "bsv_txid", "settled_at", "timestamp"}
+            assert set(payload) == {
+                "event",
+                "task_id",
+                "consensus_label",
+                "confidence",
+                "bsv_txid",
+                "settled_at",
+                "timestamp",
+            }
             assert payload["event"] == "task.settled"
             assert world.by_id[payload["task_id"]].settled_at >= registered_at - 1
             assert payload["timestamp"] >= payload["settled_at"]
@@ -222,8 +238,10 @@ def test_gateway_webhook_retries_after_failure_with_own_secret():
             stats = sim.stats()["gateway"]["webhooks"]
         assert stats["failed_attempts"] >= stats["delivered"]
         body, headers, _ = receiver.deliveries[-1]
-        assert headers["X-ASG-Signature"] == "sha256=" + hmac.new(
-            b"whsec_mine", body, hashlib.sha256).hexdigest()
+        assert (
+            headers["X-ASG-Signature"]
+            == "sha256=" + hmac.new(b"whsec_mine", body, hashlib.sha256).hexdigest()
+        )
         by_task = {}
         for body, _, _ in receiver.deliveries:
             by_task.setdefault(json.loads(body)["task_id"], []).append(body)
@@ -257,15 +275,22 @@ def test_gateway_retry_after_can_be_an_http_date():
 
 def test_gateway_faults_match_server_counters():
     world = generate_world(WorldConfig(seed=25, tasks=50))
-    faults = FaultConfig(error_5xx_rate=0.2, drop_rate=0.1, truncate_rate=0.1,
-                         malformed_rate=0.1, error_object_rate=1.0)
+    faults = FaultConfig(
+        error_5xx_rate=0.2,
+        drop_rate=0.1,
+        truncate_rate=0.1,
+        malformed_rate=0.1,
+        error_object_rate=1.0,
+    )
     seen = {"5xx": 0, "dropped": 0, "bad_json": 0, "ok": 0}
     task = world.tasks[0].task_id
     with run_simulator(world, time_scale=1.0, faults=faults) as sim, httpx.Client() as client:
         for _ in range(300):
             try:
-                r = client.get(f"{sim.gateway_url}/v1/tasks/{task}/result",
-                               headers={"Authorization": f"Bearer {sim.api_key}"})
+                r = client.get(
+                    f"{sim.gateway_url}/v1/tasks/{task}/result",
+                    headers={"Authorization": f"Bearer {sim.api_key}"},
+                )
             except httpx.TransportError:
                 seen["dropped"] += 1
                 continue
@@ -277,8 +302,10 @@ def test_gateway_faults_match_server_counters():
                 seen["ok"] += 1
             except ValueError:
                 seen["bad_json"] += 1
-        not_found = client.get(f"{sim.gateway_url}/v1/tasks/nope/result",
-                               headers={"Authorization": f"Bearer {sim.api_key}"})
+        not_found = client.get(
+            f"{sim.gateway_url}/v1/tasks/nope/result",
+            headers={"Authorization": f"Bearer {sim.api_key}"},
+        )
         stats = sim.stats()["gateway"]["faults"]
     assert seen["5xx"] == stats["5xx"] and 30 <= seen["5xx"] <= 95
     assert seen["dropped"] == stats["dropped"] > 0

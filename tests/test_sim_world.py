@@ -140,11 +140,17 @@ def test_world_billing_adds_up_against_results(clean):
     for month in clean.months:
         usage = clean.billing_usage(month)
         mine = [
-            b for b in settled
+            b
+            for b in settled
             if (b.get("settled_at") or b["settlement"]["settled_at"]).startswith(month)
         ]
-        costs = [b.get("cost_sats", b.get("total_cost_sats", b.get("settlement", {}).get(
-            "total_cost_sats"))) for b in mine]
+        costs = [
+            b.get(
+                "cost_sats",
+                b.get("total_cost_sats", b.get("settlement", {}).get("total_cost_sats")),
+            )
+            for b in mine
+        ]
         assert usage["tasks_settled"] == len(mine)
         assert usage["total_cost_sats"] == sum(costs)
         assert usage["worker_payouts_sats"] + usage["platform_fee_sats"] == usage["total_cost_sats"]
@@ -175,8 +181,10 @@ def test_world_all_anomalies_planted_once_per_entity():
 def test_world_results_export_has_both_versions_of_changed_task(tmp_path):
     world = generate_world(WorldConfig(seed=9, tasks=500, anomalies="all"))
     changed = {a["entity_id"] for a in world.anomalies if a["kind"] == "changed_after_settlement"}
-    lines = [json.loads(x) for x in world.write_results_export(tmp_path / "r.ndjson").read_text(
-    ).splitlines()]
+    lines = [
+        json.loads(x)
+        for x in world.write_results_export(tmp_path / "r.ndjson").read_text().splitlines()
+    ]
     for task_id in changed:
         versions = [b for b in lines if b["task_id"] == task_id]
         assert len(versions) == 2 and versions[0] != versions[1]

@@ -49,7 +49,6 @@ def plant_anomalies(
     if not counts:
         return
     now = world.now_at
-    start = int(world.config.start.timestamp())
     pool = [
         t
         for t in world.tasks

@@ -160,8 +160,9 @@ def serve_simulator(
         sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)
     }
     try:
-        with run_simulator(world, time_scale=time_scale, faults=faults, host=host,
-                           port=port) as sim:
+        with run_simulator(
+            world, time_scale=time_scale, faults=faults, host=host, port=port
+        ) as sim:
             print(f"gateway: {sim.gateway_url}")
             print(f"chain: {sim.chain_url}")
             print(f"api key: {sim.api_key}")
