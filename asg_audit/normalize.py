@@ -140,72 +140,63 @@ _INT_TYPES = "('UBIGINT', 'BIGINT')"
 _NUM_TYPES = "('UBIGINT', 'BIGINT', 'DOUBLE')"
 
 
-def _v(path: str) -> str:
-    """SQL for the JSON value at `path`, with JSON null folded into SQL NULL."""
-    return f"v{_P[path]}"
-
-
 def _sql_list(values: Iterable[str]) -> str:
     return "(" + ", ".join("'" + v.replace("'", "''") + "'" for v in sorted(values)) + ")"
 
 
 def _build_sql(max_record_bytes: int) -> str:
-    # Field extraction: one JSON parse, then typed reads of the extracted fragments.
-    vals = ",\n    ".join(
-        f"CASE WHEN json_type(j[{i}]) = 'NULL' THEN NULL ELSE j[{i}] END AS v{i}"
-        for i in range(1, len(_PATHS) + 1)
-    )
+    """Return the normalising query over the registered `raw_batch` frame.
+
+    Each record is parsed three times by DuckDB's JSON reader, whatever the number of fields:
+    once for its top-level type, once for the types of all paths, once for their text values.
+    Every rule below is then plain column arithmetic on those two lists.
+    """
     paths = "[" + ", ".join(f"'{p}'" for p in _PATHS) + "]"
-    t = {p: f"json_type({_v(p)})" for p in _PATHS}
-    s = {p: f"({_v(p)} ->> '$')" for p in _PATHS}  # unquoted string value
 
-    cost_v = f"coalesce({_v('$.settlement.total_cost_sats')}, {_v('$.total_cost_sats')}, {_v('$.cost_sats')})"
-    cost_field = (
-        f"CASE WHEN {_v('$.settlement.total_cost_sats')} IS NOT NULL THEN 'settlement.total_cost_sats' "
-        f"WHEN {_v('$.total_cost_sats')} IS NOT NULL THEN 'total_cost_sats' ELSE 'cost_sats' END"
-    )
-    txid_v = f"coalesce({_v('$.settlement.bsv_txid')}, {_v('$.bsv_txid')})"
-    settled_v = f"coalesce({_v('$.settlement.settled_at')}, {_v('$.settled_at')})"
-    type_v = f"coalesce({_v('$.task_type')}, {_v('$.type')})"
+    def ty(path: str) -> str:  # the JSON type at a path ('NULL' for null, NULL when absent)
+        return f"ty[{_P[path]}]"
 
-    def ts_bad(expr: str) -> str:
+    def sv(path: str) -> str:  # the text value at a path (unquoted strings, JSON for objects)
+        return f"sv[{_P[path]}]"
+
+    def has(path: str) -> str:
+        return f"coalesce({ty(path)}, 'NULL') <> 'NULL'"
+
+    def first(*ps: str) -> tuple[str, str, str]:
+        """(type, value, field name) of the first present path of several aliases."""
+        t = "CASE " + " ".join(f"WHEN {has(p)} THEN {ty(p)}" for p in ps) + " END"
+        v = "CASE " + " ".join(f"WHEN {has(p)} THEN {sv(p)}" for p in ps) + " END"
+        f = "CASE " + " ".join(f"WHEN {has(p)} THEN '{p[2:]}'" for p in ps) + " END"
+        return t, v, f
+
+    cost_t, cost_v, cost_f = first("$.settlement.total_cost_sats", "$.total_cost_sats", "$.cost_sats")
+    txid_t, txid_v, _ = first("$.settlement.bsv_txid", "$.bsv_txid")
+    settled_t, settled_v, settled_f = first("$.settlement.settled_at", "$.settled_at")
+    type_t, type_v, _ = first("$.task_type", "$.type")
+    ints = _INT_TYPES
+
+    def ts_ok(t: str, v: str) -> str:
         return (
-            f"({expr} IS NOT NULL AND NOT ("
-            f"(json_type({expr}) = 'VARCHAR' AND TRY_CAST(({expr} ->> '$') AS TIMESTAMPTZ) IS NOT NULL)"
-            f" OR (json_type({expr}) IN {_INT_TYPES} AND TRY_CAST({expr} AS HUGEINT)"
-            f" BETWEEN {_EPOCH_MIN} AND {_EPOCH_MAX})))"
+            f"(({t}) = 'VARCHAR' AND TRY_CAST({v} AS TIMESTAMPTZ) IS NOT NULL) OR "
+            f"(({t}) IN {ints} AND TRY_CAST({v} AS HUGEINT) BETWEEN {_EPOCH_MIN} AND {_EPOCH_MAX})"
         )
 
-    def ts_val(expr: str) -> str:
+    def ts_val(t: str, v: str) -> str:
         return (
-            f"CASE WHEN json_type({expr}) = 'VARCHAR' THEN TRY_CAST(({expr} ->> '$') AS TIMESTAMPTZ)"
-            f" WHEN json_type({expr}) IN {_INT_TYPES} THEN to_timestamp(TRY_CAST({expr} AS BIGINT)) END"
+            f"CASE WHEN ({t}) = 'VARCHAR' THEN TRY_CAST({v} AS TIMESTAMPTZ)"
+            f" WHEN ({t}) IN {ints} THEN to_timestamp(TRY_CAST({v} AS BIGINT)) END"
         )
 
-    def not_str(expr: str) -> str:
-        return f"({expr} IS NOT NULL AND json_type({expr}) <> 'VARCHAR')"
-
-    def bad_count(path: str) -> str:
-        return (
-            f"({_v(path)} IS NOT NULL AND NOT (json_type({_v(path)}) IN {_INT_TYPES}"
-            f" AND TRY_CAST({_v(path)} AS HUGEINT) BETWEEN 0 AND 2147483647))"
-        )
-
-    # Ordered rules: the first that matches is the reject reason (reason, field, detail SQL).
-    rules: list[tuple[str, str, str, str]] = [
-        (
-            "raw IS NULL",
-            RejectReason.INVALID_UTF8,
-            "NULL",
-            "'the record is not valid UTF-8'",
-        ),
+    # Boolean columns, each computed once; the reject reason is the first that is true.
+    checks: list[tuple[str, str, str, str]] = [
+        ("raw IS NULL", RejectReason.INVALID_UTF8, "NULL", "'the record is not valid UTF-8'"),
         (
             f"strlen(raw) > {max_record_bytes}",
             RejectReason.TOO_LARGE,
             "NULL",
             f"'record of ' || strlen(raw) || ' bytes is over the limit of {max_record_bytes}'",
         ),
-        ("j IS NULL", RejectReason.INVALID_JSON, "NULL", "'not valid JSON'"),
+        ("doc_type IS NULL", RejectReason.INVALID_JSON, "NULL", "'not valid JSON'"),
         (
             "doc_type <> 'OBJECT'",
             RejectReason.NOT_OBJECT,
@@ -213,109 +204,101 @@ def _build_sql(max_record_bytes: int) -> str:
             "'expected a JSON object, got ' || lower(doc_type)",
         ),
         (
-            not_str(_v("$.task_id")),
+            f"{has('$.task_id')} AND {ty('$.task_id')} <> 'VARCHAR'",
             RejectReason.BAD_TYPE,
             "'task_id'",
-            f"'expected a string, got ' || lower({t['$.task_id']})",
+            f"'expected a string, got ' || lower({ty('$.task_id')})",
         ),
         (
-            "coalesce(body_task_id, task_id_hint, '') = ''",
+            f"coalesce({sv('$.task_id')}, task_id_hint, '') = ''",
             RejectReason.MISSING_TASK_ID,
             "'task_id'",
             "'no task id in the record or its origin'",
         ),
         (
-            f"NOT regexp_full_match(coalesce(body_task_id, task_id_hint), '{TASK_ID_PATTERN}')",
+            f"NOT regexp_full_match(coalesce({sv('$.task_id')}, task_id_hint), '{TASK_ID_PATTERN}')",
             RejectReason.UNSAFE_TASK_ID,
             "'task_id'",
             f"'task id must match {TASK_ID_PATTERN} (at most {MAX_TASK_ID_LENGTH} characters)'",
         ),
         (
-            "task_id_hint IS NOT NULL AND body_task_id IS NOT NULL AND body_task_id <> task_id_hint",
+            f"task_id_hint IS NOT NULL AND {sv('$.task_id')} <> task_id_hint",
             RejectReason.TASK_ID_MISMATCH,
             "'task_id'",
             "'the body names another task than the request'",
         ),
         (
-            f"{_v('$.settlement')} IS NOT NULL AND {t['$.settlement']} <> 'OBJECT'",
+            f"{has('$.settlement')} AND {ty('$.settlement')} <> 'OBJECT'",
             RejectReason.BAD_SETTLEMENT,
             "'settlement'",
-            f"'expected an object, got ' || lower({t['$.settlement']})",
+            f"'expected an object, got ' || lower({ty('$.settlement')})",
         ),
     ]
-    for path, field in (
-        ("$.status", "status"),
-        ("$.consensus_label", "consensus_label"),
-        ("$.bsv_txid", "bsv_txid"),
-        ("$.settlement.bsv_txid", "settlement.bsv_txid"),
-        ("$.type", "type"),
-        ("$.task_type", "task_type"),
-        ("$.event", "event"),
-    ):
-        rules.append(
+    for path in (
+        "$.status", "$.consensus_label", "$.bsv_txid", "$.settlement.bsv_txid", "$.type",
+        "$.task_type", "$.event",
+    ):  # fmt: skip
+        checks.append(
             (
-                not_str(_v(path)),
+                f"{has(path)} AND {ty(path)} <> 'VARCHAR'",
                 RejectReason.BAD_TYPE,
-                f"'{field}'",
-                f"'expected a string, got ' || lower({t[path]})",
+                f"'{path[2:]}'",
+                f"'expected a string, got ' || lower({ty(path)})",
             )
         )
-    for path, field in (("$.worker_count", "worker_count"), ("$.agreement_count", "agreement_count")):
-        rules.append(
+    for path in ("$.worker_count", "$.agreement_count"):
+        checks.append(
             (
-                bad_count(path),
+                f"{has(path)} AND NOT ({ty(path)} IN {ints}"
+                f" AND TRY_CAST({sv(path)} AS HUGEINT) BETWEEN 0 AND 2147483647)",
                 RejectReason.BAD_TYPE,
-                f"'{field}'",
-                f"'expected a non-negative integer, got ' || lower({t[path]}) || ' ' || {_v(path)}",
+                f"'{path[2:]}'",
+                f"'expected a non-negative integer, got ' || lower({ty(path)}) || ' ' || left({sv(path)}, 40)",
             )
         )
-    rules.append(
+    checks.append(
         (
-            f"{_v('$.confidence')} IS NOT NULL AND NOT ({t['$.confidence']} IN {_NUM_TYPES}"
-            f" AND isfinite(TRY_CAST({_v('$.confidence')} AS DOUBLE)))",
+            f"{has('$.confidence')} AND NOT ({ty('$.confidence')} IN {_NUM_TYPES}"
+            f" AND isfinite(TRY_CAST({sv('$.confidence')} AS DOUBLE)))",
             RejectReason.BAD_TYPE,
             "'confidence'",
-            f"'expected a finite number, got ' || lower({t['$.confidence']}) || ' ' || {_v('$.confidence')}",
+            f"'expected a finite number, got ' || lower({ty('$.confidence')}) || ' ' || left({sv('$.confidence')}, 40)",
         )
     )
-    rules.append(
+    checks.append(
         (
-            f"{cost_v} IS NOT NULL AND NOT (json_type({cost_v}) IN {_INT_TYPES}"
+            f"({cost_t}) IS NOT NULL AND NOT (({cost_t}) IN {ints}"
             f" AND TRY_CAST({cost_v} AS HUGEINT) BETWEEN 0 AND 9223372036854775807)",
             RejectReason.BAD_SATS,
-            cost_field,
-            f"'sats must be a non-negative integer within int64, got ' || lower(json_type({cost_v}))"
-            f" || ' ' || left({cost_v}::VARCHAR, 40)",
+            cost_f,
+            f"'sats must be a non-negative integer within int64, got ' || lower({cost_t}) || ' ' || left({cost_v}, 40)",
         )
     )
-    for expr, field in (
-        (_v("$.created_at"), "'created_at'"),
-        (settled_v, f"CASE WHEN {_v('$.settlement.settled_at')} IS NOT NULL THEN 'settlement.settled_at' ELSE 'settled_at' END"),
-        (_v("$.timestamp"), "'timestamp'"),
+    for t, v, f in (
+        (ty("$.created_at"), sv("$.created_at"), "'created_at'"),
+        (settled_t, settled_v, settled_f),
+        (ty("$.timestamp"), sv("$.timestamp"), "'timestamp'"),
     ):
-        rules.append(
+        checks.append(
             (
-                ts_bad(expr),
+                f"({t}) IS NOT NULL AND ({t}) <> 'NULL' AND NOT ({ts_ok(t, v)})",
                 RejectReason.BAD_TIMESTAMP,
-                field,
-                f"'not an RFC 3339 timestamp or epoch seconds: ' || left({expr}::VARCHAR, 60)",
+                f,
+                f"'not an RFC 3339 timestamp or epoch seconds: ' || left({v}, 60)",
             )
         )
 
-    reason = "CASE " + " ".join(f"WHEN {c} THEN '{r}'" for c, r, _, _ in rules) + " END"
-    field = "CASE " + " ".join(f"WHEN {c} THEN {f}" for c, _, f, _ in rules) + " END"
-    detail = "CASE " + " ".join(f"WHEN {c} THEN {d}" for c, _, _, d in rules) + " END"
+    flag_cols = ",\n    ".join(f"coalesce({c}, false) AS c{i}" for i, (c, _, _, _) in enumerate(checks))
+    reason = "CASE " + " ".join(f"WHEN c{i} THEN '{r}'" for i, (_, r, _, _) in enumerate(checks)) + " END"
+    field = "CASE " + " ".join(f"WHEN c{i} THEN {f}" for i, (_, _, f, _) in enumerate(checks)) + " END"
+    detail = "CASE " + " ".join(f"WHEN c{i} THEN {d}" for i, (_, _, _, d) in enumerate(checks)) + " END"
 
-    status_expr = (
-        f"CASE WHEN {s['$.event']} = 'task.settled' AND {_v('$.status')} IS NULL THEN 'settled'"
-        f" ELSE {s['$.status']} END"
-    )
     shape = (
-        f"CASE WHEN {_v('$.error')} IS NOT NULL THEN '{Shape.ERROR}'"
-        f" WHEN {_v('$.event')} IS NOT NULL THEN '{Shape.WEBHOOK}'"
-        f" WHEN {_v('$.settlement')} IS NOT NULL THEN '{Shape.NESTED}'"
-        f" WHEN coalesce({_v('$.bsv_txid')}, {_v('$.settled_at')}, {_v('$.total_cost_sats')},"
-        f" {_v('$.cost_sats')}) IS NOT NULL THEN '{Shape.FLAT}'"
+        f"CASE WHEN {has('$.error')} THEN '{Shape.ERROR}'"
+        f" WHEN {has('$.event')} THEN '{Shape.WEBHOOK}'"
+        f" WHEN {has('$.settlement')} THEN '{Shape.NESTED}'"
+        f" WHEN {has('$.bsv_txid')} OR {has('$.settled_at')} OR {has('$.total_cost_sats')}"
+        f" OR {has('$.cost_sats')} THEN '{Shape.FLAT}'"
         f" ELSE '{Shape.PARTIAL}' END"
     )
     documented = _sql_list(DOCUMENTED_STATUSES)
@@ -337,48 +320,47 @@ def _build_sql(max_record_bytes: int) -> str:
 
     return f"""
 WITH src AS (
-  SELECT row_number() OVER () AS idx, *,
-    CASE WHEN raw IS NOT NULL AND strlen(raw) <= {max_record_bytes}
-         THEN TRY(json_extract(raw, {paths})) END AS j,
+  SELECT *,
     CASE WHEN raw IS NOT NULL AND strlen(raw) <= {max_record_bytes}
          THEN TRY(json_type(raw)) END AS doc_type
   FROM raw_batch
-), vals AS (
-  SELECT *,
-    {vals}
-  FROM src
-), typed AS (
-  SELECT *,
-    CASE WHEN {t['$.task_id']} = 'VARCHAR' THEN {s['$.task_id']} END AS body_task_id,
-    {reason} AS reject_reason,
-    {field} AS reject_field,
-    {detail} AS reject_detail
-  FROM vals
 ), parsed AS (
   SELECT *,
-    coalesce(body_task_id, task_id_hint) AS task_id,
-    {status_expr} AS status,
-    {s['$.consensus_label']} AS consensus_label,
-    TRY_CAST({_v('$.confidence')} AS DOUBLE) AS confidence,
-    TRY_CAST({_v('$.worker_count')} AS INTEGER) AS worker_count,
-    TRY_CAST({_v('$.agreement_count')} AS INTEGER) AS agreement_count,
-    nullif(lower(trim({txid_v} ->> '$')), '') AS bsv_txid,
+    CASE WHEN doc_type = 'OBJECT' THEN json_type(raw, {paths}) END AS ty,
+    CASE WHEN doc_type = 'OBJECT' THEN json_extract_string(raw, {paths}) END AS sv
+  FROM src
+), checked AS (
+  SELECT *,
+    {flag_cols}
+  FROM parsed
+), judged AS (
+  SELECT *, {reason} AS reject_reason, {field} AS reject_field, {detail} AS reject_detail
+  FROM checked
+), fields AS (
+  SELECT *,
+    coalesce({sv('$.task_id')}, task_id_hint) AS task_id,
+    CASE WHEN {sv('$.event')} = 'task.settled' AND NOT {has('$.status')} THEN 'settled'
+         ELSE {sv('$.status')} END AS status,
+    {sv('$.consensus_label')} AS consensus_label,
+    TRY_CAST({sv('$.confidence')} AS DOUBLE) AS confidence,
+    TRY_CAST({sv('$.worker_count')} AS INTEGER) AS worker_count,
+    TRY_CAST({sv('$.agreement_count')} AS INTEGER) AS agreement_count,
+    nullif(lower(trim({txid_v})), '') AS bsv_txid,
     TRY_CAST({cost_v} AS BIGINT) AS cost_sats_raw,
-    {type_v} ->> '$' AS task_type,
-    {_v('$.task_type')} IS NULL AND {_v('$.type')} IS NOT NULL AS type_alias,
-    {ts_val(_v('$.created_at'))} AS created_at,
-    {ts_val(settled_v)} AS settled_at,
-    {ts_val(_v('$.timestamp'))} AS delivered_at,
-    (json_type({_v('$.created_at')}) IN {_INT_TYPES} OR json_type({settled_v}) IN {_INT_TYPES}
-      OR json_type({_v('$.timestamp')}) IN {_INT_TYPES}) AS epoch_ts,
-    CASE WHEN {t['$.error']} = 'VARCHAR' THEN {s['$.error']}
-         WHEN {t['$.error']} = 'OBJECT' THEN coalesce({s['$.error.message']}, {_v('$.error')}::VARCHAR)
-         WHEN {_v('$.error')} IS NOT NULL THEN {_v('$.error')}::VARCHAR END AS error_message,
+    {type_v} AS task_type,
+    NOT {has('$.task_type')} AND {has('$.type')} AS type_alias,
+    {ts_val(ty('$.created_at'), sv('$.created_at'))} AS created_at,
+    {ts_val(settled_t, settled_v)} AS settled_at,
+    {ts_val(ty('$.timestamp'), sv('$.timestamp'))} AS delivered_at,
+    coalesce({ty('$.created_at')} IN {ints}, false) OR coalesce(({settled_t}) IN {ints}, false)
+      OR coalesce({ty('$.timestamp')} IN {ints}, false) AS epoch_ts,
+    CASE WHEN {ty('$.error')} = 'OBJECT' THEN coalesce({sv('$.error.message')}, {sv('$.error')})
+         ELSE {sv('$.error')} END AS error_message,
     {shape} AS shape,
     md5(raw) AS payload_hash
-  FROM typed
+  FROM judged
 )
-SELECT *, {flags} AS flags FROM parsed
+SELECT *, {flags} AS flags FROM fields
 """
 
 

@@ -354,55 +354,71 @@ def _merge_stats(a: WriteStats, b: WriteStats) -> WriteStats:
 
 
 def _pick(field: str) -> str:
-    order = "ORDER BY observed_at, obs_id"
+    # The first settled observation's value (filled from later settled ones), or the latest.
     return (
-        f"CASE WHEN bool_or(status = 'settled') THEN "
-        f"first({field} {order}) FILTER (WHERE status = 'settled' AND {field} IS NOT NULL) "
-        f"ELSE last({field} {order}) FILTER (WHERE {field} IS NOT NULL) END AS {field}"
+        f"arg_min({field}, obs_id) FILTER (WHERE status = 'settled' AND {field} IS NOT NULL)"
+        f" AS s_{field}, arg_max({field}, obs_id) FILTER (WHERE {field} IS NOT NULL) AS l_{field}"
     )
 
 
+def _choose(field: str) -> str:
+    return f"CASE WHEN any_settled THEN s_{field} ELSE l_{field} END AS {field}"
+
+
+# Observation order is obs_id: ids are assigned in the order records are written.
 _RESULTS_SQL = f"""
 WITH o AS (
     SELECT * FROM observations
     WHERE status IS NOT NULL AND task_id IN (SELECT task_id FROM _touched)
 ), agg AS (
     SELECT task_id,
-        CASE WHEN bool_or(status = 'settled') THEN 'settled'
-             ELSE last(status ORDER BY observed_at, obs_id) END AS status,
+        bool_or(status = 'settled') AS any_settled,
+        arg_max(status, obs_id) AS l_status,
         {", ".join(_pick(f) for f in _RESULT_FIELDS)},
-        bool_or(cost_unknown) FILTER (WHERE status = 'settled' OR NOT exists_settled) AS cost_unknown_any,
-        first(task_type ORDER BY observed_at, obs_id) FILTER (WHERE task_type IS NOT NULL) AS task_type,
-        first(created_at ORDER BY observed_at, obs_id) FILTER (WHERE created_at IS NOT NULL) AS created_at,
+        bool_or(cost_unknown) FILTER (WHERE status = 'settled') AS s_cost_unknown,
+        arg_max(cost_unknown, obs_id) AS l_cost_unknown,
+        arg_min(task_type, obs_id) FILTER (WHERE task_type IS NOT NULL) AS task_type,
+        arg_min(created_at, obs_id) FILTER (WHERE created_at IS NOT NULL) AS created_at,
         min(delivered_at) AS delivered_at,
-        CASE WHEN bool_or(status = 'settled')
-             THEN first(shape ORDER BY observed_at, obs_id) FILTER (WHERE status = 'settled')
-             ELSE last(shape ORDER BY observed_at, obs_id) END AS shape,
-        list_sort(list_distinct(flatten(
-            CASE WHEN bool_or(status = 'settled')
-                 THEN list(flags) FILTER (WHERE status = 'settled')
-                 ELSE [last(flags ORDER BY observed_at, obs_id)] END))) AS flags,
+        arg_min(shape, obs_id) FILTER (WHERE status = 'settled') AS s_shape,
+        arg_max(shape, obs_id) AS l_shape,
+        list(flags) FILTER (WHERE status = 'settled') AS s_flags,
+        arg_max(flags, obs_id) AS l_flags,
         min(observed_at) AS first_seen_at,
         min(observed_at) FILTER (WHERE status = 'settled') AS settled_seen_at,
         max(observed_at) AS last_seen_at,
         list_sort(list_distinct(list(source))) AS sources,
-        count(*) AS observation_count
-    FROM (SELECT *, bool_or(status = 'settled') OVER (PARTITION BY task_id) AS exists_settled FROM o)
+        count(*) AS observation_count,
+        count(*) FILTER (WHERE status = 'settled') AS settled_count
+    FROM o
     GROUP BY task_id
+), chosen AS (
+    SELECT task_id, any_settled, settled_count,
+        CASE WHEN any_settled THEN 'settled' ELSE l_status END AS status,
+        {", ".join(_choose(f) for f in _RESULT_FIELDS)},
+        CASE WHEN any_settled THEN s_cost_unknown ELSE l_cost_unknown END AS cost_unknown_any,
+        task_type, created_at, delivered_at,
+        CASE WHEN any_settled THEN s_shape ELSE l_shape END AS shape,
+        CASE WHEN any_settled THEN list_sort(list_distinct(flatten(s_flags)))
+             ELSE list_sort(l_flags) END AS flags,
+        first_seen_at, settled_seen_at, last_seen_at, sources, observation_count
+    FROM agg
 ), conflicts AS (
+    -- Only tasks settled more than once can have a settled result that changed.
     SELECT o.task_id, count(*) AS conflict_count
-    FROM o JOIN agg a USING (task_id)
+    FROM o JOIN chosen c ON o.task_id = c.task_id AND c.settled_count > 1
     WHERE o.status = 'settled' AND (
-        o.consensus_label <> a.consensus_label OR o.bsv_txid <> a.bsv_txid
-        OR o.cost_sats <> a.cost_sats)
+        o.consensus_label <> c.consensus_label OR o.bsv_txid <> c.bsv_txid
+        OR o.cost_sats <> c.cost_sats)
     GROUP BY o.task_id
 )
 SELECT a.task_id, a.status, a.consensus_label, a.confidence, a.worker_count, a.agreement_count,
-    a.bsv_txid, a.cost_sats, (a.cost_sats IS NULL AND coalesce(a.cost_unknown_any, false)) AS cost_unknown,
+    a.bsv_txid, a.cost_sats,
+    (a.cost_sats IS NULL AND coalesce(a.cost_unknown_any, false)) AS cost_unknown,
     a.task_type, a.created_at, a.settled_at, a.delivered_at, a.shape, a.flags,
     a.first_seen_at, a.settled_seen_at, a.last_seen_at, a.sources, a.observation_count,
     coalesce(c.conflict_count, 0) AS conflict_count
-FROM agg a LEFT JOIN conflicts c USING (task_id)
+FROM chosen a LEFT JOIN conflicts c USING (task_id)
 """
 
 
