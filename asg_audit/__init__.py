@@ -6,6 +6,7 @@ The public API is what `__all__` lists; everything else is internal.
 from __future__ import annotations
 
 from asg_audit.audit import Audit, analyze
+from asg_audit.collector import CollectSummary, collect, collect_sync
 from asg_audit.config import AuditConfig, load_config
 from asg_audit.errors import (
     ApiError,
@@ -24,6 +25,7 @@ __all__ = [
     "Audit",
     "AuditConfig",
     "AuditError",
+    "CollectSummary",
     "ConfigError",
     "InputError",
     "SchemaVersionError",
@@ -31,5 +33,7 @@ __all__ = [
     "StoreError",
     "__version__",
     "analyze",
+    "collect",
+    "collect_sync",
     "load_config",
 ]

@@ -147,6 +147,18 @@ def _cmd_billing(args: argparse.Namespace, config: AuditConfig) -> int:
     return report_exit_code(findings, args.fail_on or config.fail_on)
 
 
+def _cmd_collect(args: argparse.Namespace, config: AuditConfig) -> int:
+    from asg_audit.collector import run_collect_command
+
+    return run_collect_command(
+        config,
+        task_ids_file=args.task_ids,
+        schedule=args.schedule,
+        max_rps=args.max_rps,
+        concurrency=args.concurrency,
+        deadline_s=args.deadline,
+    )
+
 def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="asg-audit",
@@ -225,6 +237,31 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fail-on", choices=["info", "warn", "fail"],
                    help="exit 1 at findings of this severity or worse (default: config fail_on)")
     p.set_defaults(handler=_cmd_billing)
+
+    p = sub.add_parser(
+        "collect",
+        help="poll the Gateway for every tracked task that is not final (resumable)",
+        description="Poll GET /v1/tasks/{id}/result for every tracked task that is not final, "
+        "within a global request budget; run it again to resume. The API key comes from "
+        "ASG_API_KEY (or API_KEY), the URL from ASG_BASE_URL; [collector] in the config file "
+        "sets the defaults of the flags below.",
+    )
+    _add_common(p)
+    p.add_argument("--task-ids", metavar="FILE", help="poll only these ids (one a line)")
+    p.add_argument(
+        "--schedule",
+        choices=("fixed", "documented", "adaptive"),
+        help="poll schedule (default adaptive)",
+    )
+    p.add_argument("--max-rps", type=float, metavar="N", help="request budget (default 10/s)")
+    p.add_argument("--concurrency", type=int, metavar="N", help="requests in flight (default 16)")
+    p.add_argument(
+        "--deadline",
+        type=float,
+        metavar="SECONDS",
+        help="a task still pending this long after creation becomes expired (default 3600)",
+    )
+    p.set_defaults(handler=_cmd_collect)
 
     return parser
 

@@ -596,3 +596,42 @@ def collect_sync(config: AuditConfig, **kwargs: Any) -> CollectSummary:
         raise box["error"]
     result: CollectSummary = box["result"]
     return result
+
+
+def run_collect_command(
+    config: AuditConfig,
+    *,
+    task_ids_file: str | None = None,
+    schedule: str | None = None,
+    max_rps: float | None = None,
+    concurrency: int | None = None,
+    deadline_s: float | None = None,
+) -> int:
+    """Run `asg-audit collect`: progress, SIGINT/SIGTERM handling, a printed summary.
+
+    Returns 0 when the run ended normally, 3 when it was interrupted (after writing what was
+    collected). `AuthError` (exit 3) propagates to the CLI, after the run was recorded.
+    """
+    import sys
+
+    from asg_audit.errors import EXIT_INCOMPLETE
+
+    ids = read_task_ids(task_ids_file) if task_ids_file else None
+    summary = asyncio.run(
+        collect(
+            config,
+            task_ids=ids,
+            schedule=schedule,
+            max_rps=max_rps,
+            concurrency=concurrency,
+            deadline_s=deadline_s,
+            progress=True,
+            handle_signals=True,
+        )
+    )
+    for line in summary.lines():
+        print(line)
+    if summary.status == "interrupted":
+        print("asg-audit: collect interrupted; run it again to resume", file=sys.stderr)
+        return EXIT_INCOMPLETE
+    return 0
