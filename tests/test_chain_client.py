@@ -1,0 +1,194 @@
+"""The chain index client against a small WoC-shaped server on 127.0.0.1."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route
+
+from asg_audit.chain import MAX_BULK_TXIDS, ChainClient, chain_client_from_config
+from asg_audit.config import AuditConfig, Secret
+from asg_audit.errors import AuthError, ConfigError
+from asg_audit.rawtx import parse_raw_tx
+
+DATA = json.loads((Path(__file__).parent / "data" / "mainnet_txs.json").read_text())
+TXS = {t["txid"]: t for t in DATA["transactions"]}
+KEY = "woc_test_key_0123456789"
+
+
+class Index:
+    """A WoC-shaped index serving the mainnet fixtures; knobs for 429s and tampering."""
+
+    def __init__(self) -> None:
+        self.requests: list[dict[str, Any]] = []
+        self.throttle_next = 0
+        self.tamper: set[str] = set()
+        self.hide_scripts: set[str] = set()  # decoded answer marked truncated: needs raw hex
+        self.times: list[float] = []
+
+    def decoded(self, txid: str) -> dict[str, Any]:
+        raw = bytes.fromhex(TXS[txid]["hex"])
+        if txid in self.tamper:
+            raw = raw[:-12] + bytes([raw[-12] ^ 1]) + raw[-11:]  # one bit of an output value
+        p = parse_raw_tx(raw)
+        vin = [
+            {"coinbase": i.script_sig.hex(), "sequence": i.sequence} if i.is_coinbase else
+            {"txid": i.prev_txid, "vout": i.prev_vout,
+             "scriptSig": {"hex": i.script_sig.hex()}, "sequence": i.sequence}
+            for i in p.inputs
+        ]
+        vout = [{"value": o.value_sats / 1e8, "n": o.n,
+                 "scriptPubKey": {"hex": o.script.hex(),
+                                  "isTruncated": txid in self.hide_scripts}}
+                for o in p.outputs]
+        return {"txid": txid, "version": p.version, "locktime": p.locktime, "vin": vin,
+                "vout": vout, "blockhash": "00" * 32, "blockheight": 1, "blocktime": 1231006505,
+                "confirmations": 900_000}
+
+    def app(self) -> Starlette:
+        async def bulk(request: Request) -> Response:
+            self.times.append(time.monotonic())
+            self.requests.append({"path": request.url.path, "headers": dict(request.headers)})
+            if self.throttle_next:
+                self.throttle_next -= 1
+                return PlainTextResponse("Too Many Requests", 429, headers={"Retry-After": "1"})
+            txids = json.loads(await request.body())["txids"]
+            if len(txids) > MAX_BULK_TXIDS:
+                return JSONResponse({"error": "too many"}, 400)
+            out = []
+            for t in txids:
+                if t not in TXS:
+                    out.append({"txid": t, "error": "unknown"})
+                elif request.url.path.endswith("/hex"):
+                    out.append({"txid": t, "hex": TXS[t]["hex"]})
+                else:
+                    out.append(self.decoded(t))
+            return JSONResponse(out)
+
+        async def refuse(request: Request) -> Response:
+            return PlainTextResponse("Unauthorized", 401)
+
+        return Starlette(routes=[Route("/v1/bsv/main/txs", bulk, methods=["POST"]),
+                                 Route("/v1/bsv/main/txs/hex", bulk, methods=["POST"]),
+                                 Route("/v1/bsv/bad/txs", refuse, methods=["POST"])])
+
+
+@pytest.fixture(scope="module")
+def served() -> Iterator[tuple[Index, str]]:
+    index = Index()
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(index.app(), log_level="critical", lifespan="off"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.01)
+    yield index, f"http://127.0.0.1:{sock.getsockname()[1]}/v1/bsv"
+    server.should_exit = True
+    thread.join(5)
+
+
+@pytest.fixture
+def index(served: tuple[Index, str]) -> Index:
+    idx = served[0]
+    idx.requests.clear()
+    idx.times.clear()
+    idx.throttle_next = 0
+    idx.tamper.clear()
+    idx.hide_scripts.clear()
+    return idx
+
+
+def _client(served: tuple[Index, str], **kw: Any) -> ChainClient:
+    return ChainClient(served[1] + "/main", api_key=Secret(KEY), rps=kw.pop("rps", 200), **kw)
+
+
+def test_chain_client_sends_key_under_both_headers(served: Any, index: Index) -> None:
+    with _client(served) as client:
+        client.fetch(list(TXS)[:1])
+    headers = index.requests[0]["headers"]
+    assert headers["authorization"] == KEY
+    assert headers["woc-api-key"] == KEY
+
+
+def test_chain_client_fetch_parses_and_verifies(served: Any, index: Index) -> None:
+    with _client(served) as client:
+        got = client.fetch(list(TXS))
+    assert [t.status for t in got] == ["confirmed"] * len(TXS)
+    for t in got:
+        assert t.parsed is not None and t.parsed.txid == t.txid
+        assert [o.value_sats for o in t.parsed.outputs] == TXS[t.txid]["output_sats"]
+    assert len(index.requests) == 1  # one bulk call for all of them
+
+
+def test_chain_client_unknown_txid(served: Any, index: Index) -> None:
+    with _client(served) as client:
+        (got,) = client.fetch(["ab" * 32])
+    assert got.status == "unknown"
+
+
+def test_chain_client_refuses_tampered_bytes(served: Any, index: Index) -> None:
+    txid = DATA["transactions"][2]["txid"]
+    index.tamper.add(txid)
+    with _client(served) as client:
+        (got,) = client.fetch([txid])
+    assert got.status == "refused"
+    assert got.parsed is None and "hash to" in (got.note or "")
+
+
+def test_chain_client_truncated_decoded_falls_back_to_raw_hex(served: Any, index: Index) -> None:
+    txid = DATA["transactions"][1]["txid"]
+    index.hide_scripts.add(txid)
+    with _client(served) as client:
+        (got,) = client.fetch([txid])
+    assert got.status == "confirmed" and got.parsed is not None
+    assert [r["path"] for r in index.requests] == ["/v1/bsv/main/txs", "/v1/bsv/main/txs/hex"]
+
+
+def test_chain_client_rejects_more_than_20_txids(served: Any, index: Index) -> None:
+    with _client(served) as client, pytest.raises(ValueError, match="20"):
+        client.decoded_txs(["ab" * 32] * 21)
+
+
+def test_chain_client_waits_out_429(served: Any, index: Index) -> None:
+    index.throttle_next = 1
+    with _client(served) as client:
+        started = time.monotonic()
+        (got,) = client.fetch(list(TXS)[:1])
+        waited = time.monotonic() - started
+    assert got.status == "confirmed"
+    assert client.throttled == 1 and client.requests == 2
+    assert waited >= 1.0  # Retry-After: 1 is a floor
+
+
+def test_chain_client_paces_requests(served: Any, index: Index) -> None:
+    with _client(served, rps=20) as client:
+        for _ in range(6):
+            client.decoded_txs(list(TXS)[:1])
+    # Starts are spaced by the client; the first arrival may lag by the connection set-up,
+    # and one arrival may lag on a busy machine, so measure the span of the other five.
+    assert index.times[-1] - index.times[1] >= 4 / 20 * 0.95
+
+
+def test_chain_client_auth_refused_without_leaking_key(served: Any, index: Index) -> None:
+    client = ChainClient(served[1] + "/bad", api_key=Secret(KEY), rps=200)
+    with client, pytest.raises(AuthError) as err:
+        client.decoded_txs(["ab" * 32])
+    assert KEY not in str(err.value) and KEY not in repr(err.value)
+
+
+def test_chain_client_network_mismatch_refused() -> None:
+    config = AuditConfig(chain_url="https://api.whatsonchain.com/v1/bsv/test", chain_network="main")
+    with pytest.raises(ConfigError, match="network"):
+        chain_client_from_config(config)
