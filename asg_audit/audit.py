@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import html
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -84,31 +83,10 @@ class Audit:
         return "\n".join(lines)
 
     def _repr_html_(self) -> str:
-        s = self.summary()
-        e = html.escape
-        rows = "".join(
-            f"<tr><th style='text-align:left'>{e(k)}</th><td>{e(_fmt(v))}</td></tr>"
-            for k, v in s.items()
-            if k != "findings"
-        )
-        per_check = (
-            self.findings.group_by("check_id", "severity")
-            .agg(pl.len().alias("n"))
-            .sort("check_id", "severity")
-        )
-        frows = (
-            "".join(
-                f"<tr><td>{e(str(r['check_id']))}</td><td>{e(str(r['severity']))}</td>"
-                f"<td>{r['n']}</td></tr>"
-                for r in per_check.iter_rows(named=True)
-            )
-            or "<tr><td colspan='3'>no findings</td></tr>"
-        )
-        return (
-            f"<div><h4>Audit as of {e(str(s['as_of']))}</h4><table>{rows}</table>"
-            "<h4>Findings</h4><table><tr><th>check</th><th>severity</th><th>n</th></tr>"
-            f"{frows}</table></div>"
-        )
+        # The same headline block as the HTML report (asg_audit.report).
+        from asg_audit.report import render_summary_html
+
+        return render_summary_html(self)
 
 
 def _fmt(value: Any) -> str:
@@ -143,6 +121,7 @@ def _summarize(audit: Audit) -> dict[str, Any]:
         "share_over_slo": _first(f["latency_overall"], "share_over_slo"),
         "slo_seconds": audit.config.slo_seconds,
         "agreement_rate": _first(agreement, "rate"),
+        "confidence_mean": _first(f["_counts"], "confidence_mean"),
         "confidence_follows": _first(fit, "follows"),
         "confidence_share_neither": _first(fit, "share_neither"),
         "known_cost_sats": _first(unknown, "known_total_sats"),
@@ -211,6 +190,10 @@ def analyze_frames(
             pl.len().alias("tasks"),
             pl.col("is_settled").sum().alias("settled"),
             (~pl.col("is_settled") & pl.col("status").is_not_null()).sum().alias("unsettled"),
+            pl.col("confidence")
+            .filter(~pl.col("confidence").is_nan())
+            .mean()
+            .alias("confidence_mean"),
         ).collect(),
         "latency_overall": latency.summarize_latency(tasks, slo_seconds=slo),
     }
@@ -242,8 +225,10 @@ def analyze_frames(
     frames["source_coverage"] = collection.source_coverage(tasks)
     frames["webhook_poll_disagreements"] = collection.webhook_poll_disagreements(obs)
 
+    frames.update(_chain_billing_frames(tasks, extra_tables or {}))
+
     tables: dict[str, pl.LazyFrame | pl.DataFrame] = {
-        "results": res,
+        "results": tasks,
         "submissions": subs,
         "observations": obs,
         "runs": run_frame,
@@ -255,6 +240,30 @@ def analyze_frames(
     return Audit(frames=frames, findings=findings, config=config, as_of=as_of)
 
 
+def _chain_billing_frames(
+    tasks: pl.LazyFrame, extra: Mapping[str, pl.LazyFrame | pl.DataFrame]
+) -> dict[str, pl.DataFrame]:
+    """Return the chain and billing frames the report shows, only when that data exists."""
+    out: dict[str, pl.DataFrame] = {}
+    chain = extra.get("chain_txs")
+    chain_df = chain.lazy().collect() if chain is not None else None
+    if chain_df is not None and chain_df.height and "status" in chain_df.columns:
+        from asg_audit.reconcile import chain_coverage
+
+        by_status = chain_df.group_by("status").agg(pl.len().alias("txids"))
+        out["chain_status"] = by_status.sort("status")
+        out["chain_coverage"] = chain_coverage(tasks, chain_df.lazy())
+    usage = extra.get("billing_usage")
+    usage_df = usage.lazy().collect() if usage is not None else None
+    if usage_df is not None and usage_df.height:
+        keep = ("month", "tier", "tasks_settled", "total_cost_sats", "worker_payouts_sats",
+                "platform_fee_sats")  # fmt: skip
+        out["billing_usage"] = usage_df.select(c for c in keep if c in usage_df.columns).sort(
+            "month"
+        )
+    return out
+
+
 def _registered_default() -> Any:
     from asg_audit.checks import registered_checks
 
@@ -262,26 +271,46 @@ def _registered_default() -> Any:
 
 
 def _window(
-    frame: pl.DataFrame, column: str, since: datetime | None, until: datetime | None
-) -> pl.DataFrame:
-    if column not in frame.columns:
-        return frame
+    frame: pl.LazyFrame, column: pl.Expr, since: datetime | None, until: datetime | None
+) -> pl.LazyFrame:
     if since is not None:
-        frame = frame.filter(pl.col(column) >= since)
+        frame = frame.filter(column >= since)
     if until is not None:
-        frame = frame.filter(pl.col(column) < until)
+        frame = frame.filter(column < until)
     return frame
 
 
-def _read_tables(store: Store) -> dict[str, pl.DataFrame]:
+# Result columns the analyses and checks use (shape and observation_count stay in the store).
+_RESULT_COLUMNS: Final = tuple(c for c in RESULTS_SCHEMA if c not in ("shape", "observation_count"))
+_SUBMISSION_COLUMNS: Final = (
+    "task_id",
+    "task_type",
+    "consensus_threshold",
+    "options",
+    "created_at",
+)
+_LAZY_TABLES: Final = {"results": _RESULT_COLUMNS, "submissions": _SUBMISSION_COLUMNS}
+
+
+def _read_tables(store: Store, cursors: list[Any]) -> dict[str, pl.LazyFrame]:
+    """Return the tables the audit reads; the big ones stream from DuckDB when collected."""
     present = set(store.tables())
-    out: dict[str, pl.DataFrame] = {}
+    out: dict[str, pl.LazyFrame] = {}
     for name in TABLES:
         if name not in present:
             continue
+        if name in _LAZY_TABLES:
+            cols = ", ".join(f'"{c}"' for c in _LAZY_TABLES[name])
+            # Lazy: read once, straight into the enriched task frame, never held twice. Each
+            # has its own cursor: a join scans both at once, and one connection serves one call.
+            cursor = store.con.cursor()
+            cursor.execute("SET TimeZone = 'UTC'")  # the store's convention, per connection
+            cursors.append(cursor)
+            out[name] = cursor.sql(f'SELECT {cols} FROM "{name}"').pl(lazy=True)
+            continue
         # Only the observation columns the analyses use: raw bodies can be most of that table.
         cols = ", ".join(f'"{c}"' for c in _OBS_COLUMNS) if name == "observations" else "*"
-        out[name] = store.con.sql(f'SELECT {cols} FROM "{name}"').pl()
+        out[name] = store.con.sql(f'SELECT {cols} FROM "{name}"').pl().lazy()
     return out
 
 
@@ -300,51 +329,65 @@ def analyze(
     now) is when unsettled tasks are aged and censored.
     """
     config = config or AuditConfig()
+    if as_of is None:
+        as_of = until if until is not None else datetime.now(UTC)
     if isinstance(db, str | Path):
         from asg_audit.store import open_store
 
         with open_store(db, read_only=True) as store:
-            tables = _read_tables(store)
+            audit = _analyze_store(store, since=since, until=until, config=config, as_of=as_of)
     else:
-        tables = _read_tables(db)
-    for name in ("results", "submissions", "observations", "runs", "poll_state"):
-        tables.setdefault(name, pl.DataFrame())
-    if since is not None or until is not None:
-        results = tables["results"]
-        created = (
-            pl.coalesce("created_at", "first_seen_at")
-            if "first_seen_at" in results.columns
-            else pl.col("created_at")
-        )
-        results = results.with_columns(created.alias("_window_at"))
-        results = _window(results, "_window_at", since, until).drop("_window_at")
-        tables["results"] = results
-        tables["submissions"] = _window(tables["submissions"], "created_at", since, until)
-        keep = pl.concat(
-            [results.select("task_id"), tables["submissions"].select("task_id")]
-        ).unique()
-        for name in ("observations", "poll_state"):
-            if "task_id" in tables[name].columns:
-                tables[name] = tables[name].join(keep, on="task_id", how="semi")
-    if as_of is None:
-        as_of = until if until is not None else datetime.now(UTC)
-    extra = {
-        k: v
-        for k, v in tables.items()
-        if k not in ("results", "submissions", "observations", "runs", "poll_state")
-    }
-    audit = analyze_frames(
-        tables["results"],
-        tables["submissions"],
-        tables["observations"],
-        tables["runs"],
-        config=config,
-        as_of=as_of,
-        poll_state=tables["poll_state"],
-        extra_tables=extra,
-    )
+        audit = _analyze_store(db, since=since, until=until, config=config, as_of=as_of)
     audit.since, audit.until = since, until
     return audit
+
+
+def _analyze_store(
+    store: Store,
+    *,
+    since: datetime | None,
+    until: datetime | None,
+    config: AuditConfig,
+    as_of: datetime,
+) -> Audit:
+    cursors: list[Any] = []
+    try:
+        tables = _read_tables(store, cursors)
+        return _analyze_tables(tables, since=since, until=until, config=config, as_of=as_of)
+    finally:
+        for cursor in cursors:
+            cursor.close()
+
+
+def _analyze_tables(
+    tables: dict[str, pl.LazyFrame],
+    *,
+    since: datetime | None,
+    until: datetime | None,
+    config: AuditConfig,
+    as_of: datetime,
+) -> Audit:
+    if since is not None or until is not None:
+        results = _window(
+            tables["results"], pl.coalesce("created_at", "first_seen_at"), since, until
+        )
+        subs = _window(tables["submissions"], pl.col("created_at"), since, until)
+        keep = pl.concat([results.select("task_id"), subs.select("task_id")]).unique().collect()
+        tables["results"], tables["submissions"] = results, subs
+        for name in ("observations", "poll_state"):
+            if name in tables:
+                tables[name] = tables[name].join(keep.lazy(), on="task_id", how="semi")
+    main = ("results", "submissions", "observations", "runs", "poll_state")
+    return analyze_frames(
+        tables["results"],
+        tables.get("submissions"),
+        tables.get("observations"),
+        tables.get("runs"),
+        config=config,
+        as_of=as_of,
+        poll_state=tables.get("poll_state"),
+        extra_tables={k: v for k, v in tables.items() if k not in main},
+    )
 
 
 def empty_findings() -> pl.DataFrame:

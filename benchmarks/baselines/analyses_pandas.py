@@ -85,8 +85,10 @@ def analyze_pandas(path: str, slo: float = 60.0) -> dict[str, Any]:
         "a_over_w": fit_w.mean(),
         "neither": (~fit_t & ~fit_w).mean(),
     }
-    label_in = [lbl in opts if opts is not None and lbl is not None else True
-                for lbl, opts in zip(df["consensus_label"], df["options"], strict=True)]  # fmt: skip
+    label_in = [
+        lbl in opts if opts is not None and lbl is not None else True
+        for lbl, opts in zip(df["consensus_label"], df["options"], strict=True)
+    ]
     out["invariants"] = {"above": (a > w).sum(), "below": ((a <= w) & ~df["counts_valid"]).sum(),
                          "label": (~pd.Series(label_in)).sum()}  # fmt: skip
     margin = 2 * a - w
