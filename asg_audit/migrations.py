@@ -223,5 +223,14 @@ MIGRATIONS: list[Migration] = [
             )""",
         ),
     ),
+    Migration(
+        name="webhook delivery inbox",
+        statements=(
+            # The raw body of an authenticated delivery is committed with its delivery row
+            # before the 2xx; the normaliser turns it into an observation right after (and on
+            # restart, for bodies a crash left un-normalised).
+            "ALTER TABLE webhook_deliveries ADD COLUMN body BLOB",
+        ),
+    ),
     # Append new migrations here (version = position in this list).
 ]

@@ -1,12 +1,19 @@
-"""The group-commit writer of the webhook receiver: one thread owns the store.
+"""The group-commit writer of the webhook receiver, in two stages on two threads.
 
-Deliveries are queued by the ASGI handlers; the writer thread takes everything queued (up to
-`max_batch`), decides duplicates, runs the authenticated bodies through the one normaliser and
-commits observations, rejects and `webhook_deliveries` rows in **one** transaction. Only then does
-it wake the handlers, which answer 2xx: a delivery that was acknowledged is durable.
+Stage 1, the **inbox** (thread `webhook-writer`): deliveries queued by the ASGI handlers are taken
+together (up to `max_batch`), duplicates are decided, and one transaction appends their
+`webhook_deliveries` rows, with the raw body of authenticated ones. Only after that commit are the
+handlers woken to answer 2xx: an acknowledged delivery is durable. This stage only appends to its
+own table, so it does not take the store's per-file write lock: a long analysis-side write (the
+normaliser stage below) never stalls acknowledgements.
 
-When the store cannot be opened or written, every waiting delivery is answered 503 (the provider
-retries) and the writer tries to open the store again on the next batch.
+Stage 2, the **normaliser** (thread `webhook-normaliser`): committed bodies go through the one
+normaliser in larger batches into `observations`/`results`/`rejects` (source `webhook`), through
+`Store.write_batch`. Its fixed cost (tens of milliseconds a batch) is paid off the ack path. On
+start, bodies that a crash left committed but not yet normalised are normalised first.
+
+When the store cannot be opened or written, waiting deliveries are answered 503 (the provider
+retries) and the writer tries to open the store again.
 """
 
 from __future__ import annotations
@@ -101,6 +108,7 @@ class Delivery:
     delivered_at: datetime | None = None
     secret_index: int | None = None
     detail: str | None = None
+    object_body: bool = False  # the body parsed as a JSON object (else it will be a reject)
     # Set by the writer when the delivery is classified; the handler waits on `done`.
     waiter: asyncio.Future[str] | None = field(default=None, repr=False)
     loop: asyncio.AbstractEventLoop | None = field(default=None, repr=False)
@@ -110,7 +118,7 @@ _STOP: Final = object()
 
 
 class DeliveryWriter:
-    """A thread that owns the store and commits queued deliveries in groups."""
+    """Two threads that own the store: the inbox (group commit, acks) and the normaliser."""
 
     def __init__(
         self,
@@ -119,6 +127,8 @@ class DeliveryWriter:
         max_batch: int = 512,
         max_wait_seconds: float = 0.0,
         max_queue: int = 50_000,
+        normalise_interval_seconds: float = 0.25,
+        normalise_max_batch: int = 5_000,
         open_wait_seconds: float = 0.0,
         reopen_interval_seconds: float = 1.0,
         command: str = "serve-webhooks",
@@ -127,15 +137,22 @@ class DeliveryWriter:
         self.max_batch = max_batch
         self.max_wait_seconds = max_wait_seconds
         self.max_queue = max_queue
+        self.normalise_interval_seconds = normalise_interval_seconds
+        self.normalise_max_batch = normalise_max_batch
         self.open_wait_seconds = open_wait_seconds
         self.reopen_interval_seconds = reopen_interval_seconds
         self.command = command
         self.counts: Counter[str] = Counter()  # outcomes answered, plus `dropped_records`
         self.commits = 0
+        self.normalised = 0
         self.run_id: str | None = None
         self.last_error: str | None = None
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._pending: queue.SimpleQueue[Any] = queue.SimpleQueue()  # committed, to normalise
         self._thread = threading.Thread(target=self._run, name="webhook-writer", daemon=True)
+        self._normaliser = threading.Thread(
+            target=self._normalise_loop, name="webhook-normaliser", daemon=True
+        )
         self._store: Store | None = None
         self._exit: contextlib.ExitStack | None = None
         self._seen: set[str] = set()  # event keys already committed
@@ -145,8 +162,9 @@ class DeliveryWriter:
     # -- called from the event loop -------------------------------------------------------------
 
     def start(self, *, wait_seconds: float = 5.0) -> None:
-        """Start the thread and wait (briefly) for its first attempt to open the store."""
+        """Start the threads and wait (briefly) for the first attempt to open the store."""
         self._thread.start()
+        self._normaliser.start()
         self._ready.wait(wait_seconds)
 
     @property
@@ -175,12 +193,17 @@ class DeliveryWriter:
         return delivery.waiter
 
     def stop(self, *, timeout: float = 30.0) -> None:
-        """Commit what is queued, record the end of the run and close the store."""
+        """Commit and normalise what is queued, record the end of the run, close the store."""
         if self._thread.is_alive():
             self._queue.put(_STOP)
             self._thread.join(timeout)
 
-    # -- the thread ----------------------------------------------------------------------------
+    def stats(self) -> dict[str, Any]:
+        """Return the counters of this receiver: outcomes, commits, normalised bodies."""
+        return {"outcomes": dict(self.counts), "commits": self.commits,
+                "normalised": self.normalised}
+
+    # -- stage 1: the inbox --------------------------------------------------------------------
 
     def _run(self) -> None:
         self._try_open()
@@ -215,7 +238,7 @@ class DeliveryWriter:
                 batch.append(item)
             if batch:
                 self._commit(batch)
-        # Drain anything queued after the stop marker (late handlers), then close.
+        # Anything queued after the stop marker (late handlers) is committed too.
         rest: list[Delivery] = []
         with contextlib.suppress(queue.Empty):
             while True:
@@ -224,6 +247,8 @@ class DeliveryWriter:
                     rest.append(item)
         if rest:
             self._commit(rest)
+        self._pending.put(_STOP)
+        self._normaliser.join()
         self._close(status="finished")
 
     def _try_open(self) -> None:
@@ -237,13 +262,18 @@ class DeliveryWriter:
                 "SELECT DISTINCT event_key FROM webhook_deliveries"
                 " WHERE event_key IS NOT NULL AND outcome IN ('stored', 'rejected')"
             ).fetchall()
-        except Exception as exc:  # noqa: BLE001 - any failure to open means "answer 503"
+            # Bodies committed before a crash but never normalised: normalise them first.
+            leftovers = store.con.execute(_LEFTOVERS_SQL).fetchall()
+        except Exception as exc:
             stack.close()
             self.last_error = str(exc)
             self._next_open_at = time.monotonic() + self.reopen_interval_seconds
             log.warning("webhook store unavailable: %s", exc)
             return
         self._seen = {r[0] for r in rows}
+        for delivery_id, received_at, body, digest in leftovers:
+            self._pending.put(Delivery(delivery_id, received_at, None, outcome=Outcome.STORED,
+                                       body=bytes(body), body_sha256=digest))
         self._store, self._exit = store, stack
         self.last_error = None
 
@@ -256,10 +286,6 @@ class DeliveryWriter:
                 self._exit.close()
         self._store, self._exit = None, None
 
-    def stats(self) -> dict[str, Any]:
-        """Return the counters of this receiver: outcomes, commits, dropped records."""
-        return {"outcomes": dict(self.counts), "commits": self.commits}
-
     def _commit(self, batch: list[Delivery]) -> None:
         self._try_open()
         store = self._store
@@ -268,7 +294,7 @@ class DeliveryWriter:
             self._answer([d for d in batch if d.waiter is not None], Outcome.UNAVAILABLE)
             return
         fresh: set[str] = set()
-        to_store: list[Delivery] = []
+        to_normalise: list[Delivery] = []
         for d in batch:
             if d.outcome is not None:
                 continue
@@ -277,47 +303,33 @@ class DeliveryWriter:
                 d.outcome = Outcome.DUPLICATE
             else:
                 fresh.add(d.event_key)
-                to_store.append(d)
+                # A body that is not a JSON object is quarantined for sure; an object may still
+                # be (bad field types): the normaliser stage then corrects the outcome.
+                d.outcome = Outcome.STORED if d.object_body else Outcome.REJECTED
+                to_normalise.append(d)
+        con = store.con
         try:
-            if to_store:
-                normalised = normalise_records(
-                    [
-                        RawRecord(
-                            body=d.body or b"",
-                            source=Source.WEBHOOK,
-                            origin=f"webhook:{d.body_sha256}",
-                            observed_at=d.received_at,
-                        )
-                        for d in to_store
-                    ]
-                )
-                rejected = set(normalised.rejects.get_column("origin").to_list())
-                for d in to_store:
-                    stored = f"webhook:{d.body_sha256}" not in rejected
-                    d.outcome = Outcome.STORED if stored else Outcome.REJECTED
             rows = _deliveries_frame(batch, self.run_id)
-            with store.transaction() as con:
-                if to_store:
-                    store.write_batch(self.run_id or "", normalised)
-                con.register("_webhook_deliveries", rows)
-                try:
-                    con.execute(
-                        f"INSERT INTO webhook_deliveries ({_DELIVERY_COLUMNS})"
-                        f" SELECT {_DELIVERY_COLUMNS} FROM _webhook_deliveries"
-                    )
-                finally:
-                    con.unregister("_webhook_deliveries")
-        except Exception as exc:  # noqa: BLE001 - a failed write is answered 503, then retried
+            # Appends to this table only: no store lock (see the module docstring). One
+            # statement in auto-commit mode is one transaction, and one GIL hand-off.
+            con.execute(
+                f"INSERT INTO webhook_deliveries ({_DELIVERY_COLUMNS}, body)"
+                f" SELECT {_DELIVERY_COLUMNS}, body FROM rows"
+            )
+        except Exception as exc:
             log.exception("webhook store write failed; answering 503")
             self.last_error = str(exc)
-            for d in to_store:
-                d.outcome = None
+            for d in batch:
+                if d.waiter is not None:
+                    d.outcome = None
             self._close(status="failed")
             self._next_open_at = time.monotonic() + self.reopen_interval_seconds
             self._answer([d for d in batch if d.waiter is not None], Outcome.UNAVAILABLE)
             return
         self.commits += 1
         self._seen |= fresh
+        for d in to_normalise:
+            self._pending.put(d)
         waiting = [d for d in batch if d.waiter is not None]
         for d in waiting:
             assert d.outcome is not None
@@ -340,6 +352,86 @@ class DeliveryWriter:
             with contextlib.suppress(RuntimeError):  # the loop closed: nobody is waiting
                 loop.call_soon_threadsafe(_resolve, items)
 
+    # -- stage 2: the normaliser ---------------------------------------------------------------
+
+    def _normalise_loop(self) -> None:
+        stack = contextlib.ExitStack()
+        store: Store | None = None
+        waiting: list[Delivery] = []
+        stopping = False
+        try:
+            while not stopping or waiting:
+                deadline = time.monotonic() + self.normalise_interval_seconds
+                while not stopping and len(waiting) < self.normalise_max_batch:
+                    try:
+                        item = self._pending.get(timeout=max(0.0, deadline - time.monotonic()))
+                    except queue.Empty:
+                        break
+                    if item is _STOP:
+                        stopping = True
+                    else:
+                        waiting.append(item)
+                if stopping:  # take everything that is left
+                    with contextlib.suppress(queue.Empty):
+                        while True:
+                            item = self._pending.get_nowait()
+                            if item is not _STOP:
+                                waiting.append(item)
+                if not waiting:
+                    continue
+                try:
+                    if store is None:
+                        store = stack.enter_context(open_store(self.db_path, wait_seconds=1.0))
+                    self._normalise(store, waiting[: self.normalise_max_batch])
+                    del waiting[: self.normalise_max_batch]
+                except Exception:
+                    log.exception("normalising webhook bodies failed; will retry")
+                    stack.close()
+                    store = None
+                    if stopping:
+                        break
+                    time.sleep(self.reopen_interval_seconds)
+        finally:
+            stack.close()
+
+    def _normalise(self, store: Store, deliveries: list[Delivery]) -> None:
+        batch = normalise_records(
+            [
+                RawRecord(
+                    body=d.body or b"",
+                    source=Source.WEBHOOK,
+                    origin=f"webhook:{d.body_sha256}",
+                    observed_at=d.received_at,
+                )
+                for d in deliveries
+            ]
+        )
+        rejected = batch.rejects.get_column("origin").str.strip_prefix("webhook:")
+        with store.transaction() as con:
+            store.write_batch(self.run_id or "", batch)
+            if rejected.len():
+                con.register("_rejected", pl.DataFrame({"sha": rejected}))
+                try:
+                    con.execute(
+                        "UPDATE webhook_deliveries SET outcome = 'rejected'"
+                        " WHERE outcome = 'stored' AND body_sha256 IN (SELECT sha FROM _rejected)"
+                    )
+                finally:
+                    con.unregister("_rejected")
+        self.normalised += len(deliveries)
+
+
+_LEFTOVERS_SQL: Final = """
+SELECT d.delivery_id, d.received_at, d.body, d.body_sha256
+FROM webhook_deliveries d
+WHERE d.body IS NOT NULL AND d.outcome IN ('stored', 'rejected')
+  AND NOT EXISTS (SELECT 1 FROM observations o
+                  WHERE o.source = 'webhook' AND o.origin = 'webhook:' || d.body_sha256)
+  AND NOT EXISTS (SELECT 1 FROM rejects r
+                  WHERE r.source = 'webhook' AND r.origin = 'webhook:' || d.body_sha256)
+ORDER BY d.received_at
+"""
+
 
 def _resolve(items: list[tuple[asyncio.Future[str], str]]) -> None:
     for fut, outcome in items:
@@ -348,7 +440,7 @@ def _resolve(items: list[tuple[asyncio.Future[str], str]]) -> None:
 
 
 def _deliveries_frame(batch: list[Delivery], run_id: str | None) -> pl.DataFrame:
-    rows: dict[str, list[Any]] = {name: [] for name in DELIVERIES_SCHEMA}
+    rows: dict[str, list[Any]] = {name: [] for name in [*DELIVERIES_SCHEMA, "body"]}
     for d in batch:
         outcome = d.outcome or Outcome.UNAVAILABLE
         rows["delivery_id"].append(d.delivery_id)
@@ -364,7 +456,10 @@ def _deliveries_frame(batch: list[Delivery], run_id: str | None) -> pl.DataFrame
         rows["secret_index"].append(d.secret_index)
         rows["remote_addr"].append(d.remote_addr)
         rows["detail"].append(d.detail)
-    return pl.DataFrame(rows, schema=DELIVERIES_SCHEMA)
+        # The raw body only of a delivery to be normalised: never an unauthenticated payload.
+        keep = d.body is not None and outcome in (Outcome.STORED, Outcome.REJECTED)
+        rows["body"].append(d.body if keep else None)
+    return pl.DataFrame(rows, schema={**DELIVERIES_SCHEMA, "body": pl.Binary()})
 
 
 def utc_now() -> datetime:

@@ -24,6 +24,7 @@ import hmac
 import json
 import re
 import secrets as _secrets
+import sys
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime, timedelta
@@ -152,6 +153,7 @@ class WebhookSettings:
     freshness_seconds: float = DEFAULT_FRESHNESS_SECONDS
     commit_max_batch: int = 512  # deliveries per group commit at most
     commit_max_wait_ms: float = 0.0  # linger for more deliveries; 0 = take what is queued
+    normalise_interval_ms: float = 250.0  # committed bodies reach observations this often
     path: str = WEBHOOK_PATH
     secret_file: str | None = None
     graceful_shutdown_seconds: float = 30.0
@@ -171,7 +173,8 @@ class WebhookSettings:
             raise ConfigError("webhooks.max_body_bytes must be an integer of at least 64")
         if not isinstance(settings.commit_max_batch, int) or settings.commit_max_batch < 1:
             raise ConfigError("webhooks.commit_max_batch must be a positive integer")
-        for name in ("freshness_seconds", "commit_max_wait_ms", "graceful_shutdown_seconds"):
+        for name in ("freshness_seconds", "commit_max_wait_ms", "normalise_interval_ms",
+                     "graceful_shutdown_seconds"):
             value = getattr(settings, name)
             if not isinstance(value, int | float) or isinstance(value, bool) or value < 0:
                 raise ConfigError(f"webhooks.{name} must be a non-negative number")
@@ -233,6 +236,7 @@ def create_webhook_app(
         db_path,
         max_batch=settings.commit_max_batch,
         max_wait_seconds=settings.commit_max_wait_ms / 1000.0,
+        normalise_interval_seconds=settings.normalise_interval_ms / 1000.0,
     )
 
     async def receive(request: Request) -> Response:
@@ -272,6 +276,7 @@ def create_webhook_app(
             body_bytes=len(body), secret_index=secret_index,
         )
         if isinstance(payload, dict):
+            delivery.object_body = True
             task_id = payload.get("task_id")
             delivery.task_id = task_id if isinstance(task_id, str) else None
             delivered_at = parse_delivery_timestamp(payload.get("timestamp"))
@@ -344,6 +349,9 @@ def serve_webhooks(
 
     settings = settings or WebhookSettings()
     app = create_webhook_app(db_path, secrets, settings=settings)
+    # The writer threads hand the GIL back and forth with the event loop around every DuckDB
+    # call; at the default 5 ms switch interval each hand-back can cost a whole interval.
+    sys.setswitchinterval(0.0005)
     proxy: dict[str, Any] = {"proxy_headers": False}
     if settings.forwarded_allow_ips:
         proxy = {"proxy_headers": True, "forwarded_allow_ips": settings.forwarded_allow_ips}
