@@ -257,7 +257,7 @@ class ChainClient:
 
     def fetch(self, txids: Sequence[str], *, confirmations: int = 1) -> list[ChainTx]:
         """Return one ChainTx per txid (<= 20): one bulk call, plus raw hex when needed."""
-        answers = {str(a.get("txid", "")).lower(): a for a in self.decoded_txs(txids)}
+        answers = _pair_answers(txids, self.decoded_txs(txids))
         out: dict[str, ChainTx] = {}
         need_hex: list[str] = []
         for txid in txids:
@@ -266,13 +266,17 @@ class ChainClient:
                 note = None if answer is None else str(answer.get("error"))
                 out[txid] = ChainTx(txid, "unknown", note=note or "no answer for this txid")
                 continue
+            claimed = str(answer.get("txid", "")).lower()
+            if claimed != txid:
+                out[txid] = ChainTx(txid, "refused", note=f"{txid}: index answered for {claimed}")
+                continue
             raw = serialise_decoded_tx(answer)
             if raw is None:
                 need_hex.append(txid)
                 continue
             out[txid] = _checked(txid, answer, raw, confirmations)
         if need_hex:
-            hexes = {str(a.get("txid", "")).lower(): a for a in self.raw_txs(need_hex)}
+            hexes = _pair_answers(need_hex, self.raw_txs(need_hex))
             for txid in need_hex:
                 h = hexes.get(txid, {}).get("hex")
                 try:
@@ -284,6 +288,14 @@ class ChainClient:
                 else:
                     out[txid] = _checked(txid, answers[txid], raw, confirmations)
         return [out[t] for t in txids]
+
+
+def _pair_answers(txids: Sequence[str], answers: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Return each asked txid's answer: by position when the index answered one per txid
+    (WoC keeps the request order), else by the txid each answer names."""
+    if len(answers) == len(txids):
+        return dict(zip(txids, answers, strict=True))
+    return {str(a.get("txid", "")).lower(): a for a in answers}
 
 
 def _retry_after(resp: httpx.Response) -> float:
