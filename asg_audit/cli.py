@@ -147,6 +147,28 @@ def _cmd_billing(args: argparse.Namespace, config: AuditConfig) -> int:
     return report_exit_code(findings, args.fail_on or config.fail_on)
 
 
+def _report_time(text: str) -> Any:
+    from datetime import UTC, datetime
+
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an ISO date or time: {text!r}") from None
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+def _cmd_report(args: argparse.Namespace, config: AuditConfig) -> int:
+    from asg_audit.audit import analyze
+    from asg_audit.report import parse_formats, render
+
+    formats = parse_formats(args.format)  # a bad --format fails before the analyses run
+    audit = analyze(config.db_path, since=args.since, until=args.until, config=config)
+    report = render(audit, args.out, formats=formats, compare=args.compare)
+    for path in report.paths.values():
+        print(path)
+    return 0
+
+
 def _cmd_collect(args: argparse.Namespace, config: AuditConfig) -> int:
     from asg_audit.collector import run_collect_command
 
@@ -237,6 +259,20 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fail-on", choices=["info", "warn", "fail"],
                    help="exit 1 at findings of this severity or worse (default: config fail_on)")
     p.set_defaults(handler=_cmd_billing)
+
+    p = sub.add_parser("report", help="write the HTML, Markdown and JSON report of the store")
+    _add_common(p)
+    p.add_argument("--out", metavar="DIR", default="reports",
+                   help="reports folder; writes DIR/<run-id>/ and DIR/latest (default reports)")
+    p.add_argument("--format", default="html,md,json", metavar="LIST",
+                   help="comma-separated: html, md, json (default all; summary.json always)")
+    p.add_argument("--since", type=_report_time, metavar="WHEN",
+                   help="only tasks created at or after this ISO date/time (UTC if no zone)")
+    p.add_argument("--until", type=_report_time, metavar="WHEN",
+                   help="only tasks created before this ISO date/time (UTC if no zone)")
+    p.add_argument("--compare", metavar="RUN",
+                   help="compare with an earlier report in --out: a run id or 'previous'")
+    p.set_defaults(handler=_cmd_report)
 
     p = sub.add_parser(
         "collect",

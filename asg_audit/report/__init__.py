@@ -1,0 +1,36 @@
+"""Reports: one self-contained HTML page, Markdown with PNGs, and a versioned `summary.json`.
+
+`render(audit, out_dir)` writes `<out_dir>/<run-id>/` and points `<out_dir>/latest` at it;
+`render_summary_html(audit)` gives the headline part for notebooks (`Audit._repr_html_`).
+"""
+
+from __future__ import annotations
+
+from asg_audit.report.charts import CHART_NAMES, Chart, draw_charts
+from asg_audit.report.compare import compare_summaries, load_summary
+from asg_audit.report.content import SUMMARY_SCHEMA, SUMMARY_SCHEMA_VERSION, build_summary
+from asg_audit.report.render import (
+    DEFAULT_FORMATS,
+    FORMATS,
+    RenderedReport,
+    parse_formats,
+    render,
+    render_summary_html,
+)
+
+__all__ = [
+    "CHART_NAMES",
+    "DEFAULT_FORMATS",
+    "FORMATS",
+    "SUMMARY_SCHEMA",
+    "SUMMARY_SCHEMA_VERSION",
+    "Chart",
+    "RenderedReport",
+    "build_summary",
+    "compare_summaries",
+    "draw_charts",
+    "load_summary",
+    "parse_formats",
+    "render",
+    "render_summary_html",
+]

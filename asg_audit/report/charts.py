@@ -1,0 +1,386 @@
+"""Report charts: small PNGs drawn with matplotlib (Agg) from the audit's aggregate frames.
+
+Every chart is drawn from aggregates (histogram bins, ECDF steps, per-day rows), never from one
+point per task, so a chart costs the same for a thousand tasks as for ten million. Long curves
+are thinned to at most `MAX_CURVE_POINTS` steps. Each chart carries alt text that states the
+figures it shows, so the report reads without images too.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Final
+
+import matplotlib
+import matplotlib.ticker
+
+matplotlib.use("Agg")  # never a GUI backend, whatever the environment asks
+
+import polars as pl
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+
+__all__ = ["CHART_NAMES", "MAX_CURVE_POINTS", "Chart", "draw_charts"]
+
+MAX_CURVE_POINTS: Final = 1500
+DPI: Final = 90
+MAX_BAR_LABELS: Final = 15
+_BLUE, _ORANGE, _RED, _GREY = "#1f5fa8", "#e08a1e", "#c0392b", "#777777"
+# Data strings (labels) are drawn as plain text: `$` must not start mathtext.
+_RC: Final = {"text.parse_math": False, "font.size": 9, "axes.titlesize": 10}
+
+
+@dataclass(frozen=True, slots=True)
+class Chart:
+    """One rendered chart: a file-safe name, a title, alt text and the PNG bytes."""
+
+    name: str
+    title: str
+    alt: str
+    png: bytes
+
+
+def _png(fig: Figure) -> bytes:
+    buf = io.BytesIO()
+    # No timestamp or software metadata: the same audit gives the same bytes.
+    fig.savefig(buf, format="png", dpi=DPI, metadata={"Software": None})
+    return buf.getvalue()
+
+
+def _figure(cols: int = 1) -> tuple[Figure, list[Axes]]:
+    fig = Figure(figsize=(4.4 * cols if cols > 1 else 8.0, 3.2), layout="constrained")
+    axes = fig.subplots(1, cols, squeeze=False)[0]
+    for ax in axes:
+        ax.grid(True, alpha=0.3)
+        ax.spines[["top", "right"]].set_visible(False)
+    return fig, list(axes)
+
+
+def _thin(frame: pl.DataFrame, limit: int = MAX_CURVE_POINTS) -> pl.DataFrame:
+    """Return at most `limit` rows spread evenly, always keeping the last one."""
+    if frame.height <= limit:
+        return frame
+    step = -(-frame.height // limit)
+    return pl.concat([frame.gather_every(step), frame.tail(1)]).unique(maintain_order=True)
+
+
+def _short(text: Any, width: int = 18) -> str:
+    s = "(none)" if text is None else str(text).replace("\n", " ")
+    return s if len(s) <= width else s[: width - 1] + "…"
+
+
+def _n(value: Any) -> str:
+    return f"{int(value):,}" if value is not None else "n/a"
+
+
+def _s(value: Any) -> str:
+    return f"{float(value):,.1f} s" if value is not None else "n/a"
+
+
+_UNITS: Final = (("days", 86400.0), ("hours", 3600.0), ("minutes", 60.0), ("seconds", 1.0))
+
+
+def _dur(seconds: float) -> str:
+    from asg_audit.report.content import format_seconds
+
+    return format_seconds(seconds)
+
+
+def _pct(value: Any) -> str:
+    return f"{100 * float(value):.1f}%" if value is not None else "n/a"
+
+
+def _latency_distribution(f: Mapping[str, pl.DataFrame], slo: float) -> Chart | None:
+    hist, ecdf, overall = f["latency_histogram"], f["latency_ecdf"], f["latency_overall"]
+    if hist.height == 0:
+        return None
+    fig, (ax1, ax2) = _figure(2)
+    width = hist["upper_s"] - hist["lower_s"]
+    ax1.bar(hist["lower_s"], hist["count"], width=width, align="edge", color=_BLUE)
+    ax1.set(title="Latency histogram", xlabel="settlement latency (s)", ylabel="tasks")
+    curve = _thin(ecdf)
+    ax2.step(curve["latency_s"], curve["cum_share"], where="post", color=_BLUE)
+    ax2.set(title="Latency ECDF", xlabel="settlement latency (s)", ylabel="share settled")
+    ax2.set_ylim(0, 1.02)
+    for ax in (ax1, ax2):
+        ax.axvline(slo, color=_RED, linestyle="--", label=f"SLO {slo:g} s")
+        ax.legend(loc="best")
+    row = overall.row(0, named=True)
+    alt = (
+        f"Histogram and ECDF of settlement latency for {_n(row['n'])} settled tasks: "
+        f"median {_s(row['p50_s'])}, p95 {_s(row['p95_s'])}, "
+        f"{_pct(row['share_over_slo'])} slower than the {slo:g} s SLO (dashed line)."
+    )
+    return Chart("latency_distribution", "Settlement latency", alt, _png(fig))
+
+
+def _latency_over_time(f: Mapping[str, pl.DataFrame], slo: float) -> Chart | None:
+    by_day = f["latency_by_day"].filter(pl.col("day").is_not_null())
+    if by_day.height == 0:
+        return None
+    fig, (ax,) = _figure()
+    ax.plot(by_day["day"], by_day["p50_s"], marker=".", color=_BLUE, label="p50")
+    ax.plot(by_day["day"], by_day["p95_s"], marker=".", color=_ORANGE, label="p95")
+    ax.axhline(slo, color=_RED, linestyle="--", label=f"SLO {slo:g} s")
+    ax.set(title="Latency per day of creation", ylabel="seconds")
+    ax.legend(loc="best")
+    fig.autofmt_xdate()
+    worst = by_day.sort("p95_s", descending=True, nulls_last=True).row(0, named=True)
+    alt = (
+        f"Daily p50 and p95 settlement latency over {by_day.height} days; the worst p95 was "
+        f"{_s(worst['p95_s'])} on {worst['day']}; SLO {slo:g} s shown dashed."
+    )
+    return Chart("latency_over_time", "Latency over time", alt, _png(fig))
+
+
+_AGE_TICKS: Final = (
+    (0, "0"),
+    (60, "1m"),
+    (600, "10m"),
+    (3600, "1h"),
+    (21600, "6h"),
+    (86400, "1d"),
+    (604800, "7d"),
+    (2592000, "30d"),
+    (31536000, "1y"),
+)
+
+
+def _age_axis(ax: Axes, longest: float) -> None:
+    """Put task age on a symlog axis with plain labels (data spans seconds to days)."""
+    ax.set_xscale("symlog", linthresh=60)
+    ticks = [(t, label) for t, label in _AGE_TICKS if t <= longest * 1.5] or [(0, "0")]
+    ax.set_xticks([t for t, _ in ticks], [label for _, label in ticks])
+    ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
+
+
+def _survival(f: Mapping[str, pl.DataFrame]) -> Chart | None:
+    surv, ageing = f["survival"], f["ageing"]
+    if surv.height == 0:
+        return None
+    fig, (ax1, ax2) = _figure(2)
+    curve = _thin(surv)
+    ax1.step(curve["t"], curve["survival"], where="post", color=_BLUE)
+    ax1.set(title="Still unsettled (Kaplan-Meier)", xlabel="task age (s)", ylabel="share")
+    ax1.set_ylim(0, 1.02)
+    _age_axis(ax1, float(surv["t"].max() or 60))
+    backlog = (
+        ageing.group_by("age", maintain_order=True)
+        .agg(pl.col("tasks").sum(), pl.col("oldest_s").max())
+        .sort("oldest_s")
+    )
+    if backlog.height:
+        ax2.barh([_short(a) for a in backlog["age"]], backlog["tasks"], color=_ORANGE, height=0.5)
+    else:
+        ax2.text(0.5, 0.5, "no backlog", ha="center", va="center", transform=ax2.transAxes)
+    ax2.set(title="Backlog by age", xlabel="unsettled tasks")
+    censored = int(surv["censored"].sum())
+    alt = (
+        f"Kaplan-Meier curve of the share of tasks still unsettled against task age; "
+        f"{censored:,} unsettled tasks are counted as censored. Backlog by age: "
+        + (
+            ", ".join(f"{a}: {t:,}" for a, t in backlog.select("age", "tasks").iter_rows())
+            or "none"
+        )
+        + "."
+    )
+    return Chart("survival", "Survival and backlog", alt, _png(fig))
+
+
+def _confidence(f: Mapping[str, pl.DataFrame]) -> Chart | None:
+    dist = f["confidence_distribution"]
+    if dist.height == 0:
+        return None
+    inside = dist.filter(pl.col("range") == "in_range")
+    outside = int(dist.filter(pl.col("range") != "in_range")["count"].sum())
+    fig, (ax,) = _figure()
+    ax.bar(inside["lower"], inside["count"], width=0.05, align="edge", color=_BLUE)
+    ax.set(title="Confidence distribution", xlabel="confidence", ylabel="tasks", xlim=(0, 1))
+    ax.axvline(0.5, color=_GREY, linestyle=":", label="0.5 (documented floor)")
+    ax.legend(loc="upper left")
+    total = int(dist["count"].sum())
+    top = inside.sort("count", descending=True).row(0, named=True) if inside.height else None
+    alt = (
+        f"Histogram of confidence for {total:,} tasks in 20 bins over [0, 1]"
+        + (
+            f"; the most common bin starts at {top['lower']:.2f} ({top['count']:,} tasks)"
+            if top
+            else ""
+        )
+        + f"; {outside:,} values outside [0, 1]."
+    )
+    return Chart("confidence", "Confidence", alt, _png(fig))
+
+
+def _rate_panel(ax: Axes, frame: pl.DataFrame, key: str, title: str) -> None:
+    labels = [_short(v) for v in frame[key]]
+    rate = frame["rate"].to_list()
+    low = [r - lo for r, lo in zip(rate, frame["wilson_low"], strict=True)]
+    high = [hi - r for r, hi in zip(rate, frame["wilson_high"], strict=True)]
+    ax.errorbar(rate, labels, xerr=[low, high], fmt="o", color=_BLUE, capsize=3)
+    ax.set(title=title, xlabel="agreement A/W (95% Wilson)")
+    ax.invert_yaxis()
+
+
+def _agreement(f: Mapping[str, pl.DataFrame]) -> Chart | None:
+    by_t, by_l = f["agreement_by_threshold"], f["agreement_by_label"]
+    if by_t.height == 0 and by_l.height == 0:
+        return None
+    by_l = by_l.sort("tasks", descending=True).head(MAX_BAR_LABELS)
+    fig, (ax1, ax2) = _figure(2)
+    _rate_panel(ax1, by_t, "threshold", "By threshold T")
+    _rate_panel(ax2, by_l, "label", f"By label (top {by_l.height} by tasks)")
+    overall = f["agreement_overall"]
+    rate = overall["rate"][0] if overall.height else None
+    alt = (
+        f"Agreement rate A/W with 95% Wilson intervals per threshold ({by_t.height} groups) and "
+        f"for the {by_l.height} most common labels; overall rate {_pct(rate)}."
+    )
+    return Chart("agreement", "Agreement rate", alt, _png(fig))
+
+
+def _formula_fit(f: Mapping[str, pl.DataFrame]) -> Chart | None:
+    fit = f["formula_fit"]
+    if fit.height == 0 or not fit["tasks"][0]:
+        return None
+    row = fit.row(0, named=True)
+    names = ["A/T only", "A/W only", "both", "neither"]
+    keys = ["fit_only_a_over_t", "fit_only_a_over_w", "fit_both", "fit_neither"]
+    values = [int(row[k]) for k in keys]
+    fig, (ax,) = _figure()
+    ax.barh(names, values, color=[_BLUE, _BLUE, _GREY, _RED])
+    ax.invert_yaxis()
+    ax.set(title=f"Which confidence formula fits: {row['follows']}", xlabel="tasks")
+    alt = (
+        f"Tasks whose confidence fits each formula, out of {int(row['tasks']):,}: "
+        + ", ".join(f"{n} {v:,}" for n, v in zip(names, values, strict=True))
+        + f". The data follows {row['follows']}."
+    )
+    return Chart("formula_fit", "Confidence formula fit", alt, _png(fig))
+
+
+def _costs(f: Mapping[str, pl.DataFrame]) -> Chart | None:
+    cmp = f["cost_comparison"]
+    if cmp.height == 0:
+        return None
+    fig, (ax,) = _figure()
+    ok = cmp.filter(pl.col("difference_sats") == 0)
+    off = cmp.filter(pl.col("difference_sats") != 0)
+    scale = 400 / max(int(cmp["tasks"].max() or 1), 1)
+    for part, colour, label in ((ok, _BLUE, "as expected"), (off, _RED, "mismatch")):
+        if part.height:
+            sizes = [max(12.0, t * scale) for t in part["tasks"]]
+            ax.scatter(
+                part["expected_sats"],
+                part["reported_sats"],
+                s=sizes,
+                color=colour,
+                alpha=0.6,
+                label=label,
+            )
+    top = max(int(cmp["expected_sats"].max() or 0), int(cmp["reported_sats"].max() or 0))
+    ax.plot([0, top], [0, top], color=_GREY, linestyle=":", label="reported = expected")
+    ax.set(
+        title="Reported vs expected cost (marker size: tasks)",
+        xlabel="expected sats",
+        ylabel="reported sats",
+    )
+    ax.legend(loc="upper left")
+    mismatched = int(off["tasks"].sum())
+    alt = (
+        f"Reported against expected cost per task, grouped: {int(cmp['tasks'].sum()):,} tasks "
+        f"with a known cost, {mismatched:,} of them differ from the configured model."
+    )
+    return Chart("costs", "Reported vs expected cost", alt, _png(fig))
+
+
+def _spend(f: Mapping[str, pl.DataFrame]) -> Chart | None:
+    spend = f["spend_by_day"].filter(pl.col("period_start").is_not_null())
+    if spend.height == 0:
+        return None
+    fig, (ax,) = _figure()
+    ax.bar(spend["period_start"], spend["cost_sats"].fill_null(0), color=_BLUE, width=0.8)
+    ax.set(title="Spend per day (known costs)", ylabel="sats")
+    fig.autofmt_xdate()
+    total = int(spend["cost_sats"].sum() or 0)
+    peak = spend.sort("cost_sats", descending=True, nulls_last=True).row(0, named=True)
+    alt = (
+        f"Known spend per settlement day over {spend.height} days, {total:,} sats in total; "
+        f"peak {_n(peak['cost_sats'])} sats on {peak['period_start']:%Y-%m-%d}."
+    )
+    return Chart("spend", "Spend per day", alt, _png(fig))
+
+
+def _chain(f: Mapping[str, pl.DataFrame]) -> Chart | None:
+    status = f.get("chain_status")
+    if status is None or status.height == 0:
+        status = f.get("chain_coverage")
+    if status is None or status.height == 0:
+        return None
+    key = next((c for c, t in status.schema.items() if t == pl.String), None)
+    count = next((c for c, t in status.schema.items() if t.is_integer()), None)
+    if key is None or count is None:
+        return None
+    fig, (ax,) = _figure()
+    ax.barh([_short(v) for v in status[key]], status[count], color=_BLUE)
+    ax.invert_yaxis()
+    ax.set(title="Chain verification status", xlabel=count)
+    alt = (
+        "Chain verification status: "
+        + ", ".join(f"{k}: {int(v):,}" for k, v in status.select(key, count).iter_rows())
+        + "."
+    )
+    return Chart("chain", "Chain verification", alt, _png(fig))
+
+
+def _collection(f: Mapping[str, pl.DataFrame]) -> Chart | None:
+    polls, delay = f["polls_per_task"], f["detection_delay"]
+    panels = []
+    if polls.height > 0 and polls["tasks"][0]:
+        row = polls.row(0, named=True)
+        values = [float(row[s] or 0) for s in ("mean", "p50", "p90", "max")]
+        text = f"polls per task mean {values[0]:.1f}, p90 {values[2]:g}, max {values[3]:g}"
+        panels.append(("Polls per task", "polls", values, _BLUE, text))
+    if delay.height > 0 and delay["tasks"][0]:
+        row = delay.row(0, named=True)
+        secs = [float(row[f"{s}_s"] or 0) for s in ("mean", "p50", "p90", "max")]
+        unit, div = next((u, d) for u, d in _UNITS if max(secs) >= d * 2 or d == 1)
+        text = f"detection delay median {_dur(secs[1])}, p90 {_dur(secs[2])}"
+        panels.append(("Detection delay", unit, [v / div for v in secs], _ORANGE, text))
+    if not panels:
+        return None
+    fig, axes = _figure(len(panels))
+    for ax, (title, ylabel, values, colour, _) in zip(axes, panels, strict=True):
+        ax.bar(["mean", "p50", "p90", "max"], values, color=colour)
+        ax.set(title=title, ylabel=ylabel)
+    alt = "Collection health: " + "; ".join(p[4] for p in panels) + "."
+    return Chart("collection", "Collection health", alt, _png(fig))
+
+
+_DRAWERS: Final[dict[str, Callable[..., Chart | None]]] = {
+    "latency_distribution": _latency_distribution,
+    "latency_over_time": _latency_over_time,
+    "survival": _survival,
+    "confidence": _confidence,
+    "agreement": _agreement,
+    "formula_fit": _formula_fit,
+    "costs": _costs,
+    "spend": _spend,
+    "chain": _chain,
+    "collection": _collection,
+}
+CHART_NAMES: Final = tuple(_DRAWERS)
+_NEEDS_SLO: Final = {"latency_distribution", "latency_over_time"}
+
+
+def draw_charts(frames: Mapping[str, pl.DataFrame], *, slo_seconds: float) -> dict[str, Chart]:
+    """Return the charts that have data, by name (see `CHART_NAMES`), in report order."""
+    out: dict[str, Chart] = {}
+    with matplotlib.rc_context(_RC):
+        for name, draw in _DRAWERS.items():
+            chart = draw(frames, slo_seconds) if name in _NEEDS_SLO else draw(frames)
+            if chart is not None:
+                out[name] = chart
+    return out

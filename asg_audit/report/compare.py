@@ -1,0 +1,109 @@
+"""`--compare`: how this report's headline figures moved since an earlier report, and which
+findings are new or resolved.
+
+The earlier report is read from its `summary.json` (`<out>/<run-id>/summary.json`): the one
+stable, versioned record of what a report said, whichever store or code produced it. A finding
+is the same finding when its `check_id`, `entity_type` and `entity_id` match.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Final
+
+from asg_audit.errors import ConfigError, InputError
+from asg_audit.report.content import HEADLINE_FIELDS, SUMMARY_SCHEMA, SUMMARY_SCHEMA_VERSION
+
+__all__ = ["PREVIOUS", "compare_summaries", "load_summary", "resolve_compare", "run_ids"]
+
+PREVIOUS: Final = "previous"
+_KEY: Final = ("check_id", "entity_type", "entity_id")
+
+
+def run_ids(out_dir: str | Path) -> list[str]:
+    """Return the run ids of the reports in `out_dir` that have a summary, oldest first."""
+    root = Path(out_dir)
+    if not root.is_dir():
+        return []
+    return sorted(
+        p.name
+        for p in root.iterdir()
+        if p.name != "latest" and not p.is_symlink() and (p / "summary.json").is_file()
+    )
+
+
+def load_summary(path: str | Path) -> dict[str, Any]:
+    """Return a `summary.json` document, checking its schema name and version."""
+    path = Path(path)
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such summary") from None
+    except (OSError, ValueError) as exc:
+        raise InputError(f"{path}: not a readable summary.json: {exc}") from None
+    if not isinstance(doc, dict) or doc.get("schema") != SUMMARY_SCHEMA:
+        raise InputError(f"{path}: not an asg_audit summary")
+    if doc.get("schema_version", 0) > SUMMARY_SCHEMA_VERSION:
+        raise InputError(
+            f"{path}: summary schema version {doc.get('schema_version')} is newer than this "
+            f"asg_audit reads ({SUMMARY_SCHEMA_VERSION})"
+        )
+    return doc
+
+
+def resolve_compare(out_dir: str | Path, ref: str, *, exclude: str | None = None) -> Path:
+    """Return the summary path of `ref`: a run id, or `previous` (the newest other report)."""
+    if ref == PREVIOUS:
+        earlier = [r for r in run_ids(out_dir) if r != exclude]
+        if not earlier:
+            raise ConfigError(f"--compare previous: no earlier report with a summary in {out_dir}")
+        return Path(out_dir) / earlier[-1] / "summary.json"
+    if not ref or "/" in ref or "\\" in ref or ref in (".", ".."):
+        raise ConfigError(f"--compare: {ref!r} is not a run id")
+    path = Path(out_dir) / ref / "summary.json"
+    if not path.is_file():
+        raise ConfigError(f"--compare: no report {ref!r} in {out_dir}")
+    return path
+
+
+def _change(before: Any, after: Any) -> Any:
+    numeric = (int, float)
+    if isinstance(before, numeric) and isinstance(after, numeric):
+        if isinstance(before, bool) or isinstance(after, bool):
+            return None
+        return after - before
+    return None
+
+
+def _keys(findings: list[dict[str, Any]]) -> dict[tuple[str, ...], dict[str, Any]]:
+    return {tuple(str(f.get(k)) for k in _KEY): f for f in findings}
+
+
+def compare_summaries(current: dict[str, Any], previous: dict[str, Any]) -> dict[str, Any]:
+    """Return the headline movements and the new and resolved findings between two summaries.
+
+    `headline` rows: key, label, kind, previous, current, change (null when not numeric).
+    """
+    before, after = previous.get("headline", {}), current.get("headline", {})
+    rows = [
+        {
+            "key": key,
+            "label": label,
+            "kind": kind,
+            "previous": before.get(key),
+            "current": after.get(key),
+            "change": _change(before.get(key), after.get(key)),
+        }
+        for key, label, kind in HEADLINE_FIELDS
+    ]
+    old, new = _keys(previous.get("findings", [])), _keys(current.get("findings", []))
+    return {
+        "previous_run_id": previous.get("run_id"),
+        "previous_generated_at": previous.get("generated_at"),
+        "headline": rows,
+        "new_findings": [new[k] for k in sorted(new.keys() - old.keys())],
+        "resolved_findings": [old[k] for k in sorted(old.keys() - new.keys())],
+        "unchanged_findings": len(new.keys() & old.keys()),
+        "incomplete": bool(previous.get("findings_truncated") or current.get("findings_truncated")),
+    }

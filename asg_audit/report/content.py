@@ -1,0 +1,345 @@
+"""What a report says, as plain data: headline figures, findings by check, configuration, summary.
+
+Both the HTML and the Markdown renderers and `summary.json` are built from these values, so the
+three formats cannot disagree. Nothing here escapes anything: escaping belongs to each format.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Final
+from urllib.parse import urlsplit, urlunsplit
+
+import polars as pl
+
+from asg_audit.analyses.costs import describe_model
+from asg_audit.config import AuditConfig, Secret
+from asg_audit.model import is_well_formed_txid
+
+if TYPE_CHECKING:
+    from asg_audit.audit import Audit
+
+__all__ = [
+    "DEFAULT_WORST_ENTITIES",
+    "HEADLINE_FIELDS",
+    "MAX_SUMMARY_FINDINGS",
+    "SUMMARY_SCHEMA",
+    "SUMMARY_SCHEMA_VERSION",
+    "TX_EXPLORER_URL",
+    "Headline",
+    "build_summary",
+    "config_rows",
+    "findings_by_check",
+    "format_change",
+    "format_seconds",
+    "format_value",
+    "headline",
+    "txid_url",
+]
+
+SUMMARY_SCHEMA: Final = "asg_audit.summary"
+SUMMARY_SCHEMA_VERSION: Final = 1
+DEFAULT_WORST_ENTITIES: Final = 10
+# summary.json lists findings so that `--compare` can tell new from resolved ones; past this
+# many it keeps the worst and says it truncated.
+MAX_SUMMARY_FINDINGS: Final = 100_000
+TX_EXPLORER_URL: Final = "https://whatsonchain.com/tx/{txid}"
+_SEVERITIES: Final = ("fail", "warn", "info")
+_SEVERITY_RANK: Final = {"fail": 0, "warn": 1, "info": 2}
+_SECRETISH: Final = re.compile(r"(key|secret|token|password|passwd|auth|credential)", re.I)
+
+
+@dataclass(frozen=True, slots=True)
+class Headline:
+    """One headline figure: summary key, label, value, and how to print it."""
+
+    key: str
+    label: str
+    value: Any
+    kind: str  # count | seconds | share | ratio | sats | text
+
+
+# (key, label, kind): the order of the headline block.
+HEADLINE_FIELDS: Final = (
+    ("tasks", "Tasks", "count"),
+    ("settled", "Settled", "count"),
+    ("pending", "Pending", "count"),
+    ("stuck", "Stuck", "count"),
+    ("latency_p50_s", "Latency p50", "seconds"),
+    ("latency_p95_s", "Latency p95", "seconds"),
+    ("share_over_slo", "Share over SLO", "share"),
+    ("confidence_mean", "Mean confidence", "ratio"),
+    ("agreement_rate", "Agreement rate", "share"),
+    ("spent_sats", "Sats spent", "sats"),
+    ("findings_fail", "Findings: fail", "count"),
+    ("findings_warn", "Findings: warn", "count"),
+    ("findings_info", "Findings: info", "count"),
+)
+
+
+def _plain(value: Any) -> Any:
+    """Return a JSON-friendly scalar (NaN becomes None, datetimes ISO text)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return value
+
+
+def _first(frame: pl.DataFrame | None, column: str) -> Any:
+    if frame is None or frame.height == 0 or column not in frame.columns:
+        return None
+    return _plain(frame[column][0])
+
+
+def headline_values(audit: Audit) -> dict[str, Any]:
+    """Return the headline figures by key, taken from the audit's summary and frames."""
+    s = audit.summary()
+    f = audit.findings
+    stuck = int(f.filter(pl.col("check_id") == "task.stuck").height) if f.height else 0
+    return {
+        "tasks": s["tasks"],
+        "settled": s["settled"],
+        "pending": s["unsettled"],
+        "stuck": stuck,
+        "latency_p50_s": s["latency_p50_s"],
+        "latency_p95_s": s["latency_p95_s"],
+        "latency_mean_s": s["latency_mean_s"],
+        "share_over_slo": s["share_over_slo"],
+        "slo_seconds": s["slo_seconds"],
+        "confidence_mean": s.get("confidence_mean"),
+        "agreement_rate": s["agreement_rate"],
+        "agreement_wilson_low": _first(audit.frames.get("agreement_overall"), "wilson_low"),
+        "agreement_wilson_high": _first(audit.frames.get("agreement_overall"), "wilson_high"),
+        "spent_sats": s["known_cost_sats"] if s["known_cost_sats"] is not None else 0,
+        "unknown_costs": s["unknown_costs"],
+        "confidence_follows": s["confidence_follows"],
+        "best_cost_model": s["best_cost_model"],
+        **{f"findings_{sev}": int(s["findings"].get(sev, 0)) for sev in _SEVERITIES},
+        "worst_severity": s["worst_severity"],
+    }
+
+
+def headline(audit: Audit) -> list[Headline]:
+    """Return the headline block, in display order."""
+    values = headline_values(audit)
+    return [Headline(k, label, values.get(k), kind) for k, label, kind in HEADLINE_FIELDS]
+
+
+def format_value(value: Any, kind: str = "text") -> str:
+    """Return a figure as display text (`n/a` when unknown)."""
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "n/a"
+    if kind in ("count", "sats"):
+        return f"{int(value):,}" + (" sats" if kind == "sats" else "")
+    if kind == "seconds":
+        return format_seconds(float(value))
+    if kind == "share":
+        return f"{100 * float(value):.1f}%"
+    if kind == "ratio":
+        return f"{float(value):.3f}"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def format_seconds(seconds: float) -> str:
+    """Return a duration in the unit that reads best (s up to 2 min, then min, h, d)."""
+    size = abs(seconds)
+    if size < 120:
+        return f"{seconds:,.1f} s"
+    if size < 7200:
+        return f"{seconds / 60:,.1f} min"
+    if size < 172800:
+        return f"{seconds / 3600:,.1f} h"
+    return f"{seconds / 86400:,.1f} d"
+
+
+def format_change(value: Any, kind: str = "text") -> str:
+    """Return how a figure moved as display text (`+1,204`, `-2.5 pts`, `no change`)."""
+    if value is None:
+        return "n/a"
+    if value == 0:
+        return "no change"
+    sign = "+" if value > 0 else "-"
+    if kind == "share":
+        return f"{sign}{abs(100 * float(value)):.1f} pts"
+    return sign + format_value(abs(value), kind)
+
+
+def txid_url(entity_type: str | None, entity_id: str | None) -> str | None:
+    """Return the chain explorer link of a well-formed txid entity, else None."""
+    if entity_type != "txid" or not entity_id or not is_well_formed_txid(entity_id):
+        return None
+    return TX_EXPLORER_URL.format(txid=entity_id)
+
+
+def _check_descriptions() -> dict[str, str]:
+    from asg_audit.checks import registered_checks
+
+    return {cid: c.description for cid, c in registered_checks().items()}
+
+
+def findings_by_check(
+    findings: pl.DataFrame, *, worst: int = DEFAULT_WORST_ENTITIES
+) -> list[dict[str, Any]]:
+    """Return one group per check (worst severity first): counts and its worst entities.
+
+    An entity's badness is its |difference| (findings without one come last), ties by id.
+    """
+    if findings.height == 0:
+        return []
+    descriptions = _check_descriptions()
+    ranked = findings.with_columns(
+        pl.col("severity").replace_strict(_SEVERITY_RANK, default=3).alias("_rank"),
+        pl.col("difference").abs().alias("_size"),
+    )
+    groups = (
+        ranked.group_by("check_id")
+        .agg(pl.len().alias("n"), pl.col("_rank").min().alias("_rank"))
+        .sort("_rank", "n", "check_id", descending=[False, True, False])
+    )
+    out = []
+    for check_id, n, rank in groups.iter_rows():
+        rows = (
+            ranked.filter(pl.col("check_id") == check_id)
+            .sort(["_rank", "_size", "entity_id"], descending=[False, True, False], nulls_last=True)
+            .head(worst)
+        )
+        entities = [
+            {
+                **{
+                    k: r[k]
+                    for k in (
+                        "severity",
+                        "entity_type",
+                        "entity_id",
+                        "expected",
+                        "actual",
+                        "difference",
+                        "message",
+                    )
+                },
+                "url": txid_url(r["entity_type"], r["entity_id"]),
+            }
+            for r in rows.iter_rows(named=True)
+        ]
+        by_sev = ranked.filter(pl.col("check_id") == check_id)["severity"].value_counts()
+        out.append(
+            {
+                "check_id": check_id,
+                "description": descriptions.get(check_id, ""),
+                "severity": next((s for s, r in _SEVERITY_RANK.items() if r == rank), "info"),
+                "findings": int(n),
+                "by_severity": {str(s): int(c) for s, c in by_sev.iter_rows()},
+                "worst": entities,
+                "more": int(n) - len(entities),
+            }
+        )
+    return out
+
+
+def _safe_url(url: str) -> str:
+    """Return a URL without credentials in its user-info part."""
+    parts = urlsplit(url)
+    if parts.username or parts.password:
+        host = parts.hostname or ""
+        netloc = host + (f":{parts.port}" if parts.port else "")
+        return urlunsplit(parts._replace(netloc=netloc))
+    return url
+
+
+def _section_rows(name: str, section: Mapping[str, Any]) -> list[tuple[str, str]]:
+    rows = []
+    for key, value in sorted(section.items()):
+        if isinstance(value, Secret) or _SECRETISH.search(str(key)):
+            continue  # never print a secret, nor anything named like one
+        if isinstance(value, Mapping):
+            rows += _section_rows(f"{name}.{key}", value)
+        else:
+            rows.append((f"{name}.{key}", str(value)))
+    return rows
+
+
+def config_rows(config: AuditConfig) -> list[tuple[str, str]]:
+    """Return the configuration used as (setting, value) rows, without any secret.
+
+    Secrets (`Secret` values and anything named like a key, token or password) are left out,
+    not masked: a report is shared more widely than the config.
+    """
+    rows = [
+        ("base_url", _safe_url(config.base_url)),
+        ("chain_url", _safe_url(config.chain_url)),
+        ("chain_network", config.chain_network),
+        ("slo_seconds", f"{config.slo_seconds:g}"),
+        ("fail_on", config.fail_on),
+        ("costs", describe_model(config.costs) + f" ({config.costs.kind})"),
+    ]
+    for check_id, levels in sorted(config.checks.items()):
+        parts = [
+            f"{k}={getattr(levels, k)}"
+            for k in ("warn", "fail", "severity")
+            if getattr(levels, k) is not None
+        ]
+        if not levels.enabled:
+            parts.append("disabled")
+        rows.append((f"checks.{check_id}", ", ".join(parts) or "default"))
+    for name in ("collector", "webhooks", "chain", "billing", "report", "audit"):
+        rows += _section_rows(name, getattr(config, name))
+    return rows
+
+
+def _summary_findings(findings: pl.DataFrame) -> tuple[list[dict[str, Any]], bool]:
+    cols = ["check_id", "severity", "entity_type", "entity_id", "expected", "actual", "difference"]
+    frame = findings.select(cols)
+    truncated = frame.height > MAX_SUMMARY_FINDINGS
+    if truncated:
+        frame = (
+            frame.with_columns(
+                pl.col("severity").replace_strict(_SEVERITY_RANK, default=3).alias("_r")
+            )
+            .sort("_r", "check_id", "entity_id")
+            .head(MAX_SUMMARY_FINDINGS)
+            .drop("_r")
+        )
+    rows = [{k: _plain(v) for k, v in r.items()} for r in frame.iter_rows(named=True)]
+    return rows, truncated
+
+
+def build_summary(
+    audit: Audit,
+    *,
+    run_id: str,
+    generated_at: datetime,
+    charts: list[str],
+    tool_version: str,
+) -> dict[str, Any]:
+    """Return the `summary.json` document (schema `asg_audit.summary`, version 1)."""
+    values = headline_values(audit)
+    groups = findings_by_check(audit.findings, worst=0)
+    findings, truncated = _summary_findings(audit.findings)
+    return {
+        "schema": SUMMARY_SCHEMA,
+        "schema_version": SUMMARY_SCHEMA_VERSION,
+        "tool_version": tool_version,
+        "run_id": run_id,
+        "generated_at": generated_at.isoformat(),
+        "as_of": audit.as_of.isoformat(),
+        "window": {
+            "since": audit.since.isoformat() if audit.since else None,
+            "until": audit.until.isoformat() if audit.until else None,
+        },
+        "headline": {k: _plain(v) for k, v in values.items()},
+        "findings_by_severity": {sev: values[f"findings_{sev}"] for sev in _SEVERITIES},
+        "checks": [
+            {k: g[k] for k in ("check_id", "severity", "findings", "by_severity", "description")}
+            for g in groups
+        ],
+        "findings": findings,
+        "findings_truncated": truncated,
+        "charts": charts,
+    }

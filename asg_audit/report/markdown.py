@@ -1,0 +1,162 @@
+"""`report.md`: the report as Markdown, its charts as PNG files beside it.
+
+Built in code rather than a template because every data string needs Markdown escaping, which
+Jinja's autoescape (HTML only) would not do: `md_escape` escapes backslashes, `|`, backticks,
+emphasis and link brackets, `<`, `>` and `&`, and turns newlines into `<br>`, so a cell stays one
+cell and a label never becomes markup, a link or raw HTML.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Final
+
+from asg_audit.report.content import format_change, format_value
+
+__all__ = ["md_escape", "md_table", "render_markdown"]
+
+_SPECIAL: Final = re.compile(r"([\\`*_\[\]{}()#+!|~])")
+
+
+def md_escape(value: Any) -> str:
+    """Return a data value as Markdown text that renders literally, on one line."""
+    text = "" if value is None else str(value)
+    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    text = _SPECIAL.sub(r"\\\1", text)
+    return re.sub(r"\r\n|\r|\n", "<br>", text)
+
+
+def md_table(headers: list[str], rows: list[list[Any]]) -> str:
+    """Return a Markdown table; every header and cell is escaped."""
+    if not rows:
+        return "_No data._\n"
+    lines = [
+        "| " + " | ".join(md_escape(h) for h in headers) + " |",
+        "|" + "|".join(" --- " for _ in headers) + "|",
+    ]
+    lines += ["| " + " | ".join(md_escape(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def _table(t: Any, caption: str | None = None) -> str:
+    out = f"\n**{md_escape(caption)}**\n\n" if caption else "\n"
+    out += md_table(t.headers, t.rows)
+    if t.more:
+        out += f"\n_and {t.more:,} more rows_\n"
+    return out
+
+
+def _figure(chart: dict[str, Any] | None) -> str:
+    if not chart:
+        return ""
+    return f"\n![{md_escape(chart['alt'])}]({chart['name']}.png)\n"
+
+
+def _compare(cmp: dict[str, Any], ctx: dict[str, Any]) -> list[str]:
+    rows = [
+        [
+            r["label"],
+            format_value(r["previous"], r["kind"]),
+            format_value(r["current"], r["kind"]),
+            format_change(r["change"], r["kind"]),
+        ]
+        for r in cmp["headline"]
+    ]
+    return [
+        f"\n## Compared with {md_escape(cmp['previous_run_id'])}\n\n",
+        md_table(["Figure", "Previous", "Now", "Change"], rows),
+        f"\n### New findings ({len(cmp['new_findings']):,})\n",
+        _table(ctx["compare_new"]),
+        f"\n### Resolved findings ({len(cmp['resolved_findings']):,})\n",
+        _table(ctx["compare_resolved"]),
+    ]
+
+
+def render_markdown(ctx: dict[str, Any]) -> str:
+    """Return the Markdown report from the context `render.build_context` builds."""
+    charts, tables = ctx["charts"], ctx["tables"]
+    window = ""
+    if ctx["since"] or ctx["until"]:
+        window = f" · tasks created {ctx['since'] or '(start)'} to {ctx['until'] or '(end)'}"
+    out = [
+        "# ASG settlement audit\n\n",
+        f"Run `{md_escape(ctx['run_id'])}` · generated {ctx['generated_at']} · data as of "
+        f"{ctx['as_of']}{md_escape(window)} · worst finding: {ctx['worst'] or 'none'}\n",
+        "\n## Headline\n\n",
+        md_table(
+            ["Figure", "Value"], [[h.label, format_value(h.value, h.kind)] for h in ctx["headline"]]
+        ),
+    ]
+    if ctx["compare"]:
+        out += _compare(ctx["compare"], ctx)
+    out += [
+        "\n## Settlement latency\n",
+        _figure(charts["latency_distribution"]),
+        _figure(charts["latency_over_time"]),
+        _table(tables["latency_by_threshold"], "Latency by consensus threshold"),
+        "\n## Backlog and survival\n",
+        _figure(charts["survival"]),
+        _table(tables["ageing"], "Unsettled tasks by age and status"),
+        "\n## Consensus and confidence\n",
+        _figure(charts["confidence"]),
+        _figure(charts["agreement"]),
+        _table(tables["agreement_by_threshold"], "Agreement by threshold"),
+        _figure(charts["formula_fit"]),
+        _table(tables["invariants"], "Invariants of the documented consensus rule"),
+        "\n## Costs and payments\n",
+        _figure(charts["costs"]),
+        _table(tables["cost_model_fit"], "Which cost model explains the reported costs"),
+        _figure(charts["spend"]),
+        _table(tables["spend_by_month"], "Spend per month"),
+        _table(tables["txid_health"], "Transaction ids of settled tasks"),
+    ]
+    if ctx["chain_tables"] or charts["chain"]:
+        out += ["\n## Chain verification\n", _figure(charts["chain"])]
+        out += [_table(t, name) for name, t in ctx["chain_tables"]]
+    if ctx["billing_tables"]:
+        out += ["\n## Billing\n"] + [_table(t, name) for name, t in ctx["billing_tables"]]
+    out += [
+        "\n## Collection health\n",
+        _figure(charts["collection"]),
+        _table(tables["collection"], "Polls per task and detection delay"),
+        _table(tables["source_coverage"], "How tasks were seen"),
+        _table(tables["http_by_run"], "HTTP answers per run"),
+        "\n## Findings\n",
+    ]
+    if not ctx["groups"]:
+        out.append("\nNo findings.\n")
+    for g in ctx["groups"]:
+        out.append(
+            f"\n### {md_escape(g['check_id'])} ({md_escape(g['severity'])}, "
+            f"{g['findings']:,} findings)\n\n"
+        )
+        if g["description"]:
+            out.append(md_escape(g["description"]) + "\n\n")
+        rows = [
+            [
+                e["severity"],
+                f"{e['entity_type']}: {e['entity_id']}",
+                e["expected"],
+                e["actual"],
+                format_value(e["difference"]),
+                e["message"],
+            ]
+            for e in g["worst"]
+        ]
+        out.append(
+            md_table(["Severity", "Entity", "Expected", "Actual", "Difference", "Message"], rows)
+        )
+        links = [e for e in g["worst"] if e["url"]]
+        if links:
+            out.append("\n" + "".join(f"- [{e['entity_id']}]({e['url']})\n" for e in links))
+        if g["more"]:
+            out.append(f"\n_and {g['more']:,} more (all in summary.json)_\n")
+    out.append("\n## Methodology\n\n")
+    out += [f"- {md_escape(line)}\n" for line in ctx["methodology"]]
+    out.append("\n## Configuration used\n\n")
+    out.append(md_table(["Setting", "Value"], [list(r) for r in ctx["config"]]))
+    out.append(
+        f"\nSecrets are never shown. asg_audit {ctx['tool_version']}, summary schema "
+        f"{ctx['schema_version']}.\n"
+    )
+    return "".join(out)

@@ -1,0 +1,465 @@
+"""Render an `Audit` as `index.html` (self-contained), `report.md` (+ PNGs) and `summary.json`.
+
+Layout: `<out>/<run-id>/{index.html, report.md, <chart>.png, summary.json}` and `<out>/latest`
+pointing at the newest run (a relative symlink; where symlinks fail, a copy), plus
+`<out>/LATEST`, a one-line pointer file with the newest run id that works everywhere.
+
+Escaping: the HTML comes from Jinja templates with autoescape on; the page carries a
+Content-Security-Policy that allows no script at all, as a second line of defence. The Markdown
+escapes every data string (`md_escape`).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import shutil
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final
+
+import jinja2
+import polars as pl
+
+from asg_audit.errors import ConfigError
+from asg_audit.report import content
+from asg_audit.report.charts import Chart, draw_charts
+from asg_audit.report.compare import compare_summaries, load_summary, resolve_compare, run_ids
+from asg_audit.report.markdown import render_markdown
+
+if TYPE_CHECKING:
+    from asg_audit.audit import Audit
+
+__all__ = [
+    "DEFAULT_FORMATS",
+    "FORMATS",
+    "RenderedReport",
+    "parse_formats",
+    "render",
+    "render_summary_html",
+]
+
+FORMATS: Final = ("html", "md", "json")
+DEFAULT_FORMATS: Final = FORMATS
+MAX_TABLE_ROWS: Final = 50
+LATEST: Final = "latest"
+LATEST_POINTER: Final = "LATEST"
+
+METHODOLOGY: Final = (
+    "Latency is settled_at minus created_at per settled task; percentiles interpolate linearly "
+    "between ranks (numpy's default). Tasks settled before they were created are left out of "
+    "latency and reported as findings.",
+    "Unsettled tasks are not dropped: the survival curve (Kaplan-Meier) counts them as censored "
+    "at the audit's as-of time, and the backlog shows their ages.",
+    "Agreement is A/W pooled over tasks with 1 <= A <= W, with a 95% Wilson score interval.",
+    "The confidence formula is the one (A/T or A/W) that alone explains most tasks with valid "
+    "counts; tasks fitting neither are findings.",
+    "Expected costs follow the configured cost model in integer sats; a reported cost of 0 is "
+    "unknown and never compared. Sats spent is the sum of known costs of settled tasks.",
+    "Charts are drawn from aggregates (bins, steps, per-day rows), never from one point per "
+    "task. Findings list the worst entities per check (largest |difference| first); every "
+    "finding is in summary.json.",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class RenderedReport:
+    """Where a report was written: its run id, folder and one path per format."""
+
+    run_id: str
+    folder: Path
+    paths: dict[str, Path] = field(default_factory=dict)
+    summary: dict[str, Any] = field(default_factory=dict)
+
+
+def parse_formats(text: str | Iterable[str]) -> tuple[str, ...]:
+    """Return the formats asked for (`html,md,json` or an iterable), validated, in order."""
+    items = text.split(",") if isinstance(text, str) else list(text)
+    wanted = [i.strip().lower() for i in items if i.strip()]
+    unknown = sorted(set(wanted) - set(FORMATS))
+    if unknown or not wanted:
+        raise ConfigError(f"--format: expected some of {','.join(FORMATS)}, got {text!r}")
+    return tuple(f for f in FORMATS if f in wanted)
+
+
+_ENV: Final = jinja2.Environment(
+    loader=jinja2.PackageLoader("asg_audit.report", "templates"),
+    autoescape=True,  # every data string is escaped; only the templates' own markup is markup
+    undefined=jinja2.StrictUndefined,
+    trim_blocks=False,
+)
+
+
+_ENV.globals.update(fmt=content.format_value, change=content.format_change)
+
+
+@dataclass(frozen=True, slots=True)
+class Table:
+    """A table ready for any format: headers, formatted rows, cell classes, rows left out."""
+
+    headers: list[str]
+    rows: list[list[str]]
+    classes: list[str]
+    more: int = 0
+
+
+def _cell(value: Any, kind: str) -> str:
+    if kind == "date" and isinstance(value, datetime):
+        return value.strftime("%Y-%m-%d")
+    if kind == "month" and isinstance(value, datetime):
+        return value.strftime("%Y-%m")
+    if isinstance(value, list):
+        return ", ".join(str(v) for v in value)
+    return content.format_value(value, kind)
+
+
+def frame_table(
+    frame: pl.DataFrame | None,
+    columns: Sequence[tuple[str, str, str]] | None = None,
+    *,
+    limit: int = MAX_TABLE_ROWS,
+) -> Table:
+    """Return a frame as a `Table`; `columns` are (column, header, kind), default all as text."""
+    if frame is None:
+        return Table([], [], [])
+    if columns is None:
+        columns = [(c, c, "text") for c in frame.columns]
+    columns = [c for c in columns if c[0] in frame.columns]
+    numeric = {"count", "sats", "seconds", "share", "ratio", "num"}
+    rows = [
+        [_cell(row[c], kind) for c, _, kind in columns]
+        for row in frame.head(limit).iter_rows(named=True)
+    ]
+    classes = ["num" if kind in numeric else "" for _, _, kind in columns]
+    return Table([h for _, h, _ in columns], rows, classes, max(frame.height - limit, 0))
+
+
+_LAT = [
+    ("n", "tasks", "count"),
+    ("mean_s", "mean", "seconds"),
+    ("p50_s", "p50", "seconds"),
+    ("p95_s", "p95", "seconds"),
+    ("p99_s", "p99", "seconds"),
+    ("max_s", "max", "seconds"),
+    ("share_over_slo", "over SLO", "share"),
+]
+_RATE = [
+    ("tasks", "tasks", "count"),
+    ("agreeing", "A", "count"),
+    ("labels", "W", "count"),
+    ("rate", "rate", "share"),
+    ("wilson_low", "95% low", "share"),
+    ("wilson_high", "95% high", "share"),
+]
+
+
+def _collection_frame(f: dict[str, pl.DataFrame]) -> pl.DataFrame:
+    """Return polls per task and detection delay as one text table (each row its own unit)."""
+    polls, delay = f["polls_per_task"], f["detection_delay"]
+    rows = []
+    if polls.height and polls["tasks"][0]:
+        p = polls.row(0, named=True)
+        rows.append(["polls per task", p["tasks"], *(p[k] for k in ("mean", "p50", "p90", "max"))])
+        rows[-1][2:] = [content.format_value(v, "ratio") for v in rows[-1][2:]]
+    if delay.height and delay["tasks"][0]:
+        d = delay.row(0, named=True)
+        rows.append(
+            [
+                "detection delay",
+                d["tasks"],
+                *(
+                    content.format_value(d[f"{k}_s"], "seconds")
+                    for k in ("mean", "p50", "p90", "max")
+                ),
+            ]
+        )
+    schema = {
+        "measure": pl.String,
+        "tasks": pl.Int64,
+        "mean": pl.String,
+        "p50": pl.String,
+        "p90": pl.String,
+        "max": pl.String,
+    }
+    return pl.DataFrame(rows, schema=schema, orient="row")
+
+
+def _tables(f: dict[str, pl.DataFrame]) -> dict[str, Table]:
+    fixed = [
+        ("tasks", "tasks", "count"),
+        ("mean", "mean", "num"),
+        ("p50", "p50", "num"),
+        ("p90", "p90", "num"),
+        ("max", "max", "num"),
+    ]
+    return {
+        "latency_by_threshold": frame_table(
+            f["latency_by_threshold"], [("threshold", "T", "text"), *_LAT]
+        ),
+        "ageing": frame_table(
+            f["ageing"],
+            [
+                ("status", "status", "text"),
+                ("age", "age", "text"),
+                ("tasks", "tasks", "count"),
+                ("oldest_s", "oldest", "seconds"),
+            ],
+        ),
+        "agreement_by_threshold": frame_table(
+            f["agreement_by_threshold"], [("threshold", "T", "text"), *_RATE]
+        ),
+        "invariants": frame_table(
+            f["invariants"],
+            [
+                ("invariant", "invariant", "text"),
+                ("violations", "violations", "count"),
+                ("share", "share", "share"),
+            ],
+        ),
+        "cost_model_fit": frame_table(
+            f["cost_model_fit"],
+            [
+                ("model", "model", "text"),
+                ("configured", "configured", "text"),
+                ("explained", "explained", "count"),
+                ("tasks", "of", "count"),
+                ("share", "share", "share"),
+            ],
+        ),
+        "spend_by_month": frame_table(
+            f["spend_by_month"],
+            [
+                ("period_start", "month", "month"),
+                ("tasks", "tasks", "count"),
+                ("cost_sats", "spent", "sats"),
+                ("unknown_costs", "unknown costs", "count"),
+            ],
+        ),
+        "txid_health": frame_table(
+            f["txid_health"],
+            [
+                ("settled", "settled", "count"),
+                ("well_formed", "well-formed", "count"),
+                ("malformed", "malformed", "count"),
+                ("missing", "missing", "count"),
+                ("distinct_txids", "distinct txids", "count"),
+            ],
+        ),
+        "collection": frame_table(_collection_frame(f), [("measure", "measure", "text"), *fixed]),
+        "source_coverage": frame_table(
+            f["source_coverage"], [("seen_by", "seen by", "text"), ("tasks", "tasks", "count")]
+        ),
+        "http_by_run": frame_table(
+            f["http_by_run"],
+            [
+                ("run_id", "run", "text"),
+                ("command", "command", "text"),
+                ("status", "status", "text"),
+                ("answers", "answers", "count"),
+                ("http_404", "404", "count"),
+                ("http_429", "429", "count"),
+                ("http_5xx", "5xx", "count"),
+            ],
+        ),
+    }
+
+
+def _optional_tables(f: dict[str, pl.DataFrame], prefix: str) -> list[tuple[str, Table]]:
+    """Return the non-empty frames of a feature that may be absent (chain, billing)."""
+    return [
+        (name, frame_table(frame))
+        for name, frame in f.items()
+        if name.startswith(prefix) and frame.height > 0
+    ]
+
+
+def _data_uri(chart: Chart) -> str:
+    return "data:image/png;base64," + base64.b64encode(chart.png).decode("ascii")
+
+
+_FINDING_KEYS: Final = ("check_id", "severity", "entity_type", "entity_id", "expected", "actual")
+
+
+def _finding_table(rows: list[dict[str, Any]]) -> Table:
+    frame = pl.DataFrame(
+        [{k: None if r.get(k) is None else str(r[k]) for k in _FINDING_KEYS} for r in rows],
+        schema=dict.fromkeys(_FINDING_KEYS, pl.String),
+    )
+    return frame_table(frame, [(k, k.replace("_", " "), "text") for k in _FINDING_KEYS])
+
+
+def build_context(
+    audit: Audit,
+    *,
+    run_id: str,
+    generated_at: datetime,
+    charts: dict[str, Chart],
+    compare: dict[str, Any] | None,
+    tool_version: str,
+) -> dict[str, Any]:
+    """Return everything the HTML and Markdown templates show."""
+    f = audit.frames
+    chain_tables = _optional_tables(f, "chain")
+    billing_tables = _optional_tables(f, "billing")
+    toc = (
+        [("headline", "Headline")]
+        + ([("compare", "Compared")] if compare else [])
+        + [
+            ("latency", "Latency"),
+            ("backlog", "Backlog"),
+            ("consensus", "Consensus"),
+            ("costs", "Costs"),
+        ]
+        + ([("chain", "Chain")] if chain_tables or "chain" in charts else [])
+        + ([("billing", "Billing")] if billing_tables else [])
+        + [
+            ("collection", "Collection"),
+            ("findings", "Findings"),
+            ("methodology", "Methodology"),
+            ("configuration", "Configuration"),
+        ]
+    )
+    chart_ctx = {
+        name: {"name": c.name, "title": c.title, "alt": c.alt, "uri": _data_uri(c)}
+        for name, c in charts.items()
+    }
+    return {
+        "run_id": run_id,
+        "generated_at": generated_at.isoformat(timespec="seconds"),
+        "as_of": audit.as_of.isoformat(timespec="seconds"),
+        "since": audit.since.isoformat() if audit.since else None,
+        "until": audit.until.isoformat() if audit.until else None,
+        "worst": audit.worst_severity(),
+        "toc": toc,
+        "headline": content.headline(audit),
+        "charts": _ChartSlots(chart_ctx),
+        "chart_list": list(charts.values()),
+        "tables": _tables(f),
+        "chain_tables": chain_tables,
+        "billing_tables": billing_tables,
+        "groups": content.findings_by_check(audit.findings),
+        "methodology": METHODOLOGY,
+        "config": content.config_rows(audit.config),
+        "compare": compare,
+        "compare_new": _finding_table(compare["new_findings"]) if compare else None,
+        "compare_resolved": _finding_table(compare["resolved_findings"]) if compare else None,
+        "tool_version": tool_version,
+        "schema_version": content.SUMMARY_SCHEMA_VERSION,
+    }
+
+
+class _ChartSlots(dict[str, Any]):
+    """Charts by name; a chart without data is None, so a template can skip it."""
+
+    def __missing__(self, key: str) -> None:
+        return None
+
+    def __getattr__(self, key: str) -> Any:
+        return self[key]
+
+
+def render_summary_html(audit: Audit) -> str:
+    """Return the headline part of the HTML report as an HTML fragment (for notebooks)."""
+    groups = content.findings_by_check(audit.findings, worst=0)
+    return _ENV.get_template("summary.html.j2").render(
+        as_of=audit.as_of.isoformat(timespec="seconds"),
+        worst=audit.worst_severity(),
+        headline=content.headline(audit),
+        checks=groups,
+    )
+
+
+def _write(path: Path, text: str) -> Path:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)  # a reader never sees half a file
+    return path
+
+
+def _point_latest(root: Path) -> None:
+    newest = run_ids(root)[-1]
+    link = root / LATEST
+    tmp = root / f".{LATEST}-{newest}.tmp"
+    try:
+        tmp.unlink(missing_ok=True)
+        tmp.symlink_to(newest, target_is_directory=True)
+        os.replace(tmp, link)
+    except OSError:
+        # No symlinks here (or `latest` is an old copy): keep a full copy instead.
+        tmp.unlink(missing_ok=True)
+        if link.is_symlink() or link.is_file():
+            link.unlink()
+        elif link.is_dir():
+            shutil.rmtree(link)
+        shutil.copytree(root / newest, link)
+    _write(root / LATEST_POINTER, newest + "\n")
+
+
+def render(
+    audit: Audit,
+    out_dir: str | Path = "reports",
+    *,
+    formats: str | Iterable[str] = DEFAULT_FORMATS,
+    run_id: str | None = None,
+    compare: str | None = None,
+    generated_at: datetime | None = None,
+) -> RenderedReport:
+    """Return where the report of `audit` was written, after writing it.
+
+    Writes `<out_dir>/<run_id>/` (index.html, report.md and its PNGs, summary.json, as
+    `formats` asks) and points `<out_dir>/latest` at the newest report. `compare` is a run id
+    of an earlier report in `out_dir`, or `previous`. `run_id` defaults to a new sortable id.
+    """
+    from asg_audit import __version__
+    from asg_audit.store import new_run_id
+
+    wanted = parse_formats(formats)
+    generated_at = generated_at or datetime.now(UTC)
+    run_id = run_id or new_run_id(generated_at)
+    root = Path(out_dir)
+    previous_path = resolve_compare(root, compare, exclude=run_id) if compare else None
+    folder = root / run_id
+    folder.mkdir(parents=True, exist_ok=True)
+
+    charts = (
+        draw_charts(audit.frames, slo_seconds=audit.config.slo_seconds)
+        if {"html", "md"} & set(wanted)
+        else {}
+    )
+    summary = content.build_summary(
+        audit,
+        run_id=run_id,
+        generated_at=generated_at,
+        charts=list(charts),
+        tool_version=__version__,
+    )
+    comparison = None
+    if previous_path is not None:
+        comparison = compare_summaries(summary, load_summary(previous_path))
+        summary["compare"] = {k: v for k, v in comparison.items()}
+    ctx = build_context(
+        audit,
+        run_id=run_id,
+        generated_at=generated_at,
+        charts=charts,
+        compare=comparison,
+        tool_version=__version__,
+    )
+    paths: dict[str, Path] = {}
+    if "html" in wanted:
+        html = _ENV.get_template("report.html.j2").render(**ctx)
+        paths["html"] = _write(folder / "index.html", html)
+    if "md" in wanted:
+        for chart in charts.values():
+            (folder / f"{chart.name}.png").write_bytes(chart.png)
+        paths["md"] = _write(folder / "report.md", render_markdown(ctx))
+    # summary.json is written last whatever the formats: `--compare` and `latest` find runs by it.
+    text = json.dumps(summary, indent=2, ensure_ascii=False, default=str)
+    summary_path = _write(folder / "summary.json", text + "\n")
+    if "json" in wanted:
+        paths["json"] = summary_path
+    _point_latest(root)
+    return RenderedReport(run_id=run_id, folder=folder, paths=paths, summary=summary)
