@@ -228,7 +228,7 @@ def analyze_frames(
     frames.update(_chain_billing_frames(tasks, extra_tables or {}))
 
     tables: dict[str, pl.LazyFrame | pl.DataFrame] = {
-        "results": res,
+        "results": tasks,
         "submissions": subs,
         "observations": obs,
         "runs": run_frame,
@@ -271,26 +271,46 @@ def _registered_default() -> Any:
 
 
 def _window(
-    frame: pl.DataFrame, column: str, since: datetime | None, until: datetime | None
-) -> pl.DataFrame:
-    if column not in frame.columns:
-        return frame
+    frame: pl.LazyFrame, column: pl.Expr, since: datetime | None, until: datetime | None
+) -> pl.LazyFrame:
     if since is not None:
-        frame = frame.filter(pl.col(column) >= since)
+        frame = frame.filter(column >= since)
     if until is not None:
-        frame = frame.filter(pl.col(column) < until)
+        frame = frame.filter(column < until)
     return frame
 
 
-def _read_tables(store: Store) -> dict[str, pl.DataFrame]:
+# Result columns the analyses and checks use (shape and observation_count stay in the store).
+_RESULT_COLUMNS: Final = tuple(c for c in RESULTS_SCHEMA if c not in ("shape", "observation_count"))
+_SUBMISSION_COLUMNS: Final = (
+    "task_id",
+    "task_type",
+    "consensus_threshold",
+    "options",
+    "created_at",
+)
+_LAZY_TABLES: Final = {"results": _RESULT_COLUMNS, "submissions": _SUBMISSION_COLUMNS}
+
+
+def _read_tables(store: Store, cursors: list[Any]) -> dict[str, pl.LazyFrame]:
+    """Return the tables the audit reads; the big ones stream from DuckDB when collected."""
     present = set(store.tables())
-    out: dict[str, pl.DataFrame] = {}
+    out: dict[str, pl.LazyFrame] = {}
     for name in TABLES:
         if name not in present:
             continue
+        if name in _LAZY_TABLES:
+            cols = ", ".join(f'"{c}"' for c in _LAZY_TABLES[name])
+            # Lazy: read once, straight into the enriched task frame, never held twice. Each
+            # has its own cursor: a join scans both at once, and one connection serves one call.
+            cursor = store.con.cursor()
+            cursor.execute("SET TimeZone = 'UTC'")  # the store's convention, per connection
+            cursors.append(cursor)
+            out[name] = cursor.sql(f'SELECT {cols} FROM "{name}"').pl(lazy=True)
+            continue
         # Only the observation columns the analyses use: raw bodies can be most of that table.
         cols = ", ".join(f'"{c}"' for c in _OBS_COLUMNS) if name == "observations" else "*"
-        out[name] = store.con.sql(f'SELECT {cols} FROM "{name}"').pl()
+        out[name] = store.con.sql(f'SELECT {cols} FROM "{name}"').pl().lazy()
     return out
 
 
@@ -309,51 +329,65 @@ def analyze(
     now) is when unsettled tasks are aged and censored.
     """
     config = config or AuditConfig()
+    if as_of is None:
+        as_of = until if until is not None else datetime.now(UTC)
     if isinstance(db, str | Path):
         from asg_audit.store import open_store
 
         with open_store(db, read_only=True) as store:
-            tables = _read_tables(store)
+            audit = _analyze_store(store, since=since, until=until, config=config, as_of=as_of)
     else:
-        tables = _read_tables(db)
-    for name in ("results", "submissions", "observations", "runs", "poll_state"):
-        tables.setdefault(name, pl.DataFrame())
-    if since is not None or until is not None:
-        results = tables["results"]
-        created = (
-            pl.coalesce("created_at", "first_seen_at")
-            if "first_seen_at" in results.columns
-            else pl.col("created_at")
-        )
-        results = results.with_columns(created.alias("_window_at"))
-        results = _window(results, "_window_at", since, until).drop("_window_at")
-        tables["results"] = results
-        tables["submissions"] = _window(tables["submissions"], "created_at", since, until)
-        keep = pl.concat(
-            [results.select("task_id"), tables["submissions"].select("task_id")]
-        ).unique()
-        for name in ("observations", "poll_state"):
-            if "task_id" in tables[name].columns:
-                tables[name] = tables[name].join(keep, on="task_id", how="semi")
-    if as_of is None:
-        as_of = until if until is not None else datetime.now(UTC)
-    extra = {
-        k: v
-        for k, v in tables.items()
-        if k not in ("results", "submissions", "observations", "runs", "poll_state")
-    }
-    audit = analyze_frames(
-        tables["results"],
-        tables["submissions"],
-        tables["observations"],
-        tables["runs"],
-        config=config,
-        as_of=as_of,
-        poll_state=tables["poll_state"],
-        extra_tables=extra,
-    )
+        audit = _analyze_store(db, since=since, until=until, config=config, as_of=as_of)
     audit.since, audit.until = since, until
     return audit
+
+
+def _analyze_store(
+    store: Store,
+    *,
+    since: datetime | None,
+    until: datetime | None,
+    config: AuditConfig,
+    as_of: datetime,
+) -> Audit:
+    cursors: list[Any] = []
+    try:
+        tables = _read_tables(store, cursors)
+        return _analyze_tables(tables, since=since, until=until, config=config, as_of=as_of)
+    finally:
+        for cursor in cursors:
+            cursor.close()
+
+
+def _analyze_tables(
+    tables: dict[str, pl.LazyFrame],
+    *,
+    since: datetime | None,
+    until: datetime | None,
+    config: AuditConfig,
+    as_of: datetime,
+) -> Audit:
+    if since is not None or until is not None:
+        results = _window(
+            tables["results"], pl.coalesce("created_at", "first_seen_at"), since, until
+        )
+        subs = _window(tables["submissions"], pl.col("created_at"), since, until)
+        keep = pl.concat([results.select("task_id"), subs.select("task_id")]).unique().collect()
+        tables["results"], tables["submissions"] = results, subs
+        for name in ("observations", "poll_state"):
+            if name in tables:
+                tables[name] = tables[name].join(keep.lazy(), on="task_id", how="semi")
+    main = ("results", "submissions", "observations", "runs", "poll_state")
+    return analyze_frames(
+        tables["results"],
+        tables.get("submissions"),
+        tables.get("observations"),
+        tables.get("runs"),
+        config=config,
+        as_of=as_of,
+        poll_state=tables.get("poll_state"),
+        extra_tables={k: v for k, v in tables.items() if k not in main},
+    )
 
 
 def empty_findings() -> pl.DataFrame:
