@@ -43,18 +43,35 @@ class Index:
             raw = raw[:-12] + bytes([raw[-12] ^ 1]) + raw[-11:]  # one bit of an output value
         p = parse_raw_tx(raw)
         vin = [
-            {"coinbase": i.script_sig.hex(), "sequence": i.sequence} if i.is_coinbase else
-            {"txid": i.prev_txid, "vout": i.prev_vout,
-             "scriptSig": {"hex": i.script_sig.hex()}, "sequence": i.sequence}
+            {"coinbase": i.script_sig.hex(), "sequence": i.sequence}
+            if i.is_coinbase
+            else {
+                "txid": i.prev_txid,
+                "vout": i.prev_vout,
+                "scriptSig": {"hex": i.script_sig.hex()},
+                "sequence": i.sequence,
+            }
             for i in p.inputs
         ]
-        vout = [{"value": o.value_sats / 1e8, "n": o.n,
-                 "scriptPubKey": {"hex": o.script.hex(),
-                                  "isTruncated": txid in self.hide_scripts}}
-                for o in p.outputs]
-        return {"txid": txid, "version": p.version, "locktime": p.locktime, "vin": vin,
-                "vout": vout, "blockhash": "00" * 32, "blockheight": 1, "blocktime": 1231006505,
-                "confirmations": 900_000}
+        vout = [
+            {
+                "value": o.value_sats / 1e8,
+                "n": o.n,
+                "scriptPubKey": {"hex": o.script.hex(), "isTruncated": txid in self.hide_scripts},
+            }
+            for o in p.outputs
+        ]
+        return {
+            "txid": txid,
+            "version": p.version,
+            "locktime": p.locktime,
+            "vin": vin,
+            "vout": vout,
+            "blockhash": "00" * 32,
+            "blockheight": 1,
+            "blocktime": 1231006505,
+            "confirmations": 900_000,
+        }
 
     def app(self) -> Starlette:
         async def bulk(request: Request) -> Response:
@@ -79,9 +96,13 @@ class Index:
         async def refuse(request: Request) -> Response:
             return PlainTextResponse("Unauthorized", 401)
 
-        return Starlette(routes=[Route("/v1/bsv/main/txs", bulk, methods=["POST"]),
-                                 Route("/v1/bsv/main/txs/hex", bulk, methods=["POST"]),
-                                 Route("/v1/bsv/bad/txs", refuse, methods=["POST"])])
+        return Starlette(
+            routes=[
+                Route("/v1/bsv/main/txs", bulk, methods=["POST"]),
+                Route("/v1/bsv/main/txs/hex", bulk, methods=["POST"]),
+                Route("/v1/bsv/bad/txs", refuse, methods=["POST"]),
+            ]
+        )
 
 
 @pytest.fixture(scope="module")

@@ -6,8 +6,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from _chain_sim import CHAIN_KINDS, Scenario, kinds_found, scenario
+
 from asg_audit.chain import VerifySummary, reconciliation_findings, verify_chain
 from asg_audit.cli import main
 from asg_audit.store import open_store

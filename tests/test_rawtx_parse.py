@@ -146,13 +146,23 @@ def _decoded(hex_: str) -> dict[str, Any]:
         if i.is_coinbase:
             vin.append({"coinbase": i.script_sig.hex(), "sequence": i.sequence})
         else:
-            vin.append({"txid": i.prev_txid, "vout": i.prev_vout,
-                        "scriptSig": {"asm": "", "hex": i.script_sig.hex()},
-                        "sequence": i.sequence})
-    vout = [{"value": o.value_sats / 100_000_000, "n": o.n,
-             "scriptPubKey": {"hex": o.script.hex(), "type": "pubkeyhash"}} for o in p.outputs]
-    return {"txid": p.txid, "version": p.version, "locktime": p.locktime, "vin": vin,
-            "vout": vout}
+            vin.append(
+                {
+                    "txid": i.prev_txid,
+                    "vout": i.prev_vout,
+                    "scriptSig": {"asm": "", "hex": i.script_sig.hex()},
+                    "sequence": i.sequence,
+                }
+            )
+    vout = [
+        {
+            "value": o.value_sats / 100_000_000,
+            "n": o.n,
+            "scriptPubKey": {"hex": o.script.hex(), "type": "pubkeyhash"},
+        }
+        for o in p.outputs
+    ]
+    return {"txid": p.txid, "version": p.version, "locktime": p.locktime, "vin": vin, "vout": vout}
 
 
 @pytest.mark.parametrize("name", sorted(TXS))

@@ -1,0 +1,135 @@
+"""The billing checks on hand-made usage frames: each check's positive and negative case."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from typing import Any
+
+import polars as pl
+from _analyses_frames import result, results_frame
+
+from asg_audit.billing import parse_usage
+from asg_audit.checks import CheckContext, run_checks
+from asg_audit.config import AuditConfig, CostModel
+
+AS_OF = datetime(2026, 11, 1, tzinfo=UTC)
+
+
+def _usage(**changes: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "customer_id": "cus_1",
+        "month": "2026-10",
+        "tier": "sandbox",
+        "tasks_settled": 3,
+        "total_cost_sats": 2000,
+        "total_cost_usd_estimate": 1.0,
+        "worker_payouts_sats": 1800,
+        "platform_fee_sats": 200,
+        "daily_breakdown": [
+            {"date": "2026-10-01", "tasks": 2, "cost_sats": 1300},
+            {"date": "2026-10-02", "tasks": 1, "cost_sats": 700},
+        ],
+    }
+    body.update(changes)
+    return parse_usage(body)
+
+
+def _results(costs: list[int | None]) -> pl.DataFrame:
+    return results_frame(
+        [
+            result(
+                f"t{i}",
+                cost_sats=c,
+                cost_unknown=c is None,
+                created_at=datetime(2026, 10, 1 + i % 2, 11, 59, tzinfo=UTC),
+                settled_at=datetime(2026, 10, 1 + i % 2, 12, tzinfo=UTC),
+            )
+            for i, c in enumerate(costs)
+        ]
+    )
+
+
+def _findings(usage: dict[str, Any], results: pl.DataFrame, *, fee: str = "0") -> pl.DataFrame:
+    frame = pl.DataFrame(
+        [usage],
+        schema_overrides={
+            "daily_breakdown": pl.List(
+                pl.Struct({"date": pl.Date, "tasks": pl.Int64, "cost_sats": pl.Int64})
+            )
+        },
+    )
+    config = AuditConfig(costs=CostModel(fee_percent=Decimal(fee)))
+    ctx = CheckContext({"results": results, "billing_usage": frame}, config=config, as_of=AS_OF)
+    import asg_audit.billing  # noqa: F401  (registers the checks)
+
+    return run_checks(
+        ctx,
+        only=[
+            "billing.total_parts",
+            "billing.daily_sum",
+            "billing.vs_results",
+            "billing.fee_share",
+        ],
+    )
+
+
+def test_billing_parse_usage_daily_dates() -> None:
+    assert _usage()["daily_breakdown"][0]["date"] == date(2026, 10, 1)
+
+
+def test_billing_checks_consistent_month_has_no_findings() -> None:
+    found = _findings(_usage(), _results([650, 650, 700]), fee="11.1111")
+    assert found.height == 0
+
+
+def test_billing_total_parts_flags_total_off() -> None:
+    found = _findings(_usage(total_cost_sats=2325), _results([650, 650, 700]), fee="11.1111")
+    assert found.filter(pl.col("check_id") == "billing.total_parts")["difference"].to_list() == [
+        325
+    ]
+
+
+def test_billing_daily_sum_flags_row_off() -> None:
+    rows = [
+        {"date": "2026-10-01", "tasks": 2, "cost_sats": 1300},
+        {"date": "2026-10-02", "tasks": 1, "cost_sats": 1025},
+    ]
+    found = _findings(_usage(daily_breakdown=rows), _results([650, 650, 700]), fee="11.1111")
+    assert found["check_id"].to_list() == ["billing.daily_sum"]
+    assert found["difference"].to_list() == [325]
+
+
+def test_billing_daily_sum_flags_task_count_off() -> None:
+    rows = [
+        {"date": "2026-10-01", "tasks": 3, "cost_sats": 1300},
+        {"date": "2026-10-02", "tasks": 1, "cost_sats": 700},
+    ]
+    found = _findings(_usage(daily_breakdown=rows), _results([650, 650, 700]), fee="11.1111")
+    assert found["check_id"].to_list() == ["billing.daily_sum"]
+
+
+def test_billing_vs_results_reports_difference() -> None:
+    found = _findings(_usage(), _results([650, 650]), fee="11.1111")
+    row = found.filter(pl.col("check_id") == "billing.vs_results").row(0, named=True)
+    assert row["difference"] == 700 and row["entity_id"] == "2026-10"
+    assert row["proves"] == "aggregate only"
+
+
+def test_billing_vs_results_unknown_cost_counts_as_task_not_sats() -> None:
+    usage = _usage(
+        total_cost_sats=1300,
+        worker_payouts_sats=1170,
+        platform_fee_sats=130,
+        daily_breakdown=[
+            {"date": "2026-10-01", "tasks": 2, "cost_sats": 1300},
+            {"date": "2026-10-02", "tasks": 1, "cost_sats": 0},
+        ],
+    )
+    assert _findings(usage, _results([650, 650, None]), fee="11.1111").height == 0
+
+
+def test_billing_fee_share_flags_other_fee() -> None:
+    found = _findings(_usage(), _results([650, 650, 700]), fee="25")
+    row = found.filter(pl.col("check_id") == "billing.fee_share").row(0, named=True)
+    assert row["difference"] == 200 - 450
