@@ -17,6 +17,14 @@ from asg_audit.errors import (
     StoreBusyError,
     StoreError,
 )
+from asg_audit.webhooks import (
+    WebhookSettings,
+    create_webhook_app,
+    register_webhook,
+    serve_webhooks,
+    sign_body,
+    verify_signature,
+)
 
 __version__ = "0.1.0"
 
@@ -31,9 +39,15 @@ __all__ = [
     "SchemaVersionError",
     "StoreBusyError",
     "StoreError",
+    "WebhookSettings",
     "__version__",
     "analyze",
     "collect",
     "collect_sync",
+    "create_webhook_app",
     "load_config",
+    "register_webhook",
+    "serve_webhooks",
+    "sign_body",
+    "verify_signature",
 ]
