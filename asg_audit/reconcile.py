@@ -198,11 +198,18 @@ def _below_cost(ctx: CheckContext, *, shared: bool) -> pl.LazyFrame:
         # With the payer's change scripts configured, the rest of the non-data outputs is
         # exactly what the task(s) paid.
         change = (
-            pl.col("output_sats")
-            .list.gather(pl.col("output_kinds").list.eval(pl.element() == "change").list.arg_true())
-            .list.sum()
+            rows.select("txid", "output_sats", "output_kinds")
+            .explode(["output_sats", "output_kinds"])
+            .group_by("txid")
+            .agg(
+                pl.col("output_sats")
+                .filter(pl.col("output_kinds") == "change")
+                .sum()
+                .alias("change_sats")
+            )
         )
-        outs = pl.col("non_data_sats") - change.fill_null(0)
+        rows = rows.join(change, on="txid", how="left")
+        outs = pl.col("non_data_sats") - pl.col("change_sats").fill_null(0)
     selected = rows.filter(
         pl.col("non_data_sats").is_not_null()
         & (pl.col("tasks") > 1 if shared else pl.col("tasks") == 1)
@@ -327,15 +334,17 @@ def chain_coverage(tasks: pl.LazyFrame, chain: pl.LazyFrame) -> pl.DataFrame:
     )
     sizes = txid_tasks(tasks).select("txid", "tasks")
     joined = per_task.join(sizes, on="txid", how="left").join(
-        chain.select("txid", "status", "non_data_sats"), on="txid", how="left"
+        chain.select("txid", pl.col("status").alias("chain_status"), "non_data_sats"),
+        on="txid",
+        how="left",
     )
     reason = (
         pl.when(~pl.col("txid_well_formed").fill_null(False))
         .then(pl.lit("not checkable (no well-formed txid)"))
-        .when(pl.col("status").is_null())
+        .when(pl.col("chain_status").is_null())
         .then(pl.lit("not checkable (txid not verified yet)"))
         .when(pl.col("non_data_sats").is_null())
-        .then(pl.format("not checkable (transaction {})", pl.col("status")))
+        .then(pl.format("not checkable (transaction {})", pl.col("chain_status")))
         .when(pl.col("cost_sats").is_null())
         .then(pl.lit("not checkable (cost unknown)"))
         .when(pl.col("tasks") > 1)

@@ -213,3 +213,26 @@ def test_chain_client_network_mismatch_refused() -> None:
     config = AuditConfig(chain_url="https://api.whatsonchain.com/v1/bsv/test", chain_network="main")
     with pytest.raises(ConfigError, match="network"):
         chain_client_from_config(config)
+
+
+def test_chain_fetch_parent_fees_from_parent_outputs(
+    served: Any, index: Index, tmp_path: Path
+) -> None:
+    from datetime import UTC, datetime
+
+    from asg_audit.chain import fetch_parent_fees
+    from asg_audit.store import open_store
+
+    child = DATA["transactions"][2]  # spends output 0 (100,000 sats) of transactions[1]
+    now = datetime.now(UTC)
+    with open_store(tmp_path / "fees.duckdb") as store, _client(served) as client:
+        store.con.execute(
+            "INSERT INTO chain_txs (txid, status, raw_hex, first_checked_at, fetched_at)"
+            " VALUES (?, 'confirmed', ?, ?, ?)",
+            [child["txid"], child["hex"], now, now],
+        )
+        assert fetch_parent_fees(store, client) == 1
+        (fee,) = store.con.execute(
+            "SELECT fee_sats FROM chain_txs WHERE txid = ?", [child["txid"]]
+        ).fetchone() or (None,)
+    assert fee == 100_000 - sum(child["output_sats"])
