@@ -6,6 +6,8 @@ The public API is what `__all__` lists; everything else is internal.
 from __future__ import annotations
 
 from asg_audit.audit import Audit, analyze
+from asg_audit.billing import BillingSummary, fetch_billing
+from asg_audit.chain import ChainClient, ChainTx, IndexIntegrityError, VerifySummary, verify_chain
 from asg_audit.collector import CollectSummary, collect, collect_sync
 from asg_audit.config import AuditConfig, load_config
 from asg_audit.errors import (
@@ -17,6 +19,7 @@ from asg_audit.errors import (
     StoreBusyError,
     StoreError,
 )
+from asg_audit.rawtx import ParsedTx, compute_txid, parse_raw_tx
 from asg_audit.webhooks import (
     WebhookSettings,
     create_webhook_app,
@@ -33,21 +36,31 @@ __all__ = [
     "Audit",
     "AuditConfig",
     "AuditError",
+    "BillingSummary",
+    "ChainClient",
+    "ChainTx",
     "CollectSummary",
     "ConfigError",
+    "IndexIntegrityError",
     "InputError",
+    "ParsedTx",
     "SchemaVersionError",
     "StoreBusyError",
     "StoreError",
+    "VerifySummary",
     "WebhookSettings",
     "__version__",
     "analyze",
     "collect",
     "collect_sync",
+    "compute_txid",
     "create_webhook_app",
+    "fetch_billing",
     "load_config",
+    "parse_raw_tx",
     "register_webhook",
     "serve_webhooks",
     "sign_body",
+    "verify_chain",
     "verify_signature",
 ]
