@@ -94,7 +94,9 @@ def test_report_html_headline_numbers_equal_the_audit(report) -> None:
     assert int(page.cards["tasks"]) == s["tasks"]
     assert int(page.cards["settled"]) == s["settled"]
     assert int(page.cards["pending"]) == s["unsettled"]
-    assert int(page.cards["stuck"]) == audit.findings.filter(pl.col("check_id") == "task.stuck").height
+    assert (
+        int(page.cards["stuck"]) == audit.findings.filter(pl.col("check_id") == "task.stuck").height
+    )
     assert float(page.cards["latency_p50_s"]) == pytest.approx(s["latency_p50_s"])
     assert float(page.cards["latency_p95_s"]) == pytest.approx(s["latency_p95_s"])
     assert float(page.cards["share_over_slo"]) == pytest.approx(s["share_over_slo"])
@@ -152,7 +154,9 @@ def test_report_html_groups_findings_by_check(report) -> None:
     checks = set(audit.findings["check_id"].unique().to_list())
     for check_id in checks:
         assert f'data-check="{check_id}"' in html
-    assert {c["check_id"] for c in json.loads(rendered.paths["json"].read_text())["checks"]} == checks
+    assert {
+        c["check_id"] for c in json.loads(rendered.paths["json"].read_text())["checks"]
+    } == checks
 
 
 def test_report_html_stays_small(report) -> None:

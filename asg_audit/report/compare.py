@@ -22,15 +22,20 @@ _KEY: Final = ("check_id", "entity_type", "entity_id")
 
 
 def run_ids(out_dir: str | Path) -> list[str]:
-    """Return the run ids of the reports in `out_dir` that have a summary, oldest first."""
+    """Return the run ids of the reports in `out_dir` that have a summary, oldest first.
+
+    Ordered by when their summary was written, then by id (ids sort by time only to the
+    second).
+    """
     root = Path(out_dir)
     if not root.is_dir():
         return []
-    return sorted(
-        p.name
+    found = [
+        ((p / "summary.json").stat().st_mtime_ns, p.name)
         for p in root.iterdir()
         if p.name != "latest" and not p.is_symlink() and (p / "summary.json").is_file()
-    )
+    ]
+    return [name for _, name in sorted(found)]
 
 
 def load_summary(path: str | Path) -> dict[str, Any]:

@@ -27,7 +27,7 @@ import polars as pl
 from asg_audit.errors import ConfigError
 from asg_audit.report import content
 from asg_audit.report.charts import Chart, draw_charts
-from asg_audit.report.compare import compare_summaries, load_summary, resolve_compare, run_ids
+from asg_audit.report.compare import compare_summaries, load_summary, resolve_compare
 from asg_audit.report.markdown import render_markdown
 
 if TYPE_CHECKING:
@@ -379,8 +379,7 @@ def _write(path: Path, text: str) -> Path:
     return path
 
 
-def _point_latest(root: Path) -> None:
-    newest = run_ids(root)[-1]
+def _point_latest(root: Path, newest: str) -> None:
     link = root / LATEST
     tmp = root / f".{LATEST}-{newest}.tmp"
     try:
@@ -461,5 +460,5 @@ def render(
     summary_path = _write(folder / "summary.json", text + "\n")
     if "json" in wanted:
         paths["json"] = summary_path
-    _point_latest(root)
+    _point_latest(root, run_id)  # the run just written is the newest
     return RenderedReport(run_id=run_id, folder=folder, paths=paths, summary=summary)
