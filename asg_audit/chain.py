@@ -660,7 +660,7 @@ def reconciliation_findings(
 
     with open_store(db, read_only=True) as store:
         present = set(store.tables())
-        tables = {
+        tables: dict[str, pl.LazyFrame | pl.DataFrame] = {
             name: store.frame(name)
             for name in ("results", "submissions", "chain_txs", "billing_usage")
             if name in present
