@@ -127,7 +127,7 @@ class DeliveryWriter:
         max_batch: int = 512,
         max_wait_seconds: float = 0.0,
         max_queue: int = 50_000,
-        normalise_interval_seconds: float = 0.25,
+        normalise_interval_seconds: float = 1.0,
         normalise_max_batch: int = 5_000,
         open_wait_seconds: float = 0.0,
         reopen_interval_seconds: float = 1.0,
@@ -257,6 +257,9 @@ class DeliveryWriter:
         stack = contextlib.ExitStack()
         try:
             store = stack.enter_context(open_store(self.db_path, wait_seconds=self.open_wait_seconds))
+            # One DuckDB worker thread: the receiver's work is many small statements, and
+            # parallel scans would only take CPU from the event loop answering deliveries.
+            store.con.execute("SET threads = 1")
             self.run_id = self.run_id or store.start_run(self.command)
             rows = store.con.execute(
                 "SELECT DISTINCT event_key FROM webhook_deliveries"

@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import hmac
+import itertools
 import json
 import re
 import secrets as _secrets
@@ -153,7 +154,7 @@ class WebhookSettings:
     freshness_seconds: float = DEFAULT_FRESHNESS_SECONDS
     commit_max_batch: int = 512  # deliveries per group commit at most
     commit_max_wait_ms: float = 0.0  # linger for more deliveries; 0 = take what is queued
-    normalise_interval_ms: float = 250.0  # committed bodies reach observations this often
+    normalise_interval_ms: float = 1000.0  # committed bodies reach observations this often
     path: str = WEBHOOK_PATH
     secret_file: str | None = None
     graceful_shutdown_seconds: float = 30.0
@@ -186,8 +187,13 @@ class WebhookSettings:
 # -- the ASGI app -------------------------------------------------------------------------------
 
 
+_ID_PREFIX: Final = _secrets.token_hex(3)
+_ID_COUNTER: Final = itertools.count(1)
+
+
 def _new_delivery_id() -> str:
-    return "dlv_" + _secrets.token_hex(8)
+    """Return a delivery id unique across restarts: a random per-process prefix and a counter."""
+    return f"dlv_{_ID_PREFIX}{next(_ID_COUNTER):010x}"
 
 
 def _answer(outcome: str, delivery_id: str, *, close: bool = False) -> Response:

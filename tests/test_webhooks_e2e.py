@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 
 import duckdb
+import httpx
 import pytest
 
 from asg_audit.cli import main
@@ -47,7 +48,15 @@ def delivered(tmp_path_factory):
             finally:
                 mp.undo()
             registered_at = sim.state.webhooks[0].registered_at  # the simulator's own record
-            expected = {t.task_id: t for t in world.tasks
+            # Tasks submitted now settle (and are delivered) while we listen, however slowly
+            # this machine started the receiver.
+            specs = [{"task_type": "sentiment", "consensus_threshold": 3,
+                      "label_spec": {"options": ["positive", "negative"]}} for _ in range(40)]
+            r = httpx.post(sim.gateway_url + "/v1/tasks/batch", json={"tasks": specs},
+                           headers={"Authorization": f"Bearer {sim.api_key}"})
+            assert r.status_code == 202
+            candidates = [*world.tasks, *sim.state.live_tasks.values()]
+            expected = {t.task_id: t for t in candidates
                         if t.final_status == "settled" and t.settled_at >= registered_at}
             last = max(t.settled_at for t in expected.values())
             # deliveries start up to 2.5 s (simulated) after settlement, duplicates up to 5 s
