@@ -20,6 +20,7 @@ from asg_audit.errors import (
     StoreError,
 )
 from asg_audit.rawtx import ParsedTx, compute_txid, parse_raw_tx
+from asg_audit.report import RenderedReport, render
 from asg_audit.webhooks import (
     WebhookSettings,
     create_webhook_app,
@@ -44,6 +45,7 @@ __all__ = [
     "IndexIntegrityError",
     "InputError",
     "ParsedTx",
+    "RenderedReport",
     "SchemaVersionError",
     "StoreBusyError",
     "StoreError",
@@ -59,6 +61,7 @@ __all__ = [
     "load_config",
     "parse_raw_tx",
     "register_webhook",
+    "render",
     "serve_webhooks",
     "sign_body",
     "verify_chain",
