@@ -219,7 +219,9 @@ def run_checks(ctx: CheckContext, *, only: Iterable[str] | None = None) -> pl.Da
         )
     if not plans:
         return pl.DataFrame(schema=FINDINGS_SCHEMA)
-    found = pl.collect_all(plans)
+    # polars 2.1's streaming engine panics in `pl.format` on some frames read from DuckDB
+    # ("assertion failed: i < self.len()"); the findings are small, so run them in memory.
+    found = pl.collect_all(plans, engine="in-memory")
     return pl.concat([pl.DataFrame(schema=FINDINGS_SCHEMA), *found]).sort(
         "check_id", "entity_type", "entity_id", maintain_order=True
     )
