@@ -1,4 +1,4 @@
-"""The chain index client (WhatsOnChain-compatible) and `verify_chain`, which fills `chain_txs`.
+"""The chain index client (WhatsOnChain-compatible); `verify_chain` (in `chain_verify`) uses it.
 
 The client sends bulk calls of at most 20 txids, paces itself to its own request rate
 (default 3 requests/s, WoC's free tier) shared by its worker threads, and waits out a 429
@@ -20,21 +20,16 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any, Final
 
 import httpx
-import polars as pl
 
 from asg_audit.config import AuditConfig, Secret
 from asg_audit.errors import ApiStatusError, ApiTransientError, AuthError, ConfigError
-from asg_audit.model import is_well_formed_txid
 from asg_audit.rawtx import (
-    OutputKind,
     ParsedTx,
     RawTxError,
     parse_raw_tx,
@@ -50,6 +45,7 @@ __all__ = [
     "VerifySummary",
     "chain_client_from_config",
     "check_index_answer",
+    "fetch_parent_fees",
     "print_findings",
     "reconciliation_findings",
     "report_exit_code",
@@ -64,7 +60,6 @@ DEFAULT_MAX_RETRIES: Final = 8
 DEFAULT_TIMEOUT_S: Final = 30.0
 # Pace a hair under the limit: arrival jitter must not put one request too many in a window.
 _RATE_MARGIN: Final = 0.99
-_WRITE_EVERY: Final = 1000  # txids per store transaction
 
 
 class IndexIntegrityError(ApiStatusError):
@@ -84,37 +79,6 @@ class ChainTx:
     parsed: ParsedTx | None = None
     raw_hex: str | None = None
     note: str | None = None
-
-
-@dataclass
-class VerifySummary:
-    """The outcome of one `verify_chain` run."""
-
-    run_id: str = ""
-    txids_total: int = 0  # well-formed txids of settled tasks
-    cached_confirmed: int = 0  # confirmed earlier: not fetched again
-    checked: int = 0
-    confirmed: int = 0
-    unconfirmed: int = 0
-    unknown: int = 0
-    refused: int = 0
-    reorged: int = 0
-    requests: int = 0
-    throttled: int = 0
-    elapsed_s: float = 0.0
-    refusals: list[str] = field(default_factory=list)
-
-    def lines(self) -> list[str]:
-        """Return the human summary, one fact per line."""
-        return [
-            f"txids of settled tasks: {self.txids_total}"
-            f" ({self.cached_confirmed} confirmed earlier, not fetched again)",
-            f"checked now: {self.checked}: confirmed {self.confirmed}, unconfirmed"
-            f" {self.unconfirmed}, unknown {self.unknown}, refused {self.refused}",
-            f"reorgs seen: {self.reorged}",
-            f"requests: {self.requests} ({self.throttled} answered 429) in {self.elapsed_s:.1f} s",
-            *(f"refused: {r}" for r in self.refusals[:10]),
-        ]
 
 
 class _Pacer:
@@ -367,343 +331,15 @@ def chain_client_from_config(config: AuditConfig, **kwargs: Any) -> ChainClient:
     )
 
 
-# -- verify_chain: settled txids -> chain_txs ----------------------------------------------------
-
-_PENDING_SQL = """
-SELECT DISTINCT lower(r.bsv_txid) AS txid FROM results r
-WHERE r.status = 'settled' AND r.bsv_txid IS NOT NULL
-ORDER BY 1
-"""
-
-
-def _pending_txids(con: Any) -> tuple[list[str], int, int]:
-    """Return (txids to fetch, all well-formed settled txids, those confirmed earlier)."""
-    every = [t for (t,) in con.execute(_PENDING_SQL).fetchall() if is_well_formed_txid(t)]
-    done = {
-        t
-        for (t,) in con.execute("SELECT txid FROM chain_txs WHERE status = 'confirmed'").fetchall()
-    }
-    todo = [t for t in every if t not in done]
-    return todo, len(every), len(every) - len(todo)
-
-
-def _rows(
-    txs: Iterable[ChainTx], *, fetched_at: datetime, run_id: str, change_scripts: frozenset[str]
-) -> pl.DataFrame:
-    rows = []
-    for t in txs:
-        p = t.parsed
-        kinds = None
-        if p is not None:
-            kinds = [
-                "change" if o.script.hex() in change_scripts else o.kind.value for o in p.outputs
-            ]
-        rows.append(
-            {
-                "txid": t.txid,
-                "status": t.status,
-                "block_hash": t.block_hash,
-                "block_height": t.block_height,
-                "block_time": t.block_time,
-                "confirmations": t.confirmations,
-                "size_bytes": p.size if p else None,
-                "input_count": len(p.inputs) if p else None,
-                "output_sats": [o.value_sats for o in p.outputs] if p else None,
-                "output_kinds": kinds,
-                "non_data_sats": p.non_data_sats if p else None,
-                "data_sats": sum(o.value_sats for o in p.outputs if o.kind is OutputKind.DATA)
-                if p
-                else None,
-                "zero_payouts": sum(
-                    1 for o in p.outputs if o.kind is OutputKind.PAYOUT and o.value_sats == 0
-                )
-                if p
-                else None,
-                "raw_hex": t.raw_hex,
-                "note": t.note,
-                "fetched_at": fetched_at,
-                "run_id": run_id,
-            }
-        )
-    return pl.DataFrame(
-        rows,
-        schema={
-            "txid": pl.String,
-            "status": pl.String,
-            "block_hash": pl.String,
-            "block_height": pl.Int64,
-            "block_time": pl.Datetime("us", "UTC"),
-            "confirmations": pl.Int64,
-            "size_bytes": pl.Int64,
-            "input_count": pl.Int32,
-            "output_sats": pl.List(pl.Int64),
-            "output_kinds": pl.List(pl.String),
-            "non_data_sats": pl.Int64,
-            "data_sats": pl.Int64,
-            "zero_payouts": pl.Int32,
-            "raw_hex": pl.String,
-            "note": pl.String,
-            "fetched_at": pl.Datetime("us", "UTC"),
-            "run_id": pl.String,
-        },
-    )
-
-
-def _store_rows(store: Any, frame: pl.DataFrame) -> int:
-    """Upsert fetched rows into chain_txs; return how many changed block hash (reorgs)."""
-    con = store.con
-    with store.transaction():
-        con.register("_chain_new", frame)
-        try:
-            reorgs = con.execute(
-                "SELECT count(*) FROM _chain_new n JOIN chain_txs o USING (txid) "
-                "WHERE o.block_hash IS NOT NULL AND n.block_hash IS DISTINCT FROM o.block_hash"
-            ).fetchall()[0][0]
-            con.execute(
-                """CREATE OR REPLACE TEMP TABLE _chain_merged AS
-                SELECT n.txid, n.status, n.block_hash, n.block_height, n.block_time,
-                    n.confirmations,
-                    CASE WHEN o.block_hash IS NOT NULL
-                          AND n.block_hash IS DISTINCT FROM o.block_hash
-                         THEN o.block_hash ELSE o.prev_block_hash END AS prev_block_hash,
-                    coalesce(n.size_bytes, o.size_bytes) AS size_bytes,
-                    coalesce(n.input_count, o.input_count) AS input_count,
-                    coalesce(n.output_sats, o.output_sats) AS output_sats,
-                    coalesce(n.output_kinds, o.output_kinds) AS output_kinds,
-                    coalesce(n.non_data_sats, o.non_data_sats) AS non_data_sats,
-                    coalesce(n.data_sats, o.data_sats) AS data_sats,
-                    coalesce(n.zero_payouts, o.zero_payouts) AS zero_payouts,
-                    o.fee_sats,
-                    coalesce(n.raw_hex, o.raw_hex) AS raw_hex,
-                    n.note,
-                    coalesce(o.first_checked_at, n.fetched_at) AS first_checked_at,
-                    n.fetched_at,
-                    coalesce(o.checks, 0) + 1 AS checks,
-                    n.run_id
-                FROM _chain_new n LEFT JOIN chain_txs o USING (txid)"""
-            )
-            con.execute("DELETE FROM chain_txs WHERE txid IN (SELECT txid FROM _chain_new)")
-            con.execute("INSERT INTO chain_txs SELECT * FROM _chain_merged")
-            con.execute("DROP TABLE _chain_merged")
-        finally:
-            con.unregister("_chain_new")
-    return int(reorgs)
-
-
-def verify_chain(
-    db: str | Path,
-    config: AuditConfig,
-    *,
-    client: ChainClient | None = None,
-    progress: bool = False,
-    on_progress: Callable[[int, int], None] | None = None,
-) -> VerifySummary:
-    """Return the summary of verifying every settled task's txid not yet confirmed in the store.
-
-    Fetches in bulk (20 txids per call) with `[chain] concurrency` threads sharing the
-    client's pace, writes `chain_txs` every 1,000 txids (an interrupted run keeps its work),
-    and records the run in `runs`.
-    """
-    from asg_audit.store import open_store
-
-    chain = config.chain
-    depth = int(chain.get("confirmations", DEFAULT_CONFIRMATIONS))
-    concurrency = max(1, int(chain.get("concurrency", DEFAULT_CONCURRENCY)))
-    change_scripts = frozenset(str(s).lower() for s in chain.get("change_scripts", ()))
-    own_client = client is None
-    client = client or chain_client_from_config(config)
-    summary = VerifySummary()
-    started = time.monotonic()
-    requests0, throttled0 = client.requests, client.throttled
-    try:
-        with open_store(db) as store:
-            run_id = store.start_run("verify-chain")
-            summary.run_id = run_id
-            todo, summary.txids_total, summary.cached_confirmed = _pending_txids(store.con)
-            bar = _progress_bar(len(todo)) if progress else None
-            status = "failed"
-            try:
-                with ThreadPoolExecutor(max_workers=concurrency) as pool:
-                    for start in range(0, len(todo), _WRITE_EVERY):
-                        chunk = todo[start : start + _WRITE_EVERY]
-                        batches = [
-                            chunk[i : i + MAX_BULK_TXIDS]
-                            for i in range(0, len(chunk), MAX_BULK_TXIDS)
-                        ]
-                        got: list[ChainTx] = []
-                        for txs in pool.map(
-                            lambda b: client.fetch(b, confirmations=depth), batches
-                        ):
-                            got.extend(txs)
-                            if bar is not None:
-                                bar[0].advance(bar[1], len(txs))
-                            if on_progress is not None:
-                                on_progress(start + len(got), len(todo))
-                        frame = _rows(
-                            got,
-                            fetched_at=datetime.now(UTC),
-                            run_id=run_id,
-                            change_scripts=change_scripts,
-                        )
-                        summary.reorged += _store_rows(store, frame)
-                        _count(summary, got)
-                if chain.get("fetch_parents", False):
-                    fetch_parent_fees(store, client, pool_size=concurrency)
-                status = "ok"
-            finally:
-                if bar is not None:
-                    bar[0].stop()
-                summary.requests = client.requests - requests0
-                summary.throttled = client.throttled - throttled0
-                summary.elapsed_s = time.monotonic() - started
-                store.finish_run(
-                    run_id,
-                    status=status,
-                    stats={k: v for k, v in summary.__dict__.items() if k != "refusals"},
-                )
-    finally:
-        if own_client:
-            client.close()
-    return summary
-
-
-def _count(summary: VerifySummary, txs: Iterable[ChainTx]) -> None:
-    for t in txs:
-        summary.checked += 1
-        if t.status == "confirmed":
-            summary.confirmed += 1
-        elif t.status == "unconfirmed":
-            summary.unconfirmed += 1
-        elif t.status == "unknown":
-            summary.unknown += 1
-        else:
-            summary.refused += 1
-            summary.refusals.append(t.note or t.txid)
-
-
-def _progress_bar(total: int) -> tuple[Any, Any]:
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
-
-    bar = Progress(
-        "verifying txids", BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), transient=True
-    )
-    task = bar.add_task("verify", total=total)
-    bar.start()
-    return bar, task
-
-
-def fetch_parent_fees(store: Any, client: ChainClient, *, pool_size: int = 4) -> int:
-    """Fetch the parents of stored transactions and fill `chain_txs.fee_sats`; return how many.
-
-    Optional (`[chain] fetch_parents = true`): one more bulk call per 20 parents. A fee can be
-    computed only when every parent is known to the index; otherwise it stays null.
-    """
-    con = store.con
-    rows = con.execute(
-        "SELECT txid, raw_hex FROM chain_txs WHERE raw_hex IS NOT NULL AND fee_sats IS NULL"
-    ).fetchall()
-    spends: dict[str, list[tuple[str, int]]] = {}
-    totals: dict[str, int] = {}
-    for txid, raw_hex in rows:
-        p = parse_raw_tx(raw_hex)
-        if p.is_coinbase:
-            continue
-        spends[txid] = [(i.prev_txid, i.prev_vout) for i in p.inputs]
-        totals[txid] = p.total_out_sats
-    known = {
-        t: list(o) for t, o in con.execute("SELECT txid, output_sats FROM chain_parents").fetchall()
-    }
-    wanted = sorted({prev for ins in spends.values() for prev, _ in ins} - set(known))
-    batches = [wanted[i : i + MAX_BULK_TXIDS] for i in range(0, len(wanted), MAX_BULK_TXIDS)]
-    fetched: list[tuple[str, list[int], str]] = []
-    with ThreadPoolExecutor(max_workers=pool_size) as pool:
-        for answers in pool.map(client.raw_txs, batches):
-            for a in answers:
-                txid, h = str(a.get("txid", "")).lower(), a.get("hex")
-                if not isinstance(h, str):
-                    continue
-                try:
-                    parent = check_index_answer(txid, bytes.fromhex(h))
-                except (IndexIntegrityError, ValueError):
-                    continue
-                fetched.append((txid, [o.value_sats for o in parent.outputs], h))
-    now = datetime.now(UTC)
-    fees = []
-    for txid, outs, _ in fetched:
-        known[txid] = outs
-    for txid, ins in spends.items():
-        try:
-            fee = sum(known[prev][vout] for prev, vout in ins) - totals[txid]
-        except (KeyError, IndexError):
-            continue
-        fees.append((fee, txid))
-    with store.transaction():
-        for txid, outs, h in fetched:
-            con.execute(
-                "INSERT OR REPLACE INTO chain_parents VALUES (?, ?, ?, ?)", [txid, outs, h, now]
-            )
-        if fees:
-            con.executemany("UPDATE chain_txs SET fee_sats = ? WHERE txid = ?", fees)
-    return len(fees)
-
-
-_SEVERITY_RANK: Final = {"info": 0, "warn": 1, "fail": 2}
-
-
-def reconciliation_findings(
-    db: str | Path, config: AuditConfig, *, prefixes: tuple[str, ...] = ("chain.",)
-) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Return (findings of the checks whose id starts with `prefixes`, chain coverage)."""
-    from asg_audit.checks import CheckContext, registered_checks, run_checks
-    from asg_audit.reconcile import chain_coverage
-    from asg_audit.store import open_store
-
-    with open_store(db, read_only=True) as store:
-        present = set(store.tables())
-        tables: dict[str, pl.LazyFrame | pl.DataFrame] = {
-            name: store.frame(name)
-            for name in ("results", "submissions", "chain_txs", "billing_usage")
-            if name in present
-        }
-    chain = tables.get("chain_txs")
-    as_of = datetime.now(UTC)
-    ctx = CheckContext(tables, config=config, as_of=as_of)
-    wanted = [c for c in registered_checks() if c.startswith(prefixes)]
-    findings = run_checks(ctx, only=wanted)
-    coverage = (
-        chain_coverage(ctx.tasks, chain.lazy())
-        if chain is not None and "chain." in prefixes
-        else pl.DataFrame()
-    )
-    return findings, coverage
-
-
-def report_exit_code(findings: pl.DataFrame, fail_on: str) -> int:
-    """Return 1 when a finding is at or above `fail_on`, else 0."""
-    floor = _SEVERITY_RANK[fail_on]
-    worst = max((_SEVERITY_RANK.get(s, 0) for s in findings["severity"].to_list()), default=-1)
-    return 1 if worst >= floor else 0
-
-
-def print_findings(findings: pl.DataFrame, coverage: pl.DataFrame | None = None) -> None:
-    """Print findings counted by check and severity, the first few of each, and coverage."""
-    if coverage is not None and coverage.height:
-        print("cost checks coverage (settled tasks):")
-        for proves, n in coverage.iter_rows():
-            print(f"  {proves}: {n}")
-    if not findings.height:
-        print("findings: none")
-        return
-    print(f"findings: {findings.height}")
-    for (check_id, severity), group in findings.group_by(
-        ["check_id", "severity"], maintain_order=True
-    ):
-        print(f"  {check_id} [{severity}]: {group.height}")
-        for row in group.head(5).iter_rows(named=True):
-            print(
-                f"    {row['entity_type']} {row['entity_id']}: {row['message']} ({row['proves']})"
-            )
-
-
+# The verification pipeline lives in `chain_verify` (split by concept); its names are part of
+# this module's API.
 # Register the chain checks with the check registry (the registry imports this module).
 from asg_audit import reconcile as _reconcile  # noqa: E402,F401
+from asg_audit.chain_verify import (  # noqa: E402
+    VerifySummary,
+    fetch_parent_fees,
+    print_findings,
+    reconciliation_findings,
+    report_exit_code,
+    verify_chain,
+)
