@@ -256,7 +256,9 @@ class DeliveryWriter:
             return
         stack = contextlib.ExitStack()
         try:
-            store = stack.enter_context(open_store(self.db_path, wait_seconds=self.open_wait_seconds))
+            store = stack.enter_context(
+                open_store(self.db_path, wait_seconds=self.open_wait_seconds)
+            )
             # One DuckDB worker thread: the receiver's work is many small statements, and
             # parallel scans would only take CPU from the event loop answering deliveries.
             store.con.execute("SET threads = 1")
@@ -312,7 +314,7 @@ class DeliveryWriter:
                 to_normalise.append(d)
         con = store.con
         try:
-            rows = _deliveries_frame(batch, self.run_id)
+            rows = _deliveries_frame(batch, self.run_id)  # noqa: F841 - read by name in SQL
             # Appends to this table only: no store lock (see the module docstring). One
             # statement in auto-commit mode is one transaction, and one GIL hand-off.
             con.execute(

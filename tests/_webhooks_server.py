@@ -108,7 +108,8 @@ def wait_healthy(url: str, proc: subprocess.Popen[bytes] | None = None,
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"receiver exited: {proc.stderr.read().decode() if proc.stderr else ''}")
+            err = proc.stderr.read().decode() if proc.stderr else ""
+            raise RuntimeError(f"receiver exited: {err}")
         with contextlib.suppress(httpx.HTTPError):
             if httpx.get(url + "/healthz", timeout=1).status_code == 200:
                 return

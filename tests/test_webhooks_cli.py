@@ -7,12 +7,11 @@ from importlib import resources
 
 import httpx
 import pytest
+from _webhooks_server import free_port, payload, receiver_process, signed
 
 from asg_audit.cli import _build_parser, main
 from asg_audit.webhook_writer import Outcome
 from asg_audit.webhooks import WEBHOOK_PATH, create_webhook_app
-
-from _webhooks_server import free_port, payload, receiver_process, signed
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""Durability: kill -9 the receiver in the middle of a load, restart it, lose nothing acknowledged."""
+"""Durability: kill -9 the receiver in the middle of a load, restart it, lose nothing acked."""
 
 from __future__ import annotations
 
@@ -9,8 +9,7 @@ import time
 
 import duckdb
 import httpx
-
-from _webhooks_server import SECRET, free_port, payload, receiver_process, signed
+from _webhooks_server import free_port, payload, receiver_process, signed
 
 
 async def _load(url: str, acked: dict[str, tuple[bytes, dict[str, str]]], stop_at: float,

@@ -12,13 +12,12 @@ import time
 import duckdb
 import httpx
 import pytest
+from _webhooks_server import ThreadServer
 
 from asg_audit.cli import main
 from asg_audit.sim import FaultConfig, WorldConfig, generate_world, run_simulator
 from asg_audit.sim.clock import parse_ts
 from asg_audit.webhooks import create_webhook_app
-
-from _webhooks_server import ThreadServer
 
 FAULTS = FaultConfig(webhook_duplicate_rate=0.3, webhook_failure_rate=0.3)
 

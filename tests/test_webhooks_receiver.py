@@ -13,11 +13,10 @@ from datetime import UTC, datetime, timedelta
 import duckdb
 import httpx
 import pytest
+from _webhooks_server import OLD_SECRET, SECRET, ThreadServer, payload, signed
 
 from asg_audit.store import open_store
 from asg_audit.webhooks import WebhookSettings, create_webhook_app, sign_body
-
-from _webhooks_server import OLD_SECRET, SECRET, ThreadServer, payload, signed
 
 
 def _rows(db, sql, params=()):
@@ -184,7 +183,8 @@ def test_webhooks_changed_result_is_kept_as_a_conflict(serve, db):
     with serve() as srv:
         for label in ("cat", "dog"):
             body, headers = signed(payload("tsk_changed", label=label))
-            assert httpx.post(srv.hook_url, content=body, headers=headers).json()["outcome"] == "stored"
+            answer = httpx.post(srv.hook_url, content=body, headers=headers)
+            assert answer.json()["outcome"] == "stored"
     assert _rows(db, "SELECT consensus_label, conflict_count FROM results") == [("cat", 1)]
 
 
@@ -192,12 +192,14 @@ def test_webhooks_out_of_order_deliveries_are_all_stored(serve, db):
     now = datetime.now(UTC)
     early = payload("tsk_early", at=now - timedelta(seconds=30))
     late = payload("tsk_late", at=now)
-    early_retry = {**early, "timestamp": (now + timedelta(seconds=4)).strftime("%Y-%m-%dT%H:%M:%SZ")}
+    retried_at = (now + timedelta(seconds=4)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    early_retry = {**early, "timestamp": retried_at}
     with serve() as srv:
         outcomes = []
         for doc in (early_retry, late, early):  # newer first, the original attempt last
             body, headers = signed(doc)
-            outcomes.append(httpx.post(srv.hook_url, content=body, headers=headers).json()["outcome"])
+            answer = httpx.post(srv.hook_url, content=body, headers=headers)
+            outcomes.append(answer.json()["outcome"])
     assert outcomes == ["stored", "stored", "duplicate"]
     settled = dict(_rows(db, "SELECT task_id, settled_at FROM results"))
     assert settled["tsk_early"] < settled["tsk_late"]
@@ -208,7 +210,8 @@ def test_webhooks_concurrent_deliveries_share_commits(serve, db):
 
     async def send_all(url):
         async with httpx.AsyncClient(limits=httpx.Limits(max_connections=50)) as client:
-            return await asyncio.gather(*(client.post(url, content=b, headers=h) for b, h in bodies))
+            sends = (client.post(url, content=b, headers=h) for b, h in bodies)
+            return await asyncio.gather(*sends)
 
     with serve(commit_max_wait_ms=5) as srv:
         answers = asyncio.run(send_all(srv.hook_url))
