@@ -219,9 +219,14 @@ def run_checks(ctx: CheckContext, *, only: Iterable[str] | None = None) -> pl.Da
         )
     if not plans:
         return pl.DataFrame(schema=FINDINGS_SCHEMA)
-    # polars 2.1's streaming engine panics in `pl.format` on some frames read from DuckDB
-    # ("assertion failed: i < self.len()"); the findings are small, so run them in memory.
-    found = pl.collect_all(plans, engine="in-memory")
+    # polars 2.1 panics ("assertion failed: i < self.len()" in str.format) on some frames read
+    # from DuckDB: in the streaming engine, and in memory when projection pushdown prunes
+    # columns under a `pl.format`. The findings are small: run them in memory, unpruned.
+    found = pl.collect_all(
+        plans,
+        engine="in-memory",
+        optimizations=pl.QueryOptFlags(projection_pushdown=False),
+    )
     return pl.concat([pl.DataFrame(schema=FINDINGS_SCHEMA), *found]).sort(
         "check_id", "entity_type", "entity_id", maintain_order=True
     )
