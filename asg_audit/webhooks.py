@@ -159,6 +159,7 @@ class WebhookSettings:
     secret_file: str | None = None
     graceful_shutdown_seconds: float = 30.0
     forwarded_allow_ips: str | None = None  # proxies trusted for X-Forwarded-For (uvicorn)
+    http: str = "auto"  # uvicorn's HTTP parser: auto (httptools when installed), h11, httptools
 
     @classmethod
     def from_mapping(cls, raw: Mapping[str, Any]) -> WebhookSettings:
@@ -179,6 +180,8 @@ class WebhookSettings:
             value = getattr(settings, name)
             if not isinstance(value, int | float) or isinstance(value, bool) or value < 0:
                 raise ConfigError(f"webhooks.{name} must be a non-negative number")
+        if settings.http not in ("auto", "h11", "httptools"):
+            raise ConfigError("webhooks.http must be auto, h11 or httptools")
         if not settings.path.startswith("/"):
             raise ConfigError("webhooks.path must start with '/'")
         return settings
@@ -366,6 +369,7 @@ def serve_webhooks(
         host=host,
         port=port,
         lifespan="on",
+        http=settings.http,
         access_log=False,
         log_level="warning",
         timeout_graceful_shutdown=int(settings.graceful_shutdown_seconds) or None,
