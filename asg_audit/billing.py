@@ -141,7 +141,11 @@ class _Gateway:
             try:
                 body = resp.json()
             except ValueError:
-                raise ApiTransientError(f"GET {path}: body is not JSON") from None
+                # A truncated or garbled 200 is a transport fault: ask again.
+                if attempt == self.retries:
+                    raise ApiTransientError(f"GET {path}: body is not JSON") from None
+                time.sleep(min(10.0, 0.25 * 2**attempt))
+                continue
             if not isinstance(body, dict):
                 raise ApiStatusError(f"GET {path}: expected a JSON object")
             return body, resp.text

@@ -65,7 +65,8 @@ def _cmd_db_info(args: argparse.Namespace, config: AuditConfig) -> int:
 def _cmd_demo(args: argparse.Namespace, config: AuditConfig) -> int:
     from asg_audit.demo import run_demo
 
-    return run_demo(config, out_dir=args.out)
+    return run_demo(config, out_dir=args.out, tasks=args.tasks, seed=args.seed,
+                    time_scale=args.time_scale, faults=args.faults)
 
 
 # -- commands registered by feature modules (add yours below, keep each a thin call) ------------
@@ -181,6 +182,33 @@ def _cmd_collect(args: argparse.Namespace, config: AuditConfig) -> int:
         deadline_s=args.deadline,
     )
 
+def _cmd_audit(args: argparse.Namespace, config: AuditConfig) -> int:
+    from asg_audit.jobs import outcome_json, run_audit
+
+    outcome = run_audit(
+        config,
+        out_dir=args.out,
+        formats=args.format,
+        wait_seconds=args.wait,
+        fail_on=args.fail_on,
+        since=args.since,
+        until=args.until,
+        compare=args.compare,
+        progress=sys.stderr.isatty(),
+        log=sys.stderr if args.json else sys.stdout,
+    )
+    if args.json:
+        print(outcome_json(outcome))
+    else:
+        s = outcome.summary
+        print(f"run {outcome.run_id}: {s.get('tasks', 0):,} tasks, {s.get('settled', 0):,} settled;"
+              f" findings fail {s.get('findings', {}).get('fail', 0)},"
+              f" warn {s.get('findings', {}).get('warn', 0)}")
+        if outcome.report_dir is not None:
+            print(f"report: {outcome.report_dir / 'index.html'}")
+    return outcome.exit_code
+
+
 def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="asg-audit",
@@ -207,7 +235,14 @@ def _build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="run the main job end to end on a fresh store")
     _add_common(p)
-    p.add_argument("--out", metavar="DIR", default="demo-output", help="demo folder")
+    p.add_argument("--out", metavar="DIR", default="demo-output",
+                   help="demo folder: its store is recreated (default demo-output)")
+    p.add_argument("--tasks", type=int, default=3000, metavar="N", help="simulated tasks (default 3000)")
+    p.add_argument("--seed", type=int, default=7, help="simulator seed (default 7)")
+    p.add_argument("--time-scale", type=float, default=0.02, metavar="S",
+                   help="wall seconds per simulated second (default 0.02)")
+    p.add_argument("--faults", choices=("none", "mild", "harsh"), default="mild",
+                   help="simulated faults: 429s, 5xx, drops, truncated bodies (default mild)")
     p.set_defaults(handler=_cmd_demo)
 
     p = sub.add_parser("simulate", help="serve a seeded simulator of the Gateway and chain index")
@@ -298,6 +333,29 @@ def _build_parser() -> argparse.ArgumentParser:
         help="a task still pending this long after creation becomes expired (default 3600)",
     )
     p.set_defaults(handler=_cmd_collect)
+
+    p = sub.add_parser(
+        "audit",
+        help="the scheduled job: ingest, collect, verify, reconcile, analyse, report, exit code",
+        description="One incremental audit run: ingest the [audit] drop_folders, collect pending "
+        "tasks, verify new txids on chain, reconcile billing, analyse, check, write the report "
+        "and record the run. Exit codes: 0 ok, 1 findings at or above --fail-on, 2 usage or "
+        "config error, 3 incomplete (API unreachable, key refused, database busy, interrupted).",
+    )
+    _add_common(p)
+    p.add_argument("--out", metavar="DIR", default=None,
+                   help="reports folder (default [audit] report_dir, else reports)")
+    p.add_argument("--format", default="html,md,json", metavar="LIST",
+                   help="comma-separated: html, md, json (default all)")
+    p.add_argument("--wait", type=float, default=0.0, metavar="SECONDS",
+                   help="wait this long for an overlapping run to finish (default: exit 3 at once)")
+    p.add_argument("--fail-on", choices=("info", "warn", "fail"), default=None,
+                   help="exit 1 at findings of this severity or worse (default: config fail_on)")
+    p.add_argument("--since", type=_report_time, metavar="WHEN", help="only tasks created from then")
+    p.add_argument("--until", type=_report_time, metavar="WHEN", help="only tasks created before")
+    p.add_argument("--compare", metavar="RUN", help="compare with an earlier report: a run id or 'previous'")
+    p.add_argument("--json", action="store_true", help="print the outcome as JSON on stdout")
+    p.set_defaults(handler=_cmd_audit)
 
     return parser
 

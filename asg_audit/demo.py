@@ -1,21 +1,34 @@
-"""`asg-audit demo`: the main job end to end on a fresh store.
+"""`asg-audit demo`: the main job end to end, on the embedded DuckDB and the simulator.
 
-Today: ingest the bundled sample export and submissions into a fresh store under the demo folder
-and print the ingest summary and a per-status table.
+It starts the simulator on 127.0.0.1 (a seeded world with planted anomalies, scaled time), a real
+webhook receiver registered with the simulated Gateway, then runs the scheduled audit job
+against them: track the submissions, collect (some tasks are still live and settle during the
+run), receive webhooks, verify the chain, reconcile billing, analyse, check, report. It prints
+the headline figures, the findings and the path of `index.html`, and compares the findings with
+the simulator's ground truth.
 """
 
 from __future__ import annotations
 
+import contextlib
+import secrets
+import socket
 import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
-from asg_audit.config import AuditConfig
-from asg_audit.ingest import ingest_paths, print_ingest_summary, print_track_summary, track_file
-from asg_audit.store import open_store
+from asg_audit.config import AuditConfig, Secret
+from asg_audit.errors import EXIT_INCOMPLETE, EXIT_OK
 
-__all__ = ["run_demo", "sample_path"]
+__all__ = ["DEFAULT_DEMO_TASKS", "run_demo", "sample_path"]
+
+DEFAULT_DEMO_TASKS = 3000  # keep in step with `asg-audit demo --tasks`
+DEFAULT_TIME_SCALE = 0.02  # one simulated second lasts 20 ms
 
 
 def sample_path(name: str) -> Path:
@@ -23,30 +36,212 @@ def sample_path(name: str) -> Path:
     return Path(str(resources.files("asg_audit") / "data" / name))
 
 
-def _status_table(db: Path, out: IO[str]) -> None:
-    with open_store(db, read_only=True) as store:
-        rows = store.con.execute(
-            "SELECT coalesce(status, '(none)'), count(*), "
-            "count(*) FILTER (WHERE cost_unknown), "
-            "coalesce(sum(cost_sats), 0) FROM results GROUP BY 1 ORDER BY 2 DESC"
-        ).fetchall()
-    print(f"\n{'status':<14}{'tasks':>8}{'cost unknown':>14}{'sats reported':>15}", file=out)
-    for status, n, unknown, sats in rows:
-        print(f"{status:<14}{n:>8,}{unknown:>14,}{sats:>15,}", file=out)
+@contextlib.contextmanager
+def _serve_in_thread(app: Any) -> Iterator[str]:
+    """Serve an ASGI app with uvicorn on a free loopback port in a thread; yield its URL."""
+    import uvicorn
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = int(probe.getsockname()[1])
+    server = uvicorn.Server(
+        # log_config=None: leave the process's logging alone (the simulator shares it).
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False,
+                       lifespan="on")
+    )
+    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+    thread = threading.Thread(target=server.run, name="webhook-receiver", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("the webhook receiver did not start")
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True  # uvicorn drains deliveries in flight before it stops
+        thread.join(30)
 
 
-def run_demo(config: AuditConfig, *, out_dir: str | Path = "demo-output") -> int:
-    """Run the demo into `out_dir` (its store is recreated); return the exit code."""
-    out = sys.stdout
-    folder = Path(out_dir)
+def _fresh_store(folder: Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     db = folder / "demo.duckdb"
-    for stale in (db, db.with_suffix(".duckdb.wal")):
-        stale.unlink(missing_ok=True)
+    for stale in folder.glob("demo.duckdb*"):
+        stale.unlink()
+    return db
+
+
+def _write_provider_export(world: Any, path: Path) -> Path:
+    """Write the provider's export of the results known at simulated "now" (a drop-folder file)."""
+    import json
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    full = world.write_results_export(path.with_suffix(".all"))
+    with full.open() as src, path.open("w") as dst:
+        for line in src:
+            rec = json.loads(line)
+            settled = rec.get("settled_at") or (rec.get("settlement") or {}).get("settled_at")
+            if settled is None or parse_rfc3339(settled) <= world.now_at:
+                dst.write(line)
+    full.unlink()
+    return path
+
+
+def parse_rfc3339(text: str) -> float:
+    from datetime import datetime
+
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
+def _submit_live_tasks(gateway_url: str, api_key: str, count: int, path: Path) -> Path:
+    """Submit tasks through the Gateway as the customer's app would; write their records."""
+    import json
+
+    import httpx
+
+    kinds = [("image_classification", ["cat", "dog", "bird"]), ("sentiment", ["positive", "negative"])]
+    rows = []
+    with httpx.Client(base_url=gateway_url, timeout=10,
+                      headers={"Authorization": f"Bearer {api_key}"}) as client:
+        for i in range(count):
+            task_type, options = kinds[i % len(kinds)]
+            spec = {"task_type": task_type, "label_spec": {"options": options},
+                    "consensus_threshold": 3, "idempotency_key": f"demo-live-{i}"}
+            for attempt in range(8):  # the simulated Gateway throttles and fails now and then
+                try:
+                    answer = client.post("/v1/tasks", json=spec)
+                    if answer.status_code in (200, 202):
+                        body = answer.json()
+                        break
+                except (httpx.TransportError, ValueError):
+                    pass
+                time.sleep(0.05 * 2**attempt)
+            else:
+                continue
+            rows.append({"task_id": body["task_id"], "task_type": task_type,
+                         "consensus_threshold": 3, "label_spec": {"options": options},
+                         "created_at": body["created_at"]})
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def _print_headline(summary: dict[str, Any], out: IO[str]) -> None:
+    def fmt(value: Any, unit: str = "") -> str:
+        if value is None:
+            return "n/a"
+        if isinstance(value, float):
+            return f"{value:,.1f}{unit}" if unit != "%" else f"{value * 100:.1f}%"
+        return f"{value:,}{unit}"
+
+    rows = [
+        ("tasks", fmt(summary.get("tasks"))),
+        ("settled", fmt(summary.get("settled"))),
+        ("not settled", fmt(summary.get("unsettled"))),
+        ("latency p50 / p95", f"{fmt(summary.get('latency_p50_s'), ' s')} / "
+                              f"{fmt(summary.get('latency_p95_s'), ' s')}"),
+        (f"share over {summary.get('slo_seconds', 60):g} s SLO",
+         fmt(summary.get("share_over_slo"), "%")),
+        ("agreement rate", fmt(summary.get("agreement_rate"), "%")),
+        ("confidence follows", str(summary.get("confidence_follows"))),
+        ("best cost model", str(summary.get("best_cost_model"))),
+        ("sats reported (known)", fmt(summary.get("known_cost_sats"))),
+    ]
+    print("\nheadline", file=out)
+    for label, value in rows:
+        print(f"  {label:<26}{value}", file=out)
+
+
+def run_demo(
+    config: AuditConfig,
+    *,
+    out_dir: str | Path = "demo-output",
+    tasks: int = DEFAULT_DEMO_TASKS,
+    seed: int = 7,
+    time_scale: float = DEFAULT_TIME_SCALE,
+    faults: str = "mild",
+    out: IO[str] | None = None,
+) -> int:
+    """Run the demo into `out_dir` (its store is recreated); return the exit code."""
+    import polars as pl
+
+    from asg_audit.checks import findings_with_kinds
+    from asg_audit.ingest import print_track_summary, track_file
+    from asg_audit.jobs import run_audit
+    from asg_audit.sim import WorldConfig, generate_world, run_simulator
+    from asg_audit.webhooks import WEBHOOK_PATH, create_webhook_app, register_webhook
+
+    out = out or sys.stdout
+    started = time.monotonic()
+    folder = Path(out_dir)
+    db = _fresh_store(folder)
     print(f"demo store: {db}", file=out)
-    track = track_file(db, sample_path("sample_submissions.csv"))
-    print_track_summary(track, file=out)
-    summary = ingest_paths(db, [sample_path("sample_results.jsonl")])
-    print_ingest_summary(summary, file=out)
-    _status_table(db, out)
-    return 0
+    world = generate_world(WorldConfig(seed=seed, tasks=tasks, anomalies="all"))
+    world.write_ground_truth(folder / "ground_truth.json")
+    print(f"simulated world: {tasks:,} tasks, seed {seed}, anomalies planted: "
+          f"{len(world.anomalies)}", file=out)
+    hook_secret = Secret("whsec_demo_" + secrets.token_hex(16))
+    with run_simulator(world, time_scale=time_scale, faults=faults) as sim:
+        print(f"simulator: gateway {sim.gateway_url}, chain {sim.chain_url}", file=out)
+        receiver = create_webhook_app(db, [hook_secret], clock=sim.clock.now_dt)
+        with _serve_in_thread(receiver) as receiver_url:
+            register_webhook(sim.gateway_url, Secret(sim.api_key),
+                             receiver_url + WEBHOOK_PATH, hook_secret)
+            print(f"webhook receiver: {receiver_url}{WEBHOOK_PATH} (registered)", file=out)
+            live = _submit_live_tasks(sim.gateway_url, sim.api_key, 60,
+                                      folder / "live-submissions.ndjson")
+            subs = world.write_submissions(folder / "submissions.ndjson")
+            drop = _write_provider_export(world, folder / "drop" / "provider-export.jsonl")
+            print_track_summary(track_file(db, subs), file=out)
+            print_track_summary(track_file(db, live), file=out)
+            demo_config = config.replace(
+                db_path=db,
+                base_url=sim.gateway_url,
+                api_key=Secret(sim.api_key),
+                chain_url=sim.chain_url,
+                webhook_secrets=(hook_secret,),
+                # The simulated services run in scaled time: their limits (50 requests per
+                # simulated second on the Gateway, 3 on the chain index) allow faster clients.
+                collector={"max_rps": 40, "concurrency": 32, **config.collector},
+                chain={"rps": 100, **config.chain},
+                audit={
+                    **config.audit,
+                    "report_dir": str(folder / "reports"),
+                    "drop_folders": [str(drop.parent)],
+                },
+            )
+            print("\naudit job", file=out)
+            outcome = run_audit(
+                demo_config,
+                clock=sim.clock,
+                as_of=sim.clock.now_dt(),
+                collect_seconds=float(config.audit.get("demo_collect_seconds", 3600)),
+                log=out,
+            )
+    _print_headline(outcome.summary, out)
+
+    from asg_audit.store import open_store
+
+    with open_store(db, read_only=True) as store:
+        findings = store.frame("findings", where="run_id = ?", params=[outcome.run_id])
+        hooks = store.con.execute(
+            "SELECT count(*) FROM observations WHERE source = 'webhook'").fetchall()[0][0]
+    print(f"\nwebhook deliveries stored: {hooks:,}", file=out)
+    by_check = findings.group_by("check_id", "severity").len().sort(["severity", "check_id"])
+    print(f"\nfindings: {findings.height:,}", file=out)
+    for check_id, severity, n in by_check.iter_rows():
+        print(f"  {severity:<5} {check_id:<40}{n:>6,}", file=out)
+    kinds = findings_with_kinds(findings).filter(pl.col("kind").is_not_null())
+    found = set(kinds.select("kind", "entity_id").iter_rows())
+    planted = {(a["kind"], a["entity_id"]) for a in world.anomalies}
+    missed = planted - found
+    print(f"\nground truth: {len(planted)} planted anomalies, {len(planted & found)} found, "
+          f"{len(missed)} missed, {len(found - planted)} reported but not planted", file=out)
+    for kind, n in sorted(Counter(k for k, _ in missed).items()):
+        print(f"  missed {kind}: {n}", file=out)
+    if outcome.report_dir is not None:
+        print(f"\nreport: {(outcome.report_dir / 'index.html').resolve()}", file=out)
+    print(f"audit exit code would be {outcome.exit_code} "
+          "(1: findings at or above fail; 3: incomplete)", file=out)
+    print(f"demo finished in {time.monotonic() - started:.0f} s", file=out)
+    return EXIT_INCOMPLETE if outcome.incomplete else EXIT_OK

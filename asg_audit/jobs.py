@@ -1,0 +1,266 @@
+"""The scheduled audit: collect, ingest, verify, reconcile, analyse, check, report, exit code.
+
+One run does only new work: drop-folder files already ingested are skipped, only tasks that are
+not final are polled, only txids not yet confirmed are looked up. A lock file beside the
+database keeps overlapping runs apart: the second one exits 3 (or waits `wait_seconds`).
+
+Exit codes (DESIGN.md): 0 ok; 1 findings at or above `fail_on`; 3 the run is incomplete (an API
+was unreachable or refused the key, the database was busy, the run was interrupted). A run whose
+collection failed still analyses and reports what the store holds, and still exits 3.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import IO, Any
+
+import httpx
+
+from asg_audit.config import AuditConfig
+from asg_audit.errors import (
+    EXIT_FINDINGS,
+    EXIT_INCOMPLETE,
+    EXIT_OK,
+    ApiError,
+    AuditError,
+    StoreBusyError,
+)
+from asg_audit.store import new_run_id, open_store
+
+__all__ = ["AuditOutcome", "audit_lock", "run_audit", "send_alert"]
+
+_SEVERITY_RANK = {"info": 0, "warn": 1, "fail": 2}
+DEFAULT_COLLECT_SECONDS = 300.0
+
+
+@dataclass(slots=True)
+class AuditOutcome:
+    """What one audit run did and how it ended."""
+
+    run_id: str
+    exit_code: int = EXIT_OK
+    steps: dict[str, str] = field(default_factory=dict)  # step -> ok | skipped (why) | failed (why)
+    summary: dict[str, Any] = field(default_factory=dict)
+    report_dir: Path | None = None
+    alert_sent: bool = False
+
+    @property
+    def incomplete(self) -> bool:
+        """Return whether a step could not be done (the run exits 3)."""
+        return any(v.startswith("failed") for v in self.steps.values())
+
+
+@contextlib.contextmanager
+def audit_lock(db_path: Path, *, wait_seconds: float = 0.0) -> Iterator[Path]:
+    """Hold the audit lock of a database (a file beside it) for the duration of the block.
+
+    Raises StoreBusyError when another audit holds it after `wait_seconds`.
+    """
+    lock_path = db_path.with_name(db_path.name + ".audit-lock")
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    deadline = time.monotonic() + wait_seconds
+    try:
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise StoreBusyError(
+                        f"{db_path}: another audit run is in progress (lock {lock_path}); "
+                        "use --wait SECONDS to wait for it"
+                    ) from None
+                time.sleep(0.2)
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        yield lock_path
+    finally:
+        os.close(fd)  # closing releases the flock
+
+
+def send_alert(url: str, payload: dict[str, Any], *, timeout: float = 10.0) -> None:
+    """POST the JSON summary of a run to an alert URL (one message per run)."""
+    try:
+        response = httpx.post(url, json=payload, timeout=timeout)
+    except httpx.HTTPError as exc:
+        raise ApiError(f"alert to {_redact_url(url)} failed: {type(exc).__name__}") from None
+    if response.status_code >= 300:
+        raise ApiError(f"alert to {_redact_url(url)} answered {response.status_code}")
+
+
+def _redact_url(url: str) -> str:
+    parsed = httpx.URL(url)
+    return str(parsed.copy_with(query=None, userinfo=b""))
+
+
+def _step(
+    outcome: AuditOutcome, name: str, fn: Callable[[], str], log: IO[str]
+) -> None:
+    """Run one step; record ok/skipped, or failed with the reason when an API let us down."""
+    started = time.monotonic()
+    try:
+        note = fn()
+    except (ApiError, StoreBusyError) as exc:
+        outcome.steps[name] = f"failed: {exc}"
+    except AuditError as exc:
+        outcome.steps[name] = f"failed: {exc}"
+    else:
+        outcome.steps[name] = note or "ok"
+    print(f"{name:<13} {outcome.steps[name]} [{time.monotonic() - started:.1f} s]", file=log)
+
+
+def run_audit(
+    config: AuditConfig,
+    *,
+    out_dir: str | Path | None = None,
+    formats: str = "html,md,json",
+    wait_seconds: float = 0.0,
+    fail_on: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    as_of: datetime | None = None,
+    compare: str | None = None,
+    collect_seconds: float | None = None,
+    clock: Any = None,
+    progress: bool = False,
+    log: IO[str] | None = None,
+) -> AuditOutcome:
+    """Run one audit end to end and return its outcome (with the exit code to use)."""
+    from asg_audit.audit import analyze
+    from asg_audit.report import render
+
+    log = log or sys.stdout
+    db = Path(config.db_path)
+    settings = dict(config.audit)
+    fail_on = fail_on or str(settings.get("fail_on", config.fail_on))
+    out = Path(out_dir or settings.get("report_dir", "reports"))
+    outcome = AuditOutcome(run_id=new_run_id())
+    with audit_lock(db, wait_seconds=wait_seconds):
+        with open_store(db, wait_seconds=wait_seconds) as store:
+            store.start_run("audit", run_id=outcome.run_id)
+
+        _step(outcome, "ingest", lambda: _ingest_drop_folders(config, settings, progress), log)
+        _step(outcome, "collect", lambda: _collect(config, settings, collect_seconds, progress, clock), log)
+        _step(outcome, "verify-chain", lambda: _verify_chain(config, settings, progress), log)
+        _step(outcome, "billing", lambda: _billing(config, settings), log)
+
+        audit = analyze(db, since=since, until=until, config=config, as_of=as_of)
+        with open_store(db, wait_seconds=wait_seconds) as store, store.transaction():
+            store.write_findings(outcome.run_id, audit.findings)
+        report = render(audit, out, formats=formats, run_id=outcome.run_id, compare=compare)
+        outcome.report_dir = report.folder
+        outcome.summary = audit.summary()
+        worst = audit.worst_severity()
+        if outcome.incomplete:
+            outcome.exit_code = EXIT_INCOMPLETE
+        elif worst is not None and _SEVERITY_RANK[worst] >= _SEVERITY_RANK[fail_on]:
+            outcome.exit_code = EXIT_FINDINGS
+        alert_url = settings.get("alert_url")
+        alert_on = str(settings.get("alert_on", "fail"))
+        if alert_url and worst is not None and _SEVERITY_RANK[worst] >= _SEVERITY_RANK[alert_on]:
+            payload = {"run_id": outcome.run_id, "steps": outcome.steps, **outcome.summary}
+            try:
+                send_alert(str(alert_url), payload)
+                outcome.alert_sent = True
+            except ApiError as exc:
+                print(f"alert         failed: {exc}", file=log)
+        with open_store(db, wait_seconds=wait_seconds) as store:
+            store.finish_run(
+                outcome.run_id,
+                status="incomplete" if outcome.incomplete else "ok",
+                stats={"steps": outcome.steps, "exit_code": outcome.exit_code,
+                       "report": str(outcome.report_dir), **outcome.summary},
+            )
+    return outcome
+
+
+# -- steps -------------------------------------------------------------------------------------
+
+
+def _ingest_drop_folders(config: AuditConfig, settings: dict[str, Any], progress: bool) -> str:
+    from asg_audit.ingest import ingest_paths
+
+    folders = [Path(p) for p in settings.get("drop_folders", [])]
+    existing = [p for p in folders if p.exists()]
+    if not folders:
+        return "skipped (no [audit] drop_folders configured)"
+    if not existing:
+        return "skipped (drop folders do not exist yet)"
+    summary = ingest_paths(config.db_path, existing, progress=progress)
+    failed = summary.failed_files
+    if failed:
+        return "ok with unreadable files: " + "; ".join(f.error or f.path for f in failed)
+    new_files = sum(f.status == "ingested" for f in summary.files)
+    return f"ok: {new_files} new file(s), {summary.accepted:,} records accepted"
+
+
+def _collect(
+    config: AuditConfig,
+    settings: dict[str, Any],
+    seconds: float | None,
+    progress: bool,
+    clock: Any,
+) -> str:
+    from asg_audit.collector import collect_sync
+
+    if config.api_key is None:
+        return "skipped (no ASG_API_KEY: nothing to poll)"
+    budget = seconds if seconds is not None else settings.get("collect_seconds", DEFAULT_COLLECT_SECONDS)
+    summary = collect_sync(config, run_for_s=float(budget), progress=progress, clock=clock)
+    if summary.status == "auth_refused":
+        raise ApiError("the Gateway refused the API key (401/403)")
+    stats = summary.stats
+    if summary.tracked and stats.get("requests", 0) and not (
+        stats.get("http_200", 0) or stats.get("http_202", 0) or stats.get("http_404", 0)
+    ):
+        raise ApiError("the Gateway did not answer any poll usefully (unreachable?)")
+    return (
+        f"ok: {summary.settled:,} settled, {summary.pending:,} still pending, "
+        f"{summary.not_found:,} not found ({summary.status})"
+    )
+
+
+def _verify_chain(config: AuditConfig, settings: dict[str, Any], progress: bool) -> str:
+    from asg_audit.chain import verify_chain
+
+    if not settings.get("verify_chain", True):
+        return "skipped (disabled in [audit])"
+    summary = verify_chain(config.db_path, config, progress=progress)
+    return (
+        f"ok: {summary.checked:,} checked, {summary.confirmed:,} confirmed, "
+        f"{summary.unconfirmed:,} unconfirmed, {summary.unknown:,} unknown"
+    )
+
+
+def _billing(config: AuditConfig, settings: dict[str, Any]) -> str:
+    from asg_audit.billing import fetch_billing
+
+    if config.api_key is None:
+        return "skipped (no ASG_API_KEY)"
+    if not settings.get("billing", True):
+        return "skipped (disabled in [audit])"
+    summary = fetch_billing(config.db_path, config)
+    return f"ok: {len(summary.months)} month(s), {summary.invoices} invoice(s)"
+
+
+def outcome_json(outcome: AuditOutcome) -> str:
+    """Return the outcome as JSON (for `--json` and alerts)."""
+    return json.dumps(
+        {
+            "run_id": outcome.run_id,
+            "exit_code": outcome.exit_code,
+            "steps": outcome.steps,
+            "report": str(outcome.report_dir) if outcome.report_dir else None,
+            "summary": outcome.summary,
+        },
+        default=str,
+    )
