@@ -178,6 +178,11 @@ def main() -> int:
         )
         try:
             _wait_healthy(url, receiver)
+            import psutil
+
+            proc = psutil.Process(receiver.pid)
+            cpu_before = sum(proc.cpu_times()[:2])
+            load_before = os.getloadavg()[0]
             load = subprocess.run(
                 [sys.executable, __file__, "--load", url + "/webhooks/asg",
                  "--count", str(args.count), "--seconds", str(args.seconds),
@@ -186,6 +191,8 @@ def main() -> int:
                 capture_output=True, text=True, check=True,
             )
             result = json.loads(load.stdout)
+            receiver_cpu_s = sum(proc.cpu_times()[:2]) - cpu_before
+            load_after = os.getloadavg()[0]
         finally:
             receiver.send_signal(signal.SIGTERM)
             receiver.wait(60)
@@ -204,6 +211,10 @@ def main() -> int:
     print(f"{'acknowledged (2xx)':<28}{result['acknowledged']:>14,}")
     print(f"{'stored (deliveries)':<28}{stored:>14,}")
     print(f"{'stored (observations)':<28}{observed:>14,}{'== acked':>14}  {stored_ok}")
+    cpu_ms = receiver_cpu_s * 1000 / max(1, result["sent"])
+    one_core = 1000 / cpu_ms
+    print(f"{'receiver CPU per delivery':<28}{cpu_ms:>11.2f} ms   (one core: ~{one_core:,.0f}/s)")
+    print(f"machine load average (1 min) before/after: {load_before:.1f} / {load_after:.1f}")
     print(f"statuses: {result['statuses']}  errors: {len(result['errors'])}")
     print(f"ratios: rate {result['rate_per_s'] / TARGET_RATE:.2f}x target,"
           f" p99 {result['p99_ms'] / TARGET_P99_MS:.2f}x limit")
