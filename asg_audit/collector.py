@@ -27,6 +27,7 @@ import threading
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Final
 
@@ -65,6 +66,7 @@ class _Task:
     first_404_at: float | None = None
     errors: int = 0  # consecutive failed attempts
     stored_pending: bool = False
+    final_key: tuple[str, datetime] | None = None  # the record that made the task final
     version: int = 0
 
 
@@ -103,7 +105,8 @@ class _Collector:
         self.pending = 0
         self.records: list[RawRecord] = []
         self.rows: dict[str, tuple[Any, ...]] = {}
-        self.origins: dict[str, str] = {}  # origin -> task id, for rejected final answers
+        # (origin, observed_at) -> task id of each buffered record, to spot rejected final answers
+        self.origins: dict[tuple[str, datetime], str] = {}
         self.stats: dict[str, Any] = {
             k: 0
             for k in (
@@ -286,20 +289,25 @@ class _Collector:
 
     # -- outcomes ----------------------------------------------------------------------------------
 
-    def _record(self, body: bytes, origin: str, task_id: str, code: int | None, at: float) -> None:
+    def _record(
+        self, body: bytes, origin: str, task_id: str, code: int | None, at: float
+    ) -> tuple[str, datetime]:
+        observed_at = dt_utc(at)
         self.records.append(
             RawRecord(
                 body=body,
                 source=Source.POLL,
                 origin=origin,
-                observed_at=dt_utc(at),
+                observed_at=observed_at,
                 task_id_hint=task_id,
                 http_status=code,
             )
         )
-        self.origins[origin] = task_id
+        key = (origin, observed_at)
+        self.origins[key] = task_id
         if len(self.records) >= self.s.batch_size:
             self._flush_wanted.set()
+        return key
 
     def _handle(self, t: _Task, outcome: gw.Outcome, sent_at: float) -> None:
         now = self.clock.now()
@@ -314,7 +322,7 @@ class _Collector:
             t.polls += 1
             t.errors = 0
             t.first_404_at = None
-            self._record(outcome.body, outcome.origin, task_id, 200, now)
+            t.final_key = self._record(outcome.body, outcome.origin, task_id, 200, now)
             if outcome.status == "settled":
                 return self._finish(t, "done", now)
             if outcome.status not in _CONTINUE_STATUSES:
@@ -446,19 +454,21 @@ class _Collector:
             if created is not None:
                 self.policy.observe_settled(t.facts, settled_at - created)
 
-    def _reopen(self, rejected: set[str], origins: Mapping[str, str]) -> None:
+    def _reopen(
+        self, rejected: set[tuple[str, datetime]], origins: Mapping[tuple[str, datetime], str]
+    ) -> None:
         """A final answer the normaliser rejected is not evidence: poll that task again."""
         now = self.clock.now()
-        for origin in rejected:
-            t = self.tasks.get(origins.get(origin, ""))
-            if t is None or t.state not in ("done", "failed"):
+        for key in rejected:
+            t = self.tasks.get(origins.get(key, ""))
+            if t is None or t.state not in ("done", "failed") or t.final_key != key:
                 continue
-            key = "settled" if t.state == "done" else "failed"
-            setattr(self.summary, key, getattr(self.summary, key) - 1)
+            counter = "settled" if t.state == "done" else "failed"
+            setattr(self.summary, counter, getattr(self.summary, counter) - 1)
             t.state = "pending"
             self.pending += 1
             self.policy.observe_tracked(t.facts)
-            self._schedule(t, now, at=now + 5.0)
+            self._schedule(t, now, at=now + 5.0, answered=False)
 
     def snapshot(self) -> ProgressSnapshot:
         s = self.summary

@@ -242,7 +242,7 @@ class GatewayClient:
             headers=headers,
             timeout=httpx.Timeout(timeout_s),
             limits=httpx.Limits(
-                max_connections=max_connections, max_keepalive_connections=max_connections
+                max_connections=max_connections * 2, max_keepalive_connections=max_connections * 2
             ),
             transport=transport,
             follow_redirects=False,

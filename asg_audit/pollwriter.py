@@ -164,7 +164,7 @@ class PollWriter:
 
     def flush(
         self, run_id: str, records: list[RawRecord], rows: list[tuple[Any, ...]]
-    ) -> tuple[list[tuple[str, float, float | None]], set[str]]:
+    ) -> tuple[list[tuple[str, float, float | None]], set[tuple[str, datetime]]]:
         """Write one batch in one transaction; return settled latencies and rejected origins."""
         assert self.store is not None
         t0 = time.thread_time()
@@ -200,7 +200,7 @@ class PollWriter:
                 finally:
                     con.unregister("_poll_rows")
         latencies: list[tuple[str, float, float | None]] = []
-        rejected: set[str] = set()
+        rejected: set[tuple[str, datetime]] = set()
         if batch is not None:
             settled = batch.accepted.filter(
                 (pl.col("status") == "settled") & pl.col("settled_at").is_not_null()
@@ -210,6 +210,10 @@ class PollWriter:
                 pl.col("created_at").dt.epoch("ms") / 1000.0,
             )
             latencies = [(r[0], r[1], r[2]) for r in settled.iter_rows()]
-            rejected = set(batch.rejects.get_column("origin").drop_nulls().to_list())
+            rejected = {
+                (origin, observed_at)
+                for origin, observed_at in batch.rejects.select("origin", "observed_at").iter_rows()
+                if origin is not None
+            }
         self.cpu_s += time.thread_time() - t0
         return latencies, rejected

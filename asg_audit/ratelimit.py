@@ -1,8 +1,9 @@
 """The collector's global request budget: a token bucket that halves on 429 (AIMD).
 
 Requests are spaced `1 / rate` apart with a bucket of one token, so any one-second window sees
-at most `rate` requests (plus one at its edge); the rate starts at `max_rps * headroom` (a
-margin for the jitter between when we send and when the server counts). A 429 halves the rate
+at most `rate` requests (plus one at its edge); the rate starts at `max_rps * headroom` and at
+least one request per second below `max_rps` (a margin for the edge and for the jitter between
+when we send and when the server counts). A 429 halves the rate
 and closes the gate until its Retry-After has passed (a small floor when it is 0, absent or a
 past date, plus jitter, so that every waiting request does not come back at the same instant).
 Each second without a 429 gives back `max_rps * recovery` of rate, up to the cap.
@@ -40,7 +41,9 @@ class TokenBucket:
         if max_rps <= 0:
             raise ValueError("max_rps must be positive")
         self.clock = clock
-        self.cap = max(min_rps, max_rps * headroom)
+        # one request of margin at least: a window can catch one more request at its edge
+        margin = max_rps * headroom if max_rps < 2 else min(max_rps * headroom, max_rps - 1)
+        self.cap = max(min_rps, margin)
         self.rate = self.cap
         self.min_rps = min(min_rps, self.cap)
         self.step = max_rps * recovery
