@@ -293,24 +293,36 @@ _LAZY_TABLES: Final = {"results": _RESULT_COLUMNS, "submissions": _SUBMISSION_CO
 
 
 def _read_tables(store: Store, cursors: list[Any]) -> dict[str, pl.LazyFrame]:
-    """Return the tables the audit reads; the big ones stream from DuckDB when collected."""
+    """Return the tables the audit reads; results come joined with their submissions."""
     present = set(store.tables())
     out: dict[str, pl.LazyFrame] = {}
     for name in TABLES:
         if name not in present:
             continue
-        if name in _LAZY_TABLES:
+        if name == "results" and "submissions" in present:
+            # Joined in DuckDB and read once: the task frame is the one big copy in memory.
+            # (The store keeps one submission per task id: `track` upserts.)
+            cols = ", ".join(f'r."{c}"' for c in _RESULT_COLUMNS)
+            out[name] = (
+                store.con.sql(
+                    f"SELECT {cols}, s.consensus_threshold, s.options,"
+                    " s.created_at AS _sub_created_at, s.task_type AS _sub_task_type"
+                    " FROM results r LEFT JOIN submissions s ON s.task_id = r.task_id"
+                )
+                .pl()
+                .lazy()
+            )
+        elif name in _LAZY_TABLES:
+            # Lazy from its own cursor: the checks read a column or two of it, if anything.
             cols = ", ".join(f'"{c}"' for c in _LAZY_TABLES[name])
-            # Lazy: read once, straight into the enriched task frame, never held twice. Each
-            # has its own cursor: a join scans both at once, and one connection serves one call.
             cursor = store.con.cursor()
             cursor.execute("SET TimeZone = 'UTC'")  # the store's convention, per connection
             cursors.append(cursor)
             out[name] = cursor.sql(f'SELECT {cols} FROM "{name}"').pl(lazy=True)
-            continue
-        # Only the observation columns the analyses use: raw bodies can be most of that table.
-        cols = ", ".join(f'"{c}"' for c in _OBS_COLUMNS) if name == "observations" else "*"
-        out[name] = store.con.sql(f'SELECT {cols} FROM "{name}"').pl().lazy()
+        else:
+            # Only the observation columns the analyses use: raw bodies can be most of it.
+            cols = ", ".join(f'"{c}"' for c in _OBS_COLUMNS) if name == "observations" else "*"
+            out[name] = store.con.sql(f'SELECT {cols} FROM "{name}"').pl().lazy()
     return out
 
 

@@ -38,15 +38,23 @@ def enrich_tasks(results: pl.LazyFrame, submissions: pl.LazyFrame | None = None)
     `counts_valid` (1 <= A <= W and A reaches the majority: the precondition of every derived
     check, see checks/README), `txid_well_formed`, `margin` (A - (W - A)).
     `created_at` and `task_type` fall back to the submission's when the result lacks them.
+    `results` may come already joined: then it carries `consensus_threshold`, `options`,
+    `_sub_created_at` and `_sub_task_type`, and `submissions` is not used.
     """
-    subs = submissions if submissions is not None else empty_frame(SUBMISSIONS_SCHEMA)
-    subs = subs.select(
-        "task_id",
-        pl.col("consensus_threshold").cast(pl.Int32),
-        pl.col("options"),
-        pl.col("created_at").alias("_sub_created_at"),
-        pl.col("task_type").alias("_sub_task_type"),
-    ).filter(pl.col("task_id").is_last_distinct())  # far faster than unique(keep="last")
+    if "_sub_created_at" in results.collect_schema().names():
+        # Already joined where the data lives (analyze joins in DuckDB: cheaper in time and
+        # memory than bringing both tables over and joining here).
+        joined = results
+    else:
+        subs = submissions if submissions is not None else empty_frame(SUBMISSIONS_SCHEMA)
+        subs = subs.select(
+            "task_id",
+            pl.col("consensus_threshold").cast(pl.Int32),
+            pl.col("options"),
+            pl.col("created_at").alias("_sub_created_at"),
+            pl.col("task_type").alias("_sub_task_type"),
+        ).filter(pl.col("task_id").is_last_distinct())  # far faster than unique(keep="last")
+        joined = results.join(subs, on="task_id", how="left")
     a = pl.col("agreement_count")
     w = pl.col("worker_count")
     t = pl.col("consensus_threshold")
@@ -55,8 +63,7 @@ def enrich_tasks(results: pl.LazyFrame, submissions: pl.LazyFrame | None = None)
     majority = pl.when((w == 3) & (t > 3)).then(pl.lit(2)).otherwise(t // 2 + 1).cast(pl.Int32)
     reaches_majority = pl.when(t.is_not_null()).then(a >= pl.col("majority")).otherwise(2 * a > w)
     return (
-        results.join(subs, on="task_id", how="left")
-        .with_columns(
+        joined.with_columns(
             pl.coalesce("created_at", "_sub_created_at").alias("created_at"),
             pl.coalesce("task_type", "_sub_task_type").alias("task_type"),
         )
