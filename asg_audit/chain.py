@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -82,27 +83,40 @@ class ChainTx:
 
 
 class _Pacer:
-    """Spaces request starts at least `1 / rps` apart across threads; a 429 pauses everyone."""
+    """Keeps request starts under `rps` in every window of one second, across threads.
+
+    At most `k = floor(rps)` starts in any `k / rps` seconds (a hair longer, see
+    `_RATE_MARGIN`): the rule every windowed limiter (fixed or sliding) accepts. It is checked
+    against the starts as they really happened, so a late wake-up (scheduler, GIL) is neither
+    squeezed against the next request (a 429) nor carried over as lost time. A 429 pauses
+    everyone.
+    """
 
     def __init__(self, rps: float, *, clock: Callable[[], float], sleep: Callable[[float], None]):
         if rps <= 0:
             raise ConfigError("chain.rps must be positive")
         self.interval = 1.0 / (rps * _RATE_MARGIN)
+        self._k = max(1, int(rps))
+        self._window = self._k * self.interval
+        self._starts: deque[float] = deque(maxlen=self._k)
         self._clock, self._sleep = clock, sleep
-        self._next = clock()
+        self._not_before = clock()
         self._lock = threading.Lock()
 
     def wait(self) -> None:
-        with self._lock:
-            now = self._clock()
-            start = max(now, self._next)
-            self._next = start + self.interval
-        if start > now:
-            self._sleep(start - now)
+        with self._lock:  # sleeping here keeps the starts in order
+            while True:
+                now = self._clock()
+                ready = self._not_before
+                if len(self._starts) == self._k:
+                    ready = max(ready, self._starts[0] + self._window)
+                if now >= ready:
+                    break
+                self._sleep(ready - now)
+            self._starts.append(now)
 
     def pause(self, seconds: float) -> None:
-        with self._lock:
-            self._next = max(self._next, self._clock() + seconds)
+        self._not_before = max(self._not_before, self._clock() + seconds)
 
 
 class ChainClient:

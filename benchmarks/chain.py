@@ -12,7 +12,7 @@ its rate limit counts simulated seconds; the client is given the same clock (its
 give, compressed. `--time-scale 1` runs it in real time (about three minutes). The simulator
 runs in this process, so its own CPU time is scaled too: below about 0.1 wall s per simulated
 s, its request handling (a few ms of wall time) starts to show as seconds of simulated time
-and inflates the ratio (0.05 measured 1.5x; 0.2 measured 1.09x).
+and inflates the ratio (measured at 0.2: 1.06x).
 
     python benchmarks/chain.py                   # 10,000 txids, time scale 0.2 (~35 s of waiting)
     python benchmarks/chain.py --time-scale 1    # real time
