@@ -214,6 +214,7 @@ def _collect(
 
     if config.api_key is None:
         return "skipped (no ASG_API_KEY: nothing to poll)"
+    _probe_gateway(config)
     budget = seconds if seconds is not None else settings.get("collect_seconds", DEFAULT_COLLECT_SECONDS)
     summary = collect_sync(config, run_for_s=float(budget), progress=progress, clock=clock)
     if summary.status == "auth_refused":
@@ -227,6 +228,29 @@ def _collect(
         f"ok: {summary.settled:,} settled, {summary.pending:,} still pending, "
         f"{summary.not_found:,} not found ({summary.status})"
     )
+
+
+def _probe_gateway(config: AuditConfig, *, attempts: int = 3) -> None:
+    """Fail fast when the Gateway is unreachable or refuses the key, instead of polling on.
+
+    Any HTTP answer (even 404 for the probe id) proves the Gateway is there; only transport
+    failures on every attempt, or 401/403, stop the run.
+    """
+    assert config.api_key is not None
+    url = config.base_url.rstrip("/") + "/v1/tasks/asg-audit-probe/result"
+    headers = {"Authorization": f"Bearer {config.api_key.reveal()}"}
+    last = ""
+    for attempt in range(attempts):
+        try:
+            answer = httpx.get(url, headers=headers, timeout=10.0)
+        except httpx.TransportError as exc:
+            last = type(exc).__name__
+            time.sleep(0.5 * 2**attempt)
+            continue
+        if answer.status_code in (401, 403):
+            raise ApiError(f"the Gateway refused the API key ({answer.status_code})")
+        return
+    raise ApiError(f"the Gateway at {_redact_url(config.base_url)} is unreachable ({last})")
 
 
 def _verify_chain(config: AuditConfig, settings: dict[str, Any], progress: bool) -> str:
