@@ -198,15 +198,20 @@ class ChainClient:
     def _bulk(self, path: str, txids: Sequence[str]) -> list[dict[str, Any]]:
         if len(txids) > MAX_BULK_TXIDS:
             raise ValueError(f"at most {MAX_BULK_TXIDS} txids per bulk call")
-        resp = self._request("POST", path, json={"txids": list(txids)})
-        if resp.status_code != 200:
-            raise ApiStatusError(
-                f"chain index POST {path}: {resp.status_code}", status_code=resp.status_code
-            )
-        try:
-            body = resp.json()
-        except ValueError:
-            raise ApiTransientError(f"chain index POST {path}: body is not JSON") from None
+        for attempt in range(self.max_retries + 1):
+            resp = self._request("POST", path, json={"txids": list(txids)})
+            if resp.status_code != 200:
+                raise ApiStatusError(
+                    f"chain index POST {path}: {resp.status_code}", status_code=resp.status_code
+                )
+            try:
+                body = resp.json()
+                break
+            except ValueError:
+                # A truncated or garbled 200 is a transport fault: ask again.
+                if attempt == self.max_retries:
+                    raise ApiTransientError(f"chain index POST {path}: body is not JSON") from None
+                self._pacer.pause(min(30.0, 0.5 * 2**attempt))
         if not isinstance(body, list):
             raise ApiStatusError(f"chain index POST {path}: expected a JSON list")
         return [item for item in body if isinstance(item, dict)]

@@ -33,6 +33,7 @@ class Index:
     def __init__(self) -> None:
         self.requests: list[dict[str, Any]] = []
         self.throttle_next = 0
+        self.garble_next = 0
         self.tamper: set[str] = set()
         self.hide_scripts: set[str] = set()  # decoded answer marked truncated: needs raw hex
         self.times: list[float] = []
@@ -80,6 +81,9 @@ class Index:
             if self.throttle_next:
                 self.throttle_next -= 1
                 return PlainTextResponse("Too Many Requests", 429, headers={"Retry-After": "1"})
+            if self.garble_next:
+                self.garble_next -= 1
+                return PlainTextResponse('[{"txid": "trunc', 200)
             txids = json.loads(await request.body())["txids"]
             if len(txids) > MAX_BULK_TXIDS:
                 return JSONResponse({"error": "too many"}, 400)
@@ -126,6 +130,7 @@ def index(served: tuple[Index, str]) -> Index:
     idx.requests.clear()
     idx.times.clear()
     idx.throttle_next = 0
+    idx.garble_next = 0
     idx.tamper.clear()
     idx.hide_scripts.clear()
     return idx
@@ -237,3 +242,11 @@ def test_chain_fetch_parent_fees_from_parent_outputs(
             "SELECT fee_sats FROM chain_txs WHERE txid = ?", [child["txid"]]
         ).fetchone() or (None,)
     assert fee == 100_000 - sum(child["output_sats"])
+
+
+def test_chain_client_retries_garbled_200(served: Any, index: Index) -> None:
+    index.garble_next = 1
+    with _client(served) as client:
+        (got,) = client.fetch(list(TXS)[:1])
+    assert got.status == "confirmed"
+    assert client.requests == 2
