@@ -375,8 +375,16 @@ def serve_webhooks(
         timeout_graceful_shutdown=int(settings.graceful_shutdown_seconds) or None,
         **proxy,
     )
+    server = uvicorn.Server(config)
     print(f"webhooks: listening on http://{host}:{port}{settings.path}", flush=True)
-    uvicorn.Server(config).run()
+    try:
+        server.run()
+    except SystemExit:
+        # Uvicorn exits the process when it cannot bind; make that one clear error instead.
+        if not server.started:
+            app.state.writer.stop()  # the lifespan started it; uvicorn will not shut it down
+            raise ConfigError(f"cannot listen on {host}:{port} (in use or not allowed)") from None
+        raise
 
 
 def register_webhook(

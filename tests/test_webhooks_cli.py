@@ -33,6 +33,18 @@ def test_cli_serve_webhooks_refuses_unknown_config_key(monkeypatch, db, tmp_path
     assert "max_bodybytes" in capsys.readouterr().err
 
 
+def test_cli_serve_webhooks_port_in_use_exits_2(monkeypatch, db, capsys):
+    import socket
+
+    monkeypatch.setenv("ASG_WEBHOOK_SECRET", "whsec_x")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert main(["serve-webhooks", "--db", str(db), "--port", str(port)]) == 2
+    assert "cannot listen" in capsys.readouterr().err
+
+
 def test_cli_webhooks_register_without_api_key_exits_2(no_secrets, monkeypatch, capsys):
     monkeypatch.setenv("ASG_WEBHOOK_SECRET", "whsec_x")
     assert main(["webhooks", "register", "--url", "http://127.0.0.1:1/webhooks/asg"]) == 2
