@@ -147,6 +147,17 @@ def test_webhooks_signed_unusable_body_goes_to_rejects_with_200(serve, db, body)
     assert _rows(db, "SELECT count(*) FROM observations") == [(0,)]
 
 
+def test_webhooks_signed_object_with_bad_fields_ends_in_rejects(serve, db):
+    doc = payload("tsk_badtype")
+    doc["worker_count"] = "three"
+    body, headers = signed(doc)
+    with serve() as srv:
+        assert httpx.post(srv.hook_url, content=body, headers=headers).status_code == 200
+    assert _rows(db, "SELECT reason, field FROM rejects") == [("bad_type", "worker_count")]
+    assert _outcomes(db) == {"rejected": 1}  # the normaliser stage corrected the outcome
+    assert _rows(db, "SELECT count(*) FROM observations") == [(0,)]
+
+
 def test_webhooks_repeated_delivery_is_stored_once(serve, db):
     body, headers = signed(payload("tsk_dup"))
     with serve() as srv:
