@@ -144,6 +144,7 @@ class DeliveryWriter:
         self.command = command
         self.counts: Counter[str] = Counter()  # outcomes answered, plus `dropped_records`
         self.commits = 0
+        self.largest_commit = 0  # deliveries in the largest group commit so far
         self.normalised = 0
         self.run_id: str | None = None
         self.last_error: str | None = None
@@ -201,7 +202,7 @@ class DeliveryWriter:
     def stats(self) -> dict[str, Any]:
         """Return the counters of this receiver: outcomes, commits, normalised bodies."""
         return {"outcomes": dict(self.counts), "commits": self.commits,
-                "normalised": self.normalised}
+                "largest_commit": self.largest_commit, "normalised": self.normalised}
 
     # -- stage 1: the inbox --------------------------------------------------------------------
 
@@ -332,6 +333,7 @@ class DeliveryWriter:
             self._answer([d for d in batch if d.waiter is not None], Outcome.UNAVAILABLE)
             return
         self.commits += 1
+        self.largest_commit = max(self.largest_commit, len(batch))
         self._seen |= fresh
         for d in to_normalise:
             self._pending.put(d)

@@ -317,6 +317,7 @@ def create_webhook_app(
                 "status": "ok" if ok else "unavailable",
                 "run_id": writer.run_id,
                 "commits": writer.commits,
+                "largest_commit": writer.largest_commit,
                 "outcomes": dict(writer.counts),
                 **({} if ok else {"error": writer.last_error}),
             },
