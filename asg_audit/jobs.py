@@ -253,11 +253,26 @@ def _probe_gateway(config: AuditConfig, *, attempts: int = 3) -> None:
     raise ApiError(f"the Gateway at {_redact_url(config.base_url)} is unreachable ({last})")
 
 
+def _probe(url: str, what: str, *, attempts: int = 3) -> None:
+    """Fail fast when a service does not answer at all (any HTTP answer will do)."""
+    last = ""
+    for attempt in range(attempts):
+        try:
+            httpx.get(url, timeout=10.0)
+        except httpx.TransportError as exc:
+            last = type(exc).__name__
+            time.sleep(0.5 * 2**attempt)
+            continue
+        return
+    raise ApiError(f"the {what} at {_redact_url(url)} is unreachable ({last})")
+
+
 def _verify_chain(config: AuditConfig, settings: dict[str, Any], progress: bool) -> str:
     from asg_audit.chain import verify_chain
 
     if not settings.get("verify_chain", True):
         return "skipped (disabled in [audit])"
+    _probe(config.chain_url.rstrip("/") + "/chain/info", "chain index")
     summary = verify_chain(config.db_path, config, progress=progress)
     return (
         f"ok: {summary.checked:,} checked, {summary.confirmed:,} confirmed, "
