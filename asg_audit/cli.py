@@ -182,6 +182,13 @@ def _cmd_collect(args: argparse.Namespace, config: AuditConfig) -> int:
         deadline_s=args.deadline,
     )
 
+def _cmd_runs(args: argparse.Namespace, config: AuditConfig) -> int:
+    from asg_audit.store import describe_runs
+
+    print(describe_runs(config.db_path, limit=args.limit))
+    return 0
+
+
 def _cmd_audit(args: argparse.Namespace, config: AuditConfig) -> int:
     from asg_audit.jobs import outcome_json, run_audit
 
@@ -333,6 +340,11 @@ def _build_parser() -> argparse.ArgumentParser:
         help="a task still pending this long after creation becomes expired (default 3600)",
     )
     p.set_defaults(handler=_cmd_collect)
+
+    p = sub.add_parser("runs", help="list the latest runs recorded in the store")
+    _add_common(p)
+    p.add_argument("--limit", type=int, default=20, metavar="N", help="how many (default 20)")
+    p.set_defaults(handler=_cmd_runs)
 
     p = sub.add_parser(
         "audit",

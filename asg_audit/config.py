@@ -214,14 +214,18 @@ def load_config(
     elif Path(DEFAULT_CONFIG_FILE).is_file():
         raw = _read_toml(Path(DEFAULT_CONFIG_FILE))
         where = DEFAULT_CONFIG_FILE
+    secret_keys = {k for k in raw if k in ("api_key", "webhook_secret", "woc_api_key")}
+    if secret_keys:
+        raise ConfigError(
+            f"{where}: secrets belong in the environment, not the config file "
+            f"({', '.join(sorted(secret_keys))}: use ASG_API_KEY, ASG_WEBHOOK_SECRET, WOC_API_KEY)"
+        )
     unknown = set(raw) - _TOP_KEYS - _SECTIONS
     if unknown:
         raise ConfigError(f"{where}: unknown key(s): {', '.join(sorted(unknown))}")
     for section in _SECTIONS:
         if section in raw and not isinstance(raw[section], Mapping):
             raise ConfigError(f"{where}: [{section}] must be a table")
-    if "api_key" in raw or "webhook_secret" in raw:
-        raise ConfigError(f"{where}: secrets belong in the environment, not the config file")
 
     settings: dict[str, Any] = {
         "db_path": Path(env.get("ASG_AUDIT_DB") or raw.get("db") or DEFAULT_DB_PATH),

@@ -35,6 +35,7 @@ __all__ = [
     "SCHEMA_VERSION",
     "Store",
     "WriteStats",
+    "describe_runs",
     "describe_store",
     "new_run_id",
     "open_store",
@@ -544,4 +545,19 @@ def describe_store(path: str | Path) -> str:
         lines = [f"database: {store.path}", f"schema version: {store.schema_version()}"]
         for table in store.tables():
             lines.append(f"{table:<20} {store.count(table):>12,}")
+    return "\n".join(lines)
+
+
+def describe_runs(path: str | Path, *, limit: int = 20) -> str:
+    """Return a table of the latest runs: id, command, start, duration, status."""
+    with open_store(path, read_only=True) as store:
+        rows = store.con.execute(
+            "SELECT run_id, command, started_at, epoch(finished_at) - epoch(started_at), status"
+            " FROM runs ORDER BY started_at DESC LIMIT ?",
+            [limit],
+        ).fetchall()
+    lines = [f"{'run':<24} {'command':<14} {'started (UTC)':<20} {'seconds':>8}  status"]
+    for run_id, command, started, seconds, status in rows:
+        took = f"{seconds:8.1f}" if seconds is not None else f"{'-':>8}"
+        lines.append(f"{run_id:<24} {command:<14} {started:%Y-%m-%d %H:%M:%S} {took}  {status}")
     return "\n".join(lines)
