@@ -222,11 +222,14 @@ def run_checks(ctx: CheckContext, *, only: Iterable[str] | None = None) -> pl.Da
     # polars 2.1 panics ("assertion failed: i < self.len()" in str.format) on some frames read
     # from DuckDB: in the streaming engine, and in memory when projection pushdown prunes
     # columns under a `pl.format`. The findings are small: run them in memory, unpruned.
-    found = pl.collect_all(
-        plans,
-        engine="in-memory",
-        optimizations=pl.QueryOptFlags(projection_pushdown=False),
-    )
+    # One plan at a time: collect_all runs them concurrently, and their intermediates (group-bys
+    # over every txid, unpruned copies) would then all be in memory together.
+    found = [
+        plan.collect(
+            engine="in-memory", optimizations=pl.QueryOptFlags(projection_pushdown=False)
+        )
+        for plan in plans
+    ]
     return pl.concat([pl.DataFrame(schema=FINDINGS_SCHEMA), *found]).sort(
         "check_id", "entity_type", "entity_id", maintain_order=True
     )
