@@ -131,6 +131,7 @@ class DeliveryWriter:
         normalise_max_batch: int = 5_000,
         open_wait_seconds: float = 0.0,
         reopen_interval_seconds: float = 1.0,
+        duckdb_threads: int | None = None,
         command: str = "serve-webhooks",
     ) -> None:
         self.db_path = Path(db_path)
@@ -141,6 +142,7 @@ class DeliveryWriter:
         self.normalise_max_batch = normalise_max_batch
         self.open_wait_seconds = open_wait_seconds
         self.reopen_interval_seconds = reopen_interval_seconds
+        self.duckdb_threads = duckdb_threads
         self.command = command
         self.counts: Counter[str] = Counter()  # outcomes answered, plus `dropped_records`
         self.commits = 0
@@ -260,9 +262,9 @@ class DeliveryWriter:
             store = stack.enter_context(
                 open_store(self.db_path, wait_seconds=self.open_wait_seconds)
             )
-            # One DuckDB worker thread: the receiver's work is many small statements, and
-            # parallel scans would only take CPU from the event loop answering deliveries.
-            store.con.execute("SET threads = 1")
+            if self.duckdb_threads is not None:
+                # Instance-wide: set only where the receiver has the process to itself.
+                store.con.execute(f"SET threads = {int(self.duckdb_threads)}")
             self.run_id = self.run_id or store.start_run(self.command)
             rows = store.con.execute(
                 "SELECT DISTINCT event_key FROM webhook_deliveries"

@@ -229,12 +229,15 @@ def create_webhook_app(
     *,
     settings: WebhookSettings | None = None,
     clock: Clock = utc_now,
+    duckdb_threads: int | None = None,
 ) -> Starlette:
     """Return the receiver as a Starlette app writing to the store at `db_path`.
 
     `secrets` are the active secrets (several during a rotation). `clock` gives "now" for the
     freshness window and the `received_at` of deliveries (the simulator passes its scaled
-    clock). The app's `state.writer` is the `DeliveryWriter` (counters, run id).
+    clock). `duckdb_threads` sets DuckDB's worker threads for the whole database instance, so
+    leave it None when other code in the process uses the same file. The app's `state.writer`
+    is the `DeliveryWriter` (counters, run id).
     """
     if not secrets:
         raise ConfigError("no webhook secret: set ASG_WEBHOOK_SECRET or webhooks.secret_file")
@@ -246,6 +249,7 @@ def create_webhook_app(
         max_batch=settings.commit_max_batch,
         max_wait_seconds=settings.commit_max_wait_ms / 1000.0,
         normalise_interval_seconds=settings.normalise_interval_ms / 1000.0,
+        duckdb_threads=duckdb_threads,
     )
 
     async def receive(request: Request) -> Response:
@@ -358,7 +362,9 @@ def serve_webhooks(
     import uvicorn
 
     settings = settings or WebhookSettings()
-    app = create_webhook_app(db_path, secrets, settings=settings)
+    # One DuckDB worker thread: the receiver's statements are small, and parallel scans would
+    # only take CPU from the event loop answering deliveries. This process is the receiver's.
+    app = create_webhook_app(db_path, secrets, settings=settings, duckdb_threads=1)
     # The writer threads hand the GIL back and forth with the event loop around every DuckDB
     # call; at the default 5 ms switch interval each hand-back can cost a whole interval.
     sys.setswitchinterval(0.0005)
