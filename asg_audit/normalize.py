@@ -147,8 +147,9 @@ def _sql_list(values: Iterable[str]) -> str:
 def _build_sql(max_record_bytes: int) -> str:
     """Return the normalising query over the registered `raw_batch` frame.
 
-    Each record is parsed three times by DuckDB's JSON reader, whatever the number of fields:
-    once for its top-level type, once for the types of all paths, once for their text values.
+    Each record is parsed twice by DuckDB's JSON reader, whatever the number of fields: once
+    for the types of all paths (which also tells valid from invalid JSON), once for their text
+    values. Only a valid non-object document is parsed a third time, to name its type.
     Every rule below is then plain column arithmetic on those two lists.
     """
     paths = "[" + ", ".join(f"'{p}'" for p in _PATHS) + "]"
@@ -320,15 +321,22 @@ def _build_sql(max_record_bytes: int) -> str:
 
     return f"""
 WITH src AS (
+  -- One parse gives validity and every field's type; an object is the only valid JSON whose
+  -- first character is an opening brace.
   SELECT *,
     CASE WHEN raw IS NOT NULL AND strlen(raw) <= {max_record_bytes}
-         THEN TRY(json_type(raw)) END AS doc_type
+         THEN TRY(json_type(raw, {paths})) END AS ty
   FROM raw_batch
-), parsed AS (
+), typed_src AS (
   SELECT *,
-    CASE WHEN doc_type = 'OBJECT' THEN json_type(raw, {paths}) END AS ty,
-    CASE WHEN doc_type = 'OBJECT' THEN json_extract_string(raw, {paths}) END AS sv
+    CASE WHEN ty IS NULL THEN NULL
+         WHEN starts_with(ltrim(raw, ' ' || chr(9) || chr(10) || chr(13)), '{{') THEN 'OBJECT'
+         ELSE json_type(raw) END AS doc_type
   FROM src
+), parsed AS (
+  SELECT * REPLACE (CASE WHEN doc_type = 'OBJECT' THEN ty END AS ty),
+    CASE WHEN doc_type = 'OBJECT' THEN json_extract_string(raw, {paths}) END AS sv
+  FROM typed_src
 ), checked AS (
   SELECT *,
     {flag_cols}

@@ -368,9 +368,21 @@ def _choose(field: str) -> str:
 
 # Observation order is obs_id: ids are assigned in the order records are written.
 _RESULTS_SQL = f"""
-WITH o AS (
-    SELECT * FROM observations
+WITH o_all AS (
+    SELECT *, count(*) OVER (PARTITION BY task_id) AS n_obs FROM observations
     WHERE status IS NOT NULL AND task_id IN (SELECT task_id FROM _touched)
+), o AS (
+    -- Tasks seen more than once need the rules below; most tasks of a bulk ingest are not.
+    SELECT * FROM o_all WHERE n_obs > 1
+), single AS (
+    SELECT task_id, status, consensus_label, confidence, worker_count, agreement_count,
+        bsv_txid, cost_sats, (cost_sats IS NULL AND coalesce(cost_unknown, false)) AS cost_unknown,
+        task_type, created_at, settled_at, delivered_at, shape, list_sort(flags) AS flags,
+        observed_at AS first_seen_at,
+        CASE WHEN status = 'settled' THEN observed_at END AS settled_seen_at,
+        observed_at AS last_seen_at, [source] AS sources, 1::BIGINT AS observation_count,
+        0::BIGINT AS conflict_count
+    FROM o_all WHERE n_obs = 1
 ), agg AS (
     SELECT task_id,
         bool_or(status = 'settled') AS any_settled,
@@ -420,6 +432,8 @@ SELECT a.task_id, a.status, a.consensus_label, a.confidence, a.worker_count, a.a
     a.first_seen_at, a.settled_seen_at, a.last_seen_at, a.sources, a.observation_count,
     coalesce(c.conflict_count, 0) AS conflict_count
 FROM chosen a LEFT JOIN conflicts c USING (task_id)
+UNION ALL
+SELECT * FROM single
 """
 
 
