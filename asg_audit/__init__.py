@@ -1,69 +1,107 @@
 """asg_audit: audit the settlements of the ASG labeling service.
 
-The public API is what `__all__` lists; everything else is internal.
+The public API is what `__all__` lists; everything else is internal. Names are imported on
+first use, so `import asg_audit` (and the command line's `--help`) stays fast: the analyses,
+the report's matplotlib and the servers load only when asked for.
 """
 
 from __future__ import annotations
 
-from asg_audit.audit import Audit, analyze
-from asg_audit.billing import BillingSummary, fetch_billing
-from asg_audit.chain import ChainClient, ChainTx, IndexIntegrityError, VerifySummary, verify_chain
-from asg_audit.collector import CollectSummary, collect, collect_sync
-from asg_audit.config import AuditConfig, load_config
-from asg_audit.errors import (
-    ApiError,
-    AuditError,
-    ConfigError,
-    InputError,
-    SchemaVersionError,
-    StoreBusyError,
-    StoreError,
-)
-from asg_audit.rawtx import ParsedTx, compute_txid, parse_raw_tx
-from asg_audit.report import RenderedReport, render
-from asg_audit.webhooks import (
-    WebhookSettings,
-    create_webhook_app,
-    register_webhook,
-    serve_webhooks,
-    sign_body,
-    verify_signature,
-)
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "ApiError",
-    "Audit",
-    "AuditConfig",
-    "AuditError",
-    "BillingSummary",
-    "ChainClient",
-    "ChainTx",
-    "CollectSummary",
-    "ConfigError",
-    "IndexIntegrityError",
-    "InputError",
-    "ParsedTx",
-    "RenderedReport",
-    "SchemaVersionError",
-    "StoreBusyError",
-    "StoreError",
-    "VerifySummary",
-    "WebhookSettings",
-    "__version__",
-    "analyze",
-    "collect",
-    "collect_sync",
-    "compute_txid",
-    "create_webhook_app",
-    "fetch_billing",
-    "load_config",
-    "parse_raw_tx",
-    "register_webhook",
-    "render",
-    "serve_webhooks",
-    "sign_body",
-    "verify_chain",
-    "verify_signature",
-]
+# public name -> module that defines it
+_EXPORTS: dict[str, str] = {
+    "ApiError": "asg_audit.errors",
+    "Audit": "asg_audit.audit",
+    "AuditConfig": "asg_audit.config",
+    "AuditError": "asg_audit.errors",
+    "AuditOutcome": "asg_audit.jobs",
+    "BillingSummary": "asg_audit.billing",
+    "ChainClient": "asg_audit.chain",
+    "ChainTx": "asg_audit.chain",
+    "CollectSummary": "asg_audit.collector",
+    "ConfigError": "asg_audit.errors",
+    "IndexIntegrityError": "asg_audit.chain",
+    "IngestSummary": "asg_audit.ingest",
+    "InputError": "asg_audit.errors",
+    "ParsedTx": "asg_audit.rawtx",
+    "RenderedReport": "asg_audit.report",
+    "SchemaVersionError": "asg_audit.errors",
+    "StoreBusyError": "asg_audit.errors",
+    "StoreError": "asg_audit.errors",
+    "VerifySummary": "asg_audit.chain",
+    "WebhookSettings": "asg_audit.webhooks",
+    "analyze": "asg_audit.audit",
+    "collect": "asg_audit.collector",
+    "collect_sync": "asg_audit.collector",
+    "compute_txid": "asg_audit.rawtx",
+    "create_webhook_app": "asg_audit.webhooks",
+    "fetch_billing": "asg_audit.billing",
+    "ingest": "asg_audit.ingest",
+    "ingest_paths": "asg_audit.ingest",
+    "load_config": "asg_audit.config",
+    "open_store": "asg_audit.store",
+    "parse_raw_tx": "asg_audit.rawtx",
+    "register_webhook": "asg_audit.webhooks",
+    "render": "asg_audit.report",
+    "run_audit": "asg_audit.jobs",
+    "serve_webhooks": "asg_audit.webhooks",
+    "sign_body": "asg_audit.webhooks",
+    "track_file": "asg_audit.ingest",
+    "verify_chain": "asg_audit.chain",
+    "verify_signature": "asg_audit.webhooks",
+}
+
+__all__ = sorted([*_EXPORTS, "__version__"])
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'asg_audit' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__
+
+
+if TYPE_CHECKING:
+    from asg_audit.audit import Audit, analyze
+    from asg_audit.billing import BillingSummary, fetch_billing
+    from asg_audit.chain import (
+        ChainClient,
+        ChainTx,
+        IndexIntegrityError,
+        VerifySummary,
+        verify_chain,
+    )
+    from asg_audit.collector import CollectSummary, collect, collect_sync
+    from asg_audit.config import AuditConfig, load_config
+    from asg_audit.errors import (
+        ApiError,
+        AuditError,
+        ConfigError,
+        InputError,
+        SchemaVersionError,
+        StoreBusyError,
+        StoreError,
+    )
+    from asg_audit.ingest import IngestSummary, ingest, ingest_paths, track_file
+    from asg_audit.jobs import AuditOutcome, run_audit
+    from asg_audit.rawtx import ParsedTx, compute_txid, parse_raw_tx
+    from asg_audit.report import RenderedReport, render
+    from asg_audit.store import open_store
+    from asg_audit.webhooks import (
+        WebhookSettings,
+        create_webhook_app,
+        register_webhook,
+        serve_webhooks,
+        sign_body,
+        verify_signature,
+    )
