@@ -234,6 +234,8 @@ def serialise_decoded_tx(decoded: dict[str, Any]) -> bytes | None:
             script = bytes.fromhex(spk["hex"])
             parts += [_sats(vout["value"]).to_bytes(8, "little"), _varint(len(script)), script]
         parts.append(int(decoded["locktime"]).to_bytes(4, "little"))
-    except (KeyError, TypeError, ValueError, OverflowError):
+    # AttributeError: a field of the wrong JSON type (`"scriptPubKey": null`, a list for an
+    # input) is a garbled answer, not a crash: ask for the raw hex instead.
+    except (AttributeError, KeyError, TypeError, ValueError, OverflowError):
         return None
     return b"".join(parts)
