@@ -213,7 +213,8 @@ def test_hardening_webhooks_fuzzed_deliveries_answer_as_documented_and_are_all_c
     by_status = dict(query(db, "SELECT http_status, count(*) FROM webhook_deliveries GROUP BY 1"))
     assert by_status == answers
     # Every authenticated, fresh, new body is an observation or a reject; nothing else is.
-    kept = query(db, "SELECT count(*) FROM webhook_deliveries WHERE outcome IN ('stored', 'rejected')")
+    kept = query(db, "SELECT count(*) FROM webhook_deliveries"
+                     " WHERE outcome IN ('stored', 'rejected')")
     accounted = query(db, "SELECT (SELECT count(*) FROM observations WHERE source = 'webhook')"
                           " + (SELECT count(*) FROM rejects WHERE source = 'webhook')")
     assert kept == accounted
