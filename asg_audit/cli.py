@@ -14,6 +14,7 @@ from typing import Any
 
 from asg_audit.config import AuditConfig, load_config
 from asg_audit.errors import EXIT_INCOMPLETE, EXIT_USAGE, AuditError, ConfigError
+from asg_audit.model import printable
 
 __all__ = ["main"]
 
@@ -381,7 +382,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         handler: Handler = args.handler
         return handler(args, config)
     except AuditError as exc:
-        print(f"asg-audit: error: {exc}", file=sys.stderr)
+        print(f"asg-audit: error: {printable(exc)}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("asg-audit: interrupted", file=sys.stderr)

@@ -25,7 +25,7 @@ from typing import IO, Any
 import polars as pl
 
 from asg_audit.errors import InputError
-from asg_audit.model import SUBMISSIONS_SCHEMA, Source, is_safe_task_id
+from asg_audit.model import SUBMISSIONS_SCHEMA, Source, is_safe_task_id, printable
 from asg_audit.normalize import RAW_SCHEMA, normalise_batch
 from asg_audit.store import Store, WriteStats, open_store
 
@@ -444,7 +444,7 @@ def print_ingest_summary(summary: IngestSummary, *, file: IO[str] | None = None)
     out = file or sys.stdout
     print(f"run {summary.run_id}", file=out)
     for f in summary.files:
-        line = f"  {f.status:<17} {f.path}"
+        line = f"  {f.status:<17} {printable(f.path)}"
         if f.status == "ingested":
             line += f" ({f.records:,} records, {f.accepted:,} accepted, {f.rejected:,} rejected)"
         print(line, file=out)
@@ -458,7 +458,7 @@ def print_ingest_summary(summary: IngestSummary, *, file: IO[str] | None = None)
     print(f"conflicts         {summary.conflicts:>12,}", file=out)
     print(f"duplicates        {summary.duplicates:>12,}", file=out)
     for f in summary.failed_files:
-        print(f"asg-audit: error: {f.error}", file=sys.stderr)
+        print(f"asg-audit: error: {printable(f.error)}", file=sys.stderr)
 
 
 # -- submissions (track) -----------------------------------------------------------------------
@@ -610,12 +610,12 @@ def print_track_summary(summary: TrackSummary, *, file: IO[str] | None = None) -
     """Print what `track` registered and every row it could not use."""
     out = file or sys.stdout
     print(
-        f"{summary.path}: {summary.rows:,} rows, {summary.new:,} new tasks, "
+        f"{printable(summary.path)}: {summary.rows:,} rows, {summary.new:,} new tasks, "
         f"{summary.updated:,} updated, {len(summary.errors):,} rejected",
         file=out,
     )
     for err in summary.errors[:20]:
-        print(f"  {err}", file=sys.stderr)
+        print(f"  {printable(err)}", file=sys.stderr)
     if len(summary.errors) > 20:
         print(f"  ... and {len(summary.errors) - 20:,} more (see the rejects table)", file=sys.stderr)
 

@@ -33,6 +33,7 @@ __all__ = [
     "TaskStatus",
     "is_safe_task_id",
     "is_well_formed_txid",
+    "printable",
 ]
 
 SATS_PER_BSV: Final = 100_000_000
@@ -215,6 +216,21 @@ FINDINGS_SCHEMA: Final[dict[str, pl.DataType]] = {
 def is_safe_task_id(task_id: str) -> bool:
     """Return whether a task id is safe to put in a URL path and a report."""
     return bool(_TASK_ID_RE.fullmatch(task_id))
+
+
+# Characters a terminal (or a Markdown viewer in one) acts on: C0 controls but tab and
+# newline, DEL, C1 controls, and the Unicode bidi overrides and isolates.
+_UNPRINTABLE_RE: Final = re.compile(
+    "[\x00-\x08\x0b-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]"
+)
+
+
+def printable(text: object) -> str:
+    """Return `text` with terminal control characters shown as `\\xNN` / `\\uNNNN` escapes."""
+    return _UNPRINTABLE_RE.sub(
+        lambda m: f"\\x{ord(m[0]):02x}" if ord(m[0]) < 0x100 else f"\\u{ord(m[0]):04x}",
+        str(text),
+    )
 
 
 def is_well_formed_txid(txid: str) -> bool:

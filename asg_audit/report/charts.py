@@ -9,6 +9,7 @@ figures it shows, so the report reads without images too.
 from __future__ import annotations
 
 import io
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
@@ -51,7 +52,11 @@ class Chart:
 def _png(fig: Figure) -> bytes:
     buf = io.BytesIO()
     # No timestamp or software metadata: the same audit gives the same bytes.
-    fig.savefig(buf, format="png", metadata={"Software": None})
+    with warnings.catch_warnings():
+        # A label with control characters has no glyph; matplotlib's warning would echo the
+        # raw character (an escape sequence) to the terminal of `report`.
+        warnings.filterwarnings("ignore", message="Glyph .* missing from font")
+        fig.savefig(buf, format="png", metadata={"Software": None})
     return buf.getvalue()
 
 

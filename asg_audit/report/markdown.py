@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from typing import Any, Final
 
+from asg_audit.model import printable
 from asg_audit.report.content import format_change, format_value
 
 __all__ = ["md_escape", "md_table", "render_markdown"]
@@ -23,7 +24,9 @@ def md_escape(value: Any) -> str:
     text = "" if value is None else str(value)
     text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
     text = _SPECIAL.sub(r"\\\1", text)
-    return re.sub(r"\r\n|\r|\n", "<br>", text)
+    # printable: an escape sequence or bidi override in a label must not act on a terminal
+    # showing the file (`cat report.md`); it is shown as `\x1b`, `\u202e` instead.
+    return printable(re.sub(r"\r\n|\r|\n", "<br>", text))
 
 
 def md_table(headers: list[str], rows: list[list[Any]]) -> str:
