@@ -81,7 +81,13 @@ def _joined(ctx: CheckContext) -> pl.LazyFrame | None:
     if not ctx.has_table("chain_txs"):
         return None
     chain = ctx.table("chain_txs")
-    return txid_tasks(ctx.tasks).join(chain, on="txid", how="inner")
+    # Only tasks whose txid the index was asked about: without chain data this is nothing,
+    # and the per-txid aggregation never runs over every task of a large store.
+    known = chain.select(pl.col("txid").str.to_lowercase())
+    tasks = ctx.tasks.join(
+        known, left_on=pl.col("bsv_txid").str.to_lowercase(), right_on="txid", how="semi"
+    )
+    return txid_tasks(tasks).join(chain, on="txid", how="inner")
 
 
 def _age(ref: datetime) -> pl.Expr:
@@ -363,7 +369,11 @@ def chain_coverage(tasks: pl.LazyFrame, chain: pl.LazyFrame) -> pl.DataFrame:
 
 
 def _usage(ctx: CheckContext) -> pl.LazyFrame | None:
-    return ctx.table("billing_usage") if ctx.has_table("billing_usage") else None
+    if not ctx.has_table("billing_usage"):
+        return None
+    usage = ctx.table("billing_usage")
+    # No usage fetched yet: skip the per-month aggregation of every task.
+    return usage if usage.select(pl.len()).collect().item() else None
 
 
 def _daily_sum(field: str) -> pl.Expr:
