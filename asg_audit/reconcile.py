@@ -22,7 +22,7 @@ from typing import Any, Final
 
 import polars as pl
 
-from asg_audit.checks._registry import CheckContext, finding, no_findings, register_check
+from asg_audit.checks._registry import CheckContext, finding, fmt, no_findings, register_check
 from asg_audit.config import CheckLevels
 from asg_audit.model import Flag
 
@@ -113,7 +113,7 @@ def txid_unknown(ctx: CheckContext) -> pl.LazyFrame:
                 expected=pl.lit("a transaction known to the index"),
                 actual=pl.lit("unknown to the index"),
                 difference=None,
-                message=pl.format(
+                message=fmt(
                     "txid of {} task(s) (first {}) not found on chain {} s after settlement",
                     pl.col("tasks"),
                     pl.col("first_task"),
@@ -140,11 +140,9 @@ def txid_unconfirmed(ctx: CheckContext) -> pl.LazyFrame:
                 entity_type="txid",
                 entity_id=pl.col("txid"),
                 expected=pl.lit(f"confirmed within {after:g} s"),
-                actual=pl.format("{} confirmations", pl.col("confirmations").fill_null(0)),
+                actual=fmt("{} confirmations", pl.col("confirmations").fill_null(0)),
                 difference=_age(ref) - after,
-                message=pl.format(
-                    "unconfirmed {} s after settlement", _age(ref).round(0).cast(pl.Int64)
-                ),
+                message=fmt("unconfirmed {} s after settlement", _age(ref).round(0).cast(pl.Int64)),
             )
         )
         .with_columns(proves=pl.lit(EXACT))
@@ -177,9 +175,9 @@ def block_time_far(ctx: CheckContext) -> pl.LazyFrame:
                 entity_type="txid",
                 entity_id=pl.col("txid"),
                 expected=pl.lit(f"block time within {tol:g} s of settled_at"),
-                actual=pl.format("{} s away", pl.col("gap").round(0).cast(pl.Int64)),
+                actual=fmt("{} s away", pl.col("gap").round(0).cast(pl.Int64)),
                 difference=pl.col("gap") - tol,
-                message=pl.format(
+                message=fmt(
                     "mined at {}, {} s from the closest settled_at of {} task(s)",
                     pl.col("block_time"),
                     pl.col("gap").round(0).cast(pl.Int64),
@@ -231,14 +229,14 @@ def _below_cost(ctx: CheckContext, *, shared: bool) -> pl.LazyFrame:
         *finding(
             entity_type="txid",
             entity_id=pl.col("txid"),
-            expected=pl.format(
+            expected=fmt(
                 "at most {} sats (outputs that are not data{})",
                 pl.col("paid"),
                 pl.lit(" or change" if change_known else ""),
             ),
-            actual=pl.format("{} sats", pl.col("cost_sum")),
+            actual=fmt("{} sats", pl.col("cost_sum")),
             difference=pl.col("cost_sum") - pl.col("paid"),
-            message=pl.format(
+            message=fmt(
                 what + " ({} sats) exceed the transaction's payouts ({} sats)",
                 pl.col("tasks"),
                 pl.col("cost_sum"),
@@ -282,7 +280,7 @@ def _output_check(ctx: CheckContext, column: str, expected: str, message: str) -
                 expected=pl.lit(expected),
                 actual=pl.col(column).cast(pl.String),
                 difference=pl.col(column),
-                message=pl.format(message, pl.col(column)),
+                message=fmt(message, pl.col(column)),
             ),
             pl.lit(EXACT).alias("proves"),
         )
@@ -322,11 +320,9 @@ def fee_rate(ctx: CheckContext) -> pl.LazyFrame:
                 entity_type="txid",
                 entity_id=pl.col("txid"),
                 expected=pl.lit(f"{lo:g} to {hi:g} sat/kB"),
-                actual=pl.format("{} sat/kB", rate.round(2)),
+                actual=fmt("{} sat/kB", rate.round(2)),
                 difference=pl.when(rate < lo).then(rate - lo).otherwise(rate - hi),
-                message=pl.format(
-                    "fee {} sats for {} bytes", pl.col("fee_sats"), pl.col("size_bytes")
-                ),
+                message=fmt("fee {} sats for {} bytes", pl.col("fee_sats"), pl.col("size_bytes")),
             ),
             pl.lit(EXACT).alias("proves"),
         )
@@ -350,7 +346,7 @@ def chain_coverage(tasks: pl.LazyFrame, chain: pl.LazyFrame) -> pl.DataFrame:
         .when(pl.col("chain_status").is_null())
         .then(pl.lit("not checkable (txid not verified yet)"))
         .when(pl.col("non_data_sats").is_null())
-        .then(pl.format("not checkable (transaction {})", pl.col("chain_status")))
+        .then(fmt("not checkable (transaction {})", pl.col("chain_status")))
         .when(pl.col("cost_sats").is_null())
         .then(pl.lit("not checkable (cost unknown)"))
         .when(pl.col("tasks") > 1)
@@ -401,7 +397,7 @@ def billing_total_parts(ctx: CheckContext) -> pl.LazyFrame:
             expected=parts.cast(pl.String),
             actual=pl.col("total_cost_sats").cast(pl.String),
             difference=pl.col("total_cost_sats") - parts,
-            message=pl.format(
+            message=fmt(
                 "total {} sats != payouts {} + fee {}",
                 pl.col("total_cost_sats"),
                 pl.col("worker_payouts_sats"),
@@ -430,12 +426,10 @@ def billing_daily_sum(ctx: CheckContext) -> pl.LazyFrame:
         *finding(
             entity_type="month",
             entity_id=pl.col("month"),
-            expected=pl.format(
-                "{} tasks, {} sats", pl.col("tasks_settled"), pl.col("total_cost_sats")
-            ),
-            actual=pl.format("daily rows: {} tasks, {} sats", tasks, cost),
+            expected=fmt("{} tasks, {} sats", pl.col("tasks_settled"), pl.col("total_cost_sats")),
+            actual=fmt("daily rows: {} tasks, {} sats", tasks, cost),
             difference=cost - pl.col("total_cost_sats"),
-            message=pl.format(
+            message=fmt(
                 "daily rows add up to {} sats and {} tasks; the month says {} and {}",
                 cost,
                 tasks,
@@ -470,14 +464,12 @@ def billing_vs_results(ctx: CheckContext) -> pl.LazyFrame:
         *finding(
             entity_type="month",
             entity_id=pl.col("month"),
-            expected=pl.format(
-                "results: {} tasks, {} sats", pl.col("our_tasks"), pl.col("our_cost")
-            ),
-            actual=pl.format(
+            expected=fmt("results: {} tasks, {} sats", pl.col("our_tasks"), pl.col("our_cost")),
+            actual=fmt(
                 "billed: {} tasks, {} sats", pl.col("tasks_settled"), pl.col("total_cost_sats")
             ),
             difference=pl.col("total_cost_sats") - pl.col("our_cost"),
-            message=pl.format(
+            message=fmt(
                 "billing differs from the per-task results by {} sats and {} tasks",
                 pl.col("total_cost_sats") - pl.col("our_cost"),
                 pl.col("tasks_settled") - pl.col("our_tasks"),
@@ -503,10 +495,10 @@ def billing_fee_share(ctx: CheckContext) -> pl.LazyFrame:
         *finding(
             entity_type="month",
             entity_id=pl.col("month"),
-            expected=pl.format("{} sats ({}% of payouts)", expected, pl.lit(str(pct))),
-            actual=pl.format("{} sats ({}% of total)", pl.col("platform_fee_sats"), share.round(2)),
+            expected=fmt("{} sats ({}% of payouts)", expected, pl.lit(str(pct))),
+            actual=fmt("{} sats ({}% of total)", pl.col("platform_fee_sats"), share.round(2)),
             difference=diff,
-            message=pl.format(
+            message=fmt(
                 "platform fee differs from the configured {}% by {} sats", pl.lit(str(pct)), diff
             ),
         ),

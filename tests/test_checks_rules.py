@@ -190,3 +190,23 @@ def test_audit_html_summary_escapes_data_strings() -> None:
     assert "status.undocumented" in "".join(parser.text)
     assert "Audit as of" in repr(audit)
     assert audit.summary()["worst_severity"] == "fail"
+
+
+def test_checks_fmt_fills_slots_in_order_and_propagates_null() -> None:
+    import polars as pl
+
+    from asg_audit.checks._registry import fmt
+
+    frame = pl.DataFrame({"a": [1, None], "b": ["x", "y"]})
+    out = frame.select(fmt("a={} b={}!", pl.col("a"), pl.col("b"))).to_series().to_list()
+    assert out == ["a=1 b=x!", None]
+
+
+def test_checks_fmt_refuses_a_template_that_does_not_match_its_values() -> None:
+    import polars as pl
+    import pytest
+
+    from asg_audit.checks._registry import fmt
+
+    with pytest.raises(ValueError, match="slots"):
+        fmt("{} and {}", pl.col("a"))

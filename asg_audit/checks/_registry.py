@@ -147,6 +147,24 @@ def load_check_plugins(modules: Iterable[str] = PLUGIN_MODULES) -> None:
             importlib.import_module(name)
 
 
+def fmt(template: str, *args: pl.Expr) -> pl.Expr:
+    """Return `template` with each `{}` replaced by the next expression (null if one is null).
+
+    Used instead of `pl.format`: polars 2.1 panics in `str.format` ("assertion failed:
+    i < self.len()") on some frames read from DuckDB, while `concat_str` does not.
+    """
+    parts = template.split("{}")
+    if len(parts) != len(args) + 1:
+        raise ValueError(f"template {template!r} has {len(parts) - 1} slots for {len(args)} values")
+    exprs: list[pl.Expr] = []
+    for i, part in enumerate(parts):
+        if part:
+            exprs.append(pl.lit(part))
+        if i < len(args):
+            exprs.append(args[i].cast(pl.String))
+    return pl.concat_str(exprs) if exprs else pl.lit("")
+
+
 def finding(
     *,
     entity_type: str,
@@ -225,9 +243,7 @@ def run_checks(ctx: CheckContext, *, only: Iterable[str] | None = None) -> pl.Da
     # One plan at a time: collect_all runs them concurrently, and their intermediates (group-bys
     # over every txid, unpruned copies) would then all be in memory together.
     found = [
-        plan.collect(
-            engine="in-memory", optimizations=pl.QueryOptFlags(projection_pushdown=False)
-        )
+        plan.collect(engine="in-memory", optimizations=pl.QueryOptFlags(projection_pushdown=False))
         for plan in plans
     ]
     return pl.concat([pl.DataFrame(schema=FINDINGS_SCHEMA), *found]).sort(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import polars as pl
 
 from asg_audit.analyses.collection import webhook_poll_disagreements
-from asg_audit.checks._registry import CheckContext, finding, no_findings, register_check
+from asg_audit.checks._registry import CheckContext, finding, fmt, no_findings, register_check
 from asg_audit.config import CheckLevels
 
 
@@ -20,10 +20,10 @@ def webhook_poll_disagree(ctx: CheckContext) -> pl.LazyFrame:
         finding(
             entity_type="task",
             entity_id=pl.col("task_id"),
-            expected=pl.format("{} (poll)", pl.col("poll_value")),
-            actual=pl.format("{} (webhook)", pl.col("webhook_value")),
+            expected=fmt("{} (poll)", pl.col("poll_value")),
+            actual=fmt("{} (webhook)", pl.col("webhook_value")),
             difference=None,
-            message=pl.format("webhook and poll disagree on {}", pl.col("field")),
+            message=fmt("webhook and poll disagree on {}", pl.col("field")),
         )
     )
 
@@ -52,9 +52,9 @@ def seen_one_way(ctx: CheckContext) -> pl.LazyFrame:
                 entity_type="channel",
                 entity_id=pl.col("channel"),
                 expected=pl.lit("settled tasks seen by both webhook and polling"),
-                actual=pl.format("{} task(s) seen by {}", pl.col("n"), pl.col("channel")),
+                actual=fmt("{} task(s) seen by {}", pl.col("n"), pl.col("channel")),
                 difference=pl.col("n"),
-                message=pl.format("{} settled task(s) seen by {}", pl.col("n"), pl.col("channel")),
+                message=fmt("{} settled task(s) seen by {}", pl.col("n"), pl.col("channel")),
                 value=pl.col("n"),
             )
         )

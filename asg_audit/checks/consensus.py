@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from asg_audit.checks._registry import CheckContext, finding, register_check
+from asg_audit.checks._registry import CheckContext, finding, fmt, register_check
 from asg_audit.config import CheckLevels
 
 A = pl.col("agreement_count")
@@ -31,10 +31,10 @@ def agreement_above_workers(ctx: CheckContext) -> pl.LazyFrame:
         finding(
             entity_type="task",
             entity_id=pl.col("task_id"),
-            expected=pl.format("agreement_count <= {}", W),
+            expected=fmt("agreement_count <= {}", W),
             actual=A,
             difference=A - W,
-            message=pl.format("agreement_count {} exceeds worker_count {}", A, W),
+            message=fmt("agreement_count {} exceeds worker_count {}", A, W),
         )
     )
 
@@ -52,17 +52,17 @@ def agreement_below_majority(ctx: CheckContext) -> pl.LazyFrame:
     below = need > A
     rule = (
         pl.when(T.is_not_null())
-        .then(pl.format("majority {} for T={}, W={}", pl.col("majority"), T, W))
-        .otherwise(pl.format("more than half of W={}", W))
+        .then(fmt("majority {} for T={}, W={}", pl.col("majority"), T, W))
+        .otherwise(fmt("more than half of W={}", W))
     )
     return ctx.tasks.filter(A.is_not_null() & W.is_not_null() & (A <= W) & below).select(
         finding(
             entity_type="task",
             entity_id=pl.col("task_id"),
-            expected=pl.format("agreement_count >= {}", need),
+            expected=fmt("agreement_count >= {}", need),
             actual=A,
             difference=A - need,
-            message=pl.format("agreement_count {} is below the majority ({})", A, rule),
+            message=fmt("agreement_count {} is below the majority ({})", A, rule),
         )
     )
 
@@ -78,10 +78,10 @@ def workers_below_threshold(ctx: CheckContext) -> pl.LazyFrame:
         finding(
             entity_type="task",
             entity_id=pl.col("task_id"),
-            expected=pl.format("worker_count >= {}", T),
+            expected=fmt("worker_count >= {}", T),
             actual=W,
             difference=W - T,
-            message=pl.format("worker_count {} is below the threshold {}", W, T),
+            message=fmt("worker_count {} is below the threshold {}", W, T),
         )
     )
 
@@ -108,14 +108,14 @@ def confidence_neither_formula(ctx: CheckContext) -> pl.LazyFrame:
         finding(
             entity_type="task",
             entity_id=pl.col("task_id"),
-            expected=pl.format(
+            expected=fmt(
                 "A/T={} or A/W={}",
                 (a / T).round(6).cast(pl.String).fill_null("n/a"),
                 (a / W).round(6),
             ),
             actual=C,
             difference=C - nearest,
-            message=pl.format(
+            message=fmt(
                 "confidence {} fits neither A/T nor A/W (A={}, W={}, T={})",
                 C,
                 A,
@@ -140,7 +140,7 @@ def confidence_out_of_range(ctx: CheckContext) -> pl.LazyFrame:
             expected=pl.lit("0.5 < confidence <= 1"),
             actual=C,
             difference=pl.when(C > 1).then(C - 1).otherwise(C - 0.5),
-            message=pl.format("confidence {} is outside (0.5, 1]", C),
+            message=fmt("confidence {} is outside (0.5, 1]", C),
         )
     )
 
@@ -164,6 +164,6 @@ def label_outside_options(ctx: CheckContext) -> pl.LazyFrame:
             expected=opts.list.join(", "),
             actual=label,
             difference=None,
-            message=pl.format("label {} is not one of the submitted options", label),
+            message=fmt("label {} is not one of the submitted options", label),
         )
     )

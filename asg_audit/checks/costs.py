@@ -5,7 +5,7 @@ from __future__ import annotations
 import polars as pl
 
 from asg_audit.analyses.costs import describe_model, expected_cost_expr, shared_txids
-from asg_audit.checks._registry import CheckContext, finding, register_check
+from asg_audit.checks._registry import CheckContext, finding, fmt, register_check
 from asg_audit.config import CheckLevels
 
 DEFAULT_SHARED_TXID_WINDOW_SECONDS = 300.0
@@ -43,7 +43,7 @@ def malformed_txid(ctx: CheckContext) -> pl.LazyFrame:
             expected=pl.lit("64 hex characters, not all zeros"),
             actual=tx,
             difference=None,
-            message=pl.format("malformed txid ({} characters)", tx.str.len_chars()),
+            message=fmt("malformed txid ({} characters)", tx.str.len_chars()),
         )
     )
 
@@ -69,9 +69,9 @@ def shared_txid_spread(ctx: CheckContext) -> pl.LazyFrame:
                 entity_type="txid",
                 entity_id=pl.col("bsv_txid"),
                 expected=pl.lit(f"tasks of one batch, settled within {window:g} s"),
-                actual=pl.format("{} tasks settled over {} s", pl.col("tasks"), spread.round(1)),
+                actual=fmt("{} tasks settled over {} s", pl.col("tasks"), spread.round(1)),
                 difference=spread - window,
-                message=pl.format(
+                message=fmt(
                     "txid re-used by {} tasks settled {} s apart (total {} sats)",
                     pl.col("tasks"),
                     spread.round(1),
@@ -105,7 +105,7 @@ def cost_mismatch(ctx: CheckContext) -> pl.LazyFrame:
             expected=expected,
             actual=pl.col("cost_sats"),
             difference=diff,
-            message=pl.format(
+            message=fmt(
                 "cost {} sats, expected {} ({}, A={})",
                 pl.col("cost_sats"),
                 expected,
@@ -131,9 +131,9 @@ def cost_unknown(ctx: CheckContext) -> pl.LazyFrame:
                 entity_type="dataset",
                 entity_id=pl.lit("settled tasks"),
                 expected=pl.lit("a known cost"),
-                actual=pl.format("{} of {} unknown", pl.col("n"), pl.col("settled")),
+                actual=fmt("{} of {} unknown", pl.col("n"), pl.col("settled")),
                 difference=pl.col("n"),
-                message=pl.format(
+                message=fmt(
                     "{} settled task(s) report cost 0 (unknown): left out of cost checks",
                     pl.col("n"),
                 ),

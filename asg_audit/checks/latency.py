@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from asg_audit.checks._registry import CheckContext, finding, register_check
+from asg_audit.checks._registry import CheckContext, finding, fmt, register_check
 from asg_audit.config import CheckLevels
 
 DOCUMENTED_MEAN_RANGE_S = (30.0, 60.0)
@@ -28,9 +28,9 @@ def share_over_slo(ctx: CheckContext) -> pl.LazyFrame:
                 entity_type="dataset",
                 entity_id=pl.lit("latency"),
                 expected=pl.lit(f"most tasks settled within {slo:g} s"),
-                actual=pl.format("{} of {} over the SLO", pl.col("share").round(4), pl.col("n")),
+                actual=fmt("{} of {} over the SLO", pl.col("share").round(4), pl.col("n")),
                 difference=pl.col("share"),
-                message=pl.format(
+                message=fmt(
                     "{}% of settled tasks took over {} s",
                     (pl.col("share") * 100).round(1),
                     pl.lit(slo),
@@ -58,7 +58,7 @@ def mean_outside_documented(ctx: CheckContext) -> pl.LazyFrame:
                 expected=pl.lit(f"mean between {lo:g} and {hi:g} s"),
                 actual=mean.round(2),
                 difference=pl.when(mean < lo).then(mean - lo).otherwise(outside),
-                message=pl.format("mean settlement time {} s", mean.round(1)),
+                message=fmt("mean settlement time {} s", mean.round(1)),
                 value=outside,
             )
         )

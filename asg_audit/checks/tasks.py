@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from asg_audit.checks._registry import CheckContext, finding, no_findings, register_check
+from asg_audit.checks._registry import CheckContext, finding, fmt, no_findings, register_check
 from asg_audit.config import CheckLevels
 from asg_audit.model import TaskStatus
 
@@ -27,7 +27,7 @@ def undocumented_status(ctx: CheckContext) -> pl.LazyFrame:
             expected=pl.lit("pending | in_progress | verified | settled"),
             actual=s,
             difference=None,
-            message=pl.format("undocumented status {}", s),
+            message=fmt("undocumented status {}", s),
         )
     )
 
@@ -53,9 +53,9 @@ def stuck_task(ctx: CheckContext) -> pl.LazyFrame:
             entity_type="task",
             entity_id=pl.col("task_id"),
             expected=pl.lit(f"settled within {limit:g} s"),
-            actual=pl.format("{} for {} s", pl.col("status"), age.round(0)),
+            actual=fmt("{} for {} s", pl.col("status"), age.round(0)),
             difference=age - limit,
-            message=pl.format("still {} {} s after creation", pl.col("status"), age.round(0)),
+            message=fmt("still {} {} s after creation", pl.col("status"), age.round(0)),
             value=age,
         )
     )
@@ -115,10 +115,10 @@ def settled_before_created(ctx: CheckContext) -> pl.LazyFrame:
         finding(
             entity_type="task",
             entity_id=pl.col("task_id"),
-            expected=pl.format("settled_at >= {}", pl.col("created_at")),
+            expected=fmt("settled_at >= {}", pl.col("created_at")),
             actual=pl.col("settled_at"),
             difference=lat,
-            message=pl.format("settled {} s before it was created", (-lat).round(3)),
+            message=fmt("settled {} s before it was created", (-lat).round(3)),
         )
     )
 
@@ -131,10 +131,10 @@ def delivered_before_settled(ctx: CheckContext) -> pl.LazyFrame:
         finding(
             entity_type="task",
             entity_id=pl.col("task_id"),
-            expected=pl.format("timestamp >= {}", pl.col("settled_at")),
+            expected=fmt("timestamp >= {}", pl.col("settled_at")),
             actual=pl.col("delivered_at"),
             difference=d,
-            message=pl.format("webhook sent {} s before settlement", (-d).round(3)),
+            message=fmt("webhook sent {} s before settlement", (-d).round(3)),
         )
     )
 
@@ -153,8 +153,8 @@ def changed_after_settlement(ctx: CheckContext) -> pl.LazyFrame:
             entity_type="task",
             entity_id=pl.col("task_id"),
             expected=pl.lit("no change after settlement"),
-            actual=pl.format("{} change(s)", n),
+            actual=fmt("{} change(s)", n),
             difference=n,
-            message=pl.format("settled result changed {} time(s) afterwards", n),
+            message=fmt("settled result changed {} time(s) afterwards", n),
         )
     )
