@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -99,7 +100,9 @@ def test_store_missing_file_for_a_reader_is_a_clear_error(tmp_path: Path) -> Non
         pass
 
 
-def test_store_second_writer_process_gets_database_busy(db: Path) -> None:
+@pytest.fixture
+def locked_db(db: Path) -> Iterator[Path]:
+    """A store held open for writing by another process."""
     write(db, poll(settled(), T0))
     holder = subprocess.Popen(
         [sys.executable, "-c",
@@ -107,30 +110,24 @@ def test_store_second_writer_process_gets_database_busy(db: Path) -> None:
          str(db)], stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
-        with pytest.raises(StoreBusyError, match="database busy"), open_store(db, wait_seconds=0.3):
-            pass
+        yield db
     finally:
         holder.kill()
         holder.wait()
 
 
-def test_store_cli_maps_busy_database_to_exit_code_3(db: Path) -> None:
-    write(db, poll(settled(), T0))
-    holder = subprocess.Popen(
-        [sys.executable, "-c",
-         "import duckdb, sys, time; c = duckdb.connect(sys.argv[1]); print('locked', flush=True); time.sleep(30)",
-         str(db)], stdout=subprocess.PIPE, text=True)
-    try:
-        assert holder.stdout is not None and holder.stdout.readline()
-        proc = subprocess.run([sys.executable, "-m", "asg_audit", "ingest", "--quiet", "--db", str(db),
-                               "asg_audit/data/sample_results.jsonl"], capture_output=True, text=True,
-                              cwd=Path(__file__).parents[1])
-        assert proc.returncode == 3
-        assert "database busy" in proc.stderr
-        assert "Traceback" not in proc.stderr
-    finally:
-        holder.kill()
-        holder.wait()
+def test_store_second_writer_process_gets_database_busy(locked_db: Path) -> None:
+    with pytest.raises(StoreBusyError, match="database busy"), open_store(locked_db, wait_seconds=0.3):
+        pass
+
+
+def test_store_cli_maps_busy_database_to_exit_code_3(locked_db: Path) -> None:
+    proc = subprocess.run([sys.executable, "-m", "asg_audit", "ingest", "--quiet", "--db", str(locked_db),
+                           "asg_audit/data/sample_results.jsonl"], capture_output=True, text=True,
+                          cwd=Path(__file__).parents[1])
+    assert proc.returncode == 3
+    assert "database busy" in proc.stderr
+    assert "Traceback" not in proc.stderr
 
 
 def test_store_refuses_a_file_from_a_newer_schema(db: Path) -> None:
