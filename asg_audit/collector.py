@@ -627,6 +627,12 @@ def run_collect_command(
     from asg_audit.errors import EXIT_INCOMPLETE
 
     ids = read_task_ids(task_ids_file) if task_ids_file else None
+    if not sys.stderr.isatty() and not log.handlers:
+        # no terminal: the periodic progress lines go to stderr through logging
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
+        log.addHandler(handler)
+        log.setLevel(logging.INFO)
     summary = asyncio.run(
         collect(
             config,

@@ -41,7 +41,7 @@ class CollectorSettings:
     retry_base_s: float = 5.0  # first backoff after a 5xx / transport error / bad body
     retry_cap_s: float = 60.0  # backoff cap
     batch_size: int = 500  # answers per write transaction (at most)
-    flush_interval_s: float = 0.25  # wall seconds between writes
+    flush_interval_s: float = 2.0  # wall seconds between writes (or batch_size answers)
     progress_interval_s: float = 10.0  # wall seconds between log lines without a terminal
     lock_wait_s: float = 10.0  # wait this long for another writer of the database
 
