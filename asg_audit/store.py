@@ -135,7 +135,12 @@ class Store:
                 self.con.execute("ROLLBACK")
                 raise
             else:
-                self.con.execute("COMMIT")
+                try:
+                    self.con.execute("COMMIT")
+                except duckdb.Error as exc:
+                    # A full disk or a lost file surfaces here; DuckDB has rolled back, so
+                    # what was committed before stays: one clear error, not a traceback.
+                    raise StoreError(f"{self.path}: cannot write the database: {exc}") from None
             finally:
                 self._depth = 0
 
