@@ -83,6 +83,8 @@ def _ingest_with_kills(tmp_path: Path, *, kills: int, files: int, seed: int) -> 
             reference, f"SELECT count(*) FROM {table}"), table
     assert query(db, "SELECT count(*) FROM rejects")[0][0] == files  # one bad line per file
     assert assert_store_opens_cleanly(db)["results"] == len(tasks)
+    print(f"\ningest: {log.kills} kills, {files} files, {len(tasks)} tasks,"
+          f" progress {log.progress}")
     return log
 
 
@@ -132,6 +134,7 @@ def _collect_with_kills(tmp_path: Path, *, kills: int, tasks: int, seed: int) ->
                  ) == [(1,)]  # one answer per task: nothing polled twice into the store
     assert results_fingerprint(db) == results_fingerprint(reference)
     assert_store_opens_cleanly(db)
+    print(f"\ncollect: {log.kills} kills, {len(states)} tasks, progress {log.progress}")
     return log
 
 
@@ -253,6 +256,8 @@ def _webhooks_with_kills(tmp_path: Path, *, kills: int, tasks: int, seed: int) -
     assert results_fingerprint(db) == results_fingerprint(reference)
     assert_store_opens_cleanly(db)
     assert logs["killed"].kills == kills
+    print(f"\nserve-webhooks: {kills} kills, {len(bodies)} deliveries, {len(sent)} tasks,"
+          f" progress {logs['killed'].progress}")
     return logs["killed"]
 
 
