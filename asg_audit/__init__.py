@@ -55,7 +55,48 @@ _EXPORTS: dict[str, str] = {
     "verify_signature": "asg_audit.webhooks",
 }
 
-__all__ = sorted([*_EXPORTS, "__version__"])
+__all__ = [
+    "ApiError",
+    "Audit",
+    "AuditConfig",
+    "AuditError",
+    "AuditOutcome",
+    "BillingSummary",
+    "ChainClient",
+    "ChainTx",
+    "CollectSummary",
+    "ConfigError",
+    "IndexIntegrityError",
+    "IngestSummary",
+    "InputError",
+    "ParsedTx",
+    "RenderedReport",
+    "SchemaVersionError",
+    "StoreBusyError",
+    "StoreError",
+    "VerifySummary",
+    "WebhookSettings",
+    "__version__",
+    "analyze",
+    "collect",
+    "collect_sync",
+    "compute_txid",
+    "create_webhook_app",
+    "fetch_billing",
+    "ingest",
+    "ingest_paths",
+    "load_config",
+    "open_store",
+    "parse_raw_tx",
+    "register_webhook",
+    "render",
+    "run_audit",
+    "serve_webhooks",
+    "sign_body",
+    "track_file",
+    "verify_chain",
+    "verify_signature",
+]
 
 
 def __getattr__(name: str) -> Any:
@@ -95,7 +136,7 @@ if TYPE_CHECKING:
     from asg_audit.ingest import IngestSummary, ingest, ingest_paths, track_file
     from asg_audit.jobs import AuditOutcome, run_audit
     from asg_audit.rawtx import ParsedTx, compute_txid, parse_raw_tx
-    from asg_audit.report import RenderedReport, render
+    from asg_audit.report import RenderedReport, render  # type: ignore[no-redef]
     from asg_audit.store import open_store
     from asg_audit.webhooks import (
         WebhookSettings,

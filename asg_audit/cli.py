@@ -66,8 +66,14 @@ def _cmd_db_info(args: argparse.Namespace, config: AuditConfig) -> int:
 def _cmd_demo(args: argparse.Namespace, config: AuditConfig) -> int:
     from asg_audit.demo import run_demo
 
-    return run_demo(config, out_dir=args.out, tasks=args.tasks, seed=args.seed,
-                    time_scale=args.time_scale, faults=args.faults)
+    return run_demo(
+        config,
+        out_dir=args.out,
+        tasks=args.tasks,
+        seed=args.seed,
+        time_scale=args.time_scale,
+        faults=args.faults,
+    )
 
 
 # -- commands registered by feature modules (add yours below, keep each a thin call) ------------
@@ -77,8 +83,14 @@ def _cmd_simulate(args: argparse.Namespace, config: AuditConfig) -> int:
     from asg_audit.sim.server import serve_simulator
 
     return serve_simulator(
-        seed=args.seed, tasks=args.tasks, time_scale=args.time_scale, faults=args.faults,
-        port=args.port, out_dir=args.out, anomalies=args.anomalies, host=args.host,
+        seed=args.seed,
+        tasks=args.tasks,
+        time_scale=args.time_scale,
+        faults=args.faults,
+        port=args.port,
+        out_dir=args.out,
+        anomalies=args.anomalies,
+        host=args.host,
     )
 
 
@@ -90,8 +102,10 @@ def _webhook_secrets(args: argparse.Namespace, config: AuditConfig) -> tuple[Any
     if secret_file:
         secrets += read_secret_file(secret_file)
     if not secrets:
-        raise ConfigError("no webhook secret: set ASG_WEBHOOK_SECRET (comma-separated for"
-                          " rotation) or pass --secret-file FILE")
+        raise ConfigError(
+            "no webhook secret: set ASG_WEBHOOK_SECRET (comma-separated for"
+            " rotation) or pass --secret-file FILE"
+        )
     return secrets
 
 
@@ -99,8 +113,13 @@ def _cmd_serve_webhooks(args: argparse.Namespace, config: AuditConfig) -> int:
     from asg_audit.webhooks import WebhookSettings, serve_webhooks
 
     settings = WebhookSettings.from_mapping(config.webhooks)
-    serve_webhooks(config.db_path, _webhook_secrets(args, config), host=args.host,
-                   port=args.port, settings=settings)
+    serve_webhooks(
+        config.db_path,
+        _webhook_secrets(args, config),
+        host=args.host,
+        port=args.port,
+        settings=settings,
+    )
     return 0
 
 
@@ -109,8 +128,13 @@ def _cmd_webhooks_register(args: argparse.Namespace, config: AuditConfig) -> int
 
     if config.api_key is None:
         raise ConfigError("no API key: set ASG_API_KEY (or API_KEY)")
-    answer = register_webhook(config.base_url, config.api_key, args.url,
-                              _webhook_secrets(args, config)[0], events=args.events)
+    answer = register_webhook(
+        config.base_url,
+        config.api_key,
+        args.url,
+        _webhook_secrets(args, config)[0],
+        events=args.events,
+    )
     for key in ("webhook_id", "callback_url", "events", "active"):
         if key in answer:
             print(f"{key}: {answer[key]}")
@@ -183,6 +207,7 @@ def _cmd_collect(args: argparse.Namespace, config: AuditConfig) -> int:
         deadline_s=args.deadline,
     )
 
+
 def _cmd_runs(args: argparse.Namespace, config: AuditConfig) -> int:
     from asg_audit.store import describe_runs
 
@@ -209,9 +234,11 @@ def _cmd_audit(args: argparse.Namespace, config: AuditConfig) -> int:
         print(outcome_json(outcome))
     else:
         s = outcome.summary
-        print(f"run {outcome.run_id}: {s.get('tasks', 0):,} tasks, {s.get('settled', 0):,} settled;"
-              f" findings fail {s.get('findings', {}).get('fail', 0)},"
-              f" warn {s.get('findings', {}).get('warn', 0)}")
+        print(
+            f"run {outcome.run_id}: {s.get('tasks', 0):,} tasks, {s.get('settled', 0):,} settled;"
+            f" findings fail {s.get('findings', {}).get('fail', 0)},"
+            f" warn {s.get('findings', {}).get('warn', 0)}"
+        )
         if outcome.report_dir is not None:
             print(f"report: {outcome.report_dir / 'index.html'}")
     return outcome.exit_code
@@ -243,24 +270,47 @@ def _build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="run the main job end to end on a fresh store")
     _add_common(p)
-    p.add_argument("--out", metavar="DIR", default="demo-output",
-                   help="demo folder: its store is recreated (default demo-output)")
-    p.add_argument("--tasks", type=int, default=3000, metavar="N", help="simulated tasks (default 3000)")
+    p.add_argument(
+        "--out",
+        metavar="DIR",
+        default="demo-output",
+        help="demo folder: its store is recreated (default demo-output)",
+    )
+    p.add_argument(
+        "--tasks", type=int, default=3000, metavar="N", help="simulated tasks (default 3000)"
+    )
     p.add_argument("--seed", type=int, default=7, help="simulator seed (default 7)")
-    p.add_argument("--time-scale", type=float, default=0.02, metavar="S",
-                   help="wall seconds per simulated second (default 0.02)")
-    p.add_argument("--faults", choices=("none", "mild", "harsh"), default="mild",
-                   help="simulated faults: 429s, 5xx, drops, truncated bodies (default mild)")
+    p.add_argument(
+        "--time-scale",
+        type=float,
+        default=0.02,
+        metavar="S",
+        help="wall seconds per simulated second (default 0.02)",
+    )
+    p.add_argument(
+        "--faults",
+        choices=("none", "mild", "harsh"),
+        default="mild",
+        help="simulated faults: 429s, 5xx, drops, truncated bodies (default mild)",
+    )
     p.set_defaults(handler=_cmd_demo)
 
     p = sub.add_parser("simulate", help="serve a seeded simulator of the Gateway and chain index")
     p.add_argument("--seed", type=int, default=7, help="world seed (default 7)")
     p.add_argument("--tasks", type=int, default=5000, help="tasks in the world (default 5000)")
-    p.add_argument("--time-scale", type=float, default=0.05,
-                   help="wall seconds per simulated second (default 0.05)")
+    p.add_argument(
+        "--time-scale",
+        type=float,
+        default=0.05,
+        help="wall seconds per simulated second (default 0.05)",
+    )
     p.add_argument("--faults", choices=["none", "mild", "harsh"], default="none")
-    p.add_argument("--anomalies", choices=["all", "none"], default="all",
-                   help="plant a few anomalies of every kind (default) or none")
+    p.add_argument(
+        "--anomalies",
+        choices=["all", "none"],
+        default="all",
+        help="plant a few anomalies of every kind (default) or none",
+    )
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=0, help="Gateway port, chain on port+1 (0: free)")
     p.add_argument("--out", metavar="DIR", help="where to write submissions and ground truth")
@@ -270,8 +320,11 @@ def _build_parser() -> argparse.ArgumentParser:
     _add_common(p)
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=8088, help="port (default 8088)")
-    p.add_argument("--secret-file", metavar="FILE",
-                   help="file with the webhook secret(s), one per line; adds to ASG_WEBHOOK_SECRET")
+    p.add_argument(
+        "--secret-file",
+        metavar="FILE",
+        help="file with the webhook secret(s), one per line; adds to ASG_WEBHOOK_SECRET",
+    )
     p.set_defaults(handler=_cmd_serve_webhooks)
 
     p = sub.add_parser("webhooks", help="manage webhook registrations with the Gateway")
@@ -279,10 +332,18 @@ def _build_parser() -> argparse.ArgumentParser:
     pw = whsub.add_parser("register", help="register a callback URL (POST /v1/webhooks)")
     _add_common(pw)
     pw.add_argument("--url", required=True, help="public URL of the receiver's /webhooks/asg")
-    pw.add_argument("--events", nargs="+", default=["task.settled"], metavar="EVENT",
-                    help="events to subscribe (default task.settled)")
-    pw.add_argument("--secret-file", metavar="FILE",
-                    help="file with the secret to register (first one); else ASG_WEBHOOK_SECRET")
+    pw.add_argument(
+        "--events",
+        nargs="+",
+        default=["task.settled"],
+        metavar="EVENT",
+        help="events to subscribe (default task.settled)",
+    )
+    pw.add_argument(
+        "--secret-file",
+        metavar="FILE",
+        help="file with the secret to register (first one); else ASG_WEBHOOK_SECRET",
+    )
     pw.set_defaults(handler=_cmd_webhooks_register)
 
     p = sub.add_parser(
@@ -290,31 +351,60 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     _add_common(p)
     p.add_argument("--rps", type=float, help="requests per second to the index (default 3)")
-    p.add_argument("--fail-on", choices=["info", "warn", "fail"],
-                   help="exit 1 at findings of this severity or worse (default: config fail_on)")
+    p.add_argument(
+        "--fail-on",
+        choices=["info", "warn", "fail"],
+        help="exit 1 at findings of this severity or worse (default: config fail_on)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(handler=_cmd_verify_chain)
 
     p = sub.add_parser("billing", help="fetch monthly usage and invoices; reconcile with results")
     _add_common(p)
-    p.add_argument("--month", action="append", metavar="YYYY-MM",
-                   help="only this month (repeatable; default: every month with data)")
-    p.add_argument("--fail-on", choices=["info", "warn", "fail"],
-                   help="exit 1 at findings of this severity or worse (default: config fail_on)")
+    p.add_argument(
+        "--month",
+        action="append",
+        metavar="YYYY-MM",
+        help="only this month (repeatable; default: every month with data)",
+    )
+    p.add_argument(
+        "--fail-on",
+        choices=["info", "warn", "fail"],
+        help="exit 1 at findings of this severity or worse (default: config fail_on)",
+    )
     p.set_defaults(handler=_cmd_billing)
 
     p = sub.add_parser("report", help="write the HTML, Markdown and JSON report of the store")
     _add_common(p)
-    p.add_argument("--out", metavar="DIR", default="reports",
-                   help="reports folder; writes DIR/<run-id>/ and DIR/latest (default reports)")
-    p.add_argument("--format", default="html,md,json", metavar="LIST",
-                   help="comma-separated: html, md, json (default all; summary.json always)")
-    p.add_argument("--since", type=_report_time, metavar="WHEN",
-                   help="only tasks created at or after this ISO date/time (UTC if no zone)")
-    p.add_argument("--until", type=_report_time, metavar="WHEN",
-                   help="only tasks created before this ISO date/time (UTC if no zone)")
-    p.add_argument("--compare", metavar="RUN",
-                   help="compare with an earlier report in --out: a run id or 'previous'")
+    p.add_argument(
+        "--out",
+        metavar="DIR",
+        default="reports",
+        help="reports folder; writes DIR/<run-id>/ and DIR/latest (default reports)",
+    )
+    p.add_argument(
+        "--format",
+        default="html,md,json",
+        metavar="LIST",
+        help="comma-separated: html, md, json (default all; summary.json always)",
+    )
+    p.add_argument(
+        "--since",
+        type=_report_time,
+        metavar="WHEN",
+        help="only tasks created at or after this ISO date/time (UTC if no zone)",
+    )
+    p.add_argument(
+        "--until",
+        type=_report_time,
+        metavar="WHEN",
+        help="only tasks created before this ISO date/time (UTC if no zone)",
+    )
+    p.add_argument(
+        "--compare",
+        metavar="RUN",
+        help="compare with an earlier report in --out: a run id or 'previous'",
+    )
     p.set_defaults(handler=_cmd_report)
 
     p = sub.add_parser(
@@ -356,17 +446,38 @@ def _build_parser() -> argparse.ArgumentParser:
         "config error, 3 incomplete (API unreachable, key refused, database busy, interrupted).",
     )
     _add_common(p)
-    p.add_argument("--out", metavar="DIR", default=None,
-                   help="reports folder (default [audit] report_dir, else reports)")
-    p.add_argument("--format", default="html,md,json", metavar="LIST",
-                   help="comma-separated: html, md, json (default all)")
-    p.add_argument("--wait", type=float, default=0.0, metavar="SECONDS",
-                   help="wait this long for an overlapping run to finish (default: exit 3 at once)")
-    p.add_argument("--fail-on", choices=("info", "warn", "fail"), default=None,
-                   help="exit 1 at findings of this severity or worse (default: config fail_on)")
-    p.add_argument("--since", type=_report_time, metavar="WHEN", help="only tasks created from then")
+    p.add_argument(
+        "--out",
+        metavar="DIR",
+        default=None,
+        help="reports folder (default [audit] report_dir, else reports)",
+    )
+    p.add_argument(
+        "--format",
+        default="html,md,json",
+        metavar="LIST",
+        help="comma-separated: html, md, json (default all)",
+    )
+    p.add_argument(
+        "--wait",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="wait this long for an overlapping run to finish (default: exit 3 at once)",
+    )
+    p.add_argument(
+        "--fail-on",
+        choices=("info", "warn", "fail"),
+        default=None,
+        help="exit 1 at findings of this severity or worse (default: config fail_on)",
+    )
+    p.add_argument(
+        "--since", type=_report_time, metavar="WHEN", help="only tasks created from then"
+    )
     p.add_argument("--until", type=_report_time, metavar="WHEN", help="only tasks created before")
-    p.add_argument("--compare", metavar="RUN", help="compare with an earlier report: a run id or 'previous'")
+    p.add_argument(
+        "--compare", metavar="RUN", help="compare with an earlier report: a run id or 'previous'"
+    )
     p.add_argument("--json", action="store_true", help="print the outcome as JSON on stdout")
     p.set_defaults(handler=_cmd_audit)
 

@@ -46,10 +46,11 @@ def _serve_in_thread(app: Any) -> Iterator[str]:
         port = int(probe.getsockname()[1])
     server = uvicorn.Server(
         # log_config=None: leave the process's logging alone (the simulator shares it).
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False,
-                       lifespan="on")
+        uvicorn.Config(
+            app, host="127.0.0.1", port=port, log_config=None, access_log=False, lifespan="on"
+        )
     )
-    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+    # uvicorn installs no signal handlers outside the main thread: the process keeps its own.
     thread = threading.Thread(target=server.run, name="webhook-receiver", daemon=True)
     thread.start()
     deadline = time.monotonic() + 20
@@ -100,14 +101,22 @@ def _submit_live_tasks(gateway_url: str, api_key: str, count: int, path: Path) -
 
     import httpx
 
-    kinds = [("image_classification", ["cat", "dog", "bird"]), ("sentiment", ["positive", "negative"])]
+    kinds = [
+        ("image_classification", ["cat", "dog", "bird"]),
+        ("sentiment", ["positive", "negative"]),
+    ]
     rows = []
-    with httpx.Client(base_url=gateway_url, timeout=10,
-                      headers={"Authorization": f"Bearer {api_key}"}) as client:
+    with httpx.Client(
+        base_url=gateway_url, timeout=10, headers={"Authorization": f"Bearer {api_key}"}
+    ) as client:
         for i in range(count):
             task_type, options = kinds[i % len(kinds)]
-            spec = {"task_type": task_type, "label_spec": {"options": options},
-                    "consensus_threshold": 3, "idempotency_key": f"demo-live-{i}"}
+            spec = {
+                "task_type": task_type,
+                "label_spec": {"options": options},
+                "consensus_threshold": 3,
+                "idempotency_key": f"demo-live-{i}",
+            }
             for attempt in range(8):  # the simulated Gateway throttles and fails now and then
                 try:
                     answer = client.post("/v1/tasks", json=spec)
@@ -119,9 +128,15 @@ def _submit_live_tasks(gateway_url: str, api_key: str, count: int, path: Path) -
                 time.sleep(0.05 * 2**attempt)
             else:
                 continue
-            rows.append({"task_id": body["task_id"], "task_type": task_type,
-                         "consensus_threshold": 3, "label_spec": {"options": options},
-                         "created_at": body["created_at"]})
+            rows.append(
+                {
+                    "task_id": body["task_id"],
+                    "task_type": task_type,
+                    "consensus_threshold": 3,
+                    "label_spec": {"options": options},
+                    "created_at": body["created_at"],
+                }
+            )
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return path
 
@@ -138,10 +153,15 @@ def _print_headline(summary: dict[str, Any], out: IO[str]) -> None:
         ("tasks", fmt(summary.get("tasks"))),
         ("settled", fmt(summary.get("settled"))),
         ("not settled", fmt(summary.get("unsettled"))),
-        ("latency p50 / p95", f"{fmt(summary.get('latency_p50_s'), ' s')} / "
-                              f"{fmt(summary.get('latency_p95_s'), ' s')}"),
-        (f"share over {summary.get('slo_seconds', 60):g} s SLO",
-         fmt(summary.get("share_over_slo"), "%")),
+        (
+            "latency p50 / p95",
+            f"{fmt(summary.get('latency_p50_s'), ' s')} / "
+            f"{fmt(summary.get('latency_p95_s'), ' s')}",
+        ),
+        (
+            f"share over {summary.get('slo_seconds', 60):g} s SLO",
+            fmt(summary.get("share_over_slo"), "%"),
+        ),
         ("agreement rate", fmt(summary.get("agreement_rate"), "%")),
         ("confidence follows", str(summary.get("confidence_follows"))),
         ("best cost model", str(summary.get("best_cost_model"))),
@@ -178,18 +198,22 @@ def run_demo(
     print(f"demo store: {db}", file=out)
     world = generate_world(WorldConfig(seed=seed, tasks=tasks, anomalies="all"))
     world.write_ground_truth(folder / "ground_truth.json")
-    print(f"simulated world: {tasks:,} tasks, seed {seed}, anomalies planted: "
-          f"{len(world.anomalies)}", file=out)
+    print(
+        f"simulated world: {tasks:,} tasks, seed {seed}, anomalies planted: {len(world.anomalies)}",
+        file=out,
+    )
     hook_secret = Secret("whsec_demo_" + secrets.token_hex(16))
     with run_simulator(world, time_scale=time_scale, faults=faults) as sim:
         print(f"simulator: gateway {sim.gateway_url}, chain {sim.chain_url}", file=out)
         receiver = create_webhook_app(db, [hook_secret], clock=sim.clock.now_dt)
         with _serve_in_thread(receiver) as receiver_url:
-            register_webhook(sim.gateway_url, Secret(sim.api_key),
-                             receiver_url + WEBHOOK_PATH, hook_secret)
+            register_webhook(
+                sim.gateway_url, Secret(sim.api_key), receiver_url + WEBHOOK_PATH, hook_secret
+            )
             print(f"webhook receiver: {receiver_url}{WEBHOOK_PATH} (registered)", file=out)
-            live = _submit_live_tasks(sim.gateway_url, sim.api_key, 60,
-                                      folder / "live-submissions.ndjson")
+            live = _submit_live_tasks(
+                sim.gateway_url, sim.api_key, 60, folder / "live-submissions.ndjson"
+            )
             subs = world.write_submissions(folder / "submissions.ndjson")
             drop = _write_provider_export(world, folder / "drop" / "provider-export.jsonl")
             print_track_summary(track_file(db, subs), file=out)
@@ -225,7 +249,8 @@ def run_demo(
     with open_store(db, read_only=True) as store:
         findings = store.frame("findings", where="run_id = ?", params=[outcome.run_id])
         hooks = store.con.execute(
-            "SELECT count(*) FROM observations WHERE source = 'webhook'").fetchall()[0][0]
+            "SELECT count(*) FROM observations WHERE source = 'webhook'"
+        ).fetchall()[0][0]
     print(f"\nwebhook deliveries stored: {hooks:,}", file=out)
     by_check = findings.group_by("check_id", "severity").len().sort(["severity", "check_id"])
     print(f"\nfindings: {findings.height:,}", file=out)
@@ -235,13 +260,19 @@ def run_demo(
     found = set(kinds.select("kind", "entity_id").iter_rows())
     planted = {(a["kind"], a["entity_id"]) for a in world.anomalies}
     missed = planted - found
-    print(f"\nground truth: {len(planted)} planted anomalies, {len(planted & found)} found, "
-          f"{len(missed)} missed, {len(found - planted)} reported but not planted", file=out)
+    print(
+        f"\nground truth: {len(planted)} planted anomalies, {len(planted & found)} found, "
+        f"{len(missed)} missed, {len(found - planted)} reported but not planted",
+        file=out,
+    )
     for kind, n in sorted(Counter(k for k, _ in missed).items()):
         print(f"  missed {kind}: {n}", file=out)
     if outcome.report_dir is not None:
         print(f"\nreport: {(outcome.report_dir / 'index.html').resolve()}", file=out)
-    print(f"audit exit code would be {outcome.exit_code} "
-          "(1: findings at or above fail; 3: incomplete)", file=out)
+    print(
+        f"audit exit code would be {outcome.exit_code} "
+        "(1: findings at or above fail; 3: incomplete)",
+        file=out,
+    )
     print(f"demo finished in {time.monotonic() - started:.0f} s", file=out)
     return EXIT_INCOMPLETE if outcome.incomplete else EXIT_OK

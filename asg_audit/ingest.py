@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Protocol, cast
 
 import polars as pl
 
@@ -108,9 +108,11 @@ def expand_paths(paths: Iterable[str | Path]) -> list[Path]:
     found: list[Path] = []
     for raw in paths:
         text = str(raw)
-        matches = [Path(m) for m in sorted(glob.glob(text, recursive=True))] if glob.has_magic(
-            text
-        ) else [Path(text)]
+        matches = (
+            [Path(m) for m in sorted(glob.glob(text, recursive=True))]
+            if glob.has_magic(text)
+            else [Path(text)]
+        )
         if not matches:
             raise InputError(f"{text}: no file matches this pattern")
         for path in matches:
@@ -144,8 +146,12 @@ class _HashingReader:
         return data
 
 
+class _Reader(Protocol):
+    def read(self, n: int, /) -> bytes: ...
+
+
 def _ndjson_frames(
-    stream: IO[bytes], *, origin: str, observed_at: datetime, chunk_bytes: int
+    stream: _Reader, *, origin: str, observed_at: datetime, chunk_bytes: int
 ) -> Iterator[pl.DataFrame]:
     """Yield RAW_SCHEMA frames of the lines of an NDJSON stream, chunk by chunk."""
     line_no = 0
@@ -177,7 +183,7 @@ def _lines_frame(
         parts.pop()
     n = len(parts)
     try:
-        texts: list[str | None] = block.decode("utf-8").split("\n")[:n]
+        texts: list[str | None] = list(block.decode("utf-8").split("\n")[:n])
         raw_bytes: list[bytes | None] = [None] * n
     except UnicodeDecodeError:
         texts, raw_bytes = [], []
@@ -255,7 +261,7 @@ def _is_json_array(path: Path) -> bool:
 
 def _open_binary(path: Path) -> IO[bytes]:
     if path.name.endswith(".gz"):
-        return gzip.open(path, "rb")
+        return cast(IO[bytes], gzip.open(path, "rb"))
     return path.open("rb")
 
 
@@ -398,7 +404,11 @@ def ingest_paths(
                     task = bar.add_task(path.name, total=size)
                 on_bytes = (lambda n, t=task: bar.advance(t, n)) if bar is not None else None
                 outcome = _ingest_file(
-                    store, summary.run_id, path, summary, chunk_bytes=chunk_bytes,
+                    store,
+                    summary.run_id,
+                    path,
+                    summary,
+                    chunk_bytes=chunk_bytes,
                     on_bytes=on_bytes,
                 )
                 if bar is not None and task is not None:
@@ -534,7 +544,7 @@ def _submission_row(rec: dict[str, Any]) -> dict[str, Any]:
 
 def _submission_records(path: Path) -> Iterator[tuple[int, dict[str, Any] | str]]:
     opener = gzip.open if path.name.endswith(".gz") else open
-    with opener(path, "rt", encoding="utf-8", newline="") as fh:  # type: ignore[operator]
+    with opener(path, "rt", encoding="utf-8", newline="") as fh:
         stem = path.name.removesuffix(".gz")
         if stem.endswith(".csv"):
             reader = csv.DictReader(fh)
@@ -578,12 +588,16 @@ def track_file(db: str | Path, path: str | Path, *, wait_seconds: float = 0.0) -
         raise InputError(f"{path}: no such file") from None
     except (OSError, EOFError, UnicodeDecodeError, zlib.error, csv.Error) as exc:
         raise InputError(f"{path}: {_describe_read_error(exc)}") from None
-    frame = pl.DataFrame(
-        rows,
-        schema={**SUBMISSIONS_SCHEMA, "origin": pl.String(), "origin_line": pl.Int64()},
-        orient="row",
-    ) if rows else pl.DataFrame(
-        schema={**SUBMISSIONS_SCHEMA, "origin": pl.String(), "origin_line": pl.Int64()}
+    frame = (
+        pl.DataFrame(
+            rows,
+            schema={**SUBMISSIONS_SCHEMA, "origin": pl.String(), "origin_line": pl.Int64()},
+            orient="row",
+        )
+        if rows
+        else pl.DataFrame(
+            schema={**SUBMISSIONS_SCHEMA, "origin": pl.String(), "origin_line": pl.Int64()}
+        )
     )
     with open_store(db, wait_seconds=wait_seconds) as store:
         run_id = store.start_run("track")
@@ -593,15 +607,20 @@ def track_file(db: str | Path, path: str | Path, *, wait_seconds: float = 0.0) -
             for line_no, reason, raw in bad:
                 field_name = reason.split(":", 1)[0] if ":" in reason else None
                 con.execute(
-                    "INSERT INTO rejects VALUES (?, 'submissions', ?, ?, ?, 'bad_submission', ?, ?, ?)",
+                    "INSERT INTO rejects VALUES"
+                    " (?, 'submissions', ?, ?, ?, 'bad_submission', ?, ?, ?)",
                     [run_id, now, str(path), line_no, field_name, reason, raw.encode()],
                 )
         summary.errors = [f"{path}:{line}: {reason}" for line, reason, _ in bad]
         store.finish_run(
             run_id,
             status="ok",
-            stats={"rows": summary.rows, "new": summary.new, "updated": summary.updated,
-                   "errors": len(bad)},
+            stats={
+                "rows": summary.rows,
+                "new": summary.new,
+                "updated": summary.updated,
+                "errors": len(bad),
+            },
         )
     return summary
 
@@ -617,5 +636,6 @@ def print_track_summary(summary: TrackSummary, *, file: IO[str] | None = None) -
     for err in summary.errors[:20]:
         print(f"  {printable(err)}", file=sys.stderr)
     if len(summary.errors) > 20:
-        print(f"  ... and {len(summary.errors) - 20:,} more (see the rejects table)", file=sys.stderr)
-
+        print(
+            f"  ... and {len(summary.errors) - 20:,} more (see the rejects table)", file=sys.stderr
+        )

@@ -102,9 +102,7 @@ def _redact_url(url: str) -> str:
     return str(parsed.copy_with(query=None, userinfo=b""))
 
 
-def _step(
-    outcome: AuditOutcome, name: str, fn: Callable[[], str], log: IO[str]
-) -> None:
+def _step(outcome: AuditOutcome, name: str, fn: Callable[[], str], log: IO[str]) -> None:
     """Run one step; record ok/skipped, or failed with the reason when an API let us down."""
     started = time.monotonic()
     try:
@@ -149,7 +147,12 @@ def run_audit(
             store.start_run("audit", run_id=outcome.run_id)
 
         _step(outcome, "ingest", lambda: _ingest_drop_folders(config, settings, progress), log)
-        _step(outcome, "collect", lambda: _collect(config, settings, collect_seconds, progress, clock), log)
+        _step(
+            outcome,
+            "collect",
+            lambda: _collect(config, settings, collect_seconds, progress, clock),
+            log,
+        )
         _step(outcome, "verify-chain", lambda: _verify_chain(config, settings, progress), log)
         _step(outcome, "billing", lambda: _billing(config, settings), log)
 
@@ -177,8 +180,12 @@ def run_audit(
             store.finish_run(
                 outcome.run_id,
                 status="incomplete" if outcome.incomplete else "ok",
-                stats={"steps": outcome.steps, "exit_code": outcome.exit_code,
-                       "report": str(outcome.report_dir), **outcome.summary},
+                stats={
+                    "steps": outcome.steps,
+                    "exit_code": outcome.exit_code,
+                    "report": str(outcome.report_dir),
+                    **outcome.summary,
+                },
             )
     return outcome
 
@@ -215,13 +222,17 @@ def _collect(
     if config.api_key is None:
         return "skipped (no ASG_API_KEY: nothing to poll)"
     _probe_gateway(config)
-    budget = seconds if seconds is not None else settings.get("collect_seconds", DEFAULT_COLLECT_SECONDS)
+    budget = (
+        seconds if seconds is not None else settings.get("collect_seconds", DEFAULT_COLLECT_SECONDS)
+    )
     summary = collect_sync(config, run_for_s=float(budget), progress=progress, clock=clock)
     if summary.status == "auth_refused":
         raise ApiError("the Gateway refused the API key (401/403)")
     stats = summary.stats
-    if summary.tracked and stats.get("requests", 0) and not (
-        stats.get("http_200", 0) or stats.get("http_202", 0) or stats.get("http_404", 0)
+    if (
+        summary.tracked
+        and stats.get("requests", 0)
+        and not (stats.get("http_200", 0) or stats.get("http_202", 0) or stats.get("http_404", 0))
     ):
         raise ApiError("the Gateway did not answer any poll usefully (unreachable?)")
     return (

@@ -170,10 +170,12 @@ def _build_sql(max_record_bytes: int) -> str:
         f = "CASE " + " ".join(f"WHEN {has(p)} THEN '{p[2:]}'" for p in ps) + " END"
         return t, v, f
 
-    cost_t, cost_v, cost_f = first("$.settlement.total_cost_sats", "$.total_cost_sats", "$.cost_sats")
-    txid_t, txid_v, _ = first("$.settlement.bsv_txid", "$.bsv_txid")
+    cost_t, cost_v, cost_f = first(
+        "$.settlement.total_cost_sats", "$.total_cost_sats", "$.cost_sats"
+    )
+    _, txid_v, _ = first("$.settlement.bsv_txid", "$.bsv_txid")
     settled_t, settled_v, settled_f = first("$.settlement.settled_at", "$.settled_at")
-    type_t, type_v, _ = first("$.task_type", "$.type")
+    _, type_v, _ = first("$.task_type", "$.type")
     ints = _INT_TYPES
 
     def ts_ok(t: str, v: str) -> str:
@@ -217,7 +219,8 @@ def _build_sql(max_record_bytes: int) -> str:
             "'no task id in the record or its origin'",
         ),
         (
-            f"NOT regexp_full_match(coalesce({sv('$.task_id')}, task_id_hint), '{TASK_ID_PATTERN}')",
+            f"NOT regexp_full_match(coalesce({sv('$.task_id')}, task_id_hint),"
+            f" '{TASK_ID_PATTERN}')",
             RejectReason.UNSAFE_TASK_ID,
             "'task_id'",
             f"'task id must match {TASK_ID_PATTERN} (at most {MAX_TASK_ID_LENGTH} characters)'",
@@ -254,7 +257,8 @@ def _build_sql(max_record_bytes: int) -> str:
                 f" AND TRY_CAST({sv(path)} AS HUGEINT) BETWEEN 0 AND 2147483647)",
                 RejectReason.BAD_TYPE,
                 f"'{path[2:]}'",
-                f"'expected a non-negative integer, got ' || lower({ty(path)}) || ' ' || left({sv(path)}, 40)",
+                f"'expected a non-negative integer, got ' || lower({ty(path)})"
+                f" || ' ' || left({sv(path)}, 40)",
             )
         )
     checks.append(
@@ -263,7 +267,8 @@ def _build_sql(max_record_bytes: int) -> str:
             f" AND isfinite(TRY_CAST({sv('$.confidence')} AS DOUBLE)))",
             RejectReason.BAD_TYPE,
             "'confidence'",
-            f"'expected a finite number, got ' || lower({ty('$.confidence')}) || ' ' || left({sv('$.confidence')}, 40)",
+            f"'expected a finite number, got ' || lower({ty('$.confidence')})"
+            f" || ' ' || left({sv('$.confidence')}, 40)",
         )
     )
     checks.append(
@@ -272,7 +277,8 @@ def _build_sql(max_record_bytes: int) -> str:
             f" AND TRY_CAST({cost_v} AS HUGEINT) BETWEEN 0 AND 9223372036854775807)",
             RejectReason.BAD_SATS,
             cost_f,
-            f"'sats must be a non-negative integer within int64, got ' || lower({cost_t}) || ' ' || left({cost_v}, 40)",
+            f"'sats must be a non-negative integer within int64, got ' || lower({cost_t})"
+            f" || ' ' || left({cost_v}, 40)",
         )
     )
     for t, v, f in (
@@ -289,10 +295,20 @@ def _build_sql(max_record_bytes: int) -> str:
             )
         )
 
-    flag_cols = ",\n    ".join(f"coalesce({c}, false) AS c{i}" for i, (c, _, _, _) in enumerate(checks))
-    reason = "CASE " + " ".join(f"WHEN c{i} THEN '{r}'" for i, (_, r, _, _) in enumerate(checks)) + " END"
-    field = "CASE " + " ".join(f"WHEN c{i} THEN {f}" for i, (_, _, f, _) in enumerate(checks)) + " END"
-    detail = "CASE " + " ".join(f"WHEN c{i} THEN {d}" for i, (_, _, _, d) in enumerate(checks)) + " END"
+    flag_cols = ",\n    ".join(
+        f"coalesce({c}, false) AS c{i}" for i, (c, _, _, _) in enumerate(checks)
+    )
+    reason = (
+        "CASE "
+        + " ".join(f"WHEN c{i} THEN '{r}'" for i, (_, r, _, _) in enumerate(checks))
+        + " END"
+    )
+    field = (
+        "CASE " + " ".join(f"WHEN c{i} THEN {f}" for i, (_, _, f, _) in enumerate(checks)) + " END"
+    )
+    detail = (
+        "CASE " + " ".join(f"WHEN c{i} THEN {d}" for i, (_, _, _, d) in enumerate(checks)) + " END"
+    )
 
     shape = (
         f"CASE WHEN {has('$.error')} THEN '{Shape.ERROR}'"
@@ -346,24 +362,24 @@ WITH src AS (
   FROM checked
 ), fields AS (
   SELECT *,
-    coalesce({sv('$.task_id')}, task_id_hint) AS task_id,
-    CASE WHEN {sv('$.event')} = 'task.settled' AND NOT {has('$.status')} THEN 'settled'
-         ELSE {sv('$.status')} END AS status,
-    {sv('$.consensus_label')} AS consensus_label,
-    TRY_CAST({sv('$.confidence')} AS DOUBLE) AS confidence,
-    TRY_CAST({sv('$.worker_count')} AS INTEGER) AS worker_count,
-    TRY_CAST({sv('$.agreement_count')} AS INTEGER) AS agreement_count,
+    coalesce({sv("$.task_id")}, task_id_hint) AS task_id,
+    CASE WHEN {sv("$.event")} = 'task.settled' AND NOT {has("$.status")} THEN 'settled'
+         ELSE {sv("$.status")} END AS status,
+    {sv("$.consensus_label")} AS consensus_label,
+    TRY_CAST({sv("$.confidence")} AS DOUBLE) AS confidence,
+    TRY_CAST({sv("$.worker_count")} AS INTEGER) AS worker_count,
+    TRY_CAST({sv("$.agreement_count")} AS INTEGER) AS agreement_count,
     nullif(lower(trim({txid_v})), '') AS bsv_txid,
     TRY_CAST({cost_v} AS BIGINT) AS cost_sats_raw,
     {type_v} AS task_type,
-    NOT {has('$.task_type')} AND {has('$.type')} AS type_alias,
-    {ts_val(ty('$.created_at'), sv('$.created_at'))} AS created_at,
+    NOT {has("$.task_type")} AND {has("$.type")} AS type_alias,
+    {ts_val(ty("$.created_at"), sv("$.created_at"))} AS created_at,
     {ts_val(settled_t, settled_v)} AS settled_at,
-    {ts_val(ty('$.timestamp'), sv('$.timestamp'))} AS delivered_at,
-    coalesce({ty('$.created_at')} IN {ints}, false) OR coalesce(({settled_t}) IN {ints}, false)
-      OR coalesce({ty('$.timestamp')} IN {ints}, false) AS epoch_ts,
-    CASE WHEN {ty('$.error')} = 'OBJECT' THEN coalesce({sv('$.error.message')}, {sv('$.error')})
-         ELSE {sv('$.error')} END AS error_message,
+    {ts_val(ty("$.timestamp"), sv("$.timestamp"))} AS delivered_at,
+    coalesce({ty("$.created_at")} IN {ints}, false) OR coalesce(({settled_t}) IN {ints}, false)
+      OR coalesce({ty("$.timestamp")} IN {ints}, false) AS epoch_ts,
+    CASE WHEN {ty("$.error")} = 'OBJECT' THEN coalesce({sv("$.error.message")}, {sv("$.error")})
+         ELSE {sv("$.error")} END AS error_message,
     {shape} AS shape,
     md5(raw) AS payload_hash
   FROM judged
@@ -400,8 +416,10 @@ def normalise_batch(
     text (the file and line are the evidence); other accepted records keep theirs.
     """
     raw_batch = raw.select(
-        [pl.col(name).cast(dtype) if name in raw.columns else pl.lit(None, dtype).alias(name)
-         for name, dtype in RAW_SCHEMA.items()]
+        [
+            pl.col(name).cast(dtype) if name in raw.columns else pl.lit(None, dtype).alias(name)
+            for name, dtype in RAW_SCHEMA.items()
+        ]
     )
     con, sql = _engine(max_record_bytes)
     cur = con.cursor()

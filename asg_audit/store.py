@@ -155,7 +155,8 @@ class Store:
         if table not in self.tables():
             raise StoreError(f"{self.path}: no table named {table!r}")
         sql = f'SELECT * FROM "{table}"' + (f" WHERE {where}" if where else "")
-        return self.con.sql(sql, params=list(params) or None).pl()
+        frame: pl.DataFrame = self.con.sql(sql, params=list(params) or None).pl()
+        return frame
 
     def tables(self) -> list[str]:
         """Return the names of the tables in the store."""
@@ -354,9 +355,7 @@ class Store:
 
 
 def _merge_stats(a: WriteStats, b: WriteStats) -> WriteStats:
-    return WriteStats(
-        **{f: getattr(a, f) + getattr(b, f) for f in WriteStats.__dataclass_fields__}
-    )
+    return WriteStats(**{f: getattr(a, f) + getattr(b, f) for f in WriteStats.__dataclass_fields__})
 
 
 def _pick(field: str) -> str:

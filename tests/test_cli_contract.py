@@ -75,3 +75,9 @@ def test_cli_db_info_prints_counts_and_version(tmp_path: Path, capsys: pytest.Ca
     out = capsys.readouterr().out
     assert "schema version:" in out
     assert any(line.split()[:2] == ["results", "180"] for line in out.splitlines())
+
+
+def test_public_all_lists_exactly_the_lazy_exports() -> None:
+    from asg_audit import _EXPORTS
+
+    assert set(asg_audit.__all__) == {*_EXPORTS, "__version__"}

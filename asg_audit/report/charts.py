@@ -12,7 +12,7 @@ import io
 import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, cast
 
 import matplotlib
 import matplotlib.ticker
@@ -189,7 +189,7 @@ def _survival(f: Mapping[str, pl.DataFrame]) -> Chart | None:
     ax1.step(curve["t"], curve["survival"], where="post", color=_BLUE)
     ax1.set(title="Still unsettled (Kaplan-Meier)", xlabel="task age (s)", ylabel="share")
     ax1.set_ylim(0, 1.02)
-    _age_axis(ax1, float(surv["t"].max() or 60))
+    _age_axis(ax1, float(cast(float, surv["t"].max()) or 60))
     backlog = (
         ageing.group_by("age", maintain_order=True)
         .agg(pl.col("tasks").sum(), pl.col("oldest_s").max())
@@ -292,7 +292,7 @@ def _costs(f: Mapping[str, pl.DataFrame]) -> Chart | None:
     fig, (ax,) = _figure()
     ok = cmp.filter(pl.col("difference_sats") == 0)
     off = cmp.filter(pl.col("difference_sats") != 0)
-    scale = 400 / max(int(cmp["tasks"].max() or 1), 1)
+    scale = 400 / max(int(cast(int, cmp["tasks"].max()) or 1), 1)
     for part, colour, label in ((ok, _BLUE, "as expected"), (off, _RED, "mismatch")):
         if part.height:
             sizes = [max(12.0, t * scale) for t in part["tasks"]]
@@ -304,7 +304,10 @@ def _costs(f: Mapping[str, pl.DataFrame]) -> Chart | None:
                 alpha=0.6,
                 label=label,
             )
-    top = max(int(cmp["expected_sats"].max() or 0), int(cmp["reported_sats"].max() or 0))
+    top = max(
+        int(cast(int, cmp["expected_sats"].max()) or 0),
+        int(cast(int, cmp["reported_sats"].max()) or 0),
+    )
     ax.plot([0, top], [0, top], color=_GREY, linestyle=":", label="reported = expected")
     ax.set(
         title="Reported vs expected cost (marker size: tasks)",
@@ -402,7 +405,7 @@ _NEEDS_SLO: Final = {"latency_distribution", "latency_over_time"}
 def draw_charts(frames: Mapping[str, pl.DataFrame], *, slo_seconds: float) -> dict[str, Chart]:
     """Return the charts that have data, by name (see `CHART_NAMES`), in report order."""
     out: dict[str, Chart] = {}
-    with matplotlib.rc_context(_RC):
+    with matplotlib.rc_context(cast(Any, _RC)):
         for name, draw in _DRAWERS.items():
             chart = draw(frames, slo_seconds) if name in _NEEDS_SLO else draw(frames)
             if chart is not None:
