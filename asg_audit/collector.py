@@ -126,6 +126,7 @@ class _Collector:
         self.auth_error: AuthError | None = None
         self.summary = CollectSummary(run_id="", status="running")
         self._flush_wanted = asyncio.Event()
+        self.settled_unlearned: set[str] = set()
 
     # -- setup -----------------------------------------------------------------------------------
 
@@ -235,6 +236,7 @@ class _Collector:
         slots = asyncio.Semaphore(self.s.concurrency)
         jobs: set[asyncio.Task[None]] = set()
         self._stopping = False
+        self._revision = getattr(self.policy, "revision", 0)
         tick = 0.25
         until = None if self.run_for_s is None else started_at + self.run_for_s
         status = "completed"
@@ -257,10 +259,24 @@ class _Collector:
             if due > now:
                 await self.clock.sleep(min(due - now, tick))
                 continue
+            revision = getattr(self.policy, "revision", 0)
+            if revision != self._revision:
+                # a learned schedule replaces the fallback: decide every pending task again
+                self._revision = revision
+                self._replan(now)
+                continue
             heapq.heappop(self.heap)
             t = self.tasks[task_id]
             if t.version != version or t.state != "pending":
                 continue
+            if t.attempts == 0:
+                # a first poll was planned when the task was loaded, maybe before anything was
+                # learned; ask again with what is known now (it can only move later)
+                again = policy_next(self.policy, t, now)
+                if again > now + 0.01:
+                    t.next_poll_at = again
+                    self._push(t)
+                    continue
             await slots.acquire()
             await self.bucket.acquire()
             if self.stop_reason is not None:
@@ -278,6 +294,25 @@ class _Collector:
                 job.cancel()
             await asyncio.gather(*jobs, return_exceptions=True)
         return status
+
+    def _replan(self, now: float) -> None:
+        """Ask the policy again about every waiting task and rebuild the heap."""
+        heap: list[tuple[float, int, str]] = []
+        for _, version, task_id in self.heap:
+            t = self.tasks[task_id]
+            if t.version != version or t.state != "pending":
+                continue
+            if t.errors == 0:  # a retry after a failure keeps its backoff
+                at = policy_next(self.policy, t, now)
+                if t.last_poll_at is not None:
+                    at = max(at, t.last_poll_at + 5.0)
+                if t.deadline_at > now:
+                    at = min(at, t.deadline_at)
+                t.next_poll_at = at
+            t.version += 1
+            heap.append((t.next_poll_at, t.version, task_id))
+        heapq.heapify(heap)
+        self.heap = heap
 
     async def _poll(self, t: _Task, slots: asyncio.Semaphore) -> None:
         sent_at = self.clock.now()
@@ -330,6 +365,7 @@ class _Collector:
             return self._schedule(t, now)
         if isinstance(outcome, gw.Pending):
             st["http_202"] += 1
+            self.policy.observe_pending(t.facts, sent_at)
             t.polls += 1
             t.errors = 0
             t.first_404_at = None
@@ -408,7 +444,11 @@ class _Collector:
         t.state = state
         t.next_poll_at = now
         self.pending -= 1
-        self.policy.observe_finished(t.facts)
+        if state == "done":
+            # stays in the policy's risk set until its latency is learned after the write
+            self.settled_unlearned.add(t.facts.task_id)
+        else:
+            self.policy.observe_finished(t.facts)
         key = {"done": "settled", "failed": "failed", "not_found": "not_found"}.get(state, state)
         setattr(self.summary, key, getattr(self.summary, key) + 1)
         self._row(t, now)
@@ -435,17 +475,20 @@ class _Collector:
             stopping = getattr(self, "_stopping", False)
             if self.records or self.rows:
                 records, rows = self.records, list(self.rows.values())
-                origins = self.origins
+                origins, done_ids = self.origins, self.settled_unlearned
                 self.records, self.rows, self.origins = [], {}, {}
+                self.settled_unlearned = set()
                 latencies, rejected = await loop.run_in_executor(
                     writer.pool, writer.flush, run_id, records, rows
                 )
-                self._learn(latencies)
+                self._learn(latencies, done_ids)
                 self._reopen(rejected, origins)
             if stopping and not self.records and not self.rows:
                 return
 
-    def _learn(self, latencies: Iterable[tuple[str, float, float | None]]) -> None:
+    def _learn(
+        self, latencies: Iterable[tuple[str, float, float | None]], done_ids: set[str]
+    ) -> None:
         for task_id, settled_at, created_at in latencies:
             t = self.tasks.get(task_id)
             if t is None:
@@ -453,6 +496,12 @@ class _Collector:
             created = t.facts.created_at if t.facts.created_at is not None else created_at
             if created is not None:
                 self.policy.observe_settled(t.facts, settled_at - created)
+                done_ids.discard(task_id)
+        # settled without a usable latency: out of the risk sets
+        for task_id in done_ids:
+            t = self.tasks.get(task_id)
+            if t is not None and t.state == "done":
+                self.policy.observe_finished(t.facts)
 
     def _reopen(
         self, rejected: set[tuple[str, datetime]], origins: Mapping[tuple[str, datetime], str]

@@ -43,7 +43,7 @@ DEFAULT_CAP_S: Final = 60.0
 # Quantiles of the latency distribution where Adaptive polls: about 2.3 polls per task for a
 # lognormal like the service's, with every gap inside the bulk at most `max_gap`.
 DEFAULT_QUANTILES: Final = (0.3, 0.6, 0.85, 0.95, 0.99)
-DEFAULT_MAX_GAP_S: Final = 16.0
+DEFAULT_MAX_GAP_S: Final = 18.0
 DEFAULT_MIN_SAMPLES: Final = 40
 _HORIZON_S: Final = 6 * 3600  # the tail plan is spelled out this far, then continues at the cap
 
@@ -69,6 +69,8 @@ class SchedulePolicy(Protocol):
 
     def observe_tracked(self, task: TaskFacts) -> None: ...
 
+    def observe_pending(self, task: TaskFacts, at: float) -> None: ...
+
     def observe_settled(self, task: TaskFacts, latency_s: float) -> None: ...
 
     def observe_finished(self, task: TaskFacts) -> None: ...
@@ -78,6 +80,9 @@ class _Stateless:
     """Policies that learn nothing ignore the observations."""
 
     def observe_tracked(self, task: TaskFacts) -> None:
+        """Ignore: this policy does not learn."""
+
+    def observe_pending(self, task: TaskFacts, at: float) -> None:
         """Ignore: this policy does not learn."""
 
     def observe_settled(self, task: TaskFacts, latency_s: float) -> None:
@@ -184,8 +189,15 @@ class Adaptive:
         self.refit_after_s = refit_after_s
         self.fallback: SchedulePolicy = fallback or DocumentedBackoff()
         self._groups: dict[GroupKey, _Group] = {}
+        # bumped when a group first has enough data: times decided by the fallback (or by a
+        # coarser group) are worth deciding again, see `collector`
+        self.revision = 0
         # pending tasks with a known creation time: censored observations for Kaplan-Meier
         self._pending: dict[str, TaskFacts] = {}
+        # the greatest age at which each pending task was seen pending: its censoring age. Not
+        # `now - created_at`: a task may have settled since its last poll, unseen, and counting
+        # it at risk until now would bias the estimate towards slow settlements.
+        self._pending_age: dict[str, float] = {}
 
     # -- learning --------------------------------------------------------------------------------
 
@@ -194,17 +206,30 @@ class Adaptive:
         if task.created_at is not None:
             self._pending[task.task_id] = task
 
+    def observe_pending(self, task: TaskFacts, at: float) -> None:
+        """Note that `task` was still pending at time `at` (a censored observation)."""
+        if task.created_at is None or task.task_id not in self._pending:
+            return
+        age = at - task.created_at
+        if age > self._pending_age.get(task.task_id, 0.0):
+            self._pending_age[task.task_id] = age
+
     def observe_settled(self, task: TaskFacts, latency_s: float) -> None:
         """Learn one settlement latency (`settled_at - created_at`, seconds)."""
         self._pending.pop(task.task_id, None)
+        self._pending_age.pop(task.task_id, None)
         if not math.isfinite(latency_s) or latency_s < 0:
             return
         for key in self._keys(task):
-            self._groups.setdefault(key, _Group([])).latencies.append(latency_s)
+            group = self._groups.setdefault(key, _Group([]))
+            group.latencies.append(latency_s)
+            if len(group.latencies) == self.min_samples:
+                self.revision += 1
 
     def observe_finished(self, task: TaskFacts) -> None:
         """Drop a task that ended without a settlement (expired, not found) from the risk sets."""
         self._pending.pop(task.task_id, None)
+        self._pending_age.pop(task.task_id, None)
 
     def samples(self, task: TaskFacts) -> int:
         """Return how many settled latencies the group used for `task` has (0: fallback)."""
@@ -233,17 +258,24 @@ class Adaptive:
         n = len(group.latencies)
         stale = n >= group.fitted_events * 1.1 + 5 or now - group.fitted_at >= self.refit_after_s
         if group.plan is None or stale:
+            ages = self._pending_age
             censored = [
-                now - t.created_at
-                for t in self._pending.values()
-                if t.created_at is not None and _matches(key, t)
+                age
+                for task_id, age in ages.items()
+                if _matches(key, self._pending[task_id])
             ]
             group.plan = self.build_plan(group.latencies, censored)
             group.fitted_events, group.fitted_at = n, now
         return group.plan
 
     def build_plan(self, latencies: Sequence[float], censored: Sequence[float] = ()) -> list[float]:
-        """Return poll offsets after creation from settled latencies and censored ages."""
+        """Return poll offsets after creation from settled latencies and censored ages.
+
+        Polls go at the estimated quantiles, at most `max_gap` apart. Quantiles the data cannot
+        reach yet (early in a run, most tasks are younger than the slow settlements) are not
+        guessed: the plan keeps `max_gap` steps up to the oldest age seen (the plan is refitted
+        long before a task gets there), and only then starts the tail, so slow tasks are found.
+        """
         points = [q for q in kaplan_meier_quantiles(latencies, censored, self.quantiles) if q > 0]
         offsets: list[float] = []
         for point in points:
@@ -251,19 +283,26 @@ class Adaptive:
             if not offsets:
                 offsets.append(point)
                 continue
-            gap = point - offsets[-1]
-            if gap < self.min_interval_s:
-                continue
-            steps = math.ceil(gap / self.max_gap_s)
-            offsets.extend(offsets[-1] + gap * k / steps for k in range(1, steps + 1))
+            self._fill_to(offsets, point)
         if not offsets:
             offsets.append(self.first_s)
+        if len(points) < len(self.quantiles):
+            reach = max(max(latencies, default=0.0), max(censored, default=0.0))
+            self._fill_to(offsets, reach + self.max_gap_s)
         # tail: keep looking for slow tasks, gaps doubling from max_gap up to the cap
         gap = self.max_gap_s
         while offsets[-1] < _HORIZON_S:
             gap = min(self.tail_cap_s, gap * 2)
             offsets.append(offsets[-1] + gap)
         return offsets
+
+    def _fill_to(self, offsets: list[float], point: float) -> None:
+        """Append `point` to `offsets`, with even steps of at most `max_gap` before it."""
+        gap = point - offsets[-1]
+        if gap < self.min_interval_s:
+            return
+        steps = math.ceil(gap / self.max_gap_s)
+        offsets.extend(offsets[-1] + gap * k / steps for k in range(1, steps + 1))
 
     def next_poll_at(
         self, task: TaskFacts, *, attempts: int, last_poll_at: float | None, now: float

@@ -167,8 +167,15 @@ def main() -> int:
     parser.add_argument("--sdk-tasks", type=int, default=6)
     parser.add_argument("--sdk-time-scale", type=float, default=0.05)
     parser.add_argument("--seed", type=int, default=5)
+    parser.add_argument(
+        "--only", choices=("documented", "adaptive"), help="run one schedule (quick iterations)"
+    )
     args = parser.parse_args()
 
+    if args.only:
+        r = run_collector(args.only, args)
+        print(json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in r.items()}))
+        return 0
     rows = [run_sdk(args), run_collector("documented", args), run_collector("adaptive", args)]
     head = (
         f"{'strategy':<38} {'settled':>7} {'polls/task':>10} {'p50 s':>6} {'p95 s':>6} "
