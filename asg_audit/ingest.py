@@ -41,7 +41,10 @@ __all__ = [
     "track_file",
 ]
 
-DEFAULT_CHUNK_BYTES = 32 * 1024 * 1024
+DEFAULT_CHUNK_BYTES = 16 * 1024 * 1024
+# DuckDB's share of memory during a bulk ingest: beyond it the store spills to disk, so a file
+# of any size is ingested in bounded memory.
+DEFAULT_INGEST_MEMORY_LIMIT = "1GB"
 _SUFFIXES = (".json", ".jsonl", ".ndjson", ".json.gz", ".jsonl.gz", ".ndjson.gz")
 
 ProgressFn = Callable[[int], None]
@@ -298,9 +301,7 @@ def _ingest_file(
             last_pos = 0
             for frame in frames:
                 batch = normalise_batch(frame)
-                stats = store.write_batch(run_id, batch, refresh=False)
-                store.touch_tasks(batch.accepted.get_column("task_id").unique())
-                totals = _add(totals, stats)
+                totals = _add(totals, store.stage_batch(run_id, batch))
                 outcome.records += frame.height
                 outcome.accepted += batch.accepted.height
                 outcome.rejected += batch.rejects.height
@@ -314,7 +315,7 @@ def _ingest_file(
                 content_hash = reader.hash.hexdigest()
             if store.file_ingested(content_hash):
                 raise _AlreadyIngested
-            totals = _add(totals, store.refresh_results())
+            totals = _add(totals, store.commit_staged())
             store.record_ingested_file(
                 content_hash=content_hash,
                 path=origin,
@@ -393,7 +394,9 @@ def ingest_paths(
     """
     files = expand_paths(paths)
     summary = IngestSummary()
-    with open_store(db, wait_seconds=wait_seconds) as store:
+    with open_store(
+        db, wait_seconds=wait_seconds, memory_limit=DEFAULT_INGEST_MEMORY_LIMIT
+    ) as store:
         summary.run_id = store.start_run("ingest")
         bar = _progress_bar(files) if progress and sys.stderr.isatty() else None
         try:

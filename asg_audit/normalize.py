@@ -403,6 +403,8 @@ def _engine(max_record_bytes: int) -> tuple[duckdb.DuckDBPyConnection, str]:
     if max_record_bytes not in cache:
         con = duckdb.connect(":memory:")
         con.execute("SET TimeZone = 'UTC'")
+        # A batch is a chunk of a file or a handful of answers: keep the engine small.
+        con.execute("SET memory_limit = '512MB'")
         cache[max_record_bytes] = (con, _build_sql(max_record_bytes))
     return cache[max_record_bytes]
 

@@ -108,6 +108,7 @@ class Store:
         self.read_only = read_only
         self._lock = _write_lock(path)
         self._depth = 0
+        self._next_obs_id: int | None = None  # while records are staged
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -143,6 +144,7 @@ class Store:
                     raise StoreError(f"{self.path}: cannot write the database: {exc}") from None
             finally:
                 self._depth = 0
+                self._next_obs_id = None  # staged rows live in temp tables of this transaction
 
     def _require_writer(self) -> None:
         if self.read_only:
@@ -220,53 +222,82 @@ class Store:
             return self._write_batch(run_id, batch, refresh=refresh)
 
     def _write_batch(self, run_id: str, batch: NormalisedBatch, *, refresh: bool) -> WriteStats:
+        staged = self.stage_batch(run_id, batch)
+        return _merge_stats(staged, self.commit_staged(refresh=refresh))
+
+    def stage_batch(self, run_id: str, batch: NormalisedBatch) -> WriteStats:
+        """Write a batch's rejects and stage its records; `commit_staged` stores them.
+
+        Bulk ingest stages every chunk of a file and commits once, so that the duplicate check
+        against stored observations runs once per file instead of once per chunk. Call both
+        inside one `transaction()`.
+        """
+        self._require_writer()
         con = self.con
         accepted = batch.accepted
-        start_row = con.execute("SELECT coalesce(max(obs_id), 0) FROM observations").fetchall()[0]
-        start = int(start_row[0]) if start_row else 0
+        if self._next_obs_id is None:
+            row = con.execute("SELECT coalesce(max(obs_id), 0) FROM observations").fetchall()[0]
+            self._next_obs_id = int(row[0]) + 1
+        start = self._next_obs_id
+        self._next_obs_id += accepted.height
         obs = accepted.with_columns(
-            obs_id=pl.int_range(start + 1, start + 1 + accepted.height, dtype=pl.Int64),
+            obs_id=pl.int_range(start, start + accepted.height, dtype=pl.Int64),
             run_id=pl.lit(run_id, pl.String),
         ).select(_OBS_COLUMNS)
         con.register("_batch_obs", obs)
         try:
-            before = self.count("observations")
-            # File records: the same payload for the same task is the same evidence.
             con.execute(
-                f"""INSERT INTO observations ({", ".join(_OBS_COLUMNS)})
-                SELECT {", ".join("b." + c for c in _OBS_COLUMNS)} FROM _batch_obs b
-                WHERE b.source <> '{Source.FILE}' OR NOT EXISTS (
-                    SELECT 1 FROM observations o
-                    WHERE o.source = '{Source.FILE}' AND o.task_id = b.task_id
-                      AND o.payload_hash = b.payload_hash)
-                QUALIFY b.source <> '{Source.FILE}' OR row_number() OVER (
-                    PARTITION BY b.task_id, b.payload_hash ORDER BY b.obs_id) = 1"""
+                "CREATE TEMP TABLE IF NOT EXISTS _staged_obs AS "
+                "SELECT * FROM observations WITH NO DATA"
             )
-            added = self.count("observations") - before
-            if batch.rejects.height:
-                rej = batch.rejects.with_columns(run_id=pl.lit(run_id, pl.String))
-                con.register("_batch_rej", rej)
-                try:
-                    con.execute(
-                        "INSERT INTO rejects (run_id, source, observed_at, origin, origin_line,"
-                        " reason, field, detail, raw) SELECT run_id, source, observed_at, origin,"
-                        " origin_line, reason, field, detail, raw FROM _batch_rej"
-                    )
-                finally:
-                    con.unregister("_batch_rej")
-            stats = WriteStats(
-                observations=added,
-                duplicates=accepted.height - added,
-                rejects=batch.rejects.height,
-            )
-            if refresh and added:
-                con.execute(
-                    "CREATE OR REPLACE TEMP TABLE _touched AS "
-                    "SELECT DISTINCT task_id FROM _batch_obs"
-                )
-                stats = _merge_stats(stats, self.refresh_results())
+            cols = ", ".join(_OBS_COLUMNS)
+            con.execute(f"INSERT INTO _staged_obs ({cols}) SELECT {cols} FROM _batch_obs")
         finally:
             con.unregister("_batch_obs")
+        if batch.rejects.height:
+            rej = batch.rejects.with_columns(run_id=pl.lit(run_id, pl.String))
+            con.register("_batch_rej", rej)
+            try:
+                con.execute(
+                    "INSERT INTO rejects (run_id, source, observed_at, origin, origin_line,"
+                    " reason, field, detail, raw) SELECT run_id, source, observed_at, origin,"
+                    " origin_line, reason, field, detail, raw FROM _batch_rej"
+                )
+            finally:
+                con.unregister("_batch_rej")
+        return WriteStats(rejects=batch.rejects.height)
+
+    def commit_staged(self, *, refresh: bool = True) -> WriteStats:
+        """Store the staged records (file duplicates dropped) and refresh their results."""
+        self._require_writer()
+        con = self.con
+        con.execute(
+            "CREATE TEMP TABLE IF NOT EXISTS _staged_obs AS SELECT * FROM observations WITH NO DATA"
+        )
+        staged = int(con.execute("SELECT count(*) FROM _staged_obs").fetchall()[0][0])
+        before = self.count("observations")
+        cols = ", ".join(_OBS_COLUMNS)
+        # File records: the same payload for the same task is the same evidence.
+        con.execute(
+            f"""INSERT INTO observations ({cols})
+            SELECT {", ".join("b." + c for c in _OBS_COLUMNS)} FROM _staged_obs b
+            WHERE b.source <> '{Source.FILE}' OR NOT EXISTS (
+                SELECT 1 FROM observations o
+                WHERE o.source = '{Source.FILE}' AND o.task_id = b.task_id
+                  AND o.payload_hash = b.payload_hash)
+            QUALIFY b.source <> '{Source.FILE}' OR row_number() OVER (
+                PARTITION BY b.task_id, b.payload_hash ORDER BY b.obs_id) = 1"""
+        )
+        added = self.count("observations") - before
+        stats = WriteStats(observations=added, duplicates=staged - added)
+        if refresh and added:
+            con.execute(
+                "CREATE TEMP TABLE IF NOT EXISTS _touched (task_id VARCHAR);"
+                "INSERT INTO _touched SELECT DISTINCT task_id FROM _staged_obs"
+            )
+            stats = _merge_stats(stats, self.refresh_results())
+        con.execute("DROP TABLE _staged_obs")
+        self._next_obs_id = None
         return stats
 
     def touch_tasks(self, task_ids: pl.Series | Sequence[str]) -> None:
@@ -516,12 +547,17 @@ def _connect(path: Path, *, read_only: bool, wait_seconds: float) -> duckdb.Duck
 
 @contextlib.contextmanager
 def open_store(
-    path: str | Path, *, read_only: bool = False, wait_seconds: float = 0.0
+    path: str | Path,
+    *,
+    read_only: bool = False,
+    wait_seconds: float = 0.0,
+    memory_limit: str | None = None,
 ) -> Iterator[Store]:
     """Open the store at `path` (creating and migrating it for a writer) and close it after.
 
     A reader of a file at an older schema version gets it upgraded first when no one else
-    writes. `StoreBusyError` when another process writes and `wait_seconds` runs out;
+    writes. `memory_limit` (e.g. "1GB") caps DuckDB's memory for this process; it spills to
+    disk beyond it. `StoreBusyError` when another process writes and `wait_seconds` runs out;
     `SchemaVersionError` for a file from a newer asg_audit.
     """
     path = Path(path)
@@ -550,6 +586,9 @@ def open_store(
         except BaseException:
             con.close()
             raise
+    if memory_limit is not None:
+        # DuckDB spills to disk beyond this (bulk ingest keeps the process small).
+        con.execute("SET memory_limit = ?", [memory_limit])
     store = Store(con, path, read_only=read_only)
     try:
         yield store
