@@ -43,8 +43,8 @@ DEFAULT_CAP_S: Final = 60.0
 # Quantiles of the latency distribution where Adaptive polls: about 2.3 polls per task for a
 # lognormal like the service's, with every gap inside the bulk at most `max_gap`.
 DEFAULT_QUANTILES: Final = (0.3, 0.6, 0.85, 0.95, 0.99)
-DEFAULT_MAX_GAP_S: Final = 18.0
-DEFAULT_MIN_SAMPLES: Final = 40
+DEFAULT_MAX_GAP_S: Final = 20.0
+DEFAULT_MIN_SAMPLES: Final = 25
 _HORIZON_S: Final = 6 * 3600  # the tail plan is spelled out this far, then continues at the cap
 
 
@@ -298,11 +298,12 @@ class Adaptive:
 
     def _fill_to(self, offsets: list[float], point: float) -> None:
         """Append `point` to `offsets`, with even steps of at most `max_gap` before it."""
-        gap = point - offsets[-1]
+        start = offsets[-1]  # read once: `extend` below grows the list as it goes
+        gap = point - start
         if gap < self.min_interval_s:
             return
         steps = math.ceil(gap / self.max_gap_s)
-        offsets.extend(offsets[-1] + gap * k / steps for k in range(1, steps + 1))
+        offsets.extend([start + gap * k / steps for k in range(1, steps + 1)])
 
     def next_poll_at(
         self, task: TaskFacts, *, attempts: int, last_poll_at: float | None, now: float
