@@ -226,6 +226,7 @@ def analyze_frames(
     frames["webhook_poll_disagreements"] = collection.webhook_poll_disagreements(obs)
 
     frames.update(_chain_billing_frames(tasks, extra_tables or {}))
+    frames = {name: _plain_strings(frame) for name, frame in frames.items()}
 
     tables: dict[str, pl.LazyFrame | pl.DataFrame] = {
         "results": tasks,
@@ -238,6 +239,12 @@ def analyze_frames(
     ctx = CheckContext(tables, config=config, as_of=as_of, tasks=tasks_df, frames=frames)
     findings = run_checks(ctx)
     return Audit(frames=frames, findings=findings, config=config, as_of=as_of)
+
+
+def _plain_strings(frame: pl.DataFrame) -> pl.DataFrame:
+    """Return a frame with categorical columns (group keys of the store's task frame) as text."""
+    cats = [n for n, t in frame.schema.items() if isinstance(t, pl.Categorical | pl.Enum)]
+    return frame.with_columns(pl.col(cats).cast(pl.String)) if cats else frame
 
 
 def _chain_billing_frames(
@@ -270,18 +277,16 @@ def _registered_default() -> Any:
     return registered_checks()["confidence.neither_formula"].default
 
 
-def _window(
-    frame: pl.LazyFrame, column: pl.Expr, since: datetime | None, until: datetime | None
-) -> pl.LazyFrame:
-    if since is not None:
-        frame = frame.filter(column >= since)
-    if until is not None:
-        frame = frame.filter(column < until)
-    return frame
-
-
-# Result columns the analyses and checks use (shape and observation_count stay in the store).
-_RESULT_COLUMNS: Final = tuple(c for c in RESULTS_SCHEMA if c not in ("shape", "observation_count"))
+# Result columns the analyses and checks use, read as they are. The wide list columns are not
+# read: `sources` and the submission's `options` become flags in DuckDB (see _RESULTS_SQL);
+# shape, observation_count and last_seen_at stay in the store.
+_RESULT_COLUMNS: Final = (
+    "task_id", "status", "consensus_label", "confidence", "worker_count", "agreement_count",
+    "bsv_txid", "cost_sats", "cost_unknown", "settled_at", "delivered_at", "first_seen_at",
+    "settled_seen_at", "flags", "conflict_count",
+)  # fmt: skip
+# Low-cardinality strings, held as categoricals (4 bytes a task instead of a 16-byte view).
+_CATEGORICAL: Final = ("status", "consensus_label", "task_type")
 _SUBMISSION_COLUMNS: Final = (
     "task_id",
     "task_type",
@@ -289,40 +294,105 @@ _SUBMISSION_COLUMNS: Final = (
     "options",
     "created_at",
 )
-_LAZY_TABLES: Final = {"results": _RESULT_COLUMNS, "submissions": _SUBMISSION_COLUMNS}
+_LABEL_OUTSIDE_SQL: Final = (
+    "coalesce(len(s.options) > 0 AND r.consensus_label IS NOT NULL"
+    " AND NOT list_contains(s.options, r.consensus_label), false)"
+)
+# The enriched task frame's inputs, joined and narrowed where the data lives (the store keeps
+# one submission per task id: `track` upserts). Derived columns computed here carry the same
+# meaning as in `enrich_tasks`, which keeps them: `options` is kept only where the label is
+# outside them (the one place it is shown).
+_RESULTS_SQL: Final = (
+    "SELECT {cols}, coalesce(r.task_type, s.task_type) AS task_type,"
+    " coalesce(r.created_at, s.created_at) AS created_at, s.consensus_threshold,"
+    f" {_LABEL_OUTSIDE_SQL} AS label_outside_options,"
+    f" CASE WHEN {_LABEL_OUTSIDE_SQL} THEN s.options END AS options,"
+    " coalesce(list_has_any(r.sources, ['poll', 'status']), false) AS seen_by_poll,"
+    " coalesce(list_contains(r.sources, 'webhook'), false) AS seen_by_webhook,"
+    " coalesce(list_contains(r.sources, 'file'), false) AS seen_by_file"
+    " FROM results r LEFT JOIN {subs} s ON s.task_id = r.task_id{where}"
+)
+_NO_SUBMISSIONS_SQL: Final = (
+    "(SELECT NULL::VARCHAR AS task_id, NULL::VARCHAR AS task_type,"
+    " NULL::INTEGER AS consensus_threshold, NULL::VARCHAR[] AS options,"
+    " NULL::TIMESTAMPTZ AS created_at WHERE false)"
+)
+_BATCH_ROWS: Final = 1_000_000
 
 
-def _read_tables(store: Store, cursors: list[Any]) -> dict[str, pl.LazyFrame]:
-    """Return the tables the audit reads; results come joined with their submissions."""
+def _window_sql(column: str, since: datetime | None, until: datetime | None) -> tuple[str, list]:
+    clauses, params = [], []
+    if since is not None:
+        clauses.append(f"{column} >= ?")
+        params.append(since)
+    if until is not None:
+        clauses.append(f"{column} < ?")
+        params.append(until)
+    return " AND ".join(clauses), params
+
+
+def _fetch(con: Any, sql: str, params: list[Any]) -> pl.DataFrame:
+    """Return a query's rows as a polars frame, converted one Arrow batch at a time.
+
+    Batch by batch, so that only one batch is ever held twice (as Arrow and as polars), and
+    low-cardinality strings become categoricals before the next batch arrives.
+    """
+    reader = con.sql(sql, params=params or None).to_arrow_reader(_BATCH_ROWS)
+    parts = [_narrow(pl.from_arrow(batch)) for batch in reader]  # type: ignore[arg-type]
+    if not parts:
+        return _narrow(pl.from_arrow(reader.schema.empty_table()))  # type: ignore[arg-type]
+    return pl.concat(parts, rechunk=False)
+
+
+def _narrow(frame: pl.DataFrame) -> pl.DataFrame:
+    cats = [c for c in _CATEGORICAL if c in frame.columns and frame[c].dtype == pl.String]
+    return frame.with_columns(pl.col(cats).cast(pl.Categorical)) if cats else frame
+
+
+def _read_tables(
+    store: Store, cursors: list[Any], *, since: datetime | None, until: datetime | None
+) -> dict[str, pl.LazyFrame]:
+    """Return the tables the audit reads; results come joined with their submissions.
+
+    `since`/`until` keep results created (else first seen) in the window, submissions created
+    in it, and the observations and poll state of either, all filtered in DuckDB.
+    """
     present = set(store.tables())
+    res_where, res_params = _window_sql("coalesce(r.created_at, r.first_seen_at)", since, until)
+    sub_where, sub_params = _window_sql("created_at", since, until)
     out: dict[str, pl.LazyFrame] = {}
     for name in TABLES:
         if name not in present:
             continue
-        if name == "results" and "submissions" in present:
-            # Joined in DuckDB and read once: the task frame is the one big copy in memory.
-            # (The store keeps one submission per task id: `track` upserts.)
-            cols = ", ".join(f'r."{c}"' for c in _RESULT_COLUMNS)
-            out[name] = (
-                store.con.sql(
-                    f"SELECT {cols}, s.consensus_threshold, s.options,"
-                    " s.created_at AS _sub_created_at, s.task_type AS _sub_task_type"
-                    " FROM results r LEFT JOIN submissions s ON s.task_id = r.task_id"
-                )
-                .pl()
-                .lazy()
+        if name == "results":
+            sql = _RESULTS_SQL.format(
+                cols=", ".join(f'r."{c}"' for c in _RESULT_COLUMNS),
+                subs="submissions" if "submissions" in present else _NO_SUBMISSIONS_SQL,
+                where=f" WHERE {res_where}" if res_where else "",
             )
-        elif name in _LAZY_TABLES:
+            # The one big frame of the audit: read once, narrow, batch by batch.
+            out[name] = _fetch(store.con, sql, res_params).lazy()
+        elif name == "submissions":
             # Lazy from its own cursor: the checks read a column or two of it, if anything.
-            cols = ", ".join(f'"{c}"' for c in _LAZY_TABLES[name])
+            cols = ", ".join(f'"{c}"' for c in _SUBMISSION_COLUMNS)
             cursor = store.con.cursor()
             cursor.execute("SET TimeZone = 'UTC'")  # the store's convention, per connection
             cursors.append(cursor)
-            out[name] = cursor.sql(f'SELECT {cols} FROM "{name}"').pl(lazy=True)
+            where = f" WHERE {sub_where}" if sub_where else ""
+            out[name] = cursor.sql(
+                f"SELECT {cols} FROM submissions{where}", params=sub_params or None
+            ).pl(lazy=True)
         else:
             # Only the observation columns the analyses use: raw bodies can be most of it.
             cols = ", ".join(f'"{c}"' for c in _OBS_COLUMNS) if name == "observations" else "*"
-            out[name] = store.con.sql(f'SELECT {cols} FROM "{name}"').pl().lazy()
+            sql, params = f'SELECT {cols} FROM "{name}"', []
+            if name in ("observations", "poll_state") and (res_where or sub_where):
+                keep = [f"SELECT r.task_id FROM results r WHERE {res_where}"]
+                if "submissions" in present:
+                    keep.append(f"SELECT task_id FROM submissions WHERE {sub_where}")
+                sql += f" WHERE task_id IN ({' UNION '.join(keep)})"
+                params = res_params + (sub_params if "submissions" in present else [])
+            out[name] = _fetch(store.con, sql, params).lazy()
     return out
 
 
@@ -347,7 +417,9 @@ def analyze(
         from asg_audit.store import open_store
 
         with open_store(db, read_only=True) as store:
-            audit = _analyze_store(store, since=since, until=until, config=config, as_of=as_of)
+            audit = _analyze_store(
+                store, since=since, until=until, config=config, as_of=as_of, owned=True
+            )
     else:
         audit = _analyze_store(db, since=since, until=until, config=config, as_of=as_of)
     audit.since, audit.until = since, until
@@ -361,45 +433,37 @@ def _analyze_store(
     until: datetime | None,
     config: AuditConfig,
     as_of: datetime,
+    owned: bool = False,
 ) -> Audit:
     cursors: list[Any] = []
     try:
-        tables = _read_tables(store, cursors)
-        return _analyze_tables(tables, since=since, until=until, config=config, as_of=as_of)
+        tables = _read_tables(store, cursors, since=since, until=until)
+        if owned:
+            _release_cache(store)
+        main = ("results", "submissions", "observations", "runs", "poll_state")
+        return analyze_frames(
+            tables["results"] if "results" in tables else None,  # type: ignore[arg-type]
+            tables.get("submissions"),
+            tables.get("observations"),
+            tables.get("runs"),
+            config=config,
+            as_of=as_of,
+            poll_state=tables.get("poll_state"),
+            extra_tables={k: v for k, v in tables.items() if k not in main},
+        )
     finally:
         for cursor in cursors:
             cursor.close()
 
 
-def _analyze_tables(
-    tables: dict[str, pl.LazyFrame],
-    *,
-    since: datetime | None,
-    until: datetime | None,
-    config: AuditConfig,
-    as_of: datetime,
-) -> Audit:
-    if since is not None or until is not None:
-        results = _window(
-            tables["results"], pl.coalesce("created_at", "first_seen_at"), since, until
-        )
-        subs = _window(tables["submissions"], pl.col("created_at"), since, until)
-        keep = pl.concat([results.select("task_id"), subs.select("task_id")]).unique().collect()
-        tables["results"], tables["submissions"] = results, subs
-        for name in ("observations", "poll_state"):
-            if name in tables:
-                tables[name] = tables[name].join(keep.lazy(), on="task_id", how="semi")
-    main = ("results", "submissions", "observations", "runs", "poll_state")
-    return analyze_frames(
-        tables["results"],
-        tables.get("submissions"),
-        tables.get("observations"),
-        tables.get("runs"),
-        config=config,
-        as_of=as_of,
-        poll_state=tables.get("poll_state"),
-        extra_tables={k: v for k, v in tables.items() if k not in main},
-    )
+def _release_cache(store: Store) -> None:
+    """Let DuckDB drop the blocks it cached while reading (about 1 GiB on 10M tasks).
+
+    Only on a store `analyze` opened itself: the memory limit is the whole instance's.
+    """
+    limit = store.con.sql("SELECT current_setting('memory_limit')").fetchall()[0][0]
+    store.con.execute("SET memory_limit = '64MB'")
+    store.con.execute(f"SET memory_limit = '{limit}'")
 
 
 def empty_findings() -> pl.DataFrame:

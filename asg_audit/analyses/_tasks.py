@@ -8,7 +8,15 @@ import polars as pl
 
 from asg_audit.model import DOCUMENTED_STATUSES, SUBMISSIONS_SCHEMA, TXID_PATTERN, TaskStatus
 
-__all__ = ["WELL_FORMED_TXID", "empty_frame", "enrich_tasks", "latency_seconds"]
+__all__ = [
+    "LABEL_OUTSIDE_OPTIONS",
+    "POLL_SOURCES",
+    "SOURCE_FLAGS",
+    "WELL_FORMED_TXID",
+    "empty_frame",
+    "enrich_tasks",
+    "latency_seconds",
+]
 
 _SECONDS: Final = 1.0
 
@@ -27,6 +35,20 @@ def latency_seconds(start: str, end: str) -> pl.Expr:
 WELL_FORMED_TXID: Final = pl.col("bsv_txid").str.contains(TXID_PATTERN) & (
     pl.col("bsv_txid").str.contains("[1-9a-f]")
 )
+# Sources meaning "seen by polling" (a status answer counts as a poll).
+POLL_SOURCES: Final = ("poll", "status")
+# The per-channel "seen by" flags derived from `sources`.
+SOURCE_FLAGS: Final = {
+    "seen_by_poll": POLL_SOURCES,
+    "seen_by_webhook": ("webhook",),
+    "seen_by_file": ("file",),
+}
+# Options known (non-empty), label known and not among them (exact string compare).
+LABEL_OUTSIDE_OPTIONS: Final = (
+    (pl.col("options").list.len().fill_null(0) > 0)
+    & pl.col("consensus_label").is_not_null()
+    & ~pl.col("options").list.contains(pl.col("consensus_label"))
+).fill_null(False)
 
 
 def enrich_tasks(results: pl.LazyFrame, submissions: pl.LazyFrame | None = None) -> pl.LazyFrame:
@@ -36,14 +58,18 @@ def enrich_tasks(results: pl.LazyFrame, submissions: pl.LazyFrame | None = None)
     (floor(T/2)+1, or 2 under the fixed 2-of-3 rule: W = 3 < T), `is_settled`,
     `status_documented`, `latency_s` (settled_at - created_at),
     `counts_valid` (1 <= A <= W and A reaches the majority: the precondition of every derived
-    check, see checks/README), `txid_well_formed`, `margin` (A - (W - A)).
+    check, see checks/README), `txid_well_formed`, `margin` (A - (W - A)),
+    `label_outside_options` (options known, label known and not among them), and
+    `seen_by_poll` / `seen_by_webhook` / `seen_by_file` (from `sources`).
     `created_at` and `task_type` fall back to the submission's when the result lacks them.
-    `results` may come already joined: then it carries `consensus_threshold`, `options`,
-    `_sub_created_at` and `_sub_task_type`, and `submissions` is not used.
+
+    `results` may come already joined (it then carries `consensus_threshold`; `submissions` is
+    not used) and may already carry derived columns, which are then kept as they are: `analyze`
+    joins and derives the wide ones (options, sources, txid form) in DuckDB, where it is cheaper
+    in time and memory, and reads only narrow columns.
     """
-    if "_sub_created_at" in results.collect_schema().names():
-        # Already joined where the data lives (analyze joins in DuckDB: cheaper in time and
-        # memory than bringing both tables over and joining here).
+    names = results.collect_schema().names()
+    if "consensus_threshold" in names:
         joined = results
     else:
         subs = submissions if submissions is not None else empty_frame(SUBMISSIONS_SCHEMA)
@@ -55,28 +81,40 @@ def enrich_tasks(results: pl.LazyFrame, submissions: pl.LazyFrame | None = None)
             pl.col("task_type").alias("_sub_task_type"),
         ).filter(pl.col("task_id").is_last_distinct())  # far faster than unique(keep="last")
         joined = results.join(subs, on="task_id", how="left")
+    names = joined.collect_schema().names()
+    if "_sub_created_at" in names:
+        joined = joined.with_columns(
+            pl.coalesce("created_at", "_sub_created_at").alias("created_at"),
+            pl.coalesce("task_type", "_sub_task_type").alias("task_type"),
+        ).drop("_sub_created_at", "_sub_task_type")
     a = pl.col("agreement_count")
     w = pl.col("worker_count")
     t = pl.col("consensus_threshold")
     # The deployed engine may run a fixed 3-label 2-of-3 rule whatever T asked (spec section 5):
     # three workers on a task with T > 3 means that rule applied, so 2 agreeing is a majority.
     majority = pl.when((w == 3) & (t > 3)).then(pl.lit(2)).otherwise(t // 2 + 1).cast(pl.Int32)
+    if "majority" not in names:
+        joined = joined.with_columns(majority.alias("majority"))
     reaches_majority = pl.when(t.is_not_null()).then(a >= pl.col("majority")).otherwise(2 * a > w)
-    return (
-        joined.with_columns(
-            pl.coalesce("created_at", "_sub_created_at").alias("created_at"),
-            pl.coalesce("task_type", "_sub_task_type").alias("task_type"),
-        )
-        .drop("_sub_created_at", "_sub_task_type")
-        .with_columns(majority.alias("majority"))
-        .with_columns(
-            (pl.col("status") == TaskStatus.SETTLED.value).fill_null(False).alias("is_settled"),
-            pl.col("status").is_in(list(DOCUMENTED_STATUSES)).alias("status_documented"),
-            latency_seconds("created_at", "settled_at").alias("latency_s"),
-            (a.is_not_null() & w.is_not_null() & (a >= 1) & (a <= w) & reaches_majority)
-            .fill_null(False)
-            .alias("counts_valid"),
-            WELL_FORMED_TXID.alias("txid_well_formed"),
-            (2 * a - w).alias("margin"),
-        )
+    derived = {
+        "is_settled": (pl.col("status") == TaskStatus.SETTLED.value).fill_null(False),
+        "status_documented": pl.col("status").is_in(list(DOCUMENTED_STATUSES)),
+        "latency_s": latency_seconds("created_at", "settled_at"),
+        "counts_valid": (
+            a.is_not_null() & w.is_not_null() & (a >= 1) & (a <= w) & reaches_majority
+        ).fill_null(False),
+        "txid_well_formed": WELL_FORMED_TXID,
+        "margin": 2 * a - w,
+    }
+    no = pl.lit(False)
+    derived["label_outside_options"] = LABEL_OUTSIDE_OPTIONS if "options" in names else no
+    for name, wanted in SOURCE_FLAGS.items():
+        derived[name] = _any_source(pl.col("sources"), wanted) if "sources" in names else no
+    return joined.with_columns(
+        expr.alias(name) for name, expr in derived.items() if name not in names
     )
+
+
+def _any_source(sources: pl.Expr, wanted: tuple[str, ...]) -> pl.Expr:
+    hit = [sources.list.contains(s) for s in wanted]
+    return pl.any_horizontal(hit).fill_null(False)

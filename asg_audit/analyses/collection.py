@@ -109,9 +109,7 @@ def http_errors_by_run(observations: pl.LazyFrame, runs: pl.LazyFrame) -> pl.Dat
 
 def source_coverage(tasks: pl.LazyFrame) -> pl.DataFrame:
     """Return how many tasks were seen by polling only, by webhook only, both, or file only."""
-    srcs = pl.col("sources").fill_null(pl.lit([], dtype=pl.List(pl.String)))
-    polled = srcs.list.eval(pl.element().is_in(list(_POLL_SOURCES))).list.any()
-    pushed = srcs.list.contains("webhook")
+    polled, pushed = pl.col("seen_by_poll"), pl.col("seen_by_webhook")
     seen = (
         pl.when(polled & pushed)
         .then(pl.lit("poll and webhook"))
@@ -119,7 +117,7 @@ def source_coverage(tasks: pl.LazyFrame) -> pl.DataFrame:
         .then(pl.lit("poll only"))
         .when(pushed)
         .then(pl.lit("webhook only"))
-        .when(srcs.list.contains("file"))
+        .when(pl.col("seen_by_file"))
         .then(pl.lit("file only"))
         .otherwise(pl.lit("none"))
     )

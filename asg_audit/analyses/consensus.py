@@ -154,8 +154,6 @@ def consensus_invariants(tasks: pl.LazyFrame) -> pl.DataFrame:
     """Return one row per invariant of spec section 5 with the number of tasks breaking it."""
     a, w, t = pl.col("agreement_count"), pl.col("worker_count"), pl.col("consensus_threshold")
     c = pl.col("confidence")
-    options_known = pl.col("options").list.len().fill_null(0) > 0
-    label_in = pl.col("options").list.contains(pl.col("consensus_label"))
     rules = {
         "agreement_count >= 1": a < 1,
         "agreement_count <= worker_count": a > w,
@@ -166,7 +164,7 @@ def consensus_invariants(tasks: pl.LazyFrame) -> pl.DataFrame:
         ),
         "worker_count >= T (or the fixed 3-label rule)": (w < t) & (w != 3),
         "0.5 < confidence <= 1": (c <= 0.5) | (c > 1) | c.is_nan(),
-        "label in options": options_known & pl.col("consensus_label").is_not_null() & ~label_in,
+        "label in options": pl.col("label_outside_options"),
     }
     counts = tasks.select(
         pl.len().alias("_tasks"),

@@ -116,34 +116,49 @@ def shared_txids(tasks: pl.LazyFrame) -> pl.DataFrame:
     payment covers tasks settled together, a re-used txid spans unrelated settlements.
     """
     well = tasks.filter(pl.col("txid_well_formed").fill_null(False))
-    # Aggregate without lists first (cheap on millions of txids), then list the task ids of
-    # the few shared ones only.
-    shared = (
-        well.group_by("bsv_txid")
+    # Most txids pay for one task. Find the hashes that occur more than once (sorting integers
+    # is cheap where grouping millions of 64-character strings is not), keep only the tasks
+    # with such a hash, then group those by the txid itself: a hash collision only adds a
+    # candidate, which the exact grouping drops again (tasks == 1).
+    h = pl.col("bsv_txid").hash().alias("h")
+    repeated = (
+        well.select(h.sort())
+        .filter(pl.col("h") == pl.col("h").shift(1))
+        .unique()
+        .collect()
+        .to_series()
+    )
+    candidates = (
+        well.filter(h.is_in(repeated.implode()))
+        .select("bsv_txid", "task_id", "cost_sats", "settled_at")
+        # sorted here, so each txid's list of task ids comes out sorted (group order is kept)
+        .sort("task_id")
+    )
+    return (
+        candidates.group_by("bsv_txid")
         .agg(
             pl.len().alias("tasks"),
             pl.col("cost_sats").sum().alias("total_cost_sats"),
             pl.col("cost_sats").null_count().alias("unknown_costs"),
             pl.col("settled_at").min().alias("first_settled_at"),
             pl.col("settled_at").max().alias("last_settled_at"),
+            pl.col("task_id").alias("task_ids"),
         )
         .filter(pl.col("tasks") > 1)
-        .collect()
-    )
-    ids = (
-        well.join(shared.lazy().select("bsv_txid"), on="bsv_txid", how="semi")
-        .group_by("bsv_txid")
-        .agg(pl.col("task_id").sort().alias("task_ids"))
-    )
-    return (
-        shared.lazy()
-        .join(ids, on="bsv_txid", how="left")
         .with_columns(
             (pl.col("last_settled_at") - pl.col("first_settled_at"))
             .dt.total_seconds(fractional=True)
             .alias("spread_s")
         )
-        .sort("tasks", "bsv_txid", descending=[True, False])
+        # Ordered by (tasks desc, txid). The leading 60 bits of the (hex) txid go first: sorting
+        # a million 64-character strings read from the store is several times slower, their
+        # bytes being scattered over the whole column; the full txid only breaks ties.
+        .sort(
+            "tasks",
+            pl.col("bsv_txid").str.slice(0, 15).str.to_integer(base=16, strict=False),
+            "bsv_txid",
+            descending=[True, False, False],
+        )
         .collect()
     )
 

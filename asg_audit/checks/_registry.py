@@ -237,15 +237,11 @@ def run_checks(ctx: CheckContext, *, only: Iterable[str] | None = None) -> pl.Da
         )
     if not plans:
         return pl.DataFrame(schema=FINDINGS_SCHEMA)
-    # polars 2.1 panics ("assertion failed: i < self.len()" in str.format) on some frames read
-    # from DuckDB: in the streaming engine, and in memory when projection pushdown prunes
-    # columns under a `pl.format`. The findings are small: run them in memory, unpruned.
     # One plan at a time: collect_all runs them concurrently, and their intermediates (group-bys
-    # over every txid, unpruned copies) would then all be in memory together.
-    found = [
-        plan.collect(engine="in-memory", optimizations=pl.QueryOptFlags(projection_pushdown=False))
-        for plan in plans
-    ]
+    # over every txid) would then all be in memory together. With projection pushdown each
+    # plan reads only the columns its check uses: no check copies whole rows. (Messages use
+    # `fmt`, never `pl.format`, which panics in polars 2.1 on frames read from DuckDB.)
+    found = [plan.collect() for plan in plans]
     return pl.concat([pl.DataFrame(schema=FINDINGS_SCHEMA), *found]).sort(
         "check_id", "entity_type", "entity_id", maintain_order=True
     )

@@ -34,9 +34,7 @@ def seen_one_way(ctx: CheckContext) -> pl.LazyFrame:
 
     One row per channel; the level is the number of such tasks.
     """
-    srcs = pl.col("sources").fill_null(pl.lit([], dtype=pl.List(pl.String)))
-    polled = srcs.list.eval(pl.element().is_in(["poll", "status"])).list.any()
-    pushed = srcs.list.contains("webhook")
+    polled, pushed = pl.col("seen_by_poll"), pl.col("seen_by_webhook")
     settled = ctx.tasks.filter(pl.col("is_settled"))
     counts = settled.select(
         (polled & ~pushed).sum().alias("poll only"),

@@ -155,9 +155,7 @@ def label_outside_options(ctx: CheckContext) -> pl.LazyFrame:
     """The consensus label is not one of the submission's options (exact string compare)."""
     opts = pl.col("options")
     label = pl.col("consensus_label")
-    return ctx.tasks.filter(
-        (opts.list.len().fill_null(0) > 0) & label.is_not_null() & ~opts.list.contains(label)
-    ).select(
+    return ctx.tasks.filter(pl.col("label_outside_options")).select(
         finding(
             entity_type="task",
             entity_id=pl.col("task_id"),
