@@ -25,6 +25,7 @@ DATA = HERE / ".data"
 TARGET_SPEEDUP = 3.0
 TARGET_RSS_GIB = 6.0
 PANDAS_MEMORY_LIMIT_GIB = 14.0
+AS_OF = datetime(2026, 12, 1, tzinfo=UTC)
 
 GENERATE_SQL = """
 INSERT INTO submissions
@@ -99,7 +100,7 @@ def run_part(part: str, path: Path) -> dict[str, float]:
     if part == "polars":
         from asg_audit import analyze
 
-        audit = analyze(path, as_of=datetime(2026, 12, 1, tzinfo=UTC))
+        audit = analyze(path, as_of=AS_OF)
         extra = {"findings": audit.findings.height,
                  "p50": audit["latency_overall"]["p50_s"][0]}  # fmt: skip
     elif part == "pandas":
@@ -109,7 +110,7 @@ def run_part(part: str, path: Path) -> dict[str, float]:
         sys.path.insert(0, str(HERE / "baselines"))
         from analyses_pandas import analyze_pandas
 
-        out = analyze_pandas(str(path))
+        out = analyze_pandas(str(path), as_of=AS_OF)
         extra = {"findings": out["findings"], "p50": out["p50"]}
     elif part == "duckdb":
         import duckdb
