@@ -157,12 +157,14 @@ def analyze_pandas(path: str, slo: float = 60.0, as_of: datetime | None = None) 
     df["well"] = well.fillna(False).astype(bool)
     out["txid_health"] = {"well": df.loc[is_settled, "well"].sum(),
                           "missing": st["bsv_txid"].isna().sum()}  # fmt: skip
-    shared = df[df["well"]].groupby("bsv_txid").agg(
+    # only txids that occur more than once (grouping all 10M txids does not fit)
+    reused = df[df["well"] & df["bsv_txid"].duplicated(keep=False)]
+    shared = reused.groupby("bsv_txid").agg(
         tasks=("task_id", "size"), total=("cost_sats", "sum"),
         first=("settled_at", "min"), last=("settled_at", "max"))  # fmt: skip
     shared = shared[shared["tasks"] > 1]
     shared["spread_s"] = (shared["last"] - shared["first"]).dt.total_seconds()
-    ids = df[df["bsv_txid"].isin(shared.index)].sort_values("task_id")
+    ids = reused[reused["bsv_txid"].isin(shared.index)].sort_values("task_id")
     shared["task_ids"] = ids.groupby("bsv_txid")["task_id"].agg(list)
     out["shared"] = shared
     for every, key in (("D", "spend_day"), ("M", "spend_month")):
