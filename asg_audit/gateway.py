@@ -12,15 +12,17 @@ in every message this module builds, so no log line or error shows it.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 import re
-from collections.abc import Iterable
+import ssl
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from email.utils import parsedate_to_datetime
 from typing import Final
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import httpx
 
@@ -237,6 +239,13 @@ class GatewayClient:
         headers = {"Accept": "application/json", "User-Agent": "asg-audit collector"}
         if key:
             headers["Authorization"] = f"Bearer {key.reveal()}"
+        # the hot path: a lean HTTP/1.1 keep-alive pool (httpx costs ~2 ms of CPU a request);
+        # an injected transport (tests, proxies) goes through httpx
+        self._fast: _KeepAlivePool | None = None
+        if transport is None:
+            self._fast = _KeepAlivePool.for_url(
+                base_url, headers, timeout_s=timeout_s, max_connections=max_connections * 2
+            )
         self._client = httpx.AsyncClient(
             base_url=base_url.rstrip("/"),
             headers=headers,
@@ -256,6 +265,8 @@ class GatewayClient:
 
     async def aclose(self) -> None:
         """Close the connection pool."""
+        if self._fast is not None:
+            self._fast.close()
         await self._client.aclose()
 
     def redact(self, text: str) -> str:
@@ -266,6 +277,8 @@ class GatewayClient:
         """Return the outcome of `GET /v1/tasks/{id}/result`; never raises for network faults."""
         path = result_path(task_id)
         origin = f"GET {path}"
+        if self._fast is not None:
+            return await self._fetch_fast(task_id, path, origin)
         try:
             response = await self._client.get(path)
             body = response.content
@@ -281,11 +294,25 @@ class GatewayClient:
             return TransportFailure(task_id, origin, "reset", self._describe(exc))
         return self._classify(task_id, origin, response.status_code, body, response.headers)
 
+    async def _fetch_fast(self, task_id: str, path: str, origin: str) -> Outcome:
+        assert self._fast is not None
+        try:
+            code, headers, body = await self._fast.get(path)
+        except TimeoutError as exc:
+            return TransportFailure(task_id, origin, "timeout", self._describe(exc))
+        except _ConnectFailedError as exc:
+            return TransportFailure(task_id, origin, "connect", self._describe(exc.__cause__ or exc))
+        except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, _ProtocolError) as exc:
+            return TransportFailure(task_id, origin, "protocol", self._describe(exc))
+        except (OSError, EOFError) as exc:
+            return TransportFailure(task_id, origin, "reset", self._describe(exc))
+        return self._classify(task_id, origin, code, body, headers)
+
     def _describe(self, exc: BaseException) -> str:
         return self.redact(f"{type(exc).__name__}: {exc}")
 
     def _classify(
-        self, task_id: str, origin: str, code: int, body: bytes, headers: httpx.Headers
+        self, task_id: str, origin: str, code: int, body: bytes, headers: Mapping[str, str]
     ) -> Outcome:
         if code == 200:
             try:
@@ -308,3 +335,169 @@ class GatewayClient:
         if 500 <= code < 600:
             return ServerError(task_id, origin, code, self.redact(_error_message(body)))
         return UnexpectedStatus(task_id, origin, code, body)
+
+
+# -- a lean HTTP/1.1 keep-alive client for GET ----------------------------------------------------
+
+
+class _ProtocolError(Exception):
+    """The server's answer is not HTTP/1.1 we can read (bad status line, bad framing)."""
+
+
+class _StaleConnectionError(Exception):
+    """A kept-alive connection was closed by the server before it answered anything."""
+
+
+class _ConnectFailedError(Exception):
+    """The TCP (or TLS) connection could not be opened."""
+
+
+_Conn = tuple[asyncio.StreamReader, asyncio.StreamWriter]
+_MAX_HEAD = 64 * 1024
+
+
+class _KeepAlivePool:
+    """GET over persistent HTTP/1.1 connections: one request per connection at a time.
+
+    Only what the Gateway needs: Content-Length, chunked or close-delimited bodies; a request on
+    a reused connection the server has meanwhile closed is sent again once on a new one (GET is
+    idempotent). Every exception is translated by `GatewayClient._fetch_fast`.
+    """
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        prefix: str,
+        head: bytes,
+        *,
+        tls: ssl.SSLContext | None,
+        timeout_s: float,
+        max_connections: int,
+    ) -> None:
+        self.host, self.port, self.prefix, self.head = host, port, prefix, head
+        self.tls = tls
+        self.timeout_s = timeout_s
+        self.idle: list[_Conn] = []
+        self.slots = asyncio.Semaphore(max_connections)
+        self.opened = 0  # connections opened (reuse shows as few of them)
+
+    @classmethod
+    def for_url(
+        cls, base_url: str, headers: Mapping[str, str], *, timeout_s: float, max_connections: int
+    ) -> _KeepAlivePool | None:
+        """Return a pool for an http(s) base URL, None for anything else."""
+        parts = urlsplit(base_url.rstrip("/"))
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            return None  # httpx reports it, request by request
+        tls = ssl.create_default_context() if parts.scheme == "https" else None
+        port = parts.port or (443 if tls else 80)
+        netloc = parts.hostname if parts.port is None else f"{parts.hostname}:{parts.port}"
+        lines = [f"Host: {netloc}"] + [f"{k}: {v}" for k, v in headers.items()]
+        head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+        return cls(
+            parts.hostname,
+            port,
+            parts.path,
+            head,
+            tls=tls,
+            timeout_s=timeout_s,
+            max_connections=max_connections,
+        )
+
+    def close(self) -> None:
+        for _, writer in self.idle:
+            writer.close()
+        self.idle.clear()
+
+    async def get(self, path: str) -> tuple[int, dict[str, str], bytes]:
+        """Return (status, lower-cased headers, body) of `GET prefix + path`."""
+        request = b"GET " + (self.prefix + path).encode("ascii") + b" HTTP/1.1\r\n" + self.head
+        async with self.slots:
+            async with asyncio.timeout(self.timeout_s):
+                while self.idle:
+                    conn = self.idle.pop()
+                    if conn[0].at_eof():
+                        conn[1].close()
+                        continue
+                    try:
+                        return await self._exchange(conn, request, reused=True)
+                    except _StaleConnectionError:
+                        continue  # closed by the server while idle: not an answer, ask again
+                try:
+                    conn = await asyncio.open_connection(
+                        self.host, self.port, ssl=self.tls, limit=_MAX_HEAD
+                    )
+                except OSError as exc:
+                    raise _ConnectFailedError(f"cannot connect to {self.host}:{self.port}") from exc
+                self.opened += 1
+                return await self._exchange(conn, request)
+
+    async def _exchange(
+        self, conn: _Conn, request: bytes, *, reused: bool = False
+    ) -> tuple[int, dict[str, str], bytes]:
+        reader, writer = conn
+        try:
+            writer.write(request)
+            try:
+                raw = await reader.readuntil(b"\r\n\r\n")
+            except (ConnectionError, asyncio.IncompleteReadError) as exc:
+                nothing = not getattr(exc, "partial", b"")
+                if reused and nothing:
+                    raise _StaleConnectionError from exc
+                raise
+            code, headers, keep = _parse_head(raw)
+            if "content-length" in headers:
+                try:
+                    length = int(headers["content-length"])
+                except ValueError:
+                    raise _ProtocolError("bad Content-Length") from None
+                body = await reader.readexactly(length) if length > 0 else b""
+            elif headers.get("transfer-encoding", "").lower() == "chunked":
+                body = await _read_chunked(reader)
+            elif code in (204, 304) or 100 <= code < 200:
+                body = b""
+            else:
+                body, keep = await reader.read(), False
+        except BaseException:
+            writer.close()
+            raise
+        if keep:
+            self.idle.append(conn)
+        else:
+            writer.close()
+        return code, headers, body
+
+
+def _parse_head(raw: bytes) -> tuple[int, dict[str, str], bool]:
+    """Return (status, lower-cased headers, keep-alive) of a response head."""
+    lines = raw.decode("latin-1").split("\r\n")
+    status = lines[0].split(" ", 2)
+    if len(status) < 2 or not status[0].startswith("HTTP/1.") or not status[1].isdigit():
+        raise _ProtocolError(f"bad status line {lines[0][:80]!r}")
+    headers: dict[str, str] = {}
+    for line in lines[1:]:
+        if not line:
+            continue
+        name, sep, value = line.partition(":")
+        if not sep:
+            raise _ProtocolError("bad header line")
+        headers[name.strip().lower()] = value.strip()
+    close = headers.get("connection", "").lower() == "close" or status[0] == "HTTP/1.0"
+    return int(status[1]), headers, not close
+
+
+async def _read_chunked(reader: asyncio.StreamReader) -> bytes:
+    parts: list[bytes] = []
+    while True:
+        size_line = await reader.readuntil(b"\r\n")
+        try:
+            size = int(size_line.split(b";", 1)[0].strip(), 16)
+        except ValueError:
+            raise _ProtocolError("bad chunk size") from None
+        if size == 0:
+            while (await reader.readuntil(b"\r\n")) != b"\r\n":  # trailers
+                pass
+            return b"".join(parts)
+        parts.append(await reader.readexactly(size))
+        await reader.readexactly(2)
