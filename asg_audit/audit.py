@@ -307,7 +307,9 @@ _RESULTS_SQL: Final = (
     " coalesce(r.created_at, s.created_at) AS created_at, s.consensus_threshold,"
     f" {_LABEL_OUTSIDE_SQL} AS label_outside_options,"
     f" CASE WHEN {_LABEL_OUTSIDE_SQL} THEN s.options END AS options,"
-    " coalesce(list_has_any(r.sources, ['poll', 'status']), false) AS seen_by_poll,"
+    # (two list_contains: list_has_any takes a second more on 10M tasks)
+    " coalesce(list_contains(r.sources, 'poll') OR list_contains(r.sources, 'status'), false)"
+    " AS seen_by_poll,"
     " coalesce(list_contains(r.sources, 'webhook'), false) AS seen_by_webhook,"
     " coalesce(list_contains(r.sources, 'file'), false) AS seen_by_file"
     " FROM results r LEFT JOIN {subs} s ON s.task_id = r.task_id{where}"

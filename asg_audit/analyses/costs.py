@@ -134,7 +134,7 @@ def shared_txids(tasks: pl.LazyFrame) -> pl.DataFrame:
         # sorted here, so each txid's list of task ids comes out sorted (group order is kept)
         .sort("task_id")
     )
-    return (
+    shared = (
         candidates.group_by("bsv_txid")
         .agg(
             pl.len().alias("tasks"),
@@ -150,17 +150,29 @@ def shared_txids(tasks: pl.LazyFrame) -> pl.DataFrame:
             .dt.total_seconds(fractional=True)
             .alias("spread_s")
         )
-        # Ordered by (tasks desc, txid). The leading 60 bits of the (hex) txid go first: sorting
-        # a million 64-character strings read from the store is several times slower, their
-        # bytes being scattered over the whole column; the full txid only breaks ties.
-        .sort(
-            "tasks",
-            pl.col("bsv_txid").str.slice(0, 15).str.to_integer(base=16, strict=False),
-            "bsv_txid",
-            descending=[True, False, False],
-        )
         .collect()
     )
+    return _sort_by_tasks_and_txid(shared)
+
+
+def _sort_by_tasks_and_txid(shared: pl.DataFrame) -> pl.DataFrame:
+    """Return the shared txids ordered by (tasks desc, txid).
+
+    By the leading 60 bits of the (hex) txid first: sorting a million 64-character strings
+    read from the store is several times slower, their bytes being scattered over the whole
+    column. Only when two txids share those bits is the full txid compared.
+    """
+    prefix = pl.col("bsv_txid").str.slice(0, 15).str.to_integer(base=16, strict=False)
+    ordered = shared.sort(pl.col("tasks"), prefix, descending=[True, False])
+    key = ordered.select(pl.col("tasks"), prefix.alias("p"))
+    tied = key.select(
+        ((pl.col("p") == pl.col("p").shift(1)) & (pl.col("tasks") == pl.col("tasks").shift(1)))
+        .fill_null(False)
+        .any()
+    ).item()
+    if tied:
+        return shared.sort("tasks", "bsv_txid", descending=[True, False])
+    return ordered
 
 
 def spend_by_period(tasks: pl.LazyFrame, *, every: str = "1d") -> pl.DataFrame:
