@@ -83,7 +83,11 @@ def analyze_pandas(path: str, slo: float = 60.0, as_of: datetime | None = None) 
     df["majority"] = np.where((w == 3) & (t > 3), 2, t // 2 + 1)
     df["counts_valid"] = (a >= 1) & (a <= w) & np.where(t.notna(), a >= df["majority"], 2 * a > w)
     is_settled = df["status"] == "settled"
-    settled = df[is_settled & (df["latency_s"] >= 0)].copy()
+    # only the columns each step uses: copies of all columns of 10M rows do not fit
+    settled = df.loc[
+        is_settled & (df["latency_s"] >= 0),
+        ["latency_s", "created_at", "consensus_threshold", "worker_count", "task_type"],
+    ]
     out: dict[str, Any] = {}
     out["overall"] = _summary(settled, None, slo)
     settled["day"] = settled["created_at"].dt.date
@@ -96,7 +100,9 @@ def analyze_pandas(path: str, slo: float = 60.0, as_of: datetime | None = None) 
     ecdf = np.ceil(settled["latency_s"]).value_counts().sort_index()
     out["ecdf"] = ecdf.cumsum() / ecdf.sum()
     # Kaplan-Meier: settled tasks are events, unsettled ones censored at as_of
-    unsettled = df[~is_settled & df["status"].notna() & df["created_at"].notna()]
+    unsettled = df.loc[
+        ~is_settled & df["status"].notna() & df["created_at"].notna(), ["created_at", "status"]
+    ]
     age = (as_of_ts - unsettled["created_at"]).dt.total_seconds()
     ev = np.ceil(settled["latency_s"]).value_counts()
     cens = np.ceil(age).value_counts()
@@ -110,14 +116,20 @@ def analyze_pandas(path: str, slo: float = 60.0, as_of: datetime | None = None) 
     ).size()
     conf = df["confidence"].dropna()
     out["confidence"] = (np.floor(conf / 0.05).clip(0, 19) * 0.05).value_counts()
-    usable = df[(a >= 1) & (a <= w)]
+    usable = df.loc[
+        (a >= 1) & (a <= w),
+        ["agreement_count", "worker_count", "consensus_label", "consensus_threshold"],
+    ]
     for by in (None, "consensus_label", "consensus_threshold"):
         g = usable[["agreement_count", "worker_count"]].sum().to_frame().T if by is None else \
             usable.groupby(by, observed=True)[["agreement_count", "worker_count"]].sum()  # fmt: skip
         g["rate"] = g["agreement_count"] / g["worker_count"]
         g["low"], g["high"] = _wilson(g["agreement_count"], g["worker_count"])
         out[f"agreement_{by}"] = g
-    valid = df[df["counts_valid"] & df["confidence"].notna()]
+    valid = df.loc[
+        df["counts_valid"] & df["confidence"].notna(),
+        ["task_id", "confidence", "agreement_count", "worker_count", "consensus_threshold"],
+    ]
     fit_t = (
         valid["confidence"] - valid["agreement_count"] / valid["consensus_threshold"]
     ).abs() <= 1e-6
@@ -140,8 +152,13 @@ def analyze_pandas(path: str, slo: float = 60.0, as_of: datetime | None = None) 
                          "label": outside.sum()}  # fmt: skip
     margin = 2 * a - w
     out["margins"] = {"ties": (margin == 0).mean(), "low": ((margin > 0) & (margin <= 1)).mean()}
-    st = df[is_settled]
-    known = st[st["cost_sats"].notna() & st["counts_valid"]].copy()
+    st = df.loc[
+        is_settled, ["task_id", "cost_sats", "cost_unknown", "bsv_txid", "settled_at"]
+    ]
+    known = df.loc[
+        is_settled & df["cost_sats"].notna() & df["counts_valid"],
+        ["task_id", "agreement_count", "cost_sats"],
+    ]
     known["expected"] = 325 * known["agreement_count"]
     known["diff"] = known["cost_sats"] - known["expected"]
     out["cost_comparison"] = known.groupby(["agreement_count", "expected", "cost_sats"]).size()
@@ -158,7 +175,10 @@ def analyze_pandas(path: str, slo: float = 60.0, as_of: datetime | None = None) 
     out["txid_health"] = {"well": df.loc[is_settled, "well"].sum(),
                           "missing": st["bsv_txid"].isna().sum()}  # fmt: skip
     # only txids that occur more than once (grouping all 10M txids does not fit)
-    reused = df[df["well"] & df["bsv_txid"].duplicated(keep=False)]
+    reused = df.loc[
+        df["well"] & df["bsv_txid"].duplicated(keep=False),
+        ["bsv_txid", "task_id", "cost_sats", "settled_at"],
+    ]
     shared = reused.groupby("bsv_txid").agg(
         tasks=("task_id", "size"), total=("cost_sats", "sum"),
         first=("settled_at", "min"), last=("settled_at", "max"))  # fmt: skip
