@@ -322,8 +322,11 @@ _NO_SUBMISSIONS_SQL: Final = (
 _BATCH_ROWS: Final = 1_000_000
 
 
-def _window_sql(column: str, since: datetime | None, until: datetime | None) -> tuple[str, list]:
-    clauses, params = [], []
+def _window_sql(
+    column: str, since: datetime | None, until: datetime | None
+) -> tuple[str, list[Any]]:
+    clauses: list[str] = []
+    params: list[Any] = []
     if since is not None:
         clauses.append(f"{column} >= ?")
         params.append(since)
@@ -333,21 +336,24 @@ def _window_sql(column: str, since: datetime | None, until: datetime | None) -> 
     return " AND ".join(clauses), params
 
 
-def _fetch(con: Any, sql: str, params: list[Any]) -> pl.DataFrame:
+def _fetch(
+    con: Any, sql: str, params: list[Any], *, categorical: tuple[str, ...] = ()
+) -> pl.DataFrame:
     """Return a query's rows as a polars frame, converted one Arrow batch at a time.
 
     Batch by batch, so that only one batch is ever held twice (as Arrow and as polars), and
     low-cardinality strings become categoricals before the next batch arrives.
     """
     reader = con.sql(sql, params=params or None).to_arrow_reader(_BATCH_ROWS)
-    parts = [_narrow(pl.from_arrow(batch)) for batch in reader]  # type: ignore[arg-type]
+    parts = [_narrow(pl.from_arrow(b), categorical) for b in reader]  # type: ignore[arg-type]
     if not parts:
-        return _narrow(pl.from_arrow(reader.schema.empty_table()))  # type: ignore[arg-type]
+        empty = pl.from_arrow(reader.schema.empty_table())
+        parts = [_narrow(empty, categorical)]  # type: ignore[arg-type]
     return pl.concat(parts, rechunk=False)
 
 
-def _narrow(frame: pl.DataFrame) -> pl.DataFrame:
-    cats = [c for c in _CATEGORICAL if c in frame.columns and frame[c].dtype == pl.String]
+def _narrow(frame: pl.DataFrame, categorical: tuple[str, ...]) -> pl.DataFrame:
+    cats = [c for c in categorical if c in frame.columns and frame[c].dtype == pl.String]
     return frame.with_columns(pl.col(cats).cast(pl.Categorical)) if cats else frame
 
 
@@ -373,7 +379,7 @@ def _read_tables(
                 where=f" WHERE {res_where}" if res_where else "",
             )
             # The one big frame of the audit: read once, narrow, batch by batch.
-            out[name] = _fetch(store.con, sql, res_params).lazy()
+            out[name] = _fetch(store.con, sql, res_params, categorical=_CATEGORICAL).lazy()
         elif name == "submissions":
             # Lazy from its own cursor: the checks read a column or two of it, if anything.
             cols = ", ".join(f'"{c}"' for c in _SUBMISSION_COLUMNS)
@@ -444,7 +450,7 @@ def _analyze_store(
             _release_cache(store)
         main = ("results", "submissions", "observations", "runs", "poll_state")
         return analyze_frames(
-            tables["results"] if "results" in tables else None,  # type: ignore[arg-type]
+            tables.get("results"),  # type: ignore[arg-type]
             tables.get("submissions"),
             tables.get("observations"),
             tables.get("runs"),

@@ -121,8 +121,11 @@ def analyze_pandas(path: str, slo: float = 60.0, as_of: datetime | None = None) 
         ["agreement_count", "worker_count", "consensus_label", "consensus_threshold"],
     ]
     for by in (None, "consensus_label", "consensus_threshold"):
-        g = usable[["agreement_count", "worker_count"]].sum().to_frame().T if by is None else \
-            usable.groupby(by, observed=True)[["agreement_count", "worker_count"]].sum()  # fmt: skip
+        counts = usable[["agreement_count", "worker_count"]]
+        if by is None:
+            g = counts.sum().to_frame().T
+        else:
+            g = counts.groupby(usable[by], observed=True).sum()
         g["rate"] = g["agreement_count"] / g["worker_count"]
         g["low"], g["high"] = _wilson(g["agreement_count"], g["worker_count"])
         out[f"agreement_{by}"] = g
@@ -145,16 +148,18 @@ def analyze_pandas(path: str, slo: float = 60.0, as_of: datetime | None = None) 
         bool(opts) and lbl not in opts.split(_SEP)
         for opts, lbl in zip(pairs["options"], pairs["consensus_label"], strict=True)
     ]
-    outside = df[["options", "consensus_label"]].merge(
-        pairs, on=["options", "consensus_label"], how="left"
-    )["outside"].fillna(False).astype(bool).to_numpy()
+    outside = (
+        df[["options", "consensus_label"]]
+        .merge(pairs, on=["options", "consensus_label"], how="left")["outside"]
+        .fillna(False)
+        .astype(bool)
+        .to_numpy()
+    )
     out["invariants"] = {"above": (a > w).sum(), "below": ((a <= w) & ~df["counts_valid"]).sum(),
                          "label": outside.sum()}  # fmt: skip
     margin = 2 * a - w
     out["margins"] = {"ties": (margin == 0).mean(), "low": ((margin > 0) & (margin <= 1)).mean()}
-    st = df.loc[
-        is_settled, ["task_id", "cost_sats", "cost_unknown", "bsv_txid", "settled_at"]
-    ]
+    st = df.loc[is_settled, ["task_id", "cost_sats", "cost_unknown", "bsv_txid", "settled_at"]]
     known = df.loc[
         is_settled & df["cost_sats"].notna() & df["counts_valid"],
         ["task_id", "agreement_count", "cost_sats"],
@@ -213,6 +218,7 @@ def analyze_pandas(path: str, slo: float = 60.0, as_of: datetime | None = None) 
     ]
     n_findings = sum(len(f) for f in findings)
     n_findings += int(out["unknown"] > 0)  # cost.unknown: one dataset row
-    n_findings += int(out["overall"]["mean_s"].iloc[0] < 29 or out["overall"]["mean_s"].iloc[0] > 61)
+    mean = out["overall"]["mean_s"].iloc[0]
+    n_findings += int(mean < 29 or mean > 61)  # latency.mean_outside_documented
     n_findings += int(out["overall"]["share_over_slo"].iloc[0] >= 0.5)
     return {"findings": n_findings, "p50": float(out["overall"]["p50_s"].iloc[0])}
