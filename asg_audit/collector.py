@@ -213,6 +213,7 @@ class _Collector:
                     await flusher
             # the final flush happened in the flusher; record the run
             cpu_s = time.thread_time() - cpu0 + writer.cpu_s
+            self.stats["cpu_writer_s"] = round(writer.cpu_s, 4)
             self._finish_summary(status, cpu_s, time.monotonic() - wall0)
             await loop.run_in_executor(
                 writer.pool, writer.finish_run, run_id, status, self.summary.stats

@@ -121,6 +121,9 @@ def run_collector(schedule: str, args: argparse.Namespace) -> dict[str, Any]:
         "p95": float(np.percentile(delays, 95)),
         "tasks_per_wall_s": settled / summary.stats["wall_s"],
         "cpu_ms_per_poll": 1000 * summary.stats["cpu_s"] / max(summary.stats["requests"], 1),
+        "cpu_writer_ms_per_poll": 1000
+        * summary.stats.get("cpu_writer_s", 0.0)
+        / max(summary.stats["requests"], 1),
         "max_per_second": max(server["per_second"].values(), default=0),
         "http_429": server["by_status"].get("429", 0),
         "wall_s": summary.stats["wall_s"],
