@@ -198,6 +198,8 @@ class Adaptive:
         # `now - created_at`: a task may have settled since its last poll, unseen, and counting
         # it at risk until now would bias the estimate towards slow settlements.
         self._pending_age: dict[str, float] = {}
+        # the same ages per group, so that a refit reads only its own group's tasks
+        self._censored: dict[GroupKey, dict[str, float]] = {}
 
     # -- learning --------------------------------------------------------------------------------
 
@@ -213,11 +215,12 @@ class Adaptive:
         age = at - task.created_at
         if age > self._pending_age.get(task.task_id, 0.0):
             self._pending_age[task.task_id] = age
+            for key in self._keys(task):
+                self._censored.setdefault(key, {})[task.task_id] = age
 
     def observe_settled(self, task: TaskFacts, latency_s: float) -> None:
         """Learn one settlement latency (`settled_at - created_at`, seconds)."""
-        self._pending.pop(task.task_id, None)
-        self._pending_age.pop(task.task_id, None)
+        self._forget(task)
         if not math.isfinite(latency_s) or latency_s < 0:
             return
         for key in self._keys(task):
@@ -228,8 +231,13 @@ class Adaptive:
 
     def observe_finished(self, task: TaskFacts) -> None:
         """Drop a task that ended without a settlement (expired, not found) from the risk sets."""
+        self._forget(task)
+
+    def _forget(self, task: TaskFacts) -> None:
         self._pending.pop(task.task_id, None)
-        self._pending_age.pop(task.task_id, None)
+        if self._pending_age.pop(task.task_id, None) is not None:
+            for key in self._keys(task):
+                self._censored.get(key, {}).pop(task.task_id, None)
 
     def samples(self, task: TaskFacts) -> int:
         """Return how many settled latencies the group used for `task` has (0: fallback)."""
@@ -258,12 +266,7 @@ class Adaptive:
         n = len(group.latencies)
         stale = n >= group.fitted_events * 1.1 + 5 or now - group.fitted_at >= self.refit_after_s
         if group.plan is None or stale:
-            ages = self._pending_age
-            censored = [
-                age
-                for task_id, age in ages.items()
-                if _matches(key, self._pending[task_id])
-            ]
+            censored = list(self._censored.get(key, {}).values())
             group.plan = self.build_plan(group.latencies, censored)
             group.fitted_events, group.fitted_at = n, now
         return group.plan
@@ -322,13 +325,6 @@ class Adaptive:
         if i < len(plan):
             return created + plan[i]
         return max(last_poll_at + self.tail_cap_s, created + earliest)
-
-
-def _matches(key: GroupKey, task: TaskFacts) -> bool:
-    threshold, task_type = key
-    return (threshold is None or task.threshold == threshold) and (
-        task_type is None or task.task_type == task_type
-    )
 
 
 def kaplan_meier_quantiles(
