@@ -469,11 +469,19 @@ class _Collector:
 
     async def _flush_loop(self, writer: PollWriter, run_id: str) -> None:
         loop = asyncio.get_running_loop()
+        last_at = time.monotonic()
+        trickle_s = min(self.s.flush_max_interval_s, 5 * self.s.flush_interval_s)
         while True:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._flush_wanted.wait(), self.s.flush_interval_s)
             self._flush_wanted.clear()
             stopping = getattr(self, "_stopping", False)
+            # a write costs tens of ms of CPU whatever its size: a trickle of answers (the slow
+            # tail of a run) waits a few intervals for company
+            small = len(self.records) + len(self.rows) < max(1, self.s.batch_size // 10)
+            if small and not stopping and time.monotonic() - last_at < trickle_s:
+                continue
+            last_at = time.monotonic()
             if self.records or self.rows:
                 records, rows = self.records, list(self.rows.values())
                 origins, done_ids = self.origins, self.settled_unlearned

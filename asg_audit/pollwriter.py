@@ -42,6 +42,8 @@ class CollectorSettings:
     retry_cap_s: float = 60.0  # backoff cap
     batch_size: int = 500  # answers per write transaction (at most)
     flush_interval_s: float = 2.0  # wall seconds between writes (or batch_size answers)
+    # fewer than batch_size / 10 answers wait up to this (at most 5 flush intervals)
+    flush_max_interval_s: float = 10.0
     progress_interval_s: float = 10.0  # wall seconds between log lines without a terminal
     lock_wait_s: float = 10.0  # wait this long for another writer of the database
 
@@ -59,7 +61,8 @@ class CollectorSettings:
             raise ConfigError(f"[collector]: {exc}") from None
         if settings.schedule not in ("fixed", "documented", "adaptive"):
             raise ConfigError("collector.schedule must be fixed, documented or adaptive")
-        for name in ("max_rps", "deadline_s", "timeout_s", "flush_interval_s"):
+        positive = ("max_rps", "deadline_s", "timeout_s", "flush_interval_s", "flush_max_interval_s")
+        for name in positive:
             value = getattr(settings, name)
             if not isinstance(value, int | float) or value <= 0:
                 raise ConfigError(f"collector.{name} must be a positive number")
