@@ -477,8 +477,10 @@ class _Collector:
             self._flush_wanted.clear()
             stopping = getattr(self, "_stopping", False)
             # a write costs tens of ms of CPU whatever its size: a trickle of answers (the slow
-            # tail of a run) waits a few intervals for company
+            # tail of a run) waits a few intervals for company, unless it holds settlements
+            # the schedule should learn from soon
             small = len(self.records) + len(self.rows) < max(1, self.s.batch_size // 10)
+            small = small and not self.settled_unlearned
             if small and not stopping and time.monotonic() - last_at < trickle_s:
                 continue
             last_at = time.monotonic()
