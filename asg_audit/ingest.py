@@ -41,10 +41,10 @@ __all__ = [
     "track_file",
 ]
 
-DEFAULT_CHUNK_BYTES = 16 * 1024 * 1024
+DEFAULT_CHUNK_BYTES = 8 * 1024 * 1024
 # DuckDB's share of memory during a bulk ingest: beyond it the store spills to disk, so a file
 # of any size is ingested in bounded memory.
-DEFAULT_INGEST_MEMORY_LIMIT = "1GB"
+DEFAULT_INGEST_MEMORY_LIMIT = "768MB"
 _SUFFIXES = (".json", ".jsonl", ".ndjson", ".json.gz", ".jsonl.gz", ".ndjson.gz")
 
 ProgressFn = Callable[[int], None]

@@ -43,6 +43,7 @@ __all__ = [
     "normalise_batch",
     "normalise_records",
     "raw_frame",
+    "split_chunks",
 ]
 
 # A record larger than this is quarantined without being parsed (a hostile or broken body).
@@ -404,9 +405,24 @@ def _engine(max_record_bytes: int) -> tuple[duckdb.DuckDBPyConnection, str]:
         con = duckdb.connect(":memory:")
         con.execute("SET TimeZone = 'UTC'")
         # A batch is a chunk of a file or a handful of answers: keep the engine small.
-        con.execute("SET memory_limit = '512MB'")
+        con.execute("SET memory_limit = '256MB'")
         cache[max_record_bytes] = (con, _build_sql(max_record_bytes))
     return cache[max_record_bytes]
+
+
+_CHUNK_ROWS: Final = 8192
+
+
+def split_chunks(frame: pl.DataFrame, rows: int = _CHUNK_ROWS) -> pl.DataFrame:
+    """Return the frame in chunks of `rows`: DuckDB scans Arrow chunks in parallel, one a thread.
+
+    A one-chunk frame is read by a single thread (2.4x slower for 200k records on two cores).
+    """
+    if frame.height <= rows:
+        return frame
+    return pl.concat(
+        [frame.slice(i, rows) for i in range(0, frame.height, rows)], rechunk=False
+    )
 
 
 def normalise_batch(
@@ -426,7 +442,7 @@ def normalise_batch(
     con, sql = _engine(max_record_bytes)
     cur = con.cursor()
     try:
-        cur.register("raw_batch", raw_batch)
+        cur.register("raw_batch", split_chunks(raw_batch))
         out = cur.sql(sql).pl()
     finally:
         cur.close()

@@ -29,7 +29,7 @@ import polars as pl
 from asg_audit.errors import SchemaVersionError, StoreBusyError, StoreError
 from asg_audit.migrations import MIGRATIONS
 from asg_audit.model import FINDINGS_SCHEMA, NORMALISED_SCHEMA, OBSERVATION_META_SCHEMA, Source
-from asg_audit.normalize import NormalisedBatch
+from asg_audit.normalize import NormalisedBatch, split_chunks
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -244,7 +244,7 @@ class Store:
             obs_id=pl.int_range(start, start + accepted.height, dtype=pl.Int64),
             run_id=pl.lit(run_id, pl.String),
         ).select(_OBS_COLUMNS)
-        con.register("_batch_obs", obs)
+        con.register("_batch_obs", split_chunks(obs))
         try:
             con.execute(
                 "CREATE TEMP TABLE IF NOT EXISTS _staged_obs AS "
@@ -281,12 +281,14 @@ class Store:
         con.execute(
             f"""INSERT INTO observations ({cols})
             SELECT {", ".join("b." + c for c in _OBS_COLUMNS)} FROM _staged_obs b
-            WHERE b.source <> '{Source.FILE}' OR NOT EXISTS (
-                SELECT 1 FROM observations o
-                WHERE o.source = '{Source.FILE}' AND o.task_id = b.task_id
-                  AND o.payload_hash = b.payload_hash)
-            QUALIFY b.source <> '{Source.FILE}' OR row_number() OVER (
-                PARTITION BY b.task_id, b.payload_hash ORDER BY b.obs_id) = 1"""
+            WHERE b.source <> '{Source.FILE}' OR (
+                b.obs_id IN (
+                    SELECT min(obs_id) FROM _staged_obs WHERE source = '{Source.FILE}'
+                    GROUP BY task_id, payload_hash)
+                AND NOT EXISTS (
+                    SELECT 1 FROM observations o
+                    WHERE o.source = '{Source.FILE}' AND o.task_id = b.task_id
+                      AND o.payload_hash = b.payload_hash))"""
         )
         added = self.count("observations") - before
         stats = WriteStats(observations=added, duplicates=staged - added)
@@ -403,9 +405,13 @@ def _choose(field: str) -> str:
 
 # Observation order is obs_id: ids are assigned in the order records are written.
 _RESULTS_SQL = f"""
-WITH o_all AS (
-    SELECT *, count(*) OVER (PARTITION BY task_id) AS n_obs FROM observations
+WITH o_scope AS (
+    SELECT * FROM observations
     WHERE status IS NOT NULL AND task_id IN (SELECT task_id FROM _touched)
+), o_counts AS (
+    SELECT task_id, count(*) AS n_obs FROM o_scope GROUP BY task_id
+), o_all AS (
+    SELECT o_scope.*, n_obs FROM o_scope JOIN o_counts USING (task_id)
 ), o AS (
     -- Tasks seen more than once need the rules below; most tasks of a bulk ingest are not.
     SELECT * FROM o_all WHERE n_obs > 1
