@@ -301,7 +301,9 @@ class GatewayClient:
         except TimeoutError as exc:
             return TransportFailure(task_id, origin, "timeout", self._describe(exc))
         except _ConnectFailedError as exc:
-            return TransportFailure(task_id, origin, "connect", self._describe(exc.__cause__ or exc))
+            return TransportFailure(
+                task_id, origin, "connect", self._describe(exc.__cause__ or exc)
+            )
         except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, _ProtocolError) as exc:
             return TransportFailure(task_id, origin, "protocol", self._describe(exc))
         except (OSError, EOFError) as exc:

@@ -61,7 +61,13 @@ class CollectorSettings:
             raise ConfigError(f"[collector]: {exc}") from None
         if settings.schedule not in ("fixed", "documented", "adaptive"):
             raise ConfigError("collector.schedule must be fixed, documented or adaptive")
-        positive = ("max_rps", "deadline_s", "timeout_s", "flush_interval_s", "flush_max_interval_s")
+        positive = (
+            "max_rps",
+            "deadline_s",
+            "timeout_s",
+            "flush_interval_s",
+            "flush_max_interval_s",
+        )
         for name in positive:
             value = getattr(settings, name)
             if not isinstance(value, int | float) or value <= 0:
