@@ -275,10 +275,9 @@ class Store:
             "CREATE TEMP TABLE IF NOT EXISTS _staged_obs AS SELECT * FROM observations WITH NO DATA"
         )
         staged = int(con.execute("SELECT count(*) FROM _staged_obs").fetchall()[0][0])
-        before = self.count("observations")
         cols = ", ".join(_OBS_COLUMNS)
         # File records: the same payload for the same task is the same evidence.
-        con.execute(
+        inserted = con.execute(
             f"""INSERT INTO observations ({cols})
             SELECT {", ".join("b." + c for c in _OBS_COLUMNS)} FROM _staged_obs b
             WHERE b.source <> '{Source.FILE}' OR (
@@ -289,8 +288,8 @@ class Store:
                     SELECT 1 FROM observations o
                     WHERE o.source = '{Source.FILE}' AND o.task_id = b.task_id
                       AND o.payload_hash = b.payload_hash))"""
-        )
-        added = self.count("observations") - before
+        ).fetchall()
+        added = int(inserted[0][0])
         stats = WriteStats(observations=added, duplicates=staged - added)
         if refresh and added:
             con.execute(
