@@ -11,6 +11,7 @@ Each second without a 429 gives back `max_rps * recovery` of rate, up to the cap
 
 from __future__ import annotations
 
+import asyncio
 import random
 from typing import Final
 
@@ -53,6 +54,7 @@ class TokenBucket:
         self._next_at = -float("inf")
         self._paused_until = -float("inf")
         self._last_raise_at: float | None = None
+        self._gate = asyncio.Lock()
         self.throttle_events = 0
 
     @property
@@ -69,11 +71,21 @@ class TokenBucket:
         return at
 
     async def acquire(self) -> None:
-        """Wait until this request may be sent."""
-        at = self.reserve()
-        delay = at - self.clock.now()
-        if delay > 0:
-            await self.clock.sleep(delay)
+        """Wait until this request may be sent.
+
+        Requests pass one at a time, and the next slot is counted from when this one actually
+        goes: a process that wakes late (CPU contention, a pause) cannot release a burst of
+        requests whose slots fell due while it slept.
+        """
+        async with self._gate:
+            while True:
+                now = self.clock.now()
+                self._recover(now)
+                at = max(self._next_at, self._paused_until)
+                if at <= now:
+                    break
+                await self.clock.sleep(at - now)
+            self._next_at = self.clock.now() + 1.0 / self.rate
 
     def on_throttled(self, retry_after_s: float | None) -> float:
         """Halve the rate and close the gate; return when requests may resume."""
