@@ -132,8 +132,13 @@ class Store:
             self._depth = 1
             try:
                 yield self.con
+            except (duckdb.IOException, duckdb.TransactionException) as exc:
+                # The file cannot be written (read-only folder, full disk): roll back and say
+                # so in one line; what was committed before stays.
+                self._rollback()
+                raise StoreError(f"{self.path}: cannot write the database: {exc}") from None
             except BaseException:
-                self.con.execute("ROLLBACK")
+                self._rollback()
                 raise
             else:
                 try:
@@ -145,6 +150,12 @@ class Store:
             finally:
                 self._depth = 0
                 self._next_obs_id = None  # staged rows live in temp tables of this transaction
+
+    def _rollback(self) -> None:
+        try:
+            self.con.execute("ROLLBACK")
+        except duckdb.Error:
+            pass  # the failed statement may have ended the transaction already
 
     def _require_writer(self) -> None:
         if self.read_only:
@@ -191,10 +202,11 @@ class Store:
         """Record the start of a run; return its id."""
         self._require_writer()
         run_id = run_id or new_run_id()
-        self.con.execute(
-            "INSERT INTO runs VALUES (?, ?, ?, NULL, 'running', NULL)",
-            [run_id, command, datetime.now(UTC)],
-        )
+        with self.transaction():
+            self.con.execute(
+                "INSERT INTO runs VALUES (?, ?, ?, NULL, 'running', NULL)",
+                [run_id, command, datetime.now(UTC)],
+            )
         return run_id
 
     def finish_run(self, run_id: str, *, status: str, stats: dict[str, Any] | None = None) -> None:
@@ -202,10 +214,11 @@ class Store:
         import json
 
         self._require_writer()
-        self.con.execute(
-            "UPDATE runs SET finished_at = ?, status = ?, stats = ? WHERE run_id = ?",
-            [datetime.now(UTC), status, json.dumps(stats or {}, default=str), run_id],
-        )
+        with self.transaction():
+            self.con.execute(
+                "UPDATE runs SET finished_at = ?, status = ?, stats = ? WHERE run_id = ?",
+                [datetime.now(UTC), status, json.dumps(stats or {}, default=str), run_id],
+            )
 
     # -- the writer ----------------------------------------------------------------------------
 

@@ -1,0 +1,57 @@
+"""A read-only folder: a clear error, and the store left exactly as it was."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+from asg_audit.ingest import ingest_paths
+from asg_audit.store import open_store
+
+REPO = Path(__file__).parents[1]
+
+
+@contextlib.contextmanager
+def read_only(folder: Path) -> Iterator[None]:
+    """Make a folder read-only for this process: root ignores permission bits, not `chattr +i`."""
+    if os.geteuid() == 0:
+        subprocess.run(["chattr", "+i", str(folder)], check=True)
+        try:
+            yield
+        finally:
+            subprocess.run(["chattr", "-i", str(folder)], check=True)
+    else:
+        folder.chmod(0o555)
+        try:
+            yield
+        finally:
+            folder.chmod(0o755)
+
+
+def test_hardening_read_only_folder_is_a_clear_error_and_changes_nothing(tmp_path: Path) -> None:
+    store_dir = tmp_path / "store"
+    store_dir.mkdir()
+    db = store_dir / "audit.duckdb"
+    first = tmp_path / "a.jsonl"
+    first.write_text(json.dumps({"task_id": "t1", "status": "settled", "consensus_label": "cat",
+                                 "bsv_txid": "ab" * 32, "settled_at": "2026-11-01T10:00:00Z"}) + "\n")
+    ingest_paths(db, [first])
+    before = db.read_bytes()
+    second = tmp_path / "b.jsonl"
+    second.write_text(json.dumps({"task_id": "t2", "status": "in_progress"}) + "\n")
+    with read_only(store_dir):
+        proc = subprocess.run(
+            [sys.executable, "-m", "asg_audit", "ingest", "--quiet", "--db", str(db), str(second)],
+            capture_output=True, text=True, cwd=REPO,
+        )
+        assert db.read_bytes() == before
+    assert proc.returncode in (2, 3)
+    assert proc.stderr.startswith("asg-audit: error:") and "Traceback" not in proc.stderr
+    assert str(db) in proc.stderr
+    with open_store(db, read_only=True) as store:
+        assert store.frame("results").get_column("task_id").to_list() == ["t1"]
