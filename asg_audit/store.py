@@ -152,10 +152,9 @@ class Store:
                 self._next_obs_id = None  # staged rows live in temp tables of this transaction
 
     def _rollback(self) -> None:
-        try:
+        # The failed statement may have ended the transaction already.
+        with contextlib.suppress(duckdb.Error):
             self.con.execute("ROLLBACK")
-        except duckdb.Error:
-            pass  # the failed statement may have ended the transaction already
 
     def _require_writer(self) -> None:
         if self.read_only:
