@@ -60,8 +60,12 @@ def _exports(tmp_path: Path, *, files: int, per_file: int, seed: int) -> tuple[P
     return folder, {json.loads(line)["task_id"] for line in lines}
 
 
-def _ingest_with_kills(tmp_path: Path, *, kills: int, files: int, seed: int) -> KillLog:
-    folder, tasks = _exports(tmp_path, files=files, per_file=100, seed=seed)
+def _ingest_with_kills(
+    tmp_path: Path, *, kills: int, files: int, seed: int, per_file: int = 2000
+) -> KillLog:
+    # Enough records per file that a run lasts a few seconds: a faster ingest must not finish
+    # before the seeded kills land.
+    folder, tasks = _exports(tmp_path, files=files, per_file=per_file, seed=seed)
     env = clean_env()
     reference = tmp_path / "reference.duckdb"
     run_with_kills(asg_audit("ingest", str(folder), "--db", str(reference)), db=reference,
@@ -69,7 +73,7 @@ def _ingest_with_kills(tmp_path: Path, *, kills: int, files: int, seed: int) -> 
     db = tmp_path / "killed.duckdb"
     log = run_with_kills(
         asg_audit("ingest", str(folder), "--db", str(db)), db=db, kills=kills, seed=seed,
-        delay=(0.05, 1.0), env=env, cwd=tmp_path, ready=lambda proc: wait_store_open(proc, db),
+        delay=(0.05, 0.6), env=env, cwd=tmp_path, ready=lambda proc: wait_store_open(proc, db),
         committed=lambda p: query(p, "SELECT count(*) FROM ingested_files")[0][0]
         + _observations(p),
     )
