@@ -50,7 +50,7 @@ _EXPORTS: dict[str, str] = {
     "run_audit": "asg_audit.jobs",
     "serve_webhooks": "asg_audit.webhooks",
     "sign_body": "asg_audit.webhooks",
-    "track_file": "asg_audit.ingest",
+    "track_file": "asg_audit.track",
     "verify_chain": "asg_audit.chain",
     "verify_signature": "asg_audit.webhooks",
 }
@@ -133,11 +133,12 @@ if TYPE_CHECKING:
         StoreBusyError,
         StoreError,
     )
-    from asg_audit.ingest import IngestSummary, ingest, ingest_paths, track_file
+    from asg_audit.ingest import IngestSummary, ingest, ingest_paths
     from asg_audit.jobs import AuditOutcome, run_audit
     from asg_audit.rawtx import ParsedTx, compute_txid, parse_raw_tx
     from asg_audit.report import RenderedReport, render  # type: ignore[no-redef]
     from asg_audit.store import open_store
+    from asg_audit.track import track_file
     from asg_audit.webhooks import (
         WebhookSettings,
         create_webhook_app,

@@ -49,7 +49,7 @@ def _cmd_ingest(args: argparse.Namespace, config: AuditConfig) -> int:
 
 
 def _cmd_track(args: argparse.Namespace, config: AuditConfig) -> int:
-    from asg_audit.ingest import print_track_summary, track_file
+    from asg_audit.track import print_track_summary, track_file
 
     summary = track_file(config.db_path, args.file)
     print_track_summary(summary)
@@ -76,7 +76,7 @@ def _cmd_demo(args: argparse.Namespace, config: AuditConfig) -> int:
     )
 
 
-# -- commands registered by feature modules (add yours below, keep each a thin call) ------------
+# -- simulate, webhooks, chain, billing, report, collect, runs, audit --------------------------
 
 
 def _cmd_simulate(args: argparse.Namespace, config: AuditConfig) -> int:

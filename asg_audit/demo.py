@@ -186,9 +186,9 @@ def run_demo(
     import polars as pl
 
     from asg_audit.checks import findings_with_kinds
-    from asg_audit.ingest import print_track_summary, track_file
     from asg_audit.jobs import run_audit
     from asg_audit.sim import WorldConfig, generate_world, run_simulator
+    from asg_audit.track import print_track_summary, track_file
     from asg_audit.webhooks import WEBHOOK_PATH, create_webhook_app, register_webhook
 
     out = out or sys.stdout
