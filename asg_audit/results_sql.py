@@ -1,0 +1,113 @@
+"""The SQL that derives `results` (one row per task) from `observations`.
+
+Rules (DESIGN.md, "Store"): a settled observation beats any other; the first settled observation
+gives the fields and later settled ones only fill fields it lacked (a webhook has no counts or
+cost, a later poll does); a later settled observation whose label, txid or cost differs is
+counted in `conflict_count`, never applied; a task never seen settled shows its latest
+observation. Order is `obs_id`, assigned in the order records are written. The query reads the
+tasks listed in the temp table `_touched`.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+__all__ = ["RESULTS_SQL"]
+
+# Fields of a result chosen from the first settled observation (or the latest otherwise).
+_RESULT_FIELDS: Final = (
+    "consensus_label",
+    "confidence",
+    "worker_count",
+    "agreement_count",
+    "bsv_txid",
+    "cost_sats",
+    "settled_at",
+)
+
+
+def _pick(field: str) -> str:
+    # The first settled observation's value (filled from later settled ones), or the latest.
+    return (
+        f"arg_min({field}, obs_id) FILTER (WHERE status = 'settled' AND {field} IS NOT NULL)"
+        f" AS s_{field}, arg_max({field}, obs_id) FILTER (WHERE {field} IS NOT NULL) AS l_{field}"
+    )
+
+
+def _choose(field: str) -> str:
+    return f"CASE WHEN any_settled THEN s_{field} ELSE l_{field} END AS {field}"
+
+
+# Observation order is obs_id: ids are assigned in the order records are written.
+RESULTS_SQL: Final = f"""
+WITH o_scope AS (
+    SELECT * FROM observations
+    WHERE status IS NOT NULL AND task_id IN (SELECT task_id FROM _touched)
+), o_counts AS (
+    SELECT task_id, count(*) AS n_obs FROM o_scope GROUP BY task_id
+), o_all AS (
+    SELECT o_scope.*, n_obs FROM o_scope JOIN o_counts USING (task_id)
+), o AS (
+    -- Tasks seen more than once need the rules below; most tasks of a bulk ingest are not.
+    SELECT * FROM o_all WHERE n_obs > 1
+), single AS (
+    SELECT task_id, status, consensus_label, confidence, worker_count, agreement_count,
+        bsv_txid, cost_sats, (cost_sats IS NULL AND coalesce(cost_unknown, false)) AS cost_unknown,
+        task_type, created_at, settled_at, delivered_at, shape, list_sort(flags) AS flags,
+        observed_at AS first_seen_at,
+        CASE WHEN status = 'settled' THEN observed_at END AS settled_seen_at,
+        observed_at AS last_seen_at, [source] AS sources, 1::BIGINT AS observation_count,
+        0::BIGINT AS conflict_count
+    FROM o_all WHERE n_obs = 1
+), agg AS (
+    SELECT task_id,
+        bool_or(status = 'settled') AS any_settled,
+        arg_max(status, obs_id) AS l_status,
+        {", ".join(_pick(f) for f in _RESULT_FIELDS)},
+        bool_or(cost_unknown) FILTER (WHERE status = 'settled') AS s_cost_unknown,
+        arg_max(cost_unknown, obs_id) AS l_cost_unknown,
+        arg_min(task_type, obs_id) FILTER (WHERE task_type IS NOT NULL) AS task_type,
+        arg_min(created_at, obs_id) FILTER (WHERE created_at IS NOT NULL) AS created_at,
+        min(delivered_at) AS delivered_at,
+        arg_min(shape, obs_id) FILTER (WHERE status = 'settled') AS s_shape,
+        arg_max(shape, obs_id) AS l_shape,
+        list(flags) FILTER (WHERE status = 'settled') AS s_flags,
+        arg_max(flags, obs_id) AS l_flags,
+        min(observed_at) AS first_seen_at,
+        min(observed_at) FILTER (WHERE status = 'settled') AS settled_seen_at,
+        max(observed_at) AS last_seen_at,
+        list_sort(list_distinct(list(source))) AS sources,
+        count(*) AS observation_count,
+        count(*) FILTER (WHERE status = 'settled') AS settled_count
+    FROM o
+    GROUP BY task_id
+), chosen AS (
+    SELECT task_id, any_settled, settled_count,
+        CASE WHEN any_settled THEN 'settled' ELSE l_status END AS status,
+        {", ".join(_choose(f) for f in _RESULT_FIELDS)},
+        CASE WHEN any_settled THEN s_cost_unknown ELSE l_cost_unknown END AS cost_unknown_any,
+        task_type, created_at, delivered_at,
+        CASE WHEN any_settled THEN s_shape ELSE l_shape END AS shape,
+        CASE WHEN any_settled THEN list_sort(list_distinct(flatten(s_flags)))
+             ELSE list_sort(l_flags) END AS flags,
+        first_seen_at, settled_seen_at, last_seen_at, sources, observation_count
+    FROM agg
+), conflicts AS (
+    -- Only tasks settled more than once can have a settled result that changed.
+    SELECT o.task_id, count(*) AS conflict_count
+    FROM o JOIN chosen c ON o.task_id = c.task_id AND c.settled_count > 1
+    WHERE o.status = 'settled' AND (
+        o.consensus_label <> c.consensus_label OR o.bsv_txid <> c.bsv_txid
+        OR o.cost_sats <> c.cost_sats)
+    GROUP BY o.task_id
+)
+SELECT a.task_id, a.status, a.consensus_label, a.confidence, a.worker_count, a.agreement_count,
+    a.bsv_txid, a.cost_sats,
+    (a.cost_sats IS NULL AND coalesce(a.cost_unknown_any, false)) AS cost_unknown,
+    a.task_type, a.created_at, a.settled_at, a.delivered_at, a.shape, a.flags,
+    a.first_seen_at, a.settled_seen_at, a.last_seen_at, a.sources, a.observation_count,
+    coalesce(c.conflict_count, 0) AS conflict_count
+FROM chosen a LEFT JOIN conflicts c USING (task_id)
+UNION ALL
+SELECT * FROM single
+"""
