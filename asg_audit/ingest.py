@@ -299,7 +299,7 @@ def _ingest_file(
             last_pos = 0
             for frame in frames:
                 batch = normalise_batch(frame)
-                totals = _add(totals, store.stage_batch(run_id, batch))
+                totals += store.stage_batch(run_id, batch)
                 outcome.records += frame.height
                 outcome.accepted += batch.accepted.height
                 outcome.rejected += batch.rejects.height
@@ -313,7 +313,7 @@ def _ingest_file(
                 content_hash = reader.hash.hexdigest()
             if store.file_ingested(content_hash):
                 raise _AlreadyIngested
-            totals = _add(totals, store.commit_staged())
+            totals += store.commit_staged()
             store.record_ingested_file(
                 content_hash=content_hash,
                 path=origin,
@@ -371,10 +371,6 @@ def _file_hash(path: Path) -> str:
         while chunk := fh.read(8 * 1024 * 1024):
             h.update(chunk)
     return h.hexdigest()
-
-
-def _add(a: WriteStats, b: WriteStats) -> WriteStats:
-    return WriteStats(**{f: getattr(a, f) + getattr(b, f) for f in WriteStats.__dataclass_fields__})
 
 
 def ingest_paths(

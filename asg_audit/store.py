@@ -69,6 +69,11 @@ class WriteStats:
     updated_results: int = 0
     new_conflicts: int = 0
 
+    def __add__(self, other: WriteStats) -> WriteStats:
+        return WriteStats(
+            **{f: getattr(self, f) + getattr(other, f) for f in WriteStats.__dataclass_fields__}
+        )
+
 
 _WRITE_LOCKS: dict[Path, threading.RLock] = {}
 _WRITE_LOCKS_GUARD = threading.Lock()
@@ -222,7 +227,7 @@ class Store:
 
     def _write_batch(self, run_id: str, batch: NormalisedBatch, *, refresh: bool) -> WriteStats:
         staged = self.stage_batch(run_id, batch)
-        return _merge_stats(staged, self.commit_staged(refresh=refresh))
+        return staged + self.commit_staged(refresh=refresh)
 
     def stage_batch(self, run_id: str, batch: NormalisedBatch) -> WriteStats:
         """Write a batch's rejects and stage its records; `commit_staged` stores them.
@@ -295,22 +300,10 @@ class Store:
                 "CREATE TEMP TABLE IF NOT EXISTS _touched (task_id VARCHAR);"
                 "INSERT INTO _touched SELECT DISTINCT task_id FROM _staged_obs"
             )
-            stats = _merge_stats(stats, self.refresh_results())
+            stats = stats + self.refresh_results()
         con.execute("DROP TABLE _staged_obs")
         self._next_obs_id = None
         return stats
-
-    def touch_tasks(self, task_ids: pl.Series | Sequence[str]) -> None:
-        """Add tasks to the set `refresh_results` recomputes (for callers batching refreshes)."""
-        ids = pl.DataFrame({"task_id": pl.Series(task_ids, dtype=pl.String)})
-        self.con.register("_touch_ids", ids)
-        try:
-            self.con.execute(
-                "CREATE TEMP TABLE IF NOT EXISTS _touched (task_id VARCHAR);"
-                "INSERT INTO _touched SELECT DISTINCT task_id FROM _touch_ids"
-            )
-        finally:
-            self.con.unregister("_touch_ids")
 
     def refresh_results(self) -> WriteStats:
         """Recompute `results` for the tasks in the temp table `_touched`; return the changes."""
@@ -383,10 +376,6 @@ class Store:
             self.con.execute(f"INSERT INTO findings ({cols}) SELECT {cols} FROM _findings")
         finally:
             self.con.unregister("_findings")
-
-
-def _merge_stats(a: WriteStats, b: WriteStats) -> WriteStats:
-    return WriteStats(**{f: getattr(a, f) + getattr(b, f) for f in WriteStats.__dataclass_fields__})
 
 
 # -- opening, migrating, describing ------------------------------------------------------------
