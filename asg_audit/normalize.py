@@ -341,8 +341,9 @@ WITH src AS (
   -- One parse gives validity and every field's type; an object is the only valid JSON whose
   -- first character is an opening brace.
   SELECT *,
-    CASE WHEN raw IS NOT NULL AND strlen(raw) <= {max_record_bytes}
-         THEN TRY(json_type(raw, {paths})) END AS ty
+    -- json_valid first: TRY() would re-run every vector holding one bad record row by row.
+    CASE WHEN raw IS NOT NULL AND strlen(raw) <= {max_record_bytes} AND json_valid(raw)
+         THEN json_type(raw, {paths}) END AS ty
   FROM raw_batch
 ), typed_src AS (
   SELECT *,
