@@ -37,11 +37,13 @@ from asg_audit.model import (
 
 __all__ = [
     "DEFAULT_MAX_RECORD_BYTES",
+    "NORMALISED_COLUMNS",
     "RAW_SCHEMA",
     "NormalisedBatch",
     "RawRecord",
     "normalise_batch",
     "normalise_records",
+    "normalise_sql",
     "raw_frame",
     "split_chunks",
 ]
@@ -145,8 +147,13 @@ def _sql_list(values: Iterable[str]) -> str:
     return "(" + ", ".join("'" + v.replace("'", "''") + "'" for v in sorted(values)) + ")"
 
 
-def _build_sql(max_record_bytes: int) -> str:
-    """Return the normalising query over the registered `raw_batch` frame.
+def normalise_sql(source: str, max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES) -> str:
+    """Return the normalising query over `source`, a relation with the RAW_SCHEMA columns.
+
+    Its output is NORMALISED_COLUMNS: the normalised fields and observation metadata of every
+    record, with `reject_reason`, `reject_field`, `reject_detail` and `reject_raw` set on the
+    records that are rejects. `normalise_batch` runs it on a frame in an in-memory engine; bulk
+    file ingest runs the same query inside the store (`Store.stage_raw`).
 
     Each record is parsed twice by DuckDB's JSON reader, whatever the number of fields: once
     for the types of all paths (which also tells valid from invalid JSON), once for their text
@@ -179,16 +186,12 @@ def _build_sql(max_record_bytes: int) -> str:
     _, type_v, _ = first("$.task_type", "$.type")
     ints = _INT_TYPES
 
-    def ts_ok(t: str, v: str) -> str:
-        return (
-            f"(({t}) = 'VARCHAR' AND TRY_CAST({v} AS TIMESTAMPTZ) IS NOT NULL) OR "
-            f"(({t}) IN {ints} AND TRY_CAST({v} AS HUGEINT) BETWEEN {_EPOCH_MIN} AND {_EPOCH_MAX})"
-        )
-
-    def ts_val(t: str, v: str) -> str:
+    def ts_val(t: str, v: str) -> str:  # null unless an RFC 3339 string or epoch seconds
         return (
             f"CASE WHEN ({t}) = 'VARCHAR' THEN TRY_CAST({v} AS TIMESTAMPTZ)"
-            f" WHEN ({t}) IN {ints} THEN to_timestamp(TRY_CAST({v} AS BIGINT)) END"
+            f" WHEN ({t}) IN {ints} AND TRY_CAST({v} AS HUGEINT)"
+            f" BETWEEN {_EPOCH_MIN} AND {_EPOCH_MAX} THEN to_timestamp(TRY_CAST({v} AS BIGINT))"
+            " END"
         )
 
     # Boolean columns, each computed once; the reject reason is the first that is true.
@@ -282,14 +285,14 @@ def _build_sql(max_record_bytes: int) -> str:
             f" || ' ' || left({cost_v}, 40)",
         )
     )
-    for t, v, f in (
-        (ty("$.created_at"), sv("$.created_at"), "'created_at'"),
-        (settled_t, settled_v, settled_f),
-        (ty("$.timestamp"), sv("$.timestamp"), "'timestamp'"),
+    for t, v, f, parsed in (
+        (ty("$.created_at"), sv("$.created_at"), "'created_at'", "created_at"),
+        (settled_t, settled_v, settled_f, "settled_at"),
+        (ty("$.timestamp"), sv("$.timestamp"), "'timestamp'", "delivered_at"),
     ):
         checks.append(
             (
-                f"({t}) IS NOT NULL AND ({t}) <> 'NULL' AND NOT ({ts_ok(t, v)})",
+                f"({t}) IS NOT NULL AND ({t}) <> 'NULL' AND {parsed} IS NULL",
                 RejectReason.BAD_TIMESTAMP,
                 f,
                 f"'not an RFC 3339 timestamp or epoch seconds: ' || left({v}, 60)",
@@ -344,7 +347,7 @@ WITH src AS (
     -- json_valid first: TRY() would re-run every vector holding one bad record row by row.
     CASE WHEN raw IS NOT NULL AND strlen(raw) <= {max_record_bytes} AND json_valid(raw)
          THEN json_type(raw, {paths}) END AS ty
-  FROM raw_batch
+  FROM {source}
 ), typed_src AS (
   SELECT *,
     CASE WHEN ty IS NULL THEN NULL
@@ -355,10 +358,17 @@ WITH src AS (
   SELECT * REPLACE (CASE WHEN doc_type = 'OBJECT' THEN ty END AS ty),
     CASE WHEN doc_type = 'OBJECT' THEN json_extract_string(raw, {paths}) END AS sv
   FROM typed_src
+), times AS (
+  -- Each timestamp is parsed once: the checks and the fields below share it.
+  SELECT *,
+    {ts_val(ty("$.created_at"), sv("$.created_at"))} AS created_at,
+    {ts_val(settled_t, settled_v)} AS settled_at,
+    {ts_val(ty("$.timestamp"), sv("$.timestamp"))} AS delivered_at
+  FROM parsed
 ), checked AS (
   SELECT *,
     {flag_cols}
-  FROM parsed
+  FROM times
 ), judged AS (
   SELECT *, {reason} AS reject_reason, {field} AS reject_field, {detail} AS reject_detail
   FROM checked
@@ -375,9 +385,6 @@ WITH src AS (
     TRY_CAST({cost_v} AS BIGINT) AS cost_sats_raw,
     {type_v} AS task_type,
     NOT {has("$.task_type")} AND {has("$.type")} AS type_alias,
-    {ts_val(ty("$.created_at"), sv("$.created_at"))} AS created_at,
-    {ts_val(settled_t, settled_v)} AS settled_at,
-    {ts_val(ty("$.timestamp"), sv("$.timestamp"))} AS delivered_at,
     coalesce({ty("$.created_at")} IN {ints}, false) OR coalesce(({settled_t}) IN {ints}, false)
       OR coalesce({ty("$.timestamp")} IN {ints}, false) AS epoch_ts,
     CASE WHEN {ty("$.error")} = 'OBJECT' THEN coalesce({sv("$.error.message")}, {sv("$.error")})
@@ -386,14 +393,28 @@ WITH src AS (
     md5(raw) AS payload_hash
   FROM judged
 )
-SELECT *, {flags} AS flags FROM fields
+SELECT task_id, status, http_status, consensus_label, confidence, worker_count, agreement_count,
+  bsv_txid, CASE WHEN cost_sats_raw > 0 THEN cost_sats_raw END AS cost_sats,
+  coalesce(cost_sats_raw = 0, false) AS cost_unknown, task_type, created_at, settled_at,
+  delivered_at, error_message, shape, {flags} AS flags, payload_hash,
+  source, observed_at, origin, origin_line, origin_hash,
+  -- Accepted file records keep no raw text: the file and line are the evidence.
+  CASE WHEN reject_reason IS NULL AND source <> '{Source.FILE}' THEN raw END AS raw,
+  reject_reason, reject_field, reject_detail,
+  CASE WHEN reject_reason IS NOT NULL THEN coalesce(raw_bytes, encode(raw)) END AS reject_raw
+FROM fields
 """
 
 
-_ACCEPTED_COLUMNS: Final = [
-    *(f"{name}" for name in NORMALISED_SCHEMA),
-    *(name for name in OBSERVATION_META_SCHEMA if name != "run_id"),
-]
+# The output of `normalise_sql`, in order.
+NORMALISED_COLUMNS: Final[dict[str, pl.DataType]] = {
+    **NORMALISED_SCHEMA,
+    **{name: dtype for name, dtype in OBSERVATION_META_SCHEMA.items() if name != "run_id"},
+    "reject_reason": pl.String(),
+    "reject_field": pl.String(),
+    "reject_detail": pl.String(),
+    "reject_raw": pl.Binary(),
+}
 _local = threading.local()
 
 
@@ -412,7 +433,7 @@ def _engine(max_record_bytes: int) -> duckdb.DuckDBPyConnection:
         # A batch is a chunk of a file or a handful of answers: keep the engine small.
         con.execute("SET memory_limit = '256MB'")
         con.register("raw_batch", pl.DataFrame(schema=RAW_SCHEMA))
-        con.execute(f"PREPARE normalise AS {_build_sql(max_record_bytes)}")
+        con.execute(f"PREPARE normalise AS {normalise_sql('raw_batch', max_record_bytes)}")
         con.unregister("raw_batch")
         cache[max_record_bytes] = con
     return cache[max_record_bytes]
@@ -428,9 +449,7 @@ def split_chunks(frame: pl.DataFrame, rows: int = _CHUNK_ROWS) -> pl.DataFrame:
     """
     if frame.height <= rows:
         return frame
-    return pl.concat(
-        [frame.slice(i, rows) for i in range(0, frame.height, rows)], rechunk=False
-    )
+    return pl.concat([frame.slice(i, rows) for i in range(0, frame.height, rows)], rechunk=False)
 
 
 def normalise_batch(
@@ -454,24 +473,16 @@ def normalise_batch(
     finally:
         con.unregister("raw_batch")
     if out.height == 0:
-        out = _empty_parsed()
+        out = pl.DataFrame(schema=NORMALISED_COLUMNS)
     is_reject = pl.col("reject_reason").is_not_null()
-    accepted = (
-        out.filter(~is_reject)
-        .with_columns(
-            cost_unknown=(pl.col("cost_sats_raw") == 0).fill_null(False),
-            cost_sats=pl.when(pl.col("cost_sats_raw") > 0).then(pl.col("cost_sats_raw")),
-            raw=pl.when(pl.col("source") != Source.FILE).then(pl.col("raw")),
-        )
-        .select(
-            [pl.col(n).cast(d) for n, d in NORMALISED_SCHEMA.items()]
-            + [pl.col(n).cast(d) for n, d in OBSERVATION_META_SCHEMA.items() if n != "run_id"]
-        )
+    accepted = out.filter(~is_reject).select(
+        [pl.col(n).cast(d) for n, d in NORMALISED_SCHEMA.items()]
+        + [pl.col(n).cast(d) for n, d in OBSERVATION_META_SCHEMA.items() if n != "run_id"]
     )
     rejects = (
         out.filter(is_reject)
         .with_columns(
-            raw=pl.coalesce(pl.col("raw_bytes"), pl.col("raw").cast(pl.Binary)),
+            raw=pl.col("reject_raw"),
             reason=pl.col("reject_reason"),
             field=pl.col("reject_field"),
             detail=pl.col("reject_detail"),
@@ -479,18 +490,6 @@ def normalise_batch(
         .select([pl.col(n).cast(d) for n, d in REJECTS_SCHEMA.items() if n != "run_id"])
     )
     return NormalisedBatch(accepted=accepted, rejects=rejects)
-
-
-def _empty_parsed() -> pl.DataFrame:
-    schema = {
-        **RAW_SCHEMA,
-        **NORMALISED_SCHEMA,
-        "cost_sats_raw": pl.Int64(),
-        "reject_reason": pl.String(),
-        "reject_field": pl.String(),
-        "reject_detail": pl.String(),
-    }
-    return pl.DataFrame(schema=schema)
 
 
 def normalise_records(
