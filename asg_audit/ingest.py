@@ -8,6 +8,7 @@ Records go through the one normaliser and the one store writer.
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import gzip
 import hashlib
@@ -20,7 +21,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any, Protocol, cast
 
+import duckdb
+import numpy as np
 import polars as pl
+import pyarrow as pa
 
 from asg_audit.errors import InputError
 from asg_audit.model import Source, printable
@@ -151,29 +155,111 @@ class _Reader(Protocol):
     def read(self, n: int, /) -> bytes: ...
 
 
-def _ndjson_frames(
-    stream: _Reader, *, origin: str, observed_at: datetime, chunk_bytes: int
-) -> Iterator[pl.DataFrame]:
-    """Yield RAW_SCHEMA frames of the lines of an NDJSON stream, chunk by chunk."""
-    line_no = 0
-    carry = b""
-    while True:
-        data = stream.read(chunk_bytes)
-        if not data:
-            break
-        data = carry + data
-        cut = data.rfind(b"\n")
-        if cut < 0:
-            carry = data
-            continue
-        carry, block = data[cut + 1 :], data[: cut + 1]
-        frame, line_no = _lines_frame(block, line_no, origin=origin, observed_at=observed_at)
-        if frame.height:
-            yield frame
-    if carry:
-        frame, line_no = _lines_frame(carry, line_no, origin=origin, observed_at=observed_at)
-        if frame.height:
-            yield frame
+_LINES_SCHEMA = pa.schema(
+    [("raw", pa.string_view()), ("raw_bytes", pa.binary()), ("origin_line", pa.int64())]
+)
+
+
+class _LineBatches:
+    """The lines of an NDJSON stream as Arrow batches, for the store to normalise in place.
+
+    Splitting is vectorised (numpy finds the newlines, the lines are views into the chunk
+    read), so no Python object is made per line. A chunk that is not valid UTF-8 falls back to
+    line-by-line decoding, where the bad lines keep their bytes. A read error is kept in
+    `error` (DuckDB only sees that the stream failed) for the caller to report.
+    """
+
+    def __init__(self, stream: _Reader, *, chunk_bytes: int, on_read: Callable[[], None]) -> None:
+        self._stream = stream
+        self._chunk_bytes = chunk_bytes
+        self._on_read = on_read
+        self.error: BaseException | None = None
+
+    def reader(self) -> pa.RecordBatchReader:
+        return pa.RecordBatchReader.from_batches(_LINES_SCHEMA, self._batches())
+
+    def _batches(self) -> Iterator[pa.RecordBatch]:
+        try:
+            yield from self._split()
+        except BaseException as exc:
+            self.error = exc
+            raise
+
+    def _split(self) -> Iterator[pa.RecordBatch]:
+        line_no = 0
+        carry = b""
+        while True:
+            data = self._stream.read(self._chunk_bytes)
+            self._on_read()
+            if not data:
+                break
+            cut = data.rfind(b"\n")
+            if cut < 0:
+                carry += data
+                continue
+            first = data.find(b"\n")
+            # The line cut by the previous read, then the whole lines of this one.
+            head, body, carry = (
+                carry + data[: first + 1],
+                data[first + 1 : cut + 1],
+                data[cut + 1 :],
+            )
+            for block in (head, body):
+                if block:
+                    batch, line_no = _line_batch(block, line_no)
+                    yield batch
+        if carry.strip():
+            batch, line_no = _line_batch(carry + b"\n", line_no)
+            yield batch
+
+
+def _line_batch(block: bytes, first_line: int) -> tuple[pa.RecordBatch, int]:
+    """Return the lines of `block` (which ends with a newline) and the last line number."""
+    if not block.isascii():
+        try:
+            block.decode("utf-8")
+        except UnicodeDecodeError:
+            frame, last = _lines_frame(block, first_line, origin="", observed_at=datetime.now(UTC))
+            batch = frame.select("raw", "raw_bytes", "origin_line").to_arrow(
+                compat_level=pl.CompatLevel.newest()
+            )
+            return batch.cast(_LINES_SCHEMA).to_batches()[0], last
+    ends = np.flatnonzero(np.frombuffer(block, np.uint8) == 10)
+    n = len(ends)
+    offsets = np.empty(n + 1, np.int64)
+    offsets[0] = 0
+    offsets[1:] = ends + 1
+    lines = pl.Series(
+        "raw", pa.LargeStringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(block))
+    ).str.head(-1)  # views into the block, without the newline
+    frame = pl.DataFrame(
+        {"raw": lines, "origin_line": pl.int_range(first_line + 1, first_line + n + 1, eager=True)}
+    ).filter(pl.col("raw").str.len_bytes() > 0)  # empty lines are not records
+    if frame.height and frame.get_column("raw").str.ends_with("\r").any():
+        frame = frame.with_columns(
+            raw=pl.when(pl.col("raw").str.ends_with("\r"))
+            .then(pl.col("raw").str.head(-1))
+            .otherwise(pl.col("raw"))
+        )
+    batch = frame.with_columns(raw_bytes=pl.lit(None, pl.Binary)).select(
+        "raw", "raw_bytes", "origin_line"
+    )
+    table = batch.to_arrow(compat_level=pl.CompatLevel.newest()).cast(_LINES_SCHEMA)
+    return table.combine_chunks().to_batches()[0] if table.num_rows else _empty_batch(), (
+        first_line + n
+    )
+
+
+def _empty_batch() -> pa.RecordBatch:
+    return pa.RecordBatch.from_pylist([], schema=_LINES_SCHEMA)
+
+
+# File lines as the normaliser's raw records; lines of only whitespace are not records.
+_FILE_SOURCE = f"""(SELECT raw, raw_bytes, '{Source.FILE}' AS source, $observed_at AS observed_at,
+    $origin AS origin, origin_line, NULL::VARCHAR AS origin_hash, NULL::VARCHAR AS task_id_hint,
+    NULL::SMALLINT AS http_status
+  FROM _file_lines
+  WHERE raw IS NULL OR starts_with(raw, '{{') OR trim(raw, ' ' || chr(9) || chr(13)) <> '')"""
 
 
 def _lines_frame(
@@ -219,8 +305,6 @@ def _lines_frame(
 
 def _array_frames(path: Path, *, origin: str, observed_at: datetime) -> Iterator[pl.DataFrame]:
     """Yield RAW_SCHEMA frames of the elements of a JSON array file (streamed by DuckDB)."""
-    import duckdb
-
     con = duckdb.connect(":memory:")
     try:
         rel = con.execute(
@@ -285,32 +369,44 @@ def _ingest_file(
         with store.transaction():
             if not path.name.endswith(".gz") and _is_json_array(path):
                 content_hash = _file_hash(path)
-                frames: Iterator[pl.DataFrame] = _array_frames(
-                    path, origin=origin, observed_at=observed_at
-                )
-                reader = None
+                for frame in _array_frames(path, origin=origin, observed_at=observed_at):
+                    batch = normalise_batch(frame)
+                    totals += store.stage_batch(run_id, batch)
+                    outcome.records += frame.height
+                    outcome.accepted += batch.accepted.height
+                    outcome.rejected += batch.rejects.height
+                    reasons.update(batch.rejects.get_column("reason").to_list())
             else:
-                fh = _open_binary(path)
-                reader = _HashingReader(fh)
-                frames = _ndjson_frames(
-                    reader, origin=origin, observed_at=observed_at, chunk_bytes=chunk_bytes
-                )
-                content_hash = ""
-            last_pos = 0
-            for frame in frames:
-                batch = normalise_batch(frame)
-                totals += store.stage_batch(run_id, batch)
-                outcome.records += frame.height
-                outcome.accepted += batch.accepted.height
-                outcome.rejected += batch.rejects.height
-                reasons.update(batch.rejects.get_column("reason").to_list())
-                if on_bytes is not None and reader is not None:
-                    pos = _raw_position(fh)
-                    on_bytes(pos - last_pos)
-                    last_pos = pos
-            if reader is not None:
-                fh.close()
+                with _open_binary(path) as fh:
+                    reader = _HashingReader(fh)
+                    last_pos = 0
+
+                    def on_read() -> None:
+                        nonlocal last_pos
+                        if on_bytes is not None:
+                            pos = _raw_position(fh)
+                            on_bytes(pos - last_pos)
+                            last_pos = pos
+
+                    lines = _LineBatches(reader, chunk_bytes=chunk_bytes, on_read=on_read)
+                    store.con.register("_file_lines", lines.reader())
+                    try:
+                        records, rejected = store.stage_raw(
+                            run_id, _FILE_SOURCE, {"observed_at": observed_at, "origin": origin}
+                        )
+                    except duckdb.Error:
+                        if lines.error is not None:
+                            raise lines.error from None
+                        raise
+                    finally:
+                        with contextlib.suppress(duckdb.Error):  # the failed transaction
+                            store.con.unregister("_file_lines")
                 content_hash = reader.hash.hexdigest()
+                outcome.records += records
+                outcome.rejected += rejected.total()
+                outcome.accepted += records - rejected.total()
+                reasons.update(rejected)
+                totals += WriteStats(rejects=rejected.total())
             if store.file_ingested(content_hash):
                 raise _AlreadyIngested
             totals += store.commit_staged()

@@ -12,7 +12,16 @@ from __future__ import annotations
 
 from typing import Final
 
-__all__ = ["RESULTS_SQL"]
+__all__ = ["RESULTS_SQL", "SINGLE_RESULT_COLUMNS"]
+
+# The result of a task with one observation: that observation, as a `results` row.
+SINGLE_RESULT_COLUMNS: Final = """task_id, status, consensus_label, confidence, worker_count,
+    agreement_count, bsv_txid, cost_sats,
+    (cost_sats IS NULL AND coalesce(cost_unknown, false)) AS cost_unknown, task_type, created_at,
+    settled_at, delivered_at, shape, list_sort(flags) AS flags, observed_at AS first_seen_at,
+    CASE WHEN status = 'settled' THEN observed_at END AS settled_seen_at,
+    observed_at AS last_seen_at, [source] AS sources, 1::BIGINT AS observation_count,
+    0::BIGINT AS conflict_count"""
 
 # Fields of a result chosen from the first settled observation (or the latest otherwise).
 _RESULT_FIELDS: Final = (
@@ -51,13 +60,7 @@ WITH o_scope AS (
     -- Tasks seen more than once need the rules below; most tasks of a bulk ingest are not.
     SELECT * FROM o_all WHERE n_obs > 1
 ), single AS (
-    SELECT task_id, status, consensus_label, confidence, worker_count, agreement_count,
-        bsv_txid, cost_sats, (cost_sats IS NULL AND coalesce(cost_unknown, false)) AS cost_unknown,
-        task_type, created_at, settled_at, delivered_at, shape, list_sort(flags) AS flags,
-        observed_at AS first_seen_at,
-        CASE WHEN status = 'settled' THEN observed_at END AS settled_seen_at,
-        observed_at AS last_seen_at, [source] AS sources, 1::BIGINT AS observation_count,
-        0::BIGINT AS conflict_count
+    SELECT {SINGLE_RESULT_COLUMNS}
     FROM o_all WHERE n_obs = 1
 ), agg AS (
     SELECT task_id,

@@ -13,6 +13,7 @@ import contextlib
 import secrets
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -25,8 +26,8 @@ import polars as pl
 from asg_audit.errors import SchemaVersionError, StoreBusyError, StoreError
 from asg_audit.migrations import MIGRATIONS
 from asg_audit.model import FINDINGS_SCHEMA, NORMALISED_SCHEMA, OBSERVATION_META_SCHEMA, Source
-from asg_audit.normalize import NormalisedBatch, split_chunks
-from asg_audit.results_sql import RESULTS_SQL
+from asg_audit.normalize import RAW_SCHEMA, NormalisedBatch, normalise_sql, split_chunks
+from asg_audit.results_sql import RESULTS_SQL, SINGLE_RESULT_COLUMNS
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -50,6 +51,7 @@ TABLES = (
     "findings",
 )
 _OBS_COLUMNS = ["obs_id", *OBSERVATION_META_SCHEMA, *NORMALISED_SCHEMA]
+_STAGED_COLUMNS = ["seq", *_OBS_COLUMNS[1:]]
 
 
 def new_run_id(now: datetime | None = None) -> str:
@@ -100,7 +102,8 @@ class Store:
         self.read_only = read_only
         self._lock = _write_lock(path)
         self._depth = 0
-        self._next_obs_id: int | None = None  # while records are staged
+        self._staged_seq = 0  # the order of the last staged record
+        self._staging_ready = False
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -141,7 +144,8 @@ class Store:
                     raise StoreError(f"{self.path}: cannot write the database: {exc}") from None
             finally:
                 self._depth = 0
-                self._next_obs_id = None  # staged rows live in temp tables of this transaction
+                self._staged_seq = 0  # staged rows were committed or rolled back
+                self._staging_ready = False  # a rolled-back transaction drops its temp tables
 
     def _rollback(self) -> None:
         # The failed statement may have ended the transaction already.
@@ -229,33 +233,41 @@ class Store:
         staged = self.stage_batch(run_id, batch)
         return staged + self.commit_staged(refresh=refresh)
 
+    def _ensure_staging(self) -> None:
+        # Staged records (the normaliser's output columns, in order) live in a temp table of
+        # this connection until `commit_staged`.
+        if self._staging_ready:
+            return
+        con = self.con
+        con.register("_raw_none", pl.DataFrame(schema=RAW_SCHEMA))
+        try:
+            con.execute(
+                "CREATE TEMP TABLE IF NOT EXISTS _staged AS SELECT 0::BIGINT AS seq,"
+                f" ''::VARCHAR AS run_id, * FROM ({normalise_sql('_raw_none')}) WITH NO DATA"
+            )
+        finally:
+            con.unregister("_raw_none")
+        self._staging_ready = True
+
     def stage_batch(self, run_id: str, batch: NormalisedBatch) -> WriteStats:
         """Write a batch's rejects and stage its records; `commit_staged` stores them.
 
-        Bulk ingest stages every chunk of a file and commits once, so that the duplicate check
-        against stored observations runs once per file instead of once per chunk. Call both
-        inside one `transaction()`.
+        Call both inside one `transaction()`.
         """
         self._require_writer()
         con = self.con
+        self._ensure_staging()
         accepted = batch.accepted
-        if self._next_obs_id is None:
-            row = con.execute("SELECT coalesce(max(obs_id), 0) FROM observations").fetchall()[0]
-            self._next_obs_id = int(row[0]) + 1
-        start = self._next_obs_id
-        self._next_obs_id += accepted.height
+        start = self._staged_seq + 1
+        self._staged_seq += accepted.height
         obs = accepted.with_columns(
-            obs_id=pl.int_range(start, start + accepted.height, dtype=pl.Int64),
+            seq=pl.int_range(start, start + accepted.height, dtype=pl.Int64),
             run_id=pl.lit(run_id, pl.String),
-        ).select(_OBS_COLUMNS)
+        ).select(_STAGED_COLUMNS)
         con.register("_batch_obs", split_chunks(obs))
         try:
-            con.execute(
-                "CREATE TEMP TABLE IF NOT EXISTS _staged_obs AS "
-                "SELECT * FROM observations WITH NO DATA"
-            )
-            cols = ", ".join(_OBS_COLUMNS)
-            con.execute(f"INSERT INTO _staged_obs ({cols}) SELECT {cols} FROM _batch_obs")
+            cols = ", ".join(_STAGED_COLUMNS)
+            con.execute(f"INSERT INTO _staged ({cols}) SELECT {cols} FROM _batch_obs")
         finally:
             con.unregister("_batch_obs")
         if batch.rejects.height:
@@ -271,39 +283,130 @@ class Store:
                 con.unregister("_batch_rej")
         return WriteStats(rejects=batch.rejects.height)
 
+    def stage_raw(
+        self, run_id: str, source: str, params: dict[str, Any] | None = None
+    ) -> tuple[int, Counter[str]]:
+        """Normalise the raw records of `source` inside the store and stage them.
+
+        `source` is a query over RAW_SCHEMA columns (e.g. a registered Arrow stream of file
+        lines), with its named `params`. The one normaliser runs as a query in this connection:
+        in parallel, with no copy through Python. Rejects go to `rejects` now; accepted
+        records wait for `commit_staged`. `origin_line` orders the records and must be unique
+        within one commit. Return (records read, rejects by reason).
+        """
+        self._require_writer()
+        con = self.con
+        self._ensure_staging()
+        base = self._staged_seq
+        con.execute(
+            f"INSERT INTO _staged SELECT {base} + origin_line, $run_id, *"
+            f" FROM ({normalise_sql(source)})",
+            {**(params or {}), "run_id": run_id},
+        )
+        row = con.execute(
+            "SELECT count(*), coalesce(max(seq), 0) FROM _staged WHERE seq > ?", [base]
+        ).fetchall()[0]
+        records, self._staged_seq = int(row[0]), max(base, int(row[1]))
+        con.execute(
+            "INSERT INTO rejects (run_id, source, observed_at, origin, origin_line, reason,"
+            " field, detail, raw) SELECT run_id, source, observed_at, origin, origin_line,"
+            " reject_reason, reject_field, reject_detail, reject_raw FROM _staged"
+            " WHERE seq > ? AND reject_reason IS NOT NULL",
+            [base],
+        )
+        reasons = Counter(
+            {
+                str(reason): int(n)
+                for reason, n in con.execute(
+                    "SELECT reject_reason, count(*) FROM _staged"
+                    " WHERE seq > ? AND reject_reason IS NOT NULL GROUP BY ALL",
+                    [base],
+                ).fetchall()
+            }
+        )
+        return records, reasons
+
     def commit_staged(self, *, refresh: bool = True) -> WriteStats:
         """Store the staged records (file duplicates dropped) and refresh their results."""
         self._require_writer()
         con = self.con
-        con.execute(
-            "CREATE TEMP TABLE IF NOT EXISTS _staged_obs AS SELECT * FROM observations WITH NO DATA"
+        self._ensure_staging()
+        try:
+            return self._commit_staged(refresh=refresh)
+        finally:
+            con.execute("DELETE FROM _staged")
+            self._staged_seq = 0
+
+    def _commit_staged(self, *, refresh: bool) -> WriteStats:
+        con = self.con
+        staged, file_rows = con.execute(
+            f"SELECT count(*), count(*) FILTER (WHERE source = '{Source.FILE}')"
+            " FROM _staged WHERE reject_reason IS NULL"
+        ).fetchall()[0]
+        if not staged:
+            return WriteStats()
+        base = int(
+            con.execute("SELECT coalesce(max(obs_id), 0) FROM observations").fetchall()[0][0]
         )
-        staged = int(con.execute("SELECT count(*) FROM _staged_obs").fetchall()[0][0])
-        cols = ", ".join(_OBS_COLUMNS)
-        # File records: the same payload for the same task is the same evidence.
-        inserted = con.execute(
-            f"""INSERT INTO observations ({cols})
-            SELECT {", ".join("b." + c for c in _OBS_COLUMNS)} FROM _staged_obs b
-            WHERE b.source <> '{Source.FILE}' OR (
-                b.obs_id IN (
-                    SELECT min(obs_id) FROM _staged_obs WHERE source = '{Source.FILE}'
-                    GROUP BY task_id, payload_hash)
-                AND NOT EXISTS (
-                    SELECT 1 FROM observations o
-                    WHERE o.source = '{Source.FILE}' AND o.task_id = b.task_id
-                      AND o.payload_hash = b.payload_hash))"""
-        ).fetchall()
-        added = int(inserted[0][0])
-        stats = WriteStats(observations=added, duplicates=staged - added)
-        if refresh and added:
-            con.execute(
-                "CREATE TEMP TABLE IF NOT EXISTS _touched (task_id VARCHAR);"
-                "INSERT INTO _touched SELECT DISTINCT task_id FROM _staged_obs"
+        keep = "b.reject_reason IS NULL"
+        if file_rows:
+            # File records: the same payload for the same task is the same evidence, whether
+            # it is already stored or repeated within the batch.
+            keep += (
+                f" AND (b.source <> '{Source.FILE}' OR NOT EXISTS ("
+                "SELECT 1 FROM observations o"
+                f" WHERE o.source = '{Source.FILE}' AND o.task_id = b.task_id"
+                " AND o.payload_hash = b.payload_hash))"
             )
-            stats = stats + self.refresh_results()
-        con.execute("DROP TABLE _staged_obs")
-        self._next_obs_id = None
+            repeated = con.execute(
+                "SELECT count(*) FROM (SELECT 1 FROM _staged"
+                f" WHERE reject_reason IS NULL AND source = '{Source.FILE}'"
+                " GROUP BY task_id, payload_hash HAVING count(*) > 1)"
+            ).fetchall()[0][0]
+            if repeated:
+                keep += (
+                    f" AND (b.source <> '{Source.FILE}' OR b.seq IN (SELECT min(seq) FROM _staged"
+                    f" WHERE reject_reason IS NULL AND source = '{Source.FILE}'"
+                    " GROUP BY task_id, payload_hash))"
+                )
+        cols = ", ".join(_OBS_COLUMNS)
+        added = int(
+            con.execute(
+                f"INSERT INTO observations ({cols}) SELECT {base} + b.seq,"
+                f" {', '.join('b.' + c for c in _OBS_COLUMNS[1:])} FROM _staged b WHERE {keep}"
+            ).fetchall()[0][0]
+        )
+        stats = WriteStats(observations=added, duplicates=int(staged) - added)
+        if refresh and added:
+            stats = stats + self._refresh_since(base)
         return stats
+
+    def _refresh_since(self, base: int) -> WriteStats:
+        """Refresh the results of the tasks observed with an obs_id above `base`.
+
+        A task seen for the first time, once, takes its observation as its result directly
+        (most tasks of a bulk ingest); the others go through the full rules of RESULTS_SQL.
+        """
+        con = self.con
+        con.execute(
+            "CREATE OR REPLACE TEMP TABLE _new_obs AS SELECT n.*, r.task_id IS NOT NULL AS known"
+            " FROM (SELECT task_id, count(*) AS n, max(obs_id) AS obs_id FROM observations"
+            f" WHERE obs_id > {base} AND status IS NOT NULL GROUP BY task_id) n"
+            " LEFT JOIN (SELECT task_id FROM results) r USING (task_id)"
+        )
+        con.execute(
+            "CREATE OR REPLACE TEMP TABLE _touched AS SELECT task_id FROM _new_obs"
+            " WHERE n > 1 OR known"
+        )
+        first = int(
+            con.execute(
+                f"INSERT INTO results SELECT {SINGLE_RESULT_COLUMNS} FROM observations"
+                f" WHERE obs_id > {base} AND status IS NOT NULL"
+                " AND obs_id IN (SELECT obs_id FROM _new_obs WHERE n = 1 AND NOT known)"
+            ).fetchall()[0][0]
+        )
+        con.execute("DROP TABLE _new_obs")
+        return WriteStats(new_results=first) + self.refresh_results()
 
     def refresh_results(self) -> WriteStats:
         """Recompute `results` for the tasks in the temp table `_touched`; return the changes."""
