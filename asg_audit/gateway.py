@@ -50,6 +50,7 @@ __all__ = [
 ]
 
 DEFAULT_TIMEOUT_S: Final = 10.0
+_MAX_CACHED_PATHS: Final = 100_000
 _BEARER_RE = re.compile(r"(?i)(bearer\s+)[^\s'\",;]+")
 _KEY_RE = re.compile(r"\bsk_(?:sandbox|live|test)_[A-Za-z0-9_]+")
 
@@ -235,6 +236,8 @@ class GatewayClient:
     ) -> None:
         key = api_key if isinstance(api_key, Secret) else Secret(api_key or "")
         self._key = key
+        # task id -> its validated, encoded path (a task is polled several times)
+        self._paths: dict[str, str] = {}
         self._clock = clock or SystemClock()
         headers = {"Accept": "application/json", "User-Agent": "asg-audit collector"}
         if key:
@@ -275,7 +278,12 @@ class GatewayClient:
 
     async def fetch_result(self, task_id: str) -> Outcome:
         """Return the outcome of `GET /v1/tasks/{id}/result`; never raises for network faults."""
-        path = result_path(task_id)
+        path = self._paths.get(task_id) if isinstance(task_id, str) else None
+        if path is None:
+            path = result_path(task_id)  # raises InputError for an unsafe id: never cached
+            if len(self._paths) >= _MAX_CACHED_PATHS:
+                self._paths.clear()
+            self._paths[task_id] = path
         origin = f"GET {path}"
         if self._fast is not None:
             return await self._fetch_fast(task_id, path, origin)

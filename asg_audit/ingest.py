@@ -487,6 +487,9 @@ def ingest_paths(
     with open_store(
         db, wait_seconds=wait_seconds, memory_limit=DEFAULT_INGEST_MEMORY_LIMIT
     ) as store:
+        # Records are ordered by their staged sequence, not by insertion: let DuckDB write in
+        # parallel without keeping the order of the rows it inserts.
+        store.con.execute("SET preserve_insertion_order = false")
         summary.run_id = store.start_run("ingest")
         bar = _progress_bar(files) if progress and sys.stderr.isatty() else None
         try:

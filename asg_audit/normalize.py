@@ -351,6 +351,7 @@ WITH src AS (
 ), typed_src AS (
   SELECT *,
     CASE WHEN ty IS NULL THEN NULL
+         WHEN starts_with(raw, '{{') THEN 'OBJECT'  -- most records: no copy made by ltrim
          WHEN starts_with(ltrim(raw, ' ' || chr(9) || chr(10) || chr(13)), '{{') THEN 'OBJECT'
          ELSE json_type(raw) END AS doc_type
   FROM src

@@ -62,6 +62,10 @@ class TokenBucket:
         """Return when the gate reopens after the last 429 (may be in the past)."""
         return self._paused_until
 
+    def free_at(self) -> float:
+        """Return the clock time from which `acquire` would not wait (a read, no reservation)."""
+        return max(self._next_at, self._paused_until)
+
     def reserve(self) -> float:
         """Reserve the next request slot; return the clock time at which it may be sent."""
         now = self.clock.now()

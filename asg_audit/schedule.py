@@ -200,6 +200,10 @@ class Adaptive:
         self._pending_age: dict[str, float] = {}
         # the same ages per group, so that a refit reads only its own group's tasks
         self._censored: dict[GroupKey, dict[str, float]] = {}
+        # (threshold, task type) -> the group its plan comes from (None: the fallback). Only a
+        # group reaching `min_samples` (a new `revision`) changes the answer: cached until then.
+        self._resolved: dict[GroupKey, GroupKey | None] = {}
+        self._resolved_revision = 0
 
     # -- learning --------------------------------------------------------------------------------
 
@@ -226,7 +230,7 @@ class Adaptive:
         for key in self._keys(task):
             group = self._groups.setdefault(key, _Group([]))
             group.latencies.append(latency_s)
-            if len(group.latencies) == self.min_samples:
+            if len(group.latencies) == max(self.min_samples, 1):
                 self.revision += 1
 
     def observe_finished(self, task: TaskFacts) -> None:
@@ -249,11 +253,20 @@ class Adaptive:
         return ((task.threshold, task.task_type), (task.threshold, None), (None, None))
 
     def _group_for(self, task: TaskFacts) -> GroupKey | None:
+        if self._resolved_revision != self.revision:
+            self._resolved.clear()
+            self._resolved_revision = self.revision
+        fine = (task.threshold, task.task_type)
+        if fine in self._resolved:
+            return self._resolved[fine]
+        resolved: GroupKey | None = None
         for key in self._keys(task):
             group = self._groups.get(key)
             if group is not None and len(group.latencies) >= self.min_samples:
-                return key
-        return None
+                resolved = key
+                break
+        self._resolved[fine] = resolved
+        return resolved
 
     # -- planning --------------------------------------------------------------------------------
 

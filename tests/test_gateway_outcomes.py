@@ -191,6 +191,23 @@ def test_gateway_unsafe_task_ids_never_reach_the_server(base_url, task_id) -> No
     assert len(SEEN_PATHS) == before
 
 
+def test_gateway_one_client_keeps_refusing_unsafe_ids_between_safe_polls(base_url) -> None:
+    # the client remembers the paths of ids it has checked; an unsafe id is never remembered
+    async def go() -> list[type]:
+        kinds: list[type] = []
+        async with gw.GatewayClient(base_url, KEY) as client:
+            for task_id in ("t200", "../admin", "t200", "../admin", "t202"):
+                try:
+                    kinds.append(type(await client.fetch_result(task_id)))
+                except InputError:
+                    kinds.append(InputError)
+        return kinds
+
+    before = len(SEEN_PATHS)
+    assert asyncio.run(go()) == [gw.Ready, InputError, gw.Ready, InputError, gw.Pending]
+    assert SEEN_PATHS[before:] == ["/v1/tasks/t200/result"] * 2 + ["/v1/tasks/t202/result"]
+
+
 def test_gateway_redact_masks_keys_and_bearer_tokens() -> None:
     text = f"Authorization: Bearer {KEY} and sk_live_abc123 and Bearer xyz"
     out = gw.redact(text, [KEY])

@@ -87,3 +87,28 @@ def test_schedule_adaptive_pending_observation_of_an_untracked_task_is_ignored()
     plan = policy.plan_for(TaskFacts("a", T0, 3, "x"), now=T0 + 600)
     assert plan is not None
     assert plan[0] == 21.0
+
+
+def test_schedule_adaptive_a_task_moves_to_its_own_group_once_it_has_enough_data() -> None:
+    # the group a task's plan comes from is remembered, until a group reaches min_samples
+    policy = Adaptive(min_samples=3, quantiles=(0.5,))
+    other, mine = TaskFacts("o", T0, 3, "y"), TaskFacts("m", T0, 3, "x")
+    assert policy.plan_for(mine, now=T0) is None  # fallback: nothing learned
+    for i in range(3):
+        policy.observe_settled(TaskFacts(f"y{i}", T0, 3, "y"), 100.0)
+    assert policy.samples(mine) == 3  # (3, any type) reached 3: shared with "y"
+    assert policy.plan_for(mine, now=T0)[0] == policy.plan_for(other, now=T0)[0] == 101.0
+    for i in range(3):
+        policy.observe_settled(TaskFacts(f"x{i}", T0, 3, "x"), 10.0)
+    assert policy.samples(mine) == 3  # its own group now, not the 6 of (3, any type)
+    assert policy.plan_for(mine, now=T0 + 100)[0] == 11.0
+    assert policy.samples(other) == 3
+
+
+def test_schedule_adaptive_min_samples_of_one_uses_the_first_settlement() -> None:
+    policy = Adaptive(min_samples=1, quantiles=(0.5,))
+    task = TaskFacts("a", T0, 3, "x")
+    assert policy.plan_for(task, now=T0) is None
+    policy.observe_settled(TaskFacts("s", T0, 3, "x"), 30.0)
+    plan = policy.plan_for(task, now=T0)
+    assert plan is not None and plan[0] == 31.0
