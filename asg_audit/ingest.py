@@ -339,6 +339,10 @@ def _array_frames(path: Path, *, origin: str, observed_at: datetime) -> Iterator
 
 
 def _is_json_array(path: Path) -> bool:
+    # `.jsonl`/`.ndjson` are line-delimited whatever their first line is (a line `[1]` is a
+    # record that is not an object); other files are sniffed.
+    if path.name.endswith((".jsonl", ".ndjson")):
+        return False
     with path.open("rb") as fh:
         head = fh.read(4096).lstrip()
     return head.startswith(b"[")

@@ -348,6 +348,13 @@ class Store:
         base = int(
             con.execute("SELECT coalesce(max(obs_id), 0) FROM observations").fetchall()[0][0]
         )
+        # Tasks staged more than once: rare in bulk ingest, and the only ones that can repeat
+        # a payload within the batch or need the full result rules because of the batch.
+        con.execute(
+            "CREATE OR REPLACE TEMP TABLE _multi AS SELECT task_id FROM _staged"
+            " WHERE reject_reason IS NULL GROUP BY task_id HAVING count(*) > 1"
+        )
+        multi = int(con.execute("SELECT count(*) FROM _multi").fetchall()[0][0])
         keep = "b.reject_reason IS NULL"
         if file_rows:
             # File records: the same payload for the same task is the same evidence, whether
@@ -358,12 +365,7 @@ class Store:
                 f" WHERE o.source = '{Source.FILE}' AND o.task_id = b.task_id"
                 " AND o.payload_hash = b.payload_hash))"
             )
-            repeated = con.execute(
-                "SELECT count(*) FROM (SELECT 1 FROM _staged"
-                f" WHERE reject_reason IS NULL AND source = '{Source.FILE}'"
-                " GROUP BY task_id, payload_hash HAVING count(*) > 1)"
-            ).fetchall()[0][0]
-            if repeated:
+            if multi:
                 keep += (
                     f" AND (b.source <> '{Source.FILE}' OR b.seq IN (SELECT min(seq) FROM _staged"
                     f" WHERE reject_reason IS NULL AND source = '{Source.FILE}'"
@@ -389,23 +391,17 @@ class Store:
         """
         con = self.con
         con.execute(
-            "CREATE OR REPLACE TEMP TABLE _new_obs AS SELECT n.*, r.task_id IS NOT NULL AS known"
-            " FROM (SELECT task_id, count(*) AS n, max(obs_id) AS obs_id FROM observations"
-            f" WHERE obs_id > {base} AND status IS NOT NULL GROUP BY task_id) n"
-            " LEFT JOIN (SELECT task_id FROM results) r USING (task_id)"
-        )
-        con.execute(
-            "CREATE OR REPLACE TEMP TABLE _touched AS SELECT task_id FROM _new_obs"
-            " WHERE n > 1 OR known"
+            "CREATE OR REPLACE TEMP TABLE _touched AS SELECT task_id FROM _multi UNION"
+            " SELECT task_id FROM results WHERE task_id IN"
+            " (SELECT task_id FROM _staged WHERE reject_reason IS NULL)"
         )
         first = int(
             con.execute(
-                f"INSERT INTO results SELECT {SINGLE_RESULT_COLUMNS} FROM observations"
-                f" WHERE obs_id > {base} AND status IS NOT NULL"
-                " AND obs_id IN (SELECT obs_id FROM _new_obs WHERE n = 1 AND NOT known)"
+                f"INSERT INTO results SELECT {SINGLE_RESULT_COLUMNS} FROM observations o"
+                f" WHERE o.obs_id > {base} AND o.status IS NOT NULL"
+                " AND NOT EXISTS (SELECT 1 FROM _touched t WHERE t.task_id = o.task_id)"
             ).fetchall()[0][0]
         )
-        con.execute("DROP TABLE _new_obs")
         return WriteStats(new_results=first) + self.refresh_results()
 
     def refresh_results(self) -> WriteStats:

@@ -142,6 +142,38 @@ def test_ingest_streams_in_chunks_with_correct_line_numbers(db: Path, tmp_path: 
         assert store.count("results") == 299
 
 
+@pytest.mark.parametrize("chunk_bytes", [7, 64, 8 * 1024 * 1024])
+def test_ingest_line_edges_crlf_blank_non_utf8_duplicates_and_no_final_newline(
+    db: Path, tmp_path: Path, chunk_bytes: int
+) -> None:
+    good = [json.dumps(rec(f"t{i}")).encode() for i in range(1, 5)]
+    lines = [
+        b"[1, 2]",  # line 1: a record that is not an object, not a JSON array file
+        good[0] + b"\r",  # line 2: CRLF
+        b"",  # line 3: blank
+        b"   \t ",  # line 4: whitespace only
+        b'{"task_id": "t9", "consensus_label": "caf\xe9"}',  # line 5: Latin-1, not UTF-8
+        good[1],  # line 6
+        good[1],  # line 7: the same record again in the same file
+        '{"task_id": "t7", "status": "pending", "note": "\u00e9t\u00e9 \u2713"}'.encode(),
+        good[2],  # line 9, the last, without a final newline
+    ]
+    path = tmp_path / "edges.jsonl"
+    path.write_bytes(b"\n".join(lines))
+    summary = ingest_paths(db, [path], chunk_bytes=chunk_bytes)
+    assert summary.records == 7 and summary.duplicates == 1
+    assert summary.rejected_by_reason == {"not_object": 1, "invalid_utf8": 1}
+    with open_store(db, read_only=True) as store:
+        rejects = store.frame("rejects").sort("origin_line")
+        assert rejects.get_column("origin_line").to_list() == [1, 5]
+        assert rejects.get_column("raw").to_list() == [b"[1, 2]", lines[4]]
+        obs = store.con.execute(
+            "SELECT origin_line, task_id, raw FROM observations ORDER BY obs_id"
+        ).fetchall()
+        assert obs == [(2, "t1", None), (6, "t2", None), (8, "t7", None), (9, "t3", None)]
+        assert store.count("results") == 4
+
+
 def test_ingest_cli_exits_2_after_processing_the_other_files(db: Path, tmp_path: Path) -> None:
     good = write_ndjson(tmp_path / "good.jsonl", [rec("t1")])
     bad = tmp_path / "bad.jsonl.gz"
