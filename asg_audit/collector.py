@@ -127,6 +127,11 @@ class _Collector:
         self.summary = CollectSummary(run_id="", status="running")
         self._flush_wanted = asyncio.Event()
         self.settled_unlearned: set[str] = set()
+        # settled tasks whose latency the schedule learned from the answer itself (task id ->
+        # latency), so that learning does not wait for the write; taken back if the normaliser
+        # rejects that answer
+        self.learned_early: dict[str, float] = {}
+        self._retract = getattr(policy, "retract_settled", None)
 
     # -- setup -----------------------------------------------------------------------------------
 
@@ -365,7 +370,8 @@ class _Collector:
             t.first_404_at = None
             t.final_key = self._record(outcome.body, outcome.origin, task_id, 200, now)
             if outcome.status == "settled":
-                return self._finish(t, "done", now)
+                self._finish(t, "done", now)
+                return self._learn_early(t, outcome.settled_at)
             if outcome.status not in _CONTINUE_STATUSES:
                 return self._finish(t, "failed", now)
             return self._schedule(t, now)
@@ -502,13 +508,32 @@ class _Collector:
             if stopping and not self.records and not self.rows:
                 return
 
+    def _learn_early(self, t: _Task, settled_at: str | None) -> None:
+        """Learn a settled task's latency from its answer now, instead of after the write.
+
+        Only a timestamp with a UTC offset, read the way the normaliser reads it, and a known
+        creation time; anything else is learned from the normalised record after the write.
+        """
+        if settled_at is None or t.facts.created_at is None or self._retract is None:
+            return
+        try:
+            when = datetime.fromisoformat(settled_at)
+        except ValueError:
+            return
+        if when.tzinfo is None:
+            return
+        latency = when.timestamp() - t.facts.created_at
+        self.policy.observe_settled(t.facts, latency)
+        self.learned_early[t.facts.task_id] = latency
+        self.settled_unlearned.discard(t.facts.task_id)
+
     def _learn(
         self, latencies: Iterable[tuple[str, float, float | None]], done_ids: set[str]
     ) -> None:
         for task_id, settled_at, created_at in latencies:
             t = self.tasks.get(task_id)
-            if t is None:
-                continue
+            if t is None or self.learned_early.pop(task_id, None) is not None:
+                continue  # learned from the answer already
             created = t.facts.created_at if t.facts.created_at is not None else created_at
             if created is not None:
                 self.policy.observe_settled(t.facts, settled_at - created)
@@ -530,6 +555,9 @@ class _Collector:
                 continue
             counter = "settled" if t.state == "done" else "failed"
             setattr(self.summary, counter, getattr(self.summary, counter) - 1)
+            latency = self.learned_early.pop(t.facts.task_id, None)
+            if latency is not None and self._retract is not None:
+                self._retract(t.facts, latency)
             t.state = "pending"
             self.pending += 1
             self.policy.observe_tracked(t.facts)

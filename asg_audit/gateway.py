@@ -88,13 +88,18 @@ class Pending:
 
 @dataclass(frozen=True, slots=True)
 class Ready:
-    """200 with a JSON object: `status` is its status field (settled, verified, ...)."""
+    """200 with a JSON object: `status` is its status field (settled, verified, ...).
+
+    `settled_at` is the text of `settlement.settled_at` (else `settled_at`) when it is a string:
+    the collector's schedule may learn from it at once; the stored record is the normaliser's.
+    """
 
     task_id: str
     origin: str
     body: bytes
     status: str | None
     http_status: int = 200
+    settled_at: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -332,7 +337,17 @@ class GatewayClient:
             if not isinstance(data, dict):
                 return UnusableBody(task_id, origin, code, body, "not_object")
             status = data.get("status")
-            return Ready(task_id, origin, body, status if isinstance(status, str) else None)
+            settlement = data.get("settlement")
+            settled_at = settlement.get("settled_at") if isinstance(settlement, dict) else None
+            if settled_at is None:  # the normaliser's order: settlement.settled_at, settled_at
+                settled_at = data.get("settled_at")
+            return Ready(
+                task_id,
+                origin,
+                body,
+                status if isinstance(status, str) else None,
+                settled_at=settled_at if isinstance(settled_at, str) else None,
+            )
         if code == 202:
             return Pending(task_id, origin, body)
         if code == 404:

@@ -43,9 +43,10 @@ class CollectorSettings:
     batch_size: int = 500  # answers per write transaction (at most)
     # wall seconds between writes (or batch_size answers). A write has a fixed CPU cost of tens
     # of ms whatever its size; a crash loses at most this much, and those tasks are polled again
-    flush_interval_s: float = 4.0
+    # (the schedule learns settlements from the answers at once, not from the write)
+    flush_interval_s: float = 10.0
     # fewer than batch_size / 10 answers wait up to this (at most 5 flush intervals)
-    flush_max_interval_s: float = 20.0
+    flush_max_interval_s: float = 30.0
     progress_interval_s: float = 10.0  # wall seconds between log lines without a terminal
     lock_wait_s: float = 10.0  # wait this long for another writer of the database
 

@@ -91,6 +91,9 @@ class _Stateless:
     def observe_finished(self, task: TaskFacts) -> None:
         """Ignore: this policy does not learn."""
 
+    def retract_settled(self, task: TaskFacts, latency_s: float) -> None:
+        """Ignore: this policy does not learn."""
+
 
 class FixedInterval(_Stateless):
     """Poll every `interval_s`, starting `interval_s` after creation (the SDK's loop)."""
@@ -236,6 +239,18 @@ class Adaptive:
     def observe_finished(self, task: TaskFacts) -> None:
         """Drop a task that ended without a settlement (expired, not found) from the risk sets."""
         self._forget(task)
+
+    def retract_settled(self, task: TaskFacts, latency_s: float) -> None:
+        """Take back a latency learned with `observe_settled` (its answer proved unusable)."""
+        for key in self._keys(task):
+            group = self._groups.get(key)
+            if group is None or latency_s not in group.latencies:
+                continue
+            enough = len(group.latencies) >= max(self.min_samples, 1)
+            group.latencies.remove(latency_s)
+            if enough and len(group.latencies) < max(self.min_samples, 1):
+                self.revision += 1  # the group is no longer usable: decide again
+                group.plan = None
 
     def _forget(self, task: TaskFacts) -> None:
         self._pending.pop(task.task_id, None)
