@@ -26,7 +26,12 @@ import polars as pl
 from asg_audit.errors import SchemaVersionError, StoreBusyError, StoreError
 from asg_audit.migrations import MIGRATIONS
 from asg_audit.model import FINDINGS_SCHEMA, NORMALISED_SCHEMA, OBSERVATION_META_SCHEMA, Source
-from asg_audit.normalize import RAW_SCHEMA, NormalisedBatch, normalise_sql, split_chunks
+from asg_audit.normalize import (
+    NORMALISED_COLUMNS,
+    NormalisedBatch,
+    normalise_sql,
+    split_chunks,
+)
 from asg_audit.results_sql import RESULTS_SQL, SINGLE_RESULT_COLUMNS
 
 __all__ = [
@@ -141,13 +146,14 @@ class Store:
                 except duckdb.Error as exc:
                     # A full disk or a lost file surfaces here; DuckDB has rolled back, so
                     # what was committed before stays: one clear error, not a traceback.
+                    self._staging_ready = False
                     raise StoreError(f"{self.path}: cannot write the database: {exc}") from None
             finally:
                 self._depth = 0
                 self._staged_seq = 0  # staged rows were committed or rolled back
-                self._staging_ready = False  # a rolled-back transaction drops its temp tables
 
     def _rollback(self) -> None:
+        self._staging_ready = False  # the temp tables may have been created by this transaction
         # The failed statement may have ended the transaction already.
         with contextlib.suppress(duckdb.Error):
             self.con.execute("ROLLBACK")
@@ -234,19 +240,17 @@ class Store:
         return staged + self.commit_staged(refresh=refresh)
 
     def _ensure_staging(self) -> None:
-        # Staged records (the normaliser's output columns, in order) live in a temp table of
-        # this connection until `commit_staged`.
+        # Staged records (a sequence, the run and the normaliser's output columns) live in a
+        # temp table of this connection until `commit_staged`; it outlives transactions
+        # unless one that created it rolls back.
         if self._staging_ready:
             return
-        con = self.con
-        con.register("_raw_none", pl.DataFrame(schema=RAW_SCHEMA))
-        try:
-            con.execute(
-                "CREATE TEMP TABLE IF NOT EXISTS _staged AS SELECT 0::BIGINT AS seq,"
-                f" ''::VARCHAR AS run_id, * FROM ({normalise_sql('_raw_none')}) WITH NO DATA"
-            )
-        finally:
-            con.unregister("_raw_none")
+        self.con.execute(
+            "CREATE TEMP TABLE IF NOT EXISTS _staged AS SELECT 0::BIGINT AS seq,"
+            " * EXCLUDE (obs_id), NULL::VARCHAR AS reject_reason, NULL::VARCHAR AS reject_field,"
+            " NULL::VARCHAR AS reject_detail, NULL::BLOB AS reject_raw"
+            " FROM observations WITH NO DATA"
+        )
         self._staging_ready = True
 
     def stage_batch(self, run_id: str, batch: NormalisedBatch) -> WriteStats:
@@ -298,9 +302,10 @@ class Store:
         con = self.con
         self._ensure_staging()
         base = self._staged_seq
+        cols = ", ".join(NORMALISED_COLUMNS)
         con.execute(
-            f"INSERT INTO _staged SELECT {base} + origin_line, $run_id, *"
-            f" FROM ({normalise_sql(source)})",
+            f"INSERT INTO _staged (seq, run_id, {cols}) SELECT {base} + origin_line, $run_id,"
+            f" {cols} FROM ({normalise_sql(source)})",
             {**(params or {}), "run_id": run_id},
         )
         row = con.execute(
