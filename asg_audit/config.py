@@ -191,6 +191,27 @@ def _check_levels(raw: Mapping[str, Any], where: str) -> dict[str, CheckLevels]:
 
 
 _TOP_KEYS = {"db", "base_url", "chain_url", "chain_network", "slo_seconds", "fail_on"}
+# Keys of the sections read with `.get` by the modules that use them (the others validate
+# their own section in `from_mapping`): a misspelt key is an error, not a silent default.
+_SECTION_KEYS: dict[str, frozenset[str]] = {
+    "chain": frozenset(
+        {
+            "rps",
+            "concurrency",
+            "confirmations",
+            "unknown_after_seconds",
+            "unconfirmed_after_seconds",
+            "block_time_tolerance_seconds",
+            "change_scripts",
+            "fetch_parents",
+            "fee_rate_min_sat_per_kb",
+            "fee_rate_max_sat_per_kb",
+            "timeout_seconds",
+            "max_retries",
+        }
+    ),
+    "billing": frozenset({"timeout_seconds", "max_retries"}),
+}
 _SECTIONS = {"costs", "checks", "collector", "webhooks", "chain", "billing", "report", "audit"}
 
 
@@ -244,6 +265,13 @@ def load_config(
     }
     for section in ("collector", "webhooks", "chain", "billing", "report", "audit"):
         settings[section] = dict(raw.get(section, {}))
+    for section, known in _SECTION_KEYS.items():
+        unknown = set(settings[section]) - known
+        if unknown:
+            raise ConfigError(
+                f"{where}: unknown key(s) in [{section}]: {', '.join(sorted(unknown))}"
+                f" (known: {', '.join(sorted(known))})"
+            )
     for key, value in (overrides or {}).items():
         if value is None:
             continue

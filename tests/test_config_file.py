@@ -65,6 +65,8 @@ def test_config_rotating_webhook_secrets_are_comma_separated() -> None:
     ('[costs]\nfee_percent = 150\n', "fee_percent"),
     ('fail_on = "panic"\n', "fail_on"),
     ('[checks]\n"x.y" = 3\n', "must be a table"),
+    ('[chain]\nconfirmation = 6\n', r"unknown key\(s\) in \[chain\]: confirmation \(known: "),
+    ('[billing]\nretries = 2\n', r"unknown key\(s\) in \[billing\]: retries"),
 ])
 def test_config_bad_values_name_the_key(tmp_path: Path, text: str, message: str) -> None:
     cfg = tmp_path / "c.toml"
