@@ -109,9 +109,12 @@ print(time.perf_counter() - t)
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--records", type=int, default=2_000_000)
+    parser.add_argument(
+        "--data-dir", type=Path, default=DATA, help="where the generated file is cached"
+    )
     args = parser.parse_args()
-    DATA.mkdir(exist_ok=True)
-    path = DATA / f"ingest-{args.records}.jsonl"
+    args.data_dir.mkdir(parents=True, exist_ok=True)
+    path = args.data_dir / f"ingest-{args.records}.jsonl"
     if not path.exists():
         print(f"generating {args.records:,} records -> {path}", flush=True)
         generate(path, args.records)
@@ -126,7 +129,7 @@ def main() -> None:
     print(f"{'':<48}{'seconds':>10}{'records/s':>14}")
     print(f"{'(a) asg-audit ingest (normalise, validate, store)':<48}{ours_s:>10.2f}{a:>14,.0f}")
     print(f"{'(b) bare DuckDB read_json (no validation)':<48}{floor_s:>10.2f}{b:>14,.0f}")
-    print(f"{'(c) json.loads + executemany (20k prefix)':<48}{hand_s:>10.2f}{c:>14,.0f}")
+    print(f"{f'(c) json.loads + executemany ({prefix:,} prefix)':<48}{hand_s:>10.2f}{c:>14,.0f}")
     print(f"(a)/(b) = {a / b:.2f}  (target >= 0.6)")
     print(f"(a)/(c) = {a / c:.0f}x  (target >= 100)")
     print(f"peak RSS of (a) = {ours_rss / 2**30:.2f} GiB  (target <= 2 GiB)")
