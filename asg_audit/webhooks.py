@@ -19,6 +19,7 @@ group commit that holds the delivery (`webhook_writer.DeliveryWriter`).
 from __future__ import annotations
 
 import contextlib
+import gc
 import hashlib
 import hmac
 import itertools
@@ -230,6 +231,7 @@ def create_webhook_app(
     settings: WebhookSettings | None = None,
     clock: Clock = utc_now,
     duckdb_threads: int | None = None,
+    freeze_gc: bool = False,
 ) -> Starlette:
     """Return the receiver as a Starlette app writing to the store at `db_path`.
 
@@ -237,7 +239,10 @@ def create_webhook_app(
     freshness window and the `received_at` of deliveries (the simulator passes its scaled
     clock). `duckdb_threads` sets DuckDB's worker threads for the whole database instance, so
     leave it None when other code in the process uses the same file. The app's `state.writer`
-    is the `DeliveryWriter` (counters, run id).
+    is the `DeliveryWriter` (counters, run id). `freeze_gc` moves every object alive after
+    start-up (modules, the writer's warm-up) out of the garbage collector's view (`gc.freeze`):
+    a full collection then no longer walks them, which otherwise stalls all requests for ~50 ms;
+    set it only where the receiver has the process to itself.
     """
     if not secrets:
         raise ConfigError("no webhook secret: set ASG_WEBHOOK_SECRET or webhooks.secret_file")
@@ -333,6 +338,9 @@ def create_webhook_app(
         import asyncio
 
         await asyncio.to_thread(writer.start)
+        if freeze_gc:
+            gc.collect()
+            gc.freeze()
         try:
             yield
         finally:
@@ -364,7 +372,8 @@ def serve_webhooks(
     settings = settings or WebhookSettings()
     # One DuckDB worker thread: the receiver's statements are small, and parallel scans would
     # only take CPU from the event loop answering deliveries. This process is the receiver's.
-    app = create_webhook_app(db_path, secrets, settings=settings, duckdb_threads=1)
+    app = create_webhook_app(db_path, secrets, settings=settings, duckdb_threads=1,
+                             freeze_gc=True)
     # The writer threads hand the GIL back and forth with the event loop around every DuckDB
     # call; at the default 5 ms switch interval each hand-back can cost a whole interval.
     sys.setswitchinterval(0.0005)
