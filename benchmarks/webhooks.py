@@ -222,7 +222,7 @@ def main() -> int:
     print(f"{'load':<34}{'deliv/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'acked':>8}{'stored':>8}"
           f"{'observ.':>8}{'CPU ms':>8}")
     ok = True
-    for name, r in ((f"closed loop (capacity)", capacity),
+    for name, r in (("closed loop (capacity)", capacity),
                     (f"open loop at {args.rate:,.0f}/s", paced)):
         stored_ok = r["stored"] == r["acknowledged"] == r["observed"]
         ok = ok and stored_ok
@@ -230,7 +230,8 @@ def main() -> int:
               f"{r['acknowledged']:>8,}{r['stored']:>8,}{r['observed']:>8,}{r['cpu_ms']:>8.2f}")
     print(f"targets: sustained >= {TARGET_RATE:,.0f}/s: {capacity['rate_per_s'] >= TARGET_RATE}"
           f" ({capacity['rate_per_s'] / TARGET_RATE:.2f}x);"
-          f" p99 <= {TARGET_P99_MS:.0f} ms at {args.rate:,.0f}/s: {paced['p99_ms'] <= TARGET_P99_MS}"
+          f" p99 <= {TARGET_P99_MS:.0f} ms at {args.rate:,.0f}/s:"
+          f" {paced['p99_ms'] <= TARGET_P99_MS}"
           f" ({paced['p99_ms'] / TARGET_P99_MS:.2f}x the limit; at capacity"
           f" {capacity['p99_ms'] / TARGET_P99_MS:.2f}x); stored == acknowledged: {ok}")
     print(f"machine load average (1 min) before/after: {load_before:.1f} / {load_after:.1f}")

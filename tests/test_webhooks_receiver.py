@@ -8,7 +8,7 @@ import socket
 import subprocess
 import sys
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 
 import duckdb
 import httpx
@@ -85,6 +85,20 @@ def test_webhooks_rotation_accepts_every_active_secret(serve, db):
         assert httpx.post(srv.hook_url, content=old_body, headers=old_headers).status_code == 200
     rows = _rows(db, "SELECT task_id, secret_index FROM webhook_deliveries ORDER BY task_id")
     assert rows == [("tsk_new", 0), ("tsk_old", 1)]
+
+
+def test_webhooks_timestamps_with_an_offset_are_stored_as_the_same_instant(serve, db):
+    # The group commit hands DuckDB Arrow timestamps in UTC: an offset must not shift them.
+    at = datetime.now(UTC).replace(microsecond=0)
+    doc = payload("tsk_offset", at=at)
+    doc["timestamp"] = at.astimezone(timezone(timedelta(hours=2))).isoformat()
+    body, headers = signed(doc)
+    with serve() as srv:
+        assert httpx.post(srv.hook_url, content=body, headers=headers).status_code == 200
+    (delivered, received), = _rows(
+        db, "SELECT delivered_at, received_at FROM webhook_deliveries")
+    assert delivered == at
+    assert abs(received - datetime.now(UTC)) < timedelta(minutes=1)
 
 
 @pytest.mark.parametrize("offset", [timedelta(minutes=-10), timedelta(minutes=10)])
