@@ -23,6 +23,7 @@ from asg_audit.collector import collect, collect_sync
 from asg_audit.config import AuditConfig, load_config
 from asg_audit.errors import AuthError
 from asg_audit.ingest import track_file
+from asg_audit.schedule import Adaptive, TaskFacts
 from asg_audit.sim import WorldConfig, generate_world, run_simulator
 from asg_audit.store import open_store
 
@@ -87,6 +88,23 @@ def test_collector_every_task_ends_as_the_ground_truth_says(sim_world, tmp_path:
         )
     assert settled == sum(1 for s in _expected(world).values() if s == "done")
     assert stats["requests"] == sim.stats()["gateway"]["by_endpoint"]["GET /v1/tasks/{id}/result"]
+
+
+def test_collector_the_schedule_learns_each_settlement_exactly_once(sim_world, tmp_path) -> None:
+    # learned from the answer at once, and not a second time from the written record
+    sim, world = sim_world
+    db = _tracked(world, tmp_path)
+    learned: list[str] = []
+
+    class Counting(Adaptive):
+        def observe_settled(self, task: TaskFacts, latency_s: float) -> None:
+            learned.append(task.task_id)
+            super().observe_settled(task, latency_s)
+
+    summary = asyncio.run(collect(_config(sim, db), clock=sim.clock, max_rps=200,
+                                  schedule=Counting()))
+    assert summary.status == "completed"
+    assert len(learned) == len(set(learned)) == summary.settled
 
 
 def test_collector_under_harsh_faults_ends_every_task_and_keeps_bad_bodies(tmp_path: Path) -> None:

@@ -47,6 +47,10 @@ async def _result(request: Request) -> Response:
     answers = {
         "t202": lambda: JSONResponse({"status": "in_progress", "message": "x"}, 202),
         "t200": lambda: JSONResponse({"task_id": "t200", "status": "settled"}, 200),
+        "t200s": lambda: JSONResponse(
+            {"status": "settled", "settlement": {"settled_at": "2026-01-02T03:04:05Z"}}, 200
+        ),
+        "t200t": lambda: JSONResponse({"status": "settled", "settled_at": 1767323045}, 200),
         "t404": lambda: JSONResponse({"error": "task not found"}, 404),
         "t429s": lambda: JSONResponse({"error": "slow"}, 429, headers={"Retry-After": "7"}),
         "t429d": lambda: JSONResponse({"error": "slow"}, 429, headers={"Retry-After": _date(30)}),
@@ -189,6 +193,12 @@ def test_gateway_unsafe_task_ids_never_reach_the_server(base_url, task_id) -> No
     with pytest.raises(InputError, match="unsafe task id"):
         _fetch(base_url, task_id)
     assert len(SEEN_PATHS) == before
+
+
+def test_gateway_ready_carries_the_settlement_time_as_text(base_url) -> None:
+    assert _fetch(base_url, "t200s").settled_at == "2026-01-02T03:04:05Z"
+    assert _fetch(base_url, "t200t").settled_at is None  # not text: left to the normaliser
+    assert _fetch(base_url, "t200").settled_at is None
 
 
 def test_gateway_one_client_keeps_refusing_unsafe_ids_between_safe_polls(base_url) -> None:

@@ -112,3 +112,18 @@ def test_schedule_adaptive_min_samples_of_one_uses_the_first_settlement() -> Non
     policy.observe_settled(TaskFacts("s", T0, 3, "x"), 30.0)
     plan = policy.plan_for(task, now=T0)
     assert plan is not None and plan[0] == 31.0
+
+
+def test_schedule_adaptive_a_retracted_latency_is_forgotten() -> None:
+    # a settlement learned from an answer the normaliser then rejected is taken back
+    policy = Adaptive(min_samples=3, quantiles=(0.5,))
+    task = TaskFacts("a", T0, 3, "x")
+    for i in range(3):
+        policy.observe_settled(TaskFacts(f"s{i}", T0, 3, "x"), 30.0)
+    assert policy.revision == 3 and policy.plan_for(task, now=T0) is not None
+    policy.retract_settled(TaskFacts("s2", T0, 3, "x"), 30.0)
+    assert policy.samples(task) == 0  # every group fell below min_samples: the fallback
+    assert policy.revision == 6
+    assert policy.plan_for(task, now=T0) is None
+    policy.retract_settled(TaskFacts("s9", T0, 3, "x"), 99.0)  # never learned: nothing happens
+    assert policy.revision == 6
