@@ -57,6 +57,9 @@ TABLES = (
 )
 _OBS_COLUMNS = ["obs_id", *OBSERVATION_META_SCHEMA, *NORMALISED_SCHEMA]
 _STAGED_COLUMNS = ["seq", *_OBS_COLUMNS[1:]]
+# Up to this many staged records, results are refreshed by the full rules alone (one query);
+# beyond it, first-seen single tasks take their observation directly (bulk ingest).
+_SMALL_BATCH = 5_000
 
 
 def new_run_id(now: datetime | None = None) -> str:
@@ -353,13 +356,16 @@ class Store:
         base = int(
             con.execute("SELECT coalesce(max(obs_id), 0) FROM observations").fetchall()[0][0]
         )
-        # Tasks staged more than once: rare in bulk ingest, and the only ones that can repeat
-        # a payload within the batch or need the full result rules because of the batch.
-        con.execute(
-            "CREATE OR REPLACE TEMP TABLE _multi AS SELECT task_id FROM _staged"
-            " WHERE reject_reason IS NULL GROUP BY task_id HAVING count(*) > 1"
-        )
-        multi = int(con.execute("SELECT count(*) FROM _multi").fetchall()[0][0])
+        bulk = staged > _SMALL_BATCH
+        multi = 0
+        if bulk or file_rows:
+            # Tasks staged more than once: rare in bulk ingest, and the only ones that can
+            # repeat a payload within the batch or need the full result rules because of it.
+            con.execute(
+                "CREATE OR REPLACE TEMP TABLE _multi AS SELECT task_id FROM _staged"
+                " WHERE reject_reason IS NULL GROUP BY task_id HAVING count(*) > 1"
+            )
+            multi = int(con.execute("SELECT count(*) FROM _multi").fetchall()[0][0])
         keep = "b.reject_reason IS NULL"
         if file_rows:
             # File records: the same payload for the same task is the same evidence, whether
@@ -385,7 +391,14 @@ class Store:
         )
         stats = WriteStats(observations=added, duplicates=int(staged) - added)
         if refresh and added:
-            stats = stats + self._refresh_since(base)
+            if bulk:
+                stats = stats + self._refresh_since(base)
+            else:  # a few polls or deliveries: the full rules on their tasks cost less
+                con.execute(
+                    "CREATE OR REPLACE TEMP TABLE _touched AS SELECT DISTINCT task_id"
+                    " FROM _staged WHERE reject_reason IS NULL"
+                )
+                stats = stats + self.refresh_results()
         return stats
 
     def _refresh_since(self, base: int) -> WriteStats:
