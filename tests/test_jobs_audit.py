@@ -7,7 +7,6 @@ exits 1 and its findings are exactly the planted anomalies.
 from __future__ import annotations
 
 import json
-import multiprocessing
 import subprocess
 import sys
 import threading

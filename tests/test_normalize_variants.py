@@ -218,7 +218,7 @@ def test_normalise_task_id_that_contradicts_the_request_is_rejected() -> None:
 def test_normalise_oversized_record_is_quarantined_unparsed() -> None:
     rec = RawRecord(body='{"task_id": "t1", "x": "' + "y" * 2000 + '"}', source=Source.WEBHOOK,
                     origin="d1", observed_at=NOW)
-    from asg_audit.normalize import raw_frame, normalise_batch
+    from asg_audit.normalize import normalise_batch, raw_frame
 
     batch = normalise_batch(raw_frame([rec]), max_record_bytes=1000)
     assert batch.rejects.get_column("reason").to_list() == [RejectReason.TOO_LARGE]
