@@ -33,6 +33,7 @@ from typing import Any, Final
 
 import polars as pl
 
+from asg_audit import aio
 from asg_audit import gateway as gw
 from asg_audit.clock import Clock, SystemClock
 from asg_audit.config import AuditConfig
@@ -682,13 +683,13 @@ def collect_sync(config: AuditConfig, **kwargs: Any) -> CollectSummary:
     try:
         asyncio.get_running_loop()
     except RuntimeError:
-        return asyncio.run(collect(config, **kwargs))
+        return aio.run(collect(config, **kwargs))
     kwargs["handle_signals"] = False
     box: dict[str, Any] = {}
 
     def work() -> None:
         try:
-            box["result"] = asyncio.run(collect(config, **kwargs))
+            box["result"] = aio.run(collect(config, **kwargs))
         except BaseException as exc:  # re-raised on the caller's thread
             box["error"] = exc
 
@@ -726,7 +727,7 @@ def run_collect_command(
         handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
         log.addHandler(handler)
         log.setLevel(logging.INFO)
-    summary = asyncio.run(
+    summary = aio.run(
         collect(
             config,
             task_ids=ids,

@@ -162,14 +162,23 @@ def normalise_sql(source: str, max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES)
     """
     paths = "[" + ", ".join(f"'{p}'" for p in _PATHS) + "]"
 
+    # Each path's type, value and presence are unpacked into columns once (`unpacked` below):
+    # the rules then refer to columns, which keeps the expression trees small (a query this
+    # size has a fixed cost per run that grows with its expressions: it matters for the few
+    # records of a poll or a delivery).
     def ty(path: str) -> str:  # the JSON type at a path ('NULL' for null, NULL when absent)
-        return f"ty[{_P[path]}]"
+        return f"t{_P[path]}"
 
     def sv(path: str) -> str:  # the text value at a path (unquoted strings, JSON for objects)
-        return f"sv[{_P[path]}]"
+        return f"v{_P[path]}"
 
     def has(path: str) -> str:
-        return f"coalesce({ty(path)}, 'NULL') <> 'NULL'"
+        return f"h{_P[path]}"
+
+    unpack = ",\n    ".join(
+        f"ty[{k}] AS t{k}, sv[{k}] AS v{k}, coalesce(ty[{k}], 'NULL') <> 'NULL' AS h{k}"
+        for k in range(1, len(_PATHS) + 1)
+    )
 
     def first(*ps: str) -> tuple[str, str, str]:
         """(type, value, field name) of the first present path of several aliases."""
@@ -178,12 +187,27 @@ def normalise_sql(source: str, max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES)
         f = "CASE " + " ".join(f"WHEN {has(p)} THEN '{p[2:]}'" for p in ps) + " END"
         return t, v, f
 
-    cost_t, cost_v, cost_f = first(
-        "$.settlement.total_cost_sats", "$.total_cost_sats", "$.cost_sats"
+    # The first present of several aliases of a field, as columns (`aliases` below).
+    alias_exprs = dict(
+        zip(
+            ("cost_t", "cost_v", "cost_f"),
+            first("$.settlement.total_cost_sats", "$.total_cost_sats", "$.cost_sats"),
+            strict=True,
+        )
     )
-    _, txid_v, _ = first("$.settlement.bsv_txid", "$.bsv_txid")
-    settled_t, settled_v, settled_f = first("$.settlement.settled_at", "$.settled_at")
-    _, type_v, _ = first("$.task_type", "$.type")
+    alias_exprs["txid_v"] = first("$.settlement.bsv_txid", "$.bsv_txid")[1]
+    alias_exprs.update(
+        zip(
+            ("settled_t", "settled_v", "settled_f"),
+            first("$.settlement.settled_at", "$.settled_at"),
+            strict=True,
+        )
+    )
+    alias_exprs["type_v"] = first("$.task_type", "$.type")[1]
+    aliases = ",\n    ".join(f"{expr} AS {name}" for name, expr in alias_exprs.items())
+    cost_t, cost_v, cost_f = "cost_t", "cost_v", "cost_f"
+    txid_v, type_v = "txid_v", "type_v"
+    settled_t, settled_v, settled_f = "settled_t", "settled_v", "settled_f"
     ints = _INT_TYPES
 
     def ts_val(t: str, v: str) -> str:  # null unless an RFC 3339 string or epoch seconds
@@ -359,13 +383,21 @@ WITH src AS (
   SELECT * REPLACE (CASE WHEN doc_type = 'OBJECT' THEN ty END AS ty),
     CASE WHEN doc_type = 'OBJECT' THEN json_extract_string(raw, {paths}) END AS sv
   FROM typed_src
+), unpacked AS (
+  SELECT *,
+    {unpack}
+  FROM parsed
+), aliased AS (
+  SELECT *,
+    {aliases}
+  FROM unpacked
 ), times AS (
   -- Each timestamp is parsed once: the checks and the fields below share it.
   SELECT *,
     {ts_val(ty("$.created_at"), sv("$.created_at"))} AS created_at,
     {ts_val(settled_t, settled_v)} AS settled_at,
     {ts_val(ty("$.timestamp"), sv("$.timestamp"))} AS delivered_at
-  FROM parsed
+  FROM aliased
 ), checked AS (
   SELECT *,
     {flag_cols}

@@ -320,8 +320,9 @@ class Adaptive:
         if len(points) < len(self.quantiles):
             reach = max(max(latencies, default=0.0), max(censored, default=0.0))
             self._fill_to(offsets, reach + self.max_gap_s)
-        # tail: keep looking for slow tasks, gaps doubling from max_gap up to the cap
-        gap = self.max_gap_s
+        # tail: keep looking for slow tasks, a first gap of max_gap (the last few percent are
+        # still found as quickly as the bulk), then gaps doubling up to the cap
+        gap = self.max_gap_s / 2
         while offsets[-1] < _HORIZON_S:
             gap = min(self.tail_cap_s, gap * 2)
             offsets.append(offsets[-1] + gap)

@@ -16,7 +16,6 @@ loop; the server never sees more than --max-rps requests in a 1-s window; <= 1 m
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import subprocess
 import sys
@@ -30,12 +29,14 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
+from baselines.sdk_poll import run_sdk_baseline  # noqa: E402
+
+from asg_audit import aio  # noqa: E402
 from asg_audit.clock import ScaledClock  # noqa: E402
 from asg_audit.collector import collect  # noqa: E402
 from asg_audit.config import load_config  # noqa: E402
 from asg_audit.ingest import track_file  # noqa: E402
 from asg_audit.store import open_store  # noqa: E402
-from baselines.sdk_poll import run_sdk_baseline  # noqa: E402
 
 SIMPROC = REPO / "benchmarks" / "_simproc.py"
 
@@ -93,7 +94,7 @@ def run_collector(schedule: str, args: argparse.Namespace) -> dict[str, Any]:
         env={"ASG_API_KEY": sim.info["api_key"], "ASG_BASE_URL": sim.info["gateway_url"]},
         overrides={"db_path": str(db)},
     )
-    summary = asyncio.run(
+    summary = aio.run(  # what collect_sync and `asg-audit collect` use
         collect(
             config,
             clock=sim.clock,

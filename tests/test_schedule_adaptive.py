@@ -31,7 +31,8 @@ def test_schedule_adaptive_tracked_tasks_never_seen_pending_are_not_at_risk() ->
     plan = policy.plan_for(TaskFacts("a", T0, 3, "x"), now=T0 + 600)
     assert plan is not None
     assert plan[0] == 21.0
-    assert plan[1] - plan[0] == 40.0  # every quantile reached: the tail starts at once
+    # every quantile reached: the tail starts at once, one max_gap step then doubling gaps
+    assert plan[1] - plan[0] == 20.0 and plan[2] - plan[1] == 40.0
 
 
 def test_schedule_adaptive_censors_a_pending_task_at_its_last_pending_poll() -> None:
@@ -47,7 +48,7 @@ def test_schedule_adaptive_censors_a_pending_task_at_its_last_pending_poll() -> 
     assert plan is not None
     # q20 at 21 s, then steps of at most 20 s up to the oldest age seen (100 s) plus one step
     assert plan[:6] == [21.0, 40.8, 60.6, 80.4, 100.2, 120.0]
-    assert plan[6] - plan[5] == 40.0
+    assert plan[6] - plan[5] == 20.0 and plan[7] - plan[6] == 40.0
 
 
 def test_schedule_adaptive_a_settled_task_leaves_the_censored_set() -> None:
