@@ -63,8 +63,9 @@ def test_schedule_adaptive_a_settled_task_leaves_the_censored_set() -> None:
         policy.observe_settled(task, 110.0)
     plan = policy.plan_for(TaskFacts("a", T0, 3, "x"), now=T0 + 10_000)
     assert plan is not None
-    # 30% at 20 s, 70% at 110 s: q20 = 21 s, median = 111 s, 90 s apart in 5 steps of 18 s
-    assert plan[:7] == [21.0, 39.0, 57.0, 75.0, 93.0, 111.0, 151.0]
+    # 30% at 20 s, 70% at 110 s: q20 = 21 s, median = 111 s, 90 s apart in 5 steps of 18 s;
+    # then the tail: one max_gap step, then doubling
+    assert plan[:8] == [21.0, 39.0, 57.0, 75.0, 93.0, 111.0, 131.0, 171.0]
 
 
 def test_schedule_adaptive_revision_counts_groups_that_reach_enough_data() -> None:
