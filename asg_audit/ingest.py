@@ -142,12 +142,10 @@ class _HashingReader:
     def __init__(self, raw: IO[bytes]) -> None:
         self._raw = raw
         self.hash = hashlib.sha256()
-        self.bytes_read = 0
 
     def read(self, n: int) -> bytes:
         data = self._raw.read(n)
         self.hash.update(data)
-        self.bytes_read += len(data)
         return data
 
 

@@ -15,14 +15,8 @@ from asg_audit.errors import InputError
 from asg_audit.ingest import ingest_paths, track_file
 from asg_audit.store import open_store
 
-
-@pytest.fixture(autouse=True, params=["small-batch", "bulk"])
-def write_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Run every test through both ways a commit derives results: the full rules on the
-    touched tasks (small batches) and the bulk path (first-seen single tasks directly)."""
-    if request.param == "bulk":
-        monkeypatch.setattr("asg_audit.store._SMALL_BATCH", 0)
-    return str(request.param)
+# every test runs through both ways a commit derives results (see conftest.write_path)
+pytestmark = pytest.mark.usefixtures("write_path")
 
 REPO = Path(__file__).parents[1]
 

@@ -17,14 +17,8 @@ from asg_audit.model import Source
 from asg_audit.normalize import RawRecord, normalise_records
 from asg_audit.store import SCHEMA_VERSION, open_store
 
-
-@pytest.fixture(autouse=True, params=["small-batch", "bulk"])
-def write_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Run every test through both ways a commit derives results: the full rules on the
-    touched tasks (small batches) and the bulk path (first-seen single tasks directly)."""
-    if request.param == "bulk":
-        monkeypatch.setattr("asg_audit.store._SMALL_BATCH", 0)
-    return str(request.param)
+# every test runs through both ways a commit derives results (see conftest.write_path)
+pytestmark = pytest.mark.usefixtures("write_path")
 
 T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
 TX1, TX2 = "1" * 64, "2" * 64
