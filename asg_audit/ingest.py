@@ -217,11 +217,7 @@ def _line_batch(block: bytes, first_line: int) -> tuple[pa.RecordBatch, int]:
         try:
             block.decode("utf-8")
         except UnicodeDecodeError:
-            frame, last = _lines_frame(block, first_line, origin="", observed_at=datetime.now(UTC))
-            batch = frame.select("raw", "raw_bytes", "origin_line").to_arrow(
-                compat_level=pl.CompatLevel.newest()
-            )
-            return batch.cast(_LINES_SCHEMA).to_batches()[0], last
+            return _decoded_lines(block, first_line)
     ends = np.flatnonzero(np.frombuffer(block, np.uint8) == 10)
     n = len(ends)
     offsets = np.empty(n + 1, np.int64)
@@ -239,17 +235,44 @@ def _line_batch(block: bytes, first_line: int) -> tuple[pa.RecordBatch, int]:
             .then(pl.col("raw").str.head(-1))
             .otherwise(pl.col("raw"))
         )
-    batch = frame.with_columns(raw_bytes=pl.lit(None, pl.Binary)).select(
-        "raw", "raw_bytes", "origin_line"
-    )
-    table = batch.to_arrow(compat_level=pl.CompatLevel.newest()).cast(_LINES_SCHEMA)
-    return table.combine_chunks().to_batches()[0] if table.num_rows else _empty_batch(), (
-        first_line + n
-    )
+    return _as_batch(frame.with_columns(raw_bytes=pl.lit(None, pl.Binary))), first_line + n
 
 
-def _empty_batch() -> pa.RecordBatch:
-    return pa.RecordBatch.from_pylist([], schema=_LINES_SCHEMA)
+def _decoded_lines(block: bytes, first_line: int) -> tuple[pa.RecordBatch, int]:
+    """Return the lines of a block that is not all UTF-8: bad lines keep only their bytes."""
+    parts = block.split(b"\n")
+    if parts and parts[-1] == b"":
+        parts.pop()
+    texts: list[str | None] = []
+    raw_bytes: list[bytes | None] = []
+    for part in parts:
+        try:
+            texts.append(part.decode("utf-8"))
+            raw_bytes.append(None)
+        except UnicodeDecodeError:
+            texts.append(None)
+            raw_bytes.append(part)
+    n = len(parts)
+    frame = pl.DataFrame(
+        {
+            "raw": pl.Series(texts, dtype=pl.String).str.strip_suffix("\r"),
+            "raw_bytes": pl.Series(raw_bytes, dtype=pl.Binary),
+            "origin_line": pl.int_range(first_line + 1, first_line + n + 1, eager=True),
+        }
+    ).filter(pl.col("raw").is_null() | (pl.col("raw") != ""))  # empty lines are not records
+    return _as_batch(frame), first_line + n
+
+
+def _as_batch(frame: pl.DataFrame) -> pa.RecordBatch:
+    """Return a frame of lines as one Arrow batch of _LINES_SCHEMA (views into its buffers)."""
+    table = frame.select("raw", "raw_bytes", "origin_line").to_arrow(
+        compat_level=pl.CompatLevel.newest()
+    )
+    return (
+        pa.RecordBatch.from_pylist([], schema=_LINES_SCHEMA)
+        if not table.num_rows
+        else (table.cast(_LINES_SCHEMA).combine_chunks().to_batches()[0])
+    )
 
 
 # File lines as the normaliser's raw records; lines of only whitespace are not records.
@@ -258,47 +281,6 @@ _FILE_SOURCE = f"""(SELECT raw, raw_bytes, '{Source.FILE}' AS source, $observed_
     NULL::SMALLINT AS http_status
   FROM _file_lines
   WHERE raw IS NULL OR starts_with(raw, '{{') OR trim(raw, ' ' || chr(9) || chr(13)) <> '')"""
-
-
-def _lines_frame(
-    block: bytes, first_line: int, *, origin: str, observed_at: datetime
-) -> tuple[pl.DataFrame, int]:
-    parts = block.split(b"\n")
-    if parts and parts[-1] == b"":
-        parts.pop()
-    n = len(parts)
-    try:
-        texts: list[str | None] = list(block.decode("utf-8").split("\n")[:n])
-        raw_bytes: list[bytes | None] = [None] * n
-    except UnicodeDecodeError:
-        texts, raw_bytes = [], []
-        for part in parts:
-            try:
-                texts.append(part.decode("utf-8"))
-                raw_bytes.append(None)
-            except UnicodeDecodeError:
-                texts.append(None)
-                raw_bytes.append(part)
-    frame = pl.DataFrame(
-        {
-            "raw": pl.Series(texts, dtype=pl.String),
-            "raw_bytes": pl.Series(raw_bytes, dtype=pl.Binary),
-            "origin_line": pl.int_range(first_line + 1, first_line + n + 1, eager=True),
-        }
-    )
-    # Blank lines are not records (a trailing newline, spacing between records).
-    frame = frame.with_columns(pl.col("raw").str.strip_suffix("\r")).filter(
-        pl.col("raw").is_null() | (pl.col("raw").str.strip_chars() != "")
-    )
-    frame = frame.with_columns(
-        source=pl.lit(str(Source.FILE)),
-        observed_at=pl.lit(observed_at, RAW_SCHEMA["observed_at"]),
-        origin=pl.lit(origin),
-        origin_hash=pl.lit(None, pl.String),
-        task_id_hint=pl.lit(None, pl.String),
-        http_status=pl.lit(None, pl.Int16),
-    ).select(list(RAW_SCHEMA))
-    return frame, first_line + n
 
 
 def _array_frames(path: Path, *, origin: str, observed_at: datetime) -> Iterator[pl.DataFrame]:
