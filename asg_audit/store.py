@@ -311,27 +311,22 @@ class Store:
             f" {cols} FROM ({normalise_sql(source)})",
             {**(params or {}), "run_id": run_id},
         )
-        row = con.execute(
-            "SELECT count(*), coalesce(max(seq), 0) FROM _staged WHERE seq > ?", [base]
-        ).fetchall()[0]
-        records, self._staged_seq = int(row[0]), max(base, int(row[1]))
-        con.execute(
-            "INSERT INTO rejects (run_id, source, observed_at, origin, origin_line, reason,"
-            " field, detail, raw) SELECT run_id, source, observed_at, origin, origin_line,"
-            " reject_reason, reject_field, reject_detail, reject_raw FROM _staged"
-            " WHERE seq > ? AND reject_reason IS NOT NULL",
+        # One pass over what was staged: records, the last sequence, rejects by reason.
+        groups = con.execute(
+            "SELECT reject_reason, count(*), max(seq) FROM _staged WHERE seq > ? GROUP BY ALL",
             [base],
-        )
-        reasons = Counter(
-            {
-                str(reason): int(n)
-                for reason, n in con.execute(
-                    "SELECT reject_reason, count(*) FROM _staged"
-                    " WHERE seq > ? AND reject_reason IS NOT NULL GROUP BY ALL",
-                    [base],
-                ).fetchall()
-            }
-        )
+        ).fetchall()
+        records = sum(int(n) for _, n, _ in groups)
+        self._staged_seq = max([base, *(int(last) for _, _, last in groups)])
+        reasons = Counter({str(r): int(n) for r, n, _ in groups if r is not None})
+        if reasons:
+            con.execute(
+                "INSERT INTO rejects (run_id, source, observed_at, origin, origin_line, reason,"
+                " field, detail, raw) SELECT run_id, source, observed_at, origin, origin_line,"
+                " reject_reason, reject_field, reject_detail, reject_raw FROM _staged"
+                " WHERE seq > ? AND reject_reason IS NOT NULL",
+                [base],
+            )
         return records, reasons
 
     def commit_staged(self, *, refresh: bool = True) -> WriteStats:
