@@ -28,7 +28,6 @@ import pyarrow as pa
 
 from asg_audit.errors import InputError
 from asg_audit.model import Source, printable
-from asg_audit.normalize import RAW_SCHEMA, normalise_batch
 from asg_audit.store import Store, WriteStats, open_store
 
 __all__ = [  # track_file & co. live in asg_audit.track; re-exported here for callers
@@ -283,47 +282,21 @@ _FILE_SOURCE = f"""(SELECT raw, raw_bytes, '{Source.FILE}' AS source, $observed_
   WHERE raw IS NULL OR starts_with(raw, '{{') OR trim(raw, ' ' || chr(9) || chr(13)) <> '')"""
 
 
-def _array_frames(path: Path, *, origin: str, observed_at: datetime) -> Iterator[pl.DataFrame]:
-    """Yield RAW_SCHEMA frames of the elements of a JSON array file (streamed by DuckDB)."""
-    con = duckdb.connect(":memory:")
-    try:
-        rel = con.execute(
-            "SELECT json::VARCHAR AS raw FROM read_json_objects(?, format = 'array')", [str(path)]
-        )
-        first = 0
-        while True:
-            batch = rel.fetchmany(100_000)
-            if not batch:
-                break
-            n = len(batch)
-            frame = pl.DataFrame(
-                {
-                    "raw": pl.Series([r[0] for r in batch], dtype=pl.String),
-                    "origin_line": pl.int_range(first + 1, first + n + 1, eager=True),
-                }
-            ).with_columns(
-                raw_bytes=pl.lit(None, pl.Binary),
-                source=pl.lit(str(Source.FILE)),
-                observed_at=pl.lit(observed_at, RAW_SCHEMA["observed_at"]),
-                origin=pl.lit(origin),
-                origin_hash=pl.lit(None, pl.String),
-                task_id_hint=pl.lit(None, pl.String),
-                http_status=pl.lit(None, pl.Int16),
-            )
-            first += n
-            yield frame.select(list(RAW_SCHEMA))
-    except duckdb.Error as exc:
-        raise InputError(f"{path}: not a readable JSON array: {str(exc).splitlines()[0]}") from None
-    finally:
-        con.close()
+# The elements of a JSON array file (plain or gzip-compressed) as the normaliser's raw
+# records, streamed by DuckDB's JSON reader inside the store; an element's number is its line.
+_ARRAY_SOURCE = f"""(SELECT json::VARCHAR AS raw, NULL::BLOB AS raw_bytes,
+    '{Source.FILE}' AS source,
+    $observed_at AS observed_at, $origin AS origin, ordinality AS origin_line,
+    NULL::VARCHAR AS origin_hash, NULL::VARCHAR AS task_id_hint, NULL::SMALLINT AS http_status
+  FROM read_json_objects($path, format = 'array') WITH ORDINALITY)"""
 
 
 def _is_json_array(path: Path) -> bool:
-    # `.jsonl`/`.ndjson` are line-delimited whatever their first line is (a line `[1]` is a
-    # record that is not an object); other files are sniffed.
-    if path.name.endswith((".jsonl", ".ndjson")):
+    # `.jsonl`/`.ndjson` (gzip-compressed or not) are line-delimited whatever their first line
+    # is (a line `[1]` is a record that is not an object); other files are sniffed.
+    if path.name.removesuffix(".gz").endswith((".jsonl", ".ndjson")):
         return False
-    with path.open("rb") as fh:
+    with _open_binary(path) as fh:
         head = fh.read(4096).lstrip()
     return head.startswith(b"[")
 
@@ -332,6 +305,59 @@ def _open_binary(path: Path) -> IO[bytes]:
     if path.name.endswith(".gz"):
         return cast(IO[bytes], gzip.open(path, "rb"))
     return path.open("rb")
+
+
+def _stage_array(
+    store: Store, run_id: str, path: Path, *, origin: str, observed_at: datetime
+) -> tuple[int, Counter[str], str]:
+    """Stage the elements of a JSON array file; return (records, rejects by reason, hash)."""
+    content_hash = _content_hash(path)
+    params = {"observed_at": observed_at, "origin": origin, "path": str(path)}
+    try:
+        records, rejected = store.stage_raw(run_id, _ARRAY_SOURCE, params)
+    except duckdb.Error as exc:
+        raise InputError(
+            f"{origin}: not a readable JSON array: {str(exc).splitlines()[0].strip()}"
+        ) from None
+    return records, rejected, content_hash
+
+
+def _stage_lines(
+    store: Store,
+    run_id: str,
+    path: Path,
+    *,
+    origin: str,
+    observed_at: datetime,
+    chunk_bytes: int,
+    on_bytes: ProgressFn | None,
+) -> tuple[int, Counter[str], str]:
+    """Stage the lines of an NDJSON file; return (records, rejects by reason, content hash)."""
+    with _open_binary(path) as fh:
+        reader = _HashingReader(fh)
+        last_pos = 0
+
+        def on_read() -> None:
+            nonlocal last_pos
+            if on_bytes is not None:
+                pos = _raw_position(fh)
+                on_bytes(pos - last_pos)
+                last_pos = pos
+
+        lines = _LineBatches(reader, chunk_bytes=chunk_bytes, on_read=on_read)
+        store.con.register("_file_lines", lines.reader())
+        try:
+            records, rejected = store.stage_raw(
+                run_id, _FILE_SOURCE, {"observed_at": observed_at, "origin": origin}
+            )
+        except duckdb.Error:
+            if lines.error is not None:
+                raise lines.error from None
+            raise
+        finally:
+            with contextlib.suppress(duckdb.Error):  # the failed transaction
+                store.con.unregister("_file_lines")
+    return records, rejected, reader.hash.hexdigest()
 
 
 def _ingest_file(
@@ -345,60 +371,31 @@ def _ingest_file(
 ) -> FileOutcome:
     origin = str(path)
     observed_at = datetime.now(UTC)
-    outcome = FileOutcome(path=origin, status="ingested")
-    totals = WriteStats()
-    reasons: Counter[str] = Counter()
     try:
         size = path.stat().st_size
         with store.transaction():
-            if not path.name.endswith(".gz") and _is_json_array(path):
-                content_hash = _file_hash(path)
-                for frame in _array_frames(path, origin=origin, observed_at=observed_at):
-                    batch = normalise_batch(frame)
-                    totals += store.stage_batch(run_id, batch)
-                    outcome.records += frame.height
-                    outcome.accepted += batch.accepted.height
-                    outcome.rejected += batch.rejects.height
-                    reasons.update(batch.rejects.get_column("reason").to_list())
+            if _is_json_array(path):
+                records, rejected, content_hash = _stage_array(
+                    store, run_id, path, origin=origin, observed_at=observed_at
+                )
             else:
-                with _open_binary(path) as fh:
-                    reader = _HashingReader(fh)
-                    last_pos = 0
-
-                    def on_read() -> None:
-                        nonlocal last_pos
-                        if on_bytes is not None:
-                            pos = _raw_position(fh)
-                            on_bytes(pos - last_pos)
-                            last_pos = pos
-
-                    lines = _LineBatches(reader, chunk_bytes=chunk_bytes, on_read=on_read)
-                    store.con.register("_file_lines", lines.reader())
-                    try:
-                        records, rejected = store.stage_raw(
-                            run_id, _FILE_SOURCE, {"observed_at": observed_at, "origin": origin}
-                        )
-                    except duckdb.Error:
-                        if lines.error is not None:
-                            raise lines.error from None
-                        raise
-                    finally:
-                        with contextlib.suppress(duckdb.Error):  # the failed transaction
-                            store.con.unregister("_file_lines")
-                content_hash = reader.hash.hexdigest()
-                outcome.records += records
-                outcome.rejected += rejected.total()
-                outcome.accepted += records - rejected.total()
-                reasons.update(rejected)
-                totals += WriteStats(rejects=rejected.total())
+                records, rejected, content_hash = _stage_lines(
+                    store,
+                    run_id,
+                    path,
+                    origin=origin,
+                    observed_at=observed_at,
+                    chunk_bytes=chunk_bytes,
+                    on_bytes=on_bytes,
+                )
             if store.file_ingested(content_hash):
                 raise _AlreadyIngested
-            totals += store.commit_staged()
+            totals = WriteStats(rejects=rejected.total()) + store.commit_staged()
             store.record_ingested_file(
                 content_hash=content_hash,
                 path=origin,
                 size_bytes=size,
-                records=outcome.records,
+                records=records,
                 run_id=run_id,
             )
     except _AlreadyIngested:
@@ -408,14 +405,20 @@ def _ingest_file(
         return FileOutcome(path=origin, status="failed", error=f"{origin}: {reason}")
     except InputError as exc:
         return FileOutcome(path=origin, status="failed", error=str(exc))
-    summary.records += outcome.records
-    summary.accepted += outcome.accepted
-    summary.rejected_by_reason.update(reasons)
+    summary.records += records
+    summary.accepted += records - rejected.total()
+    summary.rejected_by_reason.update(rejected)
     summary.new_results += totals.new_results
     summary.updated_results += totals.updated_results
     summary.conflicts += totals.new_conflicts
     summary.duplicates += totals.duplicates
-    return outcome
+    return FileOutcome(
+        path=origin,
+        status="ingested",
+        records=records,
+        accepted=records - rejected.total(),
+        rejected=rejected.total(),
+    )
 
 
 class _AlreadyIngested(Exception):
@@ -445,9 +448,10 @@ def _describe_read_error(exc: BaseException) -> str:
     return f"cannot read: {strerror or exc}; nothing stored"
 
 
-def _file_hash(path: Path) -> str:
+def _content_hash(path: Path) -> str:
+    # The hash of the content (decompressed), as the line reader computes it for NDJSON.
     h = hashlib.sha256()
-    with path.open("rb") as fh:
+    with _open_binary(path) as fh:
         while chunk := fh.read(8 * 1024 * 1024):
             h.update(chunk)
     return h.hexdigest()

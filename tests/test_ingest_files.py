@@ -98,6 +98,46 @@ def test_ingest_gzip_json_array_folder_and_glob(db: Path, tmp_path: Path) -> Non
     assert summary.files[0].status == "already ingested"
 
 
+def test_ingest_gzip_json_arrays_compact_and_indented(db: Path, tmp_path: Path) -> None:
+    # A gzip-compressed `.json` is sniffed like a plain one: an array is read element by
+    # element (its number is the record's line), whether on one line or indented.
+    with gzip.open(tmp_path / "compact.json.gz", "wt") as fh:
+        fh.write(json.dumps([rec("t1"), {"task_id": "t2", "worker_count": "3"}, rec("t3")]))
+    with gzip.open(tmp_path / "indented.json.gz", "wt") as fh:
+        fh.write(json.dumps([rec("t4"), [1]], indent=2))
+    summary = ingest_paths(db, [tmp_path])
+    assert [f.status for f in summary.files] == ["ingested", "ingested"]
+    assert (summary.records, summary.accepted, summary.new_results) == (5, 3, 3)
+    assert summary.rejected_by_reason == {"bad_type": 1, "not_object": 1}
+    with open_store(db, read_only=True) as store:
+        rejects = store.frame("rejects").sort("origin")
+    assert rejects.select("origin", "origin_line", "reason").rows() == [
+        (str(tmp_path / "compact.json.gz"), 2, "bad_type"),
+        (str(tmp_path / "indented.json.gz"), 2, "not_object")]
+    assert json.loads(rejects.get_column("raw")[0]) == {"task_id": "t2", "worker_count": "3"}
+    # the content hash is of the decompressed content: the same array uncompressed is known
+    (tmp_path / "again.json").write_bytes(gzip.decompress((tmp_path / "compact.json.gz").read_bytes()))
+    assert ingest_paths(db, [tmp_path / "again.json"]).files[0].status == "already ingested"
+
+
+@pytest.mark.parametrize("name", ["broken.json", "broken.json.gz"])
+def test_ingest_malformed_or_truncated_json_array_fails_cleanly(
+    db: Path, tmp_path: Path, name: str
+) -> None:
+    text = json.dumps([rec(f"t{i}") for i in range(1, 300)])
+    path = tmp_path / name
+    if name.endswith(".gz"):
+        data = gzip.compress(text.encode())
+        path.write_bytes(data[: len(data) // 2])  # a truncated compressed file
+    else:
+        path.write_text(text[: len(text) // 2])  # an array cut in the middle of a record
+    good = write_ndjson(tmp_path / "good.jsonl", [rec("t900")])
+    summary = ingest_paths(db, [path, good])
+    assert [f.status for f in summary.files] == ["failed", "ingested"]
+    assert str(path) in (summary.files[0].error or "")
+    assert counts(db)["observations"] == 1 and counts(db)["rejects"] == 0  # nothing of it
+
+
 def test_ingest_webhook_delivery_log(db: Path, tmp_path: Path) -> None:
     log = write_ndjson(tmp_path / "deliveries.ndjson", [{
         "event": "task.settled", "task_id": "t1", "consensus_label": "cat", "confidence": 1.0,
