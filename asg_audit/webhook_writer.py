@@ -36,6 +36,7 @@ import pyarrow as pa
 
 from asg_audit.model import UTC_DATETIME, Source
 from asg_audit.normalize import RawRecord, normalise_records
+from asg_audit.recent_keys import RecentKeys
 from asg_audit.store import Store, open_store
 
 __all__ = [
@@ -133,6 +134,11 @@ class Delivery:
 
 
 _STOP: Final = object()
+# A redelivery is recognised as a duplicate if its event was committed within this window and
+# is among this many most recent events. The provider retries within 21 s (1 s, 4 s, 16 s);
+# an older repeat is stored again: one more identical observation, no result changes.
+DEFAULT_DEDUPE_WINDOW_SECONDS: Final = 86_400.0
+DEFAULT_DEDUPE_MAX_EVENTS: Final = 500_000
 
 
 class DeliveryWriter:
@@ -151,6 +157,8 @@ class DeliveryWriter:
         reopen_interval_seconds: float = 1.0,
         duckdb_threads: int | None = None,
         command: str = "serve-webhooks",
+        dedupe_window_seconds: float = DEFAULT_DEDUPE_WINDOW_SECONDS,
+        dedupe_max_events: int = DEFAULT_DEDUPE_MAX_EVENTS,
     ) -> None:
         self.db_path = Path(db_path)
         self.max_batch = max_batch
@@ -176,7 +184,8 @@ class DeliveryWriter:
         )
         self._store: Store | None = None
         self._exit: contextlib.ExitStack | None = None
-        self._seen: set[str] = set()  # event keys already committed
+        # Event keys committed recently: a redelivery of one is a duplicate (bounded memory).
+        self._seen = RecentKeys(dedupe_max_events, dedupe_window_seconds)
         self._next_open_at = 0.0
         self._ready = threading.Event()
 
@@ -284,9 +293,15 @@ class DeliveryWriter:
                 # Instance-wide: set only where the receiver has the process to itself.
                 store.con.execute(f"SET threads = {int(self.duckdb_threads)}")
             self.run_id = self.run_id or store.start_run(self.command)
+            seen = self._seen
+            # The most recent events within the window, oldest first, with their ages.
             rows = store.con.execute(
-                "SELECT DISTINCT event_key FROM webhook_deliveries"
-                " WHERE event_key IS NOT NULL AND outcome IN ('stored', 'rejected')"
+                "SELECT event_key, age FROM (SELECT event_key,"
+                " epoch(CAST(? AS TIMESTAMPTZ) - min(received_at)) AS age"
+                " FROM webhook_deliveries WHERE event_key IS NOT NULL"
+                " AND outcome IN ('stored', 'rejected') GROUP BY event_key"
+                " HAVING age <= ? ORDER BY age LIMIT ?) ORDER BY age DESC",
+                [utc_now(), seen.max_age_seconds, seen.max_keys],
             ).fetchall()
             # Bodies committed before a crash but never normalised: normalise them first.
             leftovers = store.con.execute(_LEFTOVERS_SQL).fetchall()
@@ -296,7 +311,8 @@ class DeliveryWriter:
             self._next_open_at = time.monotonic() + self.reopen_interval_seconds
             log.warning("webhook store unavailable: %s", exc)
             return
-        self._seen = {r[0] for r in rows}
+        for key, age in rows:
+            self._seen.add((key,), age_seconds=max(0.0, float(age)))
         _warm_up(store.con)
         for delivery_id, received_at, body, digest in leftovers:
             self._pending.put(Delivery(delivery_id, received_at, None, outcome=Outcome.STORED,
@@ -352,7 +368,7 @@ class DeliveryWriter:
             return
         self.commits += 1
         self.largest_commit = max(self.largest_commit, len(batch))
-        self._seen |= fresh
+        self._seen.add(fresh)
         for d in to_normalise:
             self._pending.put(d)
         waiting = [d for d in batch if d.waiter is not None]

@@ -26,7 +26,9 @@ import itertools
 import json
 import re
 import secrets as _secrets
+import signal
 import sys
+import threading
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime, timedelta
@@ -40,7 +42,15 @@ from starlette.routing import Route
 
 from asg_audit.config import Secret
 from asg_audit.errors import ApiStatusError, ApiTransientError, AuthError, ConfigError
-from asg_audit.webhook_writer import Clock, Delivery, DeliveryWriter, Outcome, utc_now
+from asg_audit.webhook_writer import (
+    DEFAULT_DEDUPE_MAX_EVENTS,
+    DEFAULT_DEDUPE_WINDOW_SECONDS,
+    Clock,
+    Delivery,
+    DeliveryWriter,
+    Outcome,
+    utc_now,
+)
 
 __all__ = [
     "DEFAULT_FRESHNESS_SECONDS",
@@ -161,6 +171,10 @@ class WebhookSettings:
     graceful_shutdown_seconds: float = 30.0
     forwarded_allow_ips: str | None = None  # proxies trusted for X-Forwarded-For (uvicorn)
     http: str = "auto"  # uvicorn's HTTP parser: auto (httptools when installed), h11, httptools
+    # A redelivery is a duplicate if its event was committed within the window and is among the
+    # most recent events (bounded memory: about 200 bytes an event).
+    dedupe_window_seconds: float = DEFAULT_DEDUPE_WINDOW_SECONDS
+    dedupe_max_events: int = DEFAULT_DEDUPE_MAX_EVENTS
 
     @classmethod
     def from_mapping(cls, raw: Mapping[str, Any]) -> WebhookSettings:
@@ -174,8 +188,13 @@ class WebhookSettings:
         settings = cls(**dict(raw))
         if not isinstance(settings.max_body_bytes, int) or settings.max_body_bytes < 64:
             raise ConfigError("webhooks.max_body_bytes must be an integer of at least 64")
-        if not isinstance(settings.commit_max_batch, int) or settings.commit_max_batch < 1:
-            raise ConfigError("webhooks.commit_max_batch must be a positive integer")
+        for name in ("commit_max_batch", "dedupe_max_events"):
+            value = getattr(settings, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ConfigError(f"webhooks.{name} must be a positive integer")
+        window = settings.dedupe_window_seconds
+        if not isinstance(window, int | float) or isinstance(window, bool) or not window > 0:
+            raise ConfigError("webhooks.dedupe_window_seconds must be a positive number")
         for name in ("freshness_seconds", "commit_max_wait_ms", "normalise_interval_ms",
                      "graceful_shutdown_seconds"):
             value = getattr(settings, name)
@@ -255,6 +274,8 @@ def create_webhook_app(
         max_wait_seconds=settings.commit_max_wait_ms / 1000.0,
         normalise_interval_seconds=settings.normalise_interval_ms / 1000.0,
         duckdb_threads=duckdb_threads,
+        dedupe_window_seconds=float(settings.dedupe_window_seconds),
+        dedupe_max_events=settings.dedupe_max_events,
     )
 
     async def receive(request: Request) -> Response:
@@ -393,6 +414,11 @@ def serve_webhooks(
     )
     server = uvicorn.Server(config)
     print(f"webhooks: listening on http://{host}:{port}{settings.path}", flush=True)
+    # Uvicorn drains on SIGINT/SIGTERM, then raises the signal again for the handler it found
+    # installed. A stop is how a service ends, not a failure: that handler only notes it, so
+    # the command exits 0 after the drain (not -15).
+    stops: list[int] = []
+    previous = _note_stop_signals(stops)
     try:
         server.run()
     except SystemExit:
@@ -401,6 +427,23 @@ def serve_webhooks(
             app.state.writer.stop()  # the lifespan started it; uvicorn will not shut it down
             raise ConfigError(f"cannot listen on {host}:{port} (in use or not allowed)") from None
         raise
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    stats = app.state.writer.stats()
+    by = f" by {signal.Signals(stops[0]).name}" if stops else ""
+    outcomes = ", ".join(f"{n} {k}" for k, n in sorted(stats["outcomes"].items())) or "none"
+    print(f"webhooks: stopped{by}; deliveries answered: {outcomes}", flush=True)
+
+
+def _note_stop_signals(stops: list[int]) -> dict[int, Any]:
+    """Install handlers that record SIGINT/SIGTERM in `stops`; return the previous handlers."""
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    return {
+        sig: signal.signal(sig, lambda signum, _frame: stops.append(signum))
+        for sig in (signal.SIGINT, signal.SIGTERM)
+    }
 
 
 def register_webhook(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 from importlib import resources
 
 import httpx
@@ -10,6 +11,7 @@ import pytest
 from _webhooks_server import free_port, payload, receiver_process, signed
 
 from asg_audit.cli import _build_parser, main
+from asg_audit.store import open_store
 from asg_audit.webhook_writer import Outcome
 from asg_audit.webhooks import WEBHOOK_PATH, create_webhook_app
 
@@ -90,3 +92,19 @@ def test_openapi_lists_every_outcome_and_status():
     assert set(schema["enum"]) == set(Outcome.STATUS)
     responses = doc["paths"][WEBHOOK_PATH]["post"]["responses"]
     assert {int(code) for code in responses} == set(Outcome.STATUS.values())
+
+
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT])
+def test_cli_serve_webhooks_stop_signal_drains_and_exits_0(no_secrets, db, stop):
+    # A stop is how a service ends: the delivery is stored, the command says it stopped, exit 0.
+    port = free_port()
+    body, headers = signed(payload("tsk_stop"), "whsec_stop")
+    with receiver_process(db, port, secrets="whsec_stop") as proc:
+        r = httpx.post(f"http://127.0.0.1:{port}{WEBHOOK_PATH}", content=body, headers=headers)
+        assert r.status_code == 200 and r.json()["outcome"] == "stored"
+        proc.send_signal(stop)
+        out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err.decode()
+    assert f"webhooks: stopped by {stop.name}; deliveries answered: 1 stored" in out.decode()
+    with open_store(db, read_only=True) as store:
+        assert store.count("observations") == 1

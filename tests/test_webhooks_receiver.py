@@ -15,6 +15,7 @@ import httpx
 import pytest
 from _webhooks_server import OLD_SECRET, SECRET, ThreadServer, payload, signed
 
+from asg_audit.errors import ConfigError
 from asg_audit.store import open_store
 from asg_audit.webhooks import WebhookSettings, create_webhook_app, sign_body
 
@@ -138,12 +139,13 @@ def test_webhooks_oversized_body_answers_413(serve, db):
 
 def test_webhooks_oversized_chunked_body_answered_before_it_ends(serve, db):
     with serve(max_body_bytes=4096) as srv, socket.create_connection(("127.0.0.1", srv.port)) as s:
+        # 8 KiB of chunks and the body never ends. One send: the server has it all when it
+        # answers, so its close is clean (a later send would race the close: EPIPE or reset).
         s.sendall(
             f"POST /webhooks/asg HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
             f"X-ASG-Signature: sha256={'0' * 64}\r\n\r\n".encode()
+            + (b"400\r\n" + b"x" * 1024 + b"\r\n") * 8
         )
-        for _ in range(8):  # 8 KiB sent, and the body never ends
-            s.sendall(b"400\r\n" + b"x" * 1024 + b"\r\n")
         s.settimeout(5)
         answer = s.recv(4096)
     assert answer.startswith(b"HTTP/1.1 413")
@@ -202,6 +204,37 @@ def test_webhooks_redelivery_with_new_timestamp_is_duplicate(serve, db):
             httpx.post(srv.hook_url, content=body, headers=headers)
     assert _outcomes(db) == {"stored": 1, "duplicate": 1}
     assert _rows(db, "SELECT count(*) FROM observations") == [(1,)]
+
+
+def test_webhooks_dedupe_memory_is_bounded_by_count(serve, db):
+    # With room for one event, the older one is forgotten: its repeat is stored again (one
+    # more identical observation, no conflict); the latest one is still a duplicate.
+    a, b = (signed(payload(t)) for t in ("tsk_bound_a", "tsk_bound_b"))
+    with serve(dedupe_max_events=1) as srv:
+        outcomes = [httpx.post(srv.hook_url, content=body, headers=headers).json()["outcome"]
+                    for body, headers in (a, b, a, a)]
+    assert outcomes == ["stored", "stored", "stored", "duplicate"]
+    assert dict(_rows(db, "SELECT task_id, observation_count FROM results")) == {
+        "tsk_bound_a": 2, "tsk_bound_b": 1}
+    assert _rows(db, "SELECT sum(conflict_count) FROM results") == [(0,)]
+
+
+def test_webhooks_dedupe_window_applies_to_events_loaded_at_restart(serve, db):
+    body, headers = signed(payload("tsk_window"))
+    with serve() as srv:
+        assert httpx.post(srv.hook_url, content=body, headers=headers).json()["outcome"] == "stored"
+    with serve(dedupe_window_seconds=3600) as srv:  # committed a moment ago: remembered
+        assert httpx.post(srv.hook_url, content=body, headers=headers).json()["outcome"] == "duplicate"
+    time.sleep(0.3)
+    with serve(dedupe_window_seconds=0.2) as srv:  # older than the window: not loaded
+        assert httpx.post(srv.hook_url, content=body, headers=headers).json()["outcome"] == "stored"
+
+
+@pytest.mark.parametrize("bad", [{"dedupe_max_events": 0}, {"dedupe_max_events": True},
+                                 {"dedupe_window_seconds": 0}, {"dedupe_window_seconds": "1d"}])
+def test_webhooks_dedupe_settings_are_validated(bad):
+    with pytest.raises(ConfigError, match=next(iter(bad))):
+        WebhookSettings.from_mapping(bad)
 
 
 def test_webhooks_changed_result_is_kept_as_a_conflict(serve, db):
