@@ -35,6 +35,7 @@ import polars as pl
 
 from asg_audit import aio
 from asg_audit import gateway as gw
+from asg_audit.burst import BurstBudget
 from asg_audit.clock import Clock, SystemClock
 from asg_audit.config import AuditConfig
 from asg_audit.errors import AuthError, ConfigError
@@ -52,6 +53,13 @@ log = logging.getLogger("asg_audit.collector")
 FINAL_STATES: Final = frozenset({"done", "failed", "not_found", "expired"})
 _CONTINUE_STATUSES: Final = frozenset({"pending", "in_progress", "verified"})
 MAX_ERRORS_PAST_DEADLINE: Final = 5
+# the dispatcher's longest sleep (clock seconds) with nothing in flight: how soon it notices a
+# stop request or the end of `run_for_s`
+TICK_S: Final = 1.0
+# polls falling due this close (clock seconds) after the last send go out together, and an
+# arrived answer waits unread at most this long for the dispatcher's next wake-up
+BATCH_S: Final = 0.2
+SLEEP_PAD_S: Final = 0.002
 
 
 @dataclass(slots=True)
@@ -127,6 +135,7 @@ class _Collector:
         self.auth_error: AuthError | None = None
         self.summary = CollectSummary(run_id="", status="running")
         self._flush_wanted = asyncio.Event()
+        self._hold = gw.ReadHold()
         self.settled_unlearned: set[str] = set()
         # settled tasks whose latency the schedule learned from the answer itself (task id ->
         # latency), so that learning does not wait for the write; taken back if the normaliser
@@ -247,7 +256,9 @@ class _Collector:
         jobs: set[asyncio.Task[None]] = set()
         self._stopping = False
         self._revision = getattr(self.policy, "revision", 0)
-        tick = 0.25
+        hold = self._hold
+        budget = BurstBudget(self.bucket, max_rps=self.s.max_rps)
+        last_sent_at = -float("inf")
         until = None if self.run_for_s is None else started_at + self.run_for_s
         status = "completed"
         while True:
@@ -262,14 +273,25 @@ class _Collector:
             if until is not None and now >= until:
                 status = "partial"
                 break
+            # answers in flight are held until the next wake-up (`gateway.ReadHold`): at most
+            # BATCH_S away while there are any
+            nap = BATCH_S if jobs else TICK_S
             if not self.heap:
-                await self.clock.sleep(tick)
+                await self.clock.sleep(nap)
+                hold.release()
                 continue
             due, version, task_id = self.heap[0]
-            # one wake-up for both waits: the next task's time and the request budget's slot
-            due = max(due, self.bucket.free_at())
             if due > now:
-                await self.clock.sleep(min(due - now, tick))
+                # polls falling due within BATCH_S of the last send wait for one another: one
+                # wake-up sends them all (within the budget's burst)
+                due = max(due, last_sent_at + BATCH_S)
+            # one wake-up for both waits: the next task's time and the request budget's slot
+            due = max(due, budget.free_at())
+            if due > now:
+                # a little past it: an event loop's timers round to the millisecond, and waking
+                # a fraction of one early means a busy second pass
+                await self.clock.sleep(min(due - now + SLEEP_PAD_S, nap))
+                hold.release()
                 continue
             revision = getattr(self.policy, "revision", 0)
             if revision != self._revision:
@@ -289,15 +311,30 @@ class _Collector:
                     t.next_poll_at = again
                     self._push(t)
                     continue
-            await slots.acquire()
-            await self.bucket.acquire()
+            if slots.locked():
+                # waiting for a slot is no wake-up of ours to read held answers at: read them
+                # as they come until one is free
+                hold.active = False
+                hold.release()
+                await slots.acquire()
+                hold.active = True
+                if budget.free_at() > self.clock.now():  # a 429 may have closed the gate
+                    slots.release()
+                    self._push(t)
+                    continue
+            else:
+                await slots.acquire()  # free: does not wait
             if self.stop_reason is not None:
                 slots.release()
                 self._push(t)
                 continue
+            budget.take()
+            last_sent_at = now
             job = asyncio.create_task(self._poll(t, slots))
             jobs.add(job)
             job.add_done_callback(jobs.discard)
+        hold.active = False
+        hold.release()
         if status == "completed" or status == "partial":
             if jobs:
                 await asyncio.gather(*jobs, return_exceptions=True)
@@ -329,7 +366,7 @@ class _Collector:
     async def _poll(self, t: _Task, slots: asyncio.Semaphore) -> None:
         sent_at = self.clock.now()
         try:
-            outcome = await self.client.fetch_result(t.facts.task_id)
+            outcome = await self.client.fetch_result(t.facts.task_id, self._hold)
         finally:
             slots.release()
         self._handle(t, outcome, sent_at)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -39,6 +40,22 @@ from asg_audit.ingest import track_file  # noqa: E402
 from asg_audit.store import open_store  # noqa: E402
 
 SIMPROC = REPO / "benchmarks" / "_simproc.py"
+
+
+def loop_wakeups() -> int:
+    """Return the main thread's voluntary context switches so far: how often it slept (Linux).
+
+    On the shared VM each wake-up of an idle process costs some 40-100 us of CPU, so how often
+    the event loop sleeps counts as much as what it does awake. 0 where /proc is absent.
+    """
+    try:
+        text = Path(f"/proc/self/task/{os.getpid()}/status").read_text()
+    except OSError:
+        return 0
+    for line in text.splitlines():
+        if line.startswith("voluntary_ctxt_switches:"):
+            return int(line.split()[1])
+    return 0
 
 
 class Simulator:
@@ -94,6 +111,7 @@ def run_collector(schedule: str, args: argparse.Namespace) -> dict[str, Any]:
         env={"ASG_API_KEY": sim.info["api_key"], "ASG_BASE_URL": sim.info["gateway_url"]},
         overrides={"db_path": str(db)},
     )
+    woke0 = loop_wakeups()
     summary = aio.run(  # what collect_sync and `asg-audit collect` use
         collect(
             config,
@@ -103,6 +121,7 @@ def run_collector(schedule: str, args: argparse.Namespace) -> dict[str, Any]:
             concurrency=args.concurrency,
         )
     )
+    woke = loop_wakeups() - woke0
     server = sim.finish()["stats"]
     with open_store(db, read_only=True) as store:
         delays = [
@@ -124,6 +143,10 @@ def run_collector(schedule: str, args: argparse.Namespace) -> dict[str, Any]:
         "cpu_ms_per_poll": 1000 * summary.stats["cpu_s"] / max(summary.stats["requests"], 1),
         "cpu_writer_ms_per_poll": 1000
         * summary.stats.get("cpu_writer_s", 0.0)
+        / max(summary.stats["requests"], 1),
+        "loop_wakeups_per_poll": woke / max(summary.stats["requests"], 1),
+        "cpu_loop_ms_per_poll": 1000
+        * summary.stats.get("cpu_loop_s", 0.0)
         / max(summary.stats["requests"], 1),
         "max_per_second": max(server["per_second"].values(), default=0),
         "http_429": server["by_status"].get("429", 0),
