@@ -129,14 +129,16 @@ def test_audit_overlapping_run_is_refused_with_exit_3(tmp_path: Path, world: Any
 def test_audit_waits_for_an_overlapping_run_with_wait(tmp_path: Path, world: Any, sim: Any) -> None:
     _prepare(tmp_path, world)
     config = _config(tmp_path, sim, verify_chain=False, billing=False)
-    release = threading.Event()
+    held, release = threading.Event(), threading.Event()
 
     def hold() -> None:
         with audit_lock(config.db_path):
+            held.set()
             release.wait(5)
 
     holder = threading.Thread(target=hold)
     holder.start()
+    assert held.wait(10)  # the other run holds the lock before this one starts
     threading.Timer(1.0, release.set).start()
     outcome = _run(config, sim, wait_seconds=30)
     holder.join()
