@@ -13,6 +13,7 @@ import glob
 import gzip
 import hashlib
 import sys
+import threading
 import zlib
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
@@ -308,18 +309,62 @@ def _open_binary(path: Path) -> IO[bytes]:
 
 
 def _stage_array(
-    store: Store, run_id: str, path: Path, *, origin: str, observed_at: datetime
+    store: Store,
+    run_id: str,
+    path: Path,
+    *,
+    origin: str,
+    observed_at: datetime,
+    on_bytes: ProgressFn | None,
 ) -> tuple[int, Counter[str], str]:
     """Stage the elements of a JSON array file; return (records, rejects by reason, hash)."""
     content_hash = _content_hash(path)
     params = {"observed_at": observed_at, "origin": origin, "path": str(path)}
     try:
-        records, rejected = store.stage_raw(run_id, _ARRAY_SOURCE, params)
+        with _query_progress(store.con, path.stat().st_size, on_bytes):
+            records, rejected = store.stage_raw(run_id, _ARRAY_SOURCE, params)
     except duckdb.Error as exc:
         raise InputError(
             f"{origin}: not a readable JSON array: {str(exc).splitlines()[0].strip()}"
         ) from None
     return records, rejected, content_hash
+
+
+@contextlib.contextmanager
+def _query_progress(
+    con: duckdb.DuckDBPyConnection, size: int, on_bytes: ProgressFn | None
+) -> Iterator[None]:
+    """Report the progress of the query run inside the block as bytes of a file of `size`."""
+    if on_bytes is None:
+        yield
+        return
+    con.execute("SET enable_progress_bar = true")
+    con.execute("SET enable_progress_bar_print = false")
+    stop = threading.Event()
+    reported = 0
+
+    def poll() -> None:
+        nonlocal reported
+        while not stop.wait(0.25):
+            try:
+                share = con.query_progress()  # -1 until DuckDB has an estimate
+            except duckdb.Error:
+                continue
+            if share > 0:
+                done = min(size, int(size * share / 100))
+                if done > reported:
+                    on_bytes(done - reported)
+                    reported = done
+
+    poller = threading.Thread(target=poll, name="ingest-progress", daemon=True)
+    poller.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        poller.join()
+        with contextlib.suppress(duckdb.Error):  # a failed transaction: the caller rolls back
+            con.execute("SET enable_progress_bar = false")
 
 
 def _stage_lines(
@@ -376,7 +421,7 @@ def _ingest_file(
         with store.transaction():
             if _is_json_array(path):
                 records, rejected, content_hash = _stage_array(
-                    store, run_id, path, origin=origin, observed_at=observed_at
+                    store, run_id, path, origin=origin, observed_at=observed_at, on_bytes=on_bytes
                 )
             else:
                 records, rejected, content_hash = _stage_lines(

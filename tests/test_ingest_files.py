@@ -243,3 +243,16 @@ def test_track_csv_and_ndjson_submissions(db: Path, tmp_path: Path) -> None:
     with open_store(db, read_only=True) as store:
         row = store.frame("submissions", where="task_id = ?", params=["tsk_00001"]).row(0, named=True)
     assert row["options"] == ["a", "b"] and row["consensus_threshold"] == 5
+
+
+def test_ingest_progress_of_a_query_is_reported_in_bytes() -> None:
+    # JSON arrays are one query inside the store: its progress is reported as bytes read.
+    import duckdb
+
+    from asg_audit.ingest import _query_progress
+
+    con = duckdb.connect()
+    seen: list[int] = []
+    with _query_progress(con, 1_000, seen.append):
+        con.execute("SELECT sum(hash(i)) FROM range(300000000) t(i)").fetchall()
+    assert seen and all(n > 0 for n in seen) and sum(seen) <= 1_000
