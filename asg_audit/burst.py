@@ -27,12 +27,18 @@ class BurstBudget:
     def __init__(self, bucket: TokenBucket, *, max_rps: float) -> None:
         self.bucket = bucket
         self.burst = max(1, int((max_rps - bucket.cap) // 2))
-        self.early_s = (self.burst - 1) / bucket.cap
+        # (a nanosecond over: slots are sums of many 1/rate steps, whose rounding would
+        # otherwise cost a burst its last request)
+        self.early_s = (self.burst - 1) / bucket.cap + 1e-9 if self.burst > 1 else 0.0
 
     def free_at(self) -> float:
         """Return the clock time from which the next request may be sent (no reservation)."""
         bucket = self.bucket
         return max(bucket.free_at() - self.early_s, bucket.paused_until)
+
+    def full_at(self) -> float:
+        """Return the clock time from which a whole burst may be sent at once."""
+        return self.bucket.free_at()
 
     def take(self) -> None:
         """Take the next slot for a request sent now (call only once `free_at() <= now`)."""

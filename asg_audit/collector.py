@@ -58,7 +58,7 @@ MAX_ERRORS_PAST_DEADLINE: Final = 5
 TICK_S: Final = 1.0
 # polls falling due this close (clock seconds) after the last send go out together, and an
 # arrived answer waits unread at most this long for the dispatcher's next wake-up
-BATCH_S: Final = 0.2
+BATCH_S: Final = 0.05
 SLEEP_PAD_S: Final = 0.002
 
 
@@ -286,7 +286,12 @@ class _Collector:
                 # wake-up sends them all (within the budget's burst)
                 due = max(due, last_sent_at + BATCH_S)
             # one wake-up for both waits: the next task's time and the request budget's slot
-            due = max(due, budget.free_at())
+            # (when the budget is what holds polls back, a full burst's worth of it: a backlog
+            # goes out `burst` polls a wake-up, not one)
+            free_at = budget.free_at()
+            if free_at > max(due, now):
+                free_at = budget.full_at()
+            due = max(due, free_at)
             if due > now:
                 # a little past it: an event loop's timers round to the millisecond, and waking
                 # a fraction of one early means a busy second pass

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import bisect
 import random
 
+import pytest
+
+from asg_audit.burst import BurstBudget
 from asg_audit.ratelimit import TokenBucket
 
 
@@ -54,3 +58,41 @@ def test_collector_ratelimit_treats_zero_retry_after_as_a_floor() -> None:
     bucket = TokenBucket(clock, max_rps=10, retry_floor_s=1.0, jitter_s=0.0)
     assert bucket.on_throttled(0.0) == clock.t + 1.0
     assert bucket.on_throttled(None) == clock.t + 1.0
+
+
+def _greedy_sends(budget: BurstBudget, clock: _Clock, n: int, *, full: bool) -> list[float]:
+    """Send `n` requests as soon as the budget allows (`full`: wait for whole bursts)."""
+    sent: list[float] = []
+    while len(sent) < n:
+        free_at = budget.free_at()
+        if free_at > clock.t:
+            clock.t = budget.full_at() if full else free_at
+            continue
+        budget.take()
+        sent.append(clock.t)
+    return sent
+
+
+@pytest.mark.parametrize("max_rps", [1, 2, 5, 10, 11, 20, 50, 200, 1000])
+@pytest.mark.parametrize("full", [False, True])
+def test_collector_ratelimit_bursts_keep_every_window_within_max_rps(
+    max_rps: int, full: bool
+) -> None:
+    clock = _Clock()
+    budget = BurstBudget(TokenBucket(clock, max_rps=max_rps), max_rps=max_rps)
+    sent = _greedy_sends(budget, clock, 30 * max_rps, full=full)
+    for i, at in enumerate(sent):
+        in_window = bisect.bisect_left(sent, at + 1.0) - i
+        assert in_window <= max_rps, (at, in_window)
+    if max_rps >= 200:
+        assert budget.burst > 1 and sent[budget.burst - 1] == sent[0]  # one wake-up, a burst
+
+
+def test_collector_ratelimit_bursts_never_open_the_gate_a_429_closed() -> None:
+    clock = _Clock()
+    bucket = TokenBucket(clock, max_rps=200, jitter_s=0.0)
+    budget = BurstBudget(bucket, max_rps=200)
+    _greedy_sends(budget, clock, 50, full=False)
+    resume = bucket.on_throttled(3.0)
+    later = _greedy_sends(budget, clock, 50, full=False)
+    assert min(later) >= resume
