@@ -425,6 +425,9 @@ class _ConnectFailedError(Exception):
 
 _Conn = tuple[asyncio.StreamReader, asyncio.StreamWriter]
 _MAX_HEAD = 64 * 1024
+# A result or error answer is well under 10 kB: a larger body is refused unread (a broken or
+# hostile server cannot make the collector buffer it).
+MAX_ANSWER_BYTES: Final = 4 * 1024 * 1024
 
 
 class _KeepAlivePool:
@@ -536,13 +539,15 @@ class _KeepAlivePool:
                     length = int(headers["content-length"])
                 except ValueError:
                     raise _ProtocolError("bad Content-Length") from None
+                if length > MAX_ANSWER_BYTES:
+                    raise _ProtocolError(_too_large(f"{length}-byte"))
                 body = await reader.readexactly(length) if length > 0 else b""
             elif headers.get("transfer-encoding", "").lower() == "chunked":
                 body = await _read_chunked(reader)
             elif code in (204, 304) or 100 <= code < 200:
                 body = b""
             else:
-                body, keep = await reader.read(), False
+                body, keep = await _read_to_eof(reader), False
         except BaseException:
             writer.close()
             raise
@@ -571,8 +576,25 @@ def _parse_head(raw: bytes) -> tuple[int, dict[str, str], bool]:
     return int(status[1]), headers, not close
 
 
+def _too_large(what: str) -> str:
+    return f"{what} answer body is over the {MAX_ANSWER_BYTES:,}-byte limit; not read"
+
+
+async def _read_to_eof(reader: asyncio.StreamReader) -> bytes:
+    """Return a close-delimited body, refusing one over MAX_ANSWER_BYTES."""
+    parts: list[bytes] = []
+    size = 0
+    while chunk := await reader.read(65536):
+        size += len(chunk)
+        if size > MAX_ANSWER_BYTES:
+            raise _ProtocolError(_too_large("a close-delimited"))
+        parts.append(chunk)
+    return b"".join(parts)
+
+
 async def _read_chunked(reader: asyncio.StreamReader) -> bytes:
     parts: list[bytes] = []
+    total = 0
     while True:
         size_line = await reader.readuntil(b"\r\n")
         try:
@@ -583,5 +605,8 @@ async def _read_chunked(reader: asyncio.StreamReader) -> bytes:
             while (await reader.readuntil(b"\r\n")) != b"\r\n":  # trailers
                 pass
             return b"".join(parts)
+        total += size
+        if total > MAX_ANSWER_BYTES:
+            raise _ProtocolError(_too_large("a chunked"))
         parts.append(await reader.readexactly(size))
         await reader.readexactly(2)

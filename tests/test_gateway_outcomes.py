@@ -6,14 +6,14 @@ import asyncio
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from email.utils import formatdate
 
 import pytest
 import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from asg_audit import gateway as gw
@@ -32,6 +32,24 @@ class _Dropped(Response):
                 "headers": [(b"content-type", b"application/json"), (b"content-length", b"512")],
             }
         )
+
+
+class _Huge(Response):
+    async def __call__(self, scope, receive, send) -> None:  # claims 10 GB, sends a little
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-length", str(10**10).encode())],
+            }
+        )
+        await send({"type": "http.response.body", "body": b"{" * 1024, "more_body": True})
+        await asyncio.sleep(5)
+
+
+async def _endless() -> AsyncIterator[bytes]:  # a chunked body of 8 MiB, twice the limit
+    for _ in range(128):
+        yield b" " * 65536
 
 
 def _date(offset_s: float) -> str:
@@ -61,6 +79,8 @@ async def _result(request: Request) -> Response:
         "ttrunc": lambda: Response(b'{"task_id": "ttrunc", "sta', 200),
         "tlist": lambda: JSONResponse([1, 2], 200),
         "tdrop": lambda: _Dropped(),
+        "thuge": lambda: _Huge(),
+        "tendless": lambda: StreamingResponse(_endless(), 200),
     }
     if tid == "tslow":
         await asyncio.sleep(0.6)
@@ -157,6 +177,27 @@ def test_gateway_dropped_connection_is_a_transport_failure(base_url) -> None:
     outcome = _fetch(base_url, "tdrop")
     assert isinstance(outcome, gw.TransportFailure)
     assert outcome.kind in ("protocol", "reset")
+
+
+@pytest.mark.parametrize("task_id", ["thuge", "tendless"])
+def test_gateway_oversized_answer_is_refused_unread(base_url, task_id) -> None:
+    started = time.monotonic()
+    outcome = _fetch(base_url, task_id, timeout_s=30)
+    assert isinstance(outcome, gw.TransportFailure) and outcome.kind == "protocol"
+    assert "over the 4,194,304-byte limit" in outcome.message
+    assert time.monotonic() - started < 5  # refused, not read to the end or the timeout
+
+
+def test_gateway_close_delimited_body_is_capped_too() -> None:
+    async def read(size: int) -> bytes:
+        reader = asyncio.StreamReader()
+        reader.feed_data(b"x" * size)
+        reader.feed_eof()
+        return await gw._read_to_eof(reader)
+
+    assert asyncio.run(read(gw.MAX_ANSWER_BYTES)) == b"x" * gw.MAX_ANSWER_BYTES
+    with pytest.raises(gw._ProtocolError, match="close-delimited"):
+        asyncio.run(read(gw.MAX_ANSWER_BYTES + 1))
 
 
 def test_gateway_timeout_is_a_transport_failure(base_url) -> None:
