@@ -67,7 +67,11 @@ class TokenBucket:
         return max(self._next_at, self._paused_until)
 
     def reserve(self) -> float:
-        """Reserve the next request slot; return the clock time at which it may be sent."""
+        """Reserve the next request slot; return its clock time.
+
+        The collector sends up to a few slots early (`burst.BurstBudget`: the average rate
+        holds, and no 1-second window goes over `--max-rps`), never before `paused_until`.
+        """
         now = self.clock.now()
         self._recover(now)
         at = max(now, self._next_at, self._paused_until)
