@@ -275,21 +275,31 @@ def _as_batch(frame: pl.DataFrame) -> pa.RecordBatch:
     )
 
 
-# File lines as the normaliser's raw records; lines of only whitespace are not records.
-_FILE_SOURCE = f"""(SELECT raw, raw_bytes, '{Source.FILE}' AS source, $observed_at AS observed_at,
-    $origin AS origin, origin_line, NULL::VARCHAR AS origin_hash, NULL::VARCHAR AS task_id_hint,
-    NULL::SMALLINT AS http_status
-  FROM _file_lines
-  WHERE raw IS NULL OR starts_with(raw, '{{') OR trim(raw, ' ' || chr(9) || chr(13)) <> '')"""
-
-
-# The elements of a JSON array file (plain or gzip-compressed) as the normaliser's raw
-# records, streamed by DuckDB's JSON reader inside the store; an element's number is its line.
-_ARRAY_SOURCE = f"""(SELECT json::VARCHAR AS raw, NULL::BLOB AS raw_bytes,
-    '{Source.FILE}' AS source,
-    $observed_at AS observed_at, $origin AS origin, ordinality AS origin_line,
+def _file_records(raw: str, raw_bytes: str, line: str, relation: str, where: str = "") -> str:
+    """Return a query giving a file's records as the normaliser's RAW_SCHEMA columns."""
+    return f"""(SELECT {raw} AS raw, {raw_bytes} AS raw_bytes, '{Source.FILE}' AS source,
+    $observed_at AS observed_at, $origin AS origin, {line} AS origin_line,
     NULL::VARCHAR AS origin_hash, NULL::VARCHAR AS task_id_hint, NULL::SMALLINT AS http_status
-  FROM read_json_objects($path, format = 'array') WITH ORDINALITY)"""
+  FROM {relation} {where})"""
+
+
+# File lines (the registered Arrow stream `_file_lines`); lines of only whitespace are not
+# records.
+_FILE_SOURCE = _file_records(
+    "raw",
+    "raw_bytes",
+    "origin_line",
+    "_file_lines",
+    "WHERE raw IS NULL OR starts_with(raw, '{') OR trim(raw, ' ' || chr(9) || chr(13)) <> ''",
+)
+# The elements of a JSON array file (plain or gzip-compressed), streamed by DuckDB's JSON reader
+# inside the store; an element's number is its line.
+_ARRAY_SOURCE = _file_records(
+    "json::VARCHAR",
+    "NULL::BLOB",
+    "ordinality",
+    "read_json_objects($path, format = 'array') WITH ORDINALITY",
+)
 
 
 def _is_json_array(path: Path) -> bool:
