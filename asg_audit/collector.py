@@ -35,7 +35,6 @@ import polars as pl
 
 from asg_audit import aio
 from asg_audit import gateway as gw
-from asg_audit.burst import BurstBudget
 from asg_audit.clock import Clock, SystemClock
 from asg_audit.config import AuditConfig
 from asg_audit.errors import AuthError, ConfigError
@@ -218,6 +217,7 @@ class _Collector:
                     max_rps=self.s.max_rps,
                     retry_floor_s=self.s.retry_floor_s,
                     rng=self.rng,
+                    burst=True,
                 )
                 flusher = asyncio.create_task(self._flush_loop(writer, run_id))
                 ticker = asyncio.create_task(self._progress_loop())
@@ -257,7 +257,7 @@ class _Collector:
         self._stopping = False
         self._revision = getattr(self.policy, "revision", 0)
         hold = self._hold
-        budget = BurstBudget(self.bucket, max_rps=self.s.max_rps)
+        bucket = self.bucket
         last_sent_at = -float("inf")
         until = None if self.run_for_s is None else started_at + self.run_for_s
         status = "completed"
@@ -283,14 +283,14 @@ class _Collector:
             due, version, task_id = self.heap[0]
             if due > now:
                 # polls falling due within BATCH_S of the last send wait for one another: one
-                # wake-up sends them all (within the budget's burst)
+                # wake-up sends them all (within the bucket's burst)
                 due = max(due, last_sent_at + BATCH_S)
             # one wake-up for both waits: the next task's time and the request budget's slot
-            # (when the budget is what holds polls back, a full burst's worth of it: a backlog
-            # goes out `burst` polls a wake-up, not one)
-            free_at = budget.free_at()
+            # (when the bucket is what holds polls back, a full burst's worth of it: a backlog
+            # goes out `burst_size` polls a wake-up, not one)
+            free_at = bucket.free_at()
             if free_at > max(due, now):
-                free_at = budget.full_at()
+                free_at = bucket.full_at()
             due = max(due, free_at)
             if due > now:
                 # a little past it: an event loop's timers round to the millisecond, and waking
@@ -323,7 +323,7 @@ class _Collector:
                 hold.release()
                 await slots.acquire()
                 hold.active = True
-                if budget.free_at() > self.clock.now():  # a 429 may have closed the gate
+                if bucket.free_at() > self.clock.now():  # a 429 may have closed the gate
                     slots.release()
                     self._push(t)
                     continue
@@ -333,7 +333,7 @@ class _Collector:
                 slots.release()
                 self._push(t)
                 continue
-            budget.take()
+            bucket.reserve()
             last_sent_at = now
             job = asyncio.create_task(self._poll(t, slots))
             jobs.add(job)

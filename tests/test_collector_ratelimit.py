@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import bisect
+import itertools
 import random
 
 import pytest
 
-from asg_audit.burst import BurstBudget
 from asg_audit.ratelimit import TokenBucket
 
 
@@ -60,15 +60,15 @@ def test_collector_ratelimit_treats_zero_retry_after_as_a_floor() -> None:
     assert bucket.on_throttled(None) == clock.t + 1.0
 
 
-def _greedy_sends(budget: BurstBudget, clock: _Clock, n: int, *, full: bool) -> list[float]:
-    """Send `n` requests as soon as the budget allows (`full`: wait for whole bursts)."""
+def _greedy_sends(bucket: TokenBucket, clock: _Clock, n: int, *, full: bool) -> list[float]:
+    """Send `n` requests as soon as the bucket allows (`full`: wait for whole bursts)."""
     sent: list[float] = []
     while len(sent) < n:
-        free_at = budget.free_at()
+        free_at = bucket.free_at()
         if free_at > clock.t:
-            clock.t = budget.full_at() if full else free_at
+            clock.t = bucket.full_at() if full else free_at
             continue
-        budget.take()
+        bucket.reserve()
         sent.append(clock.t)
     return sent
 
@@ -79,20 +79,33 @@ def test_collector_ratelimit_bursts_keep_every_window_within_max_rps(
     max_rps: int, full: bool
 ) -> None:
     clock = _Clock()
-    budget = BurstBudget(TokenBucket(clock, max_rps=max_rps), max_rps=max_rps)
-    sent = _greedy_sends(budget, clock, 30 * max_rps, full=full)
+    bucket = TokenBucket(clock, max_rps=max_rps, burst=True)
+    sent = _greedy_sends(bucket, clock, 30 * max_rps, full=full)
     for i, at in enumerate(sent):
         in_window = bisect.bisect_left(sent, at + 1.0) - i
         assert in_window <= max_rps, (at, in_window)
     if max_rps >= 200:
-        assert budget.burst > 1 and sent[budget.burst - 1] == sent[0]  # one wake-up, a burst
+        assert bucket.burst_size > 1 and sent[bucket.burst_size - 1] == sent[0]  # one wake-up
 
 
 def test_collector_ratelimit_bursts_never_open_the_gate_a_429_closed() -> None:
     clock = _Clock()
-    bucket = TokenBucket(clock, max_rps=200, jitter_s=0.0)
-    budget = BurstBudget(bucket, max_rps=200)
-    _greedy_sends(budget, clock, 50, full=False)
+    bucket = TokenBucket(clock, max_rps=200, jitter_s=0.0, burst=True)
+    _greedy_sends(bucket, clock, 50, full=False)
     resume = bucket.on_throttled(3.0)
-    later = _greedy_sends(budget, clock, 50, full=False)
+    later = _greedy_sends(bucket, clock, 50, full=False)
     assert min(later) >= resume
+
+
+@pytest.mark.parametrize(("max_rps", "size"), [(1, 1), (10, 1), (20, 1), (50, 2), (200, 10)])
+def test_collector_ratelimit_burst_is_half_the_room_below_max_rps(max_rps: int, size: int) -> None:
+    bucket = TokenBucket(_Clock(), max_rps=max_rps, burst=True)
+    assert bucket.burst_size == size
+
+
+def test_collector_ratelimit_without_burst_sends_nothing_early() -> None:
+    clock = _Clock()
+    bucket = TokenBucket(clock, max_rps=200)
+    sent = _greedy_sends(bucket, clock, 400, full=False)
+    assert bucket.burst_size == 1
+    assert all(b - a >= 1.0 / bucket.cap - 1e-9 for a, b in itertools.pairwise(sent))
