@@ -292,24 +292,38 @@ _FILE_SOURCE = _file_records(
     "_file_lines",
     "WHERE raw IS NULL OR starts_with(raw, '{') OR trim(raw, ' ' || chr(9) || chr(13)) <> ''",
 )
-# The elements of a JSON array file (plain or gzip-compressed), streamed by DuckDB's JSON reader
-# inside the store; an element's number is its line.
-_ARRAY_SOURCE = _file_records(
-    "json::VARCHAR",
-    "NULL::BLOB",
-    "ordinality",
-    "read_json_objects($path, format = 'array') WITH ORDINALITY",
-)
+# The elements of a JSON array file, or the documents of a file of pretty-printed JSON values
+# (plain or gzip-compressed), streamed by DuckDB's JSON reader inside the store; an element's
+# or document's number is its line.
+_DOCUMENT_SOURCES = {
+    layout: _file_records(
+        "json::VARCHAR",
+        "NULL::BLOB",
+        "ordinality",
+        f"read_json_objects($path, format = '{fmt}') WITH ORDINALITY",
+    )
+    for layout, fmt in (("array", "array"), ("documents", "unstructured"))
+}
 
 
-def _is_json_array(path: Path) -> bool:
-    # `.jsonl`/`.ndjson` (gzip-compressed or not) are line-delimited whatever their first line
-    # is (a line `[1]` is a record that is not an object); other files are sniffed.
+def _layout(path: Path) -> str:
+    """How a file holds its records: "lines" (NDJSON), "array" or "documents".
+
+    `.jsonl`/`.ndjson` (gzip-compressed or not) are line-delimited whatever their first line
+    is (a line `[1]` is a record that is not an object); other files are sniffed. A file whose
+    first line is a lone `{`, or whose second line is indented, holds pretty-printed documents
+    (what `jq` or `json.dumps(..., indent=2)` write); anything else is read as lines.
+    """
     if path.name.removesuffix(".gz").endswith((".jsonl", ".ndjson")):
-        return False
+        return "lines"
     with _open_binary(path) as fh:
         head = fh.read(4096).lstrip()
-    return head.startswith(b"[")
+    if head.startswith(b"["):
+        return "array"
+    first, _, rest = head.partition(b"\n")
+    if head.startswith(b"{") and (first.strip() == b"{" or rest.startswith((b" ", b"\t"))):
+        return "documents"
+    return "lines"
 
 
 def _open_binary(path: Path) -> IO[bytes]:
@@ -318,24 +332,27 @@ def _open_binary(path: Path) -> IO[bytes]:
     return path.open("rb")
 
 
-def _stage_array(
+def _stage_documents(
     store: Store,
     run_id: str,
     path: Path,
+    layout: str,
     *,
     origin: str,
     observed_at: datetime,
     on_bytes: ProgressFn | None,
 ) -> tuple[int, Counter[str], str]:
-    """Stage the elements of a JSON array file; return (records, rejects by reason, hash)."""
+    """Stage the elements of a JSON array file or the documents of a file of pretty-printed
+    JSON; return (records, rejects by reason, content hash)."""
     content_hash = _content_hash(path)
     params = {"observed_at": observed_at, "origin": origin, "path": str(path)}
     try:
         with _query_progress(store.con, path.stat().st_size, on_bytes):
-            records, rejected = store.stage_raw(run_id, _ARRAY_SOURCE, params)
+            records, rejected = store.stage_raw(run_id, _DOCUMENT_SOURCES[layout], params)
     except duckdb.Error as exc:
+        what = "JSON array" if layout == "array" else "JSON document"
         raise InputError(
-            f"{origin}: not a readable JSON array: {str(exc).splitlines()[0].strip()}"
+            f"{origin}: not a readable {what}: {str(exc).splitlines()[0].strip()}"
         ) from None
     return records, rejected, content_hash
 
@@ -429,9 +446,16 @@ def _ingest_file(
     try:
         size = path.stat().st_size
         with store.transaction():
-            if _is_json_array(path):
-                records, rejected, content_hash = _stage_array(
-                    store, run_id, path, origin=origin, observed_at=observed_at, on_bytes=on_bytes
+            layout = _layout(path)
+            if layout != "lines":
+                records, rejected, content_hash = _stage_documents(
+                    store,
+                    run_id,
+                    path,
+                    layout,
+                    origin=origin,
+                    observed_at=observed_at,
+                    on_bytes=on_bytes,
                 )
             else:
                 records, rejected, content_hash = _stage_lines(

@@ -120,6 +120,46 @@ def test_ingest_gzip_json_arrays_compact_and_indented(db: Path, tmp_path: Path) 
     assert ingest_paths(db, [tmp_path / "again.json"]).files[0].status == "already ingested"
 
 
+def test_ingest_pretty_printed_documents(db: Path, tmp_path: Path) -> None:
+    # One result saved with `jq .` or `json.dumps(..., indent=2)`, and a file of several such
+    # documents: each document is a record (its number is its line), not each line.
+    (tmp_path / "one.json").write_text(json.dumps(rec("t1"), indent=2) + "\n")
+    with gzip.open(tmp_path / "many.json.gz", "wt") as fh:
+        fh.write("\n".join(json.dumps(r, indent="\t") for r in (
+            rec("t2"), {"task_id": "t3", "worker_count": "3"}, rec("t4"))))
+    summary = ingest_paths(db, [tmp_path])
+    assert [f.status for f in summary.files] == ["ingested", "ingested"]
+    assert (summary.records, summary.accepted, summary.new_results) == (4, 3, 3)
+    with open_store(db, read_only=True) as store:
+        rejects = store.frame("rejects")
+        stored = store.frame("results").sort("task_id")
+    assert rejects.select("origin", "origin_line", "reason").rows() == [
+        (str(tmp_path / "many.json.gz"), 2, "bad_type")]
+    assert json.loads(rejects.get_column("raw")[0]) == {"task_id": "t3", "worker_count": "3"}
+    assert stored.get_column("task_id").to_list() == ["t1", "t2", "t4"]
+    assert stored.get_column("cost_sats").to_list() == [975] * 3
+
+
+def test_ingest_one_line_json_file_stays_line_delimited(db: Path, tmp_path: Path) -> None:
+    # A `.json` file of compact records, one per line, keeps per-line rejects: a broken first
+    # line does not make the file a (malformed) document.
+    path = tmp_path / "export.json"
+    path.write_text('{"task_id": "t1", "status":\n' + json.dumps(rec("t2")) + "\n")
+    summary = ingest_paths(db, [path])
+    assert summary.files[0].status == "ingested"
+    assert (summary.accepted, summary.rejected_by_reason) == (1, {"invalid_json": 1})
+
+
+def test_ingest_broken_pretty_printed_document_fails_cleanly(db: Path, tmp_path: Path) -> None:
+    path = tmp_path / "cut.json"
+    path.write_text(json.dumps(rec("t1"), indent=2)[:60])
+    summary = ingest_paths(db, [path, write_ndjson(tmp_path / "good.jsonl", [rec("t2")])])
+    assert [f.status for f in summary.files] == ["failed", "ingested"]
+    error = summary.files[0].error or ""
+    assert error.startswith(f"{path}: not a readable JSON document") and "Malformed JSON" in error
+    assert counts(db)["observations"] == 1 and counts(db)["rejects"] == 0
+
+
 @pytest.mark.parametrize("name", ["broken.json", "broken.json.gz"])
 def test_ingest_malformed_or_truncated_json_array_fails_cleanly(
     db: Path, tmp_path: Path, name: str
