@@ -1,0 +1,650 @@
+"""One collector run: polls every tracked task until it is settled, not found or expired.
+
+One event loop, one `GatewayClient`, a heap of next-poll times, bounded concurrency and one
+global request budget (`TokenBucket`). Schedules come from `asg_audit.schedule` (pure); time
+from an injected clock, so the simulator and the benchmarks run it in scaled time. The entry
+points (`collect`, `collect_sync`, the `collect` command) are in `asg_audit.collector`; the
+store writer thread is `asg_audit.pollwriter`.
+
+Durability: answers are buffered and written in micro-batches by one writer thread that owns
+the store; each batch (observations through the normaliser, rejects, and the `poll_state` rows
+they follow from) is one transaction. A run killed at any moment loses at most the unwritten
+batch, whose tasks are simply polled again: `collect` again resumes from `poll_state`, nothing
+lost and nothing duplicated. Repeated 202 answers are counted in `poll_state.attempts`; only
+a task's first 202 ever is stored as an observation.
+
+poll_state.state: `pending`, `done` (settled), `failed` (a final status other than settled),
+`not_found` (404 past the grace window), `expired` (still pending at the deadline).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import heapq
+import logging
+import random
+import threading
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Final
+
+import polars as pl
+
+from asg_audit import gateway as gw
+from asg_audit.clock import Clock
+from asg_audit.config import AuditConfig
+from asg_audit.errors import AuthError
+from asg_audit.model import Source, is_safe_task_id
+from asg_audit.normalize import RawRecord
+from asg_audit.pollwriter import CollectorSettings, CollectSummary, PollWriter, dt_utc, epoch_of
+from asg_audit.progress import ProgressReporter, ProgressSnapshot
+from asg_audit.ratelimit import TokenBucket
+from asg_audit.schedule import SchedulePolicy, TaskFacts
+
+__all__ = ["CollectorRun", "policy_next"]
+
+log = logging.getLogger("asg_audit.collector")
+
+FINAL_STATES: Final = frozenset({"done", "failed", "not_found", "expired"})
+_CONTINUE_STATUSES: Final = frozenset({"pending", "in_progress", "verified"})
+MAX_ERRORS_PAST_DEADLINE: Final = 5
+# the dispatcher's longest sleep (clock seconds) with nothing in flight: how soon it notices a
+# stop request or the end of `run_for_s`
+TICK_S: Final = 1.0
+# polls falling due this close (clock seconds) after the last send go out together, and an
+# arrived answer waits unread at most this long for the dispatcher's next wake-up
+BATCH_S: Final = 0.05
+SLEEP_PAD_S: Final = 0.002
+
+
+@dataclass(slots=True)
+class _Task:
+    facts: TaskFacts
+    deadline_at: float
+    next_poll_at: float = 0.0
+    state: str = "pending"
+    attempts: int = 0  # requests sent (poll_state.attempts)
+    polls: int = 0  # answers about the task (200/202/404): what schedules count
+    last_poll_at: float | None = None
+    last_http_status: int | None = None
+    first_404_at: float | None = None
+    errors: int = 0  # consecutive failed attempts
+    stored_pending: bool = False
+    final_key: tuple[str, datetime] | None = None  # the record that made the task final
+    version: int = 0
+
+
+class CollectorRun:
+    """One run of the collector: `await run()` polls, writes and returns the summary."""
+
+    def __init__(
+        self,
+        *,
+        config: AuditConfig,
+        settings: CollectorSettings,
+        policy: SchedulePolicy,
+        clock: Clock,
+        task_ids: list[str] | None,
+        run_for_s: float | None,
+        progress: ProgressReporter | None,
+        stop_event: threading.Event | None,
+        transport: Any,
+    ) -> None:
+        self.config = config
+        self.s = settings
+        self.policy = policy
+        self.clock = clock
+        self.task_ids = task_ids
+        self.run_for_s = run_for_s
+        self.progress = progress
+        self.external_stop = stop_event
+        self.transport = transport
+        self.rng = random.Random()
+        self.tasks: dict[str, _Task] = {}
+        self.heap: list[tuple[float, int, str]] = []
+        self.pending = 0
+        self.records: list[RawRecord] = []
+        self.rows: dict[str, tuple[Any, ...]] = {}
+        # (origin, observed_at) -> task id of each buffered record, to spot rejected final answers
+        self.origins: dict[tuple[str, datetime], str] = {}
+        self.stats: dict[str, Any] = {
+            k: 0
+            for k in (
+                "requests",
+                "http_200",
+                "http_202",
+                "http_404",
+                "http_429",
+                "http_5xx",
+                "http_other",
+                "transport_errors",
+                "unusable_bodies",
+                "retries",
+            )
+        }
+        self.stop_reason: str | None = None
+        self.auth_error: AuthError | None = None
+        self.summary = CollectSummary(run_id="", status="running")
+        self._flush_wanted = asyncio.Event()
+        self._hold = gw.ReadHold()
+        self.settled_unlearned: set[str] = set()
+        # settled tasks whose latency the schedule learned from the answer itself (task id ->
+        # latency), so that learning does not wait for the write; taken back if the normaliser
+        # rejects that answer
+        self.learned_early: dict[str, float] = {}
+        self._retract = getattr(policy, "retract_settled", None)
+
+    # -- setup -----------------------------------------------------------------------------------
+
+    def _load(self, subs: pl.DataFrame, state: pl.DataFrame, now: float) -> None:
+        known = {r["task_id"]: r for r in state.iter_rows(named=True)}
+        for row in subs.iter_rows(named=True):
+            task_id = row["task_id"]
+            if not isinstance(task_id, str) or not is_safe_task_id(task_id):
+                self.summary.skipped_unsafe_ids += 1
+                continue
+            if task_id in self.tasks:
+                continue
+            prior = known.get(task_id)
+            if prior is not None and prior["state"] in FINAL_STATES:
+                self.summary.already_final += 1
+                continue
+            created = epoch_of(row.get("created_at"))
+            facts = TaskFacts(
+                task_id, created, row.get("consensus_threshold"), row.get("task_type")
+            )
+            t = _Task(facts=facts, deadline_at=(created or now) + self.s.deadline_s)
+            if prior is not None:
+                t.attempts = t.polls = int(prior["attempts"] or 0)
+                t.first_404_at = epoch_of(prior["first_404_at"])
+                t.last_http_status = prior["last_http_status"]
+                t.stored_pending = t.attempts > 0
+                if t.attempts:
+                    t.last_poll_at = epoch_of(prior["updated_at"])
+                t.next_poll_at = epoch_of(prior["next_poll_at"]) or now
+            else:
+                t.next_poll_at = policy_next(self.policy, t, now)
+            self.tasks[task_id] = t
+            self.policy.observe_tracked(facts)
+            self._push(t)
+        self.pending = len(self.tasks)
+        self.summary.tracked = len(self.tasks)
+
+    def _push(self, t: _Task) -> None:
+        t.version += 1
+        heapq.heappush(self.heap, (t.next_poll_at, t.version, t.facts.task_id))
+
+    # -- the loop ----------------------------------------------------------------------------------
+
+    async def run(self) -> CollectSummary:
+        loop = asyncio.get_running_loop()
+        writer = PollWriter(self.config.db_path, self.s.lock_wait_s)
+        # CPU of the whole process (event loop, writer thread and DuckDB's own worker threads):
+        # the thread clocks alone would miss the work DuckDB does on its threads
+        cpu0, main0 = time.process_time(), time.thread_time()
+        wall0 = time.monotonic()
+        try:
+            await loop.run_in_executor(writer.pool, writer.open)
+            subs, state, history = await loop.run_in_executor(
+                writer.pool, writer.load, self.task_ids
+            )
+            for threshold, task_type, latency in history:
+                self.policy.observe_settled(TaskFacts("", None, threshold, task_type), latency)
+            run_id = await loop.run_in_executor(writer.pool, writer.start_run)
+            self.summary.run_id = run_id
+            started_at = self.clock.now()
+            self._load(subs, state, started_at)
+            status = "completed"
+            async with gw.GatewayClient(
+                self.config.base_url,
+                self.config.api_key,
+                timeout_s=self.s.timeout_s,
+                max_connections=self.s.concurrency,
+                clock=self.clock,
+                transport=self.transport,
+            ) as client:
+                self.client = client
+                self.bucket = TokenBucket(
+                    self.clock,
+                    max_rps=self.s.max_rps,
+                    retry_floor_s=self.s.retry_floor_s,
+                    rng=self.rng,
+                    burst=True,
+                )
+                flusher = asyncio.create_task(self._flush_loop(writer, run_id))
+                ticker = asyncio.create_task(self._progress_loop())
+                try:
+                    status = await self._dispatch(started_at)
+                finally:
+                    ticker.cancel()
+                    self._stopping = True
+                    self._flush_wanted.set()
+                    await flusher
+            # the final flush happened in the flusher; record the run
+            cpu_s = time.process_time() - cpu0
+            self.stats["cpu_loop_s"] = round(time.thread_time() - main0, 4)
+            self.stats["cpu_writer_s"] = round(writer.cpu_s, 4)
+            self._finish_summary(status, cpu_s, time.monotonic() - wall0)
+            await loop.run_in_executor(
+                writer.pool, writer.finish_run, run_id, status, self.summary.stats
+            )
+        finally:
+            if self.progress is not None:
+                self.progress.stop()
+            await loop.run_in_executor(writer.pool, writer.close)
+            writer.pool.shutdown(wait=True)
+        if self.auth_error is not None:
+            raise self.auth_error
+        return self.summary
+
+    def stop(self, reason: str) -> None:
+        """Ask the run to stop: in-flight requests are abandoned, buffered answers written."""
+        if self.stop_reason is None:
+            self.stop_reason = reason
+            log.warning("collect: stopping (%s); writing what was collected", reason)
+
+    async def _dispatch(self, started_at: float) -> str:
+        slots = asyncio.Semaphore(self.s.concurrency)
+        jobs: set[asyncio.Task[None]] = set()
+        self._stopping = False
+        self._revision = getattr(self.policy, "revision", 0)
+        hold = self._hold
+        bucket = self.bucket
+        last_sent_at = -float("inf")
+        until = None if self.run_for_s is None else started_at + self.run_for_s
+        status = "completed"
+        while True:
+            if self.external_stop is not None and self.external_stop.is_set():
+                self.stop("stop requested")
+            if self.stop_reason is not None:
+                status = "auth_refused" if self.auth_error is not None else "interrupted"
+                break
+            if self.pending == 0 and not jobs:
+                break
+            now = self.clock.now()
+            if until is not None and now >= until:
+                status = "partial"
+                break
+            # answers in flight are held until the next wake-up (`gateway.ReadHold`): at most
+            # BATCH_S away while there are any
+            nap = BATCH_S if jobs else TICK_S
+            if not self.heap:
+                await self.clock.sleep(nap)
+                hold.release()
+                continue
+            due, version, task_id = self.heap[0]
+            if due > now:
+                # polls falling due within BATCH_S of the last send wait for one another: one
+                # wake-up sends them all (within the bucket's burst)
+                due = max(due, last_sent_at + BATCH_S)
+            # one wake-up for both waits: the next task's time and the request budget's slot
+            # (when the bucket is what holds polls back, a full burst's worth of it: a backlog
+            # goes out `burst_size` polls a wake-up, not one)
+            free_at = bucket.free_at()
+            if free_at > max(due, now):
+                free_at = bucket.full_at()
+            due = max(due, free_at)
+            if due > now:
+                # a little past it: an event loop's timers round to the millisecond, and waking
+                # a fraction of one early means a busy second pass
+                await self.clock.sleep(min(due - now + SLEEP_PAD_S, nap))
+                hold.release()
+                continue
+            revision = getattr(self.policy, "revision", 0)
+            if revision != self._revision:
+                # a learned schedule replaces the fallback: decide every pending task again
+                self._revision = revision
+                self._replan(now)
+                continue
+            heapq.heappop(self.heap)
+            t = self.tasks[task_id]
+            if t.version != version or t.state != "pending":
+                continue
+            if t.attempts == 0:
+                # a first poll was planned when the task was loaded, maybe before anything was
+                # learned; ask again with what is known now (it can only move later)
+                again = policy_next(self.policy, t, now)
+                if again > now + 0.01:
+                    t.next_poll_at = again
+                    self._push(t)
+                    continue
+            if slots.locked():
+                # waiting for a slot is no wake-up of ours to read held answers at: read them
+                # as they come until one is free
+                hold.active = False
+                hold.release()
+                await slots.acquire()
+                hold.active = True
+                if bucket.free_at() > self.clock.now():  # a 429 may have closed the gate
+                    slots.release()
+                    self._push(t)
+                    continue
+            else:
+                await slots.acquire()  # free: does not wait
+            if self.stop_reason is not None:
+                slots.release()
+                self._push(t)
+                continue
+            bucket.reserve()
+            last_sent_at = now
+            job = asyncio.create_task(self._poll(t, slots))
+            jobs.add(job)
+            job.add_done_callback(jobs.discard)
+        hold.active = False
+        hold.release()
+        if status == "completed" or status == "partial":
+            if jobs:
+                await asyncio.gather(*jobs, return_exceptions=True)
+        else:
+            for job in list(jobs):
+                job.cancel()
+            await asyncio.gather(*jobs, return_exceptions=True)
+        return status
+
+    def _replan(self, now: float) -> None:
+        """Ask the policy again about every waiting task and rebuild the heap."""
+        heap: list[tuple[float, int, str]] = []
+        for _, version, task_id in self.heap:
+            t = self.tasks[task_id]
+            if t.version != version or t.state != "pending":
+                continue
+            if t.errors == 0:  # a retry after a failure keeps its backoff
+                at = policy_next(self.policy, t, now)
+                if t.last_poll_at is not None:
+                    at = max(at, t.last_poll_at + 5.0)
+                if t.deadline_at > now:
+                    at = min(at, t.deadline_at)
+                t.next_poll_at = at
+            t.version += 1
+            heap.append((t.next_poll_at, t.version, task_id))
+        heapq.heapify(heap)
+        self.heap = heap
+
+    async def _poll(self, t: _Task, slots: asyncio.Semaphore) -> None:
+        sent_at = self.clock.now()
+        try:
+            outcome = await self.client.fetch_result(t.facts.task_id, self._hold)
+        finally:
+            slots.release()
+        self._handle(t, outcome, sent_at)
+
+    # -- outcomes ----------------------------------------------------------------------------------
+
+    def _record(
+        self, body: bytes, origin: str, task_id: str, code: int | None, at: float
+    ) -> tuple[str, datetime]:
+        observed_at = dt_utc(at)
+        self.records.append(
+            RawRecord(
+                body=body,
+                source=Source.POLL,
+                origin=origin,
+                observed_at=observed_at,
+                task_id_hint=task_id,
+                http_status=code,
+            )
+        )
+        key = (origin, observed_at)
+        self.origins[key] = task_id
+        if len(self.records) >= self.s.batch_size:
+            self._flush_wanted.set()
+        return key
+
+    def _handle(self, t: _Task, outcome: gw.Outcome, sent_at: float) -> None:
+        now = self.clock.now()
+        st = self.stats
+        st["requests"] += 1
+        t.attempts += 1
+        t.last_poll_at = sent_at
+        t.last_http_status = outcome.http_status
+        task_id = t.facts.task_id
+        if isinstance(outcome, gw.Ready):
+            st["http_200"] += 1
+            t.polls += 1
+            t.errors = 0
+            t.first_404_at = None
+            t.final_key = self._record(outcome.body, outcome.origin, task_id, 200, now)
+            if outcome.status == "settled":
+                self._finish(t, "done", now)
+                return self._learn_early(t, outcome.settled_at)
+            if outcome.status not in _CONTINUE_STATUSES:
+                return self._finish(t, "failed", now)
+            return self._schedule(t, now)
+        if isinstance(outcome, gw.Pending):
+            st["http_202"] += 1
+            self.policy.observe_pending(t.facts, sent_at)
+            t.polls += 1
+            t.errors = 0
+            t.first_404_at = None
+            if not t.stored_pending:
+                t.stored_pending = True
+                self._record(outcome.body, outcome.origin, task_id, 202, now)
+            return self._schedule(t, now)
+        if isinstance(outcome, gw.NotFound):
+            st["http_404"] += 1
+            t.polls += 1
+            t.errors = 0
+            first = t.first_404_at is None
+            if first:
+                t.first_404_at = sent_at
+            assert t.first_404_at is not None
+            if now - t.first_404_at >= self.s.not_found_grace_s or now >= t.deadline_at:
+                self._record(outcome.body, outcome.origin, task_id, 404, now)
+                return self._finish(t, "not_found", now)
+            if first:
+                self._record(outcome.body, outcome.origin, task_id, 404, now)
+            return self._schedule(t, now)
+        if isinstance(outcome, gw.RateLimited):
+            st["http_429"] += 1
+            resume = self.bucket.on_throttled(outcome.retry_after_s)
+            at = max(resume + self.rng.uniform(0, 1.0), sent_at + 5.0)
+            return self._schedule(t, now, at=at, answered=False)
+        if isinstance(outcome, gw.AuthRefused):
+            st["http_other"] += 1
+            t.attempts -= 1  # the run stops; this task was not really polled
+            self.auth_error = AuthError(
+                f"the Gateway refused the API key ({outcome.http_status}: {outcome.message}); "
+                "check ASG_API_KEY",
+                status_code=outcome.http_status,
+            )
+            self.stop("auth refused")
+            return None
+        # everything else is retried with capped exponential backoff
+        if isinstance(outcome, gw.ServerError):
+            st["http_5xx"] += 1
+        elif isinstance(outcome, gw.TransportFailure):
+            st["transport_errors"] += 1
+        elif isinstance(outcome, gw.UnusableBody):
+            st["unusable_bodies"] += 1
+            self._record(outcome.raw, outcome.origin, task_id, outcome.http_status, now)
+        elif isinstance(outcome, gw.UnexpectedStatus):
+            st["http_other"] += 1
+            self._record(outcome.body, outcome.origin, task_id, outcome.http_status, now)
+        st["retries"] += 1
+        t.errors += 1
+        if now >= t.deadline_at and t.errors > MAX_ERRORS_PAST_DEADLINE:
+            # no answer about it, so not expired: leave it pending for the next run
+            t.state = "parked"
+            self.pending -= 1
+            self._row(t, now)
+            return None
+        backoff = min(self.s.retry_cap_s, self.s.retry_base_s * 2 ** min(t.errors - 1, 20))
+        at = max(now + backoff * self.rng.uniform(0.8, 1.2), sent_at + 5.0)
+        return self._schedule(t, now, at=at, answered=False)
+
+    def _schedule(
+        self, t: _Task, now: float, *, at: float | None = None, answered: bool = True
+    ) -> None:
+        if answered and now >= t.deadline_at:
+            return self._finish(t, "expired", now)
+        if at is None:
+            at = policy_next(self.policy, t, now)
+        at = max(at, (t.last_poll_at or now) + 5.0)
+        if t.deadline_at > now:
+            at = min(at, t.deadline_at)
+        t.next_poll_at = at
+        self._row(t, now)
+        self._push(t)
+        return None
+
+    def _finish(self, t: _Task, state: str, now: float) -> None:
+        t.state = state
+        t.next_poll_at = now
+        self.pending -= 1
+        if state == "done":
+            # stays in the policy's risk set until its latency is learned after the write
+            self.settled_unlearned.add(t.facts.task_id)
+        else:
+            self.policy.observe_finished(t.facts)
+        key = {"done": "settled", "failed": "failed", "not_found": "not_found"}.get(state, state)
+        setattr(self.summary, key, getattr(self.summary, key) + 1)
+        self._row(t, now)
+
+    def _row(self, t: _Task, now: float) -> None:
+        self.rows[t.facts.task_id] = (
+            t.facts.task_id,
+            "pending" if t.state == "parked" else t.state,
+            t.attempts,
+            dt_utc(t.next_poll_at) if t.state in ("pending", "parked") else None,
+            t.last_http_status,
+            None if t.first_404_at is None else dt_utc(t.first_404_at),
+            dt_utc(now),
+        )
+
+    # -- writing and progress ---------------------------------------------------------------
+
+    async def _flush_loop(self, writer: PollWriter, run_id: str) -> None:
+        loop = asyncio.get_running_loop()
+        last_at = time.monotonic()
+        trickle_s = min(self.s.flush_max_interval_s, 5 * self.s.flush_interval_s)
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._flush_wanted.wait(), self.s.flush_interval_s)
+            self._flush_wanted.clear()
+            stopping = getattr(self, "_stopping", False)
+            # a write costs tens of ms of CPU whatever its size: a trickle of answers (the slow
+            # tail of a run) waits a few intervals for company, unless it holds settlements
+            # the schedule should learn from soon
+            small = len(self.records) + len(self.rows) < max(1, self.s.batch_size // 10)
+            small = small and not self.settled_unlearned
+            if small and not stopping and time.monotonic() - last_at < trickle_s:
+                continue
+            last_at = time.monotonic()
+            if self.records or self.rows:
+                records, rows = self.records, list(self.rows.values())
+                origins, done_ids = self.origins, self.settled_unlearned
+                self.records, self.rows, self.origins = [], {}, {}
+                self.settled_unlearned = set()
+                latencies, rejected = await loop.run_in_executor(
+                    writer.pool, writer.flush, run_id, records, rows
+                )
+                self._learn(latencies, done_ids)
+                self._reopen(rejected, origins)
+            if stopping and not self.records and not self.rows:
+                return
+
+    def _learn_early(self, t: _Task, settled_at: str | None) -> None:
+        """Learn a settled task's latency from its answer now, instead of after the write.
+
+        Only a timestamp with a UTC offset, read the way the normaliser reads it, and a known
+        creation time; anything else is learned from the normalised record after the write.
+        """
+        if settled_at is None or t.facts.created_at is None or self._retract is None:
+            return
+        try:
+            when = datetime.fromisoformat(settled_at)
+        except ValueError:
+            return
+        if when.tzinfo is None:
+            return
+        latency = when.timestamp() - t.facts.created_at
+        self.policy.observe_settled(t.facts, latency)
+        self.learned_early[t.facts.task_id] = latency
+        self.settled_unlearned.discard(t.facts.task_id)
+
+    def _learn(
+        self, latencies: Iterable[tuple[str, float, float | None]], done_ids: set[str]
+    ) -> None:
+        for task_id, settled_at, created_at in latencies:
+            t = self.tasks.get(task_id)
+            if t is None or self.learned_early.pop(task_id, None) is not None:
+                continue  # learned from the answer already
+            created = t.facts.created_at if t.facts.created_at is not None else created_at
+            if created is not None:
+                self.policy.observe_settled(t.facts, settled_at - created)
+                done_ids.discard(task_id)
+        # settled without a usable latency: out of the risk sets
+        for task_id in done_ids:
+            t = self.tasks.get(task_id)
+            if t is not None and t.state == "done":
+                self.policy.observe_finished(t.facts)
+
+    def _reopen(
+        self, rejected: set[tuple[str, datetime]], origins: Mapping[tuple[str, datetime], str]
+    ) -> None:
+        """A final answer the normaliser rejected is not evidence: poll that task again."""
+        now = self.clock.now()
+        for key in rejected:
+            t = self.tasks.get(origins.get(key, ""))
+            if t is None or t.state not in ("done", "failed") or t.final_key != key:
+                continue
+            counter = "settled" if t.state == "done" else "failed"
+            setattr(self.summary, counter, getattr(self.summary, counter) - 1)
+            latency = self.learned_early.pop(t.facts.task_id, None)
+            if latency is not None and self._retract is not None:
+                self._retract(t.facts, latency)
+            t.state = "pending"
+            self.pending += 1
+            self.policy.observe_tracked(t.facts)
+            self._schedule(t, now, at=now + 5.0, answered=False)
+
+    def snapshot(self) -> ProgressSnapshot:
+        s = self.summary
+        return ProgressSnapshot(
+            settled=s.settled + s.failed,
+            pending=self.pending,
+            not_found=s.not_found,
+            expired=s.expired,
+            throttled=self.stats["http_429"],
+            requests=self.stats["requests"],
+        )
+
+    async def _progress_loop(self) -> None:
+        if self.progress is None:
+            return
+        self.progress.start()
+        while True:
+            self.progress.update(self.snapshot())
+            await asyncio.sleep(0.5)
+
+    def _finish_summary(self, status: str, cpu_s: float, wall_s: float) -> None:
+        s = self.summary
+        s.status = status
+        s.pending = sum(1 for t in self.tasks.values() if t.state in ("pending", "parked"))
+        s.stats = {
+            **self.stats,
+            "schedule": getattr(self.policy, "name", type(self.policy).__name__),
+            "max_rps": self.s.max_rps,
+            "concurrency": self.s.concurrency,
+            "tracked": s.tracked,
+            "already_final": s.already_final,
+            "settled": s.settled,
+            "failed": s.failed,
+            "not_found": s.not_found,
+            "expired": s.expired,
+            "pending": s.pending,
+            "throttle_events": self.bucket.throttle_events,
+            "final_rate": round(self.bucket.rate, 3),
+            "cpu_s": round(cpu_s, 4),
+            "wall_s": round(wall_s, 3),
+        }
+        if self.progress is not None:
+            self.progress.update(self.snapshot())
+
+
+def policy_next(policy: SchedulePolicy, t: _Task, now: float) -> float:
+    """Return the policy's next poll time for a task."""
+    return policy.next_poll_at(t.facts, attempts=t.polls, last_poll_at=t.last_poll_at, now=now)
