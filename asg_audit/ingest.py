@@ -29,6 +29,7 @@ import pyarrow as pa
 
 from asg_audit.errors import InputError
 from asg_audit.model import Source, printable
+from asg_audit.normalize import normalise_batch
 from asg_audit.store import Store, WriteStats, open_store
 
 __all__ = [  # track_file & co. live in asg_audit.track; re-exported here for callers
@@ -47,6 +48,13 @@ DEFAULT_CHUNK_BYTES = 8 * 1024 * 1024
 # DuckDB's share of memory during a bulk ingest: beyond it the store spills to disk, so a file
 # of any size is ingested in bounded memory.
 DEFAULT_INGEST_MEMORY_LIMIT = "768MB"
+# NDJSON files up to this size are read whole and committed in groups of up to _GROUP_BYTES
+# (decompressed) or _GROUP_FILES files: one normalising query and one commit for many files,
+# each file still all or nothing. Planning those queries costs about 50 ms a commit, which
+# made a folder of one-result files take minutes.
+SMALL_FILE_BYTES = 1 << 20
+_GROUP_BYTES = 16 << 20
+_GROUP_FILES = 1_000
 _SUFFIXES = (".json", ".jsonl", ".ndjson", ".json.gz", ".jsonl.gz", ".ndjson.gz")
 
 ProgressFn = Callable[[int], None]
@@ -235,7 +243,18 @@ def _line_batch(block: bytes, first_line: int) -> tuple[pa.RecordBatch, int]:
             .then(pl.col("raw").str.head(-1))
             .otherwise(pl.col("raw"))
         )
-    return _as_batch(frame.with_columns(raw_bytes=pl.lit(None, pl.Binary))), first_line + n
+    return _as_batch(_records_only(frame).with_columns(raw_bytes=pl.lit(None, pl.Binary))), (
+        first_line + n
+    )
+
+
+def _records_only(frame: pl.DataFrame) -> pl.DataFrame:
+    """Drop the lines of only whitespace (spaces, tabs, a carriage return): not records."""
+    raw = frame.get_column("raw")
+    other = ~raw.str.starts_with("{")  # almost every record starts with a brace
+    if not other.any():
+        return frame
+    return frame.filter(raw.is_null() | ~other | raw.str.contains(r"[^ \t\r]"))
 
 
 def _decoded_lines(block: bytes, first_line: int) -> tuple[pa.RecordBatch, int]:
@@ -259,8 +278,8 @@ def _decoded_lines(block: bytes, first_line: int) -> tuple[pa.RecordBatch, int]:
             "raw_bytes": pl.Series(raw_bytes, dtype=pl.Binary),
             "origin_line": pl.int_range(first_line + 1, first_line + n + 1, eager=True),
         }
-    ).filter(pl.col("raw").is_null() | (pl.col("raw") != ""))  # empty lines are not records
-    return _as_batch(frame), first_line + n
+    )
+    return _as_batch(_records_only(frame)), first_line + n
 
 
 def _as_batch(frame: pl.DataFrame) -> pa.RecordBatch:
@@ -283,15 +302,8 @@ def _file_records(raw: str, raw_bytes: str, line: str, relation: str, where: str
   FROM {relation} {where})"""
 
 
-# File lines (the registered Arrow stream `_file_lines`); lines of only whitespace are not
-# records.
-_FILE_SOURCE = _file_records(
-    "raw",
-    "raw_bytes",
-    "origin_line",
-    "_file_lines",
-    "WHERE raw IS NULL OR starts_with(raw, '{') OR trim(raw, ' ' || chr(9) || chr(13)) <> ''",
-)
+# File lines (the registered Arrow stream `_file_lines`).
+_FILE_SOURCE = _file_records("raw", "raw_bytes", "origin_line", "_file_lines")
 # The elements of a JSON array file, or the documents of a file of pretty-printed JSON values
 # (plain or gzip-compressed), streamed by DuckDB's JSON reader inside the store; an element's
 # or document's number is its line.
@@ -310,14 +322,23 @@ def _layout(path: Path) -> str:
     """How a file holds its records: "lines" (NDJSON), "array" or "documents".
 
     `.jsonl`/`.ndjson` (gzip-compressed or not) are line-delimited whatever their first line
-    is (a line `[1]` is a record that is not an object); other files are sniffed. A file whose
-    first line is a lone `{`, or whose second line is indented, holds pretty-printed documents
-    (what `jq` or `json.dumps(..., indent=2)` write); anything else is read as lines.
+    is (a line `[1]` is a record that is not an object); other files are sniffed (`_sniff`).
     """
-    if path.name.removesuffix(".gz").endswith((".jsonl", ".ndjson")):
+    if _always_lines(path):
         return "lines"
     with _open_binary(path) as fh:
-        head = fh.read(4096).lstrip()
+        return _sniff(fh.read(4096))
+
+
+def _always_lines(path: Path) -> bool:
+    return path.name.removesuffix(".gz").endswith((".jsonl", ".ndjson"))
+
+
+def _sniff(head: bytes) -> str:
+    """The layout of a file from its first bytes: an array; pretty-printed documents (a first
+    line that is a lone `{`, or an indented second line: what `jq` or `json.dumps(...,
+    indent=2)` write); anything else is read as lines."""
+    head = head.lstrip()
     if head.startswith(b"["):
         return "array"
     first, _, rest = head.partition(b"\n")
@@ -500,6 +521,126 @@ def _ingest_file(
     )
 
 
+@dataclass(slots=True)
+class _SmallFile:
+    slot: int  # its place in summary.files
+    path: Path
+    size: int
+    observed_at: datetime
+    content_hash: str
+    data: bytes  # its whole content, decompressed, ending with a newline unless empty
+
+
+class _SmallFiles:
+    """Small NDJSON files read whole, waiting to be committed together.
+
+    A file that cannot be read is reported at once and leaves nothing behind; the files read
+    are split into lines and normalised together and stored in one transaction, so each is
+    all or nothing, and files are stored in the order they were given.
+    """
+
+    def __init__(self, store: Store, summary: IngestSummary) -> None:
+        self._store = store
+        self._summary = summary
+        self._files: list[_SmallFile] = []
+        self._hashes: set[str] = set()
+        self._bytes = 0
+
+    def add(self, path: Path) -> bool:
+        """Take the file if it is small NDJSON (and report it if it cannot be read)."""
+        origin = str(path)
+        observed_at = datetime.now(UTC)
+        try:
+            size = path.stat().st_size
+            if size > SMALL_FILE_BYTES:
+                return False
+            with _open_binary(path) as fh:
+                data = fh.read(_GROUP_BYTES + 1)
+        except (OSError, EOFError, zlib.error, gzip.BadGzipFile) as exc:
+            error = f"{origin}: {_describe_read_error(exc)}"
+            self._summary.files.append(FileOutcome(path=origin, status="failed", error=error))
+            return True
+        if len(data) > _GROUP_BYTES:  # a small gzip file of much data: streamed instead
+            return False
+        if not _always_lines(path) and _sniff(data[:4096]) != "lines":
+            return False
+        content_hash = hashlib.sha256(data).hexdigest()
+        self._summary.files.append(FileOutcome(path=origin, status="already ingested"))
+        if content_hash in self._hashes:  # the same content earlier in this group
+            return True
+        if data and not data.endswith(b"\n"):
+            data += b"\n"
+        slot = len(self._summary.files) - 1
+        self._files.append(_SmallFile(slot, path, size, observed_at, content_hash, data))
+        self._hashes.add(content_hash)
+        self._bytes += len(data)
+        if self._bytes >= _GROUP_BYTES or len(self._files) >= _GROUP_FILES:
+            self.commit()
+        return True
+
+    def commit(self) -> None:
+        """Store the files taken so far (but those already ingested), in one transaction."""
+        if not self._files:
+            return
+        files, self._files, self._hashes, self._bytes = self._files, [], set(), 0
+        store, summary = self._store, self._summary
+        known = store.ingested_hashes([f.content_hash for f in files])
+        files = [f for f in files if f.content_hash not in known]  # their outcome stands
+        if not files:
+            return
+        batch = normalise_batch(_group_lines(files))
+        accepted = Counter(batch.accepted.get_column("origin").to_list())
+        rejected = Counter(batch.rejects.get_column("origin").to_list())
+        with store.transaction():
+            store.stage_batch(summary.run_id, batch)
+            totals = store.commit_staged()
+            store.record_ingested_files(
+                [
+                    (
+                        f.content_hash,
+                        str(f.path),
+                        f.size,
+                        accepted[str(f.path)] + rejected[str(f.path)],
+                    )
+                    for f in files
+                ],
+                run_id=summary.run_id,
+            )
+        for f in files:
+            origin = str(f.path)
+            summary.files[f.slot] = FileOutcome(
+                path=origin,
+                status="ingested",
+                records=accepted[origin] + rejected[origin],
+                accepted=accepted[origin],
+                rejected=rejected[origin],
+            )
+        summary.records += batch.accepted.height + batch.rejects.height
+        summary.accepted += batch.accepted.height
+        summary.rejected_by_reason.update(batch.rejects.get_column("reason").to_list())
+        summary.new_results += totals.new_results
+        summary.updated_results += totals.updated_results
+        summary.conflicts += totals.new_conflicts
+        summary.duplicates += totals.duplicates
+
+
+def _group_lines(files: list[_SmallFile]) -> pl.DataFrame:
+    """Return the records of the files as RAW_SCHEMA columns, split in one pass."""
+    counts = np.array([f.data.count(b"\n") for f in files], np.int64)
+    ends = np.cumsum(counts)  # file i holds the lines ends[i-1]+1 .. ends[i] of the group
+    lines = cast(pl.DataFrame, pl.from_arrow(_line_batch(b"".join(f.data for f in files), 0)[0]))
+    line = lines.get_column("origin_line").to_numpy()
+    which = np.searchsorted(ends, line, side="left")
+    first = (ends - counts)[which]
+    return lines.with_columns(
+        raw=pl.col("raw").cast(pl.String),
+        origin_line=pl.Series(line - first),
+        source=pl.lit(str(Source.FILE)),
+        observed_at=pl.Series([f.observed_at for f in files]).gather(which),
+        origin=pl.Series([str(f.path) for f in files]).gather(which),
+    )
+
+
 class _AlreadyIngested(Exception):
     """Internal: the file's content was ingested before; roll back and report it."""
 
@@ -558,25 +699,29 @@ def ingest_paths(
         # parallel without keeping the order of the rows it inserts.
         store.con.execute("SET preserve_insertion_order = false")
         summary.run_id = store.start_run("ingest")
-        bar = _progress_bar(files) if progress and sys.stderr.isatty() else None
+        bar = _Progress(files) if progress and sys.stderr.isatty() else None
+        group = _SmallFiles(store, summary)
         try:
             for path in files:
-                task = None
                 if bar is not None:
-                    size = path.stat().st_size if path.exists() else 0
-                    task = bar.add_task(path.name, total=size)
-                on_bytes = (lambda n, t=task: bar.advance(t, n)) if bar is not None else None
+                    bar.start_file(path)
+                if group.add(path):
+                    if bar is not None:
+                        bar.end_file()
+                    continue
+                group.commit()  # commits keep the order of the files
                 outcome = _ingest_file(
                     store,
                     summary.run_id,
                     path,
                     summary,
                     chunk_bytes=chunk_bytes,
-                    on_bytes=on_bytes,
+                    on_bytes=bar.advance if bar is not None else None,
                 )
-                if bar is not None and task is not None:
-                    bar.update(task, completed=bar.tasks[task].total or 0)
                 summary.files.append(outcome)
+                if bar is not None:
+                    bar.end_file()
+            group.commit()
         finally:
             if bar is not None:
                 bar.stop()
@@ -590,37 +735,76 @@ def ingest(db: str | Path, *paths: str | Path, **kwargs: Any) -> IngestSummary:
     return ingest_paths(db, paths, **kwargs)
 
 
-def _progress_bar(files: list[Path]) -> Any:
-    from rich.progress import (
-        BarColumn,
-        DownloadColumn,
-        Progress,
-        TextColumn,
-        TimeRemainingColumn,
-        TransferSpeedColumn,
-    )
+class _Progress:
+    """One progress bar for the whole ingest, in bytes of the files; it names the current file."""
 
-    bar = Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        DownloadColumn(),
-        TransferSpeedColumn(),
-        TimeRemainingColumn(),
-        transient=True,
-    )
-    bar.start()
-    return bar
+    def __init__(self, files: list[Path]) -> None:
+        from rich.progress import (
+            BarColumn,
+            DownloadColumn,
+            Progress,
+            TextColumn,
+            TimeRemainingColumn,
+            TransferSpeedColumn,
+        )
+
+        self._sizes = [_size(p) for p in files]
+        self._count = len(files)
+        self._index = 0
+        self._done = 0
+        self._bar = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            DownloadColumn(),
+            TransferSpeedColumn(),
+            TimeRemainingColumn(),
+            transient=True,
+        )
+        self._task = self._bar.add_task("ingest", total=sum(self._sizes))
+        self._bar.start()
+
+    def start_file(self, path: Path) -> None:
+        name = printable(path.name)
+        name = name if len(name) <= 40 else name[:19] + "..." + name[-18:]
+        self._bar.update(self._task, description=f"file {self._index + 1}/{self._count} {name}")
+
+    def advance(self, n: int) -> None:
+        self._bar.advance(self._task, n)
+
+    def end_file(self) -> None:
+        self._done += self._sizes[self._index]
+        self._index += 1
+        self._bar.update(self._task, completed=self._done)
+
+    def stop(self) -> None:
+        self._bar.stop()
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
+
+
+_LISTED_FILES = 20  # a summary names each file up to this many
 
 
 def print_ingest_summary(summary: IngestSummary, *, file: IO[str] | None = None) -> None:
     """Print the end-of-ingest summary: records, accepted, rejected by reason, changes."""
     out = file or sys.stdout
     print(f"run {summary.run_id}", file=out)
-    for f in summary.files:
-        line = f"  {f.status:<17} {printable(f.path)}"
-        if f.status == "ingested":
-            line += f" ({f.records:,} records, {f.accepted:,} accepted, {f.rejected:,} rejected)"
-        print(line, file=out)
+    if len(summary.files) <= _LISTED_FILES:
+        for f in summary.files:
+            line = f"  {f.status:<17} {printable(f.path)}"
+            if f.status == "ingested":
+                line += (
+                    f" ({f.records:,} records, {f.accepted:,} accepted, {f.rejected:,} rejected)"
+                )
+            print(line, file=out)
+    else:  # many files: how many of each (a failed file's error follows on stderr)
+        for status, n in sorted(Counter(f.status for f in summary.files).items()):
+            print(f"  {status:<17} {n:,} files", file=out)
     print(f"records read      {summary.records:>12,}", file=out)
     print(f"accepted          {summary.accepted:>12,}", file=out)
     print(f"rejected          {summary.rejected:>12,}", file=out)

@@ -195,10 +195,15 @@ class Store:
 
     def file_ingested(self, content_hash: str) -> bool:
         """Return whether a file with this content hash was already ingested."""
+        return bool(self.ingested_hashes([content_hash]))
+
+    def ingested_hashes(self, content_hashes: Sequence[str]) -> set[str]:
+        """Return those of the content hashes whose files were already ingested."""
         rows = self.con.execute(
-            "SELECT 1 FROM ingested_files WHERE content_hash = ?", [content_hash]
+            "SELECT content_hash FROM ingested_files WHERE content_hash IN (SELECT unnest(?))",
+            [list(content_hashes)],
         ).fetchall()
-        return bool(rows)
+        return {str(h) for (h,) in rows}
 
     # -- runs ----------------------------------------------------------------------------------
 
@@ -445,11 +450,26 @@ class Store:
         self, *, content_hash: str, path: str, size_bytes: int, records: int, run_id: str
     ) -> None:
         """Remember a fully ingested file so that ingesting it again changes nothing."""
+        self.record_ingested_files([(content_hash, path, size_bytes, records)], run_id=run_id)
+
+    def record_ingested_files(
+        self, files: Sequence[tuple[str, str, int, int]], *, run_id: str
+    ) -> None:
+        """Remember fully ingested files: (content hash, path, size in bytes, records) each."""
         self._require_writer()
-        self.con.execute(
-            "INSERT OR REPLACE INTO ingested_files VALUES (?, ?, ?, ?, ?, ?)",
-            [content_hash, path, size_bytes, records, run_id, datetime.now(UTC)],
+        frame = pl.DataFrame(
+            files,
+            schema={"h": pl.String, "p": pl.String, "b": pl.Int64, "n": pl.Int64},
+            orient="row",
         )
+        self.con.register("_ingested", frame)
+        try:
+            self.con.execute(
+                "INSERT OR REPLACE INTO ingested_files SELECT h, p, b, n, ?, ? FROM _ingested",
+                [run_id, datetime.now(UTC)],
+            )
+        finally:
+            self.con.unregister("_ingested")
 
     def write_submissions(self, submissions: pl.DataFrame) -> tuple[int, int]:
         """Store submission records (latest wins per task); return (new, updated) counts."""

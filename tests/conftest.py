@@ -11,6 +11,15 @@ def db(tmp_path: Path) -> Path:
     return tmp_path / "audit.duckdb"
 
 
+@pytest.fixture(params=["grouped", "streamed"])
+def read_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Run a file-ingest test through both ways a file is read: small NDJSON files read whole
+    and committed in groups, and every file streamed in its own transaction."""
+    if request.param == "streamed":
+        monkeypatch.setattr("asg_audit.ingest.SMALL_FILE_BYTES", -1)
+    return str(request.param)
+
+
 @pytest.fixture(params=["small-batch", "bulk"])
 def write_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     """Run a test through both ways a commit derives results: the full rules on the touched

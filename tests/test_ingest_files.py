@@ -15,8 +15,9 @@ from asg_audit.errors import InputError
 from asg_audit.ingest import ingest_paths, track_file
 from asg_audit.store import open_store
 
-# every test runs through both ways a commit derives results (see conftest.write_path)
-pytestmark = pytest.mark.usefixtures("write_path")
+# every test runs through both ways a commit derives results (conftest.write_path) and both
+# ways a file is read (conftest.read_path)
+pytestmark = pytest.mark.usefixtures("write_path", "read_path")
 
 REPO = Path(__file__).parents[1]
 

@@ -1,0 +1,128 @@
+"""Small NDJSON files are read whole and committed in groups; the store ends up the same as
+when every file is streamed in its own transaction."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from asg_audit.ingest import IngestSummary, ingest_paths, print_ingest_summary
+from asg_audit.store import open_store
+
+
+def rec(task_id: str, label: str = "cat", **extra: object) -> str:
+    return json.dumps({
+        "task_id": task_id, "status": "settled", "consensus_label": label, "confidence": 1.0,
+        "worker_count": 3, "agreement_count": 3, "bsv_txid": "ab" * 32, "cost_sats": 975,
+        "created_at": "2026-11-01T10:00:00Z", "settled_at": "2026-11-01T10:00:40Z", **extra})
+
+
+def make_exports(folder: Path) -> None:
+    folder.mkdir()
+    (folder / "01-a.jsonl").write_text(rec("t1") + "\n" + rec("t2") + "\n")
+    (folder / "02-rejects.jsonl").write_bytes(
+        b'{"task_id": "t3", "worker_count": "3"}\r\n\r\n   \t\n[1]\n\xff\xfe\n' + rec("t4").encode())
+    (folder / "03-copy-of-a.jsonl").write_text(rec("t1") + "\n" + rec("t2") + "\n")
+    with gzip.open(folder / "04-b.jsonl.gz", "wt") as fh:
+        fh.write(rec("t5") + "\n" + rec("t1") + "\n")  # t1 again, same payload: a duplicate
+    # a big file between small ones: it changes t2's label (a conflict, as it comes later)
+    (folder / "05-big.jsonl").write_text(
+        rec("t2", label="dog") + "\n" + "".join(rec(f"p{i}") + "\n" for i in range(40)))
+    data = gzip.compress((rec("t6") + "\n").encode() * 50)
+    (folder / "06-truncated.jsonl.gz").write_bytes(data[: len(data) // 2])
+    (folder / "07-c.jsonl").write_text(rec("t2", label="bird") + "\n" + rec("t7") + "\n")
+    (folder / "08-empty.jsonl").write_text("")
+    for i in range(9, 15):
+        (folder / f"{i:02d}-more.ndjson").write_text(rec(f"m{i}") + "\n")
+
+
+def tables(db: Path) -> dict[str, pl.DataFrame]:
+    with open_store(db, read_only=True) as store:
+        return {
+            "observations": store.frame("observations")
+            .sort("obs_id")
+            .drop("obs_id", "run_id", "observed_at"),
+            "results": store.frame("results")
+            .sort("task_id")
+            .drop("first_seen_at", "settled_seen_at", "last_seen_at"),
+            "rejects": store.frame("rejects")
+            .select("origin", "origin_line", "reason", "field", "detail", "raw")
+            .sort("origin", "origin_line"),
+            "ingested_files": store.frame("ingested_files")
+            .drop("run_id", "ingested_at")
+            .sort("path"),
+        }
+
+
+def summary_of(summary: IngestSummary) -> dict[str, object]:
+    return {k: v for k, v in summary.as_dict().items() if k != "run_id"}
+
+
+def test_grouped_small_files_store_what_streaming_them_one_by_one_stores(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    make_exports(tmp_path / "exports")
+    monkeypatch.setattr("asg_audit.ingest.SMALL_FILE_BYTES", 2_000)  # 05-big.jsonl is big
+    monkeypatch.setattr("asg_audit.ingest._GROUP_FILES", 4)  # several groups
+    grouped = ingest_paths(tmp_path / "grouped.duckdb", [tmp_path / "exports"])
+    monkeypatch.setattr("asg_audit.ingest.SMALL_FILE_BYTES", -1)
+    streamed = ingest_paths(tmp_path / "streamed.duckdb", [tmp_path / "exports"])
+
+    assert summary_of(grouped) == summary_of(streamed)
+    assert [(Path(f.path).name, f.status, f.records) for f in grouped.files] == [
+        ("01-a.jsonl", "ingested", 2), ("02-rejects.jsonl", "ingested", 4),
+        ("03-copy-of-a.jsonl", "already ingested", 0), ("04-b.jsonl.gz", "ingested", 2),
+        ("05-big.jsonl", "ingested", 41), ("06-truncated.jsonl.gz", "failed", 0),
+        ("07-c.jsonl", "ingested", 2), ("08-empty.jsonl", "ingested", 0),
+        *[(f"{i:02d}-more.ndjson", "ingested", 1) for i in range(9, 15)]]
+    assert grouped.rejected_by_reason == {"bad_type": 1, "not_object": 1, "invalid_utf8": 1}
+    assert (grouped.duplicates, grouped.conflicts) == (1, 2)
+    expected, got = tables(tmp_path / "streamed.duckdb"), tables(tmp_path / "grouped.duckdb")
+    for name, frame in expected.items():
+        assert got[name].equals(frame), name
+    t2 = got["results"].filter(pl.col("task_id") == "t2").row(0, named=True)
+    # the first file to settle t2 gives its label; the big file and the later small one are
+    # conflicts, whichever way each was read
+    assert (t2["consensus_label"], t2["conflict_count"], t2["observation_count"]) == ("cat", 2, 3)
+    assert got["observations"].get_column("origin").to_list()[:2] == [
+        str(tmp_path / "exports" / "01-a.jsonl")] * 2
+
+
+def test_small_gzip_file_of_much_data_is_streamed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("asg_audit.ingest._GROUP_BYTES", 10_000)
+    text = "".join(rec(f"t{i}") + "\n" for i in range(200))  # about 50 kB, 2 kB compressed
+    with gzip.open(tmp_path / "dense.jsonl.gz", "wt") as fh:
+        fh.write(text)
+    db = tmp_path / "audit.duckdb"
+    summary = ingest_paths(db, [tmp_path / "dense.jsonl.gz"])
+    assert (summary.files[0].status, summary.accepted, summary.new_results) == ("ingested", 200, 200)
+    (tmp_path / "plain.jsonl").write_text(text)  # the same content: known by its hash
+    assert ingest_paths(db, [tmp_path / "plain.jsonl"]).files[0].status == "already ingested"
+
+
+def test_summary_of_many_files_counts_them_instead_of_listing_them(tmp_path: Path) -> None:
+    for i in range(25):
+        (tmp_path / f"r{i:02d}.jsonl").write_text(rec(f"t{i}") + "\n")
+    (tmp_path / "r00-again.jsonl").write_text(rec("t0") + "\n")
+    summary = ingest_paths(tmp_path / "audit.duckdb", [tmp_path])
+    out = io.StringIO()
+    print_ingest_summary(summary, file=out)
+    text = out.getvalue()
+    assert "  already ingested  1 files\n  ingested          25 files\n" in text
+    assert "r07.jsonl" not in text
+    assert "records read                25\n" in text
+
+
+def test_summary_of_few_files_names_each(tmp_path: Path) -> None:
+    (tmp_path / "one.jsonl").write_text(rec("t1") + "\n" + "{broken\n")
+    out = io.StringIO()
+    print_ingest_summary(ingest_paths(tmp_path / "audit.duckdb", [tmp_path]), file=out)
+    assert f"  ingested          {tmp_path / 'one.jsonl'} (2 records, 1 accepted, 1 rejected)\n" in (
+        out.getvalue())
