@@ -305,16 +305,16 @@ def _file_records(raw: str, raw_bytes: str, line: str, relation: str, where: str
 # File lines (the registered Arrow stream `_file_lines`).
 _FILE_SOURCE = _file_records("raw", "raw_bytes", "origin_line", "_file_lines")
 # The elements of a JSON array file, or the documents of a file of pretty-printed JSON values
-# (plain or gzip-compressed), streamed by DuckDB's JSON reader inside the store; an element's
-# or document's number is its line.
+# (plain or gzip-compressed), read by DuckDB's JSON reader; an element's or document's number is
+# its line.
+_DOCUMENT_READERS = {
+    "array": "read_json_objects($path, format = 'array') WITH ORDINALITY",
+    "documents": "read_json_objects($path, format = 'unstructured') WITH ORDINALITY",
+}
+# ... streamed inside the store
 _DOCUMENT_SOURCES = {
-    layout: _file_records(
-        "json::VARCHAR",
-        "NULL::BLOB",
-        "ordinality",
-        f"read_json_objects($path, format = '{fmt}') WITH ORDINALITY",
-    )
-    for layout, fmt in (("array", "array"), ("documents", "unstructured"))
+    layout: _file_records("json::VARCHAR", "NULL::BLOB", "ordinality", reader)
+    for layout, reader in _DOCUMENT_READERS.items()
 }
 
 
@@ -371,11 +371,13 @@ def _stage_documents(
         with _query_progress(store.con, path.stat().st_size, on_bytes):
             records, rejected = store.stage_raw(run_id, _DOCUMENT_SOURCES[layout], params)
     except duckdb.Error as exc:
-        what = "JSON array" if layout == "array" else "JSON document"
-        raise InputError(
-            f"{origin}: not a readable {what}: {str(exc).splitlines()[0].strip()}"
-        ) from None
+        raise InputError(_unreadable_documents(origin, layout, exc)) from None
     return records, rejected, content_hash
+
+
+def _unreadable_documents(origin: str, layout: str, exc: duckdb.Error) -> str:
+    what = "JSON array" if layout == "array" else "JSON document"
+    return f"{origin}: not a readable {what}: {str(exc).splitlines()[0].strip()}"
 
 
 @contextlib.contextmanager
@@ -528,15 +530,16 @@ class _SmallFile:
     size: int
     observed_at: datetime
     content_hash: str
-    data: bytes  # its whole content, decompressed, ending with a newline unless empty
+    data: bytes  # NDJSON: its whole content, decompressed, ending with a newline unless empty
+    documents: pl.DataFrame | None = None  # arrays and documents: `raw`, `origin_line`
 
 
 class _SmallFiles:
-    """Small NDJSON files read whole, waiting to be committed together.
+    """Small files read whole, waiting to be committed together.
 
     A file that cannot be read is reported at once and leaves nothing behind; the files read
-    are split into lines and normalised together and stored in one transaction, so each is
-    all or nothing, and files are stored in the order they were given.
+    are normalised together and stored in one transaction, so each is all or nothing, and
+    files are stored in the order they were given.
     """
 
     def __init__(self, store: Store, summary: IngestSummary) -> None:
@@ -545,9 +548,25 @@ class _SmallFiles:
         self._files: list[_SmallFile] = []
         self._hashes: set[str] = set()
         self._bytes = 0
+        self._reader: duckdb.DuckDBPyConnection | None = None  # splits arrays and documents
+
+    def close(self) -> None:
+        if self._reader is not None:
+            self._reader.close()
+
+    def _documents(self, path: Path, layout: str) -> pl.DataFrame:
+        if self._reader is None:
+            self._reader = duckdb.connect(":memory:")
+            self._reader.execute("SET memory_limit = '256MB'")
+        frame: pl.DataFrame = self._reader.sql(
+            f"SELECT json::VARCHAR AS raw, ordinality AS origin_line"
+            f" FROM {_DOCUMENT_READERS[layout]}",
+            params={"path": str(path)},
+        ).pl()
+        return frame
 
     def add(self, path: Path) -> bool:
-        """Take the file if it is small NDJSON (and report it if it cannot be read)."""
+        """Take the file if it is small (and report it if it cannot be read)."""
         origin = str(path)
         observed_at = datetime.now(UTC)
         try:
@@ -562,18 +581,27 @@ class _SmallFiles:
             return True
         if len(data) > _GROUP_BYTES:  # a small gzip file of much data: streamed instead
             return False
-        if not _always_lines(path) and _sniff(data[:4096]) != "lines":
-            return False
         content_hash = hashlib.sha256(data).hexdigest()
-        self._summary.files.append(FileOutcome(path=origin, status="already ingested"))
         if content_hash in self._hashes:  # the same content earlier in this group
+            self._summary.files.append(FileOutcome(path=origin, status="already ingested"))
             return True
-        if data and not data.endswith(b"\n"):
+        layout = "lines" if _always_lines(path) else _sniff(data[:4096])
+        documents = None
+        if layout != "lines":
+            try:
+                documents = self._documents(path, layout)
+            except duckdb.Error as exc:
+                error = _unreadable_documents(origin, layout, exc)
+                self._summary.files.append(FileOutcome(path=origin, status="failed", error=error))
+                return True
+            data = b""
+        elif data and not data.endswith(b"\n"):
             data += b"\n"
+        self._summary.files.append(FileOutcome(path=origin, status="already ingested"))
         slot = len(self._summary.files) - 1
-        self._files.append(_SmallFile(slot, path, size, observed_at, content_hash, data))
+        self._files.append(_SmallFile(slot, path, size, observed_at, content_hash, data, documents))
         self._hashes.add(content_hash)
-        self._bytes += len(data)
+        self._bytes += len(data) if documents is None else size
         if self._bytes >= _GROUP_BYTES or len(self._files) >= _GROUP_FILES:
             self.commit()
         return True
@@ -625,19 +653,38 @@ class _SmallFiles:
 
 
 def _group_lines(files: list[_SmallFile]) -> pl.DataFrame:
-    """Return the records of the files as RAW_SCHEMA columns, split in one pass."""
-    counts = np.array([f.data.count(b"\n") for f in files], np.int64)
-    ends = np.cumsum(counts)  # file i holds the lines ends[i-1]+1 .. ends[i] of the group
-    lines = cast(pl.DataFrame, pl.from_arrow(_line_batch(b"".join(f.data for f in files), 0)[0]))
-    line = lines.get_column("origin_line").to_numpy()
-    which = np.searchsorted(ends, line, side="left")
-    first = (ends - counts)[which]
-    return lines.with_columns(
-        raw=pl.col("raw").cast(pl.String),
-        origin_line=pl.Series(line - first),
+    """Return the records of the files as RAW_SCHEMA columns, in file and line order.
+
+    The NDJSON files are split in one pass over their joined content; arrays and documents
+    were split when they were read.
+    """
+    parts = []
+    texts = [i for i, f in enumerate(files) if f.documents is None]
+    if texts:
+        counts = np.array([files[i].data.count(b"\n") for i in texts], np.int64)
+        ends = np.cumsum(counts)  # text k holds the lines ends[k-1]+1 .. ends[k] of the join
+        joined = b"".join(files[i].data for i in texts)
+        lines = cast(pl.DataFrame, pl.from_arrow(_line_batch(joined, 0)[0]))
+        line = lines.get_column("origin_line").to_numpy()
+        which = np.searchsorted(ends, line, side="left")
+        parts.append(
+            lines.with_columns(
+                raw=pl.col("raw").cast(pl.String),
+                origin_line=pl.Series(line - (ends - counts)[which]),
+                file=pl.Series(np.array(texts, np.int64)[which]),
+            )
+        )
+    parts.extend(
+        f.documents.with_columns(file=pl.lit(i, pl.Int64))
+        for i, f in enumerate(files)
+        if f.documents is not None
+    )
+    frame = pl.concat(parts, how="diagonal_relaxed").sort("file", "origin_line")
+    which_file = frame.get_column("file")
+    return frame.drop("file").with_columns(
         source=pl.lit(str(Source.FILE)),
-        observed_at=pl.Series([f.observed_at for f in files]).gather(which),
-        origin=pl.Series([str(f.path) for f in files]).gather(which),
+        observed_at=pl.Series([f.observed_at for f in files]).gather(which_file),
+        origin=pl.Series([str(f.path) for f in files]).gather(which_file),
     )
 
 
@@ -723,6 +770,7 @@ def ingest_paths(
                     bar.end_file()
             group.commit()
         finally:
+            group.close()
             if bar is not None:
                 bar.stop()
         status = "failed" if summary.failed_files else "ok"

@@ -33,7 +33,7 @@ def test_small_files_benchmark_smoke_prints_both_times_and_the_ratio() -> None:
          "--records", "3"],
         capture_output=True, text=True, timeout=300, check=True,
     ).stdout
-    assert "ingest of 30 files of 3 record(s) (90 records)" in out
+    assert "ingest of 30 NDJSON files of 3 record(s) (90 records)" in out
     assert re.search(r"grouped commits \(asg-audit ingest\) +\d+\.\d\d +[\d,]+\n", out)
     assert re.search(r"one transaction per file \(baseline\) +\d+\.\d\d +[\d,]+\n", out)
     assert re.search(r"speed-up = \d+\.\dx", out)

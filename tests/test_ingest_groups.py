@@ -37,6 +37,14 @@ def make_exports(folder: Path) -> None:
     (folder / "06-truncated.jsonl.gz").write_bytes(data[: len(data) // 2])
     (folder / "07-c.jsonl").write_text(rec("t2", label="bird") + "\n" + rec("t7") + "\n")
     (folder / "08-empty.jsonl").write_text("")
+    # arrays and pretty-printed documents, plain and compressed, good and broken
+    (folder / "08a-array.json").write_text("[" + rec("a1") + ", [1], " + rec("t1", label="owl") + "]")
+    with gzip.open(folder / "08b-array.json.gz", "wt") as fh:
+        fh.write(json.dumps([json.loads(rec("a2")), {"task_id": "a3", "confidence": "high"}],
+                            indent=2))
+    (folder / "08c-pretty.json").write_text(
+        json.dumps(json.loads(rec("a4")), indent=2) + "\n" + json.dumps({"task_id": "a/5"}, indent=2))
+    (folder / "08d-cut.json").write_text(json.dumps(json.loads(rec("a6")), indent=2)[:50])
     for i in range(9, 15):
         (folder / f"{i:02d}-more.ndjson").write_text(rec(f"m{i}") + "\n")
 
@@ -79,9 +87,15 @@ def test_grouped_small_files_store_what_streaming_them_one_by_one_stores(
         ("03-copy-of-a.jsonl", "already ingested", 0), ("04-b.jsonl.gz", "ingested", 2),
         ("05-big.jsonl", "ingested", 41), ("06-truncated.jsonl.gz", "failed", 0),
         ("07-c.jsonl", "ingested", 2), ("08-empty.jsonl", "ingested", 0),
+        ("08a-array.json", "ingested", 3), ("08b-array.json.gz", "ingested", 2),
+        ("08c-pretty.json", "ingested", 2), ("08d-cut.json", "failed", 0),
         *[(f"{i:02d}-more.ndjson", "ingested", 1) for i in range(9, 15)]]
-    assert grouped.rejected_by_reason == {"bad_type": 1, "not_object": 1, "invalid_utf8": 1}
-    assert (grouped.duplicates, grouped.conflicts) == (1, 2)
+    assert grouped.rejected_by_reason == {
+        "bad_type": 2, "not_object": 2, "invalid_utf8": 1, "unsafe_task_id": 1}
+    assert (grouped.duplicates, grouped.conflicts) == (1, 3)
+    cut = next(f for f in grouped.files if f.path.endswith("08d-cut.json"))
+    assert "08d-cut.json: not a readable JSON document: " in (cut.error or "")
+    assert "Malformed JSON" in (cut.error or "") and "unexpected end of data" in (cut.error or "")
     expected, got = tables(tmp_path / "streamed.duckdb"), tables(tmp_path / "grouped.duckdb")
     for name, frame in expected.items():
         assert got[name].equals(frame), name
@@ -89,6 +103,8 @@ def test_grouped_small_files_store_what_streaming_them_one_by_one_stores(
     # the first file to settle t2 gives its label; the big file and the later small one are
     # conflicts, whichever way each was read
     assert (t2["consensus_label"], t2["conflict_count"], t2["observation_count"]) == ("cat", 2, 3)
+    t1 = got["results"].filter(pl.col("task_id") == "t1").row(0, named=True)
+    assert (t1["consensus_label"], t1["conflict_count"]) == ("cat", 1)  # the array's owl
     assert got["observations"].get_column("origin").to_list()[:2] == [
         str(tmp_path / "exports" / "01-a.jsonl")] * 2
 
