@@ -43,7 +43,16 @@ def _config(args: argparse.Namespace, **overrides: Any) -> AuditConfig:
 def _cmd_ingest(args: argparse.Namespace, config: AuditConfig) -> int:
     from asg_audit.ingest import ingest_paths, print_ingest_summary
 
-    summary = ingest_paths(config.db_path, args.paths, progress=not args.quiet)
+    try:
+        summary = ingest_paths(config.db_path, args.paths, progress=not args.quiet)
+    except KeyboardInterrupt:
+        print(
+            "asg-audit: ingest interrupted: the files stored before it are kept, the file being"
+            " read and those after it are not; run the same command again to finish (stored"
+            " files are skipped)",
+            file=sys.stderr,
+        )
+        return EXIT_INCOMPLETE
     print_ingest_summary(summary)
     return EXIT_USAGE if summary.failed_files else 0
 

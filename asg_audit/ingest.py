@@ -769,6 +769,12 @@ def ingest_paths(
                 if bar is not None:
                     bar.end_file()
             group.commit()
+        except KeyboardInterrupt:
+            # What was committed stays; the run says it stopped early (a run again skips the
+            # files already stored).
+            with contextlib.suppress(duckdb.Error):
+                store.finish_run(summary.run_id, status="interrupted", stats=summary.as_dict())
+            raise
         finally:
             group.close()
             if bar is not None:

@@ -142,3 +142,41 @@ def test_summary_of_few_files_names_each(tmp_path: Path) -> None:
     print_ingest_summary(ingest_paths(tmp_path / "audit.duckdb", [tmp_path]), file=out)
     assert f"  ingested          {tmp_path / 'one.jsonl'} (2 records, 1 accepted, 1 rejected)\n" in (
         out.getvalue())
+
+
+def test_interrupted_ingest_keeps_stored_files_and_says_so(tmp_path: Path) -> None:
+    # The second input is a named pipe: the ingest blocks reading it, after the first (large,
+    # streamed) file is stored. SIGINT is sent while it waits there (the signal may land on
+    # one of DuckDB's threads, so the read is not cut short: it is acted on as soon as the
+    # read returns, when the pipe is closed): deterministic, with no sleeps.
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    big = tmp_path / "big.jsonl"
+    big.write_text("".join(rec(f"t{i}") + "\n" for i in range(5_000)))  # over 1 MiB
+    assert big.stat().st_size > (1 << 20)
+    pipe = tmp_path / "pipe.jsonl"
+    os.mkfifo(pipe)
+    db = tmp_path / "audit.duckdb"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "asg_audit", "ingest", "--db", str(db), "--quiet", str(big),
+         str(pipe)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    with open(pipe, "w") as writer:  # opens once the ingest opens the pipe to read it
+        writer.write(rec("p1") + "\n")
+        writer.flush()
+        proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 3, err
+    assert "ingest interrupted: the files stored before it are kept" in err
+    assert "Traceback" not in err and out == ""
+    with open_store(db, read_only=True) as store:
+        runs = store.frame("runs")
+        assert store.count("observations") == 5_000
+        assert store.frame("ingested_files").get_column("path").to_list() == [str(big)]
+    assert runs.get_column("status").to_list() == ["interrupted"]
+    assert runs.get_column("finished_at").is_not_null().all()
+    assert '"ingested"' in runs.get_column("stats")[0]  # the big file's outcome
+    again = ingest_paths(db, [big])
+    assert again.files[0].status == "already ingested"
