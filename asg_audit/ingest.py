@@ -586,6 +586,7 @@ class _SmallFiles:
             self._summary.files.append(FileOutcome(path=origin, status="already ingested"))
             return True
         layout = "lines" if _always_lines(path) else _sniff(data[:4096])
+        size_read = len(data)  # decompressed: what the group holds in memory
         documents = None
         if layout != "lines":
             try:
@@ -601,7 +602,7 @@ class _SmallFiles:
         slot = len(self._summary.files) - 1
         self._files.append(_SmallFile(slot, path, size, observed_at, content_hash, data, documents))
         self._hashes.add(content_hash)
-        self._bytes += len(data) if documents is None else size
+        self._bytes += size_read
         if self._bytes >= _GROUP_BYTES or len(self._files) >= _GROUP_FILES:
             self.commit()
         return True
