@@ -262,7 +262,9 @@ def _build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("ingest", help="ingest exported result files and webhook logs")
     _add_common(p)
-    p.add_argument("paths", nargs="+", metavar="PATH", help="files, folders or globs")
+    p.add_argument(
+        "paths", nargs="+", metavar="PATH", help="files, folders or globs; - reads NDJSON on stdin"
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(handler=_cmd_ingest)
 

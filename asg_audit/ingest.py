@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any, Protocol, cast
+from typing import IO, Any, Final, Protocol, cast
 
 import duckdb
 import numpy as np
@@ -53,6 +53,9 @@ DEFAULT_INGEST_MEMORY_LIMIT = "768MB"
 # each file still all or nothing. Planning those queries costs about 50 ms a commit, which
 # made a folder of one-result files take minutes.
 SMALL_FILE_BYTES = 1 << 20
+# `-` as a path: NDJSON read from standard input (streamed, like a large file).
+STDIN: Final = Path("-")
+STDIN_ORIGIN: Final = "<stdin>"
 _GROUP_BYTES = 16 << 20
 _GROUP_FILES = 1_000
 _SUFFIXES = (".json", ".jsonl", ".ndjson", ".json.gz", ".jsonl.gz", ".ndjson.gz")
@@ -121,6 +124,9 @@ def expand_paths(paths: Iterable[str | Path]) -> list[Path]:
     found: list[Path] = []
     for raw in paths:
         text = str(raw)
+        if text == "-":
+            found.append(STDIN)
+            continue
         matches = (
             [Path(m) for m in sorted(glob.glob(text, recursive=True))]
             if glob.has_magic(text)
@@ -331,7 +337,7 @@ def _layout(path: Path) -> str:
 
 
 def _always_lines(path: Path) -> bool:
-    return path.name.removesuffix(".gz").endswith((".jsonl", ".ndjson"))
+    return path == STDIN or path.name.removesuffix(".gz").endswith((".jsonl", ".ndjson"))
 
 
 def _sniff(head: bytes) -> str:
@@ -348,6 +354,8 @@ def _sniff(head: bytes) -> str:
 
 
 def _open_binary(path: Path) -> IO[bytes]:
+    if path == STDIN:  # left open when the reader is closed
+        return open(sys.stdin.fileno(), "rb", closefd=False)
     if path.name.endswith(".gz"):
         return cast(IO[bytes], gzip.open(path, "rb"))
     return path.open("rb")
@@ -464,10 +472,10 @@ def _ingest_file(
     chunk_bytes: int,
     on_bytes: ProgressFn | None,
 ) -> FileOutcome:
-    origin = str(path)
+    origin = STDIN_ORIGIN if path == STDIN else str(path)
     observed_at = datetime.now(UTC)
     try:
-        size = path.stat().st_size
+        size = 0 if path == STDIN else path.stat().st_size
         with store.transaction():
             layout = _layout(path)
             if layout != "lines":
@@ -567,6 +575,8 @@ class _SmallFiles:
 
     def add(self, path: Path) -> bool:
         """Take the file if it is small (and report it if it cannot be read)."""
+        if path == STDIN:  # of unknown size: streamed
+            return False
         origin = str(path)
         observed_at = datetime.now(UTC)
         try:
@@ -819,7 +829,7 @@ class _Progress:
         self._bar.start()
 
     def start_file(self, path: Path) -> None:
-        name = printable(path.name)
+        name = STDIN_ORIGIN if path == STDIN else printable(path.name)
         name = name if len(name) <= 40 else name[:19] + "..." + name[-18:]
         self._bar.update(self._task, description=f"file {self._index + 1}/{self._count} {name}")
 
@@ -836,6 +846,8 @@ class _Progress:
 
 
 def _size(path: Path) -> int:
+    if path == STDIN:
+        return 0
     try:
         return path.stat().st_size
     except OSError:

@@ -180,3 +180,33 @@ def test_interrupted_ingest_keeps_stored_files_and_says_so(tmp_path: Path) -> No
     assert '"ingested"' in runs.get_column("stats")[0]  # the big file's outcome
     again = ingest_paths(db, [big])
     assert again.files[0].status == "already ingested"
+
+
+def test_ingest_reads_ndjson_on_stdin(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    db = tmp_path / "audit.duckdb"
+    body = rec("s1") + "\n{broken\n" + rec("s2") + "\n"
+
+    def run(*paths: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "asg_audit", "ingest", "--db", str(db), "--quiet", *paths],
+            input=body, capture_output=True, text=True, timeout=60)
+
+    first = run("-")
+    assert first.returncode == 0, first.stderr
+    assert "  ingested          <stdin> (3 records, 2 accepted, 1 rejected)" in first.stdout
+    with open_store(db, read_only=True) as store:
+        rejects = store.frame("rejects")
+        observations = store.frame("observations")
+    assert rejects.select("origin", "origin_line", "reason").rows() == [
+        ("<stdin>", 2, "invalid_json")]
+    assert observations.get_column("origin").to_list() == ["<stdin>"] * 2
+    assert observations.get_column("origin_line").to_list() == [1, 3]
+    # the same content again is known by its hash; `-` mixes with files
+    (tmp_path / "more.jsonl").write_text(rec("s3") + "\n")
+    again = run("-", str(tmp_path / "more.jsonl"))
+    assert again.returncode == 0, again.stderr
+    assert "  already ingested  <stdin>\n" in again.stdout
+    assert f"  ingested          {tmp_path / 'more.jsonl'} (1 records" in again.stdout
