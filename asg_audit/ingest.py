@@ -1,9 +1,10 @@
 """File ingest: exported results, webhook delivery logs and submission exports.
 
-NDJSON files (`.jsonl`, `.ndjson`, also gzip-compressed) are streamed in chunks, never loaded
-whole; JSON arrays (`.json`) are streamed element by element by DuckDB. Each file is ingested in
-one transaction: a file that cannot be read leaves the store as it was, and the others go on.
-Records go through the one normaliser and the one store writer.
+A large file is streamed in its own transaction: NDJSON in chunks (never loaded whole), JSON
+arrays and pretty-printed documents element by element by DuckDB. Small files are read whole
+and stored in groups, one transaction a group (`_SmallFiles`). Either way each file is all or
+nothing: a file that cannot be read leaves the store as it was, and the others go on. Records
+go through the one normaliser and the one store writer; reading files is `asg_audit.filelines`.
 """
 
 from __future__ import annotations
@@ -20,14 +21,27 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any, Final, Protocol, cast
+from typing import IO, Any, cast
 
 import duckdb
 import numpy as np
 import polars as pl
-import pyarrow as pa
 
 from asg_audit.errors import InputError
+from asg_audit.filelines import (
+    STDIN,
+    STDIN_ORIGIN,
+    HashingReader,
+    LineBatches,
+    always_lines,
+    describe_read_error,
+    file_content_hash,
+    file_layout,
+    line_batch,
+    open_binary,
+    raw_position,
+    sniff_layout,
+)
 from asg_audit.model import Source, printable
 from asg_audit.normalize import normalise_batch
 from asg_audit.store import Store, WriteStats, open_store
@@ -53,9 +67,6 @@ DEFAULT_INGEST_MEMORY_LIMIT = "768MB"
 # each file still all or nothing. Planning those queries costs about 50 ms a commit, which
 # made a folder of one-result files take minutes.
 SMALL_FILE_BYTES = 1 << 20
-# `-` as a path: NDJSON read from standard input (streamed, like a large file).
-STDIN: Final = Path("-")
-STDIN_ORIGIN: Final = "<stdin>"
 _GROUP_BYTES = 16 << 20
 _GROUP_FILES = 1_000
 _SUFFIXES = (".json", ".jsonl", ".ndjson", ".json.gz", ".jsonl.gz", ".ndjson.gz")
@@ -150,156 +161,6 @@ def expand_paths(paths: Iterable[str | Path]) -> list[Path]:
     return unique
 
 
-class _HashingReader:
-    """Reads a binary stream and hashes what it read (the file's content hash)."""
-
-    def __init__(self, raw: IO[bytes]) -> None:
-        self._raw = raw
-        self.hash = hashlib.sha256()
-
-    def read(self, n: int) -> bytes:
-        data = self._raw.read(n)
-        self.hash.update(data)
-        return data
-
-
-class _Reader(Protocol):
-    def read(self, n: int, /) -> bytes: ...
-
-
-_LINES_SCHEMA = pa.schema(
-    [("raw", pa.string_view()), ("raw_bytes", pa.binary()), ("origin_line", pa.int64())]
-)
-
-
-class _LineBatches:
-    """The lines of an NDJSON stream as Arrow batches, for the store to normalise in place.
-
-    Splitting is vectorised (numpy finds the newlines, the lines are views into the chunk
-    read), so no Python object is made per line. A chunk that is not valid UTF-8 falls back to
-    line-by-line decoding, where the bad lines keep their bytes. A read error is kept in
-    `error` (DuckDB only sees that the stream failed) for the caller to report.
-    """
-
-    def __init__(self, stream: _Reader, *, chunk_bytes: int, on_read: Callable[[], None]) -> None:
-        self._stream = stream
-        self._chunk_bytes = chunk_bytes
-        self._on_read = on_read
-        self.error: BaseException | None = None
-
-    def reader(self) -> pa.RecordBatchReader:
-        return pa.RecordBatchReader.from_batches(_LINES_SCHEMA, self._batches())
-
-    def _batches(self) -> Iterator[pa.RecordBatch]:
-        try:
-            yield from self._split()
-        except BaseException as exc:
-            self.error = exc
-            raise
-
-    def _split(self) -> Iterator[pa.RecordBatch]:
-        line_no = 0
-        carry = b""
-        while True:
-            data = self._stream.read(self._chunk_bytes)
-            self._on_read()
-            if not data:
-                break
-            cut = data.rfind(b"\n")
-            if cut < 0:
-                carry += data
-                continue
-            first = data.find(b"\n")
-            # The line cut by the previous read, then the whole lines of this one.
-            head, body, carry = (
-                carry + data[: first + 1],
-                data[first + 1 : cut + 1],
-                data[cut + 1 :],
-            )
-            for block in (head, body):
-                if block:
-                    batch, line_no = _line_batch(block, line_no)
-                    yield batch
-        if carry.strip():
-            batch, line_no = _line_batch(carry + b"\n", line_no)
-            yield batch
-
-
-def _line_batch(block: bytes, first_line: int) -> tuple[pa.RecordBatch, int]:
-    """Return the lines of `block` (which ends with a newline) and the last line number."""
-    if not block.isascii():
-        try:
-            block.decode("utf-8")
-        except UnicodeDecodeError:
-            return _decoded_lines(block, first_line)
-    ends = np.flatnonzero(np.frombuffer(block, np.uint8) == 10)
-    n = len(ends)
-    offsets = np.empty(n + 1, np.int64)
-    offsets[0] = 0
-    offsets[1:] = ends + 1
-    lines = pl.Series(
-        "raw", pa.LargeStringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(block))
-    ).str.head(-1)  # views into the block, without the newline
-    frame = pl.DataFrame(
-        {"raw": lines, "origin_line": pl.int_range(first_line + 1, first_line + n + 1, eager=True)}
-    ).filter(pl.col("raw").str.len_bytes() > 0)  # empty lines are not records
-    if frame.height and frame.get_column("raw").str.ends_with("\r").any():
-        frame = frame.with_columns(
-            raw=pl.when(pl.col("raw").str.ends_with("\r"))
-            .then(pl.col("raw").str.head(-1))
-            .otherwise(pl.col("raw"))
-        )
-    return _as_batch(_records_only(frame).with_columns(raw_bytes=pl.lit(None, pl.Binary))), (
-        first_line + n
-    )
-
-
-def _records_only(frame: pl.DataFrame) -> pl.DataFrame:
-    """Drop the lines of only whitespace (spaces, tabs, a carriage return): not records."""
-    raw = frame.get_column("raw")
-    other = ~raw.str.starts_with("{")  # almost every record starts with a brace
-    if not other.any():
-        return frame
-    return frame.filter(raw.is_null() | ~other | raw.str.contains(r"[^ \t\r]"))
-
-
-def _decoded_lines(block: bytes, first_line: int) -> tuple[pa.RecordBatch, int]:
-    """Return the lines of a block that is not all UTF-8: bad lines keep only their bytes."""
-    parts = block.split(b"\n")
-    if parts and parts[-1] == b"":
-        parts.pop()
-    texts: list[str | None] = []
-    raw_bytes: list[bytes | None] = []
-    for part in parts:
-        try:
-            texts.append(part.decode("utf-8"))
-            raw_bytes.append(None)
-        except UnicodeDecodeError:
-            texts.append(None)
-            raw_bytes.append(part)
-    n = len(parts)
-    frame = pl.DataFrame(
-        {
-            "raw": pl.Series(texts, dtype=pl.String).str.strip_suffix("\r"),
-            "raw_bytes": pl.Series(raw_bytes, dtype=pl.Binary),
-            "origin_line": pl.int_range(first_line + 1, first_line + n + 1, eager=True),
-        }
-    )
-    return _as_batch(_records_only(frame)), first_line + n
-
-
-def _as_batch(frame: pl.DataFrame) -> pa.RecordBatch:
-    """Return a frame of lines as one Arrow batch of _LINES_SCHEMA (views into its buffers)."""
-    table = frame.select("raw", "raw_bytes", "origin_line").to_arrow(
-        compat_level=pl.CompatLevel.newest()
-    )
-    return (
-        pa.RecordBatch.from_pylist([], schema=_LINES_SCHEMA)
-        if not table.num_rows
-        else (table.cast(_LINES_SCHEMA).combine_chunks().to_batches()[0])
-    )
-
-
 def _file_records(raw: str, raw_bytes: str, line: str, relation: str, where: str = "") -> str:
     """Return a query giving a file's records as the normaliser's RAW_SCHEMA columns."""
     return f"""(SELECT {raw} AS raw, {raw_bytes} AS raw_bytes, '{Source.FILE}' AS source,
@@ -324,43 +185,6 @@ _DOCUMENT_SOURCES = {
 }
 
 
-def _layout(path: Path) -> str:
-    """How a file holds its records: "lines" (NDJSON), "array" or "documents".
-
-    `.jsonl`/`.ndjson` (gzip-compressed or not) are line-delimited whatever their first line
-    is (a line `[1]` is a record that is not an object); other files are sniffed (`_sniff`).
-    """
-    if _always_lines(path):
-        return "lines"
-    with _open_binary(path) as fh:
-        return _sniff(fh.read(4096))
-
-
-def _always_lines(path: Path) -> bool:
-    return path == STDIN or path.name.removesuffix(".gz").endswith((".jsonl", ".ndjson"))
-
-
-def _sniff(head: bytes) -> str:
-    """The layout of a file from its first bytes: an array; pretty-printed documents (a first
-    line that is a lone `{`, or an indented second line: what `jq` or `json.dumps(...,
-    indent=2)` write); anything else is read as lines."""
-    head = head.lstrip()
-    if head.startswith(b"["):
-        return "array"
-    first, _, rest = head.partition(b"\n")
-    if head.startswith(b"{") and (first.strip() == b"{" or rest.startswith((b" ", b"\t"))):
-        return "documents"
-    return "lines"
-
-
-def _open_binary(path: Path) -> IO[bytes]:
-    if path == STDIN:  # left open when the reader is closed
-        return open(sys.stdin.fileno(), "rb", closefd=False)
-    if path.name.endswith(".gz"):
-        return cast(IO[bytes], gzip.open(path, "rb"))
-    return path.open("rb")
-
-
 def _stage_documents(
     store: Store,
     run_id: str,
@@ -373,7 +197,7 @@ def _stage_documents(
 ) -> tuple[int, Counter[str], str]:
     """Stage the elements of a JSON array file or the documents of a file of pretty-printed
     JSON; return (records, rejects by reason, content hash)."""
-    content_hash = _content_hash(path)
+    content_hash = file_content_hash(path)
     params = {"observed_at": observed_at, "origin": origin, "path": str(path)}
     try:
         with _query_progress(store.con, path.stat().st_size, on_bytes):
@@ -436,18 +260,18 @@ def _stage_lines(
     on_bytes: ProgressFn | None,
 ) -> tuple[int, Counter[str], str]:
     """Stage the lines of an NDJSON file; return (records, rejects by reason, content hash)."""
-    with _open_binary(path) as fh:
-        reader = _HashingReader(fh)
+    with open_binary(path) as fh:
+        reader = HashingReader(fh)
         last_pos = 0
 
         def on_read() -> None:
             nonlocal last_pos
             if on_bytes is not None:
-                pos = _raw_position(fh)
+                pos = raw_position(fh)
                 on_bytes(pos - last_pos)
                 last_pos = pos
 
-        lines = _LineBatches(reader, chunk_bytes=chunk_bytes, on_read=on_read)
+        lines = LineBatches(reader, chunk_bytes=chunk_bytes, on_read=on_read)
         store.con.register("_file_lines", lines.reader())
         try:
             records, rejected = store.stage_raw(
@@ -477,7 +301,7 @@ def _ingest_file(
     try:
         size = 0 if path == STDIN else path.stat().st_size
         with store.transaction():
-            layout = _layout(path)
+            layout = file_layout(path)
             if layout != "lines":
                 records, rejected, content_hash = _stage_documents(
                     store,
@@ -511,7 +335,7 @@ def _ingest_file(
     except _AlreadyIngested:
         return FileOutcome(path=origin, status="already ingested")
     except (OSError, EOFError, zlib.error, gzip.BadGzipFile) as exc:
-        reason = _describe_read_error(exc)
+        reason = describe_read_error(exc)
         return FileOutcome(path=origin, status="failed", error=f"{origin}: {reason}")
     except InputError as exc:
         return FileOutcome(path=origin, status="failed", error=str(exc))
@@ -583,10 +407,10 @@ class _SmallFiles:
             size = path.stat().st_size
             if size > SMALL_FILE_BYTES:
                 return False
-            with _open_binary(path) as fh:
+            with open_binary(path) as fh:
                 data = fh.read(_GROUP_BYTES + 1)
         except (OSError, EOFError, zlib.error, gzip.BadGzipFile) as exc:
-            error = f"{origin}: {_describe_read_error(exc)}"
+            error = f"{origin}: {describe_read_error(exc)}"
             self._summary.files.append(FileOutcome(path=origin, status="failed", error=error))
             return True
         if len(data) > _GROUP_BYTES:  # a small gzip file of much data: streamed instead
@@ -595,7 +419,7 @@ class _SmallFiles:
         if content_hash in self._hashes:  # the same content earlier in this group
             self._summary.files.append(FileOutcome(path=origin, status="already ingested"))
             return True
-        layout = "lines" if _always_lines(path) else _sniff(data[:4096])
+        layout = "lines" if always_lines(path) else sniff_layout(data[:4096])
         size_read = len(data)  # decompressed: what the group holds in memory
         documents = None
         if layout != "lines":
@@ -675,7 +499,7 @@ def _group_lines(files: list[_SmallFile]) -> pl.DataFrame:
         counts = np.array([files[i].data.count(b"\n") for i in texts], np.int64)
         ends = np.cumsum(counts)  # text k holds the lines ends[k-1]+1 .. ends[k] of the join
         joined = b"".join(files[i].data for i in texts)
-        lines = cast(pl.DataFrame, pl.from_arrow(_line_batch(joined, 0)[0]))
+        lines = cast(pl.DataFrame, pl.from_arrow(line_batch(joined, 0)[0]))
         line = lines.get_column("origin_line").to_numpy()
         which = np.searchsorted(ends, line, side="left")
         parts.append(
@@ -701,38 +525,6 @@ def _group_lines(files: list[_SmallFile]) -> pl.DataFrame:
 
 class _AlreadyIngested(Exception):
     """Internal: the file's content was ingested before; roll back and report it."""
-
-
-def _raw_position(fh: IO[bytes]) -> int:
-    inner = getattr(fh, "fileobj", None)  # gzip: progress in compressed bytes
-    try:
-        return int((inner or fh).tell())
-    except (OSError, ValueError):
-        return 0
-
-
-def _describe_read_error(exc: BaseException) -> str:
-    if isinstance(exc, EOFError):
-        return "truncated compressed file (ended before the end-of-stream marker); nothing stored"
-    if isinstance(exc, gzip.BadGzipFile | zlib.error):
-        return f"corrupt gzip data ({exc}); nothing stored"
-    if isinstance(exc, PermissionError):
-        return "permission denied; nothing stored"
-    if isinstance(exc, FileNotFoundError):
-        return "no such file"
-    if isinstance(exc, IsADirectoryError):
-        return "is a folder"
-    strerror = getattr(exc, "strerror", None)
-    return f"cannot read: {strerror or exc}; nothing stored"
-
-
-def _content_hash(path: Path) -> str:
-    # The hash of the content (decompressed), as the line reader computes it for NDJSON.
-    h = hashlib.sha256()
-    with _open_binary(path) as fh:
-        while chunk := fh.read(8 * 1024 * 1024):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def ingest_paths(

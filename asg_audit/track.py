@@ -22,6 +22,7 @@ from typing import IO, Any
 import polars as pl
 
 from asg_audit.errors import InputError
+from asg_audit.filelines import describe_read_error
 from asg_audit.model import SUBMISSIONS_SCHEMA, is_safe_task_id, printable
 from asg_audit.store import open_store
 
@@ -141,9 +142,7 @@ def track_file(db: str | Path, path: str | Path, *, wait_seconds: float = 0.0) -
     except FileNotFoundError:
         raise InputError(f"{path}: no such file") from None
     except (OSError, EOFError, UnicodeDecodeError, zlib.error, csv.Error) as exc:
-        from asg_audit.ingest import _describe_read_error
-
-        raise InputError(f"{path}: {_describe_read_error(exc)}") from None
+        raise InputError(f"{path}: {describe_read_error(exc)}") from None
     frame = (
         pl.DataFrame(
             rows,

@@ -1,0 +1,260 @@
+"""Reading export files: how a file holds its records, and its lines as Arrow batches.
+
+A file is NDJSON (`.jsonl`, `.ndjson`, sniffed `.json`), a JSON array, or pretty-printed JSON
+documents (`file_layout`); any of them may be gzip-compressed, and `-` is standard input.
+NDJSON is split into lines without a Python object per line (`LineBatches`, `line_batch`); a
+file's content hash is of its decompressed content. No store and no normaliser here: `ingest`
+puts these together.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import sys
+import zlib
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import IO, Final, Protocol, cast
+
+import numpy as np
+import polars as pl
+import pyarrow as pa
+
+__all__ = [
+    "STDIN",
+    "STDIN_ORIGIN",
+    "HashingReader",
+    "LineBatches",
+    "always_lines",
+    "describe_read_error",
+    "file_content_hash",
+    "file_layout",
+    "line_batch",
+    "open_binary",
+    "raw_position",
+    "sniff_layout",
+]
+
+# `-` as a path: NDJSON read from standard input (streamed, like a large file).
+STDIN: Final = Path("-")
+STDIN_ORIGIN: Final = "<stdin>"
+
+
+class HashingReader:
+    """Reads a binary stream and hashes what it read (the file's content hash)."""
+
+    def __init__(self, raw: IO[bytes]) -> None:
+        self._raw = raw
+        self.hash = hashlib.sha256()
+
+    def read(self, n: int) -> bytes:
+        data = self._raw.read(n)
+        self.hash.update(data)
+        return data
+
+
+class _Reader(Protocol):
+    def read(self, n: int, /) -> bytes: ...
+
+
+_LINES_SCHEMA = pa.schema(
+    [("raw", pa.string_view()), ("raw_bytes", pa.binary()), ("origin_line", pa.int64())]
+)
+
+
+class LineBatches:
+    """The lines of an NDJSON stream as Arrow batches, for the store to normalise in place.
+
+    Splitting is vectorised (numpy finds the newlines, the lines are views into the chunk
+    read), so no Python object is made per line. A chunk that is not valid UTF-8 falls back to
+    line-by-line decoding, where the bad lines keep their bytes. A read error is kept in
+    `error` (DuckDB only sees that the stream failed) for the caller to report.
+    """
+
+    def __init__(self, stream: _Reader, *, chunk_bytes: int, on_read: Callable[[], None]) -> None:
+        self._stream = stream
+        self._chunk_bytes = chunk_bytes
+        self._on_read = on_read
+        self.error: BaseException | None = None
+
+    def reader(self) -> pa.RecordBatchReader:
+        return pa.RecordBatchReader.from_batches(_LINES_SCHEMA, self._batches())
+
+    def _batches(self) -> Iterator[pa.RecordBatch]:
+        try:
+            yield from self._split()
+        except BaseException as exc:
+            self.error = exc
+            raise
+
+    def _split(self) -> Iterator[pa.RecordBatch]:
+        line_no = 0
+        carry = b""
+        while True:
+            data = self._stream.read(self._chunk_bytes)
+            self._on_read()
+            if not data:
+                break
+            cut = data.rfind(b"\n")
+            if cut < 0:
+                carry += data
+                continue
+            first = data.find(b"\n")
+            # The line cut by the previous read, then the whole lines of this one.
+            head, body, carry = (
+                carry + data[: first + 1],
+                data[first + 1 : cut + 1],
+                data[cut + 1 :],
+            )
+            for block in (head, body):
+                if block:
+                    batch, line_no = line_batch(block, line_no)
+                    yield batch
+        if carry.strip():
+            batch, line_no = line_batch(carry + b"\n", line_no)
+            yield batch
+
+
+def line_batch(block: bytes, first_line: int) -> tuple[pa.RecordBatch, int]:
+    """Return the lines of `block` (which ends with a newline) and the last line number."""
+    if not block.isascii():
+        try:
+            block.decode("utf-8")
+        except UnicodeDecodeError:
+            return _decoded_lines(block, first_line)
+    ends = np.flatnonzero(np.frombuffer(block, np.uint8) == 10)
+    n = len(ends)
+    offsets = np.empty(n + 1, np.int64)
+    offsets[0] = 0
+    offsets[1:] = ends + 1
+    lines = pl.Series(
+        "raw", pa.LargeStringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(block))
+    ).str.head(-1)  # views into the block, without the newline
+    frame = pl.DataFrame(
+        {"raw": lines, "origin_line": pl.int_range(first_line + 1, first_line + n + 1, eager=True)}
+    ).filter(pl.col("raw").str.len_bytes() > 0)  # empty lines are not records
+    if frame.height and frame.get_column("raw").str.ends_with("\r").any():
+        frame = frame.with_columns(
+            raw=pl.when(pl.col("raw").str.ends_with("\r"))
+            .then(pl.col("raw").str.head(-1))
+            .otherwise(pl.col("raw"))
+        )
+    return _as_batch(_records_only(frame).with_columns(raw_bytes=pl.lit(None, pl.Binary))), (
+        first_line + n
+    )
+
+
+def _records_only(frame: pl.DataFrame) -> pl.DataFrame:
+    """Drop the lines of only whitespace (spaces, tabs, a carriage return): not records."""
+    raw = frame.get_column("raw")
+    other = ~raw.str.starts_with("{")  # almost every record starts with a brace
+    if not other.any():
+        return frame
+    return frame.filter(raw.is_null() | ~other | raw.str.contains(r"[^ \t\r]"))
+
+
+def _decoded_lines(block: bytes, first_line: int) -> tuple[pa.RecordBatch, int]:
+    """Return the lines of a block that is not all UTF-8: bad lines keep only their bytes."""
+    parts = block.split(b"\n")
+    if parts and parts[-1] == b"":
+        parts.pop()
+    texts: list[str | None] = []
+    raw_bytes: list[bytes | None] = []
+    for part in parts:
+        try:
+            texts.append(part.decode("utf-8"))
+            raw_bytes.append(None)
+        except UnicodeDecodeError:
+            texts.append(None)
+            raw_bytes.append(part)
+    n = len(parts)
+    frame = pl.DataFrame(
+        {
+            "raw": pl.Series(texts, dtype=pl.String).str.strip_suffix("\r"),
+            "raw_bytes": pl.Series(raw_bytes, dtype=pl.Binary),
+            "origin_line": pl.int_range(first_line + 1, first_line + n + 1, eager=True),
+        }
+    )
+    return _as_batch(_records_only(frame)), first_line + n
+
+
+def _as_batch(frame: pl.DataFrame) -> pa.RecordBatch:
+    """Return a frame of lines as one Arrow batch of _LINES_SCHEMA (views into its buffers)."""
+    table = frame.select("raw", "raw_bytes", "origin_line").to_arrow(
+        compat_level=pl.CompatLevel.newest()
+    )
+    return (
+        pa.RecordBatch.from_pylist([], schema=_LINES_SCHEMA)
+        if not table.num_rows
+        else (table.cast(_LINES_SCHEMA).combine_chunks().to_batches()[0])
+    )
+
+
+def file_layout(path: Path) -> str:
+    """How a file holds its records: "lines" (NDJSON), "array" or "documents".
+
+    `.jsonl`/`.ndjson` (gzip-compressed or not) are line-delimited whatever their first line
+    is (a line `[1]` is a record that is not an object); other files are sniffed (`sniff_layout`).
+    """
+    if always_lines(path):
+        return "lines"
+    with open_binary(path) as fh:
+        return sniff_layout(fh.read(4096))
+
+
+def always_lines(path: Path) -> bool:
+    return path == STDIN or path.name.removesuffix(".gz").endswith((".jsonl", ".ndjson"))
+
+
+def sniff_layout(head: bytes) -> str:
+    """The layout of a file from its first bytes: an array; pretty-printed documents (a first
+    line that is a lone `{`, or an indented second line: what `jq` or `json.dumps(...,
+    indent=2)` write); anything else is read as lines."""
+    head = head.lstrip()
+    if head.startswith(b"["):
+        return "array"
+    first, _, rest = head.partition(b"\n")
+    if head.startswith(b"{") and (first.strip() == b"{" or rest.startswith((b" ", b"\t"))):
+        return "documents"
+    return "lines"
+
+
+def open_binary(path: Path) -> IO[bytes]:
+    if path == STDIN:  # left open when the reader is closed
+        return open(sys.stdin.fileno(), "rb", closefd=False)
+    if path.name.endswith(".gz"):
+        return cast(IO[bytes], gzip.open(path, "rb"))
+    return path.open("rb")
+
+
+def raw_position(fh: IO[bytes]) -> int:
+    inner = getattr(fh, "fileobj", None)  # gzip: progress in compressed bytes
+    try:
+        return int((inner or fh).tell())
+    except (OSError, ValueError):
+        return 0
+
+
+def describe_read_error(exc: BaseException) -> str:
+    if isinstance(exc, EOFError):
+        return "truncated compressed file (ended before the end-of-stream marker); nothing stored"
+    if isinstance(exc, gzip.BadGzipFile | zlib.error):
+        return f"corrupt gzip data ({exc}); nothing stored"
+    if isinstance(exc, PermissionError):
+        return "permission denied; nothing stored"
+    if isinstance(exc, FileNotFoundError):
+        return "no such file"
+    if isinstance(exc, IsADirectoryError):
+        return "is a folder"
+    strerror = getattr(exc, "strerror", None)
+    return f"cannot read: {strerror or exc}; nothing stored"
+
+
+def file_content_hash(path: Path) -> str:
+    # The hash of the content (decompressed), as the line reader computes it for NDJSON.
+    h = hashlib.sha256()
+    with open_binary(path) as fh:
+        while chunk := fh.read(8 * 1024 * 1024):
+            h.update(chunk)
+    return h.hexdigest()
