@@ -93,7 +93,16 @@ def _ingest_with_kills(
 
 
 def test_hardening_ingest_killed_3_times_ends_as_an_unkilled_run(tmp_path: Path) -> None:
+    # 12 files of about 0.6 MB: small files, read whole and stored as one group
     log = _ingest_with_kills(tmp_path, kills=QUICK_KILLS, files=12, seed=101)
+    assert log.progress[-1] > 0  # at least one kill landed after a commit
+
+
+def test_hardening_ingest_of_large_files_killed_3_times_ends_as_an_unkilled_run(
+    tmp_path: Path,
+) -> None:
+    # 5 files of about 1.3 MB: each streamed and stored in its own transaction
+    log = _ingest_with_kills(tmp_path, kills=QUICK_KILLS, files=5, per_file=4000, seed=103)
     assert log.progress[-1] > 0  # at least one kill landed after a commit
 
 
