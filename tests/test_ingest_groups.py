@@ -210,3 +210,40 @@ def test_ingest_reads_ndjson_on_stdin(tmp_path: Path) -> None:
     assert again.returncode == 0, again.stderr
     assert "  already ingested  <stdin>\n" in again.stdout
     assert f"  ingested          {tmp_path / 'more.jsonl'} (1 records" in again.stdout
+
+
+def test_progress_on_a_terminal_is_one_bar_over_all_files(tmp_path: Path) -> None:
+    import os
+    import pty
+    import re
+    import select
+    import subprocess
+    import sys
+
+    for i in range(3):
+        (tmp_path / f"r{i}.jsonl").write_text(rec(f"t{i}") + "\n")
+    (tmp_path / "big.jsonl").write_text("".join(rec(f"b{i}") + "\n" for i in range(4_000)))
+    total_mb = sum(p.stat().st_size for p in tmp_path.glob("*.jsonl")) / 1e6
+    main, child = pty.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "asg_audit", "ingest", "--db", str(tmp_path / "audit.duckdb"),
+         str(tmp_path)], stdin=child, stdout=child, stderr=child,
+        env={**os.environ, "COLUMNS": "160", "TERM": "xterm"})
+    os.close(child)
+    out = b""
+    while select.select([main], [], [], 60)[0]:
+        try:
+            chunk = os.read(main, 65536)
+        except OSError:  # the child closed the terminal
+            break
+        if not chunk:
+            break
+        out += chunk
+    assert proc.wait(timeout=60) == 0
+    text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", out.decode(errors="replace"))
+    # one bar over the bytes of all the files: drawn empty at the start and full at the end,
+    # naming the last file (the refreshes in between depend on timing)
+    bar = "━" * 40
+    assert f"ingest {bar} 0.0/{total_mb:.1f} MB " in text
+    assert f"file 4/4 r2.jsonl {bar} {total_mb:.1f}/{total_mb:.1f} MB " in text
+    assert "  ingested          " in text and "records read             4,003" in text
