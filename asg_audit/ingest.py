@@ -101,6 +101,16 @@ class IngestSummary:
     conflicts: int = 0
     duplicates: int = 0
 
+    def add(self, records: int, rejected: Counter[str], totals: WriteStats) -> None:
+        """Count what one commit stored: records read, rejects by reason, store changes."""
+        self.records += records
+        self.accepted += records - rejected.total()
+        self.rejected_by_reason.update(rejected)
+        self.new_results += totals.new_results
+        self.updated_results += totals.updated_results
+        self.conflicts += totals.new_conflicts
+        self.duplicates += totals.duplicates
+
     @property
     def rejected(self) -> int:
         """Return the number of records quarantined in `rejects`."""
@@ -340,13 +350,7 @@ def _ingest_file(
         return FileOutcome(path=origin, status="failed", error=f"{origin}: {reason}")
     except InputError as exc:
         return FileOutcome(path=origin, status="failed", error=str(exc))
-    summary.records += records
-    summary.accepted += records - rejected.total()
-    summary.rejected_by_reason.update(rejected)
-    summary.new_results += totals.new_results
-    summary.updated_results += totals.updated_results
-    summary.conflicts += totals.new_conflicts
-    summary.duplicates += totals.duplicates
+    summary.add(records, rejected, totals)
     return FileOutcome(
         path=origin,
         status="ingested",
@@ -479,13 +483,11 @@ class _SmallFiles:
                 accepted=accepted[origin],
                 rejected=rejected[origin],
             )
-        summary.records += batch.accepted.height + batch.rejects.height
-        summary.accepted += batch.accepted.height
-        summary.rejected_by_reason.update(batch.rejects.get_column("reason").to_list())
-        summary.new_results += totals.new_results
-        summary.updated_results += totals.updated_results
-        summary.conflicts += totals.new_conflicts
-        summary.duplicates += totals.duplicates
+        summary.add(
+            batch.accepted.height + batch.rejects.height,
+            Counter(batch.rejects.get_column("reason").to_list()),
+            totals,
+        )
 
 
 def _group_lines(files: list[_SmallFile]) -> pl.DataFrame:
