@@ -22,6 +22,7 @@ test: $(STAMP)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check asg_audit tests benchmarks
+	$(VENV)/bin/ruff format --check asg_audit tests benchmarks
 	$(VENV)/bin/mypy
 
 bench: $(STAMP)

@@ -92,13 +92,24 @@ _DELIVERY_COLUMNS: Final = ", ".join(DELIVERIES_SCHEMA)
 # polars frame (converted to Arrow on the way in) cost ten times as many, each one a wait for the
 # event loop to give the GIL back.
 _UTC_US: Final = pa.timestamp("us", tz="UTC")
-_ARROW_SCHEMA: Final = pa.schema([
-    ("delivery_id", pa.string()), ("run_id", pa.string()), ("received_at", _UTC_US),
-    ("outcome", pa.string()), ("http_status", pa.int16()), ("body_sha256", pa.string()),
-    ("body_bytes", pa.int64()), ("event_key", pa.string()), ("task_id", pa.string()),
-    ("delivered_at", _UTC_US), ("secret_index", pa.int16()), ("remote_addr", pa.string()),
-    ("detail", pa.string()), ("body", pa.binary()),
-])
+_ARROW_SCHEMA: Final = pa.schema(
+    [
+        ("delivery_id", pa.string()),
+        ("run_id", pa.string()),
+        ("received_at", _UTC_US),
+        ("outcome", pa.string()),
+        ("http_status", pa.int16()),
+        ("body_sha256", pa.string()),
+        ("body_bytes", pa.int64()),
+        ("event_key", pa.string()),
+        ("task_id", pa.string()),
+        ("delivered_at", _UTC_US),
+        ("secret_index", pa.int16()),
+        ("remote_addr", pa.string()),
+        ("detail", pa.string()),
+        ("body", pa.binary()),
+    ]
+)
 assert _ARROW_SCHEMA.names == [*DELIVERIES_SCHEMA, "body"]
 _INSERT_SQL: Final = (
     f"INSERT INTO webhook_deliveries ({_DELIVERY_COLUMNS}, body)"
@@ -230,8 +241,12 @@ class DeliveryWriter:
 
     def stats(self) -> dict[str, Any]:
         """Return the counters of this receiver: outcomes, commits, normalised bodies."""
-        return {"outcomes": dict(self.counts), "commits": self.commits,
-                "largest_commit": self.largest_commit, "normalised": self.normalised}
+        return {
+            "outcomes": dict(self.counts),
+            "commits": self.commits,
+            "largest_commit": self.largest_commit,
+            "normalised": self.normalised,
+        }
 
     # -- stage 1: the inbox --------------------------------------------------------------------
 
@@ -315,8 +330,16 @@ class DeliveryWriter:
             self._seen.add((key,), age_seconds=max(0.0, float(age)))
         _warm_up(store.con)
         for delivery_id, received_at, body, digest in leftovers:
-            self._pending.put(Delivery(delivery_id, received_at, None, outcome=Outcome.STORED,
-                                       body=bytes(body), body_sha256=digest))
+            self._pending.put(
+                Delivery(
+                    delivery_id,
+                    received_at,
+                    None,
+                    outcome=Outcome.STORED,
+                    body=bytes(body),
+                    body_sha256=digest,
+                )
+            )
         self._store, self._exit = store, stack
         self.last_error = None
 
@@ -401,8 +424,16 @@ class DeliveryWriter:
         waiting: list[Delivery] = []
         stopping = False
         with contextlib.suppress(Exception):  # first-time set-up now, not under the first load
-            normalise_records([RawRecord(body=_SAMPLE_BODY, source=Source.WEBHOOK,
-                                         origin="webhook:warm-up", observed_at=utc_now())])
+            normalise_records(
+                [
+                    RawRecord(
+                        body=_SAMPLE_BODY,
+                        source=Source.WEBHOOK,
+                        origin="webhook:warm-up",
+                        observed_at=utc_now(),
+                    )
+                ]
+            )
         try:
             while not stopping or waiting:
                 deadline = time.monotonic() + self.normalise_interval_seconds
@@ -487,8 +518,9 @@ def _warm_up(con: Any) -> None:
     """Run a group commit's statement once and roll it back, so that the first deliveries do not
     pay for DuckDB's and pyarrow's first-time set-up (tens of milliseconds, partly under the GIL).
     """
-    probe = Delivery("dlv_warm_up", utc_now(), None, outcome=Outcome.STORED, body=b"{}",
-                     delivered_at=utc_now())
+    probe = Delivery(
+        "dlv_warm_up", utc_now(), None, outcome=Outcome.STORED, body=b"{}", delivered_at=utc_now()
+    )
     rows = _deliveries_arrow([probe], None)  # noqa: F841 - read by name in SQL
     with contextlib.suppress(Exception):
         con.execute("BEGIN TRANSACTION")
@@ -507,8 +539,22 @@ def _resolve(items: list[tuple[asyncio.Future[str], str]]) -> None:
 def _deliveries_arrow(batch: list[Delivery], run_id: str | None) -> Any:
     """Return the `webhook_deliveries` rows of a group commit as a pyarrow RecordBatch."""
     cols: list[list[Any]] = [[] for _ in _ARROW_SCHEMA.names]
-    (delivery_id, run, received_at, outcome_, http_status, body_sha256, body_bytes, event_key,
-     task_id, delivered_at, secret_index, remote_addr, detail, body) = cols
+    (
+        delivery_id,
+        run,
+        received_at,
+        outcome_,
+        http_status,
+        body_sha256,
+        body_bytes,
+        event_key,
+        task_id,
+        delivered_at,
+        secret_index,
+        remote_addr,
+        detail,
+        body,
+    ) = cols
     for d in batch:
         outcome = d.outcome or Outcome.UNAVAILABLE
         delivery_id.append(d.delivery_id)

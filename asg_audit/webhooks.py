@@ -195,8 +195,12 @@ class WebhookSettings:
         window = settings.dedupe_window_seconds
         if not isinstance(window, int | float) or isinstance(window, bool) or not window > 0:
             raise ConfigError("webhooks.dedupe_window_seconds must be a positive number")
-        for name in ("freshness_seconds", "commit_max_wait_ms", "normalise_interval_ms",
-                     "graceful_shutdown_seconds"):
+        for name in (
+            "freshness_seconds",
+            "commit_max_wait_ms",
+            "normalise_interval_ms",
+            "graceful_shutdown_seconds",
+        ):
             value = getattr(settings, name)
             if not isinstance(value, int | float) or isinstance(value, bool) or value < 0:
                 raise ConfigError(f"webhooks.{name} must be a non-negative number")
@@ -285,8 +289,13 @@ def create_webhook_app(
         body = await _read_limited(request, settings.max_body_bytes)
         if body is None:
             writer.submit(
-                Delivery(delivery_id, received_at, remote, outcome=Outcome.TOO_LARGE,
-                         detail=f"body over {settings.max_body_bytes} bytes")
+                Delivery(
+                    delivery_id,
+                    received_at,
+                    remote,
+                    outcome=Outcome.TOO_LARGE,
+                    detail=f"body over {settings.max_body_bytes} bytes",
+                )
             )
             # The rest of the body is not read: close the connection instead.
             return _answer(Outcome.TOO_LARGE, delivery_id, close=True)
@@ -295,13 +304,22 @@ def create_webhook_app(
         secret_index = verify_signature(body, header, active)
         if secret_index is None:
             reason = (
-                "no signature header" if header is None
+                "no signature header"
+                if header is None
                 else "signature does not match any active secret"
-                if _SIGNATURE_RE.fullmatch(header.strip()) else "malformed signature header"
+                if _SIGNATURE_RE.fullmatch(header.strip())
+                else "malformed signature header"
             )
             writer.submit(
-                Delivery(delivery_id, received_at, remote, outcome=Outcome.BAD_SIGNATURE,
-                         body_sha256=digest, body_bytes=len(body), detail=reason)
+                Delivery(
+                    delivery_id,
+                    received_at,
+                    remote,
+                    outcome=Outcome.BAD_SIGNATURE,
+                    body_sha256=digest,
+                    body_bytes=len(body),
+                    detail=reason,
+                )
             )
             return _answer(Outcome.BAD_SIGNATURE, delivery_id)
 
@@ -311,8 +329,13 @@ def create_webhook_app(
         except (ValueError, RecursionError):
             payload = None
         delivery = Delivery(
-            delivery_id, received_at, remote, body=body, body_sha256=digest,
-            body_bytes=len(body), secret_index=secret_index,
+            delivery_id,
+            received_at,
+            remote,
+            body=body,
+            body_sha256=digest,
+            body_bytes=len(body),
+            secret_index=secret_index,
         )
         if isinstance(payload, dict):
             delivery.object_body = True
@@ -393,8 +416,7 @@ def serve_webhooks(
     settings = settings or WebhookSettings()
     # One DuckDB worker thread: the receiver's statements are small, and parallel scans would
     # only take CPU from the event loop answering deliveries. This process is the receiver's.
-    app = create_webhook_app(db_path, secrets, settings=settings, duckdb_threads=1,
-                             freeze_gc=True)
+    app = create_webhook_app(db_path, secrets, settings=settings, duckdb_threads=1, freeze_gc=True)
     # The writer threads hand the GIL back and forth with the event loop around every DuckDB
     # call; at the default 5 ms switch interval each hand-back can cost a whole interval.
     sys.setswitchinterval(0.0005)
@@ -469,19 +491,25 @@ def register_webhook(
     except httpx.HTTPError as exc:
         raise ApiTransientError(f"POST {url}: {type(exc).__name__}: {exc}") from None
     if answer.status_code in (401, 403):
-        raise AuthError(f"POST {url}: the API key was refused ({answer.status_code})",
-                        status_code=answer.status_code)
+        raise AuthError(
+            f"POST {url}: the API key was refused ({answer.status_code})",
+            status_code=answer.status_code,
+        )
     if answer.status_code == 429 or answer.status_code >= 500:
         raise ApiTransientError(f"POST {url}: answered {answer.status_code}; try again later")
     if answer.status_code not in (200, 201):
-        raise ApiStatusError(f"POST {url}: answered {answer.status_code}: {answer.text[:200]}",
-                             status_code=answer.status_code)
+        raise ApiStatusError(
+            f"POST {url}: answered {answer.status_code}: {answer.text[:200]}",
+            status_code=answer.status_code,
+        )
     try:
         result = answer.json()
     except ValueError:
-        raise ApiStatusError(f"POST {url}: the answer is not JSON",
-                             status_code=answer.status_code) from None
+        raise ApiStatusError(
+            f"POST {url}: the answer is not JSON", status_code=answer.status_code
+        ) from None
     if not isinstance(result, dict):
-        raise ApiStatusError(f"POST {url}: the answer is not a JSON object",
-                             status_code=answer.status_code)
+        raise ApiStatusError(
+            f"POST {url}: the answer is not a JSON object", status_code=answer.status_code
+        )
     return result

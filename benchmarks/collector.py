@@ -208,8 +208,10 @@ def main() -> int:
         f"{'strategy':<38} {'settled':>7} {'polls/task':>10} {'p50 s':>6} {'p95 s':>6} "
         f"{'tasks/wall s':>12} {'CPU ms/poll':>11} {'max req/s':>9} {'429s':>5}"
     )
-    print(f"tasks={args.tasks} rate={args.rate}/s time_scale={args.time_scale} "
-          f"max_rps={args.max_rps} concurrency={args.concurrency}")
+    print(
+        f"tasks={args.tasks} rate={args.rate}/s time_scale={args.time_scale} "
+        f"max_rps={args.max_rps} concurrency={args.concurrency}"
+    )
     print(head)
     for r in rows:
         print(
@@ -224,7 +226,8 @@ def main() -> int:
         "collector >= 100x SDK tasks/s": ada["tasks_per_wall_s"] >= 100 * sdk["tasks_per_wall_s"],
         f"server <= {args.max_rps:g} req in every 1-s window": max(
             doc["max_per_second"], ada["max_per_second"]
-        ) <= args.max_rps,
+        )
+        <= args.max_rps,
         "CPU <= 1 ms a poll": max(doc["cpu_ms_per_poll"], ada["cpu_ms_per_poll"]) <= 1.0,
     }
     print(

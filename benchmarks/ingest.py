@@ -39,27 +39,56 @@ def generate(path: Path, n: int, seed: int = 1) -> None:
             c = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(created))
             s = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(created + rng.randint(20, 90)))
             if rng.random() < 0.01:
-                line = rng.choice(['{"task_id": "tsk_bad", "worker_count": "3"}', '{"task_id": "x',
-                                   '[1, 2, 3]', '{"task_id": "t/../x", "status": "settled"}'])
+                line = rng.choice(
+                    [
+                        '{"task_id": "tsk_bad", "worker_count": "3"}',
+                        '{"task_id": "x',
+                        "[1, 2, 3]",
+                        '{"task_id": "t/../x", "status": "settled"}',
+                    ]
+                )
             elif i % 2:
-                line = json.dumps({"task_id": f"tsk_{i:09d}", "status": "settled",
-                                   "consensus_label": rng.choice(labels), "confidence": a / 3,
-                                   "worker_count": 3, "agreement_count": a, "bsv_txid": txid,
-                                   "total_cost_sats": 325 * a, "created_at": c, "settled_at": s})
+                line = json.dumps(
+                    {
+                        "task_id": f"tsk_{i:09d}",
+                        "status": "settled",
+                        "consensus_label": rng.choice(labels),
+                        "confidence": a / 3,
+                        "worker_count": 3,
+                        "agreement_count": a,
+                        "bsv_txid": txid,
+                        "total_cost_sats": 325 * a,
+                        "created_at": c,
+                        "settled_at": s,
+                    }
+                )
             else:
-                line = json.dumps({"task_id": f"tsk_{i:09d}", "status": "settled",
-                                   "consensus_label": rng.choice(labels), "confidence": a / 3,
-                                   "worker_count": 3, "agreement_count": a, "type": "image",
-                                   "created_at": c, "settlement": {"bsv_txid": txid,
-                                   "total_cost_sats": 325 * a, "settled_at": s}})
+                line = json.dumps(
+                    {
+                        "task_id": f"tsk_{i:09d}",
+                        "status": "settled",
+                        "consensus_label": rng.choice(labels),
+                        "confidence": a / 3,
+                        "worker_count": 3,
+                        "agreement_count": a,
+                        "type": "image",
+                        "created_at": c,
+                        "settlement": {
+                            "bsv_txid": txid,
+                            "total_cost_sats": 325 * a,
+                            "settled_at": s,
+                        },
+                    }
+                )
             fh.write(line + "\n")
 
 
 def _child(code: str, *args: str) -> tuple[float, int]:
     """Run code in a fresh interpreter; return (seconds it reported, its peak RSS in bytes)."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    out = subprocess.run([sys.executable, "-c", code, *args], check=True, capture_output=True,
-                         text=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-c", code, *args], check=True, capture_output=True, text=True
+    ).stdout
     peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     return float(out.strip().splitlines()[-1]), max(peak_kib, before) * 1024
 
@@ -125,7 +154,9 @@ def main() -> None:
         floor_s, _ = _child(FLOOR, str(path), f"{tmp}/floor.duckdb")
         hand_s, _ = _child(HAND, str(path), f"{tmp}/hand.duckdb", str(prefix))
     a, b, c = args.records / ours_s, args.records / floor_s, prefix / hand_s
-    print(f"\ningest of {args.records:,} records ({size_mb:,.0f} MB NDJSON, half flat, half nested, 1% invalid)")
+    print(
+        f"\ningest of {args.records:,} records ({size_mb:,.0f} MB NDJSON, half flat, half nested, 1% invalid)"
+    )
     print(f"{'':<48}{'seconds':>10}{'records/s':>14}")
     print(f"{'(a) asg-audit ingest (normalise, validate, store)':<48}{ours_s:>10.2f}{a:>14,.0f}")
     print(f"{'(b) bare DuckDB read_json (no validation)':<48}{floor_s:>10.2f}{b:>14,.0f}")

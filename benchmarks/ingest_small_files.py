@@ -44,19 +44,34 @@ def write_folder(
                 lines.append('{"task_id": "broken')
                 continue
             a = rng.choice((2, 3))
-            lines.append(json.dumps(indent=2 if pretty else None, obj={
-                "task_id": f"tsk_{f:06d}_{r:03d}", "status": "settled",
-                "consensus_label": rng.choice(["cat", "dog"]), "confidence": a / 3,
-                "worker_count": 3, "agreement_count": a, "bsv_txid": f"{rng.getrandbits(256):064x}",
-                "total_cost_sats": 325 * a, "created_at": "2026-11-01T10:00:00Z",
-                "settled_at": "2026-11-01T10:00:42Z"}))
+            lines.append(
+                json.dumps(
+                    indent=2 if pretty else None,
+                    obj={
+                        "task_id": f"tsk_{f:06d}_{r:03d}",
+                        "status": "settled",
+                        "consensus_label": rng.choice(["cat", "dog"]),
+                        "confidence": a / 3,
+                        "worker_count": 3,
+                        "agreement_count": a,
+                        "bsv_txid": f"{rng.getrandbits(256):064x}",
+                        "total_cost_sats": 325 * a,
+                        "created_at": "2026-11-01T10:00:00Z",
+                        "settled_at": "2026-11-01T10:00:42Z",
+                    },
+                )
+            )
         name = f"result-{f:06d}.json" if pretty else f"result-{f:06d}.jsonl"
         (folder / name).write_text("\n".join(lines) + "\n")
 
 
 def timed(folder: Path, db: Path, how: str, files: int) -> float:
-    out = subprocess.run([sys.executable, "-c", RUN, str(folder), str(db), how, str(files)],
-                         check=True, capture_output=True, text=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-c", RUN, str(folder), str(db), how, str(files)],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
     return float(out.strip().splitlines()[-1])
 
 
@@ -75,10 +90,16 @@ def main() -> None:
         streamed = timed(folder, Path(tmp) / "streamed.duckdb", "streamed", args.files)
     total = args.files * args.records
     kind = "pretty-printed .json" if args.pretty else "NDJSON"
-    print(f"\ningest of {args.files:,} {kind} files of {args.records:,} record(s) ({total:,} records)")
+    print(
+        f"\ningest of {args.files:,} {kind} files of {args.records:,} record(s) ({total:,} records)"
+    )
     print(f"{'':<44}{'seconds':>10}{'files/s':>12}")
-    print(f"{'grouped commits (asg-audit ingest)':<44}{grouped:>10.2f}{args.files / grouped:>12,.0f}")
-    print(f"{'one transaction per file (baseline)':<44}{streamed:>10.2f}{args.files / streamed:>12,.0f}")
+    print(
+        f"{'grouped commits (asg-audit ingest)':<44}{grouped:>10.2f}{args.files / grouped:>12,.0f}"
+    )
+    print(
+        f"{'one transaction per file (baseline)':<44}{streamed:>10.2f}{args.files / streamed:>12,.0f}"
+    )
     print(f"speed-up = {streamed / grouped:.1f}x")
 
 

@@ -41,15 +41,17 @@ TARGET_P99_MS = 50.0
 
 def _request(host: str, port: int, path: str, index: int, secret: str) -> bytes:
     now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    body = json.dumps({
-        "event": "task.settled",
-        "task_id": f"tsk_bench_{index:08d}",
-        "consensus_label": "cat",
-        "confidence": 0.6666666666666666,
-        "bsv_txid": hashlib.sha256(str(index).encode()).hexdigest(),
-        "settled_at": now,
-        "timestamp": now,
-    }).encode()
+    body = json.dumps(
+        {
+            "event": "task.settled",
+            "task_id": f"tsk_bench_{index:08d}",
+            "consensus_label": "cat",
+            "confidence": 0.6666666666666666,
+            "bsv_txid": hashlib.sha256(str(index).encode()).hexdigest(),
+            "settled_at": now,
+            "timestamp": now,
+        }
+    ).encode()
     sig = "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
     head = (
         f"POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: application/json\r\n"
@@ -99,13 +101,20 @@ async def _load(
     hostport, _, path = rest.partition("/")
     host, _, port = hostport.partition(":")
     state: dict[str, Any] = {
-        "next": 0, "count": count, "deadline": time.monotonic() + seconds,
-        "latencies": [], "statuses": {}, "acked": [], "errors": [],
-        "rate": rate, "t0": time.perf_counter(),
+        "next": 0,
+        "count": count,
+        "deadline": time.monotonic() + seconds,
+        "latencies": [],
+        "statuses": {},
+        "acked": [],
+        "errors": [],
+        "rate": rate,
+        "t0": time.perf_counter(),
     }
     started = time.perf_counter()
-    await asyncio.gather(*(_sender(host, int(port), "/" + path, secret, state)
-                           for _ in range(concurrency)))
+    await asyncio.gather(
+        *(_sender(host, int(port), "/" + path, secret, state) for _ in range(concurrency))
+    )
     elapsed = time.perf_counter() - started
     lat = sorted(state["latencies"])
 
@@ -113,10 +122,15 @@ async def _load(
         return lat[min(len(lat) - 1, int(p * len(lat)))] * 1000 if lat else float("nan")
 
     return {
-        "sent": len(lat), "acknowledged": len(state["acked"]), "elapsed_s": elapsed,
+        "sent": len(lat),
+        "acknowledged": len(state["acked"]),
+        "elapsed_s": elapsed,
         "rate_per_s": len(lat) / elapsed if elapsed else 0.0,
-        "p50_ms": pct(0.50), "p99_ms": pct(0.99), "max_ms": lat[-1] * 1000 if lat else None,
-        "statuses": state["statuses"], "errors": state["errors"],
+        "p50_ms": pct(0.50),
+        "p99_ms": pct(0.99),
+        "max_ms": lat[-1] * 1000 if lat else None,
+        "statuses": state["statuses"],
+        "errors": state["errors"],
     }
 
 
@@ -151,9 +165,11 @@ def _count_stored(db: Path) -> tuple[int, int]:
     con = duckdb.connect(str(db), read_only=True)
     try:
         deliveries = con.execute(
-            "SELECT count(*) FROM webhook_deliveries WHERE outcome = 'stored'").fetchone()
+            "SELECT count(*) FROM webhook_deliveries WHERE outcome = 'stored'"
+        ).fetchone()
         observations = con.execute(
-            "SELECT count(DISTINCT task_id) FROM observations WHERE source = 'webhook'").fetchone()
+            "SELECT count(DISTINCT task_id) FROM observations WHERE source = 'webhook'"
+        ).fetchone()
     finally:
         con.close()
     return int(deliveries[0]) if deliveries else 0, int(observations[0]) if observations else 0
@@ -167,10 +183,22 @@ def _measure(args: argparse.Namespace, rate: float) -> dict[str, Any]:
         url = f"http://127.0.0.1:{port}"
         env = {**os.environ, "ASG_WEBHOOK_SECRET": SECRET}
         receiver = subprocess.Popen(
-            [sys.executable, "-m", "asg_audit", "serve-webhooks", "--host", "127.0.0.1",
-             "--port", str(port), "--db", str(db),
-             *(["--config", args.config] if args.config else [])],
-            cwd=REPO, env=env, stdout=subprocess.DEVNULL,
+            [
+                sys.executable,
+                "-m",
+                "asg_audit",
+                "serve-webhooks",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--db",
+                str(db),
+                *(["--config", args.config] if args.config else []),
+            ],
+            cwd=REPO,
+            env=env,
+            stdout=subprocess.DEVNULL,
         )
         try:
             _wait_healthy(url, receiver)
@@ -179,15 +207,29 @@ def _measure(args: argparse.Namespace, rate: float) -> dict[str, Any]:
             proc = psutil.Process(receiver.pid)
             cpu_before = sum(proc.cpu_times()[:2])
             load = subprocess.run(
-                [sys.executable, __file__, "--load", url + "/webhooks/asg",
-                 "--count", str(args.count), "--seconds", str(args.seconds),
-                 "--concurrency", str(args.concurrency), "--rate", str(rate)],
+                [
+                    sys.executable,
+                    __file__,
+                    "--load",
+                    url + "/webhooks/asg",
+                    "--count",
+                    str(args.count),
+                    "--seconds",
+                    str(args.seconds),
+                    "--concurrency",
+                    str(args.concurrency),
+                    "--rate",
+                    str(rate),
+                ],
                 env={**os.environ, "BENCH_WEBHOOK_SECRET": SECRET},
-                capture_output=True, text=True, check=True,
+                capture_output=True,
+                text=True,
+                check=True,
             )
             result: dict[str, Any] = json.loads(load.stdout)
-            result["cpu_ms"] = (sum(proc.cpu_times()[:2]) - cpu_before) * 1000 / max(
-                1, result["sent"])
+            result["cpu_ms"] = (
+                (sum(proc.cpu_times()[:2]) - cpu_before) * 1000 / max(1, result["sent"])
+            )
         finally:
             receiver.send_signal(signal.SIGTERM)
             receiver.wait(60)
@@ -200,8 +242,12 @@ def main() -> int:
     parser.add_argument("--count", type=int, default=20_000, help="deliveries at most, per phase")
     parser.add_argument("--seconds", type=float, default=20.0, help="load duration at most")
     parser.add_argument("--concurrency", type=int, default=50)
-    parser.add_argument("--rate", type=float, default=1100.0,
-                        help="open-loop rate of the second phase (deliveries/s)")
+    parser.add_argument(
+        "--rate",
+        type=float,
+        default=1100.0,
+        help="open-loop rate of the second phase (deliveries/s)",
+    )
     parser.add_argument("--config", metavar="FILE", help="receiver config (a [webhooks] table)")
     parser.add_argument("--load", metavar="URL", help=argparse.SUPPRESS)  # the load process
     args = parser.parse_args()
@@ -219,21 +265,29 @@ def main() -> int:
     paced = _measure(args, args.rate)  # open loop at the target rate
     load_after = os.getloadavg()[0]
     print(f"webhook receiver, {args.concurrency} concurrent senders, {os.cpu_count()} cores")
-    print(f"{'load':<34}{'deliv/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'acked':>8}{'stored':>8}"
-          f"{'observ.':>8}{'CPU ms':>8}")
+    print(
+        f"{'load':<34}{'deliv/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'acked':>8}{'stored':>8}"
+        f"{'observ.':>8}{'CPU ms':>8}"
+    )
     ok = True
-    for name, r in (("closed loop (capacity)", capacity),
-                    (f"open loop at {args.rate:,.0f}/s", paced)):
+    for name, r in (
+        ("closed loop (capacity)", capacity),
+        (f"open loop at {args.rate:,.0f}/s", paced),
+    ):
         stored_ok = r["stored"] == r["acknowledged"] == r["observed"]
         ok = ok and stored_ok
-        print(f"{name:<34}{r['rate_per_s']:>9,.0f}{r['p50_ms']:>9.1f}{r['p99_ms']:>9.1f}"
-              f"{r['acknowledged']:>8,}{r['stored']:>8,}{r['observed']:>8,}{r['cpu_ms']:>8.2f}")
-    print(f"targets: sustained >= {TARGET_RATE:,.0f}/s: {capacity['rate_per_s'] >= TARGET_RATE}"
-          f" ({capacity['rate_per_s'] / TARGET_RATE:.2f}x);"
-          f" p99 <= {TARGET_P99_MS:.0f} ms at {args.rate:,.0f}/s:"
-          f" {paced['p99_ms'] <= TARGET_P99_MS}"
-          f" ({paced['p99_ms'] / TARGET_P99_MS:.2f}x the limit; at capacity"
-          f" {capacity['p99_ms'] / TARGET_P99_MS:.2f}x); stored == acknowledged: {ok}")
+        print(
+            f"{name:<34}{r['rate_per_s']:>9,.0f}{r['p50_ms']:>9.1f}{r['p99_ms']:>9.1f}"
+            f"{r['acknowledged']:>8,}{r['stored']:>8,}{r['observed']:>8,}{r['cpu_ms']:>8.2f}"
+        )
+    print(
+        f"targets: sustained >= {TARGET_RATE:,.0f}/s: {capacity['rate_per_s'] >= TARGET_RATE}"
+        f" ({capacity['rate_per_s'] / TARGET_RATE:.2f}x);"
+        f" p99 <= {TARGET_P99_MS:.0f} ms at {args.rate:,.0f}/s:"
+        f" {paced['p99_ms'] <= TARGET_P99_MS}"
+        f" ({paced['p99_ms'] / TARGET_P99_MS:.2f}x the limit; at capacity"
+        f" {capacity['p99_ms'] / TARGET_P99_MS:.2f}x); stored == acknowledged: {ok}"
+    )
     print(f"machine load average (1 min) before/after: {load_before:.1f} / {load_after:.1f}")
     return 0 if ok else 1
 

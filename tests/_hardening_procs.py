@@ -60,8 +60,11 @@ def results_fingerprint(db: Path) -> list[tuple[Any, ...]]:
 
 def duplicated_observations(db: Path) -> int:
     """Return how many (source, task, payload) observations are stored more than once."""
-    return query(db, "SELECT count(*) FROM (SELECT source, task_id, payload_hash FROM observations"
-                     " GROUP BY ALL HAVING count(*) > 1)")[0][0]
+    return query(
+        db,
+        "SELECT count(*) FROM (SELECT source, task_id, payload_hash FROM observations"
+        " GROUP BY ALL HAVING count(*) > 1)",
+    )[0][0]
 
 
 def assert_store_opens_cleanly(db: Path) -> dict[str, int]:
@@ -138,8 +141,9 @@ def run_with_kills(
     max_attempts = max_attempts or kills * 4 + 4
     previous = committed(db) if db.exists() else 0
     for _ in range(max_attempts):
-        proc = subprocess.Popen(list(argv), env=env, cwd=cwd, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE)
+        proc = subprocess.Popen(
+            list(argv), env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
         log.restarts += 1
         if log.kills >= kills:
             break

@@ -31,8 +31,9 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def payload(task_id: str, *, at: datetime | None = None, label: str = "cat",
-            txid: str | None = None) -> dict[str, Any]:
+def payload(
+    task_id: str, *, at: datetime | None = None, label: str = "cat", txid: str | None = None
+) -> dict[str, Any]:
     at = at or datetime.now(UTC)
     return {
         "event": "task.settled",
@@ -56,8 +57,14 @@ class ThreadServer:
     def __init__(self, app: Any) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning",
-                                lifespan="on", access_log=False)
+        config = uvicorn.Config(
+            app,
+            host="127.0.0.1",
+            port=self.port,
+            log_level="warning",
+            lifespan="on",
+            access_log=False,
+        )
         self.server = uvicorn.Server(config)
         self.server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
         self.thread = threading.Thread(target=self.server.run, daemon=True)
@@ -81,14 +88,29 @@ class ThreadServer:
 
 
 @contextlib.contextmanager
-def receiver_process(db: Path, port: int, *, secrets: str = SECRET,
-                     extra: tuple[str, ...] = ()) -> Iterator[subprocess.Popen[bytes]]:
+def receiver_process(
+    db: Path, port: int, *, secrets: str = SECRET, extra: tuple[str, ...] = ()
+) -> Iterator[subprocess.Popen[bytes]]:
     """Run `asg-audit serve-webhooks` as a subprocess; wait for /healthz; stop it after."""
     env = {**os.environ, "ASG_WEBHOOK_SECRET": secrets}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "asg_audit", "serve-webhooks", "--host", "127.0.0.1",
-         "--port", str(port), "--db", str(db), *extra],
-        env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        [
+            sys.executable,
+            "-m",
+            "asg_audit",
+            "serve-webhooks",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--db",
+            str(db),
+            *extra,
+        ],
+        env=env,
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
     )
     try:
         wait_healthy(f"http://127.0.0.1:{port}", proc)
@@ -103,8 +125,9 @@ def receiver_process(db: Path, port: int, *, secrets: str = SECRET,
                 proc.wait()
 
 
-def wait_healthy(url: str, proc: subprocess.Popen[bytes] | None = None,
-                 timeout: float = 20.0) -> None:
+def wait_healthy(
+    url: str, proc: subprocess.Popen[bytes] | None = None, timeout: float = 20.0
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:

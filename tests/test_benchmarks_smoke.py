@@ -15,9 +15,18 @@ REPO = Path(__file__).parents[1]
 
 def test_ingest_benchmark_smoke_prints_its_figures(tmp_path: Path) -> None:
     out = subprocess.run(
-        [sys.executable, str(REPO / "benchmarks" / "ingest.py"), "--records", "3000",
-         "--data-dir", str(tmp_path)],
-        capture_output=True, text=True, timeout=300, check=True,
+        [
+            sys.executable,
+            str(REPO / "benchmarks" / "ingest.py"),
+            "--records",
+            "3000",
+            "--data-dir",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
     ).stdout
     assert re.search(r"\(a\) asg-audit ingest .* [\d,]+\n", out)
     assert re.search(r"\(b\) bare DuckDB read_json .* [\d,]+\n", out)
@@ -29,9 +38,18 @@ def test_ingest_benchmark_smoke_prints_its_figures(tmp_path: Path) -> None:
 
 def test_small_files_benchmark_smoke_prints_both_times_and_the_ratio() -> None:
     out = subprocess.run(
-        [sys.executable, str(REPO / "benchmarks" / "ingest_small_files.py"), "--files", "30",
-         "--records", "3"],
-        capture_output=True, text=True, timeout=300, check=True,
+        [
+            sys.executable,
+            str(REPO / "benchmarks" / "ingest_small_files.py"),
+            "--files",
+            "30",
+            "--records",
+            "3",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
     ).stdout
     assert "ingest of 30 NDJSON files of 3 record(s) (90 records)" in out
     assert re.search(r"grouped commits \(asg-audit ingest\) +\d+\.\d\d +[\d,]+\n", out)

@@ -49,7 +49,9 @@ def test_cli_every_command_is_documented_in_the_readme(command: list[str]) -> No
 
 
 def test_cli_module_entry_point_runs() -> None:
-    proc = subprocess.run([sys.executable, "-m", "asg_audit", "--help"], capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "asg_audit", "--help"], capture_output=True, text=True
+    )
     assert proc.returncode == 0 and "ingest" in proc.stdout
 
 
@@ -60,16 +62,31 @@ def test_cli_bad_config_file_is_exit_2(tmp_path: Path, capsys: pytest.CaptureFix
     assert "not valid TOML" in capsys.readouterr().err
 
 
-def test_cli_unknown_config_key_is_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_unknown_config_key_is_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     cfg = tmp_path / "c.toml"
     cfg.write_text("slo_secs = 30\n")
     assert main(["db", "info", "--config", str(cfg)]) == 2
     assert "unknown key(s): slo_secs" in capsys.readouterr().err
 
 
-def test_cli_db_info_prints_counts_and_version(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_db_info_prints_counts_and_version(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     db = tmp_path / "a.duckdb"
-    assert main(["ingest", "--quiet", "--db", str(db), str(REPO / "asg_audit/data/sample_results.jsonl")]) == 0
+    assert (
+        main(
+            [
+                "ingest",
+                "--quiet",
+                "--db",
+                str(db),
+                str(REPO / "asg_audit/data/sample_results.jsonl"),
+            ]
+        )
+        == 0
+    )
     capsys.readouterr()
     assert main(["db", "info", "--db", str(db)]) == 0
     out = capsys.readouterr().out

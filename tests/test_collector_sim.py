@@ -101,8 +101,9 @@ def test_collector_the_schedule_learns_each_settlement_exactly_once(sim_world, t
             learned.append(task.task_id)
             super().observe_settled(task, latency_s)
 
-    summary = asyncio.run(collect(_config(sim, db), clock=sim.clock, max_rps=200,
-                                  schedule=Counting()))
+    summary = asyncio.run(
+        collect(_config(sim, db), clock=sim.clock, max_rps=200, schedule=Counting())
+    )
     assert summary.status == "completed"
     assert len(learned) == len(set(learned)) == summary.settled
 

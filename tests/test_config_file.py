@@ -24,19 +24,26 @@ def test_config_example_loads_and_equals_the_defaults() -> None:
     assert WebhookSettings.from_mapping(config.webhooks) == WebhookSettings()
 
 
-@pytest.mark.parametrize("section, cls", [("collector", CollectorSettings), ("webhooks", WebhookSettings)])
+@pytest.mark.parametrize(
+    "section, cls", [("collector", CollectorSettings), ("webhooks", WebhookSettings)]
+)
 def test_config_example_documents_every_key(section: str, cls: type) -> None:
     raw = tomllib.loads(EXAMPLE.read_text())
     text = EXAMPLE.read_text()
     for f in dataclasses.fields(cls):
-        assert f.name in raw[section] or f"# {f.name} =" in text, f"[{section}] {f.name} undocumented"
+        assert f.name in raw[section] or f"# {f.name} =" in text, (
+            f"[{section}] {f.name} undocumented"
+        )
 
 
 def test_config_environment_beats_file_and_flags_beat_environment(tmp_path: Path) -> None:
     cfg = tmp_path / "c.toml"
     cfg.write_text('base_url = "http://file"\ndb = "file.duckdb"\n')
-    config = load_config(cfg, env={"ASG_BASE_URL": "http://env", "ASG_AUDIT_DB": "env.duckdb"},
-                         overrides={"db_path": "flag.duckdb"})
+    config = load_config(
+        cfg,
+        env={"ASG_BASE_URL": "http://env", "ASG_AUDIT_DB": "env.duckdb"},
+        overrides={"db_path": "flag.duckdb"},
+    )
     assert config.base_url == "http://env" and config.db_path == Path("flag.duckdb")
 
 
@@ -59,15 +66,18 @@ def test_config_rotating_webhook_secrets_are_comma_separated() -> None:
     assert config.webhook_secrets == (Secret("whsec_new"), Secret("whsec_old"))
 
 
-@pytest.mark.parametrize("text, message", [
-    ('[costs]\nkind = "free"\n', "costs.kind"),
-    ('[costs]\npayout_per_worker_sats = 32.5\n', "integer number of sats"),
-    ('[costs]\nfee_percent = 150\n', "fee_percent"),
-    ('fail_on = "panic"\n', "fail_on"),
-    ('[checks]\n"x.y" = 3\n', "must be a table"),
-    ('[chain]\nconfirmation = 6\n', r"unknown key\(s\) in \[chain\]: confirmation \(known: "),
-    ('[billing]\nretries = 2\n', r"unknown key\(s\) in \[billing\]: retries"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ('[costs]\nkind = "free"\n', "costs.kind"),
+        ("[costs]\npayout_per_worker_sats = 32.5\n", "integer number of sats"),
+        ("[costs]\nfee_percent = 150\n", "fee_percent"),
+        ('fail_on = "panic"\n', "fail_on"),
+        ('[checks]\n"x.y" = 3\n', "must be a table"),
+        ("[chain]\nconfirmation = 6\n", r"unknown key\(s\) in \[chain\]: confirmation \(known: "),
+        ("[billing]\nretries = 2\n", r"unknown key\(s\) in \[billing\]: retries"),
+    ],
+)
 def test_config_bad_values_name_the_key(tmp_path: Path, text: str, message: str) -> None:
     cfg = tmp_path / "c.toml"
     cfg.write_text(text)

@@ -41,8 +41,13 @@ def collecting(tmp_path_factory: pytest.TempPathFactory):
     track_file(db, world.write_submissions(tmp / "subs.ndjson"))
     with run_simulator(world) as sim:
         env = clean_env(ASG_API_KEY=sim.api_key, ASG_BASE_URL=sim.gateway_url)
-        proc = subprocess.Popen(asg_audit("collect", "--db", str(db), "--max-rps", "20"),
-                                env=env, cwd=tmp, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        proc = subprocess.Popen(
+            asg_audit("collect", "--db", str(db), "--max-rps", "20"),
+            env=env,
+            cwd=tmp,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
         wait_store_open(proc, db)
         yield {"db": db, "proc": proc, "env": env, "tmp": tmp, "world": world}
         proc.terminate()
@@ -52,9 +57,14 @@ def collecting(tmp_path_factory: pytest.TempPathFactory):
 
 def test_hardening_report_while_collecting_is_a_clear_busy_error(collecting, tmp_path) -> None:
     assert collecting["proc"].poll() is None
-    done = subprocess.run(asg_audit("report", "--db", str(collecting["db"]), "--out",
-                                    str(tmp_path / "r")), env=collecting["env"], cwd=tmp_path,
-                          capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        asg_audit("report", "--db", str(collecting["db"]), "--out", str(tmp_path / "r")),
+        env=collecting["env"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 3
     assert "database busy" in done.stderr and "Traceback" not in done.stderr
     assert not (tmp_path / "r").exists() or not any((tmp_path / "r").iterdir())
@@ -75,9 +85,14 @@ def test_hardening_notebook_analyze_while_collecting_waits_then_raises_busy(coll
 
 def test_hardening_second_collector_is_refused_with_exit_3(collecting, tmp_path) -> None:
     assert collecting["proc"].poll() is None
-    done = subprocess.run(asg_audit("collect", "--db", str(collecting["db"])),
-                          env=collecting["env"], cwd=tmp_path, capture_output=True, text=True,
-                          timeout=120)
+    done = subprocess.run(
+        asg_audit("collect", "--db", str(collecting["db"])),
+        env=collecting["env"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 3
     assert "database busy" in done.stderr and "Traceback" not in done.stderr
     assert collecting["proc"].poll() is None  # the first one goes on
@@ -94,9 +109,15 @@ def test_hardening_report_after_the_collector_sees_everything_committed(collecti
 
 
 def _ingest(db: Path, files: list[Path], cwd: Path, **kw) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(asg_audit("ingest", *map(str, files), "--db", str(db)),
-                          env=clean_env(), cwd=cwd, capture_output=True, text=True, timeout=120,
-                          **kw)
+    return subprocess.run(
+        asg_audit("ingest", *map(str, files), "--db", str(db)),
+        env=clean_env(),
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        **kw,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -107,7 +128,7 @@ def exports(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
     files = []
     for i in range(3):
         files.append(tmp / f"part-{i}.ndjson")
-        files[-1].write_text("".join(lines[i * 1000:(i + 1) * 1000]))
+        files[-1].write_text("".join(lines[i * 1000 : (i + 1) * 1000]))
     return files
 
 
@@ -138,6 +159,7 @@ def _full_disk_at(limit: int):
         # it outright; ignored, the write fails with EFBIG as on a full disk.
         resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+
     return apply
 
 

@@ -54,7 +54,7 @@ def _exports(tmp_path: Path, *, files: int, per_file: int, seed: int) -> tuple[P
     folder.mkdir()
     size = -(-len(lines) // files)
     for i in range(files):
-        chunk = lines[i * size:(i + 1) * size]
+        chunk = lines[i * size : (i + 1) * size]
         chunk.insert(len(chunk) // 2, '{"task_id": "tsk_truncated", "status": "sett')  # a reject
         (folder / f"part-{i:03d}.ndjson").write_text("\n".join(chunk) + "\n")
     return folder, {json.loads(line)["task_id"] for line in lines}
@@ -68,14 +68,29 @@ def _ingest_with_kills(
     folder, tasks = _exports(tmp_path, files=files, per_file=per_file, seed=seed)
     env = clean_env()
     reference = tmp_path / "reference.duckdb"
-    run_with_kills(asg_audit("ingest", str(folder), "--db", str(reference)), db=reference,
-                   kills=0, seed=seed, delay=(0, 0), env=env, cwd=tmp_path, committed=_observations)
+    run_with_kills(
+        asg_audit("ingest", str(folder), "--db", str(reference)),
+        db=reference,
+        kills=0,
+        seed=seed,
+        delay=(0, 0),
+        env=env,
+        cwd=tmp_path,
+        committed=_observations,
+    )
     db = tmp_path / "killed.duckdb"
     log = run_with_kills(
-        asg_audit("ingest", str(folder), "--db", str(db)), db=db, kills=kills, seed=seed,
-        delay=(0.05, 0.6), env=env, cwd=tmp_path, ready=lambda proc: wait_store_open(proc, db),
-        committed=lambda p: query(p, "SELECT count(*) FROM ingested_files")[0][0]
-        + _observations(p),
+        asg_audit("ingest", str(folder), "--db", str(db)),
+        db=db,
+        kills=kills,
+        seed=seed,
+        delay=(0.05, 0.6),
+        env=env,
+        cwd=tmp_path,
+        ready=lambda proc: wait_store_open(proc, db),
+        committed=lambda p: (
+            query(p, "SELECT count(*) FROM ingested_files")[0][0] + _observations(p)
+        ),
     )
     assert log.kills == kills
     assert log.final_returncode == 0, log.final_stderr
@@ -84,11 +99,13 @@ def _ingest_with_kills(
     assert results_fingerprint(db) == results_fingerprint(reference)
     for table in ("observations", "rejects", "ingested_files"):
         assert query(db, f"SELECT count(*) FROM {table}") == query(
-            reference, f"SELECT count(*) FROM {table}"), table
+            reference, f"SELECT count(*) FROM {table}"
+        ), table
     assert query(db, "SELECT count(*) FROM rejects")[0][0] == files  # one bad line per file
     assert assert_store_opens_cleanly(db)["results"] == len(tasks)
-    print(f"\ningest: {log.kills} kills, {files} files, {len(tasks)} tasks,"
-          f" progress {log.progress}")
+    print(
+        f"\ningest: {log.kills} kills, {files} files, {len(tasks)} tasks, progress {log.progress}"
+    )
     return log
 
 
@@ -118,9 +135,14 @@ def test_hardening_ingest_killed_20_times_ends_as_an_unkilled_run(tmp_path: Path
 def _collect_with_kills(tmp_path: Path, *, kills: int, tasks: int, seed: int) -> KillLog:
     # Every task is final before the run (no live tasks), so a run without kills is the
     # expected answer whatever the timing; the collector's pace makes the work last.
-    world = generate_world(WorldConfig(seed=seed, tasks=tasks, live_fraction=0.0,
-                                       anomalies={"cost_mismatch": 3, "missing_txid": 3,
-                                                  "label_outside_options": 3}))
+    world = generate_world(
+        WorldConfig(
+            seed=seed,
+            tasks=tasks,
+            live_fraction=0.0,
+            anomalies={"cost_mismatch": 3, "missing_txid": 3, "label_outside_options": 3},
+        )
+    )
     subs = world.write_submissions(tmp_path / "subs.ndjson")
     reference, db = tmp_path / "reference.duckdb", tmp_path / "killed.duckdb"
     track_file(reference, subs)
@@ -131,11 +153,27 @@ def _collect_with_kills(tmp_path: Path, *, kills: int, tasks: int, seed: int) ->
         config = tmp_path / "asg_audit.toml"
         config.write_text("[collector]\nflush_interval_s = 0.3\nbatch_size = 40\n")
         argv = ("collect", "--config", str(config), "--max-rps", "60", "--concurrency", "8")
-        run_with_kills(asg_audit(*argv, "--db", str(reference)), db=reference, kills=0,
-                       seed=seed, delay=(0, 0), env=env, cwd=tmp_path, committed=_observations)
-        log = run_with_kills(asg_audit(*argv, "--db", str(db)), db=db, kills=kills, seed=seed,
-                             delay=(0.3, 2.5), env=env, cwd=tmp_path, committed=_observations,
-                             ready=lambda proc: wait_store_open(proc, db))
+        run_with_kills(
+            asg_audit(*argv, "--db", str(reference)),
+            db=reference,
+            kills=0,
+            seed=seed,
+            delay=(0, 0),
+            env=env,
+            cwd=tmp_path,
+            committed=_observations,
+        )
+        log = run_with_kills(
+            asg_audit(*argv, "--db", str(db)),
+            db=db,
+            kills=kills,
+            seed=seed,
+            delay=(0.3, 2.5),
+            env=env,
+            cwd=tmp_path,
+            committed=_observations,
+            ready=lambda proc: wait_store_open(proc, db),
+        )
     assert log.kills == kills
     assert log.final_returncode == 0, log.final_stderr
     states = dict(query(db, "SELECT task_id, state FROM poll_state"))
@@ -143,8 +181,9 @@ def _collect_with_kills(tmp_path: Path, *, kills: int, tasks: int, seed: int) ->
     assert states == dict(query(reference, "SELECT task_id, state FROM poll_state"))
     assert set(states.values()) == {"done"}
     assert duplicated_observations(db) == 0
-    assert query(db, "SELECT max(n) FROM (SELECT count(*) n FROM observations GROUP BY task_id)"
-                 ) == [(1,)]  # one answer per task: nothing polled twice into the store
+    assert query(
+        db, "SELECT max(n) FROM (SELECT count(*) n FROM observations GROUP BY task_id)"
+    ) == [(1,)]  # one answer per task: nothing polled twice into the store
     assert results_fingerprint(db) == results_fingerprint(reference)
     assert_store_opens_cleanly(db)
     print(f"\ncollect: {log.kills} kills, {len(states)} tasks, progress {log.progress}")
@@ -246,31 +285,45 @@ def _webhooks_with_kills(tmp_path: Path, *, kills: int, tasks: int, seed: int) -
             wait_healthy(url, proc, timeout=60)
 
         logs[name] = run_with_kills(
-            _serve(db, port), db=db, kills=n_kills, seed=seed, delay=(0.1, 1.0), env=env,
-            cwd=tmp_path, committed=lambda p: query(
-                p, "SELECT count(*) FROM webhook_deliveries WHERE outcome = 'stored'")[0][0],
-            ready=ready, finish=finish,
+            _serve(db, port),
+            db=db,
+            kills=n_kills,
+            seed=seed,
+            delay=(0.1, 1.0),
+            env=env,
+            cwd=tmp_path,
+            committed=lambda p: query(
+                p, "SELECT count(*) FROM webhook_deliveries WHERE outcome = 'stored'"
+            )[0][0],
+            ready=ready,
+            finish=finish,
         )
         # Uvicorn re-raises SIGTERM after its graceful shutdown: -15 is a clean stop here.
         assert logs[name].final_returncode in (0, -signal.SIGTERM), logs[name].final_stderr
         assert query(db, "SELECT status FROM runs ORDER BY started_at DESC LIMIT 1") == [
-            ("finished",)]
+            ("finished",)
+        ]
         assert len(provider.acked) == len(bodies)  # every delivery was acknowledged at last
         results[name] = db
     db, reference = results["killed"], results["reference"]
     sent = {json.loads(b)["task_id"] for b in bodies}
-    observed = {r[0] for r in query(
-        db, "SELECT task_id FROM observations WHERE source = 'webhook'")}
+    observed = {
+        r[0] for r in query(db, "SELECT task_id FROM observations WHERE source = 'webhook'")
+    }
     assert observed == sent  # no acknowledged delivery lost
     assert duplicated_observations(db) == 0
-    stored = "SELECT count(*), count(DISTINCT event_key) FROM webhook_deliveries" \
-             " WHERE outcome = 'stored'"
+    stored = (
+        "SELECT count(*), count(DISTINCT event_key) FROM webhook_deliveries"
+        " WHERE outcome = 'stored'"
+    )
     assert query(db, stored) == query(reference, stored)  # each event stored once
     assert results_fingerprint(db) == results_fingerprint(reference)
     assert_store_opens_cleanly(db)
     assert logs["killed"].kills == kills
-    print(f"\nserve-webhooks: {kills} kills, {len(bodies)} deliveries, {len(sent)} tasks,"
-          f" progress {logs['killed'].progress}")
+    print(
+        f"\nserve-webhooks: {kills} kills, {len(bodies)} deliveries, {len(sent)} tasks,"
+        f" progress {logs['killed'].progress}"
+    )
     return logs["killed"]
 
 

@@ -28,15 +28,23 @@ from hypothesis import strategies as st
 from asg_audit.rawtx import RawTxError, compute_txid, parse_raw_tx, serialise_decoded_tx
 from asg_audit.webhooks import WebhookSettings, create_webhook_app, sign_body
 
-MAINNET = [bytes.fromhex(t["hex"]) for t in json.loads(
-    (Path(__file__).parent / "data" / "mainnet_txs.json").read_text())["transactions"]]
+MAINNET = [
+    bytes.fromhex(t["hex"])
+    for t in json.loads((Path(__file__).parent / "data" / "mainnet_txs.json").read_text())[
+        "transactions"
+    ]
+]
 OPENAPI = json.loads((resources.files("asg_audit") / "openapi" / "webhooks.json").read_text())
 
 
 def fuzz(examples: int) -> settings:
     """Settings of a fuzz test: deterministic in CI (derandomised), no per-example deadline."""
-    return settings(max_examples=examples, deadline=None, derandomize=True,
-                    suppress_health_check=[HealthCheck.too_slow])
+    return settings(
+        max_examples=examples,
+        deadline=None,
+        derandomize=True,
+        suppress_health_check=[HealthCheck.too_slow],
+    )
 
 
 def _parse_or_documented_error(raw: bytes | str) -> None:
@@ -76,16 +84,17 @@ def mutated_txs(draw: st.DrawFn) -> bytes:
         if action == "flip" and at < len(raw):
             raw[at] ^= 1 << draw(st.integers(0, 7))
         elif action == "delete":
-            del raw[at:at + draw(st.integers(1, 40))]
+            del raw[at : at + draw(st.integers(1, 40))]
         elif action == "insert":
             raw[at:at] = draw(st.binary(min_size=1, max_size=40))
         elif action == "varint":  # a length prefix claiming much more (or less) than follows
             raw[at:at] = draw(st.sampled_from([b"\xfd", b"\xfe", b"\xff"])) + draw(
-                st.binary(min_size=2, max_size=8))
+                st.binary(min_size=2, max_size=8)
+            )
         elif action == "cut":
             del raw[at:]
         elif action == "dup":
-            raw[at:at] = raw[max(0, at - 64):at]
+            raw[at:at] = raw[max(0, at - 64) : at]
     return bytes(raw)
 
 
@@ -96,10 +105,18 @@ def test_hardening_rawtx_mutated_mainnet_tx_parse_or_raise_rawtxerror(raw: bytes
     _parse_or_documented_error(raw.hex())
 
 
-json_scalars = (st.none() | st.booleans() | st.integers(-(2**70), 2**70)
-                | st.floats(allow_nan=True, allow_infinity=True) | st.text(max_size=12))
-json_values = st.recursive(json_scalars, lambda c: st.lists(c, max_size=3)
-                           | st.dictionaries(st.text(max_size=6), c, max_size=3), max_leaves=6)
+json_scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**70), 2**70)
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | st.text(max_size=12)
+)
+json_values = st.recursive(
+    json_scalars,
+    lambda c: st.lists(c, max_size=3) | st.dictionaries(st.text(max_size=6), c, max_size=3),
+    max_leaves=6,
+)
 
 
 @st.composite
@@ -107,17 +124,31 @@ def mutated_decoded(draw: st.DrawFn) -> Any:
     """A WoC-style decoded answer of a real transaction with fields replaced or dropped."""
     parsed = parse_raw_tx(draw(st.sampled_from(MAINNET)))
     decoded: dict[str, Any] = {
-        "txid": parsed.txid, "version": parsed.version, "locktime": parsed.locktime,
-        "vin": [{"txid": i.prev_txid, "vout": i.prev_vout, "sequence": i.sequence,
-                 "scriptSig": {"hex": i.script_sig.hex()}} for i in parsed.inputs],
-        "vout": [{"value": o.value_sats / 1e8, "n": o.n, "scriptPubKey": {"hex": o.script.hex()}}
-                 for o in parsed.outputs],
+        "txid": parsed.txid,
+        "version": parsed.version,
+        "locktime": parsed.locktime,
+        "vin": [
+            {
+                "txid": i.prev_txid,
+                "vout": i.prev_vout,
+                "sequence": i.sequence,
+                "scriptSig": {"hex": i.script_sig.hex()},
+            }
+            for i in parsed.inputs
+        ],
+        "vout": [
+            {"value": o.value_sats / 1e8, "n": o.n, "scriptPubKey": {"hex": o.script.hex()}}
+            for o in parsed.outputs
+        ],
     }
     for _ in range(draw(st.integers(1, 3))):
         target = draw(st.sampled_from(["top", "vin", "vout"]))
         inner = decoded.get(target)
-        node: Any = decoded if target == "top" else (inner[0] if isinstance(inner, list)
-                                                      and inner else None)
+        node: Any = (
+            decoded
+            if target == "top"
+            else (inner[0] if isinstance(inner, list) and inner else None)
+        )
         if not isinstance(node, dict) or not node:
             continue
         key = draw(st.sampled_from(sorted(node)))
@@ -129,8 +160,12 @@ def mutated_decoded(draw: st.DrawFn) -> Any:
 
 
 @fuzz(300)
-@given(mutated_decoded() | st.dictionaries(st.sampled_from(["hex", "vin", "vout", "version",
-                                                     "locktime", "txid"]), json_values))
+@given(
+    mutated_decoded()
+    | st.dictionaries(
+        st.sampled_from(["hex", "vin", "vout", "version", "locktime", "txid"]), json_values
+    )
+)
 def test_hardening_rawtx_mutated_decoded_answer_serialises_or_raises(decoded: Any) -> None:
     try:
         raw = serialise_decoded_tx(decoded)
@@ -143,10 +178,19 @@ def test_hardening_rawtx_mutated_decoded_answer_serialises_or_raises(decoded: An
 
 TASK_SETTLED = OPENAPI["components"]["schemas"]["TaskSettled"]
 DOCUMENTED = {int(code) for code in OPENAPI["paths"]["/webhooks/asg"]["post"]["responses"]}
-HOSTILE_TEXT = st.sampled_from([
-    "<script>alert(1)</script>", "'; DROP TABLE results; --", "\u202egnp.exe", "\x00\x1b[31m",
-    "a" * 70_000, "tsk_ok", "../../etc/passwd", "%00", "\ud7ff",
-])
+HOSTILE_TEXT = st.sampled_from(
+    [
+        "<script>alert(1)</script>",
+        "'; DROP TABLE results; --",
+        "\u202egnp.exe",
+        "\x00\x1b[31m",
+        "a" * 70_000,
+        "tsk_ok",
+        "../../etc/passwd",
+        "%00",
+        "\ud7ff",
+    ]
+)
 
 
 def _field_value(name: str, schema: dict[str, Any]) -> st.SearchStrategy[Any]:
@@ -159,8 +203,14 @@ def _field_value(name: str, schema: dict[str, Any]) -> st.SearchStrategy[Any]:
         "confidence": st.floats(0, 1),
         "bsv_txid": st.none() | st.from_regex(r"[0-9a-f]{64}", fullmatch=True),
         "settled_at": st.just((now - timedelta(seconds=40)).strftime("%Y-%m-%dT%H:%M:%SZ")),
-        "timestamp": st.sampled_from([now.strftime("%Y-%m-%dT%H:%M:%SZ"), int(now.timestamp()),
-                                      (now - timedelta(days=1)).isoformat(), "yesterday"]),
+        "timestamp": st.sampled_from(
+            [
+                now.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                int(now.timestamp()),
+                (now - timedelta(days=1)).isoformat(),
+                "yesterday",
+            ]
+        ),
     }
     return good.get(name, st.text()) | json_values | HOSTILE_TEXT
 
@@ -172,20 +222,27 @@ def deliveries(draw: st.DrawFn) -> tuple[bytes, dict[str, str]]:
     if draw(st.integers(0, 9)) == 0:
         body = draw(st.binary(max_size=300))  # the octet-stream variant: any bytes
     else:
-        record = {name: draw(_field_value(name, props[name]))
-                  for name in props if name in TASK_SETTLED["required"] or draw(st.booleans())}
+        record = {
+            name: draw(_field_value(name, props[name]))
+            for name in props
+            if name in TASK_SETTLED["required"] or draw(st.booleans())
+        }
         record.update(draw(st.dictionaries(st.text(max_size=8), json_values, max_size=2)))
         body = json.dumps(record).encode()
     signature = draw(st.sampled_from(["good", "good", "good", "forged", "malformed", "none"]))
-    headers = {"Content-Type": draw(st.sampled_from(["application/json",
-                                                     "application/octet-stream", "text/plain"]))}
+    headers = {
+        "Content-Type": draw(
+            st.sampled_from(["application/json", "application/octet-stream", "text/plain"])
+        )
+    }
     if signature == "good":
         headers["X-ASG-Signature"] = sign_body(body, SECRET)
     elif signature == "forged":
         headers["X-ASG-Signature"] = sign_body(body, "whsec_not_ours")
     elif signature == "malformed":
-        headers["X-ASG-Signature"] = draw(st.text(
-            alphabet=st.characters(min_codepoint=32, max_codepoint=126), max_size=80))
+        headers["X-ASG-Signature"] = draw(
+            st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=126), max_size=80)
+        )
     return body, headers
 
 
@@ -213,13 +270,18 @@ def test_hardening_webhooks_fuzzed_deliveries_answer_as_documented_and_are_all_c
     by_status = dict(query(db, "SELECT http_status, count(*) FROM webhook_deliveries GROUP BY 1"))
     assert by_status == answers
     # Every authenticated, fresh, new body is an observation or a reject; nothing else is.
-    kept = query(db, "SELECT count(*) FROM webhook_deliveries"
-                     " WHERE outcome IN ('stored', 'rejected')")
-    accounted = query(db, "SELECT (SELECT count(*) FROM observations WHERE source = 'webhook')"
-                          " + (SELECT count(*) FROM rejects WHERE source = 'webhook')")
+    kept = query(
+        db, "SELECT count(*) FROM webhook_deliveries WHERE outcome IN ('stored', 'rejected')"
+    )
+    accounted = query(
+        db,
+        "SELECT (SELECT count(*) FROM observations WHERE source = 'webhook')"
+        " + (SELECT count(*) FROM rejects WHERE source = 'webhook')",
+    )
     assert kept == accounted
     assert answers.get(200, 0) > 0 and answers.get(401, 0) > 0  # both paths were exercised
 
 
-TASK_OUTCOMES = set(OPENAPI["components"]["schemas"]["DeliveryAnswer"]["properties"]["outcome"]
-                    ["enum"])
+TASK_OUTCOMES = set(
+    OPENAPI["components"]["schemas"]["DeliveryAnswer"]["properties"]["outcome"]["enum"]
+)

@@ -45,16 +45,30 @@ def _records() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     subs, results = [], []
     for i, label in enumerate(HOSTILE_LABELS):
         task_id = f"tsk_hostile_{i:02d}"
-        subs.append({"task_id": task_id, "task_type": f"{SCRIPT}{RLO}", "consensus_threshold": 3,
-                     "label_spec": {"options": ["cat", IMG, SQL]},
-                     "created_at": "2026-10-01T10:00:00Z"})
-        results.append({
-            "task_id": task_id, "status": "settled", "consensus_label": label,
-            "confidence": 0.5, "worker_count": 3, "agreement_count": 2,  # fits neither formula
-            "bsv_txid": [f"{SCRIPT}{ANSI}", "ab" * 32, SQL, RLO][i % 4],
-            "total_cost_sats": 12345, "task_type": f"{IMG}{ANSI}",
-            "created_at": "2026-10-01T10:00:00Z", "settled_at": "2026-10-01T10:00:40Z",
-        })
+        subs.append(
+            {
+                "task_id": task_id,
+                "task_type": f"{SCRIPT}{RLO}",
+                "consensus_threshold": 3,
+                "label_spec": {"options": ["cat", IMG, SQL]},
+                "created_at": "2026-10-01T10:00:00Z",
+            }
+        )
+        results.append(
+            {
+                "task_id": task_id,
+                "status": "settled",
+                "consensus_label": label,
+                "confidence": 0.5,
+                "worker_count": 3,
+                "agreement_count": 2,  # fits neither formula
+                "bsv_txid": [f"{SCRIPT}{ANSI}", "ab" * 32, SQL, RLO][i % 4],
+                "total_cost_sats": 12345,
+                "task_type": f"{IMG}{ANSI}",
+                "created_at": "2026-10-01T10:00:00Z",
+                "settled_at": "2026-10-01T10:00:40Z",
+            }
+        )
     results += [
         {"task_id": f"tsk_{SCRIPT}", "status": "settled"},  # unsafe ids end in rejects
         {"task_id": f"tsk_x{SQL}", "status": "settled"},
@@ -71,8 +85,7 @@ def hostile(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     subs, results = _records()
     (tmp / "subs.ndjson").write_text("".join(json.dumps(s) + "\n" for s in subs))
     export = tmp / HOSTILE_FILE
-    export.write_text("".join(json.dumps(r) + "\n" for r in results)
-                      + f"not json {SCRIPT}{ANSI}\n")
+    export.write_text("".join(json.dumps(r) + "\n" for r in results) + f"not json {SCRIPT}{ANSI}\n")
     db = tmp / "audit.duckdb"
     track_file(db, tmp / "subs.ndjson")
     ingest_paths(db, [export])
@@ -88,8 +101,10 @@ def test_hardening_hostile_text_is_stored_as_data(hostile: dict[str, Any]) -> No
     assert query(db, "SELECT count(*) FROM results WHERE task_id LIKE 'tsk_hostile_%'")[0][0] >= 8
     reasons = {r[0] for r in query(db, "SELECT reason FROM rejects")}
     assert {"unsafe_task_id", "invalid_json"} <= reasons
-    errors = {r[0] for r in query(db, "SELECT error_message FROM observations"
-                                      " WHERE error_message IS NOT NULL")}
+    errors = {
+        r[0]
+        for r in query(db, "SELECT error_message FROM observations WHERE error_message IS NOT NULL")
+    }
     assert any(SQL in (e or "") for e in errors)
 
 
@@ -118,10 +133,18 @@ def test_hardening_hostile_html_has_no_injected_element(hostile: dict[str, Any])
     page.feed(html)
     assert not [t for t, _ in page.tags if t in ("script", "iframe", "object", "embed", "b")]
     assert not [(t, k) for t, a in page.tags for k in a if k.lower().startswith("on")]
-    assert all(str(a.get("src", "")).startswith("data:image/png;base64,")
-               for t, a in page.tags if t == "img")
-    assert not [a["href"] for t, a in page.tags if t == "a" and a.get("href")
-                and not str(a["href"]).startswith(("https://whatsonchain.com/tx/", "#"))]
+    assert all(
+        str(a.get("src", "")).startswith("data:image/png;base64,")
+        for t, a in page.tags
+        if t == "img"
+    )
+    assert not [
+        a["href"]
+        for t, a in page.tags
+        if t == "a"
+        and a.get("href")
+        and not str(a["href"]).startswith(("https://whatsonchain.com/tx/", "#"))
+    ]
     shown = "".join(page.text)
     assert SCRIPT in shown or "alert('x')" in shown  # shown as text, not run
 
@@ -153,14 +176,16 @@ def test_hardening_hostile_markdown_tables_keep_their_columns(hostile: dict[str,
 
 def test_hardening_hostile_summary_json_gives_the_strings_back(hostile: dict[str, Any]) -> None:
     summary = json.loads(hostile["rendered"].paths["json"].read_text(encoding="utf-8"))
-    actual = {f["actual"] for f in summary["findings"]} | {f["entity_id"] for f in
-                                                          summary["findings"]}
+    actual = {f["actual"] for f in summary["findings"]} | {
+        f["entity_id"] for f in summary["findings"]
+    }
     assert SCRIPT in actual or IMG in actual
 
 
 def _run(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(asg_audit(*args), env=clean_env(), cwd=cwd, capture_output=True,
-                          text=True, timeout=120)
+    return subprocess.run(
+        asg_audit(*args), env=clean_env(), cwd=cwd, capture_output=True, text=True, timeout=120
+    )
 
 
 def test_hardening_hostile_commands_print_no_terminal_control_from_data(
@@ -169,9 +194,11 @@ def test_hardening_hostile_commands_print_no_terminal_control_from_data(
     db = tmp_path / "cli.duckdb"
     tmp = hostile["tmp"]
     bad_subs = tmp_path / f"subs-{ANSI}.csv"
-    bad_subs.write_text("task_id,task_type,consensus_threshold,options,created_at\n"
-                        f"tsk_1,{SCRIPT}{ANSI},3,cat|{RLO},2026-10-01T10:00:00Z\n"
-                        f"tsk_{ANSI},x,99,cat,{RLO}\n")
+    bad_subs.write_text(
+        "task_id,task_type,consensus_threshold,options,created_at\n"
+        f"tsk_1,{SCRIPT}{ANSI},3,cat|{RLO},2026-10-01T10:00:00Z\n"
+        f"tsk_{ANSI},x,99,cat,{RLO}\n"
+    )
     outputs = [
         _run("track", str(tmp / "subs.ndjson"), "--db", str(db), cwd=tmp_path),
         _run("track", str(bad_subs), "--db", str(db), cwd=tmp_path),

@@ -38,8 +38,18 @@ def test_hardening_read_only_folder_is_a_clear_error_and_changes_nothing(tmp_pat
     store_dir.mkdir()
     db = store_dir / "audit.duckdb"
     first = tmp_path / "a.jsonl"
-    first.write_text(json.dumps({"task_id": "t1", "status": "settled", "consensus_label": "cat",
-                                 "bsv_txid": "ab" * 32, "settled_at": "2026-11-01T10:00:00Z"}) + "\n")
+    first.write_text(
+        json.dumps(
+            {
+                "task_id": "t1",
+                "status": "settled",
+                "consensus_label": "cat",
+                "bsv_txid": "ab" * 32,
+                "settled_at": "2026-11-01T10:00:00Z",
+            }
+        )
+        + "\n"
+    )
     ingest_paths(db, [first])
     before = db.read_bytes()
     second = tmp_path / "b.jsonl"
@@ -47,7 +57,9 @@ def test_hardening_read_only_folder_is_a_clear_error_and_changes_nothing(tmp_pat
     with read_only(store_dir):
         proc = subprocess.run(
             [sys.executable, "-m", "asg_audit", "ingest", "--quiet", "--db", str(db), str(second)],
-            capture_output=True, text=True, cwd=REPO,
+            capture_output=True,
+            text=True,
+            cwd=REPO,
         )
         assert db.read_bytes() == before
     assert proc.returncode in (2, 3)

@@ -16,8 +16,12 @@ WOC_KEY = "woc_known_chain_key_5f1e9a7c3b"
 HOOK_SECRET = "whsec_known_receiver_secret_77aa"
 # The demo's API key is the simulator's `sk_sandbox_<32 hex>`, its webhook secret
 # `whsec_demo_<32 hex>` (the simulator's default `whsec_<32 hex>`): any such string is a leak.
-PATTERNS = [re.compile(rb"sk_sandbox_[0-9a-f]{32}"), re.compile(rb"whsec_(demo_)?[0-9a-f]{32}"),
-            re.compile(re.escape(WOC_KEY.encode())), re.compile(re.escape(HOOK_SECRET.encode()))]
+PATTERNS = [
+    re.compile(rb"sk_sandbox_[0-9a-f]{32}"),
+    re.compile(rb"whsec_(demo_)?[0-9a-f]{32}"),
+    re.compile(re.escape(WOC_KEY.encode())),
+    re.compile(re.escape(HOOK_SECRET.encode())),
+]
 
 
 def _hits(data: bytes) -> list[bytes]:
@@ -26,9 +30,13 @@ def _hits(data: bytes) -> list[bytes]:
 
 def test_hardening_demo_leaves_no_secret_in_store_files_or_output(tmp_path: Path) -> None:
     out = tmp_path / "demo"
-    done = subprocess.run(asg_audit("demo", "--tasks", "200", "--out", str(out)),
-                          env=clean_env(WOC_API_KEY=WOC_KEY, ASG_WEBHOOK_SECRET=HOOK_SECRET),
-                          cwd=tmp_path, capture_output=True, timeout=300)
+    done = subprocess.run(
+        asg_audit("demo", "--tasks", "200", "--out", str(out)),
+        env=clean_env(WOC_API_KEY=WOC_KEY, ASG_WEBHOOK_SECRET=HOOK_SECRET),
+        cwd=tmp_path,
+        capture_output=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     files = [p for p in out.rglob("*") if p.is_file()]
     assert any(p.suffix == ".duckdb" for p in files) and any(p.name == "index.html" for p in files)
@@ -49,12 +57,23 @@ def test_hardening_error_messages_name_no_secret(tmp_path: Path) -> None:
             ("verify-chain",),  # credentials in the index URL (nothing to verify yet: exit 0)
             ("webhooks", "register", "--url", "http://127.0.0.1:9/hook"),
         ]
-        env = clean_env(ASG_API_KEY=wrong_key, ASG_BASE_URL=sim.gateway_url,
-                        WOC_API_KEY=WOC_KEY, ASG_WEBHOOK_SECRET=HOOK_SECRET,
-                        ASG_CHAIN_URL="http://user:chainpassword99@127.0.0.1:9/v1/bsv/main")
-        outputs = [subprocess.run(asg_audit(*argv, "--db", str(db)) if argv[0] != "webhooks"
-                                  else asg_audit(*argv), env=env, cwd=tmp_path,
-                                  capture_output=True, timeout=120) for argv in runs]
+        env = clean_env(
+            ASG_API_KEY=wrong_key,
+            ASG_BASE_URL=sim.gateway_url,
+            WOC_API_KEY=WOC_KEY,
+            ASG_WEBHOOK_SECRET=HOOK_SECRET,
+            ASG_CHAIN_URL="http://user:chainpassword99@127.0.0.1:9/v1/bsv/main",
+        )
+        outputs = [
+            subprocess.run(
+                asg_audit(*argv, "--db", str(db)) if argv[0] != "webhooks" else asg_audit(*argv),
+                env=env,
+                cwd=tmp_path,
+                capture_output=True,
+                timeout=120,
+            )
+            for argv in runs
+        ]
     codes = [p.returncode for p in outputs]
     assert codes[0] == 0 and codes[1] == 3 and codes[3] in (2, 3), [p.stderr for p in outputs]
     text = b"".join(p.stdout + p.stderr for p in outputs)

@@ -23,10 +23,19 @@ REPO = Path(__file__).parents[1]
 
 
 def rec(task_id: str, **extra: object) -> dict[str, object]:
-    return {"task_id": task_id, "status": "settled", "consensus_label": "cat", "confidence": 1.0,
-            "worker_count": 3, "agreement_count": 3, "bsv_txid": f"{int(task_id[1:]):064x}",
-            "cost_sats": 975, "created_at": "2026-11-01T10:00:00Z",
-            "settled_at": "2026-11-01T10:00:40Z", **extra}
+    return {
+        "task_id": task_id,
+        "status": "settled",
+        "consensus_label": "cat",
+        "confidence": 1.0,
+        "worker_count": 3,
+        "agreement_count": 3,
+        "bsv_txid": f"{int(task_id[1:]):064x}",
+        "cost_sats": 975,
+        "created_at": "2026-11-01T10:00:00Z",
+        "settled_at": "2026-11-01T10:00:40Z",
+        **extra,
+    }
 
 
 def write_ndjson(path: Path, records: list[object]) -> Path:
@@ -45,7 +54,12 @@ def test_ingest_sample_export_summary(db: Path) -> None:
     assert summary.accepted == 180 and summary.rejected == 5
     assert summary.new_results == 180
     assert set(summary.rejected_by_reason) == {
-        "bad_sats", "bad_timestamp", "bad_type", "invalid_json", "missing_task_id"}
+        "bad_sats",
+        "bad_timestamp",
+        "bad_type",
+        "invalid_json",
+        "missing_task_id",
+    }
 
 
 def test_ingest_reject_names_file_and_line(db: Path, tmp_path: Path) -> None:
@@ -55,7 +69,11 @@ def test_ingest_reject_names_file_and_line(db: Path, tmp_path: Path) -> None:
     with open_store(db, read_only=True) as store:
         row = store.frame("rejects").row(0, named=True)
     assert (row["origin"], row["origin_line"], row["reason"], row["field"]) == (
-        str(path), 2, "bad_type", "worker_count")
+        str(path),
+        2,
+        "bad_type",
+        "worker_count",
+    )
     assert row["raw"] == b'{"task_id": "t2", "worker_count": "3"}'
 
 
@@ -114,10 +132,13 @@ def test_ingest_gzip_json_arrays_compact_and_indented(db: Path, tmp_path: Path) 
         rejects = store.frame("rejects").sort("origin")
     assert rejects.select("origin", "origin_line", "reason").rows() == [
         (str(tmp_path / "compact.json.gz"), 2, "bad_type"),
-        (str(tmp_path / "indented.json.gz"), 2, "not_object")]
+        (str(tmp_path / "indented.json.gz"), 2, "not_object"),
+    ]
     assert json.loads(rejects.get_column("raw")[0]) == {"task_id": "t2", "worker_count": "3"}
     # the content hash is of the decompressed content: the same array uncompressed is known
-    (tmp_path / "again.json").write_bytes(gzip.decompress((tmp_path / "compact.json.gz").read_bytes()))
+    (tmp_path / "again.json").write_bytes(
+        gzip.decompress((tmp_path / "compact.json.gz").read_bytes())
+    )
     assert ingest_paths(db, [tmp_path / "again.json"]).files[0].status == "already ingested"
 
 
@@ -126,8 +147,12 @@ def test_ingest_pretty_printed_documents(db: Path, tmp_path: Path) -> None:
     # documents: each document is a record (its number is its line), not each line.
     (tmp_path / "one.json").write_text(json.dumps(rec("t1"), indent=2) + "\n")
     with gzip.open(tmp_path / "many.json.gz", "wt") as fh:
-        fh.write("\n".join(json.dumps(r, indent="\t") for r in (
-            rec("t2"), {"task_id": "t3", "worker_count": "3"}, rec("t4"))))
+        fh.write(
+            "\n".join(
+                json.dumps(r, indent="\t")
+                for r in (rec("t2"), {"task_id": "t3", "worker_count": "3"}, rec("t4"))
+            )
+        )
     summary = ingest_paths(db, [tmp_path])
     assert [f.status for f in summary.files] == ["ingested", "ingested"]
     assert (summary.records, summary.accepted, summary.new_results) == (4, 3, 3)
@@ -135,7 +160,8 @@ def test_ingest_pretty_printed_documents(db: Path, tmp_path: Path) -> None:
         rejects = store.frame("rejects")
         stored = store.frame("results").sort("task_id")
     assert rejects.select("origin", "origin_line", "reason").rows() == [
-        (str(tmp_path / "many.json.gz"), 2, "bad_type")]
+        (str(tmp_path / "many.json.gz"), 2, "bad_type")
+    ]
     assert json.loads(rejects.get_column("raw")[0]) == {"task_id": "t3", "worker_count": "3"}
     assert stored.get_column("task_id").to_list() == ["t1", "t2", "t4"]
     assert stored.get_column("cost_sats").to_list() == [975] * 3
@@ -180,9 +206,20 @@ def test_ingest_malformed_or_truncated_json_array_fails_cleanly(
 
 
 def test_ingest_webhook_delivery_log(db: Path, tmp_path: Path) -> None:
-    log = write_ndjson(tmp_path / "deliveries.ndjson", [{
-        "event": "task.settled", "task_id": "t1", "consensus_label": "cat", "confidence": 1.0,
-        "bsv_txid": "f" * 64, "settled_at": "2026-11-01T10:00:40Z", "timestamp": "2026-11-01T10:00:41Z"}])
+    log = write_ndjson(
+        tmp_path / "deliveries.ndjson",
+        [
+            {
+                "event": "task.settled",
+                "task_id": "t1",
+                "consensus_label": "cat",
+                "confidence": 1.0,
+                "bsv_txid": "f" * 64,
+                "settled_at": "2026-11-01T10:00:40Z",
+                "timestamp": "2026-11-01T10:00:41Z",
+            }
+        ],
+    )
     ingest_paths(db, [log])
     with open_store(db, read_only=True) as store:
         row = store.frame("results").row(0, named=True)
@@ -262,8 +299,22 @@ def test_ingest_cli_exits_2_after_processing_the_other_files(db: Path, tmp_path:
     good = write_ndjson(tmp_path / "good.jsonl", [rec("t1")])
     bad = tmp_path / "bad.jsonl.gz"
     bad.write_bytes(gzip.compress(b'{"task_id": "t9"}\n' * 100)[:30])
-    proc = subprocess.run([sys.executable, "-m", "asg_audit", "ingest", "--quiet", "--db", str(db),
-                           str(bad), str(good)], capture_output=True, text=True, cwd=REPO)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "asg_audit",
+            "ingest",
+            "--quiet",
+            "--db",
+            str(db),
+            str(bad),
+            str(good),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+    )
     assert proc.returncode == 2
     assert f"{bad}:" in proc.stderr and "Traceback" not in proc.stderr
     assert "accepted                     1" in proc.stdout
@@ -272,17 +323,27 @@ def test_ingest_cli_exits_2_after_processing_the_other_files(db: Path, tmp_path:
 def test_track_csv_and_ndjson_submissions(db: Path, tmp_path: Path) -> None:
     summary = track_file(db, sample_path("sample_submissions.csv"))
     assert summary.new == 180 and not summary.errors
-    nd = write_ndjson(tmp_path / "subs.ndjson", [
-        {"task_id": "tsk_00001", "type": "image", "consensus_threshold": 5,
-         "label_spec": {"options": ["a", "b"]}, "created_at": "2026-11-01T10:00:00Z"},
-        {"task_id": "bad id", "consensus_threshold": 3},
-        {"task_id": "t2", "consensus_threshold": 11},
-    ])
+    nd = write_ndjson(
+        tmp_path / "subs.ndjson",
+        [
+            {
+                "task_id": "tsk_00001",
+                "type": "image",
+                "consensus_threshold": 5,
+                "label_spec": {"options": ["a", "b"]},
+                "created_at": "2026-11-01T10:00:00Z",
+            },
+            {"task_id": "bad id", "consensus_threshold": 3},
+            {"task_id": "t2", "consensus_threshold": 11},
+        ],
+    )
     summary = track_file(db, nd)
     assert (summary.new, summary.updated) == (0, 1)
     assert len(summary.errors) == 2 and summary.errors[0].startswith(f"{nd}:2: task_id")
     with open_store(db, read_only=True) as store:
-        row = store.frame("submissions", where="task_id = ?", params=["tsk_00001"]).row(0, named=True)
+        row = store.frame("submissions", where="task_id = ?", params=["tsk_00001"]).row(
+            0, named=True
+        )
     assert row["options"] == ["a", "b"] and row["consensus_threshold"] == 5
 
 

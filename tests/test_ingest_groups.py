@@ -16,34 +16,53 @@ from asg_audit.store import open_store
 
 
 def rec(task_id: str, label: str = "cat", **extra: object) -> str:
-    return json.dumps({
-        "task_id": task_id, "status": "settled", "consensus_label": label, "confidence": 1.0,
-        "worker_count": 3, "agreement_count": 3, "bsv_txid": "ab" * 32, "cost_sats": 975,
-        "created_at": "2026-11-01T10:00:00Z", "settled_at": "2026-11-01T10:00:40Z", **extra})
+    return json.dumps(
+        {
+            "task_id": task_id,
+            "status": "settled",
+            "consensus_label": label,
+            "confidence": 1.0,
+            "worker_count": 3,
+            "agreement_count": 3,
+            "bsv_txid": "ab" * 32,
+            "cost_sats": 975,
+            "created_at": "2026-11-01T10:00:00Z",
+            "settled_at": "2026-11-01T10:00:40Z",
+            **extra,
+        }
+    )
 
 
 def make_exports(folder: Path) -> None:
     folder.mkdir()
     (folder / "01-a.jsonl").write_text(rec("t1") + "\n" + rec("t2") + "\n")
     (folder / "02-rejects.jsonl").write_bytes(
-        b'{"task_id": "t3", "worker_count": "3"}\r\n\r\n   \t\n[1]\n\xff\xfe\n' + rec("t4").encode())
+        b'{"task_id": "t3", "worker_count": "3"}\r\n\r\n   \t\n[1]\n\xff\xfe\n' + rec("t4").encode()
+    )
     (folder / "03-copy-of-a.jsonl").write_text(rec("t1") + "\n" + rec("t2") + "\n")
     with gzip.open(folder / "04-b.jsonl.gz", "wt") as fh:
         fh.write(rec("t5") + "\n" + rec("t1") + "\n")  # t1 again, same payload: a duplicate
     # a big file between small ones: it changes t2's label (a conflict, as it comes later)
     (folder / "05-big.jsonl").write_text(
-        rec("t2", label="dog") + "\n" + "".join(rec(f"p{i}") + "\n" for i in range(40)))
+        rec("t2", label="dog") + "\n" + "".join(rec(f"p{i}") + "\n" for i in range(40))
+    )
     data = gzip.compress((rec("t6") + "\n").encode() * 50)
     (folder / "06-truncated.jsonl.gz").write_bytes(data[: len(data) // 2])
     (folder / "07-c.jsonl").write_text(rec("t2", label="bird") + "\n" + rec("t7") + "\n")
     (folder / "08-empty.jsonl").write_text("")
     # arrays and pretty-printed documents, plain and compressed, good and broken
-    (folder / "08a-array.json").write_text("[" + rec("a1") + ", [1], " + rec("t1", label="owl") + "]")
+    (folder / "08a-array.json").write_text(
+        "[" + rec("a1") + ", [1], " + rec("t1", label="owl") + "]"
+    )
     with gzip.open(folder / "08b-array.json.gz", "wt") as fh:
-        fh.write(json.dumps([json.loads(rec("a2")), {"task_id": "a3", "confidence": "high"}],
-                            indent=2))
+        fh.write(
+            json.dumps([json.loads(rec("a2")), {"task_id": "a3", "confidence": "high"}], indent=2)
+        )
     (folder / "08c-pretty.json").write_text(
-        json.dumps(json.loads(rec("a4")), indent=2) + "\n" + json.dumps({"task_id": "a/5"}, indent=2))
+        json.dumps(json.loads(rec("a4")), indent=2)
+        + "\n"
+        + json.dumps({"task_id": "a/5"}, indent=2)
+    )
     (folder / "08d-cut.json").write_text(json.dumps(json.loads(rec("a6")), indent=2)[:50])
     for i in range(9, 15):
         (folder / f"{i:02d}-more.ndjson").write_text(rec(f"m{i}") + "\n")
@@ -83,15 +102,26 @@ def test_grouped_small_files_store_what_streaming_them_one_by_one_stores(
 
     assert summary_of(grouped) == summary_of(streamed)
     assert [(Path(f.path).name, f.status, f.records) for f in grouped.files] == [
-        ("01-a.jsonl", "ingested", 2), ("02-rejects.jsonl", "ingested", 4),
-        ("03-copy-of-a.jsonl", "already ingested", 0), ("04-b.jsonl.gz", "ingested", 2),
-        ("05-big.jsonl", "ingested", 41), ("06-truncated.jsonl.gz", "failed", 0),
-        ("07-c.jsonl", "ingested", 2), ("08-empty.jsonl", "ingested", 0),
-        ("08a-array.json", "ingested", 3), ("08b-array.json.gz", "ingested", 2),
-        ("08c-pretty.json", "ingested", 2), ("08d-cut.json", "failed", 0),
-        *[(f"{i:02d}-more.ndjson", "ingested", 1) for i in range(9, 15)]]
+        ("01-a.jsonl", "ingested", 2),
+        ("02-rejects.jsonl", "ingested", 4),
+        ("03-copy-of-a.jsonl", "already ingested", 0),
+        ("04-b.jsonl.gz", "ingested", 2),
+        ("05-big.jsonl", "ingested", 41),
+        ("06-truncated.jsonl.gz", "failed", 0),
+        ("07-c.jsonl", "ingested", 2),
+        ("08-empty.jsonl", "ingested", 0),
+        ("08a-array.json", "ingested", 3),
+        ("08b-array.json.gz", "ingested", 2),
+        ("08c-pretty.json", "ingested", 2),
+        ("08d-cut.json", "failed", 0),
+        *[(f"{i:02d}-more.ndjson", "ingested", 1) for i in range(9, 15)],
+    ]
     assert grouped.rejected_by_reason == {
-        "bad_type": 2, "not_object": 2, "invalid_utf8": 1, "unsafe_task_id": 1}
+        "bad_type": 2,
+        "not_object": 2,
+        "invalid_utf8": 1,
+        "unsafe_task_id": 1,
+    }
     assert (grouped.duplicates, grouped.conflicts) == (1, 3)
     cut = next(f for f in grouped.files if f.path.endswith("08d-cut.json"))
     assert "08d-cut.json: not a readable JSON document: " in (cut.error or "")
@@ -105,8 +135,10 @@ def test_grouped_small_files_store_what_streaming_them_one_by_one_stores(
     assert (t2["consensus_label"], t2["conflict_count"], t2["observation_count"]) == ("cat", 2, 3)
     t1 = got["results"].filter(pl.col("task_id") == "t1").row(0, named=True)
     assert (t1["consensus_label"], t1["conflict_count"]) == ("cat", 1)  # the array's owl
-    assert got["observations"].get_column("origin").to_list()[:2] == [
-        str(tmp_path / "exports" / "01-a.jsonl")] * 2
+    assert (
+        got["observations"].get_column("origin").to_list()[:2]
+        == [str(tmp_path / "exports" / "01-a.jsonl")] * 2
+    )
 
 
 def test_small_gzip_file_of_much_data_is_streamed(
@@ -118,7 +150,11 @@ def test_small_gzip_file_of_much_data_is_streamed(
         fh.write(text)
     db = tmp_path / "audit.duckdb"
     summary = ingest_paths(db, [tmp_path / "dense.jsonl.gz"])
-    assert (summary.files[0].status, summary.accepted, summary.new_results) == ("ingested", 200, 200)
+    assert (summary.files[0].status, summary.accepted, summary.new_results) == (
+        "ingested",
+        200,
+        200,
+    )
     (tmp_path / "plain.jsonl").write_text(text)  # the same content: known by its hash
     assert ingest_paths(db, [tmp_path / "plain.jsonl"]).files[0].status == "already ingested"
 
@@ -140,8 +176,10 @@ def test_summary_of_few_files_names_each(tmp_path: Path) -> None:
     (tmp_path / "one.jsonl").write_text(rec("t1") + "\n" + "{broken\n")
     out = io.StringIO()
     print_ingest_summary(ingest_paths(tmp_path / "audit.duckdb", [tmp_path]), file=out)
-    assert f"  ingested          {tmp_path / 'one.jsonl'} (2 records, 1 accepted, 1 rejected)\n" in (
-        out.getvalue())
+    assert (
+        f"  ingested          {tmp_path / 'one.jsonl'} (2 records, 1 accepted, 1 rejected)\n"
+        in (out.getvalue())
+    )
 
 
 def test_interrupted_ingest_keeps_stored_files_and_says_so(tmp_path: Path) -> None:
@@ -161,8 +199,21 @@ def test_interrupted_ingest_keeps_stored_files_and_says_so(tmp_path: Path) -> No
     os.mkfifo(pipe)
     db = tmp_path / "audit.duckdb"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "asg_audit", "ingest", "--db", str(db), "--quiet", str(big),
-         str(pipe)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        [
+            sys.executable,
+            "-m",
+            "asg_audit",
+            "ingest",
+            "--db",
+            str(db),
+            "--quiet",
+            str(big),
+            str(pipe),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     with open(pipe, "w") as writer:  # opens once the ingest opens the pipe to read it
         writer.write(rec("p1") + "\n")
         writer.flush()
@@ -192,7 +243,11 @@ def test_ingest_reads_ndjson_on_stdin(tmp_path: Path) -> None:
     def run(*paths: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [sys.executable, "-m", "asg_audit", "ingest", "--db", str(db), "--quiet", *paths],
-            input=body, capture_output=True, text=True, timeout=60)
+            input=body,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
 
     first = run("-")
     assert first.returncode == 0, first.stderr
@@ -201,7 +256,8 @@ def test_ingest_reads_ndjson_on_stdin(tmp_path: Path) -> None:
         rejects = store.frame("rejects")
         observations = store.frame("observations")
     assert rejects.select("origin", "origin_line", "reason").rows() == [
-        ("<stdin>", 2, "invalid_json")]
+        ("<stdin>", 2, "invalid_json")
+    ]
     assert observations.get_column("origin").to_list() == ["<stdin>"] * 2
     assert observations.get_column("origin_line").to_list() == [1, 3]
     # the same content again is known by its hash; `-` mixes with files
@@ -226,9 +282,20 @@ def test_progress_on_a_terminal_is_one_bar_over_all_files(tmp_path: Path) -> Non
     total_mb = sum(p.stat().st_size for p in tmp_path.glob("*.jsonl")) / 1e6
     main, child = pty.openpty()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "asg_audit", "ingest", "--db", str(tmp_path / "audit.duckdb"),
-         str(tmp_path)], stdin=child, stdout=child, stderr=child,
-        env={**os.environ, "COLUMNS": "160", "TERM": "xterm"})
+        [
+            sys.executable,
+            "-m",
+            "asg_audit",
+            "ingest",
+            "--db",
+            str(tmp_path / "audit.duckdb"),
+            str(tmp_path),
+        ],
+        stdin=child,
+        stdout=child,
+        stderr=child,
+        env={**os.environ, "COLUMNS": "160", "TERM": "xterm"},
+    )
     os.close(child)
     out = b""
     while select.select([main], [], [], 60)[0]:

@@ -99,6 +99,7 @@ def test_audit_second_run_does_only_new_work(tmp_path: Path, world: Any, sim: An
     result_key = next(k for k in polls_after if "result" in k)
     # Only tasks that were not final (stuck, unknown ids) are asked again.
     assert polls_after[result_key] - polls_before.get(result_key, 0) <= 20
+
     def figure(step: str, name: str) -> int:
         text = step.split("ok: ")[1]
         return int(text.split(f" {name}")[0].split(", ")[-1].replace(",", ""))
@@ -119,8 +120,14 @@ def test_audit_overlapping_run_is_refused_with_exit_3(tmp_path: Path, world: Any
             _run(config, sim)
         proc = subprocess.run(
             [sys.executable, "-m", "asg_audit", "audit", "--db", str(config.db_path)],
-            capture_output=True, text=True, cwd=tmp_path,
-            env={"PATH": "/usr/bin:/bin", "ASG_API_KEY": sim.api_key, "ASG_BASE_URL": sim.gateway_url},
+            capture_output=True,
+            text=True,
+            cwd=tmp_path,
+            env={
+                "PATH": "/usr/bin:/bin",
+                "ASG_API_KEY": sim.api_key,
+                "ASG_BASE_URL": sim.gateway_url,
+            },
         )
     assert proc.returncode == 3
     assert "another audit run is in progress" in proc.stderr and "Traceback" not in proc.stderr
@@ -152,11 +159,15 @@ def test_audit_while_the_api_is_down_exits_3_and_loses_nothing(
     config = _config(tmp_path, sim, drop_folders=[str(drop)])
     first = _run(config, sim)
     with open_store(config.db_path, read_only=True) as store:
-        before = {t: store.count(t) for t in ("observations", "results", "submissions", "chain_txs")}
+        before = {
+            t: store.count(t) for t in ("observations", "results", "submissions", "chain_txs")
+        }
     down = config.replace(base_url="http://127.0.0.1:9", chain_url="http://127.0.0.1:9/v1/bsv/main")
     outcome = _run(down, sim)
     assert outcome.exit_code == 3
-    assert outcome.steps["collect"].startswith("failed") and "unreachable" in outcome.steps["collect"]
+    assert (
+        outcome.steps["collect"].startswith("failed") and "unreachable" in outcome.steps["collect"]
+    )
     assert outcome.steps["verify-chain"].startswith("failed")
     with open_store(config.db_path, read_only=True) as store:
         after = {t: store.count(t) for t in before}
@@ -187,8 +198,20 @@ def test_audit_posts_one_alert_per_run(tmp_path: Path, world: Any, sim: Any) -> 
 
 def test_demo_command_runs_end_to_end(tmp_path: Path) -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "asg_audit", "demo", "--tasks", "800", "--out", str(tmp_path / "demo")],
-        capture_output=True, text=True, cwd=REPO, timeout=600,
+        [
+            sys.executable,
+            "-m",
+            "asg_audit",
+            "demo",
+            "--tasks",
+            "800",
+            "--out",
+            str(tmp_path / "demo"),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=600,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     out = proc.stdout

@@ -18,14 +18,27 @@ from asg_audit.store import open_store
 
 NOW = datetime(2026, 11, 1, tzinfo=UTC)
 VALID = {
-    "task_id": "tsk_1", "status": "settled", "consensus_label": "cat", "confidence": 1.0,
-    "worker_count": 3, "agreement_count": 3, "bsv_txid": "a" * 64, "total_cost_sats": 975,
-    "created_at": "2026-04-08T21:00:00Z", "settled_at": "2026-04-08T21:00:47Z",
-    "settlement": {"bsv_txid": "b" * 64, "total_cost_sats": 650, "settled_at": "2026-04-08T21:00:47Z"},
+    "task_id": "tsk_1",
+    "status": "settled",
+    "consensus_label": "cat",
+    "confidence": 1.0,
+    "worker_count": 3,
+    "agreement_count": 3,
+    "bsv_txid": "a" * 64,
+    "total_cost_sats": 975,
+    "created_at": "2026-04-08T21:00:00Z",
+    "settled_at": "2026-04-08T21:00:47Z",
+    "settlement": {
+        "bsv_txid": "b" * 64,
+        "total_cost_sats": 650,
+        "settled_at": "2026-04-08T21:00:47Z",
+    },
 }
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
-    lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=8), children, max_size=3),
+    lambda children: (
+        st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=8), children, max_size=3)
+    ),
     max_leaves=8,
 )
 
@@ -52,18 +65,27 @@ bodies = st.lists(st.binary(max_size=200) | mutated_records(), min_size=1, max_s
 @settings(max_examples=150, deadline=None)
 @given(bodies)
 def test_normalise_every_record_ends_in_exactly_one_output(raw: list[bytes]) -> None:
-    records = [RawRecord(body=b, source=Source.FILE, origin="f", observed_at=NOW, origin_line=i + 1)
-               for i, b in enumerate(raw)]
+    records = [
+        RawRecord(body=b, source=Source.FILE, origin="f", observed_at=NOW, origin_line=i + 1)
+        for i, b in enumerate(raw)
+    ]
     batch = normalise_records(records)
-    lines = batch.accepted.get_column("origin_line").to_list() + batch.rejects.get_column("origin_line").to_list()
+    lines = (
+        batch.accepted.get_column("origin_line").to_list()
+        + batch.rejects.get_column("origin_line").to_list()
+    )
     assert sorted(lines) == list(range(1, len(raw) + 1))
     assert batch.rejects.get_column("reason").null_count() == 0
     # Accepted records always have a safe task id and integer-typed money.
-    assert batch.accepted.get_column("task_id").str.contains(r"^[A-Za-z0-9][A-Za-z0-9_.:\-]*$").all()
+    assert (
+        batch.accepted.get_column("task_id").str.contains(r"^[A-Za-z0-9][A-Za-z0-9_.:\-]*$").all()
+    )
     assert batch.accepted.schema["cost_sats"] == pl.Int64
 
 
-@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(bodies)
 def test_ingest_every_line_lands_in_results_or_rejects(tmp_path: Path, raw: list[bytes]) -> None:
     case = Path(tempfile.mkdtemp(dir=tmp_path))  # hypothesis replays examples: a fresh folder each
@@ -75,9 +97,10 @@ def test_ingest_every_line_lands_in_results_or_rejects(tmp_path: Path, raw: list
     summary = ingest_paths(db, [path])
     assert summary.records == len(lines)
     with open_store(db, read_only=True) as store:
-        observed = store.con.execute(
-            "SELECT count(*) FROM observations").fetchall()[0][0]
+        observed = store.con.execute("SELECT count(*) FROM observations").fetchall()[0][0]
         rejected = store.count("rejects")
-        results = store.con.execute("SELECT count(DISTINCT task_id) FROM observations WHERE status IS NOT NULL").fetchall()[0][0]
+        results = store.con.execute(
+            "SELECT count(DISTINCT task_id) FROM observations WHERE status IS NOT NULL"
+        ).fetchall()[0][0]
         assert store.count("results") == results
     assert observed + summary.duplicates + rejected == len(lines)

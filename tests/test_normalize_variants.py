@@ -16,8 +16,14 @@ TXID = "a" * 64
 
 
 def norm(body: str | bytes, **kw: object) -> tuple[pl.DataFrame, pl.DataFrame]:
-    rec = RawRecord(body=body, source=kw.pop("source", Source.FILE), origin="t.jsonl",
-                    observed_at=NOW, origin_line=1, **kw)  # type: ignore[arg-type]
+    rec = RawRecord(
+        body=body,
+        source=kw.pop("source", Source.FILE),
+        origin="t.jsonl",
+        observed_at=NOW,
+        origin_line=1,
+        **kw,
+    )  # type: ignore[arg-type]
     batch = normalise_records([rec])
     return batch.accepted, batch.rejects
 
@@ -37,9 +43,15 @@ def reject_row(body: object, **kw: object) -> dict[str, object]:
 
 
 FLAT = {
-    "task_id": "tsk_xxx", "status": "settled", "consensus_label": "cat", "confidence": 1.0,
-    "worker_count": 3, "agreement_count": 3, "bsv_txid": TXID,
-    "created_at": "2026-04-08T21:00:00Z", "settled_at": "2026-04-08T21:00:47Z",
+    "task_id": "tsk_xxx",
+    "status": "settled",
+    "consensus_label": "cat",
+    "confidence": 1.0,
+    "worker_count": 3,
+    "agreement_count": 3,
+    "bsv_txid": TXID,
+    "created_at": "2026-04-08T21:00:00Z",
+    "settled_at": "2026-04-08T21:00:47Z",
 }
 
 
@@ -55,7 +67,11 @@ def test_normalise_flat_shape_from_the_docs_example() -> None:
 
 def test_normalise_nested_settlement_shape() -> None:
     body = {k: v for k, v in FLAT.items() if k not in ("bsv_txid", "settled_at")}
-    body["settlement"] = {"bsv_txid": TXID, "total_cost_sats": 650, "settled_at": "2026-04-08T21:00:47Z"}
+    body["settlement"] = {
+        "bsv_txid": TXID,
+        "total_cost_sats": 650,
+        "settled_at": "2026-04-08T21:00:47Z",
+    }
     row = accepted_row(body)
     assert row["shape"] == Shape.NESTED
     assert row["bsv_txid"] == TXID and row["cost_sats"] == 650
@@ -101,10 +117,17 @@ def test_normalise_undocumented_status_is_kept_and_flagged() -> None:
 
 
 def test_normalise_webhook_payload_has_no_counts_or_cost() -> None:
-    row = accepted_row({
-        "event": "task.settled", "task_id": "tsk_1", "consensus_label": "cat", "confidence": 1.0,
-        "bsv_txid": TXID, "settled_at": "2026-04-08T21:00:47Z", "timestamp": "2026-04-08T21:00:48Z",
-    })
+    row = accepted_row(
+        {
+            "event": "task.settled",
+            "task_id": "tsk_1",
+            "consensus_label": "cat",
+            "confidence": 1.0,
+            "bsv_txid": TXID,
+            "settled_at": "2026-04-08T21:00:47Z",
+            "timestamp": "2026-04-08T21:00:48Z",
+        }
+    )
     assert row["shape"] == Shape.WEBHOOK and row["status"] == "settled"
     assert row["worker_count"] is None and row["cost_sats"] is None
     assert row["delivered_at"] == datetime(2026, 4, 8, 21, 0, 48, tzinfo=UTC)
@@ -113,7 +136,9 @@ def test_normalise_webhook_payload_has_no_counts_or_cost() -> None:
 def test_normalise_202_body_takes_the_task_id_from_the_request() -> None:
     row = accepted_row(
         {"status": "in_progress", "message": "Task is still being labeled."},
-        source=Source.POLL, task_id_hint="tsk_9", http_status=202,
+        source=Source.POLL,
+        task_id_hint="tsk_9",
+        http_status=202,
     )
     assert row["task_id"] == "tsk_9" and row["status"] == "in_progress"
     assert row["shape"] == Shape.PARTIAL and row["http_status"] == 202
@@ -134,8 +159,16 @@ def test_normalise_error_bodies_in_both_forms(body: object, message: str) -> Non
 
 
 def test_normalise_verified_200_without_settlement() -> None:
-    row = accepted_row({"task_id": "t1", "status": "verified", "consensus_label": "cat",
-                        "confidence": 1.0, "worker_count": 3, "agreement_count": 3})
+    row = accepted_row(
+        {
+            "task_id": "t1",
+            "status": "verified",
+            "consensus_label": "cat",
+            "confidence": 1.0,
+            "worker_count": 3,
+            "agreement_count": 3,
+        }
+    )
     assert row["shape"] == Shape.PARTIAL and row["bsv_txid"] is None
     assert Flag.TXID_MISSING not in row["flags"]
 
@@ -156,7 +189,9 @@ def test_normalise_uppercase_txid_is_lowercased() -> None:
         ({"confidence": 0.4}, Flag.CONFIDENCE_OUT_OF_RANGE),
     ],
 )
-def test_normalise_invariant_breaks_are_kept_with_flags(change: dict[str, object], flag: Flag) -> None:
+def test_normalise_invariant_breaks_are_kept_with_flags(
+    change: dict[str, object], flag: Flag
+) -> None:
     assert flag in accepted_row({**FLAT, **change})["flags"]
 
 
@@ -187,17 +222,26 @@ REJECTS = [
     ({"task_id": "t1", "cost_sats": 650.5}, RejectReason.BAD_SATS, "cost_sats"),
     ({"task_id": "t1", "total_cost_sats": "650"}, RejectReason.BAD_SATS, "total_cost_sats"),
     ('{"task_id": "t1", "cost_sats": 9223372036854775808}', RejectReason.BAD_SATS, "cost_sats"),
-    ({"task_id": "t1", "created_at": "2026-02-30T00:00:00Z"}, RejectReason.BAD_TIMESTAMP, "created_at"),
+    (
+        {"task_id": "t1", "created_at": "2026-02-30T00:00:00Z"},
+        RejectReason.BAD_TIMESTAMP,
+        "created_at",
+    ),
     ({"task_id": "t1", "settled_at": "yesterday"}, RejectReason.BAD_TIMESTAMP, "settled_at"),
     ({"task_id": "t1", "settled_at": -5}, RejectReason.BAD_TIMESTAMP, "settled_at"),
     ({"task_id": "t1", "settlement": "paid"}, RejectReason.BAD_SETTLEMENT, "settlement"),
-    ({"task_id": "t1", "settlement": {"total_cost_sats": 1.5}}, RejectReason.BAD_SATS,
-     "settlement.total_cost_sats"),
+    (
+        {"task_id": "t1", "settlement": {"total_cost_sats": 1.5}},
+        RejectReason.BAD_SATS,
+        "settlement.total_cost_sats",
+    ),
 ]
 
 
 @pytest.mark.parametrize(("body", "reason", "field"), REJECTS)
-def test_normalise_rejects_with_reason_and_field(body: object, reason: str, field: str | None) -> None:
+def test_normalise_rejects_with_reason_and_field(
+    body: object, reason: str, field: str | None
+) -> None:
     row = reject_row(body)
     assert row["reason"] == reason
     assert row["field"] == field
@@ -211,13 +255,19 @@ def test_normalise_reject_keeps_the_exact_raw_bytes() -> None:
 
 
 def test_normalise_task_id_that_contradicts_the_request_is_rejected() -> None:
-    row = reject_row({"task_id": "other", "status": "settled"}, source=Source.POLL, task_id_hint="tsk_1")
+    row = reject_row(
+        {"task_id": "other", "status": "settled"}, source=Source.POLL, task_id_hint="tsk_1"
+    )
     assert row["reason"] == RejectReason.TASK_ID_MISMATCH
 
 
 def test_normalise_oversized_record_is_quarantined_unparsed() -> None:
-    rec = RawRecord(body='{"task_id": "t1", "x": "' + "y" * 2000 + '"}', source=Source.WEBHOOK,
-                    origin="d1", observed_at=NOW)
+    rec = RawRecord(
+        body='{"task_id": "t1", "x": "' + "y" * 2000 + '"}',
+        source=Source.WEBHOOK,
+        origin="d1",
+        observed_at=NOW,
+    )
     from asg_audit.normalize import normalise_batch, raw_frame
 
     batch = normalise_batch(raw_frame([rec]), max_record_bytes=1000)

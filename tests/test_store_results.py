@@ -25,14 +25,29 @@ TX1, TX2 = "1" * 64, "2" * 64
 
 
 def settled(label: str = "cat", txid: str = TX1, cost: int = 650) -> dict[str, object]:
-    return {"task_id": "t1", "status": "settled", "consensus_label": label, "confidence": 2 / 3,
-            "worker_count": 3, "agreement_count": 2, "bsv_txid": txid, "cost_sats": cost,
-            "created_at": "2026-11-01T11:59:00Z", "settled_at": "2026-11-01T11:59:42Z"}
+    return {
+        "task_id": "t1",
+        "status": "settled",
+        "consensus_label": label,
+        "confidence": 2 / 3,
+        "worker_count": 3,
+        "agreement_count": 2,
+        "bsv_txid": txid,
+        "cost_sats": cost,
+        "created_at": "2026-11-01T11:59:00Z",
+        "settled_at": "2026-11-01T11:59:42Z",
+    }
 
 
 def poll(body: object, at: datetime, status: int = 200) -> RawRecord:
-    return RawRecord(body=json.dumps(body), source=Source.POLL, origin="GET /v1/tasks/t1/result",
-                     observed_at=at, task_id_hint="t1", http_status=status)
+    return RawRecord(
+        body=json.dumps(body),
+        source=Source.POLL,
+        origin="GET /v1/tasks/t1/result",
+        observed_at=at,
+        task_id_hint="t1",
+        http_status=status,
+    )
 
 
 def write(db: Path, *records: RawRecord):
@@ -61,7 +76,9 @@ def test_store_pending_then_settled_records_when_it_was_first_seen_settled(db: P
 
 
 @pytest.mark.parametrize("change", [{"label": "dog"}, {"txid": TX2}, {"cost": 975}])
-def test_store_change_after_settlement_is_a_conflict_not_an_overwrite(db: Path, change: dict) -> None:
+def test_store_change_after_settlement_is_a_conflict_not_an_overwrite(
+    db: Path, change: dict
+) -> None:
     write(db, poll(settled(), T0))
     stats, results = write(db, poll(settled(**change), T0 + timedelta(minutes=5)))
     row = results.row(0, named=True)
@@ -72,10 +89,22 @@ def test_store_change_after_settlement_is_a_conflict_not_an_overwrite(db: Path, 
 
 
 def test_store_webhook_then_poll_fills_counts_without_conflict(db: Path) -> None:
-    hook = RawRecord(body=json.dumps({
-        "event": "task.settled", "task_id": "t1", "consensus_label": "cat", "confidence": 2 / 3,
-        "bsv_txid": TX1, "settled_at": "2026-11-01T11:59:42Z", "timestamp": "2026-11-01T11:59:43Z"}),
-        source=Source.WEBHOOK, origin="delivery-1", observed_at=T0)
+    hook = RawRecord(
+        body=json.dumps(
+            {
+                "event": "task.settled",
+                "task_id": "t1",
+                "consensus_label": "cat",
+                "confidence": 2 / 3,
+                "bsv_txid": TX1,
+                "settled_at": "2026-11-01T11:59:42Z",
+                "timestamp": "2026-11-01T11:59:43Z",
+            }
+        ),
+        source=Source.WEBHOOK,
+        origin="delivery-1",
+        observed_at=T0,
+    )
     write(db, hook)
     _, results = write(db, poll(settled(), T0 + timedelta(seconds=3)))
     row = results.row(0, named=True)
@@ -99,7 +128,10 @@ def test_store_reader_cannot_write(db: Path) -> None:
 
 
 def test_store_missing_file_for_a_reader_is_a_clear_error(tmp_path: Path) -> None:
-    with pytest.raises(StoreError, match="no database"), open_store(tmp_path / "none.duckdb", read_only=True):
+    with (
+        pytest.raises(StoreError, match="no database"),
+        open_store(tmp_path / "none.duckdb", read_only=True),
+    ):
         pass
 
 
@@ -108,9 +140,15 @@ def locked_db(db: Path) -> Iterator[Path]:
     """A store held open for writing by another process."""
     write(db, poll(settled(), T0))
     holder = subprocess.Popen(
-        [sys.executable, "-c",
-         "import duckdb, sys, time; c = duckdb.connect(sys.argv[1]); print('locked', flush=True); time.sleep(30)",
-         str(db)], stdout=subprocess.PIPE, text=True)
+        [
+            sys.executable,
+            "-c",
+            "import duckdb, sys, time; c = duckdb.connect(sys.argv[1]); print('locked', flush=True); time.sleep(30)",
+            str(db),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
         yield db
@@ -120,14 +158,29 @@ def locked_db(db: Path) -> Iterator[Path]:
 
 
 def test_store_second_writer_process_gets_database_busy(locked_db: Path) -> None:
-    with pytest.raises(StoreBusyError, match="database busy"), open_store(locked_db, wait_seconds=0.3):
+    with (
+        pytest.raises(StoreBusyError, match="database busy"),
+        open_store(locked_db, wait_seconds=0.3),
+    ):
         pass
 
 
 def test_store_cli_maps_busy_database_to_exit_code_3(locked_db: Path) -> None:
-    proc = subprocess.run([sys.executable, "-m", "asg_audit", "ingest", "--quiet", "--db", str(locked_db),
-                           "asg_audit/data/sample_results.jsonl"], capture_output=True, text=True,
-                          cwd=Path(__file__).parents[1])
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "asg_audit",
+            "ingest",
+            "--quiet",
+            "--db",
+            str(locked_db),
+            "asg_audit/data/sample_results.jsonl",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).parents[1],
+    )
     assert proc.returncode == 3
     assert "database busy" in proc.stderr
     assert "Traceback" not in proc.stderr
@@ -136,7 +189,9 @@ def test_store_cli_maps_busy_database_to_exit_code_3(locked_db: Path) -> None:
 def test_store_refuses_a_file_from_a_newer_schema(db: Path) -> None:
     write(db, poll(settled(), T0))
     con = duckdb.connect(str(db))
-    con.execute("INSERT INTO schema_migrations VALUES (?, 'from the future', now())", [SCHEMA_VERSION + 1])
+    con.execute(
+        "INSERT INTO schema_migrations VALUES (?, 'from the future', now())", [SCHEMA_VERSION + 1]
+    )
     con.close()
     with pytest.raises(SchemaVersionError, match="newer"), open_store(db):
         pass
@@ -147,8 +202,10 @@ def test_store_refuses_a_file_from_a_newer_schema(db: Path) -> None:
 def test_store_opening_an_older_file_upgrades_it(db: Path) -> None:
     # An "older" file: only the schema_migrations table at version 0 plus a stray table.
     con = duckdb.connect(str(db))
-    con.execute("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name VARCHAR NOT NULL,"
-                " applied_at TIMESTAMPTZ NOT NULL)")
+    con.execute(
+        "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name VARCHAR NOT NULL,"
+        " applied_at TIMESTAMPTZ NOT NULL)"
+    )
     con.execute("CREATE TABLE notes (x INTEGER)")
     con.execute("INSERT INTO notes VALUES (42)")
     con.close()

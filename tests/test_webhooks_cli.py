@@ -58,7 +58,8 @@ def test_cli_webhook_commands_take_no_secret_argument():
     sub = next(a for a in parser._actions if a.dest == "command").choices
     serve = sub["serve-webhooks"]
     register = next(a for a in sub["webhooks"]._actions if a.dest == "webhooks_command").choices[
-        "register"]
+        "register"
+    ]
     for command in (serve, register):
         options = {o for a in command._actions for o in a.option_strings}
         assert not any("secret" in o and o != "--secret-file" for o in options)

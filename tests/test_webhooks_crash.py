@@ -12,8 +12,9 @@ import httpx
 from _webhooks_server import free_port, payload, receiver_process, signed
 
 
-async def _load(url: str, acked: dict[str, tuple[bytes, dict[str, str]]], stop_at: float,
-                senders: int = 20) -> None:
+async def _load(
+    url: str, acked: dict[str, tuple[bytes, dict[str, str]]], stop_at: float, senders: int = 20
+) -> None:
     counter = iter(range(1_000_000))
 
     async def sender(client: httpx.AsyncClient) -> None:
@@ -57,12 +58,19 @@ def test_webhooks_kill_9_loses_no_acknowledged_delivery(tmp_path):
         assert again.status_code == 200 and again.json()["outcome"] == "duplicate"
     con = duckdb.connect(str(db), read_only=True)
     try:
-        delivered = {r[0] for r in con.execute(
-            "SELECT task_id FROM webhook_deliveries WHERE outcome = 'stored'").fetchall()}
-        observed = {r[0] for r in con.execute(
-            "SELECT task_id FROM observations WHERE source = 'webhook'").fetchall()}
-        per_task = con.execute(
-            "SELECT max(observation_count) FROM results").fetchone()[0]
+        delivered = {
+            r[0]
+            for r in con.execute(
+                "SELECT task_id FROM webhook_deliveries WHERE outcome = 'stored'"
+            ).fetchall()
+        }
+        observed = {
+            r[0]
+            for r in con.execute(
+                "SELECT task_id FROM observations WHERE source = 'webhook'"
+            ).fetchall()
+        }
+        per_task = con.execute("SELECT max(observation_count) FROM results").fetchone()[0]
         runs = con.execute("SELECT status, stats FROM runs ORDER BY started_at").fetchall()
     finally:
         con.close()

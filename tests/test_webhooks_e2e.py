@@ -49,14 +49,26 @@ def delivered(tmp_path_factory):
             registered_at = sim.state.webhooks[0].registered_at  # the simulator's own record
             # Tasks submitted now settle (and are delivered) while we listen, however slowly
             # this machine started the receiver.
-            specs = [{"task_type": "sentiment", "consensus_threshold": 3,
-                      "label_spec": {"options": ["positive", "negative"]}} for _ in range(40)]
-            r = httpx.post(sim.gateway_url + "/v1/tasks/batch", json={"tasks": specs},
-                           headers={"Authorization": f"Bearer {sim.api_key}"})
+            specs = [
+                {
+                    "task_type": "sentiment",
+                    "consensus_threshold": 3,
+                    "label_spec": {"options": ["positive", "negative"]},
+                }
+                for _ in range(40)
+            ]
+            r = httpx.post(
+                sim.gateway_url + "/v1/tasks/batch",
+                json={"tasks": specs},
+                headers={"Authorization": f"Bearer {sim.api_key}"},
+            )
             assert r.status_code == 202
             candidates = [*world.tasks, *sim.state.live_tasks.values()]
-            expected = {t.task_id: t for t in candidates
-                        if t.final_status == "settled" and t.settled_at >= registered_at}
+            expected = {
+                t.task_id: t
+                for t in candidates
+                if t.final_status == "settled" and t.settled_at >= registered_at
+            }
             last = max(t.settled_at for t in expected.values())
             # deliveries start up to 2.5 s (simulated) after settlement, duplicates up to 5 s
             # later, and a lost first attempt is retried after 1 s: all done 40 s after the last.
@@ -78,8 +90,9 @@ def test_webhooks_e2e_every_settled_task_arrives_once(delivered):
 
 def test_webhooks_e2e_fields_match_ground_truth(delivered):
     db, expected, _ = delivered
-    rows = _rows(db, "SELECT task_id, consensus_label, bsv_txid, epoch(settled_at), sources"
-                     " FROM results")
+    rows = _rows(
+        db, "SELECT task_id, consensus_label, bsv_txid, epoch(settled_at), sources FROM results"
+    )
     for task_id, label, txid, settled_at, sources in rows:
         task = expected[task_id]
         assert label == task.reported["consensus_label"]
@@ -99,8 +112,13 @@ def test_webhooks_e2e_duplicates_and_retries_counted_not_stored(delivered):
 
 def test_webhooks_e2e_out_of_order_arrivals_all_stored(delivered):
     db, expected, _ = delivered
-    arrivals = [r[0] for r in _rows(
-        db, "SELECT task_id FROM webhook_deliveries WHERE outcome = 'stored' ORDER BY received_at")]
+    arrivals = [
+        r[0]
+        for r in _rows(
+            db,
+            "SELECT task_id FROM webhook_deliveries WHERE outcome = 'stored' ORDER BY received_at",
+        )
+    ]
     settled = [expected[t].settled_at for t in arrivals]
     assert settled != sorted(settled)  # the simulator did deliver out of order
     assert len(arrivals) == len(expected)

@@ -96,8 +96,7 @@ def test_webhooks_timestamps_with_an_offset_are_stored_as_the_same_instant(serve
     body, headers = signed(doc)
     with serve() as srv:
         assert httpx.post(srv.hook_url, content=body, headers=headers).status_code == 200
-    (delivered, received), = _rows(
-        db, "SELECT delivered_at, received_at FROM webhook_deliveries")
+    ((delivered, received),) = _rows(db, "SELECT delivered_at, received_at FROM webhook_deliveries")
     assert delivered == at
     assert abs(received - datetime.now(UTC)) < timedelta(minutes=1)
 
@@ -211,11 +210,15 @@ def test_webhooks_dedupe_memory_is_bounded_by_count(serve, db):
     # more identical observation, no conflict); the latest one is still a duplicate.
     a, b = (signed(payload(t)) for t in ("tsk_bound_a", "tsk_bound_b"))
     with serve(dedupe_max_events=1) as srv:
-        outcomes = [httpx.post(srv.hook_url, content=body, headers=headers).json()["outcome"]
-                    for body, headers in (a, b, a, a)]
+        outcomes = [
+            httpx.post(srv.hook_url, content=body, headers=headers).json()["outcome"]
+            for body, headers in (a, b, a, a)
+        ]
     assert outcomes == ["stored", "stored", "stored", "duplicate"]
     assert dict(_rows(db, "SELECT task_id, observation_count FROM results")) == {
-        "tsk_bound_a": 2, "tsk_bound_b": 1}
+        "tsk_bound_a": 2,
+        "tsk_bound_b": 1,
+    }
     assert _rows(db, "SELECT sum(conflict_count) FROM results") == [(0,)]
 
 
@@ -224,14 +227,23 @@ def test_webhooks_dedupe_window_applies_to_events_loaded_at_restart(serve, db):
     with serve() as srv:
         assert httpx.post(srv.hook_url, content=body, headers=headers).json()["outcome"] == "stored"
     with serve(dedupe_window_seconds=3600) as srv:  # committed a moment ago: remembered
-        assert httpx.post(srv.hook_url, content=body, headers=headers).json()["outcome"] == "duplicate"
+        assert (
+            httpx.post(srv.hook_url, content=body, headers=headers).json()["outcome"] == "duplicate"
+        )
     time.sleep(0.3)
     with serve(dedupe_window_seconds=0.2) as srv:  # older than the window: not loaded
         assert httpx.post(srv.hook_url, content=body, headers=headers).json()["outcome"] == "stored"
 
 
-@pytest.mark.parametrize("bad", [{"dedupe_max_events": 0}, {"dedupe_max_events": True},
-                                 {"dedupe_window_seconds": 0}, {"dedupe_window_seconds": "1d"}])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"dedupe_max_events": 0},
+        {"dedupe_max_events": True},
+        {"dedupe_window_seconds": 0},
+        {"dedupe_window_seconds": "1d"},
+    ],
+)
 def test_webhooks_dedupe_settings_are_validated(bad):
     with pytest.raises(ConfigError, match=next(iter(bad))):
         WebhookSettings.from_mapping(bad)
@@ -292,9 +304,13 @@ def test_webhooks_store_busy_answers_503_then_recovers(serve, db):
     with open_store(db):
         pass  # create it, then let another process hold the write lock
     holder = subprocess.Popen(
-        [sys.executable, "-c",
-         "import duckdb, sys, time; c = duckdb.connect(sys.argv[1]); print('held', flush=True);"
-         " time.sleep(60)", str(db)],
+        [
+            sys.executable,
+            "-c",
+            "import duckdb, sys, time; c = duckdb.connect(sys.argv[1]); print('held', flush=True);"
+            " time.sleep(60)",
+            str(db),
+        ],
         stdout=subprocess.PIPE,
     )
     try:
@@ -323,8 +339,10 @@ def test_webhooks_shutdown_drains_deliveries_in_flight(serve, db):
 
     async def send_then_stop():
         async with httpx.AsyncClient() as client:
-            sends = [asyncio.create_task(client.post(srv.hook_url, content=b, headers=h))
-                     for b, h in bodies]
+            sends = [
+                asyncio.create_task(client.post(srv.hook_url, content=b, headers=h))
+                for b, h in bodies
+            ]
             await asyncio.sleep(0.15)
             srv.server.should_exit = True  # what SIGTERM does
             return await asyncio.gather(*sends)
