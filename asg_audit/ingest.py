@@ -9,6 +9,7 @@ go through the one normaliser and the one store writer; reading files is `asg_au
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import glob
 import gzip
@@ -207,15 +208,22 @@ def _stage_documents(
     on_bytes: ProgressFn | None,
 ) -> tuple[int, Counter[str], str]:
     """Stage the elements of a JSON array file or the documents of a file of pretty-printed
-    JSON; return (records, rejects by reason, content hash)."""
-    content_hash = file_content_hash(path)
+    JSON; return (records, rejects by reason, content hash).
+
+    DuckDB reads the file while another thread hashes it (reading, decompressing and hashing
+    release the GIL), so the second read costs little time of its own. A file that cannot be
+    read fails with the hashing thread's error, which names the cause (e.g. a truncated gzip).
+    """
     params = {"observed_at": observed_at, "origin": origin, "path": str(path)}
-    try:
-        with _query_progress(store.con, path.stat().st_size, on_bytes):
-            records, rejected = store.stage_raw(run_id, _DOCUMENT_SOURCES[layout], params)
-    except duckdb.Error as exc:
-        raise InputError(_unreadable_documents(origin, layout, exc)) from None
-    return records, rejected, content_hash
+    with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="ingest-hash") as pool:
+        hashing = pool.submit(file_content_hash, path)
+        try:
+            with _query_progress(store.con, path.stat().st_size, on_bytes):
+                records, rejected = store.stage_raw(run_id, _DOCUMENT_SOURCES[layout], params)
+        except duckdb.Error as exc:
+            hashing.result()  # a read error of the file itself comes first
+            raise InputError(_unreadable_documents(origin, layout, exc)) from None
+        return records, rejected, hashing.result()
 
 
 def _unreadable_documents(origin: str, layout: str, exc: duckdb.Error) -> str:
