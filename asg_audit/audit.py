@@ -106,7 +106,7 @@ def _first(frame: pl.DataFrame, column: str) -> Any:
 def _summarize(audit: Audit) -> dict[str, Any]:
     f = audit.frames
     fit = f["formula_fit"]
-    model_fit = f["cost_model_fit"]
+    explaining = f["cost_model_fit"].filter(pl.col("explained") > 0)
     agreement = f["agreement_overall"]
     unknown = f["unknown_costs"]
     by_sev = audit.findings.group_by("severity").agg(pl.len().alias("n"))
@@ -126,8 +126,9 @@ def _summarize(audit: Audit) -> dict[str, Any]:
         "confidence_share_neither": _first(fit, "share_neither"),
         "known_cost_sats": _first(unknown, "known_total_sats"),
         "unknown_costs": _first(unknown, "unknown"),
-        "best_cost_model": _first(model_fit, "model"),
-        "best_cost_model_share": _first(model_fit, "share"),
+        # None when no settled task has a known cost, or no model explains any of them
+        "best_cost_model": _first(explaining, "model"),
+        "best_cost_model_share": _first(explaining, "share"),
         "findings": {
             sev: int(by_sev.filter(pl.col("severity") == sev)["n"].sum())
             for sev in ("fail", "warn", "info")

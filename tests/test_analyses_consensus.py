@@ -24,6 +24,25 @@ def test_consensus_wilson_equals_textbook_formula(s: int, n: int) -> None:
     assert got == pytest.approx(_textbook_wilson(s, n), abs=1e-12)
 
 
+def test_consensus_wilson_bounds_contain_the_rate_and_stay_in_0_1() -> None:
+    # Every s of n up to 600 (180,000 intervals): at s = n the upper bound rounded to
+    # 0.9999999999999999 for n = 27, 30, 42, 48... while the rate is exactly 1.0.
+    pairs = [(s, n) for n in range(1, 601) for s in range(n + 1)]
+    grid = pl.DataFrame(pairs, schema={"s": pl.Int64, "n": pl.Int64}, orient="row")
+    got = grid.with_columns(
+        (pl.col("s") / pl.col("n")).alias("rate"),
+        *consensus.wilson_interval(pl.col("s"), pl.col("n")),
+    )
+    outside = got.filter(
+        (pl.col("wilson_low") > pl.col("rate"))
+        | (pl.col("wilson_high") < pl.col("rate"))
+        | (pl.col("wilson_low") < 0)
+        | (pl.col("wilson_high") > 1)
+    )
+    assert got.height == sum(k + 1 for k in range(1, 601))
+    assert outside.height == 0, outside.head(5)
+
+
 def test_consensus_agreement_rates_pool_counts_per_label() -> None:
     rows = [
         result("a", consensus_label="cat", agreement_count=2, worker_count=3),

@@ -35,6 +35,7 @@ def wilson_interval(successes: pl.Expr, trials: pl.Expr, *, z: float = Z_95) -> 
     """Return expressions for the Wilson score interval bounds `wilson_low`, `wilson_high`.
 
     p = s/n; centre = (p + z^2/2n) / (1 + z^2/n); half = z sqrt(p(1-p)/n + z^2/4n^2) / (1 + z^2/n).
+    The bounds are clamped so that `wilson_low <= p <= wilson_high` holds in floats too.
     """
     n = trials.cast(pl.Float64)
     p = successes.cast(pl.Float64) / n
@@ -42,7 +43,14 @@ def wilson_interval(successes: pl.Expr, trials: pl.Expr, *, z: float = Z_95) -> 
     denom = 1.0 + z2 / n
     centre = (p + z2 / (2.0 * n)) / denom
     half = z * (p * (1.0 - p) / n + z2 / (4.0 * n * n)).sqrt() / denom
-    return [(centre - half).alias("wilson_low"), (centre + half).alias("wilson_high")]
+    # In exact arithmetic low <= p <= high and both lie in [0, 1]; in floats the bound at p = 1
+    # rounds to 0.9999999999999999 for n = 27, 30, 42, ... (and at p = 0 just above 0), so a
+    # reader (the agreement chart's error bars) would see a rate outside its own interval.
+    low, high = centre - half, centre + half
+    return [
+        pl.when(low > p).then(p).otherwise(low).clip(0.0, 1.0).alias("wilson_low"),
+        pl.when(high < p).then(p).otherwise(high).clip(0.0, 1.0).alias("wilson_high"),
+    ]
 
 
 def fits_expr(tolerance: float) -> tuple[pl.Expr, pl.Expr]:

@@ -9,6 +9,7 @@ figures it shows, so the report reads without images too.
 from __future__ import annotations
 
 import io
+import math
 import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -238,11 +239,21 @@ def _confidence(f: Mapping[str, pl.DataFrame]) -> Chart | None:
     return Chart("confidence", "Confidence", alt, _png(fig))
 
 
+def _bar(upper: float | None, lower: float | None) -> float:
+    """Return `upper - lower` as an error-bar length: 0 when negative, unknown or not finite."""
+    if upper is None or lower is None:
+        return 0.0
+    length = upper - lower
+    return length if math.isfinite(length) and length > 0 else 0.0
+
+
 def _rate_panel(ax: Axes, frame: pl.DataFrame, key: str, title: str) -> None:
     labels = [_short(v) for v in frame[key]]
     rate = frame["rate"].to_list()
-    low = [r - lo for r, lo in zip(rate, frame["wilson_low"], strict=True)]
-    high = [hi - r for r, hi in zip(rate, frame["wilson_high"], strict=True)]
+    # Error bars are lengths: a bound on the wrong side of its rate (frames built elsewhere, a
+    # rounding error) or a missing one is drawn as no bar, never a negative length.
+    low = [_bar(r, lo) for r, lo in zip(rate, frame["wilson_low"], strict=True)]
+    high = [_bar(hi, r) for r, hi in zip(rate, frame["wilson_high"], strict=True)]
     ax.errorbar(rate, labels, xerr=[low, high], fmt="o", color=_BLUE, capsize=3)
     ax.set(title=title, xlabel="agreement A/W (95% Wilson)")
     ax.invert_yaxis()

@@ -33,7 +33,11 @@ def run_ids(out_dir: str | Path) -> list[str]:
     found = [
         ((p / "summary.json").stat().st_mtime_ns, p.name)
         for p in root.iterdir()
-        if p.name != "latest" and not p.is_symlink() and (p / "summary.json").is_file()
+        # hidden folders are reports being written (or left by a killed `report`)
+        if p.name != "latest"
+        and not p.name.startswith(".")
+        and not p.is_symlink()
+        and (p / "summary.json").is_file()
     ]
     return [name for _, name in sorted(found)]
 

@@ -12,9 +12,11 @@ escapes every data string (`md_escape`).
 from __future__ import annotations
 
 import base64
+import errno
 import json
 import os
 import shutil
+import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -24,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Final
 import jinja2
 import polars as pl
 
-from asg_audit.errors import ConfigError
+from asg_audit.errors import AuditError, ConfigError, IncompleteRunError
 from asg_audit.report import content
 from asg_audit.report.charts import Chart, draw_charts
 from asg_audit.report.compare import compare_summaries, load_summary, resolve_compare
@@ -220,7 +222,8 @@ def _tables(f: dict[str, pl.DataFrame]) -> dict[str, Table]:
             ],
         ),
         "cost_model_fit": frame_table(
-            f["cost_model_fit"],
+            # no rows (shown as "No data") when no settled task has a known cost to explain
+            f["cost_model_fit"].filter(pl.col("tasks") > 0),
             [
                 ("model", "model", "text"),
                 ("configured", "configured", "text"),
@@ -387,41 +390,63 @@ def _point_latest(root: Path, newest: str) -> None:
         tmp.symlink_to(newest, target_is_directory=True)
         os.replace(tmp, link)
     except OSError:
-        # No symlinks here (or `latest` is an old copy): keep a full copy instead.
+        # No symlinks here (or `latest` is an old copy): keep a full copy instead, made beside
+        # it first, so that a failed copy leaves the old `latest` whole.
         tmp.unlink(missing_ok=True)
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.copytree(root / newest, tmp)
         if link.is_symlink() or link.is_file():
             link.unlink()
         elif link.is_dir():
             shutil.rmtree(link)
-        shutil.copytree(root / newest, link)
+        os.replace(tmp, link)
     _write(root / LATEST_POINTER, newest + "\n")
 
 
-def render(
-    audit: Audit,
-    out_dir: str | Path = "reports",
-    *,
-    formats: str | Iterable[str] = DEFAULT_FORMATS,
-    run_id: str | None = None,
-    compare: str | None = None,
-    generated_at: datetime | None = None,
-) -> RenderedReport:
-    """Return where the report of `audit` was written, after writing it.
+# Errors of a full disk: retrying later may work (exit 3). Any other error writing the report
+# (a path under a file, no permission, a read-only file system) needs the job fixed (exit 2).
+_FULL_DISK_ERRNOS: Final = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO})
 
-    Writes `<out_dir>/<run_id>/` (index.html, report.md and its PNGs, summary.json, as
-    `formats` asks) and points `<out_dir>/latest` at the newest report. `compare` is a run id
-    of an earlier report in `out_dir`, or `previous`. `run_id` defaults to a new sortable id.
+
+def _write_error(root: Path, exc: OSError, *, kept: bool) -> AuditError:
+    """Return the AuditError for an OSError met while writing a report under `root`.
+
+    `kept`: the run folder was complete and in place, only `latest` could not be pointed at it.
     """
-    from asg_audit import __version__
-    from asg_audit.store import new_run_id
+    where = exc.filename if isinstance(exc.filename, str) else str(root)
+    what = "cannot point latest at the report" if kept else "cannot write the report"
+    outcome = (
+        "the run folder is complete" if kept else f"no run folder kept, {root / LATEST} unchanged"
+    )
+    message = f"{where}: {what} ({exc.strerror or type(exc).__name__}); {outcome}"
+    if exc.errno in _FULL_DISK_ERRNOS:
+        return IncompleteRunError(message)
+    return ConfigError(message)
 
-    wanted = parse_formats(formats)
-    generated_at = generated_at or datetime.now(UTC)
-    run_id = run_id or new_run_id(generated_at)
-    root = Path(out_dir)
-    previous_path = resolve_compare(root, compare, exclude=run_id) if compare else None
-    folder = root / run_id
-    folder.mkdir(parents=True, exist_ok=True)
+
+def _publish(staging: Path, folder: Path) -> None:
+    """Move a fully written run folder into place (replacing one of the same run id)."""
+    if not folder.exists():
+        os.replace(staging, folder)
+        return
+    aside = folder.with_name(f".{folder.name}.old")
+    shutil.rmtree(aside, ignore_errors=True)
+    os.replace(folder, aside)
+    os.replace(staging, folder)
+    shutil.rmtree(aside, ignore_errors=True)
+
+
+def _render_into(
+    folder: Path,
+    audit: Audit,
+    *,
+    wanted: tuple[str, ...],
+    run_id: str,
+    generated_at: datetime,
+    previous_path: Path | None,
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """Write a report's files into `folder`; return its summary and file names by format."""
+    from asg_audit import __version__
 
     charts = (
         draw_charts(audit.frames, slo_seconds=audit.config.slo_seconds)
@@ -447,18 +472,73 @@ def render(
         compare=comparison,
         tool_version=__version__,
     )
-    paths: dict[str, Path] = {}
+    names: dict[str, str] = {}
     if "html" in wanted:
-        html = _ENV.get_template("report.html.j2").render(**ctx)
-        paths["html"] = _write(folder / "index.html", html)
+        _write(folder / "index.html", _ENV.get_template("report.html.j2").render(**ctx))
+        names["html"] = "index.html"
     if "md" in wanted:
         for chart in charts.values():
             (folder / f"{chart.name}.png").write_bytes(chart.png)
-        paths["md"] = _write(folder / "report.md", render_markdown(ctx))
-    # summary.json is written last whatever the formats: `--compare` and `latest` find runs by it.
+        _write(folder / "report.md", render_markdown(ctx))
+        names["md"] = "report.md"
+    # summary.json is written whatever the formats: `--compare` and `latest` find runs by it.
     text = json.dumps(summary, indent=2, ensure_ascii=False, default=str)
-    summary_path = _write(folder / "summary.json", text + "\n")
+    _write(folder / "summary.json", text + "\n")
     if "json" in wanted:
-        paths["json"] = summary_path
-    _point_latest(root, run_id)  # the run just written is the newest
+        names["json"] = "summary.json"
+    return summary, names
+
+
+def render(
+    audit: Audit,
+    out_dir: str | Path = "reports",
+    *,
+    formats: str | Iterable[str] = DEFAULT_FORMATS,
+    run_id: str | None = None,
+    compare: str | None = None,
+    generated_at: datetime | None = None,
+) -> RenderedReport:
+    """Return where the report of `audit` was written, after writing it.
+
+    Writes `<out_dir>/<run_id>/` (index.html, report.md and its PNGs, summary.json, as
+    `formats` asks) and points `<out_dir>/latest` at the newest report. `compare` is a run id
+    of an earlier report in `out_dir`, or `previous`. `run_id` defaults to a new sortable id.
+    """
+    from asg_audit.store import new_run_id
+
+    wanted = parse_formats(formats)
+    generated_at = generated_at or datetime.now(UTC)
+    run_id = run_id or new_run_id(generated_at)
+    root = Path(out_dir)
+    previous_path = resolve_compare(root, compare, exclude=run_id) if compare else None
+    folder = root / run_id
+    # Everything is written to a hidden staging folder and moved into place once complete: a
+    # report that fails half-way (a chart, a full disk) leaves no run folder, and `latest`
+    # keeps pointing at the last good report.
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{run_id}.", suffix=".tmp", dir=root))
+    except OSError as exc:
+        raise _write_error(root, exc, kept=False) from None
+    try:
+        summary, names = _render_into(
+            staging,
+            audit,
+            wanted=wanted,
+            run_id=run_id,
+            generated_at=generated_at,
+            previous_path=previous_path,
+        )
+        _publish(staging, folder)
+    except OSError as exc:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise _write_error(root, exc, kept=False) from None
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    try:
+        _point_latest(root, run_id)  # the run just written is the newest
+    except OSError as exc:
+        raise _write_error(root, exc, kept=True) from None
+    paths = {fmt: folder / name for fmt, name in names.items()}
     return RenderedReport(run_id=run_id, folder=folder, paths=paths, summary=summary)
