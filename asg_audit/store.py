@@ -472,7 +472,12 @@ class Store:
             self.con.unregister("_ingested")
 
     def write_submissions(self, submissions: pl.DataFrame) -> tuple[int, int]:
-        """Store submission records (latest wins per task); return (new, updated) counts."""
+        """Store submission records (latest wins per task); return (new, changed) counts.
+
+        A task whose values (type, threshold, options, created_at, data_url) are the ones already
+        stored is left as it is, its origin and `tracked_at` too: storing the same records again
+        changes nothing and counts nothing.
+        """
         self._require_writer()
         con = self.con
         frame = submissions.unique("task_id", keep="last", maintain_order=True).with_columns(
@@ -480,17 +485,33 @@ class Store:
         )
         con.register("_subs", frame)
         try:
+            con.execute(
+                "CREATE OR REPLACE TEMP TABLE _subs_changed AS"
+                " SELECT n.task_id, s.task_id IS NULL AS is_new"
+                " FROM _subs n LEFT JOIN submissions s ON s.task_id = n.task_id"
+                " WHERE s.task_id IS NULL"
+                " OR n.task_type IS DISTINCT FROM s.task_type"
+                " OR n.consensus_threshold IS DISTINCT FROM s.consensus_threshold"
+                " OR n.options IS DISTINCT FROM s.options"
+                " OR n.created_at IS DISTINCT FROM s.created_at"
+                " OR n.data_url IS DISTINCT FROM s.data_url"
+            )
             row = con.execute(
-                "SELECT count(*) FILTER (WHERE s.task_id IS NULL), count(s.task_id) "
-                "FROM _subs n LEFT JOIN submissions s USING (task_id)"
+                "SELECT count(*) FILTER (WHERE is_new), count(*) FILTER (WHERE NOT is_new)"
+                " FROM _subs_changed"
             ).fetchall()[0]
-            con.execute("DELETE FROM submissions WHERE task_id IN (SELECT task_id FROM _subs)")
+            con.execute(
+                "DELETE FROM submissions WHERE task_id IN"
+                " (SELECT task_id FROM _subs_changed WHERE NOT is_new)"
+            )
             con.execute(
                 "INSERT INTO submissions (task_id, task_type, consensus_threshold, options,"
                 " created_at, data_url, origin, origin_line, tracked_at)"
                 " SELECT task_id, task_type, consensus_threshold, options, created_at, data_url,"
                 " origin, origin_line, tracked_at FROM _subs"
+                " WHERE task_id IN (SELECT task_id FROM _subs_changed)"
             )
+            con.execute("DROP TABLE _subs_changed")
         finally:
             con.unregister("_subs")
         assert row is not None

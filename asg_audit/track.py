@@ -1,9 +1,13 @@
 """Submission exports (`asg-audit track`): what the customer submitted, for the checks.
 
 CSV (`task_id, task_type, consensus_threshold, options, created_at[, data_url]`, options
-`|`-separated) or NDJSON (`type` or `task_type`, `label_spec.options`). Good rows are stored in
-`submissions`; every row that cannot be used is reported with its file, line and field and kept
-in `rejects`.
+`|`-separated) or NDJSON (`type` or `task_type`, `label_spec.options`), UTF-8 with or without a
+byte order mark at the start. Good rows are stored in `submissions`; every row that cannot be
+used is reported with its file, line and field and kept in `rejects` with its raw bytes.
+
+Every row is counted once: new, updated (a stored value changed), unchanged, duplicate (the same
+task with the same values earlier in the file) or rejected. A task id repeated in one file with
+other values is a `duplicate_task_id` reject naming the line that is kept (the first).
 """
 
 from __future__ import annotations
@@ -17,27 +21,58 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Final, cast
 
 import polars as pl
 
 from asg_audit.errors import InputError
 from asg_audit.filelines import describe_read_error
-from asg_audit.model import SUBMISSIONS_SCHEMA, is_safe_task_id, printable
+from asg_audit.model import SUBMISSIONS_SCHEMA, RejectReason, is_safe_task_id, printable
 from asg_audit.store import open_store
 
 __all__ = ["TrackSummary", "print_track_summary", "track_file"]
 
+BOM: Final = b"\xef\xbb\xbf"
+# Reject reasons of `track` beside the normaliser's (RejectReason).
+BAD_SUBMISSION: Final = "bad_submission"
+DUPLICATE_TASK_ID: Final = "duplicate_task_id"
+# CSV header: the columns a submission row must have, and those it may have.
+CSV_REQUIRED: Final = ("task_id", "task_type", "consensus_threshold", "options", "created_at")
+CSV_OPTIONAL: Final = ("data_url",)
+CSV_ALIASES: Final = {"type": "task_type"}
+# The values that make a submission; the same task id with other values is a conflict.
+VALUE_COLUMNS: Final = ("task_type", "consensus_threshold", "options", "created_at", "data_url")
+
 
 @dataclass(slots=True)
 class TrackSummary:
-    """What `track` registered."""
+    """What `track` registered: every row is new, updated, unchanged, a duplicate or rejected."""
 
     path: str
     rows: int = 0
     new: int = 0
     updated: int = 0
+    unchanged: int = 0
+    duplicates: int = 0
     errors: list[str] = field(default_factory=list)
+
+
+class _RowError(ValueError):
+    """A row that cannot be used: its reject reason, field and what is wrong."""
+
+    def __init__(self, field: str | None, message: str, *, reason: str = BAD_SUBMISSION) -> None:
+        super().__init__(f"{field}: {message}" if field else message)
+        self.field = field
+        self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class _Reject:
+    line: int
+    reason: str
+    field: str | None
+    detail: str
+    raw: bytes
 
 
 def _parse_ts(value: Any) -> datetime | None:
@@ -48,6 +83,8 @@ def _parse_ts(value: Any) -> datetime | None:
     if isinstance(value, int | float):
         return datetime.fromtimestamp(int(value), UTC)
     text = str(value).strip()
+    if text.isascii() and text.isdigit():  # epoch seconds in a CSV cell
+        return datetime.fromtimestamp(int(text), UTC)
     if text.endswith(("Z", "z")):
         text = text[:-1] + "+00:00"
     parsed = datetime.fromisoformat(text)
@@ -56,12 +93,43 @@ def _parse_ts(value: Any) -> datetime | None:
     return parsed.astimezone(UTC)
 
 
+def _parse_options(value: Any) -> list[str] | None:
+    if value is None or value == "":
+        return None
+    if isinstance(value, str):
+        if value.startswith("["):
+            try:
+                value = json.loads(value)
+            except (ValueError, RecursionError):
+                raise _RowError("options", "not a JSON list of strings") from None
+        else:
+            value = value.split("|")
+    if not isinstance(value, list) or not all(isinstance(o, str) for o in value):
+        raise _RowError("options", "expected a list of strings")
+    seen: set[str] = set()
+    for option in value:
+        if not option.strip():
+            raise _RowError("options", f"an empty option in {'|'.join(value)!r}")
+        if option in seen:
+            raise _RowError("options", f"{option!r} is listed twice")
+        seen.add(option)
+    return value or None
+
+
+def _optional_text(name: str, value: Any) -> str | None:
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise _RowError(name, f"expected a string, got {type(value).__name__}")
+    return value
+
+
 def _submission_row(rec: dict[str, Any]) -> dict[str, Any]:
     task_id = rec.get("task_id")
     if not isinstance(task_id, str) or not task_id:
-        raise ValueError("task_id: missing or not a string")
+        raise _RowError("task_id", "missing or not a string")
     if not is_safe_task_id(task_id):
-        raise ValueError("task_id: unsafe task id (letters, digits and _ . : - only)")
+        raise _RowError("task_id", "unsafe task id (letters, digits and _ . : - only)")
     threshold = rec.get("consensus_threshold")
     if threshold in (None, ""):
         threshold_v = None
@@ -69,104 +137,263 @@ def _submission_row(rec: dict[str, Any]) -> dict[str, Any]:
         try:
             threshold_v = int(str(threshold))
         except ValueError:
-            raise ValueError(f"consensus_threshold: not an integer: {threshold!r}") from None
+            raise _RowError("consensus_threshold", f"not an integer: {threshold!r}") from None
         if not 2 <= threshold_v <= 10:
-            raise ValueError(f"consensus_threshold: {threshold_v} is outside 2..10")
+            raise _RowError("consensus_threshold", f"{threshold_v} is outside 2..10")
     options: Any = rec.get("options")
     spec = rec.get("label_spec")
     if options is None and isinstance(spec, dict):
         options = spec.get("options")
-    if isinstance(options, str):
-        options = json.loads(options) if options.startswith("[") else options.split("|")
-    if options is not None and (
-        not isinstance(options, list) or not all(isinstance(o, str) for o in options)
-    ):
-        raise ValueError("options: expected a list of strings")
-    task_type = rec.get("task_type", rec.get("type"))
     try:
         created_at = _parse_ts(rec.get("created_at"))
     except (ValueError, OverflowError, OSError):
-        raise ValueError(f"created_at: not a timestamp: {rec.get('created_at')!r}") from None
+        raise _RowError("created_at", f"not a timestamp: {rec.get('created_at')!r}") from None
     return {
         "task_id": task_id,
-        "task_type": None if task_type in (None, "") else str(task_type),
+        "task_type": _optional_text("task_type", rec.get("task_type", rec.get("type"))),
         "consensus_threshold": threshold_v,
-        "options": options or None,
+        "options": _parse_options(options),
         "created_at": created_at,
-        "data_url": rec.get("data_url") or None,
+        "data_url": _optional_text("data_url", rec.get("data_url")),
     }
 
 
-def _submission_records(path: Path) -> Iterator[tuple[int, dict[str, Any] | str]]:
-    opener = gzip.open if path.name.endswith(".gz") else open
-    with opener(path, "rt", encoding="utf-8", newline="") as fh:
-        stem = path.name.removesuffix(".gz")
-        if stem.endswith(".csv"):
-            reader = csv.DictReader(fh)
-            for line_no, row in enumerate(reader, start=2):
-                yield line_no, dict(row)
+class _Lines:
+    """A binary file's lines as text (for csv.reader), keeping the raw bytes of the current row.
+
+    A leading BOM is dropped; a line that is not valid UTF-8 is decoded with surrogate escapes
+    (so the CSV reader keeps its place) and marked, and its row becomes an `invalid_utf8` reject.
+    """
+
+    def __init__(self, fh: IO[bytes]) -> None:
+        self._fh = fh
+        self.line_no = 0
+        self._raw: list[bytes] = []
+        self._row_start = 1
+        self._bad: str | None = None
+
+    def __iter__(self) -> _Lines:
+        return self
+
+    def __next__(self) -> str:
+        raw = next(self._fh)
+        if self.line_no == 0 and raw.startswith(BOM):
+            raw = raw[len(BOM) :]
+        self.line_no += 1
+        self._raw.append(raw)
+        try:
+            return raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            if self._bad is None:
+                where = "the line" if self.line_no == self._row_start else f"line {self.line_no}"
+                self._bad = f"byte 0x{raw[exc.start]:02x} at byte {exc.start + 1} of {where}"
+            return raw.decode("utf-8", "surrogateescape")
+
+    def take_row(self) -> tuple[int, bytes, str | None]:
+        """Return the row just read: its first line, raw bytes (no final line break), bad bytes."""
+        raw = b"".join(self._raw).removesuffix(b"\n").removesuffix(b"\r")
+        taken = (self._row_start, raw, self._bad)
+        self._raw, self._bad, self._row_start = [], None, self.line_no + 1
+        return taken
+
+
+_Record = tuple[int, dict[str, Any] | _RowError, bytes]
+
+
+def _csv_header(path: Path, row: list[str], bad: str | None) -> list[str]:
+    if bad is not None:
+        raise InputError(f"{path}: the header (line 1) is not valid UTF-8 ({bad}); nothing stored")
+    header = [CSV_ALIASES.get(name.strip(), name.strip()) for name in row]
+    repeated = sorted({name for name in header if header.count(name) > 1})
+    if repeated:
+        raise InputError(f"{path}: the header names {', '.join(repeated)} twice; nothing stored")
+    missing = [name for name in CSV_REQUIRED if name not in header]
+    if missing:
+        nor = f" (nor {', '.join(missing[1:])})" if len(missing) > 1 else ""
+        raise InputError(
+            f"{path}: the header has no {missing[0]} column{nor}; expected "
+            f"{', '.join(CSV_REQUIRED)}[, {', '.join(CSV_OPTIONAL)}]; nothing stored"
+        )
+    return header
+
+
+def _csv_records(path: Path, fh: IO[bytes]) -> Iterator[_Record]:
+    lines = _Lines(fh)
+    header: list[str] | None = None
+    for row in csv.reader(lines):
+        line_no, raw, bad = lines.take_row()
+        if not row:  # a blank line
+            continue
+        if header is None:
+            header = _csv_header(path, row, bad)
+            continue
+        if bad is not None:
+            yield (
+                line_no,
+                _RowError(None, f"invalid_utf8: {bad}", reason=RejectReason.INVALID_UTF8),
+                raw,
+            )
+        elif len(row) > len(header):
+            yield line_no, _RowError(None, f"{len(row)} fields, the header has {len(header)}"), raw
         else:
-            for line_no, line in enumerate(fh, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    rec = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    yield line_no, f"not valid JSON ({exc.msg})"
-                    continue
-                yield line_no, rec if isinstance(rec, dict) else "expected a JSON object"
+            absent = [name for name in header[len(row) :] if name in CSV_REQUIRED]
+            if absent:
+                message = f"missing (the row has {len(row)} of the header's {len(header)} fields)"
+                yield line_no, _RowError(absent[0], message), raw
+            else:
+                yield line_no, dict(zip(header, row, strict=False)), raw
+
+
+def _ndjson_records(fh: IO[bytes]) -> Iterator[_Record]:
+    lines = _Lines(fh)
+    for text in lines:
+        line_no, raw, bad = lines.take_row()
+        if not raw.strip():
+            continue
+        if bad is not None:
+            yield (
+                line_no,
+                _RowError(None, f"invalid_utf8: {bad}", reason=RejectReason.INVALID_UTF8),
+                raw,
+            )
+            continue
+        if text.startswith("\ufeff"):
+            message = "not valid JSON (a byte order mark; only the file may start with one)"
+            yield line_no, _RowError(None, message, reason=RejectReason.INVALID_JSON), raw
+            continue
+        try:
+            rec = json.loads(text)
+        except json.JSONDecodeError as exc:
+            message = f"not valid JSON ({exc.msg})"
+            yield line_no, _RowError(None, message, reason=RejectReason.INVALID_JSON), raw
+            continue
+        except RecursionError:
+            message = "not valid JSON (nested too deeply)"
+            yield line_no, _RowError(None, message, reason=RejectReason.INVALID_JSON), raw
+            continue
+        if not isinstance(rec, dict):
+            message = "expected a JSON object"
+            yield line_no, _RowError(None, message, reason=RejectReason.NOT_OBJECT), raw
+            continue
+        yield line_no, rec, raw
+
+
+def _submission_records(path: Path) -> Iterator[_Record]:
+    opener = gzip.open if path.name.endswith(".gz") else open
+    with cast(IO[bytes], opener(path, "rb")) as fh:
+        if path.name.removesuffix(".gz").endswith(".csv"):
+            yield from _csv_records(path, fh)
+        else:
+            yield from _ndjson_records(fh)
+
+
+def _show(value: Any) -> str:
+    if value is None:
+        return "none"
+    if isinstance(value, list):
+        return "|".join(value)
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return str(value)
+
+
+def _conflict(first: dict[str, Any], later: dict[str, Any], first_line: int) -> _RowError:
+    diffs = "; ".join(
+        f"{name}: {_show(first[name])} there, {_show(later[name])} here"
+        for name in VALUE_COLUMNS
+        if first[name] != later[name]
+    )
+    message = (
+        f"{later['task_id']} is also on line {first_line} with other values ({diffs}); "
+        f"line {first_line} is kept"
+    )
+    return _RowError("task_id", message, reason=DUPLICATE_TASK_ID)
+
+
+def _read_submissions(
+    path: Path, summary: TrackSummary
+) -> tuple[list[dict[str, Any]], list[_Reject]]:
+    rows: dict[str, dict[str, Any]] = {}
+    bad: list[_Reject] = []
+    try:
+        for line_no, rec, raw in _submission_records(path):
+            summary.rows += 1
+            try:
+                if isinstance(rec, _RowError):
+                    raise rec
+                row = _submission_row(rec)
+                first = rows.get(row["task_id"])
+                if first is not None:
+                    if all(first[name] == row[name] for name in VALUE_COLUMNS):
+                        summary.duplicates += 1
+                        continue
+                    raise _conflict(first, row, first["origin_line"])
+            except _RowError as exc:
+                bad.append(_Reject(line_no, exc.reason, exc.field, str(exc), raw))
+                continue
+            except (ValueError, TypeError) as exc:  # a value no check above foresaw
+                bad.append(_Reject(line_no, BAD_SUBMISSION, None, str(exc), raw))
+                continue
+            rows[row["task_id"]] = {**row, "origin": str(path), "origin_line": line_no}
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such file") from None
+    except csv.Error as exc:
+        raise InputError(f"{path}: not readable as CSV ({exc}); nothing stored") from None
+    except (OSError, EOFError, zlib.error) as exc:
+        raise InputError(f"{path}: {describe_read_error(exc)}") from None
+    return list(rows.values()), bad
 
 
 def track_file(db: str | Path, path: str | Path, *, wait_seconds: float = 0.0) -> TrackSummary:
     """Register submitted tasks from a CSV or NDJSON export; return what was registered.
 
     Rows that cannot be used are listed in `errors` (file, line, field and reason) and go to
-    `rejects`; the good rows are stored.
+    `rejects`; the good rows are stored. Tracking the same file again changes nothing: its tasks
+    are unchanged and its rejects are already stored. A file that cannot be read at all (or a CSV
+    header without the required columns) raises `InputError` and stores nothing.
     """
     path = Path(path)
     summary = TrackSummary(path=str(path))
-    rows: list[dict[str, Any]] = []
-    bad: list[tuple[int, str, str]] = []
-    try:
-        for line_no, rec in _submission_records(path):
-            summary.rows += 1
-            if isinstance(rec, str):
-                bad.append((line_no, rec, ""))
-                continue
-            try:
-                row = _submission_row(rec)
-            except (ValueError, TypeError) as exc:
-                bad.append((line_no, str(exc), json.dumps(rec, default=str)))
-                continue
-            rows.append({**row, "origin": str(path), "origin_line": line_no})
-    except FileNotFoundError:
-        raise InputError(f"{path}: no such file") from None
-    except (OSError, EOFError, UnicodeDecodeError, zlib.error, csv.Error) as exc:
-        raise InputError(f"{path}: {describe_read_error(exc)}") from None
-    frame = (
-        pl.DataFrame(
-            rows,
-            schema={**SUBMISSIONS_SCHEMA, "origin": pl.String(), "origin_line": pl.Int64()},
-            orient="row",
-        )
-        if rows
-        else pl.DataFrame(
-            schema={**SUBMISSIONS_SCHEMA, "origin": pl.String(), "origin_line": pl.Int64()}
-        )
+    rows, bad = _read_submissions(path, summary)
+    schema = {**SUBMISSIONS_SCHEMA, "origin": pl.String(), "origin_line": pl.Int64()}
+    frame = pl.DataFrame(rows, schema=schema, orient="row") if rows else pl.DataFrame(schema=schema)
+    rejects = pl.DataFrame(
+        {
+            "origin_line": [r.line for r in bad],
+            "reason": [r.reason for r in bad],
+            "field": [r.field for r in bad],
+            "detail": [r.detail for r in bad],
+            "raw": [r.raw for r in bad],
+        },
+        schema={
+            "origin_line": pl.Int64(),
+            "reason": pl.String(),
+            "field": pl.String(),
+            "detail": pl.String(),
+            "raw": pl.Binary(),
+        },
     )
     with open_store(db, wait_seconds=wait_seconds) as store:
         run_id = store.start_run("track")
         with store.transaction() as con:
             summary.new, summary.updated = store.write_submissions(frame)
-            now = datetime.now(UTC)
-            for line_no, reason, raw in bad:
-                field_name = reason.split(":", 1)[0] if ":" in reason else None
+            con.register("_track_rejects", rejects)
+            try:
+                # a reject already stored for this file (tracked before) is not stored again
                 con.execute(
-                    "INSERT INTO rejects VALUES"
-                    " (?, 'submissions', ?, ?, ?, 'bad_submission', ?, ?, ?)",
-                    [run_id, now, str(path), line_no, field_name, reason, raw.encode()],
+                    "INSERT INTO rejects SELECT ?, 'submissions', ?, ?, b.origin_line, b.reason,"
+                    " b.field, b.detail, b.raw FROM _track_rejects b WHERE NOT EXISTS ("
+                    " SELECT 1 FROM rejects r WHERE r.source = 'submissions' AND r.origin = ?"
+                    " AND r.origin_line = b.origin_line AND r.reason = b.reason"
+                    " AND r.field IS NOT DISTINCT FROM b.field"
+                    " AND r.detail IS NOT DISTINCT FROM b.detail"
+                    " AND r.raw IS NOT DISTINCT FROM b.raw)",
+                    [run_id, datetime.now(UTC), str(path), str(path)],
                 )
-        summary.errors = [f"{path}:{line}: {reason}" for line, reason, _ in bad]
+            finally:
+                con.unregister("_track_rejects")
+        summary.unchanged = len(rows) - summary.new - summary.updated
+        summary.errors = [f"{path}:{r.line}: {r.detail}" for r in bad]
         store.finish_run(
             run_id,
             status="ok",
@@ -174,6 +401,8 @@ def track_file(db: str | Path, path: str | Path, *, wait_seconds: float = 0.0) -
                 "rows": summary.rows,
                 "new": summary.new,
                 "updated": summary.updated,
+                "unchanged": summary.unchanged,
+                "duplicates": summary.duplicates,
                 "errors": len(bad),
             },
         )
@@ -184,8 +413,9 @@ def print_track_summary(summary: TrackSummary, *, file: IO[str] | None = None) -
     """Print what `track` registered and every row it could not use."""
     out = file or sys.stdout
     print(
-        f"{printable(summary.path)}: {summary.rows:,} rows, {summary.new:,} new tasks, "
-        f"{summary.updated:,} updated, {len(summary.errors):,} rejected",
+        f"{printable(summary.path)}: {summary.rows:,} rows: {summary.new:,} new tasks, "
+        f"{summary.updated:,} updated, {summary.unchanged:,} unchanged, "
+        f"{summary.duplicates:,} duplicates, {len(summary.errors):,} rejected",
         file=out,
     )
     for err in summary.errors[:20]:

@@ -1,0 +1,365 @@
+"""`asg-audit track`: reading submission exports (BOM, bad bytes, short rows, headers), idempotence,
+duplicate task ids within a file, and a summary that accounts for every row."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pytest
+
+from asg_audit.errors import InputError
+from asg_audit.track import TrackSummary, track_file
+
+REPO = Path(__file__).parents[1]
+BOM = b"\xef\xbb\xbf"
+HEADER = "task_id,task_type,consensus_threshold,options,created_at,data_url\n"
+
+
+def run_track(db: Path, path: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "asg_audit", "track", "--db", str(db), str(path)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=120,
+    )
+
+
+def query(db: Path, sql: str) -> list[tuple[Any, ...]]:
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        return con.execute(sql).fetchall()
+    finally:
+        con.close()
+
+
+def submissions(db: Path) -> dict[str, dict[str, Any]]:
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        cur = con.execute("SELECT * FROM submissions ORDER BY task_id")
+        names = [d[0] for d in cur.description]
+        return {row[0]: dict(zip(names, row, strict=True)) for row in cur.fetchall()}
+    finally:
+        con.close()
+
+
+def rejects(db: Path) -> list[tuple[Any, ...]]:
+    return query(
+        db,
+        "SELECT origin_line, reason, field, detail, raw FROM rejects"
+        " WHERE source = 'submissions' ORDER BY origin_line, reason",
+    )
+
+
+def accounted(summary: TrackSummary) -> int:
+    return (
+        summary.new + summary.updated + summary.unchanged + summary.duplicates + len(summary.errors)
+    )
+
+
+# -- byte order mark -------------------------------------------------------------------------
+
+
+def test_track_csv_with_a_bom_is_read(db: Path, tmp_path: Path) -> None:
+    # Excel's "CSV UTF-8": a BOM and CRLF line ends
+    path = tmp_path / "excel.csv"
+    path.write_bytes(
+        BOM
+        + b"task_id,task_type,consensus_threshold,options,created_at\r\n"
+        + b"b1,image,3,cat|dog,2026-04-08T19:00:00Z\r\n"
+    )
+    summary = track_file(db, path)
+    assert (summary.rows, summary.new, summary.errors) == (1, 1, [])
+    assert submissions(db)["b1"]["options"] == ["cat", "dog"]
+
+
+def test_track_ndjson_with_a_bom_is_read(db: Path, tmp_path: Path) -> None:
+    path = tmp_path / "subs.ndjson"
+    path.write_bytes(BOM + b'{"task_id":"u3","type":"image","consensus_threshold":3}\n')
+    summary = track_file(db, path)
+    assert (summary.rows, summary.new, summary.errors) == (1, 1, [])
+
+
+def test_track_gzip_ndjson_with_a_bom_is_read(db: Path, tmp_path: Path) -> None:
+    path = tmp_path / "subs.ndjson.gz"
+    path.write_bytes(gzip.compress(BOM + b'{"task_id":"u3","consensus_threshold":3}\n'))
+    assert track_file(db, path).new == 1
+
+
+def test_track_bom_after_the_start_of_the_file_is_a_reject(db: Path, tmp_path: Path) -> None:
+    path = tmp_path / "subs.ndjson"
+    path.write_bytes(b'{"task_id":"a1"}\n' + BOM + b'{"task_id":"a2"}\n')
+    summary = track_file(db, path)
+    assert summary.new == 1 and len(summary.errors) == 1
+    assert summary.errors[0].startswith(f"{path}:2: ")
+    assert [r[:2] for r in rejects(db)] == [(2, "invalid_json")]
+
+
+# -- idempotence -----------------------------------------------------------------------------
+
+
+SUBS_CSV = HEADER + (
+    "t1,image,3,cat|dog,2026-04-08T21:00:00Z,https://x/1.png\n"
+    "t2,image,5,cat|dog|bird,2026-04-08T19:00:00Z,\n"
+    "bad/id,image,3,cat|dog,2026-04-08T21:00:00Z,\n"
+    "t13,image,11,cat|dog,2026-04-08T21:00:00Z,\n"
+    "t16,image,3,,2026-04-08T21:00:00Z,\n"
+)
+
+
+def test_track_same_file_twice_changes_nothing_but_adds_a_run(db: Path, tmp_path: Path) -> None:
+    path = tmp_path / "subs.csv"
+    path.write_text(SUBS_CSV)
+    first = run_track(db, path)
+    assert first.returncode == 0, first.stderr
+    before = (submissions(db), rejects(db))
+    second = run_track(db, path)
+    assert second.returncode == 0, second.stderr
+    assert "0 new tasks, 0 updated, 3 unchanged" in second.stdout
+    assert (submissions(db), rejects(db)) == before  # tracked_at and origin too
+    assert len(before[1]) == 2
+    assert query(db, "SELECT count(*) FROM runs WHERE command = 'track'") == [(2,)]
+
+
+def test_track_same_file_twice_through_the_library_counts_unchanged(
+    db: Path, tmp_path: Path
+) -> None:
+    path = tmp_path / "subs.csv"
+    path.write_text(SUBS_CSV)
+    track_file(db, path)
+    again = track_file(db, path)
+    assert (again.new, again.updated, again.unchanged, len(again.errors)) == (0, 0, 3, 2)
+
+
+def test_track_updated_counts_only_tasks_whose_values_changed(db: Path, tmp_path: Path) -> None:
+    first = tmp_path / "a.csv"
+    first.write_text(SUBS_CSV)
+    track_file(db, first)
+    later = tmp_path / "b.csv"
+    later.write_text(
+        HEADER
+        + "t1,image,3,cat|dog,2026-04-08T21:00:00Z,https://x/1.png\n"  # same values
+        + "t2,image,7,cat|dog|bird,2026-04-08T19:00:00Z,\n"  # threshold 5 -> 7
+    )
+    summary = track_file(db, later)
+    assert (summary.new, summary.updated, summary.unchanged) == (0, 1, 1)
+    stored = submissions(db)
+    assert stored["t2"]["consensus_threshold"] == 7 and stored["t2"]["origin"] == str(later)
+    assert stored["t1"]["origin"] == str(first)  # an unchanged task keeps where it came from
+
+
+def test_track_same_rejects_from_another_file_are_stored_for_it(db: Path, tmp_path: Path) -> None:
+    # the reject's evidence names its file: a copy elsewhere is another origin
+    for name in ("a.csv", "b.csv"):
+        (tmp_path / name).write_text(SUBS_CSV)
+        track_file(db, tmp_path / name)
+    assert query(db, "SELECT origin, count(*) FROM rejects GROUP BY ALL ORDER BY 1") == [
+        (str(tmp_path / "a.csv"), 2),
+        (str(tmp_path / "b.csv"), 2),
+    ]
+
+
+# -- duplicate task ids within one file ------------------------------------------------------
+
+
+def test_track_duplicate_task_id_with_other_values_is_a_reject_naming_both_lines(
+    db: Path, tmp_path: Path
+) -> None:
+    path = tmp_path / "subs.csv"
+    path.write_text(
+        HEADER
+        + "t1,image,3,cat|dog,2026-04-08T21:00:00Z,\n"
+        + "t2,image,3,cat|dog,2026-04-08T21:00:00Z,\n"
+        + "t1,image,4,cat|dog,2026-04-08T21:00:00Z,\n"
+    )
+    summary = track_file(db, path)
+    assert (summary.rows, summary.new, summary.duplicates) == (3, 2, 0)
+    assert summary.errors == [
+        f"{path}:4: task_id: t1 is also on line 2 with other values"
+        " (consensus_threshold: 3 there, 4 here); line 2 is kept"
+    ]
+    assert submissions(db)["t1"]["consensus_threshold"] == 3
+    assert [r[:3] for r in rejects(db)] == [(4, "duplicate_task_id", "task_id")]
+
+
+def test_track_identical_duplicate_row_is_counted_as_a_duplicate(db: Path, tmp_path: Path) -> None:
+    path = tmp_path / "subs.csv"
+    row = "t1,image,3,cat|dog,2026-04-08T21:00:00Z,\n"
+    path.write_text(HEADER + row + row)
+    summary = track_file(db, path)
+    assert (summary.rows, summary.new, summary.duplicates, summary.errors) == (2, 1, 1, [])
+    assert submissions(db)["t1"]["origin_line"] == 2
+    assert rejects(db) == []
+
+
+def test_track_summary_accounts_for_every_row(tmp_path: Path) -> None:
+    # the tester's file: 14 rows of every kind
+    path = tmp_path / "subs.csv"
+    path.write_text(
+        SUBS_CSV
+        + "t14,image,1,cat|dog,2026-04-08T21:00:00Z,\n"
+        + "t15,image,abc,cat|dog,2026-04-08T21:00:00Z,\n"
+        + "t17,image,3,cat|dog,notatime,\n"
+        + "t18,image,3,cat|dog\n"
+        + 't19,"<b>img</b>",3,"<script>x</script>|dog",2026-04-08T21:00:00Z,\n'
+        + ",image,3,cat|dog,2026-04-08T21:00:00Z,\n"
+        + "t20,image,3,cat|cat,2026-04-08T21:00:00Z,\n"
+        + "t21,image,3.0,cat|dog,1775682000,\n"
+        + "t1,image,4,cat|dog,2026-04-08T21:00:00Z,\n"
+    )
+    db = tmp_path / "a.duckdb"
+    proc = run_track(db, path)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith(
+        f"{path}: 14 rows: 4 new tasks, 0 updated, 0 unchanged, 0 duplicates, 10 rejected"
+    )
+    summary = track_file(tmp_path / "b.duckdb", path)
+    assert summary.rows == accounted(summary) == 14
+
+
+# -- bad rows --------------------------------------------------------------------------------
+
+
+def test_track_empty_options_cell_is_stored_as_no_options(db: Path, tmp_path: Path) -> None:
+    path = tmp_path / "subs.csv"
+    path.write_text(HEADER + "t16,image,3,,2026-04-08T21:00:00Z,\n")
+    assert track_file(db, path).new == 1
+    assert submissions(db)["t16"]["options"] is None
+
+
+def test_track_short_row_without_created_at_is_a_reject(db: Path, tmp_path: Path) -> None:
+    path = tmp_path / "subs.csv"
+    path.write_text(HEADER + "t18,image,3,cat|dog\n" + "t1,image,3,cat|dog,1775682000,\n")
+    summary = track_file(db, path)
+    assert summary.new == 1
+    assert len(summary.errors) == 1
+    assert summary.errors[0].startswith(f"{path}:2: created_at: missing")
+    assert [r[:3] for r in rejects(db)] == [(2, "bad_submission", "created_at")]
+    assert "t18" not in submissions(db)
+
+
+def test_track_row_without_the_optional_data_url_is_accepted(db: Path, tmp_path: Path) -> None:
+    path = tmp_path / "subs.csv"
+    path.write_text(HEADER + "t1,image,3,cat|dog,2026-04-08T21:00:00Z\n")
+    summary = track_file(db, path)
+    assert (summary.new, summary.errors) == (1, [])
+    assert submissions(db)["t1"]["data_url"] is None
+
+
+def test_track_row_with_more_fields_than_the_header_is_a_reject(db: Path, tmp_path: Path) -> None:
+    path = tmp_path / "subs.csv"
+    path.write_text(HEADER + "t1,image,3,cat,dog,2026-04-08T21:00:00Z,\n")
+    summary = track_file(db, path)
+    assert summary.new == 0 and len(summary.errors) == 1
+    assert summary.errors[0].startswith(f"{path}:2: 7 fields")
+
+
+def test_track_duplicate_option_is_a_reject_naming_the_field(db: Path, tmp_path: Path) -> None:
+    path = tmp_path / "subs.csv"
+    path.write_text(HEADER + "t20,image,3,cat|cat,2026-04-08T21:00:00Z,\n")
+    summary = track_file(db, path)
+    assert summary.new == 0
+    assert summary.errors == [f"{path}:2: options: 'cat' is listed twice"]
+    assert [r[:3] for r in rejects(db)] == [(2, "bad_submission", "options")]
+
+
+@pytest.mark.parametrize("options", ["cat||dog", "cat|"])
+def test_track_empty_option_is_a_reject(db: Path, tmp_path: Path, options: str) -> None:
+    path = tmp_path / "subs.csv"
+    path.write_text(HEADER + f"t1,image,3,{options},2026-04-08T21:00:00Z,\n")
+    summary = track_file(db, path)
+    assert summary.new == 0 and summary.errors[0].startswith(f"{path}:2: options: ")
+
+
+def test_track_duplicate_option_in_ndjson_is_a_reject(db: Path, tmp_path: Path) -> None:
+    path = tmp_path / "subs.ndjson"
+    path.write_text(json.dumps({"task_id": "n1", "label_spec": {"options": ["a", "a"]}}) + "\n")
+    summary = track_file(db, path)
+    assert summary.errors == [f"{path}:1: options: 'a' is listed twice"]
+
+
+def test_track_header_without_task_id_fails_the_file_and_stores_nothing(
+    db: Path, tmp_path: Path
+) -> None:
+    path = tmp_path / "wrongcols.csv"
+    path.write_text("a,b\n1,2\n3,4\n")
+    proc = run_track(db, path)
+    assert proc.returncode == 2, proc.stdout
+    assert f"{path}: the header has no task_id column" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not db.exists() or query(db, "SELECT count(*) FROM rejects") == [(0,)]
+
+
+def test_track_header_without_a_required_column_names_it(db: Path, tmp_path: Path) -> None:
+    path = tmp_path / "subs.csv"
+    path.write_text("task_id,task_type,consensus_threshold,options\nt1,image,3,a|b\n")
+    with pytest.raises(InputError, match="no created_at column"):
+        track_file(db, path)
+
+
+def test_track_line_numbers_count_quoted_line_breaks(db: Path, tmp_path: Path) -> None:
+    path = tmp_path / "subs.csv"
+    path.write_text(
+        HEADER
+        + 't1,"image\nwith a break",3,cat|dog,2026-04-08T21:00:00Z,\n'
+        + "t2,image,99,cat|dog,2026-04-08T21:00:00Z,\n"
+    )
+    summary = track_file(db, path)
+    assert summary.errors == [f"{path}:4: consensus_threshold: 99 is outside 2..10"]
+
+
+# -- invalid UTF-8 ---------------------------------------------------------------------------
+
+
+def test_track_invalid_utf8_row_is_a_reject_and_good_rows_are_stored(
+    db: Path, tmp_path: Path
+) -> None:
+    path = tmp_path / "badutf.csv"
+    bad_line = b"u1,image,3,cat|d\xffog,2026-04-08T19:00:00Z\n"
+    path.write_bytes(
+        b"task_id,task_type,consensus_threshold,options,created_at\n"
+        + bad_line
+        + b"u2,image,3,cat|dog,2026-04-08T19:00:00Z\n"
+    )
+    proc = run_track(db, path)
+    assert proc.returncode == 0, proc.stderr
+    assert f"{path}:2: invalid_utf8: byte 0xff at byte 17 of the line" in proc.stderr
+    assert list(submissions(db)) == ["u2"]
+    assert rejects(db) == [
+        (
+            2,
+            "invalid_utf8",
+            None,
+            "invalid_utf8: byte 0xff at byte 17 of the line",
+            bad_line.removesuffix(b"\n"),  # the row's bytes are the evidence
+        )
+    ]
+
+
+def test_track_invalid_utf8_ndjson_line_is_a_reject(db: Path, tmp_path: Path) -> None:
+    path = tmp_path / "subs.ndjson"
+    path.write_bytes(b'{"task_id":"n1","type":"im\xc3"}\n{"task_id":"n2"}\n')
+    summary = track_file(db, path)
+    assert summary.new == 1
+    assert [r[:2] for r in rejects(db)] == [(1, "invalid_utf8")]
+
+
+def test_track_invalid_utf8_in_the_header_fails_the_file(db: Path, tmp_path: Path) -> None:
+    path = tmp_path / "subs.csv"
+    path.write_bytes(b"task_id,task_\xfftype\nt1,x\n")
+    with pytest.raises(InputError, match="header"):
+        track_file(db, path)
+
+
+def test_track_csv_epoch_seconds_are_a_timestamp(db: Path, tmp_path: Path) -> None:
+    # NDJSON gives epoch seconds as a number; a CSV cell has the same digits as text
+    path = tmp_path / "subs.csv"
+    path.write_text(HEADER + "t21,image,3,cat|dog,1775682000,\n")
+    assert track_file(db, path).errors == []
+    assert submissions(db)["t21"]["created_at"].timestamp() == 1775682000
