@@ -70,7 +70,10 @@ def test_config_rotating_webhook_secrets_are_comma_separated() -> None:
     "text, message",
     [
         ('[costs]\nkind = "free"\n', r"\[costs\] kind: expected 'per_worker' or 'fixed'"),
-        ("[costs]\npayout_per_worker_sats = 32.5\n", r"payout_per_worker_sats: expected an integer"),
+        (
+            "[costs]\npayout_per_worker_sats = 32.5\n",
+            r"payout_per_worker_sats: expected an integer",
+        ),
         ("[costs]\nfee_percent = 150\n", "fee_percent"),
         ('fail_on = "panic"\n', "fail_on"),
         ('[checks]\n"x.y" = 3\n', "must be a table"),
