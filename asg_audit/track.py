@@ -220,7 +220,16 @@ def _csv_header(path: Path, row: list[str], bad: str | None) -> list[str]:
 def _csv_records(path: Path, fh: IO[bytes]) -> Iterator[_Record]:
     lines = _Lines(fh)
     header: list[str] | None = None
-    for row in csv.reader(lines):
+    reader = csv.reader(lines)
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:  # the reader cannot go on (a field over its size limit)
+            raise InputError(
+                f"{path}:{lines.line_no}: not readable as CSV ({exc}); nothing stored"
+            ) from None
         line_no, raw, bad = lines.take_row()
         if not row:  # a blank line
             continue
@@ -337,8 +346,6 @@ def _read_submissions(
             rows[row["task_id"]] = {**row, "origin": str(path), "origin_line": line_no}
     except FileNotFoundError:
         raise InputError(f"{path}: no such file") from None
-    except csv.Error as exc:
-        raise InputError(f"{path}: not readable as CSV ({exc}); nothing stored") from None
     except (OSError, EOFError, zlib.error) as exc:
         raise InputError(f"{path}: {describe_read_error(exc)}") from None
     return list(rows.values()), bad

@@ -363,3 +363,13 @@ def test_track_csv_epoch_seconds_are_a_timestamp(db: Path, tmp_path: Path) -> No
     path.write_text(HEADER + "t21,image,3,cat|dog,1775682000,\n")
     assert track_file(db, path).errors == []
     assert submissions(db)["t21"]["created_at"].timestamp() == 1775682000
+
+
+def test_track_csv_the_reader_cannot_parse_fails_the_file_naming_the_line(
+    db: Path, tmp_path: Path
+) -> None:
+    path = tmp_path / "subs.csv"
+    path.write_text(HEADER + "t1,image,3,cat|dog,2026-04-08T21:00:00Z,\n" + "t2," + "x" * 200_000)
+    with pytest.raises(InputError, match=rf"{path.name}:3: not readable as CSV"):
+        track_file(db, path)
+    assert not db.exists()
