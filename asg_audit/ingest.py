@@ -43,6 +43,7 @@ from asg_audit.filelines import (
     raw_position,
     sniff_layout,
 )
+from asg_audit.interrupts import is_interrupt, sigint_interrupts
 from asg_audit.model import Source, printable
 from asg_audit.normalize import normalise_batch
 from asg_audit.store import Store, WriteStats, open_store
@@ -221,6 +222,8 @@ def _stage_documents(
             with _query_progress(store.con, path.stat().st_size, on_bytes):
                 records, rejected = store.stage_raw(run_id, _DOCUMENT_SOURCES[layout], params)
         except duckdb.Error as exc:
+            if is_interrupt(exc):
+                raise
             hashing.result()  # a read error of the file itself comes first
             raise InputError(_unreadable_documents(origin, layout, exc)) from None
         return records, rejected, hashing.result()
@@ -563,32 +566,17 @@ def ingest_paths(
         bar = _Progress(files) if progress and sys.stderr.isatty() else None
         group = _SmallFiles(store, summary)
         try:
-            for path in files:
-                if bar is not None:
-                    bar.start_file(path)
-                if group.add(path):
-                    if bar is not None:
-                        bar.end_file()
-                    continue
-                group.commit()  # commits keep the order of the files
-                outcome = _ingest_file(
-                    store,
-                    summary.run_id,
-                    path,
-                    summary,
-                    chunk_bytes=chunk_bytes,
-                    on_bytes=bar.advance if bar is not None else None,
-                )
-                summary.files.append(outcome)
-                if bar is not None:
-                    bar.end_file()
-            group.commit()
-        except KeyboardInterrupt:
-            # What was committed stays; the run says it stopped early (a run again skips the
-            # files already stored).
+            with sigint_interrupts(store.con) as interrupted:
+                _ingest_all(store, files, summary, group, bar, interrupted, chunk_bytes=chunk_bytes)
+        except BaseException as exc:
+            if not (interrupted.is_set() or is_interrupt(exc)):
+                raise
+            # What was committed stays (the transaction of the file being read was rolled
+            # back, whatever form the interruption took); the run says it stopped early, and a
+            # run again skips the files already stored.
             with contextlib.suppress(duckdb.Error):
                 store.finish_run(summary.run_id, status="interrupted", stats=summary.as_dict())
-            raise
+            raise KeyboardInterrupt from None
         finally:
             group.close()
             if bar is not None:
@@ -596,6 +584,41 @@ def ingest_paths(
         status = "failed" if summary.failed_files else "ok"
         store.finish_run(summary.run_id, status=status, stats=summary.as_dict())
     return summary
+
+
+def _ingest_all(
+    store: Store,
+    files: list[Path],
+    summary: IngestSummary,
+    group: _SmallFiles,
+    bar: _Progress | None,
+    interrupted: threading.Event,
+    *,
+    chunk_bytes: int,
+) -> None:
+    """Ingest `files` in order: small ones in groups, the others one transaction each."""
+    for path in files:
+        if interrupted.is_set():  # an interruption a reader took for a bad file
+            raise KeyboardInterrupt
+        if bar is not None:
+            bar.start_file(path)
+        if group.add(path):
+            if bar is not None:
+                bar.end_file()
+            continue
+        group.commit()  # commits keep the order of the files
+        outcome = _ingest_file(
+            store,
+            summary.run_id,
+            path,
+            summary,
+            chunk_bytes=chunk_bytes,
+            on_bytes=bar.advance if bar is not None else None,
+        )
+        summary.files.append(outcome)
+        if bar is not None:
+            bar.end_file()
+    group.commit()
 
 
 def ingest(db: str | Path, *paths: str | Path, **kwargs: Any) -> IngestSummary:

@@ -254,7 +254,7 @@ def test_ingest_reads_ndjson_on_stdin(tmp_path: Path) -> None:
     assert "  ingested          <stdin> (3 records, 2 accepted, 1 rejected)" in first.stdout
     with open_store(db, read_only=True) as store:
         rejects = store.frame("rejects")
-        observations = store.frame("observations")
+        observations = store.frame("observations").sort("obs_id")  # stored in any order
     assert rejects.select("origin", "origin_line", "reason").rows() == [
         ("<stdin>", 2, "invalid_json")
     ]

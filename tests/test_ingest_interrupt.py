@@ -1,0 +1,154 @@
+"""Ctrl-C while DuckDB is normalising a file: the run says `interrupted`, exit 3, no traceback.
+
+DuckDB surfaces an interrupted statement as `RuntimeError("Query interrupted")`, as an
+InterruptException, or as "Current transaction is aborted" on the next statement; whichever it
+is, the ingest rolls back the file being read, keeps what was committed and says so.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from asg_audit.ingest import ingest_paths
+from asg_audit.interrupts import is_interrupt, sigint_interrupts
+from asg_audit.store import Store, WriteStats, open_store
+
+
+def rec(task_id: str) -> str:
+    return json.dumps(
+        {
+            "task_id": task_id,
+            "status": "settled",
+            "consensus_label": "cat",
+            "confidence": 1.0,
+            "worker_count": 3,
+            "agreement_count": 3,
+            "bsv_txid": "ab" * 32,
+            "total_cost_sats": 975,
+            "created_at": "2026-11-01T10:00:00Z",
+            "settled_at": "2026-11-01T10:00:40Z",
+        }
+    )
+
+
+def test_sigint_while_duckdb_reads_stdin_rolls_back_that_input_and_exits_3(
+    tmp_path: Path,
+) -> None:
+    # The second input is standard input, read inside DuckDB's normalising statement. Once the
+    # ingest has consumed 1 MiB of it (the write returns), it is inside that statement, blocked
+    # reading more: SIGINT arrives there, then the input ends. No sleeps.
+    big = tmp_path / "big.jsonl"
+    big.write_text("".join(rec(f"t{i}") + "\n" for i in range(5_000)))  # streamed: > 1 MiB
+    db = tmp_path / "audit.duckdb"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "asg_audit", "ingest", "--db", str(db), "--quiet", str(big), "-"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert proc.stdin is not None
+    chunk = "".join(rec(f"s{i}") + "\n" for i in range(4_000)).encode()
+    assert len(chunk) > (1 << 20)
+    proc.stdin.write(chunk)
+    proc.stdin.flush()
+    proc.send_signal(signal.SIGINT)
+    proc.stdin.close()
+    assert proc.stdout is not None and proc.stderr is not None
+    out, err = proc.stdout.read(), proc.stderr.read()  # both small; they end with the process
+    proc.wait(timeout=60)
+    text = err.decode()
+    assert proc.returncode == 3, text
+    assert "ingest interrupted: the files stored before it are kept" in text
+    assert "Traceback" not in text and out == b""
+    with open_store(db, read_only=True) as store:
+        assert store.count("observations") == 5_000  # the big file; nothing of stdin
+        assert store.count("results") == 5_000
+        assert store.frame("ingested_files").get_column("path").to_list() == [str(big)]
+        runs = store.frame("runs")
+    assert runs.get_column("status").to_list() == ["interrupted"]
+    assert runs.get_column("finished_at").is_not_null().all()
+
+
+def test_sigint_during_a_running_statement_is_an_interrupted_run_not_an_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The second file's commit first runs a statement that only ends when interrupted, and
+    # SIGINT is sent to this process while it runs: DuckDB's client then raises
+    # RuntimeError("Query interrupted"), not KeyboardInterrupt.
+    first, second = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    first.write_text(rec("t1") + "\n")
+    second.write_text(rec("t2") + "\n")
+    db = tmp_path / "audit.duckdb"
+    commit = Store.commit_staged
+    calls: list[int] = []
+
+    def slow_commit(self: Store, **kwargs: bool) -> WriteStats:
+        calls.append(1)
+        if len(calls) == 2:
+            threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGINT)).start()
+            self.con.execute(_ENDLESS)
+        return commit(self, **kwargs)
+
+    monkeypatch.setattr("asg_audit.ingest.SMALL_FILE_BYTES", -1)  # one transaction a file
+    monkeypatch.setattr(Store, "commit_staged", slow_commit)
+    with pytest.raises(KeyboardInterrupt):
+        ingest_paths(db, [first, second])
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    with open_store(db, read_only=True) as store:
+        assert store.frame("observations").get_column("task_id").to_list() == ["t1"]
+        assert store.frame("runs").get_column("status").to_list() == ["interrupted"]
+
+
+# A statement that runs until it is interrupted.
+_ENDLESS = "SELECT count(*) FROM range(10000000000) a(x) WHERE md5(x::VARCHAR) = 'x'"
+
+
+def test_the_forms_duckdb_gives_an_interrupted_statement_are_recognised() -> None:
+    con = duckdb.connect()
+    timer = threading.Timer(0.2, con.interrupt)
+    timer.start()
+    with pytest.raises(duckdb.Error) as caught:  # a statement that runs for many seconds
+        con.execute(_ENDLESS)
+    timer.join()
+    assert is_interrupt(caught.value)
+    assert is_interrupt(RuntimeError("Query interrupted"))
+    assert is_interrupt(KeyboardInterrupt())
+    assert not is_interrupt(duckdb.IOException("disk full"))
+    assert not is_interrupt(RuntimeError("something else"))
+
+
+def test_sigint_handler_is_installed_only_for_the_block_and_acts_once() -> None:
+    con = duckdb.connect()
+    before = signal.getsignal(signal.SIGINT)
+    with pytest.raises(KeyboardInterrupt), sigint_interrupts(con) as interrupted:
+        assert signal.getsignal(signal.SIGINT) is not before
+        signal.raise_signal(signal.SIGINT)
+    assert interrupted.is_set()
+    assert signal.getsignal(signal.SIGINT) is before
+    with sigint_interrupts(con) as interrupted:  # a second block starts clear
+        assert not interrupted.is_set()
+
+
+def test_library_ingest_off_the_main_thread_leaves_signals_alone(tmp_path: Path) -> None:
+    path = tmp_path / "one.jsonl"
+    path.write_text(rec("t1") + "\n")
+    handlers: list[object] = []
+    result: list[int] = []
+
+    def work() -> None:
+        handlers.append(signal.getsignal(signal.SIGINT))
+        result.append(ingest_paths(tmp_path / "audit.duckdb", [path]).records)
+
+    worker = threading.Thread(target=work)
+    worker.start()
+    worker.join()
+    assert result == [1] and handlers == [signal.getsignal(signal.SIGINT)]
