@@ -4,9 +4,12 @@ One run does only new work: drop-folder files already ingested are skipped, only
 not final are polled, only txids not yet confirmed are looked up. A lock file beside the
 database keeps overlapping runs apart: the second one exits 3 (or waits `wait_seconds`).
 
-Exit codes (DESIGN.md): 0 ok; 1 findings at or above `fail_on`; 3 the run is incomplete (an API
-was unreachable or refused the key, the database was busy, the run was interrupted). A run whose
-collection failed still analyses and reports what the store holds, and still exits 3.
+Exit codes (DESIGN.md): 0 ok; 1 findings at or above `fail_on`; 2 a bad option or config, found
+before any step runs; 3 the run is incomplete (an API was unreachable or refused the key, the
+database was busy, the run was interrupted). A run whose collection failed still analyses and
+reports what the store holds, and still exits 3. A run that an error stops (a report that cannot
+be written, a bug) is recorded as `failed` (or `interrupted`) with a one-line error, never left
+`running`; a bug exits 3, not 1, which a scheduler would read as "findings".
 """
 
 from __future__ import annotations
@@ -32,6 +35,8 @@ from asg_audit.errors import (
     EXIT_OK,
     ApiError,
     AuditError,
+    ConfigError,
+    IncompleteRunError,
     StoreBusyError,
 )
 from asg_audit.store import new_run_id, open_store
@@ -133,61 +138,164 @@ def run_audit(
     log: IO[str] | None = None,
 ) -> AuditOutcome:
     """Run one audit end to end and return its outcome (with the exit code to use)."""
-    from asg_audit.audit import analyze
-    from asg_audit.report import render
-
     log = log or sys.stdout
     db = Path(config.db_path)
     settings = dict(config.audit)
     fail_on = fail_on or str(settings.get("fail_on", config.fail_on))
     out = Path(out_dir or settings.get("report_dir", "reports"))
+    # Every option is checked before any step runs: a typo must not cost a whole run's work
+    # and leave it recorded as running.
+    wanted = _check_options(out, formats=formats, fail_on=fail_on, compare=compare)
     outcome = AuditOutcome(run_id=new_run_id())
     with audit_lock(db, wait_seconds=wait_seconds):
         with open_store(db, wait_seconds=wait_seconds) as store:
             store.start_run("audit", run_id=outcome.run_id)
-
-        _step(outcome, "ingest", lambda: _ingest_drop_folders(config, settings, progress), log)
-        _step(
-            outcome,
-            "collect",
-            lambda: _collect(config, settings, collect_seconds, progress, clock),
-            log,
-        )
-        _step(outcome, "verify-chain", lambda: _verify_chain(config, settings, progress), log)
-        _step(outcome, "billing", lambda: _billing(config, settings), log)
-
-        audit = analyze(db, since=since, until=until, config=config, as_of=as_of)
-        with open_store(db, wait_seconds=wait_seconds) as store, store.transaction():
-            store.write_findings(outcome.run_id, audit.findings)
-        report = render(audit, out, formats=formats, run_id=outcome.run_id, compare=compare)
-        outcome.report_dir = report.folder
-        outcome.summary = audit.summary()
-        worst = audit.worst_severity()
-        if outcome.incomplete:
-            outcome.exit_code = EXIT_INCOMPLETE
-        elif worst is not None and _SEVERITY_RANK[worst] >= _SEVERITY_RANK[fail_on]:
-            outcome.exit_code = EXIT_FINDINGS
-        alert_url = settings.get("alert_url")
-        alert_on = str(settings.get("alert_on", "fail"))
-        if alert_url and worst is not None and _SEVERITY_RANK[worst] >= _SEVERITY_RANK[alert_on]:
-            payload = {"run_id": outcome.run_id, "steps": outcome.steps, **outcome.summary}
-            try:
-                send_alert(str(alert_url), payload)
-                outcome.alert_sent = True
-            except ApiError as exc:
-                print(f"alert         failed: {exc}", file=log)
-        with open_store(db, wait_seconds=wait_seconds) as store:
-            store.finish_run(
-                outcome.run_id,
-                status="incomplete" if outcome.incomplete else "ok",
-                stats={
-                    "steps": outcome.steps,
-                    "exit_code": outcome.exit_code,
-                    "report": str(outcome.report_dir),
-                    **outcome.summary,
-                },
+        try:
+            _run_steps(
+                outcome,
+                config,
+                settings,
+                out=out,
+                formats=wanted,
+                wait_seconds=wait_seconds,
+                fail_on=fail_on,
+                since=since,
+                until=until,
+                as_of=as_of,
+                compare=compare,
+                collect_seconds=collect_seconds,
+                clock=clock,
+                progress=progress,
+                log=log,
             )
+        except BaseException as exc:
+            status, error = _failure(exc, config)
+            code = exc.exit_code if isinstance(exc, AuditError) else EXIT_INCOMPLETE
+            _record_failure(db, outcome, status, error, code, wait_seconds=wait_seconds)
+            if isinstance(exc, AuditError | KeyboardInterrupt):
+                raise
+            # A bug: the run is recorded as failed and the job exits 3 (incomplete), not 1,
+            # which a scheduler would read as "findings".
+            raise IncompleteRunError(
+                f"audit run {outcome.run_id} failed: {error} (recorded as failed in runs)"
+            ) from exc
     return outcome
+
+
+def _check_options(
+    out: Path, *, formats: str, fail_on: str, compare: str | None
+) -> tuple[str, ...]:
+    """Return the report formats; raise ConfigError for any option `report` would refuse."""
+    from asg_audit.report import parse_formats
+    from asg_audit.report.compare import load_summary, resolve_compare
+
+    wanted = parse_formats(formats)
+    if fail_on not in _SEVERITY_RANK:
+        raise ConfigError("--fail-on: expected one of info, warn, fail")
+    existing = next((p for p in (out, *out.parents) if p.exists()), None)
+    if existing is not None and not existing.is_dir():
+        raise ConfigError(f"{out}: cannot be the report folder: {existing} is a file")
+    if compare:
+        load_summary(resolve_compare(out, compare))
+    return wanted
+
+
+def _run_steps(
+    outcome: AuditOutcome,
+    config: AuditConfig,
+    settings: dict[str, Any],
+    *,
+    out: Path,
+    formats: tuple[str, ...],
+    wait_seconds: float,
+    fail_on: str,
+    since: datetime | None,
+    until: datetime | None,
+    as_of: datetime | None,
+    compare: str | None,
+    collect_seconds: float | None,
+    clock: Any,
+    progress: bool,
+    log: IO[str],
+) -> None:
+    """Run the steps of one audit, write its report, alert, and record how the run ended."""
+    from asg_audit.audit import analyze
+    from asg_audit.report import render
+
+    db = Path(config.db_path)
+    _step(outcome, "ingest", lambda: _ingest_drop_folders(config, settings, progress), log)
+    _step(
+        outcome,
+        "collect",
+        lambda: _collect(config, settings, collect_seconds, progress, clock),
+        log,
+    )
+    _step(outcome, "verify-chain", lambda: _verify_chain(config, settings, progress), log)
+    _step(outcome, "billing", lambda: _billing(config, settings), log)
+
+    audit = analyze(db, since=since, until=until, config=config, as_of=as_of)
+    with open_store(db, wait_seconds=wait_seconds) as store, store.transaction():
+        store.write_findings(outcome.run_id, audit.findings)
+    report = render(audit, out, formats=formats, run_id=outcome.run_id, compare=compare)
+    outcome.report_dir = report.folder
+    outcome.summary = audit.summary()
+    worst = audit.worst_severity()
+    if outcome.incomplete:
+        outcome.exit_code = EXIT_INCOMPLETE
+    elif worst is not None and _SEVERITY_RANK[worst] >= _SEVERITY_RANK[fail_on]:
+        outcome.exit_code = EXIT_FINDINGS
+    alert_url = settings.get("alert_url")
+    alert_on = str(settings.get("alert_on", "fail"))
+    if alert_url and worst is not None and _SEVERITY_RANK[worst] >= _SEVERITY_RANK[alert_on]:
+        payload = {"run_id": outcome.run_id, "steps": outcome.steps, **outcome.summary}
+        try:
+            send_alert(str(alert_url), payload)
+            outcome.alert_sent = True
+        except ApiError as exc:
+            print(f"alert         failed: {exc}", file=log)
+    with open_store(db, wait_seconds=wait_seconds) as store:
+        store.finish_run(
+            outcome.run_id,
+            status="incomplete" if outcome.incomplete else "ok",
+            stats={
+                "steps": outcome.steps,
+                "exit_code": outcome.exit_code,
+                "report": str(outcome.report_dir),
+                **outcome.summary,
+            },
+        )
+
+
+def _failure(exc: BaseException, config: AuditConfig) -> tuple[str, str]:
+    """Return the status and the one-line error of a run that an exception stopped."""
+    if isinstance(exc, KeyboardInterrupt):
+        return "interrupted", "interrupted"
+    # An AuditError's text is written not to hold secrets; any other text (a bug's) may quote
+    # anything, so the secrets we hold are masked in it.
+    text = str(exc) if isinstance(exc, AuditError) else f"{type(exc).__name__}: {exc}"
+    secrets = [config.api_key, config.woc_api_key, *config.webhook_secrets]
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret.reveal(), "***")
+    return "failed", " ".join(text.split())
+
+
+def _record_failure(
+    db: Path,
+    outcome: AuditOutcome,
+    status: str,
+    error: str,
+    exit_code: int,
+    *,
+    wait_seconds: float,
+) -> None:
+    """Record a run an exception stopped, so that it does not stay `running` forever."""
+    stats = {"steps": outcome.steps, "error": error, "exit_code": exit_code}
+    try:
+        with open_store(db, wait_seconds=wait_seconds) as store:
+            store.finish_run(outcome.run_id, status=status, stats=stats)
+    except AuditError:
+        pass  # the store itself is unusable: the original error says more than this one
 
 
 # -- steps -------------------------------------------------------------------------------------
