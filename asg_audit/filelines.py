@@ -22,6 +22,7 @@ import polars as pl
 import pyarrow as pa
 
 __all__ = [
+    "BOM",
     "STDIN",
     "STDIN_ORIGIN",
     "HashingReader",
@@ -35,6 +36,10 @@ __all__ = [
     "raw_position",
     "sniff_layout",
 ]
+
+# A UTF-8 byte order mark: dropped at the start of a file (Windows tools write one), an error
+# anywhere else.
+BOM: Final = b"\xef\xbb\xbf"
 
 # `-` as a path: NDJSON read from standard input (streamed, like a large file).
 STDIN: Final = Path("-")
@@ -91,11 +96,14 @@ class LineBatches:
     def _split(self) -> Iterator[pa.RecordBatch]:
         line_no = 0
         carry = b""
+        start = True
         while True:
             data = self._stream.read(self._chunk_bytes)
             self._on_read()
             if not data:
                 break
+            if start:  # a byte order mark at the start of the file is not part of a record
+                data, start = data.removeprefix(BOM), False
             cut = data.rfind(b"\n")
             if cut < 0:
                 carry += data
@@ -204,14 +212,15 @@ def file_layout(path: Path) -> str:
 
 
 def always_lines(path: Path) -> bool:
-    return path == STDIN or path.name.removesuffix(".gz").endswith((".jsonl", ".ndjson"))
+    name = path.name.lower()  # suffixes in any case: `.JSONL`, `.ndjson.GZ`
+    return path == STDIN or name.removesuffix(".gz").endswith((".jsonl", ".ndjson"))
 
 
 def sniff_layout(head: bytes) -> str:
     """The layout of a file from its first bytes: an array; pretty-printed documents (a first
     line that is a lone `{`, or an indented second line: what `jq` or `json.dumps(...,
     indent=2)` write); anything else is read as lines."""
-    head = head.lstrip()
+    head = head.removeprefix(BOM).lstrip()
     if head.startswith(b"["):
         return "array"
     first, _, rest = head.partition(b"\n")
@@ -223,7 +232,7 @@ def sniff_layout(head: bytes) -> str:
 def open_binary(path: Path) -> IO[bytes]:
     if path == STDIN:  # left open when the reader is closed
         return open(sys.stdin.fileno(), "rb", closefd=False)
-    if path.name.endswith(".gz"):
+    if path.name.lower().endswith(".gz"):
         return cast(IO[bytes], gzip.open(path, "rb"))
     return path.open("rb")
 

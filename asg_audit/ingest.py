@@ -14,6 +14,7 @@ import contextlib
 import glob
 import gzip
 import hashlib
+import os
 import sys
 import threading
 import zlib
@@ -30,6 +31,7 @@ import polars as pl
 
 from asg_audit.errors import InputError
 from asg_audit.filelines import (
+    BOM,
     STDIN,
     STDIN_ORIGIN,
     HashingReader,
@@ -143,9 +145,24 @@ def _slots(obj: Any) -> dict[str, Any]:
     return {name: getattr(obj, name) for name in obj.__slots__}
 
 
-def expand_paths(paths: Iterable[str | Path]) -> list[Path]:
-    """Return the files named by paths, folders (recursively) and globs, sorted and unique."""
+def expand_paths(
+    paths: Iterable[str | Path], *, on_error: Callable[[Path, OSError], None] | None = None
+) -> list[Path]:
+    """Return the files named by paths, folders (recursively) and globs, sorted and unique.
+
+    In folders, files are taken by their suffix (`_SUFFIXES`, in any case). A folder that
+    cannot be listed (permission denied) is passed to `on_error` with the error, and the others
+    are still expanded; without `on_error` it raises InputError. A path that cannot be looked
+    at is returned as it is, for the reader to report.
+    """
     found: list[Path] = []
+
+    def unlisted(exc: OSError) -> None:
+        folder = Path(exc.filename) if exc.filename else Path(".")
+        if on_error is None:
+            raise InputError(f"{folder}: cannot list the folder: {describe_read_error(exc)}")
+        on_error(folder, exc)
+
     for raw in paths:
         text = str(raw)
         if text == "-":
@@ -159,19 +176,23 @@ def expand_paths(paths: Iterable[str | Path]) -> list[Path]:
         if not matches:
             raise InputError(f"{text}: no file matches this pattern")
         for path in matches:
-            if path.is_dir():
-                found.extend(
-                    p for p in sorted(path.rglob("*")) if p.is_file() and p.name.endswith(_SUFFIXES)
-                )
+            try:
+                folder = path.is_dir()
+            except OSError:  # e.g. inside a folder that cannot be searched: the reader says why
+                folder = False
+            if folder:
+                found.extend(_folder_files(path, unlisted))
             else:
                 found.append(path)
-    seen: set[Path] = set()
-    unique = []
-    for p in found:
-        if p not in seen:
-            seen.add(p)
-            unique.append(p)
-    return unique
+    return list(dict.fromkeys(found))
+
+
+def _folder_files(folder: Path, unlisted: Callable[[OSError], None]) -> list[Path]:
+    files: list[Path] = []
+    for root, dirs, names in os.walk(folder, onerror=unlisted):
+        dirs.sort()
+        files.extend(Path(root, name) for name in names if name.lower().endswith(_SUFFIXES))
+    return sorted(files)
 
 
 def _file_records(raw: str, raw_bytes: str, line: str, relation: str, where: str = "") -> str:
@@ -446,8 +467,10 @@ class _SmallFiles:
                 self._summary.files.append(FileOutcome(path=origin, status="failed", error=error))
                 return True
             data = b""
-        elif data and not data.endswith(b"\n"):
-            data += b"\n"
+        else:
+            data = data.removeprefix(BOM)
+            if data and not data.endswith(b"\n"):
+                data += b"\n"
         self._summary.files.append(FileOutcome(path=origin, status="already ingested"))
         slot = len(self._summary.files) - 1
         self._files.append(_SmallFile(slot, path, size, observed_at, content_hash, data, documents))
@@ -554,8 +577,13 @@ def ingest_paths(
     A file that cannot be read is reported in `summary.failed_files` and leaves the store as
     it was; the other files are still ingested.
     """
-    files = expand_paths(paths)
     summary = IngestSummary()
+
+    def unlisted(folder: Path, exc: OSError) -> None:
+        error = f"{folder}: cannot list the folder: {describe_read_error(exc)}"
+        summary.files.append(FileOutcome(path=str(folder), status="failed", error=error))
+
+    files = expand_paths(paths, on_error=unlisted)
     with open_store(
         db, wait_seconds=wait_seconds, memory_limit=DEFAULT_INGEST_MEMORY_LIMIT
     ) as store:
