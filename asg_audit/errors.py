@@ -61,6 +61,13 @@ class StoreError(AuditError):
     """The DuckDB store cannot be opened or written."""
 
 
+class StoreFileError(StoreError):
+    """The path is not a usable store: missing (for a reader), not a DuckDB file, or the
+    database of another application. Retrying will not help: exit 2."""
+
+    exit_code = EXIT_USAGE
+
+
 class StoreBusyError(StoreError):
     """Another process holds the write lock of the database file."""
 

@@ -23,7 +23,7 @@ from typing import Any
 import duckdb
 import polars as pl
 
-from asg_audit.errors import SchemaVersionError, StoreBusyError, StoreError
+from asg_audit.errors import SchemaVersionError, StoreBusyError, StoreError, StoreFileError
 from asg_audit.migrations import MIGRATIONS
 from asg_audit.model import FINDINGS_SCHEMA, NORMALISED_SCHEMA, OBSERVATION_META_SCHEMA, Source
 from asg_audit.normalize import (
@@ -544,8 +544,38 @@ def _schema_version(con: duckdb.DuckDBPyConnection) -> int:
     return int(row[0]) if row else 0
 
 
+def _is_store(con: duckdb.DuckDBPyConnection) -> bool:
+    """Whether the database has our `schema_migrations` table: a store, however old."""
+    columns = con.execute(
+        "SELECT list(column_name ORDER BY column_name) FROM information_schema.columns"
+        " WHERE table_catalog = current_database() AND table_name = 'schema_migrations'"
+    ).fetchall()[0][0]
+    return bool(columns == ["applied_at", "name", "version"])
+
+
+def _tables(con: duckdb.DuckDBPyConnection) -> list[str]:
+    rows = con.execute(
+        "SELECT table_name FROM information_schema.tables WHERE table_catalog = current_database()"
+    ).fetchall()
+    return [str(name) for (name,) in rows]
+
+
+def _not_a_store(path: Path, tables: Sequence[str] = ()) -> str:
+    if tables:
+        shown = ", ".join(sorted(tables)[:5]) + (", ..." if len(tables) > 5 else "")
+        return (
+            f"{path}: a DuckDB database of another application (tables: {shown}), not an"
+            " asg_audit store; left untouched (use --db with a store or a new file)"
+        )
+    return f"{path}: not an asg_audit store (no tables yet: run `asg-audit ingest` or `collect`)"
+
+
 def _migrate(con: duckdb.DuckDBPyConnection, path: Path) -> None:
     version = _schema_version(con)
+    # Only an empty database becomes a store: asg_audit's tables are never added to another
+    # application's database (its `results` might even clash with ours).
+    if version == 0 and not _is_store(con) and (tables := _tables(con)):
+        raise StoreFileError(_not_a_store(path, tables))
     if version > SCHEMA_VERSION:
         raise SchemaVersionError(
             f"{path}: schema version {version} is newer than this asg_audit supports "
@@ -588,6 +618,8 @@ def _connect(path: Path, *, read_only: bool, wait_seconds: float) -> duckdb.Duck
             return con
         except duckdb.IOException as exc:
             text = str(exc)
+            if "not a valid duckdb database file" in text.lower():
+                raise StoreFileError(f"{path}: not a DuckDB database file") from None
             if "lock" not in text.lower():
                 raise StoreError(f"{path}: cannot open the database: {text}") from None
             if time.monotonic() >= deadline:
@@ -622,9 +654,16 @@ def open_store(
     path = Path(path)
     if read_only:
         if not path.exists():
-            raise StoreError(f"{path}: no database here yet (run `asg-audit ingest` or `collect`)")
+            raise StoreFileError(
+                f"{path}: no database here yet (run `asg-audit ingest` or `collect`)"
+            )
         con = _connect(path, read_only=True, wait_seconds=wait_seconds)
         version = _schema_version(con)
+        if version == 0 and not _is_store(con):
+            # A reader never turns a file into a store (an older store is upgraded, below).
+            tables = _tables(con)
+            con.close()
+            raise StoreFileError(_not_a_store(path, tables))
         if version > SCHEMA_VERSION:
             con.close()
             raise SchemaVersionError(

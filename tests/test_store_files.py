@@ -1,0 +1,86 @@
+"""`--db` pointing at something that is not a store: a clear error, exit 2, the file untouched."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from asg_audit.errors import EXIT_USAGE, StoreFileError
+from asg_audit.store import open_store
+
+
+def cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "asg_audit", *args], capture_output=True, text=True, timeout=120
+    )
+
+
+def digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.fixture
+def export(tmp_path: Path) -> Path:
+    path = tmp_path / "a.jsonl"
+    path.write_text(json.dumps({"task_id": "t1", "status": "in_progress"}) + "\n")
+    return path
+
+
+@pytest.mark.parametrize("command", [["db", "info"], ["runs"], ["report", "--out", "reports"]])
+def test_readers_of_a_missing_store_exit_2_and_create_nothing(
+    tmp_path: Path, command: list[str]
+) -> None:
+    db = tmp_path / "missing.duckdb"
+    proc = cli(*command, "--db", str(db))
+    assert proc.returncode == EXIT_USAGE, proc.stderr
+    assert proc.stderr == (
+        f"asg-audit: error: {db}: no database here yet (run `asg-audit ingest` or `collect`)\n"
+    )
+    assert not db.exists()
+
+
+def test_a_file_that_is_not_a_duckdb_database_is_refused_and_left_as_it_was(
+    tmp_path: Path, export: Path
+) -> None:
+    db = tmp_path / "notes.duckdb"
+    db.write_text("hello\n")
+    for args in (["db", "info"], ["ingest", str(export)]):
+        proc = cli(*args, "--db", str(db))
+        assert proc.returncode == EXIT_USAGE, proc.stderr
+        assert proc.stderr == f"asg-audit: error: {db}: not a DuckDB database file\n"
+    assert db.read_text() == "hello\n"
+
+
+def test_another_applications_database_is_never_written(tmp_path: Path, export: Path) -> None:
+    db = tmp_path / "crm.duckdb"
+    with duckdb.connect(str(db)) as con:
+        con.execute("CREATE TABLE customers (id INTEGER); CREATE TABLE results (x INTEGER)")
+    before = digest(db)
+    for args in (["db", "info"], ["ingest", str(export)], ["report", "--out", "r"], ["runs"]):
+        proc = cli(*args, "--db", str(db))
+        assert proc.returncode == EXIT_USAGE, (args, proc.stderr)
+        assert "a DuckDB database of another application (tables: customers, results)" in (
+            proc.stderr
+        )
+        assert "Traceback" not in proc.stderr
+    assert digest(db) == before
+    with pytest.raises(StoreFileError), open_store(db):
+        pass
+
+
+def test_an_empty_duckdb_file_becomes_a_store_for_a_writer_not_for_a_reader(
+    tmp_path: Path, export: Path
+) -> None:
+    db = tmp_path / "empty.duckdb"
+    duckdb.connect(str(db)).close()
+    proc = cli("db", "info", "--db", str(db))
+    assert proc.returncode == EXIT_USAGE and "not an asg_audit store" in proc.stderr
+    assert cli("ingest", "--quiet", "--db", str(db), str(export)).returncode == 0
+    with open_store(db, read_only=True) as store:
+        assert store.count("observations") == 1
