@@ -226,10 +226,17 @@ def _csv_records(path: Path, fh: IO[bytes]) -> Iterator[_Record]:
             row = next(reader)
         except StopIteration:
             return
-        except csv.Error as exc:  # the reader cannot go on (a field over its size limit)
-            raise InputError(
-                f"{path}:{lines.line_no}: not readable as CSV ({exc}); nothing stored"
-            ) from None
+        except csv.Error as exc:
+            # A row the reader cannot parse (a carriage return inside an unquoted field, a
+            # field over its size limit): that row is a reject, the reader goes on with the next.
+            if header is None:
+                raise InputError(
+                    f"{path}:{lines.line_no}: the header is not readable as CSV ({exc});"
+                    " nothing stored"
+                ) from None
+            line_no, raw, _ = lines.take_row()
+            yield line_no, _RowError(None, f"not readable as CSV ({exc})"), raw
+            continue
         line_no, raw, bad = lines.take_row()
         if not row:  # a blank line
             continue

@@ -365,11 +365,33 @@ def test_track_csv_epoch_seconds_are_a_timestamp(db: Path, tmp_path: Path) -> No
     assert submissions(db)["t21"]["created_at"].timestamp() == 1775682000
 
 
-def test_track_csv_the_reader_cannot_parse_fails_the_file_naming_the_line(
+def test_track_csv_a_row_the_reader_cannot_parse_is_a_reject_naming_its_line(
     db: Path, tmp_path: Path
 ) -> None:
     path = tmp_path / "subs.csv"
-    path.write_text(HEADER + "t1,image,3,cat|dog,2026-04-08T21:00:00Z,\n" + "t2," + "x" * 200_000)
-    with pytest.raises(InputError, match=rf"{path.name}:3: not readable as CSV"):
+    path.write_text(
+        HEADER
+        + "t1,image,3,cat|dog,2026-04-08T21:00:00Z,\n"
+        + "t2,ima\rge,3,cat|dog,2026-04-08T21:00:00Z,\n"  # a carriage return in a field
+        + "t3,image,3,cat|dog,2026-04-08T21:00:00Z,\n"
+        + "t4,"
+        + "x" * 200_000  # a field over the reader's size limit
+        + "\nt5,image,3,cat|dog,2026-04-08T21:00:00Z,\n",
+        newline="",
+    )
+    summary = track_file(db, path)
+    assert sorted(submissions(db)) == ["t1", "t3", "t5"]
+    assert [(e.split(": ")[0], "not readable as CSV" in e) for e in summary.errors] == [
+        (f"{path}:3", True),
+        (f"{path}:5", True),
+    ]
+
+
+def test_track_csv_a_header_the_reader_cannot_parse_fails_the_file(
+    db: Path, tmp_path: Path
+) -> None:
+    path = tmp_path / "subs.csv"
+    path.write_text("task_id,ty\rpe\n", newline="")
+    with pytest.raises(InputError, match=rf"{path.name}:1: the header is not readable as CSV"):
         track_file(db, path)
     assert not db.exists()
