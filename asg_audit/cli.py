@@ -8,12 +8,19 @@ An `AuditError` prints one clear line; any other exception is a bug and keeps it
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from asg_audit.config import AuditConfig, load_config
-from asg_audit.errors import EXIT_INCOMPLETE, EXIT_USAGE, AuditError, ConfigError
+from asg_audit.errors import (
+    EXIT_BROKEN_PIPE,
+    EXIT_INCOMPLETE,
+    EXIT_USAGE,
+    AuditError,
+    ConfigError,
+)
 from asg_audit.model import printable
 
 __all__ = ["main"]
@@ -192,11 +199,25 @@ def _report_time(text: str) -> Any:
     return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, got {value}")
+    return value
+
+
 def _cmd_report(args: argparse.Namespace, config: AuditConfig) -> int:
     from asg_audit.audit import analyze
     from asg_audit.report import parse_formats, render
 
     formats = parse_formats(args.format)  # a bad --format fails before the analyses run
+    if args.compare:  # so does a --compare naming no report (or an unreadable summary)
+        from asg_audit.report.compare import load_summary, resolve_compare
+
+        load_summary(resolve_compare(args.out, args.compare))
     audit = analyze(config.db_path, since=args.since, until=args.until, config=config)
     report = render(audit, args.out, formats=formats, compare=args.compare)
     for path in report.paths.values():
@@ -445,7 +466,9 @@ def _build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("runs", help="list the latest runs recorded in the store")
     _add_common(p)
-    p.add_argument("--limit", type=int, default=20, metavar="N", help="how many (default 20)")
+    p.add_argument(
+        "--limit", type=_positive_int, default=20, metavar="N", help="how many (default 20)"
+    )
     p.set_defaults(handler=_cmd_runs)
 
     p = sub.add_parser(
@@ -509,3 +532,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("asg-audit: interrupted", file=sys.stderr)
         return EXIT_INCOMPLETE
+    except BrokenPipeError:
+        # The reader of the output went away (`asg-audit runs | head`): stop quietly, as Unix
+        # tools do; the work itself is done (and stored).
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE

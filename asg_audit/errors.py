@@ -37,6 +37,8 @@ EXIT_OK = 0
 EXIT_FINDINGS = 1
 EXIT_USAGE = 2
 EXIT_INCOMPLETE = 3
+# The reader of the output went away (`| head`): the status of a process ended by SIGPIPE.
+EXIT_BROKEN_PIPE = 141
 
 
 class AuditError(Exception):

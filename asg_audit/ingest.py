@@ -683,7 +683,7 @@ class _Progress:
         self._bar.start()
 
     def start_file(self, path: Path) -> None:
-        name = STDIN_ORIGIN if path == STDIN else printable(path.name)
+        name = STDIN_ORIGIN if path == STDIN else printable(path.name, one_line=True)
         name = name if len(name) <= 40 else name[:19] + "..." + name[-18:]
         self._bar.update(self._task, description=f"file {self._index + 1}/{self._count} {name}")
 
@@ -717,7 +717,7 @@ def print_ingest_summary(summary: IngestSummary, *, file: IO[str] | None = None)
     print(f"run {summary.run_id}", file=out)
     if len(summary.files) <= _LISTED_FILES:
         for f in summary.files:
-            line = f"  {f.status:<17} {printable(f.path)}"
+            line = f"  {f.status:<17} {printable(f.path, one_line=True)}"
             if f.status == "ingested":
                 line += (
                     f" ({f.records:,} records, {f.accepted:,} accepted, {f.rejected:,} rejected)"
@@ -736,7 +736,7 @@ def print_ingest_summary(summary: IngestSummary, *, file: IO[str] | None = None)
     print(f"conflicts         {summary.conflicts:>12,}", file=out)
     print(f"duplicates        {summary.duplicates:>12,}", file=out)
     for f in summary.failed_files:
-        print(f"asg-audit: error: {printable(f.error)}", file=sys.stderr)
+        print(f"asg-audit: error: {printable(f.error, one_line=True)}", file=sys.stderr)
 
 
 from asg_audit.track import TrackSummary, print_track_summary, track_file  # noqa: E402

@@ -223,11 +223,17 @@ def is_safe_task_id(task_id: str) -> bool:
 _UNPRINTABLE_RE: Final = re.compile(
     "[\x00-\x08\x0b-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]"
 )
+# ... and on one line, newlines and tabs too.
+_UNPRINTABLE_LINE_RE: Final = re.compile(
+    "[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]"
+)
 
 
-def printable(text: object) -> str:
-    """Return `text` with terminal control characters shown as `\\xNN` / `\\uNNNN` escapes."""
-    return _UNPRINTABLE_RE.sub(
+def printable(text: object, *, one_line: bool = False) -> str:
+    """Return `text` with terminal control characters shown as `\\xNN` / `\\uNNNN` escapes;
+    `one_line` escapes newlines and tabs too (a file name printed on a line of its own)."""
+    pattern = _UNPRINTABLE_LINE_RE if one_line else _UNPRINTABLE_RE
+    return pattern.sub(
         lambda m: f"\\x{ord(m[0]):02x}" if ord(m[0]) < 0x100 else f"\\u{ord(m[0]):04x}",
         str(text),
     )

@@ -427,13 +427,14 @@ def print_track_summary(summary: TrackSummary, *, file: IO[str] | None = None) -
     """Print what `track` registered and every row it could not use."""
     out = file or sys.stdout
     print(
-        f"{printable(summary.path)}: {summary.rows:,} rows: {summary.new:,} new tasks, "
+        f"{printable(summary.path, one_line=True)}: {summary.rows:,} rows:"
+        f" {summary.new:,} new tasks, "
         f"{summary.updated:,} updated, {summary.unchanged:,} unchanged, "
         f"{summary.duplicates:,} duplicates, {len(summary.errors):,} rejected",
         file=out,
     )
     for err in summary.errors[:20]:
-        print(f"  {printable(err)}", file=sys.stderr)
+        print(f"  {printable(err, one_line=True)}", file=sys.stderr)
     if len(summary.errors) > 20:
         print(
             f"  ... and {len(summary.errors) - 20:,} more (see the rejects table)", file=sys.stderr

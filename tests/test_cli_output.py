@@ -1,0 +1,82 @@
+"""The command line's output edges: a reader that goes away, bad counts, names with newlines,
+and options checked before the work."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from asg_audit.errors import EXIT_BROKEN_PIPE, EXIT_USAGE
+from asg_audit.ingest import ingest_paths
+from asg_audit.model import printable
+
+
+def cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "asg_audit", *args], capture_output=True, text=True, timeout=120
+    )
+
+
+def export(path: Path, *task_ids: str) -> Path:
+    path.write_text(
+        "".join(json.dumps({"task_id": t, "status": "in_progress"}) + "\n" for t in task_ids)
+    )
+    return path
+
+
+def test_output_to_a_reader_that_went_away_ends_quietly(tmp_path: Path) -> None:
+    db = tmp_path / "audit.duckdb"
+    ingest_paths(db, [export(tmp_path / "a.jsonl", "t1")])
+    read, write = os.pipe()
+    os.close(read)  # `asg-audit runs | head -0`: nobody reads
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "asg_audit", "runs", "--db", str(db)],
+            stdout=write,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=120,
+        )
+    finally:
+        os.close(write)
+    assert proc.returncode == EXIT_BROKEN_PIPE
+    assert proc.stderr == ""  # no traceback, no "Exception ignored" at exit
+
+
+def test_runs_limit_must_be_positive(tmp_path: Path) -> None:
+    db = tmp_path / "audit.duckdb"
+    ingest_paths(db, [export(tmp_path / "a.jsonl", "t1")])
+    for bad, why in (("-1", "must be 1 or more, got -1"), ("x", "not a whole number: 'x'")):
+        proc = cli("runs", "--db", str(db), "--limit", bad)
+        assert proc.returncode == EXIT_USAGE and f"argument --limit: {why}" in proc.stderr
+        assert "Traceback" not in proc.stderr
+    assert cli("runs", "--db", str(db), "--limit", "1").returncode == 0
+
+
+def test_file_names_with_newlines_stay_on_their_line(tmp_path: Path) -> None:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    export(folder / "a\nb.jsonl", "t1")
+    proc = cli("ingest", "--quiet", "--db", str(tmp_path / "audit.duckdb"), str(folder))
+    assert proc.returncode == 0, proc.stderr
+    assert f"  ingested          {folder}/a\\x0ab.jsonl (1 records" in proc.stdout
+    assert printable("a\nb\tc", one_line=True) == "a\\x0ab\\x09c"
+    assert printable("a\nb\tc") == "a\nb\tc"  # messages of several lines keep them
+
+
+def test_report_compare_is_checked_before_the_analyses(tmp_path: Path) -> None:
+    # The store does not exist: an analysis would fail on it; the bad --compare comes first.
+    proc = cli(
+        "report",
+        "--db",
+        str(tmp_path / "missing.duckdb"),
+        "--out",
+        str(tmp_path / "reports"),
+        "--compare",
+        "nosuchrun",
+    )
+    assert proc.returncode == EXIT_USAGE
+    assert "--compare: no report 'nosuchrun'" in proc.stderr
