@@ -211,8 +211,17 @@ def normalise_sql(source: str, max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES)
     ints = _INT_TYPES
 
     def ts_val(t: str, v: str) -> str:  # null unless an RFC 3339 string or epoch seconds
+        # RFC 3339: a full date and time ('T', 't' or a space between) with a zone ('Z', 'z' or
+        # an offset); a date alone or a time without a zone is ambiguous, not taken as UTC.
+        rfc3339 = (
+            f"strlen({v}) >= 20 AND substr({v}, 11, 1) IN ('T', 't', ' ')"
+            f" AND (right({v}, 1) IN ('Z', 'z') OR contains(substr({v}, 20), '+')"
+            f" OR contains(substr({v}, 20), '-'))"
+        )
+        lower = f"right({v}, 1) = 'z' OR substr({v}, 11, 1) = 't'"
         return (
-            f"CASE WHEN ({t}) = 'VARCHAR' THEN TRY_CAST({v} AS TIMESTAMPTZ)"
+            f"CASE WHEN ({t}) = 'VARCHAR' THEN CASE WHEN {rfc3339} THEN TRY_CAST("
+            f"CASE WHEN {lower} THEN upper({v}) ELSE {v} END AS TIMESTAMPTZ) END"
             f" WHEN ({t}) IN {ints} AND TRY_CAST({v} AS HUGEINT)"
             f" BETWEEN {_EPOCH_MIN} AND {_EPOCH_MAX} THEN to_timestamp(TRY_CAST({v} AS BIGINT))"
             " END"
@@ -319,7 +328,9 @@ def normalise_sql(source: str, max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES)
                 f"({t}) IS NOT NULL AND ({t}) <> 'NULL' AND {parsed} IS NULL",
                 RejectReason.BAD_TIMESTAMP,
                 f,
-                f"'not an RFC 3339 timestamp or epoch seconds: ' || left({v}, 60)",
+                f"CASE WHEN ({t}) IN {ints} THEN 'epoch seconds outside 2000-2100: '"
+                " ELSE 'not an RFC 3339 timestamp (a real date and time with a zone, as in"
+                f" 2026-04-08T21:00:00Z) nor epoch seconds: ' END || left({v}, 60)",
             )
         )
 

@@ -104,6 +104,11 @@ def test_normalise_type_alias_is_task_type() -> None:
         ("2026-04-08T23:00:47+02:00", datetime(2026, 4, 8, 21, 0, 47, tzinfo=UTC)),
         ("2026-04-08T21:00:47.250Z", datetime(2026, 4, 8, 21, 0, 47, 250000, tzinfo=UTC)),
         (1775682047, datetime(2026, 4, 8, 21, 0, 47, tzinfo=UTC)),
+        # RFC 3339 allows lower-case t and z, and a space between date and time
+        ("2026-04-08t21:00:47z", datetime(2026, 4, 8, 21, 0, 47, tzinfo=UTC)),
+        ("2026-04-08 21:00:47Z", datetime(2026, 4, 8, 21, 0, 47, tzinfo=UTC)),
+        ("2026-04-08T16:00:47.5-05:00", datetime(2026, 4, 8, 21, 0, 47, 500000, tzinfo=UTC)),
+        ("2026-04-08T23:00:47+0200", datetime(2026, 4, 8, 21, 0, 47, tzinfo=UTC)),
     ],
 )
 def test_normalise_timestamp_forms_are_stored_as_utc(text: object, expected: datetime) -> None:
@@ -229,6 +234,19 @@ REJECTS = [
     ),
     ({"task_id": "t1", "settled_at": "yesterday"}, RejectReason.BAD_TIMESTAMP, "settled_at"),
     ({"task_id": "t1", "settled_at": -5}, RejectReason.BAD_TIMESTAMP, "settled_at"),
+    # ambiguous: a time without a zone, or a date alone, is never taken as UTC
+    (
+        {"task_id": "t1", "created_at": "2026-04-08T21:00:00"},
+        RejectReason.BAD_TIMESTAMP,
+        "created_at",
+    ),
+    (
+        {"task_id": "t1", "created_at": "2026-04-08 21:00:00"},
+        RejectReason.BAD_TIMESTAMP,
+        "created_at",
+    ),
+    ({"task_id": "t1", "settled_at": "2026-04-08"}, RejectReason.BAD_TIMESTAMP, "settled_at"),
+    ({"task_id": "t1", "timestamp": 946684799}, RejectReason.BAD_TIMESTAMP, "timestamp"),
     ({"task_id": "t1", "settlement": "paid"}, RejectReason.BAD_SETTLEMENT, "settlement"),
     (
         {"task_id": "t1", "settlement": {"total_cost_sats": 1.5}},
