@@ -221,7 +221,7 @@ def analyze_frames(
         tasks, costs.candidate_models(tasks, config.costs), configured=config.costs
     )
     frames["polls_per_task"] = collection.polls_per_task(obs, state)
-    frames["detection_delay"] = collection.detection_delay(tasks)
+    frames["detection_delay"] = collection.detection_delay(tasks, obs)
     frames["http_by_run"] = collection.http_errors_by_run(obs, run_frame)
     frames["source_coverage"] = collection.source_coverage(tasks)
     frames["webhook_poll_disagreements"] = collection.webhook_poll_disagreements(obs)

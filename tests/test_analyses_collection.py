@@ -75,6 +75,28 @@ def test_collection_webhook_poll_disagreements_name_the_field() -> None:
 def test_collection_detection_delay_and_coverage() -> None:
     rows = [result("a"), result("b", sources=["webhook"]), result("c", sources=["poll", "webhook"])]
     tasks = enrich_tasks(results_frame(rows).lazy())
-    assert collection.detection_delay(tasks)["p50_s"][0] == 3.0
+    settled = T0 + timedelta(seconds=47)  # every task's settled_at
+
+    def seen(task_id: str, source: str, after_s: float, *, settled_at: object = settled) -> dict:
+        return {
+            "task_id": task_id,
+            "source": source,
+            "observed_at": settled + timedelta(seconds=after_s),
+            "settled_at": settled_at,
+        }
+
+    obs = _obs(
+        [
+            seen("a", "poll", 9, settled_at=None),  # still pending when polled
+            seen("a", "poll", 3),
+            seen("b", "webhook", 5),
+            seen("b", "poll", 20),  # later than the delivery
+            seen("c", "file", 86_400 * 30),  # an export read a month later: not a detection
+        ]
+    )
+    got = collection.detection_delay(tasks, obs)
+    assert got.select("tasks", "p50_s", "max_s").row(0) == (2, 4.0, 5.0)
+    files_only = collection.detection_delay(tasks, _obs([seen("c", "file", 86_400)]))
+    assert files_only["tasks"][0] == 0
     got = dict(collection.source_coverage(tasks).rows())
     assert got == {"poll and webhook": 1, "poll only": 1, "webhook only": 1}

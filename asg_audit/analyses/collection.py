@@ -11,6 +11,7 @@ from typing import Final
 import polars as pl
 
 from asg_audit.analyses._tasks import latency_seconds
+from asg_audit.model import Source
 
 __all__ = [
     "COMPARED_FIELDS",
@@ -53,11 +54,23 @@ def polls_per_task(observations: pl.LazyFrame, poll_state: pl.LazyFrame) -> pl.D
     )
 
 
-def detection_delay(tasks: pl.LazyFrame) -> pl.DataFrame:
-    """Return how long after `settled_at` we first saw each settlement (`settled_seen_at`)."""
-    d = latency_seconds("settled_at", "settled_seen_at")
+def detection_delay(tasks: pl.LazyFrame, observations: pl.LazyFrame) -> pl.DataFrame:
+    """Return how long after `settled_at` the collector or the webhook receiver first saw each
+    settlement: its first poll or delivery that carried a settlement.
+
+    A settlement seen only in ingested files has no detection delay: the file was exported and
+    read long after, which says nothing about how fast settlements are detected.
+    """
+    live = (Source.POLL.value, Source.WEBHOOK.value)
+    detected = (
+        observations.filter(pl.col("source").is_in(live) & pl.col("settled_at").is_not_null())
+        .group_by("task_id")
+        .agg(pl.col("observed_at").min().alias("detected_at"))
+    )
+    d = latency_seconds("settled_at", "detected_at")
     return (
-        tasks.filter(pl.col("is_settled") & pl.col("settled_seen_at").is_not_null())
+        tasks.filter(pl.col("is_settled"))
+        .join(detected, on="task_id", how="inner")
         .select(d.alias("delay_s"))
         .select(
             pl.len().alias("tasks"),
