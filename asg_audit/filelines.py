@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import json
 import sys
 import zlib
 from collections.abc import Callable, Iterator
@@ -32,6 +33,7 @@ __all__ = [
     "file_content_hash",
     "file_layout",
     "line_batch",
+    "locate_json_error",
     "open_binary",
     "raw_position",
     "sniff_layout",
@@ -267,3 +269,43 @@ def file_content_hash(path: Path) -> str:
         while chunk := fh.read(8 * 1024 * 1024):
             h.update(chunk)
     return h.hexdigest()
+
+
+# Files up to this size are scanned again to say where their JSON breaks.
+_LOCATE_MAX_BYTES: Final = 256 * 1024 * 1024
+
+
+def locate_json_error(path: Path, layout: str) -> str | None:
+    """Where a JSON array ("array") or a file of JSON documents ("documents") breaks:
+    "<reason>: line L, column C" (and the document's number), in the file's own lines.
+
+    None when Python's parser finds no error, or the file is too large to scan again (then
+    DuckDB's own message stands: its byte offset counts from the start of the document).
+    """
+    try:
+        with open_binary(path) as fh:
+            data = fh.read(_LOCATE_MAX_BYTES + 1)
+    except (OSError, EOFError, zlib.error, gzip.BadGzipFile):
+        return None
+    if len(data) > _LOCATE_MAX_BYTES:
+        return None
+    text = data.decode("utf-8", "replace").removeprefix("\ufeff")
+    if layout == "array":
+        try:
+            json.loads(text)
+        except json.JSONDecodeError as exc:
+            return f"{exc.msg.lower()}: line {exc.lineno}, column {exc.colno}"
+        return None
+    decoder = json.JSONDecoder()
+    pos, number = 0, 0
+    while True:
+        while pos < len(text) and text[pos] in " \t\r\n":
+            pos += 1
+        if pos >= len(text):
+            return None
+        number += 1
+        try:
+            _, pos = decoder.raw_decode(text, pos)
+        except json.JSONDecodeError as exc:
+            where = f"line {exc.lineno}, column {exc.colno}"
+            return f"{exc.msg.lower()}: {where} (document {number})"

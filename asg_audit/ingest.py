@@ -41,6 +41,7 @@ from asg_audit.filelines import (
     file_content_hash,
     file_layout,
     line_batch,
+    locate_json_error,
     open_binary,
     raw_position,
     sniff_layout,
@@ -246,12 +247,15 @@ def _stage_documents(
             if is_interrupt(exc):
                 raise
             hashing.result()  # a read error of the file itself comes first
-            raise InputError(_unreadable_documents(origin, layout, exc)) from None
+            raise InputError(_unreadable_documents(path, origin, layout, exc)) from None
         return records, rejected, hashing.result()
 
 
-def _unreadable_documents(origin: str, layout: str, exc: duckdb.Error) -> str:
+def _unreadable_documents(path: Path, origin: str, layout: str, exc: duckdb.Error) -> str:
     what = "JSON array" if layout == "array" else "JSON document"
+    where = locate_json_error(path, layout)
+    if where is not None:
+        return f"{origin}: not a readable {what}: {where}; nothing stored"
     return f"{origin}: not a readable {what}: {str(exc).splitlines()[0].strip()}"
 
 
@@ -463,7 +467,7 @@ class _SmallFiles:
             try:
                 documents = self._documents(path, layout)
             except duckdb.Error as exc:
-                error = _unreadable_documents(origin, layout, exc)
+                error = _unreadable_documents(path, origin, layout, exc)
                 self._summary.files.append(FileOutcome(path=origin, status="failed", error=error))
                 return True
             data = b""

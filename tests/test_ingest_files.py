@@ -179,11 +179,14 @@ def test_ingest_one_line_json_file_stays_line_delimited(db: Path, tmp_path: Path
 
 def test_ingest_broken_pretty_printed_document_fails_cleanly(db: Path, tmp_path: Path) -> None:
     path = tmp_path / "cut.json"
-    path.write_text(json.dumps(rec("t1"), indent=2)[:60])
+    text = json.dumps(rec("t1"), indent=2)[:60]
+    path.write_text(text)
     summary = ingest_paths(db, [path, write_ndjson(tmp_path / "good.jsonl", [rec("t2")])])
     assert [f.status for f in summary.files] == ["failed", "ingested"]
     error = summary.files[0].error or ""
-    assert error.startswith(f"{path}: not a readable JSON document") and "Malformed JSON" in error
+    assert error.startswith(f"{path}: not a readable JSON document: ")
+    # the cut is on the file's last line, in its first document
+    assert f": line {len(text.splitlines())}, column " in error and "(document 1)" in error
     assert counts(db)["observations"] == 1 and counts(db)["rejects"] == 0
 
 
