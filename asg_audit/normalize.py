@@ -218,10 +218,10 @@ def normalise_sql(source: str, max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES)
             f" AND (right({v}, 1) IN ('Z', 'z') OR contains(substr({v}, 20), '+')"
             f" OR contains(substr({v}, 20), '-'))"
         )
-        lower = f"right({v}, 1) = 'z' OR substr({v}, 11, 1) = 't'"
+        usual = f"ends_with({v}, 'Z') AND strlen({v}) >= 20 AND {v}[11] = 'T'"  # checked first
         return (
-            f"CASE WHEN ({t}) = 'VARCHAR' THEN CASE WHEN {rfc3339} THEN TRY_CAST("
-            f"CASE WHEN {lower} THEN upper({v}) ELSE {v} END AS TIMESTAMPTZ) END"
+            f"CASE WHEN ({t}) = 'VARCHAR' THEN CASE WHEN {usual} THEN TRY_CAST({v} AS TIMESTAMPTZ)"
+            f" WHEN {rfc3339} THEN TRY_CAST(upper({v}) AS TIMESTAMPTZ) END"
             f" WHEN ({t}) IN {ints} AND TRY_CAST({v} AS HUGEINT)"
             f" BETWEEN {_EPOCH_MIN} AND {_EPOCH_MAX} THEN to_timestamp(TRY_CAST({v} AS BIGINT))"
             " END"
