@@ -10,7 +10,10 @@ by the rules and query of `asg_audit.results_sql`.
 from __future__ import annotations
 
 import contextlib
+import json
+import os
 import secrets
+import socket
 import threading
 import time
 from collections import Counter
@@ -87,6 +90,16 @@ class WriteStats:
 
 _WRITE_LOCKS: dict[Path, threading.RLock] = {}
 _WRITE_LOCKS_GUARD = threading.Lock()
+
+
+def _process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 def _write_lock(path: Path) -> threading.RLock:
@@ -208,20 +221,47 @@ class Store:
     # -- runs ----------------------------------------------------------------------------------
 
     def start_run(self, command: str, *, run_id: str | None = None) -> str:
-        """Record the start of a run; return its id."""
+        """Record the start of a run; return its id.
+
+        The run keeps its process (host and pid) while it runs. Runs left `running` by a
+        process of this host that no longer exists (killed, the machine restarted) are
+        recorded as `abandoned` first: `asg-audit runs` never shows a dead run as running.
+        """
         self._require_writer()
         run_id = run_id or new_run_id()
+        host = socket.gethostname()
+        owner = {"host": host, "pid": os.getpid()}
         with self.transaction():
+            self._close_abandoned_runs(host)
             self.con.execute(
-                "INSERT INTO runs VALUES (?, ?, ?, NULL, 'running', NULL)",
-                [run_id, command, datetime.now(UTC)],
+                "INSERT INTO runs VALUES (?, ?, ?, NULL, 'running', ?)",
+                [run_id, command, datetime.now(UTC), json.dumps(owner)],
             )
         return run_id
 
+    def _close_abandoned_runs(self, host: str) -> None:
+        rows = self.con.execute(
+            "SELECT run_id, stats FROM runs WHERE status = 'running' AND stats IS NOT NULL"
+        ).fetchall()
+        for run_id, stats in rows:
+            try:
+                owner = json.loads(stats)
+                pid = int(owner["pid"])
+            except (ValueError, TypeError, KeyError):
+                continue
+            if owner.get("host") != host or _process_exists(pid):
+                continue
+            note = {
+                **owner,
+                "abandoned": f"its process (pid {pid}) ended without finishing the run",
+            }
+            self.con.execute(
+                "UPDATE runs SET status = 'abandoned', stats = ? WHERE run_id = ?",
+                [json.dumps(note), run_id],
+            )
+
     def finish_run(self, run_id: str, *, status: str, stats: dict[str, Any] | None = None) -> None:
         """Record the end of a run with its outcome and counters."""
-        import json
-
         self._require_writer()
         with self.transaction():
             self.con.execute(

@@ -77,5 +77,6 @@ def test_webhooks_kill_9_loses_no_acknowledged_delivery(tmp_path):
     assert set(acked) <= delivered
     assert set(acked) <= observed
     assert per_task == 1
-    assert [status for status, _ in runs] == ["running", "finished"]  # the killed run stays open
+    # the killed run is closed as abandoned when the restart starts its own
+    assert [status for status, _ in runs] == ["abandoned", "finished"]
     assert json.loads(runs[1][1])["normalised"] > 0  # the restart normalised leftovers

@@ -1,0 +1,62 @@
+"""Runs whose process died: closed as `abandoned` by the next run, never shown as running."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+from asg_audit.store import describe_runs, open_store
+
+
+def dead_pid() -> int:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def add_running(db: Path, run_id: str, owner: dict[str, object] | None) -> None:
+    with open_store(db) as store, store.transaction():
+        store.con.execute(
+            "INSERT INTO runs VALUES (?, 'ingest', ?, NULL, 'running', ?)",
+            [run_id, datetime.now(UTC), None if owner is None else json.dumps(owner)],
+        )
+
+
+def test_the_next_run_closes_runs_whose_process_is_gone(tmp_path: Path) -> None:
+    db = tmp_path / "audit.duckdb"
+    host = socket.gethostname()
+    add_running(db, "r1-dead", {"host": host, "pid": dead_pid()})
+    add_running(db, "r2-alive", {"host": host, "pid": os.getpid()})  # this process
+    add_running(db, "r3-elsewhere", {"host": host + "-other", "pid": dead_pid()})
+    add_running(db, "r4-old", None)  # a run recorded before runs kept their process
+    with open_store(db) as store:
+        new = store.start_run("ingest")
+        rows = dict(store.con.execute("SELECT run_id, status FROM runs").fetchall())
+        stats = store.con.execute("SELECT stats FROM runs WHERE run_id = 'r1-dead'").fetchone()
+    assert rows == {
+        "r1-dead": "abandoned",
+        "r2-alive": "running",
+        "r3-elsewhere": "running",  # another machine's process cannot be checked
+        "r4-old": "running",
+        new: "running",
+    }
+    assert stats is not None
+    assert "ended without finishing the run" in json.loads(stats[0])["abandoned"]
+    assert "abandoned" in describe_runs(db)
+
+
+def test_a_run_records_its_process_until_it_finishes(tmp_path: Path) -> None:
+    db = tmp_path / "audit.duckdb"
+    with open_store(db) as store:
+        run = store.start_run("ingest")
+        row = store.con.execute("SELECT stats FROM runs WHERE run_id = ?", [run]).fetchone()
+        assert row is not None
+        assert json.loads(row[0]) == {"host": socket.gethostname(), "pid": os.getpid()}
+        store.finish_run(run, status="ok", stats={"records": 3})
+        row = store.con.execute("SELECT stats FROM runs WHERE run_id = ?", [run]).fetchone()
+        assert row is not None and json.loads(row[0]) == {"records": 3}
