@@ -189,6 +189,7 @@ def run_demo(
     from asg_audit.jobs import run_audit
     from asg_audit.sim import WorldConfig, generate_world, run_simulator
     from asg_audit.track import print_track_summary, track_file
+    from asg_audit.webhook_writer import utc_now
     from asg_audit.webhooks import WEBHOOK_PATH, create_webhook_app, register_webhook
 
     out = out or sys.stdout
@@ -205,7 +206,12 @@ def run_demo(
     hook_secret = Secret("whsec_demo_" + secrets.token_hex(16))
     with run_simulator(world, time_scale=time_scale, faults=faults) as sim:
         print(f"simulator: gateway {sim.gateway_url}, chain {sim.chain_url}", file=out)
-        receiver = create_webhook_app(db, [hook_secret], clock=sim.clock.now_dt)
+        # Deliveries are received in the world's (simulated) time, so that detection delays
+        # compare with simulated settlement times; their `timestamp` is the wall-clock time
+        # they were sent, checked against the wall clock as any receiver does.
+        receiver = create_webhook_app(
+            db, [hook_secret], clock=sim.clock.now_dt, freshness_clock=utc_now
+        )
         with _serve_in_thread(receiver) as receiver_url:
             register_webhook(
                 sim.gateway_url, Secret(sim.api_key), receiver_url + WEBHOOK_PATH, hook_secret

@@ -253,25 +253,31 @@ def create_webhook_app(
     *,
     settings: WebhookSettings | None = None,
     clock: Clock = utc_now,
+    freshness_clock: Clock | None = None,
     duckdb_threads: int | None = None,
     freeze_gc: bool = False,
 ) -> Starlette:
     """Return the receiver as a Starlette app writing to the store at `db_path`.
 
-    `secrets` are the active secrets (several during a rotation). `clock` gives "now" for the
-    freshness window and the `received_at` of deliveries (the simulator passes its scaled
-    clock). `duckdb_threads` sets DuckDB's worker threads for the whole database instance, so
-    leave it None when other code in the process uses the same file. The app's `state.writer`
-    is the `DeliveryWriter` (counters, run id). `freeze_gc` moves every object alive after
-    start-up (modules, the writer's warm-up) out of the garbage collector's view (`gc.freeze`):
-    a full collection then no longer walks them, which otherwise stalls all requests for ~50 ms;
-    set it only where the receiver has the process to itself.
+    `secrets` are the active secrets (several during a rotation). `clock` gives the
+    `received_at` of deliveries (their observations' `observed_at`); `freshness_clock` gives
+    "now" for the freshness window on the body's `timestamp`, which a sender stamps with its
+    wall clock (default: `clock`). The demo passes the simulator's scaled clock as `clock`, so
+    that detection delays are measured in the simulated world's time, and the wall clock as
+    `freshness_clock`, as the simulated Gateway stamps deliveries. `duckdb_threads` sets
+    DuckDB's worker threads for the whole database instance, so leave it None when other code
+    in the process uses the same file. The app's `state.writer` is the `DeliveryWriter`
+    (counters, run id). `freeze_gc` moves every object alive after start-up (modules, the
+    writer's warm-up) out of the garbage collector's view (`gc.freeze`): a full collection then
+    no longer walks them, which otherwise stalls all requests for ~50 ms; set it only where the
+    receiver has the process to itself.
     """
     if not secrets:
         raise ConfigError("no webhook secret: set ASG_WEBHOOK_SECRET or webhooks.secret_file")
     settings = settings or WebhookSettings()
     active = tuple(secrets)
     window = timedelta(seconds=settings.freshness_seconds)
+    fresh_now = clock if freshness_clock is None else freshness_clock
     writer = DeliveryWriter(
         db_path,
         max_batch=settings.commit_max_batch,
@@ -343,10 +349,11 @@ def create_webhook_app(
             delivery.task_id = task_id if isinstance(task_id, str) else None
             delivered_at = parse_delivery_timestamp(payload.get("timestamp"))
             delivery.delivered_at = delivered_at
+            now = received_at if freshness_clock is None else fresh_now()
             if delivered_at is None:
                 stale = "no usable `timestamp`: freshness cannot be checked"
-            elif abs(received_at - delivered_at) > window:
-                age = (received_at - delivered_at).total_seconds()
+            elif abs(now - delivered_at) > window:
+                age = (now - delivered_at).total_seconds()
                 stale = f"timestamp {age:+.0f} s from now, window {settings.freshness_seconds:g} s"
             else:
                 stale = None

@@ -17,6 +17,7 @@ from _webhooks_server import ThreadServer
 from asg_audit.cli import main
 from asg_audit.sim import FaultConfig, WorldConfig, generate_world, run_simulator
 from asg_audit.sim.clock import parse_ts
+from asg_audit.webhook_writer import utc_now
 from asg_audit.webhooks import create_webhook_app
 
 FAULTS = FaultConfig(webhook_duplicate_rate=0.3, webhook_failure_rate=0.3)
@@ -36,7 +37,10 @@ def delivered(tmp_path_factory):
     db = tmp_path_factory.mktemp("e2e") / "audit.duckdb"
     world = generate_world(WorldConfig(seed=41, tasks=400, live_fraction=0.25))
     with run_simulator(world, time_scale=0.01, faults=FAULTS) as sim:
-        app = create_webhook_app(db, [sim.webhook_secret], clock=sim.clock.now_dt)
+        # As the demo: received in simulated time, freshness against the wall clock.
+        app = create_webhook_app(
+            db, [sim.webhook_secret], clock=sim.clock.now_dt, freshness_clock=utc_now
+        )
         with ThreadServer(app) as srv:
             mp = pytest.MonkeyPatch()
             mp.setenv("ASG_BASE_URL", sim.gateway_url)

@@ -388,7 +388,9 @@ async def _deliver(
     if body is None:
         task = state.task(task_id)
         assert task is not None
-        body = _json_bytes(render_webhook(task, clock.now()))
+        # `timestamp` is when the delivery is sent, read by the receiver against its own wall
+        # clock (a freshness window): the wall clock, not the world's simulated time.
+        body = _json_bytes(render_webhook(task, clock.wall_now()))
     headers = {"Content-Type": "application/json", "X-ASG-Signature": sign_body(body, hook.secret)}
     for attempt, backoff in enumerate((*WEBHOOK_RETRIES_S, None)):
         stats["attempts"] += 1
