@@ -14,12 +14,13 @@ from asg_audit.analyses import collection, consensus, costs, latency
 from asg_audit.analyses._tasks import empty_frame, enrich_tasks
 from asg_audit.checks import CheckContext, run_checks
 from asg_audit.config import AuditConfig
+from asg_audit.errors import ConfigError
 from asg_audit.model import FINDINGS_SCHEMA, RESULTS_SCHEMA, SUBMISSIONS_SCHEMA, Severity
 
 if TYPE_CHECKING:
     from asg_audit.store import Store
 
-__all__ = ["TABLES", "Audit", "analyze", "analyze_frames"]
+__all__ = ["TABLES", "Audit", "analyze", "analyze_frames", "billing_window", "check_window"]
 
 # The store tables an audit reads (chain and billing tables feed their own checks).
 TABLES: Final = (
@@ -269,6 +270,10 @@ def _chain_billing_frames(
         out["billing_usage"] = usage_df.select(c for c in keep if c in usage_df.columns).sort(
             "month"
         )
+    window = extra.get("billing_window")
+    if window is not None:
+        # which months billing.vs_results compared under --since/--until, and why not the others
+        out["billing_window"] = window.lazy().collect()
     return out
 
 
@@ -405,6 +410,69 @@ def _read_tables(
     return out
 
 
+def check_window(since: datetime | None, until: datetime | None) -> None:
+    """Raise ConfigError when `since` is not before `until` (an empty window audits nothing)."""
+    if since is not None and until is not None and since >= until:
+        raise ConfigError(
+            f"--since ({since.isoformat()}) must be before --until ({until.isoformat()}): "
+            "the window [since, until) would be empty"
+        )
+
+
+def _month_start(month: str) -> datetime:
+    return datetime.strptime(month, "%Y-%m").replace(tzinfo=UTC)
+
+
+def _next_month(start: datetime) -> datetime:
+    return start.replace(year=start.year + start.month // 12, month=start.month % 12 + 1)
+
+
+def billing_window(
+    months: list[str], since: datetime | None, until: datetime | None
+) -> pl.DataFrame:
+    """Return, per billed month, whether it is compared with the results and why (or why not).
+
+    A month's bill covers every task settled in it; a window keeps tasks by creation time, so
+    only a month wholly inside `[since, until)` is compared (with every stored result settled
+    in that month, read outside the window); a month the window cuts would compare a whole
+    month's bill with part of its tasks.
+    """
+    rows = []
+    for month in sorted(set(months)):
+        start = _month_start(month)
+        end = _next_month(start)
+        inside = (since is None or since <= start) and (until is None or end <= until)
+        reason = (
+            "month wholly inside the window: compared with every result settled in it"
+            if inside
+            else "skipped: the window covers only part of this month"
+        )
+        rows.append({"month": month, "compared": inside, "reason": reason})
+    schema = {"month": pl.String, "compared": pl.Boolean, "reason": pl.String}
+    return pl.DataFrame(rows, schema=schema)
+
+
+_SETTLED_BY_MONTH_SQL: Final = (
+    "SELECT strftime(settled_at AT TIME ZONE 'UTC', '%Y-%m') AS month, count(*) AS our_tasks,"
+    " coalesce(sum(cost_sats), 0) AS our_cost FROM results"
+    " WHERE status = 'settled' AND settled_at IS NOT NULL GROUP BY 1"
+)
+
+
+def _billing_window_tables(
+    store: Store, tables: dict[str, pl.LazyFrame], since: datetime | None, until: datetime | None
+) -> None:
+    """Add the frames `billing.vs_results` needs when a window is set and usage exists."""
+    usage = tables.get("billing_usage")
+    if (since is None and until is None) or usage is None:
+        return
+    months = usage.select("month").collect()["month"].to_list()
+    if not months:
+        return
+    tables["billing_window"] = billing_window([str(m) for m in months], since, until).lazy()
+    tables["billing_results_by_month"] = _fetch(store.con, _SETTLED_BY_MONTH_SQL, []).lazy()
+
+
 def analyze(
     db: str | Path | Store,
     *,
@@ -420,6 +488,7 @@ def analyze(
     now) is when unsettled tasks are aged and censored.
     """
     config = config or AuditConfig()
+    check_window(since, until)
     if as_of is None:
         as_of = until if until is not None else datetime.now(UTC)
     if isinstance(db, str | Path):
@@ -447,6 +516,7 @@ def _analyze_store(
     cursors: list[Any] = []
     try:
         tables = _read_tables(store, cursors, since=since, until=until)
+        _billing_window_tables(store, tables, since, until)
         if owned:
             _release_cache(store)
         main = ("results", "submissions", "observations", "runs", "poll_state")

@@ -19,7 +19,14 @@ from typing import Any, Final
 import httpx
 
 from asg_audit.config import AuditConfig
-from asg_audit.errors import ApiStatusError, ApiTransientError, AuthError, ConfigError
+from asg_audit.errors import (
+    ApiStatusError,
+    ApiTransientError,
+    AuthError,
+    ConfigError,
+    StoreFileError,
+)
+from asg_audit.interrupts import is_interrupt
 
 __all__ = ["BillingSummary", "fetch_billing", "months_with_data", "parse_usage"]
 
@@ -177,6 +184,10 @@ def fetch_billing(
     for m in months or []:
         if not _MONTH_RE.match(m):
             raise ConfigError(f"month must be YYYY-MM, got {m!r}")
+    if not Path(db).exists():  # a typo must not create an empty store
+        raise StoreFileError(
+            f"{db}: no database here yet (run `asg-audit ingest`, `track` or `collect`)"
+        )
     gw = _Gateway(config, transport)
     summary = BillingSummary()
     try:
@@ -241,6 +252,10 @@ def fetch_billing(
                 summary.months = [p["month"] for p, _ in usage]
                 summary.invoices = len(invoices)
                 status = "ok"
+            except BaseException as exc:
+                if is_interrupt(exc):  # Ctrl-C, or SIGTERM under `audit` (stopsignals)
+                    status = "interrupted"
+                raise
             finally:
                 summary.requests = gw.requests
                 store.finish_run(

@@ -8,8 +8,9 @@ findings for the command line.
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -29,8 +30,11 @@ from asg_audit.chain import (
     check_index_answer,
 )
 from asg_audit.config import AuditConfig
+from asg_audit.errors import StoreFileError
+from asg_audit.interrupts import is_interrupt
 from asg_audit.model import is_well_formed_txid
 from asg_audit.rawtx import OutputKind, parse_raw_tx
+from asg_audit.stopsignals import sigterm_interrupts
 
 __all__ = [
     "VerifySummary",
@@ -212,6 +216,7 @@ def verify_chain(
     """
     from asg_audit.store import open_store
 
+    _require_store(db)
     chain = config.chain
     depth = int(chain.get("confirmations", DEFAULT_CONFIRMATIONS))
     concurrency = max(1, int(chain.get("concurrency", DEFAULT_CONCURRENCY)))
@@ -222,14 +227,14 @@ def verify_chain(
     started = time.monotonic()
     requests0, throttled0 = client.requests, client.throttled
     try:
-        with open_store(db) as store:
+        with sigterm_interrupts(), open_store(db) as store:
             run_id = store.start_run("verify-chain")
             summary.run_id = run_id
             todo, summary.txids_total, summary.cached_confirmed = _pending_txids(store.con)
             bar = _progress_bar(len(todo)) if progress else None
             status = "failed"
             try:
-                with ThreadPoolExecutor(max_workers=concurrency) as pool:
+                with _cancelling_pool(concurrency) as pool:
                     for start in range(0, len(todo), _WRITE_EVERY):
                         chunk = todo[start : start + _WRITE_EVERY]
                         batches = [
@@ -256,6 +261,11 @@ def verify_chain(
                 if chain.get("fetch_parents", False):
                     fetch_parent_fees(store, client, pool_size=concurrency)
                 status = "ok"
+            except BaseException as exc:
+                # Ctrl-C or SIGTERM (stopsignals): the chunks written so far are kept
+                if is_interrupt(exc):
+                    status = "interrupted"
+                raise
             finally:
                 if bar is not None:
                     bar[0].stop()
@@ -271,6 +281,27 @@ def verify_chain(
         if own_client:
             client.close()
     return summary
+
+
+def _require_store(db: str | Path) -> None:
+    """Raise StoreFileError for a store that does not exist: a typo must not create one."""
+    path = Path(db)
+    if not path.exists():
+        raise StoreFileError(
+            f"{path}: no database here yet (run `asg-audit ingest`, `track` or `collect`)"
+        )
+
+
+@contextlib.contextmanager
+def _cancelling_pool(workers: int) -> Iterator[ThreadPoolExecutor]:
+    """A thread pool whose queued lookups are dropped when the block is interrupted."""
+    pool = ThreadPoolExecutor(max_workers=workers)
+    try:
+        yield pool
+    except BaseException:
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
 
 
 def _count(summary: VerifySummary, txs: Iterable[ChainTx]) -> None:

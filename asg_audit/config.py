@@ -234,6 +234,7 @@ _SECTION_TYPES: Final[dict[str, dict[str, str]]] = {
         "alert_url": _STRING,
         "alert_on": _STRING,
         "fail_on": _STRING,
+        "require_api": _BOOL,
         "demo_collect_seconds": _NUMBER,
     },
 }

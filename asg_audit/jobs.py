@@ -5,9 +5,11 @@ not final are polled, only txids not yet confirmed are looked up. A lock file be
 database keeps overlapping runs apart: the second one exits 3 (or waits `wait_seconds`).
 
 Exit codes (DESIGN.md): 0 ok; 1 findings at or above `fail_on`; 2 a bad option or config, found
-before any step runs; 3 the run is incomplete (an API was unreachable or refused the key, the
-database was busy, the run was interrupted). A run whose collection failed still analyses and
-reports what the store holds, and still exits 3. A run that an error stops (a report that cannot
+before any step runs, or unreadable input (a drop-folder file that cannot be read, a drop folder
+that does not exist: every step still runs); 3 the run is incomplete (an API was unreachable or
+refused the key, the database was busy, the run was interrupted by SIGINT or SIGTERM). When
+several apply the highest wins: 3, then 2, then 1. A run whose collection failed still analyses
+and reports what the store holds, and still exits 3. A run that an error stops (a report that cannot
 be written, a bug) is recorded as `failed` (or `interrupted`) with a one-line error, never left
 `running`; a bug exits 3, not 1, which a scheduler would read as "findings".
 """
@@ -33,12 +35,14 @@ from asg_audit.errors import (
     EXIT_FINDINGS,
     EXIT_INCOMPLETE,
     EXIT_OK,
+    EXIT_USAGE,
     ApiError,
     AuditError,
     ConfigError,
     IncompleteRunError,
     StoreBusyError,
 )
+from asg_audit.stopsignals import in_main_thread, kept_signal_handlers, sigterm_interrupts
 from asg_audit.store import new_run_id, open_store
 
 __all__ = ["AuditOutcome", "audit_lock", "run_audit", "send_alert"]
@@ -57,6 +61,8 @@ class AuditOutcome:
     summary: dict[str, Any] = field(default_factory=dict)
     report_dir: Path | None = None
     alert_sent: bool = False
+    # input the run could not read (drop-folder files, missing drop folders): the run exits 2
+    input_errors: list[str] = field(default_factory=list)
 
     @property
     def incomplete(self) -> bool:
@@ -112,6 +118,9 @@ def _step(outcome: AuditOutcome, name: str, fn: Callable[[], str], log: IO[str])
     started = time.monotonic()
     try:
         note = fn()
+    except KeyboardInterrupt:
+        outcome.steps[name] = "interrupted"
+        raise
     except (ApiError, StoreBusyError) as exc:
         outcome.steps[name] = f"failed: {exc}"
     except AuditError as exc:
@@ -146,8 +155,11 @@ def run_audit(
     # Every option is checked before any step runs: a typo must not cost a whole run's work
     # and leave it recorded as running.
     wanted = _check_options(out, formats=formats, fail_on=fail_on, compare=compare)
+    _check_window(since, until)
+    _check_api_key(config, settings, log)
     outcome = AuditOutcome(run_id=new_run_id())
-    with audit_lock(db, wait_seconds=wait_seconds):
+    # systemd stops a job with SIGTERM: it stops the run as Ctrl-C does (recorded interrupted)
+    with sigterm_interrupts(), audit_lock(db, wait_seconds=wait_seconds):
         with open_store(db, wait_seconds=wait_seconds) as store:
             store.start_run("audit", run_id=outcome.run_id)
         try:
@@ -180,6 +192,34 @@ def run_audit(
                 f"audit run {outcome.run_id} failed: {error} (recorded as failed in runs)"
             ) from exc
     return outcome
+
+
+def _check_window(since: datetime | None, until: datetime | None) -> None:
+    """Raise ConfigError for an empty or inverted window (before any step runs)."""
+    from asg_audit.audit import check_window
+
+    check_window(since, until)
+
+
+def _check_api_key(config: AuditConfig, settings: dict[str, Any], log: IO[str]) -> None:
+    """Say loudly that the API steps are skipped without a key; an error under require_api.
+
+    A cron job that lost its environment file would otherwise skip collect and billing and
+    report success.
+    """
+    if config.api_key is not None:
+        return
+    if settings.get("require_api", False):
+        raise ConfigError(
+            "no API key: set ASG_API_KEY (or API_KEY) in the environment; "
+            "[audit] require_api = true makes the Gateway steps mandatory"
+        )
+    print(
+        "warning: no ASG_API_KEY (or API_KEY) in the environment: collect and billing are "
+        f"skipped, the Gateway at {_redact_url(config.base_url)} is not asked; "
+        "set [audit] require_api = true to make this an error",
+        file=log,
+    )
 
 
 def _check_options(
@@ -223,7 +263,9 @@ def _run_steps(
     from asg_audit.report import render
 
     db = Path(config.db_path)
-    _step(outcome, "ingest", lambda: _ingest_drop_folders(config, settings, progress), log)
+    _step(outcome, "ingest", lambda: _ingest_drop_folders(config, settings, progress, outcome), log)
+    for problem in outcome.input_errors:
+        print(f"warning: unreadable input: {problem}", file=log)
     _step(
         outcome,
         "collect",
@@ -242,6 +284,8 @@ def _run_steps(
     worst = audit.worst_severity()
     if outcome.incomplete:
         outcome.exit_code = EXIT_INCOMPLETE
+    elif outcome.input_errors:
+        outcome.exit_code = EXIT_USAGE
     elif worst is not None and _SEVERITY_RANK[worst] >= _SEVERITY_RANK[fail_on]:
         outcome.exit_code = EXIT_FINDINGS
     alert_url = settings.get("alert_url")
@@ -301,21 +345,30 @@ def _record_failure(
 # -- steps -------------------------------------------------------------------------------------
 
 
-def _ingest_drop_folders(config: AuditConfig, settings: dict[str, Any], progress: bool) -> str:
+def _ingest_drop_folders(
+    config: AuditConfig, settings: dict[str, Any], progress: bool, outcome: AuditOutcome
+) -> str:
+    """Ingest the drop folders; unreadable files and missing folders go to `input_errors`."""
     from asg_audit.ingest import ingest_paths
 
     folders = [Path(p) for p in settings.get("drop_folders", [])]
-    existing = [p for p in folders if p.exists()]
     if not folders:
         return "skipped (no [audit] drop_folders configured)"
+    existing = [p for p in folders if p.is_dir()]
+    # A folder listed but absent (a typo, an unmounted share) would otherwise hide its files
+    # from every run: it is unreadable input, reported and in the exit code.
+    missing = [f"{p}: drop folder does not exist" for p in folders if not p.is_dir()]
+    outcome.input_errors.extend(missing)
     if not existing:
-        return "skipped (drop folders do not exist yet)"
+        return "unreadable input: " + "; ".join(missing)
     summary = ingest_paths(config.db_path, existing, progress=progress)
-    failed = summary.failed_files
-    if failed:
-        return "ok with unreadable files: " + "; ".join(f.error or f.path for f in failed)
+    unreadable = [f.error or f.path for f in summary.failed_files]
+    outcome.input_errors.extend(str(u) for u in unreadable)
     new_files = sum(f.status == "ingested" for f in summary.files)
-    return f"ok: {new_files} new file(s), {summary.accepted:,} records accepted"
+    note = f"{new_files} new file(s), {summary.accepted:,} records accepted"
+    if missing or unreadable:
+        return f"unreadable input ({note}): " + "; ".join([*missing, *map(str, unreadable)])
+    return f"ok: {note}"
 
 
 def _collect(
@@ -333,7 +386,18 @@ def _collect(
     budget = (
         seconds if seconds is not None else settings.get("collect_seconds", DEFAULT_COLLECT_SECONDS)
     )
-    summary = collect_sync(config, run_for_s=float(budget), progress=progress, clock=clock)
+    # The collector stops cleanly on SIGINT/SIGTERM itself (its run recorded interrupted);
+    # asyncio then resets the signals to their defaults, so ours are put back after it.
+    with kept_signal_handlers():
+        summary = collect_sync(
+            config,
+            run_for_s=float(budget),
+            progress=progress,
+            clock=clock,
+            handle_signals=in_main_thread(),
+        )
+    if summary.status == "interrupted":
+        raise KeyboardInterrupt("collect interrupted")
     if summary.status == "auth_refused":
         raise ApiError("the Gateway refused the API key (401/403)")
     stats = summary.stats

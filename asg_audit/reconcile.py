@@ -445,15 +445,29 @@ def billing_daily_sum(ctx: CheckContext) -> pl.LazyFrame:
     "billing.vs_results", default=CheckLevels(severity="fail"), kind="billing_total_off"
 )
 def billing_vs_results(ctx: CheckContext) -> pl.LazyFrame:
-    """A month whose tasks_settled or total_cost_sats differ from the per-task results."""
+    """A month whose tasks_settled or total_cost_sats differ from the per-task results.
+
+    Under a window (`billing_window` given), only the months wholly inside it are compared,
+    with every stored result settled in them (`billing_results_by_month`): a month's bill
+    covers all of its tasks, not the window's.
+    """
     usage = _usage(ctx)
     if usage is None:
         return no_findings()
-    ours = (
-        ctx.tasks.filter(pl.col("is_settled") & pl.col("settled_at").is_not_null())
-        .group_by(pl.col("settled_at").dt.strftime("%Y-%m").alias("month"))
-        .agg(pl.len().alias("our_tasks"), pl.col("cost_sats").sum().alias("our_cost"))
-    )
+    if ctx.has_table("billing_window"):
+        compared = ctx.table("billing_window").filter(pl.col("compared")).select("month")
+        usage = usage.join(compared, on="month", how="semi")
+        ours = ctx.table("billing_results_by_month").select(
+            pl.col("month").cast(pl.String),
+            pl.col("our_tasks").cast(pl.Int64),
+            pl.col("our_cost").cast(pl.Int64),
+        )
+    else:
+        ours = (
+            ctx.tasks.filter(pl.col("is_settled") & pl.col("settled_at").is_not_null())
+            .group_by(pl.col("settled_at").dt.strftime("%Y-%m").alias("month"))
+            .agg(pl.len().alias("our_tasks"), pl.col("cost_sats").sum().alias("our_cost"))
+        )
     j = usage.join(ours, on="month", how="left").with_columns(
         pl.col("our_tasks").fill_null(0), pl.col("our_cost").fill_null(0)
     )

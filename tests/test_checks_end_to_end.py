@@ -10,34 +10,32 @@ import json
 from datetime import UTC, datetime
 from pathlib import Path
 
-import httpx
 import polars as pl
 import pytest
 
 from asg_audit.audit import analyze
 from asg_audit.checks import findings_with_kinds, registered_checks
+from asg_audit.collector import collect_sync
+from asg_audit.config import load_config
 from asg_audit.ingest import ingest_paths, track_file
 from asg_audit.sim import WorldConfig, generate_world, run_simulator
 from asg_audit.store import open_store
 
 
-def _fetch_statuses(world, task_ids: list[str], path: Path) -> Path:
-    """Write GET /v1/tasks/{id} answers (200 only) of the simulated Gateway as NDJSON."""
-    with (
-        run_simulator(world) as sim,
-        httpx.Client(
-            base_url=sim.gateway_url, headers={"Authorization": f"Bearer {sim.api_key}"}
-        ) as client,
-    ):
-        lines = []
-        for task_id in task_ids:
-            answer = client.get(f"/v1/tasks/{task_id}")
-            if answer.status_code == 200:
-                lines.append(answer.text.strip())
-            else:
-                assert answer.status_code == 404
-    path.write_text("\n".join(lines) + ("\n" if lines else ""), encoding="utf-8")
-    return path
+def _collect_missing(world, db: Path, task_ids: list[str]) -> None:
+    """Poll the simulated Gateway for these tracked tasks with the real collector.
+
+    Its `poll_state` tells a task the Gateway does not know (404 past the grace window:
+    `not_found`) from one stuck in progress (a status), which is what `task.unknown` needs.
+    """
+    with run_simulator(world, time_scale=0.005) as sim:
+        config = load_config(
+            None,
+            env={"ASG_API_KEY": sim.api_key, "ASG_BASE_URL": sim.gateway_url},
+            overrides={"db_path": str(db)},
+        )
+        summary = collect_sync(config, task_ids=task_ids, clock=sim.clock, max_rps=200)
+    assert summary.status == "completed"
 
 
 @pytest.fixture(scope="module")
@@ -47,8 +45,8 @@ def audited(tmp_path_factory: pytest.TempPathFactory):
     db = tmp / "audit.duckdb"
     track_file(db, world.write_submissions(tmp / "submissions.ndjson"))
     ingest_paths(db, [world.write_results_export(tmp / "results.ndjson")])
-    # Tracked tasks missing from the export: ask the Gateway's status endpoint, as an auditor
-    # would, so that a task stuck in progress is told apart from one the API never knew.
+    # Tracked tasks missing from the export: poll the Gateway for them, as the audit job does,
+    # so that a task stuck in progress is told apart from one the API never knew.
     with open_store(db, read_only=True) as store:
         missing = (
             store.con.sql(
@@ -57,7 +55,7 @@ def audited(tmp_path_factory: pytest.TempPathFactory):
             .pl()["task_id"]
             .to_list()
         )
-    ingest_paths(db, [_fetch_statuses(world, missing, tmp / "statuses.ndjson")])
+    _collect_missing(world, db, missing)
     as_of = datetime.fromtimestamp(world.now_at, UTC)
     return world, analyze(db, as_of=as_of)
 

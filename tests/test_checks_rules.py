@@ -88,11 +88,41 @@ def test_checks_unknown_cost_is_not_a_mismatch() -> None:
     assert info["severity"].to_list() == ["info"]
 
 
-def test_checks_unknown_task_is_a_tracked_task_never_seen() -> None:
+def _poll_state(*rows: tuple[str, str]) -> pl.DataFrame:
+    return pl.DataFrame(rows, schema={"task_id": pl.String, "state": pl.String}, orient="row")
+
+
+def test_checks_unknown_task_is_a_tracked_task_the_gateway_answered_404_for() -> None:
     got = _findings(
-        [result("seen")], [submission("seen"), submission("ghost")], check_id="task.unknown"
+        [result("seen")],
+        [submission("seen"), submission("ghost")],
+        check_id="task.unknown",
+        poll_state=_poll_state(("seen", "done"), ("ghost", "not_found")),
     )
     assert got["entity_id"].to_list() == ["ghost"]
+    assert got["actual"].to_list() == ["404 not found"]
+
+
+@pytest.mark.parametrize(
+    "poll_state",
+    [None, _poll_state(("ghost", "pending"))],
+    ids=["never polled", "still pending"],
+)
+def test_checks_unknown_task_leaves_out_tasks_not_collected_yet(poll_state) -> None:
+    tables = {} if poll_state is None else {"poll_state": poll_state}
+    subs = [submission("seen"), submission("ghost"), submission("other")]
+    unknown = _findings([result("seen")], subs, check_id="task.unknown", **tables)
+    assert unknown.height == 0
+    waiting = _findings([result("seen")], subs, check_id="task.not_collected", **tables)
+    assert waiting.select("severity", "entity_type", "difference").rows() == [
+        ("info", "collection", 2.0)
+    ]
+    assert "2 tracked tasks not collected yet" in waiting["message"][0]
+
+
+def test_checks_not_collected_is_silent_when_every_tracked_task_was_seen() -> None:
+    got = _findings([result("seen")], [submission("seen")], check_id="task.not_collected")
+    assert got.height == 0
 
 
 def test_checks_stuck_respects_the_configured_deadline() -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Final
+
 import polars as pl
 
 from asg_audit.checks._registry import CheckContext, finding, fmt, no_findings, register_check
@@ -61,6 +63,38 @@ def stuck_task(ctx: CheckContext) -> pl.LazyFrame:
     )
 
 
+# poll_state states after which the collector asks no more (pollrun.FINAL_STATES); a task in
+# any other state (pending), or with no row at all, has not been answered for yet.
+_FINAL_POLL_STATES: Final = ("done", "failed", "not_found", "expired")
+
+
+def _uncollected(ctx: CheckContext) -> tuple[pl.LazyFrame, pl.LazyFrame] | None:
+    """Return the tracked tasks never seen with a status, and the poll states of tracked ids.
+
+    None when nothing is tracked.
+    """
+    tracked = [
+        ctx.table(name).select(pl.col("task_id").cast(pl.String))
+        for name in ("submissions", "poll_state")
+        if ctx.has_table(name) and "task_id" in ctx.table(name).collect_schema().names()
+    ]
+    if not tracked:
+        return None
+    seen = ctx.tasks.filter(pl.col("status").is_not_null()).select("task_id")
+    states = pl.LazyFrame(schema={"task_id": pl.String, "state": pl.String})
+    if ctx.has_table("poll_state"):
+        table = ctx.table("poll_state")
+        if "state" in table.collect_schema().names():
+            states = table.select(pl.col("task_id").cast(pl.String), pl.col("state"))
+    unseen = (
+        pl.concat(tracked)
+        .join(seen, on="task_id", how="anti")
+        .filter(pl.col("task_id").is_first_distinct())
+        .join(states, on="task_id", how="left")
+    )
+    return unseen, states
+
+
 @register_check(
     "task.unknown",
     default=CheckLevels(severity="fail"),
@@ -68,36 +102,55 @@ def stuck_task(ctx: CheckContext) -> pl.LazyFrame:
     kind="unknown_task",
 )
 def unknown_task(ctx: CheckContext) -> pl.LazyFrame:
-    """A tracked task (submission or poll state) never seen with a status: only 404s or nothing."""
-    tracked = [
-        ctx.table(name).select(pl.col("task_id").cast(pl.String))
-        for name in ("submissions", "poll_state")
-        if ctx.has_table(name) and "task_id" in ctx.table(name).collect_schema().names()
-    ]
-    if not tracked:
+    """A tracked task the Gateway does not know: polled to a final state, never with a status.
+
+    In practice `poll_state` `not_found` (404 past the collector's grace window). A task not
+    polled yet, still pending, or whose polls all failed (transport errors, 5xx) is no finding:
+    `task.not_collected` counts those.
+    """
+    found = _uncollected(ctx)
+    if found is None:
         return no_findings()
-    seen = ctx.tasks.filter(pl.col("status").is_not_null()).select("task_id")
-    not_found = pl.LazyFrame(schema={"task_id": pl.String})
-    if ctx.has_table("poll_state"):
-        state = ctx.table("poll_state")
-        if "state" in state.collect_schema().names():
-            not_found = state.filter(pl.col("state") == "not_found").select("task_id")
-    ids = (
-        pl.concat(tracked)
-        .join(seen, on="task_id", how="anti")
-        .filter(pl.col("task_id").is_first_distinct())
-        .join(not_found.with_columns(pl.lit(True).alias("nf")), on="task_id", how="left")
-    )
-    return ids.select(
+    unseen, _ = found
+    state = pl.col("state")
+    return unseen.filter(state.is_not_null() & state.is_in(_FINAL_POLL_STATES)).select(
         finding(
             entity_type="task",
             entity_id=pl.col("task_id"),
             expected=pl.lit("a result or status"),
-            actual=pl.when(pl.col("nf"))
+            actual=pl.when(state == "not_found")
             .then(pl.lit("404 not found"))
-            .otherwise(pl.lit("never seen")),
+            .otherwise(fmt("never seen (poll state {})", state)),
             difference=None,
-            message=pl.lit("tracked task never seen by the API (only 404 answers or none)"),
+            message=pl.when(state == "not_found")
+            .then(pl.lit("the Gateway answered 404 for this tracked task past the grace window"))
+            .otherwise(fmt("polled to the final state {} without ever a status", state)),
+        )
+    )
+
+
+@register_check("task.not_collected", default=CheckLevels(severity="info"), claim=8)
+def not_collected(ctx: CheckContext) -> pl.LazyFrame:
+    """One row: how many tracked tasks have no status yet and were not polled to the end."""
+    found = _uncollected(ctx)
+    if found is None:
+        return no_findings()
+    unseen, _ = found
+    state = pl.col("state")
+    waiting = unseen.filter(state.is_null() | ~state.is_in(_FINAL_POLL_STATES))
+    n = waiting.select(pl.len().cast(pl.Int64).alias("n"))
+    return n.filter(pl.col("n") > 0).select(
+        finding(
+            entity_type="collection",
+            entity_id=pl.lit("tracked tasks"),
+            expected=pl.lit("a result or status for every tracked task"),
+            actual=fmt("{} tracked tasks not collected yet", pl.col("n")),
+            difference=pl.col("n"),
+            message=fmt(
+                "{} tracked tasks not collected yet (not polled, still pending, or every poll "
+                "failed): the next collect asks again",
+                pl.col("n"),
+            ),
         )
     )
 
