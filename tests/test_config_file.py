@@ -36,6 +36,29 @@ def test_config_example_documents_every_key(section: str, cls: type) -> None:
         )
 
 
+def _uncommented(text: str) -> str:
+    """Return the example with every commented setting and table header uncommented."""
+    lines = []
+    for line in text.splitlines():
+        body = line[2:] if line.startswith("# ") else None
+        if body is not None and (body.startswith("[") or " = " in body.split("#")[0]):
+            lines.append(body)
+        else:
+            lines.append(line)
+    return "\n".join(lines) + "\n"
+
+
+def test_config_example_with_every_commented_setting_uncommented_loads(tmp_path: Path) -> None:
+    full = tmp_path / "asg_audit.toml"
+    full.write_text(_uncommented(EXAMPLE.read_text()))
+    config = load_config(full, env={})
+    # the commented sections are really read: check ids and keys that exist
+    assert config.checks["latency.share_over_slo"].warn == 0.10
+    assert config.checks["cost.unknown"].enabled is False
+    assert config.audit["alert_url"].startswith("https://")
+    assert config.webhooks["secret_file"]
+
+
 def test_config_environment_beats_file_and_flags_beat_environment(tmp_path: Path) -> None:
     cfg = tmp_path / "c.toml"
     cfg.write_text('base_url = "http://file"\ndb = "file.duckdb"\n')
