@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import queue
 import threading
@@ -34,8 +35,8 @@ from typing import Any, Final
 import polars as pl
 import pyarrow as pa
 
-from asg_audit.model import UTC_DATETIME, Source
-from asg_audit.normalize import RawRecord, normalise_records
+from asg_audit.model import UTC_DATETIME, RejectReason, Source
+from asg_audit.normalize import NormalisedBatch, RawRecord, normalise_records
 from asg_audit.recent_keys import RecentKeys
 from asg_audit.store import Store, open_store
 
@@ -43,7 +44,9 @@ __all__ = [
     "DELIVERIES_SCHEMA",
     "Delivery",
     "DeliveryWriter",
+    "DuplicateKeyError",
     "Outcome",
+    "load_json_object",
 ]
 
 log = logging.getLogger("asg_audit.webhooks")
@@ -59,7 +62,10 @@ class Outcome:
     STALE = "stale"
     TOO_LARGE = "too_large"
     UNAVAILABLE = "unavailable"  # the store could not be written: the provider retries
+    # The sender disconnected before the whole body arrived: counted, never answered.
+    TRUNCATED = "truncated"
 
+    # The answers a sender can receive (the OpenAPI description lists exactly these).
     STATUS: Final[dict[str, int]] = {
         STORED: 200,
         DUPLICATE: 200,
@@ -69,6 +75,14 @@ class Outcome:
         TOO_LARGE: 413,
         UNAVAILABLE: 503,
     }
+    # Outcomes nobody receives an answer for, with the status recorded in `webhook_deliveries`
+    # (what the receiver would have answered had the sender stayed).
+    UNANSWERED: Final[dict[str, int]] = {TRUNCATED: 400}
+
+    @classmethod
+    def status_of(cls, outcome: str) -> int:
+        """Return the HTTP status of an outcome (answered or only recorded)."""
+        return cls.STATUS.get(outcome) or cls.UNANSWERED[outcome]
 
 
 DELIVERIES_SCHEMA: Final[dict[str, pl.DataType]] = {
@@ -117,6 +131,54 @@ _INSERT_SQL: Final = (
 )
 
 
+class DuplicateKeyError(ValueError):
+    """A JSON object names the same key twice: parsers disagree on which value counts."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(f"duplicate key {key!r}")
+        self.key = key
+
+
+def _unique_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise DuplicateKeyError(key)
+            seen.add(key)
+    return obj
+
+
+def load_json_object(body: bytes) -> Any:
+    """Return the parsed body; raise `DuplicateKeyError` if any object repeats a key.
+
+    Python keeps the last of repeated keys, DuckDB's JSON functions (the normaliser) the first:
+    such a body would be recorded as one task and stored as another, so it is refused instead.
+    Other invalid JSON raises ValueError (or RecursionError).
+    """
+    return json.loads(body, object_pairs_hook=_unique_pairs)
+
+
+def duplicate_key_detail(key: str) -> str:
+    """Return the reject detail of a body whose object repeats `key`."""
+    return (
+        f"duplicate key {json.dumps(key, ensure_ascii=False)}: the object can be read two"
+        " ways (first or last value), so it is not used"
+    )
+
+
+def _preset_reject(body: bytes) -> tuple[str, str] | None:
+    """Return (field, detail) when a committed body must be refused before the normaliser."""
+    try:
+        load_json_object(body)
+    except DuplicateKeyError as exc:
+        return exc.key, duplicate_key_detail(exc.key)
+    except (ValueError, RecursionError):
+        return None  # the normaliser says why
+    return None
+
+
 @dataclass(slots=True)
 class Delivery:
     """One delivery on its way to the store.
@@ -139,6 +201,8 @@ class Delivery:
     secret_index: int | None = None
     detail: str | None = None
     object_body: bool = False  # the body parsed as a JSON object (else it will be a reject)
+    # A reject decided before the normaliser (field, detail): a body it would misread.
+    reject: tuple[str, str] | None = None
     # Set by the writer when the delivery is classified; the handler waits on `done`.
     waiter: asyncio.Future[str] | None = field(default=None, repr=False)
     loop: asyncio.AbstractEventLoop | None = field(default=None, repr=False)
@@ -338,6 +402,7 @@ class DeliveryWriter:
                     outcome=Outcome.STORED,
                     body=bytes(body),
                     body_sha256=digest,
+                    reject=_preset_reject(bytes(body)),
                 )
             )
         self._store, self._exit = store, stack
@@ -479,8 +544,15 @@ class DeliveryWriter:
                     observed_at=d.received_at,
                 )
                 for d in deliveries
+                if d.reject is None
             ]
         )
+        preset = [d for d in deliveries if d.reject is not None]
+        if preset:
+            batch = NormalisedBatch(
+                accepted=batch.accepted,
+                rejects=pl.concat([batch.rejects, _preset_rejects(preset, batch.rejects.schema)]),
+            )
         rejected = batch.rejects.get_column("origin").str.strip_prefix("webhook:")
         with store.transaction() as con:
             store.write_batch(self.run_id or "", batch)
@@ -512,6 +584,27 @@ WHERE d.body IS NOT NULL AND d.outcome IN ('stored', 'rejected')
                   WHERE r.source = 'webhook' AND r.origin = 'webhook:' || d.body_sha256)
 ORDER BY d.received_at
 """
+
+
+def _preset_rejects(deliveries: list[Delivery], schema: Any) -> pl.DataFrame:
+    """Return the reject rows of deliveries refused before the normaliser, in `schema`."""
+    rows: dict[str, list[Any]] = {name: [] for name in schema}
+    for d in deliveries:
+        assert d.reject is not None
+        field_, detail = d.reject
+        row = {
+            "source": Source.WEBHOOK.value,
+            "observed_at": d.received_at,
+            "origin": f"webhook:{d.body_sha256}",
+            "origin_line": None,
+            "reason": RejectReason.INVALID_JSON.value,
+            "field": field_,
+            "detail": detail,
+            "raw": d.body,
+        }
+        for name in rows:
+            rows[name].append(row[name])
+    return pl.DataFrame(rows, schema=schema)
 
 
 def _warm_up(con: Any) -> None:
@@ -561,7 +654,7 @@ def _deliveries_arrow(batch: list[Delivery], run_id: str | None) -> Any:
         run.append(run_id)
         received_at.append(d.received_at)
         outcome_.append(outcome)
-        http_status.append(Outcome.STATUS[outcome])
+        http_status.append(Outcome.status_of(outcome))
         body_sha256.append(d.body_sha256)
         body_bytes.append(d.body_bytes)
         event_key.append(d.event_key)

@@ -5,13 +5,14 @@ is verified)::
 
     body over max_body_bytes (Content-Length, or counted while streaming) -> 413, counted
     X-ASG-Signature missing, malformed or forged (any active secret)      -> 401, counted
-    signed, not a JSON object                                             -> 200, to `rejects`
+    signed, not a JSON object, or an object repeating a key (ambiguous)  -> 200, to `rejects`
     signed `timestamp` missing or outside the freshness window            -> 400, counted
     same event already stored (same body, or a redelivery that differs
       only in its `timestamp`)                                            -> 200, duplicate
     otherwise: normaliser -> observations/results, committed              -> 200, stored
     store cannot be written                                               -> 503 (provider retries)
 
+A body cut off by the sender disconnecting is counted as `truncated` (nobody to answer).
 "Counted" means a `webhook_deliveries` row without the payload. 2xx is answered only after the
 group commit that holds the delivery (`webhook_writer.DeliveryWriter`).
 """
@@ -19,6 +20,7 @@ group commit that holds the delivery (`webhook_writer.DeliveryWriter`).
 from __future__ import annotations
 
 import contextlib
+import errno
 import gc
 import hashlib
 import hmac
@@ -27,6 +29,7 @@ import json
 import re
 import secrets as _secrets
 import signal
+import socket
 import sys
 import threading
 from collections.abc import AsyncIterator, Mapping, Sequence
@@ -36,7 +39,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
@@ -48,7 +51,10 @@ from asg_audit.webhook_writer import (
     Clock,
     Delivery,
     DeliveryWriter,
+    DuplicateKeyError,
     Outcome,
+    duplicate_key_detail,
+    load_json_object,
     utc_now,
 )
 
@@ -58,6 +64,7 @@ __all__ = [
     "SIGNATURE_HEADER",
     "WEBHOOK_PATH",
     "WebhookSettings",
+    "check_callback_url",
     "create_webhook_app",
     "event_key",
     "parse_delivery_timestamp",
@@ -227,23 +234,37 @@ def _answer(outcome: str, delivery_id: str, *, close: bool = False) -> Response:
     headers = {"Connection": "close"} if close else None
     return JSONResponse(
         {"outcome": outcome, "delivery_id": delivery_id},
-        status_code=Outcome.STATUS[outcome],
+        status_code=Outcome.status_of(outcome),
         headers=headers,
     )
 
 
+class _CutOffError(Exception):
+    """The sender went away before the whole body arrived."""
+
+    def __init__(self, received: bytes) -> None:
+        super().__init__(f"{len(received)} bytes received")
+        self.received = received
+
+
 async def _read_limited(request: Request, limit: int) -> bytes | None:
-    """Return the body, or None as soon as it grows past `limit` (it is never read whole)."""
+    """Return the body, or None as soon as it grows past `limit` (it is never read whole).
+
+    Raises `_CutOffError` (with what arrived) when the sender disconnects mid-body.
+    """
     declared = request.headers.get("content-length")
     if declared is not None and (not declared.strip().isdigit() or int(declared) > limit):
         return None
     chunks: list[bytes] = []
     total = 0
-    async for chunk in request.stream():
-        total += len(chunk)
-        if total > limit:
-            return None
-        chunks.append(chunk)
+    try:
+        async for chunk in request.stream():
+            total += len(chunk)
+            if total > limit:
+                return None
+            chunks.append(chunk)
+    except ClientDisconnect:
+        raise _CutOffError(b"".join(chunks)) from None
     return b"".join(chunks)
 
 
@@ -292,7 +313,25 @@ def create_webhook_app(
         received_at = clock()
         delivery_id = _new_delivery_id()
         remote = request.client.host if request.client else None
-        body = await _read_limited(request, settings.max_body_bytes)
+        try:
+            body = await _read_limited(request, settings.max_body_bytes)
+        except _CutOffError as cut:
+            # Nobody is left to answer, and a partial body cannot be authenticated: count it.
+            declared = request.headers.get("content-length")
+            writer.submit(
+                Delivery(
+                    delivery_id,
+                    received_at,
+                    remote,
+                    outcome=Outcome.TRUNCATED,
+                    body_sha256=hashlib.sha256(cut.received).hexdigest(),
+                    body_bytes=len(cut.received),
+                    detail=f"the sender disconnected after {len(cut.received)} bytes"
+                    + (f" of {declared}" if declared else "")
+                    + "; not authenticated, payload not kept",
+                )
+            )
+            return _answer(Outcome.TRUNCATED, delivery_id, close=True)
         if body is None:
             writer.submit(
                 Delivery(
@@ -330,8 +369,12 @@ def create_webhook_app(
             return _answer(Outcome.BAD_SIGNATURE, delivery_id)
 
         # Authentic from here on: parsing is safe.
+        reject: tuple[str, str] | None = None
         try:
-            payload = json.loads(body)
+            payload = load_json_object(body)
+        except DuplicateKeyError as exc:
+            # Read one way here and another by the normaliser: refused, like invalid JSON.
+            payload, reject = None, (exc.key, duplicate_key_detail(exc.key))
         except (ValueError, RecursionError):
             payload = None
         delivery = Delivery(
@@ -342,6 +385,8 @@ def create_webhook_app(
             body_sha256=digest,
             body_bytes=len(body),
             secret_index=secret_index,
+            reject=reject,
+            detail=None if reject is None else reject[1],
         )
         if isinstance(payload, dict):
             delivery.object_body = True
@@ -442,27 +487,47 @@ def serve_webhooks(
         **proxy,
     )
     server = uvicorn.Server(config)
-    print(f"webhooks: listening on http://{host}:{port}{settings.path}", flush=True)
+    # Bind first, so that "listening" is only said once it is true (and names the real port).
+    sock = _listen(host, port, backlog=config.backlog)
+    bound = sock.getsockname()
+    shown = f"[{bound[0]}]" if sock.family == socket.AF_INET6 else bound[0]
+    print(f"webhooks: listening on http://{shown}:{bound[1]}{settings.path}", flush=True)
     # Uvicorn drains on SIGINT/SIGTERM, then raises the signal again for the handler it found
     # installed. A stop is how a service ends, not a failure: that handler only notes it, so
     # the command exits 0 after the drain (not -15).
     stops: list[int] = []
     previous = _note_stop_signals(stops)
     try:
-        server.run()
-    except SystemExit:
-        # Uvicorn exits the process when it cannot bind; make that one clear error instead.
-        if not server.started:
-            app.state.writer.stop()  # the lifespan started it; uvicorn will not shut it down
-            raise ConfigError(f"cannot listen on {host}:{port} (in use or not allowed)") from None
-        raise
+        server.run(sockets=[sock])
     finally:
+        sock.close()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     stats = app.state.writer.stats()
     by = f" by {signal.Signals(stops[0]).name}" if stops else ""
     outcomes = ", ".join(f"{n} {k}" for k, n in sorted(stats["outcomes"].items())) or "none"
     print(f"webhooks: stopped{by}; deliveries answered: {outcomes}", flush=True)
+
+
+def _listen(host: str, port: int, *, backlog: int) -> socket.socket:
+    """Return a listening TCP socket on host:port; ConfigError when it cannot be had."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+        sock = socket.socket(family, kind, proto)
+    except (OSError, OverflowError) as exc:
+        raise ConfigError(f"cannot listen on {host}:{port}: {exc}") from None
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(backlog)
+    except OSError as exc:
+        sock.close()
+        reason = "in use" if exc.errno == errno.EADDRINUSE else exc.strerror or str(exc)
+        raise ConfigError(f"cannot listen on {host}:{port} ({reason})") from None
+    sock.set_inheritable(True)
+    return sock
 
 
 def _note_stop_signals(stops: list[int]) -> dict[int, Any]:
@@ -475,6 +540,34 @@ def _note_stop_signals(stops: list[int]) -> dict[int, Any]:
     }
 
 
+def check_callback_url(url: str) -> str:
+    """Return `url` if it is an absolute http(s) URL with a host; else raise ConfigError.
+
+    The Gateway would refuse anything else (400); saying so locally is clearer and exits 2.
+    """
+    from urllib.parse import urlsplit
+
+    problem = None
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError on a port that is not a number in range
+    except ValueError as exc:
+        problem = str(exc)
+    else:
+        if parts.scheme.lower() not in ("http", "https"):
+            problem = "it must start with http:// or https://"
+        elif not parts.hostname:
+            problem = "it names no host"
+        elif any(c.isspace() for c in url):
+            problem = "it contains white space"
+    if problem is not None:
+        raise ConfigError(
+            f"callback URL {url!r} is not an absolute http(s) URL with a host:"
+            f" {problem} (e.g. https://hooks.example.com/webhooks/asg)"
+        )
+    return url
+
+
 def register_webhook(
     base_url: str,
     api_key: Secret,
@@ -484,8 +577,14 @@ def register_webhook(
     events: Sequence[str] = ("task.settled",),
     timeout: float = 10.0,
 ) -> dict[str, Any]:
-    """Register `callback_url` with the Gateway (`POST /v1/webhooks`); return its answer."""
+    """Register `callback_url` with the Gateway (`POST /v1/webhooks`); return its answer.
+
+    A `callback_url` that is not an absolute http(s) URL with a host raises ConfigError
+    before anything is sent.
+    """
     import httpx
+
+    check_callback_url(callback_url)
 
     url = base_url.rstrip("/") + "/v1/webhooks"
     try:
