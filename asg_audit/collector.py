@@ -11,27 +11,80 @@ import logging
 import signal
 import threading
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from asg_audit import aio
 from asg_audit.clock import Clock, SystemClock
 from asg_audit.config import AuditConfig
-from asg_audit.errors import ConfigError
+from asg_audit.errors import ConfigError, InputError
+from asg_audit.model import is_safe_task_id, printable
 from asg_audit.pollrun import CollectorRun
-from asg_audit.pollwriter import CollectorSettings, CollectSummary
+from asg_audit.pollwriter import CollectorSettings, CollectProgressReporter, CollectSummary
 from asg_audit.progress import ProgressReporter
 from asg_audit.schedule import SchedulePolicy, make_policy
 
-__all__ = ["CollectSummary", "CollectorSettings", "collect", "collect_sync", "read_task_ids"]
+__all__ = [
+    "CollectSummary",
+    "CollectorSettings",
+    "TaskIdFile",
+    "collect",
+    "collect_sync",
+    "read_task_id_file",
+    "read_task_ids",
+]
 
 log = logging.getLogger("asg_audit.collector")
 
 
+@dataclass(frozen=True, slots=True)
+class TaskIdFile:
+    """The ids of a `--task-ids` file and the lines skipped as unsafe: (line, text, reason)."""
+
+    path: str
+    ids: list[str]
+    skipped: list[tuple[int, str, str]]
+
+    def problems(self) -> list[str]:
+        """Return one printable line per skipped id: `file:line: reason: 'id'`."""
+        return [
+            f"{printable(self.path, one_line=True)}:{line}: skipped task id "
+            f"{printable(repr(text[:80]), one_line=True)}: {reason}"
+            for line, text, reason in self.skipped
+        ]
+
+
+def read_task_id_file(path: str | Path) -> TaskIdFile:
+    """Return the ids of a file, one per line (blank lines and `#` comments skipped), and the
+    lines whose id is not safe in a URL (`asg_audit.model.is_safe_task_id`).
+
+    Raises `InputError` when the file cannot be read.
+    """
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{path}: not UTF-8 text (byte {exc.start}): one task id a line") from None
+    except OSError as exc:
+        raise InputError(f"cannot read task ids from {path}: {exc.strerror or exc}") from None
+    ids: list[str] = []
+    skipped: list[tuple[int, str, str]] = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        s = line.strip()
+        if not s or s.startswith("#"):
+            continue
+        if is_safe_task_id(s):
+            ids.append(s)
+        elif len(s) > 128:
+            skipped.append((number, s, "longer than 128 characters"))
+        else:
+            skipped.append((number, s, "not a safe task id (letters, digits, _ . : - only)"))
+    return TaskIdFile(str(path), ids, skipped)
+
+
 def read_task_ids(path: str | Path) -> list[str]:
-    """Return the task ids of a file, one per line (blank lines and `#` comments skipped)."""
-    text = Path(path).read_text(encoding="utf-8")
-    return [s for line in text.splitlines() if (s := line.strip()) and not s.startswith("#")]
+    """Return the safe task ids of a file, one per line (see `read_task_id_file`)."""
+    return read_task_id_file(path).ids
 
 
 async def collect(
@@ -70,7 +123,7 @@ async def collect(
     policy = schedule if schedule is not None and not isinstance(schedule, str) else None
     reporter = progress if isinstance(progress, ProgressReporter) else None
     if progress is True:
-        reporter = ProgressReporter(log_every_s=settings.progress_interval_s)
+        reporter = CollectProgressReporter(log_every_s=settings.progress_interval_s)
     collector = CollectorRun(
         config=config,
         settings=settings,
@@ -135,13 +188,21 @@ def run_collect_command(
     """Run `asg-audit collect`: progress, SIGINT/SIGTERM handling, a printed summary.
 
     Returns 0 when the run ended normally, 3 when it was interrupted (after writing what was
-    collected). `AuthError` (exit 3) propagates to the CLI, after the run was recorded.
+    collected). `AuthError` and `ApiError` (the API unreachable, or 404 to everything: exit 3)
+    propagate to the CLI after the run was recorded; `ConfigError`/`InputError` (exit 2)
+    before any run starts. Unsafe ids of `task_ids_file` are named on stderr, one a line.
     """
     import sys
 
     from asg_audit.errors import EXIT_INCOMPLETE
 
-    ids = read_task_ids(task_ids_file) if task_ids_file else None
+    ids = None
+    skipped = 0
+    if task_ids_file:
+        listed = read_task_id_file(task_ids_file)
+        for problem in listed.problems():
+            print(f"asg-audit: warning: {problem}", file=sys.stderr)
+        ids, skipped = listed.ids, len(listed.skipped)
     if not sys.stderr.isatty() and not log.handlers:
         # no terminal: the periodic progress lines go to stderr through logging
         handler = logging.StreamHandler(sys.stderr)
@@ -160,6 +221,7 @@ def run_collect_command(
             handle_signals=True,
         )
     )
+    summary.skipped_unsafe_ids += skipped
     for line in summary.lines():
         print(line)
     if summary.status == "interrupted":

@@ -45,6 +45,7 @@ __all__ = [
     "TransportFailure",
     "UnexpectedStatus",
     "UnusableBody",
+    "display_url",
     "parse_retry_after",
     "redact",
     "result_path",
@@ -64,6 +65,20 @@ def redact(text: str, secrets: Iterable[str | Secret | None] = ()) -> str:
             text = text.replace(value, "***")
     text = _BEARER_RE.sub(r"\1***", text)
     return _KEY_RE.sub("***", text)
+
+
+def display_url(url: str) -> str:
+    """Return `url` fit for a message: scheme, host, port and path; no user, password or query."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        port = parts.port
+    except ValueError:
+        return "<unparsable URL>"
+    if ":" in host:
+        host = f"[{host}]"
+    netloc = host if port is None else f"{host}:{port}"
+    return redact(f"{parts.scheme}://{netloc}{parts.path}" if parts.scheme else netloc + parts.path)
 
 
 def result_path(task_id: str) -> str:

@@ -14,7 +14,15 @@ lost and nothing duplicated. Repeated 202 answers are counted in `poll_state.att
 a task's first 202 ever is stored as an observation.
 
 poll_state.state: `pending`, `done` (settled), `failed` (a final status other than settled),
-`not_found` (404 past the grace window), `expired` (still pending at the deadline).
+`not_found` (404s from our first 404 for longer than the grace window), `expired` (still
+pending `deadline_s` after we first saw it, on our clock). `done` and `failed` are final;
+`not_found` and `expired` rest until `next_poll_at` (a cool-down of 1 h, doubling at each
+recheck up to 24 h), then a later run polls them again.
+
+A run never believes 404s alone: a task becomes `not_found` only once the run has had a 200 or
+202 from the API, or a task this store saw settle (the control task) answered 200. A run whose
+404s pile up with no such proof stops as `failed` (wrong base URL or API version), as does a
+run that got no HTTP answer at all for a while (unreachable): nothing is made final then.
 """
 
 from __future__ import annotations
@@ -23,6 +31,7 @@ import asyncio
 import contextlib
 import heapq
 import logging
+import math
 import random
 import threading
 import time
@@ -31,16 +40,22 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
 
-import polars as pl
-
 from asg_audit import gateway as gw
 from asg_audit.clock import Clock
 from asg_audit.config import AuditConfig
-from asg_audit.errors import AuthError
+from asg_audit.errors import ApiError, ApiStatusError, ApiTransientError, AuthError
 from asg_audit.model import Source, is_safe_task_id
 from asg_audit.normalize import RawRecord
-from asg_audit.pollwriter import CollectorSettings, CollectSummary, PollWriter, dt_utc, epoch_of
-from asg_audit.progress import ProgressReporter, ProgressSnapshot
+from asg_audit.pollwriter import (
+    CollectorSettings,
+    CollectProgress,
+    CollectSummary,
+    LoadedState,
+    PollWriter,
+    dt_utc,
+    epoch_of,
+)
+from asg_audit.progress import ProgressReporter
 from asg_audit.ratelimit import TokenBucket
 from asg_audit.schedule import SchedulePolicy, TaskFacts
 
@@ -48,7 +63,19 @@ __all__ = ["CollectorRun", "policy_next"]
 
 log = logging.getLogger("asg_audit.collector")
 
-FINAL_STATES: Final = frozenset({"done", "failed", "not_found", "expired"})
+FINAL_STATES: Final = frozenset({"done", "failed"})
+# polled again by a later run once their cool-down (`next_poll_at`) has passed
+RESTING_STATES: Final = frozenset({"not_found", "expired"})
+RECHECK_BASE_S: Final = 3600.0
+RECHECK_CAP_S: Final = 86400.0
+# this many 404s and not one 200/202: check the base URL (control task) or stop the run
+SUSPECT_404S: Final = 20
+CONTROL_PROBE_TRIES: Final = 3
+# no HTTP answer at all for this long (clock s, at least UNREACHABLE_MIN_FAILURES failures)
+UNREACHABLE_AFTER_S: Final = 10.0
+UNREACHABLE_MIN_FAILURES: Final = 3
+# the progress line's ETA looks at every pending task's next poll only up to this many
+ETA_SCAN_MAX: Final = 5000
 _CONTINUE_STATUSES: Final = frozenset({"pending", "in_progress", "verified"})
 MAX_ERRORS_PAST_DEADLINE: Final = 5
 # the dispatcher's longest sleep (clock seconds) with nothing in flight: how soon it notices a
@@ -63,7 +90,7 @@ SLEEP_PAD_S: Final = 0.002
 @dataclass(slots=True)
 class _Task:
     facts: TaskFacts
-    deadline_at: float
+    deadline_at: float = math.inf  # first seen (or first polled) + deadline_s, our clock
     next_poll_at: float = 0.0
     state: str = "pending"
     attempts: int = 0  # requests sent (poll_state.attempts)
@@ -71,6 +98,8 @@ class _Task:
     last_poll_at: float | None = None
     last_http_status: int | None = None
     first_404_at: float | None = None
+    stored_first_404_at: float | None = None  # what poll_state holds
+    rest_s: float | None = None  # the last cool-down of a rechecked not_found/expired task
     errors: int = 0  # consecutive failed attempts
     stored_pending: bool = False
     final_key: tuple[str, datetime] | None = None  # the record that made the task final
@@ -125,8 +154,22 @@ class CollectorRun:
                 "retries",
             )
         }
+        self.stats["control_probes"] = 0
         self.stop_reason: str | None = None
         self.auth_error: AuthError | None = None
+        # why the run gave up on the API (unreachable, 404 for everything): status `failed`
+        self.failure: ApiError | None = None
+        # 404s are believed (a task may become not_found) once the API proved it knows our
+        # tasks: a 200/202 in this run, or the control task's 200
+        self.trusted = False
+        self.held: set[str] = set()  # tasks not_found but for that proof
+        self.deferred: list[RawRecord] = []  # their 404 bodies, written once trusted
+        self.control_task_id: str | None = None
+        self.probe = "idle"  # idle | wanted | sent | done
+        self.probe_tries = 0
+        self.answered = False  # any HTTP answer at all in this run
+        self.first_failure_at: float | None = None
+        self._clock0, self._wall0 = clock.now(), time.monotonic()
         self.summary = CollectSummary(run_id="", status="running")
         self._flush_wanted = asyncio.Event()
         self._hold = gw.ReadHold()
@@ -139,9 +182,10 @@ class CollectorRun:
 
     # -- setup -----------------------------------------------------------------------------------
 
-    def _load(self, subs: pl.DataFrame, state: pl.DataFrame, now: float) -> None:
-        known = {r["task_id"]: r for r in state.iter_rows(named=True)}
-        for row in subs.iter_rows(named=True):
+    def _load(self, loaded: LoadedState, now: float) -> None:
+        known = {r["task_id"]: r for r in loaded.state.iter_rows(named=True)}
+        first_seen = loaded.first_seen
+        for row in loaded.subs.iter_rows(named=True):
             task_id = row["task_id"]
             if not isinstance(task_id, str) or not is_safe_task_id(task_id):
                 self.summary.skipped_unsafe_ids += 1
@@ -149,17 +193,31 @@ class CollectorRun:
             if task_id in self.tasks:
                 continue
             prior = known.get(task_id)
+            rest_s = None
             if prior is not None and prior["state"] in FINAL_STATES:
                 self.summary.already_final += 1
                 continue
+            if prior is not None and prior["state"] in RESTING_STATES:
+                due = epoch_of(prior["next_poll_at"])
+                if due is not None and due > now:
+                    self.summary.already_final += 1  # resting: not due for a recheck yet
+                    continue
+                # due, or made final by a version without rechecks (no next_poll_at)
+                if due is not None:
+                    rest_s = due - (epoch_of(prior["updated_at"]) or due)
+                self.summary.rechecked += 1
             created = epoch_of(row.get("created_at"))
             facts = TaskFacts(
                 task_id, created, row.get("consensus_threshold"), row.get("task_type")
             )
-            t = _Task(facts=facts, deadline_at=(created or now) + self.s.deadline_s)
+            t = _Task(facts=facts, rest_s=rest_s)
+            seen = first_seen.get(task_id)
+            if seen is not None:
+                t.deadline_at = seen + self.s.deadline_s
             if prior is not None:
                 t.attempts = t.polls = int(prior["attempts"] or 0)
                 t.first_404_at = epoch_of(prior["first_404_at"])
+                t.stored_first_404_at = t.first_404_at
                 t.last_http_status = prior["last_http_status"]
                 t.stored_pending = t.attempts > 0
                 if t.attempts:
@@ -172,6 +230,7 @@ class CollectorRun:
             self._push(t)
         self.pending = len(self.tasks)
         self.summary.tracked = len(self.tasks)
+        self.control_task_id = loaded.control_task_id
 
     def _push(self, t: _Task) -> None:
         t.version += 1
@@ -186,17 +245,18 @@ class CollectorRun:
         # the thread clocks alone would miss the work DuckDB does on its threads
         cpu0, main0 = time.process_time(), time.thread_time()
         wall0 = time.monotonic()
+        run_id: str | None = None
+        recorded = False
         try:
             await loop.run_in_executor(writer.pool, writer.open)
-            subs, state, history = await loop.run_in_executor(
-                writer.pool, writer.load, self.task_ids
-            )
-            for threshold, task_type, latency in history:
+            loaded = await loop.run_in_executor(writer.pool, writer.load, self.task_ids)
+            for threshold, task_type, latency in loaded.history:
                 self.policy.observe_settled(TaskFacts("", None, threshold, task_type), latency)
             run_id = await loop.run_in_executor(writer.pool, writer.start_run)
             self.summary.run_id = run_id
             started_at = self.clock.now()
-            self._load(subs, state, started_at)
+            self._clock0, self._wall0 = started_at, time.monotonic()
+            self._load(loaded, started_at)
             status = "completed"
             async with gw.GatewayClient(
                 self.config.base_url,
@@ -228,9 +288,19 @@ class CollectorRun:
             self.stats["cpu_loop_s"] = round(time.thread_time() - main0, 4)
             self.stats["cpu_writer_s"] = round(writer.cpu_s, 4)
             self._finish_summary(status, cpu_s, time.monotonic() - wall0)
+            recorded = True
             await loop.run_in_executor(
                 writer.pool, writer.finish_run, run_id, status, self.summary.stats
             )
+        except BaseException as exc:
+            if run_id is not None and not recorded:
+                # a bug or a store failure: the run is not left `running`
+                with contextlib.suppress(Exception):
+                    stats = {**self.stats, "error": type(exc).__name__}
+                    await loop.run_in_executor(
+                        writer.pool, writer.finish_run, run_id, "failed", stats
+                    )
+            raise
         finally:
             if self.progress is not None:
                 self.progress.stop()
@@ -238,6 +308,8 @@ class CollectorRun:
             writer.pool.shutdown(wait=True)
         if self.auth_error is not None:
             raise self.auth_error
+        if self.failure is not None:
+            raise self.failure
         return self.summary
 
     def stop(self, reason: str) -> None:
@@ -245,6 +317,13 @@ class CollectorRun:
         if self.stop_reason is None:
             self.stop_reason = reason
             log.warning("collect: stopping (%s); writing what was collected", reason)
+
+    def _fail(self, error: ApiError) -> None:
+        """Stop the run as `failed`: the API cannot be used as configured (`error` says why)."""
+        if self.failure is None and self.auth_error is None:
+            self.failure = error
+            self.summary.failure = str(error)
+            self.stop_reason = self.stop_reason or "failed"
 
     async def _dispatch(self, started_at: float) -> str:
         slots = asyncio.Semaphore(self.s.concurrency)
@@ -260,7 +339,11 @@ class CollectorRun:
             if self.external_stop is not None and self.external_stop.is_set():
                 self.stop("stop requested")
             if self.stop_reason is not None:
-                status = "auth_refused" if self.auth_error is not None else "interrupted"
+                status = "interrupted"
+                if self.auth_error is not None:
+                    status = "auth_refused"
+                elif self.failure is not None:
+                    status = "failed"
                 break
             if self.pending == 0 and not jobs:
                 break
@@ -268,6 +351,15 @@ class CollectorRun:
             if until is not None and now >= until:
                 status = "partial"
                 break
+            if self.probe == "wanted" and not slots.locked() and bucket.free_at() <= now:
+                await slots.acquire()  # free: does not wait
+                bucket.reserve()
+                last_sent_at = now
+                self.probe = "sent"
+                job = asyncio.create_task(self._probe_control(slots))
+                jobs.add(job)
+                job.add_done_callback(jobs.discard)
+                continue
             # answers in flight are held until the next wake-up (`gateway.ReadHold`): at most
             # BATCH_S away while there are any
             nap = BATCH_S if jobs else TICK_S
@@ -400,9 +492,16 @@ class CollectorRun:
         t.attempts += 1
         t.last_poll_at = sent_at
         t.last_http_status = outcome.http_status
+        if t.deadline_at == math.inf:
+            # first polled now: the deadline counts on our clock, never from the API's
+            # created_at (the two clocks may disagree by weeks)
+            t.deadline_at = sent_at + self.s.deadline_s
+        if not isinstance(outcome, gw.TransportFailure):
+            self.answered = True
         task_id = t.facts.task_id
         if isinstance(outcome, gw.Ready):
             st["http_200"] += 1
+            self._trust()
             t.polls += 1
             t.errors = 0
             t.first_404_at = None
@@ -415,6 +514,7 @@ class CollectorRun:
             return self._schedule(t, now)
         if isinstance(outcome, gw.Pending):
             st["http_202"] += 1
+            self._trust()
             self.policy.observe_pending(t.facts, sent_at)
             t.polls += 1
             t.errors = 0
@@ -424,19 +524,7 @@ class CollectorRun:
                 self._record(outcome.body, outcome.origin, task_id, 202, now)
             return self._schedule(t, now)
         if isinstance(outcome, gw.NotFound):
-            st["http_404"] += 1
-            t.polls += 1
-            t.errors = 0
-            first = t.first_404_at is None
-            if first:
-                t.first_404_at = sent_at
-            assert t.first_404_at is not None
-            if now - t.first_404_at >= self.s.not_found_grace_s or now >= t.deadline_at:
-                self._record(outcome.body, outcome.origin, task_id, 404, now)
-                return self._finish(t, "not_found", now)
-            if first:
-                self._record(outcome.body, outcome.origin, task_id, 404, now)
-            return self._schedule(t, now)
+            return self._not_found(t, outcome, sent_at, now)
         if isinstance(outcome, gw.RateLimited):
             st["http_429"] += 1
             resume = self.bucket.on_throttled(outcome.retry_after_s)
@@ -457,6 +545,7 @@ class CollectorRun:
             st["http_5xx"] += 1
         elif isinstance(outcome, gw.TransportFailure):
             st["transport_errors"] += 1
+            self._check_reachable(outcome, now)
         elif isinstance(outcome, gw.UnusableBody):
             st["unusable_bodies"] += 1
             self._record(outcome.raw, outcome.origin, task_id, outcome.http_status, now)
@@ -469,11 +558,131 @@ class CollectorRun:
             # no answer about it, so not expired: leave it pending for the next run
             t.state = "parked"
             self.pending -= 1
+            self.held.discard(task_id)
             self._row(t, now)
             return None
         backoff = min(self.s.retry_cap_s, self.s.retry_base_s * 2 ** min(t.errors - 1, 20))
         at = max(now + backoff * self.rng.uniform(0.8, 1.2), sent_at + 5.0)
         return self._schedule(t, now, at=at, answered=False)
+
+    def _not_found(self, t: _Task, outcome: gw.NotFound, sent_at: float, now: float) -> None:
+        """A 404: `not_found` after `not_found_grace_s` of 404s (two answers at least) once
+        the run trusts 404s; until then the task waits (see the module docstring)."""
+        self.stats["http_404"] += 1
+        t.polls += 1
+        t.errors = 0
+        task_id = t.facts.task_id
+        first = t.first_404_at is None
+        if t.first_404_at is None:
+            t.first_404_at = sent_at
+        grace_end = t.first_404_at + self.s.not_found_grace_s
+        if not first and now >= grace_end:
+            if self.trusted:
+                self._record_404(outcome, task_id, now)
+                return self._finish(t, "not_found", now)
+            self.held.add(task_id)
+        elif first:
+            self._record_404(outcome, task_id, now)
+        if not self.trusted and (
+            self.stats["http_404"] >= SUSPECT_404S or len(self.held) >= self.pending
+        ):
+            self._suspect_base_url()
+        # the 404 state is decided by our first 404 and the grace window, not the deadline
+        at = policy_next(self.policy, t, now)
+        if now < grace_end:
+            at = min(at, grace_end)
+        return self._schedule(t, now, at=at, answered=False)
+
+    def _record_404(self, outcome: gw.NotFound, task_id: str, now: float) -> None:
+        if self.trusted:
+            self._record(outcome.body, outcome.origin, task_id, 404, now)
+            return
+        # kept back: if the base URL is wrong these 404s are no evidence about the task
+        self.deferred.append(
+            RawRecord(
+                body=outcome.body,
+                source=Source.POLL,
+                origin=outcome.origin,
+                observed_at=dt_utc(now),
+                task_id_hint=task_id,
+                http_status=404,
+            )
+        )
+
+    def _trust(self) -> None:
+        """The API knows our tasks (a 200/202): its 404s are evidence from now on."""
+        if self.trusted:
+            return
+        self.trusted = True
+        self.held.clear()
+        self.records.extend(self.deferred)
+        self.deferred = []
+        if self.probe == "wanted":
+            self.probe = "done"
+
+    def _suspect_base_url(self) -> None:
+        """Only 404s so far: ask the control task, or stop the run if there is none."""
+        control = self.control_task_id is not None and self.probe_tries < CONTROL_PROBE_TRIES
+        if self.probe == "idle" and control:
+            self.probe = "wanted"
+            return
+        if self.probe in ("wanted", "sent"):
+            return
+        self._fail_base_url()
+
+    def _fail_base_url(self) -> None:
+        n = self.stats["http_404"]
+        control = (
+            f"; a task seen settled before ({self.control_task_id}) answered 404 too"
+            if self.probe == "done"
+            else ""
+        )
+        self._fail(
+            ApiStatusError(
+                f"every answer from {gw.display_url(self.config.base_url)} was 404 ({n:,} of "
+                f"{n:,}{control}): wrong ASG_BASE_URL or API version? No task was marked "
+                "not found; fix the URL and run collect again",
+                status_code=404,
+            )
+        )
+
+    async def _probe_control(self, slots: asyncio.Semaphore) -> None:
+        assert self.control_task_id is not None
+        try:
+            outcome = await self.client.fetch_result(self.control_task_id, self._hold)
+        finally:
+            slots.release()
+        self.stats["requests"] += 1
+        self.stats["control_probes"] += 1
+        self.probe_tries += 1
+        if not isinstance(outcome, gw.TransportFailure):
+            self.answered = True
+        if isinstance(outcome, gw.Ready | gw.Pending):
+            self.probe = "done"
+            self._trust()
+        elif isinstance(outcome, gw.NotFound):
+            self.probe = "done"
+            if not self.trusted:
+                self._fail_base_url()
+        else:
+            self.probe = "idle"  # no verdict: asked again at the next suspicious 404
+
+    def _check_reachable(self, outcome: gw.TransportFailure, now: float) -> None:
+        """Stop the run when no HTTP answer at all came for UNREACHABLE_AFTER_S."""
+        if self.answered:
+            return
+        if self.first_failure_at is None:
+            self.first_failure_at = now
+        failures = self.stats["transport_errors"]
+        waited = now - self.first_failure_at
+        if failures >= UNREACHABLE_MIN_FAILURES and waited >= UNREACHABLE_AFTER_S:
+            self._fail(
+                ApiTransientError(
+                    f"cannot reach the Gateway at {gw.display_url(self.config.base_url)}: "
+                    f"no answer to {failures:,} requests in {waited:.0f} s (last: "
+                    f"{outcome.kind}, {outcome.message}); check ASG_BASE_URL and the network"
+                )
+            )
 
     def _schedule(
         self, t: _Task, now: float, *, at: float | None = None, answered: bool = True
@@ -493,7 +702,12 @@ class CollectorRun:
     def _finish(self, t: _Task, state: str, now: float) -> None:
         t.state = state
         t.next_poll_at = now
+        if state in RESTING_STATES:
+            # a later run asks again (a stuck task may settle late, a 404 may have been ours)
+            rest = RECHECK_BASE_S if t.rest_s is None else 2 * t.rest_s
+            t.next_poll_at = now + min(RECHECK_CAP_S, max(RECHECK_BASE_S, rest))
         self.pending -= 1
+        self.held.discard(t.facts.task_id)
         if state == "done":
             # stays in the policy's risk set until its latency is learned after the write
             self.settled_unlearned.add(t.facts.task_id)
@@ -504,13 +718,15 @@ class CollectorRun:
         self._row(t, now)
 
     def _row(self, t: _Task, now: float) -> None:
+        # a 404 the run does not believe yet (see `_trust`) does not reach the store
+        first_404 = t.first_404_at if self.trusted else t.stored_first_404_at
         self.rows[t.facts.task_id] = (
             t.facts.task_id,
             "pending" if t.state == "parked" else t.state,
             t.attempts,
-            dt_utc(t.next_poll_at) if t.state in ("pending", "parked") else None,
+            None if t.state in FINAL_STATES else dt_utc(t.next_poll_at),
             t.last_http_status,
-            None if t.first_404_at is None else dt_utc(t.first_404_at),
+            None if first_404 is None else dt_utc(first_404),
             dt_utc(now),
         )
 
@@ -601,16 +817,42 @@ class CollectorRun:
             self.policy.observe_tracked(t.facts)
             self._schedule(t, now, at=now + 5.0, answered=False)
 
-    def snapshot(self) -> ProgressSnapshot:
-        s = self.summary
-        return ProgressSnapshot(
-            settled=s.settled + s.failed,
+    def snapshot(self) -> CollectProgress:
+        """Return the progress counts, in the summary's categories."""
+        s, st = self.summary, self.stats
+        return CollectProgress(
+            settled=s.settled,
             pending=self.pending,
             not_found=s.not_found,
             expired=s.expired,
-            throttled=self.stats["http_429"],
-            requests=self.stats["requests"],
+            throttled=st["http_429"],
+            requests=st["requests"],
+            failed=s.failed,
+            transport_errors=st["transport_errors"],
+            server_errors=st["http_5xx"],
+            next_poll_in_s=self._last_poll_in() if self.pending else None,
         )
+
+    def _last_poll_in(self) -> float | None:
+        """Return the clock seconds until the last pending task's next poll (a floor for the
+        ETA: the slow tail waits for its polls whatever the rate), or None for a big heap."""
+        if len(self.heap) > ETA_SCAN_MAX:
+            return None
+        # clock seconds to wall seconds (a simulator's clock may run scaled)
+        wall = time.monotonic() - self._wall0
+        ratio = (self.clock.now() - self._clock0) / wall if wall > 1.0 else 1.0
+        tasks = self.tasks
+        latest = max(
+            (
+                at
+                for at, version, task_id in self.heap
+                if tasks[task_id].version == version and tasks[task_id].state == "pending"
+            ),
+            default=None,
+        )
+        if latest is None or ratio <= 0:
+            return None
+        return max(0.0, latest - self.clock.now()) / ratio
 
     async def _progress_loop(self) -> None:
         if self.progress is None:
@@ -631,6 +873,8 @@ class CollectorRun:
             "concurrency": self.s.concurrency,
             "tracked": s.tracked,
             "already_final": s.already_final,
+            "rechecked": s.rechecked,
+            "skipped_unsafe_ids": s.skipped_unsafe_ids,
             "settled": s.settled,
             "failed": s.failed,
             "not_found": s.not_found,

@@ -9,6 +9,7 @@ the other.
 from __future__ import annotations
 
 import contextlib
+import math
 import time
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -22,9 +23,19 @@ import polars as pl
 from asg_audit import gateway as gw
 from asg_audit.errors import ConfigError
 from asg_audit.normalize import RawRecord, normalise_records
+from asg_audit.progress import ProgressReporter, ProgressSnapshot, format_eta
 from asg_audit.store import Store, open_store
 
-__all__ = ["CollectSummary", "CollectorSettings", "PollWriter", "dt_utc", "epoch_of"]
+__all__ = [
+    "CollectProgress",
+    "CollectProgressReporter",
+    "CollectSummary",
+    "CollectorSettings",
+    "LoadedState",
+    "PollWriter",
+    "dt_utc",
+    "epoch_of",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,8 +45,10 @@ class CollectorSettings:
     schedule: str = "adaptive"  # fixed | documented | adaptive
     max_rps: float = 10.0  # global request budget (requests per second)
     concurrency: int = 16  # requests in flight at once
-    deadline_s: float = 3600.0  # a task still pending this long after creation is `expired`
-    not_found_grace_s: float = 60.0  # 404s for this long before a task is `not_found`
+    # a task still pending this long after we first saw it (our clock) is `expired`
+    deadline_s: float = 3600.0
+    # 404s for this long (from our first 404 for the task) before a task is `not_found`
+    not_found_grace_s: float = 60.0
     timeout_s: float = gw.DEFAULT_TIMEOUT_S  # per request (wall seconds)
     retry_floor_s: float = 1.0  # Retry-After of 0, absent or in the past becomes this
     retry_base_s: float = 5.0  # first backoff after a 5xx / transport error / bad body
@@ -68,13 +81,20 @@ class CollectorSettings:
             "max_rps",
             "deadline_s",
             "timeout_s",
+            "retry_floor_s",
+            "retry_base_s",
+            "retry_cap_s",
             "flush_interval_s",
             "flush_max_interval_s",
         )
         for name in positive:
             value = getattr(settings, name)
-            if not isinstance(value, int | float) or value <= 0:
-                raise ConfigError(f"collector.{name} must be a positive number")
+            if not _is_number(value) or not math.isfinite(value) or value <= 0:
+                raise ConfigError(f"collector.{name} must be a positive number, not {value!r}")
+        for name in ("not_found_grace_s", "progress_interval_s", "lock_wait_s"):
+            value = getattr(settings, name)
+            if not _is_number(value) or not math.isfinite(value) or value < 0:
+                raise ConfigError(f"collector.{name} must be a number >= 0, not {value!r}")
         if not isinstance(settings.concurrency, int) or settings.concurrency < 1:
             raise ConfigError("collector.concurrency must be a positive integer")
         if not isinstance(settings.batch_size, int) or settings.batch_size < 1:
@@ -82,28 +102,42 @@ class CollectorSettings:
         return settings
 
 
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
 @dataclass(slots=True)
 class CollectSummary:
     """What one `collect` run did; `stats` is what `runs.stats` stores."""
 
     run_id: str
-    status: str  # completed | partial (time budget ran out) | interrupted | auth_refused
+    # completed | partial (time budget ran out) | interrupted | auth_refused | failed (the API
+    # was unreachable, or answered 404 to everything: see `failure`)
+    status: str
     tracked: int = 0
-    already_final: int = 0
+    already_final: int = 0  # final (settled, failed) or resting until their recheck is due
+    rechecked: int = 0  # of `tracked`: not found or expired before, polled again
+
     settled: int = 0
     failed: int = 0
     not_found: int = 0
     expired: int = 0
     pending: int = 0
-    skipped_unsafe_ids: int = 0
+    skipped_unsafe_ids: int = 0  # tracked ids (or --task-ids lines) not safe in a URL
+    failure: str | None = None  # why a `failed` run stopped
     stats: dict[str, Any] = field(default_factory=dict)
 
     def lines(self) -> list[str]:
         """Return the human-readable summary, one fact a line."""
         s = self.stats
-        return [
+        tasks = f"tasks: {self.tracked:,} polled, {self.already_final:,} already final"
+        if self.rechecked:
+            tasks += f" ({self.rechecked:,} polled again: not found or expired before)"
+        if self.skipped_unsafe_ids:
+            tasks += f", {self.skipped_unsafe_ids:,} unsafe ids skipped"
+        lines = [
             f"run {self.run_id}: {self.status}",
-            f"tasks: {self.tracked:,} polled, {self.already_final:,} already final",
+            tasks,
             f"settled {self.settled:,}, failed {self.failed:,}, not found {self.not_found:,}, "
             f"expired {self.expired:,}, still pending {self.pending:,}",
             f"requests {s.get('requests', 0):,}: 200 {s.get('http_200', 0):,}, "
@@ -112,6 +146,47 @@ class CollectSummary:
             f"transport errors {s.get('transport_errors', 0):,}, "
             f"unusable bodies {s.get('unusable_bodies', 0):,}, retries {s.get('retries', 0):,}",
         ]
+        if self.failure:
+            lines.append(f"failed: {self.failure}")
+        return lines
+
+
+@dataclass(frozen=True, slots=True)
+class CollectProgress(ProgressSnapshot):
+    """A collector's progress: `settled` counts settled tasks only, as the summary does."""
+
+    failed: int = 0
+    transport_errors: int = 0
+    server_errors: int = 0
+    # wall seconds until the last pending task's next poll (None: not known)
+    next_poll_in_s: float | None = None
+
+
+class CollectProgressReporter(ProgressReporter):
+    """The collector's progress line: the summary's categories, errors, a rate and an ETA."""
+
+    def line(self, snap: ProgressSnapshot) -> str:
+        """Return the line; the ETA is at least the wait for the last pending task's poll."""
+        if not isinstance(snap, CollectProgress):
+            return super().line(snap)
+        now = time.monotonic()
+        done = snap.settled + snap.failed + snap.not_found + snap.expired
+        self._history.append((now, done))
+        t0, d0 = self._history[0]
+        rate = (done - d0) / (now - t0) if now - t0 > 0.5 else 0.0
+        eta = snap.pending / rate if rate > 0 else None
+        if snap.pending and snap.next_poll_in_s is not None:
+            # a throughput ETA says 0 s for a slow tail that waits for its next polls
+            eta = max(eta or 0.0, snap.next_poll_in_s)
+        if not snap.pending:
+            eta = 0.0
+        return (
+            f"settled {snap.settled:,} | failed {snap.failed:,} | pending {snap.pending:,}"
+            f" | not found {snap.not_found:,} | expired {snap.expired:,}"
+            f" | throttled {snap.throttled:,} | 5xx {snap.server_errors:,}"
+            f" | transport errors {snap.transport_errors:,}"
+            f" | {rate:,.1f} tasks/s | ETA {format_eta(eta)}"
+        )
 
 
 def dt_utc(epoch: float) -> datetime:
@@ -124,6 +199,17 @@ def epoch_of(value: Any) -> float | None:
     if isinstance(value, datetime):
         return value.timestamp()
     return float(value)
+
+
+@dataclass(frozen=True, slots=True)
+class LoadedState:
+    """What a run starts from: the tracked tasks, their poll state and what the store knows."""
+
+    subs: pl.DataFrame  # task_id, task_type, consensus_threshold, created_at
+    state: pl.DataFrame  # poll_state
+    history: list[tuple[int | None, str | None, float]]  # settled (threshold, type, latency)
+    first_seen: dict[str, float]  # unsettled task id -> first seen (epoch s, our clock)
+    control_task_id: str | None  # a task seen settled by an earlier poll, or None
 
 
 class PollWriter:
@@ -145,9 +231,7 @@ class PollWriter:
     def close(self) -> None:
         self._stack.close()
 
-    def load(
-        self, task_ids: list[str] | None
-    ) -> tuple[pl.DataFrame, pl.DataFrame, list[tuple[int | None, str | None, float]]]:
+    def load(self, task_ids: list[str] | None) -> LoadedState:
         assert self.store is not None
         subs = self.store.frame("submissions").select(
             "task_id", "task_type", "consensus_threshold", "created_at"
@@ -156,7 +240,8 @@ class PollWriter:
         if task_ids is not None:
             wanted = pl.DataFrame({"task_id": pl.Series(task_ids, dtype=pl.String)}).unique()
             subs = wanted.join(subs, on="task_id", how="left")
-        history = self.store.con.execute(
+        con = self.store.con
+        history = con.execute(
             """SELECT s.consensus_threshold, s.task_type,
                    epoch(r.settled_at) - epoch(coalesce(s.created_at, r.created_at))
                FROM results r LEFT JOIN submissions s USING (task_id)
@@ -164,7 +249,23 @@ class PollWriter:
                  AND coalesce(s.created_at, r.created_at) IS NOT NULL
                ORDER BY r.settled_at DESC LIMIT 20000"""
         ).fetchall()
-        return subs, state, [(r[0], r[1], float(r[2])) for r in history]
+        # when we first saw each unsettled task (our clock): its deadline counts from there
+        first_seen = con.execute(
+            """SELECT task_id, epoch(min(first_seen_at)) FROM results
+               WHERE first_seen_at IS NOT NULL AND coalesce(status, '') <> 'settled'
+               GROUP BY task_id"""
+        ).fetchall()
+        # a task this store saw settle by polling: it must answer 200 at a right base URL
+        control = con.execute(
+            "SELECT task_id FROM poll_state WHERE state = 'done' ORDER BY updated_at DESC LIMIT 1"
+        ).fetchall()
+        return LoadedState(
+            subs=subs,
+            state=state,
+            history=[(r[0], r[1], float(r[2])) for r in history],
+            first_seen={r[0]: float(r[1]) for r in first_seen},
+            control_task_id=control[0][0] if control else None,
+        )
 
     def start_run(self) -> str:
         assert self.store is not None

@@ -22,6 +22,7 @@ most of the collector's CPU a poll.
 from __future__ import annotations
 
 import asyncio
+import math
 import random
 from typing import Final
 
@@ -50,8 +51,8 @@ class TokenBucket:
         rng: random.Random | None = None,
         burst: bool = False,
     ) -> None:
-        if max_rps <= 0:
-            raise ValueError("max_rps must be positive")
+        if not math.isfinite(max_rps) or max_rps <= 0:
+            raise ValueError(f"max_rps must be a positive finite number, not {max_rps!r}")
         self.clock = clock
         # one request of margin at least: a window can catch one more request at its edge
         margin = max_rps * headroom if max_rps < 2 else min(max_rps * headroom, max_rps - 1)
