@@ -8,6 +8,7 @@ An `AuditError` prints one clear line; any other exception is a bug and keeps it
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -82,6 +83,12 @@ def _cmd_db_info(args: argparse.Namespace, config: AuditConfig) -> int:
 def _cmd_demo(args: argparse.Namespace, config: AuditConfig) -> int:
     from asg_audit.demo import run_demo
 
+    if args.db is not None:
+        # The demo deletes and recreates its store: never a file named for another purpose.
+        raise ConfigError(
+            "demo takes no --db: it always works on a fresh store of its own,"
+            f" {os.path.join(args.out, 'demo.duckdb')} (choose the folder with --out)"
+        )
     return run_demo(
         config,
         out_dir=args.out,
@@ -96,18 +103,21 @@ def _cmd_demo(args: argparse.Namespace, config: AuditConfig) -> int:
 
 
 def _cmd_simulate(args: argparse.Namespace, config: AuditConfig) -> int:
-    from asg_audit.sim.server import serve_simulator
+    from asg_audit.sim.server import ListenError, serve_simulator
 
-    return serve_simulator(
-        seed=args.seed,
-        tasks=args.tasks,
-        time_scale=args.time_scale,
-        faults=args.faults,
-        port=args.port,
-        out_dir=args.out,
-        anomalies=args.anomalies,
-        host=args.host,
-    )
+    try:
+        return serve_simulator(
+            seed=args.seed,
+            tasks=args.tasks,
+            time_scale=args.time_scale,
+            faults=args.faults,
+            port=args.port,
+            out_dir=args.out,
+            anomalies=args.anomalies,
+            host=args.host,
+        )
+    except ListenError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def _webhook_secrets(args: argparse.Namespace, config: AuditConfig) -> tuple[Any, ...]:
@@ -274,6 +284,52 @@ def _cmd_audit(args: argparse.Namespace, config: AuditConfig) -> int:
     return outcome.exit_code
 
 
+def _count(text: str) -> int:
+    """argparse type: a whole number of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _time_scale(text: str) -> float:
+    """argparse type: a finite number of wall seconds per simulated second, above 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not (value > 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    return value
+
+
+def _port_type(highest: int) -> Callable[[str], int]:
+    def port(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a port number, got {text!r}") from None
+        if not 0 <= value <= highest:
+            raise argparse.ArgumentTypeError(f"must be from 0 (a free port) to {highest}")
+        return value
+
+    port.__name__ = "port"
+    return port
+
+
+def _callback_url(text: str) -> str:
+    """argparse type: an absolute http(s) URL with a host (the Gateway refuses others)."""
+    from asg_audit.webhooks import check_callback_url
+
+    try:
+        return check_callback_url(text)
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="asg-audit",
@@ -301,20 +357,25 @@ def _build_parser() -> argparse.ArgumentParser:
     pi.set_defaults(handler=_cmd_db_info)
 
     p = sub.add_parser("demo", help="run the main job end to end on a fresh store")
-    _add_common(p)
+    p.add_argument(
+        "--config", metavar="FILE", help="TOML config (default ./asg_audit.toml if present)"
+    )
+    # Refused with a clear message: the demo's store is always DIR/demo.duckdb (recreated).
+    p.add_argument("--db", help=argparse.SUPPRESS)
     p.add_argument(
         "--out",
         metavar="DIR",
         default="demo-output",
-        help="demo folder: its store is recreated (default demo-output)",
+        help="demo folder: its store DIR/demo.duckdb is recreated (default demo-output);"
+        " the demo takes no --db",
     )
     p.add_argument(
-        "--tasks", type=int, default=3000, metavar="N", help="simulated tasks (default 3000)"
+        "--tasks", type=_count, default=3000, metavar="N", help="simulated tasks (default 3000)"
     )
     p.add_argument("--seed", type=int, default=7, help="simulator seed (default 7)")
     p.add_argument(
         "--time-scale",
-        type=float,
+        type=_time_scale,
         default=0.02,
         metavar="S",
         help="wall seconds per simulated second (default 0.02)",
@@ -329,10 +390,10 @@ def _build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("simulate", help="serve a seeded simulator of the Gateway and chain index")
     p.add_argument("--seed", type=int, default=7, help="world seed (default 7)")
-    p.add_argument("--tasks", type=int, default=5000, help="tasks in the world (default 5000)")
+    p.add_argument("--tasks", type=_count, default=5000, help="tasks in the world (default 5000)")
     p.add_argument(
         "--time-scale",
-        type=float,
+        type=_time_scale,
         default=0.05,
         help="wall seconds per simulated second (default 0.05)",
     )
@@ -344,14 +405,21 @@ def _build_parser() -> argparse.ArgumentParser:
         help="plant a few anomalies of every kind (default) or none",
     )
     p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=0, help="Gateway port, chain on port+1 (0: free)")
+    p.add_argument(
+        "--port",
+        type=_port_type(65534),
+        default=0,
+        help="Gateway port, chain on port+1 (default 0: free ports)",
+    )
     p.add_argument("--out", metavar="DIR", help="where to write submissions and ground truth")
     p.set_defaults(handler=_cmd_simulate)
 
     p = sub.add_parser("serve-webhooks", help="receive signed task.settled deliveries (uvicorn)")
     _add_common(p)
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    p.add_argument("--port", type=int, default=8088, help="port (default 8088)")
+    p.add_argument(
+        "--port", type=_port_type(65535), default=8088, help="port (default 8088; 0: a free one)"
+    )
     p.add_argument(
         "--secret-file",
         metavar="FILE",
@@ -363,7 +431,12 @@ def _build_parser() -> argparse.ArgumentParser:
     whsub = p.add_subparsers(dest="webhooks_command", metavar="SUBCOMMAND", required=True)
     pw = whsub.add_parser("register", help="register a callback URL (POST /v1/webhooks)")
     _add_common(pw)
-    pw.add_argument("--url", required=True, help="public URL of the receiver's /webhooks/asg")
+    pw.add_argument(
+        "--url",
+        required=True,
+        type=_callback_url,
+        help="public http(s) URL of the receiver's /webhooks/asg",
+    )
     pw.add_argument(
         "--events",
         nargs="+",

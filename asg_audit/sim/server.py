@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import socket
 import threading
 import time
@@ -20,7 +21,7 @@ from asg_audit.sim.gateway_app import build_gateway_app, snapshot
 from asg_audit.sim.state import SimState
 from asg_audit.sim.world import World
 
-__all__ = ["RunningSimulator", "run_simulator"]
+__all__ = ["ListenError", "RunningSimulator", "run_simulator"]
 
 STARTUP_TIMEOUT_S = 15.0
 
@@ -42,13 +43,22 @@ class RunningSimulator:
         return snapshot(self.state)
 
 
+class ListenError(OSError):
+    """The simulator cannot listen where it was asked to (port in use, bad host or port)."""
+
+
 def _bind(host: str, port: int) -> socket.socket:
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    # accepted sockets inherit this; without it small answers wait on delayed ACKs (~40 ms)
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    sock.bind((host, port))
-    sock.listen(2048)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        # accepted sockets inherit this; without it small answers wait on delayed ACKs (~40 ms)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.bind((host, port))
+        sock.listen(2048)
+    except (OSError, OverflowError) as exc:
+        sock.close()
+        reason = "in use" if getattr(exc, "errno", None) == errno.EADDRINUSE else str(exc)
+        raise ListenError(f"cannot listen on {host}:{port} ({reason})") from None
     sock.setblocking(False)
     return sock
 
@@ -67,11 +77,16 @@ def run_simulator(
     """Serve `world` until the block exits; yield where and how to reach it.
 
     `port=0` picks free ports for both apps; otherwise the Gateway listens on `port` and the
-    chain index on `port + 1`. Simulated time starts at `world.now_at`.
+    chain index on `port + 1` (`ListenError` when either cannot be had). Simulated time starts
+    at `world.now_at`; webhook deliveries are stamped with the wall clock (see `sim.clock`).
     """
     fault_config = resolve_faults(faults, gateway_rps=gateway_rps_limit, chain_rps=chain_rps)
     gw_sock = _bind(host, port)
-    ch_sock = _bind(host, 0 if port == 0 else port + 1)
+    try:
+        ch_sock = _bind(host, 0 if port == 0 else port + 1)
+    except ListenError:
+        gw_sock.close()
+        raise
     clock = SimClock(world.now_at, time_scale=time_scale)
     state = SimState(world, clock, fault_config)
     servers = [
