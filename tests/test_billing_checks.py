@@ -133,3 +133,51 @@ def test_billing_fee_share_flags_other_fee() -> None:
     found = _findings(_usage(), _results([650, 650, 700]), fee="25")
     row = found.filter(pl.col("check_id") == "billing.fee_share").row(0, named=True)
     assert row["difference"] == 200 - 450
+
+
+def test_billing_window_compares_only_months_wholly_inside_it() -> None:
+    from asg_audit.audit import billing_window
+
+    since, until = datetime(2026, 10, 1, tzinfo=UTC), datetime(2026, 11, 1, tzinfo=UTC)
+    got = billing_window(["2026-11", "2026-09", "2026-10"], since, until)
+    assert got.select("month", "compared").rows() == [
+        ("2026-09", False),
+        ("2026-10", True),
+        ("2026-11", False),
+    ]
+    assert got["reason"][0].startswith("skipped")
+    one_day = billing_window(["2026-10"], since, datetime(2026, 10, 2, tzinfo=UTC))
+    assert one_day["compared"].to_list() == [False]
+
+
+def _window_findings(compared: bool, our_tasks: int, our_cost: int) -> pl.DataFrame:
+    usage = pl.DataFrame(
+        [_usage()],
+        schema_overrides={
+            "daily_breakdown": pl.List(
+                pl.Struct({"date": pl.Date, "tasks": pl.Int64, "cost_sats": pl.Int64})
+            )
+        },
+    )
+    tables = {
+        "results": _results([1000]),  # the window's tasks: a part of the month
+        "billing_usage": usage,
+        "billing_window": pl.DataFrame({"month": ["2026-10"], "compared": [compared]}),
+        "billing_results_by_month": pl.DataFrame(
+            {"month": ["2026-10"], "our_tasks": [our_tasks], "our_cost": [our_cost]}
+        ),
+    }
+    import asg_audit.billing  # noqa: F401  (registers the checks)
+
+    ctx = CheckContext(tables, config=AuditConfig(), as_of=AS_OF)
+    return run_checks(ctx, only=["billing.vs_results"])
+
+
+def test_billing_vs_results_under_a_window_skips_a_month_the_window_cuts() -> None:
+    assert _window_findings(False, 1, 1000).height == 0
+
+
+def test_billing_vs_results_under_a_window_compares_the_whole_months_results() -> None:
+    assert _window_findings(True, 3, 2000).height == 0  # every result of the month agrees
+    off = _window_findings(True, 3, 1900)
+    assert off["entity_id"].to_list() == ["2026-10"] and off["difference"].to_list() == [100.0]
