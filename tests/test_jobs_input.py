@@ -99,9 +99,7 @@ def test_inverted_window_is_a_usage_error(tmp_path: Path, command: str) -> None:
 
 
 @pytest.mark.parametrize("command", ["verify-chain", "billing"])
-def test_chain_and_billing_refuse_a_store_that_does_not_exist(
-    tmp_path: Path, command: str
-) -> None:
+def test_chain_and_billing_refuse_a_store_that_does_not_exist(tmp_path: Path, command: str) -> None:
     typo = tmp_path / "typo.duckdb"
     done = _run(
         command,
