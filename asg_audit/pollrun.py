@@ -220,8 +220,10 @@ class CollectorRun:
                 t.stored_first_404_at = t.first_404_at
                 t.last_http_status = prior["last_http_status"]
                 t.stored_pending = t.attempts > 0
-                if t.attempts:
-                    t.last_poll_at = epoch_of(prior["updated_at"])
+                updated = epoch_of(prior["updated_at"])
+                if t.attempts and updated is not None:
+                    # never in our future (a clock set back): the next poll would wait for it
+                    t.last_poll_at = min(updated, now)
                 t.next_poll_at = epoch_of(prior["next_poll_at"]) or now
             else:
                 t.next_poll_at = policy_next(self.policy, t, now)
