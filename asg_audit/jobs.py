@@ -156,7 +156,7 @@ def run_audit(
     # and leave it recorded as running.
     wanted = _check_options(out, formats=formats, fail_on=fail_on, compare=compare)
     _check_window(since, until)
-    _check_api_key(config, settings, log)
+    _check_api_key(config, settings)
     outcome = AuditOutcome(run_id=new_run_id())
     # systemd stops a job with SIGTERM: it stops the run as Ctrl-C does (recorded interrupted)
     with sigterm_interrupts(), audit_lock(db, wait_seconds=wait_seconds):
@@ -201,11 +201,11 @@ def _check_window(since: datetime | None, until: datetime | None) -> None:
     check_window(since, until)
 
 
-def _check_api_key(config: AuditConfig, settings: dict[str, Any], log: IO[str]) -> None:
-    """Say loudly that the API steps are skipped without a key; an error under require_api.
+def _check_api_key(config: AuditConfig, settings: dict[str, Any]) -> None:
+    """Raise ConfigError without an API key under `[audit] require_api = true`.
 
     A cron job that lost its environment file would otherwise skip collect and billing and
-    report success.
+    report success; without require_api the run says so loudly (`_warn_no_api_key`).
     """
     if config.api_key is not None:
         return
@@ -214,6 +214,12 @@ def _check_api_key(config: AuditConfig, settings: dict[str, Any], log: IO[str]) 
             "no API key: set ASG_API_KEY (or API_KEY) in the environment; "
             "[audit] require_api = true makes the Gateway steps mandatory"
         )
+
+
+def _warn_no_api_key(config: AuditConfig, log: IO[str]) -> None:
+    """Print the warning of a run without an API key (once the run is recorded)."""
+    if config.api_key is not None:
+        return
     print(
         "warning: no ASG_API_KEY (or API_KEY) in the environment: collect and billing are "
         f"skipped, the Gateway at {_redact_url(config.base_url)} is not asked; "
@@ -263,6 +269,7 @@ def _run_steps(
     from asg_audit.report import render
 
     db = Path(config.db_path)
+    _warn_no_api_key(config, log)
     _step(outcome, "ingest", lambda: _ingest_drop_folders(config, settings, progress, outcome), log)
     for problem in outcome.input_errors:
         print(f"warning: unreadable input: {problem}", file=log)
