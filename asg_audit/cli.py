@@ -533,7 +533,7 @@ def _build_parser() -> argparse.ArgumentParser:
         "--deadline",
         type=float,
         metavar="SECONDS",
-        help="a task still pending this long after creation becomes expired (default 3600)",
+        help="a task still pending this long after we first saw it becomes expired (default 3600)",
     )
     p.set_defaults(handler=_cmd_collect)
 
