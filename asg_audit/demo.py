@@ -232,7 +232,10 @@ def run_demo(
                 webhook_secrets=(hook_secret,),
                 # The simulated services run in scaled time: their limits (50 requests per
                 # simulated second on the Gateway, 3 on the chain index) allow faster clients.
-                collector={"max_rps": 40, "concurrency": 32, **config.collector},
+                # The world's stuck tasks never settle: a deadline of 10 simulated minutes from
+                # when the collector first sees a task (12 s here) ends the collect step, where
+                # the default hour would keep it polling them for 72 s.
+                collector={"max_rps": 40, "concurrency": 32, "deadline_s": 600, **config.collector},
                 chain={"rps": 100, **config.chain},
                 audit={
                     **config.audit,

@@ -110,8 +110,10 @@ def _ingest_with_kills(
 
 
 def test_hardening_ingest_killed_3_times_ends_as_an_unkilled_run(tmp_path: Path) -> None:
-    # 12 files of about 0.6 MB: small files, read whole and stored as one group
-    log = _ingest_with_kills(tmp_path, kills=QUICK_KILLS, files=12, seed=101)
+    # 36 files of about 0.6 MB: small files, read whole and stored in groups of about 4 MiB
+    # (six or seven files). Six groups: two kills (at most 0.6 s after the start each) cannot
+    # leave so little that the third start finishes before its kill lands.
+    log = _ingest_with_kills(tmp_path, kills=QUICK_KILLS, files=36, seed=101)
     assert log.progress[-1] > 0  # at least one kill landed after a commit
 
 
