@@ -209,16 +209,6 @@ def _report_time(text: str) -> Any:
     return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be 1 or more, got {value}")
-    return value
-
-
 def _cmd_report(args: argparse.Namespace, config: AuditConfig) -> int:
     from asg_audit.audit import analyze
     from asg_audit.report import parse_formats, render
@@ -539,9 +529,7 @@ def _build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("runs", help="list the latest runs recorded in the store")
     _add_common(p)
-    p.add_argument(
-        "--limit", type=_positive_int, default=20, metavar="N", help="how many (default 20)"
-    )
+    p.add_argument("--limit", type=_count, default=20, metavar="N", help="how many (default 20)")
     p.set_defaults(handler=_cmd_runs)
 
     p = sub.add_parser(

@@ -49,7 +49,10 @@ def test_output_to_a_reader_that_went_away_ends_quietly(tmp_path: Path) -> None:
 def test_runs_limit_must_be_positive(tmp_path: Path) -> None:
     db = tmp_path / "audit.duckdb"
     ingest_paths(db, [export(tmp_path / "a.jsonl", "t1")])
-    for bad, why in (("-1", "must be 1 or more, got -1"), ("x", "not a whole number: 'x'")):
+    for bad, why in (
+        ("-1", "must be at least 1, got -1"),
+        ("x", "expected a whole number, got 'x'"),
+    ):
         proc = cli("runs", "--db", str(db), "--limit", bad)
         assert proc.returncode == EXIT_USAGE and f"argument --limit: {why}" in proc.stderr
         assert "Traceback" not in proc.stderr
