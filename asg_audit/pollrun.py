@@ -19,10 +19,8 @@ pending `deadline_s` after we first saw it, on our clock). `done` and `failed` a
 `not_found` and `expired` rest until `next_poll_at` (a cool-down of 1 h, doubling at each
 recheck up to 24 h), then a later run polls them again.
 
-A run never believes 404s alone: a task becomes `not_found` only once the run has had a 200 or
-202 from the API, or a task this store saw settle (the control task) answered 200. A run whose
-404s pile up with no such proof stops as `failed` (wrong base URL or API version), as does a
-run that got no HTTP answer at all for a while (unreachable): nothing is made final then.
+A run never believes 404s alone, and stops as `failed` when the API never answers: see
+`asg_audit.apitrust`, which holds that state.
 """
 
 from __future__ import annotations
@@ -38,12 +36,13 @@ import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 from asg_audit import gateway as gw
+from asg_audit.apitrust import ApiTrust
 from asg_audit.clock import Clock
 from asg_audit.config import AuditConfig
-from asg_audit.errors import ApiError, ApiStatusError, ApiTransientError, AuthError
+from asg_audit.errors import ApiError, AuthError
 from asg_audit.model import Source, is_safe_task_id
 from asg_audit.normalize import RawRecord
 from asg_audit.pollwriter import (
@@ -68,12 +67,6 @@ FINAL_STATES: Final = frozenset({"done", "failed"})
 RESTING_STATES: Final = frozenset({"not_found", "expired"})
 RECHECK_BASE_S: Final = 3600.0
 RECHECK_CAP_S: Final = 86400.0
-# this many 404s and not one 200/202: check the base URL (control task) or stop the run
-SUSPECT_404S: Final = 20
-CONTROL_PROBE_TRIES: Final = 3
-# no HTTP answer at all for this long (clock s, at least UNREACHABLE_MIN_FAILURES failures)
-UNREACHABLE_AFTER_S: Final = 10.0
-UNREACHABLE_MIN_FAILURES: Final = 3
 # the progress line's ETA looks at every pending task's next poll only up to this many
 ETA_SCAN_MAX: Final = 5000
 _CONTINUE_STATUSES: Final = frozenset({"pending", "in_progress", "verified"})
@@ -159,16 +152,8 @@ class CollectorRun:
         self.auth_error: AuthError | None = None
         # why the run gave up on the API (unreachable, 404 for everything): status `failed`
         self.failure: ApiError | None = None
-        # 404s are believed (a task may become not_found) once the API proved it knows our
-        # tasks: a 200/202 in this run, or the control task's 200
-        self.trusted = False
-        self.held: set[str] = set()  # tasks not_found but for that proof
-        self.deferred: list[RawRecord] = []  # their 404 bodies, written once trusted
-        self.control_task_id: str | None = None
-        self.probe = "idle"  # idle | wanted | sent | done
-        self.probe_tries = 0
-        self.answered = False  # any HTTP answer at all in this run
-        self.first_failure_at: float | None = None
+        # whether 404s are believed yet, and whether the API answers at all
+        self.api = ApiTrust(config.base_url)
         self._clock0, self._wall0 = clock.now(), time.monotonic()
         self.summary = CollectSummary(run_id="", status="running")
         self._flush_wanted = asyncio.Event()
@@ -232,7 +217,7 @@ class CollectorRun:
             self._push(t)
         self.pending = len(self.tasks)
         self.summary.tracked = len(self.tasks)
-        self.control_task_id = loaded.control_task_id
+        self.api.control_task_id = loaded.control_task_id
 
     def _push(self, t: _Task) -> None:
         t.version += 1
@@ -353,11 +338,11 @@ class CollectorRun:
             if until is not None and now >= until:
                 status = "partial"
                 break
-            if self.probe == "wanted" and not slots.locked() and bucket.free_at() <= now:
+            if self.api.probe == "wanted" and not slots.locked() and bucket.free_at() <= now:
                 await slots.acquire()  # free: does not wait
                 bucket.reserve()
                 last_sent_at = now
-                self.probe = "sent"
+                self.api.probe = "sent"
                 job = asyncio.create_task(self._probe_control(slots))
                 jobs.add(job)
                 job.add_done_callback(jobs.discard)
@@ -499,7 +484,7 @@ class CollectorRun:
             # created_at (the two clocks may disagree by weeks)
             t.deadline_at = sent_at + self.s.deadline_s
         if not isinstance(outcome, gw.TransportFailure):
-            self.answered = True
+            self.api.answered = True
         task_id = t.facts.task_id
         if isinstance(outcome, gw.Ready):
             st["http_200"] += 1
@@ -560,7 +545,7 @@ class CollectorRun:
             # no answer about it, so not expired: leave it pending for the next run
             t.state = "parked"
             self.pending -= 1
-            self.held.discard(task_id)
+            self.api.held.discard(task_id)
             self._row(t, now)
             return None
         backoff = min(self.s.retry_cap_s, self.s.retry_base_s * 2 ** min(t.errors - 1, 20))
@@ -579,16 +564,16 @@ class CollectorRun:
             t.first_404_at = sent_at
         grace_end = t.first_404_at + self.s.not_found_grace_s
         if not first and now >= grace_end:
-            if self.trusted:
+            if self.api.trusted:
                 self._record_404(outcome, task_id, now)
                 return self._finish(t, "not_found", now)
-            self.held.add(task_id)
+            self.api.held.add(task_id)
         elif first:
             self._record_404(outcome, task_id, now)
-        if not self.trusted and (
-            self.stats["http_404"] >= SUSPECT_404S or len(self.held) >= self.pending
-        ):
-            self._suspect_base_url()
+        if self.api.suspicious(self.stats["http_404"], self.pending):
+            failure = self.api.suspect(self.stats["http_404"])
+            if failure is not None:
+                self._fail(failure)
         # the 404 state is decided by our first 404 and the grace window, not the deadline
         at = policy_next(self.policy, t, now)
         if now < grace_end:
@@ -596,11 +581,11 @@ class CollectorRun:
         return self._schedule(t, now, at=at, answered=False)
 
     def _record_404(self, outcome: gw.NotFound, task_id: str, now: float) -> None:
-        if self.trusted:
+        if self.api.trusted:
             self._record(outcome.body, outcome.origin, task_id, 404, now)
             return
         # kept back: if the base URL is wrong these 404s are no evidence about the task
-        self.deferred.append(
+        self.api.deferred.append(
             RawRecord(
                 body=outcome.body,
                 source=Source.POLL,
@@ -613,78 +598,36 @@ class CollectorRun:
 
     def _trust(self) -> None:
         """The API knows our tasks (a 200/202): its 404s are evidence from now on."""
-        if self.trusted:
-            return
-        self.trusted = True
-        self.held.clear()
-        self.records.extend(self.deferred)
-        self.deferred = []
-        if self.probe == "wanted":
-            self.probe = "done"
-
-    def _suspect_base_url(self) -> None:
-        """Only 404s so far: ask the control task, or stop the run if there is none."""
-        control = self.control_task_id is not None and self.probe_tries < CONTROL_PROBE_TRIES
-        if self.probe == "idle" and control:
-            self.probe = "wanted"
-            return
-        if self.probe in ("wanted", "sent"):
-            return
-        self._fail_base_url()
-
-    def _fail_base_url(self) -> None:
-        n = self.stats["http_404"]
-        control = (
-            f"; a task seen settled before ({self.control_task_id}) answered 404 too"
-            if self.probe == "done"
-            else ""
-        )
-        self._fail(
-            ApiStatusError(
-                f"every answer from {gw.display_url(self.config.base_url)} was 404 ({n:,} of "
-                f"{n:,}{control}): wrong ASG_BASE_URL or API version? No task was marked "
-                "not found; fix the URL and run collect again",
-                status_code=404,
-            )
-        )
+        self.records.extend(self.api.trust())
 
     async def _probe_control(self, slots: asyncio.Semaphore) -> None:
-        assert self.control_task_id is not None
+        control_task_id = self.api.control_task_id
+        assert control_task_id is not None
         try:
-            outcome = await self.client.fetch_result(self.control_task_id, self._hold)
+            outcome = await self.client.fetch_result(control_task_id, self._hold)
         finally:
             slots.release()
         self.stats["requests"] += 1
         self.stats["control_probes"] += 1
-        self.probe_tries += 1
         if not isinstance(outcome, gw.TransportFailure):
-            self.answered = True
+            self.api.answered = True
+        kind: Literal["known", "not_found", "no_verdict"] = "no_verdict"
         if isinstance(outcome, gw.Ready | gw.Pending):
-            self.probe = "done"
-            self._trust()
+            kind = "known"
         elif isinstance(outcome, gw.NotFound):
-            self.probe = "done"
-            if not self.trusted:
-                self._fail_base_url()
-        else:
-            self.probe = "idle"  # no verdict: asked again at the next suspicious 404
+            kind = "not_found"
+        records, failure = self.api.probe_answered(kind, self.stats["http_404"])
+        self.records.extend(records)
+        if failure is not None:
+            self._fail(failure)
 
     def _check_reachable(self, outcome: gw.TransportFailure, now: float) -> None:
-        """Stop the run when no HTTP answer at all came for UNREACHABLE_AFTER_S."""
-        if self.answered:
-            return
-        if self.first_failure_at is None:
-            self.first_failure_at = now
-        failures = self.stats["transport_errors"]
-        waited = now - self.first_failure_at
-        if failures >= UNREACHABLE_MIN_FAILURES and waited >= UNREACHABLE_AFTER_S:
-            self._fail(
-                ApiTransientError(
-                    f"cannot reach the Gateway at {gw.display_url(self.config.base_url)}: "
-                    f"no answer to {failures:,} requests in {waited:.0f} s (last: "
-                    f"{outcome.kind}, {outcome.message}); check ASG_BASE_URL and the network"
-                )
-            )
+        """Stop the run when no HTTP answer at all came for a while (`ApiTrust.unreachable`)."""
+        failure = self.api.unreachable(
+            self.stats["transport_errors"], now, f"{outcome.kind}, {outcome.message}"
+        )
+        if failure is not None:
+            self._fail(failure)
 
     def _schedule(
         self, t: _Task, now: float, *, at: float | None = None, answered: bool = True
@@ -709,7 +652,7 @@ class CollectorRun:
             rest = RECHECK_BASE_S if t.rest_s is None else 2 * t.rest_s
             t.next_poll_at = now + min(RECHECK_CAP_S, max(RECHECK_BASE_S, rest))
         self.pending -= 1
-        self.held.discard(t.facts.task_id)
+        self.api.held.discard(t.facts.task_id)
         if state == "done":
             # stays in the policy's risk set until its latency is learned after the write
             self.settled_unlearned.add(t.facts.task_id)
@@ -721,7 +664,7 @@ class CollectorRun:
 
     def _row(self, t: _Task, now: float) -> None:
         # a 404 the run does not believe yet (see `_trust`) does not reach the store
-        first_404 = t.first_404_at if self.trusted else t.stored_first_404_at
+        first_404 = t.first_404_at if self.api.trusted else t.stored_first_404_at
         self.rows[t.facts.task_id] = (
             t.facts.task_id,
             "pending" if t.state == "parked" else t.state,
