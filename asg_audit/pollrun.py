@@ -192,6 +192,10 @@ class CollectorRun:
                     rest_s = due - (epoch_of(prior["updated_at"]) or due)
                 self.summary.rechecked += 1
             created = epoch_of(row.get("created_at"))
+            if created is not None and created > now:
+                # the API's clock is ahead of ours: the task exists, so it was created by now
+                # on our clock (else its first polls would wait out the clocks' difference)
+                created = now
             facts = TaskFacts(
                 task_id, created, row.get("consensus_threshold"), row.get("task_type")
             )

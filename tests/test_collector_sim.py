@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -247,3 +248,34 @@ def test_collector_sync_works_inside_a_running_event_loop(sim_world, tmp_path: P
     summary = asyncio.run(notebook_cell())
     assert summary.status == "completed"
     assert summary.tracked == len(world.tasks)
+
+
+def test_collector_polls_at_once_when_the_apis_created_at_is_ahead_of_our_clock(
+    sim_world, tmp_path: Path
+) -> None:
+    # the API's clock a day ahead of ours: the submissions' created_at are in our future
+    sim, world = sim_world
+    subs = tmp_path / "ahead.ndjson"
+    lines = world.write_submissions(tmp_path / "submissions.ndjson").read_text().splitlines()
+    with subs.open("w") as fh:
+        for line in lines:
+            row = json.loads(line)
+            created = datetime.fromisoformat(row["created_at"].replace("Z", "+00:00"))
+            row["created_at"] = (created + timedelta(days=1)).isoformat()
+            fh.write(json.dumps(row) + "\n")
+    db = tmp_path / "audit.duckdb"
+    track_file(db, subs)
+    summary = asyncio.run(collect(_config(sim, db), clock=sim.clock, max_rps=200, run_for_s=120.0))
+    settled = {
+        t["task_id"] for t in world.ground_truth()["tasks"] if t["final_status"] == "settled"
+    }
+    states = _states(db)
+    # within two simulated minutes, not a day: every task settled before the start is done
+    done_before = {
+        t["task_id"]
+        for t in world.ground_truth()["tasks"]
+        if t["final_status"] == "settled" and not t.get("live")
+    }
+    assert summary.status == "partial" and summary.stats["requests"] > 0
+    assert done_before and done_before <= settled
+    assert {k for k, v in states.items() if v == "done"} >= done_before
