@@ -102,6 +102,9 @@ class RejectReason(StrEnum):
     BAD_SETTLEMENT = "bad_settlement"
     TOO_LARGE = "too_large"
     TASK_ID_MISMATCH = "task_id_mismatch"
+    # `track` only (submission exports)
+    BAD_SUBMISSION = "bad_submission"
+    DUPLICATE_TASK_ID = "duplicate_task_id"
 
 
 class Flag(StrEnum):

@@ -33,9 +33,6 @@ from asg_audit.store import open_store
 __all__ = ["TrackSummary", "print_track_summary", "track_file"]
 
 BOM: Final = b"\xef\xbb\xbf"
-# Reject reasons of `track` beside the normaliser's (RejectReason).
-BAD_SUBMISSION: Final = "bad_submission"
-DUPLICATE_TASK_ID: Final = "duplicate_task_id"
 # CSV header: the columns a submission row must have, and those it may have.
 CSV_REQUIRED: Final = ("task_id", "task_type", "consensus_threshold", "options", "created_at")
 CSV_OPTIONAL: Final = ("data_url",)
@@ -60,7 +57,9 @@ class TrackSummary:
 class _RowError(ValueError):
     """A row that cannot be used: its reject reason, field and what is wrong."""
 
-    def __init__(self, field: str | None, message: str, *, reason: str = BAD_SUBMISSION) -> None:
+    def __init__(
+        self, field: str | None, message: str, *, reason: str = RejectReason.BAD_SUBMISSION
+    ) -> None:
         super().__init__(f"{field}: {message}" if field else message)
         self.field = field
         self.reason = reason
@@ -323,7 +322,7 @@ def _conflict(first: dict[str, Any], later: dict[str, Any], first_line: int) -> 
         f"{later['task_id']} is also on line {first_line} with other values ({diffs}); "
         f"line {first_line} is kept"
     )
-    return _RowError("task_id", message, reason=DUPLICATE_TASK_ID)
+    return _RowError("task_id", message, reason=RejectReason.DUPLICATE_TASK_ID)
 
 
 def _read_submissions(
@@ -348,7 +347,7 @@ def _read_submissions(
                 bad.append(_Reject(line_no, exc.reason, exc.field, str(exc), raw))
                 continue
             except (ValueError, TypeError) as exc:  # a value no check above foresaw
-                bad.append(_Reject(line_no, BAD_SUBMISSION, None, str(exc), raw))
+                bad.append(_Reject(line_no, RejectReason.BAD_SUBMISSION, None, str(exc), raw))
                 continue
             rows[row["task_id"]] = {**row, "origin": str(path), "origin_line": line_no}
     except FileNotFoundError:
