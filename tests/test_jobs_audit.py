@@ -50,7 +50,9 @@ def _config(tmp_path: Path, sim: Any, **audit: Any) -> AuditConfig:
         base_url=sim.gateway_url,
         api_key=Secret(sim.api_key),
         chain_url=sim.chain_url,
-        collector={"max_rps": 200, "concurrency": 32},
+        # stuck tasks expire after 10 simulated minutes (6 s here), as in the demo, so collect
+        # does not poll them for the default hour
+        collector={"max_rps": 200, "concurrency": 32, "deadline_s": 600.0},
         chain={"rps": 200},
         audit={"report_dir": str(tmp_path / "reports"), **audit},
     )
