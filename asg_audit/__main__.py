@@ -1,3 +1,3 @@
-from asg_audit.cli import main
+from asg_audit.entry import main
 
 raise SystemExit(main())

@@ -152,3 +152,28 @@ def test_library_ingest_off_the_main_thread_leaves_signals_alone(tmp_path: Path)
     worker.start()
     worker.join()
     assert result == [1] and handlers == [signal.getsignal(signal.SIGINT)]
+
+
+@pytest.mark.parametrize("delay_s", [0.03, 0.08, 0.15, 0.3, 0.6])
+def test_ctrl_c_at_any_moment_of_start_up_is_one_line_and_exit_3(
+    tmp_path: Path, delay_s: float
+) -> None:
+    # while Python imports the command line (the first few tenths of a second) or after: the
+    # same "interrupted" line as a Ctrl-C during the work, never a traceback
+    data = tmp_path / "in.jsonl"
+    data.write_text("".join(rec(f"tsk_{i:05d}") + "\n" for i in range(20_000)))
+    script = Path(sys.executable).parent / "asg-audit"
+    proc = subprocess.Popen(
+        [str(script), "ingest", str(data), "--db", str(tmp_path / "s.duckdb")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    threading.Timer(delay_s, proc.send_signal, [signal.SIGINT]).start()
+    _, err = proc.communicate(timeout=120)
+    assert "Traceback" not in err, err
+    # before Python's own handler exists the signal ends the process (-2); after the ingest
+    # finished it is 0; otherwise it is an interrupted run
+    assert proc.returncode in (3, 0, -signal.SIGINT), (proc.returncode, err)
+    if proc.returncode == 3:
+        assert "interrupted" in err
