@@ -73,30 +73,49 @@ def test_collection_webhook_poll_disagreements_name_the_field() -> None:
 
 
 def test_collection_detection_delay_and_coverage() -> None:
-    rows = [result("a"), result("b", sources=["webhook"]), result("c", sources=["poll", "webhook"])]
+    rows = [
+        result("a"),
+        result("b", sources=["webhook"]),
+        result("c", sources=["poll", "webhook"]),
+        result("d"),
+        result("e"),
+        result("f"),
+    ]
     tasks = enrich_tasks(results_frame(rows).lazy())
     settled = T0 + timedelta(seconds=47)  # every task's settled_at
 
-    def seen(task_id: str, source: str, after_s: float, *, settled_at: object = settled) -> dict:
+    def seen(
+        task_id: str, source: str, after_s: float, *, run: str | None = None, settled_at=settled
+    ) -> dict:
         return {
             "task_id": task_id,
+            "run_id": run,
             "source": source,
             "observed_at": settled + timedelta(seconds=after_s),
             "settled_at": settled_at,
         }
 
+    month = 86_400 * 30
     obs = _obs(
         [
-            seen("a", "poll", 9, settled_at=None),  # still pending when polled
-            seen("a", "poll", 3),
-            seen("b", "webhook", 5),
-            seen("b", "poll", 20),  # later than the delivery
-            seen("c", "file", 86_400 * 30),  # an export read a month later: not a detection
+            seen("a", "poll", -9, run="r1", settled_at=None),  # still pending when polled
+            seen("a", "poll", 3, run="r1"),  # watched since before it settled: 3 s
+            seen("b", "webhook", 5, run="w1"),  # a push: 5 s
+            seen("b", "poll", 20, run="r1"),  # later than the delivery
+            seen("c", "file", month),  # an export read a month later: not a detection
+            # settled before the run that found it began (its first answer, month + 1 s):
+            # when we started, not how fast we detect
+            seen("d", "file", month - 100),
+            seen("d", "poll", month + 2, run="r2"),
+            seen("f", "poll", month + 1, run="r2"),
+            # first polled 30 s after settling, by a run that had started before: the
+            # schedule chose to wait, a real detection delay
+            seen("e", "poll", 30, run="r1"),
         ]
     )
     got = collection.detection_delay(tasks, obs)
-    assert got.select("tasks", "p50_s", "max_s").row(0) == (2, 4.0, 5.0)
+    assert got.select("tasks", "p50_s", "max_s", "unwatched").row(0) == (3, 5.0, 30.0, 2)
     files_only = collection.detection_delay(tasks, _obs([seen("c", "file", 86_400)]))
-    assert files_only["tasks"][0] == 0
+    assert files_only["tasks"][0] == 0 and files_only["unwatched"][0] == 0
     got = dict(collection.source_coverage(tasks).rows())
-    assert got == {"poll and webhook": 1, "poll only": 1, "webhook only": 1}
+    assert got == {"poll and webhook": 1, "poll only": 4, "webhook only": 1}

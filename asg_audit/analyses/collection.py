@@ -58,26 +58,55 @@ def detection_delay(tasks: pl.LazyFrame, observations: pl.LazyFrame) -> pl.DataF
     """Return how long after `settled_at` the collector or the webhook receiver first saw each
     settlement: its first poll or delivery that carried a settlement.
 
-    A settlement seen only in ingested files has no detection delay: the file was exported and
-    read long after, which says nothing about how fast settlements are detected.
+    Only settlements that happened while we were watching count: a webhook delivery always
+    (the provider pushed it), a poll when the task was already observed live before it
+    settled, or when the collector run that found it had started (its first stored answer)
+    by then. A task that settled before any run could poll it (a history collected after the
+    fact, or a settlement first read from an exported file and confirmed by a later poll)
+    says when we started, not how fast settlements are detected; so does a settlement seen
+    only in ingested files. `unwatched` counts the settled tasks left out for that reason.
     """
-    live = (Source.POLL.value, Source.WEBHOOK.value)
-    detected = (
-        observations.filter(pl.col("source").is_in(live) & pl.col("settled_at").is_not_null())
-        .group_by("task_id")
-        .agg(pl.col("observed_at").min().alias("detected_at"))
+    live = observations.filter(pl.col("source").is_in((Source.POLL.value, Source.WEBHOOK.value)))
+    first = live.group_by("task_id").agg(pl.col("observed_at").min().alias("first_live_at"))
+    run_start = (
+        live.filter(pl.col("run_id").is_not_null())
+        .group_by("run_id")
+        .agg(pl.col("observed_at").min().alias("run_start"))
     )
+    detected = (
+        live.filter(pl.col("settled_at").is_not_null())
+        .sort("observed_at")
+        .group_by("task_id")
+        .agg(
+            pl.col("observed_at").first().alias("detected_at"),
+            pl.col("source").first().alias("detected_by"),
+            pl.col("run_id").first().alias("detected_run"),
+        )
+        .join(run_start, left_on="detected_run", right_on="run_id", how="left")
+        .join(first, on="task_id", how="left")
+    )
+    settled = tasks.filter(pl.col("is_settled")).join(detected, on="task_id", how="inner")
+    watched = (
+        (pl.col("detected_by") == Source.WEBHOOK.value)
+        | (pl.col("first_live_at") < pl.col("settled_at"))
+        | (pl.col("run_start") <= pl.col("settled_at"))
+    ).fill_null(False)
     d = latency_seconds("settled_at", "detected_at")
     return (
-        tasks.filter(pl.col("is_settled"))
-        .join(detected, on="task_id", how="inner")
-        .select(d.alias("delay_s"))
+        settled.select(d.alias("delay_s"), watched.alias("watched"))
         .select(
-            pl.len().alias("tasks"),
-            pl.col("delay_s").mean().alias("mean_s"),
-            pl.col("delay_s").quantile(0.5, interpolation="linear").alias("p50_s"),
-            pl.col("delay_s").quantile(0.9, interpolation="linear").alias("p90_s"),
-            pl.col("delay_s").max().alias("max_s"),
+            pl.col("watched").sum().cast(pl.UInt32).alias("tasks"),
+            pl.col("delay_s").filter("watched").mean().alias("mean_s"),
+            pl.col("delay_s")
+            .filter("watched")
+            .quantile(0.5, interpolation="linear")
+            .alias("p50_s"),
+            pl.col("delay_s")
+            .filter("watched")
+            .quantile(0.9, interpolation="linear")
+            .alias("p90_s"),
+            pl.col("delay_s").filter("watched").max().alias("max_s"),
+            (~pl.col("watched")).sum().cast(pl.UInt32).alias("unwatched"),
         )
         .collect()
     )
