@@ -294,18 +294,29 @@ def config_rows(config: AuditConfig) -> list[tuple[str, str]]:
 
 
 def _summary_findings(findings: pl.DataFrame) -> tuple[list[dict[str, Any]], bool]:
+    """Return the findings of summary.json, worst first, and whether some were left out.
+
+    Worst first: by severity, then by |difference| (largest first; none, or NaN, last), then by
+    check id and entity id. Past MAX_SUMMARY_FINDINGS the tail is cut, so the least severe,
+    smallest findings are the ones left out.
+    """
     cols = ["check_id", "severity", "entity_type", "entity_id", "expected", "actual", "difference"]
-    frame = findings.select(cols)
+    frame = (
+        findings.select(cols)
+        .with_columns(
+            pl.col("severity").replace_strict(_SEVERITY_RANK, default=3).alias("_rank"),
+            pl.col("difference").cast(pl.Float64).abs().fill_nan(None).alias("_size"),
+        )
+        .sort(
+            ["_rank", "_size", "check_id", "entity_id"],
+            descending=[False, True, False, False],
+            nulls_last=True,
+        )
+        .drop("_rank", "_size")
+    )
     truncated = frame.height > MAX_SUMMARY_FINDINGS
     if truncated:
-        frame = (
-            frame.with_columns(
-                pl.col("severity").replace_strict(_SEVERITY_RANK, default=3).alias("_r")
-            )
-            .sort("_r", "check_id", "entity_id")
-            .head(MAX_SUMMARY_FINDINGS)
-            .drop("_r")
-        )
+        frame = frame.head(MAX_SUMMARY_FINDINGS)
     rows = [{k: _plain(v) for k, v in r.items()} for r in frame.iter_rows(named=True)]
     return rows, truncated
 
