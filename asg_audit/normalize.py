@@ -50,6 +50,9 @@ __all__ = [
 
 # A record larger than this is quarantined without being parsed (a hostile or broken body).
 DEFAULT_MAX_RECORD_BYTES: Final = 1_000_000
+# The most sats a cost can be: every coin that can ever exist (21 million BSV). A larger cost is
+# no payment at all (and three of 2**62 made sums of costs wrap around int64: a negative spend).
+MAX_SATS: Final = 21_000_000 * 100_000_000
 # Epoch seconds accepted as timestamps: 2000-01-01 .. 2100-01-01.
 _EPOCH_MIN: Final = 946_684_800
 _EPOCH_MAX: Final = 4_102_444_800
@@ -311,10 +314,11 @@ def normalise_sql(source: str, max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES)
     checks.append(
         (
             f"({cost_t}) IS NOT NULL AND NOT (({cost_t}) IN {ints}"
-            f" AND TRY_CAST({cost_v} AS HUGEINT) BETWEEN 0 AND 9223372036854775807)",
+            f" AND TRY_CAST({cost_v} AS HUGEINT) BETWEEN 0 AND {MAX_SATS})",
             RejectReason.BAD_SATS,
             cost_f,
-            f"'sats must be a non-negative integer within int64, got ' || lower({cost_t})"
+            "'sats must be a non-negative integer of at most 21 million BSV"
+            f" ({MAX_SATS:,} sats), got ' || lower({cost_t})"
             f" || ' ' || left({cost_v}, 40)",
         )
     )

@@ -9,7 +9,7 @@ import polars as pl
 import pytest
 
 from asg_audit.model import Flag, RejectReason, Shape, Source
-from asg_audit.normalize import RawRecord, normalise_records
+from asg_audit.normalize import MAX_SATS, RawRecord, normalise_records
 
 NOW = datetime(2026, 11, 1, tzinfo=UTC)
 TXID = "a" * 64
@@ -81,6 +81,10 @@ def test_normalise_nested_settlement_shape() -> None:
 @pytest.mark.parametrize("key", ["total_cost_sats", "cost_sats"])
 def test_normalise_flat_cost_names(key: str) -> None:
     assert accepted_row({**FLAT, key: 975})["cost_sats"] == 975
+
+
+def test_normalise_cost_of_every_coin_that_can_exist_is_the_largest_accepted() -> None:
+    assert accepted_row({**FLAT, "cost_sats": MAX_SATS})["cost_sats"] == MAX_SATS == 21 * 10**14
 
 
 def test_normalise_zero_cost_is_unknown_not_free() -> None:
@@ -227,6 +231,9 @@ REJECTS = [
     ({"task_id": "t1", "cost_sats": 650.5}, RejectReason.BAD_SATS, "cost_sats"),
     ({"task_id": "t1", "total_cost_sats": "650"}, RejectReason.BAD_SATS, "total_cost_sats"),
     ('{"task_id": "t1", "cost_sats": 9223372036854775808}', RejectReason.BAD_SATS, "cost_sats"),
+    # more than every coin that can exist (21 million BSV): no payment, and sums would wrap
+    ('{"task_id": "t1", "cost_sats": 2100000000000001}', RejectReason.BAD_SATS, "cost_sats"),
+    ('{"task_id": "t1", "cost_sats": 4611686018427387904}', RejectReason.BAD_SATS, "cost_sats"),
     (
         {"task_id": "t1", "created_at": "2026-02-30T00:00:00Z"},
         RejectReason.BAD_TIMESTAMP,
