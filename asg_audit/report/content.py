@@ -10,7 +10,7 @@ import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import urlsplit, urlunsplit
 
@@ -39,6 +39,7 @@ __all__ = [
     "format_value",
     "headline",
     "txid_url",
+    "utc_iso",
 ]
 
 SUMMARY_SCHEMA: Final = "asg_audit.summary"
@@ -88,6 +89,14 @@ def _plain(value: Any) -> Any:
     if isinstance(value, datetime):
         return value.isoformat()
     return value
+
+
+def utc_iso(when: datetime | None, timespec: str = "auto") -> str | None:
+    """Return a time as ISO 8601 text in UTC (`+00:00`); a time without a zone is taken as UTC."""
+    if when is None:
+        return None
+    when = when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
+    return when.isoformat(timespec=timespec)
 
 
 def _first(frame: pl.DataFrame | None, column: str) -> Any:
@@ -338,12 +347,9 @@ def build_summary(
         "schema_version": SUMMARY_SCHEMA_VERSION,
         "tool_version": tool_version,
         "run_id": run_id,
-        "generated_at": generated_at.isoformat(),
-        "as_of": audit.as_of.isoformat(),
-        "window": {
-            "since": audit.since.isoformat() if audit.since else None,
-            "until": audit.until.isoformat() if audit.until else None,
-        },
+        "generated_at": utc_iso(generated_at),
+        "as_of": utc_iso(audit.as_of),
+        "window": {"since": utc_iso(audit.since), "until": utc_iso(audit.until)},
         "headline": {k: _plain(v) for k, v in values.items()},
         "findings_by_severity": {sev: values[f"findings_{sev}"] for sev in _SEVERITIES},
         "checks": [

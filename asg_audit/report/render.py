@@ -331,10 +331,10 @@ def build_context(
     }
     return {
         "run_id": run_id,
-        "generated_at": generated_at.isoformat(timespec="seconds"),
-        "as_of": audit.as_of.isoformat(timespec="seconds"),
-        "since": audit.since.isoformat() if audit.since else None,
-        "until": audit.until.isoformat() if audit.until else None,
+        "generated_at": content.utc_iso(generated_at, "seconds"),
+        "as_of": content.utc_iso(audit.as_of, "seconds"),
+        "since": content.utc_iso(audit.since),
+        "until": content.utc_iso(audit.until),
         "worst": audit.worst_severity(),
         "toc": toc,
         "headline": content.headline(audit),
@@ -368,7 +368,7 @@ def render_summary_html(audit: Audit) -> str:
     """Return the headline part of the HTML report as an HTML fragment (for notebooks)."""
     groups = content.findings_by_check(audit.findings, worst=0)
     return _ENV.get_template("summary.html.j2").render(
-        as_of=audit.as_of.isoformat(timespec="seconds"),
+        as_of=content.utc_iso(audit.as_of, "seconds"),
         worst=audit.worst_severity(),
         headline=content.headline(audit),
         checks=groups,
