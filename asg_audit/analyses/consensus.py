@@ -3,7 +3,9 @@
 All functions take the enriched task frame (`enrich_tasks`). Agreement is `A/W` pooled over
 tasks (sum of A over sum of W), with a Wilson score interval treating each counted label as a
 trial. Formula fit is measured only on tasks whose counts are valid (`counts_valid`): a task
-with broken counts says nothing about which confidence formula the service uses.
+with broken counts says nothing about which confidence formula the service uses. `A/T` needs
+the submission's threshold T: on a task without it, only `A/W` is tested, and a confidence
+missing `A/W` is "neither" only if no threshold the API accepts could give it as `A/T`.
 """
 
 from __future__ import annotations
@@ -15,13 +17,16 @@ import polars as pl
 __all__ = [
     "DEFAULT_CONFIDENCE_TOLERANCE",
     "DEFAULT_LOW_MARGIN",
+    "THRESHOLDS",
     "Z_95",
     "agreement_rates",
     "confidence_distribution",
     "consensus_invariants",
     "fits_expr",
+    "formula_class_expr",
     "formula_fit",
     "margin_rates",
+    "nearest_fit_expr",
     "wilson_interval",
 ]
 
@@ -29,6 +34,8 @@ Z_95: Final = 1.959963984540054  # two-sided 95% normal quantile
 DEFAULT_CONFIDENCE_TOLERANCE: Final = 1e-6
 # A winning margin (A - (W - A)) at or below this is "low": one changed label flips or ties it.
 DEFAULT_LOW_MARGIN: Final = 1
+# The thresholds T the API accepts (spec section 5): when T is unknown, any of them may apply.
+THRESHOLDS: Final = tuple(range(2, 11))
 
 
 def wilson_interval(successes: pl.Expr, trials: pl.Expr, *, z: float = Z_95) -> list[pl.Expr]:
@@ -60,6 +67,62 @@ def fits_expr(tolerance: float) -> tuple[pl.Expr, pl.Expr]:
     at = (c - a / pl.col("consensus_threshold")).abs() <= tolerance
     aw = (c - a / pl.col("worker_count")).abs() <= tolerance
     return at, aw
+
+
+def nearest_fit_expr() -> tuple[pl.Expr, pl.Expr]:
+    """Return (the formula value nearest the confidence, the threshold it assumes).
+
+    The candidates are `A/W` and `A/T`; when T is unknown (no submission tracked), `A/t` for
+    every threshold the API accepts (`THRESHOLDS`, spec section 5), since any of them may have
+    been asked for. The threshold is null when `A/W` is the nearest. `|confidence - value|`
+    below the tolerance means some formula fits; at or above it, none can, whatever T was.
+    """
+    c = pl.col("confidence")
+    a = pl.col("agreement_count").cast(pl.Float64)
+    t = pl.col("consensus_threshold")
+    best = a / pl.col("worker_count")
+    best_t: pl.Expr = pl.lit(None, dtype=pl.Int32)
+    for k in THRESHOLDS:
+        cand_t = pl.when(t.is_not_null()).then(t.cast(pl.Int32)).otherwise(pl.lit(k, pl.Int32))
+        cand = a / cand_t
+        # strictly nearer only: on a tie A/W stays, and for a known T all nine candidates are A/T
+        nearer = (c - cand).abs() < (c - best).abs()
+        best, best_t = (
+            pl.when(nearer).then(cand).otherwise(best),
+            pl.when(nearer).then(cand_t).otherwise(best_t),
+        )
+    return best, best_t
+
+
+def formula_class_expr(tolerance: float) -> pl.Expr:
+    """Return each task's confidence-formula class (null for tasks not counted).
+
+    `a_over_t`, `a_over_w`, `both`: which formulas fit, T known (both testable). `neither`: no
+    formula fits, T known, or T unknown and no threshold of 2 to 10 gives `A/T` either.
+    `a_over_w_t_unknown`: fits `A/W`; `A/T` untestable. `undetermined`: misses `A/W` but fits
+    `A/t` for some threshold t, so without T it is not known whether it follows `A/T`.
+    Only tasks with valid counts and a confidence are classed.
+    """
+    at, aw = fits_expr(tolerance)
+    nearest, _ = nearest_fit_expr()
+    c = pl.col("confidence")
+    some_fit = ((c - nearest).abs() <= tolerance).fill_null(False)
+    aw = aw.fill_null(False)
+    t_known = pl.col("consensus_threshold").is_not_null()
+    at = at.fill_null(False)
+    return (
+        pl.when(~(pl.col("counts_valid") & c.is_not_null()))
+        .then(None)
+        .when(~some_fit)
+        .then(pl.lit("neither"))
+        .when(~t_known)
+        .then(pl.when(aw).then(pl.lit("a_over_w_t_unknown")).otherwise(pl.lit("undetermined")))
+        .when(at & aw)
+        .then(pl.lit("both"))
+        .when(at)
+        .then(pl.lit("a_over_t"))
+        .otherwise(pl.lit("a_over_w"))
+    )
 
 
 def confidence_distribution(tasks: pl.LazyFrame, *, bins: int = 20) -> pl.DataFrame:
@@ -122,40 +185,65 @@ def formula_fit(
 ) -> pl.DataFrame:
     """Return how many tasks fit `A/T`, `A/W`, both, only one, or neither, with shares.
 
-    Counted on tasks with valid counts and a confidence. `A/T` is testable only when the
-    submission (and so T) is known: `t_known` says how many tasks could be tested for it.
+    Counted on tasks with valid counts and a confidence (`tasks`). `A/T` is testable only when
+    the submission (and so T) is known: `t_known` tasks, `t_unknown` the others. The `fit_*`
+    counts by formula are over tasks where both formulas were tested, except
+    `fit_a_over_w` (every task fitting `A/W`) and `fit_neither`, which also counts a task
+    without T whose confidence fits no `A/t` for any threshold of 2 to 10 (spec section 5).
+    A task without T fitting `A/W` is `fit_a_over_w_t_unknown`; one missing `A/W` but fitting
+    some `A/t` is `undetermined`: it is not known to fit neither.
+
+    Shares: `share_a_over_t` of `t_known`, `share_a_over_w` of `tasks`, `share_neither` of
+    the tasks not undetermined; null when their base is 0. `follows` is decided on the
+    tasks with T known only: `A/T` or `A/W` (the one more tasks fit alone), `A/T or A/W
+    (indistinguishable)` (only tasks fitting both), `A/T or A/W (as many tasks fit each)`,
+    `neither` (every task fits neither, none undetermined), or null when nothing could be
+    decided: no tasks, or T unknown for every task fitting a formula.
     """
-    at, aw = fits_expr(tolerance)
-    base = tasks.filter(pl.col("counts_valid") & pl.col("confidence").is_not_null())
-    at_f, aw_f = at.fill_null(False), aw.fill_null(False)
+    cls = pl.col("_class")
     n = pl.len()
-    return (
-        base.select(
+    counted = (
+        tasks.select(
+            formula_class_expr(tolerance).alias("_class"),
+            pl.col("consensus_threshold").is_not_null().alias("_t_known"),
+        )
+        .filter(cls.is_not_null())
+        .select(
             n.alias("tasks"),
-            pl.col("consensus_threshold").is_not_null().sum().alias("t_known"),
-            at_f.sum().alias("fit_a_over_t"),
-            aw_f.sum().alias("fit_a_over_w"),
-            (at_f & aw_f).sum().alias("fit_both"),
-            (at_f & ~aw_f).sum().alias("fit_only_a_over_t"),
-            (aw_f & ~at_f).sum().alias("fit_only_a_over_w"),
-            (~at_f & ~aw_f).sum().alias("fit_neither"),
+            pl.col("_t_known").sum().alias("t_known"),
+            (~pl.col("_t_known")).sum().alias("t_unknown"),
+            cls.is_in(["a_over_t", "both"]).sum().alias("fit_a_over_t"),
+            cls.is_in(["a_over_w", "both", "a_over_w_t_unknown"]).sum().alias("fit_a_over_w"),
+            (cls == "both").sum().alias("fit_both"),
+            (cls == "a_over_t").sum().alias("fit_only_a_over_t"),
+            (cls == "a_over_w").sum().alias("fit_only_a_over_w"),
+            (cls == "neither").sum().alias("fit_neither"),
+            (cls == "a_over_w_t_unknown").sum().alias("fit_a_over_w_t_unknown"),
+            (cls == "undetermined").sum().alias("undetermined"),
         )
-        .with_columns(
-            (pl.col(c) / pl.col("tasks")).alias(f"share_{c.removeprefix('fit_')}")
-            for c in ("fit_a_over_t", "fit_a_over_w", "fit_neither")
-        )
-        .with_columns(
-            pl.when(pl.col("fit_only_a_over_t") > pl.col("fit_only_a_over_w"))
-            .then(pl.lit("A/T"))
-            .when(pl.col("fit_only_a_over_w") > pl.col("fit_only_a_over_t"))
-            .then(pl.lit("A/W"))
-            .when(pl.col("fit_both") > 0)
-            .then(pl.lit("A/T or A/W (indistinguishable)"))
-            .otherwise(pl.lit("none"))
-            .alias("follows")
-        )
-        .collect()
     )
+    only_t, only_w = pl.col("fit_only_a_over_t"), pl.col("fit_only_a_over_w")
+
+    def share(count: str, base: pl.Expr) -> pl.Expr:
+        return pl.when(base > 0).then(pl.col(count) / base).otherwise(None)
+
+    return counted.with_columns(
+        share("fit_a_over_t", pl.col("t_known")).alias("share_a_over_t"),
+        share("fit_a_over_w", pl.col("tasks")).alias("share_a_over_w"),
+        share("fit_neither", pl.col("tasks") - pl.col("undetermined")).alias("share_neither"),
+        pl.when(only_t > only_w)
+        .then(pl.lit("A/T"))
+        .when(only_w > only_t)
+        .then(pl.lit("A/W"))
+        .when(only_t > 0)
+        .then(pl.lit("A/T or A/W (as many tasks fit each)"))
+        .when(pl.col("fit_both") > 0)
+        .then(pl.lit("A/T or A/W (indistinguishable)"))
+        .when((pl.col("fit_neither") > 0) & (pl.col("fit_neither") == pl.col("tasks")))
+        .then(pl.lit("neither"))
+        .otherwise(pl.lit(None, dtype=pl.String))
+        .alias("follows"),
+    ).collect()
 
 
 def consensus_invariants(tasks: pl.LazyFrame) -> pl.DataFrame:

@@ -7,8 +7,11 @@ checks (confidence formula, confidence range, cost) run only on tasks with valid
 
 from __future__ import annotations
 
+import math
+
 import polars as pl
 
+from asg_audit.analyses.consensus import nearest_fit_expr
 from asg_audit.checks._registry import CheckContext, finding, fmt, register_check
 from asg_audit.config import CheckLevels
 
@@ -87,8 +90,9 @@ def workers_below_threshold(ctx: CheckContext) -> pl.LazyFrame:
 
 
 def _deviation() -> pl.Expr:
-    a = A.cast(pl.Float64)
-    return pl.min_horizontal((C - a / T).abs(), (C - a / W).abs())
+    """Return |confidence - the nearest formula value| (any threshold of 2 to 10 without T)."""
+    nearest, _ = nearest_fit_expr()
+    return (C - nearest).abs()
 
 
 @register_check(
@@ -98,31 +102,91 @@ def _deviation() -> pl.Expr:
     kind="confidence_neither_formula",
 )
 def confidence_neither_formula(ctx: CheckContext) -> pl.LazyFrame:
-    """Confidence fits neither A/T nor A/W; the level is the tolerance on |confidence - fit|."""
+    """Confidence fits neither A/T nor A/W; the level is the tolerance on |confidence - fit|.
+
+    Without the submission (T unknown), A/T is tested against every threshold the API accepts
+    (2 to 10): a task is reported only if none of them, nor A/W, gives its confidence. One
+    that misses A/W but fits some A/t is `confidence.formula_untestable` (info), not this.
+    """
     a = A.cast(pl.Float64)
-    deviation = _deviation()
-    nearest = pl.when((C - a / T).abs() <= (C - a / W).abs()).then(a / T).otherwise(a / W)
+    nearest, nearest_t = nearest_fit_expr()
+    deviation = (C - nearest).abs()
     lowest = ctx.lowest_level("confidence.neither_formula")
     keep = pl.col("counts_valid") & C.is_not_null() & (deviation.fill_nan(float("inf")) >= lowest)
+    a_over_w = (a / W).round(6)
+    expected = (
+        pl.when(T.is_not_null())
+        .then(fmt("A/T={} or A/W={}", (a / T).round(6), a_over_w))
+        .otherwise(
+            fmt(
+                "A/W={} or A/T for a T of 2 to 10 (nearest {}{})",
+                a_over_w,
+                nearest.round(6),
+                pl.when(nearest_t.is_null()).then(pl.lit("")).otherwise(fmt(", T={}", nearest_t)),
+            )
+        )
+    )
+    message = (
+        pl.when(T.is_not_null())
+        .then(fmt("confidence {} fits neither A/T nor A/W (A={}, W={}, T={})", C, A, W, T))
+        .otherwise(
+            fmt(
+                "confidence {} fits neither A/W nor A/T for any T of 2 to 10 (A={}, W={}, "
+                "T unknown)",
+                C,
+                A,
+                W,
+            )
+        )
+    )
     return ctx.tasks.filter(keep).select(
         finding(
             entity_type="task",
             entity_id=pl.col("task_id"),
-            expected=fmt(
-                "A/T={} or A/W={}",
-                (a / T).round(6).cast(pl.String).fill_null("n/a"),
-                (a / W).round(6),
-            ),
+            expected=expected,
             actual=C,
             difference=C - nearest,
+            message=message,
+            value=deviation.fill_nan(float("inf")),
+        )
+    )
+
+
+@register_check("confidence.formula_untestable", default=CheckLevels(severity="info"), claim=1)
+def confidence_formula_untestable(ctx: CheckContext) -> pl.LazyFrame:
+    """Confidence misses A/W and T is unknown (no submission), so A/T cannot be tested.
+
+    The confidence equals A/t for some threshold t of 2 to 10, so the task may follow A/T: it
+    is not known to fit neither formula. Tracking the submissions makes it testable.
+    """
+    a = A.cast(pl.Float64)
+    nearest, nearest_t = nearest_fit_expr()
+    tol = ctx.lowest_level("confidence.neither_formula")
+    if not math.isfinite(tol):
+        tol = TOLERANCE
+    miss_w = (C - a / W).abs()
+    keep = (
+        pl.col("counts_valid")
+        & T.is_null()
+        & C.is_not_null()
+        & (miss_w >= tol)
+        & ((C - nearest).abs() < tol)
+    )
+    return ctx.tasks.filter(keep).select(
+        finding(
+            entity_type="task",
+            entity_id=pl.col("task_id"),
+            expected=fmt("A/W={} or A/T (T unknown)", (a / W).round(6)),
+            actual=C,
+            difference=C - a / W,
             message=fmt(
-                "confidence {} fits neither A/T nor A/W (A={}, W={}, T={})",
+                "confidence {} misses A/W (A={}, W={}); A/T is untestable without the "
+                "submission's threshold: it fits A/T if T={}",
                 C,
                 A,
                 W,
-                T.cast(pl.String).fill_null("unknown"),
+                nearest_t,
             ),
-            value=deviation.fill_nan(float("inf")),
         )
     )
 
