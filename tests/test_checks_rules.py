@@ -240,3 +240,30 @@ def test_checks_fmt_refuses_a_template_that_does_not_match_its_values() -> None:
 
     with pytest.raises(ValueError, match="slots"):
         fmt("{} and {}", pl.col("a"))
+
+
+def test_checks_registry_description_is_the_whole_first_paragraph() -> None:
+    def wrapped(ctx: CheckContext) -> pl.LazyFrame:
+        """A summary that wraps
+        over two lines.
+
+        Details that are not part of the description.
+        """
+        return ctx.table("results")
+
+    register_check("test.wrapped", default=CheckLevels(severity="info"))(wrapped)
+    try:
+        got = registered_checks()["test.wrapped"].description
+        assert got == "A summary that wraps over two lines."
+    finally:
+        _registry._REGISTRY.pop("test.wrapped")
+
+
+def test_checks_every_registered_description_is_a_whole_sentence() -> None:
+    _registry.load_check_plugins()
+    checks = registered_checks()
+    cut = {k: c.description for k, c in checks.items() if not c.description.endswith(".")}
+    assert cut == {}
+    assert all("\n" not in c.description for c in checks.values())
+    majority = checks["consensus.agreement_below_majority"].description
+    assert majority.endswith("or A <= W/2 when T is unknown.")

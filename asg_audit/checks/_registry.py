@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import inspect
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -128,11 +129,19 @@ def register_check(
     def decorate(func: CheckFunction) -> CheckFunction:
         if check_id in _REGISTRY and _REGISTRY[check_id].func is not func:
             raise ValueError(f"check {check_id!r} is already registered")
-        doc = (func.__doc__ or "").strip().splitlines()
-        _REGISTRY[check_id] = Check(check_id, func, default, claim, kind, doc[0] if doc else "")
+        _REGISTRY[check_id] = Check(check_id, func, default, claim, kind, _description(func))
         return func
 
     return decorate
+
+
+def _description(func: CheckFunction) -> str:
+    """Return the first paragraph of a check's docstring as one line (its description).
+
+    A summary may wrap over several lines; only its first line would stop mid-sentence.
+    """
+    paragraph = inspect.cleandoc(func.__doc__ or "").split("\n\n", 1)[0]
+    return " ".join(line.strip() for line in paragraph.splitlines() if line.strip())
 
 
 def registered_checks() -> dict[str, Check]:
