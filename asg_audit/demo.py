@@ -163,7 +163,7 @@ def _print_headline(summary: dict[str, Any], out: IO[str]) -> None:
             fmt(summary.get("share_over_slo"), "%"),
         ),
         ("agreement rate", fmt(summary.get("agreement_rate"), "%")),
-        ("confidence follows", str(summary.get("confidence_follows"))),
+        ("confidence follows", str(summary.get("confidence_follows") or "undetermined")),
         ("best cost model", str(summary.get("best_cost_model"))),
         ("sats reported (known)", fmt(summary.get("known_cost_sats"))),
     ]
