@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
@@ -20,7 +20,20 @@ from asg_audit.model import FINDINGS_SCHEMA, RESULTS_SCHEMA, SUBMISSIONS_SCHEMA,
 if TYPE_CHECKING:
     from asg_audit.store import Store
 
-__all__ = ["TABLES", "Audit", "analyze", "analyze_frames", "billing_window", "check_window"]
+__all__ = [
+    "TABLES",
+    "Audit",
+    "TimeArg",
+    "analyze",
+    "analyze_frames",
+    "as_utc",
+    "billing_window",
+    "check_window",
+]
+
+# What `since`, `until` and `as_of` accept: an aware or naive datetime (naive is UTC, as on
+# the command line), a date (its midnight, UTC) or ISO 8601 text.
+TimeArg = datetime | date | str
 
 # The store tables an audit reads (chain and billing tables feed their own checks).
 TABLES: Final = (
@@ -88,6 +101,29 @@ class Audit:
         from asg_audit.report import render_summary_html
 
         return render_summary_html(self)
+
+
+def as_utc(value: TimeArg | None, name: str) -> datetime | None:
+    """Return a time argument as an aware UTC datetime (None stays None).
+
+    A datetime without a zone is taken as UTC, as the command line does; a date is its
+    midnight UTC; text is read as ISO 8601 (`2026-10-01`, `2026-10-01T12:00:00+02:00`, `...Z`).
+    Anything else raises ConfigError naming the argument.
+    """
+    if value is None:
+        return None
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value.strip())
+        except ValueError:
+            raise ConfigError(f"{name}: not an ISO 8601 date or time: {value!r}") from None
+    elif not isinstance(value, datetime) and isinstance(value, date):
+        value = datetime(value.year, value.month, value.day)
+    if not isinstance(value, datetime):
+        raise ConfigError(
+            f"{name}: expected a datetime, a date or ISO 8601 text, got {type(value).__name__}"
+        )
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 def _fmt(value: Any) -> str:
@@ -161,15 +197,15 @@ def analyze_frames(
     runs: pl.LazyFrame | pl.DataFrame | None = None,
     *,
     config: AuditConfig,
-    as_of: datetime | None = None,
+    as_of: TimeArg | None = None,
     poll_state: pl.LazyFrame | pl.DataFrame | None = None,
     extra_tables: Mapping[str, pl.LazyFrame | pl.DataFrame] | None = None,
 ) -> Audit:
     """Return the Audit of in-memory frames: the pure core of `analyze` (no I/O, no clock).
 
     `as_of` (the moment unsettled tasks are aged and censored at) defaults to the latest
-    timestamp in `results`. `extra_tables` (e.g. `chain_txs`, `billing_usage`) reach the checks
-    that other features register.
+    timestamp in `results`; a time without a zone is UTC (see `as_utc`). `extra_tables` (e.g.
+    `chain_txs`, `billing_usage`) reach the checks that other features register.
     """
     res = _lazy(results, RESULTS_SCHEMA)
     subs = _lazy(submissions, SUBMISSIONS_SCHEMA)
@@ -181,7 +217,7 @@ def analyze_frames(
                              "stats": pl.String()})  # fmt: skip
     state = _lazy(poll_state, {"task_id": pl.String(), "state": pl.String(),
                                "attempts": pl.Int64()})  # fmt: skip
-    as_of = as_of if as_of is not None else _default_as_of(res)
+    as_of = as_utc(as_of, "as_of") or _default_as_of(res)
 
     tasks_df = enrich_tasks(res, subs).collect()
     tasks = tasks_df.lazy()
@@ -410,8 +446,12 @@ def _read_tables(
     return out
 
 
-def check_window(since: datetime | None, until: datetime | None) -> None:
-    """Raise ConfigError when `since` is not before `until` (an empty window audits nothing)."""
+def check_window(since: TimeArg | None, until: TimeArg | None) -> None:
+    """Raise ConfigError when `since` is not before `until` (an empty window audits nothing).
+
+    Also when either is not a time (`as_utc`); one without a zone is UTC.
+    """
+    since, until = as_utc(since, "since"), as_utc(until, "until")
     if since is not None and until is not None and since >= until:
         raise ConfigError(
             f"--since ({since.isoformat()}) must be before --until ({until.isoformat()}): "
@@ -427,9 +467,7 @@ def _next_month(start: datetime) -> datetime:
     return start.replace(year=start.year + start.month // 12, month=start.month % 12 + 1)
 
 
-def billing_window(
-    months: list[str], since: datetime | None, until: datetime | None
-) -> pl.DataFrame:
+def billing_window(months: list[str], since: TimeArg | None, until: TimeArg | None) -> pl.DataFrame:
     """Return, per billed month, whether it is compared with the results and why (or why not).
 
     A month's bill covers every task settled in it; a window keeps tasks by creation time, so
@@ -437,6 +475,7 @@ def billing_window(
     in that month, read outside the window); a month the window cuts would compare a whole
     month's bill with part of its tasks.
     """
+    since, until = as_utc(since, "since"), as_utc(until, "until")
     rows = []
     for month in sorted(set(months)):
         start = _month_start(month)
@@ -476,21 +515,23 @@ def _billing_window_tables(
 def analyze(
     db: str | Path | Store,
     *,
-    since: datetime | None = None,
-    until: datetime | None = None,
+    since: TimeArg | None = None,
+    until: TimeArg | None = None,
     config: AuditConfig | None = None,
-    as_of: datetime | None = None,
+    as_of: TimeArg | None = None,
 ) -> Audit:
     """Return the Audit of a store: every analysis and check, no rendering.
 
     `db` is a path to the DuckDB file (opened read-only) or an open store. `since`/`until`
     restrict the audit to tasks created in `[since, until)`. `as_of` (default: `until`, else
-    now) is when unsettled tasks are aged and censored.
+    now) is when unsettled tasks are aged and censored. Each is a datetime (one without a zone
+    is UTC, as on the command line), a date or ISO 8601 text; the Audit holds them in UTC.
+    Raises ConfigError for anything else, or for an empty window.
     """
     config = config or AuditConfig()
+    since, until = as_utc(since, "since"), as_utc(until, "until")
     check_window(since, until)
-    if as_of is None:
-        as_of = until if until is not None else datetime.now(UTC)
+    as_of = as_utc(as_of, "as_of") or until or datetime.now(UTC)
     if isinstance(db, str | Path):
         from asg_audit.store import open_store
 
