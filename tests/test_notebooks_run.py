@@ -1,18 +1,54 @@
-"""The notebooks run top to bottom on a store built from the simulator, in a real Jupyter kernel."""
+"""The notebooks run top to bottom on a store built from the simulator, in a real Jupyter kernel,
+show every chart they draw (an image/png output), and chart the columns their titles name."""
 
 from __future__ import annotations
 
-import os
+import json
+import math
+from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import nbformat
 import pytest
 from nbclient import NotebookClient
 
+import asg_audit
 from asg_audit.ingest import ingest_paths, track_file
 from asg_audit.sim import WorldConfig, generate_world
 
-NOTEBOOKS = sorted((Path(__file__).parents[1] / "notebooks").glob("*.ipynb"))
+NB_DIR = Path(__file__).parents[1] / "notebooks"
+NOTEBOOKS = sorted(NB_DIR.glob("*.ipynb"))
+
+# Appended to the notebook after its own cells, in the same kernel: dumps what every figure the
+# notebook left in its namespace actually draws (each axes' title, labels, lines and bars), and
+# the moment the notebook's audit was taken at, so the test can recompute the same figures.
+PROBE = r"""
+import json as _json
+import matplotlib.dates as _mdates
+import matplotlib.figure as _mfigure
+
+def _probe_axes(ax):
+    bars = [
+        {"x": _mdates.num2date(p.get_x() + p.get_width() / 2).isoformat(), "height": float(p.get_height())}
+        for p in ax.patches
+    ]
+    lines = [
+        {"label": ln.get_label(), "x": [float(v) for v in ln.get_xdata()],
+         "y": [float(v) for v in ln.get_ydata()]}
+        for ln in ax.get_lines()
+    ]
+    return {"title": ax.get_title(), "xlabel": ax.get_xlabel(), "ylabel": ax.get_ylabel(),
+            "lines": lines, "bars": bars}
+
+_figures = {id(v): v for v in list(globals().values()) if isinstance(v, _mfigure.Figure)}
+print("PROBE" + _json.dumps({
+    "as_of": audit.as_of.isoformat(),
+    "figures": len(_figures),
+    "axes": [_probe_axes(ax) for f in _figures.values() for ax in f.axes],
+}))
+"""
 
 
 @pytest.fixture(scope="module")
@@ -27,22 +63,114 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return db
 
 
+@pytest.fixture(scope="module")
+def executed(store: Path) -> Iterator[dict[str, nbformat.NotebookNode]]:
+    """Each notebook run once, then the probe cell, in one real kernel (headless: no display)."""
+    done: dict[str, nbformat.NotebookNode] = {}
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("ASG_AUDIT_DB", str(store))
+        mp.delenv("DISPLAY", raising=False)
+        for path in NOTEBOOKS:
+            nb = nbformat.read(path, as_version=4)
+            nb.cells.append(nbformat.v4.new_code_cell(PROBE))
+            NotebookClient(
+                nb,
+                timeout=180,
+                kernel_name="python3",
+                resources={"metadata": {"path": str(path.parent)}},
+            ).execute()
+            done[path.name] = nb
+        yield done
+
+
+def _probe(nb: nbformat.NotebookNode) -> dict[str, Any]:
+    text = "".join(o.get("text", "") for o in nb.cells[-1].outputs if o.output_type == "stream")
+    assert text.startswith("PROBE"), text
+    data: dict[str, Any] = json.loads(text.removeprefix("PROBE"))
+    return data
+
+
+def _axes(probe: dict[str, Any], title_word: str) -> dict[str, Any]:
+    found = [a for a in probe["axes"] if title_word.lower() in a["title"].lower()]
+    assert len(found) == 1, [a["title"] for a in probe["axes"]]
+    assert found[0]["xlabel"] and found[0]["ylabel"], found[0]
+    return found[0]
+
+
+def _curve(axes: dict[str, Any]) -> dict[str, Any]:
+    """The data line of an axes: the longest one (reference lines such as the SLO have 2 points)."""
+    return max(axes["lines"], key=lambda line: len(line["x"]))
+
+
+def _plot_cells(nb: nbformat.NotebookNode) -> list[nbformat.NotebookNode]:
+    return [
+        c
+        for c in nb.cells[:-1]
+        if c.cell_type == "code" and ("plt.subplots" in c.source or "plt.figure" in c.source)
+    ]
+
+
 def test_notebooks_exist() -> None:
     assert {p.name for p in NOTEBOOKS} >= {"walkthrough.ipynb", "latency.ipynb"}
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
-def test_notebook_runs_top_to_bottom(
-    path: Path, store: Path, monkeypatch: pytest.MonkeyPatch
+def test_notebook_runs_top_to_bottom_and_shows_its_charts(
+    path: Path, executed: dict[str, nbformat.NotebookNode]
 ) -> None:
-    monkeypatch.setenv("ASG_AUDIT_DB", str(store))
-    nb = nbformat.read(path, as_version=4)
-    NotebookClient(
-        nb, timeout=180, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}
-    ).execute()
+    nb = executed[path.name]
     outputs = [o for cell in nb.cells if cell.cell_type == "code" for o in cell.get("outputs", [])]
     assert not [o for o in outputs if o.get("output_type") == "error"]
     # The first cell shows the audit summary as HTML (Audit._repr_html_).
     first = nb.cells[1].outputs
     assert any("text/html" in o.get("data", {}) for o in first)
-    assert os.environ["ASG_AUDIT_DB"] == str(store)
+    # Every cell that draws a chart shows it: an image/png output, as Jupyter displays it.
+    plot_cells = _plot_cells(nb)
+    assert plot_cells
+    for cell in plot_cells:
+        pngs = [o for o in cell.outputs if "image/png" in o.get("data", {})]
+        assert pngs, cell.source
+        assert all(len(o["data"]["image/png"]) > 1000 for o in pngs)
+    assert _probe(nb)["figures"] >= len(plot_cells)
+
+
+def test_latency_notebook_charts_the_ecdf_and_the_survival_curve(
+    store: Path, executed: dict[str, nbformat.NotebookNode]
+) -> None:
+    nb = executed["latency.ipynb"]
+    probe = _probe(nb)
+    audit = asg_audit.analyze(store, as_of=datetime.fromisoformat(probe["as_of"]))
+
+    ecdf = audit["latency_ecdf"]
+    assert ecdf.height > 10
+    line = _curve(_axes(probe, "ECDF"))
+    assert line["x"] == ecdf["latency_s"].to_list()
+    assert line["y"] == pytest.approx(ecdf["cum_share"].to_list(), abs=1e-12)
+    assert line["y"][-1] == pytest.approx(1.0)
+    assert all(a <= b for a, b in zip(line["y"], line["y"][1:], strict=False))
+
+    surv = audit["survival"]
+    assert surv.height > 10
+    line = _curve(_axes(probe, "unsettled"))
+    assert line["x"] == surv["t"].to_list()
+    assert line["y"] == pytest.approx(surv["survival"].to_list(), abs=1e-12)
+    assert all(0.0 <= y <= 1.0 for y in line["y"])
+    assert all(a >= b for a, b in zip(line["y"], line["y"][1:], strict=False))
+    # the world has tasks that never settle: the curve stays above 0 (a backlog is not hidden)
+    assert line["y"][-1] > 0.0
+
+
+def test_walkthrough_notebook_charts_the_spend_per_day(
+    store: Path, executed: dict[str, nbformat.NotebookNode]
+) -> None:
+    nb = executed["walkthrough.ipynb"]
+    probe = _probe(nb)
+    audit = asg_audit.analyze(store, as_of=datetime.fromisoformat(probe["as_of"]))
+
+    spend = audit["spend_by_day"]
+    assert spend.height > 1
+    bars = _axes(probe, "spend")["bars"]
+    assert [b["height"] for b in bars] == [float(c) for c in spend["cost_sats"]]
+    assert [datetime.fromisoformat(b["x"]) for b in bars] == spend["period_start"].to_list()
+    # the bars are sats, not task counts: they add up to the headline spend
+    assert math.fsum(b["height"] for b in bars) == audit.summary()["known_cost_sats"]
