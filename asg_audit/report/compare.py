@@ -43,7 +43,8 @@ def run_ids(out_dir: str | Path) -> list[str]:
 
 
 def load_summary(path: str | Path) -> dict[str, Any]:
-    """Return a `summary.json` document, checking its schema name and version."""
+    """Return a `summary.json` document, checking its schema name, version and the fields
+    `compare_summaries` reads (InputError naming the file and the field otherwise)."""
     path = Path(path)
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))
@@ -53,12 +54,71 @@ def load_summary(path: str | Path) -> dict[str, Any]:
         raise InputError(f"{path}: not a readable summary.json: {exc}") from None
     if not isinstance(doc, dict) or doc.get("schema") != SUMMARY_SCHEMA:
         raise InputError(f"{path}: not an asg_audit summary")
-    if doc.get("schema_version", 0) > SUMMARY_SCHEMA_VERSION:
+    version = doc.get("schema_version", 0)
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise InputError(
+            f"{path}: not a usable asg_audit summary: schema_version is {_json_type(version)},"
+            " not an integer"
+        )
+    if version > SUMMARY_SCHEMA_VERSION:
         raise InputError(
             f"{path}: summary schema version {doc.get('schema_version')} is newer than this "
             f"asg_audit reads ({SUMMARY_SCHEMA_VERSION})"
         )
+    problem = _damaged_field(doc)
+    if problem is not None:
+        raise InputError(f"{path}: not a usable asg_audit summary: {problem}")
     return doc
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _damaged_field(doc: dict[str, Any]) -> str | None:
+    """Return what is wrong with the fields a comparison reads, or None when they are usable.
+
+    A field may be missing (an older summary may lack a newer headline figure); one that is
+    there must have its type.
+    """
+    headline = doc.get("headline", {})
+    if not isinstance(headline, dict):
+        return f"headline is {_json_type(headline)}, not an object"
+    for key, _, _ in HEADLINE_FIELDS:
+        value = headline.get(key)
+        if value is not None and not _is_number(value):
+            return f"headline.{key} is {_json_type(value)}, not a number or null"
+    for key in ("run_id", "generated_at"):
+        if not isinstance(doc.get(key, ""), str | None):
+            return f"{key} is {_json_type(doc[key])}, not text"
+    if not isinstance(doc.get("findings_truncated", False), bool):
+        return f"findings_truncated is {_json_type(doc['findings_truncated'])}, not true or false"
+    findings = doc.get("findings", [])
+    if not isinstance(findings, list):
+        return f"findings is {_json_type(findings)}, not a list"
+    for i, finding in enumerate(findings):
+        if not isinstance(finding, dict):
+            return f"findings[{i}] is {_json_type(finding)}, not an object"
+        for key, value in finding.items():
+            if isinstance(value, dict | list):
+                return f"findings[{i}].{key} is {_json_type(value)}, not a single value"
+    return None
+
+
+def _json_type(value: Any) -> str:
+    """Return how a JSON value reads in a message: `null`, `text "many"`, `an object`, ..."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        shown = value if len(value) <= 40 else value[:37] + "..."
+        return f"text {json.dumps(shown)}"
+    if isinstance(value, dict):
+        return "an object"
+    if isinstance(value, list):
+        return "a list"
+    return f"the number {value}"
 
 
 def resolve_compare(out_dir: str | Path, ref: str, *, exclude: str | None = None) -> Path:
