@@ -15,8 +15,8 @@ import base64
 import errno
 import json
 import os
+import secrets
 import shutil
-import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -424,6 +424,22 @@ def _write_error(root: Path, exc: OSError, *, kept: bool) -> AuditError:
     return ConfigError(message)
 
 
+def _staging_folder(root: Path, run_id: str) -> Path:
+    """Return a new hidden folder under `root` to write a run into, made as `mkdir` makes one.
+
+    Not `tempfile.mkdtemp`: its 0700 would become the run folder's mode once renamed into
+    place, and nobody else could read a report whose files follow the umask (0644).
+    """
+    for _ in range(100):
+        staging = root / f".{run_id}.{secrets.token_hex(4)}.tmp"
+        try:
+            staging.mkdir()  # 0777 less the umask, like any folder the user makes
+        except FileExistsError:
+            continue
+        return staging
+    raise FileExistsError(errno.EEXIST, "no free staging folder name", str(root))
+
+
 def _publish(staging: Path, folder: Path) -> None:
     """Move a fully written run folder into place (replacing one of the same run id)."""
     if not folder.exists():
@@ -517,7 +533,7 @@ def render(
     # keeps pointing at the last good report.
     try:
         root.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{run_id}.", suffix=".tmp", dir=root))
+        staging = _staging_folder(root, run_id)
     except OSError as exc:
         raise _write_error(root, exc, kept=False) from None
     try:
