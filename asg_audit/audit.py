@@ -15,7 +15,14 @@ from asg_audit.analyses._tasks import empty_frame, enrich_tasks
 from asg_audit.checks import CheckContext, run_checks
 from asg_audit.config import AuditConfig
 from asg_audit.errors import ConfigError
-from asg_audit.model import FINDINGS_SCHEMA, RESULTS_SCHEMA, SUBMISSIONS_SCHEMA, Severity
+from asg_audit.model import (
+    DOCUMENTED_STATUSES,
+    FINDINGS_SCHEMA,
+    RESULTS_SCHEMA,
+    SUBMISSIONS_SCHEMA,
+    Severity,
+    TaskStatus,
+)
 
 if TYPE_CHECKING:
     from asg_audit.store import Store
@@ -49,6 +56,12 @@ _OBS_COLUMNS: Final = (
     "task_id", "run_id", "source", "observed_at", "http_status",
     "consensus_label", "confidence", "bsv_txid", "settled_at",
 )  # fmt: skip
+# The documented statuses before `settled`: a task in one of them is pending.
+_IN_FLIGHT: Final = [
+    TaskStatus.PENDING.value,
+    TaskStatus.IN_PROGRESS.value,
+    TaskStatus.VERIFIED.value,
+]
 _SEVERITY_ORDER: Final = {Severity.INFO.value: 0, Severity.WARN.value: 1, Severity.FAIL.value: 2}
 
 
@@ -151,7 +164,12 @@ def _summarize(audit: Audit) -> dict[str, Any]:
         "as_of": audit.as_of.isoformat(),
         "tasks": int(f["_counts"]["tasks"][0]),
         "settled": int(f["_counts"]["settled"][0]),
+        # every task with a status other than settled (pending + other_status)
         "unsettled": int(f["_counts"]["unsettled"][0]),
+        # in a documented status before settled: pending, in_progress or verified
+        "pending": int(f["_counts"]["pending"][0]),
+        # in an undocumented status (failed, timed_out, ...), whether final or not
+        "other_status": int(f["_counts"]["other_status"][0]),
         "latency_mean_s": _first(f["latency_overall"], "mean_s"),
         "latency_p50_s": _first(f["latency_overall"], "p50_s"),
         "latency_p95_s": _first(f["latency_overall"], "p95_s"),
@@ -228,6 +246,16 @@ def analyze_frames(
             pl.len().alias("tasks"),
             pl.col("is_settled").sum().alias("settled"),
             (~pl.col("is_settled") & pl.col("status").is_not_null()).sum().alias("unsettled"),
+            # still on their way (spec §4): pending -> in_progress -> verified -> settled
+            pl.col("status").cast(pl.String).is_in(_IN_FLIGHT).sum().alias("pending"),
+            # statuses outside the documented four (failed, timed_out, ...): final or not,
+            # the spec does not say; kept and reported on their own, not as pending
+            (
+                pl.col("status").is_not_null()
+                & ~pl.col("status").cast(pl.String).is_in(list(DOCUMENTED_STATUSES))
+            )
+            .sum()
+            .alias("other_status"),
             pl.col("confidence")
             .filter(~pl.col("confidence").is_nan())
             .mean()

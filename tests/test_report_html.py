@@ -93,7 +93,9 @@ def test_report_html_headline_numbers_equal_the_audit(report) -> None:
     s = audit.summary()
     assert int(page.cards["tasks"]) == s["tasks"]
     assert int(page.cards["settled"]) == s["settled"]
-    assert int(page.cards["pending"]) == s["unsettled"]
+    assert int(page.cards["pending"]) == s["pending"]
+    assert int(page.cards["other_status"]) == s["other_status"]
+    assert s["pending"] + s["other_status"] == s["unsettled"] == s["tasks"] - s["settled"]
     assert (
         int(page.cards["stuck"]) == audit.findings.filter(pl.col("check_id") == "task.stuck").height
     )

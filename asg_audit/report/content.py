@@ -69,6 +69,7 @@ HEADLINE_FIELDS: Final = (
     ("tasks", "Tasks", "count"),
     ("settled", "Settled", "count"),
     ("pending", "Pending", "count"),
+    ("other_status", "Other status", "count"),
     ("stuck", "Stuck", "count"),
     ("latency_p50_s", "Latency p50", "seconds"),
     ("latency_p95_s", "Latency p95", "seconds"),
@@ -113,7 +114,10 @@ def headline_values(audit: Audit) -> dict[str, Any]:
     return {
         "tasks": s["tasks"],
         "settled": s["settled"],
-        "pending": s["unsettled"],
+        # pending, in_progress or verified; undocumented statuses (failed, timed_out: final
+        # ones among them) are other_status, not pending
+        "pending": s["pending"],
+        "other_status": s["other_status"],
         "stuck": stuck,
         "latency_p50_s": s["latency_p50_s"],
         "latency_p95_s": s["latency_p95_s"],

@@ -51,6 +51,9 @@ LATEST: Final = "latest"
 LATEST_POINTER: Final = "LATEST"
 
 METHODOLOGY: Final = (
+    "Pending counts tasks in a documented status before settled (pending, in_progress, "
+    "verified). Tasks in any other status (failed, timed_out, ...: the API documents none, "
+    "and some are final) are counted apart as Other status.",
     "Latency is settled_at minus created_at per settled task; percentiles interpolate linearly "
     "between ranks (numpy's default). Tasks settled before they were created are left out of "
     "latency and reported as findings.",
