@@ -21,6 +21,7 @@ from asg_audit.audit import analyze
 from asg_audit.checks import CheckContext, run_checks
 from asg_audit.config import AuditConfig
 from asg_audit.ingest import ingest_paths, track_file
+from asg_audit.report.charts import draw_charts
 from asg_audit.report.content import headline_values
 from asg_audit.sim import WorldConfig, generate_world
 from asg_audit.store import open_store
@@ -161,3 +162,18 @@ def test_consensus_store_without_results_has_null_confidence_follows(
     audit = analyze(db, as_of=datetime(2026, 12, 1, tzinfo=UTC))
     assert audit.summary()["confidence_follows"] is None
     assert headline_values(audit)["confidence_follows"] is None
+
+
+def test_consensus_formula_chart_says_undetermined_and_counts_the_untestable(
+    a_over_t_world,
+) -> None:
+    _, ingest_only, tracked = a_over_t_world
+    audit = analyze(ingest_only)
+    fit = audit["formula_fit"].row(0, named=True)
+    chart = draw_charts(audit.frames, slo_seconds=60.0)["formula_fit"]
+    assert "follows undetermined (no task with a known threshold)" in chart.alt
+    assert "None" not in chart.alt
+    assert f"undetermined (T unknown) {fit['undetermined']:,}" in chart.alt
+    assert f"A/W, T unknown {fit['fit_a_over_w_t_unknown']:,}" in chart.alt
+    tracked_chart = draw_charts(analyze(tracked).frames, slo_seconds=60.0)["formula_fit"]
+    assert tracked_chart.alt.endswith("The data follows A/T.")

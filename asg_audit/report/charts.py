@@ -281,17 +281,32 @@ def _formula_fit(f: Mapping[str, pl.DataFrame]) -> Chart | None:
     if fit.height == 0 or not fit["tasks"][0]:
         return None
     row = fit.row(0, named=True)
-    names = ["A/T only", "A/W only", "both", "neither"]
-    keys = ["fit_only_a_over_t", "fit_only_a_over_w", "fit_both", "fit_neither"]
+    names = [
+        "A/T only",
+        "A/W only",
+        "both",
+        "neither",
+        "A/W, T unknown",
+        "undetermined (T unknown)",
+    ]
+    keys = [
+        "fit_only_a_over_t",
+        "fit_only_a_over_w",
+        "fit_both",
+        "fit_neither",
+        "fit_a_over_w_t_unknown",
+        "undetermined",
+    ]
     values = [int(row[k]) for k in keys]
-    fig, (ax,) = _figure(left=0.12)
-    ax.barh(names, values, color=[_BLUE, _BLUE, _GREY, _RED])
+    follows = row["follows"] or "undetermined (no task with a known threshold)"
+    fig, (ax,) = _figure(left=0.22)
+    ax.barh(names, values, color=[_BLUE, _BLUE, _GREY, _RED, _GREY, _GREY])
     ax.invert_yaxis()
-    ax.set(title=f"Which confidence formula fits: {row['follows']}", xlabel="tasks")
+    ax.set(title=f"Which confidence formula fits: {follows}", xlabel="tasks")
     alt = (
         f"Tasks whose confidence fits each formula, out of {int(row['tasks']):,}: "
         + ", ".join(f"{n} {v:,}" for n, v in zip(names, values, strict=True))
-        + f". The data follows {row['follows']}."
+        + f". The data follows {follows}."
     )
     return Chart("formula_fit", "Confidence formula fit", alt, _png(fig))
 

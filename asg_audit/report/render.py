@@ -61,7 +61,9 @@ METHODOLOGY: Final = (
     "at the audit's as-of time, and the backlog shows their ages.",
     "Agreement is A/W pooled over tasks with 1 <= A <= W, with a 95% Wilson score interval.",
     "The confidence formula is the one (A/T or A/W) that alone explains most tasks with valid "
-    "counts; tasks fitting neither are findings.",
+    "counts whose threshold T is known (tracked); tasks fitting neither are findings. Without T "
+    "only A/W can be tested: a task missing it is a finding only if no threshold of 2 to 10 "
+    "gives its confidence as A/T; otherwise it is counted as undetermined (info).",
     "Expected costs follow the configured cost model in integer sats; a reported cost of 0 is "
     "unknown and never compared. Sats spent is the sum of known costs of settled tasks.",
     "Charts are drawn from aggregates (bins, steps, per-day rows), never from one point per "
