@@ -119,3 +119,17 @@ def test_collection_detection_delay_and_coverage() -> None:
     assert files_only["tasks"][0] == 0 and files_only["unwatched"][0] == 0
     got = dict(collection.source_coverage(tasks).rows())
     assert got == {"poll and webhook": 1, "poll only": 4, "webhook only": 1}
+
+
+def test_collection_report_table_names_the_settlements_we_did_not_watch() -> None:
+    from asg_audit.report.render import _collection_frame
+
+    polls = pl.DataFrame({"tasks": [0]})
+    delay = pl.DataFrame(
+        {"tasks": [3], "mean_s": [12.0], "p50_s": [5.0], "p90_s": [30.0], "max_s": [30.0]}
+    ).with_columns(unwatched=pl.lit(2, pl.UInt32))
+    table = _collection_frame({"polls_per_task": polls, "detection_delay": delay})
+    assert table.select("measure", "tasks").rows() == [
+        ("detection delay", 3),
+        ("settled before we watched", 2),
+    ]

@@ -183,6 +183,10 @@ def _collection_frame(f: dict[str, pl.DataFrame]) -> pl.DataFrame:
                 ),
             ]
         )
+    unwatched = delay["unwatched"][0] if delay.height and "unwatched" in delay.columns else 0
+    if unwatched:
+        # settled before any of our runs could see them: no detection delay to measure
+        rows.append(["settled before we watched", unwatched, "", "", "", ""])
     schema = {
         "measure": pl.String,
         "tasks": pl.Int64,
