@@ -21,7 +21,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import duckdb
 import polars as pl
@@ -642,7 +642,29 @@ def _migrate(con: duckdb.DuckDBPyConnection, path: Path) -> None:
     con.execute("COMMIT")
 
 
+# Every DuckDB database file has this magic at this offset (after an 8-byte checksum).
+_DUCKDB_MAGIC: Final = b"DUCK"
+_DUCKDB_MAGIC_AT: Final = 8
+
+
+def _check_duckdb_file(path: Path) -> None:
+    """Refuse an existing, non-empty file that is not a DuckDB database.
+
+    DuckDB itself would open a `.csv`, `.json` or `.parquet` path as an in-memory database
+    with a view of the file (a "Catalog Error" for a reader, "another application's
+    database" for a writer): the usual slip of swapping `--db` and the input file.
+    """
+    try:
+        with path.open("rb") as fh:
+            head = fh.read(_DUCKDB_MAGIC_AT + len(_DUCKDB_MAGIC))
+    except OSError:
+        return  # a new store, or an error (a folder, no permission) DuckDB names itself
+    if head and head[_DUCKDB_MAGIC_AT:] != _DUCKDB_MAGIC:
+        raise StoreFileError(f"{path}: not a DuckDB database file")
+
+
 def _connect(path: Path, *, read_only: bool, wait_seconds: float) -> duckdb.DuckDBPyConnection:
+    _check_duckdb_file(path)
     deadline = time.monotonic() + wait_seconds
     delay = 0.05
     while True:

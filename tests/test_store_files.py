@@ -57,6 +57,26 @@ def test_a_file_that_is_not_a_duckdb_database_is_refused_and_left_as_it_was(
     assert db.read_text() == "hello\n"
 
 
+@pytest.mark.parametrize("name", ["subs.csv", "export.jsonl", "export.json", "data.parquet"])
+def test_a_data_file_given_as_the_store_is_refused_and_left_as_it_was(
+    tmp_path: Path, export: Path, name: str
+) -> None:
+    # DuckDB would open these as an in-memory database with a view of the file: the slip
+    # of swapping --db and the input must still read "not a DuckDB database file" (exit 2)
+    db = tmp_path / name
+    if name.endswith(".parquet"):
+        with duckdb.connect() as con:
+            con.execute(f"COPY (SELECT 1 AS a) TO '{db}' (FORMAT parquet)")
+    else:
+        db.write_bytes(export.read_bytes())
+    before = digest(db)
+    for args in (["db", "info"], ["runs"], ["ingest", str(export)], ["report", "--out", "r"]):
+        proc = cli(*args, "--db", str(db))
+        assert proc.returncode == EXIT_USAGE, (args, proc.stderr)
+        assert proc.stderr == f"asg-audit: error: {db}: not a DuckDB database file\n"
+    assert digest(db) == before
+
+
 def test_another_applications_database_is_never_written(tmp_path: Path, export: Path) -> None:
     db = tmp_path / "crm.duckdb"
     with duckdb.connect(str(db)) as con:
