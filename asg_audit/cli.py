@@ -275,13 +275,15 @@ def _cmd_audit(args: argparse.Namespace, config: AuditConfig) -> int:
 
 
 def _count(text: str) -> int:
-    """argparse type: a whole number of at least 1."""
+    """argparse type: a whole number of at least 1 (and within int64, as DuckDB takes it)."""
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    if value > 2**63 - 1:
+        raise argparse.ArgumentTypeError(f"must be at most {2**63 - 1:,}, got {text}")
     return value
 
 

@@ -46,12 +46,13 @@ def test_output_to_a_reader_that_went_away_ends_quietly(tmp_path: Path) -> None:
     assert proc.stderr == ""  # no traceback, no "Exception ignored" at exit
 
 
-def test_runs_limit_must_be_positive(tmp_path: Path) -> None:
+def test_runs_limit_must_be_positive_and_within_int64(tmp_path: Path) -> None:
     db = tmp_path / "audit.duckdb"
     ingest_paths(db, [export(tmp_path / "a.jsonl", "t1")])
     for bad, why in (
         ("-1", "must be at least 1, got -1"),
         ("x", "expected a whole number, got 'x'"),
+        (str(10**20), f"must be at most {2**63 - 1:,}, got {10**20}"),
     ):
         proc = cli("runs", "--db", str(db), "--limit", bad)
         assert proc.returncode == EXIT_USAGE and f"argument --limit: {why}" in proc.stderr
