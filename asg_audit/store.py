@@ -734,8 +734,19 @@ def open_store(
             )
         if version < SCHEMA_VERSION:
             con.close()
-            with open_store(path, wait_seconds=wait_seconds):
-                pass
+            try:
+                with open_store(path, wait_seconds=wait_seconds):
+                    pass
+            except StoreBusyError:
+                raise
+            except StoreError as exc:
+                # read-only media, an immutable file, no write permission
+                raise StoreError(
+                    f"{path}: schema version {version} is older than this asg_audit's"
+                    f" ({SCHEMA_VERSION}) and is upgraded when first opened, which writes the"
+                    f" file; it cannot be written ({exc}). Copy it somewhere writable and open"
+                    " the copy"
+                ) from None
             con = _connect(path, read_only=True, wait_seconds=wait_seconds)
     else:
         if path.parent and not path.parent.exists():
