@@ -91,7 +91,11 @@ WITH o_scope AS (
         CASE WHEN any_settled THEN s_cost_unknown ELSE l_cost_unknown END AS cost_unknown_any,
         task_type, created_at, delivered_at,
         CASE WHEN any_settled THEN s_shape ELSE l_shape END AS shape,
-        CASE WHEN any_settled THEN list_sort(list_distinct(flatten(s_flags)))
+        -- the settled observations' flags, less those about a field's absence that a later
+        -- settled observation filled in (a webhook without cost, then a poll with it)
+        CASE WHEN any_settled THEN list_filter(list_sort(list_distinct(flatten(s_flags))),
+                lambda f: NOT ((f = 'cost_unknown' AND s_cost_sats IS NOT NULL)
+                               OR (f = 'txid_missing' AND s_bsv_txid IS NOT NULL)))
              ELSE list_sort(l_flags) END AS flags,
         first_seen_at, settled_seen_at, last_seen_at, sources, observation_count
     FROM agg

@@ -114,6 +114,34 @@ def test_store_webhook_then_poll_fills_counts_without_conflict(db: Path) -> None
     assert row["delivered_at"] == datetime(2026, 11, 1, 11, 59, 43, tzinfo=UTC)
 
 
+def test_store_flags_about_a_missing_field_go_once_a_later_answer_fills_it(db: Path) -> None:
+    # settled first with cost 0 (unknown) and no txid; a later answer has both: the result
+    # carries the cost and txid, so its flags must not say they are unknown or missing
+    first = {**settled(cost=0), "bsv_txid": None}
+    write(db, poll(first, T0))
+    _, results = write(db, poll(settled(), T0 + timedelta(seconds=3)))
+    row = results.row(0, named=True)
+    assert (row["cost_sats"], row["bsv_txid"], row["cost_unknown"]) == (650, TX1, False)
+    assert "cost_unknown" not in row["flags"] and "txid_missing" not in row["flags"]
+    # while nothing fills them, the flags stay
+    other = {**first, "task_id": "t2"}
+    again = {**other, "consensus_label": "cat"}
+    rec = [
+        RawRecord(
+            body=json.dumps(b),
+            source=Source.POLL,
+            origin="GET /v1/tasks/t2/result",
+            observed_at=T0 + timedelta(seconds=i),
+            task_id_hint="t2",
+            http_status=200,
+        )
+        for i, b in enumerate((other, again))
+    ]
+    _, results = write(db, *rec)
+    row = results.filter(results["task_id"] == "t2").row(0, named=True)
+    assert {"cost_unknown", "txid_missing"} <= set(row["flags"])
+
+
 def test_store_error_answers_are_observations_but_not_results(db: Path) -> None:
     _, results = write(db, poll({"error": "task not found"}, T0, 404))
     assert results.height == 0
