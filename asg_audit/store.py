@@ -60,6 +60,11 @@ TABLES = (
 )
 _OBS_COLUMNS = ["obs_id", *OBSERVATION_META_SCHEMA, *NORMALISED_SCHEMA]
 _STAGED_COLUMNS = ["seq", *_OBS_COLUMNS[1:]]
+# What a record says about its task: two file records that agree on all of these are the same
+# evidence (a duplicate), whatever their bytes, shape or flags.
+_FACT_COLUMNS: Final = tuple(
+    c for c in NORMALISED_SCHEMA if c not in ("task_id", "shape", "flags", "payload_hash")
+)
 # Up to this many staged records, results are refreshed by the full rules alone (one query);
 # beyond it, first-seen single tasks take their observation directly (bulk ingest).
 _SMALL_BATCH = 5_000
@@ -408,19 +413,20 @@ class Store:
             multi = int(con.execute("SELECT count(*) FROM _multi").fetchall()[0][0])
         keep = "b.reject_reason IS NULL"
         if file_rows:
-            # File records: the same payload for the same task is the same evidence, whether
-            # it is already stored or repeated within the batch.
+            # File records: the same facts about the same task are the same evidence, whether
+            # already stored or repeated within the batch, however the export was formatted
+            # (key order, spacing, an array or lines, flat or nested).
+            same = " AND ".join(f"o.{c} IS NOT DISTINCT FROM b.{c}" for c in _FACT_COLUMNS)
             keep += (
                 f" AND (b.source <> '{Source.FILE}' OR NOT EXISTS ("
                 "SELECT 1 FROM observations o"
-                f" WHERE o.source = '{Source.FILE}' AND o.task_id = b.task_id"
-                " AND o.payload_hash = b.payload_hash))"
+                f" WHERE o.source = '{Source.FILE}' AND o.task_id = b.task_id AND {same}))"
             )
             if multi:
                 keep += (
                     f" AND (b.source <> '{Source.FILE}' OR b.seq IN (SELECT min(seq) FROM _staged"
                     f" WHERE reject_reason IS NULL AND source = '{Source.FILE}'"
-                    " GROUP BY task_id, payload_hash))"
+                    f" GROUP BY task_id, {', '.join(_FACT_COLUMNS)}))"
                 )
         cols = ", ".join(_OBS_COLUMNS)
         added = int(
