@@ -15,6 +15,7 @@ import json
 import sys
 import zlib
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Final, Protocol, cast
 
@@ -26,6 +27,7 @@ __all__ = [
     "BOM",
     "STDIN",
     "STDIN_ORIGIN",
+    "CutLine",
     "HashingReader",
     "LineBatches",
     "always_lines",
@@ -70,6 +72,22 @@ _LINES_SCHEMA = pa.schema(
 )
 
 
+@dataclass(frozen=True, slots=True)
+class CutLine:
+    """A line over the record size limit, cut at the limit while it was read."""
+
+    line: int  # its line number (`origin_line`)
+    length: int  # its length in bytes, without the line break
+    kept: int  # the bytes kept of it (the reject's raw)
+
+
+@dataclass(slots=True)
+class _LongLine:
+    prefix: bytes  # its first bytes (just over the limit)
+    length: int  # the bytes read of it so far
+    last: int  # its last byte read (a carriage return before the newline is no part of it)
+
+
 class LineBatches:
     """The lines of an NDJSON stream as Arrow batches, for the store to normalise in place.
 
@@ -77,13 +95,29 @@ class LineBatches:
     read), so no Python object is made per line. A chunk that is not valid UTF-8 falls back to
     line-by-line decoding, where the bad lines keep their bytes. A read error is kept in
     `error` (DuckDB only sees that the stream failed) for the caller to report.
+
+    A line carried over reads is held only up to `max_line_bytes` (a line within one read is
+    held whole: it is at most `chunk_bytes`). Past that its bytes are counted and dropped up
+    to the next newline, so a line of any length (a whole export on one line, a
+    gzip bomb) takes bounded memory. It still gives a record just over the limit, whose raw
+    bytes are its first `max_line_bytes` (so the normaliser rejects it as too large), and is
+    listed in `cut` for the caller to say so.
     """
 
-    def __init__(self, stream: _Reader, *, chunk_bytes: int, on_read: Callable[[], None]) -> None:
+    def __init__(
+        self,
+        stream: _Reader,
+        *,
+        chunk_bytes: int,
+        on_read: Callable[[], None],
+        max_line_bytes: int | None = None,
+    ) -> None:
         self._stream = stream
         self._chunk_bytes = chunk_bytes
         self._on_read = on_read
+        self._max_line_bytes = max_line_bytes
         self.error: BaseException | None = None
+        self.cut: list[CutLine] = []
 
     def reader(self) -> pa.RecordBatchReader:
         return pa.RecordBatchReader.from_batches(_LINES_SCHEMA, self._batches())
@@ -97,8 +131,11 @@ class LineBatches:
 
     def _split(self) -> Iterator[pa.RecordBatch]:
         line_no = 0
-        carry = b""
+        carry: list[bytes] = []  # the start of the line cut by the reads (joined once)
+        carried = 0
+        long: _LongLine | None = None  # a line over the limit, being skipped to its end
         start = True
+        limit = self._max_line_bytes
         while True:
             data = self._stream.read(self._chunk_bytes)
             self._on_read()
@@ -106,24 +143,61 @@ class LineBatches:
                 break
             if start:  # a byte order mark at the start of the file is not part of a record
                 data, start = data.removeprefix(BOM), False
+            if long is not None:
+                end = data.find(b"\n")
+                if end < 0:
+                    long.length, long.last = long.length + len(data), data[-1]
+                    continue
+                if end:
+                    long.length, long.last = long.length + end, data[end - 1]
+                line_no += 1
+                yield self._cut_line(long, line_no)
+                long, data = None, data[end + 1 :]
             cut = data.rfind(b"\n")
             if cut < 0:
-                carry += data
-                continue
-            first = data.find(b"\n")
-            # The line cut by the previous read, then the whole lines of this one.
-            head, body, carry = (
-                carry + data[: first + 1],
-                data[first + 1 : cut + 1],
-                data[cut + 1 :],
-            )
-            for block in (head, body):
-                if block:
-                    batch, line_no = line_batch(block, line_no)
-                    yield batch
-        if carry.strip():
-            batch, line_no = line_batch(carry + b"\n", line_no)
+                carry.append(data)
+                carried += len(data)
+            else:
+                first = data.find(b"\n")
+                # The line cut by the previous read, then the whole lines of this one.
+                head, body = b"".join([*carry, data[: first + 1]]), data[first + 1 : cut + 1]
+                if limit is not None and carried and len(head) - 1 - head.endswith(b"\r\n") > limit:
+                    # Carried over reads past the limit, then ended in this read: cut too.
+                    line_no += 1
+                    yield self._cut_line(
+                        _LongLine(head[: limit + 1], len(head) - 1, head[-2]), line_no
+                    )
+                    head = b""
+                carry = [data[cut + 1 :]]
+                carried = len(carry[0])
+                for block in (head, body):
+                    if block:
+                        batch, line_no = line_batch(block, line_no)
+                        yield batch
+            if limit is not None and carried > limit:  # stop holding it: skip to its end
+                rest = b"".join(carry)
+                long = _LongLine(prefix=rest[: limit + 1], length=len(rest), last=rest[-1])
+                carry, carried = [], 0
+        if long is not None:
+            yield self._cut_line(long, line_no + 1)
+        elif carried and (rest := b"".join(carry)).strip():
+            batch, line_no = line_batch(rest + b"\n", line_no)
             yield batch
+
+    def _cut_line(self, long: _LongLine, line: int) -> pa.RecordBatch:
+        """Return the record of a line cut at the limit: just over it, so a `too_large` reject
+        (however its first bytes decode), with the first `max_line_bytes` as its raw bytes."""
+        length = long.length - (long.last == 13)  # without a carriage return before the newline
+        kept = long.prefix[: self._max_line_bytes]
+        self.cut.append(CutLine(line=line, length=length, kept=len(kept)))
+        return pa.RecordBatch.from_pydict(
+            {
+                "raw": [long.prefix.decode("utf-8", "replace")],
+                "raw_bytes": [kept],
+                "origin_line": [line],
+            },
+            schema=_LINES_SCHEMA,
+        )
 
 
 def line_batch(block: bytes, first_line: int) -> tuple[pa.RecordBatch, int]:

@@ -35,6 +35,7 @@ from asg_audit.filelines import (
     BOM,
     STDIN,
     STDIN_ORIGIN,
+    CutLine,
     HashingReader,
     LineBatches,
     always_lines,
@@ -55,8 +56,8 @@ from asg_audit.ingest_summary import (
     print_ingest_summary,
 )
 from asg_audit.interrupts import is_interrupt, sigint_interrupts
-from asg_audit.model import Source
-from asg_audit.normalize import normalise_batch
+from asg_audit.model import RejectReason, Source
+from asg_audit.normalize import DEFAULT_MAX_RECORD_BYTES, normalise_batch
 from asg_audit.store import Store, WriteStats, open_store
 
 __all__ = [  # track_file & co. live in asg_audit.track; re-exported here for callers
@@ -184,7 +185,7 @@ def _stage_documents(
             with _query_progress(store.con, path.stat().st_size, on_bytes):
                 records, rejected = store.stage_raw(run_id, _DOCUMENT_SOURCES[layout], params)
         except duckdb.Error as exc:
-            if is_interrupt(exc):
+            if is_interrupt(exc) or isinstance(exc, duckdb.OutOfMemoryException):
                 raise
             hashing.result()  # a read error of the file itself comes first
             raise InputError(_unreadable_documents(path, origin, layout, exc)) from None
@@ -196,7 +197,11 @@ def _unreadable_documents(path: Path, origin: str, layout: str, exc: duckdb.Erro
     where = locate_json_error(path, layout)
     if where is not None:
         return f"{origin}: not a readable {what}: {where}; nothing stored"
-    return f"{origin}: not a readable {what}: {str(exc).splitlines()[0].strip()}"
+    return f"{origin}: not a readable {what}: {_first_line(exc)}"
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0].strip()
 
 
 @contextlib.contextmanager
@@ -258,12 +263,18 @@ def _stage_lines(
                 on_bytes(pos - last_pos)
                 last_pos = pos
 
-        lines = LineBatches(reader, chunk_bytes=chunk_bytes, on_read=on_read)
+        lines = LineBatches(
+            reader,
+            chunk_bytes=chunk_bytes,
+            on_read=on_read,
+            max_line_bytes=DEFAULT_MAX_RECORD_BYTES,
+        )
         store.con.register("_file_lines", lines.reader())
         try:
             records, rejected = store.stage_raw(
                 run_id, _FILE_SOURCE, {"observed_at": observed_at, "origin": origin}
             )
+            _say_cut(store, run_id, origin, lines.cut)
         except duckdb.Error:
             if lines.error is not None:
                 raise lines.error from None
@@ -272,6 +283,29 @@ def _stage_lines(
             with contextlib.suppress(duckdb.Error):  # the failed transaction
                 store.con.unregister("_file_lines")
     return records, rejected, reader.hash.hexdigest()
+
+
+def _say_cut(store: Store, run_id: str, origin: str, cut: list[CutLine]) -> None:
+    """Say in their rejects that these lines were cut at the limit, and how long they were
+    (the normaliser only saw their first bytes)."""
+    if not cut:
+        return
+    store.con.execute(
+        "UPDATE rejects SET detail = 'record of ' || c.length || ' bytes is over the limit of '"
+        " || $limit || '; cut at the limit while reading: its raw holds its first '"
+        " || c.kept || ' bytes' FROM (SELECT unnest($lines) AS line, unnest($lengths) AS length,"
+        " unnest($kept) AS kept) AS c WHERE rejects.run_id = $run_id"
+        " AND rejects.origin = $origin AND rejects.origin_line = c.line"
+        f" AND rejects.reason = '{RejectReason.TOO_LARGE}'",
+        {
+            "limit": DEFAULT_MAX_RECORD_BYTES,
+            "lines": [c.line for c in cut],
+            "lengths": [c.length for c in cut],
+            "kept": [c.kept for c in cut],
+            "run_id": run_id,
+            "origin": origin,
+        },
+    )
 
 
 def _ingest_file(
@@ -326,6 +360,9 @@ def _ingest_file(
         return FileOutcome(path=origin, status="failed", error=f"{origin}: {reason}")
     except InputError as exc:
         return FileOutcome(path=origin, status="failed", error=str(exc))
+    except duckdb.OutOfMemoryException as exc:  # rolled back; the connection goes on
+        error = f"{origin}: out of memory while storing it ({_first_line(exc)}); nothing stored"
+        return FileOutcome(path=origin, status="failed", error=error)
     summary.add(records, rejected, totals)
     return FileOutcome(
         path=origin,
@@ -542,6 +579,9 @@ def ingest_paths(
                 _ingest_all(store, files, summary, group, bar, interrupted, chunk_bytes=chunk_bytes)
         except BaseException as exc:
             if not (interrupted.is_set() or is_interrupt(exc)):
+                # Not left `running`: the run ended, on an error the caller is told of.
+                with contextlib.suppress(duckdb.Error):
+                    store.finish_run(summary.run_id, status="failed", stats=summary.as_dict())
                 raise
             # What was committed stays (the transaction of the file being read was rolled
             # back, whatever form the interruption took); the run says it stopped early, and a
