@@ -117,3 +117,19 @@ def test_latency_empty_input_gives_zero_count() -> None:
     got = latency.summarize_latency(enrich_tasks(results_frame([]).lazy()), slo_seconds=60)
     assert got["n"][0] == 0
     assert got["p50_s"][0] is None
+
+
+def test_latency_frames_grow_with_tasks_not_with_the_longest_latency() -> None:
+    # A settlement ten years late is one more row, not 63 million empty 5-second bins.
+    ten_years = 10 * 365 * 86400.0
+    tasks = _tasks([3, 7, 12, ten_years])
+    hist = latency.latency_histogram(tasks, bin_seconds=5)
+    assert hist.select("lower_s", "count").rows() == [
+        (0.0, 1),
+        (5.0, 1),
+        (10.0, 1),
+        (ten_years, 1),
+    ]
+    assert latency.latency_ecdf(tasks).height == 4
+    survival = latency.survival_curve(tasks, as_of=T0 + timedelta(seconds=ten_years + 1))
+    assert survival.height == 4 and survival["survival"][-1] == 0.0

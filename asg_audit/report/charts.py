@@ -13,9 +13,11 @@ import math
 import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Final, cast
 
 import matplotlib
+import matplotlib.dates
 import matplotlib.ticker
 
 matplotlib.use("Agg")  # never a GUI backend, whatever the environment asks
@@ -24,10 +26,19 @@ import numpy as np
 import polars as pl
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from matplotlib.scale import SymmetricalLogTransform
 
 __all__ = ["CHART_NAMES", "MAX_CURVE_POINTS", "Chart", "draw_charts"]
 
 MAX_CURVE_POINTS: Final = 1500
+# The latency histogram has at most this many bins, whatever the longest latency.
+MAX_HISTOGRAM_BINS: Final = 200
+# Per-day spend is drawn as bars up to this many days, as one line collection beyond.
+MAX_BAR_DAYS: Final = 400
+# Durations that span decades (task age, long latencies) go on a symlog axis, linear to here.
+_SYMLOG_LINTHRESH: Final = 60.0
+# A daily p95 this many times the SLO puts the latency-over-time axis on a symlog scale.
+_WIDE_LATENCY: Final = 100
 DPI: Final = 90
 MAX_BAR_LABELS: Final = 15
 _BLUE, _ORANGE, _RED, _GREY = "#1f5fa8", "#e08a1e", "#c0392b", "#777777"
@@ -112,25 +123,61 @@ def _pct(value: Any) -> str:
     return f"{100 * float(value):.1f}%" if value is not None else "n/a"
 
 
+def _histogram_bins(hist: pl.DataFrame) -> tuple[np.ndarray, np.ndarray, bool]:
+    """Return (counts, edges, log_spaced): at most `MAX_HISTOGRAM_BINS` bins holding every task.
+
+    `hist` has one row per occupied fixed-width bin (`latency_histogram`). When the occupied
+    range fits in `MAX_HISTOGRAM_BINS` of those bins they are drawn as they are. Otherwise (a
+    latency of days or years among seconds) the bins are merged into at most that many bins,
+    evenly spaced on the symlog axis they are drawn on, with edges on the fixed-width grid, so
+    each row falls in exactly one bin. The cost follows the rows, never the longest latency.
+    """
+    width = float(hist["upper_s"][0] - hist["lower_s"][0])
+    low = float(hist["lower_s"][0])
+    index = ((hist["lower_s"] - low) / width).round().cast(pl.Int64).to_numpy()
+    weights = hist["count"].to_numpy().astype(float)
+    span = int(index.max()) + 1  # fixed-width bins from the first occupied to the last one
+    if span <= MAX_HISTOGRAM_BINS:
+        counts = np.bincount(index, weights=weights, minlength=span)
+        return counts, low + width * np.arange(span + 1), False
+    scale = SymmetricalLogTransform(10, _SYMLOG_LINTHRESH, 1)
+    ends = scale.transform(np.array([low, low + width * span]))
+    target = scale.inverted().transform(np.linspace(ends[0], ends[1], MAX_HISTOGRAM_BINS + 1))
+    grid = np.unique(np.clip(np.round((target - low) / width), 0, span).astype(np.int64))
+    grid[0], grid[-1] = 0, span  # the grid is sorted and clipped: this only pins the ends
+    grid = np.unique(grid)
+    counts = np.bincount(
+        np.searchsorted(grid, index, side="right") - 1, weights=weights, minlength=len(grid) - 1
+    )
+    return counts, low + width * grid.astype(float), True
+
+
 def _latency_distribution(f: Mapping[str, pl.DataFrame], slo: float) -> Chart | None:
     hist, ecdf, overall = f["latency_histogram"], f["latency_ecdf"], f["latency_overall"]
     if hist.height == 0:
         return None
     fig, (ax1, ax2) = _figure(2)
     # One artist for all bins, not one patch per bin: empty bins (absent rows) count 0.
-    width = float(hist["upper_s"][0] - hist["lower_s"][0])
-    index = ((hist["lower_s"] - hist["lower_s"][0]) / width).round().cast(pl.Int64).to_numpy()
-    counts = np.zeros(int(index.max()) + 1)
-    counts[index] = hist["count"].to_numpy()
-    edges = float(hist["lower_s"][0]) + width * np.arange(len(counts) + 1)
+    counts, edges, log_spaced = _histogram_bins(hist)
     ax1.stairs(counts, edges, fill=True, color=_BLUE)
-    ax1.set(title="Latency histogram", xlabel="settlement latency (s)", ylabel="tasks")
     curve = _thin(ecdf)
     ax2.step(curve["latency_s"], curve["cum_share"], where="post", color=_BLUE)
-    ax2.set(title="Latency ECDF", xlabel="settlement latency (s)", ylabel="share settled")
+    unit = "" if log_spaced else " (s)"
+    ax1.set(
+        title="Latency histogram" + (" (log-spaced bins)" if log_spaced else ""),
+        xlabel="settlement latency" + unit,
+        ylabel="tasks per bin" if log_spaced else "tasks",
+    )
+    ax2.set(title="Latency ECDF", xlabel="settlement latency" + unit, ylabel="share settled")
     ax2.set_ylim(0, 1.02)
+    longest = float(cast(float, hist["upper_s"].max()))
     for ax in (ax1, ax2):
+        if log_spaced:  # before anything asks for the limits: they follow the scale
+            _age_axis(ax, longest)
         ax.axvline(slo, color=_RED, linestyle="--", label=f"SLO {slo:g} s")
+        if log_spaced:  # a lone slow task is a bar of height 1: name it in the legend
+            max_s = overall["max_s"][0] if overall.height else None
+            ax.plot([], [], " ", label=f"longest {_dur(float(max_s or longest))}")
         ax.legend(loc="best")
     row = overall.row(0, named=True)
     alt = (
@@ -138,7 +185,33 @@ def _latency_distribution(f: Mapping[str, pl.DataFrame], slo: float) -> Chart | 
         f"median {_s(row['p50_s'])}, p95 {_s(row['p95_s'])}, "
         f"{_pct(row['share_over_slo'])} slower than the {slo:g} s SLO (dashed line)."
     )
+    if log_spaced:
+        alt += (
+            f" The longest latency is {_dur(float(row['max_s']))}, so the latency axis is "
+            f"logarithmic beyond {_SYMLOG_LINTHRESH:g} s and the {len(counts)} bins widen "
+            "with latency; every task is in a bin."
+        )
     return Chart("latency_distribution", "Settlement latency", alt, _png(fig))
+
+
+def _day(value: Any) -> str:
+    """Return the day of a date or datetime as YYYY-MM-DD (strftime drops year 1's zeros)."""
+    return str((value.date() if isinstance(value, datetime) else value).isoformat())
+
+
+def _date_axis(ax: Axes, fig: Figure) -> None:
+    """Slant the date labels and keep the view inside matplotlib's dates (years 1 to 9999).
+
+    Days far apart (a year-2000 task beside a year-2100 one, or a settlement in 9999) stretch
+    the axis; its margins must not step past what matplotlib can name, or drawing fails.
+    """
+    # The dates matplotlib can draw: years 1 to 9999.
+    first, last = cast(Any, matplotlib.dates).date2num(
+        [datetime(1, 1, 1), datetime(9999, 12, 31, 23, 59)]
+    )
+    low, high = ax.get_xlim()
+    ax.set_xlim(max(low, float(first)), min(high, float(last)))
+    fig.autofmt_xdate()
 
 
 def _latency_over_time(f: Mapping[str, pl.DataFrame], slo: float) -> Chart | None:
@@ -146,20 +219,27 @@ def _latency_over_time(f: Mapping[str, pl.DataFrame], slo: float) -> Chart | Non
     if by_day.height == 0:
         return None
     fig, (ax,) = _figure()
+    # One line per percentile (one artist each), however many days and however far apart.
     ax.plot(by_day["day"], by_day["p50_s"], marker=".", color=_BLUE, label="p50")
     ax.plot(by_day["day"], by_day["p95_s"], marker=".", color=_ORANGE, label="p95")
+    worst_s = float(cast(float, by_day["p95_s"].max()) or 0)
+    wide = worst_s > _WIDE_LATENCY * max(slo, 1.0)
+    if wide:  # a day of years-long latencies would flatten every other day to zero
+        _age_axis(ax, worst_s, axis="y")
     ax.axhline(slo, color=_RED, linestyle="--", label=f"SLO {slo:g} s")
-    ax.set(title="Latency per day of creation", ylabel="seconds")
+    ax.set(title="Latency per day of creation", ylabel="latency" if wide else "seconds")
     ax.legend(loc="best")
-    fig.autofmt_xdate()
+    _date_axis(ax, fig)
     worst = by_day.sort("p95_s", descending=True, nulls_last=True).row(0, named=True)
     alt = (
-        f"Daily p50 and p95 settlement latency over {by_day.height} days; the worst p95 was "
+        f"Daily p50 and p95 settlement latency on {by_day.height} days of creation from "
+        f"{by_day['day'][0]} to {by_day['day'][-1]}; the worst p95 was "
         f"{_s(worst['p95_s'])} on {worst['day']}; SLO {slo:g} s shown dashed."
     )
     return Chart("latency_over_time", "Latency over time", alt, _png(fig))
 
 
+_YEAR: Final = 31536000
 _AGE_TICKS: Final = (
     (0, "0"),
     (60, "1m"),
@@ -169,16 +249,40 @@ _AGE_TICKS: Final = (
     (86400, "1d"),
     (604800, "7d"),
     (2592000, "30d"),
-    (31536000, "1y"),
+    (_YEAR, "1y"),
+    (10 * _YEAR, "10y"),
+    (100 * _YEAR, "100y"),
+    (1000 * _YEAR, "1000y"),
+    (10000 * _YEAR, "10000y"),
 )
+_CHAR_PX: Final = 6.5  # width of a tick label character at DPI, about
 
 
-def _age_axis(ax: Axes, longest: float) -> None:
-    """Put task age on a symlog axis with plain labels (data spans seconds to days)."""
-    ax.set_xscale("symlog", linthresh=60)
+def _age_axis(ax: Axes, longest: float, *, axis: str = "x") -> None:
+    """Put a duration on a symlog axis with plain labels (data spans seconds to days or years).
+
+    Labels that would overlap are left out, so a span of years does not pile them up.
+    """
+    scaled = ax.xaxis if axis == "x" else ax.yaxis
+    (ax.set_xscale if axis == "x" else ax.set_yscale)("symlog", linthresh=_SYMLOG_LINTHRESH)
+    # Limits worked out before (any get/set of a limit does it) kept linear margins, which
+    # on a symlog axis are decades of negative durations: work them out again.
+    ax.relim()
+    ax.autoscale_view(scalex=axis == "x", scaley=axis == "y")
     ticks = [(t, label) for t, label in _AGE_TICKS if t <= longest * 1.5] or [(0, "0")]
-    ax.set_xticks([t for t, _ in ticks], [label for _, label in ticks])
-    ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
+    scale = SymmetricalLogTransform(10, _SYMLOG_LINTHRESH, 1)
+    places = scale.transform(np.array([float(t) for t, _ in ticks]))
+    # Drop a label that would touch the one before it (a span of years has many decades).
+    length = ax.bbox.width if axis == "x" else ax.bbox.height
+    per_unit = length / max(float(places[-1] - places[0]), 1.0)
+    kept, last = [ticks[0]], float(places[0])
+    for tick, place in zip(ticks[1:], places[1:], strict=True):
+        room = (len(kept[-1][1]) + len(tick[1])) / 2 * _CHAR_PX + 6 if axis == "x" else 14
+        if (place - last) * per_unit >= room:
+            kept.append(tick)
+            last = float(place)
+    scaled.set_ticks([t for t, _ in kept], [label for _, label in kept])
+    scaled.set_minor_locator(matplotlib.ticker.NullLocator())
 
 
 def _survival(f: Mapping[str, pl.DataFrame]) -> Chart | None:
@@ -354,14 +458,22 @@ def _spend(f: Mapping[str, pl.DataFrame]) -> Chart | None:
     if spend.height == 0:
         return None
     fig, (ax,) = _figure()
-    ax.bar(spend["period_start"], spend["cost_sats"].fill_null(0), color=_BLUE, width=0.8)
+    days, sats = spend["period_start"], spend["cost_sats"].fill_null(0)
+    if spend.height <= MAX_BAR_DAYS:
+        # The edge keeps a day visible when the axis spans years (a bar is then under a pixel).
+        ax.bar(days, sats, color=_BLUE, edgecolor=_BLUE, linewidth=0.8, width=0.8)
+    else:
+        # One artist for all days rather than one bar patch each.
+        ax.vlines(days, 0, sats, color=_BLUE, linewidth=1.0)
+        ax.set_ylim(bottom=0)
     ax.set(title="Spend per day (known costs)", ylabel="sats")
-    fig.autofmt_xdate()
+    _date_axis(ax, fig)
     total = int(spend["cost_sats"].sum() or 0)
     peak = spend.sort("cost_sats", descending=True, nulls_last=True).row(0, named=True)
     alt = (
-        f"Known spend per settlement day over {spend.height} days, {total:,} sats in total; "
-        f"peak {_n(peak['cost_sats'])} sats on {peak['period_start']:%Y-%m-%d}."
+        f"Known spend per settlement day on {spend.height} days from "
+        f"{_day(days[0])} to {_day(days[-1])}, {total:,} sats in total; "
+        f"peak {_n(peak['cost_sats'])} sats on {_day(peak['period_start'])}."
     )
     return Chart("spend", "Spend per day", alt, _png(fig))
 
