@@ -9,12 +9,15 @@ puts these together.
 
 from __future__ import annotations
 
+import glob
 import gzip
 import hashlib
 import json
+import os
+import stat
 import sys
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Final, Protocol, cast
@@ -22,6 +25,8 @@ from typing import IO, Final, Protocol, cast
 import numpy as np
 import polars as pl
 import pyarrow as pa
+
+from asg_audit.errors import InputError
 
 __all__ = [
     "BOM",
@@ -32,6 +37,7 @@ __all__ = [
     "LineBatches",
     "always_lines",
     "describe_read_error",
+    "expand_paths",
     "file_content_hash",
     "file_layout",
     "line_batch",
@@ -39,26 +45,124 @@ __all__ = [
     "open_binary",
     "raw_position",
     "sniff_layout",
+    "special_file_kind",
 ]
 
 # A UTF-8 byte order mark: dropped at the start of a file (Windows tools write one), an error
 # anywhere else.
 BOM: Final = b"\xef\xbb\xbf"
 
+_SUFFIXES = (".json", ".jsonl", ".ndjson", ".json.gz", ".jsonl.gz", ".ndjson.gz")
+
 # `-` as a path: NDJSON read from standard input (streamed, like a large file).
 STDIN: Final = Path("-")
 STDIN_ORIGIN: Final = "<stdin>"
 
 
+def expand_paths(
+    paths: Iterable[str | Path],
+    *,
+    on_error: Callable[[Path, OSError], None] | None = None,
+    on_special: Callable[[Path, str], None] | None = None,
+) -> list[Path]:
+    """Return the files named by paths, folders (recursively) and globs, sorted and unique.
+
+    In folders, files are taken by their suffix (`_SUFFIXES`, in any case). A folder that
+    cannot be listed (permission denied) is passed to `on_error` with the error, and the others
+    are still expanded; without `on_error` it raises InputError. A path that cannot be looked
+    at is returned as it is, for the reader to report. In folders, only regular files are
+    taken: opening a named pipe (FIFO), a socket or a device would block or never end, so each
+    is passed to `on_special` with what it is (without it, InputError). Named on their own,
+    they are returned (read as streams).
+    """
+    found: list[Path] = []
+
+    def unlisted(exc: OSError) -> None:
+        folder = Path(exc.filename) if exc.filename else Path(".")
+        if on_error is None:
+            raise InputError(f"{folder}: cannot list the folder: {describe_read_error(exc)}")
+        on_error(folder, exc)
+
+    def special(path: Path, what: str) -> None:
+        if on_special is None:
+            raise InputError(f"{path}: {what}, not a file: not read")
+        on_special(path, what)
+
+    for raw in paths:
+        text = str(raw)
+        if text == "-":
+            found.append(STDIN)
+            continue
+        matches = (
+            [Path(m) for m in sorted(glob.glob(text, recursive=True))]
+            if glob.has_magic(text)
+            else [Path(text)]
+        )
+        if not matches:
+            raise InputError(f"{text}: no file matches this pattern")
+        for path in matches:
+            try:
+                folder = path.is_dir()
+            except OSError:  # e.g. inside a folder that cannot be searched: the reader says why
+                folder = False
+            if folder:
+                found.extend(_folder_files(path, unlisted, special))
+            else:
+                found.append(path)
+    return list(dict.fromkeys(found))
+
+
+def _folder_files(
+    folder: Path, unlisted: Callable[[OSError], None], special: Callable[[Path, str], None]
+) -> list[Path]:
+    files: list[Path] = []
+    for root, dirs, names in os.walk(folder, onerror=unlisted):
+        dirs.sort()
+        for name in names:
+            if not name.lower().endswith(_SUFFIXES):
+                continue
+            path = Path(root, name)
+            what = special_file_kind(path)
+            if what is None:
+                files.append(path)
+            else:
+                special(path, what)
+    return sorted(files)
+
+
+def special_file_kind(path: Path) -> str | None:
+    """What `path` is when it is neither a regular file nor a folder ("a named pipe (FIFO)",
+    ...); None for a file, a folder or a path that cannot be looked at (its reader says why)."""
+    try:
+        mode = path.stat().st_mode
+    except (OSError, ValueError):
+        return None
+    if stat.S_ISREG(mode) or stat.S_ISDIR(mode):
+        return None
+    for test, what in (
+        (stat.S_ISFIFO, "a named pipe (FIFO)"),
+        (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+    ):
+        if test(mode):
+            return what
+    return "not a regular file"
+
+
 class HashingReader:
     """Reads a binary stream and hashes what it read (the file's content hash)."""
 
-    def __init__(self, raw: IO[bytes]) -> None:
+    def __init__(self, raw: _Reader, *, head: bytes = b"") -> None:
         self._raw = raw
+        self._head = head  # the stream's first bytes, when they were read already (to sniff)
         self.hash = hashlib.sha256()
 
     def read(self, n: int) -> bytes:
-        data = self._raw.read(n)
+        if self._head:
+            data, self._head = self._head[:n], self._head[n:]
+        else:
+            data = self._raw.read(n)
         self.hash.update(data)
         return data
 

@@ -12,19 +12,20 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
-import glob
 import gzip
 import hashlib
-import os
+import shutil
+import stat
 import sys
+import tempfile
 import threading
 import zlib
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, cast
+from typing import IO, Any, cast
 
 import duckdb
 import numpy as np
@@ -40,6 +41,7 @@ from asg_audit.filelines import (
     LineBatches,
     always_lines,
     describe_read_error,
+    expand_paths,
     file_content_hash,
     file_layout,
     line_batch,
@@ -84,57 +86,6 @@ DEFAULT_INGEST_MEMORY_LIMIT = "768MB"
 SMALL_FILE_BYTES = 1 << 20
 _GROUP_BYTES = 4 << 20
 _GROUP_FILES = 1_000
-_SUFFIXES = (".json", ".jsonl", ".ndjson", ".json.gz", ".jsonl.gz", ".ndjson.gz")
-
-
-def expand_paths(
-    paths: Iterable[str | Path], *, on_error: Callable[[Path, OSError], None] | None = None
-) -> list[Path]:
-    """Return the files named by paths, folders (recursively) and globs, sorted and unique.
-
-    In folders, files are taken by their suffix (`_SUFFIXES`, in any case). A folder that
-    cannot be listed (permission denied) is passed to `on_error` with the error, and the others
-    are still expanded; without `on_error` it raises InputError. A path that cannot be looked
-    at is returned as it is, for the reader to report.
-    """
-    found: list[Path] = []
-
-    def unlisted(exc: OSError) -> None:
-        folder = Path(exc.filename) if exc.filename else Path(".")
-        if on_error is None:
-            raise InputError(f"{folder}: cannot list the folder: {describe_read_error(exc)}")
-        on_error(folder, exc)
-
-    for raw in paths:
-        text = str(raw)
-        if text == "-":
-            found.append(STDIN)
-            continue
-        matches = (
-            [Path(m) for m in sorted(glob.glob(text, recursive=True))]
-            if glob.has_magic(text)
-            else [Path(text)]
-        )
-        if not matches:
-            raise InputError(f"{text}: no file matches this pattern")
-        for path in matches:
-            try:
-                folder = path.is_dir()
-            except OSError:  # e.g. inside a folder that cannot be searched: the reader says why
-                folder = False
-            if folder:
-                found.extend(_folder_files(path, unlisted))
-            else:
-                found.append(path)
-    return list(dict.fromkeys(found))
-
-
-def _folder_files(folder: Path, unlisted: Callable[[OSError], None]) -> list[Path]:
-    files: list[Path] = []
-    for root, dirs, names in os.walk(folder, onerror=unlisted):
-        dirs.sort()
-        files.extend(Path(root, name) for name in names if name.lower().endswith(_SUFFIXES))
-    return sorted(files)
 
 
 def _file_records(raw: str, raw_bytes: str, line: str, relation: str, where: str = "") -> str:
@@ -253,35 +204,101 @@ def _stage_lines(
 ) -> tuple[int, Counter[str], str]:
     """Stage the lines of an NDJSON file; return (records, rejects by reason, content hash)."""
     with open_binary(path) as fh:
-        reader = HashingReader(fh)
-        last_pos = 0
-
-        def on_read() -> None:
-            nonlocal last_pos
-            if on_bytes is not None:
-                pos = raw_position(fh)
-                on_bytes(pos - last_pos)
-                last_pos = pos
-
-        lines = LineBatches(
-            reader,
+        return _stage_line_stream(
+            store,
+            run_id,
+            fh,
+            origin=origin,
+            observed_at=observed_at,
             chunk_bytes=chunk_bytes,
-            on_read=on_read,
-            max_line_bytes=DEFAULT_MAX_RECORD_BYTES,
+            on_bytes=on_bytes,
         )
-        store.con.register("_file_lines", lines.reader())
-        try:
-            records, rejected = store.stage_raw(
-                run_id, _FILE_SOURCE, {"observed_at": observed_at, "origin": origin}
+
+
+def _stage_stream(
+    store: Store,
+    run_id: str,
+    path: Path,
+    *,
+    origin: str,
+    observed_at: datetime,
+    chunk_bytes: int,
+    on_bytes: ProgressFn | None,
+) -> tuple[int, Counter[str], str]:
+    """Stage what a pipe or a device named on its own holds, reading it once (it cannot be
+    read again): NDJSON as it comes; an array or JSON documents copied to a temporary file
+    first, for DuckDB's reader. Return (records, rejects by reason, content hash)."""
+    with open_binary(path) as fh:
+        head = fh.read(4096)
+        if always_lines(path) or sniff_layout(head) == "lines":
+            return _stage_line_stream(
+                store,
+                run_id,
+                fh,
+                head=head,
+                origin=origin,
+                observed_at=observed_at,
+                chunk_bytes=chunk_bytes,
+                on_bytes=on_bytes,
             )
-            _say_cut(store, run_id, origin, lines.cut)
-        except duckdb.Error:
-            if lines.error is not None:
-                raise lines.error from None
-            raise
-        finally:
-            with contextlib.suppress(duckdb.Error):  # the failed transaction
-                store.con.unregister("_file_lines")
+        with tempfile.TemporaryDirectory(prefix="asg-audit-") as folder:
+            copy = Path(folder, "stream.json")
+            with copy.open("wb") as out:
+                out.write(head)
+                shutil.copyfileobj(fh, out, chunk_bytes)
+            return _stage_documents(
+                store,
+                run_id,
+                copy,
+                sniff_layout(head),
+                origin=origin,
+                observed_at=observed_at,
+                on_bytes=on_bytes,
+            )
+
+
+def _stage_line_stream(
+    store: Store,
+    run_id: str,
+    fh: IO[bytes],
+    *,
+    head: bytes = b"",
+    origin: str,
+    observed_at: datetime,
+    chunk_bytes: int,
+    on_bytes: ProgressFn | None,
+) -> tuple[int, Counter[str], str]:
+    """Stage the NDJSON lines of `fh` (after `head`, its first bytes when they were read
+    already); return (records, rejects by reason, content hash)."""
+    reader = HashingReader(fh, head=head)
+    last_pos = 0
+
+    def on_read() -> None:
+        nonlocal last_pos
+        if on_bytes is not None:
+            pos = raw_position(fh)
+            on_bytes(pos - last_pos)
+            last_pos = pos
+
+    lines = LineBatches(
+        reader,
+        chunk_bytes=chunk_bytes,
+        on_read=on_read,
+        max_line_bytes=DEFAULT_MAX_RECORD_BYTES,
+    )
+    store.con.register("_file_lines", lines.reader())
+    try:
+        records, rejected = store.stage_raw(
+            run_id, _FILE_SOURCE, {"observed_at": observed_at, "origin": origin}
+        )
+        _say_cut(store, run_id, origin, lines.cut)
+    except duckdb.Error:
+        if lines.error is not None:
+            raise lines.error from None
+        raise
+    finally:
+        with contextlib.suppress(duckdb.Error):  # the failed transaction
+            store.con.unregister("_file_lines")
     return records, rejected, reader.hash.hexdigest()
 
 
@@ -320,10 +337,22 @@ def _ingest_file(
     origin = STDIN_ORIGIN if path == STDIN else str(path)
     observed_at = datetime.now(UTC)
     try:
-        size = 0 if path == STDIN else path.stat().st_size
+        info = None if path == STDIN else path.stat()
+        streamed = info is not None and not stat.S_ISREG(info.st_mode)
+        size = info.st_size if info is not None and not streamed else 0
         with store.transaction():
-            layout = file_layout(path)
-            if layout != "lines":
+            if streamed:
+                # A pipe (`<(...)`) or a device: opened once, never again.
+                records, rejected, content_hash = _stage_stream(
+                    store,
+                    run_id,
+                    path,
+                    origin=origin,
+                    observed_at=observed_at,
+                    chunk_bytes=chunk_bytes,
+                    on_bytes=on_bytes,
+                )
+            elif (layout := file_layout(path)) != "lines":
                 records, rejected, content_hash = _stage_documents(
                     store,
                     run_id,
@@ -422,9 +451,10 @@ class _SmallFiles:
         origin = str(path)
         observed_at = datetime.now(UTC)
         try:
-            size = path.stat().st_size
-            if size > SMALL_FILE_BYTES:
-                return False
+            info = path.stat()
+            size = info.st_size
+            if size > SMALL_FILE_BYTES or not stat.S_ISREG(info.st_mode):
+                return False  # a pipe or a device (named on its own) is read once, as a stream
             with open_binary(path) as fh:
                 data = fh.read(_GROUP_BYTES + 1)
         except (OSError, EOFError, zlib.error, gzip.BadGzipFile) as exc:
@@ -564,7 +594,11 @@ def ingest_paths(
         error = f"{folder}: cannot list the folder: {describe_read_error(exc)}"
         summary.files.append(FileOutcome(path=str(folder), status="failed", error=error))
 
-    files = expand_paths(paths, on_error=unlisted)
+    def special(path: Path, what: str) -> None:
+        error = f"{path}: {what}, not a file: not read"
+        summary.files.append(FileOutcome(path=str(path), status="failed", error=error))
+
+    files = expand_paths(paths, on_error=unlisted, on_special=special)
     with open_store(
         db, wait_seconds=wait_seconds, memory_limit=DEFAULT_INGEST_MEMORY_LIMIT
     ) as store:
