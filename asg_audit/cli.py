@@ -175,6 +175,7 @@ def _cmd_verify_chain(args: argparse.Namespace, config: AuditConfig) -> int:
         verify_chain,
     )
 
+    _check_flag("--rps", "chain", "rps", args.rps)
     if args.rps is not None:
         config = config.replace(chain={**config.chain, "rps": args.rps})
     summary = verify_chain(config.db_path, config, progress=not args.quiet)
@@ -228,6 +229,9 @@ def _cmd_report(args: argparse.Namespace, config: AuditConfig) -> int:
 def _cmd_collect(args: argparse.Namespace, config: AuditConfig) -> int:
     from asg_audit.collector import run_collect_command
 
+    _check_flag("--max-rps", "collector", "max_rps", args.max_rps)
+    _check_flag("--concurrency", "collector", "concurrency", args.concurrency)
+    _check_flag("--deadline", "collector", "deadline_s", args.deadline)
     return run_collect_command(
         config,
         task_ids_file=args.task_ids,
@@ -248,6 +252,8 @@ def _cmd_runs(args: argparse.Namespace, config: AuditConfig) -> int:
 def _cmd_audit(args: argparse.Namespace, config: AuditConfig) -> int:
     from asg_audit.jobs import outcome_json, run_audit
 
+    if not (math.isfinite(args.wait) and 0 <= args.wait <= _MAX_WAIT_S):
+        raise ConfigError(f"--wait must be a number of seconds from 0 to {_MAX_WAIT_S:,}")
     outcome = run_audit(
         config,
         out_dir=args.out,
@@ -272,6 +278,21 @@ def _cmd_audit(args: argparse.Namespace, config: AuditConfig) -> int:
         if outcome.report_dir is not None:
             print(f"report: {outcome.report_dir / 'index.html'}")
     return outcome.exit_code
+
+
+_MAX_WAIT_S = 86_400
+
+
+def _check_flag(flag: str, section: str, key: str, value: Any) -> None:
+    """Raise ConfigError when a flag's value is outside the range of the setting it sets."""
+    from asg_audit.config import setting_problem
+
+    if value is None:
+        return
+    problem = setting_problem(section, key, value)
+    if problem is not None:
+        # one line naming the setting, the allowed range, the value and the flag
+        raise ConfigError(f"{section}.{key} must be {problem.removeprefix('expected ')} ({flag})")
 
 
 def _count(text: str) -> int:

@@ -86,8 +86,10 @@ class CostModel:
     def __post_init__(self) -> None:
         if self.kind not in ("per_worker", "fixed"):
             raise ConfigError("[costs] kind: expected 'per_worker' or 'fixed'")
-        if self.payout_per_worker_sats < 0 or self.reward_sats < 0:
-            raise ConfigError("[costs]: sats amounts must not be negative")
+        for name in ("payout_per_worker_sats", "reward_sats"):
+            problem = setting_problem("costs", name, getattr(self, name))
+            if problem is not None:
+                raise ConfigError(f"[costs] {name}: {problem}")
         if not (Decimal(0) <= self.fee_percent <= Decimal(100)):
             raise ConfigError("[costs] fee_percent: expected a number from 0 to 100")
 
@@ -125,6 +127,45 @@ class AuditConfig:
     billing: Mapping[str, Any] = field(default_factory=dict)
     report: Mapping[str, Any] = field(default_factory=dict)
     audit: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        # Library callers and `replace` are checked too (a file was checked when read, with
+        # its name): every numeric setting of every table within its range, so that a bad
+        # value is one ConfigError here, not a crash deep inside a step.
+        for name in ("api_key", "woc_api_key"):
+            value = getattr(self, name)
+            if isinstance(value, str):  # a plain string is wrapped, never kept in the clear
+                object.__setattr__(self, name, _secret(value))
+            elif value is not None and not isinstance(value, Secret):
+                raise TypeError(f"AuditConfig {name}: expected a str or Secret or None")
+        secrets = self.webhook_secrets
+        if isinstance(secrets, str | Secret):
+            secrets = (secrets,)
+        if not isinstance(secrets, tuple | list) or not all(
+            isinstance(s, str | Secret) for s in secrets
+        ):
+            raise TypeError("AuditConfig webhook_secrets: expected a tuple of str or Secret")
+        object.__setattr__(
+            self,
+            "webhook_secrets",
+            tuple(s if isinstance(s, Secret) else Secret(s) for s in secrets if s),
+        )
+        if not isinstance(self.costs, CostModel):
+            raise TypeError("AuditConfig costs: expected a CostModel")
+        for name in ("collector", "webhooks", "chain", "billing", "report", "audit"):
+            if not isinstance(getattr(self, name), Mapping):
+                raise TypeError(f"AuditConfig {name}: expected a mapping (the [{name}] table)")
+        _check_ranges(
+            {
+                "slo_seconds": self.slo_seconds,
+                "collector": self.collector,
+                "webhooks": self.webhooks,
+                "chain": self.chain,
+                "billing": self.billing,
+                "audit": self.audit,
+            },
+            "settings",
+        )
 
     def levels(self, check_id: str, default: CheckLevels) -> CheckLevels:
         """Return the configured levels of a check, or its documented default."""
@@ -245,6 +286,152 @@ _CHECK_TYPES: Final[dict[str, str]] = {
     "severity": _STRING,
 }
 _SEVERITIES: Final = ("info", "warn", "fail")
+
+
+@dataclass(frozen=True, slots=True)
+class _Range:
+    """The values a numeric setting accepts: from `low` (excluded when `above`) to `high`."""
+
+    low: float
+    high: float
+    integer: bool = False
+    above: bool = False
+
+    def holds(self, value: float) -> bool:
+        low_ok = value > self.low if self.above else value >= self.low
+        return low_ok and value <= self.high
+
+    def text(self) -> str:
+        """Return the range in words, e.g. 'an integer from 0 to 100'."""
+        if self.integer:
+            return f"an integer from {_num(self.low)} to {_num(self.high)}"
+        if self.above and self.low == 0:
+            return f"a positive number, at most {_num(self.high)}"
+        if self.above:
+            return f"a number above {_num(self.low)}, at most {_num(self.high)}"
+        return f"a number from {_num(self.low)} to {_num(self.high)}"
+
+
+def _num(value: float) -> str:
+    if isinstance(value, int) or float(value).is_integer():
+        return f"{int(value):,}"
+    return f"{value:g}"
+
+
+# The range of every numeric setting. The upper ends are far beyond any sensible value; they
+# keep a typo (1e308 requests per second, a timeout of ages) from reaching code that cannot
+# take it (a thread pool, a socket timeout, an int64 column).
+_INT64_MAX: Final = 2**63 - 1
+_LONG_S: Final = 1_000_000_000  # seconds, about 31 years: deadlines, ages, windows
+_DAY_S: Final = 86_400  # waits and intervals
+_REQUEST_S: Final = 3_600  # one HTTP request
+_MAX_RPS: Final = 10_000
+_MAX_RETRIES: Final = 100
+_POSITIVE_S: Final = _Range(0, _LONG_S, above=True)
+_SECONDS: Final = _Range(0, _LONG_S)
+_TIMEOUT_S: Final = _Range(0, _REQUEST_S, above=True)
+_RETRIES: Final = _Range(0, _MAX_RETRIES, integer=True)
+_RANGES: Final[dict[str, dict[str, _Range]]] = {
+    "": {"slo_seconds": _POSITIVE_S},
+    "costs": {
+        "payout_per_worker_sats": _Range(0, _INT64_MAX, integer=True),
+        "reward_sats": _Range(0, _INT64_MAX, integer=True),
+        "fee_percent": _Range(0, 100),
+    },
+    "collector": {
+        "max_rps": _Range(0, _MAX_RPS, above=True),
+        "concurrency": _Range(1, 1_024, integer=True),
+        "deadline_s": _POSITIVE_S,
+        "not_found_grace_s": _SECONDS,
+        "timeout_s": _TIMEOUT_S,
+        "retry_floor_s": _Range(0, _DAY_S, above=True),
+        "retry_base_s": _Range(0, _DAY_S, above=True),
+        "retry_cap_s": _Range(0, _DAY_S, above=True),
+        "batch_size": _Range(1, 1_000_000, integer=True),
+        "flush_interval_s": _Range(0, _DAY_S, above=True),
+        "flush_max_interval_s": _Range(0, _DAY_S, above=True),
+        "progress_interval_s": _Range(0, _DAY_S),
+        "lock_wait_s": _Range(0, _DAY_S),
+    },
+    "webhooks": {
+        "max_body_bytes": _Range(64, 2**30, integer=True),
+        "freshness_seconds": _SECONDS,
+        "commit_max_batch": _Range(1, 1_000_000, integer=True),
+        "commit_max_wait_ms": _Range(0, _DAY_S * 1000),
+        "normalise_interval_ms": _Range(0, _DAY_S * 1000),
+        "graceful_shutdown_seconds": _Range(0, _DAY_S),
+        "dedupe_window_seconds": _POSITIVE_S,
+        "dedupe_max_events": _Range(1, 100_000_000, integer=True),
+    },
+    "chain": {
+        "rps": _Range(0, _MAX_RPS, above=True),
+        "concurrency": _Range(1, 256, integer=True),
+        "confirmations": _Range(0, 10_000_000, integer=True),
+        "unknown_after_seconds": _SECONDS,
+        "unconfirmed_after_seconds": _SECONDS,
+        "block_time_tolerance_seconds": _SECONDS,
+        "fee_rate_min_sat_per_kb": _Range(0, _LONG_S),
+        "fee_rate_max_sat_per_kb": _Range(0, _LONG_S),
+        "timeout_seconds": _TIMEOUT_S,
+        "max_retries": _RETRIES,
+    },
+    "billing": {"timeout_seconds": _TIMEOUT_S, "max_retries": _RETRIES},
+    "audit": {"collect_seconds": _SECONDS, "demo_collect_seconds": _SECONDS},
+}
+
+
+def setting_problem(section: str, key: str, value: Any) -> str | None:
+    """Return what is wrong with a value of a numeric setting (None when it is fine).
+
+    `section` is a config table ("chain", "collector", ...; "" for a top-level key). The text
+    says the type or range expected and, for a number, the value given (a number is never a
+    secret; any other value is not quoted).
+    """
+    where = _RANGES.get(section, {})
+    if key not in where:
+        return None
+    allowed = where[key]
+    kind = _INT if allowed.integer else _NUMBER
+    if not _has_type(value, kind):
+        given = str(value) if isinstance(value, float) else _toml_type(value)  # nan, inf
+        return f"expected {allowed.text()}, got {given}"
+    if not allowed.holds(value):
+        return f"expected {allowed.text()}, got {_num_given(value)}"
+    return None
+
+
+def _num_given(value: float) -> str:
+    return str(value) if isinstance(value, int) else f"{value:g}"
+
+
+def _check_ranges(raw: Mapping[str, Any], where: str) -> None:
+    """Raise ConfigError naming the first numeric setting out of its range.
+
+    `raw` holds the top-level keys and the tables; keys without a range (and unknown keys,
+    refused elsewhere for files) are left alone.
+    """
+    for section, ranges in _RANGES.items():
+        table = raw if section == "" else raw.get(section, {})
+        if not isinstance(table, Mapping):
+            continue
+        for key in ranges:
+            if key not in table:
+                continue
+            problem = setting_problem(section, key, table[key])
+            if problem is not None:
+                name = f"[{section}] {key}" if section else key
+                raise ConfigError(f"{where}: {name}: {problem}")
+    chain = raw.get("chain", {})
+    if isinstance(chain, Mapping):
+        low = chain.get("fee_rate_min_sat_per_kb")
+        high = chain.get("fee_rate_max_sat_per_kb")
+        if low is not None and high is not None and low > high:
+            raise ConfigError(
+                f"{where}: [chain] fee_rate_min_sat_per_kb ({_num_given(low)}) is above"
+                f" fee_rate_max_sat_per_kb ({_num_given(high)})"
+            )
+
+
 _SECRET_KEYS: Final = ("api_key", "webhook_secret", "woc_api_key")
 
 
@@ -321,15 +508,11 @@ def _check_file(raw: Mapping[str, Any], where: str) -> None:
             _check_table(table, types, where, f"[{section}]")
     if "fail_on" in raw:
         _one_of(raw["fail_on"], _SEVERITIES, where, "fail_on")
-    if "slo_seconds" in raw and raw["slo_seconds"] <= 0:
-        raise ConfigError(f"{where}: slo_seconds: expected a positive number")
     audit = raw.get("audit", {})
     for key in ("fail_on", "alert_on"):
         if key in audit:
             _one_of(audit[key], _SEVERITIES, where, f"[audit] {key}")
-    for key in ("collect_seconds", "demo_collect_seconds"):
-        if key in audit and audit[key] < 0:
-            raise ConfigError(f"{where}: [audit] {key}: expected a number of seconds, 0 or more")
+    _check_ranges(raw, where)
 
 
 def _cost_model(raw: Mapping[str, Any], where: str) -> CostModel:
