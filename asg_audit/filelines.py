@@ -14,6 +14,7 @@ import gzip
 import hashlib
 import json
 import os
+import re
 import stat
 import sys
 import zlib
@@ -32,6 +33,7 @@ __all__ = [
     "BOM",
     "STDIN",
     "STDIN_ORIGIN",
+    "BigElement",
     "CutLine",
     "HashingReader",
     "LineBatches",
@@ -41,6 +43,7 @@ __all__ = [
     "file_content_hash",
     "file_layout",
     "line_batch",
+    "locate_big_element",
     "locate_json_error",
     "open_binary",
     "raw_position",
@@ -487,3 +490,76 @@ def locate_json_error(path: Path, layout: str) -> str | None:
         except json.JSONDecodeError as exc:
             where = f"line {exc.lineno}, column {exc.colno}"
             return f"{exc.msg.lower()}: {where} (document {number})"
+
+
+@dataclass(frozen=True, slots=True)
+class BigElement:
+    """An element of a JSON array (or a JSON document of a file of them) over a size."""
+
+    number: int  # its number in the file (its `origin_line`)
+    line: int  # where it starts, in the file's own lines
+    column: int
+    size: int  # its length in bytes
+
+
+# What the scanner stops at: structure, strings, escapes, line breaks.
+_JSON_MARKS: Final = re.compile(rb'[][{}"\\\n]')
+
+
+def locate_big_element(path: Path, layout: str, limit: int) -> BigElement | None:
+    """The first element of a JSON array ("array"), or document of a file of JSON documents
+    ("documents"), longer than `limit` bytes; None when there is none.
+
+    The file is streamed once (bounded memory, whatever its size), following only brackets,
+    braces and strings; a scalar document outside them is not measured.
+    """
+    top = 1 if layout == "array" else 0  # the depth of an element
+    depth, number, line, line_at, offset = 0, 0, 1, 0, 0
+    in_string, skip_to = False, -1  # skip_to: the byte after a backslash is escaped
+    start: tuple[int, int, int] | None = None  # offset, line, column of the current element
+    with open_binary(path) as fh:
+        first = True
+        while chunk := fh.read(8 * 1024 * 1024):
+            if first and chunk.startswith(BOM):
+                offset, line_at = -len(BOM), -len(BOM)
+            first = False
+            for mark in _JSON_MARKS.finditer(chunk):
+                pos = offset + mark.start()
+                if pos < skip_to:
+                    continue
+                c = chunk[mark.start()]
+                if c == 10:  # \n
+                    line, line_at = line + 1, pos + 1
+                elif in_string:
+                    if c == 92:  # \\
+                        skip_to = pos + 2
+                    elif c == 34:  # "
+                        in_string = False
+                        if depth == top and start is not None:  # a string element ends
+                            if (found := _over(start, pos, number, limit)) is not None:
+                                return found
+                            start = None
+                elif c == 34:
+                    in_string = True
+                    if depth == top:
+                        number += 1
+                        start = (pos, line, pos - line_at + 1)
+                elif c in b"[{":
+                    if depth == top:
+                        number += 1
+                        start = (pos, line, pos - line_at + 1)
+                    depth += 1
+                else:  # ] or }
+                    depth -= 1
+                    if depth == top and start is not None:
+                        if (found := _over(start, pos, number, limit)) is not None:
+                            return found
+                        start = None
+            offset += len(chunk)
+    return None
+
+
+def _over(start: tuple[int, int, int], end: int, number: int, limit: int) -> BigElement | None:
+    at, line, column = start
+    size = end - at + 1
+    return BigElement(number, line, column, size) if size > limit else None

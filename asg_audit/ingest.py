@@ -14,6 +14,7 @@ import concurrent.futures
 import contextlib
 import gzip
 import hashlib
+import re
 import shutil
 import stat
 import sys
@@ -45,6 +46,7 @@ from asg_audit.filelines import (
     file_content_hash,
     file_layout,
     line_batch,
+    locate_big_element,
     locate_json_error,
     open_binary,
     raw_position,
@@ -145,10 +147,25 @@ def _stage_documents(
 
 def _unreadable_documents(path: Path, origin: str, layout: str, exc: duckdb.Error) -> str:
     what = "JSON array" if layout == "array" else "JSON document"
+    if (too_big := _TOO_BIG.search(str(exc))) is not None:
+        limit = int(too_big.group(1))
+        big = locate_big_element(path, layout, limit)
+        if big is not None:  # DuckDB's message names neither the element nor where it is
+            element, jq = ("element", ".[]") if layout == "array" else ("document", ".")
+            return (
+                f"{origin}: {element} {big.number} (from line {big.line}, column {big.column})"
+                f" is {big.size:,} bytes, over the {limit:,} bytes DuckDB's JSON reader takes"
+                f" for one {element}; nothing stored (as NDJSON, e.g. `jq -c '{jq}'`, it would"
+                " be a too_large reject and the other records stored)"
+            )
     where = locate_json_error(path, layout)
     if where is not None:
         return f"{origin}: not a readable {what}: {where}; nothing stored"
     return f"{origin}: not a readable {what}: {_first_line(exc)}"
+
+
+# DuckDB's error for an element over its `maximum_object_size`.
+_TOO_BIG = re.compile(r'"maximum_object_size" of (\d+) bytes exceeded')
 
 
 def _first_line(exc: BaseException) -> str:
