@@ -9,6 +9,7 @@ themselves live in `asg_audit.reconcile`.
 from __future__ import annotations
 
 import json
+import math
 import re
 import time
 from dataclasses import dataclass, field
@@ -32,7 +33,8 @@ __all__ = ["BillingSummary", "fetch_billing", "months_with_data", "parse_usage"]
 
 DEFAULT_TIMEOUT_S: Final = 30.0
 DEFAULT_MAX_RETRIES: Final = 5
-_MONTH_RE: Final = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
+_MONTH_RE: Final = re.compile(r"\d{4}-(0[1-9]|1[0-2])\Z")
+_DATE_RE: Final = re.compile(r"\d{4}-\d{2}-\d{2}\Z")
 
 
 @dataclass
@@ -43,6 +45,8 @@ class BillingSummary:
     months: list[str] = field(default_factory=list)
     invoices: int = 0
     requests: int = 0
+    # impossible figures in the answers (negative, fractional, beyond int64), stored as null
+    notes: list[str] = field(default_factory=list)
 
     def lines(self) -> list[str]:
         """Return the human summary, one fact per line."""
@@ -50,6 +54,7 @@ class BillingSummary:
             f"usage months fetched: {len(self.months)} ({', '.join(self.months) or 'none'})",
             f"invoices stored: {self.invoices}",
             f"requests: {self.requests}",
+            *(f"note: {note}" for note in self.notes),
         ]
 
 
@@ -63,21 +68,105 @@ def months_with_data(con: Any) -> list[str]:
     return [r[0] for r in rows]
 
 
-def _int(body: dict[str, Any], key: str) -> int | None:
-    value = body.get(key)
+_INT64_MAX: Final = 2**63 - 1
+# DECIMAL(18, 2): 16 digits before the point
+_USD_LIMIT: Final = 10**16
+# The figures of a usage answer (and of an invoice, and of a daily row) that are counts of
+# tasks or amounts of sats: whole numbers, 0 or more, within the store's BIGINT.
+USAGE_FIGURES: Final = (
+    "tasks_settled",
+    "total_cost_sats",
+    "worker_payouts_sats",
+    "platform_fee_sats",
+)
+DAILY_FIGURES: Final = ("tasks", "cost_sats")
+INVOICE_FIGURES: Final = ("tasks_settled", "total_cost_sats")
+
+
+def _figure_problem(value: Any) -> str | None:
+    """Return why a present figure (a count or sats) is impossible, or None when it is valid."""
     if isinstance(value, bool) or not isinstance(value, int | float | str):
-        return None
+        return "not a number"
     try:
         number = int(str(value))  # sats are integers; "12.5" sats is not a valid amount
     except ValueError:
+        return "not a whole number"
+    if number < 0:
+        return "negative"
+    if number > _INT64_MAX:
+        return "beyond int64"
+    return None
+
+
+def _int(body: dict[str, Any], key: str) -> int | None:
+    """Return a count or sats figure, or None when it is absent or impossible."""
+    value = body.get(key)
+    if value is None or _figure_problem(value) is not None:
         return None
-    return number
+    return int(str(value))
+
+
+def _shown(value: Any) -> str:
+    """Return a figure as it may be printed: numbers as written (shortened), else its type."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        text = str(value)
+        return text if len(text) <= 30 else f"a {len(text)}-character number"
+    if isinstance(value, str):
+        return f"a string of {len(value)} character(s)"
+    return f"a JSON {type(value).__name__}"
+
+
+def figure_problems(body: dict[str, Any], figures: tuple[str, ...]) -> list[tuple[str, str, str]]:
+    """Return (field, value shown, why) of each present but impossible figure of an answer.
+
+    Impossible: not a whole number, negative, or beyond int64. Usage answers' daily rows are
+    included as `daily_breakdown[DATE].FIELD`. Such figures are stored as null.
+    """
+    out = []
+    for key in figures:
+        value = body.get(key)
+        if value is not None:
+            why = _figure_problem(value)
+            if why is not None:
+                out.append((key, _shown(value), why))
+    daily = body.get("daily_breakdown") if figures == USAGE_FIGURES else None
+    for i, row in enumerate(daily if isinstance(daily, list) else []):
+        if not isinstance(row, dict):
+            continue
+        date = row.get("date")
+        day = date if isinstance(date, str) and _DATE_RE.match(date) else f"#{i}"
+        for name, shown, why in figure_problems(row, DAILY_FIGURES):
+            out.append((f"daily_breakdown[{day}].{name}", shown, why))
+    usd = body.get("total_cost_usd_estimate") if figures == USAGE_FIGURES else None
+    if usd is not None and _usd(usd) is None:
+        out.append(("total_cost_usd_estimate", _shown(usd), "not an amount the store can hold"))
+    return out
+
+
+def _usd(value: Any) -> str | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    if not math.isfinite(value) or abs(value) >= _USD_LIMIT:
+        return None
+    return str(value)
+
+
+def _text(value: Any) -> str | None:
+    """Return a text field (an id, a tier, a status) as text; other JSON values become null."""
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        return None
+    return str(value)
 
 
 def parse_usage(body: dict[str, Any]) -> dict[str, Any]:
-    """Return the parsed columns of one usage answer (unparseable figures become null)."""
+    """Return the parsed columns of one usage answer.
+
+    Unparseable or impossible figures (not whole numbers, negative, beyond int64) become null;
+    `figure_problems` says which and why.
+    """
     daily = []
-    for row in body.get("daily_breakdown") or []:
+    rows = body.get("daily_breakdown")
+    for row in rows if isinstance(rows, list) else []:
         if not isinstance(row, dict):
             continue
         try:
@@ -87,24 +176,47 @@ def parse_usage(body: dict[str, Any]) -> dict[str, Any]:
         daily.append(
             {"date": day, "tasks": _int(row, "tasks"), "cost_sats": _int(row, "cost_sats")}
         )
-    usd = body.get("total_cost_usd_estimate")
     return {
         "month": str(body.get("month", "")),
-        "customer_id": body.get("customer_id"),
-        "tier": body.get("tier"),
+        "customer_id": _text(body.get("customer_id")),
+        "tier": _text(body.get("tier")),
         "tasks_settled": _int(body, "tasks_settled"),
         "total_cost_sats": _int(body, "total_cost_sats"),
-        "total_cost_usd_estimate": str(usd) if isinstance(usd, int | float) else None,
+        "total_cost_usd_estimate": _usd(body.get("total_cost_usd_estimate")),
         "worker_payouts_sats": _int(body, "worker_payouts_sats"),
         "platform_fee_sats": _int(body, "platform_fee_sats"),
         "daily_breakdown": daily,
     }
 
 
+def _redacted(url: str) -> str:
+    """Return a URL without its credentials and query, as it may be printed."""
+    try:
+        return str(httpx.URL(url).copy_with(userinfo=b"", query=None))
+    except (httpx.InvalidURL, TypeError, ValueError):
+        return "(an unparseable URL)"
+
+
+def _check_base_url(url: str) -> None:
+    """Raise ConfigError unless `url` is an absolute http(s) URL with a host (never retried)."""
+    try:
+        parsed = httpx.URL(url)
+        valid = parsed.scheme in ("http", "https") and bool(parsed.host)
+    except (httpx.InvalidURL, TypeError, ValueError):
+        valid = False
+    if not valid:
+        raise ConfigError(
+            f"base_url {_redacted(url)!r}: expected an http:// or https:// URL with a host"
+            " (ASG_BASE_URL or base_url in the config)"
+        )
+
+
 class _Gateway:
     def __init__(self, config: AuditConfig, transport: httpx.BaseTransport | None) -> None:
         if config.api_key is None:
             raise ConfigError("billing needs the API key (ASG_API_KEY)")
+        _check_base_url(config.base_url)
+        self.where = _redacted(config.base_url.rstrip("/"))
         self.http = httpx.Client(
             base_url=config.base_url.rstrip("/"),
             headers={
@@ -122,6 +234,12 @@ class _Gateway:
             self.requests += 1
             try:
                 resp = self.http.get(path, params=params)
+            except (httpx.UnsupportedProtocol, httpx.InvalidURL):
+                # a URL that can never work is a configuration error, not a glitch to retry
+                raise ConfigError(
+                    f"GET {self.where}{path}: not an http(s) URL the Gateway can answer"
+                    " (ASG_BASE_URL or base_url in the config)"
+                ) from None
             except httpx.TransportError as exc:
                 if attempt == self.retries:
                     raise ApiTransientError(f"GET {path}: {exc!r}") from exc
@@ -159,6 +277,17 @@ class _Gateway:
         raise AssertionError("unreachable")  # pragma: no cover
 
 
+def _invoice_id(inv: dict[str, Any]) -> str:
+    return str(_text(inv.get("invoice_id")) or f"month:{_text(inv.get('month'))}")
+
+
+def _note(what: str, key: str, shown: str, why: str) -> str:
+    return (
+        f"{what}: the provider reported {key} = {shown} ({why}): an impossible figure,"
+        " stored as null"
+    )
+
+
 def _ts(value: Any) -> datetime | None:
     if not isinstance(value, str):
         return None
@@ -168,22 +297,54 @@ def _ts(value: Any) -> datetime | None:
         return None
 
 
+def _check_arguments(
+    db: Any, config: Any, months: Any, transport: Any
+) -> tuple[Path, list[str] | None]:
+    """Return the store path and the months; raise TypeError or ConfigError naming a bad one."""
+    if not isinstance(db, str | Path) or not str(db):
+        raise TypeError(f"fetch_billing db: expected a path (str or Path), got {type(db).__name__}")
+    if not isinstance(config, AuditConfig):
+        raise TypeError(
+            f"fetch_billing config: expected an AuditConfig (see load_config),"
+            f" got {type(config).__name__}"
+        )
+    if transport is not None and not isinstance(transport, httpx.BaseTransport):
+        raise TypeError(
+            f"fetch_billing transport: expected an httpx.BaseTransport or None,"
+            f" got {type(transport).__name__}"
+        )
+    if months is None:
+        return Path(db), None
+    if isinstance(months, str):  # one month
+        months = [months]
+    if not isinstance(months, list | tuple) or not all(isinstance(m, str) for m in months):
+        raise TypeError(
+            "fetch_billing months: expected a 'YYYY-MM' string or a list of them,"
+            f" got {type(months).__name__}"
+        )
+    for m in months:
+        if not _MONTH_RE.match(m):
+            raise ConfigError(f"fetch_billing months: month must be YYYY-MM, got {m!r}")
+    return Path(db), list(months) or None
+
+
 def fetch_billing(
     db: str | Path,
     config: AuditConfig,
     *,
-    months: list[str] | None = None,
+    months: str | list[str] | None = None,
     transport: httpx.BaseTransport | None = None,
 ) -> BillingSummary:
     """Return the summary of fetching invoices and usage for every month with data (or `months`).
 
-    Stores each answer raw and parsed, replacing an earlier answer for the same month/invoice.
+    `months` is one "YYYY-MM" or a list of them. Stores each answer raw and parsed, replacing
+    an earlier answer for the same month/invoice. A figure that cannot be a count or an amount
+    of sats (negative, fractional, beyond int64) is stored as null and named in
+    `summary.notes`; the `billing.invalid_figure` check reports those of the usage answers.
     """
     from asg_audit.store import open_store
 
-    for m in months or []:
-        if not _MONTH_RE.match(m):
-            raise ConfigError(f"month must be YYYY-MM, got {m!r}")
+    db, months = _check_arguments(db, config, months, transport)
     if not Path(db).exists():  # a typo must not create an empty store
         raise StoreFileError(
             f"{db}: no database here yet (run `asg-audit ingest`, `track` or `collect`)"
@@ -210,6 +371,11 @@ def fetch_billing(
                 for month in wanted:
                     body, raw = gw.get("/v1/billing/usage", {"month": month})
                     usage.append((parse_usage(body) | {"month": month}, raw))
+                    for key, shown, why in figure_problems(body, USAGE_FIGURES):
+                        summary.notes.append(_note(f"usage {month}", key, shown, why))
+                for inv in invoices:
+                    for key, shown, why in figure_problems(inv, INVOICE_FIGURES):
+                        summary.notes.append(_note(f"invoice {_invoice_id(inv)}", key, shown, why))
                 now = datetime.now(UTC)
                 with store.transaction():
                     con = store.con
@@ -233,14 +399,14 @@ def fetch_billing(
                             ],
                         )
                     for inv in invoices:
-                        inv_id = str(inv.get("invoice_id") or f"month:{inv.get('month')}")
+                        inv_id = _invoice_id(inv)
                         con.execute("DELETE FROM billing_invoices WHERE invoice_id = ?", [inv_id])
                         con.execute(
                             "INSERT INTO billing_invoices VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                             [
                                 inv_id,
-                                inv.get("month"),
-                                inv.get("status"),
+                                _text(inv.get("month")),
+                                _text(inv.get("status")),
                                 _int(inv, "tasks_settled"),
                                 _int(inv, "total_cost_sats"),
                                 _ts(inv.get("issued_at")),
@@ -265,6 +431,7 @@ def fetch_billing(
                         "months": summary.months,
                         "invoices": summary.invoices,
                         "requests": summary.requests,
+                        "invalid_figures": summary.notes,
                     },
                 )
     finally:
@@ -274,3 +441,57 @@ def fetch_billing(
 
 # Register the billing checks with the check registry (the registry imports this module).
 from asg_audit import reconcile as _reconcile  # noqa: E402,F401
+from asg_audit.checks._registry import (  # noqa: E402
+    CheckContext,
+    finding,
+    no_findings,
+    register_check,
+)
+from asg_audit.config import CheckLevels  # noqa: E402
+
+
+@register_check("billing.invalid_figure", default=CheckLevels(severity="fail"))
+def billing_invalid_figure(ctx: CheckContext) -> Any:
+    """A month whose usage answer states an impossible figure (negative, fractional or beyond
+    int64 tasks or sats); the figure is stored as null and the other checks skip it.
+
+    Read from the stored raw answer, so that what the provider said is quoted as evidence.
+    """
+    import polars as pl
+
+    from asg_audit.reconcile import EXACT
+
+    if not ctx.has_table("billing_usage"):
+        return no_findings()
+    usage = ctx.table("billing_usage")
+    if not {"month", "raw"} <= set(usage.collect_schema().names()):
+        return no_findings()
+    rows: list[dict[str, str]] = []
+    for month, raw in usage.select("month", "raw").collect().iter_rows():
+        try:
+            body = json.loads(raw)
+        except (TypeError, ValueError):
+            continue
+        if isinstance(body, dict):
+            for key, shown, why in figure_problems(body, USAGE_FIGURES):
+                rows.append({"month": month, "field": key, "shown": shown, "why": why})
+    if not rows:
+        return no_findings()
+    frame = pl.LazyFrame(rows, schema={c: pl.String for c in ("month", "field", "shown", "why")})
+    return frame.select(
+        *finding(
+            entity_type="month",
+            entity_id=pl.col("month"),
+            expected=pl.lit("a whole number, 0 or more, within int64"),
+            actual=pl.col("field") + pl.lit(" = ") + pl.col("shown"),
+            difference=None,
+            message=pl.lit("the provider reported an impossible figure: ")
+            + pl.col("field")
+            + pl.lit(" = ")
+            + pl.col("shown")
+            + pl.lit(" (")
+            + pl.col("why")
+            + pl.lit("); stored as null, the checks that need it skip it"),
+        ),
+        pl.lit(EXACT).alias("proves"),
+    )
