@@ -113,6 +113,22 @@ def test_normalise_type_alias_is_task_type() -> None:
         ("2026-04-08 21:00:47Z", datetime(2026, 4, 8, 21, 0, 47, tzinfo=UTC)),
         ("2026-04-08T16:00:47.5-05:00", datetime(2026, 4, 8, 21, 0, 47, 500000, tzinfo=UTC)),
         ("2026-04-08T23:00:47+0200", datetime(2026, 4, 8, 21, 0, 47, tzinfo=UTC)),
+        ("2026-04-08T23:00:47+02", datetime(2026, 4, 8, 21, 0, 47, tzinfo=UTC)),
+        # the widest offsets in use, and the widest RFC 3339 allows (hours 00-23, minutes 00-59)
+        ("2026-04-09T11:00:47+14:00", datetime(2026, 4, 8, 21, 0, 47, tzinfo=UTC)),
+        ("2026-04-08T09:00:47-12:00", datetime(2026, 4, 8, 21, 0, 47, tzinfo=UTC)),
+        ("2026-04-09T20:59:47+23:59", datetime(2026, 4, 8, 21, 0, 47, tzinfo=UTC)),
+        ("2026-04-08T21:00:47-00:00", datetime(2026, 4, 8, 21, 0, 47, tzinfo=UTC)),
+        # fractional seconds of any length, truncated to microseconds
+        ("2026-04-08T21:00:47.123456789Z", datetime(2026, 4, 8, 21, 0, 47, 123456, tzinfo=UTC)),
+        ("2026-04-08t23:00:47.5+02:00", datetime(2026, 4, 8, 21, 0, 47, 500000, tzinfo=UTC)),
+        ("2026-04-08 21:00:47.25z", datetime(2026, 4, 8, 21, 0, 47, 250000, tzinfo=UTC)),
+        ("2026-04-08T23:59:59Z", datetime(2026, 4, 8, 23, 59, 59, tzinfo=UTC)),
+        # the bounds, 2000-2100 as for epoch seconds: the instant counts, not the local date
+        ("2000-01-01T00:00:00Z", datetime(2000, 1, 1, tzinfo=UTC)),
+        ("2100-01-01T00:00:00Z", datetime(2100, 1, 1, tzinfo=UTC)),
+        ("1999-12-31T23:30:00-01:00", datetime(2000, 1, 1, 0, 30, tzinfo=UTC)),
+        (946684800, datetime(2000, 1, 1, tzinfo=UTC)),
     ],
 )
 def test_normalise_timestamp_forms_are_stored_as_utc(text: object, expected: datetime) -> None:
@@ -254,6 +270,21 @@ REJECTS = [
     ),
     ({"task_id": "t1", "settled_at": "2026-04-08"}, RejectReason.BAD_TIMESTAMP, "settled_at"),
     ({"task_id": "t1", "timestamp": 946684799}, RejectReason.BAD_TIMESTAMP, "timestamp"),
+    (
+        {"task_id": "t1", "settled_at": "2026-04-08T21:00:47+99:99"},
+        RejectReason.BAD_TIMESTAMP,
+        "settled_at",
+    ),
+    (
+        {"task_id": "t1", "settlement": {"settled_at": "2026-04-08T24:00:00Z"}},
+        RejectReason.BAD_TIMESTAMP,
+        "settlement.settled_at",
+    ),
+    (
+        {"task_id": "t1", "timestamp": "9999-12-31T23:59:59Z"},
+        RejectReason.BAD_TIMESTAMP,
+        "timestamp",
+    ),
     ({"task_id": "t1", "settlement": "paid"}, RejectReason.BAD_SETTLEMENT, "settlement"),
     (
         {"task_id": "t1", "settlement": {"total_cost_sats": 1.5}},
@@ -272,6 +303,53 @@ def test_normalise_rejects_with_reason_and_field(
     assert row["field"] == field
     assert row["detail"]
     assert row["origin"] == "t.jsonl" and row["origin_line"] == 1
+
+
+@pytest.mark.parametrize(
+    ("value", "why"),
+    [
+        # offsets: hours 00-23 and minutes 00-59, no seconds (RFC 3339 section 5.6)
+        ("2026-04-08T21:00:47+99:99", "zone offset out of range (hours 00-23, minutes 00-59)"),
+        ("2026-04-08T21:00:47+24:00", "zone offset out of range (hours 00-23, minutes 00-59)"),
+        ("2026-04-08T21:00:47+00:60", "zone offset out of range (hours 00-23, minutes 00-59)"),
+        ("2026-04-08T21:00:47-0060", "zone offset out of range (hours 00-23, minutes 00-59)"),
+        ("2026-04-08T21:00:47+05:00:30", "a zone offset has no seconds in RFC 3339"),
+        # the time of day: hour 00-23, minute and second 00-59
+        ("2026-04-08T24:00:00Z", "time out of range (hour 00-23, minute and second 00-59)"),
+        ("2026-04-08T21:60:00Z", "time out of range (hour 00-23, minute and second 00-59)"),
+        ("2026-04-08T23:59:60Z", "time out of range (hour 00-23, minute and second 00-59)"),
+        ("2026-04-08t24:00:00.5z", "time out of range (hour 00-23, minute and second 00-59)"),
+        # 2000-2100, as for epoch seconds
+        ("9999-12-31T23:59:59Z", "outside 2000-2100"),
+        ("0001-01-01T00:00:00Z", "outside 2000-2100"),
+        ("1999-12-31T23:59:59Z", "outside 2000-2100"),
+        ("2100-01-01T00:00:00.000001Z", "outside 2000-2100"),
+        ("2100-01-01T00:30:00+00:29", "outside 2000-2100"),
+        ("2026-02-30T00:00:00Z", "no such date"),
+        ("2026-13-01T00:00:00+02:00", "no such date"),
+        ("2026-04-08T21:00:00", "a date alone or a time without a zone is ambiguous"),
+        ("2026-04-08", "a date alone or a time without a zone is ambiguous"),
+        # shapes DuckDB's cast would take, RFC 3339 does not
+        ("2026-04-08T 1:00:00Z", "not an RFC 3339 timestamp"),
+        ("2026/04/08T21:00:00Z", "not an RFC 3339 timestamp"),
+        ("2026-4-08T21:00:47Z", "not an RFC 3339 timestamp"),
+        ("2026-04-08T21:00:47.Z", "not an RFC 3339 timestamp"),
+        ("2026-04-08T21:00:47Z ", "not an RFC 3339 timestamp"),
+        (" 2026-04-08T21:00:47Z", "not an RFC 3339 timestamp"),
+        ("02026-04-08T21:00:47Z", "not an RFC 3339 timestamp"),
+        ("2026-04-08T21:00:47 UTC", "not an RFC 3339 timestamp"),
+        ("2026-04-08T21:00:47+5", "not an RFC 3339 timestamp"),
+        ("2026-W15-3T21:00:00Z", "not an RFC 3339 timestamp"),
+        (1775682047.5, "not an RFC 3339 timestamp (a real date and time with a zone"),
+        ("1775682047", "not an RFC 3339 timestamp"),
+        (4102444801, "epoch seconds outside 2000-2100"),
+    ],
+)
+def test_normalise_impossible_timestamp_is_rejected_saying_why(value: object, why: str) -> None:
+    row = reject_row({**FLAT, "settled_at": value})
+    assert (row["reason"], row["field"]) == (RejectReason.BAD_TIMESTAMP, "settled_at")
+    assert str(row["detail"]).startswith(why), row["detail"]
+    assert str(row["detail"]).endswith(f": {json.dumps(value).strip(chr(34))}"), row["detail"]
 
 
 def test_normalise_reject_keeps_the_exact_raw_bytes() -> None:
