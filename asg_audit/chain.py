@@ -14,6 +14,8 @@ is stored as `refused` and asked again next run). When a decoded answer cannot b
 `chain_txs` is a cache: confirmed transactions are never fetched again; unconfirmed, unknown
 and refused ones are checked again on the next run. A changed block hash (a reorg) is kept in
 `prev_block_hash`.
+
+A URL that can never work (no http(s) scheme, no host) is a `ConfigError`, not a glitch.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ import httpx
 
 from asg_audit.config import AuditConfig, Secret
 from asg_audit.errors import ApiStatusError, ApiTransientError, AuthError, ConfigError
+from asg_audit.gateway import display_url
 from asg_audit.rawtx import (
     ParsedTx,
     RawTxError,
@@ -46,6 +49,7 @@ __all__ = [
     "VerifySummary",
     "chain_client_from_config",
     "check_index_answer",
+    "check_index_url",
     "fetch_parent_fees",
     "print_findings",
     "reconciliation_findings",
@@ -134,6 +138,7 @@ class ChainClient:
         sleep: Callable[[float], None] = time.sleep,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
+        check_index_url(base_url)
         headers = {"Accept": "application/json", "User-Agent": "asg-audit"}
         if api_key:
             # WoC documents both header names (newer and older); send both.
@@ -169,6 +174,11 @@ class ChainClient:
                 self.requests += 1
             try:
                 resp = self._http.request(method, path, json=json)
+            except (httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:
+                # Asking again cannot help: the URL itself is wrong.
+                raise ConfigError(
+                    f"chain index URL {display_url(self.base_url)} cannot be used: {exc}"
+                ) from None
             except httpx.TransportError as exc:
                 # The message names the URL only; headers (the key) never reach it.
                 if attempt == self.max_retries:
@@ -327,6 +337,24 @@ def _int(value: Any) -> int | None:
         return int(value)
     except (TypeError, ValueError):
         return None
+
+
+def check_index_url(url: str) -> str:
+    """Return `url` if a chain index can be asked there; raise ConfigError if it never could.
+
+    An http(s) URL with a host is required: `ftp://...` or `not a url` would otherwise be
+    retried as a network glitch for minutes. The message never shows credentials or a query.
+    """
+    try:
+        parsed = httpx.URL(url)
+    except (httpx.InvalidURL, TypeError):
+        raise ConfigError(f"chain_url {display_url(str(url))!r} is not a valid URL") from None
+    if parsed.scheme not in ("http", "https") or not parsed.host:
+        raise ConfigError(
+            f"chain_url {display_url(url)!r} is not an http:// or https:// URL with a host"
+            " (for example https://api.whatsonchain.com/v1/bsv/main)"
+        )
+    return url
 
 
 def chain_client_from_config(config: AuditConfig, **kwargs: Any) -> ChainClient:

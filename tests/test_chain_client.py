@@ -250,3 +250,43 @@ def test_chain_client_retries_garbled_200(served: Any, index: Index) -> None:
         (got,) = client.fetch(list(TXS)[:1])
     assert got.status == "confirmed"
     assert client.requests == 2
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["ftp://user:s3cret@x/v1/bsv/main", "not a url", "http:///v1/bsv/main", "http://[::1/v1"],
+)
+def test_chain_client_unusable_url_is_config_error(url: str) -> None:
+    with pytest.raises(ConfigError, match="chain_url") as err:
+        ChainClient(url)
+    assert "s3cret" not in str(err.value)
+
+
+def test_chain_client_cli_unusable_url_exits_2_at_once(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    from asg_audit.ingest import ingest_paths
+    from asg_audit.sim import WorldConfig, generate_world
+    from asg_audit.store import open_store
+
+    world = generate_world(WorldConfig(seed=5, tasks=10, live_fraction=0.0, anomalies="none"))
+    db = tmp_path / "audit.duckdb"
+    ingest_paths(db, [world.write_results_export(tmp_path / "results.ndjson")])
+    started = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, "-m", "asg_audit", "verify-chain", "--db", str(db), "--quiet"],
+        env={**os.environ, "ASG_CHAIN_URL": "ftp://user:s3cret@x/v1/bsv/main"},
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert time.monotonic() - started < 20
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.count("asg-audit: error:") == 1 and "chain_url" in done.stderr
+    assert "s3cret" not in done.stderr + done.stdout and "Traceback" not in done.stderr
+    with open_store(db, read_only=True) as store:
+        runs = store.con.execute("SELECT count(*) FROM runs WHERE command = 'verify-chain'")
+        assert runs.fetchone() == (0,)
