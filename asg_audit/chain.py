@@ -11,6 +11,11 @@ bytes do not hash to the txid that was asked for is refused (`IndexIntegrityErro
 is stored as `refused` and asked again next run). When a decoded answer cannot be rebuilt
 (a truncated script), its raw hex is fetched with `POST /txs/hex` and checked the same way.
 
+Every block field is checked before it is used (the hash is 64 hex characters; height and
+confirmations are non-negative int64; the block time fits a block header, from the genesis
+block to 2106): an answer that fails is `refused` with a note naming the field, never
+`confirmed`.
+
 `chain_txs` is a cache: confirmed transactions are never fetched again; unconfirmed, unknown
 and refused ones are checked again on the next run. A changed block hash (a reorg) is kept in
 `prev_block_hash`.
@@ -20,6 +25,8 @@ A URL that can never work (no http(s) scheme, no host) is a `ConfigError`, not a
 
 from __future__ import annotations
 
+import math
+import re
 import threading
 import time
 from collections import deque
@@ -31,7 +38,12 @@ from typing import Any, Final
 import httpx
 
 from asg_audit.config import AuditConfig, Secret
-from asg_audit.errors import ApiStatusError, ApiTransientError, AuthError, ConfigError
+from asg_audit.errors import (
+    ApiStatusError,
+    ApiTransientError,
+    AuthError,
+    ConfigError,
+)
 from asg_audit.gateway import display_url
 from asg_audit.rawtx import (
     ParsedTx,
@@ -65,10 +77,20 @@ DEFAULT_MAX_RETRIES: Final = 8
 DEFAULT_TIMEOUT_S: Final = 30.0
 # Pace a hair under the limit: arrival jitter must not put one request too many in a window.
 _RATE_MARGIN: Final = 0.99
+# A block's time is the header's 4-byte nTime, and no block is older than the genesis block
+# (2009-01-03 18:15:05 UTC): anything outside is not a block time.
+GENESIS_BLOCK_TIME: Final = 1_231_006_505
+MAX_BLOCK_TIME: Final = 2**32 - 1
+_INT64_MAX: Final = 2**63 - 1
+_HASH_RE: Final = re.compile(r"[0-9a-fA-F]{64}")
 
 
 class IndexIntegrityError(ApiStatusError):
     """The chain index answered bytes that do not hash to the txid that was asked for."""
+
+
+class _BadFieldError(ValueError):
+    """A block field of an index answer has the wrong type or is out of range."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -311,32 +333,83 @@ def check_index_answer(txid: str, raw: bytes) -> ParsedTx:
 
 def _checked(txid: str, answer: Mapping[str, Any], raw: bytes, depth: int) -> ChainTx:
     try:
+        block_hash, height, block_time, confs = _block_fields(answer)
+    except _BadFieldError as exc:
+        return ChainTx(txid, "refused", note=f"{txid}: {exc}")
+    try:
         parsed = check_index_answer(txid, raw)
     except IndexIntegrityError as exc:
         return ChainTx(txid, "refused", note=str(exc))
-    block_hash = answer.get("blockhash") or None
-    confs = _int(answer.get("confirmations"))
-    block_time = (_int(answer.get("blocktime")) or _int(answer.get("time"))) if block_hash else None
     mined = block_hash is not None and (confs or 0) >= max(1, depth)
     return ChainTx(
         txid,
         "confirmed" if mined else "unconfirmed",
         block_hash=block_hash,
-        block_height=_int(answer.get("blockheight")) if block_hash else None,
-        block_time=datetime.fromtimestamp(block_time, UTC) if block_time else None,
+        block_height=height,
+        block_time=datetime.fromtimestamp(block_time, UTC) if block_time is not None else None,
         confirmations=confs if block_hash else 0,
         parsed=parsed,
         raw_hex=raw.hex(),
     )
 
 
-def _int(value: Any) -> int | None:
-    if isinstance(value, bool) or value is None:
+def _block_fields(
+    answer: Mapping[str, Any],
+) -> tuple[str | None, int | None, int | None, int | None]:
+    """Return (block hash, height, block time, confirmations) of an answer, each checked.
+
+    Raise _BadFieldError naming the field when one has the wrong type or is out of range. An
+    answer without a block hash (absent, null or "") is not mined: its other block fields may
+    only be absent, null or 0 (the placeholders some indexes send for the mempool).
+    """
+    raw_hash = answer.get("blockhash")
+    if raw_hash is None or raw_hash == "":
+        for name in ("blockheight", "blocktime", "time", "confirmations"):
+            value = answer.get(name)
+            if value is not None and not (type(value) is int and value == 0):
+                raise _BadFieldError(
+                    f"index answer has no block hash but {name} {_shown(value)}: contradictory"
+                )
+        return None, None, None, None
+    if not isinstance(raw_hash, str) or not _HASH_RE.fullmatch(raw_hash):
+        raise _BadFieldError(
+            f"index answer has blockhash {_shown(raw_hash)}: not 64 hex characters"
+        )
+    height = _checked_int(answer, "blockheight", 0, _INT64_MAX)
+    confs = _checked_int(answer, "confirmations", 0, _INT64_MAX)
+    block_time = _checked_int(answer, "blocktime", GENESIS_BLOCK_TIME, MAX_BLOCK_TIME)
+    if block_time is None:
+        block_time = _checked_int(answer, "time", GENESIS_BLOCK_TIME, MAX_BLOCK_TIME)
+    return raw_hash.lower(), height, block_time, confs
+
+
+def _checked_int(answer: Mapping[str, Any], name: str, low: int, high: int) -> int | None:
+    """Return the answer's integer field `name` (None when absent or null), checked in range."""
+    value = answer.get(name)
+    if value is None:
         return None
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return None
+    # JSON has one number type: a whole float (5.0) is the same number; bool is not one.
+    if isinstance(value, float) and math.isfinite(value) and value.is_integer():
+        value = int(value)
+    if type(value) is not int:
+        raise _BadFieldError(f"index answer has {name} {_shown(value)}: not an integer")
+    if not low <= value <= high:
+        raise _BadFieldError(
+            f"index answer has {name} {_shown(value)}: outside {_range_text(name, low, high)}"
+        )
+    return value
+
+
+def _range_text(name: str, low: int, high: int) -> str:
+    if name in ("blocktime", "time"):
+        first = datetime.fromtimestamp(low, UTC).date()
+        last = datetime.fromtimestamp(high, UTC).date()
+        return f"a block header's times ({first} .. {last})"
+    return f"{low} .. {high}"
+
+
+def _shown(value: Any) -> str:
+    return repr(value)[:80]
 
 
 def check_index_url(url: str) -> str:
