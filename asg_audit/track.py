@@ -28,6 +28,7 @@ import polars as pl
 from asg_audit.errors import InputError
 from asg_audit.filelines import describe_read_error
 from asg_audit.model import SUBMISSIONS_SCHEMA, RejectReason, is_safe_task_id, printable
+from asg_audit.normalize import parse_timestamp
 from asg_audit.store import open_store
 
 __all__ = ["TrackSummary", "print_track_summary", "track_file"]
@@ -74,22 +75,21 @@ class _Reject:
     raw: bytes
 
 
-def _parse_ts(value: Any) -> datetime | None:
+def _parse_created_at(value: Any, *, csv_cell: bool) -> datetime | None:
+    """Return the instant of a `created_at` value by the normaliser's rules, or None if empty.
+
+    A CSV cell has no types: digits are integer epoch seconds, and blanks around it are dropped.
+    """
     if value is None or value == "":
         return None
-    if isinstance(value, bool):
-        raise ValueError("expected a timestamp, got a boolean")
-    if isinstance(value, int | float):
-        return datetime.fromtimestamp(int(value), UTC)
-    text = str(value).strip()
-    if text.isascii() and text.isdigit():  # epoch seconds in a CSV cell
-        return datetime.fromtimestamp(int(text), UTC)
-    if text.endswith(("Z", "z")):
-        text = text[:-1] + "+00:00"
-    parsed = datetime.fromisoformat(text)
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(UTC)
+    if csv_cell and isinstance(value, str):
+        value = value.strip()
+        if value.isascii() and value.isdigit():
+            value = int(value)
+    try:
+        return parse_timestamp(value)
+    except ValueError as exc:
+        raise _RowError("created_at", f"{exc}: {str(value)[:60]!r}") from None
 
 
 def _parse_options(value: Any) -> list[str] | None:
@@ -123,7 +123,7 @@ def _optional_text(name: str, value: Any) -> str | None:
     return value
 
 
-def _submission_row(rec: dict[str, Any]) -> dict[str, Any]:
+def _submission_row(rec: dict[str, Any], *, csv_row: bool) -> dict[str, Any]:
     task_id = rec.get("task_id")
     if not isinstance(task_id, str) or not task_id:
         raise _RowError("task_id", "missing or not a string")
@@ -143,10 +143,7 @@ def _submission_row(rec: dict[str, Any]) -> dict[str, Any]:
     spec = rec.get("label_spec")
     if options is None and isinstance(spec, dict):
         options = spec.get("options")
-    try:
-        created_at = _parse_ts(rec.get("created_at"))
-    except (ValueError, OverflowError, OSError):
-        raise _RowError("created_at", f"not a timestamp: {rec.get('created_at')!r}") from None
+    created_at = _parse_created_at(rec.get("created_at"), csv_cell=csv_row)
     return {
         "task_id": task_id,
         "task_type": _optional_text("task_type", rec.get("task_type", rec.get("type"))),
@@ -293,10 +290,14 @@ def _ndjson_records(fh: IO[bytes]) -> Iterator[_Record]:
         yield line_no, rec, raw
 
 
+def _is_csv(path: Path) -> bool:
+    return path.name.removesuffix(".gz").endswith(".csv")
+
+
 def _submission_records(path: Path) -> Iterator[_Record]:
     opener = gzip.open if path.name.endswith(".gz") else open
     with cast(IO[bytes], opener(path, "rb")) as fh:
-        if path.name.removesuffix(".gz").endswith(".csv"):
+        if _is_csv(path):
             yield from _csv_records(path, fh)
         else:
             yield from _ndjson_records(fh)
@@ -336,7 +337,7 @@ def _read_submissions(
             try:
                 if isinstance(rec, _RowError):
                     raise rec
-                row = _submission_row(rec)
+                row = _submission_row(rec, csv_row=_is_csv(path))
                 first = rows.get(row["task_id"])
                 if first is not None:
                     if all(first[name] == row[name] for name in VALUE_COLUMNS):

@@ -7,6 +7,7 @@ import gzip
 import json
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -395,3 +396,95 @@ def test_track_csv_a_header_the_reader_cannot_parse_fails_the_file(
     with pytest.raises(InputError, match=rf"{path.name}:1: the header is not readable as CSV"):
         track_file(db, path)
     assert not db.exists()
+
+
+# -- created_at: the normaliser's timestamp rules ----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("cell", "why"),
+    [
+        # ambiguous: an Excel "CSV UTF-8" with local times must not be read as UTC
+        ("2026-04-08 21:00:00", "a date alone or a time without a zone is ambiguous"),
+        ("2026-04-08", "a date alone or a time without a zone is ambiguous"),
+        ("0", "epoch seconds outside 2000-2100"),
+        ("946684799", "epoch seconds outside 2000-2100"),
+        ("-5", "not an RFC 3339 timestamp"),
+        ("1e3", "not an RFC 3339 timestamp"),
+        ("1775682000.9", "not an RFC 3339 timestamp"),
+        ("2026-W15-3T21:00:00Z", "not an RFC 3339 timestamp"),
+        ("2026-04-08T21:00:00+00:60", "zone offset out of range (hours 00-23, minutes 00-59)"),
+        ("2026-04-08T21:00:00+24:00", "zone offset out of range (hours 00-23, minutes 00-59)"),
+        ("2026-04-08T21:00:00+05:00:30", "a zone offset has no seconds in RFC 3339"),
+        ("2026-04-08T24:00:00Z", "time out of range (hour 00-23, minute and second 00-59)"),
+        ("2026-02-30T21:00:00Z", "no such date"),
+        ("9999-12-31T23:59:59Z", "outside 2000-2100"),
+    ],
+)
+def test_track_csv_created_at_that_is_not_a_timestamp_is_a_reject_saying_why(
+    db: Path, tmp_path: Path, cell: str, why: str
+) -> None:
+    path = tmp_path / "subs.csv"
+    path.write_text(
+        HEADER + "t1,image,3,cat|dog,2026-04-08T21:00:00Z,\n" + f"k1,image,3,cat|dog,{cell},\n"
+    )
+    summary = track_file(db, path)
+    assert len(summary.errors) == 1
+    assert summary.errors[0].startswith(f"{path}:3: created_at: {why}"), summary.errors
+    assert summary.errors[0].endswith(f": {cell!r}")
+    assert sorted(submissions(db)) == ["t1"]
+    assert [r[:3] for r in rejects(db)] == [(3, "bad_submission", "created_at")]
+
+
+@pytest.mark.parametrize(
+    ("value", "why"),
+    [
+        (1775682000.9, "not an RFC 3339 timestamp"),  # no silent truncation to whole seconds
+        (1e3, "not an RFC 3339 timestamp"),
+        (0, "epoch seconds outside 2000-2100"),
+        (-1, "epoch seconds outside 2000-2100"),
+        (True, "not an RFC 3339 timestamp"),
+        ("1775682000", "not an RFC 3339 timestamp"),  # in JSON epoch seconds are a number
+        ("2026-04-08T21:00:00", "a date alone or a time without a zone is ambiguous"),
+    ],
+)
+def test_track_ndjson_created_at_that_is_not_a_timestamp_is_a_reject_saying_why(
+    db: Path, tmp_path: Path, value: object, why: str
+) -> None:
+    path = tmp_path / "subs.ndjson"
+    rec = {"task_id": "n1", "task_type": "image", "consensus_threshold": 3, "created_at": value}
+    path.write_text(json.dumps(rec) + "\n")
+    summary = track_file(db, path)
+    assert len(summary.errors) == 1
+    assert summary.errors[0].startswith(f"{path}:1: created_at: {why}"), summary.errors
+    assert submissions(db) == {}
+    assert [r[:3] for r in rejects(db)] == [(1, "bad_submission", "created_at")]
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (1775682000, datetime(2026, 4, 8, 21, 0, tzinfo=UTC)),
+        ("2026-04-09T11:00:00+14:00", datetime(2026, 4, 8, 21, 0, tzinfo=UTC)),
+        ("2026-04-08T09:00:00-12:00", datetime(2026, 4, 8, 21, 0, tzinfo=UTC)),
+        ("2026-04-09T20:59:00+23:59", datetime(2026, 4, 8, 21, 0, tzinfo=UTC)),
+        ("2026-04-08t23:00:00.5+0200", datetime(2026, 4, 8, 21, 0, 0, 500000, tzinfo=UTC)),
+        ("2026-04-08 21:00:00.123456789z", datetime(2026, 4, 8, 21, 0, 0, 123456, tzinfo=UTC)),
+        ("2000-01-01T00:00:00Z", datetime(2000, 1, 1, tzinfo=UTC)),
+    ],
+)
+def test_track_ndjson_created_at_forms_are_stored_as_utc(
+    db: Path, tmp_path: Path, value: object, expected: datetime
+) -> None:
+    path = tmp_path / "subs.ndjson"
+    rec = {"task_id": "n1", "task_type": "image", "consensus_threshold": 3, "created_at": value}
+    path.write_text(json.dumps(rec) + "\n")
+    assert track_file(db, path).errors == []
+    assert submissions(db)["n1"]["created_at"] == expected
+
+
+def test_track_csv_epoch_seconds_cell_may_have_blanks_around(db: Path, tmp_path: Path) -> None:
+    path = tmp_path / "subs.csv"
+    path.write_text(HEADER + "t21,image,3,cat|dog, 1775682000 ,\n")
+    assert track_file(db, path).errors == []
+    assert submissions(db)["t21"]["created_at"] == datetime(2026, 4, 8, 21, 0, tzinfo=UTC)
