@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
+import math
 import os
 import sys
 import time
@@ -113,18 +114,23 @@ def _redact_url(url: str) -> str:
     return str(parsed.copy_with(query=None, userinfo=b""))
 
 
-def _step(outcome: AuditOutcome, name: str, fn: Callable[[], str], log: IO[str]) -> None:
-    """Run one step; record ok/skipped, or failed with the reason when an API let us down."""
+def _step(
+    outcome: AuditOutcome, name: str, fn: Callable[[], str], log: IO[str], config: AuditConfig
+) -> None:
+    """Run one step; record ok/skipped, or failed with the reason.
+
+    Any exception but an interrupt fails only its step: an API that let us down, a busy
+    store, or a bug (recorded with its type and message, the secrets masked). The other steps
+    and the report still run, and the run exits 3.
+    """
     started = time.monotonic()
     try:
         note = fn()
     except KeyboardInterrupt:
         outcome.steps[name] = "interrupted"
         raise
-    except (ApiError, StoreBusyError) as exc:
-        outcome.steps[name] = f"failed: {exc}"
-    except AuditError as exc:
-        outcome.steps[name] = f"failed: {exc}"
+    except Exception as exc:  # an AuditError (an API, the store) or a bug
+        outcome.steps[name] = f"failed: {_failure(exc, config)[1]}"
     else:
         outcome.steps[name] = note or "ok"
     print(f"{name:<13} {outcome.steps[name]} [{time.monotonic() - started:.1f} s]", file=log)
@@ -147,6 +153,7 @@ def run_audit(
     log: IO[str] | None = None,
 ) -> AuditOutcome:
     """Run one audit end to end and return its outcome (with the exit code to use)."""
+    _check_arguments(config, wait_seconds=wait_seconds, collect_seconds=collect_seconds)
     log = log or sys.stdout
     db = Path(config.db_path)
     settings = dict(config.audit)
@@ -192,6 +199,24 @@ def run_audit(
                 f"audit run {outcome.run_id} failed: {error} (recorded as failed in runs)"
             ) from exc
     return outcome
+
+
+def _check_arguments(config: Any, *, wait_seconds: Any, collect_seconds: Any) -> None:
+    """Raise TypeError or ConfigError naming a bad argument of `run_audit`."""
+    from asg_audit.config import setting_problem
+
+    if not isinstance(config, AuditConfig):
+        raise TypeError(
+            "run_audit config: expected an AuditConfig (see load_config),"
+            f" got {type(config).__name__}"
+        )
+    wait_ok = isinstance(wait_seconds, int | float) and not isinstance(wait_seconds, bool)
+    if not (wait_ok and math.isfinite(wait_seconds) and wait_seconds >= 0):
+        raise ConfigError("run_audit wait_seconds: expected a finite number of seconds, 0 or more")
+    if collect_seconds is not None:
+        problem = setting_problem("audit", "collect_seconds", collect_seconds)
+        if problem is not None:
+            raise ConfigError(f"run_audit collect_seconds: {problem}")
 
 
 def _check_window(since: datetime | None, until: datetime | None) -> None:
@@ -270,7 +295,13 @@ def _run_steps(
 
     db = Path(config.db_path)
     _warn_no_api_key(config, log)
-    _step(outcome, "ingest", lambda: _ingest_drop_folders(config, settings, progress, outcome), log)
+    _step(
+        outcome,
+        "ingest",
+        lambda: _ingest_drop_folders(config, settings, progress, outcome),
+        log,
+        config,
+    )
     for problem in outcome.input_errors:
         print(f"warning: unreadable input: {problem}", file=log)
     _step(
@@ -278,9 +309,10 @@ def _run_steps(
         "collect",
         lambda: _collect(config, settings, collect_seconds, progress, clock),
         log,
+        config,
     )
-    _step(outcome, "verify-chain", lambda: _verify_chain(config, settings, progress), log)
-    _step(outcome, "billing", lambda: _billing(config, settings), log)
+    _step(outcome, "verify-chain", lambda: _verify_chain(config, settings, progress), log, config)
+    _step(outcome, "billing", lambda: _billing(config, settings), log, config)
 
     audit = analyze(db, since=since, until=until, config=config, as_of=as_of)
     with open_store(db, wait_seconds=wait_seconds) as store, store.transaction():
@@ -478,7 +510,12 @@ def _billing(config: AuditConfig, settings: dict[str, Any]) -> str:
     if not settings.get("billing", True):
         return "skipped (disabled in [audit])"
     summary = fetch_billing(config.db_path, config)
-    return f"ok: {len(summary.months)} month(s), {summary.invoices} invoice(s)"
+    note = f"ok: {len(summary.months)} month(s), {summary.invoices} invoice(s)"
+    if summary.notes:
+        note += (
+            f"; {len(summary.notes)} impossible figure(s) stored as null (billing.invalid_figure)"
+        )
+    return note
 
 
 def outcome_json(outcome: AuditOutcome) -> str:
