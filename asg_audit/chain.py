@@ -11,10 +11,13 @@ bytes do not hash to the txid that was asked for is refused (`IndexIntegrityErro
 is stored as `refused` and asked again next run). When a decoded answer cannot be rebuilt
 (a truncated script), its raw hex is fetched with `POST /txs/hex` and checked the same way.
 
-Every block field is checked before it is used (the hash is 64 hex characters; height and
-confirmations are non-negative int64; the block time fits a block header, from the genesis
-block to 2106): an answer that fails is `refused` with a note naming the field, never
-`confirmed`.
+Answers are paired with txids by the txid each one names, never by position (the spec does
+not promise the request order). An answer that names no txid, or one that was not asked for, is
+evidence about nothing: the txids left without an answer are asked once more, then `refused`.
+Only an explicit `{txid, "error": "unknown"}` makes a txid `unknown`. Every block field is
+checked before it is used (the hash is 64 hex characters; height and confirmations are
+non-negative int64; the block time fits a block header, from the genesis block to 2106): an
+answer that fails is `refused` with a note naming the field, never `confirmed`.
 
 `chain_txs` is a cache: confirmed transactions are never fetched again; unconfirmed, unknown
 and refused ones are checked again on the next run. A changed block hash (a reorg) is kept in
@@ -83,6 +86,8 @@ GENESIS_BLOCK_TIME: Final = 1_231_006_505
 MAX_BLOCK_TIME: Final = 2**32 - 1
 _INT64_MAX: Final = 2**63 - 1
 _HASH_RE: Final = re.compile(r"[0-9a-fA-F]{64}")
+# The error text of an answer that says "this index does not know the txid".
+_NOT_FOUND_ERRORS: Final = frozenset({"unknown", "not found"})
 
 
 class IndexIntegrityError(ApiStatusError):
@@ -271,19 +276,21 @@ class ChainClient:
         return body if isinstance(body, dict) else {}
 
     def fetch(self, txids: Sequence[str], *, confirmations: int = 1) -> list[ChainTx]:
-        """Return one ChainTx per txid (<= 20): one bulk call, plus raw hex when needed."""
-        answers = _pair_answers(txids, self.decoded_txs(txids))
+        """Return one ChainTx per txid (<= 20): one bulk call, plus raw hex when needed.
+
+        Answers are matched to txids by the txid they name. A txid no answer names (after
+        asking once more) is `refused`: silence is not evidence that the index lacks it.
+        """
+        answers = self._named_answers(self.decoded_txs, txids)
         out: dict[str, ChainTx] = {}
         need_hex: list[str] = []
         for txid in txids:
             answer = answers.get(txid)
-            if answer is None or "error" in answer:
-                note = None if answer is None else str(answer.get("error"))
-                out[txid] = ChainTx(txid, "unknown", note=note or "no answer for this txid")
+            if answer is None:
+                out[txid] = ChainTx(txid, "refused", note=_unpaired_note(txid, answers))
                 continue
-            claimed = str(answer.get("txid", "")).lower()
-            if claimed != txid:
-                out[txid] = ChainTx(txid, "refused", note=f"{txid}: index answered for {claimed}")
+            if _has_error(answer):
+                out[txid] = _error_answer(txid, answer)
                 continue
             raw = serialise_decoded_tx(answer)
             if raw is None:
@@ -291,9 +298,9 @@ class ChainClient:
                 continue
             out[txid] = _checked(txid, answer, raw, confirmations)
         if need_hex:
-            hexes = _pair_answers(need_hex, self.raw_txs(need_hex))
+            hexes = self._named_answers(self.raw_txs, need_hex)
             for txid in need_hex:
-                h = hexes.get(txid, {}).get("hex")
+                h = (hexes.get(txid) or {}).get("hex")
                 try:
                     raw = bytes.fromhex(h) if isinstance(h, str) else None
                 except ValueError:
@@ -301,16 +308,62 @@ class ChainClient:
                 if raw is None:
                     out[txid] = ChainTx(txid, "refused", note="no raw hex in the index answer")
                 else:
-                    out[txid] = _checked(txid, answers[txid], raw, confirmations)
+                    out[txid] = _checked(txid, answers[txid] or {}, raw, confirmations)
         return [out[t] for t in txids]
 
+    def _named_answers(
+        self, call: Callable[[Sequence[str]], list[dict[str, Any]]], txids: Sequence[str]
+    ) -> dict[str, dict[str, Any] | None]:
+        """Return the answers of `call` by the txid they name, asking once more for the rest.
 
-def _pair_answers(txids: Sequence[str], answers: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """Return each asked txid's answer: by position when the index answered one per txid
-    (WoC keeps the request order), else by the txid each answer names."""
-    if len(answers) == len(txids):
-        return dict(zip(txids, answers, strict=True))
-    return {str(a.get("txid", "")).lower(): a for a in answers}
+        A txid answered twice, differently, maps to None (contradictory: not evidence).
+        """
+        paired = _pair_answers(txids, call(txids))
+        missing = [t for t in txids if t not in paired]
+        if missing:
+            paired.update(_pair_answers(missing, call(missing)))
+        return paired
+
+
+def _pair_answers(
+    txids: Sequence[str], answers: list[dict[str, Any]]
+) -> dict[str, dict[str, Any] | None]:
+    """Return each asked txid's answer by the txid the answer names (None: contradictory).
+
+    Never by position: the spec does not promise that a bulk answer keeps the request order,
+    and an answer naming no txid, or one not asked for, says nothing about any txid.
+    """
+    asked = {t.lower() for t in txids}
+    paired: dict[str, dict[str, Any] | None] = {}
+    for answer in answers:
+        named = answer.get("txid")
+        if not isinstance(named, str) or named.lower() not in asked:
+            continue
+        named = named.lower()
+        if named in paired and paired[named] != answer:
+            paired[named] = None
+        else:
+            paired[named] = answer
+    return paired
+
+
+def _unpaired_note(txid: str, answers: Mapping[str, dict[str, Any] | None]) -> str:
+    if txid in answers:
+        return f"{txid}: the index answered twice for it, differently"
+    return f"{txid}: no index answer names this txid (asked twice)"
+
+
+def _has_error(answer: Mapping[str, Any]) -> bool:
+    return answer.get("error") not in (None, "")
+
+
+def _error_answer(txid: str, answer: Mapping[str, Any]) -> ChainTx:
+    """Return `unknown` for the index's "not found" answer, `refused` for any other error."""
+    error = answer["error"]
+    if isinstance(error, str) and error.strip().lower() in _NOT_FOUND_ERRORS:
+        return ChainTx(txid, "unknown", note=error)
+    shown = repr(error)[:120]
+    return ChainTx(txid, "refused", note=f"{txid}: the index answered an error: {shown}")
 
 
 def _retry_after(resp: httpx.Response) -> float:

@@ -1,6 +1,8 @@
 """verify-chain against a misbehaving index: a garbling proxy in front of the simulator's index.
 
-Nonsense block fields are refused (never a crash, never `confirmed`).
+Nonsense block fields are refused (never a crash, never `confirmed`); answers are paired with
+txids by the txid they name (another order changes nothing, an answer naming no txid proves
+nothing).
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from asg_audit.chain import VerifySummary, verify_chain
+from asg_audit.chain import VerifySummary, reconciliation_findings, verify_chain
 from asg_audit.store import open_store
 
 _VERIFY = (sys.executable, "-m", "asg_audit", "verify-chain")
@@ -183,3 +185,91 @@ def test_chain_index_faults_bad_block_field_cli_exit_3(
     assert done.returncode == 3, done.stderr
     assert "Traceback" not in done.stderr
     assert "refused:" in done.stdout and "blocktime" in done.stdout
+
+
+def test_chain_index_faults_answers_in_reverse_order_paired_by_txid(
+    run: Any, honest: dict[str, tuple[str, str | None]]
+) -> None:
+    db, summary = run(lambda path, answers: answers[::-1])
+    assert summary.refused == 0
+    assert _stored(db) == honest
+
+
+def test_chain_index_faults_reverse_order_finds_planted_unknowns_only(
+    run: Any, world: tuple[Scenario, str, GarblingIndex]
+) -> None:
+    sc, _, _ = world
+    db, _ = run(lambda path, answers: answers[::-1])
+    findings, _ = reconciliation_findings(db, sc.config, prefixes=("chain.txid_unknown",))
+    planted = {e for _, e in sc.planted(("txid_unknown_on_chain",))}
+    assert set(findings["entity_id"]) == planted and planted
+
+
+def _renamed(txid: Any) -> Garble:
+    def garble(path: str, answers: list[Any]) -> list[Any]:
+        for a in answers:
+            if txid is None:
+                a.pop("txid", None)
+            else:
+                a["txid"] = txid
+        return answers
+
+    return garble
+
+
+@pytest.mark.parametrize("txid", [None, 7, "ee" * 32], ids=["no-txid", "int-txid", "not-asked"])
+def test_chain_index_faults_answer_naming_no_asked_txid_is_no_evidence(
+    run: Any, world: tuple[Scenario, str, GarblingIndex], txid: Any
+) -> None:
+    sc, _, _ = world
+    db, summary = run(_renamed(txid))
+    stored = _stored(db)
+    assert summary.unknown == 0 and summary.confirmed == 0
+    assert {s for s, _ in stored.values()} == {"refused"}
+    findings, _ = reconciliation_findings(db, sc.config, prefixes=("chain.txid_unknown",))
+    assert findings.height == 0
+
+
+def test_chain_index_faults_missing_answers_asked_again(
+    run: Any, honest: dict[str, tuple[str, str | None]]
+) -> None:
+    dropped: set[str] = set()
+
+    def drop_first(path: str, answers: list[Any]) -> list[Any]:
+        # Half the txids of each call get no answer the first time they are asked.
+        kept = []
+        for i, a in enumerate(answers):
+            if i % 2 and a["txid"] not in dropped:
+                dropped.add(a["txid"])
+            else:
+                kept.append(a)
+        return kept
+
+    db, summary = run(drop_first)
+    assert summary.refused == 0
+    assert _stored(db) == honest
+
+
+def test_chain_index_faults_contradictory_answers_refused(
+    run: Any, honest: dict[str, tuple[str, str | None]]
+) -> None:
+    def twice(path: str, answers: list[Any]) -> list[Any]:
+        return answers + [{**a, "blockhash": "ff" * 32} for a in answers if "blockhash" in a]
+
+    db, _ = run(twice)
+    mined = {t for t, (_, h) in honest.items() if h is not None}
+    stored = _stored(db)
+    assert {t for t, (s, _) in stored.items() if s == "refused"} == mined
+    assert all("twice" in _notes(db)[t] for t in mined)
+
+
+def test_chain_index_faults_other_error_is_not_unknown(
+    run: Any, honest: dict[str, tuple[str, str | None]]
+) -> None:
+    def other_error(path: str, answers: list[Any]) -> list[Any]:
+        return [{**a, "error": "internal"} if "error" in a else a for a in answers]
+
+    db, summary = run(other_error)
+    unknown = {t for t, (s, _) in honest.items() if s == "unknown"}
+    assert unknown and summary.unknown == 0
+    assert {t for t, (s, _) in _stored(db).items() if s == "refused"} == unknown
