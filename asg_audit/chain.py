@@ -23,6 +23,8 @@ answer that fails is `refused` with a note naming the field, never `confirmed`.
 and refused ones are checked again on the next run. A changed block hash (a reorg) is kept in
 `prev_block_hash`.
 
+`ChainClient.stop()` ends the retries at once: the pauses between attempts wait on an event,
+so a stop (SIGTERM, Ctrl-C) while the index is failing takes at most the request in flight.
 A URL that can never work (no http(s) scheme, no host) is a `ConfigError`, not a glitch.
 """
 
@@ -46,6 +48,7 @@ from asg_audit.errors import (
     ApiTransientError,
     AuthError,
     ConfigError,
+    IncompleteRunError,
 )
 from asg_audit.gateway import display_url
 from asg_audit.rawtx import (
@@ -59,6 +62,7 @@ __all__ = [
     "DEFAULT_CHAIN_RPS",
     "MAX_BULK_TXIDS",
     "ChainClient",
+    "ChainStoppedError",
     "ChainTx",
     "IndexIntegrityError",
     "VerifySummary",
@@ -94,6 +98,10 @@ class IndexIntegrityError(ApiStatusError):
     """The chain index answered bytes that do not hash to the txid that was asked for."""
 
 
+class ChainStoppedError(IncompleteRunError):
+    """The client was stopped (`ChainClient.stop`) before the call could finish."""
+
+
 class _BadFieldError(ValueError):
     """A block field of an index answer has the wrong type or is out of range."""
 
@@ -123,20 +131,30 @@ class _Pacer:
     everyone.
     """
 
-    def __init__(self, rps: float, *, clock: Callable[[], float], sleep: Callable[[float], None]):
+    def __init__(
+        self,
+        rps: float,
+        *,
+        clock: Callable[[], float],
+        sleep: Callable[[float], None],
+        stopped: threading.Event,
+    ):
         if rps <= 0:
             raise ConfigError("chain.rps must be positive")
         self.interval = 1.0 / (rps * _RATE_MARGIN)
         self._k = max(1, int(rps))
         self._window = self._k * self.interval
         self._starts: deque[float] = deque(maxlen=self._k)
-        self._clock, self._sleep = clock, sleep
+        self._clock, self._sleep, self._stopped = clock, sleep, stopped
         self._not_before = clock()
         self._lock = threading.Lock()
 
     def wait(self) -> None:
+        """Return when the next request may start; raise ChainStoppedError once stopped."""
         with self._lock:  # sleeping here keeps the starts in order
             while True:
+                if self._stopped.is_set():
+                    raise ChainStoppedError("chain index client stopped")
                 now = self._clock()
                 ready = self._not_before
                 if len(self._starts) == self._k:
@@ -162,7 +180,7 @@ class ChainClient:
         timeout_s: float = DEFAULT_TIMEOUT_S,
         max_retries: int = DEFAULT_MAX_RETRIES,
         clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], None] = time.sleep,
+        sleep: Callable[[float], None] | None = None,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
         check_index_url(base_url)
@@ -175,8 +193,9 @@ class ChainClient:
         self._http = httpx.Client(
             base_url=self.base_url, headers=headers, timeout=timeout_s, transport=transport
         )
-        self._pacer = _Pacer(rps, clock=clock, sleep=sleep)
-        self._sleep = sleep
+        self._stopped = threading.Event()
+        # By default a pause waits on the stop event, so `stop()` cuts it short.
+        self._pacer = _Pacer(rps, clock=clock, sleep=sleep or self._pause, stopped=self._stopped)
         self.max_retries = max_retries
         self._count_lock = threading.Lock()
         self.requests = 0
@@ -185,6 +204,26 @@ class ChainClient:
     def close(self) -> None:
         """Close the connection pool."""
         self._http.close()
+
+    def _pause(self, seconds: float) -> None:
+        self._stopped.wait(seconds)
+
+    def stop(self) -> None:
+        """Make every call, in any thread, give up at its next pause or attempt.
+
+        Calls then raise ChainStoppedError; a request already in flight ends by itself (at most
+        `timeout_s`). Safe to call from any thread.
+        """
+        self._stopped.set()
+
+    def resume(self) -> None:
+        """Let calls run again after `stop()`."""
+        self._stopped.clear()
+
+    @property
+    def stopped(self) -> bool:
+        """Whether `stop()` was called (and not undone by `resume()`)."""
+        return self._stopped.is_set()
 
     def __enter__(self) -> ChainClient:
         return self

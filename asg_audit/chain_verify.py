@@ -4,6 +4,9 @@ Fetches in bulk with `ChainClient` (see `asg_audit.chain`), writes the cache (co
 final, the others are asked again next run, a changed block hash is kept as
 `prev_block_hash`), optionally fetches parents for fees, and prints the reconciliation
 findings for the command line.
+
+A stop (SIGTERM, Ctrl-C) stops the client, so the worker threads give up at their next pause
+instead of finishing their retries; what was fetched is written and the run is `interrupted`.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from asg_audit.chain import (
     DEFAULT_CONFIRMATIONS,
     MAX_BULK_TXIDS,
     ChainClient,
+    ChainStoppedError,
     ChainTx,
     IndexIntegrityError,
     chain_client_from_config,
@@ -233,15 +237,24 @@ def verify_chain(
             todo, summary.txids_total, summary.cached_confirmed = _pending_txids(store.con)
             bar = _progress_bar(len(todo)) if progress else None
             status = "failed"
+            got: list[ChainTx] = []
+
+            def write(txs: list[ChainTx]) -> None:
+                frame = _rows(
+                    txs, fetched_at=datetime.now(UTC), run_id=run_id, change_scripts=change_scripts
+                )
+                summary.reorged += _store_rows(store, frame)
+                _count(summary, txs)
+
             try:
-                with _cancelling_pool(concurrency) as pool:
+                with _cancelling_pool(concurrency, client) as pool:
                     for start in range(0, len(todo), _WRITE_EVERY):
                         chunk = todo[start : start + _WRITE_EVERY]
                         batches = [
                             chunk[i : i + MAX_BULK_TXIDS]
                             for i in range(0, len(chunk), MAX_BULK_TXIDS)
                         ]
-                        got: list[ChainTx] = []
+                        got = []
                         for txs in pool.map(
                             lambda b: client.fetch(b, confirmations=depth), batches
                         ):
@@ -250,21 +263,18 @@ def verify_chain(
                                 bar[0].advance(bar[1], len(txs))
                             if on_progress is not None:
                                 on_progress(start + len(got), len(todo))
-                        frame = _rows(
-                            got,
-                            fetched_at=datetime.now(UTC),
-                            run_id=run_id,
-                            change_scripts=change_scripts,
-                        )
-                        summary.reorged += _store_rows(store, frame)
-                        _count(summary, got)
+                        write(got)
+                        got = []
                 if chain.get("fetch_parents", False):
                     fetch_parent_fees(store, client, pool_size=concurrency)
                 status = "ok"
             except BaseException as exc:
-                # Ctrl-C or SIGTERM (stopsignals): the chunks written so far are kept
-                if is_interrupt(exc):
+                # Ctrl-C or SIGTERM (stopsignals): the chunks written so far are kept, and so
+                # are the answers of this chunk that had come in.
+                if is_interrupt(exc) or isinstance(exc, ChainStoppedError):
                     status = "interrupted"
+                    if got:
+                        write(got)
                 raise
             finally:
                 if bar is not None:
@@ -293,13 +303,20 @@ def _require_store(db: str | Path) -> None:
 
 
 @contextlib.contextmanager
-def _cancelling_pool(workers: int) -> Iterator[ThreadPoolExecutor]:
-    """A thread pool whose queued lookups are dropped when the block is interrupted."""
+def _cancelling_pool(workers: int, client: ChainClient) -> Iterator[ThreadPoolExecutor]:
+    """A thread pool whose lookups stop when the block is interrupted or fails.
+
+    Queued lookups are dropped and `client` is stopped, so the running ones give up at their
+    next pause or attempt (not after up to `max_retries` pauses of up to 30 s each). Once they
+    have, the client is resumed: a stop ends this block only, a caller's client stays usable.
+    """
     pool = ThreadPoolExecutor(max_workers=workers)
     try:
         yield pool
     except BaseException:
+        client.stop()
         pool.shutdown(wait=True, cancel_futures=True)
+        client.resume()
         raise
     pool.shutdown(wait=True)
 
@@ -353,7 +370,7 @@ def fetch_parent_fees(store: Any, client: ChainClient, *, pool_size: int = 4) ->
     wanted = sorted({prev for ins in spends.values() for prev, _ in ins} - set(known))
     batches = [wanted[i : i + MAX_BULK_TXIDS] for i in range(0, len(wanted), MAX_BULK_TXIDS)]
     fetched: list[tuple[str, list[int], str]] = []
-    with ThreadPoolExecutor(max_workers=pool_size) as pool:
+    with _cancelling_pool(pool_size, client) as pool:
         for answers in pool.map(client.raw_txs, batches):
             for a in answers:
                 txid, h = str(a.get("txid", "")).lower(), a.get("hex")

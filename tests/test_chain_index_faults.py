@@ -2,7 +2,7 @@
 
 Nonsense block fields are refused (never a crash, never `confirmed`); answers are paired with
 txids by the txid they name (another order changes nothing, an answer naming no txid proves
-nothing).
+nothing); a stop while the index is failing ends the run in seconds, keeping what was fetched.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -273,3 +274,54 @@ def test_chain_index_faults_other_error_is_not_unknown(
     unknown = {t for t, (s, _) in honest.items() if s == "unknown"}
     assert unknown and summary.unknown == 0
     assert {t for t, (s, _) in _stored(db).items() if s == "refused"} == unknown
+
+
+def test_chain_index_faults_sigterm_while_index_fails_stops_in_seconds(
+    world: tuple[Scenario, str, GarblingIndex], tmp_path: Path
+) -> None:
+    sc, url, proxy = world
+    db = tmp_path / "stop.duckdb"
+    shutil.copy(sc.db, db)
+    (tmp_path / "one.toml").write_text("[chain]\nconcurrency = 1\nrps = 1000\n")
+    answered: list[int] = []
+
+    def fail_after_two(path: str, answers: list[Any]) -> list[Any] | None:
+        if len(answered) >= 2:
+            return None
+        answered.append(len(answers))
+        return answers
+
+    proxy.garble, proxy.calls = fail_after_two, []
+    try:
+        child = subprocess.Popen(
+            [*_VERIFY, "--db", str(db), "--quiet", "--config", str(tmp_path / "one.toml")],
+            env={**os.environ, "ASG_CHAIN_URL": url},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        deadline = time.monotonic() + 60
+        while len(proxy.calls) < 5:  # two answered, then failing retries (pauses 0.5, 1 s)
+            assert child.poll() is None and time.monotonic() < deadline
+            time.sleep(0.05)
+        stopped_at = time.monotonic()
+        child.send_signal(signal.SIGTERM)
+        try:
+            _, err = child.communicate(timeout=20)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.communicate()
+            pytest.fail("verify-chain still running 20 s after SIGTERM")
+        took = time.monotonic() - stopped_at
+    finally:
+        proxy.garble = None
+    assert took < 5, f"stopping took {took:.1f} s"
+    assert child.returncode == 3, err
+    assert "Traceback" not in err
+    with open_store(db, read_only=True) as store:
+        runs = store.con.execute(
+            "SELECT status FROM runs WHERE command = 'verify-chain'"
+        ).fetchall()
+        kept = store.con.execute("SELECT count(*) FROM chain_txs").fetchone()
+    assert runs == [("interrupted",)]
+    assert kept == (sum(answered),)  # the two batches answered before the outage are kept
