@@ -33,6 +33,7 @@ __all__ = ["BillingSummary", "fetch_billing", "months_with_data", "parse_usage"]
 
 DEFAULT_TIMEOUT_S: Final = 30.0
 DEFAULT_MAX_RETRIES: Final = 5
+_MAX_RETRY_AFTER_S: Final = 60.0  # a longer Retry-After is waited this long, then asked again
 _MONTH_RE: Final = re.compile(r"\d{4}-(0[1-9]|1[0-2])\Z")
 _DATE_RE: Final = re.compile(r"\d{4}-\d{2}-\d{2}\Z")
 
@@ -252,7 +253,10 @@ class _Gateway:
                     wait = float(resp.headers.get("Retry-After", "0"))
                 except ValueError:
                     wait = 0.0
-                time.sleep(max(wait, min(10.0, 0.25 * 2**attempt)))
+                if not math.isfinite(wait):  # "nan", "inf": time.sleep would raise
+                    wait = 0.0
+                backoff = min(10.0, 0.25 * 2**attempt)
+                time.sleep(min(max(wait, backoff), _MAX_RETRY_AFTER_S))
                 continue
             if resp.status_code in (401, 403):
                 raise AuthError(
@@ -293,7 +297,7 @@ def _ts(value: Any) -> datetime | None:
         return None
     try:
         return datetime.fromisoformat(value.replace("Z", "+00:00")).astimezone(UTC)
-    except ValueError:
+    except (ValueError, OverflowError):  # not a time, or beyond year 1..9999 in UTC
         return None
 
 

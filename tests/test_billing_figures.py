@@ -169,6 +169,77 @@ def test_billing_impossible_daily_and_invoice_figures_are_null_with_notes(
     assert days and all(cost is None for (cost,) in days)
 
 
+def test_billing_invoice_time_beyond_utc_years_is_null_not_a_crash(
+    world: Scenario, proxy: _Proxy, tmp_path: Path
+) -> None:
+    def garble(path: str, body: dict[str, Any]) -> dict[str, Any]:
+        if path.startswith("/v1/billing/invoices"):
+            times = ["9999-12-31T23:59:59-14:00", "0001-01-01T00:00:00+14:00"]
+            return {
+                "invoices": [
+                    {**inv, "issued_at": times[i % 2]} for i, inv in enumerate(body["invoices"])
+                ]
+            }
+        return body
+
+    proxy.garble = garble
+    db = _fresh_store(world, tmp_path)
+    done = _billing(db, proxy.url, world.sim.api_key)
+    assert "Traceback" not in done.stderr and done.returncode in (0, 1), done.stderr[-3000:]
+    issued = query(db, "SELECT issued_at FROM billing_invoices")
+    assert issued and all(at is None for (at,) in issued)
+
+
+class _RetryAfter(BaseHTTPRequestHandler):
+    """Answers 503 with a Retry-After that `time.sleep` cannot take, then the real answer."""
+
+    upstream = ""
+    answered: list[str] = []
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        self.answered.append(self.path)
+        if len(self.answered) <= 2:
+            self.send_response(503)
+            self.send_header("Retry-After", ["nan", "inf"][len(self.answered) - 1])
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        answer = httpx.get(
+            self.upstream + self.path,
+            headers={"Authorization": self.headers.get("Authorization", "")},
+            timeout=30,
+        )
+        self.send_response(answer.status_code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(answer.content)))
+        self.end_headers()
+        self.wfile.write(answer.content)
+
+
+def test_billing_retry_after_nan_or_inf_is_a_short_wait_not_a_crash(
+    world: Scenario, tmp_path: Path
+) -> None:
+    handler = type("H", (_RetryAfter,), {"upstream": world.sim.gateway_url, "answered": []})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        db = _fresh_store(world, tmp_path)
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        started = time.monotonic()
+        done = _billing(db, url, world.sim.api_key)
+        assert time.monotonic() - started < 60
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert "Traceback" not in done.stderr and done.returncode in (0, 1), done.stderr[-3000:]
+    assert len(handler.answered) > 2  # asked again after each 503
+    assert query(db, "SELECT count(*) FROM billing_usage")[0][0] == len(world.sim.world.months)
+
+
 def test_billing_parse_usage_nulls_impossible_figures_and_names_them() -> None:
     body = {
         "month": "2026-10",
