@@ -15,6 +15,7 @@ import difflib
 import math
 import os
 import tomllib
+import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -562,6 +563,21 @@ def _check_levels(raw: Mapping[str, Any], where: str) -> dict[str, CheckLevels]:
     return out
 
 
+def _check_http_url(url: object, key: str, env_name: str) -> None:
+    """An API URL must be http(s) with a host: `ftp://...` or a bare host would otherwise be
+    retried as a network glitch. The message never shows credentials or a query."""
+    parsed = urllib.parse.urlsplit(url) if isinstance(url, str) else None
+    if parsed is not None and parsed.scheme in ("http", "https") and parsed.hostname:
+        return
+    shown = "not text"
+    if parsed is not None:
+        host = parsed.hostname or ""
+        shown = f"{parsed.scheme}://{host}{parsed.path}" if parsed.scheme else parsed.path
+    raise ConfigError(
+        f"{key} ({env_name}) {shown!r}: expected an http:// or https:// URL with a host"
+    )
+
+
 def load_config(
     config_file: str | Path | None = None,
     *,
@@ -609,6 +625,8 @@ def load_config(
         settings[key] = value
     # flags and library callers are checked too (the file's values were, above)
     _one_of(settings["fail_on"], _SEVERITIES, "settings", "fail_on")
+    for key, env_name in (("base_url", "ASG_BASE_URL"), ("chain_url", "ASG_CHAIN_URL")):
+        _check_http_url(settings[key], key, env_name)
     slo = settings["slo_seconds"]
     if not _has_type(slo, _NUMBER) or slo <= 0:
         raise ConfigError("slo_seconds: expected a positive number")

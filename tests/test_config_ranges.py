@@ -208,3 +208,20 @@ def test_audit_wait_flag_out_of_range_exits_2(tmp_path: Path, store: Path, value
     done = _run("audit", "--db", str(store), "--out", str(tmp_path / "r"), f"--wait={value}")
     _one_error_line(done, "--wait must be a number of seconds from 0 to 86,400")
     assert query(store, "SELECT count(*) FROM runs")[0][0] == 0
+
+
+@pytest.mark.parametrize(
+    "url", ["ftp://user:s3cret@x/v1", "not a url", "http:///x", "127.0.0.1:8080", ""]
+)
+@pytest.mark.parametrize(
+    ("key", "env_name"), [("base_url", "ASG_BASE_URL"), ("chain_url", "ASG_CHAIN_URL")]
+)
+def test_config_api_urls_must_be_http_with_a_host(url: str, key: str, env_name: str) -> None:
+    if not url:
+        with pytest.raises(ConfigError, match=key):
+            load_config(None, env={}, overrides={key: "mailto:x"})
+        return
+    with pytest.raises(ConfigError, match=rf"{key} \({env_name}\)") as caught:
+        load_config(None, env={env_name: url})
+    assert "s3cret" not in str(caught.value) and "user" not in str(caught.value)
+    assert load_config(None, env={env_name: "https://example.test/v1"}) is not None
