@@ -372,6 +372,24 @@ def _usage(ctx: CheckContext) -> pl.LazyFrame | None:
     return usage if usage.select(pl.len()).collect().item() else None
 
 
+def _known(usage: pl.LazyFrame, *figures: str, daily: tuple[str, ...] = ()) -> pl.LazyFrame:
+    """The months whose `figures` (and every daily row's `daily` fields) are all known.
+
+    An impossible figure is stored as null and reported by `billing.invalid_figure`; a check
+    that needs it says nothing about that month rather than a half-null message.
+    """
+    known = [pl.col(f).is_not_null() for f in figures]
+    known += [
+        pl.col("daily_breakdown")
+        .list.eval(pl.element().struct.field(f).is_null().any())
+        .list.first()
+        .fill_null(False)
+        .not_()
+        for f in daily
+    ]
+    return usage.filter(pl.all_horizontal(known))
+
+
 def _daily_sum(field: str) -> pl.Expr:
     return (
         pl.col("daily_breakdown")
@@ -389,6 +407,7 @@ def billing_total_parts(ctx: CheckContext) -> pl.LazyFrame:
     usage = _usage(ctx)
     if usage is None:
         return no_findings()
+    usage = _known(usage, "total_cost_sats", "worker_payouts_sats", "platform_fee_sats")
     parts = pl.col("worker_payouts_sats") + pl.col("platform_fee_sats")
     return usage.filter(pl.col("total_cost_sats") != parts).select(
         *finding(
@@ -416,6 +435,14 @@ def billing_daily_sum(ctx: CheckContext) -> pl.LazyFrame:
     usage = _usage(ctx)
     if usage is None:
         return no_findings()
+    usage = _known(
+        usage,
+        "total_cost_sats",
+        "tasks_settled",
+        "worker_payouts_sats",
+        "platform_fee_sats",
+        daily=("cost_sats", "tasks"),
+    )
     cost, tasks = _daily_sum("cost_sats"), _daily_sum("tasks")
     parts = pl.col("worker_payouts_sats") + pl.col("platform_fee_sats")
     # Daily rows that match the payouts + fee while the total does not: the total is the broken
@@ -454,6 +481,7 @@ def billing_vs_results(ctx: CheckContext) -> pl.LazyFrame:
     usage = _usage(ctx)
     if usage is None:
         return no_findings()
+    usage = _known(usage, "tasks_settled", "total_cost_sats")
     if ctx.has_table("billing_window"):
         compared = ctx.table("billing_window").filter(pl.col("compared")).select("month")
         usage = usage.join(compared, on="month", how="semi")
@@ -499,6 +527,9 @@ def billing_fee_share(ctx: CheckContext) -> pl.LazyFrame:
     usage = _usage(ctx)
     if usage is None:
         return no_findings()
+    usage = _known(
+        usage, "worker_payouts_sats", "platform_fee_sats", "total_cost_sats", "tasks_settled"
+    )
     pct = Decimal(ctx.config.costs.fee_percent)
     # Fee in percent of the payouts, rounded per task: allow one sat per task.
     num, den = pct.as_integer_ratio()

@@ -181,3 +181,24 @@ def test_billing_vs_results_under_a_window_compares_the_whole_months_results() -
     assert _window_findings(True, 3, 2000).height == 0  # every result of the month agrees
     off = _window_findings(True, 3, 1900)
     assert off["entity_id"].to_list() == ["2026-10"] and off["difference"].to_list() == [100.0]
+
+
+def test_billing_checks_say_nothing_half_null_about_a_month_with_an_impossible_figure() -> None:
+    # tasks_settled -3 is stored as null (billing.invalid_figure reports it, tested in
+    # test_billing_figures.py); the cost also differs: no check may build a message out of a
+    # null figure
+    for changes in (
+        {"tasks_settled": -3, "total_cost_sats": 2500},
+        {"platform_fee_sats": -500},
+        {"worker_payouts_sats": 2**70},
+        {
+            "daily_breakdown": [
+                {"date": "2026-10-01", "tasks": -2, "cost_sats": 1300},
+                {"date": "2026-10-02", "tasks": 1, "cost_sats": 700},
+            ]
+        },
+    ):
+        found = _findings(_usage(**changes), _results([1300, 700]))
+        billing = found.filter(pl.col("check_id").str.starts_with("billing."))
+        assert billing["message"].null_count() == 0, (changes, billing.to_dicts())
+        assert billing["actual"].null_count() == 0, (changes, billing.to_dicts())
