@@ -220,6 +220,7 @@ def verify_chain(
     """
     from asg_audit.store import open_store
 
+    _check_arguments(db, config, client)
     _require_store(db)
     chain = config.chain
     depth = int(chain.get("confirmations", DEFAULT_CONFIRMATIONS))
@@ -291,6 +292,21 @@ def verify_chain(
         if own_client:
             client.close()
     return summary
+
+
+def _check_arguments(db: object, config: object, client: object) -> None:
+    """Raise TypeError naming a bad argument of `verify_chain` (a library caller's slip)."""
+    if not isinstance(db, str | Path):
+        raise TypeError(f"verify_chain db: expected a path (str or Path), got {type(db).__name__}")
+    if not isinstance(config, AuditConfig):
+        raise TypeError(
+            f"verify_chain config: expected an AuditConfig (asg_audit.load_config()), got"
+            f" {type(config).__name__}"
+        )
+    if client is not None and not isinstance(client, ChainClient):
+        raise TypeError(
+            f"verify_chain client: expected a ChainClient or None, got {type(client).__name__}"
+        )
 
 
 def _require_store(db: str | Path) -> None:

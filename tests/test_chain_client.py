@@ -290,3 +290,21 @@ def test_chain_client_cli_unusable_url_exits_2_at_once(tmp_path: Path) -> None:
     with open_store(db, read_only=True) as store:
         runs = store.con.execute("SELECT count(*) FROM runs WHERE command = 'verify-chain'")
         assert runs.fetchone() == (0,)
+
+
+def test_verify_chain_names_a_bad_argument(tmp_path: Path) -> None:
+    from asg_audit.chain_verify import verify_chain
+
+    db = tmp_path / "missing.duckdb"
+    for args, kwargs, name in (
+        ((db, None), {}, "verify_chain config: expected an AuditConfig"),
+        ((None, AuditConfig()), {}, "verify_chain db: expected a path"),
+        (
+            (db, AuditConfig()),
+            {"client": "http://x"},
+            "verify_chain client: expected a ChainClient",
+        ),
+    ):
+        with pytest.raises(TypeError, match=name):
+            verify_chain(*args, **kwargs)
+    assert not db.exists()
