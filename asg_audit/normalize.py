@@ -3,7 +3,8 @@
 Every source (file ingest, collector polls, webhook deliveries) goes through `normalise_batch`.
 It is vectorised: the JSON is parsed once per record by DuckDB's JSON reader inside an in-memory
 connection (a compute engine here, not the store), every field is type-checked with `json_type`,
-and no Python code runs per record. It is the only place where fields are interpreted.
+and no Python code runs per record. It is the only place where fields are interpreted;
+what a timestamp is comes from `asg_audit.timestamps` (the same rules as `track`).
 
 A record that cannot be used becomes a reject with a reason code (`RejectReason`), the field at
 fault and a human-readable detail. A record that parses but breaks an invariant of the service is
@@ -12,11 +13,10 @@ kept, with flags (`Flag`): those are audit findings, not input errors.
 
 from __future__ import annotations
 
-import re
 import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Final
 
 import duckdb
@@ -35,21 +35,17 @@ from asg_audit.model import (
     Shape,
     Source,
 )
+from asg_audit.timestamps import JSON_INT_TYPES, timestamp_problem_sql, timestamp_sql
 
 __all__ = [
     "DEFAULT_MAX_RECORD_BYTES",
     "NORMALISED_COLUMNS",
     "RAW_SCHEMA",
-    "RFC3339_PATTERN",
-    "TIMESTAMP_MAX",
-    "TIMESTAMP_MIN",
-    "TIMESTAMP_PROBLEMS",
     "NormalisedBatch",
     "RawRecord",
     "normalise_batch",
     "normalise_records",
     "normalise_sql",
-    "parse_timestamp",
     "raw_frame",
     "split_chunks",
 ]
@@ -59,86 +55,6 @@ DEFAULT_MAX_RECORD_BYTES: Final = 1_000_000
 # The most sats a cost can be: every coin that can ever exist (21 million BSV). A larger cost is
 # no payment at all (and three of 2**62 made sums of costs wrap around int64: a negative spend).
 MAX_SATS: Final = 21_000_000 * 100_000_000
-
-# Timestamps: one set of rules for the normaliser (`_timestamp_sql`) and `track`
-# (`parse_timestamp`). RFC 3339 (section 5.6) date-times with a zone ('T', 't' or a space between
-# date and time; 'Z', 'z' or an offset, `+0200` and `+02` read as `+02:00`), or integer epoch
-# seconds, and either way an instant within 2000-01-01 .. 2100-01-01 (UTC).
-TIMESTAMP_MIN: Final = datetime(2000, 1, 1, tzinfo=UTC)
-TIMESTAMP_MAX: Final = datetime(2100, 1, 1, tzinfo=UTC)
-_EPOCH_MIN: Final = int(TIMESTAMP_MIN.timestamp())
-_EPOCH_MAX: Final = int(TIMESTAMP_MAX.timestamp())
-# The patterns are full matches written for both Python `re` and DuckDB's RE2.
-_D2 = "[0-9]{2}"
-_DATE = "([0-9]{4})-([0-9]{2})-([0-9]{2})"  # the calendar (2026-02-30) is checked by parsing
-_HOUR = "(?:[01][0-9]|2[0-3])"
-_MINUTE = "[0-5][0-9]"  # a second too: 60 (a leap second) is not taken
-_FRACTION = "(?:[.]([0-9]+))?"  # any number of digits, truncated to microseconds
-RFC3339_PATTERN: Final = (
-    f"{_DATE}[Tt ]({_HOUR}):({_MINUTE}):({_MINUTE}){_FRACTION}"
-    f"(?:[Zz]|([+-])({_HOUR})(?::?({_MINUTE}))?)"
-)
-TS_NOT_A_TIMESTAMP: Final = (
-    "not an RFC 3339 timestamp (a real date and time with a zone, as in 2026-04-08T21:00:00Z)"
-    " nor integer epoch seconds"
-)
-TS_OUT_OF_RANGE: Final = "outside 2000-2100"
-TS_EPOCH_OUT_OF_RANGE: Final = "epoch seconds outside 2000-2100"
-TS_NO_SUCH_DATE: Final = "no such date"
-# Why a string that is not RFC 3339 is not: the first pattern it matches in full says.
-_ZONE_LOOSE = f"(?:[Zz]|[+-]{_D2}(?::?{_D2})?)"
-TIMESTAMP_PROBLEMS: Final = (
-    (
-        f"{_DATE}(?:[Tt ]{_D2}:{_D2}(?::{_D2}{_FRACTION})?)?",
-        "a date alone or a time without a zone is ambiguous (never taken as UTC)",
-    ),
-    (
-        f"{_DATE}[Tt ]{_D2}:{_D2}:{_D2}{_FRACTION}[+-]{_D2}:{_D2}:{_D2}",
-        "a zone offset has no seconds in RFC 3339",
-    ),
-    (
-        f"{_DATE}[Tt ]{_HOUR}:{_MINUTE}:{_MINUTE}{_FRACTION}{_ZONE_LOOSE}",
-        "zone offset out of range (hours 00-23, minutes 00-59)",
-    ),
-    (
-        f"{_DATE}[Tt ]{_D2}:{_D2}:{_D2}{_FRACTION}{_ZONE_LOOSE}",
-        "time out of range (hour 00-23, minute and second 00-59)",
-    ),
-)
-_RFC3339 = re.compile(RFC3339_PATTERN)
-_PROBLEMS = tuple((re.compile(pattern), message) for pattern, message in TIMESTAMP_PROBLEMS)
-
-
-def parse_timestamp(value: object) -> datetime:
-    """Return the UTC instant of an RFC 3339 string or integer epoch seconds, within 2000-2100.
-
-    The normaliser's `bad_timestamp` rules, for `track`; raises ValueError saying what is wrong.
-    """
-    if isinstance(value, int) and not isinstance(value, bool):
-        if not _EPOCH_MIN <= value <= _EPOCH_MAX:
-            raise ValueError(TS_EPOCH_OUT_OF_RANGE)
-        return datetime.fromtimestamp(value, UTC)
-    if not isinstance(value, str):
-        raise ValueError(TS_NOT_A_TIMESTAMP)
-    match = _RFC3339.fullmatch(value)
-    if match is None:
-        raise ValueError(next((m for p, m in _PROBLEMS if p.fullmatch(value)), TS_NOT_A_TIMESTAMP))
-    year, month, day, hour, minute, second, fraction, sign, off_hour, off_minute = match.groups()
-    if not TIMESTAMP_MIN.year - 1 <= int(year) <= TIMESTAMP_MAX.year:
-        raise ValueError(TS_OUT_OF_RANGE)
-    micro = int((fraction or "0")[:6].ljust(6, "0"))
-    try:
-        local = datetime(
-            int(year), int(month), int(day), int(hour), int(minute), int(second), micro, UTC
-        )
-    except ValueError:
-        raise ValueError(TS_NO_SUCH_DATE) from None
-    offset = timedelta(hours=int(off_hour or 0), minutes=int(off_minute or 0))
-    instant = local + offset if sign == "-" else local - offset
-    if not TIMESTAMP_MIN <= instant <= TIMESTAMP_MAX:
-        raise ValueError(TS_OUT_OF_RANGE)
-    return instant
-
 
 # The input of `normalise_batch`: one row per raw record.
 RAW_SCHEMA: Final[dict[str, pl.DataType]] = {
@@ -225,56 +141,11 @@ _PATHS: Final = (
     "$.error.message",  # 21
 )
 _P = {path: i + 1 for i, path in enumerate(_PATHS)}
-_INT_TYPES = "('UBIGINT', 'BIGINT')"
 _NUM_TYPES = "('UBIGINT', 'BIGINT', 'DOUBLE')"
 
 
 def _sql_list(values: Iterable[str]) -> str:
     return "(" + ", ".join("'" + v.replace("'", "''") + "'" for v in sorted(values)) + ")"
-
-
-def _timestamp_sql(t: str, v: str) -> str:
-    """Return SQL for the instant of a JSON value (type `t`, text `v`): null unless a timestamp.
-
-    The rules of `parse_timestamp`. The usual form (`2026-04-08T21:00:47Z`) is checked first and
-    without a regexp (it runs on every record): 20 characters, 'Z', in range by string order
-    (fixed width), and strptime, which refuses what the cast lets by (hour 24, a space for a
-    digit, a slash in the date); its one-digit fields and trailing blanks are ruled out by the
-    length and the 'Z'. Anything else takes the full pattern.
-    """
-    lo, hi = (f"'{x:%Y-%m-%dT%H:%M:%SZ}'" for x in (TIMESTAMP_MIN, TIMESTAMP_MAX))
-    usual = (
-        f"strlen({v}) = 20 AND ends_with({v}, 'Z') AND {v} BETWEEN {lo} AND {hi}"
-        f" AND try_strptime({v}, '%Y-%m-%dT%H:%M:%SZ') IS NOT NULL"
-    )
-    cast = f"TRY_CAST(upper({v}) AS TIMESTAMPTZ)"
-    return (
-        f"CASE WHEN ({t}) = 'VARCHAR' THEN CASE WHEN {usual} THEN TRY_CAST({v} AS TIMESTAMPTZ)"
-        f" WHEN regexp_full_match({v}, '{RFC3339_PATTERN}')"
-        f" AND {cast} BETWEEN TIMESTAMPTZ {lo} AND TIMESTAMPTZ {hi} THEN {cast} END"
-        f" WHEN ({t}) IN {_INT_TYPES} AND TRY_CAST({v} AS HUGEINT)"
-        f" BETWEEN {_EPOCH_MIN} AND {_EPOCH_MAX} THEN to_timestamp(TRY_CAST({v} AS BIGINT))"
-        " END"
-    )
-
-
-def _timestamp_problem_sql(t: str, v: str) -> str:
-    """Return SQL for why a value `_timestamp_sql` refused is not a timestamp (as ValueError of
-    `parse_timestamp` says), followed by the value."""
-    years = f"'{TIMESTAMP_MIN.year - 1}' AND '{TIMESTAMP_MAX.year}'"
-    problems = " ".join(
-        f"WHEN regexp_full_match({v}, '{pattern}') THEN '{message}'"
-        for pattern, message in TIMESTAMP_PROBLEMS
-    )
-    return (
-        f"CASE WHEN ({t}) IN {_INT_TYPES} THEN '{TS_EPOCH_OUT_OF_RANGE}'"
-        f" WHEN ({t}) <> 'VARCHAR' THEN '{TS_NOT_A_TIMESTAMP}'"
-        f" WHEN regexp_full_match({v}, '{RFC3339_PATTERN}') THEN CASE"
-        f" WHEN substr({v}, 1, 4) NOT BETWEEN {years} THEN '{TS_OUT_OF_RANGE}'"
-        f" WHEN TRY_CAST(upper({v}) AS TIMESTAMPTZ) IS NULL THEN '{TS_NO_SUCH_DATE}'"
-        f" ELSE '{TS_OUT_OF_RANGE}' END"
-        f" {problems} ELSE '{TS_NOT_A_TIMESTAMP}' END || ': ' || left({v}, 60)"
-    )
 
 
 def normalise_sql(source: str, max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES) -> str:
@@ -338,7 +209,7 @@ def normalise_sql(source: str, max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES)
     cost_t, cost_v, cost_f = "cost_t", "cost_v", "cost_f"
     txid_v, type_v = "txid_v", "type_v"
     settled_t, settled_v, settled_f = "settled_t", "settled_v", "settled_f"
-    ints = _INT_TYPES
+    ints = JSON_INT_TYPES
 
     # Boolean columns, each computed once; the reject reason is the first that is true.
     checks: list[tuple[str, str, str, str]] = [
@@ -442,7 +313,7 @@ def normalise_sql(source: str, max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES)
                 f"({t}) IS NOT NULL AND ({t}) <> 'NULL' AND {parsed} IS NULL",
                 RejectReason.BAD_TIMESTAMP,
                 f,
-                _timestamp_problem_sql(t, v),
+                timestamp_problem_sql(t, v),
             )
         )
 
@@ -517,9 +388,9 @@ WITH src AS (
 ), times AS (
   -- Each timestamp is parsed once: the checks and the fields below share it.
   SELECT *,
-    {_timestamp_sql(ty("$.created_at"), sv("$.created_at"))} AS created_at,
-    {_timestamp_sql(settled_t, settled_v)} AS settled_at,
-    {_timestamp_sql(ty("$.timestamp"), sv("$.timestamp"))} AS delivered_at
+    {timestamp_sql(ty("$.created_at"), sv("$.created_at"))} AS created_at,
+    {timestamp_sql(settled_t, settled_v)} AS settled_at,
+    {timestamp_sql(ty("$.timestamp"), sv("$.timestamp"))} AS delivered_at
   FROM aliased
 ), checked AS (
   SELECT *,

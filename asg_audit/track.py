@@ -28,8 +28,8 @@ import polars as pl
 from asg_audit.errors import InputError
 from asg_audit.filelines import describe_read_error
 from asg_audit.model import SUBMISSIONS_SCHEMA, RejectReason, is_safe_task_id, printable
-from asg_audit.normalize import parse_timestamp
 from asg_audit.store import open_store
+from asg_audit.timestamps import parse_timestamp
 
 __all__ = ["TrackSummary", "print_track_summary", "track_file"]
 

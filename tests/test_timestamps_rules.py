@@ -19,7 +19,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from asg_audit.model import RejectReason, Source
-from asg_audit.normalize import RawRecord, normalise_records, parse_timestamp
+from asg_audit.normalize import RawRecord, normalise_records
+from asg_audit.timestamps import parse_timestamp
 
 REPO = Path(__file__).parents[1]
 NOW = datetime(2026, 11, 1, tzinfo=UTC)
