@@ -5,28 +5,25 @@ arrays and pretty-printed documents element by element by DuckDB. Small files ar
 and stored in groups, one transaction a group (`_SmallFiles`). Either way each file is all or
 nothing: a file that cannot be read leaves the store as it was, and the others go on. Records
 go through the one normaliser and the one store writer; reading files is `asg_audit.filelines`,
-what the user is told (outcomes, summary, progress bar) is `asg_audit.ingest_summary`.
+staging a large file's records in the store is `asg_audit.ingest_staging`, what the user is
+told (outcomes, summary, progress bar) is `asg_audit.ingest_summary`.
 """
 
 from __future__ import annotations
 
-import concurrent.futures
 import contextlib
 import gzip
 import hashlib
-import re
-import shutil
 import stat
 import sys
-import tempfile
 import threading
 import zlib
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any, cast
+from typing import Any, cast
 
 import duckdb
 import numpy as np
@@ -37,20 +34,21 @@ from asg_audit.filelines import (
     BOM,
     STDIN,
     STDIN_ORIGIN,
-    CutLine,
-    HashingReader,
-    LineBatches,
     always_lines,
     describe_read_error,
     expand_paths,
-    file_content_hash,
     file_layout,
     line_batch,
-    locate_big_element,
-    locate_json_error,
     open_binary,
-    raw_position,
     sniff_layout,
+)
+from asg_audit.ingest_staging import (
+    DOCUMENT_READERS,
+    first_line,
+    stage_documents,
+    stage_lines,
+    stage_stream,
+    unreadable_documents,
 )
 from asg_audit.ingest_summary import (
     FileOutcome,
@@ -60,8 +58,8 @@ from asg_audit.ingest_summary import (
     print_ingest_summary,
 )
 from asg_audit.interrupts import is_interrupt, sigint_interrupts
-from asg_audit.model import RejectReason, Source
-from asg_audit.normalize import DEFAULT_MAX_RECORD_BYTES, normalise_batch
+from asg_audit.model import Source
+from asg_audit.normalize import normalise_batch
 from asg_audit.store import Store, WriteStats, open_store
 
 __all__ = [  # track_file & co. live in asg_audit.track; re-exported here for callers
@@ -90,258 +88,6 @@ _GROUP_BYTES = 4 << 20
 _GROUP_FILES = 1_000
 
 
-def _file_records(raw: str, raw_bytes: str, line: str, relation: str, where: str = "") -> str:
-    """Return a query giving a file's records as the normaliser's RAW_SCHEMA columns."""
-    return f"""(SELECT {raw} AS raw, {raw_bytes} AS raw_bytes, '{Source.FILE}' AS source,
-    $observed_at AS observed_at, $origin AS origin, {line} AS origin_line,
-    NULL::VARCHAR AS origin_hash, NULL::VARCHAR AS task_id_hint, NULL::SMALLINT AS http_status
-  FROM {relation} {where})"""
-
-
-# File lines (the registered Arrow stream `_file_lines`).
-_FILE_SOURCE = _file_records("raw", "raw_bytes", "origin_line", "_file_lines")
-# The elements of a JSON array file, or the documents of a file of pretty-printed JSON values
-# (plain or gzip-compressed), read by DuckDB's JSON reader; an element's or document's number is
-# its line.
-_DOCUMENT_READERS = {
-    "array": "read_json_objects($path, format = 'array') WITH ORDINALITY",
-    "documents": "read_json_objects($path, format = 'unstructured') WITH ORDINALITY",
-}
-# ... streamed inside the store
-_DOCUMENT_SOURCES = {
-    layout: _file_records("json::VARCHAR", "NULL::BLOB", "ordinality", reader)
-    for layout, reader in _DOCUMENT_READERS.items()
-}
-
-
-def _stage_documents(
-    store: Store,
-    run_id: str,
-    path: Path,
-    layout: str,
-    *,
-    origin: str,
-    observed_at: datetime,
-    on_bytes: ProgressFn | None,
-) -> tuple[int, Counter[str], str]:
-    """Stage the elements of a JSON array file or the documents of a file of pretty-printed
-    JSON; return (records, rejects by reason, content hash).
-
-    DuckDB reads the file while another thread hashes it (reading, decompressing and hashing
-    release the GIL), so the second read costs little time of its own. A file that cannot be
-    read fails with the hashing thread's error, which names the cause (e.g. a truncated gzip).
-    """
-    params = {"observed_at": observed_at, "origin": origin, "path": str(path)}
-    with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="ingest-hash") as pool:
-        hashing = pool.submit(file_content_hash, path)
-        try:
-            with _query_progress(store.con, path.stat().st_size, on_bytes):
-                records, rejected = store.stage_raw(run_id, _DOCUMENT_SOURCES[layout], params)
-        except duckdb.Error as exc:
-            if is_interrupt(exc) or isinstance(exc, duckdb.OutOfMemoryException):
-                raise
-            hashing.result()  # a read error of the file itself comes first
-            raise InputError(_unreadable_documents(path, origin, layout, exc)) from None
-        return records, rejected, hashing.result()
-
-
-def _unreadable_documents(path: Path, origin: str, layout: str, exc: duckdb.Error) -> str:
-    what = "JSON array" if layout == "array" else "JSON document"
-    if (too_big := _TOO_BIG.search(str(exc))) is not None:
-        limit = int(too_big.group(1))
-        big = locate_big_element(path, layout, limit)
-        if big is not None:  # DuckDB's message names neither the element nor where it is
-            element, jq = ("element", ".[]") if layout == "array" else ("document", ".")
-            return (
-                f"{origin}: {element} {big.number} (from line {big.line}, column {big.column})"
-                f" is {big.size:,} bytes, over the {limit:,} bytes DuckDB's JSON reader takes"
-                f" for one {element}; nothing stored (as NDJSON, e.g. `jq -c '{jq}'`, it would"
-                " be a too_large reject and the other records stored)"
-            )
-    where = locate_json_error(path, layout)
-    if where is not None:
-        return f"{origin}: not a readable {what}: {where}; nothing stored"
-    return f"{origin}: not a readable {what}: {_first_line(exc)}"
-
-
-# DuckDB's error for an element over its `maximum_object_size`.
-_TOO_BIG = re.compile(r'"maximum_object_size" of (\d+) bytes exceeded')
-
-
-def _first_line(exc: BaseException) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0].strip()
-
-
-@contextlib.contextmanager
-def _query_progress(
-    con: duckdb.DuckDBPyConnection, size: int, on_bytes: ProgressFn | None
-) -> Iterator[None]:
-    """Report the progress of the query run inside the block as bytes of a file of `size`."""
-    if on_bytes is None:
-        yield
-        return
-    con.execute("SET enable_progress_bar = true")
-    con.execute("SET enable_progress_bar_print = false")
-    stop = threading.Event()
-    reported = 0
-
-    def poll() -> None:
-        nonlocal reported
-        while not stop.wait(0.25):
-            try:
-                share = con.query_progress()  # -1 until DuckDB has an estimate
-            except duckdb.Error:
-                continue
-            if share > 0:
-                done = min(size, int(size * share / 100))
-                if done > reported:
-                    on_bytes(done - reported)
-                    reported = done
-
-    poller = threading.Thread(target=poll, name="ingest-progress", daemon=True)
-    poller.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        poller.join()
-        with contextlib.suppress(duckdb.Error):  # a failed transaction: the caller rolls back
-            con.execute("SET enable_progress_bar = false")
-
-
-def _stage_lines(
-    store: Store,
-    run_id: str,
-    path: Path,
-    *,
-    origin: str,
-    observed_at: datetime,
-    chunk_bytes: int,
-    on_bytes: ProgressFn | None,
-) -> tuple[int, Counter[str], str]:
-    """Stage the lines of an NDJSON file; return (records, rejects by reason, content hash)."""
-    with open_binary(path) as fh:
-        return _stage_line_stream(
-            store,
-            run_id,
-            fh,
-            origin=origin,
-            observed_at=observed_at,
-            chunk_bytes=chunk_bytes,
-            on_bytes=on_bytes,
-        )
-
-
-def _stage_stream(
-    store: Store,
-    run_id: str,
-    path: Path,
-    *,
-    origin: str,
-    observed_at: datetime,
-    chunk_bytes: int,
-    on_bytes: ProgressFn | None,
-) -> tuple[int, Counter[str], str]:
-    """Stage what a pipe or a device named on its own holds, reading it once (it cannot be
-    read again): NDJSON as it comes; an array or JSON documents copied to a temporary file
-    first, for DuckDB's reader. Return (records, rejects by reason, content hash)."""
-    with open_binary(path) as fh:
-        head = fh.read(4096)
-        if always_lines(path) or sniff_layout(head) == "lines":
-            return _stage_line_stream(
-                store,
-                run_id,
-                fh,
-                head=head,
-                origin=origin,
-                observed_at=observed_at,
-                chunk_bytes=chunk_bytes,
-                on_bytes=on_bytes,
-            )
-        with tempfile.TemporaryDirectory(prefix="asg-audit-") as folder:
-            copy = Path(folder, "stream.json")
-            with copy.open("wb") as out:
-                out.write(head)
-                shutil.copyfileobj(fh, out, chunk_bytes)
-            return _stage_documents(
-                store,
-                run_id,
-                copy,
-                sniff_layout(head),
-                origin=origin,
-                observed_at=observed_at,
-                on_bytes=on_bytes,
-            )
-
-
-def _stage_line_stream(
-    store: Store,
-    run_id: str,
-    fh: IO[bytes],
-    *,
-    head: bytes = b"",
-    origin: str,
-    observed_at: datetime,
-    chunk_bytes: int,
-    on_bytes: ProgressFn | None,
-) -> tuple[int, Counter[str], str]:
-    """Stage the NDJSON lines of `fh` (after `head`, its first bytes when they were read
-    already); return (records, rejects by reason, content hash)."""
-    reader = HashingReader(fh, head=head)
-    last_pos = 0
-
-    def on_read() -> None:
-        nonlocal last_pos
-        if on_bytes is not None:
-            pos = raw_position(fh)
-            on_bytes(pos - last_pos)
-            last_pos = pos
-
-    lines = LineBatches(
-        reader,
-        chunk_bytes=chunk_bytes,
-        on_read=on_read,
-        max_line_bytes=DEFAULT_MAX_RECORD_BYTES,
-    )
-    store.con.register("_file_lines", lines.reader())
-    try:
-        records, rejected = store.stage_raw(
-            run_id, _FILE_SOURCE, {"observed_at": observed_at, "origin": origin}
-        )
-        _say_cut(store, run_id, origin, lines.cut)
-    except duckdb.Error:
-        if lines.error is not None:
-            raise lines.error from None
-        raise
-    finally:
-        with contextlib.suppress(duckdb.Error):  # the failed transaction
-            store.con.unregister("_file_lines")
-    return records, rejected, reader.hash.hexdigest()
-
-
-def _say_cut(store: Store, run_id: str, origin: str, cut: list[CutLine]) -> None:
-    """Say in their rejects that these lines were cut at the limit, and how long they were
-    (the normaliser only saw their first bytes)."""
-    if not cut:
-        return
-    store.con.execute(
-        "UPDATE rejects SET detail = 'record of ' || c.length || ' bytes is over the limit of '"
-        " || $limit || '; cut at the limit while reading: its raw holds its first '"
-        " || c.kept || ' bytes' FROM (SELECT unnest($lines) AS line, unnest($lengths) AS length,"
-        " unnest($kept) AS kept) AS c WHERE rejects.run_id = $run_id"
-        " AND rejects.origin = $origin AND rejects.origin_line = c.line"
-        f" AND rejects.reason = '{RejectReason.TOO_LARGE}'",
-        {
-            "limit": DEFAULT_MAX_RECORD_BYTES,
-            "lines": [c.line for c in cut],
-            "lengths": [c.length for c in cut],
-            "kept": [c.kept for c in cut],
-            "run_id": run_id,
-            "origin": origin,
-        },
-    )
-
-
 def _ingest_file(
     store: Store,
     run_id: str,
@@ -360,7 +106,7 @@ def _ingest_file(
         with store.transaction():
             if streamed:
                 # A pipe (`<(...)`) or a device: opened once, never again.
-                records, rejected, content_hash = _stage_stream(
+                records, rejected, content_hash = stage_stream(
                     store,
                     run_id,
                     path,
@@ -370,7 +116,7 @@ def _ingest_file(
                     on_bytes=on_bytes,
                 )
             elif (layout := file_layout(path)) != "lines":
-                records, rejected, content_hash = _stage_documents(
+                records, rejected, content_hash = stage_documents(
                     store,
                     run_id,
                     path,
@@ -380,7 +126,7 @@ def _ingest_file(
                     on_bytes=on_bytes,
                 )
             else:
-                records, rejected, content_hash = _stage_lines(
+                records, rejected, content_hash = stage_lines(
                     store,
                     run_id,
                     path,
@@ -407,7 +153,7 @@ def _ingest_file(
     except InputError as exc:
         return FileOutcome(path=origin, status="failed", error=str(exc))
     except duckdb.OutOfMemoryException as exc:  # rolled back; the connection goes on
-        error = f"{origin}: out of memory while storing it ({_first_line(exc)}); nothing stored"
+        error = f"{origin}: out of memory while storing it ({first_line(exc)}); nothing stored"
         return FileOutcome(path=origin, status="failed", error=error)
     summary.add(records, rejected, totals)
     return FileOutcome(
@@ -456,7 +202,7 @@ class _SmallFiles:
             self._reader.execute("SET memory_limit = '256MB'")
         frame: pl.DataFrame = self._reader.sql(
             f"SELECT json::VARCHAR AS raw, ordinality AS origin_line"
-            f" FROM {_DOCUMENT_READERS[layout]}",
+            f" FROM {DOCUMENT_READERS[layout]}",
             params={"path": str(path)},
         ).pl()
         return frame
@@ -491,7 +237,7 @@ class _SmallFiles:
             try:
                 documents = self._documents(path, layout)
             except duckdb.Error as exc:
-                error = _unreadable_documents(path, origin, layout, exc)
+                error = unreadable_documents(path, origin, layout, exc)
                 self._summary.files.append(FileOutcome(path=origin, status="failed", error=error))
                 return True
             data = b""

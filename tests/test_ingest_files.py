@@ -357,10 +357,10 @@ def test_ingest_progress_of_a_query_is_reported_in_bytes() -> None:
     # JSON arrays are one query inside the store: its progress is reported as bytes read.
     import duckdb
 
-    from asg_audit.ingest import _query_progress
+    from asg_audit.ingest_staging import query_progress
 
     con = duckdb.connect()
     seen: list[int] = []
-    with _query_progress(con, 1_000, seen.append):
+    with query_progress(con, 1_000, seen.append):
         con.execute("SELECT sum(hash(i)) FROM range(300000000) t(i)").fetchall()
     assert seen and all(n > 0 for n in seen) and sum(seen) <= 1_000
