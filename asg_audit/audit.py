@@ -51,6 +51,7 @@ TABLES: Final = (
     "poll_state",
     "chain_txs",
     "billing_usage",
+    "billing_invoices",
 )
 _OBS_COLUMNS: Final = (
     "task_id", "run_id", "source", "observed_at", "http_status",

@@ -456,46 +456,65 @@ from asg_audit.config import CheckLevels  # noqa: E402
 
 @register_check("billing.invalid_figure", default=CheckLevels(severity="fail"))
 def billing_invalid_figure(ctx: CheckContext) -> Any:
-    """A month whose usage answer states an impossible figure (negative, fractional or beyond
-    int64 tasks or sats); the figure is stored as null and the other checks skip it.
+    """A month's usage answer or an invoice that states an impossible figure (negative,
+    fractional or beyond int64 tasks or sats); the figure is stored as null and the other
+    checks skip it.
 
-    Read from the stored raw answer, so that what the provider said is quoted as evidence.
+    Read from the stored raw answers, so that what the provider said is quoted as evidence.
     """
     import polars as pl
 
     from asg_audit.reconcile import EXACT
 
-    if not ctx.has_table("billing_usage"):
-        return no_findings()
-    usage = ctx.table("billing_usage")
-    if not {"month", "raw"} <= set(usage.collect_schema().names()):
-        return no_findings()
     rows: list[dict[str, str]] = []
-    for month, raw in usage.select("month", "raw").collect().iter_rows():
-        try:
-            body = json.loads(raw)
-        except (TypeError, ValueError):
+    for table, entity, key_column, figures in (
+        ("billing_usage", "month", "month", USAGE_FIGURES),
+        ("billing_invoices", "invoice", "invoice_id", INVOICE_FIGURES),
+    ):
+        if not ctx.has_table(table):
             continue
-        if isinstance(body, dict):
-            for key, shown, why in figure_problems(body, USAGE_FIGURES):
-                rows.append({"month": month, "field": key, "shown": shown, "why": why})
+        answers = ctx.table(table)
+        if not {key_column, "raw"} <= set(answers.collect_schema().names()):
+            continue
+        for entity_id, raw in answers.select(key_column, "raw").collect().iter_rows():
+            try:
+                body = json.loads(raw)
+            except (TypeError, ValueError):
+                continue
+            if isinstance(body, dict):
+                for key, shown, why in figure_problems(body, figures):
+                    rows.append(
+                        {
+                            "entity": entity,
+                            "id": entity_id,
+                            "field": key,
+                            "shown": shown,
+                            "why": why,
+                        }
+                    )
     if not rows:
         return no_findings()
-    frame = pl.LazyFrame(rows, schema={c: pl.String for c in ("month", "field", "shown", "why")})
-    return frame.select(
-        *finding(
-            entity_type="month",
-            entity_id=pl.col("month"),
-            expected=pl.lit("a whole number, 0 or more, within int64"),
-            actual=pl.col("field") + pl.lit(" = ") + pl.col("shown"),
-            difference=None,
-            message=pl.lit("the provider reported an impossible figure: ")
-            + pl.col("field")
-            + pl.lit(" = ")
-            + pl.col("shown")
-            + pl.lit(" (")
-            + pl.col("why")
-            + pl.lit("); stored as null, the checks that need it skip it"),
-        ),
-        pl.lit(EXACT).alias("proves"),
+    schema = {c: pl.String for c in ("entity", "id", "field", "shown", "why")}
+    frame = pl.LazyFrame(rows, schema=schema)
+    return pl.concat(
+        [
+            frame.filter(pl.col("entity") == entity).select(
+                *finding(
+                    entity_type=entity,
+                    entity_id=pl.col("id"),
+                    expected=pl.lit("a whole number, 0 or more, within int64"),
+                    actual=pl.col("field") + pl.lit(" = ") + pl.col("shown"),
+                    difference=None,
+                    message=pl.lit("the provider reported an impossible figure: ")
+                    + pl.col("field")
+                    + pl.lit(" = ")
+                    + pl.col("shown")
+                    + pl.lit(" (")
+                    + pl.col("why")
+                    + pl.lit("); stored as null, the checks that need it skip it"),
+                ),
+                pl.lit(EXACT).alias("proves"),
+            )
+            for entity in ("month", "invoice")
+        ]
     )

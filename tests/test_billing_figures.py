@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import polars as pl
 import pytest
 from _chain_sim import Scenario, scenario
 from _hardening_procs import asg_audit, clean_env, query
@@ -167,6 +168,13 @@ def test_billing_impossible_daily_and_invoice_figures_are_null_with_notes(
     assert "daily_breakdown[" in done.stdout and ".cost_sats = 18446744073709551616" in done.stdout
     days = query(db, "SELECT daily_breakdown[1].cost_sats FROM billing_usage")
     assert days and all(cost is None for (cost,) in days)
+    # the invoices' impossible figures are findings too, not only notes
+    from asg_audit.audit import analyze
+
+    found = analyze(db).findings.filter(pl.col("check_id") == "billing.invalid_figure")
+    by_invoice = found.filter(pl.col("entity_type") == "invoice")
+    assert sorted(by_invoice["entity_id"].to_list()) == sorted(i for i, _ in invoices)
+    assert all(a == "tasks_settled = -1" for a in by_invoice["actual"].to_list())
 
 
 def test_billing_invoice_time_beyond_utc_years_is_null_not_a_crash(
