@@ -5,10 +5,9 @@ first use, so `import asg_audit` (and the command line's `--help`) stays fast: t
 the report's matplotlib and the servers load only when asked for.
 """
 
-from __future__ import annotations
-
-import importlib
-from typing import TYPE_CHECKING, Any
+# No imports at run time: `asg-audit` imports this package first, and a Ctrl-C while it does
+# would be a traceback (asg_audit.entry turns one after it into "interrupted", exit 3).
+TYPE_CHECKING = False
 
 __version__ = "0.1.0"
 
@@ -99,10 +98,12 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> object:
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'asg_audit' has no attribute {name!r}")
+    import importlib
+
     value = getattr(importlib.import_module(module), name)
     globals()[name] = value
     return value
