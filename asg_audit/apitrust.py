@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from typing import Final, Literal
 
 from asg_audit.errors import ApiStatusError, ApiTransientError
-from asg_audit.gateway import display_url
 from asg_audit.normalize import RawRecord
+from asg_audit.redaction import display_url
 
 __all__ = ["ApiTrust"]
 

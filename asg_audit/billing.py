@@ -28,6 +28,7 @@ from asg_audit.errors import (
     StoreFileError,
 )
 from asg_audit.interrupts import is_interrupt
+from asg_audit.redaction import check_http_url, display_url
 
 __all__ = ["BillingSummary", "fetch_billing", "months_with_data", "parse_usage"]
 
@@ -190,34 +191,14 @@ def parse_usage(body: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _redacted(url: str) -> str:
-    """Return a URL without its credentials and query, as it may be printed."""
-    try:
-        return str(httpx.URL(url).copy_with(userinfo=b"", query=None))
-    except (httpx.InvalidURL, TypeError, ValueError):
-        return "(an unparseable URL)"
-
-
-def _check_base_url(url: str) -> None:
-    """Raise ConfigError unless `url` is an absolute http(s) URL with a host (never retried)."""
-    try:
-        parsed = httpx.URL(url)
-        valid = parsed.scheme in ("http", "https") and bool(parsed.host)
-    except (httpx.InvalidURL, TypeError, ValueError):
-        valid = False
-    if not valid:
-        raise ConfigError(
-            f"base_url {_redacted(url)!r}: expected an http:// or https:// URL with a host"
-            " (ASG_BASE_URL or base_url in the config)"
-        )
-
-
 class _Gateway:
     def __init__(self, config: AuditConfig, transport: httpx.BaseTransport | None) -> None:
         if config.api_key is None:
             raise ConfigError("billing needs the API key (ASG_API_KEY)")
-        _check_base_url(config.base_url)
-        self.where = _redacted(config.base_url.rstrip("/"))
+        check_http_url(
+            config.base_url, "base_url", "set by ASG_BASE_URL or base_url in the config file"
+        )
+        self.where = display_url(config.base_url.rstrip("/"))
         self.http = httpx.Client(
             base_url=config.base_url.rstrip("/"),
             headers={

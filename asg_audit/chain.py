@@ -42,7 +42,7 @@ from typing import Any, Final
 
 import httpx
 
-from asg_audit.config import AuditConfig, Secret
+from asg_audit.config import AuditConfig
 from asg_audit.errors import (
     ApiStatusError,
     ApiTransientError,
@@ -50,13 +50,13 @@ from asg_audit.errors import (
     ConfigError,
     IncompleteRunError,
 )
-from asg_audit.gateway import display_url
 from asg_audit.rawtx import (
     ParsedTx,
     RawTxError,
     parse_raw_tx,
     serialise_decoded_tx,
 )
+from asg_audit.redaction import Secret, check_http_url, display_url
 
 __all__ = [
     "DEFAULT_CHAIN_RPS",
@@ -68,7 +68,6 @@ __all__ = [
     "VerifySummary",
     "chain_client_from_config",
     "check_index_answer",
-    "check_index_url",
     "fetch_parent_fees",
     "print_findings",
     "reconciliation_findings",
@@ -84,6 +83,7 @@ DEFAULT_MAX_RETRIES: Final = 8
 DEFAULT_TIMEOUT_S: Final = 30.0
 # Pace a hair under the limit: arrival jitter must not put one request too many in a window.
 _RATE_MARGIN: Final = 0.99
+_CHAIN_URL_HINT: Final = "for example https://api.whatsonchain.com/v1/bsv/main"
 # A block's time is the header's 4-byte nTime, and no block is older than the genesis block
 # (2009-01-03 18:15:05 UTC): anything outside is not a block time.
 GENESIS_BLOCK_TIME: Final = 1_231_006_505
@@ -183,7 +183,7 @@ class ChainClient:
         sleep: Callable[[float], None] | None = None,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
-        check_index_url(base_url)
+        check_http_url(base_url, "chain_url", _CHAIN_URL_HINT)
         headers = {"Accept": "application/json", "User-Agent": "asg-audit"}
         if api_key:
             # WoC documents both header names (newer and older); send both.
@@ -502,24 +502,6 @@ def _range_text(name: str, low: int, high: int) -> str:
 
 def _shown(value: Any) -> str:
     return repr(value)[:80]
-
-
-def check_index_url(url: str) -> str:
-    """Return `url` if a chain index can be asked there; raise ConfigError if it never could.
-
-    An http(s) URL with a host is required: `ftp://...` or `not a url` would otherwise be
-    retried as a network glitch for minutes. The message never shows credentials or a query.
-    """
-    try:
-        parsed = httpx.URL(url)
-    except (httpx.InvalidURL, TypeError):
-        raise ConfigError(f"chain_url {display_url(str(url))!r} is not a valid URL") from None
-    if parsed.scheme not in ("http", "https") or not parsed.host:
-        raise ConfigError(
-            f"chain_url {display_url(url)!r} is not an http:// or https:// URL with a host"
-            " (for example https://api.whatsonchain.com/v1/bsv/main)"
-        )
-    return url
 
 
 def chain_client_from_config(config: AuditConfig, **kwargs: Any) -> ChainClient:

@@ -4,8 +4,8 @@ Precedence, lowest first: built-in defaults, the config file (`--config FILE`, d
 `./asg_audit.toml` when present), the environment, explicit flags. Only this module and `cli.py`
 read the environment; library functions take explicit arguments.
 
-Secrets (API keys, webhook secrets) are held in `Secret`, whose `repr` and `str` never show the
-value, so that a config printed in a log or a report cannot leak them.
+Secrets (API keys, webhook secrets) are held in `Secret` (`asg_audit.redaction`), whose `repr`
+and `str` never show the value, so that a config printed in a log or a report cannot leak them.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ import difflib
 import math
 import os
 import tomllib
-import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -23,6 +22,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from asg_audit.errors import ConfigError
+from asg_audit.redaction import Secret, check_http_url
 
 __all__ = [
     "DEFAULT_BASE_URL",
@@ -40,33 +40,6 @@ DEFAULT_DB_PATH = "asg_audit.duckdb"
 DEFAULT_CONFIG_FILE = "asg_audit.toml"
 DEFAULT_BASE_URL = "https://api.asgrefinery.io"
 DEFAULT_CHAIN_URL = "https://api.whatsonchain.com/v1/bsv/main"
-
-
-class Secret:
-    """A secret string that never shows itself in repr, str or f-strings."""
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: str) -> None:
-        self._value = value
-
-    def reveal(self) -> str:
-        """Return the secret value; call only where it is sent, never where it is printed."""
-        return self._value
-
-    def __repr__(self) -> str:
-        return "Secret('***')"
-
-    __str__ = __repr__
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Secret) and other._value == self._value
-
-    def __hash__(self) -> int:
-        return hash(self._value)
-
-    def __bool__(self) -> bool:
-        return bool(self._value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -563,21 +536,6 @@ def _check_levels(raw: Mapping[str, Any], where: str) -> dict[str, CheckLevels]:
     return out
 
 
-def _check_http_url(url: object, key: str, env_name: str) -> None:
-    """An API URL must be http(s) with a host: `ftp://...` or a bare host would otherwise be
-    retried as a network glitch. The message never shows credentials or a query."""
-    parsed = urllib.parse.urlsplit(url) if isinstance(url, str) else None
-    if parsed is not None and parsed.scheme in ("http", "https") and parsed.hostname:
-        return
-    shown = "not text"
-    if parsed is not None:
-        host = parsed.hostname or ""
-        shown = f"{parsed.scheme}://{host}{parsed.path}" if parsed.scheme else parsed.path
-    raise ConfigError(
-        f"{key} ({env_name}) {shown!r}: expected an http:// or https:// URL with a host"
-    )
-
-
 def load_config(
     config_file: str | Path | None = None,
     *,
@@ -626,7 +584,7 @@ def load_config(
     # flags and library callers are checked too (the file's values were, above)
     _one_of(settings["fail_on"], _SEVERITIES, "settings", "fail_on")
     for key, env_name in (("base_url", "ASG_BASE_URL"), ("chain_url", "ASG_CHAIN_URL")):
-        _check_http_url(settings[key], key, env_name)
+        check_http_url(settings[key], key, f"set by {env_name} or {key} in the config file")
     slo = settings["slo_seconds"]
     if not _has_type(slo, _NUMBER) or slo <= 0:
         raise ConfigError("slo_seconds: expected a positive number")

@@ -15,9 +15,8 @@ from __future__ import annotations
 import asyncio
 import json
 import math
-import re
 import ssl
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from email.utils import parsedate_to_datetime
@@ -27,9 +26,9 @@ from urllib.parse import quote, urlsplit
 import httpx
 
 from asg_audit.clock import Clock, SystemClock
-from asg_audit.config import Secret
 from asg_audit.errors import InputError
 from asg_audit.model import is_safe_task_id
+from asg_audit.redaction import Secret, display_url, redact
 
 __all__ = [
     "DEFAULT_TIMEOUT_S",
@@ -53,32 +52,6 @@ __all__ = [
 
 DEFAULT_TIMEOUT_S: Final = 10.0
 _MAX_CACHED_PATHS: Final = 100_000
-_BEARER_RE = re.compile(r"(?i)(bearer\s+)[^\s'\",;]+")
-_KEY_RE = re.compile(r"\bsk_(?:sandbox|live|test)_[A-Za-z0-9_]+")
-
-
-def redact(text: str, secrets: Iterable[str | Secret | None] = ()) -> str:
-    """Return `text` with the given secrets, bearer tokens and ASG-style keys masked."""
-    for secret in secrets:
-        value = secret.reveal() if isinstance(secret, Secret) else secret
-        if value:
-            text = text.replace(value, "***")
-    text = _BEARER_RE.sub(r"\1***", text)
-    return _KEY_RE.sub("***", text)
-
-
-def display_url(url: str) -> str:
-    """Return `url` fit for a message: scheme, host, port and path; no user, password or query."""
-    try:
-        parts = urlsplit(url)
-        host = parts.hostname or ""
-        port = parts.port
-    except ValueError:
-        return "<unparsable URL>"
-    if ":" in host:
-        host = f"[{host}]"
-    netloc = host if port is None else f"{host}:{port}"
-    return redact(f"{parts.scheme}://{netloc}{parts.path}" if parts.scheme else netloc + parts.path)
 
 
 def result_path(task_id: str) -> str:

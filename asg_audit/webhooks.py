@@ -43,8 +43,8 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from asg_audit.config import Secret
 from asg_audit.errors import ApiStatusError, ApiTransientError, AuthError, ConfigError
+from asg_audit.redaction import Secret, check_http_url
 from asg_audit.webhook_writer import (
     DEFAULT_DEDUPE_MAX_EVENTS,
     DEFAULT_DEDUPE_WINDOW_SECONDS,
@@ -545,27 +545,7 @@ def check_callback_url(url: str) -> str:
 
     The Gateway would refuse anything else (400); saying so locally is clearer and exits 2.
     """
-    from urllib.parse import urlsplit
-
-    problem = None
-    try:
-        parts = urlsplit(url)
-        parts.port  # noqa: B018 - raises ValueError on a port that is not a number in range
-    except ValueError as exc:
-        problem = str(exc)
-    else:
-        if parts.scheme.lower() not in ("http", "https"):
-            problem = "it must start with http:// or https://"
-        elif not parts.hostname:
-            problem = "it names no host"
-        elif any(c.isspace() for c in url):
-            problem = "it contains white space"
-    if problem is not None:
-        raise ConfigError(
-            f"callback URL {url!r} is not an absolute http(s) URL with a host:"
-            f" {problem} (e.g. https://hooks.example.com/webhooks/asg)"
-        )
-    return url
+    return check_http_url(url, "callback URL", "e.g. https://hooks.example.com/webhooks/asg")
 
 
 def register_webhook(

@@ -221,7 +221,9 @@ def test_config_api_urls_must_be_http_with_a_host(url: str, key: str, env_name: 
         with pytest.raises(ConfigError, match=key):
             load_config(None, env={}, overrides={key: "mailto:x"})
         return
-    with pytest.raises(ConfigError, match=rf"{key} \({env_name}\)") as caught:
+    with pytest.raises(
+        ConfigError, match=rf"^{key} .* \(set by {env_name} or {key} in the config file\)$"
+    ) as caught:
         load_config(None, env={env_name: url})
     assert "s3cret" not in str(caught.value) and "user" not in str(caught.value)
     assert load_config(None, env={env_name: "https://example.test/v1"}) is not None

@@ -1,0 +1,104 @@
+"""What may be shown of secrets and URLs: `Secret`, `redact`, `display_url`, `check_http_url`.
+
+Secrets (API keys, webhook secrets) are held in `Secret`, whose `repr` and `str` never show the
+value. Every message that names a URL shows it through `display_url` (no user, password or
+query), and every URL the tool will send requests to (the Gateway's `base_url`, the chain
+index's `chain_url`, a webhook callback) is checked by the one `check_http_url`, at once, so
+that `ftp://...` or a bare host is exit 2 with its reason instead of minutes of retries.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from typing import Final
+from urllib.parse import urlsplit
+
+from asg_audit.errors import ConfigError
+
+__all__ = ["Secret", "check_http_url", "display_url", "redact"]
+
+_BEARER_RE: Final = re.compile(r"(?i)(bearer\s+)[^\s'\",;]+")
+_KEY_RE: Final = re.compile(r"\bsk_(?:sandbox|live|test)_[A-Za-z0-9_]+")
+
+
+class Secret:
+    """A secret string that never shows itself in repr, str or f-strings."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        """Return the secret value; call only where it is sent, never where it is printed."""
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+    def __bool__(self) -> bool:
+        return bool(self._value)
+
+
+def redact(text: str, secrets: Iterable[str | Secret | None] = ()) -> str:
+    """Return `text` with the given secrets, bearer tokens and ASG-style keys masked."""
+    for secret in secrets:
+        value = secret.reveal() if isinstance(secret, Secret) else secret
+        if value:
+            text = text.replace(value, "***")
+    text = _BEARER_RE.sub(r"\1***", text)
+    return _KEY_RE.sub("***", text)
+
+
+def display_url(url: str) -> str:
+    """Return `url` fit for a message: scheme, host, port and path; no user, password or query."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        port = parts.port
+    except ValueError:
+        return "<unparsable URL>"
+    if ":" in host:
+        host = f"[{host}]"
+    netloc = host if port is None else f"{host}:{port}"
+    return redact(f"{parts.scheme}://{netloc}{parts.path}" if parts.scheme else netloc + parts.path)
+
+
+def check_http_url(url: object, what: str, hint: str) -> str:
+    """Return `url` if requests can be sent there: an absolute http(s) URL with a host.
+
+    Otherwise raise ConfigError naming `what` (the setting), the URL as `display_url` shows it,
+    the reason and `hint` (where it is set, or an example).
+    """
+    if not isinstance(url, str):
+        raise ConfigError(f"{what}: expected a URL (text), got {type(url).__name__}")
+    problem = None
+    try:
+        parts = urlsplit(url)
+        port = parts.port  # raises ValueError for a port that is not a number in range
+    except ValueError as exc:
+        problem = str(exc)
+    else:
+        if parts.scheme.lower() not in ("http", "https"):
+            problem = "it does not start with http:// or https://"
+        elif not parts.hostname:
+            problem = "it names no host"
+        elif port == 0:
+            problem = "port 0 cannot be connected to"
+        elif not url.isprintable() or any(c.isspace() for c in url):
+            problem = "it contains white space or control characters"
+    if problem is None:
+        return url
+    raise ConfigError(
+        f"{what} {display_url(url)!r} is not an absolute http:// or https:// URL with a host:"
+        f" {problem} ({hint})"
+    )
