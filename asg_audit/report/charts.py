@@ -214,14 +214,32 @@ def _date_axis(ax: Axes, fig: Figure) -> None:
     fig.autofmt_xdate()
 
 
+def _break_at_gaps(by_day: pl.DataFrame) -> pl.DataFrame:
+    """Return `day`, `p50_s` and `p95_s` by day, with a NaN row the day after each day whose
+    next day with data is later: a line through NaN stops, so two days with no data between
+    them are not joined as if the days between had been measured."""
+    rows = by_day.select(
+        "day", pl.col("p50_s").cast(pl.Float64), pl.col("p95_s").cast(pl.Float64)
+    ).sort("day")
+    next_day = pl.col("day").shift(-1)
+    breaks = rows.filter(next_day - pl.col("day") > pl.duration(days=1)).select(
+        pl.col("day") + pl.duration(days=1),
+        p50_s=pl.lit(math.nan),
+        p95_s=pl.lit(math.nan),
+    )
+    return pl.concat([rows, breaks]).sort("day").fill_null(math.nan)
+
+
 def _latency_over_time(f: Mapping[str, pl.DataFrame], slo: float) -> Chart | None:
     by_day = f["latency_by_day"].filter(pl.col("day").is_not_null())
     if by_day.height == 0:
         return None
     fig, (ax,) = _figure()
-    # One line per percentile (one artist each), however many days and however far apart.
-    ax.plot(by_day["day"], by_day["p50_s"], marker=".", color=_BLUE, label="p50")
-    ax.plot(by_day["day"], by_day["p95_s"], marker=".", color=_ORANGE, label="p95")
+    # One line per percentile (one artist each), however many days and however far apart;
+    # it stops where days without data come between (a dot alone is a day alone).
+    line = _break_at_gaps(by_day)
+    ax.plot(line["day"], line["p50_s"], marker=".", color=_BLUE, label="p50")
+    ax.plot(line["day"], line["p95_s"], marker=".", color=_ORANGE, label="p95")
     worst_s = float(cast(float, by_day["p95_s"].max()) or 0)
     wide = worst_s > _WIDE_LATENCY * max(slo, 1.0)
     if wide:  # a day of years-long latencies would flatten every other day to zero
