@@ -62,7 +62,7 @@ def read_task_id_file(path: str | Path) -> TaskIdFile:
     Raises `InputError` when the file cannot be read.
     """
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        text = Path(path).read_text(encoding="utf-8-sig")  # a BOM (Notepad, Excel) is no id
     except UnicodeDecodeError as exc:
         raise InputError(f"{path}: not UTF-8 text (byte {exc.start}): one task id a line") from None
     except OSError as exc:

@@ -80,3 +80,14 @@ def test_collect_cli_names_each_unsafe_task_id_and_counts_them(tmp_path: Path) -
     assert "ids.txt:5: skipped task id 'tsk_a b'" in done.stderr
     assert "2 unsafe ids skipped" in done.stdout
     assert "tasks: 2 polled" in done.stdout
+
+
+def test_task_id_file_with_a_bom_and_crlf_reads_every_id(tmp_path: Path) -> None:
+    from asg_audit.collector import read_task_id_file
+
+    path = tmp_path / "ids.txt"
+    path.write_bytes(b"\xef\xbb\xbftsk_first\r\ntsk_second\r\n \xef\xbb\xbftsk_inner\n")
+    got = read_task_id_file(path)
+    # only the encoding mark at the start of the file is dropped; one inside a line is no id
+    assert got.ids == ["tsk_first", "tsk_second"]
+    assert [(line, text) for line, text, _ in got.skipped] == [(3, "\ufefftsk_inner")]

@@ -59,3 +59,19 @@ def test_simulate_prints_five_lines_and_answers(tmp_path):
         while proc.poll() is None and time.monotonic() < deadline:
             time.sleep(0.05)
     assert proc.returncode == 0
+
+
+def test_simulate_out_that_cannot_be_a_folder_is_one_line_exit_2(tmp_path):
+    a_file = tmp_path / "submissions.ndjson"
+    a_file.write_text("{}\n")
+    for out in (a_file, tmp_path / "submissions.ndjson" / "below", "/proc/nope"):
+        done = subprocess.run(
+            [sys.executable, "-m", "asg_audit", "simulate", "--tasks", "50", "--out", str(out)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == 2, done.stderr
+        lines = done.stderr.splitlines()
+        assert len(lines) == 1 and lines[0].startswith(f"asg-audit: error: --out {out}: ")
+        assert "cannot write the simulator's files there" in lines[0]

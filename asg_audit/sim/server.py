@@ -14,6 +14,7 @@ from typing import Any
 
 import uvicorn
 
+from asg_audit.errors import InputError
 from asg_audit.sim.chain_app import CHAIN_PREFIX, build_chain_app
 from asg_audit.sim.clock import SimClock
 from asg_audit.sim.faults import FaultConfig, resolve_faults
@@ -165,11 +166,17 @@ def serve_simulator(
     from asg_audit.sim.generate import generate_world
     from asg_audit.sim.world import WorldConfig
 
-    world = generate_world(WorldConfig(seed=seed, tasks=tasks, anomalies=anomalies))
     folder = Path(out_dir) if out_dir else Path(tempfile.mkdtemp(prefix="asg-sim-"))
-    folder.mkdir(parents=True, exist_ok=True)
-    submissions = world.write_submissions(folder / "submissions.ndjson")
-    world.write_ground_truth(folder / "ground_truth.json")
+    try:  # before the world is generated: a wrong --out is said at once
+        folder.mkdir(parents=True, exist_ok=True)
+        world = generate_world(WorldConfig(seed=seed, tasks=tasks, anomalies=anomalies))
+        submissions = world.write_submissions(folder / "submissions.ndjson")
+        world.write_ground_truth(folder / "ground_truth.json")
+    except OSError as exc:
+        raise InputError(
+            f"--out {folder}: cannot write the simulator's files there:"
+            f" {exc.strerror or exc} ({exc.filename or folder})"
+        ) from None
     stop = threading.Event()
     previous = {
         sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)
