@@ -37,6 +37,7 @@ from dataclasses import dataclass, fields
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Final
+from urllib.parse import urlsplit
 
 from starlette.applications import Starlette
 from starlette.requests import ClientDisconnect, Request
@@ -44,7 +45,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from asg_audit.errors import ApiStatusError, ApiTransientError, AuthError, ConfigError
-from asg_audit.redaction import Secret, check_http_url
+from asg_audit.redaction import Secret, check_http_url, display_url, redact
 from asg_audit.webhook_writer import (
     DEFAULT_DEDUPE_MAX_EVENTS,
     DEFAULT_DEDUPE_WINDOW_SECONDS,
@@ -567,6 +568,20 @@ def register_webhook(
     check_callback_url(callback_url)
 
     url = base_url.rstrip("/") + "/v1/webhooks"
+    shown = display_url(url)
+    # Everything a message could echo that must not be shown: the key, the secret, and the
+    # user, password or query of either URL (an answer's body may repeat the request).
+    hidden: list[str | Secret | None] = [api_key, secret]
+    for raw in (url, callback_url):
+        with contextlib.suppress(ValueError):
+            parts = urlsplit(raw)
+            hidden += [parts.password, parts.username, parts.query]
+
+    def say(text: str) -> str:
+        for raw in (url, base_url, callback_url):
+            text = text.replace(raw, display_url(raw))
+        return redact(text, sorted((h for h in hidden if h), key=_secret_length, reverse=True))
+
     try:
         answer = httpx.post(
             url,
@@ -575,27 +590,37 @@ def register_webhook(
             timeout=timeout,
         )
     except httpx.HTTPError as exc:
-        raise ApiTransientError(f"POST {url}: {type(exc).__name__}: {exc}") from None
+        raise ApiTransientError(f"POST {shown}: {type(exc).__name__}: {say(str(exc))}") from None
     if answer.status_code in (401, 403):
         raise AuthError(
-            f"POST {url}: the API key was refused ({answer.status_code})",
+            f"POST {shown}: the API key was refused ({answer.status_code})",
             status_code=answer.status_code,
         )
     if answer.status_code == 429 or answer.status_code >= 500:
-        raise ApiTransientError(f"POST {url}: answered {answer.status_code}; try again later")
+        raise ApiTransientError(f"POST {shown}: answered {answer.status_code}; try again later")
     if answer.status_code not in (200, 201):
+        # Masked whole, then cut: a secret straddling the cut is never half shown.
+        excerpt = say(answer.text)
+        excerpt = excerpt[:200] + ("..." if len(excerpt) > 200 else "")
         raise ApiStatusError(
-            f"POST {url}: answered {answer.status_code}: {answer.text[:200]}",
+            f"POST {shown}: answered {answer.status_code}: {excerpt}",
             status_code=answer.status_code,
         )
     try:
         result = answer.json()
     except ValueError:
         raise ApiStatusError(
-            f"POST {url}: the answer is not JSON", status_code=answer.status_code
+            f"POST {shown}: the answer is not JSON", status_code=answer.status_code
         ) from None
     if not isinstance(result, dict):
         raise ApiStatusError(
-            f"POST {url}: the answer is not a JSON object", status_code=answer.status_code
+            f"POST {shown}: the answer is not a JSON object", status_code=answer.status_code
         )
     return result
+
+
+def _secret_length(value: str | Secret | None) -> int:
+    """Sort key: mask longer secrets first, so that one inside another is not half masked."""
+    if isinstance(value, Secret):
+        return len(value.reveal())
+    return len(value or "")
