@@ -148,11 +148,22 @@ def event_key(payload: Mapping[str, Any]) -> str:
 
 
 def read_secret_file(path: str | Path) -> tuple[Secret, ...]:
-    """Return the secrets in a file: one per line or comma-separated; `#` starts a comment."""
+    """Return the secrets in a file: one per line or comma-separated; `#` starts a comment.
+
+    A file that cannot be read, is not UTF-8 text or holds no secret raises ConfigError naming
+    the file and never any of its content.
+    """
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        # utf-8-sig: a byte-order mark (Notepad) is an encoding marker, not part of the secret.
+        text = Path(path).read_text(encoding="utf-8-sig")
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read the webhook secret file: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        # Neither the bytes nor the text around them: they may be part of the secret.
+        raise ConfigError(
+            f"{path}: the webhook secret file is not UTF-8 text (undecodable byte at offset"
+            f" {exc.start}); save it as UTF-8"
+        ) from None
     values: list[Secret] = []
     for line in text.splitlines():
         line = line.split("#", 1)[0]
