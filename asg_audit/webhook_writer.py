@@ -23,6 +23,7 @@ import contextlib
 import json
 import logging
 import queue
+import re
 import threading
 import time
 from collections import Counter
@@ -42,11 +43,14 @@ from asg_audit.store import Store, open_store
 
 __all__ = [
     "DELIVERIES_SCHEMA",
+    "MAX_JSON_DEPTH",
     "Delivery",
     "DeliveryWriter",
     "DuplicateKeyError",
     "Outcome",
+    "TooDeepError",
     "load_json_object",
+    "nesting_depth_over",
 ]
 
 log = logging.getLogger("asg_audit.webhooks")
@@ -139,6 +143,26 @@ class DuplicateKeyError(ValueError):
         self.key = key
 
 
+# Arrays and objects nested deeper than this are not parsed (a `task.settled` body nests two
+# levels). Python's json gives up near its recursion limit (~1000 levels, fewer on a deep call
+# stack), where DuckDB's JSON functions (the normaliser) do not: such a body would skip every
+# check that reads it (timestamp, repeated keys) and still be stored. A fixed limit well below
+# Python's makes the answer the same on every thread and stack.
+MAX_JSON_DEPTH: Final = 512
+
+
+class TooDeepError(ValueError):
+    """A JSON body nests arrays/objects deeper than `MAX_JSON_DEPTH`: it is not read."""
+
+    def __init__(self, depth: int | None) -> None:
+        deep = f"{depth} levels" if depth is not None else "too deeply"
+        super().__init__(
+            f"arrays/objects nested {deep}, over the limit of {MAX_JSON_DEPTH}: the body is not"
+            " read, so its timestamp and keys cannot be checked, and it is not used"
+        )
+        self.depth = depth
+
+
 def _unique_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     obj = dict(pairs)
     if len(obj) != len(pairs):
@@ -150,14 +174,44 @@ def _unique_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return obj
 
 
+_JSON_STRING_RE: Final = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+_NOT_BRACKETS: Final = bytes(b for b in range(256) if b not in b"[]{}")
+
+
+def nesting_depth_over(body: bytes, limit: int = MAX_JSON_DEPTH) -> int | None:
+    """Return how deep arrays/objects nest in `body` if that is over `limit`, else None.
+
+    Brackets inside JSON strings do not count. A body with no more than `limit` opening
+    brackets in all is answered without scanning (the usual case: one or two).
+    """
+    if body.count(b"[") + body.count(b"{") <= limit:
+        return None
+    brackets = _JSON_STRING_RE.sub(b"", body).translate(None, _NOT_BRACKETS)
+    depth = deepest = 0
+    for byte in brackets:
+        if byte in b"[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        else:
+            depth -= 1
+    return deepest if deepest > limit else None
+
+
 def load_json_object(body: bytes) -> Any:
     """Return the parsed body; raise `DuplicateKeyError` if any object repeats a key.
 
     Python keeps the last of repeated keys, DuckDB's JSON functions (the normaliser) the first:
     such a body would be recorded as one task and stored as another, so it is refused instead.
-    Other invalid JSON raises ValueError (or RecursionError).
+    A body nesting deeper than `MAX_JSON_DEPTH` raises `TooDeepError` (never RecursionError).
+    Other invalid JSON raises ValueError.
     """
-    return json.loads(body, object_pairs_hook=_unique_pairs)
+    depth = nesting_depth_over(body)
+    if depth is not None:
+        raise TooDeepError(depth)
+    try:
+        return json.loads(body, object_pairs_hook=_unique_pairs)
+    except RecursionError:  # not expected below the limit; refused the same way all the same
+        raise TooDeepError(None) from None
 
 
 def duplicate_key_detail(key: str) -> str:
@@ -168,13 +222,19 @@ def duplicate_key_detail(key: str) -> str:
     )
 
 
-def _preset_reject(body: bytes) -> tuple[str, str] | None:
-    """Return (field, detail) when a committed body must be refused before the normaliser."""
+def _preset_reject(body: bytes) -> tuple[str | None, str] | None:
+    """Return (field, detail) when a committed body must be refused before the normaliser.
+
+    These are the bodies the normaliser would read differently from the receiver's checks:
+    an object repeating a key, and a body nested too deep for those checks to read at all.
+    """
     try:
         load_json_object(body)
     except DuplicateKeyError as exc:
         return exc.key, duplicate_key_detail(exc.key)
-    except (ValueError, RecursionError):
+    except TooDeepError as exc:
+        return None, str(exc)
+    except ValueError:
         return None  # the normaliser says why
     return None
 
@@ -202,7 +262,7 @@ class Delivery:
     detail: str | None = None
     object_body: bool = False  # the body parsed as a JSON object (else it will be a reject)
     # A reject decided before the normaliser (field, detail): a body it would misread.
-    reject: tuple[str, str] | None = None
+    reject: tuple[str | None, str] | None = None
     # Set by the writer when the delivery is classified; the handler waits on `done`.
     waiter: asyncio.Future[str] | None = field(default=None, repr=False)
     loop: asyncio.AbstractEventLoop | None = field(default=None, repr=False)

@@ -5,7 +5,8 @@ is verified)::
 
     body over max_body_bytes (Content-Length, or counted while streaming) -> 413, counted
     X-ASG-Signature missing, malformed or forged (any active secret)      -> 401, counted
-    signed, not a JSON object, or an object repeating a key (ambiguous)  -> 200, to `rejects`
+    signed, not a JSON object, an object repeating a key (ambiguous), or
+      nested deeper than MAX_JSON_DEPTH (unreadable to these checks)     -> 200, to `rejects`
     signed `timestamp` missing or outside the freshness window            -> 400, counted
     same event already stored (same body, or a redelivery that differs
       only in its `timestamp`)                                            -> 200, duplicate
@@ -54,6 +55,7 @@ from asg_audit.webhook_writer import (
     DeliveryWriter,
     DuplicateKeyError,
     Outcome,
+    TooDeepError,
     duplicate_key_detail,
     load_json_object,
     utc_now,
@@ -381,13 +383,17 @@ def create_webhook_app(
             return _answer(Outcome.BAD_SIGNATURE, delivery_id)
 
         # Authentic from here on: parsing is safe.
-        reject: tuple[str, str] | None = None
+        reject: tuple[str | None, str] | None = None
         try:
             payload = load_json_object(body)
         except DuplicateKeyError as exc:
             # Read one way here and another by the normaliser: refused, like invalid JSON.
             payload, reject = None, (exc.key, duplicate_key_detail(exc.key))
-        except (ValueError, RecursionError):
+        except TooDeepError as exc:
+            # Not read here, so neither its timestamp nor its keys can be checked: refused
+            # before the normaliser (which could read it), never an observation.
+            payload, reject = None, (None, str(exc))
+        except ValueError:
             payload = None
         delivery = Delivery(
             delivery_id,
