@@ -43,6 +43,7 @@ from asg_audit.errors import (
     IncompleteRunError,
     StoreBusyError,
 )
+from asg_audit.redaction import display_url
 from asg_audit.stopsignals import in_main_thread, kept_signal_handlers, sigterm_interrupts
 from asg_audit.store import new_run_id, open_store
 
@@ -104,14 +105,9 @@ def send_alert(url: str, payload: dict[str, Any], *, timeout: float = 10.0) -> N
     try:
         response = httpx.post(url, json=payload, timeout=timeout)
     except httpx.HTTPError as exc:
-        raise ApiError(f"alert to {_redact_url(url)} failed: {type(exc).__name__}") from None
+        raise ApiError(f"alert to {display_url(url)} failed: {type(exc).__name__}") from None
     if response.status_code >= 300:
-        raise ApiError(f"alert to {_redact_url(url)} answered {response.status_code}")
-
-
-def _redact_url(url: str) -> str:
-    parsed = httpx.URL(url)
-    return str(parsed.copy_with(query=None, userinfo=b""))
+        raise ApiError(f"alert to {display_url(url)} answered {response.status_code}")
 
 
 def _step(
@@ -247,7 +243,7 @@ def _warn_no_api_key(config: AuditConfig, log: IO[str]) -> None:
         return
     print(
         "warning: no ASG_API_KEY (or API_KEY) in the environment: collect and billing are "
-        f"skipped, the Gateway at {_redact_url(config.base_url)} is not asked; "
+        f"skipped, the Gateway at {display_url(config.base_url)} is not asked; "
         "set [audit] require_api = true to make this an error",
         file=log,
     )
@@ -472,7 +468,7 @@ def _probe_gateway(config: AuditConfig, *, attempts: int = 3) -> None:
         if answer.status_code in (401, 403):
             raise ApiError(f"the Gateway refused the API key ({answer.status_code})")
         return
-    raise ApiError(f"the Gateway at {_redact_url(config.base_url)} is unreachable ({last})")
+    raise ApiError(f"the Gateway at {display_url(config.base_url)} is unreachable ({last})")
 
 
 def _probe(url: str, what: str, *, attempts: int = 3) -> None:
@@ -486,7 +482,7 @@ def _probe(url: str, what: str, *, attempts: int = 3) -> None:
             time.sleep(0.5 * 2**attempt)
             continue
         return
-    raise ApiError(f"the {what} at {_redact_url(url)} is unreachable ({last})")
+    raise ApiError(f"the {what} at {display_url(url)} is unreachable ({last})")
 
 
 def _verify_chain(config: AuditConfig, settings: dict[str, Any], progress: bool) -> str:

@@ -12,13 +12,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Final
-from urllib.parse import urlsplit, urlunsplit
 
 import polars as pl
 
 from asg_audit.analyses.costs import describe_model
-from asg_audit.config import AuditConfig, Secret
+from asg_audit.config import AuditConfig
 from asg_audit.model import is_well_formed_txid
+from asg_audit.redaction import Secret, display_url, redact
 
 if TYPE_CHECKING:
     from asg_audit.audit import Audit
@@ -256,14 +256,17 @@ def findings_by_check(
     return out
 
 
-def _safe_url(url: str) -> str:
-    """Return a URL without credentials in its user-info part."""
-    parts = urlsplit(url)
-    if parts.username or parts.password:
-        host = parts.hostname or ""
-        netloc = host + (f":{parts.port}" if parts.port else "")
-        return urlunsplit(parts._replace(netloc=netloc))
-    return url
+def _shown(value: Any) -> str:
+    """Return a configuration value as the report may show it.
+
+    Every URL (any text holding `://`) goes through `display_url`: no user, password or query,
+    where Slack- and Teams-style webhook URLs carry their secret. Any other text is `redact`ed,
+    so a key pasted into the wrong setting is masked; lists show each item so.
+    """
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_shown(v) for v in value) + "]"
+    text = str(value)
+    return display_url(text) if "://" in text else redact(text)
 
 
 def _section_rows(name: str, section: Mapping[str, Any]) -> list[tuple[str, str]]:
@@ -274,7 +277,7 @@ def _section_rows(name: str, section: Mapping[str, Any]) -> list[tuple[str, str]
         if isinstance(value, Mapping):
             rows += _section_rows(f"{name}.{key}", value)
         else:
-            rows.append((f"{name}.{key}", str(value)))
+            rows.append((f"{name}.{key}", _shown(value)))
     return rows
 
 
@@ -282,12 +285,13 @@ def config_rows(config: AuditConfig) -> list[tuple[str, str]]:
     """Return the configuration used as (setting, value) rows, without any secret.
 
     Secrets (`Secret` values and anything named like a key, token or password) are left out,
-    not masked: a report is shared more widely than the config.
+    not masked: a report is shared more widely than the config. Every URL (`base_url`,
+    `chain_url`, `[audit] alert_url`, any other) is shown without user, password or query.
     """
     rows = [
-        ("base_url", _safe_url(config.base_url)),
-        ("chain_url", _safe_url(config.chain_url)),
-        ("chain_network", config.chain_network),
+        ("base_url", display_url(config.base_url)),
+        ("chain_url", display_url(config.chain_url)),
+        ("chain_network", _shown(config.chain_network)),
         ("slo_seconds", f"{config.slo_seconds:g}"),
         ("fail_on", config.fail_on),
         ("costs", describe_model(config.costs) + f" ({config.costs.kind})"),

@@ -1,0 +1,124 @@
+"""Credentials in configured URLs never reach a report, the runs table, the output or the alert.
+
+A real `asg-audit audit` in a subprocess, offline (no API key, no chain step), with an
+`[audit] alert_url` holding a user, a password and a `?token=` query, and a real HTTP listener
+behind that URL that receives the alert. Every file of the report folder, the stored runs, the
+command's output and the alert body are searched for the credentials.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+from _hardening_procs import asg_audit, clean_env, query
+
+from asg_audit.config import AuditConfig
+from asg_audit.report.content import config_rows
+from asg_audit.store import open_store
+
+_LINE = (
+    '{{"task_id":"w{i}","status":"{status}","consensus_label":"cat","confidence":1.0,'
+    '"worker_count":3,"agreement_count":3,"bsv_txid":"{i:064x}",'
+    '"created_at":"2026-04-08T21:00:00Z","settled_at":"2026-04-08T21:00:47Z","cost_sats":975}}\n'
+)
+_CREDENTIALS = ("alertuser", "ALERTPASS", "QTOKEN", "BASEPASS", "CHAINTOKEN")
+
+
+@pytest.fixture
+def listener() -> Iterator[tuple[int, list[tuple[str, bytes]]]]:
+    """A real HTTP server on 127.0.0.1 that records every request (path, body)."""
+    received: list[tuple[str, bytes]] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            received.append((self.path, body))
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server.server_address[1], received
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_audit_report_runs_and_alert_hold_no_url_credentials(
+    tmp_path: Path, listener: tuple[int, list[tuple[str, bytes]]]
+) -> None:
+    port, received = listener
+    db = tmp_path / "audit.duckdb"
+    with open_store(db):
+        pass
+    drop = tmp_path / "drop"
+    drop.mkdir()
+    lines = [_LINE.format(i=i, status="settled") for i in range(1, 9)]
+    lines.append(_LINE.format(i=9, status="exploded"))  # an undocumented status: a fail finding
+    (drop / "export.ndjson").write_text("".join(lines))
+    reports = tmp_path / "reports"
+    alert_url = f"http://alertuser:ALERTPASS@127.0.0.1:{port}/hook?token=QTOKEN"
+    config = tmp_path / "asg_audit.toml"
+    config.write_text(
+        f'db = "{db}"\n'
+        'base_url = "https://gw:BASEPASS@gateway.example/api?k=BASEPASS"\n'
+        'chain_url = "https://chain.example/v1/bsv/main?token=CHAINTOKEN"\n'
+        f'[audit]\ndrop_folders = ["{drop}"]\nreport_dir = "{reports}"\n'
+        f'verify_chain = false\nalert_url = "{alert_url}"\nalert_on = "info"\n'
+    )
+    done = subprocess.run(
+        asg_audit("audit", "--config", str(config)),
+        capture_output=True,
+        text=True,
+        env=clean_env(),
+        timeout=180,
+    )
+    assert done.returncode == 1, done.stdout + done.stderr
+    # the alert did reach the listener, at the URL as configured (query and all) ...
+    assert [path for path, _ in received] == ["/hook?token=QTOKEN"]
+    alert = received[0][1].decode()
+    assert json.loads(alert)["findings"]["fail"] >= 1
+    # ... and the report shows the URLs, without their credentials
+    html = next(reports.glob("*/index.html")).read_text()
+    assert f"http://127.0.0.1:{port}/hook" in html
+    assert "https://gateway.example/api" in html
+    assert "https://chain.example/v1/bsv/main" in html
+    report_files = [p for p in reports.rglob("*") if p.is_file()]
+    assert {p.name for p in report_files} >= {"index.html", "report.md", "summary.json"}
+    stored = json.dumps(query(db, "SELECT * FROM runs"), default=str)
+    places = {str(p): p.read_bytes().decode(errors="replace") for p in report_files}
+    places |= {"runs": stored, "stdout": done.stdout, "stderr": done.stderr, "alert": alert}
+    for where, text in places.items():
+        for secret in _CREDENTIALS:
+            assert secret not in text, f"{secret} in {where}"
+
+
+def test_config_rows_show_every_url_without_credentials_and_mask_keys() -> None:
+    config = AuditConfig(
+        base_url="https://u:BASEPASS@gw.example/x?a=BASEPASS",
+        audit={
+            "alert_url": "https://hooks.example/services/T0/B0?token=QTOKEN",
+            "drop_folders": ["/srv/drop", "sftp://alertuser:ALERTPASS@host/in"],
+            "report_dir": "sk_live_CHAINTOKEN",  # a key pasted in the wrong place
+        },
+    )
+    rows = dict(config_rows(config))
+    assert rows["base_url"] == "https://gw.example/x"
+    assert rows["audit.alert_url"] == "https://hooks.example/services/T0/B0"
+    assert rows["audit.drop_folders"] == "[/srv/drop, sftp://host/in]"
+    assert rows["audit.report_dir"] == "***"
+    for secret in _CREDENTIALS:
+        assert secret not in json.dumps(rows)
