@@ -129,6 +129,16 @@ class AuditConfig:
         for name in ("collector", "webhooks", "chain", "billing", "report", "audit"):
             if not isinstance(getattr(self, name), Mapping):
                 raise TypeError(f"AuditConfig {name}: expected a mapping (the [{name}] table)")
+        _check_choices(
+            {
+                "chain_network": self.chain_network,
+                "fail_on": self.fail_on,
+                "collector": self.collector,
+                "webhooks": self.webhooks,
+                "audit": self.audit,
+            },
+            "settings",
+        )
         _check_ranges(
             {
                 "slo_seconds": self.slo_seconds,
@@ -457,6 +467,38 @@ def _one_of(value: str, allowed: tuple[str, ...], where: str, name: str) -> None
         raise ConfigError(f"{where}: {name}: expected one of {', '.join(allowed)}")
 
 
+# The settings that take one of a fixed set of words. Checked when the file is read (and for
+# library callers by AuditConfig), so that a bad word is exit 2 before anything runs; the error
+# names the allowed words, never the value given (it may be a misplaced secret). `[costs] kind`
+# is checked by CostModel, also when the file is read.
+_CHOICES: Final[dict[str, dict[str, tuple[str, ...]]]] = {
+    "": {"chain_network": ("main", "test"), "fail_on": _SEVERITIES},
+    "collector": {"schedule": ("fixed", "documented", "adaptive")},
+    "webhooks": {"http": ("auto", "h11", "httptools")},
+    "audit": {"fail_on": _SEVERITIES, "alert_on": _SEVERITIES},
+}
+
+
+def _check_choices(raw: Mapping[str, Any], where: str) -> None:
+    """Raise ConfigError naming the first setting whose value is not one of its words.
+
+    `raw` holds the top-level keys and the tables (tables that are not mappings, such as a
+    built CostModel, are left alone: they checked themselves).
+    """
+    for section, choices in _CHOICES.items():
+        table = raw if section == "" else raw.get(section, {})
+        if not isinstance(table, Mapping):
+            continue
+        for key, allowed in choices.items():
+            if key in table:
+                _one_of(table[key], allowed, where, f"[{section}] {key}" if section else key)
+    webhooks = raw.get("webhooks", {})
+    if isinstance(webhooks, Mapping) and "path" in webhooks:
+        path = webhooks["path"]
+        if not isinstance(path, str) or not path.startswith("/"):
+            raise ConfigError(f"{where}: [webhooks] path: expected a path starting with /")
+
+
 def _check_file(raw: Mapping[str, Any], where: str) -> None:
     """Raise ConfigError unless every key of the file is known and of its type.
 
@@ -480,12 +522,7 @@ def _check_file(raw: Mapping[str, Any], where: str) -> None:
             )
         if section != "checks":
             _check_table(table, types, where, f"[{section}]")
-    if "fail_on" in raw:
-        _one_of(raw["fail_on"], _SEVERITIES, where, "fail_on")
-    audit = raw.get("audit", {})
-    for key in ("fail_on", "alert_on"):
-        if key in audit:
-            _one_of(audit[key], _SEVERITIES, where, f"[audit] {key}")
+    _check_choices(raw, where)
     _check_ranges(raw, where)
 
 
