@@ -11,7 +11,9 @@ refused the key, the database was busy, the run was interrupted by SIGINT or SIG
 several apply the highest wins: 3, then 2, then 1. A run whose collection failed still analyses
 and reports what the store holds, and still exits 3. A run that an error stops (a report that cannot
 be written, a bug) is recorded as `failed` (or `interrupted`) with a one-line error, never left
-`running`; a bug exits 3, not 1, which a scheduler would read as "findings".
+`running`; a bug exits 3, not 1, which a scheduler would read as "findings". A run that ends
+with exit 2 (unreadable input) is recorded `failed` too, its error naming the input; exit 3 is
+`incomplete`, exit 0 and 1 `ok`.
 """
 
 from __future__ import annotations
@@ -332,17 +334,32 @@ def _run_steps(
             outcome.alert_sent = True
         except ApiError as exc:
             print(f"alert         failed: {exc}", file=log)
+    stats: dict[str, Any] = {
+        "steps": outcome.steps,
+        "exit_code": outcome.exit_code,
+        "report": str(outcome.report_dir),
+        **outcome.summary,
+    }
+    if outcome.input_errors and not outcome.incomplete:
+        # exit 2, "fix the job definition": `runs` must not read `ok` (as `ingest` records a
+        # run with unreadable files `failed`)
+        stats["error"] = "unreadable input: " + "; ".join(outcome.input_errors)
     with open_store(db, wait_seconds=wait_seconds) as store:
-        store.finish_run(
-            outcome.run_id,
-            status="incomplete" if outcome.incomplete else "ok",
-            stats={
-                "steps": outcome.steps,
-                "exit_code": outcome.exit_code,
-                "report": str(outcome.report_dir),
-                **outcome.summary,
-            },
-        )
+        store.finish_run(outcome.run_id, status=_run_status(outcome.exit_code), stats=stats)
+
+
+def _run_status(exit_code: int) -> str:
+    """Return the `runs` status of an audit that ran to its end, from its exit code.
+
+    0 and 1 (findings) are `ok`: the audit itself succeeded. 2 (unreadable input: a job
+    definition to fix) is `failed`, as `ingest` records a run with unreadable files. 3 (a step
+    could not be done) is `incomplete`.
+    """
+    if exit_code == EXIT_INCOMPLETE:
+        return "incomplete"
+    if exit_code == EXIT_USAGE:
+        return "failed"
+    return "ok"
 
 
 def _failure(exc: BaseException, config: AuditConfig) -> tuple[str, str]:

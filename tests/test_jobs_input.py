@@ -57,7 +57,8 @@ def test_audit_unreadable_drop_file_still_runs_every_step_and_exits_2(tmp_path: 
     # the good file is ingested and the report written from it
     assert query(tmp_path / "audit.duckdb", "SELECT count(*) FROM results")[0][0] == 9
     assert (tmp_path / "reports" / "latest" / "summary.json").is_file()
-    assert _audit_runs(tmp_path / "audit.duckdb") == [("ok", "2")]
+    # exit 2 ("fix the job definition") is never `ok` in `runs`
+    assert _audit_runs(tmp_path / "audit.duckdb") == [("failed", "2")]
 
 
 def test_audit_missing_drop_folder_is_reported_and_exits_2(tmp_path: Path) -> None:
