@@ -1,8 +1,11 @@
 """The command line's entry point (`asg-audit`, `python -m asg_audit`).
 
-It imports the command line itself, so that a Ctrl-C while Python still imports it (the first
-few tenths of a second) ends as any other interrupted command does: one line and exit 3, not
-a traceback.
+A Ctrl-C or SIGTERM at any moment ends as any other interrupted command does: one line and
+exit 3, never a traceback. While Python imports the command line (the first few tenths of a
+second) SIGINT and SIGTERM are held back: a KeyboardInterrupt inside an extension module's
+initialisation (DuckDB's) aborts the process instead of raising, and SIGTERM would kill it.
+They are delivered once the imports are done, to handlers that raise KeyboardInterrupt.
+Once the command has finished, both are ignored: its exit code stands.
 """
 
 import sys
@@ -16,24 +19,49 @@ EXIT_INTERRUPTED = 3  # errors.EXIT_INCOMPLETE, not imported: importing is what 
 
 def main(argv: "Sequence[str] | None" = None) -> int:
     try:
-        from asg_audit.cli import main as cli_main
+        import signal
 
-        return cli_main(argv)
+        held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+        try:
+            import duckdb  # noqa: F401  (imported here, where its initialisation is safe)
+
+            from asg_audit.cli import main as cli_main
+            from asg_audit.stopsignals import stop_on_sigterm
+
+            stop_on_sigterm()
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, held)  # a held signal arrives here
+        code = cli_main(argv)
     except BaseException as exc:
         if not _caused_by_interrupt(exc):
             raise
         print("asg-audit: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        code = EXIT_INTERRUPTED
+    _ignore_stop_signals()
+    return code
+
+
+def _ignore_stop_signals() -> None:
+    """The work is done (or stopped): a late signal must not turn exit 0 into a kill."""
+    signal = sys.modules.get("signal")
+    if signal is not None:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, signal.SIG_IGN)
 
 
 def _caused_by_interrupt(exc: BaseException | None) -> bool:
-    """Whether `exc` is a KeyboardInterrupt or was raised by one: Python 3.11 wraps one that
-    lands while a class is being created (in `__set_name__`, e.g. `ipaddress` importing) in a
-    RuntimeError."""
+    """Whether `exc` is a KeyboardInterrupt, was raised by one, or is DuckDB's report of a
+    statement a signal interrupted ("Query interrupted"). Python 3.11 wraps a KeyboardInterrupt
+    that lands while a class is being created (in `__set_name__`) in a RuntimeError."""
     seen: set[int] = set()
     while exc is not None and id(exc) not in seen:
         if isinstance(exc, KeyboardInterrupt):
             return True
+        if isinstance(exc, RuntimeError) and "duckdb" in sys.modules:
+            from asg_audit.interrupts import is_interrupt
+
+            if is_interrupt(exc):
+                return True
         seen.add(id(exc))
         exc = exc.__cause__
     return False

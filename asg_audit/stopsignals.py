@@ -18,7 +18,13 @@ from collections.abc import Iterator
 from types import FrameType
 from typing import Any
 
-__all__ = ["StopSignal", "in_main_thread", "kept_signal_handlers", "sigterm_interrupts"]
+__all__ = [
+    "StopSignal",
+    "in_main_thread",
+    "kept_signal_handlers",
+    "sigterm_interrupts",
+    "stop_on_sigterm",
+]
 
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -30,6 +36,27 @@ class StopSignal(KeyboardInterrupt):
 def in_main_thread() -> bool:
     """Return whether signal handlers can be installed here (Python's rule: main thread only)."""
     return threading.current_thread() is threading.main_thread()
+
+
+def _raise_once() -> Any:
+    fired = threading.Event()
+
+    def on_sigterm(signum: int, frame: FrameType | None) -> None:
+        if fired.is_set():
+            return
+        fired.set()
+        raise StopSignal("stopped by SIGTERM")
+
+    return on_sigterm
+
+
+def stop_on_sigterm() -> None:
+    """From now on, the first SIGTERM raises `StopSignal` (a KeyboardInterrupt); later ones are
+    ignored. The command line's entry point calls it, so every command stops on SIGTERM as it
+    does on Ctrl-C (one line, exit 3), even before its own handling starts. Outside the main
+    thread, or when SIGTERM is ignored, nothing changes."""
+    if in_main_thread() and signal.getsignal(signal.SIGTERM) is not signal.SIG_IGN:
+        signal.signal(signal.SIGTERM, _raise_once())
 
 
 @contextlib.contextmanager
@@ -46,15 +73,7 @@ def sigterm_interrupts() -> Iterator[None]:
     if previous is signal.SIG_IGN:
         yield
         return
-    fired = threading.Event()
-
-    def on_sigterm(signum: int, frame: FrameType | None) -> None:
-        if fired.is_set():
-            return
-        fired.set()
-        raise StopSignal("stopped by SIGTERM")
-
-    signal.signal(signal.SIGTERM, on_sigterm)
+    signal.signal(signal.SIGTERM, _raise_once())
     try:
         yield
     finally:

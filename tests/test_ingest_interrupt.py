@@ -198,29 +198,3 @@ def test_the_console_script_imports_nothing_before_its_interrupt_handler() -> No
         [sys.executable, "-c", probe], capture_output=True, text=True, check=True
     ).stdout
     assert out.split() == ["asg_audit", "asg_audit.entry"]
-
-
-def test_an_interrupt_wrapped_by_python_is_still_interrupted(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    # Python 3.11 wraps a KeyboardInterrupt that lands in a class's __set_name__ (ipaddress,
-    # imported by the command line) in a RuntimeError; anything else still propagates
-    import asg_audit.cli
-    from asg_audit.entry import main
-
-    def wrapped(argv: object) -> int:
-        try:
-            raise KeyboardInterrupt
-        except KeyboardInterrupt as exc:
-            raise RuntimeError("Error calling __set_name__") from exc
-
-    monkeypatch.setattr(asg_audit.cli, "main", wrapped)
-    assert main(["db", "info"]) == 3
-    assert capsys.readouterr().err == "asg-audit: interrupted\n"
-
-    def broken(argv: object) -> int:
-        raise RuntimeError("a real bug")
-
-    monkeypatch.setattr(asg_audit.cli, "main", broken)
-    with pytest.raises(RuntimeError, match="a real bug"):
-        main(["db", "info"])
