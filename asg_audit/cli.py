@@ -12,7 +12,7 @@ import math
 import os
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 from asg_audit.config import AuditConfig, load_config
 from asg_audit.errors import (
@@ -250,10 +250,14 @@ def _cmd_runs(args: argparse.Namespace, config: AuditConfig) -> int:
 
 
 def _cmd_audit(args: argparse.Namespace, config: AuditConfig) -> int:
-    from asg_audit.jobs import outcome_json, run_audit
+    from asg_audit.jobs import AuditOutcome, outcome_json, run_audit
 
     if not (math.isfinite(args.wait) and 0 <= args.wait <= _MAX_WAIT_S):
         raise ConfigError(f"--wait must be a number of seconds from 0 to {_MAX_WAIT_S:,}")
+
+    def started(outcome: AuditOutcome) -> None:
+        args.audit_outcome = outcome  # for the --json outcome of a run an exception stops
+
     outcome = run_audit(
         config,
         out_dir=args.out,
@@ -265,6 +269,7 @@ def _cmd_audit(args: argparse.Namespace, config: AuditConfig) -> int:
         compare=args.compare,
         progress=sys.stderr.isatty(),
         log=sys.stderr if args.json else sys.stdout,
+        on_start=started,
     )
     if args.json:
         print(outcome_json(outcome))
@@ -343,8 +348,18 @@ def _callback_url(text: str) -> str:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser that keeps its last usage error (for the `audit --json` outcome)."""
+
+    last_error: str | None = None
+
+    def error(self, message: str) -> NoReturn:
+        _Parser.last_error = message
+        super().error(message)
+
+
 def _build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="asg-audit",
         description="Audit the settlements of the ASG labeling service.",
     )
@@ -604,16 +619,27 @@ def _build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit code."""
+    words = list(sys.argv[1:] if argv is None else argv)
+    args: argparse.Namespace | None = None
+    _Parser.last_error = None
     try:
-        args = _build_parser().parse_args(argv)
+        try:
+            args = _build_parser().parse_args(words)
+        except SystemExit as exc:
+            if exc.code == EXIT_USAGE and _Parser.last_error is not None:
+                # argparse printed the usage and the error on stderr
+                _print_stopped_audit(args, words, EXIT_USAGE, _Parser.last_error)
+            raise
         config = _config(args)
         handler: Handler = args.handler
         return handler(args, config)
     except AuditError as exc:
         print(f"asg-audit: error: {printable(exc)}", file=sys.stderr)
+        _print_stopped_audit(args, words, exc.exit_code, printable(exc))
         return exc.exit_code
     except KeyboardInterrupt:
         print("asg-audit: interrupted", file=sys.stderr)
+        _print_stopped_audit(args, words, EXIT_INCOMPLETE, "interrupted")
         return EXIT_INCOMPLETE
     except BrokenPipeError:
         # The reader of the output went away (`asg-audit runs | head`): stop quietly, as Unix
@@ -621,3 +647,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return EXIT_BROKEN_PIPE
+
+
+def _print_stopped_audit(
+    args: argparse.Namespace | None, words: list[str], exit_code: int, error: str
+) -> None:
+    """Print the `--json` outcome of an `audit --json` that could not start or was stopped.
+
+    `audit --json` always prints its outcome on stdout, with the keys of a finished run's: a
+    scheduler that parses it gets the exit code and the error also when the run could not
+    start (a bad option or config, the database busy, another audit running). Arguments that
+    did not parse are read as written: `audit` first, `--json` among its options.
+    """
+    if args is not None:
+        wanted = args.command == "audit" and bool(args.json)
+    else:
+        wanted = words[:1] == ["audit"] and "--json" in words[1:]
+    if not wanted:
+        return
+    from asg_audit.jobs import outcome_json
+
+    outcome = getattr(args, "audit_outcome", None)
+    print(outcome_json(outcome, exit_code=exit_code, error=error), flush=True)

@@ -49,7 +49,7 @@ from asg_audit.redaction import display_url
 from asg_audit.stopsignals import in_main_thread, kept_signal_handlers, sigterm_interrupts
 from asg_audit.store import new_run_id, open_store
 
-__all__ = ["AuditOutcome", "audit_lock", "run_audit", "send_alert"]
+__all__ = ["AuditOutcome", "audit_lock", "outcome_json", "run_audit", "send_alert"]
 
 _SEVERITY_RANK = {"info": 0, "warn": 1, "fail": 2}
 DEFAULT_COLLECT_SECONDS = 300.0
@@ -149,8 +149,14 @@ def run_audit(
     clock: Any = None,
     progress: bool = False,
     log: IO[str] | None = None,
+    on_start: Callable[[AuditOutcome], None] | None = None,
 ) -> AuditOutcome:
-    """Run one audit end to end and return its outcome (with the exit code to use)."""
+    """Run one audit end to end and return its outcome (with the exit code to use).
+
+    `on_start` is called with the outcome once the run is recorded in `runs`: the outcome fills
+    in as the steps run, so a caller still knows the run id and the steps done if the run is
+    stopped by an exception.
+    """
     _check_arguments(config, wait_seconds=wait_seconds, collect_seconds=collect_seconds)
     log = log or sys.stdout
     db = Path(config.db_path)
@@ -168,6 +174,8 @@ def run_audit(
         with open_store(db, wait_seconds=wait_seconds) as store:
             store.start_run("audit", run_id=outcome.run_id)
         try:
+            if on_start is not None:
+                on_start(outcome)
             _run_steps(
                 outcome,
                 config,
@@ -531,15 +539,25 @@ def _billing(config: AuditConfig, settings: dict[str, Any]) -> str:
     return note
 
 
-def outcome_json(outcome: AuditOutcome) -> str:
-    """Return the outcome as JSON (for `--json` and alerts)."""
+def outcome_json(
+    outcome: AuditOutcome | None, *, exit_code: int | None = None, error: str | None = None
+) -> str:
+    """Return the outcome of `audit --json` as one line of JSON, also for a run that did not end.
+
+    Always the same keys: `run_id`, `exit_code`, `steps`, `report`, `summary`, `error`. A run
+    that ended has `error` null. A run that could not start (a bad option or config, the
+    database busy, another audit holding the lock) has `run_id` null, no steps, and `error`
+    the line printed on stderr; one that an error or a signal stopped after it started keeps
+    its run id and the steps done so far. `exit_code` is the command's exit code either way.
+    """
     return json.dumps(
         {
-            "run_id": outcome.run_id,
-            "exit_code": outcome.exit_code,
-            "steps": outcome.steps,
-            "report": str(outcome.report_dir) if outcome.report_dir else None,
-            "summary": outcome.summary,
+            "run_id": outcome.run_id if outcome else None,
+            "exit_code": exit_code if exit_code is not None or not outcome else outcome.exit_code,
+            "steps": outcome.steps if outcome else {},
+            "report": str(outcome.report_dir) if outcome and outcome.report_dir else None,
+            "summary": outcome.summary if outcome else {},
+            "error": error,
         },
         default=str,
     )
