@@ -179,8 +179,11 @@ Outcome = (
 def parse_retry_after(value: str | None, *, now: float) -> float | None:
     """Return the seconds a Retry-After header asks for (delta-seconds or an HTTP date).
 
-    A past date gives 0; an unreadable value gives None. `now` is epoch seconds (the clock's,
-    so a simulated server's dates compare with simulated time).
+    A past date or a negative number gives 0; an unreadable value (NaN included) gives None; a
+    number too large for a float (`1e999`) gives infinity. The value is what the server asked
+    for, however absurd (`1e308`, the year 9999): the caller caps it
+    (`ratelimit.MAX_RETRY_AFTER_S`). `now` is epoch seconds (the clock's, so a simulated
+    server's dates compare with simulated time).
     """
     if value is None:
         return None
@@ -190,14 +193,12 @@ def parse_retry_after(value: str | None, *, now: float) -> float | None:
     except ValueError:
         pass
     else:
-        return max(0.0, seconds) if math.isfinite(seconds) else None
+        return None if math.isnan(seconds) else max(0.0, seconds)
     try:
         when: datetime = parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
+        return max(0.0, when.timestamp() - now) if when.tzinfo is not None else None
+    except (TypeError, ValueError, IndexError, OverflowError):
         return None
-    if when.tzinfo is None:
-        return None
-    return max(0.0, when.timestamp() - now)
 
 
 def _error_message(body: bytes) -> str:

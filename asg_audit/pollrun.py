@@ -21,6 +21,15 @@ recheck up to 24 h), then a later run polls them again.
 
 A run never believes 404s alone, and stops as `failed` when the API never answers: see
 `asg_audit.apitrust`, which holds that state.
+
+Rate limits: a 429 closes the request gate for its Retry-After (at most
+`ratelimit.MAX_RETRY_AFTER_S`). A Retry-After longer than `deadline_s` stops the run as
+`failed` at once (an `ApiTransientError`, exit 3, saying when to come back): waiting would carry
+every task past its deadline. A poll falling due while the gate is closed waits for it, except
+that a task whose deadline passes meanwhile is `expired` then, when an answer had shown it
+pending (a task never answered stays pending and is polled when the gate reopens). A gate
+closed for `GATE_ANNOUNCE_S` or more is logged with its reopening time, and the progress ETA
+is never less than the wait for it.
 """
 
 from __future__ import annotations
@@ -35,14 +44,14 @@ import threading
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Final, Literal
 
 from asg_audit import gateway as gw
 from asg_audit.apitrust import ApiTrust
 from asg_audit.clock import Clock
 from asg_audit.config import AuditConfig
-from asg_audit.errors import ApiError, AuthError
+from asg_audit.errors import ApiError, ApiTransientError, AuthError
 from asg_audit.model import Source, is_safe_task_id
 from asg_audit.normalize import RawRecord
 from asg_audit.pollwriter import (
@@ -56,6 +65,7 @@ from asg_audit.pollwriter import (
 )
 from asg_audit.progress import ProgressReporter
 from asg_audit.ratelimit import TokenBucket
+from asg_audit.redaction import display_url
 from asg_audit.schedule import SchedulePolicy, TaskFacts
 
 __all__ = ["CollectorRun", "policy_next"]
@@ -78,6 +88,9 @@ TICK_S: Final = 1.0
 # arrived answer waits unread at most this long for the dispatcher's next wake-up
 BATCH_S: Final = 0.05
 SLEEP_PAD_S: Final = 0.002
+# a 429 closing the request gate for this long (clock seconds) or more is logged, with when
+# it reopens
+GATE_ANNOUNCE_S: Final = 10.0
 
 
 @dataclass(slots=True)
@@ -164,6 +177,7 @@ class CollectorRun:
         # rejects that answer
         self.learned_early: dict[str, float] = {}
         self._retract = getattr(policy, "retract_settled", None)
+        self._gate_announced = -math.inf  # the reopening time of the last gate logged
 
     # -- setup -----------------------------------------------------------------------------------
 
@@ -359,6 +373,13 @@ class CollectorRun:
                 hold.release()
                 continue
             due, version, task_id = self.heap[0]
+            if due <= now < bucket.paused_until:
+                # due, but a 429 closed the gate: it waits for the gate (or its deadline)
+                heapq.heappop(self.heap)
+                t = self.tasks[task_id]
+                if t.version == version and t.state == "pending":
+                    self._wait_for_gate(t, now, bucket.paused_until)
+                continue
             if due > now:
                 # polls falling due within BATCH_S of the last send wait for one another: one
                 # wake-up sends them all (within the bucket's burst)
@@ -446,6 +467,18 @@ class CollectorRun:
         heapq.heapify(heap)
         self.heap = heap
 
+    def _wait_for_gate(self, t: _Task, now: float, gate: float) -> None:
+        """A poll due while the gate is closed: wait for the gate, or expire at the deadline.
+
+        A task past its deadline whose last answer showed it pending (not a 404) is expired
+        now; one never answered has no evidence either way and is polled when the gate opens.
+        """
+        if now >= t.deadline_at and t.polls > 0 and t.first_404_at is None:
+            return self._finish(t, "expired", now)
+        t.next_poll_at = t.deadline_at if now < t.deadline_at < gate else gate
+        self._push(t)
+        return None
+
     async def _poll(self, t: _Task, slots: asyncio.Semaphore) -> None:
         sent_at = self.clock.now()
         try:
@@ -519,6 +552,7 @@ class CollectorRun:
         if isinstance(outcome, gw.RateLimited):
             st["http_429"] += 1
             resume = self.bucket.on_throttled(outcome.retry_after_s)
+            self._throttled(outcome.retry_after_s, resume, now)
             at = max(resume + self.rng.uniform(0, 1.0), sent_at + 5.0)
             return self._schedule(t, now, at=at, answered=False)
         if isinstance(outcome, gw.AuthRefused):
@@ -555,6 +589,35 @@ class CollectorRun:
         backoff = min(self.s.retry_cap_s, self.s.retry_base_s * 2 ** min(t.errors - 1, 20))
         at = max(now + backoff * self.rng.uniform(0.8, 1.2), sent_at + 5.0)
         return self._schedule(t, now, at=at, answered=False)
+
+    def _throttled(self, asked: float | None, resume: float, now: float) -> None:
+        """A 429 closed the gate until `resume`: stop the run when it asked for longer than the
+        deadline, else log a long gate once with when it reopens."""
+        if asked is not None and asked > self.s.deadline_s:
+            back = _utc_text(now + asked)
+            self._fail(
+                ApiTransientError(
+                    f"the Gateway at {display_url(self.config.base_url)} rate-limited the run "
+                    f"(429) with a Retry-After of {_seconds_text(asked)}, longer than the "
+                    f"deadline ({_seconds_text(self.s.deadline_s)}): stopped, "
+                    f"{_tasks_stay(self.pending)} pending; run collect again "
+                    + (f"after {back}" if back is not None else "later")
+                )
+            )
+            return
+        wait = resume - now
+        if wait < GATE_ANNOUNCE_S or resume < self._gate_announced + GATE_ANNOUNCE_S:
+            return
+        self._gate_announced = resume
+        capped = ""
+        if asked is not None and asked > self.bucket.retry_max_s:
+            capped = f" (Retry-After {_seconds_text(asked)}, capped)"
+        log.warning(
+            "collect: rate limited (429): no request for %s%s, until %s",
+            _seconds_text(wait),
+            capped,
+            _utc_text(resume),
+        )
 
     def _not_found(self, t: _Task, outcome: gw.NotFound, sent_at: float, now: float) -> None:
         """A 404: `not_found` after `not_found_grace_s` of 404s (two answers at least) once
@@ -783,25 +846,34 @@ class CollectorRun:
         )
 
     def _last_poll_in(self) -> float | None:
-        """Return the clock seconds until the last pending task's next poll (a floor for the
-        ETA: the slow tail waits for its polls whatever the rate), or None for a big heap."""
-        if len(self.heap) > ETA_SCAN_MAX:
-            return None
+        """Return the wall seconds until the last pending task's next poll (a floor for the
+        ETA: the slow tail waits for its polls whatever the rate), or None when not known.
+
+        No poll goes before a closed gate reopens, so the gate is a floor too (also for a heap
+        too big to scan).
+        """
+        now = self.clock.now()
         # clock seconds to wall seconds (a simulator's clock may run scaled)
         wall = time.monotonic() - self._wall0
-        ratio = (self.clock.now() - self._clock0) / wall if wall > 1.0 else 1.0
-        tasks = self.tasks
-        latest = max(
-            (
-                at
-                for at, version, task_id in self.heap
-                if tasks[task_id].version == version and tasks[task_id].state == "pending"
-            ),
-            default=None,
-        )
+        ratio = (now - self._clock0) / wall if wall > 1.0 else 1.0
+        bucket: TokenBucket | None = getattr(self, "bucket", None)
+        gate = -math.inf if bucket is None else bucket.paused_until
+        latest = gate if gate > now else None
+        if len(self.heap) <= ETA_SCAN_MAX:
+            tasks = self.tasks
+            latest = max(
+                (
+                    at
+                    for at, version, task_id in self.heap
+                    if tasks[task_id].version == version and tasks[task_id].state == "pending"
+                ),
+                default=latest,
+            )
+            if latest is not None and gate > now:
+                latest = max(latest, gate)
         if latest is None or ratio <= 0:
             return None
-        return max(0.0, latest - self.clock.now()) / ratio
+        return max(0.0, latest - now) / ratio
 
     async def _progress_loop(self) -> None:
         if self.progress is None:
@@ -836,6 +908,25 @@ class CollectorRun:
         }
         if self.progress is not None:
             self.progress.update(self.snapshot())
+
+
+def _tasks_stay(n: int) -> str:
+    return "1 task stays" if n == 1 else f"{n:,} tasks stay"
+
+
+def _seconds_text(seconds: float) -> str:
+    """Return a wait for a message: `3,600 s`, `1e+308 s`, `an endless wait`."""
+    if not math.isfinite(seconds):
+        return "an endless wait"
+    return f"{seconds:,.0f} s" if seconds < 1e9 else f"{seconds:.3g} s"
+
+
+def _utc_text(at: float) -> str | None:
+    """Return a clock time as `2026-01-02T03:04:05Z`, or None past the year 9999."""
+    try:
+        return datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    except (OverflowError, ValueError, OSError):
+        return None
 
 
 def policy_next(policy: SchedulePolicy, t: _Task, now: float) -> float:

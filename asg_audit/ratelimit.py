@@ -5,7 +5,9 @@ at most `rate` requests (plus one at its edge); the rate starts at `max_rps * he
 least one request per second below `max_rps` (a margin for the edge and for the jitter between
 when we send and when the server counts). A 429 halves the rate
 and closes the gate until its Retry-After has passed (a small floor when it is 0, absent or a
-past date, plus jitter, so that every waiting request does not come back at the same instant).
+past date, plus jitter, so that every waiting request does not come back at the same instant),
+and at most `MAX_RETRY_AFTER_S` (1 h): a longer Retry-After (`1e308`, a date in the year 9999)
+waits that long, then the next request asks again.
 Each second without a 429 gives back `max_rps * recovery` of rate, up to the cap.
 
 With `burst=True`, several requests may go out in one wake-up: each reserved slot may be sent
@@ -28,11 +30,13 @@ from typing import Final
 
 from asg_audit.clock import Clock
 
-__all__ = ["DEFAULT_HEADROOM", "DEFAULT_RETRY_FLOOR_S", "TokenBucket"]
+__all__ = ["DEFAULT_HEADROOM", "DEFAULT_RETRY_FLOOR_S", "MAX_RETRY_AFTER_S", "TokenBucket"]
 
 DEFAULT_HEADROOM: Final = 0.9
 DEFAULT_RETRY_FLOOR_S: Final = 1.0
 DEFAULT_RECOVERY: Final = 0.05
+# the longest a 429's Retry-After closes the gate (seconds); a longer one waits this long
+MAX_RETRY_AFTER_S: Final = 3600.0
 
 
 class TokenBucket:
@@ -47,6 +51,7 @@ class TokenBucket:
         recovery: float = DEFAULT_RECOVERY,
         min_rps: float = 0.2,
         retry_floor_s: float = DEFAULT_RETRY_FLOOR_S,
+        retry_max_s: float = MAX_RETRY_AFTER_S,
         jitter_s: float = 0.5,
         rng: random.Random | None = None,
         burst: bool = False,
@@ -61,6 +66,7 @@ class TokenBucket:
         self.min_rps = min(min_rps, self.cap)
         self.step = max_rps * recovery
         self.retry_floor_s = retry_floor_s
+        self.retry_max_s = max(retry_floor_s, retry_max_s)
         self.jitter_s = jitter_s
         self.rng = rng or random.Random()
         self._next_at = -float("inf")
@@ -121,13 +127,21 @@ class TokenBucket:
                 await self.clock.sleep(at - now)
             self._next_at = self.clock.now() + 1.0 / self.rate
 
+    def gate_wait_s(self, retry_after_s: float | None) -> float:
+        """Return how long a 429 with this Retry-After closes the gate, before the jitter.
+
+        At least `retry_floor_s` (0, absent, a past date, NaN), at most `retry_max_s`.
+        """
+        asked = 0.0 if retry_after_s is None or math.isnan(retry_after_s) else retry_after_s
+        return min(self.retry_max_s, max(self.retry_floor_s, asked))
+
     def on_throttled(self, retry_after_s: float | None) -> float:
         """Halve the rate and close the gate; return when requests may resume."""
         now = self.clock.now()
         self.throttle_events += 1
         self.rate = max(self.min_rps, self.rate / 2)
         self._last_raise_at = now
-        wait = max(self.retry_floor_s, retry_after_s or 0.0)
+        wait = self.gate_wait_s(retry_after_s)
         resume = now + wait + self.rng.uniform(0, self.jitter_s)
         self._paused_until = max(self._paused_until, resume)
         self._next_at = max(self._next_at, self._paused_until)
