@@ -28,7 +28,7 @@ from asg_audit.errors import (
     StoreFileError,
 )
 from asg_audit.interrupts import is_interrupt
-from asg_audit.redaction import check_http_url, display_url
+from asg_audit.redaction import Secret, check_http_url, clean_secret, display_url, redact
 
 __all__ = ["BillingSummary", "fetch_billing", "months_with_data", "parse_usage"]
 
@@ -195,6 +195,10 @@ class _Gateway:
     def __init__(self, config: AuditConfig, transport: httpx.BaseTransport | None) -> None:
         if config.api_key is None:
             raise ConfigError("billing needs the API key (ASG_API_KEY)")
+        # AuditConfig cleaned the key; a header that cannot carry it must fail here, not as
+        # an httpx error quoting it (clean_secret names the setting, never the value)
+        key = clean_secret(config.api_key.reveal(), "ASG_API_KEY")
+        self.secrets = (config.api_key, Secret(key))
         check_http_url(
             config.base_url, "base_url", "set by ASG_BASE_URL or base_url in the config file"
         )
@@ -202,7 +206,7 @@ class _Gateway:
         self.http = httpx.Client(
             base_url=config.base_url.rstrip("/"),
             headers={
-                "Authorization": f"Bearer {config.api_key.reveal()}",
+                "Authorization": f"Bearer {key}",
                 "Accept": "application/json",
             },
             timeout=float(config.billing.get("timeout_seconds", DEFAULT_TIMEOUT_S)),
@@ -212,6 +216,8 @@ class _Gateway:
         self.requests = 0
 
     def get(self, path: str, params: dict[str, str] | None = None) -> tuple[dict[str, Any], str]:
+        # Messages quote only our path and status codes, except a transport error's repr:
+        # that one goes through `redact` with the key (an error may quote a header).
         for attempt in range(self.retries + 1):
             self.requests += 1
             try:
@@ -224,7 +230,7 @@ class _Gateway:
                 ) from None
             except httpx.TransportError as exc:
                 if attempt == self.retries:
-                    raise ApiTransientError(f"GET {path}: {exc!r}") from exc
+                    raise ApiTransientError(redact(f"GET {path}: {exc!r}", self.secrets)) from exc
                 time.sleep(min(10.0, 0.25 * 2**attempt))
                 continue
             if resp.status_code == 429 or resp.status_code >= 500:

@@ -56,7 +56,7 @@ from asg_audit.rawtx import (
     parse_raw_tx,
     serialise_decoded_tx,
 )
-from asg_audit.redaction import Secret, check_http_url, display_url
+from asg_audit.redaction import Secret, check_http_url, clean_secret, display_url, redact
 
 __all__ = [
     "DEFAULT_CHAIN_RPS",
@@ -185,10 +185,15 @@ class ChainClient:
     ) -> None:
         check_http_url(base_url, "chain_url", _CHAIN_URL_HINT)
         headers = {"Accept": "application/json", "User-Agent": "asg-audit"}
+        self._secrets: tuple[Secret, ...] = ()
         if api_key:
+            # AuditConfig cleaned the key; one a header cannot carry fails here (naming the
+            # setting, never the value), not as an httpx error quoting it
+            key = clean_secret(api_key.reveal(), "WOC_API_KEY")
+            self._secrets = (api_key, Secret(key))
             # WoC documents both header names (newer and older); send both.
-            headers["Authorization"] = api_key.reveal()
-            headers["woc-api-key"] = api_key.reveal()
+            headers["Authorization"] = key
+            headers["woc-api-key"] = key
         self.base_url = base_url.rstrip("/")
         self._http = httpx.Client(
             base_url=self.base_url, headers=headers, timeout=timeout_s, transport=transport
@@ -243,12 +248,17 @@ class ChainClient:
             except (httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:
                 # Asking again cannot help: the URL itself is wrong.
                 raise ConfigError(
-                    f"chain index URL {display_url(self.base_url)} cannot be used: {exc}"
+                    redact(
+                        f"chain index URL {display_url(self.base_url)} cannot be used: {exc}",
+                        self._secrets,
+                    )
                 ) from None
             except httpx.TransportError as exc:
-                # The message names the URL only; headers (the key) never reach it.
+                # An error may quote a header (an illegal value): the key is masked.
                 if attempt == self.max_retries:
-                    raise ApiTransientError(f"chain index {method} {path}: {exc!r}") from exc
+                    raise ApiTransientError(
+                        redact(f"chain index {method} {path}: {exc!r}", self._secrets)
+                    ) from exc
                 self._pacer.pause(min(30.0, 0.5 * 2**attempt))
                 continue
             if resp.status_code == 429:

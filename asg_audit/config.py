@@ -6,6 +6,9 @@ read the environment; library functions take explicit arguments.
 
 Secrets (API keys, webhook secrets) are held in `Secret` (`asg_audit.redaction`), whose `repr`
 and `str` never show the value, so that a config printed in a log or a report cannot leak them.
+Surrounding white space is removed from every secret (a CRLF env file ends each value in `\r`),
+and one that still holds a character an HTTP header cannot carry is a ConfigError (exit 2)
+naming the variable or field, before any request: never a traceback, never an error echoing it.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from asg_audit.errors import ConfigError
-from asg_audit.redaction import Secret, check_http_url
+from asg_audit.redaction import Secret, check_http_url, clean_secret
 
 __all__ = [
     "DEFAULT_BASE_URL",
@@ -106,11 +109,14 @@ class AuditConfig:
         # Library callers and `replace` are checked too (a file was checked when read, with
         # its name): every numeric setting of every table within its range, so that a bad
         # value is one ConfigError here, not a crash deep inside a step.
+        # Secrets: a plain string is wrapped, never kept in the clear; surrounding white space
+        # (a CRLF env file) is removed, and a secret an HTTP header cannot carry is refused
+        # here, before any request, naming the field and never the value.
         for name in ("api_key", "woc_api_key"):
             value = getattr(self, name)
-            if isinstance(value, str):  # a plain string is wrapped, never kept in the clear
-                object.__setattr__(self, name, _secret(value))
-            elif value is not None and not isinstance(value, Secret):
+            if isinstance(value, str | Secret):
+                object.__setattr__(self, name, _clean(value, f"AuditConfig {name}"))
+            elif value is not None:
                 raise TypeError(f"AuditConfig {name}: expected a str or Secret or None")
         secrets = self.webhook_secrets
         if isinstance(secrets, str | Secret):
@@ -119,11 +125,8 @@ class AuditConfig:
             isinstance(s, str | Secret) for s in secrets
         ):
             raise TypeError("AuditConfig webhook_secrets: expected a tuple of str or Secret")
-        object.__setattr__(
-            self,
-            "webhook_secrets",
-            tuple(s if isinstance(s, Secret) else Secret(s) for s in secrets if s),
-        )
+        cleaned = (_clean(s, "AuditConfig webhook_secrets") for s in secrets)
+        object.__setattr__(self, "webhook_secrets", tuple(s for s in cleaned if s is not None))
         if not isinstance(self.costs, CostModel):
             raise TypeError("AuditConfig costs: expected a CostModel")
         for name in ("collector", "webhooks", "chain", "billing", "report", "audit"):
@@ -160,8 +163,35 @@ class AuditConfig:
         return dataclasses.replace(self, **changes)
 
 
-def _secret(value: str | None) -> Secret | None:
-    return Secret(value) if value else None
+def _clean(value: str | Secret, what: str) -> Secret | None:
+    """Return the secret without surrounding white space (None when nothing is left).
+
+    Raises ConfigError naming `what` when the rest holds a character an HTTP header cannot
+    carry (`redaction.clean_secret`); the value is never shown.
+    """
+    text = clean_secret(value.reveal() if isinstance(value, Secret) else value, what)
+    return Secret(text) if text else None
+
+
+def _env_secrets(env: Mapping[str, str]) -> dict[str, Any]:
+    """Return api_key, woc_api_key and webhook_secrets from the environment, cleaned.
+
+    `ASG_API_KEY` wins over `API_KEY`; one of white space only counts as unset. Errors name
+    the variable (and which of the comma-separated webhook secrets), never the value.
+    """
+    api_key = _clean(env.get("ASG_API_KEY", ""), "ASG_API_KEY")
+    if api_key is None:
+        api_key = _clean(env.get("API_KEY", ""), "API_KEY")
+    parts = env.get("ASG_WEBHOOK_SECRET", "").split(",")
+    hooks = (
+        _clean(part, "ASG_WEBHOOK_SECRET" + (f" (secret {i} of {len(parts)})" if i > 1 else ""))
+        for i, part in enumerate(parts, 1)
+    )
+    return {
+        "api_key": api_key,
+        "woc_api_key": _clean(env.get("WOC_API_KEY", ""), "WOC_API_KEY"),
+        "webhook_secrets": tuple(s for s in hooks if s is not None),
+    }
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
@@ -598,13 +628,9 @@ def load_config(
     settings: dict[str, Any] = {
         "db_path": Path(env.get("ASG_AUDIT_DB") or raw.get("db") or DEFAULT_DB_PATH),
         "base_url": env.get("ASG_BASE_URL") or raw.get("base_url") or DEFAULT_BASE_URL,
-        "api_key": _secret(env.get("ASG_API_KEY") or env.get("API_KEY")),
+        **_env_secrets(env),
         "chain_url": env.get("ASG_CHAIN_URL") or raw.get("chain_url") or DEFAULT_CHAIN_URL,
         "chain_network": raw.get("chain_network", "main"),
-        "woc_api_key": _secret(env.get("WOC_API_KEY")),
-        "webhook_secrets": tuple(
-            Secret(s.strip()) for s in env.get("ASG_WEBHOOK_SECRET", "").split(",") if s.strip()
-        ),
         "costs": _cost_model(raw.get("costs", {}), where),
         "slo_seconds": float(raw.get("slo_seconds", 60.0)),
         "fail_on": raw.get("fail_on", "fail"),

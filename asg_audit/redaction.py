@@ -1,5 +1,8 @@
 """What may be shown of secrets and URLs: `Secret`, `redact`, `display_url`, `check_http_url`.
 
+`clean_secret` strips a secret's surrounding white space and refuses one that an HTTP header
+cannot carry (control or non-ASCII characters), naming the setting and never the value.
+
 Secrets (API keys, webhook secrets) are held in `Secret`, whose `repr` and `str` never show the
 value. Every message that names a URL shows it through `display_url` (no user, password or
 query), and every URL the tool will send requests to (the Gateway's `base_url`, the chain
@@ -9,6 +12,7 @@ that `ftp://...` or a bare host is exit 2 with its reason instead of minutes of 
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterable
 from typing import Final
@@ -16,7 +20,7 @@ from urllib.parse import urlsplit
 
 from asg_audit.errors import ConfigError
 
-__all__ = ["Secret", "check_http_url", "display_url", "redact"]
+__all__ = ["Secret", "check_http_url", "clean_secret", "display_url", "redact", "secret_problem"]
 
 _BEARER_RE: Final = re.compile(r"(?i)(bearer\s+)[^\s'\",;]+")
 _KEY_RE: Final = re.compile(r"\bsk_(?:sandbox|live|test)_[A-Za-z0-9_]+")
@@ -49,14 +53,69 @@ class Secret:
         return bool(self._value)
 
 
+def _shown_forms(value: str) -> list[str]:
+    """Return the ways `value` may appear in a message, longest first.
+
+    As is (and without surrounding white space), and escaped once or twice as `repr` shows a
+    str (`\\r`, `\\xe9`) or the bytes of a header (`\\xc3\\xa9`) or as JSON shows it (`\\u00e9`): an
+    error's repr of an illegal header holds the escaped key, not the key.
+    """
+    forms = {value, value.strip()}
+    for _ in range(2):
+        for form in list(forms):
+            forms.add(repr(form)[1:-1])
+            forms.add(ascii(form)[1:-1])
+            forms.add(repr(_utf8(form))[2:-1])
+            forms.add(json.dumps(form)[1:-1])
+    return sorted((f for f in forms if f), key=len, reverse=True)
+
+
+def _utf8(text: str) -> bytes:
+    try:  # an environment value that was not UTF-8 holds its bytes as surrogate escapes
+        return text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "surrogatepass")
+
+
 def redact(text: str, secrets: Iterable[str | Secret | None] = ()) -> str:
-    """Return `text` with the given secrets, bearer tokens and ASG-style keys masked."""
+    """Return `text` with the given secrets (also escaped), bearer tokens and ASG keys masked."""
     for secret in secrets:
         value = secret.reveal() if isinstance(secret, Secret) else secret
         if value:
-            text = text.replace(value, "***")
+            for form in _shown_forms(value):
+                text = text.replace(form, "***")
     text = _BEARER_RE.sub(r"\1***", text)
     return _KEY_RE.sub("***", text)
+
+
+def secret_problem(value: str) -> str | None:
+    """Return why an HTTP header cannot carry `value` (None when it can).
+
+    A header value is printable ASCII (spaces allowed): a control character (a carriage return
+    or line feed from a CRLF env file, a tab, NUL) or a non-ASCII character is refused. The
+    text names the kind of character, never the value or where in it.
+    """
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):
+        return "a control character (such as a carriage return, line feed or tab)"
+    if not value.isascii():
+        return "a non-ASCII character"
+    return None
+
+
+def clean_secret(value: str, what: str) -> str:
+    """Return `value` without surrounding white space; raise ConfigError if still unusable.
+
+    `what` names the setting (an environment variable, an AuditConfig field); the message says
+    what is wrong with the secret and never shows it. An empty result means "not set".
+    """
+    value = value.strip()
+    problem = secret_problem(value)
+    if problem is not None:
+        raise ConfigError(
+            f"{what}: the secret holds {problem} inside it, which an HTTP header cannot carry"
+            " (surrounding white space is removed; the value is not shown)"
+        )
+    return value
 
 
 def display_url(url: str) -> str:
