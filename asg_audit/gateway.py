@@ -28,7 +28,7 @@ import httpx
 from asg_audit.clock import Clock, SystemClock
 from asg_audit.errors import InputError
 from asg_audit.model import is_safe_task_id
-from asg_audit.redaction import Secret, display_url, redact
+from asg_audit.redaction import Secret, clean_secret, display_url, redact
 
 __all__ = [
     "DEFAULT_TIMEOUT_S",
@@ -268,7 +268,9 @@ class GatewayClient:
         clock: Clock | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
-        key = api_key if isinstance(api_key, Secret) else Secret(api_key or "")
+        raw = api_key.reveal() if isinstance(api_key, Secret) else api_key or ""
+        # the same rule as the config's: no header can carry a CR or a non-ASCII key
+        key = Secret(clean_secret(raw, "GatewayClient api_key"))
         self._key = key
         # task id -> its validated, encoded path (a task is polled several times)
         self._paths: dict[str, str] = {}

@@ -46,7 +46,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from asg_audit.errors import ApiStatusError, ApiTransientError, AuthError, ConfigError
-from asg_audit.redaction import Secret, check_http_url, display_url, redact
+from asg_audit.redaction import Secret, check_http_url, clean_secret, display_url, redact
 from asg_audit.webhook_writer import (
     DEFAULT_DEDUPE_MAX_EVENTS,
     DEFAULT_DEDUPE_WINDOW_SECONDS,
@@ -169,7 +169,9 @@ def read_secret_file(path: str | Path) -> tuple[Secret, ...]:
     values: list[Secret] = []
     for line in text.splitlines():
         line = line.split("#", 1)[0]
-        values.extend(Secret(part.strip()) for part in line.split(",") if part.strip())
+        for part in line.split(","):
+            if part.strip():  # the same rule as ASG_WEBHOOK_SECRET's parts
+                values.append(Secret(clean_secret(part, f"{path}: secret {len(values) + 1}")))
     if not values:
         raise ConfigError(f"{path}: the webhook secret file holds no secret")
     return tuple(values)

@@ -88,3 +88,13 @@ def test_every_url_setting_goes_through_the_one_check(tmp_path: Path) -> None:
     config = AuditConfig(base_url="gopher://gw", api_key=Secret("sk_test_KEY"))
     with pytest.raises(ConfigError, match=r"^base_url 'gopher://gw' is not an absolute"):
         fetch_billing(db, config, months=["2026-10"])
+
+
+def test_the_gateway_client_refuses_a_key_no_header_can_carry() -> None:
+    from asg_audit.gateway import GatewayClient
+
+    with pytest.raises(ConfigError, match=r"^GatewayClient api_key: the secret holds a non-ASCII"):
+        GatewayClient("http://127.0.0.1:9", Secret("sk_live_TOPSECRETé"))
+    with pytest.raises(ConfigError, match="control character") as err:
+        GatewayClient("http://127.0.0.1:9", "sk_live_TOP\nSECRET")
+    assert "TOP" not in str(err.value)

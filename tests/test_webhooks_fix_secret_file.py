@@ -71,3 +71,20 @@ def test_secret_file_with_utf8_byte_order_mark_is_read_without_it(tmp_path, db, 
     with receiver_process(db, port, secrets="", extra=("--secret-file", str(secret_file))):
         r = httpx.post(f"http://127.0.0.1:{port}{WEBHOOK_PATH}", content=body, headers=headers)
     assert r.status_code == 200 and r.json()["outcome"] == "stored"
+
+
+def test_a_secret_in_the_file_with_a_control_character_is_refused_unshown(tmp_path) -> None:
+    from asg_audit.errors import ConfigError
+    from asg_audit.webhooks import read_secret_file
+
+    path = tmp_path / "secrets"
+    path.write_bytes(b"whsec_first\r\nwhsec_SE\x07CRET, whsec_third\n")
+    with pytest.raises(ConfigError, match=r": secret 2: the secret holds a control character") as e:
+        read_secret_file(path)
+    assert "SE" not in str(e.value) and "whsec" not in str(e.value)
+    path.write_bytes(b"whsec_first\r\n  whsec_second\t, whsec_third \r\n")
+    assert [s.reveal() for s in read_secret_file(path)] == [
+        "whsec_first",
+        "whsec_second",
+        "whsec_third",
+    ]
