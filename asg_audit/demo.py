@@ -6,6 +6,12 @@ against them: track the submissions, collect (some tasks are still live and sett
 run), receive webhooks, verify the chain, reconcile billing, analyse, check, report. It prints
 the headline figures, the findings and the path of `index.html`, and compares the findings with
 the simulator's ground truth.
+
+Of the user's config (`--config`, else `./asg_audit.toml`) the demo honours the analysis
+settings (`slo_seconds`, `fail_on`, `[costs]`, `[checks.*]`) and the tuning of `[collector]`
+and `[chain]`; of the `[audit]` table, which defines the production job, only `fail_on` (and
+`demo_collect_seconds`). It never sends the alert, reads no drop folder and writes no report
+but its own, and never sends `WOC_API_KEY` anywhere.
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ from typing import IO, Any
 from asg_audit.config import AuditConfig, Secret
 from asg_audit.errors import EXIT_INCOMPLETE, EXIT_OK
 
-__all__ = ["DEFAULT_DEMO_TASKS", "run_demo", "sample_path"]
+__all__ = ["DEFAULT_DEMO_TASKS", "demo_audit_settings", "run_demo", "sample_path"]
 
 DEFAULT_DEMO_TASKS = 3000  # keep in step with `asg-audit demo --tasks`
 DEFAULT_TIME_SCALE = 0.02  # one simulated second lasts 20 ms
@@ -172,6 +178,24 @@ def _print_headline(summary: dict[str, Any], out: IO[str]) -> None:
         print(f"  {label:<26}{value}", file=out)
 
 
+def demo_audit_settings(config: AuditConfig, report_dir: Path, drop_folder: Path) -> dict[str, Any]:
+    """Return the `[audit]` table of the demo's audit job.
+
+    The user's `[audit]` table defines the production job, and nothing of it reaches the demo
+    but `fail_on` (it only changes the exit code the demo says the audit would have): no
+    `alert_url` (a fake run must never page anyone), no drop folders or report folder but the
+    demo's own, every step on (`verify_chain`, `billing`), no `require_api` (the demo has the
+    simulator's key). `demo_collect_seconds` is read by `run_demo` itself.
+    """
+    settings: dict[str, Any] = {
+        "report_dir": str(report_dir),
+        "drop_folders": [str(drop_folder)],
+    }
+    if "fail_on" in config.audit:
+        settings["fail_on"] = config.audit["fail_on"]
+    return settings
+
+
 def run_demo(
     config: AuditConfig,
     *,
@@ -229,6 +253,8 @@ def run_demo(
                 base_url=sim.gateway_url,
                 api_key=Secret(sim.api_key),
                 chain_url=sim.chain_url,
+                chain_network="main",  # the simulated chain index is a main-net one
+                woc_api_key=None,  # the user's WOC key is never sent to the simulator
                 webhook_secrets=(hook_secret,),
                 # The simulated services run in scaled time: their limits (50 requests per
                 # simulated second on the Gateway, 3 on the chain index) allow faster clients.
@@ -237,11 +263,7 @@ def run_demo(
                 # the default hour would keep it polling them for 72 s.
                 collector={"max_rps": 40, "concurrency": 32, "deadline_s": 600, **config.collector},
                 chain={"rps": 100, **config.chain},
-                audit={
-                    **config.audit,
-                    "report_dir": str(folder / "reports"),
-                    "drop_folders": [str(drop.parent)],
-                },
+                audit=demo_audit_settings(config, folder / "reports", drop.parent),
             )
             print("\naudit job", file=out)
             outcome = run_audit(
