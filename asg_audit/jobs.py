@@ -45,7 +45,7 @@ from asg_audit.errors import (
     IncompleteRunError,
     StoreBusyError,
 )
-from asg_audit.redaction import display_url
+from asg_audit.redaction import display_url, redact
 from asg_audit.stopsignals import in_main_thread, kept_signal_handlers, sigterm_interrupts
 from asg_audit.store import new_run_id, open_store
 
@@ -377,10 +377,7 @@ def _failure(exc: BaseException, config: AuditConfig) -> tuple[str, str]:
     # An AuditError's text is written not to hold secrets; any other text (a bug's) may quote
     # anything, so the secrets we hold are masked in it.
     text = str(exc) if isinstance(exc, AuditError) else f"{type(exc).__name__}: {exc}"
-    secrets = [config.api_key, config.woc_api_key, *config.webhook_secrets]
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret.reveal(), "***")
+    text = redact(text, [config.api_key, config.woc_api_key, *config.webhook_secrets])
     return "failed", " ".join(text.split())
 
 

@@ -145,3 +145,23 @@ def test_audit_error_recorded_for_a_run_holds_no_secret(job: dict[str, Path]) ->
     assert secret not in str(caught.value) and "cannot log with key ***" in str(caught.value)
     stats = query(job["db"], "SELECT status, stats FROM runs WHERE command = 'audit'")[0]
     assert stats[0] == "failed" and secret not in stats[1]
+
+
+def test_audit_error_recorded_masks_tokens_it_does_not_hold_too(job: dict[str, Path]) -> None:
+    # a bug quoting a request's header: a bearer token and an ASG-style key the config does not
+    # hold (another environment's) are masked the way every other message masks them
+    class _Log(io.StringIO):
+        def write(self, text: str) -> int:
+            raise ValueError("header Authorization: Bearer tok-OTHER-77 for sk_live_OTHERKEY99")
+
+    config = AuditConfig(
+        db_path=job["db"],
+        api_key=None,
+        audit={"drop_folders": [], "report_dir": str(job["reports"]), "verify_chain": False},
+    )
+    with pytest.raises(IncompleteRunError) as caught:
+        run_audit(config, log=_Log())
+    assert "tok-OTHER-77" not in str(caught.value) and "OTHERKEY99" not in str(caught.value)
+    assert "Bearer ***" in str(caught.value)
+    stats = query(job["db"], "SELECT stats FROM runs WHERE command = 'audit'")[0][0]
+    assert "tok-OTHER-77" not in stats and "OTHERKEY99" not in stats
