@@ -327,21 +327,19 @@ def _run_steps(
     outcome.report_dir = report.folder
     outcome.summary = audit.summary()
     worst = audit.worst_severity()
+    alert_url = settings.get("alert_url")
+    alert_on = str(settings.get("alert_on", "fail"))
+    if alert_url and worst is not None and _SEVERITY_RANK[worst] >= _SEVERITY_RANK[alert_on]:
+        # a step like the others: an alert that could not be sent makes the run incomplete
+        # (exit 3, "alert if it persists"), so nobody is left unpaged without a trace
+        payload = {"run_id": outcome.run_id, "steps": dict(outcome.steps), **outcome.summary}
+        _step(outcome, "alert", lambda: _alert(str(alert_url), payload, outcome), log, config)
     if outcome.incomplete:
         outcome.exit_code = EXIT_INCOMPLETE
     elif outcome.input_errors:
         outcome.exit_code = EXIT_USAGE
     elif worst is not None and _SEVERITY_RANK[worst] >= _SEVERITY_RANK[fail_on]:
         outcome.exit_code = EXIT_FINDINGS
-    alert_url = settings.get("alert_url")
-    alert_on = str(settings.get("alert_on", "fail"))
-    if alert_url and worst is not None and _SEVERITY_RANK[worst] >= _SEVERITY_RANK[alert_on]:
-        payload = {"run_id": outcome.run_id, "steps": outcome.steps, **outcome.summary}
-        try:
-            send_alert(str(alert_url), payload)
-            outcome.alert_sent = True
-        except ApiError as exc:
-            print(f"alert         failed: {exc}", file=log)
     stats: dict[str, Any] = {
         "steps": outcome.steps,
         "exit_code": outcome.exit_code,
@@ -354,6 +352,12 @@ def _run_steps(
         stats["error"] = "unreadable input: " + "; ".join(outcome.input_errors)
     with open_store(db, wait_seconds=wait_seconds) as store:
         store.finish_run(outcome.run_id, status=_run_status(outcome.exit_code), stats=stats)
+
+
+def _alert(url: str, payload: dict[str, Any], outcome: AuditOutcome) -> str:
+    send_alert(url, payload)
+    outcome.alert_sent = True
+    return f"ok: sent to {display_url(url)}"
 
 
 def _run_status(exit_code: int) -> str:

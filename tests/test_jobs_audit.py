@@ -7,6 +7,7 @@ exits 1 and its findings are exactly the planted anomalies.
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import sys
 import threading
@@ -196,6 +197,28 @@ def test_audit_posts_one_alert_per_run(tmp_path: Path, world: Any, sim: Any) -> 
     assert message["run_id"] == outcome.run_id
     assert message["findings"]["fail"] > 0
     assert sim.api_key not in json.dumps(message)
+    assert outcome.steps["alert"].startswith("ok: sent to http://127.0.0.1:")
+    assert "alert" not in message["steps"]  # the message tells what ran before it
+
+
+def test_audit_alert_that_cannot_be_sent_makes_the_run_incomplete(
+    tmp_path: Path, world: Any, sim: Any
+) -> None:
+    # nobody gets paged: the scheduler must hear of it (exit 3, "alert if it persists")
+    _prepare(tmp_path, world)
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        url = f"http://user:PASSWORD9@127.0.0.1:{closed.getsockname()[1]}/alert?token=TOKEN9"
+    config = _config(tmp_path, sim, alert_url=url, alert_on="warn")
+    outcome = _run(config, sim)
+    assert not outcome.alert_sent and outcome.exit_code == 3
+    assert outcome.steps["alert"].startswith("failed: alert to http://127.0.0.1:")
+    assert "PASSWORD9" not in outcome.steps["alert"] and "TOKEN9" not in outcome.steps["alert"]
+    with open_store(tmp_path / "audit.duckdb", read_only=True) as store:
+        ((status, stats),) = store.con.execute(
+            "SELECT status, stats FROM runs WHERE run_id = ?", [outcome.run_id]
+        ).fetchall()
+    assert status == "incomplete" and json.loads(stats)["steps"]["alert"] == outcome.steps["alert"]
 
 
 def test_demo_command_runs_end_to_end(tmp_path: Path) -> None:
