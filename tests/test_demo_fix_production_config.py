@@ -6,48 +6,25 @@ its drop folders, and its step switches do not cut the demo short. Only `fail_on
 from __future__ import annotations
 
 import subprocess
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
 
 import pytest
 from _hardening_procs import asg_audit, clean_env
+from _recorder import Request, recording_server
 
 from asg_audit.config import AuditConfig
 from asg_audit.demo import demo_audit_settings
 
 
 @pytest.fixture
-def listener() -> Iterator[tuple[int, list[str]]]:
-    """A real HTTP server on 127.0.0.1 that records every request it receives."""
-    received: list[str] = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def _any(self) -> None:
-            received.append(f"{self.command} {self.path}")
-            self.send_response(200)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-
-        do_GET = do_POST = do_PUT = _any
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield server.server_address[1], received
-    finally:
-        server.shutdown()
-        server.server_close()
+def listener() -> Iterator[tuple[int, list[Request]]]:
+    with recording_server() as served:
+        yield served
 
 
 def test_demo_sends_nothing_to_the_production_alert_url(
-    tmp_path: Path, listener: tuple[int, list[str]]
+    tmp_path: Path, listener: tuple[int, list[Request]]
 ) -> None:
     port, received = listener
     production_drop = tmp_path / "production-drop"

@@ -11,35 +11,18 @@ import sys
 from pathlib import Path
 
 import pytest
+from _audit_job import offline_job
 from _hardening_procs import asg_audit, clean_env, query
 
 from asg_audit.config import AuditConfig, Secret
 from asg_audit.errors import IncompleteRunError
 from asg_audit.jobs import run_audit
-from asg_audit.store import open_store
-
-_LINE = (
-    '{{"task_id":"w{i}","status":"settled","consensus_label":"cat","confidence":1.0,'
-    '"worker_count":3,"agreement_count":3,"bsv_txid":"{i:064x}",'
-    '"created_at":"2026-04-08T21:00:00Z","settled_at":"2026-04-08T21:00:47Z","cost_sats":975}}\n'
-)
 
 
 @pytest.fixture
 def job(tmp_path: Path) -> dict[str, Path]:
     """An empty store, a drop folder with 9 results, and a config that audits them offline."""
-    db = tmp_path / "audit.duckdb"
-    with open_store(db):
-        pass
-    drop = tmp_path / "drop"
-    drop.mkdir()
-    (drop / "export.ndjson").write_text("".join(_LINE.format(i=i) for i in range(1, 10)))
-    config = tmp_path / "asg_audit.toml"
-    config.write_text(
-        f'db = "{db}"\n[audit]\ndrop_folders = ["{drop}"]\nreport_dir = "{tmp_path / "reports"}"\n'
-        "verify_chain = false\n"
-    )
-    return {"db": db, "config": config, "reports": tmp_path / "reports"}
+    return offline_job(tmp_path, 9)
 
 
 def _audit(job: dict[str, Path], *extra: str) -> subprocess.CompletedProcess[str]:

@@ -10,55 +10,29 @@ from __future__ import annotations
 
 import json
 import subprocess
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
 
 import pytest
+from _audit_job import RESULT_LINE
 from _hardening_procs import asg_audit, clean_env, query
+from _recorder import Request, recording_server
 
 from asg_audit.config import AuditConfig
 from asg_audit.report.content import config_rows
 from asg_audit.store import open_store
 
-_LINE = (
-    '{{"task_id":"w{i}","status":"{status}","consensus_label":"cat","confidence":1.0,'
-    '"worker_count":3,"agreement_count":3,"bsv_txid":"{i:064x}",'
-    '"created_at":"2026-04-08T21:00:00Z","settled_at":"2026-04-08T21:00:47Z","cost_sats":975}}\n'
-)
 _CREDENTIALS = ("alertuser", "ALERTPASS", "QTOKEN", "BASEPASS", "CHAINTOKEN")
 
 
 @pytest.fixture
-def listener() -> Iterator[tuple[int, list[tuple[str, bytes]]]]:
-    """A real HTTP server on 127.0.0.1 that records every request (path, body)."""
-    received: list[tuple[str, bytes]] = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-            received.append((self.path, body))
-            self.send_response(200)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield server.server_address[1], received
-    finally:
-        server.shutdown()
-        server.server_close()
+def listener() -> Iterator[tuple[int, list[Request]]]:
+    with recording_server() as served:
+        yield served
 
 
 def test_audit_report_runs_and_alert_hold_no_url_credentials(
-    tmp_path: Path, listener: tuple[int, list[tuple[str, bytes]]]
+    tmp_path: Path, listener: tuple[int, list[Request]]
 ) -> None:
     port, received = listener
     db = tmp_path / "audit.duckdb"
@@ -66,8 +40,10 @@ def test_audit_report_runs_and_alert_hold_no_url_credentials(
         pass
     drop = tmp_path / "drop"
     drop.mkdir()
-    lines = [_LINE.format(i=i, status="settled") for i in range(1, 9)]
-    lines.append(_LINE.format(i=9, status="exploded"))  # an undocumented status: a fail finding
+    lines = [RESULT_LINE.format(i=i, status="settled") for i in range(1, 9)]
+    lines.append(
+        RESULT_LINE.format(i=9, status="exploded")
+    )  # an undocumented status: a fail finding
     (drop / "export.ndjson").write_text("".join(lines))
     reports = tmp_path / "reports"
     alert_url = f"http://alertuser:ALERTPASS@127.0.0.1:{port}/hook?token=QTOKEN"
@@ -88,8 +64,8 @@ def test_audit_report_runs_and_alert_hold_no_url_credentials(
     )
     assert done.returncode == 1, done.stdout + done.stderr
     # the alert did reach the listener, at the URL as configured (query and all) ...
-    assert [path for path, _ in received] == ["/hook?token=QTOKEN"]
-    alert = received[0][1].decode()
+    assert [(method, path) for method, path, _ in received] == [("POST", "/hook?token=QTOKEN")]
+    alert = received[0][2].decode()
     assert json.loads(alert)["findings"]["fail"] >= 1
     # ... and the report shows the URLs, without their credentials
     html = next(reports.glob("*/index.html")).read_text()
