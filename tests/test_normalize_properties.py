@@ -91,6 +91,8 @@ def test_ingest_every_line_lands_in_results_or_rejects(tmp_path: Path, raw: list
     case = Path(tempfile.mkdtemp(dir=tmp_path))  # hypothesis replays examples: a fresh folder each
     lines = [b.replace(b"\n", b" ").replace(b"\r", b" ") for b in raw]
     lines = [b if b.strip() else b"{}" for b in lines]
+    if not lines[0].removeprefix(b"\xef\xbb\xbf").strip():
+        lines[0] = b"{}"  # a byte-order mark opening the file is no record: nor a blank line
     path = case / "f.jsonl"
     path.write_bytes(b"\n".join(lines) + b"\n")
     db = case / "db.duckdb"
