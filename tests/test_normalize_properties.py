@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import polars as pl
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from asg_audit.ingest import ingest_paths
@@ -87,6 +87,7 @@ def test_normalise_every_record_ends_in_exactly_one_output(raw: list[bytes]) -> 
     max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(bodies)
+@example([b"\xef\xbb\xbf"])  # found by hypothesis: a file holding only a byte-order mark
 def test_ingest_every_line_lands_in_results_or_rejects(tmp_path: Path, raw: list[bytes]) -> None:
     case = Path(tempfile.mkdtemp(dir=tmp_path))  # hypothesis replays examples: a fresh folder each
     lines = [b.replace(b"\n", b" ").replace(b"\r", b" ") for b in raw]
