@@ -628,18 +628,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         except SystemExit as exc:
             if exc.code == EXIT_USAGE and _Parser.last_error is not None:
                 # argparse printed the usage and the error on stderr
-                _print_stopped_audit(args, words, EXIT_USAGE, _Parser.last_error)
+                print_stopped_audit(args, words, EXIT_USAGE, _Parser.last_error)
             raise
         config = _config(args)
         handler: Handler = args.handler
         return handler(args, config)
     except AuditError as exc:
         print(f"asg-audit: error: {printable(exc)}", file=sys.stderr)
-        _print_stopped_audit(args, words, exc.exit_code, printable(exc))
+        print_stopped_audit(args, words, exc.exit_code, printable(exc))
         return exc.exit_code
     except KeyboardInterrupt:
         print("asg-audit: interrupted", file=sys.stderr)
-        _print_stopped_audit(args, words, EXIT_INCOMPLETE, "interrupted")
+        print_stopped_audit(args, words, EXIT_INCOMPLETE, "interrupted")
         return EXIT_INCOMPLETE
     except BrokenPipeError:
         # The reader of the output went away (`asg-audit runs | head`): stop quietly, as Unix
@@ -647,9 +647,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return EXIT_BROKEN_PIPE
+    except Exception as exc:
+        from asg_audit.interrupts import is_interrupt
+
+        if not is_interrupt(exc):  # DuckDB's forms of an interrupted statement are one
+            raise
+        print("asg-audit: interrupted", file=sys.stderr)
+        print_stopped_audit(args, words, EXIT_INCOMPLETE, "interrupted")
+        return EXIT_INCOMPLETE
 
 
-def _print_stopped_audit(
+def print_stopped_audit(
     args: argparse.Namespace | None, words: list[str], exit_code: int, error: str
 ) -> None:
     """Print the `--json` outcome of an `audit --json` that could not start or was stopped.

@@ -26,9 +26,9 @@ def main(argv: "Sequence[str] | None" = None) -> int:
             import duckdb  # noqa: F401  (imported here, where its initialisation is safe)
 
             from asg_audit.cli import main as cli_main
-            from asg_audit.stopsignals import stop_on_sigterm
+            from asg_audit.stopsignals import stop_on_signals
 
-            stop_on_sigterm()
+            stop_on_signals()
         finally:
             signal.pthread_sigmask(signal.SIG_SETMASK, held)  # a held signal arrives here
         code = cli_main(argv)
@@ -37,6 +37,10 @@ def main(argv: "Sequence[str] | None" = None) -> int:
             raise
         print("asg-audit: interrupted", file=sys.stderr)
         code = EXIT_INTERRUPTED
+        cli = sys.modules.get("asg_audit.cli")
+        if cli is not None and hasattr(cli, "print_stopped_audit"):  # `audit --json` says so too
+            words = list(sys.argv[1:] if argv is None else argv)
+            cli.print_stopped_audit(None, words, EXIT_INTERRUPTED, "interrupted")
     _ignore_stop_signals()
     return code
 

@@ -17,6 +17,8 @@ from types import FrameType
 
 import duckdb
 
+from asg_audit.stopsignals import StopSignal, note_stop, stop_scope
+
 __all__ = ["is_interrupt", "sigint_interrupts"]
 
 
@@ -29,31 +31,36 @@ def is_interrupt(exc: BaseException) -> bool:
 
 @contextlib.contextmanager
 def sigint_interrupts(con: duckdb.DuckDBPyConnection) -> Iterator[threading.Event]:
-    """While the block runs, SIGINT interrupts `con`'s running statement and raises
-    KeyboardInterrupt; the event yielded is set once a SIGINT arrived.
+    """While the block runs, SIGINT (and SIGTERM, systemd's stop) interrupts `con`'s running
+    statement and raises KeyboardInterrupt (`StopSignal` for SIGTERM); the event yielded is set
+    once such a signal arrived.
 
-    Only the first SIGINT acts: the caller's clean-up (a rollback, the run record) is short and
-    runs undisturbed. Outside the main thread, or when SIGINT is ignored (`nohup`), signals are
-    left alone and the event stays clear.
+    Only the first stop signal acts (`stopsignals.note_stop`): the caller's clean-up (a
+    rollback, the run record) is short and runs undisturbed. Outside the main thread, signals
+    are left alone and the event stays clear; so is a signal that is ignored (`nohup`).
     """
     event = threading.Event()
     if threading.current_thread() is not threading.main_thread():
         yield event
         return
-    previous = signal.getsignal(signal.SIGINT)
-    if previous is signal.SIG_IGN:
-        yield event
-        return
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
 
-    def on_sigint(signum: int, frame: FrameType | None) -> None:
-        if event.is_set():
+    def on_stop(signum: int, frame: FrameType | None) -> None:
+        if not note_stop():
             return
         event.set()
         con.interrupt()
+        if signum == signal.SIGTERM:
+            raise StopSignal("stopped by SIGTERM")
         raise KeyboardInterrupt
 
-    signal.signal(signal.SIGINT, on_sigint)
+    for sig, handler in previous.items():
+        if handler is not signal.SIG_IGN:
+            signal.signal(sig, on_stop)
     try:
-        yield event
+        with stop_scope():
+            yield event
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for sig, handler in previous.items():
+            if handler is not None:
+                signal.signal(sig, handler)

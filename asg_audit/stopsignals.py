@@ -11,8 +11,10 @@ after it, since asyncio resets a signal to its default when it removes its handl
 
 from __future__ import annotations
 
+import _thread
 import contextlib
 import signal
+import sys
 import threading
 from collections.abc import Iterator
 from types import FrameType
@@ -22,8 +24,10 @@ __all__ = [
     "StopSignal",
     "in_main_thread",
     "kept_signal_handlers",
+    "note_stop",
     "sigterm_interrupts",
-    "stop_on_sigterm",
+    "stop_on_signals",
+    "stop_scope",
 ]
 
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -38,33 +42,92 @@ def in_main_thread() -> bool:
     return threading.current_thread() is threading.main_thread()
 
 
-def _raise_once() -> Any:
-    fired = threading.Event()
+# A stop signal has been acted on in this process: the command is stopping. The command line's
+# handlers (`stop_on_signals`) then leave later signals alone, so the clean-up a stop starts
+# (recording the run) is not cut short by a second Ctrl-C or SIGTERM.
+_stopping = threading.Event()
+# A stop raised where Python could only ignore it (in a weakref callback or a __del__): the next
+# signal, raised again at once by `_rearm`, must act although the stop was recorded.
+_swallowed = threading.Event()
+_scope = {"depth": 0, "process_wide": False}
 
-    def on_sigterm(signum: int, frame: FrameType | None) -> None:
-        if fired.is_set():
-            return
-        fired.set()
+
+@contextlib.contextmanager
+def stop_scope() -> Iterator[None]:
+    """A block of work a stop signal stops. The outermost block starts with no stop recorded (a
+    notebook can interrupt one ingest, then run and interrupt another); inside the command
+    line's process (`stop_on_signals`) a stop lasts until the process ends."""
+    if _scope["depth"] == 0 and not _scope["process_wide"]:
+        _stopping.clear()
+        _swallowed.clear()
+    _scope["depth"] += 1
+    try:
+        yield
+    finally:
+        _scope["depth"] -= 1
+
+
+def note_stop() -> bool:
+    """Record that a stop signal is acted on; return False if one was already (or it was
+    swallowed: then True again, once)."""
+    if _swallowed.is_set():
+        _swallowed.clear()
+        _stopping.set()
+        return True
+    if _stopping.is_set():
+        return False
+    _stopping.set()
+    return True
+
+
+def _on_stop_signal(signum: int, frame: FrameType | None) -> None:
+    if not note_stop():
+        return  # already stopping: the clean-up runs undisturbed
+    if signum == signal.SIGTERM:
         raise StopSignal("stopped by SIGTERM")
+    raise KeyboardInterrupt
 
-    return on_sigterm
+
+def _rearm(unraisable: Any) -> None:
+    """`sys.unraisablehook`: a stop that landed where Python ignores exceptions is raised again."""
+    if isinstance(unraisable.exc_value, KeyboardInterrupt) and in_main_thread():
+        _swallowed.set()
+        # From another thread, a moment later: raised here (or in the callback this hook is
+        # called from) it would be ignored again. If it is all the same, this runs again.
+        sig = signal.SIGTERM if isinstance(unraisable.exc_value, StopSignal) else signal.SIGINT
+        timer = threading.Timer(0.05, _thread.interrupt_main, [sig])
+        timer.daemon = True
+        timer.start()
+        return
+    sys.__unraisablehook__(unraisable)
 
 
-def stop_on_sigterm() -> None:
-    """From now on, the first SIGTERM raises `StopSignal` (a KeyboardInterrupt); later ones are
-    ignored. The command line's entry point calls it, so every command stops on SIGTERM as it
-    does on Ctrl-C (one line, exit 3), even before its own handling starts. Outside the main
-    thread, or when SIGTERM is ignored, nothing changes."""
-    if in_main_thread() and signal.getsignal(signal.SIGTERM) is not signal.SIG_IGN:
-        signal.signal(signal.SIGTERM, _raise_once())
+def stop_on_signals() -> None:
+    """Make SIGINT and SIGTERM stop the command line's process cleanly, from now on.
+
+    The first of them raises KeyboardInterrupt (`StopSignal` for SIGTERM), so every command
+    stops on SIGTERM as on Ctrl-C (one line, exit 3), even before its own handling starts;
+    later ones are left alone while the stop's clean-up runs. A stop raised where Python can
+    only ignore it is raised again. The entry point calls it; a library caller (a notebook)
+    keeps Python's own Ctrl-C. Outside the main thread, or for a signal that is ignored
+    (`nohup`), nothing changes.
+    """
+    if not in_main_thread():
+        return
+    _scope["process_wide"] = True
+    for sig in _STOP_SIGNALS:
+        if signal.getsignal(sig) is not signal.SIG_IGN:
+            signal.signal(sig, _on_stop_signal)
+    sys.unraisablehook = _rearm
 
 
 @contextlib.contextmanager
 def sigterm_interrupts() -> Iterator[None]:
-    """While the block runs, SIGTERM raises `StopSignal` (a KeyboardInterrupt), once.
+    """While the block runs, SIGTERM raises `StopSignal` (a KeyboardInterrupt).
 
-    Only the first SIGTERM acts, so the clean-up it starts (recording the run) is not cut short
-    by a second one. Outside the main thread, or when SIGTERM is ignored, nothing changes.
+    Only the first stop signal acts (`note_stop`), so the clean-up it starts (recording the
+    run) is not cut short by a second one. Outside the main thread, or when SIGTERM is ignored,
+    nothing changes.
     """
     if not in_main_thread():
         yield
@@ -73,9 +136,10 @@ def sigterm_interrupts() -> Iterator[None]:
     if previous is signal.SIG_IGN:
         yield
         return
-    signal.signal(signal.SIGTERM, _raise_once())
+    signal.signal(signal.SIGTERM, _on_stop_signal)
     try:
-        yield
+        with stop_scope():
+            yield
     finally:
         signal.signal(signal.SIGTERM, previous)
 

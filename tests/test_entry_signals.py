@@ -3,14 +3,18 @@
 
 from __future__ import annotations
 
+import json
 import re
 import signal
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
+import duckdb
 import pytest
+from _audit_job import offline_job, result_lines
 
 from asg_audit.ingest import ingest_paths
 
@@ -102,3 +106,76 @@ def test_interrupts_in_other_forms_are_interrupted(expr: str) -> None:
 def test_a_real_error_still_propagates() -> None:
     done = _run_with_cli_raising("raise RuntimeError('a real bug')")
     assert done.returncode == 1 and "RuntimeError: a real bug" in done.stderr
+
+
+def test_a_stop_python_would_swallow_is_raised_again() -> None:
+    # A stop signal whose handler runs inside a weakref callback: Python prints "Exception
+    # ignored" and goes on. The command line's handlers raise it again at the next moment.
+    probe = (
+        "import signal, weakref\n"
+        "from asg_audit.stopsignals import stop_on_signals\n"
+        "stop_on_signals()\n"
+        "class A: pass\n"
+        "def callback(ref):\n"
+        "    signal.raise_signal(signal.SIGTERM)\n"
+        "    sum(range(1000))  # the handler runs here, where its exception is ignored\n"
+        "a = A(); r = weakref.ref(a, callback); del a\n"
+        "try:\n"
+        "    sum(range(10**8))\n"
+        "    print('not stopped')\n"
+        "except KeyboardInterrupt as exc:\n"
+        "    print('stopped', type(exc).__name__)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert done.stdout == "stopped StopSignal\n", (done.stdout, done.stderr)
+    assert "Exception ignored" not in done.stderr
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_a_second_signal_does_not_cut_the_clean_up_of_an_audit(tmp_path: Path, sig: int) -> None:
+    # two quick signals while the audit ingests its drop folder: the run is recorded
+    # interrupted, never left running
+    job = offline_job(tmp_path, 0)
+    (job["drop"] / "export.ndjson").write_text(result_lines(150_000))
+    proc = subprocess.Popen(
+        [str(SCRIPT), "audit", "--config", str(job["config"]), "--json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stderr is not None
+    first = proc.stderr.readline()  # the run is recorded and its steps begin: the ingest's
+    assert first.startswith("warning: no ASG_API_KEY"), first
+    proc.send_signal(sig)
+    time.sleep(0.05)
+    proc.send_signal(sig)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 3, err
+    assert err.splitlines()[-1] == "asg-audit: interrupted", err
+    assert [status for _, status in _audit_runs(job["db"])] == ["interrupted"]
+    assert json.loads(out)["error"] == "interrupted"
+
+
+def _audit_runs(db: Path) -> list[tuple[str, str]]:
+    with duckdb.connect(str(db), read_only=True) as con:
+        rows = con.execute("SELECT run_id, status FROM runs WHERE command = 'audit'").fetchall()
+    return [(r[0], r[1]) for r in rows]
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+@pytest.mark.parametrize("delay_s", [0.15, 0.3])
+def test_audit_json_interrupted_while_starting_still_prints_its_outcome(
+    tmp_path: Path, sig: int, delay_s: float
+) -> None:
+    job = offline_job(tmp_path, 3)
+    proc = subprocess.Popen(
+        [str(SCRIPT), "audit", "--config", str(job["config"]), "--json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    threading.Timer(delay_s, proc.send_signal, [sig]).start()
+    out, err = proc.communicate(timeout=120)
+    _assert_clean(proc.returncode, err, sig)
+    assert proc.returncode == 3, (proc.returncode, err)  # Python is ready long before 0.15 s
+    assert json.loads(out)["error"] == "interrupted", (out, err)

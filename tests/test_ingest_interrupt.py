@@ -79,8 +79,9 @@ def test_sigint_while_duckdb_reads_stdin_rolls_back_that_input_and_exits_3(
     assert runs.get_column("finished_at").is_not_null().all()
 
 
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_sigint_during_a_running_statement_is_an_interrupted_run_not_an_error(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sig: int
 ) -> None:
     # The second file's commit first runs a statement that only ends when interrupted, and
     # SIGINT is sent to this process while it runs: DuckDB's client then raises
@@ -95,15 +96,16 @@ def test_sigint_during_a_running_statement_is_an_interrupted_run_not_an_error(
     def slow_commit(self: Store, **kwargs: bool) -> WriteStats:
         calls.append(1)
         if len(calls) == 2:
-            threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGINT)).start()
+            threading.Timer(0.2, os.kill, (os.getpid(), sig)).start()
             self.con.execute(_ENDLESS)
         return commit(self, **kwargs)
 
     monkeypatch.setattr("asg_audit.ingest.SMALL_FILE_BYTES", -1)  # one transaction a file
     monkeypatch.setattr(Store, "commit_staged", slow_commit)
-    with pytest.raises(KeyboardInterrupt):
+    handlers = [signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)]
+    with pytest.raises(KeyboardInterrupt):  # StopSignal for SIGTERM, a KeyboardInterrupt
         ingest_paths(db, [first, second])
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert [signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)] == handlers
     with open_store(db, read_only=True) as store:
         assert store.frame("observations").get_column("task_id").to_list() == ["t1"]
         assert store.frame("runs").get_column("status").to_list() == ["interrupted"]
