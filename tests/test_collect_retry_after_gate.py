@@ -25,6 +25,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from _manual_clock import ManualClock
 
 from asg_audit.clock import ScaledClock
 from asg_audit.collector import collect
@@ -278,17 +279,6 @@ def test_collect_retry_after_over_an_hour_is_capped_at_one_hour(
 # -- the pieces: the header's value as asked, the bucket's cap --------------------------------
 
 
-class _Clock:
-    def __init__(self) -> None:
-        self.t = 1000.0
-
-    def now(self) -> float:
-        return self.t
-
-    async def sleep(self, seconds: float) -> None:
-        self.t += max(0.0, seconds)
-
-
 @pytest.mark.parametrize(
     ("value", "seconds"),
     [
@@ -309,7 +299,7 @@ def test_collect_retry_after_header_gives_what_was_asked(value: str, seconds: fl
 
 @pytest.mark.parametrize("asked", [1e308, math.inf, 253402300799.0, 7200.0])
 def test_collect_retry_after_gate_is_capped(asked: float) -> None:
-    clock = _Clock()
+    clock = ManualClock()
     bucket = TokenBucket(clock, max_rps=10, jitter_s=0.5)
     resume = bucket.on_throttled(asked)
     assert clock.t + MAX_RETRY_AFTER_S <= resume <= clock.t + MAX_RETRY_AFTER_S + 0.5

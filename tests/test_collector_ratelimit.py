@@ -7,23 +7,13 @@ import itertools
 import random
 
 import pytest
+from _manual_clock import ManualClock
 
 from asg_audit.ratelimit import TokenBucket
 
 
-class _Clock:
-    def __init__(self) -> None:
-        self.t = 1000.0
-
-    def now(self) -> float:
-        return self.t
-
-    async def sleep(self, seconds: float) -> None:
-        self.t += max(0.0, seconds)
-
-
 def test_collector_ratelimit_spaces_requests_below_max_rps() -> None:
-    clock = _Clock()
+    clock = ManualClock()
     bucket = TokenBucket(clock, max_rps=10)
     slots = [bucket.reserve() for _ in range(100)]
     for i in range(len(slots)):
@@ -32,7 +22,7 @@ def test_collector_ratelimit_spaces_requests_below_max_rps() -> None:
 
 
 def test_collector_ratelimit_halves_on_429_and_recovers_additively() -> None:
-    clock = _Clock()
+    clock = ManualClock()
     bucket = TokenBucket(clock, max_rps=10, recovery=0.1, rng=random.Random(0))
     full = bucket.rate
     bucket.on_throttled(2.0)
@@ -46,7 +36,7 @@ def test_collector_ratelimit_halves_on_429_and_recovers_additively() -> None:
 
 
 def test_collector_ratelimit_honours_retry_after_plus_jitter() -> None:
-    clock = _Clock()
+    clock = ManualClock()
     bucket = TokenBucket(clock, max_rps=10, jitter_s=0.5, rng=random.Random(0))
     resume = bucket.on_throttled(7.0)
     assert clock.t + 7.0 <= resume <= clock.t + 7.5
@@ -54,13 +44,13 @@ def test_collector_ratelimit_honours_retry_after_plus_jitter() -> None:
 
 
 def test_collector_ratelimit_treats_zero_retry_after_as_a_floor() -> None:
-    clock = _Clock()
+    clock = ManualClock()
     bucket = TokenBucket(clock, max_rps=10, retry_floor_s=1.0, jitter_s=0.0)
     assert bucket.on_throttled(0.0) == clock.t + 1.0
     assert bucket.on_throttled(None) == clock.t + 1.0
 
 
-def _greedy_sends(bucket: TokenBucket, clock: _Clock, n: int, *, full: bool) -> list[float]:
+def _greedy_sends(bucket: TokenBucket, clock: ManualClock, n: int, *, full: bool) -> list[float]:
     """Send `n` requests as soon as the bucket allows (`full`: wait for whole bursts)."""
     sent: list[float] = []
     while len(sent) < n:
@@ -78,7 +68,7 @@ def _greedy_sends(bucket: TokenBucket, clock: _Clock, n: int, *, full: bool) -> 
 def test_collector_ratelimit_bursts_keep_every_window_within_max_rps(
     max_rps: int, full: bool
 ) -> None:
-    clock = _Clock()
+    clock = ManualClock()
     bucket = TokenBucket(clock, max_rps=max_rps, burst=True)
     sent = _greedy_sends(bucket, clock, 30 * max_rps, full=full)
     for i, at in enumerate(sent):
@@ -89,7 +79,7 @@ def test_collector_ratelimit_bursts_keep_every_window_within_max_rps(
 
 
 def test_collector_ratelimit_bursts_never_open_the_gate_a_429_closed() -> None:
-    clock = _Clock()
+    clock = ManualClock()
     bucket = TokenBucket(clock, max_rps=200, jitter_s=0.0, burst=True)
     _greedy_sends(bucket, clock, 50, full=False)
     resume = bucket.on_throttled(3.0)
@@ -99,12 +89,12 @@ def test_collector_ratelimit_bursts_never_open_the_gate_a_429_closed() -> None:
 
 @pytest.mark.parametrize(("max_rps", "size"), [(1, 1), (10, 1), (20, 1), (50, 2), (200, 10)])
 def test_collector_ratelimit_burst_is_half_the_room_below_max_rps(max_rps: int, size: int) -> None:
-    bucket = TokenBucket(_Clock(), max_rps=max_rps, burst=True)
+    bucket = TokenBucket(ManualClock(), max_rps=max_rps, burst=True)
     assert bucket.burst_size == size
 
 
 def test_collector_ratelimit_without_burst_sends_nothing_early() -> None:
-    clock = _Clock()
+    clock = ManualClock()
     bucket = TokenBucket(clock, max_rps=200)
     sent = _greedy_sends(bucket, clock, 400, full=False)
     assert bucket.burst_size == 1

@@ -12,22 +12,14 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 
-import duckdb
 import httpx
 import pytest
+from _hardening_procs import query
 from _webhooks_server import SECRET, ThreadServer, payload, signed
 
 from asg_audit.store import open_store
 from asg_audit.webhook_writer import MAX_JSON_DEPTH, nesting_depth_over
 from asg_audit.webhooks import WebhookSettings, create_webhook_app
-
-
-def _rows(db, sql):
-    con = duckdb.connect(str(db), read_only=True)
-    try:
-        return con.execute(sql).fetchall()
-    finally:
-        con.close()
 
 
 def _nested(depth: int) -> str:
@@ -68,9 +60,9 @@ def test_webhooks_too_deep_body_is_rejected_and_never_stored(db, depth):
         assert (r.status_code, r.json()["outcome"]) == (200, "rejected")
     assert again.json()["outcome"] == "duplicate"
     # Nothing of them is an observation or a result: a `rejected` answer means exactly that.
-    assert _rows(db, "SELECT count(*) FROM observations") == [(0,)]
-    assert _rows(db, "SELECT count(*) FROM results") == [(0,)]
-    rows = _rows(
+    assert query(db, "SELECT count(*) FROM observations") == [(0,)]
+    assert query(db, "SELECT count(*) FROM results") == [(0,)]
+    rows = query(
         db,
         "SELECT outcome, http_status, task_id, delivered_at, detail FROM webhook_deliveries"
         " ORDER BY received_at",
@@ -80,7 +72,7 @@ def test_webhooks_too_deep_body_is_rejected_and_never_stored(db, depth):
     ]
     for *_, detail in rows[:3]:
         assert f"nested {depth + 1} levels" in detail and str(MAX_JSON_DEPTH) in detail
-    rejects = _rows(db, "SELECT source, reason, field, detail, raw FROM rejects ORDER BY raw")
+    rejects = query(db, "SELECT source, reason, field, detail, raw FROM rejects ORDER BY raw")
     assert len(rejects) == 3
     assert sorted(bytes(r[4]) for r in rejects) == sorted([stale, repeated, fresh])
     for source, reason, field, detail, _ in rejects:
@@ -99,8 +91,8 @@ def test_webhooks_body_at_the_depth_limit_still_gets_every_check(db):
     assert (stored.status_code, stored.json()["outcome"]) == (200, "stored")
     assert (stale.status_code, stale.json()["outcome"]) == (400, "stale")
     assert (repeated.status_code, repeated.json()["outcome"]) == (200, "rejected")
-    assert _rows(db, "SELECT task_id, status FROM results") == [("tsk_at_limit", "settled")]
-    assert _rows(db, "SELECT reason, field FROM rejects") == [("invalid_json", "task_id")]
+    assert query(db, "SELECT task_id, status FROM results") == [("tsk_at_limit", "settled")]
+    assert query(db, "SELECT reason, field FROM rejects") == [("invalid_json", "task_id")]
 
 
 def test_webhooks_too_deep_body_left_unnormalised_is_rejected_on_restart(db):
@@ -116,9 +108,9 @@ def test_webhooks_too_deep_body_left_unnormalised_is_rejected_on_restart(db):
         )
     with _serve(db):
         pass
-    assert _rows(db, "SELECT count(*) FROM observations") == [(0,)]
-    assert _rows(db, "SELECT reason, field FROM rejects") == [("invalid_json", None)]
-    assert _rows(db, "SELECT outcome FROM webhook_deliveries") == [("rejected",)]
+    assert query(db, "SELECT count(*) FROM observations") == [(0,)]
+    assert query(db, "SELECT reason, field FROM rejects") == [("invalid_json", None)]
+    assert query(db, "SELECT outcome FROM webhook_deliveries") == [("rejected",)]
 
 
 @pytest.mark.parametrize(
