@@ -45,7 +45,7 @@ from asg_audit.errors import (
     IncompleteRunError,
     StoreBusyError,
 )
-from asg_audit.redaction import display_url, redact
+from asg_audit.redaction import display_origin, display_url, redact
 from asg_audit.stopsignals import in_main_thread, kept_signal_handlers, sigterm_interrupts
 from asg_audit.store import new_run_id, open_store
 
@@ -107,9 +107,9 @@ def send_alert(url: str, payload: dict[str, Any], *, timeout: float = 10.0) -> N
     try:
         response = httpx.post(url, json=payload, timeout=timeout)
     except httpx.HTTPError as exc:
-        raise ApiError(f"alert to {display_url(url)} failed: {type(exc).__name__}") from None
+        raise ApiError(f"alert to {display_origin(url)} failed: {type(exc).__name__}") from None
     if response.status_code >= 300:
-        raise ApiError(f"alert to {display_url(url)} answered {response.status_code}")
+        raise ApiError(f"alert to {display_origin(url)} answered {response.status_code}")
 
 
 def _step(
@@ -357,7 +357,7 @@ def _run_steps(
 def _alert(url: str, payload: dict[str, Any], outcome: AuditOutcome) -> str:
     send_alert(url, payload)
     outcome.alert_sent = True
-    return f"ok: sent to {display_url(url)}"
+    return f"ok: sent to {display_origin(url)}"
 
 
 def _run_status(exit_code: int) -> str:

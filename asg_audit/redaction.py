@@ -20,7 +20,15 @@ from urllib.parse import urlsplit
 
 from asg_audit.errors import ConfigError
 
-__all__ = ["Secret", "check_http_url", "clean_secret", "display_url", "redact", "secret_problem"]
+__all__ = [
+    "Secret",
+    "check_http_url",
+    "clean_secret",
+    "display_origin",
+    "display_url",
+    "redact",
+    "secret_problem",
+]
 
 _BEARER_RE: Final = re.compile(r"(?i)(bearer\s+)[^\s'\",;]+")
 _KEY_RE: Final = re.compile(r"\bsk_(?:sandbox|live|test)_[A-Za-z0-9_]+")
@@ -130,6 +138,17 @@ def display_url(url: str) -> str:
         host = f"[{host}]"
     netloc = host if port is None else f"{host}:{port}"
     return redact(f"{parts.scheme}://{netloc}{parts.path}" if parts.scheme else netloc + parts.path)
+
+
+def display_origin(url: str) -> str:
+    """Return only the scheme, host and port of `url`, and `/…` for a path: for a URL whose
+    path is itself the secret (an alert webhook: Slack's `/services/T…/B…/<token>`)."""
+    shown = display_url(url)
+    scheme, sep, rest = shown.partition("://")
+    if not sep:
+        return "<URL>" if shown else shown
+    host, slash, path = rest.partition("/")
+    return f"{scheme}://{host}" + ("/…" if slash and path else "")
 
 
 def check_http_url(url: object, what: str, hint: str) -> str:

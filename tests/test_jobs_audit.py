@@ -208,12 +208,12 @@ def test_audit_alert_that_cannot_be_sent_makes_the_run_incomplete(
     _prepare(tmp_path, world)
     with socket.socket() as closed:
         closed.bind(("127.0.0.1", 0))
-        url = f"http://user:PASSWORD9@127.0.0.1:{closed.getsockname()[1]}/alert?token=TOKEN9"
+        url = f"http://user:PASSWORD9@127.0.0.1:{closed.getsockname()[1]}/PATH9?token=TOKEN9"
     config = _config(tmp_path, sim, alert_url=url, alert_on="warn")
     outcome = _run(config, sim)
     assert not outcome.alert_sent and outcome.exit_code == 3
     assert outcome.steps["alert"].startswith("failed: alert to http://127.0.0.1:")
-    assert "PASSWORD9" not in outcome.steps["alert"] and "TOKEN9" not in outcome.steps["alert"]
+    assert not any(s in outcome.steps["alert"] for s in ("PASSWORD9", "TOKEN9", "PATH9"))
     with open_store(tmp_path / "audit.duckdb", read_only=True) as store:
         ((status, stats),) = store.con.execute(
             "SELECT status, stats FROM runs WHERE run_id = ?", [outcome.run_id]

@@ -98,3 +98,19 @@ def test_the_gateway_client_refuses_a_key_no_header_can_carry() -> None:
     with pytest.raises(ConfigError, match="control character") as err:
         GatewayClient("http://127.0.0.1:9", "sk_live_TOP\nSECRET")
     assert "TOP" not in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("https://hooks.slack.com/services/T0/B0/SECRETPATH", "https://hooks.slack.com/…"),
+        ("http://u:pw@127.0.0.1:8080/hook?token=Q", "http://127.0.0.1:8080/…"),
+        ("https://alerts.example", "https://alerts.example"),
+        ("https://alerts.example/", "https://alerts.example"),
+        ("no scheme/SECRETPATH", "<URL>"),
+    ],
+)
+def test_display_origin_shows_no_path_of_an_alert_webhook(url: str, shown: str) -> None:
+    from asg_audit.redaction import display_origin
+
+    assert display_origin(url) == shown

@@ -22,7 +22,7 @@ from asg_audit.config import AuditConfig
 from asg_audit.report.content import config_rows
 from asg_audit.store import open_store
 
-_CREDENTIALS = ("alertuser", "ALERTPASS", "QTOKEN", "BASEPASS", "CHAINTOKEN")
+_CREDENTIALS = ("alertuser", "ALERTPASS", "QTOKEN", "BASEPASS", "CHAINTOKEN", "PATHTOKEN")
 
 
 @pytest.fixture
@@ -46,7 +46,7 @@ def test_audit_report_runs_and_alert_hold_no_url_credentials(
     )  # an undocumented status: a fail finding
     (drop / "export.ndjson").write_text("".join(lines))
     reports = tmp_path / "reports"
-    alert_url = f"http://alertuser:ALERTPASS@127.0.0.1:{port}/hook?token=QTOKEN"
+    alert_url = f"http://alertuser:ALERTPASS@127.0.0.1:{port}/hook/PATHTOKEN?token=QTOKEN"
     config = tmp_path / "asg_audit.toml"
     config.write_text(
         f'db = "{db}"\n'
@@ -64,12 +64,14 @@ def test_audit_report_runs_and_alert_hold_no_url_credentials(
     )
     assert done.returncode == 1, done.stdout + done.stderr
     # the alert did reach the listener, at the URL as configured (query and all) ...
-    assert [(method, path) for method, path, _ in received] == [("POST", "/hook?token=QTOKEN")]
+    assert [(method, path) for method, path, _ in received] == [
+        ("POST", "/hook/PATHTOKEN?token=QTOKEN")
+    ]
     alert = received[0][2].decode()
     assert json.loads(alert)["findings"]["fail"] >= 1
     # ... and the report shows the URLs, without their credentials
     html = next(reports.glob("*/index.html")).read_text()
-    assert f"http://127.0.0.1:{port}/hook" in html
+    assert f"http://127.0.0.1:{port}/…" in html  # an alert webhook's path is its secret (Slack)
     assert "https://gateway.example/api" in html
     assert "https://chain.example/v1/bsv/main" in html
     report_files = [p for p in reports.rglob("*") if p.is_file()]
@@ -86,14 +88,14 @@ def test_config_rows_show_every_url_without_credentials_and_mask_keys() -> None:
     config = AuditConfig(
         base_url="https://u:BASEPASS@gw.example/x?a=BASEPASS",
         audit={
-            "alert_url": "https://hooks.example/services/T0/B0?token=QTOKEN",
+            "alert_url": "https://hooks.example/services/T0/B0/PATHTOKEN?token=QTOKEN",
             "drop_folders": ["/srv/drop", "sftp://alertuser:ALERTPASS@host/in"],
             "report_dir": "sk_live_CHAINTOKEN",  # a key pasted in the wrong place
         },
     )
     rows = dict(config_rows(config))
     assert rows["base_url"] == "https://gw.example/x"
-    assert rows["audit.alert_url"] == "https://hooks.example/services/T0/B0"
+    assert rows["audit.alert_url"] == "https://hooks.example/…"
     assert rows["audit.drop_folders"] == "[/srv/drop, sftp://host/in]"
     assert rows["audit.report_dir"] == "***"
     for secret in _CREDENTIALS:

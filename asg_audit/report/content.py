@@ -18,7 +18,7 @@ import polars as pl
 from asg_audit.analyses.costs import describe_model
 from asg_audit.config import AuditConfig
 from asg_audit.model import is_well_formed_txid
-from asg_audit.redaction import Secret, display_url, redact
+from asg_audit.redaction import Secret, display_origin, display_url, redact
 
 if TYPE_CHECKING:
     from asg_audit.audit import Audit
@@ -276,6 +276,9 @@ def _section_rows(name: str, section: Mapping[str, Any]) -> list[tuple[str, str]
             continue  # never print a secret, nor anything named like one
         if isinstance(value, Mapping):
             rows += _section_rows(f"{name}.{key}", value)
+        elif str(key).endswith("alert_url") and isinstance(value, str):
+            # an alert webhook's path is its secret (Slack, Teams): the host alone is shown
+            rows.append((f"{name}.{key}", display_origin(value)))
         else:
             rows.append((f"{name}.{key}", _shown(value)))
     return rows
