@@ -27,7 +27,10 @@ Rate limits: a 429 closes the request gate for its Retry-After (at most
 `failed` at once (an `ApiTransientError`, exit 3, saying when to come back): waiting would carry
 every task past its deadline. A poll falling due while the gate is closed waits for it, except
 that a task whose deadline passes meanwhile is `expired` then, when an answer had shown it
-pending (a task never answered stays pending and is polled when the gate reopens). A gate
+pending (a task never answered stays pending and is polled when the gate reopens). A run that
+gets nothing but 429s (no 200, 202 or 404) for longer than `deadline_s` stops as `failed` the
+same way: every pending task would be past its deadline, and a task never answered would be
+polled for ever. A 429 to the control-task probe closes the gate like any other. A gate
 closed for `GATE_ANNOUNCE_S` or more is logged with its reopening time, and the progress ETA
 is never less than the wait for it.
 """
@@ -178,6 +181,9 @@ class CollectorRun:
         self.learned_early: dict[str, float] = {}
         self._retract = getattr(policy, "retract_settled", None)
         self._gate_announced = -math.inf  # the reopening time of the last gate logged
+        # our clock at the last answer about a task (200, 202 or 404): a run that gets
+        # nothing but 429s for longer than the deadline stops (see `_throttled`)
+        self._last_answer_at: float | None = None
 
     # -- setup -----------------------------------------------------------------------------------
 
@@ -522,6 +528,8 @@ class CollectorRun:
             t.deadline_at = sent_at + self.s.deadline_s
         if not isinstance(outcome, gw.TransportFailure):
             self.api.answered = True
+        if isinstance(outcome, gw.Ready | gw.Pending | gw.NotFound):
+            self._last_answer_at = now
         task_id = t.facts.task_id
         if isinstance(outcome, gw.Ready):
             st["http_200"] += 1
@@ -550,9 +558,7 @@ class CollectorRun:
         if isinstance(outcome, gw.NotFound):
             return self._not_found(t, outcome, sent_at, now)
         if isinstance(outcome, gw.RateLimited):
-            st["http_429"] += 1
-            resume = self.bucket.on_throttled(outcome.retry_after_s)
-            self._throttled(outcome.retry_after_s, resume, now)
+            resume = self._rate_limited(outcome, now)
             at = max(resume + self.rng.uniform(0, 1.0), sent_at + 5.0)
             return self._schedule(t, now, at=at, answered=False)
         if isinstance(outcome, gw.AuthRefused):
@@ -590,9 +596,29 @@ class CollectorRun:
         at = max(now + backoff * self.rng.uniform(0.8, 1.2), sent_at + 5.0)
         return self._schedule(t, now, at=at, answered=False)
 
+    def _rate_limited(self, outcome: gw.RateLimited, now: float) -> float:
+        """A 429 closes the gate; return when it reopens."""
+        self.stats["http_429"] += 1
+        resume = self.bucket.on_throttled(outcome.retry_after_s)
+        self._throttled(outcome.retry_after_s, resume, now)
+        return resume
+
     def _throttled(self, asked: float | None, resume: float, now: float) -> None:
         """A 429 closed the gate until `resume`: stop the run when it asked for longer than the
-        deadline, else log a long gate once with when it reopens."""
+        deadline or when nothing but 429s came for longer than the deadline, else log a long
+        gate once with when it reopens."""
+        only_429s = now - (self._clock0 if self._last_answer_at is None else self._last_answer_at)
+        if only_429s > self.s.deadline_s:
+            self._fail(
+                ApiTransientError(
+                    f"the Gateway at {display_url(self.config.base_url)} answered nothing but "
+                    f"429 (rate limited) for {_seconds_text(only_429s)}, longer than the "
+                    f"deadline ({_seconds_text(self.s.deadline_s)}): stopped, "
+                    f"{_tasks_stay(self.pending)} pending; run collect again later, or with a "
+                    "lower --max-rps"
+                )
+            )
+            return
         if asked is not None and asked > self.s.deadline_s:
             back = _utc_text(now + asked)
             self._fail(
@@ -678,6 +704,8 @@ class CollectorRun:
         self.stats["control_probes"] += 1
         if not isinstance(outcome, gw.TransportFailure):
             self.api.answered = True
+        if isinstance(outcome, gw.RateLimited):  # nothing may go before the gate reopens
+            self._rate_limited(outcome, self.clock.now())
         kind: Literal["known", "not_found", "no_verdict"] = "no_verdict"
         if isinstance(outcome, gw.Ready | gw.Pending):
             kind = "known"

@@ -276,6 +276,106 @@ def test_collect_retry_after_over_an_hour_is_capped_at_one_hour(
     assert ", capped), until " in gate_lines[0]
 
 
+# -- nothing but 429s: the run stops after a deadline of them; the control probe's 429 --------
+
+
+def test_collect_nothing_but_429s_for_longer_than_the_deadline_stops_the_run_with_exit_3(
+    tmp_path: Path,
+) -> None:
+    """Each Retry-After (1 s) is shorter than the deadline (4 s), but no answer ever comes: the
+    run used to poll for ever (tasks never answered are never expired)."""
+    (tmp_path / "ids.txt").write_text("tsk_f1\ntsk_f2\n")
+    (tmp_path / "c.toml").write_text("[collector]\ndeadline_s = 4.0\nmax_rps = 20\n")
+    env = {k: v for k, v in os.environ.items() if k not in ("ASG_API_KEY", "API_KEY")}
+    with _gateway(lambda task_id, n: (429, "1")) as gateway:
+        env.update(ASG_API_KEY=KEY, ASG_BASE_URL=gateway.url)
+        started = time.monotonic()
+        done = subprocess.run(
+            [
+                *(sys.executable, "-m", "asg_audit", "collect", "--db", str(tmp_path / "a.duckdb")),
+                *("--config", str(tmp_path / "c.toml"), "--task-ids", str(tmp_path / "ids.txt")),
+            ],
+            env=env,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        elapsed = time.monotonic() - started
+        asked = len(gateway.log)
+    assert done.returncode == 3, done.stderr
+    assert 4 <= elapsed < 30
+    assert asked >= 2
+    errors = [line for line in done.stderr.splitlines() if line.startswith("asg-audit: error:")]
+    assert len(errors) == 1, done.stderr
+    assert "answered nothing but 429 (rate limited) for " in errors[0]
+    assert "longer than the deadline (4 s): stopped, 2 tasks stay pending" in errors[0]
+    assert "run collect again later, or with a lower --max-rps" in errors[0]
+    db = tmp_path / "a.duckdb"
+    assert _run_statuses(db) == ["failed"]
+    assert set(_states(db).values()) <= {"pending"}
+
+
+def test_collect_429s_between_answers_do_not_stop_the_run(tmp_path: Path) -> None:
+    """A 429 now and then, with answers between them, never adds up to the deadline."""
+    db = tmp_path / "a.duckdb"
+
+    def script(task_id: str, n: int) -> tuple[int, str | None]:
+        return (429, "1") if n % 2 else ((202, None) if n < 6 else (200, None))
+
+    with _gateway(script) as gateway:
+        config = load_config(
+            None,
+            env={"ASG_API_KEY": KEY, "ASG_BASE_URL": gateway.url},
+            overrides={"db_path": str(db), "collector": {"deadline_s": 30.0, "max_rps": 20.0}},
+        )
+        clock = ScaledClock(time.time(), time_scale=0.1)
+        summary = asyncio.run(
+            collect(config, clock=clock, schedule="fixed", task_ids=["tsk_g"], run_for_s=300.0)
+        )
+        codes = [code for _, code in gateway.answers("tsk_g")]
+    assert summary.status == "completed", summary
+    assert summary.settled == 1
+    assert codes == [429, 202, 429, 202, 429, 200]
+
+
+def test_collect_a_429_to_the_control_probe_closes_the_gate(tmp_path: Path) -> None:
+    """Only 404s: the run asks a task this store saw settle (the control task). Its 429 asks
+    for 40 clock s: nothing may go before then (it used to be ignored). Clock: 10 s a wall s."""
+    db = tmp_path / "a.duckdb"
+    probe_429: list[float] = []
+
+    def script(task_id: str, n: int) -> tuple[int, str | None]:
+        if task_id == "tsk_ctl":
+            if n == 2:  # its first answer settled it in the first run; this is the probe
+                probe_429.append(time.monotonic())
+                return 429, "40"
+            return 200, None
+        return 404, None
+
+    with _gateway(script) as gateway:
+        config = load_config(
+            None,
+            env={"ASG_API_KEY": KEY, "ASG_BASE_URL": gateway.url},
+            overrides={"db_path": str(db), "collector": {"max_rps": 20.0}},
+        )
+        first = asyncio.run(collect(config, task_ids=["tsk_ctl"], run_for_s=30.0))
+        assert first.settled == 1
+        clock = ScaledClock(time.time(), time_scale=0.1)
+        unknown = [f"tsk_u{i:02d}" for i in range(25)]
+        asyncio.run(
+            collect(config, clock=clock, schedule="fixed", task_ids=unknown, run_for_s=120.0)
+        )
+        with gateway.lock:
+            log = list(gateway.log)
+    assert probe_429, log
+    closed_at = probe_429[0]
+    # a request in flight when the gate closed is answered within milliseconds
+    after = [at for at, _, _ in log if at > closed_at + 0.2]
+    assert after, log
+    assert min(after) - closed_at >= 3.8
+
+
 # -- the pieces: the header's value as asked, the bucket's cap --------------------------------
 
 
