@@ -124,6 +124,31 @@ def _run_statuses(db: Path) -> list[str]:
     return [r[0] for r in rows]
 
 
+def _collect_cli(
+    tmp_path: Path, ids: list[str], deadline_s: float, script: Script
+) -> tuple[subprocess.CompletedProcess[str], float, _Gateway]:
+    """`asg-audit collect --task-ids` of `ids` against a gateway answering as `script` says;
+    return the finished process, its wall seconds and the gateway."""
+    (tmp_path / "ids.txt").write_text("\n".join(ids) + "\n")
+    (tmp_path / "c.toml").write_text(f"[collector]\ndeadline_s = {deadline_s}\nmax_rps = 20\n")
+    env = {k: v for k, v in os.environ.items() if k not in ("ASG_API_KEY", "API_KEY")}
+    with _gateway(script) as gateway:
+        env.update(ASG_API_KEY=KEY, ASG_BASE_URL=gateway.url)
+        started = time.monotonic()
+        done = subprocess.run(
+            [
+                *(sys.executable, "-m", "asg_audit", "collect", "--db", str(tmp_path / "a.duckdb")),
+                *("--config", str(tmp_path / "c.toml"), "--task-ids", str(tmp_path / "ids.txt")),
+            ],
+            env=env,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        return done, time.monotonic() - started, gateway
+
+
 # -- a Retry-After longer than the deadline: the run stops at once, exit 3 ---------------------
 
 
@@ -140,24 +165,7 @@ def test_collect_retry_after_longer_than_the_deadline_stops_the_run_with_exit_3(
     tmp_path: Path, retry_after: str, come_back: str
 ) -> None:
     ids = ["tsk_r1", "tsk_r2", "tsk_r3"]
-    (tmp_path / "ids.txt").write_text("\n".join(ids) + "\n")
-    (tmp_path / "c.toml").write_text("[collector]\ndeadline_s = 5.0\nmax_rps = 20\n")
-    env = {k: v for k, v in os.environ.items() if k not in ("ASG_API_KEY", "API_KEY")}
-    with _gateway(lambda task_id, n: (429, retry_after)) as gateway:
-        env.update(ASG_API_KEY=KEY, ASG_BASE_URL=gateway.url)
-        started = time.monotonic()
-        done = subprocess.run(
-            [
-                *(sys.executable, "-m", "asg_audit", "collect", "--db", str(tmp_path / "a.duckdb")),
-                *("--config", str(tmp_path / "c.toml"), "--task-ids", str(tmp_path / "ids.txt")),
-            ],
-            env=env,
-            cwd=tmp_path,
-            capture_output=True,
-            text=True,
-            timeout=30,
-        )
-        elapsed = time.monotonic() - started
+    done, elapsed, _ = _collect_cli(tmp_path, ids, 5.0, lambda task_id, n: (429, retry_after))
     assert done.returncode == 3, done.stderr
     assert elapsed < 15
     errors = [line for line in done.stderr.splitlines() if line.startswith("asg-audit: error:")]
@@ -284,25 +292,10 @@ def test_collect_nothing_but_429s_for_longer_than_the_deadline_stops_the_run_wit
 ) -> None:
     """Each Retry-After (1 s) is shorter than the deadline (4 s), but no answer ever comes: the
     run used to poll for ever (tasks never answered are never expired)."""
-    (tmp_path / "ids.txt").write_text("tsk_f1\ntsk_f2\n")
-    (tmp_path / "c.toml").write_text("[collector]\ndeadline_s = 4.0\nmax_rps = 20\n")
-    env = {k: v for k, v in os.environ.items() if k not in ("ASG_API_KEY", "API_KEY")}
-    with _gateway(lambda task_id, n: (429, "1")) as gateway:
-        env.update(ASG_API_KEY=KEY, ASG_BASE_URL=gateway.url)
-        started = time.monotonic()
-        done = subprocess.run(
-            [
-                *(sys.executable, "-m", "asg_audit", "collect", "--db", str(tmp_path / "a.duckdb")),
-                *("--config", str(tmp_path / "c.toml"), "--task-ids", str(tmp_path / "ids.txt")),
-            ],
-            env=env,
-            cwd=tmp_path,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-        elapsed = time.monotonic() - started
-        asked = len(gateway.log)
+    done, elapsed, gateway = _collect_cli(
+        tmp_path, ["tsk_f1", "tsk_f2"], 4.0, lambda task_id, n: (429, "1")
+    )
+    asked = len(gateway.log)
     assert done.returncode == 3, done.stderr
     assert 4 <= elapsed < 30
     assert asked >= 2
