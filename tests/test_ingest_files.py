@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from _records import settled_record
 
 from asg_audit.demo import sample_path
 from asg_audit.errors import InputError
@@ -23,19 +24,8 @@ REPO = Path(__file__).parents[1]
 
 
 def rec(task_id: str, **extra: object) -> dict[str, object]:
-    return {
-        "task_id": task_id,
-        "status": "settled",
-        "consensus_label": "cat",
-        "confidence": 1.0,
-        "worker_count": 3,
-        "agreement_count": 3,
-        "bsv_txid": f"{int(task_id[1:]):064x}",
-        "cost_sats": 975,
-        "created_at": "2026-11-01T10:00:00Z",
-        "settled_at": "2026-11-01T10:00:40Z",
-        **extra,
-    }
+    """A settled record whose txid is its own (from the digits of its id)."""
+    return settled_record(task_id, **{"bsv_txid": f"{int(task_id[1:]):064x}", **extra})
 
 
 def write_ndjson(path: Path, records: list[object]) -> Path:

@@ -10,27 +10,14 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+from _records import settled_line
 
 from asg_audit.ingest import IngestSummary, ingest_paths, print_ingest_summary
 from asg_audit.store import open_store
 
 
 def rec(task_id: str, label: str = "cat", **extra: object) -> str:
-    return json.dumps(
-        {
-            "task_id": task_id,
-            "status": "settled",
-            "consensus_label": label,
-            "confidence": 1.0,
-            "worker_count": 3,
-            "agreement_count": 3,
-            "bsv_txid": "ab" * 32,
-            "cost_sats": 975,
-            "created_at": "2026-11-01T10:00:00Z",
-            "settled_at": "2026-11-01T10:00:40Z",
-            **extra,
-        }
-    )
+    return settled_line(task_id, consensus_label=label, **extra)
 
 
 def make_exports(folder: Path) -> None:

@@ -7,7 +7,6 @@ is, the ingest rolls back the file being read, keeps what was committed and says
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import signal
@@ -18,27 +17,11 @@ from pathlib import Path
 
 import duckdb
 import pytest
+from _records import settled_line
 
 from asg_audit.ingest import ingest_paths
 from asg_audit.interrupts import is_interrupt, sigint_interrupts
 from asg_audit.store import Store, WriteStats, open_store
-
-
-def rec(task_id: str) -> str:
-    return json.dumps(
-        {
-            "task_id": task_id,
-            "status": "settled",
-            "consensus_label": "cat",
-            "confidence": 1.0,
-            "worker_count": 3,
-            "agreement_count": 3,
-            "bsv_txid": "ab" * 32,
-            "total_cost_sats": 975,
-            "created_at": "2026-11-01T10:00:00Z",
-            "settled_at": "2026-11-01T10:00:40Z",
-        }
-    )
 
 
 def test_sigint_while_duckdb_reads_stdin_rolls_back_that_input_and_exits_3(
@@ -48,7 +31,7 @@ def test_sigint_while_duckdb_reads_stdin_rolls_back_that_input_and_exits_3(
     # ingest has consumed 1 MiB of it (the write returns), it is inside that statement, blocked
     # reading more: SIGINT arrives there, then the input ends. No sleeps.
     big = tmp_path / "big.jsonl"
-    big.write_text("".join(rec(f"t{i}") + "\n" for i in range(5_000)))  # streamed: > 1 MiB
+    big.write_text("".join(settled_line(f"t{i}") + "\n" for i in range(5_000)))  # streamed: > 1 MiB
     db = tmp_path / "audit.duckdb"
     proc = subprocess.Popen(
         [sys.executable, "-m", "asg_audit", "ingest", "--db", str(db), "--quiet", str(big), "-"],
@@ -57,7 +40,7 @@ def test_sigint_while_duckdb_reads_stdin_rolls_back_that_input_and_exits_3(
         stderr=subprocess.PIPE,
     )
     assert proc.stdin is not None
-    chunk = "".join(rec(f"s{i}") + "\n" for i in range(4_000)).encode()
+    chunk = "".join(settled_line(f"s{i}") + "\n" for i in range(4_000)).encode()
     assert len(chunk) > (1 << 20)
     proc.stdin.write(chunk)
     proc.stdin.flush()
@@ -87,8 +70,8 @@ def test_sigint_during_a_running_statement_is_an_interrupted_run_not_an_error(
     # SIGINT is sent to this process while it runs: DuckDB's client then raises
     # RuntimeError("Query interrupted"), not KeyboardInterrupt.
     first, second = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
-    first.write_text(rec("t1") + "\n")
-    second.write_text(rec("t2") + "\n")
+    first.write_text(settled_line("t1") + "\n")
+    second.write_text(settled_line("t2") + "\n")
     db = tmp_path / "audit.duckdb"
     commit = Store.commit_staged
     calls: list[int] = []
@@ -143,7 +126,7 @@ def test_sigint_handler_is_installed_only_for_the_block_and_acts_once() -> None:
 
 def test_library_ingest_off_the_main_thread_leaves_signals_alone(tmp_path: Path) -> None:
     path = tmp_path / "one.jsonl"
-    path.write_text(rec("t1") + "\n")
+    path.write_text(settled_line("t1") + "\n")
     handlers: list[object] = []
     result: list[int] = []
 
@@ -164,7 +147,7 @@ def test_ctrl_c_at_any_moment_of_start_up_is_one_line_and_exit_3(
     # while Python imports the command line (the first few tenths of a second) or after: the
     # same "interrupted" line as a Ctrl-C during the work, never a traceback
     data = tmp_path / "in.jsonl"
-    data.write_text("".join(rec(f"tsk_{i:05d}") + "\n" for i in range(20_000)))
+    data.write_text("".join(settled_line(f"tsk_{i:05d}") + "\n" for i in range(20_000)))
     script = Path(sys.executable).parent / "asg-audit"
     proc = subprocess.Popen(
         [str(script), "ingest", str(data), "--db", str(tmp_path / "s.duckdb")],
