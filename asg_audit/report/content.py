@@ -35,6 +35,7 @@ __all__ = [
     "config_rows",
     "findings_by_check",
     "format_change",
+    "format_number",
     "format_seconds",
     "format_value",
     "headline",
@@ -156,8 +157,32 @@ def format_value(value: Any, kind: str = "text") -> str:
     if kind == "ratio":
         return f"{float(value):.3f}"
     if isinstance(value, float):
-        return f"{value:.4g}"
+        return format_number(value)
     return str(value)
+
+
+def format_number(value: float) -> str:
+    """Return a plain figure as the headline writes figures: never rounded away, no exponent.
+
+    A whole number (sats, seconds, counts, even when held as a float) is written exactly, with
+    thousands separators (`1,233,592`). A true fraction keeps its whole part exactly and at least
+    4 significant figures (`6,109,333.25`, `0.3333`, `0.0001235`); trailing zeros are dropped
+    unless the fraction rounds to a whole number (`2.000`).
+    """
+    if not math.isfinite(value):
+        return "n/a"
+    if value.is_integer():
+        return f"{int(value):,}"
+    size = abs(value)
+    decimals = 3 if size >= 1 else 3 - math.floor(math.log10(size))
+    if decimals > 15:
+        # below float noise for any sats or seconds figure: written as such, not as 0
+        return f"{value:.4g}"
+    text = f"{value:,.{decimals}f}"
+    short = text.rstrip("0").rstrip(".")
+    # a fraction that rounds to a whole number keeps its zeros (`2.000`), so it never reads as
+    # the exact whole number
+    return short if "." in short else text
 
 
 def format_seconds(seconds: float) -> str:
