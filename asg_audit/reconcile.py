@@ -22,6 +22,7 @@ from typing import Any, Final
 
 import polars as pl
 
+from asg_audit.analyses.costs import expected_cost_expr
 from asg_audit.checks._registry import CheckContext, finding, fmt, no_findings, register_check
 from asg_audit.config import CheckLevels
 from asg_audit.model import Flag
@@ -521,30 +522,80 @@ def billing_vs_results(ctx: CheckContext) -> pl.LazyFrame:
     )
 
 
+def _cost_differences_by_month(ctx: CheckContext) -> pl.LazyFrame:
+    """Per billing month: the sum of reported minus model cost of its settled tasks.
+
+    These are the per-task differences `cost.mismatch` reports (known costs, valid counts). An
+    overstated task cost lands in the month's `worker_payouts_sats` (payouts = total - fee).
+    """
+    expected = expected_cost_expr(ctx.config.costs)
+    return (
+        ctx.tasks.filter(
+            pl.col("is_settled")
+            & pl.col("settled_at").is_not_null()
+            & pl.col("counts_valid")
+            & pl.col("cost_sats").is_not_null()
+        )
+        .group_by(pl.col("settled_at").dt.strftime("%Y-%m").alias("month"))
+        .agg((pl.col("cost_sats") - expected).sum().cast(pl.Int64).alias("cost_differences"))
+    )
+
+
 @register_check("billing.fee_share", default=CheckLevels(severity="warn"))
 def billing_fee_share(ctx: CheckContext) -> pl.LazyFrame:
-    """A month whose platform fee differs from the configured fee on the worker payouts."""
+    """A month whose platform fee differs from the configured fee on the worker payouts.
+
+    The fee is compared with `costs.fee_percent` of the month's payouts, allowing one sat per
+    task (each task's fee is rounded). A month is not reported when its fee is right on the
+    payouts once the per-task cost differences of its tasks are taken out: a task whose reported
+    cost is overstated inflates the payouts, not the fee, and `cost.mismatch` reports it.
+    """
     usage = _usage(ctx)
     if usage is None:
         return no_findings()
     usage = _known(
         usage, "worker_payouts_sats", "platform_fee_sats", "total_cost_sats", "tasks_settled"
     )
+    usage = usage.join(
+        _cost_differences_by_month(ctx).select(pl.col("month").cast(pl.String), "cost_differences"),
+        on="month",
+        how="left",
+    ).with_columns(pl.col("cost_differences").fill_null(0))
     pct = Decimal(ctx.config.costs.fee_percent)
-    # Fee in percent of the payouts, rounded per task: allow one sat per task.
     num, den = pct.as_integer_ratio()
-    expected = (pl.col("worker_payouts_sats") * num / (den * 100)).round(0).cast(pl.Int64)
-    diff = pl.col("platform_fee_sats") - expected
-    share = pl.col("platform_fee_sats") * 100 / pl.col("total_cost_sats")
-    return usage.filter(diff.abs() > pl.col("tasks_settled")).select(
+    payouts, fee, tasks = (
+        pl.col("worker_payouts_sats"),
+        pl.col("platform_fee_sats"),
+        pl.col("tasks_settled"),
+    )
+
+    def fee_on(base: pl.Expr) -> pl.Expr:
+        return (base * num / (den * 100)).round(0).cast(pl.Int64)
+
+    expected = fee_on(payouts)
+    diff = fee - expected
+    # the payouts without the per-task cost differences (what the workers were due)
+    due = payouts - pl.col("cost_differences")
+    explained = (pl.col("cost_differences") != 0) & ((fee - fee_on(due)).abs() <= tasks)
+    share = (
+        pl.when(payouts != 0)
+        .then(fmt("{}% of payouts", (fee * 100 / payouts).round(2)))
+        .otherwise(pl.lit("no payouts"))
+    )
+    return usage.filter((diff.abs() > tasks) & ~explained).select(
         *finding(
             entity_type="month",
             entity_id=pl.col("month"),
             expected=fmt("{} sats ({}% of payouts)", expected, pl.lit(str(pct))),
-            actual=fmt("{} sats ({}% of total)", pl.col("platform_fee_sats"), share.round(2)),
+            actual=fmt("{} sats ({})", fee, share),
             difference=diff,
             message=fmt(
-                "platform fee differs from the configured {}% by {} sats", pl.lit(str(pct)), diff
+                "platform fee differs from the configured {}% of the payouts ({} sats) by {} sats"
+                " (allowed: 1 per task, {})",
+                pl.lit(str(pct)),
+                payouts,
+                diff,
+                tasks,
             ),
         ),
         pl.lit(AGGREGATE).alias("proves"),
