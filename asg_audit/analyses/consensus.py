@@ -247,33 +247,60 @@ def formula_fit(
 
 
 def consensus_invariants(tasks: pl.LazyFrame) -> pl.DataFrame:
-    """Return one row per invariant of spec section 5 with the number of tasks breaking it."""
+    """Return one row per invariant of spec section 5 with the number of tasks breaking it.
+
+    Columns: `invariant`, `violations`, `tested` (the tasks it can be tested on: those holding
+    the figures it needs) and `share` (violations / tested; null when no task can be tested).
+    A pending or failed task has no counts, confidence or label, so it is in no invariant's
+    `tested`; the majority rule is tested only where 1 <= A <= W (the two rules before it).
+    """
     a, w, t = pl.col("agreement_count"), pl.col("worker_count"), pl.col("consensus_threshold")
     c = pl.col("confidence")
+    counts_known = a.is_not_null() & w.is_not_null()
+    if "options" in tasks.collect_schema().names():
+        label_testable = (pl.col("options").list.len().fill_null(0) > 0) & pl.col(
+            "consensus_label"
+        ).is_not_null()
+    else:
+        label_testable = pl.lit(False)
+    # name: (violated, testable)
     rules = {
-        "agreement_count >= 1": a < 1,
-        "agreement_count <= worker_count": a > w,
+        "agreement_count >= 1": (a < 1, a.is_not_null()),
+        "agreement_count <= worker_count": (a > w, counts_known),
         "agreement_count >= majority (floor(T/2)+1, 2 of 3, or > W/2 without T)": (
-            (a >= 1)
-            & (a <= w)
-            & pl.when(t.is_not_null()).then(a < pl.col("majority")).otherwise(2 * a <= w)
+            pl.when(t.is_not_null()).then(a < pl.col("majority")).otherwise(2 * a <= w),
+            counts_known & (a >= 1) & (a <= w),
         ),
-        "worker_count >= T (or the fixed 3-label rule)": (w < t) & (w != 3),
-        "0.5 < confidence <= 1": (c <= 0.5) | (c > 1) | c.is_nan(),
-        "label in options": pl.col("label_outside_options"),
+        "worker_count >= T (or the fixed 3-label rule)": (
+            (w < t) & (w != 3),
+            w.is_not_null() & t.is_not_null(),
+        ),
+        "0.5 < confidence <= 1": ((c <= 0.5) | (c > 1) | c.is_nan(), c.is_not_null()),
+        "label in options": (pl.col("label_outside_options"), label_testable),
     }
     counts = tasks.select(
-        pl.len().alias("_tasks"),
-        *(expr.fill_null(False).sum().alias(name) for name, expr in rules.items()),
+        *(
+            expr
+            for i, (violated, testable) in enumerate(rules.values())
+            for expr in (
+                (testable.fill_null(False) & violated.fill_null(False)).sum().alias(f"v{i}"),
+                testable.fill_null(False).sum().alias(f"t{i}"),
+            )
+        )
     ).collect()
-    total = int(counts["_tasks"][0])
     return pl.DataFrame(
         {
             "invariant": list(rules),
-            "violations": [int(counts[name][0]) for name in rules],
+            "violations": [int(counts[f"v{i}"][0]) for i in range(len(rules))],
+            "tested": [int(counts[f"t{i}"][0]) for i in range(len(rules))],
         },
-        schema={"invariant": pl.String, "violations": pl.Int64},
-    ).with_columns((pl.col("violations") / max(total, 1)).alias("share"))
+        schema={"invariant": pl.String, "violations": pl.Int64, "tested": pl.Int64},
+    ).with_columns(
+        pl.when(pl.col("tested") > 0)
+        .then(pl.col("violations") / pl.col("tested"))
+        .otherwise(None)
+        .alias("share")
+    )
 
 
 def margin_rates(tasks: pl.LazyFrame, *, low_margin: int = DEFAULT_LOW_MARGIN) -> pl.DataFrame:
