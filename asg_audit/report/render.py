@@ -15,6 +15,7 @@ import base64
 import errno
 import json
 import os
+import re
 import secrets
 import shutil
 from collections.abc import Iterable, Sequence
@@ -449,8 +450,38 @@ def _staging_folder(root: Path, run_id: str) -> Path:
     raise FileExistsError(errno.EEXIST, "no free staging folder name", str(root))
 
 
+# A run id is one plain file name: it becomes `<out>/<run_id>`, and a name such as `.`, `..`,
+# `a/b`, `latest` or a hidden `.x` would be (or collide with) the reports folder itself, the
+# `latest`/`LATEST` pointers, `--compare previous` or the hidden staging and aside folders.
+_RUN_ID: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,199}")
+_RESERVED_RUN_IDS: Final = frozenset({LATEST.lower(), LATEST_POINTER.lower(), "previous"})
+
+
+def run_id_problem(run_id: str) -> str | None:
+    """Return why `run_id` cannot name a report folder, or None when it can."""
+    if not _RUN_ID.fullmatch(run_id):
+        return (
+            "expected one plain name (letters, digits, '_', '-' and '.', starting with a letter"
+            " or digit, at most 200 characters; no '/')"
+        )
+    lowered = run_id.lower()
+    if lowered in _RESERVED_RUN_IDS or lowered.startswith(f"{LATEST}.") or lowered.endswith(".tmp"):
+        return "a name the reports folder uses itself (latest, LATEST, previous, *.tmp)"
+    return None
+
+
 def _publish(staging: Path, folder: Path) -> None:
-    """Move a fully written run folder into place (replacing one of the same run id)."""
+    """Move a fully written run folder into place (replacing one of the same run id).
+
+    Only ever a run folder directly under the reports folder (where `staging` is): never the
+    reports folder itself, a pointer, or anything outside it.
+    """
+    problem = run_id_problem(folder.name)
+    root = Path(os.path.abspath(staging)).parent
+    if problem is not None or Path(os.path.abspath(folder)).parent != root:
+        raise ConfigError(
+            f"run_id {folder.name!r}: {problem or 'not a folder directly under ' + str(root)}"
+        )
     if not folder.exists():
         os.replace(staging, folder)
         return
@@ -514,6 +545,33 @@ def _render_into(
     return summary, names
 
 
+def _check_arguments(
+    audit: object, out_dir: object, *, run_id: object, compare: object, generated_at: object
+) -> None:
+    """Raise TypeError or ConfigError naming a bad argument of `render` (before any write)."""
+    from asg_audit.audit import Audit
+
+    if not isinstance(audit, Audit):
+        raise TypeError(
+            f"render audit: expected an Audit (asg_audit.analyze()), got {type(audit).__name__}"
+        )
+    if not isinstance(out_dir, str | os.PathLike):
+        raise TypeError(
+            f"render out_dir: expected a path (str or Path), got {type(out_dir).__name__}"
+        )
+    for name, value in (("run_id", run_id), ("compare", compare)):
+        if value is not None and not isinstance(value, str):
+            raise TypeError(f"render {name}: expected a str or None, got {type(value).__name__}")
+    if generated_at is not None and not isinstance(generated_at, datetime):
+        raise TypeError(
+            f"render generated_at: expected a datetime or None, got {type(generated_at).__name__}"
+        )
+    if isinstance(run_id, str):
+        problem = run_id_problem(run_id)
+        if problem is not None:
+            raise ConfigError(f"render run_id {run_id!r}: {problem}")
+
+
 def render(
     audit: Audit,
     out_dir: str | Path = "reports",
@@ -531,6 +589,7 @@ def render(
     """
     from asg_audit.store import new_run_id
 
+    _check_arguments(audit, out_dir, run_id=run_id, compare=compare, generated_at=generated_at)
     wanted = parse_formats(formats)
     generated_at = generated_at or datetime.now(UTC)
     run_id = run_id or new_run_id(generated_at)
