@@ -22,6 +22,10 @@ recheck up to 24 h), then a later run polls them again.
 A run never believes 404s alone, and stops as `failed` when the API never answers: see
 `asg_audit.apitrust`, which holds that state.
 
+Tasks tracked with a `created_at` in our future: the earliest is asked at once (the clock
+probe). An answer means the API's clock is ahead of ours, so they all count as created now; a
+404 means they are not created yet, and each is polled from its `created_at` as planned.
+
 Rate limits: a 429 closes the request gate for its Retry-After (at most
 `ratelimit.MAX_RETRY_AFTER_S`). A Retry-After longer than `deadline_s` stops the run as
 `failed` at once (an `ApiTransientError`, exit 3, saying when to come back): waiting would carry
@@ -46,7 +50,7 @@ import random
 import threading
 import time
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Final, Literal
 
@@ -84,6 +88,8 @@ RECHECK_CAP_S: Final = 86400.0
 ETA_SCAN_MAX: Final = 5000
 _CONTINUE_STATUSES: Final = frozenset({"pending", "in_progress", "verified"})
 MAX_ERRORS_PAST_DEADLINE: Final = 5
+# a tracked created_at this far in our future asks whether the API's clock is ahead of ours
+CLOCK_AHEAD_MARGIN_S: Final = 5.0
 # the dispatcher's longest sleep (clock seconds) with nothing in flight: how soon it notices a
 # stop request or the end of `run_for_s`
 TICK_S: Final = 1.0
@@ -184,6 +190,8 @@ class CollectorRun:
         # our clock at the last answer about a task (200, 202 or 404): a run that gets
         # nothing but 429s for longer than the deadline stops (see `_throttled`)
         self._last_answer_at: float | None = None
+        # a task created in our future, asked at once (`_plan_clock_probe`)
+        self._clock_probe: str | None = None
 
     # -- setup -----------------------------------------------------------------------------------
 
@@ -212,10 +220,6 @@ class CollectorRun:
                     rest_s = due - (epoch_of(prior["updated_at"]) or due)
                 self.summary.rechecked += 1
             created = epoch_of(row.get("created_at"))
-            if created is not None and created > now:
-                # the API's clock is ahead of ours: the task exists, so it was created by now
-                # on our clock (else its first polls would wait out the clocks' difference)
-                created = now
             facts = TaskFacts(
                 task_id, created, row.get("consensus_threshold"), row.get("task_type")
             )
@@ -240,8 +244,59 @@ class CollectorRun:
             self.policy.observe_tracked(facts)
             self._push(t)
         self.pending = len(self.tasks)
+        self._plan_clock_probe(now)
         self.summary.tracked = len(self.tasks)
         self.api.control_task_id = loaded.control_task_id
+
+    def _plan_clock_probe(self, now: float) -> None:
+        """Tasks created in our future: ask the earliest of them at once.
+
+        Either the API's clock is ahead of ours (the task exists: every such task was created
+        by now on our clock, and waiting out the difference would delay them all), or the
+        task is not created yet (a 404: the others keep their planned polls). See
+        `_clock_probe_answered`.
+        """
+        ahead = [
+            t
+            for t in self.tasks.values()
+            if t.facts.created_at is not None and t.facts.created_at > now + CLOCK_AHEAD_MARGIN_S
+        ]
+        if not ahead:
+            return
+        probe = min(ahead, key=lambda t: t.facts.created_at or 0.0)
+        self._clock_probe = probe.facts.task_id
+        probe.next_poll_at = now
+        self._push(probe)
+
+    def _clock_probe_answered(self, t: _Task, outcome: gw.Outcome, sent_at: float) -> bool:
+        """The answer to the clock probe: True when it was a 404 of a task not created yet,
+        which is then polled as planned (its 404 starts no grace and no deadline)."""
+        self._clock_probe = None
+        now = self.clock.now()
+        if isinstance(outcome, gw.Ready | gw.Pending):
+            # the API's clock is ahead: every task created in our future exists already
+            for other in self.tasks.values():
+                created = other.facts.created_at
+                if other.state == "pending" and created is not None and created > now:
+                    other.facts = replace(other.facts, created_at=now)
+                    self.policy.observe_tracked(other.facts)
+            self._replan(now)
+            return False
+        created = t.facts.created_at
+        if not isinstance(outcome, gw.NotFound) or created is None or created <= sent_at:
+            return False
+        self.stats["requests"] += 1
+        self.stats["http_404"] += 1
+        self.api.answered = True
+        self._last_answer_at = now
+        t.attempts += 1
+        t.last_poll_at = sent_at
+        t.last_http_status = outcome.http_status
+        t.deadline_at = math.inf
+        t.next_poll_at = policy_next(self.policy, t, now)
+        self._row(t, now)
+        self._push(t)
+        return True
 
     def _push(self, t: _Task) -> None:
         t.version += 1
@@ -413,7 +468,7 @@ class CollectorRun:
             t = self.tasks[task_id]
             if t.version != version or t.state != "pending":
                 continue
-            if t.attempts == 0:
+            if t.attempts == 0 and task_id != self._clock_probe:
                 # a first poll was planned when the task was loaded, maybe before anything was
                 # learned; ask again with what is known now (it can only move later)
                 again = policy_next(self.policy, t, now)
@@ -516,6 +571,8 @@ class CollectorRun:
         return key
 
     def _handle(self, t: _Task, outcome: gw.Outcome, sent_at: float) -> None:
+        if t.facts.task_id == self._clock_probe and self._clock_probe_answered(t, outcome, sent_at):
+            return None
         now = self.clock.now()
         st = self.stats
         st["requests"] += 1

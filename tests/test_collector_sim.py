@@ -279,3 +279,28 @@ def test_collector_polls_at_once_when_the_apis_created_at_is_ahead_of_our_clock(
     assert summary.status == "partial" and summary.stats["requests"] > 0
     assert done_before and done_before <= settled
     assert {k for k, v in states.items() if v == "done"} >= done_before
+
+
+def test_collector_tasks_tracked_before_the_api_creates_them_are_polled_once_created(
+    tmp_path: Path,
+) -> None:
+    """A stream: 60 tasks tracked at the start, created by the API over 300 s (a 404 until
+    then). The earliest of those in our future is asked at once; its 404 says they are not
+    created yet, so each waits for its created_at and none becomes not_found (the grace is
+    60 s), as with the API's clock ahead (the test above) they would be asked at once."""
+    import dataclasses
+
+    span = timedelta(seconds=1860 + 300 + 300 + 600)
+    config = WorldConfig(seed=7, tasks=60, live_fraction=0.0, anomalies="none", span=span)
+    world = generate_world(config)
+    first = min(t.created_at for t in world.tasks)
+    world = dataclasses.replace(world, now_at=first)
+    db = _tracked(world, tmp_path)
+    with run_simulator(world, time_scale=0.02) as sim:
+        summary = asyncio.run(collect(_config(sim, db), clock=sim.clock, max_rps=200))
+        polls = sim.stats()["gateway"]["by_endpoint"]["GET /v1/tasks/{id}/result"]
+    assert summary.status == "completed"
+    assert _states(db) == _expected(world)
+    assert set(_states(db).values()) == {"done"}
+    # the one early question, then the schedule's polls: a few per task, not a 404 loop
+    assert polls < 60 * 6
