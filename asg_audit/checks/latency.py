@@ -18,17 +18,23 @@ def _settled(ctx: CheckContext) -> pl.LazyFrame:
 def share_over_slo(ctx: CheckContext) -> pl.LazyFrame:
     """Share of settled tasks slower than the SLO (level: the share, 0..1)."""
     slo = ctx.config.slo_seconds
-    share = (pl.col("latency_s") > slo).mean()
+    over = pl.col("latency_s") > slo
     return (
         _settled(ctx)
-        .select(share.alias("share"), pl.len().alias("n"))
+        .select(over.mean().alias("share"), over.sum().alias("over"), pl.len().alias("n"))
         .filter(pl.col("n") > 0)
         .select(
             finding(
                 entity_type="dataset",
                 entity_id=pl.lit("latency"),
                 expected=pl.lit(f"most tasks settled within {slo:g} s"),
-                actual=fmt("{} of {} over the SLO", pl.col("share").round(4), pl.col("n")),
+                # a count of a count, then the share: "2 of 4 (50.0%) over the SLO"
+                actual=fmt(
+                    "{} of {} ({}%) over the SLO",
+                    pl.col("over"),
+                    pl.col("n"),
+                    (pl.col("share") * 100).round(1),
+                ),
                 difference=pl.col("share"),
                 message=fmt(
                     "{}% of settled tasks took over {} s",
