@@ -682,7 +682,11 @@ def _connect(path: Path, *, read_only: bool, wait_seconds: float) -> duckdb.Duck
             # This process already writes to the file: share its instance (Store.read_only
             # still refuses writes through this handle).
             con = duckdb.connect(str(path))
-            con.execute("SET TimeZone = 'UTC'")
+            try:
+                con.execute("SET TimeZone = 'UTC'")
+            except BaseException:  # Ctrl-C included: a half-made connection never stays open
+                con.close()
+                raise
             return con
         except duckdb.IOException as exc:
             text = str(exc)
@@ -700,8 +704,45 @@ def _connect(path: Path, *, read_only: bool, wait_seconds: float) -> duckdb.Duck
         except duckdb.Error as exc:
             raise StoreError(f"{path}: cannot open the database: {exc}") from None
         else:
-            con.execute("SET TimeZone = 'UTC'")
+            try:
+                con.execute("SET TimeZone = 'UTC'")
+            except BaseException:  # Ctrl-C included: a half-made connection never stays open
+                con.close()
+                raise
             return con
+
+
+def _upgraded_reader(
+    con: duckdb.DuckDBPyConnection, path: Path, wait_seconds: float
+) -> duckdb.DuckDBPyConnection:
+    """Return a read-only connection to a current store: `con`, or a new one once an older
+    store was upgraded (`con` is then closed). The caller closes `con` if this raises."""
+    version = _schema_version(con)
+    if version == 0 and not _is_store(con):
+        # A reader never turns a file into a store (an older store is upgraded, below).
+        raise StoreFileError(_not_a_store(path, _tables(con)))
+    if version > SCHEMA_VERSION:
+        raise SchemaVersionError(
+            f"{path}: schema version {version} is newer than this asg_audit supports "
+            f"({SCHEMA_VERSION}); upgrade asg_audit"
+        )
+    if version == SCHEMA_VERSION:
+        return con
+    con.close()
+    try:
+        with open_store(path, wait_seconds=wait_seconds):
+            pass
+    except StoreBusyError:
+        raise
+    except StoreError as exc:
+        # read-only media, an immutable file, no write permission
+        raise StoreError(
+            f"{path}: schema version {version} is older than this asg_audit's"
+            f" ({SCHEMA_VERSION}) and is upgraded when first opened, which writes the"
+            f" file; it cannot be written ({exc}). Copy it somewhere writable and open"
+            " the copy"
+        ) from None
+    return _connect(path, read_only=True, wait_seconds=wait_seconds)
 
 
 @contextlib.contextmanager
@@ -725,48 +766,25 @@ def open_store(
             raise StoreFileError(
                 f"{path}: no database here yet (run `asg-audit ingest` or `collect`)"
             )
-        con = _connect(path, read_only=True, wait_seconds=wait_seconds)
-        version = _schema_version(con)
-        if version == 0 and not _is_store(con):
-            # A reader never turns a file into a store (an older store is upgraded, below).
-            tables = _tables(con)
-            con.close()
-            raise StoreFileError(_not_a_store(path, tables))
-        if version > SCHEMA_VERSION:
-            con.close()
-            raise SchemaVersionError(
-                f"{path}: schema version {version} is newer than this asg_audit supports "
-                f"({SCHEMA_VERSION}); upgrade asg_audit"
-            )
-        if version < SCHEMA_VERSION:
-            con.close()
-            try:
-                with open_store(path, wait_seconds=wait_seconds):
-                    pass
-            except StoreBusyError:
-                raise
-            except StoreError as exc:
-                # read-only media, an immutable file, no write permission
-                raise StoreError(
-                    f"{path}: schema version {version} is older than this asg_audit's"
-                    f" ({SCHEMA_VERSION}) and is upgraded when first opened, which writes the"
-                    f" file; it cannot be written ({exc}). Copy it somewhere writable and open"
-                    " the copy"
-                ) from None
-            con = _connect(path, read_only=True, wait_seconds=wait_seconds)
-    else:
-        if path.parent and not path.parent.exists():
-            raise StoreError(f"{path}: folder {path.parent} does not exist")
-        con = _connect(path, read_only=False, wait_seconds=wait_seconds)
-        try:
+    elif path.parent and not path.parent.exists():
+        raise StoreError(f"{path}: folder {path.parent} does not exist")
+    con = _connect(path, read_only=read_only, wait_seconds=wait_seconds)
+    # Until the store is handed over, anything raised (a Ctrl-C included) closes the
+    # connection: a traceback kept by IPython (`sys.last_traceback`) must not hold the file
+    # open, which would lock every other process out of it. A plain `try`, not a helper
+    # context manager: entering one is a call where a Ctrl-C could land before its `try`.
+    try:
+        if read_only:
+            con = _upgraded_reader(con, path, wait_seconds)
+        else:
             _migrate(con, path)
-        except BaseException:
-            con.close()
-            raise
-    if memory_limit is not None:
-        # DuckDB spills to disk beyond this (bulk ingest keeps the process small).
-        con.execute("SET memory_limit = ?", [memory_limit])
-    store = Store(con, path, read_only=read_only)
+        if memory_limit is not None:
+            # DuckDB spills to disk beyond this (bulk ingest keeps the process small).
+            con.execute("SET memory_limit = ?", [memory_limit])
+        store = Store(con, path, read_only=read_only)
+    except BaseException:
+        con.close()  # a no-op on a connection already closed
+        raise
     try:
         yield store
     finally:
