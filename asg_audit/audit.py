@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -557,19 +558,40 @@ def analyze(
     is UTC, as on the command line), a date or ISO 8601 text; the Audit holds them in UTC.
     Raises ConfigError for anything else, or for an empty window.
     """
-    config = config or AuditConfig()
+    from asg_audit.interrupts import is_interrupt
+    from asg_audit.store import Store, open_store
+
+    if not isinstance(db, str | os.PathLike | Store):
+        raise TypeError(
+            "analyze db: expected a path (str or Path) or an open store (open_store()),"
+            f" got {type(db).__name__}"
+        )
+    if config is None:
+        config = AuditConfig()
+    elif not isinstance(config, AuditConfig):
+        raise TypeError(
+            "analyze config: expected an AuditConfig (asg_audit.load_config()) or None,"
+            f" got {type(config).__name__}"
+        )
     since, until = as_utc(since, "since"), as_utc(until, "until")
     check_window(since, until)
     as_of = as_utc(as_of, "as_of") or until or datetime.now(UTC)
-    if isinstance(db, str | Path):
-        from asg_audit.store import open_store
-
-        with open_store(db, read_only=True) as store:
-            audit = _analyze_store(
-                store, since=since, until=until, config=config, as_of=as_of, owned=True
-            )
-    else:
-        audit = _analyze_store(db, since=since, until=until, config=config, as_of=as_of)
+    try:
+        if isinstance(db, Store):
+            audit = _analyze_store(db, since=since, until=until, config=config, as_of=as_of)
+        else:
+            with open_store(db, read_only=True) as store:
+                audit = _analyze_store(
+                    store, since=since, until=until, config=config, as_of=as_of, owned=True
+                )
+    except Exception as exc:
+        # A Ctrl-C (or a notebook's "interrupt kernel") that lands in a DuckDB statement comes
+        # out as DuckDB's `RuntimeError: Query interrupted` or `InterruptException`: raise it
+        # as the KeyboardInterrupt it is, so that `except Exception` never swallows it. Any
+        # other error goes through unchanged.
+        if is_interrupt(exc):
+            raise KeyboardInterrupt(f"analyze interrupted ({exc})") from None
+        raise
     audit.since, audit.until = since, until
     return audit
 
