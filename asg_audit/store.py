@@ -676,9 +676,18 @@ def _connect(path: Path, *, read_only: bool, wait_seconds: float) -> duckdb.Duck
     while True:
         try:
             con = duckdb.connect(str(path), read_only=read_only)
-        except duckdb.ConnectionException:
+        except duckdb.ConnectionException as exc:
             if not read_only:
-                raise
+                # DuckDB has the file open in this process with another configuration: a
+                # read-only store (an `open_store(read_only=True)` block, a running `analyze`)
+                # that a writer cannot share.
+                if "different configuration" in str(exc):
+                    raise StoreError(
+                        f"{path}: open read-only in this process (an open_store(...,"
+                        " read_only=True) block or a running analyze); close it (leave its"
+                        " `with` block) before writing to the store"
+                    ) from None
+                raise StoreError(f"{path}: cannot open the database: {exc}") from None
             # This process already writes to the file: share its instance (Store.read_only
             # still refuses writes through this handle).
             con = duckdb.connect(str(path))
@@ -695,8 +704,16 @@ def _connect(path: Path, *, read_only: bool, wait_seconds: float) -> duckdb.Duck
             if "lock" not in text.lower():
                 raise StoreError(f"{path}: cannot open the database: {text}") from None
             if time.monotonic() >= deadline:
+                # A reader is locked out by a writer only; a writer by any other process
+                # that has the file open, a reader (a notebook holding it open) included.
+                holder = (
+                    "another process is writing to it"
+                    if read_only
+                    else "another process has it open (a writer, or a reader such as a"
+                    " notebook holding it open)"
+                )
                 raise StoreBusyError(
-                    f"{path}: database busy: another asg-audit process is writing to it"
+                    f"{path}: database busy: {holder}"
                     + (f" (waited {wait_seconds:g} s)" if wait_seconds else "")
                 ) from None
             time.sleep(delay)
