@@ -263,6 +263,9 @@ class Delivery:
     object_body: bool = False  # the body parsed as a JSON object (else it will be a reject)
     # A reject decided before the normaliser (field, detail): a body it would misread.
     reject: tuple[str | None, str] | None = None
+    # The HTTP status recorded when it differs from the outcome's usual one: a body cut off by
+    # the receiver's own stop is `truncated` but answered 503 (the provider retries).
+    http_status: int | None = None
     # Set by the writer when the delivery is classified; the handler waits on `done`.
     waiter: asyncio.Future[str] | None = field(default=None, repr=False)
     loop: asyncio.AbstractEventLoop | None = field(default=None, repr=False)
@@ -714,7 +717,7 @@ def _deliveries_arrow(batch: list[Delivery], run_id: str | None) -> Any:
         run.append(run_id)
         received_at.append(d.received_at)
         outcome_.append(outcome)
-        http_status.append(Outcome.status_of(outcome))
+        http_status.append(d.http_status or Outcome.status_of(outcome))
         body_sha256.append(d.body_sha256)
         body_bytes.append(d.body_bytes)
         event_key.append(d.event_key)

@@ -13,13 +13,16 @@ is verified)::
     otherwise: normaliser -> observations/results, committed              -> 200, stored
     store cannot be written                                               -> 503 (provider retries)
 
-A body cut off by the sender disconnecting is counted as `truncated` (nobody to answer).
+A body cut off by the sender disconnecting is counted as `truncated` (nobody to answer). So is a
+body still arriving when a stop's grace period (`graceful_shutdown_seconds`) ends, answered 503
+(the provider retries), with no traceback.
 "Counted" means a `webhook_deliveries` row without the payload. 2xx is answered only after the
 group commit that holds the delivery (`webhook_writer.DeliveryWriter`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import errno
 import gc
@@ -27,6 +30,8 @@ import hashlib
 import hmac
 import itertools
 import json
+import logging
+import math
 import re
 import secrets as _secrets
 import signal
@@ -256,23 +261,79 @@ def _answer(outcome: str, delivery_id: str, *, close: bool = False) -> Response:
 
 
 class _CutOffError(Exception):
-    """The sender went away before the whole body arrived."""
+    """The body stopped before it was whole: the sender went away, or the receiver stopped."""
 
-    def __init__(self, received: bytes) -> None:
+    def __init__(self, received: bytes, *, by_stop: bool = False) -> None:
         super().__init__(f"{len(received)} bytes received")
         self.received = received
+        self.by_stop = by_stop
 
 
-async def _read_limited(request: Request, limit: int) -> bytes | None:
+_STOP_CUT: Final = "the receiver stopped: graceful_shutdown_seconds is over"
+
+
+class _BodyDrain:
+    """The requests still reading their bodies, cut off when a stop's grace period ends.
+
+    On a stop, Uvicorn lets requests in flight finish for its grace period, then cancels them,
+    and logs a traceback for each. A sender still sending its body by then (a slow upload, a
+    slowloris) would leave no `webhook_deliveries` row. Instead, `begin` (called when the
+    server starts to shut down) cuts each such read off itself when the grace period ends,
+    before Uvicorn's own deadline, so that the handler records it and answers.
+    """
+
+    def __init__(self) -> None:
+        self.readers: set[asyncio.Task[Any]] = set()
+        self.cut: set[asyncio.Task[Any]] = set()
+        self.over = False
+
+    def begin(self, grace_seconds: float) -> None:
+        """Cut off every body still arriving `grace_seconds` from now (event loop thread)."""
+        asyncio.get_running_loop().call_later(max(0.0, grace_seconds), self._cut_all)
+
+    def enter(self) -> asyncio.Task[Any] | None:
+        task = asyncio.current_task()
+        if task is not None:
+            self.readers.add(task)
+            if self.over:  # started after the grace period: cut at its first wait
+                asyncio.get_running_loop().call_soon(self._cut_one, task)
+        return task
+
+    def leave(self, task: asyncio.Task[Any] | None) -> bool:
+        """Forget `task`; return whether this drain cancelled it (and undo that cancel)."""
+        if task is None:
+            return False
+        self.readers.discard(task)
+        if task in self.cut:
+            self.cut.discard(task)
+            task.uncancel()
+            return True
+        return False
+
+    def _cut_all(self) -> None:
+        self.over = True
+        for task in list(self.readers):
+            self._cut_one(task)
+
+    def _cut_one(self, task: asyncio.Task[Any]) -> None:
+        if task in self.readers and task not in self.cut and not task.done():
+            self.cut.add(task)
+            task.cancel(msg=_STOP_CUT)
+
+
+async def _read_limited(
+    request: Request, limit: int, chunks: list[bytes], drain: _BodyDrain | None = None
+) -> bytes | None:
     """Return the body, or None as soon as it grows past `limit` (it is never read whole).
 
-    Raises `_CutOffError` (with what arrived) when the sender disconnects mid-body.
+    Appends what arrives to `chunks`. Raises `_CutOffError` (with what arrived) when the sender
+    disconnects mid-body, or when `drain` cuts the read off at the end of a stop's grace period.
     """
     declared = request.headers.get("content-length")
     if declared is not None and (not declared.strip().isdigit() or int(declared) > limit):
         return None
-    chunks: list[bytes] = []
     total = 0
+    task = drain.enter() if drain is not None else None
     try:
         async for chunk in request.stream():
             total += len(chunk)
@@ -281,6 +342,13 @@ async def _read_limited(request: Request, limit: int) -> bytes | None:
             chunks.append(chunk)
     except ClientDisconnect:
         raise _CutOffError(b"".join(chunks)) from None
+    except asyncio.CancelledError:
+        if drain is not None and drain.leave(task):
+            raise _CutOffError(b"".join(chunks), by_stop=True) from None
+        raise
+    finally:
+        if drain is not None:
+            drain.leave(task)
     return b"".join(chunks)
 
 
@@ -324,30 +392,61 @@ def create_webhook_app(
         dedupe_window_seconds=float(settings.dedupe_window_seconds),
         dedupe_max_events=settings.dedupe_max_events,
     )
+    drain = _BodyDrain()
+
+    def count_cut_off(
+        delivery_id: str,
+        received_at: datetime,
+        remote: str | None,
+        request: Request,
+        received: bytes,
+        how: str,
+        http_status: int | None = None,
+    ) -> None:
+        # A partial body cannot be authenticated: only counted, never its payload.
+        declared = request.headers.get("content-length")
+        writer.submit(
+            Delivery(
+                delivery_id,
+                received_at,
+                remote,
+                outcome=Outcome.TRUNCATED,
+                body_sha256=hashlib.sha256(received).hexdigest(),
+                body_bytes=len(received),
+                http_status=http_status,
+                detail=f"{how} after {len(received)} bytes"
+                + (f" of {declared}" if declared else "")
+                + "; not authenticated, payload not kept",
+            )
+        )
 
     async def receive(request: Request) -> Response:
         received_at = clock()
         delivery_id = _new_delivery_id()
         remote = request.client.host if request.client else None
+        chunks: list[bytes] = []
         try:
-            body = await _read_limited(request, settings.max_body_bytes)
+            body = await _read_limited(request, settings.max_body_bytes, chunks, drain)
         except _CutOffError as cut:
-            # Nobody is left to answer, and a partial body cannot be authenticated: count it.
-            declared = request.headers.get("content-length")
-            writer.submit(
-                Delivery(
-                    delivery_id,
-                    received_at,
-                    remote,
-                    outcome=Outcome.TRUNCATED,
-                    body_sha256=hashlib.sha256(cut.received).hexdigest(),
-                    body_bytes=len(cut.received),
-                    detail=f"the sender disconnected after {len(cut.received)} bytes"
-                    + (f" of {declared}" if declared else "")
-                    + "; not authenticated, payload not kept",
+            if cut.by_stop:
+                # The sender is still there: 503 tells the provider to deliver it again.
+                how = "the receiver stopped (graceful_shutdown_seconds over; answered 503)"
+                count_cut_off(delivery_id, received_at, remote, request, cut.received, how, 503)
+                return JSONResponse(
+                    {"outcome": Outcome.TRUNCATED, "delivery_id": delivery_id},
+                    status_code=503,
+                    headers={"Connection": "close"},
                 )
-            )
+            # Nobody is left to answer.
+            how = "the sender disconnected"
+            count_cut_off(delivery_id, received_at, remote, request, cut.received, how)
             return _answer(Outcome.TRUNCATED, delivery_id, close=True)
+        except asyncio.CancelledError:
+            # Cancelled by the server itself (not through `drain`): still counted. The server
+            # answers 500 to a request it cancels before its answer started.
+            how = "the receiver was stopped (request cancelled; answered 500)"
+            count_cut_off(delivery_id, received_at, remote, request, b"".join(chunks), how, 500)
+            raise
         if body is None:
             writer.submit(
                 Delivery(
@@ -451,8 +550,6 @@ def create_webhook_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        import asyncio
-
         await asyncio.to_thread(writer.start)
         if freeze_gc:
             gc.collect()
@@ -471,6 +568,7 @@ def create_webhook_app(
         lifespan=lifespan,
     )
     app.state.writer = writer
+    app.state.drain = drain
     return app
 
 
@@ -486,6 +584,7 @@ def serve_webhooks(
     import uvicorn
 
     settings = settings or WebhookSettings()
+    grace = float(settings.graceful_shutdown_seconds)
     # One DuckDB worker thread: the receiver's statements are small, and parallel scans would
     # only take CPU from the event loop answering deliveries. This process is the receiver's.
     app = create_webhook_app(db_path, secrets, settings=settings, duckdb_threads=1, freeze_gc=True)
@@ -503,10 +602,19 @@ def serve_webhooks(
         http=settings.http,
         access_log=False,
         log_level="warning",
-        timeout_graceful_shutdown=int(settings.graceful_shutdown_seconds) or None,
+        # A backstop only: the drain below ends the body reads at `grace` itself.
+        timeout_graceful_shutdown=math.ceil(grace) + 1,
         **proxy,
     )
-    server = uvicorn.Server(config)
+    drain: _BodyDrain = app.state.drain
+
+    class _Server(uvicorn.Server):
+        async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+            # Bodies still arriving when the grace period ends are cut off and counted.
+            drain.begin(grace)
+            await super().shutdown(sockets=sockets)
+
+    server = _Server(config)
     # Bind first, so that "listening" is only said once it is true (and names the real port).
     sock = _listen(host, port, backlog=config.backlog)
     bound = sock.getsockname()
@@ -517,9 +625,13 @@ def serve_webhooks(
     # the command exits 0 after the drain (not -15).
     stops: list[int] = []
     previous = _note_stop_signals(stops)
+    quiet = _QuietCancelled()
+    uvicorn_log = logging.getLogger("uvicorn.error")
+    uvicorn_log.addFilter(quiet)
     try:
         server.run(sockets=[sock])
     finally:
+        uvicorn_log.removeFilter(quiet)
         sock.close()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
@@ -527,6 +639,18 @@ def serve_webhooks(
     by = f" by {signal.Signals(stops[0]).name}" if stops else ""
     outcomes = ", ".join(f"{n} {k}" for k, n in sorted(stats["outcomes"].items())) or "none"
     print(f"webhooks: stopped{by}; deliveries answered: {outcomes}", flush=True)
+
+
+class _QuietCancelled(logging.Filter):
+    """Drop Uvicorn's traceback of a request it cancelled at the end of a stop's grace period.
+
+    A cancelled request is recorded (a `truncated` row), and Uvicorn says once how many it
+    cancelled; a 40-line traceback for each says nothing more.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        return not isinstance(exc, asyncio.CancelledError)
 
 
 def _listen(host: str, port: int, *, backlog: int) -> socket.socket:
