@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -150,9 +151,14 @@ def _fmt(value: Any) -> str:
 
 
 def _first(frame: pl.DataFrame, column: str) -> Any:
+    """The first value of `column`; None when there is none, or it is NaN or infinite (a rate
+    of no tasks is 0/0): `summary()` is JSON, which has no NaN (`allow_nan=False`)."""
     if frame.height == 0 or column not in frame.columns:
         return None
-    return frame[column][0]
+    value = frame[column][0]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
 
 
 def _summarize(audit: Audit) -> dict[str, Any]:
