@@ -207,6 +207,8 @@ class CollectorRun:
                 continue
             prior = known.get(task_id)
             rest_s = None
+            if prior is not None and task_id in loaded.unproven_final:
+                prior = {**prior, "state": "pending", "next_poll_at": None}
             if prior is not None and prior["state"] in FINAL_STATES:
                 self.summary.already_final += 1
                 continue
@@ -849,10 +851,17 @@ class CollectorRun:
             if self.records or self.rows:
                 records, rows = self.records, list(self.rows.values())
                 origins, done_ids = self.origins, self.settled_unlearned
+                # the answer each final row follows from: the writer stores the row `pending`
+                # when the normaliser rejects that answer (same transaction)
+                finals = {
+                    row[0]: key
+                    for row in rows
+                    if row[1] in FINAL_STATES and (key := self.tasks[row[0]].final_key) is not None
+                }
                 self.records, self.rows, self.origins = [], {}, {}
                 self.settled_unlearned = set()
                 latencies, rejected = await loop.run_in_executor(
-                    writer.pool, writer.flush, run_id, records, rows
+                    writer.pool, writer.flush, run_id, records, rows, finals
                 )
                 self._learn(latencies, done_ids)
                 self._reopen(rejected, origins)

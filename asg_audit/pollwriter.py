@@ -14,7 +14,7 @@ import time
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,7 @@ import polars as pl
 
 from asg_audit import gateway as gw
 from asg_audit.errors import ConfigError
+from asg_audit.model import Source
 from asg_audit.normalize import RawRecord, normalise_records
 from asg_audit.progress import ProgressReporter, ProgressSnapshot, format_eta
 from asg_audit.store import Store, open_store
@@ -189,6 +190,17 @@ class CollectProgressReporter(ProgressReporter):
         )
 
 
+# a final answer the normaliser rejected: its task is polled again this much later
+REJECTED_RETRY_S = 5.0
+
+
+def _unfinal(row: tuple[Any, ...]) -> tuple[Any, ...]:
+    """Return a `done`/`failed` poll_state row as `pending`, due `REJECTED_RETRY_S` later."""
+    task_id, _state, attempts, _next, status, first_404, updated = row
+    due = updated + timedelta(seconds=REJECTED_RETRY_S)
+    return (task_id, "pending", attempts, due, status, first_404, updated)
+
+
 def dt_utc(epoch: float) -> datetime:
     return datetime.fromtimestamp(epoch, tz=UTC)
 
@@ -210,6 +222,9 @@ class LoadedState:
     history: list[tuple[int | None, str | None, float]]  # settled (threshold, type, latency)
     first_seen: dict[str, float]  # unsettled task id -> first seen (epoch s, our clock)
     control_task_id: str | None  # a task seen settled by an earlier poll, or None
+    # `done`/`failed` rows with no 200 answer stored for the task (a rejected final answer,
+    # written `done` by an earlier version): polled again
+    unproven_final: frozenset[str] = frozenset()
 
 
 class PollWriter:
@@ -259,12 +274,18 @@ class PollWriter:
         control = con.execute(
             "SELECT task_id FROM poll_state WHERE state = 'done' ORDER BY updated_at DESC LIMIT 1"
         ).fetchall()
+        unproven = con.execute(
+            f"""SELECT p.task_id FROM poll_state p WHERE p.state IN ('done', 'failed')
+               AND NOT EXISTS (SELECT 1 FROM observations o WHERE o.task_id = p.task_id
+                   AND o.source = '{Source.POLL}' AND o.http_status = 200)"""
+        ).fetchall()
         return LoadedState(
             subs=subs,
             state=state,
             history=[(r[0], r[1], float(r[2])) for r in history],
             first_seen={r[0]: float(r[1]) for r in first_seen},
             control_task_id=control[0][0] if control else None,
+            unproven_final=frozenset(r[0] for r in unproven),
         )
 
     def start_run(self) -> str:
@@ -276,12 +297,31 @@ class PollWriter:
         self.store.finish_run(run_id, status=status, stats=stats)
 
     def flush(
-        self, run_id: str, records: list[RawRecord], rows: list[tuple[Any, ...]]
+        self,
+        run_id: str,
+        records: list[RawRecord],
+        rows: list[tuple[Any, ...]],
+        finals: Mapping[str, tuple[str, datetime]] | None = None,
     ) -> tuple[list[tuple[str, float, float | None]], set[tuple[str, datetime]]]:
-        """Write one batch in one transaction; return settled latencies and rejected origins."""
+        """Write one batch in one transaction; return settled latencies and rejected origins.
+
+        `finals` maps a task whose row is final (`done`, `failed`) to the (origin, observed_at)
+        of the answer that made it final. When the normaliser rejects that answer, the row is
+        written `pending` instead (polled again `REJECTED_RETRY_S` later), in the same
+        transaction as the reject: a `done` row is never stored for a rejected answer.
+        """
         assert self.store is not None
         t0 = time.thread_time()
         batch = normalise_records(records) if records else None
+        rejected: set[tuple[str, datetime]] = set()
+        if batch is not None:
+            rejected = {
+                (origin, observed_at)
+                for origin, observed_at in batch.rejects.select("origin", "observed_at").iter_rows()
+                if origin is not None
+            }
+        if finals and rejected:
+            rows = [_unfinal(row) if finals.get(row[0]) in rejected else row for row in rows]
         frame = pl.DataFrame(
             rows,
             schema={
@@ -313,7 +353,6 @@ class PollWriter:
                 finally:
                     con.unregister("_poll_rows")
         latencies: list[tuple[str, float, float | None]] = []
-        rejected: set[tuple[str, datetime]] = set()
         if batch is not None:
             settled = batch.accepted.filter(
                 (pl.col("status") == "settled") & pl.col("settled_at").is_not_null()
@@ -323,10 +362,5 @@ class PollWriter:
                 pl.col("created_at").dt.epoch("ms") / 1000.0,
             )
             latencies = [(r[0], r[1], r[2]) for r in settled.iter_rows()]
-            rejected = {
-                (origin, observed_at)
-                for origin, observed_at in batch.rejects.select("origin", "observed_at").iter_rows()
-                if origin is not None
-            }
         self.cpu_s += time.thread_time() - t0
         return latencies, rejected

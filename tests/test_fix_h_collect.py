@@ -1,0 +1,195 @@
+"""`collect` against a scripted Gateway on 127.0.0.1: rejected final answers, kill -9, resumes,
+a Gateway that never gives a usable answer, and the progress ETA.
+
+`script(task_id, n)` gives (status, body, headers) for the n-th request (1-based) about a task.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+from asg_audit.store import open_store
+
+KEY = "sk_sandbox_fixh"
+Answer = tuple[int, bytes, dict[str, str]]
+Script = Callable[[str, int], Answer]
+
+
+def _settled(task_id: str) -> bytes:
+    return json.dumps(
+        {
+            "task_id": task_id,
+            "status": "settled",
+            "consensus_label": "a",
+            "confidence": 1.0,
+            "worker_count": 3,
+            "agreement_count": 3,
+            "bsv_txid": "c" * 64,
+            "created_at": "2026-10-01T00:00:00Z",
+            "settled_at": "2026-10-01T00:00:40Z",
+            "cost_sats": 650,
+        }
+    ).encode()
+
+
+def _pending(task_id: str) -> bytes:
+    return json.dumps({"task_id": task_id, "status": "pending"}).encode()
+
+
+def _ok(task_id: str, n: int) -> Answer:
+    return 200, _settled(task_id), {}
+
+
+def _wrong_task(task_id: str, n: int) -> Answer:
+    """A settled body naming another task (a proxy mixing up answers)."""
+    return 200, _settled("tsk_someone_else"), {}
+
+
+@dataclass
+class _Gateway:
+    url: str
+    script: Script
+    log: list[tuple[float, str, int]] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def codes(self, task_id: str) -> list[int]:
+        with self.lock:
+            return [code for _, tid, code in self.log if tid == task_id]
+
+    def asked(self) -> set[str]:
+        with self.lock:
+            return {tid for _, tid, _ in self.log}
+
+
+@contextmanager
+def _gateway(script: Script) -> Iterator[_Gateway]:
+    gw = _Gateway("", script)
+    counts: dict[str, int] = {}
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_GET(self) -> None:
+            task_id = self.path.split("/")[3]
+            with gw.lock:
+                counts[task_id] = counts.get(task_id, 0) + 1
+                code, body, headers = gw.script(task_id, counts[task_id])
+                gw.log.append((time.monotonic(), task_id, code))
+            self.send_response(code)
+            for name, value in headers.items():
+                self.send_header(name, value)
+            if "Content-Type" not in headers:
+                self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    gw.url = f"http://127.0.0.1:{server.server_address[1]}"
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield gw
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def _start(
+    tmp_path: Path, url: str, ids: list[str], *, deadline_s: float, extra: str = ""
+) -> subprocess.Popen[str]:
+    """Start `asg-audit collect --task-ids` against `url` (stdout and stderr piped)."""
+    (tmp_path / "ids.txt").write_text("\n".join(ids) + "\n")
+    (tmp_path / "c.toml").write_text(
+        f"[collector]\ndeadline_s = {deadline_s}\nmax_rps = 20\n{extra}"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ("ASG_API_KEY", "API_KEY")}
+    env.update(ASG_API_KEY=KEY, ASG_BASE_URL=url)
+    return subprocess.Popen(
+        [
+            *(sys.executable, "-m", "asg_audit", "collect", "--db", str(tmp_path / "a.duckdb")),
+            *("--config", str(tmp_path / "c.toml"), "--task-ids", str(tmp_path / "ids.txt")),
+        ],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _query(db: Path, sql: str) -> list[tuple[object, ...]]:
+    with open_store(db) as store:
+        return store.con.execute(sql).fetchall()
+
+
+def _wait_until(what: Callable[[], bool], timeout_s: float) -> None:
+    end = time.monotonic() + timeout_s
+    while not what():
+        assert time.monotonic() < end, "timed out"
+        time.sleep(0.05)
+
+
+IDS = [f"tsk_h{i:02d}" for i in range(5)]
+
+
+# -- 1: a rejected final answer is never stored `done` ------------------------------------------
+
+
+def test_kill_9_after_rejected_final_answers_leaves_them_pending_and_a_resume_collects_them(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "a.duckdb"
+    with _gateway(_wrong_task) as bad:
+        proc = _start(tmp_path, bad.url, IDS, deadline_s=300.0)
+        try:
+            _wait_until(lambda: bad.asked() == set(IDS), 30)
+            time.sleep(2.5)  # the first write (answers and rejects) is done by then
+        finally:
+            proc.send_signal(signal.SIGKILL)
+            proc.communicate(timeout=30)
+    rejects = _query(db, "SELECT count(*) FROM rejects WHERE reason = 'task_id_mismatch'")
+    assert rejects[0][0] >= len(IDS)
+    # never `done` for an answer the same transaction rejected
+    assert _query(db, "SELECT count(*) FROM poll_state WHERE state IN ('done', 'failed')") == [(0,)]
+    with _gateway(_ok) as good:
+        proc = _start(tmp_path, good.url, IDS, deadline_s=30.0)
+        out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert "tasks: 5 polled, 0 already final" in out
+    assert _query(db, "SELECT count(*) FROM results WHERE status = 'settled'") == [(5,)]
+    assert _query(db, "SELECT DISTINCT state FROM poll_state") == [("done",)]
+
+
+def test_a_store_left_done_without_an_answer_is_polled_again(tmp_path: Path) -> None:
+    """What an earlier version left after a kill -9: `done` rows with no 200 answer stored."""
+    db = tmp_path / "a.duckdb"
+    with _gateway(_ok) as good:
+        proc = _start(tmp_path, good.url, IDS, deadline_s=30.0)
+        out, err = proc.communicate(timeout=60)
+        assert proc.returncode == 0, err
+        with open_store(db) as store, store.transaction():
+            store.con.execute("DELETE FROM observations WHERE task_id IN ('tsk_h00', 'tsk_h01')")
+            store.con.execute("DELETE FROM results WHERE task_id IN ('tsk_h00', 'tsk_h01')")
+        proc = _start(tmp_path, good.url, IDS, deadline_s=30.0)
+        out, err = proc.communicate(timeout=60)
+        assert proc.returncode == 0, err
+        assert "tasks: 2 polled, 3 already final" in out
+        assert good.codes("tsk_h00") == [200, 200]
+        assert good.codes("tsk_h02") == [200]
+    assert _query(db, "SELECT count(*) FROM results WHERE status = 'settled'") == [(5,)]
