@@ -116,6 +116,7 @@ class _Task:
     stored_first_404_at: float | None = None  # what poll_state holds
     rest_s: float | None = None  # the last cool-down of a rechecked not_found/expired task
     errors: int = 0  # consecutive failed attempts
+    rejected: int = 0  # final answers the normaliser rejected (their retries back off)
     stored_pending: bool = False
     final_key: tuple[str, datetime] | None = None  # the record that made the task final
     version: int = 0
@@ -179,6 +180,11 @@ class CollectorRun:
         self._clock0, self._wall0 = clock.now(), time.monotonic()
         self.summary = CollectSummary(run_id="", status="running")
         self._flush_wanted = asyncio.Event()
+        self._flush_urgent = False  # the next write goes now (no waiting for company)
+        self._flushed = asyncio.Event()  # set after each write
+        # tasks made final (done, failed) whose answer is not through the normaliser yet: the
+        # run does not end before it is, since a rejected answer puts its task back
+        self.unconfirmed: set[str] = set()
         self._hold = gw.ReadHold()
         self.settled_unlearned: set[str] = set()
         # settled tasks whose latency the schedule learned from the answer itself (task id ->
@@ -351,6 +357,9 @@ class CollectorRun:
                     self._stopping = True
                     self._flush_wanted.set()
                     await flusher
+                if status in ("completed", "partial") and self.stop_reason is not None:
+                    # a signal (or a failure found by the last write) while the run was ending
+                    status = self._stopped_status()
             # the final flush happened in the flusher; record the run
             cpu_s = time.process_time() - cpu0
             self.stats["cpu_loop_s"] = round(time.thread_time() - main0, 4)
@@ -393,6 +402,13 @@ class CollectorRun:
             self.summary.failure = str(error)
             self.stop_reason = self.stop_reason or "failed"
 
+    def _stopped_status(self) -> str:
+        if self.auth_error is not None:
+            return "auth_refused"
+        if self.failure is not None:
+            return "failed"
+        return "interrupted"
+
     async def _dispatch(self, started_at: float) -> str:
         slots = asyncio.Semaphore(self.s.concurrency)
         jobs: set[asyncio.Task[None]] = set()
@@ -407,14 +423,18 @@ class CollectorRun:
             if self.external_stop is not None and self.external_stop.is_set():
                 self.stop("stop requested")
             if self.stop_reason is not None:
-                status = "interrupted"
-                if self.auth_error is not None:
-                    status = "auth_refused"
-                elif self.failure is not None:
-                    status = "failed"
+                status = self._stopped_status()
                 break
             if self.pending == 0 and not jobs:
-                break
+                if not self.unconfirmed:
+                    break
+                # final answers not written yet: one the normaliser rejects is polled again
+                self._flush_urgent = True
+                self._flushed.clear()
+                self._flush_wanted.set()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._flushed.wait(), 0.25)
+                continue
             now = self.clock.now()
             if until is not None and now >= until:
                 status = "partial"
@@ -807,6 +827,8 @@ class CollectorRun:
             t.next_poll_at = now + min(RECHECK_CAP_S, max(RECHECK_BASE_S, rest))
         self.pending -= 1
         self.api.held.discard(t.facts.task_id)
+        if state in FINAL_STATES:
+            self.unconfirmed.add(t.facts.task_id)
         if state == "done":
             # stays in the policy's risk set until its latency is learned after the write
             self.settled_unlearned.add(t.facts.task_id)
@@ -844,9 +866,10 @@ class CollectorRun:
             # tail of a run) waits a few intervals for company, unless it holds settlements
             # the schedule should learn from soon
             small = len(self.records) + len(self.rows) < max(1, self.s.batch_size // 10)
-            small = small and not self.settled_unlearned
+            small = small and not self.settled_unlearned and not self._flush_urgent
             if small and not stopping and time.monotonic() - last_at < trickle_s:
                 continue
+            self._flush_urgent = False
             last_at = time.monotonic()
             if self.records or self.rows:
                 records, rows = self.records, list(self.rows.values())
@@ -863,10 +886,14 @@ class CollectorRun:
                 latencies, rejected = await loop.run_in_executor(
                     writer.pool, writer.flush, run_id, records, rows, finals
                 )
+                self.unconfirmed.difference_update(r[0] for r in rows if r[1] in FINAL_STATES)
                 self._learn(latencies, done_ids)
                 self._reopen(rejected, origins)
-            if stopping and not self.records and not self.rows:
-                return
+                self._flushed.set()
+            if stopping:
+                if not self.records and not self.rows:
+                    return
+                self._flush_wanted.set()  # what the last write put back: written at once
 
     def _learn_early(self, t: _Task, settled_at: str | None) -> None:
         """Learn a settled task's latency from its answer now, instead of after the write.
@@ -918,10 +945,21 @@ class CollectorRun:
             latency = self.learned_early.pop(t.facts.task_id, None)
             if latency is not None and self._retract is not None:
                 self._retract(t.facts, latency)
+            # an unusable body like any other: retried with capped exponential backoff
+            self.stats["unusable_bodies"] += 1
+            self.stats["retries"] += 1
+            t.rejected += 1
             t.state = "pending"
+            if now >= t.deadline_at and t.rejected > MAX_ERRORS_PAST_DEADLINE:
+                # no usable answer about it: left pending for the next run
+                t.state = "parked"
+                self._row(t, now)
+                continue
             self.pending += 1
             self.policy.observe_tracked(t.facts)
-            self._schedule(t, now, at=now + 5.0, answered=False)
+            backoff = min(self.s.retry_cap_s, self.s.retry_base_s * 2 ** min(t.rejected - 1, 20))
+            at = now + backoff * self.rng.uniform(0.8, 1.2)
+            self._schedule(t, now, at=at, answered=False)
 
     def snapshot(self) -> CollectProgress:
         """Return the progress counts, in the summary's categories."""

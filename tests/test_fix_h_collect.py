@@ -193,3 +193,45 @@ def test_a_store_left_done_without_an_answer_is_polled_again(tmp_path: Path) -> 
         assert good.codes("tsk_h00") == [200, 200]
         assert good.codes("tsk_h02") == [200]
     assert _query(db, "SELECT count(*) FROM results WHERE status = 'settled'") == [(5,)]
+
+
+# -- 2: rejected answers are retried in the run; a late SIGTERM still means exit 3 ----------------
+
+
+def test_rejected_final_answers_are_retried_with_backoff_within_the_run(tmp_path: Path) -> None:
+    def script(task_id: str, n: int) -> Answer:
+        return _wrong_task(task_id, n) if n <= 2 else _ok(task_id, n)
+
+    with _gateway(script) as gw:
+        proc = _start(tmp_path, gw.url, IDS, deadline_s=300.0)
+        out, err = proc.communicate(timeout=120)
+        times = {t: [at for at, tid, _ in gw.log if tid == t] for t in IDS}
+    assert proc.returncode == 0, err
+    assert ": completed" in out
+    assert "settled 5, failed 0, not found 0, expired 0, still pending 0" in out
+    assert "unusable bodies 10" in out
+    for task_id in IDS:
+        assert len(times[task_id]) == 3
+        first, second, third = times[task_id]
+        # backoff: about 5 s, then about 10 s (0.8-1.2 jitter), after the write that rejected
+        assert second - first >= 3.9 and third - second >= 7.9, times[task_id]
+    assert _query(tmp_path / "a.duckdb", "SELECT count(*) FROM results") == [(5,)]
+
+
+def test_sigterm_while_rejected_answers_wait_for_their_retry_exits_3_at_once(
+    tmp_path: Path,
+) -> None:
+    with _gateway(_wrong_task) as gw:
+        proc = _start(tmp_path, gw.url, IDS, deadline_s=300.0)
+        _wait_until(lambda: gw.asked() == set(IDS), 30)
+        time.sleep(1.5)
+        sent = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=60)
+        took = time.monotonic() - sent
+    assert proc.returncode == 3, (out, err)
+    assert ": interrupted" in out
+    assert took < 3.0, took
+    db = tmp_path / "a.duckdb"
+    assert _query(db, "SELECT DISTINCT state FROM poll_state") == [("pending",)]
+    assert _query(db, "SELECT status FROM runs WHERE command = 'collect'") == [("interrupted",)]
