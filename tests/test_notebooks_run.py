@@ -1,17 +1,21 @@
 """The notebooks run top to bottom on a store built from the simulator, in a real Jupyter kernel,
-show every chart they draw (an image/png output), and chart the columns their titles name."""
+show every chart they draw (an image/png output), and chart the columns their titles name.
+
+On an empty store they say there is nothing to plot instead of drawing empty axes, and on a
+store of one settled task its one-point curves show (a marker: a one-point step draws no line).
+"""
 
 from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import nbformat
 import pytest
+from _records import settled_line
 from nbclient import NotebookClient
 
 import asg_audit
@@ -36,7 +40,7 @@ def _probe_axes(ax):
     ]
     lines = [
         {"label": ln.get_label(), "x": [float(v) for v in ln.get_xdata()],
-         "y": [float(v) for v in ln.get_ydata()]}
+         "y": [float(v) for v in ln.get_ydata()], "marker": str(ln.get_marker())}
         for ln in ax.get_lines()
     ]
     return {"title": ax.get_title(), "xlabel": ax.get_xlabel(), "ylabel": ax.get_ylabel(),
@@ -63,9 +67,8 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return db
 
 
-@pytest.fixture(scope="module")
-def executed(store: Path) -> Iterator[dict[str, nbformat.NotebookNode]]:
-    """Each notebook run once, then the probe cell, in one real kernel (headless: no display)."""
+def _execute(store: Path) -> dict[str, nbformat.NotebookNode]:
+    """Each notebook run once on `store`, then the probe cell, in one real kernel (headless)."""
     done: dict[str, nbformat.NotebookNode] = {}
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("ASG_AUDIT_DB", str(store))
@@ -80,7 +83,32 @@ def executed(store: Path) -> Iterator[dict[str, nbformat.NotebookNode]]:
                 resources={"metadata": {"path": str(path.parent)}},
             ).execute()
             done[path.name] = nb
-        yield done
+    return done
+
+
+@pytest.fixture(scope="module")
+def executed(store: Path) -> dict[str, nbformat.NotebookNode]:
+    return _execute(store)
+
+
+def _small_store(folder: Path, lines: list[str]) -> Path:
+    export = folder / "results.jsonl"
+    export.write_text("".join(line + "\n" for line in lines))
+    db = folder / "audit.duckdb"
+    ingest_paths(db, [export])
+    return db
+
+
+@pytest.fixture(scope="module")
+def executed_empty(tmp_path_factory: pytest.TempPathFactory) -> dict[str, nbformat.NotebookNode]:
+    """The notebooks on a store made from an empty export: no tasks at all."""
+    return _execute(_small_store(tmp_path_factory.mktemp("nb_empty"), []))
+
+
+@pytest.fixture(scope="module")
+def executed_one(tmp_path_factory: pytest.TempPathFactory) -> dict[str, nbformat.NotebookNode]:
+    """The notebooks on a store of one task, settled 40 s after it was created."""
+    return _execute(_small_store(tmp_path_factory.mktemp("nb_one"), [settled_line("t1")]))
 
 
 def _probe(nb: nbformat.NotebookNode) -> dict[str, Any]:
@@ -174,3 +202,78 @@ def test_walkthrough_notebook_charts_the_spend_per_day(
     assert [datetime.fromisoformat(b["x"]) for b in bars] == spend["period_start"].to_list()
     # the bars are sats, not task counts: they add up to the headline spend
     assert math.fsum(b["height"] for b in bars) == audit.summary()["known_cost_sats"]
+
+
+def _stdout(nb: nbformat.NotebookNode) -> str:
+    return "".join(
+        o.get("text", "")
+        for c in nb.cells[:-1]
+        if c.cell_type == "code"
+        for o in c.outputs
+        if o.output_type == "stream"
+    )
+
+
+def _data_line(axes: dict[str, Any]) -> dict[str, Any]:
+    """The one line of an axes that is not a reference line (the SLO)."""
+    (line,) = [ln for ln in axes["lines"] if not ln["label"].startswith("SLO")]
+    return line
+
+
+def _assert_no_empty_axes(probe: dict[str, Any]) -> None:
+    """Every axes drawn has data: bars, or a line beyond the reference lines (the SLO)."""
+    for axes in probe["axes"]:
+        data = [ln for ln in axes["lines"] if not ln["label"].startswith("SLO")]
+        assert axes["bars"] or any(ln["x"] for ln in data), axes
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebook_on_an_empty_store_says_nothing_to_plot_and_draws_no_empty_axes(
+    path: Path, executed_empty: dict[str, nbformat.NotebookNode]
+) -> None:
+    nb = executed_empty[path.name]
+    outputs = [o for cell in nb.cells if cell.cell_type == "code" for o in cell.get("outputs", [])]
+    assert not [o for o in outputs if o.get("output_type") == "error"]
+    probe = _probe(nb)
+    assert probe["axes"] == []
+    assert not [o for o in outputs if "image/png" in o.get("data", {})]
+    text = _stdout(nb)
+    assert "nothing to plot" in text
+    if path.name == "latency.ipynb":
+        assert "No settled tasks yet: nothing to plot (time to settle)." in text
+    else:
+        assert "No settled tasks with a known cost yet: nothing to plot (spend per day)." in text
+
+
+def test_latency_notebook_on_one_settled_task_shows_its_one_point_curves(
+    executed_one: dict[str, nbformat.NotebookNode],
+) -> None:
+    nb = executed_one["latency.ipynb"]
+    outputs = [o for cell in nb.cells if cell.cell_type == "code" for o in cell.get("outputs", [])]
+    assert not [o for o in outputs if o.get("output_type") == "error"]
+    probe = _probe(nb)
+    _assert_no_empty_axes(probe)
+    ecdf = _data_line(_axes(probe, "ECDF"))
+    assert (ecdf["x"], ecdf["y"]) == ([40.0], [1.0])
+    surv = _data_line(_axes(probe, "unsettled"))
+    assert (surv["x"], surv["y"]) == ([40.0], [0.0])
+    # a one-point step draws no line: its point is marked, so the chart is not blank
+    assert ecdf["marker"] not in ("None", "", " ") and surv["marker"] not in ("None", "", " ")
+    assert "nothing to plot" not in _stdout(nb)
+    assert "Not settled at 40 s, the oldest age seen: 0.00% of tasks" in _stdout(nb)
+
+
+def test_walkthrough_notebook_on_one_settled_task_shows_its_one_bar(
+    executed_one: dict[str, nbformat.NotebookNode],
+) -> None:
+    nb = executed_one["walkthrough.ipynb"]
+    probe = _probe(nb)
+    _assert_no_empty_axes(probe)
+    assert [b["height"] for b in _axes(probe, "spend")["bars"]] == [975.0]
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebook_on_the_simulated_store_draws_no_empty_axes(
+    path: Path, executed: dict[str, nbformat.NotebookNode]
+) -> None:
+    _assert_no_empty_axes(_probe(executed[path.name]))
