@@ -102,4 +102,4 @@ def test_invariant_report_shows_the_share_over_tested_tasks(tmp_path: Path) -> N
     ingest_paths(db, [export], progress=False)
     out = render(analyze(db), tmp_path / "reports", formats=("md",))
     md = (out.folder / "report.md").read_text(encoding="utf-8")
-    assert "| 0.5 &lt; confidence &lt;= 1 | 1 | 50.0% |" in md  # 1 of 2, not 1 of 20
+    assert "| 0.5 &lt; confidence &lt;= 1 | 1 | 2 | 50.0% |" in md  # 1 of 2, not 1 of 20

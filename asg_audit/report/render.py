@@ -228,6 +228,7 @@ def _tables(f: dict[str, pl.DataFrame]) -> dict[str, Table]:
             [
                 ("invariant", "invariant", "text"),
                 ("violations", "violations", "count"),
+                ("tested", "of", "count"),
                 ("share", "share", "share"),
             ],
         ),
