@@ -11,7 +11,10 @@ the store; each batch (observations through the normaliser, rejects, and the `po
 they follow from) is one transaction. A run killed at any moment loses at most the unwritten
 batch, whose tasks are simply polled again: `collect` again resumes from `poll_state`, nothing
 lost and nothing duplicated. Repeated 202 answers are counted in `poll_state.attempts`; only
-a task's first 202 ever is stored as an observation.
+a task's first 202 ever is stored as an observation. `attempts` counts every request (429s,
+5xx and transport errors too): a resumed run counts as answers only what the store holds from
+polls (200, 202, 404), so a task that only ever got errors is still one never answered, and
+its first 202 is still stored.
 
 poll_state.state: `pending`, `done` (settled), `failed` (a final status other than settled),
 `not_found` (404s from our first 404 for longer than the grace window), `expired` (still
@@ -236,11 +239,17 @@ class CollectorRun:
             if seen is not None:
                 t.deadline_at = seen + self.s.deadline_s
             if prior is not None:
-                t.attempts = t.polls = int(prior["attempts"] or 0)
+                t.attempts = int(prior["attempts"] or 0)
                 t.first_404_at = epoch_of(prior["first_404_at"])
                 t.stored_first_404_at = t.first_404_at
                 t.last_http_status = prior["last_http_status"]
-                t.stored_pending = t.attempts > 0
+                # only answers about the task count (attempts also counts 429s, 5xx and
+                # transport errors): the answers stored (repeated 202s are not, so at least
+                # one when the last request or a 404 was an answer); the first 202 is stored
+                # unless one is already
+                stored, t.stored_pending = loaded.answers.get(task_id, (0, False))
+                answered = t.last_http_status in (200, 202, 404) or t.first_404_at is not None
+                t.polls = max(stored, 1 if answered else 0)
                 updated = epoch_of(prior["updated_at"])
                 if t.attempts and updated is not None:
                     # never in our future (a clock set back): the next poll would wait for it

@@ -225,6 +225,9 @@ class LoadedState:
     # `done`/`failed` rows with no 200 answer stored for the task (a rejected final answer,
     # written `done` by an earlier version): polled again
     unproven_final: frozenset[str] = frozenset()
+    # task id -> (answers about it stored from polls: 200, 202, 404; whether a 202 is one of
+    # them), for tasks not final: poll_state.attempts also counts 429s, 5xx and transport errors
+    answers: dict[str, tuple[int, bool]] = field(default_factory=dict)
 
 
 class PollWriter:
@@ -279,6 +282,14 @@ class PollWriter:
                AND NOT EXISTS (SELECT 1 FROM observations o WHERE o.task_id = p.task_id
                    AND o.source = '{Source.POLL}' AND o.http_status = 200)"""
         ).fetchall()
+        answers = con.execute(
+            f"""SELECT task_id, count(*) FILTER (WHERE http_status IN (200, 202, 404)),
+                   coalesce(bool_or(http_status = 202), false)
+               FROM observations
+               WHERE source = '{Source.POLL}' AND task_id IN
+                   (SELECT task_id FROM poll_state WHERE state NOT IN ('done', 'failed'))
+               GROUP BY task_id"""
+        ).fetchall()
         return LoadedState(
             subs=subs,
             state=state,
@@ -286,6 +297,7 @@ class PollWriter:
             first_seen={r[0]: float(r[1]) for r in first_seen},
             control_task_id=control[0][0] if control else None,
             unproven_final=frozenset(r[0] for r in unproven),
+            answers={r[0]: (int(r[1]), bool(r[2])) for r in answers},
         )
 
     def start_run(self) -> str:

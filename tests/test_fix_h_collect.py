@@ -235,3 +235,54 @@ def test_sigterm_while_rejected_answers_wait_for_their_retry_exits_3_at_once(
     db = tmp_path / "a.duckdb"
     assert _query(db, "SELECT DISTINCT state FROM poll_state") == [("pending",)]
     assert _query(db, "SELECT status FROM runs WHERE command = 'collect'") == [("interrupted",)]
+
+
+# -- 3: on resume, 429s / 5xx / transport errors of an earlier run are no answers ---------------
+
+
+def _429(retry_after: str) -> Script:
+    return lambda task_id, n: (429, b'{"error": "slow down"}', {"Retry-After": retry_after})
+
+
+def _interrupted_429_run(tmp_path: Path) -> None:
+    """A first run that got nothing but 429s, stopped by SIGINT: poll_state attempts > 0."""
+    with _gateway(_429("1")) as gw:
+        proc = _start(tmp_path, gw.url, IDS, deadline_s=300.0)
+        # each 429 closes the gate for a second or two: a few tasks are enough
+        _wait_until(lambda: len(gw.asked()) >= 3, 60)
+        time.sleep(0.5)
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=60)
+    assert proc.returncode == 3
+    rows = _query(tmp_path / "a.duckdb", "SELECT state, attempts, last_http_status FROM poll_state")
+    asked = [row for row in rows if int(str(row[1])) >= 1]
+    assert len(asked) >= 3
+    assert all(state == "pending" and code == 429 for state, _, code in asked)
+
+
+def test_resume_after_only_429s_stores_the_first_202_of_each_task(tmp_path: Path) -> None:
+    _interrupted_429_run(tmp_path)
+    with _gateway(lambda task_id, n: (202, _pending(task_id), {})) as gw:
+        proc = _start(tmp_path, gw.url, IDS, deadline_s=6.0)
+        out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert "expired 5" in out
+    db = tmp_path / "a.duckdb"
+    assert _query(db, "SELECT count(*), count(DISTINCT task_id) FROM observations") == [(5, 5)]
+    assert _query(db, "SELECT DISTINCT http_status FROM observations") == [(202,)]
+    assert _query(db, "SELECT count(*) FROM results WHERE status = 'pending'") == [(5,)]
+
+
+def test_resume_after_only_429s_never_expires_a_task_never_answered(tmp_path: Path) -> None:
+    """The deadline (4 s) passes behind a closed gate (Retry-After 4 s, plus jitter): a task only
+    answered by 429s is polled when the gate reopens; the run stops on nothing but 429s (exit 3)."""
+    _interrupted_429_run(tmp_path)
+    with _gateway(_429("4")) as gw:
+        proc = _start(tmp_path, gw.url, IDS, deadline_s=4.0)
+        out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 3, (out, err)
+    assert "answered nothing but 429" in err
+    db = tmp_path / "a.duckdb"
+    assert _query(db, "SELECT DISTINCT state FROM poll_state") == [("pending",)]
+    stats = _query(db, "SELECT stats FROM runs WHERE command = 'collect' ORDER BY started_at")
+    assert json.loads(str(stats[-1][0]))["expired"] == 0
