@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 from _analyses_frames import T0, result, results_frame
+from _records import settled_record
 
 from asg_audit.audit import analyze, analyze_frames
 from asg_audit.config import AuditConfig
@@ -38,18 +39,7 @@ def _z(moment: datetime) -> str:
 
 
 def _settled(task_id: str, created: datetime, settled: datetime) -> dict[str, object]:
-    return {
-        "task_id": task_id,
-        "status": "settled",
-        "consensus_label": "cat",
-        "confidence": 1.0,
-        "worker_count": 3,
-        "agreement_count": 3,
-        "bsv_txid": "ab" * 32,
-        "created_at": _z(created),
-        "settled_at": _z(settled),
-        "cost_sats": 975,
-    }
+    return settled_record(task_id, created_at=_z(created), settled_at=_z(settled))
 
 
 def _export(path: Path) -> Path:
