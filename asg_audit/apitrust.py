@@ -8,11 +8,14 @@ settle) answering 200. Until then a task past its 404 grace window is *held* and
 bodies are *deferred* (written only once trusted: if the base URL is wrong they are no
 evidence about the task). When 404s pile up with no proof, the run asks the control task, or,
 without one or when it answers 404 too, fails the run: wrong base URL or API version, and no
-task made final. A run that got no HTTP answer at all for a while fails too (unreachable).
+task made final. A run that got no HTTP answer at all for a while fails too (unreachable), and
+so does one whose HTTP answers were all unusable for a while (redirects, 400s, a web server's
+page, bodies the normaliser rejects: no 202, no 404 and no accepted 200).
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Final, Literal
 
@@ -28,6 +31,9 @@ CONTROL_PROBE_TRIES: Final = 3
 # no HTTP answer at all for this long (clock s, at least UNREACHABLE_MIN_FAILURES failures)
 UNREACHABLE_AFTER_S: Final = 10.0
 UNREACHABLE_MIN_FAILURES: Final = 3
+# answers and not one usable for this long (clock s, at least UNUSABLE_MIN_ANSWERS of them)
+UNUSABLE_AFTER_S: Final = 10.0
+UNUSABLE_MIN_ANSWERS: Final = 3
 
 Probe = Literal["idle", "wanted", "sent", "done"]
 
@@ -45,6 +51,9 @@ class ApiTrust:
     probe_tries: int = 0
     answered: bool = False  # any HTTP answer at all in this run
     first_failure_at: float | None = None
+    usable: bool = False  # a usable answer in this run: a 202, a 404 or an accepted 200
+    unusable_statuses: Counter[int] = field(default_factory=Counter)  # of unusable answers
+    first_unusable_at: float | None = None
 
     def trust(self) -> list[RawRecord]:
         """The API knows our tasks (a 200/202): believe its 404s from now on.
@@ -100,6 +109,27 @@ class ApiTrust:
             f"{n:,}{control}): wrong ASG_BASE_URL or API version? No task was marked "
             "not found; fix the URL and run collect again",
             status_code=404,
+        )
+
+    def unusable(self, http_status: int, detail: str, now: float) -> ApiStatusError | None:
+        """An answer that cannot be used (`detail` says how: `answered 302 (Location: …)`):
+        the run's failure once no usable answer came for long enough."""
+        if self.usable:
+            return None
+        self.unusable_statuses[http_status] += 1
+        if self.first_unusable_at is None:
+            self.first_unusable_at = now
+        waited = now - self.first_unusable_at
+        n = self.unusable_statuses.total()
+        if n < UNUSABLE_MIN_ANSWERS or waited < UNUSABLE_AFTER_S:
+            return None
+        seen = ", ".join(f"{code}: {k:,}" for code, k in self.unusable_statuses.most_common())
+        return ApiStatusError(
+            f"no usable answer from {display_url(self.base_url)}: {n:,} answers in "
+            f"{waited:.0f} s, HTTP status {seen}; none a task's result (last: {detail}): wrong "
+            "ASG_BASE_URL (a redirect, a proxy, a web server's page)? No task was marked final; "
+            "fix the URL and run collect again",
+            status_code=self.unusable_statuses.most_common(1)[0][0],
         )
 
     def unreachable(self, failures: int, now: float, last_failure: str) -> ApiTransientError | None:

@@ -155,12 +155,16 @@ class UnusableBody:
 
 @dataclass(frozen=True, slots=True)
 class UnexpectedStatus:
-    """Any other status (400, 405, 3xx, ...): terminal for this request."""
+    """Any other status (400, 405, 3xx, ...): terminal for this request.
+
+    `location` is a redirect's Location header (user, password and query left out), or None.
+    """
 
     task_id: str
     origin: str
     http_status: int
     body: bytes
+    location: str | None = None
 
 
 Outcome = (
@@ -396,7 +400,9 @@ class GatewayClient:
             return AuthRefused(task_id, origin, code, self.redact(_error_message(body)))
         if 500 <= code < 600:
             return ServerError(task_id, origin, code, self.redact(_error_message(body)))
-        return UnexpectedStatus(task_id, origin, code, body)
+        location = headers.get("location")
+        shown = None if location is None else self.redact(display_url(location))[:200]
+        return UnexpectedStatus(task_id, origin, code, body, shown)
 
 
 # -- a lean HTTP/1.1 keep-alive client for GET ----------------------------------------------------

@@ -174,6 +174,10 @@ class CollectorRun:
             )
         }
         self.stats["control_probes"] = 0
+        self.stats["http_other_statuses"] = {}  # status -> count, of `http_other`
+        # the 200 answers buffered, and a detail for the rejects of other statuses (by record)
+        self.ready_keys: set[tuple[str, datetime]] = set()
+        self.notes: dict[tuple[str, datetime], str] = {}
         self.stop_reason: str | None = None
         self.auth_error: AuthError | None = None
         # why the run gave up on the API (unreachable, 404 for everything): status `failed`
@@ -618,6 +622,8 @@ class CollectorRun:
             self.api.answered = True
         if isinstance(outcome, gw.Ready | gw.Pending | gw.NotFound):
             self._last_answer_at = now
+        if isinstance(outcome, gw.Pending | gw.NotFound):
+            self.api.usable = True  # a 200 is usable once the normaliser accepts it
         task_id = t.facts.task_id
         if isinstance(outcome, gw.Ready):
             st["http_200"] += 1
@@ -626,6 +632,7 @@ class CollectorRun:
             t.errors = 0
             t.first_404_at = None
             t.final_key = self._record(outcome.body, outcome.origin, task_id, 200, now)
+            self.ready_keys.add(t.final_key)
             if outcome.status == "settled":
                 self._finish(t, "done", now)
                 return self._learn_early(t, outcome.settled_at)
@@ -668,9 +675,18 @@ class CollectorRun:
         elif isinstance(outcome, gw.UnusableBody):
             st["unusable_bodies"] += 1
             self._record(outcome.raw, outcome.origin, task_id, outcome.http_status, now)
+            detail = f"answered {outcome.http_status} with an unusable body ({outcome.reason})"
+            self._unusable(outcome.http_status, detail, now)
         elif isinstance(outcome, gw.UnexpectedStatus):
             st["http_other"] += 1
-            self._record(outcome.body, outcome.origin, task_id, outcome.http_status, now)
+            codes = st["http_other_statuses"]
+            codes[str(outcome.http_status)] = codes.get(str(outcome.http_status), 0) + 1
+            detail = f"answered {outcome.http_status}"
+            if outcome.location is not None:
+                detail += f" (Location: {outcome.location})"
+            key = self._record(outcome.body, outcome.origin, task_id, outcome.http_status, now)
+            self.notes[key] = detail
+            self._unusable(outcome.http_status, detail, now)
         st["retries"] += 1
         t.errors += 1
         if now >= t.deadline_at and t.errors > MAX_ERRORS_PAST_DEADLINE:
@@ -683,6 +699,12 @@ class CollectorRun:
         backoff = min(self.s.retry_cap_s, self.s.retry_base_s * 2 ** min(t.errors - 1, 20))
         at = max(now + backoff * self.rng.uniform(0.8, 1.2), sent_at + 5.0)
         return self._schedule(t, now, at=at, answered=False)
+
+    def _unusable(self, http_status: int, detail: str, now: float) -> None:
+        """An answer that is no task's result: stop the run when none was usable for a while."""
+        failure = self.api.unusable(http_status, detail, now)
+        if failure is not None:
+            self._fail(failure)
 
     def _rate_limited(self, outcome: gw.RateLimited, now: float) -> float:
         """A 429 closes the gate; return when it reopens."""
@@ -890,11 +912,14 @@ class CollectorRun:
                     for row in rows
                     if row[1] in FINAL_STATES and (key := self.tasks[row[0]].final_key) is not None
                 }
+                ready_keys, notes = self.ready_keys, self.notes
                 self.records, self.rows, self.origins = [], {}, {}
+                self.ready_keys, self.notes = set(), {}
                 self.settled_unlearned = set()
                 latencies, rejected = await loop.run_in_executor(
-                    writer.pool, writer.flush, run_id, records, rows, finals
+                    writer.pool, writer.flush, run_id, records, rows, finals, notes
                 )
+                self._judge_200s(ready_keys, rejected)
                 self.unconfirmed.difference_update(r[0] for r in rows if r[1] in FINAL_STATES)
                 self._learn(latencies, done_ids)
                 self._reopen(rejected, origins)
@@ -903,6 +928,20 @@ class CollectorRun:
                 if not self.records and not self.rows:
                     return
                 self._flush_wanted.set()  # what the last write put back: written at once
+
+    def _judge_200s(
+        self, ready_keys: set[tuple[str, datetime]], rejected: set[tuple[str, datetime]]
+    ) -> None:
+        """A 200 the normaliser accepted is a usable answer; one it rejected is not."""
+        if self.api.usable:
+            return
+        if ready_keys - rejected:
+            self.api.usable = True
+            return
+        for _ in ready_keys:
+            self._unusable(
+                200, "answered 200 with a body the normaliser rejected", self.clock.now()
+            )
 
     def _learn_early(self, t: _Task, settled_at: str | None) -> None:
         """Learn a settled task's latency from its answer now, instead of after the write.

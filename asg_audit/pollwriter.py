@@ -13,7 +13,7 @@ import math
 import time
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -23,7 +23,7 @@ import polars as pl
 from asg_audit import gateway as gw
 from asg_audit.errors import ConfigError
 from asg_audit.model import Source
-from asg_audit.normalize import RawRecord, normalise_records
+from asg_audit.normalize import NormalisedBatch, RawRecord, normalise_records
 from asg_audit.progress import ProgressReporter, ProgressSnapshot, format_eta
 from asg_audit.store import Store, open_store
 
@@ -145,11 +145,22 @@ class CollectSummary:
             f"202 {s.get('http_202', 0):,}, 404 {s.get('http_404', 0):,}, "
             f"429 {s.get('http_429', 0):,}, 5xx {s.get('http_5xx', 0):,}, "
             f"transport errors {s.get('transport_errors', 0):,}, "
-            f"unusable bodies {s.get('unusable_bodies', 0):,}, retries {s.get('retries', 0):,}",
+            f"unusable bodies {s.get('unusable_bodies', 0):,}, retries {s.get('retries', 0):,}"
+            + _other_statuses(s),
         ]
         if self.failure:
             lines.append(f"failed: {self.failure}")
         return lines
+
+
+def _other_statuses(stats: Mapping[str, Any]) -> str:
+    """Return `, other statuses 1,800 (302: 1,800)` for the summary, or nothing."""
+    n = stats.get("http_other", 0)
+    if not n:
+        return ""
+    codes = stats.get("http_other_statuses") or {}
+    shown = ", ".join(f"{code}: {k:,}" for code, k in sorted(codes.items(), key=lambda c: -c[1]))
+    return f", other statuses {n:,}" + (f" ({shown})" if shown else "")
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,6 +203,20 @@ class CollectProgressReporter(ProgressReporter):
 
 # a final answer the normaliser rejected: its task is polled again this much later
 REJECTED_RETRY_S = 5.0
+
+
+def _with_notes(
+    batch: NormalisedBatch, notes: Mapping[tuple[str, datetime], str]
+) -> NormalisedBatch:
+    """Return `batch` with each note put before the detail of its record's reject."""
+    keys = batch.rejects.select("origin", "observed_at").iter_rows()
+    details = batch.rejects.get_column("detail").to_list()
+    noted = []
+    for key, detail in zip(keys, details, strict=True):
+        note = notes.get(key)
+        noted.append(detail if note is None else f"{note}: {detail}" if detail else note)
+    rejects = batch.rejects.with_columns(pl.Series("detail", noted, dtype=pl.String))
+    return replace(batch, rejects=rejects)
 
 
 def _unfinal(row: tuple[Any, ...]) -> tuple[Any, ...]:
@@ -314,6 +339,7 @@ class PollWriter:
         records: list[RawRecord],
         rows: list[tuple[Any, ...]],
         finals: Mapping[str, tuple[str, datetime]] | None = None,
+        notes: Mapping[tuple[str, datetime], str] | None = None,
     ) -> tuple[list[tuple[str, float, float | None]], set[tuple[str, datetime]]]:
         """Write one batch in one transaction; return settled latencies and rejected origins.
 
@@ -321,6 +347,7 @@ class PollWriter:
         of the answer that made it final. When the normaliser rejects that answer, the row is
         written `pending` instead (polled again `REJECTED_RETRY_S` later), in the same
         transaction as the reject: a `done` row is never stored for a rejected answer.
+        `notes` go before the detail of those records' rejects (`answered 302 (Location: …)`).
         """
         assert self.store is not None
         t0 = time.thread_time()
@@ -332,6 +359,8 @@ class PollWriter:
                 for origin, observed_at in batch.rejects.select("origin", "observed_at").iter_rows()
                 if origin is not None
             }
+        if batch is not None and notes and rejected & notes.keys():
+            batch = _with_notes(batch, notes)
         if finals and rejected:
             rows = [_unfinal(row) if finals.get(row[0]) in rejected else row for row in rows]
         frame = pl.DataFrame(

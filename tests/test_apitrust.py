@@ -100,3 +100,18 @@ def test_unreachable_only_after_enough_failures_over_enough_time_and_never_once_
     answered = ApiTrust(URL, answered=True)
     assert answered.unreachable(100, 0.0, "x") is None
     assert answered.unreachable(100, 1e6, "x") is None
+
+
+def test_unusable_answers_fail_the_run_only_when_none_was_usable_for_a_while() -> None:
+    from asg_audit.apitrust import UNUSABLE_AFTER_S
+
+    api = ApiTrust(URL)
+    assert api.unusable(302, "answered 302", 0.0) is None
+    assert api.unusable(302, "answered 302", UNUSABLE_AFTER_S) is None  # 2 answers: too few
+    failure = api.unusable(400, "answered 400", UNUSABLE_AFTER_S)
+    assert isinstance(failure, ApiStatusError) and failure.status_code == 302
+    assert "3 answers in 10 s, HTTP status 302: 2, 400: 1" in str(failure)
+    assert "(last: answered 400)" in str(failure)
+    usable = ApiTrust(URL)
+    usable.usable = True
+    assert all(usable.unusable(302, "x", t) is None for t in (0.0, 100.0, 200.0, 300.0))

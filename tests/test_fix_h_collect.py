@@ -286,3 +286,68 @@ def test_resume_after_only_429s_never_expires_a_task_never_answered(tmp_path: Pa
     assert _query(db, "SELECT DISTINCT state FROM poll_state") == [("pending",)]
     stats = _query(db, "SELECT stats FROM runs WHERE command = 'collect' ORDER BY started_at")
     assert json.loads(str(stats[-1][0]))["expired"] == 0
+
+
+# -- 4: a Gateway that never gives a usable answer stops the run, exit 3, naming the status ------
+
+
+def _redirect(task_id: str, n: int) -> Answer:
+    page = b"<html><body>301 Moved</body></html>"
+    headers = {"Location": f"https://user:pw@api.example.test/v1/tasks/{task_id}/result?x=1"}
+    return 302, page, {**headers, "Content-Type": "text/html"}
+
+
+def _nginx_400(task_id: str, n: int) -> Answer:
+    page = b"<html><head><title>400 Bad Request</title></head><body>nginx</body></html>"
+    return 400, page, {"Content-Type": "text/html"}
+
+
+def _nginx_200(task_id: str, n: int) -> Answer:
+    page = b"<html><head><title>Welcome to nginx!</title></head></html>"
+    return 200, page, {"Content-Type": "text/html"}
+
+
+def test_a_gateway_answering_only_redirects_fails_the_run_with_exit_3(tmp_path: Path) -> None:
+    with _gateway(_redirect) as gw:
+        proc = _start(tmp_path, gw.url, IDS, deadline_s=300.0)
+        out, err = proc.communicate(timeout=90)
+    assert proc.returncode == 3, (out, err)
+    errors = [line for line in err.splitlines() if line.startswith("asg-audit: error:")]
+    assert len(errors) == 1, err
+    message = errors[0]
+    assert f"no usable answer from {gw.url}" in message
+    assert "HTTP status 302: " in message
+    assert "(last: answered 302 (Location: https://api.example.test/v1/tasks/" in message
+    assert "pw" not in message and "x=1" not in message
+    db = tmp_path / "a.duckdb"
+    assert _query(db, "SELECT status FROM runs WHERE command = 'collect'") == [("failed",)]
+    assert _query(db, "SELECT DISTINCT state FROM poll_state") == [("pending",)]
+    details = _query(db, "SELECT DISTINCT split_part(detail, ':', 1) FROM rejects")
+    assert details == [("answered 302 (Location",)]
+    stats = json.loads(str(_query(db, "SELECT stats FROM runs")[0][0]))
+    assert stats["http_other"] >= 3 and stats["http_other_statuses"] == {"302": stats["http_other"]}
+
+
+def test_a_gateway_answering_400_or_a_web_page_fails_the_run_with_exit_3(tmp_path: Path) -> None:
+    for name, script, status in (("a", _nginx_400, 400), ("b", _nginx_200, 200)):
+        folder = tmp_path / name
+        folder.mkdir()
+        with _gateway(script) as gw:
+            proc = _start(folder, gw.url, IDS, deadline_s=300.0)
+            out, err = proc.communicate(timeout=90)
+        assert proc.returncode == 3, (name, out, err)
+        assert f"no usable answer from {gw.url}" in err
+        assert f"HTTP status {status}: " in err
+        db = folder / "a.duckdb"
+        assert _query(db, "SELECT status FROM runs WHERE command = 'collect'") == [("failed",)]
+
+
+def test_the_summary_shows_other_http_statuses() -> None:
+    from asg_audit.pollwriter import CollectSummary
+
+    summary = CollectSummary(
+        run_id="r",
+        status="failed",
+        stats={"requests": 9, "http_other": 9, "http_other_statuses": {"400": 2, "302": 7}},
+    )
+    assert summary.lines()[3].endswith(", other statuses 9 (302: 7, 400: 2)")
