@@ -1041,9 +1041,13 @@ class CollectorRun:
         latest = gate if gate > now else None
         if len(self.heap) <= ETA_SCAN_MAX:
             tasks = self.tasks
+            grace = self.s.not_found_grace_s
+            # a task answering 404 is not final before its grace window ends
             latest = max(
                 (
                     at
+                    if (t := tasks[task_id]).first_404_at is None
+                    else max(at, t.first_404_at + grace)
                     for at, version, task_id in self.heap
                     if tasks[task_id].version == version and tasks[task_id].state == "pending"
                 ),

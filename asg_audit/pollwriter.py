@@ -178,18 +178,28 @@ class CollectProgressReporter(ProgressReporter):
     """The collector's progress line: the summary's categories, errors, a rate and an ETA."""
 
     def line(self, snap: ProgressSnapshot) -> str:
-        """Return the line; the ETA is at least the wait for the last pending task's poll."""
+        """Return the line; the ETA is at least the wait for the last pending task's poll.
+
+        Without a throughput (nothing finished in the window) the ETA is that wait only for a
+        slow tail: `?` before anything finished, while 429s hold the run back, or when no poll
+        is waited for (the wait is a floor, not an estimate).
+        """
         if not isinstance(snap, CollectProgress):
             return super().line(snap)
         now = time.monotonic()
         done = snap.settled + snap.failed + snap.not_found + snap.expired
         self._history.append((now, done))
+        self._throttles.append(snap.throttled)
         t0, d0 = self._history[0]
         rate = (done - d0) / (now - t0) if now - t0 > 0.5 else 0.0
         eta = snap.pending / rate if rate > 0 else None
-        if snap.pending and snap.next_poll_in_s is not None:
+        floor = snap.next_poll_in_s if snap.pending else None
+        if eta is not None and floor is not None:
             # a throughput ETA says 0 s for a slow tail that waits for its next polls
-            eta = max(eta or 0.0, snap.next_poll_in_s)
+            eta = max(eta, floor)
+        elif eta is None and floor is not None and floor > 0:
+            throttled = snap.throttled > self._throttles[0]
+            eta = floor if done > 0 and not throttled else None
         if not snap.pending:
             eta = 0.0
         return (

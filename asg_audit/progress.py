@@ -48,6 +48,7 @@ class ProgressReporter:
         self.live = self.stream.isatty() if live is None else live
         self.log_every_s = log_every_s
         self._history: deque[tuple[float, int]] = deque(maxlen=60)
+        self._throttles: deque[int] = deque(maxlen=60)  # 429s so far, at each snapshot
         self._last_log = 0.0
         self._live: Any = None
 

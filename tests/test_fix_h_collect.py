@@ -18,7 +18,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
+import pytest
+
+from asg_audit.pollwriter import CollectProgress, CollectProgressReporter
 from asg_audit.store import open_store
 
 KEY = "sk_sandbox_fixh"
@@ -351,3 +355,70 @@ def test_the_summary_shows_other_http_statuses() -> None:
         stats={"requests": 9, "http_other": 9, "http_other_statuses": {"400": 2, "302": 7}},
     )
     assert summary.lines()[3].endswith(", other statuses 9 (302: 7, 400: 2)")
+
+
+# -- 6: an honest ETA -------------------------------------------------------------------------
+
+
+def _snap(**counts: Any) -> CollectProgress:
+    base: dict[str, object] = {
+        "settled": 0,
+        "pending": 300,
+        "not_found": 0,
+        "expired": 0,
+        "throttled": 0,
+        "requests": 0,
+        "next_poll_in_s": 0.0,
+    }
+    return CollectProgress(**{**base, **counts})
+
+
+def test_eta_is_unknown_before_anything_finished() -> None:
+    line = CollectProgressReporter(live=False).line(_snap())
+    assert line.endswith(
+        "| pending 300 | not found 0 | expired 0 | throttled 0 | 5xx 0"
+        " | transport errors 0 | 0.0 tasks/s | ETA ?"
+    ), line
+
+
+def test_eta_is_unknown_while_429s_hold_the_run_back() -> None:
+    reporter = CollectProgressReporter(live=False)
+    reporter.line(_snap(settled=3, pending=2, throttled=10, next_poll_in_s=3.0))
+    line = reporter.line(_snap(settled=3, pending=2, throttled=14, next_poll_in_s=3.5))
+    assert line.endswith("ETA ?")
+
+
+def test_eta_counts_the_not_found_grace_window(tmp_path: Path) -> None:
+    """Three tasks waiting out the 404 grace (60 s) with a poll every 10 s: the ETA is the end of
+    the grace window, not the next poll."""
+    from asg_audit.config import load_config
+    from asg_audit.pollrun import CollectorRun, _Task
+    from asg_audit.pollwriter import CollectorSettings
+    from asg_audit.schedule import FixedInterval, TaskFacts
+
+    class Frozen:
+        def now(self) -> float:
+            return 1000.0
+
+        async def sleep(self, seconds: float) -> None:
+            pass
+
+    config = load_config(None, env={"ASG_API_KEY": KEY}, overrides={"db_path": "x.duckdb"})
+    run = CollectorRun(
+        config=config,
+        settings=CollectorSettings(not_found_grace_s=60.0),
+        policy=FixedInterval(10.0),
+        clock=Frozen(),
+        task_ids=None,
+        run_for_s=None,
+        progress=None,
+        stop_event=None,
+        transport=None,
+    )
+    for i, first_404 in enumerate((970.0, 975.0, 980.0)):
+        t = _Task(facts=TaskFacts(f"tsk_n{i}", None, None, None), next_poll_at=1010.0)
+        t.first_404_at = first_404
+        run.tasks[t.facts.task_id] = t
+        run._push(t)
+    run.pending = 3
+    assert run.snapshot().next_poll_in_s == pytest.approx(40.0)
