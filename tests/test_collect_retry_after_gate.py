@@ -15,17 +15,15 @@ import math
 import os
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from email.utils import formatdate
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 from _manual_clock import ManualClock
+from _scripted_gateway import Answer, ScriptedGateway, scripted_gateway, settled_body
 
 from asg_audit.clock import ScaledClock
 from asg_audit.collector import collect
@@ -40,77 +38,20 @@ KEY = "sk_sandbox_retryafter"
 Script = Callable[[str, int], tuple[int, str | None]]
 
 
-def _settled(task_id: str) -> bytes:
-    return json.dumps(
-        {
-            "task_id": task_id,
-            "status": "settled",
-            "consensus_label": "a",
-            "confidence": 1.0,
-            "worker_count": 3,
-            "agreement_count": 3,
-            "bsv_txid": "c" * 64,
-            "created_at": "2026-10-01T00:00:00Z",
-            "settled_at": "2026-10-01T00:00:40Z",
-            "cost_sats": 650,
-        }
-    ).encode()
-
-
-@dataclass
-class _Gateway:
-    url: str
-    script: Script
-    # (wall time, task id, status) of every answer, in order
-    log: list[tuple[float, str, int]] = field(default_factory=list)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def answers(self, task_id: str) -> list[tuple[float, int]]:
-        with self.lock:
-            return [(at, code) for at, tid, code in self.log if tid == task_id]
+def _answer(code: int, retry_after: str | None, task_id: str) -> Answer:
+    body = {
+        200: settled_body(task_id),
+        202: json.dumps({"task_id": task_id, "status": "pending"}).encode(),
+        429: b'{"error": "slow down"}',
+    }.get(code, b'{"error": "internal"}')
+    return code, body, {} if retry_after is None else {"Retry-After": retry_after}
 
 
 @contextmanager
-def _gateway(script: Script) -> Iterator[_Gateway]:
-    """A Gateway on 127.0.0.1 answering `GET /v1/tasks/{id}/result` as `script` says."""
-    gateway = _Gateway("", script)
-    counts: dict[str, int] = {}
-
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def do_GET(self) -> None:
-            task_id = self.path.split("/")[3]
-            with gateway.lock:
-                counts[task_id] = counts.get(task_id, 0) + 1
-                code, retry_after = gateway.script(task_id, counts[task_id])
-                gateway.log.append((time.monotonic(), task_id, code))
-            body = {
-                200: _settled(task_id),
-                202: json.dumps({"task_id": task_id, "status": "pending"}).encode(),
-                429: b'{"error": "slow down"}',
-            }.get(code, b'{"error": "internal"}')
-            self.send_response(code)
-            if retry_after is not None:
-                self.send_header("Retry-After", retry_after)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    gateway.url = f"http://127.0.0.1:{server.server_address[1]}"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+def _gateway(script: Script) -> Iterator[ScriptedGateway]:
+    """A Gateway on 127.0.0.1 answering as `script` says: (status, Retry-After or None)."""
+    with scripted_gateway(lambda task_id, n: _answer(*script(task_id, n), task_id)) as gateway:
         yield gateway
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def _states(db: Path) -> dict[str, str]:
@@ -126,7 +67,7 @@ def _run_statuses(db: Path) -> list[str]:
 
 def _collect_cli(
     tmp_path: Path, ids: list[str], deadline_s: float, script: Script
-) -> tuple[subprocess.CompletedProcess[str], float, _Gateway]:
+) -> tuple[subprocess.CompletedProcess[str], float, ScriptedGateway]:
     """`asg-audit collect --task-ids` of `ids` against a gateway answering as `script` says;
     return the finished process, its wall seconds and the gateway."""
     (tmp_path / "ids.txt").write_text("\n".join(ids) + "\n")

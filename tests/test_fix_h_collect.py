@@ -11,44 +11,19 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from _scripted_gateway import Answer, Script, pending_body, scripted_gateway, settled_body
 
 from asg_audit.pollwriter import CollectProgress, CollectProgressReporter
 from asg_audit.store import open_store
 
 KEY = "sk_sandbox_fixh"
-Answer = tuple[int, bytes, dict[str, str]]
-Script = Callable[[str, int], Answer]
-
-
-def _settled(task_id: str) -> bytes:
-    return json.dumps(
-        {
-            "task_id": task_id,
-            "status": "settled",
-            "consensus_label": "a",
-            "confidence": 1.0,
-            "worker_count": 3,
-            "agreement_count": 3,
-            "bsv_txid": "c" * 64,
-            "created_at": "2026-10-01T00:00:00Z",
-            "settled_at": "2026-10-01T00:00:40Z",
-            "cost_sats": 650,
-        }
-    ).encode()
-
-
-def _pending(task_id: str) -> bytes:
-    return json.dumps({"task_id": task_id, "status": "pending"}).encode()
+_settled, _pending = settled_body, pending_body
 
 
 def _ok(task_id: str, n: int) -> Answer:
@@ -60,58 +35,7 @@ def _wrong_task(task_id: str, n: int) -> Answer:
     return 200, _settled("tsk_someone_else"), {}
 
 
-@dataclass
-class _Gateway:
-    url: str
-    script: Script
-    log: list[tuple[float, str, int]] = field(default_factory=list)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def codes(self, task_id: str) -> list[int]:
-        with self.lock:
-            return [code for _, tid, code in self.log if tid == task_id]
-
-    def asked(self) -> set[str]:
-        with self.lock:
-            return {tid for _, tid, _ in self.log}
-
-
-@contextmanager
-def _gateway(script: Script) -> Iterator[_Gateway]:
-    gw = _Gateway("", script)
-    counts: dict[str, int] = {}
-
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def do_GET(self) -> None:
-            task_id = self.path.split("/")[3]
-            with gw.lock:
-                counts[task_id] = counts.get(task_id, 0) + 1
-                code, body, headers = gw.script(task_id, counts[task_id])
-                gw.log.append((time.monotonic(), task_id, code))
-            self.send_response(code)
-            for name, value in headers.items():
-                self.send_header(name, value)
-            if "Content-Type" not in headers:
-                self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    gw.url = f"http://127.0.0.1:{server.server_address[1]}"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield gw
-    finally:
-        server.shutdown()
-        server.server_close()
+_gateway = scripted_gateway
 
 
 def _start(
