@@ -111,6 +111,11 @@ def executed_one(tmp_path_factory: pytest.TempPathFactory) -> dict[str, nbformat
     return _execute(_small_store(tmp_path_factory.mktemp("nb_one"), [settled_line("t1")]))
 
 
+def _outputs(nb: nbformat.NotebookNode) -> list[nbformat.NotebookNode]:
+    """Every output of every code cell, in order."""
+    return [o for cell in nb.cells if cell.cell_type == "code" for o in cell.get("outputs", [])]
+
+
 def _probe(nb: nbformat.NotebookNode) -> dict[str, Any]:
     text = "".join(o.get("text", "") for o in nb.cells[-1].outputs if o.output_type == "stream")
     assert text.startswith("PROBE"), text
@@ -147,7 +152,7 @@ def test_notebook_runs_top_to_bottom_and_shows_its_charts(
     path: Path, executed: dict[str, nbformat.NotebookNode]
 ) -> None:
     nb = executed[path.name]
-    outputs = [o for cell in nb.cells if cell.cell_type == "code" for o in cell.get("outputs", [])]
+    outputs = _outputs(nb)
     assert not [o for o in outputs if o.get("output_type") == "error"]
     # The first cell shows the audit summary as HTML (Audit._repr_html_).
     first = nb.cells[1].outputs
@@ -232,7 +237,7 @@ def test_notebook_on_an_empty_store_says_nothing_to_plot_and_draws_no_empty_axes
     path: Path, executed_empty: dict[str, nbformat.NotebookNode]
 ) -> None:
     nb = executed_empty[path.name]
-    outputs = [o for cell in nb.cells if cell.cell_type == "code" for o in cell.get("outputs", [])]
+    outputs = _outputs(nb)
     assert not [o for o in outputs if o.get("output_type") == "error"]
     probe = _probe(nb)
     assert probe["axes"] == []
@@ -249,7 +254,7 @@ def test_latency_notebook_on_one_settled_task_shows_its_one_point_curves(
     executed_one: dict[str, nbformat.NotebookNode],
 ) -> None:
     nb = executed_one["latency.ipynb"]
-    outputs = [o for cell in nb.cells if cell.cell_type == "code" for o in cell.get("outputs", [])]
+    outputs = _outputs(nb)
     assert not [o for o in outputs if o.get("output_type") == "error"]
     probe = _probe(nb)
     _assert_no_empty_axes(probe)
