@@ -311,7 +311,11 @@ class CollectorRun:
         self.api.answered = True
         self._last_answer_at = now
         t.attempts += 1
-        t.last_poll_at = sent_at
+        # the question was about the clocks, not the task: the schedule plans its first poll
+        # from its created_at as if it was never asked (with `last_poll_at` set, a fallback
+        # schedule polled it 5 s later and on, each a 404, and it went not_found when the
+        # grace ran out, before the API had created it)
+        t.last_poll_at = None
         t.last_http_status = outcome.http_status
         t.deadline_at = math.inf
         t.next_poll_at = policy_next(self.policy, t, now)
