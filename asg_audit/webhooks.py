@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import functools
 import gc
 import hashlib
 import hmac
@@ -69,6 +70,7 @@ from asg_audit.webhook_writer import (
 __all__ = [
     "DEFAULT_FRESHNESS_SECONDS",
     "DEFAULT_MAX_BODY_BYTES",
+    "MAX_HEAD_BYTES",
     "SIGNATURE_HEADER",
     "WEBHOOK_PATH",
     "WebhookSettings",
@@ -572,6 +574,77 @@ def create_webhook_app(
     return app
 
 
+# The request line and headers of one request, whatever the HTTP parser. A delivery's are a few
+# hundred bytes; nginx's default allows 4 lines of 8 KiB. Without a bound, httptools buffers an
+# endless header line from an unauthenticated client (~1 byte of memory per byte sent).
+MAX_HEAD_BYTES: Final = 64 * 1024
+
+_HEAD_TOO_LARGE: Final = b"Request header fields too large."
+
+
+@functools.cache
+def http_protocol(http: str) -> type[asyncio.Protocol] | str:
+    """Return what Uvicorn's `http` option should be for `[webhooks] http`, head size bounded.
+
+    `h11` is bounded by Uvicorn's `h11_max_incomplete_event_size`. httptools (what `auto` picks
+    when it is installed) has no such option, so `auto` and `httptools` get Uvicorn's httptools
+    protocol with a count of the bytes received while a request's head is incomplete: past
+    MAX_HEAD_BYTES the client is answered 431 and the connection closed. The count costs one
+    addition a read, so the receiver keeps httptools' speed (h11 costs ~3x the CPU).
+    """
+    if http == "h11":
+        return "h11"
+    try:
+        from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+    except ImportError:
+        if http == "httptools":
+            raise ConfigError("webhooks.http is httptools, which is not installed") from None
+        return "h11"  # what Uvicorn's own `auto` picks without httptools
+
+    class HeadLimitedHttpTools(HttpToolsProtocol):
+        """Uvicorn's httptools protocol refusing a request head over MAX_HEAD_BYTES (431)."""
+
+        # Bytes read while a request's head was incomplete at the start of the read; a read
+        # that completes the head resets it. Memory held for a head is at most the limit plus
+        # one read (asyncio/uvloop read at most 256 KiB at a time).
+        _head_bytes = 0
+        _in_head = True
+        _refused = False
+
+        def data_received(self, data: bytes) -> None:
+            if self._refused:
+                return
+            if self._in_head:
+                self._head_bytes += len(data)
+            super().data_received(data)
+            if self._in_head and self._head_bytes > MAX_HEAD_BYTES:
+                self._refuse_head()
+
+        def on_headers_complete(self) -> None:
+            self._in_head = False
+            self._head_bytes = 0
+            super().on_headers_complete()
+
+        def on_message_complete(self) -> None:
+            self._in_head = True  # a next request on this connection starts with its head
+            super().on_message_complete()
+
+        def _refuse_head(self) -> None:
+            self._refused = True
+            if self.transport.is_closing():
+                return
+            self.logger.warning("Request header fields too large: connection closed.")
+            self.transport.write(
+                b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
+                b"content-type: text/plain; charset=utf-8\r\n"
+                b"content-length: " + str(len(_HEAD_TOO_LARGE)).encode() + b"\r\n"
+                b"connection: close\r\n\r\n" + _HEAD_TOO_LARGE
+            )
+            self.transport.close()
+
+    return HeadLimitedHttpTools
+
+
 def serve_webhooks(
     db_path: str | Path,
     secrets: Sequence[Secret | str],
@@ -599,7 +672,10 @@ def serve_webhooks(
         host=host,
         port=port,
         lifespan="on",
-        http=settings.http,
+        http=http_protocol(settings.http),
+        # h11 refuses (400) a request line and headers longer than this; the httptools
+        # protocol from `http_protocol` refuses them (431) at the same size.
+        h11_max_incomplete_event_size=MAX_HEAD_BYTES,
         access_log=False,
         log_level="warning",
         # A backstop only: the drain below ends the body reads at `grace` itself.
