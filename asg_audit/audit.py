@@ -372,6 +372,8 @@ _SUBMISSION_COLUMNS: Final = (
     "options",
     "created_at",
 )
+# Options known (non-empty) and label known: "label in options" can be tested.
+_LABEL_TESTABLE_SQL: Final = "coalesce(len(s.options) > 0 AND r.consensus_label IS NOT NULL, false)"
 _LABEL_OUTSIDE_SQL: Final = (
     "coalesce(len(s.options) > 0 AND r.consensus_label IS NOT NULL"
     " AND NOT list_contains(s.options, r.consensus_label), false)"
@@ -379,10 +381,11 @@ _LABEL_OUTSIDE_SQL: Final = (
 # The enriched task frame's inputs, joined and narrowed where the data lives (the store keeps
 # one submission per task id: `track` upserts). Derived columns computed here carry the same
 # meaning as in `enrich_tasks`, which keeps them: `options` is kept only where the label is
-# outside them (the one place it is shown).
+# outside them (the one place it is shown), so whether the label could be tested is a flag.
 _RESULTS_SQL: Final = (
     "SELECT {cols}, coalesce(r.task_type, s.task_type) AS task_type,"
     " coalesce(r.created_at, s.created_at) AS created_at, s.consensus_threshold,"
+    f" {_LABEL_TESTABLE_SQL} AS label_testable,"
     f" {_LABEL_OUTSIDE_SQL} AS label_outside_options,"
     f" CASE WHEN {_LABEL_OUTSIDE_SQL} THEN s.options END AS options,"
     # (two list_contains: list_has_any takes a second more on 10M tasks)

@@ -43,11 +43,13 @@ SOURCE_FLAGS: Final = {
     "seen_by_webhook": ("webhook",),
     "seen_by_file": ("file",),
 }
+# Options known (non-empty) and label known: whether "label in options" can be tested.
+LABEL_TESTABLE: Final = (
+    (pl.col("options").list.len().fill_null(0) > 0) & pl.col("consensus_label").is_not_null()
+).fill_null(False)
 # Options known (non-empty), label known and not among them (exact string compare).
 LABEL_OUTSIDE_OPTIONS: Final = (
-    (pl.col("options").list.len().fill_null(0) > 0)
-    & pl.col("consensus_label").is_not_null()
-    & ~pl.col("options").list.contains(pl.col("consensus_label"))
+    LABEL_TESTABLE & ~pl.col("options").list.contains(pl.col("consensus_label"))
 ).fill_null(False)
 
 
@@ -59,7 +61,8 @@ def enrich_tasks(results: pl.LazyFrame, submissions: pl.LazyFrame | None = None)
     `status_documented`, `latency_s` (settled_at - created_at),
     `counts_valid` (1 <= A <= W and A reaches the majority: the precondition of every derived
     check, see checks/README), `txid_well_formed`, `margin` (A - (W - A)),
-    `label_outside_options` (options known, label known and not among them), and
+    `label_testable` (options known and label known), `label_outside_options` (testable and
+    the label not among the options), and
     `seen_by_poll` / `seen_by_webhook` / `seen_by_file` (from `sources`).
     `created_at` and `task_type` fall back to the submission's when the result lacks them.
 
@@ -107,6 +110,7 @@ def enrich_tasks(results: pl.LazyFrame, submissions: pl.LazyFrame | None = None)
         "margin": 2 * a - w,
     }
     no = pl.lit(False)
+    derived["label_testable"] = LABEL_TESTABLE if "options" in names else no
     derived["label_outside_options"] = LABEL_OUTSIDE_OPTIONS if "options" in names else no
     for name, wanted in SOURCE_FLAGS.items():
         derived[name] = _any_source(pl.col("sources"), wanted) if "sources" in names else no

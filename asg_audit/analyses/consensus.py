@@ -14,6 +14,8 @@ from typing import Final
 
 import polars as pl
 
+from asg_audit.analyses._tasks import LABEL_TESTABLE
+
 __all__ = [
     "DEFAULT_CONFIDENCE_TOLERANCE",
     "DEFAULT_LOW_MARGIN",
@@ -257,10 +259,13 @@ def consensus_invariants(tasks: pl.LazyFrame) -> pl.DataFrame:
     a, w, t = pl.col("agreement_count"), pl.col("worker_count"), pl.col("consensus_threshold")
     c = pl.col("confidence")
     counts_known = a.is_not_null() & w.is_not_null()
-    if "options" in tasks.collect_schema().names():
-        label_testable = (pl.col("options").list.len().fill_null(0) > 0) & pl.col(
-            "consensus_label"
-        ).is_not_null()
+    # `analyze` keeps `options` only where the label is outside them: whether the label could
+    # be tested comes as its own flag (enrich_tasks derives it where `options` is whole).
+    names = tasks.collect_schema().names()
+    if "label_testable" in names:
+        label_testable = pl.col("label_testable")
+    elif "options" in names:
+        label_testable = LABEL_TESTABLE
     else:
         label_testable = pl.lit(False)
     # name: (violated, testable)
