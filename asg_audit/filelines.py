@@ -9,14 +9,17 @@ puts these together.
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import gzip
 import hashlib
 import json
 import os
 import re
+import shutil
 import stat
 import sys
+import tempfile
 import zlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -28,6 +31,7 @@ import polars as pl
 import pyarrow as pa
 
 from asg_audit.errors import InputError
+from asg_audit.model import path_text
 
 __all__ = [
     "BOM",
@@ -39,6 +43,7 @@ __all__ = [
     "LineBatches",
     "always_lines",
     "describe_read_error",
+    "duckdb_path",
     "expand_paths",
     "file_content_hash",
     "file_layout",
@@ -83,12 +88,14 @@ def expand_paths(
     def unlisted(exc: OSError) -> None:
         folder = Path(exc.filename) if exc.filename else Path(".")
         if on_error is None:
-            raise InputError(f"{folder}: cannot list the folder: {describe_read_error(exc)}")
+            raise InputError(
+                f"{path_text(folder)}: cannot list the folder: {describe_read_error(exc)}"
+            )
         on_error(folder, exc)
 
     def special(path: Path, what: str) -> None:
         if on_special is None:
-            raise InputError(f"{path}: {what}, not a file: not read")
+            raise InputError(f"{path_text(path)}: {what}, not a file: not read")
         on_special(path, what)
 
     for raw in paths:
@@ -102,7 +109,7 @@ def expand_paths(
             else [Path(text)]
         )
         if not matches:
-            raise InputError(f"{text}: no file matches this pattern")
+            raise InputError(f"{path_text(text)}: no file matches this pattern")
         for path in matches:
             try:
                 folder = path.is_dir()
@@ -418,6 +425,31 @@ def open_binary(path: Path) -> IO[bytes]:
     if path.name.lower().endswith(".gz"):
         return cast(IO[bytes], gzip.open(path, "rb"))
     return path.open("rb")
+
+
+@contextlib.contextmanager
+def duckdb_path(path: Path) -> Iterator[str]:
+    """Yield a name DuckDB can open `path` by.
+
+    DuckDB takes a file name as UTF-8 text; a name that is not UTF-8 (Latin-1 bytes, held by
+    Python as surrogate escapes) is reached through a symbolic link of a plain name in a
+    temporary folder (a copy where links cannot be made), keeping `.gz` for DuckDB to see.
+    """
+    name = str(path)
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        pass
+    else:
+        yield name
+        return
+    with tempfile.TemporaryDirectory(prefix="asg-audit-") as folder:
+        link = Path(folder, "file.json.gz" if path.name.lower().endswith(".gz") else "file.json")
+        try:
+            os.symlink(os.path.abspath(path), link)
+        except OSError:
+            shutil.copyfile(path, link)
+        yield str(link)
 
 
 def raw_position(fh: IO[bytes]) -> int:

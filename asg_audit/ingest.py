@@ -29,13 +29,14 @@ import duckdb
 import numpy as np
 import polars as pl
 
-from asg_audit.errors import InputError
+from asg_audit.errors import InputError, StoreError
 from asg_audit.filelines import (
     BOM,
     STDIN,
     STDIN_ORIGIN,
     always_lines,
     describe_read_error,
+    duckdb_path,
     expand_paths,
     file_layout,
     line_batch,
@@ -58,7 +59,7 @@ from asg_audit.ingest_summary import (
     print_ingest_summary,
 )
 from asg_audit.interrupts import is_interrupt, sigint_interrupts
-from asg_audit.model import Source
+from asg_audit.model import Source, path_text
 from asg_audit.normalize import normalise_batch
 from asg_audit.store import Store, WriteStats, open_store
 
@@ -97,7 +98,7 @@ def _ingest_file(
     chunk_bytes: int,
     on_bytes: ProgressFn | None,
 ) -> FileOutcome:
-    origin = STDIN_ORIGIN if path == STDIN else str(path)
+    origin = STDIN_ORIGIN if path == STDIN else path_text(path)
     observed_at = datetime.now(UTC)
     try:
         info = None if path == STDIN else path.stat()
@@ -169,6 +170,7 @@ def _ingest_file(
 class _SmallFile:
     slot: int  # its place in summary.files
     path: Path
+    origin: str  # its name as stored and shown (`path_text`)
     size: int
     observed_at: datetime
     content_hash: str
@@ -200,18 +202,19 @@ class _SmallFiles:
         if self._reader is None:
             self._reader = duckdb.connect(":memory:")
             self._reader.execute("SET memory_limit = '256MB'")
-        frame: pl.DataFrame = self._reader.sql(
-            f"SELECT json::VARCHAR AS raw, ordinality AS origin_line"
-            f" FROM {DOCUMENT_READERS[layout]}",
-            params={"path": str(path)},
-        ).pl()
+        with duckdb_path(path) as name:
+            frame: pl.DataFrame = self._reader.sql(
+                f"SELECT json::VARCHAR AS raw, ordinality AS origin_line"
+                f" FROM {DOCUMENT_READERS[layout]}",
+                params={"path": name},
+            ).pl()
         return frame
 
     def add(self, path: Path) -> bool:
         """Take the file if it is small (and report it if it cannot be read)."""
         if path == STDIN:  # of unknown size: streamed
             return False
-        origin = str(path)
+        origin = path_text(path)
         observed_at = datetime.now(UTC)
         try:
             info = path.stat()
@@ -247,7 +250,9 @@ class _SmallFiles:
                 data += b"\n"
         self._summary.files.append(FileOutcome(path=origin, status="already ingested"))
         slot = len(self._summary.files) - 1
-        self._files.append(_SmallFile(slot, path, size, observed_at, content_hash, data, documents))
+        self._files.append(
+            _SmallFile(slot, path, origin, size, observed_at, content_hash, data, documents)
+        )
         self._hashes.add(content_hash)
         self._bytes += size_read
         if self._bytes >= _GROUP_BYTES or len(self._files) >= _GROUP_FILES:
@@ -274,16 +279,16 @@ class _SmallFiles:
                 [
                     (
                         f.content_hash,
-                        str(f.path),
+                        f.origin,
                         f.size,
-                        accepted[str(f.path)] + rejected[str(f.path)],
+                        accepted[f.origin] + rejected[f.origin],
                     )
                     for f in files
                 ],
                 run_id=summary.run_id,
             )
         for f in files:
-            origin = str(f.path)
+            origin = f.origin
             summary.files[f.slot] = FileOutcome(
                 path=origin,
                 status="ingested",
@@ -330,7 +335,7 @@ def _group_lines(files: list[_SmallFile]) -> pl.DataFrame:
     return frame.drop("file").with_columns(
         source=pl.lit(str(Source.FILE)),
         observed_at=pl.Series([f.observed_at for f in files]).gather(which_file),
-        origin=pl.Series([str(f.path) for f in files]).gather(which_file),
+        origin=pl.Series([f.origin for f in files], dtype=pl.String).gather(which_file),
     )
 
 
@@ -354,12 +359,14 @@ def ingest_paths(
     summary = IngestSummary()
 
     def unlisted(folder: Path, exc: OSError) -> None:
-        error = f"{folder}: cannot list the folder: {describe_read_error(exc)}"
-        summary.files.append(FileOutcome(path=str(folder), status="failed", error=error))
+        name = path_text(folder)
+        error = f"{name}: cannot list the folder: {describe_read_error(exc)}"
+        summary.files.append(FileOutcome(path=name, status="failed", error=error))
 
     def special(path: Path, what: str) -> None:
-        error = f"{path}: {what}, not a file: not read"
-        summary.files.append(FileOutcome(path=str(path), status="failed", error=error))
+        name = path_text(path)
+        error = f"{name}: {what}, not a file: not read"
+        summary.files.append(FileOutcome(path=name, status="failed", error=error))
 
     files = expand_paths(paths, on_error=unlisted, on_special=special)
     with open_store(
@@ -374,25 +381,33 @@ def ingest_paths(
         try:
             with sigint_interrupts(store.con) as interrupted:
                 _ingest_all(store, files, summary, group, bar, interrupted, chunk_bytes=chunk_bytes)
+            status = "failed" if summary.failed_files else "ok"
+            store.finish_run(summary.run_id, status=status, stats=summary.as_dict())
         except BaseException as exc:
             if not (interrupted.is_set() or is_interrupt(exc)):
                 # Not left `running`: the run ended, on an error the caller is told of.
-                with contextlib.suppress(duckdb.Error):
-                    store.finish_run(summary.run_id, status="failed", stats=summary.as_dict())
+                _end_run(store, summary, "failed")
                 raise
             # What was committed stays (the transaction of the file being read was rolled
             # back, whatever form the interruption took); the run says it stopped early, and a
             # run again skips the files already stored.
-            with contextlib.suppress(duckdb.Error):
-                store.finish_run(summary.run_id, status="interrupted", stats=summary.as_dict())
+            _end_run(store, summary, "interrupted")
             raise KeyboardInterrupt from None
         finally:
             group.close()
             if bar is not None:
                 bar.stop()
-        status = "failed" if summary.failed_files else "ok"
-        store.finish_run(summary.run_id, status=status, stats=summary.as_dict())
     return summary
+
+
+def _end_run(store: Store, summary: IngestSummary, status: str) -> None:
+    """Record the end of an ingest that did not finish, never leaving it `running`: with its
+    counters, or without them when they cannot be stored (the error that ended it stands)."""
+    try:
+        store.finish_run(summary.run_id, status=status, stats=summary.as_dict())
+    except (duckdb.Error, StoreError):
+        with contextlib.suppress(duckdb.Error, StoreError):
+            store.finish_run(summary.run_id, status=status)
 
 
 def _ingest_all(

@@ -30,6 +30,7 @@ from asg_audit.filelines import (
     HashingReader,
     LineBatches,
     always_lines,
+    duckdb_path,
     file_content_hash,
     locate_big_element,
     locate_json_error,
@@ -95,8 +96,11 @@ def stage_documents(
     release the GIL), so the second read costs little time of its own. A file that cannot be
     read fails with the hashing thread's error, which names the cause (e.g. a truncated gzip).
     """
-    params = {"observed_at": observed_at, "origin": origin, "path": str(path)}
-    with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="ingest-hash") as pool:
+    with (
+        concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="ingest-hash") as pool,
+        duckdb_path(path) as name,
+    ):
+        params = {"observed_at": observed_at, "origin": origin, "path": name}
         hashing = pool.submit(file_content_hash, path)
         try:
             with query_progress(store.con, path.stat().st_size, on_bytes):

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from asg_audit.filelines import STDIN, STDIN_ORIGIN
-from asg_audit.model import printable
+from asg_audit.model import path_text, printable
 from asg_audit.store import WriteStats
 
 __all__ = ["FileOutcome", "IngestSummary", "ProgressBar", "ProgressFn", "print_ingest_summary"]
@@ -116,7 +116,7 @@ class ProgressBar:
         self._bar.start()
 
     def start_file(self, path: Path) -> None:
-        name = STDIN_ORIGIN if path == STDIN else printable(path.name, one_line=True)
+        name = STDIN_ORIGIN if path == STDIN else printable(path_text(path.name), one_line=True)
         name = name if len(name) <= 40 else name[:19] + "..." + name[-18:]
         self._bar.update(self._task, description=f"file {self._index + 1}/{self._count} {name}")
 

@@ -6,6 +6,7 @@ simulator), the store and the analyses. It imports nothing from the package and 
 
 from __future__ import annotations
 
+import os
 import re
 from enum import StrEnum
 from typing import Final
@@ -33,6 +34,7 @@ __all__ = [
     "TaskStatus",
     "is_safe_task_id",
     "is_well_formed_txid",
+    "path_text",
     "printable",
 ]
 
@@ -240,6 +242,17 @@ def printable(text: object, *, one_line: bool = False) -> str:
         lambda m: f"\\x{ord(m[0]):02x}" if ord(m[0]) < 0x100 else f"\\u{ord(m[0]):04x}",
         str(text),
     )
+
+
+def path_text(path: str | os.PathLike[str]) -> str:
+    """Return a file name as text to store and print: each byte of it that is not UTF-8 (a
+    Latin-1 name unpacked from a Windows zip) written as `\\xNN`. The file is still opened by
+    its real path; this is only what observations, rejects and runs record and what is shown."""
+    try:
+        raw = os.fsencode(path)
+    except UnicodeEncodeError:  # a lone surrogate that no file name byte gives
+        return os.fspath(path).encode("utf-8", "backslashreplace").decode("utf-8")
+    return raw.decode("utf-8", "backslashreplace")
 
 
 def is_well_formed_txid(txid: str) -> bool:

@@ -28,7 +28,13 @@ import polars as pl
 
 from asg_audit.errors import SchemaVersionError, StoreBusyError, StoreError, StoreFileError
 from asg_audit.migrations import MIGRATIONS
-from asg_audit.model import FINDINGS_SCHEMA, NORMALISED_SCHEMA, OBSERVATION_META_SCHEMA, Source
+from asg_audit.model import (
+    FINDINGS_SCHEMA,
+    NORMALISED_SCHEMA,
+    OBSERVATION_META_SCHEMA,
+    Source,
+    path_text,
+)
 from asg_audit.normalize import (
     NORMALISED_COLUMNS,
     NormalisedBatch,
@@ -778,6 +784,11 @@ def open_store(
     `SchemaVersionError` for a file from a newer asg_audit.
     """
     path = Path(path)
+    if (name := path_text(path)) != str(path):
+        raise StoreFileError(
+            f"{name}: the database file name is not valid UTF-8, and DuckDB opens only UTF-8"
+            " names; rename it (or give --db another name)"
+        )
     if read_only:
         if not path.exists():
             raise StoreFileError(

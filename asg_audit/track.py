@@ -12,6 +12,7 @@ other values is a `duplicate_task_id` reject naming the line that is kept (the f
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import gzip
 import json
@@ -23,12 +24,20 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any, Final, cast
 
+import duckdb
 import polars as pl
 
-from asg_audit.errors import InputError
+from asg_audit.errors import InputError, StoreError
 from asg_audit.filelines import describe_read_error
-from asg_audit.model import SUBMISSIONS_SCHEMA, RejectReason, is_safe_task_id, printable
-from asg_audit.store import open_store
+from asg_audit.interrupts import is_interrupt
+from asg_audit.model import (
+    SUBMISSIONS_SCHEMA,
+    RejectReason,
+    is_safe_task_id,
+    path_text,
+    printable,
+)
+from asg_audit.store import Store, open_store
 from asg_audit.timestamps import parse_timestamp
 
 __all__ = ["TrackSummary", "print_track_summary", "track_file"]
@@ -198,16 +207,20 @@ _Record = tuple[int, dict[str, Any] | _RowError, bytes]
 
 def _csv_header(path: Path, row: list[str], bad: str | None) -> list[str]:
     if bad is not None:
-        raise InputError(f"{path}: the header (line 1) is not valid UTF-8 ({bad}); nothing stored")
+        raise InputError(
+            f"{path_text(path)}: the header (line 1) is not valid UTF-8 ({bad}); nothing stored"
+        )
     header = [CSV_ALIASES.get(name.strip(), name.strip()) for name in row]
     repeated = sorted({name for name in header if header.count(name) > 1})
     if repeated:
-        raise InputError(f"{path}: the header names {', '.join(repeated)} twice; nothing stored")
+        raise InputError(
+            f"{path_text(path)}: the header names {', '.join(repeated)} twice; nothing stored"
+        )
     missing = [name for name in CSV_REQUIRED if name not in header]
     if missing:
         nor = f" (nor {', '.join(missing[1:])})" if len(missing) > 1 else ""
         raise InputError(
-            f"{path}: the header has no {missing[0]} column{nor}; expected "
+            f"{path_text(path)}: the header has no {missing[0]} column{nor}; expected "
             f"{', '.join(CSV_REQUIRED)}[, {', '.join(CSV_OPTIONAL)}]; nothing stored"
         )
     return header
@@ -227,7 +240,7 @@ def _csv_records(path: Path, fh: IO[bytes]) -> Iterator[_Record]:
             # field over its size limit): that row is a reject, the reader goes on with the next.
             if header is None:
                 raise InputError(
-                    f"{path}:{lines.line_no}: the header is not readable as CSV ({exc});"
+                    f"{path_text(path)}:{lines.line_no}: the header is not readable as CSV ({exc});"
                     " nothing stored"
                 ) from None
             line_no, raw, _ = lines.take_row()
@@ -350,11 +363,11 @@ def _read_submissions(
             except (ValueError, TypeError) as exc:  # a value no check above foresaw
                 bad.append(_Reject(line_no, RejectReason.BAD_SUBMISSION, None, str(exc), raw))
                 continue
-            rows[row["task_id"]] = {**row, "origin": str(path), "origin_line": line_no}
+            rows[row["task_id"]] = {**row, "origin": summary.path, "origin_line": line_no}
     except FileNotFoundError:
-        raise InputError(f"{path}: no such file") from None
+        raise InputError(f"{summary.path}: no such file") from None
     except (OSError, EOFError, zlib.error) as exc:
-        raise InputError(f"{path}: {describe_read_error(exc)}") from None
+        raise InputError(f"{summary.path}: {describe_read_error(exc)}") from None
     return list(rows.values()), bad
 
 
@@ -367,7 +380,7 @@ def track_file(db: str | Path, path: str | Path, *, wait_seconds: float = 0.0) -
     header without the required columns) raises `InputError` and stores nothing.
     """
     path = Path(path)
-    summary = TrackSummary(path=str(path))
+    summary = TrackSummary(path=path_text(path))  # the file's name as stored and shown
     rows, bad = _read_submissions(path, summary)
     schema = {**SUBMISSIONS_SCHEMA, "origin": pl.String(), "origin_line": pl.Int64()}
     frame = pl.DataFrame(rows, schema=schema, orient="row") if rows else pl.DataFrame(schema=schema)
@@ -389,38 +402,57 @@ def track_file(db: str | Path, path: str | Path, *, wait_seconds: float = 0.0) -
     )
     with open_store(db, wait_seconds=wait_seconds) as store:
         run_id = store.start_run("track")
-        with store.transaction() as con:
-            summary.new, summary.updated = store.write_submissions(frame)
-            con.register("_track_rejects", rejects)
-            try:
-                # a reject already stored for this file (tracked before) is not stored again
-                con.execute(
-                    "INSERT INTO rejects SELECT ?, 'submissions', ?, ?, b.origin_line, b.reason,"
-                    " b.field, b.detail, b.raw FROM _track_rejects b WHERE NOT EXISTS ("
-                    " SELECT 1 FROM rejects r WHERE r.source = 'submissions' AND r.origin = ?"
-                    " AND r.origin_line = b.origin_line AND r.reason = b.reason"
-                    " AND r.field IS NOT DISTINCT FROM b.field"
-                    " AND r.detail IS NOT DISTINCT FROM b.detail"
-                    " AND r.raw IS NOT DISTINCT FROM b.raw)",
-                    [run_id, datetime.now(UTC), str(path), str(path)],
-                )
-            finally:
-                con.unregister("_track_rejects")
-        summary.unchanged = len(rows) - summary.new - summary.updated
-        summary.errors = [f"{path}:{r.line}: {r.detail}" for r in bad]
-        store.finish_run(
-            run_id,
-            status="ok",
-            stats={
-                "rows": summary.rows,
-                "new": summary.new,
-                "updated": summary.updated,
-                "unchanged": summary.unchanged,
-                "duplicates": summary.duplicates,
-                "errors": len(bad),
-            },
-        )
+        try:
+            _store_submissions(store, run_id, summary, frame, rejects, bad)
+        except BaseException as exc:
+            # Not left `running`: the run ended, on an error (or interruption) the caller sees.
+            status = "interrupted" if is_interrupt(exc) else "failed"
+            with contextlib.suppress(duckdb.Error, StoreError):
+                store.finish_run(run_id, status=status)
+            raise
     return summary
+
+
+def _store_submissions(
+    store: Store,
+    run_id: str,
+    summary: TrackSummary,
+    frame: pl.DataFrame,
+    rejects: pl.DataFrame,
+    bad: list[_Reject],
+) -> None:
+    """Store the good rows and the rejects of one file, and end its run."""
+    with store.transaction() as con:
+        summary.new, summary.updated = store.write_submissions(frame)
+        con.register("_track_rejects", rejects)
+        try:
+            # a reject already stored for this file (tracked before) is not stored again
+            con.execute(
+                "INSERT INTO rejects SELECT ?, 'submissions', ?, ?, b.origin_line, b.reason,"
+                " b.field, b.detail, b.raw FROM _track_rejects b WHERE NOT EXISTS ("
+                " SELECT 1 FROM rejects r WHERE r.source = 'submissions' AND r.origin = ?"
+                " AND r.origin_line = b.origin_line AND r.reason = b.reason"
+                " AND r.field IS NOT DISTINCT FROM b.field"
+                " AND r.detail IS NOT DISTINCT FROM b.detail"
+                " AND r.raw IS NOT DISTINCT FROM b.raw)",
+                [run_id, datetime.now(UTC), summary.path, summary.path],
+            )
+        finally:
+            con.unregister("_track_rejects")
+    summary.unchanged = frame.height - summary.new - summary.updated
+    summary.errors = [f"{summary.path}:{r.line}: {r.detail}" for r in bad]
+    store.finish_run(
+        run_id,
+        status="ok",
+        stats={
+            "rows": summary.rows,
+            "new": summary.new,
+            "updated": summary.updated,
+            "unchanged": summary.unchanged,
+            "duplicates": summary.duplicates,
+            "errors": len(bad),
+        },
+    )
 
 
 def print_track_summary(summary: TrackSummary, *, file: IO[str] | None = None) -> None:
