@@ -121,7 +121,7 @@ def _cmd_simulate(args: argparse.Namespace, config: AuditConfig) -> int:
 
 
 def _webhook_secrets(args: argparse.Namespace, config: AuditConfig) -> tuple[Any, ...]:
-    from asg_audit.webhooks import read_secret_file
+    from asg_audit.config import read_secret_file
 
     secret_file = getattr(args, "secret_file", None) or config.webhooks.get("secret_file")
     secrets = tuple(config.webhook_secrets)

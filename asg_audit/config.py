@@ -24,25 +24,33 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, Final
 
-from asg_audit.errors import ConfigError
+from asg_audit.errors import AuditError, ConfigError
 from asg_audit.redaction import Secret, check_http_url, clean_secret
 
 __all__ = [
+    "CONFIG_FILE_MAX_BYTES",
     "DEFAULT_BASE_URL",
     "DEFAULT_CHAIN_URL",
     "DEFAULT_CONFIG_FILE",
     "DEFAULT_DB_PATH",
+    "SECRET_FILE_MAX_BYTES",
     "AuditConfig",
     "CheckLevels",
     "CostModel",
     "Secret",
     "load_config",
+    "read_limited",
+    "read_secret_file",
 ]
 
 DEFAULT_DB_PATH = "asg_audit.duckdb"
 DEFAULT_CONFIG_FILE = "asg_audit.toml"
 DEFAULT_BASE_URL = "https://api.asgrefinery.io"
 DEFAULT_CHAIN_URL = "https://api.whatsonchain.com/v1/bsv/main"
+# The most a file given by name is read of: a config file, a secret file. Far beyond any real
+# one; `/dev/zero` or a log file given by mistake is one error line, not gigabytes of memory.
+CONFIG_FILE_MAX_BYTES: Final = 1 << 20
+SECRET_FILE_MAX_BYTES: Final = 64 << 10
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,16 +202,68 @@ def _env_secrets(env: Mapping[str, str]) -> dict[str, Any]:
     }
 
 
-def _read_toml(path: Path) -> dict[str, Any]:
+def read_limited(
+    path: str | Path, *, limit: int, what: str, error: type[AuditError] = ConfigError
+) -> bytes:
+    """Return the bytes of the file at `path`, reading no more than `limit` of them.
+
+    A file (or a device, a pipe) holding more than `limit` bytes, or one that cannot be read,
+    raises `error` naming the file and `what` it is ("config file"), never its content.
+    """
     try:
-        with path.open("rb") as fh:
-            return tomllib.load(fh)
+        with open(path, "rb") as fh:
+            data = fh.read(limit + 1)
     except FileNotFoundError:
-        raise ConfigError(f"{path}: config file not found") from None
+        raise error(f"{path}: {what} not found") from None
+    except OSError as exc:
+        raise error(f"{path}: cannot read {what}: {exc.strerror or exc}") from None
+    if len(data) > limit:
+        size = next(
+            (
+                f"{limit // n:,} {unit}"
+                for n, unit in ((1 << 20, "MiB"), (1 << 10, "KiB"))
+                if limit % n == 0
+            ),
+            f"{limit:,} bytes",
+        )
+        raise error(f"{path}: {what} is larger than {size} (is it the right file?): not read")
+    return data
+
+
+def read_secret_file(path: str | Path) -> tuple[Secret, ...]:
+    """Return the secrets in a file: one per line or comma-separated; `#` starts a comment.
+
+    A file that cannot be read, holds more than 64 KiB, is not UTF-8 text or holds no secret
+    raises ConfigError naming the file and never any of its content.
+    """
+    data = read_limited(path, limit=SECRET_FILE_MAX_BYTES, what="the webhook secret file")
+    try:
+        # utf-8-sig: a byte-order mark (Notepad) is an encoding marker, not part of the secret.
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        # Neither the bytes nor the text around them: they may be part of the secret.
+        raise ConfigError(
+            f"{path}: the webhook secret file is not UTF-8 text (undecodable byte at offset"
+            f" {exc.start}); save it as UTF-8"
+        ) from None
+    values: list[Secret] = []
+    for line in text.splitlines():
+        for part in line.split("#", 1)[0].split(","):
+            if part.strip():  # the same rule as ASG_WEBHOOK_SECRET's parts
+                values.append(Secret(clean_secret(part, f"{path}: secret {len(values) + 1}")))
+    if not values:
+        raise ConfigError(f"{path}: the webhook secret file holds no secret")
+    return tuple(values)
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    data = read_limited(path, limit=CONFIG_FILE_MAX_BYTES, what="config file")
+    try:
+        return tomllib.loads(data.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start}): save it as UTF-8") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read config file: {exc.strerror}") from None
 
 
 # The TOML type of every key. A value of another type is an error naming the file, the key and
