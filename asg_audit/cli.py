@@ -313,6 +313,13 @@ def _count(text: str) -> int:
     return value
 
 
+def _compare_run(text: str) -> str:
+    """argparse type: a run id or 'previous'; never empty (`--compare "$PREV"` with it unset)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("expected a run id or 'previous', got an empty value")
+    return text
+
+
 def _time_scale(text: str) -> float:
     """argparse type: a finite number of wall seconds per simulated second, above 0."""
     try:
@@ -535,6 +542,7 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--compare",
+        type=_compare_run,
         metavar="RUN",
         help="compare with an earlier report in --out: a run id or 'previous'",
     )
@@ -609,7 +617,10 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--until", type=_report_time, metavar="WHEN", help="only tasks created before")
     p.add_argument(
-        "--compare", metavar="RUN", help="compare with an earlier report: a run id or 'previous'"
+        "--compare",
+        type=_compare_run,
+        metavar="RUN",
+        help="compare with an earlier report: a run id or 'previous'",
     )
     p.add_argument("--json", action="store_true", help="print the outcome as JSON on stdout")
     p.set_defaults(handler=_cmd_audit)
