@@ -7,7 +7,11 @@ at this one choke point. It raises only for a task id that is not safe to put in
 an id such as `../admin` or one with `?`, `#` or `%2F` can never reach another path.
 
 The API key travels only in the Authorization header; `redact` masks it (and any bearer token)
-in every message this module builds, so no log line or error shows it.
+in every message this module builds, so no log line or error shows it. A Gateway (or a proxy)
+that echoes the request's headers in an answer body would put the key in what the collector
+stores (`observations.raw`, `error_message`, `rejects.raw`): every body is masked here, whatever
+its status, before an outcome is built (`GatewayClient.mask_body`), so nothing downstream holds
+the key. A body is searched for the key (a few byte-string checks) and copied only if it holds it.
 """
 
 from __future__ import annotations
@@ -52,6 +56,7 @@ __all__ = [
 
 DEFAULT_TIMEOUT_S: Final = 10.0
 _MAX_CACHED_PATHS: Final = 100_000
+_MASK: Final = b"***"
 
 
 def result_path(task_id: str) -> str:
@@ -220,6 +225,24 @@ def _error_message(body: bytes) -> str:
     return str(data)[:200]
 
 
+def _body_forms(key: str) -> tuple[bytes, ...]:
+    """Return the byte strings in which an answer body may carry `key`, longest first.
+
+    As sent, and escaped (once or twice: JSON in JSON) the ways a JSON encoder or `repr` shows
+    it, including JSON's optional `\\/` for a slash. A key is printable ASCII
+    (`clean_secret`), so for the usual `sk_live_<letters, digits>` all of these are the key.
+    """
+    if not key:
+        return ()
+    forms = {key}
+    for _ in range(2):
+        for form in list(forms):
+            forms.add(json.dumps(form)[1:-1])
+            forms.add(repr(form)[1:-1])
+            forms.add(form.replace("/", "\\/"))
+    return tuple(sorted((f.encode("ascii") for f in forms), key=len, reverse=True))
+
+
 class ReadHold:
     """Answers that wait, unread, until the caller's next wake-up (fewer wake-ups a request).
 
@@ -276,6 +299,7 @@ class GatewayClient:
         # the same rule as the config's: no header can carry a CR or a non-ASCII key
         key = Secret(clean_secret(raw, "GatewayClient api_key"))
         self._key = key
+        self._key_forms = _body_forms(key.reveal())
         # task id -> its validated, encoded path (a task is polled several times)
         self._paths: dict[str, str] = {}
         self._clock = clock or SystemClock()
@@ -315,6 +339,19 @@ class GatewayClient:
     def redact(self, text: str) -> str:
         """Return `text` with this client's key (and any bearer token) masked."""
         return redact(text, [self._key])
+
+    def mask_body(self, body: bytes) -> bytes:
+        """Return `body` with this client's key masked (as sent or escaped): the same bytes,
+        not a copy, when it does not hold the key (the usual case: one substring check)."""
+        forms = self._key_forms
+        if not any(form in body for form in forms):
+            return body
+        for form in forms:  # longest first: an escaped form holds no shorter one's remains
+            body = body.replace(form, _MASK)
+        # then whatever `redact` masks besides (the key's other shown forms, `Bearer <token>`);
+        # surrogateescape gives back every byte that is not UTF-8 unchanged
+        text = body.decode("utf-8", "surrogateescape")
+        return self.redact(text).encode("utf-8", "surrogateescape")
 
     async def fetch_result(self, task_id: str, hold: ReadHold | None = None) -> Outcome:
         """Return the outcome of `GET /v1/tasks/{id}/result`; never raises for network faults.
@@ -370,6 +407,8 @@ class GatewayClient:
     def _classify(
         self, task_id: str, origin: str, code: int, body: bytes, headers: Mapping[str, str]
     ) -> Outcome:
+        # the one place a body enters: masked before any outcome (and so any store) holds it
+        body = self.mask_body(body)
         if code == 200:
             try:
                 data = json.loads(body)
