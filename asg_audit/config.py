@@ -18,14 +18,14 @@ import difflib
 import math
 import os
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Final
 
 from asg_audit.errors import AuditError, ConfigError
-from asg_audit.redaction import Secret, check_http_url, clean_secret
+from asg_audit.redaction import Secret, check_http_url, clean_secret, redact
 
 __all__ = [
     "CONFIG_FILE_MAX_BYTES",
@@ -254,6 +254,13 @@ def read_secret_file(path: str | Path) -> tuple[Secret, ...]:
     if not values:
         raise ConfigError(f"{path}: the webhook secret file holds no secret")
     return tuple(values)
+
+
+def _env_secret_values(env: Mapping[str, str]) -> tuple[str, ...]:
+    """Return the secrets of the environment as given (to keep them out of error messages)."""
+    values = [env.get(name, "") for name in ("ASG_API_KEY", "API_KEY", "WOC_API_KEY")]
+    values += env.get("ASG_WEBHOOK_SECRET", "").split(",")
+    return tuple(v.strip() for v in values if v.strip())
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
@@ -539,13 +546,27 @@ def _toml_type(value: Any) -> str:
     return "a date or time"
 
 
-def _check_table(raw: Mapping[str, Any], types: Mapping[str, str], where: str, table: str) -> None:
+def _shown_name(name: str, secrets: Sequence[str]) -> str:
+    """Return a key name (or check id) fit for an error, unless it holds a configured secret or
+    has the shape of an API key: a secret pasted in the wrong place is never echoed."""
+    if redact(name, secrets) != name:
+        return "<a name holding a secret, not shown>"
+    return name
+
+
+def _check_table(
+    raw: Mapping[str, Any],
+    types: Mapping[str, str],
+    where: str,
+    table: str,
+    secrets: Sequence[str] = (),
+) -> None:
     """Raise ConfigError for an unknown key or a value of the wrong type in one table."""
-    unknown = set(raw) - set(types)
+    unknown = sorted(_shown_name(name, secrets) for name in set(raw) - set(types))
     if unknown:
         known = f" (known: {', '.join(sorted(types))})" if types else " (it takes no keys)"
         inside = f" in {table}" if table else ""
-        raise ConfigError(f"{where}: unknown key(s){inside}: {', '.join(sorted(unknown))}{known}")
+        raise ConfigError(f"{where}: unknown key(s){inside}: {', '.join(unknown)}{known}")
     for key, value in raw.items():
         if not _has_type(value, types[key]):
             name = f"{table} {key}" if table else key
@@ -589,7 +610,7 @@ def _check_choices(raw: Mapping[str, Any], where: str) -> None:
             raise ConfigError(f"{where}: [webhooks] path: expected a path starting with /")
 
 
-def _check_file(raw: Mapping[str, Any], where: str) -> None:
+def _check_file(raw: Mapping[str, Any], where: str, secrets: Sequence[str] = ()) -> None:
     """Raise ConfigError unless every key of the file is known and of its type.
 
     The whole file is checked whichever command reads it: a mistake in `[audit]` is reported
@@ -601,7 +622,8 @@ def _check_file(raw: Mapping[str, Any], where: str) -> None:
             f"{where}: secrets belong in the environment, not the config file "
             f"({', '.join(secret_keys)}: use ASG_API_KEY, ASG_WEBHOOK_SECRET, WOC_API_KEY)"
         )
-    _check_table({k: v for k, v in raw.items() if k not in _SECTION_TYPES}, _TOP_TYPES, where, "")
+    top = {k: v for k, v in raw.items() if k not in _SECTION_TYPES}
+    _check_table(top, _TOP_TYPES, where, "", secrets)
     for section, types in _SECTION_TYPES.items():
         table = raw.get(section, {})
         if not isinstance(table, Mapping):
@@ -611,7 +633,7 @@ def _check_file(raw: Mapping[str, Any], where: str) -> None:
                 f"{where}: [webhooks]: secrets belong in ASG_WEBHOOK_SECRET or a secret_file"
             )
         if section != "checks":
-            _check_table(table, types, where, f"[{section}]")
+            _check_table(table, types, where, f"[{section}]", secrets)
     _check_choices(raw, where)
     _check_ranges(raw, where)
 
@@ -638,11 +660,13 @@ def _known_check_ids() -> list[str]:
     return list(registered_checks())
 
 
-def _check_levels(raw: Mapping[str, Any], where: str) -> dict[str, CheckLevels]:
+def _check_levels(
+    raw: Mapping[str, Any], where: str, secrets: Sequence[str] = ()
+) -> dict[str, CheckLevels]:
     out: dict[str, CheckLevels] = {}
     known = _known_check_ids() if raw else []
     for check_id, levels in raw.items():
-        table = f'[checks."{check_id}"]'
+        table = f'[checks."{_shown_name(check_id, secrets)}"]'
         if not isinstance(levels, Mapping):
             raise ConfigError(
                 f"{where}: {table} must be a table (of warn, fail, enabled, severity)"
@@ -651,7 +675,7 @@ def _check_levels(raw: Mapping[str, Any], where: str) -> dict[str, CheckLevels]:
             close = difflib.get_close_matches(check_id, known, n=3, cutoff=0.6)
             hint = f"did you mean {', '.join(close)}?" if close else f"known: {', '.join(known)}"
             raise ConfigError(f"{where}: {table}: unknown check id; {hint}")
-        _check_table(levels, _CHECK_TYPES, where, table)
+        _check_table(levels, _CHECK_TYPES, where, table, secrets)
         if "severity" in levels:
             _one_of(levels["severity"], _SEVERITIES, where, f"{table} severity")
         out[check_id] = CheckLevels(
@@ -675,6 +699,7 @@ def load_config(
     `overrides` are flag values (None means "not given").
     """
     env = os.environ if env is None else env
+    secrets = _env_secret_values(env)
     raw: dict[str, Any] = {}
     where = "defaults"
     if config_file is not None:
@@ -683,7 +708,7 @@ def load_config(
     elif Path(DEFAULT_CONFIG_FILE).is_file():
         raw = _read_toml(Path(DEFAULT_CONFIG_FILE))
         where = DEFAULT_CONFIG_FILE
-    _check_file(raw, where)
+    _check_file(raw, where, secrets)
 
     settings: dict[str, Any] = {
         "db_path": Path(env.get("ASG_AUDIT_DB") or raw.get("db") or DEFAULT_DB_PATH),
@@ -694,7 +719,7 @@ def load_config(
         "costs": _cost_model(raw.get("costs", {}), where),
         "slo_seconds": float(raw.get("slo_seconds", 60.0)),
         "fail_on": raw.get("fail_on", "fail"),
-        "checks": _check_levels(raw.get("checks", {}), where),
+        "checks": _check_levels(raw.get("checks", {}), where, secrets),
     }
     for section in ("collector", "webhooks", "chain", "billing", "report", "audit"):
         settings[section] = dict(raw.get(section, {}))
@@ -707,7 +732,13 @@ def load_config(
     # flags and library callers are checked too (the file's values were, above)
     _one_of(settings["fail_on"], _SEVERITIES, "settings", "fail_on")
     for key, env_name in (("base_url", "ASG_BASE_URL"), ("chain_url", "ASG_CHAIN_URL")):
-        check_http_url(settings[key], key, f"set by {env_name} or {key} in the config file")
+        if (overrides or {}).get(key) is not None:
+            source = "given to load_config"
+        elif env.get(env_name):
+            source = f"set by {env_name} in the environment"
+        else:
+            source = f"set by {key} in {where}"
+        check_http_url(settings[key], key, source)
     slo = settings["slo_seconds"]
     if not _has_type(slo, _NUMBER) or slo <= 0:
         raise ConfigError("slo_seconds: expected a positive number")

@@ -154,8 +154,9 @@ def display_origin(url: str) -> str:
 def check_http_url(url: object, what: str, hint: str) -> str:
     """Return `url` if requests can be sent there: an absolute http(s) URL with a host.
 
-    Otherwise raise ConfigError naming `what` (the setting), the URL as `display_url` shows it,
-    the reason and `hint` (where it is set, or an example).
+    Otherwise raise ConfigError naming `what` (the setting), the reason and `hint` (where it is
+    set, or an example). The value is never shown, nor any part of it: a value that is not a
+    usable URL may be a misplaced secret (the WoC key pasted as `chain_url`), whatever its shape.
     """
     if not isinstance(url, str):
         raise ConfigError(f"{what}: expected a URL (text), got {type(url).__name__}")
@@ -164,7 +165,7 @@ def check_http_url(url: object, what: str, hint: str) -> str:
         parts = urlsplit(url)
         port = parts.port  # raises ValueError for a port that is not a number in range
     except ValueError as exc:
-        problem = str(exc)
+        problem = _parse_problem(exc)
     else:
         if parts.scheme.lower() not in ("http", "https"):
             problem = "it does not start with http:// or https://"
@@ -177,6 +178,17 @@ def check_http_url(url: object, what: str, hint: str) -> str:
     if problem is None:
         return url
     raise ConfigError(
-        f"{what} {display_url(url)!r} is not an absolute http:// or https:// URL with a host:"
-        f" {problem} ({hint})"
+        f"{what} is not an absolute http:// or https:// URL with a host: {problem}"
+        f" (the value is not shown; {hint})"
     )
+
+
+def _parse_problem(exc: ValueError) -> str:
+    """Return why `urlsplit` refused a URL, in words holding no part of it (Python's own
+    messages quote the port or the host)."""
+    message = str(exc)
+    if "Port" in message:
+        return "its port is not a number from 1 to 65535"
+    if "IPv6" in message:
+        return "its [IPv6] host is malformed"
+    return "it cannot be read as a URL"
