@@ -3,7 +3,8 @@
 The client sends bulk calls of at most 20 txids, paces itself to its own request rate
 (default 3 requests/s, WoC's free tier) shared by its worker threads, and waits out a 429
 (`Retry-After` as a floor) before asking again. The key goes under both documented headers,
-`Authorization` and `woc-api-key`, and is never logged or put in an error message.
+`Authorization` and `woc-api-key`, and is never logged or put in an error message; a note that
+quotes the index's answer (stored in `chain_txs.note`) has it masked, should the index echo it.
 
 One `POST /txs` per 20 txids gives the block fields and the decoded transaction. The decoded
 JSON carries every serialised field, so the raw bytes are rebuilt and hashed: an answer whose
@@ -30,6 +31,7 @@ A URL that can never work (no http(s) scheme, no host) is a `ConfigError`, not a
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 import threading
@@ -358,7 +360,15 @@ class ChainClient:
                     out[txid] = ChainTx(txid, "refused", note="no raw hex in the index answer")
                 else:
                     out[txid] = _checked(txid, answers[txid] or {}, raw, confirmations)
-        return [out[t] for t in txids]
+        return [self._masked(out[t]) for t in txids]
+
+    def _masked(self, tx: ChainTx) -> ChainTx:
+        """Return `tx` with the key masked in its note: a note quotes the index's answer (an
+        error text, a block field), which may echo the request's headers, and is stored."""
+        if tx.note is None:
+            return tx
+        note = redact(tx.note, self._secrets)
+        return tx if note == tx.note else dataclasses.replace(tx, note=note)
 
     def _named_answers(
         self, call: Callable[[Sequence[str]], list[dict[str, Any]]], txids: Sequence[str]

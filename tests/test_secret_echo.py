@@ -193,3 +193,102 @@ def test_mask_body_leaves_a_body_without_the_key_as_it_is() -> None:
     assert client.mask_body(body) is body
     keyless = GatewayClient("http://127.0.0.1:9", None)
     assert keyless.mask_body(body) is body
+
+
+# -- the chain index: a note quoting its answer ----------------------------------------------------
+
+WOC_HEAD, WOC_TAIL = "woc_Zr4e", "SECRETchain7"
+WOC_KEY = f"{WOC_HEAD}-{WOC_TAIL}"
+TX_ERR, TX_HASH = "a" * 64, "b" * 64
+
+
+@contextmanager
+def _echoing_index() -> Iterator[str]:
+    """A chain index on 127.0.0.1 quoting the request's `woc-api-key` in an error and a block
+    hash of its answers; yield its base URL."""
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_POST(self) -> None:
+            key = self.headers.get("woc-api-key", "")
+            txids = json.loads(self.rfile.read(int(self.headers["Content-Length"])))["txids"]
+            answers: list[dict[str, object]] = []
+            for txid in txids:
+                if txid == TX_ERR:
+                    answers.append({"txid": txid, "error": f"key {key} is over its quota"})
+                elif self.path.endswith("/txs/hex"):
+                    answers.append({"txid": txid, "hex": "00"})
+                else:  # not a decoded transaction: its hex is asked for, then the block hash read
+                    answers.append({"txid": txid, "blockhash": f"auth {key}", "confirmations": 3})
+            body = json.dumps(answers).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/v1/bsv/main"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_verify_chain_masks_the_woc_key_an_index_answer_echoes(tmp_path: Path) -> None:
+    db = tmp_path / "c.duckdb"
+    lines = []
+    for task_id, txid in (("tsk_chain_err", TX_ERR), ("tsk_chain_hash", TX_HASH)):
+        result = json.loads(settled_body(task_id))
+        result["bsv_txid"] = txid
+        lines.append(json.dumps(result))
+    (tmp_path / "results.ndjson").write_text("\n".join(lines) + "\n")
+    cli = (sys.executable, "-m", "asg_audit")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ASG_", "WOC_"))}
+    ingest = subprocess.run(
+        [*cli, "ingest", "--db", str(db), str(tmp_path / "results.ndjson")],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert ingest.returncode == 0, ingest.stderr
+    with _echoing_index() as url:
+        env.update(WOC_API_KEY=WOC_KEY, ASG_CHAIN_URL=url)
+        proc = subprocess.run(
+            [*cli, "verify-chain", "--db", str(db)],
+            env=env,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    assert proc.returncode == 3, proc.stderr  # refused txids: incomplete, asked again next run
+    assert "refused" in proc.stdout
+    for text in (proc.stdout, proc.stderr):
+        assert WOC_HEAD not in text and WOC_TAIL not in text
+    with open_store(db) as store:
+        notes = dict(store.con.execute("SELECT txid, note FROM chain_txs").fetchall())
+    # both refused, each note quoting the answer with the key masked
+    assert "key *** is over its quota" in notes[TX_ERR]
+    assert "blockhash 'auth ***'" in notes[TX_HASH]
+    with open_store(db) as store:
+        for table, column in store.con.execute(
+            "SELECT table_name, column_name FROM information_schema.columns"
+            " WHERE table_schema = 'main'"
+        ).fetchall():
+            for part in (WOC_HEAD, WOC_TAIL):
+                (rows,) = store.con.execute(
+                    f'SELECT count(*) FROM "{table}" WHERE CAST("{column}" AS VARCHAR)'
+                    " LIKE '%' || ? || '%'",
+                    [part],
+                ).fetchone() or (0,)
+                assert rows == 0, (table, column, part)
