@@ -26,8 +26,13 @@ A run never believes 404s alone, and stops as `failed` when the API never answer
 `asg_audit.apitrust`, which holds that state.
 
 Tasks tracked with a `created_at` in our future: the earliest is asked at once (the clock
-probe). An answer means the API's clock is ahead of ours, so they all count as created now; a
-404 means they are not created yet, and each is polled from its `created_at` as planned.
+probe), before any other poll and whatever a replan decides meanwhile; an error answer (429,
+5xx, transport) asks it again with the usual backoff. An answer means the API's clock is ahead
+of ours, so they all count as created now: every plan from then on (the replan at once, the
+replans when Adaptive learns, the second look before a first poll) starts from that time,
+while latencies are still learned on the API's clock (its `settled_at` minus its
+`created_at`, `_Task.api_created_at`). A 404 means they are not created yet, and each is
+polled from its `created_at` as planned.
 
 Rate limits: a 429 closes the request gate for its Retry-After (at most
 `ratelimit.MAX_RETRY_AFTER_S`). A Retry-After longer than `deadline_s` stops the run as
@@ -107,7 +112,9 @@ GATE_ANNOUNCE_S: Final = 10.0
 
 @dataclass(slots=True)
 class _Task:
-    facts: TaskFacts
+    facts: TaskFacts  # created_at on our clock once the clock probe found the API's ahead
+    # the created_at tracked (the API's clock): latencies are settled_at minus this one
+    api_created_at: float | None = None
     deadline_at: float = math.inf  # first seen (or first polled) + deadline_s, our clock
     next_poll_at: float = 0.0
     state: str = "pending"
@@ -238,7 +245,7 @@ class CollectorRun:
             facts = TaskFacts(
                 task_id, created, row.get("consensus_threshold"), row.get("task_type")
             )
-            t = _Task(facts=facts, rest_s=rest_s)
+            t = _Task(facts=facts, api_created_at=created, rest_s=rest_s)
             seen = first_seen.get(task_id)
             if seen is not None:
                 t.deadline_at = seen + self.s.deadline_s
@@ -289,11 +296,21 @@ class CollectorRun:
         probe.next_poll_at = now
         self._push(probe)
 
+    def _probe_first(self, t: _Task) -> bool:
+        """Whether `t` is the clock probe waiting to be asked at once (no error retry)."""
+        return t.facts.task_id == self._clock_probe and t.errors == 0
+
     def _clock_probe_answered(self, t: _Task, outcome: gw.Outcome, sent_at: float) -> bool:
         """The answer to the clock probe: True when it was a 404 of a task not created yet,
-        which is then polled as planned (its 404 starts no grace and no deadline)."""
-        self._clock_probe = None
+        which is then polled as planned (its 404 starts no grace and no deadline).
+
+        An error (429, 5xx, transport, an unusable body) says nothing about the clocks: the
+        task stays the probe and is asked again after the usual backoff.
+        """
         now = self.clock.now()
+        if not isinstance(outcome, gw.Ready | gw.Pending | gw.NotFound):
+            return False
+        self._clock_probe = None
         if isinstance(outcome, gw.Ready | gw.Pending):
             # the API's clock is ahead: every task created in our future exists already
             for other in self.tasks.values():
@@ -304,7 +321,7 @@ class CollectorRun:
             self._replan(now)
             return False
         created = t.facts.created_at
-        if not isinstance(outcome, gw.NotFound) or created is None or created <= sent_at:
+        if created is None or created <= sent_at:
             return False
         self.stats["requests"] += 1
         self.stats["http_404"] += 1
@@ -317,6 +334,7 @@ class CollectorRun:
         # grace ran out, before the API had created it)
         t.last_poll_at = None
         t.last_http_status = outcome.http_status
+        t.errors = 0
         t.deadline_at = math.inf
         t.next_poll_at = policy_next(self.policy, t, now)
         self._row(t, now)
@@ -325,7 +343,12 @@ class CollectorRun:
 
     def _push(self, t: _Task) -> None:
         t.version += 1
-        heapq.heappush(self.heap, (t.next_poll_at, t.version, t.facts.task_id))
+        # the clock probe goes before every other poll due (a backlog of tasks due since their
+        # created_at would otherwise go first, and a replan could move it meanwhile)
+        at = t.next_poll_at
+        if self._probe_first(t) and at <= self.clock.now():
+            at = -math.inf
+        heapq.heappush(self.heap, (at, t.version, t.facts.task_id))
 
     # -- the loop ----------------------------------------------------------------------------------
 
@@ -555,7 +578,11 @@ class CollectorRun:
             t = self.tasks[task_id]
             if t.version != version or t.state != "pending":
                 continue
-            if t.errors == 0:  # a retry after a failure keeps its backoff
+            if self._probe_first(t):
+                # still to be asked at once: planned from its created_at, it would wait out
+                # the clocks' difference, and with it every task created in our future
+                t.next_poll_at = now
+            elif t.errors == 0:  # a retry after a failure keeps its backoff
                 at = policy_next(self.policy, t, now)
                 if t.last_poll_at is not None:
                     at = max(at, t.last_poll_at + 5.0)
@@ -563,7 +590,7 @@ class CollectorRun:
                     at = min(at, t.deadline_at)
                 t.next_poll_at = at
             t.version += 1
-            heap.append((t.next_poll_at, t.version, task_id))
+            heap.append((-math.inf if self._probe_first(t) else t.next_poll_at, t.version, task_id))
         heapq.heapify(heap)
         self.heap = heap
 
@@ -953,7 +980,7 @@ class CollectorRun:
         Only a timestamp with a UTC offset, read the way the normaliser reads it, and a known
         creation time; anything else is learned from the normalised record after the write.
         """
-        if settled_at is None or t.facts.created_at is None or self._retract is None:
+        if settled_at is None or t.api_created_at is None or self._retract is None:
             return
         try:
             when = datetime.fromisoformat(settled_at)
@@ -961,7 +988,8 @@ class CollectorRun:
             return
         if when.tzinfo is None:
             return
-        latency = when.timestamp() - t.facts.created_at
+        # both on the API's clock (facts.created_at may be on ours, see `_clock_probe_answered`)
+        latency = when.timestamp() - t.api_created_at
         self.policy.observe_settled(t.facts, latency)
         self.learned_early[t.facts.task_id] = latency
         self.settled_unlearned.discard(t.facts.task_id)
@@ -973,7 +1001,8 @@ class CollectorRun:
             t = self.tasks.get(task_id)
             if t is None or self.learned_early.pop(task_id, None) is not None:
                 continue  # learned from the answer already
-            created = t.facts.created_at if t.facts.created_at is not None else created_at
+            # the API's clock, as settled_at is (not facts.created_at, maybe moved to ours)
+            created = t.api_created_at if t.api_created_at is not None else created_at
             if created is not None:
                 self.policy.observe_settled(t.facts, settled_at - created)
                 done_ids.discard(task_id)
