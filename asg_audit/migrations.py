@@ -232,5 +232,18 @@ MIGRATIONS: list[Migration] = [
             "ALTER TABLE webhook_deliveries ADD COLUMN body BLOB",
         ),
     ),
+    Migration(
+        name="store settings: the normaliser rules version",
+        statements=(
+            # Small facts about the store as a whole, one row a key. `rules_version` is the
+            # normaliser rules version (`asg_audit.normalize.RULES_VERSION`) its rows were
+            # judged by: absent in a store from before this migration (older rules, 0).
+            """CREATE TABLE store_settings (
+                key VARCHAR PRIMARY KEY,
+                value VARCHAR NOT NULL,
+                updated_at TIMESTAMPTZ NOT NULL
+            )""",
+        ),
+    ),
     # Append new migrations here (version = position in this list).
 ]

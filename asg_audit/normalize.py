@@ -41,6 +41,7 @@ __all__ = [
     "DEFAULT_MAX_RECORD_BYTES",
     "NORMALISED_COLUMNS",
     "RAW_SCHEMA",
+    "RULES_VERSION",
     "NormalisedBatch",
     "RawRecord",
     "normalise_batch",
@@ -50,6 +51,13 @@ __all__ = [
     "split_chunks",
 ]
 
+# The version of the rules below: what the normaliser accepts, rejects or flags, and how a
+# field is read. Bump it with every change to them (a new reject reason or flag, a timestamp
+# form accepted or refused, ...): a store whose rows were judged by older rules is judged
+# again, from each observation's stored raw text, by the next writer that opens it
+# (`asg_audit.rejudge`), and a store judged by newer rules is refused by this code's writers.
+# 1: the rules as of the rules version's introduction (no zone or +24:00 is a bad_timestamp).
+RULES_VERSION: Final = 1
 # A record larger than this is quarantined without being parsed (a hostile or broken body).
 DEFAULT_MAX_RECORD_BYTES: Final = 1_000_000
 # The most sats a cost can be: every coin that can ever exist (21 million BSV). A larger cost is

@@ -14,6 +14,7 @@ import json
 import os
 import secrets
 import socket
+import sys
 import threading
 import time
 from collections import Counter
@@ -37,9 +38,20 @@ from asg_audit.model import (
 )
 from asg_audit.normalize import (
     NORMALISED_COLUMNS,
+    RULES_VERSION,
     NormalisedBatch,
     normalise_sql,
     split_chunks,
+)
+from asg_audit.rejudge import (
+    RULES_KEY,
+    UNJUDGED_KEY,
+    check_writable_rules,
+    rejudge,
+    rules_note,
+    setting,
+    stored_rules_version,
+    write_setting,
 )
 from asg_audit.results_sql import RESULTS_SQL, SINGLE_RESULT_COLUMNS
 
@@ -252,20 +264,30 @@ class Store:
 
     def _close_abandoned_runs(self, host: str) -> None:
         rows = self.con.execute(
-            "SELECT run_id, stats FROM runs WHERE status = 'running' AND stats IS NOT NULL"
+            "SELECT run_id, stats FROM runs WHERE status = 'running'"
         ).fetchall()
         for run_id, stats in rows:
             try:
-                owner = json.loads(stats)
-                pid = int(owner["pid"])
+                owner = json.loads(stats) if stats is not None else None
+                pid = int(owner["pid"]) if isinstance(owner, dict) else None
             except (ValueError, TypeError, KeyError):
+                pid = None
+            if pid is None:
+                # Started by an asg_audit from before runs kept their process (142bf98): it
+                # stored no host and pid. This process holds DuckDB's write lock (one writing
+                # process at a time), and every writer of such an old version has ended, so
+                # the run cannot be going on: it was killed, or crashed, long ago.
+                note: dict[str, Any] = {
+                    "abandoned": "started by an older asg_audit that kept no process id, and"
+                    " no process writes to the store now: it ended without finishing the run"
+                }
+            elif not isinstance(owner, dict) or owner.get("host") != host or _process_exists(pid):
                 continue
-            if owner.get("host") != host or _process_exists(pid):
-                continue
-            note = {
-                **owner,
-                "abandoned": f"its process (pid {pid}) ended without finishing the run",
-            }
+            else:
+                note = {
+                    **owner,
+                    "abandoned": f"its process (pid {pid}) ended without finishing the run",
+                }
             self.con.execute(
                 "UPDATE runs SET status = 'abandoned', stats = ? WHERE run_id = ?",
                 [json.dumps(note), run_id],
@@ -648,6 +670,10 @@ def _migrate(con: duckdb.DuckDBPyConnection, path: Path) -> None:
                 "INSERT INTO schema_migrations VALUES (?, ?, ?)",
                 [number, migration.name, datetime.now(UTC)],
             )
+        if version == 0:
+            # A new store: its rows will all be judged by this code's rules. An older store
+            # keeps no rules version (0) until `rejudge` has judged its rows again.
+            write_setting(con, RULES_KEY, str(RULES_VERSION))
     except BaseException:
         con.execute("ROLLBACK")
         raise
@@ -753,8 +779,13 @@ def _upgraded_reader(
         return con
     con.close()
     try:
-        with open_store(path, wait_seconds=wait_seconds):
-            pass
+        # The schema only: judging the rows again by newer rules is left to the next writer
+        # (a reader says it is due, see `rules_note`).
+        writer = _connect(path, read_only=False, wait_seconds=wait_seconds)
+        try:
+            _migrate(writer, path)
+        finally:
+            writer.close()
     except StoreBusyError:
         raise
     except StoreError as exc:
@@ -766,6 +797,18 @@ def _upgraded_reader(
             " the copy"
         ) from None
     return _connect(path, read_only=True, wait_seconds=wait_seconds)
+
+
+_RULES_WARNED: set[tuple[Path, int]] = set()
+
+
+def _warn_rules(con: duckdb.DuckDBPyConnection, path: Path) -> None:
+    """Warn (once a process) a reader of a store judged by other normaliser rules."""
+    note = rules_note(con, path)
+    key = (path.resolve(), stored_rules_version(con))
+    if note is not None and key not in _RULES_WARNED:
+        _RULES_WARNED.add(key)
+        print(f"asg-audit: warning: {note}", file=sys.stderr, flush=True)
 
 
 @contextlib.contextmanager
@@ -804,8 +847,13 @@ def open_store(
     try:
         if read_only:
             con = _upgraded_reader(con, path, wait_seconds)
+            _warn_rules(con, path)
         else:
             _migrate(con, path)
+            # Before anything else is written: a store judged by newer rules is refused, one
+            # judged by older rules is judged again (asg_audit.rejudge).
+            if (rules := check_writable_rules(con, path)) < RULES_VERSION:
+                rejudge(con, path, rules)
         if memory_limit is not None:
             # DuckDB spills to disk beyond this (bulk ingest keeps the process small).
             con.execute("SET memory_limit = ?", [memory_limit])
@@ -820,9 +868,22 @@ def open_store(
 
 
 def describe_store(path: str | Path) -> str:
-    """Return a short text: the schema version and the row count of every table."""
+    """Return a short text: the schema and normaliser rules versions (with a note when the rows
+    were judged by other rules) and the row count of every table."""
     with open_store(path, read_only=True) as store:
         lines = [f"database: {store.path}", f"schema version: {store.schema_version()}"]
+        lines.append(
+            f"normaliser rules: version {stored_rules_version(store.con)}"
+            f" (this asg_audit: {RULES_VERSION})"
+        )
+        if (note := rules_note(store.con, store.path)) is not None:
+            lines.append(f"note: {note}")
+        elif (unjudged := int(setting(store.con, UNJUDGED_KEY) or 0)) > 0:
+            lines.append(
+                f"note: {unjudged:,} file observations were stored under older normaliser rules"
+                " and keep no raw text, so they could not be judged again (a fresh ingest of"
+                " their files into a new store judges them by today's rules)"
+            )
         for table in store.tables():
             lines.append(f"{table:<20} {store.count(table):>12,}")
     return "\n".join(lines)
