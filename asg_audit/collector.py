@@ -13,11 +13,11 @@ import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from asg_audit import aio
 from asg_audit.clock import Clock, SystemClock
-from asg_audit.config import AuditConfig
+from asg_audit.config import AuditConfig, read_limited
 from asg_audit.errors import ConfigError, InputError
 from asg_audit.model import is_safe_task_id, printable
 from asg_audit.pollrun import CollectorRun
@@ -26,6 +26,7 @@ from asg_audit.progress import ProgressReporter
 from asg_audit.schedule import SchedulePolicy, make_policy
 
 __all__ = [
+    "TASK_ID_FILE_MAX_BYTES",
     "CollectSummary",
     "CollectorSettings",
     "TaskIdFile",
@@ -36,6 +37,10 @@ __all__ = [
 ]
 
 log = logging.getLogger("asg_audit.collector")
+
+# a `--task-ids` file is read whole, so with a bound: about 500,000 ids of 128 characters (a
+# device such as /dev/zero, or the wrong file, is one error line instead of a MemoryError)
+TASK_ID_FILE_MAX_BYTES: Final = 64 << 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,14 +64,18 @@ def read_task_id_file(path: str | Path) -> TaskIdFile:
     """Return the ids of a file, one per line (blank lines and `#` comments skipped), and the
     lines whose id is not safe in a URL (`asg_audit.model.is_safe_task_id`).
 
-    Raises `InputError` when the file cannot be read.
+    Raises `InputError` when the file cannot be read, is not UTF-8 text or holds more than
+    `TASK_ID_FILE_MAX_BYTES` (64 MiB; read no further).
     """
     try:
-        text = Path(path).read_text(encoding="utf-8-sig")  # a BOM (Notepad, Excel) is no id
-    except UnicodeDecodeError as exc:
-        raise InputError(f"{path}: not UTF-8 text (byte {exc.start}): one task id a line") from None
+        Path(path).stat()
     except OSError as exc:
         raise InputError(f"cannot read task ids from {path}: {exc.strerror or exc}") from None
+    data = read_limited(path, limit=TASK_ID_FILE_MAX_BYTES, what="task id file", error=InputError)
+    try:
+        text = data.decode("utf-8-sig")  # a BOM (Notepad, Excel) is no id
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{path}: not UTF-8 text (byte {exc.start}): one task id a line") from None
     ids: list[str] = []
     skipped: list[tuple[int, str, str]] = []
     for number, line in enumerate(text.splitlines(), start=1):
