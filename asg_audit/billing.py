@@ -28,6 +28,7 @@ from asg_audit.errors import (
     StoreFileError,
 )
 from asg_audit.interrupts import is_interrupt
+from asg_audit.model import printable
 from asg_audit.redaction import Secret, check_http_url, clean_secret, display_url, redact
 
 __all__ = ["BillingSummary", "fetch_billing", "months_with_data", "parse_usage"]
@@ -51,12 +52,13 @@ class BillingSummary:
     notes: list[str] = field(default_factory=list)
 
     def lines(self) -> list[str]:
-        """Return the human summary, one fact per line."""
+        """Return the human summary, one fact per line, control characters escaped (a note
+        quotes the provider's invoice ids)."""
         return [
             f"usage months fetched: {len(self.months)} ({', '.join(self.months) or 'none'})",
             f"invoices stored: {self.invoices}",
             f"requests: {self.requests}",
-            *(f"note: {note}" for note in self.notes),
+            *(f"note: {printable(note, one_line=True)}" for note in self.notes),
         ]
 
 

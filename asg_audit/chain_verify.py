@@ -36,7 +36,7 @@ from asg_audit.chain import (
 from asg_audit.config import AuditConfig
 from asg_audit.errors import StoreFileError
 from asg_audit.interrupts import is_interrupt
-from asg_audit.model import is_well_formed_txid
+from asg_audit.model import is_well_formed_txid, printable
 from asg_audit.rawtx import OutputKind, parse_raw_tx
 from asg_audit.stopsignals import sigterm_interrupts
 
@@ -79,7 +79,7 @@ class VerifySummary:
             f" {self.unconfirmed}, unknown {self.unknown}, refused {self.refused}",
             f"reorgs seen: {self.reorged}",
             f"requests: {self.requests} ({self.throttled} answered 429) in {self.elapsed_s:.1f} s",
-            *(f"refused: {r}" for r in self.refusals[:10]),
+            *(f"refused: {printable(r, one_line=True)}" for r in self.refusals[:10]),
         ]
 
 
@@ -456,7 +456,11 @@ def report_exit_code(findings: pl.DataFrame, fail_on: str) -> int:
 
 
 def print_findings(findings: pl.DataFrame, coverage: pl.DataFrame | None = None) -> None:
-    """Print findings counted by check and severity, the first few of each, and coverage."""
+    """Print findings counted by check and severity, the first few of each, and coverage.
+
+    Entity ids and messages come from the data (an invoice id from the provider): their
+    control characters are escaped.
+    """
     if coverage is not None and coverage.height:
         print("cost checks coverage (settled tasks):")
         for proves, n in coverage.iter_rows():
@@ -468,8 +472,7 @@ def print_findings(findings: pl.DataFrame, coverage: pl.DataFrame | None = None)
     for (check_id, severity), group in findings.group_by(
         ["check_id", "severity"], maintain_order=True
     ):
-        print(f"  {check_id} [{severity}]: {group.height}")
+        print(f"  {printable(check_id, one_line=True)} [{severity}]: {group.height}")
         for row in group.head(5).iter_rows(named=True):
-            print(
-                f"    {row['entity_type']} {row['entity_id']}: {row['message']} ({row['proves']})"
-            )
+            line = f"{row['entity_type']} {row['entity_id']}: {row['message']} ({row['proves']})"
+            print(f"    {printable(line, one_line=True)}")

@@ -76,7 +76,7 @@ def _cmd_track(args: argparse.Namespace, config: AuditConfig) -> int:
 def _cmd_db_info(args: argparse.Namespace, config: AuditConfig) -> int:
     from asg_audit.store import describe_store
 
-    print(describe_store(config.db_path))
+    print(printable(describe_store(config.db_path)))  # the path is the user's: escaped
     return 0
 
 
@@ -163,7 +163,7 @@ def _cmd_webhooks_register(args: argparse.Namespace, config: AuditConfig) -> int
     )
     for key in ("webhook_id", "callback_url", "events", "active"):
         if key in answer:
-            print(f"{key}: {answer[key]}")
+            print(f"{key}: {printable(answer[key], one_line=True)}")  # the Gateway's words
     return 0
 
 
@@ -222,7 +222,7 @@ def _cmd_report(args: argparse.Namespace, config: AuditConfig) -> int:
     audit = analyze(config.db_path, since=args.since, until=args.until, config=config)
     report = render(audit, args.out, formats=formats, compare=args.compare)
     for path in report.paths.values():
-        print(path)
+        print(printable(path, one_line=True))
     return 0
 
 
@@ -245,7 +245,7 @@ def _cmd_collect(args: argparse.Namespace, config: AuditConfig) -> int:
 def _cmd_runs(args: argparse.Namespace, config: AuditConfig) -> int:
     from asg_audit.store import describe_runs
 
-    print(describe_runs(config.db_path, limit=args.limit))
+    print(printable(describe_runs(config.db_path, limit=args.limit)))
     return 0
 
 
@@ -281,7 +281,7 @@ def _cmd_audit(args: argparse.Namespace, config: AuditConfig) -> int:
             f" warn {s.get('findings', {}).get('warn', 0)}"
         )
         if outcome.report_dir is not None:
-            print(f"report: {outcome.report_dir / 'index.html'}")
+            print(f"report: {printable(outcome.report_dir / 'index.html', one_line=True)}")
     return outcome.exit_code
 
 

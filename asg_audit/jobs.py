@@ -45,6 +45,7 @@ from asg_audit.errors import (
     IncompleteRunError,
     StoreBusyError,
 )
+from asg_audit.model import printable
 from asg_audit.redaction import display_origin, display_url, redact
 from asg_audit.stopsignals import in_main_thread, kept_signal_handlers, sigterm_interrupts
 from asg_audit.store import new_run_id, open_store
@@ -131,7 +132,9 @@ def _step(
         outcome.steps[name] = f"failed: {_failure(exc, config)[1]}"
     else:
         outcome.steps[name] = note or "ok"
-    print(f"{name:<13} {outcome.steps[name]} [{time.monotonic() - started:.1f} s]", file=log)
+    # a step's note may quote a drop-folder file name: its control characters are escaped
+    line = f"{name:<13} {outcome.steps[name]} [{time.monotonic() - started:.1f} s]"
+    print(printable(line, one_line=True), file=log)
 
 
 def run_audit(
@@ -309,7 +312,7 @@ def _run_steps(
         config,
     )
     for problem in outcome.input_errors:
-        print(f"warning: unreadable input: {problem}", file=log)
+        print(printable(f"warning: unreadable input: {problem}", one_line=True), file=log)
     _step(
         outcome,
         "collect",
