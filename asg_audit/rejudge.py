@@ -22,19 +22,32 @@ file unchanged) and read with a warning.
 
 from __future__ import annotations
 
+import gzip
 import json
 import secrets
+import stat
 import sys
+import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Final
 
 import duckdb
+import polars as pl
+import pyarrow as pa
 
 from asg_audit.errors import SchemaVersionError
+from asg_audit.filelines import (
+    HashingReader,
+    LineBatches,
+    duckdb_path,
+    file_layout,
+    open_binary,
+)
 from asg_audit.model import NORMALISED_SCHEMA, Source
-from asg_audit.normalize import RULES_VERSION, normalise_sql
+from asg_audit.normalize import DEFAULT_MAX_RECORD_BYTES, RULES_VERSION, normalise_sql
 from asg_audit.results_sql import RESULTS_SQL
 
 __all__ = [
@@ -64,10 +77,11 @@ class RejudgeOutcome:
     """What judging a store again changed."""
 
     from_version: int
-    judged: int = 0  # observations normalised again from their raw text
+    judged: int = 0  # observations normalised again (from their raw text or their file)
+    reread: int = 0  # of those, file records read again from their file
     changed: int = 0  # of those, rewritten (a field or flag differs)
     rejected: int = 0  # of those, now rejects (moved to `rejects`)
-    without_raw: int = 0  # observations that keep no raw text: left as they were
+    without_raw: int = 0  # file observations whose record could not be read again: left
     results_changed: int = 0  # tasks whose `results` row changed, appeared or went
 
     def notice(self, path: Path) -> str:
@@ -75,10 +89,11 @@ class RejudgeOutcome:
         return (
             f"asg-audit: {path}: rows stored under older normaliser rules (version"
             f" {self.from_version}) were judged again by this asg_audit's (version"
-            f" {RULES_VERSION}): {self.judged:,} observations judged again from their raw"
-            f" text, {self.changed:,} changed, {self.rejected:,} now rejected (moved to"
-            f" rejects); {self.without_raw:,} file observations keep no raw text and stay"
-            f" as they were; {self.results_changed:,} results changed"
+            f" {RULES_VERSION}): {self.judged:,} observations judged again ({self.reread:,}"
+            f" read again from their files), {self.changed:,} changed, {self.rejected:,} now"
+            f" rejected (moved to rejects); {self.without_raw:,} file observations keep no raw"
+            " text and their file is gone or changed: they stay as they were;"
+            f" {self.results_changed:,} results changed"
         )
 
 
@@ -166,7 +181,7 @@ def rejudge(
     try:
         outcome = _rejudge(con, from_version, int(without_raw)) if total else None
         write_setting(con, RULES_KEY, str(RULES_VERSION))
-        write_setting(con, UNJUDGED_KEY, str(int(without_raw)))
+        write_setting(con, UNJUDGED_KEY, str(outcome.without_raw if outcome else 0))
     except BaseException:
         con.execute("ROLLBACK")
         raise
@@ -188,6 +203,7 @@ def _rejudge(con: duckdb.DuckDBPyConnection, from_version: int, without_raw: int
         f" CASE WHEN source IN ({hinted}) THEN task_id END AS task_id_hint, http_status"
         " FROM observations WHERE raw IS NOT NULL"
     )
+    reread = _reread_files(con)
     con.execute(f"CREATE OR REPLACE TEMP TABLE _rj AS {normalise_sql('_rj_src')}")
     judged = int(con.execute("SELECT count(*) FROM _rj").fetchall()[0][0])
     rejected = int(
@@ -232,7 +248,8 @@ def _rejudge(con: duckdb.DuckDBPyConnection, from_version: int, without_raw: int
         judged=judged,
         changed=changed,
         rejected=rejected,
-        without_raw=without_raw,
+        reread=reread,
+        without_raw=without_raw - reread,
         results_changed=results_changed,
     )
     now = datetime.now(UTC)
@@ -244,6 +261,101 @@ def _rejudge(con: duckdb.DuckDBPyConnection, from_version: int, without_raw: int
     for table in ("_rj_src", "_rj", "_rj_old", "_touched"):
         con.execute(f"DROP TABLE IF EXISTS {table}")
     return outcome
+
+
+_READ_ERRORS: Final = (
+    OSError,
+    EOFError,
+    zlib.error,
+    gzip.BadGzipFile,
+    ValueError,
+    pa.ArrowException,
+)
+# Documents and arrays are read whole by DuckDB's JSON reader (in a separate engine): larger
+# files of that layout are not read again.
+_MAX_DOCUMENT_FILE_BYTES: Final = 256 << 20
+
+
+def _reread_files(con: duckdb.DuckDBPyConnection) -> int:
+    """Add to `_rj_src` the file observations whose record is still in their file; return how
+    many.
+
+    Accepted file records keep no raw text: the file and line are the evidence. Where the file
+    is still there (its name as stored, a regular file), each line is read again, and taken
+    only where its text is the record stored: the same line number and the same payload hash
+    (md5 of the text). A file that cannot be read, or changed, is left: its observations stay
+    as they were.
+    """
+    origins = [
+        str(origin)
+        for (origin,) in con.execute(
+            f"SELECT DISTINCT origin FROM observations WHERE source = '{Source.FILE}'"
+            " AND raw IS NULL AND origin IS NOT NULL ORDER BY origin"
+        ).fetchall()
+    ]
+    found = 0
+    for origin in origins:
+        path = Path(origin)
+        try:
+            info = path.stat()
+            if not stat.S_ISREG(info.st_mode):
+                continue  # a pipe or a device is read once, never again
+            for batch in _file_batches(path, info.st_size):
+                found += _match(con, origin, batch)
+        except _READ_ERRORS:
+            continue
+    return found
+
+
+def _file_batches(path: Path, size: int) -> Iterator[pa.RecordBatch | pl.DataFrame]:
+    """The records of a file as `raw`, `origin_line` (numbered as ingest numbers them)."""
+    from asg_audit.ingest_staging import DOCUMENT_READERS  # it imports the store
+
+    layout = file_layout(path)
+    if layout == "lines":
+        with open_binary(path) as fh:
+            lines = LineBatches(
+                HashingReader(fh),
+                chunk_bytes=8 << 20,
+                on_read=lambda: None,
+                max_line_bytes=DEFAULT_MAX_RECORD_BYTES,
+            )
+            yield from lines.reader()
+        return
+    if size > _MAX_DOCUMENT_FILE_BYTES:
+        return
+    reader = duckdb.connect(":memory:")  # its errors leave the store's transaction alone
+    try:
+        reader.execute("SET memory_limit = '512MB'")
+        with duckdb_path(path) as name:
+            frame: pl.DataFrame = reader.sql(
+                f"SELECT json::VARCHAR AS raw, ordinality AS origin_line"
+                f" FROM {DOCUMENT_READERS[layout]}",
+                params={"path": name},
+            ).pl()
+    except duckdb.Error:
+        return  # not readable as it was: left as it is
+    finally:
+        reader.close()
+    yield frame
+
+
+def _match(
+    con: duckdb.DuckDBPyConnection, origin: str, batch: pa.RecordBatch | pl.DataFrame
+) -> int:
+    con.register("_rj_lines", batch)
+    try:
+        row = con.execute(
+            "INSERT INTO _rj_src SELECT f.raw::VARCHAR, NULL::BLOB, o.source, o.observed_at,"
+            " o.origin, o.obs_id, o.origin_hash, NULL::VARCHAR, o.http_status"
+            " FROM _rj_lines f JOIN observations o ON o.origin_line = f.origin_line"
+            f" WHERE o.source = '{Source.FILE}' AND o.raw IS NULL AND o.origin = ?"
+            " AND f.raw IS NOT NULL AND o.payload_hash = md5(f.raw::VARCHAR)",
+            [origin],
+        ).fetchall()
+    finally:
+        con.unregister("_rj_lines")
+    return int(row[0][0]) if row else 0
 
 
 def _counts(outcome: RejudgeOutcome) -> dict[str, int]:

@@ -191,26 +191,86 @@ def test_a_writer_judges_an_older_store_again_like_a_fresh_ingest(
     assert capsys.readouterr().err == ""
 
 
-def test_file_observations_without_raw_text_stay_and_are_counted(tmp_path: Path) -> None:
-    db = tmp_path / "files.duckdb"
-    lines = tmp_path / "results.ndjson"
-    lines.write_text(body("f01", total_cost_sats=0) + "\n" + body("f01") + "\n")
+FILE_LINES = [
+    body("f01", total_cost_sats=0),
+    body("f01"),
+    body("f03", created_at="2026-10-20T10:00:00+24:00"),  # rejected today, accepted before
+    body("f04"),
+]
+
+
+def older_file_store(db: Path, lines: Path) -> None:
+    """`lines` ingested as an older asg_audit did: f03 accepted (accepted file records keep no
+    raw text), a stale flag in results, no rules version kept."""
+    lines.write_text("\n".join(FILE_LINES) + "\n")
     proc = cli("ingest", "--db", str(db), str(lines))
     assert proc.returncode == 0, proc.stderr
     con = duckdb.connect(str(db))
+    con.execute("SET TimeZone = 'UTC'")
+    # f03 as older rules stored it: an observation like f04's, for line 3, with its own payload
+    con.execute(
+        "INSERT INTO observations SELECT * REPLACE (obs_id + 1000 AS obs_id, 'f03' AS task_id,"
+        " 3 AS origin_line, ? AS payload_hash, ?::TIMESTAMPTZ AS created_at)"
+        " FROM observations WHERE task_id = 'f04'",
+        [hashlib.md5(FILE_LINES[2].encode()).hexdigest(), OLD_READING["c03"][0]],
+    )
+    con.execute(
+        "INSERT INTO results SELECT * REPLACE ('f03' AS task_id, ?::TIMESTAMPTZ AS created_at)"
+        " FROM results WHERE task_id = 'f04'",
+        [OLD_READING["c03"][0]],
+    )
+    con.execute("DELETE FROM rejects")
     con.execute("UPDATE results SET flags = ['cost_unknown'] WHERE task_id = 'f01'")
     con.execute("DELETE FROM store_settings")
+    assert con.execute("SELECT count(raw) FROM observations").fetchone() == (0,)
     con.close()
 
-    proc = cli("track", "--db", str(db), str(lines))  # any writing command
-    assert "2 file observations keep no raw text" in proc.stderr
-    assert "1 results changed" in proc.stderr  # the stale flag is gone: results derived again
-    con = duckdb.connect(str(db), read_only=True)
-    flags = con.execute("SELECT flags FROM results WHERE task_id = 'f01'").fetchone()
+
+def test_file_records_are_read_again_from_their_file_like_a_fresh_ingest(tmp_path: Path) -> None:
+    old, fresh = tmp_path / "old.duckdb", tmp_path / "fresh.duckdb"
+    lines = tmp_path / "results.ndjson"
+    older_file_store(old, lines)
+    assert cli("ingest", "--db", str(fresh), str(lines)).returncode == 0
+
+    proc = cli("runs", "--db", str(old))  # a reader: says so, changes nothing
+    assert "judged by older normaliser rules" in proc.stderr
+    empty = tmp_path / "empty.ndjson"
+    empty.write_text("")
+    proc = cli("ingest", "--db", str(old), str(empty))  # any writing command
+    assert "4 observations judged again (4 read again from their files)" in proc.stderr
+    assert "1 now rejected" in proc.stderr and "2 results changed" in proc.stderr
+
+    skip = "EXCLUDE (first_seen_at, settled_seen_at, last_seen_at)"
+    query = f"SELECT * {skip} FROM results ORDER BY task_id"
+    con = duckdb.connect(str(old), read_only=True)
+    got = con.execute(query).fetchall()
+    rejected = con.execute("SELECT origin_line, reason, decode(raw) FROM rejects").fetchall()
     con.close()
-    assert flags == ([],)
+    con = duckdb.connect(str(fresh), read_only=True)
+    assert got == con.execute(query).fetchall()
+    con.close()
+    assert [r[0] for r in got] == ["f01", "f04"]
+    assert rejected == [(3, "bad_timestamp", FILE_LINES[2])]
+    assert "could not be judged again" not in describe_store(old)
+
+
+def test_file_records_whose_file_is_gone_stay_and_are_counted(tmp_path: Path) -> None:
+    db = tmp_path / "files.duckdb"
+    lines = tmp_path / "results.ndjson"
+    older_file_store(db, lines)
+    lines.write_text(FILE_LINES[0] + "\n")  # changed since: lines 2-4 are not there
+    empty = tmp_path / "empty.ndjson"
+    empty.write_text("")
+    proc = cli("ingest", "--db", str(db), str(empty))
+    assert "1 read again from their files" in proc.stderr
+    assert "3 file observations keep no raw text and their file is gone or changed" in proc.stderr
+    con = duckdb.connect(str(db), read_only=True)
+    flags = con.execute("SELECT task_id, flags FROM results ORDER BY 1").fetchall()
+    con.close()
+    # the stale flag goes (results are derived again); f03 stays as older rules judged it
+    assert flags == [("f01", []), ("f03", []), ("f04", [])]
     info = describe_store(db)
-    assert "2 file observations were stored under older normaliser rules" in info
+    assert "3 file observations were stored under older normaliser rules" in info
 
 
 def test_a_reader_of_an_older_store_says_so_and_leaves_it_as_it_is(tmp_path: Path) -> None:
