@@ -852,8 +852,11 @@ def open_store(
             _migrate(con, path)
             # Before anything else is written: a store judged by newer rules is refused, one
             # judged by older rules is judged again (asg_audit.rejudge).
-            if (rules := check_writable_rules(con, path)) < RULES_VERSION:
-                rejudge(con, path, rules)
+            if check_writable_rules(con, path) < RULES_VERSION:
+                # Threads of this process share the file: one judges, the others see it done.
+                with _write_lock(path):
+                    if (rules := stored_rules_version(con)) < RULES_VERSION:
+                        rejudge(con, path, rules)
         if memory_limit is not None:
             # DuckDB spills to disk beyond this (bulk ingest keeps the process small).
             con.execute("SET memory_limit = ?", [memory_limit])
