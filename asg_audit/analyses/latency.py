@@ -5,6 +5,12 @@ Percentiles use linear interpolation between the two nearest ranks (polars
 Tasks whose settlement comes before their creation (an anomaly of its own) are left out of the
 latency figures. Still-unsettled tasks are not dropped: `survival_curve` counts them as censored
 at `as_of` and `ageing_buckets` shows how old they are.
+
+`as_of` is the moment tasks are aged and censored at, so a task created after it (its clock, or
+an explicit `as_of`, is behind the data) did not exist yet then: it has no age, and the
+survival curve and the ageing buckets leave it out (an age or a censoring time cannot be
+negative); `created_after_as_of` counts those tasks. A settlement after `as_of` of a task
+created before it still counts as an event at its latency, as in the latency figures.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ __all__ = [
     "DEFAULT_AGEING_EDGES",
     "DEFAULT_QUANTILES",
     "ageing_buckets",
+    "created_after_as_of",
     "latency_ecdf",
     "latency_histogram",
     "summarize_latency",
@@ -36,6 +43,11 @@ _GROUPINGS: Final = {
     "worker_count": pl.col("worker_count"),
     "task_type": pl.col("task_type"),
 }
+
+
+def _created_by(as_of: datetime) -> pl.Expr:
+    """Tasks that existed at `as_of`: a known creation time no later than it."""
+    return pl.col("created_at").is_not_null() & (pl.col("created_at") <= pl.lit(as_of))
 
 
 def _settled_latencies(tasks: pl.LazyFrame) -> pl.LazyFrame:
@@ -125,13 +137,14 @@ def survival_curve(
     creation time) are censored at `as_of - created_at`, so a backlog lowers nothing and is
     never hidden. Durations are rounded up to `resolution_seconds`. At each time `t`:
     `at_risk` = tasks with duration >= t, `survival` = prod(1 - events / at_risk) up to t.
-    Censored tasks at `t` count as at risk at `t` (the usual convention).
+    Censored tasks at `t` count as at risk at `t` (the usual convention). Tasks created after
+    `as_of` are left out (they did not exist at `as_of`; see `created_after_as_of`).
     """
     age_at_as_of = (pl.lit(as_of) - pl.col("created_at")).dt.total_seconds(fractional=True)
     duration = pl.when(pl.col("is_settled")).then(pl.col("latency_s")).otherwise(age_at_as_of)
     step = (duration / resolution_seconds).ceil() * resolution_seconds
     durations = tasks.filter(
-        pl.col("created_at").is_not_null()
+        _created_by(as_of)
         & pl.when(pl.col("is_settled"))
         .then(pl.col("latency_s") >= 0)
         .otherwise(pl.col("status").is_not_null())
@@ -167,7 +180,8 @@ def ageing_buckets(
     """Return how many unsettled tasks fall in each age bucket at `as_of`, per status.
 
     Unsettled means a status other than `settled` (pending, in_progress, verified, and any
-    undocumented one) with a known creation time.
+    undocumented one) with a known creation time no later than `as_of` (a task created after
+    it has no age yet; see `created_after_as_of`).
     """
     age = (pl.lit(as_of) - pl.col("created_at")).dt.total_seconds(fractional=True)
     labels = [_edge_label(None, edges[0])]
@@ -177,13 +191,31 @@ def ageing_buckets(
     bucket = index.replace_strict(list(range(len(labels))), labels, return_dtype=pl.String)
     return (
         tasks.filter(
-            pl.col("is_settled").not_()
-            & pl.col("status").is_not_null()
-            & pl.col("created_at").is_not_null()
+            pl.col("is_settled").not_() & pl.col("status").is_not_null() & _created_by(as_of)
         )
         .group_by(bucket.alias("age"), pl.col("status"))
         .agg(pl.len().alias("tasks"), age.max().alias("oldest_s"))
         .sort("status", "oldest_s")
+        .collect()
+    )
+
+
+def created_after_as_of(tasks: pl.LazyFrame, *, as_of: datetime) -> pl.DataFrame:
+    """Return one row about the tasks created after `as_of`, which are not aged.
+
+    Columns: `tasks` (with a status, created after `as_of`), `unsettled` (of them, not
+    settled), `first_created_at` and `last_created_at` (null when there are none). These tasks
+    are left out of `survival_curve` and `ageing_buckets`.
+    """
+    after = pl.col("created_at").is_not_null() & (pl.col("created_at") > pl.lit(as_of))
+    return (
+        tasks.filter(after & pl.col("status").is_not_null())
+        .select(
+            pl.len().cast(pl.Int64).alias("tasks"),
+            (~pl.col("is_settled")).sum().cast(pl.Int64).alias("unsettled"),
+            pl.col("created_at").min().alias("first_created_at"),
+            pl.col("created_at").max().alias("last_created_at"),
+        )
         .collect()
     )
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import UTC
 from typing import Final
 
 import polars as pl
 
+from asg_audit.analyses.latency import created_after_as_of
 from asg_audit.checks._registry import CheckContext, finding, fmt, no_findings, register_check
 from asg_audit.config import CheckLevels
 from asg_audit.model import TaskStatus
@@ -59,6 +61,44 @@ def stuck_task(ctx: CheckContext) -> pl.LazyFrame:
             difference=age - limit,
             message=fmt("still {} {} s after creation", pl.col("status"), age.round(0)),
             value=age,
+        )
+    )
+
+
+_ISO_SECONDS: Final = "%Y-%m-%dT%H:%M:%SZ"
+
+
+def _iso_utc(column: pl.Expr) -> pl.Expr:
+    return column.dt.convert_time_zone("UTC").dt.strftime(_ISO_SECONDS)
+
+
+@register_check("task.created_after_as_of", default=CheckLevels(severity="info"), claim=8)
+def created_after(ctx: CheckContext) -> pl.LazyFrame:
+    """One row: how many tasks were created after the as-of time, so are not aged.
+
+    They did not exist at `as_of` (the API's clock, or created_at, is ahead of it, or `as_of`
+    was set earlier than the data): the backlog ages and the survival curve leave them out.
+    """
+    row = created_after_as_of(ctx.tasks, as_of=ctx.as_of).lazy()
+    n = pl.col("tasks")
+    as_of = ctx.as_of.astimezone(UTC).strftime(_ISO_SECONDS)
+    return row.filter(n > 0).select(
+        finding(
+            entity_type="audit",
+            entity_id=pl.lit("as_of"),
+            expected=pl.lit(f"created_at <= {as_of}"),
+            actual=fmt(
+                "{} tasks created {} to {}",
+                n,
+                *(_iso_utc(pl.col(c)) for c in ("first_created_at", "last_created_at")),
+            ),
+            difference=n,
+            message=fmt(
+                "{} tasks created after the as-of time are not aged ({} of them unsettled): "
+                "left out of the backlog ages and the survival curve",
+                n,
+                pl.col("unsettled"),
+            ),
         )
     )
 

@@ -31,8 +31,10 @@ __all__ = [
     "SUMMARY_SCHEMA_VERSION",
     "TX_EXPLORER_URL",
     "Headline",
+    "backlog_note",
     "build_summary",
     "config_rows",
+    "created_after_as_of",
     "findings_by_check",
     "format_change",
     "format_number",
@@ -120,6 +122,7 @@ def headline_values(audit: Audit) -> dict[str, Any]:
         "pending": s["pending"],
         "other_status": s["other_status"],
         "stuck": stuck,
+        "created_after_as_of": created_after_as_of(audit),
         "latency_p50_s": s["latency_p50_s"],
         "latency_p95_s": s["latency_p95_s"],
         "latency_mean_s": s["latency_mean_s"],
@@ -136,6 +139,34 @@ def headline_values(audit: Audit) -> dict[str, Any]:
         **{f"findings_{sev}": int(s["findings"].get(sev, 0)) for sev in _SEVERITIES},
         "worst_severity": s["worst_severity"],
     }
+
+
+def created_after_as_of(audit: Audit) -> int:
+    """Return how many tasks were created after the audit's as-of time, so are not aged.
+
+    Read from the `created_after_as_of` frame when the audit has one, else from the one row of
+    the `task.created_after_as_of` check (0 when neither says anything).
+    """
+    frame = audit.frames.get("created_after_as_of")
+    if frame is not None and frame.height and "tasks" in frame.columns:
+        return int(frame["tasks"][0] or 0)
+    f = audit.findings
+    if not f.height:
+        return 0
+    row = f.filter(pl.col("check_id") == "task.created_after_as_of")
+    return int(row["difference"][0] or 0) if row.height else 0
+
+
+def backlog_note(audit: Audit) -> str | None:
+    """Return the line under the backlog table about tasks too new to age, or None."""
+    n = created_after_as_of(audit)
+    if not n:
+        return None
+    return (
+        f"{n:,} task{'s' if n != 1 else ''} created after the as-of time "
+        f"{'are' if n != 1 else 'is'} not aged: the backlog ages and the survival curve leave "
+        f"{'them' if n != 1 else 'it'} out."
+    )
 
 
 def headline(audit: Audit) -> list[Headline]:

@@ -100,6 +100,7 @@ def render_markdown(ctx: dict[str, Any]) -> str:
         "\n## Backlog and survival\n",
         _figure(charts["survival"]),
         _table(tables["ageing"], "Unsettled tasks by age and status"),
+        f"\n{md_escape(ctx['backlog_note'])}\n" if ctx["backlog_note"] else "",
         "\n## Consensus and confidence\n",
         _figure(charts["confidence"]),
         _figure(charts["agreement"]),

@@ -59,7 +59,8 @@ METHODOLOGY: Final = (
     "between ranks (numpy's default). Tasks settled before they were created are left out of "
     "latency and reported as findings.",
     "Unsettled tasks are not dropped: the survival curve (Kaplan-Meier) counts them as censored "
-    "at the audit's as-of time, and the backlog shows their ages.",
+    "at the audit's as-of time, and the backlog shows their ages. Tasks created after the as-of "
+    "time have no age yet: both leave them out, and a note under the backlog counts them.",
     "Agreement is A/W pooled over tasks with 1 <= A <= W, with a 95% Wilson score interval.",
     "The confidence formula is the one (A/T or A/W) that alone explains most tasks with valid "
     "counts whose threshold T is known (tracked); tasks fitting neither are findings. Without T "
@@ -352,6 +353,7 @@ def build_context(
         "charts": _ChartSlots(chart_ctx),
         "chart_list": list(charts.values()),
         "tables": _tables(f),
+        "backlog_note": content.backlog_note(audit),
         "chain_tables": chain_tables,
         "billing_tables": billing_tables,
         "groups": content.findings_by_check(audit.findings),
