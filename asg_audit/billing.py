@@ -28,7 +28,7 @@ from asg_audit.errors import (
     StoreFileError,
 )
 from asg_audit.interrupts import is_interrupt
-from asg_audit.model import printable
+from asg_audit.model import path_text, printable
 from asg_audit.redaction import Secret, check_http_url, clean_secret, display_url, redact
 
 __all__ = ["BillingSummary", "fetch_billing", "months_with_data", "parse_usage"]
@@ -256,8 +256,11 @@ class _Gateway:
                 raise ApiStatusError(
                     f"GET {path}: {resp.status_code}", status_code=resp.status_code
                 )
+            # an answer quoting the key (an echoed header) is stored and parsed masked: the raw
+            # answer and the ids parsed from it go to the store
+            text = redact(resp.text, self.secrets)
             try:
-                body = resp.json()
+                body = json.loads(text)
             except ValueError:
                 # A truncated or garbled 200 is a transport fault: ask again.
                 if attempt == self.retries:
@@ -266,7 +269,7 @@ class _Gateway:
                 continue
             if not isinstance(body, dict):
                 raise ApiStatusError(f"GET {path}: expected a JSON object")
-            return body, resp.text
+            return body, text
         raise AssertionError("unreachable")  # pragma: no cover
 
 
@@ -340,7 +343,7 @@ def fetch_billing(
     db, months = _check_arguments(db, config, months, transport)
     if not Path(db).exists():  # a typo must not create an empty store
         raise StoreFileError(
-            f"{db}: no database here yet (run `asg-audit ingest`, `track` or `collect`)"
+            f"{path_text(db)}: no database here yet (run `asg-audit ingest`, `track` or `collect`)"
         )
     gw = _Gateway(config, transport)
     summary = BillingSummary()

@@ -36,7 +36,7 @@ from asg_audit.chain import (
 from asg_audit.config import AuditConfig
 from asg_audit.errors import StoreFileError
 from asg_audit.interrupts import is_interrupt
-from asg_audit.model import is_well_formed_txid, printable
+from asg_audit.model import is_well_formed_txid, path_text, printable
 from asg_audit.rawtx import OutputKind, parse_raw_tx
 from asg_audit.stopsignals import sigterm_interrupts
 
@@ -314,7 +314,8 @@ def _require_store(db: str | Path) -> None:
     path = Path(db)
     if not path.exists():
         raise StoreFileError(
-            f"{path}: no database here yet (run `asg-audit ingest`, `track` or `collect`)"
+            f"{path_text(path)}: no database here yet"
+            " (run `asg-audit ingest`, `track` or `collect`)"
         )
 
 

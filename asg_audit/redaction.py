@@ -65,8 +65,8 @@ def _shown_forms(value: str) -> list[str]:
     """Return the ways `value` may appear in a message, longest first.
 
     As is (and without surrounding white space), and escaped once or twice as `repr` shows a
-    str (`\\r`, `\\xe9`) or the bytes of a header (`\\xc3\\xa9`) or as JSON shows it (`\\u00e9`): an
-    error's repr of an illegal header holds the escaped key, not the key.
+    str (`\\r`, `\\xe9`) or the bytes of a header (`\\xc3\\xa9`) or as JSON shows it (`\\u00e9`,
+    `\\/`): an error's repr of an illegal header holds the escaped key, not the key.
     """
     forms = {value, value.strip()}
     for _ in range(2):
@@ -75,6 +75,7 @@ def _shown_forms(value: str) -> list[str]:
             forms.add(ascii(form)[1:-1])
             forms.add(repr(_utf8(form))[2:-1])
             forms.add(json.dumps(form)[1:-1])
+            forms.add(form.replace("/", "\\/"))  # JSON's optional escape of a slash
     return sorted((f for f in forms if f), key=len, reverse=True)
 
 

@@ -51,8 +51,9 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from asg_audit.config import read_secret_file  # one bounded reader, re-exported here
 from asg_audit.errors import ApiStatusError, ApiTransientError, AuthError, ConfigError
-from asg_audit.redaction import Secret, check_http_url, clean_secret, display_url, redact
+from asg_audit.redaction import Secret, check_http_url, display_url, redact
 from asg_audit.webhook_writer import (
     DEFAULT_DEDUPE_MAX_EVENTS,
     DEFAULT_DEDUPE_WINDOW_SECONDS,
@@ -154,34 +155,6 @@ def event_key(payload: Mapping[str, Any]) -> str:
     rest = {k: v for k, v in payload.items() if k != "timestamp"}
     canonical = json.dumps(rest, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(canonical.encode()).hexdigest()
-
-
-def read_secret_file(path: str | Path) -> tuple[Secret, ...]:
-    """Return the secrets in a file: one per line or comma-separated; `#` starts a comment.
-
-    A file that cannot be read, is not UTF-8 text or holds no secret raises ConfigError naming
-    the file and never any of its content.
-    """
-    try:
-        # utf-8-sig: a byte-order mark (Notepad) is an encoding marker, not part of the secret.
-        text = Path(path).read_text(encoding="utf-8-sig")
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read the webhook secret file: {exc.strerror}") from None
-    except UnicodeDecodeError as exc:
-        # Neither the bytes nor the text around them: they may be part of the secret.
-        raise ConfigError(
-            f"{path}: the webhook secret file is not UTF-8 text (undecodable byte at offset"
-            f" {exc.start}); save it as UTF-8"
-        ) from None
-    values: list[Secret] = []
-    for line in text.splitlines():
-        line = line.split("#", 1)[0]
-        for part in line.split(","):
-            if part.strip():  # the same rule as ASG_WEBHOOK_SECRET's parts
-                values.append(Secret(clean_secret(part, f"{path}: secret {len(values) + 1}")))
-    if not values:
-        raise ConfigError(f"{path}: the webhook secret file holds no secret")
-    return tuple(values)
 
 
 # -- settings -----------------------------------------------------------------------------------

@@ -365,3 +365,33 @@ def test_config_replace_with_a_wrong_type_names_the_argument(
 ) -> None:
     with pytest.raises(TypeError, match=message):
         AuditConfig().replace(**changes)
+
+
+def test_billing_answers_echoing_the_key_are_stored_and_printed_masked(
+    world: Scenario, proxy: _Proxy, tmp_path: Path
+) -> None:
+    key = world.sim.api_key
+
+    def garble(path: str, body: dict[str, Any]) -> dict[str, Any]:
+        if path.startswith("/v1/billing/invoices"):
+            invoices = body["invoices"]
+            return {
+                "invoices": [
+                    {**inv, "invoice_id": f"inv-{i}-{key}"} for i, inv in enumerate(invoices)
+                ]
+            }
+        return {**body, "echo": f"you sent Bearer {key}"}
+
+    proxy.garble = garble
+    db = _fresh_store(world, tmp_path)
+    done = _billing(db, proxy.url, key)
+    assert "Traceback" not in done.stderr, done.stderr[-3000:]
+    assert key not in done.stdout + done.stderr
+    usage = query(db, "SELECT raw FROM billing_usage")
+    invoices = query(db, "SELECT invoice_id, raw FROM billing_invoices ORDER BY invoice_id")
+    assert usage and invoices
+    assert all(json.loads(raw)["echo"] == "you sent Bearer ***" for (raw,) in usage)
+    assert [i for i, _ in invoices] == sorted(f"inv-{n}-***" for n in range(len(invoices)))
+    for table in ("billing_usage", "billing_invoices", "runs", "findings"):
+        for row in query(db, f"SELECT * FROM {table}"):
+            assert key not in repr(row), (table, row)

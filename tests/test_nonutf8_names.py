@@ -191,6 +191,18 @@ def test_db_name_not_utf8_is_one_error_line(tmp_path: Path, args: tuple[str, ...
     assert not any(name.endswith(".duckdb") for name in os.listdir(tmp_path))
 
 
+@pytest.mark.parametrize("command", ["verify-chain", "billing"])
+def test_readers_of_a_missing_store_name_it_escaped(tmp_path: Path, command: str) -> None:
+    """verify-chain and billing refuse a --db that does not exist before opening it: the name
+    is shown with its undecodable byte as \\xNN, never a surrogate."""
+    proc = _cli(command, "--db", LATIN1 + b".duckdb", cwd=tmp_path)
+    err = proc.stderr.decode()
+    assert proc.returncode == 2, err
+    assert len(err.splitlines()) == 1, err
+    assert "caf\\xe9.duckdb: no database here yet" in err, err
+    assert not any(name.endswith(".duckdb") for name in os.listdir(tmp_path))
+
+
 def test_ingest_run_is_failed_when_its_stats_cannot_be_stored(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
