@@ -42,7 +42,7 @@ def test_the_next_run_closes_runs_whose_process_is_gone(tmp_path: Path) -> None:
         "r1-dead": "abandoned",
         "r2-alive": "running",
         "r3-elsewhere": "running",  # another machine's process cannot be checked
-        "r4-old": "running",
+        "r4-old": "abandoned",  # no process kept: it cannot be alive while we hold the write lock
         new: "running",
     }
     assert stats is not None
