@@ -178,6 +178,8 @@ def _summarize(audit: Audit) -> dict[str, Any]:
         "pending": int(f["_counts"]["pending"][0]),
         # in an undocumented status (failed, timed_out, ...), whether final or not
         "other_status": int(f["_counts"]["other_status"][0]),
+        # created after as_of: not aged (left out of `ageing` and `survival`)
+        "created_after_as_of": int(f["created_after_as_of"]["tasks"][0]),
         "latency_mean_s": _first(f["latency_overall"], "mean_s"),
         "latency_p50_s": _first(f["latency_overall"], "p50_s"),
         "latency_p95_s": _first(f["latency_overall"], "p95_s"),
@@ -277,6 +279,7 @@ def analyze_frames(
     frames["latency_ecdf"] = latency.latency_ecdf(tasks)
     frames["survival"] = latency.survival_curve(tasks, as_of=as_of)
     frames["ageing"] = latency.ageing_buckets(tasks, as_of=as_of)
+    frames["created_after_as_of"] = latency.created_after_as_of(tasks, as_of=as_of)
     frames["confidence_distribution"] = consensus.confidence_distribution(tasks)
     frames["agreement_overall"] = consensus.agreement_rates(tasks)
     frames["agreement_by_label"] = consensus.agreement_rates(tasks, by="label")

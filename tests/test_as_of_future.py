@@ -136,6 +136,9 @@ def test_as_of_future_tasks_are_left_out_of_ageing_and_survival(tmp_path: Path) 
     assert row["difference"] == 4
     assert row["message"].startswith("4 tasks created after the as-of time are not aged (3 of")
     assert row["actual"] == "4 tasks created 2026-04-08T22:10:00Z to 2027-01-01T00:00:00Z"
+    # the same count as a frame and in summary(), whatever checks are turned off
+    assert audit["created_after_as_of"].row(0)[:2] == (4, 3)
+    assert audit.summary()["created_after_as_of"] == 4
 
 
 def test_as_of_future_nothing_to_note_when_every_task_is_older(tmp_path: Path) -> None:

@@ -142,19 +142,9 @@ def headline_values(audit: Audit) -> dict[str, Any]:
 
 
 def created_after_as_of(audit: Audit) -> int:
-    """Return how many tasks were created after the audit's as-of time, so are not aged.
-
-    Read from the `created_after_as_of` frame when the audit has one, else from the one row of
-    the `task.created_after_as_of` check (0 when neither says anything).
-    """
+    """Return how many tasks were created after the audit's as-of time, so are not aged."""
     frame = audit.frames.get("created_after_as_of")
-    if frame is not None and frame.height and "tasks" in frame.columns:
-        return int(frame["tasks"][0] or 0)
-    f = audit.findings
-    if not f.height:
-        return 0
-    row = f.filter(pl.col("check_id") == "task.created_after_as_of")
-    return int(row["difference"][0] or 0) if row.height else 0
+    return int(frame["tasks"][0] or 0) if frame is not None and frame.height else 0
 
 
 def backlog_note(audit: Audit) -> str | None:
