@@ -10,8 +10,10 @@ transaction:
   rewritten; a record it now rejects moves to `rejects`, with its raw text, reason code, origin
   and run, and out of `observations`: nothing is lost;
 - observations that keep no raw text (accepted file records: the file and line are the
-  evidence) cannot be judged again; they stay as they are, and their number is kept
-  (`older_rules_observations`) and shown by `db info`;
+  evidence) are read again from their file when it is still there, a regular file, and the line
+  at their `origin_line` has their payload hash (`_reread_files`); those are judged with the
+  rest. The others (file gone or changed, a pipe, an array or document over 256 MiB) stay as
+  they are, and their number is kept (`older_rules_observations`) and shown by `db info`;
 - `results` is derived again from `observations`, for every task, by the rules of
   `asg_audit.results_sql`;
 - the run is recorded (command `rejudge`, with its counts) and the rules version is stored.
