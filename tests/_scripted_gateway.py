@@ -18,7 +18,11 @@ Answer = tuple[int, bytes, dict[str, str]]
 Script = Callable[[str, int], Answer]
 
 
-def settled_body(task_id: str) -> bytes:
+def settled_body(
+    task_id: str,
+    created_at: str = "2026-10-01T00:00:00Z",
+    settled_at: str = "2026-10-01T00:00:40Z",
+) -> bytes:
     """A settled result of `task_id` as the Gateway sends it."""
     return json.dumps(
         {
@@ -29,8 +33,8 @@ def settled_body(task_id: str) -> bytes:
             "worker_count": 3,
             "agreement_count": 3,
             "bsv_txid": "c" * 64,
-            "created_at": "2026-10-01T00:00:00Z",
-            "settled_at": "2026-10-01T00:00:40Z",
+            "created_at": created_at,
+            "settled_at": settled_at,
             "cost_sats": 650,
         }
     ).encode()

@@ -18,7 +18,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from _scripted_gateway import Answer, scripted_gateway
+from _scripted_gateway import Answer, scripted_gateway, settled_body
 
 from asg_audit.clock import ScaledClock
 from asg_audit.collector import collect
@@ -34,23 +34,6 @@ PROBE_SETTLED_S = 165.0
 
 def _iso(at: float) -> str:
     return datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _settled(task_id: str, created: float, settled: float) -> bytes:
-    return json.dumps(
-        {
-            "task_id": task_id,
-            "status": "settled",
-            "consensus_label": "a",
-            "confidence": 1.0,
-            "worker_count": 3,
-            "agreement_count": 3,
-            "bsv_txid": "c" * 64,
-            "created_at": _iso(created),
-            "settled_at": _iso(settled),
-            "cost_sats": 650,
-        }
-    ).encode()
 
 
 def test_collect_clock_probe_404_leaves_its_task_polled_from_its_created_at(
@@ -88,7 +71,7 @@ def test_collect_clock_probe_404_leaves_its_task_polled_from_its_created_at(
         elif now < settled[task_id]:
             code, body = 202, json.dumps({"task_id": task_id, "status": "pending"}).encode()
         else:
-            code, body = 200, _settled(task_id, created[task_id], settled[task_id])
+            code, body = 200, settled_body(task_id, _iso(created[task_id]), _iso(settled[task_id]))
         asked.append((now, task_id, code))
         return code, body, {}
 
