@@ -26,6 +26,8 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
+import re
 import secrets
 import stat
 import sys
@@ -86,6 +88,14 @@ class RejudgeOutcome:
     without_raw: int = 0  # file observations whose record could not be read again: left
     results_changed: int = 0  # tasks whose `results` row changed, appeared or went
 
+    def _left(self) -> str:
+        if not self.without_raw:
+            return ""
+        return (
+            f" {self.without_raw:,} file observations keep no raw text and their file is gone"
+            " or changed: they stay as they were;"
+        )
+
     def notice(self, path: Path) -> str:
         """One line for stderr."""
         return (
@@ -93,9 +103,8 @@ class RejudgeOutcome:
             f" {self.from_version}) were judged again by this asg_audit's (version"
             f" {RULES_VERSION}): {self.judged:,} observations judged again ({self.reread:,}"
             f" read again from their files), {self.changed:,} changed, {self.rejected:,} now"
-            f" rejected (moved to rejects); {self.without_raw:,} file observations keep no raw"
-            " text and their file is gone or changed: they stay as they were;"
-            f" {self.results_changed:,} results changed"
+            f" rejected (moved to rejects);{self._left()} {self.results_changed:,} results"
+            " changed"
         )
 
 
@@ -181,7 +190,7 @@ def rejudge(
         )
     con.execute("BEGIN TRANSACTION")
     try:
-        outcome = _rejudge(con, from_version, int(without_raw)) if total else None
+        outcome = _rejudge(con, path, from_version, int(without_raw)) if total else None
         write_setting(con, RULES_KEY, str(RULES_VERSION))
         write_setting(con, UNJUDGED_KEY, str(outcome.without_raw if outcome else 0))
     except BaseException:
@@ -195,7 +204,10 @@ def rejudge(
     return outcome
 
 
-def _rejudge(con: duckdb.DuckDBPyConnection, from_version: int, without_raw: int) -> RejudgeOutcome:
+def _rejudge(
+    con: duckdb.DuckDBPyConnection, store: Path, from_version: int, without_raw: int
+) -> RejudgeOutcome:
+    started = datetime.now(UTC)
     # The records as the normaliser takes them. `origin_line` carries the observation's id
     # through the normaliser (which passes it on untouched); the real line is read back below.
     hinted = ", ".join(f"'{s}'" for s in _HINTED_SOURCES)
@@ -205,7 +217,7 @@ def _rejudge(con: duckdb.DuckDBPyConnection, from_version: int, without_raw: int
         f" CASE WHEN source IN ({hinted}) THEN task_id END AS task_id_hint, http_status"
         " FROM observations WHERE raw IS NOT NULL"
     )
-    reread = _reread_files(con)
+    reread = _reread_files(con, store)
     con.execute(f"CREATE OR REPLACE TEMP TABLE _rj AS {normalise_sql('_rj_src')}")
     judged = int(con.execute("SELECT count(*) FROM _rj").fetchall()[0][0])
     rejected = int(
@@ -254,11 +266,15 @@ def _rejudge(con: duckdb.DuckDBPyConnection, from_version: int, without_raw: int
         without_raw=without_raw - reread,
         results_changed=results_changed,
     )
-    now = datetime.now(UTC)
-    run_id = now.strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)  # as store.new_run_id
+    run_id = started.strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)  # as new_run_id
     con.execute(
         "INSERT INTO runs VALUES (?, 'rejudge', ?, ?, 'ok', ?)",
-        [run_id, now, now, json.dumps({"rules_version": RULES_VERSION, **_counts(outcome)})],
+        [
+            run_id,
+            started,
+            datetime.now(UTC),
+            json.dumps({"rules_version": RULES_VERSION, **_counts(outcome)}),
+        ],
     )
     for table in ("_rj_src", "_rj", "_rj_old", "_touched"):
         con.execute(f"DROP TABLE IF EXISTS {table}")
@@ -278,7 +294,31 @@ _READ_ERRORS: Final = (
 _MAX_DOCUMENT_FILE_BYTES: Final = 256 << 20
 
 
-def _reread_files(con: duckdb.DuckDBPyConnection) -> int:
+_ESCAPED_BYTE: Final = re.compile(rb"\\x([89a-f][0-9a-f])")
+
+
+def _candidates(origin: str, store: Path) -> list[Path]:
+    """Return where the file an observation names may be, in order.
+
+    The origin is the name as it was given to `ingest` (`model.path_text`): a relative name is
+    looked for from the current folder, then from the store's folder (a scheduled job or a
+    notebook may run elsewhere); a byte that was not UTF-8 is stored as `\\xNN` and is looked
+    for as that byte too.
+    """
+    names = [Path(origin)]
+    raw = origin.encode("utf-8", "surrogateescape")
+    unescaped = _ESCAPED_BYTE.sub(lambda m: bytes([int(m.group(1), 16)]), raw)
+    if unescaped != raw:
+        names.append(Path(os.fsdecode(unescaped)))
+    found: list[Path] = []
+    for name in names:
+        found.append(name)
+        if not name.is_absolute():
+            found.append(store.absolute().parent / name)
+    return list(dict.fromkeys(found))
+
+
+def _reread_files(con: duckdb.DuckDBPyConnection, store: Path) -> int:
     """Add to `_rj_src` the file observations whose record is still in their file; return how
     many.
 
@@ -297,15 +337,19 @@ def _reread_files(con: duckdb.DuckDBPyConnection) -> int:
     ]
     found = 0
     for origin in origins:
-        path = Path(origin)
-        try:
-            info = path.stat()
-            if not stat.S_ISREG(info.st_mode):
-                continue  # a pipe or a device is read once, never again
-            for batch in _file_batches(path, info.st_size):
-                found += _match(con, origin, batch)
-        except _READ_ERRORS:
-            continue
+        for path in _candidates(origin, store):
+            try:
+                info = path.stat()
+                if not stat.S_ISREG(info.st_mode):
+                    continue  # a pipe or a device is read once, never again
+                matched = 0
+                for batch in _file_batches(path, info.st_size):
+                    matched += _match(con, origin, batch)
+            except _READ_ERRORS:
+                continue
+            if matched:
+                found += matched
+                break
     return found
 
 

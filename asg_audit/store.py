@@ -850,6 +850,10 @@ def open_store(
             _warn_rules(con, path)
         else:
             _migrate(con, path)
+            if memory_limit is not None:
+                # DuckDB spills to disk beyond this (bulk ingest keeps the process small); set
+                # before a re-judge of the whole store, which is bulk work too
+                con.execute("SET memory_limit = ?", [memory_limit])
             # Before anything else is written: a store judged by newer rules is refused, one
             # judged by older rules is judged again (asg_audit.rejudge).
             if check_writable_rules(con, path) < RULES_VERSION:
@@ -857,8 +861,7 @@ def open_store(
                 with _write_lock(path):
                     if (rules := stored_rules_version(con)) < RULES_VERSION:
                         rejudge(con, path, rules)
-        if memory_limit is not None:
-            # DuckDB spills to disk beyond this (bulk ingest keeps the process small).
+        if memory_limit is not None and read_only:
             con.execute("SET memory_limit = ?", [memory_limit])
         store = Store(con, path, read_only=read_only)
     except BaseException:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
@@ -133,13 +134,14 @@ def rules_version(db: Path) -> str | None:
     return None if row is None else str(row[0])
 
 
-def cli(*args: str) -> subprocess.CompletedProcess[str]:
+def cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "asg_audit", *args],
         capture_output=True,
         text=True,
         timeout=120,
         check=False,
+        cwd=cwd,
     )
 
 
@@ -199,11 +201,13 @@ FILE_LINES = [
 ]
 
 
-def older_file_store(db: Path, lines: Path) -> None:
+def older_file_store(db: Path, lines: Path, cwd: Path | None = None) -> None:
     """`lines` ingested as an older asg_audit did: f03 accepted (accepted file records keep no
-    raw text), a stale flag in results, no rules version kept."""
+    raw text), a stale flag in results, no rules version kept. With `cwd`, `lines` is named
+    relative to it, as typed in that folder."""
     lines.write_text("\n".join(FILE_LINES) + "\n")
-    proc = cli("ingest", "--db", str(db), str(lines))
+    name = lines if cwd is None else lines.relative_to(cwd)
+    proc = cli("ingest", "--db", str(db), str(name), cwd=cwd)
     assert proc.returncode == 0, proc.stderr
     con = duckdb.connect(str(db))
     con.execute("SET TimeZone = 'UTC'")
@@ -252,6 +256,32 @@ def test_file_records_are_read_again_from_their_file_like_a_fresh_ingest(tmp_pat
     assert [r[0] for r in got] == ["f01", "f04"]
     assert rejected == [(3, "bad_timestamp", FILE_LINES[2])]
     assert "could not be judged again" not in describe_store(old)
+
+
+@pytest.mark.parametrize("name", ["results.ndjson", os.fsdecode(b"caf\xe9.ndjson")])
+def test_file_records_named_relative_or_not_utf8_are_found_from_another_folder(
+    tmp_path: Path, name: str
+) -> None:
+    """A file ingested by a relative name (or one that is not UTF-8, stored as \\xNN) is found
+    again when the next writer runs in another folder: next to the store."""
+    proj, elsewhere = tmp_path / "proj", tmp_path / "elsewhere"
+    proj.mkdir()
+    elsewhere.mkdir()
+    db = proj / "audit.duckdb"
+    older_file_store(db, proj / name, cwd=proj)
+    (elsewhere / "empty.ndjson").write_text("")
+    proc = cli("ingest", "--db", "../proj/audit.duckdb", "empty.ndjson", cwd=elsewhere)
+    assert proc.returncode == 0, proc.stderr
+    assert "4 observations judged again (4 read again from their files)" in proc.stderr
+    assert "gone or changed" not in proc.stderr
+    con = duckdb.connect(str(db), read_only=True)
+    tasks = [r[0] for r in con.execute("SELECT task_id FROM results ORDER BY 1").fetchall()]
+    ((started, finished),) = con.execute(
+        "SELECT started_at, finished_at FROM runs WHERE command = 'rejudge'"
+    ).fetchall()
+    con.close()
+    assert tasks == ["f01", "f04"]  # f03's +24:00 is rejected by today's rules
+    assert started < finished  # the run's time is the work's, not a point after it
 
 
 def test_file_records_whose_file_is_gone_stay_and_are_counted(tmp_path: Path) -> None:
