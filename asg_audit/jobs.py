@@ -45,10 +45,10 @@ from asg_audit.errors import (
     IncompleteRunError,
     StoreBusyError,
 )
-from asg_audit.model import printable
+from asg_audit.model import new_run_id, printable
 from asg_audit.redaction import display_origin, display_url, redact
 from asg_audit.stopsignals import in_main_thread, kept_signal_handlers, sigterm_interrupts
-from asg_audit.store import new_run_id, open_store
+from asg_audit.store import open_store
 
 __all__ = ["AuditOutcome", "audit_lock", "outcome_json", "run_audit", "send_alert"]
 

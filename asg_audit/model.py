@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 import re
+import secrets
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Final
 
@@ -34,6 +36,7 @@ __all__ = [
     "TaskStatus",
     "is_safe_task_id",
     "is_well_formed_txid",
+    "new_run_id",
     "path_text",
     "printable",
 ]
@@ -258,3 +261,9 @@ def path_text(path: str | os.PathLike[str]) -> str:
 def is_well_formed_txid(txid: str) -> bool:
     """Return whether a (lowercased) txid is 64 hex characters and not all zeros."""
     return bool(_TXID_RE.fullmatch(txid)) and txid.strip("0") != ""
+
+
+def new_run_id(now: datetime | None = None) -> str:
+    """Return a sortable, unique run id such as `20261128T200102Z-3f9a1c`."""
+    now = now or datetime.now(UTC)
+    return now.strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)

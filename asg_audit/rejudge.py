@@ -28,7 +28,6 @@ import gzip
 import json
 import os
 import re
-import secrets
 import stat
 import sys
 import zlib
@@ -50,7 +49,7 @@ from asg_audit.filelines import (
     file_layout,
     open_binary,
 )
-from asg_audit.model import NORMALISED_SCHEMA, Source
+from asg_audit.model import NORMALISED_SCHEMA, Source, new_run_id
 from asg_audit.normalize import DEFAULT_MAX_RECORD_BYTES, RULES_VERSION, normalise_sql
 from asg_audit.results_sql import RESULTS_SQL
 
@@ -266,7 +265,7 @@ def _rejudge(
         without_raw=without_raw - reread,
         results_changed=results_changed,
     )
-    run_id = started.strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)  # as new_run_id
+    run_id = new_run_id(started)
     con.execute(
         "INSERT INTO runs VALUES (?, 'rejudge', ?, ?, 'ok', ?)",
         [

@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import secrets
 import socket
 import sys
 import threading
@@ -34,6 +33,7 @@ from asg_audit.model import (
     NORMALISED_SCHEMA,
     OBSERVATION_META_SCHEMA,
     Source,
+    new_run_id,
     path_text,
 )
 from asg_audit.normalize import (
@@ -86,12 +86,6 @@ _FACT_COLUMNS: Final = tuple(
 # Up to this many staged records, results are refreshed by the full rules alone (one query);
 # beyond it, first-seen single tasks take their observation directly (bulk ingest).
 _SMALL_BATCH = 5_000
-
-
-def new_run_id(now: datetime | None = None) -> str:
-    """Return a sortable, unique run id such as `20261128T200102Z-3f9a`."""
-    now = now or datetime.now(UTC)
-    return now.strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
 
 
 @dataclass(frozen=True, slots=True)

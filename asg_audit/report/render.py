@@ -28,6 +28,7 @@ import jinja2
 import polars as pl
 
 from asg_audit.errors import AuditError, ConfigError, IncompleteRunError
+from asg_audit.model import new_run_id
 from asg_audit.report import content
 from asg_audit.report.charts import Chart, draw_charts
 from asg_audit.report.compare import compare_summaries, load_summary, resolve_compare
@@ -590,8 +591,6 @@ def render(
     `formats` asks) and points `<out_dir>/latest` at the newest report. `compare` is a run id
     of an earlier report in `out_dir`, or `previous`. `run_id` defaults to a new sortable id.
     """
-    from asg_audit.store import new_run_id
-
     _check_arguments(audit, out_dir, run_id=run_id, compare=compare, generated_at=generated_at)
     wanted = parse_formats(formats)
     generated_at = generated_at or datetime.now(UTC)
