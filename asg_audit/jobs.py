@@ -44,6 +44,7 @@ from asg_audit.errors import (
     ConfigError,
     IncompleteRunError,
     StoreBusyError,
+    StoreError,
 )
 from asg_audit.model import new_run_id, printable
 from asg_audit.redaction import display_origin, display_url, redact
@@ -79,10 +80,21 @@ class AuditOutcome:
 def audit_lock(db_path: Path, *, wait_seconds: float = 0.0) -> Iterator[Path]:
     """Hold the audit lock of a database (a file beside it) for the duration of the block.
 
-    Raises StoreBusyError when another audit holds it after `wait_seconds`.
+    Raises StoreBusyError when another audit holds it after `wait_seconds`, and StoreError
+    (exit 3, as a writer of the store gets) when the lock file cannot be made: the store's
+    folder is missing, is a file, or cannot be written (read-only media).
     """
     lock_path = db_path.with_name(db_path.name + ".audit-lock")
-    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    folder = db_path.parent
+    if not folder.exists():
+        raise StoreError(f"{db_path}: folder {folder} does not exist")
+    try:
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise StoreError(
+            f"{db_path}: cannot open the database: its audit lock {lock_path} cannot be made"
+            f" ({exc.strerror or type(exc).__name__})"
+        ) from None
     deadline = time.monotonic() + wait_seconds
     try:
         while True:
