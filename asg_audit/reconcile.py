@@ -24,8 +24,9 @@ import polars as pl
 
 from asg_audit.analyses.costs import expected_cost_expr
 from asg_audit.checks._registry import CheckContext, finding, fmt, no_findings, register_check
-from asg_audit.config import CheckLevels
+from asg_audit.config import AuditConfig, CheckLevels
 from asg_audit.model import Flag
+from asg_audit.rawtx import RawTxError, parse_raw_tx
 
 __all__ = [
     "DEFAULT_BLOCK_TIME_TOLERANCE_S",
@@ -193,54 +194,128 @@ def block_time_far(ctx: CheckContext) -> pl.LazyFrame:
     )
 
 
+def _change_scripts(config: AuditConfig) -> frozenset[str]:
+    """Return the configured `[chain] change_scripts` as lowercase hex."""
+    return frozenset(str(s).lower() for s in config.chain.get("change_scripts", ()))
+
+
+def _change_sats(rows: pl.LazyFrame, scripts: frozenset[str]) -> pl.LazyFrame:
+    """Return per txid the sats paid to `scripts` (the payer's change), or null if unknown.
+
+    Classified now, from the stored raw transaction and the current config, so the verdict
+    does not depend on the config in force when the transaction was fetched. A row without
+    its raw transaction falls back on the kinds stored at fetch time when they name a change
+    output; otherwise its change is unknown (null) and the cost check is "at most" for it.
+    """
+    names = [c for c in ("raw_hex", "output_sats", "output_kinds") if c in rows.collect_schema()]
+    rows = rows.select("txid", *names)
+    stored: pl.Expr = pl.lit(None, pl.Int64)
+    if "output_sats" in names and "output_kinds" in names:
+        stored = (
+            pl.when(pl.col("output_kinds").list.contains("change").fill_null(False))
+            .then(
+                pl.col("output_sats")
+                .list.gather(pl.col("output_kinds").list.eval(pl.element().eq("change").arg_true()))
+                .list.sum()
+            )
+            .otherwise(pl.lit(None, pl.Int64))
+        )
+    if "raw_hex" not in names:
+        rows = rows.with_columns(pl.lit(None, pl.String).alias("raw_hex"))
+    has_raw = pl.col("raw_hex").is_not_null()
+    # only a transaction whose bytes hold one of the scripts can pay it: parse just those
+    candidate = has_raw & pl.col("raw_hex").str.to_lowercase().str.contains_any(sorted(scripts))
+    frame = rows.with_columns(
+        stored.cast(pl.Int64).alias("_stored"),
+        has_raw.alias("_has_raw"),
+        candidate.fill_null(False).alias("_candidate"),
+    )
+    collected = frame.unique("txid").collect()
+    parsed: dict[str, int | None] = {}
+    for txid, raw in collected.filter(pl.col("_candidate")).select("txid", "raw_hex").iter_rows():
+        try:
+            tx = parse_raw_tx(raw)
+        except RawTxError:
+            parsed[txid] = None
+            continue
+        parsed[txid] = sum(o.value_sats for o in tx.outputs if o.script.hex() in scripts)
+    from_raw = pl.DataFrame(
+        {"txid": list(parsed), "_parsed": list(parsed.values())},
+        schema={"txid": pl.String, "_parsed": pl.Int64},
+    )
+    return (
+        collected.join(from_raw, on="txid", how="left")
+        .select(
+            "txid",
+            pl.when(pl.col("_candidate"))
+            .then(pl.col("_parsed"))
+            .when(pl.col("_has_raw"))
+            .then(pl.lit(0, pl.Int64))
+            .otherwise(pl.col("_stored"))
+            .alias("change_sats"),
+        )
+        .lazy()
+    )
+
+
 def _below_cost(ctx: CheckContext, *, shared: bool) -> pl.LazyFrame:
     rows = _joined(ctx)
     if rows is None:
         return no_findings()
-    change_known = bool(ctx.config.chain.get("change_scripts"))
-    outs = pl.col("non_data_sats")
-    if change_known:
-        # With the payer's change scripts configured, the rest of the non-data outputs is
-        # exactly what the task(s) paid.
-        change = (
-            rows.select("txid", "output_sats", "output_kinds")
-            .explode(["output_sats", "output_kinds"])
-            .group_by("txid")
-            .agg(
-                pl.col("output_sats")
-                .filter(pl.col("output_kinds") == "change")
-                .sum()
-                .alias("change_sats")
-            )
-        )
-        rows = rows.join(change, on="txid", how="left")
-        outs = pl.col("non_data_sats") - pl.col("change_sats").fill_null(0)
-    selected = rows.filter(
+    rows = rows.filter(
         pl.col("non_data_sats").is_not_null()
         & (pl.col("tasks") > 1 if shared else pl.col("tasks") == 1)
         & (pl.col("cost_sum") > 0)
-    ).with_columns(outs.alias("paid"))
-    bad = (
-        (pl.col("cost_sum") != pl.col("paid"))
-        if change_known and not shared
-        else (pl.col("cost_sum") > pl.col("paid"))
     )
-    what = "summed costs of {} tasks" if shared else "cost of {} task"
+    scripts = _change_scripts(ctx.config)
+    if scripts:
+        rows = rows.join(_change_sats(rows, scripts), on="txid", how="left")
+    else:
+        rows = rows.with_columns(pl.lit(None, pl.Int64).alias("change_sats"))
+    # With the payer's change told apart, the other non-data outputs are exactly what the
+    # task(s) paid: an equality for one task, a bound for a batch (who got what is unknown).
+    # Without it (no change_scripts, or a transaction whose bytes are not stored), change
+    # counts as payout and the outputs are only an upper bound on the cost.
+    told_apart = pl.col("change_sats").is_not_null()
+    equality = told_apart & pl.lit(not shared)
+    selected = rows.with_columns(
+        (pl.col("non_data_sats") - pl.col("change_sats").fill_null(0)).alias("paid")
+    )
+    bad = (
+        pl.when(equality)
+        .then(pl.col("cost_sum") != pl.col("paid"))
+        .otherwise(pl.col("cost_sum") > pl.col("paid"))
+    )
+    outputs = (
+        pl.when(told_apart)
+        .then(pl.lit("outputs that are not data or change"))
+        .when(pl.lit(bool(scripts)))
+        .then(pl.lit("outputs that are not data; change not told apart: no stored transaction"))
+        .otherwise(pl.lit("outputs that are not data"))
+    )
+    what = "summed costs of {} tasks ({} sats)" if shared else "cost of {} task ({} sats)"
+    verb = (
+        pl.when(equality)
+        .then(pl.lit("differs from"))
+        .otherwise(pl.lit("exceed" if shared else "exceeds"))
+    )
     return selected.filter(bad).select(
         *finding(
             entity_type="txid",
             entity_id=pl.col("txid"),
             expected=fmt(
-                "at most {} sats (outputs that are not data{})",
+                "{} {} sats ({})",
+                pl.when(equality).then(pl.lit("exactly")).otherwise(pl.lit("at most")),
                 pl.col("paid"),
-                pl.lit(" or change" if change_known else ""),
+                outputs,
             ),
             actual=fmt("{} sats", pl.col("cost_sum")),
             difference=pl.col("cost_sum") - pl.col("paid"),
             message=fmt(
-                what + " ({} sats) exceed the transaction's payouts ({} sats)",
+                what + " {} the transaction's payouts ({} sats)",
                 pl.col("tasks"),
                 pl.col("cost_sum"),
+                verb,
                 pl.col("paid"),
             ),
         ),
