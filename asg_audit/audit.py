@@ -332,11 +332,14 @@ def _chain_billing_frames(
     chain = extra.get("chain_txs")
     chain_df = chain.lazy().collect() if chain is not None else None
     if chain_df is not None and chain_df.height and "status" in chain_df.columns:
-        from asg_audit.reconcile import chain_coverage
+        from asg_audit.reconcile import STORE_TXID_TASKS, chain_coverage
 
         by_status = chain_df.group_by("status").agg(pl.len().alias("txids"))
         out["chain_status"] = by_status.sort("status")
-        out["chain_coverage"] = chain_coverage(tasks, chain_df.lazy())
+        whole = extra.get(STORE_TXID_TASKS)
+        out["chain_coverage"] = chain_coverage(
+            tasks, chain_df.lazy(), store_txid_tasks=whole.lazy() if whole is not None else None
+        )
     usage = extra.get("billing_usage")
     usage_df = usage.lazy().collect() if usage is not None else None
     if usage_df is not None and usage_df.height:
@@ -540,6 +543,27 @@ _SETTLED_BY_MONTH_SQL: Final = (
 )
 
 
+# Per txid the index was asked about: its settled tasks in the whole store (read outside the
+# window, like a billed month's results), so a window that cuts a batch keeps it a batch.
+_STORE_TXID_TASKS_SQL: Final = (
+    "SELECT lower(bsv_txid) AS txid, count(*) AS tasks, min(task_id) AS first_task,"
+    " sum(cost_sats)::BIGINT AS cost_sum, (count(*) - count(cost_sats))::BIGINT AS cost_unknown"
+    " FROM results WHERE status = 'settled' AND bsv_txid IS NOT NULL"
+    " AND lower(bsv_txid) IN (SELECT txid FROM chain_txs) GROUP BY 1"
+)
+
+
+def _store_txid_tables(
+    store: Store, tables: dict[str, pl.LazyFrame], since: datetime | None, until: datetime | None
+) -> None:
+    """Add the store-wide task count of each verified txid when a window is set."""
+    from asg_audit.reconcile import STORE_TXID_TASKS
+
+    if (since is None and until is None) or "chain_txs" not in tables:
+        return
+    tables[STORE_TXID_TASKS] = _fetch(store.con, _STORE_TXID_TASKS_SQL, []).lazy()
+
+
 def _billing_window_tables(
     store: Store, tables: dict[str, pl.LazyFrame], since: datetime | None, until: datetime | None
 ) -> None:
@@ -621,6 +645,7 @@ def _analyze_store(
     try:
         tables = _read_tables(store, cursors, since=since, until=until)
         _billing_window_tables(store, tables, since, until)
+        _store_txid_tables(store, tables, since, until)
         if owned:
             _release_cache(store)
         main = ("results", "submissions", "observations", "runs", "poll_state")

@@ -34,6 +34,7 @@ __all__ = [
     "DEFAULT_FEE_RATE_MIN",
     "DEFAULT_UNCONFIRMED_AFTER_S",
     "DEFAULT_UNKNOWN_AFTER_S",
+    "STORE_TXID_TASKS",
     "chain_coverage",
     "reference_time",
     "txid_tasks",
@@ -46,6 +47,11 @@ DEFAULT_FEE_RATE_MIN: Final = 1.0  # sat/kB (spec: about 1 to 1,000 in 2025-26)
 DEFAULT_FEE_RATE_MAX: Final = 1000.0
 EXACT: Final = "exact"
 AGGREGATE: Final = "aggregate only"
+# The extra table `analyze` adds under --since/--until: per txid of `chain_txs`, its settled
+# tasks in the whole store (`tasks`, `first_task`, `cost_sum`, `cost_unknown`). A window that
+# cuts a batch must not make its txid look single-task.
+STORE_TXID_TASKS: Final = "txid_tasks_store"
+_STORE_COLUMNS: Final = ("tasks", "first_task", "cost_sum", "cost_unknown")
 
 
 def _setting(ctx: CheckContext, section: str, key: str, default: float) -> float:
@@ -89,7 +95,26 @@ def _joined(ctx: CheckContext) -> pl.LazyFrame | None:
     tasks = ctx.tasks.join(
         known, left_on=pl.col("bsv_txid").str.to_lowercase(), right_on="txid", how="semi"
     )
-    return txid_tasks(tasks).join(chain, on="txid", how="inner")
+    per_txid = txid_tasks(tasks)
+    if ctx.has_table(STORE_TXID_TASKS):
+        per_txid = _with_store_counts(per_txid, ctx.table(STORE_TXID_TASKS))
+    return per_txid.join(chain, on="txid", how="inner")
+
+
+def _with_store_counts(per_txid: pl.LazyFrame, store: pl.LazyFrame) -> pl.LazyFrame:
+    """Return `per_txid` with each txid's task count and cost sum over the whole store."""
+    whole = store.select(
+        pl.col("txid"),
+        pl.col("tasks").cast(pl.UInt32).alias("_tasks"),
+        pl.col("first_task").cast(pl.String).alias("_first_task"),
+        pl.col("cost_sum").cast(pl.Int64).alias("_cost_sum"),
+        pl.col("cost_unknown").cast(pl.UInt32).alias("_cost_unknown"),
+    )
+    return (
+        per_txid.join(whole, on="txid", how="left")
+        .with_columns(pl.coalesce(f"_{c}", c).alias(c) for c in _STORE_COLUMNS)
+        .drop(f"_{c}" for c in _STORE_COLUMNS)
+    )
 
 
 def _age(ref: datetime) -> pl.Expr:
@@ -405,12 +430,21 @@ def fee_rate(ctx: CheckContext) -> pl.LazyFrame:
     )
 
 
-def chain_coverage(tasks: pl.LazyFrame, chain: pl.LazyFrame) -> pl.DataFrame:
-    """Return how many settled tasks each cost check could cover, and why the rest could not."""
+def chain_coverage(
+    tasks: pl.LazyFrame, chain: pl.LazyFrame, *, store_txid_tasks: pl.LazyFrame | None = None
+) -> pl.DataFrame:
+    """Return how many settled tasks each cost check could cover, and why the rest could not.
+
+    `store_txid_tasks` (the `STORE_TXID_TASKS` table, under a window): a txid's task count
+    over the whole store, so a task whose batch the window cuts still counts as aggregate.
+    """
     per_task = tasks.filter(pl.col("is_settled")).with_columns(
         pl.col("bsv_txid").str.to_lowercase().alias("txid")
     )
-    sizes = txid_tasks(tasks).select("txid", "tasks")
+    sizes = txid_tasks(tasks)
+    if store_txid_tasks is not None:
+        sizes = _with_store_counts(sizes, store_txid_tasks)
+    sizes = sizes.select("txid", "tasks")
     joined = per_task.join(sizes, on="txid", how="left").join(
         chain.select("txid", pl.col("status").alias("chain_status"), "non_data_sats"),
         on="txid",

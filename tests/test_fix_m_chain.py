@@ -192,3 +192,34 @@ def test_without_stored_bytes_the_check_falls_back_to_at_most_and_says_so(
     )
     assert over["message"].endswith(f"exceeds the transaction's payouts ({outs} sats)")
     assert over["difference"] == 5
+
+
+def test_window_cutting_a_batch_keeps_its_txid_a_batch(stores: Stores) -> None:
+    planted = {e for _, e in stores.planted()}
+    with duckdb.connect(str(stores.early), read_only=True) as con:
+        rows = con.execute(
+            """SELECT lower(bsv_txid), max(created_at), count(*) FROM results
+            WHERE status = 'settled' AND lower(bsv_txid) IN (SELECT txid FROM chain_txs)
+            GROUP BY 1 HAVING count(*) >= 2 AND min(created_at) < max(created_at)
+            ORDER BY 1"""
+        ).fetchall()
+    txid, last, batch = next(r for r in rows if r[0] not in planted)
+    assert txid not in planted and batch >= 2
+    whole = _cost_findings(stores.early, stores.change, as_of=stores.as_of)
+    cut = analyze(stores.early, config=stores.change, since=last, as_of=stores.as_of)
+    cut_costs = cut.findings.filter(pl.col("check_id").is_in(COST_CHECKS))
+    assert txid not in set(whole["entity_id"])
+    assert txid not in set(cut_costs["entity_id"])  # was an `exact` single-task fail
+    # coverage: the window's tasks whose txid pays several tasks of the store are aggregate
+    with duckdb.connect(str(stores.early), read_only=True) as con:
+        (shared_in_window,) = con.execute(
+            """WITH sizes AS (SELECT lower(bsv_txid) AS txid, count(*) AS n FROM results
+                WHERE status = 'settled' GROUP BY 1)
+            SELECT count(*) FROM results r JOIN sizes s ON lower(r.bsv_txid) = s.txid
+            JOIN chain_txs c ON c.txid = s.txid
+            WHERE r.status = 'settled' AND s.n > 1 AND c.non_data_sats IS NOT NULL
+              AND r.cost_sats IS NOT NULL AND coalesce(r.created_at, r.first_seen_at) >= ?""",
+            [last],
+        ).fetchone() or (0,)
+    coverage = dict(cut["chain_coverage"].iter_rows())
+    assert coverage.get("aggregate only", 0) == shared_in_window
