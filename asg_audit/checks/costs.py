@@ -10,6 +10,11 @@ from asg_audit.config import CheckLevels
 
 DEFAULT_SHARED_TXID_WINDOW_SECONDS = 300.0
 
+# A settled task whose answer reported cost 0: unknown, not free (spec 8.5).
+COST_REPORTED_ZERO = pl.col("cost_unknown").fill_null(False) & pl.col("cost_sats").is_null()
+# A settled task no answer stated a cost for (a webhook has none; a result without the field).
+NO_COST_REPORTED = pl.col("cost_sats").is_null() & ~pl.col("cost_unknown").fill_null(False)
+
 
 def _txid_missing() -> pl.Expr:
     return pl.col("bsv_txid").is_null() | (pl.col("bsv_txid") == "")
@@ -119,23 +124,38 @@ def cost_mismatch(ctx: CheckContext) -> pl.LazyFrame:
 
 @register_check("cost.unknown", default=CheckLevels(severity="info"), claim=5)
 def cost_unknown(ctx: CheckContext) -> pl.LazyFrame:
-    """Settled tasks reporting a cost of 0 (unknown, not free): counted, one row overall."""
-    unknown = pl.col("cost_unknown").fill_null(False) | pl.col("cost_sats").is_null()
-    n = unknown.sum()
+    """Settled tasks reporting a cost of 0 (unknown, not free): counted, one row overall.
+
+    The count (`difference`) is of tasks whose answer said 0 (`cost_unknown`). Settled tasks
+    no answer stated a cost for (a webhook has none; a result without the field or with
+    null) are counted apart in the same row: they are left out of the cost checks too, but
+    they did not report 0.
+    """
+    n, none = pl.col("n"), pl.col("none")
+    zero_text = fmt("{} settled task(s) report cost 0 (unknown)", n)
+    none_text = fmt("{} settled task(s) report no cost at all", none)
     return (
         ctx.tasks.filter(pl.col("is_settled"))
-        .select(n.alias("n"), pl.len().alias("settled"))
-        .filter(pl.col("n") > 0)
+        .select(
+            COST_REPORTED_ZERO.sum().alias("n"),
+            NO_COST_REPORTED.sum().alias("none"),
+            pl.len().alias("settled"),
+        )
+        .filter((n > 0) | (none > 0))
         .select(
             finding(
                 entity_type="dataset",
                 entity_id=pl.lit("settled tasks"),
                 expected=pl.lit("a known cost"),
-                actual=fmt("{} of {} unknown", pl.col("n"), pl.col("settled")),
-                difference=pl.col("n"),
+                actual=fmt("{} of {} report 0, {} report no cost", n, pl.col("settled"), none),
+                difference=n,
                 message=fmt(
-                    "{} settled task(s) report cost 0 (unknown): left out of cost checks",
-                    pl.col("n"),
+                    "{}: left out of cost checks",
+                    pl.when((n > 0) & (none > 0))
+                    .then(pl.concat_str(zero_text, none_text, separator=" and "))
+                    .when(n > 0)
+                    .then(zero_text)
+                    .otherwise(none_text),
                 ),
             )
         )

@@ -134,6 +134,7 @@ def headline_values(audit: Audit) -> dict[str, Any]:
         "agreement_wilson_high": _first(audit.frames.get("agreement_overall"), "wilson_high"),
         "spent_sats": s["known_cost_sats"] if s["known_cost_sats"] is not None else 0,
         "unknown_costs": s["unknown_costs"],
+        "no_cost_reported": s["no_cost_reported"],
         "confidence_follows": s["confidence_follows"],
         "best_cost_model": s["best_cost_model"],
         **{f"findings_{sev}": int(s["findings"].get(sev, 0)) for sev in _SEVERITIES},
