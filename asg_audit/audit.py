@@ -553,11 +553,13 @@ def billing_window(months: list[str], since: TimeArg | None, until: TimeArg | No
         start = _month_start(month)
         end = _next_month(start)
         inside = (since is None or since <= start) and (until is None or end <= until)
-        reason = (
-            "month wholly inside the window: compared with every result settled in it"
-            if inside
-            else "skipped: the window covers only part of this month"
-        )
+        outside = (since is not None and end <= since) or (until is not None and until <= start)
+        if inside:
+            reason = "month wholly inside the window: compared with every result settled in it"
+        elif outside:
+            reason = "skipped: the window does not cover this month"
+        else:
+            reason = "skipped: the window covers only part of this month"
         rows.append({"month": month, "compared": inside, "reason": reason})
     schema = {"month": pl.String, "compared": pl.Boolean, "reason": pl.String}
     return pl.DataFrame(rows, schema=schema)

@@ -2,6 +2,7 @@
 
 A small simulator world: its results export for most settled tasks (some reporting cost 0),
 and its webhook log for all of them (a `task.settled` payload has no cost, spec section 7).
+Also `billing_window`'s reason for a month the window does not touch.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from pathlib import Path
 import polars as pl
 
 from asg_audit import analyze
+from asg_audit.audit import billing_window
 from asg_audit.ingest import ingest_paths, track_file
 from asg_audit.report.content import headline_values
 from asg_audit.sim import WorldConfig, generate_world
@@ -76,3 +78,15 @@ def test_cost_unknown_for_webhook_only_tasks_does_not_say_they_reported_0(tmp_pa
     assert row["difference"] == 0
     assert row["message"] == f"{n} settled task(s) report no cost at all: left out of cost checks"
     assert "cost 0" not in row["message"]
+
+
+def test_billing_window_names_a_month_the_window_does_not_touch() -> None:
+    world = generate_world(WorldConfig(seed=5, tasks=10, anomalies="none"))
+    months = sorted({*world.months, "2026-09", "2026-10", "2026-11"})
+    since, until = datetime(2026, 10, 1, tzinfo=UTC), datetime(2026, 10, 31, tzinfo=UTC)
+    reasons = dict(billing_window(months, since, until).select("month", "reason").iter_rows())
+    assert reasons["2026-09"] == "skipped: the window does not cover this month"
+    assert reasons["2026-11"] == "skipped: the window does not cover this month"
+    assert reasons["2026-10"] == "skipped: the window covers only part of this month"
+    whole = billing_window(["2026-10"], since, datetime(2026, 11, 1, tzinfo=UTC))
+    assert whole["compared"].to_list() == [True]
