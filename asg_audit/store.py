@@ -674,29 +674,23 @@ def _migrate(con: duckdb.DuckDBPyConnection, path: Path) -> None:
     con.execute("COMMIT")
 
 
-# Every DuckDB database file has this magic at this offset (after an 8-byte checksum).
-_DUCKDB_MAGIC: Final = b"DUCK"
-_DUCKDB_MAGIC_AT: Final = 8
+def _is_database_file(con: duckdb.DuckDBPyConnection) -> bool:
+    """Tell whether a connection opened a database file, not DuckDB's stand-in for another file.
 
-
-def _check_duckdb_file(path: Path) -> None:
-    """Refuse an existing, non-empty file that is not a DuckDB database.
-
-    DuckDB itself would open a `.csv`, `.json` or `.parquet` path as an in-memory database
-    with a view of the file (a "Catalog Error" for a reader, "another application's
-    database" for a writer): the usual slip of swapping `--db` and the input file.
+    DuckDB opens a `.csv`, `.json` or `.parquet` path as an in-memory database with a view of
+    the file (the usual slip of swapping `--db` and the input file). Told apart after the open
+    and through DuckDB, never by reading the file's header from Python: closing any handle on
+    a file releases every POSIX lock this process holds on it, DuckDB's own included, so a
+    second `open_store` in a process (the webhook receiver's normaliser) let other processes
+    write the same file at the same time.
     """
-    try:
-        with path.open("rb") as fh:
-            head = fh.read(_DUCKDB_MAGIC_AT + len(_DUCKDB_MAGIC))
-    except OSError:
-        return  # a new store, or an error (a folder, no permission) DuckDB names itself
-    if head and head[_DUCKDB_MAGIC_AT:] != _DUCKDB_MAGIC:
-        raise StoreFileError(f"{path}: not a DuckDB database file")
+    row = con.execute(
+        "SELECT path FROM duckdb_databases() WHERE database_name = current_database()"
+    ).fetchone()
+    return row is not None and row[0] is not None
 
 
 def _connect(path: Path, *, read_only: bool, wait_seconds: float) -> duckdb.DuckDBPyConnection:
-    _check_duckdb_file(path)
     deadline = time.monotonic() + wait_seconds
     delay = 0.05
     while True:
@@ -744,10 +738,16 @@ def _connect(path: Path, *, read_only: bool, wait_seconds: float) -> duckdb.Duck
                 ) from None
             time.sleep(delay)
             delay = min(delay * 2, 1.0)
+        except duckdb.CatalogException as exc:
+            if "in-memory database" in str(exc):  # a read-only open of another kind of file
+                raise StoreFileError(f"{path}: not a DuckDB database file") from None
+            raise StoreError(f"{path}: cannot open the database: {exc}") from None
         except duckdb.Error as exc:
             raise StoreError(f"{path}: cannot open the database: {exc}") from None
         else:
             try:
+                if not _is_database_file(con):
+                    raise StoreFileError(f"{path}: not a DuckDB database file")
                 con.execute("SET TimeZone = 'UTC'")
             except BaseException:  # Ctrl-C included: a half-made connection never stays open
                 con.close()
