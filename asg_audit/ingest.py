@@ -369,6 +369,13 @@ def ingest_paths(
         summary.files.append(FileOutcome(path=name, status="failed", error=error))
 
     files = expand_paths(paths, on_error=unlisted, on_special=special)
+    store_files = _store_file_ids(Path(db))
+    for path in [p for p in files if _file_id(p) in store_files]:
+        # Reading it would be garbage, and closing it would drop the store's lock (POSIX locks
+        # belong to the process and the file: any handle closed on it releases them).
+        files.remove(path)
+        error = f"{path_text(path)}: the store itself (--db), not an export: not read"
+        summary.files.append(FileOutcome(path=path_text(path), status="failed", error=error))
     with open_store(
         db, wait_seconds=wait_seconds, memory_limit=DEFAULT_INGEST_MEMORY_LIMIT
     ) as store:
@@ -398,6 +405,20 @@ def ingest_paths(
             if bar is not None:
                 bar.stop()
     return summary
+
+
+def _file_id(path: Path) -> tuple[int, int] | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+def _store_file_ids(db: Path) -> set[tuple[int, int]]:
+    """The identities of the store's file and its write-ahead log (those that exist)."""
+    ids = {_file_id(db), _file_id(db.with_name(db.name + ".wal"))}
+    return {i for i in ids if i is not None}
 
 
 def _end_run(store: Store, summary: IngestSummary, status: str) -> None:

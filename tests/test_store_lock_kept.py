@@ -43,3 +43,31 @@ def test_a_second_open_in_the_process_keeps_the_file_locked(
         assert proc.returncode == EXIT_INCOMPLETE, proc.stdout + proc.stderr
         assert "database busy" in proc.stderr
         first.con.execute("SELECT count(*) FROM runs").fetchall()
+
+
+def test_the_store_itself_given_to_ingest_is_not_read(tmp_path: Path) -> None:
+    db = tmp_path / "audit.duckdb"
+    export = tmp_path / "a.jsonl"
+    export.write_text('{"task_id": "t1", "status": "in_progress"}\n')
+    first = subprocess.run(
+        [sys.executable, "-m", "asg_audit", "ingest", "--db", str(db), str(export)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert first.returncode == 0, first.stderr
+    other = tmp_path / "b.jsonl"
+    other.write_text('{"task_id": "t2", "status": "in_progress"}\n')
+    # the store named as an input, and caught by a glob beside a good file
+    proc = subprocess.run(
+        [sys.executable, "-m", "asg_audit", "ingest", "--db", str(db), str(db), f"{tmp_path}/*"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert f"{db}: the store itself (--db), not an export: not read" in proc.stderr
+    with open_store(db, read_only=True) as store:
+        assert store.con.execute("SELECT count(*) FROM rejects").fetchone() == (0,)
+        ids = store.con.execute("SELECT task_id FROM results ORDER BY 1").fetchall()
+    assert ids == [("t1",), ("t2",)]  # the good file beside it was ingested
