@@ -291,7 +291,7 @@ def analyze_frames(
     frames["invariants"] = consensus.consensus_invariants(tasks)
     frames["margins"] = consensus.margin_rates(tasks)
     frames["cost_comparison"] = costs.cost_comparison(tasks, config.costs)
-    frames["unknown_costs"] = _unknown_costs(tasks)
+    frames["unknown_costs"] = costs.unknown_costs(tasks)
     frames["txid_health"] = costs.txid_health(tasks)
     frames["shared_txids"] = costs.shared_txids(tasks)
     frames["spend_by_day"] = costs.spend_by_period(tasks, every="1d")
@@ -319,30 +319,6 @@ def analyze_frames(
     ctx = CheckContext(tables, config=config, as_of=as_of, tasks=tasks_df, frames=frames)
     findings = run_checks(ctx)
     return Audit(frames=frames, findings=findings, config=config, as_of=as_of)
-
-
-def _unknown_costs(tasks: pl.LazyFrame) -> pl.DataFrame:
-    """Return `costs.unknown_costs` with `unknown` the settled tasks that reported cost 0.
-
-    As `cost.unknown` counts them (spec 8.5: `cost_sats == 0` is unknown); the settled tasks
-    no answer stated a cost for (webhook only, no cost field) are `no_cost_reported`.
-    """
-    from asg_audit.checks.costs import COST_REPORTED_ZERO, NO_COST_REPORTED
-
-    frame = costs.unknown_costs(tasks)
-    split = (
-        tasks.filter(pl.col("is_settled"))
-        .select(
-            COST_REPORTED_ZERO.sum().alias("unknown"),
-            NO_COST_REPORTED.sum().alias("no_cost_reported"),
-        )
-        .collect()
-    )
-    columns = ("settled", "known", "unknown", "no_cost_reported", "known_total_sats")
-    return frame.with_columns(
-        split["unknown"].cast(frame["unknown"].dtype),
-        split["no_cost_reported"].cast(frame["unknown"].dtype),
-    ).select(*columns, (pl.col("unknown") / pl.col("settled")).alias("unknown_share"))
 
 
 def _plain_strings(frame: pl.DataFrame) -> pl.DataFrame:

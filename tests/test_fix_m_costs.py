@@ -55,6 +55,12 @@ def test_cost_unknown_counts_zero_costs_apart_from_no_cost_reported(tmp_path: Pa
     assert frame["settled"] == frame["known"] + frame["unknown"] + frame["no_cost_reported"]
     assert frame["unknown_share"] == len(zero) / frame["settled"]
 
+    # the spend tables count the tasks left out of their sums the same way
+    for table in ("spend_by_day", "spend_by_month"):
+        spend = audit[table]
+        assert spend["unknown_costs"].sum() == len(zero), table
+        assert spend["no_cost_reported"].sum() == WEBHOOK_ONLY, table
+
     (row,) = audit.findings.filter(pl.col("check_id") == "cost.unknown").iter_rows(named=True)
     assert row["difference"] == len(zero)
     assert row["actual"] == (
@@ -90,3 +96,21 @@ def test_billing_window_names_a_month_the_window_does_not_touch() -> None:
     assert reasons["2026-10"] == "skipped: the window covers only part of this month"
     whole = billing_window(["2026-10"], since, datetime(2026, 11, 1, tzinfo=UTC))
     assert whole["compared"].to_list() == [True]
+
+
+def test_the_unknown_costs_analysis_called_directly_counts_the_same() -> None:
+    from asg_audit.analyses.costs import spend_by_period, unknown_costs
+
+    tasks = pl.LazyFrame(
+        {
+            "is_settled": [True, True, True, True, False],
+            "cost_sats": [650, None, None, None, None],
+            "cost_unknown": [False, True, False, None, True],  # 0 / no cost / no cost
+            "settled_at": [datetime(2026, 10, 1, tzinfo=UTC)] * 5,
+        }
+    )
+    row = unknown_costs(tasks).row(0, named=True)
+    assert (row["settled"], row["known"], row["unknown"], row["no_cost_reported"]) == (4, 1, 1, 2)
+    assert row["known_total_sats"] == 650 and row["unknown_share"] == 0.25
+    month = spend_by_period(tasks, every="1mo").row(0, named=True)
+    assert (month["tasks"], month["unknown_costs"], month["no_cost_reported"]) == (4, 1, 2)

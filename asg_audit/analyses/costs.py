@@ -16,7 +16,14 @@ import polars as pl
 
 from asg_audit.config import CostModel
 
+# A settled task whose answer reported cost 0: unknown, not free (spec 8.5).
+COST_REPORTED_ZERO = pl.col("cost_unknown").fill_null(False) & pl.col("cost_sats").is_null()
+# A settled task no answer stated a cost for (a webhook has none; a result without the field).
+NO_COST_REPORTED = pl.col("cost_sats").is_null() & ~pl.col("cost_unknown").fill_null(False)
+
 __all__ = [
+    "COST_REPORTED_ZERO",
+    "NO_COST_REPORTED",
     "candidate_models",
     "cost_comparison",
     "cost_model_fit",
@@ -81,14 +88,16 @@ def cost_comparison(tasks: pl.LazyFrame, model: CostModel) -> pl.DataFrame:
 
 
 def unknown_costs(tasks: pl.LazyFrame) -> pl.DataFrame:
-    """Return settled tasks, those with a known cost, and those with an unknown (0) cost."""
-    settled = tasks.filter(pl.col("is_settled"))
-    unknown = pl.col("cost_unknown").fill_null(False) | pl.col("cost_sats").is_null()
+    """Return settled tasks, those with a known cost, those that reported cost 0 (`unknown`,
+    spec 8.5) and those no answer stated a cost for (`no_cost_reported`: webhook only, no cost
+    field); `unknown_share` is `unknown` over `settled`."""
     return (
-        settled.select(
+        tasks.filter(pl.col("is_settled"))
+        .select(
             pl.len().alias("settled"),
-            (~unknown).sum().alias("known"),
-            unknown.sum().alias("unknown"),
+            pl.col("cost_sats").is_not_null().sum().alias("known"),
+            COST_REPORTED_ZERO.sum().alias("unknown"),
+            NO_COST_REPORTED.sum().alias("no_cost_reported"),
             pl.col("cost_sats").sum().alias("known_total_sats"),
         )
         .with_columns((pl.col("unknown") / pl.col("settled")).alias("unknown_share"))
@@ -176,14 +185,16 @@ def _sort_by_tasks_and_txid(shared: pl.DataFrame) -> pl.DataFrame:
 
 
 def spend_by_period(tasks: pl.LazyFrame, *, every: str = "1d") -> pl.DataFrame:
-    """Return settled tasks and known spend per period of `settled_at` (`1d`, `1mo`, ...)."""
+    """Return settled tasks and known spend per period of `settled_at` (`1d`, `1mo`, ...),
+    with the tasks left out of the spend: `unknown_costs` (reported 0) and `no_cost_reported`."""
     return (
         tasks.filter(pl.col("is_settled") & pl.col("settled_at").is_not_null())
         .group_by(pl.col("settled_at").dt.truncate(every).alias("period_start"))
         .agg(
             pl.len().alias("tasks"),
             pl.col("cost_sats").sum().alias("cost_sats"),
-            pl.col("cost_sats").null_count().alias("unknown_costs"),
+            COST_REPORTED_ZERO.sum().alias("unknown_costs"),
+            NO_COST_REPORTED.sum().alias("no_cost_reported"),
         )
         .sort("period_start")
         .collect()

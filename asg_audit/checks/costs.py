@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import polars as pl
 
-from asg_audit.analyses.costs import describe_model, expected_cost_expr, shared_txids
+from asg_audit.analyses.costs import (
+    COST_REPORTED_ZERO,
+    NO_COST_REPORTED,
+    describe_model,
+    expected_cost_expr,
+    shared_txids,
+)
 from asg_audit.checks._registry import CheckContext, finding, fmt, register_check
 from asg_audit.config import CheckLevels
 
 DEFAULT_SHARED_TXID_WINDOW_SECONDS = 300.0
-
-# A settled task whose answer reported cost 0: unknown, not free (spec 8.5).
-COST_REPORTED_ZERO = pl.col("cost_unknown").fill_null(False) & pl.col("cost_sats").is_null()
-# A settled task no answer stated a cost for (a webhook has none; a result without the field).
-NO_COST_REPORTED = pl.col("cost_sats").is_null() & ~pl.col("cost_unknown").fill_null(False)
 
 
 def _txid_missing() -> pl.Expr:
