@@ -18,12 +18,14 @@ with exit 2 (unreadable input) is recorded `failed` too, its error naming the in
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import fcntl
 import json
 import math
 import os
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -33,6 +35,7 @@ from typing import IO, Any
 
 import httpx
 
+from asg_audit import aio
 from asg_audit.config import AuditConfig
 from asg_audit.errors import (
     EXIT_FINDINGS,
@@ -116,13 +119,49 @@ def audit_lock(db_path: Path, *, wait_seconds: float = 0.0) -> Iterator[Path]:
 
 
 def send_alert(url: str, payload: dict[str, Any], *, timeout: float = 10.0) -> None:
-    """POST the JSON summary of a run to an alert URL (one message per run)."""
-    try:
-        response = httpx.post(url, json=payload, timeout=timeout)
-    except httpx.HTTPError as exc:
-        raise ApiError(f"alert to {display_origin(url)} failed: {type(exc).__name__}") from None
-    if response.status_code >= 300:
-        raise ApiError(f"alert to {display_origin(url)} answered {response.status_code}")
+    """POST the JSON summary of a run to an alert URL (one message per run).
+
+    `timeout` bounds the whole request: connecting, sending, and the answer's status line and
+    headers (its body is not read). httpx's timeout applies to each read only, so an endpoint
+    that answers one byte every few seconds would otherwise hold the job, and its lock, for
+    ever. The request runs on a worker thread with its own event loop (this may be called from
+    a notebook's running loop); the deadline cancels it there, which closes the connection.
+    """
+    outcome: list[int | BaseException] = []
+
+    def post() -> None:
+        try:
+            outcome.append(aio.run(_post_alert(url, payload, timeout)))
+        except BaseException as exc:  # handed to the caller's thread
+            outcome.append(exc)
+
+    worker = threading.Thread(target=post, name="asg-audit-alert", daemon=True)
+    worker.start()
+    # the worker ends itself at the deadline; the margin only covers a loop that fails to
+    worker.join(timeout + 5.0)
+    result = outcome[0] if outcome else TimeoutError()
+    origin = display_origin(url)
+    if isinstance(result, TimeoutError):
+        raise ApiError(
+            f"alert to {origin} failed: no complete answer within {timeout:g} s"
+            " (the deadline of the whole request)"
+        )
+    if isinstance(result, httpx.HTTPError):
+        raise ApiError(f"alert to {origin} failed: {type(result).__name__}")
+    if isinstance(result, BaseException):
+        raise result
+    if result >= 300:
+        raise ApiError(f"alert to {origin} answered {result}")
+
+
+async def _post_alert(url: str, payload: dict[str, Any], timeout: float) -> int:
+    """Return the HTTP status of the alert POST, within `timeout` seconds overall."""
+    async with (
+        asyncio.timeout(timeout),
+        httpx.AsyncClient(timeout=timeout) as client,
+        client.stream("POST", url, json=payload) as response,
+    ):
+        return response.status_code
 
 
 def _step(
