@@ -213,8 +213,10 @@ def _report_time(text: str) -> Any:
 def _cmd_report(args: argparse.Namespace, config: AuditConfig) -> int:
     from asg_audit.audit import analyze
     from asg_audit.report import parse_formats, render
+    from asg_audit.report.render import check_report_folder
 
     formats = parse_formats(args.format)  # a bad --format fails before the analyses run
+    check_report_folder(args.out)  # so does a folder that cannot be written
     if args.compare:  # so does a --compare naming no report (or an unreadable summary)
         from asg_audit.report.compare import load_summary, resolve_compare
 

@@ -319,13 +319,12 @@ def _check_options(
     """Return the report formats; raise ConfigError for any option `report` would refuse."""
     from asg_audit.report import parse_formats
     from asg_audit.report.compare import load_summary, resolve_compare
+    from asg_audit.report.render import check_report_folder
 
     wanted = parse_formats(formats)
     if fail_on not in _SEVERITY_RANK:
         raise ConfigError("--fail-on: expected one of info, warn, fail")
-    existing = next((p for p in (out, *out.parents) if p.exists()), None)
-    if existing is not None and not existing.is_dir():
-        raise ConfigError(f"{out}: cannot be the report folder: {existing} is a file")
+    check_report_folder(out)  # a file in the way, or a folder that cannot be written
     if compare:
         load_summary(resolve_compare(out, compare))
     return wanted

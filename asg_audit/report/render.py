@@ -18,6 +18,7 @@ import os
 import re
 import secrets
 import shutil
+import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -41,6 +42,7 @@ __all__ = [
     "DEFAULT_FORMATS",
     "FORMATS",
     "RenderedReport",
+    "check_report_folder",
     "parse_formats",
     "render",
     "render_summary_html",
@@ -422,12 +424,47 @@ def _point_latest(root: Path, newest: str) -> None:
 _FULL_DISK_ERRNOS: Final = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO})
 
 
-def _write_error(root: Path, exc: OSError, *, kept: bool) -> AuditError:
+def check_report_folder(out_dir: str | Path) -> None:
+    """Raise ConfigError when no report can be written under `out_dir`, before any work.
+
+    The folder, or the nearest parent that exists (where it would be made), must be a folder
+    this process can write: a file is created there and removed. A full disk is left to the
+    report itself (exit 3: room may be made by then).
+    """
+    root = Path(out_dir)
+    existing = next((p for p in (root, *root.parents) if p.exists()), None)
+    if existing is None:
+        return
+    if not existing.is_dir():
+        raise ConfigError(f"{root}: cannot be the report folder: {existing} is a file")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".asg-audit-probe.", suffix=".tmp", dir=existing)
+    except OSError as exc:
+        if exc.errno in _FULL_DISK_ERRNOS:
+            return
+        where = "" if existing == root else f" ({existing} is where it would be made)"
+        raise ConfigError(
+            f"{root}: cannot write the report folder{where}: {exc.strerror or type(exc).__name__}"
+        ) from None
+    os.close(fd)
+    os.unlink(probe)
+
+
+def _write_error(
+    root: Path, exc: OSError, *, kept: bool, staging: Path | None = None, folder: Path | None = None
+) -> AuditError:
     """Return the AuditError for an OSError met while writing a report under `root`.
 
     `kept`: the run folder was complete and in place, only `latest` could not be pointed at it.
+    A path in the hidden `staging` folder is named as its place in the run `folder` (the
+    staging folder itself as the reports folder): the user knows those, not the staging name.
     """
     where = exc.filename if isinstance(exc.filename, str) else str(root)
+    inside = Path(where)
+    if staging is not None and folder is not None and staging in inside.parents:
+        where = str(folder / inside.relative_to(staging))
+    elif inside.parent == root and inside.name.startswith(".") and inside.name.endswith(".tmp"):
+        where = str(root)  # a staging folder or a pointer's temporary file
     what = "cannot point latest at the report" if kept else "cannot write the report"
     outcome = (
         "the run folder is complete" if kept else f"no run folder kept, {root / LATEST} unchanged"
@@ -618,7 +655,7 @@ def render(
         _publish(staging, folder)
     except OSError as exc:
         shutil.rmtree(staging, ignore_errors=True)
-        raise _write_error(root, exc, kept=False) from None
+        raise _write_error(root, exc, kept=False, staging=staging, folder=folder) from None
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
