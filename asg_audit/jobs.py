@@ -219,7 +219,9 @@ def run_audit(
     out = Path(out_dir or settings.get("report_dir", "reports"))
     # Every option is checked before any step runs: a typo must not cost a whole run's work
     # and leave it recorded as running.
-    wanted = _check_options(out, formats=formats, fail_on=fail_on, compare=compare)
+    wanted, compare, compare_note = _check_options(
+        out, formats=formats, fail_on=fail_on, compare=compare
+    )
     _check_window(since, until)
     _check_api_key(config, settings)
     outcome = AuditOutcome(run_id=new_run_id())
@@ -242,6 +244,7 @@ def run_audit(
                 until=until,
                 as_of=as_of,
                 compare=compare,
+                compare_note=compare_note,
                 collect_seconds=collect_seconds,
                 clock=clock,
                 progress=progress,
@@ -315,19 +318,33 @@ def _warn_no_api_key(config: AuditConfig, log: IO[str]) -> None:
 
 def _check_options(
     out: Path, *, formats: str, fail_on: str, compare: str | None
-) -> tuple[str, ...]:
-    """Return the report formats; raise ConfigError for any option `report` would refuse."""
+) -> tuple[tuple[str, ...], str | None, str | None]:
+    """Return the report formats, the `--compare` to render with, and a note when `previous`
+    has no earlier report; raise ConfigError for any option `report` would refuse.
+
+    `--compare previous` in a job whose reports folder holds no report yet (a new deployment,
+    a folder cleaned by hand) compares with nothing and says so: refusing would record no run
+    and write no report, so the next run would be refused too, for ever. A run id that names
+    no report is still an error.
+    """
     from asg_audit.report import parse_formats
-    from asg_audit.report.compare import load_summary, resolve_compare
+    from asg_audit.report.compare import (
+        PREVIOUS,
+        load_summary,
+        previous_summary,
+        resolve_compare,
+    )
     from asg_audit.report.render import check_report_folder
 
     wanted = parse_formats(formats)
     if fail_on not in _SEVERITY_RANK:
         raise ConfigError("--fail-on: expected one of info, warn, fail")
     check_report_folder(out)  # a file in the way, or a folder that cannot be written
+    if compare == PREVIOUS and previous_summary(out) is None:
+        return wanted, None, f"skipped (no earlier report to compare with in {out})"
     if compare:
         load_summary(resolve_compare(out, compare))
-    return wanted
+    return wanted, compare, None
 
 
 def _run_steps(
@@ -343,6 +360,7 @@ def _run_steps(
     until: datetime | None,
     as_of: datetime | None,
     compare: str | None,
+    compare_note: str | None,
     collect_seconds: float | None,
     clock: Any,
     progress: bool,
@@ -376,6 +394,8 @@ def _run_steps(
     audit = analyze(db, since=since, until=until, config=config, as_of=as_of)
     with open_store(db, wait_seconds=wait_seconds) as store, store.transaction():
         store.write_findings(outcome.run_id, audit.findings)
+    if compare_note is not None:  # `--compare previous` with no earlier report: said so
+        _step(outcome, "compare", lambda: compare_note, log, config)
     report = render(audit, out, formats=formats, run_id=outcome.run_id, compare=compare)
     outcome.report_dir = report.folder
     outcome.summary = audit.summary()

@@ -15,7 +15,14 @@ from typing import Any, Final
 from asg_audit.errors import ConfigError, InputError
 from asg_audit.report.content import HEADLINE_FIELDS, SUMMARY_SCHEMA, SUMMARY_SCHEMA_VERSION
 
-__all__ = ["PREVIOUS", "compare_summaries", "load_summary", "resolve_compare", "run_ids"]
+__all__ = [
+    "PREVIOUS",
+    "compare_summaries",
+    "load_summary",
+    "previous_summary",
+    "resolve_compare",
+    "run_ids",
+]
 
 PREVIOUS: Final = "previous"
 _KEY: Final = ("check_id", "entity_type", "entity_id")
@@ -121,13 +128,19 @@ def _json_type(value: Any) -> str:
     return f"the number {value}"
 
 
+def previous_summary(out_dir: str | Path, *, exclude: str | None = None) -> Path | None:
+    """Return the summary path of the newest report in `out_dir` (not `exclude`), or None."""
+    earlier = [r for r in run_ids(out_dir) if r != exclude]
+    return Path(out_dir) / earlier[-1] / "summary.json" if earlier else None
+
+
 def resolve_compare(out_dir: str | Path, ref: str, *, exclude: str | None = None) -> Path:
     """Return the summary path of `ref`: a run id, or `previous` (the newest other report)."""
     if ref == PREVIOUS:
-        earlier = [r for r in run_ids(out_dir) if r != exclude]
-        if not earlier:
+        path = previous_summary(out_dir, exclude=exclude)
+        if path is None:
             raise ConfigError(f"--compare previous: no earlier report with a summary in {out_dir}")
-        return Path(out_dir) / earlier[-1] / "summary.json"
+        return path
     if not ref or "/" in ref or "\\" in ref or ref in (".", ".."):
         raise ConfigError(f"--compare: {ref!r} is not a run id")
     path = Path(out_dir) / ref / "summary.json"
