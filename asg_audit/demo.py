@@ -72,8 +72,22 @@ def _serve_in_thread(app: Any) -> Iterator[str]:
 
 
 def _fresh_store(folder: Path) -> Path:
+    """Return the demo's store path, an earlier demo's store deleted; `StoreBusyError` when
+    another process has it open (a demo still running, a notebook reading it): its file is
+    never deleted from under it."""
+    from asg_audit.errors import StoreBusyError, StoreError
+    from asg_audit.store import open_store
+
     folder.mkdir(parents=True, exist_ok=True)
     db = folder / "demo.duckdb"
+    if db.exists():
+        try:
+            with open_store(db):  # a writer is locked out by any other process holding it
+                pass
+        except StoreBusyError:
+            raise
+        except StoreError:
+            pass  # a damaged or foreign file named demo.duckdb: replaced below
     for stale in folder.glob("demo.duckdb*"):
         stale.unlink()
     return db

@@ -46,6 +46,7 @@ __all__ = [
     "duckdb_path",
     "expand_paths",
     "file_content_hash",
+    "file_id",
     "file_layout",
     "line_batch",
     "locate_big_element",
@@ -54,6 +55,7 @@ __all__ = [
     "raw_position",
     "sniff_layout",
     "special_file_kind",
+    "store_file_ids",
 ]
 
 # A UTF-8 byte order mark: dropped at the start of a file (Windows tools write one), an error
@@ -595,3 +597,22 @@ def _over(start: tuple[int, int, int], end: int, number: int, limit: int) -> Big
     at, line, column = start
     size = end - at + 1
     return BigElement(number, line, column, size) if size > limit else None
+
+
+def file_id(path: Path) -> tuple[int, int] | None:
+    """Return a file's identity (device, inode), or None when it cannot be looked at."""
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+def store_file_ids(db: Path) -> set[tuple[int, int]]:
+    """Return the identities of the store's file and its write-ahead log (those that exist).
+
+    Nothing in a process that holds the store may open these from Python: closing the handle
+    would drop the store's lock (POSIX locks belong to the process and the file).
+    """
+    ids = {file_id(db), file_id(db.with_name(db.name + ".wal"))}
+    return {i for i in ids if i is not None}

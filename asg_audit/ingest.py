@@ -38,10 +38,12 @@ from asg_audit.filelines import (
     describe_read_error,
     duckdb_path,
     expand_paths,
+    file_id,
     file_layout,
     line_batch,
     open_binary,
     sniff_layout,
+    store_file_ids,
 )
 from asg_audit.ingest_staging import (
     DOCUMENT_READERS,
@@ -369,8 +371,8 @@ def ingest_paths(
         summary.files.append(FileOutcome(path=name, status="failed", error=error))
 
     files = expand_paths(paths, on_error=unlisted, on_special=special)
-    store_files = _store_file_ids(Path(db))
-    for path in [p for p in files if _file_id(p) in store_files]:
+    store_files = store_file_ids(Path(db))
+    for path in [p for p in files if file_id(p) in store_files]:
         # Reading it would be garbage, and closing it would drop the store's lock (POSIX locks
         # belong to the process and the file: any handle closed on it releases them).
         files.remove(path)
@@ -405,20 +407,6 @@ def ingest_paths(
             if bar is not None:
                 bar.stop()
     return summary
-
-
-def _file_id(path: Path) -> tuple[int, int] | None:
-    try:
-        st = path.stat()
-    except OSError:
-        return None
-    return st.st_dev, st.st_ino
-
-
-def _store_file_ids(db: Path) -> set[tuple[int, int]]:
-    """The identities of the store's file and its write-ahead log (those that exist)."""
-    ids = {_file_id(db), _file_id(db.with_name(db.name + ".wal"))}
-    return {i for i in ids if i is not None}
 
 
 def _end_run(store: Store, summary: IngestSummary, status: str) -> None:

@@ -48,6 +48,7 @@ from asg_audit.filelines import (
     duckdb_path,
     file_layout,
     open_binary,
+    store_file_ids,
 )
 from asg_audit.model import NORMALISED_SCHEMA, Source, new_run_id
 from asg_audit.normalize import DEFAULT_MAX_RECORD_BYTES, RULES_VERSION, normalise_sql
@@ -296,6 +297,11 @@ _MAX_DOCUMENT_FILE_BYTES: Final = 256 << 20
 _ESCAPED_BYTE: Final = re.compile(rb"\\x([89a-f][0-9a-f])")
 
 
+# Names that mean another file in every process (`<(...)` is /dev/fd/63): in the writer that
+# re-judges, /dev/fd/3 is the store itself.
+_PROCESS_RELATIVE: Final = re.compile(r"/dev/(fd/|std(in|out|err)$)|/proc/(self|thread-self|\d+)/")
+
+
 def _candidates(origin: str, store: Path) -> list[Path]:
     """Return where the file an observation names may be, in order.
 
@@ -335,12 +341,17 @@ def _reread_files(con: duckdb.DuckDBPyConnection, store: Path) -> int:
         ).fetchall()
     ]
     found = 0
+    store_files = store_file_ids(store)
     for origin in origins:
+        if _PROCESS_RELATIVE.match(origin):
+            continue  # `<(...)`, /dev/stdin: another file in every process, read once
         for path in _candidates(origin, store):
             try:
                 info = path.stat()
                 if not stat.S_ISREG(info.st_mode):
                     continue  # a pipe or a device is read once, never again
+                if (info.st_dev, info.st_ino) in store_files:
+                    continue  # never the store itself: closing it would drop its lock
                 matched = 0
                 for batch in _file_batches(path, info.st_size):
                     matched += _match(con, origin, batch)
