@@ -51,7 +51,6 @@ def test_audit_offline_run_is_recorded_ok(job: dict[str, Path]) -> None:
     "extra, message",
     [
         (("--compare", "nosuchrun"), "--compare: no report 'nosuchrun'"),
-        (("--compare", "previous"), "--compare previous: no earlier report"),
         (("--format", "pdf"), "--format: expected some of html,md,json"),
     ],
 )
