@@ -890,15 +890,22 @@ def describe_store(path: str | Path) -> str:
 
 
 def describe_runs(path: str | Path, *, limit: int = 20) -> str:
-    """Return a table of the latest runs: id, command, start, duration, status."""
+    """Return a table of the latest runs: id, command, start, duration, status, and the error
+    a run recorded (or why it was abandoned): its first line, at most 120 characters."""
     with open_store(path, read_only=True) as store:
         rows = store.con.execute(
-            "SELECT run_id, command, started_at, epoch(finished_at) - epoch(started_at), status"
+            "SELECT run_id, command, started_at, epoch(finished_at) - epoch(started_at), status,"
+            " coalesce(json_extract_string(stats, '$.error'),"
+            " json_extract_string(stats, '$.abandoned'))"
             " FROM runs ORDER BY started_at DESC LIMIT ?",
             [limit],
         ).fetchall()
     lines = [f"{'run':<24} {'command':<14} {'started (UTC)':<20} {'seconds':>8}  status"]
-    for run_id, command, started, seconds, status in rows:
+    for run_id, command, started, seconds, status, error in rows:
         took = f"{seconds:8.1f}" if seconds is not None else f"{'-':>8}"
-        lines.append(f"{run_id:<24} {command:<14} {started:%Y-%m-%d %H:%M:%S} {took}  {status}")
+        line = f"{run_id:<24} {command:<14} {started:%Y-%m-%d %H:%M:%S} {took}  {status}"
+        if error:
+            first = str(error).splitlines()[0] if str(error).strip() else ""
+            line += f"  {first[:117] + '...' if len(first) > 120 else first}"
+        lines.append(line)
     return "\n".join(lines)

@@ -60,3 +60,19 @@ def test_a_run_records_its_process_until_it_finishes(tmp_path: Path) -> None:
         store.finish_run(run, status="ok", stats={"records": 3})
         row = store.con.execute("SELECT stats FROM runs WHERE run_id = ?", [run]).fetchone()
         assert row is not None and json.loads(row[0]) == {"records": 3}
+
+
+def test_runs_shows_the_error_a_run_recorded(tmp_path: Path) -> None:
+    db = tmp_path / "audit.duckdb"
+    long = "unreadable input: " + "x" * 300
+    with open_store(db) as store:
+        failed = store.start_run("audit")
+        store.finish_run(failed, status="failed", stats={"error": "drop/a.jsonl: gone\nmore"})
+        cut = store.start_run("audit")
+        store.finish_run(cut, status="failed", stats={"error": long})
+        ok = store.start_run("ingest")
+        store.finish_run(ok, status="ok", stats={"records": 3})
+    lines = {line.split()[0]: line for line in describe_runs(db).splitlines()[1:]}
+    assert lines[failed].endswith("failed  drop/a.jsonl: gone")  # its first line
+    assert lines[cut].endswith("failed  " + long[:117] + "...")
+    assert lines[ok].endswith("  ok")
