@@ -58,6 +58,9 @@ __all__ = ["AuditOutcome", "audit_lock", "outcome_json", "run_audit", "send_aler
 
 _SEVERITY_RANK = {"info": 0, "warn": 1, "fail": 2}
 DEFAULT_COLLECT_SECONDS = 300.0
+# How long recording how a run ended waits for a store another process has open (a notebook,
+# another tool), also without --wait: a run left `running` reads as a process that died.
+END_RECORD_WAIT_S = 10.0
 
 
 @dataclass(slots=True)
@@ -137,7 +140,8 @@ def send_alert(url: str, payload: dict[str, Any], *, timeout: float = 10.0) -> N
 
     worker = threading.Thread(target=post, name="asg-audit-alert", daemon=True)
     worker.start()
-    # the worker ends itself at the deadline; the margin only covers a loop that fails to
+    # the worker ends itself at the deadline; the margin covers only a loop that fails to
+    # stop in time
     worker.join(timeout + 5.0)
     result = outcome[0] if outcome else TimeoutError()
     origin = display_origin(url)
@@ -253,13 +257,26 @@ def run_audit(
         except BaseException as exc:
             status, error = _failure(exc, config)
             code = exc.exit_code if isinstance(exc, AuditError) else EXIT_INCOMPLETE
-            _record_failure(db, outcome, status, error, code, wait_seconds=wait_seconds)
-            if isinstance(exc, AuditError | KeyboardInterrupt):
+            problem = _record_failure(db, outcome, status, error, code, wait_seconds=wait_seconds)
+            unrecorded = (
+                None
+                if problem is None
+                else f"audit run {outcome.run_id} could not be recorded as {status} ({problem});"
+                " `runs` shows it running until the next audit marks it abandoned"
+            )
+            if isinstance(exc, KeyboardInterrupt):
+                if unrecorded is not None:
+                    print(f"asg-audit: warning: {printable(unrecorded)}", file=sys.stderr)
+                raise
+            if isinstance(exc, AuditError):
+                if unrecorded is not None:  # said in the one error line
+                    exc.args = (f"{exc}; {unrecorded}",)
                 raise
             # A bug: the run is recorded as failed and the job exits 3 (incomplete), not 1,
             # which a scheduler would read as "findings".
+            recorded = "recorded as failed in runs" if unrecorded is None else unrecorded
             raise IncompleteRunError(
-                f"audit run {outcome.run_id} failed: {error} (recorded as failed in runs)"
+                f"audit run {outcome.run_id} failed: {error} ({recorded})"
             ) from exc
     return outcome
 
@@ -423,7 +440,8 @@ def _run_steps(
         # exit 2, "fix the job definition": `runs` must not read `ok` (as `ingest` records a
         # run with unreadable files `failed`)
         stats["error"] = "unreadable input: " + "; ".join(outcome.input_errors)
-    with open_store(db, wait_seconds=wait_seconds) as store:
+    # the store may be busy for a moment (a notebook opening it): the end is worth a wait
+    with open_store(db, wait_seconds=max(wait_seconds, END_RECORD_WAIT_S)) as store:
         store.finish_run(outcome.run_id, status=_run_status(outcome.exit_code), stats=stats)
 
 
@@ -466,14 +484,19 @@ def _record_failure(
     exit_code: int,
     *,
     wait_seconds: float,
-) -> None:
-    """Record a run an exception stopped, so that it does not stay `running` forever."""
+) -> str | None:
+    """Record a run an exception stopped, so that it does not stay `running` forever.
+
+    A store another process has open is waited for (`END_RECORD_WAIT_S` at least, also
+    without --wait). Return None once recorded, else why it could not be.
+    """
     stats = {"steps": outcome.steps, "error": error, "exit_code": exit_code}
     try:
-        with open_store(db, wait_seconds=wait_seconds) as store:
+        with open_store(db, wait_seconds=max(wait_seconds, END_RECORD_WAIT_S)) as store:
             store.finish_run(outcome.run_id, status=status, stats=stats)
-    except AuditError:
-        pass  # the store itself is unusable: the original error says more than this one
+    except AuditError as exc:
+        return " ".join(str(exc).split())
+    return None
 
 
 # -- steps -------------------------------------------------------------------------------------
