@@ -283,7 +283,11 @@ def _cmd_audit(args: argparse.Namespace, config: AuditConfig) -> int:
             f" warn {s.get('findings', {}).get('warn', 0)}"
         )
         if outcome.report_dir is not None:
-            print(f"report: {printable(outcome.report_dir / 'index.html', one_line=True)}")
+            # the main file written: index.html, else report.md, else summary.json
+            paths = outcome.report_paths
+            main = next((paths[f] for f in ("html", "md", "json") if f in paths), None)
+            shown = main if main is not None else outcome.report_dir
+            print(f"report: {printable(shown, one_line=True)}")
     return outcome.exit_code
 
 

@@ -72,6 +72,7 @@ class AuditOutcome:
     steps: dict[str, str] = field(default_factory=dict)  # step -> ok | skipped (why) | failed (why)
     summary: dict[str, Any] = field(default_factory=dict)
     report_dir: Path | None = None
+    report_paths: dict[str, Path] = field(default_factory=dict)  # format -> file written
     alert_sent: bool = False
     # input the run could not read (drop-folder files, missing drop folders): the run exits 2
     input_errors: list[str] = field(default_factory=list)
@@ -415,6 +416,7 @@ def _run_steps(
         _step(outcome, "compare", lambda: compare_note, log, config)
     report = render(audit, out, formats=formats, run_id=outcome.run_id, compare=compare)
     outcome.report_dir = report.folder
+    outcome.report_paths = dict(report.paths)
     outcome.summary = audit.summary()
     worst = audit.worst_severity()
     alert_url = settings.get("alert_url")
