@@ -9,6 +9,7 @@ is the same finding when its `check_id`, `entity_type` and `entity_id` match.
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any, Final
 
@@ -82,12 +83,38 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
+def _not_finite(value: Any, where: str) -> str | None:
+    """Return the path of the first number in `value` that is not finite (`NaN`, `Infinity`
+    or `1e999`, which Python reads and JSON cannot hold), or None."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return where
+    if isinstance(value, dict):
+        items: Any = value.items()
+    elif isinstance(value, list):
+        items = enumerate(value)
+    else:
+        return None
+    for key, item in items:
+        if isinstance(key, int):  # a list item
+            inner = f"{where}[{key}]"
+        else:
+            inner = f"{where}.{key}" if where else str(key)
+        found = _not_finite(item, inner)
+        if found is not None:
+            return found
+    return None
+
+
 def _damaged_field(doc: dict[str, Any]) -> str | None:
     """Return what is wrong with the fields a comparison reads, or None when they are usable.
 
     A field may be missing (an older summary may lack a newer headline figure); one that is
-    there must have its type.
+    there must have its type. No number anywhere may be `NaN` or infinite: JSON has no such
+    number, and a comparison would carry it into the new summary.
     """
+    bad = _not_finite(doc, "")
+    if bad is not None:
+        return f"{bad} is not a finite number (NaN or infinite)"
     headline = doc.get("headline", {})
     if not isinstance(headline, dict):
         return f"headline is {_json_type(headline)}, not an object"

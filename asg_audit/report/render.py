@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import errno
 import json
+import math
 import os
 import re
 import secrets
@@ -579,11 +580,23 @@ def _render_into(
         _write(folder / "report.md", render_markdown(ctx))
         names["md"] = "report.md"
     # summary.json is written whatever the formats: `--compare` and `latest` find runs by it.
-    text = json.dumps(summary, indent=2, ensure_ascii=False, default=str)
+    # strict JSON: a number that is not finite is written null, never NaN or Infinity
+    text = json.dumps(_finite(summary), indent=2, ensure_ascii=False, default=str, allow_nan=False)
     _write(folder / "summary.json", text + "\n")
     if "json" in wanted:
         names["json"] = "summary.json"
     return summary, names
+
+
+def _finite(value: Any) -> Any:
+    """Return `value` with every float that is not finite (NaN, infinities) as None."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
 
 
 def _check_arguments(
