@@ -392,16 +392,29 @@ def render_summary_html(audit: Audit) -> str:
     )
 
 
+def _temporary(path: Path) -> Path:
+    """Return a hidden temporary name beside `path`, unique to this writer.
+
+    Two processes may write the same file at once (`LATEST`, when two jobs report into one
+    folder): with one shared temporary name each could rename the other's away.
+    """
+    return path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
+
+
 def _write(path: Path, text: str) -> Path:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)  # a reader never sees half a file
+    tmp = _temporary(path)
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)  # a reader never sees half a file
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     return path
 
 
 def _point_latest(root: Path, newest: str) -> None:
     link = root / LATEST
-    tmp = root / f".{LATEST}-{newest}.tmp"
+    tmp = _temporary(link)
     try:
         tmp.unlink(missing_ok=True)
         tmp.symlink_to(newest, target_is_directory=True)
