@@ -20,6 +20,7 @@ import re
 import secrets
 import shutil
 import tempfile
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -505,6 +506,38 @@ def _staging_folder(root: Path, run_id: str) -> Path:
     raise FileExistsError(errno.EEXIST, "no free staging folder name", str(root))
 
 
+# A hidden temporary entry of the reports folder (a staging folder, a pointer's temporary file)
+# untouched for this long was left by a writer that was killed (kill -9, a reboot): a live
+# writer changes its entry within seconds.
+STALE_AFTER_S: Final = 3600.0
+
+
+def _sweep_stale(root: Path) -> None:
+    """Remove the hidden `.*.tmp` entries of `root` not modified for `STALE_AFTER_S`.
+
+    A report killed while it was written leaves its staging folder (`.<run>.<hex>.tmp`, up to
+    the size of a report) behind; each later report sweeps those. Best effort: an entry that
+    cannot be removed stays, and the report that was written is not affected.
+    """
+    cutoff = time.time() - STALE_AFTER_S
+    try:
+        entries = list(os.scandir(root))
+    except OSError:
+        return
+    for entry in entries:
+        if not (entry.name.startswith(".") and entry.name.endswith(".tmp")):
+            continue
+        try:
+            if entry.stat(follow_symlinks=False).st_mtime > cutoff:
+                continue
+            if entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(entry.path)
+            else:
+                os.unlink(entry.path)
+        except OSError:
+            continue
+
+
 # A run id is one plain file name: it becomes `<out>/<run_id>`, and a name such as `.`, `..`,
 # `a/b`, `latest` or a hidden `.x` would be (or collide with) the reports folder itself, the
 # `latest`/`LATEST` pointers, `--compare previous` or the hidden staging and aside folders.
@@ -689,5 +722,6 @@ def render(
         _point_latest(root, run_id)  # the run just written is the newest
     except OSError as exc:
         raise _write_error(root, exc, kept=True) from None
+    _sweep_stale(root)
     paths = {fmt: folder / name for fmt, name in names.items()}
     return RenderedReport(run_id=run_id, folder=folder, paths=paths, summary=summary)
