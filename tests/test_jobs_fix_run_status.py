@@ -42,7 +42,8 @@ def _audit_status_in_runs(config: Path) -> list[str]:
     """Return the status column of the audit rows that `asg-audit runs` prints."""
     listed = _run("runs", "--config", str(config))
     assert listed.returncode == 0, listed.stderr
-    return [line.split()[-1] for line in listed.stdout.splitlines() if " audit " in line]
+    # run, command, date, time, seconds, status[, the error's first line]
+    return [line.split()[5] for line in listed.stdout.splitlines() if " audit " in line]
 
 
 def test_audit_exit_2_for_a_missing_drop_folder_shows_failed_in_runs(tmp_path: Path) -> None:
@@ -53,6 +54,8 @@ def test_audit_exit_2_for_a_missing_drop_folder_shows_failed_in_runs(tmp_path: P
     done = _run("audit", "--config", str(config))
     assert done.returncode == 2, done.stdout + done.stderr
     assert _audit_status_in_runs(config) == ["failed"]
+    listed = _run("runs", "--config", str(config)).stdout
+    assert f"failed  unreadable input: {tmp_path / 'nope'}: drop folder does not exist" in listed
     (stats,) = query(tmp_path / "audit.duckdb", "SELECT stats FROM runs WHERE command = 'audit'")
     recorded = json.loads(stats[0])
     assert recorded["exit_code"] == 2
