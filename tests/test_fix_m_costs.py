@@ -60,6 +60,19 @@ def test_cost_unknown_counts_zero_costs_apart_from_no_cost_reported(tmp_path: Pa
         spend = audit[table]
         assert spend["unknown_costs"].sum() == len(zero), table
         assert spend["no_cost_reported"].sum() == WEBHOOK_ONLY, table
+    # ... and so does the report's spend table
+    from asg_audit import render
+
+    report = render(audit, tmp_path / "reports", formats="md")
+    section = (
+        report.paths["md"].read_text().split("**Spend per month**", 1)[1].strip().split("\n\n")[0]
+    )
+    header, _, *rows = section.splitlines()
+    assert "cost 0 \\(unknown\\)" in header and "no cost reported" in header
+    cells = [[c.strip() for c in row.strip("|").split("|")] for row in rows]
+    assert len(cells) == audit["spend_by_month"].height
+    assert sum(int(c[-2]) for c in cells) == len(zero)
+    assert sum(int(c[-1]) for c in cells) == WEBHOOK_ONLY
 
     (row,) = audit.findings.filter(pl.col("check_id") == "cost.unknown").iter_rows(named=True)
     assert row["difference"] == len(zero)

@@ -255,7 +255,8 @@ def _tables(f: dict[str, pl.DataFrame]) -> dict[str, Table]:
                 ("period_start", "month", "month"),
                 ("tasks", "tasks", "count"),
                 ("cost_sats", "spent", "sats"),
-                ("unknown_costs", "unknown costs", "count"),
+                ("unknown_costs", "cost 0 (unknown)", "count"),
+                ("no_cost_reported", "no cost reported", "count"),
             ],
         ),
         "txid_health": frame_table(
