@@ -9,36 +9,16 @@ bits, and `chmod 555` otherwise. Real stores; the real command in subprocesses.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from _audit_job import offline_job
-from _hardening_procs import asg_audit, clean_env, query
+from _hardening_procs import asg_audit, clean_env, query, read_only
 
 import asg_audit as lib
 from asg_audit.errors import ConfigError
-
-
-@contextlib.contextmanager
-def read_only(folder: Path) -> Iterator[None]:
-    """Make a folder read-only for this process: root ignores permission bits, not `chattr +i`."""
-    if os.geteuid() == 0:
-        subprocess.run(["chattr", "+i", str(folder)], check=True)
-        try:
-            yield
-        finally:
-            subprocess.run(["chattr", "-i", str(folder)], check=True)
-    else:
-        folder.chmod(0o555)
-        try:
-            yield
-        finally:
-            folder.chmod(0o755)
 
 
 def _run(*args: str) -> subprocess.CompletedProcess[str]:

@@ -8,35 +8,15 @@ tests run as root, who ignores permission bits, and `chmod 555` otherwise.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from _audit_job import offline_job
-from _hardening_procs import asg_audit, clean_env
+from _hardening_procs import asg_audit, clean_env, read_only
 
 KEYS = {"run_id", "exit_code", "steps", "report", "summary", "error"}
-
-
-@contextlib.contextmanager
-def read_only(folder: Path) -> Iterator[None]:
-    """Make a folder read-only for this process: root ignores permission bits, not `chattr +i`."""
-    if os.geteuid() == 0:
-        subprocess.run(["chattr", "+i", str(folder)], check=True)
-        try:
-            yield
-        finally:
-            subprocess.run(["chattr", "-i", str(folder)], check=True)
-    else:
-        folder.chmod(0o555)
-        try:
-            yield
-        finally:
-            folder.chmod(0o755)
 
 
 def _run(*args: str) -> subprocess.CompletedProcess[str]:

@@ -2,35 +2,18 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
+
+from _hardening_procs import read_only
 
 from asg_audit.ingest import ingest_paths
 from asg_audit.store import open_store
 
 REPO = Path(__file__).parents[1]
-
-
-@contextlib.contextmanager
-def read_only(folder: Path) -> Iterator[None]:
-    """Make a folder read-only for this process: root ignores permission bits, not `chattr +i`."""
-    if os.geteuid() == 0:
-        subprocess.run(["chattr", "+i", str(folder)], check=True)
-        try:
-            yield
-        finally:
-            subprocess.run(["chattr", "-i", str(folder)], check=True)
-    else:
-        folder.chmod(0o555)
-        try:
-            yield
-        finally:
-            folder.chmod(0o755)
 
 
 def test_hardening_read_only_folder_is_a_clear_error_and_changes_nothing(tmp_path: Path) -> None:
