@@ -50,9 +50,21 @@ def test_next_report_sweeps_stale_staging_folders_only(tmp_path: Path) -> None:
     other.write_text("mine")
     _age(other, 2 * 3600)
 
+    # a user's own hidden .tmp entries (--out may be any folder: `.`, a project): kept
+    users = [out / ".build.tmp", out / ".cache.0badf00d.tmp"]  # the second: a report's shape
+    for folder in users:
+        folder.mkdir()
+        (folder / "data").write_text("important")
+        _age(folder, 2 * 3600)
+    draft = out / ".draft.tmp"
+    draft.write_text("notes")
+    _age(draft, 2 * 3600)
+
     lib.render(audit, out, formats="json", run_id="r2")
 
     left = sorted(p.name for p in out.iterdir())
-    assert left == sorted(["r1", "r2", "latest", "LATEST", fresh.name, ".notes"])
+    mine = [".build.tmp", ".cache.0badf00d.tmp", ".draft.tmp"]
+    assert left == sorted(["r1", "r2", "latest", "LATEST", fresh.name, ".notes", *mine])
+    assert all((folder / "data").read_text() == "important" for folder in users)
     assert (fresh / "summary.json").read_text() == "{}"
     assert (out / "LATEST").read_text() == "r2\n"

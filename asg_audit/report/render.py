@@ -513,12 +513,40 @@ def _staging_folder(root: Path, run_id: str) -> Path:
 STALE_AFTER_S: Final = 3600.0
 
 
+# What a report leaves when killed while it is written: its staging folder
+# (`.<run>.<8 hex>.tmp`, see `_staging_folder`, holding only report files) and a pointer's
+# temporary (`.LATEST.<pid>-<8 hex>.tmp`, see `_temporary`). Nothing else is ever swept: the
+# reports folder may be any folder a user names (`--out .`), with hidden files of their own.
+_STALE_STAGING: Final = re.compile(r"\.(?P<run>.+)\.[0-9a-f]{8}\.tmp")
+_STALE_POINTER: Final = re.compile(r"\.(?:LATEST|latest)\.[0-9]+-[0-9a-f]{8}\.tmp")
+_REPORT_FILE: Final = re.compile(
+    r"\.?(?:index\.html|report\.md|summary\.json|[^/]+\.png)(?:\.[0-9]+-[0-9a-f]{8}\.tmp)?"
+)
+
+
+def _holds_report_files_only(path: str) -> bool:
+    with os.scandir(path) as inside:
+        return all(
+            _REPORT_FILE.fullmatch(item.name) is not None and item.is_file(follow_symlinks=False)
+            for item in inside
+        )
+
+
+def _is_report_staging(entry: os.DirEntry[str]) -> bool:
+    match = _STALE_STAGING.fullmatch(entry.name)
+    if match is None or run_id_problem(match["run"]) is not None:
+        return False
+    return entry.is_dir(follow_symlinks=False) and _holds_report_files_only(entry.path)
+
+
 def _sweep_stale(root: Path) -> None:
-    """Remove the hidden `.*.tmp` entries of `root` not modified for `STALE_AFTER_S`.
+    """Remove what killed reports left in `root`, once untouched for `STALE_AFTER_S`.
 
     A report killed while it was written leaves its staging folder (`.<run>.<hex>.tmp`, up to
-    the size of a report) behind; each later report sweeps those. Best effort: an entry that
-    cannot be removed stays, and the report that was written is not affected.
+    the size of a report) behind; each later report sweeps those, and the pointers' own
+    temporaries, by their exact names (a staging folder only while it holds report files
+    alone). Best effort: an entry that cannot be removed stays, and the report that was
+    written is not affected.
     """
     cutoff = time.time() - STALE_AFTER_S
     try:
@@ -526,15 +554,16 @@ def _sweep_stale(root: Path) -> None:
     except OSError:
         return
     for entry in entries:
-        if not (entry.name.startswith(".") and entry.name.endswith(".tmp")):
-            continue
         try:
             if entry.stat(follow_symlinks=False).st_mtime > cutoff:
                 continue
-            if entry.is_dir(follow_symlinks=False):
+            if _STALE_POINTER.fullmatch(entry.name):
+                if not entry.is_dir(follow_symlinks=False):
+                    os.unlink(entry.path)  # LATEST's text, or the `latest` symlink
+                elif _holds_report_files_only(entry.path):
+                    shutil.rmtree(entry.path)  # `latest` as a copy, where symlinks fail
+            elif _is_report_staging(entry):
                 shutil.rmtree(entry.path)
-            else:
-                os.unlink(entry.path)
         except OSError:
             continue
 
