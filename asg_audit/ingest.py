@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import gzip
 import hashlib
+import os
 import stat
 import sys
 import threading
@@ -372,7 +373,11 @@ def ingest_paths(
 
     files = expand_paths(paths, on_error=unlisted, on_special=special)
     store_files = store_file_ids(Path(db))
-    for path in [p for p in files if file_id(p) in store_files]:
+    # by name too: the .wal may not exist yet (this run's own writes make it)
+    store_names = {os.path.realpath(db), os.path.realpath(db) + ".wal"}
+    for path in [
+        p for p in files if file_id(p) in store_files or os.path.realpath(p) in store_names
+    ]:
         # Reading it would be garbage, and closing it would drop the store's lock (POSIX locks
         # belong to the process and the file: any handle closed on it releases them).
         files.remove(path)

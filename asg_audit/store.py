@@ -27,6 +27,7 @@ import duckdb
 import polars as pl
 
 from asg_audit.errors import SchemaVersionError, StoreBusyError, StoreError, StoreFileError
+from asg_audit.filelines import special_file_kind
 from asg_audit.migrations import MIGRATIONS
 from asg_audit.model import (
     FINDINGS_SCHEMA,
@@ -826,11 +827,20 @@ def open_store(
             f"{name}: the database file name is not valid UTF-8, and DuckDB opens only UTF-8"
             " names; rename it (or give --db another name)"
         )
+    if (kind := special_file_kind(path)) is not None:  # DuckDB would wait on a FIFO forever
+        raise StoreFileError(f"{path}: {kind}, not a database file")
+    if path.is_dir():
+        raise StoreFileError(f"{path}: a folder, not a database file")
+    empty = path.is_file() and path.stat().st_size == 0
     if read_only:
-        if not path.exists():
+        if not path.exists() or empty:
             raise StoreFileError(
                 f"{path}: no database here yet (run `asg-audit ingest` or `collect`)"
             )
+    elif empty:
+        # A new empty file (`--db "$(mktemp)"`) becomes a store: DuckDB refuses a 0-byte file
+        # as "not a valid DuckDB database file", so it is made anew.
+        path.unlink()
     elif path.parent and not path.parent.exists():
         raise StoreError(f"{path}: folder {path.parent} does not exist")
     con = _connect(path, read_only=read_only, wait_seconds=wait_seconds)

@@ -104,3 +104,32 @@ def test_an_empty_duckdb_file_becomes_a_store_for_a_writer_not_for_a_reader(
     assert cli("ingest", "--quiet", "--db", str(db), str(export)).returncode == 0
     with open_store(db, read_only=True) as store:
         assert store.count("observations") == 1
+
+
+def test_a_fifo_or_a_folder_as_the_store_is_refused_without_waiting(
+    tmp_path: Path, export: Path
+) -> None:
+    import os
+
+    fifo = tmp_path / "f.duckdb"
+    os.mkfifo(fifo)
+    folder = tmp_path / "folder.duckdb"
+    folder.mkdir()
+    for db, what in ((fifo, "a named pipe (FIFO)"), (folder, "a folder")):
+        for args in (["db", "info"], ["runs"], ["ingest", str(export)]):
+            proc = cli(*args, "--db", str(db))  # DuckDB waited on a FIFO for ever
+            assert proc.returncode == EXIT_USAGE, (args, proc.stderr)
+            assert proc.stderr == f"asg-audit: error: {db}: {what}, not a database file\n"
+
+
+def test_an_empty_file_becomes_a_store_for_a_writer_only(tmp_path: Path, export: Path) -> None:
+    db = tmp_path / "made-by-mktemp"
+    db.write_bytes(b"")
+    proc = cli("db", "info", "--db", str(db))
+    assert proc.returncode == EXIT_USAGE
+    assert "no database here yet" in proc.stderr
+    assert db.read_bytes() == b""  # a reader writes nothing
+    proc = cli("ingest", "--db", str(db), str(export))
+    assert proc.returncode == 0, proc.stderr  # was "not a DuckDB database file", exit 2
+    with open_store(db, read_only=True) as store:
+        assert store.con.execute("SELECT task_id FROM results").fetchall() == [("t1",)]

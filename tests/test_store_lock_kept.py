@@ -130,3 +130,18 @@ def test_demo_never_deletes_a_store_another_process_holds(tmp_path: Path) -> Non
         assert held.con.execute("SELECT answer FROM mine").fetchone() == (42,)
     with open_store(db, read_only=True) as store:  # the same file, not a new demo store
         assert store.con.execute("SELECT answer FROM mine").fetchone() == (42,)
+
+
+def test_the_stores_wal_is_not_read_even_before_it_exists(tmp_path: Path) -> None:
+    db = tmp_path / "s.duckdb"
+    export = tmp_path / "in.ndjson"
+    export.write_text('{"task_id": "t1", "status": "in_progress"}\n')
+    ingest = [sys.executable, "-m", "asg_audit", "ingest", "--db", str(db)]
+    assert subprocess.run([*ingest, str(export)], capture_output=True, timeout=120).returncode == 0
+    wal = tmp_path / "s.duckdb.wal"
+    assert not wal.exists()  # checkpointed at the end: this run's own writes make it again
+    proc = subprocess.run([*ingest, str(wal)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert f"{wal}: the store itself (--db), not an export: not read" in proc.stderr
+    with open_store(db, read_only=True) as store:
+        assert store.con.execute("SELECT count(*) FROM rejects").fetchone() == (0,)
