@@ -17,6 +17,7 @@ import dataclasses
 import difflib
 import math
 import os
+import re
 import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -146,6 +147,7 @@ class AuditConfig:
                 "fail_on": self.fail_on,
                 "collector": self.collector,
                 "webhooks": self.webhooks,
+                "chain": self.chain,
                 "audit": self.audit,
             },
             "settings",
@@ -590,6 +592,28 @@ _CHOICES: Final[dict[str, dict[str, tuple[str, ...]]]] = {
 }
 
 
+# A locking script in hex: whole bytes, no `0x`, no blanks (either case: compared lowercased).
+_HEX_SCRIPT: Final = re.compile(r"(?:[0-9a-fA-F]{2})+")
+
+
+def _check_change_scripts(value: object, where: str) -> None:
+    """Refuse `[chain] change_scripts` unless it is a list of hex locking scripts.
+
+    A script that can never equal an output's (`0x76a9...`, odd length, a blank) would make the
+    single-task cost check an equality against payouts that include the change: a false fail
+    for every transaction with change.
+    """
+    name = f"{where}: [chain] change_scripts"
+    if isinstance(value, str | bytes) or not isinstance(value, Sequence):
+        raise ConfigError(f"{name}: expected {_STRINGS}")
+    for i, script in enumerate(value):
+        if not isinstance(script, str) or not _HEX_SCRIPT.fullmatch(script):
+            raise ConfigError(
+                f"{name}[{i}]: expected a locking script in hex (pairs of 0-9/a-f digits,"
+                " without 0x or blanks)"
+            )
+
+
 def _check_choices(raw: Mapping[str, Any], where: str) -> None:
     """Raise ConfigError naming the first setting whose value is not one of its words.
 
@@ -603,6 +627,9 @@ def _check_choices(raw: Mapping[str, Any], where: str) -> None:
         for key, allowed in choices.items():
             if key in table:
                 _one_of(table[key], allowed, where, f"[{section}] {key}" if section else key)
+    chain = raw.get("chain", {})
+    if isinstance(chain, Mapping) and "change_scripts" in chain:
+        _check_change_scripts(chain["change_scripts"], where)
     webhooks = raw.get("webhooks", {})
     if isinstance(webhooks, Mapping) and "path" in webhooks:
         path = webhooks["path"]

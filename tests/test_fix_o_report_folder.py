@@ -51,6 +51,24 @@ def test_audit_read_only_report_folder_exits_2_before_any_step(tmp_path: Path, b
     assert sorted(p.name for p in out.iterdir() if p.name.startswith(".")) == []
 
 
+@pytest.mark.parametrize("below", ["", "sub"])
+def test_audit_dangling_link_as_report_folder_exits_2_before_any_step(
+    tmp_path: Path, below: str
+) -> None:
+    job = offline_job(tmp_path, 4)
+    link = tmp_path / "reports"
+    link.symlink_to(tmp_path / "nas" / "reports")  # a share that is not mounted
+    out = link / below if below else link
+    done = _run("audit", "--config", str(job["config"]), "--out", str(out), "--json")
+    assert done.returncode == 2, done.stderr[-3000:]
+    (line,) = done.stderr.splitlines()  # no step line: nothing ran (it ran every step first)
+    assert line == (
+        f"asg-audit: error: {out}: cannot be the report folder: {link} is a link to"
+        f" {tmp_path / 'nas' / 'reports'}, which does not exist"
+    )
+    assert query(job["db"], "SELECT count(*) FROM runs")[0][0] == 0  # no run recorded
+
+
 def test_report_read_only_folder_exits_2_naming_the_folder(tmp_path: Path) -> None:
     job = offline_job(tmp_path, 2)
     ro = tmp_path / "ro"

@@ -448,6 +448,12 @@ def check_report_folder(out_dir: str | Path) -> None:
     report itself (exit 3: room may be made by then).
     """
     root = Path(out_dir)
+    for part in (root, *root.parents):
+        if part.is_symlink() and not part.exists():  # a share not mounted, a link left over
+            raise ConfigError(
+                f"{root}: cannot be the report folder: {part} is a link to"
+                f" {os.readlink(part)}, which does not exist"
+            )
     existing = next((p for p in (root, *root.parents) if p.exists()), None)
     if existing is None:
         return
