@@ -26,7 +26,7 @@ from asg_audit.analyses.costs import expected_cost_expr
 from asg_audit.checks._registry import CheckContext, finding, fmt, no_findings, register_check
 from asg_audit.config import AuditConfig, CheckLevels
 from asg_audit.model import Flag
-from asg_audit.rawtx import RawTxError, parse_raw_tx
+from asg_audit.rawtx import RawTxError, compute_txid, parse_raw_tx
 
 __all__ = [
     "DEFAULT_BLOCK_TIME_TOLERANCE_S",
@@ -225,12 +225,15 @@ def _change_scripts(config: AuditConfig) -> frozenset[str]:
 
 
 def _change_sats(rows: pl.LazyFrame, scripts: frozenset[str]) -> pl.LazyFrame:
-    """Return per txid the sats paid to `scripts` (the payer's change), or null if unknown.
+    """Return per txid the sats paid to `scripts` (the payer's change), or null if unknown,
+    and why it is unknown (`change_unknown`).
 
     Classified now, from the stored raw transaction and the current config, so the verdict
-    does not depend on the config in force when the transaction was fetched. A row without
-    its raw transaction falls back on the kinds stored at fetch time when they name a change
-    output; otherwise its change is unknown (null) and the cost check is "at most" for it.
+    does not depend on the config in force when the transaction was fetched. Stored bytes
+    are used only when they hash to the txid (`verify-chain` stores nothing else; a store
+    edited since may hold a cut or foreign transaction, whose change is then unknown). A row
+    without its raw transaction falls back on the kinds stored at fetch time when they name
+    a change output; otherwise its change is unknown (null) and the cost check is "at most".
     """
     names = [c for c in ("raw_hex", "output_sats", "output_kinds") if c in rows.collect_schema()]
     rows = rows.select("txid", *names)
@@ -247,37 +250,54 @@ def _change_sats(rows: pl.LazyFrame, scripts: frozenset[str]) -> pl.LazyFrame:
         )
     if "raw_hex" not in names:
         rows = rows.with_columns(pl.lit(None, pl.String).alias("raw_hex"))
-    has_raw = pl.col("raw_hex").is_not_null()
     # only a transaction whose bytes hold one of the scripts can pay it: parse just those
-    candidate = has_raw & pl.col("raw_hex").str.to_lowercase().str.contains_any(sorted(scripts))
-    frame = rows.with_columns(
-        stored.cast(pl.Int64).alias("_stored"),
-        has_raw.alias("_has_raw"),
-        candidate.fill_null(False).alias("_candidate"),
+    candidate = pl.col("raw_hex").str.to_lowercase().str.contains_any(sorted(scripts))
+    collected = (
+        rows.with_columns(stored.cast(pl.Int64).alias("_stored"), candidate.alias("_candidate"))
+        .unique("txid")
+        .collect()
     )
-    collected = frame.unique("txid").collect()
-    parsed: dict[str, int | None] = {}
-    for txid, raw in collected.filter(pl.col("_candidate")).select("txid", "raw_hex").iter_rows():
+    change: dict[str, int | None] = {}
+    why: dict[str, str] = {}
+    with_raw = collected.filter(pl.col("raw_hex").is_not_null())
+    for txid, raw, is_candidate in with_raw.select("txid", "raw_hex", "_candidate").iter_rows():
         try:
-            tx = parse_raw_tx(raw)
-        except RawTxError:
-            parsed[txid] = None
+            raw_bytes = bytes.fromhex(raw)
+        except ValueError:
+            raw_bytes = b""
+        if compute_txid(raw_bytes) != str(txid).lower():
+            change[txid], why[txid] = None, "the stored transaction does not hash to its txid"
             continue
-        parsed[txid] = sum(o.value_sats for o in tx.outputs if o.script.hex() in scripts)
+        if not is_candidate:
+            change[txid] = 0
+            continue
+        try:
+            tx = parse_raw_tx(raw_bytes)
+        except RawTxError:
+            change[txid], why[txid] = None, "the stored transaction cannot be read"
+            continue
+        change[txid] = sum(o.value_sats for o in tx.outputs if o.script.hex() in scripts)
     from_raw = pl.DataFrame(
-        {"txid": list(parsed), "_parsed": list(parsed.values())},
-        schema={"txid": pl.String, "_parsed": pl.Int64},
+        {
+            "txid": list(change),
+            "_parsed": list(change.values()),
+            "_why": [why.get(t) for t in change],
+        },
+        schema={"txid": pl.String, "_parsed": pl.Int64, "_why": pl.String},
     )
+    has_raw = pl.col("raw_hex").is_not_null()
+    change_sats = pl.when(has_raw).then(pl.col("_parsed")).otherwise(pl.col("_stored"))
     return (
         collected.join(from_raw, on="txid", how="left")
         .select(
             "txid",
-            pl.when(pl.col("_candidate"))
-            .then(pl.col("_parsed"))
-            .when(pl.col("_has_raw"))
-            .then(pl.lit(0, pl.Int64))
-            .otherwise(pl.col("_stored"))
-            .alias("change_sats"),
+            change_sats.alias("change_sats"),
+            pl.when(change_sats.is_not_null())
+            .then(pl.lit(None, pl.String))
+            .when(has_raw)
+            .then(pl.col("_why"))
+            .otherwise(pl.lit("no stored transaction"))
+            .alias("change_unknown"),
         )
         .lazy()
     )
@@ -296,7 +316,10 @@ def _below_cost(ctx: CheckContext, *, shared: bool) -> pl.LazyFrame:
     if scripts:
         rows = rows.join(_change_sats(rows, scripts), on="txid", how="left")
     else:
-        rows = rows.with_columns(pl.lit(None, pl.Int64).alias("change_sats"))
+        rows = rows.with_columns(
+            pl.lit(None, pl.Int64).alias("change_sats"),
+            pl.lit(None, pl.String).alias("change_unknown"),
+        )
     # With the payer's change told apart, the other non-data outputs are exactly what the
     # task(s) paid: an equality for one task, a bound for a batch (who got what is unknown).
     # Without it (no change_scripts, or a transaction whose bytes are not stored), change
@@ -315,7 +338,12 @@ def _below_cost(ctx: CheckContext, *, shared: bool) -> pl.LazyFrame:
         pl.when(told_apart)
         .then(pl.lit("outputs that are not data or change"))
         .when(pl.lit(bool(scripts)))
-        .then(pl.lit("outputs that are not data; change not told apart: no stored transaction"))
+        .then(
+            fmt(
+                "outputs that are not data; change not told apart: {}",
+                pl.col("change_unknown").fill_null("no stored transaction"),
+            )
+        )
         .otherwise(pl.lit("outputs that are not data"))
     )
     what = "summed costs of {} tasks ({} sats)" if shared else "cost of {} task ({} sats)"

@@ -223,3 +223,44 @@ def test_window_cutting_a_batch_keeps_its_txid_a_batch(stores: Stores) -> None:
         ).fetchone() or (0,)
     coverage = dict(cut["chain_coverage"].iter_rows())
     assert coverage.get("aggregate only", 0) == shared_in_window
+
+
+def test_stored_bytes_that_are_not_the_transaction_fall_back_to_at_most_and_say_so(
+    stores: Stores, tmp_path: Path
+) -> None:
+    """A stored raw transaction cut short (only an edited store holds one: `verify-chain`
+    stores bytes that hash to the txid) is no evidence of the change, wherever it was cut.
+    Cut before the change script, it counted as "no change": the change was taken for payout
+    and a task paid its exact cost was reported as differing; cut after it, the fallback was
+    labelled "no stored transaction"."""
+    db = tmp_path / "copy.duckdb"
+    shutil.copy(stores.early, db)
+    planted = {e for _, e in stores.planted()}
+    (script,) = stores.change.chain["change_scripts"]
+    with duckdb.connect(str(db), read_only=True) as con:
+        with_change = {
+            txid: raw
+            for txid, raw in con.execute(
+                "SELECT txid, raw_hex FROM chain_txs WHERE list_contains(output_kinds, 'change')"
+            ).fetchall()
+        }
+    singles = [r for r in _single_txids(db) if r[1] not in planted and r[1] in with_change]
+    (_, exact_tx, exact_cost, _), (over_task, over_tx, _, outs) = singles[:2]
+    cut_before = with_change[exact_tx][:80]  # version and part of the inputs
+    raw = with_change[over_tx]
+    cut_after = raw[: raw.lower().index(script.lower()) + len(script) + 8]
+    assert script.lower() not in cut_before.lower()
+    with duckdb.connect(str(db)) as con:
+        con.execute("UPDATE chain_txs SET raw_hex = ? WHERE txid = ?", [cut_before, exact_tx])
+        con.execute("UPDATE chain_txs SET raw_hex = ? WHERE txid = ?", [cut_after, over_tx])
+        con.execute("UPDATE results SET cost_sats = ? WHERE task_id = ?", [outs + 5, over_task])
+    found = _cost_findings(db, stores.change, as_of=stores.as_of)
+    by_tx = {r["entity_id"]: r for r in found.iter_rows(named=True)}
+    # its exact cost is within the outputs (change included): nothing provable
+    assert exact_tx not in by_tx, by_tx.get(exact_tx)
+    assert exact_cost > 0
+    assert by_tx[over_tx]["expected"] == (
+        f"at most {outs} sats (outputs that are not data; change not told apart:"
+        " the stored transaction does not hash to its txid)"
+    )
+    assert by_tx[over_tx]["difference"] == 5

@@ -11,21 +11,10 @@ from __future__ import annotations
 import json
 import subprocess
 from pathlib import Path
-from typing import Any
 
 from _audit_job import offline_job
+from _audit_job import run_audit_json as _audit
 from _hardening_procs import asg_audit, clean_env, query
-
-
-def _audit(config: Path, *extra: str) -> tuple[int, dict[str, Any], str]:
-    done = subprocess.run(
-        asg_audit("audit", "--config", str(config), "--json", *extra),
-        capture_output=True,
-        text=True,
-        env=clean_env(),
-        timeout=180,
-    )
-    return done.returncode, json.loads(done.stdout), done.stderr
 
 
 def test_compare_previous_with_no_earlier_report_runs_and_says_so(tmp_path: Path) -> None:

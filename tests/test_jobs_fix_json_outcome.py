@@ -16,35 +16,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _audit_job import OUTCOME_KEYS as KEYS
 from _audit_job import offline_job
+from _audit_job import run_audit_json as _audit
 from _hardening_procs import asg_audit, clean_env, query
 
 from asg_audit.jobs import audit_lock
 from asg_audit.store import open_store
 
-KEYS = {"run_id", "exit_code", "steps", "report", "summary", "error"}
-
 
 @pytest.fixture
 def job(tmp_path: Path) -> dict[str, Path]:
     return offline_job(tmp_path, 3)
-
-
-def _audit(config: Path, *extra: str) -> tuple[int, dict[str, Any], str]:
-    """Run `audit --json`; return its exit code, its stdout parsed (one JSON line), its stderr."""
-    done = subprocess.run(
-        asg_audit("audit", "--config", str(config), "--json", *extra),
-        capture_output=True,
-        text=True,
-        env=clean_env(),
-        timeout=180,
-    )
-    lines = done.stdout.splitlines()
-    assert len(lines) == 1, (done.stdout, done.stderr)
-    outcome = json.loads(lines[0])
-    assert set(outcome) == KEYS
-    assert outcome["exit_code"] == done.returncode
-    return done.returncode, outcome, done.stderr
 
 
 def _audit_runs(db: Path) -> list[tuple[str, str]]:
