@@ -396,7 +396,7 @@ def ingest_paths(
             with sigint_interrupts(store.con) as interrupted:
                 _ingest_all(store, files, summary, group, bar, interrupted, chunk_bytes=chunk_bytes)
             status = "failed" if summary.failed_files else "ok"
-            store.finish_run(summary.run_id, status=status, stats=summary.as_dict())
+            store.finish_run(summary.run_id, status=status, stats=summary.run_stats())
         except BaseException as exc:
             if not (interrupted.is_set() or is_interrupt(exc)):
                 # Not left `running`: the run ended, on an error the caller is told of.
@@ -418,7 +418,7 @@ def _end_run(store: Store, summary: IngestSummary, status: str) -> None:
     """Record the end of an ingest that did not finish, never leaving it `running`: with its
     counters, or without them when they cannot be stored (the error that ended it stands)."""
     try:
-        store.finish_run(summary.run_id, status=status, stats=summary.as_dict())
+        store.finish_run(summary.run_id, status=status, stats=summary.run_stats())
     except (duckdb.Error, StoreError):
         with contextlib.suppress(duckdb.Error, StoreError):
             store.finish_run(summary.run_id, status=status)

@@ -67,6 +67,16 @@ class IngestSummary:
         """Return the files that could not be read (the command exits 2 when there are any)."""
         return [f for f in self.files if f.status == "failed"]
 
+    def run_stats(self) -> dict[str, Any]:
+        """Return what the run records: the summary and, when files failed, an `error` naming
+        how many and the first one's reason (what `asg-audit runs` shows)."""
+        stats = self.as_dict()
+        failed = self.failed_files
+        if failed:
+            of = f"{len(failed)} of {len(self.files)} files" if len(self.files) > 1 else "the file"
+            stats["error"] = f"{of} could not be read; first: {failed[0].error}"
+        return stats
+
     def as_dict(self) -> dict[str, Any]:
         """Return the summary as plain data (for JSON output and tests)."""
         return {

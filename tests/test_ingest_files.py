@@ -14,7 +14,7 @@ from _records import settled_record
 from asg_audit.demo import sample_path
 from asg_audit.errors import InputError
 from asg_audit.ingest import ingest_paths, track_file
-from asg_audit.store import open_store
+from asg_audit.store import describe_runs, open_store
 
 # every test runs through both ways a commit derives results (conftest.write_path) and both
 # ways a file is read (conftest.read_path)
@@ -199,6 +199,11 @@ def test_ingest_malformed_or_truncated_json_array_fails_cleanly(
     if name.endswith(".gz"):  # the cause, whichever reader (DuckDB or the hash) fails first
         assert "truncated compressed file" in error
     assert counts(db)["observations"] == 1 and counts(db)["rejects"] == 0  # nothing of it
+    # `runs` says why the run failed (it showed the status alone)
+    runs = describe_runs(db).splitlines()
+    (line,) = [r for r in runs if summary.run_id in r]
+    assert " failed  1 of 2 files could not be read; first: " in line
+    assert str(path)[:40] in line
 
 
 def test_ingest_webhook_delivery_log(db: Path, tmp_path: Path) -> None:
