@@ -293,7 +293,13 @@ def analyze_frames(
     frames["cost_comparison"] = costs.cost_comparison(tasks, config.costs)
     frames["unknown_costs"] = costs.unknown_costs(tasks)
     frames["txid_health"] = costs.txid_health(tasks)
-    frames["shared_txids"] = costs.shared_txids(tasks)
+    # under a window, each txid with a task in it over all its tasks in the store
+    from asg_audit.reconcile import OUTSIDE_TASKS, shared_txids_store_wide
+
+    outside = (extra_tables or {}).get(OUTSIDE_TASKS)
+    frames["shared_txids"] = shared_txids_store_wide(
+        tasks, outside.lazy() if outside is not None else None
+    )
     frames["spend_by_day"] = costs.spend_by_period(tasks, every="1d")
     frames["spend_by_month"] = costs.spend_by_period(tasks, every="1mo")
     frames["cost_model_fit"] = costs.cost_model_fit(
@@ -335,13 +341,13 @@ def _chain_billing_frames(
     chain = extra.get("chain_txs")
     chain_df = chain.lazy().collect() if chain is not None else None
     if chain_df is not None and chain_df.height and "status" in chain_df.columns:
-        from asg_audit.reconcile import STORE_TXID_TASKS, chain_coverage
+        from asg_audit.reconcile import OUTSIDE_TASKS, chain_coverage
 
         by_status = chain_df.group_by("status").agg(pl.len().alias("txids"))
         out["chain_status"] = by_status.sort("status")
-        whole = extra.get(STORE_TXID_TASKS)
+        outside = extra.get(OUTSIDE_TASKS)
         out["chain_coverage"] = chain_coverage(
-            tasks, chain_df.lazy(), store_txid_tasks=whole.lazy() if whole is not None else None
+            tasks, chain_df.lazy(), outside=outside.lazy() if outside is not None else None
         )
     usage = extra.get("billing_usage")
     usage_df = usage.lazy().collect() if usage is not None else None
@@ -447,17 +453,31 @@ def _narrow(frame: pl.DataFrame, categorical: tuple[str, ...]) -> pl.DataFrame:
     return frame.with_columns(pl.col(cats).cast(pl.Categorical)) if cats else frame
 
 
+# A task's creation time, as the window reads it: the result's `created_at`, else the tracked
+# submission's, else (a result nobody says the creation of) when it was first seen. `{r}` and
+# `{s}` are the aliases of `results` and `submissions` in the query.
+_CREATED_SQL: Final = "coalesce({r}.created_at, {s}.created_at, {r}.first_seen_at)"
+
+
+def _created_window(
+    since: datetime | None, until: datetime | None, *, r: str = "r", s: str = "s"
+) -> tuple[str, list[Any]]:
+    """Return the SQL condition "created in [since, until)" on a result/submission join."""
+    return _window_sql(_CREATED_SQL.format(r=r, s=s), since, until)
+
+
 def _read_tables(
     store: Store, cursors: list[Any], *, since: datetime | None, until: datetime | None
 ) -> dict[str, pl.LazyFrame]:
     """Return the tables the audit reads; results come joined with their submissions.
 
-    `since`/`until` keep results created (else first seen) in the window, submissions created
-    in it, and the observations and poll state of either, all filtered in DuckDB.
+    `since`/`until` keep the tasks created in the window (`_CREATED_SQL`: the result's
+    created_at, else the submission's, else first seen), results and submissions alike, and
+    the observations and poll state of those tasks, all filtered in DuckDB.
     """
     present = set(store.tables())
-    res_where, res_params = _window_sql("coalesce(r.created_at, r.first_seen_at)", since, until)
-    sub_where, sub_params = _window_sql("created_at", since, until)
+    subs = "submissions" if "submissions" in present else _NO_SUBMISSIONS_SQL
+    where, params = _created_window(since, until)
     out: dict[str, pl.LazyFrame] = {}
     for name in TABLES:
         if name not in present:
@@ -465,33 +485,47 @@ def _read_tables(
         if name == "results":
             sql = _RESULTS_SQL.format(
                 cols=", ".join(f'r."{c}"' for c in _RESULT_COLUMNS),
-                subs="submissions" if "submissions" in present else _NO_SUBMISSIONS_SQL,
-                where=f" WHERE {res_where}" if res_where else "",
+                subs=subs,
+                where=f" WHERE {where}" if where else "",
             )
             # The one big frame of the audit: read once, narrow, batch by batch.
-            out[name] = _fetch(store.con, sql, res_params, categorical=_CATEGORICAL).lazy()
+            out[name] = _fetch(store.con, sql, params, categorical=_CATEGORICAL).lazy()
         elif name == "submissions":
             # Lazy from its own cursor: the checks read a column or two of it, if anything.
-            cols = ", ".join(f'"{c}"' for c in _SUBMISSION_COLUMNS)
+            cols = ", ".join(f's."{c}"' for c in _SUBMISSION_COLUMNS)
             cursor = store.con.cursor()
             cursor.execute("SET TimeZone = 'UTC'")  # the store's convention, per connection
             cursors.append(cursor)
-            where = f" WHERE {sub_where}" if sub_where else ""
-            out[name] = cursor.sql(
-                f"SELECT {cols} FROM submissions{where}", params=sub_params or None
-            ).pl(lazy=True)
+            sql = f"SELECT {cols} FROM submissions s"
+            if where:
+                # windowed on the task's creation time, as the results are (a result's own
+                # created_at wins over the submission's)
+                sql += (
+                    " LEFT JOIN (SELECT task_id, created_at, first_seen_at FROM results) r"
+                    f" ON r.task_id = s.task_id WHERE {where}"
+                )
+            out[name] = cursor.sql(sql, params=params or None).pl(lazy=True)
         else:
             # Only the observation columns the analyses use: raw bodies can be most of it.
             cols = ", ".join(f'"{c}"' for c in _OBS_COLUMNS) if name == "observations" else "*"
-            sql, params = f'SELECT {cols} FROM "{name}"', []
-            if name in ("observations", "poll_state") and (res_where or sub_where):
-                keep = [f"SELECT r.task_id FROM results r WHERE {res_where}"]
+            sql, args = f'SELECT {cols} FROM "{name}"', []
+            if name in ("observations", "poll_state") and where:
+                sql += f" WHERE task_id IN ({_WINDOW_TASK_IDS_SQL.format(subs=subs, where=where)}"
                 if "submissions" in present:
-                    keep.append(f"SELECT task_id FROM submissions WHERE {sub_where}")
-                sql += f" WHERE task_id IN ({' UNION '.join(keep)})"
-                params = res_params + (sub_params if "submissions" in present else [])
-            out[name] = _fetch(store.con, sql, params).lazy()
+                    sql += (
+                        " UNION SELECT s.task_id FROM submissions s LEFT JOIN results r"
+                        f" ON r.task_id = s.task_id WHERE {where}"
+                    )
+                    args += params
+                sql += ")"
+                args = params + args
+            out[name] = _fetch(store.con, sql, args).lazy()
     return out
+
+
+_WINDOW_TASK_IDS_SQL: Final = (
+    "SELECT r.task_id FROM results r LEFT JOIN {subs} s ON s.task_id = r.task_id WHERE {where}"
+)
 
 
 def check_window(since: TimeArg | None, until: TimeArg | None) -> None:
@@ -548,38 +582,68 @@ _SETTLED_BY_MONTH_SQL: Final = (
 )
 
 
-# Per txid the index was asked about: its settled tasks in the whole store (read outside the
-# window, like a billed month's results), so a window that cuts a batch keeps it a batch.
-_STORE_TXID_TASKS_SQL: Final = (
-    "SELECT lower(bsv_txid) AS txid, count(*) AS tasks, min(task_id) AS first_task,"
-    " sum(cost_sats)::BIGINT AS cost_sum, (count(*) - count(cost_sats))::BIGINT AS cost_unknown"
-    " FROM results WHERE status = 'settled' AND bsv_txid IS NOT NULL"
-    " AND lower(bsv_txid) IN (SELECT txid FROM chain_txs) GROUP BY 1"
-)
-
-
-def _store_txid_tables(
+def _outside_tasks(
     store: Store, tables: dict[str, pl.LazyFrame], since: datetime | None, until: datetime | None
 ) -> None:
-    """Add the store-wide task count of each verified txid when a window is set."""
-    from asg_audit.reconcile import STORE_TXID_TASKS
+    """Add the tasks outside the window that store-wide judgements need (`OUTSIDE_TASKS`).
 
-    if (since is None and until is None) or "chain_txs" not in tables:
+    Every task sharing a txid with a task in the window (a txid is judged on all its tasks),
+    and every task settled in a billed month the window wholly covers (the month-level billing
+    checks compare a whole month). Read through the same SQL as the window's tasks, and
+    enriched the same way; only when a window is set.
+    """
+    from asg_audit.reconcile import OUTSIDE_COLUMNS, OUTSIDE_TASKS
+
+    if (since is None and until is None) or "results" not in tables:
         return
-    tables[STORE_TXID_TASKS] = _fetch(store.con, _STORE_TXID_TASKS_SQL, []).lazy()
+    present = set(store.tables())
+    subs = "submissions" if "submissions" in present else _NO_SUBMISSIONS_SQL
+    where, params = _created_window(since, until)
+    inner, inner_params = _created_window(since, until, r="r2", s="s2")
+    wanted = (
+        "(r.bsv_txid IS NOT NULL AND lower(r.bsv_txid) IN (SELECT lower(r2.bsv_txid)"
+        f" FROM results r2 LEFT JOIN {subs} s2 ON s2.task_id = r2.task_id"
+        f" WHERE r2.bsv_txid IS NOT NULL AND {inner}))"
+    )
+    args = params + inner_params
+    window = tables.get("billing_window")
+    if window is not None:
+        months = window.filter(pl.col("compared")).collect()["month"].to_list()
+        if months:
+            wanted += (
+                " OR (r.status = 'settled' AND strftime(r.settled_at AT TIME ZONE 'UTC', '%Y-%m')"
+                f" IN ({', '.join('?' for _ in months)}))"
+            )
+            args += [str(m) for m in months]
+    sql = _RESULTS_SQL.format(
+        cols=", ".join(f'r."{c}"' for c in _RESULT_COLUMNS),
+        subs=subs,
+        where=f" WHERE NOT coalesce({where}, false) AND ({wanted})",
+    )
+    rows = _fetch(store.con, sql, args)
+    tables[OUTSIDE_TASKS] = enrich_tasks(rows.lazy()).select(OUTSIDE_COLUMNS).collect().lazy()
 
 
 def _billing_window_tables(
     store: Store, tables: dict[str, pl.LazyFrame], since: datetime | None, until: datetime | None
 ) -> None:
-    """Add the frames `billing.vs_results` needs when a window is set and usage exists."""
-    usage = tables.get("billing_usage")
-    if (since is None and until is None) or usage is None:
+    """Add the frames the month-level billing checks need when a window is set.
+
+    `billing_window` says which billed months (of the usage and the invoices) the window
+    wholly covers: the only ones judged. `billing_results_by_month` is every result settled
+    in each month, for `billing.vs_results`.
+    """
+    if since is None and until is None:
         return
-    months = usage.select("month").collect()["month"].to_list()
+    months: list[str] = []
+    for name in ("billing_usage", "billing_invoices"):
+        table = tables.get(name)
+        if table is not None and "month" in table.collect_schema().names():
+            found = table.select(pl.col("month").drop_nulls()).collect()["month"].to_list()
+            months += [str(m) for m in found]
     if not months:
         return
-    tables["billing_window"] = billing_window([str(m) for m in months], since, until).lazy()
+    tables["billing_window"] = billing_window(months, since, until).lazy()
     tables["billing_results_by_month"] = _fetch(store.con, _SETTLED_BY_MONTH_SQL, []).lazy()
 
 
@@ -650,7 +714,7 @@ def _analyze_store(
     try:
         tables = _read_tables(store, cursors, since=since, until=until)
         _billing_window_tables(store, tables, since, until)
-        _store_txid_tables(store, tables, since, until)
+        _outside_tasks(store, tables, since, until)
         if owned:
             _release_cache(store)
         main = ("results", "submissions", "observations", "runs", "poll_state")

@@ -453,10 +453,12 @@ def billing_invalid_figure(ctx: CheckContext) -> Any:
     checks skip it.
 
     Read from the stored raw answers, so that what the provider said is quoted as evidence.
+    Under --since/--until, only the months the window wholly covers (`judged_months`, as
+    every month-level billing check); an invoice without a month is then not judged.
     """
     import polars as pl
 
-    from asg_audit.reconcile import EXACT
+    from asg_audit.reconcile import EXACT, judged_months
 
     rows: list[dict[str, str]] = []
     for table, entity, key_column, figures in (
@@ -466,8 +468,13 @@ def billing_invalid_figure(ctx: CheckContext) -> Any:
         if not ctx.has_table(table):
             continue
         answers = ctx.table(table)
-        if not {key_column, "raw"} <= set(answers.collect_schema().names()):
+        names = set(answers.collect_schema().names())
+        if not {key_column, "raw"} <= names:
             continue
+        if ctx.has_table("billing_window"):
+            if "month" not in names:
+                continue
+            answers = judged_months(ctx, answers.with_columns(pl.col("month").cast(pl.String)))
         for entity_id, raw in answers.select(key_column, "raw").collect().iter_rows():
             try:
                 body = json.loads(raw)

@@ -22,7 +22,7 @@ from typing import Any, Final
 
 import polars as pl
 
-from asg_audit.analyses.costs import expected_cost_expr
+from asg_audit.analyses.costs import expected_cost_expr, shared_txids
 from asg_audit.checks._registry import CheckContext, finding, fmt, no_findings, register_check
 from asg_audit.config import AuditConfig, CheckLevels
 from asg_audit.model import Flag
@@ -34,9 +34,14 @@ __all__ = [
     "DEFAULT_FEE_RATE_MIN",
     "DEFAULT_UNCONFIRMED_AFTER_S",
     "DEFAULT_UNKNOWN_AFTER_S",
-    "STORE_TXID_TASKS",
+    "OUTSIDE_COLUMNS",
+    "OUTSIDE_TASKS",
     "chain_coverage",
+    "judged_months",
     "reference_time",
+    "shared_txids_store_wide",
+    "store_month_tasks",
+    "store_txid_tasks",
     "txid_tasks",
 ]
 
@@ -47,16 +52,77 @@ DEFAULT_FEE_RATE_MIN: Final = 1.0  # sat/kB (spec: about 1 to 1,000 in 2025-26)
 DEFAULT_FEE_RATE_MAX: Final = 1000.0
 EXACT: Final = "exact"
 AGGREGATE: Final = "aggregate only"
-# The extra table `analyze` adds under --since/--until: per txid of `chain_txs`, its settled
-# tasks in the whole store (`tasks`, `first_task`, `cost_sum`, `cost_unknown`). A window that
-# cuts a batch must not make its txid look single-task.
-STORE_TXID_TASKS: Final = "txid_tasks_store"
-_STORE_COLUMNS: Final = ("tasks", "first_task", "cost_sum", "cost_unknown")
+# The extra table `analyze` adds under --since/--until: the tasks outside the window that a
+# store-wide judgement needs, enriched like the task frame (the `OUTSIDE_COLUMNS` of it): every
+# task sharing a txid with a task in the window, and every task settled in a billed month the
+# window wholly covers. A txid is judged on all its tasks in the store (a window that cuts a
+# batch leaves it a batch; a re-use across the window's edge stays a re-use; a block time is
+# compared with every settled_at), and reported in any window holding one of them; a month's
+# bill is compared with every task settled in it.
+OUTSIDE_TASKS: Final = "tasks_outside_window"
+OUTSIDE_COLUMNS: Final = (
+    "task_id", "bsv_txid", "is_settled", "txid_well_formed", "cost_sats", "settled_at",
+    "flags", "agreement_count", "worker_count", "counts_valid",
+)  # fmt: skip
 
 
 def _setting(ctx: CheckContext, section: str, key: str, default: float) -> float:
     mapping: Any = getattr(ctx.config, section)
     return float(mapping.get(key, default))
+
+
+def _with_outside(tasks: pl.LazyFrame, outside: pl.LazyFrame) -> pl.LazyFrame:
+    """Return the window's tasks and `outside` (tasks not in it), as `OUTSIDE_COLUMNS`."""
+    schema = tasks.collect_schema()
+    return pl.concat(
+        [
+            tasks.select(OUTSIDE_COLUMNS),
+            outside.select(pl.col(c).cast(schema[c]) for c in OUTSIDE_COLUMNS),
+        ]
+    )
+
+
+def store_txid_tasks(tasks: pl.LazyFrame, outside: pl.LazyFrame | None) -> pl.LazyFrame:
+    """Return `tasks` and every task of the store (`OUTSIDE_TASKS`) sharing a txid with one.
+
+    Without `outside` (no window) this is `tasks`. The txids compare in lowercase, as the
+    chain checks group them; `shared_txids` groups the exact text and drops the rest.
+    """
+    if outside is None:
+        return tasks
+    lower = pl.col("bsv_txid").str.to_lowercase()
+    ours = tasks.filter(pl.col("bsv_txid").is_not_null()).select(lower.alias("_txid")).unique()
+    kin = outside.join(ours, left_on=lower, right_on="_txid", how="semi")
+    return _with_outside(tasks, kin)
+
+
+def store_month_tasks(tasks: pl.LazyFrame, outside: pl.LazyFrame | None) -> pl.LazyFrame:
+    """Return `tasks` and the tasks outside the window settled in a month it wholly covers."""
+    if outside is None:
+        return tasks
+    return _with_outside(tasks, outside)
+
+
+def shared_txids_store_wide(tasks: pl.LazyFrame, outside: pl.LazyFrame | None) -> pl.DataFrame:
+    """Return `analyses.costs.shared_txids` of the txids of `tasks`, each over all its tasks.
+
+    Under a window (`outside` given) a txid is counted over the whole store and listed when
+    one of its tasks is in the window: a re-use across the window's edge is still one.
+    """
+    if outside is None:
+        return shared_txids(tasks)
+    whole = shared_txids(store_txid_tasks(tasks, outside))
+    present = (
+        tasks.filter(pl.col("bsv_txid").is_in(whole["bsv_txid"].implode()))
+        .select(pl.col("bsv_txid").unique())
+        .collect()
+        .to_series()
+    )
+    return whole.filter(pl.col("bsv_txid").is_in(present.implode()))
+
+
+def _outside(ctx: CheckContext) -> pl.LazyFrame | None:
+    return ctx.table(OUTSIDE_TASKS) if ctx.has_table(OUTSIDE_TASKS) else None
 
 
 def txid_tasks(tasks: pl.LazyFrame) -> pl.LazyFrame:
@@ -95,26 +161,9 @@ def _joined(ctx: CheckContext) -> pl.LazyFrame | None:
     tasks = ctx.tasks.join(
         known, left_on=pl.col("bsv_txid").str.to_lowercase(), right_on="txid", how="semi"
     )
-    per_txid = txid_tasks(tasks)
-    if ctx.has_table(STORE_TXID_TASKS):
-        per_txid = _with_store_counts(per_txid, ctx.table(STORE_TXID_TASKS))
+    # under a window, each txid over all its tasks in the store (counts, costs, settle times)
+    per_txid = txid_tasks(store_txid_tasks(tasks, _outside(ctx)))
     return per_txid.join(chain, on="txid", how="inner")
-
-
-def _with_store_counts(per_txid: pl.LazyFrame, store: pl.LazyFrame) -> pl.LazyFrame:
-    """Return `per_txid` with each txid's task count and cost sum over the whole store."""
-    whole = store.select(
-        pl.col("txid"),
-        pl.col("tasks").cast(pl.UInt32).alias("_tasks"),
-        pl.col("first_task").cast(pl.String).alias("_first_task"),
-        pl.col("cost_sum").cast(pl.Int64).alias("_cost_sum"),
-        pl.col("cost_unknown").cast(pl.UInt32).alias("_cost_unknown"),
-    )
-    return (
-        per_txid.join(whole, on="txid", how="left")
-        .with_columns(pl.coalesce(f"_{c}", c).alias(c) for c in _STORE_COLUMNS)
-        .drop(f"_{c}" for c in _STORE_COLUMNS)
-    )
 
 
 def _age(ref: datetime) -> pl.Expr:
@@ -459,20 +508,17 @@ def fee_rate(ctx: CheckContext) -> pl.LazyFrame:
 
 
 def chain_coverage(
-    tasks: pl.LazyFrame, chain: pl.LazyFrame, *, store_txid_tasks: pl.LazyFrame | None = None
+    tasks: pl.LazyFrame, chain: pl.LazyFrame, *, outside: pl.LazyFrame | None = None
 ) -> pl.DataFrame:
     """Return how many settled tasks each cost check could cover, and why the rest could not.
 
-    `store_txid_tasks` (the `STORE_TXID_TASKS` table, under a window): a txid's task count
-    over the whole store, so a task whose batch the window cuts still counts as aggregate.
+    `outside` (the `OUTSIDE_TASKS` table, under a window): a txid's tasks are counted over
+    the whole store, so a task whose batch the window cuts still counts as aggregate.
     """
     per_task = tasks.filter(pl.col("is_settled")).with_columns(
         pl.col("bsv_txid").str.to_lowercase().alias("txid")
     )
-    sizes = txid_tasks(tasks)
-    if store_txid_tasks is not None:
-        sizes = _with_store_counts(sizes, store_txid_tasks)
-    sizes = sizes.select("txid", "tasks")
+    sizes = txid_tasks(store_txid_tasks(tasks, outside)).select("txid", "tasks")
     joined = per_task.join(sizes, on="txid", how="left").join(
         chain.select("txid", pl.col("status").alias("chain_status"), "non_data_sats"),
         on="txid",
@@ -502,11 +548,25 @@ def chain_coverage(
 # -- billing ------------------------------------------------------------------------------------
 
 
+def judged_months(ctx: CheckContext, frame: pl.LazyFrame) -> pl.LazyFrame:
+    """Return the rows of `frame` (with a `month`) that the month-level billing checks judge.
+
+    Without a window, every month. Under --since/--until (`billing_window` given), only the
+    months the window wholly covers (`compared`): a month's bill covers every task settled in
+    it, so a window that cuts a month, or misses it, cannot judge it (one rule for every
+    month-level check).
+    """
+    if not ctx.has_table("billing_window"):
+        return frame
+    compared = ctx.table("billing_window").filter(pl.col("compared"))
+    return frame.join(compared.select(pl.col("month").cast(pl.String)), on="month", how="semi")
+
+
 def _usage(ctx: CheckContext) -> pl.LazyFrame | None:
     if not ctx.has_table("billing_usage"):
         return None
-    usage = ctx.table("billing_usage")
-    # No usage fetched yet: skip the per-month aggregation of every task.
+    usage = judged_months(ctx, ctx.table("billing_usage"))
+    # No usage fetched yet (or none the window judges): skip the per-month aggregation.
     return usage if usage.select(pl.len()).collect().item() else None
 
 
@@ -621,8 +681,6 @@ def billing_vs_results(ctx: CheckContext) -> pl.LazyFrame:
         return no_findings()
     usage = _known(usage, "tasks_settled", "total_cost_sats")
     if ctx.has_table("billing_window"):
-        compared = ctx.table("billing_window").filter(pl.col("compared")).select("month")
-        usage = usage.join(compared, on="month", how="semi")
         ours = ctx.table("billing_results_by_month").select(
             pl.col("month").cast(pl.String),
             pl.col("our_tasks").cast(pl.Int64),
@@ -664,10 +722,12 @@ def _cost_differences_by_month(ctx: CheckContext) -> pl.LazyFrame:
 
     These are the per-task differences `cost.mismatch` reports (known costs, valid counts). An
     overstated task cost lands in the month's `worker_payouts_sats` (payouts = total - fee).
+    Under a window, over every task settled in the month, as the bill is.
     """
     expected = expected_cost_expr(ctx.config.costs)
     return (
-        ctx.tasks.filter(
+        store_month_tasks(ctx.tasks, _outside(ctx))
+        .filter(
             pl.col("is_settled")
             & pl.col("settled_at").is_not_null()
             & pl.col("counts_valid")

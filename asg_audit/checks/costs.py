@@ -9,7 +9,6 @@ from asg_audit.analyses.costs import (
     NO_COST_REPORTED,
     describe_model,
     expected_cost_expr,
-    shared_txids,
 )
 from asg_audit.checks._registry import CheckContext, finding, fmt, register_check
 from asg_audit.config import CheckLevels
@@ -61,12 +60,22 @@ def malformed_txid(ctx: CheckContext) -> pl.LazyFrame:
     kind="duplicate_txid",
 )
 def shared_txid_spread(ctx: CheckContext) -> pl.LazyFrame:
-    """A txid shared by tasks settled further apart than a batch (level: spread in seconds)."""
+    """A txid shared by tasks settled further apart than a batch (level: spread in seconds).
+
+    Under --since/--until a txid is judged on all its tasks in the store, and reported in a
+    window holding any of them (`analyze` adds the tasks outside it, `OUTSIDE_TASKS`): a
+    re-use across the window's edge is still one.
+    """
     levels = ctx.levels("txid.shared_spread")
     window = min(x for x in (levels.warn, levels.fail, DEFAULT_SHARED_TXID_WINDOW_SECONDS) if x)
     spread = pl.col("spread_s")
     shared = ctx.frames.get("shared_txids")
-    groups = (shared if shared is not None else shared_txids(ctx.tasks)).lazy()
+    if shared is None:
+        from asg_audit.reconcile import OUTSIDE_TASKS, shared_txids_store_wide
+
+        outside = ctx.table(OUTSIDE_TASKS) if ctx.has_table(OUTSIDE_TASKS) else None
+        shared = shared_txids_store_wide(ctx.tasks, outside)
+    groups = shared.lazy()
     return (
         groups.filter(spread >= ctx.lowest_level("txid.shared_spread"))
         .rename({"total_cost_sats": "total"})
