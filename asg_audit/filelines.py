@@ -14,6 +14,7 @@ import glob
 import gzip
 import hashlib
 import json
+import json.scanner
 import os
 import re
 import shutil
@@ -21,10 +22,11 @@ import stat
 import sys
 import tempfile
 import zlib
+from _json import scanstring as _scanstring  # what json uses for strings
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Final, Protocol, cast
+from typing import IO, Any, Final, Protocol, cast
 
 import numpy as np
 import polars as pl
@@ -48,6 +50,7 @@ __all__ = [
     "file_content_hash",
     "file_id",
     "file_layout",
+    "json_error_at",
     "line_batch",
     "locate_big_element",
     "locate_json_error",
@@ -496,6 +499,7 @@ def locate_json_error(path: Path, layout: str) -> str | None:
 
     None when Python's parser finds no error, or the file is too large to scan again (then
     DuckDB's own message stands: its byte offset counts from the start of the document).
+    Nesting of any depth is followed (`json_error_at`): no recursion limit stops it.
     """
     try:
         with open_binary(path) as fh:
@@ -505,25 +509,122 @@ def locate_json_error(path: Path, layout: str) -> str | None:
     if len(data) > _LOCATE_MAX_BYTES:
         return None
     text = data.decode("utf-8", "replace").removeprefix("\ufeff")
-    if layout == "array":
-        try:
-            json.loads(text)
-        except json.JSONDecodeError as exc:
-            return f"{exc.msg.lower()}: line {exc.lineno}, column {exc.colno}"
+    found = json_error_at(text, layout)
+    if found is None:
         return None
-    decoder = json.JSONDecoder()
-    pos, number = 0, 0
+    exc, number = found
+    where = f"{exc.msg.lower()}: line {exc.lineno}, column {exc.colno}"
+    return where if layout == "array" else f"{where} (document {number})"
+
+
+def json_error_at(
+    text: str, layout: str, *, retry_levels: int = 256
+) -> tuple[json.JSONDecodeError, int] | None:
+    """The error Python's `json` reports for `text` read as one JSON value ("array") or as
+    JSON values one after another ("documents"), and the number of the value it is in; None
+    when there is none.
+
+    The same error and position as `json.loads` (or `raw_decode`, document by document), but
+    at any depth: a value is read by the C parser, and a container too deep for it (a
+    RecursionError) is followed by hand, with an explicit stack, trying the C parser again on
+    the values `retry_levels` further down.
+    """
+    pos, n, number = _ws_end(text, 0), len(text), 0
+    try:
+        if layout == "array":
+            number = 1
+            end = _ws_end(text, _scan_value(text, pos, retry_levels))
+            return None if end == n else (json.JSONDecodeError("Extra data", text, end), number)
+        while pos < n:
+            number += 1
+            pos = _ws_end(text, _scan_value(text, pos, retry_levels))
+    except json.JSONDecodeError as exc:
+        return exc, number
+    return None
+
+
+_WS: Final = re.compile(r"[ \t\n\r]*")  # JSON's whitespace
+# json.loads's own parser (the C one): the same errors, at the same places.
+_SCAN: Final = json.scanner.make_scanner(cast(Any, json.JSONDecoder()))
+_OPEN: Final = {"[": "]", "{": "}"}
+
+
+def _ws_end(text: str, pos: int) -> int:
+    match = _WS.match(text, pos)
+    return pos if match is None else match.end()
+
+
+def _scan_one(text: str, pos: int) -> int:
+    """The end of the value at `pos`, read by the C parser (RecursionError when too deep)."""
+    try:
+        return int(_SCAN(text, pos)[1])
+    except StopIteration as stop:
+        raise json.JSONDecodeError("Expecting value", text, stop.value) from None
+
+
+def _scan_value(text: str, pos: int, retry_levels: int) -> int:
+    """The end of the JSON value at `pos`; JSONDecodeError (as `json` words it) if it breaks."""
+    try:
+        return _scan_one(text, pos)
+    except RecursionError:
+        pass
+    # Too deep for the C parser: follow its containers by hand. `closers` holds what closes
+    # each open container; `failed`, the depths at which the C parser ran out of recursion (it
+    # is tried again only `retry_levels` below the last of them, so as not to fail at each).
+    closers: list[str] = []
+    failed: list[int] = []
+    expect = "value"  # or "key" (an object's member) or "next" (`,` or the closer)
     while True:
-        while pos < len(text) and text[pos] in " \t\r\n":
+        if expect == "value":
+            opener = text[pos : pos + 1]
+            if opener not in _OPEN:
+                pos, expect = _scan_one(text, pos), "next"
+            else:
+                if closers and (not failed or len(closers) - failed[-1] >= retry_levels):
+                    try:
+                        pos, expect = _scan_one(text, pos), "next"
+                    except RecursionError:
+                        failed.append(len(closers))
+                    else:
+                        continue
+                elif not closers:
+                    failed.append(0)  # the value itself: the C parser failed on it above
+                closer = _OPEN[opener]
+                pos = _ws_end(text, pos + 1)
+                if text[pos : pos + 1] == closer:  # empty
+                    pos += 1
+                    if failed and failed[-1] == len(closers):
+                        failed.pop()
+                    expect = "next"
+                else:
+                    closers.append(closer)
+                    expect = "key" if closer == "}" else "value"
+            continue
+        if expect == "key":
+            if text[pos : pos + 1] != '"':
+                raise json.JSONDecodeError(
+                    "Expecting property name enclosed in double quotes", text, pos
+                )
+            pos = _ws_end(text, _scanstring(text, pos + 1, True)[1])
+            if text[pos : pos + 1] != ":":
+                raise json.JSONDecodeError("Expecting ':' delimiter", text, pos)
+            pos, expect = _ws_end(text, pos + 1), "value"
+            continue
+        # after a value
+        if not closers:
+            return pos
+        pos = _ws_end(text, pos)
+        char = text[pos : pos + 1]
+        if char == closers[-1]:
             pos += 1
-        if pos >= len(text):
-            return None
-        number += 1
-        try:
-            _, pos = decoder.raw_decode(text, pos)
-        except json.JSONDecodeError as exc:
-            where = f"line {exc.lineno}, column {exc.colno}"
-            return f"{exc.msg.lower()}: {where} (document {number})"
+            closers.pop()
+            if failed and failed[-1] == len(closers):
+                failed.pop()
+        elif char == ",":
+            pos = _ws_end(text, pos + 1)
+            expect = "key" if closers[-1] == "}" else "value"
+        else:
+            raise json.JSONDecodeError("Expecting ',' delimiter", text, pos)
 
 
 @dataclass(frozen=True, slots=True)

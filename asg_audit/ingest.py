@@ -214,10 +214,30 @@ class _SmallFiles:
         return frame
 
     def add(self, path: Path) -> bool:
-        """Take the file if it is small (and report it if it cannot be read)."""
+        """Take the file if it is small (and report it if it cannot be read).
+
+        Whatever goes wrong while reading one file (even an error nothing foresaw) fails that
+        file alone: the files of the group are still stored, and the command goes on.
+        """
         if path == STDIN:  # of unknown size: streamed
             return False
         origin = path_text(path)
+        try:
+            taken = self._add(path, origin)
+        except Exception as exc:
+            if is_interrupt(exc):
+                raise
+            error = (
+                f"{origin}: cannot be read: unexpected {type(exc).__name__}: {first_line(exc)};"
+                " nothing stored"
+            )
+            self._summary.files.append(FileOutcome(path=origin, status="failed", error=error))
+            return True
+        if self._bytes >= _GROUP_BYTES or len(self._files) >= _GROUP_FILES:
+            self.commit()  # the group's errors are not one file's
+        return taken
+
+    def _add(self, path: Path, origin: str) -> bool:
         observed_at = datetime.now(UTC)
         try:
             info = path.stat()
@@ -258,8 +278,6 @@ class _SmallFiles:
         )
         self._hashes.add(content_hash)
         self._bytes += size_read
-        if self._bytes >= _GROUP_BYTES or len(self._files) >= _GROUP_FILES:
-            self.commit()
         return True
 
     def commit(self) -> None:

@@ -117,6 +117,18 @@ def unreadable_documents(path: Path, origin: str, layout: str, exc: duckdb.Error
     """Return why DuckDB's JSON reader refused a file, and where in it (a too-big element
     located), as the one-line error of the file."""
     what = "JSON array" if layout == "array" else "JSON document"
+    try:
+        return _describe_unreadable(path, origin, layout, exc, what)
+    except Exception as failure:  # locating it failed: the file still fails, on its own
+        if is_interrupt(failure):
+            raise
+        return (
+            f"{origin}: not a readable {what}: {first_line(exc)} (where it breaks could not be"
+            f" located: {type(failure).__name__}: {first_line(failure)}); nothing stored"
+        )
+
+
+def _describe_unreadable(path: Path, origin: str, layout: str, exc: duckdb.Error, what: str) -> str:
     if (too_big := _TOO_BIG.search(str(exc))) is not None:
         limit = int(too_big.group(1))
         big = locate_big_element(path, layout, limit)

@@ -7,7 +7,10 @@ used is reported with its file, line and field and kept in `rejects` with its ra
 
 Every row is counted once: new, updated (a stored value changed), unchanged, duplicate (the same
 task with the same values earlier in the file) or rejected. A task id repeated in one file with
-other values is a `duplicate_task_id` reject naming the line that is kept (the first).
+other values is a `duplicate_task_id` reject naming the line that is kept (the first). An NDJSON
+object repeating a key, at any depth, is ambiguous (parsers keep the first or the last value):
+an `invalid_json` reject, as the webhook receiver makes it. A CSV quote never closed swallows
+the rest of the file into one field: one reject saying so, naming the lines it covers.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import contextlib
 import csv
 import gzip
 import json
+import re
 import sys
 import zlib
 from collections.abc import Iterator
@@ -39,6 +43,13 @@ from asg_audit.model import (
 )
 from asg_audit.store import Store, open_store
 from asg_audit.timestamps import parse_timestamp
+from asg_audit.webhook_writer import (
+    MAX_JSON_DEPTH,
+    DuplicateKeyError,
+    TooDeepError,
+    duplicate_key_detail,
+    load_json_object,
+)
 
 __all__ = ["TrackSummary", "print_track_summary", "track_file"]
 
@@ -68,9 +79,15 @@ class _RowError(ValueError):
     """A row that cannot be used: its reject reason, field and what is wrong."""
 
     def __init__(
-        self, field: str | None, message: str, *, reason: str = RejectReason.BAD_SUBMISSION
+        self,
+        field: str | None,
+        message: str,
+        *,
+        reason: str = RejectReason.BAD_SUBMISSION,
+        where: str | None = None,  # shown instead of the field (a nested key's path)
     ) -> None:
-        super().__init__(f"{field}: {message}" if field else message)
+        shown = where or field
+        super().__init__(f"{shown}: {message}" if shown else message)
         self.field = field
         self.reason = reason
 
@@ -176,12 +193,17 @@ class _Lines:
         self._raw: list[bytes] = []
         self._row_start = 1
         self._bad: str | None = None
+        self.ended = False  # the file's end was read
 
     def __iter__(self) -> _Lines:
         return self
 
     def __next__(self) -> str:
-        raw = next(self._fh)
+        try:
+            raw = next(self._fh)
+        except StopIteration:
+            self.ended = True
+            raise
         if self.line_no == 0 and raw.startswith(BOM):
             raw = raw[len(BOM) :]
         self.line_no += 1
@@ -210,11 +232,14 @@ def _csv_header(path: Path, row: list[str], bad: str | None) -> list[str]:
         raise InputError(
             f"{path_text(path)}: the header (line 1) is not valid UTF-8 ({bad}); nothing stored"
         )
-    header = [CSV_ALIASES.get(name.strip(), name.strip()) for name in row]
+    names = [name.strip() for name in row]
+    header = [CSV_ALIASES.get(name, name) for name in names]
     repeated = sorted({name for name in header if header.count(name) > 1})
     if repeated:
         raise InputError(
-            f"{path_text(path)}: the header names {', '.join(repeated)} twice; nothing stored"
+            f"{path_text(path)}: the header names "
+            f"{'; '.join(_repeated_column(name, header, names) for name in repeated)}:"
+            " which of its columns counts is ambiguous; nothing stored"
         )
     missing = [name for name in CSV_REQUIRED if name not in header]
     if missing:
@@ -226,11 +251,39 @@ def _csv_header(path: Path, row: list[str], bad: str | None) -> list[str]:
     return header
 
 
+def _repeated_column(name: str, header: list[str], names: list[str]) -> str:
+    """How a column named more than once is named: `task_id twice (columns 1 and 3)`,
+    `task_type twice (as type and task_type, columns 2 and 5)`."""
+    columns = [i for i, h in enumerate(header, 1) if h == name]
+    spelled = list(dict.fromkeys(names[i - 1] for i in columns))
+    times = "twice" if len(columns) == 2 else f"{len(columns)} times"
+    shown = name or "an empty name"
+    spelling = f"as {' and '.join(spelled)}, " if len(spelled) > 1 else ""
+    at = ", ".join(str(c) for c in columns[:-1]) + f" and {columns[-1]}"
+    return f"{shown} {times} ({spelling}columns {at})"
+
+
+def _unterminated(start: int, end: int) -> str:
+    """What a row ended by the end of the file inside a quoted field is (lines start..end)."""
+    if end <= start:
+        return f"unterminated quoted field on line {start}, the last line of the file"
+    swallowed = (
+        f"line {end} is read as part of it, not as a row"
+        if end == start + 1
+        else f"lines {start + 1}-{end} are read as part of it, not as rows"
+    )
+    return (
+        f"unterminated quoted field from line {start} to the end of the file (lines {start}-{end}):"
+        f" a quote opens a field that no quote closes, so {swallowed}"
+    )
+
+
 def _csv_records(path: Path, fh: IO[bytes]) -> Iterator[_Record]:
     lines = _Lines(fh)
     header: list[str] | None = None
     reader = csv.reader(lines)
     while True:
+        ended = lines.ended
         try:
             row = next(reader)
         except StopIteration:
@@ -246,13 +299,24 @@ def _csv_records(path: Path, fh: IO[bytes]) -> Iterator[_Record]:
             line_no, raw, _ = lines.take_row()
             yield line_no, _RowError(None, f"not readable as CSV ({exc})"), raw
             continue
+        # A row is ended by the end of the file only inside a quoted field never closed (the
+        # reader then takes the rest of the file as its field).
+        unterminated = lines.ended and not ended
         line_no, raw, bad = lines.take_row()
         if not row:  # a blank line
             continue
         if header is None:
+            if unterminated:
+                raise InputError(
+                    f"{path_text(path)}: the header: {_unterminated(line_no, lines.line_no)};"
+                    " nothing stored"
+                )
             header = _csv_header(path, row, bad)
             continue
-        if bad is not None:
+        if unterminated:
+            column = header[len(row) - 1] if len(row) <= len(header) else None
+            yield line_no, _RowError(column, _unterminated(line_no, lines.line_no)), raw
+        elif bad is not None:
             yield (
                 line_no,
                 _RowError(None, f"invalid_utf8: {bad}", reason=RejectReason.INVALID_UTF8),
@@ -287,13 +351,24 @@ def _ndjson_records(fh: IO[bytes]) -> Iterator[_Record]:
             yield line_no, _RowError(None, message, reason=RejectReason.INVALID_JSON), raw
             continue
         try:
-            rec = json.loads(text)
-        except json.JSONDecodeError as exc:
-            message = f"not valid JSON ({exc.msg})"
+            # As the webhook receiver reads a body: a repeated key and deep nesting refused.
+            rec = load_json_object(raw)
+        except DuplicateKeyError as exc:
+            error = _RowError(
+                exc.key,
+                duplicate_key_detail(exc.key),
+                reason=RejectReason.INVALID_JSON,
+                where=_repeated_key_path(raw, exc.key),
+            )
+            yield line_no, error, raw
+            continue
+        except TooDeepError as exc:
+            deep = f"{exc.depth} levels" if exc.depth is not None else "too deeply"
+            message = f"not valid JSON (arrays/objects nested {deep}, over {MAX_JSON_DEPTH})"
             yield line_no, _RowError(None, message, reason=RejectReason.INVALID_JSON), raw
             continue
-        except RecursionError:
-            message = "not valid JSON (nested too deeply)"
+        except json.JSONDecodeError as exc:
+            message = f"not valid JSON ({exc.msg})"
             yield line_no, _RowError(None, message, reason=RejectReason.INVALID_JSON), raw
             continue
         if not isinstance(rec, dict):
@@ -301,6 +376,51 @@ def _ndjson_records(fh: IO[bytes]) -> Iterator[_Record]:
             yield line_no, _RowError(None, message, reason=RejectReason.NOT_OBJECT), raw
             continue
         yield line_no, rec, raw
+
+
+class _Members(list[tuple[str, Any]]):
+    """An object's members in order, repeated keys kept (to find where a key repeats)."""
+
+
+_PLAIN_KEY: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def _repeated_key_path(raw: bytes, key: str) -> str:
+    """The path (`label_spec.options`, `items[2].id`) of the key `load_json_object` found
+    repeated: in the first object, in the order the parser closes them (inner ones first), that
+    repeats a key. `key` itself when it is not found."""
+    try:
+        doc = json.loads(raw, object_pairs_hook=_Members)
+    except (ValueError, RecursionError):
+        return key
+    todo: list[tuple[Any, tuple[str | int, ...], bool]] = [(doc, (), False)]
+    while todo:  # post-order, in document order: the order the parser closes objects
+        node, path, closed = todo.pop()
+        if isinstance(node, _Members):
+            if closed:
+                seen: set[str] = set()
+                for name, _ in node:
+                    if name in seen:
+                        return _path_text((*path, name))
+                    seen.add(name)
+                continue
+            todo.append((node, path, True))
+            todo.extend((value, (*path, name), False) for name, value in reversed(node))
+        elif isinstance(node, list):
+            todo.extend((value, (*path, i), False) for i, value in reversed(list(enumerate(node))))
+    return key
+
+
+def _path_text(path: tuple[str | int, ...]) -> str:
+    parts: list[str] = []
+    for step in path:
+        if isinstance(step, int):
+            parts.append(f"[{step}]")
+        elif _PLAIN_KEY.fullmatch(step):
+            parts.append(f".{step}" if parts else step)
+        else:
+            parts.append(f"[{json.dumps(step, ensure_ascii=False)}]")
+    return "".join(parts)
 
 
 def _is_csv(path: Path) -> bool:
