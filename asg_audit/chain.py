@@ -2,7 +2,11 @@
 
 The client sends bulk calls of at most 20 txids, paces itself to its own request rate
 (default 3 requests/s, WoC's free tier) shared by its worker threads, and waits out a 429
-(`Retry-After` as a floor) before asking again. The key goes under both documented headers,
+(`Retry-After` as a floor) before asking again. Retry-After is read by the collector's parser
+(`ratelimit.parse_retry_after`: seconds or an HTTP date); a wait longer than
+`MAX_RETRY_AFTER_S` (300 s; `inf`, `1e999`, a date years away), alone or added to the 429
+waits one request already had, is not waited: the call raises `ChainRateLimitedError` (exit 3),
+and no request is sent until that time has passed. The key goes under both documented headers,
 `Authorization` and `woc-api-key`, and is never logged or put in an error message; a note that
 quotes the index's answer (stored in `chain_txs.note`) has it masked, should the index echo it.
 
@@ -52,6 +56,8 @@ from asg_audit.errors import (
     ConfigError,
     IncompleteRunError,
 )
+from asg_audit.model import printable
+from asg_audit.ratelimit import parse_retry_after
 from asg_audit.rawtx import (
     ParsedTx,
     RawTxError,
@@ -63,7 +69,9 @@ from asg_audit.redaction import Secret, check_http_url, clean_secret, display_ur
 __all__ = [
     "DEFAULT_CHAIN_RPS",
     "MAX_BULK_TXIDS",
+    "MAX_RETRY_AFTER_S",
     "ChainClient",
+    "ChainRateLimitedError",
     "ChainStoppedError",
     "ChainTx",
     "IndexIntegrityError",
@@ -83,6 +91,12 @@ DEFAULT_CONCURRENCY: Final = 4
 DEFAULT_CONFIRMATIONS: Final = 1
 DEFAULT_MAX_RETRIES: Final = 8
 DEFAULT_TIMEOUT_S: Final = 30.0
+# The longest a 429 is waited out (its Retry-After, or those of one request's 429s added up):
+# the index's per-second limits ask for a second or two; minutes mean a spent quota, and
+# waiting longer would hold the store's lock (and an `audit` job) for as long.
+MAX_RETRY_AFTER_S: Final = 300.0
+# a Retry-After absent or unreadable (NaN, garbage) waits this long, as before
+_RETRY_AFTER_DEFAULT_S: Final = 1.0
 # Pace a hair under the limit: arrival jitter must not put one request too many in a window.
 _RATE_MARGIN: Final = 0.99
 _CHAIN_URL_HINT: Final = "for example https://api.whatsonchain.com/v1/bsv/main"
@@ -102,6 +116,19 @@ class IndexIntegrityError(ApiStatusError):
 
 class ChainStoppedError(IncompleteRunError):
     """The client was stopped (`ChainClient.stop`) before the call could finish."""
+
+
+class ChainRateLimitedError(ChainStoppedError):
+    """The index answered 429 with a Retry-After longer than the client waits: it stopped.
+
+    A stop like `ChainClient.stop()`: what was fetched before is kept, and the command exits
+    3. `retry_at` is the epoch time the index named (None when it named none a clock can show:
+    `inf`, beyond the year 9999).
+    """
+
+    def __init__(self, message: str, *, retry_at: float | None) -> None:
+        super().__init__(message)
+        self.retry_at = retry_at
 
 
 class _BadFieldError(ValueError):
@@ -181,7 +208,9 @@ class ChainClient:
         rps: float = DEFAULT_CHAIN_RPS,
         timeout_s: float = DEFAULT_TIMEOUT_S,
         max_retries: int = DEFAULT_MAX_RETRIES,
+        max_retry_after_s: float = MAX_RETRY_AFTER_S,
         clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
         sleep: Callable[[float], None] | None = None,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
@@ -204,6 +233,11 @@ class ChainClient:
         # By default a pause waits on the stop event, so `stop()` cuts it short.
         self._pacer = _Pacer(rps, clock=clock, sleep=sleep or self._pause, stopped=self._stopped)
         self.max_retries = max_retries
+        self.max_retry_after_s = max_retry_after_s
+        # epoch seconds (HTTP dates in Retry-After); `clock` may be monotonic or simulated
+        self._wall_clock = wall_clock
+        # set by a Retry-After too long to wait: every call raises it until that time
+        self._refused: ChainRateLimitedError | None = None
         self._count_lock = threading.Lock()
         self.requests = 0
         self.throttled = 0
@@ -241,8 +275,11 @@ class ChainClient:
     # -- transport ---------------------------------------------------------------------------
 
     def _request(self, method: str, path: str, *, json: Any = None) -> httpx.Response:
+        waited_429 = 0.0  # this request's Retry-After waits so far
         for attempt in range(self.max_retries + 1):
+            self._check_refused()
             self._pacer.wait()
+            self._check_refused()
             with self._count_lock:
                 self.requests += 1
             try:
@@ -266,7 +303,9 @@ class ChainClient:
             if resp.status_code == 429:
                 with self._count_lock:
                     self.throttled += 1
-                self._pacer.pause(_retry_after(resp) + self._pacer.interval)
+                wait = self._retry_after(resp, waited_429)
+                waited_429 += wait
+                self._pacer.pause(wait + self._pacer.interval)
                 if attempt == self.max_retries:
                     raise ApiTransientError(f"chain index {method} {path}: 429 after retries")
                 continue
@@ -282,6 +321,48 @@ class ChainClient:
                 )
             return resp
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _retry_after(self, resp: httpx.Response, waited: float) -> float:
+        """Return how long to wait after a 429; raise ChainRateLimitedError (and refuse every
+        call until then) when it, added to this request's earlier 429 waits, is longer than
+        `max_retry_after_s`."""
+        raw = resp.headers.get("Retry-After")
+        now = self._wall_clock()
+        asked = parse_retry_after(raw, now=now)
+        if asked is None:
+            return _RETRY_AFTER_DEFAULT_S
+        if asked + waited <= self.max_retry_after_s:
+            return asked
+        retry_at = now + asked if asked < _MAX_SHOWN_WAIT_S else None
+        shown = f"Retry-After: {printable(str(raw)[:60], one_line=True)}"
+        if asked <= self.max_retry_after_s:
+            why = f"429s to one request asking for {_seconds_text(asked + waited)} in all ({shown})"
+        else:
+            why = f"429 with {shown} ({_seconds_text(asked)})"
+        again = _utc_text(retry_at)
+        error = ChainRateLimitedError(
+            f"verify-chain stopped: the chain index at {display_url(self.base_url)} answered"
+            f" {why}, longer than the {_seconds_text(self.max_retry_after_s)} it waits; what"
+            " was verified is kept; run verify-chain again "
+            + (f"after {again}" if again is not None else "later"),
+            retry_at=retry_at,
+        )
+        with self._count_lock:
+            # the first refusal stands: a later 429 of another thread does not shorten it
+            if self._refused is None:
+                self._refused = error
+        raise error
+
+    def _check_refused(self) -> None:
+        """Raise the refusal a too-long Retry-After set, until the time it named has passed."""
+        refused = self._refused
+        if refused is None:
+            return
+        if refused.retry_at is not None and self._wall_clock() >= refused.retry_at:
+            with self._count_lock:
+                self._refused = None
+            return
+        raise ChainRateLimitedError(str(refused), retry_at=refused.retry_at)
 
     def _bulk(self, path: str, txids: Sequence[str]) -> list[dict[str, Any]]:
         if len(txids) > MAX_BULK_TXIDS:
@@ -425,11 +506,25 @@ def _error_answer(txid: str, answer: Mapping[str, Any]) -> ChainTx:
     return ChainTx(txid, "refused", note=f"{txid}: the index answered an error: {shown}")
 
 
-def _retry_after(resp: httpx.Response) -> float:
+# a Retry-After beyond this (about 3,000 years) names no time a message can show
+_MAX_SHOWN_WAIT_S: Final = 1e11
+
+
+def _seconds_text(seconds: float) -> str:
+    """Return a wait for a message: `300 s`, `3,600 s`, `1e+11 s`, `an endless wait`."""
+    if not math.isfinite(seconds):
+        return "an endless wait"
+    return f"{seconds:,.0f} s" if seconds < 1e9 else f"{seconds:.3g} s"
+
+
+def _utc_text(at: float | None) -> str | None:
+    """Return an epoch time as `2026-01-02T03:04:05Z`, or None when there is none to show."""
+    if at is None:
+        return None
     try:
-        return max(0.0, float(resp.headers.get("Retry-After", "1")))
-    except ValueError:
-        return 1.0
+        return datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    except (OverflowError, ValueError, OSError):
+        return None
 
 
 def check_index_answer(txid: str, raw: bytes) -> ParsedTx:

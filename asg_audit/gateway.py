@@ -18,12 +18,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-import math
 import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
-from email.utils import parsedate_to_datetime
 from typing import Final, cast
 from urllib.parse import quote, urlsplit
 
@@ -32,6 +29,7 @@ import httpx
 from asg_audit.clock import Clock, SystemClock
 from asg_audit.errors import InputError
 from asg_audit.model import is_safe_task_id
+from asg_audit.ratelimit import parse_retry_after
 from asg_audit.redaction import Secret, clean_secret, display_url, redact
 
 __all__ = [
@@ -183,31 +181,6 @@ Outcome = (
     | UnusableBody
     | UnexpectedStatus
 )
-
-
-def parse_retry_after(value: str | None, *, now: float) -> float | None:
-    """Return the seconds a Retry-After header asks for (delta-seconds or an HTTP date).
-
-    A past date or a negative number gives 0; an unreadable value (NaN included) gives None; a
-    number too large for a float (`1e999`) gives infinity. The value is what the server asked
-    for, however absurd (`1e308`, the year 9999): the caller caps it
-    (`ratelimit.MAX_RETRY_AFTER_S`). `now` is epoch seconds (the clock's, so a simulated
-    server's dates compare with simulated time).
-    """
-    if value is None:
-        return None
-    value = value.strip()
-    try:
-        seconds = float(value)
-    except ValueError:
-        pass
-    else:
-        return None if math.isnan(seconds) else max(0.0, seconds)
-    try:
-        when: datetime = parsedate_to_datetime(value)
-        return max(0.0, when.timestamp() - now) if when.tzinfo is not None else None
-    except (TypeError, ValueError, IndexError, OverflowError):
-        return None
 
 
 def _error_message(body: bytes) -> str:
@@ -464,14 +437,21 @@ _MAX_HEAD = 64 * 1024
 # A result or error answer is well under 10 kB: a larger body is refused unread (a broken or
 # hostile server cannot make the collector buffer it).
 MAX_ANSWER_BYTES: Final = 4 * 1024 * 1024
+# 1xx interim answers read past before the final answer; more is a broken or hostile server
+_MAX_INTERIM: Final = 16
 
 
 class _KeepAlivePool:
     """GET over persistent HTTP/1.1 connections: one request per connection at a time.
 
-    Only what the Gateway needs: Content-Length, chunked or close-delimited bodies; a request on
-    a reused connection the server has meanwhile closed is sent again once on a new one (GET is
-    idempotent). Every exception is translated by `GatewayClient._fetch_fast`.
+    Only what the Gateway needs: Content-Length, chunked or close-delimited bodies; 1xx interim
+    answers (100, 103) are read past to the final answer. A connection goes back to the pool
+    only when its answer was read to the end, framed unambiguously, with nothing unread after
+    it; otherwise it is closed (a close-delimited body, `Connection: close`, HTTP/1.0, a 204 or
+    304 announcing a body, both Transfer-Encoding and Content-Length), so no answer can be read
+    as another request's. A request on a reused connection the server has meanwhile closed is
+    sent again once on a new one (GET is idempotent). Every exception is translated by
+    `GatewayClient._fetch_fast`.
     """
 
     def __init__(
@@ -532,7 +512,8 @@ class _KeepAlivePool:
             async with asyncio.timeout(self.timeout_s):
                 while self.idle:
                     conn = self.idle.pop()
-                    if conn[0].at_eof():
+                    if conn[0].at_eof() or _buffered(conn[0]):
+                        # closed, or sent bytes nobody asked for while idle: not reusable
                         conn[1].close()
                         continue
                     try:
@@ -562,28 +543,12 @@ class _KeepAlivePool:
                 finally:
                     if not transport.is_closing():
                         transport.resume_reading()
-            try:
-                raw = await reader.readuntil(b"\r\n\r\n")
-            except (ConnectionError, asyncio.IncompleteReadError) as exc:
-                nothing = not getattr(exc, "partial", b"")
-                if reused and nothing:
-                    raise _StaleConnectionError from exc
-                raise
-            code, headers, keep = _parse_head(raw)
-            if "content-length" in headers:
-                try:
-                    length = int(headers["content-length"])
-                except ValueError:
-                    raise _ProtocolError("bad Content-Length") from None
-                if length > MAX_ANSWER_BYTES:
-                    raise _ProtocolError(_too_large(f"{length}-byte"))
-                body = await reader.readexactly(length) if length > 0 else b""
-            elif headers.get("transfer-encoding", "").lower() == "chunked":
-                body = await _read_chunked(reader)
-            elif code in (204, 304) or 100 <= code < 200:
-                body = b""
-            else:
-                body, keep = await _read_to_eof(reader), False
+            code, headers, keep = await self._final_head(reader, reused=reused)
+            body, framed = await _read_body(reader, code, headers)
+            # back to the pool only when this answer was read to its end, framed one way only,
+            # and nothing else came after it: anything left would be read as the next
+            # request's answer (another task's)
+            keep = keep and framed and not _buffered(reader)
         except BaseException:
             writer.close()
             raise
@@ -592,6 +557,31 @@ class _KeepAlivePool:
         else:
             writer.close()
         return code, headers, body
+
+    async def _final_head(
+        self, reader: asyncio.StreamReader, *, reused: bool
+    ) -> tuple[int, dict[str, str], bool]:
+        """Return (status, headers, keep-alive) of the final answer, skipping 1xx interim ones.
+
+        RFC 9110 section 15.2: a client reads past 100 Continue, 103 Early Hints and any other
+        1xx to the final answer (taking a 1xx for the answer left the real one unread, to be
+        read as the next request's). 101 Switching Protocols was not asked for: the connection
+        is no longer HTTP, a protocol error (the connection is closed).
+        """
+        for interim in range(_MAX_INTERIM + 1):
+            try:
+                raw = await reader.readuntil(b"\r\n\r\n")
+            except (ConnectionError, asyncio.IncompleteReadError) as exc:
+                nothing = not getattr(exc, "partial", b"")
+                if reused and nothing and interim == 0:
+                    raise _StaleConnectionError from exc
+                raise
+            code, headers, keep = _parse_head(raw)
+            if code == 101:
+                raise _ProtocolError("answered 101 Switching Protocols, which was not asked for")
+            if not 100 <= code < 200:
+                return code, headers, keep
+        raise _ProtocolError(f"more than {_MAX_INTERIM} interim (1xx) answers before an answer")
 
 
 def _parse_head(raw: bytes) -> tuple[int, dict[str, str], bool]:
@@ -607,9 +597,63 @@ def _parse_head(raw: bytes) -> tuple[int, dict[str, str], bool]:
         name, sep, value = line.partition(":")
         if not sep:
             raise _ProtocolError("bad header line")
-        headers[name.strip().lower()] = value.strip()
-    close = headers.get("connection", "").lower() == "close" or status[0] == "HTTP/1.0"
+        name, value = name.strip().lower(), value.strip()
+        # a repeated header is one comma-separated list (RFC 9110 section 5.3): two
+        # Content-Lengths then show as "5, 7", refused, rather than the last one silently used
+        headers[name] = f"{headers[name]}, {value}" if name in headers else value
+    tokens = {t.strip().lower() for t in headers.get("connection", "").split(",")}
+    close = "close" in tokens or status[0] == "HTTP/1.0"
     return int(status[1]), headers, not close
+
+
+async def _read_body(
+    reader: asyncio.StreamReader, code: int, headers: Mapping[str, str]
+) -> tuple[bytes, bool]:
+    """Return (body, framed) of a final answer whose head was read.
+
+    `framed` is False when the connection must not carry another request: a body delimited by
+    the connection's close, or framing that a server and a proxy could read two ways (RFC 9112
+    section 6.3): both Transfer-Encoding and Content-Length, a 204 or 304 (which has no body)
+    announcing one. A Content-Length that is not one whole number (`-1`, `+5`, two different
+    values) is a protocol error.
+    """
+    te = headers.get("transfer-encoding")
+    cl = headers.get("content-length")
+    if code in (204, 304):
+        # no body, whatever the headers say; bytes sent anyway would be the next answer's
+        announced = te is not None or (cl is not None and cl.strip() not in ("", "0"))
+        return b"", not announced
+    if te is not None:
+        if te.strip().lower() == "chunked":
+            # Transfer-Encoding wins over a Content-Length (RFC 9112 section 6.3)
+            return await _read_chunked(reader), cl is None
+        return await _read_to_eof(reader), False  # another coding: delimited by the close
+    if cl is not None:
+        length = _content_length(cl)
+        if length > MAX_ANSWER_BYTES:
+            raise _ProtocolError(_too_large(f"{length}-byte"))
+        return (await reader.readexactly(length) if length > 0 else b""), True
+    return await _read_to_eof(reader), False
+
+
+def _content_length(value: str) -> int:
+    """Return a Content-Length's value: digits only; repeated values must all be the same."""
+    values = {v.strip() for v in value.split(",")}
+    if len(values) != 1:
+        raise _ProtocolError("bad Content-Length: different values")
+    (text,) = values
+    if not (text.isascii() and text.isdigit()):
+        raise _ProtocolError(f"bad Content-Length {text[:20]!r}")
+    return int(text)
+
+
+def _buffered(reader: asyncio.StreamReader) -> bool:
+    """Whether bytes the server sent wait unread on the connection (past the answer read).
+
+    `StreamReader` has no public way to ask; its buffer is `_buffer` (CPython 3.8 to 3.13). A
+    reader without one counts as clean: the checks of the answer's framing still hold.
+    """
+    return bool(getattr(reader, "_buffer", b""))
 
 
 def _too_large(what: str) -> str:

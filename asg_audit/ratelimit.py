@@ -19,6 +19,10 @@ room between the cap and `max_rps` (at least 1: no burst for a small budget, e.g
 429's `Retry-After` closed reopens. Why: each wake-up of an idle process costs CPU (on a small
 VM some 0.1 ms, more than the request itself), and one wake-up per poll spaced by the bucket was
 most of the collector's CPU a poll.
+
+`parse_retry_after` is the one Retry-After parser: the collector (`gateway`) and the chain
+index client (`chain`) both read the header with it (seconds or an HTTP date, NaN unreadable,
+an overflowing number infinite); each caller then caps or refuses what it asked for.
 """
 
 from __future__ import annotations
@@ -26,17 +30,51 @@ from __future__ import annotations
 import asyncio
 import math
 import random
+from datetime import datetime
+from email.utils import parsedate_to_datetime
 from typing import Final
 
 from asg_audit.clock import Clock
 
-__all__ = ["DEFAULT_HEADROOM", "DEFAULT_RETRY_FLOOR_S", "MAX_RETRY_AFTER_S", "TokenBucket"]
+__all__ = [
+    "DEFAULT_HEADROOM",
+    "DEFAULT_RETRY_FLOOR_S",
+    "MAX_RETRY_AFTER_S",
+    "TokenBucket",
+    "parse_retry_after",
+]
 
 DEFAULT_HEADROOM: Final = 0.9
 DEFAULT_RETRY_FLOOR_S: Final = 1.0
 DEFAULT_RECOVERY: Final = 0.05
 # the longest a 429's Retry-After closes the gate (seconds); a longer one waits this long
 MAX_RETRY_AFTER_S: Final = 3600.0
+
+
+def parse_retry_after(value: str | None, *, now: float) -> float | None:
+    """Return the seconds a Retry-After header asks for (delta-seconds or an HTTP date).
+
+    A past date or a negative number gives 0; an unreadable value (NaN included) gives None; a
+    number too large for a float (`1e999`) gives infinity. The value is what the server asked
+    for, however absurd (`1e308`, the year 9999): the caller caps it (the collector at
+    `MAX_RETRY_AFTER_S`, stopping when it is longer than its deadline; the chain client stops
+    when it is longer than `chain.MAX_RETRY_AFTER_S`). `now` is epoch seconds (the clock's, so
+    a simulated server's dates compare with simulated time).
+    """
+    if value is None:
+        return None
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        pass
+    else:
+        return None if math.isnan(seconds) else max(0.0, seconds)
+    try:
+        when: datetime = parsedate_to_datetime(value)
+        return max(0.0, when.timestamp() - now) if when.tzinfo is not None else None
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
 
 
 class TokenBucket:
