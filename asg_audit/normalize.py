@@ -57,7 +57,9 @@ __all__ = [
 # again, from each observation's stored raw text, by the next writer that opens it
 # (`asg_audit.rejudge`), and a store judged by newer rules is refused by this code's writers.
 # 1: the rules as of the rules version's introduction (no zone or +24:00 is a bad_timestamp).
-RULES_VERSION: Final = 1
+# 2: an object repeating a key, at any depth, is an `invalid_json` reject (DuckDB reads the
+#    first value, Python's json and jq the last), as the webhook receiver answers it.
+RULES_VERSION: Final = 2
 # A record larger than this is quarantined without being parsed (a hostile or broken body).
 DEFAULT_MAX_RECORD_BYTES: Final = 1_000_000
 # The most sats a cost can be: every coin that can ever exist (21 million BSV). A larger cost is
@@ -149,6 +151,11 @@ _PATHS: Final = (
     "$.error.message",  # 21
 )
 _P = {path: i + 1 for i, path in enumerate(_PATHS)}
+# The objects whose fields are read: a key they repeat is read as its first value by DuckDB
+# (the paths above), its last by Python's json and jq, so such a record is ambiguous: an
+# `invalid_json` reject, as the webhook receiver answers it. Inner objects first: the receiver's
+# parser finishes them first, so it names their repeated key before one of the top level.
+_KEYED: Final = ("$.settlement", "$.error", "$")
 _NUM_TYPES = "('UBIGINT', 'BIGINT', 'DOUBLE')"
 
 
@@ -164,12 +171,15 @@ def normalise_sql(source: str, max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES)
     records that are rejects. `normalise_batch` runs it on a frame in an in-memory engine; bulk
     file ingest runs the same query inside the store (`Store.stage_raw`).
 
-    Each record is parsed twice by DuckDB's JSON reader, whatever the number of fields: once
-    for the types of all paths (which also tells valid from invalid JSON), once for their text
-    values. Only a valid non-object document is parsed a third time, to name its type.
-    Every rule below is then plain column arithmetic on those two lists.
+    Each record is parsed three times by DuckDB's JSON reader, whatever the number of fields:
+    once for the types of all paths (which also tells valid from invalid JSON), once for their
+    text values, once for the keys of the objects read (a key repeated is ambiguous). Only a
+    valid non-object document is parsed again, to name its type, and only a record holding
+    keys never read or an array or object where a field is read, for the keys of every object
+    it nests. Every rule below is then plain column arithmetic on those lists.
     """
     paths = "[" + ", ".join(f"'{p}'" for p in _PATHS) + "]"
+    key_paths = "[" + ", ".join(f"'{p}'" for p in _KEYED) + "]"
 
     # Each path's type, value and presence are unpacked into columns once (`unpacked` below):
     # the rules then refer to columns, which keeps the expression trees small (a query this
@@ -234,6 +244,13 @@ def normalise_sql(source: str, max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES)
             RejectReason.NOT_OBJECT,
             "NULL",
             "'expected a JSON object, got ' || lower(doc_type)",
+        ),
+        (
+            "dup_key IS NOT NULL",
+            RejectReason.INVALID_JSON,
+            "dup_field",
+            "'duplicate key ' || to_json(dup_key) || ': the object can be read two ways"
+            " (first or last value), so it is not used'",
         ),
         (
             f"{has('$.task_id')} AND {ty('$.task_id')} <> 'VARCHAR'",
@@ -325,6 +342,39 @@ def normalise_sql(source: str, max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES)
             )
         )
 
+    # A repeated key. Every path read is a key of one of the objects whose keys are listed,
+    # and each present one is in its list: lists no longer, all together, than the number of
+    # paths present hold those keys once each and nothing else, so no key repeats. Such a
+    # record, with no array or object where a field is read (but the settlement and error
+    # objects), nests no other object either: the documented records, searched no further.
+    # Any other record is parsed again for the keys of every object it nests (a repeat in an
+    # object never read is refused too, as the receiver refuses it at any depth), and its
+    # objects are searched one by one only when some key is twice in the list of all of them
+    # (objects may share a key: `task_id` at the top and in `settlement` is no repeat).
+    assert all(p.rpartition(".")[0] in _KEYED for p in _PATHS)
+    listed = " + ".join(f"coalesce(len(keys[{k}]), 0)" for k in range(1, len(_KEYED) + 1))
+    present = " + ".join(f"({ty(p)} IS NOT NULL)::INTEGER" for p in _PATHS)
+    unusual = " OR ".join(
+        [f"{listed} > {present}"]
+        + [f"{ty(p)} IN ('OBJECT', 'ARRAY')" for p in _PATHS if p not in _KEYED]
+        + [f"{ty(p)} = 'ARRAY'" for p in _KEYED if p != "$"]
+    )
+    root = _KEYED.index("$") + 1
+    # The first object read (in `_KEYED` order) repeating a key, else 0 (a nested one).
+    dup_obj = (
+        "CASE "
+        + " ".join(
+            f"WHEN list_unique(keys[{k}]) < len(keys[{k}]) THEN {k}"
+            for k in range(1, len(_KEYED) + 1)
+        )
+        + " ELSE 0 END"
+    )
+    dup_prefix = (
+        "CASE dup_obj "
+        + " ".join(f"WHEN {k} THEN '{p[2:]}.'" for k, p in enumerate(_KEYED, 1) if p != "$")
+        + " ELSE '' END"
+    )
+
     flag_cols = ",\n    ".join(
         f"coalesce({c}, false) AS c{i}" for i, (c, _, _, _) in enumerate(checks)
     )
@@ -383,16 +433,47 @@ WITH src AS (
   FROM src
 ), parsed AS (
   SELECT * REPLACE (CASE WHEN doc_type = 'OBJECT' THEN ty END AS ty),
-    CASE WHEN doc_type = 'OBJECT' THEN json_extract_string(raw, {paths}) END AS sv
+    CASE WHEN doc_type = 'OBJECT' THEN json_extract_string(raw, {paths}) END AS sv,
+    -- The keys of each object read, as written: a repeated key stays in the list.
+    CASE WHEN doc_type = 'OBJECT' THEN json_keys(raw, {key_paths}) END AS keys
   FROM typed_src
 ), unpacked AS (
   SELECT *,
     {unpack}
   FROM parsed
+), nesting AS (
+  SELECT *,
+    CASE WHEN {unusual} THEN json_keys(raw, '$..*') END AS nested_keys
+  FROM unpacked
+), gathered AS (
+  SELECT *,
+    -- Every key of every object of the record (NULL for the documented records).
+    CASE WHEN nested_keys IS NOT NULL
+         THEN list_concat(keys[{root}], flatten(nested_keys)) END AS all_keys
+  FROM nesting
+), located AS (
+  SELECT *, CASE WHEN list_unique(all_keys) < len(all_keys) THEN {dup_obj} END AS dup_obj
+  FROM gathered
+), repeated AS (
+  SELECT *,
+    -- The keys of the first object that repeats one: the objects read first, then those
+    -- nested anywhere.
+    CASE WHEN dup_obj > 0 THEN keys[dup_obj]
+         WHEN dup_obj = 0 THEN list_filter(nested_keys, lambda k: list_unique(k) < len(k))[1]
+         END AS dup_keys
+  FROM located
+), keyed AS (
+  SELECT * EXCLUDE (keys, nested_keys, all_keys, dup_keys),
+    CASE WHEN dup_keys IS NOT NULL
+         THEN list_filter(dup_keys, lambda k, i: list_position(dup_keys, k) < i)[1]
+         END AS dup_key,
+    -- A repeat deeper than the objects read is named by its key alone (as the receiver does).
+    {dup_prefix} || dup_key AS dup_field
+  FROM repeated
 ), aliased AS (
   SELECT *,
     {aliases}
-  FROM unpacked
+  FROM keyed
 ), times AS (
   -- Each timestamp is parsed once: the checks and the fields below share it.
   SELECT *,
