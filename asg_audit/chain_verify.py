@@ -27,6 +27,7 @@ from asg_audit.chain import (
     DEFAULT_CONFIRMATIONS,
     MAX_BULK_TXIDS,
     ChainClient,
+    ChainRateLimitedError,
     ChainStoppedError,
     ChainTx,
     IndexIntegrityError,
@@ -238,6 +239,7 @@ def verify_chain(
             todo, summary.txids_total, summary.cached_confirmed = _pending_txids(store.con)
             bar = _progress_bar(len(todo)) if progress else None
             status = "failed"
+            error: str | None = None
             got: list[ChainTx] = []
 
             def write(txs: list[ChainTx]) -> None:
@@ -273,9 +275,13 @@ def verify_chain(
                 # Ctrl-C or SIGTERM (stopsignals): the chunks written so far are kept, and so
                 # are the answers of this chunk that had come in.
                 if is_interrupt(exc) or isinstance(exc, ChainStoppedError):
-                    status = "interrupted"
+                    # a Retry-After too long to wait is a failed run, as in `collect`
+                    limited = isinstance(exc, ChainRateLimitedError)
+                    status = "failed" if limited else "interrupted"
                     if got:
                         write(got)
+                if not is_interrupt(exc):  # shown by `asg-audit runs`
+                    error = printable(str(exc) or type(exc).__name__, one_line=True)
                 raise
             finally:
                 if bar is not None:
@@ -283,11 +289,10 @@ def verify_chain(
                 summary.requests = client.requests - requests0
                 summary.throttled = client.throttled - throttled0
                 summary.elapsed_s = time.monotonic() - started
-                store.finish_run(
-                    run_id,
-                    status=status,
-                    stats={k: v for k, v in summary.__dict__.items() if k != "refusals"},
-                )
+                stats = {k: v for k, v in summary.__dict__.items() if k != "refusals"}
+                if error is not None:
+                    stats["error"] = error
+                store.finish_run(run_id, status=status, stats=stats)
     finally:
         if own_client:
             client.close()

@@ -496,14 +496,16 @@ def test_fix_v_http_verify_chain_retry_after_too_long_stops_at_once_exit_3(
             "SELECT status FROM runs WHERE command = 'verify-chain'"
         ).fetchall()
     assert kept == [("confirmed", 40)]  # what was verified before the 429 is kept
-    assert runs == [("interrupted",)]
+    assert runs == [("failed",)]
     listed = subprocess.run(
         [sys.executable, "-m", "asg_audit", "runs", "--db", str(db)],
         capture_output=True,
         text=True,
         timeout=60,
     )
-    assert listed.returncode == 0 and "verify-chain" in listed.stdout
+    assert listed.returncode == 0
+    (line,) = [row for row in listed.stdout.splitlines() if "verify-chain" in row]
+    assert "failed  verify-chain stopped: the chain index at" in line
 
 
 @pytest.mark.parametrize("kind", ["http-date", "unreadable"])
