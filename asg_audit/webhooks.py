@@ -799,7 +799,9 @@ def register_webhook(
             status_code=answer.status_code,
         )
     try:
-        result = answer.json()
+        # masked before it is parsed: what is printed of it (its callback_url) may quote the
+        # secret or the key, in any form (`redact`)
+        result = json.loads(say(answer.text))
     except ValueError:
         raise ApiStatusError(
             f"POST {shown}: the answer is not JSON", status_code=answer.status_code
