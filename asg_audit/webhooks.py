@@ -25,7 +25,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
-import functools
 import gc
 import hashlib
 import hmac
@@ -71,6 +70,8 @@ from asg_audit.webhook_writer import (
 __all__ = [
     "DEFAULT_FRESHNESS_SECONDS",
     "DEFAULT_MAX_BODY_BYTES",
+    "DEFAULT_MAX_CONNECTIONS",
+    "DEFAULT_REQUEST_TIMEOUT_SECONDS",
     "MAX_HEAD_BYTES",
     "SIGNATURE_HEADER",
     "WEBHOOK_PATH",
@@ -553,36 +554,200 @@ def create_webhook_app(
 MAX_HEAD_BYTES: Final = 64 * 1024
 
 _HEAD_TOO_LARGE: Final = b"Request header fields too large."
+_TIMED_OUT: Final = b"Request not received in time."
+_BUSY: Final = b"Too many connections."
+
+# Slow clients. A request (head and body) must arrive whole within this many seconds of its
+# first byte (of the connection's opening, for the first request); a delivery takes
+# milliseconds. Without it a client sending half a request held its connection forever.
+DEFAULT_REQUEST_TIMEOUT_SECONDS: Final = 20.0
+# Connections held open at once; past it the one that has been receiving its request longest is
+# closed (a slow client), so that a flood of them cannot make the receiver refuse deliveries.
+DEFAULT_MAX_CONNECTIONS: Final = 1000
+# File descriptors kept for the rest: the store and its WAL, the listening socket, stdio.
+_FD_RESERVE: Final = 64
 
 
-@functools.cache
-def http_protocol(http: str) -> type[asyncio.Protocol] | str:
-    """Return what Uvicorn's `http` option should be for `[webhooks] http`, head size bounded.
+class _ConnectionGuard:
+    """One server's bounds on its connections, shared by all of them (one event loop).
 
-    `h11` is bounded by Uvicorn's `h11_max_incomplete_event_size`. httptools (what `auto` picks
-    when it is installed) has no such option, so `auto` and `httptools` get Uvicorn's httptools
+    `receiving` holds the connections whose current request has not arrived whole, oldest
+    first (a dict keeps the order of insertion): each has a timer that closes it at the
+    deadline, and the oldest is the one closed to make room when a connection over `cap`
+    arrives. A connection whose request is whole (the app is answering it) or that waits
+    between requests (Uvicorn's keep-alive timeout closes it after 5 s) is not among them.
+
+    Closed connections are logged on `uvicorn.error` without anything they sent: one line at
+    once, then at most one a second counting those closed since (a flood is a few lines).
+    """
+
+    def __init__(self, timeout_s: float, cap: int) -> None:
+        self.timeout_s = timeout_s
+        self.cap = cap
+        self.receiving: dict[Any, None] = {}
+        self.closed: dict[str, int] = {}  # reason -> connections closed for it
+        self._logger = logging.getLogger("uvicorn.error")
+        self._unlogged: dict[str, tuple[int, str]] = {}  # reason -> (count, last client)
+        self._last_log = -math.inf
+        self._flush: asyncio.TimerHandle | None = None
+
+    def note_closed(self, reason: str, client: Any) -> None:
+        self.closed[reason] = self.closed.get(reason, 0) + 1
+        n, _ = self._unlogged.get(reason, (0, ""))
+        self._unlogged[reason] = (n + 1, _client_text(client))
+        if self._flush is None:
+            loop = asyncio.get_running_loop()
+            wait = max(0.0, self._last_log + 1.0 - loop.time())
+            self._flush = loop.call_later(wait, self._log)
+
+    def _log(self) -> None:
+        self._flush = None
+        self._last_log = asyncio.get_running_loop().time()
+        counts, self._unlogged = self._unlogged, {}
+        for reason, (n, client) in counts.items():
+            if n == 1:
+                self._logger.warning("webhooks: connection from %s closed: %s", client, reason)
+            else:
+                self._logger.warning(
+                    "webhooks: %d connections closed: %s (the last from %s)", n, reason, client
+                )
+
+    def summary(self) -> str:
+        """Return e.g. `; 3 slow connections closed` for the stop line, or ''."""
+        n = sum(self.closed.values())
+        return f"; {n} slow connection{'s' if n != 1 else ''} closed" if n else ""
+
+
+def _client_text(client: Any) -> str:
+    if isinstance(client, tuple) and len(client) >= 2:
+        host = str(client[0])
+        return f"[{host}]:{client[1]}" if ":" in host else f"{host}:{client[1]}"
+    return "an unknown address"
+
+
+class _GuardedConnection:
+    """What both HTTP protocols add to Uvicorn's: the request deadline and the connection cap.
+
+    Uvicorn (0.54) has neither: `timeout_keep_alive` only closes a connection idle between
+    requests, and `limit_concurrency` answers 503 to the request that completes its head past
+    the limit, which under a flood of half-sent requests is the real delivery, while the slow
+    connections keep their places. A subclass of each protocol is the only place that sees a
+    connection open and its request's head and end arrive.
+
+    The protocol classes tell when a request starts (`_request_started`) and ends
+    (`_request_whole`) and whether its head is whole (`_head_whole`).
+    """
+
+    _guard: _ConnectionGuard
+    _deadline: asyncio.TimerHandle | None = None
+    # from Uvicorn's protocols
+    transport: asyncio.Transport
+    loop: asyncio.AbstractEventLoop
+    connections: set[Any]
+    client: tuple[str, int] | None
+
+    def _guard_connection(self) -> None:
+        """At connection_made: count the connection; start the first request's deadline."""
+        self._request_started()
+        guard = self._guard
+        if len(self.connections) <= guard.cap:
+            return
+        oldest = next((c for c in guard.receiving if c is not self), None)
+        if oldest is not None:
+            oldest._close_slow(
+                f"still receiving its request when the receiver reached its limit of"
+                f" {guard.cap} connections",
+                _BUSY,
+                b"503 Service Unavailable",
+            )
+        else:  # every other connection is being answered: this one waits its turn elsewhere
+            self._close_slow(
+                f"over the limit of {guard.cap} connections", _BUSY, b"503 Service Unavailable"
+            )
+
+    def _request_started(self) -> None:
+        if self._deadline is None and not self.transport.is_closing():
+            self._deadline = self.loop.call_later(self._guard.timeout_s, self._too_slow)
+            self._guard.receiving[self] = None
+
+    def _request_whole(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+        self._guard.receiving.pop(self, None)
+
+    def _too_slow(self) -> None:
+        self._deadline = None
+        part = "request" if self._head_whole() else "request head"
+        self._close_slow(
+            f"no whole {part} within {self._guard.timeout_s:g} s",
+            _TIMED_OUT,
+            b"408 Request Timeout",
+        )
+
+    def _close_slow(self, reason: str, text: bytes, status: bytes) -> None:
+        """Close the connection; answer `status` if no request of it reached the app yet."""
+        self._request_whole()
+        if self.transport.is_closing():
+            return
+        if not self._head_whole():
+            self.transport.write(
+                b"HTTP/1.1 " + status + b"\r\ncontent-type: text/plain; charset=utf-8\r\n"
+                b"content-length: " + str(len(text)).encode() + b"\r\n"
+                b"connection: close\r\n\r\n" + text
+            )
+        # a body still arriving: the app sees the sender go away and counts it `truncated`
+        self.transport.close()
+        self._guard.note_closed(reason, self.client)
+
+    def _head_whole(self) -> bool:
+        raise NotImplementedError
+
+
+def http_protocol(http: str, guard: _ConnectionGuard) -> type[asyncio.Protocol]:
+    """Return Uvicorn's protocol for `[webhooks] http`, bounded in size, time and number.
+
+    Each connection gets `_GuardedConnection`'s deadline and cap. `h11`'s request head is
+    bounded by Uvicorn's `h11_max_incomplete_event_size`. httptools (what `auto` picks when it
+    is installed) has no such option, so `auto` and `httptools` get Uvicorn's httptools
     protocol with a count of the bytes received while a request's head is incomplete: past
     MAX_HEAD_BYTES the client is answered 431 and the connection closed. The count costs one
     addition a read, so the receiver keeps httptools' speed (h11 costs ~3x the CPU).
     """
-    if http == "h11":
-        return "h11"
-    try:
-        from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
-    except ImportError:
-        if http == "httptools":
-            raise ConfigError("webhooks.http is httptools, which is not installed") from None
-        return "h11"  # what Uvicorn's own `auto` picks without httptools
+    if http != "h11":
+        try:
+            from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+        except ImportError:
+            if http == "httptools":
+                raise ConfigError("webhooks.http is httptools, which is not installed") from None
+        else:
+            return _httptools_protocol(HttpToolsProtocol, guard)
+    # what Uvicorn's own `auto` picks without httptools
+    from uvicorn.protocols.http.h11_impl import H11Protocol
 
-    class HeadLimitedHttpTools(HttpToolsProtocol):
-        """Uvicorn's httptools protocol refusing a request head over MAX_HEAD_BYTES (431)."""
+    return _h11_protocol(H11Protocol, guard)
 
+
+def _httptools_protocol(base: type[Any], guard: _ConnectionGuard) -> type[asyncio.Protocol]:
+    class GuardedHttpTools(_GuardedConnection, base):  # type: ignore[misc]
+        """Uvicorn's httptools protocol: a head over MAX_HEAD_BYTES is refused (431), a
+        request must arrive in time, connections are capped (`_GuardedConnection`)."""
+
+        _guard = guard
         # Bytes read while a request's head was incomplete at the start of the read; a read
         # that completes the head resets it. Memory held for a head is at most the limit plus
         # one read (asyncio/uvloop read at most 256 KiB at a time).
         _head_bytes = 0
         _in_head = True
         _refused = False
+
+        def connection_made(self, transport: asyncio.Transport) -> None:
+            super().connection_made(transport)
+            self._guard_connection()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self._request_whole()
+            super().connection_lost(exc)
 
         def data_received(self, data: bytes) -> None:
             if self._refused:
@@ -593,6 +758,10 @@ def http_protocol(http: str) -> type[asyncio.Protocol] | str:
             if self._in_head and self._head_bytes > MAX_HEAD_BYTES:
                 self._refuse_head()
 
+        def on_message_begin(self) -> None:
+            self._request_started()
+            super().on_message_begin()
+
         def on_headers_complete(self) -> None:
             self._in_head = False
             self._head_bytes = 0
@@ -600,10 +769,15 @@ def http_protocol(http: str) -> type[asyncio.Protocol] | str:
 
         def on_message_complete(self) -> None:
             self._in_head = True  # a next request on this connection starts with its head
+            self._request_whole()
             super().on_message_complete()
+
+        def _head_whole(self) -> bool:
+            return not self._in_head
 
         def _refuse_head(self) -> None:
             self._refused = True
+            self._request_whole()
             if self.transport.is_closing():
                 return
             self.logger.warning("Request header fields too large: connection closed.")
@@ -615,7 +789,70 @@ def http_protocol(http: str) -> type[asyncio.Protocol] | str:
             )
             self.transport.close()
 
-    return HeadLimitedHttpTools
+    return GuardedHttpTools
+
+
+def _h11_protocol(base: type[Any], guard: _ConnectionGuard) -> type[asyncio.Protocol]:
+    import h11
+
+    class GuardedH11(_GuardedConnection, base):  # type: ignore[misc]
+        """Uvicorn's h11 protocol: a request must arrive in time, connections are capped
+        (`_GuardedConnection`). h11 tells where a request is by its peer's state: IDLE (head
+        not whole), SEND_BODY, DONE."""
+
+        _guard = guard
+
+        def connection_made(self, transport: asyncio.Transport) -> None:
+            super().connection_made(transport)
+            self._guard_connection()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self._request_whole()
+            super().connection_lost(exc)
+
+        def data_received(self, data: bytes) -> None:
+            self._request_started()  # bytes of a request: it has begun, if it had not
+            super().data_received(data)
+            self._follow()
+
+        def on_response_complete(self) -> None:
+            super().on_response_complete()
+            self._follow()  # a request sent before the answer (pipelined) may start now
+
+        def _follow(self) -> None:
+            state = self.conn.their_state
+            if state is h11.SEND_BODY or (state is h11.IDLE and self.conn.trailing_data[0]):
+                self._request_started()
+            else:  # whole (DONE), or nothing of the next request yet, or closing
+                self._request_whole()
+
+        def _head_whole(self) -> bool:
+            return bool(self.conn.their_state is not h11.IDLE)
+
+    return GuardedH11
+
+
+def _fit_connection_cap(cap: int) -> int:
+    """Return `cap`, after raising the open-file limit to hold it if needed and allowed;
+    lower when the limit cannot be raised enough (said on stdout)."""
+    import resource
+
+    need = cap + _FD_RESERVE
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < need:
+        target = need if hard == resource.RLIM_INFINITY else min(need, hard)
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+    if soft != resource.RLIM_INFINITY and soft < need:
+        fitted = max(1, soft - _FD_RESERVE)
+        print(
+            f"webhooks: at most {fitted} connections at once, not {cap}: the open-file limit"
+            f" is {soft} (ulimit -n)",
+            flush=True,
+        )
+        return fitted
+    return cap
 
 
 def serve_webhooks(
@@ -625,11 +862,27 @@ def serve_webhooks(
     host: str = "127.0.0.1",
     port: int = 8088,
     settings: WebhookSettings | None = None,
+    request_timeout_seconds: float = DEFAULT_REQUEST_TIMEOUT_SECONDS,
+    max_connections: int = DEFAULT_MAX_CONNECTIONS,
 ) -> None:
-    """Serve the receiver with Uvicorn until SIGINT/SIGTERM; drain deliveries in flight."""
+    """Serve the receiver with Uvicorn until SIGINT/SIGTERM; drain deliveries in flight.
+
+    A request (head and body) must arrive whole within `request_timeout_seconds` of its first
+    byte, or the connection is closed (408 while its head is incomplete; a body cut off is a
+    `truncated` row). At most `max_connections` are held at once: one more closes the
+    connection that has been receiving its request longest. The open-file limit is raised to
+    hold them if it is lower (else the cap is lowered, and that is said).
+    """
     import uvicorn
 
+    if not (isinstance(request_timeout_seconds, int | float) and request_timeout_seconds > 0):
+        raise ConfigError("request_timeout_seconds must be a positive number")
+    if isinstance(max_connections, bool) or not isinstance(max_connections, int):
+        raise ConfigError("max_connections must be a positive integer")
+    if max_connections < 1:
+        raise ConfigError("max_connections must be a positive integer")
     settings = settings or WebhookSettings()
+    guard = _ConnectionGuard(float(request_timeout_seconds), max_connections)
     grace = float(settings.graceful_shutdown_seconds)
     # One DuckDB worker thread: the receiver's statements are small, and parallel scans would
     # only take CPU from the event loop answering deliveries. This process is the receiver's.
@@ -645,9 +898,10 @@ def serve_webhooks(
         host=host,
         port=port,
         lifespan="on",
-        http=http_protocol(settings.http),
+        # a request must arrive in time, the connections are capped (`_GuardedConnection`);
         # h11 refuses (400) a request line and headers longer than this; the httptools
         # protocol from `http_protocol` refuses them (431) at the same size.
+        http=http_protocol(settings.http, guard),
         h11_max_incomplete_event_size=MAX_HEAD_BYTES,
         access_log=False,
         log_level="warning",
@@ -666,6 +920,7 @@ def serve_webhooks(
     server = _Server(config)
     # Bind first, so that "listening" is only said once it is true (and names the real port).
     sock = _listen(host, port, backlog=config.backlog)
+    guard.cap = _fit_connection_cap(guard.cap)
     bound = sock.getsockname()
     shown = f"[{bound[0]}]" if sock.family == socket.AF_INET6 else bound[0]
     print(f"webhooks: listening on http://{shown}:{bound[1]}{settings.path}", flush=True)
@@ -687,7 +942,7 @@ def serve_webhooks(
     stats = app.state.writer.stats()
     by = f" by {signal.Signals(stops[0]).name}" if stops else ""
     outcomes = ", ".join(f"{n} {k}" for k, n in sorted(stats["outcomes"].items())) or "none"
-    print(f"webhooks: stopped{by}; deliveries answered: {outcomes}", flush=True)
+    print(f"webhooks: stopped{by}; deliveries answered: {outcomes}{guard.summary()}", flush=True)
 
 
 class _QuietCancelled(logging.Filter):
