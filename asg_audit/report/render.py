@@ -6,7 +6,9 @@ pointing at the newest run (a relative symlink; where symlinks fail, a copy), pl
 
 Escaping: the HTML comes from Jinja templates with autoescape on; the page carries a
 Content-Security-Policy that allows no script at all, as a second line of defence. The Markdown
-escapes every data string (`md_escape`).
+escapes every data string (`md_escape`). Both show control characters and bidi overrides from
+the data as the same visible escapes (`\x1b`, `\u202e`: `model.printable`, Jinja's `finalize`
+for the HTML), so a label cannot reverse a cell or act on a terminal showing the file.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ import jinja2
 import polars as pl
 
 from asg_audit.errors import AuditError, ConfigError, IncompleteRunError
-from asg_audit.model import new_run_id
+from asg_audit.model import new_run_id, printable
 from asg_audit.report import content
 from asg_audit.report.charts import Chart, draw_charts
 from asg_audit.report.compare import compare_summaries, load_summary, resolve_compare
@@ -99,9 +101,19 @@ def parse_formats(text: str | Iterable[str]) -> tuple[str, ...]:
     return tuple(f for f in FORMATS if f in wanted)
 
 
+def _visible(value: Any) -> Any:
+    """Every value a template writes, before autoescape: control characters (ESC, BEL, C1)
+    and bidi overrides and isolates (U+202E) shown as `\x1b`, `\u202e`, as in report.md
+    (`md_escape`), so that no cell is reversed and `cat index.html` runs no terminal escape."""
+    if value is None or isinstance(value, bool | int | float) or hasattr(value, "__html__"):
+        return value  # numbers; markup the templates made themselves
+    return printable(value)
+
+
 _ENV: Final = jinja2.Environment(
     loader=jinja2.PackageLoader("asg_audit.report", "templates"),
     autoescape=True,  # every data string is escaped; only the templates' own markup is markup
+    finalize=_visible,
     undefined=jinja2.StrictUndefined,
     trim_blocks=False,
 )
