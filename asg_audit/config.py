@@ -330,6 +330,8 @@ _SECTION_TYPES: Final[dict[str, dict[str, str]]] = {
         "http": _STRING,
         "dedupe_window_seconds": _NUMBER,
         "dedupe_max_events": _INT,
+        "request_timeout_seconds": _NUMBER,
+        "max_connections": _INT,
     },
     # read with `.get` by chain.py, chain_verify.py and billing.py
     "chain": {
@@ -445,6 +447,8 @@ _RANGES: Final[dict[str, dict[str, _Range]]] = {
         "graceful_shutdown_seconds": _Range(0, _DAY_S),
         "dedupe_window_seconds": _POSITIVE_S,
         "dedupe_max_events": _Range(1, 100_000_000, integer=True),
+        "request_timeout_seconds": _TIMEOUT_S,
+        "max_connections": _Range(1, 1_000_000, integer=True),
     },
     "chain": {
         "rps": _Range(0, _MAX_RPS, above=True),

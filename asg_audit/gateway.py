@@ -30,7 +30,7 @@ from asg_audit.clock import Clock, SystemClock
 from asg_audit.errors import InputError
 from asg_audit.model import is_safe_task_id
 from asg_audit.ratelimit import parse_retry_after
-from asg_audit.redaction import Secret, clean_secret, display_url, redact
+from asg_audit.redaction import Secret, clean_secret, display_url, mask_secrets_bytes, redact
 
 __all__ = [
     "DEFAULT_TIMEOUT_S",
@@ -54,7 +54,6 @@ __all__ = [
 
 DEFAULT_TIMEOUT_S: Final = 10.0
 _MAX_CACHED_PATHS: Final = 100_000
-_MASK: Final = b"***"
 
 
 def result_path(task_id: str) -> str:
@@ -198,24 +197,6 @@ def _error_message(body: bytes) -> str:
     return str(data)[:200]
 
 
-def _body_forms(key: str) -> tuple[bytes, ...]:
-    """Return the byte strings in which an answer body may carry `key`, longest first.
-
-    As sent, and escaped (once or twice: JSON in JSON) the ways a JSON encoder or `repr` shows
-    it, including JSON's optional `\\/` for a slash. A key is printable ASCII
-    (`clean_secret`), so for the usual `sk_live_<letters, digits>` all of these are the key.
-    """
-    if not key:
-        return ()
-    forms = {key}
-    for _ in range(2):
-        for form in list(forms):
-            forms.add(json.dumps(form)[1:-1])
-            forms.add(repr(form)[1:-1])
-            forms.add(form.replace("/", "\\/"))
-    return tuple(sorted((f.encode("ascii") for f in forms), key=len, reverse=True))
-
-
 class ReadHold:
     """Answers that wait, unread, until the caller's next wake-up (fewer wake-ups a request).
 
@@ -272,7 +253,6 @@ class GatewayClient:
         # the same rule as the config's: no header can carry a CR or a non-ASCII key
         key = Secret(clean_secret(raw, "GatewayClient api_key"))
         self._key = key
-        self._key_forms = _body_forms(key.reveal())
         # task id -> its validated, encoded path (a task is polled several times)
         self._paths: dict[str, str] = {}
         self._clock = clock or SystemClock()
@@ -314,16 +294,15 @@ class GatewayClient:
         return redact(text, [self._key])
 
     def mask_body(self, body: bytes) -> bytes:
-        """Return `body` with this client's key masked (as sent or escaped): the same bytes,
-        not a copy, when it does not hold the key (the usual case: one substring check)."""
-        forms = self._key_forms
-        if not any(form in body for form in forms):
+        """Return `body` with this client's key masked in any form it may be quoted in (as
+        sent, JSON- or URL-encoded, HTML-escaped: `redaction.mask_secrets_bytes`): the same
+        bytes, not a copy, when it does not hold the key (the usual case: one search)."""
+        masked = mask_secrets_bytes(body, [self._key])
+        if masked is body:
             return body
-        for form in forms:  # longest first: an escaped form holds no shorter one's remains
-            body = body.replace(form, _MASK)
-        # then whatever `redact` masks besides (the key's other shown forms, `Bearer <token>`);
-        # surrogateescape gives back every byte that is not UTF-8 unchanged
-        text = body.decode("utf-8", "surrogateescape")
+        # then whatever `redact` masks besides (`Bearer <token>`, ASG keys); surrogateescape
+        # gives back every byte that is not UTF-8 unchanged
+        text = masked.decode("utf-8", "surrogateescape")
         return self.redact(text).encode("utf-8", "surrogateescape")
 
     async def fetch_result(self, task_id: str, hold: ReadHold | None = None) -> Outcome:

@@ -91,6 +91,13 @@ SIGNATURE_HEADER: Final = "X-ASG-Signature"
 WEBHOOK_PATH: Final = "/webhooks/asg"
 DEFAULT_MAX_BODY_BYTES: Final = 65_536  # a task.settled payload is ~300 bytes
 DEFAULT_FRESHNESS_SECONDS: Final = 300.0
+# Slow clients. A request (head and body) must arrive whole within this many seconds of its
+# first byte (of the connection's opening, for the first request); a delivery takes
+# milliseconds. Without it a client sending half a request held its connection forever.
+DEFAULT_REQUEST_TIMEOUT_SECONDS: Final = 20.0
+# Connections held open at once; past it the one that has been receiving its request longest is
+# closed (a slow client), so that a flood of them cannot make the receiver refuse deliveries.
+DEFAULT_MAX_CONNECTIONS: Final = 1000
 _SIGNATURE_RE: Final = re.compile(r"sha256=([0-9a-f]{64})")
 
 
@@ -179,6 +186,10 @@ class WebhookSettings:
     # most recent events (bounded memory: about 200 bytes an event).
     dedupe_window_seconds: float = DEFAULT_DEDUPE_WINDOW_SECONDS
     dedupe_max_events: int = DEFAULT_DEDUPE_MAX_EVENTS
+    # a request (head and body) must arrive whole this soon after its first byte; connections
+    # held at once (past it, the one receiving its request longest is closed)
+    request_timeout_seconds: float = DEFAULT_REQUEST_TIMEOUT_SECONDS
+    max_connections: int = DEFAULT_MAX_CONNECTIONS
 
     @classmethod
     def from_mapping(cls, raw: Mapping[str, Any]) -> WebhookSettings:
@@ -192,13 +203,14 @@ class WebhookSettings:
         settings = cls(**dict(raw))
         if not isinstance(settings.max_body_bytes, int) or settings.max_body_bytes < 64:
             raise ConfigError("webhooks.max_body_bytes must be an integer of at least 64")
-        for name in ("commit_max_batch", "dedupe_max_events"):
+        for name in ("commit_max_batch", "dedupe_max_events", "max_connections"):
             value = getattr(settings, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ConfigError(f"webhooks.{name} must be a positive integer")
-        window = settings.dedupe_window_seconds
-        if not isinstance(window, int | float) or isinstance(window, bool) or not window > 0:
-            raise ConfigError("webhooks.dedupe_window_seconds must be a positive number")
+        for name in ("dedupe_window_seconds", "request_timeout_seconds"):
+            value = getattr(settings, name)
+            if not isinstance(value, int | float) or isinstance(value, bool) or not value > 0:
+                raise ConfigError(f"webhooks.{name} must be a positive number")
         for name in (
             "freshness_seconds",
             "commit_max_wait_ms",
@@ -557,13 +569,6 @@ _HEAD_TOO_LARGE: Final = b"Request header fields too large."
 _TIMED_OUT: Final = b"Request not received in time."
 _BUSY: Final = b"Too many connections."
 
-# Slow clients. A request (head and body) must arrive whole within this many seconds of its
-# first byte (of the connection's opening, for the first request); a delivery takes
-# milliseconds. Without it a client sending half a request held its connection forever.
-DEFAULT_REQUEST_TIMEOUT_SECONDS: Final = 20.0
-# Connections held open at once; past it the one that has been receiving its request longest is
-# closed (a slow client), so that a flood of them cannot make the receiver refuse deliveries.
-DEFAULT_MAX_CONNECTIONS: Final = 1000
 # File descriptors kept for the rest: the store and its WAL, the listening socket, stdio.
 _FD_RESERVE: Final = 64
 
@@ -862,8 +867,6 @@ def serve_webhooks(
     host: str = "127.0.0.1",
     port: int = 8088,
     settings: WebhookSettings | None = None,
-    request_timeout_seconds: float = DEFAULT_REQUEST_TIMEOUT_SECONDS,
-    max_connections: int = DEFAULT_MAX_CONNECTIONS,
 ) -> None:
     """Serve the receiver with Uvicorn until SIGINT/SIGTERM; drain deliveries in flight.
 
@@ -875,14 +878,8 @@ def serve_webhooks(
     """
     import uvicorn
 
-    if not (isinstance(request_timeout_seconds, int | float) and request_timeout_seconds > 0):
-        raise ConfigError("request_timeout_seconds must be a positive number")
-    if isinstance(max_connections, bool) or not isinstance(max_connections, int):
-        raise ConfigError("max_connections must be a positive integer")
-    if max_connections < 1:
-        raise ConfigError("max_connections must be a positive integer")
     settings = settings or WebhookSettings()
-    guard = _ConnectionGuard(float(request_timeout_seconds), max_connections)
+    guard = _ConnectionGuard(float(settings.request_timeout_seconds), settings.max_connections)
     grace = float(settings.graceful_shutdown_seconds)
     # One DuckDB worker thread: the receiver's statements are small, and parallel scans would
     # only take CPU from the event loop answering deliveries. This process is the receiver's.

@@ -262,11 +262,6 @@ def test_fix_t_redaction_the_fake_gateway_echoes_every_form() -> None:
     assert leaks(_settled(TASK).decode()) == ["key"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="collect masks answer bodies in gateway.py (GatewayClient.mask_body), which still"
-    " looks for the key's plain and JSON forms only; it must use redaction.mask_secrets_bytes",
-)
 def test_fix_t_redaction_collect_stores_no_encoded_key(tmp_path: Path) -> None:
     db = tmp_path / "s.duckdb"
     (tmp_path / "c.toml").write_text("[collector]\ndeadline_s = 30\nmax_rps = 50\n")

@@ -2,7 +2,7 @@
 
 Tester T #4: `serve-webhooks` kept connections that sent half a request open forever, until
 the process ran out of file descriptors and refused real deliveries. A real receiver
-(`serve_webhooks` in a subprocess, with each HTTP parser) on 127.0.0.1, a 2 s request deadline
+(`asg-audit serve-webhooks`, with each HTTP parser) on 127.0.0.1, a 2 s request deadline
 and a cap of 20 connections: 50 connections send half a request head or a head and half a
 body and then nothing. A signed delivery and /healthz still succeed at once; every slow
 connection is closed by the deadline (or to make room under the cap), said in a few log lines,
@@ -14,10 +14,8 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -26,7 +24,7 @@ from pathlib import Path
 import duckdb
 import httpx
 import pytest
-from _webhooks_server import REPO, SECRET, free_port, wait_healthy
+from _webhooks_server import SECRET, free_port, receiver_process
 
 from asg_audit.webhooks import WEBHOOK_PATH, sign_body
 
@@ -34,37 +32,19 @@ pytestmark = pytest.mark.parametrize("http", ["httptools", "h11"])
 
 DEADLINE_S = 2.0
 CAP = 20
-_SERVE = """
-import os, sys
-from asg_audit.webhooks import WebhookSettings, serve_webhooks
-db, port, http, timeout, cap = sys.argv[1:]
-serve_webhooks(db, [os.environ["ASG_WEBHOOK_SECRET"]], port=int(port),
-               settings=WebhookSettings(http=http),
-               request_timeout_seconds=float(timeout), max_connections=int(cap))
-"""
 
 
 @contextlib.contextmanager
 def _receiver(db: Path, http: str) -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-c", _SERVE, str(db), str(port), http, str(DEADLINE_S), str(CAP)],
-        cwd=REPO,
-        env={**os.environ, "ASG_WEBHOOK_SECRET": SECRET},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
+    """`asg-audit serve-webhooks` with the deadline and the cap set in `[webhooks]`."""
+    config = db.parent / "asg_audit.toml"
+    config.write_text(
+        f'[webhooks]\nhttp = "{http}"\nrequest_timeout_seconds = {DEADLINE_S}\n'
+        f"max_connections = {CAP}\n"
     )
-    try:
-        wait_healthy(f"http://127.0.0.1:{port}", proc)
+    port = free_port()
+    with receiver_process(db, port, extra=("--config", str(config))) as proc:
         yield port, proc
-    finally:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
 
 
 def _delivery(task_id: str) -> tuple[bytes, dict[str, str]]:
