@@ -197,8 +197,9 @@ def run_collect_command(
     """Run `asg-audit collect`: progress, SIGINT/SIGTERM handling, a printed summary.
 
     Returns 0 when the run ended normally, 3 when it was interrupted (after writing what was
-    collected). `AuthError` and `ApiError` (the API unreachable, or 404 to everything: exit 3)
-    propagate to the CLI after the run was recorded; `ConfigError`/`InputError` (exit 2)
+    collected). `AuthError` and `ApiError` (the API unreachable or down, no usable answer, or
+    404 to everything: exit 3) propagate to the CLI after the run was recorded `failed` with
+    the reason (`asg-audit runs` shows it); `ConfigError`/`InputError` (exit 2)
     before any run starts. Unsafe ids of `task_ids_file` are named on stderr, one a line.
     """
     import sys

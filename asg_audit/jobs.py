@@ -559,13 +559,9 @@ def _collect(
         raise KeyboardInterrupt("collect interrupted")
     if summary.status == "auth_refused":
         raise ApiError("the Gateway refused the API key (401/403)")
-    stats = summary.stats
-    if (
-        summary.tracked
-        and stats.get("requests", 0)
-        and not (stats.get("http_200", 0) or stats.get("http_202", 0) or stats.get("http_404", 0))
-    ):
-        raise ApiError("the Gateway did not answer any poll usefully (unreachable?)")
+    # A Gateway that is down or never answered usefully fails the run inside the collector
+    # (`pollrun._Outage`, `CollectorRun._judge_end`): it raises an ApiError here, as the
+    # `collect` command exits 3 for it: one rule for both.
     return (
         f"ok: {summary.settled:,} settled, {summary.pending:,} still pending, "
         f"{summary.not_found:,} not found ({summary.status})"

@@ -23,7 +23,21 @@ pending `deadline_s` after we first saw it, on our clock). `done` and `failed` a
 recheck up to 24 h), then a later run polls them again.
 
 A run never believes 404s alone, and stops as `failed` when the API never answers: see
-`asg_audit.apitrust`, which holds that state.
+`asg_audit.apitrust`, which holds that state. It also stops as `failed` when the Gateway is
+down (`_Outage`: 10 s or more of requests getting no answer or a 5xx, at least 3, and no
+usable answer since), and so does a run that ends with tasks left pending during such an
+outage, or without a single usable answer (`_judge_end`): the `collect` command exits 3 for
+it and `audit`'s collect step fails, one rule for both.
+
+The deadline bounds a run: a task's polls (retries after errors too) are planned no later
+than its deadline, and a task past it whose last request got no answer about it is left
+pending for the next run (not expired: nothing showed it pending), so a run lasts about its
+deadline after its last first poll, not backoffs past it. A 200 without a status (an error
+body) is no final status: an unusable answer, retried and kept.
+
+A task the store saw settled (an ingested export, a webhook) that answers it is not settled
+(a 202, a 200 with another status) is `done` at once: the answer is stored and counted as a
+conflict of its settled result (`asg_audit.results_sql`), never polled again for it.
 
 Tasks tracked with a `created_at` in our future: the earliest is asked at once (the clock
 probe), before any other poll and whatever a replan decides meanwhile; an error answer (429,
@@ -57,13 +71,14 @@ import math
 import random
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Final, Literal
 
 from asg_audit import gateway as gw
-from asg_audit.apitrust import ApiTrust
+from asg_audit.apitrust import UNREACHABLE_AFTER_S, UNREACHABLE_MIN_FAILURES, ApiTrust
 from asg_audit.clock import Clock
 from asg_audit.config import AuditConfig
 from asg_audit.errors import ApiError, ApiTransientError, AuthError
@@ -95,7 +110,6 @@ RECHECK_CAP_S: Final = 86400.0
 # the progress line's ETA looks at every pending task's next poll only up to this many
 ETA_SCAN_MAX: Final = 5000
 _CONTINUE_STATUSES: Final = frozenset({"pending", "in_progress", "verified"})
-MAX_ERRORS_PAST_DEADLINE: Final = 5
 # a tracked created_at this far in our future asks whether the API's clock is ahead of ours
 CLOCK_AHEAD_MARGIN_S: Final = 5.0
 # the dispatcher's longest sleep (clock seconds) with nothing in flight: how soon it notices a
@@ -130,6 +144,62 @@ class _Task:
     stored_pending: bool = False
     final_key: tuple[str, datetime] | None = None  # the record that made the task final
     version: int = 0
+    # made `done` by an answer that it is not settled although the store saw it settled (a
+    # reversal, recorded as a conflict of its result): counted apart from the settled
+    reversed: bool = False
+
+
+@dataclass(slots=True)
+class _Outage:
+    """The requests since the Gateway's last usable answer (a 200 with a status, a 202 or a
+    404) that got no HTTP answer or a 5xx: the one rule for when it counts as down.
+
+    Down (`down`): at least `UNREACHABLE_MIN_FAILURES` such requests over
+    `UNREACHABLE_AFTER_S` or more, and no usable answer since the first of them. 429s and
+    unusable answers neither count nor end an outage (they have rules of their own). A run
+    stops as `failed` the moment the Gateway is down; a run that ends (its deadline or time
+    budget) with tasks left pending during an outage of that many requests, however short,
+    is `failed` too (`ended_down`): its tasks are unresolved because the Gateway was away.
+    """
+
+    since: float | None = None  # when the first of them got its error (our clock)
+    transport: int = 0
+    server: Counter[int] = field(default_factory=Counter)  # 5xx status -> count
+    last: str = ""
+    ever_usable: bool = False  # a usable answer in this run at all
+
+    def usable(self) -> None:
+        self.since, self.transport, self.last, self.ever_usable = None, 0, "", True
+        self.server.clear()
+
+    def failed(self, now: float, http_status: int | None, detail: str) -> None:
+        if self.since is None:
+            self.since = now
+        if http_status is None:
+            self.transport += 1
+        else:
+            self.server[http_status] += 1
+        self.last = detail
+
+    def failures(self) -> int:
+        return self.transport + self.server.total()
+
+    def down(self, now: float) -> bool:
+        return self.ended_down() and now - (self.since or now) >= UNREACHABLE_AFTER_S
+
+    def ended_down(self) -> bool:
+        return self.since is not None and self.failures() >= UNREACHABLE_MIN_FAILURES
+
+    def describe(self) -> str:
+        """Return `12 requests: 9 with no answer (last: …), 3 with a 5xx (503: 3)`."""
+        n = self.failures()
+        parts = []
+        if self.transport:
+            parts.append(f"{self.transport:,} with no answer (connection errors, timeouts)")
+        if self.server:
+            codes = ", ".join(f"{code}: {k:,}" for code, k in self.server.most_common())
+            parts.append(f"{self.server.total():,} with a 5xx ({codes})")
+        return f"{n:,} requests: " + ", ".join(parts) + f" (last: {self.last})"
 
 
 class CollectorRun:
@@ -178,6 +248,7 @@ class CollectorRun:
                 "transport_errors",
                 "unusable_bodies",
                 "retries",
+                "reversals",
             )
         }
         self.stats["control_probes"] = 0
@@ -191,6 +262,13 @@ class CollectorRun:
         self.failure: ApiError | None = None
         # whether 404s are believed yet, and whether the API answers at all
         self.api = ApiTrust(config.base_url)
+        # errors since the last usable answer: whether the Gateway is down (`_Outage`)
+        self.outage = _Outage()
+        # tasks the store saw settled (an ingested export, a webhook): an answer that one is
+        # not settled is a reversal (`_reversal`)
+        self.seen_settled: frozenset[str] = frozenset()
+        # set by `stop` and `_fail`: wakes a dispatcher waiting for a free slot at once
+        self._stop_wake = asyncio.Event()
         self._clock0, self._wall0 = clock.now(), time.monotonic()
         self.summary = CollectSummary(run_id="", status="running")
         self._flush_wanted = asyncio.Event()
@@ -275,6 +353,7 @@ class CollectorRun:
         self._plan_clock_probe(now)
         self.summary.tracked = len(self.tasks)
         self.api.control_task_id = loaded.control_task_id
+        self.seen_settled = loaded.seen_settled
 
     def _plan_clock_probe(self, now: float) -> None:
         """Tasks created in our future: ask the earliest of them at once.
@@ -392,6 +471,8 @@ class CollectorRun:
                 ticker = asyncio.create_task(self._progress_loop())
                 try:
                     status = await self._dispatch(started_at)
+                    if status in ("completed", "partial") and self.stop_reason is None:
+                        self._judge_end(self.clock.now())
                 finally:
                     ticker.cancel()
                     self._stopping = True
@@ -434,6 +515,14 @@ class CollectorRun:
         if self.stop_reason is None:
             self.stop_reason = reason
             log.warning("collect: stopping (%s); writing what was collected", reason)
+        self._wake_on_stop()
+
+    def _wake_on_stop(self) -> None:
+        """Wake a dispatcher waiting for a free slot (only from the run's own thread: another
+        thread's `stop_event` is seen at the dispatcher's next tick)."""
+        with contextlib.suppress(RuntimeError):
+            asyncio.get_running_loop()
+            self._stop_wake.set()
 
     def _fail(self, error: ApiError) -> None:
         """Stop the run as `failed`: the API cannot be used as configured (`error` says why)."""
@@ -441,6 +530,46 @@ class CollectorRun:
             self.failure = error
             self.summary.failure = str(error)
             self.stop_reason = self.stop_reason or "failed"
+            self._wake_on_stop()
+
+    def _judge_end(self, now: float) -> None:
+        """A run that ends (every task final or parked, or its time budget spent) with tasks
+        left pending is `failed` when the Gateway let it down: an outage still going on (see
+        `_Outage`), or not one usable answer in the whole run."""
+        left = sum(1 for t in self.tasks.values() if t.state in ("pending", "parked"))
+        if not left:
+            return
+        if self.outage.ended_down():
+            return self._fail(self._down_error(now, left))
+        requests = self.stats["requests"]
+        if requests and not self.outage.ever_usable:
+            st = self.stats
+            seen = [
+                (st["http_429"], "429 (rate limited)"),
+                (st["http_5xx"], "5xx"),
+                (st["transport_errors"], "no answer"),
+                (st["unusable_bodies"] + st["http_other"], "unusable"),
+            ]
+            shown = ", ".join(f"{what}: {n:,}" for n, what in seen if n)
+            self._fail(
+                ApiTransientError(
+                    f"the Gateway at {display_url(self.config.base_url)} gave no usable answer "
+                    f"(a 200, 202 or 404) to any of {requests:,} requests ({shown}): stopped, "
+                    f"{_tasks_stay(left)} pending; run collect again later"
+                )
+            )
+        return None
+
+    def _down_error(self, now: float, left: int) -> ApiTransientError:
+        o = self.outage
+        since = o.since if o.since is not None else now
+        when = _utc_text(since)
+        return ApiTransientError(
+            f"the Gateway at {display_url(self.config.base_url)} is down: no usable answer for "
+            f"{_seconds_text(now - since)}" + (f" (since {when})" if when else "") + ", "
+            f"{o.describe()}: stopped, {_tasks_stay(left)} pending; run collect again when "
+            "it is back"
+        )
 
     def _stopped_status(self) -> str:
         if self.auth_error is not None:
@@ -543,8 +672,11 @@ class CollectorRun:
                 # as they come until one is free
                 hold.active = False
                 hold.release()
-                await slots.acquire()
+                got = await self._acquire_or_stop(slots)
                 hold.active = True
+                if not got:  # a stop came first: the requests in flight are abandoned
+                    self._push(t)
+                    continue
                 if bucket.free_at() > self.clock.now():  # a 429 may have closed the gate
                     slots.release()
                     self._push(t)
@@ -570,6 +702,35 @@ class CollectorRun:
                 job.cancel()
             await asyncio.gather(*jobs, return_exceptions=True)
         return status
+
+    async def _acquire_or_stop(self, slots: asyncio.Semaphore) -> bool:
+        """Wait for a free slot; False (no slot taken) when the run is asked to stop first.
+
+        Every slot may be held by a request that hangs until its timeout (up to an hour):
+        a stop (a signal, `_fail`, the external `stop_event`) must not wait for it.
+        """
+        acquire = asyncio.ensure_future(slots.acquire())
+        woken = asyncio.ensure_future(self._stop_wake.wait())
+        try:
+            while not acquire.done():
+                if self.external_stop is not None and self.external_stop.is_set():
+                    self.stop("stop requested")
+                if self.stop_reason is not None:
+                    break
+                await asyncio.wait(
+                    {acquire, woken}, timeout=TICK_S, return_when=asyncio.FIRST_COMPLETED
+                )
+        finally:
+            woken.cancel()
+            if not acquire.done():
+                acquire.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await acquire
+        got = acquire.done() and not acquire.cancelled() and acquire.exception() is None
+        if got and self.stop_reason is not None:
+            slots.release()
+            return False
+        return got
 
     def _replan(self, now: float) -> None:
         """Ask the policy again about every waiting task and rebuild the heap."""
@@ -637,6 +798,9 @@ class CollectorRun:
         return key
 
     def _handle(self, t: _Task, outcome: gw.Outcome, sent_at: float) -> None:
+        outcome = _without_status_unusable(outcome)
+        if isinstance(outcome, gw.Ready | gw.Pending | gw.NotFound):
+            self.outage.usable()
         if t.facts.task_id == self._clock_probe and self._clock_probe_answered(t, outcome, sent_at):
             return None
         now = self.clock.now()
@@ -667,16 +831,22 @@ class CollectorRun:
             if outcome.status == "settled":
                 self._finish(t, "done", now)
                 return self._learn_early(t, outcome.settled_at)
+            if task_id in self.seen_settled:
+                return self._reversal(t, now)
             if outcome.status not in _CONTINUE_STATUSES:
                 return self._finish(t, "failed", now)
             return self._schedule(t, now)
         if isinstance(outcome, gw.Pending):
             st["http_202"] += 1
             self._trust()
-            self.policy.observe_pending(t.facts, sent_at)
             t.polls += 1
             t.errors = 0
             t.first_404_at = None
+            if task_id in self.seen_settled:
+                t.stored_pending = True
+                t.final_key = self._record(outcome.body, outcome.origin, task_id, 202, now)
+                return self._reversal(t, now)
+            self.policy.observe_pending(t.facts, sent_at)
             if not t.stored_pending:
                 t.stored_pending = True
                 self._record(outcome.body, outcome.origin, task_id, 202, now)
@@ -700,9 +870,11 @@ class CollectorRun:
         # everything else is retried with capped exponential backoff
         if isinstance(outcome, gw.ServerError):
             st["http_5xx"] += 1
+            self._check_down(now, outcome.http_status, f"{outcome.http_status}: {outcome.message}")
         elif isinstance(outcome, gw.TransportFailure):
             st["transport_errors"] += 1
             self._check_reachable(outcome, now)
+            self._check_down(now, None, f"{outcome.kind}, {outcome.message}")
         elif isinstance(outcome, gw.UnusableBody):
             st["unusable_bodies"] += 1
             self._record(outcome.raw, outcome.origin, task_id, outcome.http_status, now)
@@ -720,8 +892,10 @@ class CollectorRun:
             self._unusable(outcome.http_status, detail, now)
         st["retries"] += 1
         t.errors += 1
-        if now >= t.deadline_at and t.errors > MAX_ERRORS_PAST_DEADLINE:
-            # no answer about it, so not expired: leave it pending for the next run
+        if now >= t.deadline_at:
+            # past its deadline, and its last request got no answer about it, so not expired:
+            # leave it pending for the next run (retries before the deadline are planned no
+            # later than it, so a run lasts about its deadline, not backoffs past it)
             t.state = "parked"
             self.pending -= 1
             self.api.held.discard(task_id)
@@ -730,6 +904,24 @@ class CollectorRun:
         backoff = min(self.s.retry_cap_s, self.s.retry_base_s * 2 ** min(t.errors - 1, 20))
         at = max(now + backoff * self.rng.uniform(0.8, 1.2), sent_at + 5.0)
         return self._schedule(t, now, at=at, answered=False)
+
+    def _check_down(self, now: float, http_status: int | None, detail: str) -> None:
+        """A request got no answer or a 5xx: stop the run once the Gateway is down."""
+        self.outage.failed(now, http_status, detail)
+        if self.outage.down(now):
+            left = sum(1 for t in self.tasks.values() if t.state in ("pending", "parked"))
+            self._fail(self._down_error(now, left))
+
+    def _reversal(self, t: _Task, now: float) -> None:
+        """The store saw `t` settled, and the Gateway now answers that it is not.
+
+        Its answer (just recorded) is stored, and the result stays settled with the reversal
+        counted as a conflict (spec §8.9: a settled result never changes; `results_sql`). The
+        task is `done`: asking again would only repeat the contradiction.
+        """
+        self.stats["reversals"] += 1
+        t.reversed = True
+        self._finish(t, "done", now)
 
     def _unusable(self, http_status: int, detail: str, now: float) -> None:
         """An answer that is no task's result: stop the run when none was usable for a while."""
@@ -841,10 +1033,13 @@ class CollectorRun:
             outcome = await self.client.fetch_result(control_task_id, self._hold)
         finally:
             slots.release()
+        outcome = _without_status_unusable(outcome)
         self.stats["requests"] += 1
         self.stats["control_probes"] += 1
         if not isinstance(outcome, gw.TransportFailure):
             self.api.answered = True
+        if isinstance(outcome, gw.Ready | gw.Pending | gw.NotFound):
+            self.outage.usable()
         if isinstance(outcome, gw.RateLimited):  # nothing may go before the gate reopens
             self._rate_limited(outcome, self.clock.now())
         kind: Literal["known", "not_found", "no_verdict"] = "no_verdict"
@@ -891,12 +1086,12 @@ class CollectorRun:
         self.api.held.discard(t.facts.task_id)
         if state in FINAL_STATES:
             self.unconfirmed.add(t.facts.task_id)
-        if state == "done":
+        if state == "done" and not t.reversed:
             # stays in the policy's risk set until its latency is learned after the write
             self.settled_unlearned.add(t.facts.task_id)
         else:
             self.policy.observe_finished(t.facts)
-        key = {"done": "settled", "failed": "failed", "not_found": "not_found"}.get(state, state)
+        key = _summary_key(t)
         setattr(self.summary, key, getattr(self.summary, key) + 1)
         self._row(t, now)
 
@@ -1021,8 +1216,9 @@ class CollectorRun:
             t = self.tasks.get(origins.get(key, ""))
             if t is None or t.state not in ("done", "failed") or t.final_key != key:
                 continue
-            counter = "settled" if t.state == "done" else "failed"
+            counter = _summary_key(t)
             setattr(self.summary, counter, getattr(self.summary, counter) - 1)
+            t.reversed = False
             latency = self.learned_early.pop(t.facts.task_id, None)
             if latency is not None and self._retract is not None:
                 self._retract(t.facts, latency)
@@ -1031,8 +1227,8 @@ class CollectorRun:
             self.stats["retries"] += 1
             t.rejected += 1
             t.state = "pending"
-            if now >= t.deadline_at and t.rejected > MAX_ERRORS_PAST_DEADLINE:
-                # no usable answer about it: left pending for the next run
+            if now >= t.deadline_at:
+                # no usable answer about it by its deadline: left pending for the next run
                 t.state = "parked"
                 self._row(t, now)
                 continue
@@ -1114,6 +1310,7 @@ class CollectorRun:
             "rechecked": s.rechecked,
             "skipped_unsafe_ids": s.skipped_unsafe_ids,
             "settled": s.settled,
+            "reversed": s.reversed,
             "failed": s.failed,
             "not_found": s.not_found,
             "expired": s.expired,
@@ -1123,8 +1320,29 @@ class CollectorRun:
             "cpu_s": round(cpu_s, 4),
             "wall_s": round(wall_s, 3),
         }
+        if s.failure is not None:
+            s.stats["error"] = s.failure  # what `asg-audit runs` shows
         if self.progress is not None:
             self.progress.update(self.snapshot())
+
+
+def _summary_key(t: _Task) -> str:
+    """Return the summary's counter of a finished task."""
+    if t.reversed:
+        return "reversed"
+    return {"done": "settled", "failed": "failed", "not_found": "not_found"}.get(t.state, t.state)
+
+
+def _without_status_unusable(outcome: gw.Outcome) -> gw.Outcome:
+    """Return a 200 without a status (an error body such as `{"error": "internal error"}`,
+    a `status` that is null, empty or not a string) as the unusable answer it is.
+
+    No status is no final status: the task is not `failed` for it, but retried with backoff
+    like any unusable body, and the body kept as evidence.
+    """
+    if isinstance(outcome, gw.Ready) and not (outcome.status or "").strip():
+        return gw.UnusableBody(outcome.task_id, outcome.origin, 200, outcome.body, "no status")
+    return outcome
 
 
 def _tasks_stay(n: int) -> str:

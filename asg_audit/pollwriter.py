@@ -113,13 +113,16 @@ class CollectSummary:
 
     run_id: str
     # completed | partial (time budget ran out) | interrupted | auth_refused | failed (the API
-    # was unreachable, or answered 404 to everything: see `failure`)
+    # was unreachable or down, or answered 404 to everything: see `failure`)
     status: str
     tracked: int = 0
     already_final: int = 0  # final (settled, failed) or resting until their recheck is due
     rechecked: int = 0  # of `tracked`: not found or expired before, polled again
 
     settled: int = 0
+    # seen settled before (an export, a webhook), answered not settled now: `done`, the
+    # reversal recorded as a conflict of the settled result
+    reversed: int = 0
     failed: int = 0
     not_found: int = 0
     expired: int = 0
@@ -141,6 +144,14 @@ class CollectSummary:
             tasks,
             f"settled {self.settled:,}, failed {self.failed:,}, not found {self.not_found:,}, "
             f"expired {self.expired:,}, still pending {self.pending:,}",
+            *(
+                [
+                    f"settled before, not settled now: {self.reversed:,} (the settled result "
+                    "kept, each recorded as a conflict)"
+                ]
+                if self.reversed
+                else []
+            ),
             f"requests {s.get('requests', 0):,}: 200 {s.get('http_200', 0):,}, "
             f"202 {s.get('http_202', 0):,}, 404 {s.get('http_404', 0):,}, "
             f"429 {s.get('http_429', 0):,}, 5xx {s.get('http_5xx', 0):,}, "
@@ -263,6 +274,9 @@ class LoadedState:
     # task id -> (answers about it stored from polls: 200, 202, 404; whether a 202 is one of
     # them), for tasks not final: poll_state.attempts also counts 429s, 5xx and transport errors
     answers: dict[str, tuple[int, bool]] = field(default_factory=dict)
+    # tasks to poll whose result the store holds settled (an export, a webhook): an answer
+    # that one is not settled is a reversal, recorded as a conflict
+    seen_settled: frozenset[str] = frozenset()
 
 
 class PollWriter:
@@ -312,11 +326,24 @@ class PollWriter:
         control = con.execute(
             "SELECT task_id FROM poll_state WHERE state = 'done' ORDER BY updated_at DESC LIMIT 1"
         ).fetchall()
+        # a `done` row is proven by a 200 from a poll, or by a poll's answer that the task is
+        # not settled while its result is settled (a reversal: the result's conflict)
         unproven = con.execute(
             f"""SELECT p.task_id FROM poll_state p WHERE p.state IN ('done', 'failed')
                AND NOT EXISTS (SELECT 1 FROM observations o WHERE o.task_id = p.task_id
-                   AND o.source = '{Source.POLL}' AND o.http_status = 200)"""
+                   AND o.source = '{Source.POLL}' AND (o.http_status = 200
+                       OR (p.state = 'done' AND o.status IS NOT NULL AND o.status <> 'settled'
+                           AND EXISTS (SELECT 1 FROM results r WHERE r.task_id = p.task_id
+                               AND r.status = 'settled'))))"""
         ).fetchall()
+        con.register("_load_subs", subs.select("task_id"))
+        try:
+            seen_settled = con.execute(
+                """SELECT r.task_id FROM results r
+                   WHERE r.status = 'settled' AND r.task_id IN (SELECT task_id FROM _load_subs)"""
+            ).fetchall()
+        finally:
+            con.unregister("_load_subs")
         answers = con.execute(
             f"""SELECT task_id, count(*) FILTER (WHERE http_status IN (200, 202, 404)),
                    coalesce(bool_or(http_status = 202), false)
@@ -333,6 +360,7 @@ class PollWriter:
             control_task_id=control[0][0] if control else None,
             unproven_final=frozenset(r[0] for r in unproven),
             answers={r[0]: (int(r[1]), bool(r[2])) for r in answers},
+            seen_settled=frozenset(r[0] for r in seen_settled),
         )
 
     def start_run(self) -> str:

@@ -3,14 +3,21 @@
 Rules (DESIGN.md, "Store"): a settled observation beats any other; the first settled observation
 gives the fields and later settled ones only fill fields it lacked (a webhook has no counts or
 cost, a later poll does); a later settled observation whose label, txid or cost differs is
-counted in `conflict_count`, never applied; a task never seen settled shows its latest
-observation. Order is `obs_id`, assigned in the order records are written. The query reads the
-tasks listed in the temp table `_touched`.
+counted in `conflict_count`, never applied. So is a reversal: a poll's answer with another,
+non-blank status (a 202 `in_progress`, a 200 `verified` or `failed`) observed after the task
+was first seen settled (spec §8.9: a settled result never changes); the result stays settled.
+A task never seen settled shows its latest observation. Order is `obs_id`, assigned in the
+order records are written; a reversal is judged on `observed_at`, when each was seen (a poll's
+answer is first-hand at that time; a file's records carry their ingest time, so an old export
+of pending states ingested after the settlement is no reversal). The query reads the tasks
+listed in the temp table `_touched`.
 """
 
 from __future__ import annotations
 
 from typing import Final
+
+from asg_audit.model import Source
 
 __all__ = ["RESULTS_SQL", "SINGLE_RESULT_COLUMNS"]
 
@@ -107,14 +114,21 @@ WITH o_scope AS (
         o.consensus_label <> c.consensus_label OR o.bsv_txid <> c.bsv_txid
         OR o.cost_sats <> c.cost_sats)
     GROUP BY o.task_id
+), reversals AS (
+    -- a poll's answer, after the task was first seen settled, that it is not settled
+    SELECT o.task_id, count(*) AS reversal_count
+    FROM o JOIN chosen c ON o.task_id = c.task_id AND c.any_settled
+    WHERE o.status <> 'settled' AND trim(o.status) <> '' AND o.source = '{Source.POLL}'
+        AND o.observed_at > c.settled_seen_at
+    GROUP BY o.task_id
 )
 SELECT a.task_id, a.status, a.consensus_label, a.confidence, a.worker_count, a.agreement_count,
     a.bsv_txid, a.cost_sats,
     (a.cost_sats IS NULL AND coalesce(a.cost_unknown_any, false)) AS cost_unknown,
     a.task_type, a.created_at, a.settled_at, a.delivered_at, a.shape, a.flags,
     a.first_seen_at, a.settled_seen_at, a.last_seen_at, a.sources, a.observation_count,
-    coalesce(c.conflict_count, 0) AS conflict_count
-FROM chosen a LEFT JOIN conflicts c USING (task_id)
+    coalesce(c.conflict_count, 0) + coalesce(v.reversal_count, 0) AS conflict_count
+FROM chosen a LEFT JOIN conflicts c USING (task_id) LEFT JOIN reversals v USING (task_id)
 UNION ALL
 SELECT * FROM single
 """
