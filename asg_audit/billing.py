@@ -29,6 +29,7 @@ from asg_audit.errors import (
 )
 from asg_audit.interrupts import is_interrupt
 from asg_audit.model import path_text, printable
+from asg_audit.ratelimit import parse_retry_after
 from asg_audit.redaction import Secret, check_http_url, clean_secret, display_url, redact
 
 __all__ = ["BillingSummary", "fetch_billing", "months_with_data", "parse_usage"]
@@ -238,12 +239,10 @@ class _Gateway:
             if resp.status_code == 429 or resp.status_code >= 500:
                 if attempt == self.retries:
                     raise ApiTransientError(f"GET {path}: {resp.status_code} after retries")
-                try:
-                    wait = float(resp.headers.get("Retry-After", "0"))
-                except ValueError:
-                    wait = 0.0
-                if not math.isfinite(wait):  # "nan", "inf": time.sleep would raise
-                    wait = 0.0
+                # seconds or an HTTP date, read as `collect` and `verify-chain` read it; an
+                # unreadable one is no floor, an absurd one (`inf`) is capped below
+                asked = parse_retry_after(resp.headers.get("Retry-After"), now=time.time())
+                wait = asked if asked is not None else 0.0
                 backoff = min(10.0, 0.25 * 2**attempt)
                 time.sleep(min(max(wait, backoff), _MAX_RETRY_AFTER_S))
                 continue
