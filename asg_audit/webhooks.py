@@ -630,7 +630,7 @@ def _client_text(client: Any) -> str:
     return "an unknown address"
 
 
-class _GuardedConnection:
+class _GuardedConnection(asyncio.Protocol):
     """What both HTTP protocols add to Uvicorn's: the request deadline and the connection cap.
 
     Uvicorn (0.54) has neither: `timeout_keep_alive` only closes a connection idle between
@@ -650,6 +650,14 @@ class _GuardedConnection:
     loop: asyncio.AbstractEventLoop
     connections: set[Any]
     client: tuple[str, int] | None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        self._guard_connection()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._request_whole()
+        super().connection_lost(exc)
 
     def _guard_connection(self) -> None:
         """At connection_made: count the connection; start the first request's deadline."""
@@ -746,14 +754,6 @@ def _httptools_protocol(base: type[Any], guard: _ConnectionGuard) -> type[asynci
         _in_head = True
         _refused = False
 
-        def connection_made(self, transport: asyncio.Transport) -> None:
-            super().connection_made(transport)
-            self._guard_connection()
-
-        def connection_lost(self, exc: Exception | None) -> None:
-            self._request_whole()
-            super().connection_lost(exc)
-
         def data_received(self, data: bytes) -> None:
             if self._refused:
                 return
@@ -806,14 +806,6 @@ def _h11_protocol(base: type[Any], guard: _ConnectionGuard) -> type[asyncio.Prot
         not whole), SEND_BODY, DONE."""
 
         _guard = guard
-
-        def connection_made(self, transport: asyncio.Transport) -> None:
-            super().connection_made(transport)
-            self._guard_connection()
-
-        def connection_lost(self, exc: Exception | None) -> None:
-            self._request_whole()
-            super().connection_lost(exc)
 
         def data_received(self, data: bytes) -> None:
             self._request_started()  # bytes of a request: it has begun, if it had not
