@@ -28,6 +28,7 @@ from urllib.parse import parse_qs, urlparse
 import polars as pl
 import pytest
 from _hardening_procs import asg_audit, clean_env, query
+from _records import settled_record
 
 from asg_audit import analyze
 from asg_audit.billing import fetch_billing
@@ -54,20 +55,10 @@ def _ndjson(path: Path, rows: list[dict[str, Any]]) -> Path:
 
 
 def _settled(task_id: str, created: str | None, settled: str, **extra: Any) -> dict[str, Any]:
-    row: dict[str, Any] = {
-        "task_id": task_id,
-        "status": "settled",
-        "consensus_label": "cat",
-        "confidence": 1.0,
-        "worker_count": 3,
-        "agreement_count": 3,
-        "bsv_txid": extra.pop("txid", hashlib.sha256(task_id.encode()).hexdigest()),
-        "cost_sats": 975,
-        "settled_at": settled,
-        **extra,
-    }
-    if created is not None:
-        row["created_at"] = created
+    txid = extra.pop("txid", hashlib.sha256(task_id.encode()).hexdigest())
+    row = settled_record(task_id, bsv_txid=txid, created_at=created, settled_at=settled, **extra)
+    if created is None:  # a record that says nothing of its creation (a webhook's)
+        del row["created_at"]
     return row
 
 

@@ -32,6 +32,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from _records import settled_line
 
 from asg_audit.gateway import GatewayClient, NotFound, Ready, TransportFailure
 from asg_audit.ingest import ingest_paths, track_file
@@ -54,19 +55,12 @@ CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 
 
 def _settled(task_id: str) -> bytes:
-    return json.dumps(
-        {
-            "task_id": task_id,
-            "status": "settled",
-            "consensus_label": "cat",
-            "confidence": 1.0,
-            "worker_count": 3,
-            "agreement_count": 3,
-            "bsv_txid": "a" * 63 + "1",
-            "cost_sats": 650,
-            "created_at": "2026-10-01T00:00:00Z",
-            "settled_at": "2026-10-01T00:00:47Z",
-        }
+    return settled_line(
+        task_id,
+        bsv_txid="a" * 63 + "1",
+        cost_sats=650,
+        created_at="2026-10-01T00:00:00Z",
+        settled_at="2026-10-01T00:00:47Z",
     ).encode()
 
 
