@@ -240,9 +240,9 @@ class _Gateway:
                 if attempt == self.retries:
                     raise ApiTransientError(f"GET {path}: {resp.status_code} after retries")
                 # seconds or an HTTP date, read as `collect` and `verify-chain` read it; an
-                # unreadable one is no floor, an absurd one (`inf`) is capped below
+                # unreadable or non-finite one (`nan`, `inf`) is no floor, a long one is capped
                 asked = parse_retry_after(resp.headers.get("Retry-After"), now=time.time())
-                wait = asked if asked is not None else 0.0
+                wait = asked if asked is not None and math.isfinite(asked) else 0.0
                 backoff = min(10.0, 0.25 * 2**attempt)
                 time.sleep(min(max(wait, backoff), _MAX_RETRY_AFTER_S))
                 continue
