@@ -11,10 +11,9 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
-from typing import Any
 
-import duckdb
 import pytest
+from _hardening_procs import query
 
 REPO = Path(__file__).parents[1]
 TXID = "ab" * 32
@@ -44,14 +43,6 @@ def cli(*args: str) -> subprocess.CompletedProcess[str]:
         cwd=REPO,
         timeout=300,
     )
-
-
-def query(db: Path, sql: str) -> list[tuple[Any, ...]]:
-    con = duckdb.connect(str(db), read_only=True)
-    try:
-        return con.execute(sql).fetchall()
-    finally:
-        con.close()
 
 
 # --- ingest: deep broken JSON (#1) ---
