@@ -52,14 +52,17 @@ __all__ = [
 ]
 
 # The version of the rules below: what the normaliser accepts, rejects or flags, and how a
-# field is read. Bump it with every change to them (a new reject reason or flag, a timestamp
-# form accepted or refused, ...): a store whose rows were judged by older rules is judged
+# field is read; and of how `results` is derived from observations (`asg_audit.results_sql`).
+# Bump it with every change to them (a new reject reason or flag, a timestamp form accepted or
+# refused, a new conflict rule, ...): a store whose rows were judged by older rules is judged
 # again, from each observation's stored raw text, by the next writer that opens it
 # (`asg_audit.rejudge`), and a store judged by newer rules is refused by this code's writers.
 # 1: the rules as of the rules version's introduction (no zone or +24:00 is a bad_timestamp).
 # 2: an object repeating a key, at any depth, is an `invalid_json` reject (DuckDB reads the
 #    first value, Python's json and jq the last), as the webhook receiver answers it.
-RULES_VERSION: Final = 2
+# 3: a poll answering "not settled" for a task already seen settled (a reversal) counts as a
+#    conflict of its result (results_sql); a store's results are derived again by it.
+RULES_VERSION: Final = 3
 # A record larger than this is quarantined without being parsed (a hostile or broken body).
 DEFAULT_MAX_RECORD_BYTES: Final = 1_000_000
 # The most sats a cost can be: every coin that can ever exist (21 million BSV). A larger cost is

@@ -23,6 +23,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import duckdb
 import pytest
 from _hardening_procs import query
 from _scripted_gateway import Answer, pending_body, scripted_gateway, settled_body
@@ -403,3 +404,44 @@ def test_an_export_of_pending_states_ingested_after_the_settlement_is_no_conflic
     assert query(db, "SELECT status, conflict_count, observation_count FROM results") == [
         ("settled", 0, 2)
     ]
+
+
+def test_a_store_derived_before_the_reversal_rule_counts_its_reversals_when_next_written(
+    tmp_path: Path,
+) -> None:
+    """Rules version 3 (the reversal rule) is a change of how results are derived: a store
+    whose results were derived by version 2 (a stored reversal not counted) gets them derived
+    again by its next writer, even when no task is written again."""
+    db = _track(tmp_path, ["tsk_r1"])
+    ingest_paths(db, [_export(tmp_path / "export.ndjson", ["tsk_r1"])])
+
+    def script(task_id: str, n: int) -> Answer:
+        return 202, json.dumps({"status": "in_progress"}).encode(), {}
+
+    with scripted_gateway(script) as gateway:
+        done = subprocess.run(
+            _cli("collect", "--db", str(db), "--deadline", "3"),
+            env=_env(gateway.url),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert query(db, "SELECT conflict_count FROM results") == [(1,)]
+    # the store as version 2 left it: the reversal stored, its result not counting it
+    con = duckdb.connect(str(db))
+    con.execute("UPDATE results SET conflict_count = 0")
+    con.execute("UPDATE store_settings SET value = '2' WHERE key = 'rules_version'")
+    con.close()
+
+    (tmp_path / "none.csv").write_text("task_id,task_type,consensus_threshold,options,created_at\n")
+    track = subprocess.run(  # any writer; this one writes no result
+        _cli("track", str(tmp_path / "none.csv"), "--db", str(db)),
+        env=_env(""),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert "judged again" in track.stderr, track.stderr[-2000:]
+    assert query(db, "SELECT status, conflict_count FROM results") == [("settled", 1)]
+    assert query(db, "SELECT value FROM store_settings WHERE key = 'rules_version'") == [("3",)]
