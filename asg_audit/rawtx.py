@@ -162,11 +162,22 @@ def parse_raw_tx(raw: bytes | str) -> ParsedTx:
         vout = r.uint(4)
         script = r.take(r.varint())
         inputs.append(TxInput(prev, vout, script, r.uint(4)))
+    n_out = r.varint()
+    if n_out == 0:
+        # Consensus refuses a transaction with no outputs (`bad-txns-vout-empty`): it pays no
+        # one, so it cannot be the payment of anything on chain.
+        raise RawTxError("no outputs (consensus refuses a transaction that pays no one)")
     outputs = []
-    for n in range(r.varint()):
+    total = 0
+    for n in range(n_out):
         value = r.uint(8)
-        if value > MAX_SATS:
-            raise RawTxError(f"output {n}: value {value} exceeds the 21M BSV supply")
+        total += value
+        if value > MAX_SATS or total > MAX_SATS:
+            raise RawTxError(
+                f"output {n}: value {value}"
+                + ("" if value > MAX_SATS else f" brings the outputs' sum to {total}")
+                + " exceeds the 21M BSV supply"
+            )
         script = r.take(r.varint())
         outputs.append(TxOutput(n, value, script, classify_script(script)))
     locktime = r.uint(4)

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from asg_audit.chain import IndexIntegrityError, check_index_answer
 from asg_audit.rawtx import (
     OutputKind,
     RawTxError,
@@ -74,13 +75,28 @@ def test_rawtx_many_inputs() -> None:
 
 def test_rawtx_values_are_8_byte_little_endian() -> None:
     big = 2_100_000_000_000_000  # 21M BSV: needs all 8 bytes' range beyond 32 bits
-    parsed = parse_raw_tx(_tx([(big, P2PKH), (1, P2PKH)]))
-    assert [o.value_sats for o in parsed.outputs] == [big, 1]
+    parsed = parse_raw_tx(_tx([(big - 1, P2PKH), (1, P2PKH)]))
+    assert [o.value_sats for o in parsed.outputs] == [big - 1, 1]
 
 
 def test_rawtx_value_above_supply_refused() -> None:
     with pytest.raises(RawTxError, match="supply"):
         parse_raw_tx(_tx([(2_100_000_000_000_001, P2PKH)]))
+
+
+def test_rawtx_outputs_summing_above_supply_refused() -> None:
+    half = 1_050_000_000_000_001  # each within the supply, together above it (consensus)
+    with pytest.raises(RawTxError, match="sum to 2100000000000002 exceeds the 21M BSV supply"):
+        parse_raw_tx(_tx([(half, P2PKH), (half, P2PKH)]))
+
+
+def test_rawtx_no_outputs_refused_and_the_index_answer_is_refused() -> None:
+    raw = _tx([])
+    with pytest.raises(RawTxError, match="no outputs"):
+        parse_raw_tx(raw)
+    txid = compute_txid(raw)
+    with pytest.raises(IndexIntegrityError, match="not a transaction .no outputs"):
+        check_index_answer(txid, raw)
 
 
 @pytest.mark.parametrize(
