@@ -85,14 +85,18 @@ class AuditOutcome:
 
 @contextlib.contextmanager
 def audit_lock(db_path: Path, *, wait_seconds: float = 0.0) -> Iterator[Path]:
-    """Hold the audit lock of a database (a file beside it) for the duration of the block.
+    """Hold the audit lock of a database (a file beside it, the file a link points to) for the
+    duration of the block.
 
     Raises StoreBusyError when another audit holds it after `wait_seconds`, and StoreError
     (exit 3, as a writer of the store gets) when the lock file cannot be made: the store's
     folder is missing, is a file, or cannot be written (read-only media).
     """
-    lock_path = db_path.with_name(db_path.name + ".audit-lock")
-    folder = db_path.parent
+    # Beside the file itself, not a symbolic link to it: every name of one store (a link, a
+    # path through a linked folder) shares one audit lock, as DuckDB's own lock and WAL do.
+    real = Path(os.path.realpath(db_path))
+    lock_path = real.with_name(real.name + ".audit-lock")
+    folder = real.parent
     if not folder.exists():
         raise StoreError(f"{db_path}: folder {folder} does not exist")
     try:
