@@ -10,6 +10,7 @@ by the rules and query of `asg_audit.results_sql`.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import socket
@@ -629,6 +630,55 @@ def _tables(con: duckdb.DuckDBPyConnection) -> list[str]:
     return [str(name) for (name,) in rows]
 
 
+@functools.cache
+def _schema_columns() -> frozenset[tuple[str, str]]:
+    """Return the (table, column) pairs a store at this code's schema version has: the
+    migrations applied to an empty in-memory database."""
+    con = duckdb.connect(":memory:")
+    try:
+        for migration in MIGRATIONS:
+            for statement in migration.statements:
+                con.execute(statement)
+        rows = con.execute(
+            "SELECT table_name, column_name FROM information_schema.columns"
+            " WHERE table_catalog = current_database()"
+        ).fetchall()
+    finally:
+        con.close()
+    return frozenset((str(t), str(c)) for t, c in rows)
+
+
+def _check_intact(con: duckdb.DuckDBPyConnection, path: Path) -> None:
+    """Refuse a store at this schema version that lacks a table or column of it (dropped or
+    altered outside asg_audit): every command would otherwise fail on it half-way with a
+    catalog error. Tables and columns of its own a user added are no concern."""
+    rows = con.execute(
+        "SELECT table_name, column_name FROM information_schema.columns"
+        " WHERE table_catalog = current_database()"
+    ).fetchall()
+    missing = _schema_columns() - {(str(t), str(c)) for t, c in rows}
+    if not missing:
+        return
+    tables = {t for t, _ in rows}
+    gone = sorted({t for t, _ in missing if t not in tables})
+    columns = sorted(f"{t}.{c}" for t, c in missing if t in tables)
+    what = "; ".join(
+        part
+        for part in (
+            f"table{'s' if len(gone) > 1 else ''} {', '.join(gone)} missing" if gone else "",
+            f"column{'s' if len(columns) > 1 else ''} {', '.join(columns[:8])}"
+            f"{', ...' if len(columns) > 8 else ''} missing"
+            if columns
+            else "",
+        )
+        if part
+    )
+    raise StoreFileError(
+        f"{path}: a damaged store: schema version {SCHEMA_VERSION} but {what} (changed outside"
+        " asg_audit); left untouched: restore it from a copy, or ingest into a new store"
+    )
+
+
 def _not_a_store(path: Path, tables: Sequence[str] = ()) -> str:
     if tables:
         shown = ", ".join(sorted(tables)[:5]) + (", ..." if len(tables) > 5 else "")
@@ -851,9 +901,11 @@ def open_store(
     try:
         if read_only:
             con = _upgraded_reader(con, path, wait_seconds)
+            _check_intact(con, path)
             _warn_rules(con, path)
         else:
             _migrate(con, path)
+            _check_intact(con, path)
             if memory_limit is not None:
                 # DuckDB spills to disk beyond this (bulk ingest keeps the process small); set
                 # before a re-judge of the whole store, which is bulk work too

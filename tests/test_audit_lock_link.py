@@ -24,9 +24,11 @@ def test_a_link_to_the_store_and_a_linked_folder_share_the_audit_lock(tmp_path: 
     with audit_lock(db) as held:
         assert held == real_dir / "audit.duckdb.audit-lock"
         for other in (link, folder_link / "audit.duckdb"):
-            with pytest.raises(StoreBusyError, match="another audit run is in progress"):
-                with audit_lock(other):
-                    pass
+            with (
+                pytest.raises(StoreBusyError, match="another audit run is in progress"),
+                audit_lock(other),
+            ):
+                pass
     with audit_lock(link) as held:  # released: any name takes it, beside the real file
         assert held == real_dir / "audit.duckdb.audit-lock"
     assert not (tmp_path / "link.duckdb.audit-lock").exists()

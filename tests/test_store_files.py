@@ -133,3 +133,34 @@ def test_an_empty_file_becomes_a_store_for_a_writer_only(tmp_path: Path, export:
     assert proc.returncode == 0, proc.stderr  # was "not a DuckDB database file", exit 2
     with open_store(db, read_only=True) as store:
         assert store.con.execute("SELECT task_id FROM results").fetchall() == [("t1",)]
+
+
+@pytest.mark.parametrize(
+    ("damage", "named"),
+    [
+        ("DROP TABLE store_settings", "table store_settings missing"),
+        ("ALTER TABLE results DROP COLUMN conflict_count", "column results.conflict_count missing"),
+    ],
+)
+@pytest.mark.parametrize("command", [["db", "info"], ["ingest"], ["report", "--out", "reports"]])
+def test_a_store_missing_a_table_or_column_of_its_schema_is_refused_untouched(
+    tmp_path: Path, export: Path, damage: str, named: str, command: list[str]
+) -> None:
+    """A store changed outside asg_audit (a table dropped, a column gone) is named as damaged,
+    exit 2, before anything is written; a writer crashed half-way with a catalog error."""
+    db = tmp_path / "a.duckdb"
+    with open_store(db):
+        pass
+    con = duckdb.connect(str(db))
+    con.execute(damage)
+    con.execute("CREATE TABLE my_notes (note VARCHAR)")  # a user's own table is no damage
+    con.close()
+    before = digest(db)
+    args = [*command, str(export)] if command == ["ingest"] else command
+    proc = cli(*args, "--db", str(db))
+    assert proc.returncode == EXIT_USAGE, proc.stderr
+    assert "a damaged store: schema version" in proc.stderr and named in proc.stderr
+    assert "Traceback" not in proc.stderr and "my_notes" not in proc.stderr
+    assert digest(db) == before
+    with pytest.raises(StoreFileError, match=named), open_store(db, read_only=True):
+        pass
