@@ -19,7 +19,6 @@ import contextlib
 import csv
 import gzip
 import json
-import re
 import sys
 import zlib
 from collections.abc import Iterator
@@ -49,6 +48,7 @@ from asg_audit.webhook_writer import (
     TooDeepError,
     duplicate_key_detail,
     load_json_object,
+    repeated_key_path,
 )
 
 __all__ = ["TrackSummary", "print_track_summary", "track_file"]
@@ -358,7 +358,7 @@ def _ndjson_records(fh: IO[bytes]) -> Iterator[_Record]:
                 exc.key,
                 duplicate_key_detail(exc.key),
                 reason=RejectReason.INVALID_JSON,
-                where=_repeated_key_path(raw, exc.key),
+                where=repeated_key_path(raw, exc.key),
             )
             yield line_no, error, raw
             continue
@@ -376,51 +376,6 @@ def _ndjson_records(fh: IO[bytes]) -> Iterator[_Record]:
             yield line_no, _RowError(None, message, reason=RejectReason.NOT_OBJECT), raw
             continue
         yield line_no, rec, raw
-
-
-class _Members(list[tuple[str, Any]]):
-    """An object's members in order, repeated keys kept (to find where a key repeats)."""
-
-
-_PLAIN_KEY: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-
-
-def _repeated_key_path(raw: bytes, key: str) -> str:
-    """The path (`label_spec.options`, `items[2].id`) of the key `load_json_object` found
-    repeated: in the first object, in the order the parser closes them (inner ones first), that
-    repeats a key. `key` itself when it is not found."""
-    try:
-        doc = json.loads(raw, object_pairs_hook=_Members)
-    except (ValueError, RecursionError):
-        return key
-    todo: list[tuple[Any, tuple[str | int, ...], bool]] = [(doc, (), False)]
-    while todo:  # post-order, in document order: the order the parser closes objects
-        node, path, closed = todo.pop()
-        if isinstance(node, _Members):
-            if closed:
-                seen: set[str] = set()
-                for name, _ in node:
-                    if name in seen:
-                        return _path_text((*path, name))
-                    seen.add(name)
-                continue
-            todo.append((node, path, True))
-            todo.extend((value, (*path, name), False) for name, value in reversed(node))
-        elif isinstance(node, list):
-            todo.extend((value, (*path, i), False) for i, value in reversed(list(enumerate(node))))
-    return key
-
-
-def _path_text(path: tuple[str | int, ...]) -> str:
-    parts: list[str] = []
-    for step in path:
-        if isinstance(step, int):
-            parts.append(f"[{step}]")
-        elif _PLAIN_KEY.fullmatch(step):
-            parts.append(f".{step}" if parts else step)
-        else:
-            parts.append(f"[{json.dumps(step, ensure_ascii=False)}]")
-    return "".join(parts)
 
 
 def _is_csv(path: Path) -> bool:

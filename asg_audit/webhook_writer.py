@@ -49,8 +49,10 @@ __all__ = [
     "DuplicateKeyError",
     "Outcome",
     "TooDeepError",
+    "duplicate_key_reject",
     "load_json_object",
     "nesting_depth_over",
+    "repeated_key_path",
 ]
 
 log = logging.getLogger("asg_audit.webhooks")
@@ -222,6 +224,57 @@ def duplicate_key_detail(key: str) -> str:
     )
 
 
+def duplicate_key_reject(body: bytes, exc: DuplicateKeyError) -> tuple[str, str]:
+    """Return the (field, detail) of a delivery refused for a repeated key: the field is the
+    key's path (`settlement.bsv_txid`), as the normaliser names the fields it reads."""
+    return repeated_key_path(body, exc.key), duplicate_key_detail(exc.key)
+
+
+class _Members(list[tuple[str, Any]]):
+    """An object's members in order, repeated keys kept (to find where a key repeats)."""
+
+
+_PLAIN_KEY: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def repeated_key_path(raw: bytes, key: str) -> str:
+    """The path (`label_spec.options`, `items[2].id`) of the key `load_json_object` found
+    repeated: in the first object, in the order the parser closes them (inner ones first), that
+    repeats a key. `key` itself when it is not found."""
+    try:
+        doc = json.loads(raw, object_pairs_hook=_Members)
+    except (ValueError, RecursionError):
+        return key
+    todo: list[tuple[Any, tuple[str | int, ...], bool]] = [(doc, (), False)]
+    while todo:  # post-order, in document order: the order the parser closes objects
+        node, path, closed = todo.pop()
+        if isinstance(node, _Members):
+            if closed:
+                seen: set[str] = set()
+                for name, _ in node:
+                    if name in seen:
+                        return _path_text((*path, name))
+                    seen.add(name)
+                continue
+            todo.append((node, path, True))
+            todo.extend((value, (*path, name), False) for name, value in reversed(node))
+        elif isinstance(node, list):
+            todo.extend((value, (*path, i), False) for i, value in reversed(list(enumerate(node))))
+    return key
+
+
+def _path_text(path: tuple[str | int, ...]) -> str:
+    parts: list[str] = []
+    for step in path:
+        if isinstance(step, int):
+            parts.append(f"[{step}]")
+        elif _PLAIN_KEY.fullmatch(step):
+            parts.append(f".{step}" if parts else step)
+        else:
+            parts.append(f"[{json.dumps(step, ensure_ascii=False)}]")
+    return "".join(parts)
+
+
 def _preset_reject(body: bytes) -> tuple[str | None, str] | None:
     """Return (field, detail) when a committed body must be refused before the normaliser.
 
@@ -231,7 +284,7 @@ def _preset_reject(body: bytes) -> tuple[str | None, str] | None:
     try:
         load_json_object(body)
     except DuplicateKeyError as exc:
-        return exc.key, duplicate_key_detail(exc.key)
+        return duplicate_key_reject(body, exc)
     except TooDeepError as exc:
         return None, str(exc)
     except ValueError:

@@ -62,7 +62,7 @@ from asg_audit.webhook_writer import (
     DuplicateKeyError,
     Outcome,
     TooDeepError,
-    duplicate_key_detail,
+    duplicate_key_reject,
     load_json_object,
     utc_now,
 )
@@ -477,7 +477,7 @@ def create_webhook_app(
             payload = load_json_object(body)
         except DuplicateKeyError as exc:
             # Read one way here and another by the normaliser: refused, like invalid JSON.
-            payload, reject = None, (exc.key, duplicate_key_detail(exc.key))
+            payload, reject = None, duplicate_key_reject(body, exc)
         except TooDeepError as exc:
             # Not read here, so neither its timestamp nor its keys can be checked: refused
             # before the normaliser (which could read it), never an observation.

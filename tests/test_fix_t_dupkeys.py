@@ -19,7 +19,7 @@ import pytest
 from asg_audit.model import Source
 from asg_audit.normalize import RawRecord, normalise_records
 from asg_audit.store import open_store
-from asg_audit.webhook_writer import DuplicateKeyError, load_json_object
+from asg_audit.webhook_writer import DuplicateKeyError, load_json_object, repeated_key_path
 
 NOW = datetime(2026, 9, 15, 6, 0, tzinfo=UTC)
 DETAIL = (
@@ -98,6 +98,12 @@ def test_the_cases_are_what_the_webhook_receiver_refuses() -> None:
             with pytest.raises(DuplicateKeyError) as exc:
                 load_json_object(body.encode())
             assert exc.value.key == (want[1] or want[0]), task_id
+            # the receiver's reject field: the path, as the normaliser names the fields it
+            # reads (top level, settlement); deeper, the path the normaliser leaves as a key
+            path = repeated_key_path(body.encode(), exc.value.key)
+            assert path == {"tsk_deep": "meta.n.k", "tsk_arr": "workers[1].id"}.get(
+                task_id, want[0]
+            ), task_id
 
 
 def test_ingest_of_a_file_refuses_a_repeated_key(tmp_path: Path) -> None:

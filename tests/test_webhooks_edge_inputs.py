@@ -119,7 +119,9 @@ def test_webhooks_duplicate_key_is_rejected_with_reason(db, inner):
     rejects = _rows(db, "SELECT source, reason, field, detail, raw FROM rejects")
     assert len(rejects) == 1
     source, reason, field, detail, raw = rejects[0]
-    assert (source, reason, field, bytes(raw)) == ("webhook", "invalid_json", key, body)
+    # the field is the key's path, as the normaliser names it (`settlement.bsv_txid`)
+    path = "settlement.bsv_txid" if inner else "task_id"
+    assert (source, reason, field, bytes(raw)) == ("webhook", "invalid_json", path, body)
     assert f'duplicate key "{key}"' in detail
     assert _rows(db, "SELECT count(*) FROM observations") == [(0,)]
     assert _rows(db, "SELECT count(*) FROM results") == [(0,)]
