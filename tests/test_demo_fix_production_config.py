@@ -38,6 +38,7 @@ def test_demo_sends_nothing_to_the_production_alert_url(
         "verify_chain = false\n"
         "billing = false\n"
         "require_api = true\n"
+        'fail_on = "info"\n'
     )
     done = subprocess.run(
         asg_audit("demo", "--tasks", "200", "--out", str(tmp_path / "demo")),
@@ -51,6 +52,8 @@ def test_demo_sends_nothing_to_the_production_alert_url(
     assert received == []  # no alert, though the demo's findings reach alert_on
     out = done.stdout
     assert "audit exit code would be 1" in out  # fail findings: an alert would have been due
+    # by the fail_on the demo honours (its [audit] one), and the demo's own exit code
+    assert "(1: findings at or above info; 3: incomplete); the demo exits 0" in out
     # the production job's switches do not cut the demo short, nor its folders get used
     for step in ("verify-chain", "billing"):
         line = next(line for line in out.splitlines() if line.startswith(step))
