@@ -38,12 +38,13 @@ from asg_audit.config import AuditConfig
 from asg_audit.errors import StoreFileError
 from asg_audit.interrupts import is_interrupt
 from asg_audit.model import is_well_formed_txid, path_text, printable
-from asg_audit.rawtx import OutputKind, parse_raw_tx
+from asg_audit.rawtx import OutputKind, RawTxError, parse_raw_tx
 from asg_audit.stopsignals import sigterm_interrupts
 
 __all__ = [
     "VerifySummary",
     "fetch_parent_fees",
+    "pending_txid_count",
     "print_findings",
     "reconciliation_findings",
     "report_exit_code",
@@ -100,6 +101,14 @@ def _pending_txids(con: Any) -> tuple[list[str], int, int]:
     }
     todo = [t for t in every if t not in done]
     return todo, len(every), len(every) - len(todo)
+
+
+def pending_txid_count(db: str | Path) -> int:
+    """Return how many settled txids of the store `verify_chain` would fetch (read-only)."""
+    from asg_audit.store import open_store
+
+    with open_store(db, read_only=True) as store:
+        return len(_pending_txids(store.con)[0])
 
 
 def _rows(
@@ -381,7 +390,10 @@ def fetch_parent_fees(store: Any, client: ChainClient, *, pool_size: int = 4) ->
     spends: dict[str, list[tuple[str, int]]] = {}
     totals: dict[str, int] = {}
     for txid, raw_hex in rows:
-        p = parse_raw_tx(raw_hex)
+        try:
+            p = parse_raw_tx(raw_hex)
+        except RawTxError:  # stored before a parser rule refused such bytes: no fee known
+            continue
         if p.is_coinbase:
             continue
         spends[txid] = [(i.prev_txid, i.prev_vout) for i in p.inputs]

@@ -611,10 +611,12 @@ def _probe(url: str, what: str, *, attempts: int = 3) -> None:
 
 def _verify_chain(config: AuditConfig, settings: dict[str, Any], progress: bool) -> str:
     from asg_audit.chain import verify_chain
+    from asg_audit.chain_verify import pending_txid_count
 
     if not settings.get("verify_chain", True):
         return "skipped (disabled in [audit])"
-    _probe(config.chain_url.rstrip("/") + "/chain/info", "chain index")
+    if pending_txid_count(config.db_path) > 0:  # nothing to fetch: the index is not needed
+        _probe(config.chain_url.rstrip("/") + "/chain/info", "chain index")
     summary = verify_chain(config.db_path, config, progress=progress)
     return (
         f"ok: {summary.checked:,} checked, {summary.confirmed:,} confirmed, "

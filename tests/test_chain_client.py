@@ -244,6 +244,32 @@ def test_chain_fetch_parent_fees_from_parent_outputs(
     assert fee == 100_000 - sum(child["output_sats"])
 
 
+def test_chain_fetch_parent_fees_skips_stored_bytes_the_parser_now_refuses(
+    served: Any, index: Index, tmp_path: Path
+) -> None:
+    """A transaction stored before a parser rule refused its bytes (no outputs) has no fee:
+    skipped, not a crash of every later verify-chain run."""
+    from datetime import UTC, datetime
+
+    from asg_audit.chain import fetch_parent_fees
+    from asg_audit.store import open_store
+
+    child = DATA["transactions"][2]
+    version, rest = child["hex"][:8], bytes.fromhex(child["hex"][8:])
+    # the same inputs, no outputs: version | 1 input (41 bytes + script) | 0 outputs | locktime
+    script_len = rest[37]
+    no_outputs = version + rest[: 1 + 36 + 1 + script_len + 4].hex() + "00" + "00000000"
+    now = datetime.now(UTC)
+    with open_store(tmp_path / "fees.duckdb") as store, _client(served) as client:
+        store.con.execute(
+            "INSERT INTO chain_txs (txid, status, raw_hex, first_checked_at, fetched_at)"
+            " VALUES ('ab' || repeat('0', 62), 'confirmed', ?, ?, ?),"
+            " (?, 'confirmed', ?, ?, ?)",
+            [no_outputs, now, now, child["txid"], child["hex"], now, now],
+        )
+        assert fetch_parent_fees(store, client) == 1  # the good one still gets its fee
+
+
 def test_chain_client_retries_garbled_200(served: Any, index: Index) -> None:
     index.garble_next = 1
     with _client(served) as client:
