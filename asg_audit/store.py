@@ -109,6 +109,12 @@ class WriteStats:
 
 _WRITE_LOCKS: dict[Path, threading.RLock] = {}
 _WRITE_LOCKS_GUARD = threading.Lock()
+# The connections `open_store` holds open, by file (ids): DuckDB shares one database instance
+# among a process's connections to a file, and a file is checked to be whole only by the
+# first, before any of them writes (see `_check_whole`).
+_OPEN_FILES: dict[Path, set[int]] = {}
+# DuckDB's file layout: a main header and two database headers of 4 KiB each, then the blocks.
+_DUCKDB_HEADER_BYTES: Final = 3 * 4096
 
 
 def _process_exists(pid: int) -> bool:
@@ -149,7 +155,7 @@ class Store:
 
     def close(self) -> None:
         """Close the connection (checkpointing the WAL of a writer)."""
-        self.con.close()
+        _disconnect(self.con, self.path)
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
@@ -409,10 +415,18 @@ class Store:
         con = self.con
         self._ensure_staging()
         try:
-            return self._commit_staged(refresh=refresh)
-        finally:
-            con.execute("DELETE FROM _staged")
+            stats = self._commit_staged(refresh=refresh)
+        except BaseException:
+            # The transaction is rolled back, the staged rows with it. Emptying the table may
+            # fail too (an aborted transaction refuses every statement): the first error,
+            # say a full disk, is the one the caller is told of.
             self._staged_seq = 0
+            with contextlib.suppress(duckdb.Error):
+                con.execute("DELETE FROM _staged")
+            raise
+        con.execute("DELETE FROM _staged")
+        self._staged_seq = 0
+        return stats
 
     def _commit_staged(self, *, refresh: bool) -> WriteStats:
         con = self.con
@@ -686,7 +700,17 @@ def _not_a_store(path: Path, tables: Sequence[str] = ()) -> str:
             f"{path}: a DuckDB database of another application (tables: {shown}), not an"
             " asg_audit store; left untouched (use --db with a store or a new file)"
         )
-    return f"{path}: not an asg_audit store (no tables yet: run `asg-audit ingest` or `collect`)"
+    # A DuckDB file with nothing in it: a store whose creation was interrupted (its first
+    # migration is one transaction, rolled back), or `duckdb.connect` of a new name. A writer
+    # makes it a store, as it does a new file; for a reader it is no store yet.
+    return (
+        f"{path}: no database here yet (an empty DuckDB file, not an asg_audit store until"
+        " `asg-audit ingest` or `collect` writes to it)"
+    )
+
+
+def _no_database_yet(path: Path) -> str:
+    return f"{path}: no database here yet (run `asg-audit ingest` or `collect`)"
 
 
 def _migrate(con: duckdb.DuckDBPyConnection, path: Path) -> None:
@@ -764,14 +788,17 @@ def _connect(path: Path, *, read_only: bool, wait_seconds: float) -> duckdb.Duck
             con = duckdb.connect(str(path))
             try:
                 con.execute("SET TimeZone = 'UTC'")
+                _register(con, path)
             except BaseException:  # Ctrl-C included: a half-made connection never stays open
-                con.close()
+                _disconnect(con, path)
                 raise
             return con
         except duckdb.IOException as exc:
             text = str(exc)
             if "not a valid duckdb database file" in text.lower():
                 raise StoreFileError(f"{path}: not a DuckDB database file") from None
+            if isinstance(damaged := _store_io_error(path, exc), StoreFileError):
+                raise damaged from None  # cut within its headers or catalog, or corrupt
             if "lock" not in text.lower():
                 raise StoreError(f"{path}: cannot open the database: {text}") from None
             if time.monotonic() >= deadline:
@@ -794,16 +821,95 @@ def _connect(path: Path, *, read_only: bool, wait_seconds: float) -> duckdb.Duck
                 raise StoreFileError(f"{path}: not a DuckDB database file") from None
             raise StoreError(f"{path}: cannot open the database: {exc}") from None
         except duckdb.Error as exc:
+            if isinstance(damaged := _store_io_error(path, exc), StoreFileError):
+                raise damaged from None
             raise StoreError(f"{path}: cannot open the database: {exc}") from None
         else:
             try:
                 if not _is_database_file(con):
                     raise StoreFileError(f"{path}: not a DuckDB database file")
                 con.execute("SET TimeZone = 'UTC'")
+                _register(con, path, check_whole=True)
             except BaseException:  # Ctrl-C included: a half-made connection never stays open
-                con.close()
+                _disconnect(con, path)
                 raise
             return con
+
+
+_READ_SHORT: Final = "Could not read enough bytes"
+_CORRUPT: Final = "Corrupt database file"
+
+
+def _first_line(text: str) -> str:
+    return text.strip().splitlines()[0] if text.strip() else text
+
+
+def _truncated(path: Path, detail: str) -> str:
+    return (
+        f"{path}: a damaged database file: truncated, {detail} (a copy, download or disk that"
+        " stopped short); left untouched: restore it from a copy, or ingest into a new store"
+    )
+
+
+def _register(con: duckdb.DuckDBPyConnection, path: Path, *, check_whole: bool = False) -> None:
+    """Count a new connection to the file; with `check_whole`, the first one of the process
+    checks the file is whole (`_check_whole`) before it counts."""
+    key = path.resolve()
+    with _WRITE_LOCKS_GUARD:  # no other connection of this process registers meanwhile
+        ids = _OPEN_FILES.setdefault(key, set())
+        if check_whole and not ids:
+            _check_whole(con, path)
+        ids.add(id(con))
+
+
+def _disconnect(con: duckdb.DuckDBPyConnection, path: Path) -> None:
+    """Close a connection `_connect` made (a no-op on one already closed)."""
+    try:
+        con.close()
+    finally:
+        with _WRITE_LOCKS_GUARD:
+            _OPEN_FILES.get(path.resolve(), set()).discard(id(con))
+
+
+def _check_whole(con: duckdb.DuckDBPyConnection, path: Path) -> None:
+    """Refuse a database file cut short (a copy or download that stopped, a full disk).
+
+    DuckDB reads a block only when a query needs it: a file cut short opens, and fails later,
+    half-way through a command (a writer may even have written to it by then). Its blocks
+    follow the headers, each `block_size` bytes at the place its number says; the file holds
+    every block in use, so at least as many as are in use, and the metadata blocks (the
+    catalog, where tables keep their data) by number. Blocks counted but free may be missing:
+    DuckDB shortens the file by the free blocks at its end. Checked only while no other
+    connection of this process shares the database: the blocks it is writing count before
+    they reach the file.
+    """
+    row = con.execute(
+        "SELECT block_size, total_blocks - free_blocks,"
+        " (SELECT max(block_id) + 1 FROM pragma_metadata_info())"
+        " FROM pragma_database_size() WHERE database_name = current_database()"
+    ).fetchone()
+    if row is None or row[0] is None:
+        return
+    blocks = max(int(row[1] or 0), int(row[2] or 0))
+    need = _DUCKDB_HEADER_BYTES + int(row[0]) * blocks
+    size = path.stat().st_size
+    if size < need:
+        raise StoreFileError(
+            _truncated(path, f"{size:,} bytes where the blocks it uses need {need:,}")
+        )
+
+
+def _store_io_error(path: Path, exc: duckdb.Error) -> StoreError:
+    """Return the one-line error for a DuckDB input/output error while opening a store."""
+    text = str(exc)
+    if _READ_SHORT in text:
+        return StoreFileError(_truncated(path, f"DuckDB: {_first_line(text)}"))
+    if _CORRUPT in text:
+        return StoreFileError(
+            f"{path}: a damaged database file: DuckDB: {_first_line(text)}; left untouched:"
+            " restore it from a copy, or ingest into a new store"
+        )
+    return StoreError(f"{path}: cannot use the database: {_first_line(text)}")
 
 
 def _upgraded_reader(
@@ -822,7 +928,7 @@ def _upgraded_reader(
         )
     if version == SCHEMA_VERSION:
         return con
-    con.close()
+    _disconnect(con, path)
     try:
         # The schema only: judging the rows again by newer rules is left to the next writer
         # (a reader says it is due, see `rules_note`).
@@ -830,7 +936,7 @@ def _upgraded_reader(
         try:
             _migrate(writer, path)
         finally:
-            writer.close()
+            _disconnect(writer, path)
     except StoreBusyError:
         raise
     except StoreError as exc:
@@ -884,9 +990,7 @@ def open_store(
     empty = path.is_file() and path.stat().st_size == 0
     if read_only:
         if not path.exists() or empty:
-            raise StoreFileError(
-                f"{path}: no database here yet (run `asg-audit ingest` or `collect`)"
-            )
+            raise StoreFileError(_no_database_yet(path))
     elif empty:
         # A new empty file (`--db "$(mktemp)"`) becomes a store: DuckDB refuses a 0-byte file
         # as "not a valid DuckDB database file", so it is made anew.
@@ -899,29 +1003,37 @@ def open_store(
     # open, which would lock every other process out of it. A plain `try`, not a helper
     # context manager: entering one is a call where a Ctrl-C could land before its `try`.
     try:
-        if read_only:
-            con = _upgraded_reader(con, path, wait_seconds)
-            _check_intact(con, path)
-            _warn_rules(con, path)
-        else:
-            _migrate(con, path)
-            _check_intact(con, path)
-            if memory_limit is not None:
-                # DuckDB spills to disk beyond this (bulk ingest keeps the process small); set
-                # before a re-judge of the whole store, which is bulk work too
-                con.execute("SET memory_limit = ?", [memory_limit])
-            # Before anything else is written: a store judged by newer rules is refused, one
-            # judged by older rules is judged again (asg_audit.rejudge).
-            if check_writable_rules(con, path) < RULES_VERSION:
-                # Threads of this process share the file: one judges, the others see it done.
-                with _write_lock(path):
-                    if (rules := stored_rules_version(con)) < RULES_VERSION:
-                        rejudge(con, path, rules)
+        try:
+            if read_only:
+                con = _upgraded_reader(con, path, wait_seconds)
+                _check_intact(con, path)
+                _warn_rules(con, path)
+            else:
+                _migrate(con, path)
+                _check_intact(con, path)
+                if memory_limit is not None:
+                    # DuckDB spills to disk beyond this (bulk ingest keeps the process small);
+                    # set before a re-judge of the whole store, which is bulk work too
+                    con.execute("SET memory_limit = ?", [memory_limit])
+                # Before anything else is written: a store judged by newer rules is refused,
+                # one judged by older rules is judged again (asg_audit.rejudge).
+                if check_writable_rules(con, path) < RULES_VERSION:
+                    # Threads of this process share the file: one judges, the others see it.
+                    with _write_lock(path):
+                        if (rules := stored_rules_version(con)) < RULES_VERSION:
+                            rejudge(con, path, rules)
+        except duckdb.Error as exc:
+            # A file damaged in a way its size does not show, a disk that fails: one line
+            # (other DuckDB errors are bugs, and keep their traceback).
+            error = _store_io_error(path, exc)
+            if isinstance(exc, duckdb.IOException) or isinstance(error, StoreFileError):
+                raise error from None
+            raise
         if memory_limit is not None and read_only:
             con.execute("SET memory_limit = ?", [memory_limit])
         store = Store(con, path, read_only=read_only)
     except BaseException:
-        con.close()  # a no-op on a connection already closed
+        _disconnect(con, path)  # a no-op on a connection already closed
         raise
     try:
         yield store
