@@ -14,7 +14,10 @@ lost and nothing duplicated. Repeated 202 answers are counted in `poll_state.att
 a task's first 202 ever is stored as an observation. `attempts` counts every request (429s,
 5xx and transport errors too): a resumed run counts as answers only what the store holds from
 polls (200, 202, 404), so a task that only ever got errors is still one never answered, and
-its first 202 is still stored.
+its first 202 is still stored. A write the store refuses (a full disk, a file it may not grow)
+stops the run at once, recorded `failed` with the error when the store can still record it:
+no more polls (their answers could not be stored either), what was written before is kept, and
+the tasks of the refused batch are polled again by the next run.
 
 poll_state.state: `pending`, `done` (settled), `failed` (a final status other than settled),
 `not_found` (404s from our first 404 for longer than the grace window), `expired` (still
@@ -65,9 +68,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import heapq
 import logging
 import math
+import os
 import random
 import threading
 import time
@@ -81,7 +86,7 @@ from asg_audit import gateway as gw
 from asg_audit.apitrust import UNREACHABLE_AFTER_S, UNREACHABLE_MIN_FAILURES, ApiTrust
 from asg_audit.clock import Clock
 from asg_audit.config import AuditConfig
-from asg_audit.errors import ApiError, ApiTransientError, AuthError
+from asg_audit.errors import ApiError, ApiTransientError, AuthError, StoreError
 from asg_audit.model import Source, is_safe_task_id
 from asg_audit.normalize import RawRecord
 from asg_audit.pollwriter import (
@@ -290,6 +295,11 @@ class CollectorRun:
         self._last_answer_at: float | None = None
         # a task created in our future, asked at once (`_plan_clock_probe`)
         self._clock_probe: str | None = None
+        # a write the store refused (a full disk, a lost file): the run stops at once as
+        # `failed` (`_write_failed`); the answers of that batch and those after it are not
+        # stored, and their tasks are polled again by the next run
+        self.write_error: StoreError | None = None
+        self._unwritten = 0
 
     # -- setup -----------------------------------------------------------------------------------
 
@@ -481,29 +491,47 @@ class CollectorRun:
                 if status in ("completed", "partial") and self.stop_reason is not None:
                     # a signal (or a failure found by the last write) while the run was ending
                     status = self._stopped_status()
+            if self.write_error is not None:
+                status = "failed"
+                # polled, not stored (`settled` and the others count what the run saw)
+                self.stats["unwritten_answers"] = self._unwritten + len(self.records)
+                self.write_error = self._write_failure_error(self.write_error)
+                self.summary.failure = str(self.write_error)
             # the final flush happened in the flusher; record the run
             cpu_s = time.process_time() - cpu0
             self.stats["cpu_loop_s"] = round(time.thread_time() - main0, 4)
             self.stats["cpu_writer_s"] = round(writer.cpu_s, 4)
             self._finish_summary(status, cpu_s, time.monotonic() - wall0)
             recorded = True
-            await loop.run_in_executor(
-                writer.pool, writer.finish_run, run_id, status, self.summary.stats
-            )
+            try:
+                await loop.run_in_executor(
+                    writer.pool, writer.finish_run, run_id, status, self.summary.stats
+                )
+            except StoreError as exc:
+                if self.write_error is None:
+                    raise
+                raise _unrecorded(self.write_error, exc) from None
         except BaseException as exc:
             if run_id is not None and not recorded:
                 # a bug or a store failure: the run is not left `running`
-                with contextlib.suppress(Exception):
-                    stats = {**self.stats, "error": type(exc).__name__}
+                stats = {**self.stats, "error": _error_text(exc)}
+                try:
                     await loop.run_in_executor(
                         writer.pool, writer.finish_run, run_id, "failed", stats
                     )
+                except StoreError as record_exc:
+                    if isinstance(exc, StoreError):
+                        raise _unrecorded(exc, record_exc) from None
+                except Exception:  # noqa: S110  (the first error is the one to report)
+                    pass
             raise
         finally:
             if self.progress is not None:
                 self.progress.stop()
             await loop.run_in_executor(writer.pool, writer.close)
             writer.pool.shutdown(wait=True)
+        if self.write_error is not None:
+            raise self.write_error
         if self.auth_error is not None:
             raise self.auth_error
         if self.failure is not None:
@@ -571,7 +599,34 @@ class CollectorRun:
             "it is back"
         )
 
+    def _write_failed(self, exc: StoreError, unwritten: int) -> None:
+        """The store refused a write: stop polling at once (the answers still to come could
+        not be stored either), as `failed`. Nothing is written after it."""
+        if self.write_error is None:
+            self.write_error = exc
+            self._unwritten = unwritten
+            self.stop_reason = self.stop_reason or "store write failed"
+        self._flushed.set()  # a dispatcher waiting for the write to confirm final answers
+        self._wake_on_stop()
+
+    def _write_failure_error(self, exc: StoreError) -> StoreError:
+        """Return the one-line error of a run stopped by a refused write."""
+        lost = self._unwritten + len(self.records)
+        answers = "1 answer" if lost == 1 else f"{lost:,} answers"
+        # the cause first (`runs` shows the start of the error): the OS's words at the end of
+        # DuckDB's message, such as `No space left on device`
+        cause = str(exc).rstrip().rsplit(": ", 1)[-1]
+        known = {os.strerror(code) for code in errno.errorcode}
+        because = f" ({cause})" if cause in known else ""
+        return StoreError(
+            f"collect stopped, the store cannot be written{because}: {exc}; the {answers} of "
+            "its last polls are not stored (their tasks are polled again by the next run; what "
+            "was stored before is kept)"
+        )
+
     def _stopped_status(self) -> str:
+        if self.write_error is not None:
+            return "failed"
         if self.auth_error is not None:
             return "auth_refused"
         if self.failure is not None:
@@ -1142,9 +1197,17 @@ class CollectorRun:
                 self.records, self.rows, self.origins = [], {}, {}
                 self.ready_keys, self.notes = set(), {}
                 self.settled_unlearned = set()
-                latencies, rejected = await loop.run_in_executor(
-                    writer.pool, writer.flush, run_id, records, rows, finals, notes
-                )
+                try:
+                    latencies, rejected = await loop.run_in_executor(
+                        writer.pool, writer.flush, run_id, records, rows, finals, notes
+                    )
+                except StoreError as exc:
+                    self._write_failed(exc, len(records))
+                    return
+                except Exception as exc:
+                    # a bug: its traceback is kept (raised by `run`), but no more polling
+                    self._write_failed(StoreError(_error_text(exc)), len(records))
+                    raise
                 self._judge_200s(ready_keys, rejected)
                 self.unconfirmed.difference_update(r[0] for r in rows if r[1] in FINAL_STATES)
                 self._learn(latencies, done_ids)
@@ -1343,6 +1406,24 @@ def _without_status_unusable(outcome: gw.Outcome) -> gw.Outcome:
     if isinstance(outcome, gw.Ready) and not (outcome.status or "").strip():
         return gw.UnusableBody(outcome.task_id, outcome.origin, 200, outcome.body, "no status")
     return outcome
+
+
+def _error_text(exc: BaseException) -> str:
+    """Return what `runs.stats.error` says of an error that ended a run."""
+    from asg_audit.errors import AuditError
+
+    if isinstance(exc, AuditError):
+        return str(exc)
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _unrecorded(error: StoreError, record_error: StoreError) -> StoreError:
+    """Return `error`, saying that the run could not be recorded `failed` either."""
+    return StoreError(
+        f"{error}; the run could not be recorded as failed either ({record_error}): "
+        "`asg-audit runs` shows it running until a later run records it abandoned"
+    )
 
 
 def _tasks_stay(n: int) -> str:
