@@ -12,7 +12,7 @@ import math
 import os
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar
 
 from asg_audit.config import AuditConfig, load_config
 from asg_audit.errors import (
@@ -27,6 +27,25 @@ from asg_audit.model import printable
 __all__ = ["main"]
 
 Handler = Callable[[argparse.Namespace, AuditConfig], int]
+T = TypeVar("T")
+
+
+def _recorded(work: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Return `work(*args, **kwargs)`, a library call that records the command's run as it
+    ended; from its return on, a stop signal (SIGINT, SIGTERM) is left alone.
+
+    What a command does after its run is recorded (the summary, the findings it reads from the
+    store, the exit code they give) is output about a run `asg-audit runs` already shows as
+    ended: a signal then is one that arrives once the command has finished, which leaves its
+    exit code as it was, and its output whole (a signal there once made `billing` exit 3
+    "interrupted" with its findings unprinted, its run recorded `ok`). The first stop signal
+    acts only before (`stopsignals.note_stop`: later ones are left alone).
+    """
+    from asg_audit.stopsignals import note_stop
+
+    result = work(*args, **kwargs)
+    note_stop()
+    return result
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:
@@ -52,7 +71,7 @@ def _cmd_ingest(args: argparse.Namespace, config: AuditConfig) -> int:
     from asg_audit.ingest import ingest_paths, print_ingest_summary
 
     try:
-        summary = ingest_paths(config.db_path, args.paths, progress=not args.quiet)
+        summary = _recorded(ingest_paths, config.db_path, args.paths, progress=not args.quiet)
     except KeyboardInterrupt:
         print(
             "asg-audit: ingest interrupted: the files stored before it are kept, the file being"
@@ -68,7 +87,7 @@ def _cmd_ingest(args: argparse.Namespace, config: AuditConfig) -> int:
 def _cmd_track(args: argparse.Namespace, config: AuditConfig) -> int:
     from asg_audit.track import print_track_summary, track_file
 
-    summary = track_file(config.db_path, args.file)
+    summary = _recorded(track_file, config.db_path, args.file)
     print_track_summary(summary)
     return 0
 
@@ -136,12 +155,21 @@ def _webhook_secrets(args: argparse.Namespace, config: AuditConfig) -> tuple[Any
 
 
 def _cmd_serve_webhooks(args: argparse.Namespace, config: AuditConfig) -> int:
+    from asg_audit.store import open_store
     from asg_audit.webhooks import WebhookSettings, serve_webhooks
 
     settings = WebhookSettings.from_mapping(config.webhooks)
+    secrets = _webhook_secrets(args, config)
+    # The receiver opens the store as a writer once it listens, and while it cannot it answers
+    # 503 and tries again every second: right for a store lost while serving, endless for one
+    # that another process holds from the start (a second receiver holds it as long as it
+    # runs). So the store is opened once here, as the receiver opens it (a writer, no wait),
+    # and closed: another writer is "database busy", exit 3, before anything listens.
+    with open_store(config.db_path):
+        pass
     serve_webhooks(
         config.db_path,
-        _webhook_secrets(args, config),
+        secrets,
         host=args.host,
         port=args.port,
         settings=settings,
@@ -178,7 +206,7 @@ def _cmd_verify_chain(args: argparse.Namespace, config: AuditConfig) -> int:
     _check_flag("--rps", "chain", "rps", args.rps)
     if args.rps is not None:
         config = config.replace(chain={**config.chain, "rps": args.rps})
-    summary = verify_chain(config.db_path, config, progress=not args.quiet)
+    summary = _recorded(verify_chain, config.db_path, config, progress=not args.quiet)
     for line in summary.lines():
         print(line)
     findings, coverage = reconciliation_findings(config.db_path, config, prefixes=("chain.",))
@@ -192,7 +220,7 @@ def _cmd_billing(args: argparse.Namespace, config: AuditConfig) -> int:
     from asg_audit.billing import fetch_billing
     from asg_audit.chain import print_findings, reconciliation_findings, report_exit_code
 
-    summary = fetch_billing(config.db_path, config, months=args.month or None)
+    summary = _recorded(fetch_billing, config.db_path, config, months=args.month or None)
     for line in summary.lines():
         print(line)
     findings, _ = reconciliation_findings(config.db_path, config, prefixes=("billing.",))
@@ -260,7 +288,8 @@ def _cmd_audit(args: argparse.Namespace, config: AuditConfig) -> int:
     def started(outcome: AuditOutcome) -> None:
         args.audit_outcome = outcome  # for the --json outcome of a run an exception stops
 
-    outcome = run_audit(
+    outcome = _recorded(
+        run_audit,
         config,
         out_dir=args.out,
         formats=args.format,

@@ -1,0 +1,64 @@
+"""A second `serve-webhooks` on a store another receiver holds: "database busy", exit 3 (tester X).
+
+It started, said it was listening, answered 503 to everything and logged "webhook store
+unavailable: ... database busy" every second for ever. Real receivers in subprocesses.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from _hardening_procs import clean_env
+from _webhooks_server import SECRET
+
+
+def _receiver(db: Path, env: dict[str, str]) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "asg_audit", "serve-webhooks", "--port", "0", "--db", str(db)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+        text=True,
+    )
+
+
+def test_a_second_receiver_on_a_held_store_is_database_busy_and_never_listens(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "w.duckdb"
+    env = clean_env(ASG_WEBHOOK_SECRET=SECRET)
+    first = _receiver(db, env)
+    try:
+        assert first.stdout is not None
+        assert first.stdout.readline().startswith("webhooks: listening on http://127.0.0.1:")
+        second = _receiver(db, env)
+        try:
+            out, err = second.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            second.kill()
+            out, err = second.communicate()
+            raise AssertionError(
+                f"the second receiver kept running:\n{out}\n{err[-2000:]}"
+            ) from None
+        assert second.returncode == 3, (out, err)
+        assert out == ""  # it never said it listens
+        lines = err.strip().splitlines()
+        assert len(lines) == 1, err
+        assert lines[0].startswith("asg-audit: error: ")
+        assert "database busy" in lines[0]
+        # the first one still serves, and stops as a service does
+        time.sleep(0.5)
+        assert first.poll() is None
+    finally:
+        first.send_signal(signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            first.communicate(timeout=60)
+        if first.poll() is None:
+            first.kill()
+            first.communicate()
+    assert first.returncode == 0
