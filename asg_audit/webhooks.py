@@ -32,13 +32,14 @@ import itertools
 import json
 import logging
 import math
+import os
 import re
 import secrets as _secrets
 import signal
 import socket
 import sys
 import threading
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -50,7 +51,10 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from asg_audit.config import read_secret_file  # one bounded reader, re-exported here
+from asg_audit.config import (
+    read_secret_file,  # one bounded reader, re-exported here
+    setting_problem,
+)
 from asg_audit.errors import ApiStatusError, ApiTransientError, AuthError, ConfigError
 from asg_audit.redaction import Secret, check_http_url, display_url, redact
 from asg_audit.webhook_writer import (
@@ -103,22 +107,65 @@ _SIGNATURE_RE: Final = re.compile(r"sha256=([0-9a-f]{64})")
 
 # -- the pure part ------------------------------------------------------------------------------
 
+# What the functions taking webhook secrets accept: one secret (a str or a Secret), or an
+# iterable of them (several during a rotation).
+WebhookSecrets = Secret | str | Iterable[Secret | str]
+
+
+def _secret_key(secret: object, name: str) -> bytes:
+    """Return one secret's HMAC key; TypeError/ValueError naming `name`, never the value."""
+    if isinstance(secret, Secret):
+        value = secret.reveal()
+    elif isinstance(secret, str):
+        value = secret
+    else:
+        raise TypeError(f"{name}: expected a str or a Secret, got {type(secret).__name__}")
+    if not isinstance(value, str):
+        raise TypeError(f"{name}: expected a Secret holding a str, got {type(value).__name__}")
+    if not value:
+        raise ValueError(f"{name} is empty: anyone could sign with an empty secret")
+    try:
+        return value.encode()
+    except UnicodeEncodeError:  # a lone surrogate; the codec's message would quote it
+        raise ValueError(f"{name}: not encodable as UTF-8") from None
+
+
+def _secret_keys(secrets: object, name: str = "secrets") -> tuple[bytes, ...]:
+    """Return the HMAC keys of `secrets`: one str or Secret is ONE secret (a str is never read
+    as a sequence of one-character secrets), else each item of an iterable, in order.
+
+    TypeError for anything else (bytes, a mapping, a number) or an item that is not a str or a
+    Secret, ValueError for an empty secret; messages name the argument, never a value.
+    """
+    if isinstance(secrets, str | Secret):
+        return (_secret_key(secrets, name),)
+    if isinstance(secrets, bytes | bytearray | memoryview | Mapping) or not isinstance(
+        secrets, Iterable
+    ):
+        raise TypeError(
+            f"{name}: expected a str, a Secret or a list of them, got {type(secrets).__name__}"
+        )
+    return tuple(_secret_key(secret, f"{name}[{i}]") for i, secret in enumerate(secrets))
+
 
 def sign_body(body: bytes, secret: Secret | str) -> str:
     """Return the `X-ASG-Signature` value for a body: `sha256=` + hex HMAC-SHA256."""
-    key = secret.reveal() if isinstance(secret, Secret) else secret
-    return "sha256=" + hmac.new(key.encode(), body, hashlib.sha256).hexdigest()
+    return "sha256=" + hmac.new(_secret_key(secret, "secret"), body, hashlib.sha256).hexdigest()
 
 
-def verify_signature(
-    body: bytes, header: str | None, secrets: Sequence[Secret | str]
-) -> int | None:
+def verify_signature(body: bytes, header: str | None, secrets: WebhookSecrets) -> int | None:
     """Return the index of the active secret that signed `body`, or None if none did.
 
-    Compares in constant time over the raw bytes, and tries every secret (no early exit) so
-    that the timing does not tell which secret matched. A header that is not exactly
-    `sha256=<64 lowercase hex>` is refused without computing anything.
+    `secrets` is one secret (a str or a Secret: index 0) or a list of them. Compares in
+    constant time over the raw bytes, and tries every secret (no early exit) so that the timing
+    does not tell which secret matched. A header that is not exactly `sha256=<64 lowercase
+    hex>` is refused without computing anything. An empty list verifies nothing.
     """
+    return _match_signature(body, header, _secret_keys(secrets))
+
+
+def _match_signature(body: bytes, header: str | None, keys: tuple[bytes, ...]) -> int | None:
+    """`verify_signature` over keys already checked (the receiver checks them once)."""
     if header is None:
         return None
     match = _SIGNATURE_RE.fullmatch(header.strip())
@@ -126,9 +173,8 @@ def verify_signature(
         return None
     given = match.group(1).encode()
     found: int | None = None
-    for index, secret in enumerate(secrets):
-        key = secret.reveal() if isinstance(secret, Secret) else secret
-        expected = hmac.new(key.encode(), body, hashlib.sha256).hexdigest().encode()
+    for index, key in enumerate(keys):
+        expected = hmac.new(key, body, hashlib.sha256).hexdigest().encode()
         if hmac.compare_digest(expected, given) and found is None:
             found = index
     return found
@@ -162,7 +208,9 @@ def event_key(payload: Mapping[str, Any]) -> str:
     """
     rest = {k: v for k, v in payload.items() if k != "timestamp"}
     canonical = json.dumps(rest, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(canonical.encode()).hexdigest()
+    # surrogatepass: a str holding a lone surrogate (not from `load_json_object`, which refuses
+    # one) still has a key; every other str encodes as UTF-8, so keys are unchanged.
+    return hashlib.sha256(canonical.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 # -- settings -----------------------------------------------------------------------------------
@@ -191,6 +239,12 @@ class WebhookSettings:
     request_timeout_seconds: float = DEFAULT_REQUEST_TIMEOUT_SECONDS
     max_connections: int = DEFAULT_MAX_CONNECTIONS
 
+    def __post_init__(self) -> None:
+        for spec in fields(self):
+            problem = _setting_problem(spec.name, getattr(self, spec.name))
+            if problem is not None:
+                raise _SettingError(spec.name, problem)
+
     @classmethod
     def from_mapping(cls, raw: Mapping[str, Any]) -> WebhookSettings:
         """Return settings from a `[webhooks]` table, refusing unknown keys and bad values."""
@@ -200,31 +254,42 @@ class WebhookSettings:
             raise ConfigError(f"unknown key(s) in [webhooks]: {', '.join(sorted(unknown))}")
         if "secret" in raw or "secrets" in raw:
             raise ConfigError("[webhooks]: secrets belong in ASG_WEBHOOK_SECRET or a secret_file")
-        settings = cls(**dict(raw))
-        if not isinstance(settings.max_body_bytes, int) or settings.max_body_bytes < 64:
-            raise ConfigError("webhooks.max_body_bytes must be an integer of at least 64")
-        for name in ("commit_max_batch", "dedupe_max_events", "max_connections"):
-            value = getattr(settings, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ConfigError(f"webhooks.{name} must be a positive integer")
-        for name in ("dedupe_window_seconds", "request_timeout_seconds"):
-            value = getattr(settings, name)
-            if not isinstance(value, int | float) or isinstance(value, bool) or not value > 0:
-                raise ConfigError(f"webhooks.{name} must be a positive number")
-        for name in (
-            "freshness_seconds",
-            "commit_max_wait_ms",
-            "normalise_interval_ms",
-            "graceful_shutdown_seconds",
-        ):
-            value = getattr(settings, name)
-            if not isinstance(value, int | float) or isinstance(value, bool) or value < 0:
-                raise ConfigError(f"webhooks.{name} must be a non-negative number")
-        if settings.http not in ("auto", "h11", "httptools"):
-            raise ConfigError("webhooks.http must be auto, h11 or httptools")
-        if not settings.path.startswith("/"):
-            raise ConfigError("webhooks.path must start with '/'")
-        return settings
+        try:
+            return cls(**dict(raw))
+        except _SettingError as exc:
+            raise ConfigError(f"webhooks.{exc.field}: {exc.problem}") from None
+
+
+class _SettingError(ValueError):
+    """A `WebhookSettings` value out of its range or of the wrong type (names the field)."""
+
+    def __init__(self, field: str, problem: str) -> None:
+        super().__init__(f"WebhookSettings.{field}: {problem}")
+        self.field = field
+        self.problem = problem
+
+
+_HTTP_PARSERS: Final = ("auto", "h11", "httptools")
+
+
+def _setting_problem(name: str, value: Any) -> str | None:
+    """Return what is wrong with one `WebhookSettings` value, by the config file's rules (its
+    ranges, from `config.setting_problem`); never quotes a value that is not a number."""
+    if name == "path":
+        if not isinstance(value, str) or not value.startswith("/"):
+            return "expected a path starting with /"
+    elif name == "http":
+        if not isinstance(value, str) or value not in _HTTP_PARSERS:
+            return f"expected one of {', '.join(_HTTP_PARSERS)}"
+    elif name == "forwarded_allow_ips":
+        if value is not None and not isinstance(value, str):
+            return f"expected a string or None, got {type(value).__name__}"
+    elif name == "secret_file":
+        if value is not None and not isinstance(value, str | os.PathLike):
+            return f"expected a path or None, got {type(value).__name__}"
+    else:
+        return setting_problem("webhooks", name, value)
+    return None
 
 
 # -- the ASGI app -------------------------------------------------------------------------------
@@ -342,7 +407,7 @@ async def _read_limited(
 
 def create_webhook_app(
     db_path: str | Path,
-    secrets: Sequence[Secret | str],
+    secrets: WebhookSecrets,
     *,
     settings: WebhookSettings | None = None,
     clock: Clock = utc_now,
@@ -352,7 +417,8 @@ def create_webhook_app(
 ) -> Starlette:
     """Return the receiver as a Starlette app writing to the store at `db_path`.
 
-    `secrets` are the active secrets (several during a rotation). `clock` gives the
+    `secrets` are the active secrets: one (a str or a Secret) or a list of them (several during
+    a rotation); TypeError/ValueError for anything else or an empty one. `clock` gives the
     `received_at` of deliveries (their observations' `observed_at`); `freshness_clock` gives
     "now" for the freshness window on the body's `timestamp`, which a sender stamps with its
     wall clock (default: `clock`). The demo passes the simulator's scaled clock as `clock`, so
@@ -365,10 +431,10 @@ def create_webhook_app(
     no longer walks them, which otherwise stalls all requests for ~50 ms; set it only where the
     receiver has the process to itself.
     """
-    if not secrets:
+    active = _secret_keys(secrets)
+    if not active:
         raise ConfigError("no webhook secret: set ASG_WEBHOOK_SECRET or webhooks.secret_file")
     settings = settings or WebhookSettings()
-    active = tuple(secrets)
     window = timedelta(seconds=settings.freshness_seconds)
     fresh_now = clock if freshness_clock is None else freshness_clock
     writer = DeliveryWriter(
@@ -449,7 +515,7 @@ def create_webhook_app(
             return _answer(Outcome.TOO_LARGE, delivery_id, close=True)
         digest = hashlib.sha256(body).hexdigest()
         header = request.headers.get(SIGNATURE_HEADER)
-        secret_index = verify_signature(body, header, active)
+        secret_index = _match_signature(body, header, active)
         if secret_index is None:
             reason = (
                 "no signature header"
@@ -854,13 +920,15 @@ def _fit_connection_cap(cap: int) -> int:
 
 def serve_webhooks(
     db_path: str | Path,
-    secrets: Sequence[Secret | str],
+    secrets: WebhookSecrets,
     *,
     host: str = "127.0.0.1",
     port: int = 8088,
     settings: WebhookSettings | None = None,
 ) -> None:
     """Serve the receiver with Uvicorn until SIGINT/SIGTERM; drain deliveries in flight.
+
+    `secrets` as for `create_webhook_app` (checked before anything is bound).
 
     A request (head and body) must arrive whole within `request_timeout_seconds` of its first
     byte, or the connection is closed (408 while its head is incomplete; a body cut off is a
@@ -987,20 +1055,23 @@ def check_callback_url(url: str) -> str:
 
 def register_webhook(
     base_url: str,
-    api_key: Secret,
+    api_key: Secret | str,
     callback_url: str,
-    secret: Secret,
+    secret: Secret | str,
     *,
     events: Sequence[str] = ("task.settled",),
     timeout: float = 10.0,
 ) -> dict[str, Any]:
     """Register `callback_url` with the Gateway (`POST /v1/webhooks`); return its answer.
 
-    A `callback_url` that is not an absolute http(s) URL with a host raises ConfigError
-    before anything is sent.
+    Before anything is sent: ConfigError for a `callback_url` that is not an absolute http(s)
+    URL with a host, TypeError/ValueError for an `api_key` or `secret` that is not one
+    non-empty str or Secret.
     """
     import httpx
 
+    api_key = Secret(_secret_key(api_key, "api_key").decode())
+    secret = Secret(_secret_key(secret, "secret").decode())
     check_callback_url(callback_url)
 
     url = base_url.rstrip("/") + "/v1/webhooks"
