@@ -2,8 +2,10 @@
 
 CSV (`task_id, task_type, consensus_threshold, options, created_at[, data_url]`, options
 `|`-separated) or NDJSON (`type` or `task_type`, `label_spec.options`), UTF-8 with or without a
-byte order mark at the start. Good rows are stored in `submissions`; every row that cannot be
-used is reported with its file, line and field and kept in `rejects` with its raw bytes.
+byte order mark at the start. A file starting with a UTF-16 or UTF-32 byte order mark (what
+Windows PowerShell 5 writes with `>`) is refused whole, naming its encoding. Good rows are stored
+in `submissions`; every row that cannot be used is reported with its file, line and field and
+kept in `rejects` with its raw bytes.
 
 Every row is counted once: new, updated (a stored value changed), unchanged, duplicate (the same
 task with the same values earlier in the file) or rejected. A task id repeated in one file with
@@ -54,6 +56,16 @@ from asg_audit.webhook_writer import (
 __all__ = ["TrackSummary", "print_track_summary", "track_file"]
 
 BOM: Final = b"\xef\xbb\xbf"
+# The byte order marks of the encodings a text file may be in that are not UTF-8 (UTF-32's
+# first: UTF-32LE's starts with UTF-16LE's).
+WIDE_BOMS: Final = (
+    (b"\xff\xfe\x00\x00", "UTF-32LE"),
+    (b"\x00\x00\xfe\xff", "UTF-32BE"),
+    (b"\xff\xfe", "UTF-16LE"),
+    (b"\xfe\xff", "UTF-16BE"),
+)
+# Said of a row or header holding NUL bytes, which UTF-8 text does not (UTF-16/32 text does).
+_NUL_HINT: Final = "NUL bytes: UTF-16 or UTF-32 text? track reads UTF-8"
 # CSV header: the columns a submission row must have, and those it may have.
 CSV_REQUIRED: Final = ("task_id", "task_type", "consensus_threshold", "options", "created_at")
 CSV_OPTIONAL: Final = ("data_url",)
@@ -180,11 +192,20 @@ def _submission_row(rec: dict[str, Any], *, csv_row: bool) -> dict[str, Any]:
     }
 
 
+class _WideTextError(Exception):
+    """The file starts with the byte order mark of UTF-16 or UTF-32, not UTF-8."""
+
+    def __init__(self, encoding: str) -> None:
+        super().__init__(encoding)
+        self.encoding = encoding
+
+
 class _Lines:
     """A binary file's lines as text (for csv.reader), keeping the raw bytes of the current row.
 
-    A leading BOM is dropped; a line that is not valid UTF-8 is decoded with surrogate escapes
-    (so the CSV reader keeps its place) and marked, and its row becomes an `invalid_utf8` reject.
+    A leading UTF-8 BOM is dropped; a leading UTF-16/32 one raises `_WideTextError`. A line
+    that is not valid UTF-8 is decoded with surrogate escapes (so the CSV reader keeps its
+    place) and marked, and its row becomes an `invalid_utf8` reject.
     """
 
     def __init__(self, fh: IO[bytes]) -> None:
@@ -204,8 +225,11 @@ class _Lines:
         except StopIteration:
             self.ended = True
             raise
-        if self.line_no == 0 and raw.startswith(BOM):
-            raw = raw[len(BOM) :]
+        if self.line_no == 0:
+            raw = raw.removeprefix(BOM)
+            for mark, encoding in WIDE_BOMS:
+                if raw.startswith(mark):
+                    raise _WideTextError(encoding)
         self.line_no += 1
         self._raw.append(raw)
         try:
@@ -231,6 +255,10 @@ def _csv_header(path: Path, row: list[str], bad: str | None) -> list[str]:
     if bad is not None:
         raise InputError(
             f"{path_text(path)}: the header (line 1) is not valid UTF-8 ({bad}); nothing stored"
+        )
+    if any("\x00" in name for name in row):
+        raise InputError(
+            f"{path_text(path)}: the header (line 1) is not readable ({_NUL_HINT}); nothing stored"
         )
     names = [name.strip() for name in row]
     header = [CSV_ALIASES.get(name, name) for name in names]
@@ -367,8 +395,11 @@ def _ndjson_records(fh: IO[bytes]) -> Iterator[_Record]:
             message = f"not valid JSON (arrays/objects nested {deep}, over {MAX_JSON_DEPTH})"
             yield line_no, _RowError(None, message, reason=RejectReason.INVALID_JSON), raw
             continue
-        except json.JSONDecodeError as exc:
-            message = f"not valid JSON ({exc.msg})"
+        except ValueError as exc:  # JSONDecodeError, or anything else the parser refuses
+            why = exc.msg if isinstance(exc, json.JSONDecodeError) else str(exc)
+            if b"\x00" in raw:
+                why = f"{why}; {_NUL_HINT}"
+            message = f"not valid JSON ({why})"
             yield line_no, _RowError(None, message, reason=RejectReason.INVALID_JSON), raw
             continue
         if not isinstance(rec, dict):
@@ -441,6 +472,12 @@ def _read_submissions(
             rows[row["task_id"]] = {**row, "origin": summary.path, "origin_line": line_no}
     except FileNotFoundError:
         raise InputError(f"{summary.path}: no such file") from None
+    except _WideTextError as exc:
+        raise InputError(
+            f"{summary.path}: the file is {exc.encoding} text (it starts with a {exc.encoding}"
+            " byte order mark); track reads UTF-8: save it as UTF-8 (PowerShell:"
+            " Out-File -Encoding utf8); nothing stored"
+        ) from None
     except (OSError, EOFError, zlib.error) as exc:
         raise InputError(f"{summary.path}: {describe_read_error(exc)}") from None
     return list(rows.values()), bad

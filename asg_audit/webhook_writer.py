@@ -202,18 +202,63 @@ def nesting_depth_over(body: bytes, limit: int = MAX_JSON_DEPTH) -> int | None:
 def load_json_object(body: bytes) -> Any:
     """Return the parsed body; raise `DuplicateKeyError` if any object repeats a key.
 
+    The body is read as UTF-8 only, as the normaliser reads it: bytes that are not UTF-8 raise
+    UnicodeDecodeError, and a byte order mark or UTF-16/32 text is invalid JSON. (Given bytes,
+    `json.loads` guesses UTF-16/32 from NUL bytes and skips a UTF-8 BOM: it read bodies the
+    normaliser refuses, and raised UnicodeDecodeError on a wrong guess.)
     Python keeps the last of repeated keys, DuckDB's JSON functions (the normaliser) the first:
     such a body would be recorded as one task and stored as another, so it is refused instead.
     A body nesting deeper than `MAX_JSON_DEPTH` raises `TooDeepError` (never RecursionError).
-    Other invalid JSON raises ValueError.
+    Other invalid JSON raises `json.JSONDecodeError`; every error is a ValueError.
     """
     depth = nesting_depth_over(body)
     if depth is not None:
         raise TooDeepError(depth)
+    text = body.decode("utf-8")
     try:
-        return json.loads(body, object_pairs_hook=_unique_pairs)
+        doc = json.loads(text, object_pairs_hook=_unique_pairs, parse_int=_json_int)
     except RecursionError:  # not expected below the limit; refused the same way all the same
         raise TooDeepError(None) from None
+    if "\\u" in text and _SURROGATE_ESCAPE.search(text):
+        _refuse_lone_surrogates(doc, text)
+    return doc
+
+
+_SURROGATE_ESCAPE: Final = re.compile(r"\\u[dD][89a-fA-F]")
+
+
+def _refuse_lone_surrogates(doc: Any, text: str) -> None:
+    """Raise JSONDecodeError if a string of `doc` holds a surrogate escape not in a pair.
+
+    `\\ud800` alone is no character: DuckDB's JSON functions (the normaliser) refuse it as
+    invalid JSON, and a Python string holding it cannot be encoded (stored, hashed, printed).
+    """
+    todo: list[Any] = [doc]
+    while todo:
+        node = todo.pop()
+        if isinstance(node, dict):
+            todo.extend(node)
+            todo.extend(node.values())
+        elif isinstance(node, list):
+            todo.extend(node)
+        elif isinstance(node, str) and not node.isascii():
+            try:
+                node.encode("utf-8")
+            except UnicodeEncodeError as exc:
+                escape = f"\\u{ord(node[exc.start]):04x}"
+                found = re.search(re.escape(escape), text, re.IGNORECASE)
+                raise json.JSONDecodeError(
+                    f"lone surrogate {escape}: not a character", text, found.start() if found else 0
+                ) from None
+
+
+def _json_int(digits: str) -> int | float:
+    """Return a JSON integer; one too long for Python's int (over `sys.get_int_max_str_digits`)
+    as a float, as valid JSON it is (it raised a bare ValueError, not a JSON error)."""
+    try:
+        return int(digits)
+    except ValueError:
+        return float(digits)
 
 
 def duplicate_key_detail(key: str) -> str:
@@ -242,7 +287,7 @@ def repeated_key_path(raw: bytes, key: str) -> str:
     repeated: in the first object, in the order the parser closes them (inner ones first), that
     repeats a key. `key` itself when it is not found."""
     try:
-        doc = json.loads(raw, object_pairs_hook=_Members)
+        doc = json.loads(raw.decode("utf-8"), object_pairs_hook=_Members, parse_int=_json_int)
     except (ValueError, RecursionError):
         return key
     todo: list[tuple[Any, tuple[str | int, ...], bool]] = [(doc, (), False)]
