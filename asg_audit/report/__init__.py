@@ -1,14 +1,21 @@
 """Reports: one self-contained HTML page, Markdown with PNGs, and a versioned `summary.json`.
 
 `render(audit, out_dir)` writes `<out_dir>/<run-id>/` and points `<out_dir>/latest` at it;
-`render_summary_html(audit)` gives the headline part for notebooks (`Audit._repr_html_`).
+`render_summary_html(audit)` gives the headline part for notebooks (`Audit._repr_html_`), and
+`headline(audit)` its figures as data (label, value), as the report and summary.json show them.
 """
 
 from __future__ import annotations
 
 from asg_audit.report.charts import CHART_NAMES, Chart, draw_charts
 from asg_audit.report.compare import compare_summaries, load_summary
-from asg_audit.report.content import SUMMARY_SCHEMA, SUMMARY_SCHEMA_VERSION, build_summary
+from asg_audit.report.content import (
+    SUMMARY_SCHEMA,
+    SUMMARY_SCHEMA_VERSION,
+    Headline,
+    build_summary,
+    headline,
+)
 from asg_audit.report.render import (
     DEFAULT_FORMATS,
     FORMATS,
@@ -25,10 +32,12 @@ __all__ = [
     "SUMMARY_SCHEMA",
     "SUMMARY_SCHEMA_VERSION",
     "Chart",
+    "Headline",
     "RenderedReport",
     "build_summary",
     "compare_summaries",
     "draw_charts",
+    "headline",
     "load_summary",
     "parse_formats",
     "render",

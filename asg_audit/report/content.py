@@ -167,9 +167,20 @@ def headline(audit: Audit) -> list[Headline]:
 
 
 def format_value(value: Any, kind: str = "text") -> str:
-    """Return a figure as display text (`n/a` when unknown)."""
+    """Return a figure as display text (`n/a` when unknown, `yes`/`no` for a flag).
+
+    Every cell of every table, HTML and Markdown alike, is written through this one function.
+    Kinds: count | sats | seconds | share | ratio | num (a figure that may be whole or not:
+    `1`, `1.12`) | text.
+    """
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
         return "n/a"
+    if isinstance(value, bool):  # before the numbers: a bool is an int to Python
+        return "yes" if value else "no"
+    if kind == "num" and isinstance(value, int):
+        return f"{value:,}"
+    if kind == "num" and isinstance(value, float):
+        return format_number(value)
     if kind in ("count", "sats"):
         return f"{int(value):,}" + (" sats" if kind == "sats" else "")
     if kind == "seconds":
@@ -312,6 +323,8 @@ def _shown(value: Any) -> str:
     """
     if isinstance(value, list | tuple):
         return "[" + ", ".join(_shown(v) for v in value) + "]"
+    if isinstance(value, bool):
+        return format_value(value)  # `yes`/`no`, as in every table
     text = str(value)
     return display_url(text) if "://" in text else redact(text)
 

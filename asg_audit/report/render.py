@@ -14,15 +14,10 @@ for the HTML), so a label cannot reverse a cell or act on a terminal showing the
 from __future__ import annotations
 
 import base64
-import errno
 import json
 import math
 import os
-import re
-import secrets
 import shutil
-import tempfile
-import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -32,11 +27,23 @@ from typing import TYPE_CHECKING, Any, Final
 import jinja2
 import polars as pl
 
-from asg_audit.errors import AuditError, ConfigError, IncompleteRunError
+from asg_audit.errors import ConfigError
 from asg_audit.model import new_run_id, printable
 from asg_audit.report import content
 from asg_audit.report.charts import Chart, draw_charts
 from asg_audit.report.compare import compare_summaries, load_summary, resolve_compare
+from asg_audit.report.folder import (
+    _point_latest,
+    _publish,
+    _staging_folder,
+    _sweep_stale,
+    _write,
+    _write_error,
+    check_report_folder,
+    check_report_pointers,
+    check_run_folder,
+    run_id_problem,
+)
 from asg_audit.report.markdown import render_markdown
 
 if TYPE_CHECKING:
@@ -47,6 +54,7 @@ __all__ = [
     "FORMATS",
     "RenderedReport",
     "check_report_folder",
+    "check_report_pointers",
     "parse_formats",
     "render",
     "render_summary_html",
@@ -55,8 +63,6 @@ __all__ = [
 FORMATS: Final = ("html", "md", "json")
 DEFAULT_FORMATS: Final = FORMATS
 MAX_TABLE_ROWS: Final = 50
-LATEST: Final = "latest"
-LATEST_POINTER: Final = "LATEST"
 
 METHODOLOGY: Final = (
     "Pending counts tasks in a documented status before settled (pending, in_progress, "
@@ -138,8 +144,17 @@ def _cell(value: Any, kind: str) -> str:
     if kind == "month" and isinstance(value, datetime):
         return value.strftime("%Y-%m")
     if isinstance(value, list):
-        return ", ".join(str(v) for v in value)
+        return ", ".join(content.format_value(v) for v in value)
     return content.format_value(value, kind)
+
+
+def _kind_of(column: str, dtype: pl.DataType) -> str:
+    """Return how a column of a table without a layout of its own (chain, billing) is shown."""
+    if dtype.is_integer():
+        return "sats" if column.endswith("_sats") else "count"
+    if dtype.is_float():
+        return "num"
+    return "text"  # text, dates; flags are `yes`/`no` whatever the kind
 
 
 def frame_table(
@@ -152,7 +167,7 @@ def frame_table(
     if frame is None:
         return Table([], [], [])
     if columns is None:
-        columns = [(c, c, "text") for c in frame.columns]
+        columns = [(c, c, _kind_of(c, dtype)) for c, dtype in frame.schema.items()]
     columns = [c for c in columns if c[0] in frame.columns]
     numeric = {"count", "sats", "seconds", "share", "ratio", "num"}
     rows = [
@@ -188,8 +203,9 @@ def _collection_frame(f: dict[str, pl.DataFrame]) -> pl.DataFrame:
     rows = []
     if polls.height and polls["tasks"][0]:
         p = polls.row(0, named=True)
-        rows.append(["polls per task", p["tasks"], *(p[k] for k in ("mean", "p50", "p90", "max"))])
-        rows[-1][2:] = [content.format_value(v, "ratio") for v in rows[-1][2:]]
+        # polls are counts: `1`, `17` (a mean or an interpolated percentile keeps its fraction)
+        figures = [content.format_value(p[k], "num") for k in ("mean", "p50", "p90", "max")]
+        rows.append(["polls per task", p["tasks"], *figures])
     if delay.height and delay["tasks"][0]:
         d = delay.row(0, named=True)
         rows.append(
@@ -406,228 +422,6 @@ def render_summary_html(audit: Audit) -> str:
     )
 
 
-def _temporary(path: Path) -> Path:
-    """Return a hidden temporary name beside `path`, unique to this writer.
-
-    Two processes may write the same file at once (`LATEST`, when two jobs report into one
-    folder): with one shared temporary name each could rename the other's away.
-    """
-    return path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
-
-
-def _write(path: Path, text: str) -> Path:
-    tmp = _temporary(path)
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)  # a reader never sees half a file
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
-
-
-def _point_latest(root: Path, newest: str) -> None:
-    link = root / LATEST
-    tmp = _temporary(link)
-    try:
-        tmp.unlink(missing_ok=True)
-        tmp.symlink_to(newest, target_is_directory=True)
-        os.replace(tmp, link)
-    except OSError:
-        # No symlinks here (or `latest` is an old copy): keep a full copy instead, made beside
-        # it first, so that a failed copy leaves the old `latest` whole.
-        tmp.unlink(missing_ok=True)
-        shutil.rmtree(tmp, ignore_errors=True)
-        shutil.copytree(root / newest, tmp)
-        if link.is_symlink() or link.is_file():
-            link.unlink()
-        elif link.is_dir():
-            shutil.rmtree(link)
-        os.replace(tmp, link)
-    _write(root / LATEST_POINTER, newest + "\n")
-
-
-# Errors of a full disk: retrying later may work (exit 3). Any other error writing the report
-# (a path under a file, no permission, a read-only file system) needs the job fixed (exit 2).
-_FULL_DISK_ERRNOS: Final = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO})
-
-
-def check_report_folder(out_dir: str | Path) -> None:
-    """Raise ConfigError when no report can be written under `out_dir`, before any work.
-
-    The folder, or the nearest parent that exists (where it would be made), must be a folder
-    this process can write: a file is created there and removed. A full disk is left to the
-    report itself (exit 3: room may be made by then).
-    """
-    root = Path(out_dir)
-    for part in (root, *root.parents):
-        if part.is_symlink() and not part.exists():  # a share not mounted, a link left over
-            raise ConfigError(
-                f"{root}: cannot be the report folder: {part} is a link to"
-                f" {os.readlink(part)}, which does not exist"
-            )
-    existing = next((p for p in (root, *root.parents) if p.exists()), None)
-    if existing is None:
-        return
-    if not existing.is_dir():
-        raise ConfigError(f"{root}: cannot be the report folder: {existing} is a file")
-    try:
-        fd, probe = tempfile.mkstemp(prefix=".asg-audit-probe.", suffix=".tmp", dir=existing)
-    except OSError as exc:
-        if exc.errno in _FULL_DISK_ERRNOS:
-            return
-        where = "" if existing == root else f" ({existing} is where it would be made)"
-        raise ConfigError(
-            f"{root}: cannot write the report folder{where}: {exc.strerror or type(exc).__name__}"
-        ) from None
-    os.close(fd)
-    os.unlink(probe)
-
-
-def _write_error(
-    root: Path, exc: OSError, *, kept: bool, staging: Path | None = None, folder: Path | None = None
-) -> AuditError:
-    """Return the AuditError for an OSError met while writing a report under `root`.
-
-    `kept`: the run folder was complete and in place, only `latest` could not be pointed at it.
-    A path in the hidden `staging` folder is named as its place in the run `folder` (the
-    staging folder itself as the reports folder): the user knows those, not the staging name.
-    """
-    where = exc.filename if isinstance(exc.filename, str) else str(root)
-    inside = Path(where)
-    if staging is not None and folder is not None and staging in inside.parents:
-        where = str(folder / inside.relative_to(staging))
-    elif inside.parent == root and inside.name.startswith(".") and inside.name.endswith(".tmp"):
-        where = str(root)  # a staging folder or a pointer's temporary file
-    what = "cannot point latest at the report" if kept else "cannot write the report"
-    outcome = (
-        "the run folder is complete" if kept else f"no run folder kept, {root / LATEST} unchanged"
-    )
-    message = f"{where}: {what} ({exc.strerror or type(exc).__name__}); {outcome}"
-    if exc.errno in _FULL_DISK_ERRNOS:
-        return IncompleteRunError(message)
-    return ConfigError(message)
-
-
-def _staging_folder(root: Path, run_id: str) -> Path:
-    """Return a new hidden folder under `root` to write a run into, made as `mkdir` makes one.
-
-    Not `tempfile.mkdtemp`: its 0700 would become the run folder's mode once renamed into
-    place, and nobody else could read a report whose files follow the umask (0644).
-    """
-    for _ in range(100):
-        staging = root / f".{run_id}.{secrets.token_hex(4)}.tmp"
-        try:
-            staging.mkdir()  # 0777 less the umask, like any folder the user makes
-        except FileExistsError:
-            continue
-        return staging
-    raise FileExistsError(errno.EEXIST, "no free staging folder name", str(root))
-
-
-# A hidden temporary entry of the reports folder (a staging folder, a pointer's temporary file)
-# untouched for this long was left by a writer that was killed (kill -9, a reboot): a live
-# writer changes its entry within seconds.
-STALE_AFTER_S: Final = 3600.0
-
-
-# What a report leaves when killed while it is written: its staging folder
-# (`.<run>.<8 hex>.tmp`, see `_staging_folder`, holding only report files) and a pointer's
-# temporary (`.LATEST.<pid>-<8 hex>.tmp`, see `_temporary`). Nothing else is ever swept: the
-# reports folder may be any folder a user names (`--out .`), with hidden files of their own.
-_STALE_STAGING: Final = re.compile(r"\.(?P<run>.+)\.[0-9a-f]{8}\.tmp")
-_STALE_POINTER: Final = re.compile(r"\.(?:LATEST|latest)\.[0-9]+-[0-9a-f]{8}\.tmp")
-_REPORT_FILE: Final = re.compile(
-    r"\.?(?:index\.html|report\.md|summary\.json|[^/]+\.png)(?:\.[0-9]+-[0-9a-f]{8}\.tmp)?"
-)
-
-
-def _holds_report_files_only(path: str) -> bool:
-    with os.scandir(path) as inside:
-        return all(
-            _REPORT_FILE.fullmatch(item.name) is not None and item.is_file(follow_symlinks=False)
-            for item in inside
-        )
-
-
-def _is_report_staging(entry: os.DirEntry[str]) -> bool:
-    match = _STALE_STAGING.fullmatch(entry.name)
-    if match is None or run_id_problem(match["run"]) is not None:
-        return False
-    return entry.is_dir(follow_symlinks=False) and _holds_report_files_only(entry.path)
-
-
-def _sweep_stale(root: Path) -> None:
-    """Remove what killed reports left in `root`, once untouched for `STALE_AFTER_S`.
-
-    A report killed while it was written leaves its staging folder (`.<run>.<hex>.tmp`, up to
-    the size of a report) behind; each later report sweeps those, and the pointers' own
-    temporaries, by their exact names (a staging folder only while it holds report files
-    alone). Best effort: an entry that cannot be removed stays, and the report that was
-    written is not affected.
-    """
-    cutoff = time.time() - STALE_AFTER_S
-    try:
-        entries = list(os.scandir(root))
-    except OSError:
-        return
-    for entry in entries:
-        try:
-            if entry.stat(follow_symlinks=False).st_mtime > cutoff:
-                continue
-            if _STALE_POINTER.fullmatch(entry.name):
-                if not entry.is_dir(follow_symlinks=False):
-                    os.unlink(entry.path)  # LATEST's text, or the `latest` symlink
-                elif _holds_report_files_only(entry.path):
-                    shutil.rmtree(entry.path)  # `latest` as a copy, where symlinks fail
-            elif _is_report_staging(entry):
-                shutil.rmtree(entry.path)
-        except OSError:
-            continue
-
-
-# A run id is one plain file name: it becomes `<out>/<run_id>`, and a name such as `.`, `..`,
-# `a/b`, `latest` or a hidden `.x` would be (or collide with) the reports folder itself, the
-# `latest`/`LATEST` pointers, `--compare previous` or the hidden staging and aside folders.
-_RUN_ID: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,199}")
-_RESERVED_RUN_IDS: Final = frozenset({LATEST.lower(), LATEST_POINTER.lower(), "previous"})
-
-
-def run_id_problem(run_id: str) -> str | None:
-    """Return why `run_id` cannot name a report folder, or None when it can."""
-    if not _RUN_ID.fullmatch(run_id):
-        return (
-            "expected one plain name (letters, digits, '_', '-' and '.', starting with a letter"
-            " or digit, at most 200 characters; no '/')"
-        )
-    lowered = run_id.lower()
-    if lowered in _RESERVED_RUN_IDS or lowered.startswith(f"{LATEST}.") or lowered.endswith(".tmp"):
-        return "a name the reports folder uses itself (latest, LATEST, previous, *.tmp)"
-    return None
-
-
-def _publish(staging: Path, folder: Path) -> None:
-    """Move a fully written run folder into place (replacing one of the same run id).
-
-    Only ever a run folder directly under the reports folder (where `staging` is): never the
-    reports folder itself, a pointer, or anything outside it.
-    """
-    problem = run_id_problem(folder.name)
-    root = Path(os.path.abspath(staging)).parent
-    if problem is not None or Path(os.path.abspath(folder)).parent != root:
-        raise ConfigError(
-            f"run_id {folder.name!r}: {problem or 'not a folder directly under ' + str(root)}"
-        )
-    if not folder.exists():
-        os.replace(staging, folder)
-        return
-    aside = folder.with_name(f".{folder.name}.old")
-    shutil.rmtree(aside, ignore_errors=True)
-    os.replace(folder, aside)
-    os.replace(staging, folder)
-    shutil.rmtree(aside, ignore_errors=True)
-
-
 def _render_into(
     folder: Path,
     audit: Audit,
@@ -740,8 +534,12 @@ def render(
     generated_at = generated_at or datetime.now(UTC)
     run_id = run_id or new_run_id(generated_at)
     root = Path(out_dir)
-    previous_path = resolve_compare(root, compare, exclude=run_id) if compare else None
     folder = root / run_id
+    # Refused before anything is written: a `latest`/`LATEST` or an entry at the run id that
+    # asg-audit did not make (the reports folder may be any folder of the user's).
+    check_report_pointers(root)
+    check_run_folder(folder)
+    previous_path = resolve_compare(root, compare, exclude=run_id) if compare else None
     # Everything is written to a hidden staging folder and moved into place once complete: a
     # report that fails half-way (a chart, a full disk) leaves no run folder, and `latest`
     # keeps pointing at the last good report.
