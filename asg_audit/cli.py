@@ -241,10 +241,11 @@ def _report_time(text: str) -> Any:
 def _cmd_report(args: argparse.Namespace, config: AuditConfig) -> int:
     from asg_audit.audit import analyze
     from asg_audit.report import parse_formats, render
-    from asg_audit.report.render import check_report_folder
+    from asg_audit.report.render import check_report_folder, check_report_pointers
 
     formats = parse_formats(args.format)  # a bad --format fails before the analyses run
     check_report_folder(args.out)  # so does a folder that cannot be written
+    check_report_pointers(args.out)  # or a `latest`/`LATEST` of the user's there
     if args.compare:  # so does a --compare naming no report (or an unreadable summary)
         from asg_audit.report.compare import load_summary, resolve_compare
 
