@@ -654,6 +654,7 @@ def analyze(
     until: TimeArg | None = None,
     config: AuditConfig | None = None,
     as_of: TimeArg | None = None,
+    wait_seconds: float = 0.0,
 ) -> Audit:
     """Return the Audit of a store: every analysis and check, no rendering.
 
@@ -661,7 +662,9 @@ def analyze(
     restrict the audit to tasks created in `[since, until)`. `as_of` (default: `until`, else
     now) is when unsettled tasks are aged and censored. Each is a datetime (one without a zone
     is UTC, as on the command line), a date or ISO 8601 text; the Audit holds them in UTC.
-    Raises ConfigError for anything else, or for an empty window.
+    Raises ConfigError for anything else, or for an empty window. A store being written to by
+    another process is waited for up to `wait_seconds` (a finite number, 0 or more; for a path
+    only), then StoreBusyError.
     """
     from asg_audit.interrupts import is_interrupt
     from asg_audit.store import Store, open_store
@@ -678,6 +681,9 @@ def analyze(
             "analyze config: expected an AuditConfig (asg_audit.load_config()) or None,"
             f" got {type(config).__name__}"
         )
+    wait_ok = isinstance(wait_seconds, int | float) and not isinstance(wait_seconds, bool)
+    if not (wait_ok and math.isfinite(wait_seconds) and wait_seconds >= 0):
+        raise ConfigError("analyze wait_seconds: expected a finite number of seconds, 0 or more")
     since, until = as_utc(since, "since"), as_utc(until, "until")
     check_window(since, until)
     as_of = as_utc(as_of, "as_of") or until or datetime.now(UTC)
@@ -685,7 +691,7 @@ def analyze(
         if isinstance(db, Store):
             audit = _analyze_store(db, since=since, until=until, config=config, as_of=as_of)
         else:
-            with open_store(db, read_only=True) as store:
+            with open_store(db, read_only=True, wait_seconds=wait_seconds) as store:
                 audit = _analyze_store(
                     store, since=since, until=until, config=config, as_of=as_of, owned=True
                 )

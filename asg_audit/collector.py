@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import threading
 from collections.abc import Iterable
@@ -96,10 +97,37 @@ def read_task_ids(path: str | Path) -> list[str]:
     return read_task_id_file(path).ids
 
 
+def _check_config(config: object, caller: str) -> None:
+    """Raise TypeError unless `config` is an AuditConfig (a library caller's slip)."""
+    if not isinstance(config, AuditConfig):
+        raise TypeError(
+            f"{caller} config: expected an AuditConfig (asg_audit.load_config()),"
+            f" got {type(config).__name__}"
+        )
+
+
+def _task_id_list(task_ids: str | bytes | Iterable[str | bytes] | None) -> list[str] | None:
+    """Return `task_ids` as a list of ids: one str (or bytes) is one id, not its characters.
+
+    Bytes are decoded as file names are (`os.fsdecode`); an id that is then not safe in a URL
+    is skipped by the run and counted, as any other. Raises TypeError for anything else.
+    """
+    if task_ids is None:
+        return None
+    if isinstance(task_ids, str | bytes | bytearray):
+        task_ids = [task_ids]
+    elif not isinstance(task_ids, Iterable):
+        raise TypeError(
+            "collect task_ids: expected a task id (str) or an iterable of them, got"
+            f" {type(task_ids).__name__}"
+        )
+    return [os.fsdecode(bytes(i)) if isinstance(i, bytes | bytearray) else i for i in task_ids]
+
+
 async def collect(
     config: AuditConfig,
     *,
-    task_ids: Iterable[str] | None = None,
+    task_ids: str | bytes | Iterable[str | bytes] | None = None,
     schedule: str | SchedulePolicy | None = None,
     max_rps: float | None = None,
     concurrency: int | None = None,
@@ -113,12 +141,15 @@ async def collect(
 ) -> CollectSummary:
     """Poll every tracked task that is not final (or just `task_ids`); return the summary.
 
-    Settings come from `config.collector` ([collector] in the TOML), overridden by the keyword
-    arguments. `run_for_s` stops after that many (clock) seconds, leaving pending tasks for the
-    next run. `handle_signals` makes SIGINT/SIGTERM stop the run cleanly (main thread only);
-    `stop_event` does the same from another thread. Raises `AuthError` on 401/403 after writing
+    `task_ids` is one id (a str) or an iterable of ids. Settings come from `config.collector`
+    ([collector] in the TOML), overridden by the keyword arguments. `run_for_s` stops after
+    that many (clock) seconds, leaving pending tasks for the next run. `handle_signals` makes
+    SIGINT/SIGTERM stop the run cleanly (main thread only); `stop_event` does the same from
+    another thread. Raises `AuthError` on 401/403 after writing
     what was collected; an interrupted run returns with `status == "interrupted"`.
     """
+    _check_config(config, "collect")
+    ids = _task_id_list(task_ids)
     if not config.api_key:
         raise ConfigError("no API key: set ASG_API_KEY (or API_KEY) in the environment")
     name = schedule if isinstance(schedule, str) else None
@@ -138,7 +169,7 @@ async def collect(
         settings=settings,
         policy=policy or make_policy(settings.schedule),
         clock=clock or SystemClock(),
-        task_ids=None if task_ids is None else list(task_ids),
+        task_ids=ids,
         run_for_s=run_for_s,
         progress=reporter,
         stop_event=stop_event,
@@ -163,6 +194,7 @@ def collect_sync(config: AuditConfig, **kwargs: Any) -> CollectSummary:
     In a notebook (a loop is already running in this thread) the run happens on a worker
     thread with its own loop; otherwise on this thread.
     """
+    _check_config(config, "collect_sync")
     try:
         asyncio.get_running_loop()
     except RuntimeError:

@@ -138,6 +138,22 @@ class AuditConfig:
         object.__setattr__(self, "webhook_secrets", tuple(s for s in cleaned if s is not None))
         if not isinstance(self.costs, CostModel):
             raise TypeError("AuditConfig costs: expected a CostModel")
+        # The URLs requests are sent to, refused here (as the loader refuses them) rather than
+        # by a failed request deep inside `collect` or `verify_chain`.
+        for name in ("base_url", "chain_url"):
+            check_http_url(getattr(self, name), name, "given to AuditConfig")
+        # `checks` as the TOML file has it (`{"task.stuck": {"warn": 1800}}`) becomes
+        # CheckLevels by the loader's own code; an unknown check id is refused, as in a file.
+        if not isinstance(self.checks, Mapping):
+            raise TypeError(
+                "AuditConfig checks: expected a mapping of check id to CheckLevels or to a"
+                " table of warn, fail, enabled, severity (the [checks.*] tables)"
+            )
+        if not all(isinstance(check_id, str) for check_id in self.checks):
+            raise TypeError("AuditConfig checks: expected check ids as str keys")
+        if self.checks:
+            held = [s for s in (self.api_key, self.woc_api_key, *self.webhook_secrets) if s]
+            object.__setattr__(self, "checks", _check_levels(self.checks, "settings", held))
         for name in ("collector", "webhooks", "chain", "billing", "report", "audit"):
             if not isinstance(getattr(self, name), Mapping):
                 raise TypeError(f"AuditConfig {name}: expected a mapping (the [{name}] table)")
@@ -552,7 +568,7 @@ def _toml_type(value: Any) -> str:
     return "a date or time"
 
 
-def _shown_name(name: str, secrets: Sequence[str]) -> str:
+def _shown_name(name: str, secrets: Sequence[str | Secret]) -> str:
     """Return a key name (or check id) fit for an error, unless it holds a configured secret or
     has the shape of an API key: a secret pasted in the wrong place is never echoed."""
     if redact(name, secrets) != name:
@@ -565,7 +581,7 @@ def _check_table(
     types: Mapping[str, str],
     where: str,
     table: str,
-    secrets: Sequence[str] = (),
+    secrets: Sequence[str | Secret] = (),
 ) -> None:
     """Raise ConfigError for an unknown key or a value of the wrong type in one table."""
     unknown = sorted(_shown_name(name, secrets) for name in set(raw) - set(types))
@@ -692,20 +708,23 @@ def _known_check_ids() -> list[str]:
 
 
 def _check_levels(
-    raw: Mapping[str, Any], where: str, secrets: Sequence[str] = ()
+    raw: Mapping[str, Any], where: str, secrets: Sequence[str | Secret] = ()
 ) -> dict[str, CheckLevels]:
     out: dict[str, CheckLevels] = {}
     known = _known_check_ids() if raw else []
     for check_id, levels in raw.items():
         table = f'[checks."{_shown_name(check_id, secrets)}"]'
-        if not isinstance(levels, Mapping):
+        if not isinstance(levels, Mapping | CheckLevels):
             raise ConfigError(
                 f"{where}: {table} must be a table (of warn, fail, enabled, severity)"
             )
         if check_id not in known:
-            close = difflib.get_close_matches(check_id, known, n=3, cutoff=0.6)
+            close = difflib.get_close_matches(str(check_id), known, n=3, cutoff=0.6)
             hint = f"did you mean {', '.join(close)}?" if close else f"known: {', '.join(known)}"
             raise ConfigError(f"{where}: {table}: unknown check id; {hint}")
+        if isinstance(levels, CheckLevels):  # built by a library caller (or read before)
+            out[check_id] = levels
+            continue
         _check_table(levels, _CHECK_TYPES, where, table, secrets)
         if "severity" in levels:
             _one_of(levels["severity"], _SEVERITIES, where, f"{table} severity")

@@ -364,9 +364,12 @@ class _AlreadyIngested(Exception):
     """Internal: the file's content was ingested before; roll back and report it."""
 
 
+PathArg = str | bytes | os.PathLike[str] | os.PathLike[bytes]
+
+
 def ingest_paths(
     db: str | Path,
-    paths: Iterable[str | Path],
+    paths: PathArg | Iterable[PathArg],
     *,
     progress: bool = False,
     chunk_bytes: int = DEFAULT_CHUNK_BYTES,
@@ -374,9 +377,12 @@ def ingest_paths(
 ) -> IngestSummary:
     """Ingest files, folders and globs into the store at `db`; return the summary.
 
-    A file that cannot be read is reported in `summary.failed_files` and leaves the store as
-    it was; the other files are still ingested.
+    `paths` is one path (str, bytes or os.PathLike) or an iterable of them. A file that cannot
+    be read is reported in `summary.failed_files` and leaves the store as it was; the other
+    files are still ingested. Raises TypeError naming `db` or `paths` for anything else.
     """
+    _check_db(db, "ingest_paths")
+    names = _path_list(paths, "ingest_paths")
     summary = IngestSummary()
 
     def unlisted(folder: Path, exc: OSError) -> None:
@@ -389,7 +395,7 @@ def ingest_paths(
         error = f"{name}: {what}, not a file: not read"
         summary.files.append(FileOutcome(path=name, status="failed", error=error))
 
-    files = expand_paths(paths, on_error=unlisted, on_special=special)
+    files = expand_paths(names, on_error=unlisted, on_special=special)
     store_files = store_file_ids(Path(db))
     # by name too: the .wal may not exist yet (this run's own writes make it)
     store_names = {os.path.realpath(db), os.path.realpath(db) + ".wal"}
@@ -477,9 +483,48 @@ def _ingest_all(
     group.commit()
 
 
-def ingest(db: str | Path, *paths: str | Path, **kwargs: Any) -> IngestSummary:
-    """Ingest files into the store at `db` (library form of `asg-audit ingest`)."""
-    return ingest_paths(db, paths, **kwargs)
+def ingest(db: str | Path, *paths: PathArg | Iterable[PathArg], **kwargs: Any) -> IngestSummary:
+    """Ingest files into the store at `db` (library form of `asg-audit ingest`); return the
+    summary.
+
+    Each of `paths` is a path (str, bytes or os.PathLike; a folder or a glob as on the command
+    line) or an iterable of them: `ingest(db, "a.ndjson", "b.ndjson")` and
+    `ingest(db, ["a.ndjson", "b.ndjson"])` are the same.
+    """
+    _check_db(db, "ingest")
+    flat: list[str] = []
+    for item in paths:
+        flat += _path_list(item, "ingest")
+    return ingest_paths(db, flat, **kwargs)
+
+
+def _check_db(db: object, caller: str) -> None:
+    """Raise TypeError unless `db` is a path (a library caller's slip)."""
+    if not isinstance(db, str | os.PathLike):
+        raise TypeError(
+            f"{caller} db: expected a path (str or Path) to the store, got {type(db).__name__}"
+        )
+
+
+def _path_list(paths: object, caller: str) -> list[str]:
+    """Return `paths` (one path or an iterable of them) as a list of str paths.
+
+    One str, bytes or os.PathLike is one path, never a sequence of one-character names; bytes
+    are decoded as file names are (`os.fsdecode`). Raises TypeError naming `paths` otherwise.
+    """
+    if isinstance(paths, str | bytes | os.PathLike):
+        return [os.fsdecode(paths)]
+    if isinstance(paths, Iterable):
+        items = list(paths)
+        bad = [p for p in items if not isinstance(p, str | bytes | os.PathLike)]
+        if not bad:
+            return [os.fsdecode(p) for p in items]
+        got = f"an iterable holding {type(bad[0]).__name__}"
+    else:
+        got = type(paths).__name__
+    raise TypeError(
+        f"{caller} paths: expected a path (str, bytes or Path) or an iterable of them, got {got}"
+    )
 
 
 from asg_audit.track import TrackSummary, print_track_summary, track_file  # noqa: E402
