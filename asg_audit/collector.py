@@ -25,6 +25,7 @@ from asg_audit.pollrun import CollectorRun
 from asg_audit.pollwriter import CollectorSettings, CollectProgressReporter, CollectSummary
 from asg_audit.progress import ProgressReporter
 from asg_audit.schedule import SchedulePolicy, make_policy
+from asg_audit.stopsignals import kept_signal_handlers, note_stop
 
 __all__ = [
     "TASK_ID_FILE_MAX_BYTES",
@@ -251,18 +252,24 @@ def run_collect_command(
         handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
         log.addHandler(handler)
         log.setLevel(logging.INFO)
-    summary = aio.run(
-        collect(
-            config,
-            task_ids=ids,
-            schedule=schedule,
-            max_rps=max_rps,
-            concurrency=concurrency,
-            deadline_s=deadline_s,
-            progress=True,
-            handle_signals=True,
+    # asyncio resets SIGINT/SIGTERM to their defaults when the run removes its handlers (a
+    # SIGTERM then killed the process while it printed the summary): ours are put back, and
+    # once the run is recorded a stop signal is left alone (the summary and the exit code
+    # stand, as for any command whose run is recorded: `cli._recorded`)
+    with kept_signal_handlers():
+        summary = aio.run(
+            collect(
+                config,
+                task_ids=ids,
+                schedule=schedule,
+                max_rps=max_rps,
+                concurrency=concurrency,
+                deadline_s=deadline_s,
+                progress=True,
+                handle_signals=True,
+            )
         )
-    )
+    note_stop()
     summary.skipped_unsafe_ids += skipped
     for line in summary.lines():
         print(line)

@@ -30,7 +30,7 @@ import duckdb
 import numpy as np
 import polars as pl
 
-from asg_audit.errors import InputError, StoreError
+from asg_audit.errors import AuditError, InputError, StoreError
 from asg_audit.filelines import (
     BOM,
     STDIN,
@@ -62,7 +62,7 @@ from asg_audit.ingest_summary import (
     print_ingest_summary,
 )
 from asg_audit.interrupts import is_interrupt, sigint_interrupts
-from asg_audit.model import Source, path_text
+from asg_audit.model import Source, new_run_id, path_text
 from asg_audit.normalize import normalise_batch
 from asg_audit.store import Store, WriteStats, open_store
 
@@ -413,18 +413,26 @@ def ingest_paths(
         # Records are ordered by their staged sequence, not by insertion: let DuckDB write in
         # parallel without keeping the order of the rows it inserts.
         store.con.execute("SET preserve_insertion_order = false")
-        summary.run_id = store.start_run("ingest")
-        bar = ProgressBar(files) if progress and sys.stderr.isatty() else None
-        group = _SmallFiles(store, summary)
+        # The run's id is known before it is recorded, and everything from its start on is
+        # inside the `try`: an interruption that lands as the run starts still ends it (a run
+        # never recorded is ended as a no-op), never leaving it `running`.
+        summary.run_id = new_run_id()
+        bar: ProgressBar | None = None
+        group: _SmallFiles | None = None
+        interrupted: threading.Event | None = None
         try:
+            store.start_run("ingest", run_id=summary.run_id)
+            bar = ProgressBar(files) if progress and sys.stderr.isatty() else None
+            group = _SmallFiles(store, summary)
             with sigint_interrupts(store.con) as interrupted:
                 _ingest_all(store, files, summary, group, bar, interrupted, chunk_bytes=chunk_bytes)
             status = "failed" if summary.failed_files else "ok"
             store.finish_run(summary.run_id, status=status, stats=summary.run_stats())
         except BaseException as exc:
-            if not (interrupted.is_set() or is_interrupt(exc)):
-                # Not left `running`: the run ended, on an error the caller is told of.
-                _end_run(store, summary, "failed")
+            if not ((interrupted is not None and interrupted.is_set()) or is_interrupt(exc)):
+                # Not left `running`: the run ended, on an error the caller is told of and
+                # `asg-audit runs` shows (a full disk: the first error, as collect records it).
+                _end_run(store, summary, "failed", error=exc)
                 raise
             # What was committed stays (the transaction of the file being read was rolled
             # back, whatever form the interruption took); the run says it stopped early, and a
@@ -432,17 +440,25 @@ def ingest_paths(
             _end_run(store, summary, "interrupted")
             raise KeyboardInterrupt from None
         finally:
-            group.close()
+            if group is not None:
+                group.close()
             if bar is not None:
                 bar.stop()
     return summary
 
 
-def _end_run(store: Store, summary: IngestSummary, status: str) -> None:
+def _end_run(
+    store: Store, summary: IngestSummary, status: str, *, error: BaseException | None = None
+) -> None:
     """Record the end of an ingest that did not finish, never leaving it `running`: with its
-    counters, or without them when they cannot be stored (the error that ended it stands)."""
+    counters and the error that ended it, or without them when they cannot be stored (the
+    error that ended it stands)."""
+    stats = summary.run_stats()
+    if error is not None:
+        # An AuditError's message is its one line; anything else is a bug: named by its type.
+        stats["error"] = str(error) if isinstance(error, AuditError) else repr(error)
     try:
-        store.finish_run(summary.run_id, status=status, stats=summary.run_stats())
+        store.finish_run(summary.run_id, status=status, stats=stats)
     except (duckdb.Error, StoreError):
         with contextlib.suppress(duckdb.Error, StoreError):
             store.finish_run(summary.run_id, status=status)

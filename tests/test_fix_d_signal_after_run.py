@@ -24,8 +24,9 @@ from pathlib import Path
 import pytest
 from _chain_sim import Scenario, scenario
 from _hardening_procs import clean_env, query
+from _scripted_gateway import scripted_gateway, settled_body
 
-from asg_audit.ingest import ingest_paths
+from asg_audit.ingest import ingest_paths, track_file
 
 F_SETPIPE_SZ = 1031
 PIPE_BYTES = 4096  # the smallest pipe Linux makes (one page)
@@ -177,3 +178,20 @@ def test_track_stopped_once_its_run_is_recorded_prints_its_summary(tmp_path: Pat
     _assert_finished(code, out, err, db, "track", "ok")
     assert code == 0, (code, err)
     assert "1 new task" in out
+
+
+def test_collect_stopped_once_its_run_is_recorded_prints_its_summary(tmp_path: Path) -> None:
+    db = tmp_path / "s.duckdb"
+    subs = tmp_path / "subs.csv"
+    subs.write_text(
+        "task_id,task_type,consensus_threshold,options,created_at\n"
+        "tsk_1,image,3,cat|dog,2026-10-01T00:00:00Z\n"
+    )
+    track_file(db, subs)
+    with scripted_gateway(lambda task_id, n: (200, settled_body(task_id), {})) as gateway:
+        env = clean_env(ASG_API_KEY="sk_sandbox_fixd", ASG_BASE_URL=gateway.url)
+        code, out, err = _stopped_while_printing(["collect", "--db", str(db)], env)
+    # asyncio had reset SIGTERM to its default: the signal killed the process (-15)
+    assert code == 0, (code, err)
+    _assert_finished(code, out, err, db, "collect", "completed")
+    assert "settled 1," in out

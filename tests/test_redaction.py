@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
-from asg_audit.billing import fetch_billing
 from asg_audit.chain import ChainClient
 from asg_audit.config import AuditConfig, load_config
 from asg_audit.errors import ConfigError
 from asg_audit.redaction import Secret, check_http_url, display_url, redact
-from asg_audit.store import open_store
 from asg_audit.webhooks import check_callback_url
 
 
@@ -70,7 +66,7 @@ def test_display_url_drops_credentials_query_and_keys() -> None:
     assert redact("Bearer tok-1 and sk_test_abc", [Secret("tok-1")]) == "Bearer *** and ***"
 
 
-def test_every_url_setting_goes_through_the_one_check(tmp_path: Path) -> None:
+def test_every_url_setting_goes_through_the_one_check() -> None:
     # the same message shape, whichever of the four URLs is wrong, at the moment it is given
     env = {"ASG_BASE_URL": "ftp://host/x"}
     with pytest.raises(ConfigError, match=r"^base_url is not an absolute") as e1:
@@ -83,12 +79,11 @@ def test_every_url_setting_goes_through_the_one_check(tmp_path: Path) -> None:
         ChainClient("ftp://x/v1")
     with pytest.raises(ConfigError, match=r"^callback URL is not an absolute"):
         check_callback_url("://hooks")
-    db = tmp_path / "audit.duckdb"
-    with open_store(db):
-        pass
-    config = AuditConfig(base_url="gopher://gw", api_key=Secret("sk_test_KEY"))
-    with pytest.raises(ConfigError, match=r"^base_url is not an absolute"):
-        fetch_billing(db, config, months=["2026-10"])
+    # a library caller's AuditConfig is checked when it is built, before any step uses it
+    with pytest.raises(ConfigError, match=r"^base_url is not an absolute.*given to AuditConfig"):
+        AuditConfig(base_url="gopher://gw", api_key=Secret("sk_test_KEY"))
+    with pytest.raises(ConfigError, match=r"^chain_url is not an absolute.*given to AuditConfig"):
+        AuditConfig().replace(chain_url="ftp://x/v1")
 
 
 def test_the_gateway_client_refuses_a_key_no_header_can_carry() -> None:
