@@ -122,7 +122,18 @@ def _task_id_list(task_ids: str | bytes | Iterable[str | bytes] | None) -> list[
             "collect task_ids: expected a task id (str) or an iterable of them, got"
             f" {type(task_ids).__name__}"
         )
-    return [os.fsdecode(bytes(i)) if isinstance(i, bytes | bytearray) else i for i in task_ids]
+    ids: list[str] = []
+    for n, item in enumerate(task_ids):
+        if isinstance(item, bytes | bytearray):
+            ids.append(os.fsdecode(bytes(item)))
+        elif isinstance(item, str):
+            ids.append(item)
+        else:  # never echoed: an id list may be anything a notebook had at hand
+            raise TypeError(
+                f"collect task_ids[{n}]: expected a task id (str or bytes), got"
+                f" {type(item).__name__}"
+            )
+    return ids
 
 
 async def collect(

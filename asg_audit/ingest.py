@@ -30,7 +30,7 @@ import duckdb
 import numpy as np
 import polars as pl
 
-from asg_audit.errors import AuditError, InputError, StoreError
+from asg_audit.errors import InputError, StoreError
 from asg_audit.filelines import (
     BOM,
     STDIN,
@@ -64,6 +64,7 @@ from asg_audit.ingest_summary import (
 from asg_audit.interrupts import is_interrupt, sigint_interrupts
 from asg_audit.model import Source, new_run_id, path_text
 from asg_audit.normalize import normalise_batch
+from asg_audit.redaction import error_text
 from asg_audit.store import Store, WriteStats, open_store
 
 __all__ = [  # track_file & co. live in asg_audit.track; re-exported here for callers
@@ -455,8 +456,7 @@ def _end_run(
     error that ended it stands)."""
     stats = summary.run_stats()
     if error is not None:
-        # An AuditError's message is its one line; anything else is a bug: named by its type.
-        stats["error"] = str(error) if isinstance(error, AuditError) else repr(error)
+        stats["error"] = error_text(error)
     try:
         store.finish_run(summary.run_id, status=status, stats=stats)
     except (duckdb.Error, StoreError):

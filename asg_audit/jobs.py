@@ -50,7 +50,7 @@ from asg_audit.errors import (
     StoreError,
 )
 from asg_audit.model import new_run_id, printable
-from asg_audit.redaction import display_origin, display_url, redact
+from asg_audit.redaction import display_origin, display_url, error_text
 from asg_audit.stopsignals import in_main_thread, kept_signal_handlers, sigterm_interrupts
 from asg_audit.store import open_store
 
@@ -475,11 +475,7 @@ def _failure(exc: BaseException, config: AuditConfig) -> tuple[str, str]:
     """Return the status and the one-line error of a run that an exception stopped."""
     if isinstance(exc, KeyboardInterrupt):
         return "interrupted", "interrupted"
-    # An AuditError's text is written not to hold secrets; any other text (a bug's) may quote
-    # anything, so the secrets we hold are masked in it.
-    text = str(exc) if isinstance(exc, AuditError) else f"{type(exc).__name__}: {exc}"
-    text = redact(text, [config.api_key, config.woc_api_key, *config.webhook_secrets])
-    return "failed", " ".join(text.split())
+    return "failed", error_text(exc, [config.api_key, config.woc_api_key, *config.webhook_secrets])
 
 
 def _record_failure(
@@ -615,7 +611,8 @@ def _verify_chain(config: AuditConfig, settings: dict[str, Any], progress: bool)
 
     if not settings.get("verify_chain", True):
         return "skipped (disabled in [audit])"
-    if pending_txid_count(config.db_path) > 0:  # nothing to fetch: the index is not needed
+    # Nothing to fetch (no txid to verify, no parent fees asked for): the index is not needed.
+    if config.chain.get("fetch_parents", False) or pending_txid_count(config.db_path) > 0:
         _probe(config.chain_url.rstrip("/") + "/chain/info", "chain index")
     summary = verify_chain(config.db_path, config, progress=progress)
     return (

@@ -100,7 +100,7 @@ from asg_audit.pollwriter import (
 )
 from asg_audit.progress import ProgressReporter
 from asg_audit.ratelimit import TokenBucket
-from asg_audit.redaction import display_url
+from asg_audit.redaction import display_url, error_text
 from asg_audit.schedule import SchedulePolicy, TaskFacts
 
 __all__ = ["CollectorRun", "policy_next"]
@@ -514,7 +514,7 @@ class CollectorRun:
         except BaseException as exc:
             if run_id is not None and not recorded:
                 # a bug or a store failure: the run is not left `running`
-                stats = {**self.stats, "error": _error_text(exc)}
+                stats = {**self.stats, "error": self._error_text(exc)}
                 try:
                     await loop.run_in_executor(
                         writer.pool, writer.finish_run, run_id, "failed", stats
@@ -1165,6 +1165,11 @@ class CollectorRun:
 
     # -- writing and progress ---------------------------------------------------------------
 
+    def _error_text(self, exc: BaseException) -> str:
+        """Return what `runs.stats.error` says of an error that ended the run (secrets masked)."""
+        c = self.config
+        return error_text(exc, [c.api_key, c.woc_api_key, *c.webhook_secrets])
+
     async def _flush_loop(self, writer: PollWriter, run_id: str) -> None:
         loop = asyncio.get_running_loop()
         last_at = time.monotonic()
@@ -1206,7 +1211,7 @@ class CollectorRun:
                     return
                 except Exception as exc:
                     # a bug: its traceback is kept (raised by `run`), but no more polling
-                    self._write_failed(StoreError(_error_text(exc)), len(records))
+                    self._write_failed(StoreError(self._error_text(exc)), len(records))
                     raise
                 self._judge_200s(ready_keys, rejected)
                 self.unconfirmed.difference_update(r[0] for r in rows if r[1] in FINAL_STATES)
@@ -1406,16 +1411,6 @@ def _without_status_unusable(outcome: gw.Outcome) -> gw.Outcome:
     if isinstance(outcome, gw.Ready) and not (outcome.status or "").strip():
         return gw.UnusableBody(outcome.task_id, outcome.origin, 200, outcome.body, "no status")
     return outcome
-
-
-def _error_text(exc: BaseException) -> str:
-    """Return what `runs.stats.error` says of an error that ended a run."""
-    from asg_audit.errors import AuditError
-
-    if isinstance(exc, AuditError):
-        return str(exc)
-    text = str(exc).strip()
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 def _unrecorded(error: StoreError, record_error: StoreError) -> StoreError:

@@ -26,6 +26,7 @@ __all__ = [
     "clean_secret",
     "display_origin",
     "display_url",
+    "error_text",
     "mask_secrets",
     "mask_secrets_bytes",
     "redact",
@@ -255,6 +256,21 @@ def redact(text: str, secrets: Iterable[str | Secret | None] = ()) -> str:
     text = mask_secrets(text, secrets)
     text = _BEARER_RE.sub(r"\1***", text)
     return _KEY_RE.sub("***", text)
+
+
+def error_text(exc: BaseException, secrets: Iterable[str | Secret | None] = ()) -> str:
+    """Return the one line a run records (`runs.stats.error`) of the error that ended it.
+
+    An AuditError's message is written not to hold secrets; any other error (a bug's, a
+    library's) may quote anything, so it is named by its type and its text has the given
+    secrets, bearer tokens and ASG keys masked, as every message is.
+    """
+    from asg_audit.errors import AuditError
+
+    text = str(exc).strip()
+    if not isinstance(exc, AuditError):
+        text = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    return " ".join(redact(text, secrets).split())
 
 
 def secret_problem(value: str) -> str | None:

@@ -252,13 +252,14 @@ def _refuse_lone_surrogates(doc: Any, text: str) -> None:
                 ) from None
 
 
-def _json_int(digits: str) -> int | float:
-    """Return a JSON integer; one too long for Python's int (over `sys.get_int_max_str_digits`)
-    as a float, as valid JSON it is (it raised a bare ValueError, not a JSON error)."""
+def _json_int(digits: str) -> int:
+    """Return a JSON integer. One too long for Python's int (over `sys.get_int_max_str_digits`,
+    4,300 digits) is beyond any float too (infinity is no JSON number): a ValueError, so the body
+    is invalid JSON (int() raised a bare ValueError of its own before)."""
     try:
         return int(digits)
     except ValueError:
-        return float(digits)
+        raise ValueError(f"an integer of {len(digits):,} digits, beyond any number") from None
 
 
 def duplicate_key_detail(key: str) -> str:

@@ -33,6 +33,17 @@ RESULT_COLUMNS = (
 )
 
 
+# `python -c FSIZE_LIMITED LIMIT <asg-audit arguments>`: the command with every file it writes
+# limited to LIMIT bytes (RLIMIT_FSIZE): a full disk (EFBIG where a real one gives ENOSPC)
+FSIZE_LIMITED = (
+    "import resource, runpy, signal, sys\n"
+    "limit = int(sys.argv.pop(1))\n"
+    "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
+    "resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))\n"
+    "runpy.run_module('asg_audit', run_name='__main__')\n"
+)
+
+
 def clean_env(**extra: str) -> dict[str, str]:
     """Return the environment of a child command: no inherited secrets or store, plus `extra`."""
     env = {k: v for k, v in os.environ.items() if k not in SECRET_ENV}

@@ -1,8 +1,10 @@
-"""One settled result record for the ingest tests: a flat export line with every field set."""
+"""Settled result records for the ingest tests: a flat export line with every field set, and an
+NDJSON export of many."""
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 
 def settled_record(task_id: str, **extra: object) -> dict[str, object]:
@@ -26,3 +28,11 @@ def settled_record(task_id: str, **extra: object) -> dict[str, object]:
 def settled_line(task_id: str, **extra: object) -> str:
     """`settled_record` as one JSON text (no newline)."""
     return json.dumps(settled_record(task_id, **extra))
+
+
+def settled_export(path: Path, tasks: int, prefix: str = "t") -> Path:
+    """Write an NDJSON export of `tasks` settled results (`<prefix>0000000`, ...) to `path`."""
+    with path.open("w") as fh:
+        for i in range(tasks):
+            fh.write(settled_line(f"{prefix}{i:07d}") + "\n")
+    return path

@@ -99,8 +99,12 @@ def test_load_json_object_reads_a_surrogate_pair_and_an_escaped_backslash():
     }
 
 
-def test_load_json_object_reads_an_integer_too_long_for_int():
-    assert load_json_object(b'{"n": ' + b"9" * 5000 + b"}") == {"n": float("inf")}
+def test_load_json_object_refuses_an_integer_too_long_for_int():
+    # over Python's 4,300 digits for int(), and so beyond any float (infinity is no JSON
+    # number): invalid JSON (a ValueError), never a bare int() error nor an infinite value
+    assert load_json_object(b'{"n": 1' + b"0" * 300 + b"}") == {"n": 10**300}
+    with pytest.raises(ValueError, match="5,000 digits"):
+        load_json_object(b'{"n": ' + b"9" * 5000 + b"}")
 
 
 # -- track --------------------------------------------------------------------------------------
@@ -210,9 +214,9 @@ def test_track_rejects_an_integer_too_long_without_traceback(tmp_path, db):
     done = _track_cli(db, path)
     assert done.returncode == 0, done.stderr
     assert _rows(db, "SELECT task_id FROM submissions") == [("x1",)]
-    assert _rows(db, "SELECT reason, field FROM rejects") == [
-        ("bad_submission", "consensus_threshold")
-    ]
+    # 5,000 nines are no number a float holds either (infinity): not valid JSON
+    [(reason, detail)] = _rows(db, "SELECT reason, detail FROM rejects")
+    assert reason == "invalid_json" and "5,000 digits" in detail, detail
 
 
 # -- the receiver -------------------------------------------------------------------------------

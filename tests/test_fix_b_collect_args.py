@@ -71,6 +71,11 @@ def test_collect_sync_names_task_ids_that_are_not_ids(sim: tuple[Any, str], tmp_
     with pytest.raises(TypeError, match=r"collect task_ids: expected a task id \(str\).* got int"):
         collect_sync(_config(running, tmp_path / "a.duckdb"), task_ids=7)
     assert not (tmp_path / "a.duckdb").exists()
+    # an item that is no id: named by its place, before anything runs (was polars' error)
+    for bad, kind in (([1], "int"), (["tsk_a", None], "NoneType")):
+        with pytest.raises(TypeError, match=rf"collect task_ids\[\d\]: expected .* got {kind}"):
+            collect_sync(_config(running, tmp_path / "a.duckdb"), task_ids=bad)
+    assert not (tmp_path / "a.duckdb").exists()
 
 
 @pytest.mark.parametrize("config", [{"db": "x.duckdb"}, None, "asg_audit.toml"])

@@ -17,7 +17,7 @@ import sys
 import time
 from pathlib import Path
 
-from _hardening_procs import clean_env, query
+from _hardening_procs import FSIZE_LIMITED, clean_env, query
 from _scripted_gateway import Answer, scripted_gateway, settled_body
 
 from asg_audit.ingest import track_file
@@ -29,15 +29,6 @@ IDS = [f"tsk_d{i:04d}" for i in range(TASKS)]
 PAD_BYTES = 40_000
 # the store may grow this far past its size before the run (the write-ahead log too)
 LIMIT_MARGIN = 64 * 1024
-
-# runs `python -m asg_audit` with its files limited to argv[1] bytes
-LIMITED = (
-    "import resource, runpy, signal, sys\n"
-    "limit = int(sys.argv.pop(1))\n"
-    "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
-    "resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))\n"
-    "runpy.run_module('asg_audit', run_name='__main__')\n"
-)
 
 
 def _fat_settled(task_id: str, n: int) -> Answer:
@@ -68,7 +59,7 @@ def _collect(db: Path, config: Path, url: str, *, limit: int | None) -> tuple[in
     if limit is None:
         argv = [sys.executable, "-m", "asg_audit", *args]
     else:
-        argv = [sys.executable, "-c", LIMITED, str(limit), *args]
+        argv = [sys.executable, "-c", FSIZE_LIMITED, str(limit), *args]
     env = clean_env(ASG_API_KEY=KEY, ASG_BASE_URL=url)
     t0 = time.monotonic()
     proc = subprocess.Popen(

@@ -11,21 +11,13 @@ SIGINT is a real signal the process sends itself at the moment under test.
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 from pathlib import Path
 
 import duckdb
-
-# ingest, with the files it writes limited to argv[1] bytes
-LIMITED = (
-    "import resource, runpy, signal, sys\n"
-    "limit = int(sys.argv.pop(1))\n"
-    "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
-    "resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))\n"
-    "runpy.run_module('asg_audit', run_name='__main__')\n"
-)
+from _hardening_procs import FSIZE_LIMITED
+from _records import settled_export
 
 # ingest argv[2] into argv[1], with a SIGINT sent to itself as the files start to be taken in
 # (when the group of small files is made, just after the run is recorded)
@@ -46,23 +38,6 @@ INTERRUPTED_START = (
 )
 
 
-def export_of(path: Path, tasks: int) -> Path:
-    with path.open("w") as fh:
-        for i in range(tasks):
-            record = {
-                "task_id": f"t{i:07d}",
-                "status": "settled",
-                "consensus_label": "cat",
-                "worker_count": 3,
-                "agreement_count": 3,
-                "cost_sats": 975,
-                "created_at": "2026-11-01T10:00:00Z",
-                "settled_at": "2026-11-01T10:00:40Z",
-            }
-            fh.write(json.dumps(record) + "\n")
-    return path
-
-
 def runs_of(db: Path) -> list[tuple[str, str, str | None]]:
     con = duckdb.connect(str(db), read_only=True)
     try:
@@ -77,9 +52,18 @@ def runs_of(db: Path) -> list[tuple[str, str, str | None]]:
 
 def test_ingest_stopped_by_a_full_disk_records_the_error_in_its_run(tmp_path: Path) -> None:
     db = tmp_path / "a.duckdb"
-    export = export_of(tmp_path / "a.ndjson", 130_000)  # more than DuckDB keeps in memory
+    export = settled_export(tmp_path / "a.ndjson", 130_000)  # more than DuckDB keeps in memory
     proc = subprocess.run(
-        [sys.executable, "-c", LIMITED, str(2_000_000), "ingest", "--db", str(db), str(export)],
+        [
+            sys.executable,
+            "-c",
+            FSIZE_LIMITED,
+            str(2_000_000),
+            "ingest",
+            "--db",
+            str(db),
+            str(export),
+        ],
         capture_output=True,
         text=True,
         timeout=120,
@@ -100,7 +84,7 @@ def test_ingest_stopped_by_a_full_disk_records_the_error_in_its_run(tmp_path: Pa
 
 def test_ingest_interrupted_as_its_run_starts_ends_the_run(tmp_path: Path) -> None:
     db = tmp_path / "a.duckdb"
-    export = export_of(tmp_path / "a.ndjson", 5)
+    export = settled_export(tmp_path / "a.ndjson", 5)
     proc = subprocess.run(
         [sys.executable, "-c", INTERRUPTED_START, str(db), str(export)],
         capture_output=True,

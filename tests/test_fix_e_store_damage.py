@@ -12,26 +12,18 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import subprocess
 import sys
 from pathlib import Path
 
 import duckdb
 import pytest
+from _hardening_procs import FSIZE_LIMITED
+from _records import settled_export
 
 from asg_audit.errors import EXIT_USAGE, StoreFileError
 from asg_audit.ingest import ingest
 from asg_audit.store import open_store
-
-# ingest, with the files it writes limited to argv[1] bytes: a full disk (EFBIG for ENOSPC)
-LIMITED = (
-    "import resource, runpy, signal, sys\n"
-    "limit = int(sys.argv.pop(1))\n"
-    "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
-    "resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))\n"
-    "runpy.run_module('asg_audit', run_name='__main__')\n"
-)
 
 # creates the store at argv[1], with a real SIGINT delivered to itself in the middle of the
 # first migration (after its fourth statement)
@@ -67,29 +59,12 @@ def digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def export_of(path: Path, tasks: int, prefix: str = "t") -> Path:
-    with path.open("w") as fh:
-        for i in range(tasks):
-            record = {
-                "task_id": f"{prefix}{i:07d}",
-                "status": "settled",
-                "consensus_label": "cat",
-                "worker_count": 3,
-                "agreement_count": 3,
-                "cost_sats": 975,
-                "created_at": "2026-11-01T10:00:00Z",
-                "settled_at": "2026-11-01T10:00:40Z",
-            }
-            fh.write(json.dumps(record) + "\n")
-    return path
-
-
 @pytest.fixture(scope="module")
 def good_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A store of a few MB (many DuckDB blocks, none free)."""
     folder = tmp_path_factory.mktemp("good")
     db = folder / "good.duckdb"
-    ingest(db, export_of(folder / "a.ndjson", 60_000))
+    ingest(db, settled_export(folder / "a.ndjson", 60_000))
     return db
 
 
@@ -107,7 +82,7 @@ def test_store_truncated_is_refused_by_every_command_untouched(
     keep = {"headers": 5_000, "first block": 20_000, "middle": size // 3, "tail": size - 1}
     db = cut_copy(good_store, tmp_path, keep[where])
     before = digest(db)
-    more = export_of(tmp_path / "more.ndjson", 10, prefix="m")
+    more = settled_export(tmp_path / "more.ndjson", 10, prefix="m")
     subs = tmp_path / "subs.csv"
     subs.write_text(
         "task_id,task_type,consensus_threshold,options,created_at\n"
@@ -151,7 +126,7 @@ def test_store_whole_opens_even_when_duckdb_shortened_it_by_its_free_blocks(
     # DuckDB drops the free blocks at the end of the file, while its header still counts
     # them: a file shorter than the blocks counted is whole when those are free.
     db = tmp_path / "a.duckdb"
-    ingest(db, export_of(tmp_path / "a.ndjson", 200))
+    ingest(db, settled_export(tmp_path / "a.ndjson", 200))
     con = duckdb.connect(str(db))
     con.execute(
         "CREATE TABLE scratch AS SELECT range AS i, md5(range::VARCHAR) AS s FROM range(300000)"
@@ -175,9 +150,18 @@ def test_store_whole_opens_even_when_duckdb_shortened_it_by_its_free_blocks(
 def test_store_full_disk_during_a_write_names_the_full_disk(tmp_path: Path) -> None:
     db = tmp_path / "a.duckdb"
     # More records than a row group: DuckDB writes them to the file while they are stored.
-    export = export_of(tmp_path / "a.ndjson", 130_000)
+    export = settled_export(tmp_path / "a.ndjson", 130_000)
     proc = subprocess.run(
-        [sys.executable, "-c", LIMITED, str(2_000_000), "ingest", "--db", str(db), str(export)],
+        [
+            sys.executable,
+            "-c",
+            FSIZE_LIMITED,
+            str(2_000_000),
+            "ingest",
+            "--db",
+            str(db),
+            str(export),
+        ],
         capture_output=True,
         text=True,
         timeout=120,
@@ -210,7 +194,7 @@ def test_store_creation_interrupted_is_no_store_yet_for_readers_and_a_store_for_
             f"asg-audit: error: {db}: no database here yet (an empty DuckDB file, not an"
             " asg_audit store until `asg-audit ingest` or `collect` writes to it)\n"
         )
-    done = cli("ingest", "--db", str(db), str(export_of(tmp_path / "a.ndjson", 5)))
+    done = cli("ingest", "--db", str(db), str(settled_export(tmp_path / "a.ndjson", 5)))
     assert done.returncode == 0, done.stderr
     runs = cli("runs", "--db", str(db))
     assert runs.returncode == 0, runs.stderr

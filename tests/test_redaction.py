@@ -110,3 +110,19 @@ def test_display_origin_shows_no_path_of_an_alert_webhook(url: str, shown: str) 
     from asg_audit.redaction import display_origin
 
     assert display_origin(url) == shown
+
+
+def test_a_runs_error_text_masks_the_secrets_of_any_error() -> None:
+    """`runs.stats.error` (collect, ingest, audit): one shared line, secrets masked, also in a
+    bug's text (which may quote anything), the error named by its type."""
+    from asg_audit.errors import StoreError
+    from asg_audit.redaction import error_text
+
+    key = "sk_live_abcdefghijklmnop1234"
+    bug = ValueError(f"bad header Authorization: Bearer {key}\nsecond line")
+    text = error_text(bug, [key])
+    assert key not in text and text.startswith("ValueError: bad header") and "\n" not in text
+    assert error_text(StoreError("x.duckdb: database busy")) == "x.duckdb: database busy"
+    assert error_text(KeyError()) == "KeyError"
+    whsec = "whsec_0123456789abcdef"
+    assert whsec not in error_text(RuntimeError(f"signed with {whsec}"), [whsec])
