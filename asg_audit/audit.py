@@ -15,7 +15,7 @@ import polars as pl
 from asg_audit.analyses import collection, consensus, costs, latency
 from asg_audit.analyses._tasks import empty_frame, enrich_tasks
 from asg_audit.checks import CheckContext, run_checks
-from asg_audit.config import AuditConfig
+from asg_audit.config import AuditConfig, check_wait_seconds
 from asg_audit.errors import ConfigError
 from asg_audit.model import (
     DOCUMENTED_STATUSES,
@@ -681,9 +681,7 @@ def analyze(
             "analyze config: expected an AuditConfig (asg_audit.load_config()) or None,"
             f" got {type(config).__name__}"
         )
-    wait_ok = isinstance(wait_seconds, int | float) and not isinstance(wait_seconds, bool)
-    if not (wait_ok and math.isfinite(wait_seconds) and wait_seconds >= 0):
-        raise ConfigError("analyze wait_seconds: expected a finite number of seconds, 0 or more")
+    check_wait_seconds(wait_seconds, "analyze wait_seconds")
     since, until = as_utc(since, "since"), as_utc(until, "until")
     check_window(since, until)
     as_of = as_utc(as_of, "as_of") or until or datetime.now(UTC)

@@ -483,6 +483,18 @@ _RANGES: Final[dict[str, dict[str, _Range]]] = {
 }
 
 
+def check_wait_seconds(value: object, name: str) -> None:
+    """Raise ConfigError naming `name` unless `value` is a finite number of seconds, 0 or more
+    (how long a library call waits for a store another process writes)."""
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not math.isfinite(value)
+        or value < 0
+    ):
+        raise ConfigError(f"{name}: expected a finite number of seconds, 0 or more")
+
+
 def setting_problem(section: str, key: str, value: Any) -> str | None:
     """Return what is wrong with a value of a numeric setting (None when it is fine).
 

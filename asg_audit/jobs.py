@@ -22,7 +22,6 @@ import asyncio
 import contextlib
 import fcntl
 import json
-import math
 import os
 import sys
 import threading
@@ -36,7 +35,7 @@ from typing import IO, Any
 import httpx
 
 from asg_audit import aio
-from asg_audit.config import AuditConfig
+from asg_audit.config import AuditConfig, check_wait_seconds
 from asg_audit.errors import (
     EXIT_FINDINGS,
     EXIT_INCOMPLETE,
@@ -295,9 +294,7 @@ def _check_arguments(config: Any, *, wait_seconds: Any, collect_seconds: Any) ->
             "run_audit config: expected an AuditConfig (see load_config),"
             f" got {type(config).__name__}"
         )
-    wait_ok = isinstance(wait_seconds, int | float) and not isinstance(wait_seconds, bool)
-    if not (wait_ok and math.isfinite(wait_seconds) and wait_seconds >= 0):
-        raise ConfigError("run_audit wait_seconds: expected a finite number of seconds, 0 or more")
+    check_wait_seconds(wait_seconds, "run_audit wait_seconds")
     if collect_seconds is not None:
         problem = setting_problem("audit", "collect_seconds", collect_seconds)
         if problem is not None:
