@@ -48,9 +48,8 @@ from asg_audit.webhook_writer import (
     MAX_JSON_DEPTH,
     DuplicateKeyError,
     TooDeepError,
-    duplicate_key_detail,
+    duplicate_key_reject,
     load_json_object,
-    repeated_key_path,
 )
 
 __all__ = ["TrackSummary", "print_track_summary", "track_file"]
@@ -382,12 +381,9 @@ def _ndjson_records(fh: IO[bytes]) -> Iterator[_Record]:
             # As the webhook receiver reads a body: a repeated key and deep nesting refused.
             rec = load_json_object(raw)
         except DuplicateKeyError as exc:
-            error = _RowError(
-                exc.key,
-                duplicate_key_detail(exc.key),
-                reason=RejectReason.INVALID_JSON,
-                where=repeated_key_path(raw, exc.key),
-            )
+            # the field is the key's path (`label_spec.options`), as the receiver names it
+            where, detail = duplicate_key_reject(raw, exc)
+            error = _RowError(where, detail, reason=RejectReason.INVALID_JSON)
             yield line_no, error, raw
             continue
         except TooDeepError as exc:

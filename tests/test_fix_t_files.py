@@ -177,9 +177,15 @@ def test_track_refuses_an_object_repeating_a_key_at_any_depth(tmp_path: Path) ->
         "SELECT origin_line, reason, field, detail FROM rejects"
         " WHERE source = 'submissions' ORDER BY origin_line",
     ) == [
+        # the field is the key's path, as the receiver and the normaliser name it
         (1, "invalid_json", "task_id", f'task_id: duplicate key "task_id"{tail}'),
-        (2, "invalid_json", "options", f'label_spec.options: duplicate key "options"{tail}'),
-        (3, "invalid_json", "a.b", f'extra[1]["a.b"]: duplicate key "a.b"{tail}'),
+        (
+            2,
+            "invalid_json",
+            "label_spec.options",
+            f'label_spec.options: duplicate key "options"{tail}',
+        ),
+        (3, "invalid_json", 'extra[1]["a.b"]', f'extra[1]["a.b"]: duplicate key "a.b"{tail}'),
     ]
     assert f'{path}:2: label_spec.options: duplicate key "options"{tail}' in proc.stderr
 
