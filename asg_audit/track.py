@@ -95,10 +95,8 @@ class _RowError(ValueError):
         message: str,
         *,
         reason: str = RejectReason.BAD_SUBMISSION,
-        where: str | None = None,  # shown instead of the field (a nested key's path)
     ) -> None:
-        shown = where or field
-        super().__init__(f"{shown}: {message}" if shown else message)
+        super().__init__(f"{field}: {message}" if field else message)
         self.field = field
         self.reason = reason
 
