@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import contextlib
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
+from urllib.parse import urlsplit
+
+from _http_server import serve
 
 Request = tuple[str, str, bytes]  # method, path (with its query), body
 
@@ -29,11 +31,5 @@ def recording_server() -> Iterator[tuple[int, list[Request]]]:
         def log_message(self, *args: Any) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield server.server_address[1], received
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serve(Handler) as base:
+        yield urlsplit(base).port, received

@@ -12,7 +12,9 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
+
+from _http_server import serve
 
 Answer = tuple[int, bytes, dict[str, str]]
 Script = Callable[[str, int], Answer]
@@ -91,13 +93,6 @@ def scripted_gateway(script: Script) -> Iterator[ScriptedGateway]:
         def log_message(self, *args: object) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    gateway.url = f"http://127.0.0.1:{server.server_address[1]}"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with serve(Handler) as base:
+        gateway.url = base
         yield gateway
-    finally:
-        server.shutdown()
-        server.server_close()

@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import json
 import subprocess
-import threading
 import time
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from contextlib import ExitStack
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,7 @@ import polars as pl
 import pytest
 from _chain_sim import Scenario, scenario
 from _hardening_procs import asg_audit, clean_env, query
+from _http_server import serve
 
 from asg_audit.billing import USAGE_FIGURES, fetch_billing, figure_problems, parse_usage
 from asg_audit.config import AuditConfig, Secret
@@ -66,14 +67,11 @@ class _Proxy:
                 self.end_headers()
                 self.wfile.write(data)
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
+        self._served = ExitStack()
+        self.url = self._served.enter_context(serve(Handler))
 
     def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        self._served.close()
 
 
 @pytest.fixture
@@ -231,18 +229,12 @@ def test_billing_retry_after_nan_or_inf_is_a_short_wait_not_a_crash(
     world: Scenario, tmp_path: Path
 ) -> None:
     handler = type("H", (_RetryAfter,), {"upstream": world.sim.gateway_url, "answered": []})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with serve(handler) as base:
         db = _fresh_store(world, tmp_path)
-        url = f"http://127.0.0.1:{server.server_address[1]}"
+        url = base
         started = time.monotonic()
         done = _billing(db, url, world.sim.api_key)
         assert time.monotonic() - started < 60
-    finally:
-        server.shutdown()
-        server.server_close()
     assert "Traceback" not in done.stderr and done.returncode in (0, 1), done.stderr[-3000:]
     assert len(handler.answered) > 2  # asked again after each 503
     assert query(db, "SELECT count(*) FROM billing_usage")[0][0] == len(world.sim.world.months)

@@ -8,12 +8,13 @@ A real HTTP server on 127.0.0.1 answers 429 with a date two seconds ahead, then 
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from email.utils import formatdate
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
+
+from _http_server import serve
 
 from asg_audit.billing import _Gateway
 from asg_audit.config import AuditConfig
@@ -44,14 +45,8 @@ def _limited_once(ahead_s: float) -> Iterator[tuple[str, list[float]]]:
         def log_message(self, *args: object) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", asked
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serve(Handler) as base:
+        yield base, asked
 
 
 def test_billing_waits_for_a_retry_after_given_as_an_http_date() -> None:

@@ -14,15 +14,15 @@ import io
 import json
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
 import pytest
 from _audit_job import RESULT_LINE, offline_job
 from _hardening_procs import asg_audit, clean_env, query
+from _http_server import serve
 
 from asg_audit import jobs
 from asg_audit.config import load_config
@@ -63,14 +63,8 @@ def alert_that_opens_the_store(db: Path, seconds: float) -> Iterator[tuple[str, 
         def log_message(self, *args: object) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/hook", holders
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serve(Handler) as base:
+        yield f"{base}/hook", holders
         for holder in holders:
             holder.kill()
             holder.wait()

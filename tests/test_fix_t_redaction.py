@@ -19,15 +19,15 @@ import os
 import re
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from urllib.parse import quote, quote_plus, unquote, unquote_plus
 
 import duckdb
 import pytest
+from _http_server import serve
 
 from asg_audit.redaction import mask_secrets, mask_secrets_bytes, redact
 
@@ -203,15 +203,8 @@ def _echoing_gateway() -> Iterator[str]:
         def log_message(self, *args: object) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serve(Handler) as base:
+        yield base
 
 
 def _run(tmp_path: Path, url: str, *args: str) -> subprocess.CompletedProcess[str]:

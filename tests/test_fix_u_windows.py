@@ -17,10 +17,9 @@ from __future__ import annotations
 import hashlib
 import json
 import subprocess
-import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlparse
@@ -28,6 +27,7 @@ from urllib.parse import parse_qs, urlparse
 import polars as pl
 import pytest
 from _hardening_procs import asg_audit, clean_env, query
+from _http_server import serve
 from _records import settled_record
 
 from asg_audit import analyze
@@ -245,14 +245,8 @@ def billing_server() -> Iterator[str]:
             self.end_headers()
             self.wfile.write(data)
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serve(Handler) as base:
+        yield base
 
 
 def test_month_billing_checks_judge_only_months_the_window_wholly_covers(

@@ -28,10 +28,11 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from email.utils import formatdate
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
+from _http_server import serve
 from _records import settled_line
 
 from asg_audit.gateway import GatewayClient, NotFound, Ready, TransportFailure
@@ -399,15 +400,9 @@ def fake_index(count: int) -> Iterator[FakeIndex]:
             ]
             self.send(200, json.dumps(answers).encode(), {})
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    index.url = f"http://127.0.0.1:{server.server_address[1]}/v1/bsv/main"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with serve(Handler) as base:
+        index.url = f"{base}/v1/bsv/main"
         yield index
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def _store_of(tmp_path: Path, txids: list[str]) -> Path:

@@ -14,15 +14,16 @@ import json
 import os
 import re
 import subprocess
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from contextlib import ExitStack
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 import pytest
 from _hardening_procs import REPO, asg_audit, clean_env
+from _http_server import serve
 
 from asg_audit.chain import print_findings
 from asg_audit.store import open_store
@@ -108,14 +109,11 @@ class _HostileGateway:
                     },
                 )
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
+        self._served = ExitStack()
+        self.url = self._served.enter_context(serve(Handler))
 
     def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        self._served.close()
 
 
 @pytest.fixture

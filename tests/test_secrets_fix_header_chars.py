@@ -12,13 +12,13 @@ from __future__ import annotations
 import http.server
 import socket
 import subprocess
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 from _hardening_procs import asg_audit, clean_env
+from _http_server import serve
 
 from asg_audit.billing import fetch_billing
 from asg_audit.chain import ChainClient
@@ -67,14 +67,8 @@ class _Refuser(http.server.BaseHTTPRequestHandler):
 def refuser() -> Iterator[tuple[str, list[str]]]:
     seen: list[str] = []
     handler = type("Handler", (_Refuser,), {"seen": seen})
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", seen
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serve(handler) as base:
+        yield base, seen
 
 
 def _store_with_a_txid(db: Path) -> None:

@@ -5,13 +5,14 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import threading
 import time
+from contextlib import ExitStack
 from email.utils import parsedate_to_datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import httpx
 import pytest
+from _http_server import serve
 
 from asg_audit.sim import FaultConfig, WorldConfig, generate_world, run_simulator
 
@@ -175,13 +176,11 @@ class _Receiver:
             def log_message(self, *args):
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self._served = ExitStack()
+        self.url = self._served.enter_context(serve(Handler)) + "/hook"
 
     def close(self):
-        self.server.shutdown()
-        self.server.server_close()
+        self._served.close()
 
 
 def _register(sim, url, secret=None):

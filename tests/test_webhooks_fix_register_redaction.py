@@ -12,10 +12,10 @@ import json
 import os
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 
 import pytest
+from _http_server import serve
 from _webhooks_server import REPO, free_port
 
 API_KEY = "sk_live_SUPERSECRETKEY"
@@ -49,14 +49,8 @@ class _EchoHandler(http.server.BaseHTTPRequestHandler):
 @pytest.fixture
 def echo_server(request: pytest.FixtureRequest) -> Iterator[str]:
     handler = type("Handler", (_EchoHandler,), {"status": request.param})
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serve(handler) as base:
+        yield base
 
 
 def _register(base_url: str, callback: str = CALLBACK) -> subprocess.CompletedProcess[str]:
