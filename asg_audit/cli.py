@@ -14,6 +14,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn, TypeVar
 
+from asg_audit.audit_outcome import outcome_json
 from asg_audit.config import AuditConfig, load_config
 from asg_audit.errors import (
     EXIT_BROKEN_PIPE,
@@ -281,7 +282,7 @@ def _cmd_runs(args: argparse.Namespace, config: AuditConfig) -> int:
 
 
 def _cmd_audit(args: argparse.Namespace, config: AuditConfig) -> int:
-    from asg_audit.jobs import AuditOutcome, outcome_json, run_audit
+    from asg_audit.jobs import AuditOutcome, run_audit
 
     if not (math.isfinite(args.wait) and 0 <= args.wait <= _MAX_WAIT_S):
         raise ConfigError(f"--wait must be a number of seconds from 0 to {_MAX_WAIT_S:,}")
@@ -720,7 +721,5 @@ def print_stopped_audit(
         wanted = words[:1] == ["audit"] and "--json" in words[1:]
     if not wanted:
         return
-    from asg_audit.jobs import outcome_json
-
     outcome = getattr(args, "audit_outcome", None)
     print(outcome_json(outcome, exit_code=exit_code, error=error), flush=True)

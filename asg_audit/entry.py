@@ -41,8 +41,29 @@ def main(argv: "Sequence[str] | None" = None) -> int:
         if cli is not None and hasattr(cli, "print_stopped_audit"):  # `audit --json` says so too
             words = list(sys.argv[1:] if argv is None else argv)
             cli.print_stopped_audit(None, words, EXIT_INTERRUPTED, "interrupted")
+        if argv is None:  # the process's own command line: it ends here
+            _exit_now(code)
     _ignore_stop_signals()
     return code
+
+
+def _exit_now(code: int) -> None:
+    """End the process of a stopped command without the interpreter's teardown.
+
+    What the command wrote is written (its stores closed as the interrupt unwound their
+    `with` blocks); only the output streams are left to flush. A library's worker thread that
+    the signal caught mid-task (DuckDB's, polars') may still call into Python while the
+    interpreter is being torn down, which aborts the process ("Fatal Python error:
+    PyThreadState_Get ... finalizing", killed by SIGABRT) instead of exiting 3.
+    """
+    import contextlib
+    import os
+
+    for stream in (sys.stdout, sys.stderr):
+        # a reader gone, a stream closed: nothing more to say
+        with contextlib.suppress(OSError, ValueError):
+            stream.flush()
+    os._exit(code)
 
 
 def _ignore_stop_signals() -> None:

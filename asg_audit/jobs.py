@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
-import json
 import os
 import sys
 import threading
@@ -35,6 +34,7 @@ from typing import IO, Any
 import httpx
 
 from asg_audit import aio
+from asg_audit.audit_outcome import outcome_json
 from asg_audit.config import AuditConfig, check_wait_seconds
 from asg_audit.errors import (
     EXIT_FINDINGS,
@@ -632,27 +632,3 @@ def _billing(config: AuditConfig, settings: dict[str, Any]) -> str:
             f"; {len(summary.notes)} impossible figure(s) stored as null (billing.invalid_figure)"
         )
     return note
-
-
-def outcome_json(
-    outcome: AuditOutcome | None, *, exit_code: int | None = None, error: str | None = None
-) -> str:
-    """Return the outcome of `audit --json` as one line of JSON, also for a run that did not end.
-
-    Always the same keys: `run_id`, `exit_code`, `steps`, `report`, `summary`, `error`. A run
-    that ended has `error` null. A run that could not start (a bad option or config, the
-    database busy, another audit holding the lock) has `run_id` null, no steps, and `error`
-    the line printed on stderr; one that an error or a signal stopped after it started keeps
-    its run id and the steps done so far. `exit_code` is the command's exit code either way.
-    """
-    return json.dumps(
-        {
-            "run_id": outcome.run_id if outcome else None,
-            "exit_code": exit_code if exit_code is not None or not outcome else outcome.exit_code,
-            "steps": outcome.steps if outcome else {},
-            "report": str(outcome.report_dir) if outcome and outcome.report_dir else None,
-            "summary": outcome.summary if outcome else {},
-            "error": error,
-        },
-        default=str,
-    )
