@@ -44,6 +44,27 @@ FSIZE_LIMITED = (
 )
 
 
+def ingest_limited(db: Path, export: Path, limit: int) -> subprocess.CompletedProcess[str]:
+    """Run `asg-audit ingest --db DB EXPORT` with every file it writes limited to `limit` bytes."""
+    return subprocess.run(
+        [sys.executable, "-c", FSIZE_LIMITED, str(limit), "ingest", "--db", str(db), str(export)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def track_cli(db: Path, path: Path) -> subprocess.CompletedProcess[str]:
+    """Run `asg-audit track --db DB PATH` in a subprocess (from the repository's folder)."""
+    return subprocess.run(
+        [sys.executable, "-m", "asg_audit", "track", "--db", str(db), str(path)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=120,
+    )
+
+
 def clean_env(**extra: str) -> dict[str, str]:
     """Return the environment of a child command: no inherited secrets or store, plus `extra`."""
     env = {k: v for k, v in os.environ.items() if k not in SECRET_ENV}

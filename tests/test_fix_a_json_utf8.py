@@ -14,6 +14,7 @@ from typing import Any
 import duckdb
 import httpx
 import pytest
+from _hardening_procs import track_cli
 from _webhooks_server import SECRET, ThreadServer, payload, signed
 
 from asg_audit.errors import InputError
@@ -31,16 +32,6 @@ def _rows(db: Path, sql: str) -> list[tuple[Any, ...]]:
         return con.execute(sql).fetchall()
     finally:
         con.close()
-
-
-def _track_cli(db: Path, path: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "asg_audit", "track", "--db", str(db), str(path)],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        timeout=120,
-    )
 
 
 def _submission(task_id: str) -> str:
@@ -127,7 +118,7 @@ def test_track_refuses_a_utf16_or_utf32_file_whole(tmp_path, db, encoding, name,
     path.write_bytes(data)
     with pytest.raises(InputError, match=f"the file is {name} text .*; nothing stored"):
         track_file(db, path)
-    done = _track_cli(db, path)
+    done = track_cli(db, path)
     assert done.returncode == 2
     assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
     assert name in done.stderr and "save it as UTF-8" in done.stderr
@@ -144,7 +135,7 @@ def test_track_rejects_lines_a_guess_would_read_as_utf16(tmp_path, db):
         + _submission("x4").encode()
         + b"\n"
     )
-    done = _track_cli(db, path)
+    done = track_cli(db, path)
     assert done.returncode == 0, done.stderr
     assert "Traceback" not in done.stderr
     assert _rows(db, "SELECT task_id FROM submissions ORDER BY task_id") == [("x1",), ("x4",)]
@@ -161,7 +152,7 @@ def test_track_rejects_what_ingest_rejects_for_the_same_lines(tmp_path):
     path = tmp_path / "subs.ndjson"
     path.write_bytes(b"".join(line + b"\n" for line in lines))
     tracked, ingested = tmp_path / "t.duckdb", tmp_path / "i.duckdb"
-    assert _track_cli(tracked, path).returncode == 0
+    assert track_cli(tracked, path).returncode == 0
     done = subprocess.run(
         [sys.executable, "-m", "asg_audit", "ingest", "--db", str(ingested), str(path)],
         capture_output=True,
@@ -197,7 +188,7 @@ def test_track_rejects_a_lone_surrogate_without_traceback(tmp_path, db, field, v
     line += f', "{field}": {value}}}'
     path = tmp_path / "subs.ndjson"
     path.write_text(_submission("x1") + "\n" + line + "\n", encoding="utf-8")
-    done = _track_cli(db, path)
+    done = track_cli(db, path)
     assert done.returncode == 0, done.stderr
     assert _rows(db, "SELECT task_id FROM submissions") == [("x1",)]
     [(reason, detail)] = _rows(db, "SELECT reason, detail FROM rejects")
@@ -211,7 +202,7 @@ def test_track_rejects_an_integer_too_long_without_traceback(tmp_path, db):
         '"consensus_threshold": 3', '"consensus_threshold": ' + "9" * 5000
     )
     path.write_text(_submission("x1") + "\n" + record + "\n", encoding="utf-8")
-    done = _track_cli(db, path)
+    done = track_cli(db, path)
     assert done.returncode == 0, done.stderr
     assert _rows(db, "SELECT task_id FROM submissions") == [("x1",)]
     # 5,000 nines are no number a float holds either (infinity): not valid JSON

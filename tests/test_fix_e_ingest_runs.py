@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 import duckdb
-from _hardening_procs import FSIZE_LIMITED
+from _hardening_procs import ingest_limited
 from _records import settled_export
 
 # ingest argv[2] into argv[1], with a SIGINT sent to itself as the files start to be taken in
@@ -53,21 +53,7 @@ def runs_of(db: Path) -> list[tuple[str, str, str | None]]:
 def test_ingest_stopped_by_a_full_disk_records_the_error_in_its_run(tmp_path: Path) -> None:
     db = tmp_path / "a.duckdb"
     export = settled_export(tmp_path / "a.ndjson", 130_000)  # more than DuckDB keeps in memory
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            FSIZE_LIMITED,
-            str(2_000_000),
-            "ingest",
-            "--db",
-            str(db),
-            str(export),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    proc = ingest_limited(db, export, 2_000_000)
     assert proc.returncode == 3, proc.stderr
     ((command, status, error),) = runs_of(db)
     assert (command, status) == ("ingest", "failed")

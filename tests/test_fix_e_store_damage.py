@@ -18,7 +18,7 @@ from pathlib import Path
 
 import duckdb
 import pytest
-from _hardening_procs import FSIZE_LIMITED
+from _hardening_procs import ingest_limited
 from _records import settled_export
 
 from asg_audit.errors import EXIT_USAGE, StoreFileError
@@ -151,21 +151,7 @@ def test_store_full_disk_during_a_write_names_the_full_disk(tmp_path: Path) -> N
     db = tmp_path / "a.duckdb"
     # More records than a row group: DuckDB writes them to the file while they are stored.
     export = settled_export(tmp_path / "a.ndjson", 130_000)
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            FSIZE_LIMITED,
-            str(2_000_000),
-            "ingest",
-            "--db",
-            str(db),
-            str(export),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    proc = ingest_limited(db, export, 2_000_000)
     assert proc.returncode == 3, proc.stderr
     lines = proc.stderr.splitlines()
     assert len(lines) == 1, proc.stderr

@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import gzip
 import json
-import subprocess
-import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import duckdb
 import pytest
+from _hardening_procs import track_cli
 
 from asg_audit.errors import InputError
 from asg_audit.track import TrackSummary, track_file
@@ -20,16 +19,6 @@ from asg_audit.track import TrackSummary, track_file
 REPO = Path(__file__).parents[1]
 BOM = b"\xef\xbb\xbf"
 HEADER = "task_id,task_type,consensus_threshold,options,created_at,data_url\n"
-
-
-def run_track(db: Path, path: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "asg_audit", "track", "--db", str(db), str(path)],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        timeout=120,
-    )
 
 
 def query(db: Path, sql: str) -> list[tuple[Any, ...]]:
@@ -117,10 +106,10 @@ SUBS_CSV = HEADER + (
 def test_track_same_file_twice_changes_nothing_but_adds_a_run(db: Path, tmp_path: Path) -> None:
     path = tmp_path / "subs.csv"
     path.write_text(SUBS_CSV)
-    first = run_track(db, path)
+    first = track_cli(db, path)
     assert first.returncode == 0, first.stderr
     before = (submissions(db), rejects(db))
-    second = run_track(db, path)
+    second = track_cli(db, path)
     assert second.returncode == 0, second.stderr
     assert "0 new tasks, 0 updated, 3 unchanged" in second.stdout
     assert (submissions(db), rejects(db)) == before  # tracked_at and origin too
@@ -215,7 +204,7 @@ def test_track_summary_accounts_for_every_row(tmp_path: Path) -> None:
         + "t1,image,4,cat|dog,2026-04-08T21:00:00Z,\n"
     )
     db = tmp_path / "a.duckdb"
-    proc = run_track(db, path)
+    proc = track_cli(db, path)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith(
         f"{path}: 14 rows: 4 new tasks, 0 updated, 0 unchanged, 0 duplicates, 10 rejected"
@@ -290,7 +279,7 @@ def test_track_header_without_task_id_fails_the_file_and_stores_nothing(
 ) -> None:
     path = tmp_path / "wrongcols.csv"
     path.write_text("a,b\n1,2\n3,4\n")
-    proc = run_track(db, path)
+    proc = track_cli(db, path)
     assert proc.returncode == 2, proc.stdout
     assert f"{path}: the header has no task_id column" in proc.stderr
     assert "Traceback" not in proc.stderr
@@ -328,7 +317,7 @@ def test_track_invalid_utf8_row_is_a_reject_and_good_rows_are_stored(
         + bad_line
         + b"u2,image,3,cat|dog,2026-04-08T19:00:00Z\n"
     )
-    proc = run_track(db, path)
+    proc = track_cli(db, path)
     assert proc.returncode == 0, proc.stderr
     assert f"{path}:2: invalid_utf8: byte 0xff at byte 17 of the line" in proc.stderr
     assert list(submissions(db)) == ["u2"]
