@@ -16,7 +16,6 @@ from _hardening_procs import track_cli
 from asg_audit.errors import InputError
 from asg_audit.track import TrackSummary, track_file
 
-REPO = Path(__file__).parents[1]
 BOM = b"\xef\xbb\xbf"
 HEADER = "task_id,task_type,consensus_threshold,options,created_at,data_url\n"
 
