@@ -111,9 +111,16 @@ class ApiTrust:
             status_code=404,
         )
 
-    def unusable(self, http_status: int, detail: str, now: float) -> ApiStatusError | None:
+    def unusable(
+        self, http_status: int, detail: str, now: float, *, undecided: bool = False
+    ) -> ApiStatusError | None:
         """An answer that cannot be used (`detail` says how: `answered 302 (Location: …)`):
-        the run's failure once no usable answer came for long enough."""
+        the run's failure once no usable answer came for long enough.
+
+        `undecided`: 200s of this run still await the normaliser's verdict (they are written in
+        batches). Any of them may be usable, so the answer is counted but the run not judged;
+        the verdict, when it comes, either makes the run usable or counts the rejected 200s here.
+        """
         if self.usable:
             return None
         self.unusable_statuses[http_status] += 1
@@ -121,7 +128,7 @@ class ApiTrust:
             self.first_unusable_at = now
         waited = now - self.first_unusable_at
         n = self.unusable_statuses.total()
-        if n < UNUSABLE_MIN_ANSWERS or waited < UNUSABLE_AFTER_S:
+        if undecided or n < UNUSABLE_MIN_ANSWERS or waited < UNUSABLE_AFTER_S:
             return None
         seen = ", ".join(f"{code}: {k:,}" for code, k in self.unusable_statuses.most_common())
         return ApiStatusError(

@@ -260,6 +260,7 @@ class CollectorRun:
         self.stats["http_other_statuses"] = {}  # status -> count, of `http_other`
         # the 200 answers buffered, and a detail for the rejects of other statuses (by record)
         self.ready_keys: set[tuple[str, datetime]] = set()
+        self._judging = False  # a write under way holds 200s awaiting the normaliser's verdict
         self.notes: dict[tuple[str, datetime], str] = {}
         self.stop_reason: str | None = None
         self.auth_error: AuthError | None = None
@@ -979,8 +980,17 @@ class CollectorRun:
         self._finish(t, "done", now)
 
     def _unusable(self, http_status: int, detail: str, now: float) -> None:
-        """An answer that is no task's result: stop the run when none was usable for a while."""
-        failure = self.api.unusable(http_status, detail, now)
+        """An answer that is no task's result: stop the run when none was usable for a while.
+
+        Not while 200s await the normaliser's verdict (buffered, or in the write under way): any
+        of them may be usable, and a few bad bodies among answers not yet written are a flaky
+        API, not a wrong base URL. Their verdict is asked for at once (`_judge_200s`).
+        """
+        undecided = bool(self.ready_keys) or self._judging
+        if undecided and not self.api.usable:
+            self._flush_urgent = True
+            self._flush_wanted.set()
+        failure = self.api.unusable(http_status, detail, now, undecided=undecided)
         if failure is not None:
             self._fail(failure)
 
@@ -1202,6 +1212,7 @@ class CollectorRun:
                 self.records, self.rows, self.origins = [], {}, {}
                 self.ready_keys, self.notes = set(), {}
                 self.settled_unlearned = set()
+                self._judging = bool(ready_keys)
                 try:
                     latencies, rejected = await loop.run_in_executor(
                         writer.pool, writer.flush, run_id, records, rows, finals, notes
@@ -1213,6 +1224,7 @@ class CollectorRun:
                     # a bug: its traceback is kept (raised by `run`), but no more polling
                     self._write_failed(StoreError(self._error_text(exc)), len(records))
                     raise
+                self._judging = False
                 self._judge_200s(ready_keys, rejected)
                 self.unconfirmed.difference_update(r[0] for r in rows if r[1] in FINAL_STATES)
                 self._learn(latencies, done_ids)
