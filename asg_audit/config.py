@@ -157,6 +157,7 @@ class AuditConfig:
         for name in ("collector", "webhooks", "chain", "billing", "report", "audit"):
             if not isinstance(getattr(self, name), Mapping):
                 raise TypeError(f"AuditConfig {name}: expected a mapping (the [{name}] table)")
+        _check_alert_url(self.audit, "given to AuditConfig")
         _check_choices(
             {
                 "chain_network": self.chain_network,
@@ -749,6 +750,17 @@ def _check_levels(
     return out
 
 
+def _check_alert_url(audit: Mapping[str, Any], hint: str) -> None:
+    """Refuse an `[audit] alert_url` no alert could be POSTed to, when the config is read.
+
+    Found only when an alert is due, a typo would page nobody on the very run that needed it.
+    Leave the key out to send no alert; an empty value is refused (an unset variable in a
+    templated config would otherwise silence every alert).
+    """
+    if "alert_url" in audit:
+        check_http_url(audit["alert_url"], "[audit] alert_url", hint)
+
+
 def load_config(
     config_file: str | Path | None = None,
     *,
@@ -801,6 +813,7 @@ def load_config(
         else:
             source = f"set by {key} in {where}"
         check_http_url(settings[key], key, source)
+    _check_alert_url(settings["audit"], f"set by alert_url in {where}")
     slo = settings["slo_seconds"]
     if not _has_type(slo, _NUMBER) or slo <= 0:
         raise ConfigError("slo_seconds: expected a positive number")
