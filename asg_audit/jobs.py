@@ -353,12 +353,15 @@ def _check_options(
         previous_summary,
         resolve_compare,
     )
-    from asg_audit.report.render import check_report_folder
+    from asg_audit.report.render import check_report_folder, check_report_pointers
 
     wanted = parse_formats(formats)
     if fail_on not in _SEVERITY_RANK:
         raise ConfigError("--fail-on: expected one of info, warn, fail")
     check_report_folder(out)  # a file in the way, or a folder that cannot be written
+    # or a `latest`/`LATEST` of the user's there: refused before the steps (a long collect),
+    # not by the report at the end
+    check_report_pointers(out)
     if compare == PREVIOUS and previous_summary(out) is None:
         return wanted, None, f"skipped (no earlier report to compare with in {out})"
     if compare:

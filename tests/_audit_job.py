@@ -46,13 +46,16 @@ def offline_job(tmp_path: Path, tasks: int) -> dict[str, Path]:
     return {"db": db, "config": config, "reports": tmp_path / "reports", "drop": drop}
 
 
-def run_audit_json(config: Path, *extra: str) -> tuple[int, dict[str, Any], str]:
-    """Run `audit --json`; return its exit code, its stdout parsed (one JSON line), its stderr."""
+def run_audit_json(
+    config: Path, *extra: str, env: dict[str, str] | None = None
+) -> tuple[int, dict[str, Any], str]:
+    """Run `audit --json` (`env`: added to a clean environment); return its exit code, its
+    stdout parsed (one JSON line), its stderr."""
     done = subprocess.run(
         asg_audit("audit", "--config", str(config), "--json", *extra),
         capture_output=True,
         text=True,
-        env=clean_env(),
+        env=clean_env(**(env or {})),
         timeout=180,
     )
     lines = done.stdout.splitlines()

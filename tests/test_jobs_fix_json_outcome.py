@@ -20,6 +20,7 @@ from _audit_job import OUTCOME_KEYS as KEYS
 from _audit_job import offline_job
 from _audit_job import run_audit_json as _audit
 from _hardening_procs import asg_audit, clean_env, query
+from _scripted_gateway import Answer, scripted_gateway, settled_body
 
 from asg_audit.jobs import audit_lock
 from asg_audit.store import open_store
@@ -94,17 +95,38 @@ def test_database_busy_prints_json_exit_3(job: dict[str, Path]) -> None:
     assert "database busy" in outcome["error"]
 
 
-def test_run_stopped_after_it_started_keeps_its_run_id_and_steps(job: dict[str, Path]) -> None:
-    # `LATEST` (the pointer file every report writes) is a folder: the report cannot be
-    # pointed at, an error after the run was recorded (exit 2, the run recorded failed)
+def test_a_users_latest_folder_is_refused_before_any_step(job: dict[str, Path]) -> None:
+    # `LATEST` (the pointer file every report writes) is the user's folder: refused before the
+    # steps run (a long collect), as `report` refuses it, not by the report at the end
     (job["reports"] / "LATEST").mkdir(parents=True)
     code, outcome, stderr = _audit(job["config"])
+    assert code == 2, stderr
+    _not_started(outcome, stderr)
+    assert "cannot point latest at the report" in outcome["error"]
+    assert _audit_runs(job["db"]) == []
+    assert query(job["db"], "SELECT count(*) FROM results")[0][0] == 0  # drop folder unread
+
+
+def test_run_stopped_after_it_started_keeps_its_run_id_and_steps(job: dict[str, Path]) -> None:
+    # the Gateway's first answer (the collect step's probe, once the run is recorded) makes
+    # `LATEST` a folder of the user's: the report cannot be pointed at, an error after the run
+    # started (exit 2, the run recorded failed)
+    def answer(task_id: str, n: int) -> Answer:
+        (job["reports"] / "LATEST").mkdir(parents=True, exist_ok=True)
+        return 200, settled_body(task_id), {}
+
+    job["config"].write_text(job["config"].read_text() + "collect_seconds = 5\n")
+    with scripted_gateway(answer) as gateway:
+        env = {"ASG_API_KEY": "sk_sandbox_outcome", "ASG_BASE_URL": gateway.url}
+        code, outcome, stderr = _audit(job["config"], env=env)
     assert code == 2, stderr
     ((run_id, status),) = _audit_runs(job["db"])
     assert outcome["run_id"] == run_id and status == "failed"
     assert outcome["steps"]["ingest"].startswith("ok")
+    assert outcome["steps"]["collect"].startswith("ok")
     assert "cannot point latest at the report" in outcome["error"]
     assert f"asg-audit: error: {outcome['error']}" in stderr.splitlines()
+    assert "sk_sandbox_outcome" not in stderr + json.dumps(outcome)
 
 
 def test_interrupted_while_waiting_for_the_lock_prints_json_exit_3(job: dict[str, Path]) -> None:
