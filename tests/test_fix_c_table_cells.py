@@ -132,3 +132,20 @@ def test_report_cost_model_table_shows_yes_and_no_in_html_and_markdown(report: P
     md = (report / "report.md").read_text()
     assert "| 325 sats per agreeing worker | yes |" in md
     assert "| True |" not in md and "| False |" not in md
+
+
+def test_format_value_shows_times_in_utc_as_iso_8601() -> None:
+    """A time in a table (a chain or billing frame's timestamps) is shown as the headline and
+    summary.json show times, not as Python prints a datetime (`2026-10-01 02:00:40+02:00`)."""
+    from datetime import timedelta, timezone
+
+    paris = timezone(timedelta(hours=2))
+    assert (
+        format_value(datetime(2026, 10, 1, 2, 0, 40, tzinfo=paris)) == "2026-10-01T00:00:40+00:00"
+    )
+    assert format_value(datetime(2026, 10, 1, 0, 0, 40)) == "2026-10-01T00:00:40+00:00"
+    with_ms = datetime(2026, 10, 1, 0, 0, 40, 250_000, tzinfo=UTC)
+    assert format_value(with_ms, "text") == "2026-10-01T00:00:40.250000+00:00"
+    frame = pl.DataFrame({"block_time": [with_ms, None]})
+    table = frame_table(frame)
+    assert table.rows == [["2026-10-01T00:00:40.250000+00:00"], ["n/a"]]

@@ -171,12 +171,15 @@ def format_value(value: Any, kind: str = "text") -> str:
 
     Every cell of every table, HTML and Markdown alike, is written through this one function.
     Kinds: count | sats | seconds | share | ratio | num (a figure that may be whole or not:
-    `1`, `1.12`) | text.
+    `1`, `1.12`) | text. A time is ISO 8601 in UTC whatever the kind (`2026-10-01T00:00:40+00:00`;
+    a time without a zone is taken as UTC).
     """
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
         return "n/a"
     if isinstance(value, bool):  # before the numbers: a bool is an int to Python
         return "yes" if value else "no"
+    if isinstance(value, datetime):  # in UTC, as the headline and summary.json give times
+        return str(utc_iso(value))
     if kind == "num" and isinstance(value, int):
         return f"{value:,}"
     if kind == "num" and isinstance(value, float):
