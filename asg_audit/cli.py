@@ -156,18 +156,11 @@ def _webhook_secrets(args: argparse.Namespace, config: AuditConfig) -> tuple[Any
 
 
 def _cmd_serve_webhooks(args: argparse.Namespace, config: AuditConfig) -> int:
-    from asg_audit.store import open_store
     from asg_audit.webhooks import WebhookSettings, serve_webhooks
 
     settings = WebhookSettings.from_mapping(config.webhooks)
     secrets = _webhook_secrets(args, config)
-    # The receiver opens the store as a writer once it listens, and while it cannot it answers
-    # 503 and tries again every second: right for a store lost while serving, endless for one
-    # that another process holds from the start (a second receiver holds it as long as it
-    # runs). So the store is opened once here, as the receiver opens it (a writer, no wait),
-    # and closed: another writer is "database busy", exit 3, before anything listens.
-    with open_store(config.db_path):
-        pass
+    # another writer holding the store is "database busy", exit 3, before anything listens
     serve_webhooks(
         config.db_path,
         secrets,

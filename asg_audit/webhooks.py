@@ -57,6 +57,7 @@ from asg_audit.config import (
 )
 from asg_audit.errors import ApiStatusError, ApiTransientError, AuthError, ConfigError
 from asg_audit.redaction import Secret, check_http_url, display_url, redact
+from asg_audit.store import open_store
 from asg_audit.webhook_writer import (
     DEFAULT_DEDUPE_MAX_EVENTS,
     DEFAULT_DEDUPE_WINDOW_SECONDS,
@@ -944,6 +945,14 @@ def serve_webhooks(
     # One DuckDB worker thread: the receiver's statements are small, and parallel scans would
     # only take CPU from the event loop answering deliveries. This process is the receiver's.
     app = create_webhook_app(db_path, secrets, settings=settings, duckdb_threads=1, freeze_gc=True)
+    # The receiver opens the store as a writer once it listens, and while it cannot it answers
+    # 503 and tries again every second: right for a store lost while serving, endless for one
+    # that another process holds from the start (a second receiver holds it as long as it
+    # runs). So, the secrets checked, the store is opened once here as the receiver opens it
+    # (a writer, no wait) and closed: another writer is StoreError "database busy" before
+    # anything listens.
+    with open_store(db_path):
+        pass
     # The writer threads hand the GIL back and forth with the event loop around every DuckDB
     # call; at the default 5 ms switch interval each hand-back can cost a whole interval.
     sys.setswitchinterval(0.0005)

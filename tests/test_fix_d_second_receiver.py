@@ -62,3 +62,49 @@ def test_a_second_receiver_on_a_held_store_is_database_busy_and_never_listens(
             first.kill()
             first.communicate()
     assert first.returncode == 0
+
+
+def test_the_library_receiver_on_a_held_store_raises_database_busy_and_never_listens(
+    tmp_path: Path,
+) -> None:
+    """`serve_webhooks()` from Python checks the store as the command does (it used to listen
+    and answer 503 for ever): a StoreError before it binds."""
+    db = tmp_path / "w.duckdb"
+    first = _receiver(db, clean_env(ASG_WEBHOOK_SECRET=SECRET))
+    script = (
+        "import sys\n"
+        "from asg_audit.errors import StoreError\n"
+        "from asg_audit.webhooks import serve_webhooks\n"
+        "try:\n"
+        f"    serve_webhooks({str(db)!r}, {SECRET!r}, port=0)\n"
+        "except StoreError as exc:\n"
+        "    print('refused:', exc)\n"
+        "    sys.exit(7)\n"
+    )
+    try:
+        assert first.stdout is not None
+        assert first.stdout.readline().startswith("webhooks: listening on http://127.0.0.1:")
+        second = subprocess.Popen(
+            [sys.executable, "-c", script],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=clean_env(),
+            text=True,
+        )
+        try:
+            out, err = second.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            second.kill()
+            out, err = second.communicate()
+            raise AssertionError(f"serve_webhooks kept running:\n{out}\n{err[-2000:]}") from None
+        assert second.returncode == 7, (out, err)
+        assert out.startswith("refused: ") and "database busy" in out
+        assert "listening" not in out + err
+        assert SECRET not in out + err
+    finally:
+        first.send_signal(signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            first.communicate(timeout=60)
+        if first.poll() is None:
+            first.kill()
+            first.communicate()
