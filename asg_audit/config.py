@@ -76,8 +76,33 @@ class CostModel:
             problem = setting_problem("costs", name, getattr(self, name))
             if problem is not None:
                 raise ConfigError(f"[costs] {name}: {problem}")
-        if not (Decimal(0) <= self.fee_percent <= Decimal(100)):
-            raise ConfigError("[costs] fee_percent: expected a number from 0 to 100")
+        object.__setattr__(self, "fee_percent", _fee_percent(self.fee_percent))
+
+
+# decimal places a fee percentage may have (0.000001%): the expected cost is exact integer
+# arithmetic on the fee's fraction, which must stay small
+FEE_PERCENT_PLACES: Final = 6
+
+
+def _fee_percent(value: object) -> Decimal:
+    """Return a fee percentage as the exact Decimal it was written as, or raise ConfigError.
+
+    A float is taken as written (`0.15` is 0.15, not the binary fraction nearest to it, which
+    has 55 binary digits and made the integer fee arithmetic overflow: 999 sats expected of
+    1000 + 0.15%), as the file loader takes it.
+    """
+    if isinstance(value, bool) or not isinstance(value, int | float | Decimal):
+        raise ConfigError("[costs] fee_percent: expected a number from 0 to 100")
+    fee = Decimal(repr(value)) if isinstance(value, float) else Decimal(value)
+    if not fee.is_finite() or not (Decimal(0) <= fee <= Decimal(100)):
+        raise ConfigError("[costs] fee_percent: expected a number from 0 to 100")
+    exponent = fee.normalize().as_tuple().exponent
+    if isinstance(exponent, int) and exponent < -FEE_PERCENT_PLACES:
+        raise ConfigError(
+            f"[costs] fee_percent: at most {FEE_PERCENT_PLACES} decimal places (a fee is a"
+            " whole number of sats, rounded half up)"
+        )
+    return fee
 
 
 @dataclass(frozen=True, slots=True)

@@ -189,14 +189,15 @@ def formula_fit(
 
     Counted on tasks with valid counts and a confidence (`tasks`). `A/T` is testable only when
     the submission (and so T) is known: `t_known` tasks, `t_unknown` the others. The `fit_*`
-    counts by formula are over tasks where both formulas were tested, except
-    `fit_a_over_w` (every task fitting `A/W`) and `fit_neither`, which also counts a task
-    without T whose confidence fits no `A/t` for any threshold of 2 to 10 (spec section 5).
-    A task without T fitting `A/W` is `fit_a_over_w_t_unknown`; one missing `A/W` but fitting
-    some `A/t` is `undetermined`: it is not known to fit neither.
+    counts by formula are over the `t_known` tasks, where both formulas were tested
+    (`fit_a_over_t` = `fit_both` + `fit_only_a_over_t`, `fit_a_over_w` = `fit_both` +
+    `fit_only_a_over_w`: the two side by side measure the same tasks), except `fit_neither`,
+    which also counts a task without T whose confidence fits no `A/t` for any threshold of 2 to
+    10 (spec section 5). A task without T fitting `A/W` is `fit_a_over_w_t_unknown`; one
+    missing `A/W` but fitting some `A/t` is `undetermined`: it is not known to fit neither.
 
-    Shares: `share_a_over_t` of `t_known`, `share_a_over_w` of `tasks`, `share_neither` of
-    the tasks not undetermined; null when their base is 0. `follows` is decided on the
+    Shares: `share_a_over_t` and `share_a_over_w` of `t_known`, `share_neither` of the tasks
+    not undetermined; null when their base is 0. `follows` is decided on the
     tasks with T known only: `A/T` or `A/W` (the one more tasks fit alone), `A/T or A/W
     (indistinguishable)` (only tasks fitting both), `A/T or A/W (as many tasks fit each)`,
     `neither` (every task fits neither, none undetermined), or null when nothing could be
@@ -215,7 +216,7 @@ def formula_fit(
             pl.col("_t_known").sum().alias("t_known"),
             (~pl.col("_t_known")).sum().alias("t_unknown"),
             cls.is_in(["a_over_t", "both"]).sum().alias("fit_a_over_t"),
-            cls.is_in(["a_over_w", "both", "a_over_w_t_unknown"]).sum().alias("fit_a_over_w"),
+            cls.is_in(["a_over_w", "both"]).sum().alias("fit_a_over_w"),
             (cls == "both").sum().alias("fit_both"),
             (cls == "a_over_t").sum().alias("fit_only_a_over_t"),
             (cls == "a_over_w").sum().alias("fit_only_a_over_w"),
@@ -231,7 +232,7 @@ def formula_fit(
 
     return counted.with_columns(
         share("fit_a_over_t", pl.col("t_known")).alias("share_a_over_t"),
-        share("fit_a_over_w", pl.col("tasks")).alias("share_a_over_w"),
+        share("fit_a_over_w", pl.col("t_known")).alias("share_a_over_w"),
         share("fit_neither", pl.col("tasks") - pl.col("undetermined")).alias("share_neither"),
         pl.when(only_t > only_w)
         .then(pl.lit("A/T"))

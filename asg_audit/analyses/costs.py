@@ -45,10 +45,13 @@ def expected_cost_expr(model: CostModel) -> pl.Expr:
         base = pl.col("agreement_count").fill_null(0).cast(pl.Int64) * 0 + model.reward_sats
     if not model.fee_included or model.fee_percent == 0:
         return base
-    num, den = Decimal(model.fee_percent).as_integer_ratio()
-    # fee = base * num / (100 den), rounded half up, in integers.
-    fee = (base * (2 * num) + 100 * den) // (200 * den)
-    return base + fee
+    num, den = model.fee_percent.as_integer_ratio()  # at most 6 decimal places (CostModel)
+    unit = 100 * den
+    # fee = base * num / unit, rounded half up, in integers: whole units of the base, then the
+    # remainder (< unit), so that no product leaves int64 whatever the base
+    whole = (base // unit) * num
+    part = ((base % unit) * (2 * num) + unit) // (2 * unit)
+    return base + whole + part
 
 
 def describe_model(model: CostModel) -> str:
@@ -234,11 +237,18 @@ def candidate_models(tasks: pl.LazyFrame, configured: CostModel) -> list[CostMod
             models.append(CostModel(kind="per_worker", payout_per_worker_sats=int(pw)))
         if fixed is not None and fixed >= 0:
             models.append(CostModel(kind="fixed", reward_sats=int(fixed)))
-    unique: list[CostModel] = []
+    # one row per distinct expectation: a fee not included (or of 0%) charges nothing, the
+    # reward of a per-worker model (the payout of a fixed one) is not used
+    unique: dict[tuple[str, int, Decimal], CostModel] = {}
     for m in models:
-        if m not in unique:
-            unique.append(m)
-    return unique
+        unique.setdefault(_charges(m), m)
+    return list(unique.values())
+
+
+def _charges(model: CostModel) -> tuple[str, int, Decimal]:
+    """Return what a model charges: (kind, sats per worker or per task, fee percent charged)."""
+    sats = model.payout_per_worker_sats if model.kind == "per_worker" else model.reward_sats
+    return model.kind, sats, model.fee_percent if model.fee_included else Decimal(0)
 
 
 def cost_model_fit(
