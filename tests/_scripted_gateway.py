@@ -9,12 +9,15 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
+from pathlib import Path
 
 from _http_server import serve
+
+from asg_audit.ingest import track_file
 
 Answer = tuple[int, bytes, dict[str, str]]
 Script = Callable[[str, int], Answer]
@@ -40,6 +43,19 @@ def settled_body(
             "cost_sats": 650,
         }
     ).encode()
+
+
+def tracked_store(folder: Path, ids: Iterable[str], *, options: str = "cat|dog") -> Path:
+    """Return a new store `folder/a.duckdb` tracking `ids` (T=3, created 2026-10-01) for a
+    collect run to poll."""
+    db = folder / "a.duckdb"
+    subs = folder / "subs.csv"
+    subs.write_text(
+        "task_id,task_type,consensus_threshold,options,created_at\n"
+        + "".join(f"{i},image,3,{options},2026-10-01T00:00:00Z\n" for i in ids)
+    )
+    track_file(db, subs)
+    return db
 
 
 def pending_body(task_id: str) -> bytes:

@@ -13,28 +13,16 @@ from pathlib import Path
 
 import pytest
 from _hardening_procs import query
-from _scripted_gateway import Answer, scripted_gateway, settled_body
+from _scripted_gateway import Answer, scripted_gateway, settled_body, tracked_store
 
 from asg_audit.clock import ScaledClock
 from asg_audit.collector import collect
 from asg_audit.config import load_config
 from asg_audit.errors import ApiStatusError
-from asg_audit.ingest import track_file
 
 KEY = "sk_sandbox_verdicts"
 GOOD = "tsk_good"
 BAD = [f"tsk_bad{i}" for i in range(1, 6)]
-
-
-def _track(tmp_path: Path, ids: list[str]) -> Path:
-    db = tmp_path / "a.duckdb"
-    subs = tmp_path / "subs.csv"
-    subs.write_text(
-        "task_id,task_type,consensus_threshold,options,created_at\n"
-        + "".join(f"{i},image,3,a|b,2026-10-01T00:00:00Z\n" for i in ids)
-    )
-    track_file(db, subs)
-    return db
 
 
 def _config(db: Path, url: str):
@@ -68,7 +56,7 @@ def _script(good: bool):
 def test_bad_bodies_before_the_first_write_do_not_fail_a_run_with_good_answers_waiting(
     tmp_path: Path,
 ) -> None:
-    db = _track(tmp_path, [GOOD, *BAD])
+    db = tracked_store(tmp_path, [GOOD, *BAD], options="a|b")
     with scripted_gateway(_script(good=True)) as gateway:
         clock = ScaledClock(1_790_000_000.0, time_scale=0.05)
         summary = asyncio.run(collect(_config(db, gateway.url), clock=clock, schedule="fixed"))
@@ -84,7 +72,7 @@ def test_bad_bodies_before_the_first_write_do_not_fail_a_run_with_good_answers_w
 
 
 def test_a_run_whose_every_200_is_bad_still_fails_as_no_usable_answer(tmp_path: Path) -> None:
-    db = _track(tmp_path, [GOOD, *BAD])
+    db = tracked_store(tmp_path, [GOOD, *BAD], options="a|b")
     with scripted_gateway(_script(good=False)) as gateway:
         clock = ScaledClock(1_790_000_000.0, time_scale=0.05)
         with pytest.raises(ApiStatusError) as failure:

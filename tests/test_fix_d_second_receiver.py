@@ -27,6 +27,16 @@ def _receiver(db: Path, env: dict[str, str]) -> subprocess.Popen[str]:
     )
 
 
+def _stop(receiver: subprocess.Popen[str]) -> None:
+    """Stop a receiver as a service is stopped (SIGTERM), killing it if it does not end."""
+    receiver.send_signal(signal.SIGTERM)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        receiver.communicate(timeout=60)
+    if receiver.poll() is None:
+        receiver.kill()
+        receiver.communicate()
+
+
 def test_a_second_receiver_on_a_held_store_is_database_busy_and_never_listens(
     tmp_path: Path,
 ) -> None:
@@ -55,12 +65,7 @@ def test_a_second_receiver_on_a_held_store_is_database_busy_and_never_listens(
         time.sleep(0.5)
         assert first.poll() is None
     finally:
-        first.send_signal(signal.SIGTERM)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            first.communicate(timeout=60)
-        if first.poll() is None:
-            first.kill()
-            first.communicate()
+        _stop(first)
     assert first.returncode == 0
 
 
@@ -102,9 +107,4 @@ def test_the_library_receiver_on_a_held_store_raises_database_busy_and_never_lis
         assert "listening" not in out + err
         assert SECRET not in out + err
     finally:
-        first.send_signal(signal.SIGTERM)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            first.communicate(timeout=60)
-        if first.poll() is None:
-            first.kill()
-            first.communicate()
+        _stop(first)

@@ -18,9 +18,7 @@ import time
 from pathlib import Path
 
 from _hardening_procs import FSIZE_LIMITED, clean_env, query
-from _scripted_gateway import Answer, scripted_gateway, settled_body
-
-from asg_audit.ingest import track_file
+from _scripted_gateway import Answer, scripted_gateway, settled_body, tracked_store
 
 KEY = "sk_sandbox_fixd"
 TASKS = 200
@@ -38,13 +36,7 @@ def _fat_settled(task_id: str, n: int) -> Answer:
 
 
 def _setup(tmp_path: Path) -> tuple[Path, Path]:
-    db = tmp_path / "a.duckdb"
-    subs = tmp_path / "subs.csv"
-    subs.write_text(
-        "task_id,task_type,consensus_threshold,options,created_at\n"
-        + "".join(f"{i},image,3,cat|dog,2026-10-01T00:00:00Z\n" for i in IDS)
-    )
-    track_file(db, subs)
+    db = tracked_store(tmp_path, IDS)
     config = tmp_path / "asg_audit.toml"
     # small batches written often: the limit is met a few writes into the run
     config.write_text(

@@ -26,27 +26,16 @@ from pathlib import Path
 import duckdb
 import pytest
 from _hardening_procs import query
-from _scripted_gateway import Answer, pending_body, scripted_gateway, settled_body
+from _scripted_gateway import Answer, pending_body, scripted_gateway, settled_body, tracked_store
 
 from asg_audit.clock import ScaledClock
 from asg_audit.collector import collect
 from asg_audit.config import load_config
 from asg_audit.errors import ApiTransientError
-from asg_audit.ingest import ingest_paths, track_file
+from asg_audit.ingest import ingest_paths
 
 KEY = "sk_sandbox_fixv"
 IDS = [f"tsk_v{i}" for i in range(1, 7)]
-
-
-def _track(tmp_path: Path, ids: list[str]) -> Path:
-    db = tmp_path / "a.duckdb"
-    subs = tmp_path / "subs.csv"
-    subs.write_text(
-        "task_id,task_type,consensus_threshold,options,created_at\n"
-        + "".join(f"{i},image,3,cat|dog,2026-10-01T00:00:00Z\n" for i in ids)
-    )
-    track_file(db, subs)
-    return db
 
 
 def _env(url: str) -> dict[str, str]:
@@ -92,7 +81,7 @@ def test_a_200_without_a_status_is_retried_and_kept_never_makes_the_task_failed(
             return 202, pending_body(task_id), {}
         return 200, settled_body(task_id), {}
 
-    db = _track(tmp_path, ["tsk_a", "tsk_b"])
+    db = tracked_store(tmp_path, ["tsk_a", "tsk_b"])
     with scripted_gateway(script) as gateway:
         summary = asyncio.run(
             collect(
@@ -128,7 +117,7 @@ def _503(task_id: str, n: int) -> Answer:
 def test_collect_exits_3_within_its_deadline_when_the_gateway_answers_only_503(
     tmp_path: Path,
 ) -> None:
-    db = _track(tmp_path, IDS)
+    db = tracked_store(tmp_path, IDS)
     with scripted_gateway(_503) as gateway:
         started = time.monotonic()
         done = subprocess.run(
@@ -208,7 +197,7 @@ def _goes_away() -> Iterator[_GoesAway]:
 def test_collect_fails_when_the_gateway_goes_away_after_answering(tmp_path: Path) -> None:
     """Answers first, then only dropped connections: the run stops `failed` once nothing
     usable came for 10 s (on the run's clock), long before its deadline, and says why."""
-    db = _track(tmp_path, IDS)
+    db = tracked_store(tmp_path, IDS)
     with _goes_away() as server:
         url = f"http://127.0.0.1:{server.server_address[1]}"
         clock = ScaledClock(time.time(), time_scale=0.05)
@@ -234,7 +223,7 @@ def test_collect_fails_when_the_gateway_goes_away_after_answering(tmp_path: Path
 def test_audit_and_collect_agree_that_a_gateway_answering_only_503_is_down(
     tmp_path: Path,
 ) -> None:
-    db = _track(tmp_path, IDS)
+    db = tracked_store(tmp_path, IDS)
     config = tmp_path / "asg_audit.toml"
     config.write_text(
         f'db = "{db}"\n[audit]\nreport_dir = "{tmp_path / "reports"}"\nverify_chain = false\n'
@@ -259,7 +248,7 @@ def test_audit_and_collect_agree_that_a_gateway_answering_only_503_is_down(
 
 
 def test_sigterm_with_every_slot_held_by_a_hung_request_stops_at_once(tmp_path: Path) -> None:
-    db = _track(tmp_path, IDS)
+    db = tracked_store(tmp_path, IDS)
     accepted = threading.Event()
     listener = socket.create_server(("127.0.0.1", 0))
     held: list[socket.socket] = []
@@ -347,7 +336,7 @@ def test_a_settled_task_the_gateway_reports_in_progress_is_a_conflict_polled_onc
         return 202, json.dumps(body).encode(), {}
 
     ids = ["tsk_r1", "tsk_r2", "tsk_new"]
-    db = _track(tmp_path, ids)
+    db = tracked_store(tmp_path, ids)
     ingest_paths(db, [_export(tmp_path / "export.ndjson", ["tsk_r1", "tsk_r2"])])
     with scripted_gateway(script) as gateway:
         runs = []
@@ -412,7 +401,7 @@ def test_a_store_derived_before_the_reversal_rule_counts_its_reversals_when_next
     """Rules version 3 (the reversal rule) is a change of how results are derived: a store
     whose results were derived by version 2 (a stored reversal not counted) gets them derived
     again by its next writer, even when no task is written again."""
-    db = _track(tmp_path, ["tsk_r1"])
+    db = tracked_store(tmp_path, ["tsk_r1"])
     ingest_paths(db, [_export(tmp_path / "export.ndjson", ["tsk_r1"])])
 
     def script(task_id: str, n: int) -> Answer:
