@@ -19,6 +19,7 @@ from typing import Any, Final
 
 import httpx
 
+from asg_audit import jsonload
 from asg_audit.config import AuditConfig
 from asg_audit.errors import (
     ApiStatusError,
@@ -259,7 +260,7 @@ class _Gateway:
             # answer and the ids parsed from it go to the store
             text = redact(resp.text, self.secrets)
             try:
-                body = json.loads(text)
+                body = jsonload.loads(text)
             except ValueError:
                 # A truncated or garbled 200 is a transport fault: ask again.
                 if attempt == self.retries:
@@ -476,7 +477,7 @@ def billing_invalid_figure(ctx: CheckContext) -> Any:
             answers = judged_months(ctx, answers.with_columns(pl.col("month").cast(pl.String)))
         for entity_id, raw in answers.select(key_column, "raw").collect().iter_rows():
             try:
-                body = json.loads(raw)
+                body = jsonload.loads(raw)
             except (TypeError, ValueError):
                 continue
             if isinstance(body, dict):

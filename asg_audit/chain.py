@@ -48,6 +48,7 @@ from typing import Any, Final
 
 import httpx
 
+from asg_audit import jsonload
 from asg_audit.config import AuditConfig
 from asg_audit.errors import (
     ApiStatusError,
@@ -374,7 +375,7 @@ class ChainClient:
                     f"chain index POST {path}: {resp.status_code}", status_code=resp.status_code
                 )
             try:
-                body = resp.json()
+                body = jsonload.loads(resp.content)
                 break
             except ValueError:
                 # A truncated or garbled 200 is a transport fault: ask again.
@@ -404,7 +405,10 @@ class ChainClient:
         resp = self._request("GET", "/chain/info")
         if resp.status_code != 200:
             raise ApiStatusError(f"chain index /chain/info: {resp.status_code}")
-        body = resp.json()
+        try:
+            body = jsonload.loads(resp.content)
+        except ValueError:
+            raise ApiStatusError("chain index /chain/info: body is not JSON") from None
         return body if isinstance(body, dict) else {}
 
     def fetch(self, txids: Sequence[str], *, confirmations: int = 1) -> list[ChainTx]:

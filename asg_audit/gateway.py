@@ -17,7 +17,6 @@ the key. A body is searched for the key (a few byte-string checks) and copied on
 from __future__ import annotations
 
 import asyncio
-import json
 import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -26,6 +25,7 @@ from urllib.parse import quote, urlsplit
 
 import httpx
 
+from asg_audit import jsonload
 from asg_audit.clock import Clock, SystemClock
 from asg_audit.errors import InputError
 from asg_audit.model import is_safe_task_id
@@ -185,7 +185,7 @@ Outcome = (
 def _error_message(body: bytes) -> str:
     """Return the `error` text of an error body (string or object form), else a short excerpt."""
     try:
-        data = json.loads(body)
+        data = jsonload.loads(body)
     except ValueError:
         return body[:200].decode("utf-8", "replace")
     if isinstance(data, dict):
@@ -363,7 +363,9 @@ class GatewayClient:
         body = self.mask_body(body)
         if code == 200:
             try:
-                data = json.loads(body)
+                if jsonload.nesting_depth_over(body) is not None:  # the normaliser refuses it
+                    raise jsonload.TooDeepError(None)
+                data = jsonload.loads(body)
             except ValueError:
                 return UnusableBody(task_id, origin, code, body, "invalid_json")
             if not isinstance(data, dict):

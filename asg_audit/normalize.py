@@ -22,6 +22,7 @@ from typing import Final
 import duckdb
 import polars as pl
 
+from asg_audit.jsonload import TooDeepError, nesting_depth_over
 from asg_audit.model import (
     DOCUMENTED_STATUSES,
     MAX_TASK_ID_LENGTH,
@@ -614,5 +615,38 @@ def normalise_batch(
 def normalise_records(
     records: Sequence[RawRecord], *, max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES
 ) -> NormalisedBatch:
-    """Return `normalise_batch` of a few RawRecords (convenience for polls and deliveries)."""
-    return normalise_batch(raw_frame(records), max_record_bytes=max_record_bytes)
+    """Return `normalise_batch` of a few RawRecords (convenience for polls and deliveries).
+
+    A body nesting arrays/objects deeper than `MAX_JSON_DEPTH` is an `invalid_json` reject, as
+    the webhook receiver and `track` refuse it: the collector cannot read it (Python's JSON
+    parser gives up), so it must not become a result the run never saw.
+    """
+    deep = [(r, depth) for r in records if (depth := _too_deep(r.body)) is not None]
+    if not deep:
+        return normalise_batch(raw_frame(records), max_record_bytes=max_record_bytes)
+    refused = {id(r) for r, _ in deep}
+    batch = normalise_batch(
+        raw_frame([r for r in records if id(r) not in refused]), max_record_bytes=max_record_bytes
+    )
+    rows = [
+        {
+            "source": str(r.source),
+            "observed_at": r.observed_at.astimezone(UTC),
+            "origin": r.origin,
+            "origin_line": r.origin_line,
+            "reason": RejectReason.INVALID_JSON.value,
+            "field": None,
+            "detail": str(TooDeepError(depth)),
+            "raw": r.body.encode() if isinstance(r.body, str) else r.body,
+        }
+        for r, depth in deep
+    ]
+    schema = batch.rejects.schema
+    return NormalisedBatch(
+        accepted=batch.accepted,
+        rejects=pl.concat([batch.rejects, pl.DataFrame(rows, schema=schema)]),
+    )
+
+
+def _too_deep(body: bytes | str) -> int | None:
+    return nesting_depth_over(body.encode() if isinstance(body, str) else body)

@@ -261,6 +261,7 @@ class CollectorRun:
         # the 200 answers buffered, and a detail for the rejects of other statuses (by record)
         self.ready_keys: set[tuple[str, datetime]] = set()
         self._judging = False  # a write under way holds 200s awaiting the normaliser's verdict
+        self._poll_bug: Exception | None = None  # what failed inside a poll's own task
         self.notes: dict[tuple[str, datetime], str] = {}
         self.stop_reason: str | None = None
         self.auth_error: AuthError | None = None
@@ -489,6 +490,8 @@ class CollectorRun:
                     self._stopping = True
                     self._flush_wanted.set()
                     await flusher
+                if self._poll_bug is not None:
+                    raise self._poll_bug  # the run is recorded failed with it (below)
                 if status in ("completed", "partial") and self.stop_reason is not None:
                     # a signal (or a failure found by the last write) while the run was ending
                     status = self._stopped_status()
@@ -826,10 +829,17 @@ class CollectorRun:
     async def _poll(self, t: _Task, slots: asyncio.Semaphore) -> None:
         sent_at = self.clock.now()
         try:
-            outcome = await self.client.fetch_result(t.facts.task_id, self._hold)
-        finally:
-            slots.release()
-        self._handle(t, outcome, sent_at)
+            try:
+                outcome = await self.client.fetch_result(t.facts.task_id, self._hold)
+            finally:
+                slots.release()
+            self._handle(t, outcome, sent_at)
+        except Exception as exc:
+            # a bug (or a schedule's own code failing): the task is neither final nor planned
+            # again, so the run would wait for it for ever. It stops, and `run` raises this.
+            if self._poll_bug is None:
+                self._poll_bug = exc
+            self.stop("failed")
 
     # -- outcomes ----------------------------------------------------------------------------------
 

@@ -36,6 +36,7 @@ from typing import Any, Final
 import polars as pl
 import pyarrow as pa
 
+from asg_audit.jsonload import MAX_JSON_DEPTH, TooDeepError, nesting_depth_over
 from asg_audit.model import UTC_DATETIME, RejectReason, Source
 from asg_audit.normalize import NormalisedBatch, RawRecord, normalise_records
 from asg_audit.recent_keys import RecentKeys
@@ -145,26 +146,6 @@ class DuplicateKeyError(ValueError):
         self.key = key
 
 
-# Arrays and objects nested deeper than this are not parsed (a `task.settled` body nests two
-# levels). Python's json gives up near its recursion limit (~1000 levels, fewer on a deep call
-# stack), where DuckDB's JSON functions (the normaliser) do not: such a body would skip every
-# check that reads it (timestamp, repeated keys) and still be stored. A fixed limit well below
-# Python's makes the answer the same on every thread and stack.
-MAX_JSON_DEPTH: Final = 512
-
-
-class TooDeepError(ValueError):
-    """A JSON body nests arrays/objects deeper than `MAX_JSON_DEPTH`: it is not read."""
-
-    def __init__(self, depth: int | None) -> None:
-        deep = f"{depth} levels" if depth is not None else "too deeply"
-        super().__init__(
-            f"arrays/objects nested {deep}, over the limit of {MAX_JSON_DEPTH}: the body is not"
-            " read, so its timestamp and keys cannot be checked, and it is not used"
-        )
-        self.depth = depth
-
-
 def _unique_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     obj = dict(pairs)
     if len(obj) != len(pairs):
@@ -174,29 +155,6 @@ def _unique_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
                 raise DuplicateKeyError(key)
             seen.add(key)
     return obj
-
-
-_JSON_STRING_RE: Final = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
-_NOT_BRACKETS: Final = bytes(b for b in range(256) if b not in b"[]{}")
-
-
-def nesting_depth_over(body: bytes, limit: int = MAX_JSON_DEPTH) -> int | None:
-    """Return how deep arrays/objects nest in `body` if that is over `limit`, else None.
-
-    Brackets inside JSON strings do not count. A body with no more than `limit` opening
-    brackets in all is answered without scanning (the usual case: one or two).
-    """
-    if body.count(b"[") + body.count(b"{") <= limit:
-        return None
-    brackets = _JSON_STRING_RE.sub(b"", body).translate(None, _NOT_BRACKETS)
-    depth = deepest = 0
-    for byte in brackets:
-        if byte in b"[{":
-            depth += 1
-            deepest = max(deepest, depth)
-        else:
-            depth -= 1
-    return deepest if deepest > limit else None
 
 
 def load_json_object(body: bytes) -> Any:

@@ -51,6 +51,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from asg_audit import jsonload
 from asg_audit.config import (
     read_secret_file,  # one bounded reader, re-exported here
     setting_problem,
@@ -1125,7 +1126,7 @@ def register_webhook(
     try:
         # masked before it is parsed: what is printed of it (its callback_url) may quote the
         # secret or the key, in any form (`redact`)
-        result = json.loads(say(answer.text))
+        result = jsonload.loads(say(answer.text))
     except ValueError:
         raise ApiStatusError(
             f"POST {shown}: the answer is not JSON", status_code=answer.status_code
