@@ -362,10 +362,16 @@ class GatewayClient:
         # the one place a body enters: masked before any outcome (and so any store) holds it
         body = self.mask_body(body)
         if code == 200:
+            # the normaliser's order and reasons: not UTF-8 (a gzip body the server did not
+            # label), then not JSON (too deep for it counts: the normaliser refuses it too)
             try:
-                if jsonload.nesting_depth_over(body) is not None:  # the normaliser refuses it
+                text = body.decode("utf-8")
+            except UnicodeDecodeError:
+                return UnusableBody(task_id, origin, code, body, "invalid_utf8")
+            try:
+                if jsonload.nesting_depth_over(body) is not None:
                     raise jsonload.TooDeepError(None)
-                data = jsonload.loads(body)
+                data = jsonload.loads(text)
             except ValueError:
                 return UnusableBody(task_id, origin, code, body, "invalid_json")
             if not isinstance(data, dict):

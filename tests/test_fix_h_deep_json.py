@@ -203,3 +203,26 @@ def test_the_normaliser_refuses_a_too_deep_polled_body_as_the_receiver_does() ->
     ((reason, detail, raw),) = batch.rejects.select("reason", "detail", "raw").rows()
     assert reason == "invalid_json" and "nested 2001 levels, over the limit of 512" in detail
     assert raw == deep
+
+
+def test_a_body_that_is_not_utf8_is_named_as_the_store_names_it(tmp_path: Path) -> None:
+    """A gzip body the server did not label: the run's error said `invalid_json` while every
+    stored reject said `invalid_utf8` (tester H #8). Both say `invalid_utf8` now."""
+    import gzip
+
+    db = tracked_store(tmp_path, ["tsk_z1"])
+
+    def gzipped(task_id: str, n: int) -> Answer:
+        return 200, gzip.compress(settled_body(task_id)), {}
+
+    with scripted_gateway(gzipped) as gateway:
+        config = load_config(
+            None,
+            env={"ASG_API_KEY": KEY, "ASG_BASE_URL": gateway.url},
+            overrides={"db_path": str(db), "collector": {"max_rps": 50.0, "deadline_s": 60.0}},
+        )
+        clock = ScaledClock(1_790_000_000.0, time_scale=0.05)
+        with pytest.raises(ApiStatusError) as failure:
+            asyncio.run(collect(config, clock=clock))
+    assert "unusable body (invalid_utf8)" in str(failure.value)
+    assert query(db, "SELECT DISTINCT reason FROM rejects") == [("invalid_utf8",)]
