@@ -49,6 +49,7 @@ from typing import Any, Final
 import httpx
 
 from asg_audit import jsonload
+from asg_audit.apitrust import UNREACHABLE_AFTER_S, UNREACHABLE_MIN_FAILURES
 from asg_audit.config import AuditConfig
 from asg_audit.errors import (
     ApiStatusError,
@@ -242,6 +243,9 @@ class ChainClient:
         self._count_lock = threading.Lock()
         self.requests = 0
         self.throttled = 0
+        # whether the index ever answered (any HTTP status), and since when it has not
+        self._answered = False
+        self._unanswered: list[float] = []  # monotonic times of failures with no answer yet
 
     def close(self) -> None:
         """Close the connection pool."""
@@ -295,12 +299,14 @@ class ChainClient:
                 ) from None
             except httpx.TransportError as exc:
                 # An error may quote a header (an illegal value): the key is masked.
+                self._check_reachable(exc)
                 if attempt == self.max_retries:
                     raise ApiTransientError(
                         redact(f"chain index {method} {path}: {exc!r}", self._secrets)
                     ) from exc
                 self._pacer.pause(min(30.0, 0.5 * 2**attempt))
                 continue
+            self._answered = True
             if resp.status_code == 429:
                 with self._count_lock:
                     self.throttled += 1
@@ -322,6 +328,28 @@ class ChainClient:
                 )
             return resp
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _check_reachable(self, exc: httpx.TransportError) -> None:
+        """Raise ApiTransientError once an index that never answered has had its chance.
+
+        Retrying each request up to `max_retries` times with its full timeout held a store for
+        minutes per batch against an index that accepts connections and never answers (or is
+        not there): as `collect` does, the run stops after `UNREACHABLE_MIN_FAILURES` requests
+        over `UNREACHABLE_AFTER_S` seconds with no answer at all.
+        """
+        if self._answered:
+            return
+        with self._count_lock:
+            self._unanswered.append(time.monotonic())
+            failures = len(self._unanswered)
+            waited = self._unanswered[-1] - self._unanswered[0]
+        if failures >= UNREACHABLE_MIN_FAILURES and waited >= UNREACHABLE_AFTER_S:
+            last = redact(f"{type(exc).__name__}: {exc}", self._secrets)
+            raise ApiTransientError(
+                f"cannot reach the chain index at {display_url(self.base_url)}: no answer to"
+                f" {failures:,} requests in {waited:.0f} s (last: {printable(last)}); check"
+                " ASG_CHAIN_URL and the network"
+            ) from exc
 
     def _retry_after(self, resp: httpx.Response, waited: float) -> float:
         """Return how long to wait after a 429; raise ChainRateLimitedError (and refuse every

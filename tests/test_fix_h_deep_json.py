@@ -226,3 +226,45 @@ def test_a_body_that_is_not_utf8_is_named_as_the_store_names_it(tmp_path: Path) 
             asyncio.run(collect(config, clock=clock))
     assert "unusable body (invalid_utf8)" in str(failure.value)
     assert query(db, "SELECT DISTINCT reason FROM rejects") == [("invalid_utf8",)]
+
+
+def test_verify_chain_gives_up_on_an_index_that_never_answers(tmp_path: Path) -> None:
+    """An index that accepts connections and never answers held verify-chain (and its store)
+    for minutes: every request waited its timeout, then was retried 8 times (tester H #6). As
+    `collect` does, it stops after 3 requests over 10 s with no answer at all: exit 3."""
+    import socket
+    import threading
+
+    export = tmp_path / "e.ndjson"
+    export.write_text(settled_line("tsk_h1") + "\n")
+    db = tmp_path / "h.duckdb"
+    ingest(db, export)
+    config = tmp_path / "c.toml"
+    config.write_text("[chain]\ntimeout_seconds = 2\n")
+    listener = socket.create_server(("127.0.0.1", 0))
+    held: list[socket.socket] = []
+
+    def accept_and_hold() -> None:
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            held.append(conn)  # read nothing, answer nothing
+
+    threading.Thread(target=accept_and_hold, daemon=True).start()
+    url = f"http://127.0.0.1:{listener.getsockname()[1]}"
+    try:
+        started = time.monotonic()
+        done = _run(
+            "verify-chain", "--db", str(db), "--config", str(config), "--quiet",
+            env={"ASG_CHAIN_URL": url}, cwd=tmp_path,
+        )  # fmt: skip
+        took = time.monotonic() - started
+    finally:
+        listener.close()
+        for conn in held:
+            conn.close()
+    line = _one_error_line(done, f"cannot reach the chain index at {url}")
+    assert "no answer to" in line
+    assert took < 45, took  # about 18 s; it was about 110 s with these settings
