@@ -13,7 +13,7 @@ import math
 import re
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any, Final
 
@@ -31,7 +31,14 @@ from asg_audit.errors import (
 from asg_audit.interrupts import is_interrupt
 from asg_audit.model import path_text, printable
 from asg_audit.ratelimit import parse_retry_after
-from asg_audit.redaction import Secret, check_http_url, clean_secret, display_url, redact
+from asg_audit.redaction import (
+    Secret,
+    check_http_url,
+    clean_secret,
+    display_url,
+    error_text,
+    redact,
+)
 
 __all__ = ["BillingSummary", "fetch_billing", "months_with_data", "parse_usage"]
 
@@ -50,7 +57,8 @@ class BillingSummary:
     months: list[str] = field(default_factory=list)
     invoices: int = 0
     requests: int = 0
-    # impossible figures in the answers (negative, fractional, beyond int64), stored as null
+    # impossible or missing figures in the answers (negative, fractional, beyond int64, a string,
+    # absent; daily rows not objects or outside the month), stored as null
     notes: list[str] = field(default_factory=list)
 
     def lines(self) -> list[str]:
@@ -97,6 +105,8 @@ def _figure_problem(value: Any) -> str | None:
         number = int(str(value))  # sats are integers; "12.5" sats is not a valid amount
     except ValueError:
         return "not a whole number"
+    if isinstance(value, str):  # "2": a JSON string, not a number (the spec's figures are numbers)
+        return "a string, not a number"
     if number < 0:
         return "negative"
     if number > _INT64_MAX:
@@ -119,31 +129,100 @@ def _shown(value: Any) -> str:
         return text if len(text) <= 30 else f"a {len(text)}-character number"
     if isinstance(value, str):
         return f"a string of {len(value)} character(s)"
-    return f"a JSON {type(value).__name__}"
+    return f"a JSON {_JSON_TYPES.get(type(value), type(value).__name__)}"
 
 
-def figure_problems(body: dict[str, Any], figures: tuple[str, ...]) -> list[tuple[str, str, str]]:
-    """Return (field, value shown, why) of each present but impossible figure of an answer.
+_JSON_TYPES: Final = {dict: "object", list: "array", bool: "bool", type(None): "null"}
+# `why` of a figure the answer does not give at all (absent, or null)
+MISSING: Final = "missing"
 
-    Impossible: not a whole number, negative, or beyond int64. Usage answers' daily rows are
-    included as `daily_breakdown[DATE].FIELD`. Such figures are stored as null.
+
+def _absent(body: dict[str, Any], key: str) -> str:
+    """Return how a missing value is shown: `null` when the key is there, else `nothing`."""
+    return "null" if key in body else "nothing"
+
+
+def _month_of(body: dict[str, Any], month: str | None) -> str | None:
+    if month is not None:
+        return month
+    said = body.get("month")
+    return said if isinstance(said, str) and _MONTH_RE.match(said) else None
+
+
+def _day(value: Any, month: str | None) -> tuple[date | None, str | None]:
+    """Return a daily row's date, or None and why it is impossible (absent, not a date, or a
+    day of another month than the answer's)."""
+    if value is None:
+        return None, MISSING
+    if not isinstance(value, str) or not _DATE_RE.match(value):
+        return None, "not a date (YYYY-MM-DD)"
+    try:
+        day = datetime.strptime(value, "%Y-%m-%d").date()
+    except ValueError:
+        return None, "not a date (YYYY-MM-DD)"
+    if month is not None and value[:7] != month:
+        return None, f"not a day of {month}"
+    return day, None
+
+
+def _daily_rows(body: dict[str, Any]) -> list[Any] | None:
+    rows = body.get("daily_breakdown")
+    return rows if isinstance(rows, list) else None
+
+
+def figure_problems(
+    body: dict[str, Any], figures: tuple[str, ...], month: str | None = None
+) -> list[tuple[str, str, str]]:
+    """Return (field, value shown, why) of each impossible figure of an answer.
+
+    Impossible: not a whole number (a number written as a string included), negative, or
+    beyond int64. For usage answers (`USAGE_FIGURES`) also a missing figure (absent or null:
+    nothing could be checked), a `daily_breakdown` that is missing or not a list, and daily
+    rows (`daily_breakdown[DATE].FIELD`, or `[#i]` for a row without a usable date) that are
+    not objects, miss a figure or a date, or are dated outside `month` (by default the
+    answer's own `month`). Such figures are stored as null.
     """
+    usage = figures == USAGE_FIGURES
     out = []
     for key in figures:
         value = body.get(key)
-        if value is not None:
-            why = _figure_problem(value)
-            if why is not None:
-                out.append((key, _shown(value), why))
-    daily = body.get("daily_breakdown") if figures == USAGE_FIGURES else None
+        if value is None:
+            if usage:
+                out.append((key, _absent(body, key), MISSING))
+            continue
+        why = _figure_problem(value)
+        if why is not None:
+            out.append((key, _shown(value), why))
+    if not usage:
+        return out
+    month = _month_of(body, month)
+    daily = body.get("daily_breakdown")
+    if daily is None:
+        out.append(("daily_breakdown", _absent(body, "daily_breakdown"), MISSING))
+    elif not isinstance(daily, list):
+        out.append(("daily_breakdown", _shown(daily), "not a list of daily rows"))
     for i, row in enumerate(daily if isinstance(daily, list) else []):
         if not isinstance(row, dict):
+            out.append((f"daily_breakdown[#{i}]", _shown(row), "not a daily row (an object)"))
             continue
-        date = row.get("date")
-        day = date if isinstance(date, str) and _DATE_RE.match(date) else f"#{i}"
-        for name, shown, why in figure_problems(row, DAILY_FIGURES):
-            out.append((f"daily_breakdown[{day}].{name}", shown, why))
-    usd = body.get("total_cost_usd_estimate") if figures == USAGE_FIGURES else None
+        date_value = row.get("date")
+        day, date_why = _day(date_value, month)
+        other_month = date_why is not None and date_why.startswith("not a day of")
+        where = str(date_value) if day is not None or other_month else f"#{i}"
+        if date_why == MISSING:
+            out.append((f"daily_breakdown[{where}].date", _absent(row, "date"), MISSING))
+        elif date_why is not None:
+            shown = str(date_value) if other_month else _shown(date_value)
+            out.append((f"daily_breakdown[{where}].date", shown, date_why))
+        for name in DAILY_FIGURES:
+            value = row.get(name)
+            if value is None:
+                out.append((f"daily_breakdown[{where}].{name}", _absent(row, name), MISSING))
+                continue
+            why = _figure_problem(value)
+            if why is not None:
+                out.append((f"daily_breakdown[{where}].{name}", _shown(value), why))
+    usd = body.get("total_cost_usd_estimate")
     if usd is not None and _usd(usd) is None:
         out.append(("total_cost_usd_estimate", _shown(usd), "not an amount the store can hold"))
     return out
@@ -164,24 +243,27 @@ def _text(value: Any) -> str | None:
     return str(value)
 
 
-def parse_usage(body: dict[str, Any]) -> dict[str, Any]:
+def _parsed_row(row: Any, month: str | None) -> dict[str, Any]:
+    if not isinstance(row, dict):
+        return {"date": None, "tasks": None, "cost_sats": None}
+    return {
+        "date": _day(row.get("date"), month)[0],
+        "tasks": _int(row, "tasks"),
+        "cost_sats": _int(row, "cost_sats"),
+    }
+
+
+def parse_usage(body: dict[str, Any], month: str | None = None) -> dict[str, Any]:
     """Return the parsed columns of one usage answer.
 
-    Unparseable or impossible figures (not whole numbers, negative, beyond int64) become null;
-    `figure_problems` says which and why.
+    Unparseable or impossible figures (not whole numbers, negative, beyond int64) become null,
+    and so does a daily row's date that is not a day of `month` (by default the answer's own
+    `month`); a `daily_breakdown` that is not a list is null (not an empty month), a daily row
+    that is not an object a row of nulls. `figure_problems` says which and why.
     """
-    daily = []
-    rows = body.get("daily_breakdown")
-    for row in rows if isinstance(rows, list) else []:
-        if not isinstance(row, dict):
-            continue
-        try:
-            day = datetime.strptime(str(row.get("date")), "%Y-%m-%d").date()
-        except ValueError:
-            day = None
-        daily.append(
-            {"date": day, "tasks": _int(row, "tasks"), "cost_sats": _int(row, "cost_sats")}
-        )
+    month = _month_of(body, month)
+    rows = _daily_rows(body)
+    daily = None if rows is None else [_parsed_row(row, month) for row in rows]
     return {
         "month": str(body.get("month", "")),
         "customer_id": _text(body.get("customer_id")),
@@ -220,8 +302,12 @@ class _Gateway:
         self.requests = 0
 
     def get(self, path: str, params: dict[str, str] | None = None) -> tuple[dict[str, Any], str]:
-        # Messages quote only our path and status codes, except a transport error's repr:
-        # that one goes through `redact` with the key (an error may quote a header).
+        # Messages start `GET <path>: ` and name the Gateway by `display_url` (no user,
+        # password or query) and the reason (a redirect's target, the Retry-After asked for);
+        # a transport error's repr goes through `redact` with the key (it may quote a header).
+        asked = path + "".join(f"?{k}={v}" for k, v in (params or {}).items())
+        at = f"the Gateway at {self.where}"
+        retry_after: str | None = None
         for attempt in range(self.retries + 1):
             self.requests += 1
             try:
@@ -234,27 +320,50 @@ class _Gateway:
                 ) from None
             except httpx.TransportError as exc:
                 if attempt == self.retries:
-                    raise ApiTransientError(redact(f"GET {path}: {exc!r}", self.secrets)) from exc
+                    raise ApiTransientError(
+                        redact(f"GET {asked}: {at} could not be reached: {exc!r}", self.secrets)
+                    ) from exc
                 time.sleep(min(10.0, 0.25 * 2**attempt))
                 continue
             if resp.status_code == 429 or resp.status_code >= 500:
+                raw_after = resp.headers.get("Retry-After")
+                if raw_after is not None:
+                    retry_after = printable(redact(raw_after[:60], self.secrets), one_line=True)
                 if attempt == self.retries:
-                    raise ApiTransientError(f"GET {path}: {resp.status_code} after retries")
+                    raise ApiTransientError(
+                        f"GET {asked}: {resp.status_code} after retries ({at} answered"
+                        f" {resp.status_code} {attempt + 1} time(s)"
+                        + (
+                            f"; it asked for Retry-After: {retry_after}, waited at most"
+                            f" {_MAX_RETRY_AFTER_S:.0f} s each time"
+                            if retry_after is not None
+                            else ""
+                        )
+                        + "); run billing again later"
+                    )
                 # seconds or an HTTP date, read as `collect` and `verify-chain` read it; an
                 # unreadable or non-finite one (`nan`, `inf`) is no floor, a long one is capped
-                asked = parse_retry_after(resp.headers.get("Retry-After"), now=time.time())
-                wait = asked if asked is not None and math.isfinite(asked) else 0.0
+                wait_asked = parse_retry_after(raw_after, now=time.time())
+                wait = wait_asked if wait_asked is not None and math.isfinite(wait_asked) else 0.0
                 backoff = min(10.0, 0.25 * 2**attempt)
                 time.sleep(min(max(wait, backoff), _MAX_RETRY_AFTER_S))
                 continue
             if resp.status_code in (401, 403):
                 raise AuthError(
-                    f"GET {path}: the API refused the key ({resp.status_code})",
+                    f"GET {asked}: the API ({at}) refused the key ({resp.status_code})",
                     status_code=resp.status_code,
                 )
             if resp.status_code != 200:
+                location = resp.headers.get("Location")
+                why = (
+                    f" (Location: {printable(redact(display_url(location), self.secrets))[:200]};"
+                    " redirects are not followed)"
+                    if location is not None
+                    else ""
+                )
                 raise ApiStatusError(
-                    f"GET {path}: {resp.status_code}", status_code=resp.status_code
+                    f"GET {asked}: {resp.status_code} from {at}{why}",
+                    status_code=resp.status_code,
                 )
             # an answer quoting the key (an echoed header) is stored and parsed masked: the raw
             # answer and the ids parsed from it go to the store
@@ -264,11 +373,13 @@ class _Gateway:
             except ValueError:
                 # A truncated or garbled 200 is a transport fault: ask again.
                 if attempt == self.retries:
-                    raise ApiTransientError(f"GET {path}: body is not JSON") from None
+                    raise ApiTransientError(
+                        f"GET {asked}: body is not JSON ({at} answered 200)"
+                    ) from None
                 time.sleep(min(10.0, 0.25 * 2**attempt))
                 continue
             if not isinstance(body, dict):
-                raise ApiStatusError(f"GET {path}: expected a JSON object")
+                raise ApiStatusError(f"GET {asked}: expected a JSON object from {at}")
             return body, text
         raise AssertionError("unreachable")  # pragma: no cover
 
@@ -278,9 +389,28 @@ def _invoice_id(inv: dict[str, Any]) -> str:
 
 
 def _note(what: str, key: str, shown: str, why: str) -> str:
+    if why == MISSING:
+        return (
+            f"{what}: the provider reported {key} = {shown} ({why}): a missing figure, nothing"
+            " to check, stored as null"
+        )
     return (
         f"{what}: the provider reported {key} = {shown} ({why}): an impossible figure,"
         " stored as null"
+    )
+
+
+def _check_month(body: dict[str, Any], month: str, where: str) -> None:
+    """Raise ApiStatusError when a usage answer names another month than the one asked: its
+    figures are not that month's usage, and nothing of it is stored as that month."""
+    said = body.get("month")
+    if said is None or said == month:
+        return
+    shown = printable(said[:20], one_line=True) if isinstance(said, str) else _shown(said)
+    raise ApiStatusError(
+        f"GET /v1/billing/usage?month={month}: the Gateway at {where} answered with the usage of"
+        f" month {shown}, not {month}: not stored as {month}'s usage (nothing of this run is"
+        " stored); run billing again, or ask the provider"
     )
 
 
@@ -335,8 +465,11 @@ def fetch_billing(
 
     `months` is one "YYYY-MM" or a list of them. Stores each answer raw and parsed, replacing
     an earlier answer for the same month/invoice. A figure that cannot be a count or an amount
-    of sats (negative, fractional, beyond int64) is stored as null and named in
-    `summary.notes`; the `billing.invalid_figure` check reports those of the usage answers.
+    of sats (negative, fractional, beyond int64, a string), or that a usage answer does not
+    give, is stored as null and named in `summary.notes`; the `billing.invalid_figure` check
+    reports those of the usage answers. A usage answer naming another month than the one asked
+    raises ApiStatusError (exit 3): nothing of the run is stored. A failed run records its
+    error in `runs.stats.error`.
     """
     from asg_audit.store import open_store
 
@@ -352,6 +485,7 @@ def fetch_billing(
             run_id = store.start_run("billing")
             summary.run_id = run_id
             status = "failed"
+            error: str | None = None
             try:
                 inv_body, _ = gw.get("/v1/billing/invoices")
                 invoices = [i for i in inv_body.get("invoices") or [] if isinstance(i, dict)]
@@ -366,8 +500,9 @@ def fetch_billing(
                 usage = []
                 for month in wanted:
                     body, raw = gw.get("/v1/billing/usage", {"month": month})
-                    usage.append((parse_usage(body) | {"month": month}, raw))
-                    for key, shown, why in figure_problems(body, USAGE_FIGURES):
+                    _check_month(body, month, gw.where)
+                    usage.append((parse_usage(body, month) | {"month": month}, raw))
+                    for key, shown, why in figure_problems(body, USAGE_FIGURES, month):
                         summary.notes.append(_note(f"usage {month}", key, shown, why))
                 for inv in invoices:
                     for key, shown, why in figure_problems(inv, INVOICE_FIGURES):
@@ -417,19 +552,20 @@ def fetch_billing(
             except BaseException as exc:
                 if is_interrupt(exc):  # Ctrl-C, or SIGTERM under `audit` (stopsignals)
                     status = "interrupted"
+                else:  # shown by `asg-audit runs`, as collect's and verify-chain's
+                    error = error_text(exc, gw.secrets)
                 raise
             finally:
                 summary.requests = gw.requests
-                store.finish_run(
-                    run_id,
-                    status=status,
-                    stats={
-                        "months": summary.months,
-                        "invoices": summary.invoices,
-                        "requests": summary.requests,
-                        "invalid_figures": summary.notes,
-                    },
-                )
+                stats: dict[str, Any] = {
+                    "months": summary.months,
+                    "invoices": summary.invoices,
+                    "requests": summary.requests,
+                    "invalid_figures": summary.notes,
+                }
+                if error is not None:
+                    stats["error"] = error
+                store.finish_run(run_id, status=status, stats=stats)
     finally:
         gw.http.close()
     return summary
@@ -446,11 +582,26 @@ from asg_audit.checks._registry import (  # noqa: E402
 from asg_audit.config import CheckLevels  # noqa: E402
 
 
+def _expected(field: str, month: str | None) -> str:
+    """Return what `field` of an answer should have been, for a finding's `expected`."""
+    if field == "daily_breakdown":
+        return "a list of daily rows"
+    if field == "total_cost_usd_estimate":
+        return "an amount in USD below 10^16"
+    if field.endswith("]"):
+        return "a daily row: an object with date, tasks and cost_sats"
+    if field.endswith(".date"):
+        return f"a day of {month}" if month else "a date (YYYY-MM-DD)"
+    return "a whole number, 0 or more, within int64"
+
+
 @register_check("billing.invalid_figure", default=CheckLevels(severity="fail"))
 def billing_invalid_figure(ctx: CheckContext) -> Any:
     """A month's usage answer or an invoice that states an impossible figure (negative,
-    fractional or beyond int64 tasks or sats); the figure is stored as null and the other
-    checks skip it.
+    fractional or beyond int64 tasks or sats, a number written as a string), or a usage answer
+    missing a figure or its daily rows, or with a daily row that is not an object or is dated
+    outside the month; the figure is stored as null and the other checks skip it (an audit
+    never calls a month clean that nothing could be checked of).
 
     Read from the stored raw answers, so that what the provider said is quoted as evidence.
     Under --since/--until, only the months the window wholly covers (`judged_months`, as
@@ -481,7 +632,9 @@ def billing_invalid_figure(ctx: CheckContext) -> Any:
             except (TypeError, ValueError):
                 continue
             if isinstance(body, dict):
-                for key, shown, why in figure_problems(body, figures):
+                # a usage answer is judged as the month it is stored as (the one asked for)
+                month = str(entity_id) if entity == "month" else None
+                for key, shown, why in figure_problems(body, figures, month):
                     rows.append(
                         {
                             "entity": entity,
@@ -489,11 +642,14 @@ def billing_invalid_figure(ctx: CheckContext) -> Any:
                             "field": key,
                             "shown": shown,
                             "why": why,
+                            "expected": _expected(key, month),
+                            "kind": "a missing" if why == MISSING else "an impossible",
                         }
                     )
     if not rows:
         return no_findings()
-    schema = {c: pl.String for c in ("entity", "id", "field", "shown", "why")}
+    columns = ("entity", "id", "field", "shown", "why", "expected", "kind")
+    schema = {c: pl.String for c in columns}
     frame = pl.LazyFrame(rows, schema=schema)
     return pl.concat(
         [
@@ -501,10 +657,12 @@ def billing_invalid_figure(ctx: CheckContext) -> Any:
                 *finding(
                     entity_type=entity,
                     entity_id=pl.col("id"),
-                    expected=pl.lit("a whole number, 0 or more, within int64"),
+                    expected=pl.col("expected"),
                     actual=pl.col("field") + pl.lit(" = ") + pl.col("shown"),
                     difference=None,
-                    message=pl.lit("the provider reported an impossible figure: ")
+                    message=pl.lit("the provider reported ")
+                    + pl.col("kind")
+                    + pl.lit(" figure: ")
                     + pl.col("field")
                     + pl.lit(" = ")
                     + pl.col("shown")

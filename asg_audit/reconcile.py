@@ -577,6 +577,8 @@ def _known(usage: pl.LazyFrame, *figures: str, daily: tuple[str, ...] = ()) -> p
     that needs it says nothing about that month rather than a half-null message.
     """
     known = [pl.col(f).is_not_null() for f in figures]
+    if daily:  # no daily rows given (null, not an empty list): nothing to add up
+        known.append(pl.col("daily_breakdown").is_not_null())
     known += [
         pl.col("daily_breakdown")
         .list.eval(pl.element().struct.field(f).is_null().any())
