@@ -34,7 +34,7 @@ import polars as pl
 
 from asg_audit.errors import InputError, StoreError
 from asg_audit.filelines import describe_read_error
-from asg_audit.interrupts import is_interrupt
+from asg_audit.interrupts import is_interrupt, sigint_interrupts
 from asg_audit.model import (
     SUBMISSIONS_SCHEMA,
     RejectReason,
@@ -42,7 +42,8 @@ from asg_audit.model import (
     path_text,
     printable,
 )
-from asg_audit.store import Store, open_store
+from asg_audit.stopsignals import note_stop
+from asg_audit.store import Store, new_run_id, open_store
 from asg_audit.timestamps import parse_timestamp
 from asg_audit.webhook_writer import (
     MAX_JSON_DEPTH,
@@ -507,14 +508,26 @@ def track_file(db: str | Path, path: str | Path, *, wait_seconds: float = 0.0) -
         },
     )
     with open_store(db, wait_seconds=wait_seconds) as store:
-        run_id = store.start_run("track")
+        # The run's id is known before it is recorded: an interruption as it starts still ends
+        # it (a run never recorded is ended as a no-op), never leaving it `running`.
+        run_id = new_run_id()
+        interrupted = None
         try:
-            _store_submissions(store, run_id, summary, frame, rejects, bad)
+            # A stop signal interrupts DuckDB's statement and is known as one however DuckDB
+            # reports it ("Current transaction is aborted" was shown as a write error).
+            with sigint_interrupts(store.con) as interrupted:
+                store.start_run("track", run_id=run_id)
+                _store_submissions(store, run_id, summary, frame, rejects, bad)
+                # recorded `ok`: a signal from now on comes after the command's work, and
+                # leaves its summary and exit code as they are
+                note_stop()
         except BaseException as exc:
             # Not left `running`: the run ended, on an error (or interruption) the caller sees.
-            status = "interrupted" if is_interrupt(exc) else "failed"
+            stopped = (interrupted is not None and interrupted.is_set()) or is_interrupt(exc)
             with contextlib.suppress(duckdb.Error, StoreError):
-                store.finish_run(run_id, status=status)
+                store.finish_run(run_id, status="interrupted" if stopped else "failed")
+            if stopped:
+                raise KeyboardInterrupt from None
             raise
     return summary
 
