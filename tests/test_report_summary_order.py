@@ -76,3 +76,27 @@ def test_report_summary_truncation_drops_the_least_severe_and_smallest(
     assert max(kept) <= min(dropped), "a dropped finding is worse than a kept one"
     # every severity count still covers all findings, not only the kept ones
     assert sum(doc["findings_by_severity"].values()) == len(everything)
+
+
+def test_compare_calls_no_finding_resolved_that_was_only_cut_from_the_list(
+    audit: Audit, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Tester G #2: once a summary listed only its worst findings, `--compare previous` called
+    every finding cut from the list "resolved" although it was still there, and the Markdown
+    report did not say the comparison was incomplete (the HTML did)."""
+    everything = _summary(audit, tmp_path / "all")["findings"]
+    monkeypatch.setattr(content, "MAX_SUMMARY_FINDINGS", len(everything) // 2)
+    out = tmp_path / "reports"
+    render(audit, out, formats="json", run_id="20260101T000000Z-000001")
+    # the same findings a report later, this one's list cut at another place
+    monkeypatch.setattr(content, "MAX_SUMMARY_FINDINGS", len(everything) // 3)
+    report = render(
+        audit, out, formats=("json", "md"), run_id="20260102T000000Z-000002", compare="previous"
+    )
+    doc = json.loads(report.paths["json"].read_text(encoding="utf-8"))
+    assert doc["compare"]["resolved_findings"] == []
+    assert doc["compare"]["new_findings"] == []
+    assert doc["compare"]["incomplete"] is True
+    markdown = report.paths["md"].read_text(encoding="utf-8")
+    assert "### Resolved findings (0)" in markdown
+    assert "lists only its worst findings, so new/resolved may be incomplete" in markdown

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Final
 
@@ -19,6 +20,7 @@ from asg_audit.report.content import HEADLINE_FIELDS, SUMMARY_SCHEMA, SUMMARY_SC
 __all__ = [
     "PREVIOUS",
     "compare_summaries",
+    "finding_keys",
     "load_summary",
     "previous_summary",
     "resolve_compare",
@@ -26,7 +28,7 @@ __all__ = [
 ]
 
 PREVIOUS: Final = "previous"
-_KEY: Final = ("check_id", "entity_type", "entity_id")
+_KEY: Final = ("check_id", "entity_type", "entity_id")  # a finding's identity across reports
 
 
 def run_ids(out_dir: str | Path) -> list[str]:
@@ -189,10 +191,23 @@ def _keys(findings: list[dict[str, Any]]) -> dict[tuple[str, ...], dict[str, Any
     return {tuple(str(f.get(k)) for k in _KEY): f for f in findings}
 
 
-def compare_summaries(current: dict[str, Any], previous: dict[str, Any]) -> dict[str, Any]:
+def finding_keys(findings: Iterable[tuple[Any, ...]]) -> set[tuple[str, ...]]:
+    """Return the comparison keys of findings given as (check_id, entity_type, entity_id)."""
+    return {tuple(str(v) for v in row) for row in findings}
+
+
+def compare_summaries(
+    current: dict[str, Any],
+    previous: dict[str, Any],
+    *,
+    current_keys: set[tuple[str, ...]] | None = None,
+) -> dict[str, Any]:
     """Return the headline movements and the new and resolved findings between two summaries.
 
     `headline` rows: key, label, kind, previous, current, change (null when not numeric).
+    `current_keys`: the keys (`finding_keys`) of every current finding, when the current
+    summary lists only its worst ones: a finding of the previous report is resolved only if it
+    is not among them (it used to be resolved when it was merely cut from the list).
     """
     before, after = previous.get("headline", {}), current.get("headline", {})
     rows = [
@@ -212,7 +227,9 @@ def compare_summaries(current: dict[str, Any], previous: dict[str, Any]) -> dict
         "previous_generated_at": previous.get("generated_at"),
         "headline": rows,
         "new_findings": [new[k] for k in sorted(new.keys() - old.keys())],
-        "resolved_findings": [old[k] for k in sorted(old.keys() - new.keys())],
+        "resolved_findings": [
+            old[k] for k in sorted(old.keys() - new.keys() - (current_keys or set()))
+        ],
         "unchanged_findings": len(new.keys() & old.keys()),
         "incomplete": bool(previous.get("findings_truncated") or current.get("findings_truncated")),
     }

@@ -65,9 +65,16 @@ def _compare(cmp: dict[str, Any], ctx: dict[str, Any]) -> list[str]:
         ]
         for r in cmp["headline"]
     ]
+    note = (
+        "\nOne of the two summaries lists only its worst findings, so new/resolved may be"
+        " incomplete.\n"
+        if cmp.get("incomplete")
+        else ""
+    )
     return [
         f"\n## Compared with {md_escape(cmp['previous_run_id'])}\n\n",
         md_table(["Figure", "Previous", "Now", "Change"], rows),
+        note,
         f"\n### New findings ({len(cmp['new_findings']):,})\n",
         _table(ctx["compare_new"]),
         f"\n### Resolved findings ({len(cmp['resolved_findings']):,})\n",

@@ -31,7 +31,7 @@ from asg_audit.errors import ConfigError
 from asg_audit.model import new_run_id, printable
 from asg_audit.report import content
 from asg_audit.report.charts import Chart, draw_charts
-from asg_audit.report.compare import compare_summaries, load_summary, resolve_compare
+from asg_audit.report.compare import compare_summaries, finding_keys, load_summary, resolve_compare
 from asg_audit.report.folder import (
     _point_latest,
     _publish,
@@ -448,7 +448,12 @@ def _render_into(
     )
     comparison = None
     if previous_path is not None:
-        comparison = compare_summaries(summary, load_summary(previous_path))
+        # every current finding, not only those the summary lists: one cut from a long list
+        # is not resolved
+        every = audit.findings.select("check_id", "entity_type", "entity_id").iter_rows()
+        comparison = compare_summaries(
+            summary, load_summary(previous_path), current_keys=finding_keys(every)
+        )
         summary["compare"] = {k: v for k, v in comparison.items()}
     ctx = build_context(
         audit,
