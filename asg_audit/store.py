@@ -235,6 +235,15 @@ class Store:
         """Return whether a file with this content hash was already ingested."""
         return bool(self.ingested_hashes([content_hash]))
 
+    def ingested_from(self, path: str, size_bytes: int) -> bool:
+        """Return whether a file was ingested from `path` at this size (likely the same file:
+        its content hash, not this, decides)."""
+        row = self.con.execute(
+            "SELECT 1 FROM ingested_files WHERE path = ? AND size_bytes = ? LIMIT 1",
+            [path, size_bytes],
+        ).fetchone()
+        return row is not None
+
     def ingested_hashes(self, content_hashes: Sequence[str]) -> set[str]:
         """Return those of the content hashes whose files were already ingested."""
         rows = self.con.execute(
