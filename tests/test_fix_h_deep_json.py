@@ -129,6 +129,18 @@ def _run(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProc
     )
 
 
+def _one_settled_task(folder: Path, config_text: str) -> tuple[Path, Path]:
+    """Return a store holding one settled task (its txid to verify, its month to bill) and a
+    config file of `config_text`."""
+    export = folder / "e.ndjson"
+    export.write_text(settled_line("tsk_1") + "\n")
+    db = folder / "a.duckdb"
+    ingest(db, export)
+    config = folder / "c.toml"
+    config.write_text(config_text)
+    return db, config
+
+
 def _one_error_line(done: subprocess.CompletedProcess[str], service: str) -> str:
     assert done.returncode == 3, done.stderr[-2000:]
     assert "Traceback" not in done.stderr and "RecursionError" not in done.stderr
@@ -139,12 +151,7 @@ def _one_error_line(done: subprocess.CompletedProcess[str], service: str) -> str
 
 
 def test_billing_with_a_too_deep_answer_exits_3_with_one_line(tmp_path: Path) -> None:
-    export = tmp_path / "e.ndjson"
-    export.write_text(settled_line("tsk_b1") + "\n")
-    db = tmp_path / "b.duckdb"
-    ingest(db, export)
-    config = tmp_path / "c.toml"
-    config.write_text("[billing]\nmax_retries = 0\n")
+    db, config = _one_settled_task(tmp_path, "[billing]\nmax_retries = 0\n")
     with serve(_deep_server()) as url:
         done = _run(
             "billing", "--db", str(db), "--config", str(config),
@@ -155,12 +162,7 @@ def test_billing_with_a_too_deep_answer_exits_3_with_one_line(tmp_path: Path) ->
 
 
 def test_verify_chain_with_a_too_deep_answer_exits_3_with_one_line(tmp_path: Path) -> None:
-    export = tmp_path / "e.ndjson"
-    export.write_text(settled_line("tsk_c1") + "\n")
-    db = tmp_path / "c.duckdb"
-    ingest(db, export)
-    config = tmp_path / "c.toml"
-    config.write_text("[chain]\nmax_retries = 0\n")
+    db, config = _one_settled_task(tmp_path, "[chain]\nmax_retries = 0\n")
     with serve(_deep_server()) as url:
         done = _run(
             "verify-chain", "--db", str(db), "--config", str(config), "--quiet",
@@ -235,12 +237,7 @@ def test_verify_chain_gives_up_on_an_index_that_never_answers(tmp_path: Path) ->
     import socket
     import threading
 
-    export = tmp_path / "e.ndjson"
-    export.write_text(settled_line("tsk_h1") + "\n")
-    db = tmp_path / "h.duckdb"
-    ingest(db, export)
-    config = tmp_path / "c.toml"
-    config.write_text("[chain]\ntimeout_seconds = 2\n")
+    db, config = _one_settled_task(tmp_path, "[chain]\ntimeout_seconds = 2\n")
     listener = socket.create_server(("127.0.0.1", 0))
     held: list[socket.socket] = []
 
