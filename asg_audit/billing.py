@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any, Final
+from urllib.parse import urlencode
 
 import httpx
 
@@ -305,7 +306,7 @@ class _Gateway:
         # Messages start `GET <path>: ` and name the Gateway by `display_url` (no user,
         # password or query) and the reason (a redirect's target, the Retry-After asked for);
         # a transport error's repr goes through `redact` with the key (it may quote a header).
-        asked = path + "".join(f"?{k}={v}" for k, v in (params or {}).items())
+        asked = path + (f"?{urlencode(params)}" if params else "")
         at = f"the Gateway at {self.where}"
         retry_after: str | None = None
         for attempt in range(self.retries + 1):
@@ -328,7 +329,7 @@ class _Gateway:
             if resp.status_code == 429 or resp.status_code >= 500:
                 raw_after = resp.headers.get("Retry-After")
                 if raw_after is not None:
-                    retry_after = printable(redact(raw_after[:60], self.secrets), one_line=True)
+                    retry_after = printable(redact(raw_after, self.secrets), one_line=True)[:60]
                 if attempt == self.retries:
                     raise ApiTransientError(
                         f"GET {asked}: {resp.status_code} after retries ({at} answered"

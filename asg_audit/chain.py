@@ -245,7 +245,8 @@ class ChainClient:
         self.throttled = 0
         # whether the index ever answered (any HTTP status), and since when it has not
         self._answered = False
-        self._unanswered: list[float] = []  # monotonic times of failures with no answer yet
+        self._unanswered = 0  # failures with no answer yet, the first at `_unanswered_since`
+        self._unanswered_since = 0.0
 
     def close(self) -> None:
         """Close the connection pool."""
@@ -340,9 +341,11 @@ class ChainClient:
         if self._answered:
             return
         with self._count_lock:
-            self._unanswered.append(time.monotonic())
-            failures = len(self._unanswered)
-            waited = self._unanswered[-1] - self._unanswered[0]
+            now = time.monotonic()
+            if not self._unanswered:
+                self._unanswered_since = now
+            self._unanswered += 1
+            failures, waited = self._unanswered, now - self._unanswered_since
         if failures >= UNREACHABLE_MIN_FAILURES and waited >= UNREACHABLE_AFTER_S:
             last = redact(f"{type(exc).__name__}: {exc}", self._secrets)
             raise ApiTransientError(

@@ -368,9 +368,9 @@ class GatewayClient:
                 text = body.decode("utf-8")
             except UnicodeDecodeError:
                 return UnusableBody(task_id, origin, code, body, "invalid_utf8")
+            if jsonload.nesting_depth_over(body) is not None:
+                return UnusableBody(task_id, origin, code, body, "invalid_json")
             try:
-                if jsonload.nesting_depth_over(body) is not None:
-                    raise jsonload.TooDeepError(None)
                 data = jsonload.loads(text)
             except ValueError:
                 return UnusableBody(task_id, origin, code, body, "invalid_json")

@@ -262,6 +262,7 @@ class CollectorRun:
         self.ready_keys: set[tuple[str, datetime]] = set()
         self._judging = False  # a write under way holds 200s awaiting the normaliser's verdict
         self._poll_bug: Exception | None = None  # what failed inside a poll's own task
+        self._rejected_verdict = False  # a write's 200s all rejected by the normaliser
         self.notes: dict[tuple[str, datetime], str] = {}
         self.stop_reason: str | None = None
         self.auth_error: AuthError | None = None
@@ -996,7 +997,10 @@ class CollectorRun:
         of them may be usable, and a few bad bodies among answers not yet written are a flaky
         API, not a wrong base URL. Their verdict is asked for at once (`_judge_200s`).
         """
-        undecided = bool(self.ready_keys) or self._judging
+        # ... unless a verdict already came back with every 200 of its write rejected: then
+        # the 200s are evidence like any other answer (it would otherwise wait for the next
+        # write's verdict for ever while 200s keep arriving)
+        undecided = (bool(self.ready_keys) or self._judging) and not self._rejected_verdict
         if undecided and not self.api.usable:
             self._flush_urgent = True
             self._flush_wanted.set()
@@ -1254,6 +1258,8 @@ class CollectorRun:
         if ready_keys - rejected:
             self.api.usable = True
             return
+        if ready_keys:
+            self._rejected_verdict = True
         for _ in ready_keys:
             self._unusable(
                 200, "answered 200 with a body the normaliser rejected", self.clock.now()

@@ -202,3 +202,36 @@ def test_billing_checks_say_nothing_half_null_about_a_month_with_an_impossible_f
         billing = found.filter(pl.col("check_id").str.starts_with("billing."))
         assert billing["message"].null_count() == 0, (changes, billing.to_dicts())
         assert billing["actual"].null_count() == 0, (changes, billing.to_dicts())
+
+
+def test_billing_fee_share_is_exact_for_a_precise_fee_on_large_payouts() -> None:
+    """The fee was computed as payouts * num (int64) / den: 12.345678% of 10^13 sats wrapped
+    around (127,763,155,577 instead of 1,234,567,800,000; code review). It is the task cost's
+    exact half-up arithmetic now."""
+    payouts = 10**13
+    fee = 1_234_567_800_000  # 12.345678% of the payouts, exactly
+    usage = _usage(
+        worker_payouts_sats=payouts,
+        platform_fee_sats=fee,
+        total_cost_sats=payouts + fee,
+        daily_breakdown=[{"date": "2026-10-01", "tasks": 3, "cost_sats": payouts + fee}],
+    )
+    found = _findings(usage, _results([650, 650, 700]), fee="12.345678")
+    assert found.filter(pl.col("check_id") == "billing.fee_share").height == 0
+    off = _findings(
+        {**usage, "platform_fee_sats": fee + 1000}, _results([650, 650, 700]), fee="12.345678"
+    )
+    row = off.filter(pl.col("check_id") == "billing.fee_share").row(0, named=True)
+    assert row["difference"] == 1000
+
+
+def test_billing_daily_sum_leaves_a_row_of_another_month_to_invalid_figure() -> None:
+    """A daily row dated outside the month is stored with a null date and reported by
+    billing.invalid_figure; its figures are another month's and are not added up here."""
+    rows = [
+        {"date": "2026-10-01", "tasks": 2, "cost_sats": 1300},
+        {"date": "2026-10-02", "tasks": 1, "cost_sats": 700},
+        {"date": "1999-01-01", "tasks": 5, "cost_sats": 9999},
+    ]
+    found = _findings(_usage(daily_breakdown=rows), _results([650, 650, 700]))
+    assert found.filter(pl.col("check_id") == "billing.daily_sum").height == 0

@@ -79,3 +79,30 @@ def test_a_run_whose_every_200_is_bad_still_fails_as_no_usable_answer(tmp_path: 
             asyncio.run(collect(_config(db, gateway.url), clock=clock, schedule="fixed"))
     assert f"no usable answer from {gateway.url}" in str(failure.value)
     assert query(db, "SELECT count(*) FROM results WHERE status = 'settled'")[0][0] == 0
+
+
+def test_a_run_whose_200s_the_normaliser_always_rejects_still_fails_before_its_deadline(
+    tmp_path: Path,
+) -> None:
+    """Every 200 is another task's result (rejected as `task_id_mismatch`), and 200s keep
+    arriving while each write is under way: once a write's 200s all came back rejected, the
+    200s waiting are no reason to defer the verdict (it waited for the deadline; code review)."""
+    ids = [f"tsk_r{i:03d}" for i in range(400)]
+    db = tracked_store(tmp_path, ids, options="a|b")
+
+    def someone_else(task_id: str, n: int) -> Answer:
+        return 200, settled_body("tsk_not_asked"), {}
+
+    config = _config(db, "http://127.0.0.1:9").replace(
+        collector={"max_rps": 400.0, "deadline_s": 3600.0, "flush_interval_s": 0.2}
+    )
+    with scripted_gateway(someone_else) as gateway:
+        clock = ScaledClock(1_790_000_000.0, time_scale=0.05)
+        started = clock.now()
+        with pytest.raises(ApiStatusError) as failure:
+            asyncio.run(collect(config.replace(base_url=gateway.url), clock=clock))
+        took = clock.now() - started
+    assert "no usable answer" in str(failure.value)
+    assert "a body the normaliser rejected" in str(failure.value)
+    assert took < 600, took  # the deadline is 3,600 clock seconds
+    assert query(db, "SELECT DISTINCT reason FROM rejects") == [("task_id_mismatch",)]

@@ -123,3 +123,12 @@ def test_report_compare_reads_a_good_summary_and_one_missing_a_figure(
     assert stuck["previous"] is None and stuck["change"] is None
     tasks = next(r for r in cmp["headline"] if r["key"] == "tasks")
     assert tasks["previous"] == tasks["current"] == 5 and tasks["change"] == 0
+
+
+def test_a_summary_nested_too_deep_to_read_is_not_a_summary(tmp_path: Path) -> None:
+    """`json.loads` raises RecursionError, not ValueError, for JSON nested past Python's
+    limit: a traceback instead of the one-line refusal (code review)."""
+    path = tmp_path / "summary.json"
+    path.write_text('{"schema": ' + "[" * 5000 + "]" * 5000 + "}")
+    with pytest.raises(InputError, match=r"not a readable summary\.json: JSON nested too deep"):
+        load_summary(path)

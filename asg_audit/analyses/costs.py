@@ -29,6 +29,7 @@ __all__ = [
     "cost_model_fit",
     "describe_model",
     "expected_cost_expr",
+    "fee_expr",
     "shared_txids",
     "spend_by_period",
     "txid_health",
@@ -45,13 +46,20 @@ def expected_cost_expr(model: CostModel) -> pl.Expr:
         base = pl.col("agreement_count").fill_null(0).cast(pl.Int64) * 0 + model.reward_sats
     if not model.fee_included or model.fee_percent == 0:
         return base
-    num, den = model.fee_percent.as_integer_ratio()  # at most 6 decimal places (CostModel)
-    unit = 100 * den
-    # fee = base * num / unit, rounded half up, in integers: whole units of the base, then the
-    # remainder (< unit), so that no product leaves int64 whatever the base
+    return base + fee_expr(base, model.fee_percent)
+
+
+def fee_expr(base: pl.Expr, fee_percent: Decimal) -> pl.Expr:
+    """Return `fee_percent` of `base` (Int64 sats) in whole sats, rounded half up, exactly.
+
+    In integers: whole units of the base, then the remainder (< unit), so that no product
+    leaves int64 whatever the base (`CostModel` allows at most 6 decimal places).
+    """
+    num, den = fee_percent.as_integer_ratio()
+    unit = 100 * den  # fee = base * num / unit
     whole = (base // unit) * num
     part = ((base % unit) * (2 * num) + unit) // (2 * unit)
-    return base + whole + part
+    return whole + part
 
 
 def describe_model(model: CostModel) -> str:

@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Final
 
+from asg_audit import jsonload
 from asg_audit.errors import ConfigError, InputError
 from asg_audit.report.content import HEADLINE_FIELDS, SUMMARY_SCHEMA, SUMMARY_SCHEMA_VERSION
 
@@ -57,7 +58,7 @@ def load_summary(path: str | Path) -> dict[str, Any]:
     `compare_summaries` reads (InputError naming the file and the field otherwise)."""
     path = Path(path)
     try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
+        doc = jsonload.loads(path.read_text(encoding="utf-8"))  # too deep: a ValueError
     except FileNotFoundError:
         raise InputError(f"{path}: no such summary") from None
     except (OSError, ValueError) as exc:
