@@ -120,8 +120,11 @@ def test_hardening_ingest_killed_3_times_ends_as_an_unkilled_run(tmp_path: Path)
 def test_hardening_ingest_of_large_files_killed_3_times_ends_as_an_unkilled_run(
     tmp_path: Path,
 ) -> None:
-    # 5 files of about 1.3 MB: each streamed and stored in its own transaction
-    log = _ingest_with_kills(tmp_path, kills=QUICK_KILLS, files=5, per_file=4000, seed=103)
+    # 16 files of about 1.3 MB: each streamed and stored in its own transaction. A restart skips
+    # the files already stored at the cost of hashing them, so the work left after two kills (at
+    # most 0.6 s after the start each) must still outlast the third kill's delay: with 5 files
+    # the third start found them all stored and ended before its kill (a CI run).
+    log = _ingest_with_kills(tmp_path, kills=QUICK_KILLS, files=16, per_file=4000, seed=103)
     assert log.progress[-1] > 0  # at least one kill landed after a commit
 
 
