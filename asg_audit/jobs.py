@@ -48,6 +48,7 @@ from asg_audit.errors import (
     StoreBusyError,
     StoreError,
 )
+from asg_audit.interrupts import is_interrupt
 from asg_audit.model import new_run_id, printable
 from asg_audit.redaction import display_origin, display_url, error_text
 from asg_audit.stopsignals import in_main_thread, kept_signal_handlers, sigterm_interrupts
@@ -188,6 +189,12 @@ def _step(
         outcome.steps[name] = "interrupted"
         raise
     except Exception as exc:  # an AuditError (an API, the store) or a bug
+        if is_interrupt(exc):
+            # A stop signal that landed inside a DuckDB statement comes out as DuckDB's
+            # `RuntimeError: Query interrupted` (the handler's KeyboardInterrupt is consumed
+            # by the statement): the run is stopped, not a step failed.
+            outcome.steps[name] = "interrupted"
+            raise KeyboardInterrupt(f"{name} interrupted") from exc
         outcome.steps[name] = f"failed: {_failure(exc, config)[1]}"
     else:
         outcome.steps[name] = note or "ok"
