@@ -655,15 +655,12 @@ def _shown(value: Any) -> str:
 
 
 def chain_client_from_config(config: AuditConfig, **kwargs: Any) -> ChainClient:
-    """Return a ChainClient for the configured index, network, key and `[chain]` settings."""
+    """Return a ChainClient for the configured index, key and `[chain]` settings.
+
+    That `chain_url` serves `chain_network` was checked when the AuditConfig was built
+    (`config.chain_network_problem`), before any step ran.
+    """
     url = config.chain_url.rstrip("/")
-    network = config.chain_network
-    tail = url.rsplit("/", 1)[-1]
-    if tail in ("main", "test", "stn") and tail != network:
-        raise ConfigError(
-            f"chain_url ends in /{tail} but chain_network is {network!r}: a txid of one network"
-            " is not found on the other"
-        )
     chain = config.chain
     return ChainClient(
         url,

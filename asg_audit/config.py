@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Final
+from urllib.parse import urlsplit
 
 from asg_audit.errors import AuditError, ConfigError
 from asg_audit.redaction import Secret, check_http_url, clean_secret, redact
@@ -39,6 +40,7 @@ __all__ = [
     "CheckLevels",
     "CostModel",
     "Secret",
+    "chain_network_problem",
     "load_config",
     "read_limited",
     "read_secret_file",
@@ -107,7 +109,11 @@ def _fee_percent(value: object) -> Decimal:
 
 @dataclass(frozen=True, slots=True)
 class CheckLevels:
-    """Thresholds of one check: at or above `warn` a warning, at or above `fail` a failure."""
+    """Thresholds of one check: at or above `warn` a warning, at or above `fail` a failure.
+
+    Given to `AuditConfig(checks=...)`, a field left None (or `enabled` true) is "not given":
+    the config holds each check's levels merged with its registered default.
+    """
 
     warn: float | None = None
     fail: float | None = None
@@ -176,12 +182,14 @@ class AuditConfig:
             )
         if not all(isinstance(check_id, str) for check_id in self.checks):
             raise TypeError("AuditConfig checks: expected check ids as str keys")
+        held = [s for s in (self.api_key, self.woc_api_key, *self.webhook_secrets) if s]
         if self.checks:
-            held = [s for s in (self.api_key, self.woc_api_key, *self.webhook_secrets) if s]
             object.__setattr__(self, "checks", _check_levels(self.checks, "settings", held))
         for name in ("collector", "webhooks", "chain", "billing", "report", "audit"):
             if not isinstance(getattr(self, name), Mapping):
                 raise TypeError(f"AuditConfig {name}: expected a mapping (the [{name}] table)")
+            # the file's rule: a key the table does not take is refused, not ignored
+            _check_section_keys(getattr(self, name), name, "settings", held)
         _check_alert_url(self.audit, "given to AuditConfig")
         _check_choices(
             {
@@ -205,14 +213,38 @@ class AuditConfig:
             },
             "settings",
         )
+        _check_chain_network(self.chain_url, self.chain_network, "given to AuditConfig")
 
     def levels(self, check_id: str, default: CheckLevels) -> CheckLevels:
-        """Return the configured levels of a check, or its documented default."""
+        """Return the configured levels of a check (merged with its default), or the default."""
         return self.checks.get(check_id, default)
 
     def replace(self, **changes: Any) -> AuditConfig:
         """Return a copy with some settings changed."""
         return dataclasses.replace(self, **changes)
+
+
+def chain_network_problem(chain_url: str, chain_network: str) -> str | None:
+    """Return why `chain_url` does not serve `chain_network` (None when it may).
+
+    A WhatsOnChain-style URL names its network as the last part of its path (`.../main`,
+    `.../test`, `.../stn`); a txid of one network is never found on another, so a mismatch
+    would make every verification fail. A URL that names no network is not judged.
+    """
+    tail = urlsplit(chain_url).path.rstrip("/").rsplit("/", 1)[-1]
+    if tail in ("main", "test", "stn") and tail != chain_network:
+        return (
+            f"chain_url ends in /{tail} but chain_network is {chain_network!r}: a txid of one"
+            " network is not found on the other"
+        )
+    return None
+
+
+def _check_chain_network(chain_url: str, chain_network: str, source: str) -> None:
+    """Raise ConfigError when the chain URL and network disagree, saying where they were set."""
+    problem = chain_network_problem(chain_url, chain_network)
+    if problem is not None:
+        raise ConfigError(f"{problem} ({source})")
 
 
 def _clean(value: str | Secret, what: str) -> Secret | None:
@@ -564,13 +596,26 @@ def _check_ranges(raw: Mapping[str, Any], where: str) -> None:
                 raise ConfigError(f"{where}: {name}: {problem}")
     chain = raw.get("chain", {})
     if isinstance(chain, Mapping):
-        low = chain.get("fee_rate_min_sat_per_kb")
-        high = chain.get("fee_rate_max_sat_per_kb")
-        if low is not None and high is not None and low > high:
-            raise ConfigError(
-                f"{where}: [chain] fee_rate_min_sat_per_kb ({_num_given(low)}) is above"
-                f" fee_rate_max_sat_per_kb ({_num_given(high)})"
-            )
+        _check_fee_rates(chain, where)
+
+
+def _check_fee_rates(chain: Mapping[str, Any], where: str) -> None:
+    """Refuse a `[chain]` fee rate range whose minimum is above its maximum, comparing the
+    values in effect: one key given alone is compared with the other's default."""
+    names = ("fee_rate_min_sat_per_kb", "fee_rate_max_sat_per_kb")
+    if not any(name in chain for name in names):
+        return
+    # Imported here: reconcile (which reads these settings) imports this module.
+    from asg_audit.reconcile import DEFAULT_FEE_RATE_MAX, DEFAULT_FEE_RATE_MIN
+
+    low = chain.get(names[0], DEFAULT_FEE_RATE_MIN)
+    high = chain.get(names[1], DEFAULT_FEE_RATE_MAX)
+    if low > high:
+        low_name, high_name = (name if name in chain else f"the default {name}" for name in names)
+        raise ConfigError(
+            f"{where}: [chain] {low_name} ({_num_given(low)}) is above {high_name}"
+            f" ({_num_given(high)})"
+        )
 
 
 _SECRET_KEYS: Final = ("api_key", "webhook_secret", "woc_api_key")
@@ -622,15 +667,37 @@ def _check_table(
     secrets: Sequence[str | Secret] = (),
 ) -> None:
     """Raise ConfigError for an unknown key or a value of the wrong type in one table."""
-    unknown = sorted(_shown_name(name, secrets) for name in set(raw) - set(types))
-    if unknown:
-        known = f" (known: {', '.join(sorted(types))})" if types else " (it takes no keys)"
-        inside = f" in {table}" if table else ""
-        raise ConfigError(f"{where}: unknown key(s){inside}: {', '.join(unknown)}{known}")
+    _check_known_keys(raw, types, where, table, secrets)
     for key, value in raw.items():
         if not _has_type(value, types[key]):
             name = f"{table} {key}" if table else key
             raise ConfigError(f"{where}: {name}: expected {types[key]}, got {_toml_type(value)}")
+
+
+def _check_known_keys(
+    raw: Mapping[str, Any],
+    types: Mapping[str, str],
+    where: str,
+    table: str,
+    secrets: Sequence[str | Secret] = (),
+) -> None:
+    """Raise ConfigError naming the keys of one table that are not among `types`."""
+    unknown = sorted(_shown_name(str(name), secrets) for name in set(raw) - set(types))
+    if unknown:
+        known = f" (known: {', '.join(sorted(types))})" if types else " (it takes no keys)"
+        inside = f" in {table}" if table else ""
+        raise ConfigError(f"{where}: unknown key(s){inside}: {', '.join(unknown)}{known}")
+
+
+def _check_section_keys(
+    raw: Mapping[str, Any], section: str, where: str, secrets: Sequence[str | Secret] = ()
+) -> None:
+    """Raise ConfigError for a key `[section]` does not take (a file's or AuditConfig's)."""
+    if section == "webhooks" and ("secret" in raw or "secrets" in raw):
+        raise ConfigError(
+            f"{where}: [webhooks]: secrets belong in ASG_WEBHOOK_SECRET or a secret_file"
+        )
+    _check_known_keys(raw, _SECTION_TYPES[section], where, f"[{section}]", secrets)
 
 
 def _one_of(value: str, allowed: tuple[str, ...], where: str, name: str) -> None:
@@ -713,11 +780,8 @@ def _check_file(raw: Mapping[str, Any], where: str, secrets: Sequence[str] = ())
         table = raw.get(section, {})
         if not isinstance(table, Mapping):
             raise ConfigError(f"{where}: [{section}] must be a table")
-        if section == "webhooks" and ("secret" in table or "secrets" in table):
-            raise ConfigError(
-                f"{where}: [webhooks]: secrets belong in ASG_WEBHOOK_SECRET or a secret_file"
-            )
         if section != "checks":
+            _check_section_keys(table, section, where, secrets)
             _check_table(table, types, where, f"[{section}]", secrets)
     _check_choices(raw, where)
     _check_ranges(raw, where)
@@ -736,20 +800,90 @@ def _cost_model(raw: Mapping[str, Any], where: str) -> CostModel:
         raise ConfigError(f"{where}: {exc}") from None
 
 
-def _known_check_ids() -> list[str]:
-    """Return the ids of every check, the chain and billing ones included, sorted."""
+def _registered_defaults() -> dict[str, CheckLevels]:
+    """Return the registered default levels of every check (chain and billing ones included),
+    by id, sorted."""
     # Imported here: the checks import this module.
     from asg_audit.checks import load_check_plugins, registered_checks
 
     load_check_plugins()
-    return list(registered_checks())
+    return {check_id: check.default for check_id, check in registered_checks().items()}
+
+
+def _given_levels(levels: Mapping[str, Any] | CheckLevels) -> Mapping[str, Any]:
+    """Return the keys a `[checks.*]` table sets; of a CheckLevels, the fields not left unset
+    (None, or `enabled` true), so that both are merged with the defaults by the same rules."""
+    if not isinstance(levels, CheckLevels):
+        return levels
+    given: dict[str, Any] = {
+        name: getattr(levels, name)
+        for name in ("warn", "fail", "severity")
+        if getattr(levels, name) is not None
+    }
+    if levels.enabled is not True:
+        given["enabled"] = levels.enabled
+    return given
+
+
+def _merged_levels(
+    given: Mapping[str, Any], default: CheckLevels, where: str, table: str
+) -> CheckLevels:
+    """Return a check's levels: each key of the table given, the registered default otherwise.
+
+    A check has either a fixed severity or warn/fail levels (every measured check warns at
+    `value >= warn` and fails at `value >= fail`); the other kind of setting is refused rather
+    than ignored, and so is a warn level above the fail level once merged.
+    """
+    if default.severity is not None:
+        levels = [name for name in ("warn", "fail") if name in given]
+        if levels:
+            raise ConfigError(
+                f"{where}: {table} {', '.join(levels)}: this check has a fixed severity"
+                f" ({default.severity}) and no warn/fail levels; set severity or enabled instead"
+            )
+    elif "severity" in given:
+        raise ConfigError(
+            f"{where}: {table} severity: this check is measured against warn/fail levels"
+            f" ({_default_levels_text(default)}); set warn or fail instead of a fixed severity"
+        )
+    merged = CheckLevels(
+        warn=given.get("warn", default.warn),
+        fail=given.get("fail", default.fail),
+        enabled=given.get("enabled", default.enabled),
+        severity=given.get("severity", default.severity),
+    )
+    if merged.warn is not None and merged.fail is not None and merged.warn > merged.fail:
+        warn = "warn" if "warn" in given else "the default warn"
+        fail = "fail" if "fail" in given else "the default fail"
+        raise ConfigError(
+            f"{where}: {table}: {warn} ({_num_given(merged.warn)}) is above {fail}"
+            f" ({_num_given(merged.fail)}): the check warns at values >= warn and fails at values"
+            " >= fail, so warn must not be above fail"
+        )
+    return merged
+
+
+def _default_levels_text(default: CheckLevels) -> str:
+    """Return a measured check's default levels in words, e.g. 'default: fail at >= 3600'."""
+    parts = [
+        f"{name} at >= {_num_given(value)}"
+        for name, value in (("warn", default.warn), ("fail", default.fail))
+        if value is not None
+    ]
+    return "default: " + ", ".join(parts)
 
 
 def _check_levels(
     raw: Mapping[str, Any], where: str, secrets: Sequence[str | Secret] = ()
 ) -> dict[str, CheckLevels]:
+    """Return the levels of the checks `raw` configures, each merged with its default.
+
+    `raw` maps a check id to a `[checks.*]` table or to a CheckLevels (a library caller's, or
+    one merged before: merging again gives it back); a key not given keeps the default.
+    """
     out: dict[str, CheckLevels] = {}
-    known = _known_check_ids() if raw else []
+    defaults = _registered_defaults() if raw else {}
+    known = list(defaults)
     for check_id, levels in raw.items():
         table = f'[checks."{_shown_name(check_id, secrets)}"]'
         if not isinstance(levels, Mapping | CheckLevels):
@@ -760,18 +894,11 @@ def _check_levels(
             close = difflib.get_close_matches(str(check_id), known, n=3, cutoff=0.6)
             hint = f"did you mean {', '.join(close)}?" if close else f"known: {', '.join(known)}"
             raise ConfigError(f"{where}: {table}: unknown check id; {hint}")
-        if isinstance(levels, CheckLevels):  # built by a library caller (or read before)
-            out[check_id] = levels
-            continue
-        _check_table(levels, _CHECK_TYPES, where, table, secrets)
-        if "severity" in levels:
-            _one_of(levels["severity"], _SEVERITIES, where, f"{table} severity")
-        out[check_id] = CheckLevels(
-            warn=levels.get("warn"),
-            fail=levels.get("fail"),
-            enabled=levels.get("enabled", True),
-            severity=levels.get("severity"),
-        )
+        given = _given_levels(levels)
+        _check_table(given, _CHECK_TYPES, where, table, secrets)
+        if "severity" in given:
+            _one_of(given["severity"], _SEVERITIES, where, f"{table} severity")
+        out[check_id] = _merged_levels(given, defaults[check_id], where, table)
     return out
 
 
@@ -839,7 +966,31 @@ def load_config(
             source = f"set by {key} in {where}"
         check_http_url(settings[key], key, source)
     _check_alert_url(settings["audit"], f"set by alert_url in {where}")
+    if settings["chain_network"] in _CHOICES[""]["chain_network"]:  # else AuditConfig says
+        _check_chain_network(
+            settings["chain_url"],
+            settings["chain_network"],
+            f"chain_url {_chain_source('chain_url', env, overrides, raw, where)}, chain_network"
+            f" {_chain_source('chain_network', env, overrides, raw, where)}",
+        )
     slo = settings["slo_seconds"]
     if not _has_type(slo, _NUMBER) or slo <= 0:
         raise ConfigError("slo_seconds: expected a positive number")
     return AuditConfig(**settings)
+
+
+def _chain_source(
+    key: str,
+    env: Mapping[str, str],
+    overrides: Mapping[str, Any] | None,
+    raw: Mapping[str, Any],
+    where: str,
+) -> str:
+    """Return where load_config took `chain_url` or `chain_network` from, in words."""
+    if (overrides or {}).get(key) is not None:
+        return "given to load_config"
+    if key == "chain_url" and env.get("ASG_CHAIN_URL"):
+        return "set by ASG_CHAIN_URL in the environment"
+    if raw.get(key):
+        return f"set by {key} in {where}"
+    return "is the default"

@@ -17,7 +17,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from asg_audit.chain import MAX_BULK_TXIDS, ChainClient, chain_client_from_config
+from asg_audit.chain import MAX_BULK_TXIDS, ChainClient
 from asg_audit.config import AuditConfig, Secret
 from asg_audit.errors import AuthError, ConfigError
 from asg_audit.rawtx import parse_raw_tx
@@ -216,9 +216,9 @@ def test_chain_client_auth_refused_without_leaking_key(served: Any, index: Index
 
 
 def test_chain_client_network_mismatch_refused() -> None:
-    config = AuditConfig(chain_url="https://api.whatsonchain.com/v1/bsv/test", chain_network="main")
+    # refused when the config is built, before any step (no client is ever built from it)
     with pytest.raises(ConfigError, match="network"):
-        chain_client_from_config(config)
+        AuditConfig(chain_url="https://api.whatsonchain.com/v1/bsv/test", chain_network="main")
 
 
 def test_chain_fetch_parent_fees_from_parent_outputs(

@@ -50,7 +50,13 @@ def test_config_fix_allowed_values_are_accepted(
 ) -> None:
     for value in allowed.split(", "):
         cfg = _write(tmp_path, key, table, value)
-        config = load_config(cfg, env={})
+        # chain_network must match chain_url (whose default is a main-net one)
+        env = (
+            {"ASG_CHAIN_URL": f"https://woc.example/v1/bsv/{value}"}
+            if key == "chain_network"
+            else {}
+        )
+        config = load_config(cfg, env=env)
         if not table:
             assert getattr(config, key) == value
         else:
