@@ -66,7 +66,7 @@ from asg_audit.interrupts import is_interrupt, sigint_interrupts
 from asg_audit.model import Source, new_run_id, path_text
 from asg_audit.normalize import normalise_batch
 from asg_audit.redaction import error_text
-from asg_audit.store import Store, WriteStats, open_store
+from asg_audit.store import BULK_MEMORY_LIMIT, Store, WriteStats, open_store
 
 __all__ = [  # track_file & co. live in asg_audit.track; re-exported here for callers
     "DEFAULT_CHUNK_BYTES",
@@ -83,7 +83,7 @@ __all__ = [  # track_file & co. live in asg_audit.track; re-exported here for ca
 DEFAULT_CHUNK_BYTES = 8 * 1024 * 1024
 # DuckDB's share of memory during a bulk ingest: beyond it the store spills to disk, so a file
 # of any size is ingested in bounded memory.
-DEFAULT_INGEST_MEMORY_LIMIT = "768MB"
+DEFAULT_INGEST_MEMORY_LIMIT = BULK_MEMORY_LIMIT
 # Files up to this size are read whole and committed in groups of up to _GROUP_BYTES
 # (decompressed) or _GROUP_FILES files: one normalising query and one commit for many files,
 # each file still all or nothing. Planning those queries costs about 50 ms a commit, which

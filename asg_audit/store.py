@@ -58,6 +58,7 @@ from asg_audit.rejudge import (
 from asg_audit.results_sql import RESULTS_SQL, SINGLE_RESULT_COLUMNS
 
 __all__ = [
+    "BULK_MEMORY_LIMIT",
     "SCHEMA_VERSION",
     "Store",
     "WriteStats",
@@ -572,27 +573,37 @@ class Store:
         changes nothing and counts nothing.
         """
         self._require_writer()
-        con = self.con
-        frame = submissions.unique("task_id", keep="last", maintain_order=True).with_columns(
-            tracked_at=pl.lit(datetime.now(UTC))
-        )
-        con.register("_subs", frame)
+        frame = submissions.unique("task_id", keep="last", maintain_order=True)
+        self.con.register("_subs", frame)
         try:
-            con.execute(
-                "CREATE OR REPLACE TEMP TABLE _subs_changed AS"
-                " SELECT n.task_id, s.task_id IS NULL AS is_new"
-                " FROM _subs n LEFT JOIN submissions s ON s.task_id = n.task_id"
-                " WHERE s.task_id IS NULL"
-                " OR n.task_type IS DISTINCT FROM s.task_type"
-                " OR n.consensus_threshold IS DISTINCT FROM s.consensus_threshold"
-                " OR n.options IS DISTINCT FROM s.options"
-                " OR n.created_at IS DISTINCT FROM s.created_at"
-                " OR n.data_url IS DISTINCT FROM s.data_url"
-            )
+            return self.write_staged_submissions("_subs")
+        finally:
+            self.con.unregister("_subs")
+
+    def write_staged_submissions(self, source: str) -> tuple[int, int]:
+        """`write_submissions` from `source`, a table or view of this connection (one row per
+        task: the SUBMISSIONS_SCHEMA columns, `origin` and `origin_line`), which may be larger
+        than memory."""
+        self._require_writer()
+        if not source.isidentifier():
+            raise ValueError(f"write_staged_submissions: not a table name: {source!r}")
+        con = self.con
+        con.execute(
+            "CREATE OR REPLACE TEMP TABLE _subs_changed AS"
+            " SELECT n.task_id, s.task_id IS NULL AS is_new"
+            f" FROM {source} n LEFT JOIN submissions s ON s.task_id = n.task_id"
+            " WHERE s.task_id IS NULL"
+            " OR n.task_type IS DISTINCT FROM s.task_type"
+            " OR n.consensus_threshold IS DISTINCT FROM s.consensus_threshold"
+            " OR n.options IS DISTINCT FROM s.options"
+            " OR n.created_at IS DISTINCT FROM s.created_at"
+            " OR n.data_url IS DISTINCT FROM s.data_url"
+        )
+        try:
             row = con.execute(
                 "SELECT count(*) FILTER (WHERE is_new), count(*) FILTER (WHERE NOT is_new)"
                 " FROM _subs_changed"
-            ).fetchall()[0]
+            ).fetchone()
             con.execute(
                 "DELETE FROM submissions WHERE task_id IN"
                 " (SELECT task_id FROM _subs_changed WHERE NOT is_new)"
@@ -601,12 +612,12 @@ class Store:
                 "INSERT INTO submissions (task_id, task_type, consensus_threshold, options,"
                 " created_at, data_url, origin, origin_line, tracked_at)"
                 " SELECT task_id, task_type, consensus_threshold, options, created_at, data_url,"
-                " origin, origin_line, tracked_at FROM _subs"
-                " WHERE task_id IN (SELECT task_id FROM _subs_changed)"
+                f" origin, origin_line, ? FROM {source}"
+                " WHERE task_id IN (SELECT task_id FROM _subs_changed)",
+                [datetime.now(UTC)],
             )
-            con.execute("DROP TABLE _subs_changed")
         finally:
-            con.unregister("_subs")
+            con.execute("DROP TABLE IF EXISTS _subs_changed")
         assert row is not None
         return int(row[0]), int(row[1])
 
@@ -969,6 +980,11 @@ def _warn_rules(con: duckdb.DuckDBPyConnection, path: Path) -> None:
     if note is not None and key not in _RULES_WARNED:
         _RULES_WARNED.add(key)
         print(f"asg-audit: warning: {note}", file=sys.stderr, flush=True)
+
+
+# DuckDB's share of memory during a bulk write (`ingest`, `track`): beyond it the store spills
+# to disk, so a file of any size is written in bounded memory.
+BULK_MEMORY_LIMIT = "768MB"
 
 
 @contextlib.contextmanager

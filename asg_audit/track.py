@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import gzip
+import itertools
 import json
 import sys
 import zlib
@@ -43,7 +44,7 @@ from asg_audit.model import (
     printable,
 )
 from asg_audit.stopsignals import note_stop
-from asg_audit.store import Store, new_run_id, open_store
+from asg_audit.store import BULK_MEMORY_LIMIT, Store, new_run_id, open_store
 from asg_audit.timestamps import parse_timestamp
 from asg_audit.webhook_writer import (
     MAX_JSON_DEPTH,
@@ -440,31 +441,23 @@ def _conflict(first: dict[str, Any], later: dict[str, Any], first_line: int) -> 
     return _RowError("task_id", message, reason=RejectReason.DUPLICATE_TASK_ID)
 
 
-def _read_submissions(
-    path: Path, summary: TrackSummary
-) -> tuple[list[dict[str, Any]], list[_Reject]]:
-    rows: dict[str, dict[str, Any]] = {}
-    bad: list[_Reject] = []
+# Rows are staged in the store's connection this many at a time: the file is never held whole
+# in memory, whatever its size (DuckDB spills a large stage to disk).
+_CHUNK_ROWS: Final = 50_000
+_STAGE: Final = "_track_stage"  # every accepted row: its values, line and raw bytes
+_FIRST: Final = "_track_first"  # the first row of each task id: what is stored
+_STAGE_SCHEMA: Final[dict[str, pl.DataType]] = {
+    **SUBMISSIONS_SCHEMA,
+    "origin_line": pl.Int64(),
+    "raw": pl.Binary(),
+}
+
+
+def _checked_records(path: Path, summary: TrackSummary) -> Iterator[_Record]:
+    """The file's records; a file that cannot be read (at its start or further on) raises
+    InputError naming it and why."""
     try:
-        for line_no, rec, raw in _submission_records(path):
-            summary.rows += 1
-            try:
-                if isinstance(rec, _RowError):
-                    raise rec
-                row = _submission_row(rec, csv_row=_is_csv(path))
-                first = rows.get(row["task_id"])
-                if first is not None:
-                    if all(first[name] == row[name] for name in VALUE_COLUMNS):
-                        summary.duplicates += 1
-                        continue
-                    raise _conflict(first, row, first["origin_line"])
-            except _RowError as exc:
-                bad.append(_Reject(line_no, exc.reason, exc.field, str(exc), raw))
-                continue
-            except (ValueError, TypeError) as exc:  # a value no check above foresaw
-                bad.append(_Reject(line_no, RejectReason.BAD_SUBMISSION, None, str(exc), raw))
-                continue
-            rows[row["task_id"]] = {**row, "origin": summary.path, "origin_line": line_no}
+        yield from _submission_records(path)
     except FileNotFoundError:
         raise InputError(f"{summary.path}: no such file") from None
     except _WideTextError as exc:
@@ -475,7 +468,95 @@ def _read_submissions(
         ) from None
     except (OSError, EOFError, zlib.error) as exc:
         raise InputError(f"{summary.path}: {describe_read_error(exc)}") from None
-    return list(rows.values()), bad
+
+
+def _stage_rows(
+    con: duckdb.DuckDBPyConnection,
+    records: Iterator[_Record],
+    summary: TrackSummary,
+    *,
+    csv_rows: bool,
+) -> list[_Reject]:
+    """Parse every record into the stage table; return the rows that cannot be used."""
+    columns = ", ".join(f"{name} {_SQL_TYPES[name]}" for name in _STAGE_SCHEMA)
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {_STAGE} ({columns})")
+    bad: list[_Reject] = []
+    chunk: list[tuple[Any, ...]] = []
+    for line_no, rec, raw in records:
+        summary.rows += 1
+        try:
+            if isinstance(rec, _RowError):
+                raise rec
+            row = _submission_row(rec, csv_row=csv_rows)
+        except _RowError as exc:
+            bad.append(_Reject(line_no, exc.reason, exc.field, str(exc), raw))
+            continue
+        except (ValueError, TypeError) as exc:  # a value no check above foresaw
+            bad.append(_Reject(line_no, RejectReason.BAD_SUBMISSION, None, str(exc), raw))
+            continue
+        chunk.append((*row.values(), line_no, raw))
+        if len(chunk) == _CHUNK_ROWS:
+            _append_stage(con, chunk)
+            chunk = []
+    _append_stage(con, chunk)
+    return bad
+
+
+def _append_stage(con: duckdb.DuckDBPyConnection, rows: list[tuple[Any, ...]]) -> None:
+    if not rows:
+        return
+    frame = pl.DataFrame(rows, schema=_STAGE_SCHEMA, orient="row")
+    con.register("_track_chunk", frame)
+    try:
+        con.execute(f"INSERT INTO {_STAGE} SELECT * FROM _track_chunk")
+    finally:
+        con.unregister("_track_chunk")
+
+
+_SQL_TYPES: Final = {
+    "task_id": "VARCHAR",
+    "task_type": "VARCHAR",
+    "consensus_threshold": "INTEGER",
+    "options": "VARCHAR[]",
+    "created_at": "TIMESTAMPTZ",
+    "data_url": "VARCHAR",
+    "origin_line": "BIGINT",
+    "raw": "BLOB",
+}
+
+
+def _sort_repeats(con: duckdb.DuckDBPyConnection, summary: TrackSummary, bad: list[_Reject]) -> int:
+    """Keep the first row of each task id (the `_track_first` table); count the later rows
+    with the same values as duplicates, and add those with other values to `bad`, naming the
+    line kept. Return how many tasks the file holds."""
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE {_FIRST} AS SELECT * EXCLUDE (raw), ? AS origin"
+        f" FROM {_STAGE} QUALIFY row_number() OVER (PARTITION BY task_id ORDER BY origin_line) = 1",
+        [summary.path],
+    )
+    differs = " OR ".join(f"s.{name} IS DISTINCT FROM f.{name}" for name in VALUE_COLUMNS)
+    repeats = (
+        f"FROM {_STAGE} s JOIN {_FIRST} f ON s.task_id = f.task_id"
+        " AND s.origin_line <> f.origin_line"
+    )
+    counts = con.execute(
+        f"SELECT count(*) FILTER (WHERE NOT ({differs})), (SELECT count(*) FROM {_FIRST}) {repeats}"
+    ).fetchone()
+    assert counts is not None
+    summary.duplicates = int(counts[0])
+    values = ", ".join(f"s.{name}, f.{name}" for name in VALUE_COLUMNS)
+    cursor = con.execute(
+        f"SELECT s.origin_line, s.raw, s.task_id, f.origin_line, {values} {repeats}"
+        f" WHERE {differs} ORDER BY s.origin_line"
+    )
+    while batch := cursor.fetchmany(10_000):
+        for line_no, raw, task_id, first_line, *pairs in batch:
+            later = {"task_id": task_id, **dict(zip(VALUE_COLUMNS, pairs[0::2], strict=True))}
+            first = dict(zip(VALUE_COLUMNS, pairs[1::2], strict=True))
+            exc = _conflict(first, later, first_line)
+            bad.append(_Reject(line_no, exc.reason, exc.field, str(exc), raw))
+    bad.sort(key=lambda r: r.line)
+    return int(counts[1])
 
 
 def track_file(db: str | Path, path: str | Path, *, wait_seconds: float = 0.0) -> TrackSummary:
@@ -484,13 +565,58 @@ def track_file(db: str | Path, path: str | Path, *, wait_seconds: float = 0.0) -
     Rows that cannot be used are listed in `errors` (file, line, field and reason) and go to
     `rejects`; the good rows are stored. Tracking the same file again changes nothing: its tasks
     are unchanged and its rejects are already stored. A file that cannot be read at all (or a CSV
-    header without the required columns) raises `InputError` and stores nothing.
+    header without the required columns) raises `InputError` and stores nothing; so does one
+    that cannot be read to its end (a truncated gzip), its run recorded as failed. The file is
+    read in chunks, never held whole in memory.
     """
     path = Path(path)
     summary = TrackSummary(path=path_text(path))  # the file's name as stored and shown
-    rows, bad = _read_submissions(path, summary)
-    schema = {**SUBMISSIONS_SCHEMA, "origin": pl.String(), "origin_line": pl.Int64()}
-    frame = pl.DataFrame(rows, schema=schema, orient="row") if rows else pl.DataFrame(schema=schema)
+    records = _checked_records(path, summary)
+    # The start of the file is read before the store is opened: a file missing, in another
+    # encoding or with a bad CSV header is refused without a run.
+    head = list(itertools.islice(records, 1))
+    with open_store(db, wait_seconds=wait_seconds, memory_limit=BULK_MEMORY_LIMIT) as store:
+        # The run's id is known before it is recorded: an interruption as it starts still ends
+        # it (a run never recorded is ended as a no-op), never leaving it `running`.
+        run_id = new_run_id()
+        interrupted = None
+        try:
+            # A stop signal interrupts DuckDB's statement and is known as one however DuckDB
+            # reports it ("Current transaction is aborted" was shown as a write error).
+            with sigint_interrupts(store.con) as interrupted:
+                store.start_run("track", run_id=run_id)
+                bad = _stage_rows(
+                    store.con, itertools.chain(head, records), summary, csv_rows=_is_csv(path)
+                )
+                tasks = _sort_repeats(store.con, summary, bad)
+                _store_submissions(store, run_id, summary, tasks, bad)
+                # recorded `ok`: a signal from now on comes after the command's work, and
+                # leaves its summary and exit code as they are
+                note_stop()
+        except BaseException as exc:
+            # Not left `running`: the run ended, on an error (or interruption) the caller sees.
+            stopped = (interrupted is not None and interrupted.is_set()) or is_interrupt(exc)
+            with contextlib.suppress(duckdb.Error, StoreError):
+                error = None if stopped else printable(str(exc), one_line=True)
+                store.finish_run(
+                    run_id,
+                    status="interrupted" if stopped else "failed",
+                    stats=None if error is None else {"rows": summary.rows, "error": error},
+                )
+            if stopped:
+                raise KeyboardInterrupt from None
+            raise
+        finally:
+            with contextlib.suppress(duckdb.Error):
+                store.con.execute(f"DROP TABLE IF EXISTS {_STAGE}")
+                store.con.execute(f"DROP TABLE IF EXISTS {_FIRST}")
+    return summary
+
+
+def _store_submissions(
+    store: Store, run_id: str, summary: TrackSummary, tasks: int, bad: list[_Reject]
+) -> None:
+    """Store the first row of each task and the rejects of one file, and end its run."""
     rejects = pl.DataFrame(
         {
             "origin_line": [r.line for r in bad],
@@ -507,42 +633,8 @@ def track_file(db: str | Path, path: str | Path, *, wait_seconds: float = 0.0) -
             "raw": pl.Binary(),
         },
     )
-    with open_store(db, wait_seconds=wait_seconds) as store:
-        # The run's id is known before it is recorded: an interruption as it starts still ends
-        # it (a run never recorded is ended as a no-op), never leaving it `running`.
-        run_id = new_run_id()
-        interrupted = None
-        try:
-            # A stop signal interrupts DuckDB's statement and is known as one however DuckDB
-            # reports it ("Current transaction is aborted" was shown as a write error).
-            with sigint_interrupts(store.con) as interrupted:
-                store.start_run("track", run_id=run_id)
-                _store_submissions(store, run_id, summary, frame, rejects, bad)
-                # recorded `ok`: a signal from now on comes after the command's work, and
-                # leaves its summary and exit code as they are
-                note_stop()
-        except BaseException as exc:
-            # Not left `running`: the run ended, on an error (or interruption) the caller sees.
-            stopped = (interrupted is not None and interrupted.is_set()) or is_interrupt(exc)
-            with contextlib.suppress(duckdb.Error, StoreError):
-                store.finish_run(run_id, status="interrupted" if stopped else "failed")
-            if stopped:
-                raise KeyboardInterrupt from None
-            raise
-    return summary
-
-
-def _store_submissions(
-    store: Store,
-    run_id: str,
-    summary: TrackSummary,
-    frame: pl.DataFrame,
-    rejects: pl.DataFrame,
-    bad: list[_Reject],
-) -> None:
-    """Store the good rows and the rejects of one file, and end its run."""
     with store.transaction() as con:
-        summary.new, summary.updated = store.write_submissions(frame)
+        summary.new, summary.updated = store.write_staged_submissions(_FIRST)
         con.register("_track_rejects", rejects)
         try:
             # a reject already stored for this file (tracked before) is not stored again
@@ -558,7 +650,7 @@ def _store_submissions(
             )
         finally:
             con.unregister("_track_rejects")
-    summary.unchanged = frame.height - summary.new - summary.updated
+    summary.unchanged = tasks - summary.new - summary.updated
     summary.errors = [f"{summary.path}:{r.line}: {r.detail}" for r in bad]
     store.finish_run(
         run_id,

@@ -226,10 +226,10 @@ def test_track_run_is_failed_on_an_unexpected_error(
         "tsk_c1,img,3,a|b,2026-09-15T02:41:05Z\n"
     )
 
-    def broken(self: Store, frame: object) -> tuple[int, int]:
+    def broken(self: Store, source: str) -> tuple[int, int]:
         raise RuntimeError("unexpected")
 
-    monkeypatch.setattr(Store, "write_submissions", broken)
+    monkeypatch.setattr(Store, "write_staged_submissions", broken)
     db = tmp_path / "s.duckdb"
     with pytest.raises(RuntimeError, match="unexpected"):
         track_file(db, path)
