@@ -31,20 +31,25 @@ Handler = Callable[[argparse.Namespace, AuditConfig], int]
 T = TypeVar("T")
 
 
-def _recorded(work: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+def _recorded(command: str, work: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     """Return `work(*args, **kwargs)`, a library call that records the command's run as it
-    ended; from its return on, a stop signal (SIGINT, SIGTERM) is left alone.
+    ended; from that record on, a stop signal (SIGINT, SIGTERM) is left alone.
 
-    What a command does after its run is recorded (the summary, the findings it reads from the
-    store, the exit code they give) is output about a run `asg-audit runs` already shows as
-    ended: a signal then is one that arrives once the command has finished, which leaves its
-    exit code as it was, and its output whole (a signal there once made `billing` exit 3
-    "interrupted" with its findings unprinted, its run recorded `ok`). The first stop signal
+    What a command does after its run is recorded (closing its store, the summary, the findings
+    it reads from the store, the exit code they give) is output about a run `asg-audit runs`
+    already shows as ended: a signal then is one that arrives once the command has finished,
+    which leaves its exit code as it was, and its output whole (a signal there once made
+    `billing` exit 3 "interrupted" with its findings unprinted, its run recorded `ok`). The
+    store says when the run's end is recorded (`stopsignals.run_ended`); the first stop signal
     acts only before (`stopsignals.note_stop`: later ones are left alone).
     """
-    from asg_audit.stopsignals import note_stop
+    from asg_audit.stopsignals import note_stop, one_run_command
 
-    result = work(*args, **kwargs)
+    one_run_command(command)  # the run `command` records in `runs`
+    try:
+        result = work(*args, **kwargs)
+    finally:
+        one_run_command(None)
     note_stop()
     return result
 
@@ -72,7 +77,9 @@ def _cmd_ingest(args: argparse.Namespace, config: AuditConfig) -> int:
     from asg_audit.ingest import ingest_paths, print_ingest_summary
 
     try:
-        summary = _recorded(ingest_paths, config.db_path, args.paths, progress=not args.quiet)
+        summary = _recorded(
+            "ingest", ingest_paths, config.db_path, args.paths, progress=not args.quiet
+        )
     except KeyboardInterrupt:
         print(
             "asg-audit: ingest interrupted: the files stored before it are kept, the file being"
@@ -88,7 +95,7 @@ def _cmd_ingest(args: argparse.Namespace, config: AuditConfig) -> int:
 def _cmd_track(args: argparse.Namespace, config: AuditConfig) -> int:
     from asg_audit.track import print_track_summary, track_file
 
-    summary = _recorded(track_file, config.db_path, args.file)
+    summary = _recorded("track", track_file, config.db_path, args.file)
     print_track_summary(summary)
     return 0
 
@@ -200,7 +207,9 @@ def _cmd_verify_chain(args: argparse.Namespace, config: AuditConfig) -> int:
     _check_flag("--rps", "chain", "rps", args.rps)
     if args.rps is not None:
         config = config.replace(chain={**config.chain, "rps": args.rps})
-    summary = _recorded(verify_chain, config.db_path, config, progress=not args.quiet)
+    summary = _recorded(
+        "verify-chain", verify_chain, config.db_path, config, progress=not args.quiet
+    )
     for line in summary.lines():
         print(line)
     findings, coverage = reconciliation_findings(config.db_path, config, prefixes=("chain.",))
@@ -214,7 +223,7 @@ def _cmd_billing(args: argparse.Namespace, config: AuditConfig) -> int:
     from asg_audit.billing import fetch_billing
     from asg_audit.chain import print_findings, reconciliation_findings, report_exit_code
 
-    summary = _recorded(fetch_billing, config.db_path, config, months=args.month or None)
+    summary = _recorded("billing", fetch_billing, config.db_path, config, months=args.month or None)
     for line in summary.lines():
         print(line)
     findings, _ = reconciliation_findings(config.db_path, config, prefixes=("billing.",))
@@ -284,6 +293,7 @@ def _cmd_audit(args: argparse.Namespace, config: AuditConfig) -> int:
         args.audit_outcome = outcome  # for the --json outcome of a run an exception stops
 
     outcome = _recorded(
+        "audit",
         run_audit,
         config,
         out_dir=args.out,

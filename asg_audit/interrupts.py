@@ -10,6 +10,7 @@ one (exit 3) instead of a traceback.
 from __future__ import annotations
 
 import contextlib
+import re
 import signal
 import threading
 from collections.abc import Iterator
@@ -21,12 +22,22 @@ from asg_audit.stopsignals import StopSignal, note_stop, stop_scope
 
 __all__ = ["is_interrupt", "sigint_interrupts"]
 
+_NAMES_KEYBOARD_INTERRUPT = re.compile(r"(?:failed: |^)KeyboardInterrupt\b", re.MULTILINE)
+
 
 def is_interrupt(exc: BaseException) -> bool:
-    """Whether `exc` is DuckDB's or Python's form of an interrupted statement."""
-    return isinstance(exc, KeyboardInterrupt | duckdb.InterruptException) or (
-        isinstance(exc, RuntimeError) and "interrupted" in str(exc).lower()
-    )
+    """Whether `exc` is DuckDB's or Python's form of an interrupted statement.
+
+    A KeyboardInterrupt raised in Python code that DuckDB calls while it reads a registered
+    polars or Arrow object comes back as a DuckDB error naming it ("reading the object
+    registered as '_chain_new' as Arrow data failed: KeyboardInterrupt:", or "... Python
+    exception: Traceback ... KeyboardInterrupt" for a stream), with no cause.
+    """
+    if isinstance(exc, KeyboardInterrupt | duckdb.InterruptException):
+        return True
+    if isinstance(exc, RuntimeError) and "interrupted" in str(exc).lower():
+        return True
+    return isinstance(exc, duckdb.Error) and _NAMES_KEYBOARD_INTERRUPT.search(str(exc)) is not None
 
 
 @contextlib.contextmanager

@@ -51,7 +51,12 @@ from asg_audit.errors import (
 from asg_audit.interrupts import is_interrupt
 from asg_audit.model import new_run_id, printable
 from asg_audit.redaction import display_origin, display_url, error_text
-from asg_audit.stopsignals import in_main_thread, kept_signal_handlers, sigterm_interrupts
+from asg_audit.stopsignals import (
+    in_main_thread,
+    kept_signal_handlers,
+    sigterm_interrupts,
+    stopping,
+)
 from asg_audit.store import open_store
 
 __all__ = ["AuditOutcome", "audit_lock", "outcome_json", "run_audit", "send_alert"]
@@ -185,14 +190,15 @@ def _step(
     started = time.monotonic()
     try:
         note = fn()
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, BrokenPipeError):  # a stop, or the reader of the log gone
         outcome.steps[name] = "interrupted"
         raise
     except Exception as exc:  # an AuditError (an API, the store) or a bug
-        if is_interrupt(exc):
+        if is_interrupt(exc) or stopping():
             # A stop signal that landed inside a DuckDB statement comes out as DuckDB's
-            # `RuntimeError: Query interrupted` (the handler's KeyboardInterrupt is consumed
-            # by the statement): the run is stopped, not a step failed.
+            # `RuntimeError: Query interrupted`, or as the error of whatever it broke (a scan of
+            # a registered frame), the handler's KeyboardInterrupt consumed: the run is
+            # stopped, not a step failed.
             outcome.steps[name] = "interrupted"
             raise KeyboardInterrupt(f"{name} interrupted") from exc
         outcome.steps[name] = f"failed: {_failure(exc, config)[1]}"
@@ -275,6 +281,8 @@ def run_audit(
                 else f"audit run {outcome.run_id} could not be recorded as {status} ({problem});"
                 " `runs` shows it running until the next audit marks it abandoned"
             )
+            if isinstance(exc, BrokenPipeError):
+                raise  # the reader of the log went away (`audit | head`): stopped, quietly
             if isinstance(exc, KeyboardInterrupt):
                 if unrecorded is not None:
                     print(f"asg-audit: warning: {printable(unrecorded)}", file=sys.stderr)
@@ -482,6 +490,8 @@ def _failure(exc: BaseException, config: AuditConfig) -> tuple[str, str]:
     """Return the status and the one-line error of a run that an exception stopped."""
     if isinstance(exc, KeyboardInterrupt):
         return "interrupted", "interrupted"
+    if isinstance(exc, BrokenPipeError):
+        return "interrupted", "the reader of the output went away"
     return "failed", error_text(exc, [config.api_key, config.woc_api_key, *config.webhook_secrets])
 
 

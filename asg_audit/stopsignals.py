@@ -25,9 +25,12 @@ __all__ = [
     "in_main_thread",
     "kept_signal_handlers",
     "note_stop",
+    "one_run_command",
+    "run_ended",
     "sigterm_interrupts",
     "stop_on_signals",
     "stop_scope",
+    "stopping",
 ]
 
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -67,6 +70,11 @@ def stop_scope() -> Iterator[None]:
         _scope["depth"] -= 1
 
 
+def stopping() -> bool:
+    """Whether a stop signal has been acted on (in this block of work, `stop_scope`)."""
+    return _stopping.is_set()
+
+
 def note_stop() -> bool:
     """Record that a stop signal is acted on; return False if one was already (or it was
     swallowed: then True again, once)."""
@@ -78,6 +86,29 @@ def note_stop() -> bool:
         return False
     _stopping.set()
     return True
+
+
+# The command the process runs when it ends with the one run it records (`ingest`, `track`,
+# `verify-chain`, `billing`, `collect`, `audit`: `cli._recorded`). `audit`'s steps record runs
+# of their own, which are not its end.
+_one_run: dict[str, str | None] = {"command": None}
+
+
+def one_run_command(command: str | None) -> None:
+    """Say that the command running ends with the run it records, named `command` in `runs`
+    (None: no longer; see `run_ended`)."""
+    _one_run["command"] = command
+
+
+def run_ended(command: str) -> None:
+    """The store is recording the end (done or failed, not interrupted) of a run of `command`.
+    If it is the run the command line's command ends with, the work is over: a stop signal from
+    now on is left alone, so the summary and findings are printed whole and the exit code is
+    theirs (a signal in the moment between the record and the command's return, its store
+    being closed, used to end the command "interrupted" with nothing printed although `runs`
+    showed it ended)."""
+    if command == _one_run["command"]:
+        note_stop()
 
 
 def _on_stop_signal(signum: int, frame: FrameType | None) -> None:

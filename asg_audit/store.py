@@ -56,6 +56,7 @@ from asg_audit.rejudge import (
     write_setting,
 )
 from asg_audit.results_sql import RESULTS_SQL, SINGLE_RESULT_COLUMNS
+from asg_audit.stopsignals import run_ended
 
 __all__ = [
     "BULK_MEMORY_LIMIT",
@@ -308,6 +309,10 @@ class Store:
     def finish_run(self, run_id: str, *, status: str, stats: dict[str, Any] | None = None) -> None:
         """Record the end of a run with its outcome and counters."""
         self._require_writer()
+        if status != "interrupted":
+            ended = self.con.execute("SELECT command FROM runs WHERE run_id = ?", [run_id])
+            if (row := ended.fetchone()) is not None:
+                run_ended(row[0])  # the command line's command may be over: see run_ended
         with self.transaction():
             self.con.execute(
                 "UPDATE runs SET finished_at = ?, status = ?, stats = ? WHERE run_id = ?",

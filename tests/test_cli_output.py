@@ -84,3 +84,28 @@ def test_report_compare_is_checked_before_the_analyses(tmp_path: Path) -> None:
     )
     assert proc.returncode == EXIT_USAGE
     assert "--compare: no report 'nosuchrun'" in proc.stderr
+
+
+def test_audit_whose_reader_went_away_stops_quietly_and_says_so_in_runs(tmp_path: Path) -> None:
+    # `asg-audit audit | head -1`: the audit used to record itself failed (BrokenPipeError)
+    # and exit 3 with an error line
+    db = tmp_path / "audit.duckdb"
+    ingest_paths(db, [export(tmp_path / "a.jsonl", "t1")])
+    read, write = os.pipe()
+    os.close(read)
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "asg_audit", "audit", "--db", str(db)],
+            stdout=write,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=120,
+            cwd=tmp_path,
+        )
+    finally:
+        os.close(write)
+    assert proc.returncode == EXIT_BROKEN_PIPE, proc.stderr
+    assert "Traceback" not in proc.stderr and "error" not in proc.stderr, proc.stderr
+    runs = cli("runs", "--db", str(db)).stdout
+    audit_line = next(line for line in runs.splitlines() if " audit " in line)
+    assert "interrupted" in audit_line and "the reader of the output went away" in audit_line

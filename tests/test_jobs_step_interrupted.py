@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import io
 import threading
+from collections.abc import Iterator
 
 import duckdb
 import pytest
 
 from asg_audit.config import AuditConfig
+from asg_audit.interrupts import is_interrupt
 from asg_audit.jobs import AuditOutcome, _step
 
 
@@ -52,3 +54,31 @@ def test_a_step_with_a_real_error_still_fails_alone() -> None:
     _step(outcome, "verify-chain", broken, log, AuditConfig())
     assert outcome.steps["verify-chain"].startswith("failed: BinderException"), outcome.steps
     assert "verify-chain  failed: BinderException" in log.getvalue()
+
+
+def _scan_of_a_frame_a_signal_broke() -> str:
+    # DuckDB calls Python to read a registered Arrow stream; a stop signal's KeyboardInterrupt
+    # raised there comes back as a DuckDB error naming it, with no cause
+    import pyarrow as pa
+
+    schema = pa.schema([("a", pa.int64())])
+
+    def batches() -> Iterator[pa.RecordBatch]:
+        yield pa.record_batch([pa.array([1, 2])], schema=schema)
+        raise KeyboardInterrupt
+
+    with duckdb.connect() as con:
+        con.register("_chain_new", pa.RecordBatchReader.from_batches(schema, batches()))
+        con.execute("SELECT count(*) FROM _chain_new").fetchall()
+    return "ok"
+
+
+def test_a_step_whose_frame_scan_a_signal_broke_stops_the_audit() -> None:
+    outcome = AuditOutcome(run_id="r3")
+    with pytest.raises(KeyboardInterrupt) as raised:
+        _step(
+            outcome, "verify-chain", _scan_of_a_frame_a_signal_broke, io.StringIO(), AuditConfig()
+        )
+    assert outcome.steps == {"verify-chain": "interrupted"}
+    assert isinstance(raised.value.__cause__, duckdb.Error)
+    assert is_interrupt(raised.value.__cause__)
