@@ -9,12 +9,13 @@ from __future__ import annotations
 from asg_audit.sim.anomalies import AnomalyKind
 from asg_audit.sim.faults import FaultConfig
 from asg_audit.sim.generate import generate_world
-from asg_audit.sim.server import RunningSimulator, run_simulator
+from asg_audit.sim.server import ListenError, RunningSimulator, run_simulator
 from asg_audit.sim.world import SimTask, World, WorldConfig
 
 __all__ = [
     "AnomalyKind",
     "FaultConfig",
+    "ListenError",
     "RunningSimulator",
     "SimTask",
     "World",
