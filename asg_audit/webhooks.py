@@ -1013,15 +1013,20 @@ def serve_webhooks(
 
 
 class _QuietCancelled(logging.Filter):
-    """Drop Uvicorn's traceback of a request it cancelled at the end of a stop's grace period.
+    """Drop Uvicorn's traceback of a task it cancelled as it stopped.
 
-    A cancelled request is recorded (a `truncated` row), and Uvicorn says once how many it
-    cancelled; a 40-line traceback for each says nothing more.
+    A request cancelled at the end of a stop's grace period is recorded (a `truncated` row),
+    and Uvicorn says once how many it cancelled; a 40-line traceback for each says nothing
+    more. A second Ctrl-C cancels the app's lifespan task too, whose traceback Starlette hands
+    Uvicorn as text ("lifespan.shutdown.failed"): the stop is said in our own last line.
     """
 
     def filter(self, record: logging.LogRecord) -> bool:
         exc = record.exc_info[1] if record.exc_info else None
-        return not isinstance(exc, asyncio.CancelledError)
+        if isinstance(exc, asyncio.CancelledError):
+            return False
+        text = record.getMessage()
+        return not (text.startswith("Traceback") and text.rstrip().endswith("CancelledError"))
 
 
 def _listen(host: str, port: int, *, backlog: int) -> socket.socket:
