@@ -27,21 +27,27 @@ def export(path: Path, *task_ids: str) -> Path:
     return path
 
 
-def test_output_to_a_reader_that_went_away_ends_quietly(tmp_path: Path) -> None:
-    db = tmp_path / "audit.duckdb"
-    ingest_paths(db, [export(tmp_path / "a.jsonl", "t1")])
+def cli_to_no_reader(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """`asg-audit ARGS | head -0`: nobody reads the output."""
     read, write = os.pipe()
-    os.close(read)  # `asg-audit runs | head -0`: nobody reads
+    os.close(read)
     try:
-        proc = subprocess.run(
-            [sys.executable, "-m", "asg_audit", "runs", "--db", str(db)],
+        return subprocess.run(
+            [sys.executable, "-m", "asg_audit", *args],
             stdout=write,
             stderr=subprocess.PIPE,
             text=True,
             timeout=120,
+            cwd=cwd,
         )
     finally:
         os.close(write)
+
+
+def test_output_to_a_reader_that_went_away_ends_quietly(tmp_path: Path) -> None:
+    db = tmp_path / "audit.duckdb"
+    ingest_paths(db, [export(tmp_path / "a.jsonl", "t1")])
+    proc = cli_to_no_reader("runs", "--db", str(db))
     assert proc.returncode == EXIT_BROKEN_PIPE
     assert proc.stderr == ""  # no traceback, no "Exception ignored" at exit
 
@@ -91,19 +97,7 @@ def test_audit_whose_reader_went_away_stops_quietly_and_says_so_in_runs(tmp_path
     # and exit 3 with an error line
     db = tmp_path / "audit.duckdb"
     ingest_paths(db, [export(tmp_path / "a.jsonl", "t1")])
-    read, write = os.pipe()
-    os.close(read)
-    try:
-        proc = subprocess.run(
-            [sys.executable, "-m", "asg_audit", "audit", "--db", str(db)],
-            stdout=write,
-            stderr=subprocess.PIPE,
-            text=True,
-            timeout=120,
-            cwd=tmp_path,
-        )
-    finally:
-        os.close(write)
+    proc = cli_to_no_reader("audit", "--db", str(db), cwd=tmp_path)
     assert proc.returncode == EXIT_BROKEN_PIPE, proc.stderr
     assert "Traceback" not in proc.stderr and "error" not in proc.stderr, proc.stderr
     runs = cli("runs", "--db", str(db)).stdout

@@ -12,6 +12,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from _config_file import write_config
 from _hardening_procs import asg_audit, clean_env, query
 from _records import settled_line
 
@@ -24,14 +25,8 @@ TEST = "https://api.whatsonchain.com/v1/bsv/test"
 MISMATCH = "but chain_network is {!r}: a txid of one network is not found on the other"
 
 
-def _toml(tmp_path: Path, text: str) -> Path:
-    path = tmp_path / "net.toml"
-    path.write_text(text)
-    return path
-
-
 def test_fix10_l_network_from_the_file_against_the_default_url(tmp_path: Path) -> None:
-    path = _toml(tmp_path, 'chain_network = "test"\n')
+    path = write_config(tmp_path, 'chain_network = "test"\n', "net.toml")
     with pytest.raises(ConfigError) as caught:
         load_config(path, env={})
     assert str(caught.value) == (
@@ -41,7 +36,7 @@ def test_fix10_l_network_from_the_file_against_the_default_url(tmp_path: Path) -
 
 
 def test_fix10_l_url_from_the_environment_names_the_variable(tmp_path: Path) -> None:
-    path = _toml(tmp_path, 'chain_network = "test"\n')
+    path = write_config(tmp_path, 'chain_network = "test"\n', "net.toml")
     with pytest.raises(ConfigError) as caught:
         load_config(path, env={"ASG_CHAIN_URL": MAIN + "/"})
     assert "chain_url set by ASG_CHAIN_URL in the environment" in str(caught.value)
@@ -51,7 +46,7 @@ def test_fix10_l_url_from_the_environment_names_the_variable(tmp_path: Path) -> 
 
 
 def test_fix10_l_url_from_the_file(tmp_path: Path) -> None:
-    path = _toml(tmp_path, f'chain_url = "{TEST}"\n')
+    path = write_config(tmp_path, f'chain_url = "{TEST}"\n', "net.toml")
     with pytest.raises(ConfigError) as caught:
         load_config(path, env={})
     assert f"(chain_url set by chain_url in {path}, chain_network is the default)" in str(
@@ -88,7 +83,7 @@ def test_fix10_l_audit_exits_2_with_nothing_done(
     export.write_text(settled_line("t1") + "\n")
     ingest(db, export)
     runs_before = query(db, "SELECT run_id, status FROM runs ORDER BY run_id")
-    path = _toml(tmp_path, config_text + '[audit]\nreport_dir = "reports"\n')
+    path = write_config(tmp_path, config_text + '[audit]\nreport_dir = "reports"\n', "net.toml")
     done = subprocess.run(
         asg_audit("audit", "--db", str(db), "--config", str(path)),
         capture_output=True,

@@ -12,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from _config_file import write_config
 from _records import settled_line
 
 from asg_audit.audit import analyze
@@ -42,12 +43,6 @@ def _severities(db: Path, config: AuditConfig, check_id: str) -> list[str]:
     return list(found.filter(found["check_id"] == check_id)["severity"])
 
 
-def _toml(tmp_path: Path, text: str) -> Path:
-    path = tmp_path / "asg_audit.toml"
-    path.write_text(text)
-    return path
-
-
 @pytest.mark.parametrize(
     ("check_id", "warn"),
     [("cost.mismatch", 0.5), ("task.stuck", 1800)],
@@ -56,7 +51,9 @@ def test_fix10_l_warn_alone_keeps_the_default_fail_level(
     store: Path, tmp_path: Path, check_id: str, warn: float
 ) -> None:
     assert _severities(store, AuditConfig(), check_id) == ["fail"]
-    from_file = load_config(_toml(tmp_path, f'[checks."{check_id}"]\nwarn = {warn}\n'), env={})
+    from_file = load_config(
+        write_config(tmp_path, f'[checks."{check_id}"]\nwarn = {warn}\n'), env={}
+    )
     assert _severities(store, from_file, check_id) == ["fail"]
     for given in ({"warn": warn}, CheckLevels(warn=warn)):
         config = AuditConfig(checks={check_id: given})
@@ -68,7 +65,7 @@ def test_fix10_l_fail_alone_keeps_the_default_warn_level(store: Path, tmp_path: 
     # latency.share_over_slo warns at share >= 0.5 by default; the one settled task took 40 s
     slo = "slo_seconds = 10\n"
     config = load_config(
-        _toml(tmp_path, slo + '[checks."latency.share_over_slo"]\nfail = 2\n'), env={}
+        write_config(tmp_path, slo + '[checks."latency.share_over_slo"]\nfail = 2\n'), env={}
     )
     assert config.checks["latency.share_over_slo"] == CheckLevels(warn=0.5, fail=2)
     assert _severities(store, config, "latency.share_over_slo") == ["warn"]
@@ -103,7 +100,7 @@ def test_fix10_l_merged_levels_survive_replace() -> None:
     ],
 )
 def test_fix10_l_warn_above_fail_is_refused(tmp_path: Path, table: str, message: str) -> None:
-    path = _toml(tmp_path, f'[checks."task.stuck"]\n{table}')
+    path = write_config(tmp_path, f'[checks."task.stuck"]\n{table}')
     with pytest.raises(ConfigError) as from_file:
         load_config(path, env={})
     assert str(from_file.value) == f"{path}: {message}"
@@ -120,7 +117,7 @@ def test_fix10_l_default_warn_above_a_given_fail_names_the_default(tmp_path: Pat
 
 
 def test_fix10_l_levels_on_a_check_of_fixed_severity_are_refused(tmp_path: Path) -> None:
-    path = _toml(tmp_path, '[checks."txid.missing"]\nwarn = 1\nfail = 2\n')
+    path = write_config(tmp_path, '[checks."txid.missing"]\nwarn = 1\nfail = 2\n')
     message = (
         '[checks."txid.missing"] warn, fail: this check has a fixed severity (fail) and no'
         " warn/fail levels; set severity or enabled instead"
@@ -133,7 +130,7 @@ def test_fix10_l_levels_on_a_check_of_fixed_severity_are_refused(tmp_path: Path)
 
 
 def test_fix10_l_severity_and_enabled_of_a_fixed_check_still_work(tmp_path: Path) -> None:
-    path = _toml(tmp_path, '[checks."txid.missing"]\nseverity = "warn"\n')
+    path = write_config(tmp_path, '[checks."txid.missing"]\nseverity = "warn"\n')
     assert load_config(path, env={}).checks["txid.missing"] == CheckLevels(severity="warn")
     off = AuditConfig(checks={"txid.missing": CheckLevels(enabled=False)})
     assert off.checks["txid.missing"] == CheckLevels(enabled=False, severity="fail")
@@ -143,7 +140,7 @@ def test_fix10_l_a_fixed_severity_on_a_measured_check_is_refused(
     store: Path, tmp_path: Path
 ) -> None:
     # it made every row a finding: every settled task, its cost right or not
-    path = _toml(tmp_path, '[checks."cost.mismatch"]\nseverity = "warn"\n')
+    path = write_config(tmp_path, '[checks."cost.mismatch"]\nseverity = "warn"\n')
     with pytest.raises(ConfigError) as caught:
         load_config(path, env={})
     assert str(caught.value) == (

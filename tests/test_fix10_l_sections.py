@@ -11,6 +11,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from _config_file import write_config
 from _hardening_procs import asg_audit, clean_env
 
 from asg_audit.config import AuditConfig, load_config
@@ -18,12 +19,6 @@ from asg_audit.errors import ConfigError
 
 LOW = "fee_rate_min_sat_per_kb"
 HIGH = "fee_rate_max_sat_per_kb"
-
-
-def _toml(tmp_path: Path, text: str) -> Path:
-    path = tmp_path / "c.toml"
-    path.write_text(text)
-    return path
 
 
 @pytest.mark.parametrize(
@@ -37,7 +32,8 @@ def _toml(tmp_path: Path, text: str) -> Path:
 def test_fix10_l_fee_rates_in_effect_are_compared(
     tmp_path: Path, chain: dict[str, float], message: str
 ) -> None:
-    path = _toml(tmp_path, "[chain]\n" + "".join(f"{k} = {v}\n" for k, v in chain.items()))
+    text = "[chain]\n" + "".join(f"{k} = {v}\n" for k, v in chain.items())
+    path = write_config(tmp_path, text, "c.toml")
     with pytest.raises(ConfigError) as from_file:
         load_config(path, env={})
     assert str(from_file.value) == f"{path}: {message}"
@@ -52,7 +48,7 @@ def test_fix10_l_fee_rates_within_the_defaults_are_accepted(tmp_path: Path) -> N
 
 
 def test_fix10_l_fee_rate_alone_is_exit_2_from_the_command_line(tmp_path: Path) -> None:
-    path = _toml(tmp_path, f"[chain]\n{LOW} = 2000\n")
+    path = write_config(tmp_path, f"[chain]\n{LOW} = 2000\n", "c.toml")
     db = tmp_path / "s.duckdb"
     done = subprocess.run(
         asg_audit("runs", "--db", str(db), "--config", str(path)),
@@ -73,7 +69,7 @@ def test_fix10_l_fee_rate_alone_is_exit_2_from_the_command_line(tmp_path: Path) 
 def test_fix10_l_audit_config_refuses_an_unknown_key_as_the_file_does(
     tmp_path: Path, section: str
 ) -> None:
-    path = _toml(tmp_path, f"[{section}]\nbogus = 1\n")
+    path = write_config(tmp_path, f"[{section}]\nbogus = 1\n", "c.toml")
     with pytest.raises(ConfigError) as from_file:
         load_config(path, env={})
     with pytest.raises(ConfigError) as from_python:
