@@ -51,12 +51,7 @@ from asg_audit.errors import (
 from asg_audit.interrupts import is_interrupt
 from asg_audit.model import new_run_id, printable
 from asg_audit.redaction import display_origin, display_url, error_text
-from asg_audit.stopsignals import (
-    in_main_thread,
-    kept_signal_handlers,
-    sigterm_interrupts,
-    stopping,
-)
+from asg_audit.stopsignals import in_main_thread, kept_signal_handlers, sigterm_interrupts
 from asg_audit.store import open_store
 
 __all__ = ["AuditOutcome", "audit_lock", "outcome_json", "run_audit", "send_alert"]
@@ -194,10 +189,10 @@ def _step(
         outcome.steps[name] = "interrupted"
         raise
     except Exception as exc:  # an AuditError (an API, the store) or a bug
-        if is_interrupt(exc) or stopping():
+        if is_interrupt(exc):
             # A stop signal that landed inside a DuckDB statement comes out as DuckDB's
-            # `RuntimeError: Query interrupted`, or as the error of whatever it broke (a scan of
-            # a registered frame), the handler's KeyboardInterrupt consumed: the run is
+            # `RuntimeError: Query interrupted`, or as its error for the scan of a registered
+            # frame the signal broke, the handler's KeyboardInterrupt consumed: the run is
             # stopped, not a step failed.
             outcome.steps[name] = "interrupted"
             raise KeyboardInterrupt(f"{name} interrupted") from exc

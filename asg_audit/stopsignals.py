@@ -30,7 +30,6 @@ __all__ = [
     "sigterm_interrupts",
     "stop_on_signals",
     "stop_scope",
-    "stopping",
 ]
 
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -68,11 +67,6 @@ def stop_scope() -> Iterator[None]:
         yield
     finally:
         _scope["depth"] -= 1
-
-
-def stopping() -> bool:
-    """Whether a stop signal has been acted on (in this block of work, `stop_scope`)."""
-    return _stopping.is_set()
 
 
 def note_stop() -> bool:

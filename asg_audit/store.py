@@ -307,7 +307,8 @@ class Store:
             )
 
     def finish_run(self, run_id: str, *, status: str, stats: dict[str, Any] | None = None) -> None:
-        """Record the end of a run with its outcome and counters."""
+        """Record the end of a run with its outcome and counters (a one-run command's stop
+        signals are left alone from here on: `stopsignals.run_ended`)."""
         self._require_writer()
         if status != "interrupted":
             ended = self.con.execute("SELECT command FROM runs WHERE run_id = ?", [run_id])
@@ -583,7 +584,8 @@ class Store:
         try:
             return self.write_staged_submissions("_subs")
         finally:
-            self.con.unregister("_subs")
+            with contextlib.suppress(duckdb.Error):  # an aborted transaction refuses it too
+                self.con.unregister("_subs")
 
     def write_staged_submissions(self, source: str) -> tuple[int, int]:
         """`write_submissions` from `source`, a table or view of this connection (one row per
@@ -622,7 +624,10 @@ class Store:
                 [datetime.now(UTC)],
             )
         finally:
-            con.execute("DROP TABLE IF EXISTS _subs_changed")
+            # after a failed statement the transaction refuses every other one: the error that
+            # failed it is the one to report (a rollback drops the table anyway)
+            with contextlib.suppress(duckdb.Error):
+                con.execute("DROP TABLE IF EXISTS _subs_changed")
         assert row is not None
         return int(row[0]), int(row[1])
 

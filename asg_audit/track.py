@@ -24,7 +24,7 @@ import itertools
 import json
 import sys
 import zlib
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -453,7 +453,7 @@ _STAGE_SCHEMA: Final[dict[str, pl.DataType]] = {
 }
 
 
-def _checked_records(path: Path, summary: TrackSummary) -> Iterator[_Record]:
+def _checked_records(path: Path, summary: TrackSummary) -> Generator[_Record]:
     """The file's records; a file that cannot be read (at its start or further on) raises
     InputError naming it and why."""
     try:
@@ -575,7 +575,10 @@ def track_file(db: str | Path, path: str | Path, *, wait_seconds: float = 0.0) -
     # The start of the file is read before the store is opened: a file missing, in another
     # encoding or with a bad CSV header is refused without a run.
     head = list(itertools.islice(records, 1))
-    with open_store(db, wait_seconds=wait_seconds, memory_limit=BULK_MEMORY_LIMIT) as store:
+    with (
+        contextlib.closing(records),
+        open_store(db, wait_seconds=wait_seconds, memory_limit=BULK_MEMORY_LIMIT) as store,
+    ):
         # The run's id is known before it is recorded: an interruption as it starts still ends
         # it (a run never recorded is ended as a no-op), never leaving it `running`.
         run_id = new_run_id()

@@ -1025,7 +1025,10 @@ class _QuietCancelled(logging.Filter):
         exc = record.exc_info[1] if record.exc_info else None
         if isinstance(exc, asyncio.CancelledError):
             return False
-        text = record.getMessage()
+        try:
+            text = record.getMessage()
+        except (TypeError, ValueError):  # arguments that do not fit: logging's own to report
+            return True
         return not (text.startswith("Traceback") and text.rstrip().endswith("CancelledError"))
 
 

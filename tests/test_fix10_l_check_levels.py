@@ -149,3 +149,16 @@ def test_fix10_l_a_fixed_severity_on_a_measured_check_is_refused(
     )
     with pytest.raises(ConfigError, match="severity: this check is measured"):
         AuditConfig(checks={"cost.mismatch": CheckLevels(severity="warn")})
+
+
+@pytest.mark.parametrize(
+    ("levels", "within"),
+    [({}, "3600"), ({"fail": 5400}, "5400"), ({"warn": 1800}, "1800")],
+)
+def test_stuck_task_says_the_time_it_was_given(
+    store: Path, levels: dict[str, float], within: str
+) -> None:
+    # `fail = 5400` alone used to say "settled within 3600 s" for a task it flagged at 5400 s
+    found = analyze(store, config=AuditConfig(checks={"task.stuck": levels}), as_of=AS_OF).findings
+    stuck = found.filter(found["check_id"] == "task.stuck")
+    assert list(stuck["expected"]) == [f"settled within {within} s"]

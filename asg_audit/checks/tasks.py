@@ -46,10 +46,9 @@ def stuck_task(ctx: CheckContext) -> pl.LazyFrame:
     """Pending or in progress for longer than the level (seconds since creation, at as_of)."""
     since = pl.coalesce("created_at", "first_seen_at")
     age = (pl.lit(ctx.as_of) - since).dt.total_seconds(fractional=True)
-    levels = ctx.levels("task.stuck")
-    limit = min(x for x in (levels.warn, levels.fail, DEFAULT_STUCK_AFTER_SECONDS) if x is not None)
     active = [TaskStatus.PENDING.value, TaskStatus.IN_PROGRESS.value]
-    lowest = ctx.lowest_level("task.stuck")
+    # the level it fires at (warn, else fail): "settled within" the time a task is given
+    limit = lowest = ctx.lowest_level("task.stuck")
     return ctx.tasks.filter(
         pl.col("status").is_in(active) & since.is_not_null() & (age >= lowest)
     ).select(
