@@ -4,7 +4,8 @@ CSV (`task_id, task_type, consensus_threshold, options, created_at[, data_url]`,
 `|`-separated) or NDJSON (`type` or `task_type`, `label_spec.options`), UTF-8 with or without a
 byte order mark at the start. A file starting with a UTF-16 or UTF-32 byte order mark (what
 Windows PowerShell 5 writes with `>`) is refused whole, naming its encoding. Good rows are stored
-in `submissions`; every row that cannot be used is reported with its file, line and field and
+in `submissions`; every row that cannot be used is reported with its file, line and field (the
+first MAX_LISTED_ERRORS in the summary) and
 kept in `rejects` with its raw bytes.
 
 Every row is counted once: new, updated (a stored value changed), unchanged, duplicate (the same
@@ -85,6 +86,9 @@ class TrackSummary:
     updated: int = 0
     unchanged: int = 0
     duplicates: int = 0
+    rejected: int = 0
+    # `file:line: field: reason` of the first MAX_LISTED_ERRORS rejected rows (all are in
+    # `rejects`)
     errors: list[str] = field(default_factory=list)
 
 
@@ -101,15 +105,6 @@ class _RowError(ValueError):
         super().__init__(f"{field}: {message}" if field else message)
         self.field = field
         self.reason = reason
-
-
-@dataclass(frozen=True, slots=True)
-class _Reject:
-    line: int
-    reason: str
-    field: str | None
-    detail: str
-    raw: bytes
 
 
 def _parse_created_at(value: Any, *, csv_cell: bool) -> datetime | None:
@@ -446,10 +441,33 @@ def _conflict(first: dict[str, Any], later: dict[str, Any], first_line: int) -> 
 _CHUNK_ROWS: Final = 50_000
 _STAGE: Final = "_track_stage"  # every accepted row: its values, line and raw bytes
 _FIRST: Final = "_track_first"  # the first row of each task id: what is stored
+_BAD: Final = "_track_bad"  # every row that cannot be used: what `rejects` gets
+# The rejected rows a TrackSummary lists (the rest are counted, and all are in `rejects`).
+MAX_LISTED_ERRORS: Final = 1_000
 _STAGE_SCHEMA: Final[dict[str, pl.DataType]] = {
     **SUBMISSIONS_SCHEMA,
     "origin_line": pl.Int64(),
     "raw": pl.Binary(),
+}
+_BAD_SCHEMA: Final[dict[str, pl.DataType]] = {
+    "origin_line": pl.Int64(),
+    "reason": pl.String(),
+    "field": pl.String(),
+    "detail": pl.String(),
+    "raw": pl.Binary(),
+}
+_SQL_TYPES: Final = {  # the stage tables' columns
+    "task_id": "VARCHAR",
+    "task_type": "VARCHAR",
+    "consensus_threshold": "INTEGER",
+    "options": "VARCHAR[]",
+    "created_at": "TIMESTAMPTZ",
+    "data_url": "VARCHAR",
+    "origin_line": "BIGINT",
+    "raw": "BLOB",
+    "reason": "VARCHAR",
+    "field": "VARCHAR",
+    "detail": "VARCHAR",
 }
 
 
@@ -476,12 +494,13 @@ def _stage_rows(
     summary: TrackSummary,
     *,
     csv_rows: bool,
-) -> list[_Reject]:
-    """Parse every record into the stage table; return the rows that cannot be used."""
-    columns = ", ".join(f"{name} {_SQL_TYPES[name]}" for name in _STAGE_SCHEMA)
-    con.execute(f"CREATE OR REPLACE TEMP TABLE {_STAGE} ({columns})")
-    bad: list[_Reject] = []
-    chunk: list[tuple[Any, ...]] = []
+) -> None:
+    """Parse every record into the stage table, or the rejects table if it cannot be used."""
+    for table, schema in ((_STAGE, _STAGE_SCHEMA), (_BAD, _BAD_SCHEMA)):
+        columns = ", ".join(f"{name} {_SQL_TYPES[name]}" for name in schema)
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {table} ({columns})")
+    good: list[tuple[Any, ...]] = []
+    bad: list[tuple[Any, ...]] = []
     for line_no, rec, raw in records:
         summary.rows += 1
         try:
@@ -489,46 +508,56 @@ def _stage_rows(
                 raise rec
             row = _submission_row(rec, csv_row=csv_rows)
         except _RowError as exc:
-            bad.append(_Reject(line_no, exc.reason, exc.field, str(exc), raw))
-            continue
+            bad.append((line_no, exc.reason, exc.field, str(exc), raw))
         except (ValueError, TypeError) as exc:  # a value no check above foresaw
-            bad.append(_Reject(line_no, RejectReason.BAD_SUBMISSION, None, str(exc), raw))
-            continue
-        chunk.append((*row.values(), line_no, raw))
-        if len(chunk) == _CHUNK_ROWS:
-            _append_stage(con, chunk)
-            chunk = []
-    _append_stage(con, chunk)
-    return bad
+            bad.append((line_no, RejectReason.BAD_SUBMISSION, None, str(exc), raw))
+        else:
+            good.append((*row.values(), line_no, raw))
+        if len(good) == _CHUNK_ROWS:
+            good = _append(con, _STAGE, _STAGE_SCHEMA, good)
+        if len(bad) == _CHUNK_ROWS:
+            bad = _append(con, _BAD, _BAD_SCHEMA, bad)
+    _append(con, _STAGE, _STAGE_SCHEMA, good)
+    _append(con, _BAD, _BAD_SCHEMA, bad)
 
 
-def _append_stage(con: duckdb.DuckDBPyConnection, rows: list[tuple[Any, ...]]) -> None:
-    if not rows:
-        return
-    frame = pl.DataFrame(rows, schema=_STAGE_SCHEMA, orient="row")
-    con.register("_track_chunk", frame)
-    try:
-        con.execute(f"INSERT INTO {_STAGE} SELECT * FROM _track_chunk")
-    finally:
-        con.unregister("_track_chunk")
+def _append(
+    con: duckdb.DuckDBPyConnection,
+    table: str,
+    schema: dict[str, pl.DataType],
+    rows: list[tuple[Any, ...]],
+) -> list[tuple[Any, ...]]:
+    """Insert `rows` into `table`; return a new empty list for the next ones."""
+    if rows:
+        frame = pl.DataFrame(rows, schema=schema, orient="row")
+        con.register("_track_chunk", frame)
+        try:
+            con.execute(f"INSERT INTO {table} SELECT * FROM _track_chunk")
+        finally:
+            con.unregister("_track_chunk")
+    return []
 
 
-_SQL_TYPES: Final = {
-    "task_id": "VARCHAR",
-    "task_type": "VARCHAR",
-    "consensus_threshold": "INTEGER",
-    "options": "VARCHAR[]",
-    "created_at": "TIMESTAMPTZ",
-    "data_url": "VARCHAR",
-    "origin_line": "BIGINT",
-    "raw": "BLOB",
-}
+def _shown(table: str, name: str) -> str:
+    """SQL for a submission value as a conflict's message shows it (`none` for no value)."""
+    column = f"{table}.{name}"
+    if name == "options":
+        text = f"array_to_string({column}, '|')"
+    elif name == "created_at":  # ISO 8601 in UTC, microseconds only when there are some
+        micros = f"epoch_us({column}) % 1000000"
+        text = (
+            f"strftime({column}, '%Y-%m-%dT%H:%M:%S') || CASE WHEN {micros} = 0 THEN ''"
+            f" ELSE '.' || lpad(CAST({micros} AS VARCHAR), 6, '0') END || '+00:00'"
+        )
+    else:
+        text = f"CAST({column} AS VARCHAR)"
+    return f"coalesce({text}, 'none')"
 
 
-def _sort_repeats(con: duckdb.DuckDBPyConnection, summary: TrackSummary, bad: list[_Reject]) -> int:
+def _sort_repeats(con: duckdb.DuckDBPyConnection, summary: TrackSummary) -> int:
     """Keep the first row of each task id (the `_track_first` table); count the later rows
-    with the same values as duplicates, and add those with other values to `bad`, naming the
-    line kept. Return how many tasks the file holds."""
+    with the same values as duplicates, and reject those with other values, naming the line
+    kept and each value that differs. Return how many tasks the file holds."""
     con.execute(
         f"CREATE OR REPLACE TEMP TABLE {_FIRST} AS SELECT * EXCLUDE (raw), ? AS origin"
         f" FROM {_STAGE} QUALIFY row_number() OVER (PARTITION BY task_id ORDER BY origin_line) = 1",
@@ -544,18 +573,18 @@ def _sort_repeats(con: duckdb.DuckDBPyConnection, summary: TrackSummary, bad: li
     ).fetchone()
     assert counts is not None
     summary.duplicates = int(counts[0])
-    values = ", ".join(f"s.{name}, f.{name}" for name in VALUE_COLUMNS)
-    cursor = con.execute(
-        f"SELECT s.origin_line, s.raw, s.task_id, f.origin_line, {values} {repeats}"
-        f" WHERE {differs} ORDER BY s.origin_line"
+    diffs = ", ".join(
+        f"CASE WHEN s.{name} IS DISTINCT FROM f.{name} THEN '{name}: ' || {_shown('f', name)}"
+        f" || ' there, ' || {_shown('s', name)} || ' here' END"
+        for name in VALUE_COLUMNS
     )
-    while batch := cursor.fetchmany(10_000):
-        for line_no, raw, task_id, first_line, *pairs in batch:
-            later = {"task_id": task_id, **dict(zip(VALUE_COLUMNS, pairs[0::2], strict=True))}
-            first = dict(zip(VALUE_COLUMNS, pairs[1::2], strict=True))
-            exc = _conflict(first, later, first_line)
-            bad.append(_Reject(line_no, exc.reason, exc.field, str(exc), raw))
-    bad.sort(key=lambda r: r.line)
+    first = "CAST(f.origin_line AS VARCHAR)"
+    con.execute(
+        f"INSERT INTO {_BAD} SELECT s.origin_line, ?, 'task_id', 'task_id: ' || s.task_id ||"
+        f" ' is also on line ' || {first} || ' with other values (' || concat_ws('; ', {diffs})"
+        f" || '); line ' || {first} || ' is kept', s.raw {repeats} WHERE {differs}",
+        [RejectReason.DUPLICATE_TASK_ID],
+    )
     return int(counts[1])
 
 
@@ -588,11 +617,11 @@ def track_file(db: str | Path, path: str | Path, *, wait_seconds: float = 0.0) -
             # reports it ("Current transaction is aborted" was shown as a write error).
             with sigint_interrupts(store.con) as interrupted:
                 store.start_run("track", run_id=run_id)
-                bad = _stage_rows(
+                _stage_rows(
                     store.con, itertools.chain(head, records), summary, csv_rows=_is_csv(path)
                 )
-                tasks = _sort_repeats(store.con, summary, bad)
-                _store_submissions(store, run_id, summary, tasks, bad)
+                tasks = _sort_repeats(store.con, summary)
+                _store_submissions(store, run_id, summary, tasks)
                 # recorded `ok`: a signal from now on comes after the command's work, and
                 # leaves its summary and exit code as they are
                 note_stop()
@@ -611,50 +640,33 @@ def track_file(db: str | Path, path: str | Path, *, wait_seconds: float = 0.0) -
             raise
         finally:
             with contextlib.suppress(duckdb.Error):
-                store.con.execute(f"DROP TABLE IF EXISTS {_STAGE}")
-                store.con.execute(f"DROP TABLE IF EXISTS {_FIRST}")
+                for table in (_STAGE, _FIRST, _BAD):
+                    store.con.execute(f"DROP TABLE IF EXISTS {table}")
     return summary
 
 
-def _store_submissions(
-    store: Store, run_id: str, summary: TrackSummary, tasks: int, bad: list[_Reject]
-) -> None:
+def _store_submissions(store: Store, run_id: str, summary: TrackSummary, tasks: int) -> None:
     """Store the first row of each task and the rejects of one file, and end its run."""
-    rejects = pl.DataFrame(
-        {
-            "origin_line": [r.line for r in bad],
-            "reason": [r.reason for r in bad],
-            "field": [r.field for r in bad],
-            "detail": [r.detail for r in bad],
-            "raw": [r.raw for r in bad],
-        },
-        schema={
-            "origin_line": pl.Int64(),
-            "reason": pl.String(),
-            "field": pl.String(),
-            "detail": pl.String(),
-            "raw": pl.Binary(),
-        },
-    )
     with store.transaction() as con:
         summary.new, summary.updated = store.write_staged_submissions(_FIRST)
-        con.register("_track_rejects", rejects)
-        try:
-            # a reject already stored for this file (tracked before) is not stored again
-            con.execute(
-                "INSERT INTO rejects SELECT ?, 'submissions', ?, ?, b.origin_line, b.reason,"
-                " b.field, b.detail, b.raw FROM _track_rejects b WHERE NOT EXISTS ("
-                " SELECT 1 FROM rejects r WHERE r.source = 'submissions' AND r.origin = ?"
-                " AND r.origin_line = b.origin_line AND r.reason = b.reason"
-                " AND r.field IS NOT DISTINCT FROM b.field"
-                " AND r.detail IS NOT DISTINCT FROM b.detail"
-                " AND r.raw IS NOT DISTINCT FROM b.raw)",
-                [run_id, datetime.now(UTC), summary.path, summary.path],
-            )
-        finally:
-            con.unregister("_track_rejects")
+        # a reject already stored for this file (tracked before) is not stored again
+        con.execute(
+            "INSERT INTO rejects SELECT ?, 'submissions', ?, ?, b.origin_line, b.reason,"
+            f" b.field, b.detail, b.raw FROM {_BAD} b WHERE NOT EXISTS ("
+            " SELECT 1 FROM rejects r WHERE r.source = 'submissions' AND r.origin = ?"
+            " AND r.origin_line = b.origin_line AND r.reason = b.reason"
+            " AND r.field IS NOT DISTINCT FROM b.field"
+            " AND r.detail IS NOT DISTINCT FROM b.detail"
+            " AND r.raw IS NOT DISTINCT FROM b.raw)",
+            [run_id, datetime.now(UTC), summary.path, summary.path],
+        )
+    rejected = store.con.execute(f"SELECT count(*) FROM {_BAD}").fetchone()
+    summary.rejected = int(rejected[0]) if rejected else 0
+    listed = store.con.execute(
+        f"SELECT origin_line, detail FROM {_BAD} ORDER BY origin_line LIMIT {MAX_LISTED_ERRORS}"
+    ).fetchall()
     summary.unchanged = tasks - summary.new - summary.updated
-    summary.errors = [f"{summary.path}:{r.line}: {r.detail}" for r in bad]
+    summary.errors = [f"{summary.path}:{line}: {detail}" for line, detail in listed]
     store.finish_run(
         run_id,
         status="ok",
@@ -664,7 +676,7 @@ def _store_submissions(
             "updated": summary.updated,
             "unchanged": summary.unchanged,
             "duplicates": summary.duplicates,
-            "errors": len(bad),
+            "errors": summary.rejected,
         },
     )
 
@@ -676,12 +688,10 @@ def print_track_summary(summary: TrackSummary, *, file: IO[str] | None = None) -
         f"{printable(summary.path, one_line=True)}: {summary.rows:,} rows:"
         f" {summary.new:,} new tasks, "
         f"{summary.updated:,} updated, {summary.unchanged:,} unchanged, "
-        f"{summary.duplicates:,} duplicates, {len(summary.errors):,} rejected",
+        f"{summary.duplicates:,} duplicates, {summary.rejected:,} rejected",
         file=out,
     )
     for err in summary.errors[:20]:
         print(f"  {printable(err, one_line=True)}", file=sys.stderr)
-    if len(summary.errors) > 20:
-        print(
-            f"  ... and {len(summary.errors) - 20:,} more (see the rejects table)", file=sys.stderr
-        )
+    if summary.rejected > 20:
+        print(f"  ... and {summary.rejected - 20:,} more (see the rejects table)", file=sys.stderr)

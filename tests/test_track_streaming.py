@@ -15,22 +15,24 @@ import duckdb
 import pytest
 
 from asg_audit.errors import InputError
-from asg_audit.track import track_file
+from asg_audit.track import MAX_LISTED_ERRORS, track_file
 
 _PEAK = """
 import sys, tracemalloc
-from asg_audit.track import track_file
+from asg_audit.track import MAX_LISTED_ERRORS, track_file
 tracemalloc.start()
 summary = track_file(sys.argv[1], sys.argv[2])
-print(tracemalloc.get_traced_memory()[1], summary.new, summary.duplicates, len(summary.errors))
+print(tracemalloc.get_traced_memory()[1], summary.new, summary.duplicates, summary.rejected)
 """
 
 
-def _export(path: Path, rows: int) -> Path:
+def _export(path: Path, rows: int, *, tasks: int | None = None) -> Path:
+    """`rows` rows of `tasks` tasks (default: one a row); a task's later rows have other values."""
     with path.open("w") as fh:
         for i in range(rows):
             record = {
-                "task_id": f"tsk_{i:08d}",
+                "task_id": f"tsk_{i % (tasks or rows):08d}",
+                "data_url": f"https://example.com/{i}",
                 "type": "image_classification",
                 "consensus_threshold": 3,
                 "label_spec": {"options": ["cat", "dog", "bird"]},
@@ -42,8 +44,8 @@ def _export(path: Path, rows: int) -> Path:
     return path
 
 
-def _python_peak(tmp_path: Path, rows: int) -> int:
-    export = _export(tmp_path / f"subs{rows}.ndjson", rows)
+def _python_peak(tmp_path: Path, rows: int, tasks: int | None) -> int:
+    export = _export(tmp_path / f"subs{rows}.ndjson", rows, tasks=tasks)
     db = tmp_path / f"s{rows}.duckdb"
     done = subprocess.run(
         [sys.executable, "-c", _PEAK, str(db), str(export)],
@@ -51,14 +53,20 @@ def _python_peak(tmp_path: Path, rows: int) -> int:
         text=True,
         check=True,
     )
-    peak, new, duplicates, errors = (int(v) for v in done.stdout.split())
-    assert (new, duplicates, errors) == (rows, 1, 1)
+    peak, new, duplicates, rejected = (int(v) for v in done.stdout.split())
+    if tasks is None:  # the two rows added at the end: a conflict and a duplicate
+        assert (new, duplicates, rejected) == (rows, 1, 1)
+    else:  # every row after a task's first conflicts with it, the two added too
+        assert (new, duplicates, rejected) == (tasks, 0, rows - tasks + 2)
     return peak
 
 
-def test_python_memory_does_not_grow_with_the_file(tmp_path: Path) -> None:
-    small, large = _python_peak(tmp_path, 60_000), _python_peak(tmp_path, 240_000)
-    # 4x the rows: the old reader held 4x the memory (about 1.5 KB a row: 90 MB, then 360 MB)
+@pytest.mark.parametrize("tasks", [None, 1_000], ids=["good-rows", "conflicting-rows"])
+def test_python_memory_does_not_grow_with_the_file(tmp_path: Path, tasks: int | None) -> None:
+    small = _python_peak(tmp_path, 60_000, tasks)
+    large = _python_peak(tmp_path, 240_000, tasks)
+    # 4x the rows: the old reader held 4x the memory (about 1.5 KB a row: 90 MB, then 360 MB),
+    # and so did the first streaming one for the rows it rejected
     assert large < 1.5 * small, (small, large)
     assert large < 150 * 2**20, large
 
@@ -90,3 +98,26 @@ def test_a_file_cut_short_stores_nothing_and_its_run_says_why(tmp_path: Path) ->
     stats = json.loads(stats)
     assert "cut.ndjson.gz" in stats["error"] and stats["rows"] > 50_000, stats
     assert tables == []
+
+
+def test_the_summary_lists_the_first_rejects_and_counts_them_all(tmp_path: Path) -> None:
+    export = tmp_path / "bad.ndjson"
+    export.write_text("".join(f'{{"task_id": "bad id {i}"}}\n' for i in range(1_500)))
+    db = tmp_path / "s.duckdb"
+    summary = track_file(db, export)
+    assert (summary.rows, summary.rejected) == (1_500, 1_500)
+    assert len(summary.errors) == MAX_LISTED_ERRORS == 1_000
+    assert summary.errors[0].startswith(f"{export}:1: task_id: unsafe task id")
+    assert summary.errors[-1].startswith(f"{export}:1000: ")
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        assert con.execute("SELECT count(*) FROM rejects").fetchone() == (1_500,)
+    finally:
+        con.close()
+    done = subprocess.run(
+        [sys.executable, "-m", "asg_audit", "track", str(export), "--db", str(db)],
+        capture_output=True,
+        text=True,
+    )
+    assert "0 new tasks" in done.stdout and "1,500 rejected" in done.stdout, done.stdout
+    assert "... and 1,480 more (see the rejects table)" in done.stderr, done.stderr
