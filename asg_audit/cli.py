@@ -256,7 +256,7 @@ def _cmd_report(args: argparse.Namespace, config: AuditConfig) -> int:
     audit = analyze(config.db_path, since=args.since, until=args.until, config=config)
     report = render(audit, args.out, formats=formats, compare=args.compare)
     for path in report.paths.values():
-        print(printable(path, one_line=True))
+        print(_shown_path(path))
     return 0
 
 
@@ -321,8 +321,15 @@ def _cmd_audit(args: argparse.Namespace, config: AuditConfig) -> int:
             paths = outcome.report_paths
             main = next((paths[f] for f in ("html", "md", "json") if f in paths), None)
             shown = main if main is not None else outcome.report_dir
-            print(f"report: {printable(shown, one_line=True)}")
+            print(f"report: {_shown_path(shown)}")
     return outcome.exit_code
+
+
+def _shown_path(path: os.PathLike[str]) -> str:
+    """A written file's name as printed: one line, and a relative name starting with `-` keeps
+    a `./` (`--out ./-dash`), so that pasted into another command it is not an option."""
+    text = printable(path, one_line=True)
+    return f"./{text}" if text.startswith("-") else text
 
 
 _MAX_WAIT_S = 86_400

@@ -103,3 +103,30 @@ def test_audit_whose_reader_went_away_stops_quietly_and_says_so_in_runs(tmp_path
     runs = cli("runs", "--db", str(db)).stdout
     audit_line = next(line for line in runs.splitlines() if " audit " in line)
     assert "interrupted" in audit_line and "the reader of the output went away" in audit_line
+
+
+def test_a_report_folder_named_like_an_option_is_printed_with_its_dot_slash(
+    tmp_path: Path,
+) -> None:
+    # `--out ./-dash` was printed `-dash/...`: pasted into another command, an option
+    db = tmp_path / "audit.duckdb"
+    ingest_paths(db, [export(tmp_path / "a.jsonl", "t1")])
+    report = subprocess.run(
+        [sys.executable, "-m", "asg_audit", "report", "--db", str(db), "--out", "./-dash"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=120,
+    )
+    assert report.returncode == 0, report.stderr
+    lines = report.stdout.splitlines()
+    assert lines and all(line.startswith("./-dash/") for line in lines), lines
+    assert (tmp_path / lines[0]).is_file()
+    audit = subprocess.run(
+        [sys.executable, "-m", "asg_audit", "audit", "--db", str(db), "--out", "./-dash"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=120,
+    )
+    assert audit.stdout.splitlines()[-1].startswith("report: ./-dash/"), audit.stdout
