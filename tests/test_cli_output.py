@@ -14,9 +14,13 @@ from asg_audit.ingest import ingest_paths
 from asg_audit.model import printable
 
 
-def cli(*args: str) -> subprocess.CompletedProcess[str]:
+def cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "asg_audit", *args], capture_output=True, text=True, timeout=120
+        [sys.executable, "-m", "asg_audit", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=cwd,
     )
 
 
@@ -111,22 +115,10 @@ def test_a_report_folder_named_like_an_option_is_printed_with_its_dot_slash(
     # `--out ./-dash` was printed `-dash/...`: pasted into another command, an option
     db = tmp_path / "audit.duckdb"
     ingest_paths(db, [export(tmp_path / "a.jsonl", "t1")])
-    report = subprocess.run(
-        [sys.executable, "-m", "asg_audit", "report", "--db", str(db), "--out", "./-dash"],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-        timeout=120,
-    )
+    report = cli("report", "--db", str(db), "--out", "./-dash", cwd=tmp_path)
     assert report.returncode == 0, report.stderr
     lines = report.stdout.splitlines()
     assert lines and all(line.startswith("./-dash/") for line in lines), lines
     assert (tmp_path / lines[0]).is_file()
-    audit = subprocess.run(
-        [sys.executable, "-m", "asg_audit", "audit", "--db", str(db), "--out", "./-dash"],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-        timeout=120,
-    )
+    audit = cli("audit", "--db", str(db), "--out", "./-dash", cwd=tmp_path)
     assert audit.stdout.splitlines()[-1].startswith("report: ./-dash/"), audit.stdout
