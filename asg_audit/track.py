@@ -413,29 +413,6 @@ def _submission_records(path: Path) -> Iterator[_Record]:
             yield from _ndjson_records(fh)
 
 
-def _show(value: Any) -> str:
-    if value is None:
-        return "none"
-    if isinstance(value, list):
-        return "|".join(value)
-    if isinstance(value, datetime):
-        return value.isoformat()
-    return str(value)
-
-
-def _conflict(first: dict[str, Any], later: dict[str, Any], first_line: int) -> _RowError:
-    diffs = "; ".join(
-        f"{name}: {_show(first[name])} there, {_show(later[name])} here"
-        for name in VALUE_COLUMNS
-        if first[name] != later[name]
-    )
-    message = (
-        f"{later['task_id']} is also on line {first_line} with other values ({diffs}); "
-        f"line {first_line} is kept"
-    )
-    return _RowError("task_id", message, reason=RejectReason.DUPLICATE_TASK_ID)
-
-
 # Rows are staged in the store's connection this many at a time: the file is never held whole
 # in memory, whatever its size (DuckDB spills a large stage to disk).
 _CHUNK_ROWS: Final = 50_000
@@ -544,10 +521,11 @@ def _shown(table: str, name: str) -> str:
     if name == "options":
         text = f"array_to_string({column}, '|')"
     elif name == "created_at":  # ISO 8601 in UTC, microseconds only when there are some
-        micros = f"epoch_us({column}) % 1000000"
+        utc = f"timezone('UTC', {column})"
+        micros = f"strftime({utc}, '%f')"
         text = (
-            f"strftime({column}, '%Y-%m-%dT%H:%M:%S') || CASE WHEN {micros} = 0 THEN ''"
-            f" ELSE '.' || lpad(CAST({micros} AS VARCHAR), 6, '0') END || '+00:00'"
+            f"strftime({utc}, '%Y-%m-%dT%H:%M:%S') || CASE WHEN {micros} = '000000' THEN ''"
+            f" ELSE '.' || {micros} END || '+00:00'"
         )
     else:
         text = f"CAST({column} AS VARCHAR)"
@@ -639,8 +617,8 @@ def track_file(db: str | Path, path: str | Path, *, wait_seconds: float = 0.0) -
                 raise KeyboardInterrupt from None
             raise
         finally:
-            with contextlib.suppress(duckdb.Error):
-                for table in (_STAGE, _FIRST, _BAD):
+            for table in (_STAGE, _FIRST, _BAD):
+                with contextlib.suppress(duckdb.Error):
                     store.con.execute(f"DROP TABLE IF EXISTS {table}")
     return summary
 
@@ -657,7 +635,7 @@ def _store_submissions(store: Store, run_id: str, summary: TrackSummary, tasks: 
             " AND r.origin_line = b.origin_line AND r.reason = b.reason"
             " AND r.field IS NOT DISTINCT FROM b.field"
             " AND r.detail IS NOT DISTINCT FROM b.detail"
-            " AND r.raw IS NOT DISTINCT FROM b.raw)",
+            " AND r.raw IS NOT DISTINCT FROM b.raw) ORDER BY b.origin_line",
             [run_id, datetime.now(UTC), summary.path, summary.path],
         )
     rejected = store.con.execute(f"SELECT count(*) FROM {_BAD}").fetchone()

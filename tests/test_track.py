@@ -47,9 +47,7 @@ def rejects(db: Path) -> list[tuple[Any, ...]]:
 
 
 def accounted(summary: TrackSummary) -> int:
-    return (
-        summary.new + summary.updated + summary.unchanged + summary.duplicates + len(summary.errors)
-    )
+    return summary.new + summary.updated + summary.unchanged + summary.duplicates + summary.rejected
 
 
 # -- byte order mark -------------------------------------------------------------------------

@@ -121,3 +121,37 @@ def test_the_summary_lists_the_first_rejects_and_counts_them_all(tmp_path: Path)
     )
     assert "0 new tasks" in done.stdout and "1,500 rejected" in done.stdout, done.stdout
     assert "... and 1,480 more (see the rejects table)" in done.stderr, done.stderr
+
+
+def test_conflict_messages_show_values_as_written_before_and_rejects_keep_line_order(
+    tmp_path: Path,
+) -> None:
+    export = tmp_path / "subs.ndjson"
+    rows = [
+        {"task_id": "x1", "type": "a", "consensus_threshold": 3, "options": ["p", "q"],
+         "created_at": "2026-10-01T12:00:00.123456Z", "data_url": "u"},
+        {"task_id": "x1", "type": "a", "consensus_threshold": 4, "options": ["q", "p"],
+         "created_at": "2026-10-01T14:00:00.5+02:00"},
+        {"task_id": "x2", "type": "it's %s", "created_at": 1790000000},
+        {"task_id": "x2", "created_at": "2026-09-21T14:13:20Z"},
+        {"task_id": "bad id"},
+    ]  # fmt: skip
+    export.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    db = tmp_path / "s.duckdb"
+    summary = track_file(db, export)
+    unsafe = "task_id: unsafe task id (letters, digits and _ . : - only)"
+    assert summary.errors == [
+        f"{export}:2: task_id: x1 is also on line 1 with other values (consensus_threshold: 3"
+        " there, 4 here; options: p|q there, q|p here; created_at: 2026-10-01T12:00:00.123456+00:00"
+        " there, 2026-10-01T12:00:00.500000+00:00 here; data_url: u there, none here);"
+        " line 1 is kept",
+        f"{export}:4: task_id: x2 is also on line 3 with other values (task_type: it's %s there,"
+        " none here); line 3 is kept",
+        f"{export}:5: {unsafe}",
+    ]
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        stored = [line for (line,) in con.execute("SELECT origin_line FROM rejects").fetchall()]
+    finally:
+        con.close()
+    assert stored == [2, 4, 5]  # in the file's order, as they were before rejects were staged
