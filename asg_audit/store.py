@@ -571,26 +571,15 @@ class Store:
         finally:
             self.con.unregister("_ingested")
 
-    def write_submissions(self, submissions: pl.DataFrame) -> tuple[int, int]:
-        """Store submission records (latest wins per task); return (new, changed) counts.
+    def write_staged_submissions(self, source: str) -> tuple[int, int]:
+        """Store the submissions in `source`, a table or view of this connection (one row per
+        task: the SUBMISSIONS_SCHEMA columns, `origin` and `origin_line`), which may be larger
+        than memory; return the (new, changed) counts.
 
         A task whose values (type, threshold, options, created_at, data_url) are the ones already
         stored is left as it is, its origin and `tracked_at` too: storing the same records again
         changes nothing and counts nothing.
         """
-        self._require_writer()
-        frame = submissions.unique("task_id", keep="last", maintain_order=True)
-        self.con.register("_subs", frame)
-        try:
-            return self.write_staged_submissions("_subs")
-        finally:
-            with contextlib.suppress(duckdb.Error):  # an aborted transaction refuses it too
-                self.con.unregister("_subs")
-
-    def write_staged_submissions(self, source: str) -> tuple[int, int]:
-        """`write_submissions` from `source`, a table or view of this connection (one row per
-        task: the SUBMISSIONS_SCHEMA columns, `origin` and `origin_line`), which may be larger
-        than memory."""
         self._require_writer()
         if not source.isidentifier():
             raise ValueError(f"write_staged_submissions: not a table name: {source!r}")

@@ -32,7 +32,8 @@ def test_a_failing_insert_of_submissions_is_reported_as_itself(tmp_path: Path) -
     )
     with open_store(tmp_path / "s.duckdb") as store:
         store.con.execute("ALTER TABLE submissions ALTER COLUMN origin SET NOT NULL")
+        store.con.register("staged", frame)
         refused = pytest.raises(duckdb.ConstraintException, match="NOT NULL constraint failed")
         with refused, store.transaction():
-            store.write_submissions(frame)
+            store.write_staged_submissions("staged")
         assert store.con.execute("SELECT count(*) FROM submissions").fetchone() == (0,)
