@@ -27,7 +27,15 @@ from typing import Any, Final
 from urllib.parse import urlsplit
 
 from asg_audit.errors import AuditError, ConfigError
-from asg_audit.redaction import Secret, check_http_url, clean_secret, redact
+from asg_audit.redaction import (
+    Secret,
+    check_http_url,
+    clean_secret,
+    display_origin,
+    display_url,
+    mask_secrets,
+    redact,
+)
 
 __all__ = [
     "CONFIG_FILE_MAX_BYTES",
@@ -121,9 +129,15 @@ class CheckLevels:
     severity: str | None = None  # a fixed severity for checks without a measured level
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, repr=False)
 class AuditConfig:
-    """Every setting of an audit. Build it with `load_config`; it is immutable."""
+    """Every setting of an audit. Build it with `load_config`; it is immutable.
+
+    Its `repr` (and `str`, a notebook's display) shows no secret: the secrets as `Secret('***')`,
+    every URL without user, password or query, `[audit] alert_url` by its scheme and host alone,
+    and any configured secret found in another setting as `***`. The fields themselves hold
+    the real values (requests are sent to them), and so does `dataclasses.asdict`.
+    """
 
     db_path: Path = Path(DEFAULT_DB_PATH)
     base_url: str = DEFAULT_BASE_URL
@@ -215,6 +229,14 @@ class AuditConfig:
         )
         _check_chain_network(self.chain_url, self.chain_network, "given to AuditConfig")
 
+    def __repr__(self) -> str:
+        held = (self.api_key, self.woc_api_key, *self.webhook_secrets)
+        parts = [
+            f"{f.name}={_shown_setting(f.name, getattr(self, f.name), held)!r}"
+            for f in dataclasses.fields(self)
+        ]
+        return f"{type(self).__name__}({', '.join(parts)})"
+
     def levels(self, check_id: str, default: CheckLevels) -> CheckLevels:
         """Return the configured levels of a check (merged with its default), or the default."""
         return self.checks.get(check_id, default)
@@ -222,6 +244,34 @@ class AuditConfig:
     def replace(self, **changes: Any) -> AuditConfig:
         """Return a copy with some settings changed."""
         return dataclasses.replace(self, **changes)
+
+
+def _shown_setting(name: str, value: Any, held: Sequence[Secret | None]) -> Any:
+    """Return a setting as a config's repr may show it: the same shape, without any secret.
+
+    Text is masked of the configured secrets (a key pasted into another setting is `***`),
+    bearer tokens and ASG keys (`redaction.redact`); a URL (text holding `://`) is shown by
+    `display_url` (no user, password or query) and an `alert_url` by `display_origin` (a Slack
+    or Teams webhook carries its secret in its path), as the report shows them. Keys of tables
+    are masked too; `Secret`s show themselves as `Secret('***')`.
+    """
+    if isinstance(value, str):
+        text = mask_secrets(value, held)
+        if name.endswith("alert_url"):
+            text = display_origin(text)
+        elif "://" in text:
+            text = display_url(text)
+        return mask_secrets(redact(text), held)
+    if isinstance(value, Path):
+        return Path(_shown_setting(name, str(value), held))
+    if isinstance(value, Mapping):
+        return {
+            _shown_setting("", str(key), held): _shown_setting(str(key), item, held)
+            for key, item in value.items()
+        }
+    if isinstance(value, list | tuple):
+        return type(value)(_shown_setting(name, item, held) for item in value)
+    return value  # Secret, numbers, flags, CostModel and CheckLevels (no text of the user's)
 
 
 def chain_network_problem(chain_url: str, chain_network: str) -> str | None:
@@ -922,8 +972,19 @@ def load_config(
     """Return the AuditConfig built from defaults, a TOML file, the environment and overrides.
 
     `config_file=None` reads `./asg_audit.toml` when it exists. `env` defaults to `os.environ`.
-    `overrides` are flag values (None means "not given").
+    `overrides` are flag values (None means "not given"). An argument of the wrong type is a
+    TypeError naming it.
     """
+    if config_file is not None and not isinstance(config_file, str | os.PathLike):
+        raise TypeError(
+            "load_config config_file: expected a path (str or Path) or None,"
+            f" got {type(config_file).__name__}"
+        )
+    for name, given in (("env", env), ("overrides", overrides)):
+        if given is not None and not isinstance(given, Mapping):
+            raise TypeError(
+                f"load_config {name}: expected a mapping or None, got {type(given).__name__}"
+            )
     env = os.environ if env is None else env
     secrets = _env_secret_values(env)
     raw: dict[str, Any] = {}

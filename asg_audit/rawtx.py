@@ -99,7 +99,16 @@ class ParsedTx:
 
 
 def compute_txid(raw: bytes) -> str:
-    """Return the txid of raw transaction bytes: double SHA-256, byte-reversed, lowercase hex."""
+    """Return the txid of raw transaction bytes: double SHA-256, byte-reversed, lowercase hex.
+
+    `raw` is bytes (or a bytearray, memoryview); hex text is a TypeError (`parse_raw_tx` takes
+    hex): hashing its characters would give a txid of nothing real.
+    """
+    if not isinstance(raw, bytes | bytearray | memoryview):
+        raise TypeError(
+            "compute_txid raw: expected the raw transaction as bytes (bytes.fromhex(text) for"
+            f" hex), got {type(raw).__name__}"
+        )
     return hashlib.sha256(hashlib.sha256(raw).digest()).digest()[::-1].hex()
 
 
@@ -144,12 +153,20 @@ class _Reader:
 
 
 def parse_raw_tx(raw: bytes | str) -> ParsedTx:
-    """Return the parsed transaction of raw bytes (or their hex); raise RawTxError if malformed."""
+    """Return the parsed transaction of raw bytes (or their hex); raise RawTxError if malformed.
+
+    `raw` is bytes (a bytearray or memoryview too) or hex text; anything else is a TypeError
+    naming it.
+    """
     if isinstance(raw, str):
         try:
             raw = bytes.fromhex(raw)
         except ValueError:
             raise RawTxError("not hex") from None
+    elif isinstance(raw, bytearray | memoryview):
+        raw = bytes(raw)
+    elif not isinstance(raw, bytes):
+        raise TypeError(f"parse_raw_tx raw: expected bytes or hex text, got {type(raw).__name__}")
     r = _Reader(raw)
     version = r.uint(4)
     n_in = r.varint()

@@ -23,6 +23,7 @@ import csv
 import gzip
 import itertools
 import json
+import os
 import sys
 import zlib
 from collections.abc import Generator, Iterator
@@ -34,6 +35,7 @@ from typing import IO, Any, Final, cast
 import duckdb
 import polars as pl
 
+from asg_audit.config import check_wait_seconds
 from asg_audit.errors import InputError, StoreError
 from asg_audit.filelines import describe_read_error
 from asg_audit.interrupts import is_interrupt, sigint_interrupts
@@ -575,8 +577,22 @@ def track_file(db: str | Path, path: str | Path, *, wait_seconds: float = 0.0) -
     header without the required columns) raises `InputError` and stores nothing; so does one
     that cannot be read to its end (a truncated gzip), its run recorded as failed. The file is
     read in chunks, never held whole in memory.
+
+    `db` is a path (str or Path) and `path` one file (str, bytes or Path); another type is a
+    TypeError naming it, and a `wait_seconds` that is not a finite number, 0 or more, a
+    ConfigError naming it, before the file is read.
     """
-    path = Path(path)
+    if not isinstance(db, str | os.PathLike):
+        raise TypeError(
+            f"track_file db: expected a path (str or Path) to the store, got {type(db).__name__}"
+        )
+    if not isinstance(path, str | bytes | os.PathLike):
+        raise TypeError(
+            "track_file path: expected the path (str, bytes or Path) of one CSV or NDJSON"
+            f" file, got {type(path).__name__}"
+        )
+    check_wait_seconds(wait_seconds, "track_file wait_seconds")
+    path = Path(os.fsdecode(path))
     summary = TrackSummary(path=path_text(path))  # the file's name as stored and shown
     records = _checked_records(path, summary)
     # The start of the file is read before the store is opened: a file missing, in another

@@ -150,8 +150,21 @@ def _secret_keys(secrets: object, name: str = "secrets") -> tuple[bytes, ...]:
     return tuple(_secret_key(secret, f"{name}[{i}]") for i, secret in enumerate(secrets))
 
 
+def _check_body(body: object, caller: str) -> None:
+    """Raise TypeError naming `caller`'s `body` unless it is the raw bytes of a body."""
+    if not isinstance(body, bytes | bytearray | memoryview):
+        raise TypeError(
+            f"{caller} body: expected the raw request body as bytes, got {type(body).__name__}"
+        )
+
+
 def sign_body(body: bytes, secret: Secret | str) -> str:
-    """Return the `X-ASG-Signature` value for a body: `sha256=` + hex HMAC-SHA256."""
+    """Return the `X-ASG-Signature` value for a body: `sha256=` + hex HMAC-SHA256.
+
+    `body` is bytes (the signature is over the bytes sent, not over text); another type, or a
+    secret that is not a non-empty str or Secret, is a TypeError or ValueError naming it.
+    """
+    _check_body(body, "sign_body")
     return "sha256=" + hmac.new(_secret_key(secret, "secret"), body, hashlib.sha256).hexdigest()
 
 
@@ -161,8 +174,15 @@ def verify_signature(body: bytes, header: str | None, secrets: WebhookSecrets) -
     `secrets` is one secret (a str or a Secret: index 0) or a list of them. Compares in
     constant time over the raw bytes, and tries every secret (no early exit) so that the timing
     does not tell which secret matched. A header that is not exactly `sha256=<64 lowercase
-    hex>` is refused without computing anything. An empty list verifies nothing.
+    hex>` is refused without computing anything. An empty list verifies nothing. A `body`
+    that is not bytes or a `header` that is not a str or None is a TypeError naming it.
     """
+    _check_body(body, "verify_signature")
+    if header is not None and not isinstance(header, str):
+        raise TypeError(
+            "verify_signature header: expected the X-ASG-Signature value as a str or None,"
+            f" got {type(header).__name__}"
+        )
     return _match_signature(body, header, _secret_keys(secrets))
 
 

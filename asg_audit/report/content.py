@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Final
@@ -18,7 +18,7 @@ import polars as pl
 from asg_audit.analyses.costs import describe_model
 from asg_audit.config import AuditConfig
 from asg_audit.model import is_well_formed_txid
-from asg_audit.redaction import Secret, display_origin, display_url, redact
+from asg_audit.redaction import Secret, display_origin, display_url, mask_secrets, redact
 
 if TYPE_CHECKING:
     from asg_audit.audit import Audit
@@ -33,6 +33,7 @@ __all__ = [
     "Headline",
     "backlog_note",
     "build_summary",
+    "check_audit",
     "config_rows",
     "created_after_as_of",
     "findings_by_check",
@@ -160,8 +161,19 @@ def backlog_note(audit: Audit) -> str | None:
     )
 
 
+def check_audit(audit: object, caller: str) -> None:
+    """Raise TypeError naming `caller`'s `audit` argument unless it is an Audit."""
+    from asg_audit.audit import Audit
+
+    if not isinstance(audit, Audit):
+        raise TypeError(
+            f"{caller} audit: expected an Audit (asg_audit.analyze()), got {type(audit).__name__}"
+        )
+
+
 def headline(audit: Audit) -> list[Headline]:
     """Return the headline block, in display order."""
+    check_audit(audit, "headline")
     values = headline_values(audit)
     return [Headline(k, label, values.get(k), kind) for k, label, kind in HEADLINE_FIELDS]
 
@@ -317,33 +329,37 @@ def findings_by_check(
     return out
 
 
-def _shown(value: Any) -> str:
+def _shown(value: Any, held: Sequence[Secret | None] = ()) -> str:
     """Return a configuration value as the report may show it.
 
     Every URL (any text holding `://`) goes through `display_url`: no user, password or query,
     where Slack- and Teams-style webhook URLs carry their secret. Any other text is `redact`ed,
-    so a key pasted into the wrong setting is masked; lists show each item so.
+    and the configured secrets (`held`) are masked in all text, so a key pasted into the wrong
+    setting is `***`; lists show each item so.
     """
     if isinstance(value, list | tuple):
-        return "[" + ", ".join(_shown(v) for v in value) + "]"
+        return "[" + ", ".join(_shown(v, held) for v in value) + "]"
     if isinstance(value, bool):
         return format_value(value)  # `yes`/`no`, as in every table
-    text = str(value)
-    return display_url(text) if "://" in text else redact(text)
+    text = mask_secrets(str(value), held)
+    return mask_secrets(display_url(text) if "://" in text else redact(text), held)
 
 
-def _section_rows(name: str, section: Mapping[str, Any]) -> list[tuple[str, str]]:
+def _section_rows(
+    name: str, section: Mapping[str, Any], held: Sequence[Secret | None] = ()
+) -> list[tuple[str, str]]:
     rows = []
     for key, value in sorted(section.items()):
         if isinstance(value, Secret) or _SECRETISH.search(str(key)):
             continue  # never print a secret, nor anything named like one
+        setting = f"{name}.{mask_secrets(str(key), held)}"
         if isinstance(value, Mapping):
-            rows += _section_rows(f"{name}.{key}", value)
+            rows += _section_rows(setting, value, held)
         elif str(key).endswith("alert_url") and isinstance(value, str):
             # an alert webhook's path is its secret (Slack, Teams): the host alone is shown
-            rows.append((f"{name}.{key}", display_origin(value)))
+            rows.append((setting, mask_secrets(display_origin(value), held)))
         else:
-            rows.append((f"{name}.{key}", _shown(value)))
+            rows.append((setting, _shown(value, held)))
     return rows
 
 
@@ -352,12 +368,16 @@ def config_rows(config: AuditConfig) -> list[tuple[str, str]]:
 
     Secrets (`Secret` values and anything named like a key, token or password) are left out,
     not masked: a report is shared more widely than the config. Every URL (`base_url`,
-    `chain_url`, `[audit] alert_url`, any other) is shown without user, password or query.
+    `chain_url`, `[audit] alert_url`, any other) is shown without user, password or query, and
+    a configured secret found in another setting is shown as `***`.
     """
+    if not isinstance(config, AuditConfig):
+        raise TypeError(f"config_rows config: expected an AuditConfig, got {type(config).__name__}")
+    held = (config.api_key, config.woc_api_key, *config.webhook_secrets)
     rows = [
-        ("base_url", display_url(config.base_url)),
-        ("chain_url", display_url(config.chain_url)),
-        ("chain_network", _shown(config.chain_network)),
+        ("base_url", _shown(config.base_url, held)),
+        ("chain_url", _shown(config.chain_url, held)),
+        ("chain_network", _shown(config.chain_network, held)),
         ("slo_seconds", f"{config.slo_seconds:g}"),
         ("fail_on", config.fail_on),
         ("costs", describe_model(config.costs) + f" ({config.costs.kind})"),
@@ -372,7 +392,7 @@ def config_rows(config: AuditConfig) -> list[tuple[str, str]]:
             parts.append("disabled")
         rows.append((f"checks.{check_id}", ", ".join(parts) or "default"))
     for name in ("collector", "webhooks", "chain", "billing", "report", "audit"):
-        rows += _section_rows(name, getattr(config, name))
+        rows += _section_rows(name, getattr(config, name), held)
     return rows
 
 
@@ -413,6 +433,7 @@ def build_summary(
     tool_version: str,
 ) -> dict[str, Any]:
     """Return the `summary.json` document (schema `asg_audit.summary`, version 1)."""
+    check_audit(audit, "build_summary")
     values = headline_values(audit)
     groups = findings_by_check(audit.findings, worst=0)
     findings, truncated = _summary_findings(audit.findings)

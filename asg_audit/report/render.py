@@ -97,13 +97,32 @@ class RenderedReport:
     summary: dict[str, Any] = field(default_factory=dict)
 
 
-def parse_formats(text: str | Iterable[str]) -> tuple[str, ...]:
-    """Return the formats asked for (`html,md,json` or an iterable), validated, in order."""
-    items = text.split(",") if isinstance(text, str) else list(text)
+def parse_formats(text: str | Iterable[str], *, what: str = "--format") -> tuple[str, ...]:
+    """Return the formats asked for (`html,md,json` or an iterable), validated, in order.
+
+    `what` names the option or argument in errors: `--format` for the command line, `render
+    formats` for `render`. Neither a str nor an iterable of str is a TypeError, an unknown or
+    missing format a ConfigError.
+    """
+    expected = f"expected some of {','.join(FORMATS)}"
+    if isinstance(text, str):
+        items = text.split(",")
+    elif isinstance(text, Iterable) and not isinstance(text, bytes | bytearray | memoryview):
+        items = list(text)
+        bad = [type(i).__name__ for i in items if not isinstance(i, str)]
+        if bad:
+            raise TypeError(
+                f"{what}: {expected} as a str or an iterable of str, got an iterable holding"
+                f" {bad[0]}"
+            )
+    else:
+        raise TypeError(
+            f"{what}: {expected} as a str or an iterable of str, got {type(text).__name__}"
+        )
     wanted = [i.strip().lower() for i in items if i.strip()]
     unknown = sorted(set(wanted) - set(FORMATS))
     if unknown or not wanted:
-        raise ConfigError(f"--format: expected some of {','.join(FORMATS)}, got {text!r}")
+        raise ConfigError(f"{what}: {expected}, got {text!r}")
     return tuple(f for f in FORMATS if f in wanted)
 
 
@@ -413,6 +432,7 @@ class _ChartSlots(dict[str, Any]):
 
 def render_summary_html(audit: Audit) -> str:
     """Return the headline part of the HTML report as an HTML fragment (for notebooks)."""
+    content.check_audit(audit, "render_summary_html")
     groups = content.findings_by_check(audit.findings, worst=0)
     return _ENV.get_template("summary.html.j2").render(
         as_of=content.utc_iso(audit.as_of, "seconds"),
@@ -535,7 +555,7 @@ def render(
     of an earlier report in `out_dir`, or `previous`. `run_id` defaults to a new sortable id.
     """
     _check_arguments(audit, out_dir, run_id=run_id, compare=compare, generated_at=generated_at)
-    wanted = parse_formats(formats)
+    wanted = parse_formats(formats, what="render formats")
     generated_at = generated_at or datetime.now(UTC)
     run_id = run_id or new_run_id(generated_at)
     root = Path(out_dir)
