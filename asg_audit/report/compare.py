@@ -4,13 +4,22 @@ findings are new or resolved.
 The earlier report is read from its `summary.json` (`<out>/<run-id>/summary.json`): the one
 stable, versioned record of what a report said, whichever store or code produced it. A finding
 is the same finding when its `check_id`, `entity_type` and `entity_id` match.
+
+Two reports may cover different windows (`--since`/`--until`, recorded in each summary's
+`window`). A finding is then called resolved only when the current audit covers what it is about
+(its task or txid, when the current window holds the whole previous one; its billing month, when
+the current window wholly covers that month), and new only when the previous audit covered it so;
+the others are listed apart as outside the other audit's window. A finding about the whole
+window (a dataset, a channel) is never resolved or new across different windows.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Iterable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
 
@@ -26,10 +35,16 @@ __all__ = [
     "previous_summary",
     "resolve_compare",
     "run_ids",
+    "window_note",
 ]
 
 PREVIOUS: Final = "previous"
 _KEY: Final = ("check_id", "entity_type", "entity_id")  # a finding's identity across reports
+_MONTH: Final = re.compile(r"\d{4}-\d{2}")  # a billing month's entity id: YYYY-MM
+# entities placed in the window by their tasks' creation time (a txid: by any of its tasks)
+_TASK_ENTITIES: Final = frozenset({"task", "txid"})
+
+Window = tuple[datetime | None, datetime | None]  # [since, until); None: unbounded
 
 
 def run_ids(out_dir: str | Path) -> list[str]:
@@ -125,9 +140,16 @@ def _damaged_field(doc: dict[str, Any]) -> str | None:
         value = headline.get(key)
         if value is not None and not _is_number(value):
             return f"headline.{key} is {_json_type(value)}, not a number or null"
-    for key in ("run_id", "generated_at"):
+    for key in ("run_id", "generated_at", "as_of"):
         if not isinstance(doc.get(key, ""), str | None):
             return f"{key} is {_json_type(doc[key])}, not text"
+    window = doc.get("window")
+    if window is not None and not isinstance(window, dict):
+        return f"window is {_json_type(window)}, not an object"
+    for key in ("since", "until"):
+        value = (window or {}).get(key)
+        if value is not None and _time(value) is None:
+            return f"window.{key} is {_json_type(value)}, not an ISO 8601 time or null"
     if not isinstance(doc.get("findings_truncated", False), bool):
         return f"findings_truncated is {_json_type(doc['findings_truncated'])}, not true or false"
     findings = doc.get("findings", [])
@@ -140,6 +162,72 @@ def _damaged_field(doc: dict[str, Any]) -> str | None:
             if isinstance(value, dict | list):
                 return f"findings[{i}].{key} is {_json_type(value)}, not a single value"
     return None
+
+
+def _time(value: Any) -> datetime | None:
+    """Return an ISO 8601 time as an aware datetime (no zone: UTC), or None when it is not one."""
+    if not isinstance(value, str):
+        return None
+    try:
+        when = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return when.replace(tzinfo=UTC) if when.tzinfo is None else when
+
+
+def _window(doc: dict[str, Any]) -> Window:
+    """Return the window a summary records (`load_summary` checked it); none: unbounded."""
+    window = doc.get("window") or {}
+    return _time(window.get("since")), _time(window.get("until"))
+
+
+def _holds(outer: Window, inner: Window) -> bool:
+    """Return whether the window `outer` holds all of `inner`."""
+    (o_since, o_until), (i_since, i_until) = outer, inner
+    since_ok = o_since is None or (i_since is not None and o_since <= i_since)
+    until_ok = o_until is None or (i_until is not None and i_until <= o_until)
+    return since_ok and until_ok
+
+
+def _covered(finding: dict[str, Any], window: Window, other: Window) -> bool:
+    """Return whether an audit of `window` judges what `finding`, of an audit of `other`, is about.
+
+    A billing month: when `window` wholly covers it (the month-level billing checks judge no
+    other month). A task or txid (its tasks): when `window` holds all of `other`, so every task
+    the other audit saw. Anything else (the whole window: a dataset, a channel; an entity with
+    no time to place): never, the windows being different.
+    """
+    entity, ident = finding.get("entity_type"), str(finding.get("entity_id"))
+    if entity == "month" and _MONTH.fullmatch(ident):
+        try:
+            start = datetime.strptime(ident, "%Y-%m").replace(tzinfo=UTC)
+        except ValueError:
+            return False
+        end = start.replace(year=start.year + start.month // 12, month=start.month % 12 + 1)
+        since, until = window
+        return (since is None or since <= start) and (until is None or end <= until)
+    return entity in _TASK_ENTITIES and _holds(window, other)
+
+
+def _shown_window(window: Any) -> str:
+    window = window if isinstance(window, dict) else {}
+    return f"{window.get('since') or '(start)'} to {window.get('until') or '(end)'}"
+
+
+def window_note(current: dict[str, Any], previous: dict[str, Any]) -> str | None:
+    """Return what the comparison says when the two reports cover different windows, else None."""
+    if _window(current) == _window(previous):
+        return None
+    return (
+        "The two reports cover different windows: the previous one covers tasks created "
+        f"{_shown_window(previous.get('window'))} (data as of {previous.get('as_of') or 'n/a'}), "
+        f"this one tasks created {_shown_window(current.get('window'))} (data as of "
+        f"{current.get('as_of') or 'n/a'}), so the headline figures count different tasks. A "
+        "finding of the previous report is called resolved only when this audit covers it (its "
+        "task or txid, when this window holds the whole previous one; its billing month, when "
+        "this window wholly covers the month), and new only when the previous audit covered it "
+        "so. The others are listed as outside the other audit's window: neither resolved nor new."
+    )
 
 
 def _json_type(value: Any) -> str:
@@ -209,6 +297,11 @@ def compare_summaries(
     `current_keys`: the keys (`finding_keys`) of every current finding, when the current
     summary lists only its worst ones: a finding of the previous report is resolved only if it
     is not among them (it used to be resolved when it was merely cut from the list).
+
+    When the two summaries record different windows (`same_window` false, `window_note` saying
+    so), a previous finding the current audit does not cover is listed under
+    `outside_window_findings` instead of resolved, and a current finding the previous audit did
+    not cover under `outside_previous_window_findings` instead of new (see `_covered`).
     """
     before, after = previous.get("headline", {}), current.get("headline", {})
     rows = [
@@ -223,14 +316,30 @@ def compare_summaries(
         for key, label, kind in HEADLINE_FIELDS
     ]
     old, new = _keys(previous.get("findings", [])), _keys(current.get("findings", []))
+    now, before_window = _window(current), _window(previous)
+    same = now == before_window
+    appeared = [new[k] for k in sorted(new.keys() - old.keys())]
+    gone = [old[k] for k in sorted(old.keys() - new.keys() - (current_keys or set()))]
+    # windows differ: a finding the other audit did not judge is neither new nor resolved
+    seen_before = [same or _covered(f, before_window, now) for f in appeared]
+    seen_now = [same or _covered(f, now, before_window) for f in gone]
     return {
         "previous_run_id": previous.get("run_id"),
         "previous_generated_at": previous.get("generated_at"),
+        "previous_as_of": previous.get("as_of"),
+        "previous_window": {
+            "since": (previous.get("window") or {}).get("since"),
+            "until": (previous.get("window") or {}).get("until"),
+        },
+        "same_window": same,
+        "window_note": window_note(current, previous),
         "headline": rows,
-        "new_findings": [new[k] for k in sorted(new.keys() - old.keys())],
-        "resolved_findings": [
-            old[k] for k in sorted(old.keys() - new.keys() - (current_keys or set()))
+        "new_findings": [f for f, seen in zip(appeared, seen_before, strict=True) if seen],
+        "resolved_findings": [f for f, seen in zip(gone, seen_now, strict=True) if seen],
+        "outside_previous_window_findings": [
+            f for f, seen in zip(appeared, seen_before, strict=True) if not seen
         ],
+        "outside_window_findings": [f for f, seen in zip(gone, seen_now, strict=True) if not seen],
         "unchanged_findings": len(new.keys() & old.keys()),
         "incomplete": bool(previous.get("findings_truncated") or current.get("findings_truncated")),
     }

@@ -71,15 +71,53 @@ def _compare(cmp: dict[str, Any], ctx: dict[str, Any]) -> list[str]:
         if cmp.get("incomplete")
         else ""
     )
-    return [
+    windows = cmp.get("window_note")
+    if windows:
+        note += f"\n**Different windows.** {md_escape(windows)}\n"
+    out = [
         f"\n## Compared with {md_escape(cmp['previous_run_id'])}\n\n",
         md_table(["Figure", "Previous", "Now", "Change"], rows),
         note,
         f"\n### New findings ({len(cmp['new_findings']):,})\n",
         _table(ctx["compare_new"]),
+    ]
+    if windows:
+        found = cmp["outside_previous_window_findings"]
+        out += [
+            f"\n### Outside the previous report's window ({len(found):,})\n\n",
+            "Findings of this report about what the previous report did not cover: not called"
+            " new.\n",
+            _finding_rows(found),
+        ]
+    out += [
         f"\n### Resolved findings ({len(cmp['resolved_findings']):,})\n",
         _table(ctx["compare_resolved"]),
     ]
+    if windows:
+        gone = cmp["outside_window_findings"]
+        out += [
+            f"\n### Outside this report's window ({len(gone):,})\n\n",
+            "Findings of the previous report about what this report does not cover: not called"
+            " resolved (they may still stand).\n",
+            _finding_rows(gone),
+        ]
+    return out
+
+
+_FINDING_COLUMNS: Final = ("check_id", "severity", "entity_type", "entity_id", "expected", "actual")
+_MAX_ROWS: Final = 50  # as the report's other tables
+
+
+def _finding_rows(findings: list[dict[str, Any]]) -> str:
+    """Return summary.json findings as a table, as the comparison's other finding tables."""
+    rows = [
+        [format_value(None if f.get(k) is None else str(f[k])) for k in _FINDING_COLUMNS]
+        for f in findings[:_MAX_ROWS]
+    ]
+    out = "\n" + md_table([k.replace("_", " ") for k in _FINDING_COLUMNS], rows)
+    if len(findings) > _MAX_ROWS:
+        out += f"\n_and {len(findings) - _MAX_ROWS:,} more rows_\n"
+    return out
 
 
 def render_markdown(ctx: dict[str, Any]) -> str:
