@@ -82,13 +82,20 @@ def test_report_compare_previous_lists_new_and_resolved_findings(audits, tmp_pat
     assert cmp["previous_run_id"] == "20260101T000000Z-000001"
     new = {(f["check_id"], f["entity_type"], f["entity_id"]) for f in cmp["new_findings"]}
     gone = {(f["check_id"], f["entity_type"], f["entity_id"]) for f in cmp["resolved_findings"]}
-    assert new == _keys(part.findings) - _keys(full.findings)
-    assert gone == _keys(full.findings) - _keys(part.findings)
-    assert gone, "dropping half the days should resolve some findings"
+    # Different windows: what the narrower one cannot see is outside it, not resolved.
+    outside = {(f["check_id"], f["entity_type"], f["entity_id"])
+               for f in cmp["outside_window_findings"]}  # fmt: skip
+    later = {(f["check_id"], f["entity_type"], f["entity_id"])
+             for f in cmp["outside_previous_window_findings"]}  # fmt: skip
+    assert cmp["same_window"] is False
+    assert new | later == _keys(part.findings) - _keys(full.findings)
+    assert gone | outside == _keys(full.findings) - _keys(part.findings)
+    assert not gone & outside
+    assert outside, "dropping half the days leaves findings outside the window"
     tasks = next(r for r in cmp["headline"] if r["key"] == "tasks")
     assert tasks["change"] == part.summary()["tasks"] - full.summary()["tasks"] < 0
     html = out.paths["html"].read_text(encoding="utf-8")
-    assert 'id="compare"' in html and "Resolved findings" in html
+    assert 'id="compare"' in html and "Outside this report" in html and "Different windows" in html
 
 
 def test_report_compare_an_unknown_run_is_a_usage_error(audits, tmp_path: Path) -> None:
