@@ -21,7 +21,7 @@ from typing import Any, Final
 
 import polars as pl
 
-from asg_audit.analyses.costs import expected_cost_expr, fee_expr, shared_txids
+from asg_audit.analyses.costs import expected_cost_expr, fee_expr, shared_txids, sum_sats
 from asg_audit.checks._registry import CheckContext, finding, fmt, no_findings, register_check
 from asg_audit.config import AuditConfig, CheckLevels
 from asg_audit.model import Flag
@@ -133,7 +133,7 @@ def txid_tasks(tasks: pl.LazyFrame) -> pl.LazyFrame:
         .agg(
             pl.len().alias("tasks"),
             pl.col("task_id").sort().first().alias("first_task"),
-            pl.col("cost_sats").sum().alias("cost_sum"),
+            sum_sats(pl.col("cost_sats")).alias("cost_sum"),
             pl.col("cost_sats").null_count().alias("cost_unknown"),
             pl.col("settled_at").min().alias("first_settled"),
             pl.col("settled_at").max().alias("last_settled"),
@@ -285,23 +285,25 @@ def _change_sats(rows: pl.LazyFrame, scripts: frozenset[str]) -> pl.LazyFrame:
     """
     names = [c for c in ("raw_hex", "output_sats", "output_kinds") if c in rows.collect_schema()]
     rows = rows.select("txid", *names)
-    stored: pl.Expr = pl.lit(None, pl.Int64)
+    # sums of sats in Int128, as every sum of sats (`sum_sats`): never wrapped around int64
+    stored: pl.Expr = pl.lit(None, pl.Int128)
     if "output_sats" in names and "output_kinds" in names:
         stored = (
             pl.when(pl.col("output_kinds").list.contains("change").fill_null(False))
             .then(
                 pl.col("output_sats")
+                .cast(pl.List(pl.Int128))
                 .list.gather(pl.col("output_kinds").list.eval(pl.element().eq("change").arg_true()))
                 .list.sum()
             )
-            .otherwise(pl.lit(None, pl.Int64))
+            .otherwise(pl.lit(None, pl.Int128))
         )
     if "raw_hex" not in names:
         rows = rows.with_columns(pl.lit(None, pl.String).alias("raw_hex"))
     # only a transaction whose bytes hold one of the scripts can pay it: parse just those
     candidate = pl.col("raw_hex").str.to_lowercase().str.contains_any(sorted(scripts))
     collected = (
-        rows.with_columns(stored.cast(pl.Int64).alias("_stored"), candidate.alias("_candidate"))
+        rows.with_columns(stored.cast(pl.Int128).alias("_stored"), candidate.alias("_candidate"))
         .unique("txid")
         .collect()
     )
@@ -331,7 +333,7 @@ def _change_sats(rows: pl.LazyFrame, scripts: frozenset[str]) -> pl.LazyFrame:
             "_parsed": list(change.values()),
             "_why": [why.get(t) for t in change],
         },
-        schema={"txid": pl.String, "_parsed": pl.Int64, "_why": pl.String},
+        schema={"txid": pl.String, "_parsed": pl.Int128, "_why": pl.String},
     )
     has_raw = pl.col("raw_hex").is_not_null()
     change_sats = pl.when(has_raw).then(pl.col("_parsed")).otherwise(pl.col("_stored"))
@@ -365,7 +367,7 @@ def _below_cost(ctx: CheckContext, *, shared: bool) -> pl.LazyFrame:
         rows = rows.join(_change_sats(rows, scripts), on="txid", how="left")
     else:
         rows = rows.with_columns(
-            pl.lit(None, pl.Int64).alias("change_sats"),
+            pl.lit(None, pl.Int128).alias("change_sats"),
             pl.lit(None, pl.String).alias("change_unknown"),
         )
     # With the payer's change told apart, the other non-data outputs are exactly what the
@@ -592,10 +594,15 @@ def _known(usage: pl.LazyFrame, *figures: str, daily: tuple[str, ...] = ()) -> p
 def _daily_sum(field: str) -> pl.Expr:
     return (
         pl.col("daily_breakdown")
-        .list.eval(pl.element().struct.field(field))
+        .list.eval(pl.element().struct.field(field).cast(pl.Int128))
         .list.sum()
         .fill_null(0)
     )
+
+
+def _parts() -> pl.Expr:
+    """A month's worker payouts plus platform fee, in Int128 (two int64 figures may pass it)."""
+    return pl.col("worker_payouts_sats").cast(pl.Int128) + pl.col("platform_fee_sats")
 
 
 @register_check(
@@ -607,7 +614,7 @@ def billing_total_parts(ctx: CheckContext) -> pl.LazyFrame:
     if usage is None:
         return no_findings()
     usage = _known(usage, "total_cost_sats", "worker_payouts_sats", "platform_fee_sats")
-    parts = pl.col("worker_payouts_sats") + pl.col("platform_fee_sats")
+    parts = _parts()
     return usage.filter(pl.col("total_cost_sats") != parts).select(
         *finding(
             entity_type="month",
@@ -645,7 +652,7 @@ def billing_daily_sum(ctx: CheckContext) -> pl.LazyFrame:
         daily=("cost_sats", "tasks", "date"),
     )
     cost, tasks = _daily_sum("cost_sats"), _daily_sum("tasks")
-    parts = pl.col("worker_payouts_sats") + pl.col("platform_fee_sats")
+    parts = _parts()
     # Daily rows that match the payouts + fee while the total does not: the total is the broken
     # field, and `billing.total_parts` reports it (one broken field, one finding).
     return usage.filter(
@@ -687,13 +694,14 @@ def billing_vs_results(ctx: CheckContext) -> pl.LazyFrame:
         ours = ctx.table("billing_results_by_month").select(
             pl.col("month").cast(pl.String),
             pl.col("our_tasks").cast(pl.Int64),
-            pl.col("our_cost").cast(pl.Int64),
+            # DuckDB's sum of BIGINT is a HUGEINT (an Arrow decimal): exact, as Int128 is
+            pl.col("our_cost").cast(pl.Int128),
         )
     else:
         ours = (
             ctx.tasks.filter(pl.col("is_settled") & pl.col("settled_at").is_not_null())
             .group_by(pl.col("settled_at").dt.strftime("%Y-%m").alias("month"))
-            .agg(pl.len().alias("our_tasks"), pl.col("cost_sats").sum().alias("our_cost"))
+            .agg(pl.len().alias("our_tasks"), sum_sats(pl.col("cost_sats")).alias("our_cost"))
         )
     j = usage.join(ours, on="month", how="left").with_columns(
         pl.col("our_tasks").fill_null(0), pl.col("our_cost").fill_null(0)
@@ -737,7 +745,7 @@ def _cost_differences_by_month(ctx: CheckContext) -> pl.LazyFrame:
             & pl.col("cost_sats").is_not_null()
         )
         .group_by(pl.col("settled_at").dt.strftime("%Y-%m").alias("month"))
-        .agg((pl.col("cost_sats") - expected).sum().cast(pl.Int64).alias("cost_differences"))
+        .agg(sum_sats(pl.col("cost_sats").cast(pl.Int128) - expected).alias("cost_differences"))
     )
 
 
@@ -769,7 +777,7 @@ def billing_fee_share(ctx: CheckContext) -> pl.LazyFrame:
     )
 
     def fee_on(base: pl.Expr) -> pl.Expr:
-        return fee_expr(base.cast(pl.Int64), pct)  # exact, as a task's expected cost
+        return fee_expr(base.cast(pl.Int128), pct)  # exact, as a task's expected cost
 
     expected = fee_on(payouts)
     diff = fee - expected

@@ -5,6 +5,10 @@ Money stays integer sats throughout. The expected cost of a task under a `CostMo
 (fee_percent of that base, rounded half up to a whole sat) is added. A reported cost of 0 is
 unknown (`cost_sats` null, `cost_unknown` true): counted, never compared. Comparisons are made
 only on tasks with valid counts (`counts_valid`), since the expected cost depends on them.
+
+Every sum of sats is an Int128 (`sum_sats`): a per-record cost is at most 21 million BSV
+(2.1e15 sats), and 4,393 of those already pass int64, where a sum would wrap around to a
+negative figure; an Int128 holds the sum of 2^63 of them.
 """
 
 from __future__ import annotations
@@ -32,9 +36,18 @@ __all__ = [
     "fee_expr",
     "shared_txids",
     "spend_by_period",
+    "sum_sats",
     "txid_health",
     "unknown_costs",
 ]
+
+
+def sum_sats(expr: pl.Expr) -> pl.Expr:
+    """Return the sum of `expr` (integer sats) as an Int128, exactly: never wrapped around int64.
+
+    Nulls are skipped, as `sum` does (no value: 0).
+    """
+    return expr.cast(pl.Int128).sum()
 
 
 def expected_cost_expr(model: CostModel) -> pl.Expr:
@@ -50,7 +63,7 @@ def expected_cost_expr(model: CostModel) -> pl.Expr:
 
 
 def fee_expr(base: pl.Expr, fee_percent: Decimal) -> pl.Expr:
-    """Return `fee_percent` of `base` (Int64 sats) in whole sats, rounded half up, exactly.
+    """Return `fee_percent` of `base` (integer sats) in whole sats, rounded half up, exactly.
 
     In integers: whole units of the base, then the remainder (< unit), so that no product
     leaves int64 whatever the base (`CostModel` allows at most 6 decimal places).
@@ -109,7 +122,7 @@ def unknown_costs(tasks: pl.LazyFrame) -> pl.DataFrame:
             pl.col("cost_sats").is_not_null().sum().alias("known"),
             COST_REPORTED_ZERO.sum().alias("unknown"),
             NO_COST_REPORTED.sum().alias("no_cost_reported"),
-            pl.col("cost_sats").sum().alias("known_total_sats"),
+            sum_sats(pl.col("cost_sats")).alias("known_total_sats"),
         )
         .with_columns((pl.col("unknown") / pl.col("settled")).alias("unknown_share"))
         .collect()
@@ -158,7 +171,7 @@ def shared_txids(tasks: pl.LazyFrame) -> pl.DataFrame:
         candidates.group_by("bsv_txid")
         .agg(
             pl.len().alias("tasks"),
-            pl.col("cost_sats").sum().alias("total_cost_sats"),
+            sum_sats(pl.col("cost_sats")).alias("total_cost_sats"),
             pl.col("cost_sats").null_count().alias("unknown_costs"),
             pl.col("settled_at").min().alias("first_settled_at"),
             pl.col("settled_at").max().alias("last_settled_at"),
@@ -203,7 +216,7 @@ def spend_by_period(tasks: pl.LazyFrame, *, every: str = "1d") -> pl.DataFrame:
         .group_by(pl.col("settled_at").dt.truncate(every).alias("period_start"))
         .agg(
             pl.len().alias("tasks"),
-            pl.col("cost_sats").sum().alias("cost_sats"),
+            sum_sats(pl.col("cost_sats")).alias("cost_sats"),
             COST_REPORTED_ZERO.sum().alias("unknown_costs"),
             NO_COST_REPORTED.sum().alias("no_cost_reported"),
         )
