@@ -11,6 +11,7 @@ import logging
 import os
 import signal
 import threading
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +26,7 @@ from asg_audit.pollrun import CollectorRun
 from asg_audit.pollwriter import CollectorSettings, CollectProgressReporter, CollectSummary
 from asg_audit.progress import ProgressReporter
 from asg_audit.schedule import SchedulePolicy, make_policy
-from asg_audit.stopsignals import kept_signal_handlers, note_stop
+from asg_audit.stopsignals import in_main_thread, kept_signal_handlers, note_stop
 
 __all__ = [
     "TASK_ID_FILE_MAX_BYTES",
@@ -203,30 +204,112 @@ async def collect(
 def collect_sync(config: AuditConfig, **kwargs: Any) -> CollectSummary:
     """Run `collect` to the end and return its summary; works inside a running event loop.
 
-    In a notebook (a loop is already running in this thread) the run happens on a worker
-    thread with its own loop; otherwise on this thread.
+    The run happens on a worker thread with its own loop (a notebook's loop may be running on
+    this one) while this thread waits for it. A KeyboardInterrupt here (Ctrl-C, Jupyter's
+    "interrupt kernel") stops the run the way `stop_event` does: what was answered is written,
+    the run is recorded `interrupted` and the store released before the KeyboardInterrupt is
+    raised again, with a note naming the run. Interrupts during that stop (a second Ctrl-C) are
+    left alone, as the command line's are. `handle_signals=True` from the main thread with no
+    loop running keeps the run on this thread, with `collect`'s own SIGINT/SIGTERM handling.
     """
     _check_config(config, "collect_sync")
     try:
         asyncio.get_running_loop()
     except RuntimeError:
-        return aio.run(collect(config, **kwargs))
+        if kwargs.get("handle_signals") and in_main_thread():
+            return aio.run(collect(config, **kwargs))
     kwargs["handle_signals"] = False
+    return _collect_on_worker(config, kwargs)
+
+
+# how often the waiting thread looks up: a signal delivered to another of the process's threads
+# (any of them may get a process-wide SIGINT) is only acted on when the main thread runs Python
+# again, so it must not sit in one long `join()`
+_WAIT_STEP_S: Final = 0.05
+# a worker whose start was interrupted may begin a moment later: how long its end is awaited
+_START_GRACE_S: Final = 2.0
+
+
+def _collect_on_worker(config: AuditConfig, kwargs: dict[str, Any]) -> CollectSummary:
+    caller_stop: threading.Event | None = kwargs.get("stop_event")
+    stop = threading.Event()  # ours: the caller's event is not set by an interrupt
+    kwargs["stop_event"] = stop
     box: dict[str, Any] = {}
+    done = threading.Event()
 
     def work() -> None:
         try:
-            box["result"] = aio.run(collect(config, **kwargs))
+            if not stop.is_set():  # interrupted before the thread ran: nothing started
+                box["result"] = aio.run(collect(config, **kwargs))
         except BaseException as exc:  # re-raised on the caller's thread
             box["error"] = exc
+        finally:
+            done.set()
 
+    # called from a coroutine (a cell of a notebook whose loop runs here): `asyncio.run`'s
+    # Ctrl-C cancels that task instead of raising, which only an await would notice
+    task = _calling_task()
+    cancels = task.cancelling() if task is not None else 0
     thread = threading.Thread(target=work, name="asg-collect", daemon=True)
-    thread.start()
-    thread.join()
+    try:
+        thread.start()
+        while not done.wait(_WAIT_STEP_S):
+            if caller_stop is not None and caller_stop.is_set():
+                stop.set()
+            if task is not None and task.cancelling() > cancels:
+                raise asyncio.CancelledError("collect_sync: the calling task was cancelled")
+    except (KeyboardInterrupt, asyncio.CancelledError) as interrupt:
+        stop.set()
+        _await_worker(thread, done)
+        _note_stopped_run(interrupt, box)
+        raise
+    _reap(thread)
     if "error" in box:
         raise box["error"]
     result: CollectSummary = box["result"]
     return result
+
+
+def _calling_task() -> asyncio.Task[Any] | None:
+    try:
+        return asyncio.current_task()
+    except RuntimeError:  # no loop running in this thread
+        return None
+
+
+def _await_worker(thread: threading.Thread, done: threading.Event) -> None:
+    """Wait for the stopped run to write, record itself and release the store; an interrupt
+    meanwhile is left alone (the clean-up it would cut short is what makes a stop clean)."""
+    give_up_at = time.monotonic() + _START_GRACE_S
+    while not done.is_set():
+        try:
+            done.wait(_WAIT_STEP_S)
+        except KeyboardInterrupt:
+            continue
+        if not thread.is_alive() and time.monotonic() > give_up_at:
+            return  # its start was interrupted before the thread was made: it never ran
+    _reap(thread)
+
+
+def _reap(thread: threading.Thread) -> None:
+    """Let the worker, its run over, end (it has only returning left to do)."""
+    if thread.is_alive():
+        thread.join(_WAIT_STEP_S * 20)
+
+
+def _note_stopped_run(interrupt: BaseException, box: dict[str, Any]) -> None:
+    """Say on the KeyboardInterrupt how the run it stopped ended (its summary is not returned)."""
+    summary: CollectSummary | None = box.get("result")
+    error: BaseException | None = box.get("error")
+    if summary is not None:
+        interrupt.add_note(
+            f"collect run {summary.run_id} stopped: recorded {summary.status}; settled "
+            f"{summary.settled:,}, failed {summary.failed:,}, not found {summary.not_found:,}, "
+            f"expired {summary.expired:,}, still pending {summary.pending:,} (run collect again "
+            "to resume)"
+        )
+    elif error is not None and not isinstance(error, KeyboardInterrupt | asyncio.CancelledError):
+        interrupt.add_note(f"collect stopped with an error: {type(error).__name__}: {error}")
 
 
 def run_collect_command(
