@@ -8,17 +8,20 @@ An `AuditError` prints one clear line; any other exception is a bug and keeps it
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import os
 import sys
-from collections.abc import Callable, Sequence
-from typing import Any, NoReturn, TypeVar
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, NoReturn, TextIO, TypeVar, cast
 
 from asg_audit.audit_outcome import outcome_json
 from asg_audit.config import AuditConfig, load_config
 from asg_audit.errors import (
     EXIT_BROKEN_PIPE,
+    EXIT_FINDINGS,
     EXIT_INCOMPLETE,
+    EXIT_OK,
     EXIT_USAGE,
     AuditError,
     ConfigError,
@@ -675,8 +678,133 @@ def _build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# -- output that cannot be written -----------------------------------------------------------
+
+_STDOUT, _STDERR = "standard output", "standard error"
+# Why a stream's output was lost ({"standard output": "No space left on device"}), this command.
+_LOST: dict[str, str] = {}
+
+
+class _GuardedStream:
+    """sys.stdout or sys.stderr, whose failed writes are noted instead of raised.
+
+    A log on a full disk (`>> audit.log 2>&1`, ENOSPC) or a failing device (EIO) must not stop
+    the work: the store and the report are what a run is for. The first failed write notes why,
+    and the stream's file descriptor is pointed at /dev/null, so that what is still buffered, and
+    what comes after, goes nowhere instead of failing again (at the interpreter's last flush that
+    would be exit 120). `main` then exits 3 and says so. EPIPE is not this: the reader of the
+    output went away (`| head`), which stops the command quietly (exit 141), as before.
+    """
+
+    def __init__(self, stream: TextIO, name: str) -> None:
+        self._stream = stream
+        self._name = name
+
+    def write(self, text: str) -> int:
+        if self._name not in _LOST:
+            try:
+                return self._stream.write(text)
+            except BrokenPipeError:
+                raise
+            except OSError as exc:
+                self._give_up(exc)
+        return len(text)
+
+    def writelines(self, lines: Iterable[str]) -> None:
+        for line in lines:
+            self.write(line)
+
+    def flush(self) -> None:
+        if self._name not in _LOST:
+            try:
+                self._stream.flush()
+            except BrokenPipeError:
+                raise
+            except OSError as exc:
+                self._give_up(exc)
+
+    def __getattr__(self, name: str) -> Any:  # fileno, isatty, encoding, buffer, ...
+        return getattr(self._stream, name)
+
+    def _give_up(self, exc: OSError) -> None:
+        _LOST[self._name] = exc.strerror or str(exc)
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            try:
+                os.dup2(devnull, self._stream.fileno())
+            finally:
+                os.close(devnull)
+            self._stream.flush()  # what was buffered: now to /dev/null
+
+
+def _guard_output() -> Callable[[], None]:
+    """Put `_GuardedStream`s in place of sys.stdout and sys.stderr; return what undoes it."""
+    _LOST.clear()
+    saved = sys.stdout, sys.stderr
+    if sys.stdout is not None and not isinstance(sys.stdout, _GuardedStream):
+        sys.stdout = cast(TextIO, _GuardedStream(sys.stdout, _STDOUT))
+    if sys.stderr is not None and not isinstance(sys.stderr, _GuardedStream):
+        sys.stderr = cast(TextIO, _GuardedStream(sys.stderr, _STDERR))
+
+    def restore() -> None:
+        sys.stdout, sys.stderr = saved
+
+    return restore
+
+
+def _output_exit_code(code: int) -> int:
+    """Return the exit code of a command that ended with `code`, its output flushed: 141 if the
+    reader went away at the last flush, 3 (for a 0 or 1) if output was lost, else `code`."""
+    try:
+        if sys.stdout is not None:
+            sys.stdout.flush()  # a block-buffered log is written here, at the latest
+    except BrokenPipeError:
+        _quiet_stdout()
+        return EXIT_BROKEN_PIPE
+    if not _LOST:
+        return code
+    if _STDOUT in _LOST:
+        # on stderr if it can take it (else noted, and nothing more is tried)
+        with contextlib.suppress(OSError):
+            print(f"asg-audit: error: cannot write to {_STDOUT}: {_LOST[_STDOUT]}", file=sys.stderr)
+    with contextlib.suppress(OSError):
+        if sys.stderr is not None:
+            sys.stderr.flush()
+    # 0 and 1 say the command did its work and its output is there: it is not
+    return EXIT_INCOMPLETE if code in (EXIT_OK, EXIT_FINDINGS) else code
+
+
+def _quiet_stdout() -> None:
+    """Point stdout at /dev/null: its reader went away; what is left to write goes nowhere."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, sys.stdout.fileno())
+    finally:
+        os.close(devnull)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; return the exit code."""
+    """Run the command line; return the exit code.
+
+    Output that cannot be written (a full disk under the log, EIO) never stops the work: the
+    command runs to its end (an audit writes its report and records its run), then exits 3 with
+    one line `asg-audit: error: cannot write to standard output: ...` on stderr (when stderr
+    can take it). A 2 or 3 it would have exited with stands.
+    """
+    restore = _guard_output()
+    try:
+        code = _main(argv)
+    except SystemExit as exc:  # argparse: a usage error (2), --help (0)
+        if isinstance(exc.code, int) or exc.code is None:
+            exc.code = _output_exit_code(exc.code or 0)
+        raise
+    else:
+        return _output_exit_code(code)
+    finally:
+        restore()
+
+
+def _main(argv: Sequence[str] | None) -> int:
     words = list(sys.argv[1:] if argv is None else argv)
     args: argparse.Namespace | None = None
     _Parser.last_error = None
@@ -702,8 +830,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:
         # The reader of the output went away (`asg-audit runs | head`): stop quietly, as Unix
         # tools do; the work itself is done (and stored).
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
+        _quiet_stdout()
         return EXIT_BROKEN_PIPE
     except Exception as exc:
         from asg_audit.interrupts import is_interrupt

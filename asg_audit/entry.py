@@ -35,12 +35,15 @@ def main(argv: "Sequence[str] | None" = None) -> int:
     except BaseException as exc:
         if not _caused_by_interrupt(exc):
             raise
-        print("asg-audit: interrupted", file=sys.stderr)
         code = EXIT_INTERRUPTED
-        cli = sys.modules.get("asg_audit.cli")
-        if cli is not None and hasattr(cli, "print_stopped_audit"):  # `audit --json` says so too
-            words = list(sys.argv[1:] if argv is None else argv)
-            cli.print_stopped_audit(None, words, EXIT_INTERRUPTED, "interrupted")
+        try:  # output that cannot be written (a full disk, the reader gone) changes nothing here
+            print("asg-audit: interrupted", file=sys.stderr)
+            cli = sys.modules.get("asg_audit.cli")
+            if cli is not None and hasattr(cli, "print_stopped_audit"):  # `audit --json` too
+                words = list(sys.argv[1:] if argv is None else argv)
+                cli.print_stopped_audit(None, words, EXIT_INTERRUPTED, "interrupted")
+        except OSError:
+            pass
         if argv is None:  # the process's own command line: it ends here
             _exit_now(code)
     _ignore_stop_signals()
