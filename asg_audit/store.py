@@ -1087,6 +1087,20 @@ def describe_store(path: str | Path) -> str:
     return "\n".join(lines)
 
 
+def _first_failed_step(steps: str | None) -> str | None:
+    """Return `STEP failed: WHY` of the first failed step in an audit run's `stats.steps`
+    (recorded with its secrets masked), or None."""
+    try:
+        parsed = json.loads(steps) if steps else None
+    except ValueError:
+        return None
+    if isinstance(parsed, dict):
+        for name, note in parsed.items():
+            if isinstance(note, str) and note.startswith("failed"):
+                return f"{name} {note}"
+    return None
+
+
 def describe_runs(path: str | Path, *, limit: int = 20) -> str:
     """Return a table of the latest runs: id, command, start, duration, status, and the error
     a run recorded (or why it was abandoned): its first line, at most 120 characters."""
@@ -1094,12 +1108,15 @@ def describe_runs(path: str | Path, *, limit: int = 20) -> str:
         rows = store.con.execute(
             "SELECT run_id, command, started_at, epoch(finished_at) - epoch(started_at), status,"
             " coalesce(json_extract_string(stats, '$.error'),"
-            " json_extract_string(stats, '$.abandoned'))"
+            " json_extract_string(stats, '$.abandoned')),"
+            " CAST(json_extract(stats, '$.steps') AS VARCHAR)"
             " FROM runs ORDER BY started_at DESC LIMIT ?",
             [limit],
         ).fetchall()
     lines = [f"{'run':<24} {'command':<14} {'started (UTC)':<20} {'seconds':>8}  status"]
-    for run_id, command, started, seconds, status, error in rows:
+    for run_id, command, started, seconds, status, error, steps in rows:
+        if not error and command == "audit" and status in ("incomplete", "failed"):
+            error = _first_failed_step(steps)  # why the audit did not finish its work
         took = f"{seconds:8.1f}" if seconds is not None else f"{'-':>8}"
         line = f"{run_id:<24} {command:<14} {started:%Y-%m-%d %H:%M:%S} {took}  {status}"
         if error:
