@@ -6,15 +6,19 @@ Money stays integer sats throughout. The expected cost of a task under a `CostMo
 unknown (`cost_sats` null, `cost_unknown` true): counted, never compared. Comparisons are made
 only on tasks with valid counts (`counts_valid`), since the expected cost depends on them.
 
-Every sum of sats is an Int128 (`sum_sats`): a per-record cost is at most 21 million BSV
-(2.1e15 sats), and 4,393 of those already pass int64, where a sum would wrap around to a
-negative figure; an Int128 holds the sum of 2^63 of them.
+Every sum of sats is exact: a per-record cost is at most 21 million BSV (2.1e15 sats), and
+4,393 of those already pass int64, where a sum would wrap around to a negative figure. Sums are
+computed as Int128 (`sum_sats`); the frames a user gets (`shared_txids`, `spend_by_period`)
+hold them as Decimal(38, 0) (`SATS_SUM`, `exposed_sats`): as exact (any sum of up to 10^19
+int64 figures), and, unlike polars' Int128, Arrow's decimal128(38, 0), so `to_arrow()`,
+`to_pandas()` (Python Decimals) and DuckDB (DECIMAL(38,0)) take them.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from decimal import Decimal
+from typing import Final
 
 import polars as pl
 
@@ -28,11 +32,13 @@ NO_COST_REPORTED = pl.col("cost_sats").is_null() & ~pl.col("cost_unknown").fill_
 __all__ = [
     "COST_REPORTED_ZERO",
     "NO_COST_REPORTED",
+    "SATS_SUM",
     "candidate_models",
     "cost_comparison",
     "cost_model_fit",
     "describe_model",
     "expected_cost_expr",
+    "exposed_sats",
     "fee_expr",
     "shared_txids",
     "spend_by_period",
@@ -42,12 +48,27 @@ __all__ = [
 ]
 
 
+# The dtype of a sum of sats in a frame a user gets: exact, and Arrow's decimal128(38, 0).
+SATS_SUM: Final = pl.Decimal(38, 0)
+
+
 def sum_sats(expr: pl.Expr) -> pl.Expr:
     """Return the sum of `expr` (integer sats) as an Int128, exactly: never wrapped around int64.
 
-    Nulls are skipped, as `sum` does (no value: 0).
+    Nulls are skipped, as `sum` does (no value: 0). For computing; a frame given to users
+    holds the sum as `SATS_SUM` (`exposed_sats`).
     """
     return expr.cast(pl.Int128).sum()
+
+
+def exposed_sats(frame: pl.DataFrame, *columns: str) -> pl.DataFrame:
+    """Return `frame` with its sums of sats `columns` as `SATS_SUM` (Decimal(38, 0)).
+
+    Polars cannot hand an Int128 to Arrow (`to_arrow()`, `to_pandas()`, DuckDB fail with
+    `'_pli128'`); a decimal of scale 0 holds the same integers. A sum past 10^38 - 1 (10^19
+    int64 figures) raises rather than wraps.
+    """
+    return frame.with_columns(pl.col(c).cast(SATS_SUM, strict=True) for c in columns)
 
 
 def expected_cost_expr(model: CostModel) -> pl.Expr:
@@ -115,7 +136,7 @@ def unknown_costs(tasks: pl.LazyFrame) -> pl.DataFrame:
     """Return settled tasks, those with a known cost, those that reported cost 0 (`unknown`,
     spec 8.5) and those no answer stated a cost for (`no_cost_reported`: webhook only, no cost
     field); `unknown_share` is `unknown` over `settled`."""
-    return (
+    counts = (
         tasks.filter(pl.col("is_settled"))
         .select(
             pl.len().alias("settled"),
@@ -127,6 +148,9 @@ def unknown_costs(tasks: pl.LazyFrame) -> pl.DataFrame:
         .with_columns((pl.col("unknown") / pl.col("settled")).alias("unknown_share"))
         .collect()
     )
+    # Int128 until `Audit.summary()` turns a Decimal into an int (audit.py: `_first`), as
+    # `known_cost_sats` must stay a JSON integer; then `exposed_sats(counts, "known_total_sats")`.
+    return counts
 
 
 def txid_health(tasks: pl.LazyFrame) -> pl.DataFrame:
@@ -147,6 +171,7 @@ def shared_txids(tasks: pl.LazyFrame) -> pl.DataFrame:
 
     `spread_s` is the time between the first and the last `settled_at` of its tasks: a batch
     payment covers tasks settled together, a re-used txid spans unrelated settlements.
+    `total_cost_sats` is a `SATS_SUM`.
     """
     well = tasks.filter(pl.col("txid_well_formed").fill_null(False))
     # Most txids pay for one task. Find the hashes that occur more than once (sorting integers
@@ -185,7 +210,7 @@ def shared_txids(tasks: pl.LazyFrame) -> pl.DataFrame:
         )
         .collect()
     )
-    return _sort_by_tasks_and_txid(shared)
+    return exposed_sats(_sort_by_tasks_and_txid(shared), "total_cost_sats")
 
 
 def _sort_by_tasks_and_txid(shared: pl.DataFrame) -> pl.DataFrame:
@@ -210,8 +235,9 @@ def _sort_by_tasks_and_txid(shared: pl.DataFrame) -> pl.DataFrame:
 
 def spend_by_period(tasks: pl.LazyFrame, *, every: str = "1d") -> pl.DataFrame:
     """Return settled tasks and known spend per period of `settled_at` (`1d`, `1mo`, ...),
-    with the tasks left out of the spend: `unknown_costs` (reported 0) and `no_cost_reported`."""
-    return (
+    with the tasks left out of the spend: `unknown_costs` (reported 0) and `no_cost_reported`;
+    `cost_sats` (the known spend) is a `SATS_SUM`."""
+    spend = (
         tasks.filter(pl.col("is_settled") & pl.col("settled_at").is_not_null())
         .group_by(pl.col("settled_at").dt.truncate(every).alias("period_start"))
         .agg(
@@ -223,6 +249,7 @@ def spend_by_period(tasks: pl.LazyFrame, *, every: str = "1d") -> pl.DataFrame:
         .sort("period_start")
         .collect()
     )
+    return exposed_sats(spend, "cost_sats")
 
 
 def candidate_models(tasks: pl.LazyFrame, configured: CostModel) -> list[CostModel]:

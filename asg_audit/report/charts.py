@@ -476,7 +476,8 @@ def _spend(f: Mapping[str, pl.DataFrame]) -> Chart | None:
     if spend.height == 0:
         return None
     fig, (ax,) = _figure()
-    # sats summed exactly as Int128 (NumPy has no 128-bit integers): as floats for the axis only
+    # sats summed exactly (Decimal(38, 0), past int64 where NumPy has no integers): floats
+    # for the axis only
     days, sats = spend["period_start"], spend["cost_sats"].fill_null(0).cast(pl.Float64)
     if spend.height <= MAX_BAR_DAYS:
         # The edge keeps a day visible when the axis spans years (a bar is then under a pixel).
