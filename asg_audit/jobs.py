@@ -20,8 +20,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import fcntl
 import os
+import stat
 import sys
 import threading
 import time
@@ -47,6 +49,7 @@ from asg_audit.errors import (
     IncompleteRunError,
     StoreBusyError,
     StoreError,
+    StoreFileError,
 )
 from asg_audit.interrupts import is_interrupt
 from asg_audit.model import new_run_id, printable
@@ -90,7 +93,11 @@ def audit_lock(db_path: Path, *, wait_seconds: float = 0.0) -> Iterator[Path]:
 
     Raises StoreBusyError when another audit holds it after `wait_seconds`, and StoreError
     (exit 3, as a writer of the store gets) when the lock file cannot be made: the store's
-    folder is missing, is a file, or cannot be written (read-only media).
+    folder is missing, is a file, or cannot be written (read-only media). A lock path that is
+    not a plain file of its own (a symbolic link, a hard link to another file, a folder, a
+    pipe) is refused with StoreFileError (exit 2: retrying will not help) and never opened
+    through, truncated or written: the pid written into the lock must not overwrite the file a
+    planted link points to.
     """
     # Beside the file itself, not a symbolic link to it: every name of one store (a link, a
     # path through a linked folder) shares one audit lock, as DuckDB's own lock and WAL do.
@@ -99,13 +106,7 @@ def audit_lock(db_path: Path, *, wait_seconds: float = 0.0) -> Iterator[Path]:
     folder = real.parent
     if not folder.exists():
         raise StoreError(f"{db_path}: folder {folder} does not exist")
-    try:
-        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
-    except OSError as exc:
-        raise StoreError(
-            f"{db_path}: cannot open the database: its audit lock {lock_path} cannot be made"
-            f" ({exc.strerror or type(exc).__name__})"
-        ) from None
+    fd = _open_lock_file(db_path, lock_path)
     deadline = time.monotonic() + wait_seconds
     try:
         while True:
@@ -114,9 +115,13 @@ def audit_lock(db_path: Path, *, wait_seconds: float = 0.0) -> Iterator[Path]:
                 break
             except BlockingIOError:
                 if time.monotonic() >= deadline:
+                    advice = (
+                        f"waited {wait_seconds:g} s and it is still running"
+                        if wait_seconds
+                        else "use --wait SECONDS to wait for it"
+                    )
                     raise StoreBusyError(
-                        f"{db_path}: another audit run is in progress (lock {lock_path}); "
-                        "use --wait SECONDS to wait for it"
+                        f"{db_path}: another audit run is in progress (lock {lock_path}); " + advice
                     ) from None
                 time.sleep(0.2)
         os.ftruncate(fd, 0)
@@ -124,6 +129,50 @@ def audit_lock(db_path: Path, *, wait_seconds: float = 0.0) -> Iterator[Path]:
         yield lock_path
     finally:
         os.close(fd)  # closing releases the flock
+
+
+def _open_lock_file(db_path: Path, lock_path: Path) -> int:
+    """Open (or create) the audit lock file and return its descriptor.
+
+    `O_NOFOLLOW` refuses a symbolic link at the lock path, `O_NONBLOCK` keeps a named pipe
+    planted there from blocking the open; what was opened must be a regular file with no other
+    name (a hard link would let the pid overwrite another file). Anything else is refused,
+    naming the path, before a byte is written.
+    """
+    flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
+
+    def refused(what: str) -> StoreFileError:
+        return StoreFileError(
+            f"{db_path}: refusing to use the audit lock {lock_path}: {what}; nothing was"
+            " written to it. Remove it (asg-audit creates the lock file itself) and run again"
+        )
+
+    try:
+        fd = os.open(lock_path, flags, 0o644)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP or os.path.islink(lock_path):
+            try:
+                target = f" (to {os.readlink(lock_path)})"
+            except OSError:
+                target = ""
+            raise refused(f"it is a symbolic link{target}, not a file") from None
+        if exc.errno == errno.EISDIR:
+            raise refused("it is a folder, not a file") from None
+        raise StoreError(
+            f"{db_path}: cannot open the database: its audit lock {lock_path} cannot be made"
+            f" ({exc.strerror or type(exc).__name__})"
+        ) from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise refused("it is not a regular file")
+        if info.st_nlink > 1:
+            raise refused(f"it is a hard link: the file has {info.st_nlink} names")
+        os.set_blocking(fd, True)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
 
 
 def send_alert(url: str, payload: dict[str, Any], *, timeout: float = 10.0) -> None:
@@ -175,14 +224,15 @@ async def _post_alert(url: str, payload: dict[str, Any], timeout: float) -> int:
 
 def _step(
     outcome: AuditOutcome, name: str, fn: Callable[[], str], log: IO[str], config: AuditConfig
-) -> None:
-    """Run one step; record ok/skipped, or failed with the reason.
+) -> Exception | None:
+    """Run one step; record ok/skipped, or failed with the reason; return what failed it.
 
     Any exception but an interrupt fails only its step: an API that let us down, a busy
     store, or a bug (recorded with its type and message, the secrets masked). The other steps
     and the report still run, and the run exits 3.
     """
     started = time.monotonic()
+    failure: Exception | None = None
     try:
         note = fn()
     except (KeyboardInterrupt, BrokenPipeError):  # a stop, or the reader of the log gone
@@ -197,11 +247,87 @@ def _step(
             outcome.steps[name] = "interrupted"
             raise KeyboardInterrupt(f"{name} interrupted") from exc
         outcome.steps[name] = f"failed: {_failure(exc, config)[1]}"
+        failure = exc
     else:
         outcome.steps[name] = note or "ok"
     # a step's note may quote a drop-folder file name: its control characters are escaped
     line = f"{name:<13} {outcome.steps[name]} [{time.monotonic() - started:.1f} s]"
     print(printable(line, one_line=True), file=log)
+    return failure
+
+
+@dataclass(slots=True)
+class _Verdicts:
+    """What this run's steps found out that spares the later steps a futile try.
+
+    `store`: the store refused a write (a full disk, a file it may not grow): the later steps
+    that write (collect, verify-chain, billing) are skipped, not run to fetch what they could
+    not store (a paid chain index quota included). `gateway`: the Gateway is unreachable or
+    down: billing, which asks the same Gateway, fails with that reason instead of retrying.
+    """
+
+    store: str | None = None
+    gateway: str | None = None
+
+    def learn(self, step: str, exc: Exception | None, config: AuditConfig) -> None:
+        if exc is None:
+            return
+        if self.store is None and _store_unwritable(exc):
+            self.store = f"the store cannot be written{_os_cause(str(exc))}, as {step} found"
+        if self.gateway is None and _gateway_down(exc, config):
+            reason = _failure(exc, config)[1]
+            self.gateway = f"{reason} (found by {step} in this run; not asked again)"
+
+    def skip_writer(self, fn: Callable[[], str]) -> Callable[[], str]:
+        """Return `fn`, or a step that skips it once the store is known to refuse writes."""
+        if self.store is None:
+            return fn
+        note = f"skipped ({self.store} in this run: nothing fetched that could not be stored)"
+        return lambda: note
+
+    def gateway_step(self, fn: Callable[[], str]) -> Callable[[], str]:
+        """Return `fn`, or a step that fails at once with the run's verdict on the Gateway."""
+        verdict = self.gateway
+        if verdict is None:
+            return fn
+
+        def fail() -> str:
+            raise ApiError(verdict)
+
+        return fail
+
+
+def _store_unwritable(exc: BaseException) -> bool:
+    """Return whether a step failed because the store refused a write (not a busy store,
+    not a file that is no store)."""
+    if not isinstance(exc, StoreError) or isinstance(exc, (StoreBusyError, StoreFileError)):
+        return False
+    text = str(exc)
+    return "cannot write the database" in text or "the store cannot be written" in text
+
+
+def _os_cause(text: str) -> str:
+    """Return ` (<the OS's words>)` when an error text carries them (`No space left on
+    device`), else ''."""
+    for code in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EIO):
+        words = os.strerror(code)
+        if words in text:
+            return f" ({words})"
+    return ""
+
+
+def _gateway_down(exc: BaseException, config: AuditConfig) -> bool:
+    """Return whether a step failed because the Gateway is unreachable or down (this run's
+    probe, or the collector's own verdict), not because it refused the key or a body."""
+    if isinstance(exc, _GatewayUnreachable):
+        return True
+    if not isinstance(exc, ApiError) or not exc.transient:
+        return False
+    where = display_url(config.base_url)
+    text = str(exc)
+    return text.startswith(
+        (f"cannot reach the Gateway at {where}", f"the Gateway at {where} is down")
+    )
 
 
 def run_audit(
@@ -285,6 +411,8 @@ def run_audit(
             if isinstance(exc, AuditError):
                 if unrecorded is not None:  # said in the one error line
                     exc.args = (f"{exc}; {unrecorded}",)
+                if outcome.report_dir is not None:  # the run got as far as its report
+                    exc.args = (f"{exc}; the report is written: {outcome.report_dir}",)
                 raise
             # A bug: the run is recorded as failed and the job exits 3 (incomplete), not 1,
             # which a scheduler would read as "findings".
@@ -404,28 +532,53 @@ def _run_steps(
 
     db = Path(config.db_path)
     _warn_no_api_key(config, log)
-    _step(
+    found = _Verdicts()
+    failed = _step(
         outcome,
         "ingest",
         lambda: _ingest_drop_folders(config, settings, progress, outcome),
         log,
         config,
     )
+    found.learn("ingest", failed, config)
     for problem in outcome.input_errors:
         print(printable(f"warning: unreadable input: {problem}", one_line=True), file=log)
-    _step(
+    failed = _step(
         outcome,
         "collect",
-        lambda: _collect(config, settings, collect_seconds, progress, clock),
+        found.skip_writer(lambda: _collect(config, settings, collect_seconds, progress, clock)),
         log,
         config,
     )
-    _step(outcome, "verify-chain", lambda: _verify_chain(config, settings, progress), log, config)
-    _step(outcome, "billing", lambda: _billing(config, settings), log, config)
+    found.learn("collect", failed, config)
+    failed = _step(
+        outcome,
+        "verify-chain",
+        found.skip_writer(lambda: _verify_chain(config, settings, progress)),
+        log,
+        config,
+    )
+    found.learn("verify-chain", failed, config)
+    billing = found.skip_writer(found.gateway_step(lambda: _billing(config, settings)))
+    failed = _step(outcome, "billing", billing, log, config)
+    found.learn("billing", failed, config)
 
     audit = analyze(db, since=since, until=until, config=config, as_of=as_of)
-    with open_store(db, wait_seconds=wait_seconds) as store, store.transaction():
-        store.write_findings(outcome.run_id, audit.findings)
+    # The findings are stored under the run id. A store that refuses the write (known already,
+    # or found here) still gets its report, written from what the store holds: a `findings`
+    # step says why they are not stored (on success there is no such step).
+    note = None
+    if found.store is not None:
+        note = f"skipped (not stored: {found.store} in this run)"
+    else:
+        try:
+            with open_store(db, wait_seconds=wait_seconds) as store, store.transaction():
+                store.write_findings(outcome.run_id, audit.findings)
+        except StoreError as exc:
+            note = f"failed: not stored: {_failure(exc, config)[1]}"
+    if note is not None:
+        outcome.steps["findings"] = note
+        print(printable(f"{'findings':<13} {note}", one_line=True), file=log)
     if compare_note is not None:  # `--compare previous` with no earlier report: said so
         _step(outcome, "compare", lambda: compare_note, log, config)
     report = render(audit, out, formats=formats, run_id=outcome.run_id, compare=compare)
@@ -528,7 +681,7 @@ def _ingest_drop_folders(
     existing = [p for p in folders if p.is_dir()]
     # A folder listed but absent (a typo, an unmounted share) would otherwise hide its files
     # from every run: it is unreadable input, reported and in the exit code.
-    missing = [f"{p}: drop folder does not exist" for p in folders if not p.is_dir()]
+    missing = [_not_a_drop_folder(p) for p in folders if not p.is_dir()]
     outcome.input_errors.extend(missing)
     if not existing:
         return "unreadable input: " + "; ".join(missing)
@@ -540,6 +693,16 @@ def _ingest_drop_folders(
     if missing or unreadable:
         return f"unreadable input ({note}): " + "; ".join([*missing, *map(str, unreadable)])
     return f"ok: {note}"
+
+
+def _not_a_drop_folder(path: Path) -> str:
+    """Return why a listed drop folder cannot be read: absent, or something else than a folder
+    (the absolute path checked is shown when the listed one is relative)."""
+    checked = "" if path.is_absolute() else f" (checked {path.absolute()})"
+    if path.exists() or path.is_symlink():
+        what = "a symbolic link to nothing" if not path.exists() else "not a folder"
+        return f"{path}{checked}: drop folder is {what}"
+    return f"{path}{checked}: drop folder does not exist"
 
 
 def _collect(
@@ -580,27 +743,52 @@ def _collect(
     )
 
 
-def _probe_gateway(config: AuditConfig, *, attempts: int = 3) -> None:
+class _GatewayUnreachable(ApiError):
+    """The probe before collect got no HTTP answer from the Gateway (exit 3, as any ApiError)."""
+
+
+# The probe's whole budget: as the collector, which stops once it got no HTTP answer at all for
+# 10 s, it gives up after 10 s without one, however the time went (a connection refused at
+# once, retried; a Gateway that accepts and never answers, one request waited out).
+PROBE_DEADLINE_S = 10.0
+
+
+def _probe_gateway(
+    config: AuditConfig, *, attempts: int = 3, deadline_s: float = PROBE_DEADLINE_S
+) -> None:
     """Fail fast when the Gateway is unreachable or refuses the key, instead of polling on.
 
     Any HTTP answer (even 404 for the probe id) proves the Gateway is there; only transport
-    failures on every attempt, or 401/403, stop the run.
+    failures on every attempt, or 401/403, stop the run. All attempts and the pauses between
+    them end within `deadline_s`: a Gateway that accepts connections and never answers is
+    waited for once, `deadline_s`, not three timeouts and their pauses.
     """
     assert config.api_key is not None
     url = config.base_url.rstrip("/") + "/v1/tasks/asg-audit-probe/result"
     headers = {"Authorization": f"Bearer {config.api_key.reveal()}"}
+    started = time.monotonic()
+    end = started + deadline_s
     last = ""
     for attempt in range(attempts):
+        left = end - time.monotonic()
+        if left <= 0:
+            break
         try:
-            answer = httpx.get(url, headers=headers, timeout=10.0)
+            answer = httpx.get(url, headers=headers, timeout=left)
         except httpx.TransportError as exc:
             last = type(exc).__name__
-            time.sleep(0.5 * 2**attempt)
+            pause = min(0.5 * 2**attempt, end - time.monotonic())
+            if attempt + 1 < attempts and pause > 0:
+                time.sleep(pause)
             continue
         if answer.status_code in (401, 403):
             raise ApiError(f"the Gateway refused the API key ({answer.status_code})")
         return
-    raise ApiError(f"the Gateway at {display_url(config.base_url)} is unreachable ({last})")
+    waited = time.monotonic() - started
+    raise _GatewayUnreachable(
+        f"the Gateway at {display_url(config.base_url)} is unreachable ({last};"
+        f" no HTTP answer in {waited:.0f} s)"
+    )
 
 
 def _probe(url: str, what: str, *, attempts: int = 3) -> None:
