@@ -16,6 +16,7 @@ from typing import Final
 import polars as pl
 
 __all__ = [
+    "ALIAS_DETAIL_PATTERN",
     "DOCUMENTED_STATUSES",
     "FINDINGS_SCHEMA",
     "MAX_TASK_ID_LENGTH",
@@ -124,6 +125,17 @@ class Flag(StrEnum):
     CONFIDENCE_OUT_OF_RANGE = "confidence_out_of_range"
     TYPE_ALIAS = "type_alias"  # `type` used instead of `task_type`
     EPOCH_TIMESTAMP = "epoch_timestamp"
+    # two aliases of one field (`cost_sats` and `settlement.total_cost_sats`, ...) both present
+    # with different values: the first alias is used, and `flags` also holds one detail entry
+    # per disagreeing pair (`ALIAS_DETAIL_PATTERN`)
+    ALIASES_DISAGREE = "aliases_disagree"
+
+
+# The detail entry an `aliases_disagree` flag comes with in `flags`, one per pair of aliases of
+# a field that disagree: the field as stored, then each alias's key path and value as written
+# (strings JSON-quoted, each value cut at 80 characters), the one used first:
+# `aliases_disagree cost_sats: settlement.total_cost_sats = 975 (used), cost_sats = 650`.
+ALIAS_DETAIL_PATTERN: Final = r"(?s)^aliases_disagree ([a-z_]+): (.+)$"
 
 
 # Fields the normaliser extracts from one record, in this order.

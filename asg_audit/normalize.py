@@ -63,7 +63,10 @@ __all__ = [
 #    first value, Python's json and jq the last), as the webhook receiver answers it.
 # 3: a poll answering "not settled" for a task already seen settled (a reversal) counts as a
 #    conflict of its result (results_sql); a store's results are derived again by it.
-RULES_VERSION: Final = 3
+# 4: two aliases of one field present with different values (`cost_sats` 650 and
+#    `settlement.total_cost_sats` 975) flag the record `aliases_disagree`, with a detail entry
+#    per pair; the value used is still the first alias's.
+RULES_VERSION: Final = 4
 # A record larger than this is quarantined without being parsed (a hostile or broken body).
 DEFAULT_MAX_RECORD_BYTES: Final = 1_000_000
 # The most sats a cost can be: every coin that can ever exist (21 million BSV). A larger cost is
@@ -155,6 +158,19 @@ _PATHS: Final = (
     "$.error.message",  # 21
 )
 _P = {path: i + 1 for i, path in enumerate(_PATHS)}
+# The aliases of a field, by the name it is stored under, in the order they are taken: the
+# first present one gives the value. Another present one stating something else flags the
+# record `aliases_disagree` (compared as the field is stored: sats as integers, a txid
+# lower-cased and trimmed, a timestamp as its instant, a type exactly).
+_ALIASES: Final = {
+    "cost_sats": ("$.settlement.total_cost_sats", "$.total_cost_sats", "$.cost_sats"),
+    "bsv_txid": ("$.settlement.bsv_txid", "$.bsv_txid"),
+    "settled_at": ("$.settlement.settled_at", "$.settled_at"),
+    "task_type": ("$.task_type", "$.type"),
+}
+# An alias's value is shown in an `aliases_disagree` detail cut at this many characters (a txid
+# whole).
+_SHOWN_CHARS: Final = 80
 # The objects whose fields are read: a key they repeat is read as its first value by DuckDB
 # (the paths above), its last by Python's json and jq, so such a record is ambiguous: an
 # `invalid_json` reject, as the webhook receiver answers it. Inner objects first: the receiver's
@@ -214,19 +230,19 @@ def normalise_sql(source: str, max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES)
     alias_exprs = dict(
         zip(
             ("cost_t", "cost_v", "cost_f"),
-            first("$.settlement.total_cost_sats", "$.total_cost_sats", "$.cost_sats"),
+            first(*_ALIASES["cost_sats"]),
             strict=True,
         )
     )
-    alias_exprs["txid_v"] = first("$.settlement.bsv_txid", "$.bsv_txid")[1]
+    alias_exprs["txid_v"] = first(*_ALIASES["bsv_txid"])[1]
     alias_exprs.update(
         zip(
             ("settled_t", "settled_v", "settled_f"),
-            first("$.settlement.settled_at", "$.settled_at"),
+            first(*_ALIASES["settled_at"]),
             strict=True,
         )
     )
-    alias_exprs["type_v"] = first("$.task_type", "$.type")[1]
+    alias_exprs["type_v"] = first(*_ALIASES["task_type"])[1]
     aliases = ",\n    ".join(f"{expr} AS {name}" for name, expr in alias_exprs.items())
     cost_t, cost_v, cost_f = "cost_t", "cost_v", "cost_f"
     txid_v, type_v = "txid_v", "type_v"
@@ -402,9 +418,55 @@ def normalise_sql(source: str, max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES)
         f" OR {has('$.cost_sats')} THEN '{Shape.FLAT}'"
         f" ELSE '{Shape.PARTIAL}' END"
     )
+
+    # Two aliases of a field that disagree: the one used (the first present) against each
+    # later one present. The same value written two ways agrees: 975 and 975, a txid in upper
+    # and lower case, one instant as `Z`, `+00:00` or epoch seconds. A later alias of a type or
+    # value the field refuses (a string cost, a timestamp that does not parse) disagrees.
+    def same(column: str, a: str, b: str) -> str:
+        if column == "cost_sats":
+            return (
+                f"({ty(a)} IN {ints} AND {ty(b)} IN {ints}"
+                f" AND TRY_CAST({sv(a)} AS HUGEINT) = TRY_CAST({sv(b)} AS HUGEINT))"
+            )
+        if column == "bsv_txid":  # both strings, else a bad_type reject
+            return (
+                f"nullif(lower(trim({sv(a)})), '')"
+                f" IS NOT DISTINCT FROM nullif(lower(trim({sv(b)})), '')"
+            )
+        if column == "settled_at":  # `a` is the one parsed into settled_at (the first)
+            assert a == _ALIASES[column][0] and len(_ALIASES[column]) == 2
+            return f"settled_at = ({timestamp_sql(ty(b), sv(b))})"
+        return f"{sv(a)} = {sv(b)}"  # task_type: both strings, else a bad_type reject
+
+    def shown(path: str) -> str:  # a value as written (a string JSON-quoted), cut
+        n = _SHOWN_CHARS
+        return (
+            f"CASE WHEN {ty(path)} = 'VARCHAR' THEN to_json(left({sv(path)}, {n}))::VARCHAR"
+            f" ELSE left({sv(path)}, {n}) END"
+            f" || CASE WHEN length({sv(path)}) > {n} THEN '...' ELSE '' END"
+        )
+
+    pairs: list[str] = []  # the condition of any two aliases of a field being present
+    details: list[str] = []
+    for column, ps in _ALIASES.items():
+        for i, a in enumerate(ps):
+            used = " AND ".join([has(a), *(f"NOT {has(p)}" for p in ps[:i])])
+            for b in ps[i + 1 :]:
+                pairs.append(f"({has(a)} AND {has(b)})")
+                details.append(
+                    f"CASE WHEN {used} AND {has(b)} AND NOT coalesce({same(column, a, b)}, false)"
+                    f" THEN '{Flag.ALIASES_DISAGREE} {column}: {a[2:]} = ' || {shown(a)}"
+                    f" || ' (used), {b[2:]} = ' || {shown(b)} END"
+                )
+    alias_notes = (
+        f"CASE WHEN {' OR '.join(pairs)}"
+        f" THEN list_filter([{', '.join(details)}], lambda x: x IS NOT NULL) END"
+    )
+
     documented = _sql_list(DOCUMENTED_STATUSES)
     flags = (
-        "list_filter(["
+        "list_concat(list_filter(["
         f"CASE WHEN cost_sats_raw = 0 THEN '{Flag.COST_UNKNOWN}' END,"
         f"CASE WHEN status NOT IN {documented} THEN '{Flag.STATUS_UNDOCUMENTED}' END,"
         f"CASE WHEN bsv_txid IS NOT NULL AND (NOT regexp_full_match(bsv_txid, '{TXID_PATTERN}')"
@@ -416,7 +478,10 @@ def normalise_sql(source: str, max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES)
         f"CASE WHEN confidence <= 0.5 OR confidence > 1 THEN '{Flag.CONFIDENCE_OUT_OF_RANGE}' END,"
         f"CASE WHEN type_alias THEN '{Flag.TYPE_ALIAS}' END,"
         f"CASE WHEN epoch_ts THEN '{Flag.EPOCH_TIMESTAMP}' END"
-        "], lambda x: x IS NOT NULL)"
+        "], lambda x: x IS NOT NULL),"
+        # the flag and its details, for the few records stating a field twice differently
+        f" CASE WHEN len(alias_notes) > 0"
+        f" THEN list_prepend('{Flag.ALIASES_DISAGREE}', alias_notes) END)"
     )
 
     return f"""
@@ -510,6 +575,7 @@ WITH src AS (
     CASE WHEN {ty("$.error")} = 'OBJECT' THEN coalesce({sv("$.error.message")}, {sv("$.error")})
          ELSE {sv("$.error")} END AS error_message,
     {shape} AS shape,
+    {alias_notes} AS alias_notes,
     md5(raw) AS payload_hash
   FROM judged
 )

@@ -1,4 +1,5 @@
-"""Checks of spec claims 7, 8 and 9 on whole tasks: lifecycle, status, stuck, unknown, changes."""
+"""Checks of spec claims 7, 8 and 9 on whole tasks: lifecycle, status, stuck, unknown, changes;
+and of the records a task's result was read from (a field stated two ways)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import polars as pl
 from asg_audit.analyses.latency import created_after_as_of
 from asg_audit.checks._registry import CheckContext, finding, fmt, no_findings, register_check
 from asg_audit.config import CheckLevels
-from asg_audit.model import TaskStatus
+from asg_audit.model import ALIAS_DETAIL_PATTERN, Flag, TaskStatus
 
 DEFAULT_STUCK_AFTER_SECONDS = 3600.0
 
@@ -248,5 +249,42 @@ def changed_after_settlement(ctx: CheckContext) -> pl.LazyFrame:
             actual=fmt("{} change(s)", n),
             difference=n,
             message=fmt("settled result changed {} time(s) afterwards", n),
+        )
+    )
+
+
+@register_check("record.aliases_disagree", default=CheckLevels(severity="fail"))
+def aliases_disagree(ctx: CheckContext) -> pl.LazyFrame:
+    """A record stating one field under two aliases with different values (flag `aliases_disagree`).
+
+    Cost as `settlement.total_cost_sats`, `total_cost_sats` or `cost_sats`, the txid and
+    `settled_at` flat or in `settlement`, `task_type` or `type`: the first alias present is
+    used, so the other value was silently dropped. One row per field and pair of aliases, from
+    the detail entries the normaliser keeps next to the flag (the values as written, cut).
+    """
+    if "flags" not in ctx.tasks.collect_schema().names():
+        return no_findings()
+    entry = pl.col("flags")
+    field = entry.str.extract(ALIAS_DETAIL_PATTERN, 1)
+    pair = entry.str.extract(ALIAS_DETAIL_PATTERN, 2)
+    return (
+        ctx.tasks.select("task_id", "flags")
+        .filter(entry.list.contains(Flag.ALIASES_DISAGREE.value).fill_null(False))
+        .explode("flags")
+        .filter(field.is_not_null())
+        .select(
+            finding(
+                entity_type="task",
+                entity_id=pl.col("task_id"),
+                expected=fmt("one value for {}", field),
+                actual=pair,
+                difference=None,
+                message=fmt(
+                    "task {} states {} twice with different values: {}",
+                    pl.col("task_id"),
+                    field,
+                    pair,
+                ),
+            )
         )
     )
