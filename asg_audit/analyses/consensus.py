@@ -82,18 +82,37 @@ def nearest_fit_expr() -> tuple[pl.Expr, pl.Expr]:
     c = pl.col("confidence")
     a = pl.col("agreement_count").cast(pl.Float64)
     t = pl.col("consensus_threshold")
-    best = a / pl.col("worker_count")
-    best_t: pl.Expr = pl.lit(None, dtype=pl.Int32)
+    a_over_w = a / pl.col("worker_count")
+    # The nearest so far (distance, value, threshold), replaced candidate by candidate, left to
+    # right, by a strictly nearer one: on a tie A/W stays, and for a known T all nine
+    # candidates are A/T. As a fold over one struct per candidate, the expression grows with
+    # the number of candidates; chained when/then, the nearest so far appeared twice in each
+    # step, and the expression doubled with every threshold.
+    start = pl.struct(
+        (c - a_over_w).abs().alias("d"), a_over_w.alias("v"), pl.lit(None, pl.Int32).alias("t")
+    )
+    candidates = []
     for k in THRESHOLDS:
         cand_t = pl.when(t.is_not_null()).then(t.cast(pl.Int32)).otherwise(pl.lit(k, pl.Int32))
         cand = a / cand_t
-        # strictly nearer only: on a tie A/W stays, and for a known T all nine candidates are A/T
-        nearer = (c - cand).abs() < (c - best).abs()
-        best, best_t = (
-            pl.when(nearer).then(cand).otherwise(best),
-            pl.when(nearer).then(cand_t).otherwise(best_t),
+        candidates.append(
+            pl.struct((c - cand).abs().alias("d"), cand.alias("v"), cand_t.alias("t"))
         )
-    return best, best_t
+    nearest = pl.fold(start, _nearer, candidates, return_dtype=_NEAREST)
+    return nearest.struct.field("v"), nearest.struct.field("t")
+
+
+_NEAREST: Final = pl.Struct({"d": pl.Float64, "v": pl.Float64, "t": pl.Int32})
+
+
+def _nearer(best: pl.Series, cand: pl.Series) -> pl.Series:
+    """Return, row by row, the candidate where it is strictly nearer than the best so far.
+
+    Polars orders NaN above every number; a comparison with a null distance (a null confidence,
+    count or W) is no "nearer": the best so far stays.
+    """
+    nearer = (cand.struct.field("d") < best.struct.field("d")).fill_null(False)
+    return cand.zip_with(nearer, best)
 
 
 def formula_class_expr(tolerance: float) -> pl.Expr:
