@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 import os
+import sys
+import traceback
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -73,7 +75,8 @@ class Audit:
     """Every analysis frame and the findings of one audit; renders a summary in notebooks.
 
     `frames` maps a name (see `Audit.names`) to its data frame; `audit["latency_overall"]`
-    is a shortcut. `findings` has the FINDINGS_SCHEMA columns.
+    is a shortcut. `findings` has the FINDINGS_SCHEMA columns. The task counts `summary()`
+    starts from are kept apart (`_counts`): not an analysis frame.
     """
 
     frames: dict[str, pl.DataFrame]
@@ -83,10 +86,11 @@ class Audit:
     since: datetime | None = None
     until: datetime | None = None
     _summary: dict[str, Any] | None = field(default=None, repr=False)
+    _counts: pl.DataFrame | None = field(default=None, repr=False)
 
     @property
     def names(self) -> list[str]:
-        """Return the names of the analysis frames."""
+        """Return the names of the analysis frames (the keys of `frames`)."""
         return list(self.frames)
 
     def __getitem__(self, name: str) -> pl.DataFrame:
@@ -163,6 +167,8 @@ def _first(frame: pl.DataFrame, column: str) -> Any:
 
 def _summarize(audit: Audit) -> dict[str, Any]:
     f = audit.frames
+    # an Audit made by hand may still carry its counts among its frames, as analyze's did
+    counts = audit._counts if audit._counts is not None else f["_counts"]
     fit = f["formula_fit"]
     explaining = f["cost_model_fit"].filter(pl.col("explained") > 0)
     agreement = f["agreement_overall"]
@@ -170,14 +176,14 @@ def _summarize(audit: Audit) -> dict[str, Any]:
     by_sev = audit.findings.group_by("severity").agg(pl.len().alias("n"))
     return {
         "as_of": audit.as_of.isoformat(),
-        "tasks": int(f["_counts"]["tasks"][0]),
-        "settled": int(f["_counts"]["settled"][0]),
+        "tasks": int(counts["tasks"][0]),
+        "settled": int(counts["settled"][0]),
         # every task with a status other than settled (pending + other_status)
-        "unsettled": int(f["_counts"]["unsettled"][0]),
+        "unsettled": int(counts["unsettled"][0]),
         # in a documented status before settled: pending, in_progress or verified
-        "pending": int(f["_counts"]["pending"][0]),
+        "pending": int(counts["pending"][0]),
         # in an undocumented status (failed, timed_out, ...), whether final or not
-        "other_status": int(f["_counts"]["other_status"][0]),
+        "other_status": int(counts["other_status"][0]),
         # created after as_of: not aged (left out of `ageing` and `survival`)
         "created_after_as_of": int(f["created_after_as_of"]["tasks"][0]),
         "latency_mean_s": _first(f["latency_overall"], "mean_s"),
@@ -186,7 +192,7 @@ def _summarize(audit: Audit) -> dict[str, Any]:
         "share_over_slo": _first(f["latency_overall"], "share_over_slo"),
         "slo_seconds": audit.config.slo_seconds,
         "agreement_rate": _first(agreement, "rate"),
-        "confidence_mean": _first(f["_counts"], "confidence_mean"),
+        "confidence_mean": _first(counts, "confidence_mean"),
         "confidence_follows": _first(fit, "follows"),
         "confidence_share_neither": _first(fit, "share_neither"),
         "known_cost_sats": _first(unknown, "known_total_sats"),
@@ -255,25 +261,6 @@ def analyze_frames(
     slo = config.slo_seconds
     tol = config.levels("confidence.neither_formula", _registered_default()).fail or 1e-6
     frames: dict[str, pl.DataFrame] = {
-        "_counts": tasks.select(
-            pl.len().alias("tasks"),
-            pl.col("is_settled").sum().alias("settled"),
-            (~pl.col("is_settled") & pl.col("status").is_not_null()).sum().alias("unsettled"),
-            # still on their way (spec §4): pending -> in_progress -> verified -> settled
-            pl.col("status").cast(pl.String).is_in(_IN_FLIGHT).sum().alias("pending"),
-            # statuses outside the documented four (failed, timed_out, ...): final or not,
-            # the spec does not say; kept and reported on their own, not as pending
-            (
-                pl.col("status").is_not_null()
-                & ~pl.col("status").cast(pl.String).is_in(list(DOCUMENTED_STATUSES))
-            )
-            .sum()
-            .alias("other_status"),
-            pl.col("confidence")
-            .filter(~pl.col("confidence").is_nan())
-            .mean()
-            .alias("confidence_mean"),
-        ).collect(),
         "latency_overall": latency.summarize_latency(tasks, slo_seconds=slo),
     }
     for by in ("day", "hour", "threshold", "worker_count", "task_type"):
@@ -324,7 +311,29 @@ def analyze_frames(
     }
     ctx = CheckContext(tables, config=config, as_of=as_of, tasks=tasks_df, frames=frames)
     findings = run_checks(ctx)
-    return Audit(frames=frames, findings=findings, config=config, as_of=as_of)
+    return Audit(
+        frames=frames, findings=findings, config=config, as_of=as_of, _counts=_count_tasks(tasks)
+    )
+
+
+def _count_tasks(tasks: pl.LazyFrame) -> pl.DataFrame:
+    """Return the task counts and mean confidence `summary()` starts from (one row)."""
+    return tasks.select(
+        pl.len().alias("tasks"),
+        pl.col("is_settled").sum().alias("settled"),
+        (~pl.col("is_settled") & pl.col("status").is_not_null()).sum().alias("unsettled"),
+        # still on their way (spec §4): pending -> in_progress -> verified -> settled
+        pl.col("status").cast(pl.String).is_in(_IN_FLIGHT).sum().alias("pending"),
+        # statuses outside the documented four (failed, timed_out, ...): final or not,
+        # the spec does not say; kept and reported on their own, not as pending
+        (
+            pl.col("status").is_not_null()
+            & ~pl.col("status").cast(pl.String).is_in(list(DOCUMENTED_STATUSES))
+        )
+        .sum()
+        .alias("other_status"),
+        pl.col("confidence").filter(~pl.col("confidence").is_nan()).mean().alias("confidence_mean"),
+    ).collect()
 
 
 def _plain_strings(frame: pl.DataFrame) -> pl.DataFrame:
@@ -441,10 +450,18 @@ def _fetch(
     low-cardinality strings become categoricals before the next batch arrives.
     """
     reader = con.sql(sql, params=params or None).to_arrow_reader(_BATCH_ROWS)
-    parts = [_narrow(pl.from_arrow(b), categorical) for b in reader]  # type: ignore[arg-type]
-    if not parts:
-        empty = pl.from_arrow(reader.schema.empty_table())
-        parts = [_narrow(empty, categorical)]  # type: ignore[arg-type]
+    try:
+        parts: list[pl.DataFrame] = []
+        # A plain loop (a comprehension's own frame would hold the reader in a traceback).
+        for batch in reader:
+            parts.append(_narrow(pl.from_arrow(batch), categorical))  # type: ignore[arg-type]
+        if not parts:
+            empty = pl.from_arrow(reader.schema.empty_table())
+            parts = [_narrow(empty, categorical)]  # type: ignore[arg-type]
+    finally:
+        # An open reader keeps the whole DuckDB database (and its file lock) alive after its
+        # connection is closed: close it now, a KeyboardInterrupt between batches included.
+        reader.close()
     return pl.concat(parts, rechunk=False)
 
 
@@ -685,6 +702,7 @@ def analyze(
     since, until = as_utc(since, "since"), as_utc(until, "until")
     check_window(since, until)
     as_of = as_utc(as_of, "as_of") or until or datetime.now(UTC)
+    handled = sys.exc_info()[1]  # the caller's exception being handled, if any: not ours
     try:
         if isinstance(db, Store):
             audit = _analyze_store(db, since=since, until=until, config=config, as_of=as_of)
@@ -693,16 +711,35 @@ def analyze(
                 audit = _analyze_store(
                     store, since=since, until=until, config=config, as_of=as_of, owned=True
                 )
-    except Exception as exc:
+    except BaseException as exc:
+        # Whoever keeps the exception (IPython keeps the last traceback) keeps the frames it
+        # went through, and their locals: an Arrow reader or a relation there keeps the DuckDB
+        # database, and its file lock, alive after the store is closed. Let them go.
+        _clear_frames(exc, handled)
         # A Ctrl-C (or a notebook's "interrupt kernel") that lands in a DuckDB statement comes
         # out as DuckDB's `RuntimeError: Query interrupted` or `InterruptException`: raise it
         # as the KeyboardInterrupt it is, so that `except Exception` never swallows it. Any
         # other error goes through unchanged.
-        if is_interrupt(exc):
+        if isinstance(exc, Exception) and is_interrupt(exc):
             raise KeyboardInterrupt(f"analyze interrupted ({exc})") from None
         raise
     audit.since, audit.until = since, until
     return audit
+
+
+def _clear_frames(exc: BaseException, handled: BaseException | None) -> None:
+    """Clear the locals of the finished frames in `exc`'s traceback, and in those of the
+    exceptions it was raised while handling, up to `handled` (the caller's own, left alone).
+
+    The traceback keeps its file names and line numbers; the frame still running (`analyze`'s
+    own) is left as it is (`traceback.clear_frames` skips it).
+    """
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and current is not handled and id(current) not in seen:
+        seen.add(id(current))
+        traceback.clear_frames(current.__traceback__)
+        current = current.__cause__ or current.__context__
 
 
 def _analyze_store(
