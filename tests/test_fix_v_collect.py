@@ -33,6 +33,7 @@ from asg_audit.collector import collect
 from asg_audit.config import load_config
 from asg_audit.errors import ApiTransientError
 from asg_audit.ingest import ingest_paths
+from asg_audit.normalize import RULES_VERSION
 
 KEY = "sk_sandbox_fixv"
 IDS = [f"tsk_v{i}" for i in range(1, 7)]
@@ -433,4 +434,6 @@ def test_a_store_derived_before_the_reversal_rule_counts_its_reversals_when_next
     )
     assert "judged again" in track.stderr, track.stderr[-2000:]
     assert query(db, "SELECT status, conflict_count FROM results") == [("settled", 1)]
-    assert query(db, "SELECT value FROM store_settings WHERE key = 'rules_version'") == [("3",)]
+    assert query(db, "SELECT value FROM store_settings WHERE key = 'rules_version'") == [
+        (str(RULES_VERSION),)
+    ]
