@@ -9,6 +9,7 @@ import traceback
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
@@ -162,6 +163,9 @@ def _first(frame: pl.DataFrame, column: str) -> Any:
     value = frame[column][0]
     if isinstance(value, float) and not math.isfinite(value):
         return None
+    if isinstance(value, Decimal) and value == value.to_integral_value():
+        # a sum of sats (Decimal(38, 0) in the frames, to go to Arrow): JSON's plain integer
+        return int(value)
     return value
 
 

@@ -8,10 +8,10 @@ only on tasks with valid counts (`counts_valid`), since the expected cost depend
 
 Every sum of sats is exact: a per-record cost is at most 21 million BSV (2.1e15 sats), and
 4,393 of those already pass int64, where a sum would wrap around to a negative figure. Sums are
-computed as Int128 (`sum_sats`); the frames a user gets (`shared_txids`, `spend_by_period`)
-hold them as Decimal(38, 0) (`SATS_SUM`, `exposed_sats`): as exact (any sum of up to 10^19
-int64 figures), and, unlike polars' Int128, Arrow's decimal128(38, 0), so `to_arrow()`,
-`to_pandas()` (Python Decimals) and DuckDB (DECIMAL(38,0)) take them.
+computed as Int128 (`sum_sats`); the frames a user gets (`unknown_costs`, `shared_txids`,
+`spend_by_period`) hold them as Decimal(38, 0) (`SATS_SUM`, `exposed_sats`): as exact (any
+sum of up to 10^19 int64 figures), and, unlike polars' Int128, Arrow's decimal128(38, 0), so
+`to_arrow()`, `to_pandas()` (Python Decimals) and DuckDB (DECIMAL(38,0)) take them.
 """
 
 from __future__ import annotations
@@ -135,7 +135,7 @@ def cost_comparison(tasks: pl.LazyFrame, model: CostModel) -> pl.DataFrame:
 def unknown_costs(tasks: pl.LazyFrame) -> pl.DataFrame:
     """Return settled tasks, those with a known cost, those that reported cost 0 (`unknown`,
     spec 8.5) and those no answer stated a cost for (`no_cost_reported`: webhook only, no cost
-    field); `unknown_share` is `unknown` over `settled`."""
+    field); `unknown_share` is `unknown` over `settled`; `known_total_sats` is a `SATS_SUM`."""
     counts = (
         tasks.filter(pl.col("is_settled"))
         .select(
@@ -148,9 +148,7 @@ def unknown_costs(tasks: pl.LazyFrame) -> pl.DataFrame:
         .with_columns((pl.col("unknown") / pl.col("settled")).alias("unknown_share"))
         .collect()
     )
-    # Int128 until `Audit.summary()` turns a Decimal into an int (audit.py: `_first`), as
-    # `known_cost_sats` must stay a JSON integer; then `exposed_sats(counts, "known_total_sats")`.
-    return counts
+    return exposed_sats(counts, "known_total_sats")
 
 
 def txid_health(tasks: pl.LazyFrame) -> pl.DataFrame:
