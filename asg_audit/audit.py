@@ -549,16 +549,19 @@ _WINDOW_TASK_IDS_SQL: Final = (
 )
 
 
-def check_window(since: TimeArg | None, until: TimeArg | None) -> None:
+def check_window(
+    since: TimeArg | None, until: TimeArg | None, *, names: tuple[str, str] = ("--since", "--until")
+) -> None:
     """Raise ConfigError when `since` is not before `until` (an empty window audits nothing).
 
-    Also when either is not a time (`as_utc`); one without a zone is UTC.
+    Also when either is not a time (`as_utc`); one without a zone is UTC. `names` are what the
+    message calls them: the command line's flags, or a function's arguments.
     """
     since, until = as_utc(since, "since"), as_utc(until, "until")
     if since is not None and until is not None and since >= until:
         raise ConfigError(
-            f"--since ({since.isoformat()}) must be before --until ({until.isoformat()}): "
-            "the window [since, until) would be empty"
+            f"{names[0]} ({since.isoformat()}) must be before {names[1]} ({until.isoformat()}):"
+            " the window [since, until) would be empty"
         )
 
 
@@ -704,7 +707,7 @@ def analyze(
         )
     check_wait_seconds(wait_seconds, "analyze wait_seconds")
     since, until = as_utc(since, "since"), as_utc(until, "until")
-    check_window(since, until)
+    check_window(since, until, names=("analyze since", "analyze until"))
     as_of = as_utc(as_of, "as_of") or until or datetime.now(UTC)
     handled = sys.exc_info()[1]  # the caller's exception being handled, if any: not ours
     try:

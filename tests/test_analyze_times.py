@@ -109,5 +109,7 @@ def test_analyze_refuses_what_is_not_a_time_naming_the_argument(
 
 
 def test_analyze_empty_window_with_mixed_zones_is_a_config_error(db: Path) -> None:
-    with pytest.raises(ConfigError, match="must be before"):
+    with pytest.raises(ConfigError, match="must be before") as raised:
         analyze(db, since=datetime(2026, 10, 2), until="2026-10-02T01:00:00+02:00")
+    # a Python caller is told of its arguments, not of the command line's flags
+    assert str(raised.value).startswith("analyze since (") and "--" not in str(raised.value)
