@@ -245,10 +245,11 @@ def _report_time(text: str) -> Any:
 
 
 def _cmd_report(args: argparse.Namespace, config: AuditConfig) -> int:
-    from asg_audit.audit import analyze
+    from asg_audit.audit import analyze, check_window
     from asg_audit.report import parse_formats, render
     from asg_audit.report.render import check_report_folder, check_report_pointers
 
+    check_window(args.since, args.until)  # named as the flags they came from
     formats = parse_formats(args.format)  # a bad --format fails before the analyses run
     check_report_folder(args.out)  # so does a folder that cannot be written
     check_report_pointers(args.out)  # or a `latest`/`LATEST` of the user's there
