@@ -14,6 +14,7 @@ import functools
 import json
 import os
 import socket
+import stat
 import sys
 import threading
 import time
@@ -784,6 +785,36 @@ def _is_database_file(con: duckdb.DuckDBPyConnection) -> bool:
     return row is not None and row[0] is not None
 
 
+def _refuse_planted_files(path: Path) -> None:
+    """Refuse to write beside a store whose write-ahead log or spill folder is not DuckDB's own.
+
+    DuckDB writes `<db>.wal` (and spills to `<db>.tmp/`) by name, following a symbolic link: a
+    link planted there (a job run by root in a folder others can write) would have it overwrite
+    the file the link points to, or create it. A hard link to another file is refused too.
+    """
+    for name, kind in ((f"{path}.wal", "write-ahead log"), (f"{path}.tmp", "spill folder")):
+        try:
+            info = os.lstat(name)
+        except FileNotFoundError:
+            continue
+        except OSError as exc:
+            raise StoreError(f"{name}: cannot check the store's {kind}: {exc.strerror}") from None
+        problem: str | None
+        if stat.S_ISLNK(info.st_mode):
+            problem = f"a symbolic link (to {os.readlink(name)})"
+        elif kind == "spill folder":
+            problem = None if stat.S_ISDIR(info.st_mode) else "not a folder"
+        elif not stat.S_ISREG(info.st_mode):
+            problem = "not a file"
+        else:
+            problem = "a file with other names (hard links)" if info.st_nlink > 1 else None
+        if problem is not None:
+            raise StoreFileError(
+                f"{name}: refusing to write the store's {kind}: it is {problem}; nothing was"
+                " written to it. Remove it (DuckDB creates it itself) and run again"
+            )
+
+
 def _connect(path: Path, *, read_only: bool, wait_seconds: float) -> duckdb.DuckDBPyConnection:
     deadline = time.monotonic() + wait_seconds
     delay = 0.05
@@ -1021,6 +1052,8 @@ def open_store(
         path.unlink()
     elif path.parent and not path.parent.exists():
         raise StoreError(f"{path}: folder {path.parent} does not exist")
+    if not read_only:
+        _refuse_planted_files(path)
     con = _connect(path, read_only=read_only, wait_seconds=wait_seconds)
     # Until the store is handed over, anything raised (a Ctrl-C included) closes the
     # connection: a traceback kept by IPython (`sys.last_traceback`) must not hold the file
