@@ -766,6 +766,21 @@ def _probe_gateway(
     assert config.api_key is not None
     url = config.base_url.rstrip("/") + "/v1/tasks/asg-audit-probe/result"
     headers = {"Authorization": f"Bearer {config.api_key.reveal()}"}
+    answer, why = _first_answer(url, headers, attempts=attempts, deadline_s=deadline_s)
+    if answer is None:
+        raise _GatewayUnreachable(
+            f"the Gateway at {display_url(config.base_url)} is unreachable ({why})"
+        )
+    if answer.status_code in (401, 403):
+        raise ApiError(f"the Gateway refused the API key ({answer.status_code})")
+
+
+def _first_answer(
+    url: str, headers: dict[str, str], *, attempts: int, deadline_s: float
+) -> tuple[httpx.Response | None, str]:
+    """Return the first HTTP answer of `url` within `deadline_s`, tries and pauses included,
+    or (None, why none came): a service that accepts connections and never answers is waited
+    for once, `deadline_s`, not `attempts` timeouts and their pauses."""
     started = time.monotonic()
     end = started + deadline_s
     last = ""
@@ -774,35 +789,20 @@ def _probe_gateway(
         if left <= 0:
             break
         try:
-            answer = httpx.get(url, headers=headers, timeout=left)
+            return httpx.get(url, headers=headers, timeout=left), ""
         except httpx.TransportError as exc:
             last = type(exc).__name__
             pause = min(0.5 * 2**attempt, end - time.monotonic())
             if attempt + 1 < attempts and pause > 0:
                 time.sleep(pause)
-            continue
-        if answer.status_code in (401, 403):
-            raise ApiError(f"the Gateway refused the API key ({answer.status_code})")
-        return
-    waited = time.monotonic() - started
-    raise _GatewayUnreachable(
-        f"the Gateway at {display_url(config.base_url)} is unreachable ({last};"
-        f" no HTTP answer in {waited:.0f} s)"
-    )
+    return None, f"{last}; no HTTP answer in {time.monotonic() - started:.0f} s"
 
 
 def _probe(url: str, what: str, *, attempts: int = 3) -> None:
     """Fail fast when a service does not answer at all (any HTTP answer will do)."""
-    last = ""
-    for attempt in range(attempts):
-        try:
-            httpx.get(url, timeout=10.0)
-        except httpx.TransportError as exc:
-            last = type(exc).__name__
-            time.sleep(0.5 * 2**attempt)
-            continue
-        return
-    raise ApiError(f"the {what} at {display_url(url)} is unreachable ({last})")
+    answer, why = _first_answer(url, {}, attempts=attempts, deadline_s=PROBE_DEADLINE_S)
+    if answer is None:
+        raise ApiError(f"the {what} at {display_url(url)} is unreachable ({why})")
 
 
 def _verify_chain(config: AuditConfig, settings: dict[str, Any], progress: bool) -> str:

@@ -155,3 +155,37 @@ def test_a_gateway_the_collector_found_down_is_not_asked_for_billing(tmp_path: P
     assert steps["billing"].endswith("(found by collect in this run; not asked again)")
     billing_requests = [a for a in asked if a not in ids and a != "asg-audit-probe"]
     assert billing_requests == [], billing_requests
+
+
+def test_a_chain_index_that_never_answers_costs_one_probe_deadline(tmp_path: Path) -> None:
+    """The chain index's probe has the Gateway probe's deadline: one 10 s wait for an index
+    that accepts and never answers, not three 10 s timeouts and their pauses (33.5 s)."""
+    db = tmp_path / "audit.duckdb"
+    export = tmp_path / "r.ndjson"
+    record = {
+        "task_id": "tsk_chain", "status": "settled", "consensus_label": "cat", "confidence": 1.0,
+        "worker_count": 3, "agreement_count": 3, "bsv_txid": "ab" * 32, "total_cost_sats": 975,
+        "created_at": "2026-10-01T00:00:00Z", "settled_at": "2026-10-01T00:00:40Z",
+    }  # fmt: skip
+    export.write_text(json.dumps(record) + "\n")
+    ingested = subprocess.run(
+        asg_audit("ingest", "--db", str(db), str(export)), capture_output=True, timeout=60
+    )
+    assert ingested.returncode == 0, ingested.stderr
+    config = tmp_path / "asg_audit.toml"
+    config.write_text(f'db = "{db}"\n[audit]\nreport_dir = "{tmp_path / "reports"}"\n')
+    with _black_hole() as (url, accepted):
+        done = subprocess.run(
+            asg_audit("audit", "--config", str(config), "--json"),
+            capture_output=True,
+            text=True,
+            env=clean_env(ASG_CHAIN_URL=url),  # no API key: collect and billing skipped
+            timeout=90,
+        )
+        connections = len(accepted)
+    steps = json.loads(done.stdout)["steps"]
+    assert done.returncode == 3, done.stderr
+    assert steps["verify-chain"].startswith(f"failed: the chain index at {url}"), steps
+    assert "no HTTP answer in 10 s" in steps["verify-chain"], steps
+    assert _step_seconds(done.stderr + done.stdout, "verify-chain") < 13
+    assert connections == 1, connections
