@@ -2,7 +2,9 @@
 
 Precedence, lowest first: built-in defaults, the config file (`--config FILE`, default
 `./asg_audit.toml` when present), the environment, explicit flags. Only this module and `cli.py`
-read the environment; library functions take explicit arguments.
+read the environment; library functions take explicit arguments. A relative path written in the
+file (`db`, `[audit] drop_folders` and `report_dir`, `[webhooks] secret_file`) is taken from the
+file's folder and held resolved; paths from flags and the environment follow the current folder.
 
 Secrets (API keys, webhook secrets) are held in `Secret` (`asg_audit.redaction`), whose `repr`
 and `str` never show the value, so that a config printed in a log or a report cannot leak them.
@@ -13,6 +15,7 @@ naming the variable or field, before any request: never a traceback, never an er
 
 from __future__ import annotations
 
+import codecs
 import dataclasses
 import difflib
 import math
@@ -391,10 +394,15 @@ def _env_secret_values(env: Mapping[str, str]) -> tuple[str, ...]:
 
 def _read_toml(path: Path) -> dict[str, Any]:
     data = read_limited(path, limit=CONFIG_FILE_MAX_BYTES, what="config file")
+    # A UTF-8 byte-order mark (Notepad writes one) is an encoding marker, not TOML: skipped,
+    # as for secret files. Byte offsets in errors still count from the start of the file.
+    bom = len(codecs.BOM_UTF8) if data.startswith(codecs.BOM_UTF8) else 0
     try:
-        return tomllib.loads(data.decode("utf-8"))
+        return tomllib.loads(data[bom:].decode("utf-8"))
     except UnicodeDecodeError as exc:
-        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start}): save it as UTF-8") from None
+        raise ConfigError(
+            f"{path}: not UTF-8 text (byte {exc.start + bom}): save it as UTF-8"
+        ) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
 
@@ -971,7 +979,9 @@ def load_config(
 ) -> AuditConfig:
     """Return the AuditConfig built from defaults, a TOML file, the environment and overrides.
 
-    `config_file=None` reads `./asg_audit.toml` when it exists. `env` defaults to `os.environ`.
+    `config_file=None` reads `./asg_audit.toml` when it exists; `""` is a ConfigError (it names
+    no file). Relative paths in the file are taken from its folder (`_paths_in_folder`); those
+    of `env` and `overrides` are left as given. `env` defaults to `os.environ`.
     `overrides` are flag values (None means "not given"). An argument of the wrong type is a
     TypeError naming it.
     """
@@ -985,17 +995,28 @@ def load_config(
             raise TypeError(
                 f"load_config {name}: expected a mapping or None, got {type(given).__name__}"
             )
+    if isinstance(config_file, str) and not config_file:
+        # Path("") is ".", the current folder: "cannot read config file: Is a directory"
+        raise ConfigError(
+            "--config: the config file path is empty; name a file, or leave --config out to"
+            f" read ./{DEFAULT_CONFIG_FILE} when present"
+        )
     env = os.environ if env is None else env
     secrets = _env_secret_values(env)
     raw: dict[str, Any] = {}
     where = "defaults"
+    file: Path | None = None
     if config_file is not None:
-        raw = _read_toml(Path(config_file))
+        file = Path(config_file)
         where = str(config_file)
     elif Path(DEFAULT_CONFIG_FILE).is_file():
-        raw = _read_toml(Path(DEFAULT_CONFIG_FILE))
+        file = Path(DEFAULT_CONFIG_FILE)
         where = DEFAULT_CONFIG_FILE
+    if file is not None:
+        raw = _read_toml(file)
     _check_file(raw, where, secrets)
+    if file is not None:
+        raw = _paths_in_folder(raw, Path(os.path.realpath(file.parent)), where)
 
     settings: dict[str, Any] = {
         "db_path": Path(env.get("ASG_AUDIT_DB") or raw.get("db") or DEFAULT_DB_PATH),
@@ -1038,6 +1059,48 @@ def load_config(
     if not _has_type(slo, _NUMBER) or slo <= 0:
         raise ConfigError("slo_seconds: expected a positive number")
     return AuditConfig(**settings)
+
+
+# The settings of a file that name files or folders: (table, key); "" is the top level.
+_PATH_KEYS: Final = (("", "db"), ("webhooks", "secret_file"), ("audit", "report_dir"))
+_PATH_LIST_KEYS: Final = (("audit", "drop_folders"),)
+
+
+def _paths_in_folder(raw: Mapping[str, Any], folder: Path, where: str) -> dict[str, Any]:
+    """Return the file's settings with every relative path in it made relative to `folder`.
+
+    `folder` is the config file's folder, absolute, its symbolic links resolved (`..` in the
+    name of the file is then taken as the system takes it; a link to the file itself is not
+    followed: its folder is the link's), so that a scheduled job (cron, systemd) finds the same
+    store, drop folders, reports and secret file from whatever folder it runs in. An absolute
+    path is kept as written. Paths from flags, the environment and the built-in defaults are
+    not touched: they follow the current folder. An empty path (a templated value left unset)
+    is refused, naming the key: it would otherwise mean the default store, or the current
+    folder.
+    """
+    out: dict[str, Any] = {
+        key: dict(value) if isinstance(value, Mapping) else value for key, value in raw.items()
+    }
+
+    def place(value: str, name: str) -> str:
+        if not value:
+            raise ConfigError(
+                f"{where}: {name}: expected a path, got an empty string (leave the key out for"
+                " its default)"
+            )
+        return str(folder / value)  # an absolute `value` replaces `folder`
+
+    for section, key in _PATH_KEYS:
+        table: dict[str, Any] = out if section == "" else out.get(section, {})
+        if key in table:
+            table[key] = place(table[key], f"[{section}] {key}" if section else key)
+    for section, key in _PATH_LIST_KEYS:
+        table = out.get(section, {})
+        if key in table:
+            table[key] = [
+                place(item, f"[{section}] {key}[{i}]") for i, item in enumerate(table[key])
+            ]
+    return out
 
 
 def _chain_source(

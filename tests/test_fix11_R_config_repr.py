@@ -9,6 +9,7 @@ scheme and host alone, and a configured secret found in another setting as `***`
 from __future__ import annotations
 
 import dataclasses
+import os
 from pathlib import Path
 
 import pytest
@@ -51,7 +52,9 @@ def _assert_no_secret(text: str) -> None:
         assert secret not in text, text
 
 
-def test_repr_and_str_of_a_config_hold_no_secret(config: AuditConfig) -> None:
+def test_repr_and_str_of_a_config_hold_no_secret(config: AuditConfig, tmp_path: Path) -> None:
+    # relative paths in the file are taken from the file's folder (fixer X): shown resolved
+    here = os.path.realpath(tmp_path)
     # the real values are still there: requests are sent to them
     assert config.base_url == BASE_URL and config.audit["alert_url"] == ALERT_URL
     for shown in (repr(config), str(config), f"{config}", repr([config]), repr({"c": config})):
@@ -59,8 +62,8 @@ def test_repr_and_str_of_a_config_hold_no_secret(config: AuditConfig) -> None:
         assert "https://api.example.com/v1" in shown  # scheme, host and path stay
         assert "https://chain.example.com/v1/bsv/main" in shown
         assert "'alert_url': 'https://hooks.slack.com/…'" in shown
-        assert "'drop_folders': ['/data/***', '***']" in shown
-        assert "'report_dir': 'reports-***'" in shown
+        assert f"'drop_folders': ['/data/***', '{here}/***']" in shown
+        assert f"'report_dir': '{here}/reports-***'" in shown
         assert "api_key=Secret('***')" in shown
         assert "AuditConfig(db_path=" in shown
 
@@ -82,12 +85,13 @@ def test_a_replaced_config_and_a_library_built_one_hold_no_secret(config: AuditC
 
 
 def test_the_report_masks_a_configured_key_pasted_into_another_setting(
-    config: AuditConfig,
+    config: AuditConfig, tmp_path: Path
 ) -> None:
     rows = dict(config_rows(config))
     _assert_no_secret(repr(rows))
-    assert rows["audit.drop_folders"] == "[/data/***, ***]"
-    assert rows["audit.report_dir"] == "reports-***"
+    here = os.path.realpath(tmp_path)  # relative paths are taken from the file's folder
+    assert rows["audit.drop_folders"] == f"[/data/***, {here}/***]"
+    assert rows["audit.report_dir"] == f"{here}/reports-***"
     assert rows["audit.alert_url"] == "https://hooks.slack.com/…"
 
 
