@@ -20,6 +20,7 @@ from _analyses_frames import T0, result, results_frame, submission, submissions_
 from asg_audit.analyses import consensus, enrich_tasks
 from asg_audit.audit import analyze_frames
 from asg_audit.config import AuditConfig
+from asg_audit.model import RESULTS_SCHEMA
 
 NAN = math.nan
 INF = math.inf
@@ -199,3 +200,30 @@ def test_findings_and_formula_fit_are_those_of_the_plain_python_rule() -> None:
     assert fit["fit_both"] == count["both"]
     assert fit["fit_only_a_over_t"] == count["a_over_t"]
     assert fit["fit_only_a_over_w"] == count["a_over_w"]
+
+
+def test_enrich_tasks_computes_the_nearest_fit_once_as_columns() -> None:
+    """The per-task frame carries the nearest fit (the consensus analyses and three checks read
+    the columns instead of evaluating the expression over every task each)."""
+    grid = _grid()
+    grid = grid.with_columns(  # a joined results frame: every result column, T carried
+        pl.lit(None, dtype).alias(name)
+        for name, dtype in RESULTS_SCHEMA.items()
+        if name not in grid.columns
+    ).with_columns(task_id=pl.format("t{}", pl.int_range(pl.len())))
+    enriched = enrich_tasks(grid.lazy()).collect()
+    assert enriched.schema["nearest_fit"] == pl.Float64
+    assert enriched.schema["nearest_fit_t"] == pl.Int32
+    for row, v, t in zip(
+        grid.select(
+            "confidence", "agreement_count", "worker_count", "consensus_threshold"
+        ).iter_rows(),
+        enriched["nearest_fit"],
+        enriched["nearest_fit_t"],
+        strict=True,
+    ):
+        want_v, want_t = reference(*row)
+        assert t == want_t and _same(v, want_v), (row, (v, t), (want_v, want_t))
+    # a frame that already carries them keeps them (as analyze's store read may)
+    carried = enrich_tasks(enriched.lazy().with_columns(nearest_fit=pl.lit(0.25))).collect()
+    assert carried["nearest_fit"].unique().to_list() == [0.25]

@@ -12,13 +12,17 @@ __all__ = [
     "LABEL_OUTSIDE_OPTIONS",
     "POLL_SOURCES",
     "SOURCE_FLAGS",
+    "THRESHOLDS",
     "WELL_FORMED_TXID",
     "empty_frame",
     "enrich_tasks",
     "latency_seconds",
+    "nearest_fit_expr",
 ]
 
 _SECONDS: Final = 1.0
+# The consensus thresholds the API accepts (spec section 5).
+THRESHOLDS: Final = tuple(range(2, 11))
 
 
 def empty_frame(schema: dict[str, pl.DataType]) -> pl.LazyFrame:
@@ -63,7 +67,9 @@ def enrich_tasks(results: pl.LazyFrame, submissions: pl.LazyFrame | None = None)
     check, see checks/README), `txid_well_formed`, `margin` (A - (W - A)),
     `label_testable` (options known and label known), `label_outside_options` (testable and
     the label not among the options), and
-    `seen_by_poll` / `seen_by_webhook` / `seen_by_file` (from `sources`).
+    `seen_by_poll` / `seen_by_webhook` / `seen_by_file` (from `sources`), `nearest_fit` and
+    `nearest_fit_t` (the formula value nearest the confidence and the threshold it assumes,
+    `nearest_fit_expr`).
     `created_at` and `task_type` fall back to the submission's when the result lacks them.
 
     `results` may come already joined (it then carries `consensus_threshold`; `submissions` is
@@ -109,6 +115,11 @@ def enrich_tasks(results: pl.LazyFrame, submissions: pl.LazyFrame | None = None)
         "txid_well_formed": WELL_FORMED_TXID,
         "margin": 2 * a - w,
     }
+    # The nearest confidence formula, computed once: the consensus analyses and three checks
+    # read it (as an expression it was evaluated over every task by each of them).
+    nearest, nearest_t = nearest_fit_expr()
+    derived["nearest_fit"] = nearest
+    derived["nearest_fit_t"] = nearest_t
     no = pl.lit(False)
     derived["label_testable"] = LABEL_TESTABLE if "options" in names else no
     derived["label_outside_options"] = LABEL_OUTSIDE_OPTIONS if "options" in names else no
@@ -122,3 +133,47 @@ def enrich_tasks(results: pl.LazyFrame, submissions: pl.LazyFrame | None = None)
 def _any_source(sources: pl.Expr, wanted: tuple[str, ...]) -> pl.Expr:
     hit = [sources.list.contains(s) for s in wanted]
     return pl.any_horizontal(hit).fill_null(False)
+
+
+def nearest_fit_expr() -> tuple[pl.Expr, pl.Expr]:
+    """Return (the formula value nearest the confidence, the threshold it assumes).
+
+    The candidates are `A/W` and `A/T`; when T is unknown (no submission tracked), `A/t` for
+    every threshold the API accepts (`THRESHOLDS`, spec section 5), since any of them may have
+    been asked for. The threshold is null when `A/W` is the nearest. `|confidence - value|`
+    below the tolerance means some formula fits; at or above it, none can, whatever T was.
+    """
+    c = pl.col("confidence")
+    a = pl.col("agreement_count").cast(pl.Float64)
+    t = pl.col("consensus_threshold")
+    a_over_w = a / pl.col("worker_count")
+    # The nearest so far (distance, value, threshold), replaced candidate by candidate, left to
+    # right, by a strictly nearer one: on a tie A/W stays, and for a known T all nine
+    # candidates are A/T. As a fold over one struct per candidate, the expression grows with
+    # the number of candidates; chained when/then, the nearest so far appeared twice in each
+    # step, and the expression doubled with every threshold.
+    start = pl.struct(
+        (c - a_over_w).abs().alias("d"), a_over_w.alias("v"), pl.lit(None, pl.Int32).alias("t")
+    )
+    candidates = []
+    for k in THRESHOLDS:
+        cand_t = pl.when(t.is_not_null()).then(t.cast(pl.Int32)).otherwise(pl.lit(k, pl.Int32))
+        cand = a / cand_t
+        candidates.append(
+            pl.struct((c - cand).abs().alias("d"), cand.alias("v"), cand_t.alias("t"))
+        )
+    nearest = pl.fold(start, _nearer, candidates, return_dtype=_NEAREST)
+    return nearest.struct.field("v"), nearest.struct.field("t")
+
+
+_NEAREST: Final = pl.Struct({"d": pl.Float64, "v": pl.Float64, "t": pl.Int32})
+
+
+def _nearer(best: pl.Series, cand: pl.Series) -> pl.Series:
+    """Return, row by row, the candidate where it is strictly nearer than the best so far.
+
+    Polars orders NaN above every number; a comparison with a null distance (a null confidence,
+    count or W) is no "nearer": the best so far stays.
+    """
+    nearer = (cand.struct.field("d") < best.struct.field("d")).fill_null(False)
+    return cand.zip_with(nearer, best)

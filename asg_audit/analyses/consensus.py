@@ -14,7 +14,7 @@ from typing import Final
 
 import polars as pl
 
-from asg_audit.analyses._tasks import LABEL_TESTABLE
+from asg_audit.analyses._tasks import LABEL_TESTABLE, THRESHOLDS, nearest_fit_expr
 
 __all__ = [
     "DEFAULT_CONFIDENCE_TOLERANCE",
@@ -37,7 +37,6 @@ DEFAULT_CONFIDENCE_TOLERANCE: Final = 1e-6
 # A winning margin (A - (W - A)) at or below this is "low": one changed label flips or ties it.
 DEFAULT_LOW_MARGIN: Final = 1
 # The thresholds T the API accepts (spec section 5): when T is unknown, any of them may apply.
-THRESHOLDS: Final = tuple(range(2, 11))
 
 
 def wilson_interval(successes: pl.Expr, trials: pl.Expr, *, z: float = Z_95) -> list[pl.Expr]:
@@ -71,50 +70,6 @@ def fits_expr(tolerance: float) -> tuple[pl.Expr, pl.Expr]:
     return at, aw
 
 
-def nearest_fit_expr() -> tuple[pl.Expr, pl.Expr]:
-    """Return (the formula value nearest the confidence, the threshold it assumes).
-
-    The candidates are `A/W` and `A/T`; when T is unknown (no submission tracked), `A/t` for
-    every threshold the API accepts (`THRESHOLDS`, spec section 5), since any of them may have
-    been asked for. The threshold is null when `A/W` is the nearest. `|confidence - value|`
-    below the tolerance means some formula fits; at or above it, none can, whatever T was.
-    """
-    c = pl.col("confidence")
-    a = pl.col("agreement_count").cast(pl.Float64)
-    t = pl.col("consensus_threshold")
-    a_over_w = a / pl.col("worker_count")
-    # The nearest so far (distance, value, threshold), replaced candidate by candidate, left to
-    # right, by a strictly nearer one: on a tie A/W stays, and for a known T all nine
-    # candidates are A/T. As a fold over one struct per candidate, the expression grows with
-    # the number of candidates; chained when/then, the nearest so far appeared twice in each
-    # step, and the expression doubled with every threshold.
-    start = pl.struct(
-        (c - a_over_w).abs().alias("d"), a_over_w.alias("v"), pl.lit(None, pl.Int32).alias("t")
-    )
-    candidates = []
-    for k in THRESHOLDS:
-        cand_t = pl.when(t.is_not_null()).then(t.cast(pl.Int32)).otherwise(pl.lit(k, pl.Int32))
-        cand = a / cand_t
-        candidates.append(
-            pl.struct((c - cand).abs().alias("d"), cand.alias("v"), cand_t.alias("t"))
-        )
-    nearest = pl.fold(start, _nearer, candidates, return_dtype=_NEAREST)
-    return nearest.struct.field("v"), nearest.struct.field("t")
-
-
-_NEAREST: Final = pl.Struct({"d": pl.Float64, "v": pl.Float64, "t": pl.Int32})
-
-
-def _nearer(best: pl.Series, cand: pl.Series) -> pl.Series:
-    """Return, row by row, the candidate where it is strictly nearer than the best so far.
-
-    Polars orders NaN above every number; a comparison with a null distance (a null confidence,
-    count or W) is no "nearer": the best so far stays.
-    """
-    nearer = (cand.struct.field("d") < best.struct.field("d")).fill_null(False)
-    return cand.zip_with(nearer, best)
-
-
 def formula_class_expr(tolerance: float) -> pl.Expr:
     """Return each task's confidence-formula class (null for tasks not counted).
 
@@ -125,7 +80,7 @@ def formula_class_expr(tolerance: float) -> pl.Expr:
     Only tasks with valid counts and a confidence are classed.
     """
     at, aw = fits_expr(tolerance)
-    nearest, _ = nearest_fit_expr()
+    nearest = pl.col("nearest_fit")  # enrich_tasks: computed once per task
     c = pl.col("confidence")
     some_fit = ((c - nearest).abs() <= tolerance).fill_null(False)
     aw = aw.fill_null(False)

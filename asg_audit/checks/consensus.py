@@ -11,7 +11,6 @@ import math
 
 import polars as pl
 
-from asg_audit.analyses.consensus import nearest_fit_expr
 from asg_audit.checks._registry import CheckContext, finding, fmt, register_check
 from asg_audit.config import CheckLevels
 
@@ -91,8 +90,7 @@ def workers_below_threshold(ctx: CheckContext) -> pl.LazyFrame:
 
 def _deviation() -> pl.Expr:
     """Return |confidence - the nearest formula value| (any threshold of 2 to 10 without T)."""
-    nearest, _ = nearest_fit_expr()
-    return (C - nearest).abs()
+    return (C - pl.col("nearest_fit")).abs()
 
 
 @register_check(
@@ -109,7 +107,7 @@ def confidence_neither_formula(ctx: CheckContext) -> pl.LazyFrame:
     that misses A/W but fits some A/t is `confidence.formula_untestable` (info), not this.
     """
     a = A.cast(pl.Float64)
-    nearest, nearest_t = nearest_fit_expr()
+    nearest, nearest_t = pl.col("nearest_fit"), pl.col("nearest_fit_t")  # enrich_tasks
     deviation = (C - nearest).abs()
     lowest = ctx.lowest_level("confidence.neither_formula")
     keep = pl.col("counts_valid") & C.is_not_null() & (deviation.fill_nan(float("inf")) >= lowest)
@@ -160,7 +158,7 @@ def confidence_formula_untestable(ctx: CheckContext) -> pl.LazyFrame:
     is not known to fit neither formula. Tracking the submissions makes it testable.
     """
     a = A.cast(pl.Float64)
-    nearest, nearest_t = nearest_fit_expr()
+    nearest, nearest_t = pl.col("nearest_fit"), pl.col("nearest_fit_t")  # enrich_tasks
     tol = ctx.lowest_level("confidence.neither_formula")
     if not math.isfinite(tol):
         tol = TOLERANCE
