@@ -1,4 +1,4 @@
-"""The nearest confidence formula (`nearest_fit_expr`): the same answers, a small expression.
+"""The nearest confidence formula (`with_nearest_fit`): the same answers, a small plan.
 
 The nearest of A/W and A/t (t = T when known, else every threshold of 2 to 10) was chosen by
 chained when/then that named the nearest so far twice per threshold: the expression doubled
@@ -90,30 +90,28 @@ def _grid() -> pl.DataFrame:
 
 def test_nearest_fit_is_the_plain_python_rule_on_every_threshold_and_odd_value() -> None:
     grid = _grid()
-    best, best_t = consensus.nearest_fit_expr()
-    for lazy in (True, False):  # analyze uses both: lazy analyses, eager checks
-        got = (
-            grid.lazy().select(best.alias("v"), best_t.alias("t")).collect()
-            if lazy
-            else grid.select(best.alias("v"), best_t.alias("t"))
-        )
-        assert got.schema == pl.Schema({"v": pl.Float64, "t": pl.Int32})
-        wrong = []
-        for row, v, t in zip(grid.iter_rows(), got["v"], got["t"], strict=True):
-            want_v, want_t = reference(*row)
-            if t != want_t or not _same(v, want_v):
-                wrong.append((row, (v, t), (want_v, want_t)))
-        assert not wrong, (len(wrong), wrong[:10])
+    got = (
+        consensus.with_nearest_fit(grid.lazy())
+        .select(pl.col("nearest_fit").alias("v"), pl.col("nearest_fit_t").alias("t"))
+        .collect()
+    )
+    assert got.schema == pl.Schema({"v": pl.Float64, "t": pl.Int32})
+    wrong = []
+    for row, v, t in zip(grid.iter_rows(), got["v"], got["t"], strict=True):
+        want_v, want_t = reference(*row)
+        if t != want_t or not _same(v, want_v):
+            wrong.append((row, (v, t), (want_v, want_t)))
+    assert not wrong, (len(wrong), wrong[:10])
     # every threshold is chosen somewhere, and A/W too
     chosen = set(got["t"].to_list())
     assert set(consensus.THRESHOLDS) <= chosen and None in chosen
 
 
-def test_nearest_fit_expression_stays_small() -> None:
-    best, best_t = consensus.nearest_fit_expr()
-    # each about 5,000 characters; the nested form was about 255,000 each
-    assert len(str(best)) < 20_000, len(str(best))
-    assert len(str(best_t)) < 20_000, len(str(best_t))
+def test_nearest_fit_plan_stays_small() -> None:
+    plan = consensus.with_nearest_fit(_grid().lazy()).explain(optimized=False)
+    # grows with the number of thresholds; the nested form was about 255,000 characters
+    assert len(plan) < 40_000, len(plan)
+    assert ".fold(" not in plan  # no fold through Python (seconds at 10M tasks)
     fit = consensus.formula_class_expr(TOL)
     assert len(str(fit)) < 40_000, len(str(fit))
 

@@ -17,7 +17,7 @@ __all__ = [
     "empty_frame",
     "enrich_tasks",
     "latency_seconds",
-    "nearest_fit_expr",
+    "with_nearest_fit",
 ]
 
 _SECONDS: Final = 1.0
@@ -69,7 +69,7 @@ def enrich_tasks(results: pl.LazyFrame, submissions: pl.LazyFrame | None = None)
     the label not among the options), and
     `seen_by_poll` / `seen_by_webhook` / `seen_by_file` (from `sources`), `nearest_fit` and
     `nearest_fit_t` (the formula value nearest the confidence and the threshold it assumes,
-    `nearest_fit_expr`).
+    `with_nearest_fit`).
     `created_at` and `task_type` fall back to the submission's when the result lacks them.
 
     `results` may come already joined (it then carries `consensus_threshold`; `submissions` is
@@ -115,19 +115,17 @@ def enrich_tasks(results: pl.LazyFrame, submissions: pl.LazyFrame | None = None)
         "txid_well_formed": WELL_FORMED_TXID,
         "margin": 2 * a - w,
     }
-    # The nearest confidence formula, computed once: the consensus analyses and three checks
-    # read it (as an expression it was evaluated over every task by each of them).
-    nearest, nearest_t = nearest_fit_expr()
-    derived["nearest_fit"] = nearest
-    derived["nearest_fit_t"] = nearest_t
     no = pl.lit(False)
     derived["label_testable"] = LABEL_TESTABLE if "options" in names else no
     derived["label_outside_options"] = LABEL_OUTSIDE_OPTIONS if "options" in names else no
     for name, wanted in SOURCE_FLAGS.items():
         derived[name] = _any_source(pl.col("sources"), wanted) if "sources" in names else no
-    return joined.with_columns(
+    enriched = joined.with_columns(
         expr.alias(name) for name, expr in derived.items() if name not in names
     )
+    # The nearest confidence formula, computed once: the consensus analyses and three checks
+    # read it.
+    return enriched if "nearest_fit" in names else with_nearest_fit(enriched)
 
 
 def _any_source(sources: pl.Expr, wanted: tuple[str, ...]) -> pl.Expr:
@@ -135,45 +133,40 @@ def _any_source(sources: pl.Expr, wanted: tuple[str, ...]) -> pl.Expr:
     return pl.any_horizontal(hit).fill_null(False)
 
 
-def nearest_fit_expr() -> tuple[pl.Expr, pl.Expr]:
-    """Return (the formula value nearest the confidence, the threshold it assumes).
+def with_nearest_fit(tasks: pl.LazyFrame) -> pl.LazyFrame:
+    """Return `tasks` with `nearest_fit` (the formula value nearest the confidence) and
+    `nearest_fit_t` (the threshold it assumes, null for `A/W`).
 
     The candidates are `A/W` and `A/T`; when T is unknown (no submission tracked), `A/t` for
     every threshold the API accepts (`THRESHOLDS`, spec section 5), since any of them may have
-    been asked for. The threshold is null when `A/W` is the nearest. `|confidence - value|`
-    below the tolerance means some formula fits; at or above it, none can, whatever T was.
+    been asked for. `|confidence - nearest_fit|` below the tolerance means some formula fits; at
+    or above it, none can, whatever T was.
+
+    The nearest so far (distance, value, threshold) is replaced candidate by candidate, left to
+    right, by a strictly nearer one: on a tie A/W stays, and for a known T all nine candidates
+    are A/T. Polars orders NaN above every number; a comparison with a null distance (a null
+    confidence, count or W) is no "nearer": the best so far stays. Each step is its own
+    `with_columns` over the columns of the one before: one expression naming the nearest so far
+    twice per step doubled with every threshold, and a fold through Python took seconds.
     """
     c = pl.col("confidence")
     a = pl.col("agreement_count").cast(pl.Float64)
     t = pl.col("consensus_threshold")
     a_over_w = a / pl.col("worker_count")
-    # The nearest so far (distance, value, threshold), replaced candidate by candidate, left to
-    # right, by a strictly nearer one: on a tie A/W stays, and for a known T all nine
-    # candidates are A/T. As a fold over one struct per candidate, the expression grows with
-    # the number of candidates; chained when/then, the nearest so far appeared twice in each
-    # step, and the expression doubled with every threshold.
-    start = pl.struct(
-        (c - a_over_w).abs().alias("d"), a_over_w.alias("v"), pl.lit(None, pl.Int32).alias("t")
+    d, v, at = pl.col("_nearest_d"), pl.col("nearest_fit"), pl.col("nearest_fit_t")
+    tasks = tasks.with_columns(
+        (c - a_over_w).abs().alias("_nearest_d"),
+        a_over_w.alias("nearest_fit"),
+        pl.lit(None, pl.Int32).alias("nearest_fit_t"),
     )
-    candidates = []
     for k in THRESHOLDS:
         cand_t = pl.when(t.is_not_null()).then(t.cast(pl.Int32)).otherwise(pl.lit(k, pl.Int32))
         cand = a / cand_t
-        candidates.append(
-            pl.struct((c - cand).abs().alias("d"), cand.alias("v"), cand_t.alias("t"))
+        cand_d = (c - cand).abs()
+        nearer = (cand_d < d).fill_null(False)
+        tasks = tasks.with_columns(
+            pl.when(nearer).then(cand_d).otherwise(d).alias("_nearest_d"),
+            pl.when(nearer).then(cand).otherwise(v).alias("nearest_fit"),
+            pl.when(nearer).then(cand_t).otherwise(at).alias("nearest_fit_t"),
         )
-    nearest = pl.fold(start, _nearer, candidates, return_dtype=_NEAREST)
-    return nearest.struct.field("v"), nearest.struct.field("t")
-
-
-_NEAREST: Final = pl.Struct({"d": pl.Float64, "v": pl.Float64, "t": pl.Int32})
-
-
-def _nearer(best: pl.Series, cand: pl.Series) -> pl.Series:
-    """Return, row by row, the candidate where it is strictly nearer than the best so far.
-
-    Polars orders NaN above every number; a comparison with a null distance (a null confidence,
-    count or W) is no "nearer": the best so far stays.
-    """
-    nearer = (cand.struct.field("d") < best.struct.field("d")).fill_null(False)
-    return cand.zip_with(nearer, best)
+    return tasks.drop("_nearest_d")

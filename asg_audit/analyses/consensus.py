@@ -14,7 +14,7 @@ from typing import Final
 
 import polars as pl
 
-from asg_audit.analyses._tasks import LABEL_TESTABLE, THRESHOLDS, nearest_fit_expr
+from asg_audit.analyses._tasks import LABEL_TESTABLE, THRESHOLDS, with_nearest_fit
 
 __all__ = [
     "DEFAULT_CONFIDENCE_TOLERANCE",
@@ -28,8 +28,8 @@ __all__ = [
     "formula_class_expr",
     "formula_fit",
     "margin_rates",
-    "nearest_fit_expr",
     "wilson_interval",
+    "with_nearest_fit",
 ]
 
 Z_95: Final = 1.959963984540054  # two-sided 95% normal quantile
