@@ -788,11 +788,15 @@ def _is_database_file(con: duckdb.DuckDBPyConnection) -> bool:
 def _refuse_planted_files(path: Path) -> None:
     """Refuse to write beside a store whose write-ahead log or spill folder is not DuckDB's own.
 
-    DuckDB writes `<db>.wal` (and spills to `<db>.tmp/`) by name, following a symbolic link: a
-    link planted there (a job run by root in a folder others can write) would have it overwrite
-    the file the link points to, or create it. A hard link to another file is refused too.
+    DuckDB writes `<db>.wal` (and spills to `<db>.tmp/`) beside the file a `--db` link points
+    to, by name, following a symbolic link there: a link planted there (a job run by root in a
+    folder others can write) would have it overwrite the file the link points to, or create
+    it. A hard link to another file is refused too. Only what is there when the store opens is
+    checked: DuckDB makes and removes the log while it writes, so a store belongs in a folder
+    only its owner can write.
     """
-    for name, kind in ((f"{path}.wal", "write-ahead log"), (f"{path}.tmp", "spill folder")):
+    real = os.path.realpath(path)
+    for name, kind in ((f"{real}.wal", "write-ahead log"), (f"{real}.tmp", "spill folder")):
         try:
             info = os.lstat(name)
         except FileNotFoundError:

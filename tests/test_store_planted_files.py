@@ -92,3 +92,21 @@ def test_readers_and_a_store_of_its_own_wal_are_unaffected(tmp_path: Path) -> No
     assert _ingest(db, tmp_path).returncode == 0  # DuckDB's own WAL and spill folder, if any
     with open_store(db, read_only=True) as store:
         assert store.con.execute("SELECT count(*) FROM results").fetchone() == (1,)
+
+
+def test_a_link_at_the_wal_beside_the_real_file_of_a_linked_store_is_refused(
+    tmp_path: Path,
+) -> None:
+    """DuckDB writes the log beside the file a `--db` link points to: checked there."""
+    real, alias = tmp_path / "real", tmp_path / "alias"
+    real.mkdir()
+    alias.mkdir()
+    assert _ingest(real / "s.duckdb", tmp_path).returncode == 0
+    os.symlink(real / "s.duckdb", alias / "s.duckdb")
+    victim = tmp_path / "victim.txt"
+    victim.write_bytes(b"precious\n")
+    os.symlink(victim, real / "s.duckdb.wal")
+    done = _ingest(alias / "s.duckdb", tmp_path)
+    assert done.returncode == 2, done.stderr
+    assert f"{os.path.realpath(real / 's.duckdb')}.wal: refusing to write" in done.stderr
+    assert victim.read_bytes() == b"precious\n"
