@@ -789,7 +789,10 @@ def _first_answer(
         if left <= 0:
             break
         try:
-            return httpx.get(url, headers=headers, timeout=left), ""
+            # the status line and headers are the answer: the body is never read (a body
+            # trickled byte by byte would hold the probe past its deadline)
+            with httpx.stream("GET", url, headers=headers, timeout=left) as answer:
+                return answer, ""
         except httpx.TransportError as exc:
             last = type(exc).__name__
             pause = min(0.5 * 2**attempt, end - time.monotonic())

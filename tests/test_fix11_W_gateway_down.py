@@ -189,3 +189,40 @@ def test_a_chain_index_that_never_answers_costs_one_probe_deadline(tmp_path: Pat
     assert "no HTTP answer in 10 s" in steps["verify-chain"], steps
     assert _step_seconds(done.stderr + done.stdout, "verify-chain") < 13
     assert connections == 1, connections
+
+
+def test_the_probe_returns_on_the_status_line_not_on_a_trickled_body() -> None:
+    """A service that answers its headers, then trickles its body a byte at a time, is there:
+    the probe takes its answer at once instead of reading the body past the deadline."""
+    from asg_audit.jobs import _first_answer
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(5)
+    stop = threading.Event()
+
+    def serve() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            conn.recv(65536)
+            conn.sendall(b"HTTP/1.1 404 Not Found\r\nContent-Length: 1000\r\n\r\n")
+            while not stop.wait(0.3):
+                try:
+                    conn.sendall(b"x")
+                except OSError:
+                    return
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        t0 = time.monotonic()
+        answer, why = _first_answer(
+            f"http://127.0.0.1:{listener.getsockname()[1]}/", {}, attempts=3, deadline_s=2.0
+        )
+        took = time.monotonic() - t0
+    finally:
+        stop.set()
+        listener.close()
+        thread.join(5)
+    assert answer is not None and answer.status_code == 404, why
+    assert took < 1.5, took  # reading the 1,000-byte body would take 300 s
