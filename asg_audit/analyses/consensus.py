@@ -36,7 +36,6 @@ Z_95: Final = 1.959963984540054  # two-sided 95% normal quantile
 DEFAULT_CONFIDENCE_TOLERANCE: Final = 1e-6
 # A winning margin (A - (W - A)) at or below this is "low": one changed label flips or ties it.
 DEFAULT_LOW_MARGIN: Final = 1
-# The thresholds T the API accepts (spec section 5): when T is unknown, any of them may apply.
 
 
 def wilson_interval(successes: pl.Expr, trials: pl.Expr, *, z: float = Z_95) -> list[pl.Expr]:
