@@ -87,7 +87,7 @@ def _compare(cmp: dict[str, Any], ctx: dict[str, Any]) -> list[str]:
             f"\n### Outside the previous report's window ({len(found):,})\n\n",
             "Findings of this report about what the previous report did not cover: not called"
             " new.\n",
-            _finding_rows(found),
+            _table(ctx["compare_outside_previous"]),
         ]
     out += [
         f"\n### Resolved findings ({len(cmp['resolved_findings']):,})\n",
@@ -99,24 +99,8 @@ def _compare(cmp: dict[str, Any], ctx: dict[str, Any]) -> list[str]:
             f"\n### Outside this report's window ({len(gone):,})\n\n",
             "Findings of the previous report about what this report does not cover: not called"
             " resolved (they may still stand).\n",
-            _finding_rows(gone),
+            _table(ctx["compare_outside"]),
         ]
-    return out
-
-
-_FINDING_COLUMNS: Final = ("check_id", "severity", "entity_type", "entity_id", "expected", "actual")
-_MAX_ROWS: Final = 50  # as the report's other tables
-
-
-def _finding_rows(findings: list[dict[str, Any]]) -> str:
-    """Return summary.json findings as a table, as the comparison's other finding tables."""
-    rows = [
-        [format_value(None if f.get(k) is None else str(f[k])) for k in _FINDING_COLUMNS]
-        for f in findings[:_MAX_ROWS]
-    ]
-    out = "\n" + md_table([k.replace("_", " ") for k in _FINDING_COLUMNS], rows)
-    if len(findings) > _MAX_ROWS:
-        out += f"\n_and {len(findings) - _MAX_ROWS:,} more rows_\n"
     return out
 
 

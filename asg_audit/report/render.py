@@ -415,6 +415,13 @@ def build_context(
         "compare": compare,
         "compare_new": _finding_table(compare["new_findings"]) if compare else None,
         "compare_resolved": _finding_table(compare["resolved_findings"]) if compare else None,
+        # reports of different windows: findings one of them did not cover (not new, not gone)
+        "compare_outside": (
+            _finding_table(compare.get("outside_window_findings", [])) if compare else None
+        ),
+        "compare_outside_previous": (
+            _finding_table(compare.get("outside_previous_window_findings", [])) if compare else None
+        ),
         "tool_version": tool_version,
         "schema_version": content.SUMMARY_SCHEMA_VERSION,
     }
