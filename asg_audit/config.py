@@ -34,10 +34,8 @@ from asg_audit.redaction import (
     Secret,
     check_http_url,
     clean_secret,
-    display_origin,
-    display_url,
-    mask_secrets,
     redact,
+    shown_setting,
 )
 
 __all__ = [
@@ -259,12 +257,7 @@ def _shown_setting(name: str, value: Any, held: Sequence[Secret | None]) -> Any:
     are masked too; `Secret`s show themselves as `Secret('***')`.
     """
     if isinstance(value, str):
-        text = mask_secrets(value, held)
-        if name.endswith("alert_url"):
-            text = display_origin(text)
-        elif "://" in text:
-            text = display_url(text)
-        return mask_secrets(redact(text), held)
+        return shown_setting(name, value, held)
     if isinstance(value, Path):
         return Path(_shown_setting(name, str(value), held))
     if isinstance(value, Mapping):

@@ -31,6 +31,7 @@ __all__ = [
     "mask_secrets_bytes",
     "redact",
     "secret_problem",
+    "shown_setting",
 ]
 
 # `(?i)bearer` written so that the search skips ahead to each `b` or `B`
@@ -326,6 +327,20 @@ def display_origin(url: str) -> str:
         return "<URL>" if shown else shown
     host, slash, path = rest.partition("/")
     return f"{scheme}://{host}" + ("/…" if slash and path else "")
+
+
+def shown_setting(name: str, text: str, secrets: Iterable[str | Secret | None]) -> str:
+    """Return a setting's text as a config's repr or a report shows it: the configured
+    `secrets` masked (a key pasted into another setting is `***`), an `alert_url` by its origin
+    (`display_origin`: a Slack or Teams webhook carries its secret in its path), any other URL
+    (text holding `://`) by `display_url` (no user, password or query), bearer tokens and ASG
+    keys `redact`ed."""
+    text = mask_secrets(text, secrets)
+    if name.endswith("alert_url"):
+        text = display_origin(text)
+    elif "://" in text:
+        text = display_url(text)
+    return redact(text, secrets)
 
 
 def check_http_url(url: object, what: str, hint: str) -> str:

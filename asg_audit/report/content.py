@@ -18,7 +18,7 @@ import polars as pl
 from asg_audit.analyses.costs import describe_model
 from asg_audit.config import AuditConfig
 from asg_audit.model import is_well_formed_txid
-from asg_audit.redaction import Secret, display_origin, display_url, mask_secrets, redact
+from asg_audit.redaction import Secret, mask_secrets, shown_setting
 
 if TYPE_CHECKING:
     from asg_audit.audit import Audit
@@ -341,8 +341,7 @@ def _shown(value: Any, held: Sequence[Secret | None] = ()) -> str:
         return "[" + ", ".join(_shown(v, held) for v in value) + "]"
     if isinstance(value, bool):
         return format_value(value)  # `yes`/`no`, as in every table
-    text = mask_secrets(str(value), held)
-    return mask_secrets(display_url(text) if "://" in text else redact(text), held)
+    return shown_setting("", str(value), held)
 
 
 def _section_rows(
@@ -355,9 +354,8 @@ def _section_rows(
         setting = f"{name}.{mask_secrets(str(key), held)}"
         if isinstance(value, Mapping):
             rows += _section_rows(setting, value, held)
-        elif str(key).endswith("alert_url") and isinstance(value, str):
-            # an alert webhook's path is its secret (Slack, Teams): the host alone is shown
-            rows.append((setting, mask_secrets(display_origin(value), held)))
+        elif isinstance(value, str):
+            rows.append((setting, shown_setting(str(key), value, held)))
         else:
             rows.append((setting, _shown(value, held)))
     return rows
