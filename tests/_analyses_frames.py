@@ -65,3 +65,19 @@ def results_frame(rows: list[dict[str, Any]]) -> pl.DataFrame:
 
 def submissions_frame(rows: list[dict[str, Any]]) -> pl.DataFrame:
     return pl.DataFrame(rows, schema=SUBMISSIONS_SCHEMA)
+
+
+# A `chain_txs` row as `verify-chain` stores it.
+CHAIN_SCHEMA: dict[str, Any] = {
+    "txid": pl.String,
+    "status": pl.String,
+    "block_time": pl.Datetime("us", "UTC"),
+    "confirmations": pl.Int64,
+    "size_bytes": pl.Int64,
+    "output_sats": pl.List(pl.Int64),
+    "output_kinds": pl.List(pl.String),
+    "non_data_sats": pl.Int64,
+    "data_sats": pl.Int64,
+    "zero_payouts": pl.Int32,
+    "fee_sats": pl.Int64,
+}

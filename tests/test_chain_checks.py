@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import polars as pl
-from _analyses_frames import T0, result, results_frame, txid
+from _analyses_frames import CHAIN_SCHEMA, T0, result, results_frame, txid
 
 import asg_audit.chain  # noqa: F401  (registers the chain checks)
 from asg_audit.checks import CheckContext, run_checks
@@ -15,19 +15,6 @@ from asg_audit.reconcile import chain_coverage
 
 SETTLED = T0 + timedelta(seconds=47)
 AS_OF = SETTLED + timedelta(days=1)
-CHAIN_SCHEMA: dict[str, Any] = {
-    "txid": pl.String,
-    "status": pl.String,
-    "block_time": pl.Datetime("us", "UTC"),
-    "confirmations": pl.Int64,
-    "size_bytes": pl.Int64,
-    "output_sats": pl.List(pl.Int64),
-    "output_kinds": pl.List(pl.String),
-    "non_data_sats": pl.Int64,
-    "data_sats": pl.Int64,
-    "zero_payouts": pl.Int32,
-    "fee_sats": pl.Int64,
-}
 
 
 def chain_row(tx: str, **fields: Any) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from typing import Any
 
 import duckdb
 import polars as pl
-from _analyses_frames import result, results_frame, txid
+from _analyses_frames import CHAIN_SCHEMA, result, results_frame, txid
 
 from asg_audit.analyses import costs, enrich_tasks
 from asg_audit.billing import parse_usage
@@ -93,21 +93,6 @@ def test_fix11_S_shared_txid_total_and_its_finding_are_exact() -> None:
 def test_fix11_S_txid_tasks_cost_sum_is_exact() -> None:
     got = txid_tasks(_tasks(_capped(shared=True))).collect()
     assert got["cost_sum"].to_list() == [TRUE_TOTAL]
-
-
-CHAIN_SCHEMA: dict[str, Any] = {
-    "txid": pl.String,
-    "status": pl.String,
-    "block_time": pl.Datetime("us", "UTC"),
-    "confirmations": pl.Int64,
-    "size_bytes": pl.Int64,
-    "output_sats": pl.List(pl.Int64),
-    "output_kinds": pl.List(pl.String),
-    "non_data_sats": pl.Int64,
-    "data_sats": pl.Int64,
-    "zero_payouts": pl.Int32,
-    "fee_sats": pl.Int64,
-}
 
 
 def test_fix11_S_shared_outputs_below_summed_costs_past_int64_is_found() -> None:
