@@ -61,7 +61,13 @@ def _exports(tmp_path: Path, *, files: int, per_file: int, seed: int) -> tuple[P
 
 
 def _ingest_with_kills(
-    tmp_path: Path, *, kills: int, files: int, seed: int, per_file: int = 2000
+    tmp_path: Path,
+    *,
+    kills: int,
+    files: int,
+    seed: int,
+    per_file: int = 2000,
+    delay: tuple[float, float] = (0.05, 0.6),
 ) -> KillLog:
     # Enough records per file that a run lasts a few seconds: a faster ingest must not finish
     # before the seeded kills land.
@@ -84,7 +90,7 @@ def _ingest_with_kills(
         db=db,
         kills=kills,
         seed=seed,
-        delay=(0.05, 0.6),
+        delay=delay,
         env=env,
         cwd=tmp_path,
         ready=lambda proc: wait_store_open(proc, db),
@@ -111,9 +117,11 @@ def _ingest_with_kills(
 
 def test_hardening_ingest_killed_3_times_ends_as_an_unkilled_run(tmp_path: Path) -> None:
     # 36 files of about 0.6 MB: small files, read whole and stored in groups of about 4 MiB
-    # (six or seven files). Six groups: two kills (at most 0.6 s after the start each) cannot
-    # leave so little that the third start finishes before its kill lands.
-    log = _ingest_with_kills(tmp_path, kills=QUICK_KILLS, files=36, seed=101)
+    # (six or seven files), the first committed about 0.5 s after the store is open, the whole
+    # run about 3 s. Kills 0.3 to 1 s in: at least one lands after a commit (kills up to 0.6 s
+    # all landed before the first, in a CI run), and two cannot leave so little that the third
+    # start finishes before its kill lands.
+    log = _ingest_with_kills(tmp_path, kills=QUICK_KILLS, files=36, seed=101, delay=(0.3, 1.0))
     assert log.progress[-1] > 0  # at least one kill landed after a commit
 
 
