@@ -1,5 +1,5 @@
-"""Settled result records for the ingest tests: a flat export line with every field set, and an
-NDJSON export of many."""
+"""Settled result records for the tests: a flat export line with every field set, the same
+without its settlement fields, and an NDJSON export of many."""
 
 from __future__ import annotations
 
@@ -23,6 +23,18 @@ def settled_record(task_id: str, **extra: object) -> dict[str, object]:
         "settled_at": "2026-11-01T10:00:40Z",
         **extra,
     }
+
+
+SETTLEMENT_FIELDS = ("bsv_txid", "cost_sats", "settled_at")
+
+
+def consensus_record(task_id: str, **extra: object) -> dict[str, object]:
+    """`settled_record` without its settlement fields (`SETTLEMENT_FIELDS`: no txid, cost or
+    settlement time); `extra` overrides or adds fields, added ones last."""
+    record = settled_record(task_id)
+    for field in SETTLEMENT_FIELDS:
+        del record[field]
+    return {**record, **extra}
 
 
 def settled_line(task_id: str, **extra: object) -> str:

@@ -3,29 +3,15 @@
 from __future__ import annotations
 
 import re
-import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
+from _browser import chromium, console_lines
 from _report_world import HOSTILE_LABEL, build_audit
 
 from asg_audit.report import render
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-_FLAGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-    "--enable-logging=stderr", "--v=0",
-]  # fmt: skip
 pytestmark = pytest.mark.browser
-
-
-def _chromium(page: Path, profile: Path, *extra: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [CHROMIUM, *_FLAGS, f"--user-data-dir={profile}", *extra, page.resolve().as_uri()],
-        capture_output=True, text=True, timeout=90, check=True,
-    )  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -36,15 +22,15 @@ def page(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_report_browser_screenshot_renders_the_page(page: Path, tmp_path: Path) -> None:
     shot = tmp_path / "report.png"
-    run = _chromium(page, tmp_path / "profile", f"--screenshot={shot}", "--window-size=1280,2000")
+    run = chromium(page, tmp_path / "profile", f"--screenshot={shot}", "--window-size=1280,2000")
     assert shot.stat().st_size > 50_000, run.stderr  # a drawn page, not a blank one
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    console = [line for line in run.stderr.splitlines() if "CONSOLE" in line]
+    console = console_lines(run)
     assert console == [], console  # no console message at all, so no error
 
 
 def test_report_browser_runs_no_injected_script(page: Path, tmp_path: Path) -> None:
-    run = _chromium(page, tmp_path / "profile", "--dump-dom")
+    run = chromium(page, tmp_path / "profile", "--dump-dom")
     dom = run.stdout
     title = re.search(r"<title>(.*?)</title>", dom, re.S)
     assert title is not None and "PWNED" not in title.group(1)
@@ -52,7 +38,7 @@ def test_report_browser_runs_no_injected_script(page: Path, tmp_path: Path) -> N
     escaped = HOSTILE_LABEL.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
     assert escaped in dom  # the label is in the DOM as text
     assert not re.search(r"<img[^>]*onerror", dom)  # and never as an element
-    console = [line for line in run.stderr.splitlines() if "CONSOLE" in line]
+    console = console_lines(run)
     assert console == [], console
 
 
@@ -64,6 +50,6 @@ def test_report_browser_checks_would_catch_a_script(tmp_path: Path) -> None:
         "<img src=x onerror=\"document.title='PWNED'\">",
         encoding="utf-8",
     )
-    run = _chromium(page, tmp_path / "profile", "--dump-dom")
+    run = chromium(page, tmp_path / "profile", "--dump-dom")
     assert "PWNED" in run.stdout
-    assert any("CONSOLE" in line for line in run.stderr.splitlines())
+    assert console_lines(run)

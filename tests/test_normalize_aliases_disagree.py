@@ -1,4 +1,4 @@
-"""Fixer T (round 11): a record stating one field under two aliases with different values.
+"""A record stating one field under two aliases with different values.
 
 The normaliser takes the first alias present (`settlement.total_cost_sats`, `total_cost_sats`,
 `cost_sats`; `settlement.bsv_txid`, `bsv_txid`; `settlement.settled_at`, `settled_at`;
@@ -23,6 +23,7 @@ from typing import Any
 import duckdb
 import polars as pl
 import pytest
+from _records import consensus_record
 
 from asg_audit.audit import analyze
 from asg_audit.model import ALIAS_DETAIL_PATTERN, Flag, Source
@@ -31,24 +32,15 @@ from asg_audit.normalize import RULES_VERSION, RawRecord, normalise_records
 NOW = datetime(2026, 9, 15, 6, 0, tzinfo=UTC)
 TX3 = "3" * 64
 TX4 = "4" * 64
+CREATED = "2026-09-15T05:00:00Z"
 FLAG = Flag.ALIASES_DISAGREE.value
 CHECK = "record.aliases_disagree"
 
 
 def body(task_id: str, **fields: Any) -> str:
-    """A settled result (W=3, A=3) with the given settlement fields, flat or nested; a field
-    `settlement` is the nested object."""
-    record: dict[str, Any] = {
-        "task_id": task_id,
-        "status": "settled",
-        "consensus_label": "cat",
-        "confidence": 1.0,
-        "worker_count": 3,
-        "agreement_count": 3,
-        "created_at": "2026-09-15T05:00:00Z",
-    }
-    record.update(fields)
-    return json.dumps(record)
+    """A settled result (W=3, A=3, created an hour before NOW) with the given settlement
+    fields, flat or nested; a field `settlement` is the nested object."""
+    return json.dumps(consensus_record(task_id, **{"created_at": CREATED, **fields}))
 
 
 def poll(text: str, task_id: str = "k") -> RawRecord:

@@ -12,26 +12,19 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import subprocess
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+from _browser import chromium, console_lines
 from _hardening_procs import asg_audit, clean_env, query
 
 from asg_audit.audit import analyze
 from asg_audit.errors import InputError
 from asg_audit.report import render
 from asg_audit.report.compare import load_summary
-
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-_FLAGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-    "--enable-logging=stderr", "--v=0",
-]  # fmt: skip
 
 Key = tuple[str, str, str]
 
@@ -230,14 +223,10 @@ def test_fix11_U_compare_across_windows_in_a_real_browser(
     narrowed: dict[str, Any], tmp_path: Path
 ) -> None:
     page = narrowed["folder"] / "index.html"
-    run = subprocess.run(
-        [CHROMIUM, *_FLAGS, f"--user-data-dir={tmp_path / 'profile'}", "--dump-dom",
-         page.resolve().as_uri()],
-        capture_output=True, text=True, timeout=90, check=True,
-    )  # fmt: skip
+    run = chromium(page, tmp_path / "profile", "--dump-dom")
     dom = run.stdout
     assert re.search(r'<p class="meta" id="compare-window"><strong>Different windows', dom)
     n = len(narrowed["after"]["compare"]["outside_window_findings"])
     part = _section(dom, 'id="compare-outside-window"', "</section>")
     assert part.count("<tr>") == 1 + min(n, 50)  # header row and one per finding
-    assert [line for line in run.stderr.splitlines() if "CONSOLE" in line] == []
+    assert console_lines(run) == []

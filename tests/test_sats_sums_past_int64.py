@@ -1,4 +1,4 @@
-"""Sums of sats never wrap around int64 (fixer S, defect: a negative total spend).
+"""Sums of sats never wrap around int64 (the defect: a negative total spend).
 
 A per-record cost is capped at 21 million BSV (2,100,000,000,000,000 sats), but 4,393 such
 costs already pass int64: every sum of sats (spend, shared txid totals, the billing and chain
@@ -17,6 +17,7 @@ from typing import Any
 import duckdb
 import polars as pl
 from _analyses_frames import CHAIN_SCHEMA, result, results_frame, txid
+from _capped import CAP, TRUE_TOTAL, N, capped_export
 
 from asg_audit.analyses import costs, enrich_tasks
 from asg_audit.billing import parse_usage
@@ -24,9 +25,6 @@ from asg_audit.checks import CheckContext, run_checks
 from asg_audit.config import AuditConfig
 from asg_audit.reconcile import _change_sats, _cost_differences_by_month, txid_tasks
 
-CAP = 2_100_000_000_000_000  # 21 million BSV, the most one record may cost
-N = 5000
-TRUE_TOTAL = N * CAP  # 10,500,000,000,000,000,000: past int64 (9,223,372,036,854,775,807)
 INT64_MAX = 2**63 - 1
 # 8,784 capped costs and one of 344,073,709,552,616 sats: 2^64 + 1,000 sats in all, which an
 # int64 sum wraps around to exactly 1,000 (a plausible figure, not a negative one)
@@ -249,22 +247,7 @@ def test_fix11_S_cost_differences_by_month_are_exact() -> None:
 
 
 def test_fix11_S_report_of_capped_costs_shows_the_true_spend(tmp_path: Path) -> None:
-    records = tmp_path / "r.ndjson"
-    with records.open("w") as f:
-        for i in range(N):
-            row = {
-                "task_id": f"x{i}",
-                "status": "settled",
-                "consensus_label": "cat",
-                "confidence": 1.0,
-                "worker_count": 3,
-                "agreement_count": 3,
-                "bsv_txid": format(i + 1, "064x"),
-                "created_at": "2026-10-01T00:00:00Z",
-                "settled_at": "2026-10-01T00:00:40Z",
-                "cost_sats": CAP,
-            }
-            f.write(json.dumps(row) + "\n")
+    records = capped_export(tmp_path / "r.ndjson")
     db, out = tmp_path / "s.duckdb", tmp_path / "rep"
     cli = [sys.executable, "-m", "asg_audit"]
     for args in (

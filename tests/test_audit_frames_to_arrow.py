@@ -1,6 +1,6 @@
-"""Every frame of an Audit goes to Arrow, pandas and DuckDB (fixer S2, defect: `_pli128`).
+"""Every frame of an Audit goes to Arrow, pandas and DuckDB (the defect: `_pli128`).
 
-Sums of sats are exact past int64 (test_fix11_S_sats_sums.py), but an Int128 column cannot
+Sums of sats are exact past int64 (test_sats_sums_past_int64.py), but an Int128 column cannot
 leave polars: `to_arrow()`, `to_pandas()` and a DuckDB query over the frame failed with
 `ArrowInvalid: Invalid or unsupported format string: '_pli128'`. The frames a user gets from an
 Audit hold those sums as Decimal(38, 0) instead: exact, and Arrow's decimal128(38, 0).
@@ -17,6 +17,7 @@ from pathlib import Path
 import duckdb
 import polars as pl
 import pytest
+from _capped import CAP, TRUE_TOTAL, N, capped_export
 from _chain_sim import scenario
 
 from asg_audit.audit import Audit, analyze
@@ -24,9 +25,6 @@ from asg_audit.billing import fetch_billing
 from asg_audit.chain import verify_chain
 from asg_audit.ingest import ingest_paths
 
-CAP = 2_100_000_000_000_000  # 21 million BSV, the most one record may cost
-N = 5000
-TRUE_TOTAL = N * CAP  # 10,500,000,000,000,000,000 sats: past int64
 SUM_COLUMNS = {
     "unknown_costs": ["known_total_sats"],
     "shared_txids": ["total_cost_sats"],
@@ -113,23 +111,8 @@ def test_fix11_S2_summary_holds_plain_ints(sim_audits: tuple[Audit, Audit]) -> N
 @pytest.fixture(scope="module")
 def capped_audit(tmp_path_factory: pytest.TempPathFactory) -> Audit:
     tmp = tmp_path_factory.mktemp("s2capped")
-    records = tmp / "r.ndjson"
-    with records.open("w") as f:
-        for i in range(N):
-            row = {
-                "task_id": f"x{i}",
-                "status": "settled",
-                "consensus_label": "cat",
-                "confidence": 1.0,
-                "worker_count": 3,
-                "agreement_count": 3,
-                # pairs of tasks share a txid: a shared txid's total passes int64 too
-                "bsv_txid": format(i // 2 + 1, "064x") if i < 4 else format(i + 1, "064x"),
-                "created_at": "2026-10-01T00:00:00Z",
-                "settled_at": "2026-10-01T00:00:40Z",
-                "cost_sats": CAP,
-            }
-            f.write(json.dumps(row) + "\n")
+    # two pairs of tasks share a txid: a shared txid's total passes int64 too
+    records = capped_export(tmp / "r.ndjson", shared_pairs=2)
     db = tmp / "s.duckdb"
     ingest_paths(db, [records])
     return analyze(db, as_of=datetime(2026, 10, 2, tzinfo=UTC))
