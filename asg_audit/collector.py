@@ -7,14 +7,16 @@ The run itself (dispatcher, outcomes, writes, what the schedule learns) is
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import signal
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from types import FrameType
 from typing import Any, Final
 
 from asg_audit import aio
@@ -30,6 +32,7 @@ from asg_audit.stopsignals import in_main_thread, kept_signal_handlers, note_sto
 
 __all__ = [
     "TASK_ID_FILE_MAX_BYTES",
+    "CollectNotStoppedError",
     "CollectSummary",
     "CollectorSettings",
     "TaskIdFile",
@@ -208,9 +211,13 @@ def collect_sync(config: AuditConfig, **kwargs: Any) -> CollectSummary:
     this one) while this thread waits for it. A KeyboardInterrupt here (Ctrl-C, Jupyter's
     "interrupt kernel") stops the run the way `stop_event` does: what was answered is written,
     the run is recorded `interrupted` and the store released before the KeyboardInterrupt is
-    raised again, with a note naming the run. Interrupts during that stop (a second Ctrl-C) are
-    left alone, as the command line's are. `handle_signals=True` from the main thread with no
-    loop running keeps the run on this thread, with `collect`'s own SIGINT/SIGTERM handling.
+    raised again, with a note naming the run. From the main thread, SIGINT sets the run's stop
+    before its KeyboardInterrupt is raised, so no second Ctrl-C can leave the run going. A
+    further Ctrl-C during the stop does not cut its clean-up short: the run is awaited for
+    `_STOP_GRACE_S` (10 s) more, then given up on with `CollectNotStoppedError` (a
+    KeyboardInterrupt) saying its thread may still hold the store. `handle_signals=True` from
+    the main thread with no loop running keeps the run on this thread, with `collect`'s own
+    SIGINT/SIGTERM handling.
     """
     _check_config(config, "collect_sync")
     try:
@@ -228,6 +235,70 @@ def collect_sync(config: AuditConfig, **kwargs: Any) -> CollectSummary:
 _WAIT_STEP_S: Final = 0.05
 # a worker whose start was interrupted may begin a moment later: how long its end is awaited
 _START_GRACE_S: Final = 2.0
+# after a repeated interrupt, how much longer a stopping run is awaited before collect_sync
+# gives up on it with `CollectNotStoppedError` (a stop writes what was answered: seconds at most)
+_STOP_GRACE_S = 10.0
+
+
+class CollectNotStoppedError(KeyboardInterrupt):
+    """`collect_sync` was interrupted again and its run did not stop within `_STOP_GRACE_S`.
+
+    A KeyboardInterrupt (code that handles Ctrl-C handles it), saying that the run's worker
+    thread is still alive and may hold the store's write lock until it ends.
+    """
+
+
+class _Stopping:
+    """The stop of one `collect_sync` run: whether it has begun, and the interrupts since."""
+
+    __slots__ = ("repeats", "stop", "stopping")
+
+    def __init__(self, stop: threading.Event) -> None:
+        self.stop = stop
+        self.stopping = False
+        self.repeats = 0
+
+
+@contextlib.contextmanager
+def _stop_on_sigint(
+    state: _Stopping, task: asyncio.Task[Any] | None, cancels: int
+) -> Iterator[None]:
+    """While the block runs, SIGINT sets the run's stop event before it interrupts this thread.
+
+    The handler that was there (Python's KeyboardInterrupt, asyncio's cancel of the calling
+    task, a notebook's) still acts on the first SIGINT; when it interrupts, the stop event is
+    set before the interrupt leaves the handler, so no later signal can cut in between the two.
+    Once the stop has begun, further SIGINTs are counted, not raised: the clean-up they would cut
+    short (the run writing, recording itself and releasing the store) is awaited instead, for a
+    bounded time (`_await_worker`). Outside the main thread, or when SIGINT is not handled by
+    Python code (ignored, default), nothing changes.
+    """
+    previous = signal.getsignal(signal.SIGINT) if in_main_thread() else None
+    if not callable(previous):
+        yield
+        return
+    handler = previous
+
+    def on_sigint(signum: int, frame: FrameType | None) -> None:
+        if state.stopping:
+            state.repeats += 1
+            state.stop.set()
+            return
+        try:
+            handler(signum, frame)
+        except BaseException:
+            state.stopping = True  # first, with no call before it: no signal cuts in
+            state.stop.set()
+            raise
+        if task is not None and task.cancelling() > cancels:  # asyncio.run's first Ctrl-C
+            state.stopping = True
+            state.stop.set()
+
+    signal.signal(signal.SIGINT, on_sigint)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _collect_on_worker(config: AuditConfig, kwargs: dict[str, Any]) -> CollectSummary:
@@ -236,6 +307,7 @@ def _collect_on_worker(config: AuditConfig, kwargs: dict[str, Any]) -> CollectSu
     kwargs["stop_event"] = stop
     box: dict[str, Any] = {}
     done = threading.Event()
+    state = _Stopping(stop)
 
     def work() -> None:
         try:
@@ -251,18 +323,22 @@ def _collect_on_worker(config: AuditConfig, kwargs: dict[str, Any]) -> CollectSu
     task = _calling_task()
     cancels = task.cancelling() if task is not None else 0
     thread = threading.Thread(target=work, name="asg-collect", daemon=True)
-    try:
-        thread.start()
-        while not done.wait(_WAIT_STEP_S):
-            if caller_stop is not None and caller_stop.is_set():
-                stop.set()
-            if task is not None and task.cancelling() > cancels:
-                raise asyncio.CancelledError("collect_sync: the calling task was cancelled")
-    except (KeyboardInterrupt, asyncio.CancelledError) as interrupt:
-        stop.set()
-        _await_worker(thread, done)
-        _note_stopped_run(interrupt, box)
-        raise
+    with _stop_on_sigint(state, task, cancels):
+        try:
+            thread.start()
+            while not done.wait(_WAIT_STEP_S):
+                if caller_stop is not None and caller_stop.is_set():
+                    stop.set()
+                if task is not None and task.cancelling() > cancels:
+                    raise asyncio.CancelledError("collect_sync: the calling task was cancelled")
+        except (KeyboardInterrupt, asyncio.CancelledError) as interrupt:
+            state.stopping = True
+            stop.set()
+            _await_worker(thread, done, state, config, interrupt)
+            _note_stopped_run(interrupt, box)
+            raise
+        finally:
+            stop.set()  # whatever left the wait (the worker is done, or it is told to stop)
     _reap(thread)
     if "error" in box:
         raise box["error"]
@@ -277,18 +353,54 @@ def _calling_task() -> asyncio.Task[Any] | None:
         return None
 
 
-def _await_worker(thread: threading.Thread, done: threading.Event) -> None:
-    """Wait for the stopped run to write, record itself and release the store; an interrupt
-    meanwhile is left alone (the clean-up it would cut short is what makes a stop clean)."""
+def _await_worker(
+    thread: threading.Thread,
+    done: threading.Event,
+    state: _Stopping,
+    config: AuditConfig,
+    interrupt: BaseException,
+) -> None:
+    """Wait for the stopped run to write, record itself and release the store.
+
+    An interrupt meanwhile does not cut that clean-up short: the first one repeated starts a
+    bounded wait (`_STOP_GRACE_S`); a run still not stopped then is given up on with
+    `CollectNotStoppedError`, which says its thread may still hold the store.
+    """
     give_up_at = time.monotonic() + _START_GRACE_S
+    force_at: float | None = None
     while not done.is_set():
         try:
             done.wait(_WAIT_STEP_S)
-        except KeyboardInterrupt:
-            continue
-        if not thread.is_alive() and time.monotonic() > give_up_at:
-            return  # its start was interrupted before the thread was made: it never ran
+            now = time.monotonic()
+            if state.repeats and force_at is None:
+                force_at = now + _STOP_GRACE_S
+                log.warning(
+                    "collect: still stopping (writing what was answered, recording the run);"
+                    " waiting up to %g s more",
+                    _STOP_GRACE_S,
+                )
+            if not thread.is_alive() and now > give_up_at:
+                return  # its start was interrupted before the thread was made: it never ran
+            if force_at is not None and now > force_at and not done.is_set():
+                raise _not_stopped(thread, config, interrupt)
+        except CollectNotStoppedError:
+            raise
+        except KeyboardInterrupt:  # not through `_stop_on_sigint` (another thread's call)
+            state.repeats += 1
     _reap(thread)
+
+
+def _not_stopped(
+    thread: threading.Thread, config: AuditConfig, interrupt: BaseException
+) -> CollectNotStoppedError:
+    error = CollectNotStoppedError(
+        f"collect_sync: the collect run could not be stopped: its worker thread {thread.name!r}"
+        f" was still running {_STOP_GRACE_S:g} s after a repeated interrupt and may hold the"
+        f" write lock of {printable(str(config.db_path), one_line=True)} until it ends (restart"
+        " the Python process or kernel to release it)"
+    )
+    error.__cause__ = interrupt
+    return error
 
 
 def _reap(thread: threading.Thread) -> None:
