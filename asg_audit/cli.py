@@ -12,7 +12,7 @@ import contextlib
 import math
 import os
 import sys
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, NoReturn, TextIO, TypeVar, cast
 
 from asg_audit.audit_outcome import outcome_json
@@ -26,6 +26,9 @@ from asg_audit.errors import (
     AuditError,
     ConfigError,
 )
+from asg_audit.guarded_output import STDERR as _STDERR
+from asg_audit.guarded_output import STDOUT as _STDOUT
+from asg_audit.guarded_output import GuardedStream
 from asg_audit.model import printable
 
 __all__ = ["main"]
@@ -681,71 +684,23 @@ def _build_parser() -> argparse.ArgumentParser:
 
 # -- output that cannot be written -----------------------------------------------------------
 
-_STDOUT, _STDERR = "standard output", "standard error"
 # Why a stream's output was lost ({"standard output": "No space left on device"}), this command.
 _LOST: dict[str, str] = {}
 
 
-class _GuardedStream:
-    """sys.stdout or sys.stderr, whose failed writes are noted instead of raised.
-
-    A log on a full disk (`>> audit.log 2>&1`, ENOSPC) or a failing device (EIO) must not stop
-    the work: the store and the report are what a run is for. The first failed write notes why,
-    and the stream's file descriptor is pointed at /dev/null, so that what is still buffered, and
-    what comes after, goes nowhere instead of failing again (at the interpreter's last flush that
-    would be exit 120). `main` then exits 3 and says so. EPIPE is not this: the reader of the
-    output went away (`| head`), which stops the command quietly (exit 141), as before.
-    """
-
-    def __init__(self, stream: TextIO, name: str) -> None:
-        self._stream = stream
-        self._name = name
-
-    def write(self, text: str) -> int:
-        if self._name not in _LOST:
-            try:
-                return self._stream.write(text)
-            except BrokenPipeError:
-                raise
-            except OSError as exc:
-                self._give_up(exc)
-        return len(text)
-
-    def writelines(self, lines: Iterable[str]) -> None:
-        for line in lines:
-            self.write(line)
-
-    def flush(self) -> None:
-        if self._name not in _LOST:
-            try:
-                self._stream.flush()
-            except BrokenPipeError:
-                raise
-            except OSError as exc:
-                self._give_up(exc)
-
-    def __getattr__(self, name: str) -> Any:  # fileno, isatty, encoding, buffer, ...
-        return getattr(self._stream, name)
-
-    def _give_up(self, exc: OSError) -> None:
-        _LOST[self._name] = exc.strerror or str(exc)
-        with contextlib.suppress(OSError, ValueError, AttributeError):
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            try:
-                os.dup2(devnull, self._stream.fileno())
-            finally:
-                os.close(devnull)
-            self._stream.flush()  # what was buffered: now to /dev/null
-
-
 def _guard_output() -> Callable[[], None]:
-    """Put `_GuardedStream`s in place of sys.stdout and sys.stderr; return what undoes it."""
+    """Put `GuardedStream`s in place of sys.stdout and sys.stderr; return what undoes it.
+
+    Output that cannot be written (a full disk under the log, EIO) is noted in `_LOST`, never
+    raised, and the stream's descriptor is pointed at /dev/null; EPIPE (the reader gone) still
+    stops the command. `main` then exits 3 and says so.
+    """
     _LOST.clear()
     saved = sys.stdout, sys.stderr
-    if sys.stdout is not None and not isinstance(sys.stdout, _GuardedStream):
-        sys.stdout = cast(TextIO, _GuardedStream(sys.stdout, _STDOUT))
-    if sys.stderr is not None and not isinstance(sys.stderr, _GuardedStream):
-        sys.stderr = cast(TextIO, _GuardedStream(sys.stderr, _STDERR))
+    if sys.stdout is not None and not isinstance(sys.stdout, GuardedStream):
+        sys.stdout = cast(TextIO, GuardedStream(sys.stdout, _STDOUT, _LOST, own_process=True))
+    if sys.stderr is not None and not isinstance(sys.stderr, GuardedStream):
+        sys.stderr = cast(TextIO, GuardedStream(sys.stderr, _STDERR, _LOST, own_process=True))
 
     def restore() -> None:
         sys.stdout, sys.stderr = saved

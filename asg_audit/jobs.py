@@ -6,14 +6,18 @@ database keeps overlapping runs apart: the second one exits 3 (or waits `wait_se
 
 Exit codes (DESIGN.md): 0 ok; 1 findings at or above `fail_on`; 2 a bad option or config, found
 before any step runs, or unreadable input (a drop-folder file that cannot be read, a drop folder
-that does not exist: every step still runs); 3 the run is incomplete (an API was unreachable or
+that does not exist: every step still runs), or a store that is damaged or from a newer asg_audit
+(refused at the start: no run; found by a step or the findings write: that step is `refused`,
+the rest still runs); 3 the run is incomplete (an API was unreachable or
 refused the key, the database was busy, the run was interrupted by SIGINT or SIGTERM). When
 several apply the highest wins: 3, then 2, then 1. A run whose collection failed still analyses
 and reports what the store holds, and still exits 3. A run that an error stops (a report that cannot
 be written, a bug) is recorded as `failed` (or `interrupted`) with a one-line error, never left
 `running`; a bug exits 3, not 1, which a scheduler would read as "findings". A run that ends
 with exit 2 (unreadable input) is recorded `failed` too, its error naming the input; exit 3 is
-`incomplete`, exit 0 and 1 `ok`.
+`incomplete`, exit 0 and 1 `ok`. Output that cannot be written (the log on a full disk, a closed
+stream) never stops a run, from the command line or from Python: the run exits 3 instead of 0
+or 1 (`AuditOutcome.output_lost` says what was lost).
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, TextIO, cast
 
 import httpx
 
@@ -51,6 +55,7 @@ from asg_audit.errors import (
     StoreError,
     StoreFileError,
 )
+from asg_audit.guarded_output import STDERR, STDOUT, GuardedStream
 from asg_audit.interrupts import is_interrupt
 from asg_audit.model import new_run_id, printable
 from asg_audit.redaction import display_origin, display_url, error_text
@@ -79,6 +84,13 @@ class AuditOutcome:
     alert_sent: bool = False
     # input the run could not read (drop-folder files, missing drop folders): the run exits 2
     input_errors: list[str] = field(default_factory=list)
+    # the store refused this run's writes for good (a damaged store, or one from a newer
+    # asg_audit), found by a step after the run started: the run exits 2, as when it is found
+    # at the start (retrying will not help)
+    store_refused: str | None = None
+    # output the run could not write ({"the log": "No space left on device"}): it never stops
+    # the run, which then exits 3 instead of 0 or 1, as the command line does
+    output_lost: dict[str, str] = field(default_factory=dict)
 
     @property
     def incomplete(self) -> bool:
@@ -229,7 +241,9 @@ def _step(
 
     Any exception but an interrupt fails only its step: an API that let us down, a busy
     store, or a bug (recorded with its type and message, the secrets masked). The other steps
-    and the report still run, and the run exits 3.
+    and the report still run, and the run exits 3. A store that refuses the step for good (a
+    damaged store, one from a newer asg_audit: `_store_refused`) is recorded `refused: ...`
+    and makes the run exit 2, as it does when found at the start.
     """
     started = time.monotonic()
     failure: Exception | None = None
@@ -246,7 +260,12 @@ def _step(
             # stopped, not a step failed.
             outcome.steps[name] = "interrupted"
             raise KeyboardInterrupt(f"{name} interrupted") from exc
-        outcome.steps[name] = f"failed: {_failure(exc, config)[1]}"
+        reason = _failure(exc, config)[1]
+        if _store_refused(exc):
+            outcome.steps[name] = f"refused: {reason}"
+            outcome.store_refused = outcome.store_refused or f"{name}: {reason}"
+        else:
+            outcome.steps[name] = f"failed: {reason}"
         failure = exc
     else:
         outcome.steps[name] = note or "ok"
@@ -274,6 +293,8 @@ class _Verdicts:
             return
         if self.store is None and _store_unwritable(exc):
             self.store = f"the store cannot be written{_os_cause(str(exc))}, as {step} found"
+        if self.store is None and _store_refused(exc):
+            self.store = f"the store refuses writes (damaged or newer), as {step} found"
         if self.gateway is None and _gateway_down(exc, config):
             reason = _failure(exc, config)[1]
             self.gateway = f"{reason} (found by {step} in this run; not asked again)"
@@ -304,6 +325,13 @@ def _store_unwritable(exc: BaseException) -> bool:
         return False
     text = str(exc)
     return "cannot write the database" in text or "the store cannot be written" in text
+
+
+def _store_refused(exc: BaseException) -> bool:
+    """Return whether the store refused a step for good: damaged, or from a newer asg_audit
+    (StoreFileError, SchemaVersionError: exit 2, retrying will not help), as the start of an
+    audit refuses it."""
+    return isinstance(exc, StoreError) and exc.exit_code == EXIT_USAGE
 
 
 def _os_cause(text: str) -> str:
@@ -352,9 +380,96 @@ def run_audit(
     `on_start` is called with the outcome once the run is recorded in `runs`: the outcome fills
     in as the steps run, so a caller still knows the run id and the steps done if the run is
     stopped by an exception.
+
+    `log` (default sys.stdout) and sys.stderr are written through a `GuardedStream` for the
+    run, as on the command line: output that cannot be written (a full disk, a closed stream,
+    a reader gone) never stops the run; it is noted in `outcome.output_lost`, and a run that
+    would exit 0 or 1 exits 3 (its work is done and recorded; its output is not all there).
     """
     _check_arguments(config, wait_seconds=wait_seconds, collect_seconds=collect_seconds)
-    log = log or sys.stdout
+    with _guarded_output(log) as (guarded_log, lost):
+        outcome = _run_audit(
+            config,
+            out_dir=out_dir,
+            formats=formats,
+            wait_seconds=wait_seconds,
+            fail_on=fail_on,
+            since=since,
+            until=until,
+            as_of=as_of,
+            compare=compare,
+            collect_seconds=collect_seconds,
+            clock=clock,
+            progress=progress,
+            log=guarded_log,
+            on_start=on_start,
+        )
+        outcome.output_lost = lost()
+    if outcome.output_lost and outcome.exit_code in (EXIT_OK, EXIT_FINDINGS):
+        # as the command line: 0 and 1 say the run did its work and its output is there
+        outcome.exit_code = EXIT_INCOMPLETE
+    return outcome
+
+
+@contextlib.contextmanager
+def _guarded_output(
+    log: IO[str] | None,
+) -> Iterator[tuple[IO[str], Callable[[], dict[str, str]]]]:
+    """Guard `log` (sys.stdout when None) and sys.stderr for the block; yield the log to write
+    to and a function returning the output lost so far ({name: why}).
+
+    A stream the command line already guards (its sys.stdout and sys.stderr) is used as it is:
+    the command line notes and reports its losses. The caller's own streams are never closed,
+    redirected or written again once a write failed. sys.stderr is put back at the end unless
+    something else replaced it meanwhile.
+    """
+    own: dict[str, str] = {}
+    stream = sys.stdout if log is None else log
+    if isinstance(stream, GuardedStream):
+        guarded = stream
+    else:
+        name = STDOUT if log is None else "the log"
+        guarded = GuardedStream(cast(TextIO, stream), name, own, own_process=False)
+    saved_stderr = sys.stderr
+    stderr: Any = saved_stderr
+    if saved_stderr is not None and not isinstance(saved_stderr, GuardedStream):
+        stderr = GuardedStream(saved_stderr, STDERR, own, own_process=False)
+        sys.stderr = cast(TextIO, stderr)
+
+    def lost() -> dict[str, str]:
+        if guarded is not stream:  # the caller's log: a buffered one fails here, at the latest
+            guarded.flush()
+        return {
+            g.name: g.lost
+            for g in (guarded, stderr)
+            if isinstance(g, GuardedStream) and g.lost is not None
+        }
+
+    try:
+        yield cast(IO[str], guarded), lost
+    finally:
+        if sys.stderr is stderr:
+            sys.stderr = saved_stderr
+
+
+def _run_audit(
+    config: AuditConfig,
+    *,
+    out_dir: str | Path | None,
+    formats: str,
+    wait_seconds: float,
+    fail_on: str | None,
+    since: datetime | None,
+    until: datetime | None,
+    as_of: datetime | None,
+    compare: str | None,
+    collect_seconds: float | None,
+    clock: Any,
+    progress: bool,
+    log: IO[str],
+    on_start: Callable[[AuditOutcome], None] | None,
+) -> AuditOutcome:
+    """`run_audit` with its arguments checked and its output guarded."""
     db = Path(config.db_path)
     settings = dict(config.audit)
     fail_on = fail_on or str(settings.get("fail_on", config.fail_on))
@@ -575,7 +690,13 @@ def _run_steps(
             with open_store(db, wait_seconds=wait_seconds) as store, store.transaction():
                 store.write_findings(outcome.run_id, audit.findings)
         except StoreError as exc:
-            note = f"failed: not stored: {_failure(exc, config)[1]}"
+            # a damaged or newer store: exit 2, as at the start; any other refusal: exit 3
+            reason = _failure(exc, config)[1]
+            if _store_refused(exc):
+                note = f"refused: not stored: {reason}"
+                outcome.store_refused = outcome.store_refused or f"findings: {reason}"
+            else:
+                note = f"failed: not stored: {reason}"
     if note is not None:
         outcome.steps["findings"] = note
         print(printable(f"{'findings':<13} {note}", one_line=True), file=log)
@@ -595,7 +716,7 @@ def _run_steps(
         _step(outcome, "alert", lambda: _alert(str(alert_url), payload, outcome), log, config)
     if outcome.incomplete:
         outcome.exit_code = EXIT_INCOMPLETE
-    elif outcome.input_errors:
+    elif outcome.input_errors or outcome.store_refused:
         outcome.exit_code = EXIT_USAGE
     elif worst is not None and _SEVERITY_RANK[worst] >= _SEVERITY_RANK[fail_on]:
         outcome.exit_code = EXIT_FINDINGS
@@ -605,10 +726,15 @@ def _run_steps(
         "report": str(outcome.report_dir),
         **outcome.summary,
     }
-    if outcome.input_errors and not outcome.incomplete:
+    if outcome.exit_code == EXIT_USAGE:
         # exit 2, "fix the job definition": `runs` must not read `ok` (as `ingest` records a
         # run with unreadable files `failed`)
-        stats["error"] = "unreadable input: " + "; ".join(outcome.input_errors)
+        errors = []
+        if outcome.input_errors:
+            errors.append("unreadable input: " + "; ".join(outcome.input_errors))
+        if outcome.store_refused:
+            errors.append(f"the store refused the run's writes ({outcome.store_refused})")
+        stats["error"] = "; ".join(errors)
     # the store may be busy for a moment (a notebook opening it): the end is worth a wait
     with open_store(db, wait_seconds=max(wait_seconds, END_RECORD_WAIT_S)) as store:
         store.finish_run(outcome.run_id, status=_run_status(outcome.exit_code), stats=stats)
