@@ -38,7 +38,13 @@ import pyarrow as pa
 
 from asg_audit.jsonload import MAX_JSON_DEPTH, TooDeepError, nesting_depth_over
 from asg_audit.model import UTC_DATETIME, RejectReason, Source
-from asg_audit.normalize import NormalisedBatch, RawRecord, normalise_records
+from asg_audit.normalize import (
+    NormalisedBatch,
+    RawRecord,
+    normalise_batch,
+    normalise_records,
+    raw_frame,
+)
 from asg_audit.recent_keys import RecentKeys
 from asg_audit.store import Store, open_store
 
@@ -320,6 +326,9 @@ class Delivery:
     object_body: bool = False  # the body parsed as a JSON object (else it will be a reject)
     # A reject decided before the normaliser (field, detail): a body it would misread.
     reject: tuple[str | None, str] | None = None
+    # `body` went through `load_json_object` (its nesting depth is known, and a body too deep
+    # has `reject` set): the normaliser need not scan it for depth again.
+    depth_checked: bool = False
     # The HTTP status recorded when it differs from the outcome's usual one: a body cut off by
     # the receiver's own stop is `truncated` but answered 503 (the provider retries).
     http_status: int | None = None
@@ -523,6 +532,7 @@ class DeliveryWriter:
                     body=bytes(body),
                     body_sha256=digest,
                     reject=_preset_reject(bytes(body)),
+                    depth_checked=True,
                 )
             )
         self._store, self._exit = store, stack
@@ -655,18 +665,23 @@ class DeliveryWriter:
             stack.close()
 
     def _normalise(self, store: Store, deliveries: list[Delivery]) -> None:
-        batch = normalise_records(
-            [
-                RawRecord(
-                    body=d.body or b"",
-                    source=Source.WEBHOOK,
-                    origin=f"webhook:{d.body_sha256}",
-                    observed_at=d.received_at,
-                )
-                for d in deliveries
-                if d.reject is None
-            ]
-        )
+        read = [d for d in deliveries if d.reject is None]
+        records = [
+            RawRecord(
+                body=d.body or b"",
+                source=Source.WEBHOOK,
+                origin=f"webhook:{d.body_sha256}",
+                observed_at=d.received_at,
+            )
+            for d in read
+        ]
+        # Each body's nesting depth was scanned once, at receipt (`load_json_object`): one too
+        # deep is a preset reject and not among `read`. `normalise_records` would scan them
+        # all again; only a delivery that came another way is left to it.
+        if all(d.depth_checked for d in read):
+            batch = normalise_batch(raw_frame(records))
+        else:
+            batch = normalise_records(records)
         preset = [d for d in deliveries if d.reject is not None]
         if preset:
             batch = NormalisedBatch(

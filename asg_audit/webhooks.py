@@ -582,6 +582,7 @@ def create_webhook_app(
             secret_index=secret_index,
             reject=reject,
             detail=None if reject is None else reject[1],
+            depth_checked=True,  # by `load_json_object`, whatever it raised
         )
         if isinstance(payload, dict):
             delivery.object_body = True
