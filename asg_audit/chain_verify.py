@@ -436,22 +436,28 @@ def fetch_parent_fees(store: Any, client: ChainClient, *, pool_size: int = 4) ->
 
 
 _SEVERITY_RANK: Final = {"info": 0, "warn": 1, "fail": 2}
+# Tables of `audit.TABLES` that only the collection analyses read.
+_COLLECTION_TABLES: Final = frozenset({"observations", "runs", "poll_state"})
 
 
 def reconciliation_findings(
     db: str | Path, config: AuditConfig, *, prefixes: tuple[str, ...] = ("chain.",)
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Return (findings of the checks whose id starts with `prefixes`, chain coverage)."""
+    from asg_audit.audit import TABLES
     from asg_audit.checks import CheckContext, registered_checks, run_checks
     from asg_audit.reconcile import chain_coverage
     from asg_audit.store import open_store
 
     with open_store(db, read_only=True) as store:
         present = set(store.tables())
+        # The tables `audit` gives the checks, under the same names (the store's), so that
+        # `verify-chain` and `billing` report what `audit` reports on the same store. The
+        # collection tables feed no chain or billing check.
         tables: dict[str, pl.LazyFrame | pl.DataFrame] = {
             name: store.frame(name)
-            for name in ("results", "submissions", "chain_txs", "billing_usage")
-            if name in present
+            for name in TABLES
+            if name in present and name not in _COLLECTION_TABLES
         }
     chain = tables.get("chain_txs")
     as_of = datetime.now(UTC)
