@@ -77,16 +77,25 @@ def expand_paths(
     *,
     on_error: Callable[[Path, OSError], None] | None = None,
     on_special: Callable[[Path, str], None] | None = None,
+    on_outside: Callable[[Path, str], None] | None = None,
 ) -> list[Path]:
     """Return the files named by paths, folders (recursively) and globs, sorted and unique.
 
     In folders, files are taken by their suffix (`_SUFFIXES`, in any case). A folder that
     cannot be listed (permission denied) is passed to `on_error` with the error, and the others
     are still expanded; without `on_error` it raises InputError. A path that cannot be looked
-    at is returned as it is, for the reader to report. In folders, only regular files are
-    taken: opening a named pipe (FIFO), a socket or a device would block or never end, so each
-    is passed to `on_special` with what it is (without it, InputError). Named on their own,
-    they are returned (read as streams).
+    at is returned as it is, for the reader to report.
+
+    Only a path named on its own is taken whatever it is. What a folder or a glob finds was not
+    named, and may have been put there by anyone who can write to the folder:
+    - only regular files are taken: opening a named pipe (FIFO), a socket or a device would
+      block or never end, so each is passed to `on_special` with what it is (without it,
+      InputError). Named on their own, they are returned (read as streams);
+    - a symbolic link (or a path through a linked folder) is followed only to a file inside the
+      folder scanned, or the folder a glob starts from (its part before the first wildcard):
+      one leading elsewhere (`drop/passwd.ndjson -> /etc/passwd`) is passed to `on_outside`
+      with why, naming where it leads (without it, InputError). Named on their own, links are
+      followed.
     """
     found: list[Path] = []
 
@@ -103,45 +112,105 @@ def expand_paths(
             raise InputError(f"{path_text(path)}: {what}, not a file: not read")
         on_special(path, what)
 
+    def outside(path: Path, why: str) -> None:
+        if on_outside is None:
+            raise InputError(f"{path_text(path)}: {why}")
+        on_outside(path, why)
+
     for raw in paths:
         text = str(raw)
         if text == "-":
             found.append(STDIN)
             continue
-        matches = (
-            [Path(m) for m in sorted(glob.glob(text, recursive=True))]
-            if glob.has_magic(text)
-            else [Path(text)]
-        )
-        if not matches:
-            raise InputError(f"{path_text(text)}: no file matches this pattern")
-        for path in matches:
+        if not glob.has_magic(text):
+            path = Path(text)
             try:
                 folder = path.is_dir()
             except OSError:  # e.g. inside a folder that cannot be searched: the reader says why
                 folder = False
             if folder:
-                found.extend(_folder_files(path, unlisted, special))
+                found.extend(_folder_files(path, _Root(path, "folder"), unlisted, special, outside))
+            else:
+                found.append(path)  # named on its own: whatever it is, wherever it leads
+            continue
+        matches = [Path(m) for m in sorted(glob.glob(text, recursive=True))]
+        if not matches:
+            raise InputError(f"{path_text(text)}: no file matches this pattern")
+        root = _Root(_glob_base(text), "glob's folder")
+        for path in matches:
+            if (why := root.escape(path, always=True)) is not None:
+                outside(path, why)
+                continue
+            try:
+                folder = path.is_dir()
+            except OSError:
+                folder = False
+            if folder:
+                found.extend(_folder_files(path, root, unlisted, special, outside))
+            elif (what := special_file_kind(path)) is not None:
+                special(path, what)
             else:
                 found.append(path)
     return list(dict.fromkeys(found))
 
 
+def _glob_base(pattern: str) -> Path:
+    """The folder a glob pattern starts from: its parts before the first one with a wildcard."""
+    parts = Path(pattern).parts
+    base: list[str] = []
+    for part in parts[:-1]:
+        if glob.has_magic(part):
+            break
+        base.append(part)
+    return Path(*base) if base else Path(".")
+
+
+class _Root:
+    """The folder a scan or a glob was given: what it finds may lead only inside it."""
+
+    def __init__(self, folder: Path, what: str) -> None:
+        self.folder = folder
+        self.what = what
+        self.real = os.path.realpath(folder)
+
+    def escape(self, path: Path, *, always: bool = False) -> str | None:
+        """Why `path` leads outside the root (None when it does not).
+
+        Only a symbolic link is looked at unless `always` (a glob's matches may pass through a
+        linked folder; a folder scan does not descend into one)."""
+        if not always and not os.path.islink(path):
+            return None
+        target = os.path.realpath(path)
+        if target == self.real or target.startswith(self.real.rstrip(os.sep) + os.sep):
+            return None
+        how = "a symbolic link" if os.path.islink(path) else "reached through a symbolic link"
+        return (
+            f"{how} to {path_text(target)}, outside the {self.what} {path_text(self.folder)}:"
+            " not read (a link found in a folder or by a glob is followed only to a file inside"
+            " it; name the file itself to read it)"
+        )
+
+
 def _folder_files(
-    folder: Path, unlisted: Callable[[OSError], None], special: Callable[[Path, str], None]
+    folder: Path,
+    root: _Root,
+    unlisted: Callable[[OSError], None],
+    special: Callable[[Path, str], None],
+    outside: Callable[[Path, str], None],
 ) -> list[Path]:
     files: list[Path] = []
-    for root, dirs, names in os.walk(folder, onerror=unlisted):
+    for where, dirs, names in os.walk(folder, onerror=unlisted):
         dirs.sort()
         for name in names:
             if not name.lower().endswith(_SUFFIXES):
                 continue
-            path = Path(root, name)
-            what = special_file_kind(path)
-            if what is None:
-                files.append(path)
-            else:
+            path = Path(where, name)
+            if (why := root.escape(path)) is not None:
+                outside(path, why)
+            elif (what := special_file_kind(path)) is not None:
                 special(path, what)
+            else:
+                files.append(path)
     return sorted(files)
 
 

@@ -407,7 +407,11 @@ def ingest_paths(
         error = f"{name}: {what}, not a file: not read"
         summary.files.append(FileOutcome(path=name, status="failed", error=error))
 
-    files = expand_paths(names, on_error=unlisted, on_special=special)
+    def outside(path: Path, why: str) -> None:
+        name = path_text(path)
+        summary.files.append(FileOutcome(path=name, status="failed", error=f"{name}: {why}"))
+
+    files = expand_paths(names, on_error=unlisted, on_special=special, on_outside=outside)
     store_files = store_file_ids(Path(db))
     # by name too: the .wal may not exist yet (this run's own writes make it)
     store_names = {os.path.realpath(db), os.path.realpath(db) + ".wal"}
