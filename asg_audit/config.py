@@ -187,7 +187,7 @@ class AuditConfig:
         # The URLs requests are sent to, refused here (as the loader refuses them) rather than
         # by a failed request deep inside `collect` or `verify_chain`.
         for name in ("base_url", "chain_url"):
-            check_http_url(getattr(self, name), name, "given to AuditConfig")
+            check_http_url(getattr(self, name), name, "given to AuditConfig", base=True)
         # `checks` as the TOML file has it (`{"task.stuck": {"warn": 1800}}`) becomes
         # CheckLevels by the loader's own code; an unknown check id is refused, as in a file.
         if not isinstance(self.checks, Mapping):
@@ -1039,7 +1039,7 @@ def load_config(
             source = f"set by {env_name} in the environment"
         else:
             source = f"set by {key} in {where}"
-        check_http_url(settings[key], key, source)
+        check_http_url(settings[key], key, source, base=True)
     _check_alert_url(settings["audit"], f"set by alert_url in {where}")
     if settings["chain_network"] in _CHOICES[""]["chain_network"]:  # else AuditConfig says
         _check_chain_network(

@@ -7,7 +7,9 @@ Secrets (API keys, webhook secrets) are held in `Secret`, whose `repr` and `str`
 value. Every message that names a URL shows it through `display_url` (no user, password or
 query), and every URL the tool will send requests to (the Gateway's `base_url`, the chain
 index's `chain_url`, a webhook callback) is checked by the one `check_http_url`, at once, so
-that `ftp://...` or a bare host is exit 2 with its reason instead of minutes of retries.
+that `ftp://...` or a bare host is exit 2 with its reason instead of minutes of retries. The
+two base URLs request paths are appended to (`base_url`, `chain_url`) may hold no user,
+password, query or fragment either.
 """
 
 from __future__ import annotations
@@ -343,12 +345,17 @@ def shown_setting(name: str, text: str, secrets: Iterable[str | Secret | None]) 
     return redact(text, secrets)
 
 
-def check_http_url(url: object, what: str, hint: str) -> str:
+def check_http_url(url: object, what: str, hint: str, *, base: bool = False) -> str:
     """Return `url` if requests can be sent there: an absolute http(s) URL with a host.
 
     Otherwise raise ConfigError naming `what` (the setting), the reason and `hint` (where it is
     set, or an example). The value is never shown, nor any part of it: a value that is not a
     usable URL may be a misplaced secret (the WoC key pasted as `chain_url`), whatever its shape.
+
+    With `base`, `url` is the base that request paths are appended to (`base_url`,
+    `chain_url`), and must also hold no user or password (`user:pass@`: httpx would send them as
+    Basic auth in place of the `Authorization` header the key goes in, and the server would
+    blame the key), no query and no fragment (the paths would be appended inside them).
     """
     if not isinstance(url, str):
         raise ConfigError(f"{what}: expected a URL (text), got {type(url).__name__}")
@@ -367,12 +374,38 @@ def check_http_url(url: object, what: str, hint: str) -> str:
             problem = "port 0 cannot be connected to"
         elif not url.isprintable() or any(c.isspace() for c in url):
             problem = "it contains white space or control characters"
+    if problem is None and base:
+        problem = _base_problem(url)
+        if problem is not None:
+            raise ConfigError(
+                f"{what} cannot be the base URL of requests: {problem} (the value is not shown;"
+                f" {hint})"
+            )
     if problem is None:
         return url
     raise ConfigError(
         f"{what} is not an absolute http:// or https:// URL with a host: {problem}"
         f" (the value is not shown; {hint})"
     )
+
+
+def _base_problem(url: str) -> str | None:
+    """Return why an http(s) URL cannot be a base that request paths are appended to, in words
+    holding no part of it (None when it can)."""
+    if "@" in urlsplit(url).netloc:
+        return (
+            "it holds a user name or password before the host (user:pass@), which would be"
+            " sent as Basic auth in place of the Authorization header the key goes in; give"
+            " the URL without them"
+        )
+    if "?" in url:
+        return (
+            "it holds a query (?...), inside which every request's path would be appended;"
+            " give the URL without it"
+        )
+    if "#" in url:
+        return "it holds a fragment (#...), which no request can carry; give the URL without it"
+    return None
 
 
 def _parse_problem(exc: ValueError) -> str:
