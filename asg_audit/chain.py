@@ -24,8 +24,9 @@ checked before it is used (the hash is 64 hex characters; height and confirmatio
 non-negative int64; the block time fits a block header, from the genesis block to 2106): an
 answer that fails is `refused` with a note naming the field, never `confirmed`.
 
-`chain_txs` is a cache: confirmed transactions are never fetched again; unconfirmed, unknown
-and refused ones are checked again on the next run. A changed block hash (a reorg) is kept in
+`chain_txs` is a cache: transactions confirmed to the configured depth are never fetched
+again; unconfirmed, unknown and refused ones, and those stored as confirmed below a depth
+raised since, are checked again on the next run. A changed block hash (a reorg) is kept in
 `prev_block_hash`.
 
 `ChainClient.stop()` ends the retries at once: the pauses between attempts wait on an event,
@@ -80,6 +81,7 @@ __all__ = [
     "VerifySummary",
     "chain_client_from_config",
     "check_index_answer",
+    "fee_coverage",
     "fetch_parent_fees",
     "print_findings",
     "reconciliation_findings",
@@ -678,6 +680,7 @@ def chain_client_from_config(config: AuditConfig, **kwargs: Any) -> ChainClient:
 from asg_audit import reconcile as _reconcile  # noqa: E402,F401
 from asg_audit.chain_verify import (  # noqa: E402
     VerifySummary,
+    fee_coverage,
     fetch_parent_fees,
     print_findings,
     reconciliation_findings,

@@ -1,9 +1,11 @@
 """`verify_chain`: settled tasks' txids -> the chain index -> `chain_txs`, and its report.
 
-Fetches in bulk with `ChainClient` (see `asg_audit.chain`), writes the cache (confirmed rows are
-final, the others are asked again next run, a changed block hash is kept as
-`prev_block_hash`), optionally fetches parents for fees, and prints the reconciliation
-findings for the command line.
+Fetches in bulk with `ChainClient` (see `asg_audit.chain`), writes the cache (rows confirmed
+to the configured `[chain] confirmations` are final; the others, and rows confirmed below a
+depth raised since, are asked again next run; a changed block hash is kept as
+`prev_block_hash`), optionally fetches parents for fees (a transaction spending more than its
+inputs hold is refused; `fee_coverage` says which fees could not be checked, and why), and
+prints the reconciliation findings for the command line.
 
 A stop (SIGTERM, Ctrl-C) stops the client, so the worker threads give up at their next pause
 instead of finishing their retries; what was fetched is written and the run is `interrupted`.
@@ -43,6 +45,7 @@ from asg_audit.stopsignals import sigterm_interrupts
 
 __all__ = [
     "VerifySummary",
+    "fee_coverage",
     "fetch_parent_fees",
     "pending_txid_count",
     "print_findings",
@@ -60,7 +63,9 @@ class VerifySummary:
 
     run_id: str = ""
     txids_total: int = 0  # well-formed txids of settled tasks
-    cached_confirmed: int = 0  # confirmed earlier: not fetched again
+    cached_confirmed: int = 0  # confirmed earlier to `depth`: not fetched again
+    rechecked_depth: int = 0  # confirmed earlier below `depth` (it was raised): fetched again
+    depth: int = DEFAULT_CONFIRMATIONS  # `[chain] confirmations` of this run
     checked: int = 0
     confirmed: int = 0
     unconfirmed: int = 0
@@ -71,17 +76,37 @@ class VerifySummary:
     throttled: int = 0
     elapsed_s: float = 0.0
     refusals: list[str] = field(default_factory=list)
+    # fee coverage of the stored transactions (`fee_coverage`): `proves` -> txids
+    fees: dict[str, int] = field(default_factory=dict)
 
     def lines(self) -> list[str]:
         """Return the human summary, one fact per line."""
+        again = (
+            f"; {self.rechecked_depth} confirmed earlier below {self.depth} confirmations,"
+            " checked again"
+            if self.rechecked_depth
+            else ""
+        )
         return [
             f"txids of settled tasks: {self.txids_total}"
-            f" ({self.cached_confirmed} confirmed earlier, not fetched again)",
+            f" ({self.cached_confirmed} confirmed earlier, not fetched again{again})",
             f"checked now: {self.checked}: confirmed {self.confirmed}, unconfirmed"
             f" {self.unconfirmed}, unknown {self.unknown}, refused {self.refused}",
             f"reorgs seen: {self.reorged}",
+            *self._fee_lines(),
             f"requests: {self.requests} ({self.throttled} answered 429) in {self.elapsed_s:.1f} s",
             *(f"refused: {printable(r, one_line=True)}" for r in self.refusals[:10]),
+        ]
+
+    def _fee_lines(self) -> list[str]:
+        if not self.fees:
+            return []
+        exact = self.fees.get(FEE_EXACT, 0)
+        others = [(k, n) for k, n in self.fees.items() if k != FEE_EXACT]
+        parts = [f"{n} {k}" for k, n in others]
+        return [
+            f"fees checked (chain.fee_rate): {exact} of {sum(self.fees.values())} txids"
+            + (f"; {'; '.join(parts)}" if parts else "")
         ]
 
 
@@ -92,23 +117,35 @@ ORDER BY 1
 """
 
 
-def _pending_txids(con: Any) -> tuple[list[str], int, int]:
-    """Return (txids to fetch, all well-formed settled txids, those confirmed earlier)."""
+def _pending_txids(con: Any, depth: int) -> tuple[list[str], int, int, int]:
+    """Return (txids to fetch, all well-formed settled txids, those confirmed earlier to
+    `depth`, those confirmed earlier below it).
+
+    A stored `confirmed` is final only at the depth now configured (`[chain] confirmations`):
+    one stored with fewer confirmations (the depth was lower then) is fetched again, and the
+    index's answer judges it against the current depth. Its stored count cannot: a
+    confirmation count only grows, so the stored one says nothing about the depth now.
+    """
     every = [t for (t,) in con.execute(_PENDING_SQL).fetchall() if is_well_formed_txid(t)]
-    done = {
-        t
-        for (t,) in con.execute("SELECT txid FROM chain_txs WHERE status = 'confirmed'").fetchall()
-    }
+    confirmed = dict(
+        con.execute(
+            "SELECT txid, confirmations FROM chain_txs WHERE status = 'confirmed'"
+        ).fetchall()
+    )
+    need = max(1, depth)
+    done = {t for t, n in confirmed.items() if n is not None and n >= need}
     todo = [t for t in every if t not in done]
-    return todo, len(every), len(every) - len(todo)
+    shallow = sum(1 for t in todo if t in confirmed)
+    return todo, len(every), len(every) - len(todo), shallow
 
 
-def pending_txid_count(db: str | Path) -> int:
-    """Return how many settled txids of the store `verify_chain` would fetch (read-only)."""
+def pending_txid_count(db: str | Path, *, confirmations: int = DEFAULT_CONFIRMATIONS) -> int:
+    """Return how many settled txids of the store `verify_chain` would fetch (read-only) at the
+    depth `confirmations` (the config's `[chain] confirmations`)."""
     from asg_audit.store import open_store
 
     with open_store(db, read_only=True) as store:
-        return len(_pending_txids(store.con)[0])
+        return len(_pending_txids(store.con, confirmations)[0])
 
 
 def _rows(
@@ -245,11 +282,15 @@ def verify_chain(
         with sigterm_interrupts(), open_store(db) as store:
             run_id = store.start_run("verify-chain")
             summary.run_id = run_id
-            todo, summary.txids_total, summary.cached_confirmed = _pending_txids(store.con)
+            todo, summary.txids_total, summary.cached_confirmed, summary.rechecked_depth = (
+                _pending_txids(store.con, depth)
+            )
+            summary.depth = max(1, depth)
             bar = _progress_bar(len(todo)) if progress else None
             status = "failed"
             error: str | None = None
             got: list[ChainTx] = []
+            checked_now: dict[str, str] = {}  # txid -> status, of the answers this run
 
             def write(txs: list[ChainTx]) -> None:
                 frame = _rows(
@@ -257,6 +298,7 @@ def verify_chain(
                 )
                 summary.reorged += _store_rows(store, frame)
                 _count(summary, txs)
+                checked_now.update((t.txid, t.status) for t in txs)
 
             try:
                 with _cancelling_pool(concurrency, client) as pool:
@@ -277,8 +319,13 @@ def verify_chain(
                                 on_progress(start + len(got), len(todo))
                         write(got)
                         got = []
-                if chain.get("fetch_parents", False):
-                    fetch_parent_fees(store, client, pool_size=concurrency)
+                fetch_parents = bool(chain.get("fetch_parents", False))
+                if fetch_parents:
+                    refused: dict[str, str] = {}
+                    fetch_parent_fees(store, client, pool_size=concurrency, refused=refused)
+                    _count_refused_later(summary, refused, checked_now)
+                cover = fee_coverage(store.con, fetch_parents=fetch_parents)
+                summary.fees = dict(cover.iter_rows())
                 status = "ok"
             except BaseException as exc:
                 # Ctrl-C or SIGTERM (stopsignals): the chunks written so far are kept, and so
@@ -366,6 +413,24 @@ def _count(summary: VerifySummary, txs: Iterable[ChainTx]) -> None:
             summary.refusals.append(t.note or t.txid)
 
 
+def _count_refused_later(
+    summary: VerifySummary, refused: dict[str, str], checked_now: dict[str, str]
+) -> None:
+    """Count answers refused after they were stored (`fetch_parent_fees`): one checked this
+    run moves from its status to refused; one confirmed earlier is refused now."""
+    for txid, note in refused.items():
+        was = checked_now.get(txid)
+        if was == "refused":
+            continue  # counted when its answer came in
+        if was in ("confirmed", "unconfirmed", "unknown"):
+            setattr(summary, was, getattr(summary, was) - 1)
+        else:  # confirmed earlier, not fetched this run
+            summary.cached_confirmed -= 1
+            summary.checked += 1
+        summary.refused += 1
+        summary.refusals.append(note)
+
+
 def _progress_bar(total: int) -> tuple[Any, Any]:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
@@ -377,31 +442,68 @@ def _progress_bar(total: int) -> tuple[Any, Any]:
     return bar, task
 
 
-def fetch_parent_fees(store: Any, client: ChainClient, *, pool_size: int = 4) -> int:
+# Why a transaction's fee (`chain.fee_rate`) could not be checked, as coverage states it.
+FEE_EXACT: Final = "exact"
+FEE_PARENTS_OFF: Final = "not checkable (fetch_parents is off)"
+FEE_PARENT_UNKNOWN: Final = "not checkable (a parent transaction unknown to the index)"
+FEE_NO_BYTES: Final = "not checkable (no transaction bytes: {})"
+FEE_COINBASE: Final = "not checkable (coinbase: no fee)"
+FEE_BAD_BYTES: Final = "not checkable (stored bytes are not a transaction)"
+FEE_NOT_YET: Final = "not checkable (fee not computed yet: run verify-chain)"
+
+
+@dataclass
+class _Spend:
+    inputs: list[tuple[str, int]]
+    total_out: int
+
+
+def _stored_spends(rows: Iterable[tuple[str, str]]) -> tuple[dict[str, _Spend], dict[str, str]]:
+    """Return (the inputs and output total of each parsable non-coinbase transaction, the
+    fee coverage reason of the others)."""
+    spends: dict[str, _Spend] = {}
+    other: dict[str, str] = {}
+    for txid, raw_hex in rows:
+        try:
+            p = parse_raw_tx(raw_hex)
+        except RawTxError:  # stored before a parser rule refused such bytes: no fee known
+            other[txid] = FEE_BAD_BYTES
+            continue
+        if p.is_coinbase:
+            other[txid] = FEE_COINBASE
+            continue
+        spends[txid] = _Spend([(i.prev_txid, i.prev_vout) for i in p.inputs], p.total_out_sats)
+    return spends, other
+
+
+def fetch_parent_fees(
+    store: Any,
+    client: ChainClient,
+    *,
+    pool_size: int = 4,
+    refused: dict[str, str] | None = None,
+) -> int:
     """Fetch the parents of stored transactions and fill `chain_txs.fee_sats`; return how many.
 
     Optional (`[chain] fetch_parents = true`): one more bulk call per 20 parents. A fee can be
-    computed only when every parent is known to the index; otherwise it stays null.
+    computed only when every parent is known to the index; otherwise it stays null (and
+    `fee_coverage` says why). A transaction whose outputs exceed its inputs (a negative fee:
+    value from nothing), or that spends an output its parent does not have, is one no node
+    accepts: the index's answer for it is refused, as bytes that do not hash to the txid are
+    (status `refused` with a note, its answer's figures cleared, asked again next run). The
+    parents' bytes hash to the txids the transaction commits to, so the impossibility is the
+    index's claim, not a figure to report about the payment. Each refusal's note is put in
+    `refused` under its txid.
     """
     con = store.con
     rows = con.execute(
         "SELECT txid, raw_hex FROM chain_txs WHERE raw_hex IS NOT NULL AND fee_sats IS NULL"
     ).fetchall()
-    spends: dict[str, list[tuple[str, int]]] = {}
-    totals: dict[str, int] = {}
-    for txid, raw_hex in rows:
-        try:
-            p = parse_raw_tx(raw_hex)
-        except RawTxError:  # stored before a parser rule refused such bytes: no fee known
-            continue
-        if p.is_coinbase:
-            continue
-        spends[txid] = [(i.prev_txid, i.prev_vout) for i in p.inputs]
-        totals[txid] = p.total_out_sats
+    spends, _ = _stored_spends(rows)
     known = {
         t: list(o) for t, o in con.execute("SELECT txid, output_sats FROM chain_parents").fetchall()
     }
-    wanted = sorted({prev for ins in spends.values() for prev, _ in ins} - set(known))
+    wanted = sorted({prev for sp in spends.values() for prev, _ in sp.inputs} - set(known))
     batches = [wanted[i : i + MAX_BULK_TXIDS] for i in range(0, len(wanted), MAX_BULK_TXIDS)]
     fetched: list[tuple[str, list[int], str]] = []
     with _cancelling_pool(pool_size, client) as pool:
@@ -417,12 +519,32 @@ def fetch_parent_fees(store: Any, client: ChainClient, *, pool_size: int = 4) ->
                 fetched.append((txid, [o.value_sats for o in parent.outputs], h))
     now = datetime.now(UTC)
     fees = []
+    impossible: list[tuple[str, str]] = []
     for txid, outs, _ in fetched:
         known[txid] = outs
-    for txid, ins in spends.items():
-        try:
-            fee = sum(known[prev][vout] for prev, vout in ins) - totals[txid]
-        except (KeyError, IndexError):
+    for txid, sp in spends.items():
+        if any(prev not in known for prev, _ in sp.inputs):
+            continue  # a parent unknown to the index: no fee (fee_coverage says so)
+        missing = [(prev, vout) for prev, vout in sp.inputs if vout >= len(known[prev])]
+        if missing:
+            prev, vout = missing[0]
+            impossible.append(
+                (
+                    txid,
+                    f"{txid}: the index's transaction spends output {vout} of {prev}, which has"
+                    f" {len(known[prev])} output(s): no node accepts it",
+                )
+            )
+            continue
+        fee = sum(known[prev][vout] for prev, vout in sp.inputs) - sp.total_out
+        if fee < 0:
+            impossible.append(
+                (
+                    txid,
+                    f"{txid}: the index's transaction pays out {sp.total_out} sats from inputs"
+                    f" worth {sp.total_out + fee} sats (a fee of {fee}): no node accepts it",
+                )
+            )
             continue
         fees.append((fee, txid))
     with store.transaction():
@@ -432,7 +554,59 @@ def fetch_parent_fees(store: Any, client: ChainClient, *, pool_size: int = 4) ->
             )
         if fees:
             con.executemany("UPDATE chain_txs SET fee_sats = ? WHERE txid = ?", fees)
+        if impossible:
+            con.executemany(_REFUSE_SQL, [(note, txid) for txid, note in impossible])
+    if refused is not None:
+        refused.update(impossible)
     return len(fees)
+
+
+# An answer refused after it was stored: what it claimed is cleared, as for an answer refused
+# when fetched (the block hash stays, to tell a reorg on the next answer).
+_REFUSE_SQL: Final = """UPDATE chain_txs SET status = 'refused', note = ?, confirmations = NULL,
+    block_height = NULL, block_time = NULL, size_bytes = NULL, input_count = NULL,
+    output_sats = NULL, output_kinds = NULL, non_data_sats = NULL, data_sats = NULL,
+    zero_payouts = NULL, fee_sats = NULL, raw_hex = NULL
+    WHERE txid = ?"""
+
+
+def fee_coverage(con: Any, *, fetch_parents: bool) -> pl.DataFrame:
+    """Return how many stored transactions' fees `chain.fee_rate` could check, and why the
+    others could not: columns `proves` (`exact` or `not checkable (reason)`) and `txids`.
+
+    Read from `chain_txs` and `chain_parents` (a DuckDB connection to the store): a fee is
+    null when `fetch_parents` is off, when the transaction has no stored bytes (unknown,
+    refused), or when a parent is unknown to the index.
+    """
+    rows = con.execute("SELECT txid, status, raw_hex, fee_sats FROM chain_txs").fetchall()
+    reasons: dict[str, int] = {}
+
+    def add(reason: str) -> None:
+        reasons[reason] = reasons.get(reason, 0) + 1
+
+    with_bytes: list[tuple[str, str]] = []
+    for txid, status, raw_hex, fee in rows:
+        if fee is not None:
+            add(FEE_EXACT)
+        elif raw_hex is None:
+            add(FEE_NO_BYTES.format(f"transaction {status}"))
+        elif not fetch_parents:
+            add(FEE_PARENTS_OFF)
+        else:
+            with_bytes.append((txid, raw_hex))
+    if with_bytes:
+        spends, other = _stored_spends(with_bytes)
+        for reason in other.values():
+            add(reason)
+        parents = {t for (t,) in con.execute("SELECT txid FROM chain_parents").fetchall()}
+        for sp in spends.values():
+            # all parents known but no fee: not computed yet (fetch_parents turned on since)
+            known = all(prev in parents for prev, _ in sp.inputs)
+            add(FEE_NOT_YET if known else FEE_PARENT_UNKNOWN)
+    return pl.DataFrame(
+        {"proves": list(reasons), "txids": list(reasons.values())},
+        schema={"proves": pl.String, "txids": pl.Int64},
+    ).sort("proves")
 
 
 _SEVERITY_RANK: Final = {"info": 0, "warn": 1, "fail": 2}
