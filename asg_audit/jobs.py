@@ -9,7 +9,8 @@ before any step runs, or unreadable input (a drop-folder file that cannot be rea
 that does not exist: every step still runs), or a store that is damaged or from a newer asg_audit
 (refused at the start: no run; found by a step or the findings write: that step is `refused`,
 the rest still runs); 3 the run is incomplete (an API was unreachable or
-refused the key, the database was busy, the run was interrupted by SIGINT or SIGTERM). When
+refused the key, the chain index served an answer that failed its checks (`refused N`, as
+`verify-chain` exits 3 for it), the database was busy, the run was interrupted by SIGINT or SIGTERM). When
 several apply the highest wins: 3, then 2, then 1. A run whose collection failed still analyses
 and reports what the store holds, and still exits 3. A run that an error stops (a report that cannot
 be written, a bug) is recorded as `failed` (or `interrupted`) with a one-line error, never left
@@ -69,6 +70,8 @@ DEFAULT_COLLECT_SECONDS = 300.0
 # How long recording how a run ended waits for a store another process has open (a notebook,
 # another tool), also without --wait: a run left `running` reads as a process that died.
 END_RECORD_WAIT_S = 10.0
+# The note of a step `[audit]` turns off (`verify_chain = false`, `billing = false`).
+DISABLED = "skipped (disabled in [audit])"
 
 
 @dataclass(slots=True)
@@ -666,15 +669,16 @@ def _run_steps(
         config,
     )
     found.learn("collect", failed, config)
-    failed = _step(
-        outcome,
-        "verify-chain",
-        found.skip_writer(lambda: _verify_chain(config, settings, progress)),
-        log,
-        config,
+    # A step the job disables says so whatever this run found out (a store that refuses
+    # writes, a Gateway that is down): it would not have run anyway.
+    verify = _disabled(settings, "verify_chain") or found.skip_writer(
+        lambda: _verify_chain(config, settings, progress)
     )
+    failed = _step(outcome, "verify-chain", verify, log, config)
     found.learn("verify-chain", failed, config)
-    billing = found.skip_writer(found.gateway_step(lambda: _billing(config, settings)))
+    billing = _disabled(settings, "billing") or found.skip_writer(
+        found.gateway_step(lambda: _billing(config, settings))
+    )
     failed = _step(outcome, "billing", billing, log, config)
     found.learn("billing", failed, config)
 
@@ -738,6 +742,13 @@ def _run_steps(
     # the store may be busy for a moment (a notebook opening it): the end is worth a wait
     with open_store(db, wait_seconds=max(wait_seconds, END_RECORD_WAIT_S)) as store:
         store.finish_run(outcome.run_id, status=_run_status(outcome.exit_code), stats=stats)
+
+
+def _disabled(settings: dict[str, Any], key: str) -> Callable[[], str] | None:
+    """Return a step that only says it is disabled when `[audit] <key> = false`, else None."""
+    if settings.get(key, True):
+        return None
+    return lambda: DISABLED
 
 
 def _alert(url: str, payload: dict[str, Any], outcome: AuditOutcome) -> str:
@@ -939,15 +950,25 @@ def _verify_chain(config: AuditConfig, settings: dict[str, Any], progress: bool)
     from asg_audit.chain_verify import pending_txid_count
 
     if not settings.get("verify_chain", True):
-        return "skipped (disabled in [audit])"
+        return DISABLED
     # Nothing to fetch (no txid to verify, no parent fees asked for): the index is not needed.
     if config.chain.get("fetch_parents", False) or pending_txid_count(config.db_path) > 0:
         _probe(config.chain_url.rstrip("/") + "/chain/info", "chain index")
     summary = verify_chain(config.db_path, config, progress=progress)
-    return (
-        f"ok: {summary.checked:,} checked, {summary.confirmed:,} confirmed, "
+    counts = (
+        f"{summary.checked:,} checked, {summary.confirmed:,} confirmed, "
         f"{summary.unconfirmed:,} unconfirmed, {summary.unknown:,} unknown"
     )
+    if summary.refused:
+        # As the `verify-chain` command: an index answer that failed its checks (bytes that do
+        # not hash to the txid, impossible block fields, an error) is no evidence either way;
+        # the txid is asked again next run, and this run is incomplete (exit 3), not `ok`.
+        first = printable(summary.refusals[0], one_line=True) if summary.refusals else ""
+        return (
+            f"failed: {counts}, refused {summary.refused:,} (chain index answers that failed"
+            " their checks: asked again next run)" + (f"; first: {first}" if first else "")
+        )
+    return f"ok: {counts}"
 
 
 def _billing(config: AuditConfig, settings: dict[str, Any]) -> str:
@@ -956,7 +977,7 @@ def _billing(config: AuditConfig, settings: dict[str, Any]) -> str:
     if config.api_key is None:
         return "skipped (no ASG_API_KEY)"
     if not settings.get("billing", True):
-        return "skipped (disabled in [audit])"
+        return DISABLED
     summary = fetch_billing(config.db_path, config)
     note = f"ok: {len(summary.months)} month(s), {summary.invoices} invoice(s)"
     if summary.notes:
