@@ -8,10 +8,10 @@ Exit codes (DESIGN.md): 0 ok; 1 findings at or above `fail_on`; 2 a bad option o
 before any step runs, or unreadable input (a drop-folder file that cannot be read, a drop folder
 that does not exist: every step still runs), or a store that is damaged or from a newer asg_audit
 (refused at the start: no run; found by a step or the findings write: that step is `refused`,
-the rest still runs); 3 the run is incomplete (an API was unreachable or
-refused the key, the chain index served an answer that failed its checks (`refused N`, as
-`verify-chain` exits 3 for it), the database was busy, the run was interrupted by SIGINT or SIGTERM). When
-several apply the highest wins: 3, then 2, then 1. A run whose collection failed still analyses
+the rest still runs); 3 the run is incomplete (an API was unreachable or refused the key, the
+chain index served an answer that failed its checks (`refused N`, as `verify-chain` exits 3
+for it), the database was busy, the run was interrupted by SIGINT or SIGTERM). When several
+apply the highest wins: 3, then 2, then 1. A run whose collection failed still analyses
 and reports what the store holds, and still exits 3. A run that an error stops (a report that cannot
 be written, a bug) is recorded as `failed` (or `interrupted`) with a one-line error, never left
 `running`; a bug exits 3, not 1, which a scheduler would read as "findings". A run that ends
