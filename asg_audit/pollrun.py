@@ -19,18 +19,15 @@ stops the run at once, recorded `failed` with the error when the store can still
 no more polls (their answers could not be stored either), what was written before is kept, and
 the tasks of the refused batch are polled again by the next run.
 
-poll_state.state: `pending`, `done` (settled), `failed` (a final status other than settled),
-`not_found` (404s from our first 404 for longer than the grace window), `expired` (still
-pending `deadline_s` after we first saw it, on our clock). `done` and `failed` are final;
-`not_found` and `expired` rest until `next_poll_at` (a cool-down of 1 h, doubling at each
-recheck up to 24 h), then a later run polls them again.
+The run's parts: the tasks and their poll_state states are `asg_audit.polltask`; the 404
+rules `asg_audit.pollnotfound`; the clock probe `asg_audit.pollclock`; the progress line and
+the summary's stats `asg_audit.pollprogress`.
 
 A run never believes 404s alone, and stops as `failed` when the API never answers: see
 `asg_audit.apitrust`, which holds that state. It also stops as `failed` when the Gateway is
-down (`_Outage`: 10 s or more of requests getting no answer or a 5xx, at least 3, and no
-usable answer since), and so does a run that ends with tasks left pending during such an
-outage, or without a single usable answer (`_judge_end`): the `collect` command exits 3 for
-it and `audit`'s collect step fails, one rule for both.
+down, and so does a run that ends with tasks left pending during such an outage, or without a
+single usable answer, or one rate-limited for longer than its deadline: see
+`asg_audit.polloutage`.
 
 The deadline bounds a run: a task's polls (retries after errors too) are planned no later
 than its deadline, and a task past it whose last request got no answer about it is left
@@ -42,26 +39,15 @@ A task the store saw settled (an ingested export, a webhook) that answers it is 
 (a 202, a 200 with another status) is `done` at once: the answer is stored and counted as a
 conflict of its settled result (`asg_audit.results_sql`), never polled again for it.
 
-Tasks tracked with a `created_at` in our future: the earliest is asked at once (the clock
-probe), before any other poll and whatever a replan decides meanwhile; an error answer (429,
-5xx, transport) asks it again with the usual backoff. An answer means the API's clock is ahead
-of ours, so they all count as created now: every plan from then on (the replan at once, the
-replans when Adaptive learns, the second look before a first poll) starts from that time,
-while latencies are still learned on the API's clock (its `settled_at` minus its
-`created_at`, `_Task.api_created_at`). A 404 means they are not created yet, and each is
-polled from its `created_at` as planned.
+Tasks tracked with a `created_at` in our future: the earliest is asked at once, before any
+other poll, to learn whether the API's clock is ahead of ours (`asg_audit.pollclock`).
 
-Rate limits: a 429 closes the request gate for its Retry-After (at most
-`ratelimit.MAX_RETRY_AFTER_S`). A Retry-After longer than `deadline_s` stops the run as
-`failed` at once (an `ApiTransientError`, exit 3, saying when to come back): waiting would carry
-every task past its deadline. A poll falling due while the gate is closed waits for it, except
-that a task whose deadline passes meanwhile is `expired` then, when an answer had shown it
-pending (a task never answered stays pending and is polled when the gate reopens). A run that
-gets nothing but 429s (no 200, 202 or 404) for longer than `deadline_s` stops as `failed` the
-same way: every pending task would be past its deadline, and a task never answered would be
-polled for ever. A 429 to the control-task probe closes the gate like any other. A gate
-closed for `GATE_ANNOUNCE_S` or more is logged with its reopening time, and the progress ETA
-is never less than the wait for it.
+Rate limits: a 429 closes the request gate for its Retry-After (when that stops the run: see
+`asg_audit.polloutage`). A poll falling due while the gate is closed waits for it, except that
+a task whose deadline passes meanwhile is `expired` then, when an answer had shown it pending
+(a task never answered stays pending and is polled when the gate reopens). A 429 to the
+control-task probe closes the gate like any other. The progress ETA is never less than the
+wait for the gate.
 """
 
 from __future__ import annotations
@@ -76,47 +62,46 @@ import os
 import random
 import threading
 import time
-from collections import Counter
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from collections.abc import Mapping
 from typing import Any, Final, Literal
 
 from asg_audit import gateway as gw
-from asg_audit.apitrust import UNREACHABLE_AFTER_S, UNREACHABLE_MIN_FAILURES, ApiTrust
+from asg_audit.apitrust import ApiTrust
 from asg_audit.clock import Clock
 from asg_audit.config import AuditConfig
-from asg_audit.errors import ApiError, ApiTransientError, AuthError, StoreError
-from asg_audit.model import Source, is_safe_task_id
-from asg_audit.normalize import RawRecord
+from asg_audit.errors import ApiError, AuthError, StoreError
+from asg_audit.pollbuffer import RecordKey, WriteBuffer
+from asg_audit.pollclock import ClockProbe, not_created
+from asg_audit.polllearn import LatencyLearner
+from asg_audit.pollnotfound import judge_404, kept_back
+from asg_audit.polloutage import Outage, Throttle, end_failure
+from asg_audit.pollprogress import last_poll_in, new_stats, snapshot, summary_stats
+from asg_audit.polltask import (
+    FINAL_STATES,
+    RESTING_STATES,
+    PollTask,
+    load_tasks,
+    policy_next,
+    rest_until,
+    summary_key,
+)
 from asg_audit.pollwriter import (
     CollectorSettings,
     CollectProgress,
     CollectSummary,
     LoadedState,
     PollWriter,
-    dt_utc,
-    epoch_of,
 )
 from asg_audit.progress import ProgressReporter
 from asg_audit.ratelimit import TokenBucket
-from asg_audit.redaction import display_url, error_text
+from asg_audit.redaction import error_text
 from asg_audit.schedule import SchedulePolicy, TaskFacts
 
 __all__ = ["CollectorRun", "policy_next"]
 
 log = logging.getLogger("asg_audit.collector")
 
-FINAL_STATES: Final = frozenset({"done", "failed"})
-# polled again by a later run once their cool-down (`next_poll_at`) has passed
-RESTING_STATES: Final = frozenset({"not_found", "expired"})
-RECHECK_BASE_S: Final = 3600.0
-RECHECK_CAP_S: Final = 86400.0
-# the progress line's ETA looks at every pending task's next poll only up to this many
-ETA_SCAN_MAX: Final = 5000
 _CONTINUE_STATUSES: Final = frozenset({"pending", "in_progress", "verified"})
-# a tracked created_at this far in our future asks whether the API's clock is ahead of ours
-CLOCK_AHEAD_MARGIN_S: Final = 5.0
 # the dispatcher's longest sleep (clock seconds) with nothing in flight: how soon it notices a
 # stop request or the end of `run_for_s`
 TICK_S: Final = 1.0
@@ -124,87 +109,6 @@ TICK_S: Final = 1.0
 # arrived answer waits unread at most this long for the dispatcher's next wake-up
 BATCH_S: Final = 0.05
 SLEEP_PAD_S: Final = 0.002
-# a 429 closing the request gate for this long (clock seconds) or more is logged, with when
-# it reopens
-GATE_ANNOUNCE_S: Final = 10.0
-
-
-@dataclass(slots=True)
-class _Task:
-    facts: TaskFacts  # created_at on our clock once the clock probe found the API's ahead
-    # the created_at tracked (the API's clock): latencies are settled_at minus this one
-    api_created_at: float | None = None
-    deadline_at: float = math.inf  # first seen (or first polled) + deadline_s, our clock
-    next_poll_at: float = 0.0
-    state: str = "pending"
-    attempts: int = 0  # requests sent (poll_state.attempts)
-    polls: int = 0  # answers about the task (200/202/404): what schedules count
-    last_poll_at: float | None = None
-    last_http_status: int | None = None
-    first_404_at: float | None = None
-    stored_first_404_at: float | None = None  # what poll_state holds
-    rest_s: float | None = None  # the last cool-down of a rechecked not_found/expired task
-    errors: int = 0  # consecutive failed attempts
-    rejected: int = 0  # final answers the normaliser rejected (their retries back off)
-    stored_pending: bool = False
-    final_key: tuple[str, datetime] | None = None  # the record that made the task final
-    version: int = 0
-    # made `done` by an answer that it is not settled although the store saw it settled (a
-    # reversal, recorded as a conflict of its result): counted apart from the settled
-    reversed: bool = False
-
-
-@dataclass(slots=True)
-class _Outage:
-    """The requests since the Gateway's last usable answer (a 200 with a status, a 202 or a
-    404) that got no HTTP answer or a 5xx: the one rule for when it counts as down.
-
-    Down (`down`): at least `UNREACHABLE_MIN_FAILURES` such requests over
-    `UNREACHABLE_AFTER_S` or more, and no usable answer since the first of them. 429s and
-    unusable answers neither count nor end an outage (they have rules of their own). A run
-    stops as `failed` the moment the Gateway is down; a run that ends (its deadline or time
-    budget) with tasks left pending during an outage of that many requests, however short,
-    is `failed` too (`ended_down`): its tasks are unresolved because the Gateway was away.
-    """
-
-    since: float | None = None  # when the first of them got its error (our clock)
-    transport: int = 0
-    server: Counter[int] = field(default_factory=Counter)  # 5xx status -> count
-    last: str = ""
-    ever_usable: bool = False  # a usable answer in this run at all
-
-    def usable(self) -> None:
-        self.since, self.transport, self.last, self.ever_usable = None, 0, "", True
-        self.server.clear()
-
-    def failed(self, now: float, http_status: int | None, detail: str) -> None:
-        if self.since is None:
-            self.since = now
-        if http_status is None:
-            self.transport += 1
-        else:
-            self.server[http_status] += 1
-        self.last = detail
-
-    def failures(self) -> int:
-        return self.transport + self.server.total()
-
-    def down(self, now: float) -> bool:
-        return self.ended_down() and now - (self.since or now) >= UNREACHABLE_AFTER_S
-
-    def ended_down(self) -> bool:
-        return self.since is not None and self.failures() >= UNREACHABLE_MIN_FAILURES
-
-    def describe(self) -> str:
-        """Return `12 requests: 9 with no answer (last: …), 3 with a 5xx (503: 3)`."""
-        n = self.failures()
-        parts = []
-        if self.transport:
-            parts.append(f"{self.transport:,} with no answer (connection errors, timeouts)")
-        if self.server:
-            codes = ", ".join(f"{code}: {k:,}" for code, k in self.server.most_common())
-            parts.append(f"{self.server.total():,} with a 5xx ({codes})")
-        return f"{n:,} requests: " + ", ".join(parts) + f" (last: {self.last})"
 
 
 class CollectorRun:
@@ -233,45 +137,22 @@ class CollectorRun:
         self.external_stop = stop_event
         self.transport = transport
         self.rng = random.Random()
-        self.tasks: dict[str, _Task] = {}
+        self.tasks: dict[str, PollTask] = {}
         self.heap: list[tuple[float, int, str]] = []
         self.pending = 0
-        self.records: list[RawRecord] = []
-        self.rows: dict[str, tuple[Any, ...]] = {}
-        # (origin, observed_at) -> task id of each buffered record, to spot rejected final answers
-        self.origins: dict[tuple[str, datetime], str] = {}
-        self.stats: dict[str, Any] = {
-            k: 0
-            for k in (
-                "requests",
-                "http_200",
-                "http_202",
-                "http_404",
-                "http_429",
-                "http_5xx",
-                "http_other",
-                "transport_errors",
-                "unusable_bodies",
-                "retries",
-                "reversals",
-            )
-        }
-        self.stats["control_probes"] = 0
-        self.stats["http_other_statuses"] = {}  # status -> count, of `http_other`
-        # the 200 answers buffered, and a detail for the rejects of other statuses (by record)
-        self.ready_keys: set[tuple[str, datetime]] = set()
+        self.buffer = WriteBuffer()  # answers and poll_state rows for the next write
+        self.stats = new_stats()  # the run's request counts (`runs.stats`)
         self._judging = False  # a write under way holds 200s awaiting the normaliser's verdict
         self._poll_bug: Exception | None = None  # what failed inside a poll's own task
         self._rejected_verdict = False  # a write's 200s all rejected by the normaliser
-        self.notes: dict[tuple[str, datetime], str] = {}
         self.stop_reason: str | None = None
         self.auth_error: AuthError | None = None
         # why the run gave up on the API (unreachable, 404 for everything): status `failed`
         self.failure: ApiError | None = None
         # whether 404s are believed yet, and whether the API answers at all
         self.api = ApiTrust(config.base_url)
-        # errors since the last usable answer: whether the Gateway is down (`_Outage`)
-        self.outage = _Outage()
+        # errors since the last usable answer: whether the Gateway is down
+        self.outage = Outage()
         # tasks the store saw settled (an ingested export, a webhook): an answer that one is
         # not settled is a reversal (`_reversal`)
         self.seen_settled: frozenset[str] = frozenset()
@@ -286,18 +167,12 @@ class CollectorRun:
         # run does not end before it is, since a rejected answer puts its task back
         self.unconfirmed: set[str] = set()
         self._hold = gw.ReadHold()
-        self.settled_unlearned: set[str] = set()
-        # settled tasks whose latency the schedule learned from the answer itself (task id ->
-        # latency), so that learning does not wait for the write; taken back if the normaliser
-        # rejects that answer
-        self.learned_early: dict[str, float] = {}
-        self._retract = getattr(policy, "retract_settled", None)
-        self._gate_announced = -math.inf  # the reopening time of the last gate logged
-        # our clock at the last answer about a task (200, 202 or 404): a run that gets
-        # nothing but 429s for longer than the deadline stops (see `_throttled`)
-        self._last_answer_at: float | None = None
-        # a task created in our future, asked at once (`_plan_clock_probe`)
-        self._clock_probe: str | None = None
+        # the settled tasks' latencies the schedule is to learn
+        self.learner = LatencyLearner(policy)
+        # the 429s: when they stop the run (nothing but 429s, a Retry-After past the deadline)
+        self.throttle = Throttle(config.base_url, settings.deadline_s, self._clock0)
+        # a task created in our future, asked at once
+        self.probe = ClockProbe()
         # a write the store refused (a full disk, a lost file): the run stops at once as
         # `failed` (`_write_failed`); the answers of that batch and those after it are not
         # stored, and their tasks are polled again by the next run
@@ -307,139 +182,38 @@ class CollectorRun:
     # -- setup -----------------------------------------------------------------------------------
 
     def _load(self, loaded: LoadedState, now: float) -> None:
-        known = {r["task_id"]: r for r in loaded.state.iter_rows(named=True)}
-        first_seen = loaded.first_seen
-        for row in loaded.subs.iter_rows(named=True):
-            task_id = row["task_id"]
-            if not isinstance(task_id, str) or not is_safe_task_id(task_id):
-                self.summary.skipped_unsafe_ids += 1
-                continue
-            if task_id in self.tasks:
-                continue
-            prior = known.get(task_id)
-            rest_s = None
-            if prior is not None and task_id in loaded.unproven_final:
-                prior = {**prior, "state": "pending", "next_poll_at": None}
-            if prior is not None and prior["state"] in FINAL_STATES:
-                self.summary.already_final += 1
-                continue
-            if prior is not None and prior["state"] in RESTING_STATES:
-                due = epoch_of(prior["next_poll_at"])
-                if due is not None and due > now:
-                    self.summary.already_final += 1  # resting: not due for a recheck yet
-                    continue
-                # due, or made final by a version without rechecks (no next_poll_at)
-                if due is not None:
-                    rest_s = due - (epoch_of(prior["updated_at"]) or due)
-                self.summary.rechecked += 1
-            created = epoch_of(row.get("created_at"))
-            facts = TaskFacts(
-                task_id, created, row.get("consensus_threshold"), row.get("task_type")
-            )
-            t = _Task(facts=facts, api_created_at=created, rest_s=rest_s)
-            seen = first_seen.get(task_id)
-            if seen is not None:
-                t.deadline_at = seen + self.s.deadline_s
-            if prior is not None:
-                t.attempts = int(prior["attempts"] or 0)
-                t.first_404_at = epoch_of(prior["first_404_at"])
-                t.stored_first_404_at = t.first_404_at
-                t.last_http_status = prior["last_http_status"]
-                # only answers about the task count (attempts also counts 429s, 5xx and
-                # transport errors): the answers stored (repeated 202s are not, so at least
-                # one when the last request or a 404 was an answer); the first 202 is stored
-                # unless one is already
-                stored, t.stored_pending = loaded.answers.get(task_id, (0, False))
-                answered = t.last_http_status in (200, 202, 404) or t.first_404_at is not None
-                t.polls = max(stored, 1 if answered else 0)
-                updated = epoch_of(prior["updated_at"])
-                if t.attempts and updated is not None:
-                    # never in our future (a clock set back): the next poll would wait for it
-                    t.last_poll_at = min(updated, now)
-                t.next_poll_at = epoch_of(prior["next_poll_at"]) or now
-            else:
-                t.next_poll_at = policy_next(self.policy, t, now)
-            self.tasks[task_id] = t
-            self.policy.observe_tracked(facts)
+        self.tasks = load_tasks(loaded, now, self.policy, self.s.deadline_s, self.summary)
+        for t in self.tasks.values():
             self._push(t)
         self.pending = len(self.tasks)
-        self._plan_clock_probe(now)
+        probe = self.probe.plan(self.tasks.values(), now)
+        if probe is not None:
+            self._push(probe)
         self.summary.tracked = len(self.tasks)
         self.api.control_task_id = loaded.control_task_id
         self.seen_settled = loaded.seen_settled
 
-    def _plan_clock_probe(self, now: float) -> None:
-        """Tasks created in our future: ask the earliest of them at once.
-
-        Either the API's clock is ahead of ours (the task exists: every such task was created
-        by now on our clock, and waiting out the difference would delay them all), or the
-        task is not created yet (a 404: the others keep their planned polls). See
-        `_clock_probe_answered`.
-        """
-        ahead = [
-            t
-            for t in self.tasks.values()
-            if t.facts.created_at is not None and t.facts.created_at > now + CLOCK_AHEAD_MARGIN_S
-        ]
-        if not ahead:
-            return
-        probe = min(ahead, key=lambda t: t.facts.created_at or 0.0)
-        self._clock_probe = probe.facts.task_id
-        probe.next_poll_at = now
-        self._push(probe)
-
-    def _probe_first(self, t: _Task) -> bool:
-        """Whether `t` is the clock probe waiting to be asked at once (no error retry)."""
-        return t.facts.task_id == self._clock_probe and t.errors == 0
-
-    def _clock_probe_answered(self, t: _Task, outcome: gw.Outcome, sent_at: float) -> bool:
+    def _clock_probe_answered(self, t: PollTask, outcome: gw.Outcome, sent_at: float) -> bool:
         """The answer to the clock probe: True when it was a 404 of a task not created yet,
-        which is then polled as planned (its 404 starts no grace and no deadline).
-
-        An error (429, 5xx, transport, an unusable body) says nothing about the clocks: the
-        task stays the probe and is asked again after the usual backoff.
-        """
+        which is then polled as planned (see `asg_audit.pollclock`)."""
         now = self.clock.now()
-        if not isinstance(outcome, gw.Ready | gw.Pending | gw.NotFound):
-            return False
-        self._clock_probe = None
-        if isinstance(outcome, gw.Ready | gw.Pending):
-            # the API's clock is ahead: every task created in our future exists already
-            for other in self.tasks.values():
-                created = other.facts.created_at
-                if other.state == "pending" and created is not None and created > now:
-                    other.facts = replace(other.facts, created_at=now)
-                    self.policy.observe_tracked(other.facts)
+        verdict = self.probe.answered(t, outcome, sent_at, now, self.tasks.values(), self.policy)
+        if verdict == "ahead":
             self._replan(now)
-            return False
-        created = t.facts.created_at
-        if created is None or created <= sent_at:
+        if verdict != "not_created":
             return False
         self.stats["requests"] += 1
         self.stats["http_404"] += 1
         self.api.answered = True
-        self._last_answer_at = now
-        t.attempts += 1
-        # the question was about the clocks, not the task: the schedule plans its first poll
-        # from its created_at as if it was never asked (with `last_poll_at` set, a fallback
-        # schedule polled it 5 s later and on, each a 404, and it went not_found when the
-        # grace ran out, before the API had created it)
-        t.last_poll_at = None
-        t.last_http_status = outcome.http_status
-        t.errors = 0
-        t.deadline_at = math.inf
-        t.next_poll_at = policy_next(self.policy, t, now)
+        self.throttle.last_answer_at = now
+        not_created(t, outcome.http_status, now, self.policy)
         self._row(t, now)
         self._push(t)
         return True
 
-    def _push(self, t: _Task) -> None:
+    def _push(self, t: PollTask) -> None:
         t.version += 1
-        # the clock probe goes before every other poll due (a backlog of tasks due since their
-        # created_at would otherwise go first, and a replan could move it meanwhile)
-        at = t.next_poll_at
-        if self._probe_first(t) and at <= self.clock.now():
-            at = -math.inf
+        at = self.probe.heap_at(t, self.clock.now())  # the clock probe before every other
         heapq.heappush(self.heap, (at, t.version, t.facts.task_id))
 
     # -- the loop ----------------------------------------------------------------------------------
@@ -462,6 +236,7 @@ class CollectorRun:
             self.summary.run_id = run_id
             started_at = self.clock.now()
             self._clock0, self._wall0 = started_at, time.monotonic()
+            self.throttle.started_at = started_at
             self._load(loaded, started_at)
             status = "completed"
             async with gw.GatewayClient(
@@ -499,7 +274,7 @@ class CollectorRun:
             if self.write_error is not None:
                 status = "failed"
                 # polled, not stored (`settled` and the others count what the run saw)
-                self.stats["unwritten_answers"] = self._unwritten + len(self.records)
+                self.stats["unwritten_answers"] = self._unwritten + len(self.buffer.records)
                 self.write_error = self._write_failure_error(self.write_error)
                 self.summary.failure = str(self.write_error)
             # the final flush happened in the flusher; record the run
@@ -567,42 +342,14 @@ class CollectorRun:
 
     def _judge_end(self, now: float) -> None:
         """A run that ends (every task final or parked, or its time budget spent) with tasks
-        left pending is `failed` when the Gateway let it down: an outage still going on (see
-        `_Outage`), or not one usable answer in the whole run."""
-        left = sum(1 for t in self.tasks.values() if t.state in ("pending", "parked"))
-        if not left:
-            return
-        if self.outage.ended_down():
-            return self._fail(self._down_error(now, left))
-        requests = self.stats["requests"]
-        if requests and not self.outage.ever_usable:
-            st = self.stats
-            seen = [
-                (st["http_429"], "429 (rate limited)"),
-                (st["http_5xx"], "5xx"),
-                (st["transport_errors"], "no answer"),
-                (st["unusable_bodies"] + st["http_other"], "unusable"),
-            ]
-            shown = ", ".join(f"{what}: {n:,}" for n, what in seen if n)
-            self._fail(
-                ApiTransientError(
-                    f"the Gateway at {display_url(self.config.base_url)} gave no usable answer "
-                    f"(a 200, 202 or 404) to any of {requests:,} requests ({shown}): stopped, "
-                    f"{_tasks_stay(left)} pending; run collect again later"
-                )
-            )
-        return None
+        left pending is `failed` when the Gateway let it down (`polloutage.end_failure`)."""
+        failure = end_failure(self.outage, self.config.base_url, self.stats, self._left(), now)
+        if failure is not None:
+            self._fail(failure)
 
-    def _down_error(self, now: float, left: int) -> ApiTransientError:
-        o = self.outage
-        since = o.since if o.since is not None else now
-        when = _utc_text(since)
-        return ApiTransientError(
-            f"the Gateway at {display_url(self.config.base_url)} is down: no usable answer for "
-            f"{_seconds_text(now - since)}" + (f" (since {when})" if when else "") + ", "
-            f"{o.describe()}: stopped, {_tasks_stay(left)} pending; run collect again when "
-            "it is back"
-        )
+    def _left(self) -> int:
+        """Return how many tasks are left pending (parked ones too)."""
+        return sum(1 for t in self.tasks.values() if t.state in ("pending", "parked"))
 
     def _write_failed(self, exc: StoreError, unwritten: int) -> None:
         """The store refused a write: stop polling at once (the answers still to come could
@@ -616,7 +363,7 @@ class CollectorRun:
 
     def _write_failure_error(self, exc: StoreError) -> StoreError:
         """Return the one-line error of a run stopped by a refused write."""
-        lost = self._unwritten + len(self.records)
+        lost = self._unwritten + len(self.buffer.records)
         answers = "1 answer" if lost == 1 else f"{lost:,} answers"
         # the cause first (`runs` shows the start of the error): the OS's words at the end of
         # DuckDB's message, such as `No space left on device`
@@ -719,7 +466,7 @@ class CollectorRun:
             t = self.tasks[task_id]
             if t.version != version or t.state != "pending":
                 continue
-            if t.attempts == 0 and task_id != self._clock_probe:
+            if t.attempts == 0 and task_id != self.probe.task_id:
                 # a first poll was planned when the task was loaded, maybe before anything was
                 # learned; ask again with what is known now (it can only move later)
                 again = policy_next(self.policy, t, now)
@@ -799,7 +546,7 @@ class CollectorRun:
             t = self.tasks[task_id]
             if t.version != version or t.state != "pending":
                 continue
-            if self._probe_first(t):
+            if self.probe.first(t):
                 # still to be asked at once: planned from its created_at, it would wait out
                 # the clocks' difference, and with it every task created in our future
                 t.next_poll_at = now
@@ -811,11 +558,11 @@ class CollectorRun:
                     at = min(at, t.deadline_at)
                 t.next_poll_at = at
             t.version += 1
-            heap.append((-math.inf if self._probe_first(t) else t.next_poll_at, t.version, task_id))
+            heap.append((-math.inf if self.probe.first(t) else t.next_poll_at, t.version, task_id))
         heapq.heapify(heap)
         self.heap = heap
 
-    def _wait_for_gate(self, t: _Task, now: float, gate: float) -> None:
+    def _wait_for_gate(self, t: PollTask, now: float, gate: float) -> None:
         """A poll due while the gate is closed: wait for the gate, or expire at the deadline.
 
         A task past its deadline whose last answer showed it pending (not a 404) is expired
@@ -827,7 +574,7 @@ class CollectorRun:
         self._push(t)
         return None
 
-    async def _poll(self, t: _Task, slots: asyncio.Semaphore) -> None:
+    async def _poll(self, t: PollTask, slots: asyncio.Semaphore) -> None:
         sent_at = self.clock.now()
         try:
             try:
@@ -846,29 +593,17 @@ class CollectorRun:
 
     def _record(
         self, body: bytes, origin: str, task_id: str, code: int | None, at: float
-    ) -> tuple[str, datetime]:
-        observed_at = dt_utc(at)
-        self.records.append(
-            RawRecord(
-                body=body,
-                source=Source.POLL,
-                origin=origin,
-                observed_at=observed_at,
-                task_id_hint=task_id,
-                http_status=code,
-            )
-        )
-        key = (origin, observed_at)
-        self.origins[key] = task_id
-        if len(self.records) >= self.s.batch_size:
+    ) -> RecordKey:
+        key = self.buffer.record(body, origin, task_id, code, at)
+        if len(self.buffer.records) >= self.s.batch_size:
             self._flush_wanted.set()
         return key
 
-    def _handle(self, t: _Task, outcome: gw.Outcome, sent_at: float) -> None:
+    def _handle(self, t: PollTask, outcome: gw.Outcome, sent_at: float) -> None:
         outcome = _without_status_unusable(outcome)
         if isinstance(outcome, gw.Ready | gw.Pending | gw.NotFound):
             self.outage.usable()
-        if t.facts.task_id == self._clock_probe and self._clock_probe_answered(t, outcome, sent_at):
+        if self.probe.is_probe(t) and self._clock_probe_answered(t, outcome, sent_at):
             return None
         now = self.clock.now()
         st = self.stats
@@ -883,7 +618,7 @@ class CollectorRun:
         if not isinstance(outcome, gw.TransportFailure):
             self.api.answered = True
         if isinstance(outcome, gw.Ready | gw.Pending | gw.NotFound):
-            self._last_answer_at = now
+            self.throttle.last_answer_at = now
         if isinstance(outcome, gw.Pending | gw.NotFound):
             self.api.usable = True  # a 200 is usable once the normaliser accepts it
         task_id = t.facts.task_id
@@ -894,10 +629,10 @@ class CollectorRun:
             t.errors = 0
             t.first_404_at = None
             t.final_key = self._record(outcome.body, outcome.origin, task_id, 200, now)
-            self.ready_keys.add(t.final_key)
+            self.buffer.ready_keys.add(t.final_key)
             if outcome.status == "settled":
                 self._finish(t, "done", now)
-                return self._learn_early(t, outcome.settled_at)
+                return self.learner.from_answer(t, outcome.settled_at)
             if task_id in self.seen_settled:
                 return self._reversal(t, now)
             if outcome.status not in _CONTINUE_STATUSES:
@@ -955,7 +690,7 @@ class CollectorRun:
             if outcome.location is not None:
                 detail += f" (Location: {outcome.location})"
             key = self._record(outcome.body, outcome.origin, task_id, outcome.http_status, now)
-            self.notes[key] = detail
+            self.buffer.notes[key] = detail
             self._unusable(outcome.http_status, detail, now)
         st["retries"] += 1
         t.errors += 1
@@ -976,10 +711,9 @@ class CollectorRun:
         """A request got no answer or a 5xx: stop the run once the Gateway is down."""
         self.outage.failed(now, http_status, detail)
         if self.outage.down(now):
-            left = sum(1 for t in self.tasks.values() if t.state in ("pending", "parked"))
-            self._fail(self._down_error(now, left))
+            self._fail(self.outage.error(self.config.base_url, now, self._left()))
 
-    def _reversal(self, t: _Task, now: float) -> None:
+    def _reversal(self, t: PollTask, now: float) -> None:
         """The store saw `t` settled, and the Gateway now answers that it is not.
 
         Its answer (just recorded) is stored, and the result stays settled with the reversal
@@ -1000,7 +734,7 @@ class CollectorRun:
         # ... unless a verdict already came back with every 200 of its write rejected: then
         # the 200s are evidence like any other answer (it would otherwise wait for the next
         # write's verdict for ever while 200s keep arriving)
-        undecided = (bool(self.ready_keys) or self._judging) and not self._rejected_verdict
+        undecided = (bool(self.buffer.ready_keys) or self._judging) and not self._rejected_verdict
         if undecided and not self.api.usable:
             self._flush_urgent = True
             self._flush_wanted.set()
@@ -1012,98 +746,41 @@ class CollectorRun:
         """A 429 closes the gate; return when it reopens."""
         self.stats["http_429"] += 1
         resume = self.bucket.on_throttled(outcome.retry_after_s)
-        self._throttled(outcome.retry_after_s, resume, now)
+        asked = outcome.retry_after_s
+        failure = self.throttle.throttled(asked, resume, now, self.pending, self.bucket.retry_max_s)
+        if failure is not None:
+            self._fail(failure)
         return resume
 
-    def _throttled(self, asked: float | None, resume: float, now: float) -> None:
-        """A 429 closed the gate until `resume`: stop the run when it asked for longer than the
-        deadline or when nothing but 429s came for longer than the deadline, else log a long
-        gate once with when it reopens."""
-        only_429s = now - (self._clock0 if self._last_answer_at is None else self._last_answer_at)
-        if only_429s > self.s.deadline_s:
-            self._fail(
-                ApiTransientError(
-                    f"the Gateway at {display_url(self.config.base_url)} answered nothing but "
-                    f"429 (rate limited) for {_seconds_text(only_429s)}, longer than the "
-                    f"deadline ({_seconds_text(self.s.deadline_s)}): stopped, "
-                    f"{_tasks_stay(self.pending)} pending; run collect again later, or with a "
-                    "lower --max-rps"
-                )
-            )
-            return
-        if asked is not None and asked > self.s.deadline_s:
-            back = _utc_text(now + asked)
-            self._fail(
-                ApiTransientError(
-                    f"the Gateway at {display_url(self.config.base_url)} rate-limited the run "
-                    f"(429) with a Retry-After of {_seconds_text(asked)}, longer than the "
-                    f"deadline ({_seconds_text(self.s.deadline_s)}): stopped, "
-                    f"{_tasks_stay(self.pending)} pending; run collect again "
-                    + (f"after {back}" if back is not None else "later")
-                )
-            )
-            return
-        wait = resume - now
-        if wait < GATE_ANNOUNCE_S or resume < self._gate_announced + GATE_ANNOUNCE_S:
-            return
-        self._gate_announced = resume
-        capped = ""
-        if asked is not None and asked > self.bucket.retry_max_s:
-            capped = f" (Retry-After {_seconds_text(asked)}, capped)"
-        log.warning(
-            "collect: rate limited (429): no request for %s%s, until %s",
-            _seconds_text(wait),
-            capped,
-            _utc_text(resume),
-        )
-
-    def _not_found(self, t: _Task, outcome: gw.NotFound, sent_at: float, now: float) -> None:
-        """A 404: `not_found` after `not_found_grace_s` of 404s (two answers at least) once
-        the run trusts 404s; until then the task waits (see the module docstring)."""
+    def _not_found(self, t: PollTask, outcome: gw.NotFound, sent_at: float, now: float) -> None:
+        """A 404: `not_found` once its grace window is over and the run trusts 404s; until
+        then the task waits (see `asg_audit.pollnotfound`)."""
         self.stats["http_404"] += 1
-        t.polls += 1
-        t.errors = 0
         task_id = t.facts.task_id
-        first = t.first_404_at is None
-        if t.first_404_at is None:
-            t.first_404_at = sent_at
-        grace_end = t.first_404_at + self.s.not_found_grace_s
-        if not first and now >= grace_end:
-            if self.api.trusted:
-                self._record_404(outcome, task_id, now)
-                return self._finish(t, "not_found", now)
+        trusted = self.api.trusted
+        verdict = judge_404(t, sent_at, now, self.s.not_found_grace_s, trusted)
+        if verdict.store:
+            if trusted:
+                self._record(outcome.body, outcome.origin, task_id, 404, now)
+            else:
+                # kept back: if the base URL is wrong these 404s are no evidence about the task
+                self.api.deferred.append(kept_back(outcome, task_id, now))
+        if verdict.not_found:
+            return self._finish(t, "not_found", now)
+        if verdict.held:
             self.api.held.add(task_id)
-        elif first:
-            self._record_404(outcome, task_id, now)
         if self.api.suspicious(self.stats["http_404"], self.pending):
             failure = self.api.suspect(self.stats["http_404"])
             if failure is not None:
                 self._fail(failure)
-        # the 404 state is decided by our first 404 and the grace window, not the deadline
         at = policy_next(self.policy, t, now)
-        if now < grace_end:
-            at = min(at, grace_end)
+        if now < verdict.grace_end:
+            at = min(at, verdict.grace_end)
         return self._schedule(t, now, at=at, answered=False)
-
-    def _record_404(self, outcome: gw.NotFound, task_id: str, now: float) -> None:
-        if self.api.trusted:
-            self._record(outcome.body, outcome.origin, task_id, 404, now)
-            return
-        # kept back: if the base URL is wrong these 404s are no evidence about the task
-        self.api.deferred.append(
-            RawRecord(
-                body=outcome.body,
-                source=Source.POLL,
-                origin=outcome.origin,
-                observed_at=dt_utc(now),
-                task_id_hint=task_id,
-                http_status=404,
-            )
-        )
 
     def _trust(self) -> None:
         """The API knows our tasks (a 200/202): its 404s are evidence from now on."""
-        self.records.extend(self.api.trust())
+        self.buffer.records.extend(self.api.trust())
 
     async def _probe_control(self, slots: asyncio.Semaphore) -> None:
         control_task_id = self.api.control_task_id
@@ -1127,7 +804,7 @@ class CollectorRun:
         elif isinstance(outcome, gw.NotFound):
             kind = "not_found"
         records, failure = self.api.probe_answered(kind, self.stats["http_404"])
-        self.records.extend(records)
+        self.buffer.records.extend(records)
         if failure is not None:
             self._fail(failure)
 
@@ -1140,7 +817,7 @@ class CollectorRun:
             self._fail(failure)
 
     def _schedule(
-        self, t: _Task, now: float, *, at: float | None = None, answered: bool = True
+        self, t: PollTask, now: float, *, at: float | None = None, answered: bool = True
     ) -> None:
         if answered and now >= t.deadline_at:
             return self._finish(t, "expired", now)
@@ -1154,38 +831,22 @@ class CollectorRun:
         self._push(t)
         return None
 
-    def _finish(self, t: _Task, state: str, now: float) -> None:
+    def _finish(self, t: PollTask, state: str, now: float) -> None:
         t.state = state
         t.next_poll_at = now
         if state in RESTING_STATES:
-            # a later run asks again (a stuck task may settle late, a 404 may have been ours)
-            rest = RECHECK_BASE_S if t.rest_s is None else 2 * t.rest_s
-            t.next_poll_at = now + min(RECHECK_CAP_S, max(RECHECK_BASE_S, rest))
+            t.next_poll_at = rest_until(t, now)
         self.pending -= 1
         self.api.held.discard(t.facts.task_id)
         if state in FINAL_STATES:
             self.unconfirmed.add(t.facts.task_id)
-        if state == "done" and not t.reversed:
-            # stays in the policy's risk set until its latency is learned after the write
-            self.settled_unlearned.add(t.facts.task_id)
-        else:
-            self.policy.observe_finished(t.facts)
-        key = _summary_key(t)
+        self.learner.finished(t)
+        key = summary_key(t)
         setattr(self.summary, key, getattr(self.summary, key) + 1)
         self._row(t, now)
 
-    def _row(self, t: _Task, now: float) -> None:
-        # a 404 the run does not believe yet (see `_trust`) does not reach the store
-        first_404 = t.first_404_at if self.api.trusted else t.stored_first_404_at
-        self.rows[t.facts.task_id] = (
-            t.facts.task_id,
-            "pending" if t.state == "parked" else t.state,
-            t.attempts,
-            None if t.state in FINAL_STATES else dt_utc(t.next_poll_at),
-            t.last_http_status,
-            None if first_404 is None else dt_utc(first_404),
-            dt_utc(now),
-        )
+    def _row(self, t: PollTask, now: float) -> None:
+        self.buffer.row(t, now, self.api.trusted)
 
     # -- writing and progress ---------------------------------------------------------------
 
@@ -1206,15 +867,17 @@ class CollectorRun:
             # a write costs tens of ms of CPU whatever its size: a trickle of answers (the slow
             # tail of a run) waits a few intervals for company, unless it holds settlements
             # the schedule should learn from soon
-            small = len(self.records) + len(self.rows) < max(1, self.s.batch_size // 10)
-            small = small and not self.settled_unlearned and not self._flush_urgent
+            buffered = len(self.buffer.records) + len(self.buffer.rows)
+            small = buffered < max(1, self.s.batch_size // 10)
+            small = small and not self.learner.unlearned and not self._flush_urgent
             if small and not stopping and time.monotonic() - last_at < trickle_s:
                 continue
             self._flush_urgent = False
             last_at = time.monotonic()
-            if self.records or self.rows:
-                records, rows = self.records, list(self.rows.values())
-                origins, done_ids = self.origins, self.settled_unlearned
+            if not self.buffer.empty():
+                batch = self.buffer.take()
+                records, rows = batch.records, list(batch.rows.values())
+                done_ids = self.learner.take()
                 # the answer each final row follows from: the writer stores the row `pending`
                 # when the normaliser rejects that answer (same transaction)
                 finals = {
@@ -1222,14 +885,10 @@ class CollectorRun:
                     for row in rows
                     if row[1] in FINAL_STATES and (key := self.tasks[row[0]].final_key) is not None
                 }
-                ready_keys, notes = self.ready_keys, self.notes
-                self.records, self.rows, self.origins = [], {}, {}
-                self.ready_keys, self.notes = set(), {}
-                self.settled_unlearned = set()
-                self._judging = bool(ready_keys)
+                self._judging = bool(batch.ready_keys)
                 try:
                     latencies, rejected = await loop.run_in_executor(
-                        writer.pool, writer.flush, run_id, records, rows, finals, notes
+                        writer.pool, writer.flush, run_id, records, rows, finals, batch.notes
                     )
                 except StoreError as exc:
                     self._write_failed(exc, len(records))
@@ -1239,19 +898,17 @@ class CollectorRun:
                     self._write_failed(StoreError(self._error_text(exc)), len(records))
                     raise
                 self._judging = False
-                self._judge_200s(ready_keys, rejected)
+                self._judge_200s(batch.ready_keys, rejected)
                 self.unconfirmed.difference_update(r[0] for r in rows if r[1] in FINAL_STATES)
-                self._learn(latencies, done_ids)
-                self._reopen(rejected, origins)
+                self.learner.after_write(latencies, done_ids, self.tasks)
+                self._reopen(rejected, batch.origins)
                 self._flushed.set()
             if stopping:
-                if not self.records and not self.rows:
+                if self.buffer.empty():
                     return
                 self._flush_wanted.set()  # what the last write put back: written at once
 
-    def _judge_200s(
-        self, ready_keys: set[tuple[str, datetime]], rejected: set[tuple[str, datetime]]
-    ) -> None:
+    def _judge_200s(self, ready_keys: set[RecordKey], rejected: set[RecordKey]) -> None:
         """A 200 the normaliser accepted is a usable answer; one it rejected is not."""
         if self.api.usable:
             return
@@ -1265,59 +922,17 @@ class CollectorRun:
                 200, "answered 200 with a body the normaliser rejected", self.clock.now()
             )
 
-    def _learn_early(self, t: _Task, settled_at: str | None) -> None:
-        """Learn a settled task's latency from its answer now, instead of after the write.
-
-        Only a timestamp with a UTC offset, read the way the normaliser reads it, and a known
-        creation time; anything else is learned from the normalised record after the write.
-        """
-        if settled_at is None or t.api_created_at is None or self._retract is None:
-            return
-        try:
-            when = datetime.fromisoformat(settled_at)
-        except ValueError:
-            return
-        if when.tzinfo is None:
-            return
-        # both on the API's clock (facts.created_at may be on ours, see `_clock_probe_answered`)
-        latency = when.timestamp() - t.api_created_at
-        self.policy.observe_settled(t.facts, latency)
-        self.learned_early[t.facts.task_id] = latency
-        self.settled_unlearned.discard(t.facts.task_id)
-
-    def _learn(
-        self, latencies: Iterable[tuple[str, float, float | None]], done_ids: set[str]
-    ) -> None:
-        for task_id, settled_at, created_at in latencies:
-            t = self.tasks.get(task_id)
-            if t is None or self.learned_early.pop(task_id, None) is not None:
-                continue  # learned from the answer already
-            # the API's clock, as settled_at is (not facts.created_at, maybe moved to ours)
-            created = t.api_created_at if t.api_created_at is not None else created_at
-            if created is not None:
-                self.policy.observe_settled(t.facts, settled_at - created)
-                done_ids.discard(task_id)
-        # settled without a usable latency: out of the risk sets
-        for task_id in done_ids:
-            t = self.tasks.get(task_id)
-            if t is not None and t.state == "done":
-                self.policy.observe_finished(t.facts)
-
-    def _reopen(
-        self, rejected: set[tuple[str, datetime]], origins: Mapping[tuple[str, datetime], str]
-    ) -> None:
+    def _reopen(self, rejected: set[RecordKey], origins: Mapping[RecordKey, str]) -> None:
         """A final answer the normaliser rejected is not evidence: poll that task again."""
         now = self.clock.now()
         for key in rejected:
             t = self.tasks.get(origins.get(key, ""))
             if t is None or t.state not in ("done", "failed") or t.final_key != key:
                 continue
-            counter = _summary_key(t)
+            counter = summary_key(t)
             setattr(self.summary, counter, getattr(self.summary, counter) - 1)
             t.reversed = False
-            latency = self.learned_early.pop(t.facts.task_id, None)
-            if latency is not None and self._retract is not None:
-                self._retract(t.facts, latency)
+            self.learner.take_back(t)
             # an unusable body like any other: retried with capped exponential backoff
             self.stats["unusable_bodies"] += 1
             self.stats["retries"] += 1
@@ -1336,53 +951,16 @@ class CollectorRun:
 
     def snapshot(self) -> CollectProgress:
         """Return the progress counts, in the summary's categories."""
-        s, st = self.summary, self.stats
-        return CollectProgress(
-            settled=s.settled,
-            pending=self.pending,
-            not_found=s.not_found,
-            expired=s.expired,
-            throttled=st["http_429"],
-            requests=st["requests"],
-            failed=s.failed,
-            transport_errors=st["transport_errors"],
-            server_errors=st["http_5xx"],
-            next_poll_in_s=self._last_poll_in() if self.pending else None,
-        )
+        next_poll_in = self._last_poll_in() if self.pending else None
+        return snapshot(self.summary, self.stats, self.pending, next_poll_in)
 
     def _last_poll_in(self) -> float | None:
-        """Return the wall seconds until the last pending task's next poll (a floor for the
-        ETA: the slow tail waits for its polls whatever the rate), or None when not known.
-
-        No poll goes before a closed gate reopens, so the gate is a floor too (also for a heap
-        too big to scan).
-        """
+        """Return the wall seconds until the last pending task's next poll, or None."""
         now = self.clock.now()
-        # clock seconds to wall seconds (a simulator's clock may run scaled)
-        wall = time.monotonic() - self._wall0
-        ratio = (now - self._clock0) / wall if wall > 1.0 else 1.0
         bucket: TokenBucket | None = getattr(self, "bucket", None)
         gate = -math.inf if bucket is None else bucket.paused_until
-        latest = gate if gate > now else None
-        if len(self.heap) <= ETA_SCAN_MAX:
-            tasks = self.tasks
-            grace = self.s.not_found_grace_s
-            # a task answering 404 is not final before its grace window ends
-            latest = max(
-                (
-                    at
-                    if (t := tasks[task_id]).first_404_at is None
-                    else max(at, t.first_404_at + grace)
-                    for at, version, task_id in self.heap
-                    if tasks[task_id].version == version and tasks[task_id].state == "pending"
-                ),
-                default=latest,
-            )
-            if latest is not None and gate > now:
-                latest = max(latest, gate)
-        if latest is None or ratio <= 0:
-            return None
-        return max(0.0, latest - now) / ratio
+        grace = self.s.not_found_grace_s
+        return last_poll_in(now, self._clock0, self._wall0, gate, self.heap, self.tasks, grace)
 
     async def _progress_loop(self) -> None:
         if self.progress is None:
@@ -1395,38 +973,10 @@ class CollectorRun:
     def _finish_summary(self, status: str, cpu_s: float, wall_s: float) -> None:
         s = self.summary
         s.status = status
-        s.pending = sum(1 for t in self.tasks.values() if t.state in ("pending", "parked"))
-        s.stats = {
-            **self.stats,
-            "schedule": getattr(self.policy, "name", type(self.policy).__name__),
-            "max_rps": self.s.max_rps,
-            "concurrency": self.s.concurrency,
-            "tracked": s.tracked,
-            "already_final": s.already_final,
-            "rechecked": s.rechecked,
-            "skipped_unsafe_ids": s.skipped_unsafe_ids,
-            "settled": s.settled,
-            "reversed": s.reversed,
-            "failed": s.failed,
-            "not_found": s.not_found,
-            "expired": s.expired,
-            "pending": s.pending,
-            "throttle_events": self.bucket.throttle_events,
-            "final_rate": round(self.bucket.rate, 3),
-            "cpu_s": round(cpu_s, 4),
-            "wall_s": round(wall_s, 3),
-        }
-        if s.failure is not None:
-            s.stats["error"] = s.failure  # what `asg-audit runs` shows
+        s.pending = self._left()
+        s.stats = summary_stats(s, self.stats, self.policy, self.s, self.bucket, cpu_s, wall_s)
         if self.progress is not None:
             self.progress.update(self.snapshot())
-
-
-def _summary_key(t: _Task) -> str:
-    """Return the summary's counter of a finished task."""
-    if t.reversed:
-        return "reversed"
-    return {"done": "settled", "failed": "failed", "not_found": "not_found"}.get(t.state, t.state)
 
 
 def _without_status_unusable(outcome: gw.Outcome) -> gw.Outcome:
@@ -1447,27 +997,3 @@ def _unrecorded(error: StoreError, record_error: StoreError) -> StoreError:
         f"{error}; the run could not be recorded as failed either ({record_error}): "
         "`asg-audit runs` shows it running until a later run records it abandoned"
     )
-
-
-def _tasks_stay(n: int) -> str:
-    return "1 task stays" if n == 1 else f"{n:,} tasks stay"
-
-
-def _seconds_text(seconds: float) -> str:
-    """Return a wait for a message: `3,600 s`, `1e+308 s`, `an endless wait`."""
-    if not math.isfinite(seconds):
-        return "an endless wait"
-    return f"{seconds:,.0f} s" if seconds < 1e9 else f"{seconds:.3g} s"
-
-
-def _utc_text(at: float) -> str | None:
-    """Return a clock time as `2026-01-02T03:04:05Z`, or None past the year 9999."""
-    try:
-        return datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    except (OverflowError, ValueError, OSError):
-        return None
-
-
-def policy_next(policy: SchedulePolicy, t: _Task, now: float) -> float:
-    """Return the policy's next poll time for a task."""
-    return policy.next_poll_at(t.facts, attempts=t.polls, last_poll_at=t.last_poll_at, now=now)

@@ -316,7 +316,8 @@ def test_eta_counts_the_not_found_grace_window(tmp_path: Path) -> None:
     """Three tasks waiting out the 404 grace (60 s) with a poll every 10 s: the ETA is the end of
     the grace window, not the next poll."""
     from asg_audit.config import load_config
-    from asg_audit.pollrun import CollectorRun, _Task
+    from asg_audit.pollrun import CollectorRun
+    from asg_audit.polltask import PollTask as _Task
     from asg_audit.pollwriter import CollectorSettings
     from asg_audit.schedule import FixedInterval, TaskFacts
 
