@@ -332,6 +332,9 @@ class Delivery:
     # The HTTP status recorded when it differs from the outcome's usual one: a body cut off by
     # the receiver's own stop is `truncated` but answered 503 (the provider retries).
     http_status: int | None = None
+    # Why `remote_addr` is not the client a proxy named (its X-Forwarded-For is no IP
+    # address): added to the row's detail.
+    remote_note: str | None = None
     # Set by the writer when the delivery is classified; the handler waits on `done`.
     waiter: asyncio.Future[str] | None = field(default=None, repr=False)
     loop: asyncio.AbstractEventLoop | None = field(default=None, repr=False)
@@ -797,7 +800,7 @@ def _deliveries_arrow(batch: list[Delivery], run_id: str | None) -> Any:
         delivered_at.append(d.delivered_at)
         secret_index.append(d.secret_index)
         remote_addr.append(d.remote_addr)
-        detail.append(d.detail)
+        detail.append("; ".join(n for n in (d.detail, d.remote_note) if n) or None)
         # The raw body only of a delivery to be normalised: never an unauthenticated payload.
         keep = d.body is not None and outcome in (Outcome.STORED, Outcome.REJECTED)
         body.append(d.body if keep else None)

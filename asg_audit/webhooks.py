@@ -15,7 +15,9 @@ is verified)::
 
 A body cut off by the sender disconnecting is counted as `truncated` (nobody to answer). So is a
 body still arriving when a stop's grace period (`graceful_shutdown_seconds`) ends, answered 503
-(the provider retries), with no traceback.
+(the provider retries), with no traceback. So is a body still arriving when the receiver closes
+the connection itself (`request_timeout_seconds` over: answered 408; evicted by
+`max_connections`: answered 503), its row saying so and with that status.
 "Counted" means a `webhook_deliveries` row without the payload. 2xx is answered only after the
 group commit that holds the delivery (`webhook_writer.DeliveryWriter`).
 """
@@ -28,6 +30,7 @@ import errno
 import gc
 import hashlib
 import hmac
+import ipaddress
 import itertools
 import json
 import logging
@@ -57,7 +60,7 @@ from asg_audit.config import (
     setting_problem,
 )
 from asg_audit.errors import ApiStatusError, ApiTransientError, AuthError, ConfigError
-from asg_audit.redaction import Secret, check_http_url, display_url, redact
+from asg_audit.redaction import Secret, check_http_url, display_url, redact, shown_setting
 from asg_audit.store import open_store
 from asg_audit.webhook_writer import (
     DEFAULT_DEDUPE_MAX_EVENTS,
@@ -335,6 +338,13 @@ def _answer(outcome: str, delivery_id: str, *, close: bool = False) -> Response:
     )
 
 
+def _stale_detail(age_seconds: float, window_seconds: float) -> str:
+    """Return the detail of a stale delivery: how far its `timestamp` is from now, and which
+    way (`age_seconds` is now minus the timestamp: positive for a timestamp in the past)."""
+    way = "in the past" if age_seconds >= 0 else "in the future"
+    return f"timestamp {abs(age_seconds):.0f} s {way}, window {window_seconds:g} s"
+
+
 class _CutOffError(Exception):
     """The body stopped before it was whole: the sender went away, or the receiver stopped."""
 
@@ -427,6 +437,46 @@ async def _read_limited(
     return b"".join(chunks)
 
 
+# The scope key of the TCP peer's (host, port), set before X-Forwarded-For replaces the
+# scope's `client` (`serve_webhooks` with `forwarded_allow_ips`).
+_PEER: Final = "asg_audit.peer"
+# An IPv6 zone (`fe80::1%eth0`): `ipaddress` takes any text after the `%`.
+_ZONE_RE: Final = re.compile(r"[A-Za-z0-9_.-]{1,32}")
+
+
+def _ip_text(host: object) -> str | None:
+    """Return `host` if it is an IP address (an IPv6 zone of at most 32 plain characters),
+    else None."""
+    if not isinstance(host, str):
+        return None
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return None
+    zone = getattr(address, "scope_id", None)
+    if zone is not None and not _ZONE_RE.fullmatch(zone):
+        return None
+    return host
+
+
+def _remote_addr(request: Request) -> tuple[str | None, str | None]:
+    """Return the `remote_addr` of a request's row, and a note for its detail or None.
+
+    The client is the TCP peer, or what a trusted proxy's X-Forwarded-For names: a proxy
+    passes on whatever the sender wrote there, so anything but an IP address is not recorded
+    (neither is any of it shown): the peer (the proxy) is, and the note says so.
+    """
+    host = request.client.host if request.client else None
+    if host is None or _ip_text(host) is not None:
+        return host, None
+    peer = request.scope.get(_PEER)
+    shown = _ip_text(peer[0]) if isinstance(peer, tuple) and peer else None
+    return shown, (
+        f"X-Forwarded-For names no IP address ({len(host)} characters, not shown): remote_addr"
+        + (" is the proxy's" if shown else " not recorded")
+    )
+
+
 def create_webhook_app(
     db_path: str | Path,
     secrets: WebhookSecrets,
@@ -473,7 +523,7 @@ def create_webhook_app(
     def count_cut_off(
         delivery_id: str,
         received_at: datetime,
-        remote: str | None,
+        remote: tuple[str | None, str | None],
         request: Request,
         received: bytes,
         how: str,
@@ -485,7 +535,8 @@ def create_webhook_app(
             Delivery(
                 delivery_id,
                 received_at,
-                remote,
+                remote[0],
+                remote_note=remote[1],
                 outcome=Outcome.TRUNCATED,
                 body_sha256=hashlib.sha256(received).hexdigest(),
                 body_bytes=len(received),
@@ -499,7 +550,7 @@ def create_webhook_app(
     async def receive(request: Request) -> Response:
         received_at = clock()
         delivery_id = _new_delivery_id()
-        remote = request.client.host if request.client else None
+        remote = _remote_addr(request)
         chunks: list[bytes] = []
         try:
             body = await _read_limited(request, settings.max_body_bytes, chunks, drain)
@@ -513,6 +564,15 @@ def create_webhook_app(
                     status_code=503,
                     headers={"Connection": "close"},
                 )
+            closed = request.scope.get(_CLOSED_BY_RECEIVER)
+            if closed is not None:
+                # The receiver closed it (a slow sender, or one evicted by the connection cap),
+                # having answered it itself when it could.
+                why, status = closed
+                said = f"answered {status}" if status else "its answer had begun"
+                how = f"the receiver closed the connection ({why}; {said})"
+                count_cut_off(delivery_id, received_at, remote, request, cut.received, how, status)
+                return _answer(Outcome.TRUNCATED, delivery_id, close=True)
             # Nobody is left to answer.
             how = "the sender disconnected"
             count_cut_off(delivery_id, received_at, remote, request, cut.received, how)
@@ -528,7 +588,8 @@ def create_webhook_app(
                 Delivery(
                     delivery_id,
                     received_at,
-                    remote,
+                    remote[0],
+                    remote_note=remote[1],
                     outcome=Outcome.TOO_LARGE,
                     detail=f"body over {settings.max_body_bytes} bytes",
                 )
@@ -550,7 +611,8 @@ def create_webhook_app(
                 Delivery(
                     delivery_id,
                     received_at,
-                    remote,
+                    remote[0],
+                    remote_note=remote[1],
                     outcome=Outcome.BAD_SIGNATURE,
                     body_sha256=digest,
                     body_bytes=len(body),
@@ -575,7 +637,8 @@ def create_webhook_app(
         delivery = Delivery(
             delivery_id,
             received_at,
-            remote,
+            remote[0],
+            remote_note=remote[1],
             body=body,
             body_sha256=digest,
             body_bytes=len(body),
@@ -594,8 +657,9 @@ def create_webhook_app(
             if delivered_at is None:
                 stale = "no usable `timestamp`: freshness cannot be checked"
             elif abs(now - delivered_at) > window:
-                age = (now - delivered_at).total_seconds()
-                stale = f"timestamp {age:+.0f} s from now, window {settings.freshness_seconds:g} s"
+                stale = _stale_detail(
+                    (now - delivered_at).total_seconds(), settings.freshness_seconds
+                )
             else:
                 stale = None
             if stale is not None:
@@ -644,6 +708,9 @@ def create_webhook_app(
         ],
         lifespan=lifespan,
     )
+    # `POST /webhooks/asg/` is an unknown path like any other (404, no row), not a redirect
+    # built from the request's Host header to a URL the sender never registered.
+    app.router.redirect_slashes = False
     app.state.writer = writer
     app.state.drain = drain
     return app
@@ -653,6 +720,10 @@ def create_webhook_app(
 # hundred bytes; nginx's default allows 4 lines of 8 KiB. Without a bound, httptools buffers an
 # endless header line from an unauthenticated client (~1 byte of memory per byte sent).
 MAX_HEAD_BYTES: Final = 64 * 1024
+
+# The scope key telling the app that the receiver itself closed its request's connection while
+# the body was arriving: (why, the status it was answered, or None when its answer had begun).
+_CLOSED_BY_RECEIVER: Final = "asg_audit.closed_by_receiver"
 
 _HEAD_TOO_LARGE: Final = b"Request header fields too large."
 _TIMED_OUT: Final = b"Request not received in time."
@@ -788,17 +859,29 @@ class _GuardedConnection(asyncio.Protocol):
         )
 
     def _close_slow(self, reason: str, text: bytes, status: bytes) -> None:
-        """Close the connection; answer `status` if no request of it reached the app yet."""
+        """Answer `status` and close the connection.
+
+        A request whose body is still arriving has reached the app: it is told why (the
+        `_CLOSED_BY_RECEIVER` key of its scope) before it sees the connection end, so that its
+        `truncated` row says the receiver closed it, and with what status, not that the sender
+        went away. It is answered too, unless its answer has begun (then it is only closed).
+        """
         self._request_whole()
         if self.transport.is_closing():
             return
-        if not self._head_whole():
+        answer = not self._head_whole()
+        if not answer:
+            cycle = getattr(self, "cycle", None)
+            if cycle is not None and not getattr(self, "pipeline", None):
+                answer = not cycle.response_started
+                cycle.scope[_CLOSED_BY_RECEIVER] = (reason, int(status[:3]) if answer else None)
+        if answer:
             self.transport.write(
                 b"HTTP/1.1 " + status + b"\r\ncontent-type: text/plain; charset=utf-8\r\n"
                 b"content-length: " + str(len(text)).encode() + b"\r\n"
                 b"connection: close\r\n\r\n" + text
             )
-        # a body still arriving: the app sees the sender go away and counts it `truncated`
+        # a body still arriving: the app sees the connection end and counts it `truncated`
         self.transport.close()
         self._guard.note_closed(reason, self.client)
 
@@ -954,14 +1037,20 @@ def serve_webhooks(
     `secrets` as for `create_webhook_app` (checked before anything is bound).
 
     A request (head and body) must arrive whole within `request_timeout_seconds` of its first
-    byte, or the connection is closed (408 while its head is incomplete; a body cut off is a
-    `truncated` row). At most `max_connections` are held at once: one more closes the
-    connection that has been receiving its request longest. The open-file limit is raised to
+    byte, or the connection is answered 408 and closed (a body cut off is a `truncated` row
+    with http_status 408). At most `max_connections` are held at once: one more closes the
+    connection that has been receiving its request longest (answered 503, and so recorded).
+    A `forwarded_allow_ips` proxy's X-Forwarded-For is recorded as `remote_addr` only when it
+    is an IP address (else the proxy's address, with a note in `detail`). The open-file limit is raised to
     hold them if it is lower (else the cap is lowered, and that is said).
     """
     import uvicorn
 
     settings = settings or WebhookSettings()
+    # Checked once, kept as text: an iterator of secrets is read only once, and the path is
+    # shown with them masked.
+    held = [key.decode() for key in _secret_keys(secrets)]
+    secrets = held
     guard = _ConnectionGuard(float(settings.request_timeout_seconds), settings.max_connections)
     grace = float(settings.graceful_shutdown_seconds)
     # One DuckDB worker thread: the receiver's statements are small, and parallel scans would
@@ -978,11 +1067,21 @@ def serve_webhooks(
     # The writer threads hand the GIL back and forth with the event loop around every DuckDB
     # call; at the default 5 ms switch interval each hand-back can cost a whole interval.
     sys.setswitchinterval(0.0005)
-    proxy: dict[str, Any] = {"proxy_headers": False}
+    served: Any = app
     if settings.forwarded_allow_ips:
-        proxy = {"proxy_headers": True, "forwarded_allow_ips": settings.forwarded_allow_ips}
+        # Uvicorn's X-Forwarded-For handling, with the peer kept in the scope first: a
+        # forwarded value that is no IP address is recorded as the peer (`_remote_addr`).
+        from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
+
+        starlette_app: Any = app  # an ASGI app (Starlette's and Uvicorn's types differ)
+        proxied = ProxyHeadersMiddleware(starlette_app, trusted_hosts=settings.forwarded_allow_ips)
+
+        async def served(scope: Any, receive: Any, send: Any) -> None:
+            scope[_PEER] = scope.get("client")
+            await proxied(scope, receive, send)
+
     config = uvicorn.Config(
-        app,
+        served,
         host=host,
         port=port,
         lifespan="on",
@@ -995,7 +1094,7 @@ def serve_webhooks(
         log_level="warning",
         # A backstop only: the drain below ends the body reads at `grace` itself.
         timeout_graceful_shutdown=math.ceil(grace) + 1,
-        **proxy,
+        proxy_headers=False,  # `served` above does it
     )
     drain: _BodyDrain = app.state.drain
 
@@ -1011,7 +1110,9 @@ def serve_webhooks(
     guard.cap = _fit_connection_cap(guard.cap)
     bound = sock.getsockname()
     shown = f"[{bound[0]}]" if sock.family == socket.AF_INET6 else bound[0]
-    print(f"webhooks: listening on http://{shown}:{bound[1]}{settings.path}", flush=True)
+    # The path as a report shows it: a secret pasted into it is masked (`shown_setting`).
+    path = shown_setting("path", settings.path, held)
+    print(f"webhooks: listening on http://{shown}:{bound[1]}{path}", flush=True)
     # Uvicorn drains on SIGINT/SIGTERM, then raises the signal again for the handler it found
     # installed. A stop is how a service ends, not a failure: that handler only notes it, so
     # the command exits 0 after the drain (not -15).
