@@ -1041,8 +1041,9 @@ def serve_webhooks(
     with http_status 408). At most `max_connections` are held at once: one more closes the
     connection that has been receiving its request longest (answered 503, and so recorded).
     A `forwarded_allow_ips` proxy's X-Forwarded-For is recorded as `remote_addr` only when it
-    is an IP address (else the proxy's address, with a note in `detail`). The open-file limit is raised to
-    hold them if it is lower (else the cap is lowered, and that is said).
+    is an IP address (else the proxy's address, with a note in `detail`). The open-file limit
+    is raised to hold the connections if it is lower (else the cap is lowered, and that is
+    said).
     """
     import uvicorn
 
