@@ -30,7 +30,9 @@ def hostile_config() -> AuditConfig:
         api_key=Secret(API_KEY),
         woc_api_key=Secret(API_KEY),
         webhook_secrets=(Secret(WEBHOOK_SECRET),),
-        base_url=f"https://user:{TOKEN}@api.example.test",
+        base_url="https://api.example.test",
+        # base_url cannot hold credentials (refused); a webhook URL to post alerts to can
+        audit={"alert_url": f"https://user:{TOKEN}@hooks.example.test/services/{TOKEN}"},
         # a token under a key a table does not take is refused (ConfigError), so it is not here
         collector={"concurrency": 8},
     )

@@ -171,7 +171,7 @@ def test_collect_deadline_counts_on_our_clock_not_the_apis(tmp_path: Path) -> No
 
 def test_collect_unreachable_api_fails_fast_and_records_the_run(tmp_path: Path) -> None:
     db = tmp_path / "audit.duckdb"
-    config = _config("http://user:pw@127.0.0.1:1/api", "sk_sandbox_x", db)
+    config = _config("http://127.0.0.1:1/api", "sk_sandbox_x", db)
     clock = ScaledClock(time.time(), time_scale=0.1)  # 10 clock seconds a wall second
     started = time.monotonic()
     with pytest.raises(ApiError) as caught:

@@ -42,7 +42,7 @@ def test_fix10_l_url_from_the_environment_names_the_variable(tmp_path: Path) -> 
     assert "chain_url set by ASG_CHAIN_URL in the environment" in str(caught.value)
     assert load_config(path, env={"ASG_CHAIN_URL": TEST}).chain_network == "test"
     with pytest.raises(ConfigError, match="chain_url ends in /test " + MISMATCH.format("main")):
-        load_config(None, env={"ASG_CHAIN_URL": TEST + "?token=x"})
+        load_config(None, env={"ASG_CHAIN_URL": TEST})
 
 
 def test_fix10_l_url_from_the_file(tmp_path: Path) -> None:

@@ -16,6 +16,7 @@ import pytest
 
 from asg_audit import load_config
 from asg_audit.config import AuditConfig
+from asg_audit.errors import ConfigError
 from asg_audit.report.content import config_rows
 
 PASSWORD = "hunter2pw"
@@ -24,14 +25,16 @@ WOC_KEY = "WOCSECRET456"
 HOOK_SECRET = "WHSECRET789"
 SLACK_TOKEN = "SLACKSECRETXYZ"
 SECRETS = (PASSWORD, API_KEY, WOC_KEY, HOOK_SECRET, SLACK_TOKEN)
-BASE_URL = f"https://user:{PASSWORD}@api.example.com/v1?key={API_KEY}"
-ALERT_URL = f"https://hooks.slack.com/services/T000/B000/{SLACK_TOKEN}"
+# base_url and chain_url cannot hold a user, password or query (fixer G5: refused as config);
+# alert_url can, and the secrets below sit in the places still allowed
+BASE_URL = "https://api.example.com/v1"
+ALERT_URL = f"https://u:{PASSWORD}@hooks.slack.com/services/T000/B000/{SLACK_TOKEN}"
 ENV = {
     "ASG_BASE_URL": BASE_URL,
     "ASG_API_KEY": API_KEY,
     "WOC_API_KEY": WOC_KEY,
     "ASG_WEBHOOK_SECRET": HOOK_SECRET,
-    "ASG_CHAIN_URL": f"https://u:{PASSWORD}@chain.example.com/v1/bsv/main?token={WOC_KEY}",
+    "ASG_CHAIN_URL": "https://chain.example.com/v1/bsv/main",
 }
 
 
@@ -77,9 +80,13 @@ def test_a_notebook_shows_a_config_without_its_secrets(config: AuditConfig) -> N
 
 
 def test_a_replaced_config_and_a_library_built_one_hold_no_secret(config: AuditConfig) -> None:
-    replaced = config.replace(base_url=f"http://a:{PASSWORD}@127.0.0.1:9/x?q={SLACK_TOKEN}")
+    replaced = config.replace(base_url="http://127.0.0.1:9/x")
     _assert_no_secret(repr(replaced))
     assert "http://127.0.0.1:9/x" in repr(replaced)
+    # a base_url with credentials or a query is refused, and the refusal shows neither
+    with pytest.raises(ConfigError) as refused:
+        config.replace(base_url=f"http://a:{PASSWORD}@127.0.0.1:9/x?q={SLACK_TOKEN}")
+    _assert_no_secret(str(refused.value))
     built = AuditConfig(api_key=API_KEY, audit={"alert_url": ALERT_URL})
     _assert_no_secret(repr(built))
 

@@ -28,7 +28,7 @@ def test_runs_shows_the_first_failed_step_of_an_incomplete_audit(tmp_path: Path)
     job = offline_job(tmp_path, 3)
     env = clean_env(
         ASG_API_KEY="sk_test_" + SECRET,
-        ASG_BASE_URL=f"http://user:{SECRET}@127.0.0.1:{_closed_port()}",
+        ASG_BASE_URL=f"http://127.0.0.1:{_closed_port()}",
     )
     audit = subprocess.run(
         asg_audit("audit", "--config", str(job["config"])),

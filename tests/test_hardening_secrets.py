@@ -54,7 +54,7 @@ def test_hardening_error_messages_name_no_secret(tmp_path: Path) -> None:
         runs = [
             ("track", str(subs)),
             ("collect",),  # the Gateway refuses the key
-            ("verify-chain",),  # credentials in the index URL (nothing to verify yet: exit 0)
+            ("verify-chain",),  # the WoC key configured (nothing to verify yet: exit 0)
             ("webhooks", "register", "--url", "http://127.0.0.1:9/hook"),
         ]
         env = clean_env(
@@ -62,7 +62,7 @@ def test_hardening_error_messages_name_no_secret(tmp_path: Path) -> None:
             ASG_BASE_URL=sim.gateway_url,
             WOC_API_KEY=WOC_KEY,
             ASG_WEBHOOK_SECRET=HOOK_SECRET,
-            ASG_CHAIN_URL="http://user:chainpassword99@127.0.0.1:9/v1/bsv/main",
+            ASG_CHAIN_URL="http://127.0.0.1:9/v1/bsv/main",
         )
         outputs = [
             subprocess.run(
@@ -78,6 +78,6 @@ def test_hardening_error_messages_name_no_secret(tmp_path: Path) -> None:
     assert codes[0] == 0 and codes[1] == 3 and codes[3] in (2, 3), [p.stderr for p in outputs]
     text = b"".join(p.stdout + p.stderr for p in outputs)
     assert b"asg-audit: error:" in text
-    for secret in (wrong_key, WOC_KEY, HOOK_SECRET, "chainpassword99"):
+    for secret in (wrong_key, WOC_KEY, HOOK_SECRET):
         assert secret.encode() not in text
     assert not _hits(db.read_bytes())

@@ -50,8 +50,9 @@ def test_audit_report_runs_and_alert_hold_no_url_credentials(
     config = tmp_path / "asg_audit.toml"
     config.write_text(
         f'db = "{db}"\n'
-        'base_url = "https://gw:BASEPASS@gateway.example/api?k=BASEPASS"\n'
-        'chain_url = "https://chain.example/v1/bsv/main?token=CHAINTOKEN"\n'
+        # base_url and chain_url cannot hold credentials or a query (refused as config)
+        'base_url = "https://gateway.example/api"\n'
+        'chain_url = "https://chain.example/v1/bsv/main"\n'
         f'[audit]\ndrop_folders = ["{drop}"]\nreport_dir = "{reports}"\n'
         f'verify_chain = false\nalert_url = "{alert_url}"\nalert_on = "info"\n'
     )
@@ -86,7 +87,7 @@ def test_audit_report_runs_and_alert_hold_no_url_credentials(
 
 def test_config_rows_show_every_url_without_credentials_and_mask_keys() -> None:
     config = AuditConfig(
-        base_url="https://u:BASEPASS@gw.example/x?a=BASEPASS",
+        base_url="https://gw.example/x",
         audit={
             "alert_url": "https://hooks.example/services/T0/B0/PATHTOKEN?token=QTOKEN",
             "drop_folders": ["/srv/drop", "sftp://alertuser:ALERTPASS@host/in"],
