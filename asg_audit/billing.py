@@ -58,8 +58,9 @@ class BillingSummary:
     months: list[str] = field(default_factory=list)
     invoices: int = 0
     requests: int = 0
-    # impossible or missing figures in the answers (negative, fractional, beyond int64, a string,
-    # absent; daily rows not objects or outside the month), stored as null
+    # impossible or missing figures in the answers (negative, fractional, beyond int64, sats
+    # above the 21M BSV supply, a string, absent; daily rows not objects or outside the
+    # month), stored as null
     notes: list[str] = field(default_factory=list)
 
     def lines(self) -> list[str]:
@@ -84,6 +85,9 @@ def months_with_data(con: Any) -> list[str]:
 
 
 _INT64_MAX: Final = 2**63 - 1
+# 21 million BSV: no amount of sats (a month's total, payouts or fee, a day's cost, an
+# invoice's total) can be more, as no per-task cost can (`normalize.MAX_SATS`)
+MAX_SATS: Final = 21_000_000 * 100_000_000
 # DECIMAL(18, 2): 16 digits before the point
 _USD_LIMIT: Final = 10**16
 # The figures of a usage answer (and of an invoice, and of a daily row) that are counts of
@@ -98,8 +102,14 @@ DAILY_FIGURES: Final = ("tasks", "cost_sats")
 INVOICE_FIGURES: Final = ("tasks_settled", "total_cost_sats")
 
 
-def _figure_problem(value: Any) -> str | None:
-    """Return why a present figure (a count or sats) is impossible, or None when it is valid."""
+def _is_sats(key: str) -> bool:
+    """Return whether a figure named `key` is an amount of sats (else a count of tasks)."""
+    return key.endswith("sats")
+
+
+def _figure_problem(value: Any, sats: bool = False) -> str | None:
+    """Return why a present figure (a count, or sats when `sats`) is impossible, or None when
+    it is valid. An amount of sats above the 21M BSV supply is impossible."""
     if isinstance(value, bool) or not isinstance(value, int | float | str):
         return "not a number"
     try:
@@ -112,13 +122,15 @@ def _figure_problem(value: Any) -> str | None:
         return "negative"
     if number > _INT64_MAX:
         return "beyond int64"
+    if sats and number > MAX_SATS:
+        return "beyond the 21M BSV supply"
     return None
 
 
 def _int(body: dict[str, Any], key: str) -> int | None:
     """Return a count or sats figure, or None when it is absent or impossible."""
     value = body.get(key)
-    if value is None or _figure_problem(value) is not None:
+    if value is None or _figure_problem(value, _is_sats(key)) is not None:
         return None
     return int(str(value))
 
@@ -177,11 +189,11 @@ def figure_problems(
     """Return (field, value shown, why) of each impossible figure of an answer.
 
     Impossible: not a whole number (a number written as a string included), negative, or
-    beyond int64. For usage answers (`USAGE_FIGURES`) also a missing figure (absent or null:
-    nothing could be checked), a `daily_breakdown` that is missing or not a list, and daily
-    rows (`daily_breakdown[DATE].FIELD`, or `[#i]` for a row without a usable date) that are
-    not objects, miss a figure or a date, or are dated outside `month` (by default the
-    answer's own `month`). Such figures are stored as null.
+    beyond int64, or sats above the 21M BSV supply. For usage answers (`USAGE_FIGURES`) also
+    a missing figure (absent or null: nothing could be checked), a `daily_breakdown` that
+    is missing or not a list, and daily rows (`daily_breakdown[DATE].FIELD`, or `[#i]` for a
+    row without a usable date) that are not objects, miss a figure or a date, or are dated
+    outside `month` (by default the answer's own `month`). Such figures are stored as null.
     """
     usage = figures == USAGE_FIGURES
     out = []
@@ -191,7 +203,7 @@ def figure_problems(
             if usage:
                 out.append((key, _absent(body, key), MISSING))
             continue
-        why = _figure_problem(value)
+        why = _figure_problem(value, _is_sats(key))
         if why is not None:
             out.append((key, _shown(value), why))
     if not usage:
@@ -220,7 +232,7 @@ def figure_problems(
             if value is None:
                 out.append((f"daily_breakdown[{where}].{name}", _absent(row, name), MISSING))
                 continue
-            why = _figure_problem(value)
+            why = _figure_problem(value, _is_sats(name))
             if why is not None:
                 out.append((f"daily_breakdown[{where}].{name}", _shown(value), why))
     usd = body.get("total_cost_usd_estimate")
@@ -257,7 +269,8 @@ def _parsed_row(row: Any, month: str | None) -> dict[str, Any]:
 def parse_usage(body: dict[str, Any], month: str | None = None) -> dict[str, Any]:
     """Return the parsed columns of one usage answer.
 
-    Unparseable or impossible figures (not whole numbers, negative, beyond int64) become null,
+    Unparseable or impossible figures (not whole numbers, negative, beyond int64, sats above the
+    21M BSV supply) become null,
     and so does a daily row's date that is not a day of `month` (by default the answer's own
     `month`); a `daily_breakdown` that is not a list is null (not an empty month), a daily row
     that is not an object a row of nulls. `figure_problems` says which and why.
@@ -466,7 +479,8 @@ def fetch_billing(
 
     `months` is one "YYYY-MM" or a list of them. Stores each answer raw and parsed, replacing
     an earlier answer for the same month/invoice. A figure that cannot be a count or an amount
-    of sats (negative, fractional, beyond int64, a string), or that a usage answer does not
+    of sats (negative, fractional, beyond int64, sats above the 21M BSV supply, a string), or
+    that a usage answer does not
     give, is stored as null and named in `summary.notes`; the `billing.invalid_figure` check
     reports those of the usage answers. A usage answer naming another month than the one asked
     raises ApiStatusError (exit 3): nothing of the run is stored. A failed run records its
@@ -593,13 +607,16 @@ def _expected(field: str, month: str | None) -> str:
         return "a daily row: an object with date, tasks and cost_sats"
     if field.endswith(".date"):
         return f"a day of {month}" if month else "a date (YYYY-MM-DD)"
+    if field.endswith("sats"):
+        return f"a whole number of sats, 0 to the 21M BSV supply ({MAX_SATS:,})"
     return "a whole number, 0 or more, within int64"
 
 
 @register_check("billing.invalid_figure", default=CheckLevels(severity="fail"))
 def billing_invalid_figure(ctx: CheckContext) -> Any:
     """A month's usage answer or an invoice that states an impossible figure (negative,
-    fractional or beyond int64 tasks or sats, a number written as a string), or a usage answer
+    fractional or beyond int64 tasks or sats, sats above the 21M BSV supply, a number written
+    as a string), or a usage answer
     missing a figure or its daily rows, or with a daily row that is not an object or is dated
     outside the month; the figure is stored as null and the other checks skip it (an audit
     never calls a month clean that nothing could be checked of).

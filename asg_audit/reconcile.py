@@ -189,7 +189,9 @@ def txid_unknown(ctx: CheckContext) -> pl.LazyFrame:
                 actual=pl.lit("unknown to the index"),
                 difference=None,
                 message=fmt(
-                    "txid of {} task(s) (first {}) not found on chain {} s after settlement",
+                    "txid of {} task(s) (first {}) unknown to this chain index {} s after"
+                    " settlement (not proved absent from the chain: another network, or an index"
+                    " that lost or has not seen it)",
                     pl.col("tasks"),
                     pl.col("first_task"),
                     _age(ref).round(0).cast(pl.Int64),
@@ -415,11 +417,21 @@ def _below_cost(ctx: CheckContext, *, shared: bool) -> pl.LazyFrame:
             actual=fmt("{} sats", pl.col("cost_sum")),
             difference=pl.col("cost_sum") - pl.col("paid"),
             message=fmt(
-                what + " {} the transaction's payouts ({} sats)",
+                what + " {} {} ({} sats), {}",
                 pl.col("tasks"),
                 pl.col("cost_sum"),
                 verb,
+                # Without the payer's change told apart, `paid` is every non-data output,
+                # change included: who received it is not proved, only that no more was sent.
+                pl.when(told_apart)
+                .then(pl.lit("the transaction's payouts"))
+                .otherwise(pl.lit("the transaction's non-data outputs")),
                 pl.col("paid"),
+                pl.when(told_apart)
+                .then(pl.lit("its outputs other than data and change"))
+                .otherwise(
+                    pl.lit("change included (not told apart): who received them is not proved")
+                ),
             ),
         ),
         pl.lit(AGGREGATE if shared else EXACT).alias("proves"),
@@ -676,21 +688,70 @@ def billing_daily_sum(ctx: CheckContext) -> pl.LazyFrame:
     )
 
 
-@register_check(
-    "billing.vs_results", default=CheckLevels(severity="fail"), kind="billing_total_off"
-)
-def billing_vs_results(ctx: CheckContext) -> pl.LazyFrame:
-    """A month whose tasks_settled or total_cost_sats differ from the per-task results.
+def _month_end() -> pl.Expr:
+    """The first instant after `month` ("YYYY-MM"), in UTC."""
+    return (
+        (pl.col("month") + pl.lit("-01"))
+        .str.to_datetime("%Y-%m-%d", time_zone="UTC")
+        .dt.offset_by("1mo")
+    )
 
-    Under a window (`billing_window` given), only the months wholly inside it are compared,
-    with every stored result settled in them (`billing_results_by_month`): a month's bill
-    covers all of its tasks, not the window's.
+
+def _open_tasks(ctx: CheckContext) -> pl.LazyFrame:
+    """Return the creation month ("YYYY-MM", null when unknown) of every task the store holds
+    that is not settled (with a settle time) yet: results of another status, and tracked tasks
+    (`submissions`, `poll_state`) without a result. Any of them may have settled in a billed
+    month from the month it was created in on: a bill counting them is not contradicted."""
+    month = pl.col("created_at").dt.strftime("%Y-%m")
+    frames = [
+        ctx.tasks.filter(~(pl.col("is_settled") & pl.col("settled_at").is_not_null())).select(
+            "task_id", month.alias("created_month")
+        )
+    ]
+    seen = ctx.tasks.select(pl.col("task_id").cast(pl.String))
+    for name in ("submissions", "poll_state"):
+        if not ctx.has_table(name):
+            continue
+        table = ctx.table(name)
+        names = table.collect_schema().names()
+        if "task_id" not in names:
+            continue
+        created = month if "created_at" in names else pl.lit(None, pl.String)
+        frames.append(
+            table.select(
+                pl.col("task_id").cast(pl.String), created.cast(pl.String).alias("created_month")
+            ).join(seen, on="task_id", how="anti")
+        )
+    both = pl.concat(frames, how="vertical_relaxed")
+    # one row per task: the first known creation month
+    return both.group_by("task_id").agg(pl.col("created_month").drop_nulls().min())
+
+
+def _vs_results_rows(ctx: CheckContext) -> pl.LazyFrame | None:
+    """Return per judged month the billed figures and what the store knows of its tasks.
+
+    Columns: `tasks_settled`, `total_cost_sats` (either may be null: an impossible figure),
+    `our_tasks` (results settled in the month), `our_cost` (their known costs, Int128),
+    `our_unknown` (those of unknown cost: 0 or none reported), `open_tasks` (tasks the store
+    holds unsettled, created by the month's end), `uncollected` (billed tasks beyond the
+    results: max(0, tasks_settled - our_tasks)), `exact` (the sats compare exactly: every
+    billed task is a result of known cost), `count_off` and `sats_off` (a difference the
+    unknowns cannot explain).
     """
     usage = _usage(ctx)
     if usage is None:
-        return no_findings()
-    usage = _known(usage, "tasks_settled", "total_cost_sats")
-    if ctx.has_table("billing_window"):
+        return None
+    usage = usage.filter(
+        pl.col("tasks_settled").is_not_null() | pl.col("total_cost_sats").is_not_null()
+    ).select("month", "tasks_settled", "total_cost_sats")
+    month_tasks = store_month_tasks(ctx.tasks, _outside(ctx)).filter(
+        pl.col("is_settled") & pl.col("settled_at").is_not_null()
+    )
+    month = pl.col("settled_at").dt.strftime("%Y-%m").alias("month")
+    unknown = month_tasks.group_by(month).agg(
+        pl.col("cost_sats").null_count().cast(pl.Int64).alias("our_unknown")
+    )
+    if ctx.has_table("billing_window") and ctx.has_table("billing_results_by_month"):
         ours = ctx.table("billing_results_by_month").select(
             pl.col("month").cast(pl.String),
             pl.col("our_tasks").cast(pl.Int64),
@@ -698,33 +759,278 @@ def billing_vs_results(ctx: CheckContext) -> pl.LazyFrame:
             pl.col("our_cost").cast(pl.Int128),
         )
     else:
-        ours = (
-            ctx.tasks.filter(pl.col("is_settled") & pl.col("settled_at").is_not_null())
-            .group_by(pl.col("settled_at").dt.strftime("%Y-%m").alias("month"))
-            .agg(pl.len().alias("our_tasks"), sum_sats(pl.col("cost_sats")).alias("our_cost"))
+        ours = month_tasks.group_by(month).agg(
+            pl.len().cast(pl.Int64).alias("our_tasks"),
+            sum_sats(pl.col("cost_sats")).alias("our_cost"),
         )
-    j = usage.join(ours, on="month", how="left").with_columns(
-        pl.col("our_tasks").fill_null(0), pl.col("our_cost").fill_null(0)
+    opened = (
+        usage.select("month")
+        .join(_open_tasks(ctx).select("created_month"), how="cross")
+        .filter(pl.col("created_month").is_null() | (pl.col("created_month") <= pl.col("month")))
+        .group_by("month")
+        .agg(pl.len().cast(pl.Int64).alias("open_tasks"))
     )
-    return j.filter(
-        (pl.col("our_tasks") != pl.col("tasks_settled"))
-        | (pl.col("our_cost") != pl.col("total_cost_sats"))
-    ).select(
+    j = (
+        usage.join(ours, on="month", how="left")
+        .join(unknown, on="month", how="left")
+        .join(opened, on="month", how="left")
+        .with_columns(
+            pl.col("our_tasks").fill_null(0),
+            pl.col("our_cost").cast(pl.Int128).fill_null(0),
+            pl.col("our_unknown").fill_null(0),
+            pl.col("open_tasks").fill_null(0),
+        )
+    )
+    billed_t, billed_s = pl.col("tasks_settled"), pl.col("total_cost_sats").cast(pl.Int128)
+    ours_t, ours_s = pl.col("our_tasks"), pl.col("our_cost")
+    uncollected = pl.max_horizontal(billed_t - ours_t, pl.lit(0))
+    exact = billed_t.is_not_null() & (billed_t == ours_t) & (pl.col("our_unknown") == 0)
+    count_off = (billed_t < ours_t) | (billed_t - ours_t > pl.col("open_tasks"))
+    sats_off = (ours_s > billed_s) | (exact & (ours_s != billed_s))
+    return j.with_columns(
+        uncollected.alias("uncollected"),
+        exact.fill_null(False).alias("exact"),
+        count_off.fill_null(False).alias("count_off"),
+        sats_off.fill_null(False).alias("sats_off"),
+    )
+
+
+def _billed() -> pl.Expr:
+    return pl.concat_str(
+        pl.lit("billed: "),
+        pl.col("tasks_settled").cast(pl.String).fill_null("(invalid)"),
+        pl.lit(" tasks, "),
+        pl.col("total_cost_sats").cast(pl.String).fill_null("(invalid)"),
+        pl.lit(" sats"),
+    )
+
+
+def _ours() -> pl.Expr:
+    return fmt(
+        "results: {} tasks, {} sats",
+        pl.col("our_tasks"),
+        pl.col("our_cost"),
+    ) + pl.when(pl.col("our_unknown") > 0).then(
+        fmt(" ({} of unknown cost)", pl.col("our_unknown"))
+    ).otherwise(pl.lit(""))
+
+
+def _unknowns() -> pl.Expr:
+    """What keeps a month's sats from comparing exactly, as text."""
+    return fmt(
+        "{} task(s) of unknown cost, {} billed task(s) not settled in the store",
+        pl.col("our_unknown"),
+        pl.col("uncollected"),
+    )
+
+
+@register_check(
+    "billing.vs_results", default=CheckLevels(severity="fail"), kind="billing_total_off"
+)
+def billing_vs_results(ctx: CheckContext) -> pl.LazyFrame:
+    """A month whose tasks_settled or total_cost_sats differ from the per-task results by
+    more than tasks of unknown cost and tasks not settled in the store can explain.
+
+    The sats compare exactly only when every billed task is a settled result of known cost;
+    otherwise a month fails only when the results' known costs already exceed the bill.
+    The task counts fail when the bill counts fewer tasks than settled in the month, or more
+    than the results plus the tasks the store holds unsettled (created by the month's end).
+    Each valid figure is compared even when the other is impossible (stored as null).
+    Under a window (`billing_window` given), only the months wholly inside it are compared,
+    with every stored result settled in them (`billing_results_by_month`): a month's bill
+    covers all of its tasks, not the window's.
+    """
+    rows = _vs_results_rows(ctx)
+    if rows is None:
+        return no_findings()
+    billed_t, billed_s = pl.col("tasks_settled"), pl.col("total_cost_sats").cast(pl.Int128)
+    ours_t, ours_s = pl.col("our_tasks"), pl.col("our_cost")
+    parts = [
+        pl.when(pl.col("exact") & pl.col("sats_off")).then(
+            fmt(
+                "billing differs from the per-task results by {} sats and {} tasks",
+                billed_s - ours_s,
+                billed_t - ours_t,
+            )
+        ),
+        pl.when(~pl.col("exact") & pl.col("sats_off")).then(
+            fmt(
+                "the results' known costs ({} sats) already exceed the bill ({} sats) by {} sats,"
+                " before {}",
+                ours_s,
+                billed_s,
+                ours_s - billed_s,
+                _unknowns(),
+            )
+        ),
+        pl.when(pl.col("count_off") & (billed_t < ours_t)).then(
+            fmt(
+                "the bill counts {} task(s) fewer than the {} results settled in the month",
+                ours_t - billed_t,
+                ours_t,
+            )
+        ),
+        pl.when(pl.col("count_off") & (billed_t > ours_t)).then(
+            fmt(
+                "the bill counts {} task(s) more than the results settled in the month, and the"
+                " store holds only {} task(s) not settled yet that could be among them: {} billed"
+                " task(s) the store does not hold",
+                billed_t - ours_t,
+                pl.col("open_tasks"),
+                billed_t - ours_t - pl.col("open_tasks"),
+            )
+        ),
+    ]
+    return rows.filter(pl.col("count_off") | pl.col("sats_off")).select(
         *finding(
             entity_type="month",
             entity_id=pl.col("month"),
-            expected=fmt("results: {} tasks, {} sats", pl.col("our_tasks"), pl.col("our_cost")),
-            actual=fmt(
-                "billed: {} tasks, {} sats", pl.col("tasks_settled"), pl.col("total_cost_sats")
-            ),
-            difference=pl.col("total_cost_sats") - pl.col("our_cost"),
-            message=fmt(
-                "billing differs from the per-task results by {} sats and {} tasks",
-                pl.col("total_cost_sats") - pl.col("our_cost"),
-                pl.col("tasks_settled") - pl.col("our_tasks"),
-            ),
+            expected=_ours(),
+            actual=_billed(),
+            difference=billed_s - ours_s,
+            message=pl.concat_str(parts, separator="; ", ignore_nulls=True),
         ),
         pl.lit(AGGREGATE).alias("proves"),
+    )
+
+
+@register_check("billing.sats_not_comparable", default=CheckLevels(severity="info"))
+def billing_sats_not_comparable(ctx: CheckContext) -> pl.LazyFrame:
+    """A month whose sats cannot be compared exactly with the per-task results: tasks of
+    unknown cost (0 or no cost reported), or billed tasks not settled in the store (not
+    collected yet), and nothing `billing.vs_results` reports.
+
+    The results' known costs are within the bill and the task counts can be reconciled; the
+    sats the bill holds beyond the known costs are those tasks' (`difference`), unchecked.
+    """
+    rows = _vs_results_rows(ctx)
+    if rows is None:
+        return no_findings()
+    billed_s = pl.col("total_cost_sats").cast(pl.Int128)
+    left = billed_s - pl.col("our_cost")
+    inexact = (pl.col("our_unknown") > 0) | (pl.col("uncollected") > 0)
+    return rows.filter(inexact & ~pl.col("count_off") & ~pl.col("sats_off")).select(
+        *finding(
+            entity_type="month",
+            entity_id=pl.col("month"),
+            expected=_ours(),
+            actual=_billed(),
+            difference=left,
+            message=pl.when(billed_s.is_not_null())
+            .then(
+                fmt(
+                    "{}: the sats cannot be compared exactly; the known costs are within the"
+                    " bill, which holds {} sats more for those tasks",
+                    _unknowns(),
+                    left,
+                )
+            )
+            .otherwise(fmt("{}: the month's total_cost_sats is not a valid figure", _unknowns())),
+        ),
+        pl.lit(AGGREGATE).alias("proves"),
+    )
+
+
+_CLOSED: Final = ("closed", "paid", "final", "finalized")
+
+
+@register_check(
+    "billing.invoice_vs_usage", default=CheckLevels(severity="fail"), kind="billing_total_off"
+)
+def billing_invoice_vs_usage(ctx: CheckContext) -> pl.LazyFrame:
+    """An invoice whose tasks_settled or total_cost_sats disagree with its month's usage.
+
+    A closed invoice of a month whose usage was fetched after the month ended must state the
+    month's usage exactly; any invoice must not bill more than its month's usage fetched at
+    or after the invoice (usage only grows). An invoice compared with usage fetched before it,
+    in a month not over then, proves nothing and is not judged; nor is an impossible figure
+    (stored as null, `billing.invalid_figure`). Under a window, only the months it wholly
+    covers.
+    """
+    if not (ctx.has_table("billing_invoices") and ctx.has_table("billing_usage")):
+        return no_findings()
+    invoices = ctx.table("billing_invoices")
+    usage = ctx.table("billing_usage")
+    wanted = {"invoice_id", "month", "status", "tasks_settled", "total_cost_sats", "fetched_at"}
+    if not (
+        wanted <= set(invoices.collect_schema().names())
+        and wanted - {"invoice_id", "status"} <= set(usage.collect_schema().names())
+    ):
+        return no_findings()
+    invoices = judged_months(
+        ctx,
+        invoices.select(
+            pl.col("invoice_id").cast(pl.String),
+            pl.col("month").cast(pl.String),
+            pl.col("status").cast(pl.String),
+            pl.col("tasks_settled").alias("inv_tasks"),
+            pl.col("total_cost_sats").cast(pl.Int128).alias("inv_sats"),
+            pl.col("fetched_at").alias("inv_fetched"),
+        ),
+    )
+    usage = usage.select(
+        pl.col("month").cast(pl.String),
+        pl.col("tasks_settled").alias("use_tasks"),
+        pl.col("total_cost_sats").cast(pl.Int128).alias("use_sats"),
+        pl.col("fetched_at").alias("use_fetched"),
+    )
+    j = invoices.join(usage, on="month", how="inner")
+    final = pl.col("use_fetched") >= _month_end()
+    fresher = pl.col("use_fetched") >= pl.col("inv_fetched")
+    closed = pl.col("status").str.to_lowercase().is_in(list(_CLOSED)).fill_null(False)
+    equal = closed & final
+    judged = final | fresher
+
+    def off(inv: str, use: str) -> pl.Expr:
+        a, b = pl.col(inv), pl.col(use)
+        return (
+            pl.when(equal).then(a != b).otherwise(a > b).fill_null(False)
+        )  # null figure: not judged
+
+    tasks_off, sats_off = off("inv_tasks", "use_tasks"), off("inv_sats", "use_sats")
+    relation = pl.when(equal).then(pl.lit("the same as")).otherwise(pl.lit("at most"))
+    return (
+        j.filter(judged & (tasks_off | sats_off))
+        .with_columns(
+            pl.when(equal)
+            .then(pl.lit("a closed invoice of a month whose usage was fetched after it ended"))
+            .otherwise(pl.lit("usage fetched at or after the invoice"))
+            .alias("why")
+        )
+        .select(
+            *finding(
+                entity_type="invoice",
+                entity_id=pl.col("invoice_id"),
+                expected=pl.concat_str(
+                    relation,
+                    fmt(
+                        " the usage of {}: {} tasks, {} sats",
+                        pl.col("month"),
+                        pl.col("use_tasks").cast(pl.String).fill_null("(invalid)"),
+                        pl.col("use_sats").cast(pl.String).fill_null("(invalid)"),
+                    ),
+                ),
+                actual=fmt(
+                    "invoice: {} tasks, {} sats",
+                    pl.col("inv_tasks").cast(pl.String).fill_null("(invalid)"),
+                    pl.col("inv_sats").cast(pl.String).fill_null("(invalid)"),
+                ),
+                difference=pl.col("inv_sats") - pl.col("use_sats"),
+                message=fmt(
+                    "invoice {} ({}) differs from the usage of {} by {} tasks and {} sats"
+                    " (invoice minus usage; it should be {} the usage: {}): the provider's own"
+                    " figures disagree",
+                    pl.col("invoice_id"),
+                    pl.col("status").fill_null("no status"),
+                    pl.col("month"),
+                    (pl.col("inv_tasks") - pl.col("use_tasks")).cast(pl.String).fill_null("?"),
+                    (pl.col("inv_sats") - pl.col("use_sats")).cast(pl.String).fill_null("?"),
+                    relation,
+                    pl.col("why"),
+                ),
+            ),
+            pl.lit(EXACT).alias("proves"),
+        )
     )
 
 

@@ -152,7 +152,7 @@ def test_equality_mode_reports_an_understated_cost_as_differing(
     assert low["difference"] == -100
     assert low["message"] == (
         f"cost of 1 task ({low_cost - 100} sats) differs from the transaction's payouts"
-        f" ({low_cost} sats)"
+        f" ({low_cost} sats), its outputs other than data and change"
     )
     assert "exceed" not in low["message"] and "at most" not in low["expected"]
     assert high["expected"].startswith(f"exactly {high_cost} sats") and high["difference"] == 7
@@ -190,7 +190,10 @@ def test_without_stored_bytes_the_check_falls_back_to_at_most_and_says_so(
         f"at most {outs} sats (outputs that are not data; change not told apart:"
         " no stored transaction)"
     )
-    assert over["message"].endswith(f"exceeds the transaction's payouts ({outs} sats)")
+    assert over["message"].endswith(
+        f"exceeds the transaction's non-data outputs ({outs} sats), change included (not told"
+        " apart): who received them is not proved"
+    )
     assert over["difference"] == 5
 
 

@@ -20,7 +20,7 @@ from _analyses_frames import CHAIN_SCHEMA, result, results_frame, txid
 from _capped import CAP, TRUE_TOTAL, N, capped_export
 
 from asg_audit.analyses import costs, enrich_tasks
-from asg_audit.billing import parse_usage
+from asg_audit.billing import MAX_SATS, parse_usage
 from asg_audit.checks import CheckContext, run_checks
 from asg_audit.config import AuditConfig
 from asg_audit.reconcile import _change_sats, _cost_differences_by_month, txid_tasks
@@ -201,39 +201,38 @@ def test_fix11_S_billing_vs_results_under_a_window_reads_duckdbs_hugeint_sum() -
     assert isinstance(ours.schema["our_cost"], pl.Decimal)
     tables = {
         "results": results_frame(_capped(1)),
-        "billing_usage": _usage_frame(tasks_settled=N, total_cost_sats=INT64_MAX),
+        # the most a month can bill: the 21M BSV supply (a figure above it is invalid)
+        "billing_usage": _usage_frame(tasks_settled=N, total_cost_sats=MAX_SATS),
         "billing_window": pl.DataFrame({"month": ["2026-10"], "compared": [True]}),
         "billing_results_by_month": ours,
     }
     found = _billing(tables, "billing.vs_results")
     assert found["expected"].to_list() == [f"results: {N} tasks, {TRUE_TOTAL} sats"]
-    assert found["difference"].to_list() == [float(INT64_MAX - TRUE_TOTAL)]
+    assert found["difference"].to_list() == [float(MAX_SATS - TRUE_TOTAL)]
 
 
 def test_fix11_S_billing_daily_sum_sees_daily_rows_summing_past_int64() -> None:
     # daily rows of 2^64 + 1,000 sats in all against a month total of 1,000: in int64 they
-    # wrapped to exactly 1,000 and matched
-    big = 9_000_000_000_000_000_000
-    daily = [
-        {"date": "2026-10-01", "tasks": 1, "cost_sats": big},
-        {"date": "2026-10-02", "tasks": 1, "cost_sats": big},
-        {"date": "2026-10-03", "tasks": 1, "cost_sats": 2**64 + 1000 - 2 * big},
-    ]
-    usage = _usage_frame(tasks_settled=3, daily_breakdown=daily)
+    # wrapped to exactly 1,000 and matched (each row within the 21M BSV supply: 8,785 rows)
+    daily = [{"date": "2026-10-01", "tasks": 1, "cost_sats": c} for c in WRAPS_TO_1000]
+    usage = _usage_frame(daily_breakdown=daily)
     found = _billing({"results": _wrapping_results(), "billing_usage": usage}, "billing.daily_sum")
-    assert found["actual"].to_list() == [f"daily rows: 3 tasks, {2**64 + 1000} sats"]
+    assert found["actual"].to_list() == [
+        f"daily rows: {len(WRAPS_TO_1000)} tasks, {2**64 + 1000} sats"
+    ]
     assert found["difference"].to_list() == [float(2**64)]
 
 
 def test_fix11_S_billing_total_parts_adds_payouts_and_fee_exactly() -> None:
+    # payouts and fee at the 21M BSV supply each (the most a valid figure can be)
     usage = _usage_frame(
-        total_cost_sats=1000, worker_payouts_sats=INT64_MAX, platform_fee_sats=INT64_MAX
+        total_cost_sats=1000, worker_payouts_sats=MAX_SATS, platform_fee_sats=MAX_SATS
     )
     found = _billing(
         {"results": _wrapping_results(), "billing_usage": usage}, "billing.total_parts"
     )
-    assert found["expected"].to_list() == [str(2 * INT64_MAX)]
-    assert found["difference"].to_list() == [float(1000 - 2 * INT64_MAX)]
+    assert found["expected"].to_list() == [str(2 * MAX_SATS)]
+    assert found["difference"].to_list() == [float(1000 - 2 * MAX_SATS)]
 
 
 def test_fix11_S_cost_differences_by_month_are_exact() -> None:
