@@ -41,3 +41,21 @@ def test_readme_cron_line_exports_the_env_file(tmp_path: Path) -> None:
         check=True,
     ).stdout.split()
     assert out == ["key-from-env-file", "http://127.0.0.1:9"]
+
+
+def test_readme_systemd_units_have_no_comment_after_a_value() -> None:
+    # systemd has no inline comments: `EnvironmentFile=/srv/env   # note` names a file
+    # "/srv/env   # note", which does not exist, and the unit runs without its API key.
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    units = re.findall(r"```ini\n(.*?)```", readme, re.S)
+    assert any("[Service]" in unit for unit in units), "the README's systemd unit is gone"
+    for unit in units:
+        for line in unit.splitlines():
+            if not line.strip() or line.lstrip().startswith(("#", ";", "[")):
+                continue
+            key, sep, value = line.partition("=")
+            assert sep and key.strip() and key == key.strip(), line
+            assert "#" not in value and ";" not in value, f"a comment after a value: {line}"
+    service = next(unit for unit in units if "[Service]" in unit)
+    env_file = re.search(r"^EnvironmentFile=(.*)$", service, re.M)
+    assert env_file is not None and " " not in env_file.group(1)
