@@ -300,7 +300,10 @@ class _Gateway:
         key = clean_secret(config.api_key.reveal(), "ASG_API_KEY")
         self.secrets = (config.api_key, Secret(key))
         check_http_url(
-            config.base_url, "base_url", "set by ASG_BASE_URL or base_url in the config file"
+            config.base_url,
+            "base_url",
+            "set by ASG_BASE_URL or base_url in the config file",
+            base=True,
         )
         self.where = display_url(config.base_url.rstrip("/"))
         self.http = httpx.Client(
