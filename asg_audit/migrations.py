@@ -245,5 +245,15 @@ MIGRATIONS: list[Migration] = [
             )""",
         ),
     ),
+    Migration(
+        name="findings: exact integer differences",
+        statements=(
+            # `difference` is a DOUBLE: a whole difference past 2^53 (2^63 - 1 sats) was rounded.
+            # This column holds it with every digit; null for a fractional difference. Rows
+            # stored before this migration keep null here: their double may already be rounded,
+            # so no exact figure is made up from it.
+            "ALTER TABLE findings ADD COLUMN difference_exact DECIMAL(38, 0)",
+        ),
+    ),
     # Append new migrations here (version = position in this list).
 ]

@@ -82,6 +82,7 @@ TABLES = (
     "findings",
 )
 _OBS_COLUMNS = ["obs_id", *OBSERVATION_META_SCHEMA, *NORMALISED_SCHEMA]
+_EXACT: Final = "difference_exact"  # findings: checks._registry.EXACT_DIFFERENCE
 _STAGED_COLUMNS = ["seq", *_OBS_COLUMNS[1:]]
 # What a record says about its task: two file records that agree on all of these are the same
 # evidence (a duplicate), whatever their bytes, shape or flags.
@@ -622,17 +623,40 @@ class Store:
         return int(row[0]), int(row[1])
 
     def write_findings(self, run_id: str, findings: pl.DataFrame) -> None:
-        """Store the findings of a run (FINDINGS_SCHEMA columns)."""
+        """Store the findings of a run (FINDINGS_SCHEMA columns, and `difference_exact`).
+
+        `difference_exact` (`run_checks` gives it) is the difference as an exact integer when
+        it is a whole number, stored as DECIMAL(38, 0) so that every digit is kept; `difference`
+        is the same figure as a float. Without the column (a frame built by hand) it is null.
+        A whole difference too large for 38 digits is stored as null there (the float stays).
+        """
         self._require_writer()
-        frame = findings.select(
-            [pl.col(n).cast(d) for n, d in FINDINGS_SCHEMA.items()]
-        ).with_columns(run_id=pl.lit(run_id, pl.String))
+        exact = (
+            pl.col(_EXACT).cast(pl.Decimal(38, 0), strict=False)
+            if _EXACT in findings.columns
+            else pl.lit(None, dtype=pl.Decimal(38, 0))
+        )
+        floats = [pl.col(n).cast(d) for n, d in FINDINGS_SCHEMA.items() if n != _EXACT]
+        frame = findings.select(*floats, exact.alias(_EXACT)).with_columns(
+            run_id=pl.lit(run_id, pl.String)
+        )
         self.con.register("_findings", frame)
         try:
-            cols = ", ".join(["run_id", *FINDINGS_SCHEMA])
+            cols = ", ".join(["run_id", *frame.columns[:-1]])
             self.con.execute(f"INSERT INTO findings ({cols}) SELECT {cols} FROM _findings")
         finally:
             self.con.unregister("_findings")
+
+    def read_findings(self, run_id: str | None = None) -> pl.DataFrame:
+        """Return the stored findings (of one run, or all), `run_id` first, then the columns
+        `run_checks` gives: `difference_exact` an exact DECIMAL(38, 0) (null for a fractional
+        difference, and for rows stored before the store kept exact differences)."""
+        if run_id is None:
+            frame = self.frame("findings")
+        else:
+            frame = self.frame("findings", where="run_id = ?", params=[run_id])
+        schema = {"run_id": pl.String(), **FINDINGS_SCHEMA, _EXACT: pl.Decimal(38, 0)}
+        return frame.select(pl.col(n).cast(d) for n, d in schema.items())
 
 
 # -- opening, migrating, describing ------------------------------------------------------------

@@ -44,7 +44,7 @@ def test_report_summary_has_its_schema_and_version(audits, tmp_path: Path) -> No
     full, _ = audits
     out = render(full, tmp_path, formats="json", run_id="20260101T000000Z-aaaaaa")
     doc = json.loads(out.paths["json"].read_text(encoding="utf-8"))
-    assert doc["schema"] == SUMMARY_SCHEMA and doc["schema_version"] == SUMMARY_SCHEMA_VERSION == 1
+    assert doc["schema"] == SUMMARY_SCHEMA and doc["schema_version"] == SUMMARY_SCHEMA_VERSION == 2
     assert set(doc) >= {"run_id", "generated_at", "as_of", "window", "headline",
                         "findings_by_severity", "checks", "findings", "findings_truncated",
                         "charts", "tool_version"}  # fmt: skip

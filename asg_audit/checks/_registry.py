@@ -18,6 +18,8 @@ from asg_audit.config import AuditConfig, CheckLevels
 from asg_audit.model import FINDINGS_SCHEMA, Severity
 
 __all__ = [
+    "EXACT_DIFFERENCE",
+    "FINDINGS_COLUMNS",
     "PLUGIN_MODULES",
     "Check",
     "CheckContext",
@@ -35,6 +37,11 @@ __all__ = [
 PLUGIN_MODULES: Final = ("asg_audit.chain", "asg_audit.billing")
 # Columns a check function returns; `value` (optional) is compared with the warn/fail levels.
 _ROW_COLUMNS: Final = ("entity_type", "entity_id", "expected", "actual", "difference", "message")
+# The findings frame's column after the FINDINGS_SCHEMA ones: the difference as an exact integer
+# when the check computed a whole number (sats, counts), every digit kept (`difference` is a
+# float: past 2^53 it is rounded, 2^63 - 1 sats read 9,223,372,036,854,775,808); null when the
+# difference is fractional or absent.
+EXACT_DIFFERENCE: Final = "difference_exact"
 
 
 class CheckContext:
@@ -108,6 +115,14 @@ class Check:
 
 
 _REGISTRY: dict[str, Check] = {}
+
+# What `run_checks` returns: FINDINGS_SCHEMA and the exact integer difference.
+# DECIMAL(38, 0), not Int128: every whole difference of int64 figures fits, and unlike Int128
+# it converts to Arrow (DuckDB, pandas, `to_arrow`).
+FINDINGS_COLUMNS: Final[dict[str, pl.DataType]] = {
+    **FINDINGS_SCHEMA,
+    EXACT_DIFFERENCE: pl.Decimal(38, 0),
+}
 
 
 def register_check(
@@ -190,9 +205,11 @@ def finding(
         entity_id.cast(pl.String).alias("entity_id"),
         expected.cast(pl.String).alias("expected"),
         actual.cast(pl.String).alias("actual"),
-        (difference if difference is not None else pl.lit(None))
-        .cast(pl.Float64)
-        .alias("difference"),
+        # as computed: `run_checks` keeps a whole number exactly (EXACT_DIFFERENCE) before the
+        # float column of FINDINGS_SCHEMA rounds it
+        (difference if difference is not None else pl.lit(None, dtype=pl.Float64)).alias(
+            "difference"
+        ),
         message.cast(pl.String).alias("message"),
     ]
     if value is not None:
@@ -219,8 +236,27 @@ def _severity(levels: CheckLevels, default: CheckLevels, has_value: bool) -> pl.
     return pl.when(v >= levels.fail).then(pl.lit(Severity.FAIL.value)).otherwise(warn)
 
 
+def _exact_difference(dtype: pl.DataType | None) -> pl.Expr:
+    """Return the EXACT_DIFFERENCE column of a check's rows whose `difference` is `dtype`.
+
+    A whole number (an integer, or a decimal without fraction such as DuckDB's HUGEINT sums)
+    is kept as DECIMAL(38, 0); anything else (seconds, shares, no difference) is null, and so is
+    a whole number of more than 38 digits (only Int128 arithmetic can make one).
+    """
+    exact = pl.Decimal(38, 0)
+    whole = dtype is not None and (
+        dtype.is_integer() or (isinstance(dtype, pl.Decimal) and dtype.scale == 0)
+    )
+    if whole:
+        return pl.col("difference").cast(exact, strict=False).alias(EXACT_DIFFERENCE)
+    return pl.lit(None, dtype=exact).alias(EXACT_DIFFERENCE)
+
+
 def run_checks(ctx: CheckContext, *, only: Iterable[str] | None = None) -> pl.DataFrame:
-    """Return the findings (FINDINGS_SCHEMA) of every enabled registered check, in id order."""
+    """Return the findings of every enabled registered check, in id order.
+
+    Columns: FINDINGS_SCHEMA, then EXACT_DIFFERENCE (`FINDINGS_COLUMNS`).
+    """
     load_check_plugins()
     wanted = set(only) if only is not None else None
     plans: list[pl.LazyFrame] = []
@@ -231,27 +267,29 @@ def run_checks(ctx: CheckContext, *, only: Iterable[str] | None = None) -> pl.Da
         if not levels.enabled:
             continue
         rows = check.func(ctx).lazy()
-        has_value = "value" in rows.collect_schema().names()
+        schema = rows.collect_schema()
+        has_value = "value" in schema.names()
         plans.append(
             rows.with_columns(
                 pl.lit(check.check_id).alias("check_id"),
                 _severity(levels, check.default, has_value).alias("severity"),
                 pl.col("proves").cast(pl.String)
-                if "proves" in rows.collect_schema().names()
+                if "proves" in schema.names()
                 else pl.lit(None, dtype=pl.String).alias("proves"),
+                _exact_difference(schema.get("difference")),
             )
             .filter(pl.col("severity").is_not_null())
-            .select(list(FINDINGS_SCHEMA))
-            .cast(FINDINGS_SCHEMA)  # type: ignore[arg-type]
+            .select(list(FINDINGS_COLUMNS))
+            .cast(FINDINGS_COLUMNS)  # type: ignore[arg-type]
         )
     if not plans:
-        return pl.DataFrame(schema=FINDINGS_SCHEMA)
+        return pl.DataFrame(schema=FINDINGS_COLUMNS)
     # One plan at a time: collect_all runs them concurrently, and their intermediates (group-bys
     # over every txid) would then all be in memory together. With projection pushdown each
     # plan reads only the columns its check uses: no check copies whole rows. (Messages use
     # `fmt`, never `pl.format`, which panics in polars 2.1 on frames read from DuckDB.)
     found = [plan.collect() for plan in plans]
-    return pl.concat([pl.DataFrame(schema=FINDINGS_SCHEMA), *found]).sort(
+    return pl.concat([pl.DataFrame(schema=FINDINGS_COLUMNS), *found]).sort(
         "check_id", "entity_type", "entity_id", maintain_order=True
     )
 

@@ -36,24 +36,29 @@ __all__ = [
     "check_audit",
     "config_rows",
     "created_after_as_of",
+    "exact_difference",
     "findings_by_check",
     "format_change",
     "format_number",
     "format_seconds",
     "format_value",
     "headline",
+    "proves_counts",
     "txid_url",
     "utc_iso",
 ]
 
 SUMMARY_SCHEMA: Final = "asg_audit.summary"
-SUMMARY_SCHEMA_VERSION: Final = 1
+# 2: findings[].difference is an exact integer when the difference is a whole number (it was a
+# float, rounded past 2^53); findings[].proves and checks[].proves added.
+SUMMARY_SCHEMA_VERSION: Final = 2
 DEFAULT_WORST_ENTITIES: Final = 10
 # summary.json lists findings so that `--compare` can tell new from resolved ones; past this
 # many it keeps the worst and says it truncated.
 MAX_SUMMARY_FINDINGS: Final = 100_000
 TX_EXPLORER_URL: Final = "https://whatsonchain.com/tx/{txid}"
 _SEVERITIES: Final = ("fail", "warn", "info")
+_EXACT: Final = "difference_exact"  # checks._registry.EXACT_DIFFERENCE
 _SEVERITY_RANK: Final = {"fail": 0, "warn": 1, "info": 2}
 _SECRETISH: Final = re.compile(r"(key|secret|token|password|passwd|auth|credential)", re.I)
 
@@ -264,6 +269,35 @@ def txid_url(entity_type: str | None, entity_id: str | None) -> str | None:
     return TX_EXPLORER_URL.format(txid=entity_id)
 
 
+def exact_difference(findings: pl.DataFrame) -> pl.Expr:
+    """Return the findings' exact integer difference as `_exact` (DECIMAL(38, 0)):
+    `difference_exact` from `run_checks`, null for a fractional difference or a frame built
+    without it."""
+    if _EXACT in findings.columns:
+        return pl.col(_EXACT).cast(pl.Decimal(38, 0), strict=False).alias("_exact")
+    return pl.lit(None, dtype=pl.Decimal(38, 0)).alias("_exact")
+
+
+def _difference(row: Mapping[str, Any]) -> Any:
+    """Return a finding's difference: an int of every digit when exact, else the float."""
+    exact = row.get("_exact")
+    return int(exact) if exact is not None else _plain(row.get("difference"))
+
+
+def proves_counts(findings: pl.DataFrame) -> list[tuple[str, int]]:
+    """Return what a check's findings prove (`exact`, `aggregate only`, ...) with how many
+    findings each, most first; findings that state nothing (null) are left out."""
+    if "proves" not in findings.columns:
+        return []
+    counts = (
+        findings.filter(pl.col("proves").is_not_null())
+        .group_by("proves")
+        .agg(pl.len().alias("n"))
+        .sort(["n", "proves"], descending=[True, False])
+    )
+    return [(str(p), int(n)) for p, n in counts.iter_rows()]
+
+
 def _check_descriptions() -> dict[str, str]:
     from asg_audit.checks import registered_checks
 
@@ -283,7 +317,10 @@ def findings_by_check(
     ranked = findings.with_columns(
         pl.col("severity").replace_strict(_SEVERITY_RANK, default=3).alias("_rank"),
         pl.col("difference").abs().alias("_size"),
+        exact_difference(findings),
     )
+    if "proves" not in ranked.columns:
+        ranked = ranked.with_columns(pl.lit(None, dtype=pl.String).alias("proves"))
     groups = (
         ranked.group_by("check_id")
         .agg(pl.len().alias("n"), pl.col("_rank").min().alias("_rank"))
@@ -306,19 +343,27 @@ def findings_by_check(
                         "entity_id",
                         "expected",
                         "actual",
-                        "difference",
+                        "proves",
                         "message",
                     )
                 },
+                "difference": _difference(r),
                 "url": txid_url(r["entity_type"], r["entity_id"]),
             }
             for r in rows.iter_rows(named=True)
         ]
-        by_sev = ranked.filter(pl.col("check_id") == check_id)["severity"].value_counts()
+        of_check = ranked.filter(pl.col("check_id") == check_id)
+        by_sev = of_check["severity"].value_counts()
+        proves = proves_counts(of_check)
         out.append(
             {
                 "check_id": check_id,
                 "description": descriptions.get(check_id, ""),
+                # what the check's findings prove, most first: one value for most checks;
+                # several (exact for one task's txid, aggregate only for a shared one) are
+                # also shown per finding
+                "proves": proves,
+                "proves_mixed": len(proves) > 1,
                 "severity": next((s for s, r in _SEVERITY_RANK.items() if r == rank), "info"),
                 "findings": int(n),
                 "by_severity": {str(s): int(c) for s, c in by_sev.iter_rows()},
@@ -402,8 +447,9 @@ def _summary_findings(findings: pl.DataFrame) -> tuple[list[dict[str, Any]], boo
     smallest findings are the ones left out.
     """
     cols = ["check_id", "severity", "entity_type", "entity_id", "expected", "actual", "difference"]
+    proves = pl.col("proves") if "proves" in findings.columns else pl.lit(None, dtype=pl.String)
     frame = (
-        findings.select(cols)
+        findings.select(*cols, proves.alias("proves"), exact_difference(findings))
         .with_columns(
             pl.col("severity").replace_strict(_SEVERITY_RANK, default=3).alias("_rank"),
             pl.col("difference").cast(pl.Float64).abs().fill_nan(None).alias("_size"),
@@ -418,7 +464,16 @@ def _summary_findings(findings: pl.DataFrame) -> tuple[list[dict[str, Any]], boo
     truncated = frame.height > MAX_SUMMARY_FINDINGS
     if truncated:
         frame = frame.head(MAX_SUMMARY_FINDINGS)
-    rows = [{k: _plain(v) for k, v in r.items()} for r in frame.iter_rows(named=True)]
+    # the difference exact: a whole number as a JSON integer of every digit (2^63 - 1 sats
+    # is 9223372036854775807, not 9.223372036854776e+18); a fraction as a float
+    rows = [
+        {
+            **{k: _plain(r[k]) for k in cols},
+            "difference": _difference(r),
+            "proves": r["proves"],
+        }
+        for r in frame.iter_rows(named=True)
+    ]
     return rows, truncated
 
 
@@ -430,7 +485,7 @@ def build_summary(
     charts: list[str],
     tool_version: str,
 ) -> dict[str, Any]:
-    """Return the `summary.json` document (schema `asg_audit.summary`, version 1)."""
+    """Return the `summary.json` document (schema `asg_audit.summary`, version 2)."""
     check_audit(audit, "build_summary")
     values = headline_values(audit)
     groups = findings_by_check(audit.findings, worst=0)
@@ -446,7 +501,14 @@ def build_summary(
         "headline": {k: _plain(v) for k, v in values.items()},
         "findings_by_severity": {sev: values[f"findings_{sev}"] for sev in _SEVERITIES},
         "checks": [
-            {k: g[k] for k in ("check_id", "severity", "findings", "by_severity", "description")}
+            {
+                **{
+                    k: g[k]
+                    for k in ("check_id", "severity", "findings", "by_severity", "description")
+                },
+                # what its findings prove, with how many each: {"aggregate only": 2}
+                "proves": dict(g["proves"]),
+            }
             for g in groups
         ],
         "findings": findings,

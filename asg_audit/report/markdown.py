@@ -104,6 +104,17 @@ def _compare(cmp: dict[str, Any], ctx: dict[str, Any]) -> list[str]:
     return out
 
 
+def _proves(group: dict[str, Any]) -> str:
+    """Return the line saying what a check's findings prove (`Proves: **aggregate only**`;
+    with counts when its findings prove different things)."""
+    parts = [
+        f"**{md_escape(what)}**"
+        + (f" ({n:,} finding{'s' if n != 1 else ''})" if len(group["proves"]) > 1 else "")
+        for what, n in group["proves"]
+    ]
+    return "Proves: " + " · ".join(parts)
+
+
 def render_markdown(ctx: dict[str, Any]) -> str:
     """Return the Markdown report from the context `render.build_context` builds."""
     charts, tables = ctx["charts"], ctx["tables"]
@@ -165,20 +176,23 @@ def render_markdown(ctx: dict[str, Any]) -> str:
         )
         if g["description"]:
             out.append(md_escape(g["description"]) + "\n\n")
+        if g["proves"]:
+            out.append(_proves(g) + "\n\n")
+        mixed = g["proves_mixed"]
         rows = [
             [
                 e["severity"],
                 f"{e['entity_type']}: {e['entity_id']}",
                 e["expected"],
                 e["actual"],
-                format_value(e["difference"]),
+                format_value(e["difference"], "num"),
+                *([format_value(e["proves"])] if mixed else []),
                 e["message"],
             ]
             for e in g["worst"]
         ]
-        out.append(
-            md_table(["Severity", "Entity", "Expected", "Actual", "Difference", "Message"], rows)
-        )
+        headers = ["Severity", "Entity", "Expected", "Actual", "Difference"]
+        out.append(md_table([*headers, *(["Proves"] if mixed else []), "Message"], rows))
         links = [e for e in g["worst"] if e["url"]]
         if links:
             out.append("\n" + "".join(f"- [{e['entity_id']}]({e['url']})\n" for e in links))

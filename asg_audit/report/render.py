@@ -83,7 +83,23 @@ METHODOLOGY: Final = (
     "unknown and never compared. Sats spent is the sum of known costs of settled tasks.",
     "Charts are drawn from aggregates (bins, steps, per-day rows), never from one point per "
     "task. Findings list the worst entities per check (largest |difference| first); every "
-    "finding is in summary.json.",
+    "finding is in summary.json. A difference that is a whole number (sats, counts) is the "
+    "exact figure, every digit kept; a fractional one (seconds, shares) is rounded for display.",
+    "What a finding proves is stated under its check (Proves): exact (about one task's own "
+    "transaction or one month's own figures), aggregate only (a total is checked, not which "
+    "part of it is wrong: a txid shared by several tasks, a month's bill against the sum of "
+    "its tasks' costs). A settled task whose cost cannot be checked on chain is not a finding "
+    "but is counted as not checkable (reason) in the chain coverage table. Checks without a "
+    "Proves line test the Gateway's own answers against its documented rules and say nothing "
+    "about what was paid on chain.",
+    "Limits of the chain checks: which outputs of a transaction pay the workers is not "
+    "published per task. Change back to the payer, OP_RETURN data outputs and batched "
+    "settlements (one txid for several tasks) mean a cost is compared with the transaction's "
+    "non-data outputs, an upper bound: an overstated cost hidden under change is caught only "
+    "when the payer's change scripts are configured. A txid the index does not know proves "
+    "only that this index (and network) does not know it, not that no payment happened; an "
+    "unconfirmed one is pending, not missing; a block time is the miner's clock, not when the "
+    "payment was made.",
 )
 
 
