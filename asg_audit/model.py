@@ -230,6 +230,9 @@ FINDINGS_SCHEMA: Final[dict[str, pl.DataType]] = {
     "difference": pl.Float64(),
     "proves": pl.String(),  # exact | aggregate only | not checkable (reason); null elsewhere
     "message": pl.String(),
+    # the difference as an exact integer when it is whole (sats beyond 2**53 keep every digit);
+    # null for a fractional one
+    "difference_exact": pl.Decimal(38, 0),
 }
 
 
