@@ -872,7 +872,7 @@ def _collect(
     if summary.status == "auth_refused":
         raise ApiError("the Gateway refused the API key (401/403)")
     # A Gateway that is down or never answered usefully fails the run inside the collector
-    # (`pollrun._Outage`, `CollectorRun._judge_end`): it raises an ApiError here, as the
+    # (`polloutage.Outage`, `polloutage.end_failure`): it raises an ApiError here, as the
     # `collect` command exits 3 for it: one rule for both.
     return (
         f"ok: {summary.settled:,} settled, {summary.pending:,} still pending, "
@@ -946,13 +946,17 @@ def _probe(url: str, what: str, *, attempts: int = 3) -> None:
 
 
 def _verify_chain(config: AuditConfig, settings: dict[str, Any], progress: bool) -> str:
-    from asg_audit.chain import verify_chain
+    from asg_audit.chain import DEFAULT_CONFIRMATIONS, verify_chain
     from asg_audit.chain_verify import pending_txid_count
 
     if not settings.get("verify_chain", True):
         return DISABLED
     # Nothing to fetch (no txid to verify, no parent fees asked for): the index is not needed.
-    if config.chain.get("fetch_parents", False) or pending_txid_count(config.db_path) > 0:
+    # At the depth configured now, as verify_chain counts: a txid stored `confirmed` below it
+    # is fetched again, so it needs the index as much as one never fetched.
+    depth = int(config.chain.get("confirmations", DEFAULT_CONFIRMATIONS))
+    fetch_parents = config.chain.get("fetch_parents", False)
+    if fetch_parents or pending_txid_count(config.db_path, confirmations=depth) > 0:
         _probe(config.chain_url.rstrip("/") + "/chain/info", "chain index")
     summary = verify_chain(config.db_path, config, progress=progress)
     counts = (
