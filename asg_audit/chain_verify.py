@@ -326,7 +326,17 @@ def verify_chain(
                     _count_refused_later(summary, refused, checked_now)
                 cover = fee_coverage(store.con, fetch_parents=fetch_parents)
                 summary.fees = dict(cover.iter_rows())
-                status = "ok"
+                # An index answer that failed its checks is no evidence either way: the run did
+                # not finish its work (the command exits 3), so `runs` reads `incomplete`, as
+                # an `audit` whose verify-chain step refused answers.
+                status = "incomplete" if summary.refused else "ok"
+                if summary.refused:
+                    first = summary.refusals[0] if summary.refusals else ""
+                    error = printable(
+                        f"refused {summary.refused:,} chain index answer(s) that failed their"
+                        " checks (asked again next run)" + (f"; first: {first}" if first else ""),
+                        one_line=True,
+                    )
             except BaseException as exc:
                 # Ctrl-C or SIGTERM (stopsignals): the chunks written so far are kept, and so
                 # are the answers of this chunk that had come in.
