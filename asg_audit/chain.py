@@ -218,7 +218,9 @@ class ChainClient:
         sleep: Callable[[float], None] | None = None,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
-        check_http_url(base_url, "chain_url", _CHAIN_URL_HINT)
+        # a base, as config checks chain_url: a user:pass@ would go as Basic auth in place of
+        # the WoC key's headers, and the paths would be appended inside a query or fragment
+        check_http_url(base_url, "chain_url", _CHAIN_URL_HINT, base=True)
         headers = {"Accept": "application/json", "User-Agent": "asg-audit"}
         self._secrets: tuple[Secret, ...] = ()
         if api_key:

@@ -30,7 +30,14 @@ from asg_audit.clock import Clock, SystemClock
 from asg_audit.errors import InputError
 from asg_audit.model import is_safe_task_id
 from asg_audit.ratelimit import parse_retry_after
-from asg_audit.redaction import Secret, clean_secret, display_url, mask_secrets_bytes, redact
+from asg_audit.redaction import (
+    Secret,
+    check_http_url,
+    clean_secret,
+    display_url,
+    mask_secrets_bytes,
+    redact,
+)
 
 __all__ = [
     "DEFAULT_TIMEOUT_S",
@@ -249,6 +256,15 @@ class GatewayClient:
         clock: Clock | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
+        # as config checks base_url: an absolute http(s) URL that request paths can be appended
+        # to (a user:pass@ would go as Basic auth in place of the Bearer key, and the Gateway
+        # would blame the key; a query or fragment would hold every path); never shown
+        check_http_url(
+            base_url,
+            "base_url",
+            "set by ASG_BASE_URL or base_url in the config file, or GatewayClient's base_url",
+            base=True,
+        )
         raw = api_key.reveal() if isinstance(api_key, Secret) else api_key or ""
         # the same rule as the config's: no header can carry a CR or a non-ASCII key
         key = Secret(clean_secret(raw, "GatewayClient api_key"))
