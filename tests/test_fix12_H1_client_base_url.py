@@ -17,7 +17,7 @@ from asg_audit.chain import ChainClient
 from asg_audit.errors import ConfigError
 from asg_audit.gateway import GatewayClient
 
-PASSWORD = "hunter2pw"  # noqa: S105 - a test value
+PASSWORD = "hunter2pw"  # a test value
 BAD = {
     "credentials": f"http://auditor:{PASSWORD}@127.0.0.1:9",
     "user only": "http://auditor@127.0.0.1:9",
