@@ -347,6 +347,12 @@ class CollectorRun:
         if failure is not None:
             self._fail(failure)
 
+    def _count_other(self, http_status: int) -> None:
+        """Count an answer in `http_other` and its status in `http_other_statuses`."""
+        self.stats["http_other"] += 1
+        codes = self.stats["http_other_statuses"]
+        codes[str(http_status)] = codes.get(str(http_status), 0) + 1
+
     def _left(self) -> int:
         """Return how many tasks are left pending (parked ones too)."""
         return sum(1 for t in self.tasks.values() if t.state in ("pending", "parked"))
@@ -660,13 +666,16 @@ class CollectorRun:
             at = max(resume + self.rng.uniform(0, 1.0), sent_at + 5.0)
             return self._schedule(t, now, at=at, answered=False)
         if isinstance(outcome, gw.AuthRefused):
-            st["http_other"] += 1
+            self._count_other(outcome.http_status)
             t.attempts -= 1  # the run stops; this task was not really polled
-            self.auth_error = AuthError(
-                f"the Gateway refused the API key ({outcome.http_status}: {outcome.message}); "
-                "check ASG_API_KEY",
-                status_code=outcome.http_status,
-            )
+            if self.auth_error is None:
+                self.auth_error = AuthError(
+                    f"the Gateway refused the API key ({outcome.http_status}: "
+                    f"{outcome.message}); check ASG_API_KEY",
+                    status_code=outcome.http_status,
+                )
+                # recorded as every run's error (`runs` shows it): the line stderr shows
+                self.summary.failure = self._error_text(self.auth_error)
             self.stop("auth refused")
             return None
         # everything else is retried with capped exponential backoff
@@ -683,9 +692,7 @@ class CollectorRun:
             detail = f"answered {outcome.http_status} with an unusable body ({outcome.reason})"
             self._unusable(outcome.http_status, detail, now)
         elif isinstance(outcome, gw.UnexpectedStatus):
-            st["http_other"] += 1
-            codes = st["http_other_statuses"]
-            codes[str(outcome.http_status)] = codes.get(str(outcome.http_status), 0) + 1
+            self._count_other(outcome.http_status)
             detail = f"answered {outcome.http_status}"
             if outcome.location is not None:
                 detail += f" (Location: {outcome.location})"
