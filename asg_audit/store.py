@@ -809,6 +809,28 @@ def _is_database_file(con: duckdb.DuckDBPyConnection) -> bool:
     return row is not None and row[0] is not None
 
 
+def _not_a_folder_above(path: Path) -> str | None:
+    """Name the first folder on the way to `path` that is a file (or another thing, not a
+    folder), as "afile is a file, not a folder"; None when each one there is a folder (or is
+    missing, which its caller reports as a missing folder).
+
+    Checked before anything beside the store (its write-ahead log) is looked at: those checks
+    would fail with "Not a directory", naming the log rather than the file in the way.
+    """
+    for ancestor in reversed(path.parents):
+        try:
+            mode = ancestor.stat().st_mode
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError):
+            continue  # not looked at here: DuckDB's open says what is wrong
+        if stat.S_ISDIR(mode):
+            continue
+        what = "a file" if stat.S_ISREG(mode) else (special_file_kind(ancestor) or "a file")
+        return f"{ancestor} is {what}, not a folder"
+    return None
+
+
 def _refuse_planted_files(path: Path) -> None:
     """Refuse to write beside a store whose write-ahead log or spill folder is not DuckDB's own.
 
@@ -826,6 +848,9 @@ def _refuse_planted_files(path: Path) -> None:
         except FileNotFoundError:
             continue
         except OSError as exc:
+            if (problem_above := _not_a_folder_above(Path(real))) is not None:
+                # `--db` is a link to a path under a file: name that file, not the log
+                raise StoreError(f"{path}: cannot be the store: {problem_above}") from None
             raise StoreError(f"{name}: cannot check the store's {kind}: {exc.strerror}") from None
         problem: str | None
         if stat.S_ISLNK(info.st_mode):
@@ -1070,6 +1095,11 @@ def open_store(
         raise StoreFileError(f"{path}: {kind}, not a database file")
     if path.is_dir():
         raise StoreFileError(f"{path}: a folder, not a database file")
+    if (problem_above := _not_a_folder_above(path)) is not None:
+        # a store under a file: for a writer, as a missing folder (exit 3); for a reader, as a
+        # missing store (exit 2)
+        refusal = StoreFileError if read_only else StoreError
+        raise refusal(f"{path}: cannot be the store: {problem_above}")
     empty = path.is_file() and path.stat().st_size == 0
     if read_only:
         if not path.exists() or empty:
