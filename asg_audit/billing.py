@@ -41,12 +41,13 @@ from asg_audit.redaction import (
     redact,
 )
 
-__all__ = ["BillingSummary", "fetch_billing", "months_with_data", "parse_usage"]
+__all__ = ["MONTH_RE", "BillingSummary", "fetch_billing", "months_with_data", "parse_usage"]
 
 DEFAULT_TIMEOUT_S: Final = 30.0
 DEFAULT_MAX_RETRIES: Final = 5
 _MAX_RETRY_AFTER_S: Final = 60.0  # a longer Retry-After is waited this long, then asked again
-_MONTH_RE: Final = re.compile(r"\d{4}-(0[1-9]|1[0-2])\Z")
+# a month as the API and `billing --month` write it: YYYY-MM, 01 to 12
+MONTH_RE: Final = re.compile(r"\d{4}-(0[1-9]|1[0-2])\Z")
 _DATE_RE: Final = re.compile(r"\d{4}-\d{2}-\d{2}\Z")
 
 
@@ -159,7 +160,7 @@ def _month_of(body: dict[str, Any], month: str | None) -> str | None:
     if month is not None:
         return month
     said = body.get("month")
-    return said if isinstance(said, str) and _MONTH_RE.match(said) else None
+    return said if isinstance(said, str) and MONTH_RE.match(said) else None
 
 
 def _day(value: Any, month: str | None) -> tuple[date | None, str | None]:
@@ -466,7 +467,7 @@ def _check_arguments(
             f" got {type(months).__name__}"
         )
     for m in months:
-        if not _MONTH_RE.match(m):
+        if not MONTH_RE.match(m):
             raise ConfigError(f"fetch_billing months: month must be YYYY-MM, got {m!r}")
     return Path(db), list(months) or None
 
@@ -509,11 +510,7 @@ def fetch_billing(
                 invoices = [i for i in inv_body.get("invoices") or [] if isinstance(i, dict)]
                 wanted = months or sorted(
                     set(months_with_data(store.con))
-                    | {
-                        str(i.get("month"))
-                        for i in invoices
-                        if _MONTH_RE.match(str(i.get("month")))
-                    }
+                    | {str(i.get("month")) for i in invoices if MONTH_RE.match(str(i.get("month")))}
                 )
                 usage = []
                 for month in wanted:

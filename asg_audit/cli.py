@@ -226,12 +226,12 @@ def _cmd_verify_chain(args: argparse.Namespace, config: AuditConfig) -> int:
 
 
 def _cmd_billing(args: argparse.Namespace, config: AuditConfig) -> int:
-    from asg_audit.billing import _MONTH_RE, fetch_billing
+    from asg_audit.billing import MONTH_RE, fetch_billing
     from asg_audit.chain import print_findings, reconciliation_findings, report_exit_code
 
     for month in args.month or ():
         # the rule fetch_billing applies, named by the flag (not by the function)
-        if not _MONTH_RE.match(month):
+        if not MONTH_RE.match(month):
             raise ConfigError(f"--month must be YYYY-MM (month 01 to 12), got {month!r}")
     summary = _recorded("billing", fetch_billing, config.db_path, config, months=args.month or None)
     for line in summary.lines():

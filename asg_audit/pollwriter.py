@@ -128,7 +128,7 @@ class CollectSummary:
     expired: int = 0
     pending: int = 0
     skipped_unsafe_ids: int = 0  # tracked ids (or --task-ids lines) not safe in a URL
-    failure: str | None = None  # why a `failed` run stopped
+    failure: str | None = None  # why a `failed` or `auth_refused` run stopped
     stats: dict[str, Any] = field(default_factory=dict)
 
     def lines(self) -> list[str]:
