@@ -362,6 +362,11 @@ def _chain_billing_frames(
         out["chain_coverage"] = chain_coverage(
             tasks, chain_df.lazy(), outside=outside.lazy() if outside is not None else None
         )
+        fees = extra.get("fee_coverage")
+        if fees is not None:
+            # which fees chain.fee_rate could check (`proves`: exact, or not checkable and
+            # why) and how many txids each (`_fee_coverage_table`)
+            out["fee_coverage"] = fees.lazy().collect()
     usage = extra.get("billing_usage")
     usage_df = usage.lazy().collect() if usage is not None else None
     if usage_df is not None and usage_df.height:
@@ -761,6 +766,7 @@ def _analyze_store(
     cursors: list[Any] = []
     try:
         tables = _read_tables(store, cursors, since=since, until=until)
+        _fee_coverage_table(store, tables, config)
         _billing_window_tables(store, tables, since, until)
         _outside_tasks(store, tables, since, until)
         if owned:
@@ -779,6 +785,20 @@ def _analyze_store(
     finally:
         for cursor in cursors:
             cursor.close()
+
+
+def _fee_coverage_table(store: Store, tables: dict[str, pl.LazyFrame], config: AuditConfig) -> None:
+    """Add `fee_coverage` to `tables` when the store holds chain transactions: how many of
+    their fees `chain.fee_rate` could check, and why the others could not
+    (`chain_verify.fee_coverage`, as `verify-chain` counts them; store-wide, as
+    `chain_status`). It reads `chain_parents`, which the frames do not carry: computed here,
+    while the store is open."""
+    if "chain_txs" not in tables or "chain_parents" not in set(store.tables()):
+        return
+    from asg_audit.chain_verify import fee_coverage
+
+    fetch_parents = bool(config.chain.get("fetch_parents", False))
+    tables["fee_coverage"] = fee_coverage(store.con, fetch_parents=fetch_parents).lazy()
 
 
 def _release_cache(store: Store) -> None:
