@@ -45,7 +45,7 @@ from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import httpx
 
@@ -676,16 +676,40 @@ def chain_client_from_config(config: AuditConfig, **kwargs: Any) -> ChainClient:
     )
 
 
-# The verification pipeline lives in `chain_verify` (split by concept); its names are part of
-# this module's API.
 # Register the chain checks with the check registry (the registry imports this module).
 from asg_audit import reconcile as _reconcile  # noqa: E402,F401
-from asg_audit.chain_verify import (  # noqa: E402
-    VerifySummary,
-    fee_coverage,
-    fetch_parent_fees,
-    print_findings,
-    reconciliation_findings,
-    report_exit_code,
-    verify_chain,
+
+# The verification pipeline lives in `chain_verify` (split by concept); its names are part of
+# this module's API, looked up when first used (PEP 562): `chain_verify` imports this module,
+# so importing it here would fail whenever `chain_verify` is the first of the two imported.
+_VERIFY_NAMES = frozenset(
+    {
+        "VerifySummary",
+        "fee_coverage",
+        "fetch_parent_fees",
+        "print_findings",
+        "reconciliation_findings",
+        "report_exit_code",
+        "verify_chain",
+    }
 )
+
+
+def __getattr__(name: str) -> Any:
+    if name in _VERIFY_NAMES:
+        from asg_audit import chain_verify
+
+        return getattr(chain_verify, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+if TYPE_CHECKING:
+    from asg_audit.chain_verify import (
+        VerifySummary,
+        fee_coverage,
+        fetch_parent_fees,
+        print_findings,
+        reconciliation_findings,
+        report_exit_code,
+        verify_chain,
+    )
