@@ -53,7 +53,8 @@ def test_audit_db_under_a_file_is_one_error_exit_3(tmp_path: Path) -> None:
     job = offline_job(tmp_path, 2)
     db = job["drop"] / "export.ndjson" / "x.duckdb"
     done = _run("audit", "--config", str(job["config"]), "--db", str(db), "--json")
-    _check_one_error(done, db, "cannot open the database")
+    _check_one_error(done, db, "cannot be the store: ")
+    assert f"{job['drop'] / 'export.ndjson'} is a file, not a folder" in done.stderr
     ingest = _run("ingest", "--quiet", "--db", str(db), str(job["drop"]))
     assert ingest.returncode == done.returncode
 
