@@ -37,6 +37,7 @@ __all__ = [
     "config_rows",
     "created_after_as_of",
     "exact_difference",
+    "fee_coverage",
     "findings_by_check",
     "format_change",
     "format_number",
@@ -50,7 +51,8 @@ __all__ = [
 
 SUMMARY_SCHEMA: Final = "asg_audit.summary"
 # 2: findings[].difference is an exact integer when the difference is a whole number (it was a
-# float, rounded past 2^53); findings[].proves and checks[].proves added.
+# float, rounded past 2^53); findings[].proves and checks[].proves added. Later, still 2 (an
+# added key is compatible): fee_coverage (null when the store holds no chain transactions).
 SUMMARY_SCHEMA_VERSION: Final = 2
 DEFAULT_WORST_ENTITIES: Final = 10
 # summary.json lists findings so that `--compare` can tell new from resolved ones; past this
@@ -439,6 +441,41 @@ def config_rows(config: AuditConfig) -> list[tuple[str, str]]:
     return rows
 
 
+FEE_CHECK_ID: Final = "chain.fee_rate"
+_FEE_EXACT: Final = "exact"  # chain_verify.FEE_EXACT: the fees the check could compute
+
+
+def fee_coverage(audit: Audit) -> dict[str, Any] | None:
+    """Return how many stored chain transactions' fees `chain.fee_rate` could check, or None
+    when the analysis has no `fee_coverage` frame (the store holds no chain transactions).
+
+    `{"check_id", "checked", "txids", "proves": {"exact": n, "not checkable (reason)": n},
+    "line"}`; `line` says it as `verify-chain` prints it (`fees checked (chain.fee_rate): X of Y
+    txids; n not checkable (reason)`). No fee finding where none could be checked proves nothing
+    about the fees: this says how many were.
+    """
+    frame = audit.frames.get("fee_coverage")
+    if frame is None or not {"proves", "txids"} <= set(frame.columns):
+        return None
+    proves: dict[str, int] = {}
+    for what, n in frame.select("proves", "txids").iter_rows():
+        if what is not None:
+            proves[str(what)] = proves.get(str(what), 0) + int(n or 0)
+    checked = proves.get(_FEE_EXACT, 0)
+    total = sum(proves.values())
+    others = [f"{n:,} {what}" for what, n in proves.items() if what != _FEE_EXACT]
+    line = f"fees checked ({FEE_CHECK_ID}): {checked:,} of {total:,} txids" + "".join(
+        f"; {part}" for part in others
+    )
+    return {
+        "check_id": FEE_CHECK_ID,
+        "checked": checked,
+        "txids": total,
+        "proves": proves,
+        "line": line,
+    }
+
+
 def _summary_findings(findings: pl.DataFrame) -> tuple[list[dict[str, Any]], bool]:
     """Return the findings of summary.json, worst first, and whether some were left out.
 
@@ -514,4 +551,11 @@ def build_summary(
         "findings": findings,
         "findings_truncated": truncated,
         "charts": charts,
+        # how many chain transactions' fees chain.fee_rate could check (None: no chain data)
+        "fee_coverage": _summary_fees(audit),
     }
+
+
+def _summary_fees(audit: Audit) -> dict[str, Any] | None:
+    fees = fee_coverage(audit)
+    return None if fees is None else {k: v for k, v in fees.items() if k != "line"}

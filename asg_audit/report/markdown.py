@@ -156,7 +156,11 @@ def render_markdown(ctx: dict[str, Any]) -> str:
     ]
     if ctx["chain_tables"] or charts["chain"]:
         out += ["\n## Chain verification\n", _figure(charts["chain"])]
-        out += [_table(t, name) for name, t in ctx["chain_tables"]]
+        for name, t in ctx["chain_tables"]:
+            if name == "fee_coverage" and ctx["fee_line"]:
+                # how many fees chain.fee_rate could check: no fee finding is not "fees fine"
+                out.append(f"\n{md_escape(ctx['fee_line'])}\n")
+            out.append(_table(t, name))
     if ctx["billing_tables"]:
         out += ["\n## Billing\n"] + [_table(t, name) for name, t in ctx["billing_tables"]]
     out += [

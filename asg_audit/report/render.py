@@ -92,6 +92,10 @@ METHODOLOGY: Final = (
     "but is counted as not checkable (reason) in the chain coverage table. Checks without a "
     "Proves line test the Gateway's own answers against its documented rules and say nothing "
     "about what was paid on chain.",
+    "How many stored transactions' fees chain.fee_rate could check is in the fee coverage "
+    "table (exact, or not checkable (reason): no transaction bytes, fetch_parents off, a parent "
+    "transaction unknown to the index). A fee not checkable is not a finding: no chain.fee_rate "
+    "finding says nothing about the fees that were not checked.",
     "Limits of the chain checks: which outputs of a transaction pay the workers is not "
     "published per task. Change back to the payer, OP_RETURN data outputs and batched "
     "settlements (one txid for several tasks) mean a cost is compared with the transaction's "
@@ -360,6 +364,25 @@ def _optional_tables(f: dict[str, pl.DataFrame], prefix: str) -> list[tuple[str,
     ]
 
 
+FEE_TABLE: Final = "fee_coverage"
+
+
+def _chain_tables(
+    f: dict[str, pl.DataFrame], fees: dict[str, Any] | None
+) -> list[tuple[str, Table]]:
+    """Return the chain section's tables: the `chain*` frames and, right after
+    `chain_coverage`, `fee_coverage` (how many fees `chain.fee_rate` could check), whose name
+    `_optional_tables` would not pick."""
+    tables = _optional_tables(f, "chain")
+    frame = f.get(FEE_TABLE)
+    if fees is None or frame is None or frame.height == 0:
+        return tables
+    fee_table = frame_table(frame, [("proves", "proves", "text"), ("txids", "txids", "count")])
+    names = [name for name, _ in tables]
+    at = names.index("chain_coverage") + 1 if "chain_coverage" in names else len(tables)
+    return [*tables[:at], (FEE_TABLE, fee_table), *tables[at:]]
+
+
 def _data_uri(chart: Chart) -> str:
     return "data:image/png;base64," + base64.b64encode(chart.png).decode("ascii")
 
@@ -386,7 +409,8 @@ def build_context(
 ) -> dict[str, Any]:
     """Return everything the HTML and Markdown templates show."""
     f = audit.frames
-    chain_tables = _optional_tables(f, "chain")
+    fees = content.fee_coverage(audit)
+    chain_tables = _chain_tables(f, fees)
     billing_tables = _optional_tables(f, "billing")
     toc = (
         [("headline", "Headline")]
@@ -424,6 +448,8 @@ def build_context(
         "tables": _tables(f),
         "backlog_note": content.backlog_note(audit),
         "chain_tables": chain_tables,
+        # shown with its table in the chain section: `fees checked (chain.fee_rate): X of Y`
+        "fee_line": fees["line"] if fees else None,
         "billing_tables": billing_tables,
         "groups": content.findings_by_check(audit.findings),
         "methodology": METHODOLOGY,
