@@ -441,11 +441,22 @@ def _count_refused_later(
         summary.refusals.append(note)
 
 
-def _progress_bar(total: int) -> tuple[Any, Any]:
+def _progress_bar(total: int) -> tuple[Any, Any] | None:
+    """A started bar and its task, drawn on standard error when it is a terminal; else None:
+    standard output holds only the summary."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
+    from asg_audit.progress import progress_console
+
+    if (console := progress_console()) is None:
+        return None
     bar = Progress(
-        "verifying txids", BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), transient=True
+        "verifying txids",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        transient=True,
     )
     task = bar.add_task("verify", total=total)
     bar.start()

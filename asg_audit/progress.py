@@ -1,4 +1,6 @@
-"""Progress of a collector run: a live line on a terminal, periodic log lines otherwise."""
+"""Progress of a collector run: a live line on a terminal, periodic log lines otherwise; and
+the console a progress bar is drawn on (a terminal's, or none).
+"""
 
 from __future__ import annotations
 
@@ -7,9 +9,12 @@ import sys
 import time
 from collections import deque
 from dataclasses import dataclass
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
-__all__ = ["ProgressReporter", "ProgressSnapshot", "format_eta"]
+if TYPE_CHECKING:
+    from rich.console import Console
+
+__all__ = ["ProgressReporter", "ProgressSnapshot", "format_eta", "is_terminal", "progress_console"]
 
 log = logging.getLogger("asg_audit.collector")
 
@@ -38,6 +43,30 @@ def format_eta(seconds: float | None) -> str:
     return f"{s}s"
 
 
+def is_terminal(stream: TextIO | None) -> bool:
+    """Whether a live display may be drawn on `stream`: a terminal (a closed, missing or
+    detached stream is not one)."""
+    try:
+        return stream is not None and bool(stream.isatty())
+    except (AttributeError, OSError, ValueError):
+        return False
+
+
+def progress_console() -> Console | None:
+    """The console a progress bar is drawn on: standard error when it is a terminal, else None
+    (no bar).
+
+    Never standard output, which holds a command's summary: rich draws on standard output by
+    default and, when it is not a terminal, still writes there as a bar stops (an empty line
+    before the summary, in a file or a pipe).
+    """
+    if not is_terminal(sys.stderr):
+        return None
+    from rich.console import Console
+
+    return Console(stderr=True)
+
+
 class ProgressReporter:
     """Turns snapshots into a rich live line (terminal) or a log line every `log_every_s`."""
 
@@ -45,7 +74,7 @@ class ProgressReporter:
         self, *, stream: TextIO | None = None, live: bool | None = None, log_every_s: float = 10.0
     ) -> None:
         self.stream = stream or sys.stderr
-        self.live = self.stream.isatty() if live is None else live
+        self.live = is_terminal(self.stream) if live is None else live
         self.log_every_s = log_every_s
         self._history: deque[tuple[float, int]] = deque(maxlen=60)
         self._throttles: deque[int] = deque(maxlen=60)  # 429s so far, at each snapshot
