@@ -91,11 +91,11 @@ def expand_paths(
     - only regular files are taken: opening a named pipe (FIFO), a socket or a device would
       block or never end, so each is passed to `on_special` with what it is (without it,
       InputError). Named on their own, they are returned (read as streams);
-    - a symbolic link (or a path through a linked folder) is followed only to a file inside the
-      folder scanned, or the folder a glob starts from (its part before the first wildcard):
-      one leading elsewhere (`drop/passwd.ndjson -> /etc/passwd`) is passed to `on_outside`
-      with why, naming where it leads (without it, InputError). Named on their own, links are
-      followed.
+    - a symbolic link to a file or a folder (or a path through a linked folder) is followed
+      only inside the folder scanned, or the folder a glob starts from (its part before the
+      first wildcard), each real folder once: one leading elsewhere (`drop/passwd.ndjson ->
+      /etc/passwd`, `drop/archive -> ../archive`) is passed to `on_outside` with why, naming
+      where it leads (without it, InputError). Named on their own, links are followed.
     """
     found: list[Path] = []
 
@@ -173,11 +173,11 @@ class _Root:
         self.what = what
         self.real = os.path.realpath(folder)
 
-    def escape(self, path: Path, *, always: bool = False) -> str | None:
-        """Why `path` leads outside the root (None when it does not).
+    def escape(self, path: Path, *, always: bool = False, kind: str = "file") -> str | None:
+        """Why `path` (a `kind`: file or folder) leads outside the root (None when it does not).
 
         Only a symbolic link is looked at unless `always` (a glob's matches may pass through a
-        linked folder; a folder scan does not descend into one)."""
+        linked folder; a folder scan reaches a linked folder only through its link)."""
         if not always and not os.path.islink(path):
             return None
         target = os.path.realpath(path)
@@ -186,8 +186,8 @@ class _Root:
         how = "a symbolic link" if os.path.islink(path) else "reached through a symbolic link"
         return (
             f"{how} to {path_text(target)}, outside the {self.what} {path_text(self.folder)}:"
-            " not read (a link found in a folder or by a glob is followed only to a file inside"
-            " it; name the file itself to read it)"
+            " not read (a link found in a folder or by a glob is followed only inside it; name"
+            f" the {kind} itself to read it)"
         )
 
 
@@ -198,19 +198,46 @@ def _folder_files(
     special: Callable[[Path, str], None],
     outside: Callable[[Path, str], None],
 ) -> list[Path]:
+    """The files in `folder` and its subfolders. A linked subfolder is followed when it leads
+    inside `root` (each real folder once: a link back up ends no loop) and refused by name when
+    it leads elsewhere, as a linked file is."""
     files: list[Path] = []
-    for where, dirs, names in os.walk(folder, onerror=unlisted):
-        dirs.sort()
-        for name in names:
-            if not name.lower().endswith(_SUFFIXES):
+    seen: set[tuple[int, int]] = set()
+    pending = [folder]
+    while pending:
+        where = pending.pop()
+        try:
+            info = os.stat(where)
+            with os.scandir(where) as listing:
+                entries = sorted(listing, key=lambda e: e.name)
+        except OSError as exc:
+            unlisted(exc)
+            continue
+        if (info.st_dev, info.st_ino) in seen:
+            continue  # already read, by another name (a link to it inside the folder)
+        seen.add((info.st_dev, info.st_ino))
+        subfolders: list[Path] = []
+        for entry in entries:
+            path = Path(where, entry.name)
+            try:
+                is_folder = entry.is_dir()  # through a link too
+            except OSError:
+                is_folder = False
+            if is_folder:
+                if (why := root.escape(path, kind="folder")) is not None:
+                    outside(path, why)
+                else:
+                    subfolders.append(path)
                 continue
-            path = Path(where, name)
+            if not entry.name.lower().endswith(_SUFFIXES):
+                continue
             if (why := root.escape(path)) is not None:
                 outside(path, why)
             elif (what := special_file_kind(path)) is not None:
                 special(path, what)
             else:
                 files.append(path)
+        pending.extend(reversed(subfolders))
     return sorted(files)
 
 
