@@ -30,7 +30,7 @@ from asg_audit.errors import (
     StoreFileError,
 )
 from asg_audit.interrupts import is_interrupt
-from asg_audit.model import path_text, printable
+from asg_audit.model import MAX_SATS, path_text, printable
 from asg_audit.ratelimit import parse_retry_after
 from asg_audit.redaction import (
     Secret,
@@ -86,9 +86,6 @@ def months_with_data(con: Any) -> list[str]:
 
 
 _INT64_MAX: Final = 2**63 - 1
-# 21 million BSV: no amount of sats (a month's total, payouts or fee, a day's cost, an
-# invoice's total) can be more, as no per-task cost can (`normalize.MAX_SATS`)
-MAX_SATS: Final = 21_000_000 * 100_000_000
 # DECIMAL(18, 2): 16 digits before the point
 _USD_LIMIT: Final = 10**16
 # The figures of a usage answer (and of an invoice, and of a daily row) that are counts of

@@ -18,7 +18,9 @@ import polars as pl
 __all__ = [
     "ALIAS_DETAIL_PATTERN",
     "DOCUMENTED_STATUSES",
+    "EXACT_DIFFERENCE",
     "FINDINGS_SCHEMA",
+    "MAX_SATS",
     "MAX_TASK_ID_LENGTH",
     "NORMALISED_SCHEMA",
     "OBSERVATION_META_SCHEMA",
@@ -43,6 +45,11 @@ __all__ = [
 ]
 
 SATS_PER_BSV: Final = 100_000_000
+# The most sats any amount can be: every coin that can ever exist (21 million BSV). A larger
+# per-task cost (normalize), month's total, payouts, fee, day's cost or invoice figure (billing)
+# or transaction output (rawtx) is no payment at all (and three costs of 2**62 made sums of costs
+# wrap around int64: a negative spend).
+MAX_SATS: Final = 21_000_000 * SATS_PER_BSV
 MAX_TASK_ID_LENGTH: Final = 128
 # Letters, digits and `_ . : -`, starting with a letter or digit: no `/`, `?`, `#`, `%`,
 # whitespace or control characters, so an id can never change the path of a request.
@@ -219,6 +226,12 @@ SUBMISSIONS_SCHEMA: Final[dict[str, pl.DataType]] = {
 }
 
 
+# The findings column holding the difference as an exact integer when the check computed a
+# whole number (sats, counts), every digit kept (`difference` is a float: past 2^53 it is
+# rounded, 2^63 - 1 sats read 9,223,372,036,854,775,808); null when the difference is
+# fractional or absent. `run_checks` fills it, the store keeps it, the report shows it.
+EXACT_DIFFERENCE: Final = "difference_exact"
+
 # One audit finding (DESIGN.md "Analyses and checks"); stored per run in `findings`.
 FINDINGS_SCHEMA: Final[dict[str, pl.DataType]] = {
     "check_id": pl.String(),
@@ -231,8 +244,9 @@ FINDINGS_SCHEMA: Final[dict[str, pl.DataType]] = {
     "proves": pl.String(),  # exact | aggregate only | not checkable (reason); null elsewhere
     "message": pl.String(),
     # the difference as an exact integer when it is whole (sats beyond 2**53 keep every digit);
-    # null for a fractional one
-    "difference_exact": pl.Decimal(38, 0),
+    # null for a fractional one. DECIMAL(38, 0), not Int128: every whole difference of int64
+    # figures fits, and unlike Int128 it converts to Arrow (DuckDB, pandas, `to_arrow`).
+    EXACT_DIFFERENCE: pl.Decimal(38, 0),
 }
 
 

@@ -25,6 +25,7 @@ import polars as pl
 from asg_audit.jsonload import TooDeepError, nesting_depth_over
 from asg_audit.model import (
     DOCUMENTED_STATUSES,
+    MAX_SATS,
     MAX_TASK_ID_LENGTH,
     NORMALISED_SCHEMA,
     OBSERVATION_META_SCHEMA,
@@ -69,9 +70,6 @@ __all__ = [
 RULES_VERSION: Final = 4
 # A record larger than this is quarantined without being parsed (a hostile or broken body).
 DEFAULT_MAX_RECORD_BYTES: Final = 1_000_000
-# The most sats a cost can be: every coin that can ever exist (21 million BSV). A larger cost is
-# no payment at all (and three of 2**62 made sums of costs wrap around int64: a negative spend).
-MAX_SATS: Final = 21_000_000 * 100_000_000
 
 # The input of `normalise_batch`: one row per raw record.
 RAW_SCHEMA: Final[dict[str, pl.DataType]] = {

@@ -18,6 +18,8 @@ from decimal import Decimal, InvalidOperation
 from enum import StrEnum
 from typing import Any, Final
 
+from asg_audit.model import MAX_SATS
+
 __all__ = [
     "OutputKind",
     "ParsedTx",
@@ -30,7 +32,6 @@ __all__ = [
     "serialise_decoded_tx",
 ]
 
-MAX_SATS: Final = 21_000_000 * 100_000_000
 _COINBASE_PREV: Final = b"\x00" * 32
 
 

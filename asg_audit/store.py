@@ -32,6 +32,7 @@ from asg_audit.errors import SchemaVersionError, StoreBusyError, StoreError, Sto
 from asg_audit.filelines import special_file_kind
 from asg_audit.migrations import MIGRATIONS
 from asg_audit.model import (
+    EXACT_DIFFERENCE,
     FINDINGS_SCHEMA,
     NORMALISED_SCHEMA,
     OBSERVATION_META_SCHEMA,
@@ -67,6 +68,7 @@ __all__ = [
     "describe_runs",
     "describe_store",
     "new_run_id",
+    "not_a_folder_above",
     "open_store",
 ]
 
@@ -82,7 +84,6 @@ TABLES = (
     "findings",
 )
 _OBS_COLUMNS = ["obs_id", *OBSERVATION_META_SCHEMA, *NORMALISED_SCHEMA]
-_EXACT: Final = "difference_exact"  # findings: checks._registry.EXACT_DIFFERENCE
 _STAGED_COLUMNS = ["seq", *_OBS_COLUMNS[1:]]
 # What a record says about its task: two file records that agree on all of these are the same
 # evidence (a duplicate), whatever their bytes, shape or flags.
@@ -632,12 +633,12 @@ class Store:
         """
         self._require_writer()
         exact = (
-            pl.col(_EXACT).cast(pl.Decimal(38, 0), strict=False)
-            if _EXACT in findings.columns
+            pl.col(EXACT_DIFFERENCE).cast(pl.Decimal(38, 0), strict=False)
+            if EXACT_DIFFERENCE in findings.columns
             else pl.lit(None, dtype=pl.Decimal(38, 0))
         )
-        floats = [pl.col(n).cast(d) for n, d in FINDINGS_SCHEMA.items() if n != _EXACT]
-        frame = findings.select(*floats, exact.alias(_EXACT)).with_columns(
+        floats = [pl.col(n).cast(d) for n, d in FINDINGS_SCHEMA.items() if n != EXACT_DIFFERENCE]
+        frame = findings.select(*floats, exact.alias(EXACT_DIFFERENCE)).with_columns(
             run_id=pl.lit(run_id, pl.String)
         )
         self.con.register("_findings", frame)
@@ -655,7 +656,7 @@ class Store:
             frame = self.frame("findings")
         else:
             frame = self.frame("findings", where="run_id = ?", params=[run_id])
-        schema = {"run_id": pl.String(), **FINDINGS_SCHEMA, _EXACT: pl.Decimal(38, 0)}
+        schema = {"run_id": pl.String(), **FINDINGS_SCHEMA}
         return frame.select(pl.col(n).cast(d) for n, d in schema.items())
 
 
@@ -809,7 +810,7 @@ def _is_database_file(con: duckdb.DuckDBPyConnection) -> bool:
     return row is not None and row[0] is not None
 
 
-def _not_a_folder_above(path: Path) -> str | None:
+def not_a_folder_above(path: Path) -> str | None:
     """Name the first folder on the way to `path` that is a file (or another thing, not a
     folder), as "afile is a file, not a folder"; None when each one there is a folder (or is
     missing, which its caller reports as a missing folder).
@@ -831,6 +832,10 @@ def _not_a_folder_above(path: Path) -> str | None:
     return None
 
 
+# The old private name, still imported by `jobs`: remove once it imports `not_a_folder_above`.
+_not_a_folder_above = not_a_folder_above
+
+
 def _refuse_planted_files(path: Path) -> None:
     """Refuse to write beside a store whose write-ahead log or spill folder is not DuckDB's own.
 
@@ -848,7 +853,7 @@ def _refuse_planted_files(path: Path) -> None:
         except FileNotFoundError:
             continue
         except OSError as exc:
-            if (problem_above := _not_a_folder_above(Path(real))) is not None:
+            if (problem_above := not_a_folder_above(Path(real))) is not None:
                 # `--db` is a link to a path under a file: name that file, not the log
                 raise StoreError(f"{path}: cannot be the store: {problem_above}") from None
             raise StoreError(f"{name}: cannot check the store's {kind}: {exc.strerror}") from None
@@ -1095,7 +1100,7 @@ def open_store(
         raise StoreFileError(f"{path}: {kind}, not a database file")
     if path.is_dir():
         raise StoreFileError(f"{path}: a folder, not a database file")
-    if (problem_above := _not_a_folder_above(path)) is not None:
+    if (problem_above := not_a_folder_above(path)) is not None:
         # a store under a file: for a writer, as a missing folder (exit 3); for a reader, as a
         # missing store (exit 2)
         refusal = StoreFileError if read_only else StoreError

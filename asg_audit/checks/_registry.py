@@ -15,11 +15,9 @@ import polars as pl
 
 from asg_audit.analyses._tasks import enrich_tasks
 from asg_audit.config import AuditConfig, CheckLevels
-from asg_audit.model import FINDINGS_SCHEMA, Severity
+from asg_audit.model import EXACT_DIFFERENCE, FINDINGS_SCHEMA, Severity
 
 __all__ = [
-    "EXACT_DIFFERENCE",
-    "FINDINGS_COLUMNS",
     "PLUGIN_MODULES",
     "Check",
     "CheckContext",
@@ -37,11 +35,6 @@ __all__ = [
 PLUGIN_MODULES: Final = ("asg_audit.chain", "asg_audit.billing")
 # Columns a check function returns; `value` (optional) is compared with the warn/fail levels.
 _ROW_COLUMNS: Final = ("entity_type", "entity_id", "expected", "actual", "difference", "message")
-# The findings frame's column after the FINDINGS_SCHEMA ones: the difference as an exact integer
-# when the check computed a whole number (sats, counts), every digit kept (`difference` is a
-# float: past 2^53 it is rounded, 2^63 - 1 sats read 9,223,372,036,854,775,808); null when the
-# difference is fractional or absent.
-EXACT_DIFFERENCE: Final = "difference_exact"
 
 
 class CheckContext:
@@ -115,14 +108,6 @@ class Check:
 
 
 _REGISTRY: dict[str, Check] = {}
-
-# What `run_checks` returns: FINDINGS_SCHEMA and the exact integer difference.
-# DECIMAL(38, 0), not Int128: every whole difference of int64 figures fits, and unlike Int128
-# it converts to Arrow (DuckDB, pandas, `to_arrow`).
-FINDINGS_COLUMNS: Final[dict[str, pl.DataType]] = {
-    **FINDINGS_SCHEMA,
-    EXACT_DIFFERENCE: pl.Decimal(38, 0),
-}
 
 
 def register_check(
@@ -255,7 +240,7 @@ def _exact_difference(dtype: pl.DataType | None) -> pl.Expr:
 def run_checks(ctx: CheckContext, *, only: Iterable[str] | None = None) -> pl.DataFrame:
     """Return the findings of every enabled registered check, in id order.
 
-    Columns: FINDINGS_SCHEMA, then EXACT_DIFFERENCE (`FINDINGS_COLUMNS`).
+    Columns: FINDINGS_SCHEMA (its last, EXACT_DIFFERENCE, the difference as an exact integer).
     """
     load_check_plugins()
     wanted = set(only) if only is not None else None
@@ -279,17 +264,17 @@ def run_checks(ctx: CheckContext, *, only: Iterable[str] | None = None) -> pl.Da
                 _exact_difference(schema.get("difference")),
             )
             .filter(pl.col("severity").is_not_null())
-            .select(list(FINDINGS_COLUMNS))
-            .cast(FINDINGS_COLUMNS)  # type: ignore[arg-type]
+            .select(list(FINDINGS_SCHEMA))
+            .cast(FINDINGS_SCHEMA)  # type: ignore[arg-type]
         )
     if not plans:
-        return pl.DataFrame(schema=FINDINGS_COLUMNS)
+        return pl.DataFrame(schema=FINDINGS_SCHEMA)
     # One plan at a time: collect_all runs them concurrently, and their intermediates (group-bys
     # over every txid) would then all be in memory together. With projection pushdown each
     # plan reads only the columns its check uses: no check copies whole rows. (Messages use
     # `fmt`, never `pl.format`, which panics in polars 2.1 on frames read from DuckDB.)
     found = [plan.collect() for plan in plans]
-    return pl.concat([pl.DataFrame(schema=FINDINGS_COLUMNS), *found]).sort(
+    return pl.concat([pl.DataFrame(schema=FINDINGS_SCHEMA), *found]).sort(
         "check_id", "entity_type", "entity_id", maintain_order=True
     )
 

@@ -17,7 +17,7 @@ import polars as pl
 
 from asg_audit.analyses.costs import describe_model
 from asg_audit.config import AuditConfig
-from asg_audit.model import is_well_formed_txid
+from asg_audit.model import EXACT_DIFFERENCE, is_well_formed_txid
 from asg_audit.redaction import Secret, mask_secrets, shown_setting
 
 if TYPE_CHECKING:
@@ -60,7 +60,6 @@ DEFAULT_WORST_ENTITIES: Final = 10
 MAX_SUMMARY_FINDINGS: Final = 100_000
 TX_EXPLORER_URL: Final = "https://whatsonchain.com/tx/{txid}"
 _SEVERITIES: Final = ("fail", "warn", "info")
-_EXACT: Final = "difference_exact"  # checks._registry.EXACT_DIFFERENCE
 _SEVERITY_RANK: Final = {"fail": 0, "warn": 1, "info": 2}
 _SECRETISH: Final = re.compile(r"(key|secret|token|password|passwd|auth|credential)", re.I)
 
@@ -275,8 +274,8 @@ def exact_difference(findings: pl.DataFrame) -> pl.Expr:
     """Return the findings' exact integer difference as `_exact` (DECIMAL(38, 0)):
     `difference_exact` from `run_checks`, null for a fractional difference or a frame built
     without it."""
-    if _EXACT in findings.columns:
-        return pl.col(_EXACT).cast(pl.Decimal(38, 0), strict=False).alias("_exact")
+    if EXACT_DIFFERENCE in findings.columns:
+        return pl.col(EXACT_DIFFERENCE).cast(pl.Decimal(38, 0), strict=False).alias("_exact")
     return pl.lit(None, dtype=pl.Decimal(38, 0)).alias("_exact")
 
 
