@@ -160,9 +160,10 @@ async def collect(
     `task_ids` is one id (a str) or an iterable of ids. Settings come from `config.collector`
     ([collector] in the TOML), overridden by the keyword arguments. `run_for_s` stops after
     that many (clock) seconds, leaving pending tasks for the next run. `handle_signals` makes
-    SIGINT/SIGTERM stop the run cleanly (main thread only); `stop_event` does the same from
-    another thread. Raises `AuthError` on 401/403 after writing
-    what was collected; an interrupted run returns with `status == "interrupted"`.
+    SIGINT/SIGTERM stop the run cleanly (main thread only; the handlers found are put back
+    after the run); `stop_event` does the same from another thread. Raises `AuthError` on
+    401/403 after writing what was collected; an interrupted run returns with
+    `status == "interrupted"`.
     """
     _check_config(config, "collect")
     ids = _task_id_list(task_ids)
@@ -191,17 +192,32 @@ async def collect(
         stop_event=stop_event,
         transport=transport,
     )
-    installed: list[signal.Signals] = []
+    installed: dict[signal.Signals, Any] = {}  # the signals handled, with their previous handler
     if handle_signals:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
+            previous = signal.getsignal(sig)
             loop.add_signal_handler(sig, collector.stop, sig.name)
-            installed.append(sig)
+            installed[sig] = previous
     try:
         return await collector.run()
     finally:
-        for sig in installed:
-            asyncio.get_running_loop().remove_signal_handler(sig)
+        _remove_signal_handlers(asyncio.get_running_loop(), installed)
+
+
+def _remove_signal_handlers(
+    loop: asyncio.AbstractEventLoop, installed: dict[signal.Signals, Any]
+) -> None:
+    """Remove the run's signal handlers and put back the ones that were there before.
+
+    asyncio (and uvloop) reset a signal to its default when removing its handler: SIGINT to
+    `default_int_handler`, SIGTERM to SIG_DFL, so that a later SIGTERM killed the caller's
+    process, whatever handler it had installed (or `asyncio.run`'s own Ctrl-C was lost).
+    """
+    for sig, previous in installed.items():
+        loop.remove_signal_handler(sig)
+        if previous is not None:  # None: installed from C, which Python cannot put back
+            signal.signal(sig, previous)
 
 
 def collect_sync(config: AuditConfig, **kwargs: Any) -> CollectSummary:
@@ -458,9 +474,10 @@ def run_collect_command(
         handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
         log.addHandler(handler)
         log.setLevel(logging.INFO)
-    # asyncio resets SIGINT/SIGTERM to their defaults when the run removes its handlers (a
-    # SIGTERM then killed the process while it printed the summary): ours are put back, and
-    # once the run is recorded a stop signal is left alone (the summary and the exit code
+    # `collect` puts back the SIGINT/SIGTERM handlers it found (asyncio resets them to their
+    # defaults: a SIGTERM then killed the process while it printed the summary); kept here as
+    # well, so that ours are there whatever ends the run, and once the run is recorded a stop
+    # signal is left alone (the summary and the exit code
     # stand, as for any command whose run is recorded: `cli._recorded`)
     with kept_signal_handlers():
         summary = aio.run(
