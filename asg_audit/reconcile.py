@@ -734,9 +734,17 @@ def _vs_results_rows(ctx: CheckContext) -> pl.LazyFrame | None:
     `our_tasks` (results settled in the month), `our_cost` (their known costs, Int128),
     `our_unknown` (those of unknown cost: 0 or none reported), `open_tasks` (tasks the store
     holds unsettled, created by the month's end), `uncollected` (billed tasks beyond the
-    results: max(0, tasks_settled - our_tasks)), `exact` (the sats compare exactly: every
-    billed task is a result of known cost), `count_off` and `sats_off` (a difference the
-    unknowns cannot explain).
+    results: max(0, tasks_settled - our_tasks); null when tasks_settled is), `earlier_open`
+    (open tasks the extra billed tasks of earlier months already take), `unheld` (extra
+    billed tasks that first cannot be explained in this month), `exact` (the sats compare
+    exactly: every billed task is a result of known cost), `count_off` and `sats_off` (a
+    difference the unknowns cannot explain).
+
+    An open task explains an extra billed task in one month only: the extra billed tasks up to
+    each month (cumulative, in month order) are compared with the open tasks created by that
+    month's end. The billed tasks no assignment can explain up to a month are the largest
+    excess of any month up to it (Hall's condition: a task created by a month's end may settle
+    in it or any later month); a month where that number grows holds `unheld` more.
     """
     usage = _usage(ctx)
     if usage is None:
@@ -763,12 +771,19 @@ def _vs_results_rows(ctx: CheckContext) -> pl.LazyFrame | None:
             pl.len().cast(pl.Int64).alias("our_tasks"),
             sum_sats(pl.col("cost_sats")).alias("our_cost"),
         )
+    # open tasks per creation month ("" = unknown: created by any month's end), then the
+    # number created by each usage month's end, as a running sum over the months in order
+    created = (
+        _open_tasks(ctx)
+        .group_by(pl.col("created_month").fill_null("").alias("month"))
+        .agg(pl.len().cast(pl.Int64).alias("created"))
+    )
     opened = (
-        usage.select("month")
-        .join(_open_tasks(ctx).select("created_month"), how="cross")
-        .filter(pl.col("created_month").is_null() | (pl.col("created_month") <= pl.col("month")))
-        .group_by("month")
-        .agg(pl.len().cast(pl.Int64).alias("open_tasks"))
+        pl.concat([usage.select("month"), created.select("month")])
+        .unique()
+        .join(created, on="month", how="left")
+        .sort("month")
+        .select("month", pl.col("created").fill_null(0).cum_sum().alias("open_tasks"))
     )
     j = (
         usage.join(ours, on="month", how="left")
@@ -780,15 +795,28 @@ def _vs_results_rows(ctx: CheckContext) -> pl.LazyFrame | None:
             pl.col("our_unknown").fill_null(0),
             pl.col("open_tasks").fill_null(0),
         )
+        .sort("month")
     )
     billed_t, billed_s = pl.col("tasks_settled"), pl.col("total_cost_sats").cast(pl.Int128)
     ours_t, ours_s = pl.col("our_tasks"), pl.col("our_cost")
-    uncollected = pl.max_horizontal(billed_t - ours_t, pl.lit(0))
+    # null when the billed count is invalid: how many billed tasks are not results is unknown
+    uncollected = pl.when(billed_t.is_not_null()).then(
+        pl.max_horizontal(billed_t - ours_t, pl.lit(0))
+    )
+    extra = uncollected.cast(pl.Int128).fill_null(0)  # an invalid count claims no open task
+    before = extra.cum_sum() - extra  # the earlier months' extra billed tasks
+    # billed tasks no assignment of open tasks explains, up to each month and before it
+    unheld_by = (extra.cum_sum() - pl.col("open_tasks")).cum_max().clip(lower_bound=0)
+    unheld_before = unheld_by.shift(1, fill_value=0)
+    unheld = unheld_by - unheld_before
     exact = billed_t.is_not_null() & (billed_t == ours_t) & (pl.col("our_unknown") == 0)
-    count_off = (billed_t < ours_t) | (billed_t - ours_t > pl.col("open_tasks"))
+    count_off = (billed_t < ours_t) | (pl.col("unheld") > 0)
     sats_off = (ours_s > billed_s) | (exact & (ours_s != billed_s))
     return j.with_columns(
         uncollected.alias("uncollected"),
+        (before - unheld_before).alias("earlier_open"),
+        unheld.alias("unheld"),
+    ).with_columns(
         exact.fill_null(False).alias("exact"),
         count_off.fill_null(False).alias("count_off"),
         sats_off.fill_null(False).alias("sats_off"),
@@ -817,10 +845,15 @@ def _ours() -> pl.Expr:
 
 def _unknowns() -> pl.Expr:
     """What keeps a month's sats from comparing exactly, as text."""
-    return fmt(
-        "{} task(s) of unknown cost, {} billed task(s) not settled in the store",
-        pl.col("our_unknown"),
-        pl.col("uncollected"),
+    return pl.concat_str(
+        fmt("{} task(s) of unknown cost, ", pl.col("our_unknown")),
+        pl.when(pl.col("uncollected").is_not_null())
+        .then(fmt("{} billed task(s) not settled in the store", pl.col("uncollected")))
+        .otherwise(
+            pl.lit(
+                "task count invalid (how many billed tasks are not settled in the store is unknown)"
+            )
+        ),
     )
 
 
@@ -834,7 +867,10 @@ def billing_vs_results(ctx: CheckContext) -> pl.LazyFrame:
     The sats compare exactly only when every billed task is a settled result of known cost;
     otherwise a month fails only when the results' known costs already exceed the bill.
     The task counts fail when the bill counts fewer tasks than settled in the month, or more
-    than the results plus the tasks the store holds unsettled (created by the month's end).
+    than the results plus the tasks the store holds unsettled (created by the month's end),
+    each of which explains an extra billed task in one month only: the month where the extra
+    billed tasks up to it first outnumber the open tasks created by its end fails (and any
+    later month that adds more that none can explain).
     Each valid figure is compared even when the other is impossible (stored as null).
     Under a window (`billing_window` given), only the months wholly inside it are compared,
     with every stored result settled in them (`billing_results_by_month`): a month's bill
@@ -871,13 +907,23 @@ def billing_vs_results(ctx: CheckContext) -> pl.LazyFrame:
             )
         ),
         pl.when(pl.col("count_off") & (billed_t > ours_t)).then(
-            fmt(
-                "the bill counts {} task(s) more than the results settled in the month, and the"
-                " store holds only {} task(s) not settled yet that could be among them: {} billed"
-                " task(s) the store does not hold",
-                billed_t - ours_t,
-                pl.col("open_tasks"),
-                billed_t - ours_t - pl.col("open_tasks"),
+            pl.concat_str(
+                fmt(
+                    "the bill counts {} task(s) more than the results settled in the month, and"
+                    " the store holds only {} task(s) not settled yet that could be among them",
+                    billed_t - ours_t,
+                    pl.col("open_tasks"),
+                ),
+                pl.when(pl.col("earlier_open") > 0)
+                .then(
+                    fmt(
+                        " ({} of them needed for the extra billed tasks of earlier months: an"
+                        " open task settles in one month only)",
+                        pl.col("earlier_open"),
+                    )
+                )
+                .otherwise(pl.lit("")),
+                fmt(": {} billed task(s) the store does not hold", pl.col("unheld")),
             )
         ),
     ]
@@ -897,8 +943,9 @@ def billing_vs_results(ctx: CheckContext) -> pl.LazyFrame:
 @register_check("billing.sats_not_comparable", default=CheckLevels(severity="info"))
 def billing_sats_not_comparable(ctx: CheckContext) -> pl.LazyFrame:
     """A month whose sats cannot be compared exactly with the per-task results: tasks of
-    unknown cost (0 or no cost reported), or billed tasks not settled in the store (not
-    collected yet), and nothing `billing.vs_results` reports.
+    unknown cost (0 or no cost reported), billed tasks not settled in the store (not
+    collected yet), or an invalid billed task count (how many is unknown), and nothing
+    `billing.vs_results` reports.
 
     The results' known costs are within the bill and the task counts can be reconciled; the
     sats the bill holds beyond the known costs are those tasks' (`difference`), unchecked.
@@ -908,7 +955,8 @@ def billing_sats_not_comparable(ctx: CheckContext) -> pl.LazyFrame:
         return no_findings()
     billed_s = pl.col("total_cost_sats").cast(pl.Int128)
     left = billed_s - pl.col("our_cost")
-    inexact = (pl.col("our_unknown") > 0) | (pl.col("uncollected") > 0)
+    # an invalid billed count (null `uncollected`) leaves the sats inexact too
+    inexact = (pl.col("our_unknown") > 0) | (pl.col("uncollected") != 0).fill_null(True)
     return rows.filter(inexact & ~pl.col("count_off") & ~pl.col("sats_off")).select(
         *finding(
             entity_type="month",
