@@ -397,23 +397,50 @@ def run_audit(
     would exit 0 or 1 exits 3 (its work is done and recorded; its output is not all there).
     """
     _check_arguments(config, wait_seconds=wait_seconds, collect_seconds=collect_seconds)
+    # log and sys.stderr are guarded for the whole run, its checks included
     with _guarded_output(log) as (guarded_log, lost):
-        outcome = _run_audit(
-            config,
-            out_dir=out_dir,
-            formats=formats,
-            wait_seconds=wait_seconds,
-            fail_on=fail_on,
-            since=since,
-            until=until,
-            as_of=as_of,
-            compare=compare,
-            collect_seconds=collect_seconds,
-            clock=clock,
-            progress=progress,
-            log=guarded_log,
-            on_start=on_start,
+        db = Path(config.db_path)
+        settings = dict(config.audit)
+        fail_on = fail_on or str(settings.get("fail_on", config.fail_on))
+        out = Path(out_dir or settings.get("report_dir", "reports"))
+        # Every option is checked before any step runs: a typo must not cost a whole run's work
+        # and leave it recorded as running.
+        wanted, compare, compare_note = _check_options(
+            out, formats=formats, fail_on=fail_on, compare=compare
         )
+        _check_window(since, until)
+        _check_api_key(config, settings)
+        outcome = AuditOutcome(run_id=new_run_id())
+        # systemd stops a job with SIGTERM: it stops the run as Ctrl-C does (recorded interrupted)
+        with sigterm_interrupts(), audit_lock(db, wait_seconds=wait_seconds):
+            with open_store(db, wait_seconds=wait_seconds) as store:
+                store.start_run("audit", run_id=outcome.run_id)
+            try:
+                if on_start is not None:
+                    on_start(outcome)
+                _run_steps(
+                    outcome,
+                    config,
+                    settings,
+                    out=out,
+                    formats=wanted,
+                    wait_seconds=wait_seconds,
+                    fail_on=fail_on,
+                    since=since,
+                    until=until,
+                    as_of=as_of,
+                    compare=compare,
+                    compare_note=compare_note,
+                    collect_seconds=collect_seconds,
+                    clock=clock,
+                    progress=progress,
+                    log=guarded_log,
+                )
+            except BaseException as exc:
+                stopped = _record_stop(exc, config, outcome, wait_seconds=wait_seconds)
+                if stopped is None:
+                    raise
+                raise stopped from exc
         outcome.output_lost = lost()
     if outcome.output_lost and outcome.exit_code in (EXIT_OK, EXIT_FINDINGS):
         # as the command line: 0 and 1 say the run did its work and its output is there
@@ -462,90 +489,38 @@ def _guarded_output(
             sys.stderr = saved_stderr
 
 
-def _run_audit(
-    config: AuditConfig,
-    *,
-    out_dir: str | Path | None,
-    formats: str,
-    wait_seconds: float,
-    fail_on: str | None,
-    since: datetime | None,
-    until: datetime | None,
-    as_of: datetime | None,
-    compare: str | None,
-    collect_seconds: float | None,
-    clock: Any,
-    progress: bool,
-    log: IO[str],
-    on_start: Callable[[AuditOutcome], None] | None,
-) -> AuditOutcome:
-    """`run_audit` with its arguments checked and its output guarded."""
+def _record_stop(
+    exc: BaseException, config: AuditConfig, outcome: AuditOutcome, *, wait_seconds: float
+) -> BaseException | None:
+    """Record the run stopped by `exc` (failed, interrupted, ...) in `runs`; return the error to
+    raise instead (a bug: IncompleteRunError, exit 3), or None to raise `exc` (an AuditError
+    naming what could not be recorded, an interruption, a reader gone)."""
+    status, error = _failure(exc, config)
+    code = exc.exit_code if isinstance(exc, AuditError) else EXIT_INCOMPLETE
     db = Path(config.db_path)
-    settings = dict(config.audit)
-    fail_on = fail_on or str(settings.get("fail_on", config.fail_on))
-    out = Path(out_dir or settings.get("report_dir", "reports"))
-    # Every option is checked before any step runs: a typo must not cost a whole run's work
-    # and leave it recorded as running.
-    wanted, compare, compare_note = _check_options(
-        out, formats=formats, fail_on=fail_on, compare=compare
+    problem = _record_failure(db, outcome, status, error, code, wait_seconds=wait_seconds)
+    unrecorded = (
+        None
+        if problem is None
+        else f"audit run {outcome.run_id} could not be recorded as {status} ({problem});"
+        " `runs` shows it running until the next audit marks it abandoned"
     )
-    _check_window(since, until)
-    _check_api_key(config, settings)
-    outcome = AuditOutcome(run_id=new_run_id())
-    # systemd stops a job with SIGTERM: it stops the run as Ctrl-C does (recorded interrupted)
-    with sigterm_interrupts(), audit_lock(db, wait_seconds=wait_seconds):
-        with open_store(db, wait_seconds=wait_seconds) as store:
-            store.start_run("audit", run_id=outcome.run_id)
-        try:
-            if on_start is not None:
-                on_start(outcome)
-            _run_steps(
-                outcome,
-                config,
-                settings,
-                out=out,
-                formats=wanted,
-                wait_seconds=wait_seconds,
-                fail_on=fail_on,
-                since=since,
-                until=until,
-                as_of=as_of,
-                compare=compare,
-                compare_note=compare_note,
-                collect_seconds=collect_seconds,
-                clock=clock,
-                progress=progress,
-                log=log,
-            )
-        except BaseException as exc:
-            status, error = _failure(exc, config)
-            code = exc.exit_code if isinstance(exc, AuditError) else EXIT_INCOMPLETE
-            problem = _record_failure(db, outcome, status, error, code, wait_seconds=wait_seconds)
-            unrecorded = (
-                None
-                if problem is None
-                else f"audit run {outcome.run_id} could not be recorded as {status} ({problem});"
-                " `runs` shows it running until the next audit marks it abandoned"
-            )
-            if isinstance(exc, BrokenPipeError):
-                raise  # the reader of the log went away (`audit | head`): stopped, quietly
-            if isinstance(exc, KeyboardInterrupt):
-                if unrecorded is not None:
-                    print(f"asg-audit: warning: {printable(unrecorded)}", file=sys.stderr)
-                raise
-            if isinstance(exc, AuditError):
-                if unrecorded is not None:  # said in the one error line
-                    exc.args = (f"{exc}; {unrecorded}",)
-                if outcome.report_dir is not None:  # the run got as far as its report
-                    exc.args = (f"{exc}; the report is written: {outcome.report_dir}",)
-                raise
-            # A bug: the run is recorded as failed and the job exits 3 (incomplete), not 1,
-            # which a scheduler would read as "findings".
-            recorded = "recorded as failed in runs" if unrecorded is None else unrecorded
-            raise IncompleteRunError(
-                f"audit run {outcome.run_id} failed: {error} ({recorded})"
-            ) from exc
-    return outcome
+    if isinstance(exc, BrokenPipeError):
+        return None  # the reader of the log went away (`audit | head`): stopped, quietly
+    if isinstance(exc, KeyboardInterrupt):
+        if unrecorded is not None:
+            print(f"asg-audit: warning: {printable(unrecorded)}", file=sys.stderr)
+        return None
+    if isinstance(exc, AuditError):
+        if unrecorded is not None:  # said in the one error line
+            exc.args = (f"{exc}; {unrecorded}",)
+        if outcome.report_dir is not None:  # the run got as far as its report
+            exc.args = (f"{exc}; the report is written: {outcome.report_dir}",)
+        return None
+    # A bug: the run is recorded as failed and the job exits 3 (incomplete), not 1, which a
+    # scheduler would read as "findings".
+    recorded = "recorded as failed in runs" if unrecorded is None else unrecorded
+    return IncompleteRunError(f"audit run {outcome.run_id} failed: {error} ({recorded})")
 
 
 def _check_arguments(config: Any, *, wait_seconds: Any, collect_seconds: Any) -> None:
