@@ -61,7 +61,7 @@ from asg_audit.interrupts import is_interrupt
 from asg_audit.model import new_run_id, printable
 from asg_audit.redaction import display_origin, display_url, error_text
 from asg_audit.stopsignals import in_main_thread, kept_signal_handlers, sigterm_interrupts
-from asg_audit.store import _not_a_folder_above, open_store
+from asg_audit.store import not_a_folder_above, open_store
 
 __all__ = ["AuditOutcome", "audit_lock", "outcome_json", "run_audit", "send_alert"]
 
@@ -120,10 +120,9 @@ def audit_lock(db_path: Path, *, wait_seconds: float = 0.0) -> Iterator[Path]:
     lock_path = real.with_name(real.name + ".audit-lock")
     # A file on the way to the store is named as every other writer names it (open_store):
     # the lock file under it could only fail with "Not a directory", naming the lock. The
-    # path as given first (its own words), then the one a link points to. (The helper is still
-    # named as private to store.py: imported here until store.py makes it public.)
+    # path as given first (its own words), then the one a link points to.
     for path in (Path(db_path), real):
-        if (problem_above := _not_a_folder_above(path)) is not None:
+        if (problem_above := not_a_folder_above(path)) is not None:
             raise StoreError(f"{db_path}: cannot be the store: {problem_above}")
     folder = real.parent
     if not folder.exists():

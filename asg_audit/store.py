@@ -832,10 +832,6 @@ def not_a_folder_above(path: Path) -> str | None:
     return None
 
 
-# The old private name, still imported by `jobs`: remove once it imports `not_a_folder_above`.
-_not_a_folder_above = not_a_folder_above
-
-
 def _refuse_planted_files(path: Path) -> None:
     """Refuse to write beside a store whose write-ahead log or spill folder is not DuckDB's own.
 
