@@ -10,6 +10,7 @@ puts these together.
 from __future__ import annotations
 
 import contextlib
+import errno
 import glob
 import gzip
 import hashlib
@@ -40,7 +41,9 @@ __all__ = [
     "STDIN",
     "STDIN_ORIGIN",
     "BigElement",
+    "ChangedFile",
     "CutLine",
+    "Expected",
     "HashingReader",
     "LineBatches",
     "always_lines",
@@ -55,6 +58,7 @@ __all__ = [
     "locate_big_element",
     "locate_json_error",
     "open_binary",
+    "open_expected",
     "raw_position",
     "sniff_layout",
     "special_file_kind",
@@ -78,6 +82,7 @@ def expand_paths(
     on_error: Callable[[Path, OSError], None] | None = None,
     on_special: Callable[[Path, str], None] | None = None,
     on_outside: Callable[[Path, str], None] | None = None,
+    pins: dict[Path, Expected] | None = None,
 ) -> list[Path]:
     """Return the files named by paths, folders (recursively) and globs, sorted and unique.
 
@@ -96,8 +101,13 @@ def expand_paths(
       first wildcard), each real folder once: one leading elsewhere (`drop/passwd.ndjson ->
       /etc/passwd`, `drop/archive -> ../archive`) is passed to `on_outside` with why, naming
       where it leads (without it, InputError). Named on their own, links are followed.
+
+    Each file found by a folder scan or a glob is put in `pins` (when given) with what it was
+    when found (`Expected`): its reader opens it with `open_expected`, which refuses it if it
+    has been swapped since (for a link, another file or a folder on its way).
     """
     found: list[Path] = []
+    pinned: dict[Path, Expected] = {} if pins is None else pins
 
     def unlisted(exc: OSError) -> None:
         folder = Path(exc.filename) if exc.filename else Path(".")
@@ -129,7 +139,8 @@ def expand_paths(
             except OSError:  # e.g. inside a folder that cannot be searched: the reader says why
                 folder = False
             if folder:
-                found.extend(_folder_files(path, _Root(path, "folder"), unlisted, special, outside))
+                root = _Root(path, "folder")
+                found.extend(_folder_files(path, root, unlisted, special, outside, pinned))
             else:
                 found.append(path)  # named on its own: whatever it is, wherever it leads
             continue
@@ -146,10 +157,11 @@ def expand_paths(
             except OSError:
                 folder = False
             if folder:
-                found.extend(_folder_files(path, root, unlisted, special, outside))
+                found.extend(_folder_files(path, root, unlisted, special, outside, pinned))
             elif (what := special_file_kind(path)) is not None:
                 special(path, what)
             else:
+                root.pin(path, pinned)
                 found.append(path)
     return list(dict.fromkeys(found))
 
@@ -173,6 +185,21 @@ class _Root:
         self.what = what
         self.real = os.path.realpath(folder)
 
+    def holds(self, real: str) -> bool:
+        """Whether the real path `real` is inside the root."""
+        return real == self.real or real.startswith(self.real.rstrip(os.sep) + os.sep)
+
+    def pin(self, path: Path, pins: dict[Path, Expected]) -> None:
+        """Record what `path` (a file found, judged inside) is now, for its reader to check."""
+        real = os.path.realpath(path)
+        try:
+            info = os.stat(real, follow_symlinks=False)
+        except OSError:  # its reader says why (opening it now would be a change)
+            pins[path] = Expected(real, None)
+            return
+        same = stat.S_ISREG(info.st_mode) and self.holds(real) and os.path.realpath(path) == real
+        pins[path] = Expected(real, (info.st_dev, info.st_ino) if same else None)
+
     def escape(self, path: Path, *, always: bool = False, kind: str = "file") -> str | None:
         """Why `path` (a `kind`: file or folder) leads outside the root (None when it does not).
 
@@ -181,7 +208,7 @@ class _Root:
         if not always and not os.path.islink(path):
             return None
         target = os.path.realpath(path)
-        if target == self.real or target.startswith(self.real.rstrip(os.sep) + os.sep):
+        if self.holds(target):
             return None
         how = "a symbolic link" if os.path.islink(path) else "reached through a symbolic link"
         return (
@@ -197,6 +224,7 @@ def _folder_files(
     unlisted: Callable[[OSError], None],
     special: Callable[[Path, str], None],
     outside: Callable[[Path, str], None],
+    pins: dict[Path, Expected],
 ) -> list[Path]:
     """The files in `folder` and its subfolders. A linked subfolder is followed when it leads
     inside `root` (each real folder once: a link back up ends no loop) and refused by name when
@@ -236,6 +264,7 @@ def _folder_files(
             elif (what := special_file_kind(path)) is not None:
                 special(path, what)
             else:
+                root.pin(path, pins)
                 files.append(path)
         pending.extend(reversed(subfolders))
     return sorted(files)
@@ -490,7 +519,7 @@ def _as_batch(frame: pl.DataFrame) -> pa.RecordBatch:
     )
 
 
-def file_layout(path: Path) -> str:
+def file_layout(path: Path, expected: Expected | None = None) -> str:
     """How a file holds its records: "lines" (NDJSON), "array" or "documents".
 
     `.jsonl`/`.ndjson` (gzip-compressed or not) are line-delimited whatever their first line
@@ -498,7 +527,7 @@ def file_layout(path: Path) -> str:
     """
     if always_lines(path):
         return "lines"
-    with open_binary(path) as fh:
+    with open_binary(path, expected) as fh:
         return sniff_layout(fh.read(4096))
 
 
@@ -520,22 +549,107 @@ def sniff_layout(head: bytes) -> str:
     return "lines"
 
 
-def open_binary(path: Path) -> IO[bytes]:
+@dataclass(frozen=True, slots=True)
+class Expected:
+    """What a file found by a folder scan or a glob was when it was found: its real path (a
+    link's target, judged inside the folder) and identity (st_dev, st_ino; None when it could
+    not be looked at, or was no regular file). Its reader opens the real path, never following
+    a link there, and checks the identity (`open_expected`)."""
+
+    real: str
+    identity: tuple[int, int] | None
+
+
+class ChangedFile(InputError):
+    """A file found by a folder scan or a glob is no longer what it was when found."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(
+            f"{path_text(path)}: changed since the folder was read (now a link or another"
+            " file): not read"
+        )
+
+
+def open_expected(path: Path, expected: Expected) -> int:
+    """Open the file found as `path` and return its descriptor, refusing it (ChangedFile)
+    unless it is still the file `expected` describes.
+
+    Whoever can write the folder may swap the file, or a folder on its way, for a link to
+    another file (or a pipe) after it was found: the real path is opened without following a
+    link at its end and without blocking (a pipe swapped in would wait for a writer), and the
+    file opened must be the one found (a folder swapped for a link leads to another file).
+    """
+    flags = (
+        os.O_RDONLY
+        | getattr(os, "O_NOFOLLOW", 0)
+        | getattr(os, "O_NONBLOCK", 0)
+        | getattr(os, "O_NOCTTY", 0)
+        | getattr(os, "O_CLOEXEC", 0)
+    )
+    try:
+        fd = os.open(expected.real, flags)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:  # a link now
+            raise ChangedFile(path) from None
+        raise
+    try:
+        info = os.fstat(fd)
+        if (
+            expected.identity is None
+            or (info.st_dev, info.st_ino) != expected.identity
+            or not stat.S_ISREG(info.st_mode)
+        ):
+            raise ChangedFile(path)
+        os.set_blocking(fd, True)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+class _OwnGzip(gzip.GzipFile):
+    """A gzip reader of a file object it closes with itself."""
+
+    def __init__(self, raw: IO[bytes]) -> None:
+        super().__init__(fileobj=raw, mode="rb")
+        self._own = raw
+
+    def close(self) -> None:
+        try:
+            super().close()
+        finally:
+            self._own.close()
+
+
+def open_binary(path: Path, expected: Expected | None = None) -> IO[bytes]:
+    """Open `path` to read (decompressed when its name ends in `.gz`); a file found by a folder
+    scan or a glob (`expected`) is opened by `open_expected` and read from that descriptor."""
     if path == STDIN:  # left open when the reader is closed
         return open(sys.stdin.fileno(), "rb", closefd=False)
-    if path.name.lower().endswith(".gz"):
+    gz = path.name.lower().endswith(".gz")
+    if expected is not None:
+        raw = os.fdopen(open_expected(path, expected), "rb")
+        return cast(IO[bytes], _OwnGzip(raw)) if gz else raw
+    if gz:
         return cast(IO[bytes], gzip.open(path, "rb"))
     return path.open("rb")
 
 
 @contextlib.contextmanager
-def duckdb_path(path: Path) -> Iterator[str]:
+def duckdb_path(path: Path, expected: Expected | None = None) -> Iterator[str]:
     """Yield a name DuckDB can open `path` by.
 
     DuckDB takes a file name as UTF-8 text; a name that is not UTF-8 (Latin-1 bytes, held by
     Python as surrogate escapes) is reached through a symbolic link of a plain name in a
     temporary folder (a copy where links cannot be made), keeping `.gz` for DuckDB to see.
+    A file found by a folder scan or a glob (`expected`) is opened by `open_expected` first,
+    and DuckDB reads that descriptor (`/proc/self/fd/N`, linked so; a copy where there is no
+    such name), never the name again.
     """
+    if expected is not None:
+        with _descriptor_path(path, expected) as name:
+            yield name
+        return
     name = str(path)
     try:
         name.encode("utf-8")
@@ -551,6 +665,26 @@ def duckdb_path(path: Path) -> Iterator[str]:
         except OSError:
             shutil.copyfile(path, link)
         yield str(link)
+
+
+@contextlib.contextmanager
+def _descriptor_path(path: Path, expected: Expected) -> Iterator[str]:
+    fd = open_expected(path, expected)
+    try:
+        with tempfile.TemporaryDirectory(prefix="asg-audit-") as folder:
+            gz = path.name.lower().endswith(".gz")
+            link = Path(folder, "file.json.gz" if gz else "file.json")
+            held = f"/proc/self/fd/{fd}"
+            try:
+                if not os.path.isfile(held):
+                    raise OSError(errno.ENOENT, "no /proc/self/fd", held)
+                os.symlink(held, link)
+            except OSError:
+                with os.fdopen(os.dup(fd), "rb") as src, link.open("wb") as out:
+                    shutil.copyfileobj(src, out, 8 * 1024 * 1024)
+            yield str(link)
+    finally:
+        os.close(fd)
 
 
 def raw_position(fh: IO[bytes]) -> int:
@@ -576,10 +710,10 @@ def describe_read_error(exc: BaseException) -> str:
     return f"cannot read: {strerror or exc}; nothing stored"
 
 
-def file_content_hash(path: Path) -> str:
+def file_content_hash(path: Path, expected: Expected | None = None) -> str:
     # The hash of the content (decompressed), as the line reader computes it for NDJSON.
     h = hashlib.sha256()
-    with open_binary(path) as fh:
+    with open_binary(path, expected) as fh:
         while chunk := fh.read(8 * 1024 * 1024):
             h.update(chunk)
     return h.hexdigest()
@@ -589,7 +723,7 @@ def file_content_hash(path: Path) -> str:
 _LOCATE_MAX_BYTES: Final = 256 * 1024 * 1024
 
 
-def locate_json_error(path: Path, layout: str) -> str | None:
+def locate_json_error(path: Path, layout: str, expected: Expected | None = None) -> str | None:
     """Where a JSON array ("array") or a file of JSON documents ("documents") breaks:
     "<reason>: line L, column C" (and the document's number), in the file's own lines.
 
@@ -598,7 +732,7 @@ def locate_json_error(path: Path, layout: str) -> str | None:
     Nesting of any depth is followed (`json_error_at`): no recursion limit stops it.
     """
     try:
-        with open_binary(path) as fh:
+        with open_binary(path, expected) as fh:
             data = fh.read(_LOCATE_MAX_BYTES + 1)
     except (OSError, EOFError, zlib.error, gzip.BadGzipFile):
         return None
@@ -737,7 +871,9 @@ class BigElement:
 _JSON_MARKS: Final = re.compile(rb'[][{}"\\\n]')
 
 
-def locate_big_element(path: Path, layout: str, limit: int) -> BigElement | None:
+def locate_big_element(
+    path: Path, layout: str, limit: int, expected: Expected | None = None
+) -> BigElement | None:
     """The first element of a JSON array ("array"), or document of a file of JSON documents
     ("documents"), longer than `limit` bytes; None when there is none.
 
@@ -748,7 +884,7 @@ def locate_big_element(path: Path, layout: str, limit: int) -> BigElement | None
     depth, number, line, line_at, offset = 0, 0, 1, 0, 0
     in_string, skip_to = False, -1  # skip_to: the byte after a backslash is escaped
     start: tuple[int, int, int] | None = None  # offset, line, column of the current element
-    with open_binary(path) as fh:
+    with open_binary(path, expected) as fh:
         first = True
         while chunk := fh.read(8 * 1024 * 1024):
             if first and chunk.startswith(BOM):

@@ -35,6 +35,7 @@ from asg_audit.filelines import (
     BOM,
     STDIN,
     STDIN_ORIGIN,
+    Expected,
     always_lines,
     describe_read_error,
     duckdb_path,
@@ -102,7 +103,9 @@ def _ingest_file(
     *,
     chunk_bytes: int,
     on_bytes: ProgressFn | None,
+    expected: Expected | None = None,
 ) -> FileOutcome:
+    # expected: a file found by a folder scan or a glob; each open of it checks it is unchanged
     origin = STDIN_ORIGIN if path == STDIN else path_text(path)
     observed_at = datetime.now(UTC)
     try:
@@ -112,7 +115,7 @@ def _ingest_file(
         if (
             size
             and store.ingested_from(origin, size)
-            and store.file_ingested(file_content_hash(path))
+            and store.file_ingested(file_content_hash(path, expected))
         ):
             # The file a drop folder offers every run: the same path and size as one already
             # ingested, and its content hash says it is that file. Hashing it costs a fifth of
@@ -130,8 +133,9 @@ def _ingest_file(
                     observed_at=observed_at,
                     chunk_bytes=chunk_bytes,
                     on_bytes=on_bytes,
+                    expected=expected,
                 )
-            elif (layout := file_layout(path)) != "lines":
+            elif (layout := file_layout(path, expected)) != "lines":
                 records, rejected, content_hash = stage_documents(
                     store,
                     run_id,
@@ -140,6 +144,7 @@ def _ingest_file(
                     origin=origin,
                     observed_at=observed_at,
                     on_bytes=on_bytes,
+                    expected=expected,
                 )
             else:
                 records, rejected, content_hash = stage_lines(
@@ -150,6 +155,7 @@ def _ingest_file(
                     observed_at=observed_at,
                     chunk_bytes=chunk_bytes,
                     on_bytes=on_bytes,
+                    expected=expected,
                 )
             if store.file_ingested(content_hash):
                 raise _AlreadyIngested
@@ -213,11 +219,11 @@ class _SmallFiles:
         if self._reader is not None:
             self._reader.close()
 
-    def _documents(self, path: Path, layout: str) -> pl.DataFrame:
+    def _documents(self, path: Path, layout: str, expected: Expected | None) -> pl.DataFrame:
         if self._reader is None:
             self._reader = duckdb.connect(":memory:")
             self._reader.execute("SET memory_limit = '256MB'")
-        with duckdb_path(path) as name:
+        with duckdb_path(path, expected) as name:
             frame: pl.DataFrame = self._reader.sql(
                 f"SELECT json::VARCHAR AS raw, ordinality AS origin_line"
                 f" FROM {DOCUMENT_READERS[layout]}",
@@ -225,17 +231,21 @@ class _SmallFiles:
             ).pl()
         return frame
 
-    def add(self, path: Path) -> bool:
+    def add(self, path: Path, expected: Expected | None = None) -> bool:
         """Take the file if it is small (and report it if it cannot be read).
 
         Whatever goes wrong while reading one file (even an error nothing foresaw) fails that
         file alone: the files of the group are still stored, and the command goes on.
+        `expected`: a file found by a folder scan or a glob, checked as each open of it is.
         """
         if path == STDIN:  # of unknown size: streamed
             return False
         origin = path_text(path)
         try:
-            taken = self._add(path, origin)
+            taken = self._add(path, origin, expected)
+        except InputError as exc:  # e.g. changed since the folder was read
+            self._summary.files.append(FileOutcome(path=origin, status="failed", error=str(exc)))
+            return True
         except Exception as exc:
             if is_interrupt(exc):
                 raise
@@ -249,14 +259,14 @@ class _SmallFiles:
             self.commit()  # the group's errors are not one file's
         return taken
 
-    def _add(self, path: Path, origin: str) -> bool:
+    def _add(self, path: Path, origin: str, expected: Expected | None) -> bool:
         observed_at = datetime.now(UTC)
         try:
             info = path.stat()
             size = info.st_size
             if size > SMALL_FILE_BYTES or not stat.S_ISREG(info.st_mode):
                 return False  # a pipe or a device (named on its own) is read once, as a stream
-            with open_binary(path) as fh:
+            with open_binary(path, expected) as fh:
                 data = fh.read(_GROUP_BYTES + 1)
         except (OSError, EOFError, zlib.error, gzip.BadGzipFile) as exc:
             error = f"{origin}: {describe_read_error(exc)}"
@@ -273,9 +283,9 @@ class _SmallFiles:
         documents = None
         if layout != "lines":
             try:
-                documents = self._documents(path, layout)
+                documents = self._documents(path, layout, expected)
             except duckdb.Error as exc:
-                error = unreadable_documents(path, origin, layout, exc)
+                error = unreadable_documents(path, origin, layout, exc, expected)
                 self._summary.files.append(FileOutcome(path=origin, status="failed", error=error))
                 return True
             data = b""
@@ -411,7 +421,12 @@ def ingest_paths(
         name = path_text(path)
         summary.files.append(FileOutcome(path=name, status="failed", error=f"{name}: {why}"))
 
-    files = expand_paths(names, on_error=unlisted, on_special=special, on_outside=outside)
+    # What each file found by a folder scan or a glob was when found: it is read only if it is
+    # still that file (a swap for a link while earlier files are read is refused).
+    pins: dict[Path, Expected] = {}
+    files = expand_paths(
+        names, on_error=unlisted, on_special=special, on_outside=outside, pins=pins
+    )
     store_files = store_file_ids(Path(db))
     # by name too: the .wal may not exist yet (this run's own writes make it)
     store_names = {os.path.realpath(db), os.path.realpath(db) + ".wal"}
@@ -441,7 +456,9 @@ def ingest_paths(
             bar = ProgressBar(files) if progress and sys.stderr.isatty() else None
             group = _SmallFiles(store, summary)
             with sigint_interrupts(store.con) as interrupted:
-                _ingest_all(store, files, summary, group, bar, interrupted, chunk_bytes=chunk_bytes)
+                _ingest_all(
+                    store, files, pins, summary, group, bar, interrupted, chunk_bytes=chunk_bytes
+                )
             status = "failed" if summary.failed_files else "ok"
             store.finish_run(summary.run_id, status=status, stats=summary.run_stats())
         except BaseException as exc:
@@ -482,6 +499,7 @@ def _end_run(
 def _ingest_all(
     store: Store,
     files: list[Path],
+    pins: dict[Path, Expected],
     summary: IngestSummary,
     group: _SmallFiles,
     bar: ProgressBar | None,
@@ -495,7 +513,8 @@ def _ingest_all(
             raise KeyboardInterrupt
         if bar is not None:
             bar.start_file(path)
-        if group.add(path):
+        expected = pins.get(path)
+        if group.add(path, expected):
             if bar is not None:
                 bar.end_file()
             continue
@@ -507,6 +526,7 @@ def _ingest_all(
             summary,
             chunk_bytes=chunk_bytes,
             on_bytes=bar.advance if bar is not None else None,
+            expected=expected,
         )
         summary.files.append(outcome)
         if bar is not None:

@@ -27,6 +27,7 @@ import duckdb
 from asg_audit.errors import InputError
 from asg_audit.filelines import (
     CutLine,
+    Expected,
     HashingReader,
     LineBatches,
     always_lines,
@@ -88,6 +89,7 @@ def stage_documents(
     origin: str,
     observed_at: datetime,
     on_bytes: ProgressFn | None,
+    expected: Expected | None = None,
 ) -> tuple[int, Counter[str], str]:
     """Stage the elements of a JSON array file or the documents of a file of pretty-printed
     JSON; return (records, rejects by reason, content hash).
@@ -98,10 +100,10 @@ def stage_documents(
     """
     with (
         concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="ingest-hash") as pool,
-        duckdb_path(path) as name,
+        duckdb_path(path, expected) as name,
     ):
         params = {"observed_at": observed_at, "origin": origin, "path": name}
-        hashing = pool.submit(file_content_hash, path)
+        hashing = pool.submit(file_content_hash, path, expected)
         try:
             with query_progress(store.con, path.stat().st_size, on_bytes):
                 records, rejected = store.stage_raw(run_id, _DOCUMENT_SOURCES[layout], params)
@@ -109,16 +111,18 @@ def stage_documents(
             if is_interrupt(exc) or isinstance(exc, duckdb.OutOfMemoryException):
                 raise
             hashing.result()  # a read error of the file itself comes first
-            raise InputError(unreadable_documents(path, origin, layout, exc)) from None
+            raise InputError(unreadable_documents(path, origin, layout, exc, expected)) from None
         return records, rejected, hashing.result()
 
 
-def unreadable_documents(path: Path, origin: str, layout: str, exc: duckdb.Error) -> str:
+def unreadable_documents(
+    path: Path, origin: str, layout: str, exc: duckdb.Error, expected: Expected | None = None
+) -> str:
     """Return why DuckDB's JSON reader refused a file, and where in it (a too-big element
-    located), as the one-line error of the file."""
+    located), as the one-line error of the file (`expected`: as `open_binary` takes it)."""
     what = "JSON array" if layout == "array" else "JSON document"
     try:
-        return _describe_unreadable(path, origin, layout, exc, what)
+        return _describe_unreadable(path, origin, layout, exc, what, expected)
     except Exception as failure:  # locating it failed: the file still fails, on its own
         if is_interrupt(failure):
             raise
@@ -128,10 +132,12 @@ def unreadable_documents(path: Path, origin: str, layout: str, exc: duckdb.Error
         )
 
 
-def _describe_unreadable(path: Path, origin: str, layout: str, exc: duckdb.Error, what: str) -> str:
+def _describe_unreadable(
+    path: Path, origin: str, layout: str, exc: duckdb.Error, what: str, expected: Expected | None
+) -> str:
     if (too_big := _TOO_BIG.search(str(exc))) is not None:
         limit = int(too_big.group(1))
-        big = locate_big_element(path, layout, limit)
+        big = locate_big_element(path, layout, limit, expected)
         if big is not None:  # DuckDB's message names neither the element nor where it is
             element, jq = ("element", ".[]") if layout == "array" else ("document", ".")
             return (
@@ -140,7 +146,7 @@ def _describe_unreadable(path: Path, origin: str, layout: str, exc: duckdb.Error
                 f" for one {element}; nothing stored (as NDJSON, e.g. `jq -c '{jq}'`, it would"
                 " be a too_large reject and the other records stored)"
             )
-    where = locate_json_error(path, layout)
+    where = locate_json_error(path, layout, expected)
     if where is not None:
         return f"{origin}: not a readable {what}: {where}; nothing stored"
     return f"{origin}: not a readable {what}: {first_line(exc)}"
@@ -201,9 +207,11 @@ def stage_lines(
     observed_at: datetime,
     chunk_bytes: int,
     on_bytes: ProgressFn | None,
+    expected: Expected | None = None,
 ) -> tuple[int, Counter[str], str]:
-    """Stage the lines of an NDJSON file; return (records, rejects by reason, content hash)."""
-    with open_binary(path) as fh:
+    """Stage the lines of an NDJSON file; return (records, rejects by reason, content hash).
+    `expected`: a file found by a folder scan or a glob, as `open_binary` takes it."""
+    with open_binary(path, expected) as fh:
         return _stage_line_stream(
             store,
             run_id,
@@ -224,11 +232,13 @@ def stage_stream(
     observed_at: datetime,
     chunk_bytes: int,
     on_bytes: ProgressFn | None,
+    expected: Expected | None = None,
 ) -> tuple[int, Counter[str], str]:
     """Stage what a pipe or a device named on its own holds, reading it once (it cannot be
     read again): NDJSON as it comes; an array or JSON documents copied to a temporary file
-    first, for DuckDB's reader. Return (records, rejects by reason, content hash)."""
-    with open_binary(path) as fh:
+    first, for DuckDB's reader. Return (records, rejects by reason, content hash).
+    `expected`: a file found by a folder scan or a glob (then never a pipe: refused)."""
+    with open_binary(path, expected) as fh:
         head = fh.read(4096)
         if always_lines(path) or sniff_layout(head) == "lines":
             return _stage_line_stream(
