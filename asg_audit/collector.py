@@ -276,18 +276,20 @@ class _Stopping:
 
 
 @contextlib.contextmanager
-def _stop_on_sigint(
-    state: _Stopping, task: asyncio.Task[Any] | None, cancels: int
-) -> Iterator[None]:
-    """While the block runs, SIGINT sets the run's stop event before it interrupts this thread.
+def _stop_on_sigint(state: _Stopping) -> Iterator[None]:
+    """While the block runs, SIGINT sets the run's stop event, then goes to the handler that was
+    there.
 
-    The handler that was there (Python's KeyboardInterrupt, asyncio's cancel of the calling
-    task, a notebook's) still acts on the first SIGINT; when it interrupts, the stop event is
-    set before the interrupt leaves the handler, so no later signal can cut in between the two.
-    Once the stop has begun, further SIGINTs are counted, not raised: the clean-up they would cut
-    short (the run writing, recording itself and releasing the store) is awaited instead, for a
-    bounded time (`_await_worker`). Outside the main thread, or when SIGINT is not handled by
-    Python code (ignored, default), nothing changes.
+    That handler (Python's KeyboardInterrupt, `asyncio.run`'s cancel of its main task, a
+    notebook's) still acts on the first SIGINT, but the stop is set first, whatever it does:
+    when it interrupts, no later signal can cut in between the two; when it does not raise
+    (`asyncio.run` cancels its main task, which may not be the task waiting here: a TaskGroup's
+    child or a task of `asyncio.create_task` saw nothing), the run stops all the same and
+    `collect_sync` returns its summary, recorded `interrupted`. Once the stop has begun, further
+    SIGINTs are counted, not passed on: the clean-up they would cut short (the run writing,
+    recording itself and releasing the store) is awaited instead, for a bounded time
+    (`_await_worker`). Outside the main thread, or when SIGINT is not handled by Python code
+    (ignored, default), nothing changes.
     """
     previous = signal.getsignal(signal.SIGINT) if in_main_thread() else None
     if not callable(previous):
@@ -300,15 +302,9 @@ def _stop_on_sigint(
             state.repeats += 1
             state.stop.set()
             return
-        try:
-            handler(signum, frame)
-        except BaseException:
-            state.stopping = True  # first, with no call before it: no signal cuts in
-            state.stop.set()
-            raise
-        if task is not None and task.cancelling() > cancels:  # asyncio.run's first Ctrl-C
-            state.stopping = True
-            state.stop.set()
+        state.stopping = True  # first, with no call before it: no signal cuts in
+        state.stop.set()
+        handler(signum, frame)
 
     signal.signal(signal.SIGINT, on_sigint)
     try:
@@ -339,14 +335,15 @@ def _collect_on_worker(config: AuditConfig, kwargs: dict[str, Any]) -> CollectSu
     task = _calling_task()
     cancels = task.cancelling() if task is not None else 0
     thread = threading.Thread(target=work, name="asg-collect", daemon=True)
-    with _stop_on_sigint(state, task, cancels):
+    with _stop_on_sigint(state):
         try:
             thread.start()
             while not done.wait(_WAIT_STEP_S):
                 if caller_stop is not None and caller_stop.is_set():
                     stop.set()
-                if task is not None and task.cancelling() > cancels:
-                    raise asyncio.CancelledError("collect_sync: the calling task was cancelled")
+                _raise_if_cancelled(task, cancels)
+            if state.stopping:  # Ctrl-C cancelled the calling task (`asyncio.run`'s first):
+                _raise_if_cancelled(task, cancels)  # as when seen earlier, however soon it ended
         except (KeyboardInterrupt, asyncio.CancelledError) as interrupt:
             state.stopping = True
             stop.set()
@@ -360,6 +357,11 @@ def _collect_on_worker(config: AuditConfig, kwargs: dict[str, Any]) -> CollectSu
         raise box["error"]
     result: CollectSummary = box["result"]
     return result
+
+
+def _raise_if_cancelled(task: asyncio.Task[Any] | None, cancels: int) -> None:
+    if task is not None and task.cancelling() > cancels:
+        raise asyncio.CancelledError("collect_sync: the calling task was cancelled")
 
 
 def _calling_task() -> asyncio.Task[Any] | None:
