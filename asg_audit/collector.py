@@ -17,7 +17,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
-from typing import Any, Final
+from typing import Any, Final, TextIO
 
 from asg_audit import aio
 from asg_audit.clock import Clock, SystemClock
@@ -26,7 +26,7 @@ from asg_audit.errors import ConfigError, InputError
 from asg_audit.model import is_safe_task_id, printable
 from asg_audit.pollrun import CollectorRun
 from asg_audit.pollwriter import CollectorSettings, CollectProgressReporter, CollectSummary
-from asg_audit.progress import ProgressReporter
+from asg_audit.progress import ProgressReporter, is_terminal
 from asg_audit.schedule import SchedulePolicy, make_policy
 from asg_audit.stopsignals import in_main_thread, kept_signal_handlers, note_stop
 
@@ -442,6 +442,14 @@ def _note_stopped_run(interrupt: BaseException, box: dict[str, Any]) -> None:
         interrupt.add_note(f"collect stopped with an error: {type(error).__name__}: {error}")
 
 
+def _writable(stream: TextIO | None) -> bool:
+    """Whether `stream` can take a line: there, and not closed."""
+    try:
+        return stream is not None and not stream.closed
+    except (AttributeError, OSError, ValueError):
+        return False
+
+
 def run_collect_command(
     config: AuditConfig,
     *,
@@ -470,9 +478,11 @@ def run_collect_command(
         for problem in listed.problems():
             print(f"asg-audit: warning: {problem}", file=sys.stderr)
         ids, skipped = listed.ids, len(listed.skipped)
-    if not sys.stderr.isatty() and not log.handlers:
-        # no terminal: the periodic progress lines go to stderr through logging
-        handler = logging.StreamHandler(sys.stderr)
+    stderr = sys.stderr  # None under pythonw, some daemons, or `2>&-` at the start
+    if _writable(stderr) and not is_terminal(stderr) and not log.handlers:
+        # no terminal: the periodic progress lines go to stderr through logging (none at all
+        # to a missing or closed stream: a log line would be an error there, not a line)
+        handler = logging.StreamHandler(stderr)
         handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
         log.addHandler(handler)
         log.setLevel(logging.INFO)
