@@ -517,10 +517,9 @@ def fetch_parent_fees(
     `refused` under its txid.
     """
     con = store.con
-    rows = con.execute(
-        "SELECT txid, raw_hex FROM chain_txs WHERE raw_hex IS NOT NULL AND fee_sats IS NULL"
-    ).fetchall()
-    spends, _ = _stored_spends(rows)
+    spends: dict[str, _Spend] = {}
+    for rows in _unpriced_batches(con):  # parsed a batch at a time: their inputs are kept
+        spends.update(_stored_spends(rows)[0])
     known = {
         t: list(o) for t, o in con.execute("SELECT txid, output_sats FROM chain_parents").fetchall()
     }
@@ -598,36 +597,90 @@ def fee_coverage(con: Any, *, fetch_parents: bool) -> pl.DataFrame:
     Read from `chain_txs` and `chain_parents` (a DuckDB connection to the store): a fee is
     null when `fetch_parents` is off, when the transaction has no stored bytes (unknown,
     refused), or when a parent is unknown to the index.
+
+    Counted in SQL: a fee present, no bytes (by status), `fetch_parents` off. Only the
+    transactions with bytes and no fee, when `fetch_parents` is on, are parsed (to find their
+    parents), read in batches of `_FEE_BATCH` rows: the store's transactions are never all in
+    memory at once (a 10M-task store holds about 5 GB of hex).
     """
-    rows = con.execute("SELECT txid, status, raw_hex, fee_sats FROM chain_txs").fetchall()
     reasons: dict[str, int] = {}
 
-    def add(reason: str) -> None:
-        reasons[reason] = reasons.get(reason, 0) + 1
+    def add(reason: str, n: int = 1) -> None:
+        reasons[reason] = reasons.get(reason, 0) + n
 
-    with_bytes: list[tuple[str, str]] = []
-    for txid, status, raw_hex, fee in rows:
-        if fee is not None:
-            add(FEE_EXACT)
-        elif raw_hex is None:
-            add(FEE_NO_BYTES.format(f"transaction {status}"))
-        elif not fetch_parents:
-            add(FEE_PARENTS_OFF)
+    unpriced = 0  # bytes stored, no fee
+    for kind, status, n in con.execute(_FEE_KINDS_SQL).fetchall():
+        if kind == "exact":
+            add(FEE_EXACT, n)
+        elif kind == "no_bytes":
+            add(FEE_NO_BYTES.format(f"transaction {status}"), n)
         else:
-            with_bytes.append((txid, raw_hex))
-    if with_bytes:
-        spends, other = _stored_spends(with_bytes)
-        for reason in other.values():
-            add(reason)
-        parents = {t for (t,) in con.execute("SELECT txid FROM chain_parents").fetchall()}
-        for sp in spends.values():
-            # all parents known but no fee: not computed yet (fetch_parents turned on since)
-            known = all(prev in parents for prev, _ in sp.inputs)
-            add(FEE_NOT_YET if known else FEE_PARENT_UNKNOWN)
+            unpriced += n
+    if unpriced and not fetch_parents:
+        add(FEE_PARENTS_OFF, unpriced)
+    elif unpriced:
+        for rows in _unpriced_batches(con):
+            spends, other = _stored_spends(rows)
+            for reason in other.values():
+                add(reason)
+            prevs = sorted({prev for sp in spends.values() for prev, _ in sp.inputs})
+            parents = _known_parents(con, prevs)
+            for sp in spends.values():
+                # all parents known but no fee: not computed yet (fetch_parents turned on since)
+                known = all(prev in parents for prev, _ in sp.inputs)
+                add(FEE_NOT_YET if known else FEE_PARENT_UNKNOWN)
     return pl.DataFrame(
         {"proves": list(reasons), "txids": list(reasons.values())},
         schema={"proves": pl.String, "txids": pl.Int64},
     ).sort("proves")
+
+
+# The stored transactions by what their fee coverage needs: a fee (`exact`), no bytes (by
+# status: the reason names it), or bytes and no fee (`unpriced`: parsed when fetch_parents).
+_FEE_KINDS_SQL: Final = """
+SELECT CASE WHEN fee_sats IS NOT NULL THEN 'exact'
+            WHEN raw_hex IS NULL THEN 'no_bytes'
+            ELSE 'unpriced' END AS kind,
+       CASE WHEN fee_sats IS NULL AND raw_hex IS NULL THEN status END AS status,
+       count(*) AS n
+FROM chain_txs GROUP BY ALL
+"""
+_UNPRICED_SQL: Final = (
+    "SELECT txid, raw_hex FROM chain_txs WHERE raw_hex IS NOT NULL AND fee_sats IS NULL"
+)
+_FEE_BATCH: Final = 10_000  # rows of (txid, raw_hex) read at once: about 5 MB of hex
+
+
+def _unpriced_batches(con: Any) -> Iterator[list[tuple[str, str]]]:
+    """Yield the stored transactions with bytes and no fee, `_FEE_BATCH` (txid, raw_hex) at a
+    time.
+
+    Streamed (an Arrow record batch reader) on a cursor of its own, so that `con` can answer
+    other queries between two batches; the rows are those committed when the read began.
+    """
+    cur = con.cursor()
+    try:
+        reader = cur.sql(_UNPRICED_SQL).to_arrow_reader(_FEE_BATCH)
+        try:
+            for batch in reader:
+                txids = batch.column(0).to_pylist()
+                hexes = batch.column(1).to_pylist()
+                yield list(zip(txids, hexes, strict=True))
+        finally:
+            # an open reader keeps the database (and its file lock) alive: close it now
+            reader.close()
+    finally:
+        cur.close()
+
+
+def _known_parents(con: Any, txids: list[str]) -> set[str]:
+    """Return those of `txids` stored in `chain_parents`."""
+    if not txids:
+        return set()
+    rows = con.execute(
+        "SELECT txid FROM chain_parents WHERE txid IN (SELECT unnest(?::VARCHAR[]))", [txids]
+    ).fetchall()
+    return {t for (t,) in rows}
 
 
 _SEVERITY_RANK: Final = {"info": 0, "warn": 1, "fail": 2}
