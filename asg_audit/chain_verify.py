@@ -20,7 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 import polars as pl
 
@@ -76,6 +76,9 @@ class VerifySummary:
     throttled: int = 0
     elapsed_s: float = 0.0
     refusals: list[str] = field(default_factory=list)
+    # stored transactions no settled task names now (a result's txid corrected since it was
+    # verified) whose answer `fetch_parent_fees` refused: not among the txids counted above
+    refused_unasked: int = 0
     # fee coverage of the stored transactions (`fee_coverage`): `proves` -> txids
     fees: dict[str, int] = field(default_factory=dict)
 
@@ -93,9 +96,18 @@ class VerifySummary:
             f"checked now: {self.checked}: confirmed {self.confirmed}, unconfirmed"
             f" {self.unconfirmed}, unknown {self.unknown}, refused {self.refused}",
             f"reorgs seen: {self.reorged}",
+            *self._unasked_lines(),
             *self._fee_lines(),
             f"requests: {self.requests} ({self.throttled} answered 429) in {self.elapsed_s:.1f} s",
             *(f"refused: {printable(r, one_line=True)}" for r in self.refusals[:10]),
+        ]
+
+    def _unasked_lines(self) -> list[str]:
+        if not self.refused_unasked:
+            return []
+        return [
+            f"refused {self.refused_unasked} stored transaction(s) that no settled task names"
+            " now (a txid corrected since it was verified): not counted above"
         ]
 
     def _fee_lines(self) -> list[str]:
@@ -117,9 +129,16 @@ ORDER BY 1
 """
 
 
-def _pending_txids(con: Any, depth: int) -> tuple[list[str], int, int, int]:
-    """Return (txids to fetch, all well-formed settled txids, those confirmed earlier to
-    `depth`, those confirmed earlier below it).
+class _Pending(NamedTuple):
+    todo: list[str]  # txids to fetch
+    total: int  # well-formed settled txids
+    cached: frozenset[str]  # settled txids confirmed earlier to the depth: not fetched again
+    shallow: int  # settled txids confirmed earlier below the depth: fetched again
+
+
+def _pending_txids(con: Any, depth: int) -> _Pending:
+    """Return the txids to fetch, how many well-formed settled txids, those confirmed earlier
+    to `depth`, and how many confirmed earlier below it.
 
     A stored `confirmed` is final only at the depth now configured (`[chain] confirmations`):
     one stored with fewer confirmations (the depth was lower then) is fetched again, and the
@@ -136,7 +155,8 @@ def _pending_txids(con: Any, depth: int) -> tuple[list[str], int, int, int]:
     done = {t for t, n in confirmed.items() if n is not None and n >= need}
     todo = [t for t in every if t not in done]
     shallow = sum(1 for t in todo if t in confirmed)
-    return todo, len(every), len(every) - len(todo), shallow
+    cached = frozenset(t for t in every if t in done)
+    return _Pending(todo, len(every), cached, shallow)
 
 
 def pending_txid_count(db: str | Path, *, confirmations: int = DEFAULT_CONFIRMATIONS) -> int:
@@ -145,7 +165,7 @@ def pending_txid_count(db: str | Path, *, confirmations: int = DEFAULT_CONFIRMAT
     from asg_audit.store import open_store
 
     with open_store(db, read_only=True) as store:
-        return len(_pending_txids(store.con, confirmations)[0])
+        return len(_pending_txids(store.con, confirmations).todo)
 
 
 def _rows(
@@ -282,9 +302,10 @@ def verify_chain(
         with sigterm_interrupts(), open_store(db) as store:
             run_id = store.start_run("verify-chain")
             summary.run_id = run_id
-            todo, summary.txids_total, summary.cached_confirmed, summary.rechecked_depth = (
-                _pending_txids(store.con, depth)
-            )
+            pending = _pending_txids(store.con, depth)
+            todo, cached = pending.todo, pending.cached
+            summary.txids_total, summary.rechecked_depth = pending.total, pending.shallow
+            summary.cached_confirmed = len(cached)
             summary.depth = max(1, depth)
             bar = _progress_bar(len(todo)) if progress else None
             status = "failed"
@@ -323,7 +344,7 @@ def verify_chain(
                 if fetch_parents:
                     refused: dict[str, str] = {}
                     fetch_parent_fees(store, client, pool_size=concurrency, refused=refused)
-                    _count_refused_later(summary, refused, checked_now)
+                    _count_refused_later(summary, refused, checked_now, cached)
                 cover = fee_coverage(store.con, fetch_parents=fetch_parents)
                 summary.fees = dict(cover.iter_rows())
                 # An index answer that failed its checks is no evidence either way: the run did
@@ -424,19 +445,28 @@ def _count(summary: VerifySummary, txs: Iterable[ChainTx]) -> None:
 
 
 def _count_refused_later(
-    summary: VerifySummary, refused: dict[str, str], checked_now: dict[str, str]
+    summary: VerifySummary,
+    refused: dict[str, str],
+    checked_now: dict[str, str],
+    cached: frozenset[str],
 ) -> None:
     """Count answers refused after they were stored (`fetch_parent_fees`): one checked this
-    run moves from its status to refused; one confirmed earlier is refused now."""
+    run moves from its status to refused; one of a settled task confirmed earlier (`cached`)
+    is refused now. `fetch_parent_fees` covers every stored transaction: one no settled task
+    names (a result's txid corrected since it was verified) is counted apart
+    (`refused_unasked`), as none of the settled txids counted."""
     for txid, note in refused.items():
         was = checked_now.get(txid)
         if was == "refused":
             continue  # counted when its answer came in
         if was in ("confirmed", "unconfirmed", "unknown"):
             setattr(summary, was, getattr(summary, was) - 1)
-        else:  # confirmed earlier, not fetched this run
+        elif txid in cached:  # confirmed earlier, not fetched this run
             summary.cached_confirmed -= 1
             summary.checked += 1
+        else:  # no settled task names it: not one of the txids counted
+            summary.refused_unasked += 1
+            continue
         summary.refused += 1
         summary.refusals.append(note)
 
