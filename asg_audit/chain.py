@@ -81,6 +81,7 @@ __all__ = [
     "VerifySummary",
     "chain_client_from_config",
     "check_index_answer",
+    "configured_depth",
     "fee_coverage",
     "fetch_parent_fees",
     "print_findings",
@@ -685,6 +686,7 @@ from asg_audit import reconcile as _reconcile  # noqa: E402,F401
 _VERIFY_NAMES = frozenset(
     {
         "VerifySummary",
+        "configured_depth",
         "fee_coverage",
         "fetch_parent_fees",
         "print_findings",
@@ -706,6 +708,7 @@ def __getattr__(name: str) -> Any:
 if TYPE_CHECKING:
     from asg_audit.chain_verify import (
         VerifySummary,
+        configured_depth,
         fee_coverage,
         fetch_parent_fees,
         print_findings,

@@ -45,6 +45,7 @@ from asg_audit.stopsignals import sigterm_interrupts
 
 __all__ = [
     "VerifySummary",
+    "configured_depth",
     "fee_coverage",
     "fetch_parent_fees",
     "pending_txid_count",
@@ -157,6 +158,13 @@ def _pending_txids(con: Any, depth: int) -> _Pending:
     shallow = sum(1 for t in todo if t in confirmed)
     cached = frozenset(t for t in every if t in done)
     return _Pending(todo, len(every), cached, shallow)
+
+
+def configured_depth(config: AuditConfig) -> int:
+    """Return the depth a transaction must reach to be final: the config's
+    `[chain] confirmations` (`DEFAULT_CONFIRMATIONS` when unset), as `verify_chain` reads it
+    (give it to `pending_txid_count`)."""
+    return int(config.chain.get("confirmations", DEFAULT_CONFIRMATIONS))
 
 
 def pending_txid_count(db: str | Path, *, confirmations: int = DEFAULT_CONFIRMATIONS) -> int:
@@ -290,7 +298,7 @@ def verify_chain(
     _check_arguments(db, config, client)
     _require_store(db)
     chain = config.chain
-    depth = int(chain.get("confirmations", DEFAULT_CONFIRMATIONS))
+    depth = configured_depth(config)
     concurrency = max(1, int(chain.get("concurrency", DEFAULT_CONCURRENCY)))
     change_scripts = frozenset(str(s).lower() for s in chain.get("change_scripts", ()))
     own_client = client is None
