@@ -98,9 +98,24 @@ def _slots(obj: Any) -> dict[str, Any]:
 
 
 class ProgressBar:
-    """One progress bar for the whole ingest, in bytes of the files; it names the current file."""
+    """One progress bar for the whole ingest, in bytes of the files; it names the current file.
+
+    Drawn on standard error when it is a terminal (`progress.progress_console`), else not at
+    all: never on standard output, which holds the summary (rich draws there by default and,
+    when it is no terminal, still wrote an empty line there as the bar stopped).
+    """
 
     def __init__(self, files: list[Path]) -> None:
+        from asg_audit.progress import progress_console
+
+        self._sizes = [_size(p) for p in files]
+        self._count = len(files)
+        self._index = 0
+        self._done = 0
+        self._bar: Any = None
+        console = progress_console()
+        if console is None:  # no terminal to draw on: no bar
+            return
         from rich.progress import (
             BarColumn,
             DownloadColumn,
@@ -110,36 +125,43 @@ class ProgressBar:
             TransferSpeedColumn,
         )
 
-        self._sizes = [_size(p) for p in files]
-        self._count = len(files)
-        self._index = 0
-        self._done = 0
         self._bar = Progress(
             TextColumn("{task.description}"),
             BarColumn(),
             DownloadColumn(),
             TransferSpeedColumn(),
             TimeRemainingColumn(),
+            console=console,
             transient=True,
         )
         self._task = self._bar.add_task("ingest", total=sum(self._sizes))
         self._bar.start()
 
+    @property
+    def drawn(self) -> bool:
+        """Whether a bar is drawn (standard error is a terminal)."""
+        return self._bar is not None
+
     def start_file(self, path: Path) -> None:
+        if self._bar is None:
+            return
         name = STDIN_ORIGIN if path == STDIN else printable(path_text(path.name), one_line=True)
         name = name if len(name) <= 40 else name[:19] + "..." + name[-18:]
         self._bar.update(self._task, description=f"file {self._index + 1}/{self._count} {name}")
 
     def advance(self, n: int) -> None:
-        self._bar.advance(self._task, n)
+        if self._bar is not None:
+            self._bar.advance(self._task, n)
 
     def end_file(self) -> None:
         self._done += self._sizes[self._index]
         self._index += 1
-        self._bar.update(self._task, completed=self._done)
+        if self._bar is not None:
+            self._bar.update(self._task, completed=self._done)
 
     def stop(self) -> None:
-        self._bar.stop()
+        if self._bar is not None:
+            self._bar.stop()
 
 
 def _size(path: Path) -> int:
