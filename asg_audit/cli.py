@@ -28,7 +28,7 @@ from asg_audit.errors import (
 )
 from asg_audit.guarded_output import STDERR as _STDERR
 from asg_audit.guarded_output import STDOUT as _STDOUT
-from asg_audit.guarded_output import GuardedStream
+from asg_audit.guarded_output import GuardedStream, open_missing_std_fds
 from asg_audit.model import printable
 
 __all__ = ["main"]
@@ -296,6 +296,7 @@ def _cmd_runs(args: argparse.Namespace, config: AuditConfig) -> int:
 
 def _cmd_audit(args: argparse.Namespace, config: AuditConfig) -> int:
     from asg_audit.jobs import AuditOutcome, run_audit
+    from asg_audit.progress import is_terminal
 
     if not (math.isfinite(args.wait) and 0 <= args.wait <= _MAX_WAIT_S):
         raise ConfigError(f"--wait must be a number of seconds from 0 to {_MAX_WAIT_S:,}")
@@ -314,7 +315,7 @@ def _cmd_audit(args: argparse.Namespace, config: AuditConfig) -> int:
         since=args.since,
         until=args.until,
         compare=args.compare,
-        progress=sys.stderr.isatty(),
+        progress=is_terminal(sys.stderr),
         log=sys.stderr if args.json else sys.stdout,
         on_start=started,
     )
@@ -695,15 +696,21 @@ _LOST: dict[str, str] = {}
 def _guard_output() -> Callable[[], None]:
     """Put `GuardedStream`s in place of sys.stdout and sys.stderr; return what undoes it.
 
-    Output that cannot be written (a full disk under the log, EIO) is noted in `_LOST`, never
-    raised, and the stream's descriptor is pointed at /dev/null; EPIPE (the reader gone) still
-    stops the command. `main` then exits 3 and says so.
+    Output that cannot be written (a full disk under the log, EIO, a stream closed at the start:
+    None) is noted in `_LOST`, never raised, and the stream's descriptor is pointed at
+    /dev/null; EPIPE (the reader gone) still stops the command. `main` then exits 3 and says
+    so (on stderr, when it can be written).
     """
     _LOST.clear()
     saved = sys.stdout, sys.stderr
-    if sys.stdout is not None and not isinstance(sys.stdout, GuardedStream):
+    if sys.stdout is None or sys.stderr is None:
+        # closed at the start (`>&-`, `2>&-`): output lost from the start, noted in `_LOST`
+        # by the GuardedStream standing for it; the descriptor itself is pointed at /dev/null,
+        # so that no file opened later (the store) gets it
+        open_missing_std_fds()
+    if not isinstance(sys.stdout, GuardedStream):
         sys.stdout = cast(TextIO, GuardedStream(sys.stdout, _STDOUT, _LOST, own_process=True))
-    if sys.stderr is not None and not isinstance(sys.stderr, GuardedStream):
+    if not isinstance(sys.stderr, GuardedStream):
         sys.stderr = cast(TextIO, GuardedStream(sys.stderr, _STDERR, _LOST, own_process=True))
 
     def restore() -> None:

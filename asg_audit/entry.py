@@ -23,6 +23,10 @@ def main(argv: "Sequence[str] | None" = None) -> int:
 
         held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
         try:
+            if sys.stdout is None or sys.stderr is None:  # `>&-`, `2>&-`: before any file opens
+                from asg_audit.guarded_output import open_missing_std_fds
+
+                open_missing_std_fds()
             import duckdb  # noqa: F401  (imported here, where its initialisation is safe)
 
             from asg_audit.cli import main as cli_main
@@ -37,7 +41,8 @@ def main(argv: "Sequence[str] | None" = None) -> int:
             raise
         code = EXIT_INTERRUPTED
         try:  # output that cannot be written (a full disk, the reader gone) changes nothing here
-            print("asg-audit: interrupted", file=sys.stderr)
+            if sys.stderr is not None:  # None (`2>&-`): print would write it on stdout
+                print("asg-audit: interrupted", file=sys.stderr)
             cli = sys.modules.get("asg_audit.cli")
             if cli is not None and hasattr(cli, "print_stopped_audit"):  # `audit --json` too
                 words = list(sys.argv[1:] if argv is None else argv)
@@ -63,9 +68,10 @@ def _exit_now(code: int) -> None:
     import os
 
     for stream in (sys.stdout, sys.stderr):
-        # a reader gone, a stream closed: nothing more to say
+        # a reader gone, a stream closed (or none at all: `2>&-`): nothing more to say
         with contextlib.suppress(OSError, ValueError):
-            stream.flush()
+            if stream is not None:
+                stream.flush()
     os._exit(code)
 
 

@@ -56,7 +56,7 @@ from asg_audit.errors import (
     StoreError,
     StoreFileError,
 )
-from asg_audit.guarded_output import STDERR, STDOUT, GuardedStream
+from asg_audit.guarded_output import STDERR, STDOUT, GuardedStream, guarded_stderr
 from asg_audit.interrupts import is_interrupt
 from asg_audit.model import new_run_id, printable
 from asg_audit.redaction import display_origin, display_url, error_text
@@ -393,7 +393,9 @@ def run_audit(
     `log` (default sys.stdout) and sys.stderr are written through a `GuardedStream` for the
     run, as on the command line: output that cannot be written (a full disk, a closed stream,
     a reader gone) never stops the run; it is noted in `outcome.output_lost`, and a run that
-    would exit 0 or 1 exits 3 (its work is done and recorded; its output is not all there).
+    would exit 0 or 1 exits 3 (its work is done and recorded; its output is not all there). A
+    sys.stdout (log=None) or sys.stderr that is None is such output from the start. Runs that
+    overlap in several threads are independent: each is charged only with its own losses.
     """
     _check_arguments(config, wait_seconds=wait_seconds, collect_seconds=collect_seconds)
     # log and sys.stderr are guarded for the whole run, its checks included
@@ -454,10 +456,12 @@ def _guarded_output(
     """Guard `log` (sys.stdout when None) and sys.stderr for the block; yield the log to write
     to and a function returning the output lost so far ({name: why}).
 
-    A stream the command line already guards (its sys.stdout and sys.stderr) is used as it is:
-    the command line notes and reports its losses. The caller's own streams are never closed,
-    redirected or written again once a write failed. sys.stderr is put back at the end unless
-    something else replaced it meanwhile.
+    A log the command line already guards (its sys.stdout) is used as it is: the command line
+    notes and reports its losses. A log that is None (sys.stdout of a process started with
+    `>&-`) is output lost from the start. The caller's own streams are never closed, redirected
+    or written again once a write failed. sys.stderr is guarded by `guarded_stderr`: runs that
+    overlap (two threads) share one guard, the last one puts the caller's stream back, and each
+    run is charged only with what it lost itself.
     """
     own: dict[str, str] = {}
     stream = sys.stdout if log is None else log
@@ -465,27 +469,19 @@ def _guarded_output(
         guarded = stream
     else:
         name = STDOUT if log is None else "the log"
-        guarded = GuardedStream(cast(TextIO, stream), name, own, own_process=False)
-    saved_stderr = sys.stderr
-    stderr: Any = saved_stderr
-    if saved_stderr is not None and not isinstance(saved_stderr, GuardedStream):
-        stderr = GuardedStream(saved_stderr, STDERR, own, own_process=False)
-        sys.stderr = cast(TextIO, stderr)
+        guarded = GuardedStream(cast(TextIO | None, stream), name, own, own_process=False)
 
-    def lost() -> dict[str, str]:
-        if guarded is not stream:  # the caller's log: a buffered one fails here, at the latest
-            guarded.flush()
-        return {
-            g.name: g.lost
-            for g in (guarded, stderr)
-            if isinstance(g, GuardedStream) and g.lost is not None
-        }
+    with guarded_stderr(own) as stderr_lost:
 
-    try:
+        def lost() -> dict[str, str]:
+            if guarded is not stream:  # the caller's log: a buffered one fails here at the latest
+                guarded.flush()
+            found = {guarded.name: guarded.lost} if guarded.lost is not None else {}
+            if (why := stderr_lost()) is not None:
+                found[STDERR] = why
+            return found
+
         yield cast(IO[str], guarded), lost
-    finally:
-        if sys.stderr is stderr:
-            sys.stderr = saved_stderr
 
 
 def _record_stop(
