@@ -66,6 +66,7 @@ from asg_audit.ingest_summary import (
 from asg_audit.interrupts import is_interrupt, sigint_interrupts
 from asg_audit.model import Source, new_run_id, path_text
 from asg_audit.normalize import normalise_batch
+from asg_audit.progress import is_terminal
 from asg_audit.redaction import error_text
 from asg_audit.store import BULK_MEMORY_LIMIT, Store, WriteStats, open_store
 
@@ -453,7 +454,7 @@ def ingest_paths(
         interrupted: threading.Event | None = None
         try:
             store.start_run("ingest", run_id=summary.run_id)
-            bar = ProgressBar(files) if progress and sys.stderr.isatty() else None
+            bar = ProgressBar(files) if progress and is_terminal(sys.stderr) else None
             group = _SmallFiles(store, summary)
             with sigint_interrupts(store.con) as interrupted:
                 _ingest_all(

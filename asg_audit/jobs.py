@@ -834,8 +834,8 @@ def _collect(
     budget = (
         seconds if seconds is not None else settings.get("collect_seconds", DEFAULT_COLLECT_SECONDS)
     )
-    # The collector stops cleanly on SIGINT/SIGTERM itself (its run recorded interrupted);
-    # asyncio then resets the signals to their defaults, so ours are put back after it.
+    # The collector stops cleanly on SIGINT/SIGTERM itself (its run recorded interrupted) and
+    # puts back the handlers it found; kept here too, as every step that may touch them is.
     with kept_signal_handlers():
         summary = collect_sync(
             config,
@@ -923,7 +923,7 @@ def _probe(url: str, what: str, *, attempts: int = 3) -> None:
 
 
 def _verify_chain(config: AuditConfig, settings: dict[str, Any], progress: bool) -> str:
-    from asg_audit.chain import DEFAULT_CONFIRMATIONS, verify_chain
+    from asg_audit.chain import configured_depth, verify_chain
     from asg_audit.chain_verify import pending_txid_count
 
     if not settings.get("verify_chain", True):
@@ -931,7 +931,7 @@ def _verify_chain(config: AuditConfig, settings: dict[str, Any], progress: bool)
     # Nothing to fetch (no txid to verify, no parent fees asked for): the index is not needed.
     # At the depth configured now, as verify_chain counts: a txid stored `confirmed` below it
     # is fetched again, so it needs the index as much as one never fetched.
-    depth = int(config.chain.get("confirmations", DEFAULT_CONFIRMATIONS))
+    depth = configured_depth(config)
     fetch_parents = config.chain.get("fetch_parents", False)
     if fetch_parents or pending_txid_count(config.db_path, confirmations=depth) > 0:
         _probe(config.chain_url.rstrip("/") + "/chain/info", "chain index")
