@@ -15,8 +15,10 @@ import contextlib
 import gzip
 import hashlib
 import os
+import shutil
 import stat
 import sys
+import tempfile
 import threading
 import zlib
 from collections import Counter
@@ -24,7 +26,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, cast
+from typing import IO, Any, cast
 
 import duckdb
 import numpy as np
@@ -38,7 +40,6 @@ from asg_audit.filelines import (
     Expected,
     always_lines,
     describe_read_error,
-    duckdb_path,
     expand_paths,
     file_content_hash,
     file_id,
@@ -215,22 +216,48 @@ class _SmallFiles:
         self._hashes: set[str] = set()
         self._bytes = 0
         self._reader: duckdb.DuckDBPyConnection | None = None  # splits arrays and documents
+        self._scratch: Path | None = None  # the one file DuckDB's reader reads them from
+        self._scratch_fh: IO[bytes] | None = None  # held open: rewritten in place for each file
 
     def close(self) -> None:
         if self._reader is not None:
             self._reader.close()
+        if self._scratch_fh is not None:
+            self._scratch_fh.close()
+        if self._scratch is not None:
+            shutil.rmtree(self._scratch.parent, ignore_errors=True)
 
-    def _documents(self, path: Path, layout: str, expected: Expected | None) -> pl.DataFrame:
+    def _documents(self, data: bytes, layout: str) -> pl.DataFrame:
+        """Split the content of a small array or documents file, already read whole (and, for
+        a file found by a scan, from the file found), with DuckDB's JSON reader.
+
+        The bytes are written to one scratch file of this group, rewritten for each file:
+        the file itself is not opened again (no second check that it is unchanged, no name
+        to make readable to DuckDB), which costs less than a temporary link per file.
+        """
         if self._reader is None:
             self._reader = duckdb.connect(":memory:")
             self._reader.execute("SET memory_limit = '256MB'")
-        with duckdb_path(path, expected) as name:
-            frame: pl.DataFrame = self._reader.sql(
-                f"SELECT json::VARCHAR AS raw, ordinality AS origin_line"
-                f" FROM {DOCUMENT_READERS[layout]}",
-                params={"path": name},
-            ).pl()
+        if self._scratch is None or self._scratch_fh is None:
+            self._scratch = Path(tempfile.mkdtemp(prefix="asg-audit-")) / "small.json"
+            self._scratch_fh = self._scratch.open("w+b")
+        fh = self._scratch_fh
+        fh.seek(0)
+        fh.write(data)
+        fh.truncate()
+        fh.flush()
+        frame: pl.DataFrame = self._reader.sql(
+            f"SELECT json::VARCHAR AS raw, ordinality AS origin_line"
+            f" FROM {DOCUMENT_READERS[layout]}",
+            params={"path": str(self._scratch)},
+        ).pl()
         return frame
+
+    def _named(self, exc: duckdb.Error, origin: str) -> duckdb.Error:
+        """Return DuckDB's error with the scratch file's name replaced by the file's own."""
+        if self._scratch is None or str(self._scratch) not in str(exc):
+            return exc
+        return type(exc)(str(exc).replace(str(self._scratch), origin))
 
     def add(self, path: Path, expected: Expected | None = None) -> bool:
         """Take the file if it is small (and report it if it cannot be read).
@@ -284,9 +311,10 @@ class _SmallFiles:
         documents = None
         if layout != "lines":
             try:
-                documents = self._documents(path, layout, expected)
-            except duckdb.Error as exc:
-                error = unreadable_documents(path, origin, layout, exc, expected)
+                documents = self._documents(data, layout)
+            except duckdb.Error as read_error:
+                named = self._named(read_error, origin)
+                error = unreadable_documents(path, origin, layout, named, expected)
                 self._summary.files.append(FileOutcome(path=origin, status="failed", error=error))
                 return True
             data = b""
