@@ -192,14 +192,17 @@ async def collect(
         stop_event=stop_event,
         transport=transport,
     )
-    installed: dict[signal.Signals, Any] = {}  # the signals handled, with their previous handler
-    if handle_signals:
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            previous = signal.getsignal(sig)
-            loop.add_signal_handler(sig, collector.stop, sig.name)
-            installed[sig] = previous
+    # the signals handled, with what handled them before: the loop's own handler (a caller's
+    # `loop.add_signal_handler`), else the Python-level one
+    installed: dict[signal.Signals, tuple[Any, asyncio.Handle | None]] = {}
     try:
+        if handle_signals:
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                previous = signal.getsignal(sig)
+                loop_handle = getattr(loop, "_signal_handlers", {}).get(sig)
+                loop.add_signal_handler(sig, collector.stop, sig.name)
+                installed[sig] = (previous, loop_handle)
         return await collector.run()
     finally:
         _remove_signal_handlers(asyncio.get_running_loop(), installed)
@@ -212,11 +215,16 @@ def _remove_signal_handlers(
 
     asyncio (and uvloop) reset a signal to its default when removing its handler: SIGINT to
     `default_int_handler`, SIGTERM to SIG_DFL, so that a later SIGTERM killed the caller's
-    process, whatever handler it had installed (or `asyncio.run`'s own Ctrl-C was lost).
+    process, whatever handler it had installed (or `asyncio.run`'s own Ctrl-C was lost). A
+    handler the caller had added to the loop itself (`loop.add_signal_handler`) is replaced by
+    ours and deleted with it: it is added back, else the signal would reach asyncio's no-op
+    and be ignored.
     """
-    for sig, previous in installed.items():
+    for sig, (previous, loop_handle) in installed.items():
         loop.remove_signal_handler(sig)
-        if previous is not None:  # None: installed from C, which Python cannot put back
+        if loop_handle is not None and not loop_handle.cancelled():
+            loop.add_signal_handler(sig, loop_handle._callback, *loop_handle._args)
+        elif previous is not None:  # None: installed from C, which Python cannot put back
             signal.signal(sig, previous)
 
 

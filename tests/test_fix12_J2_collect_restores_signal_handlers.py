@@ -47,7 +47,7 @@ config = load_config(None, env={"ASG_API_KEY": a["key"], "ASG_BASE_URL": a["url"
 hits = []
 def mine(signum, frame):
     hits.append(signum)
-if a["how"] != "asyncio_run_default":
+if a["how"] not in ("asyncio_run_default", "loop_handler"):
     signal.signal(signal.SIGINT, mine)
     signal.signal(signal.SIGTERM, mine)
 kwargs = {"clock": clock, "max_rps": 5, "run_for_s": 3000.0 if a["stop"] else 2.0,
@@ -58,6 +58,19 @@ if a["how"] == "collect_sync":
     out["status"] = collect_sync(config, **kwargs).status
 elif a["how"] == "asyncio_run":
     out["status"] = asyncio.run(collect(config, **kwargs)).status
+elif a["how"] == "loop_handler":  # a service's own handler, added to the loop
+    async def service():
+        loop = asyncio.get_running_loop()
+        shut = asyncio.Event()
+        loop.add_signal_handler(signal.SIGTERM, shut.set)
+        out["status"] = (await collect(config, **kwargs)).status
+        os.kill(os.getpid(), signal.SIGTERM)  # after the run: the service's handler answers
+        try:
+            await asyncio.wait_for(shut.wait(), 5)
+            out["shutdown_called"] = True
+        except TimeoutError:
+            out["shutdown_called"] = False  # the signal reached asyncio's no-op
+    asyncio.run(service())
 else:  # asyncio_run_default: Python's and asyncio.run's own handling of Ctrl-C
     async def main():
         out["status"] = (await collect(config, **kwargs)).status
@@ -76,7 +89,7 @@ out["sigint_is_mine"] = signal.getsignal(signal.SIGINT) is mine
 out["sigterm_is_mine"] = signal.getsignal(signal.SIGTERM) is mine
 out["sigint"] = repr(signal.getsignal(signal.SIGINT))
 out["sigterm"] = repr(signal.getsignal(signal.SIGTERM))
-if a["how"] != "asyncio_run_default":
+if a["how"] not in ("asyncio_run_default", "loop_handler"):
     before = list(hits)
     os.kill(os.getpid(), signal.SIGTERM)
     time.sleep(0.2)
@@ -176,3 +189,16 @@ def test_inside_asyncio_run_a_ctrl_c_after_the_run_still_cancels_the_main_task(
     # then asyncio.run put back Python's own handlers, as it found them
     assert out["sigint"] == repr(signal.default_int_handler), out
     assert out["sigterm"] == repr(signal.SIG_DFL), out
+
+
+def test_a_handler_the_caller_added_to_the_loop_answers_after_the_run(
+    sim: tuple[Any, Any], tmp_path: Path
+) -> None:
+    # `loop.add_signal_handler` of the caller was replaced by collect's own and deleted with it:
+    # the signal then reached asyncio's no-op, and a service's SIGTERM did nothing at all
+    running, world = sim
+    child, _ = _start(running, world, tmp_path, "loop_handler", False)
+    code, out, stderr = _finish(child)
+    assert code == 0, (code, out, stderr[-2000:])
+    assert out["status"] == "partial", out
+    assert out["shutdown_called"] is True, out
