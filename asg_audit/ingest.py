@@ -40,6 +40,7 @@ from asg_audit.filelines import (
     Expected,
     always_lines,
     describe_read_error,
+    duckdb_path,
     expand_paths,
     file_content_hash,
     file_id,
@@ -220,36 +221,64 @@ class _SmallFiles:
         self._scratch_fh: IO[bytes] | None = None  # held open: rewritten in place for each file
 
     def close(self) -> None:
-        if self._reader is not None:
-            self._reader.close()
+        try:
+            if self._reader is not None:
+                self._reader.close()
+        finally:
+            self._drop_scratch()
+
+    def _drop_scratch(self) -> None:
         if self._scratch_fh is not None:
-            self._scratch_fh.close()
+            with contextlib.suppress(OSError):
+                self._scratch_fh.close()
         if self._scratch is not None:
             shutil.rmtree(self._scratch.parent, ignore_errors=True)
+        self._scratch, self._scratch_fh = None, None
 
-    def _documents(self, data: bytes, layout: str) -> pl.DataFrame:
+    def _documents(
+        self, data: bytes, layout: str, path: Path, expected: Expected | None
+    ) -> pl.DataFrame:
         """Split the content of a small array or documents file, already read whole (and, for
         a file found by a scan, from the file found), with DuckDB's JSON reader.
 
         The bytes are written to one scratch file of this group, rewritten for each file:
-        the file itself is not opened again (no second check that it is unchanged, no name
-        to make readable to DuckDB), which costs less than a temporary link per file.
+        cheaper than a temporary link per file to the file itself. When the scratch file
+        cannot be written (no room in the temporary folder), DuckDB reads the file instead,
+        as a large one is read (`duckdb_path`: a file found by a scan is checked unchanged).
         """
         if self._reader is None:
             self._reader = duckdb.connect(":memory:")
             self._reader.execute("SET memory_limit = '256MB'")
+        try:
+            name = self._write_scratch(data)
+        except OSError:
+            self._drop_scratch()
+            with duckdb_path(path, expected) as name:
+                return self._split(name, layout)
+        return self._split(name, layout)
+
+    def _write_scratch(self, data: bytes) -> str:
         if self._scratch is None or self._scratch_fh is None:
-            self._scratch = Path(tempfile.mkdtemp(prefix="asg-audit-")) / "small.json"
-            self._scratch_fh = self._scratch.open("w+b")
+            folder = Path(tempfile.mkdtemp(prefix="asg-audit-"))
+            try:
+                self._scratch_fh = (folder / "small.json").open("w+b")
+            except OSError:
+                shutil.rmtree(folder, ignore_errors=True)
+                raise
+            self._scratch = folder / "small.json"
         fh = self._scratch_fh
         fh.seek(0)
         fh.write(data)
         fh.truncate()
         fh.flush()
+        return str(self._scratch)
+
+    def _split(self, name: str, layout: str) -> pl.DataFrame:
+        assert self._reader is not None
         frame: pl.DataFrame = self._reader.sql(
             f"SELECT json::VARCHAR AS raw, ordinality AS origin_line"
             f" FROM {DOCUMENT_READERS[layout]}",
-            params={"path": str(self._scratch)},
+            params={"path": name},
         ).pl()
         return frame
 
@@ -311,7 +340,7 @@ class _SmallFiles:
         documents = None
         if layout != "lines":
             try:
-                documents = self._documents(data, layout)
+                documents = self._documents(data, layout, path, expected)
             except duckdb.Error as read_error:
                 named = self._named(read_error, origin)
                 error = unreadable_documents(path, origin, layout, named, expected)
