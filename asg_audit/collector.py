@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 import os
 import signal
@@ -342,7 +343,10 @@ def _collect_on_worker(config: AuditConfig, kwargs: dict[str, Any]) -> CollectSu
     # Ctrl-C cancels that task instead of raising, which only an await would notice
     task = _calling_task()
     cancels = task.cancelling() if task is not None else 0
-    thread = threading.Thread(target=work, name="asg-collect", daemon=True)
+    # the worker runs in a copy of this thread's context: what it fails to write is charged to
+    # the run that started it (guarded_output), not to every run under way
+    runner = contextvars.copy_context().run
+    thread = threading.Thread(target=runner, args=(work,), name="asg-collect", daemon=True)
     with _stop_on_sigint(state):
         try:
             thread.start()

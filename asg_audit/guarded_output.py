@@ -148,19 +148,19 @@ class GuardedStream:
 
 
 def open_missing_std_fds() -> None:
-    """Point standard output's and standard error's file descriptors, when closed (`>&-`,
-    `2>&-`), at /dev/null, for the command line's own process.
+    """Point the standard file descriptors, when closed (`<&-`, `>&-`, `2>&-`), at /dev/null,
+    for the command line's own process.
 
     Python has no stream for them then (None); but a file the command opens later (the store)
-    would get descriptor 1 or 2, and whatever writes to that descriptor (a library's message, a
-    child process) would write into it. sys.stdout and sys.stderr stay None.
+    would get descriptor 0, 1 or 2, and whatever reads or writes that descriptor (a library's
+    message, a child process) would use it. sys.stdin, sys.stdout and sys.stderr stay None.
     """
-    for fd in (1, 2):
+    for fd in (0, 1, 2):
         try:
             os.fstat(fd)
         except OSError:
             with contextlib.suppress(OSError):
-                devnull = os.open(os.devnull, os.O_WRONLY)
+                devnull = os.open(os.devnull, os.O_RDONLY if fd == 0 else os.O_WRONLY)
                 if devnull != fd:
                     os.dup2(devnull, fd)
                     os.close(devnull)

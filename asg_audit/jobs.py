@@ -395,7 +395,9 @@ def run_audit(
     a reader gone) never stops the run; it is noted in `outcome.output_lost`, and a run that
     would exit 0 or 1 exits 3 (its work is done and recorded; its output is not all there). A
     sys.stdout (log=None) or sys.stderr that is None is such output from the start. Runs that
-    overlap in several threads are independent: each is charged only with its own losses.
+    overlap in several threads are independent: each is charged only with its own losses (a
+    write from a thread it did not start in its context, such as a library's worker pool,
+    counts for every run under way).
     """
     _check_arguments(config, wait_seconds=wait_seconds, collect_seconds=collect_seconds)
     # log and sys.stderr are guarded for the whole run, its checks included

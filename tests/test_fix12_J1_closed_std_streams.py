@@ -143,6 +143,23 @@ def test_a_store_opened_with_stdout_and_stderr_closed_gets_no_standard_descripto
     assert probe.read_text().split() == [os.devnull, os.devnull, str(EXIT_INCOMPLETE)]
 
 
+def test_with_every_standard_descriptor_closed_none_is_given_to_a_file(tmp_path: Path) -> None:
+    """Standard input closed too (`<&-`): descriptor 0 would be the next file opened (the
+    store), for whatever reads it; it points at /dev/null from the start as 1 and 2 do."""
+    job = offline_job(tmp_path, tasks=TASKS)
+    probe = tmp_path / "fds.txt"
+    script = (
+        "import os, sys\n"
+        "from asg_audit.entry import main\n"
+        "code = main(['runs', '--db', sys.argv[1]])\n"
+        "with open(sys.argv[2], 'w') as f:\n"
+        "    f.write(' '.join(os.path.realpath(f'/proc/self/fd/{n}') for n in (0, 1, 2)))\n"
+        "    f.write(f' {code}')\n"
+    )
+    _shell([sys.executable, "-c", script, str(job["db"]), str(probe)], "<&- >&- 2>&-", tmp_path)
+    assert probe.read_text().split() == [os.devnull] * 3 + [str(EXIT_INCOMPLETE)]
+
+
 # -- 1 and 2 from Python --------------------------------------------------------------------------
 
 
