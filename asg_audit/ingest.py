@@ -32,6 +32,7 @@ import duckdb
 import numpy as np
 import polars as pl
 
+from asg_audit import engine
 from asg_audit.errors import InputError, StoreError
 from asg_audit.filelines import (
     BOM,
@@ -247,7 +248,7 @@ class _SmallFiles:
         as a large one is read (`duckdb_path`: a file found by a scan is checked unchanged).
         """
         if self._reader is None:
-            self._reader = duckdb.connect(":memory:")
+            self._reader = engine.connect()
             self._reader.execute("SET memory_limit = '256MB'")
         try:
             name = self._write_scratch(data)

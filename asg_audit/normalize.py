@@ -22,6 +22,7 @@ from typing import Final
 import duckdb
 import polars as pl
 
+from asg_audit import engine
 from asg_audit.jsonload import TooDeepError, nesting_depth_over
 from asg_audit.model import (
     DOCUMENTED_STATUSES,
@@ -612,7 +613,7 @@ def _engine(max_record_bytes: int) -> duckdb.DuckDBPyConnection:
     if cache is None:
         cache = _local.cache = {}
     if max_record_bytes not in cache:
-        con = duckdb.connect(":memory:")
+        con = engine.connect()
         con.execute("SET TimeZone = 'UTC'")
         # A batch is a chunk of a file or a handful of answers: keep the engine small.
         con.execute("SET memory_limit = '256MB'")

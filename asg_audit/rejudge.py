@@ -41,6 +41,7 @@ import duckdb
 import polars as pl
 import pyarrow as pa
 
+from asg_audit import engine
 from asg_audit.errors import SchemaVersionError
 from asg_audit.filelines import (
     HashingReader,
@@ -380,7 +381,7 @@ def _file_batches(path: Path, size: int) -> Iterator[pa.RecordBatch | pl.DataFra
         return
     if size > _MAX_DOCUMENT_FILE_BYTES:
         return
-    reader = duckdb.connect(":memory:")  # its errors leave the store's transaction alone
+    reader = engine.connect()  # its errors leave the store's transaction alone
     try:
         reader.execute("SET memory_limit = '512MB'")
         with duckdb_path(path) as name:

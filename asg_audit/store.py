@@ -28,6 +28,7 @@ from typing import Any, Final
 import duckdb
 import polars as pl
 
+from asg_audit import engine
 from asg_audit.errors import SchemaVersionError, StoreBusyError, StoreError, StoreFileError
 from asg_audit.filelines import special_file_kind
 from asg_audit.migrations import MIGRATIONS
@@ -693,7 +694,7 @@ def _tables(con: duckdb.DuckDBPyConnection) -> list[str]:
 def _schema_columns() -> frozenset[tuple[str, str]]:
     """Return the (table, column) pairs a store at this code's schema version has: the
     migrations applied to an empty in-memory database."""
-    con = duckdb.connect(":memory:")
+    con = engine.connect()
     try:
         for migration in MIGRATIONS:
             for statement in migration.statements:
@@ -874,7 +875,7 @@ def _connect(path: Path, *, read_only: bool, wait_seconds: float) -> duckdb.Duck
     delay = 0.05
     while True:
         try:
-            con = duckdb.connect(str(path), read_only=read_only)
+            con = engine.connect(str(path), read_only=read_only)
         except duckdb.ConnectionException as exc:
             if not read_only:
                 # DuckDB has the file open in this process with another configuration: a
@@ -889,7 +890,7 @@ def _connect(path: Path, *, read_only: bool, wait_seconds: float) -> duckdb.Duck
                 raise StoreError(f"{path}: cannot open the database: {exc}") from None
             # This process already writes to the file: share its instance (Store.read_only
             # still refuses writes through this handle).
-            con = duckdb.connect(str(path))
+            con = engine.connect(str(path))
             try:
                 con.execute("SET TimeZone = 'UTC'")
                 _register(con, path)

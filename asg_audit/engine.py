@@ -1,0 +1,34 @@
+"""DuckDB connections that keep quiet: every connection this package opens goes through here.
+
+DuckDB's own progress bar is on by default in Python and prints to standard output for any
+query that runs longer than two seconds (ingesting a large file, rejudging a store): into a
+notebook's cell output, or into the file a report or a JSON summary is piped to. Ours goes to
+standard error, on a terminal only (`asg_audit.progress`); `asg_audit.ingest_staging`'s
+`query_progress` turns DuckDB's on, with printing off, only to read its estimate.
+"""
+
+from __future__ import annotations
+
+import duckdb
+
+__all__ = ["connect", "quiet"]
+
+
+def quiet(con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
+    """Turn DuckDB's progress bar off on `con` (a setting of this connection only); return it."""
+    con.execute("SET enable_progress_bar = false")
+    return con
+
+
+def connect(database: str = ":memory:", *, read_only: bool = False) -> duckdb.DuckDBPyConnection:
+    """Open a DuckDB connection with DuckDB's progress bar off.
+
+    The setting is made on the connection, not passed as `config`: DuckDB refuses a second
+    connection to a file opened with another configuration, and a notebook may hold one.
+    """
+    con = duckdb.connect(database, read_only=read_only)
+    try:
+        return quiet(con)
+    except BaseException:
+        con.close()
+        raise
