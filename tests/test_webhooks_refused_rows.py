@@ -97,7 +97,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     }
 
 
-def test_fix12_G6_stale_detail_says_past_or_future(served: dict[str, Any]) -> None:
+def test_stale_detail_says_past_or_future(served: dict[str, Any]) -> None:
     assert served["answers"]["past"].status_code == 400
     assert served["answers"]["future"].status_code == 400
     for task_id, when, way in (("tsk_past", PAST, "past"), ("tsk_future", FUTURE, "future")):
@@ -108,7 +108,7 @@ def test_fix12_G6_stale_detail_says_past_or_future(served: dict[str, Any]) -> No
         assert abs(int(match.group(1)) - expected) < 120, detail
 
 
-def test_fix12_G6_trailing_slash_is_an_unknown_path_not_a_redirect(
+def test_trailing_slash_is_an_unknown_path_not_a_redirect(
     served: dict[str, Any],
 ) -> None:
     slash, unknown = served["answers"]["slash"], served["answers"]["unknown"]
@@ -119,7 +119,7 @@ def test_fix12_G6_trailing_slash_is_an_unknown_path_not_a_redirect(
     assert len(served["rows"]) == 5, served["rows"]
 
 
-def test_fix12_G6_remote_addr_is_only_an_ip_address(served: dict[str, Any]) -> None:
+def test_remote_addr_is_only_an_ip_address(served: dict[str, Any]) -> None:
     rows = served["rows"]
     assert all(served["answers"][k].status_code == 200 for k in ("ip", "junk", "zone"))
     assert rows["tsk_xff_ip"]["remote_addr"] == "203.0.113.7"
@@ -132,7 +132,7 @@ def test_fix12_G6_remote_addr_is_only_an_ip_address(served: dict[str, Any]) -> N
         assert "<" not in row["detail"] and "AAAA" not in row["detail"]
 
 
-def test_fix12_G6_listening_line_masks_a_secret_in_the_path(served: dict[str, Any]) -> None:
+def test_listening_line_masks_a_secret_in_the_path(served: dict[str, Any]) -> None:
     listening = next(line for line in served["out"].splitlines() if "listening on" in line)
     assert listening.endswith("/hooks/***"), listening
     assert SECRET not in served["out"] + served["err"]
@@ -158,9 +158,7 @@ def _answer_line(sock: socket.socket, timeout: float) -> str:
 
 
 @pytest.mark.parametrize("http", ["httptools", "h11"])
-def test_fix12_G6_connections_the_receiver_closes_are_recorded_as_such(
-    tmp_path: Path, http: str
-) -> None:
+def test_connections_the_receiver_closes_are_recorded_as_such(tmp_path: Path, http: str) -> None:
     with _receiver(tmp_path, http) as (base, _proc):
         port = int(base.rsplit(":", 1)[1])
         first = _half_sent(port, sent=7)

@@ -154,7 +154,7 @@ def _rows(findings: pl.DataFrame, check: str) -> list[dict[str, Any]]:
 # -- 1. unknown costs and tasks not collected -----------------------------------------------
 
 
-def test_fix12_G2_unknown_costs_are_not_an_exact_difference(tmp_path: Path, gateway: str) -> None:
+def test_unknown_costs_are_not_an_exact_difference(tmp_path: Path, gateway: str) -> None:
     # the tester's month: 3 settled tasks, none with a known cost (0 and no cost field), billed
     # 1,625 sats. Was: fail "billing differs from the per-task results by 1625 sats".
     results = [_result("t1", 1, 0), _result("t2", 10, None), _result("t3", 20, 0)]
@@ -170,9 +170,7 @@ def test_fix12_G2_unknown_costs_are_not_an_exact_difference(tmp_path: Path, gate
     assert row["expected"] == "results: 3 tasks, 0 sats (3 of unknown cost)"
 
 
-def test_fix12_G2_partial_collect_on_a_clean_provider_is_no_fail(
-    tmp_path: Path, gateway: str
-) -> None:
+def test_partial_collect_on_a_clean_provider_is_no_fail(tmp_path: Path, gateway: str) -> None:
     # 2 tasks collected (650 sats each), 3 more tracked and not collected; the provider bills
     # the 5 it settled: 3,250 sats. Was: fail, "billed: 5 tasks" against "results: 2 tasks".
     results = [_result("t1", 1, 650), _result("t2", 2, 650)]
@@ -183,7 +181,7 @@ def test_fix12_G2_partial_collect_on_a_clean_provider_is_no_fail(
     assert row["difference"] == 3250 - 1300
 
 
-def test_fix12_G2_known_costs_above_the_bill_still_fail(tmp_path: Path, gateway: str) -> None:
+def test_known_costs_above_the_bill_still_fail(tmp_path: Path, gateway: str) -> None:
     # one task of unknown cost cannot explain known costs (1,300) above the bill (1,000)
     results = [_result("t1", 1, 650), _result("t2", 2, 650), _result("t3", 3, 0)]
     findings, _ = _store(tmp_path, gateway, results, {MONTH: _usage(3, 1000)})
@@ -196,9 +194,7 @@ def test_fix12_G2_known_costs_above_the_bill_still_fail(tmp_path: Path, gateway:
     assert _rows(findings, "billing.sats_not_comparable") == []
 
 
-def test_fix12_G2_billed_tasks_the_store_cannot_hold_still_fail(
-    tmp_path: Path, gateway: str
-) -> None:
+def test_billed_tasks_the_store_cannot_hold_still_fail(tmp_path: Path, gateway: str) -> None:
     # 2 results, 1 task still open, a bill for 10 tasks: 7 billed tasks the store does not hold
     results = [_result("t1", 1, 650), _result("t2", 2, 650)]
     findings, _ = _store(tmp_path, gateway, results, {MONTH: _usage(10, 6500)}, pending=1)
@@ -210,7 +206,7 @@ def test_fix12_G2_billed_tasks_the_store_cannot_hold_still_fail(
     assert "7 billed task(s) the store does not hold" in row["message"]
 
 
-def test_fix12_G2_fewer_billed_tasks_than_results_fail(tmp_path: Path, gateway: str) -> None:
+def test_fewer_billed_tasks_than_results_fail(tmp_path: Path, gateway: str) -> None:
     results = [_result("t1", 1, 650), _result("t2", 2, 0)]
     findings, _ = _store(tmp_path, gateway, results, {MONTH: _usage(1, 650)})
     (row,) = _rows(findings, "billing.vs_results")
@@ -220,7 +216,7 @@ def test_fix12_G2_fewer_billed_tasks_than_results_fail(tmp_path: Path, gateway: 
     )
 
 
-def test_fix12_G2_exact_month_still_compares_exactly(tmp_path: Path, gateway: str) -> None:
+def test_exact_month_still_compares_exactly(tmp_path: Path, gateway: str) -> None:
     results = [_result("t1", 1, 650), _result("t2", 2, 650)]
     findings, _ = _store(tmp_path, gateway, results, {MONTH: _usage(2, 1400)})
     (row,) = _rows(findings, "billing.vs_results")
@@ -233,7 +229,7 @@ def test_fix12_G2_exact_month_still_compares_exactly(tmp_path: Path, gateway: st
 # -- 2. invoices against usage --------------------------------------------------------------
 
 
-def test_fix12_G2_invoice_billing_more_than_the_usage_fails(tmp_path: Path, gateway: str) -> None:
+def test_invoice_billing_more_than_the_usage_fails(tmp_path: Path, gateway: str) -> None:
     results = [_result("t1", 1, 650), _result("t2", 2, 650)]
     invoice = {
         "invoice_id": "inv_g2",
@@ -258,7 +254,7 @@ def test_fix12_G2_invoice_billing_more_than_the_usage_fails(tmp_path: Path, gate
 # -- 3. figures above the supply; compare what is valid ---------------------------------------
 
 
-def test_fix12_G2_month_sats_above_the_supply_are_invalid(tmp_path: Path, gateway: str) -> None:
+def test_month_sats_above_the_supply_are_invalid(tmp_path: Path, gateway: str) -> None:
     results = [_result("t1", 1, 650)]
     usage = _usage(1, 2**63 - 1)
     findings, summary = _store(tmp_path, gateway, results, {MONTH: usage})
@@ -275,7 +271,7 @@ def test_fix12_G2_month_sats_above_the_supply_are_invalid(tmp_path: Path, gatewa
     assert got == [(MAX_SATS,)]
 
 
-def test_fix12_G2_invalid_total_still_compares_the_task_count(tmp_path: Path, gateway: str) -> None:
+def test_invalid_total_still_compares_the_task_count(tmp_path: Path, gateway: str) -> None:
     # the month bills 1 task (valid) and an impossible total; the store settled none in it
     usage = _usage(1, -650, "2026-11")
     findings, _ = _store(

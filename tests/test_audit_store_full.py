@@ -6,7 +6,7 @@ then failed the whole run with no report (`"report": null`). Now the later writi
 skipped with that reason and ask nothing, the findings are not stored (said so), and the report
 is still written from what the store holds.
 
-The write that fails is a real one, as in test_fix_d_store_full: the command runs with its files
+The write that fails is a real one, as in test_store_disk_full: the command runs with its files
 limited in size (RLIMIT_FSIZE, SIGXFSZ ignored: EFBIG, as a full disk gives ENOSPC).
 """
 

@@ -29,7 +29,7 @@ HIGH = "fee_rate_max_sat_per_kb"
         ({LOW: 20, HIGH: 10}, f"[chain] {LOW} (20) is above {HIGH} (10)"),
     ],
 )
-def test_fix10_l_fee_rates_in_effect_are_compared(
+def test_fee_rates_in_effect_are_compared(
     tmp_path: Path, chain: dict[str, float], message: str
 ) -> None:
     text = "[chain]\n" + "".join(f"{k} = {v}\n" for k, v in chain.items())
@@ -42,12 +42,12 @@ def test_fix10_l_fee_rates_in_effect_are_compared(
     assert str(from_python.value) == f"settings: {message}"
 
 
-def test_fix10_l_fee_rates_within_the_defaults_are_accepted(tmp_path: Path) -> None:
+def test_fee_rates_within_the_defaults_are_accepted(tmp_path: Path) -> None:
     for chain in ({LOW: 1000}, {HIGH: 1}, {LOW: 5000, HIGH: 5000}, {}):
         assert AuditConfig(chain=chain).chain == chain
 
 
-def test_fix10_l_fee_rate_alone_is_exit_2_from_the_command_line(tmp_path: Path) -> None:
+def test_fee_rate_alone_is_exit_2_from_the_command_line(tmp_path: Path) -> None:
     path = write_config(tmp_path, f"[chain]\n{LOW} = 2000\n", "c.toml")
     db = tmp_path / "s.duckdb"
     done = subprocess.run(
@@ -66,9 +66,7 @@ def test_fix10_l_fee_rate_alone_is_exit_2_from_the_command_line(tmp_path: Path) 
 
 
 @pytest.mark.parametrize("section", ["collector", "webhooks", "chain", "billing", "audit"])
-def test_fix10_l_audit_config_refuses_an_unknown_key_as_the_file_does(
-    tmp_path: Path, section: str
-) -> None:
+def test_audit_config_refuses_an_unknown_key_as_the_file_does(tmp_path: Path, section: str) -> None:
     path = write_config(tmp_path, f"[{section}]\nbogus = 1\n", "c.toml")
     with pytest.raises(ConfigError) as from_file:
         load_config(path, env={})
@@ -82,13 +80,13 @@ def test_fix10_l_audit_config_refuses_an_unknown_key_as_the_file_does(
         AuditConfig().replace(**{section: {"bogus": 1}})
 
 
-def test_fix10_l_report_takes_no_keys_from_python() -> None:
+def test_report_takes_no_keys_from_python() -> None:
     with pytest.raises(ConfigError) as caught:
         AuditConfig(report={"title": "nightly"})
     assert str(caught.value) == "settings: unknown key(s) in [report]: title (it takes no keys)"
 
 
-def test_fix10_l_an_unknown_key_holding_a_secret_is_not_echoed() -> None:
+def test_an_unknown_key_holding_a_secret_is_not_echoed() -> None:
     key = "sk_live_FIX10LSECRET"
     with pytest.raises(ConfigError) as caught:
         AuditConfig(api_key=key, chain={key: 1})
@@ -96,7 +94,7 @@ def test_fix10_l_an_unknown_key_holding_a_secret_is_not_echoed() -> None:
     assert "<a name holding a secret, not shown>" in str(caught.value)
 
 
-def test_fix10_l_known_keys_are_still_accepted_from_python() -> None:
+def test_known_keys_are_still_accepted_from_python() -> None:
     config = AuditConfig(
         collector={"max_rps": 5},
         webhooks={"path": "/hooks"},

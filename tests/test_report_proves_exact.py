@@ -83,7 +83,7 @@ def _md_section(md: str, check_id: str) -> str:
     return md[start : min(e for e in (end, end2) if e != -1)]
 
 
-def test_fix12_G4_findings_hold_the_exact_difference(report: dict[str, Any]) -> None:
+def test_findings_hold_the_exact_difference(report: dict[str, Any]) -> None:
     findings = report["audit"].findings
     row = findings.filter(pl.col("check_id") == "billing.vs_results").row(0, named=True)
     assert row["entity_id"] == MONTH
@@ -92,7 +92,7 @@ def test_fix12_G4_findings_hold_the_exact_difference(report: dict[str, Any]) -> 
     assert str(INT64_MAX) in row["message"]
 
 
-def test_fix12_G4_markdown_shows_exact_difference_and_proves(report: dict[str, Any]) -> None:
+def test_markdown_shows_exact_difference_and_proves(report: dict[str, Any]) -> None:
     md = report["md"]
     section = _md_section(md, "billing.vs_results")
     assert "Proves: **aggregate only**" in section
@@ -102,7 +102,7 @@ def test_fix12_G4_markdown_shows_exact_difference_and_proves(report: dict[str, A
     assert f"{INT64_MAX + 1:,}" not in md
 
 
-def test_fix12_G4_markdown_states_proves_for_every_check_that_has_one(
+def test_markdown_states_proves_for_every_check_that_has_one(
     report: dict[str, Any],
 ) -> None:
     md = report["md"]
@@ -117,7 +117,7 @@ def test_fix12_G4_markdown_states_proves_for_every_check_that_has_one(
     assert "aggregate only" in method and "change scripts" in method
 
 
-def test_fix12_G4_summary_json_exact_difference_and_proves(report: dict[str, Any]) -> None:
+def test_summary_json_exact_difference_and_proves(report: dict[str, Any]) -> None:
     doc = report["summary"]
     assert doc["schema_version"] == 2  # findings[].difference changed from float to exact int
     (found,) = [f for f in doc["findings"] if f["check_id"] == "billing.vs_results"]
@@ -133,9 +133,7 @@ def test_fix12_G4_summary_json_exact_difference_and_proves(report: dict[str, Any
 
 
 @pytest.mark.browser
-def test_fix12_G4_html_dom_shows_proves_and_exact_difference(
-    report: dict[str, Any], tmp_path: Path
-) -> None:
+def test_html_dom_shows_proves_and_exact_difference(report: dict[str, Any], tmp_path: Path) -> None:
     dom = chromium(report["html_path"], tmp_path / "profile", "--dump-dom").stdout
     sections = dict(
         re.findall(
@@ -152,7 +150,7 @@ def test_fix12_G4_html_dom_shows_proves_and_exact_difference(
             assert f"Proves: {what}" in body or f"{what} (" in body, check["check_id"]
 
 
-def test_fix12_G4_mixed_proves_get_a_column_per_finding(report: dict[str, Any]) -> None:
+def test_mixed_proves_get_a_column_per_finding(report: dict[str, Any]) -> None:
     """A check whose findings prove different things (chain.block_time: exact for one task's
     txid, aggregate only for a shared one) says so per finding, in both formats."""
     audit: Audit = report["audit"]
@@ -188,7 +186,7 @@ def test_fix12_G4_mixed_proves_get_a_column_per_finding(report: dict[str, Any]) 
 # ---- the store: findings keep every digit --------------------------------------------------
 
 
-def test_fix12_G4_store_round_trips_the_exact_difference(report: dict[str, Any]) -> None:
+def test_store_round_trips_the_exact_difference(report: dict[str, Any]) -> None:
     db = report["folder"] / "roundtrip.duckdb"
     findings = report["audit"].findings
     with open_store(db) as store:
@@ -203,7 +201,7 @@ def test_fix12_G4_store_round_trips_the_exact_difference(report: dict[str, Any])
     assert [int(d) for (d,) in doubles] == [INT64_MAX]
 
 
-def test_fix12_G4_run_checks_keeps_whole_differences_exact_only(report: dict[str, Any]) -> None:
+def test_run_checks_keeps_whole_differences_exact_only(report: dict[str, Any]) -> None:
     usage = pl.DataFrame(
         {
             "month": [MONTH],
@@ -229,7 +227,7 @@ def test_fix12_G4_run_checks_keeps_whole_differences_exact_only(report: dict[str
     assert "confidence.neither_formula" in fraction["check_id"].to_list()
 
 
-def test_fix12_G4_migration_adds_exact_difference_to_an_older_store(tmp_path: Path) -> None:
+def test_migration_adds_exact_difference_to_an_older_store(tmp_path: Path) -> None:
     db = tmp_path / "old.duckdb"
     con = duckdb.connect(str(db))
     con.execute(

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 from _http_server import serve
-from test_fix12_G2_billing_reconcile import MONTH, _Handler, _result, _rows, _store, _usage
+from test_billing_reconcile import MONTH, _Handler, _result, _rows, _store, _usage
 
 NOV = "2026-11"
 
@@ -34,9 +34,7 @@ def gateway() -> Iterator[str]:
 # -- 1. an invalid task count ----------------------------------------------------------------
 
 
-def test_fix12_J4_invalid_task_count_leaves_the_sats_not_comparable(
-    tmp_path: Path, gateway: str
-) -> None:
+def test_invalid_task_count_leaves_the_sats_not_comparable(tmp_path: Path, gateway: str) -> None:
     # 2 results of 650 sats, all costs known; the bill: an impossible task count, 99,999 sats.
     # Was: only billing.invalid_figure; the 98,699 sats nobody accounts for were in no check.
     results = [_result("t1", 1, 650), _result("t2", 2, 650)]
@@ -54,9 +52,7 @@ def test_fix12_J4_invalid_task_count_leaves_the_sats_not_comparable(
     assert row["actual"] == "billed: (invalid) tasks, 99999 sats"
 
 
-def test_fix12_J4_invalid_task_count_known_costs_above_the_bill_fail(
-    tmp_path: Path, gateway: str
-) -> None:
+def test_invalid_task_count_known_costs_above_the_bill_fail(tmp_path: Path, gateway: str) -> None:
     # the known costs (1,300) exceed the bill (1,000) whatever the count: still a fail
     results = [_result("t1", 1, 650), _result("t2", 2, 650)]
     findings, _ = _store(tmp_path, gateway, results, {MONTH: _usage(-1, 1000)})
@@ -90,7 +86,7 @@ def _two_months(
     return _rows(findings, "billing.vs_results"), _rows(findings, "billing.sats_not_comparable")
 
 
-def test_fix12_J4_open_tasks_explain_extra_billed_tasks_once(tmp_path: Path, gateway: str) -> None:
+def test_open_tasks_explain_extra_billed_tasks_once(tmp_path: Path, gateway: str) -> None:
     # 6 extra billed tasks, 3 open tasks: at most 3 of them are explained. Was: both months
     # only info (the 3 open tasks credited to October and again to November).
     fails, infos = _two_months(tmp_path, gateway, pending=3)
@@ -105,9 +101,7 @@ def test_fix12_J4_open_tasks_explain_extra_billed_tasks_once(tmp_path: Path, gat
     assert [r["entity_id"] for r in infos] == [MONTH]
 
 
-def test_fix12_J4_enough_open_tasks_for_every_month_is_no_fail(
-    tmp_path: Path, gateway: str
-) -> None:
+def test_enough_open_tasks_for_every_month_is_no_fail(tmp_path: Path, gateway: str) -> None:
     fails, infos = _two_months(tmp_path, gateway, pending=6)
     assert fails == []
     assert sorted(r["entity_id"] for r in infos) == [MONTH, NOV]
@@ -118,9 +112,7 @@ def test_fix12_J4_enough_open_tasks_for_every_month_is_no_fail(
     assert row["message"].endswith(": 1 billed task(s) the store does not hold")
 
 
-def test_fix12_J4_each_month_names_only_its_own_unexplained_tasks(
-    tmp_path: Path, gateway: str
-) -> None:
+def test_each_month_names_only_its_own_unexplained_tasks(tmp_path: Path, gateway: str) -> None:
     # October already bills 5 more than results + open tasks; November 2 more on top:
     # October fails for 5, November for its own 2 (not October's 5 again)
     usage = {MONTH: _usage(7, 7 * 650), NOV: _usage(2, 2 * 650, NOV)}

@@ -25,7 +25,7 @@ TEST = "https://api.whatsonchain.com/v1/bsv/test"
 MISMATCH = "but chain_network is {!r}: a txid of one network is not found on the other"
 
 
-def test_fix10_l_network_from_the_file_against_the_default_url(tmp_path: Path) -> None:
+def test_network_from_the_file_against_the_default_url(tmp_path: Path) -> None:
     path = write_config(tmp_path, 'chain_network = "test"\n', "net.toml")
     with pytest.raises(ConfigError) as caught:
         load_config(path, env={})
@@ -35,7 +35,7 @@ def test_fix10_l_network_from_the_file_against_the_default_url(tmp_path: Path) -
     )
 
 
-def test_fix10_l_url_from_the_environment_names_the_variable(tmp_path: Path) -> None:
+def test_url_from_the_environment_names_the_variable(tmp_path: Path) -> None:
     path = write_config(tmp_path, 'chain_network = "test"\n', "net.toml")
     with pytest.raises(ConfigError) as caught:
         load_config(path, env={"ASG_CHAIN_URL": MAIN + "/"})
@@ -45,7 +45,7 @@ def test_fix10_l_url_from_the_environment_names_the_variable(tmp_path: Path) -> 
         load_config(None, env={"ASG_CHAIN_URL": TEST})
 
 
-def test_fix10_l_url_from_the_file(tmp_path: Path) -> None:
+def test_url_from_the_file(tmp_path: Path) -> None:
     path = write_config(tmp_path, f'chain_url = "{TEST}"\n', "net.toml")
     with pytest.raises(ConfigError) as caught:
         load_config(path, env={})
@@ -54,7 +54,7 @@ def test_fix10_l_url_from_the_file(tmp_path: Path) -> None:
     )
 
 
-def test_fix10_l_audit_config_refuses_a_mismatch() -> None:
+def test_audit_config_refuses_a_mismatch() -> None:
     with pytest.raises(ConfigError) as caught:
         AuditConfig(chain_network="test")
     assert str(caught.value) == (
@@ -75,7 +75,7 @@ def test_fix10_l_audit_config_refuses_a_mismatch() -> None:
         ("", {"ASG_CHAIN_URL": TEST}),
     ],
 )
-def test_fix10_l_audit_exits_2_with_nothing_done(
+def test_audit_exits_2_with_nothing_done(
     tmp_path: Path, config_text: str, env: dict[str, str]
 ) -> None:
     db = tmp_path / "s.duckdb"

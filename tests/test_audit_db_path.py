@@ -2,6 +2,11 @@
 `asg-audit: error:` line and exit 3, as `ingest` gives, with the one `--json` line; it crashed
 with a traceback in `audit_lock` and exit 1, the "findings" code a scheduler counts as success.
 
+`audit --db afile/s.duckdb`, `afile` a regular file, says what every other writing command
+says (store.open_store): "afile/s.duckdb: cannot be the store: afile is a file, not a folder",
+exit 3. It said its audit lock "cannot be made (Not a directory)", naming the lock file rather
+than the file in the way (checked with the relative path a user types).
+
 The real command in subprocesses; the read-only folder is made immutable (`chattr +i`) when the
 tests run as root, who ignores permission bits, and `chmod 555` otherwise.
 """
@@ -19,9 +24,9 @@ from _hardening_procs import asg_audit, clean_env, read_only
 KEYS = {"run_id", "exit_code", "steps", "report", "summary", "error"}
 
 
-def _run(*args: str) -> subprocess.CompletedProcess[str]:
+def _run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        asg_audit(*args), capture_output=True, text=True, env=clean_env(), timeout=180
+        asg_audit(*args), capture_output=True, text=True, env=clean_env(), timeout=180, cwd=cwd
     )
 
 
@@ -84,3 +89,27 @@ def test_audit_db_error_without_json_prints_nothing_on_stdout(
     done = _run("audit", "--config", str(job["config"]), "--db", str(db), *(["--json"] * as_json))
     assert done.returncode == 3 and "Traceback" not in done.stderr
     assert len(done.stdout.splitlines()) == (1 if as_json else 0)
+
+
+@pytest.mark.parametrize("db", ["afile/s.duckdb", "afile/deeper/s.duckdb"])
+def test_audit_names_the_file_in_the_way_as_ingest_does(tmp_path: Path, db: str) -> None:
+    job = offline_job(tmp_path, 2)
+    (tmp_path / "afile").write_text("not a folder\n")
+    audit = _run("audit", "--config", str(job["config"]), "--db", db, cwd=tmp_path)
+    ingest = _run("ingest", "--quiet", "--db", db, str(job["drop"]), cwd=tmp_path)
+    expected = f"asg-audit: error: {db}: cannot be the store: afile is a file, not a folder"
+    assert audit.stderr.splitlines() == [expected], audit.stderr[-3000:]
+    assert audit.returncode == 3
+    assert (ingest.returncode, ingest.stderr) == (audit.returncode, audit.stderr)
+    assert (tmp_path / "afile").read_text() == "not a folder\n"
+
+
+def test_audit_through_a_link_to_a_path_under_a_file_names_the_file(tmp_path: Path) -> None:
+    job = offline_job(tmp_path, 2)
+    (tmp_path / "afile").write_text("not a folder\n")
+    (tmp_path / "link.duckdb").symlink_to(tmp_path / "afile" / "s.duckdb")
+    audit = _run("audit", "--config", str(job["config"]), "--db", "link.duckdb", cwd=tmp_path)
+    (line,) = audit.stderr.splitlines()
+    assert audit.returncode == 3
+    assert line.startswith("asg-audit: error: link.duckdb: cannot be the store: ")
+    assert line.endswith(f"{tmp_path / 'afile'} is a file, not a folder")

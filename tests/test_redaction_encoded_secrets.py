@@ -247,7 +247,7 @@ def _track(tmp_path: Path, url: str, db: Path) -> None:
     assert _run(tmp_path, url, "track", "--db", str(db), str(subs)).returncode == 0
 
 
-def test_fix_t_redaction_the_fake_gateway_echoes_every_form() -> None:
+def test_redaction_the_fake_gateway_echoes_every_form() -> None:
     # the control: the check sees each form of each secret, so its silence below means it
     for value in (KEY, SECRET):
         for name, form in encoded_forms(value).items():
@@ -255,7 +255,7 @@ def test_fix_t_redaction_the_fake_gateway_echoes_every_form() -> None:
     assert leaks(_settled(TASK).decode()) == ["key"]
 
 
-def test_fix_t_redaction_collect_stores_no_encoded_key(tmp_path: Path) -> None:
+def test_redaction_collect_stores_no_encoded_key(tmp_path: Path) -> None:
     db = tmp_path / "s.duckdb"
     (tmp_path / "c.toml").write_text("[collector]\ndeadline_s = 30\nmax_rps = 50\n")
     with _echoing_gateway() as url:
@@ -273,7 +273,7 @@ def test_fix_t_redaction_collect_stores_no_encoded_key(tmp_path: Path) -> None:
     assert _stored_leaks(db) == []
 
 
-def test_fix_t_redaction_billing_stores_no_encoded_key(tmp_path: Path) -> None:
+def test_redaction_billing_stores_no_encoded_key(tmp_path: Path) -> None:
     db = tmp_path / "s.duckdb"
     with _echoing_gateway() as url:
         _track(tmp_path, url, db)
@@ -289,7 +289,7 @@ def test_fix_t_redaction_billing_stores_no_encoded_key(tmp_path: Path) -> None:
     assert _stored_leaks(db) == []
 
 
-def test_fix_t_redaction_webhooks_register_shows_no_encoded_secret(tmp_path: Path) -> None:
+def test_redaction_webhooks_register_shows_no_encoded_secret(tmp_path: Path) -> None:
     db = tmp_path / "s.duckdb"
     with _echoing_gateway() as url:
         failed = _run(
@@ -313,7 +313,7 @@ def test_fix_t_redaction_webhooks_register_shows_no_encoded_secret(tmp_path: Pat
 
 
 @pytest.mark.parametrize("name", sorted(encoded_forms(KEY)))
-def test_fix_t_redaction_masks_each_form_in_text_and_bytes(name: str) -> None:
+def test_redaction_masks_each_form_in_text_and_bytes(name: str) -> None:
     for value in (KEY, SECRET):
         form = encoded_forms(value)[name]
         text = f"a {form} b {form}"
@@ -321,7 +321,7 @@ def test_fix_t_redaction_masks_each_form_in_text_and_bytes(name: str) -> None:
         assert mask_secrets_bytes(text.encode(), [value]) == b"a *** b ***"
 
 
-def test_fix_t_redaction_masks_mixed_and_non_ascii_forms() -> None:
+def test_redaction_masks_mixed_and_non_ascii_forms() -> None:
     # one character escaped, the next not: a library with its own set of safe characters
     assert mask_secrets("x KEY9f%2BZq/Lm%26Q=%3Ca%3e'%25 y", [KEY]) == "x *** y"
     assert mask_secrets("KEY9f+Zq\\/Lm\\u0026Q=\\u003ca\\u003E&#39;%", [KEY]) == "***"
@@ -332,6 +332,6 @@ def test_fix_t_redaction_masks_mixed_and_non_ascii_forms() -> None:
         assert mask_secrets_bytes(raw, [secret]) == b"<***>", form
 
 
-def test_fix_t_redaction_bytes_without_a_secret_are_the_same_object() -> None:
+def test_redaction_bytes_without_a_secret_are_the_same_object() -> None:
     body = b'{"a": "KEY9f+Zq/Lm&Q", "b": "%2B&amp;\\u0026"}' * 100
     assert mask_secrets_bytes(body, [KEY, SECRET]) is body

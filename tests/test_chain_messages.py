@@ -24,7 +24,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scenario]:
         yield sc
 
 
-def test_fix12_G2_txid_unknown_says_unknown_to_this_index(world: Scenario) -> None:
+def test_txid_unknown_says_unknown_to_this_index(world: Scenario) -> None:
     findings, _ = reconciliation_findings(world.db, world.config, prefixes=("chain.txid_unknown",))
     assert findings.height > 0
     for message in findings["message"]:
@@ -33,7 +33,7 @@ def test_fix12_G2_txid_unknown_says_unknown_to_this_index(world: Scenario) -> No
         assert "not proved absent from the chain" in message
 
 
-def test_fix12_G2_outputs_below_cost_without_change_scripts_names_non_data_outputs(
+def test_outputs_below_cost_without_change_scripts_names_non_data_outputs(
     world: Scenario,
 ) -> None:
     assert not world.config.chain.get("change_scripts")

@@ -47,7 +47,7 @@ def _severities(db: Path, config: AuditConfig, check_id: str) -> list[str]:
     ("check_id", "warn"),
     [("cost.mismatch", 0.5), ("task.stuck", 1800)],
 )
-def test_fix10_l_warn_alone_keeps_the_default_fail_level(
+def test_warn_alone_keeps_the_default_fail_level(
     store: Path, tmp_path: Path, check_id: str, warn: float
 ) -> None:
     assert _severities(store, AuditConfig(), check_id) == ["fail"]
@@ -61,7 +61,7 @@ def test_fix10_l_warn_alone_keeps_the_default_fail_level(
         assert _severities(store, config, check_id) == ["fail"]
 
 
-def test_fix10_l_fail_alone_keeps_the_default_warn_level(store: Path, tmp_path: Path) -> None:
+def test_fail_alone_keeps_the_default_warn_level(store: Path, tmp_path: Path) -> None:
     # latency.share_over_slo warns at share >= 0.5 by default; the one settled task took 40 s
     slo = "slo_seconds = 10\n"
     config = load_config(
@@ -71,14 +71,14 @@ def test_fix10_l_fail_alone_keeps_the_default_warn_level(store: Path, tmp_path: 
     assert _severities(store, config, "latency.share_over_slo") == ["warn"]
 
 
-def test_fix10_l_the_level_given_still_counts(store: Path) -> None:
+def test_the_level_given_still_counts(store: Path) -> None:
     relaxed = AuditConfig(checks={"task.stuck": {"warn": 1800, "fail": 3 * 3600}})
     assert _severities(store, relaxed, "task.stuck") == ["warn"]
     later = AuditConfig(checks={"cost.mismatch": {"fail": 3}})
     assert _severities(store, later, "cost.mismatch") == []  # 2 sats: below fail, no warn level
 
 
-def test_fix10_l_merged_levels_survive_replace() -> None:
+def test_merged_levels_survive_replace() -> None:
     config = AuditConfig(checks={"task.stuck": {"warn": 1800}})
     assert config.checks["task.stuck"] == CheckLevels(warn=1800, fail=3600)
     assert config.replace(slo_seconds=30).checks == config.checks
@@ -99,7 +99,7 @@ def test_fix10_l_merged_levels_survive_replace() -> None:
         ),
     ],
 )
-def test_fix10_l_warn_above_fail_is_refused(tmp_path: Path, table: str, message: str) -> None:
+def test_warn_above_fail_is_refused(tmp_path: Path, table: str, message: str) -> None:
     path = write_config(tmp_path, f'[checks."task.stuck"]\n{table}')
     with pytest.raises(ConfigError) as from_file:
         load_config(path, env={})
@@ -110,13 +110,13 @@ def test_fix10_l_warn_above_fail_is_refused(tmp_path: Path, table: str, message:
     assert str(from_python.value) == f"settings: {message}"
 
 
-def test_fix10_l_default_warn_above_a_given_fail_names_the_default(tmp_path: Path) -> None:
+def test_default_warn_above_a_given_fail_names_the_default(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as caught:
         AuditConfig(checks={"latency.share_over_slo": CheckLevels(fail=0.3)})
     assert "the default warn (0.5) is above fail (0.3)" in str(caught.value)
 
 
-def test_fix10_l_levels_on_a_check_of_fixed_severity_are_refused(tmp_path: Path) -> None:
+def test_levels_on_a_check_of_fixed_severity_are_refused(tmp_path: Path) -> None:
     path = write_config(tmp_path, '[checks."txid.missing"]\nwarn = 1\nfail = 2\n')
     message = (
         '[checks."txid.missing"] warn, fail: this check has a fixed severity (fail) and no'
@@ -129,16 +129,14 @@ def test_fix10_l_levels_on_a_check_of_fixed_severity_are_refused(tmp_path: Path)
         AuditConfig(checks={"txid.missing": CheckLevels(fail=1)})
 
 
-def test_fix10_l_severity_and_enabled_of_a_fixed_check_still_work(tmp_path: Path) -> None:
+def test_severity_and_enabled_of_a_fixed_check_still_work(tmp_path: Path) -> None:
     path = write_config(tmp_path, '[checks."txid.missing"]\nseverity = "warn"\n')
     assert load_config(path, env={}).checks["txid.missing"] == CheckLevels(severity="warn")
     off = AuditConfig(checks={"txid.missing": CheckLevels(enabled=False)})
     assert off.checks["txid.missing"] == CheckLevels(enabled=False, severity="fail")
 
 
-def test_fix10_l_a_fixed_severity_on_a_measured_check_is_refused(
-    store: Path, tmp_path: Path
-) -> None:
+def test_a_fixed_severity_on_a_measured_check_is_refused(store: Path, tmp_path: Path) -> None:
     # it made every row a finding: every settled task, its cost right or not
     path = write_config(tmp_path, '[checks."cost.mismatch"]\nseverity = "warn"\n')
     with pytest.raises(ConfigError) as caught:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from test_fix12_G3_fees import _Index, _store, index  # noqa: F401  (index: the fixture)
+from test_chain_fees import _Index, _store, index  # noqa: F401  (index: the fixture)
 
 from asg_audit.chain import verify_chain
 from asg_audit.config import AuditConfig

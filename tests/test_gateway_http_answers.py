@@ -152,7 +152,7 @@ def _fetch_all(url: str, task_ids: list[str]) -> tuple[list[object], int]:
 # -- #1 through the pool ---------------------------------------------------------------------
 
 
-def test_fix_v_http_1xx_interim_answers_are_read_past_on_one_connection() -> None:
+def test_http_1xx_interim_answers_are_read_past_on_one_connection() -> None:
     ids = ["tsk_a1", "tsk_b2", "tsk_c1", "tsk_d2", "tsk_e1"]
     with raw_server(_by_task) as server:
         outcomes, opened = _fetch_all(server.url, ids)
@@ -165,7 +165,7 @@ def test_fix_v_http_1xx_interim_answers_are_read_past_on_one_connection() -> Non
             assert isinstance(outcome, NotFound)
 
 
-def test_fix_v_http_several_interim_answers_then_the_answer() -> None:
+def test_http_several_interim_answers_then_the_answer() -> None:
     def answer(task_id: str) -> bytes:
         return CONTINUE + EARLY_HINTS + EARLY_HINTS + _answer(200, _settled(task_id))
 
@@ -178,7 +178,7 @@ def test_fix_v_http_several_interim_answers_then_the_answer() -> None:
     ]
 
 
-def test_fix_v_http_101_switching_protocols_is_no_answer_and_closes() -> None:
+def test_http_101_switching_protocols_is_no_answer_and_closes() -> None:
     def answer(task_id: str) -> bytes:
         if task_id == "tsk_a1":
             upgrade = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n"
@@ -211,7 +211,7 @@ _NOT_REUSABLE = {
 
 
 @pytest.mark.parametrize("first", list(_NOT_REUSABLE.values()), ids=list(_NOT_REUSABLE))
-def test_fix_v_http_connection_left_unclean_is_closed(first: bytes) -> None:
+def test_http_connection_left_unclean_is_closed(first: bytes) -> None:
     def answer(task_id: str) -> bytes:
         return first if task_id == "tsk_a2" else _answer(200, _settled(task_id))
 
@@ -228,7 +228,7 @@ def test_fix_v_http_connection_left_unclean_is_closed(first: bytes) -> None:
 @pytest.mark.parametrize(
     "length", ["-1", "+27", "2_7", "27, 30"], ids=["negative", "plus", "underscore", "two"]
 )
-def test_fix_v_http_bad_content_length_is_a_protocol_error_and_closes(length: str) -> None:
+def test_http_bad_content_length_is_a_protocol_error_and_closes(length: str) -> None:
     body = b'{"error": "task not found"}'  # 27 bytes
 
     def answer(task_id: str) -> bytes:
@@ -244,7 +244,7 @@ def test_fix_v_http_bad_content_length_is_a_protocol_error_and_closes(length: st
     assert opened == 2
 
 
-def test_fix_v_http_204_without_a_body_keeps_the_connection() -> None:
+def test_http_204_without_a_body_keeps_the_connection() -> None:
     def answer(task_id: str) -> bytes:
         if task_id == "tsk_a2":
             return _answer(204, b"", "Content-Length: 0")
@@ -258,7 +258,7 @@ def test_fix_v_http_204_without_a_body_keeps_the_connection() -> None:
 # -- #1 through `collect` ---------------------------------------------------------------------
 
 
-def test_fix_v_http_collect_early_hints_each_task_stores_its_own_answer(tmp_path: Path) -> None:
+def test_http_collect_early_hints_each_task_stores_its_own_answer(tmp_path: Path) -> None:
     ids = ["tsk_a1", "tsk_b2", "tsk_c1", "tsk_d2", "tsk_e1", "tsk_f2"]
     subs = tmp_path / "subs.csv"
     subs.write_text(
@@ -457,7 +457,7 @@ def _verify(db: Path, index: FakeIndex, tmp_path: Path) -> subprocess.CompletedP
     "retry_after",
     ["inf", "1e999", "99999999999", "3600", "301", "Wed, 21 Oct 2099 07:28:00 GMT"],
 )
-def test_fix_v_http_verify_chain_retry_after_too_long_stops_at_once_exit_3(
+def test_http_verify_chain_retry_after_too_long_stops_at_once_exit_3(
     tmp_path: Path, retry_after: str
 ) -> None:
     with fake_index(45) as index:
@@ -498,7 +498,7 @@ def test_fix_v_http_verify_chain_retry_after_too_long_stops_at_once_exit_3(
 
 
 @pytest.mark.parametrize("kind", ["http-date", "unreadable"])
-def test_fix_v_http_verify_chain_retry_after_obeyed(tmp_path: Path, kind: str) -> None:
+def test_http_verify_chain_retry_after_obeyed(tmp_path: Path, kind: str) -> None:
     with fake_index(25) as index:
         db = _store_of(tmp_path, sorted(index.txs))
         # the first call answered, the second 429 once, then answered
@@ -527,7 +527,7 @@ def test_fix_v_http_verify_chain_retry_after_obeyed(tmp_path: Path, kind: str) -
         assert store.con.execute("SELECT count(*) FROM chain_txs").fetchone() == (25,)
 
 
-def test_fix_v_http_chain_client_429_waits_of_one_request_add_up_to_the_bound(
+def test_http_chain_client_429_waits_of_one_request_add_up_to_the_bound(
     tmp_path: Path,
 ) -> None:
     from asg_audit.chain import ChainClient, ChainRateLimitedError

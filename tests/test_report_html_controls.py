@@ -88,7 +88,7 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp / "rep" / "latest"
 
 
-def test_fix_t_html_controls_index_holds_none_and_shows_the_markdown_escapes(
+def test_html_controls_index_holds_none_and_shows_the_markdown_escapes(
     report: Path,
 ) -> None:
     page = (report / "index.html").read_text(encoding="utf-8")
@@ -103,9 +103,7 @@ def test_fix_t_html_controls_index_holds_none_and_shows_the_markdown_escapes(
 
 
 @pytest.mark.browser
-def test_fix_t_html_controls_browser_shows_the_escapes_as_text(
-    report: Path, tmp_path: Path
-) -> None:
+def test_html_controls_browser_shows_the_escapes_as_text(report: Path, tmp_path: Path) -> None:
     run = subprocess.run(
         [
             *(CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run"),

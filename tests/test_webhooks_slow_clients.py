@@ -93,9 +93,7 @@ def _read_answer(sock: socket.socket) -> bytes:
     return data
 
 
-def test_fix_t_slow_clients_do_not_block_deliveries_and_are_closed(
-    tmp_path: Path, http: str
-) -> None:
+def test_slow_clients_do_not_block_deliveries_and_are_closed(tmp_path: Path, http: str) -> None:
     db = tmp_path / "r.duckdb"
     with _receiver(db, http) as (port, proc):
         slow = []
@@ -146,7 +144,7 @@ def test_fix_t_slow_clients_do_not_block_deliveries_and_are_closed(
     assert stored == [("tsk_slowfix",)]
 
 
-def test_fix_t_slow_clients_requests_in_time_are_delivered(tmp_path: Path, http: str) -> None:
+def test_slow_clients_requests_in_time_are_delivered(tmp_path: Path, http: str) -> None:
     db = tmp_path / "r.duckdb"
     # sent in pieces over 1 s: within the deadline
     with (

@@ -51,9 +51,7 @@ def _audit(cwd: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str
 
 
 @pytest.mark.parametrize("named", ["absolute", "relative"])
-def test_fix11_x_audit_from_another_folder_uses_the_config_folder(
-    tmp_path: Path, named: str
-) -> None:
+def test_audit_from_another_folder_uses_the_config_folder(tmp_path: Path, named: str) -> None:
     config, folder, elsewhere = _layout(
         tmp_path,
         'db = "store.duckdb"\n'
@@ -78,7 +76,7 @@ def test_fix11_x_audit_from_another_folder_uses_the_config_folder(
     )
 
 
-def test_fix11_x_flags_and_environment_stay_relative_to_the_current_folder(
+def test_flags_and_environment_stay_relative_to_the_current_folder(
     tmp_path: Path,
 ) -> None:
     config, folder, elsewhere = _layout(
@@ -94,7 +92,7 @@ def test_fix11_x_flags_and_environment_stay_relative_to_the_current_folder(
     assert (folder / "reports" / "latest").exists()  # report_dir still from the file
 
 
-def test_fix11_x_secret_file_of_the_config_is_found_from_another_folder(
+def test_secret_file_of_the_config_is_found_from_another_folder(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     config, folder, elsewhere = _layout(tmp_path, '[webhooks]\nsecret_file = "hooks.secret"\n')
@@ -120,7 +118,7 @@ def test_fix11_x_secret_file_of_the_config_is_found_from_another_folder(
     assert f"{folder / 'hooks.secret'}: the webhook secret file not found" in done.stderr
 
 
-def test_fix11_x_absolute_paths_are_kept_and_the_default_file_is_the_current_folder(
+def test_absolute_paths_are_kept_and_the_default_file_is_the_current_folder(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     config, folder, elsewhere = _layout(
@@ -148,7 +146,7 @@ def test_fix11_x_absolute_paths_are_kept_and_the_default_file_is_the_current_fol
         ('[webhooks]\nsecret_file = ""\n', "[webhooks] secret_file"),
     ],
 )
-def test_fix11_x_an_empty_path_in_the_file_is_refused(tmp_path: Path, text: str, name: str) -> None:
+def test_an_empty_path_in_the_file_is_refused(tmp_path: Path, text: str, name: str) -> None:
     config = tmp_path / "c.toml"
     config.write_text(text)
     with pytest.raises(ConfigError) as caught:
@@ -159,7 +157,7 @@ def test_fix11_x_an_empty_path_in_the_file_is_refused(tmp_path: Path, text: str,
     )
 
 
-def test_fix11_x_a_byte_order_mark_is_accepted(tmp_path: Path) -> None:
+def test_a_byte_order_mark_is_accepted(tmp_path: Path) -> None:
     config = tmp_path / "bom.toml"
     config.write_bytes(b"\xef\xbb\xbfslo_seconds = 90\r\n[costs]\r\nreward_sats = 7\r\n")
     loaded = load_config(config, env={})
@@ -170,7 +168,7 @@ def test_fix11_x_a_byte_order_mark_is_accepted(tmp_path: Path) -> None:
         load_config(config, env={})
 
 
-def test_fix11_x_an_empty_config_path_is_a_usage_error(tmp_path: Path) -> None:
+def test_an_empty_config_path_is_a_usage_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"^--config: the config file path is empty"):
         load_config("", env={})
     done = subprocess.run(

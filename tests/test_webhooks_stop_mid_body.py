@@ -47,7 +47,7 @@ def _read_answer(s: socket.socket, timeout: float = 10.0) -> bytes:
     return data
 
 
-def test_fix_h5_sigterm_mid_body_is_clean_and_every_cut_body_gets_a_truncated_row(
+def test_sigterm_mid_body_is_clean_and_every_cut_body_gets_a_truncated_row(
     tmp_path: Path,
 ) -> None:
     db = tmp_path / "wh.duckdb"
@@ -124,7 +124,7 @@ def test_fix_h5_sigterm_mid_body_is_clean_and_every_cut_body_gets_a_truncated_ro
     assert run == [("finished",)]
 
 
-def test_fix_h5_a_request_uvicorn_cancels_still_gets_a_truncated_row(tmp_path: Path) -> None:
+def test_a_request_uvicorn_cancels_still_gets_a_truncated_row(tmp_path: Path) -> None:
     """The app under a plain Uvicorn (no drain): Uvicorn cancels the request at its own grace
     deadline; the cut-off body is still counted, with the 500 Uvicorn answers it."""
     import threading
