@@ -28,20 +28,15 @@ import pytest
 from _audit_job import offline_job
 from _chain_sim import Scenario, scenario
 from _hardening_procs import asg_audit, clean_env, query
+from _tampered_chain import run_status, tampered_txid
 
 from asg_audit import jobs
 from asg_audit.cli import main as cli_main
 from asg_audit.config import AuditConfig, Secret
 from asg_audit.errors import EXIT_INCOMPLETE, ApiError, StoreError
 from asg_audit.jobs import run_audit
-from asg_audit.store import open_store
 
 DISABLED = "skipped (disabled in [audit])"
-
-
-def _audit_run(db: Path, run_id: str) -> tuple[str, dict[str, Any]]:
-    [(status, stats)] = query(db, "SELECT status, stats FROM runs WHERE run_id = ?", [run_id])
-    return status, json.loads(stats)
 
 
 # -- 1. refused chain answers ------------------------------------------------------------------
@@ -55,25 +50,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scenario]:
 
 @pytest.fixture
 def tampered(world: Scenario) -> Iterator[str]:
-    """The index serves other bytes (one output value changed) under one settled txid."""
-    settled = {
-        t.lower()
-        for (t,) in query(
-            world.db, "SELECT bsv_txid FROM results WHERE status = 'settled' AND bsv_txid NOT NULL"
-        )
-    }
-    txid = sorted(t for t, tx in world.sim.world.txs.items() if t in settled and tx.mined)[0]
-    with open_store(world.db) as store:  # asked again, whatever an earlier test stored
-        store.con.execute("DELETE FROM chain_txs WHERE txid = ?", [txid])
-    tx = world.sim.world.txs[txid]
-    original = tx.raw
-    tx.raw = original[:-30] + bytes([original[-30] ^ 0x01]) + original[-29:]
-    world.sim.state._decoded.pop(txid, None)
-    try:
+    with tampered_txid(world) as txid:
         yield txid
-    finally:
-        tx.raw = original
-        world.sim.state._decoded.pop(txid, None)
 
 
 def _chain_config(sc: Scenario, reports: Path) -> AuditConfig:
@@ -97,7 +75,7 @@ def test_audit_with_a_refused_chain_answer_is_incomplete_as_verify_chain(
     assert outcome.exit_code == EXIT_INCOMPLETE, outcome
     (line,) = [x for x in log.getvalue().splitlines() if x.startswith("verify-chain")]
     assert "refused 1" in line and " ok" not in line, line
-    status, stats = _audit_run(world.db, outcome.run_id)
+    status, stats = run_status(world.db, outcome.run_id)
     assert status == "incomplete" and stats["exit_code"] == EXIT_INCOMPLETE, (status, stats)
     assert outcome.report_dir is not None  # the report is still written
     [(stored,)] = query(world.db, "SELECT status FROM chain_txs WHERE txid = ?", [tampered])

@@ -19,18 +19,15 @@ from __future__ import annotations
 import json
 import subprocess
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlparse
 
 import polars as pl
 import pytest
-from _hardening_procs import asg_audit, clean_env, query
-from _http_server import serve
+from _billing_gateway import BillingGateway, billing_gateway, run_billing
+from _hardening_procs import query
 
 from asg_audit.audit import analyze
-from asg_audit.store import open_store
 
 KEY = "sk_sandbox_FIXKSECRET123"
 MONTH = "2026-09"
@@ -47,55 +44,16 @@ def _usage(month: str, **over: Any) -> dict[str, Any]:
     return body
 
 
-class _Gateway:
-    """What the billing routes answer: `usage(month)` -> (status, body, headers)."""
-
-    def __init__(self) -> None:
-        self.invoices: tuple[int, Any, dict[str, str]] = (200, {"invoices": []}, {})
-        self.usage: Any = lambda month: (200, _usage(month), {})
-
-
 @pytest.fixture
-def gateway() -> Iterator[tuple[_Gateway, str]]:
-    state = _Gateway()
-
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def do_GET(self) -> None:
-            url = urlparse(self.path)
-            if url.path == "/v1/billing/invoices":
-                status, body, headers = state.invoices
-            else:
-                status, body, headers = state.usage(parse_qs(url.query)["month"][0])
-            data = json.dumps(body).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            for name, value in headers.items():
-                self.send_header(name, value)
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    with serve(Handler) as url:
+def gateway() -> Iterator[tuple[BillingGateway, str]]:
+    state = BillingGateway(usage=lambda month: (200, _usage(month), {}))
+    with billing_gateway(state) as url:
         yield state, url
 
 
 def _billing(tmp_path: Path, url: str) -> tuple[subprocess.CompletedProcess[str], Path]:
     db = tmp_path / "k.duckdb"
-    if not db.exists():
-        with open_store(db):
-            pass
-    config = tmp_path / "k.toml"
-    config.write_text("[billing]\nmax_retries = 0\n")
-    done = subprocess.run(
-        asg_audit("billing", "--db", str(db), "--month", MONTH, "--config", str(config)),
-        capture_output=True, text=True, cwd=tmp_path, timeout=120,
-        env=clean_env(ASG_API_KEY=KEY, ASG_BASE_URL=url),
-    )  # fmt: skip
+    done = run_billing(tmp_path, db, url, KEY, MONTH)
     assert "Traceback" not in done.stderr, done.stderr[-3000:]
     assert KEY not in done.stdout + done.stderr
     return done, db
@@ -128,7 +86,7 @@ def _invalid(db: Path) -> dict[str, str]:
 
 
 def test_usage_answer_for_another_month_is_refused_and_not_stored(
-    gateway: tuple[_Gateway, str], tmp_path: Path
+    gateway: tuple[BillingGateway, str], tmp_path: Path
 ) -> None:
     state, url = gateway
     state.usage = lambda month: (
@@ -147,7 +105,7 @@ def test_usage_answer_for_another_month_is_refused_and_not_stored(
 
 
 def test_usage_answer_for_the_month_asked_is_still_stored(
-    gateway: tuple[_Gateway, str], tmp_path: Path
+    gateway: tuple[BillingGateway, str], tmp_path: Path
 ) -> None:
     _, url = gateway
     done, db = _billing(tmp_path, url)
@@ -160,7 +118,7 @@ def test_usage_answer_for_the_month_asked_is_still_stored(
 
 
 def test_usage_answer_without_figures_is_not_clean(
-    gateway: tuple[_Gateway, str], tmp_path: Path
+    gateway: tuple[BillingGateway, str], tmp_path: Path
 ) -> None:
     state, url = gateway
     state.usage = lambda month: (200, {"month": month}, {})
@@ -185,7 +143,7 @@ def test_usage_answer_without_figures_is_not_clean(
 
 
 def test_daily_breakdown_object_is_null_with_a_note_not_an_empty_month(
-    gateway: tuple[_Gateway, str], tmp_path: Path
+    gateway: tuple[BillingGateway, str], tmp_path: Path
 ) -> None:
     state, url = gateway
     state.usage = lambda month: (200, _usage(month, daily_breakdown={"a": 1}), {})
@@ -198,7 +156,7 @@ def test_daily_breakdown_object_is_null_with_a_note_not_an_empty_month(
 
 
 def test_count_written_as_a_string_is_an_impossible_figure(
-    gateway: tuple[_Gateway, str], tmp_path: Path
+    gateway: tuple[BillingGateway, str], tmp_path: Path
 ) -> None:
     state, url = gateway
     state.usage = lambda month: (200, _usage(month, tasks_settled="2"), {})
@@ -209,7 +167,7 @@ def test_count_written_as_a_string_is_an_impossible_figure(
 
 
 def test_daily_rows_outside_the_month_or_not_objects_are_flagged(
-    gateway: tuple[_Gateway, str], tmp_path: Path
+    gateway: tuple[BillingGateway, str], tmp_path: Path
 ) -> None:
     state, url = gateway
     rows = [{"date": "1999-01-01", "tasks": 2, "cost_sats": 1000}, None]
@@ -230,7 +188,7 @@ def test_daily_rows_outside_the_month_or_not_objects_are_flagged(
 
 
 def test_redirect_names_the_gateway_and_where_it_pointed(
-    gateway: tuple[_Gateway, str], tmp_path: Path
+    gateway: tuple[BillingGateway, str], tmp_path: Path
 ) -> None:
     state, url = gateway
     state.invoices = (302, {}, {"Location": "http://elsewhere.example:8080/v1/billing/invoices"})
@@ -243,7 +201,7 @@ def test_redirect_names_the_gateway_and_where_it_pointed(
 
 
 def test_rate_limit_names_the_gateway_and_the_retry_after_asked(
-    gateway: tuple[_Gateway, str], tmp_path: Path
+    gateway: tuple[BillingGateway, str], tmp_path: Path
 ) -> None:
     state, url = gateway
     state.invoices = (429, {"error": "rate"}, {"Retry-After": "1e12"})

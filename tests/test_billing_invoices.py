@@ -10,23 +10,17 @@ A real `billing` command in a subprocess against a real HTTP server on 127.0.0.1
 
 from __future__ import annotations
 
-import json
-import subprocess
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlparse
 
 import polars as pl
 import pytest
-from _hardening_procs import asg_audit, clean_env
-from _http_server import serve
+from _billing_gateway import BillingGateway, billing_gateway, run_billing
 
 from asg_audit.audit import analyze
 from asg_audit.chain import reconciliation_findings
 from asg_audit.config import load_config
-from asg_audit.store import open_store
 
 KEY = "sk_sandbox_FIXG3SECRET123"
 MONTH = "2026-09"
@@ -42,32 +36,10 @@ def _usage(month: str) -> dict[str, Any]:
 
 @pytest.fixture
 def gateway() -> Iterator[str]:
-    invoices = {
-        "invoices": [
-            {"month": MONTH, "status": "issued", "tasks_settled": 0, "total_cost_sats": -1}
-        ]
-    }
-
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def do_GET(self) -> None:
-            url = urlparse(self.path)
-            if url.path == "/v1/billing/invoices":
-                body: Any = invoices
-            else:
-                body = _usage(parse_qs(url.query)["month"][0])
-            data = json.dumps(body).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    with serve(Handler) as url:
+    invoice = {"month": MONTH, "status": "issued", "tasks_settled": 0, "total_cost_sats": -1}
+    state = BillingGateway(usage=lambda month: (200, _usage(month), {}))
+    state.invoices = (200, {"invoices": [invoice]}, {})
+    with billing_gateway(state) as url:
         yield url
 
 
@@ -81,15 +53,8 @@ def test_billing_command_reports_an_impossible_invoice_figure_as_audit_does(
     gateway: str, tmp_path: Path
 ) -> None:
     db = tmp_path / "g3.duckdb"
-    with open_store(db):
-        pass
+    done = run_billing(tmp_path, db, gateway, KEY, MONTH)
     config = tmp_path / "g3.toml"
-    config.write_text("[billing]\nmax_retries = 0\n")
-    done = subprocess.run(
-        asg_audit("billing", "--db", str(db), "--month", MONTH, "--config", str(config)),
-        capture_output=True, text=True, cwd=tmp_path, timeout=120,
-        env=clean_env(ASG_API_KEY=KEY, ASG_BASE_URL=gateway),
-    )  # fmt: skip
     assert "Traceback" not in done.stderr, done.stderr[-3000:]
     assert any(
         ln.startswith("note: invoice") and "(negative)" in ln for ln in done.stdout.splitlines()

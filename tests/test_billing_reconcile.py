@@ -9,146 +9,28 @@
 3. Monthly sats up to int64 were valid although no amount can pass the 21M BSV supply; and a
    month whose total was invalid skipped its (valid) task-count comparison.
 
-Every store is built through the real parts: results ingested from an export file, tasks
-tracked from a submissions file, usage and invoices fetched by `fetch_billing` from a real HTTP
-fake Gateway on 127.0.0.1.
+Every store is built through the real parts (`_billing_months`): results ingested from an export
+file, tasks tracked from a submissions file, usage and invoices fetched by `fetch_billing` from a
+real HTTP fake Gateway on 127.0.0.1.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler
 from pathlib import Path
-from typing import Any
-from urllib.parse import parse_qs, urlparse
 
-import polars as pl
 import pytest
-from _http_server import serve
+from _billing_months import MONTH, billed_store, check_rows, month_usage, months_gateway, settled
 
-from asg_audit.billing import fetch_billing
-from asg_audit.chain import reconciliation_findings
-from asg_audit.config import load_config
-from asg_audit.ingest import ingest, track_file
 from asg_audit.store import open_store
 
-KEY = "sk_sandbox_FIXG2SECRET"
-MONTH = "2026-10"
 MAX_SATS = 21_000_000 * 100_000_000  # the 21M BSV supply
-
-
-class _World:
-    """What the fake Gateway answers: usage per month, and the invoices."""
-
-    usage: dict[str, dict[str, Any]] = {}
-    invoices: list[dict[str, Any]] = []
-
-
-class _Handler(BaseHTTPRequestHandler):
-    def do_GET(self) -> None:
-        url = urlparse(self.path)
-        if url.path == "/v1/billing/invoices":
-            body: dict[str, Any] = {"invoices": _World.invoices}
-        elif url.path == "/v1/billing/usage":
-            month = parse_qs(url.query)["month"][0]
-            body = {"customer_id": "cus_g2", "month": month, "tier": "sandbox"}
-            body |= _World.usage.get(
-                month,
-                {
-                    "tasks_settled": 0,
-                    "total_cost_sats": 0,
-                    "worker_payouts_sats": 0,
-                    "platform_fee_sats": 0,
-                    "daily_breakdown": [],
-                },
-            )
-        else:
-            body = {"error": "not found"}
-        data = json.dumps(body).encode()
-        self.send_response(200 if "error" not in body else 404)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, *args: object) -> None:
-        pass
 
 
 @pytest.fixture(scope="module")
 def gateway() -> Iterator[str]:
-    with serve(_Handler) as url:
+    with months_gateway() as url:
         yield url
-
-
-def _usage(tasks: int, sats: int, month: str = MONTH) -> dict[str, Any]:
-    return {
-        "tasks_settled": tasks,
-        "total_cost_sats": sats,
-        "worker_payouts_sats": sats,
-        "platform_fee_sats": 0,
-        "daily_breakdown": [{"date": f"{month}-10", "tasks": tasks, "cost_sats": sats}],
-    }
-
-
-def _result(task_id: str, day: int, cost: int | None) -> dict[str, Any]:
-    record: dict[str, Any] = {
-        "task_id": task_id,
-        "status": "settled",
-        "consensus_label": "cat",
-        "confidence": 2 / 3,
-        "worker_count": 3,
-        "agreement_count": 2,
-        "bsv_txid": f"{day:02x}" * 31 + f"{int(task_id[1:]):02x}",
-        "created_at": f"{MONTH}-{day:02d}T10:00:00Z",
-        "settled_at": f"{MONTH}-{day:02d}T10:00:40Z",
-    }
-    if cost is not None:
-        record["cost_sats"] = cost
-    return record
-
-
-def _store(
-    tmp_path: Path,
-    gateway: str,
-    results: list[dict[str, Any]],
-    usage: dict[str, dict[str, Any]],
-    invoices: list[dict[str, Any]] | None = None,
-    *,
-    pending: int = 0,
-    months: list[str] | None = None,
-) -> tuple[pl.DataFrame, Any]:
-    """Ingest `results`, track `pending` more tasks (no result yet), fetch billing (of
-    `months`, by default every month with data); return the billing findings and summary."""
-    tmp_path.mkdir(parents=True, exist_ok=True)
-    db = tmp_path / "g2.duckdb"
-    export = tmp_path / "results.ndjson"
-    export.write_text("".join(json.dumps(r) + "\n" for r in results))
-    ingest(db, export)
-    if pending:
-        subs = tmp_path / "submissions.ndjson"
-        rows = [
-            {
-                "task_id": f"p{i}",
-                "type": "classification",
-                "consensus_threshold": 3,
-                "label_spec": {"options": ["cat", "dog"]},
-                "created_at": f"{MONTH}-20T10:00:00Z",
-            }
-            for i in range(pending)
-        ]
-        subs.write_text("".join(json.dumps(r) + "\n" for r in rows))
-        track_file(db, subs)
-    _World.usage, _World.invoices = usage, invoices or []
-    config = load_config(None, env={"ASG_API_KEY": KEY, "ASG_BASE_URL": gateway})
-    summary = fetch_billing(db, config, months=months)
-    findings, _ = reconciliation_findings(db, config, prefixes=("billing.",))
-    return findings, summary
-
-
-def _rows(findings: pl.DataFrame, check: str) -> list[dict[str, Any]]:
-    return list(findings.filter(pl.col("check_id") == check).iter_rows(named=True))
 
 
 # -- 1. unknown costs and tasks not collected -----------------------------------------------
@@ -157,10 +39,10 @@ def _rows(findings: pl.DataFrame, check: str) -> list[dict[str, Any]]:
 def test_unknown_costs_are_not_an_exact_difference(tmp_path: Path, gateway: str) -> None:
     # the tester's month: 3 settled tasks, none with a known cost (0 and no cost field), billed
     # 1,625 sats. Was: fail "billing differs from the per-task results by 1625 sats".
-    results = [_result("t1", 1, 0), _result("t2", 10, None), _result("t3", 20, 0)]
-    findings, _ = _store(tmp_path, gateway, results, {MONTH: _usage(3, 1625)})
-    assert _rows(findings, "billing.vs_results") == []
-    (row,) = _rows(findings, "billing.sats_not_comparable")
+    results = [settled("t1", 1, 0), settled("t2", 10, None), settled("t3", 20, 0)]
+    findings, _ = billed_store(tmp_path, gateway, results, {MONTH: month_usage(3, 1625)})
+    assert check_rows(findings, "billing.vs_results") == []
+    (row,) = check_rows(findings, "billing.sats_not_comparable")
     assert row["severity"] == "info" and row["entity_id"] == MONTH
     assert row["message"].startswith(
         "3 task(s) of unknown cost, 0 billed task(s) not settled in the store: the sats cannot"
@@ -173,32 +55,34 @@ def test_unknown_costs_are_not_an_exact_difference(tmp_path: Path, gateway: str)
 def test_partial_collect_on_a_clean_provider_is_no_fail(tmp_path: Path, gateway: str) -> None:
     # 2 tasks collected (650 sats each), 3 more tracked and not collected; the provider bills
     # the 5 it settled: 3,250 sats. Was: fail, "billed: 5 tasks" against "results: 2 tasks".
-    results = [_result("t1", 1, 650), _result("t2", 2, 650)]
-    findings, _ = _store(tmp_path, gateway, results, {MONTH: _usage(5, 3250)}, pending=3)
-    assert _rows(findings, "billing.vs_results") == []
-    (row,) = _rows(findings, "billing.sats_not_comparable")
+    results = [settled("t1", 1, 650), settled("t2", 2, 650)]
+    findings, _ = billed_store(tmp_path, gateway, results, {MONTH: month_usage(5, 3250)}, pending=3)
+    assert check_rows(findings, "billing.vs_results") == []
+    (row,) = check_rows(findings, "billing.sats_not_comparable")
     assert "0 task(s) of unknown cost, 3 billed task(s) not settled in the store" in row["message"]
     assert row["difference"] == 3250 - 1300
 
 
 def test_known_costs_above_the_bill_still_fail(tmp_path: Path, gateway: str) -> None:
     # one task of unknown cost cannot explain known costs (1,300) above the bill (1,000)
-    results = [_result("t1", 1, 650), _result("t2", 2, 650), _result("t3", 3, 0)]
-    findings, _ = _store(tmp_path, gateway, results, {MONTH: _usage(3, 1000)})
-    (row,) = _rows(findings, "billing.vs_results")
+    results = [settled("t1", 1, 650), settled("t2", 2, 650), settled("t3", 3, 0)]
+    findings, _ = billed_store(tmp_path, gateway, results, {MONTH: month_usage(3, 1000)})
+    (row,) = check_rows(findings, "billing.vs_results")
     assert row["severity"] == "fail" and row["difference"] == -300
     assert (
         "the results' known costs (1300 sats) already exceed the bill (1000 sats)"
         in (row["message"])
     )
-    assert _rows(findings, "billing.sats_not_comparable") == []
+    assert check_rows(findings, "billing.sats_not_comparable") == []
 
 
 def test_billed_tasks_the_store_cannot_hold_still_fail(tmp_path: Path, gateway: str) -> None:
     # 2 results, 1 task still open, a bill for 10 tasks: 7 billed tasks the store does not hold
-    results = [_result("t1", 1, 650), _result("t2", 2, 650)]
-    findings, _ = _store(tmp_path, gateway, results, {MONTH: _usage(10, 6500)}, pending=1)
-    (row,) = _rows(findings, "billing.vs_results")
+    results = [settled("t1", 1, 650), settled("t2", 2, 650)]
+    findings, _ = billed_store(
+        tmp_path, gateway, results, {MONTH: month_usage(10, 6500)}, pending=1
+    )
+    (row,) = check_rows(findings, "billing.vs_results")
     assert row["severity"] == "fail"
     assert (
         "the bill counts 8 task(s) more than the results settled in the month" in (row["message"])
@@ -207,9 +91,9 @@ def test_billed_tasks_the_store_cannot_hold_still_fail(tmp_path: Path, gateway: 
 
 
 def test_fewer_billed_tasks_than_results_fail(tmp_path: Path, gateway: str) -> None:
-    results = [_result("t1", 1, 650), _result("t2", 2, 0)]
-    findings, _ = _store(tmp_path, gateway, results, {MONTH: _usage(1, 650)})
-    (row,) = _rows(findings, "billing.vs_results")
+    results = [settled("t1", 1, 650), settled("t2", 2, 0)]
+    findings, _ = billed_store(tmp_path, gateway, results, {MONTH: month_usage(1, 650)})
+    (row,) = check_rows(findings, "billing.vs_results")
     assert (
         "the bill counts 1 task(s) fewer than the 2 results settled in the month"
         in (row["message"])
@@ -217,20 +101,24 @@ def test_fewer_billed_tasks_than_results_fail(tmp_path: Path, gateway: str) -> N
 
 
 def test_exact_month_still_compares_exactly(tmp_path: Path, gateway: str) -> None:
-    results = [_result("t1", 1, 650), _result("t2", 2, 650)]
-    findings, _ = _store(tmp_path, gateway, results, {MONTH: _usage(2, 1400)})
-    (row,) = _rows(findings, "billing.vs_results")
+    results = [settled("t1", 1, 650), settled("t2", 2, 650)]
+    findings, _ = billed_store(tmp_path, gateway, results, {MONTH: month_usage(2, 1400)})
+    (row,) = check_rows(findings, "billing.vs_results")
     assert row["message"] == "billing differs from the per-task results by 100 sats and 0 tasks"
-    assert _rows(findings, "billing.sats_not_comparable") == []
-    clean, _ = _store(tmp_path / "clean", gateway, results, {MONTH: _usage(2, 1300)})
-    assert _rows(clean, "billing.vs_results") == _rows(clean, "billing.sats_not_comparable") == []
+    assert check_rows(findings, "billing.sats_not_comparable") == []
+    clean, _ = billed_store(tmp_path / "clean", gateway, results, {MONTH: month_usage(2, 1300)})
+    assert (
+        check_rows(clean, "billing.vs_results")
+        == check_rows(clean, "billing.sats_not_comparable")
+        == []
+    )
 
 
 # -- 2. invoices against usage --------------------------------------------------------------
 
 
 def test_invoice_billing_more_than_the_usage_fails(tmp_path: Path, gateway: str) -> None:
-    results = [_result("t1", 1, 650), _result("t2", 2, 650)]
+    results = [settled("t1", 1, 650), settled("t2", 2, 650)]
     invoice = {
         "invoice_id": "inv_g2",
         "month": MONTH,
@@ -238,8 +126,8 @@ def test_invoice_billing_more_than_the_usage_fails(tmp_path: Path, gateway: str)
         "tasks_settled": 2 + 1000,
         "total_cost_sats": 1300 + 1_000_000,
     }
-    findings, _ = _store(tmp_path, gateway, results, {MONTH: _usage(2, 1300)}, [invoice])
-    (row,) = _rows(findings, "billing.invoice_vs_usage")
+    findings, _ = billed_store(tmp_path, gateway, results, {MONTH: month_usage(2, 1300)}, [invoice])
+    (row,) = check_rows(findings, "billing.invoice_vs_usage")
     assert row["severity"] == "fail" and row["entity_type"] == "invoice"
     assert row["entity_id"] == "inv_g2" and row["proves"] == "exact"
     assert row["difference"] == 1_000_000
@@ -247,25 +135,27 @@ def test_invoice_billing_more_than_the_usage_fails(tmp_path: Path, gateway: str)
     assert f"differs from the usage of {MONTH} by 1000 tasks and 1000000 sats" in row["message"]
     # an invoice stating the month's usage is no finding
     same = dict(invoice, tasks_settled=2, total_cost_sats=1300)
-    clean, _ = _store(tmp_path / "clean", gateway, results, {MONTH: _usage(2, 1300)}, [same])
-    assert _rows(clean, "billing.invoice_vs_usage") == []
+    clean, _ = billed_store(
+        tmp_path / "clean", gateway, results, {MONTH: month_usage(2, 1300)}, [same]
+    )
+    assert check_rows(clean, "billing.invoice_vs_usage") == []
 
 
 # -- 3. figures above the supply; compare what is valid ---------------------------------------
 
 
 def test_month_sats_above_the_supply_are_invalid(tmp_path: Path, gateway: str) -> None:
-    results = [_result("t1", 1, 650)]
-    usage = _usage(1, 2**63 - 1)
-    findings, summary = _store(tmp_path, gateway, results, {MONTH: usage})
-    fields = {r["actual"].split(" = ")[0] for r in _rows(findings, "billing.invalid_figure")}
+    results = [settled("t1", 1, 650)]
+    usage = month_usage(1, 2**63 - 1)
+    findings, summary = billed_store(tmp_path, gateway, results, {MONTH: usage})
+    fields = {r["actual"].split(" = ")[0] for r in check_rows(findings, "billing.invalid_figure")}
     assert {"total_cost_sats", "worker_payouts_sats", "daily_breakdown[2026-10-10].cost_sats"} <= (
         fields
     )
     assert any("beyond the 21M BSV supply" in n for n in summary.notes)
     # the supply itself is a valid figure
-    ok, _ = _store(tmp_path / "ok", gateway, results, {MONTH: _usage(1, MAX_SATS)})
-    assert _rows(ok, "billing.invalid_figure") == []
+    ok, _ = billed_store(tmp_path / "ok", gateway, results, {MONTH: month_usage(1, MAX_SATS)})
+    assert check_rows(ok, "billing.invalid_figure") == []
     with open_store(tmp_path / "ok" / "g2.duckdb", read_only=True) as store:
         got = store.con.execute("SELECT total_cost_sats FROM billing_usage").fetchall()
     assert got == [(MAX_SATS,)]
@@ -273,11 +163,11 @@ def test_month_sats_above_the_supply_are_invalid(tmp_path: Path, gateway: str) -
 
 def test_invalid_total_still_compares_the_task_count(tmp_path: Path, gateway: str) -> None:
     # the month bills 1 task (valid) and an impossible total; the store settled none in it
-    usage = _usage(1, -650, "2026-11")
-    findings, _ = _store(
-        tmp_path, gateway, [_result("t1", 1, 650)], {"2026-11": usage}, months=["2026-11"]
+    usage = month_usage(1, -650, "2026-11")
+    findings, _ = billed_store(
+        tmp_path, gateway, [settled("t1", 1, 650)], {"2026-11": usage}, months=["2026-11"]
     )
-    rows = [r for r in _rows(findings, "billing.vs_results") if r["entity_id"] == "2026-11"]
+    rows = [r for r in check_rows(findings, "billing.vs_results") if r["entity_id"] == "2026-11"]
     (row,) = rows
     assert row["actual"] == "billed: 1 tasks, (invalid) sats"
     assert "1 billed task(s) the store does not hold" in row["message"]

@@ -7,7 +7,7 @@
    creation on: each was credited once per month, and the store could 'explain' more extra
    billed tasks than it holds.
 
-Stores are built with the G2 harness: results ingested from an export file, tasks tracked from
+Stores are built with the G2 harness (`_billing_months`): results ingested from an export file, tasks tracked from
 a submissions file, usage fetched by `fetch_billing` from a real HTTP fake Gateway.
 """
 
@@ -18,16 +18,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _http_server import serve
-from test_billing_reconcile import MONTH, _Handler, _result, _rows, _store, _usage
+from _billing_months import MONTH, billed_store, check_rows, month_usage, months_gateway, settled
 
 NOV = "2026-11"
 
 
 @pytest.fixture(scope="module")
 def gateway() -> Iterator[str]:
-    """The G2 fake Gateway (real HTTP on 127.0.0.1), answering its `_World`."""
-    with serve(_Handler) as url:
+    """The G2 fake Gateway (real HTTP on 127.0.0.1)."""
+    with months_gateway() as url:
         yield url
 
 
@@ -37,14 +36,14 @@ def gateway() -> Iterator[str]:
 def test_invalid_task_count_leaves_the_sats_not_comparable(tmp_path: Path, gateway: str) -> None:
     # 2 results of 650 sats, all costs known; the bill: an impossible task count, 99,999 sats.
     # Was: only billing.invalid_figure; the 98,699 sats nobody accounts for were in no check.
-    results = [_result("t1", 1, 650), _result("t2", 2, 650)]
-    findings, _ = _store(tmp_path, gateway, results, {MONTH: _usage(-1, 99_999)})
+    results = [settled("t1", 1, 650), settled("t2", 2, 650)]
+    findings, _ = billed_store(tmp_path, gateway, results, {MONTH: month_usage(-1, 99_999)})
     assert any(
         r["actual"].startswith("tasks_settled = ")
-        for r in _rows(findings, "billing.invalid_figure")
+        for r in check_rows(findings, "billing.invalid_figure")
     )
-    assert _rows(findings, "billing.vs_results") == []
-    (row,) = _rows(findings, "billing.sats_not_comparable")
+    assert check_rows(findings, "billing.vs_results") == []
+    (row,) = check_rows(findings, "billing.sats_not_comparable")
     assert row["entity_id"] == MONTH and row["severity"] == "info"
     assert row["difference"] == 99_999 - 1300
     assert "task count invalid" in row["message"]
@@ -54,16 +53,16 @@ def test_invalid_task_count_leaves_the_sats_not_comparable(tmp_path: Path, gatew
 
 def test_invalid_task_count_known_costs_above_the_bill_fail(tmp_path: Path, gateway: str) -> None:
     # the known costs (1,300) exceed the bill (1,000) whatever the count: still a fail
-    results = [_result("t1", 1, 650), _result("t2", 2, 650)]
-    findings, _ = _store(tmp_path, gateway, results, {MONTH: _usage(-1, 1000)})
-    (row,) = _rows(findings, "billing.vs_results")
+    results = [settled("t1", 1, 650), settled("t2", 2, 650)]
+    findings, _ = billed_store(tmp_path, gateway, results, {MONTH: month_usage(-1, 1000)})
+    (row,) = check_rows(findings, "billing.vs_results")
     assert row["severity"] == "fail" and row["difference"] == -300
     assert (
         "the results' known costs (1300 sats) already exceed the bill (1000 sats)"
         in (row["message"])
     )
     assert "task count invalid" in row["message"]
-    assert _rows(findings, "billing.sats_not_comparable") == []
+    assert check_rows(findings, "billing.sats_not_comparable") == []
 
 
 # -- 2. an open task explains an extra billed task in one month only ----------------------
@@ -74,16 +73,18 @@ def _two_months(
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     # one result in October; `pending` tasks tracked, created 2026-10-20, never collected.
     # The bill: 4 tasks in October (3 more than the results), 3 in November (3 more).
-    usage = {MONTH: _usage(4, 4 * 650), NOV: _usage(3, 3 * 650, NOV)}
-    findings, _ = _store(
+    usage = {MONTH: month_usage(4, 4 * 650), NOV: month_usage(3, 3 * 650, NOV)}
+    findings, _ = billed_store(
         tmp_path,
         gateway,
-        [_result("t1", 1, 650)],
+        [settled("t1", 1, 650)],
         usage,
         pending=pending,
         months=[MONTH, NOV],
     )
-    return _rows(findings, "billing.vs_results"), _rows(findings, "billing.sats_not_comparable")
+    return check_rows(findings, "billing.vs_results"), check_rows(
+        findings, "billing.sats_not_comparable"
+    )
 
 
 def test_open_tasks_explain_extra_billed_tasks_once(tmp_path: Path, gateway: str) -> None:
@@ -115,10 +116,10 @@ def test_enough_open_tasks_for_every_month_is_no_fail(tmp_path: Path, gateway: s
 def test_each_month_names_only_its_own_unexplained_tasks(tmp_path: Path, gateway: str) -> None:
     # October already bills 5 more than results + open tasks; November 2 more on top:
     # October fails for 5, November for its own 2 (not October's 5 again)
-    usage = {MONTH: _usage(7, 7 * 650), NOV: _usage(2, 2 * 650, NOV)}
-    findings, _ = _store(
-        tmp_path, gateway, [_result("t1", 1, 650)], usage, pending=1, months=[MONTH, NOV]
+    usage = {MONTH: month_usage(7, 7 * 650), NOV: month_usage(2, 2 * 650, NOV)}
+    findings, _ = billed_store(
+        tmp_path, gateway, [settled("t1", 1, 650)], usage, pending=1, months=[MONTH, NOV]
     )
-    rows = {r["entity_id"]: r["message"] for r in _rows(findings, "billing.vs_results")}
+    rows = {r["entity_id"]: r["message"] for r in check_rows(findings, "billing.vs_results")}
     assert rows[MONTH].endswith(": 5 billed task(s) the store does not hold")
     assert rows[NOV].endswith(": 2 billed task(s) the store does not hold")

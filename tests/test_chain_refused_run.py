@@ -9,19 +9,18 @@ Real simulator, its chain index serving other bytes under one settled txid.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from _chain_sim import Scenario, scenario
 from _hardening_procs import query
+from _tampered_chain import run_status, tampered_txid
 
 from asg_audit.chain import verify_chain
 from asg_audit.cli import main as cli_main
 from asg_audit.errors import EXIT_INCOMPLETE
-from asg_audit.store import describe_runs, open_store
+from asg_audit.store import describe_runs
 
 
 @pytest.fixture(scope="module")
@@ -32,30 +31,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scenario]:
 
 @pytest.fixture
 def tampered(world: Scenario) -> Iterator[str]:
-    """The index serves other bytes (one output value changed) under one settled txid."""
-    settled = {
-        t.lower()
-        for (t,) in query(
-            world.db, "SELECT bsv_txid FROM results WHERE status = 'settled' AND bsv_txid NOT NULL"
-        )
-    }
-    txid = sorted(t for t, tx in world.sim.world.txs.items() if t in settled and tx.mined)[0]
-    with open_store(world.db) as store:  # asked again, whatever an earlier test stored
-        store.con.execute("DELETE FROM chain_txs WHERE txid = ?", [txid])
-    tx = world.sim.world.txs[txid]
-    original = tx.raw
-    tx.raw = original[:-30] + bytes([original[-30] ^ 0x01]) + original[-29:]
-    world.sim.state._decoded.pop(txid, None)
-    try:
+    with tampered_txid(world) as txid:
         yield txid
-    finally:
-        tx.raw = original
-        world.sim.state._decoded.pop(txid, None)
-
-
-def _run(db: Path, run_id: str) -> tuple[str, dict[str, Any]]:
-    [(status, stats)] = query(db, "SELECT status, stats FROM runs WHERE run_id = ?", [run_id])
-    return status, json.loads(stats)
 
 
 def _latest_verify_run(db: Path) -> str:
@@ -71,7 +48,7 @@ def test_verify_chain_with_a_refused_answer_records_its_run_incomplete(
 ) -> None:
     summary = verify_chain(world.db, world.config)
     assert summary.refused == 1
-    status, stats = _run(world.db, summary.run_id)
+    status, stats = run_status(world.db, summary.run_id)
     assert status == "incomplete", (status, stats)
     assert stats["refused"] == 1 and "refused 1 chain index answer" in stats["error"], stats
     assert tampered in stats["error"]  # the first refusal names its txid
@@ -95,12 +72,12 @@ def test_cli_verify_chain_exits_3_and_its_run_reads_incomplete(
     code = cli_main(["verify-chain", "--config", str(config), "--quiet"])
     capsys.readouterr()
     assert code == EXIT_INCOMPLETE
-    status, stats = _run(world.db, _latest_verify_run(world.db))
+    status, stats = run_status(world.db, _latest_verify_run(world.db))
     assert status == "incomplete" and stats["refused"] == 1, (status, stats)
 
 
 def test_verify_chain_without_a_refused_answer_is_still_ok(world: Scenario) -> None:
     summary = verify_chain(world.db, world.config)
     assert summary.refused == 0
-    status, stats = _run(world.db, summary.run_id)
+    status, stats = run_status(world.db, summary.run_id)
     assert status == "ok" and "error" not in stats, (status, stats)

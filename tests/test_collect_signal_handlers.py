@@ -15,35 +15,24 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from _collect_child import CHILD_SETUP, answers, start, stuck_simulator, wait_for_answers
 
-from asg_audit.ingest import track_file
-from asg_audit.sim import WorldConfig, generate_world, run_simulator
 from asg_audit.store import open_store
-
-REPO = Path(__file__).resolve().parents[1]
-SCALE = 0.05  # wall seconds a simulated second
 
 # `how`: collect_sync (handle_signals=True from the main thread) or asyncio_run (asyncio.run of
 # collect directly). `stop`: the parent's SIGTERM stops the run (it lasts 3,000 s), else the run
 # ends by itself (2 s). Then the child signals itself: its own handlers must answer, and it lives.
-_CHILD = r"""
-import asyncio, json, os, signal, sys, time
-from asg_audit.clock import ScaledClock
+_CHILD = (
+    CHILD_SETUP
+    + r"""
+import asyncio, os, signal, time
 from asg_audit.collector import collect, collect_sync
-from asg_audit.config import load_config
 
-a = json.loads(sys.argv[1])
-clock = ScaledClock(a["sim_now"], time_scale=a["scale"], anchor=a["mono"])
-config = load_config(None, env={"ASG_API_KEY": a["key"], "ASG_BASE_URL": a["url"]},
-                     overrides={"db_path": a["db"],
-                                "collector": {"deadline_s": 1e6, "flush_interval_s": 0.2}})
 hits = []
 def mine(signum, frame):
     hits.append(signum)
@@ -98,44 +87,17 @@ if a["how"] not in ("asyncio_run_default", "loop_handler"):
     out["hits_after_run"] = hits[len(before):]
 print(json.dumps(out), flush=True)
 """
+)
 
 
 @pytest.fixture
 def sim() -> Iterator[tuple[Any, Any]]:
-    # half of them stuck (pending for ever): the run has polls left to make until stopped
-    world = generate_world(
-        WorldConfig(seed=5, tasks=120, live_fraction=0.5, anomalies={"stuck_task": 60})
-    )
-    with run_simulator(world, time_scale=SCALE) as running:
-        yield running, world
+    with stuck_simulator(seed=5, tasks=120) as running_world:
+        yield running_world
 
 
 def _start(running: Any, world: Any, tmp_path: Path, how: str, stop: bool) -> Any:
-    db = tmp_path / "audit.duckdb"
-    track_file(db, world.write_submissions(tmp_path / "submissions.ndjson"))
-    args = {
-        "sim_now": running.clock.now(),
-        "mono": time.monotonic(),
-        "scale": SCALE,
-        "key": running.api_key,
-        "url": running.gateway_url,
-        "db": str(db),
-        "how": how,
-        "stop": stop,
-    }
-    child = subprocess.Popen(
-        [sys.executable, "-c", _CHILD, json.dumps(args)],
-        cwd=REPO,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    return child, db
-
-
-def _answers(running: Any) -> int:
-    by_status = running.stats()["gateway"]["by_status"]
-    return int(by_status.get("200", 0)) + int(by_status.get("202", 0))
+    return start(running, world, tmp_path, _CHILD, stdin=False, stderr=True, how=how, stop=stop)
 
 
 def _finish(child: subprocess.Popen[str]) -> tuple[int, dict[str, Any], str]:
@@ -155,14 +117,10 @@ def test_the_callers_handlers_are_back_after_a_run_that_handled_signals(
     sim: tuple[Any, Any], tmp_path: Path, how: str, stop: bool
 ) -> None:
     running, world = sim
-    before = _answers(running)
+    before = answers(running)
     child, db = _start(running, world, tmp_path, how, stop)
     if stop:
-        deadline = time.monotonic() + 30
-        while _answers(running) < before + 10:
-            assert child.poll() is None and time.monotonic() < deadline, running.stats()
-            time.sleep(0.05)
-        time.sleep(0.3)
+        wait_for_answers(running, before, 0.3, child)
         child.send_signal(signal.SIGTERM)  # the run's own handler: it stops, cleanly
     code, out, stderr = _finish(child)
     # a SIGTERM after the run used to kill the process (SIG_DFL): rc -15, nothing printed

@@ -13,40 +13,33 @@ The real collector in a child process, against the simulator on 127.0.0.1, sent 
 
 from __future__ import annotations
 
-import json
-import queue
 import signal
-import subprocess
-import sys
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-
-from asg_audit.ingest import track_file
-from asg_audit.sim import WorldConfig, generate_world, run_simulator
-from asg_audit.store import open_store
-
-REPO = Path(__file__).resolve().parents[1]
-SCALE = 0.05  # wall seconds a simulated second
-PROMPT_S = 5.0  # from the SIGINT to the KeyboardInterrupt in the caller (the run lasts 3,000 s)
+from _collect_child import (
+    CHILD_SETUP,
+    PROMPT_S,
+    collect_runs,
+    end,
+    line,
+    polling,
+    reader,
+    start,
+    stuck_simulator,
+    track_other,
+)
 
 # `how`: plain (no loop), notebook (a cell run by a loop on this thread, Python's own Ctrl-C,
 # as ipykernel runs one), asyncio_run (inside `asyncio.run`, whose Ctrl-C cancels the task)
-_CHILD = r"""
-import asyncio, json, sys, threading, time
-from asg_audit.clock import ScaledClock
+_CHILD = (
+    CHILD_SETUP
+    + r"""
+import asyncio, threading
 from asg_audit.collector import collect_sync
-from asg_audit.config import load_config
-
-a = json.loads(sys.argv[1])
-clock = ScaledClock(a["sim_now"], time_scale=a["scale"], anchor=a["mono"])
-config = load_config(None, env={"ASG_API_KEY": a["key"], "ASG_BASE_URL": a["url"]},
-                     overrides={"db_path": a["db"],
-                                "collector": {"deadline_s": 1e6, "flush_interval_s": 0.2}})
 
 def call(run_for_s):
     kwargs = {"clock": clock, "max_rps": 5, "run_for_s": run_for_s}
@@ -70,44 +63,13 @@ out["threads"] = [t.name for t in threading.enumerate() if t.name.startswith("as
 print(json.dumps(out), flush=True)
 sys.stdin.read()  # alive, as a notebook's kernel is, while the store is written by another
 """
+)
 
 
 @pytest.fixture
 def sim() -> Iterator[tuple[Any, Any]]:
-    # half of them stuck (pending for ever): the run has polls left to make until interrupted
-    world = generate_world(
-        WorldConfig(seed=3, tasks=200, live_fraction=0.5, anomalies={"stuck_task": 100})
-    )
-    with run_simulator(world, time_scale=SCALE) as running:
-        yield running, world
-
-
-def _lines(child: subprocess.Popen[str]) -> queue.Queue[str]:
-    """The child's output lines, read by a thread as they come."""
-    lines: queue.Queue[str] = queue.Queue()
-
-    def read() -> None:
-        assert child.stdout is not None
-        for line in child.stdout:
-            lines.put(line)
-
-    threading.Thread(target=read, daemon=True).start()
-    return lines
-
-
-def _line(lines: queue.Queue[str], timeout: float) -> dict[str, Any]:
-    try:
-        line = lines.get(timeout=timeout)
-    except queue.Empty:
-        raise AssertionError(f"no word from the child within {timeout} s") from None
-    answer: dict[str, Any] = json.loads(line)
-    return answer
-
-
-def _answers(running: Any) -> int:
-    return int(running.stats()["gateway"]["by_status"].get("200", 0)) + int(
-        running.stats()["gateway"]["by_status"].get("202", 0)
-    )
+    with stuck_simulator() as running_world:
+        yield running_world
 
 
 @pytest.mark.parametrize(
@@ -125,40 +87,15 @@ def test_an_interrupted_collect_sync_stops_records_interrupted_and_frees_the_sto
     sim: tuple[Any, Any], tmp_path: Path, how: str, second: bool
 ) -> None:
     running, world = sim
-    db = tmp_path / "audit.duckdb"
-    track_file(db, world.write_submissions(tmp_path / "submissions.ndjson"))
-    args = {
-        "sim_now": running.clock.now(),
-        "mono": time.monotonic(),
-        "scale": SCALE,
-        "key": running.api_key,
-        "url": running.gateway_url,
-        "db": str(db),
-        "how": how,
-        "second": second,
-    }
-    child = subprocess.Popen(
-        [sys.executable, "-c", _CHILD, json.dumps(args)],
-        cwd=REPO,
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    lines = _lines(child)
+    child, db = start(running, world, tmp_path, _CHILD, how=how, second=second)
+    lines = reader(child)
     try:
         if second:
-            assert _line(lines, 60)["first"] == "partial"
-        assert _line(lines, 60) == {"go": True}
-        # some answers in, so there is something to write
-        before = _answers(running)
-        deadline = time.monotonic() + 30
-        while _answers(running) < before + 10:
-            assert time.monotonic() < deadline, running.stats()["gateway"]
-            time.sleep(0.05)
-        time.sleep(0.5)
+            assert line(lines, 60)["first"] == "partial"
+        polling(running, lines)  # some answers in, so there is something to write
         sent = time.monotonic()
         child.send_signal(signal.SIGINT)
-        out = _line(lines, 60)
+        out = line(lines, 60)
         took = time.monotonic() - sent
         assert out.get("raised") == "KeyboardInterrupt", out
         assert took < PROMPT_S, f"the KeyboardInterrupt came {took:.1f} s after the SIGINT"
@@ -166,38 +103,11 @@ def test_an_interrupted_collect_sync_stops_records_interrupted_and_frees_the_sto
         if how != "asyncio_run":  # there the task is cancelled: asyncio raises its own
             assert any("recorded interrupted" in note for note in out["notes"]), out["notes"]
         # another process writes to the store at once (the child still alive)
-        extra = tmp_path / "extra.ndjson"
-        extra.write_text(
-            json.dumps(
-                {"task_id": "extra-1", "status": "pending", "created_at": "2026-11-01T00:00:00Z"}
-            )
-            + "\n"
-        )
-        wrote = subprocess.run(
-            [sys.executable, "-m", "asg_audit", "track", "--db", str(db), str(extra)],
-            cwd=REPO,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
+        wrote = track_other(db, tmp_path)
         assert wrote.returncode == 0, wrote.stderr
     finally:
-        if child.stdin is not None:
-            child.stdin.close()
-        try:
-            child.wait(10)
-        finally:
-            if child.poll() is None:
-                child.kill()
-                child.wait()
-    with open_store(db) as store:
-        runs = store.con.execute(
-            "SELECT run_id, status FROM runs WHERE command = 'collect' ORDER BY started_at"
-        ).fetchall()
-        run_id, status = runs[-1]
-        stored = store.con.execute(
-            "SELECT count(*) FROM observations WHERE run_id = ?", [run_id]
-        ).fetchall()[0][0]
-    assert status == "interrupted"
-    assert len(runs) == (2 if second else 1)
+        end(child)
+    statuses, stored = collect_runs(db)
+    assert statuses[-1] == "interrupted"
+    assert len(statuses) == (2 if second else 1)
     assert stored > 0  # what was answered before the interrupt is written

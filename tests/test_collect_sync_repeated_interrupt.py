@@ -15,26 +15,26 @@ own SIGINT handling, by a trace function at the first line run after the first i
 
 from __future__ import annotations
 
-import json
-import queue
 import signal
-import subprocess
-import sys
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from _collect_child import (
+    CHILD_SETUP,
+    PROMPT_S,
+    collect_runs,
+    end,
+    line,
+    polling,
+    reader,
+    start,
+    stuck_simulator,
+    track_other,
+)
 
-from asg_audit.ingest import track_file
-from asg_audit.sim import WorldConfig, generate_world, run_simulator
-from asg_audit.store import open_store
-
-REPO = Path(__file__).resolve().parents[1]
-SCALE = 0.05  # wall seconds a simulated second
-PROMPT_S = 5.0  # from the SIGINT to the KeyboardInterrupt in the caller (the run lasts 3,000 s)
 STOP_GRACE_S = 1.5  # the child's `_STOP_GRACE_S` (hang test)
 HANG_S = 12.0  # how long the hung stop's record of the run takes (hang test)
 
@@ -42,18 +42,12 @@ HANG_S = 12.0  # how long the hung stop's record of the run takes (hang test)
 # asyncio_run (inside `asyncio.run`, whose first Ctrl-C cancels the task, the second raises).
 # `mode`: race (a second SIGINT raised at the first line of collector.py run after the first
 # interrupt), hang (the run's record of its end hangs for HANG_S).
-_CHILD = r"""
-import asyncio, json, signal, sys, threading, time
+_CHILD = (
+    CHILD_SETUP
+    + r"""
+import asyncio, signal, threading, time
 import asg_audit.collector as collector
 import asg_audit.pollwriter as pollwriter
-from asg_audit.clock import ScaledClock
-from asg_audit.config import load_config
-
-a = json.loads(sys.argv[1])
-clock = ScaledClock(a["sim_now"], time_scale=a["scale"], anchor=a["mono"])
-config = load_config(None, env={"ASG_API_KEY": a["key"], "ASG_BASE_URL": a["url"]},
-                     overrides={"db_path": a["db"],
-                                "collector": {"deadline_s": 1e6, "flush_interval_s": 0.2}})
 
 if a["mode"] == "hang":
     collector._STOP_GRACE_S = a["grace"]
@@ -102,107 +96,18 @@ out["threads"] = [t.name for t in threading.enumerate() if t.name.startswith("as
 print(json.dumps(out), flush=True)
 sys.stdin.read()  # alive, as a notebook's kernel is, while the store is written by another
 """
+)
 
 
 @pytest.fixture
 def sim() -> Iterator[tuple[Any, Any]]:
-    # half of them stuck (pending for ever): the run has polls left to make until interrupted
-    world = generate_world(
-        WorldConfig(seed=3, tasks=200, live_fraction=0.5, anomalies={"stuck_task": 100})
-    )
-    with run_simulator(world, time_scale=SCALE) as running:
-        yield running, world
-
-
-def _lines(child: subprocess.Popen[str]) -> queue.Queue[str]:
-    """The child's output lines, read by a thread as they come."""
-    lines: queue.Queue[str] = queue.Queue()
-
-    def read() -> None:
-        assert child.stdout is not None
-        for line in child.stdout:
-            lines.put(line)
-
-    threading.Thread(target=read, daemon=True).start()
-    return lines
-
-
-def _line(lines: queue.Queue[str], timeout: float) -> dict[str, Any]:
-    try:
-        line = lines.get(timeout=timeout)
-    except queue.Empty:
-        raise AssertionError(f"no word from the child within {timeout} s") from None
-    answer: dict[str, Any] = json.loads(line)
-    return answer
-
-
-def _answers(running: Any) -> int:
-    by_status = running.stats()["gateway"]["by_status"]
-    return int(by_status.get("200", 0)) + int(by_status.get("202", 0))
+    with stuck_simulator() as running_world:
+        yield running_world
 
 
 def _start(running: Any, world: Any, tmp_path: Path, how: str, mode: str) -> Any:
-    db = tmp_path / "audit.duckdb"
-    track_file(db, world.write_submissions(tmp_path / "submissions.ndjson"))
-    args = {
-        "sim_now": running.clock.now(),
-        "mono": time.monotonic(),
-        "scale": SCALE,
-        "key": running.api_key,
-        "url": running.gateway_url,
-        "db": str(db),
-        "how": how,
-        "mode": mode,
-        "grace": STOP_GRACE_S,
-        "hang": HANG_S,
-    }
-    child = subprocess.Popen(
-        [sys.executable, "-c", _CHILD, json.dumps(args)],
-        cwd=REPO,
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    return child, db
-
-
-def _polling(running: Any, lines: queue.Queue[str]) -> None:
-    """Wait for the child's run to have answers in (something to write when it stops)."""
-    assert _line(lines, 60) == {"go": True}
-    before = _answers(running)
-    deadline = time.monotonic() + 30
-    while _answers(running) < before + 10:
-        assert time.monotonic() < deadline, running.stats()["gateway"]
-        time.sleep(0.05)
-    time.sleep(0.5)
-
-
-def _end(child: subprocess.Popen[str], wait_s: float = 10.0) -> None:
-    if child.stdin is not None:
-        child.stdin.close()
-    try:
-        child.wait(wait_s)
-    finally:
-        if child.poll() is None:
-            child.kill()
-            child.wait()
-
-
-def _track_other(db: Path, tmp_path: Path) -> subprocess.CompletedProcess[str]:
-    """Another process writes to the store."""
-    extra = tmp_path / "extra.ndjson"
-    extra.write_text(
-        json.dumps(
-            {"task_id": "extra-1", "status": "pending", "created_at": "2026-11-01T00:00:00Z"}
-        )
-        + "\n"
-    )
-    return subprocess.run(
-        [sys.executable, "-m", "asg_audit", "track", "--db", str(db), str(extra)],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=60,
+    return start(
+        running, world, tmp_path, _CHILD, how=how, mode=mode, grace=STOP_GRACE_S, hang=HANG_S
     )
 
 
@@ -212,12 +117,12 @@ def test_a_second_sigint_inside_the_handling_of_the_first_still_stops_the_run(
 ) -> None:
     running, world = sim
     child, db = _start(running, world, tmp_path, how, "race")
-    lines = _lines(child)
+    lines = reader(child)
     try:
-        _polling(running, lines)
+        polling(running, lines)
         sent = time.monotonic()
         child.send_signal(signal.SIGINT)
-        out = _line(lines, 60)
+        out = line(lines, 60)
         took = time.monotonic() - sent
         assert out["injected"], "the second SIGINT was not raised inside the handling"
         assert out.get("raised") == "KeyboardInterrupt", out
@@ -225,18 +130,12 @@ def test_a_second_sigint_inside_the_handling_of_the_first_still_stops_the_run(
         assert out["threads"] == [], "collector thread left running after collect_sync raised"
         if how != "asyncio_run":  # there the task is cancelled: asyncio raises its own
             assert any("recorded interrupted" in note for note in out["notes"]), out["notes"]
-        wrote = _track_other(db, tmp_path)  # the store is free, the child still alive
+        wrote = track_other(db, tmp_path)  # the store is free, the child still alive
         assert wrote.returncode == 0, wrote.stderr
     finally:
-        _end(child)
-    with open_store(db) as store:
-        runs = store.con.execute(
-            "SELECT run_id, status FROM runs WHERE command = 'collect' ORDER BY started_at"
-        ).fetchall()
-        stored = store.con.execute(
-            "SELECT count(*) FROM observations WHERE run_id = ?", [runs[-1][0]]
-        ).fetchall()[0][0]
-    assert [status for _, status in runs] == ["interrupted"]
+        end(child)
+    statuses, stored = collect_runs(db)
+    assert statuses == ["interrupted"]
     assert stored > 0  # what was answered before the interrupt is written
 
 
@@ -246,15 +145,15 @@ def test_a_repeated_sigint_gives_up_on_a_hung_stop_after_a_bounded_wait_saying_s
 ) -> None:
     running, world = sim
     child, db = _start(running, world, tmp_path, how, "hang")
-    lines = _lines(child)
+    lines = reader(child)
     try:
-        _polling(running, lines)
+        polling(running, lines)
         child.send_signal(signal.SIGINT)
-        assert _line(lines, 30) == {"hanging": True}  # the stop is under way, and hangs
+        assert line(lines, 30) == {"hanging": True}  # the stop is under way, and hangs
         time.sleep(0.3)
         sent = time.monotonic()
         child.send_signal(signal.SIGINT)
-        out = _line(lines, HANG_S + 30)
+        out = line(lines, HANG_S + 30)
         took = time.monotonic() - sent
         assert took < STOP_GRACE_S + 3.0, (
             f"collect_sync gave up {took:.1f} s after the repeated SIGINT ({out})"
@@ -267,7 +166,7 @@ def test_a_repeated_sigint_gives_up_on_a_hung_stop_after_a_bounded_wait_saying_s
         assert "asg-collect" in out["threads"], out
     finally:
         # the hung writer's pool thread is joined at exit (concurrent.futures): HANG_S at most
-        _end(child, HANG_S + 10)
+        end(child, HANG_S + 10)
 
 
 def test_collect_not_stopped_error_is_a_keyboard_interrupt() -> None:
