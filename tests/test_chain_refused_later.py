@@ -6,23 +6,31 @@ Its refusal was taken as "confirmed earlier": `cached_confirmed` dropped (below 
 "checked now" grew by a txid nobody asked about, and the run read `incomplete`. Now only a
 txid of the cached-confirmed settled set moves; the others are counted apart.
 
-A real verify-chain against a small real HTTP chain index on 127.0.0.1 (tests of fixer G3).
+A real verify-chain against a small real HTTP chain index on 127.0.0.1 (`_chain_index`, as in test_chain_fees).
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
-from test_chain_fees import _Index, _store, index  # noqa: F401  (index: the fixture)
+import pytest
+from _chain_index import FeeIndex, fee_index, settled_store
 
 from asg_audit.chain import verify_chain
 from asg_audit.config import AuditConfig
 from asg_audit.store import open_store
 
 
+@pytest.fixture
+def index() -> Iterator[tuple[FeeIndex, str]]:
+    with fee_index() as served:
+        yield served
+
+
 def test_a_refused_transaction_no_task_names_is_not_counted_as_confirmed_earlier(
-    index: tuple[_Index, str],  # noqa: F811
+    index: tuple[FeeIndex, str],
     tmp_path: Path,
 ) -> None:
     state, url = index
@@ -30,7 +38,7 @@ def test_a_refused_transaction_no_task_names_is_not_counted_as_confirmed_earlier
     stale = state.tx([650, 100_000], spends=state.tx([100_000]))
     named = state.tx([650, 100_000], spends=state.tx([100_000]))
     good = state.tx([650, 100_000 - 650 - 25], spends=state.tx([100_000]))
-    db = _store(tmp_path, {"t_stale": stale, "t_named": named})
+    db = settled_store(tmp_path, {"t_stale": stale, "t_named": named})
     config = AuditConfig(db_path=db, chain_url=url, chain={"rps": 1000})
 
     first = verify_chain(db, config)  # fetch_parents off: both stored confirmed, no fee
