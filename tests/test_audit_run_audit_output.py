@@ -26,12 +26,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _audit_job import offline_job
 from _hardening_procs import query
+from _offline_config import STEPS, offline_config
 
 from asg_audit import jobs
 from asg_audit.cli import main as cli_main
-from asg_audit.config import AuditConfig
 from asg_audit.errors import (
     EXIT_INCOMPLETE,
     EXIT_OK,
@@ -42,21 +41,6 @@ from asg_audit.errors import (
 )
 from asg_audit.jobs import run_audit
 from asg_audit.store import Store
-
-STEPS = ("ingest", "collect", "verify-chain", "billing")
-
-
-def _config(tmp_path: Path) -> tuple[AuditConfig, dict[str, Path]]:
-    job = offline_job(tmp_path, tasks=20)
-    config = AuditConfig(
-        db_path=job["db"],
-        audit={
-            "drop_folders": [str(job["drop"])],
-            "report_dir": str(job["reports"]),
-            "verify_chain": False,
-        },
-    )
-    return config, job
 
 
 def _audit_run(db: Path) -> tuple[str, dict[str, Any]]:
@@ -93,7 +77,7 @@ class _ReaderGone(io.TextIOBase):
 def test_run_audit_with_stdout_on_a_full_disk_does_all_its_work_and_says_output_was_lost(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    config, job = _config(tmp_path)
+    config, job = offline_config(tmp_path, 20)
     monkeypatch.setattr(sys, "stdout", _FullDisk())
     outcome = run_audit(config)  # log=None: sys.stdout
     _assert_all_work_done(outcome, job["db"])
@@ -116,7 +100,7 @@ def test_run_audit_with_stdout_on_a_full_disk_does_all_its_work_and_says_output_
 def test_run_audit_with_a_log_that_cannot_be_written_does_all_its_work(
     tmp_path: Path, make_log: Any, why: str
 ) -> None:
-    config, job = _config(tmp_path)
+    config, job = offline_config(tmp_path, 20)
     log = make_log(tmp_path)
     stderr = sys.stderr
     try:
@@ -134,7 +118,7 @@ def test_run_audit_with_a_log_that_cannot_be_written_does_all_its_work(
 
 
 def test_run_audit_with_a_good_log_loses_nothing_and_exits_0(tmp_path: Path) -> None:
-    config, job = _config(tmp_path)
+    config, job = offline_config(tmp_path, 20)
     log = io.StringIO()
     outcome = run_audit(config, log=log)
     _assert_all_work_done(outcome, job["db"])
@@ -145,7 +129,7 @@ def test_run_audit_with_a_good_log_loses_nothing_and_exits_0(tmp_path: Path) -> 
 def test_run_audit_with_stderr_on_a_full_disk_still_runs_and_puts_stderr_back(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    config, job = _config(tmp_path)
+    config, job = offline_config(tmp_path, 20)
     full = _FullDisk()
     monkeypatch.setattr(sys, "stderr", full)
     real_ingest = jobs._ingest_drop_folders
@@ -182,7 +166,7 @@ def _closed(stream: io.StringIO) -> io.StringIO:
 def test_findings_refused_by_a_damaged_or_newer_store_is_exit_2_as_at_the_start(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, refusal: Exception
 ) -> None:
-    config, job = _config(tmp_path)
+    config, job = offline_config(tmp_path, 20)
 
     def refuse(self: Store, run_id: str, findings: Any) -> None:
         raise refusal
@@ -202,7 +186,7 @@ def test_findings_refused_by_a_damaged_or_newer_store_is_exit_2_as_at_the_start(
 def test_refused_findings_and_a_failed_step_is_exit_3(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    config, job = _config(tmp_path)
+    config, job = offline_config(tmp_path, 20)
 
     def refuse(self: Store, run_id: str, findings: Any) -> None:
         raise SchemaVersionError("the store comes from a newer asg_audit")
@@ -223,7 +207,7 @@ def test_refused_findings_and_a_failed_step_is_exit_3(
 def test_a_step_refused_by_a_damaged_store_is_exit_2_and_later_writers_are_skipped(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    config, _ = _config(tmp_path)
+    config, _ = offline_config(tmp_path, 20)
     called: list[str] = []
 
     def damaged(*args: Any) -> str:
@@ -246,7 +230,7 @@ def test_a_step_refused_by_a_damaged_store_is_exit_2_and_later_writers_are_skipp
 def test_cli_audit_json_with_findings_refused_by_a_newer_store_exits_2(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    _, job = _config(tmp_path)
+    _, job = offline_config(tmp_path, 20)
 
     def refuse(self: Store, run_id: str, findings: Any) -> None:
         raise SchemaVersionError("the store comes from a newer asg_audit")

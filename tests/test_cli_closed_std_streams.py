@@ -31,13 +31,13 @@ from typing import Any
 import pytest
 from _audit_job import offline_job
 from _hardening_procs import asg_audit, clean_env, query
+from _offline_config import STEPS, offline_config
 
 from asg_audit import jobs
 from asg_audit.config import AuditConfig
 from asg_audit.errors import EXIT_INCOMPLETE, EXIT_OK
 from asg_audit.jobs import run_audit
 
-STEPS = ("ingest", "collect", "verify-chain", "billing")
 TASKS = 20
 
 
@@ -163,19 +163,6 @@ def test_with_every_standard_descriptor_closed_none_is_given_to_a_file(tmp_path:
 # -- 1 and 2 from Python --------------------------------------------------------------------------
 
 
-def _config(tmp_path: Path) -> tuple[AuditConfig, dict[str, Path]]:
-    job = offline_job(tmp_path, tasks=TASKS)
-    config = AuditConfig(
-        db_path=job["db"],
-        audit={
-            "drop_folders": [str(job["drop"])],
-            "report_dir": str(job["reports"]),
-            "verify_chain": False,
-        },
-    )
-    return config, job
-
-
 def _assert_all_steps_ran(outcome: Any) -> None:
     for step in STEPS:
         assert not outcome.steps[step].startswith(("failed", "interrupted")), outcome.steps
@@ -185,7 +172,7 @@ def _assert_all_steps_ran(outcome: Any) -> None:
 def test_run_audit_with_sys_stdout_none_runs_and_exits_3(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    config, job = _config(tmp_path)
+    config, job = offline_config(tmp_path, TASKS)
     monkeypatch.setattr(sys, "stdout", None)
     outcome = run_audit(config)  # log=None: sys.stdout, which is none
     _assert_all_steps_ran(outcome)
@@ -197,7 +184,7 @@ def test_run_audit_with_sys_stdout_none_runs_and_exits_3(
 def test_run_audit_with_sys_stderr_none_and_progress_runs_and_exits_3(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    config, job = _config(tmp_path)
+    config, job = offline_config(tmp_path, TASKS)
     monkeypatch.setattr(sys, "stderr", None)
     outcome = run_audit(config, progress=True, log=io.StringIO())
     assert sys.stderr is None  # put back
@@ -227,8 +214,8 @@ def _two_runs(
     run_audit returned. Return their outcomes."""
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
-    config_a, _ = _config(tmp_path / "a")
-    config_b, _ = _config(tmp_path / "b")
+    config_a, _ = offline_config(tmp_path / "a", TASKS)
+    config_b, _ = offline_config(tmp_path / "b", TASKS)
     real = jobs._ingest_drop_folders
     a_in = threading.Event()
 

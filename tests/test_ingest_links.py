@@ -19,8 +19,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-import duckdb
 import pytest
+from _hardening_procs import query
 
 from asg_audit.errors import InputError
 from asg_audit.ingest import expand_paths
@@ -41,21 +41,13 @@ def cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     )
 
 
-def rows(db: Path, sql: str) -> list[tuple[object, ...]]:
-    con = duckdb.connect(str(db), read_only=True)
-    try:
-        return con.execute(sql).fetchall()
-    finally:
-        con.close()
-
-
 def task_ids(db: Path) -> list[str]:
-    return [str(r[0]) for r in rows(db, "SELECT task_id FROM observations ORDER BY 1")]
+    return [str(r[0]) for r in query(db, "SELECT task_id FROM observations ORDER BY 1")]
 
 
 def stored_text(db: Path) -> str:
     """Everything the store holds of records and rejects, as text."""
-    return repr(rows(db, "SELECT * FROM rejects")) + repr(rows(db, "SELECT * FROM observations"))
+    return repr(query(db, "SELECT * FROM rejects")) + repr(query(db, "SELECT * FROM observations"))
 
 
 @pytest.fixture
@@ -78,7 +70,7 @@ def test_a_glob_matching_a_pipe_refuses_it_and_reads_the_rest(tmp_path: Path) ->
     assert done.returncode == 2, done.stderr
     assert f"{drop / 'x.ndjson'}: a named pipe (FIFO), not a file: not read" in done.stderr
     assert task_ids(db) == ["y1"]
-    assert rows(db, "SELECT status FROM runs") == [("failed",)]
+    assert query(db, "SELECT status FROM runs") == [("failed",)]
 
 
 def test_a_glob_matching_a_link_to_a_device_or_a_pipe_never_opens_it(tmp_path: Path) -> None:
@@ -114,7 +106,7 @@ def test_a_link_in_a_folder_to_a_file_outside_it_is_refused(
     ) in done.stderr
     assert task_ids(db) == ["r1"]
     assert "the-secret-line" not in stored_text(db)  # nothing of it copied into the store
-    assert rows(db, "SELECT count(*) FROM rejects") == [(0,)]
+    assert query(db, "SELECT count(*) FROM rejects") == [(0,)]
 
 
 def test_a_link_found_by_a_glob_to_a_file_outside_its_folder_is_refused(

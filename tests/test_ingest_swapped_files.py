@@ -21,8 +21,8 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-import duckdb
 import pytest
+from _hardening_procs import query
 
 import asg_audit.ingest as ingest_module
 from asg_audit.errors import InputError
@@ -55,16 +55,8 @@ def write(path: Path, text: str) -> None:
         path.write_text(text)
 
 
-def rows(db: Path, sql: str) -> list[tuple[object, ...]]:
-    con = duckdb.connect(str(db), read_only=True)
-    try:
-        return con.execute(sql).fetchall()
-    finally:
-        con.close()
-
-
 def stored_text(db: Path) -> str:
-    return repr(rows(db, "SELECT * FROM rejects")) + repr(rows(db, "SELECT * FROM observations"))
+    return repr(query(db, "SELECT * FROM rejects")) + repr(query(db, "SELECT * FROM observations"))
 
 
 def swap_after_expansion(monkeypatch: pytest.MonkeyPatch, swap: Callable[[], None]) -> None:
@@ -123,7 +115,7 @@ def test_a_file_swapped_for_a_link_after_the_scan_is_refused(
         str(drop / name): f"{drop / name}: changed since the folder was read (now a link or"
         " another file): not read"
     }
-    assert rows(db, "SELECT task_id FROM observations") == [("b1",)]
+    assert query(db, "SELECT task_id FROM observations") == [("b1",)]
     assert SECRET not in stored_text(db)
 
 
@@ -173,7 +165,7 @@ def test_a_link_inside_reads_the_file_it_led_to_when_found(
     summary = ingest_paths(db, [str(drop)])
     assert list(failed(summary)) == [str(drop / "link2.ndjson")]
     assert "changed since the folder was read" in failed(summary)[str(drop / "link2.ndjson")]
-    assert rows(db, "SELECT task_id FROM observations") == [("d1",)]
+    assert query(db, "SELECT task_id FROM observations") == [("d1",)]
     assert SECRET not in stored_text(db)
 
 
