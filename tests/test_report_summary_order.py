@@ -1,7 +1,7 @@
 """summary.json lists its findings worst first, and a truncated list keeps the worst ones.
 
 README: `findings` holds at most 100,000 findings, worst first; then `findings_truncated` is
-true. Worst first means: by severity, then by |difference| (largest first, findings without one
+true and each check keeps an equal share of its worst findings. Worst first means: by severity, then by |difference| (largest first, findings without one
 last), then by check id and entity id. A real simulated store with every anomaly planted.
 """
 
@@ -65,15 +65,21 @@ def test_report_summary_findings_are_worst_first(audit: Audit, tmp_path: Path) -
 def test_report_summary_truncation_drops_the_least_severe_and_smallest(
     audit: Audit, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # Cut, every check keeps an equal share of its own worst findings (tester D #1: a global
+    # cut left whole checks out), so the order holds within each check.
     everything = _summary(audit, tmp_path / "all")["findings"]
     keep = len(everything) // 2
     monkeypatch.setattr(content, "MAX_SUMMARY_FINDINGS", keep)
     doc = _summary(audit, tmp_path / "cut")
     assert doc["findings_truncated"] is True and len(doc["findings"]) == keep
-    kept = [_badness(f) for f in doc["findings"]]
-    dropped = sorted(_badness(f) for f in everything)[keep:]
-    assert kept == sorted(kept)
-    assert max(kept) <= min(dropped), "a dropped finding is worse than a kept one"
+    kept_all = [_badness(f) for f in doc["findings"]]
+    assert kept_all == sorted(kept_all)
+    for check in {f["check_id"] for f in everything}:
+        kept = [_badness(f) for f in doc["findings"] if f["check_id"] == check]
+        assert kept, f"{check} has no finding left in summary.json"
+        dropped = sorted(_badness(f) for f in everything if f["check_id"] == check)[len(kept) :]
+        if dropped:
+            assert max(kept) <= min(dropped), f"{check}: a dropped finding is worse than a kept one"
     # every severity count still covers all findings, not only the kept ones
     assert sum(doc["findings_by_severity"].values()) == len(everything)
 

@@ -37,6 +37,7 @@ __all__ = [
     "config_rows",
     "created_after_as_of",
     "exact_difference",
+    "fair_shares",
     "fee_coverage",
     "findings_by_check",
     "format_change",
@@ -317,7 +318,7 @@ def findings_by_check(
     descriptions = _check_descriptions()
     ranked = findings.with_columns(
         pl.col("severity").replace_strict(_SEVERITY_RANK, default=3).alias("_rank"),
-        pl.col("difference").abs().alias("_size"),
+        _size_expr(),
         exact_difference(findings),
     )
     if "proves" not in ranked.columns:
@@ -475,12 +476,38 @@ def fee_coverage(audit: Audit) -> dict[str, Any] | None:
     }
 
 
-def _summary_findings(findings: pl.DataFrame) -> tuple[list[dict[str, Any]], bool]:
-    """Return the findings of summary.json, worst first, and whether some were left out.
+def fair_shares(counts: Mapping[str, int], cap: int) -> dict[str, int]:
+    """Return how many findings of each check summary.json keeps when `cap` must hold them.
+
+    Every check gets an equal share of `cap`; a check with fewer findings keeps them all and
+    leaves the rest of its share to the others (smallest first). So no check is crowded out by
+    a larger one: each keeps min(its findings, cap / number of checks) at least.
+    """
+    shares: dict[str, int] = {}
+    left = cap
+    ordered = sorted(counts.items(), key=lambda item: (item[1], item[0]))
+    for i, (check_id, n) in enumerate(ordered):
+        take = min(n, left // (len(ordered) - i))
+        shares[check_id] = take
+        left -= take
+    return shares
+
+
+def _size_expr() -> pl.Expr:
+    """|difference| for ranking findings: none (or NaN) is null, so it comes last."""
+    return pl.col("difference").cast(pl.Float64).abs().fill_nan(None).alias("_size")
+
+
+def _summary_findings(
+    findings: pl.DataFrame,
+) -> tuple[list[dict[str, Any]], dict[str, tuple[int, int]]]:
+    """Return the findings of summary.json, worst first, and per check how many it holds and
+    how many were left out.
 
     Worst first: by severity, then by |difference| (largest first; none, or NaN, last), then by
-    check id and entity id. Past MAX_SUMMARY_FINDINGS the tail is cut, so the least severe,
-    smallest findings are the ones left out.
+    check id and entity id. Past MAX_SUMMARY_FINDINGS each check keeps its share (`fair_shares`)
+    of its worst findings (fail first, then the largest), so every check is represented and the
+    rows the report shows for it are among them.
     """
     cols = ["check_id", "severity", "entity_type", "entity_id", "expected", "actual", "difference"]
     proves = pl.col("proves") if "proves" in findings.columns else pl.lit(None, dtype=pl.String)
@@ -488,7 +515,7 @@ def _summary_findings(findings: pl.DataFrame) -> tuple[list[dict[str, Any]], boo
         findings.select(*cols, proves.alias("proves"), exact_difference(findings))
         .with_columns(
             pl.col("severity").replace_strict(_SEVERITY_RANK, default=3).alias("_rank"),
-            pl.col("difference").cast(pl.Float64).abs().fill_nan(None).alias("_size"),
+            _size_expr(),
         )
         .sort(
             ["_rank", "_size", "check_id", "entity_id"],
@@ -497,9 +524,20 @@ def _summary_findings(findings: pl.DataFrame) -> tuple[list[dict[str, Any]], boo
         )
         .drop("_rank", "_size")
     )
-    truncated = frame.height > MAX_SUMMARY_FINDINGS
-    if truncated:
-        frame = frame.head(MAX_SUMMARY_FINDINGS)
+    counts = {str(c): int(n) for c, n in frame.group_by("check_id").len().iter_rows()}
+    shares = fair_shares(counts, MAX_SUMMARY_FINDINGS)
+    if frame.height > MAX_SUMMARY_FINDINGS:
+        quota = pl.DataFrame(
+            {"check_id": list(shares), "_quota": list(shares.values())},
+            schema={"check_id": pl.String, "_quota": pl.Int64},
+        )
+        frame = (
+            frame.with_columns(pl.int_range(pl.len()).over("check_id").alias("_pos"))
+            .join(quota, on="check_id", how="left", maintain_order="left")
+            .filter(pl.col("_pos") < pl.col("_quota"))
+            .drop("_pos", "_quota")
+        )
+    held = {c: (shares[c], counts[c] - shares[c]) for c in counts}
     # the difference exact: a whole number as a JSON integer of every digit (2^63 - 1 sats
     # is 9223372036854775807, not 9.223372036854776e+18); a fraction as a float
     rows = [
@@ -510,7 +548,50 @@ def _summary_findings(findings: pl.DataFrame) -> tuple[list[dict[str, Any]], boo
         }
         for r in frame.iter_rows(named=True)
     ]
-    return rows, truncated
+    return rows, held
+
+
+def more_findings_line(
+    more: int, in_summary: int, left_out: int, shown: int, stored_run_id: str | None
+) -> str:
+    """Return where the findings of a check that the report does not show are.
+
+    `more` are not shown; of the check's findings summary.json holds `in_summary` (the `shown`
+    ones among them) and left out `left_out`. Never "all in summary.json" when some were cut.
+    """
+    if not left_out:
+        return f"and {more:,} more, all in summary.json"
+    listed = max(in_summary - shown, 0)
+    if stored_run_id is not None:
+        rest = f"{left_out:,} only in the store's findings table (run id {stored_run_id})"
+    else:
+        rest = (
+            f"{left_out:,} in no file: summary.json keeps at most {MAX_SUMMARY_FINDINGS:,}"
+            " findings and this report's findings were not stored (asg-audit audit stores every"
+            " finding in the store's findings table)"
+        )
+    return f"and {more:,} more: {listed:,} in summary.json, {rest}"
+
+
+def findings_methodology(left_out: int, stored_run_id: str | None) -> str:
+    """Return the methodology line on where the findings are (all in summary.json, or not)."""
+    where = "every finding is in summary.json"
+    if left_out:
+        where = (
+            f"summary.json lists at most {MAX_SUMMARY_FINDINGS:,} findings, an equal share of"
+            f" each check's worst (severity first), and left {left_out:,} out"
+            + (
+                f"; every finding is in the store's findings table (run id {stored_run_id})"
+                if stored_run_id is not None
+                else ", which this report's store did not keep either"
+            )
+        )
+    return (
+        "Charts are drawn from aggregates (bins, steps, per-day rows), never from one point per "
+        f"task. Findings list the worst entities per check (largest |difference| first); {where}."
+        " A difference that is a whole number (sats, counts) is the exact figure, every digit"
+        " kept; a fractional one (seconds, shares) is rounded for display."
+    )
 
 
 def build_summary(
@@ -520,12 +601,18 @@ def build_summary(
     generated_at: datetime,
     charts: list[str],
     tool_version: str,
+    stored_run_id: str | None = None,
 ) -> dict[str, Any]:
-    """Return the `summary.json` document (schema `asg_audit.summary`, version 2)."""
+    """Return the `summary.json` document (schema `asg_audit.summary`, version 2).
+
+    `stored_run_id`: the run id under which the store's `findings` table holds every finding
+    of this audit (`asg-audit audit` stores them before the report), or None when not stored.
+    """
     check_audit(audit, "build_summary")
     values = headline_values(audit)
     groups = findings_by_check(audit.findings, worst=0)
-    findings, truncated = _summary_findings(audit.findings)
+    findings, held = _summary_findings(audit.findings)
+    left_out = sum(out for _, out in held.values())
     return {
         "schema": SUMMARY_SCHEMA,
         "schema_version": SUMMARY_SCHEMA_VERSION,
@@ -544,11 +631,18 @@ def build_summary(
                 },
                 # what its findings prove, with how many each: {"aggregate only": 2}
                 "proves": dict(g["proves"]),
+                # how many of its findings `findings` lists, and how many it left out
+                "in_summary": held[g["check_id"]][0],
+                "left_out": held[g["check_id"]][1],
             }
             for g in groups
         ],
         "findings": findings,
-        "findings_truncated": truncated,
+        "findings_truncated": left_out > 0,
+        "findings_left_out": left_out,
+        "findings_cap": MAX_SUMMARY_FINDINGS,
+        # the run id under which the store's `findings` table holds every finding, or null
+        "findings_stored_run_id": stored_run_id,
         "charts": charts,
         # how many chain transactions' fees chain.fee_rate could check (None: no chain data)
         "fee_coverage": _summary_fees(audit),

@@ -201,7 +201,7 @@ def render_markdown(ctx: dict[str, Any]) -> str:
         if links:
             out.append("\n" + "".join(f"- [{e['entity_id']}]({e['url']})\n" for e in links))
         if g["more"]:
-            out.append(f"\n_and {g['more']:,} more (all in summary.json)_\n")
+            out.append(f"\n_{md_escape(g['more_line'])}_\n")
     out.append("\n## Methodology\n\n")
     out += [f"- {md_escape(line)}\n" for line in ctx["methodology"]]
     out.append("\n## Configuration used\n\n")

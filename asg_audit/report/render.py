@@ -64,6 +64,8 @@ FORMATS: Final = ("html", "md", "json")
 DEFAULT_FORMATS: Final = FORMATS
 MAX_TABLE_ROWS: Final = 50
 
+# The methodology; the line on where the findings are (content.findings_methodology) is added
+# after the sixth, as it depends on whether summary.json had to leave findings out.
 METHODOLOGY: Final = (
     "Pending counts tasks in a documented status before settled (pending, in_progress, "
     "verified). Tasks in any other status (failed, timed_out, ...: the API documents none, "
@@ -81,10 +83,6 @@ METHODOLOGY: Final = (
     "gives its confidence as A/T; otherwise it is counted as undetermined (info).",
     "Expected costs follow the configured cost model in integer sats; a reported cost of 0 is "
     "unknown and never compared. Sats spent is the sum of known costs of settled tasks.",
-    "Charts are drawn from aggregates (bins, steps, per-day rows), never from one point per "
-    "task. Findings list the worst entities per check (largest |difference| first); every "
-    "finding is in summary.json. A difference that is a whole number (sats, counts) is the "
-    "exact figure, every digit kept; a fractional one (seconds, shares) is rounded for display.",
     "What a finding proves is stated under its check (Proves): exact (about one task's own "
     "transaction or one month's own figures), aggregate only (a total is checked, not which "
     "part of it is wrong: a txid shared by several tasks, a month's bill against the sum of "
@@ -406,9 +404,20 @@ def build_context(
     charts: dict[str, Chart],
     compare: dict[str, Any] | None,
     tool_version: str,
+    summary: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Return everything the HTML and Markdown templates show."""
+    """Return everything the HTML and Markdown templates show (`summary`: the summary.json
+    document, which says how many findings of each check it holds)."""
     f = audit.frames
+    groups = content.findings_by_check(audit.findings)
+    _where_findings_are(groups, summary)
+    stored = summary.get("findings_stored_run_id") if summary else None
+    left_out = int(summary.get("findings_left_out", 0)) if summary else 0
+    methodology = [
+        *METHODOLOGY[:6],
+        content.findings_methodology(left_out, stored),
+        *METHODOLOGY[6:],
+    ]
     fees = content.fee_coverage(audit)
     chain_tables = _chain_tables(f, fees)
     billing_tables = _optional_tables(f, "billing")
@@ -451,8 +460,8 @@ def build_context(
         # shown with its table in the chain section: `fees checked (chain.fee_rate): X of Y`
         "fee_line": fees["line"] if fees else None,
         "billing_tables": billing_tables,
-        "groups": content.findings_by_check(audit.findings),
-        "methodology": METHODOLOGY,
+        "groups": groups,
+        "methodology": methodology,
         "config": content.config_rows(audit.config),
         "compare": compare,
         "compare_new": _finding_table(compare["new_findings"]) if compare else None,
@@ -467,6 +476,21 @@ def build_context(
         "tool_version": tool_version,
         "schema_version": content.SUMMARY_SCHEMA_VERSION,
     }
+
+
+def _where_findings_are(groups: list[dict[str, Any]], summary: dict[str, Any] | None) -> None:
+    """Set each group's `more_line`: where its findings the report does not show are."""
+    held = {c["check_id"]: c for c in summary.get("checks", [])} if summary else {}
+    stored = summary.get("findings_stored_run_id") if summary else None
+    for g in groups:
+        check = held.get(g["check_id"], {})
+        g["more_line"] = content.more_findings_line(
+            g["more"],
+            int(check.get("in_summary", g["findings"])),
+            int(check.get("left_out", 0)),
+            len(g["worst"]),
+            stored,
+        )
 
 
 class _ChartSlots(dict[str, Any]):
@@ -499,6 +523,7 @@ def _render_into(
     run_id: str,
     generated_at: datetime,
     previous_path: Path | None,
+    findings_stored: bool = False,
 ) -> tuple[dict[str, Any], dict[str, str]]:
     """Write a report's files into `folder`; return its summary and file names by format."""
     from asg_audit import __version__
@@ -514,6 +539,7 @@ def _render_into(
         generated_at=generated_at,
         charts=list(charts),
         tool_version=__version__,
+        stored_run_id=run_id if findings_stored else None,
     )
     comparison = None
     if previous_path is not None:
@@ -531,6 +557,7 @@ def _render_into(
         charts=charts,
         compare=comparison,
         tool_version=__version__,
+        summary=summary,
     )
     names: dict[str, str] = {}
     if "html" in wanted:
@@ -562,7 +589,13 @@ def _finite(value: Any) -> Any:
 
 
 def _check_arguments(
-    audit: object, out_dir: object, *, run_id: object, compare: object, generated_at: object
+    audit: object,
+    out_dir: object,
+    *,
+    run_id: object,
+    compare: object,
+    generated_at: object,
+    findings_stored: object = False,
 ) -> None:
     """Raise TypeError or ConfigError naming a bad argument of `render` (before any write)."""
     from asg_audit.audit import Audit
@@ -582,6 +615,10 @@ def _check_arguments(
         raise TypeError(
             f"render generated_at: expected a datetime or None, got {type(generated_at).__name__}"
         )
+    if not isinstance(findings_stored, bool):
+        raise TypeError(
+            f"render findings_stored: expected a bool, got {type(findings_stored).__name__}"
+        )
     if isinstance(run_id, str):
         problem = run_id_problem(run_id)
         if problem is not None:
@@ -596,14 +633,25 @@ def render(
     run_id: str | None = None,
     compare: str | None = None,
     generated_at: datetime | None = None,
+    findings_stored: bool = False,
 ) -> RenderedReport:
     """Return where the report of `audit` was written, after writing it.
 
     Writes `<out_dir>/<run_id>/` (index.html, report.md and its PNGs, summary.json, as
     `formats` asks) and points `<out_dir>/latest` at the newest report. `compare` is a run id
     of an earlier report in `out_dir`, or `previous`. `run_id` defaults to a new sortable id.
+    `findings_stored`: the store's `findings` table holds every finding of `audit` under
+    `run_id` (as `asg-audit audit` stores them), so the report can say where the findings that
+    summary.json leaves out are.
     """
-    _check_arguments(audit, out_dir, run_id=run_id, compare=compare, generated_at=generated_at)
+    _check_arguments(
+        audit,
+        out_dir,
+        run_id=run_id,
+        compare=compare,
+        generated_at=generated_at,
+        findings_stored=findings_stored,
+    )
     wanted = parse_formats(formats, what="render formats")
     generated_at = generated_at or datetime.now(UTC)
     run_id = run_id or new_run_id(generated_at)
@@ -630,6 +678,7 @@ def render(
             run_id=run_id,
             generated_at=generated_at,
             previous_path=previous_path,
+            findings_stored=findings_stored,
         )
         _publish(staging, folder)
     except OSError as exc:
