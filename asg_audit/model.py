@@ -255,25 +255,49 @@ def is_safe_task_id(task_id: str) -> bool:
     return bool(_TASK_ID_RE.fullmatch(task_id))
 
 
-# Characters a terminal (or a Markdown viewer in one) acts on: C0 controls but tab and
-# newline, DEL, C1 controls, and the Unicode bidi overrides and isolates.
-_UNPRINTABLE_RE: Final = re.compile(
-    "[\x00-\x08\x0b-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]"
+# Characters a reader cannot see or that act on a terminal or a bidi renderer, written as
+# ranges so that importing this module computes nothing: every character of the Unicode
+# categories Cc (C0/C1 controls, DEL), Cf (format: zero-width space/joiners U+200B-U+200D, word
+# joiner U+2060, BOM U+FEFF, soft hyphen U+00AD, Arabic letter mark U+061C, bidi marks, overrides
+# and isolates, tag characters), Zl and Zp (U+2028, U+2029), Zs but the ASCII space (no-break
+# space U+00A0, U+2000-U+200A, U+202F, U+205F, U+3000, U+1680), Cs (a lone surrogate, which
+# cannot even be written out as UTF-8), the rest of the default-ignorable U+2060-U+206F and
+# U+E0000-U+E0FFF blocks, and the letters that draw as nothing (combining grapheme joiner
+# U+034F, Khmer U+17B4/U+17B5, Hangul fillers U+115F, U+1160, U+3164, U+FFA0).
+# tests/test_model_printable.py checks this against `unicodedata` of the running Python.
+_INVISIBLE: Final = (
+    "\x7f-\xa0\xad\u034f\u0600-\u0605\u061c\u06dd\u070f\u0890\u0891\u08e2"
+    "\u115f\u1160\u1680\u17b4\u17b5\u180e\u2000-\u200f\u2028-\u202f\u205f-\u206f"
+    "\u3000\u3164\ud800-\udfff\ufeff\uffa0\ufff9-\ufffb\U000110bd\U000110cd"
+    "\U00013430-\U0001343f\U0001bca0-\U0001bca3\U0001d173-\U0001d17a\U000e0000-\U000e0fff"
 )
+# Escaped in every text: C0 controls but tab and newline, and the characters above.
+_UNPRINTABLE_RE: Final = re.compile(f"[\x00-\x08\x0b-\x1f{_INVISIBLE}]")
 # ... and on one line, newlines and tabs too.
-_UNPRINTABLE_LINE_RE: Final = re.compile(
-    "[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]"
-)
+_UNPRINTABLE_LINE_RE: Final = re.compile(f"[\x00-\x1f{_INVISIBLE}]")
 
 
-def printable(text: object, *, one_line: bool = False) -> str:
-    """Return `text` with terminal control characters shown as `\\xNN` / `\\uNNNN` escapes;
-    `one_line` escapes newlines and tabs too (a file name printed on a line of its own)."""
-    pattern = _UNPRINTABLE_LINE_RE if one_line else _UNPRINTABLE_RE
-    return pattern.sub(
-        lambda m: f"\\x{ord(m[0]):02x}" if ord(m[0]) < 0x100 else f"\\u{ord(m[0]):04x}",
-        str(text),
-    )
+def _escape(match: re.Match[str]) -> str:
+    code = ord(match[0])
+    if code < 0x100:
+        return f"\\x{code:02x}"
+    return f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
+
+
+def printable(text: object, *, one_line: bool = False, quote_edges: bool = False) -> str:
+    """Return `text` with every character a reader cannot see or a terminal acts on shown as a
+    `\\xNN` / `\\uNNNN` / `\\UNNNNNNNN` escape (controls, format characters such as U+200B and
+    U+FEFF, line and paragraph separators, spaces other than the ASCII space; the set above);
+    `one_line` escapes newlines and tabs too (a file name printed on a line of its own).
+
+    `quote_edges` is for a data value shown on its own (a label, a table cell): when it starts
+    or ends with whitespace it is shown between single quotes, on one line (`'cat '`,
+    `'cat\\x0a'`), so that `cat ` and `cat` do not read the same. Leave it off for fragments of
+    a sentence (`" · tasks created ..."`), which would be quoted."""
+    value = str(text)
+    if quote_edges and value and (value[0].isspace() or value[-1].isspace()):
+        return "'" + _UNPRINTABLE_LINE_RE.sub(_escape, value) + "'"
+    return (_UNPRINTABLE_LINE_RE if one_line else _UNPRINTABLE_RE).sub(_escape, value)
 
 
 def path_text(path: str | os.PathLike[str]) -> str:

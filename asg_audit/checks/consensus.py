@@ -7,7 +7,10 @@ checks (confidence formula, confidence range, cost) run only on tasks with valid
 
 from __future__ import annotations
 
+import json
 import math
+import unicodedata
+from typing import Final
 
 import polars as pl
 
@@ -214,16 +217,85 @@ def confidence_out_of_range(ctx: CheckContext) -> pl.LazyFrame:
     kind="label_outside_options",
 )
 def label_outside_options(ctx: CheckContext) -> pl.LazyFrame:
-    """The consensus label is not one of the submission's options (exact string compare)."""
-    opts = pl.col("options")
-    label = pl.col("consensus_label")
-    return ctx.tasks.filter(pl.col("label_outside_options")).select(
-        finding(
-            entity_type="task",
-            entity_id=pl.col("task_id"),
-            expected=opts.list.join(", "),
-            actual=label,
-            difference=None,
-            message=fmt("label {} is not one of the submitted options", label),
+    """The consensus label is not one of the submission's options (exact string compare).
+
+    Expected is the options as a JSON list (`["cat", "dog"]`: an option `a, b` stays one);
+    actual is the label, as a JSON string (`"cat "`) when it starts or ends with whitespace, so
+    that a label differing from an option by a trailing space or newline does not read the
+    same as it; the report shows an invisible character (U+200B, U+00A0) as an escape
+    (`model.printable`). The message says when the label differs from an option only in such
+    characters, accents or letter case."""
+    shown = pl.struct("consensus_label", "options").map_batches(
+        _label_outside_rows, return_dtype=_SHOWN, is_elementwise=True
+    )
+    return (
+        ctx.tasks.filter(pl.col("label_outside_options"))
+        .with_columns(shown.alias("_shown"))
+        .select(
+            finding(
+                entity_type="task",
+                entity_id=pl.col("task_id"),
+                expected=pl.col("_shown").struct.field("expected"),
+                actual=pl.col("_shown").struct.field("actual"),
+                difference=None,
+                message=pl.col("_shown").struct.field("message"),
+            )
         )
+    )
+
+
+_SHOWN: Final = pl.Struct({"expected": pl.String, "actual": pl.String, "message": pl.String})
+# Characters that do not show, or hardly: controls, format characters (U+200B, U+FEFF),
+# separators and spaces, combining marks (accents), lone surrogates.
+_HARD_TO_SEE: Final = frozenset({"Cc", "Cf", "Zs", "Zl", "Zp", "Mn", "Me", "Cs"})
+
+
+def _skeleton(text: str) -> str:
+    """Return `text` without the characters that are hard to see (after NFKD, which splits
+    an accented letter into its letter and accent and maps compatibility forms)."""
+    decomposed = unicodedata.normalize("NFKD", text)
+    return "".join(c for c in decomposed if unicodedata.category(c) not in _HARD_TO_SEE)
+
+
+def _shown_label(label: str | None) -> str:
+    """Return a label as it is (the report escapes any invisible character in it: `cat\\u200b`),
+    or as a JSON string (`"cat "`, `"cat\\n"`) when it starts or ends with whitespace, which
+    would not show, or with `"` (so that a shown label starting with `"` is always JSON)."""
+    if label and not label[0].isspace() and not label[-1].isspace() and label[0] != '"':
+        return label
+    return json.dumps(label, ensure_ascii=False)
+
+
+def _label_outside_row(label: str | None, options: list[str] | None) -> dict[str, str]:
+    """Return a label_outside_options finding's expected, actual and message."""
+    options = list(options or [])
+    named = _shown_label(label)
+    message = f"label {named} is not one of the submitted options"
+    if label is not None:
+        skeleton = _skeleton(label)
+        alike = [o for o in options if _skeleton(o) == skeleton]
+        if alike:
+            message += (
+                f"; it differs from the option {json.dumps(alike[0], ensure_ascii=False)} only"
+                " in characters hard to see (spaces, line breaks, invisible characters, accents)"
+            )
+        else:
+            alike = [o for o in options if _skeleton(o).casefold() == skeleton.casefold()]
+            if alike:
+                message += (
+                    f"; it differs from the option {json.dumps(alike[0], ensure_ascii=False)}"
+                    " only in letter case"
+                )
+    return {
+        "expected": json.dumps(options, ensure_ascii=False),
+        "actual": named,
+        "message": message,
+    }
+
+
+def _label_outside_rows(rows: pl.Series) -> pl.Series:
+    """`_label_outside_row` for each task of a batch (only tasks already found outside)."""
+    return pl.Series(
+        [_label_outside_row(r["consensus_label"], r["options"]) for r in rows.to_list()],
+        dtype=_SHOWN,
     )

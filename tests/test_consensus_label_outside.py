@@ -1,0 +1,150 @@
+"""`consensus.label_outside_options` shows labels that differ from an option invisibly apart.
+
+Tester D: with options ["cat", "dog"], the labels `cat\\u200b`, `cat `, `cat\\u00a0`, `\\ufeffcat`,
+`cat\\u2060`, `cat\\n` and `ca\\u0074\\u0301` all read "Expected: cat, dog | Actual: cat" in the
+report, and an option `a, b` read as two options. Now expected is the options as a JSON list,
+actual the label, as a JSON string when it starts or ends with whitespace (the report escapes
+the invisible characters), and the message says when the label differs from an option only in
+what is hard to see.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from _analyses_frames import result, submission
+from test_checks_rules import _findings
+
+CHECK = "consensus.label_outside_options"
+LABELS = {
+    "inv0": "cat\u200b",
+    "inv1": "cat ",
+    "inv2": "cat\u00a0",
+    "inv3": "\ufeffcat",
+    "inv4": "cat\u2060",
+    "inv5": "cat\n",
+    "inv6": "ca\u0074\u0301",
+}
+
+
+def test_label_outside_options_expected_and_actual_are_json() -> None:
+    rows = [result(t, consensus_label=label) for t, label in LABELS.items()]
+    rows.append(result("comma", consensus_label="a"))
+    subs = [submission(t) for t in LABELS]
+    subs.append(submission("comma", options=["a, b", "c"]))
+    got = {r["entity_id"]: r for r in _findings(rows, subs, check_id=CHECK).to_dicts()}
+    assert set(got) == {*LABELS, "comma"}
+    for task_id, label in LABELS.items():
+        assert got[task_id]["expected"] == '["cat", "dog"]'
+        actual = got[task_id]["actual"]
+        assert (json.loads(actual) if actual.startswith('"') else actual) == label  # exact
+        assert (
+            'differs from the option "cat" only in characters hard to see'
+            in (got[task_id]["message"])
+        )
+    assert got["inv1"]["actual"] == '"cat "'
+    assert got["inv2"]["actual"] == '"cat\u00a0"'  # U+00A0 is whitespace: quoted too
+    assert got["inv0"]["actual"] == "cat\u200b"  # not whitespace: the report escapes it
+    assert [
+        r["actual"]
+        for r in _findings(
+            [result("q", consensus_label='"x')], [submission("q")], check_id=CHECK
+        ).to_dicts()
+    ] == ['"\\"x"']
+    assert got["inv5"]["actual"] == '"cat\\n"'
+    assert got["inv1"]["message"].startswith('label "cat " is not one of')  # quoted: edge space
+    assert got["inv0"]["message"].startswith("label cat\u200b is not one of")  # report escapes it
+    # one option holding a comma is one option
+    assert json.loads(got["comma"]["expected"]) == ["a, b", "c"]
+    assert got["comma"]["message"] == "label a is not one of the submitted options"
+
+
+def test_label_outside_options_names_an_option_differing_only_in_case() -> None:
+    rows = [result("bad", consensus_label="Dog")]
+    got = _findings(rows, [submission("bad")], check_id=CHECK)
+    assert got["message"].to_list() == [
+        'label Dog is not one of the submitted options; it differs from the option "dog"'
+        " only in letter case"
+    ]
+
+
+def _run(cwd: Path, *args: str) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ASG_")}
+    done = subprocess.run(
+        [sys.executable, "-m", "asg_audit", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert done.returncode in (0, 1), done.stderr
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    tmp = tmp_path_factory.mktemp("label_outside")
+    subs, results = tmp / "subs.ndjson", tmp / "results.ndjson"
+    with subs.open("w") as s, results.open("w") as r:
+        for i, (task_id, label) in enumerate(LABELS.items()):
+            s.write(
+                json.dumps(
+                    {
+                        "task_id": task_id,
+                        "task_type": "a",
+                        "consensus_threshold": 3,
+                        "label_spec": {"options": ["cat", "dog"]},
+                        "created_at": "2026-10-01T00:00:00Z",
+                    }
+                )
+                + "\n"
+            )
+            r.write(
+                json.dumps(
+                    {
+                        "task_id": task_id,
+                        "status": "settled",
+                        "consensus_label": label,
+                        "confidence": 1.0,
+                        "worker_count": 3,
+                        "agreement_count": 3,
+                        "created_at": "2026-10-01T00:00:00Z",
+                        "settled_at": "2026-10-01T00:00:40Z",
+                        "cost_sats": 975,
+                        "bsv_txid": f"{i + 1:064x}",
+                    }
+                )
+                + "\n"
+            )
+    db = str(tmp / "s.duckdb")
+    _run(tmp, "track", "--db", db, str(subs))
+    _run(tmp, "ingest", "--quiet", "--db", db, str(results))
+    _run(tmp, "report", "--db", db, "--out", str(tmp / "rep"))
+    return tmp / "rep" / "latest"
+
+
+def test_label_outside_options_report_rows_read_apart(report: Path) -> None:
+    md = (report / "report.md").read_text(encoding="utf-8")
+    rows = [line.split(" | ") for line in md.splitlines() if line.startswith("| fail | task: inv")]
+    shown = {row[1]: (row[2], row[3]) for row in rows}
+    assert set(shown) == {f"task: {t}" for t in LABELS}
+    assert {expected for expected, _ in shown.values()} == {'\\["cat", "dog"\\]'}
+    actual = [a for _, a in shown.values()]
+    assert len(set(actual)) == len(LABELS)  # no two read the same
+    assert "cat" not in actual  # none reads as the option itself
+    assert shown["task: inv0"][1] == "cat\\u200b"
+    assert shown["task: inv1"][1] == '"cat "'
+    assert shown["task: inv2"][1] == '"cat\\xa0"'
+    summary = json.loads((report / "summary.json").read_text(encoding="utf-8"))
+    found = [f for f in summary["findings"] if f["check_id"] == CHECK]
+    assert {f["expected"] for f in found} == {'["cat", "dog"]'}
+    assert {
+        json.loads(f["actual"]) if f["actual"].startswith('"') else f["actual"] for f in found
+    } == set(LABELS.values())
+    page = (report / "index.html").read_text(encoding="utf-8")
+    assert "<td>cat\\u200b</td>" in page and "\u200b" not in page
