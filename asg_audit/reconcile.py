@@ -165,6 +165,18 @@ def _joined(ctx: CheckContext) -> pl.LazyFrame | None:
     return per_txid.join(chain, on="txid", how="inner")
 
 
+def _proves_by_tasks() -> pl.Expr:
+    """What a finding about a txid proves: `exact` when one task names it (that task's own
+    transaction), `aggregate only` when several do (the txid is shared: which task's payment
+    it was is not proved). `tasks` counts them store-wide, also under a window."""
+    return (
+        pl.when(pl.col("tasks") > 1)
+        .then(pl.lit(AGGREGATE))
+        .otherwise(pl.lit(EXACT))
+        .alias("proves")
+    )
+
+
 def _age(ref: datetime) -> pl.Expr:
     return (pl.lit(ref) - pl.col("first_settled")).dt.total_seconds(fractional=True)
 
@@ -179,26 +191,23 @@ def txid_unknown(ctx: CheckContext) -> pl.LazyFrame:
         return no_findings()
     ref = reference_time(ctx.table("chain_txs"), ctx.as_of)
     grace = _setting(ctx, "chain", "unknown_after_seconds", DEFAULT_UNKNOWN_AFTER_S)
-    return (
-        rows.filter((pl.col("status") == "unknown") & (_age(ref) > grace))
-        .select(
-            *finding(
-                entity_type="txid",
-                entity_id=pl.col("txid"),
-                expected=pl.lit("a transaction known to the index"),
-                actual=pl.lit("unknown to the index"),
-                difference=None,
-                message=fmt(
-                    "txid of {} task(s) (first {}) unknown to this chain index {} s after"
-                    " settlement (not proved absent from the chain: another network, or an index"
-                    " that lost or has not seen it)",
-                    pl.col("tasks"),
-                    pl.col("first_task"),
-                    _age(ref).round(0).cast(pl.Int64),
-                ),
-            )
-        )
-        .with_columns(proves=pl.lit(EXACT))
+    return rows.filter((pl.col("status") == "unknown") & (_age(ref) > grace)).select(
+        *finding(
+            entity_type="txid",
+            entity_id=pl.col("txid"),
+            expected=pl.lit("a transaction known to the index"),
+            actual=pl.lit("unknown to the index"),
+            difference=None,
+            message=fmt(
+                "txid of {} task(s) (first {}) unknown to this chain index {} s after"
+                " settlement (not proved absent from the chain: another network, or an index"
+                " that lost or has not seen it)",
+                pl.col("tasks"),
+                pl.col("first_task"),
+                _age(ref).round(0).cast(pl.Int64),
+            ),
+        ),
+        _proves_by_tasks(),
     )
 
 
@@ -210,19 +219,21 @@ def txid_unconfirmed(ctx: CheckContext) -> pl.LazyFrame:
         return no_findings()
     ref = reference_time(ctx.table("chain_txs"), ctx.as_of)
     after = _setting(ctx, "chain", "unconfirmed_after_seconds", DEFAULT_UNCONFIRMED_AFTER_S)
-    return (
-        rows.filter((pl.col("status") == "unconfirmed") & (_age(ref) > after))
-        .select(
-            *finding(
-                entity_type="txid",
-                entity_id=pl.col("txid"),
-                expected=pl.lit(f"confirmed within {after:g} s"),
-                actual=fmt("{} confirmations", pl.col("confirmations").fill_null(0)),
-                difference=_age(ref) - after,
-                message=fmt("unconfirmed {} s after settlement", _age(ref).round(0).cast(pl.Int64)),
-            )
-        )
-        .with_columns(proves=pl.lit(EXACT))
+    return rows.filter((pl.col("status") == "unconfirmed") & (_age(ref) > after)).select(
+        *finding(
+            entity_type="txid",
+            entity_id=pl.col("txid"),
+            expected=pl.lit(f"confirmed within {after:g} s"),
+            actual=fmt("{} confirmations", pl.col("confirmations").fill_null(0)),
+            difference=_age(ref) - after,
+            message=fmt(
+                "txid of {} task(s) (first {}) unconfirmed {} s after settlement",
+                pl.col("tasks"),
+                pl.col("first_task"),
+                _age(ref).round(0).cast(pl.Int64),
+            ),
+        ),
+        _proves_by_tasks(),
     )
 
 
@@ -261,10 +272,7 @@ def block_time_far(ctx: CheckContext) -> pl.LazyFrame:
                     pl.col("tasks"),
                 ),
             ),
-            pl.when(pl.col("tasks") > 1)
-            .then(pl.lit(AGGREGATE))
-            .otherwise(pl.lit(EXACT))
-            .alias("proves"),
+            _proves_by_tasks(),
         )
     )
 
