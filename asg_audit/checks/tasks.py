@@ -44,24 +44,61 @@ def undocumented_status(ctx: CheckContext) -> pl.LazyFrame:
     kind="stuck_task",
 )
 def stuck_task(ctx: CheckContext) -> pl.LazyFrame:
-    """Pending or in progress for longer than the level (seconds since creation, at as_of)."""
+    """Pending or in progress for longer than the level (seconds since creation, at as_of).
+
+    The age is judged, shown and compared in whole seconds (cut down: for a level of whole
+    seconds the same tasks as the exact age), so that actual - expected is the difference:
+    "in_progress for 72 d 21 h (6,297,654 s)", "settled within 3600 s", 6,294,054."""
     since = pl.coalesce("created_at", "first_seen_at")
     age = (pl.lit(ctx.as_of) - since).dt.total_seconds(fractional=True)
+    whole = age.floor().cast(pl.Int64)
     active = [TaskStatus.PENDING.value, TaskStatus.IN_PROGRESS.value]
     # the level it fires at (warn, else fail): "settled within" the time a task is given
     limit = lowest = ctx.lowest_level("task.stuck")
+    shown = _duration_text(whole)
     return ctx.tasks.filter(
-        pl.col("status").is_in(active) & since.is_not_null() & (age >= lowest)
+        pl.col("status").is_in(active) & since.is_not_null() & (whole >= lowest)
     ).select(
         finding(
             entity_type="task",
             entity_id=pl.col("task_id"),
             expected=pl.lit(f"settled within {limit:g} s"),
-            actual=fmt("{} for {} s", pl.col("status"), age.round(0)),
-            difference=age - limit,
-            message=fmt("still {} {} s after creation", pl.col("status"), age.round(0)),
-            value=age,
+            actual=fmt("{} for {}", pl.col("status"), shown),
+            # a whole number when the level is (exact in summary.json, no ".0")
+            difference=whole - (int(limit) if float(limit).is_integer() else limit),
+            message=fmt("still {} {} after creation", pl.col("status"), shown),
+            value=whole,
         )
+    )
+
+
+def _grouped(n: pl.Expr) -> pl.Expr:
+    """A whole number of 0 or more as text in groups of three digits: `6,297,654`."""
+    return n.cast(pl.String).str.reverse().str.extract_all(r"\d{1,3}").list.join(",").str.reverse()
+
+
+def _duration_text(seconds: pl.Expr) -> pl.Expr:
+    """A whole number of seconds (0 or more) as its two largest units and the exact seconds:
+    `72 d 21 h (6,297,654 s)`, `1 h 5 min (3,900 s)`, `2 min (120 s)`; under a minute `59 s`."""
+    n = seconds
+    d, h, m, s = n // 86_400, n % 86_400 // 3600, n % 3600 // 60, n % 60
+
+    def pair(big: pl.Expr, big_unit: str, small: pl.Expr, small_unit: str) -> pl.Expr:
+        rest = pl.when(small > 0).then(fmt(f" {{}} {small_unit}", small)).otherwise(pl.lit(""))
+        return pl.concat_str(_grouped(big), pl.lit(f" {big_unit}"), rest)
+
+    short = (
+        pl.when(d > 0)
+        .then(pair(d, "d", h, "h"))
+        .when(h > 0)
+        .then(pair(h, "h", m, "min"))
+        .otherwise(pair(m, "min", s, "s"))
+    )
+    exact = pl.concat_str(_grouped(n), pl.lit(" s"))
+    return (
+        pl.when(n < 60)
+        .then(exact)
+        .otherwise(pl.concat_str(short, pl.lit(" ("), exact, pl.lit(")")))
     )
 
 
