@@ -13,6 +13,7 @@ from typing import Any, Final
 
 from asg_audit.model import printable
 from asg_audit.report.content import format_change, format_value
+from asg_audit.report.empty import NO_DATA
 
 __all__ = ["md_escape", "md_table", "render_markdown"]
 
@@ -29,10 +30,11 @@ def md_escape(value: Any) -> str:
     return printable(re.sub(r"\r\n|\r|\n", "<br>", text))
 
 
-def md_table(headers: list[str], rows: list[list[Any]]) -> str:
-    """Return a Markdown table; every header and cell is escaped."""
+def md_table(headers: list[str], rows: list[list[Any]], empty: str = NO_DATA) -> str:
+    """Return a Markdown table; every header and cell is escaped. Without rows, `empty` (why
+    there are none: `No data: the store holds no tasks.`)."""
     if not rows:
-        return "_No data._\n"
+        return f"_{md_escape(empty)}_\n"
     lines = [
         "| " + " | ".join(md_escape(h) for h in headers) + " |",
         "|" + "|".join(" --- " for _ in headers) + "|",
@@ -43,7 +45,7 @@ def md_table(headers: list[str], rows: list[list[Any]]) -> str:
 
 def _table(t: Any, caption: str | None = None) -> str:
     out = f"\n**{md_escape(caption)}**\n\n" if caption else "\n"
-    out += md_table(t.headers, t.rows)
+    out += md_table(t.headers, t.rows, t.empty)
     if t.more:
         out += f"\n_and {t.more:,} more rows_\n"
     return out

@@ -14,6 +14,7 @@ for the HTML), so a label cannot reverse a cell or act on a terminal showing the
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import math
 import os
@@ -32,6 +33,7 @@ from asg_audit.model import new_run_id, printable
 from asg_audit.report import content
 from asg_audit.report.charts import Chart, draw_charts
 from asg_audit.report.compare import compare_summaries, finding_keys, load_summary, resolve_compare
+from asg_audit.report.empty import NO_DATA, empty_reasons, no_data
 from asg_audit.report.folder import (
     _point_latest,
     _publish,
@@ -173,6 +175,7 @@ class Table:
     rows: list[list[str]]
     classes: list[str]
     more: int = 0
+    empty: str = NO_DATA  # what the table says without rows: `No data: <why>.`
 
 
 def _cell(value: Any, kind: str) -> str:
@@ -268,6 +271,13 @@ def _collection_frame(f: dict[str, pl.DataFrame]) -> pl.DataFrame:
         "max": pl.String,
     }
     return pl.DataFrame(rows, schema=schema, orient="row")
+
+
+def _explained(tables: dict[str, Table], reasons: dict[str, str | None]) -> dict[str, Table]:
+    """Return the tables, each saying why it is empty when the reason is known."""
+    return {
+        name: dataclasses.replace(t, empty=no_data(reasons.get(name))) for name, t in tables.items()
+    }
 
 
 def _tables(f: dict[str, pl.DataFrame]) -> dict[str, Table]:
@@ -409,6 +419,7 @@ def build_context(
     """Return everything the HTML and Markdown templates show (`summary`: the summary.json
     document, which says how many findings of each check it holds)."""
     f = audit.frames
+    reasons = empty_reasons(audit)
     groups = content.findings_by_check(audit.findings)
     _where_findings_are(groups, summary)
     stored = summary.get("findings_stored_run_id") if summary else None
@@ -454,7 +465,7 @@ def build_context(
         "headline": content.headline(audit),
         "charts": _ChartSlots(chart_ctx),
         "chart_list": list(charts.values()),
-        "tables": _tables(f),
+        "tables": _explained(_tables(f), reasons),
         "backlog_note": content.backlog_note(audit),
         "chain_tables": chain_tables,
         # shown with its table in the chain section: `fees checked (chain.fee_rate): X of Y`
@@ -464,15 +475,7 @@ def build_context(
         "methodology": methodology,
         "config": content.config_rows(audit.config),
         "compare": compare,
-        "compare_new": _finding_table(compare["new_findings"]) if compare else None,
-        "compare_resolved": _finding_table(compare["resolved_findings"]) if compare else None,
-        # reports of different windows: findings one of them did not cover (not new, not gone)
-        "compare_outside": (
-            _finding_table(compare.get("outside_window_findings", [])) if compare else None
-        ),
-        "compare_outside_previous": (
-            _finding_table(compare.get("outside_previous_window_findings", [])) if compare else None
-        ),
+        **_compare_tables(compare, reasons),
         "tool_version": tool_version,
         "schema_version": content.SUMMARY_SCHEMA_VERSION,
     }
@@ -491,6 +494,23 @@ def _where_findings_are(groups: list[dict[str, Any]], summary: dict[str, Any] | 
             len(g["worst"]),
             stored,
         )
+
+
+def _compare_tables(
+    compare: dict[str, Any] | None, reasons: dict[str, str | None]
+) -> dict[str, Table | None]:
+    """Return the findings tables of a comparison: new, resolved, and (reports of different
+    windows) those one of the two did not cover (not new, not gone)."""
+    keys = {
+        "compare_new": "new_findings",
+        "compare_resolved": "resolved_findings",
+        "compare_outside": "outside_window_findings",
+        "compare_outside_previous": "outside_previous_window_findings",
+    }
+    if not compare:
+        return dict.fromkeys(keys)
+    tables = {name: _finding_table(compare.get(key, [])) for name, key in keys.items()}
+    return {**_explained(tables, reasons)}
 
 
 class _ChartSlots(dict[str, Any]):

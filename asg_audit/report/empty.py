@@ -1,0 +1,98 @@
+"""Why a report table is empty, where the store says why: no tasks, tasks tracked but not
+collected, only ingested files (no polls), no task settled, none unsettled.
+
+`empty_reasons(audit)` gives one line per table name; a table without a known reason says only
+"No data." (`no_data`).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Final
+
+import polars as pl
+
+if TYPE_CHECKING:
+    from asg_audit.audit import Audit
+
+__all__ = ["NO_DATA", "empty_reasons", "no_data"]
+
+NO_DATA: Final = "No data."
+_COLLECTING_COMMANDS: Final = frozenset({"collect", "audit"})  # runs that poll the Gateway
+
+
+def no_data(reason: str | None) -> str:
+    """Return what an empty table says: `No data: <reason>.` or `No data.`."""
+    return f"No data: {reason}." if reason else NO_DATA
+
+
+def _not_collected(audit: Audit) -> int:
+    """Return how many tracked tasks have no result yet (the `task.not_collected` finding)."""
+    f = audit.findings
+    if f.height == 0 or "check_id" not in f.columns:
+        return 0
+    rows = f.filter(pl.col("check_id") == "task.not_collected")["difference"].drop_nulls()
+    return int(rows[0]) if rows.len() else 0
+
+
+def _store_reason(audit: Audit, tasks: int) -> str | None:
+    """Return why every task table is empty (no task at all), or None when there are tasks."""
+    if tasks:
+        return None
+    waiting = _not_collected(audit)
+    if waiting:
+        return (
+            f"{waiting:,} task{'s are' if waiting != 1 else ' is'} tracked but nothing was"
+            " collected yet (asg-audit collect)"
+        )
+    if audit.since is not None or audit.until is not None:
+        return "no task was created in this report's window"
+    return "the store holds no tasks"
+
+
+def _seen(audit: Audit) -> set[str]:
+    frame = audit.frames.get("source_coverage")
+    if frame is None or "seen_by" not in frame.columns:
+        return set()
+    return {str(s) for s in frame["seen_by"].drop_nulls()}
+
+
+def _commands(audit: Audit) -> set[str]:
+    frame = audit.frames.get("http_by_run")
+    if frame is None or "command" not in frame.columns:
+        return set()
+    return {str(c) for c in frame["command"].drop_nulls()}
+
+
+def empty_reasons(audit: Audit) -> dict[str, str | None]:
+    """Return, per table name, why that table would be empty (None: reason unknown)."""
+    s = audit.summary()
+    tasks, settled = int(s["tasks"] or 0), int(s["settled"] or 0)
+    unsettled = int(s["pending"] or 0) + int(s["other_status"] or 0)
+    store = _store_reason(audit, tasks)
+    no_settled = store or (None if settled else "no task has settled")
+    seen = _seen(audit)
+    polled = any("poll" in x for x in seen)
+    if store:
+        polls = store
+    elif seen == {"file only"} and not (_commands(audit) & _COLLECTING_COMMANDS):
+        polls = "only ingested files: no polls"
+    elif not polled:
+        polls = "no task was polled"
+    else:
+        polls = None
+    return {
+        "latency_by_threshold": no_settled,
+        "ageing": store or (None if unsettled else "no task is unsettled"),
+        "agreement_by_threshold": store,
+        "invariants": store,
+        "cost_model_fit": no_settled or "no settled task has a known cost",
+        "spend_by_month": no_settled,
+        "txid_health": no_settled,
+        "collection": polls,
+        "source_coverage": store,
+        "http_by_run": "no run is recorded in the store",
+        "compare_new": "no new findings",
+        "compare_resolved": "no resolved findings",
+        "compare_outside": "none",
+        "compare_outside_previous": "none",
+    }
