@@ -573,27 +573,6 @@ def more_findings_line(
     return f"and {more:,} more: {listed:,} in summary.json, {rest}"
 
 
-def findings_methodology(left_out: int, stored_run_id: str | None) -> str:
-    """Return the methodology line on where the findings are (all in summary.json, or not)."""
-    where = "every finding is in summary.json"
-    if left_out:
-        where = (
-            f"summary.json lists at most {MAX_SUMMARY_FINDINGS:,} findings, an equal share of"
-            f" each check's worst (severity first), and left {left_out:,} out"
-            + (
-                f"; every finding is in the store's findings table (run id {stored_run_id})"
-                if stored_run_id is not None
-                else ", which this report's store did not keep either"
-            )
-        )
-    return (
-        "Charts are drawn from aggregates (bins, steps, per-day rows), never from one point per "
-        f"task. Findings list the worst entities per check (largest |difference| first); {where}."
-        " A difference that is a whole number (sats, counts) is the exact figure, every digit"
-        " kept; a fractional one (seconds, shares) is rounded for display."
-    )
-
-
 def build_summary(
     audit: Audit,
     *,

@@ -14,7 +14,7 @@ import polars as pl
 if TYPE_CHECKING:
     from asg_audit.audit import Audit
 
-__all__ = ["NO_DATA", "empty_reasons", "no_data"]
+__all__ = ["NO_DATA", "empty_reasons", "no_data", "not_run_note"]
 
 NO_DATA: Final = "No data."
 _COLLECTING_COMMANDS: Final = frozenset({"collect", "audit"})  # runs that poll the Gateway
@@ -96,3 +96,22 @@ def empty_reasons(audit: Audit) -> dict[str, str | None]:
         "compare_outside": "none",
         "compare_outside_previous": "none",
     }
+
+
+_NOT_RUN: Final = {
+    "verify-chain": (
+        "Chain verification not run on this store (asg-audit verify-chain)",
+        "asg-audit verify-chain ran on this store but found no settled task's txid to verify",
+    ),
+    "billing": (
+        "Billing not fetched (asg-audit billing)",
+        "asg-audit billing ran on this store but stored no usage or invoice",
+    ),
+}
+
+
+def not_run_note(audit: Audit, command: str) -> str:
+    """Return what the chain (`verify-chain`) or billing (`billing`) section says in place of
+    its tables when the store holds none: the command never ran, or ran and found nothing."""
+    never, nothing = _NOT_RUN[command]
+    return nothing if command in _commands(audit) else never

@@ -51,6 +51,11 @@ def _table(t: Any, caption: str | None = None) -> str:
     return out
 
 
+def _not_run(note: str | None) -> str:
+    """Return what a section (chain, billing) says when its command left it no table."""
+    return f"\n{md_escape(note)}.\n" if note else ""
+
+
 def _figure(chart: dict[str, Any] | None) -> str:
     if not chart:
         return ""
@@ -156,15 +161,14 @@ def render_markdown(ctx: dict[str, Any]) -> str:
         _table(tables["spend_by_month"], "Spend per month"),
         _table(tables["txid_health"], "Transaction ids of settled tasks"),
     ]
-    if ctx["chain_tables"] or charts["chain"]:
-        out += ["\n## Chain verification\n", _figure(charts["chain"])]
-        for name, t in ctx["chain_tables"]:
-            if name == "fee_coverage" and ctx["fee_line"]:
-                # how many fees chain.fee_rate could check: no fee finding is not "fees fine"
-                out.append(f"\n{md_escape(ctx['fee_line'])}\n")
-            out.append(_table(t, name))
-    if ctx["billing_tables"]:
-        out += ["\n## Billing\n"] + [_table(t, name) for name, t in ctx["billing_tables"]]
+    out += ["\n## Chain verification\n", _not_run(ctx["chain_note"]), _figure(charts["chain"])]
+    for name, t in ctx["chain_tables"]:
+        if name == "fee_coverage" and ctx["fee_line"]:
+            # how many fees chain.fee_rate could check: no fee finding is not "fees fine"
+            out.append(f"\n{md_escape(ctx['fee_line'])}\n")
+        out.append(_table(t, name))
+    out += ["\n## Billing\n", _not_run(ctx["billing_note"])]
+    out += [_table(t, name) for name, t in ctx["billing_tables"]]
     out += [
         "\n## Collection health\n",
         _figure(charts["collection"]),

@@ -33,7 +33,7 @@ from asg_audit.model import new_run_id, printable
 from asg_audit.report import content
 from asg_audit.report.charts import Chart, draw_charts
 from asg_audit.report.compare import compare_summaries, finding_keys, load_summary, resolve_compare
-from asg_audit.report.empty import NO_DATA, empty_reasons, no_data
+from asg_audit.report.empty import NO_DATA, empty_reasons, no_data, not_run_note
 from asg_audit.report.folder import (
     _point_latest,
     _publish,
@@ -47,6 +47,7 @@ from asg_audit.report.folder import (
     run_id_problem,
 )
 from asg_audit.report.markdown import render_markdown
+from asg_audit.report.methodology import methodology
 
 if TYPE_CHECKING:
     from asg_audit.audit import Audit
@@ -65,46 +66,6 @@ __all__ = [
 FORMATS: Final = ("html", "md", "json")
 DEFAULT_FORMATS: Final = FORMATS
 MAX_TABLE_ROWS: Final = 50
-
-# The methodology; the line on where the findings are (content.findings_methodology) is added
-# after the sixth, as it depends on whether summary.json had to leave findings out.
-METHODOLOGY: Final = (
-    "Pending counts tasks in a documented status before settled (pending, in_progress, "
-    "verified). Tasks in any other status (failed, timed_out, ...: the API documents none, "
-    "and some are final) are counted apart as Other status.",
-    "Latency is settled_at minus created_at per settled task; percentiles interpolate linearly "
-    "between ranks (numpy's default). Tasks settled before they were created are left out of "
-    "latency and reported as findings.",
-    "Unsettled tasks are not dropped: the survival curve (Kaplan-Meier) counts them as censored "
-    "at the audit's as-of time, and the backlog shows their ages. Tasks created after the as-of "
-    "time have no age yet: both leave them out, and a note under the backlog counts them.",
-    "Agreement is A/W pooled over tasks with 1 <= A <= W, with a 95% Wilson score interval.",
-    "The confidence formula is the one (A/T or A/W) that alone explains most tasks with valid "
-    "counts whose threshold T is known (tracked); tasks fitting neither are findings. Without T "
-    "only A/W can be tested: a task missing it is a finding only if no threshold of 2 to 10 "
-    "gives its confidence as A/T; otherwise it is counted as undetermined (info).",
-    "Expected costs follow the configured cost model in integer sats; a reported cost of 0 is "
-    "unknown and never compared. Sats spent is the sum of known costs of settled tasks.",
-    "What a finding proves is stated under its check (Proves): exact (about one task's own "
-    "transaction or one month's own figures), aggregate only (a total is checked, not which "
-    "part of it is wrong: a txid shared by several tasks, a month's bill against the sum of "
-    "its tasks' costs). A settled task whose cost cannot be checked on chain is not a finding "
-    "but is counted as not checkable (reason) in the chain coverage table. Checks without a "
-    "Proves line test the Gateway's own answers against its documented rules and say nothing "
-    "about what was paid on chain.",
-    "How many stored transactions' fees chain.fee_rate could check is in the fee coverage "
-    "table (exact, or not checkable (reason): no transaction bytes, fetch_parents off, a parent "
-    "transaction unknown to the index). A fee not checkable is not a finding: no chain.fee_rate "
-    "finding says nothing about the fees that were not checked.",
-    "Limits of the chain checks: which outputs of a transaction pay the workers is not "
-    "published per task. Change back to the payer, OP_RETURN data outputs and batched "
-    "settlements (one txid for several tasks) mean a cost is compared with the transaction's "
-    "non-data outputs, an upper bound: an overstated cost hidden under change is caught only "
-    "when the payer's change scripts are configured. A txid the index does not know proves "
-    "only that this index (and network) does not know it, not that no payment happened; an "
-    "unconfirmed one is pending, not missing; a block time is the miner's clock, not when the "
-    "payment was made.",
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -424,14 +385,16 @@ def build_context(
     _where_findings_are(groups, summary)
     stored = summary.get("findings_stored_run_id") if summary else None
     left_out = int(summary.get("findings_left_out", 0)) if summary else 0
-    methodology = [
-        *METHODOLOGY[:6],
-        content.findings_methodology(left_out, stored),
-        *METHODOLOGY[6:],
-    ]
     fees = content.fee_coverage(audit)
     chain_tables = _chain_tables(f, fees)
     billing_tables = _optional_tables(f, "billing")
+    shown = {name for name, _ in chain_tables}
+    lines = methodology(
+        left_out=left_out,
+        stored_run_id=stored,
+        chain_coverage="chain_coverage" in shown,
+        fee_coverage=FEE_TABLE in shown,
+    )
     toc = (
         [("headline", "Headline")]
         + ([("compare", "Compared")] if compare else [])
@@ -441,8 +404,7 @@ def build_context(
             ("consensus", "Consensus"),
             ("costs", "Costs"),
         ]
-        + ([("chain", "Chain")] if chain_tables or "chain" in charts else [])
-        + ([("billing", "Billing")] if billing_tables else [])
+        + [("chain", "Chain"), ("billing", "Billing")]
         + [
             ("collection", "Collection"),
             ("findings", "Findings"),
@@ -471,8 +433,13 @@ def build_context(
         # shown with its table in the chain section: `fees checked (chain.fee_rate): X of Y`
         "fee_line": fees["line"] if fees else None,
         "billing_tables": billing_tables,
+        # in place of a section's tables when the store holds none: not run, or found nothing
+        "chain_note": (
+            None if chain_tables or "chain" in charts else not_run_note(audit, "verify-chain")
+        ),
+        "billing_note": None if billing_tables else not_run_note(audit, "billing"),
         "groups": groups,
-        "methodology": methodology,
+        "methodology": lines,
         "config": content.config_rows(audit.config),
         "compare": compare,
         **_compare_tables(compare, reasons),
