@@ -28,6 +28,8 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.scale import SymmetricalLogTransform
 
+from asg_audit.model import printable
+
 __all__ = ["CHART_NAMES", "MAX_CURVE_POINTS", "Chart", "draw_charts"]
 
 MAX_CURVE_POINTS: Final = 1500
@@ -40,6 +42,8 @@ _SYMLOG_LINTHRESH: Final = 60.0
 # A daily p95 this many times the SLO puts the latency-over-time axis on a symlog scale.
 _WIDE_LATENCY: Final = 100
 DPI: Final = 90
+# A chart with its legend right of the plot area ends the plot here (of the figure's width).
+_LEGEND_RIGHT: Final = 0.85
 MAX_BAR_LABELS: Final = 15
 _BLUE, _ORANGE, _RED, _GREY = "#1f5fa8", "#e08a1e", "#c0392b", "#777777"
 # Data strings (labels) are drawn as plain text: `$` must not start mathtext.
@@ -98,8 +102,30 @@ def _thin(frame: pl.DataFrame, limit: int = MAX_CURVE_POINTS) -> pl.DataFrame:
 
 
 def _short(text: Any, width: int = 18) -> str:
-    s = "(none)" if text is None else str(text).replace("\n", " ")
-    return s if len(s) <= width else s[: width - 1] + "…"
+    """Return a data value as a tick label of at most `width` characters: escaped as in the
+    report (`model.printable`: a newline or terminal escape is `\\x0a`, `\\x1b`, never a
+    missing-glyph box; a value with whitespace at its ends quoted, `'cat '`), and a longer one
+    cut in the middle (`https://exa…/page-two`), so that two labels sharing a prefix differ."""
+    s = "(none)" if text is None else printable(text, one_line=True, quote_edges=True)
+    if len(s) <= width:
+        return s
+    head = (width - 1) // 2
+    return s[:head] + "…" + s[len(s) - (width - 1 - head) :]
+
+
+def _tick_labels(values: Any, width: int = 18) -> list[str]:
+    """Return `_short` labels of `values`, numbered (`[2] …`) where two would read the same
+    (a long label cut to the same ends), so that every tick names one value."""
+    labels = [_short(v, width) for v in values]
+    if len(set(labels)) == len(labels):
+        return labels
+    seen: dict[str, int] = {}
+    out = []
+    for label in labels:
+        seen[label] = seen.get(label, 0) + 1
+        n = seen[label]
+        out.append(label if labels.count(label) == 1 else _short(f"[{n}] {label}", width + 4))
+    return out
 
 
 def _n(value: Any) -> str:
@@ -246,7 +272,9 @@ def _latency_over_time(f: Mapping[str, pl.DataFrame], slo: float) -> Chart | Non
         _age_axis(ax, worst_s, axis="y")
     ax.axhline(slo, color=_RED, linestyle="--", label=f"SLO {slo:g} s")
     ax.set(title="Latency per day of creation", ylabel="latency" if wide else "seconds")
-    ax.legend(loc="best")
+    # outside the plot area, right of it: never over the last days' points
+    fig.subplots_adjust(right=_LEGEND_RIGHT)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
     _date_axis(ax, fig)
     worst = by_day.sort("p95_s", descending=True, nulls_last=True).row(0, named=True)
     alt = (
@@ -310,7 +338,8 @@ def _survival(f: Mapping[str, pl.DataFrame]) -> Chart | None:
     fig, (ax1, ax2) = _figure(2)
     curve = _thin(surv)
     ax1.step(curve["t"], curve["survival"], where="post", color=_BLUE)
-    ax1.set(title="Still unsettled (Kaplan-Meier)", xlabel="task age (s)", ylabel="share")
+    # the ticks name their unit (1m, 1h, 1d)
+    ax1.set(title="Still unsettled (Kaplan-Meier)", xlabel="task age", ylabel="share")
     ax1.set_ylim(0, 1.02)
     _age_axis(ax1, float(cast(float, surv["t"].max()) or 60))
     backlog = (
@@ -370,7 +399,7 @@ def _bar(upper: float | None, lower: float | None) -> float:
 
 
 def _rate_panel(ax: Axes, frame: pl.DataFrame, key: str, title: str) -> None:
-    labels = [_short(v) for v in frame[key]]
+    labels = _tick_labels(frame[key])
     rate = frame["rate"].to_list()
     # Error bars are lengths: a bound on the wrong side of its rate (frames built elsewhere, a
     # rounding error) or a missing one is drawn as no bar, never a negative length.
@@ -509,7 +538,11 @@ def _chain(f: Mapping[str, pl.DataFrame]) -> Chart | None:
     if key is None or count is None:
         return None
     fig, (ax,) = _figure(left=0.3)
-    ax.barh([_short(v, 40) for v in status[key]], status[count], color=_BLUE)
+    counts = [int(v or 0) for v in status[count]]
+    bars = ax.barh(_tick_labels(status[key], 40), counts, color=_BLUE)
+    # each bar names its count: 2 unconfirmed beside 732 confirmed is a bar too thin to see
+    ax.bar_label(bars, labels=[f"{v:,}" for v in counts], padding=3)
+    ax.set_xlim(0, max(max(counts, default=0), 1) * 1.15)  # room for the largest one's label
     ax.invert_yaxis()
     ax.set(title="Chain verification status", xlabel=count)
     alt = (
