@@ -45,6 +45,7 @@ __all__ = [
     "format_seconds",
     "format_value",
     "headline",
+    "iso_times",
     "proves_counts",
     "txid_url",
     "utc_iso",
@@ -109,6 +110,27 @@ def utc_iso(when: datetime | None, timespec: str = "auto") -> str | None:
         return None
     when = when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
     return when.isoformat(timespec=timespec)
+
+
+# a time as polars writes one cast to text (`2026-09-24 12:21:01.000000+00:00`), with its zone
+_TIME_TEXT: Final = re.compile(
+    r"\b\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}:\d{2}(?:\.\d{1,9})?(?:Z|[+-]\d{2}:\d{2})(?![\d:])"
+)
+
+
+def iso_times(text: str) -> str:
+    """Return `text` with every time that states its zone written as the report writes times:
+    ISO 8601 in UTC, fractional seconds only when not zero (`2026-09-24T12:21:01+00:00`)."""
+
+    def one(match: re.Match[str]) -> str:
+        found = match.group(0)
+        try:
+            when = datetime.fromisoformat(found.replace("Z", "+00:00"))
+        except ValueError:
+            return found
+        return str(utc_iso(when))
+
+    return _TIME_TEXT.sub(one, text)
 
 
 def _first(frame: pl.DataFrame | None, column: str) -> Any:
@@ -337,17 +359,11 @@ def findings_by_check(
         )
         entities = [
             {
+                **{k: r[k] for k in ("severity", "entity_type", "entity_id", "proves")},
+                # times in the text as the report writes times (ISO 8601, UTC)
                 **{
-                    k: r[k]
-                    for k in (
-                        "severity",
-                        "entity_type",
-                        "entity_id",
-                        "expected",
-                        "actual",
-                        "proves",
-                        "message",
-                    )
+                    k: None if r[k] is None else iso_times(str(r[k]))
+                    for k in ("expected", "actual", "message")
                 },
                 "difference": _difference(r),
                 "url": txid_url(r["entity_type"], r["entity_id"]),

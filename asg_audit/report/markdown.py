@@ -131,7 +131,8 @@ def render_markdown(ctx: dict[str, Any]) -> str:
     out = [
         "# ASG settlement audit\n\n",
         f"Run `{md_escape(ctx['run_id'])}` · generated {ctx['generated_at']} · data as of "
-        f"{ctx['as_of']}{md_escape(window)} · worst finding: {ctx['worst'] or 'none'}\n",
+        f"{ctx['as_of']}{md_escape(window)} · all times and days UTC · worst finding: "
+        f"{ctx['worst'] or 'none'}\n",
         "\n## Headline\n\n",
         md_table(
             ["Figure", "Value"], [[h.label, format_value(h.value, h.kind)] for h in ctx["headline"]]
@@ -158,7 +159,7 @@ def render_markdown(ctx: dict[str, Any]) -> str:
         _figure(charts["costs"]),
         _table(tables["cost_model_fit"], "Which cost model explains the reported costs"),
         _figure(charts["spend"]),
-        _table(tables["spend_by_month"], "Spend per month"),
+        _table(tables["spend_by_month"], "Spend per month (UTC months)"),
         _table(tables["txid_health"], "Transaction ids of settled tasks"),
     ]
     out += ["\n## Chain verification\n", _not_run(ctx["chain_note"]), _figure(charts["chain"])]

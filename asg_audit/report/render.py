@@ -288,7 +288,7 @@ def _tables(f: dict[str, pl.DataFrame]) -> dict[str, Table]:
         "spend_by_month": frame_table(
             f["spend_by_month"],
             [
-                ("period_start", "month", "month"),
+                ("period_start", "month (UTC)", "month"),
                 ("tasks", "tasks", "count"),
                 ("cost_sats", "spent", "sats"),
                 ("unknown_costs", "cost 0 (unknown)", "count"),
