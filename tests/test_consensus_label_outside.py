@@ -3,9 +3,9 @@
 Tester D: with options ["cat", "dog"], the labels `cat\\u200b`, `cat `, `cat\\u00a0`, `\\ufeffcat`,
 `cat\\u2060`, `cat\\n` and `ca\\u0074\\u0301` all read "Expected: cat, dog | Actual: cat" in the
 report, and an option `a, b` read as two options. Now expected is the options as a JSON list,
-actual the label, as a JSON string when it starts or ends with whitespace (the report escapes
-the invisible characters), and the message says when the label differs from an option only in
-what is hard to see.
+actual the label, quoted with its control characters escaped when it starts or ends with
+whitespace (`'cat '`; the report escapes the invisible characters), and the message says when
+the label differs from an option only in what is hard to see.
 """
 
 from __future__ import annotations
@@ -30,9 +30,20 @@ LABELS = {
     "inv5": "cat\n",
     "inv6": "ca\u0074\u0301",
 }
+# each finding's actual: the label, quoted (`model.printable(quote_edges=True)`) when it has
+# whitespace at an end
+SHOWN = {
+    "inv0": "cat\u200b",
+    "inv1": "'cat '",
+    "inv2": "'cat\\xa0'",
+    "inv3": "\ufeffcat",
+    "inv4": "cat\u2060",
+    "inv5": "'cat\\x0a'",
+    "inv6": "ca\u0074\u0301",
+}
 
 
-def test_label_outside_options_expected_and_actual_are_json() -> None:
+def test_label_outside_options_expected_is_json_actual_shows_the_edges() -> None:
     rows = [result(t, consensus_label=label) for t, label in LABELS.items()]
     rows.append(result("comma", consensus_label="a"))
     subs = [submission(t) for t in LABELS]
@@ -41,23 +52,15 @@ def test_label_outside_options_expected_and_actual_are_json() -> None:
     assert set(got) == {*LABELS, "comma"}
     for task_id, label in LABELS.items():
         assert got[task_id]["expected"] == '["cat", "dog"]'
-        actual = got[task_id]["actual"]
-        assert (json.loads(actual) if actual.startswith('"') else actual) == label  # exact
+        assert got[task_id]["actual"] == SHOWN[task_id]
         assert (
             'differs from the option "cat" only in characters hard to see'
             in (got[task_id]["message"])
         )
-    assert got["inv1"]["actual"] == '"cat "'
-    assert got["inv2"]["actual"] == '"cat\u00a0"'  # U+00A0 is whitespace: quoted too
-    assert got["inv0"]["actual"] == "cat\u200b"  # not whitespace: the report escapes it
-    assert [
-        r["actual"]
-        for r in _findings(
-            [result("q", consensus_label='"x')], [submission("q")], check_id=CHECK
-        ).to_dicts()
-    ] == ['"\\"x"']
-    assert got["inv5"]["actual"] == '"cat\\n"'
-    assert got["inv1"]["message"].startswith('label "cat " is not one of')  # quoted: edge space
+    # a label starting with a quote is quoted: a shown label never starts with `'` otherwise
+    quoted = _findings([result("q", consensus_label="'x")], [submission("q")], check_id=CHECK)
+    assert quoted["actual"].to_list() == ["''x'"]
+    assert got["inv1"]["message"].startswith("label 'cat ' is not one of")  # quoted: edge space
     assert got["inv0"]["message"].startswith("label cat\u200b is not one of")  # report escapes it
     # one option holding a comma is one option
     assert json.loads(got["comma"]["expected"]) == ["a, b", "c"]
@@ -138,13 +141,11 @@ def test_label_outside_options_report_rows_read_apart(report: Path) -> None:
     assert len(set(actual)) == len(LABELS)  # no two read the same
     assert "cat" not in actual  # none reads as the option itself
     assert shown["task: inv0"][1] == "cat\\u200b"
-    assert shown["task: inv1"][1] == '"cat "'
-    assert shown["task: inv2"][1] == '"cat\\xa0"'
+    assert shown["task: inv1"][1] == "'cat '"
+    assert shown["task: inv2"][1] == "'cat\\\\xa0'"  # report.md escapes the backslash
     summary = json.loads((report / "summary.json").read_text(encoding="utf-8"))
     found = [f for f in summary["findings"] if f["check_id"] == CHECK]
     assert {f["expected"] for f in found} == {'["cat", "dog"]'}
-    assert {
-        json.loads(f["actual"]) if f["actual"].startswith('"') else f["actual"] for f in found
-    } == set(LABELS.values())
+    assert {f["actual"] for f in found} == set(SHOWN.values())
     page = (report / "index.html").read_text(encoding="utf-8")
     assert "<td>cat\\u200b</td>" in page and "\u200b" not in page

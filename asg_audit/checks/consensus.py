@@ -16,6 +16,7 @@ import polars as pl
 
 from asg_audit.checks._registry import CheckContext, finding, fmt, register_check
 from asg_audit.config import CheckLevels
+from asg_audit.model import printable
 
 A = pl.col("agreement_count")
 W = pl.col("worker_count")
@@ -220,11 +221,11 @@ def label_outside_options(ctx: CheckContext) -> pl.LazyFrame:
     """The consensus label is not one of the submission's options (exact string compare).
 
     Expected is the options as a JSON list (`["cat", "dog"]`: an option `a, b` stays one);
-    actual is the label, as a JSON string (`"cat "`) when it starts or ends with whitespace, so
-    that a label differing from an option by a trailing space or newline does not read the
-    same as it; the report shows an invisible character (U+200B, U+00A0) as an escape
-    (`model.printable`). The message says when the label differs from an option only in such
-    characters, accents or letter case."""
+    actual is the label, quoted (`'cat '`, `'cat\\x0a'`) when it starts or ends with
+    whitespace, so that a label differing from an option by a trailing space or newline does
+    not read the same as it; the report shows an invisible character (U+200B, U+00A0) as an
+    escape (`model.printable`). The message says when the label differs from an option only in
+    such characters, accents or letter case."""
     shown = pl.struct("consensus_label", "options").map_batches(
         _label_outside_rows, return_dtype=_SHOWN, is_elementwise=True
     )
@@ -258,12 +259,15 @@ def _skeleton(text: str) -> str:
 
 
 def _shown_label(label: str | None) -> str:
-    """Return a label as it is (the report escapes any invisible character in it: `cat\\u200b`),
-    or as a JSON string (`"cat "`, `"cat\\n"`) when it starts or ends with whitespace, which
-    would not show, or with `"` (so that a shown label starting with `"` is always JSON)."""
-    if label and not label[0].isspace() and not label[-1].isspace() and label[0] != '"':
+    """Return a label as it is (the report escapes an invisible character in it: `cat\\u200b`),
+    or, when it starts or ends with whitespace (which would not show) or starts with `'`,
+    between single quotes with every control character escaped, on one line (`'cat '`,
+    `'cat\\x0a'`: `model.printable(label, quote_edges=True)`, the report's own notation)."""
+    if label is None:
+        return "(none)"
+    if label and not label[0].isspace() and not label[-1].isspace() and label[0] != "'":
         return label
-    return json.dumps(label, ensure_ascii=False)
+    return "'" + printable(label, one_line=True) + "'"
 
 
 def _label_outside_row(label: str | None, options: list[str] | None) -> dict[str, str]:
