@@ -15,8 +15,17 @@ __all__ = ["connect", "quiet"]
 
 
 def quiet(con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
-    """Turn DuckDB's progress bar off on `con` (a setting of this connection only); return it."""
-    con.execute("SET enable_progress_bar = false")
+    """Turn DuckDB's progress bar off on `con` (a setting of this connection only); return it.
+
+    In a Jupyter kernel without ipywidgets DuckDB refuses to change any progress bar setting
+    (it could not draw the bar there) and has the bar off already: that is left as it is.
+    """
+    try:
+        con.execute("SET enable_progress_bar = false")
+    except duckdb.InvalidInputException:
+        row = con.execute("SELECT current_setting('enable_progress_bar')").fetchone()
+        if row is None or row[0]:
+            raise
     return con
 
 

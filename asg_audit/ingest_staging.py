@@ -169,8 +169,12 @@ def query_progress(
     if on_bytes is None:
         yield
         return
-    con.execute("SET enable_progress_bar = true")
-    con.execute("SET enable_progress_bar_print = false")
+    try:
+        con.execute("SET enable_progress_bar = true")
+        con.execute("SET enable_progress_bar_print = false")
+    except duckdb.InvalidInputException:  # a Jupyter kernel without ipywidgets: no estimate
+        yield
+        return
     stop = threading.Event()
     reported = 0
 

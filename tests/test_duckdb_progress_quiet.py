@@ -69,3 +69,29 @@ def test_every_connection_of_ours_has_it_off(tmp_path: Path) -> None:
         "normaliser": False,
         "engine": False,
     }
+
+
+_KERNEL_CELL = """
+import duckdb
+from asg_audit import engine
+from asg_audit.ingest_staging import query_progress
+con = engine.connect()
+seen = []
+with query_progress(con, 1000, seen.append):
+    n = con.execute("SELECT count(*) FROM range(1000)").fetchone()[0]
+print("bar", con.execute("SELECT current_setting('enable_progress_bar')").fetchone()[0], n)
+"""
+
+
+def test_in_a_jupyter_kernel(tmp_path: Path) -> None:
+    """A Jupyter kernel without ipywidgets refuses every progress bar setting (its bar is off
+    already): connections still open, and a progress estimate is simply not had."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(_KERNEL_CELL)])
+    NotebookClient(
+        nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
+    ).execute()
+    (output,) = nb.cells[0].outputs
+    assert output["text"] == "bar False 1000\n"
