@@ -33,6 +33,7 @@ import numpy as np
 import polars as pl
 
 from asg_audit import engine
+from asg_audit.config import check_wait_seconds
 from asg_audit.errors import InputError, StoreError
 from asg_audit.filelines import (
     BOM,
@@ -460,10 +461,13 @@ def ingest_paths(
 
     `paths` is one path (str, bytes or os.PathLike) or an iterable of them. A file that cannot
     be read is reported in `summary.failed_files` and leaves the store as it was; the other
-    files are still ingested. Raises TypeError naming `db` or `paths` for anything else.
+    files are still ingested. Raises TypeError naming `db` or `paths` for anything else, and
+    ConfigError naming `wait_seconds` unless it is a finite number of seconds, 0 or more (before
+    anything is read or the store opened).
     """
     _check_db(db, "ingest_paths")
     names = _path_list(paths, "ingest_paths")
+    check_wait_seconds(wait_seconds, "ingest_paths wait_seconds")
     summary = IngestSummary()
 
     def unlisted(folder: Path, exc: OSError) -> None:
@@ -599,12 +603,15 @@ def ingest(db: str | Path, *paths: PathArg | Iterable[PathArg], **kwargs: Any) -
 
     Each of `paths` is a path (str, bytes or os.PathLike; a folder or a glob as on the command
     line) or an iterable of them: `ingest(db, "a.ndjson", "b.ndjson")` and
-    `ingest(db, ["a.ndjson", "b.ndjson"])` are the same.
+    `ingest(db, ["a.ndjson", "b.ndjson"])` are the same. A `wait_seconds` that is not a
+    finite number of seconds, 0 or more, is a ConfigError naming it.
     """
     _check_db(db, "ingest")
     flat: list[str] = []
     for item in paths:
         flat += _path_list(item, "ingest")
+    if "wait_seconds" in kwargs:
+        check_wait_seconds(kwargs["wait_seconds"], "ingest wait_seconds")
     return ingest_paths(db, flat, **kwargs)
 
 
