@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import codecs
 import dataclasses
+import datetime
 import difflib
 import math
 import os
@@ -699,7 +700,9 @@ def _toml_type(value: Any) -> str:
         return "an array with other values" if value else "an empty array"
     if isinstance(value, Mapping):
         return "a table"
-    return "a date or time"
+    if isinstance(value, datetime.date | datetime.time):
+        return "a date or time"
+    return f"a value of type {type(value).__name__}"  # given by a library caller
 
 
 def _shown_name(name: str, secrets: Sequence[str | Secret]) -> str:
@@ -975,8 +978,9 @@ def load_config(
     `config_file=None` reads `./asg_audit.toml` when it exists; `""` is a ConfigError (it names
     no file). Relative paths in the file are taken from its folder (`_paths_in_folder`); those
     of `env` and `overrides` are left as given. `env` defaults to `os.environ`.
-    `overrides` are flag values (None means "not given"). An argument of the wrong type is a
-    TypeError naming it.
+    `overrides` are flag values by AuditConfig field name (None means "not given"), checked as
+    the file's values are (`_overrides`): an unknown key or a value of the wrong type or shape
+    is a ConfigError naming it. An argument of the wrong type is a TypeError naming it.
     """
     if config_file is not None and not isinstance(config_file, str | os.PathLike):
         raise TypeError(
@@ -1024,12 +1028,7 @@ def load_config(
     }
     for section in ("collector", "webhooks", "chain", "billing", "report", "audit"):
         settings[section] = dict(raw.get(section, {}))
-    for key, value in (overrides or {}).items():
-        if value is None:
-            continue
-        if key == "db_path":
-            value = Path(value)
-        settings[key] = value
+    settings.update(_overrides(overrides or {}, secrets))
     # flags and library callers are checked too (the file's values were, above)
     _one_of(settings["fail_on"], _SEVERITIES, "settings", "fail_on")
     for key, env_name in (("base_url", "ASG_BASE_URL"), ("chain_url", "ASG_CHAIN_URL")):
@@ -1052,6 +1051,123 @@ def load_config(
     if not _has_type(slo, _NUMBER) or slo <= 0:
         raise ConfigError("slo_seconds: expected a positive number")
     return AuditConfig(**settings)
+
+
+# `load_config(overrides=...)`: keys are AuditConfig's fields; errors name them after this.
+_OVERRIDES: Final = "load_config overrides"
+_OVERRIDE_TYPES: Final[dict[str, str]] = {
+    **{k: v for k, v in _TOP_TYPES.items() if k != "db"},
+    "db_path": "a path (str or Path)",
+    "api_key": "a string or Secret",
+    "woc_api_key": "a string or Secret",
+    "webhook_secrets": "a string or Secret, or a list of them",
+    "costs": "a table (mapping) of the [costs] keys, or a CostModel",
+    "checks": 'a table (mapping) of check id to a [checks."<id>"] table or CheckLevels',
+    **{
+        section: f"a table (mapping) of the [{section}] keys"
+        for section in ("collector", "webhooks", "chain", "billing", "report", "audit")
+    },
+}
+
+
+def _overrides(overrides: Mapping[Any, Any], secrets: Sequence[str]) -> dict[str, Any]:
+    """Return the settings `load_config(overrides=...)` gives, checked as a file's are.
+
+    A key that is not a field of AuditConfig is refused with the known ones; a value of the
+    wrong type or shape is refused naming its key (never showing the value). Tables (`costs`,
+    `checks`, `collector`, ...) are given as mappings in the file's shape, or `costs` as a
+    CostModel and a check as CheckLevels; a path may be a str or a Path. None means "not
+    given" (a flag left out).
+    """
+    _check_known_keys(overrides, _OVERRIDE_TYPES, _OVERRIDES, "", secrets)
+    given = {str(k): v for k, v in overrides.items() if v is not None}
+    held = list(secrets)
+    out: dict[str, Any] = {}
+    for key in ("api_key", "woc_api_key"):
+        if key in given:
+            out[key] = _override_secret(given[key], key)
+            held += [out[key]] if out[key] is not None else []
+    if "webhook_secrets" in given:
+        value = given["webhook_secrets"]
+        parts = value if isinstance(value, list | tuple) else [value]
+        cleaned = (_override_secret(part, "webhook_secrets") for part in parts)
+        out["webhook_secrets"] = tuple(s for s in cleaned if s is not None)
+        held += list(out["webhook_secrets"])
+    for key, value in given.items():
+        if key in out:
+            continue
+        if key == "db_path":
+            if not isinstance(value, str | os.PathLike):
+                raise _override_type(key, value)
+            out[key] = Path(value)
+        elif key == "costs":
+            out[key] = _override_costs(value, held)
+        elif key == "checks":
+            if not isinstance(value, Mapping) or not all(isinstance(k, str) for k in value):
+                raise _override_type(key, value)
+            out[key] = _check_levels(value, _OVERRIDES, held)
+        elif key in _SECTION_TYPES:
+            out[key] = _override_section(key, value, held)
+        else:
+            _check_table({key: value}, _TOP_TYPES, _OVERRIDES, "", held)
+            out[key] = float(value) if key == "slo_seconds" else value
+    _check_choices(out, _OVERRIDES)
+    _check_ranges(out, _OVERRIDES)
+    return out
+
+
+def _override_type(key: str, value: Any) -> ConfigError:
+    return ConfigError(
+        f"{_OVERRIDES}: {key}: expected {_OVERRIDE_TYPES[key]}, got {_toml_type(value)}"
+    )
+
+
+def _override_secret(value: Any, key: str) -> Secret | None:
+    if not isinstance(value, str | Secret):
+        raise _override_type(key, value)
+    return _clean(value, f"{_OVERRIDES}: {key}")
+
+
+def _override_costs(value: Any, secrets: Sequence[str | Secret]) -> CostModel:
+    """Return the cost model of a `costs` override: a CostModel, or a table read as
+    `[costs]` is."""
+    if isinstance(value, CostModel):
+        return value
+    if not isinstance(value, Mapping):
+        raise _override_type("costs", value)
+    _check_table(value, _SECTION_TYPES["costs"], _OVERRIDES, "[costs]", secrets)
+    return _cost_model(value, _OVERRIDES)
+
+
+def _override_section(section: str, value: Any, secrets: Sequence[str | Secret]) -> dict[str, Any]:
+    """Return a table override (`collector`, `chain`, ...) checked as the file's table is; its
+    paths may be given as Path (held as str, as the file's), its arrays as tuples."""
+    if not isinstance(value, Mapping):
+        raise _override_type(section, value)
+    table = dict(value)
+    for key in (k for s, k in _PATH_KEYS if s == section):
+        if isinstance(table.get(key), os.PathLike):
+            table[key] = os.fspath(table[key])
+    for key in (k for s, k in _PATH_LIST_KEYS if s == section):
+        if isinstance(table.get(key), list | tuple):
+            table[key] = [os.fspath(v) if isinstance(v, os.PathLike) else v for v in table[key]]
+    if isinstance(table.get("change_scripts"), tuple):
+        table["change_scripts"] = list(table["change_scripts"])
+    _check_section_keys(table, section, _OVERRIDES, secrets)
+    _check_table(table, _SECTION_TYPES[section], _OVERRIDES, f"[{section}]", secrets)
+    for key in (k for s, k in _PATH_KEYS if s == section):
+        if table.get(key) == "":
+            raise ConfigError(
+                f"{_OVERRIDES}: [{section}] {key}: expected a path, got an empty string (leave"
+                " the key out for its default)"
+            )
+    for key in (k for s, k in _PATH_LIST_KEYS if s == section):
+        if "" in table.get(key, []):
+            raise ConfigError(
+                f"{_OVERRIDES}: [{section}] {key}[{table[key].index('')}]: expected a path, got"
+                " an empty string"
+            )
+    return table
 
 
 # The settings of a file that name files or folders: (table, key); "" is the top level.
