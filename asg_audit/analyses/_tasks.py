@@ -17,6 +17,7 @@ __all__ = [
     "empty_frame",
     "enrich_tasks",
     "latency_seconds",
+    "ratio",
     "with_nearest_fit",
 ]
 
@@ -33,6 +34,17 @@ def empty_frame(schema: dict[str, pl.DataType]) -> pl.LazyFrame:
 def latency_seconds(start: str, end: str) -> pl.Expr:
     """Return `end - start` in (fractional) seconds."""
     return (pl.col(end) - pl.col(start)).dt.total_seconds(fractional=True)
+
+
+def ratio(numerator: pl.Expr | str, denominator: pl.Expr | str) -> pl.Expr:
+    """Return `numerator / denominator` as a float, null (never NaN or infinite) when the
+    denominator is 0 or null: a rate or share of nothing is absent, as every frame says it.
+
+    Polars' `fill_null`, `drop_nulls` and `mean` see a null; a NaN from 0/0 passes them all.
+    """
+    num = pl.col(numerator) if isinstance(numerator, str) else numerator
+    den = pl.col(denominator) if isinstance(denominator, str) else denominator
+    return pl.when(den != 0).then(num.cast(pl.Float64) / den).otherwise(None)
 
 
 # A txid is 64 lowercase hex characters and not all zeros (model.is_well_formed_txid, vectorised).

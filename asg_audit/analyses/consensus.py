@@ -14,7 +14,7 @@ from typing import Final
 
 import polars as pl
 
-from asg_audit.analyses._tasks import LABEL_TESTABLE, THRESHOLDS, with_nearest_fit
+from asg_audit.analyses._tasks import LABEL_TESTABLE, THRESHOLDS, ratio, with_nearest_fit
 
 __all__ = [
     "DEFAULT_CONFIDENCE_TOLERANCE",
@@ -42,7 +42,8 @@ def wilson_interval(successes: pl.Expr, trials: pl.Expr, *, z: float = Z_95) -> 
     """Return expressions for the Wilson score interval bounds `wilson_low`, `wilson_high`.
 
     p = s/n; centre = (p + z^2/2n) / (1 + z^2/n); half = z sqrt(p(1-p)/n + z^2/4n^2) / (1 + z^2/n).
-    The bounds are clamped so that `wilson_low <= p <= wilson_high` holds in floats too.
+    The bounds are clamped so that `wilson_low <= p <= wilson_high` holds in floats too; both
+    are null when there are no trials (0/0 has no interval).
     """
     n = trials.cast(pl.Float64)
     p = successes.cast(pl.Float64) / n
@@ -54,9 +55,14 @@ def wilson_interval(successes: pl.Expr, trials: pl.Expr, *, z: float = Z_95) -> 
     # rounds to 0.9999999999999999 for n = 27, 30, 42, ... (and at p = 0 just above 0), so a
     # reader (the agreement chart's error bars) would see a rate outside its own interval.
     low, high = centre - half, centre + half
+    some = n > 0
     return [
-        pl.when(low > p).then(p).otherwise(low).clip(0.0, 1.0).alias("wilson_low"),
-        pl.when(high < p).then(p).otherwise(high).clip(0.0, 1.0).alias("wilson_high"),
+        pl.when(some)
+        .then(pl.when(low > p).then(p).otherwise(low).clip(0.0, 1.0))
+        .alias("wilson_low"),
+        pl.when(some)
+        .then(pl.when(high < p).then(p).otherwise(high).clip(0.0, 1.0))
+        .alias("wilson_high"),
     ]
 
 
@@ -120,7 +126,7 @@ def confidence_distribution(tasks: pl.LazyFrame, *, bins: int = 20) -> pl.DataFr
             lower.alias("lower"),
         )
         .agg(pl.len().alias("count"))
-        .with_columns((pl.col("count") / pl.col("count").sum()).alias("share"))
+        .with_columns(ratio("count", pl.col("count").sum()).alias("share"))
         .sort("range", "lower", nulls_last=True)
         .collect()
     )
@@ -150,7 +156,7 @@ def agreement_rates(tasks: pl.LazyFrame, *, by: str | None = None) -> pl.DataFra
     else:
         raise ValueError(f"by: expected None, 'label' or 'threshold', got {by!r}")
     return grouped.with_columns(
-        (pl.col("agreeing") / pl.col("labels")).alias("rate"),
+        ratio("agreeing", "labels").alias("rate"),
         *wilson_interval(pl.col("agreeing"), pl.col("labels")),
     ).collect()
 
@@ -200,13 +206,10 @@ def formula_fit(
     )
     only_t, only_w = pl.col("fit_only_a_over_t"), pl.col("fit_only_a_over_w")
 
-    def share(count: str, base: pl.Expr) -> pl.Expr:
-        return pl.when(base > 0).then(pl.col(count) / base).otherwise(None)
-
     return counted.with_columns(
-        share("fit_a_over_t", pl.col("t_known")).alias("share_a_over_t"),
-        share("fit_a_over_w", pl.col("t_known")).alias("share_a_over_w"),
-        share("fit_neither", pl.col("tasks") - pl.col("undetermined")).alias("share_neither"),
+        ratio("fit_a_over_t", "t_known").alias("share_a_over_t"),
+        ratio("fit_a_over_w", "t_known").alias("share_a_over_w"),
+        ratio("fit_neither", pl.col("tasks") - pl.col("undetermined")).alias("share_neither"),
         pl.when(only_t > only_w)
         .then(pl.lit("A/T"))
         .when(only_w > only_t)
@@ -274,16 +277,12 @@ def consensus_invariants(tasks: pl.LazyFrame) -> pl.DataFrame:
             "tested": [int(counts[f"t{i}"][0]) for i in range(len(rules))],
         },
         schema={"invariant": pl.String, "violations": pl.Int64, "tested": pl.Int64},
-    ).with_columns(
-        pl.when(pl.col("tested") > 0)
-        .then(pl.col("violations") / pl.col("tested"))
-        .otherwise(None)
-        .alias("share")
-    )
+    ).with_columns(ratio("violations", "tested").alias("share"))
 
 
 def margin_rates(tasks: pl.LazyFrame, *, low_margin: int = DEFAULT_LOW_MARGIN) -> pl.DataFrame:
-    """Return tie (A = W - A) and low-margin (0 < A - (W - A) <= low_margin) counts and rates."""
+    """Return tie (A = W - A) and low-margin (0 < A - (W - A) <= low_margin) counts and rates
+    (null when no task has counts)."""
     a, w = pl.col("agreement_count"), pl.col("worker_count")
     m = pl.col("margin")
     usable = tasks.filter(a.is_not_null() & w.is_not_null() & (a >= 0) & (a <= w))
@@ -294,8 +293,8 @@ def margin_rates(tasks: pl.LazyFrame, *, low_margin: int = DEFAULT_LOW_MARGIN) -
             ((m > 0) & (m <= low_margin)).sum().alias("low_margin"),
         )
         .with_columns(
-            (pl.col("ties") / pl.col("tasks")).alias("tie_rate"),
-            (pl.col("low_margin") / pl.col("tasks")).alias("low_margin_rate"),
+            ratio("ties", "tasks").alias("tie_rate"),
+            ratio("low_margin", "tasks").alias("low_margin_rate"),
         )
         .collect()
     )

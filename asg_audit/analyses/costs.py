@@ -22,6 +22,7 @@ from typing import Final
 
 import polars as pl
 
+from asg_audit.analyses._tasks import ratio
 from asg_audit.config import CostModel
 
 # A settled task whose answer reported cost 0: unknown, not free (spec 8.5).
@@ -135,7 +136,8 @@ def cost_comparison(tasks: pl.LazyFrame, model: CostModel) -> pl.DataFrame:
 def unknown_costs(tasks: pl.LazyFrame) -> pl.DataFrame:
     """Return settled tasks, those with a known cost, those that reported cost 0 (`unknown`,
     spec 8.5) and those no answer stated a cost for (`no_cost_reported`: webhook only, no cost
-    field); `unknown_share` is `unknown` over `settled`; `known_total_sats` is a `SATS_SUM`."""
+    field); `unknown_share` is `unknown` over `settled` (null when none is settled);
+    `known_total_sats` is a `SATS_SUM`."""
     counts = (
         tasks.filter(pl.col("is_settled"))
         .select(
@@ -145,7 +147,7 @@ def unknown_costs(tasks: pl.LazyFrame) -> pl.DataFrame:
             NO_COST_REPORTED.sum().alias("no_cost_reported"),
             sum_sats(pl.col("cost_sats")).alias("known_total_sats"),
         )
-        .with_columns((pl.col("unknown") / pl.col("settled")).alias("unknown_share"))
+        .with_columns(ratio("unknown", "settled").alias("unknown_share"))
         .collect()
     )
     return exposed_sats(counts, "known_total_sats")
@@ -333,8 +335,6 @@ def cost_model_fit(
                 "tasks": pl.Int64,
             },
         )
-        .with_columns(
-            pl.when(pl.col("tasks") > 0).then(pl.col("explained") / pl.col("tasks")).alias("share")
-        )
+        .with_columns(ratio("explained", "tasks").alias("share"))
         .sort("explained", descending=True, maintain_order=True)
     )

@@ -22,6 +22,8 @@ from typing import Final
 
 import polars as pl
 
+from asg_audit.analyses._tasks import ratio
+
 __all__ = [
     "DEFAULT_AGEING_EDGES",
     "DEFAULT_QUANTILES",
@@ -104,7 +106,7 @@ def latency_histogram(tasks: pl.LazyFrame, *, bin_seconds: float = 5.0) -> pl.Da
         .sort("lower_s")
         .with_columns(
             (pl.col("lower_s") + bin_seconds).alias("upper_s"),
-            (pl.col("count").cum_sum() / pl.col("count").sum()).alias("cum_share"),
+            ratio(pl.col("count").cum_sum(), pl.col("count").sum()).alias("cum_share"),
         )
         .select("lower_s", "upper_s", "count", "cum_share")
         .collect()
@@ -123,7 +125,7 @@ def latency_ecdf(tasks: pl.LazyFrame, *, resolution_seconds: float = 1.0) -> pl.
         .group_by(step.alias("latency_s"))
         .agg(pl.len().alias("count"))
         .sort("latency_s")
-        .with_columns((pl.col("count").cum_sum() / pl.col("count").sum()).alias("cum_share"))
+        .with_columns(ratio(pl.col("count").cum_sum(), pl.col("count").sum()).alias("cum_share"))
         .collect()
     )
 
