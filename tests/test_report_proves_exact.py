@@ -171,7 +171,7 @@ def test_mixed_proves_get_a_column_per_finding(report: dict[str, Any]) -> None:
     section = _md_section(out.paths["md"].read_text(encoding="utf-8"), "chain.block_time")
     assert "Proves: **exact** (2 findings) · **aggregate only** (1 finding)" in section
     header = next(line for line in section.splitlines() if line.startswith("| Severity"))
-    assert "| Difference | Proves | Message |" in header
+    assert "| Difference \\(s\\) | Proves | Message |" in header  # chain.block_time: seconds
     row = next(line for line in section.splitlines() if f"{2:064x}" in line)
     assert "| aggregate only |" in row
     page = out.paths["html"].read_text(encoding="utf-8")

@@ -19,6 +19,7 @@ from asg_audit.analyses.costs import describe_model
 from asg_audit.config import AuditConfig
 from asg_audit.model import EXACT_DIFFERENCE, is_well_formed_txid
 from asg_audit.redaction import Secret, mask_secrets, shown_setting
+from asg_audit.report.units import difference_unit
 
 if TYPE_CHECKING:
     from asg_audit.audit import Audit
@@ -36,9 +37,11 @@ __all__ = [
     "check_audit",
     "config_rows",
     "created_after_as_of",
+    "difference_header",
     "exact_difference",
     "fair_shares",
     "fee_coverage",
+    "figure_text",
     "findings_by_check",
     "format_change",
     "format_number",
@@ -131,6 +134,26 @@ def iso_times(text: str) -> str:
         return str(utc_iso(when))
 
     return _TIME_TEXT.sub(one, text)
+
+
+_PLAIN_FIGURE: Final = re.compile(r"-?(?:0|[1-9]\d*)(?:\.\d+)?")
+
+
+def difference_header(unit: str | None) -> str:
+    """Return the Difference column's header with its unit: `Difference (sats)`."""
+    return f"Difference ({unit})" if unit else "Difference"
+
+
+def figure_text(value: Any, *, figure: bool = True) -> str | None:
+    """Return an expected or actual value as display text: times in ISO 8601 UTC and, when
+    `figure` (the value is a figure, not a label that may look like one), a plain number
+    (`1233592`, `0.6667`) written as the report writes figures (`1,233,592`)."""
+    if value is None:
+        return None
+    text = str(value)
+    if figure and _PLAIN_FIGURE.fullmatch(text):
+        return f"{int(text):,}" if "." not in text else format_number(float(text))
+    return iso_times(text)
 
 
 def _first(frame: pl.DataFrame | None, column: str) -> Any:
@@ -352,6 +375,7 @@ def findings_by_check(
     )
     out = []
     for check_id, n, rank in groups.iter_rows():
+        unit = difference_unit(str(check_id))
         rows = (
             ranked.filter(pl.col("check_id") == check_id)
             .sort(["_rank", "_size", "entity_id"], descending=[False, True, False], nulls_last=True)
@@ -360,11 +384,10 @@ def findings_by_check(
         entities = [
             {
                 **{k: r[k] for k in ("severity", "entity_type", "entity_id", "proves")},
-                # times in the text as the report writes times (ISO 8601, UTC)
-                **{
-                    k: None if r[k] is None else iso_times(str(r[k]))
-                    for k in ("expected", "actual", "message")
-                },
+                # times in the text as the report writes times (ISO 8601, UTC); a plain figure
+                # of a check with a unit written like the difference beside it (`1,233,592`)
+                "message": None if r["message"] is None else iso_times(str(r["message"])),
+                **{k: figure_text(r[k], figure=unit is not None) for k in ("expected", "actual")},
                 "difference": _difference(r),
                 "url": txid_url(r["entity_type"], r["entity_id"]),
             }
@@ -377,6 +400,8 @@ def findings_by_check(
             {
                 "check_id": check_id,
                 "description": descriptions.get(check_id, ""),
+                # the unit of the Difference column (sats, s, tasks), or None
+                "unit": unit,
                 # what the check's findings prove, most first: one value for most checks;
                 # several (exact for one task's txid, aggregate only for a shared one) are
                 # also shown per finding

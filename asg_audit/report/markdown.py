@@ -12,7 +12,7 @@ import re
 from typing import Any, Final
 
 from asg_audit.model import printable
-from asg_audit.report.content import format_change, format_value
+from asg_audit.report.content import difference_header, format_change, format_value
 from asg_audit.report.empty import NO_DATA
 
 __all__ = ["md_escape", "md_table", "render_markdown"]
@@ -181,9 +181,10 @@ def render_markdown(ctx: dict[str, Any]) -> str:
     if not ctx["groups"]:
         out.append("\nNo findings.\n")
     for g in ctx["groups"]:
+        n = g["findings"]
         out.append(
             f"\n### {md_escape(g['check_id'])} ({md_escape(g['severity'])}, "
-            f"{g['findings']:,} findings)\n\n"
+            f"{n:,} finding{'s' if n != 1 else ''})\n\n"
         )
         if g["description"]:
             out.append(md_escape(g["description"]) + "\n\n")
@@ -202,7 +203,7 @@ def render_markdown(ctx: dict[str, Any]) -> str:
             ]
             for e in g["worst"]
         ]
-        headers = ["Severity", "Entity", "Expected", "Actual", "Difference"]
+        headers = ["Severity", "Entity", "Expected", "Actual", difference_header(g["unit"])]
         out.append(md_table([*headers, *(["Proves"] if mixed else []), "Message"], rows))
         links = [e for e in g["worst"] if e["url"]]
         if links:

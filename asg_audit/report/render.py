@@ -125,7 +125,11 @@ _ENV: Final = jinja2.Environment(
 )
 
 
-_ENV.globals.update(fmt=content.format_value, change=content.format_change)
+_ENV.globals.update(
+    fmt=content.format_value,
+    change=content.format_change,
+    difference_header=content.difference_header,
+)
 
 
 @dataclass(frozen=True, slots=True)
