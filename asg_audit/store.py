@@ -149,7 +149,8 @@ class Store:
     """
 
     def __init__(self, con: duckdb.DuckDBPyConnection, path: Path, *, read_only: bool) -> None:
-        self.con = con
+        self._con = con
+        self._closed = False
         self.path = path
         self.read_only = read_only
         self._lock = _write_lock(path)
@@ -157,11 +158,30 @@ class Store:
         self._staged_seq = 0  # the order of the last staged record
         self._staging_ready = False
 
+    @property
+    def con(self) -> duckdb.DuckDBPyConnection:
+        """The DuckDB connection; a StoreError once the store is closed (every read and write
+        goes through it, so none of them fails with DuckDB's 'Connection already closed')."""
+        self._require_open()
+        return self._con
+
+    @property
+    def closed(self) -> bool:
+        """Whether the store was closed (its `with` block ended)."""
+        return self._closed
+
+    def __repr__(self) -> str:
+        mode = "read-only" if self.read_only else "writer"
+        state = "closed" if self._closed else "open"
+        return f"<Store {str(self.path)!r} {mode}, {state}>"
+
     # -- lifecycle -----------------------------------------------------------------------------
 
     def close(self) -> None:
-        """Close the connection (checkpointing the WAL of a writer)."""
-        _disconnect(self.con, self.path)
+        """Close the connection (checkpointing the WAL of a writer); closing again does
+        nothing."""
+        self._closed = True
+        _disconnect(self._con, self.path)
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
@@ -205,7 +225,15 @@ class Store:
         with contextlib.suppress(duckdb.Error):
             self.con.execute("ROLLBACK")
 
+    def _require_open(self) -> None:
+        if self._closed:
+            raise StoreError(
+                f"{self.path}: the store is closed (its `with open_store(...)` block ended, or"
+                " close() was called): open it again with asg_audit.open_store to use it"
+            )
+
     def _require_writer(self) -> None:
+        self._require_open()  # a closed store says so first, read-only or not
         if self.read_only:
             raise StoreError(f"{self.path}: opened read-only; this operation writes")
 
