@@ -96,7 +96,7 @@ def test_markdown_chain_section_shows_the_fee_coverage(with_chain: Rendered) -> 
     assert _line_parts(lines[0]) == (md_escape(head), {md_escape(p) for p in parts})
     assert f"| {md_escape(FEE_PARENT_UNKNOWN)} | {unknown:,} |" in chain
     # next to chain coverage
-    assert chain.index("**chain\\_coverage**") < chain.index("**fee\\_coverage**")
+    assert chain.index("**Chain coverage: ") < chain.index("**Fee coverage: ")
 
 
 @pytest.mark.browser
@@ -113,11 +113,11 @@ def test_html_chain_section_shows_the_fee_coverage_in_chromium(
     para = re.search(r'<p id="fee-coverage">(.*?)</p>', chain, re.S)
     assert para is not None
     assert _line_parts(unescape(para.group(1))) == _expected_parts(with_chain.fees)
-    table = re.search(r"<caption>fee_coverage</caption>(.*?)</table>", chain, re.S)
+    table = re.search(r"<caption>Fee coverage: [^<]*</caption>(.*?)</table>", chain, re.S)
     assert table is not None
     cells = [unescape(c) for c in re.findall(r"<td[^>]*>(.*?)</td>", table.group(1))]
     assert cells[cells.index(FEE_PARENT_UNKNOWN) + 1] == f"{unknown:,}"
-    assert chain.index("<caption>chain_coverage</caption>") < chain.index('<p id="fee-coverage">')
+    assert chain.index("<caption>Chain coverage: ") < chain.index('<p id="fee-coverage">')
 
 
 def test_no_fee_coverage_without_chain_transactions(without_chain: Rendered) -> None:

@@ -14,6 +14,7 @@ from typing import Any, Final
 from asg_audit.model import printable
 from asg_audit.report.content import difference_header, format_change, format_value
 from asg_audit.report.empty import NO_DATA
+from asg_audit.report.feature_tables import HTTP_BY_RUN
 
 __all__ = ["md_escape", "md_table", "render_markdown"]
 
@@ -167,15 +168,15 @@ def render_markdown(ctx: dict[str, Any]) -> str:
         if name == "fee_coverage" and ctx["fee_line"]:
             # how many fees chain.fee_rate could check: no fee finding is not "fees fine"
             out.append(f"\n{md_escape(ctx['fee_line'])}\n")
-        out.append(_table(t, name))
+        out.append(_table(t, t.caption))
     out += ["\n## Billing\n", _not_run(ctx["billing_note"])]
-    out += [_table(t, name) for name, t in ctx["billing_tables"]]
+    out += [_table(t, t.caption) for _, t in ctx["billing_tables"]]
     out += [
         "\n## Collection health\n",
         _figure(charts["collection"]),
         _table(tables["collection"], "Polls per task and detection delay"),
         _table(tables["source_coverage"], "How tasks were seen"),
-        _table(tables["http_by_run"], "HTTP answers per run"),
+        _table(tables["http_by_run"], HTTP_BY_RUN),
         "\n## Findings\n",
     ]
     if not ctx["groups"]:

@@ -34,6 +34,7 @@ from asg_audit.report import content
 from asg_audit.report.charts import Chart, draw_charts
 from asg_audit.report.compare import compare_summaries, finding_keys, load_summary, resolve_compare
 from asg_audit.report.empty import NO_DATA, empty_reasons, no_data, not_run_note
+from asg_audit.report.feature_tables import HTTP_BY_RUN, layout
 from asg_audit.report.folder import (
     _point_latest,
     _publish,
@@ -129,6 +130,7 @@ _ENV.globals.update(
     fmt=content.format_value,
     change=content.format_change,
     difference_header=content.difference_header,
+    HTTP_BY_RUN=HTTP_BY_RUN,
 )
 
 
@@ -141,6 +143,7 @@ class Table:
     classes: list[str]
     more: int = 0
     empty: str = NO_DATA  # what the table says without rows: `No data: <why>.`
+    caption: str = ""  # a chain or billing table's own caption
 
 
 def _cell(value: Any, kind: str) -> str:
@@ -319,7 +322,8 @@ def _tables(f: dict[str, pl.DataFrame]) -> dict[str, Table]:
                 ("run_id", "run", "text"),
                 ("command", "command", "text"),
                 ("status", "status", "text"),
-                ("answers", "answers", "count"),
+                # an ingest run's stored records are file records, not HTTP answers
+                ("answers", "records", "count"),
                 ("http_404", "404", "count"),
                 ("http_429", "429", "count"),
                 ("http_5xx", "5xx", "count"),
@@ -328,10 +332,16 @@ def _tables(f: dict[str, pl.DataFrame]) -> dict[str, Table]:
     }
 
 
+def _feature_table(name: str, frame: pl.DataFrame) -> Table:
+    """Return a chain or billing frame as a table with a human caption and headers."""
+    caption, columns = layout(name, [(c, _kind_of(c, d)) for c, d in frame.schema.items()])
+    return dataclasses.replace(frame_table(frame, columns), caption=caption)
+
+
 def _optional_tables(f: dict[str, pl.DataFrame], prefix: str) -> list[tuple[str, Table]]:
     """Return the non-empty frames of a feature that may be absent (chain, billing)."""
     return [
-        (name, frame_table(frame))
+        (name, _feature_table(name, frame))
         for name, frame in f.items()
         if name.startswith(prefix) and frame.height > 0
     ]
@@ -350,7 +360,7 @@ def _chain_tables(
     frame = f.get(FEE_TABLE)
     if fees is None or frame is None or frame.height == 0:
         return tables
-    fee_table = frame_table(frame, [("proves", "proves", "text"), ("txids", "txids", "count")])
+    fee_table = _feature_table(FEE_TABLE, frame)
     names = [name for name, _ in tables]
     at = names.index("chain_coverage") + 1 if "chain_coverage" in names else len(tables)
     return [*tables[:at], (FEE_TABLE, fee_table), *tables[at:]]
