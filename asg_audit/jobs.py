@@ -145,11 +145,35 @@ def audit_lock(db_path: Path, *, wait_seconds: float = 0.0) -> Iterator[Path]:
                         f"{db_path}: another audit run is in progress (lock {lock_path}); " + advice
                     ) from None
                 time.sleep(0.2)
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
+        _write_lock_pid(db_path, lock_path, fd)
         yield lock_path
     finally:
         os.close(fd)  # closing releases the flock
+
+
+def _write_lock_pid(db_path: Path, lock_path: Path, fd: int) -> None:
+    """Write this process's id into the held lock file, in place of what it held.
+
+    The id is for a human looking at the file: nothing reads it back, the flock alone keeps
+    runs apart, so a lock file left empty or garbled (a write that failed half-way) neither
+    blocks nor breaks a later run, which writes its own id over it. A write the file system
+    refuses (a full disk, a quota, an I/O error, a file size limit) is a StoreError (exit 3,
+    as the store itself would give on that disk), before anything runs; the file is left
+    empty rather than half-written where it can be.
+    """
+    pid = f"{os.getpid()}\n".encode()
+    try:
+        os.ftruncate(fd, 0)
+        if os.write(fd, pid) != len(pid):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            os.ftruncate(fd, 0)  # frees what a short write took; never makes it worse
+        raise StoreError(
+            f"{db_path}: cannot write the audit lock {lock_path}"
+            f" ({exc.strerror or type(exc).__name__}): nothing was run; free some space"
+            " (or fix the file system) and run again"
+        ) from None
 
 
 def _open_lock_file(db_path: Path, lock_path: Path) -> int:
