@@ -8,6 +8,10 @@ in `submissions`; every row that cannot be used is reported with its file, line 
 first MAX_LISTED_ERRORS in the summary) and
 kept in `rejects` with its raw bytes.
 
+A row missing a required value (only `data_url` may be left out; an empty CSV options cell means
+no options) is a `bad_submission` reject naming the field: it never changes a stored task. A file
+most of whose rows are such rejects is named as probably not submissions (`TrackSummary.hint`).
+
 Every row is counted once: new, updated (a stored value changed), unchanged, duplicate (the same
 task with the same values earlier in the file) or rejected. A task id repeated in one file with
 other values is a `duplicate_task_id` reject naming the line that is kept (the first). An NDJSON
@@ -92,6 +96,11 @@ class TrackSummary:
     # `file:line: field: reason` of the first MAX_LISTED_ERRORS rejected rows (all are in
     # `rejects`)
     errors: list[str] = field(default_factory=list)
+    # rows rejected for a missing required field (all counted in `rejected` too)
+    missing_fields: int = 0
+    # Said when most rows lack required fields: the file is likely not a submissions export
+    # (a webhook log or results export passed by mistake), else None.
+    hint: str | None = None
 
 
 class _RowError(ValueError):
@@ -109,12 +118,16 @@ class _RowError(ValueError):
         self.reason = reason
 
 
+class _MissingError(_RowError):
+    """A row without one of the required values (a `bad_submission` reject)."""
+
+
 def _parse_created_at(value: Any, *, csv_cell: bool) -> datetime | None:
     """Return the instant of a `created_at` value by the normaliser's rules, or None if empty.
 
     A CSV cell has no types: digits are integer epoch seconds, and blanks around it are dropped.
     """
-    if value is None or value == "":
+    if _blank(value):
         return None
     if csv_cell and isinstance(value, str):
         value = value.strip()
@@ -157,35 +170,102 @@ def _optional_text(name: str, value: Any) -> str | None:
     return value
 
 
+def _blank(value: Any) -> bool:
+    """Whether a value is not given: absent, null, or a string of nothing but blanks."""
+    return value is None or (isinstance(value, str) and not value.strip())
+
+
+# How a missing required field is named in an NDJSON row (which also takes these aliases).
+_NDJSON_NAMES: Final = {
+    "task_type": "task_type (or type)",
+    "options": "options (or label_spec.options)",
+}
+
+
+def _missing(rec: dict[str, Any], options: Any, *, csv_row: bool) -> _MissingError | None:
+    """The reject of a row without one of the required values (None when it has them all).
+
+    Only `data_url` may be left out. An empty CSV options cell means no options (so does an
+    empty NDJSON list or string); an options key absent or null is missing. Without this a row
+    with only a task id was stored with nulls over the task's stored values.
+    """
+    values = {
+        "task_type": _first_given(rec, "task_type", "type"),
+        "consensus_threshold": rec.get("consensus_threshold"),
+        "options": options,
+        "created_at": rec.get("created_at"),
+    }
+    missing = [
+        name
+        for name, value in values.items()
+        if (value is None if name == "options" else _blank(value))
+    ]
+    if not missing:
+        return None
+    others = _and(missing[1:])
+    if csv_row:
+        empty = "cells are" if len(missing) > 2 else "cell is"
+        what = f"an empty cell; the {others} {empty} empty too" if others else "an empty cell"
+        needs = _and(list(CSV_REQUIRED[1:]))
+    else:
+        are = "are" if len(missing) > 2 else "is"
+        what = f"{others} {are} missing too" if others else ""
+        needs = _and([_NDJSON_NAMES.get(name, name) for name in CSV_REQUIRED[1:]])
+    return _MissingError(
+        missing[0],
+        f"missing{f' ({what})' if what else ''}: a submission needs {needs};"
+        " only data_url may be left out",
+    )
+
+
+def _and(names: list[str]) -> str:
+    """`a`, `a and b`, `a, b and c`."""
+    return " and ".join([", ".join(names[:-1]), names[-1]] if len(names) > 1 else names)
+
+
+def _first_given(rec: dict[str, Any], *names: str) -> Any:
+    """The value of the first of `names` the record gives (not null), else None."""
+    for name in names:
+        if rec.get(name) is not None:
+            return rec[name]
+    return None
+
+
 def _submission_row(rec: dict[str, Any], *, csv_row: bool) -> dict[str, Any]:
     task_id = rec.get("task_id")
     if not isinstance(task_id, str) or not task_id:
         raise _RowError("task_id", "missing or not a string")
     if not is_safe_task_id(task_id):
         raise _RowError("task_id", "unsafe task id (letters, digits and _ . : - only)")
-    threshold = rec.get("consensus_threshold")
-    if threshold in (None, ""):
-        threshold_v = None
-    else:
-        try:
-            threshold_v = int(str(threshold))
-        except ValueError:
-            raise _RowError("consensus_threshold", f"not an integer: {threshold!r}") from None
-        if not 2 <= threshold_v <= 10:
-            raise _RowError("consensus_threshold", f"{threshold_v} is outside 2..10")
     options: Any = rec.get("options")
     spec = rec.get("label_spec")
     if options is None and isinstance(spec, dict):
         options = spec.get("options")
-    created_at = _parse_created_at(rec.get("created_at"), csv_cell=csv_row)
-    return {
+    # The values given are checked first (a wrong one is named even when another is missing).
+    threshold = rec.get("consensus_threshold")
+    threshold_v = None if _blank(threshold) else _parse_threshold(threshold)
+    row = {
         "task_id": task_id,
-        "task_type": _optional_text("task_type", rec.get("task_type", rec.get("type"))),
+        "task_type": _optional_text("task_type", _first_given(rec, "task_type", "type")),
         "consensus_threshold": threshold_v,
         "options": _parse_options(options),
-        "created_at": created_at,
+        "created_at": _parse_created_at(rec.get("created_at"), csv_cell=csv_row),
         "data_url": _optional_text("data_url", rec.get("data_url")),
     }
+    missing = _missing(rec, options, csv_row=csv_row)
+    if missing is not None:
+        raise missing
+    return row
+
+
+def _parse_threshold(value: Any) -> int:
+    try:
+        threshold = int(str(value))
+    except ValueError:
+        raise _RowError("consensus_threshold", f"not an integer: {value!r}") from None
+    if not 2 <= threshold <= 10:
+        raise _RowError("consensus_threshold", f"{threshold} is outside 2..10")
+    return threshold
 
 
 class _WideTextError(Exception):
@@ -480,6 +560,7 @@ def _stage_rows(
         con.execute(f"CREATE OR REPLACE TEMP TABLE {table} ({columns})")
     good: list[tuple[Any, ...]] = []
     bad: list[tuple[Any, ...]] = []
+    result_like = 0  # rows rejected for a missing field that hold a result's keys
     for line_no, rec, raw in records:
         summary.rows += 1
         try:
@@ -488,6 +569,9 @@ def _stage_rows(
             row = _submission_row(rec, csv_row=csv_rows)
         except _RowError as exc:
             bad.append((line_no, exc.reason, exc.field, str(exc), raw))
+            if isinstance(exc, _MissingError):
+                summary.missing_fields += 1
+                result_like += isinstance(rec, dict) and not _RESULT_KEYS.isdisjoint(rec)
         except (ValueError, TypeError) as exc:  # a value no check above foresaw
             bad.append((line_no, RejectReason.BAD_SUBMISSION, None, str(exc), raw))
         else:
@@ -498,6 +582,51 @@ def _stage_rows(
             bad = _append(con, _BAD, _BAD_SCHEMA, bad)
     _append(con, _STAGE, _STAGE_SCHEMA, good)
     _append(con, _BAD, _BAD_SCHEMA, bad)
+    summary.hint = _hint(summary.rows, summary.missing_fields, result_like)
+
+
+# Keys of a result or a `task.settled` delivery that a submission does not have.
+_RESULT_KEYS: Final = frozenset(
+    {
+        "event",
+        "status",
+        "consensus_label",
+        "label",
+        "confidence",
+        "settlement",
+        "settled_at",
+        "bsv_txid",
+        "txid",
+        "agreement_count",
+        "worker_count",
+        "total_cost_sats",
+        "cost_sats",
+    }
+)
+
+
+def _hint(rows: int, missing: int, result_like: int) -> str | None:
+    """What to say of a file most of whose rows lack required fields (None otherwise)."""
+    if not missing or missing * 2 <= rows:
+        return None
+    most = (
+        "its row lacks"
+        if rows == 1
+        else "every row lacks"
+        if missing == rows
+        else f"{missing:,} of {rows:,} rows lack"
+    )
+    kept = "these rows are rejects and change nothing stored"
+    if result_like * 2 > missing:
+        return (
+            f"{most} required submission fields; they look like results or webhook deliveries"
+            f" (event, status, consensus_label, ...), not submissions ({kept}): results are"
+            " stored by `asg-audit ingest`"
+        )
+    return (
+        f"{most} required submission fields ({kept}): is this a submissions export? track"
+        f" needs {', '.join(CSV_REQUIRED)}[, {', '.join(CSV_OPTIONAL)}]"
+    )
 
 
 def _append(
@@ -689,3 +818,8 @@ def print_track_summary(summary: TrackSummary, *, file: IO[str] | None = None) -
         print(f"  {printable(err, one_line=True)}", file=sys.stderr)
     if summary.rejected > 20:
         print(f"  ... and {summary.rejected - 20:,} more (see the rejects table)", file=sys.stderr)
+    if summary.hint is not None:
+        print(
+            f"asg-audit: warning: {printable(summary.path, one_line=True)}: {summary.hint}",
+            file=sys.stderr,
+        )
