@@ -65,7 +65,11 @@ def test_cost_unknown_counts_zero_costs_apart_from_no_cost_reported(tmp_path: Pa
 
     report = render(audit, tmp_path / "reports", formats="md")
     section = (
-        report.paths["md"].read_text().split("**Spend per month**", 1)[1].strip().split("\n\n")[0]
+        report.paths["md"]
+        .read_text()
+        .split("**Spend per month \\(UTC months\\)**", 1)[1]
+        .strip()
+        .split("\n\n")[0]
     )
     header, _, *rows = section.splitlines()
     assert "cost 0 \\(unknown\\)" in header and "no cost reported" in header
