@@ -75,7 +75,13 @@ from asg_audit.pollclock import ClockProbe, not_created
 from asg_audit.polllearn import LatencyLearner
 from asg_audit.pollnotfound import judge_404, kept_back
 from asg_audit.polloutage import Outage, Throttle, end_failure
-from asg_audit.pollprogress import last_poll_in, new_stats, snapshot, summary_stats
+from asg_audit.pollprogress import (
+    PendingWait,
+    new_stats,
+    pending_wait,
+    snapshot,
+    summary_stats,
+)
 from asg_audit.polltask import (
     FINAL_STATES,
     RESTING_STATES,
@@ -958,16 +964,16 @@ class CollectorRun:
 
     def snapshot(self) -> CollectProgress:
         """Return the progress counts, in the summary's categories."""
-        next_poll_in = self._last_poll_in() if self.pending else None
-        return snapshot(self.summary, self.stats, self.pending, next_poll_in)
+        wait = self._pending_wait() if self.pending else None
+        return snapshot(self.summary, self.stats, self.pending, wait)
 
-    def _last_poll_in(self) -> float | None:
-        """Return the wall seconds until the last pending task's next poll, or None."""
+    def _pending_wait(self) -> PendingWait:
+        """Return what the pending tasks wait for (their polls, a 404 grace, a closed gate)."""
         now = self.clock.now()
         bucket: TokenBucket | None = getattr(self, "bucket", None)
         gate = -math.inf if bucket is None else bucket.paused_until
         grace = self.s.not_found_grace_s
-        return last_poll_in(now, self._clock0, self._wall0, gate, self.heap, self.tasks, grace)
+        return pending_wait(now, self._clock0, self._wall0, gate, self.heap, self.tasks, grace)
 
     async def _progress_loop(self) -> None:
         if self.progress is None:

@@ -24,7 +24,7 @@ from asg_audit import gateway as gw
 from asg_audit.errors import ConfigError
 from asg_audit.model import Source
 from asg_audit.normalize import NormalisedBatch, RawRecord, normalise_records
-from asg_audit.progress import ProgressReporter, ProgressSnapshot, format_eta
+from asg_audit.progress import ProgressReporter, ProgressSnapshot, log
 from asg_audit.store import Store, open_store
 
 __all__ = [
@@ -186,40 +186,39 @@ class CollectProgress(ProgressSnapshot):
 
 
 class CollectProgressReporter(ProgressReporter):
-    """The collector's progress line: the summary's categories, errors, a rate and an ETA."""
+    """The collector's progress line: the summary's categories, errors, a rate and an ETA
+    (`pollprogress.collect_line`); without a terminal, a line whose counts did not change is
+    logged only at a slow heartbeat (`pollprogress.LogGate`)."""
+
+    _gate: Any = None
 
     def line(self, snap: ProgressSnapshot) -> str:
-        """Return the line; the ETA is at least the wait for the last pending task's poll.
-
-        Without a throughput (nothing finished in the window) the ETA is that wait only for a
-        slow tail: `?` before anything finished, while 429s hold the run back, or when no poll
-        is waited for (the wait is a floor, not an estimate).
-        """
+        """Return the line; the ETA is at least the wait for the last pending task's poll, and
+        `?` (with what the pending tasks wait for) when no clock says when they end."""
         if not isinstance(snap, CollectProgress):
             return super().line(snap)
+        from asg_audit.pollprogress import collect_line  # it imports this module
+
         now = time.monotonic()
         done = snap.settled + snap.failed + snap.not_found + snap.expired
         self._history.append((now, done))
         self._throttles.append(snap.throttled)
         t0, d0 = self._history[0]
         rate = (done - d0) / (now - t0) if now - t0 > 0.5 else 0.0
-        eta = snap.pending / rate if rate > 0 else None
-        floor = snap.next_poll_in_s if snap.pending else None
-        if eta is not None and floor is not None:
-            # a throughput ETA says 0 s for a slow tail that waits for its next polls
-            eta = max(eta, floor)
-        elif eta is None and floor is not None and floor > 0:
-            throttled = snap.throttled > self._throttles[0]
-            eta = floor if done > 0 and not throttled else None
-        if not snap.pending:
-            eta = 0.0
-        return (
-            f"settled {snap.settled:,} | failed {snap.failed:,} | pending {snap.pending:,}"
-            f" | not found {snap.not_found:,} | expired {snap.expired:,}"
-            f" | throttled {snap.throttled:,} | 5xx {snap.server_errors:,}"
-            f" | transport errors {snap.transport_errors:,}"
-            f" | {rate:,.1f} tasks/s | ETA {format_eta(eta)}"
-        )
+        return collect_line(snap, rate, snap.throttled > self._throttles[0])
+
+    def update(self, snap: ProgressSnapshot) -> None:
+        """Show a snapshot: on a terminal at once, else as a log line when `LogGate` says."""
+        if self._live is not None or not isinstance(snap, CollectProgress):
+            super().update(snap)
+            return
+        from asg_audit.pollprogress import LogGate
+
+        text = self.line(snap)
+        if self._gate is None:
+            self._gate = LogGate(self.log_every_s)
+        if self._gate.due(snap, time.monotonic()):
+            log.info("collect: %s", text)
 
 
 # a final answer the normaliser rejected: its task is polled again this much later
