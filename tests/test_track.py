@@ -46,6 +46,18 @@ def rejects(db: Path) -> list[tuple[Any, ...]]:
     )
 
 
+def _full(start: bytes) -> bytes:
+    """An NDJSON line starting `start` (an object not yet closed), with every required field it
+    does not give (a row missing one is a reject): type, threshold, options and created_at."""
+    rest = {
+        b'"type"': b'"type":"image"',
+        b'"consensus_threshold"': b'"consensus_threshold":3',
+        b'"options"': b'"label_spec":{"options":["cat","dog"]}',
+        b'"created_at"': b'"created_at":"2026-04-08T21:00:00Z"',
+    }
+    return b",".join([start, *(v for k, v in rest.items() if k not in start)]) + b"}\n"
+
+
 def accounted(summary: TrackSummary) -> int:
     return summary.new + summary.updated + summary.unchanged + summary.duplicates + summary.rejected
 
@@ -68,20 +80,22 @@ def test_track_csv_with_a_bom_is_read(db: Path, tmp_path: Path) -> None:
 
 def test_track_ndjson_with_a_bom_is_read(db: Path, tmp_path: Path) -> None:
     path = tmp_path / "subs.ndjson"
-    path.write_bytes(BOM + b'{"task_id":"u3","type":"image","consensus_threshold":3}\n')
+    path.write_bytes(BOM + _full(b'{"task_id":"u3","type":"image","consensus_threshold":3'))
     summary = track_file(db, path)
     assert (summary.rows, summary.new, summary.errors) == (1, 1, [])
 
 
 def test_track_gzip_ndjson_with_a_bom_is_read(db: Path, tmp_path: Path) -> None:
     path = tmp_path / "subs.ndjson.gz"
-    path.write_bytes(gzip.compress(BOM + b'{"task_id":"u3","consensus_threshold":3}\n'))
+    path.write_bytes(
+        gzip.compress(BOM + _full(b'{"task_id":"u3","type":"image","consensus_threshold":3'))
+    )
     assert track_file(db, path).new == 1
 
 
 def test_track_bom_after_the_start_of_the_file_is_a_reject(db: Path, tmp_path: Path) -> None:
     path = tmp_path / "subs.ndjson"
-    path.write_bytes(b'{"task_id":"a1"}\n' + BOM + b'{"task_id":"a2"}\n')
+    path.write_bytes(_full(b'{"task_id":"a1"') + BOM + _full(b'{"task_id":"a2"'))
     summary = track_file(db, path)
     assert summary.new == 1 and len(summary.errors) == 1
     assert summary.errors[0].startswith(f"{path}:2: ")
@@ -331,7 +345,7 @@ def test_track_invalid_utf8_row_is_a_reject_and_good_rows_are_stored(
 
 def test_track_invalid_utf8_ndjson_line_is_a_reject(db: Path, tmp_path: Path) -> None:
     path = tmp_path / "subs.ndjson"
-    path.write_bytes(b'{"task_id":"n1","type":"im\xc3"}\n{"task_id":"n2"}\n')
+    path.write_bytes(b'{"task_id":"n1","type":"im\xc3"}\n' + _full(b'{"task_id":"n2"'))
     summary = track_file(db, path)
     assert summary.new == 1
     assert [r[:2] for r in rejects(db)] == [(1, "invalid_utf8")]
@@ -464,6 +478,7 @@ def test_track_ndjson_created_at_forms_are_stored_as_utc(
 ) -> None:
     path = tmp_path / "subs.ndjson"
     rec = {"task_id": "n1", "task_type": "image", "consensus_threshold": 3, "created_at": value}
+    rec["options"] = ["cat", "dog"]
     path.write_text(json.dumps(rec) + "\n")
     assert track_file(db, path).errors == []
     assert submissions(db)["n1"]["created_at"] == expected

@@ -74,7 +74,10 @@ def test_python_memory_does_not_grow_with_the_file(tmp_path: Path, tasks: int | 
 def test_a_file_cut_short_stores_nothing_and_its_run_says_why(tmp_path: Path) -> None:
     db = tmp_path / "s.duckdb"
     good = tmp_path / "first.ndjson"
-    good.write_text('{"task_id": "kept", "consensus_threshold": 3}\n')
+    good.write_text(
+        '{"task_id": "kept", "type": "image", "consensus_threshold": 3,'
+        ' "options": ["cat", "dog"], "created_at": "2026-10-01T12:00:00Z"}\n'
+    )
     track_file(db, good)
     body = gzip.compress(_export(tmp_path / "big.ndjson", 120_000).read_bytes())
     cut = tmp_path / "cut.ndjson.gz"
@@ -132,8 +135,10 @@ def test_conflict_messages_show_values_as_written_before_and_rejects_keep_line_o
          "created_at": "2026-10-01T12:00:00.123456Z", "data_url": "u"},
         {"task_id": "x1", "type": "a", "consensus_threshold": 4, "options": ["q", "p"],
          "created_at": "2026-10-01T14:00:00.5+02:00"},
-        {"task_id": "x2", "type": "it's %s", "created_at": 1790000000},
-        {"task_id": "x2", "created_at": "2026-09-21T14:13:20Z"},
+        {"task_id": "x2", "type": "it's %s", "consensus_threshold": 3, "options": [],
+         "created_at": 1790000000},
+        {"task_id": "x2", "type": "b", "consensus_threshold": 3, "options": [],
+         "created_at": "2026-09-21T14:13:20Z"},
         {"task_id": "bad id"},
     ]  # fmt: skip
     export.write_text("".join(json.dumps(row) + "\n" for row in rows))
@@ -146,7 +151,7 @@ def test_conflict_messages_show_values_as_written_before_and_rejects_keep_line_o
         " there, 2026-10-01T12:00:00.500000+00:00 here; data_url: u there, none here);"
         " line 1 is kept",
         f"{export}:4: task_id: x2 is also on line 3 with other values (task_type: it's %s there,"
-        " none here); line 3 is kept",
+        " b here); line 3 is kept",
         f"{export}:5: {unsafe}",
     ]
     con = duckdb.connect(str(db), read_only=True)
