@@ -10,10 +10,12 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING
 
+from asg_audit.errors import EXIT_INCOMPLETE, EXIT_USAGE
+
 if TYPE_CHECKING:
     from asg_audit.jobs import AuditOutcome
 
-__all__ = ["outcome_json"]
+__all__ = ["outcome_error", "outcome_json"]
 
 
 def outcome_json(
@@ -38,3 +40,37 @@ def outcome_json(
         },
         default=str,
     )
+
+
+def outcome_error(outcome: AuditOutcome) -> str | None:
+    """Return the error line (without `asg-audit: error: `) of a run that ended with exit 2 or 3,
+    naming the outcome and the first step that failed; None for exit 0 or 1.
+
+    `audit incomplete (exit 3): collect failed: the Gateway at ... is unreachable (...); also
+    failed: billing; the report is written: DIR`, or `audit failed (exit 2): unreadable input:
+    ...` (the words of `asg-audit runs`: 3 is `incomplete`, 2 `failed`). A scheduler that keeps
+    or mails stderr gets the reason with the code. A run whose only fault is output it could
+    not write gets None: the command line says that itself (`cannot write to standard output`),
+    and lost stderr takes no line anyway.
+    """
+    failed = [f"{name} {note}" for name, note in outcome.steps.items() if note.startswith("failed")]
+    if outcome.exit_code == EXIT_INCOMPLETE and failed:
+        line = f"audit incomplete (exit 3): {failed[0]}"
+        if len(failed) > 1:
+            line += "; also failed: " + ", ".join(f.split(" ", 1)[0] for f in failed[1:])
+    elif outcome.exit_code == EXIT_USAGE and (outcome.input_errors or outcome.store_refused):
+        causes = []
+        if outcome.input_errors:
+            more = len(outcome.input_errors) - 1
+            causes.append(
+                f"unreadable input: {outcome.input_errors[0]}"
+                + (f" (and {more} more: see the ingest step)" if more else "")
+            )
+        if outcome.store_refused:
+            causes.append(f"the store refused the run's writes ({outcome.store_refused})")
+        line = "audit failed (exit 2): " + "; ".join(causes)
+    else:
+        return None
+    if outcome.report_dir is not None:
+        line += f"; the report is written: {outcome.report_dir}"
+    return line

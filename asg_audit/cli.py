@@ -15,7 +15,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn, TextIO, TypeVar, cast
 
-from asg_audit.audit_outcome import outcome_json
+from asg_audit.audit_outcome import outcome_error, outcome_json
 from asg_audit.config import AuditConfig, load_config
 from asg_audit.errors import (
     EXIT_BROKEN_PIPE,
@@ -318,6 +318,8 @@ def _cmd_audit(args: argparse.Namespace, config: AuditConfig) -> int:
         progress=is_terminal(sys.stderr),
         log=sys.stderr if args.json else sys.stdout,
         on_start=started,
+        # with --json the log is stderr already; else the warnings are on stderr too
+        warn_on_stderr=not args.json,
     )
     if args.json:
         print(outcome_json(outcome))
@@ -334,6 +336,12 @@ def _cmd_audit(args: argparse.Namespace, config: AuditConfig) -> int:
             main = next((paths[f] for f in ("html", "md", "json") if f in paths), None)
             shown = main if main is not None else outcome.report_dir
             print(f"report: {_shown_path(shown)}")
+    # exit 2 or 3 of a run that ended says why on stderr, last, in both modes: a scheduler that
+    # keeps or mails stderr gets the reason with the code (with --json, `error` stays null: the
+    # run ended; the JSON's steps say the same)
+    if (error := outcome_error(outcome)) is not None:
+        sys.stdout.flush()
+        print(f"asg-audit: error: {printable(error, one_line=True)}", file=sys.stderr)
     return outcome.exit_code
 
 

@@ -407,12 +407,17 @@ def run_audit(
     progress: bool = False,
     log: IO[str] | None = None,
     on_start: Callable[[AuditOutcome], None] | None = None,
+    warn_on_stderr: bool = False,
 ) -> AuditOutcome:
     """Run one audit end to end and return its outcome (with the exit code to use).
 
     `on_start` is called with the outcome once the run is recorded in `runs`: the outcome fills
     in as the steps run, so a caller still knows the run id and the steps done if the run is
     stopped by an exception.
+
+    The run's warnings (unreadable input, no API key) are written to `log` with the step lines
+    and, with `warn_on_stderr`, to sys.stderr too as `asg-audit: warning: ...` lines (the
+    command line asks for it when its log is stdout: a scheduler keeping only stderr sees them).
 
     `log` (default sys.stdout) and sys.stderr are written through a `GuardedStream` for the
     run, as on the command line: output that cannot be written (a full disk, a closed stream,
@@ -462,6 +467,7 @@ def run_audit(
                     clock=clock,
                     progress=progress,
                     log=guarded_log,
+                    warnings=sys.stderr if warn_on_stderr else None,
                 )
             except BaseException as exc:
                 stopped = _record_stop(exc, config, outcome, wait_seconds=wait_seconds)
@@ -582,15 +588,24 @@ def _check_api_key(config: AuditConfig, settings: dict[str, Any]) -> None:
         )
 
 
-def _warn_no_api_key(config: AuditConfig, log: IO[str]) -> None:
+def _warn(text: str, log: IO[str], warnings: IO[str] | None) -> None:
+    """Print a warning of the run: `warning: TEXT` in the log, `asg-audit: warning: TEXT` on
+    `warnings` too when given (one line each, control characters escaped)."""
+    print(printable(f"warning: {text}", one_line=True), file=log)
+    if warnings is not None and warnings is not log:
+        print(printable(f"asg-audit: warning: {text}", one_line=True), file=warnings)
+
+
+def _warn_no_api_key(config: AuditConfig, log: IO[str], warnings: IO[str] | None) -> None:
     """Print the warning of a run without an API key (once the run is recorded)."""
     if config.api_key is not None:
         return
-    print(
-        "warning: no ASG_API_KEY (or API_KEY) in the environment: collect and billing are "
+    _warn(
+        "no ASG_API_KEY (or API_KEY) in the environment: collect and billing are "
         f"skipped, the Gateway at {display_url(config.base_url)} is not asked; "
         "set [audit] require_api = true to make this an error",
-        file=log,
+        log,
+        warnings,
     )
 
 
@@ -646,13 +661,14 @@ def _run_steps(
     clock: Any,
     progress: bool,
     log: IO[str],
+    warnings: IO[str] | None,
 ) -> None:
     """Run the steps of one audit, write its report, alert, and record how the run ended."""
     from asg_audit.audit import analyze
     from asg_audit.report import render
 
     db = Path(config.db_path)
-    _warn_no_api_key(config, log)
+    _warn_no_api_key(config, log, warnings)
     found = _Verdicts()
     failed = _step(
         outcome,
@@ -663,7 +679,7 @@ def _run_steps(
     )
     found.learn("ingest", failed, config)
     for problem in outcome.input_errors:
-        print(printable(f"warning: unreadable input: {problem}", one_line=True), file=log)
+        _warn(f"unreadable input: {problem}", log, warnings)
     failed = _step(
         outcome,
         "collect",
