@@ -24,6 +24,7 @@ from asg_audit.report.render import (
     render,
     render_summary_html,
 )
+from asg_audit.report.run_steps import RunStep
 
 __all__ = [
     "CHART_NAMES",
@@ -34,6 +35,7 @@ __all__ = [
     "Chart",
     "Headline",
     "RenderedReport",
+    "RunStep",
     "build_summary",
     "compare_summaries",
     "draw_charts",

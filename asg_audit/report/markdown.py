@@ -134,11 +134,17 @@ def render_markdown(ctx: dict[str, Any]) -> str:
         f"Run `{md_escape(ctx['run_id'])}` · generated {ctx['generated_at']} · data as of "
         f"{ctx['as_of']}{md_escape(window)} · all times and days UTC · worst finding: "
         f"{ctx['worst'] or 'none'}\n",
+    ]
+    if ctx["run_banner"]:  # a step of the audit run failed: said before any figure
+        out.append(f"\n> **{md_escape(ctx['run_banner'])}**\n")
+    out += [
         "\n## Headline\n\n",
         md_table(
             ["Figure", "Value"], [[h.label, format_value(h.value, h.kind)] for h in ctx["headline"]]
         ),
     ]
+    if ctx["run_steps"] is not None:
+        out.append(_table(ctx["run_steps"], "Steps of this audit run before the report"))
     if ctx["compare"]:
         out += _compare(ctx["compare"], ctx)
     out += [

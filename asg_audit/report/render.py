@@ -19,7 +19,7 @@ import json
 import math
 import os
 import shutil
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -49,6 +49,7 @@ from asg_audit.report.folder import (
 )
 from asg_audit.report.markdown import render_markdown
 from asg_audit.report.methodology import methodology
+from asg_audit.report.run_steps import RunStep, banner, normalise_steps, run_object
 
 if TYPE_CHECKING:
     from asg_audit.audit import Audit
@@ -390,9 +391,11 @@ def build_context(
     compare: dict[str, Any] | None,
     tool_version: str,
     summary: dict[str, Any] | None = None,
+    steps: list[RunStep] | None = None,
 ) -> dict[str, Any]:
     """Return everything the HTML and Markdown templates show (`summary`: the summary.json
-    document, which says how many findings of each check it holds)."""
+    document, which says how many findings of each check it holds; `steps`: the audit run's
+    steps before the report, or None outside `asg-audit audit`)."""
     f = audit.frames
     reasons = empty_reasons(audit)
     groups = content.findings_by_check(audit.findings)
@@ -437,6 +440,9 @@ def build_context(
         "since": content.utc_iso(audit.since),
         "until": content.utc_iso(audit.until),
         "worst": audit.worst_severity(),
+        # the audit run's steps (`asg-audit audit`): a banner when one failed, and the table
+        "run_banner": banner(steps) if steps is not None else None,
+        "run_steps": _steps_table(steps) if steps is not None else None,
         "toc": toc,
         "headline": content.headline(audit),
         "charts": _ChartSlots(chart_ctx),
@@ -460,6 +466,28 @@ def build_context(
         "tool_version": tool_version,
         "schema_version": content.SUMMARY_SCHEMA_VERSION,
     }
+
+
+def _steps_table(steps: list[RunStep]) -> Table:
+    """Return the audit run's steps as a table: step, outcome, detail."""
+    rows = [[s.step, s.outcome, s.detail] for s in steps]
+    return Table(
+        ["step", "outcome", "detail"],
+        rows,
+        ["", "", ""],
+        empty="No steps ran before the report.",
+    )
+
+
+def _with_run(summary: dict[str, Any], run: dict[str, Any]) -> dict[str, Any]:
+    """Return `summary` with `run` right after `window` (read first, with the headline)."""
+    out: dict[str, Any] = {}
+    for key, value in summary.items():
+        out[key] = value
+        if key == "window":
+            out["run"] = run
+    out.setdefault("run", run)
+    return out
 
 
 def _where_findings_are(groups: list[dict[str, Any]], summary: dict[str, Any] | None) -> None:
@@ -525,6 +553,7 @@ def _render_into(
     generated_at: datetime,
     previous_path: Path | None,
     findings_stored: bool = False,
+    steps: list[RunStep] | None = None,
 ) -> tuple[dict[str, Any], dict[str, str]]:
     """Write a report's files into `folder`; return its summary and file names by format."""
     from asg_audit import __version__
@@ -542,6 +571,8 @@ def _render_into(
         tool_version=__version__,
         stored_run_id=run_id if findings_stored else None,
     )
+    if steps is not None:  # `asg-audit audit`: whether the run's steps were all done
+        summary = _with_run(summary, run_object(steps))
     comparison = None
     if previous_path is not None:
         # every current finding, not only those the summary lists: one cut from a long list
@@ -559,6 +590,7 @@ def _render_into(
         compare=comparison,
         tool_version=__version__,
         summary=summary,
+        steps=steps,
     )
     names: dict[str, str] = {}
     if "html" in wanted:
@@ -635,6 +667,7 @@ def render(
     compare: str | None = None,
     generated_at: datetime | None = None,
     findings_stored: bool = False,
+    steps: Mapping[str, str] | Iterable[RunStep | tuple[str, str, str]] | None = None,
 ) -> RenderedReport:
     """Return where the report of `audit` was written, after writing it.
 
@@ -643,7 +676,11 @@ def render(
     of an earlier report in `out_dir`, or `previous`. `run_id` defaults to a new sortable id.
     `findings_stored`: the store's `findings` table holds every finding of `audit` under
     `run_id` (as `asg-audit audit` stores them), so the report can say where the findings that
-    summary.json leaves out are.
+    summary.json leaves out are. `steps`: the audit run's steps done before the report
+    (`asg-audit audit`): a mapping step -> note as `AuditOutcome.steps` holds them, or
+    `RunStep`/(step, outcome, detail) items; summary.json then gets `run` (`status`
+    complete/incomplete, `steps`), and the pages the steps and, when a step failed, an
+    `Incomplete audit: ...` banner. Without it nothing of the run is shown.
     """
     _check_arguments(
         audit,
@@ -654,6 +691,7 @@ def render(
         findings_stored=findings_stored,
     )
     wanted = parse_formats(formats, what="render formats")
+    run_steps = normalise_steps(steps) if steps is not None else None
     generated_at = generated_at or datetime.now(UTC)
     run_id = run_id or new_run_id(generated_at)
     root = Path(out_dir)
@@ -680,6 +718,7 @@ def render(
             generated_at=generated_at,
             previous_path=previous_path,
             findings_stored=findings_stored,
+            steps=run_steps,
         )
         _publish(staging, folder)
     except OSError as exc:
