@@ -13,8 +13,12 @@ from typing import Final
 
 __all__ = ["HTTP_BY_RUN", "layout"]
 
-# the collection table of runs: a collect run stores HTTP answers, an ingest run file records
-HTTP_BY_RUN: Final = "Records stored per run (collect: HTTP answers; ingest: file records)"
+# the collection table of runs: a collect run stores HTTP answers, an ingest run file records;
+# beside them the run's own counters, which count every answer, stored or not
+HTTP_BY_RUN: Final = (
+    "Records stored per run (collect: HTTP answers; ingest: file records), and each run's own"
+    " counts of requests, 429 and 5xx answers (stored or not)"
+)
 
 Column = tuple[str, str, str]  # column, header, kind (see render.frame_table)
 

@@ -242,6 +242,31 @@ def _collection_frame(f: dict[str, pl.DataFrame]) -> pl.DataFrame:
     return pl.DataFrame(rows, schema=schema, orient="row")
 
 
+# The runs table: what each run stored, then the run's own counters (`stats`: every request
+# and answer, stored or not: a 429 or a repeated 202 is counted there, not stored). Both views.
+RUN_COLUMNS: Final = [
+    ("run_id", "run", "text"),
+    ("command", "command", "text"),
+    ("status", "status", "text"),
+    # an ingest run's stored records are file records, not HTTP answers
+    ("answers", "records", "count"),
+    ("http_404", "stored 404", "count"),
+    ("http_429", "stored 429", "count"),
+    ("http_5xx", "stored 5xx", "count"),
+    ("run_requests", "requests (run)", "count"),
+    ("run_http_429", "429 (run)", "count"),
+    ("run_http_5xx", "5xx (run)", "count"),
+]
+_STORED: Final = ("answers", "http_404", "http_429", "http_5xx")
+
+
+def _runs_frame(frame: pl.DataFrame) -> pl.DataFrame:
+    """Return the runs frame with a run that stored nothing shown as having stored 0 (not
+    `n/a`); a counter the run did not keep (an ingest run has no requests) stays unknown."""
+    stored = [c for c in _STORED if c in frame.columns]
+    return frame.with_columns(pl.col(c).fill_null(0) for c in stored) if stored else frame
+
+
 def _explained(tables: dict[str, Table], reasons: dict[str, str | None]) -> dict[str, Table]:
     """Return the tables, each saying why it is empty when the reason is known."""
     return {
@@ -317,19 +342,7 @@ def _tables(f: dict[str, pl.DataFrame]) -> dict[str, Table]:
         "source_coverage": frame_table(
             f["source_coverage"], [("seen_by", "seen by", "text"), ("tasks", "tasks", "count")]
         ),
-        "http_by_run": frame_table(
-            f["http_by_run"],
-            [
-                ("run_id", "run", "text"),
-                ("command", "command", "text"),
-                ("status", "status", "text"),
-                # an ingest run's stored records are file records, not HTTP answers
-                ("answers", "records", "count"),
-                ("http_404", "404", "count"),
-                ("http_429", "429", "count"),
-                ("http_5xx", "5xx", "count"),
-            ],
-        ),
+        "http_by_run": frame_table(_runs_frame(f["http_by_run"]), RUN_COLUMNS),
     }
 
 
