@@ -154,6 +154,7 @@ def check_report_pointers(out_dir: str | Path) -> None:
     made (report files alone, with `COPY_MARKER` or a summary.json), `LATEST` a file holding
     one run id. Anything else of that name is the user's, and is never touched.
     """
+    _refuse_file_in_the_way(Path(out_dir))  # said as `report --out FILE` says it
     refused = _pointers_refused(Path(out_dir), written=False)
     if refused is not None:
         raise refused
@@ -227,6 +228,15 @@ def _point_latest(root: Path, newest: str) -> None:
 _FULL_DISK_ERRNOS: Final = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO})
 
 
+def _refuse_file_in_the_way(root: Path) -> Path | None:
+    """Return the nearest of `root` and its parents that exists (None: none does); raise
+    ConfigError `<root>: cannot be the report folder: <it> is a file` when it is no folder."""
+    existing = next((p for p in (root, *root.parents) if p.exists()), None)
+    if existing is not None and not existing.is_dir():
+        raise ConfigError(f"{root}: cannot be the report folder: {existing} is a file")
+    return existing
+
+
 def check_report_folder(out_dir: str | Path) -> None:
     """Raise ConfigError when no report can be written under `out_dir`, before any work.
 
@@ -241,11 +251,9 @@ def check_report_folder(out_dir: str | Path) -> None:
                 f"{root}: cannot be the report folder: {part} is a link to"
                 f" {os.readlink(part)}, which does not exist"
             )
-    existing = next((p for p in (root, *root.parents) if p.exists()), None)
+    existing = _refuse_file_in_the_way(root)
     if existing is None:
         return
-    if not existing.is_dir():
-        raise ConfigError(f"{root}: cannot be the report folder: {existing} is a file")
     try:
         fd, probe = tempfile.mkstemp(prefix=".asg-audit-probe.", suffix=".tmp", dir=existing)
     except OSError as exc:
