@@ -872,16 +872,21 @@ def _collect(
 
     if config.api_key is None:
         return "skipped (no ASG_API_KEY: nothing to poll)"
-    _probe_gateway(config)
-    budget = (
+    budget = float(
         seconds if seconds is not None else settings.get("collect_seconds", DEFAULT_COLLECT_SECONDS)
     )
+    probe_started = time.monotonic()
+    _probe_gateway(config)
+    if clock is None:
+        # the probe is part of the step's time budget (a slow Gateway answers it late): the
+        # collector gets what is left. A simulated clock (the demo) counts its own seconds.
+        budget = max(0.0, budget - (time.monotonic() - probe_started))
     # The collector stops cleanly on SIGINT/SIGTERM itself (its run recorded interrupted) and
     # puts back the handlers it found; kept here too, as every step that may touch them is.
     with kept_signal_handlers():
         summary = collect_sync(
             config,
-            run_for_s=float(budget),
+            run_for_s=budget,
             progress=progress,
             clock=clock,
             handle_signals=in_main_thread(),
