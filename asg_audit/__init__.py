@@ -24,7 +24,7 @@ _EXPORTS: dict[str, str] = {
     "CollectSummary": "asg_audit.collector",
     "ConfigError": "asg_audit.errors",
     "IndexIntegrityError": "asg_audit.chain",
-    "IngestSummary": "asg_audit.ingest",
+    "IngestSummary": "asg_audit.ingest_files",
     "InputError": "asg_audit.errors",
     "ParsedTx": "asg_audit.rawtx",
     "RenderedReport": "asg_audit.report",
@@ -39,8 +39,8 @@ _EXPORTS: dict[str, str] = {
     "compute_txid": "asg_audit.rawtx",
     "create_webhook_app": "asg_audit.webhooks",
     "fetch_billing": "asg_audit.billing",
-    "ingest": "asg_audit.ingest",
-    "ingest_paths": "asg_audit.ingest",
+    "ingest": "asg_audit.ingest_files",
+    "ingest_paths": "asg_audit.ingest_files",
     "load_config": "asg_audit.config",
     "open_store": "asg_audit.store",
     "parse_raw_tx": "asg_audit.rawtx",
@@ -134,7 +134,7 @@ if TYPE_CHECKING:
         StoreBusyError,
         StoreError,
     )
-    from asg_audit.ingest import IngestSummary, ingest, ingest_paths
+    from asg_audit.ingest_files import IngestSummary, ingest, ingest_paths
     from asg_audit.jobs import AuditOutcome, run_audit
     from asg_audit.rawtx import ParsedTx, compute_txid, parse_raw_tx
     from asg_audit.report import RenderedReport, render  # type: ignore[no-redef]

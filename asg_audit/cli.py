@@ -80,7 +80,7 @@ def _config(args: argparse.Namespace, **overrides: Any) -> AuditConfig:
 
 
 def _cmd_ingest(args: argparse.Namespace, config: AuditConfig) -> int:
-    from asg_audit.ingest import ingest_paths, print_ingest_summary
+    from asg_audit.ingest_files import ingest_paths, print_ingest_summary
 
     try:
         summary = _recorded(

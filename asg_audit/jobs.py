@@ -829,7 +829,7 @@ def _ingest_drop_folders(
     config: AuditConfig, settings: dict[str, Any], progress: bool, outcome: AuditOutcome
 ) -> str:
     """Ingest the drop folders; unreadable files and missing folders go to `input_errors`."""
-    from asg_audit.ingest import ingest_paths
+    from asg_audit.ingest_files import ingest_paths
 
     folders = [Path(p) for p in settings.get("drop_folders", [])]
     if not folders:

@@ -36,7 +36,7 @@ from asg_audit import aio  # noqa: E402
 from asg_audit.clock import ScaledClock  # noqa: E402
 from asg_audit.collector import collect  # noqa: E402
 from asg_audit.config import load_config  # noqa: E402
-from asg_audit.ingest import track_file  # noqa: E402
+from asg_audit.ingest_files import track_file  # noqa: E402
 from asg_audit.store import open_store  # noqa: E402
 
 SIMPROC = REPO / "benchmarks" / "_simproc.py"

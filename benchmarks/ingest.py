@@ -95,7 +95,7 @@ def _child(code: str, *args: str) -> tuple[float, int]:
 
 OURS = """
 import sys, time
-from asg_audit.ingest import ingest_paths
+from asg_audit.ingest_files import ingest_paths
 t = time.perf_counter()
 s = ingest_paths(sys.argv[2], [sys.argv[1]])
 assert s.records and not s.failed_files, s.as_dict()

@@ -22,7 +22,7 @@ from pathlib import Path
 
 RUN = """
 import sys, time
-import asg_audit.ingest as ingest
+import asg_audit.ingest_files as ingest
 if sys.argv[3] == "streamed":
     ingest.SMALL_FILE_BYTES = -1
 t = time.perf_counter()

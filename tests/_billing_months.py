@@ -20,7 +20,7 @@ from _billing_gateway import Answer, BillingGateway, billing_gateway
 from asg_audit.billing import fetch_billing
 from asg_audit.chain import reconciliation_findings
 from asg_audit.config import load_config
-from asg_audit.ingest import ingest, track_file
+from asg_audit.ingest_files import ingest, track_file
 
 KEY = "sk_sandbox_FIXG2SECRET"
 MONTH = "2026-10"

@@ -17,7 +17,7 @@ from typing import Any
 
 from _http_server import serve
 
-from asg_audit.ingest import ingest_paths
+from asg_audit.ingest_files import ingest_paths
 from asg_audit.sim.txbuild import TxOutput, _push, _serialise, decode_tx, p2pkh_script, txid_of
 
 BLOCK_TIME = 1_790_000_000  # 2026-09-21

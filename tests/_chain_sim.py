@@ -13,7 +13,7 @@ import polars as pl
 
 from asg_audit.checks import findings_with_kinds
 from asg_audit.config import AuditConfig, Secret
-from asg_audit.ingest import ingest_paths
+from asg_audit.ingest_files import ingest_paths
 from asg_audit.sim import RunningSimulator, WorldConfig, generate_world, run_simulator
 
 CHAIN_KINDS = ("txid_unknown_on_chain", "txid_unconfirmed", "chain_outputs_below_cost")

@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from asg_audit.ingest import track_file
+from asg_audit.ingest_files import track_file
 from asg_audit.sim import WorldConfig, generate_world, run_simulator
 from asg_audit.store import open_store
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from asg_audit.audit import Audit, analyze
 from asg_audit.config import AuditConfig, Secret
-from asg_audit.ingest import ingest_paths, track_file
+from asg_audit.ingest_files import ingest_paths, track_file
 from asg_audit.sim import WorldConfig, generate_world
 
 # Runs a script if it is ever parsed as HTML: sets the title and raises an alert.

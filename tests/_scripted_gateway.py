@@ -17,7 +17,7 @@ from pathlib import Path
 
 from _http_server import serve
 
-from asg_audit.ingest import track_file
+from asg_audit.ingest_files import track_file
 
 Answer = tuple[int, bytes, dict[str, str]]
 Script = Callable[[str, int], Answer]

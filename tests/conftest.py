@@ -25,7 +25,7 @@ def read_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -
     """Run a file-ingest test through both ways a file is read: small NDJSON files read whole
     and committed in groups, and every file streamed in its own transaction."""
     if request.param == "streamed":
-        monkeypatch.setattr("asg_audit.ingest.SMALL_FILE_BYTES", -1)
+        monkeypatch.setattr("asg_audit.ingest_files.SMALL_FILE_BYTES", -1)
     return str(request.param)
 
 

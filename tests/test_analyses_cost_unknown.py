@@ -15,7 +15,7 @@ import polars as pl
 
 from asg_audit import analyze
 from asg_audit.audit import billing_window
-from asg_audit.ingest import ingest_paths, track_file
+from asg_audit.ingest_files import ingest_paths, track_file
 from asg_audit.report.content import headline_values
 from asg_audit.sim import WorldConfig, generate_world
 

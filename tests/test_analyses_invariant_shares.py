@@ -19,7 +19,7 @@ from _records import settled_record
 from asg_audit.analyses import consensus
 from asg_audit.analyses._tasks import enrich_tasks
 from asg_audit.audit import analyze
-from asg_audit.ingest import ingest_paths
+from asg_audit.ingest_files import ingest_paths
 
 CONFIDENCE = "0.5 < confidence <= 1"
 MAJORITY = "agreement_count >= majority (floor(T/2)+1, 2 of 3, or > W/2 without T)"

@@ -15,7 +15,7 @@ import pytest
 from _records import settled_record
 
 from asg_audit.audit import analyze
-from asg_audit.ingest import ingest_paths
+from asg_audit.ingest_files import ingest_paths
 
 T0 = datetime(2026, 10, 1, tzinfo=UTC)
 

@@ -19,7 +19,7 @@ from _records import settled_record
 from asg_audit.analyses import consensus, costs
 from asg_audit.analyses._tasks import enrich_tasks
 from asg_audit.audit import Audit, analyze
-from asg_audit.ingest import ingest_paths
+from asg_audit.ingest_files import ingest_paths
 from asg_audit.model import RESULTS_SCHEMA
 
 # the rates that were NaN on an empty store: (frame, column)

@@ -14,7 +14,7 @@ from _records import settled_line
 from asg_audit.audit import Audit, analyze
 from asg_audit.config import AuditConfig
 from asg_audit.errors import ConfigError
-from asg_audit.ingest import ingest_paths
+from asg_audit.ingest_files import ingest_paths
 from asg_audit.report import render
 from asg_audit.store import open_store
 

@@ -17,7 +17,7 @@ import pytest
 from _hardening_procs import clean_env
 from _records import settled_line
 
-from asg_audit.ingest import ingest_paths
+from asg_audit.ingest_files import ingest_paths
 
 # `_read_tables` first runs a statement that takes until it is interrupted, on the store's own
 # connection: the SIGINT lands in DuckDB, as it does on a big store.

@@ -18,7 +18,7 @@ import pytest
 
 from asg_audit.audit import Audit, analyze
 from asg_audit.errors import ConfigError
-from asg_audit.ingest import ingest_paths
+from asg_audit.ingest_files import ingest_paths
 from asg_audit.store import open_store
 
 START = datetime(2026, 9, 20, tzinfo=UTC)

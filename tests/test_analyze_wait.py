@@ -20,7 +20,7 @@ from _records import settled_line
 
 from asg_audit.audit import analyze
 from asg_audit.errors import ConfigError, StoreBusyError
-from asg_audit.ingest import ingest
+from asg_audit.ingest_files import ingest
 
 _HOLD = textwrap.dedent(
     """

@@ -24,7 +24,7 @@ import pytest
 from _analyses_frames import txid
 
 from asg_audit.audit import analyze
-from asg_audit.ingest import ingest_paths
+from asg_audit.ingest_files import ingest_paths
 from asg_audit.report import render
 
 AS_OF = datetime(2026, 4, 8, 22, 0, 0, tzinfo=UTC)

@@ -23,7 +23,7 @@ from _chain_sim import scenario
 from asg_audit.audit import Audit, analyze
 from asg_audit.billing import fetch_billing
 from asg_audit.chain import verify_chain
-from asg_audit.ingest import ingest_paths
+from asg_audit.ingest_files import ingest_paths
 
 SUM_COLUMNS = {
     "unknown_costs": ["known_total_sats"],

@@ -14,7 +14,7 @@ from _records import settled_line
 
 from asg_audit.audit import analyze, analyze_frames
 from asg_audit.config import AuditConfig
-from asg_audit.ingest import ingest_paths
+from asg_audit.ingest_files import ingest_paths
 
 
 def test_names_are_the_analysis_frames_only() -> None:

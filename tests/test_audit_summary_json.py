@@ -13,7 +13,7 @@ import pytest
 from _records import settled_line
 
 from asg_audit.audit import analyze
-from asg_audit.ingest import ingest_paths
+from asg_audit.ingest_files import ingest_paths
 
 
 @pytest.mark.parametrize("lines", [0, 1])

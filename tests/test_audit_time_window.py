@@ -34,7 +34,7 @@ from asg_audit import analyze
 from asg_audit.billing import fetch_billing
 from asg_audit.chain import verify_chain
 from asg_audit.config import AuditConfig, Secret
-from asg_audit.ingest import ingest_paths
+from asg_audit.ingest_files import ingest_paths
 from asg_audit.sim import WorldConfig, generate_world, run_simulator
 from asg_audit.track import track_file
 

@@ -22,7 +22,7 @@ from asg_audit.audit import analyze
 from asg_audit.billing import fetch_billing, parse_usage
 from asg_audit.checks import CheckContext, run_checks
 from asg_audit.config import AuditConfig, CostModel, Secret
-from asg_audit.ingest import ingest_paths, track_file
+from asg_audit.ingest_files import ingest_paths, track_file
 from asg_audit.sim import WorldConfig, generate_world, run_simulator
 
 AS_OF = datetime(2026, 11, 1, tzinfo=UTC)

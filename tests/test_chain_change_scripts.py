@@ -25,7 +25,7 @@ from asg_audit import analyze
 from asg_audit.chain import reconciliation_findings, verify_chain
 from asg_audit.checks import findings_with_kinds
 from asg_audit.config import AuditConfig
-from asg_audit.ingest import ingest_paths, track_file
+from asg_audit.ingest_files import ingest_paths, track_file
 from asg_audit.sim import World, WorldConfig, generate_world, run_simulator
 
 KIND = "chain_outputs_below_cost"

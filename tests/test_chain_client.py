@@ -293,7 +293,7 @@ def test_chain_client_cli_unusable_url_exits_2_at_once(tmp_path: Path) -> None:
     import subprocess
     import sys
 
-    from asg_audit.ingest import ingest_paths
+    from asg_audit.ingest_files import ingest_paths
     from asg_audit.sim import WorldConfig, generate_world
     from asg_audit.store import open_store
 

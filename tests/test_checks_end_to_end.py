@@ -17,7 +17,7 @@ from asg_audit.audit import analyze
 from asg_audit.checks import findings_with_kinds, registered_checks
 from asg_audit.collector import collect_sync
 from asg_audit.config import load_config
-from asg_audit.ingest import ingest_paths, track_file
+from asg_audit.ingest_files import ingest_paths, track_file
 from asg_audit.sim import WorldConfig, generate_world, run_simulator
 from asg_audit.store import open_store
 

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from asg_audit.errors import EXIT_BROKEN_PIPE, EXIT_USAGE
-from asg_audit.ingest import ingest_paths
+from asg_audit.ingest_files import ingest_paths
 from asg_audit.model import printable
 
 

@@ -20,7 +20,7 @@ import pytest
 from _hardening_procs import asg_audit, clean_env, query
 
 from asg_audit.demo import _write_provider_export
-from asg_audit.ingest import track_file
+from asg_audit.ingest_files import track_file
 from asg_audit.sim import WorldConfig, generate_world, run_simulator
 from asg_audit.store import open_store
 

@@ -26,7 +26,7 @@ from _chain_sim import Scenario, scenario
 from _hardening_procs import clean_env, query
 from _scripted_gateway import scripted_gateway, settled_body
 
-from asg_audit.ingest import ingest_paths, track_file
+from asg_audit.ingest_files import ingest_paths, track_file
 
 F_SETPIPE_SZ = 1031
 PIPE_BYTES = 4096  # the smallest pipe Linux makes (one page)

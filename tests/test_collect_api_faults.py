@@ -17,7 +17,7 @@ from asg_audit.clock import ScaledClock
 from asg_audit.collector import collect
 from asg_audit.config import AuditConfig, load_config
 from asg_audit.errors import ApiError
-from asg_audit.ingest import track_file
+from asg_audit.ingest_files import track_file
 from asg_audit.sim import WorldConfig, generate_world, run_simulator
 from asg_audit.store import open_store
 

@@ -32,7 +32,7 @@ from asg_audit.clock import ScaledClock
 from asg_audit.collector import collect
 from asg_audit.config import load_config
 from asg_audit.errors import ApiTransientError
-from asg_audit.ingest import ingest_paths
+from asg_audit.ingest_files import ingest_paths
 from asg_audit.normalize import RULES_VERSION
 
 KEY = "sk_sandbox_fixv"

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from asg_audit.ingest import track_file
+from asg_audit.ingest_files import track_file
 from asg_audit.sim import WorldConfig, generate_world, run_simulator
 from asg_audit.store import open_store
 

@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from asg_audit.ingest import track_file
+from asg_audit.ingest_files import track_file
 from asg_audit.sim import WorldConfig, generate_world, run_simulator
 from asg_audit.store import open_store
 

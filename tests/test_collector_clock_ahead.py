@@ -25,7 +25,7 @@ import pytest
 
 from asg_audit.collector import collect
 from asg_audit.config import load_config
-from asg_audit.ingest import track_file
+from asg_audit.ingest_files import track_file
 from asg_audit.sim import WorldConfig, generate_world, run_simulator
 from asg_audit.store import open_store
 

@@ -23,7 +23,7 @@ from _scripted_gateway import Answer, scripted_gateway, settled_body
 from asg_audit.clock import ScaledClock
 from asg_audit.collector import collect
 from asg_audit.config import load_config
-from asg_audit.ingest import track_file
+from asg_audit.ingest_files import track_file
 from asg_audit.store import open_store
 
 KEY = "sk_sandbox_clockprobe"

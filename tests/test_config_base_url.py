@@ -26,7 +26,7 @@ from _hardening_procs import asg_audit, clean_env
 
 from asg_audit.config import AuditConfig, load_config
 from asg_audit.errors import ConfigError
-from asg_audit.ingest import ingest_paths
+from asg_audit.ingest_files import ingest_paths
 
 USER, PASSWORD, TOKEN = "gwuser", "pw-Sekr3t", "tok-Sekr3t"
 

@@ -18,7 +18,7 @@ from _records import settled_line
 
 from asg_audit.config import AuditConfig, load_config
 from asg_audit.errors import ConfigError
-from asg_audit.ingest import ingest
+from asg_audit.ingest_files import ingest
 
 MAIN = "https://api.whatsonchain.com/v1/bsv/main"
 TEST = "https://api.whatsonchain.com/v1/bsv/test"

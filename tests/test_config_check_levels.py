@@ -18,7 +18,7 @@ from _records import settled_line
 from asg_audit.audit import analyze
 from asg_audit.config import AuditConfig, CheckLevels, load_config
 from asg_audit.errors import ConfigError
-from asg_audit.ingest import ingest
+from asg_audit.ingest_files import ingest
 
 AS_OF = "2026-11-01T12:00:00Z"  # the in-progress task is two hours old
 

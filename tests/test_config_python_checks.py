@@ -15,7 +15,7 @@ from _records import settled_line
 from asg_audit.audit import analyze
 from asg_audit.config import AuditConfig, CheckLevels, load_config
 from asg_audit.errors import ConfigError
-from asg_audit.ingest import ingest
+from asg_audit.ingest_files import ingest
 
 _STUCK = {"task.stuck": {"warn": 1800, "fail": 7200}}
 

@@ -20,7 +20,7 @@ from asg_audit.analyses import consensus, enrich_tasks
 from asg_audit.audit import analyze
 from asg_audit.checks import CheckContext, run_checks
 from asg_audit.config import AuditConfig
-from asg_audit.ingest import ingest_paths, track_file
+from asg_audit.ingest_files import ingest_paths, track_file
 from asg_audit.report.charts import draw_charts
 from asg_audit.report.content import headline_values
 from asg_audit.sim import WorldConfig, generate_world

@@ -16,7 +16,7 @@ import duckdb
 import pytest
 from _audit_job import offline_job, result_lines
 
-from asg_audit.ingest import ingest_paths
+from asg_audit.ingest_files import ingest_paths
 
 SCRIPT = Path(sys.executable).parent / "asg-audit"
 

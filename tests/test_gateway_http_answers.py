@@ -36,7 +36,7 @@ from _http_server import serve
 from _records import settled_line
 
 from asg_audit.gateway import GatewayClient, NotFound, Ready, TransportFailure
-from asg_audit.ingest import ingest_paths, track_file
+from asg_audit.ingest_files import ingest_paths, track_file
 from asg_audit.store import open_store
 
 KEY = "sk_sandbox_testkey123"

@@ -28,7 +28,7 @@ from _hardening_procs import (
 
 from asg_audit.audit import analyze
 from asg_audit.errors import StoreBusyError
-from asg_audit.ingest import track_file
+from asg_audit.ingest_files import track_file
 from asg_audit.sim import WorldConfig, generate_world, run_simulator
 
 

@@ -31,7 +31,7 @@ from _hardening_procs import (
 )
 from _webhooks_server import free_port, signed, wait_healthy
 
-from asg_audit.ingest import track_file
+from asg_audit.ingest_files import track_file
 from asg_audit.sim import WorldConfig, generate_world, run_simulator
 from asg_audit.webhooks import WEBHOOK_PATH
 

@@ -23,7 +23,7 @@ from _hardening_procs import asg_audit, clean_env, query
 
 from asg_audit.audit import analyze
 from asg_audit.config import AuditConfig
-from asg_audit.ingest import ingest_paths, track_file
+from asg_audit.ingest_files import ingest_paths, track_file
 from asg_audit.report import render
 
 SCRIPT = "<script>alert('x')</script>"

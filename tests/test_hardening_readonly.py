@@ -10,7 +10,7 @@ from pathlib import Path
 
 from _hardening_procs import read_only
 
-from asg_audit.ingest import ingest_paths
+from asg_audit.ingest_files import ingest_paths
 from asg_audit.store import open_store
 
 REPO = Path(__file__).parents[1]

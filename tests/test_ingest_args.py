@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from _records import settled_line
 
-from asg_audit.ingest import ingest, ingest_paths
+from asg_audit.ingest_files import ingest, ingest_paths
 from asg_audit.store import open_store
 
 

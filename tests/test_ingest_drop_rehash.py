@@ -14,7 +14,7 @@ from pathlib import Path
 from _hardening_procs import query
 from _records import settled_export
 
-from asg_audit.ingest import ingest_paths
+from asg_audit.ingest_files import ingest_paths
 
 TASKS = 20_000  # over the small-file size: the path taken by big exports
 

@@ -19,7 +19,7 @@ import duckdb
 import pytest
 
 from asg_audit.errors import InputError
-from asg_audit.ingest import expand_paths
+from asg_audit.ingest_files import expand_paths
 
 
 def rec(task_id: str) -> str:

@@ -12,7 +12,7 @@ import polars as pl
 import pytest
 from _records import settled_line
 
-from asg_audit.ingest import IngestSummary, ingest_paths, print_ingest_summary
+from asg_audit.ingest_files import IngestSummary, ingest_paths, print_ingest_summary
 from asg_audit.store import open_store
 
 
@@ -81,10 +81,10 @@ def test_grouped_small_files_store_what_streaming_them_one_by_one_stores(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     make_exports(tmp_path / "exports")
-    monkeypatch.setattr("asg_audit.ingest.SMALL_FILE_BYTES", 2_000)  # 05-big.jsonl is big
-    monkeypatch.setattr("asg_audit.ingest._GROUP_FILES", 4)  # several groups
+    monkeypatch.setattr("asg_audit.ingest_files.SMALL_FILE_BYTES", 2_000)  # 05-big.jsonl is big
+    monkeypatch.setattr("asg_audit.ingest_files._GROUP_FILES", 4)  # several groups
     grouped = ingest_paths(tmp_path / "grouped.duckdb", [tmp_path / "exports"])
-    monkeypatch.setattr("asg_audit.ingest.SMALL_FILE_BYTES", -1)
+    monkeypatch.setattr("asg_audit.ingest_files.SMALL_FILE_BYTES", -1)
     streamed = ingest_paths(tmp_path / "streamed.duckdb", [tmp_path / "exports"])
 
     assert summary_of(grouped) == summary_of(streamed)
@@ -131,7 +131,7 @@ def test_grouped_small_files_store_what_streaming_them_one_by_one_stores(
 def test_small_gzip_file_of_much_data_is_streamed(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("asg_audit.ingest._GROUP_BYTES", 10_000)
+    monkeypatch.setattr("asg_audit.ingest_files._GROUP_BYTES", 10_000)
     text = "".join(rec(f"t{i}") + "\n" for i in range(200))  # about 50 kB, 2 kB compressed
     with gzip.open(tmp_path / "dense.jsonl.gz", "wt") as fh:
         fh.write(text)

@@ -19,7 +19,7 @@ import duckdb
 import pytest
 from _records import settled_line
 
-from asg_audit.ingest import ingest_paths
+from asg_audit.ingest_files import ingest_paths
 from asg_audit.interrupts import is_interrupt, sigint_interrupts
 from asg_audit.store import Store, WriteStats, open_store
 
@@ -83,7 +83,7 @@ def test_sigint_during_a_running_statement_is_an_interrupted_run_not_an_error(
             self.con.execute(_ENDLESS)
         return commit(self, **kwargs)
 
-    monkeypatch.setattr("asg_audit.ingest.SMALL_FILE_BYTES", -1)  # one transaction a file
+    monkeypatch.setattr("asg_audit.ingest_files.SMALL_FILE_BYTES", -1)  # one transaction a file
     monkeypatch.setattr(Store, "commit_staged", slow_commit)
     handlers = [signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)]
     with pytest.raises(KeyboardInterrupt):  # StopSignal for SIGTERM, a KeyboardInterrupt

@@ -23,7 +23,7 @@ import pytest
 from _hardening_procs import query
 
 from asg_audit.errors import InputError
-from asg_audit.ingest import expand_paths
+from asg_audit.ingest_files import expand_paths
 
 SECRET = "root:x:0:0:the-secret-line-of-another-file"
 

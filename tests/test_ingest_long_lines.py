@@ -17,7 +17,7 @@ from pathlib import Path
 
 import duckdb
 
-from asg_audit.ingest import ingest_paths
+from asg_audit.ingest_files import ingest_paths
 from asg_audit.normalize import DEFAULT_MAX_RECORD_BYTES
 from asg_audit.store import open_store
 
@@ -136,9 +136,9 @@ def test_ingest_out_of_memory_fails_that_file_only_and_ends_the_run(tmp_path: Pa
     run = textwrap.dedent(
         """
         import sys
-        import asg_audit.ingest
+        import asg_audit.ingest_files
         from asg_audit.cli import main
-        asg_audit.ingest.DEFAULT_INGEST_MEMORY_LIMIT = "16MB"
+        asg_audit.ingest_files.DEFAULT_INGEST_MEMORY_LIMIT = "16MB"
         sys.exit(main(sys.argv[1:]))
         """
     )

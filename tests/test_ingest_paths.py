@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from asg_audit.errors import InputError
-from asg_audit.ingest import expand_paths, ingest_paths
+from asg_audit.ingest_files import expand_paths, ingest_paths
 from asg_audit.store import open_store
 
 # The ways a file is read (conftest.read_path): small files in groups, or each streamed.
@@ -113,7 +113,7 @@ def test_expand_paths_without_an_error_handler_names_the_folder(tmp_path: Path) 
     code = (
         "import sys\n"
         "from asg_audit.errors import InputError\n"
-        "from asg_audit.ingest import expand_paths\n"
+        "from asg_audit.ingest_files import expand_paths\n"
         "try:\n"
         "    expand_paths([sys.argv[1]])\n"
         "except InputError as exc:\n"

@@ -23,7 +23,7 @@ from _records import settled_export
 # (when the group of small files is made, just after the run is recorded)
 INTERRUPTED_START = (
     "import os, signal, sys\n"
-    "from asg_audit.ingest import ingest_paths\n"
+    "from asg_audit.ingest_files import ingest_paths\n"
     "signal.signal(signal.SIGINT, signal.default_int_handler)\n"
     "def hook(frame, event, arg):\n"
     "    if event == 'call' and frame.f_code.co_qualname == '_SmallFiles.__init__':\n"

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-import asg_audit.ingest as ingest_module
-from asg_audit.ingest import ingest_paths
+import asg_audit.ingest_files as ingest_module
+from asg_audit.ingest_files import ingest_paths
 from asg_audit.store import open_store
 
 

@@ -24,10 +24,10 @@ from pathlib import Path
 import pytest
 from _hardening_procs import query
 
-import asg_audit.ingest as ingest_module
+import asg_audit.ingest_files as ingest_module
 from asg_audit.errors import InputError
 from asg_audit.filelines import Expected, expand_paths, open_binary
-from asg_audit.ingest import ingest_paths
+from asg_audit.ingest_files import ingest_paths
 
 SECRET = "the-secret-line-of-another-file"
 BIG = 1_200_000  # over SMALL_FILE_BYTES: streamed in its own transaction, not in a group
@@ -181,7 +181,7 @@ def test_the_command_refuses_a_pipe_swapped_in_without_waiting_and_exits_2(
     (private / "passwd").write_text(rec("secret").replace("pending", SECRET) + "\n")
     script = f"""
 import os, sys
-import asg_audit.ingest as m
+import asg_audit.ingest_files as m
 from asg_audit.cli import main
 real = m.expand_paths
 def expand_then_swap(*a, **k):

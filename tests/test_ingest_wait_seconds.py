@@ -21,7 +21,7 @@ from _hardening_procs import clean_env
 from _records import settled_line
 
 from asg_audit.errors import ConfigError, StoreBusyError
-from asg_audit.ingest import ingest, ingest_paths
+from asg_audit.ingest_files import ingest, ingest_paths
 
 _HOLD = textwrap.dedent(
     """

@@ -26,7 +26,7 @@ from asg_audit.checks import findings_with_kinds
 from asg_audit.config import AuditConfig, Secret
 from asg_audit.demo import _serve_in_thread, _write_provider_export
 from asg_audit.errors import StoreBusyError
-from asg_audit.ingest import track_file
+from asg_audit.ingest_files import track_file
 from asg_audit.jobs import audit_lock, run_audit
 from asg_audit.sim import WorldConfig, generate_world, run_simulator
 from asg_audit.store import open_store

@@ -18,7 +18,7 @@ from _hardening_procs import query
 from asg_audit.config import AuditConfig, Secret
 from asg_audit.demo import _write_provider_export
 from asg_audit.errors import ConfigError
-from asg_audit.ingest import track_file
+from asg_audit.ingest_files import track_file
 from asg_audit.jobs import run_audit
 from asg_audit.sim import WorldConfig, generate_world, run_simulator
 from asg_audit.store import open_store

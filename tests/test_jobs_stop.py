@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from _hardening_procs import asg_audit, clean_env, query
 
-from asg_audit.ingest import ingest_paths, track_file
+from asg_audit.ingest_files import ingest_paths, track_file
 from asg_audit.sim import WorldConfig, generate_world, run_simulator
 
 

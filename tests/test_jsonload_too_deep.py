@@ -28,7 +28,7 @@ from asg_audit.clock import ScaledClock
 from asg_audit.collector import collect
 from asg_audit.config import load_config
 from asg_audit.errors import ApiStatusError
-from asg_audit.ingest import ingest
+from asg_audit.ingest_files import ingest
 from asg_audit.jsonload import loads
 from asg_audit.schedule import FixedInterval
 

@@ -17,7 +17,7 @@ import pytest
 from _records import settled_record
 
 from asg_audit.audit import analyze
-from asg_audit.ingest import ingest_paths, track_file
+from asg_audit.ingest_files import ingest_paths, track_file
 from asg_audit.sim import WorldConfig, generate_world
 
 LABEL_IN_OPTIONS = "label in options"

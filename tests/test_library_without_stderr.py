@@ -10,7 +10,7 @@ from pathlib import Path
 SCRIPT = """
 import sys
 sys.stderr = None
-from asg_audit.ingest import ingest_paths
+from asg_audit.ingest_files import ingest_paths
 summary = ingest_paths(sys.argv[1], [sys.argv[2]], progress=True)
 print(summary.records, summary.accepted)
 """

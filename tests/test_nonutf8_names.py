@@ -19,7 +19,7 @@ import duckdb
 import pytest
 from _audit_job import offline_job, result_lines
 
-from asg_audit.ingest import ingest_paths
+from asg_audit.ingest_files import ingest_paths
 from asg_audit.ingest_summary import IngestSummary
 from asg_audit.store import Store
 from asg_audit.track import track_file

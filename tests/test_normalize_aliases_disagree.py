@@ -368,7 +368,7 @@ def test_an_older_store_gets_the_flag_when_a_writer_opens_it(tmp_path: Path) -> 
         + "\n"
     )
     db = tmp_path / "old.duckdb"
-    from asg_audit.ingest import ingest_paths
+    from asg_audit.ingest_files import ingest_paths
     from asg_audit.store import open_store
 
     ingest_paths(db, [export])

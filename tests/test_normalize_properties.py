@@ -11,7 +11,7 @@ import polars as pl
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from asg_audit.ingest import ingest_paths
+from asg_audit.ingest_files import ingest_paths
 from asg_audit.model import Source
 from asg_audit.normalize import RawRecord, normalise_records
 from asg_audit.store import open_store

@@ -19,7 +19,7 @@ import pytest
 from nbclient import NotebookClient
 
 import asg_audit
-from asg_audit.ingest import ingest_paths, track_file
+from asg_audit.ingest_files import ingest_paths, track_file
 from asg_audit.report.content import HEADLINE_FIELDS
 from asg_audit.sim import WorldConfig, generate_world
 

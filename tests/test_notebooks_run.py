@@ -19,7 +19,7 @@ from _records import settled_line
 from nbclient import NotebookClient
 
 import asg_audit
-from asg_audit.ingest import ingest_paths, track_file
+from asg_audit.ingest_files import ingest_paths, track_file
 from asg_audit.sim import WorldConfig, generate_world
 
 NB_DIR = Path(__file__).parents[1] / "notebooks"

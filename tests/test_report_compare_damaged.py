@@ -17,7 +17,7 @@ from _hardening_procs import asg_audit, clean_env
 
 from asg_audit.audit import analyze
 from asg_audit.errors import InputError
-from asg_audit.ingest import ingest_paths
+from asg_audit.ingest_files import ingest_paths
 from asg_audit.report import render
 from asg_audit.report.compare import load_summary
 

@@ -15,7 +15,7 @@ import pytest
 from _hardening_procs import asg_audit, clean_env
 from _records import settled_line
 
-from asg_audit.ingest import ingest_paths
+from asg_audit.ingest_files import ingest_paths
 from asg_audit.report.content import format_value
 
 

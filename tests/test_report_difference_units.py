@@ -18,7 +18,7 @@ import pytest
 
 from asg_audit.audit import analyze
 from asg_audit.checks import load_check_plugins, registered_checks
-from asg_audit.ingest import ingest_paths
+from asg_audit.ingest_files import ingest_paths
 from asg_audit.report import render
 from asg_audit.report.units import difference_unit
 

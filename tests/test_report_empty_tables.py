@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from asg_audit.audit import analyze
-from asg_audit.ingest import ingest_paths, track_file
+from asg_audit.ingest_files import ingest_paths, track_file
 from asg_audit.report import render
 from asg_audit.store import open_store
 

@@ -17,7 +17,7 @@ import pytest
 from _hardening_procs import asg_audit, clean_env
 
 from asg_audit.audit import analyze
-from asg_audit.ingest import ingest_paths
+from asg_audit.ingest_files import ingest_paths
 from asg_audit.report import draw_charts, render
 from asg_audit.store import open_store
 

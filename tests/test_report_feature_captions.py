@@ -17,7 +17,7 @@ from pathlib import Path
 import polars as pl
 
 from asg_audit.audit import analyze
-from asg_audit.ingest import ingest_paths
+from asg_audit.ingest_files import ingest_paths
 from asg_audit.report import render
 
 RAW = ("chain_status", "chain_coverage", "billing_usage", "tasks_settled", "total_cost_sats")

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from asg_audit.audit import Audit, analyze
-from asg_audit.ingest import ingest_paths
+from asg_audit.ingest_files import ingest_paths
 from asg_audit.report import content, render
 from asg_audit.report.content import fair_shares
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from _hardening_procs import asg_audit, clean_env
 
-from asg_audit.ingest import ingest_paths
+from asg_audit.ingest_files import ingest_paths
 
 _LINE = (
     '{{"task_id":"w{i}","status":"settled","consensus_label":"cat","confidence":1.0,'

@@ -22,7 +22,7 @@ from _hardening_procs import asg_audit, clean_env
 
 from asg_audit.audit import Audit, analyze
 from asg_audit.errors import ConfigError
-from asg_audit.ingest import ingest_paths
+from asg_audit.ingest_files import ingest_paths
 from asg_audit.report import render
 from asg_audit.report.folder import COPY_MARKER, _point_latest
 

@@ -18,7 +18,7 @@ import pytest
 from _browser import chromium
 
 from asg_audit.audit import analyze
-from asg_audit.ingest import ingest_paths, track_file
+from asg_audit.ingest_files import ingest_paths, track_file
 from asg_audit.report import render
 
 pytestmark = pytest.mark.browser

@@ -24,7 +24,7 @@ from _records import settled_record
 
 from asg_audit.audit import analyze, analyze_frames
 from asg_audit.config import AuditConfig
-from asg_audit.ingest import ingest_paths
+from asg_audit.ingest_files import ingest_paths
 from asg_audit.report.charts import MAX_HISTOGRAM_BINS, _histogram_bins, draw_charts
 
 CLI = [sys.executable, "-m", "asg_audit"]

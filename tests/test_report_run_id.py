@@ -15,7 +15,7 @@ import pytest
 
 from asg_audit.audit import Audit, analyze
 from asg_audit.errors import ConfigError
-from asg_audit.ingest import ingest_paths
+from asg_audit.ingest_files import ingest_paths
 from asg_audit.report import render
 from asg_audit.report.render import _publish
 

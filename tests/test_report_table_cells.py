@@ -16,7 +16,7 @@ import polars as pl
 import pytest
 
 from asg_audit.audit import analyze, billing_window
-from asg_audit.ingest import ingest_paths
+from asg_audit.ingest_files import ingest_paths
 from asg_audit.report import render
 from asg_audit.report.content import format_value
 from asg_audit.report.markdown import md_table

@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 
 from asg_audit.audit import analyze
-from asg_audit.ingest import ingest_paths
+from asg_audit.ingest_files import ingest_paths
 from asg_audit.report import render
 
 

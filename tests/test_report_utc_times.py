@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from asg_audit.cli import main
-from asg_audit.ingest import ingest_paths
+from asg_audit.ingest_files import ingest_paths
 
 _LINE = (
     '{{"task_id":"t{i}","status":"settled","consensus_label":"cat","confidence":1.0,'

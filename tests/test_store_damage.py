@@ -22,7 +22,7 @@ from _hardening_procs import ingest_limited
 from _records import settled_export
 
 from asg_audit.errors import EXIT_USAGE, StoreFileError
-from asg_audit.ingest import ingest
+from asg_audit.ingest_files import ingest
 from asg_audit.store import open_store
 
 # creates the store at argv[1], with a real SIGINT delivered to itself in the middle of the

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from asg_audit.ingest import ingest_paths
+from asg_audit.ingest_files import ingest_paths
 from asg_audit.store import open_store
 
 TX = "ab" * 32

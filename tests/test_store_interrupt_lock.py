@@ -24,7 +24,7 @@ from _records import settled_line
 
 import asg_audit.store as store_module
 from asg_audit.audit import analyze
-from asg_audit.ingest import ingest_paths
+from asg_audit.ingest_files import ingest_paths
 from asg_audit.store import open_store
 
 

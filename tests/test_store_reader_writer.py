@@ -19,7 +19,7 @@ from _records import settled_line
 
 from asg_audit.audit import analyze
 from asg_audit.errors import StoreBusyError, StoreError
-from asg_audit.ingest import ingest, ingest_paths
+from asg_audit.ingest_files import ingest, ingest_paths
 from asg_audit.store import open_store
 from asg_audit.track import track_file
 

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 from _hardening_procs import clean_env, query
 
-from asg_audit.ingest import track_file
+from asg_audit.ingest_files import track_file
 
 ROWS = 150_000
 
