@@ -29,6 +29,7 @@ from matplotlib.figure import Figure
 from matplotlib.scale import SymmetricalLogTransform
 
 from asg_audit.model import printable
+from asg_audit.report.words import counted, plural
 
 __all__ = ["CHART_NAMES", "MAX_CURVE_POINTS", "Chart", "draw_charts"]
 
@@ -128,10 +129,6 @@ def _tick_labels(values: Any, width: int = 18) -> list[str]:
     return out
 
 
-def _n(value: Any) -> str:
-    return f"{int(value):,}" if value is not None else "n/a"
-
-
 def _s(value: Any) -> str:
     return f"{float(value):,.1f} s" if value is not None else "n/a"
 
@@ -207,14 +204,15 @@ def _latency_distribution(f: Mapping[str, pl.DataFrame], slo: float) -> Chart | 
         ax.legend(loc="best")
     row = overall.row(0, named=True)
     alt = (
-        f"Histogram and ECDF of settlement latency for {_n(row['n'])} settled tasks: "
+        f"Histogram and ECDF of settlement latency for {counted(row['n'], 'settled task')}: "
         f"median {_s(row['p50_s'])}, p95 {_s(row['p95_s'])}, "
         f"{_pct(row['share_over_slo'])} slower than the {slo:g} s SLO (dashed line)."
     )
     if log_spaced:
         alt += (
             f" The longest latency is {_dur(float(row['max_s']))}, so the latency axis is "
-            f"logarithmic beyond {_SYMLOG_LINTHRESH:g} s and the {len(counts)} bins widen "
+            f"logarithmic beyond {_SYMLOG_LINTHRESH:g} s and the "
+            f"{counted(len(counts), 'bin')} widen "
             "with latency; every task is in a bin."
         )
     return Chart("latency_distribution", "Settlement latency", alt, _png(fig))
@@ -278,7 +276,7 @@ def _latency_over_time(f: Mapping[str, pl.DataFrame], slo: float) -> Chart | Non
     _date_axis(ax, fig)
     worst = by_day.sort("p95_s", descending=True, nulls_last=True).row(0, named=True)
     alt = (
-        f"Daily p50 and p95 settlement latency on {by_day.height} days of creation from "
+        f"Daily p50 and p95 settlement latency on {counted(by_day.height, 'day')} of creation from "
         f"{by_day['day'][0]} to {by_day['day'][-1]}; the worst p95 was "
         f"{_s(worst['p95_s'])} on {worst['day']}; SLO {slo:g} s shown dashed."
     )
@@ -355,7 +353,8 @@ def _survival(f: Mapping[str, pl.DataFrame]) -> Chart | None:
     censored = int(surv["censored"].sum())
     alt = (
         f"Kaplan-Meier curve of the share of tasks still unsettled against task age; "
-        f"{censored:,} unsettled tasks are counted as censored. Backlog by age: "
+        f"{counted(censored, 'unsettled task')} {plural(censored, 'is', 'are')} counted as "
+        "censored. Backlog by age: "
         + (
             ", ".join(f"{a}: {t:,}" for a, t in backlog.select("age", "tasks").iter_rows())
             or "none"
@@ -379,13 +378,13 @@ def _confidence(f: Mapping[str, pl.DataFrame]) -> Chart | None:
     total = int(dist["count"].sum())
     top = inside.sort("count", descending=True).row(0, named=True) if inside.height else None
     alt = (
-        f"Histogram of confidence for {total:,} tasks in 20 bins over [0, 1]"
+        f"Histogram of confidence for {counted(total, 'task')} in 20 bins over [0, 1]"
         + (
-            f"; the most common bin starts at {top['lower']:.2f} ({top['count']:,} tasks)"
+            f"; the most common bin starts at {top['lower']:.2f} ({counted(top['count'], 'task')})"
             if top
             else ""
         )
-        + f"; {outside:,} values outside [0, 1]."
+        + f"; {counted(outside, 'value')} outside [0, 1]."
     )
     return Chart("confidence", "Confidence", alt, _png(fig))
 
@@ -421,8 +420,9 @@ def _agreement(f: Mapping[str, pl.DataFrame]) -> Chart | None:
     overall = f["agreement_overall"]
     rate = overall["rate"][0] if overall.height else None
     alt = (
-        f"Agreement rate A/W with 95% Wilson intervals per threshold ({by_t.height} groups) and "
-        f"for the {by_l.height} most common labels; overall rate {_pct(rate)}."
+        f"Agreement rate A/W with 95% Wilson intervals per threshold "
+        f"({counted(by_t.height, 'group')}) and for the "
+        f"{counted(by_l.height, 'most common label')}; overall rate {_pct(rate)}."
     )
     return Chart("agreement", "Agreement rate", alt, _png(fig))
 
@@ -494,8 +494,9 @@ def _costs(f: Mapping[str, pl.DataFrame]) -> Chart | None:
     ax.legend(loc="upper left")
     mismatched = int(off["tasks"].sum())
     alt = (
-        f"Reported against expected cost per task, grouped: {int(cmp['tasks'].sum()):,} tasks "
-        f"with a known cost, {mismatched:,} of them differ from the configured model."
+        f"Reported against expected cost per task, grouped: "
+        f"{counted(int(cmp['tasks'].sum()), 'task')} with a known cost, {mismatched:,} of them "
+        f"{plural(mismatched, 'differs', 'differ')} from the configured model."
     )
     return Chart("costs", "Reported vs expected cost", alt, _png(fig))
 
@@ -520,9 +521,9 @@ def _spend(f: Mapping[str, pl.DataFrame]) -> Chart | None:
     total = int(spend["cost_sats"].sum() or 0)
     peak = spend.sort("cost_sats", descending=True, nulls_last=True).row(0, named=True)
     alt = (
-        f"Known spend per settlement day on {spend.height} days from "
-        f"{_day(days[0])} to {_day(days[-1])}, {total:,} sats in total; "
-        f"peak {_n(peak['cost_sats'])} sats on {_day(peak['period_start'])}."
+        f"Known spend per settlement day on {counted(spend.height, 'day')} from "
+        f"{_day(days[0])} to {_day(days[-1])}, {counted(total, 'sat')} in total; "
+        f"peak {counted(peak['cost_sats'], 'sat')} on {_day(peak['period_start'])}."
     )
     return Chart("spend", "Spend per day", alt, _png(fig))
 

@@ -20,6 +20,7 @@ from asg_audit.config import AuditConfig
 from asg_audit.model import EXACT_DIFFERENCE, is_well_formed_txid
 from asg_audit.redaction import Secret, mask_secrets, shown_setting
 from asg_audit.report.units import difference_unit
+from asg_audit.report.words import counted, plural
 
 if TYPE_CHECKING:
     from asg_audit.audit import Audit
@@ -207,8 +208,8 @@ def backlog_note(audit: Audit) -> str | None:
     if not n:
         return None
     return (
-        f"{n:,} task{'s' if n != 1 else ''} created after the as-of time "
-        f"{'are' if n != 1 else 'is'} not aged: the backlog ages and the survival curve leave "
+        f"{counted(n, 'task')} created after the as-of time "
+        f"{plural(n, 'is', 'are')} not aged: the backlog ages and the survival curve leave "
         f"{'them' if n != 1 else 'it'} out."
     )
 
@@ -249,7 +250,7 @@ def format_value(value: Any, kind: str = "text") -> str:
     if kind == "num" and isinstance(value, float):
         return format_number(value)
     if kind in ("count", "sats"):
-        return f"{int(value):,}" + (" sats" if kind == "sats" else "")
+        return counted(int(value), "sat") if kind == "sats" else f"{int(value):,}"
     if kind == "seconds":
         return format_seconds(float(value))
     if kind == "share":
@@ -505,7 +506,7 @@ def fee_coverage(audit: Audit) -> dict[str, Any] | None:
     checked = proves.get(_FEE_EXACT, 0)
     total = sum(proves.values())
     others = [f"{n:,} {what}" for what, n in proves.items() if what != _FEE_EXACT]
-    line = f"fees checked ({FEE_CHECK_ID}): {checked:,} of {total:,} txids" + "".join(
+    line = f"fees checked ({FEE_CHECK_ID}): {checked:,} of {counted(total, 'txid')}" + "".join(
         f"; {part}" for part in others
     )
     return {

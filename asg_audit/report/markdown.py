@@ -15,6 +15,7 @@ from asg_audit.model import printable
 from asg_audit.report.content import difference_header, format_change, format_value
 from asg_audit.report.empty import NO_DATA
 from asg_audit.report.feature_tables import HTTP_BY_RUN
+from asg_audit.report.words import counted
 
 __all__ = ["md_escape", "md_table", "render_markdown"]
 
@@ -48,7 +49,7 @@ def _table(t: Any, caption: str | None = None) -> str:
     out = f"\n**{md_escape(caption)}**\n\n" if caption else "\n"
     out += md_table(t.headers, t.rows, t.empty)
     if t.more:
-        out += f"\n_and {t.more:,} more rows_\n"
+        out += f"\n_and {counted(t.more, 'more row')}_\n"
     return out
 
 
@@ -117,7 +118,7 @@ def _proves(group: dict[str, Any]) -> str:
     with counts when its findings prove different things)."""
     parts = [
         f"**{md_escape(what)}**"
-        + (f" ({n:,} finding{'s' if n != 1 else ''})" if len(group["proves"]) > 1 else "")
+        + (f" ({counted(n, 'finding')})" if len(group["proves"]) > 1 else "")
         for what, n in group["proves"]
     ]
     return "Proves: " + " · ".join(parts)
@@ -191,7 +192,7 @@ def render_markdown(ctx: dict[str, Any]) -> str:
         n = g["findings"]
         out.append(
             f"\n### {md_escape(g['check_id'])} ({md_escape(g['severity'])}, "
-            f"{n:,} finding{'s' if n != 1 else ''})\n\n"
+            f"{counted(n, 'finding')})\n\n"
         )
         if g["description"]:
             out.append(md_escape(g["description"]) + "\n\n")

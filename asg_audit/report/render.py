@@ -50,6 +50,7 @@ from asg_audit.report.folder import (
 from asg_audit.report.markdown import render_markdown
 from asg_audit.report.methodology import methodology
 from asg_audit.report.run_steps import RunStep, banner, normalise_steps, run_object
+from asg_audit.report.words import counted, plural
 
 if TYPE_CHECKING:
     from asg_audit.audit import Audit
@@ -132,6 +133,8 @@ _ENV.globals.update(
     change=content.format_change,
     difference_header=content.difference_header,
     HTTP_BY_RUN=HTTP_BY_RUN,
+    counted=counted,
+    plural=plural,
 )
 
 
