@@ -496,6 +496,11 @@ class CollectorRun:
                 if not got:  # a stop came first: the requests in flight are abandoned
                     self._push(t)
                     continue
+                if until is not None and self.clock.now() >= until:
+                    # the run's time ran out while it waited: no poll goes out after it
+                    slots.release()
+                    self._push(t)
+                    continue
                 if bucket.free_at() > self.clock.now():  # a 429 may have closed the gate
                     slots.release()
                     self._push(t)
