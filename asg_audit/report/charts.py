@@ -269,18 +269,22 @@ def _latency_over_time(f: Mapping[str, pl.DataFrame], slo: float) -> Chart | Non
     if wide:  # a day of years-long latencies would flatten every other day to zero
         _age_axis(ax, worst_s, axis="y")
     ax.axhline(slo, color=_RED, linestyle="--", label=f"SLO {slo:g} s")
-    ax.set(title="Latency per day of creation", ylabel="latency" if wide else "seconds")
+    ax.set(
+        title="p50/p95 latency per day of creation (UTC days)",
+        ylabel="latency" if wide else "seconds",
+    )
     # outside the plot area, right of it: never over the last days' points
     fig.subplots_adjust(right=_LEGEND_RIGHT)
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
     _date_axis(ax, fig)
     worst = by_day.sort("p95_s", descending=True, nulls_last=True).row(0, named=True)
     alt = (
-        f"Daily p50 and p95 settlement latency on {counted(by_day.height, 'day')} of creation from "
+        f"Daily p50 and p95 settlement latency on {counted(by_day.height, 'day')} of creation "
+        f"(UTC days) from "
         f"{by_day['day'][0]} to {by_day['day'][-1]}; the worst p95 was "
         f"{_s(worst['p95_s'])} on {worst['day']}; SLO {slo:g} s shown dashed."
     )
-    return Chart("latency_over_time", "Latency over time", alt, _png(fig))
+    return Chart("latency_over_time", "p50/p95 per day (UTC days)", alt, _png(fig))
 
 
 _YEAR: Final = 31536000
@@ -516,16 +520,16 @@ def _spend(f: Mapping[str, pl.DataFrame]) -> Chart | None:
         # One artist for all days rather than one bar patch each.
         ax.vlines(days, 0, sats, color=_BLUE, linewidth=1.0)
         ax.set_ylim(bottom=0)
-    ax.set(title="Spend per day (known costs)", ylabel="sats")
+    ax.set(title="Spend per day (known costs; UTC days)", ylabel="sats")
     _date_axis(ax, fig)
     total = int(spend["cost_sats"].sum() or 0)
     peak = spend.sort("cost_sats", descending=True, nulls_last=True).row(0, named=True)
     alt = (
-        f"Known spend per settlement day on {counted(spend.height, 'day')} from "
+        f"Known spend per settlement day (UTC days) on {counted(spend.height, 'day')} from "
         f"{_day(days[0])} to {_day(days[-1])}, {counted(total, 'sat')} in total; "
         f"peak {counted(peak['cost_sats'], 'sat')} on {_day(peak['period_start'])}."
     )
-    return Chart("spend", "Spend per day", alt, _png(fig))
+    return Chart("spend", "Spend per day (UTC days)", alt, _png(fig))
 
 
 def _chain(f: Mapping[str, pl.DataFrame]) -> Chart | None:
