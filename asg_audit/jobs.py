@@ -725,7 +725,14 @@ def _run_steps(
         print(printable(f"{'findings':<13} {note}", one_line=True), file=log)
     if compare_note is not None:  # `--compare previous` with no earlier report: said so
         _step(outcome, "compare", lambda: compare_note, log, config)
-    report = render(audit, out, formats=formats, run_id=outcome.run_id, compare=compare)
+    report = render(
+        audit,
+        out,
+        formats=formats,
+        run_id=outcome.run_id,
+        compare=compare,
+        findings_stored=note is None,
+    )
     outcome.report_dir = report.folder
     outcome.report_paths = dict(report.paths)
     outcome.summary = audit.summary()
