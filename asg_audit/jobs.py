@@ -732,6 +732,9 @@ def _run_steps(
         run_id=outcome.run_id,
         compare=compare,
         findings_stored=note is None,
+        # the steps done so far: an incomplete run's report says so (summary.json `run`, a
+        # banner `Incomplete audit: collect failed: ...`)
+        steps=dict(outcome.steps),
     )
     outcome.report_dir = report.folder
     outcome.report_paths = dict(report.paths)
