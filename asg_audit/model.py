@@ -271,13 +271,33 @@ _INVISIBLE: Final = (
     "\u3000\u3164\ud800-\udfff\ufeff\uffa0\ufff9-\ufffb\U000110bd\U000110cd"
     "\U00013430-\U0001343f\U0001bca0-\U0001bca3\U0001d173-\U0001d17a\U000e0000-\U000e0fff"
 )
+# Of those, the ones that real text uses between two visible characters: the zero-width
+# non-joiner and joiner (Persian and Indic words, emoji sequences such as a family), the
+# no-break spaces (French `prix\u202f: 10\xa0€`) and the ideographic space (`東京\u3000大阪`).
+# They are kept there, and escaped anywhere else (at an end, beside whitespace or another
+# invisible character, on their own), where they only hide a difference (`cat\xa0`).
+_KEPT_BETWEEN: Final = "\u200c\u200d\xa0\u202f\u3000"
+# A subdivision flag (England's) is the black flag followed by tag characters: kept whole.
+_FLAG_TAGS: Final = "\U0001f3f4[\U000e0020-\U000e007e]+\U000e007f"
+
+
+def _unprintable_re(controls: str) -> re.Pattern[str]:
+    visible = f"[^\\s{controls}{_INVISIBLE}]"
+    return re.compile(
+        f"(?P<kept>{_FLAG_TAGS}|(?<={visible})[{_KEPT_BETWEEN}](?={visible}))"
+        f"|[{controls}{_INVISIBLE}]"
+    )
+
+
 # Escaped in every text: C0 controls but tab and newline, and the characters above.
-_UNPRINTABLE_RE: Final = re.compile(f"[\x00-\x08\x0b-\x1f{_INVISIBLE}]")
+_UNPRINTABLE_RE: Final = _unprintable_re("\x00-\x08\x0b-\x1f")
 # ... and on one line, newlines and tabs too.
-_UNPRINTABLE_LINE_RE: Final = re.compile(f"[\x00-\x1f{_INVISIBLE}]")
+_UNPRINTABLE_LINE_RE: Final = _unprintable_re("\x00-\x1f")
 
 
 def _escape(match: re.Match[str]) -> str:
+    if match["kept"] is not None:
+        return match["kept"]
     code = ord(match[0])
     if code < 0x100:
         return f"\\x{code:02x}"

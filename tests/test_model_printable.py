@@ -42,8 +42,11 @@ def test_printable_escapes_every_invisible_category_of_this_python() -> None:
         ("a\u00adb", "a\\xadb"),
         ("a\u061cb", "a\\u061cb"),
         ("a\u2028b\u2029c", "a\\u2028b\\u2029c"),
-        ("a\u200cb\u200dc", "a\\u200cb\\u200dc"),
-        ("a\u202fb\u3000c", "a\\u202fb\\u3000c"),
+        ("cat\u200c", "cat\\u200c"),  # a joiner or no-break space at an end,
+        ("\u200dcat", "\\u200dcat"),
+        ("a\u202f b\u3000", "a\\u202f b\\u3000"),  # beside whitespace,
+        ("a\xa0\u200bb", "a\\xa0\\u200bb"),  # beside another invisible one,
+        ("\xa0", "\\xa0"),  # or on its own
         ("a\U000e0041b", "a\\U000e0041b"),  # a tag character: astral, written \U
         ("a\ud800b", "a\\ud800b"),  # a lone surrogate, which UTF-8 cannot even write
         ("a\u3164b", "a\\u3164b"),  # Hangul filler: a letter that draws as nothing
@@ -73,3 +76,20 @@ def test_printable_quote_edges_shows_leading_and_trailing_whitespace() -> None:
     assert printable("", quote_edges=True) == ""
     # off by default: a fragment of a sentence is not quoted
     assert printable(" · tasks created x to y") == " · tasks created x to y"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "\U0001f468\u200d\U0001f469\u200d\U0001f467",  # a family: emoji joined by ZWJ
+        "\u0645\u06cc\u200c\u062e\u0648\u0627\u0647\u0645",  # Persian, with a ZWNJ
+        "\u0915\u094d\u200d\u0937",  # Devanagari, with a ZWJ
+        "prix\u202f: 10\xa0\u20ac",  # French spacing
+        "\u6771\u4eac\u3000\u5927\u962a",  # an ideographic space between words
+        "\U0001f3f4\U000e0067\U000e0062\U000e0065\U000e006e\U000e0067\U000e007f",  # England
+    ],
+)
+def test_printable_keeps_joiners_and_spaces_real_text_uses(text: str) -> None:
+    """Between two visible characters these are part of the text, not a hidden difference."""
+    assert printable(text) == text
+    assert printable(text, one_line=True, quote_edges=True) == text
