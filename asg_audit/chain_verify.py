@@ -117,8 +117,9 @@ class VerifySummary:
         exact = self.fees.get(FEE_EXACT, 0)
         others = [(k, n) for k, n in self.fees.items() if k != FEE_EXACT]
         parts = [f"{n} {k}" for k, n in others]
+        total = sum(self.fees.values())
         return [
-            f"fees checked (chain.fee_rate): {exact} of {sum(self.fees.values())} txids"
+            f"fees checked (chain.fee_rate): {exact} of {total} txid{'' if total == 1 else 's'}"
             + (f"; {'; '.join(parts)}" if parts else "")
         ]
 
