@@ -9,9 +9,15 @@ standard error, on a terminal only (`asg_audit.progress`); `asg_audit.ingest_sta
 
 from __future__ import annotations
 
+import weakref
+
 import duckdb
 
-__all__ = ["connect", "quiet"]
+__all__ = ["bar_settable", "connect", "quiet"]
+
+# Connections on which DuckDB refused to change the progress bar (a Jupyter kernel without
+# ipywidgets): a refused SET inside a transaction would abort it, so none is tried again.
+_BAR_FIXED: weakref.WeakSet[duckdb.DuckDBPyConnection] = weakref.WeakSet()
 
 
 def quiet(con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
@@ -26,7 +32,13 @@ def quiet(con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
         row = con.execute("SELECT current_setting('enable_progress_bar')").fetchone()
         if row is None or row[0]:
             raise
+        _BAR_FIXED.add(con)
     return con
+
+
+def bar_settable(con: duckdb.DuckDBPyConnection) -> bool:
+    """Whether DuckDB lets `con`'s progress bar settings change (see `quiet`)."""
+    return con not in _BAR_FIXED
 
 
 def connect(database: str = ":memory:", *, read_only: bool = False) -> duckdb.DuckDBPyConnection:

@@ -24,6 +24,7 @@ from typing import IO
 
 import duckdb
 
+from asg_audit import engine
 from asg_audit.errors import InputError
 from asg_audit.filelines import (
     CutLine,
@@ -166,15 +167,13 @@ def query_progress(
     con: duckdb.DuckDBPyConnection, size: int, on_bytes: ProgressFn | None
 ) -> Iterator[None]:
     """Report the progress of the query run inside the block as bytes of a file of `size`."""
-    if on_bytes is None:
+    if on_bytes is None or not engine.bar_settable(con):
+        # (a Jupyter kernel without ipywidgets: DuckDB refuses the settings, and a refused SET
+        # would abort the caller's transaction: no estimate)
         yield
         return
-    try:
-        con.execute("SET enable_progress_bar = true")
-        con.execute("SET enable_progress_bar_print = false")
-    except duckdb.InvalidInputException:  # a Jupyter kernel without ipywidgets: no estimate
-        yield
-        return
+    con.execute("SET enable_progress_bar_print = false")
+    con.execute("SET enable_progress_bar = true")
     stop = threading.Event()
     reported = 0
 

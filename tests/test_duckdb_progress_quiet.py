@@ -77,8 +77,12 @@ from asg_audit import engine
 from asg_audit.ingest_staging import query_progress
 con = engine.connect()
 seen = []
+con.execute("CREATE TABLE t (n BIGINT)")
+con.execute("BEGIN")  # as ingest stages a file: inside the store's transaction
 with query_progress(con, 1000, seen.append):
-    n = con.execute("SELECT count(*) FROM range(1000)").fetchone()[0]
+    con.execute("INSERT INTO t SELECT * FROM range(1000)")
+con.execute("COMMIT")
+n = con.execute("SELECT count(*) FROM t").fetchone()[0]
 print("bar", con.execute("SELECT current_setting('enable_progress_bar')").fetchone()[0], n)
 """
 
