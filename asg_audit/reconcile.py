@@ -223,7 +223,7 @@ def txid_unconfirmed(ctx: CheckContext) -> pl.LazyFrame:
         *finding(
             entity_type="txid",
             entity_id=pl.col("txid"),
-            expected=pl.lit(f"confirmed within {after:g} s"),
+            expected=pl.lit(f"confirmed within {after:.10g} s"),
             actual=fmt("{} confirmations", pl.col("confirmations").fill_null(0)),
             difference=_age(ref) - after,
             message=fmt(
@@ -262,7 +262,7 @@ def block_time_far(ctx: CheckContext) -> pl.LazyFrame:
             *finding(
                 entity_type="txid",
                 entity_id=pl.col("txid"),
-                expected=pl.lit(f"block time within {tol:g} s of settled_at"),
+                expected=pl.lit(f"block time within {tol:.10g} s of settled_at"),
                 actual=fmt("{} s away", pl.col("gap").round(0).cast(pl.Int64)),
                 difference=pl.col("gap") - tol,
                 message=fmt(
@@ -518,7 +518,7 @@ def fee_rate(ctx: CheckContext) -> pl.LazyFrame:
             *finding(
                 entity_type="txid",
                 entity_id=pl.col("txid"),
-                expected=pl.lit(f"{lo:g} to {hi:g} sat/kB"),
+                expected=pl.lit(f"{lo:.10g} to {hi:.10g} sat/kB"),
                 actual=fmt("{} sat/kB", rate.round(2)),
                 difference=pl.when(rate < lo).then(rate - lo).otherwise(rate - hi),
                 message=fmt("fee {} sats for {} bytes", pl.col("fee_sats"), pl.col("size_bytes")),

@@ -221,9 +221,13 @@ class Store:
 
     def _rollback(self) -> None:
         self._staging_ready = False  # the temp tables may have been created by this transaction
-        # The failed statement may have ended the transaction already.
+        # The failed statement may have ended the transaction already; a store closed inside
+        # the block has nothing to roll back (closing did): the block's own error is the one
+        # its caller is told of, not that the store is closed.
+        if self._closed:
+            return
         with contextlib.suppress(duckdb.Error):
-            self.con.execute("ROLLBACK")
+            self._con.execute("ROLLBACK")
 
     def _require_open(self) -> None:
         if self._closed:

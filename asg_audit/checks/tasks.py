@@ -62,7 +62,7 @@ def stuck_task(ctx: CheckContext) -> pl.LazyFrame:
         finding(
             entity_type="task",
             entity_id=pl.col("task_id"),
-            expected=pl.lit(f"settled within {limit:g} s"),
+            expected=pl.lit(f"settled within {limit:.10g} s"),
             actual=fmt("{} for {}", pl.col("status"), shown),
             # a whole number when the level is (exact in summary.json, no ".0")
             difference=whole - (int(limit) if float(limit).is_integer() else limit),
