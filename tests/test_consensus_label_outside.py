@@ -149,3 +149,15 @@ def test_label_outside_options_report_rows_read_apart(report: Path) -> None:
     assert {f["actual"] for f in found} == set(SHOWN.values())
     page = (report / "index.html").read_text(encoding="utf-8")
     assert "<td>cat\\u200b</td>" in page and "\u200b" not in page
+
+
+def test_width_and_marks_are_not_called_case_or_accents() -> None:
+    """A full-width letter is not 'only letter case'; a Devanagari vowel sign is a mark, and
+    the message says so rather than calling it an accent."""
+    from asg_audit.checks.consensus import _label_outside_row
+
+    wide = _label_outside_row("\uff23at", ["cat"])["message"]
+    assert "only in letter case" not in wide and "how they are composed" in wide
+    assert "only in letter case" in _label_outside_row("Cat", ["cat"])["message"]
+    vowel = _label_outside_row("\u0915\u0941", ["\u0915"])["message"]
+    assert "combining marks" in vowel

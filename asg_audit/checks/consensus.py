@@ -281,14 +281,20 @@ def _label_outside_row(label: str | None, options: list[str] | None) -> dict[str
         if alike:
             message += (
                 f"; it differs from the option {json.dumps(alike[0], ensure_ascii=False)} only"
-                " in characters hard to see (spaces, line breaks, invisible characters, accents)"
+                " in characters hard to see or in how its characters are composed (spaces, line"
+                " breaks, invisible characters, accents and other combining marks, compatibility"
+                " forms such as ligatures or full-width letters)"
             )
         else:
             alike = [o for o in options if _skeleton(o).casefold() == skeleton.casefold()]
             if alike:
+                how = (
+                    "only in letter case"
+                    if alike[0].casefold() == label.casefold()
+                    else "in letter case and in characters hard to see or how they are composed"
+                )
                 message += (
-                    f"; it differs from the option {json.dumps(alike[0], ensure_ascii=False)}"
-                    " only in letter case"
+                    f"; it differs from the option {json.dumps(alike[0], ensure_ascii=False)} {how}"
                 )
     return {
         "expected": json.dumps(options, ensure_ascii=False),
