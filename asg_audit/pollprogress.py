@@ -93,34 +93,26 @@ def snapshot(
     """Return the progress counts, in the summary's categories; given a `PendingWait`, a
     `WaitingProgress` that also says what the pending tasks wait for."""
     s, st = summary, stats
+    counts = {
+        "settled": s.settled,
+        "pending": pending,
+        "not_found": s.not_found,
+        "expired": s.expired,
+        "throttled": st["http_429"],
+        "requests": st["requests"],
+        "failed": s.failed,
+        "transport_errors": st["transport_errors"],
+        "server_errors": st["http_5xx"],
+    }
     if isinstance(next_poll_in_s, PendingWait):
         wait = next_poll_in_s
         return WaitingProgress(
-            settled=s.settled,
-            pending=pending,
-            not_found=s.not_found,
-            expired=s.expired,
-            throttled=st["http_429"],
-            requests=st["requests"],
-            failed=s.failed,
-            transport_errors=st["transport_errors"],
-            server_errors=st["http_5xx"],
+            **counts,
             next_poll_in_s=wait.last_poll_in_s,
             first_poll_in_s=wait.next_poll_in_s,
             open_ended=wait.open_ended if pending else 0,
         )
-    return CollectProgress(
-        settled=s.settled,
-        pending=pending,
-        not_found=s.not_found,
-        expired=s.expired,
-        throttled=st["http_429"],
-        requests=st["requests"],
-        failed=s.failed,
-        transport_errors=st["transport_errors"],
-        server_errors=st["http_5xx"],
-        next_poll_in_s=next_poll_in_s,
-    )
+    return CollectProgress(**counts, next_poll_in_s=next_poll_in_s)
 
 
 def last_poll_in(
