@@ -22,6 +22,7 @@ __all__ = [
     "Check",
     "CheckContext",
     "CheckFunction",
+    "as_text",
     "finding",
     "findings_with_kinds",
     "load_check_plugins",
@@ -156,11 +157,38 @@ def load_check_plugins(modules: Iterable[str] = PLUGIN_MODULES) -> None:
             importlib.import_module(name)
 
 
+# a time in a finding's text: ISO 8601 in UTC, fractional seconds only when not zero (0, 3, 6
+# or 9 digits), as the report writes every time (`2026-10-11T02:55:39+00:00`)
+_ISO_UTC: Final = "%Y-%m-%dT%H:%M:%S%.f%:z"
+
+
+def _series_text(values: pl.Series) -> pl.Series:
+    """Return a column as text; a time column (Datetime) as ISO 8601 in UTC, a time without a
+    zone taken as UTC. Text is returned as it is: a label that looks like a time is data."""
+    dtype = values.dtype
+    if isinstance(dtype, pl.Datetime):
+        utc = (
+            values.dt.replace_time_zone("UTC")
+            if dtype.time_zone is None
+            else values.dt.convert_time_zone("UTC")
+        )
+        return utc.dt.strftime(_ISO_UTC)
+    return values.cast(pl.String)
+
+
+def as_text(value: pl.Expr) -> pl.Expr:
+    """Return an expression as text, as findings hold it: a time (Datetime) in ISO 8601 UTC
+    (`2026-10-11T02:55:39+00:00`, not polars' `2026-10-11 02:55:39.000000+00:00`), anything
+    else cast to text. Decided by the column's type, never by what its text looks like."""
+    return value.map_batches(_series_text, return_dtype=pl.String, is_elementwise=True)
+
+
 def fmt(template: str, *args: pl.Expr) -> pl.Expr:
     """Return `template` with each `{}` replaced by the next expression (null if one is null).
 
     Used instead of `pl.format`: polars 2.1 panics in `str.format` ("assertion failed:
-    i < self.len()") on some frames read from DuckDB, while `concat_str` does not.
+    i < self.len()") on some frames read from DuckDB, while `concat_str` does not. A time is
+    written as the report writes times (`as_text`): `2026-10-11T02:55:39+00:00`.
     """
     parts = template.split("{}")
     if len(parts) != len(args) + 1:
@@ -170,7 +198,7 @@ def fmt(template: str, *args: pl.Expr) -> pl.Expr:
         if part:
             exprs.append(pl.lit(part))
         if i < len(args):
-            exprs.append(args[i].cast(pl.String))
+            exprs.append(as_text(args[i]))
     return pl.concat_str(exprs) if exprs else pl.lit("")
 
 
@@ -187,15 +215,15 @@ def finding(
     """Return the select expressions of a check's rows (see `register_check`)."""
     exprs = [
         pl.lit(entity_type).alias("entity_type"),
-        entity_id.cast(pl.String).alias("entity_id"),
-        expected.cast(pl.String).alias("expected"),
-        actual.cast(pl.String).alias("actual"),
+        as_text(entity_id).alias("entity_id"),
+        as_text(expected).alias("expected"),
+        as_text(actual).alias("actual"),
         # as computed: `run_checks` keeps a whole number exactly (EXACT_DIFFERENCE) before the
         # float column of FINDINGS_SCHEMA rounds it
         (difference if difference is not None else pl.lit(None, dtype=pl.Float64)).alias(
             "difference"
         ),
-        message.cast(pl.String).alias("message"),
+        as_text(message).alias("message"),
     ]
     if value is not None:
         exprs.append(value.cast(pl.Float64).alias("value"))

@@ -49,7 +49,6 @@ __all__ = [
     "format_seconds",
     "format_value",
     "headline",
-    "iso_times",
     "proves_counts",
     "txid_url",
     "utc_iso",
@@ -116,27 +115,6 @@ def utc_iso(when: datetime | None, timespec: str = "auto") -> str | None:
     return when.isoformat(timespec=timespec)
 
 
-# a time as polars writes one cast to text (`2026-09-24 12:21:01.000000+00:00`), with its zone
-_TIME_TEXT: Final = re.compile(
-    r"\b\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}:\d{2}(?:\.\d{1,9})?(?:Z|[+-]\d{2}:\d{2})(?![\d:])"
-)
-
-
-def iso_times(text: str) -> str:
-    """Return `text` with every time that states its zone written as the report writes times:
-    ISO 8601 in UTC, fractional seconds only when not zero (`2026-09-24T12:21:01+00:00`)."""
-
-    def one(match: re.Match[str]) -> str:
-        found = match.group(0)
-        try:
-            when = datetime.fromisoformat(found.replace("Z", "+00:00"))
-        except ValueError:
-            return found
-        return str(utc_iso(when))
-
-    return _TIME_TEXT.sub(one, text)
-
-
 _PLAIN_FIGURE: Final = re.compile(r"-?(?:0|[1-9]\d*)(?:\.\d+)?")
 
 
@@ -146,15 +124,16 @@ def difference_header(unit: str | None) -> str:
 
 
 def figure_text(value: Any, *, figure: bool = True) -> str | None:
-    """Return an expected or actual value as display text: times in ISO 8601 UTC and, when
-    `figure` (the value is a figure, not a label that may look like one), a plain number
-    (`1233592`, `0.6667`) written as the report writes figures (`1,233,592`)."""
+    """Return an expected or actual value as display text: as the check wrote it (times are
+    ISO 8601 UTC already, `checks._registry.as_text`) and, when `figure` (the value is a
+    figure, not a label that may look like one), a plain number (`1233592`, `0.6667`) written
+    as the report writes figures (`1,233,592`). Text is never rewritten otherwise."""
     if value is None:
         return None
     text = str(value)
     if figure and _PLAIN_FIGURE.fullmatch(text):
         return f"{int(text):,}" if "." not in text else format_number(float(text))
-    return iso_times(text)
+    return text
 
 
 def _first(frame: pl.DataFrame | None, column: str) -> Any:
@@ -385,9 +364,9 @@ def findings_by_check(
         entities = [
             {
                 **{k: r[k] for k in ("severity", "entity_type", "entity_id", "proves")},
-                # times in the text as the report writes times (ISO 8601, UTC); a plain figure
-                # of a check with a unit written like the difference beside it (`1,233,592`)
-                "message": None if r["message"] is None else iso_times(str(r["message"])),
+                # as the check wrote it (its times ISO 8601 UTC already); a plain figure of a
+                # check with a unit written like the difference beside it (`1,233,592`)
+                "message": r["message"],
                 **{k: figure_text(r[k], figure=unit is not None) for k in ("expected", "actual")},
                 "difference": _difference(r),
                 "url": txid_url(r["entity_type"], r["entity_id"]),
