@@ -115,7 +115,7 @@ def utc_iso(when: datetime | None, timespec: str = "auto") -> str | None:
     return when.isoformat(timespec=timespec)
 
 
-_PLAIN_FIGURE: Final = re.compile(r"-?(?:0|[1-9]\d*)(?:\.\d+)?")
+_WHOLE_FIGURE: Final = re.compile(r"-?(?:0|[1-9]\d*)")
 
 
 def difference_header(unit: str | None) -> str:
@@ -124,15 +124,16 @@ def difference_header(unit: str | None) -> str:
 
 
 def figure_text(value: Any, *, figure: bool = True) -> str | None:
-    """Return an expected or actual value as display text: as the check wrote it (times are
-    ISO 8601 UTC already, `checks._registry.as_text`) and, when `figure` (the value is a
-    figure, not a label that may look like one), a plain number (`1233592`, `0.6667`) written
-    as the report writes figures (`1,233,592`). Text is never rewritten otherwise."""
+    """Return an expected or actual value as display text, as the check wrote it (its times
+    are ISO 8601 UTC already, `checks._registry.as_text`). Only when `figure` (the value is a
+    figure, not a label that may look like one) is a whole number (`1233592`) written as the
+    report writes whole figures (`1,233,592`); a fraction keeps every digit the check wrote
+    (`1.0004`, `12345678901234567.5`): rounded it could read as the value it is compared with."""
     if value is None:
         return None
     text = str(value)
-    if figure and _PLAIN_FIGURE.fullmatch(text):
-        return f"{int(text):,}" if "." not in text else format_number(float(text))
+    if figure and _WHOLE_FIGURE.fullmatch(text):
+        return f"{int(text):,}"
     return text
 
 
