@@ -261,13 +261,25 @@ RUN_COLUMNS: Final = [
     ("run_http_5xx", "5xx (run)", "count"),
 ]
 _STORED: Final = ("answers", "http_404", "http_429", "http_5xx")
+# the commands whose runs store records (observations) under their run id: polls, file
+# records, webhook deliveries. track, verify-chain, billing and audit runs store none there.
+_STORING_COMMANDS: Final = ("collect", "ingest", "serve-webhooks")
 
 
-def _runs_frame(frame: pl.DataFrame) -> pl.DataFrame:
-    """Return the runs frame with a run that stored nothing shown as having stored 0 (not
-    `n/a`); a counter the run did not keep (an ingest run has no requests) stays unknown."""
+def _runs_frame(frame: pl.DataFrame, *, windowed: bool = False) -> pl.DataFrame:
+    """Return the runs frame with a run that stored nothing shown as having stored 0, only
+    where that is known: a run of a command that stores records (`_STORING_COMMANDS`) in a
+    report without a window. Under `--since/--until` only the window's records are counted
+    (a run's records outside it are not 0), and a run that stores no records (track,
+    verify-chain, billing) has no count: both stay `n/a`. A counter the run did not keep (an
+    ingest run has no requests) stays unknown."""
     stored = [c for c in _STORED if c in frame.columns]
-    return frame.with_columns(pl.col(c).fill_null(0) for c in stored) if stored else frame
+    if not stored or windowed or "command" not in frame.columns:
+        return frame
+    storing = pl.col("command").is_in(list(_STORING_COMMANDS))
+    return frame.with_columns(
+        pl.when(storing).then(pl.col(c).fill_null(0)).otherwise(pl.col(c)).alias(c) for c in stored
+    )
 
 
 def _explained(tables: dict[str, Table], reasons: dict[str, str | None]) -> dict[str, Table]:
@@ -277,7 +289,7 @@ def _explained(tables: dict[str, Table], reasons: dict[str, str | None]) -> dict
     }
 
 
-def _tables(f: dict[str, pl.DataFrame]) -> dict[str, Table]:
+def _tables(f: dict[str, pl.DataFrame], *, windowed: bool = False) -> dict[str, Table]:
     fixed = [
         ("tasks", "tasks", "count"),
         ("mean", "mean", "num"),
@@ -345,7 +357,7 @@ def _tables(f: dict[str, pl.DataFrame]) -> dict[str, Table]:
         "source_coverage": frame_table(
             f["source_coverage"], [("seen_by", "seen by", "text"), ("tasks", "tasks", "count")]
         ),
-        "http_by_run": frame_table(_runs_frame(f["http_by_run"]), RUN_COLUMNS),
+        "http_by_run": frame_table(_runs_frame(f["http_by_run"], windowed=windowed), RUN_COLUMNS),
     }
 
 
@@ -463,7 +475,9 @@ def build_context(
         "headline": content.headline(audit),
         "charts": _ChartSlots(chart_ctx),
         "chart_list": list(charts.values()),
-        "tables": _explained(_tables(f), reasons),
+        "tables": _explained(
+            _tables(f, windowed=audit.since is not None or audit.until is not None), reasons
+        ),
         "backlog_note": content.backlog_note(audit),
         "chain_tables": chain_tables,
         # shown with its table in the chain section: `fees checked (chain.fee_rate): X of Y`
