@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING, Final
 
 import polars as pl
 
+from asg_audit.report.words import counted, plural
+
 if TYPE_CHECKING:
     from asg_audit.audit import Audit
 
@@ -41,7 +43,7 @@ def _store_reason(audit: Audit, tasks: int) -> str | None:
     waiting = _not_collected(audit)
     if waiting:
         return (
-            f"{waiting:,} task{'s are' if waiting != 1 else ' is'} tracked but nothing was"
+            f"{counted(waiting, 'task')} {plural(waiting, 'is', 'are')} tracked but nothing was"
             " collected yet (asg-audit collect)"
         )
     if audit.since is not None or audit.until is not None:

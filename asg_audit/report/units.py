@@ -1,8 +1,7 @@
 """The unit of each check's Difference column (sats, s, sat/kB, tasks, ...).
 
-A check registered with a `unit` (when the registry gains the field) gives its own; until then
-this table, read from what each check computes as `difference`, gives it. A check whose findings
-have no difference, or one unit per finding, has none.
+The table is read from what each check computes as `difference`. A check whose findings have
+no difference, or one unit per finding, has none.
 """
 
 from __future__ import annotations
@@ -52,8 +51,4 @@ _UNITS: Final = {
 
 def difference_unit(check_id: str) -> str | None:
     """Return the unit of a check's differences (`sats`, `s`, `tasks`), or None."""
-    from asg_audit.checks import registered_checks
-
-    check = registered_checks().get(check_id)
-    unit = getattr(check, "unit", None) if check is not None else None
-    return unit if isinstance(unit, str) and unit else _UNITS.get(check_id)
+    return _UNITS.get(check_id)
