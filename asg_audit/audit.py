@@ -480,9 +480,14 @@ def _narrow(frame: pl.DataFrame, categorical: tuple[str, ...]) -> pl.DataFrame:
 
 
 # A task's creation time, as the window reads it: the result's `created_at`, else the tracked
-# submission's, else (a result nobody says the creation of) when it was first seen. `{r}` and
-# `{s}` are the aliases of `results` and `submissions` in the query.
-_CREATED_SQL: Final = "coalesce({r}.created_at, {s}.created_at, {r}.first_seen_at)"
+# submission's, else (a result nobody says the creation of: an untracked task known from a
+# webhook delivery) its `settled_at`, then its delivery's `timestamp`, which follow creation by
+# seconds to minutes, and only then when it was first seen (an old delivery log ingested today
+# would otherwise land in today's window). `{r}` and `{s}` are the aliases of `results` and
+# `submissions` in the query.
+_CREATED_SQL: Final = (
+    "coalesce({r}.created_at, {s}.created_at, {r}.settled_at, {r}.delivered_at, {r}.first_seen_at)"
+)
 
 
 def _created_window(
@@ -498,7 +503,8 @@ def _read_tables(
     """Return the tables the audit reads; results come joined with their submissions.
 
     `since`/`until` keep the tasks created in the window (`_CREATED_SQL`: the result's
-    created_at, else the submission's, else first seen), results and submissions alike, and
+    created_at, else the submission's, else settled_at, delivered_at, first seen), results and
+    submissions alike, and
     the observations and poll state of those tasks, all filtered in DuckDB.
     """
     present = set(store.tables())
@@ -527,7 +533,8 @@ def _read_tables(
                 # windowed on the task's creation time, as the results are (a result's own
                 # created_at wins over the submission's)
                 sql += (
-                    " LEFT JOIN (SELECT task_id, created_at, first_seen_at FROM results) r"
+                    " LEFT JOIN (SELECT task_id, created_at, settled_at, delivered_at,"
+                    " first_seen_at FROM results) r"
                     f" ON r.task_id = s.task_id WHERE {where}"
                 )
             out[name] = cursor.sql(sql, params=params or None).pl(lazy=True)

@@ -1,8 +1,9 @@
 """The `--since/--until` window (tester U): which tasks it keeps, per-txid and per-month findings.
 
-1. A task's creation time is the result's `created_at`, else its tracked submission's, else
-   when it was first seen: webhook-only results of tracked tasks are windowed by the
-   submission, not by the day they were ingested.
+1. A task's creation time is the result's `created_at`, else its tracked submission's, else its
+   `settled_at` (then its delivery's `timestamp`), else when it was first seen: webhook-only
+   results are windowed by the submission, or untracked by their settlement, not by the day
+   they were ingested.
 2. A txid is judged on all its tasks in the store and reported in any window holding one of
    them: a re-use across the window's edge stays `txid.shared_spread` on both sides, and a
    window never gives a `chain.block_time` measured against part of the txid's tasks.
@@ -122,6 +123,32 @@ def test_window_keeps_webhook_only_tasks_by_their_submissions_creation(tmp_path:
     summary = json.loads(next(out.glob("*/summary.json")).read_text())
     assert (summary["headline"]["tasks"], summary["headline"]["settled"]) == (2, 2)
     assert summary["headline"]["latency_p50_s"] is not None
+
+
+def test_window_keeps_untracked_webhook_only_tasks_by_their_settlement(tmp_path: Path) -> None:
+    # Nobody says when these tasks were created (no submission tracked, a webhook carries no
+    # created_at): they are windowed by their settlement (then the delivery's timestamp), not
+    # by the day their delivery log was ingested.
+    db = tmp_path / "s.duckdb"
+    hooks = [
+        {"event": "task.settled", "task_id": "u_sep", "consensus_label": "cat",
+         "confidence": 1.0, "bsv_txid": "3d" * 32, "settled_at": "2026-09-20T10:00:40Z",
+         "timestamp": "2026-09-20T10:00:41Z"},
+        {"event": "task.settled", "task_id": "u_oct", "consensus_label": "dog",
+         "confidence": 1.0, "bsv_txid": "4e" * 32, "timestamp": "2026-10-05T10:01:00Z"},
+    ]  # fmt: skip
+    ingest_paths(db, [_ndjson(tmp_path / "webhooks.ndjson", hooks)])
+    ((first_seen,),) = query(db, "SELECT min(first_seen_at) FROM results")
+
+    def tasks(**window: Any) -> int:
+        return int(analyze(db, **window).summary()["tasks"])
+
+    assert tasks() == 2
+    assert tasks(until="2026-10-01") == 1  # u_sep, by its settled_at (was 0)
+    assert tasks(since="2026-10-01", until="2026-11-01") == 1  # u_oct, by its delivery's time
+    assert tasks(since="2026-09-20T10:00:40Z", until="2026-09-20T10:00:41Z") == 1  # settled_at
+    # the day the log was ingested holds neither (was both)
+    assert tasks(since=first_seen - timedelta(hours=1)) == 0
 
 
 # -- 2. per-txid findings ----------------------------------------------------------------------
