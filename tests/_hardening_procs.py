@@ -65,9 +65,16 @@ def track_cli(db: Path, path: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
-def clean_env(**extra: str) -> dict[str, str]:
-    """Return the environment of a child command: no inherited secrets or store, plus `extra`."""
-    env = {k: v for k, v in os.environ.items() if k not in SECRET_ENV}
+def clean_env(*, drop_prefix: str | None = None, **extra: str) -> dict[str, str]:
+    """Return the environment of a child command: no inherited secrets or store, plus `extra`.
+
+    With `drop_prefix` (`"ASG_"`), no inherited variable whose name starts with it either.
+    """
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in SECRET_ENV and not (drop_prefix and k.startswith(drop_prefix))
+    }
     env.update(extra)
     return env
 
@@ -75,6 +82,36 @@ def clean_env(**extra: str) -> dict[str, str]:
 def asg_audit(*args: str) -> list[str]:
     """Return the argv of `python -m asg_audit ARGS`."""
     return [sys.executable, "-m", "asg_audit", *args]
+
+
+def run_asg_audit(
+    *args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 180
+) -> subprocess.CompletedProcess[str]:
+    """Run `asg-audit ARGS` in a subprocess in `cwd`, its output captured as text; `env`
+    defaults to `clean_env(drop_prefix="ASG_")` (none of the shell's ASG_ settings)."""
+    return subprocess.run(
+        asg_audit(*args),
+        cwd=cwd,
+        env=clean_env(drop_prefix="ASG_") if env is None else env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def report_via_cli(folder: Path, submissions: Path, results: Path) -> Path:
+    """Run `track SUBMISSIONS`, `ingest --quiet RESULTS` and `report` on the store
+    `folder/s.duckdb`, in `folder`, each to exit 0 or 1 (findings); return the report's folder
+    (`folder/rep/latest`)."""
+    db = str(folder / "s.duckdb")
+    for args in (
+        ("track", "--db", db, str(submissions)),
+        ("ingest", "--quiet", "--db", db, str(results)),
+        ("report", "--db", db, "--out", str(folder / "rep")),
+    ):
+        done = run_asg_audit(*args, cwd=folder)
+        assert done.returncode in (0, 1), done.stderr
+    return folder / "rep" / "latest"
 
 
 def query(db: Path, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:

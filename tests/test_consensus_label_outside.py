@@ -11,13 +11,11 @@ the label differs from an option only in what is hard to see.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from _analyses_frames import result, submission
+from _hardening_procs import report_via_cli
 from test_checks_rules import _findings
 
 CHECK = "consensus.label_outside_options"
@@ -76,19 +74,6 @@ def test_label_outside_options_names_an_option_differing_only_in_case() -> None:
     ]
 
 
-def _run(cwd: Path, *args: str) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ASG_")}
-    done = subprocess.run(
-        [sys.executable, "-m", "asg_audit", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
-    assert done.returncode in (0, 1), done.stderr
-
-
 @pytest.fixture(scope="module")
 def report(tmp_path_factory: pytest.TempPathFactory) -> Path:
     tmp = tmp_path_factory.mktemp("label_outside")
@@ -124,11 +109,7 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> Path:
                 )
                 + "\n"
             )
-    db = str(tmp / "s.duckdb")
-    _run(tmp, "track", "--db", db, str(subs))
-    _run(tmp, "ingest", "--quiet", "--db", db, str(results))
-    _run(tmp, "report", "--db", db, "--out", str(tmp / "rep"))
-    return tmp / "rep" / "latest"
+    return report_via_cli(tmp, subs, results)
 
 
 def test_label_outside_options_report_rows_read_apart(report: Path) -> None:

@@ -10,24 +10,18 @@ policy taken out and a script that writes what it found into the title.
 
 from __future__ import annotations
 
-import hashlib
-import json
-import re
 from pathlib import Path
-from typing import Any
 
 import pytest
-from _browser import chromium
+from _browser import measure, report_store, settled
 
 from asg_audit.audit import analyze
-from asg_audit.ingest_files import ingest_paths, track_file
 from asg_audit.report import render
 
 pytestmark = pytest.mark.browser
 
 # a header's words, and every figure and severity cell's whole text: each on one line
-_PROBE = """<script>
-const broken = [];
+_BROKEN = """const broken = [];
 function oneLine(node, start, end) {
   const range = document.createRange();
   range.setStart(node, start);
@@ -50,55 +44,23 @@ for (const cell of cells) {
   range.selectNodeContents(cell);
   const tops = new Set([...range.getClientRects()].map(r => Math.round(r.top)));
   if (tops.size > 1) broken.push(cell.textContent.trim());
-}
-document.title = "N=" + (heads.length + cells.length)
-  + " W=" + document.documentElement.scrollWidth
-  + " V=" + document.documentElement.clientWidth + " B=" + JSON.stringify(broken);
-</script>"""
-
-
-def _record(task: str, label: str, confidence: float = 1.0) -> dict[str, Any]:
-    return {
-        "task_id": task, "status": "settled", "consensus_label": label,
-        "confidence": confidence, "worker_count": 3, "agreement_count": 3,
-        "created_at": "2026-10-01T00:00:00Z", "settled_at": "2026-10-01T00:00:40Z",
-        "cost_sats": 975, "bsv_txid": hashlib.sha256(task.encode()).hexdigest(),
-    }  # fmt: skip
+}"""
 
 
 @pytest.fixture(scope="module")
 def page(tmp_path_factory: pytest.TempPathFactory) -> Path:
     tmp = tmp_path_factory.mktemp("cell_wrapping")
-    records = [_record("huge", "x" * 5000), _record("odd", "cat", 0.6571)]
-    subs = [
-        {"task_id": r["task_id"], "task_type": "a", "consensus_threshold": 3,
-         "label_spec": {"options": ["cat", "dog"]}, "created_at": "2026-10-01T00:00:00Z"}
-        for r in records
-    ]  # fmt: skip
-    (tmp / "subs.ndjson").write_text("".join(json.dumps(s) + "\n" for s in subs))
-    (tmp / "results.ndjson").write_text("".join(json.dumps(r) + "\n" for r in records))
-    db = tmp / "s.duckdb"
-    track_file(db, tmp / "subs.ndjson")
-    ingest_paths(db, [tmp / "results.ndjson"])
+    records = [settled("huge", "x" * 5000), settled("odd", "cat", confidence=0.6571)]
+    db = report_store(tmp, records, options=["cat", "dog"])
     return render(analyze(db), tmp / "reports", formats="html").paths["html"]
-
-
-def _measure(page: Path, tmp: Path, width: int) -> tuple[int, int, int, list[str]]:
-    text = re.sub(r'<meta http-equiv="Content-Security-Policy"[^>]*>', "", page.read_text())
-    copy = tmp / "measured.html"
-    copy.write_text(text.replace("</body>", _PROBE + "</body>"), encoding="utf-8")
-    run = chromium(copy, tmp / "profile", "--dump-dom", f"--window-size={width},900")
-    found = re.search(r"<title>N=(\d+) W=(\d+) V=(\d+) B=(.*?)</title>", run.stdout, re.S)
-    assert found is not None, run.stdout[:500]
-    broken = json.loads(found.group(4).replace("&quot;", '"').replace("&amp;", "&"))
-    return int(found.group(1)), int(found.group(2)), int(found.group(3)), broken
 
 
 @pytest.mark.parametrize("width", [1280, 900, 800])
 def test_headers_figures_and_severities_are_not_broken(
     page: Path, tmp_path: Path, width: int
 ) -> None:
-    cells, scroll, viewport, broken = _measure(page, tmp_path, width)
+    got = measure(page, tmp_path, width, _BROKEN, "{cells: heads.length + cells.length, broken}")
+    cells, broken = got.found["cells"], got.found["broken"]
     assert cells > 20  # the findings tables' headers and figures are measured
     assert broken == [], f"cells broken over lines at {width} px: {broken}"
-    assert scroll <= viewport, f"page {scroll} px wide in a {viewport} px window"
+    assert got.scroll <= got.viewport, f"page {got.scroll} px wide in a {got.viewport} px window"

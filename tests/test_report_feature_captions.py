@@ -9,32 +9,19 @@ Tester D #7: the captions were the frames' names (`chain_status`, `chain_coverag
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import html
-import json
 from pathlib import Path
 
 import polars as pl
+from _browser import page_and_markdown, report_store, settled
 
 from asg_audit.audit import analyze
-from asg_audit.ingest_files import ingest_paths
 from asg_audit.report import render
 
 RAW = ("chain_status", "chain_coverage", "billing_usage", "tasks_settled", "total_cost_sats")
 
 
 def test_report_chain_and_billing_tables_are_in_words(tmp_path: Path) -> None:
-    record = {
-        "task_id": "t1", "status": "settled", "consensus_label": "cat", "confidence": 1.0,
-        "worker_count": 3, "agreement_count": 3, "created_at": "2026-10-01T00:00:00Z",
-        "settled_at": "2026-10-01T00:00:40Z", "cost_sats": 975,
-        "bsv_txid": hashlib.sha256(b"t1").hexdigest(),
-    }  # fmt: skip
-    export = tmp_path / "results.ndjson"
-    export.write_text(json.dumps(record) + "\n")
-    db = tmp_path / "s.duckdb"
-    ingest_paths(db, [export])
-    audit = analyze(db)
+    audit = analyze(report_store(tmp_path, [settled("t1")]))
     frames = {
         **audit.frames,
         "chain_status": pl.DataFrame({"status": ["confirmed"], "txids": [1]}),
@@ -51,8 +38,7 @@ def test_report_chain_and_billing_tables_are_in_words(tmp_path: Path) -> None:
         ),
     }
     report = render(dataclasses.replace(audit, frames=frames), tmp_path / "r", formats="html,md")
-    page = html.unescape(report.paths["html"].read_text(encoding="utf-8"))
-    md = report.paths["md"].read_text(encoding="utf-8").replace("\\", "")
+    page, md = page_and_markdown(report)
     for text in (page, md):
         for raw in RAW:
             assert raw not in text, raw

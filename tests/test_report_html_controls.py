@@ -11,14 +11,12 @@ shows them as text.
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from _browser import chromium
+from _hardening_procs import report_via_cli
 
 # What a terminal or a bidi renderer acts on (the set `model.printable` escapes).
 UNSAFE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
@@ -26,7 +24,6 @@ LABEL = "abc\u202edef\x1b[31mRED\x07\x9b\u2066x"
 STATUS = "\x1b[31msettled<i>\u202e"
 LABEL_SHOWN = "abc\\u202edef\\x1b[31mRED\\x07\\x9b\\u2066x"
 STATUS_SHOWN = "\\x1b[31msettled&lt;i&gt;\\u202e"
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 
 
 def _result(task_id: str, status: str, label: str) -> str:
@@ -48,23 +45,9 @@ def _result(task_id: str, status: str, label: str) -> str:
     )
 
 
-def _run(tmp_path: Path, *args: str) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ASG_")}
-    done = subprocess.run(
-        [sys.executable, "-m", "asg_audit", *args],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
-    assert done.returncode in (0, 1), done.stderr
-
-
 @pytest.fixture(scope="module")
 def report(tmp_path_factory: pytest.TempPathFactory) -> Path:
     tmp = tmp_path_factory.mktemp("html_controls")
-    db = str(tmp / "s.duckdb")
     subs = tmp / "subs.ndjson"
     subs.write_text(
         json.dumps(
@@ -82,10 +65,7 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> Path:
     results.write_text(
         _result("tsk_h", "settled", LABEL) + "\n" + _result("tsk_h2", STATUS, "yes") + "\n"
     )
-    _run(tmp, "track", "--db", db, str(subs))
-    _run(tmp, "ingest", "--quiet", "--db", db, str(results))
-    _run(tmp, "report", "--db", db, "--out", str(tmp / "rep"))
-    return tmp / "rep" / "latest"
+    return report_via_cli(tmp, subs, results)
 
 
 def test_html_controls_index_holds_none_and_shows_the_markdown_escapes(
@@ -104,18 +84,7 @@ def test_html_controls_index_holds_none_and_shows_the_markdown_escapes(
 
 @pytest.mark.browser
 def test_html_controls_browser_shows_the_escapes_as_text(report: Path, tmp_path: Path) -> None:
-    run = subprocess.run(
-        [
-            *(CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run"),
-            *("--disable-background-networking", "--disable-component-update"),
-            *(f"--user-data-dir={tmp_path / 'profile'}", "--dump-dom"),
-            (report / "index.html").resolve().as_uri(),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=90,
-        check=True,
-    )
+    run = chromium(report / "index.html", tmp_path / "profile", "--dump-dom")
     dom = run.stdout
     assert f"<td>{LABEL_SHOWN}</td>" in dom
     assert UNSAFE.findall(dom) == []
