@@ -32,6 +32,8 @@ def test_ingest_benchmark_smoke_prints_its_figures(tmp_path: Path) -> None:
     assert re.search(r"\(b\) bare DuckDB read_json .* [\d,]+\n", out)
     assert re.search(r"\(c\) json.loads \+ executemany \(3,000 prefix\)", out)
     assert re.search(r"\(a\)/\(b\) = \d+\.\d\d", out) and re.search(r"\(a\)/\(c\) = \d+x", out)
+    assert re.search(r"\(d\) one typed parse into observations \+ results .* [\d,]+\n", out)
+    assert re.search(r"\(d\)/\(b\) = \d+\.\d\d  \(the best \(a\)/\(b\)", out)
     assert re.search(r"peak RSS of \(a\) = \d+\.\d\d GiB", out)
     assert (tmp_path / "ingest-3000.jsonl").stat().st_size > 0
 
