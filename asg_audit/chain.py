@@ -32,6 +32,10 @@ raised since, are checked again on the next run. A changed block hash (a reorg) 
 `ChainClient.stop()` ends the retries at once: the pauses between attempts wait on an event,
 so a stop (SIGTERM, Ctrl-C) while the index is failing takes at most the request in flight.
 A URL that can never work (no http(s) scheme, no host) is a `ConfigError`, not a glitch.
+A 5xx, a 429 or a lost connection is asked again up to `max_retries` times (pauses of 0.5 s,
+doubling, at most 30 s: about 90 s at the default 8); the `ApiTransientError` after the last
+names the index (`display_url`: no user, password or query) and what every attempt got
+(`503 Service Unavailable on every request (POST /txs, 9 attempts in 92 s)`).
 """
 
 from __future__ import annotations
@@ -41,10 +45,11 @@ import math
 import re
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from http import HTTPStatus
 from typing import TYPE_CHECKING, Any, Final
 
 import httpx
@@ -233,12 +238,15 @@ class ChainClient:
             headers["Authorization"] = key
             headers["woc-api-key"] = key
         self.base_url = base_url.rstrip("/")
+        # the index as messages name it: no user, password or query
+        self.where = display_url(self.base_url)
         self._http = httpx.Client(
             base_url=self.base_url, headers=headers, timeout=timeout_s, transport=transport
         )
         self._stopped = threading.Event()
         # By default a pause waits on the stop event, so `stop()` cuts it short.
         self._pacer = _Pacer(rps, clock=clock, sleep=sleep or self._pause, stopped=self._stopped)
+        self._clock = clock
         self.max_retries = max_retries
         self.max_retry_after_s = max_retry_after_s
         # epoch seconds (HTTP dates in Retry-After); `clock` may be monotonic or simulated
@@ -287,6 +295,8 @@ class ChainClient:
 
     def _request(self, method: str, path: str, *, json: Any = None) -> httpx.Response:
         waited_429 = 0.0  # this request's Retry-After waits so far
+        got: list[str] = []  # what each attempt got, for the error once none was usable
+        started = self._clock()
         for attempt in range(self.max_retries + 1):
             self._check_refused()
             self._pacer.wait()
@@ -306,25 +316,26 @@ class ChainClient:
             except httpx.TransportError as exc:
                 # An error may quote a header (an illegal value): the key is masked.
                 self._check_reachable(exc)
+                got.append(type(exc).__name__)
                 if attempt == self.max_retries:
-                    raise ApiTransientError(
-                        redact(f"chain index {method} {path}: {exc!r}", self._secrets)
-                    ) from exc
+                    raise self._gave_up(method, path, got, started, last=exc) from exc
                 self._pacer.pause(min(30.0, 0.5 * 2**attempt))
                 continue
             self._answered = True
             if resp.status_code == 429:
                 with self._count_lock:
                     self.throttled += 1
+                got.append(_status_text(resp.status_code))
                 wait = self._retry_after(resp, waited_429)
                 waited_429 += wait
                 self._pacer.pause(wait + self._pacer.interval)
                 if attempt == self.max_retries:
-                    raise ApiTransientError(f"chain index {method} {path}: 429 after retries")
+                    raise self._gave_up(method, path, got, started)
                 continue
             if resp.status_code >= 500:
+                got.append(_status_text(resp.status_code))
                 if attempt == self.max_retries:
-                    raise ApiTransientError(f"chain index {method} {path}: {resp.status_code}")
+                    raise self._gave_up(method, path, got, started)
                 self._pacer.pause(min(30.0, 0.5 * 2**attempt))
                 continue
             if resp.status_code in (401, 403):
@@ -334,6 +345,42 @@ class ChainClient:
                 )
             return resp
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _gave_up(
+        self,
+        method: str,
+        path: str,
+        got: Sequence[str],
+        started: float,
+        *,
+        last: httpx.TransportError | None = None,
+    ) -> ApiTransientError:
+        """Return the error of a request no attempt of which had a usable answer.
+
+        It names the index as messages show URLs (`display_url`: no user, password or query),
+        the request, and what the attempts got (`503 Service Unavailable on every request`),
+        how many there were and over how long: an index answering 503 to everything is retried
+        `max_retries` times (about 90 s at the default 8), and the error must say where and why.
+        """
+        tries = (
+            f"{method} {path}, {_plural(len(got), 'attempt')} in {self._clock() - started:.0f} s"
+        )
+        kinds = Counter(got)
+        if len(kinds) == 1 and last is None:
+            what = f"answered {got[0]} on every request ({tries})"
+        elif len(kinds) == 1:
+            what = f"could not be reached: {got[0]} on every request ({tries})"
+        else:
+            seen = ", ".join(f"{kind} ({n})" for kind, n in kinds.items())
+            what = f"gave no usable answer: {seen} ({tries})"
+        if last is not None and str(last):
+            what += f"; last: {printable(str(last), one_line=True)[:200]}"
+        return ApiTransientError(
+            redact(
+                f"the chain index at {self.where} {what}; run verify-chain again later",
+                self._secrets,
+            )
+        )
 
     def _check_reachable(self, exc: httpx.TransportError) -> None:
         """Raise ApiTransientError once an index that never answered has had its chance.
@@ -408,7 +455,9 @@ class ChainClient:
             resp = self._request("POST", path, json={"txids": list(txids)})
             if resp.status_code != 200:
                 raise ApiStatusError(
-                    f"chain index POST {path}: {resp.status_code}", status_code=resp.status_code
+                    f"the chain index at {self.where} answered"
+                    f" {_status_text(resp.status_code)} to POST {path}",
+                    status_code=resp.status_code,
                 )
             try:
                 body = jsonload.loads(resp.content)
@@ -416,10 +465,15 @@ class ChainClient:
             except ValueError:
                 # A truncated or garbled 200 is a transport fault: ask again.
                 if attempt == self.max_retries:
-                    raise ApiTransientError(f"chain index POST {path}: body is not JSON") from None
+                    raise ApiTransientError(
+                        f"the chain index at {self.where} answered POST {path} with a body that"
+                        f" is not JSON ({_plural(attempt + 1, 'attempt')})"
+                    ) from None
                 self._pacer.pause(min(30.0, 0.5 * 2**attempt))
         if not isinstance(body, list):
-            raise ApiStatusError(f"chain index POST {path}: expected a JSON list")
+            raise ApiStatusError(
+                f"the chain index at {self.where} answered POST {path} with JSON that is not a list"
+            )
         return [item for item in body if isinstance(item, dict)]
 
     # -- calls -------------------------------------------------------------------------------
@@ -440,11 +494,18 @@ class ChainClient:
         """Return `GET /chain/info` (tip height in `blocks`)."""
         resp = self._request("GET", "/chain/info")
         if resp.status_code != 200:
-            raise ApiStatusError(f"chain index /chain/info: {resp.status_code}")
+            raise ApiStatusError(
+                f"the chain index at {self.where} answered {_status_text(resp.status_code)}"
+                " to GET /chain/info",
+                status_code=resp.status_code,
+            )
         try:
             body = jsonload.loads(resp.content)
         except ValueError:
-            raise ApiStatusError("chain index /chain/info: body is not JSON") from None
+            raise ApiStatusError(
+                f"the chain index at {self.where} answered GET /chain/info with a body that is"
+                " not JSON"
+            ) from None
         return body if isinstance(body, dict) else {}
 
     def fetch(self, txids: Sequence[str], *, confirmations: int = 1) -> list[ChainTx]:
@@ -544,6 +605,19 @@ def _error_answer(txid: str, answer: Mapping[str, Any]) -> ChainTx:
         return ChainTx(txid, "unknown", note=error)
     shown = repr(error)[:120]
     return ChainTx(txid, "refused", note=f"{txid}: the index answered an error: {shown}")
+
+
+def _status_text(code: int) -> str:
+    """Return an HTTP status for a message: `503 Service Unavailable`; the standard phrase,
+    never the one the index sent (its text is not ours to print), or the bare code."""
+    try:
+        return f"{code} {HTTPStatus(code).phrase}"
+    except ValueError:
+        return str(code)
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n:,} {word}" + ("" if n == 1 else "s")
 
 
 # a Retry-After beyond this (about 3,000 years) names no time a message can show

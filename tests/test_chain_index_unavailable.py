@@ -1,0 +1,98 @@
+"""verify-chain against a chain index that answers 503 to everything (a real HTTP server).
+
+It is retried `[chain] max_retries` times (about 90 s at the default 8); the error then names
+the index (its URL as messages show URLs) and what it answered, in the library's exception, in
+the run `asg-audit runs` shows, and on the command line's one error line (exit 3).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler
+from pathlib import Path
+
+import pytest
+from _chain_index import settled_store
+from _hardening_procs import asg_audit, clean_env, query
+from _http_server import serve
+
+from asg_audit.chain import verify_chain
+from asg_audit.config import AuditConfig
+from asg_audit.errors import ApiTransientError
+
+TXIDS = {f"tsk_down{i}": f"{i + 1:02x}" * 32 for i in range(3)}
+RETRIES = 2  # 3 attempts, pauses of 0.5 s and 1 s
+
+
+@contextmanager
+def unavailable_index() -> Iterator[tuple[str, list[str]]]:
+    """A chain index on 127.0.0.1 answering 503 to every request; yields its chain URL and
+    the requests it answered (method and path)."""
+    answered: list[str] = []
+    lock = threading.Lock()
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def _down(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            self.rfile.read(length)
+            with lock:
+                answered.append(f"{self.command} {self.path}")
+            body = b'{"error": "down for maintenance"}'
+            # a reason phrase of its own: the error gives the standard one, not this text
+            self.send_response(503, "Try \x1b[31mlater")
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        do_GET = do_POST = _down
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    with serve(Handler) as url:
+        yield url + "/v1/bsv/main", answered
+
+
+def test_the_error_names_the_index_and_its_503s(tmp_path: Path) -> None:
+    db = settled_store(tmp_path, TXIDS)
+    with unavailable_index() as (url, answered):
+        config = AuditConfig(db_path=db, chain_url=url, chain={"rps": 1000, "max_retries": RETRIES})
+        with pytest.raises(ApiTransientError) as caught:
+            verify_chain(db, config)
+    message = str(caught.value)
+    assert message.startswith(f"the chain index at {url} answered 503 Service Unavailable"), message
+    assert "on every request (POST /txs, 3 attempts in " in message, message
+    assert "\x1b" not in message and "Try" not in message, message
+    assert answered == ["POST /v1/bsv/main/txs"] * (RETRIES + 1), answered
+    [(status, stats)] = query(db, "SELECT status, stats FROM runs WHERE command = 'verify-chain'")
+    assert status == "failed"
+    assert json.loads(stats)["error"] == message
+
+
+def test_the_command_says_which_index_answered_503(tmp_path: Path) -> None:
+    db = settled_store(tmp_path, TXIDS)
+    config = tmp_path / "asg_audit.toml"
+    config.write_text(f"[chain]\nmax_retries = {RETRIES}\nrps = 1000\n")
+    with unavailable_index() as (url, answered):
+        done = subprocess.run(
+            asg_audit("verify-chain", "--db", str(db), "--config", str(config), "--quiet"),
+            capture_output=True,
+            text=True,
+            cwd=tmp_path,
+            env=clean_env(ASG_CHAIN_URL=url),
+            timeout=60,
+        )
+    assert done.returncode == 3, (done.stdout, done.stderr)
+    lines = done.stderr.strip().splitlines()
+    assert lines[-1].startswith(
+        f"asg-audit: error: the chain index at {url} answered 503 Service Unavailable on every"
+        " request (POST /txs, 3 attempts in "
+    ), done.stderr
+    assert len(answered) == RETRIES + 1, answered
