@@ -1,25 +1,17 @@
 """Debian's headless Chromium for the browser tests (marked `browser`): open a page, get the
 run (its DOM with `--dump-dom`, its console in the log on stderr), or measure a copy of a
-report page with a script of the test's own; and the small report stores these tests (and their
-siblings that read the same reports without a browser) build from a few settled results."""
+report page with a script of the test's own."""
 
 from __future__ import annotations
 
-import hashlib
 import html
 import json
 import re
 import shutil
 import subprocess
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-from _records import settled_record
-
-from asg_audit.ingest_files import ingest_paths, track_file
-from asg_audit.report import RenderedReport
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 _FLAGS = [
@@ -79,51 +71,3 @@ def measure(page: Path, tmp: Path, width: int, script: str = "", found: str = "n
     assert title is not None, run.stdout[:500]
     got = json.loads(html.unescape(title.group(1)))
     return Measured(got["scroll"], got["viewport"], got["found"])
-
-
-def settled(task: str, label: str = "cat", **fields: object) -> dict[str, object]:
-    """A settled result of `task` labelled `label` (3 of 3 workers agree, 975 sats, created
-    2026-10-01T00:00:00Z and settled 40 s later, a txid of its own); `fields` override."""
-    return settled_record(
-        task,
-        **{
-            "consensus_label": label,
-            "created_at": "2026-10-01T00:00:00Z",
-            "settled_at": "2026-10-01T00:00:40Z",
-            "bsv_txid": hashlib.sha256(task.encode()).hexdigest(),
-            **fields,
-        },
-    )
-
-
-def report_store(
-    folder: Path, records: Sequence[dict[str, object]], *, options: Sequence[str] = ()
-) -> Path:
-    """Return a new store `folder/s.duckdb` holding `records`, ingested from
-    `folder/results.ndjson`; with label `options`, their tasks are tracked first (type a, T=3,
-    created 2026-10-01, from `folder/subs.ndjson`)."""
-    db = folder / "s.duckdb"
-    if options:
-        subs = folder / "subs.ndjson"
-        subs.write_text(
-            "".join(
-                json.dumps(
-                    {"task_id": r["task_id"], "task_type": "a", "consensus_threshold": 3,
-                     "label_spec": {"options": list(options)}, "created_at": "2026-10-01T00:00:00Z"}
-                ) + "\n"
-                for r in records
-            )
-        )  # fmt: skip
-        track_file(db, subs)
-    results = folder / "results.ndjson"
-    results.write_text("".join(json.dumps(r) + "\n" for r in records))
-    ingest_paths(db, [results])
-    return db
-
-
-def page_and_markdown(report: RenderedReport) -> tuple[str, str]:
-    """The text of a report's index.html with its character references resolved, and of its
-    report.md with no backslash (Markdown's escapes taken out)."""
-    page = html.unescape(report.paths["html"].read_text(encoding="utf-8"))
-    md = report.paths["md"].read_text(encoding="utf-8").replace("\\", "")
-    return page, md

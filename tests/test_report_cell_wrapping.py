@@ -13,7 +13,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from _browser import measure, report_store, settled
+from _browser import measure
+from _report_store import report_store, settled
 
 from asg_audit.audit import analyze
 from asg_audit.report import render

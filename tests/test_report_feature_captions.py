@@ -12,7 +12,7 @@ import dataclasses
 from pathlib import Path
 
 import polars as pl
-from _browser import page_and_markdown, report_store, settled
+from _report_store import page_and_markdown, report_store, settled
 
 from asg_audit.audit import analyze
 from asg_audit.report import render

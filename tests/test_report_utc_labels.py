@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from _browser import page_and_markdown, report_store, settled
+from _report_store import page_and_markdown, report_store, settled
 
 from asg_audit.audit import analyze
 from asg_audit.report import render
