@@ -8,44 +8,25 @@ Expected/Actual showed `1233592` beside a Difference of `1,232,617`, and the Mar
 
 from __future__ import annotations
 
-import hashlib
-import html
-import json
 import re
-from typing import Any
 
 import pytest
+from _report_store import report_pages, report_store, settled
 
-from asg_audit.audit import analyze
 from asg_audit.checks import load_check_plugins, registered_checks
-from asg_audit.ingest_files import ingest_paths
-from asg_audit.report import render
 from asg_audit.report.units import difference_unit
-
-
-def _record(task: str, **fields: Any) -> dict[str, Any]:
-    return {
-        "task_id": task, "status": "settled", "consensus_label": "007", "confidence": 1.0,
-        "worker_count": 3, "agreement_count": 3, "created_at": "2026-10-01T00:00:00Z",
-        "settled_at": "2026-10-01T00:00:40Z", "cost_sats": 975,
-        "bsv_txid": hashlib.sha256(task.encode()).hexdigest(), **fields,
-    }  # fmt: skip
 
 
 @pytest.fixture(scope="module")
 def pages(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
     tmp = tmp_path_factory.mktemp("units")
     records = [
-        _record("dear", cost_sats=1_233_592),  # cost.mismatch: 1,232,617 sats too many
-        _record("early", created_at="2026-10-01T00:00:40Z", settled_at="2026-10-01T00:00:10Z"),
+        settled("dear", "007", cost_sats=1_233_592),  # cost.mismatch: 1,232,617 sats too many
+        settled(
+            "early", "007", created_at="2026-10-01T00:00:40Z", settled_at="2026-10-01T00:00:10Z"
+        ),
     ]
-    export = tmp / "results.ndjson"
-    export.write_text("".join(json.dumps(r) + "\n" for r in records))
-    db = tmp / "u.duckdb"
-    ingest_paths(db, [export])
-    report = render(analyze(db), tmp / "r", formats="html,md")
-    page = html.unescape(report.paths["html"].read_text(encoding="utf-8"))
-    return page, report.paths["md"].read_text(encoding="utf-8").replace("\\", "")
+    return report_pages(report_store(tmp, records), tmp / "r")
 
 
 def _check(text: str, check_id: str) -> str:

@@ -7,12 +7,12 @@ said nothing, while the methodology sent the reader to the chain and fee coverag
 
 from __future__ import annotations
 
-import html
 from pathlib import Path
 
 import polars as pl
 import pytest
 from _chain_sim import scenario
+from _report_store import page_and_markdown, report_pages
 
 from asg_audit.audit import analyze
 from asg_audit.chain import verify_chain
@@ -21,11 +21,6 @@ from asg_audit.store import open_store
 
 CHAIN_NOT_RUN = "Chain verification not run on this store (asg-audit verify-chain)."
 BILLING_NOT_RUN = "Billing not fetched (asg-audit billing)."
-
-
-def _pages(report_paths: dict[str, Path]) -> tuple[str, str]:
-    page = html.unescape(report_paths["html"].read_text(encoding="utf-8"))
-    return page, report_paths["md"].read_text(encoding="utf-8").replace("\\", "")
 
 
 def _methodology(page: str, md: str) -> tuple[str, str]:
@@ -38,7 +33,7 @@ def test_report_says_chain_and_billing_did_not_run(tmp_path: Path) -> None:
     db = tmp_path / "empty.duckdb"
     with open_store(db):
         pass
-    page, md = _pages(render(analyze(db), tmp_path / "r", formats="html,md").paths)
+    page, md = report_pages(db, tmp_path / "r")
     chain = page.split('<section id="chain">')[1].split("</section>")[0]
     billing = page.split('<section id="billing">')[1].split("</section>")[0]
     assert CHAIN_NOT_RUN in chain and BILLING_NOT_RUN in billing
@@ -56,7 +51,7 @@ def test_report_with_chain_refers_to_its_coverage_tables(tmp_path: Path) -> None
         config = sc.config.replace(chain={**sc.config.chain, "fetch_parents": True})
         verify_chain(sc.db, config)
         report = render(analyze(sc.db, config=config), tmp_path / "r", formats="html,md")
-    page, md = _pages(report.paths)
+    page, md = page_and_markdown(report)
     assert CHAIN_NOT_RUN not in page and CHAIN_NOT_RUN not in md
     assert BILLING_NOT_RUN in page and BILLING_NOT_RUN in md
     for text in _methodology(page, md):

@@ -9,15 +9,14 @@ collect failed: ...` banner and the steps table. Without `steps` nothing changes
 
 from __future__ import annotations
 
-import html
-import json
 from pathlib import Path
 
 import pytest
+from _report_store import page_and_markdown, summary_json
 
 from asg_audit.audit import Audit, analyze
 from asg_audit.errors import ConfigError
-from asg_audit.report import render
+from asg_audit.report import RenderedReport, render
 from asg_audit.report.run_steps import RunStep
 from asg_audit.store import open_store
 
@@ -38,11 +37,8 @@ def audit(tmp_path_factory: pytest.TempPathFactory) -> Audit:
     return analyze(db)
 
 
-def _pages(report: object) -> tuple[str, str, dict[str, object]]:
-    paths = report.paths  # type: ignore[attr-defined]
-    page = html.unescape(paths["html"].read_text(encoding="utf-8"))
-    md = paths["md"].read_text(encoding="utf-8").replace("\\", "")
-    return page, md, json.loads(paths["json"].read_text(encoding="utf-8"))
+def _pages(report: RenderedReport) -> tuple[str, str, dict[str, object]]:
+    return (*page_and_markdown(report), summary_json(report))
 
 
 def test_incomplete_run_has_a_banner_steps_and_a_run_object(audit: Audit, tmp_path: Path) -> None:
