@@ -9,11 +9,11 @@ the options list too. The compare tables still showed polars' `... 02:55:39.0000
 
 from __future__ import annotations
 
-import hashlib
-import html
 import json
 from pathlib import Path
 from typing import Any
+
+from _report_store import page_and_markdown, settled, write_ndjson
 
 from asg_audit.cli import main
 from asg_audit.ingest_files import ingest_paths
@@ -24,13 +24,10 @@ OPTION = "2026-01-02 00:00:00+05:00"
 
 
 def _task(task_id: str, label: str, options: list[str], **times: str) -> dict[str, Any]:
-    return {
-        "task_id": task_id, "status": "settled", "consensus_label": label, "confidence": 1.0,
-        "worker_count": 3, "agreement_count": 3, "cost_sats": 975,
+    return settled(task_id, label, **{
         "created_at": "2026-09-15T02:41:05Z", "settled_at": "2026-09-15T02:41:35Z",
-        "bsv_txid": hashlib.sha256(task_id.encode()).hexdigest(),
         "label_spec": {"options": options}, **times,
-    }  # fmt: skip
+    })  # fmt: skip
 
 
 def _submission(record: dict[str, Any]) -> dict[str, Any]:
@@ -40,9 +37,8 @@ def _submission(record: dict[str, Any]) -> dict[str, Any]:
 
 def _store(tmp_path: Path, records: list[dict[str, Any]], name: str = "r") -> Path:
     """Return the store holding the results `records` and their submissions (options)."""
-    results, subs = tmp_path / f"{name}.ndjson", tmp_path / f"{name}-subs.ndjson"
-    results.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
-    subs.write_text("".join(json.dumps(_submission(r)) + "\n" for r in records), "utf-8")
+    results = write_ndjson(tmp_path / f"{name}.ndjson", records)
+    subs = write_ndjson(tmp_path / f"{name}-subs.ndjson", map(_submission, records))
     db = tmp_path / "s.duckdb"
     assert main(["track", "--db", str(db), str(subs)]) == 0
     ingest_paths(db, [results], progress=False)
@@ -53,9 +49,8 @@ def _report(db: Path, out: Path, *extra: str) -> tuple[str, str, dict[str, Any]]
     args = ["report", "--db", str(db), "--out", str(out), "--format", "json,md,html", *extra]
     assert main(args) == 0
     run = out / (out / "LATEST").read_text().strip()
-    page = html.unescape((run / "index.html").read_text(encoding="utf-8"))
     # the Markdown escapes `+` as `\+` and `>` as `&gt;`; they render as written
-    md = html.unescape((run / "report.md").read_text(encoding="utf-8").replace("\\", ""))
+    page, md = page_and_markdown(run, unescape_md=True)
     return page, md, json.loads((run / "summary.json").read_text(encoding="utf-8"))
 
 

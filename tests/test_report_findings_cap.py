@@ -8,47 +8,26 @@ The cap is lowered here so that a small store shows the same thing.
 
 from __future__ import annotations
 
-import hashlib
-import html
 import json
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import pytest
+from _report_store import markdown_text, page_text, report_store, settled
 
 from asg_audit.audit import Audit, analyze
-from asg_audit.ingest_files import ingest_paths
 from asg_audit.report import content, render
 from asg_audit.report.content import fair_shares
-
-
-def _record(task: str, *, txid: str | None = None, cost: int = 975) -> dict[str, Any]:
-    return {
-        "task_id": task, "status": "settled", "consensus_label": "cat", "confidence": 1.0,
-        "worker_count": 3, "agreement_count": 3, "created_at": "2026-10-01T00:00:00Z",
-        "settled_at": "2026-10-01T00:00:40Z", "cost_sats": cost,
-        "bsv_txid": txid or hashlib.sha256(task.encode()).hexdigest(),
-    }  # fmt: skip
 
 
 @pytest.fixture(scope="module")
 def audit(tmp_path_factory: pytest.TempPathFactory) -> Audit:
     """60 malformed txids (no difference) and 30 wrong costs (a difference each)."""
     tmp = tmp_path_factory.mktemp("findings_cap")
-    lines = [_record(f"m{i}", txid=f"bad{i}") for i in range(60)]
-    lines += [_record(f"c{i}", cost=976 + i) for i in range(30)]
-    export = tmp / "results.ndjson"
-    export.write_text("".join(json.dumps(r) + "\n" for r in lines), encoding="utf-8")
-    db = tmp / "cap.duckdb"
-    ingest_paths(db, [export])
-    return analyze(db)
-
-
-def _text(path: Path) -> str:
-    """A report page as its reader sees the text: HTML entities and Markdown escapes undone."""
-    page = path.read_text(encoding="utf-8")
-    return html.unescape(page) if path.suffix == ".html" else page.replace("\\", "")
+    lines = [settled(f"m{i}", bsv_txid=f"bad{i}") for i in range(60)]
+    lines += [settled(f"c{i}", cost_sats=976 + i) for i in range(30)]
+    return analyze(report_store(tmp, lines))
 
 
 def _checks(doc: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -84,7 +63,7 @@ def test_report_capped_summary_keeps_every_check(
     # the kept wrong costs are the largest ones (worst first within the check)
     kept = sorted(abs(f["difference"]) for f in doc["findings"] if f["check_id"] == "cost.mismatch")
     assert kept == list(range(11, 31))
-    for page in (_text(report.paths["md"]), _text(report.paths["html"])):
+    for page in (markdown_text(report), page_text(report)):
         assert "all in summary.json" not in page
         assert "every finding is in summary.json" not in page
         # 60 malformed: 10 shown, 50 more: 10 of them in summary.json, 40 in no file
@@ -99,8 +78,7 @@ def test_report_says_the_rest_are_in_the_store(
     monkeypatch.setattr(content, "MAX_SUMMARY_FINDINGS", 40)
     report = render(audit, tmp_path, formats="html,md", run_id="r2", findings_stored=True)
     assert report.summary["findings_stored_run_id"] == "r2"
-    for name in ("md", "html"):
-        page = _text(report.paths[name])
+    for page in (markdown_text(report), page_text(report)):
         assert "40 only in the store's findings table (run id r2)" in page
         assert "every finding is in the store's findings table (run id r2)" in page
 
@@ -110,7 +88,7 @@ def test_report_uncut_summary_says_all(audit: Audit, tmp_path: Path) -> None:
     doc = report.summary
     assert doc["findings_truncated"] is False and doc["findings_left_out"] == 0
     assert all(c["left_out"] == 0 and c["in_summary"] == c["findings"] for c in doc["checks"])
-    md = _text(report.paths["md"])
+    md = markdown_text(report)
     assert "and 50 more, all in summary.json" in md
     assert "every finding is in summary.json" in md
 

@@ -11,22 +11,19 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from asg_audit.cli import main
-from asg_audit.ingest_files import ingest_paths
+from _report_store import page_and_markdown, report_store, settled
 
-_LINE = (
-    '{{"task_id":"t{i}","status":"settled","consensus_label":"cat","confidence":1.0,'
-    '"worker_count":3,"agreement_count":3,"bsv_txid":"{i:064x}",'
-    '"created_at":"2026-09-23T0{i}:00:00Z","settled_at":"2026-09-23T0{i}:00:40Z","cost_sats":975}}\n'
-)
+from asg_audit.cli import main
 
 
 def _store(tmp_path: Path) -> Path:
-    export = tmp_path / "r.ndjson"
-    export.write_text("".join(_LINE.format(i=i) for i in range(1, 8)))
-    db = tmp_path / "s.duckdb"
-    ingest_paths(db, [export], progress=False)
-    return db
+    """t1 ... t7, created at 01:00 ... 07:00 UTC on 2026-09-23, settled 40 s later."""
+    records = [
+        settled(f"t{i}", created_at=f"2026-09-23T0{i}:00:00Z",
+                settled_at=f"2026-09-23T0{i}:00:40Z", bsv_txid=f"{i:064x}")
+        for i in range(1, 8)
+    ]  # fmt: skip
+    return report_store(tmp_path, records)
 
 
 def _report(db: Path, out: Path, since: str, until: str) -> dict[str, Any]:
@@ -51,8 +48,7 @@ def test_report_window_with_an_offset_is_written_in_utc(tmp_path: Path) -> None:
         for when in (doc["as_of"], doc["generated_at"]):
             assert datetime.fromisoformat(when).utcoffset() == UTC.utcoffset(None)
     run = (tmp_path / "local" / "LATEST").read_text().strip()
-    for name in ("report.md", "index.html"):
-        # (the Markdown escapes the window's `+` as `\+`; it renders as `+`)
-        text = (tmp_path / "local" / run / name).read_text(encoding="utf-8").replace("\\", "")
+    # (the Markdown escapes the window's `+` as `\+`; it renders as `+`)
+    for text in page_and_markdown(tmp_path / "local" / run):
         assert "+02:00" not in text
         assert "2026-09-23T02:30:00+00:00" in text and "2026-09-23T05:30:00+00:00" in text
