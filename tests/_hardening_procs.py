@@ -85,10 +85,11 @@ def asg_audit(*args: str) -> list[str]:
 
 
 def run_asg_audit(
-    *args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 180
+    *args: str, cwd: Path | None = None, env: dict[str, str] | None = None, timeout: float = 180
 ) -> subprocess.CompletedProcess[str]:
-    """Run `asg-audit ARGS` in a subprocess in `cwd`, its output captured as text; `env`
-    defaults to `clean_env(drop_prefix="ASG_")` (none of the shell's ASG_ settings)."""
+    """Run `asg-audit ARGS` in a subprocess in `cwd` (without it, in this process's folder),
+    its output captured as text; `env` defaults to `clean_env(drop_prefix="ASG_")` (none of the
+    shell's ASG_ settings)."""
     return subprocess.run(
         asg_audit(*args),
         cwd=cwd,

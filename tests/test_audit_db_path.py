@@ -19,15 +19,13 @@ from pathlib import Path
 
 import pytest
 from _audit_job import offline_job
-from _hardening_procs import asg_audit, clean_env, read_only
+from _hardening_procs import clean_env, read_only, run_asg_audit
 
 KEYS = {"run_id", "exit_code", "steps", "report", "summary", "error"}
 
 
 def _run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        asg_audit(*args), capture_output=True, text=True, env=clean_env(), timeout=180, cwd=cwd
-    )
+    return run_asg_audit(*args, cwd=cwd, env=clean_env())
 
 
 def _check_one_error(done: subprocess.CompletedProcess[str], db: Path, words: str) -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _hardening_procs import asg_audit, clean_env, query
+from _hardening_procs import clean_env, query, run_asg_audit
 
 from asg_audit.config import _RANGES, _SECTION_TYPES, _TOP_TYPES, AuditConfig, load_config
 from asg_audit.errors import ConfigError
@@ -113,10 +113,8 @@ def store(tmp_path: Path) -> Path:
 
 
 def _run(*argv: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        asg_audit(*argv),
-        capture_output=True,
-        text=True,
+    return run_asg_audit(
+        *argv,
         # real URLs that are never asked: the config or flag is refused first
         env=clean_env(
             ASG_CHAIN_URL="http://127.0.0.1:9/v1/bsv/main",

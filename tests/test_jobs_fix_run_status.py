@@ -8,7 +8,7 @@ import json
 import subprocess
 from pathlib import Path
 
-from _hardening_procs import asg_audit, clean_env, query
+from _hardening_procs import clean_env, query, run_asg_audit
 
 from asg_audit.store import open_store
 
@@ -20,9 +20,7 @@ _LINE = (
 
 
 def _run(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        asg_audit(*args), capture_output=True, text=True, env=clean_env(), timeout=180
-    )
+    return run_asg_audit(*args, env=clean_env())
 
 
 def _job(tmp_path: Path, folders: list[Path]) -> Path:

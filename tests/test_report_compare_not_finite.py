@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 from _audit_job import offline_job
-from _hardening_procs import asg_audit, clean_env, query
+from _hardening_procs import clean_env, query, run_asg_audit
 
 from asg_audit.errors import InputError
 from asg_audit.report.compare import load_summary
@@ -31,9 +31,7 @@ def _strict(text: str) -> Any:
 
 
 def _run(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        asg_audit(*args), capture_output=True, text=True, env=clean_env(), timeout=180
-    )
+    return run_asg_audit(*args, env=clean_env())
 
 
 @pytest.fixture

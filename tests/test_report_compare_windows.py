@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 from _browser import chromium, console_lines
-from _hardening_procs import asg_audit, clean_env, query
+from _hardening_procs import clean_env, query, run_asg_audit
 
 from asg_audit.audit import analyze
 from asg_audit.errors import InputError
@@ -38,8 +38,7 @@ def _keys(rows: list[dict[str, Any]]) -> set[Key]:
 
 
 def _run(*args: str) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run(asg_audit(*args), capture_output=True, text=True, env=clean_env(),
-                          timeout=300, check=False)  # fmt: skip
+    proc = run_asg_audit(*args, env=clean_env(), timeout=300)
     assert proc.returncode == 0, proc.stderr
     return proc
 

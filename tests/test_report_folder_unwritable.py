@@ -15,16 +15,14 @@ from pathlib import Path
 
 import pytest
 from _audit_job import offline_job
-from _hardening_procs import asg_audit, clean_env, query, read_only
+from _hardening_procs import clean_env, query, read_only, run_asg_audit
 
 import asg_audit as lib
 from asg_audit.errors import ConfigError
 
 
 def _run(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        asg_audit(*args), capture_output=True, text=True, env=clean_env(), timeout=180
-    )
+    return run_asg_audit(*args, env=clean_env())
 
 
 @pytest.mark.parametrize("below", ["", "sub/deeper"])

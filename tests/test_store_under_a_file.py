@@ -13,16 +13,14 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from _hardening_procs import asg_audit, clean_env
+from _hardening_procs import clean_env, run_asg_audit
 
 from asg_audit.errors import StoreError, StoreFileError
 from asg_audit.store import open_store
 
 
 def _run(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        asg_audit(*args), capture_output=True, text=True, env=clean_env(), timeout=180, cwd=cwd
-    )
+    return run_asg_audit(*args, cwd=cwd, env=clean_env())
 
 
 def _one_error(done: subprocess.CompletedProcess[str]) -> str:
