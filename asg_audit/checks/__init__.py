@@ -1,8 +1,10 @@
 """Audit checks: a registry of small functions, each turning the data into findings.
 
 Every check is registered with `@register_check(check_id, default=CheckLevels(...), claim=...,
-kind=...)` and takes a `CheckContext` (the store's tables as lazy frames, the enriched per-task
-frame, the config and `as_of`). Other features (chain, billing) register theirs the same way in
+kind=..., unit=...)` (`unit`: of its findings' difference, `sats`, `s`, `tasks`, which the
+report's Difference column names; None for a check whose findings have no difference) and takes
+a `CheckContext` (the store's tables as lazy frames, the enriched per-task frame, the config and
+`as_of`). Other features (chain, billing) register theirs the same way in
 their own modules, listed in `PLUGIN_MODULES`, which `run_checks` imports when present.
 
 Precedence between checks, so that one broken field yields one finding: tasks with invalid

@@ -28,7 +28,7 @@ def webhook_poll_disagree(ctx: CheckContext) -> pl.LazyFrame:
     )
 
 
-@register_check("collection.seen_one_way", default=CheckLevels(warn=1), claim=10)
+@register_check("collection.seen_one_way", default=CheckLevels(warn=1), unit="tasks", claim=10)
 def seen_one_way(ctx: CheckContext) -> pl.LazyFrame:
     """Settled tasks seen only by webhook or only by polling, when both channels delivered.
 

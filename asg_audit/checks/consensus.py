@@ -7,7 +7,6 @@ checks (confidence formula, confidence range, cost) run only on tasks with valid
 
 from __future__ import annotations
 
-import json
 import math
 import unicodedata
 from typing import Final
@@ -28,6 +27,7 @@ TOLERANCE = 1e-6
 @register_check(
     "consensus.agreement_above_workers",
     default=CheckLevels(severity="fail"),
+    unit="workers",
     claim=2,
     kind="agreement_above_workers",
 )
@@ -48,6 +48,7 @@ def agreement_above_workers(ctx: CheckContext) -> pl.LazyFrame:
 @register_check(
     "consensus.agreement_below_majority",
     default=CheckLevels(severity="fail"),
+    unit="workers",
     claim=2,
     kind="agreement_below_majority",
 )
@@ -76,6 +77,7 @@ def agreement_below_majority(ctx: CheckContext) -> pl.LazyFrame:
 @register_check(
     "consensus.workers_below_threshold",
     default=CheckLevels(severity="warn"),
+    unit="workers",
     claim=2,
 )
 def workers_below_threshold(ctx: CheckContext) -> pl.LazyFrame:
@@ -100,6 +102,7 @@ def _deviation() -> pl.Expr:
 @register_check(
     "confidence.neither_formula",
     default=CheckLevels(fail=TOLERANCE),
+    unit="confidence",
     claim=1,
     kind="confidence_neither_formula",
 )
@@ -154,7 +157,12 @@ def confidence_neither_formula(ctx: CheckContext) -> pl.LazyFrame:
     )
 
 
-@register_check("confidence.formula_untestable", default=CheckLevels(severity="info"), claim=1)
+@register_check(
+    "confidence.formula_untestable",
+    default=CheckLevels(severity="info"),
+    unit="confidence",
+    claim=1,
+)
 def confidence_formula_untestable(ctx: CheckContext) -> pl.LazyFrame:
     """Confidence misses A/W and T is unknown (no submission), so A/T cannot be tested.
 
@@ -193,7 +201,9 @@ def confidence_formula_untestable(ctx: CheckContext) -> pl.LazyFrame:
     )
 
 
-@register_check("confidence.out_of_range", default=CheckLevels(severity="warn"), claim=2)
+@register_check(
+    "confidence.out_of_range", default=CheckLevels(severity="warn"), unit="confidence", claim=2
+)
 def confidence_out_of_range(ctx: CheckContext) -> pl.LazyFrame:
     """Confidence outside (0.5, 1] although it fits a formula (else neither_formula reports it)."""
     tol = ctx.levels("confidence.neither_formula").fail or TOLERANCE
@@ -220,12 +230,14 @@ def confidence_out_of_range(ctx: CheckContext) -> pl.LazyFrame:
 def label_outside_options(ctx: CheckContext) -> pl.LazyFrame:
     """The consensus label is not one of the submission's options (exact string compare).
 
-    Expected is the options as a JSON list (`["cat", "dog"]`: an option `a, b` stays one);
-    actual is the label, quoted (`'cat '`, `'cat\\x0a'`) when it starts or ends with
-    whitespace, so that a label differing from an option by a trailing space or newline does
-    not read the same as it; the report shows an invisible character (U+200B, U+00A0) as an
-    escape (`model.printable`). The message says when the label differs from an option only in
-    such characters, accents or letter case."""
+    Expected is the options as a list, each option quoted (`["cat", "dog"]`: an option `a, b`
+    stays one) and inside its quotes written as a label is (`_shown_option`); actual is the
+    label, quoted (`'cat '`, `'cat\\x0a'`) when it starts or ends with whitespace or holds a
+    line break or tab, so that a label differing from an option by a trailing space or newline
+    does not read the same as it. The report shows an invisible character (U+200B, U+00A0,
+    ESC) on both sides as the same escape (`model.printable`: `cat\\u200b`, `cat\\x1b`). The
+    message says when the label differs from an option only in such characters, accents or
+    letter case."""
     shown = pl.struct("consensus_label", "options").map_batches(
         _label_outside_rows, return_dtype=_SHOWN, is_elementwise=True
     )
@@ -258,16 +270,48 @@ def _skeleton(text: str) -> str:
     return "".join(c for c in decomposed if unicodedata.category(c) not in _HARD_TO_SEE)
 
 
+def _spelled_out(text: str) -> bool:
+    """Return whether a label or option is shown with every control character escaped, on
+    one line (`model.printable(text, one_line=True)`) rather than as it is: when it is empty,
+    starts or ends with whitespace (which would not show) or holds a line break or tab (which
+    the report would show as a line break or a space)."""
+    return not text or text[0].isspace() or text[-1].isspace() or "\n" in text or "\t" in text
+
+
 def _shown_label(label: str | None) -> str:
     """Return a label as it is (the report escapes an invisible character in it: `cat\\u200b`),
-    or, when it starts or ends with whitespace (which would not show) or starts with `'`,
-    between single quotes with every control character escaped, on one line (`'cat '`,
-    `'cat\\x0a'`: `model.printable(label, quote_edges=True)`, the report's own notation)."""
+    or, when `_spelled_out` or starting with `'`, between single quotes with every control
+    character escaped, on one line (`'cat '`, `'cat\\x0a'`, `'ca\\x0at'`:
+    `model.printable(label, one_line=True)`, the report's own notation)."""
     if label is None:
         return "(none)"
-    if label and not label[0].isspace() and not label[-1].isspace() and label[0] != "'":
+    if not _spelled_out(label) and label[0] != "'":
         return label
     return "'" + printable(label, one_line=True) + "'"
+
+
+# The characters `model.printable` keeps between two visible characters that are not
+# whitespace (zero-width non-joiner and joiner): at an option's end, the quote beside it would
+# keep them unescaped, where the label alone has them escaped.
+_JOINERS: Final = ("\u200c", "\u200d")
+
+
+def _shown_option(option: str) -> str:
+    """Return an option as the expected list and the message show it: between double quotes
+    (single quotes when it holds a double quote and no single one, so that `a", "b` stays one
+    option), and inside them as a label is shown (`_shown_label`): as it is, for the report to
+    escape (ESC `\\x1b`, U+200B `\\u200b`), or escaped on one line (`"cat\\xa0"`,
+    `"ca\\x0at"`) where a label would be. So each character reads as in the label beside it.
+    Not JSON: JSON would write ESC `\\u001b` and a quote `\\"`."""
+    quote = "'" if '"' in option and "'" not in option else '"'
+    if _spelled_out(option) or option.startswith(_JOINERS) or option.endswith(_JOINERS):
+        return quote + printable(option, one_line=True) + quote
+    return quote + option + quote
+
+
+def _shown_options(options: list[str]) -> str:
+    """Return the options as one list (`["cat", "dog"]`), each as `_shown_option`."""
+    return "[" + ", ".join(_shown_option(o) for o in options) + "]"
 
 
 def _label_outside_row(label: str | None, options: list[str] | None) -> dict[str, str]:
@@ -280,7 +324,7 @@ def _label_outside_row(label: str | None, options: list[str] | None) -> dict[str
         alike = [o for o in options if _skeleton(o) == skeleton]
         if alike:
             message += (
-                f"; it differs from the option {json.dumps(alike[0], ensure_ascii=False)} only"
+                f"; it differs from the option {_shown_option(alike[0])} only"
                 " in characters hard to see or in how its characters are composed (spaces, line"
                 " breaks, invisible characters, accents and other combining marks, compatibility"
                 " forms such as ligatures or full-width letters)"
@@ -293,11 +337,9 @@ def _label_outside_row(label: str | None, options: list[str] | None) -> dict[str
                     if alike[0].casefold() == label.casefold()
                     else "in letter case and in characters hard to see or how they are composed"
                 )
-                message += (
-                    f"; it differs from the option {json.dumps(alike[0], ensure_ascii=False)} {how}"
-                )
+                message += f"; it differs from the option {_shown_option(alike[0])} {how}"
     return {
-        "expected": json.dumps(options, ensure_ascii=False),
+        "expected": _shown_options(options),
         "actual": named,
         "message": message,
     }

@@ -56,6 +56,7 @@ def malformed_txid(ctx: CheckContext) -> pl.LazyFrame:
 @register_check(
     "txid.shared_spread",
     default=CheckLevels(fail=DEFAULT_SHARED_TXID_WINDOW_SECONDS),
+    unit="s",
     claim=4,
     kind="duplicate_txid",
 )
@@ -98,7 +99,9 @@ def shared_txid_spread(ctx: CheckContext) -> pl.LazyFrame:
     )
 
 
-@register_check("cost.mismatch", default=CheckLevels(fail=1), claim=5, kind="cost_mismatch")
+@register_check(
+    "cost.mismatch", default=CheckLevels(fail=1), unit="sats", claim=5, kind="cost_mismatch"
+)
 def cost_mismatch(ctx: CheckContext) -> pl.LazyFrame:
     """Reported cost differs from the configured model (level: |difference| in sats).
 
@@ -132,7 +135,7 @@ def cost_mismatch(ctx: CheckContext) -> pl.LazyFrame:
     )
 
 
-@register_check("cost.unknown", default=CheckLevels(severity="info"), claim=5)
+@register_check("cost.unknown", default=CheckLevels(severity="info"), unit="tasks", claim=5)
 def cost_unknown(ctx: CheckContext) -> pl.LazyFrame:
     """Settled tasks reporting a cost of 0 (unknown, not free): counted, one row overall.
 

@@ -14,7 +14,9 @@ def _settled(ctx: CheckContext) -> pl.LazyFrame:
     return ctx.tasks.filter(pl.col("is_settled") & (pl.col("latency_s") >= 0))
 
 
-@register_check("latency.share_over_slo", default=CheckLevels(warn=0.5), claim=3)
+@register_check(
+    "latency.share_over_slo", default=CheckLevels(warn=0.5), unit="share, 0 to 1", claim=3
+)
 def share_over_slo(ctx: CheckContext) -> pl.LazyFrame:
     """Share of settled tasks slower than the SLO (level: the share, 0..1)."""
     slo = ctx.config.slo_seconds
@@ -47,7 +49,7 @@ def share_over_slo(ctx: CheckContext) -> pl.LazyFrame:
     )
 
 
-@register_check("latency.mean_outside_documented", default=CheckLevels(warn=1.0), claim=3)
+@register_check("latency.mean_outside_documented", default=CheckLevels(warn=1.0), unit="s", claim=3)
 def mean_outside_documented(ctx: CheckContext) -> pl.LazyFrame:
     """Mean latency outside the documented 30-60 s (level: seconds outside the range)."""
     lo, hi = DOCUMENTED_MEAN_RANGE_S

@@ -40,6 +40,7 @@ def undocumented_status(ctx: CheckContext) -> pl.LazyFrame:
 @register_check(
     "task.stuck",
     default=CheckLevels(fail=DEFAULT_STUCK_AFTER_SECONDS),
+    unit="s",
     claim=8,
     kind="stuck_task",
 )
@@ -109,7 +110,9 @@ def _iso_utc(column: pl.Expr) -> pl.Expr:
     return column.dt.convert_time_zone("UTC").dt.strftime(_ISO_SECONDS)
 
 
-@register_check("task.created_after_as_of", default=CheckLevels(severity="info"), claim=8)
+@register_check(
+    "task.created_after_as_of", default=CheckLevels(severity="info"), unit="tasks", claim=8
+)
 def created_after(ctx: CheckContext) -> pl.LazyFrame:
     """One row: how many tasks were created after the as-of time, so are not aged.
 
@@ -206,7 +209,7 @@ def unknown_task(ctx: CheckContext) -> pl.LazyFrame:
     )
 
 
-@register_check("task.not_collected", default=CheckLevels(severity="info"), claim=8)
+@register_check("task.not_collected", default=CheckLevels(severity="info"), unit="tasks", claim=8)
 def not_collected(ctx: CheckContext) -> pl.LazyFrame:
     """One row: how many tracked tasks have no status yet and were not polled to the end."""
     found = _uncollected(ctx)
@@ -235,6 +238,7 @@ def not_collected(ctx: CheckContext) -> pl.LazyFrame:
 @register_check(
     "task.settled_before_created",
     default=CheckLevels(severity="fail"),
+    unit="s",
     claim=7,
     kind="settled_before_created",
 )
@@ -253,7 +257,9 @@ def settled_before_created(ctx: CheckContext) -> pl.LazyFrame:
     )
 
 
-@register_check("webhook.delivered_before_settled", default=CheckLevels(severity="warn"), claim=7)
+@register_check(
+    "webhook.delivered_before_settled", default=CheckLevels(severity="warn"), unit="s", claim=7
+)
 def delivered_before_settled(ctx: CheckContext) -> pl.LazyFrame:
     """A webhook delivery timestamp earlier than the task's settled_at."""
     d = (pl.col("delivered_at") - pl.col("settled_at")).dt.total_seconds(fractional=True)
@@ -272,6 +278,7 @@ def delivered_before_settled(ctx: CheckContext) -> pl.LazyFrame:
 @register_check(
     "result.changed_after_settlement",
     default=CheckLevels(severity="fail"),
+    unit="changes",
     claim=9,
     kind="changed_after_settlement",
 )

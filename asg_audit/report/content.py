@@ -19,7 +19,7 @@ from asg_audit.analyses.costs import describe_model
 from asg_audit.config import AuditConfig
 from asg_audit.model import EXACT_DIFFERENCE, is_well_formed_txid
 from asg_audit.redaction import Secret, mask_secrets, shown_setting
-from asg_audit.report.units import difference_unit
+from asg_audit.report.units import difference_header, difference_unit
 from asg_audit.report.words import counted, plural
 
 if TYPE_CHECKING:
@@ -50,6 +50,8 @@ __all__ = [
     "format_value",
     "headline",
     "proves_counts",
+    "tasks_note",
+    "tracked_not_collected",
     "txid_url",
     "utc_iso",
 ]
@@ -71,12 +73,14 @@ _SECRETISH: Final = re.compile(r"(key|secret|token|password|passwd|auth|credenti
 
 @dataclass(frozen=True, slots=True)
 class Headline:
-    """One headline figure: summary key, label, value, and how to print it."""
+    """One headline figure: summary key, label, value, how to print it, and a note said
+    with it (`300 tracked, none collected` beside Tasks 0), or None."""
 
     key: str
     label: str
     value: Any
     kind: str  # count | seconds | share | ratio | sats | text
+    note: str | None = None
 
 
 # (key, label, kind): the order of the headline block.
@@ -118,11 +122,6 @@ def utc_iso(when: datetime | None, timespec: str = "auto") -> str | None:
 _WHOLE_FIGURE: Final = re.compile(r"-?(?:0|[1-9]\d*)")
 
 
-def difference_header(unit: str | None) -> str:
-    """Return the Difference column's header with its unit: `Difference (sats)`."""
-    return f"Difference ({unit})" if unit else "Difference"
-
-
 def figure_text(value: Any, *, figure: bool = True) -> str | None:
     """Return an expected or actual value as display text, as the check wrote it (its times
     are ISO 8601 UTC already, `checks._registry.as_text`). Only when `figure` (the value is a
@@ -143,6 +142,42 @@ def _first(frame: pl.DataFrame | None, column: str) -> Any:
     return _plain(frame[column][0])
 
 
+# The checks that count the tracked tasks (submitted, or polled for) the store holds no status
+# of: `task.not_collected` (one finding, its difference the number not polled to the end yet)
+# and `task.unknown` (one finding per task polled to the end without a status: a 404).
+_NOT_COLLECTED_CHECKS: Final = ("task.not_collected", "task.unknown")
+
+
+def tracked_not_collected(audit: Audit) -> int | None:
+    """Return how many tracked tasks the store holds no status of (`task.not_collected`'s
+    count plus `task.unknown`'s findings), or None when either check is disabled (the number
+    is then unknown). They are not among the headline's tasks, which counts stored results:
+    with no result at all, every tracked task is one of them."""
+    if any(
+        not levels.enabled
+        for levels in (audit.config.checks.get(c) for c in _NOT_COLLECTED_CHECKS)
+        if levels is not None
+    ):
+        return None
+    f = audit.findings
+    if f.height == 0 or "check_id" not in f.columns:
+        return 0
+    waiting = f.filter(pl.col("check_id") == "task.not_collected")["difference"].drop_nulls()
+    unknown = f.filter(pl.col("check_id") == "task.unknown").height
+    return (int(waiting[0]) if waiting.len() else 0) + int(unknown)
+
+
+def tasks_note(tasks: int | None, not_collected: int | None) -> str | None:
+    """Return what the headline says beside its task count about the tracked tasks it does
+    not count (`300 tracked, none collected`; `and 300 tracked, not collected` beside tasks
+    that were), or None when every tracked task is counted or the number is unknown."""
+    if not not_collected:
+        return None
+    if not tasks:
+        return f"{not_collected:,} tracked, none collected"
+    return f"and {not_collected:,} tracked, not collected"
+
+
 def headline_values(audit: Audit) -> dict[str, Any]:
     """Return the headline figures by key, taken from the audit's summary and frames."""
     s = audit.summary()
@@ -150,6 +185,8 @@ def headline_values(audit: Audit) -> dict[str, Any]:
     stuck = int(f.filter(pl.col("check_id") == "task.stuck").height) if f.height else 0
     return {
         "tasks": s["tasks"],
+        # tracked tasks with no status in the store, so not among `tasks` (None: unknown)
+        "tracked_not_collected": tracked_not_collected(audit),
         "settled": s["settled"],
         # pending, in_progress or verified; undocumented statuses (failed, timed_out: final
         # ones among them) are other_status, not pending
@@ -208,7 +245,10 @@ def headline(audit: Audit) -> list[Headline]:
     """Return the headline block, in display order."""
     check_audit(audit, "headline")
     values = headline_values(audit)
-    return [Headline(k, label, values.get(k), kind) for k, label, kind in HEADLINE_FIELDS]
+    notes = {"tasks": tasks_note(values["tasks"], values["tracked_not_collected"])}
+    return [
+        Headline(k, label, values.get(k), kind, notes.get(k)) for k, label, kind in HEADLINE_FIELDS
+    ]
 
 
 def format_value(value: Any, kind: str = "text") -> str:
@@ -327,8 +367,9 @@ def proves_counts(findings: pl.DataFrame) -> list[tuple[str, int]]:
 
 
 def _check_descriptions() -> dict[str, str]:
-    from asg_audit.checks import registered_checks
+    from asg_audit.checks import load_check_plugins, registered_checks
 
+    load_check_plugins()  # chain and billing checks register on import
     return {cid: c.description for cid, c in registered_checks().items()}
 
 
@@ -603,15 +644,19 @@ def build_summary(
     charts: list[str],
     tool_version: str,
     stored_run_id: str | None = None,
+    groups: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Return the `summary.json` document (schema `asg_audit.summary`, version 2).
 
     `stored_run_id`: the run id under which the store's `findings` table holds every finding
     of this audit (`asg-audit audit` stores them before the report), or None when not stored.
+    `groups`: `findings_by_check(audit.findings)` when the caller has it already (`render`
+    shows the same groups); only their counts are read, whatever `worst` they were made with.
     """
     check_audit(audit, "build_summary")
     values = headline_values(audit)
-    groups = findings_by_check(audit.findings, worst=0)
+    if groups is None:
+        groups = findings_by_check(audit.findings, worst=0)
     findings, held = _summary_findings(audit.findings)
     left_out = sum(out for _, out in held.values())
     return {

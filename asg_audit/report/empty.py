@@ -9,8 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Final
 
-import polars as pl
-
+from asg_audit.report.content import tracked_not_collected
 from asg_audit.report.words import counted, plural
 
 if TYPE_CHECKING:
@@ -27,20 +26,13 @@ def no_data(reason: str | None) -> str:
     return f"No data: {reason}." if reason else NO_DATA
 
 
-def _not_collected(audit: Audit) -> int:
-    """Return how many tracked tasks have no result yet (the `task.not_collected` finding)."""
-    f = audit.findings
-    if f.height == 0 or "check_id" not in f.columns:
-        return 0
-    rows = f.filter(pl.col("check_id") == "task.not_collected")["difference"].drop_nulls()
-    return int(rows[0]) if rows.len() else 0
-
-
 def _store_reason(audit: Audit, tasks: int) -> str | None:
-    """Return why every task table is empty (no task at all), or None when there are tasks."""
+    """Return why every task table is empty (no task at all), or None when there are tasks.
+
+    The tracked tasks are counted as the headline counts them (`tracked_not_collected`)."""
     if tasks:
         return None
-    waiting = _not_collected(audit)
+    waiting = tracked_not_collected(audit) or 0
     if waiting:
         return (
             f"{counted(waiting, 'task')} {plural(waiting, 'is', 'are')} tracked but nothing was"

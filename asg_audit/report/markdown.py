@@ -141,7 +141,11 @@ def render_markdown(ctx: dict[str, Any]) -> str:
     out += [
         "\n## Headline\n\n",
         md_table(
-            ["Figure", "Value"], [[h.label, format_value(h.value, h.kind)] for h in ctx["headline"]]
+            ["Figure", "Value"],
+            [
+                [h.label, format_value(h.value, h.kind) + (f" ({h.note})" if h.note else "")]
+                for h in ctx["headline"]
+            ],
         ),
     ]
     if ctx["run_steps"] is not None:

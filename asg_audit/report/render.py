@@ -420,13 +420,16 @@ def build_context(
     tool_version: str,
     summary: dict[str, Any] | None = None,
     steps: list[RunStep] | None = None,
+    groups: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Return everything the HTML and Markdown templates show (`summary`: the summary.json
     document, which says how many findings of each check it holds; `steps`: the audit run's
-    steps before the report, or None outside `asg-audit audit`)."""
+    steps before the report, or None outside `asg-audit audit`; `groups`:
+    `content.findings_by_check(audit.findings)` when the caller has it already)."""
     f = audit.frames
     reasons = empty_reasons(audit)
-    groups = content.findings_by_check(audit.findings)
+    if groups is None:
+        groups = content.findings_by_check(audit.findings)
     _where_findings_are(groups, summary)
     stored = summary.get("findings_stored_run_id") if summary else None
     left_out = int(summary.get("findings_left_out", 0)) if summary else 0
@@ -593,6 +596,8 @@ def _render_into(
         if {"html", "md"} & set(wanted)
         else {}
     )
+    # grouped once: summary.json reads the groups' counts, the pages their worst findings too
+    groups = content.findings_by_check(audit.findings)
     summary = content.build_summary(
         audit,
         run_id=run_id,
@@ -600,6 +605,7 @@ def _render_into(
         charts=list(charts),
         tool_version=__version__,
         stored_run_id=run_id if findings_stored else None,
+        groups=groups,
     )
     if steps is not None:  # `asg-audit audit`: whether the run's steps were all done
         summary = _with_run(summary, run_object(steps))
@@ -621,6 +627,7 @@ def _render_into(
         tool_version=__version__,
         summary=summary,
         steps=steps,
+        groups=groups,
     )
     names: dict[str, str] = {}
     if "html" in wanted:
