@@ -25,8 +25,9 @@ non-negative int64; the block time fits a block header, from the genesis block t
 answer that fails is `refused` with a note naming the field, never `confirmed`.
 
 `chain_txs` is a cache: transactions confirmed to the configured depth are never fetched
-again; unconfirmed, unknown and refused ones, and those stored as confirmed below a depth
-raised since, are checked again on the next run. A changed block hash (a reorg) is kept in
+again; unconfirmed and refused ones, and those stored as confirmed below a depth raised since,
+are checked again on the next run; unknown ones once their back-off has run out
+(`chain_verify.unknown_recheck_delay`). A changed block hash (a reorg) is kept in
 `prev_block_hash`.
 
 `ChainClient.stop()` ends the retries at once: the pauses between attempts wait on an event,

@@ -2,10 +2,11 @@
 
 Fetches in bulk with `ChainClient` (see `asg_audit.chain`), writes the cache (rows confirmed
 to the configured `[chain] confirmations` are final; the others, and rows confirmed below a
-depth raised since, are asked again next run; a changed block hash is kept as
-`prev_block_hash`), optionally fetches parents for fees (a transaction spending more than its
-inputs hold is refused; `fee_coverage` says which fees could not be checked, and why), and
-prints the reconciliation findings for the command line.
+depth raised since, are asked again next run, except a txid the index said it does not know,
+asked again once its back-off has run out (`unknown_recheck_delay`); a changed block hash is
+kept as `prev_block_hash`), optionally fetches parents for fees (a transaction spending more
+than its inputs hold is refused; `fee_coverage` says which fees could not be checked, and
+why), and prints the reconciliation findings for the command line.
 
 A stop (SIGTERM, Ctrl-C) stops the client, so the worker threads give up at their next pause
 instead of finishing their retries; what was fetched is written and the run is `interrupted`.
@@ -14,6 +15,7 @@ instead of finishing their retries; what was fetched is written and the run is `
 from __future__ import annotations
 
 import contextlib
+import math
 import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -44,6 +46,8 @@ from asg_audit.rawtx import OutputKind, RawTxError, parse_raw_tx
 from asg_audit.stopsignals import sigterm_interrupts
 
 __all__ = [
+    "DEFAULT_UNKNOWN_RECHECK_MAX_S",
+    "DEFAULT_UNKNOWN_RECHECK_S",
     "VerifySummary",
     "configured_depth",
     "fee_coverage",
@@ -52,10 +56,20 @@ __all__ = [
     "print_findings",
     "reconciliation_findings",
     "report_exit_code",
+    "unknown_recheck",
+    "unknown_recheck_delay",
     "verify_chain",
 ]
 
 _WRITE_EVERY: Final = 1000  # txids per store transaction
+# The back-off of a txid the index does not know (`[chain] unknown_recheck_seconds` and
+# `unknown_recheck_max_seconds`): asked again a minute after the first such answer (a
+# transaction that had not reached the index yet is seen within minutes), then after twice as
+# long each time, at most every 6 hours: 40,000 txids an index never heard of cost an hourly
+# audit about 10 minutes of requests at 3 requests/s, every hour, without it.
+DEFAULT_UNKNOWN_RECHECK_S: Final = 60.0
+DEFAULT_UNKNOWN_RECHECK_MAX_S: Final = 21_600.0
+_MAX_DOUBLINGS: Final = 62  # 2^62 x any positive first interval is past every cap
 
 
 @dataclass
@@ -82,6 +96,13 @@ class VerifySummary:
     refused_unasked: int = 0
     # fee coverage of the stored transactions (`fee_coverage`): `proves` -> txids
     fees: dict[str, int] = field(default_factory=dict)
+    # settled txids stored `unknown` whose back-off had not run out: not asked this run (their
+    # stored status, and the `chain.txid_unknown` findings read from it, stay as they were)
+    unknown_backed_off: int = 0
+    # when the first of them is due (UTC, `2026-01-02T03:04:05Z`); None when there are none
+    unknown_next_due: str | None = None
+    # `recheck_unknown=True` (`verify-chain --recheck-unknown`): every unknown txid was asked
+    unknown_rechecked: bool = False
 
     def lines(self) -> list[str]:
         """Return the human summary, one fact per line."""
@@ -97,10 +118,20 @@ class VerifySummary:
             f"checked now: {self.checked}: confirmed {self.confirmed}, unconfirmed"
             f" {self.unconfirmed}, unknown {self.unknown}, refused {self.refused}",
             f"reorgs seen: {self.reorged}",
+            *self._backed_off_lines(),
             *self._unasked_lines(),
             *self._fee_lines(),
             f"requests: {self.requests} ({self.throttled} answered 429) in {self.elapsed_s:.1f} s",
             *(f"refused: {printable(r, one_line=True)}" for r in self.refusals[:10]),
+        ]
+
+    def _backed_off_lines(self) -> list[str]:
+        if not self.unknown_backed_off:
+            return []
+        due = f"; the next is due at {self.unknown_next_due}" if self.unknown_next_due else ""
+        return [
+            f"unknown txids not asked this run (back-off): {self.unknown_backed_off:,}{due}"
+            " (--recheck-unknown asks them all now)"
         ]
 
     def _unasked_lines(self) -> list[str]:
@@ -136,11 +167,63 @@ class _Pending(NamedTuple):
     total: int  # well-formed settled txids
     cached: frozenset[str]  # settled txids confirmed earlier to the depth: not fetched again
     shallow: int  # settled txids confirmed earlier below the depth: fetched again
+    backed_off: int = 0  # settled txids stored unknown, their back-off not run out: not fetched
+    next_due: float | None = None  # epoch seconds the first of those is due
 
 
-def _pending_txids(con: Any, depth: int) -> _Pending:
+def unknown_recheck_delay(streak: int, first_s: float, max_s: float) -> float:
+    """Return how long after its latest answer a txid the index said it does not know is asked
+    again: `first_s` after the first such answer, twice as long after each further one in a
+    row (`streak` answers), at most `max_s`. `first_s` 0 asks it on every run."""
+    doublings = min(max(streak, 1) - 1, _MAX_DOUBLINGS)
+    return float(min(max_s, first_s * 2.0**doublings))
+
+
+def unknown_recheck(config: AuditConfig) -> tuple[float, float]:
+    """Return the back-off of unknown txids the config sets: `[chain] unknown_recheck_seconds`
+    and `unknown_recheck_max_seconds` (the defaults when unset), as `verify_chain` reads them
+    (give them to `pending_txid_count`)."""
+    chain = config.chain
+    return (
+        float(chain.get("unknown_recheck_seconds", DEFAULT_UNKNOWN_RECHECK_S)),
+        float(chain.get("unknown_recheck_max_seconds", DEFAULT_UNKNOWN_RECHECK_MAX_S)),
+    )
+
+
+# The txids stored `unknown` whose back-off has not run out at `now` (epoch seconds), and when
+# it does: `unknown_recheck_delay` after `fetched_at`, and never more than the cap from now (a
+# row written under a clock that was ahead is not held back for longer).
+_BACKED_OFF_SQL: Final = """
+SELECT txid, due FROM (
+    SELECT txid,
+        least(
+            epoch(fetched_at) + least(
+                $max_s,
+                $first_s * pow(2, least(greatest(coalesce(unknown_streak, 1), 1) - 1, $doublings))
+            ),
+            $now + $max_s
+        ) AS due
+    FROM chain_txs WHERE status = 'unknown'
+) WHERE due > $now
+"""
+
+
+def _backed_off(con: Any, recheck: tuple[float, float] | None, now: float) -> dict[str, float]:
+    """Return the txids stored `unknown` not to ask at `now`, each with when it is due
+    (`recheck` None: none, every unknown txid is asked)."""
+    if recheck is None or recheck[0] <= 0:
+        return {}
+    first_s, max_s = recheck
+    params = {"first_s": first_s, "max_s": max_s, "doublings": _MAX_DOUBLINGS, "now": now}
+    return dict(con.execute(_BACKED_OFF_SQL, params).fetchall())
+
+
+def _pending_txids(
+    con: Any, depth: int, recheck: tuple[float, float] | None = None, now: float = 0.0
+) -> _Pending:
     """Return the txids to fetch, how many well-formed settled txids, those confirmed earlier
-    to `depth`, and how many confirmed earlier below it.
+    to `depth`, how many confirmed earlier below it, and how many stored unknown are left for
+    later by their back-off (`recheck`: first interval and cap, None: none is) at `now`.
 
     A stored `confirmed` is final only at the depth now configured (`[chain] confirmations`):
     one stored with fewer confirmations (the depth was lower then) is fetched again, and the
@@ -155,10 +238,12 @@ def _pending_txids(con: Any, depth: int) -> _Pending:
     )
     need = max(1, depth)
     done = {t for t, n in confirmed.items() if n is not None and n >= need}
-    todo = [t for t in every if t not in done]
+    later = _backed_off(con, recheck, now)
+    todo = [t for t in every if t not in done and t not in later]
     shallow = sum(1 for t in todo if t in confirmed)
     cached = frozenset(t for t in every if t in done)
-    return _Pending(todo, len(every), cached, shallow)
+    dues = [later[t] for t in every if t in later]
+    return _Pending(todo, len(every), cached, shallow, len(dues), min(dues, default=None))
 
 
 def configured_depth(config: AuditConfig) -> int:
@@ -168,13 +253,25 @@ def configured_depth(config: AuditConfig) -> int:
     return int(config.chain.get("confirmations", DEFAULT_CONFIRMATIONS))
 
 
-def pending_txid_count(db: str | Path, *, confirmations: int = DEFAULT_CONFIRMATIONS) -> int:
-    """Return how many settled txids of the store `verify_chain` would fetch (read-only) at the
-    depth `confirmations` (the config's `[chain] confirmations`)."""
+def pending_txid_count(
+    db: str | Path,
+    *,
+    confirmations: int = DEFAULT_CONFIRMATIONS,
+    unknown_recheck: tuple[float, float] = (
+        DEFAULT_UNKNOWN_RECHECK_S,
+        DEFAULT_UNKNOWN_RECHECK_MAX_S,
+    ),
+    recheck_unknown: bool = False,
+) -> int:
+    """Return how many settled txids of the store `verify_chain` would fetch now (read-only)
+    at the depth `confirmations` (the config's `[chain] confirmations`), leaving out the
+    unknown txids whose back-off `unknown_recheck` (first interval and cap in seconds: the
+    config's, `unknown_recheck(config)`) has not run out, unless `recheck_unknown`."""
     from asg_audit.store import open_store
 
+    recheck = None if recheck_unknown else unknown_recheck
     with open_store(db, read_only=True) as store:
-        return len(_pending_txids(store.con, confirmations).todo)
+        return len(_pending_txids(store.con, confirmations, recheck, time.time()).todo)
 
 
 def _rows(
@@ -269,11 +366,16 @@ def _store_rows(store: Any, frame: pl.DataFrame) -> int:
                     coalesce(o.first_checked_at, n.fetched_at) AS first_checked_at,
                     n.fetched_at,
                     coalesce(o.checks, 0) + 1 AS checks,
-                    n.run_id
+                    n.run_id,
+                    -- unknown answers in a row (the back-off of `_backed_off`); any other
+                    -- status leaves the back-off
+                    CASE WHEN n.status <> 'unknown' THEN NULL
+                         WHEN o.status = 'unknown' THEN coalesce(o.unknown_streak, 1) + 1
+                         ELSE 1 END AS unknown_streak
                 FROM _chain_new n LEFT JOIN chain_txs o USING (txid)"""
             )
             con.execute("DELETE FROM chain_txs WHERE txid IN (SELECT txid FROM _chain_new)")
-            con.execute("INSERT INTO chain_txs SELECT * FROM _chain_merged")
+            con.execute("INSERT INTO chain_txs BY NAME SELECT * FROM _chain_merged")
             con.execute("DROP TABLE _chain_merged")
         finally:
             con.unregister("_chain_new")
@@ -287,16 +389,28 @@ def verify_chain(
     client: ChainClient | None = None,
     progress: bool = False,
     on_progress: Callable[[int, int], None] | None = None,
+    recheck_unknown: bool = False,
 ) -> VerifySummary:
     """Return the summary of verifying every settled task's txid not yet confirmed in the store.
 
     Fetches in bulk (20 txids per call) with `[chain] concurrency` threads sharing the
     client's pace, writes `chain_txs` every 1,000 txids (an interrupted run keeps its work),
     and records the run in `runs`.
+
+    A txid stored `unknown` (the index said it does not know it) is asked again only once its
+    back-off has run out (`unknown_recheck_delay`: `[chain] unknown_recheck_seconds` after the
+    first such answer, doubling with each one in a row, at most `unknown_recheck_max_seconds`);
+    the summary counts the others (`unknown_backed_off`) and says when the first is due
+    (`unknown_next_due`). `recheck_unknown=True` asks every one of them now.
     """
     from asg_audit.store import open_store
 
     _check_arguments(db, config, client)
+    if not isinstance(recheck_unknown, bool):
+        raise TypeError(
+            f"verify_chain recheck_unknown: expected True or False, got"
+            f" {type(recheck_unknown).__name__}"
+        )
     _require_store(db)
     chain = config.chain
     depth = configured_depth(config)
@@ -311,10 +425,14 @@ def verify_chain(
         with sigterm_interrupts(), open_store(db) as store:
             run_id = store.start_run("verify-chain")
             summary.run_id = run_id
-            pending = _pending_txids(store.con, depth)
+            recheck = None if recheck_unknown else unknown_recheck(config)
+            pending = _pending_txids(store.con, depth, recheck, time.time())
             todo, cached = pending.todo, pending.cached
             summary.txids_total, summary.rechecked_depth = pending.total, pending.shallow
             summary.cached_confirmed = len(cached)
+            summary.unknown_backed_off = pending.backed_off
+            summary.unknown_next_due = _utc_text(pending.next_due)
+            summary.unknown_rechecked = recheck_unknown
             summary.depth = max(1, depth)
             bar = _progress_bar(len(todo)) if progress else None
             status = "failed"
@@ -393,6 +511,13 @@ def verify_chain(
         if own_client:
             client.close()
     return summary
+
+
+def _utc_text(at: float | None) -> str | None:
+    """Return epoch seconds as `2026-01-02T03:04:05Z` (rounded up: not before it is due)."""
+    if at is None:
+        return None
+    return datetime.fromtimestamp(math.ceil(at), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _check_arguments(db: object, config: object, client: object) -> None:

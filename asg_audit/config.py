@@ -465,6 +465,8 @@ _SECTION_TYPES: Final[dict[str, dict[str, str]]] = {
         "concurrency": _INT,
         "confirmations": _INT,
         "unknown_after_seconds": _NUMBER,
+        "unknown_recheck_seconds": _NUMBER,
+        "unknown_recheck_max_seconds": _NUMBER,
         "unconfirmed_after_seconds": _NUMBER,
         "block_time_tolerance_seconds": _NUMBER,
         "change_scripts": _STRINGS,
@@ -581,6 +583,8 @@ _RANGES: Final[dict[str, dict[str, _Range]]] = {
         "concurrency": _Range(1, 256, integer=True),
         "confirmations": _Range(0, 10_000_000, integer=True),
         "unknown_after_seconds": _SECONDS,
+        "unknown_recheck_seconds": _SECONDS,
+        "unknown_recheck_max_seconds": _SECONDS,
         "unconfirmed_after_seconds": _SECONDS,
         "block_time_tolerance_seconds": _SECONDS,
         "fee_rate_min_sat_per_kb": _Range(0, _LONG_S),
@@ -649,6 +653,7 @@ def _check_ranges(raw: Mapping[str, Any], where: str) -> None:
     chain = raw.get("chain", {})
     if isinstance(chain, Mapping):
         _check_fee_rates(chain, where)
+        _check_unknown_recheck(chain, where)
 
 
 def _check_fee_rates(chain: Mapping[str, Any], where: str) -> None:
@@ -667,6 +672,25 @@ def _check_fee_rates(chain: Mapping[str, Any], where: str) -> None:
         raise ConfigError(
             f"{where}: [chain] {low_name} ({_num_given(low)}) is above {high_name}"
             f" ({_num_given(high)})"
+        )
+
+
+def _check_unknown_recheck(chain: Mapping[str, Any], where: str) -> None:
+    """Refuse a `[chain]` back-off of unknown txids whose first interval is above its cap,
+    comparing the values in effect: one key given alone is compared with the other's default."""
+    names = ("unknown_recheck_seconds", "unknown_recheck_max_seconds")
+    if not any(name in chain for name in names):
+        return
+    # Imported here: chain_verify (which reads these settings) imports this module.
+    from asg_audit.chain_verify import DEFAULT_UNKNOWN_RECHECK_MAX_S, DEFAULT_UNKNOWN_RECHECK_S
+
+    first = chain.get(names[0], DEFAULT_UNKNOWN_RECHECK_S)
+    cap = chain.get(names[1], DEFAULT_UNKNOWN_RECHECK_MAX_S)
+    if first > cap:
+        first_name, cap_name = (name if name in chain else f"the default {name}" for name in names)
+        raise ConfigError(
+            f"{where}: [chain] {first_name} ({_num_given(first)}) is above {cap_name}"
+            f" ({_num_given(cap)})"
         )
 
 

@@ -255,5 +255,18 @@ MIGRATIONS: list[Migration] = [
             "ALTER TABLE findings ADD COLUMN difference_exact DECIMAL(38, 0)",
         ),
     ),
+    Migration(
+        name="chain index cache: back-off of unknown txids",
+        statements=(
+            # How many answers in a row said the index does not know the txid (status
+            # `unknown`); null for any other status. `verify-chain` asks such a txid again only
+            # once `[chain] unknown_recheck_seconds` x 2^(n-1) (at most
+            # `unknown_recheck_max_seconds`) has passed since `fetched_at`. A row stored unknown
+            # before this migration counts as one answer: it is asked again after the first
+            # interval, as a txid found unknown for the first time.
+            "ALTER TABLE chain_txs ADD COLUMN unknown_streak INTEGER",
+            "UPDATE chain_txs SET unknown_streak = 1 WHERE status = 'unknown'",
+        ),
+    ),
     # Append new migrations here (version = position in this list).
 ]
