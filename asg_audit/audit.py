@@ -155,10 +155,10 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
-def _first(frame: pl.DataFrame, column: str) -> Any:
+def _first(frame: pl.DataFrame | None, column: str) -> Any:
     """The first value of `column`; None when there is none, or it is NaN or infinite (a rate
     of no tasks is 0/0): `summary()` is JSON, which has no NaN (`allow_nan=False`)."""
-    if frame.height == 0 or column not in frame.columns:
+    if frame is None or frame.height == 0 or column not in frame.columns:
         return None
     value = frame[column][0]
     if isinstance(value, float) and not math.isfinite(value):
@@ -181,6 +181,11 @@ def _summarize(audit: Audit) -> dict[str, Any]:
     return {
         "as_of": audit.as_of.isoformat(),
         "tasks": int(counts["tasks"][0]),
+        # task ids submitted (tracked) or polled for, and those of them the store holds no
+        # status of: not among `tasks`, which counts stored results (None: an Audit made by
+        # hand without the frame)
+        "tracked": _first(f.get("tracked_coverage"), "tracked"),
+        "tracked_not_collected": _first(f.get("tracked_coverage"), "not_collected"),
         "settled": int(counts["settled"][0]),
         # every task with a status other than settled (pending + other_status)
         "unsettled": int(counts["unsettled"][0]),
@@ -300,6 +305,7 @@ def analyze_frames(
     frames["detection_delay"] = collection.detection_delay(tasks, obs)
     frames["http_by_run"] = collection.http_errors_by_run(obs, run_frame)
     frames["source_coverage"] = collection.source_coverage(tasks)
+    frames["tracked_coverage"] = collection.tracked_coverage(tasks, subs, state)
     frames["webhook_poll_disagreements"] = collection.webhook_poll_disagreements(obs)
 
     frames.update(_chain_billing_frames(tasks, extra_tables or {}))

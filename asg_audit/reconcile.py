@@ -211,7 +211,9 @@ def txid_unknown(ctx: CheckContext) -> pl.LazyFrame:
     )
 
 
-@register_check("chain.unconfirmed", default=CheckLevels(severity="warn"), kind="txid_unconfirmed")
+@register_check(
+    "chain.unconfirmed", default=CheckLevels(severity="warn"), kind="txid_unconfirmed", unit="s"
+)
 def txid_unconfirmed(ctx: CheckContext) -> pl.LazyFrame:
     """A txid still unconfirmed (below the configured depth) long after settlement."""
     rows = _joined(ctx)
@@ -237,7 +239,7 @@ def txid_unconfirmed(ctx: CheckContext) -> pl.LazyFrame:
     )
 
 
-@register_check("chain.block_time", default=CheckLevels(severity="warn"))
+@register_check("chain.block_time", default=CheckLevels(severity="warn"), unit="s")
 def block_time_far(ctx: CheckContext) -> pl.LazyFrame:
     """A block time far from every settled_at its txid's tasks report."""
     rows = _joined(ctx)
@@ -450,6 +452,7 @@ def _below_cost(ctx: CheckContext, *, shared: bool) -> pl.LazyFrame:
     "chain.outputs_below_cost",
     default=CheckLevels(severity="fail"),
     kind="chain_outputs_below_cost",
+    unit="sats",
 )
 def single_outputs_below_cost(ctx: CheckContext) -> pl.LazyFrame:
     """A single-task txid whose non-data outputs are less than the task's reported cost."""
@@ -460,6 +463,7 @@ def single_outputs_below_cost(ctx: CheckContext) -> pl.LazyFrame:
     "chain.shared_outputs_below_cost",
     default=CheckLevels(severity="fail"),
     kind="chain_outputs_below_cost",
+    unit="sats",
 )
 def shared_outputs_below_cost(ctx: CheckContext) -> pl.LazyFrame:
     """A shared txid whose non-data outputs are less than its tasks' summed costs."""
@@ -486,7 +490,7 @@ def _output_check(ctx: CheckContext, column: str, expected: str, message: str) -
     )
 
 
-@register_check("chain.op_return_value", default=CheckLevels(severity="warn"))
+@register_check("chain.op_return_value", default=CheckLevels(severity="warn"), unit="sats")
 def op_return_value(ctx: CheckContext) -> pl.LazyFrame:
     """An OP_RETURN (data) output carrying value: burnt satoshis."""
     return _output_check(
@@ -494,7 +498,7 @@ def op_return_value(ctx: CheckContext) -> pl.LazyFrame:
     )
 
 
-@register_check("chain.zero_payout", default=CheckLevels(severity="warn"))
+@register_check("chain.zero_payout", default=CheckLevels(severity="warn"), unit="outputs")
 def zero_payout(ctx: CheckContext) -> pl.LazyFrame:
     """A P2PKH payout output of 0 sats (below the 1-sat dust limit)."""
     return _output_check(
@@ -502,7 +506,7 @@ def zero_payout(ctx: CheckContext) -> pl.LazyFrame:
     )
 
 
-@register_check("chain.fee_rate", default=CheckLevels(severity="warn"))
+@register_check("chain.fee_rate", default=CheckLevels(severity="warn"), unit="sat/kB")
 def fee_rate(ctx: CheckContext) -> pl.LazyFrame:
     """An implausible fee rate (needs `[chain] fetch_parents = true`)."""
     if not ctx.has_table("chain_txs"):
@@ -626,7 +630,10 @@ def _parts() -> pl.Expr:
 
 
 @register_check(
-    "billing.total_parts", default=CheckLevels(severity="fail"), kind="billing_total_off"
+    "billing.total_parts",
+    default=CheckLevels(severity="fail"),
+    kind="billing_total_off",
+    unit="sats",
 )
 def billing_total_parts(ctx: CheckContext) -> pl.LazyFrame:
     """A month whose total_cost_sats is not worker_payouts_sats + platform_fee_sats."""
@@ -654,7 +661,10 @@ def billing_total_parts(ctx: CheckContext) -> pl.LazyFrame:
 
 
 @register_check(
-    "billing.daily_sum", default=CheckLevels(severity="fail"), kind="billing_daily_mismatch"
+    "billing.daily_sum",
+    default=CheckLevels(severity="fail"),
+    kind="billing_daily_mismatch",
+    unit="sats",
 )
 def billing_daily_sum(ctx: CheckContext) -> pl.LazyFrame:
     """A month whose daily rows do not add up to its tasks_settled and total_cost_sats."""
@@ -866,7 +876,10 @@ def _unknowns() -> pl.Expr:
 
 
 @register_check(
-    "billing.vs_results", default=CheckLevels(severity="fail"), kind="billing_total_off"
+    "billing.vs_results",
+    default=CheckLevels(severity="fail"),
+    kind="billing_total_off",
+    unit="sats",
 )
 def billing_vs_results(ctx: CheckContext) -> pl.LazyFrame:
     """A month whose tasks_settled or total_cost_sats differ from the per-task results by
@@ -948,7 +961,7 @@ def billing_vs_results(ctx: CheckContext) -> pl.LazyFrame:
     )
 
 
-@register_check("billing.sats_not_comparable", default=CheckLevels(severity="info"))
+@register_check("billing.sats_not_comparable", default=CheckLevels(severity="info"), unit="sats")
 def billing_sats_not_comparable(ctx: CheckContext) -> pl.LazyFrame:
     """A month whose sats cannot be compared exactly with the per-task results: tasks of
     unknown cost (0 or no cost reported), billed tasks not settled in the store (not
@@ -991,7 +1004,10 @@ _CLOSED: Final = ("closed", "paid", "final", "finalized")
 
 
 @register_check(
-    "billing.invoice_vs_usage", default=CheckLevels(severity="fail"), kind="billing_total_off"
+    "billing.invoice_vs_usage",
+    default=CheckLevels(severity="fail"),
+    kind="billing_total_off",
+    unit="sats",
 )
 def billing_invoice_vs_usage(ctx: CheckContext) -> pl.LazyFrame:
     """An invoice whose tasks_settled or total_cost_sats disagree with its month's usage.
@@ -1111,7 +1127,7 @@ def _cost_differences_by_month(ctx: CheckContext) -> pl.LazyFrame:
     )
 
 
-@register_check("billing.fee_share", default=CheckLevels(severity="warn"))
+@register_check("billing.fee_share", default=CheckLevels(severity="warn"), unit="sats")
 def billing_fee_share(ctx: CheckContext) -> pl.LazyFrame:
     """A month whose platform fee differs from the configured fee on the worker payouts.
 

@@ -98,16 +98,27 @@ def test_headline_counts_tracked_tasks_the_gateway_does_not_know() -> None:
     assert (tasks.value, tasks.note) == (0, "3 tracked, none collected")
 
 
-def test_headline_tracked_count_is_unknown_when_a_counting_check_is_disabled() -> None:
-    config = AuditConfig(checks={"task.not_collected": CheckLevels(enabled=False)})
+def test_headline_tracked_count_holds_when_the_counting_checks_are_disabled() -> None:
+    # the count comes from the data (the `tracked_coverage` frame), not from the findings of
+    # `task.not_collected` / `task.unknown`: disabling them changes nothing here
+    config = AuditConfig(
+        checks={
+            "task.not_collected": CheckLevels(enabled=False),
+            "task.unknown": CheckLevels(enabled=False),
+        }
+    )
     audit = analyze_frames(
         results_frame([result("a")]),
-        submissions_frame([submission("a"), submission("b")]),
+        submissions_frame([submission("a"), submission("b"), submission("c")]),
         config=config,
         as_of=T0,
     )
     tasks = next(h for h in headline(audit) if h.key == "tasks")
-    assert (tasks.value, tasks.note) == (1, None)  # not "0 more": not known
-    from asg_audit.report.content import headline_values
-
-    assert headline_values(audit)["tracked_not_collected"] is None
+    assert (tasks.value, tasks.note) == (1, "and 2 tracked, not collected")
+    assert audit.summary()["tracked"] == 3
+    assert audit.summary()["tracked_not_collected"] == 2
+    assert audit["tracked_coverage"].row(0, named=True) == {
+        "tracked": 3,
+        "collected": 1,
+        "not_collected": 2,
+    }

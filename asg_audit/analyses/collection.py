@@ -19,6 +19,7 @@ __all__ = [
     "http_errors_by_run",
     "polls_per_task",
     "source_coverage",
+    "tracked_coverage",
     "webhook_poll_disagreements",
 ]
 
@@ -52,6 +53,27 @@ def polls_per_task(observations: pl.LazyFrame, poll_state: pl.LazyFrame) -> pl.D
         p.quantile(0.9, interpolation="linear").alias("p90"),
         p.max().alias("max"),
     )
+
+
+def tracked_coverage(
+    tasks: pl.LazyFrame, submissions: pl.LazyFrame, poll_state: pl.LazyFrame
+) -> pl.DataFrame:
+    """Return one row: `tracked` (the task ids submitted or polled for), `collected` (those the
+    store holds a status of) and `not_collected` (the others: not polled yet, still waiting,
+    every poll failed, or answered 404). A result never tracked counts in none of them.
+    """
+    ids = pl.col("task_id").cast(pl.String)
+    tracked = pl.concat([submissions.select(ids), poll_state.select(ids)], how="vertical").unique()
+    seen = tasks.filter(pl.col("status").is_not_null()).select(ids).unique()
+    with_status = tracked.join(seen, on="task_id", how="semi")
+    out = pl.concat(
+        [
+            tracked.select(pl.len().cast(pl.Int64).alias("tracked")),
+            with_status.select(pl.len().cast(pl.Int64).alias("collected")),
+        ],
+        how="horizontal",
+    ).collect()
+    return out.with_columns(not_collected=pl.col("tracked") - pl.col("collected"))
 
 
 def detection_delay(tasks: pl.LazyFrame, observations: pl.LazyFrame) -> pl.DataFrame:

@@ -112,25 +112,6 @@ class Check:
 
 _REGISTRY: dict[str, Check] = {}
 
-# The units of the checks registered in `asg_audit.reconcile` (chain and billing), which does
-# not pass `unit=` yet: `register_check` falls back on this table for them only. To go once
-# each of those registrations says its unit itself.
-_PLUGIN_UNITS: Final = {
-    "billing.daily_sum": "sats",
-    "billing.fee_share": "sats",
-    "billing.invoice_vs_usage": "sats",
-    "billing.sats_not_comparable": "sats",
-    "billing.total_parts": "sats",
-    "billing.vs_results": "sats",
-    "chain.block_time": "s",
-    "chain.fee_rate": "sat/kB",
-    "chain.op_return_value": "sats",
-    "chain.outputs_below_cost": "sats",
-    "chain.shared_outputs_below_cost": "sats",
-    "chain.unconfirmed": "s",
-    "chain.zero_payout": "outputs",
-}
-
 
 def register_check(
     check_id: str,
@@ -150,7 +131,6 @@ def register_check(
     `unit` is the unit of the rows' `difference` (`sats`, `s`, `tasks`; the report's
     Difference column says it); leave it None only for a check whose rows have no difference.
     """
-    unit = unit if unit is not None else _PLUGIN_UNITS.get(check_id)
 
     def decorate(func: CheckFunction) -> CheckFunction:
         if check_id in _REGISTRY and _REGISTRY[check_id].func is not func:

@@ -142,29 +142,13 @@ def _first(frame: pl.DataFrame | None, column: str) -> Any:
     return _plain(frame[column][0])
 
 
-# The checks that count the tracked tasks (submitted, or polled for) the store holds no status
-# of: `task.not_collected` (one finding, its difference the number not polled to the end yet)
-# and `task.unknown` (one finding per task polled to the end without a status: a 404).
-_NOT_COLLECTED_CHECKS: Final = ("task.not_collected", "task.unknown")
-
-
 def tracked_not_collected(audit: Audit) -> int | None:
-    """Return how many tracked tasks the store holds no status of (`task.not_collected`'s
-    count plus `task.unknown`'s findings), or None when either check is disabled (the number
-    is then unknown). They are not among the headline's tasks, which counts stored results:
-    with no result at all, every tracked task is one of them."""
-    if any(
-        not levels.enabled
-        for levels in (audit.config.checks.get(c) for c in _NOT_COLLECTED_CHECKS)
-        if levels is not None
-    ):
-        return None
-    f = audit.findings
-    if f.height == 0 or "check_id" not in f.columns:
-        return 0
-    waiting = f.filter(pl.col("check_id") == "task.not_collected")["difference"].drop_nulls()
-    unknown = f.filter(pl.col("check_id") == "task.unknown").height
-    return (int(waiting[0]) if waiting.len() else 0) + int(unknown)
+    """Return how many tracked tasks (submitted, or polled for) the store holds no status of
+    (`summary()['tracked_not_collected']`; None for an Audit made by hand without the frame).
+    They are not among the headline's tasks, which counts stored results: with no result at
+    all, every tracked task is one of them."""
+    value = audit.summary().get("tracked_not_collected")
+    return None if value is None else int(value)
 
 
 def tasks_note(tasks: int | None, not_collected: int | None) -> str | None:
@@ -186,7 +170,7 @@ def headline_values(audit: Audit) -> dict[str, Any]:
     return {
         "tasks": s["tasks"],
         # tracked tasks with no status in the store, so not among `tasks` (None: unknown)
-        "tracked_not_collected": tracked_not_collected(audit),
+        "tracked_not_collected": s.get("tracked_not_collected"),
         "settled": s["settled"],
         # pending, in_progress or verified; undocumented statuses (failed, timed_out: final
         # ones among them) are other_status, not pending
