@@ -214,7 +214,12 @@ def _cmd_verify_chain(args: argparse.Namespace, config: AuditConfig) -> int:
     if args.rps is not None:
         config = config.replace(chain={**config.chain, "rps": args.rps})
     summary = _recorded(
-        "verify-chain", verify_chain, config.db_path, config, progress=not args.quiet
+        "verify-chain",
+        verify_chain,
+        config.db_path,
+        config,
+        progress=not args.quiet,
+        recheck_unknown=args.recheck_unknown,
     )
     for line in summary.lines():
         print(line)
@@ -564,6 +569,12 @@ def _build_parser() -> argparse.ArgumentParser:
         help="exit 1 at findings of this severity or worse (default: config fail_on)",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--recheck-unknown",
+        action="store_true",
+        help="ask the index now about every txid it said it does not know, whatever their"
+        " back-off ([chain] unknown_recheck_seconds)",
+    )
     p.set_defaults(handler=_cmd_verify_chain)
 
     p = sub.add_parser("billing", help="fetch monthly usage and invoices; reconcile with results")

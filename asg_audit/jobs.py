@@ -981,7 +981,7 @@ def _probe(url: str, what: str, *, attempts: int = 3) -> None:
 
 def _verify_chain(config: AuditConfig, settings: dict[str, Any], progress: bool) -> str:
     from asg_audit.chain import configured_depth, verify_chain
-    from asg_audit.chain_verify import pending_txid_count
+    from asg_audit.chain_verify import pending_txid_count, unknown_recheck
 
     if not settings.get("verify_chain", True):
         return DISABLED
@@ -990,13 +990,22 @@ def _verify_chain(config: AuditConfig, settings: dict[str, Any], progress: bool)
     # is fetched again, so it needs the index as much as one never fetched.
     depth = configured_depth(config)
     fetch_parents = config.chain.get("fetch_parents", False)
-    if fetch_parents or pending_txid_count(config.db_path, confirmations=depth) > 0:
+    pending = pending_txid_count(
+        config.db_path, confirmations=depth, unknown_recheck=unknown_recheck(config)
+    )
+    if fetch_parents or pending > 0:
         _probe(config.chain_url.rstrip("/") + "/chain/info", "chain index")
     summary = verify_chain(config.db_path, config, progress=progress)
     counts = (
         f"{summary.checked:,} checked, {summary.confirmed:,} confirmed, "
         f"{summary.unconfirmed:,} unconfirmed, {summary.unknown:,} unknown"
     )
+    if summary.unknown_backed_off:
+        # not asked this run: their back-off has not run out (still `unknown` in the store)
+        counts += f", {summary.unknown_backed_off:,} unknown not asked (back-off"
+        if summary.unknown_next_due:
+            counts += f", next due {summary.unknown_next_due}"
+        counts += ")"
     if summary.refused:
         # As the `verify-chain` command: an index answer that failed its checks (bytes that do
         # not hash to the txid, impossible block fields, an error) is no evidence either way;

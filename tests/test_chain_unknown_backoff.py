@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import subprocess
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -24,7 +25,7 @@ from typing import Any
 import polars as pl
 import pytest
 from _chain_sim import Scenario, scenario
-from _hardening_procs import query
+from _hardening_procs import asg_audit, clean_env, query
 
 from asg_audit.chain import reconciliation_findings, verify_chain
 from asg_audit.chain_verify import pending_txid_count, unknown_recheck_delay
@@ -306,3 +307,30 @@ def test_a_store_from_before_counts_its_unknown_rows_as_one_answer(tmp_path: Pat
     with open_store(db) as store:
         rows = store.con.execute("SELECT txid, unknown_streak FROM chain_txs ORDER BY 1")
         assert rows.fetchall() == [("a" * 64, 1), ("b" * 64, None)]
+
+
+def test_the_command_line_backs_off_and_rechecks_on_request(
+    world: Scenario, db: Path, tmp_path: Path
+) -> None:
+    unknown = _unknown(world)
+
+    def run(*extra: str) -> str:
+        done = subprocess.run(
+            asg_audit("verify-chain", "--db", str(db), "--quiet", *extra),
+            capture_output=True,
+            text=True,
+            cwd=tmp_path,
+            env=clean_env(ASG_CHAIN_URL=world.sim.chain_url),
+            timeout=120,
+        )
+        assert done.returncode in (0, 1), done.stderr  # 1: findings at fail_on
+        return done.stdout
+
+    run()
+    second = run()
+    assert f"unknown txids not asked this run (back-off): {len(unknown)}; the next" in second
+    assert "(--recheck-unknown asks them all now)" in second
+    third = run("--recheck-unknown")
+    assert "back-off" not in third, third
+    assert {s[0] for s in _stored_unknown(db).values()} == {2}  # asked again: a second answer
+    assert "--recheck-unknown" in run("--help")
