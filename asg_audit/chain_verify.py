@@ -191,18 +191,18 @@ def unknown_recheck(config: AuditConfig) -> tuple[float, float]:
 
 
 # The txids stored `unknown` whose back-off has not run out at `now` (epoch seconds), and when
-# it does: `unknown_recheck_delay` after `fetched_at`, and never more than the cap from now (a
-# row written under a clock that was ahead is not held back for longer).
+# it does: `unknown_recheck_delay` after `fetched_at`. A row answered "later" than now (written
+# under a clock that was ahead, or copied from such a host) is due now: its answer is asked
+# again and stored with this clock's time (held back from a time to come, it would wait for the
+# clock to catch up, its due time moving with every run).
 _BACKED_OFF_SQL: Final = """
 SELECT txid, due FROM (
     SELECT txid,
-        least(
-            epoch(fetched_at) + least(
-                $max_s,
-                $first_s * pow(2, least(greatest(coalesce(unknown_streak, 1), 1) - 1, $doublings))
-            ),
-            $now + $max_s
-        ) AS due
+        CASE WHEN epoch(fetched_at) > $now THEN $now
+        ELSE epoch(fetched_at) + least(
+            $max_s,
+            $first_s * pow(2, least(greatest(coalesce(unknown_streak, 1), 1) - 1, $doublings))
+        ) END AS due
     FROM chain_txs WHERE status = 'unknown'
 ) WHERE due > $now
 """

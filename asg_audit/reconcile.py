@@ -181,6 +181,15 @@ def _age(ref: datetime) -> pl.Expr:
     return (pl.lit(ref) - pl.col("first_settled")).dt.total_seconds(fractional=True)
 
 
+def _answered_age(ref: datetime, fetched_at: pl.DataType) -> pl.Expr:
+    """Return how long after settlement the index gave its stored answer: at `fetched_at`, or
+    `ref` when earlier. An answer is evidence of its own time only: a txid whose `unknown` was
+    answered within the grace and not asked since (`verify-chain`'s back-off) is no finding
+    yet, however old it is now."""
+    at = pl.min_horizontal(pl.lit(ref).cast(fetched_at), pl.col("fetched_at"))
+    return (at - pl.col("first_settled")).dt.total_seconds(fractional=True)
+
+
 @register_check(
     "chain.txid_unknown", default=CheckLevels(severity="fail"), kind="txid_unknown_on_chain"
 )
@@ -191,7 +200,9 @@ def txid_unknown(ctx: CheckContext) -> pl.LazyFrame:
         return no_findings()
     ref = reference_time(ctx.table("chain_txs"), ctx.as_of)
     grace = _setting(ctx, "chain", "unknown_after_seconds", DEFAULT_UNKNOWN_AFTER_S)
-    return rows.filter((pl.col("status") == "unknown") & (_age(ref) > grace)).select(
+    schema = rows.collect_schema()
+    age = _answered_age(ref, schema["fetched_at"]) if "fetched_at" in schema else _age(ref)
+    return rows.filter((pl.col("status") == "unknown") & (age > grace)).select(
         *finding(
             entity_type="txid",
             entity_id=pl.col("txid"),
@@ -204,7 +215,7 @@ def txid_unknown(ctx: CheckContext) -> pl.LazyFrame:
                 " that lost or has not seen it)",
                 pl.col("tasks"),
                 pl.col("first_task"),
-                _age(ref).round(0).cast(pl.Int64),
+                age.round(0).cast(pl.Int64),
             ),
         ),
         _proves_by_tasks(),

@@ -334,3 +334,48 @@ def test_the_command_line_backs_off_and_rechecks_on_request(
     assert "back-off" not in third, third
     assert {s[0] for s in _stored_unknown(db).values()} == {2}  # asked again: a second answer
     assert "--recheck-unknown" in run("--help")
+
+
+def test_an_answer_stored_with_a_time_to_come_is_asked_again_now(
+    world: Scenario, db: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A clock that was ahead (then corrected), or a store copied from such a host: the row's
+    answer is "later" than now. It is asked again now and stored with this clock's time, not
+    held back until the clock catches up with a due time that moves with every run."""
+    unknown = _unknown(world)
+    verify_chain(db, world.config)
+    with open_store(db) as store:
+        store.con.execute(
+            "UPDATE chain_txs SET fetched_at = fetched_at + INTERVAL 2 DAY WHERE status = 'unknown'"
+        )
+    with served(world, monkeypatch) as asked:
+        again = verify_chain(db, world.config)
+    assert unknown <= set(asked["txids"])
+    assert again.unknown_backed_off == 0 and again.unknown == len(unknown)
+    [(latest,)] = query(db, "SELECT max(fetched_at) FROM chain_txs WHERE status = 'unknown'")
+    assert latest <= datetime.now(UTC)  # stored with this clock's time: the back-off resumes
+    assert verify_chain(db, world.config).unknown_backed_off == len(unknown)
+
+
+def test_an_unknown_answered_within_the_grace_is_no_finding_until_asked_after_it(
+    world: Scenario, db: Path
+) -> None:
+    """`chain.txid_unknown` says "unknown to this chain index N s after settlement": N is when
+    the index gave the stored answer. An answer given within `unknown_after_seconds` of the
+    settlement, not asked again since (the back-off), proves nothing past the grace, however
+    old the task is now; asked again past it and still unknown, it is a finding."""
+    unknown = _unknown(world)
+    verify_chain(db, world.config)
+    found = _chain_findings(db, world.config)
+    assert set(found["entity_id"]) == unknown  # answered long after settlement: findings
+    with open_store(db) as store:  # as if each was answered 10 s after its settlement
+        store.con.execute(
+            "UPDATE chain_txs c SET fetched_at = r.settled_at + INTERVAL 10 SECOND"
+            " FROM (SELECT lower(bsv_txid) AS txid, min(settled_at) AS settled_at FROM results"
+            " GROUP BY ALL) r WHERE c.txid = r.txid AND c.status = 'unknown'"
+        )
+    assert _chain_findings(db, world.config).height == 0
+    verify_chain(db, world.config)  # those answers are old: due, asked again, still unknown
+    again = _chain_findings(db, world.config)
+    assert set(again["entity_id"]) == unknown
+    assert again["message"].str.contains(r"unknown to this chain index \d+ s after").all()
