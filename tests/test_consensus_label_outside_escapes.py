@@ -50,6 +50,12 @@ def test_expected_and_actual_spell_esc_zero_width_space_and_quote_alike() -> Non
         ("x\u200d\u200d", ["x\u200d"], "x\u200d\u200d", '["x\\u200d"]'),  # a joiner at the end
         ("ca\nt", ["ca\nt2"], "'ca\\x0at'", '["ca\\x0at2"]'),  # a line break inside
         ("a", ['a", "b', "c"], "a", '[\'a", "b\', "c"]'),  # holding quotes, still one option
+        # both kinds of quote: a backslash before each double quote (and backslash), so one
+        # option never reads as two (`["cat", "dog's"]` would)
+        ("cat", ['cat", "dog\'s'], "cat", '["cat\\", \\"dog\'s"]'),
+        ("x", ['a\\"b\''], "x", '["a\\\\\\"b\'"]'),
+        # a label starting with a quote is quoted: `"cat"` alone reads as the option cat
+        ('"cat"', ["cat"], '\'"cat"\'', '["cat"]'),
     ],
 )
 def test_options_are_escaped_where_a_label_would_be(

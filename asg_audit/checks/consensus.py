@@ -280,12 +280,13 @@ def _spelled_out(text: str) -> bool:
 
 def _shown_label(label: str | None) -> str:
     """Return a label as it is (the report escapes an invisible character in it: `cat\\u200b`),
-    or, when `_spelled_out` or starting with `'`, between single quotes with every control
+    or, when `_spelled_out` or starting with a quote, between single quotes with every control
     character escaped, on one line (`'cat '`, `'cat\\x0a'`, `'ca\\x0at'`:
     `model.printable(label, one_line=True)`, the report's own notation)."""
     if label is None:
         return "(none)"
-    if not _spelled_out(label) and label[0] != "'":
+    if not _spelled_out(label) and label[0] not in "'\"":
+        # (a label starting with a quote is quoted too: `"cat"` alone would read as an option)
         return label
     return "'" + printable(label, one_line=True) + "'"
 
@@ -299,11 +300,16 @@ _JOINERS: Final = ("\u200c", "\u200d")
 def _shown_option(option: str) -> str:
     """Return an option as the expected list and the message show it: between double quotes
     (single quotes when it holds a double quote and no single one, so that `a", "b` stays one
-    option), and inside them as a label is shown (`_shown_label`): as it is, for the report to
-    escape (ESC `\\x1b`, U+200B `\\u200b`), or escaped on one line (`"cat\\xa0"`,
-    `"ca\\x0at"`) where a label would be. So each character reads as in the label beside it.
+    option; one holding both has a backslash before each double quote and backslash), and
+    inside them as a label is shown (`_shown_label`): as it is, for the report to escape (ESC
+    `\\x1b`, U+200B `\\u200b`), or escaped on one line (`"cat\\xa0"`, `"ca\\x0at"`) where a
+    label would be. So each character reads as in the label beside it.
     Not JSON: JSON would write ESC `\\u001b` and a quote `\\"`."""
     quote = "'" if '"' in option and "'" not in option else '"'
+    if '"' in option and "'" in option:
+        # both quotes: a backslash before each double quote (and before a backslash, so that
+        # `\"` stays readable), so that `cat", "dog's` stays one option
+        option = option.replace("\\", "\\\\").replace('"', '\\"')
     if _spelled_out(option) or option.startswith(_JOINERS) or option.endswith(_JOINERS):
         return quote + printable(option, one_line=True) + quote
     return quote + option + quote
