@@ -556,12 +556,29 @@ def _read_tables(
                         f" ON r.task_id = s.task_id WHERE {where}"
                     )
                     args += params
+                if "poll_state" in present:
+                    # A task polled for (`collect --task-ids`) that neither a result nor a
+                    # submission dates: when it was first answered 404, else last polled.
+                    polled, polled_params = _window_sql(_POLLED_SQL, since, until)
+                    sql += _POLLED_ONLY_SQL.format(
+                        subs=" AND p.task_id NOT IN (SELECT task_id FROM submissions)"
+                        if "submissions" in present
+                        else "",
+                        where=polled,
+                    )
+                    args += polled_params
                 sql += ")"
                 args = params + args
             out[name] = _fetch(store.con, sql, args).lazy()
     return out
 
 
+# The time a window reads for a task known only from its poll state, and those tasks' ids.
+_POLLED_SQL: Final = "coalesce(p.first_404_at, p.updated_at)"
+_POLLED_ONLY_SQL: Final = (
+    " UNION SELECT p.task_id FROM poll_state p"
+    " WHERE p.task_id NOT IN (SELECT task_id FROM results){subs} AND {where}"
+)
 _WINDOW_TASK_IDS_SQL: Final = (
     "SELECT r.task_id FROM results r LEFT JOIN {subs} s ON s.task_id = r.task_id WHERE {where}"
 )

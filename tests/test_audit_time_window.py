@@ -37,6 +37,7 @@ from asg_audit.chain import verify_chain
 from asg_audit.config import AuditConfig, Secret
 from asg_audit.ingest_files import ingest_paths
 from asg_audit.sim import WorldConfig, generate_world, run_simulator
+from asg_audit.store import open_store
 from asg_audit.track import track_file
 
 TXID = "7a" * 32
@@ -149,6 +150,34 @@ def test_window_keeps_untracked_webhook_only_tasks_by_their_settlement(tmp_path:
     assert tasks(since="2026-09-20T10:00:40Z", until="2026-09-20T10:00:41Z") == 1  # settled_at
     # the day the log was ingested holds neither (was both)
     assert tasks(since=first_seen - timedelta(hours=1)) == 0
+
+
+def test_window_keeps_tasks_known_only_from_their_poll_state(tmp_path: Path) -> None:
+    # `collect --task-ids` for untracked ids: no result, no submission, only a poll state. A
+    # window reads when it was first answered 404 (else last polled): one covering all time
+    # gives what no window gives (it used to drop them, and the 404 finding with them).
+    db = tmp_path / "s.duckdb"
+    ingest_paths(
+        db, [_ndjson(tmp_path / "r.ndjson", [_settled("t1", None, "2026-09-01T00:00:00Z")])]
+    )
+    with open_store(db) as store:
+        store.con.execute(
+            "INSERT INTO poll_state (task_id, state, attempts, first_404_at, updated_at) VALUES"
+            " ('ghost', 'not_found', 4, '2026-09-10T00:00:00Z', '2026-09-11T00:00:00Z'),"
+            " ('waiting', 'pending', 1, NULL, '2026-10-05T00:00:00Z')"
+        )
+
+    def figures(**window: Any) -> tuple[int, int, list[str]]:
+        audit = analyze(db, **window)
+        unknown = audit.findings.filter(pl.col("check_id") == "task.unknown")
+        s = audit.summary()
+        return s["tracked"], s["tracked_not_collected"], unknown["entity_id"].to_list()
+
+    whole = figures()
+    assert whole == (2, 2, ["ghost"])
+    assert figures(since="2000-01-01") == figures(until="2100-01-01") == whole
+    assert figures(since="2026-09-10", until="2026-09-11") == (1, 1, ["ghost"])  # first 404
+    assert figures(since="2026-10-01") == (1, 1, [])  # last polled
 
 
 # -- 2. per-txid findings ----------------------------------------------------------------------
