@@ -122,3 +122,28 @@ def test_headline_tracked_count_holds_when_the_counting_checks_are_disabled() ->
         "collected": 1,
         "not_collected": 2,
     }
+
+
+def test_compare_lists_the_tracked_tasks_not_collected(tmp_path: Path) -> None:
+    # "Tasks 0 -> 0, no change" hid 300 more tasks tracked and never collected
+    first = analyze_frames(
+        results_frame([]), submissions_frame([submission("a")]), config=AuditConfig(), as_of=T0
+    )
+    second = analyze_frames(
+        results_frame([]),
+        submissions_frame([submission(t) for t in ("a", "b", "c")]),
+        config=AuditConfig(),
+        as_of=T0,
+    )
+    render(first, tmp_path, run_id="r1", formats="json")
+    report = render(second, tmp_path, run_id="r2", formats=("json", "md"), compare="previous")
+    summary = json.loads((report.folder / "summary.json").read_text(encoding="utf-8"))
+    rows = {r["key"]: r for r in summary["compare"]["headline"]}
+    assert (rows["tasks"]["previous"], rows["tasks"]["current"]) == (0, 0)
+    tracked = rows["tracked_not_collected"]
+    assert (tracked["label"], tracked["previous"], tracked["current"]) == (
+        "Tracked, not collected",
+        1,
+        3,
+    )
+    assert "Tracked, not collected" in report.paths["md"].read_text(encoding="utf-8")

@@ -123,6 +123,16 @@ def _not_finite(value: Any, where: str) -> str | None:
     return None
 
 
+# The headline figures a comparison lists: the headline's own, and beside Tasks the tracked
+# tasks it does not count (said in a note on the page, a figure of its own here, so that
+# "0 -> 0 tasks, no change" does not hide 300 more tasks tracked and not collected).
+COMPARED_FIELDS: Final = (
+    HEADLINE_FIELDS[0],
+    ("tracked_not_collected", "Tracked, not collected", "count"),
+    *HEADLINE_FIELDS[1:],
+)
+
+
 def _damaged_field(doc: dict[str, Any]) -> str | None:
     """Return what is wrong with the fields a comparison reads, or None when they are usable.
 
@@ -136,7 +146,7 @@ def _damaged_field(doc: dict[str, Any]) -> str | None:
     headline = doc.get("headline", {})
     if not isinstance(headline, dict):
         return f"headline is {_json_type(headline)}, not an object"
-    for key, _, _ in HEADLINE_FIELDS:
+    for key, _, _ in COMPARED_FIELDS:
         value = headline.get(key)
         if value is not None and not _is_number(value):
             return f"headline.{key} is {_json_type(value)}, not a number or null"
@@ -313,7 +323,7 @@ def compare_summaries(
             "current": after.get(key),
             "change": _change(before.get(key), after.get(key)),
         }
-        for key, label, kind in HEADLINE_FIELDS
+        for key, label, kind in COMPARED_FIELDS
     ]
     old, new = _keys(previous.get("findings", [])), _keys(current.get("findings", []))
     now, before_window = _window(current), _window(previous)
