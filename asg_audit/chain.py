@@ -239,6 +239,7 @@ class ChainClient:
             headers["Authorization"] = key
             headers["woc-api-key"] = key
         self.base_url = base_url.rstrip("/")
+        self.timeout_s = timeout_s
         # the index as messages name it: no user, password or query
         self.where = display_url(self.base_url)
         self._http = httpx.Client(
@@ -341,7 +342,8 @@ class ChainClient:
                 continue
             if resp.status_code in (401, 403):
                 raise AuthError(
-                    f"chain index refused the key ({resp.status_code})",
+                    f"the chain index at {self.where} refused the key"
+                    f" ({resp.status_code}); check WOC_API_KEY",
                     status_code=resp.status_code,
                 )
             return resp
@@ -369,6 +371,15 @@ class ChainClient:
         kinds = Counter(got)
         if len(kinds) == 1 and last is None:
             what = f"answered {got[0]} on every request ({tries})"
+        elif (
+            len(kinds) == 1
+            and isinstance(last, httpx.TimeoutException)
+            and not isinstance(last, httpx.ConnectTimeout)
+        ):
+            # reached (the connection was accepted, or the request sent), but too slow
+            what = (
+                f"did not answer within {self.timeout_s:g} s: {got[0]} on every request ({tries})"
+            )
         elif len(kinds) == 1:
             what = f"could not be reached: {got[0]} on every request ({tries})"
         else:

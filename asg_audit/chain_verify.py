@@ -269,6 +269,25 @@ def pending_txid_count(
     config's, `unknown_recheck(config)`) has not run out, unless `recheck_unknown`."""
     from asg_audit.store import open_store
 
+    if not isinstance(recheck_unknown, bool):
+        raise TypeError(
+            "pending_txid_count recheck_unknown: expected True or False, got"
+            f" {type(recheck_unknown).__name__}"
+        )
+    if not (
+        isinstance(unknown_recheck, tuple)
+        and len(unknown_recheck) == 2
+        and all(
+            isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) and v >= 0
+            for v in unknown_recheck
+        )
+        and unknown_recheck[0] <= unknown_recheck[1]
+    ):
+        raise ValueError(
+            "pending_txid_count unknown_recheck: expected (first interval, cap) in seconds,"
+            f" finite, not negative, the first not above the cap, got {unknown_recheck!r}"
+            " (unknown_recheck(config) gives the config's)"
+        )
     recheck = None if recheck_unknown else unknown_recheck
     with open_store(db, read_only=True) as store:
         return len(_pending_txids(store.con, confirmations, recheck, time.time()).todo)

@@ -96,3 +96,66 @@ def test_the_command_says_which_index_answered_503(tmp_path: Path) -> None:
         " request (POST /txs, 3 attempts in "
     ), done.stderr
     assert len(answered) == RETRIES + 1, answered
+
+
+def _index_answering(respond: object) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def _answer(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            respond(self)  # type: ignore[operator]
+
+        do_GET = do_POST = _answer
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    return Handler
+
+
+def test_an_index_too_slow_to_answer_is_said_to_be_slow_not_unreachable(tmp_path: Path) -> None:
+    # the connection is accepted and the request sent: "could not be reached" pointed at DNS
+    # or the network; the index was there and did not answer in time
+    db = settled_store(tmp_path, TXIDS)
+    stop = threading.Event()
+
+    def hang(handler: BaseHTTPRequestHandler) -> None:
+        stop.wait(10)
+
+    with serve(_index_answering(hang)) as base:
+        url = base + "/v1/bsv/main"
+        config = AuditConfig(
+            db_path=db,
+            chain_url=url,
+            chain={"rps": 1000, "max_retries": 1, "timeout_seconds": 0.5, "concurrency": 1},
+        )
+        try:
+            with pytest.raises(ApiTransientError) as caught:
+                verify_chain(db, config)
+        finally:
+            stop.set()
+    message = str(caught.value)
+    assert message.startswith(
+        f"the chain index at {url} did not answer within 0.5 s: ReadTimeout on every request"
+        " (POST /txs, 2 attempts in "
+    ), message
+    assert "could not be reached" not in message
+
+
+def test_a_refused_key_names_the_index(tmp_path: Path) -> None:
+    db = settled_store(tmp_path, TXIDS)
+
+    def refuse(handler: BaseHTTPRequestHandler) -> None:
+        handler.send_response(401)
+        handler.send_header("Content-Length", "0")
+        handler.end_headers()
+
+    with serve(_index_answering(refuse)) as base:
+        url = base + "/v1/bsv/main"
+        config = AuditConfig(db_path=db, chain_url=url, chain={"rps": 1000})
+        with pytest.raises(Exception, match="refused the key") as caught:
+            verify_chain(db, config)
+    assert str(caught.value) == (
+        f"the chain index at {url} refused the key (401); check WOC_API_KEY"
+    )

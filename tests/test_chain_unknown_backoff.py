@@ -379,3 +379,23 @@ def test_an_unknown_answered_within_the_grace_is_no_finding_until_asked_after_it
     again = _chain_findings(db, world.config)
     assert set(again["entity_id"]) == unknown
     assert again["message"].str.contains(r"unknown to this chain index \d+ s after").all()
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error"),
+    [
+        ({"recheck_unknown": "no"}, "recheck_unknown: expected True or False, got str"),
+        ({"unknown_recheck": None}, "unknown_recheck: expected"),
+        ({"unknown_recheck": (60, 30)}, "the first not above the cap"),
+        ({"unknown_recheck": (-5, 10)}, "unknown_recheck: expected"),
+        ({"unknown_recheck": (float("nan"), 10)}, "unknown_recheck: expected"),
+        ({"unknown_recheck": ("60", "x")}, "unknown_recheck: expected"),
+        ({"unknown_recheck": 60}, "unknown_recheck: expected"),
+    ],
+)
+def test_pending_txid_count_checks_its_arguments_as_verify_chain_does(
+    db: Path, kwargs: dict[str, Any], error: str
+) -> None:
+    # an audit's probe counts with it: a slip must not count differently from verify_chain
+    with pytest.raises((TypeError, ValueError), match=re.escape(error)):
+        pending_txid_count(db, **kwargs)
