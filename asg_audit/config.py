@@ -657,40 +657,45 @@ def _check_ranges(raw: Mapping[str, Any], where: str) -> None:
 
 
 def _check_fee_rates(chain: Mapping[str, Any], where: str) -> None:
-    """Refuse a `[chain]` fee rate range whose minimum is above its maximum, comparing the
-    values in effect: one key given alone is compared with the other's default."""
-    names = ("fee_rate_min_sat_per_kb", "fee_rate_max_sat_per_kb")
-    if not any(name in chain for name in names):
-        return
+    """Refuse a `[chain]` fee rate range whose minimum is above its maximum."""
     # Imported here: reconcile (which reads these settings) imports this module.
     from asg_audit.reconcile import DEFAULT_FEE_RATE_MAX, DEFAULT_FEE_RATE_MIN
 
-    low = chain.get(names[0], DEFAULT_FEE_RATE_MIN)
-    high = chain.get(names[1], DEFAULT_FEE_RATE_MAX)
-    if low > high:
-        low_name, high_name = (name if name in chain else f"the default {name}" for name in names)
-        raise ConfigError(
-            f"{where}: [chain] {low_name} ({_num_given(low)}) is above {high_name}"
-            f" ({_num_given(high)})"
-        )
+    _check_not_above(
+        chain,
+        where,
+        ("fee_rate_min_sat_per_kb", DEFAULT_FEE_RATE_MIN),
+        ("fee_rate_max_sat_per_kb", DEFAULT_FEE_RATE_MAX),
+    )
 
 
 def _check_unknown_recheck(chain: Mapping[str, Any], where: str) -> None:
-    """Refuse a `[chain]` back-off of unknown txids whose first interval is above its cap,
-    comparing the values in effect: one key given alone is compared with the other's default."""
-    names = ("unknown_recheck_seconds", "unknown_recheck_max_seconds")
-    if not any(name in chain for name in names):
-        return
+    """Refuse a `[chain]` back-off of unknown txids whose first interval is above its cap."""
     # Imported here: chain_verify (which reads these settings) imports this module.
     from asg_audit.chain_verify import DEFAULT_UNKNOWN_RECHECK_MAX_S, DEFAULT_UNKNOWN_RECHECK_S
 
-    first = chain.get(names[0], DEFAULT_UNKNOWN_RECHECK_S)
-    cap = chain.get(names[1], DEFAULT_UNKNOWN_RECHECK_MAX_S)
-    if first > cap:
-        first_name, cap_name = (name if name in chain else f"the default {name}" for name in names)
+    _check_not_above(
+        chain,
+        where,
+        ("unknown_recheck_seconds", DEFAULT_UNKNOWN_RECHECK_S),
+        ("unknown_recheck_max_seconds", DEFAULT_UNKNOWN_RECHECK_MAX_S),
+    )
+
+
+def _check_not_above(
+    chain: Mapping[str, Any], where: str, low: tuple[str, Any], high: tuple[str, Any]
+) -> None:
+    """Refuse a `[chain]` setting `low` (name, default) above the setting `high`, comparing
+    the values in effect: one key given alone is compared with the other's default."""
+    names = (low[0], high[0])
+    if not any(name in chain for name in names):
+        return
+    low_value, high_value = chain.get(low[0], low[1]), chain.get(high[0], high[1])
+    if low_value > high_value:
+        low_name, high_name = (name if name in chain else f"the default {name}" for name in names)
         raise ConfigError(
-            f"{where}: [chain] {first_name} ({_num_given(first)}) is above {cap_name}"
-            f" ({_num_given(cap)})"
+            f"{where}: [chain] {low_name} ({_num_given(low_value)}) is above {high_name}"
+            f" ({_num_given(high_value)})"
         )
 
 
