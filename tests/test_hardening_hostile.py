@@ -111,8 +111,8 @@ def test_hardening_hostile_text_is_stored_as_data(hostile: dict[str, Any]) -> No
 def test_hardening_hostile_findings_carry_the_hostile_text(hostile: dict[str, Any]) -> None:
     findings = hostile["audit"].findings
     text = " ".join(str(v) for row in findings.iter_rows() for v in row)
-    # the report below really gets to show them (options are written as a JSON list)
-    assert SCRIPT in text and json.dumps(IMG)[1:-1] in text
+    # the report below really gets to show them (each option quoted, written as it is)
+    assert SCRIPT in text and IMG in text
 
 
 class _Elements(HTMLParser):
