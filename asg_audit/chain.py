@@ -241,7 +241,7 @@ class ChainClient:
         self.base_url = base_url.rstrip("/")
         self.timeout_s = timeout_s
         # the index as messages name it: no user, password or query
-        self.where = display_url(self.base_url)
+        self.where = redact(display_url(self.base_url), self._secrets)
         self._http = httpx.Client(
             base_url=self.base_url, headers=headers, timeout=timeout_s, transport=transport
         )
@@ -412,8 +412,17 @@ class ChainClient:
             failures, waited = self._unanswered, now - self._unanswered_since
         if failures >= UNREACHABLE_MIN_FAILURES and waited >= UNREACHABLE_AFTER_S:
             last = redact(f"{type(exc).__name__}: {exc}", self._secrets)
+            if isinstance(exc, httpx.TimeoutException) and not isinstance(
+                exc, httpx.ConnectTimeout
+            ):
+                # reached (the connection was accepted, or the request sent), but too slow
+                raise ApiTransientError(
+                    f"the chain index at {self.where} did not answer within"
+                    f" {self.timeout_s:g} s: no answer to {failures:,} requests in"
+                    f" {waited:.0f} s (last: {printable(last)}); run verify-chain again later"
+                ) from exc
             raise ApiTransientError(
-                f"cannot reach the chain index at {display_url(self.base_url)}: no answer to"
+                f"cannot reach the chain index at {self.where}: no answer to"
                 f" {failures:,} requests in {waited:.0f} s (last: {printable(last)}); check"
                 " ASG_CHAIN_URL and the network"
             ) from exc

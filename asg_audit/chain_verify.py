@@ -277,10 +277,14 @@ def pending_txid_count(
     if not (
         isinstance(unknown_recheck, tuple)
         and len(unknown_recheck) == 2
-        and all(
-            isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) and v >= 0
-            for v in unknown_recheck
+        and all(isinstance(v, int | float) and not isinstance(v, bool) for v in unknown_recheck)
+    ):
+        raise TypeError(
+            "pending_txid_count unknown_recheck: expected (first interval, cap) in seconds,"
+            f" two numbers, got {unknown_recheck!r} (unknown_recheck(config) gives the config's)"
         )
+    if not (
+        all(math.isfinite(v) and v >= 0 for v in unknown_recheck)
         and unknown_recheck[0] <= unknown_recheck[1]
     ):
         raise ValueError(
@@ -452,6 +456,13 @@ def verify_chain(
             summary.unknown_backed_off = pending.backed_off
             summary.unknown_next_due = _utc_text(pending.next_due)
             summary.unknown_rechecked = recheck_unknown
+            if recheck_unknown:
+                # a forced recheck (e.g. after changing chain_url) starts every back-off over:
+                # an answer `unknown` now is the first in a row (streak 0 + 1), not the next
+                # of the index asked before
+                store.con.execute(
+                    "UPDATE chain_txs SET unknown_streak = 0 WHERE status = 'unknown'"
+                )
             summary.depth = max(1, depth)
             bar = _progress_bar(len(todo)) if progress else None
             status = "failed"

@@ -658,6 +658,8 @@ def _check_ranges(raw: Mapping[str, Any], where: str) -> None:
 
 def _check_fee_rates(chain: Mapping[str, Any], where: str) -> None:
     """Refuse a `[chain]` fee rate range whose minimum is above its maximum."""
+    if "fee_rate_min_sat_per_kb" not in chain and "fee_rate_max_sat_per_kb" not in chain:
+        return  # (no import: an AuditConfig() does not load the chain modules)
     # Imported here: reconcile (which reads these settings) imports this module.
     from asg_audit.reconcile import DEFAULT_FEE_RATE_MAX, DEFAULT_FEE_RATE_MIN
 
@@ -671,6 +673,8 @@ def _check_fee_rates(chain: Mapping[str, Any], where: str) -> None:
 
 def _check_unknown_recheck(chain: Mapping[str, Any], where: str) -> None:
     """Refuse a `[chain]` back-off of unknown txids whose first interval is above its cap."""
+    if "unknown_recheck_seconds" not in chain and "unknown_recheck_max_seconds" not in chain:
+        return  # (no import: an AuditConfig() does not load the chain modules)
     # Imported here: chain_verify (which reads these settings) imports this module.
     from asg_audit.chain_verify import DEFAULT_UNKNOWN_RECHECK_MAX_S, DEFAULT_UNKNOWN_RECHECK_S
 
@@ -688,8 +692,6 @@ def _check_not_above(
     """Refuse a `[chain]` setting `low` (name, default) above the setting `high`, comparing
     the values in effect: one key given alone is compared with the other's default."""
     names = (low[0], high[0])
-    if not any(name in chain for name in names):
-        return
     low_value, high_value = chain.get(low[0], low[1]), chain.get(high[0], high[1])
     if low_value > high_value:
         low_name, high_name = (name if name in chain else f"the default {name}" for name in names)

@@ -159,3 +159,37 @@ def test_a_refused_key_names_the_index(tmp_path: Path) -> None:
     assert str(caught.value) == (
         f"the chain index at {url} refused the key (401); check WOC_API_KEY"
     )
+
+
+def test_an_index_that_never_answers_in_time_is_slow_not_unreachable_at_default_retries(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # With the default retries the run stops once 3 requests over 10 s got no answer at all
+    # (the client's "cannot reach" guard), before the retries run out: that message too says
+    # the index was reached and too slow. (10 s shortened to 0.5 s here.)
+    import asg_audit.chain as chain_module
+
+    monkeypatch.setattr(chain_module, "UNREACHABLE_AFTER_S", 0.5)
+    db = settled_store(tmp_path, TXIDS)
+    stop = threading.Event()
+
+    def hang(handler: BaseHTTPRequestHandler) -> None:
+        stop.wait(10)
+
+    with serve(_index_answering(hang)) as base:
+        url = base + "/v1/bsv/main"
+        config = AuditConfig(
+            db_path=db,
+            chain_url=url,
+            chain={"rps": 1000, "timeout_seconds": 0.3, "concurrency": 1},
+        )
+        try:
+            with pytest.raises(ApiTransientError) as caught:
+                verify_chain(db, config)
+        finally:
+            stop.set()
+    message = str(caught.value)
+    assert message.startswith(
+        f"the chain index at {url} did not answer within 0.3 s: no answer to 3 requests in"
+    ), message
+    assert "cannot reach" not in message and "ReadTimeout" in message
