@@ -126,7 +126,7 @@ def _not_finite(value: Any, where: str) -> str | None:
 # The headline figures a comparison lists: the headline's own, and beside Tasks the tracked
 # tasks it does not count (said in a note on the page, a figure of its own here, so that
 # "0 -> 0 tasks, no change" does not hide 300 more tasks tracked and not collected).
-COMPARED_FIELDS: Final = (
+COMPARED_HEADLINE: Final = (
     HEADLINE_FIELDS[0],
     ("tracked_not_collected", "Tracked, not collected", "count"),
     *HEADLINE_FIELDS[1:],
@@ -146,7 +146,7 @@ def _damaged_field(doc: dict[str, Any]) -> str | None:
     headline = doc.get("headline", {})
     if not isinstance(headline, dict):
         return f"headline is {_json_type(headline)}, not an object"
-    for key, _, _ in COMPARED_FIELDS:
+    for key, _, _ in COMPARED_HEADLINE:
         value = headline.get(key)
         if value is not None and not _is_number(value):
             return f"headline.{key} is {_json_type(value)}, not a number or null"
@@ -323,7 +323,7 @@ def compare_summaries(
             "current": after.get(key),
             "change": _change(before.get(key), after.get(key)),
         }
-        for key, label, kind in COMPARED_FIELDS
+        for key, label, kind in COMPARED_HEADLINE
     ]
     old, new = _keys(previous.get("findings", [])), _keys(current.get("findings", []))
     now, before_window = _window(current), _window(previous)
