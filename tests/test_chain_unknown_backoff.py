@@ -399,3 +399,30 @@ def test_pending_txid_count_checks_its_arguments_as_verify_chain_does(
     # an audit's probe counts with it: a slip must not count differently from verify_chain
     with pytest.raises((TypeError, ValueError), match=re.escape(error)):
         pending_txid_count(db, **kwargs)
+
+
+def test_the_stores_back_off_query_agrees_with_unknown_recheck_delay() -> None:
+    # verify_chain decides in SQL (`_backed_off`); the documented delay is the Python function:
+    # the two must not drift apart
+    import duckdb
+
+    from asg_audit.chain_verify import _backed_off
+
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
+    con.execute(
+        "CREATE TABLE chain_txs (txid VARCHAR, status VARCHAR, fetched_at TIMESTAMPTZ,"
+        " unknown_streak INTEGER)"
+    )
+    answered = 1_800_000_000.0
+    streaks = [None, 0, 1, 2, 3, 5, 9, 10, 40, 2000]
+    for i, streak in enumerate(streaks):
+        con.execute(
+            "INSERT INTO chain_txs VALUES (?, 'unknown', to_timestamp(?), ?)",
+            [f"t{i}", answered, streak],
+        )
+    for first_s, max_s in ((60.0, 21_600.0), (1.0, 2.0), (0.5, 1e9)):
+        due = _backed_off(con, (first_s, max_s), answered + 0.001)
+        for i, streak in enumerate(streaks):
+            want = answered + unknown_recheck_delay(streak or 1, first_s, max_s)
+            assert due[f"t{i}"] == pytest.approx(want), (streak, first_s, max_s)
