@@ -20,7 +20,9 @@ __all__ = [
     "polls_per_task",
     "source_coverage",
     "tracked_coverage",
+    "tracked_ids",
     "webhook_poll_disagreements",
+    "without_status",
 ]
 
 # Fields both a webhook delivery and a polled result carry.
@@ -55,6 +57,20 @@ def polls_per_task(observations: pl.LazyFrame, poll_state: pl.LazyFrame) -> pl.D
     )
 
 
+def tracked_ids(*frames: pl.LazyFrame) -> pl.LazyFrame:
+    """Return the distinct task ids (`task_id`, text) of `frames`, in order: the tracked tasks
+    of the submissions and poll state."""
+    ids = pl.col("task_id").cast(pl.String)
+    return pl.concat([f.select(ids) for f in frames], how="vertical").unique(maintain_order=True)
+
+
+def without_status(ids: pl.LazyFrame, tasks: pl.LazyFrame) -> pl.LazyFrame:
+    """Return those of `ids` the store holds no status of (no result, or one without a status:
+    an error answer only). `task.not_collected` and `task.unknown` judge these."""
+    seen = tasks.filter(pl.col("status").is_not_null()).select(pl.col("task_id").cast(pl.String))
+    return ids.join(seen, on="task_id", how="anti")
+
+
 def tracked_coverage(
     tasks: pl.LazyFrame, submissions: pl.LazyFrame, poll_state: pl.LazyFrame
 ) -> pl.DataFrame:
@@ -62,18 +78,17 @@ def tracked_coverage(
     store holds a status of) and `not_collected` (the others: not polled yet, still waiting,
     every poll failed, or answered 404). A result never tracked counts in none of them.
     """
-    ids = pl.col("task_id").cast(pl.String)
-    tracked = pl.concat([submissions.select(ids), poll_state.select(ids)], how="vertical").unique()
-    seen = tasks.filter(pl.col("status").is_not_null()).select(ids).unique()
-    with_status = tracked.join(seen, on="task_id", how="semi")
+    tracked = tracked_ids(submissions, poll_state)
     out = pl.concat(
         [
             tracked.select(pl.len().cast(pl.Int64).alias("tracked")),
-            with_status.select(pl.len().cast(pl.Int64).alias("collected")),
+            without_status(tracked, tasks).select(pl.len().cast(pl.Int64).alias("not_collected")),
         ],
         how="horizontal",
     ).collect()
-    return out.with_columns(not_collected=pl.col("tracked") - pl.col("collected"))
+    return out.select(
+        "tracked", (pl.col("tracked") - pl.col("not_collected")).alias("collected"), "not_collected"
+    )
 
 
 def detection_delay(tasks: pl.LazyFrame, observations: pl.LazyFrame) -> pl.DataFrame:

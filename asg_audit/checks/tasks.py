@@ -8,6 +8,7 @@ from typing import Final
 
 import polars as pl
 
+from asg_audit.analyses.collection import tracked_ids, without_status
 from asg_audit.analyses.latency import created_after_as_of
 from asg_audit.checks._registry import CheckContext, finding, fmt, no_findings, register_check
 from asg_audit.config import CheckLevels
@@ -154,24 +155,18 @@ def _uncollected(ctx: CheckContext) -> tuple[pl.LazyFrame, pl.LazyFrame] | None:
     None when nothing is tracked.
     """
     tracked = [
-        ctx.table(name).select(pl.col("task_id").cast(pl.String))
+        ctx.table(name)
         for name in ("submissions", "poll_state")
         if ctx.has_table(name) and "task_id" in ctx.table(name).collect_schema().names()
     ]
     if not tracked:
         return None
-    seen = ctx.tasks.filter(pl.col("status").is_not_null()).select("task_id")
     states = pl.LazyFrame(schema={"task_id": pl.String, "state": pl.String})
     if ctx.has_table("poll_state"):
         table = ctx.table("poll_state")
         if "state" in table.collect_schema().names():
             states = table.select(pl.col("task_id").cast(pl.String), pl.col("state"))
-    unseen = (
-        pl.concat(tracked)
-        .join(seen, on="task_id", how="anti")
-        .filter(pl.col("task_id").is_first_distinct())
-        .join(states, on="task_id", how="left")
-    )
+    unseen = without_status(tracked_ids(*tracked), ctx.tasks).join(states, on="task_id", how="left")
     return unseen, states
 
 
