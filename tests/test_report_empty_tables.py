@@ -50,6 +50,35 @@ def test_report_tracked_but_not_collected_says_so(tmp_path: Path) -> None:
     assert why in _section(md, "Latency by consensus threshold")
 
 
+def test_report_tracked_tasks_the_gateway_answered_404_for_are_not_sent_to_collect(
+    tmp_path: Path,
+) -> None:
+    # polled to the end with a 404 (`task.unknown`): another collect does not help them
+    db = tracked_store(tmp_path, (f"t{i}" for i in range(3)), ["cat"])
+    with open_store(db) as store:
+        store.con.execute(
+            "INSERT INTO poll_state (task_id, state, attempts, first_404_at, updated_at)"
+            " SELECT task_id, 'not_found', 3, now(), now() FROM submissions"
+            " WHERE task_id IN ('t0', 't1')"
+        )
+    page, _ = report_pages(db, tmp_path / "reports")
+    assert (
+        "No data: 3 tasks are tracked but nothing was collected yet (asg-audit collect; 2 of"
+        " them unknown to the Gateway: task.unknown)." in page
+    )
+    with open_store(db) as store:
+        store.con.execute(
+            "INSERT INTO poll_state (task_id, state, attempts, first_404_at, updated_at)"
+            " VALUES ('t2', 'not_found', 3, now(), now())"
+        )
+    page, _ = report_pages(db, tmp_path / "reports2")
+    assert (
+        "No data: 3 tasks are tracked and the Gateway knows none of them (task.unknown: 404)."
+        in page
+    )
+    assert "asg-audit collect" not in page
+
+
 def test_report_ingest_only_store_says_there_are_no_polls(tmp_path: Path) -> None:
     db = report_store(tmp_path, [settled("f1")])
     out = tmp_path / "reports"

@@ -34,10 +34,17 @@ def _store_reason(audit: Audit, tasks: int) -> str | None:
         return None
     waiting = tracked_not_collected(audit) or 0
     if waiting:
-        return (
-            f"{counted(waiting, 'task')} {plural(waiting, 'is', 'are')} tracked but nothing was"
-            " collected yet (asg-audit collect)"
-        )
+        # those the Gateway does not know (polled to the end: `task.unknown`) are not waiting
+        # for a collect
+        f = audit.findings
+        unknown = f.filter(f["check_id"] == "task.unknown").height if f.height else 0
+        tracked = f"{counted(waiting, 'task')} {plural(waiting, 'is', 'are')} tracked"
+        if unknown >= waiting:
+            return f"{tracked} and the Gateway knows none of them (task.unknown: 404)"
+        hint = "asg-audit collect"
+        if unknown:
+            hint += f"; {unknown:,} of them unknown to the Gateway: task.unknown"
+        return f"{tracked} but nothing was collected yet ({hint})"
     if audit.since is not None or audit.until is not None:
         return "no task was created in this report's window"
     return "the store holds no tasks"
