@@ -53,9 +53,9 @@ def test_expected_and_actual_spell_esc_zero_width_space_and_quote_alike() -> Non
         # both kinds of quote: a backslash before each double quote (and backslash), so one
         # option never reads as two (`["cat", "dog's"]` would)
         ("cat", ['cat", "dog\'s'], "cat", '["cat\\", \\"dog\'s"]'),
-        ("x", ['a\\"b\''], "x", '["a\\\\\\"b\'"]'),
+        ("x", ["a\\\"b'"], "x", '["a\\\\\\"b\'"]'),
         # a label starting with a quote is quoted: `"cat"` alone reads as the option cat
-        ('"cat"', ["cat"], '\'"cat"\'', '["cat"]'),
+        ('"cat"', ["cat"], "'\"cat\"'", '["cat"]'),
     ],
 )
 def test_options_are_escaped_where_a_label_would_be(
