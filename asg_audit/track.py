@@ -745,9 +745,6 @@ def track_file(db: str | Path, path: str | Path, *, wait_seconds: float = 0.0) -
                 )
                 tasks = _sort_repeats(store.con, summary)
                 _store_submissions(store, run_id, summary, tasks)
-                # recorded `ok`: a signal from now on comes after the command's work, and
-                # leaves its summary and exit code as they are
-                note_stop()
         except BaseException as exc:
             # Not left `running`: the run ended, on an error (or interruption) the caller sees.
             stopped = (interrupted is not None and interrupted.is_set()) or is_interrupt(exc)
@@ -769,9 +766,24 @@ def track_file(db: str | Path, path: str | Path, *, wait_seconds: float = 0.0) -
 
 
 def _store_submissions(store: Store, run_id: str, summary: TrackSummary, tasks: int) -> None:
-    """Store the first row of each task and the rejects of one file, and end its run."""
+    """Store the first row of each task and the rejects of one file, and end its run `ok`, in
+    one transaction: the rows are stored if and only if the run says so.
+
+    The summary is complete before the transaction starts. Its last step, before the commit,
+    notes the stop (`note_stop`): a signal from then on comes after the command's work and
+    leaves its summary and exit code as they are, and one before it rolls everything back. (The
+    run used to be ended in a transaction of its own after the rows were committed: a signal
+    between the two printed "interrupted" and exited 3 over a store already updated.)
+    """
+    rejected = store.con.execute(f"SELECT count(*) FROM {_BAD}").fetchone()
+    summary.rejected = int(rejected[0]) if rejected else 0
+    listed = store.con.execute(
+        f"SELECT origin_line, detail FROM {_BAD} ORDER BY origin_line LIMIT {MAX_LISTED_ERRORS}"
+    ).fetchall()
+    summary.errors = [f"{summary.path}:{line}: {detail}" for line, detail in listed]
     with store.transaction() as con:
         summary.new, summary.updated = store.write_staged_submissions(_FIRST)
+        summary.unchanged = tasks - summary.new - summary.updated
         # a reject already stored for this file (tracked before) is not stored again
         con.execute(
             "INSERT INTO rejects SELECT ?, 'submissions', ?, ?, b.origin_line, b.reason,"
@@ -783,25 +795,19 @@ def _store_submissions(store: Store, run_id: str, summary: TrackSummary, tasks: 
             " AND r.raw IS NOT DISTINCT FROM b.raw) ORDER BY b.origin_line",
             [run_id, datetime.now(UTC), summary.path, summary.path],
         )
-    rejected = store.con.execute(f"SELECT count(*) FROM {_BAD}").fetchone()
-    summary.rejected = int(rejected[0]) if rejected else 0
-    listed = store.con.execute(
-        f"SELECT origin_line, detail FROM {_BAD} ORDER BY origin_line LIMIT {MAX_LISTED_ERRORS}"
-    ).fetchall()
-    summary.unchanged = tasks - summary.new - summary.updated
-    summary.errors = [f"{summary.path}:{line}: {detail}" for line, detail in listed]
-    store.finish_run(
-        run_id,
-        status="ok",
-        stats={
-            "rows": summary.rows,
-            "new": summary.new,
-            "updated": summary.updated,
-            "unchanged": summary.unchanged,
-            "duplicates": summary.duplicates,
-            "errors": summary.rejected,
-        },
-    )
+        store.finish_run(  # nested: part of this transaction
+            run_id,
+            status="ok",
+            stats={
+                "rows": summary.rows,
+                "new": summary.new,
+                "updated": summary.updated,
+                "unchanged": summary.unchanged,
+                "duplicates": summary.duplicates,
+                "errors": summary.rejected,
+            },
+        )
+        note_stop()
 
 
 def print_track_summary(summary: TrackSummary, *, file: IO[str] | None = None) -> None:

@@ -86,3 +86,37 @@ def test_a_signal_at_any_moment_of_the_write_gives_one_of_two_consistent_outcome
             assert thresholds == [(3,)], (fraction, thresholds)
             assert runs[1:] in ([], ["interrupted"]), (fraction, runs)
     assert seen  # at least one moment was tried (both outcomes are usual)
+
+
+def test_a_signal_just_after_the_run_is_recorded_ok_never_leaves_rows_of_an_interrupted_run(
+    files: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The moment the time-based test above found once in 40 tries (CI, stop 25): the rows
+    were committed, then the run ended `ok` in a transaction of its own, and a signal between
+    or just after printed "interrupted", exit 3, over an updated store. Here the signal is sent
+    in-process exactly when `finish_run(status="ok")` returns."""
+    from asg_audit.store import Store
+
+    db = tmp_path / "after_ok.duckdb"
+    shutil.copy(files["base"], db)
+    finish_run = Store.finish_run
+
+    def finish_then_signal(self: Store, run_id: str, **kwargs: object) -> None:
+        finish_run(self, run_id, **kwargs)  # type: ignore[arg-type]
+        if kwargs.get("status") == "ok":
+            signal.raise_signal(signal.SIGINT)
+
+    monkeypatch.setattr(Store, "finish_run", finish_then_signal)
+    try:
+        summary = track_file(db, files["t5"])
+    except KeyboardInterrupt:
+        outcome = "interrupted"
+    else:
+        outcome = "finished"
+        assert summary.updated == ROWS
+    thresholds = query(db, "SELECT DISTINCT consensus_threshold FROM submissions")
+    runs = _runs(db)
+    if outcome == "finished":
+        assert (thresholds, runs[-1]) == ([(5,)], "ok")
+    else:
+        assert (thresholds, runs[-1]) == ([(3,)], "interrupted")
