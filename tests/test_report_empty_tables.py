@@ -12,7 +12,9 @@ import pytest
 from _report_store import report_pages, report_store, settled, tracked_store
 
 from asg_audit.audit import analyze
+from asg_audit.config import AuditConfig, CheckLevels
 from asg_audit.report import render
+from asg_audit.report.empty import empty_reasons
 from asg_audit.store import open_store
 
 CAPTIONS = (
@@ -77,6 +79,25 @@ def test_report_tracked_tasks_the_gateway_answered_404_for_are_not_sent_to_colle
         in page
     )
     assert "asg-audit collect" not in page
+
+
+def test_report_empty_reason_counts_404_tasks_from_the_data_with_task_unknown_disabled(
+    tmp_path: Path,
+) -> None:
+    # the reason read the `task.unknown` findings: with that check disabled it sent tasks the
+    # Gateway answered 404 for to `asg-audit collect`; it reads `tracked_coverage` now
+    db = tracked_store(tmp_path, (f"t{i}" for i in range(3)), ["cat"])
+    with open_store(db) as store:
+        store.con.execute(
+            "INSERT INTO poll_state (task_id, state, attempts, first_404_at, updated_at)"
+            " SELECT task_id, 'not_found', 3, now(), now() FROM submissions"
+        )
+    config = AuditConfig(checks={"task.unknown": CheckLevels(enabled=False)})
+    audit = analyze(db, config=config)
+    assert "task.unknown" not in set(audit.findings["check_id"].to_list())
+    assert audit["tracked_coverage"].row(0, named=True)["unknown"] == 3
+    reason = empty_reasons(audit)["latency_by_threshold"]
+    assert reason == "3 tasks are tracked and the Gateway knows none of them (task.unknown: 404)"
 
 
 def test_report_ingest_only_store_says_there_are_no_polls(tmp_path: Path) -> None:

@@ -121,6 +121,7 @@ def test_headline_tracked_count_holds_when_the_counting_checks_are_disabled() ->
         "tracked": 3,
         "collected": 1,
         "not_collected": 2,
+        "unknown": 0,
     }
 
 

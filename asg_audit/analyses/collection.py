@@ -15,6 +15,7 @@ from asg_audit.model import Source
 
 __all__ = [
     "COMPARED_FIELDS",
+    "POLLED_TO_END",
     "detection_delay",
     "http_errors_by_run",
     "polls_per_task",
@@ -28,6 +29,10 @@ __all__ = [
 # Fields both a webhook delivery and a polled result carry.
 COMPARED_FIELDS: Final = ("consensus_label", "confidence", "bsv_txid", "settled_at")
 _POLL_SOURCES: Final = ("poll", "status")
+# poll_state states after which the collector asks no more (polltask.FINAL_STATES and the 404
+# rules' not_found / expired): a tracked task in one, never seen with a status, is unknown to
+# the Gateway (`task.unknown`); in any other state (pending), or none, it waits for a collect.
+POLLED_TO_END: Final = ("done", "failed", "not_found", "expired")
 
 
 def polls_per_task(observations: pl.LazyFrame, poll_state: pl.LazyFrame) -> pl.DataFrame:
@@ -75,19 +80,31 @@ def tracked_coverage(
     tasks: pl.LazyFrame, submissions: pl.LazyFrame, poll_state: pl.LazyFrame
 ) -> pl.DataFrame:
     """Return one row: `tracked` (the task ids submitted or polled for), `collected` (those the
-    store holds a status of) and `not_collected` (the others: not polled yet, still waiting,
-    every poll failed, or answered 404). A result never tracked counts in none of them.
+    store holds a status of), `not_collected` (the others: not polled yet, still waiting,
+    every poll failed, or answered 404) and `unknown` (those of them polled to the end,
+    `POLLED_TO_END`: the Gateway does not know them, and another collect does not help). A
+    result never tracked counts in none of them.
     """
     tracked = tracked_ids(submissions, poll_state)
+    missing = without_status(tracked, tasks)
+    ended = poll_state.filter(pl.col("state").is_in(POLLED_TO_END)).select(
+        pl.col("task_id").cast(pl.String)
+    )
     out = pl.concat(
         [
             tracked.select(pl.len().cast(pl.Int64).alias("tracked")),
-            without_status(tracked, tasks).select(pl.len().cast(pl.Int64).alias("not_collected")),
+            missing.select(pl.len().cast(pl.Int64).alias("not_collected")),
+            missing.join(ended.unique(), on="task_id", how="semi").select(
+                pl.len().cast(pl.Int64).alias("unknown")
+            ),
         ],
         how="horizontal",
     ).collect()
     return out.select(
-        "tracked", (pl.col("tracked") - pl.col("not_collected")).alias("collected"), "not_collected"
+        "tracked",
+        (pl.col("tracked") - pl.col("not_collected")).alias("collected"),
+        "not_collected",
+        "unknown",
     )
 
 

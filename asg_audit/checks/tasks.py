@@ -8,7 +8,7 @@ from typing import Final
 
 import polars as pl
 
-from asg_audit.analyses.collection import tracked_ids, without_status
+from asg_audit.analyses.collection import POLLED_TO_END, tracked_ids, without_status
 from asg_audit.analyses.latency import created_after_as_of
 from asg_audit.checks._registry import CheckContext, finding, fmt, no_findings, register_check
 from asg_audit.config import CheckLevels
@@ -144,11 +144,6 @@ def created_after(ctx: CheckContext) -> pl.LazyFrame:
     )
 
 
-# poll_state states after which the collector asks no more (pollrun.FINAL_STATES); a task in
-# any other state (pending), or with no row at all, has not been answered for yet.
-_FINAL_POLL_STATES: Final = ("done", "failed", "not_found", "expired")
-
-
 def _uncollected(ctx: CheckContext) -> tuple[pl.LazyFrame, pl.LazyFrame] | None:
     """Return the tracked tasks never seen with a status, and the poll states of tracked ids.
 
@@ -188,7 +183,7 @@ def unknown_task(ctx: CheckContext) -> pl.LazyFrame:
         return no_findings()
     unseen, _ = found
     state = pl.col("state")
-    return unseen.filter(state.is_not_null() & state.is_in(_FINAL_POLL_STATES)).select(
+    return unseen.filter(state.is_not_null() & state.is_in(POLLED_TO_END)).select(
         finding(
             entity_type="task",
             entity_id=pl.col("task_id"),
@@ -212,7 +207,7 @@ def not_collected(ctx: CheckContext) -> pl.LazyFrame:
         return no_findings()
     unseen, _ = found
     state = pl.col("state")
-    waiting = unseen.filter(state.is_null() | ~state.is_in(_FINAL_POLL_STATES))
+    waiting = unseen.filter(state.is_null() | ~state.is_in(POLLED_TO_END))
     n = waiting.select(pl.len().cast(pl.Int64).alias("n"))
     return n.filter(pl.col("n") > 0).select(
         finding(

@@ -29,15 +29,17 @@ def no_data(reason: str | None) -> str:
 def _store_reason(audit: Audit, tasks: int) -> str | None:
     """Return why every task table is empty (no task at all), or None when there are tasks.
 
-    The tracked tasks are counted as the headline counts them (`tracked_not_collected`)."""
+    The tracked tasks are counted as the headline counts them (`tracked_not_collected`); those
+    the Gateway does not know (polled to the end, `tracked_coverage.unknown`) are not sent to
+    a collect. Both are figures of the data, whatever checks are enabled."""
     if tasks:
         return None
     waiting = tracked_not_collected(audit) or 0
     if waiting:
-        # those the Gateway does not know (polled to the end: `task.unknown`) are not waiting
-        # for a collect
-        f = audit.findings
-        unknown = f.filter(f["check_id"] == "task.unknown").height if f.height else 0
+        coverage = audit.frames.get("tracked_coverage")
+        unknown = 0
+        if coverage is not None and coverage.height and "unknown" in coverage.columns:
+            unknown = int(coverage["unknown"][0] or 0)
         tracked = f"{counted(waiting, 'task')} {plural(waiting, 'is', 'are')} tracked"
         if unknown >= waiting:
             return f"{tracked} and the Gateway knows none of them (task.unknown: 404)"
