@@ -114,9 +114,9 @@ def _index_answering(respond: object) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
-def test_an_index_too_slow_to_answer_is_said_to_be_slow_not_unreachable(tmp_path: Path) -> None:
-    # the connection is accepted and the request sent: "could not be reached" pointed at DNS
-    # or the network; the index was there and did not answer in time
+def _slow_index_error(tmp_path: Path, chain: dict[str, float]) -> tuple[str, str]:
+    """verify-chain against an index that takes every request and does not answer for 10 s:
+    return the index's URL and the message of the ApiTransientError it raises."""
     db = settled_store(tmp_path, TXIDS)
     stop = threading.Event()
 
@@ -125,17 +125,21 @@ def test_an_index_too_slow_to_answer_is_said_to_be_slow_not_unreachable(tmp_path
 
     with serve(_index_answering(hang)) as base:
         url = base + "/v1/bsv/main"
-        config = AuditConfig(
-            db_path=db,
-            chain_url=url,
-            chain={"rps": 1000, "max_retries": 1, "timeout_seconds": 0.5, "concurrency": 1},
-        )
+        config = AuditConfig(db_path=db, chain_url=url, chain={"rps": 1000, **chain})
         try:
             with pytest.raises(ApiTransientError) as caught:
                 verify_chain(db, config)
         finally:
             stop.set()
-    message = str(caught.value)
+    return url, str(caught.value)
+
+
+def test_an_index_too_slow_to_answer_is_said_to_be_slow_not_unreachable(tmp_path: Path) -> None:
+    # the connection is accepted and the request sent: "could not be reached" pointed at DNS
+    # or the network; the index was there and did not answer in time
+    url, message = _slow_index_error(
+        tmp_path, {"max_retries": 1, "timeout_seconds": 0.5, "concurrency": 1}
+    )
     assert message.startswith(
         f"the chain index at {url} did not answer within 0.5 s: ReadTimeout on every request"
         " (POST /txs, 2 attempts in "
@@ -170,25 +174,7 @@ def test_an_index_that_never_answers_in_time_is_slow_not_unreachable_at_default_
     import asg_audit.chain as chain_module
 
     monkeypatch.setattr(chain_module, "UNREACHABLE_AFTER_S", 0.5)
-    db = settled_store(tmp_path, TXIDS)
-    stop = threading.Event()
-
-    def hang(handler: BaseHTTPRequestHandler) -> None:
-        stop.wait(10)
-
-    with serve(_index_answering(hang)) as base:
-        url = base + "/v1/bsv/main"
-        config = AuditConfig(
-            db_path=db,
-            chain_url=url,
-            chain={"rps": 1000, "timeout_seconds": 0.3, "concurrency": 1},
-        )
-        try:
-            with pytest.raises(ApiTransientError) as caught:
-                verify_chain(db, config)
-        finally:
-            stop.set()
-    message = str(caught.value)
+    url, message = _slow_index_error(tmp_path, {"timeout_seconds": 0.3, "concurrency": 1})
     assert message.startswith(
         f"the chain index at {url} did not answer within 0.3 s: no answer to 3 requests in"
     ), message
