@@ -15,9 +15,10 @@ import time
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import urlencode
 
+import duckdb
 import httpx
 
 from asg_audit import jsonload
@@ -40,6 +41,9 @@ from asg_audit.redaction import (
     error_text,
     redact,
 )
+
+if TYPE_CHECKING:
+    from asg_audit.store import Store
 
 __all__ = ["MONTH_RE", "BillingSummary", "fetch_billing", "months_with_data", "parse_usage"]
 
@@ -469,6 +473,76 @@ def _check_arguments(
     return Path(db), list(months) or None
 
 
+def _store_answers(
+    con: duckdb.DuckDBPyConnection,
+    run_id: str,
+    now: datetime,
+    usage: list[tuple[dict[str, Any], str]],
+    invoices: list[dict[str, Any]],
+) -> None:
+    """Store the usage answers and invoices of a run, each replacing an earlier one for the
+    same month / invoice (inside the caller's transaction)."""
+    for parsed, raw in usage:
+        con.execute("DELETE FROM billing_usage WHERE month = ?", [parsed["month"]])
+        con.execute(
+            "INSERT INTO billing_usage VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                parsed["month"],
+                parsed["customer_id"],
+                parsed["tier"],
+                parsed["tasks_settled"],
+                parsed["total_cost_sats"],
+                parsed["total_cost_usd_estimate"],
+                parsed["worker_payouts_sats"],
+                parsed["platform_fee_sats"],
+                parsed["daily_breakdown"],
+                raw,
+                now,
+                run_id,
+            ],
+        )
+    for inv in invoices:
+        inv_id = _invoice_id(inv)
+        con.execute("DELETE FROM billing_invoices WHERE invoice_id = ?", [inv_id])
+        con.execute(
+            "INSERT INTO billing_invoices VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                inv_id,
+                _text(inv.get("month")),
+                _text(inv.get("status")),
+                _int(inv, "tasks_settled"),
+                _int(inv, "total_cost_sats"),
+                _ts(inv.get("issued_at")),
+                json.dumps(inv),
+                now,
+                run_id,
+            ],
+        )
+
+
+def _recorded_ok(store: Store, run_id: str) -> bool:
+    """Return whether the store records `run_id` as ended `ok` (False when it cannot say)."""
+    try:
+        row = store.con.execute("SELECT status FROM runs WHERE run_id = ?", [run_id]).fetchone()
+    except duckdb.Error:  # a store that cannot be read now: its end is recorded as it can be
+        return False
+    return row is not None and row[0] == "ok"
+
+
+def _run_stats(summary: BillingSummary, gw: _Gateway, error: str | None) -> dict[str, Any]:
+    """Return what a billing run records in `runs.stats` (with its error when it failed)."""
+    summary.requests = gw.requests
+    stats: dict[str, Any] = {
+        "months": summary.months,
+        "invoices": summary.invoices,
+        "requests": summary.requests,
+        "invalid_figures": summary.notes,
+    }
+    if error is not None:
+        stats["error"] = error
+    return stats
+
+
 def fetch_billing(
     db: str | Path,
     config: AuditConfig,
@@ -502,6 +576,7 @@ def fetch_billing(
             summary.run_id = run_id
             status = "failed"
             error: str | None = None
+            ended = False  # the run is recorded `ok`, with its answers
             try:
                 inv_body, _ = gw.get("/v1/billing/invoices")
                 invoices = [i for i in inv_body.get("invoices") or [] if isinstance(i, dict)]
@@ -520,64 +595,28 @@ def fetch_billing(
                     for key, shown, why in figure_problems(inv, INVOICE_FIGURES):
                         summary.notes.append(_note(f"invoice {_invoice_id(inv)}", key, shown, why))
                 now = datetime.now(UTC)
+                # the answers and the run's `ok` are one transaction: the store never holds
+                # a run's answers with the run `interrupted` or `failed`
                 with store.transaction():
-                    con = store.con
-                    for parsed, raw in usage:
-                        con.execute("DELETE FROM billing_usage WHERE month = ?", [parsed["month"]])
-                        con.execute(
-                            "INSERT INTO billing_usage VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                            [
-                                parsed["month"],
-                                parsed["customer_id"],
-                                parsed["tier"],
-                                parsed["tasks_settled"],
-                                parsed["total_cost_sats"],
-                                parsed["total_cost_usd_estimate"],
-                                parsed["worker_payouts_sats"],
-                                parsed["platform_fee_sats"],
-                                parsed["daily_breakdown"],
-                                raw,
-                                now,
-                                run_id,
-                            ],
-                        )
-                    for inv in invoices:
-                        inv_id = _invoice_id(inv)
-                        con.execute("DELETE FROM billing_invoices WHERE invoice_id = ?", [inv_id])
-                        con.execute(
-                            "INSERT INTO billing_invoices VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                            [
-                                inv_id,
-                                _text(inv.get("month")),
-                                _text(inv.get("status")),
-                                _int(inv, "tasks_settled"),
-                                _int(inv, "total_cost_sats"),
-                                _ts(inv.get("issued_at")),
-                                json.dumps(inv),
-                                now,
-                                run_id,
-                            ],
-                        )
-                summary.months = [p["month"] for p, _ in usage]
-                summary.invoices = len(invoices)
-                status = "ok"
+                    _store_answers(store.con, run_id, now, usage, invoices)
+                    summary.months = [p["month"] for p, _ in usage]
+                    summary.invoices = len(invoices)
+                    store.finish_run(run_id, status="ok", stats=_run_stats(summary, gw, None))
+                ended = True
             except BaseException as exc:
-                if is_interrupt(exc):  # Ctrl-C, or SIGTERM under `audit` (stopsignals)
-                    status = "interrupted"
-                else:  # shown by `asg-audit runs`, as collect's and verify-chain's
-                    error = error_text(exc, gw.secrets)
+                # A stop just after the commit (while the block is left) finds the run `ok`:
+                # the work is done and stays so; otherwise nothing of it was stored.
+                ended = _recorded_ok(store, run_id)
+                if not ended:
+                    summary.months, summary.invoices = [], 0
+                    if is_interrupt(exc):  # Ctrl-C, or SIGTERM under `audit` (stopsignals)
+                        status = "interrupted"
+                    else:  # shown by `asg-audit runs`, as collect's and verify-chain's
+                        error = error_text(exc, gw.secrets)
                 raise
             finally:
-                summary.requests = gw.requests
-                stats: dict[str, Any] = {
-                    "months": summary.months,
-                    "invoices": summary.invoices,
-                    "requests": summary.requests,
-                    "invalid_figures": summary.notes,
-                }
-                if error is not None:
-                    stats["error"] = error
-                store.finish_run(run_id, status=status, stats=stats)
+                if not ended:
+                    store.finish_run(run_id, status=status, stats=_run_stats(summary, gw, error))
     finally:
         gw.http.close()
     return summary
