@@ -743,7 +743,10 @@ def analyze(
     check_wait_seconds(wait_seconds, "analyze wait_seconds")
     since, until = as_utc(since, "since"), as_utc(until, "until")
     check_window(since, until, names=("analyze since", "analyze until"))
-    as_of = as_utc(as_of, "as_of") or until or datetime.now(UTC)
+    # Unsettled tasks are aged at `until`, but never past now: a window ending in the future
+    # ("this month") aged a task created a minute ago by weeks, and failed it as stuck.
+    now = datetime.now(UTC)
+    as_of = as_utc(as_of, "as_of") or (now if until is None else min(until, now))
     handled = sys.exc_info()[1]  # the caller's exception being handled, if any: not ours
     try:
         if isinstance(db, Store):

@@ -117,8 +117,20 @@ def test_collection_detection_delay_and_coverage() -> None:
     assert got.select("tasks", "p50_s", "max_s", "unwatched").row(0) == (3, 5.0, 30.0, 2)
     files_only = collection.detection_delay(tasks, _obs([seen("c", "file", 86_400)]))
     assert files_only["tasks"][0] == 0 and files_only["unwatched"][0] == 0
-    got = dict(collection.source_coverage(tasks).rows())
-    assert got == {"poll and webhook": 1, "poll only": 4, "webhook only": 1}
+    got = {seen: (n, files) for seen, n, files in collection.source_coverage(tasks).rows()}
+    assert got == {"poll and webhook": (1, 0), "poll only": (4, 0), "webhook only": (1, 0)}
+    # a task polled and also read from an export is "poll only" (no webhook), and counted as
+    # in ingested files too (tester A3: the table hid that every task was also in files)
+    rows[0]["sources"] = ["file", "poll"]
+    rows.append(result("g", sources=["file"]))
+    tasks = enrich_tasks(results_frame(rows).lazy())
+    got = {seen: (n, files) for seen, n, files in collection.source_coverage(tasks).rows()}
+    assert got == {
+        "file only": (1, 1),
+        "poll and webhook": (1, 0),
+        "poll only": (4, 1),
+        "webhook only": (1, 0),
+    }
 
 
 def test_collection_report_table_names_the_settlements_we_did_not_watch() -> None:

@@ -193,3 +193,22 @@ def test_as_of_future_cli_report_of_tasks_ahead_of_the_clock(tmp_path: Path) -> 
     doc = json.loads((out / "latest" / "summary.json").read_text(encoding="utf-8"))
     assert doc["headline"]["created_after_as_of"] == 3
     assert any(c["check_id"] == "task.created_after_as_of" for c in doc["checks"])
+
+
+def test_a_window_ending_in_the_future_ages_unsettled_tasks_at_now_not_at_its_end(
+    tmp_path: Path,
+) -> None:
+    # tester A3: `--until` next month made as_of next month, aged a task created a minute ago
+    # by weeks and failed it `task.stuck` (exit 1 from `audit`): the default is capped at now
+    created = datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=60)
+    db = _store(tmp_path, [("fresh", "in_progress", created.isoformat(), None)])
+    until = created + timedelta(days=40)
+    before = datetime.now(UTC)
+    audit = analyze(db, since=created - timedelta(days=1), until=until)
+    after = datetime.now(UTC)
+    assert audit.as_of is not None and before <= audit.as_of <= after
+    assert "task.stuck" not in set(audit.findings["check_id"].to_list())
+    # a window that has ended is still aged at its end, and a past as_of is kept as given
+    past_until = created + timedelta(seconds=30)
+    assert analyze(db, until=past_until).as_of == past_until
+    assert analyze(db, until=until, as_of=past_until).as_of == past_until

@@ -204,7 +204,9 @@ def http_errors_by_run(observations: pl.LazyFrame, runs: pl.LazyFrame) -> pl.Dat
 
 
 def source_coverage(tasks: pl.LazyFrame) -> pl.DataFrame:
-    """Return how many tasks were seen by polling only, by webhook only, both, or file only."""
+    """Return how many tasks were seen live by polling only, by webhook only, both, or only in
+    ingested files (`seen_by`, `tasks`), and how many of them were in ingested files too
+    (`in_files`: "poll only" counts a task polled and also read from an export)."""
     polled, pushed = pl.col("seen_by_poll"), pl.col("seen_by_webhook")
     seen = (
         pl.when(polled & pushed)
@@ -218,7 +220,13 @@ def source_coverage(tasks: pl.LazyFrame) -> pl.DataFrame:
         .otherwise(pl.lit("none"))
     )
     return (
-        tasks.group_by(seen.alias("seen_by")).agg(pl.len().alias("tasks")).sort("seen_by").collect()
+        tasks.group_by(seen.alias("seen_by"))
+        .agg(
+            pl.len().alias("tasks"),
+            pl.col("seen_by_file").fill_null(False).sum().cast(pl.UInt32).alias("in_files"),
+        )
+        .sort("seen_by")
+        .collect()
     )
 
 

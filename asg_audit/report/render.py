@@ -355,7 +355,12 @@ def _tables(f: dict[str, pl.DataFrame], *, windowed: bool = False) -> dict[str, 
         ),
         "collection": frame_table(_collection_frame(f), [("measure", "measure", "text"), *fixed]),
         "source_coverage": frame_table(
-            f["source_coverage"], [("seen_by", "seen by", "text"), ("tasks", "tasks", "count")]
+            f["source_coverage"],
+            [
+                ("seen_by", "seen by", "text"),
+                ("tasks", "tasks", "count"),
+                ("in_files", "also in ingested files", "count"),
+            ],
         ),
         "http_by_run": frame_table(_runs_frame(f["http_by_run"], windowed=windowed), RUN_COLUMNS),
     }
