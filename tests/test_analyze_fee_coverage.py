@@ -56,3 +56,32 @@ def test_analyze_says_fees_are_not_checkable_when_the_index_serves_no_parents(
 def test_no_fee_coverage_without_chain_transactions(tmp_path: Path) -> None:
     with scenario(tmp_path, tasks=50) as sc:
         assert "fee_coverage" not in analyze(sc.db, config=sc.config).names
+
+
+def test_a_windowed_report_says_its_chain_counts_are_the_whole_store(tmp_path: Path) -> None:
+    # tester A3: a one-second window holding one unsettled task showed "confirmed: 1,089" and
+    # "fees checked: 0 of 1,093 txids" as if they were the window's
+    from _report_store import page_and_markdown
+
+    from asg_audit.report import render
+    from asg_audit.report.charts import STORE_WIDE
+
+    with scenario(tmp_path, tasks=60) as sc:
+        verify_chain(sc.db, sc.config)
+        whole = analyze(sc.db, config=sc.config)
+        first = whole["spend_by_day"]["period_start"].min()
+        windowed = analyze(sc.db, config=sc.config, since=first + timedelta(days=1))
+    for audit, out, says in ((whole, "whole", False), (windowed, "window", True)):
+        page, md = page_and_markdown(render(audit, tmp_path / out, formats="html,md"))
+        for text in (page, md):
+            assert "Chain transactions by status" in text and "Fee coverage" in text, out
+            assert (STORE_WIDE in text) == says, out
+        if says:
+            for caption in (
+                "Chain transactions by status",
+                "Fee coverage: which fees chain.fee_rate could check",
+            ):
+                assert f"{caption}{STORE_WIDE}</caption>" in page, caption
+            assert f"Chain verification status{STORE_WIDE}: " in md  # the chart's text
+            # the window's own table carries no such note
+            assert f"per settled task{STORE_WIDE}" not in page

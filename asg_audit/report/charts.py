@@ -532,8 +532,15 @@ def _spend(f: Mapping[str, pl.DataFrame]) -> Chart | None:
     return Chart("spend", "Spend per day (UTC days)", alt, _png(fig))
 
 
-def _chain(f: Mapping[str, pl.DataFrame]) -> Chart | None:
+# said of what is counted over every stored chain transaction when the report has a window
+STORE_WIDE: Final = " (every txid in the store, not only this window's)"
+
+
+def _chain(f: Mapping[str, pl.DataFrame], windowed: bool = False) -> Chart | None:
     status = f.get("chain_status")
+    # the stored chain transactions are counted store-wide (README): under --since/--until the
+    # chart says so, not to be read as the window's
+    whole = STORE_WIDE if windowed and status is not None and status.height else ""
     if status is None or status.height == 0:
         status = f.get("chain_coverage")
     if status is None or status.height == 0:
@@ -549,9 +556,9 @@ def _chain(f: Mapping[str, pl.DataFrame]) -> Chart | None:
     ax.bar_label(bars, labels=[f"{v:,}" for v in counts], padding=3)
     ax.set_xlim(0, max(max(counts, default=0), 1) * 1.15)  # room for the largest one's label
     ax.invert_yaxis()
-    ax.set(title="Chain verification status", xlabel=count)
+    ax.set(title=f"Chain verification status{whole}", xlabel=count)
     alt = (
-        "Chain verification status: "
+        f"Chain verification status{whole}: "
         + ", ".join(f"{k}: {int(v):,}" for k, v in status.select(key, count).iter_rows())
         + "."
     )
@@ -598,12 +605,20 @@ CHART_NAMES: Final = tuple(_DRAWERS)
 _NEEDS_SLO: Final = {"latency_distribution", "latency_over_time"}
 
 
-def draw_charts(frames: Mapping[str, pl.DataFrame], *, slo_seconds: float) -> dict[str, Chart]:
-    """Return the charts that have data, by name (see `CHART_NAMES`), in report order."""
+def draw_charts(
+    frames: Mapping[str, pl.DataFrame], *, slo_seconds: float, windowed: bool = False
+) -> dict[str, Chart]:
+    """Return the charts that have data, by name (see `CHART_NAMES`), in report order
+    (`windowed`: the audit has a --since/--until window; store-wide charts say so)."""
     out: dict[str, Chart] = {}
     with matplotlib.rc_context(cast(Any, _RC)):
         for name, draw in _DRAWERS.items():
-            chart = draw(frames, slo_seconds) if name in _NEEDS_SLO else draw(frames)
+            if name in _NEEDS_SLO:
+                chart = draw(frames, slo_seconds)
+            elif name == "chain":
+                chart = _chain(frames, windowed)
+            else:
+                chart = draw(frames)
             if chart is not None:
                 out[name] = chart
     return out

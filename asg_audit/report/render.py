@@ -31,7 +31,7 @@ import polars as pl
 from asg_audit.errors import ConfigError
 from asg_audit.model import new_run_id, printable
 from asg_audit.report import content
-from asg_audit.report.charts import Chart, draw_charts
+from asg_audit.report.charts import STORE_WIDE, Chart, draw_charts
 from asg_audit.report.compare import compare_summaries, finding_keys, load_summary, resolve_compare
 from asg_audit.report.empty import NO_DATA, empty_reasons, no_data, not_run_note
 from asg_audit.report.feature_tables import HTTP_BY_RUN, layout
@@ -382,19 +382,30 @@ def _optional_tables(f: dict[str, pl.DataFrame], prefix: str) -> list[tuple[str,
 
 
 FEE_TABLE: Final = "fee_coverage"
+# chain tables counted over every stored chain transaction, whatever the report's window
+STORE_WIDE_TABLES: Final = frozenset({"chain_status", FEE_TABLE})
+
+
+def _store_wide(name: str, table: Table, windowed: bool) -> tuple[str, Table]:
+    """Return (`name`, `table`), its caption saying it counts the whole store when the report
+    has a window and the table is one of `STORE_WIDE_TABLES`."""
+    if not windowed or name not in STORE_WIDE_TABLES:
+        return name, table
+    return name, dataclasses.replace(table, caption=f"{table.caption}{STORE_WIDE}")
 
 
 def _chain_tables(
-    f: dict[str, pl.DataFrame], fees: dict[str, Any] | None
+    f: dict[str, pl.DataFrame], fees: dict[str, Any] | None, *, windowed: bool = False
 ) -> list[tuple[str, Table]]:
     """Return the chain section's tables: the `chain*` frames and, right after
     `chain_coverage`, `fee_coverage` (how many fees `chain.fee_rate` could check), whose name
-    `_optional_tables` would not pick."""
-    tables = _optional_tables(f, "chain")
+    `_optional_tables` would not pick. Under a window, the store-wide ones (`STORE_WIDE_TABLES`)
+    say so in their captions."""
+    tables = [_store_wide(name, t, windowed) for name, t in _optional_tables(f, "chain")]
     frame = f.get(FEE_TABLE)
     if fees is None or frame is None or frame.height == 0:
         return tables
-    fee_table = _feature_table(FEE_TABLE, frame)
+    fee_table = _store_wide(FEE_TABLE, _feature_table(FEE_TABLE, frame), windowed)[1]
     names = [name for name, _ in tables]
     at = names.index("chain_coverage") + 1 if "chain_coverage" in names else len(tables)
     return [*tables[:at], (FEE_TABLE, fee_table), *tables[at:]]
@@ -439,7 +450,8 @@ def build_context(
     stored = summary.get("findings_stored_run_id") if summary else None
     left_out = int(summary.get("findings_left_out", 0)) if summary else 0
     fees = content.fee_coverage(audit)
-    chain_tables = _chain_tables(f, fees)
+    windowed = audit.since is not None or audit.until is not None
+    chain_tables = _chain_tables(f, fees, windowed=windowed)
     billing_tables = _optional_tables(f, "billing")
     shown = {name for name, _ in chain_tables}
     lines = methodology(
@@ -483,9 +495,7 @@ def build_context(
         "headline": content.headline(audit),
         "charts": _ChartSlots(chart_ctx),
         "chart_list": list(charts.values()),
-        "tables": _explained(
-            _tables(f, windowed=audit.since is not None or audit.until is not None), reasons
-        ),
+        "tables": _explained(_tables(f, windowed=windowed), reasons),
         "backlog_note": content.backlog_note(audit),
         "chain_tables": chain_tables,
         # shown with its table in the chain section: `fees checked (chain.fee_rate): X of Y`
@@ -597,7 +607,11 @@ def _render_into(
     from asg_audit import __version__
 
     charts = (
-        draw_charts(audit.frames, slo_seconds=audit.config.slo_seconds)
+        draw_charts(
+            audit.frames,
+            slo_seconds=audit.config.slo_seconds,
+            windowed=audit.since is not None or audit.until is not None,
+        )
         if {"html", "md"} & set(wanted)
         else {}
     )
