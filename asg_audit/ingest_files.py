@@ -113,6 +113,7 @@ def _ingest_file(
     # expected: a file found by a folder scan or a glob; each open of it checks it is unchanged
     origin = STDIN_ORIGIN if path == STDIN else path_text(path)
     observed_at = datetime.now(UTC)
+    content_hash = ""  # known once the file is staged
     try:
         info = None if path == STDIN else path.stat()
         streamed = info is not None and not stat.S_ISREG(info.st_mode)
@@ -182,7 +183,20 @@ def _ingest_file(
     except duckdb.OutOfMemoryException as exc:  # rolled back; the connection goes on
         error = f"{origin}: out of memory while storing it ({first_line(exc)}); nothing stored"
         return FileOutcome(path=origin, status="failed", error=error)
+    except BaseException as exc:
+        # A stop signal raised as the commit returned, the file stored: it is counted as
+        # stored, and the ingest stops before the next file (the run's stats and the message
+        # said it was rolled back, while the store held it).
+        if not (is_interrupt(exc) and _landed(store, run_id, [content_hash])):
+            raise
+        summary.add(records, rejected, totals)
+        raise _StoppedAfterCommit(_stored(origin, records, rejected)) from None
     summary.add(records, rejected, totals)
+    return _stored(origin, records, rejected)
+
+
+def _stored(origin: str, records: int, rejected: Counter[str]) -> FileOutcome:
+    """Return the outcome of a file stored with `records` records, `rejected` by reason."""
     return FileOutcome(
         path=origin,
         status="ingested",
@@ -190,6 +204,18 @@ def _ingest_file(
         accepted=records - rejected.total(),
         rejected=rejected.total(),
     )
+
+
+def _landed(store: Store, run_id: str, content_hashes: list[str]) -> bool:
+    """Return whether the files of `content_hashes` are stored by this run: their transaction
+    committed although a stop signal was raised as it returned (False when the store cannot
+    say: the stop then stands as a roll-back)."""
+    if not all(content_hashes):
+        return False
+    try:
+        return bool(store.ingested_hashes(content_hashes, run_id=run_id))
+    except (duckdb.Error, StoreError):
+        return False
 
 
 @dataclass(slots=True)
@@ -375,21 +401,30 @@ class _SmallFiles:
         batch = normalise_batch(_group_lines(files))
         accepted = Counter(batch.accepted.get_column("origin").to_list())
         rejected = Counter(batch.rejects.get_column("origin").to_list())
-        with store.transaction():
-            store.stage_batch(summary.run_id, batch)
-            totals = store.commit_staged()
-            store.record_ingested_files(
-                [
-                    (
-                        f.content_hash,
-                        f.origin,
-                        f.size,
-                        accepted[f.origin] + rejected[f.origin],
-                    )
-                    for f in files
-                ],
-                run_id=summary.run_id,
-            )
+        stopped = False
+        try:
+            with store.transaction():
+                store.stage_batch(summary.run_id, batch)
+                totals = store.commit_staged()
+                store.record_ingested_files(
+                    [
+                        (
+                            f.content_hash,
+                            f.origin,
+                            f.size,
+                            accepted[f.origin] + rejected[f.origin],
+                        )
+                        for f in files
+                    ],
+                    run_id=summary.run_id,
+                )
+        except BaseException as exc:
+            # a stop signal raised as the commit returned, the group stored: it is counted
+            # as stored before the stop goes on (see _ingest_file)
+            hashes = [f.content_hash for f in files]
+            if not (is_interrupt(exc) and _landed(store, summary.run_id, hashes)):
+                raise
+            stopped = True
         for f in files:
             origin = f.origin
             summary.files[f.slot] = FileOutcome(
@@ -404,6 +439,8 @@ class _SmallFiles:
             Counter(batch.rejects.get_column("reason").to_list()),
             totals,
         )
+        if stopped:
+            raise KeyboardInterrupt from None
 
 
 def _group_lines(files: list[_SmallFile]) -> pl.DataFrame:
@@ -444,6 +481,15 @@ def _group_lines(files: list[_SmallFile]) -> pl.DataFrame:
 
 class _AlreadyIngested(Exception):
     """Internal: the file's content was ingested before; roll back and report it."""
+
+
+class _StoppedAfterCommit(KeyboardInterrupt):
+    """Internal: a stop signal came as a file's transaction committed; `outcome` is that
+    file's, stored. The ingest stops, as on any interruption."""
+
+    def __init__(self, outcome: FileOutcome) -> None:
+        super().__init__()
+        self.outcome = outcome
 
 
 PathArg = str | bytes | os.PathLike[str] | os.PathLike[bytes]
@@ -582,15 +628,19 @@ def _ingest_all(
                 bar.end_file()
             continue
         group.commit()  # commits keep the order of the files
-        outcome = _ingest_file(
-            store,
-            summary.run_id,
-            path,
-            summary,
-            chunk_bytes=chunk_bytes,
-            on_bytes=bar.advance if bar is not None else None,
-            expected=expected,
-        )
+        try:
+            outcome = _ingest_file(
+                store,
+                summary.run_id,
+                path,
+                summary,
+                chunk_bytes=chunk_bytes,
+                on_bytes=bar.advance if bar is not None else None,
+                expected=expected,
+            )
+        except _StoppedAfterCommit as stopped:
+            summary.files.append(stopped.outcome)
+            raise KeyboardInterrupt from None
         summary.files.append(outcome)
         if bar is not None:
             bar.end_file()
