@@ -123,3 +123,30 @@ def test_each_month_names_only_its_own_unexplained_tasks(tmp_path: Path, gateway
     rows = {r["entity_id"]: r["message"] for r in check_rows(findings, "billing.vs_results")}
     assert rows[MONTH].endswith(": 5 billed task(s) the store does not hold")
     assert rows[NOV].endswith(": 2 billed task(s) the store does not hold")
+
+
+# -- 3. a total that is not its parts ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("total_off", [True, False], ids=["total_off", "total_holds"])
+def test_unknown_cost_tasks_are_not_credited_with_a_broken_total(
+    total_off: bool, tmp_path: Path, gateway: str
+) -> None:
+    # tester A3: 1 task of unknown cost, payouts = the known costs (1,300), and a total 650
+    # sats above its parts: "the bill holds 650 sats more for those tasks" credited them with
+    # the total's own error (billing.total_parts). When the total is its parts, they are.
+    results = [settled("t1", 1, 650), settled("t2", 2, 650), settled("t3", 3, None)]
+    usage = month_usage(3, 1300 + 650)
+    if total_off:
+        usage["worker_payouts_sats"] = 1300
+    findings, _ = billed_store(tmp_path, gateway, results, {MONTH: usage})
+    (row,) = check_rows(findings, "billing.sats_not_comparable")
+    assert row["difference"] == 650
+    parts = check_rows(findings, "billing.total_parts")
+    if total_off:
+        assert len(parts) == 1 and parts[0]["difference"] == 650
+        assert "is not its payouts + fee (billing.total_parts)" in row["message"]
+        assert "for those tasks" not in row["message"]
+    else:
+        assert parts == []
+        assert "which holds 650 sats more for those tasks" in row["message"]
