@@ -94,6 +94,11 @@ class Audit:
         """Return the names of the analysis frames (the keys of `frames`)."""
         return list(self.frames)
 
+    @property
+    def windowed(self) -> bool:
+        """Whether the audit is restricted to a `since`/`until` window."""
+        return self.since is not None or self.until is not None
+
     def __getitem__(self, name: str) -> pl.DataFrame:
         return self.frames[name]
 
@@ -718,9 +723,10 @@ def analyze(
     """Return the Audit of a store: every analysis and check, no rendering.
 
     `db` is a path to the DuckDB file (opened read-only) or an open store. `since`/`until`
-    restrict the audit to tasks created in `[since, until)`. `as_of` (default: `until`, else
-    now) is when unsettled tasks are aged and censored. Each is a datetime (one without a zone
-    is UTC, as on the command line), a date or ISO 8601 text; the Audit holds them in UTC.
+    restrict the audit to tasks created in `[since, until)`. `as_of` (default: `until` when it
+    is past, else now) is when unsettled tasks are aged and censored. Each is a datetime (one
+    without a zone is UTC, as on the command line), a date or ISO 8601 text; the Audit holds
+    them in UTC.
     Raises ConfigError for anything else, or for an empty window. A store being written to by
     another process is waited for up to `wait_seconds` (a finite number, 0 or more; for a path
     only), then StoreBusyError.

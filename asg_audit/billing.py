@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import urlencode
 
-import duckdb
 import httpx
 
 from asg_audit import jsonload
@@ -41,9 +40,10 @@ from asg_audit.redaction import (
     error_text,
     redact,
 )
+from asg_audit.stopsignals import held_stops
 
 if TYPE_CHECKING:
-    from asg_audit.store import Store
+    import duckdb
 
 __all__ = ["MONTH_RE", "BillingSummary", "fetch_billing", "months_with_data", "parse_usage"]
 
@@ -520,15 +520,6 @@ def _store_answers(
         )
 
 
-def _recorded_ok(store: Store, run_id: str) -> bool:
-    """Return whether the store records `run_id` as ended `ok` (False when it cannot say)."""
-    try:
-        row = store.con.execute("SELECT status FROM runs WHERE run_id = ?", [run_id]).fetchone()
-    except duckdb.Error:  # a store that cannot be read now: its end is recorded as it can be
-        return False
-    return row is not None and row[0] == "ok"
-
-
 def _run_stats(summary: BillingSummary, gw: _Gateway, error: str | None) -> dict[str, Any]:
     """Return what a billing run records in `runs.stats` (with its error when it failed)."""
     summary.requests = gw.requests
@@ -595,19 +586,19 @@ def fetch_billing(
                     for key, shown, why in figure_problems(inv, INVOICE_FIGURES):
                         summary.notes.append(_note(f"invoice {_invoice_id(inv)}", key, shown, why))
                 now = datetime.now(UTC)
-                # the answers and the run's `ok` are one transaction: the store never holds
-                # a run's answers with the run `interrupted` or `failed`
-                with store.transaction():
-                    _store_answers(store.con, run_id, now, usage, invoices)
-                    summary.months = [p["month"] for p, _ in usage]
-                    summary.invoices = len(invoices)
-                    store.finish_run(run_id, status="ok", stats=_run_stats(summary, gw, None))
-                ended = True
+                # The answers and the run's `ok` are one transaction: the store never holds
+                # a run's answers with the run `interrupted` or `failed`. A stop signal from
+                # the commit on waits until the run is known to have ended (`held_stops`).
+                with held_stops() as hold:
+                    with store.transaction():
+                        _store_answers(store.con, run_id, now, usage, invoices)
+                        summary.months = [p["month"] for p, _ in usage]
+                        summary.invoices = len(invoices)
+                        store.finish_run(run_id, status="ok", stats=_run_stats(summary, gw, None))
+                        hold.begin()
+                    ended = True
             except BaseException as exc:
-                # A stop just after the commit (while the block is left) finds the run `ok`:
-                # the work is done and stays so; otherwise nothing of it was stored.
-                ended = _recorded_ok(store, run_id)
-                if not ended:
+                if not ended:  # nothing of it was stored
                     summary.months, summary.invoices = [], 0
                     if is_interrupt(exc):  # Ctrl-C, or SIGTERM under `audit` (stopsignals)
                         status = "interrupted"

@@ -69,9 +69,10 @@ from asg_audit.ingest_summary import (
 )
 from asg_audit.interrupts import is_interrupt, sigint_interrupts
 from asg_audit.model import Source, new_run_id, path_text
-from asg_audit.normalize import normalise_batch
+from asg_audit.normalize import NormalisedBatch, normalise_batch
 from asg_audit.progress import is_terminal
 from asg_audit.redaction import error_text
+from asg_audit.stopsignals import StopHold, held_stops
 from asg_audit.store import BULK_MEMORY_LIMIT, Store, WriteStats, open_store
 
 __all__ = [  # track_file & co. live in asg_audit.track; re-exported here for callers
@@ -108,12 +109,14 @@ def _ingest_file(
     *,
     chunk_bytes: int,
     on_bytes: ProgressFn | None,
+    hold: StopHold,
     expected: Expected | None = None,
 ) -> FileOutcome:
     # expected: a file found by a folder scan or a glob; each open of it checks it is unchanged
+    # hold: begun as the file's transaction commits; the caller's block ends once the file is
+    # counted (a stop then waits for it)
     origin = STDIN_ORIGIN if path == STDIN else path_text(path)
     observed_at = datetime.now(UTC)
-    content_hash = ""  # known once the file is staged
     try:
         info = None if path == STDIN else path.stat()
         streamed = info is not None and not stat.S_ISREG(info.st_mode)
@@ -173,6 +176,7 @@ def _ingest_file(
                 records=records,
                 run_id=run_id,
             )
+            hold.begin()  # from the commit until the file is counted, a stop waits
     except _AlreadyIngested:
         return FileOutcome(path=origin, status="already ingested")
     except (OSError, EOFError, zlib.error, gzip.BadGzipFile) as exc:
@@ -183,14 +187,6 @@ def _ingest_file(
     except duckdb.OutOfMemoryException as exc:  # rolled back; the connection goes on
         error = f"{origin}: out of memory while storing it ({first_line(exc)}); nothing stored"
         return FileOutcome(path=origin, status="failed", error=error)
-    except BaseException as exc:
-        # A stop signal raised as the commit returned, the file stored: it is counted as
-        # stored, and the ingest stops before the next file (the run's stats and the message
-        # said it was rolled back, while the store held it).
-        if not (is_interrupt(exc) and _landed(store, run_id, [content_hash])):
-            raise
-        summary.add(records, rejected, totals)
-        raise _StoppedAfterCommit(_stored(origin, records, rejected)) from None
     summary.add(records, rejected, totals)
     return _stored(origin, records, rejected)
 
@@ -204,18 +200,6 @@ def _stored(origin: str, records: int, rejected: Counter[str]) -> FileOutcome:
         accepted=records - rejected.total(),
         rejected=rejected.total(),
     )
-
-
-def _landed(store: Store, run_id: str, content_hashes: list[str]) -> bool:
-    """Return whether the files of `content_hashes` are stored by this run: their transaction
-    committed although a stop signal was raised as it returned (False when the store cannot
-    say: the stop then stands as a roll-back)."""
-    if not all(content_hashes):
-        return False
-    try:
-        return bool(store.ingested_hashes(content_hashes, run_id=run_id))
-    except (duckdb.Error, StoreError):
-        return False
 
 
 @dataclass(slots=True)
@@ -401,8 +385,8 @@ class _SmallFiles:
         batch = normalise_batch(_group_lines(files))
         accepted = Counter(batch.accepted.get_column("origin").to_list())
         rejected = Counter(batch.rejects.get_column("origin").to_list())
-        stopped = False
-        try:
+        # from the commit until the files are counted, a stop waits (`held_stops`)
+        with held_stops() as hold:
             with store.transaction():
                 store.stage_batch(summary.run_id, batch)
                 totals = store.commit_staged()
@@ -418,13 +402,19 @@ class _SmallFiles:
                     ],
                     run_id=summary.run_id,
                 )
-        except BaseException as exc:
-            # a stop signal raised as the commit returned, the group stored: it is counted
-            # as stored before the stop goes on (see _ingest_file)
-            hashes = [f.content_hash for f in files]
-            if not (is_interrupt(exc) and _landed(store, summary.run_id, hashes)):
-                raise
-            stopped = True
+                hold.begin()
+            self._count(files, batch, accepted, rejected, totals)
+
+    def _count(
+        self,
+        files: list[_SmallFile],
+        batch: NormalisedBatch,
+        accepted: Counter[str],
+        rejected: Counter[str],
+        totals: WriteStats,
+    ) -> None:
+        """Count the files of a group just stored in the summary."""
+        summary = self._summary
         for f in files:
             origin = f.origin
             summary.files[f.slot] = FileOutcome(
@@ -439,8 +429,6 @@ class _SmallFiles:
             Counter(batch.rejects.get_column("reason").to_list()),
             totals,
         )
-        if stopped:
-            raise KeyboardInterrupt from None
 
 
 def _group_lines(files: list[_SmallFile]) -> pl.DataFrame:
@@ -481,15 +469,6 @@ def _group_lines(files: list[_SmallFile]) -> pl.DataFrame:
 
 class _AlreadyIngested(Exception):
     """Internal: the file's content was ingested before; roll back and report it."""
-
-
-class _StoppedAfterCommit(KeyboardInterrupt):
-    """Internal: a stop signal came as a file's transaction committed; `outcome` is that
-    file's, stored. The ingest stops, as on any interruption."""
-
-    def __init__(self, outcome: FileOutcome) -> None:
-        super().__init__()
-        self.outcome = outcome
 
 
 PathArg = str | bytes | os.PathLike[str] | os.PathLike[bytes]
@@ -628,7 +607,7 @@ def _ingest_all(
                 bar.end_file()
             continue
         group.commit()  # commits keep the order of the files
-        try:
+        with held_stops() as hold:
             outcome = _ingest_file(
                 store,
                 summary.run_id,
@@ -636,12 +615,10 @@ def _ingest_all(
                 summary,
                 chunk_bytes=chunk_bytes,
                 on_bytes=bar.advance if bar is not None else None,
+                hold=hold,
                 expected=expected,
             )
-        except _StoppedAfterCommit as stopped:
-            summary.files.append(stopped.outcome)
-            raise KeyboardInterrupt from None
-        summary.files.append(outcome)
+            summary.files.append(outcome)
         if bar is not None:
             bar.end_file()
     group.commit()

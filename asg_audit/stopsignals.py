@@ -21,7 +21,9 @@ from types import FrameType
 from typing import Any
 
 __all__ = [
+    "StopHold",
     "StopSignal",
+    "held_stops",
     "in_main_thread",
     "kept_signal_handlers",
     "note_stop",
@@ -182,3 +184,56 @@ def kept_signal_handlers() -> Iterator[None]:
         for sig, handler in saved.items():
             if handler is not None:
                 signal.signal(sig, handler)
+
+
+class StopHold:
+    """A stop signal held from `begin()` to the end of a `held_stops()` block."""
+
+    def __init__(self) -> None:
+        self._saved: dict[signal.Signals, Any] | None = None
+        self._held: signal.Signals | None = None
+
+    def _hold(self, signum: int, frame: FrameType | None) -> None:
+        if self._held is None:
+            self._held = signal.Signals(signum)
+
+    def begin(self) -> None:
+        """Hold SIGINT and SIGTERM from now to the end of the block (main thread only; a
+        signal that is ignored stays ignored)."""
+        if self._saved is not None or not in_main_thread():
+            return
+        self._saved = {s: signal.getsignal(s) for s in _STOP_SIGNALS}
+        for sig, handler in self._saved.items():
+            if handler is not signal.SIG_IGN:
+                signal.signal(sig, self._hold)
+
+    def release(self) -> None:
+        """Put the handlers back and send a held signal again, to them."""
+        saved, self._saved = self._saved, None
+        if saved is None:
+            return
+        for sig, handler in saved.items():
+            if handler is not None:
+                signal.signal(sig, handler)
+        if self._held is not None:
+            held, self._held = self._held, None
+            signal.raise_signal(held)
+
+
+@contextlib.contextmanager
+def held_stops() -> Iterator[StopHold]:
+    """A block whose end a stop signal waits for, once `begin()` was called in it.
+
+    For a commit and the bookkeeping that says what it stored: call `hold.begin()` as the last
+    step inside the transaction, and keep the counting in the block. A stop signal (SIGINT,
+    SIGTERM) that arrives from `begin()` on is held, and sent again when the block ends, to the
+    handlers that were in place (which stop the work as they would have). So a stop never
+    lands between a commit and its accounting: a signal raised as the commit returned used to
+    leave a stored file out of the run's stats (and a run recorded `interrupted` over a stored
+    one). Before `begin()`, a signal acts at once, as always.
+    """
+    hold = StopHold()
+    try:
+        yield hold
+    finally:
+        hold.release()

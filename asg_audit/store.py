@@ -282,15 +282,11 @@ class Store:
         ).fetchone()
         return row is not None
 
-    def ingested_hashes(
-        self, content_hashes: Sequence[str], *, run_id: str | None = None
-    ) -> set[str]:
-        """Return those of the content hashes whose files were already ingested (by the run
-        `run_id` only, when given)."""
+    def ingested_hashes(self, content_hashes: Sequence[str]) -> set[str]:
+        """Return those of the content hashes whose files were already ingested."""
         rows = self.con.execute(
-            "SELECT content_hash FROM ingested_files WHERE content_hash IN (SELECT unnest(?))"
-            " AND (? IS NULL OR run_id = ?)",
-            [list(content_hashes), run_id, run_id],
+            "SELECT content_hash FROM ingested_files WHERE content_hash IN (SELECT unnest(?))",
+            [list(content_hashes)],
         ).fetchall()
         return {str(h) for (h,) in rows}
 

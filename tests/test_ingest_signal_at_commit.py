@@ -2,10 +2,11 @@
 tries near the 6th of 8 files): the file was stored, but the run's stats and the message
 left it out, as if rolled back.
 
-Now a file (or a group of small files) whose commit landed is counted as stored, and the ingest
-stops before the next one: the run's stats, `ingested_files` and `observations` agree. The
-signal is a real SIGINT, raised in-process right after the store's commit returns, through
-the real ingest and store; for a large file and for a group of small ones.
+Now a stop signal that arrives from a file's (or a group's) commit until it is counted waits
+for the counting (`stopsignals.held_stops`), then stops the ingest before the next file: the
+run's stats, `ingested_files` and `observations` agree. The signal is a real SIGINT, raised
+in-process right after the store's commit returns, through the real ingest and store; for a
+large file and for a group of small ones.
 """
 
 from __future__ import annotations

@@ -88,35 +88,54 @@ def test_a_signal_at_any_moment_of_the_write_gives_one_of_two_consistent_outcome
     assert seen  # at least one moment was tried (both outcomes are usual)
 
 
-def test_a_signal_just_after_the_run_is_recorded_ok_never_leaves_rows_of_an_interrupted_run(
-    files: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("moment", ["ok_recorded", "committed"])
+def test_a_signal_around_the_commit_gives_the_outcome_the_store_holds(
+    moment: str, files: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The moment the time-based test above found once in 40 tries (CI, stop 25): the rows
     were committed, then the run ended `ok` in a transaction of its own, and a signal between
-    or just after printed "interrupted", exit 3, over an updated store. Here the signal is sent
-    in-process exactly when `finish_run(status="ok")` returns."""
+    printed "interrupted", exit 3, over an updated store. The rows and the `ok` run are one
+    transaction now, the stop noted before its commit. A real SIGINT is raised in-process when
+    `finish_run(status="ok")` returns (inside the transaction: all of it rolls back) or when
+    the outer transaction has committed (left alone: the work is done)."""
+    import contextlib
+    from collections.abc import Iterator
+
     from asg_audit.store import Store
 
-    db = tmp_path / "after_ok.duckdb"
+    db = tmp_path / "signal.duckdb"
     shutil.copy(files["base"], db)
-    finish_run = Store.finish_run
+    finish_run, transaction = Store.finish_run, Store.transaction
+    recorded: list[bool] = []
 
     def finish_then_signal(self: Store, run_id: str, **kwargs: object) -> None:
         finish_run(self, run_id, **kwargs)  # type: ignore[arg-type]
         if kwargs.get("status") == "ok":
+            recorded.append(True)
+            if moment == "ok_recorded":
+                signal.raise_signal(signal.SIGINT)
+
+    @contextlib.contextmanager
+    def signal_once_committed(self: Store) -> Iterator[object]:
+        outer = self._depth == 0
+        with transaction(self) as con:
+            yield con
+        if outer and recorded == [True]:
+            recorded.append(True)
             signal.raise_signal(signal.SIGINT)
 
     monkeypatch.setattr(Store, "finish_run", finish_then_signal)
-    try:
+    if moment == "committed":
+        monkeypatch.setattr(Store, "transaction", signal_once_committed)
+    if moment == "ok_recorded":
+        with pytest.raises(KeyboardInterrupt):
+            track_file(db, files["t5"])
+        expected = ([(3,)], "interrupted")
+    else:
         summary = track_file(db, files["t5"])
-    except KeyboardInterrupt:
-        outcome = "interrupted"
-    else:
-        outcome = "finished"
         assert summary.updated == ROWS
+        assert recorded == [True, True]  # the signal was sent, after the commit
+        expected = ([(5,)], "ok")
+    monkeypatch.undo()
     thresholds = query(db, "SELECT DISTINCT consensus_threshold FROM submissions")
-    runs = _runs(db)
-    if outcome == "finished":
-        assert (thresholds, runs[-1]) == ([(5,)], "ok")
-    else:
-        assert (thresholds, runs[-1]) == ([(3,)], "interrupted")
+    assert (thresholds, _runs(db)[-1]) == expected

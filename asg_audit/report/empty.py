@@ -47,7 +47,7 @@ def _store_reason(audit: Audit, tasks: int) -> str | None:
         if unknown:
             hint += f"; {unknown:,} of them unknown to the Gateway: task.unknown"
         return f"{tracked} but nothing was collected yet ({hint})"
-    if audit.since is not None or audit.until is not None:
+    if audit.windowed:
         return "no task was created in this report's window"
     return "the store holds no tasks"
 

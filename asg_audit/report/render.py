@@ -450,7 +450,7 @@ def build_context(
     stored = summary.get("findings_stored_run_id") if summary else None
     left_out = int(summary.get("findings_left_out", 0)) if summary else 0
     fees = content.fee_coverage(audit)
-    windowed = audit.since is not None or audit.until is not None
+    windowed = audit.windowed
     chain_tables = _chain_tables(f, fees, windowed=windowed)
     billing_tables = _optional_tables(f, "billing")
     shown = {name for name, _ in chain_tables}
@@ -610,7 +610,7 @@ def _render_into(
         draw_charts(
             audit.frames,
             slo_seconds=audit.config.slo_seconds,
-            windowed=audit.since is not None or audit.until is not None,
+            windowed=audit.windowed,
         )
         if {"html", "md"} & set(wanted)
         else {}
