@@ -86,7 +86,12 @@ def _ignore_stop_signals() -> None:
 def _caused_by_interrupt(exc: BaseException | None) -> bool:
     """Whether `exc` is a KeyboardInterrupt, was raised by one, or is DuckDB's report of a
     statement a signal interrupted ("Query interrupted"). Python 3.11 wraps a KeyboardInterrupt
-    that lands while a class is being created (in `__set_name__`) in a RuntimeError."""
+    that lands while a class is being created (in `__set_name__`) in a RuntimeError. An error
+    after a stop signal raised its KeyboardInterrupt is taken as that stop's too: a library
+    may turn the interrupt into an error of its own (`stopsignals.signal_stopped`)."""
+    stops = sys.modules.get("asg_audit.stopsignals")
+    if isinstance(exc, Exception) and stops is not None and stops.signal_stopped():
+        return True
     seen: set[int] = set()
     while exc is not None and id(exc) not in seen:
         if isinstance(exc, KeyboardInterrupt):

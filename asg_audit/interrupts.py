@@ -18,7 +18,7 @@ from types import FrameType
 
 import duckdb
 
-from asg_audit.stopsignals import StopSignal, note_stop, stop_scope
+from asg_audit.stopsignals import StopSignal, note_stop, stop_raised, stop_scope
 
 __all__ = ["is_interrupt", "sigint_interrupts"]
 
@@ -61,6 +61,7 @@ def sigint_interrupts(con: duckdb.DuckDBPyConnection) -> Iterator[threading.Even
             return
         event.set()
         con.interrupt()
+        stop_raised()
         if signum == signal.SIGTERM:
             raise StopSignal("stopped by SIGTERM")
         raise KeyboardInterrupt

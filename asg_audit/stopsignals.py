@@ -29,8 +29,10 @@ __all__ = [
     "note_stop",
     "one_run_command",
     "run_ended",
+    "signal_stopped",
     "sigterm_interrupts",
     "stop_on_signals",
+    "stop_raised",
     "stop_scope",
 ]
 
@@ -107,9 +109,30 @@ def run_ended(command: str) -> None:
         note_stop()
 
 
+# A stop signal raised its KeyboardInterrupt in this command line's process (set by the
+# handlers, cleared by `stop_on_signals`): an error that follows is that stop's consequence
+# (`signal_stopped`).
+_raised = threading.Event()
+
+
+def signal_stopped() -> bool:
+    """Return whether a stop signal has raised its KeyboardInterrupt in this process since
+    `stop_on_signals`. A library may turn that KeyboardInterrupt into an error of its own (one
+    seen: matplotlib's "Invalid affine transformation matrix" while drawing a chart): the entry
+    point then ends the command as interrupted (exit 3), not with that error's traceback."""
+    return _raised.is_set()
+
+
+def stop_raised() -> None:
+    """Record that a stop signal's handler is raising its KeyboardInterrupt (the handlers of
+    `stop_on_signals`, `sigterm_interrupts` and `interrupts.sigint_interrupts` call it)."""
+    _raised.set()
+
+
 def _on_stop_signal(signum: int, frame: FrameType | None) -> None:
     if not note_stop():
         return  # already stopping: the clean-up runs undisturbed
+    stop_raised()
     if signum == signal.SIGTERM:
         raise StopSignal("stopped by SIGTERM")
     raise KeyboardInterrupt
@@ -142,6 +165,7 @@ def stop_on_signals() -> None:
     if not in_main_thread():
         return
     _scope["process_wide"] = True
+    _raised.clear()
     for sig in _STOP_SIGNALS:
         if signal.getsignal(sig) is not signal.SIG_IGN:
             signal.signal(sig, _on_stop_signal)
