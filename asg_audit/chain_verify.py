@@ -41,7 +41,7 @@ from asg_audit.chain import (
 from asg_audit.config import AuditConfig
 from asg_audit.errors import StoreFileError
 from asg_audit.interrupts import is_interrupt
-from asg_audit.model import is_well_formed_txid, path_text, printable
+from asg_audit.model import is_well_formed_txid, new_run_id, path_text, printable
 from asg_audit.rawtx import OutputKind, RawTxError, parse_raw_tx
 from asg_audit.stopsignals import sigterm_interrupts
 
@@ -446,27 +446,15 @@ def verify_chain(
     requests0, throttled0 = client.requests, client.throttled
     try:
         with sigterm_interrupts(), open_store(db) as store:
-            run_id = store.start_run("verify-chain")
+            # The run's id is known before it is recorded, and everything from its start on
+            # is inside the `try`: a stop as it starts, or while the txids to ask are chosen,
+            # still ends it (a run never recorded is ended as a no-op), never leaving it
+            # `running` (tester A4: a Ctrl-C just after `audit`'s collect step did).
+            run_id = new_run_id()
             summary.run_id = run_id
-            recheck = None if recheck_unknown else unknown_recheck(config)
-            pending = _pending_txids(store.con, depth, recheck, time.time())
-            todo, cached = pending.todo, pending.cached
-            summary.txids_total, summary.rechecked_depth = pending.total, pending.shallow
-            summary.cached_confirmed = len(cached)
-            summary.unknown_backed_off = pending.backed_off
-            summary.unknown_next_due = _utc_text(pending.next_due)
-            summary.unknown_rechecked = recheck_unknown
-            if recheck_unknown:
-                # a forced recheck (e.g. after changing chain_url) starts every back-off over:
-                # an answer `unknown` now is the first in a row (streak 0 + 1), not the next
-                # of the index asked before
-                store.con.execute(
-                    "UPDATE chain_txs SET unknown_streak = 0 WHERE status = 'unknown'"
-                )
-            summary.depth = max(1, depth)
-            bar = _progress_bar(len(todo)) if progress else None
             status = "failed"
             error: str | None = None
+            bar: tuple[Any, Any] | None = None
             got: list[ChainTx] = []
             checked_now: dict[str, str] = {}  # txid -> status, of the answers this run
 
@@ -479,6 +467,24 @@ def verify_chain(
                 checked_now.update((t.txid, t.status) for t in txs)
 
             try:
+                store.start_run("verify-chain", run_id=run_id)
+                recheck = None if recheck_unknown else unknown_recheck(config)
+                pending = _pending_txids(store.con, depth, recheck, time.time())
+                todo, cached = pending.todo, pending.cached
+                summary.txids_total, summary.rechecked_depth = pending.total, pending.shallow
+                summary.cached_confirmed = len(cached)
+                summary.unknown_backed_off = pending.backed_off
+                summary.unknown_next_due = _utc_text(pending.next_due)
+                summary.unknown_rechecked = recheck_unknown
+                if recheck_unknown:
+                    # a forced recheck (e.g. after changing chain_url) starts every back-off
+                    # over: an answer `unknown` now is the first in a row (streak 0 + 1), not
+                    # the next of the index asked before
+                    store.con.execute(
+                        "UPDATE chain_txs SET unknown_streak = 0 WHERE status = 'unknown'"
+                    )
+                summary.depth = max(1, depth)
+                bar = _progress_bar(len(todo)) if progress else None
                 with _cancelling_pool(concurrency, client) as pool:
                     for start in range(0, len(todo), _WRITE_EVERY):
                         chunk = todo[start : start + _WRITE_EVERY]
