@@ -29,7 +29,7 @@ from asg_audit.pollrun import CollectorRun
 from asg_audit.pollwriter import CollectorSettings, CollectProgressReporter, CollectSummary
 from asg_audit.progress import ProgressReporter, is_terminal
 from asg_audit.schedule import SchedulePolicy, make_policy
-from asg_audit.stopsignals import in_main_thread, kept_signal_handlers, note_stop
+from asg_audit.stopsignals import in_main_thread, kept_signal_handlers, note_stop, one_run_command
 
 __all__ = [
     "TASK_ID_FILE_MAX_BYTES",
@@ -196,17 +196,30 @@ async def collect(
     # the signals handled, with what handled them before: the loop's own handler (a caller's
     # `loop.add_signal_handler`), else the Python-level one
     installed: dict[signal.Signals, tuple[Any, asyncio.Handle | None]] = {}
+    received: list[signal.Signals] = []
+
+    def on_signal(sig: signal.Signals) -> None:
+        received.append(sig)
+        collector.stop(sig.name)
+
     try:
         if handle_signals:
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGINT, signal.SIGTERM):
                 previous = signal.getsignal(sig)
                 loop_handle = getattr(loop, "_signal_handlers", {}).get(sig)
-                loop.add_signal_handler(sig, collector.stop, sig.name)
+                loop.add_signal_handler(sig, on_signal, sig)
                 installed[sig] = (previous, loop_handle)
-        return await collector.run()
+        summary = await collector.run()
     finally:
         _remove_signal_handlers(asyncio.get_running_loop(), installed)
+    if received and summary.status != "interrupted":
+        # A stop signal came as the run was ending, after its outcome was settled: the run
+        # stands as recorded, and the signal goes on to the handlers found, which stop what
+        # comes next (`audit`'s next steps) or, once the command's run is recorded, leave it
+        # alone (`stopsignals.run_ended`). It used to be lost: `audit` ran on to its end.
+        signal.raise_signal(received[0])
+    return summary
 
 
 def _remove_signal_handlers(
@@ -503,19 +516,24 @@ def run_collect_command(
     # well, so that ours are there whatever ends the run, and once the run is recorded a stop
     # signal is left alone (the summary and the exit code
     # stand, as for any command whose run is recorded: `cli._recorded`)
-    with kept_signal_handlers():
-        summary = aio.run(
-            collect(
-                config,
-                task_ids=ids,
-                schedule=schedule,
-                max_rps=max_rps,
-                concurrency=concurrency,
-                deadline_s=deadline_s,
-                progress=True,
-                handle_signals=True,
+    # the command ends with the run `collect` records: once recorded, a stop is left alone
+    one_run_command("collect")
+    try:
+        with kept_signal_handlers():
+            summary = aio.run(
+                collect(
+                    config,
+                    task_ids=ids,
+                    schedule=schedule,
+                    max_rps=max_rps,
+                    concurrency=concurrency,
+                    deadline_s=deadline_s,
+                    progress=True,
+                    handle_signals=True,
+                )
             )
-        )
+    finally:
+        one_run_command(None)
     note_stop()
     summary.skipped_unsafe_ids += skipped
     for line in summary.lines():
