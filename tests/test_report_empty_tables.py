@@ -32,6 +32,17 @@ def _section(md: str, caption: str) -> str:
     return after.split("\n**", 1)[0].split("\n#", 1)[0]
 
 
+def _answered_404(db: Path, ids: tuple[str, ...]) -> None:
+    """Record the tracked tasks `ids` as polled to the end with a 404 (`task.unknown`)."""
+    with open_store(db) as store:
+        store.con.execute(
+            "INSERT INTO poll_state (task_id, state, attempts, first_404_at, updated_at)"
+            " SELECT task_id, 'not_found', 3, now(), now() FROM submissions"
+            " WHERE list_contains($ids, task_id)",
+            {"ids": list(ids)},
+        )
+
+
 def test_report_empty_store_says_the_store_holds_no_tasks(tmp_path: Path) -> None:
     db = tmp_path / "empty.duckdb"
     with open_store(db):
@@ -57,22 +68,13 @@ def test_report_tracked_tasks_the_gateway_answered_404_for_are_not_sent_to_colle
 ) -> None:
     # polled to the end with a 404 (`task.unknown`): another collect does not help them
     db = tracked_store(tmp_path, (f"t{i}" for i in range(3)), ["cat"])
-    with open_store(db) as store:
-        store.con.execute(
-            "INSERT INTO poll_state (task_id, state, attempts, first_404_at, updated_at)"
-            " SELECT task_id, 'not_found', 3, now(), now() FROM submissions"
-            " WHERE task_id IN ('t0', 't1')"
-        )
+    _answered_404(db, ("t0", "t1"))
     page, _ = report_pages(db, tmp_path / "reports")
     assert (
         "No data: 3 tasks are tracked but nothing was collected yet (asg-audit collect; 2 of"
         " them unknown to the Gateway: task.unknown)." in page
     )
-    with open_store(db) as store:
-        store.con.execute(
-            "INSERT INTO poll_state (task_id, state, attempts, first_404_at, updated_at)"
-            " VALUES ('t2', 'not_found', 3, now(), now())"
-        )
+    _answered_404(db, ("t2",))
     page, _ = report_pages(db, tmp_path / "reports2")
     assert (
         "No data: 3 tasks are tracked and the Gateway knows none of them (task.unknown: 404)."
@@ -87,11 +89,7 @@ def test_report_empty_reason_counts_404_tasks_from_the_data_with_task_unknown_di
     # the reason read the `task.unknown` findings: with that check disabled it sent tasks the
     # Gateway answered 404 for to `asg-audit collect`; it reads `tracked_coverage` now
     db = tracked_store(tmp_path, (f"t{i}" for i in range(3)), ["cat"])
-    with open_store(db) as store:
-        store.con.execute(
-            "INSERT INTO poll_state (task_id, state, attempts, first_404_at, updated_at)"
-            " SELECT task_id, 'not_found', 3, now(), now() FROM submissions"
-        )
+    _answered_404(db, ("t0", "t1", "t2"))
     config = AuditConfig(checks={"task.unknown": CheckLevels(enabled=False)})
     audit = analyze(db, config=config)
     assert "task.unknown" not in set(audit.findings["check_id"].to_list())
