@@ -8,19 +8,18 @@ in-process at each of the two moments, through the real store and a real fake Ga
 
 from __future__ import annotations
 
-import contextlib
 import json
 import signal
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from _billing_months import _GATEWAY, _USAGE, KEY, MONTH, month_usage, months_gateway, settled
+from _signal_at_commit import sigint_after_commit
 
 from asg_audit.billing import fetch_billing
 from asg_audit.config import load_config
 from asg_audit.ingest_files import ingest
-from asg_audit.store import Store, open_store
+from asg_audit.store import open_store
 
 
 def _store(tmp_path: Path) -> Path:
@@ -48,26 +47,15 @@ def test_a_signal_around_the_commit_never_leaves_answers_of_an_interrupted_run(
     from asg_audit.billing import _store_answers as store_answers
 
     db = _store(tmp_path)
-    transaction = Store.transaction
-    sent: list[str] = []
-
-    @contextlib.contextmanager
-    def signal_after_commit(self: Store) -> Iterator[object]:
-        outer = self._depth == 0
-        with transaction(self) as con:
-            yield con
-        stored = self.con.execute("SELECT count(*) FROM billing_usage").fetchone()
-        if outer and stored and stored[0] and not sent:
-            sent.append(moment)
-            signal.raise_signal(signal.SIGINT)
+    sent: list[int] = []
 
     def signal_before_commit(*args: object) -> None:
         store_answers(*args)  # type: ignore[arg-type]
-        sent.append(moment)
+        sent.append(1)
         signal.raise_signal(signal.SIGINT)
 
     if moment == "after_commit":
-        monkeypatch.setattr(Store, "transaction", signal_after_commit)
+        sent = sigint_after_commit(monkeypatch, "SELECT count(*) FROM billing_usage")
     else:
         monkeypatch.setattr(billing_module, "_store_answers", signal_before_commit)
     monkeypatch.setitem(_USAGE, MONTH, month_usage(1, 120))
@@ -76,7 +64,7 @@ def test_a_signal_around_the_commit_never_leaves_answers_of_an_interrupted_run(
         config = load_config(None, env={"ASG_API_KEY": KEY, "ASG_BASE_URL": gateway})
         with pytest.raises(KeyboardInterrupt):
             fetch_billing(db, config, months=MONTH)
-    assert sent == [moment]
+    assert sent == [1]
     usage, runs = _billing_state(db)
     if moment == "after_commit":  # the work was done: it stays, and its run says so
         assert (usage, runs) == (1, ["ok"])

@@ -11,18 +11,15 @@ large file and for a group of small ones.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import signal
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from _hardening_procs import query
 from _records import settled_record
+from _signal_at_commit import sigint_after_commit
 
 from asg_audit.ingest_files import SMALL_FILE_BYTES, ingest_paths
-from asg_audit.store import Store
 
 
 def _files(folder: Path, sizes: list[int]) -> list[Path]:
@@ -45,21 +42,7 @@ def test_a_stop_as_a_commit_returns_counts_the_stored_file_and_stops(
     paths = _files(tmp_path, sizes)
     assert all((p.stat().st_size > SMALL_FILE_BYTES) == large for p in paths)
     db = tmp_path / "s.duckdb"
-    transaction = Store.transaction
-    sent: list[int] = []
-
-    @contextlib.contextmanager
-    def stop_after_first_file(self: Store) -> Iterator[object]:
-        outer = self._depth == 0
-        with transaction(self) as con:
-            yield con
-        if outer and not sent:
-            stored = self.con.execute("SELECT count(*) FROM ingested_files").fetchone()
-            if stored and stored[0]:
-                sent.append(int(stored[0]))
-                signal.raise_signal(signal.SIGINT)
-
-    monkeypatch.setattr(Store, "transaction", stop_after_first_file)
+    sent = sigint_after_commit(monkeypatch, "SELECT count(*) FROM ingested_files")
     with pytest.raises(KeyboardInterrupt):
         ingest_paths(db, paths, progress=False)
     monkeypatch.undo()
