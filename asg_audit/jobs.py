@@ -60,7 +60,12 @@ from asg_audit.guarded_output import STDERR, STDOUT, GuardedStream, guarded_stde
 from asg_audit.interrupts import is_interrupt
 from asg_audit.model import new_run_id, printable
 from asg_audit.redaction import display_origin, display_url, error_text
-from asg_audit.stopsignals import in_main_thread, kept_signal_handlers, sigterm_interrupts
+from asg_audit.stopsignals import (
+    in_main_thread,
+    kept_signal_handlers,
+    raise_if_stopped,
+    sigterm_interrupts,
+)
 from asg_audit.store import not_a_folder_above, open_store
 
 __all__ = ["AuditOutcome", "audit_lock", "outcome_json", "run_audit", "send_alert"]
@@ -429,6 +434,12 @@ def run_audit(
     counts for every run under way).
     """
     _check_arguments(config, wait_seconds=wait_seconds, collect_seconds=collect_seconds)
+    if log is not None and not callable(getattr(log, "write", None)):
+        # refused before a run is recorded (it was a `failed` run: AttributeError, tester T2)
+        raise TypeError(
+            "run_audit log: expected a text stream (with write()) or None,"
+            f" got {type(log).__name__}"
+        )
     # log and sys.stderr are guarded for the whole run, its checks included
     with _guarded_output(log) as (guarded_log, lost):
         db = Path(config.db_path)
@@ -521,7 +532,16 @@ def _record_stop(
 ) -> BaseException | None:
     """Record the run stopped by `exc` (failed, interrupted, ...) in `runs`; return the error to
     raise instead (a bug: IncompleteRunError, exit 3), or None to raise `exc` (an AuditError
-    naming what could not be recorded, an interruption, a reader gone)."""
+    naming what could not be recorded, an interruption, a reader gone).
+
+    DuckDB's forms of an interrupted statement (`RuntimeError: Query interrupted`, its error
+    for a scan a KeyboardInterrupt broke), raised outside a step (while the findings are
+    written: tester T1), are the interruption: recorded `interrupted`, raised as a
+    KeyboardInterrupt (they were a bug's `failed` and `IncompleteRunError`)."""
+    if isinstance(exc, Exception) and is_interrupt(exc):
+        interrupted = KeyboardInterrupt("audit interrupted")
+        _record_stop(interrupted, config, outcome, wait_seconds=wait_seconds)
+        return interrupted
     status, error = _failure(exc, config)
     code = exc.exit_code if isinstance(exc, AuditError) else EXIT_INCOMPLETE
     db = Path(config.db_path)
@@ -702,6 +722,7 @@ def _run_steps(
     found.learn("billing", failed, config)
 
     audit = analyze(db, since=since, until=until, config=config, as_of=as_of)
+    raise_if_stopped()  # a stop a library caught during the analysis stops the run here
     # The findings are stored under the run id. A store that refuses the write (known already,
     # or found here) still gets its report, written from what the store holds: a `findings`
     # step says why they are not stored (on success there is no such step).
@@ -768,6 +789,7 @@ def _run_steps(
         if outcome.store_refused:
             errors.append(f"the store refused the run's writes ({outcome.store_refused})")
         stats["error"] = "; ".join(errors)
+    raise_if_stopped()  # ... or, caught while the report was written, before the run is `ok`
     # the store may be busy for a moment (a notebook opening it): the end is worth a wait
     with open_store(db, wait_seconds=max(wait_seconds, END_RECORD_WAIT_S)) as store:
         store.finish_run(outcome.run_id, status=_run_status(outcome.exit_code), stats=stats)

@@ -46,6 +46,7 @@ from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from types import FrameType
 from typing import Any, Final
 from urllib.parse import urlsplit
 
@@ -1104,6 +1105,13 @@ def serve_webhooks(
             # Bodies still arriving when the grace period ends are cut off and counted.
             drain.begin(grace)
             await super().shutdown(sockets=sockets)
+
+        def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+            # Only the first stop signal acts, as for every command: Uvicorn's second SIGINT
+            # forces the exit, which cut the grace period short and answered the bodies still
+            # arriving 500 (tester T1), and its last signal named the stop.
+            if not self.should_exit:
+                super().handle_exit(sig, frame)
 
     server = _Server(config)
     # Bind first, so that "listening" is only said once it is true (and names the real port).

@@ -124,6 +124,42 @@ def test_sigterm_mid_body_is_clean_and_every_cut_body_gets_a_truncated_row(
     assert run == [("finished",)]
 
 
+def test_a_second_signal_in_the_grace_period_does_not_cut_it_short(tmp_path: Path) -> None:
+    """Tester T1: a SIGINT after the SIGTERM made Uvicorn force the exit at once: the bodies
+    still arriving were answered 500 (not the documented 503), and the last line named the
+    second signal. Only the first stop signal acts."""
+    db = tmp_path / "wh.duckdb"
+    config = tmp_path / "asg_audit.toml"
+    config.write_text("[webhooks]\ngraceful_shutdown_seconds = 2\n")
+    port = free_port()
+    with receiver_process(db, port, extra=("--config", str(config))) as proc:
+        slow = [_open_slow_sender(port) for _ in range(3)]
+        time.sleep(1.0)  # every request is in the handler, reading its body
+        stopped_at = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        time.sleep(0.3)
+        proc.send_signal(signal.SIGINT)
+        with ThreadPoolExecutor(len(slow)) as pool:
+            answers_f = [pool.submit(_read_answer, s) for s in slow]
+            out, err = proc.communicate(timeout=60)
+            answers = [f.result() for f in answers_f]
+        took = time.monotonic() - stopped_at
+    for s in slow:
+        s.close()
+    assert proc.returncode == 0, err.decode()[:3000]
+    assert "Traceback" not in err.decode(), err.decode()[:3000]
+    assert took >= 1.9, took  # the grace period ran to its end
+    assert "webhooks: stopped by SIGTERM" in out.decode()
+    for answer in answers:
+        assert answer.startswith(b"HTTP/1.1 503"), answer
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        rows = con.execute("SELECT outcome, http_status FROM webhook_deliveries").fetchall()
+    finally:
+        con.close()
+    assert rows == [("truncated", 503)] * 3
+
+
 def test_a_request_uvicorn_cancels_still_gets_a_truncated_row(tmp_path: Path) -> None:
     """The app under a plain Uvicorn (no drain): Uvicorn cancels the request at its own grace
     deadline; the cut-off body is still counted, with the 500 Uvicorn answers it."""
