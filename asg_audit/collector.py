@@ -22,7 +22,7 @@ from typing import Any, Final, TextIO
 
 from asg_audit import aio
 from asg_audit.clock import Clock, SystemClock
-from asg_audit.config import AuditConfig, read_limited
+from asg_audit.config import AuditConfig, check_wait_seconds, read_limited
 from asg_audit.errors import ConfigError, InputError
 from asg_audit.model import is_safe_task_id, printable
 from asg_audit.pollrun import CollectorRun
@@ -112,6 +112,18 @@ def _check_config(config: object, caller: str) -> None:
         )
 
 
+def _check_run_arguments(caller: str, run_for_s: object, stop_event: object) -> None:
+    """Raise ConfigError or TypeError naming a bad `run_for_s` or `stop_event`, before a run
+    is recorded (`nan` would never end the run, a string would fail once it had begun)."""
+    if run_for_s is not None:
+        check_wait_seconds(run_for_s, f"{caller} run_for_s")
+    if stop_event is not None and not isinstance(stop_event, threading.Event):
+        raise TypeError(
+            f"{caller} stop_event: expected a threading.Event or None,"
+            f" got {type(stop_event).__name__}"
+        )
+
+
 def _task_id_list(task_ids: str | bytes | Iterable[str | bytes] | None) -> list[str] | None:
     """Return `task_ids` as a list of ids: one str (or bytes) is one id, not its characters.
 
@@ -167,6 +179,7 @@ async def collect(
     `status == "interrupted"`.
     """
     _check_config(config, "collect")
+    _check_run_arguments("collect", run_for_s, stop_event)
     ids = _task_id_list(task_ids)
     if not config.api_key:
         raise ConfigError("no API key: set ASG_API_KEY (or API_KEY) in the environment")
@@ -258,6 +271,7 @@ def collect_sync(config: AuditConfig, **kwargs: Any) -> CollectSummary:
     SIGINT/SIGTERM handling.
     """
     _check_config(config, "collect_sync")
+    _check_run_arguments("collect_sync", kwargs.get("run_for_s"), kwargs.get("stop_event"))
     try:
         asyncio.get_running_loop()
     except RuntimeError:

@@ -201,6 +201,10 @@ class AuditConfig:
         held = [s for s in (self.api_key, self.woc_api_key, *self.webhook_secrets) if s]
         if self.checks:
             object.__setattr__(self, "checks", _check_levels(self.checks, "settings", held))
+        if not isinstance(self.db_path, str | os.PathLike):
+            given = type(self.db_path).__name__
+            raise TypeError(f"AuditConfig db_path: expected a path (str or Path), got {given}")
+        object.__setattr__(self, "db_path", Path(self.db_path))
         for name in ("collector", "webhooks", "chain", "billing", "report", "audit"):
             if not isinstance(getattr(self, name), Mapping):
                 raise TypeError(f"AuditConfig {name}: expected a mapping (the [{name}] table)")
@@ -230,6 +234,12 @@ class AuditConfig:
             "settings",
         )
         _check_chain_network(self.chain_url, self.chain_network, "given to AuditConfig")
+        # and, as the file's, a value of the wrong type (`drop_folders = 5`) is refused here,
+        # not a crash inside a step (a path may be a Path, an array a tuple); after the ranges,
+        # whose messages say more of a number
+        for name in ("collector", "webhooks", "chain", "billing", "report", "audit"):
+            table = _in_file_shape(getattr(self, name))
+            _check_table(table, _SECTION_TYPES[name], "settings", f"[{name}]", held)
 
     def __repr__(self) -> str:
         held = (self.api_key, self.woc_api_key, *self.webhook_secrets)
@@ -246,6 +256,20 @@ class AuditConfig:
     def replace(self, **changes: Any) -> AuditConfig:
         """Return a copy with some settings changed."""
         return dataclasses.replace(self, **changes)
+
+
+def _in_file_shape(table: Mapping[str, Any]) -> dict[str, Any]:
+    """Return a table given to AuditConfig as a file would hold it (for its type checks): a
+    path as text, an array (a tuple too) as a list."""
+
+    def shaped(value: Any) -> Any:
+        if isinstance(value, os.PathLike):
+            return os.fspath(value)
+        if isinstance(value, list | tuple):
+            return [shaped(v) for v in value]
+        return value
+
+    return {key: shaped(value) for key, value in table.items()}
 
 
 def _shown_setting(name: str, value: Any, held: Sequence[Secret | None]) -> Any:

@@ -25,7 +25,7 @@ from asg_audit.errors import ConfigError
 from asg_audit.model import Source
 from asg_audit.normalize import NormalisedBatch, RawRecord, normalise_records
 from asg_audit.progress import ProgressReporter, ProgressSnapshot, log
-from asg_audit.store import Store, open_store
+from asg_audit.store import Store, collect_claim, open_store
 
 __all__ = [
     "CollectProgress",
@@ -290,6 +290,9 @@ class PollWriter:
         self.cpu_s = 0.0
 
     def open(self) -> None:
+        # one collect run per store in this process too, as DuckDB's lock makes it across
+        # processes; waited for as long as the lock
+        self._stack.enter_context(collect_claim(Path(self.db_path), self.lock_wait_s))
         self.store = self._stack.enter_context(
             open_store(self.db_path, wait_seconds=self.lock_wait_s)
         )

@@ -29,7 +29,14 @@ import duckdb
 import polars as pl
 
 from asg_audit import engine
-from asg_audit.errors import SchemaVersionError, StoreBusyError, StoreError, StoreFileError
+from asg_audit.config import check_wait_seconds
+from asg_audit.errors import (
+    ConfigError,
+    SchemaVersionError,
+    StoreBusyError,
+    StoreError,
+    StoreFileError,
+)
 from asg_audit.filelines import special_file_kind
 from asg_audit.migrations import MIGRATIONS
 from asg_audit.model import (
@@ -66,6 +73,7 @@ __all__ = [
     "SCHEMA_VERSION",
     "Store",
     "WriteStats",
+    "collect_claim",
     "describe_runs",
     "describe_store",
     "new_run_id",
@@ -138,6 +146,35 @@ def _write_lock(path: Path) -> threading.RLock:
     key = path.resolve()
     with _WRITE_LOCKS_GUARD:
         return _WRITE_LOCKS.setdefault(key, threading.RLock())
+
+
+# One collect run per file in this process (`collect_claim`).
+_COLLECT_CLAIMS: dict[Path, threading.Lock] = {}
+
+
+@contextlib.contextmanager
+def collect_claim(path: Path, wait_seconds: float) -> Iterator[None]:
+    """Hold the file's collect claim of this process while the block runs.
+
+    Two collect runs on one store in two processes cannot both write (DuckDB's file lock: the
+    second is `StoreBusyError` after its wait). In one process, DuckDB shares the file between
+    connections, so two runs (two threads, or `asyncio.gather` of two `collect` calls) would
+    poll the same tasks twice and store each answer twice. The second waits for the first up
+    to `wait_seconds`, then is refused the same way.
+    """
+    key = path.resolve()
+    with _WRITE_LOCKS_GUARD:
+        claim = _COLLECT_CLAIMS.setdefault(key, threading.Lock())
+    acquired = claim.acquire(timeout=wait_seconds) if wait_seconds > 0 else claim.acquire(False)
+    if not acquired:
+        raise StoreBusyError(
+            f"{path}: database busy: another collect run of this process writes to it"
+            + (f" (waited {wait_seconds:g} s)" if wait_seconds else "")
+        )
+    try:
+        yield
+    finally:
+        claim.release()
 
 
 class Store:
@@ -1119,6 +1156,7 @@ def open_store(
     disk beyond it. `StoreBusyError` when another process writes and `wait_seconds` runs out;
     `SchemaVersionError` for a file from a newer asg_audit.
     """
+    _check_open_arguments(path, wait_seconds, memory_limit)
     path = Path(path)
     if (name := path_text(path)) != str(path):
         raise StoreFileError(
@@ -1188,6 +1226,32 @@ def open_store(
         yield store
     finally:
         store.close()
+
+
+def _check_open_arguments(path: object, wait_seconds: object, memory_limit: object) -> None:
+    """Raise TypeError or ConfigError naming a bad argument of `open_store` (a library
+    caller's slip), before anything is opened: DuckDB's parser error for a memory limit it
+    cannot read named neither the argument nor its form."""
+    if not isinstance(path, str | os.PathLike):
+        given = type(path).__name__
+        raise TypeError(f"open_store path: expected a path (str or Path), got {given}")
+    check_wait_seconds(wait_seconds, "open_store wait_seconds")
+    if memory_limit is None:
+        return
+    if not isinstance(memory_limit, str):
+        raise TypeError(
+            "open_store memory_limit: expected a size such as '1GB' or '512MB', got"
+            f" {type(memory_limit).__name__}"
+        )
+    probe = duckdb.connect()  # DuckDB's own reading of the size, on a database of nothing
+    try:
+        probe.execute("SET memory_limit = ?", [memory_limit])
+    except duckdb.Error:
+        raise ConfigError(
+            "open_store memory_limit: expected a size such as '1GB' or '512MB'"
+        ) from None
+    finally:
+        probe.close()
 
 
 def describe_store(path: str | Path) -> str:

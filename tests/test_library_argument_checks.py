@@ -1,0 +1,89 @@
+"""Library arguments of the wrong type or form are refused naming the argument, before
+anything is done (tester T2: DuckDB's parser error for `open_store(memory_limit="lots")`, a
+bare TypeError for `open_store(5)`, `AuditConfig(audit={"drop_folders": 5})` accepted and
+failing the audit's ingest step, `run_audit(log=5)` recorded as a failed run)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+from _offline_config import offline_config
+
+from asg_audit.config import AuditConfig
+from asg_audit.errors import ConfigError
+from asg_audit.jobs import run_audit
+from asg_audit.store import open_store
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "message"),
+    [
+        ({"memory_limit": "lots"}, ConfigError, "open_store memory_limit: expected a size"),
+        ({"memory_limit": 5}, TypeError, "open_store memory_limit: expected a size.* got int"),
+        ({"wait_seconds": -1}, ConfigError, "open_store wait_seconds: expected a finite"),
+        ({"wait_seconds": math.nan}, ConfigError, "open_store wait_seconds: expected a finite"),
+        ({"wait_seconds": "x"}, ConfigError, "open_store wait_seconds: expected a finite"),
+    ],
+)
+@pytest.mark.parametrize("read_only", [False, True])
+def test_open_store_names_a_bad_argument_before_opening(
+    tmp_path: Path, kwargs: dict[str, object], error: type[Exception], message: str, read_only: bool
+) -> None:
+    db = tmp_path / "a.duckdb"
+    if read_only:
+        with open_store(db):
+            pass
+    with pytest.raises(error, match=message), open_store(db, read_only=read_only, **kwargs):  # type: ignore[arg-type]
+        pass
+    assert db.exists() == read_only  # a writer's store was not created
+    with open_store(db, memory_limit="256MB"):  # a good size is taken
+        pass
+
+
+def test_open_store_names_a_path_that_is_not_one() -> None:
+    with (
+        pytest.raises(
+            TypeError, match=r"open_store path: expected a path \(str or Path\), got int"
+        ),
+        open_store(5),
+    ):  # type: ignore[arg-type]
+        pass
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "message"),
+    [
+        ({"db_path": 5}, TypeError, r"AuditConfig db_path: expected a path .* got int"),
+        ({"audit": {"drop_folders": 5}}, ConfigError, r"\[audit\] drop_folders: expected an array"),
+        ({"audit": {"drop_folders": [5]}}, ConfigError, r"\[audit\] drop_folders: expected an"),
+        ({"audit": {"report_dir": 7}}, ConfigError, r"\[audit\] report_dir: expected a string"),
+        ({"collector": {"schedule": 3}}, ConfigError, r"\[collector\] schedule: expected one of"),
+        ({"webhooks": {"secret_file": 3}}, ConfigError, r"\[webhooks\] secret_file: expected a"),
+    ],
+)
+def test_audit_config_checks_the_types_a_file_is_checked_for(
+    kwargs: dict[str, object], error: type[Exception], message: str
+) -> None:
+    with pytest.raises(error, match=message):
+        AuditConfig(**kwargs)  # type: ignore[arg-type]
+
+
+def test_audit_config_takes_paths_and_tuples_where_a_file_has_text_and_arrays() -> None:
+    config = AuditConfig(
+        db_path="x.duckdb",
+        audit={"drop_folders": (Path("a"), "b"), "report_dir": Path("r")},
+    )
+    assert config.db_path == Path("x.duckdb")
+    assert config.audit["drop_folders"] == (Path("a"), "b")
+
+
+def test_run_audit_refuses_a_log_that_is_no_stream_before_recording_a_run(tmp_path: Path) -> None:
+    config, _job = offline_config(tmp_path, tasks=5)
+    with pytest.raises(TypeError, match=r"run_audit log: expected a text stream .* got int"):
+        run_audit(config, log=5)  # type: ignore[arg-type]
+    if Path(config.db_path).exists():  # the job's store: no audit run in it
+        with open_store(config.db_path, read_only=True) as store:
+            runs = store.con.execute("SELECT count(*) FROM runs WHERE command = 'audit'")
+            assert runs.fetchone() == (0,)
