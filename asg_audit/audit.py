@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Final
 import polars as pl
 
 from asg_audit.analyses import collection, consensus, costs, latency
-from asg_audit.analyses._tasks import empty_frame, enrich_tasks
+from asg_audit.analyses._tasks import empty_frame, enrich_tasks, stable_mean
 from asg_audit.checks import CheckContext, run_checks
 from asg_audit.config import AuditConfig, check_wait_seconds
 from asg_audit.errors import ConfigError
@@ -347,7 +347,9 @@ def _count_tasks(tasks: pl.LazyFrame) -> pl.DataFrame:
         )
         .sum()
         .alias("other_status"),
-        pl.col("confidence").filter(~pl.col("confidence").is_nan()).mean().alias("confidence_mean"),
+        stable_mean(pl.col("confidence").filter(~pl.col("confidence").is_nan())).alias(
+            "confidence_mean"
+        ),
     ).collect()
 
 

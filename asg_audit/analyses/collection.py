@@ -10,7 +10,7 @@ from typing import Final
 
 import polars as pl
 
-from asg_audit.analyses._tasks import latency_seconds
+from asg_audit.analyses._tasks import latency_seconds, stable_mean
 from asg_audit.model import Source
 
 __all__ = [
@@ -150,7 +150,7 @@ def detection_delay(tasks: pl.LazyFrame, observations: pl.LazyFrame) -> pl.DataF
         settled.select(d.alias("delay_s"), watched.alias("watched"))
         .select(
             pl.col("watched").sum().cast(pl.UInt32).alias("tasks"),
-            pl.col("delay_s").filter("watched").mean().alias("mean_s"),
+            stable_mean(pl.col("delay_s").filter("watched")).alias("mean_s"),
             pl.col("delay_s")
             .filter("watched")
             .quantile(0.5, interpolation="linear")

@@ -22,7 +22,7 @@ from typing import Final
 
 import polars as pl
 
-from asg_audit.analyses._tasks import ratio
+from asg_audit.analyses._tasks import ratio, stable_mean
 
 __all__ = [
     "DEFAULT_AGEING_EDGES",
@@ -60,7 +60,7 @@ def _stats(slo_seconds: float, quantiles: Sequence[float]) -> list[pl.Expr]:
     lat = pl.col("latency_s")
     return [
         pl.len().alias("n"),
-        lat.mean().alias("mean_s"),
+        stable_mean(lat).alias("mean_s"),
         *(
             lat.quantile(q, interpolation="linear").alias(f"p{round(q * 100):d}_s")
             for q in quantiles
