@@ -73,6 +73,8 @@ def stop_scope() -> Iterator[None]:
         yield
     finally:
         _scope["depth"] -= 1
+        if _scope["depth"] == 0 and not _scope["process_wide"]:
+            _raised.clear()  # that stop is over: it must not stop a later call (`raise_if_stopped`)
 
 
 def note_stop() -> bool:
@@ -135,7 +137,8 @@ def raise_if_stopped() -> None:
     after a SIGINT or SIGTERM (2 of about 130 tries, as its analysis began) and record itself
     `ok`. Called where a long piece of work is about to be recorded as done.
     """
-    if _raised.is_set():
+    # Signal handlers run in the main thread only: work on another thread was not stopped.
+    if _raised.is_set() and in_main_thread():
         raise KeyboardInterrupt("stopped by a signal (its interrupt was caught by a library)")
 
 

@@ -12,6 +12,7 @@ in-process at those two moments through the real audit and store.
 
 from __future__ import annotations
 
+import json
 import signal
 import sys
 import time
@@ -87,3 +88,35 @@ def test_duckdb_s_form_of_an_interrupt_while_findings_are_written_is_the_interru
     with pytest.raises(KeyboardInterrupt, match="audit interrupted"):
         run_audit(config)
     assert _audit_runs(config.db_path) == [("interrupted", "interrupted")]
+
+
+@pytest.mark.parametrize("where", ["main_thread", "worker_thread"])
+def test_an_earlier_interrupted_call_does_not_stop_a_later_audit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, where: str
+) -> None:
+    # a notebook: an ingest interrupted by a real SIGINT (its handler notes the stop), then an
+    # audit, on this thread or another: the earlier stop is over and stops nothing
+    import threading
+
+    from _records import settled_record
+    from _signal_at_commit import sigint_after_commit
+
+    from asg_audit.ingest_files import ingest_paths
+
+    config, _job = offline_config(tmp_path, tasks=20)
+    export = tmp_path / "export.ndjson"
+    export.write_text(json.dumps(settled_record("tsk_interrupted")) + "\n")
+    other = tmp_path / "other.duckdb"
+    with monkeypatch.context() as patch:
+        sigint_after_commit(patch, "SELECT count(*) FROM ingested_files")
+        with pytest.raises(KeyboardInterrupt):
+            ingest_paths(other, [export, export.with_name("second.ndjson")], progress=False)
+    outcomes: list[Any] = []
+    if where == "main_thread":
+        outcomes.append(run_audit(config))
+    else:
+        worker = threading.Thread(target=lambda: outcomes.append(run_audit(config)))
+        worker.start()
+        worker.join(120)
+    assert [o.exit_code for o in outcomes] in ([0], [1])
+    assert _audit_runs(config.db_path) == [("ok", None)]
