@@ -117,9 +117,9 @@ def _check_run_arguments(caller: str, run_for_s: object, stop_event: object) -> 
     is recorded (`nan` would never end the run, a string would fail once it had begun)."""
     if run_for_s is not None:
         check_wait_seconds(run_for_s, f"{caller} run_for_s")
-    if stop_event is not None and not isinstance(stop_event, threading.Event):
+    if stop_event is not None and not callable(getattr(stop_event, "is_set", None)):
         raise TypeError(
-            f"{caller} stop_event: expected a threading.Event or None,"
+            f"{caller} stop_event: expected a threading.Event (anything with is_set()) or None,"
             f" got {type(stop_event).__name__}"
         )
 

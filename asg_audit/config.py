@@ -260,7 +260,8 @@ class AuditConfig:
 
 def _in_file_shape(table: Mapping[str, Any]) -> dict[str, Any]:
     """Return a table given to AuditConfig as a file would hold it (for its type checks): a
-    path as text, an array (a tuple too) as a list."""
+    path as text, an array (a tuple too) as a list, a None left out (not given: the defaults
+    of `WebhookSettings` hold None, and a file cannot)."""
 
     def shaped(value: Any) -> Any:
         if isinstance(value, os.PathLike):
@@ -269,7 +270,7 @@ def _in_file_shape(table: Mapping[str, Any]) -> dict[str, Any]:
             return [shaped(v) for v in value]
         return value
 
-    return {key: shaped(value) for key, value in table.items()}
+    return {key: shaped(value) for key, value in table.items() if value is not None}
 
 
 def _shown_setting(name: str, value: Any, held: Sequence[Secret | None]) -> Any:

@@ -1106,11 +1106,14 @@ def serve_webhooks(
             drain.begin(grace)
             await super().shutdown(sockets=sockets)
 
+        signalled = False
+
         def handle_exit(self, sig: int, frame: FrameType | None) -> None:
             # Only the first stop signal acts, as for every command: Uvicorn's second SIGINT
             # forces the exit, which cut the grace period short and answered the bodies still
             # arriving 500 (tester T1), and its last signal named the stop.
-            if not self.should_exit:
+            if not self.signalled:
+                self.signalled = True
                 super().handle_exit(sig, frame)
 
     server = _Server(config)

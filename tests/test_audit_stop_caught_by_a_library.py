@@ -120,3 +120,17 @@ def test_an_earlier_interrupted_call_does_not_stop_a_later_audit(
         worker.join(120)
     assert [o.exit_code for o in outcomes] in ([0], [1])
     assert _audit_runs(config.db_path) == [("ok", None)]
+
+
+def test_an_error_of_other_code_that_says_interrupted_is_no_stop(tmp_path: Path) -> None:
+    # only DuckDB's own forms are a stop: this one keeps its traceback (a failed run)
+    from asg_audit.errors import IncompleteRunError
+
+    config, _job = offline_config(tmp_path, tasks=5)
+
+    def on_start(outcome: object) -> None:
+        raise RuntimeError("upload interrupted by peer")
+
+    with pytest.raises(IncompleteRunError, match="RuntimeError: upload interrupted by peer"):
+        run_audit(config, on_start=on_start)
+    assert _audit_runs(config.db_path) == [("failed", "RuntimeError: upload interrupted by peer")]

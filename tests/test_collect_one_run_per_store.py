@@ -99,7 +99,7 @@ def test_a_bad_run_for_s_is_refused_before_a_run_is_recorded(
     assert not db.exists()
 
 
-@pytest.mark.parametrize("stop_event", [5, "x", asyncio.Event()])
+@pytest.mark.parametrize("stop_event", [5, "x", object()])
 def test_a_stop_event_that_is_not_a_threading_event_is_refused_first(
     tmp_path: Path, stop_event: object
 ) -> None:

@@ -87,3 +87,16 @@ def test_run_audit_refuses_a_log_that_is_no_stream_before_recording_a_run(tmp_pa
         with open_store(config.db_path, read_only=True) as store:
             runs = store.con.execute("SELECT count(*) FROM runs WHERE command = 'audit'")
             assert runs.fetchone() == (0,)
+
+
+def test_audit_config_takes_none_where_webhook_settings_default_to_it() -> None:
+    # `WebhookSettings` holds None for secret_file and forwarded_allow_ips: "not given"
+    import dataclasses
+
+    from asg_audit.webhooks import WebhookSettings
+
+    defaults = {
+        f.name: getattr(WebhookSettings(), f.name) for f in dataclasses.fields(WebhookSettings)
+    }
+    assert defaults["secret_file"] is None
+    assert AuditConfig(webhooks=defaults).webhooks["secret_file"] is None

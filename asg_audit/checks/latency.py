@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import polars as pl
 
+from asg_audit.analyses._tasks import stable_mean
 from asg_audit.checks._registry import CheckContext, finding, fmt, register_check
 from asg_audit.config import CheckLevels
 
@@ -57,7 +58,7 @@ def mean_outside_documented(ctx: CheckContext) -> pl.LazyFrame:
     outside = pl.max_horizontal(pl.lit(lo) - mean, mean - hi, pl.lit(0.0))
     return (
         _settled(ctx)
-        .select(pl.col("latency_s").mean().alias("mean"))
+        .select(stable_mean(pl.col("latency_s")).alias("mean"))
         .filter(mean.is_not_null())
         .select(
             finding(
