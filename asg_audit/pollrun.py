@@ -314,7 +314,10 @@ class CollectorRun:
         finally:
             if self.progress is not None:
                 self.progress.stop()
-            await loop.run_in_executor(writer.pool, writer.close)
+            # Shielded: a second cancel while the writer still waits to open the store (for
+            # the file, or for this process's collect claim) would otherwise cancel the queued
+            # close, and the claim and the connection would be held for the process's life.
+            await asyncio.shield(loop.run_in_executor(writer.pool, writer.close))
             writer.pool.shutdown(wait=True)
         if self.write_error is not None:
             raise self.write_error

@@ -112,3 +112,39 @@ def test_a_stop_event_that_is_not_a_threading_event_is_refused_first(
         asyncio.run(collect(config, stop_event=stop_event))  # type: ignore[arg-type]
     assert not db.exists()
     assert threading.active_count() == before
+
+
+def test_a_run_cancelled_twice_while_it_waits_for_the_store_still_lets_it_go(
+    tmp_path: Path,
+) -> None:
+    # review: the second cancel cancelled the writer's queued close; once the other run ended,
+    # its writer opened the store and held it and the claim for as long as anything kept the
+    # cancelled run's traceback (IPython keeps the last one): later collects were refused
+    from asg_audit.store import collect_claim
+
+    kept: list[BaseException] = []
+
+    db = tracked_store(tmp_path, IDS)
+    with scripted_gateway(_slow_settled) as gateway:
+        waiting = _config(gateway.url, db, lock_wait_s=30)
+        held = collect_claim(db, 0)  # another run of this process has the store
+        held.__enter__()
+
+        async def cancelled_twice() -> None:
+            task = asyncio.create_task(collect(waiting, max_rps=100))
+            await asyncio.sleep(0.5)  # its writer waits for the claim
+            task.cancel()
+            await asyncio.sleep(0.2)
+            task.cancel()
+            try:
+                await task
+            except asyncio.CancelledError as exc:
+                kept.append(exc)  # its traceback holds the run's frames, as a notebook's does
+
+        asyncio.run(cancelled_twice())
+        assert len(kept) == 1
+        held.__exit__(None, None, None)
+        time.sleep(1.0)  # the first run's writer opens the store, then closes it
+        summary = collect_sync(_config(gateway.url, db, lock_wait_s=0), max_rps=100)
+        assert summary.status == "completed"
+    assert _poll_observations(db) == len(IDS)
