@@ -1243,15 +1243,22 @@ def _check_open_arguments(path: object, wait_seconds: object, memory_limit: obje
             "open_store memory_limit: expected a size such as '1GB' or '512MB', got"
             f" {type(memory_limit).__name__}"
         )
-    probe = duckdb.connect()  # DuckDB's own reading of the size, on a database of nothing
+    if not _readable_memory_limit(memory_limit):
+        raise ConfigError("open_store memory_limit: expected a size such as '1GB' or '512MB'")
+
+
+@functools.lru_cache(maxsize=64)
+def _readable_memory_limit(size: str) -> bool:
+    """Return whether DuckDB reads `size` as a memory limit: its own reading, on a database of
+    nothing (about 15 ms, so once per value: ingest and track pass the same one every time)."""
+    probe = duckdb.connect()
     try:
-        probe.execute("SET memory_limit = ?", [memory_limit])
+        probe.execute("SET memory_limit = ?", [size])
     except duckdb.Error:
-        raise ConfigError(
-            "open_store memory_limit: expected a size such as '1GB' or '512MB'"
-        ) from None
+        return False
     finally:
         probe.close()
+    return True
 
 
 def describe_store(path: str | Path) -> str:

@@ -42,6 +42,36 @@ def test_open_store_names_a_bad_argument_before_opening(
         pass
 
 
+def test_a_memory_limit_is_read_by_duckdb_once_per_value(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The probe (an in-memory DuckDB, about 15 ms) ran on every open of a store that passed a
+    # memory limit, the same constant of ingest and track included.
+    import duckdb
+
+    probes: list[object] = []
+    real_connect = duckdb.connect
+
+    def counting_connect(database: object = ":memory:", *args: object, **kwargs: object) -> object:
+        if database == ":memory:":
+            probes.append(database)
+        return real_connect(database, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(duckdb, "connect", counting_connect)
+    for _ in range(3):
+        with open_store(tmp_path / "a.duckdb", memory_limit="313MB") as store:
+            limit = store.con.sql("SELECT current_setting('memory_limit')").fetchall()[0][0]
+            assert limit == "298.5 MiB"  # DuckDB's reading of 313MB (10^6 bytes)
+    assert len(probes) == 1
+    for _ in range(2):  # a refused size stays refused
+        with (
+            pytest.raises(ConfigError, match="open_store memory_limit"),
+            open_store(tmp_path / "b.duckdb", memory_limit="317 lots"),
+        ):
+            pass
+    assert len(probes) == 2
+
+
 def test_open_store_names_a_path_that_is_not_one() -> None:
     with (
         pytest.raises(
