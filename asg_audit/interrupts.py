@@ -35,8 +35,9 @@ def is_interrupt(exc: BaseException) -> bool:
     """
     if isinstance(exc, KeyboardInterrupt | duckdb.InterruptException):
         return True
-    if isinstance(exc, RuntimeError) and "interrupted" in str(exc).lower():
-        return True
+    if isinstance(exc, RuntimeError) and str(exc).strip() == "Query interrupted":
+        return True  # its Python client's form, exactly: another library's RuntimeError that
+        # merely says "interrupted" is a failure and keeps its traceback
     return isinstance(exc, duckdb.Error) and _NAMES_KEYBOARD_INTERRUPT.search(str(exc)) is not None
 
 

@@ -38,7 +38,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import IO, Any, TextIO, cast
 
-import duckdb
 import httpx
 
 from asg_audit import aio
@@ -539,7 +538,7 @@ def _record_stop(
     for a scan a KeyboardInterrupt broke), raised outside a step (while the findings are
     written: tester T1), are the interruption: recorded `interrupted`, raised as a
     KeyboardInterrupt (they were a bug's `failed` and `IncompleteRunError`)."""
-    if _duckdb_interrupt(exc):
+    if not isinstance(exc, KeyboardInterrupt) and is_interrupt(exc):
         interrupted = KeyboardInterrupt("audit interrupted")
         _record_stop(interrupted, config, outcome, wait_seconds=wait_seconds)
         return interrupted
@@ -569,15 +568,6 @@ def _record_stop(
     # scheduler would read as "findings".
     recorded = "recorded as failed in runs" if unrecorded is None else unrecorded
     return IncompleteRunError(f"audit run {outcome.run_id} failed: {error} ({recorded})")
-
-
-def _duckdb_interrupt(exc: BaseException) -> bool:
-    """Whether `exc` is DuckDB's form of an interrupted statement: its own errors naming the
-    interruption, or its Python client's `RuntimeError: Query interrupted` exactly (an error of
-    other code that merely says "interrupted" is not a stop: it keeps its traceback)."""
-    if isinstance(exc, duckdb.Error):
-        return is_interrupt(exc)
-    return isinstance(exc, RuntimeError) and str(exc).strip() == "Query interrupted"
 
 
 def _check_arguments(config: Any, *, wait_seconds: Any, collect_seconds: Any) -> None:

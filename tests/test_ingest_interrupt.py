@@ -110,6 +110,9 @@ def test_the_forms_duckdb_gives_an_interrupted_statement_are_recognised() -> Non
     assert is_interrupt(KeyboardInterrupt())
     assert not is_interrupt(duckdb.IOException("disk full"))
     assert not is_interrupt(RuntimeError("something else"))
+    # another library's error that says "interrupted" is a failure, not a stop
+    assert not is_interrupt(RuntimeError("download interrupted: connection reset by peer"))
+    assert not is_interrupt(ValueError("Query interrupted"))
 
 
 def test_sigint_handler_is_installed_only_for_the_block_and_acts_once() -> None:
