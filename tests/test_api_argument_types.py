@@ -73,6 +73,24 @@ def test_render_formats_unknown_names_the_argument_not_the_flag(
     assert render(audit, tmp_path / "r", formats=["json"], run_id="ok").paths.keys() == {"json"}
 
 
+@pytest.mark.parametrize(
+    ("compare", "message"),
+    [
+        ("nosuch", "render compare: no report 'nosuch' in "),
+        ("previous", "render compare previous: no earlier report with a summary in "),
+        ("..", "render compare: '..' is not a run id"),
+    ],
+)
+def test_render_compare_names_the_argument_not_the_flag(
+    audit: Audit, tmp_path: Path, compare: str, message: str
+) -> None:
+    # tester T3: a library caller was told of `--compare`, a flag it never passed
+    with pytest.raises(ConfigError) as e:
+        render(audit, tmp_path / "r", formats="json", compare=compare)
+    assert str(e.value).startswith(message)
+    assert not (tmp_path / "r").exists() or not any((tmp_path / "r").iterdir())
+
+
 def test_the_cli_still_names_its_format_flag(tmp_path: Path) -> None:
     db = tmp_path / "a.duckdb"
     args = ["report", "--db", str(db), "--out", str(tmp_path / "r"), "--format", "pdf"]

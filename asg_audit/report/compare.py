@@ -262,18 +262,21 @@ def previous_summary(out_dir: str | Path, *, exclude: str | None = None) -> Path
     return Path(out_dir) / earlier[-1] / "summary.json" if earlier else None
 
 
-def resolve_compare(out_dir: str | Path, ref: str, *, exclude: str | None = None) -> Path:
-    """Return the summary path of `ref`: a run id, or `previous` (the newest other report)."""
+def resolve_compare(
+    out_dir: str | Path, ref: str, *, exclude: str | None = None, name: str = "--compare"
+) -> Path:
+    """Return the summary path of `ref`: a run id, or `previous` (the newest other report).
+    `name` is what the errors call the argument (`render compare` from the library)."""
     if ref == PREVIOUS:
         path = previous_summary(out_dir, exclude=exclude)
         if path is None:
-            raise ConfigError(f"--compare previous: no earlier report with a summary in {out_dir}")
+            raise ConfigError(f"{name} previous: no earlier report with a summary in {out_dir}")
         return path
     if not ref or "/" in ref or "\\" in ref or ref in (".", ".."):
-        raise ConfigError(f"--compare: {ref!r} is not a run id")
+        raise ConfigError(f"{name}: {ref!r} is not a run id")
     path = Path(out_dir) / ref / "summary.json"
     if not path.is_file():
-        raise ConfigError(f"--compare: no report {ref!r} in {out_dir}")
+        raise ConfigError(f"{name}: no report {ref!r} in {out_dir}")
     return path
 
 

@@ -756,7 +756,9 @@ def render(
     # asg-audit did not make (the reports folder may be any folder of the user's).
     check_report_pointers(root)
     check_run_folder(folder)
-    previous_path = resolve_compare(root, compare, exclude=run_id) if compare else None
+    previous_path = (
+        resolve_compare(root, compare, exclude=run_id, name="render compare") if compare else None
+    )
     # Everything is written to a hidden staging folder and moved into place once complete: a
     # report that fails half-way (a chart, a full disk) leaves no run folder, and `latest`
     # keeps pointing at the last good report.
