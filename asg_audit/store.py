@@ -19,11 +19,11 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 import duckdb
 import polars as pl
@@ -122,6 +122,7 @@ class WriteStats:
 
 
 _WRITE_LOCKS: dict[Path, threading.RLock] = {}
+_Lock = TypeVar("_Lock")
 _WRITE_LOCKS_GUARD = threading.Lock()
 # The connections `open_store` holds open, by file (ids): DuckDB shares one database instance
 # among a process's connections to a file, and a file is checked to be whole only by the
@@ -141,11 +142,18 @@ def _process_exists(pid: int) -> bool:
     return True
 
 
-def _write_lock(path: Path) -> threading.RLock:
-    """Return the lock that serialises write transactions on one file within this process."""
+def _file_lock(registry: dict[Path, _Lock], path: Path, make: Callable[[], _Lock]) -> _Lock:
+    """Return the lock of `registry` for one file (by its resolved path), made on first use."""
     key = path.resolve()
     with _WRITE_LOCKS_GUARD:
-        return _WRITE_LOCKS.setdefault(key, threading.RLock())
+        if (lock := registry.get(key)) is None:
+            lock = registry[key] = make()
+        return lock
+
+
+def _write_lock(path: Path) -> threading.RLock:
+    """Return the lock that serialises write transactions on one file within this process."""
+    return _file_lock(_WRITE_LOCKS, path, threading.RLock)
 
 
 # One collect run per file in this process (`collect_claim`).
@@ -162,9 +170,7 @@ def collect_claim(path: Path, wait_seconds: float) -> Iterator[None]:
     poll the same tasks twice and store each answer twice. The second waits for the first up
     to `wait_seconds`, then is refused the same way.
     """
-    key = path.resolve()
-    with _WRITE_LOCKS_GUARD:
-        claim = _COLLECT_CLAIMS.setdefault(key, threading.Lock())
+    claim = _file_lock(_COLLECT_CLAIMS, path, threading.Lock)
     acquired = claim.acquire(timeout=wait_seconds) if wait_seconds > 0 else claim.acquire(False)
     if not acquired:
         raise StoreBusyError(
