@@ -2,8 +2,9 @@
 
 Rules (DESIGN.md, "Store"): a settled observation beats any other; the first settled observation
 gives the fields and later settled ones only fill fields it lacked (a webhook has no counts or
-cost, a later poll does); a later settled observation whose label, txid or cost differs is
-counted in `conflict_count`, never applied. So is a reversal: a poll's answer with another,
+cost, a later poll does); each other version a later settled observation shows (another label,
+txid, cost, counts, confidence or settlement time) is counted once in `conflict_count`, however
+often it was seen, and never applied. So is a reversal: a poll's answer with another,
 non-blank status (a 202 `in_progress`, a 200 `verified` or `failed`) observed after the task
 was first seen settled (spec §8.9: a settled result never changes); the result stays settled.
 A task never seen settled shows its latest observation. Order is `obs_id`, assigned in the
@@ -40,6 +41,14 @@ _RESULT_FIELDS: Final = (
     "cost_sats",
     "settled_at",
 )
+
+
+def _other_version() -> str:
+    # A settled observation as a version of the result: every field of it that a settled
+    # result keeps (spec §8.9 names label, txid and cost; the counts, confidence and settlement
+    # time are the same result: a version differing only in them was merged into the result
+    # with no word of it, tester T4), each it leaves out read as the result's.
+    return ", ".join(f"coalesce(o.{f}, c.{f})" for f in _RESULT_FIELDS)
 
 
 def _pick(field: str) -> str:
@@ -107,12 +116,12 @@ WITH o_scope AS (
         first_seen_at, settled_seen_at, last_seen_at, sources, observation_count
     FROM agg
 ), conflicts AS (
-    -- Only tasks settled more than once can have a settled result that changed.
-    SELECT o.task_id, count(*) AS conflict_count
+    -- Only tasks settled more than once can have a settled result that changed. Each other
+    -- version counts once (the fields it leaves out read as the result's), however often and
+    -- in whatever order it was seen: a change seen by a poll, a webhook and an export is one.
+    SELECT o.task_id, count(DISTINCT ({_other_version()})) AS conflict_count
     FROM o JOIN chosen c ON o.task_id = c.task_id AND c.settled_count > 1
-    WHERE o.status = 'settled' AND (
-        o.consensus_label <> c.consensus_label OR o.bsv_txid <> c.bsv_txid
-        OR o.cost_sats <> c.cost_sats)
+    WHERE o.status = 'settled' AND ({" OR ".join(f"o.{f} <> c.{f}" for f in _RESULT_FIELDS)})
     GROUP BY o.task_id
 ), reversals AS (
     -- a poll's answer, after the task was first seen settled, that it is not settled

@@ -95,9 +95,12 @@ TABLES = (
 _OBS_COLUMNS = ["obs_id", *OBSERVATION_META_SCHEMA, *NORMALISED_SCHEMA]
 _STAGED_COLUMNS = ["seq", *_OBS_COLUMNS[1:]]
 # What a record says about its task: two file records that agree on all of these are the same
-# evidence (a duplicate), whatever their bytes, shape or flags.
+# evidence (a duplicate), whatever their bytes or shape. Their flags too: a record that also
+# states its cost under a second name with another value (`aliases_disagree`), or its time as
+# epoch seconds, is other evidence of the same facts, and dropping it as a duplicate lost its
+# flag (and a fail finding) or kept it, by the order the files were read in (tester T4).
 _FACT_COLUMNS: Final = tuple(
-    c for c in NORMALISED_SCHEMA if c not in ("task_id", "shape", "flags", "payload_hash")
+    c for c in NORMALISED_SCHEMA if c not in ("task_id", "shape", "payload_hash")
 )
 # Up to this many staged records, results are refreshed by the full rules alone (one query);
 # beyond it, first-seen single tasks take their observation directly (bulk ingest).
@@ -149,6 +152,18 @@ def _file_lock(registry: dict[Path, _Lock], path: Path, make: Callable[[], _Lock
         if (lock := registry.get(key)) is None:
             lock = registry[key] = make()
         return lock
+
+
+def _new_reject(reason: str, field: str, raw: str) -> str:
+    """Return the condition that a staged reject `b` (its columns so named) is not a file's
+    reject already stored: the same line of the same file with the same bytes (a grown export
+    read again) is not stored twice (tester T4), as `track` does with its rejects."""
+    return (
+        f"(b.source <> '{Source.FILE}' OR NOT EXISTS (SELECT 1 FROM rejects r"
+        f" WHERE r.source = '{Source.FILE}' AND r.origin = b.origin"
+        f" AND r.origin_line = b.origin_line AND r.reason = b.{reason}"
+        f" AND r.field IS NOT DISTINCT FROM b.{field} AND r.raw IS NOT DISTINCT FROM b.{raw}))"
+    )
 
 
 def _write_lock(path: Path) -> threading.RLock:
@@ -459,7 +474,8 @@ class Store:
                 con.execute(
                     "INSERT INTO rejects (run_id, source, observed_at, origin, origin_line,"
                     " reason, field, detail, raw) SELECT run_id, source, observed_at, origin,"
-                    " origin_line, reason, field, detail, raw FROM _batch_rej"
+                    " origin_line, reason, field, detail, raw FROM _batch_rej b"
+                    f" WHERE {_new_reject('reason', 'field', 'raw')}"
                 )
             finally:
                 con.unregister("_batch_rej")
@@ -498,8 +514,9 @@ class Store:
             con.execute(
                 "INSERT INTO rejects (run_id, source, observed_at, origin, origin_line, reason,"
                 " field, detail, raw) SELECT run_id, source, observed_at, origin, origin_line,"
-                " reject_reason, reject_field, reject_detail, reject_raw FROM _staged"
-                " WHERE seq > ? AND reject_reason IS NOT NULL",
+                " reject_reason, reject_field, reject_detail, reject_raw FROM _staged b"
+                " WHERE seq > ? AND reject_reason IS NOT NULL AND"
+                f" {_new_reject('reject_reason', 'reject_field', 'reject_raw')}",
                 [base],
             )
         return records, reasons

@@ -273,7 +273,9 @@ def delivered_before_settled(ctx: CheckContext) -> pl.LazyFrame:
     kind="changed_after_settlement",
 )
 def changed_after_settlement(ctx: CheckContext) -> pl.LazyFrame:
-    """A settled result whose label, txid or cost changed later (conflict_count > 0)."""
+    """A settled result seen later in another version (label, txid, cost, counts, confidence or
+    settlement time: each version once, however often seen) or answered as not settled by a
+    poll (conflict_count > 0)."""
     n = pl.col("conflict_count")
     return ctx.tasks.filter(n > 0).select(
         finding(
@@ -282,7 +284,7 @@ def changed_after_settlement(ctx: CheckContext) -> pl.LazyFrame:
             expected=pl.lit("no change after settlement"),
             actual=fmt("{} change(s)", n),
             difference=n,
-            message=fmt("settled result changed {} time(s) afterwards", n),
+            message=fmt("settled result changed afterwards: {} other version(s) or reversal(s)", n),
         )
     )
 

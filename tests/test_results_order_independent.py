@@ -1,0 +1,128 @@
+"""The same records give the same result, conflicts and flags whatever order they were ingested
+in (tester T4: a record with the same facts but another flag was dropped as a duplicate or kept
+by the order; one change seen twice was "2 change(s)" in one order and 1 in the other; two
+versions differing in their counts or settlement time were merged with no conflict)."""
+
+from __future__ import annotations
+
+import itertools
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import asg_audit
+from asg_audit.store import open_store
+
+_T1 = "1" * 64
+_T2 = "2" * 64
+_BASE: dict[str, Any] = {
+    "task_id": "p",
+    "status": "settled",
+    "consensus_label": "cat",
+    "confidence": 1.0,
+    "worker_count": 3,
+    "agreement_count": 3,
+    "created_at": "2026-10-01T00:00:00Z",
+    "settled_at": "2026-10-01T00:01:00Z",
+    "bsv_txid": _T1,
+    "total_cost_sats": 975,
+}
+
+
+def _hook(**fields: Any) -> dict[str, Any]:
+    return {
+        "event": "task.settled",
+        "task_id": "p",
+        "consensus_label": "cat",
+        "confidence": 1.0,
+        "bsv_txid": _T1,
+        "settled_at": "2026-10-01T00:01:00Z",
+        "timestamp": "2026-10-01T00:01:02Z",
+        **fields,
+    }
+
+
+def _result(tmp_path: Path, name: str, records: list[dict[str, Any]]) -> dict[str, Any]:
+    """Ingest each record as its own file, in this order; return the task's result."""
+    folder = tmp_path / name
+    folder.mkdir()
+    paths = []
+    for i, record in enumerate(records):
+        path = folder / f"{i}.ndjson"
+        path.write_text(json.dumps(record) + "\n")
+        paths.append(path)
+    db = folder / "store.duckdb"
+    for path in paths:  # one command per file: each is the next in ingest order
+        asg_audit.ingest(db, path)
+    with open_store(db, read_only=True) as store:
+        frame = store.con.sql("SELECT * FROM results").pl()
+    assert frame.height == 1
+    return frame.row(0, named=True)
+
+
+def _each_order(
+    tmp_path: Path, records: dict[str, dict[str, Any]]
+) -> dict[tuple[str, ...], dict[str, Any]]:
+    return {
+        order: _result(tmp_path, "-".join(order), [records[k] for k in order])
+        for order in itertools.permutations(records)
+    }
+
+
+def test_a_record_with_the_same_facts_but_a_flag_is_kept_in_either_order(
+    tmp_path: Path,
+) -> None:
+    plain = dict(_BASE)
+    alias = {k: v for k, v in _BASE.items() if k not in ("bsv_txid", "total_cost_sats")}
+    alias |= {"cost_sats": 650, "settlement": {"bsv_txid": _T1, "total_cost_sats": 975}}
+    results = _each_order(tmp_path, {"plain": plain, "alias": alias})
+    for order, result in results.items():
+        assert "aliases_disagree" in result["flags"], order
+        assert result["observation_count"] == 2, order
+        assert result["cost_sats"] == 975 and result["conflict_count"] == 0, order
+
+
+def test_a_change_seen_twice_is_one_conflict_in_every_order(tmp_path: Path) -> None:
+    records = {
+        "x": dict(_BASE),
+        "y": _BASE | {"bsv_txid": _T2},
+        "y_hook": _hook(bsv_txid=_T2),
+    }
+    results = _each_order(tmp_path, records)
+    assert {order: r["conflict_count"] for order, r in results.items()} == dict.fromkeys(results, 1)
+    for order, result in results.items():  # the first settled version is the result
+        first = records[order[0]]
+        assert result["bsv_txid"] == first["bsv_txid"], order
+
+
+@pytest.mark.parametrize(
+    "changed",
+    [
+        {"worker_count": 5, "agreement_count": 4, "total_cost_sats": 0},
+        {"settled_at": "2026-10-01T00:09:00Z"},
+        {"confidence": 0.6},
+    ],
+    ids=["counts", "settled_at", "confidence"],
+)
+def test_a_version_differing_in_counts_time_or_confidence_is_a_conflict(
+    tmp_path: Path, changed: dict[str, Any]
+) -> None:
+    records = {
+        "hook": _hook(),
+        "v1": {k: v for k, v in _BASE.items() if k != "bsv_txid"},
+        "v2": _BASE | changed,
+    }
+    results = _each_order(tmp_path, records)
+    for order, result in results.items():
+        assert result["conflict_count"] == 1, order
+        assert result["observation_count"] == 3, order
+
+
+def test_the_same_version_seen_again_is_no_conflict(tmp_path: Path) -> None:
+    # a webhook (no counts, no cost), then the poll's export of the same settlement
+    results = _each_order(tmp_path, {"hook": _hook(), "full": dict(_BASE)})
+    for order, result in results.items():
+        assert result["conflict_count"] == 0, order
+        assert result["worker_count"] == 3 and result["cost_sats"] == 975, order
