@@ -68,7 +68,9 @@ __all__ = [
 # 4: two aliases of one field present with different values (`cost_sats` 650 and
 #    `settlement.total_cost_sats` 975) flag the record `aliases_disagree`, with a detail entry
 #    per pair; the value used is still the first alias's.
-RULES_VERSION: Final = 4
+# 5: each other version of a settled result counts once in its conflicts, however often seen,
+#    and other counts, confidence or settled_at make one too (results_sql; tester T4).
+RULES_VERSION: Final = 5
 # A record larger than this is quarantined without being parsed (a hostile or broken body).
 DEFAULT_MAX_RECORD_BYTES: Final = 1_000_000
 
