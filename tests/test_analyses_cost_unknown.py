@@ -67,7 +67,7 @@ def test_cost_unknown_counts_zero_costs_apart_from_no_cost_reported(tmp_path: Pa
     section = (
         report.paths["md"]
         .read_text()
-        .split("**Spend per month \\(UTC months\\)**", 1)[1]
+        .split("**Spend per month \\(UTC months of settlement\\)**", 1)[1]
         .strip()
         .split("\n\n")[0]
     )

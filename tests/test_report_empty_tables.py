@@ -21,7 +21,7 @@ CAPTIONS = (
     "Latency by consensus threshold",
     "Unsettled tasks by age and status",
     "Agreement by threshold",
-    "Spend per month (UTC months)",
+    "Spend per month (UTC months of settlement)",
     "How tasks were seen",
 )
 
@@ -121,7 +121,7 @@ def test_report_tables_keep_their_headers_when_empty(tmp_path: Path, name: str) 
     with open_store(db):
         pass
     page, _ = report_pages(db, tmp_path / "reports")
-    table = page.split("<caption>Spend per month (UTC months)</caption>", 1)[1].split(
+    table = page.split("<caption>Spend per month (UTC months of settlement)</caption>", 1)[1].split(
         "</table>", 1
     )[0]
     assert '<th scope="col">' in table and 'class="empty"' in table

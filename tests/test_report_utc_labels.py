@@ -23,7 +23,7 @@ def test_report_labels_utc_and_writes_finding_times_in_iso(tmp_path: Path) -> No
     page, md = page_and_markdown(report)
     for text in (page, md):
         assert "all times and days UTC" in text.split("Headline")[0]
-        assert "Spend per month (UTC months)" in text
+        assert "Spend per month (UTC months of settlement)" in text
         assert "month (UTC)" in text
         findings = text[text.index("task.settled_before_created") :]
         assert "2026-10-01T00:00:10+00:00" in findings

@@ -171,7 +171,7 @@ def render_markdown(ctx: dict[str, Any]) -> str:
         _figure(charts["costs"]),
         _table(tables["cost_model_fit"], "Which cost model explains the reported costs"),
         _figure(charts["spend"]),
-        _table(tables["spend_by_month"], "Spend per month (UTC months)"),
+        _table(tables["spend_by_month"], ctx["spend_month_caption"]),
         _table(tables["txid_health"], "Transaction ids of settled tasks"),
     ]
     out += ["\n## Chain verification\n", _not_run(ctx["chain_note"]), _figure(charts["chain"])]

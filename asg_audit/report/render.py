@@ -496,6 +496,14 @@ def build_context(
         "charts": _ChartSlots(chart_ctx),
         "chart_list": list(charts.values()),
         "tables": _explained(_tables(f, windowed=windowed), reasons),
+        # the window's tasks, by creation, in the month they settled: its edge months are not
+        # the billed months (tester T5: 21,825 sats of November next to a bill's 23,775)
+        "spend_month_caption": "Spend per month (UTC months of settlement"
+        + (
+            "; the window's tasks (by creation) only: a month at its edges is partial)"
+            if windowed
+            else ")"
+        ),
         "backlog_note": content.backlog_note(audit),
         "chain_tables": chain_tables,
         # shown with its table in the chain section: `fees checked (chain.fee_rate): X of Y`
