@@ -154,6 +154,7 @@ def _ingest_file(
                     observed_at=observed_at,
                     on_bytes=on_bytes,
                     expected=expected,
+                    readable_again=path != STDIN,
                 )
             else:
                 records, rejected, content_hash = stage_lines(
@@ -165,6 +166,7 @@ def _ingest_file(
                     chunk_bytes=chunk_bytes,
                     on_bytes=on_bytes,
                     expected=expected,
+                    readable_again=path != STDIN,  # another stream in every run
                 )
             if store.file_ingested(content_hash):
                 raise _AlreadyIngested

@@ -91,9 +91,11 @@ def stage_documents(
     observed_at: datetime,
     on_bytes: ProgressFn | None,
     expected: Expected | None = None,
+    readable_again: bool = True,
 ) -> tuple[int, Counter[str], str]:
     """Stage the elements of a JSON array file or the documents of a file of pretty-printed
-    JSON; return (records, rejects by reason, content hash).
+    JSON; return (records, rejects by reason, content hash). `readable_again`: `origin` names
+    the same file in a later run (not a copy of a stream: its rejects are then kept once).
 
     DuckDB reads the file while another thread hashes it (reading, decompressing and hashing
     release the GIL), so the second read costs little time of its own. A file that cannot be
@@ -107,7 +109,9 @@ def stage_documents(
         hashing = pool.submit(file_content_hash, path, expected)
         try:
             with query_progress(store.con, path.stat().st_size, on_bytes):
-                records, rejected = store.stage_raw(run_id, _DOCUMENT_SOURCES[layout], params)
+                records, rejected = store.stage_raw(
+                    run_id, _DOCUMENT_SOURCES[layout], params, rejects_once=readable_again
+                )
         except duckdb.Error as exc:
             if is_interrupt(exc) or isinstance(exc, duckdb.OutOfMemoryException):
                 raise
@@ -211,9 +215,11 @@ def stage_lines(
     chunk_bytes: int,
     on_bytes: ProgressFn | None,
     expected: Expected | None = None,
+    readable_again: bool = True,
 ) -> tuple[int, Counter[str], str]:
     """Stage the lines of an NDJSON file; return (records, rejects by reason, content hash).
-    `expected`: a file found by a folder scan or a glob, as `open_binary` takes it."""
+    `expected`: a file found by a folder scan or a glob, as `open_binary` takes it;
+    `readable_again`: as in `stage_documents` (False for standard input)."""
     with open_binary(path, expected) as fh:
         return _stage_line_stream(
             store,
@@ -223,6 +229,7 @@ def stage_lines(
             observed_at=observed_at,
             chunk_bytes=chunk_bytes,
             on_bytes=on_bytes,
+            readable_again=readable_again,
         )
 
 
@@ -253,6 +260,7 @@ def stage_stream(
                 observed_at=observed_at,
                 chunk_bytes=chunk_bytes,
                 on_bytes=on_bytes,
+                readable_again=False,
             )
         with tempfile.TemporaryDirectory(prefix="asg-audit-") as folder:
             copy = Path(folder, "stream.json")
@@ -267,6 +275,7 @@ def stage_stream(
                 origin=origin,
                 observed_at=observed_at,
                 on_bytes=on_bytes,
+                readable_again=False,
             )
 
 
@@ -280,9 +289,11 @@ def _stage_line_stream(
     observed_at: datetime,
     chunk_bytes: int,
     on_bytes: ProgressFn | None,
+    readable_again: bool = True,
 ) -> tuple[int, Counter[str], str]:
     """Stage the NDJSON lines of `fh` (after `head`, its first bytes when they were read
-    already); return (records, rejects by reason, content hash)."""
+    already); return (records, rejects by reason, content hash). `readable_again`: as in
+    `stage_documents` (a pipe's name, `<stdin>` or `/dev/fd/63`, is another stream each run)."""
     reader = HashingReader(fh, head=head)
     last_pos = 0
 
@@ -302,7 +313,10 @@ def _stage_line_stream(
     store.con.register("_file_lines", lines.reader())
     try:
         records, rejected = store.stage_raw(
-            run_id, _FILE_SOURCE, {"observed_at": observed_at, "origin": origin}
+            run_id,
+            _FILE_SOURCE,
+            {"observed_at": observed_at, "origin": origin},
+            rejects_once=readable_again,
         )
         _say_cut(store, run_id, origin, lines.cut)
     except duckdb.Error:

@@ -43,20 +43,57 @@ _RESULT_FIELDS: Final = (
 )
 
 
-def _other_version() -> str:
-    # A settled observation as a version of the result: every field of it that a settled
-    # result keeps (spec §8.9 names label, txid and cost; the counts, confidence and settlement
-    # time are the same result: a version differing only in them was merged into the result
-    # with no word of it, tester T4), each it leaves out read as the result's.
-    return ", ".join(f"coalesce(o.{f}, c.{f})" for f in _RESULT_FIELDS)
+# How two values of a field are the same: a webhook may print a confidence differently
+# (0.30000000000000004 for 0.3) and a settlement time to another precision, as the webhook/poll
+# comparison allows (analyses.collection); those are no change of the result.
+_SAME: Final = {
+    "confidence": "abs({a} - {b}) <= 1e-9",
+    "settled_at": "abs(epoch({a}) - epoch({b})) <= 1",
+}
+# ... and the form in which versions are told apart (values the same by `_SAME` mostly alike).
+_VERSION_FORM: Final = {
+    "confidence": "round({a}, 9)",
+    "settled_at": "date_trunc('second', {a})",
+}
+
+
+def _fits(a: str, b: str) -> str:
+    """Return whether observations `a` and `b` (aliases) agree on every field both state.
+
+    Every field a settled result keeps counts: spec §8.9 names label, txid and cost; the
+    counts, confidence and settlement time are the same result (tester T4: a version differing
+    only in them was merged into the result with no word of it)."""
+    return " AND ".join(
+        f"({a}.{f} IS NULL OR {b}.{f} IS NULL OR "
+        + _SAME.get(f, "{a} = {b}").format(a=f"{a}.{f}", b=f"{b}.{f}")
+        + ")"
+        for f in _RESULT_FIELDS
+    )
 
 
 def _pick(field: str) -> str:
-    # The first settled observation's value (filled from later settled ones), or the latest.
+    # The first settled observation's value, else one of a later settled observation that
+    # agrees with it on every field both state (`fits`): a webhook without counts is filled
+    # from a poll of the same settlement, never from another version; else the latest.
     return (
-        f"arg_min({field}, obs_id) FILTER (WHERE status = 'settled' AND {field} IS NOT NULL)"
-        f" AS s_{field}, arg_max({field}, obs_id) FILTER (WHERE {field} IS NOT NULL) AS l_{field}"
+        f"arg_min({field}, obs_id) FILTER (WHERE status = 'settled' AND fits"
+        f" AND {field} IS NOT NULL) AS s_{field},"
+        f" arg_max({field}, obs_id) FILTER (WHERE {field} IS NOT NULL) AS l_{field}"
     )
+
+
+def _version_columns() -> str:
+    return ", ".join(
+        _VERSION_FORM.get(f, "{a}").format(a=f"o.{f}") + f" AS {f}" for f in _RESULT_FIELDS
+    )
+
+
+def _version_list(alias: str) -> str:
+    return ", ".join(f"{alias}.{f}" for f in _RESULT_FIELDS)
+
+
+def _stated(alias: str) -> str:
+    return " + ".join(f"({alias}.{f} IS NOT NULL)::INTEGER" for f in _RESULT_FIELDS)
 
 
 def _choose(field: str) -> str:
@@ -75,6 +112,13 @@ WITH o_scope AS (
 ), o AS (
     -- Tasks seen more than once need the rules below; most tasks of a bulk ingest are not.
     SELECT * FROM o_all WHERE n_obs > 1
+), first_settled AS (
+    SELECT * FROM o WHERE status = 'settled'
+    QUALIFY row_number() OVER (PARTITION BY task_id ORDER BY obs_id) = 1
+), o_fits AS (
+    -- whether each observation agrees with the task's first settled one (when it has one)
+    SELECT o.*, f.task_id IS NULL OR ({_fits("o", "f")}) AS fits
+    FROM o LEFT JOIN first_settled f ON f.task_id = o.task_id
 ), single AS (
     SELECT {SINGLE_RESULT_COLUMNS}
     FROM o_all WHERE n_obs = 1
@@ -98,7 +142,7 @@ WITH o_scope AS (
         list_sort(list_distinct(list(source))) AS sources,
         count(*) AS observation_count,
         count(*) FILTER (WHERE status = 'settled') AS settled_count
-    FROM o
+    FROM o_fits
     GROUP BY task_id
 ), chosen AS (
     SELECT task_id, any_settled, settled_count,
@@ -115,14 +159,26 @@ WITH o_scope AS (
              ELSE list_sort(l_flags) END AS flags,
         first_seen_at, settled_seen_at, last_seen_at, sources, observation_count
     FROM agg
+), versions AS (
+    -- The settled observations that disagree with the result on a field both state, each in
+    -- the form versions are told apart by.
+    SELECT *, {_stated("d")} AS stated, ({_version_list("d")})::VARCHAR AS form
+    FROM (SELECT DISTINCT o.task_id, {_version_columns()}
+        FROM o JOIN chosen c ON o.task_id = c.task_id AND c.settled_count > 1
+        WHERE o.status = 'settled' AND NOT ({_fits("o", "c")})) d
 ), conflicts AS (
-    -- Only tasks settled more than once can have a settled result that changed. Each other
-    -- version counts once (the fields it leaves out read as the result's), however often and
-    -- in whatever order it was seen: a change seen by a poll, a webhook and an export is one.
-    SELECT o.task_id, count(DISTINCT ({_other_version()})) AS conflict_count
-    FROM o JOIN chosen c ON o.task_id = c.task_id AND c.settled_count > 1
-    WHERE o.status = 'settled' AND ({" OR ".join(f"o.{f} <> c.{f}" for f in _RESULT_FIELDS)})
-    GROUP BY o.task_id
+    -- Each other version counts once, however often and in whatever order it was seen: a
+    -- change seen by a poll, a webhook and an export is one. Versions are taken fullest first
+    -- (then by their text: an order of the set, not of when they came), and one agreeing on
+    -- all it states with a version taken before it is that one (a webhook, no counts and no
+    -- cost, of a poll's version; a poll without a txid and a webhook with it).
+    SELECT v.task_id, count(*) AS conflict_count
+    FROM versions v
+    WHERE NOT EXISTS (
+        SELECT 1 FROM versions w WHERE w.task_id = v.task_id
+            AND (w.stated > v.stated OR (w.stated = v.stated AND w.form < v.form))
+            AND {_fits("v", "w")})
+    GROUP BY v.task_id
 ), reversals AS (
     -- a poll's answer, after the task was first seen settled, that it is not settled
     SELECT o.task_id, count(*) AS reversal_count

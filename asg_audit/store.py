@@ -157,7 +157,8 @@ def _file_lock(registry: dict[Path, _Lock], path: Path, make: Callable[[], _Lock
 def _new_reject(reason: str, field: str, raw: str) -> str:
     """Return the condition that a staged reject `b` (its columns so named) is not a file's
     reject already stored: the same line of the same file with the same bytes (a grown export
-    read again) is not stored twice (tester T4), as `track` does with its rejects."""
+    read again) is not stored twice (tester T4), as `track` does with its rejects. Only for
+    regular files: a pipe's name is another stream in every run."""
     return (
         f"(b.source <> '{Source.FILE}' OR NOT EXISTS (SELECT 1 FROM rejects r"
         f" WHERE r.source = '{Source.FILE}' AND r.origin = b.origin"
@@ -469,20 +470,28 @@ class Store:
             con.unregister("_batch_obs")
         if batch.rejects.height:
             rej = batch.rejects.with_columns(run_id=pl.lit(run_id, pl.String))
+            # only file rejects are kept once (a batch of small files: regular files only); a
+            # poll's or a delivery's batch skips the look at the stored file rejects
+            from_files = bool(rej["source"].eq(Source.FILE).any())
             con.register("_batch_rej", rej)
             try:
                 con.execute(
                     "INSERT INTO rejects (run_id, source, observed_at, origin, origin_line,"
                     " reason, field, detail, raw) SELECT run_id, source, observed_at, origin,"
                     " origin_line, reason, field, detail, raw FROM _batch_rej b"
-                    f" WHERE {_new_reject('reason', 'field', 'raw')}"
+                    + (f" WHERE {_new_reject('reason', 'field', 'raw')}" if from_files else "")
                 )
             finally:
                 con.unregister("_batch_rej")
         return WriteStats(rejects=batch.rejects.height)
 
     def stage_raw(
-        self, run_id: str, source: str, params: dict[str, Any] | None = None
+        self,
+        run_id: str,
+        source: str,
+        params: dict[str, Any] | None = None,
+        *,
+        rejects_once: bool = True,
     ) -> tuple[int, Counter[str]]:
         """Normalise the raw records of `source` inside the store and stage them.
 
@@ -490,7 +499,9 @@ class Store:
         lines), with its named `params`. The one normaliser runs as a query in this connection:
         in parallel, with no copy through Python. Rejects go to `rejects` now; accepted
         records wait for `commit_staged`. `origin_line` orders the records and must be unique
-        within one commit. Return (records read, rejects by reason).
+        within one commit. `rejects_once`: the records' origin names the same file in every
+        run (not a pipe), so a reject already stored for its line is not stored again. Return
+        (records read, rejects by reason).
         """
         self._require_writer()
         con = self.con
@@ -515,8 +526,12 @@ class Store:
                 "INSERT INTO rejects (run_id, source, observed_at, origin, origin_line, reason,"
                 " field, detail, raw) SELECT run_id, source, observed_at, origin, origin_line,"
                 " reject_reason, reject_field, reject_detail, reject_raw FROM _staged b"
-                " WHERE seq > ? AND reject_reason IS NOT NULL AND"
-                f" {_new_reject('reject_reason', 'reject_field', 'reject_raw')}",
+                " WHERE seq > ? AND reject_reason IS NOT NULL"
+                + (
+                    f" AND {_new_reject('reject_reason', 'reject_field', 'reject_raw')}"
+                    if rejects_once
+                    else ""
+                ),
                 [base],
             )
         return records, reasons

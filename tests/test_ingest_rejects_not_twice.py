@@ -5,6 +5,8 @@ while the file's good records were counted as duplicates (`track` already kept i
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -64,3 +66,22 @@ def test_another_file_with_the_same_bad_line_still_keeps_its_own(tmp_path: Path)
     with open_store(db, read_only=True) as store:
         origins = store.con.sql("SELECT origin FROM rejects ORDER BY 1").fetchall()
     assert [Path(o).name for (o,) in origins] == ["a.ndjson", "b.ndjson"]
+
+
+def test_a_stream_read_twice_keeps_the_rejects_of_each(tmp_path: Path) -> None:
+    # review: `<stdin>` (or `/dev/fd/63`) names another stream in every run: its line 2 now
+    # is not its line 2 then, so its reject is stored again
+    db = tmp_path / "a.duckdb"
+    for i in range(2):
+        done = subprocess.run(
+            [sys.executable, "-m", "asg_audit", "ingest", "--quiet", "--db", str(db), "-"],
+            input=_record(i) + '\n{"task_id": "broken\n',
+            capture_output=True,
+            text=True,
+            timeout=120,
+            cwd=tmp_path,
+        )
+        assert done.returncode == 0, done.stderr
+    with open_store(db, read_only=True) as store:
+        rows = store.con.sql("SELECT origin, origin_line FROM rejects ORDER BY run_id").fetchall()
+    assert rows == [("<stdin>", 2), ("<stdin>", 2)]

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from _offline_config import offline_config
 
+from asg_audit import store as store_module
 from asg_audit.config import AuditConfig
 from asg_audit.errors import ConfigError
 from asg_audit.jobs import run_audit
@@ -58,10 +59,11 @@ def test_a_memory_limit_is_read_by_duckdb_once_per_value(
         return real_connect(database, *args, **kwargs)  # type: ignore[arg-type]
 
     monkeypatch.setattr(duckdb, "connect", counting_connect)
+    store_module._readable_memory_limit.cache_clear()  # whatever earlier tests asked
     for _ in range(3):
         with open_store(tmp_path / "a.duckdb", memory_limit="313MB") as store:
             limit = store.con.sql("SELECT current_setting('memory_limit')").fetchall()[0][0]
-            assert limit == "298.5 MiB"  # DuckDB's reading of 313MB (10^6 bytes)
+            assert limit == "298.5 MiB"  # DuckDB's reading of 313MB (10^6 bytes), as it shows it
     assert len(probes) == 1
     for _ in range(2):  # a refused size stays refused
         with (

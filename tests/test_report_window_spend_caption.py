@@ -13,7 +13,7 @@ from _report_store import page_and_markdown, report_store, settled
 from asg_audit.audit import analyze
 from asg_audit.report import render
 
-_PARTIAL = "the window's tasks (by creation) only: a month at its edges is partial"
+_PARTIAL = "the window's tasks (by creation) only: a month may differ from the billed one"
 
 
 def test_a_windowed_report_says_its_months_are_the_windows_tasks(tmp_path: Path) -> None:

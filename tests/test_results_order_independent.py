@@ -126,3 +126,54 @@ def test_the_same_version_seen_again_is_no_conflict(tmp_path: Path) -> None:
     for order, result in results.items():
         assert result["conflict_count"] == 0, order
         assert result["worker_count"] == 3 and result["cost_sats"] == 975, order
+
+
+def test_a_partial_record_is_filled_only_from_its_own_version(tmp_path: Path) -> None:
+    # review: a webhook (dog, no counts) first, then a poll of another version (cat, 5/4),
+    # then one of its own (dog, 3/3): the result was dog with 5 workers, which nobody reported,
+    # and the count of versions was 2 in three orders, 1 in the others
+    records = {
+        "hook": _hook(consensus_label="dog"),
+        "dog": _BASE | {"consensus_label": "dog"},
+        "cat": _BASE | {"consensus_label": "cat", "worker_count": 5, "agreement_count": 4},
+    }
+    results = _each_order(tmp_path, records)
+    for order, result in results.items():
+        assert result["conflict_count"] == 1, order
+        told = (result["consensus_label"], result["worker_count"], result["agreement_count"])
+        assert told in (("dog", 3, 3), ("cat", 5, 4)), order
+        assert told[0] == ("cat" if order[0] == "cat" else "dog"), order
+
+
+@pytest.mark.parametrize(
+    ("poll", "hook"),
+    [
+        ({"confidence": 0.3}, {"confidence": 0.30000000000000004}),
+        ({"settled_at": "2026-10-01T00:01:00Z"}, {"settled_at": "2026-10-01T00:01:00.123Z"}),
+        ({"settled_at": "2026-10-01T00:01:01Z"}, {"settled_at": "2026-10-01T00:01:00.900Z"}),
+    ],
+    ids=["confidence printed otherwise", "milliseconds", "rounded second"],
+)
+def test_a_webhook_printing_a_value_otherwise_is_no_conflict(
+    tmp_path: Path, poll: dict[str, Any], hook: dict[str, Any]
+) -> None:
+    # review: exact comparison made these a `fail` finding (claim 9), while the webhook/poll
+    # comparison (claim 10) allows them
+    results = _each_order(tmp_path, {"poll": _BASE | poll, "hook": _hook(**hook)})
+    for order, result in results.items():
+        assert result["conflict_count"] == 0, order
+
+
+def test_a_poll_without_a_txid_and_a_webhook_with_it_are_one_version(tmp_path: Path) -> None:
+    records = {
+        "poll": {k: v for k, v in _BASE.items() if k != "bsv_txid"},
+        "hook": _hook(),
+        "other": _BASE | {"bsv_txid": _T2, "settled_at": "2026-10-01T00:01:00.500Z"},
+    }
+    results = _each_order(tmp_path, records)
+    for order, result in results.items():
+        assert result["conflict_count"] == 1, order
+        # the poll's missing txid is filled from the first record agreeing with it
+        assert result["bsv_txid"] in (_T1, _T2) and result["worker_count"] == 3, order
+    assert results["poll", "hook", "other"]["bsv_txid"] == _T1
+    assert results["poll", "other", "hook"]["bsv_txid"] == _T2

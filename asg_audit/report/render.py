@@ -500,7 +500,7 @@ def build_context(
         # the billed months (tester T5: 21,825 sats of November next to a bill's 23,775)
         "spend_month_caption": "Spend per month (UTC months of settlement"
         + (
-            "; the window's tasks (by creation) only: a month at its edges is partial)"
+            "; the window's tasks (by creation) only: a month may differ from the billed one)"
             if windowed
             else ")"
         ),
