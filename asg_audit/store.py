@@ -582,11 +582,16 @@ class Store:
             # already stored or repeated within the batch, however the export was formatted
             # (key order, spacing, an array or lines, flat or nested).
             same = " AND ".join(f"o.{c} IS NOT DISTINCT FROM b.{c}" for c in _FACT_COLUMNS)
-            keep += (
-                f" AND (b.source <> '{Source.FILE}' OR NOT EXISTS ("
-                "SELECT 1 FROM observations o"
-                f" WHERE o.source = '{Source.FILE}' AND o.task_id = b.task_id AND {same}))"
-            )
+            # (a store with no file records yet, as a first bulk ingest finds it, skips the
+            # look: probing it with every staged record cost 0.8 s per 2M, flags compared)
+            if con.execute(
+                f"SELECT 1 FROM observations WHERE source = '{Source.FILE}' LIMIT 1"
+            ).fetchall():
+                keep += (
+                    f" AND (b.source <> '{Source.FILE}' OR NOT EXISTS ("
+                    "SELECT 1 FROM observations o"
+                    f" WHERE o.source = '{Source.FILE}' AND o.task_id = b.task_id AND {same}))"
+                )
             if multi:
                 keep += (
                     f" AND (b.source <> '{Source.FILE}' OR b.seq IN (SELECT min(seq) FROM _staged"
