@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from _records import settled_record
 
 import asg_audit
 from asg_audit.ingest_files import SMALL_FILE_BYTES
@@ -17,20 +18,7 @@ from asg_audit.store import open_store
 
 
 def _record(i: int) -> str:
-    return json.dumps(
-        {
-            "task_id": f"t{i}",
-            "status": "settled",
-            "consensus_label": "cat",
-            "confidence": 1.0,
-            "worker_count": 3,
-            "agreement_count": 3,
-            "created_at": "2026-10-01T00:00:00Z",
-            "settled_at": "2026-10-01T00:01:00Z",
-            "bsv_txid": f"{i:064x}",
-            "total_cost_sats": 975,
-        }
-    )
+    return json.dumps(settled_record(f"t{i}", bsv_txid=f"{i:064x}"))
 
 
 @pytest.mark.parametrize("big", [False, True], ids=["small file", "file over 1 MiB"])

@@ -11,24 +11,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _records import settled_record
 
 import asg_audit
 from asg_audit.store import open_store
 
 _T1 = "1" * 64
 _T2 = "2" * 64
-_BASE: dict[str, Any] = {
-    "task_id": "p",
-    "status": "settled",
-    "consensus_label": "cat",
-    "confidence": 1.0,
-    "worker_count": 3,
-    "agreement_count": 3,
-    "created_at": "2026-10-01T00:00:00Z",
-    "settled_at": "2026-10-01T00:01:00Z",
-    "bsv_txid": _T1,
-    "total_cost_sats": 975,
-}
+_BASE: dict[str, Any] = settled_record(
+    "p", bsv_txid=_T1, created_at="2026-10-01T00:00:00Z", settled_at="2026-10-01T00:01:00Z"
+)
 
 
 def _hook(**fields: Any) -> dict[str, Any]:
@@ -75,7 +67,7 @@ def test_a_record_with_the_same_facts_but_a_flag_is_kept_in_either_order(
     tmp_path: Path,
 ) -> None:
     plain = dict(_BASE)
-    alias = {k: v for k, v in _BASE.items() if k not in ("bsv_txid", "total_cost_sats")}
+    alias = {k: v for k, v in _BASE.items() if k not in ("bsv_txid", "cost_sats")}
     alias |= {"cost_sats": 650, "settlement": {"bsv_txid": _T1, "total_cost_sats": 975}}
     results = _each_order(tmp_path, {"plain": plain, "alias": alias})
     for order, result in results.items():
@@ -100,7 +92,7 @@ def test_a_change_seen_twice_is_one_conflict_in_every_order(tmp_path: Path) -> N
 @pytest.mark.parametrize(
     "changed",
     [
-        {"worker_count": 5, "agreement_count": 4, "total_cost_sats": 0},
+        {"worker_count": 5, "agreement_count": 4, "cost_sats": 0},
         {"settled_at": "2026-10-01T00:09:00Z"},
         {"confidence": 0.6},
     ],
