@@ -38,6 +38,7 @@ from asg_audit.model import path_text
 
 __all__ = [
     "BOM",
+    "PROCESS_RELATIVE",
     "STDIN",
     "STDIN_ORIGIN",
     "BigElement",
@@ -74,6 +75,9 @@ _SUFFIXES = (".json", ".jsonl", ".ndjson", ".json.gz", ".jsonl.gz", ".ndjson.gz"
 # `-` as a path: NDJSON read from standard input (streamed, like a large file).
 STDIN: Final = Path("-")
 STDIN_ORIGIN: Final = "<stdin>"
+# Names that mean another file in every process (`<(...)` is /dev/fd/63, `/dev/stdin`): what
+# they name is read once, never again (in the writer that re-judges, /dev/fd/3 is the store).
+PROCESS_RELATIVE: Final = re.compile(r"/dev/(fd/|std(in|out|err)$)|/proc/(self|thread-self|\d+)/")
 
 
 def expand_paths(

@@ -37,6 +37,7 @@ from asg_audit.config import check_wait_seconds
 from asg_audit.errors import InputError, StoreError
 from asg_audit.filelines import (
     BOM,
+    PROCESS_RELATIVE,
     STDIN,
     STDIN_ORIGIN,
     Expected,
@@ -116,6 +117,9 @@ def _ingest_file(
     # hold: begun as the file's transaction commits; the caller's block ends once the file is
     # counted (a stop then waits for it)
     origin = STDIN_ORIGIN if path == STDIN else path_text(path)
+    # standard input, `/dev/stdin` or `<(...)` is another stream in every run, even when it is
+    # a regular file: its rejects are not "already stored" (store.stage_raw's rejects_once)
+    readable_again = path != STDIN and not PROCESS_RELATIVE.match(origin)
     observed_at = datetime.now(UTC)
     try:
         info = None if path == STDIN else path.stat()
@@ -154,7 +158,7 @@ def _ingest_file(
                     observed_at=observed_at,
                     on_bytes=on_bytes,
                     expected=expected,
-                    readable_again=path != STDIN,
+                    readable_again=readable_again,
                 )
             else:
                 records, rejected, content_hash = stage_lines(
@@ -166,7 +170,7 @@ def _ingest_file(
                     chunk_bytes=chunk_bytes,
                     on_bytes=on_bytes,
                     expected=expected,
-                    readable_again=path != STDIN,  # another stream in every run
+                    readable_again=readable_again,
                 )
             if store.file_ingested(content_hash):
                 raise _AlreadyIngested
@@ -312,6 +316,8 @@ class _SmallFiles:
         if path == STDIN:  # of unknown size: streamed
             return False
         origin = path_text(path)
+        if PROCESS_RELATIVE.match(origin):
+            return False  # `/dev/stdin` < a file: read on its own, its rejects kept every run
         try:
             taken = self._add(path, origin, expected)
         except InputError as exc:  # e.g. changed since the folder was read

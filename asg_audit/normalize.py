@@ -68,8 +68,10 @@ __all__ = [
 # 4: two aliases of one field present with different values (`cost_sats` 650 and
 #    `settlement.total_cost_sats` 975) flag the record `aliases_disagree`, with a detail entry
 #    per pair; the value used is still the first alias's.
-# 5: each other version of a settled result counts once in its conflicts, however often seen,
-#    and other counts, confidence or settled_at make one too (results_sql; tester T4).
+# 5: each other version of a settled result counts once in its conflicts, however often seen;
+#    other counts, confidence (beyond 1e-9) or settled_at (by 1 s or more) make one too; a
+#    result's missing fields are filled only from records agreeing with it (results_sql;
+#    tester T4 and the reviews).
 RULES_VERSION: Final = 5
 # A record larger than this is quarantined without being parsed (a hostile or broken body).
 DEFAULT_MAX_RECORD_BYTES: Final = 1_000_000

@@ -44,6 +44,7 @@ import pyarrow as pa
 from asg_audit import engine
 from asg_audit.errors import SchemaVersionError
 from asg_audit.filelines import (
+    PROCESS_RELATIVE,
     HashingReader,
     LineBatches,
     duckdb_path,
@@ -298,11 +299,6 @@ _MAX_DOCUMENT_FILE_BYTES: Final = 256 << 20
 _ESCAPED_BYTE: Final = re.compile(rb"\\x([89a-f][0-9a-f])")
 
 
-# Names that mean another file in every process (`<(...)` is /dev/fd/63): in the writer that
-# re-judges, /dev/fd/3 is the store itself.
-_PROCESS_RELATIVE: Final = re.compile(r"/dev/(fd/|std(in|out|err)$)|/proc/(self|thread-self|\d+)/")
-
-
 def _candidates(origin: str, store: Path) -> list[Path]:
     """Return where the file an observation names may be, in order.
 
@@ -344,7 +340,7 @@ def _reread_files(con: duckdb.DuckDBPyConnection, store: Path) -> int:
     found = 0
     store_files = store_file_ids(store)
     for origin in origins:
-        if _PROCESS_RELATIVE.match(origin):
+        if PROCESS_RELATIVE.match(origin):
             continue  # `<(...)`, /dev/stdin: another file in every process, read once
         for path in _candidates(origin, store):
             try:

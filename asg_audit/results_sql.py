@@ -1,10 +1,11 @@
 """The SQL that derives `results` (one row per task) from `observations`.
 
 Rules (DESIGN.md, "Store"): a settled observation beats any other; the first settled observation
-gives the fields and later settled ones only fill fields it lacked (a webhook has no counts or
-cost, a later poll does); each other version a later settled observation shows (another label,
-txid, cost, counts, confidence or settlement time) is counted once in `conflict_count`, however
-often it was seen, and never applied. So is a reversal: a poll's answer with another,
+gives the fields and later settled ones that agree with it (and with every earlier one that
+does) only fill fields it lacked (a webhook has no counts or cost, a later poll does); each
+other version a later settled observation shows (another label, txid, cost, counts, confidence
+or settlement time) is counted once in `conflict_count`, however often it was seen, and never
+applied. So is a reversal: a poll's answer with another,
 non-blank status (a 202 `in_progress`, a 200 `verified` or `failed`) observed after the task
 was first seen settled (spec §8.9: a settled result never changes); the result stays settled.
 A task never seen settled shows its latest observation. Order is `obs_id`, assigned in the
@@ -44,11 +45,12 @@ _RESULT_FIELDS: Final = (
 
 
 # How two values of a field are the same: a webhook may print a confidence differently
-# (0.30000000000000004 for 0.3) and a settlement time to another precision, as the webhook/poll
-# comparison allows (analyses.collection); those are no change of the result.
+# (0.30000000000000004 for 0.3: the webhook/poll comparison of analyses.collection allows
+# 1e-9 too) and a settlement time to another precision (milliseconds, or rounded to the
+# second; that comparison reports such a difference): no change of the settled result.
 _SAME: Final = {
     "confidence": "abs({a} - {b}) <= 1e-9",
-    "settled_at": "abs(epoch({a}) - epoch({b})) <= 1",
+    "settled_at": "abs(epoch({a}) - epoch({b})) < 1",
 }
 # ... and the form in which versions are told apart (values the same by `_SAME` mostly alike).
 _VERSION_FORM: Final = {
@@ -92,6 +94,18 @@ def _version_list(alias: str) -> str:
     return ", ".join(f"{alias}.{f}" for f in _RESULT_FIELDS)
 
 
+def _before(a: str, b: str) -> str:
+    return f"({a}.stated > {b}.stated OR ({a}.stated = {b}.stated AND {a}.form < {b}.form))"
+
+
+def _form(alias: str) -> str:
+    # the version as text, its time as epoch seconds (the text of a TIMESTAMPTZ depends on
+    # the session's time zone)
+    return ", ".join(
+        f"epoch({alias}.{f})" if f == "settled_at" else f"{alias}.{f}" for f in _RESULT_FIELDS
+    )
+
+
 def _stated(alias: str) -> str:
     return " + ".join(f"({alias}.{f} IS NOT NULL)::INTEGER" for f in _RESULT_FIELDS)
 
@@ -115,10 +129,17 @@ WITH o_scope AS (
 ), first_settled AS (
     SELECT * FROM o WHERE status = 'settled'
     QUALIFY row_number() OVER (PARTITION BY task_id ORDER BY obs_id) = 1
-), o_fits AS (
+), o_first AS (
     -- whether each observation agrees with the task's first settled one (when it has one)
-    SELECT o.*, f.task_id IS NULL OR ({_fits("o", "f")}) AS fits
+    SELECT o.*, f.task_id IS NULL OR ({_fits("o", "f")}) AS fits_first
     FROM o LEFT JOIN first_settled f ON f.task_id = o.task_id
+), o_fits AS (
+    -- ... and with every earlier settled one that does: two later records that each agree
+    -- with a webhook but not with each other do not both fill the result (review)
+    SELECT o.*, o.fits_first AND NOT EXISTS (
+        SELECT 1 FROM o_first e WHERE e.task_id = o.task_id AND e.status = 'settled'
+            AND e.fits_first AND e.obs_id < o.obs_id AND NOT ({_fits("e", "o")})) AS fits
+    FROM o_first o
 ), single AS (
     SELECT {SINGLE_RESULT_COLUMNS}
     FROM o_all WHERE n_obs = 1
@@ -162,22 +183,25 @@ WITH o_scope AS (
 ), versions AS (
     -- The settled observations that disagree with the result on a field both state, each in
     -- the form versions are told apart by.
-    SELECT *, {_stated("d")} AS stated, ({_version_list("d")})::VARCHAR AS form
+    SELECT *, {_stated("d")} AS stated, ({_form("d")})::VARCHAR AS form
     FROM (SELECT DISTINCT o.task_id, {_version_columns()}
         FROM o JOIN chosen c ON o.task_id = c.task_id AND c.settled_count > 1
         WHERE o.status = 'settled' AND NOT ({_fits("o", "c")})) d
 ), conflicts AS (
     -- Each other version counts once, however often and in whatever order it was seen: a
-    -- change seen by a poll, a webhook and an export is one. Versions are taken fullest first
-    -- (then by their text: an order of the set, not of when they came), and one agreeing on
-    -- all it states with a version taken before it is that one (a webhook, no counts and no
-    -- cost, of a poll's version; a poll without a txid and a webhook with it).
+    -- change seen by a poll, a webhook and an export is one. Versions are ranked fullest
+    -- first (then by their text: an order of the set, not of when they came); one agreeing
+    -- on all it states with a version ranked before it that agrees with none before that one
+    -- is that one (a webhook, no counts and no cost, of a poll's version; a poll without a
+    -- txid and a webhook with it).
     SELECT v.task_id, count(*) AS conflict_count
     FROM versions v
     WHERE NOT EXISTS (
-        SELECT 1 FROM versions w WHERE w.task_id = v.task_id
-            AND (w.stated > v.stated OR (w.stated = v.stated AND w.form < v.form))
-            AND {_fits("v", "w")})
+        SELECT 1 FROM versions w WHERE w.task_id = v.task_id AND {_before("w", "v")}
+            AND {_fits("v", "w")}
+            AND NOT EXISTS (
+                SELECT 1 FROM versions u WHERE u.task_id = w.task_id AND {_before("u", "w")}
+                    AND {_fits("w", "u")}))
     GROUP BY v.task_id
 ), reversals AS (
     -- a poll's answer, after the task was first seen settled, that it is not settled

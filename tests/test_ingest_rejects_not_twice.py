@@ -73,3 +73,26 @@ def test_a_stream_read_twice_keeps_the_rejects_of_each(tmp_path: Path) -> None:
     with open_store(db, read_only=True) as store:
         rows = store.con.sql("SELECT origin, origin_line FROM rejects ORDER BY run_id").fetchall()
     assert rows == [("<stdin>", 2), ("<stdin>", 2)]
+
+
+def test_dev_stdin_redirected_from_a_file_keeps_the_rejects_of_each(tmp_path: Path) -> None:
+    # review 2: `ingest /dev/stdin < a.ndjson`, then `< b.ndjson`: a regular file each time,
+    # but another one; b's reject on the same line was taken as a's and not stored
+    db = tmp_path / "a.duckdb"
+    for i in range(2):
+        export = tmp_path / f"{i}.ndjson"
+        export.write_text(_record(i) + '\n{"task_id": "broken\n')
+        args = ["ingest", "--quiet", "--db", str(db), "/dev/stdin"]
+        with export.open("rb") as stdin:
+            done = subprocess.run(
+                [sys.executable, "-m", "asg_audit", *args],
+                stdin=stdin,
+                capture_output=True,
+                text=True,
+                timeout=120,
+                cwd=tmp_path,
+            )
+        assert done.returncode == 0, done.stderr
+    with open_store(db, read_only=True) as store:
+        rows = store.con.sql("SELECT origin, origin_line FROM rejects ORDER BY run_id").fetchall()
+    assert rows == [("/dev/stdin", 2), ("/dev/stdin", 2)]

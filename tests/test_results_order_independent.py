@@ -169,3 +169,38 @@ def test_a_poll_without_a_txid_and_a_webhook_with_it_are_one_version(tmp_path: P
         assert result["bsv_txid"] in (_T1, _T2) and result["worker_count"] == 3, order
     assert results["poll", "hook", "other"]["bsv_txid"] == _T1
     assert results["poll", "other", "hook"]["bsv_txid"] == _T2
+
+
+def _partial(**fields: Any) -> dict[str, Any]:
+    """A settled record stating only its label and times, and `fields`."""
+    keep = ("task_id", "status", "consensus_label", "created_at", "settled_at")
+    return {k: v for k, v in _BASE.items() if k in keep} | fields
+
+
+def test_two_records_agreeing_with_the_first_but_not_each_other_do_not_both_fill_it(
+    tmp_path: Path,
+) -> None:
+    # review 2: a bare record, then one with txid 1, then one with txid 2 and counts: the result
+    # was txid 1 with the counts and cost of the txid-2 version
+    records = {
+        "bare": _partial(),
+        "one": _partial(bsv_txid=_T1),
+        "two": _partial(bsv_txid=_T2, worker_count=3, agreement_count=2, cost_sats=500),
+    }
+    result = _result(tmp_path, "bare-one-two", list(records.values()))
+    assert (result["bsv_txid"], result["worker_count"], result["cost_sats"]) == (_T1, None, None)
+    assert result["conflict_count"] == 1
+
+
+def test_a_version_is_not_hidden_behind_a_partial_one(tmp_path: Path) -> None:
+    # review 2: U agrees with V, V with W, but U not with W: U was taken as V's, so adding V
+    # lowered the count from 2 to 1
+    full = {"worker_count": 3, "agreement_count": 2, "confidence": 0.9}
+    records = {
+        "C": _partial(consensus_label="A", bsv_txid=_T1, cost_sats=500, **full),
+        "W": _partial(consensus_label="B", bsv_txid=_T2, cost_sats=600, **full),
+        "V": _partial(consensus_label="B", cost_sats=600),
+        "U": _partial(consensus_label="B", bsv_txid="c" * 64),
+    }
+    results = _each_order(tmp_path, records)
+    assert {r["conflict_count"] for r in results.values()} == {2}
