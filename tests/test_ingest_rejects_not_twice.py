@@ -8,6 +8,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from _records import settled_record
@@ -56,43 +57,31 @@ def test_another_file_with_the_same_bad_line_still_keeps_its_own(tmp_path: Path)
     assert [Path(o).name for (o,) in origins] == ["a.ndjson", "b.ndjson"]
 
 
-def test_a_stream_read_twice_keeps_the_rejects_of_each(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("name", "origin", "piped"),
+    [("-", "<stdin>", True), ("/dev/stdin", "/dev/stdin", False)],
+    ids=["stdin piped", "/dev/stdin redirected from a file"],
+)
+def test_a_stream_read_twice_keeps_the_rejects_of_each(
+    tmp_path: Path, name: str, origin: str, piped: bool
+) -> None:
     # review: `<stdin>` (or `/dev/fd/63`) names another stream in every run: its line 2 now
-    # is not its line 2 then, so its reject is stored again
-    db = tmp_path / "a.duckdb"
-    for i in range(2):
-        done = subprocess.run(
-            [sys.executable, "-m", "asg_audit", "ingest", "--quiet", "--db", str(db), "-"],
-            input=_record(i) + '\n{"task_id": "broken\n',
-            capture_output=True,
-            text=True,
-            timeout=120,
-            cwd=tmp_path,
-        )
-        assert done.returncode == 0, done.stderr
-    with open_store(db, read_only=True) as store:
-        rows = store.con.sql("SELECT origin, origin_line FROM rejects ORDER BY run_id").fetchall()
-    assert rows == [("<stdin>", 2), ("<stdin>", 2)]
-
-
-def test_dev_stdin_redirected_from_a_file_keeps_the_rejects_of_each(tmp_path: Path) -> None:
-    # review 2: `ingest /dev/stdin < a.ndjson`, then `< b.ndjson`: a regular file each time,
-    # but another one; b's reject on the same line was taken as a's and not stored
+    # is not its line 2 then, so its reject is stored again; review 2: so does `/dev/stdin`
+    # redirected from a regular file (another file each run)
     db = tmp_path / "a.duckdb"
     for i in range(2):
         export = tmp_path / f"{i}.ndjson"
         export.write_text(_record(i) + '\n{"task_id": "broken\n')
-        args = ["ingest", "--quiet", "--db", str(db), "/dev/stdin"]
         with export.open("rb") as stdin:
+            feed: dict[str, Any] = {"input": export.read_bytes()} if piped else {"stdin": stdin}
             done = subprocess.run(
-                [sys.executable, "-m", "asg_audit", *args],
-                stdin=stdin,
+                [sys.executable, "-m", "asg_audit", "ingest", "--quiet", "--db", str(db), name],
                 capture_output=True,
-                text=True,
                 timeout=120,
                 cwd=tmp_path,
+                **feed,
             )
         assert done.returncode == 0, done.stderr
     with open_store(db, read_only=True) as store:
         rows = store.con.sql("SELECT origin, origin_line FROM rejects ORDER BY run_id").fetchall()
-    assert rows == [("/dev/stdin", 2), ("/dev/stdin", 2)]
+    assert rows == [(origin, 2), (origin, 2)]
