@@ -17,7 +17,7 @@ listed in the temp table `_touched`.
 
 from __future__ import annotations
 
-from typing import Final
+from typing import Final, NamedTuple
 
 from asg_audit.model import Source
 
@@ -44,19 +44,31 @@ _RESULT_FIELDS: Final = (
 )
 
 
-# How two values of a field are the same: a webhook may print a confidence differently
-# (0.30000000000000004 for 0.3: the webhook/poll comparison of analyses.collection allows
-# 1e-9 too) and a settlement time to another precision (milliseconds, or rounded to the
-# second; that comparison reports such a difference): no change of the settled result.
-_SAME: Final = {
-    "confidence": "abs({a} - {b}) <= 1e-9",
-    "settled_at": "abs(epoch({a}) - epoch({b})) < 1",
+class _Compare(NamedTuple):
+    """How a field's values are compared, as SQL templates over `{a}` (and `{b}`)."""
+
+    same: str = "{a} = {b}"  # two values are the same settled result
+    form: str = "{a}"  # the one form versions are told apart in (`same` values mostly alike)
+    text: str = "{a}"  # the form as ranked, whatever the session's settings
+
+
+# A webhook may print a confidence differently (0.30000000000000004 for 0.3: the webhook/poll
+# comparison of analyses.collection allows 1e-9 too) and a settlement time to another
+# precision (milliseconds, or rounded to the second; that comparison reports such a
+# difference): no change of the settled result. The text of a TIMESTAMPTZ depends on the
+# session's time zone, so a time is ranked by its epoch seconds.
+_COMPARE: Final = {
+    "confidence": _Compare(same="abs({a} - {b}) <= 1e-9", form="round({a}, 9)"),
+    "settled_at": _Compare(
+        same="abs(epoch({a}) - epoch({b})) < 1",
+        form="date_trunc('second', {a})",
+        text="epoch({a})",
+    ),
 }
-# ... and the form in which versions are told apart (values the same by `_SAME` mostly alike).
-_VERSION_FORM: Final = {
-    "confidence": "round({a}, 9)",
-    "settled_at": "date_trunc('second', {a})",
-}
+
+
+def _rule(field: str) -> _Compare:
+    return _COMPARE.get(field, _Compare())
 
 
 def _fits(a: str, b: str) -> str:
@@ -67,7 +79,7 @@ def _fits(a: str, b: str) -> str:
     only in them was merged into the result with no word of it)."""
     return " AND ".join(
         f"({a}.{f} IS NULL OR {b}.{f} IS NULL OR "
-        + _SAME.get(f, "{a} = {b}").format(a=f"{a}.{f}", b=f"{b}.{f}")
+        + _rule(f).same.format(a=f"{a}.{f}", b=f"{b}.{f}")
         + ")"
         for f in _RESULT_FIELDS
     )
@@ -85,9 +97,7 @@ def _pick(field: str) -> str:
 
 
 def _version_columns() -> str:
-    return ", ".join(
-        _VERSION_FORM.get(f, "{a}").format(a=f"o.{f}") + f" AS {f}" for f in _RESULT_FIELDS
-    )
+    return ", ".join(_rule(f).form.format(a=f"o.{f}") + f" AS {f}" for f in _RESULT_FIELDS)
 
 
 def _version_list(alias: str) -> str:
@@ -99,11 +109,8 @@ def _before(a: str, b: str) -> str:
 
 
 def _form(alias: str) -> str:
-    # the version as text, its time as epoch seconds (the text of a TIMESTAMPTZ depends on
-    # the session's time zone)
-    return ", ".join(
-        f"epoch({alias}.{f})" if f == "settled_at" else f"{alias}.{f}" for f in _RESULT_FIELDS
-    )
+    # the version as text, to rank versions by
+    return ", ".join(_rule(f).text.format(a=f"{alias}.{f}") for f in _RESULT_FIELDS)
 
 
 def _stated(alias: str) -> str:
