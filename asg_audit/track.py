@@ -426,6 +426,9 @@ def _csv_records(path: Path, fh: IO[bytes]) -> Iterator[_Record]:
                 _RowError(None, f"invalid_utf8: {bad}", reason=RejectReason.INVALID_UTF8),
                 raw,
             )
+        elif b"\x00" in raw:
+            # UTF-8 text holds no NUL (tester T7: a NUL inside a cell was stored as the type)
+            yield line_no, _RowError(None, f"not readable ({_NUL_HINT})"), raw
         elif len(row) > len(header):
             yield line_no, _RowError(None, f"{len(row)} fields, the header has {len(header)}"), raw
         else:

@@ -297,3 +297,23 @@ def test_the_rule_holds_across_staged_chunks(
             assert after[task_id] == before[i]  # untouched: type, created_at and all
     fields = {r[3] for r in _rejects(db)}
     assert fields == {"task_type", "created_at"}
+
+
+def test_a_csv_row_holding_a_nul_byte_is_a_reject_and_the_stored_row_is_kept(
+    tracked: Path, tmp_path: Path
+) -> None:
+    # tester T7: `t\x00y` was stored as the task type (an NDJSON row with a NUL is refused)
+    before = _stored(tracked)
+    nul = tmp_path / "nul.csv"
+    nul.write_bytes(
+        HEADER.encode()
+        + b"tsk_aaaaaaaaaaaaaaaa,t\x00y,3,a|b,2026-04-08T21:00:00Z\r\n"
+        + b"tsk_bbbbbbbbbbbbbbbb,sentiment,3,a|b,2026-04-08T21:00:00Z\r\n"
+    )
+    summary = track_file(tracked, nul)
+    assert _counts(summary) == (2, 1, 0, 0, 0, 1)
+    assert summary.errors == [
+        f"{nul}:2: not readable (NUL bytes: UTF-16 or UTF-32 text? track reads UTF-8)"
+    ]
+    assert [r for r in _stored(tracked) if r[0] == "tsk_aaaaaaaaaaaaaaaa"] == before
+    assert _rejects(tracked) == [(str(nul), 2, "bad_submission", None)]
