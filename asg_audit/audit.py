@@ -314,6 +314,8 @@ def analyze_frames(
     frames["webhook_poll_disagreements"] = collection.webhook_poll_disagreements(obs)
 
     frames.update(_chain_billing_frames(tasks, extra_tables or {}))
+    if (unused := (extra_tables or {}).get("unused_input")) is not None:
+        frames["unused_input"] = unused.lazy().collect()
     frames = {name: _plain_strings(frame) for name, frame in frames.items()}
 
     tables: dict[str, pl.LazyFrame | pl.DataFrame] = {
@@ -810,6 +812,7 @@ def _analyze_store(
         _fee_coverage_table(store, tables, config)
         _billing_window_tables(store, tables, since, until)
         _outside_tasks(store, tables, since, until)
+        _unused_input_table(store, tables)
         if owned:
             _release_cache(store)
         main = ("results", "submissions", "observations", "runs", "poll_state")
@@ -840,6 +843,37 @@ def _fee_coverage_table(store: Store, tables: dict[str, pl.LazyFrame], config: A
 
     fetch_parents = bool(config.chain.get("fetch_parents", False))
     tables["fee_coverage"] = fee_coverage(store.con, fetch_parents=fetch_parents).lazy()
+
+
+# Records the store holds but no result uses, by kind, source and reason (store-wide, as the
+# chain tables: a reject has no task to window it by): rejects (the raw record quarantined),
+# and observations kept without a status that are not error answers (a webhook delivery of
+# another event than `task.settled`, a 200 with a null status, an exported record without
+# one), which no result reads (tester T7: such deliveries were answered "stored" and then
+# appeared nowhere; T8: rejects never reached an audit's output).
+_UNUSED_INPUT_SQL: Final = """
+SELECT 'rejected' AS kind, source, reason AS what, count(*)::BIGINT AS records,
+    arg_min(coalesce(origin, '?') || coalesce(':' || origin_line, ''), observed_at) AS first_where,
+    arg_min(coalesce(field, ''), observed_at) AS note,
+    min(observed_at) AS first_at, max(observed_at) AS last_at
+FROM rejects GROUP BY ALL
+UNION ALL
+SELECT 'no_status', source, coalesce(shape, '?'), count(*)::BIGINT,
+    arg_min(coalesce(task_id, '?') || coalesce(' (' || origin || coalesce(':' || origin_line, '')
+        || ')', ''), obs_id),
+    arg_min(CASE WHEN source <> 'file' AND json_valid(raw)
+        THEN json_extract_string(raw, '$.event') END, obs_id),
+    min(observed_at), max(observed_at)
+FROM observations WHERE status IS NULL AND shape IS DISTINCT FROM 'error' GROUP BY ALL
+ORDER BY kind, source, what
+"""
+
+
+def _unused_input_table(store: Store, tables: dict[str, pl.LazyFrame]) -> None:
+    """Add `unused_input` to `tables`: what `_UNUSED_INPUT_SQL` counts."""
+    if not {"rejects", "observations"} <= set(store.tables()):
+        return
+    tables["unused_input"] = _fetch(store.con, _UNUSED_INPUT_SQL, []).lazy()
 
 
 def _release_cache(store: Store) -> None:

@@ -878,6 +878,12 @@ def _ingest_drop_folders(
     outcome.input_errors.extend(str(u) for u in unreadable)
     new_files = sum(f.status == "ingested" for f in summary.files)
     note = f"{new_files} new file(s), {summary.accepted:,} records accepted"
+    if summary.accepted:
+        note += f" ({summary.new_results:,} new results, {summary.duplicates:,} duplicates)"
+    if summary.rejected:
+        # tester T8: a corrupt export read as "0 records accepted" and nothing more
+        reasons = ", ".join(f"{r} {n:,}" for r, n in sorted(summary.rejected_by_reason.items()))
+        note += f", {summary.rejected:,} rejected ({reasons})"
     if missing or unreadable:
         return f"unreadable input ({note}): " + "; ".join([*missing, *map(str, unreadable)])
     return f"ok: {note}"

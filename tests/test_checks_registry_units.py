@@ -44,6 +44,8 @@ SHOWN: dict[str, str] = {
     "consensus.workers_below_threshold": "workers",
     "cost.mismatch": "sats",
     "cost.unknown": "tasks",
+    "input.no_status": "records",
+    "input.rejected": "records",
     "latency.mean_outside_documented": "s",
     "latency.share_over_slo": "share, 0 to 1",
     "result.changed_after_settlement": "changes",

@@ -15,7 +15,7 @@ confidence-formula, confidence-range and cost checks run on tasks with valid cou
 
 from __future__ import annotations
 
-from asg_audit.checks import collection, consensus, costs, latency, tasks
+from asg_audit.checks import collection, consensus, costs, inputs, latency, tasks
 from asg_audit.checks._registry import (
     PLUGIN_MODULES,
     Check,
@@ -38,6 +38,7 @@ __all__ = [
     "collection",
     "consensus",
     "costs",
+    "inputs",
     "finding",
     "findings_with_kinds",
     "latency",
