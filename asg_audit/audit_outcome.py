@@ -8,6 +8,7 @@ outcome of a run a signal stopped is printed from the signal's handler, where im
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from asg_audit.errors import EXIT_INCOMPLETE, EXIT_USAGE
@@ -15,7 +16,7 @@ from asg_audit.errors import EXIT_INCOMPLETE, EXIT_USAGE
 if TYPE_CHECKING:
     from asg_audit.jobs import AuditOutcome
 
-__all__ = ["outcome_error", "outcome_json"]
+__all__ = ["failed_steps", "outcome_error", "outcome_json"]
 
 
 def outcome_json(
@@ -53,7 +54,10 @@ def outcome_error(outcome: AuditOutcome) -> str | None:
     not write gets None: the command line says that itself (`cannot write to standard output`),
     and lost stderr takes no line anyway.
     """
-    failed = [f"{name} {note}" for name, note in outcome.steps.items() if note.startswith("failed")]
+    # A step is failed as the report's banner judges it (report.run_steps): refused,
+    # interrupted or unreadable input too, so that both name the same first failed step
+    # (tester T8: the banner said "ingest failed: unreadable input", stderr "collect failed")
+    failed = failed_steps(outcome.steps)
     if outcome.exit_code == EXIT_INCOMPLETE and failed:
         line = f"audit incomplete (exit 3): {failed[0]}"
         if len(failed) > 1:
@@ -74,3 +78,23 @@ def outcome_error(outcome: AuditOutcome) -> str | None:
     if outcome.report_dir is not None:
         line += f"; the report is written: {outcome.report_dir}"
     return line
+
+
+def failed_steps(steps: Mapping[str, object]) -> list[str]:
+    """Return `STEP failed: WHY` of each step of an audit run (`AuditOutcome.steps`, or its
+    recorded `stats.steps`) that did not do its work, in order."""
+    return [
+        f"{name} {note}" if note.startswith("failed") else f"{name} failed: {note}"
+        for name, note in steps.items()
+        if isinstance(note, str) and not _done(note)
+    ]
+
+
+def _done(note: str) -> bool:
+    """Return whether a step's note says it did its work or was skipped (`ok`, `ok: ...`,
+    `skipped (...)`), as `report.run_steps` reads it (not imported: see the module's note)."""
+    text = note.strip()
+    return any(
+        text == word or (text.startswith(word) and text[len(word)] in ":( ")
+        for word in ("ok", "skipped")
+    )

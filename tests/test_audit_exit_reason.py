@@ -14,6 +14,7 @@ The real command in subprocesses; the Gateway "down" is a port bound and never l
 
 from __future__ import annotations
 
+import json
 import socket
 import subprocess
 from collections.abc import Iterator
@@ -115,3 +116,28 @@ def test_a_run_that_exits_0_prints_no_error_line(tmp_path: Path) -> None:
     done = _audit(job["config"], {})
     assert done.returncode == 0, done.stderr
     assert _errors(done.stderr) == []
+
+
+def test_unreadable_input_and_a_failed_step_name_the_same_first_step_as_the_report(
+    tmp_path: Path, refusing_gateway: str
+) -> None:
+    # tester T8: the report's banner said "ingest failed: unreadable input ...; also failed:
+    # collect", the stderr line "collect failed: ..." with no word of the ingest step
+    job = offline_job(tmp_path, 2)
+    missing = tmp_path / "nodrop"
+    job["config"].write_text(
+        job["config"].read_text().replace(f'["{job["drop"]}"]', f'["{job["drop"]}", "{missing}"]')
+    )
+    env = {"ASG_API_KEY": KEY, "ASG_BASE_URL": refusing_gateway}
+    code, outcome, stderr = run_audit_json(job["config"], env=env)
+    assert code == 3
+    (error,) = _errors(stderr)
+    note = outcome["steps"]["ingest"]
+    assert note.startswith("unreadable input (") and note.endswith(
+        f"): {missing}: drop folder does not exist"
+    ), note
+    assert error.startswith(f"asg-audit: error: audit incomplete (exit 3): ingest failed: {note}")
+    assert "; also failed: collect, billing; the report is written: " in error
+    summary = json.loads((Path(outcome["report"]) / "summary.json").read_text())
+    failed = [step["step"] for step in summary["run"]["steps"] if step["outcome"] == "failed"]
+    assert failed == ["ingest", "collect", "billing"]  # the banner's order: ingest first
