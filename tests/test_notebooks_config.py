@@ -48,15 +48,21 @@ def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return here
 
 
-def _run_notebook(folder: Path, name: str) -> tuple[nbformat.NotebookNode, dict[str, Any]]:
+def _run_notebook(
+    folder: Path, name: str, *, env_db: bool = True
+) -> tuple[nbformat.NotebookNode, dict[str, Any]]:
     copy = folder / name
     shutil.copy(NB_DIR / name, copy)  # run where the config file is, as Jupyter would
     nb = nbformat.read(copy, as_version=4)
     nb.cells.append(nbformat.v4.new_code_cell(PROBE))
-    env = {"ASG_AUDIT_DB": str(folder / "audit.duckdb"), "MPLBACKEND": "Agg"}
+    env = {"MPLBACKEND": "Agg"}
+    if env_db:
+        env["ASG_AUDIT_DB"] = str(folder / "audit.duckdb")
     with pytest.MonkeyPatch.context() as mp:
         for key, value in env.items():
             mp.setenv(key, value)
+        if not env_db:
+            mp.delenv("ASG_AUDIT_DB", raising=False)
         mp.delenv("DISPLAY", raising=False)
         NotebookClient(nb, timeout=300, kernel_name="python3").execute(cwd=str(folder))
     text = "".join(o.get("text", "") for o in nb.cells[-1].outputs if o.output_type == "stream")
@@ -106,3 +112,24 @@ def test_notebook_reads_asg_audit_toml_as_the_report_does(folder: Path, name: st
         shown = re.search(r"'share_over_slo': ([^,}]+)", out["data"]["text/plain"])
         assert shown is not None, out["data"]["text/plain"]
         assert float(shown.group(1)) == headline["share_over_slo"]
+
+
+@pytest.mark.parametrize("name", ["walkthrough.ipynb", "latency.ipynb"])
+def test_notebook_takes_the_store_the_config_names(tmp_path: Path, folder: Path, name: str) -> None:
+    # tester T8: with `db = ...` in ./asg_audit.toml and no ASG_AUDIT_DB, the notebook looked
+    # for the demo's store and stopped ("run make demo first"), where `asg-audit report` reads
+    # the configured one
+    here = tmp_path / "cfgdb"
+    here.mkdir()
+    shutil.copy(folder / "audit.duckdb", here / "store.duckdb")
+    (here / "asg_audit.toml").write_text('db = "store.duckdb"\nslo_seconds = 30\n')
+    nb, probe = _run_notebook(here, name, env_db=False)
+    errors = [
+        o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"
+    ]
+    assert not errors, errors
+    expected = asg_audit.analyze(
+        here / "store.duckdb", config=asg_audit.load_config(here / "asg_audit.toml")
+    ).summary()
+    assert {k: probe[k] for k in STEADY} == {k: expected[k] for k in STEADY}
+    assert probe["tasks"] > 0
