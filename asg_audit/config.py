@@ -23,6 +23,7 @@ import math
 import os
 import re
 import tomllib
+import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -204,6 +205,7 @@ class AuditConfig:
         if not isinstance(self.db_path, str | os.PathLike):
             given = type(self.db_path).__name__
             raise TypeError(f"AuditConfig db_path: expected a path (str or Path), got {given}")
+        _check_db_path(self.db_path, "AuditConfig db_path")
         object.__setattr__(self, "db_path", Path(self.db_path))
         for name in ("collector", "webhooks", "chain", "billing", "report", "audit"):
             if not isinstance(getattr(self, name), Mapping):
@@ -409,6 +411,52 @@ def _env_secret_values(env: Mapping[str, str]) -> tuple[str, ...]:
     values = [env.get(name, "") for name in ("ASG_API_KEY", "API_KEY", "WOC_API_KEY")]
     values += env.get("ASG_WEBHOOK_SECRET", "").split(",")
     return tuple(v.strip() for v in values if v.strip())
+
+
+def _db_path_problem(value: str | os.PathLike[str]) -> str | None:
+    """Return why a database path from the environment, a flag or a file cannot be the store's
+    name, in words holding no part of it; None when it can.
+
+    A name holding control characters is refused rather than cleaned: the `\\r` a CRLF env
+    file leaves (`set -a; . ./env`) would otherwise make a new, empty store of another name
+    (`store.duckdb\\r`) and audit that; stripping it could as well open a file the operator did
+    not name. So is a name of white space only (a store named by spaces). An empty value is
+    not a problem here: the environment's falls back to the default, a flag's is `.`.
+    """
+    text = os.fspath(value)
+    if text and not text.strip():
+        return "the database path is only white space"
+    controls = [c for c in dict.fromkeys(text) if unicodedata.category(c) == "Cc"]
+    if not controls:
+        return None
+    named = ", ".join(_CONTROL_NAMES.get(c, f"\\x{ord(c):02x}") for c in controls)
+    hint = (
+        " (a CRLF env file leaves \\r at the end of each value: save it with LF line ends)"
+        if "\r" in controls
+        else ""
+    )
+    return (
+        f"the database path holds control characters ({named}){hint}; nothing was opened"
+        " (the value is not shown)"
+    )
+
+
+_CONTROL_NAMES: Final = {
+    "\r": "\\r, a carriage return",
+    "\n": "\\n, a line break",
+    "\t": "\\t, a tab",
+    "\x00": "\\x00, a NUL byte",
+}
+
+
+def _check_db_path(value: object, source: str) -> None:
+    """Raise ConfigError naming `source` for a database path `_db_path_problem` refuses."""
+    if (
+        isinstance(value, str | os.PathLike)
+        and isinstance(os.fspath(value), str)
+        and (problem := _db_path_problem(value)) is not None
+    ):
+        raise ConfigError(f"{source}: {problem}")
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
@@ -1068,9 +1116,12 @@ def load_config(
     if file is not None:
         raw = _read_toml(file)
     _check_file(raw, where, secrets)
+    _check_db_path(raw.get("db"), f"{where}: db")
     if file is not None:
         raw = _paths_in_folder(raw, Path(os.path.realpath(file.parent)), where)
 
+    if env.get("ASG_AUDIT_DB") and (overrides or {}).get("db_path") is None:
+        _check_db_path(env["ASG_AUDIT_DB"], "ASG_AUDIT_DB in the environment")
     settings: dict[str, Any] = {
         "db_path": Path(env.get("ASG_AUDIT_DB") or raw.get("db") or DEFAULT_DB_PATH),
         "base_url": env.get("ASG_BASE_URL") or raw.get("base_url") or DEFAULT_BASE_URL,
@@ -1155,6 +1206,7 @@ def _overrides(overrides: Mapping[Any, Any], secrets: Sequence[str]) -> dict[str
         if key == "db_path":
             if not isinstance(value, str | os.PathLike):
                 raise _override_type(key, value)
+            _check_db_path(value, f"--db ({_OVERRIDES}: db_path)")
             out[key] = Path(value)
         elif key == "costs":
             out[key] = _override_costs(value, held)

@@ -951,5 +951,7 @@ def store_file_ids(db: Path) -> set[tuple[int, int]]:
     Nothing in a process that holds the store may open these from Python: closing the handle
     would drop the store's lock (POSIX locks belong to the process and the file).
     """
-    ids = {file_id(db), file_id(db.with_name(db.name + ".wal"))}
+    ids = {file_id(db)}
+    if db.name:  # `.`, `/` (and `--db ""`, which is `.`) name a folder: no log beside it
+        ids.add(file_id(db.with_name(db.name + ".wal")))
     return {i for i in ids if i is not None}

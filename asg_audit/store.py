@@ -13,6 +13,7 @@ import contextlib
 import functools
 import json
 import os
+import re
 import socket
 import stat
 import sys
@@ -803,35 +804,43 @@ def _tables(con: duckdb.DuckDBPyConnection) -> list[str]:
 
 
 @functools.cache
-def _schema_columns() -> frozenset[tuple[str, str]]:
-    """Return the (table, column) pairs a store at this code's schema version has: the
-    migrations applied to an empty in-memory database."""
+def _schema_columns() -> dict[tuple[str, str], str]:
+    """Return the columns a store at this code's schema version has, (table, column) to its
+    type as DuckDB names it: the migrations applied to an empty in-memory database."""
     con = engine.connect()
     try:
         for migration in MIGRATIONS:
             for statement in migration.statements:
                 con.execute(statement)
-        rows = con.execute(
-            "SELECT table_name, column_name FROM information_schema.columns"
-            " WHERE table_catalog = current_database()"
-        ).fetchall()
+        rows = con.execute(_COLUMNS_SQL).fetchall()
     finally:
         con.close()
-    return frozenset((str(t), str(c)) for t, c in rows)
+    return {(str(t), str(c)): str(k) for t, c, k in rows}
+
+
+_COLUMNS_SQL: Final = (
+    "SELECT table_name, column_name, data_type FROM information_schema.columns"
+    " WHERE table_catalog = current_database()"
+)
 
 
 def _check_intact(con: duckdb.DuckDBPyConnection, path: Path) -> None:
-    """Refuse a store at this schema version that lacks a table or column of it (dropped or
-    altered outside asg_audit): every command would otherwise fail on it half-way with a
-    catalog error. Tables and columns of its own a user added are no concern."""
-    rows = con.execute(
-        "SELECT table_name, column_name FROM information_schema.columns"
-        " WHERE table_catalog = current_database()"
-    ).fetchall()
-    missing = _schema_columns() - {(str(t), str(c)) for t, c in rows}
-    if not missing:
+    """Refuse a store at this schema version that lacks a table or column of it, or holds one
+    of its columns as another type (dropped or altered outside asg_audit): every command would
+    otherwise fail on it half-way with a catalog or conversion error. Tables and columns of its
+    own a user added are no concern. One catalog query: it runs at every open."""
+    rows = con.execute(_COLUMNS_SQL).fetchall()
+    found = {(str(t), str(c)): str(k) for t, c, k in rows}
+    expected = _schema_columns()
+    missing = expected.keys() - found.keys()
+    retyped = sorted(
+        f"{t}.{c} is {found[t, c]}, not {kind}"
+        for (t, c), kind in expected.items()
+        if (t, c) in found and found[t, c] != kind
+    )
+    if not missing and not retyped:
         return
-    tables = {t for t, _ in rows}
+    tables = {t for t, _ in found}
     gone = sorted({t for t, _ in missing if t not in tables})
     columns = sorted(f"{t}.{c}" for t, c in missing if t in tables)
     what = "; ".join(
@@ -841,6 +850,10 @@ def _check_intact(con: duckdb.DuckDBPyConnection, path: Path) -> None:
             f"column{'s' if len(columns) > 1 else ''} {', '.join(columns[:8])}"
             f"{', ...' if len(columns) > 8 else ''} missing"
             if columns
+            else "",
+            f"column{'s' if len(retyped) > 1 else ''} {', '.join(retyped[:4])}"
+            f"{', ...' if len(retyped) > 4 else ''}"
+            if retyped
             else "",
         )
         if part
@@ -871,6 +884,16 @@ def _no_database_yet(path: Path) -> str:
     return f"{path}: no database here yet (run `asg-audit ingest` or `collect`)"
 
 
+# What a migration meets in a store whose tables were changed outside asg_audit (a column it
+# adds already there, a table it alters gone or of another type); disk errors are not these.
+_SCHEMA_CLASH: Final = (
+    duckdb.CatalogException,
+    duckdb.BinderException,
+    duckdb.ConversionException,
+    duckdb.ConstraintException,
+)
+
+
 def _migrate(con: duckdb.DuckDBPyConnection, path: Path) -> None:
     version = _schema_version(con)
     # Only an empty database becomes a store: asg_audit's tables are never added to another
@@ -892,7 +915,19 @@ def _migrate(con: duckdb.DuckDBPyConnection, path: Path) -> None:
         )
         for number, migration in enumerate(MIGRATIONS[version:], start=version + 1):
             for statement in migration.statements:
-                con.execute(statement)
+                try:
+                    con.execute(statement)
+                except _SCHEMA_CLASH as exc:
+                    if version == 0:
+                        raise  # a new store: a bug, not a damaged file
+                    raise StoreFileError(
+                        f"{path}: a damaged store: schema version {version}, but upgrading it"
+                        f" by migration {number} ({migration.name}) failed: DuckDB:"
+                        f" {_first_line(str(exc))} (its tables were changed outside asg_audit:"
+                        " a migration's row deleted from schema_migrations, or a table"
+                        " altered); left untouched: restore it from a copy, or ingest into a"
+                        " new store"
+                    ) from None
             con.execute(
                 "INSERT INTO schema_migrations VALUES (?, ?, ?)",
                 [number, migration.name, datetime.now(UTC)],
@@ -1014,6 +1049,8 @@ def _connect(path: Path, *, read_only: bool, wait_seconds: float) -> duckdb.Duck
             text = str(exc)
             if "not a valid duckdb database file" in text.lower():
                 raise StoreFileError(f"{path}: not a DuckDB database file") from None
+            if (foreign := _foreign_wal(path, text)) is not None:
+                raise foreign from None
             if isinstance(damaged := _store_io_error(path, exc), StoreFileError):
                 raise damaged from None  # cut within its headers or catalog, or corrupt
             if "lock" not in text.lower():
@@ -1116,6 +1153,29 @@ def _check_whole(con: duckdb.DuckDBPyConnection, path: Path) -> None:
         )
 
 
+_WAL_REPLAY_RE: Final = re.compile(r'Failure while replaying WAL file "([^"]*)"')
+# DuckDB's words for a log that was not written for the file beside it: another store's, or
+# one left by a later state of this file (a backup restored without its log).
+_WAL_MISMATCH: Final = ("does not match", "checkpoint iteration")
+
+
+def _foreign_wal(path: Path, text: str) -> StoreFileError | None:
+    """Return the error for a write-ahead log that does not belong to the database file beside
+    it (DuckDB refuses to open the file then), or None for any other error. The log is named
+    and left where it is: it may hold the only copy of commits of another file."""
+    found = _WAL_REPLAY_RE.search(text)
+    if found is None or not any(words in text for words in _WAL_MISMATCH):
+        return None
+    wal = found.group(1) or f"{path}.wal"
+    return StoreFileError(
+        f"{path}: a damaged store: its write-ahead log {wal} does not belong to this database"
+        " file (DuckDB: it was written for another file, or for a later state of this one:"
+        " the file restored from a backup without its log, or another store's log copied"
+        " beside it); nothing was read or written. Move the log aside (asg_audit never"
+        " deletes or renames it) and run again"
+    )
+
+
 def _store_io_error(path: Path, exc: duckdb.Error) -> StoreError:
     """Return the one-line error for a DuckDB input/output error while opening a store."""
     text = str(exc)
@@ -1154,8 +1214,8 @@ def _upgraded_reader(
             _migrate(writer, path)
         finally:
             _disconnect(writer, path)
-    except StoreBusyError:
-        raise
+    except (StoreBusyError, StoreFileError):
+        raise  # busy (exit 3), or damaged (a migration that cannot apply to it): said so
     except StoreError as exc:
         # read-only media, an immutable file, no write permission
         raise StoreError(
