@@ -195,15 +195,20 @@ def test_report_escapes_the_paths_it_prints(tmp_path: Path) -> None:
     assert len(done.stdout.splitlines()) == 3
 
 
-def test_db_info_escapes_the_store_path(tmp_path: Path) -> None:
+def test_db_info_refuses_a_store_path_of_control_characters_without_printing_them(
+    tmp_path: Path,
+) -> None:
+    # a store name holding control characters is refused (a CRLF env file's `\r` made and
+    # audited a new empty store: tester T8); the refusal prints none of them
     folder = tmp_path / f"d{LINK}"
     folder.mkdir(parents=True)
     db = folder / f"e{CLEAR}{RLO}{C1_CSI}.duckdb"
     with open_store(db):
         pass
     done = _run("db", "info", "--db", str(db), cwd=tmp_path)
-    assert done.returncode == 0, done.stderr
-    _assert_escaped(done.stdout)
+    assert done.returncode == 2, done.stderr
+    assert not TERMINAL_UNSAFE.search(done.stdout + done.stderr), repr(done.stderr)
+    assert "the database path holds control characters (\\x1b, \\x07, \\x9b)" in done.stderr
 
 
 def test_print_findings_escapes_check_entity_ids_and_messages(
