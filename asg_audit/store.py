@@ -30,6 +30,7 @@ import duckdb
 import polars as pl
 
 from asg_audit import engine
+from asg_audit.audit_outcome import failed_steps
 from asg_audit.config import check_wait_seconds
 from asg_audit.errors import (
     ConfigError,
@@ -1394,9 +1395,8 @@ def _first_failed_step(steps: str | None) -> str | None:
     except ValueError:
         return None
     if isinstance(parsed, dict):
-        for name, note in parsed.items():
-            if isinstance(note, str) and note.startswith("failed"):
-                return f"{name} {note}"
+        # as the error line and the report's banner count them (tester T8)
+        return next(iter(failed_steps(parsed)), None)
     return None
 
 

@@ -141,3 +141,13 @@ def test_unreadable_input_and_a_failed_step_name_the_same_first_step_as_the_repo
     summary = json.loads((Path(outcome["report"]) / "summary.json").read_text())
     failed = [step["step"] for step in summary["run"]["steps"] if step["outcome"] == "failed"]
     assert failed == ["ingest", "collect", "billing"]  # the banner's order: ingest first
+    runs = subprocess.run(
+        asg_audit("runs", "--db", str(job["db"])),
+        capture_output=True,
+        text=True,
+        env=clean_env(),
+        timeout=120,
+        check=False,
+    )
+    (row,) = [line for line in runs.stdout.splitlines() if " audit " in line]
+    assert "incomplete" in row and "ingest failed: unreadable input (" in row, runs.stdout
