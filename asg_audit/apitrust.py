@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Final, Literal
 
 from asg_audit.errors import ApiStatusError, ApiTransientError
+from asg_audit.model import printable
 from asg_audit.normalize import RawRecord
 from asg_audit.redaction import display_url
 
@@ -133,7 +134,8 @@ class ApiTrust:
         seen = ", ".join(f"{code}: {k:,}" for code, k in self.unusable_statuses.most_common())
         return ApiStatusError(
             f"no usable answer from {display_url(self.base_url)}: {n:,} answers in "
-            f"{waited:.0f} s, HTTP status {seen}; none a task's result (last: {detail}): wrong "
+            f"{waited:.0f} s, HTTP status {seen}; none a task's result (last: "
+            f"{printable(detail, one_line=True)}): wrong "
             "ASG_BASE_URL (a redirect, a proxy, a web server's page)? No task was marked final; "
             "fix the URL and run collect again",
             status_code=self.unusable_statuses.most_common(1)[0][0],
@@ -150,6 +152,6 @@ class ApiTrust:
             return ApiTransientError(
                 f"cannot reach the Gateway at {display_url(self.base_url)}: "
                 f"no answer to {failures:,} requests in {waited:.0f} s (last: "
-                f"{last_failure}); check ASG_BASE_URL and the network"
+                f"{printable(last_failure, one_line=True)}); check ASG_BASE_URL and the network"
             )
         return None

@@ -28,7 +28,7 @@ import httpx
 from asg_audit import jsonload
 from asg_audit.clock import Clock, SystemClock
 from asg_audit.errors import InputError
-from asg_audit.model import is_safe_task_id
+from asg_audit.model import is_safe_task_id, printable
 from asg_audit.ratelimit import parse_retry_after
 from asg_audit.redaction import (
     Secret,
@@ -370,7 +370,13 @@ class GatewayClient:
         return self._classify(task_id, origin, code, body, headers)
 
     def _describe(self, exc: BaseException) -> str:
-        return self.redact(f"{type(exc).__name__}: {exc}")
+        # an exception's text may quote the server's bytes (a bad status line): one line
+        return printable(self.redact(f"{type(exc).__name__}: {exc}"), one_line=True)
+
+    def _message(self, body: bytes) -> str:
+        """Return an error answer's text for a message: masked, on one line, every control
+        character and bidi override escaped (it is the Gateway's, or a proxy's, text)."""
+        return printable(self.redact(_error_message(body)), one_line=True)
 
     def _classify(
         self, task_id: str, origin: str, code: int, body: bytes, headers: Mapping[str, str]
@@ -412,11 +418,13 @@ class GatewayClient:
             retry = parse_retry_after(headers.get("retry-after"), now=self._clock.now())
             return RateLimited(task_id, origin, retry)
         if code in (401, 403):
-            return AuthRefused(task_id, origin, code, self.redact(_error_message(body)))
+            return AuthRefused(task_id, origin, code, self._message(body))
         if 500 <= code < 600:
-            return ServerError(task_id, origin, code, self.redact(_error_message(body)))
+            return ServerError(task_id, origin, code, self._message(body))
         location = headers.get("location")
-        shown = None if location is None else self.redact(display_url(location))[:200]
+        shown = None
+        if location is not None:
+            shown = printable(self.redact(display_url(location))[:200], one_line=True)
         return UnexpectedStatus(task_id, origin, code, body, shown)
 
 

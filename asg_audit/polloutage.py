@@ -21,13 +21,14 @@ from __future__ import annotations
 import logging
 import math
 from collections import Counter
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Final
 
 from asg_audit.apitrust import UNREACHABLE_AFTER_S, UNREACHABLE_MIN_FAILURES
 from asg_audit.errors import ApiTransientError
+from asg_audit.model import printable
 from asg_audit.redaction import display_url
 
 __all__ = ["Outage", "Throttle", "end_failure", "seconds_text", "utc_text"]
@@ -57,6 +58,10 @@ class Outage:
     server: Counter[int] = field(default_factory=Counter)  # 5xx status -> count
     last: str = ""
     ever_usable: bool = False  # a usable answer in this run at all
+
+    def copy(self) -> Outage:
+        """Return this outage as it is now (its error, recounted later, says what it was)."""
+        return replace(self, server=Counter(self.server))
 
     def usable(self) -> None:
         self.since, self.transport, self.last, self.ever_usable = None, 0, "", True
@@ -89,7 +94,8 @@ class Outage:
         if self.server:
             codes = ", ".join(f"{code}: {k:,}" for code, k in self.server.most_common())
             parts.append(f"{self.server.total():,} with a 5xx ({codes})")
-        return f"{n:,} requests: " + ", ".join(parts) + f" (last: {self.last})"
+        last = printable(self.last, one_line=True)  # the Gateway's text: one line
+        return f"{n:,} requests: " + ", ".join(parts) + f" (last: {last})"
 
     def error(self, base_url: str, now: float, left: int) -> ApiTransientError:
         """Return the error of a run stopped with `left` tasks pending: the Gateway is down."""
@@ -141,6 +147,8 @@ class Throttle:
         # nothing but 429s for longer than the deadline stops
         self.last_answer_at: float | None = None
         self._announced = -math.inf  # the reopening time of the last gate logged
+        # the error `throttled` returned, for another count of tasks left pending
+        self.recount: Callable[[int], ApiTransientError] | None = None
 
     def throttled(
         self, asked: float | None, resume: float, now: float, pending: int, retry_max_s: float
@@ -151,23 +159,35 @@ class Throttle:
         deadline_s = self.deadline_s
         since = self.started_at if self.last_answer_at is None else self.last_answer_at
         only_429s = now - since
+        base_url = display_url(self.base_url)
         if only_429s > deadline_s:
-            return ApiTransientError(
-                f"the Gateway at {display_url(self.base_url)} answered nothing but "
-                f"429 (rate limited) for {seconds_text(only_429s)}, longer than the "
-                f"deadline ({seconds_text(deadline_s)}): stopped, "
-                f"{tasks_stay(pending)} pending; run collect again later, or with a "
-                "lower --max-rps"
-            )
+
+            def only_429s_error(left: int) -> ApiTransientError:
+                return ApiTransientError(
+                    f"the Gateway at {base_url} answered nothing but "
+                    f"429 (rate limited) for {seconds_text(only_429s)}, longer than the "
+                    f"deadline ({seconds_text(deadline_s)}): stopped, "
+                    f"{tasks_stay(left)} pending; run collect again later, or with a "
+                    "lower --max-rps"
+                )
+
+            self.recount = only_429s_error
+            return only_429s_error(pending)
         if asked is not None and asked > deadline_s:
             back = utc_text(now + asked)
-            return ApiTransientError(
-                f"the Gateway at {display_url(self.base_url)} rate-limited the run "
-                f"(429) with a Retry-After of {seconds_text(asked)}, longer than the "
-                f"deadline ({seconds_text(deadline_s)}): stopped, "
-                f"{tasks_stay(pending)} pending; run collect again "
-                + (f"after {back}" if back is not None else "later")
-            )
+            retry_after = asked
+
+            def retry_after_error(left: int) -> ApiTransientError:
+                return ApiTransientError(
+                    f"the Gateway at {base_url} rate-limited the run "
+                    f"(429) with a Retry-After of {seconds_text(retry_after)}, longer than the "
+                    f"deadline ({seconds_text(deadline_s)}): stopped, "
+                    f"{tasks_stay(left)} pending; run collect again "
+                    + (f"after {back}" if back is not None else "later")
+                )
+
+            self.recount = retry_after_error
+            return retry_after_error(pending)
         wait = resume - now
         if wait < GATE_ANNOUNCE_S or resume < self._announced + GATE_ANNOUNCE_S:
             return None

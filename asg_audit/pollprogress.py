@@ -89,13 +89,18 @@ def snapshot(
     stats: Mapping[str, Any],
     pending: int,
     next_poll_in_s: float | PendingWait | None,
+    parked: int = 0,
 ) -> CollectProgress:
     """Return the progress counts, in the summary's categories; given a `PendingWait`, a
-    `WaitingProgress` that also says what the pending tasks wait for."""
+    `WaitingProgress` that also says what the pending tasks wait for.
+
+    `pending` counts the tasks still polled, `parked` those left for the next run: the line's
+    `pending` is both, as the summary's and poll_state's are."""
     s, st = summary, stats
     counts = {
         "settled": s.settled,
-        "pending": pending,
+        "pending": pending + parked,
+        "parked": parked,
         "not_found": s.not_found,
         "expired": s.expired,
         "throttled": st["http_429"],
@@ -110,7 +115,7 @@ def snapshot(
             **counts,
             next_poll_in_s=wait.last_poll_in_s,
             first_poll_in_s=wait.next_poll_in_s,
-            open_ended=wait.open_ended if pending else 0,
+            open_ended=wait.open_ended if pending else 0,  # parked ones are not waiting
         )
     return CollectProgress(**counts, next_poll_in_s=next_poll_in_s)
 
@@ -190,15 +195,19 @@ def collect_line(snap: CollectProgress, rate: float, throttled: bool) -> str:
     start again.
     """
     done = snap.settled + snap.failed + snap.not_found + snap.expired
-    eta = snap.pending / rate if rate > 0 else None
-    floor = snap.next_poll_in_s if snap.pending else None
+    # a final answer the normaliser rejects is taken back, so `done` can fall: never a
+    # negative rate (nor `-0.0`)
+    rate = rate if rate > 0 else 0.0
+    active = snap.pending - snap.parked  # parked tasks wait for no poll of this run
+    eta = active / rate if rate > 0 else None
+    floor = snap.next_poll_in_s if active else None
     open_ended = snap.open_ended if isinstance(snap, WaitingProgress) else 0
     if eta is not None and floor is not None:
         # a throughput ETA says 0 s for a slow tail that waits for its next polls
         eta = max(eta, floor)
     elif eta is None and floor is not None and floor > 0:
         eta = floor if done > 0 and not throttled and not open_ended else None
-    if not snap.pending:
+    if not active:
         eta = 0.0
     text = (
         f"settled {snap.settled:,} | failed {snap.failed:,} | pending {snap.pending:,}"
@@ -207,10 +216,10 @@ def collect_line(snap: CollectProgress, rate: float, throttled: bool) -> str:
         f" | transport errors {snap.transport_errors:,}"
         f" | {rate:,.1f} tasks/s | ETA {format_eta(eta)}"
     )
-    if eta is None and open_ended and snap.pending:
+    if eta is None and open_ended and active:
         first = snap.first_poll_in_s if isinstance(snap, WaitingProgress) else None
         if first is not None:
-            text += f" ({snap.pending:,} pending, next poll in {format_eta(first)})"
+            text += f" ({active:,} pending, next poll in {format_eta(first)})"
     return text
 
 

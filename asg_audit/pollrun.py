@@ -62,7 +62,7 @@ import os
 import random
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Final, Literal
 
 from asg_audit import gateway as gw
@@ -115,6 +115,10 @@ TICK_S: Final = 1.0
 # arrived answer waits unread at most this long for the dispatcher's next wake-up
 BATCH_S: Final = 0.05
 SLEEP_PAD_S: Final = 0.002
+# a final answer (a 200 that made its task done or failed) waits at most this long (wall
+# seconds) for the write that brings the normaliser's verdict, however few answers keep it
+# company: a rejected one is polled again with its backoff, not after the next slow write
+VERDICT_WAIT_S: Final = 1.0
 
 
 class CollectorRun:
@@ -146,6 +150,7 @@ class CollectorRun:
         self.tasks: dict[str, PollTask] = {}
         self.heap: list[tuple[float, int, str]] = []
         self.pending = 0
+        self.parked = 0  # tasks left pending for the next run (see `polltask`)
         self.buffer = WriteBuffer()  # answers and poll_state rows for the next write
         self.stats = new_stats()  # the run's request counts (`runs.stats`)
         self._judging = False  # a write under way holds 200s awaiting the normaliser's verdict
@@ -155,6 +160,9 @@ class CollectorRun:
         self.auth_error: AuthError | None = None
         # why the run gave up on the API (unreachable, 404 for everything): status `failed`
         self.failure: ApiError | None = None
+        # the same error saying how many tasks stay pending, for the count as the run ends
+        # (`_recount_failure`)
+        self._recount: Callable[[int], ApiError] | None = None
         # whether 404s are believed yet, and whether the API answers at all
         self.api = ApiTrust(config.base_url)
         # errors since the last usable answer: whether the Gateway is down
@@ -272,6 +280,10 @@ class CollectorRun:
                     self._stopping = True
                     self._flush_wanted.set()
                     await flusher
+                if status in ("completed", "partial") and self.stop_reason is None:
+                    # the last writes may have put back final answers the normaliser rejected
+                    self._judge_end(self.clock.now())
+                self._recount_failure()
                 if self._poll_bug is not None:
                     raise self._poll_bug  # the run is recorded failed with it (below)
                 if status in ("completed", "partial") and self.stop_reason is not None:
@@ -341,20 +353,37 @@ class CollectorRun:
             asyncio.get_running_loop()
             self._stop_wake.set()
 
-    def _fail(self, error: ApiError) -> None:
-        """Stop the run as `failed`: the API cannot be used as configured (`error` says why)."""
+    def _fail(self, error: ApiError, recount: Callable[[int], ApiError] | None = None) -> None:
+        """Stop the run as `failed`: the API cannot be used as configured (`error` says why).
+
+        `recount` gives the same error for another count of tasks left pending, when `error`
+        says how many: the run's last writes can still put back final answers the normaliser
+        rejects, and the message must say what poll_state holds (`_recount_failure`).
+        """
         if self.failure is None and self.auth_error is None:
             self.failure = error
+            self._recount = recount
             self.summary.failure = str(error)
             self.stop_reason = self.stop_reason or "failed"
             self._wake_on_stop()
 
+    def _recount_failure(self) -> None:
+        """Say in the failure's message how many tasks are left pending as the run ends."""
+        if self.failure is not None and self._recount is not None:
+            self.failure = self._recount(self._left())
+            self.summary.failure = str(self.failure)
+
     def _judge_end(self, now: float) -> None:
         """A run that ends (every task final or parked, or its time budget spent) with tasks
         left pending is `failed` when the Gateway let it down (`polloutage.end_failure`)."""
-        failure = end_failure(self.outage, self.config.base_url, self.stats, self._left(), now)
+        outage, stats, base_url = self.outage.copy(), dict(self.stats), self.config.base_url
+        failure = end_failure(outage, base_url, stats, self._left(), now)
         if failure is not None:
-            self._fail(failure)
+
+            def recount(left: int) -> ApiError:
+                return end_failure(outage, base_url, stats, left, now) or failure
+
+            self._fail(failure, recount)
 
     def _count_other(self, http_status: int) -> None:
         """Count an answer in `http_other` and its status in `http_other_statuses`."""
@@ -721,6 +750,7 @@ class CollectorRun:
             # later than it, so a run lasts about its deadline, not backoffs past it)
             t.state = "parked"
             self.pending -= 1
+            self.parked += 1
             self.api.held.discard(task_id)
             self._row(t, now)
             return None
@@ -731,8 +761,13 @@ class CollectorRun:
     def _check_down(self, now: float, http_status: int | None, detail: str) -> None:
         """A request got no answer or a 5xx: stop the run once the Gateway is down."""
         self.outage.failed(now, http_status, detail)
-        if self.outage.down(now):
-            self._fail(self.outage.error(self.config.base_url, now, self._left()))
+        if self.outage.down(now) and self.failure is None:
+            outage, base_url = self.outage.copy(), self.config.base_url
+
+            def recount(left: int) -> ApiError:
+                return outage.error(base_url, now, left)
+
+            self._fail(recount(self._left()), recount)
 
     def _reversal(self, t: PollTask, now: float) -> None:
         """The store saw `t` settled, and the Gateway now answers that it is not.
@@ -768,9 +803,10 @@ class CollectorRun:
         self.stats["http_429"] += 1
         resume = self.bucket.on_throttled(outcome.retry_after_s)
         asked = outcome.retry_after_s
-        failure = self.throttle.throttled(asked, resume, now, self.pending, self.bucket.retry_max_s)
+        retry_max_s = self.bucket.retry_max_s
+        failure = self.throttle.throttled(asked, resume, now, self._left(), retry_max_s)
         if failure is not None:
-            self._fail(failure)
+            self._fail(failure, self.throttle.recount)
         return resume
 
     def _not_found(self, t: PollTask, outcome: gw.NotFound, sent_at: float, now: float) -> None:
@@ -860,6 +896,8 @@ class CollectorRun:
         self.pending -= 1
         self.api.held.discard(t.facts.task_id)
         if state in FINAL_STATES:
+            if not self.unconfirmed and self._trickle():
+                self._flush_wanted.set()  # the flush loop's wait is `VERDICT_WAIT_S` now
             self.unconfirmed.add(t.facts.task_id)
         self.learner.finished(t)
         key = summary_key(t)
@@ -881,17 +919,23 @@ class CollectorRun:
         last_at = time.monotonic()
         trickle_s = min(self.s.flush_max_interval_s, 5 * self.s.flush_interval_s)
         while True:
+            wait_s = self.s.flush_interval_s
+            if self.unconfirmed and self.buffer.rows and self._trickle():
+                # final answers in a trickle wait `VERDICT_WAIT_S` at most for their verdict
+                wait_s = min(wait_s, max(0.0, last_at + VERDICT_WAIT_S - time.monotonic()))
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._flush_wanted.wait(), self.s.flush_interval_s)
+                await asyncio.wait_for(self._flush_wanted.wait(), wait_s)
             self._flush_wanted.clear()
             stopping = getattr(self, "_stopping", False)
             # a write costs tens of ms of CPU whatever its size: a trickle of answers (the slow
             # tail of a run) waits a few intervals for company, unless it holds settlements
-            # the schedule should learn from soon
-            buffered = len(self.buffer.records) + len(self.buffer.rows)
-            small = buffered < max(1, self.s.batch_size // 10)
-            small = small and not self.learner.unlearned and not self._flush_urgent
-            if small and not stopping and time.monotonic() - last_at < trickle_s:
+            # the schedule should learn from soon, or final answers whose verdict says whether
+            # their tasks are polled again (those wait `VERDICT_WAIT_S` at most; in a busy run
+            # they are in the write every `flush_interval_s`)
+            since = time.monotonic() - last_at
+            small = self._trickle() and not self.learner.unlearned and not self._flush_urgent
+            small = small and not (self.unconfirmed and since >= VERDICT_WAIT_S)
+            if small and not stopping and since < trickle_s:
                 continue
             self._flush_urgent = False
             last_at = time.monotonic()
@@ -929,6 +973,11 @@ class CollectorRun:
                     return
                 self._flush_wanted.set()  # what the last write put back: written at once
 
+    def _trickle(self) -> bool:
+        """Whether what waits for the next write is a trickle (fewer than `batch_size / 10`)."""
+        buffered = len(self.buffer.records) + len(self.buffer.rows)
+        return buffered < max(1, self.s.batch_size // 10)
+
     def _judge_200s(self, ready_keys: set[RecordKey], rejected: set[RecordKey]) -> None:
         """A 200 the normaliser accepted is a usable answer; one it rejected is not."""
         if self.api.usable:
@@ -962,18 +1011,22 @@ class CollectorRun:
             if now >= t.deadline_at:
                 # no usable answer about it by its deadline: left pending for the next run
                 t.state = "parked"
+                self.parked += 1
                 self._row(t, now)
                 continue
             self.pending += 1
             self.policy.observe_tracked(t.facts)
             backoff = min(self.s.retry_cap_s, self.s.retry_base_s * 2 ** min(t.rejected - 1, 20))
-            at = now + backoff * self.rng.uniform(0.8, 1.2)
+            # from the rejected answer, as any unusable body's: the verdict's wait is no part
+            # of the backoff
+            answered_at = now if t.last_poll_at is None else min(now, t.last_poll_at)
+            at = max(now, answered_at + backoff * self.rng.uniform(0.8, 1.2))
             self._schedule(t, now, at=at, answered=False)
 
     def snapshot(self) -> CollectProgress:
         """Return the progress counts, in the summary's categories."""
         wait = self._pending_wait() if self.pending else None
-        return snapshot(self.summary, self.stats, self.pending, wait)
+        return snapshot(self.summary, self.stats, self.pending, wait, self.parked)
 
     def _pending_wait(self) -> PendingWait:
         """Return what the pending tasks wait for (their polls, a 404 grace, a closed gate)."""

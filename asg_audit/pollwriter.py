@@ -183,6 +183,9 @@ class CollectProgress(ProgressSnapshot):
     server_errors: int = 0
     # wall seconds until the last pending task's next poll (None: not known)
     next_poll_in_s: float | None = None
+    # of `pending`, the tasks left for the next run (past their deadline with no answer about
+    # them): polled no more by this one, stored `pending` as the summary counts them
+    parked: int = 0
 
 
 class CollectProgressReporter(ProgressReporter):
