@@ -742,13 +742,35 @@ def locate_json_error(path: Path, layout: str, expected: Expected | None = None)
         return None
     if len(data) > _LOCATE_MAX_BYTES:
         return None
-    text = data.decode("utf-8", "replace").removeprefix("\ufeff")
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as bad:
+        # DuckDB's own words count the value from 0 and the byte from the value's start
+        # (tester T7: "at byte 15 in record/value 2" of the first element)
+        return _bad_utf8_at(data, bad.start, layout)
+    text = data.decode("utf-8").removeprefix("\ufeff")
     found = json_error_at(text, layout)
     if found is None:
         return None
     exc, number = found
     where = f"{exc.msg.lower()}: line {exc.lineno}, column {exc.colno}"
     return where if layout == "array" else f"{where} (document {number})"
+
+
+def _bad_utf8_at(data: bytes, start: int, layout: str) -> str:
+    """Return where the first byte that is not UTF-8 is: "invalid UTF-8 (byte 0xff): line L,
+    column C" (the column in characters of the line before it), and for documents the one it
+    is in."""
+    line_start = data.rfind(b"\n", 0, start) + 1
+    column = len(data[line_start:start].decode("utf-8", "replace")) + 1
+    line = data.count(b"\n", 0, start) + 1
+    where = f"invalid UTF-8 (byte 0x{data[start]:02x}): line {line}, column {column}"
+    if layout == "array":
+        return where
+    # the text before it, cut there: an unclosed `[` added breaks the document it is in
+    before = data[:start].decode("utf-8", "replace").removeprefix("\ufeff")
+    found = json_error_at(before + "[", layout)
+    return where if found is None else f"{where} (document {found[1]})"
 
 
 def json_error_at(
