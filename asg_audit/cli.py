@@ -329,12 +329,7 @@ def _cmd_audit(args: argparse.Namespace, config: AuditConfig) -> int:
     if args.json:
         print(outcome_json(outcome))
     else:
-        s = outcome.summary
-        print(
-            f"run {outcome.run_id}: {s.get('tasks', 0):,} tasks, {s.get('settled', 0):,} settled;"
-            f" findings fail {s.get('findings', {}).get('fail', 0)},"
-            f" warn {s.get('findings', {}).get('warn', 0)}"
-        )
+        print(_run_line(outcome.run_id, outcome.summary))
         if outcome.report_dir is not None:
             # the main file written: index.html, else report.md, else summary.json
             paths = outcome.report_paths
@@ -348,6 +343,20 @@ def _cmd_audit(args: argparse.Namespace, config: AuditConfig) -> int:
         sys.stdout.flush()
         print(f"asg-audit: error: {printable(error, one_line=True)}", file=sys.stderr)
     return outcome.exit_code
+
+
+def _run_line(run_id: str, s: dict[str, Any]) -> str:
+    """Return the line an audit run ends with: its tasks (the tracked ones not collected yet, as
+    the report's headline says them) and its findings by severity, info too (tester T8: with
+    `--fail-on info` an audit exited 1 on a line saying "fail 0, warn 0")."""
+    found = s.get("findings", {})
+    waiting = s.get("tracked_not_collected") or 0
+    tracked = f" (and {waiting:,} tracked, not collected)" if waiting else ""
+    return (
+        f"run {run_id}: {s.get('tasks', 0):,} tasks{tracked}, {s.get('settled', 0):,} settled;"
+        f" findings fail {found.get('fail', 0)}, warn {found.get('warn', 0)},"
+        f" info {found.get('info', 0)}"
+    )
 
 
 def _shown_path(path: os.PathLike[str]) -> str:
