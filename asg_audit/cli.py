@@ -62,7 +62,10 @@ def _recorded(command: str, work: Callable[..., T], *args: Any, **kwargs: Any) -
 
 def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument(
-        "--db", metavar="PATH", help="DuckDB store (default ./asg_audit.duckdb, env ASG_AUDIT_DB)"
+        "--db",
+        metavar="PATH",
+        help="DuckDB store (default: env ASG_AUDIT_DB, else the config's db, else"
+        " ./asg_audit.duckdb)",
     )
     p.add_argument(
         "--config", metavar="FILE", help="TOML config (default ./asg_audit.toml if present)"
@@ -697,7 +700,8 @@ def _build_parser() -> argparse.ArgumentParser:
         "--fail-on",
         choices=("info", "warn", "fail"),
         default=None,
-        help="exit 1 at findings of this severity or worse (default: config fail_on)",
+        help="exit 1 at findings of this severity or worse (default: the config's [audit]"
+        " fail_on, else its fail_on, else fail)",
     )
     p.add_argument(
         "--since", type=_report_time, metavar="WHEN", help="only tasks created from then"

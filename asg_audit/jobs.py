@@ -616,16 +616,21 @@ def _warn(text: str, log: IO[str], warnings: IO[str] | None) -> None:
         print(printable(f"asg-audit: warning: {text}", one_line=True), file=warnings)
 
 
-def _warn_no_api_key(config: AuditConfig, log: IO[str], warnings: IO[str] | None) -> None:
-    """Print the warning of a run without an API key (once the run is recorded)."""
-    if config.api_key is not None:
-        return
-    _warn(
-        "no ASG_API_KEY (or API_KEY) in the environment: collect and billing are "
+def _warn_no_api_key(
+    config: AuditConfig, settings: dict[str, Any], log: IO[str], warnings: IO[str] | None
+) -> None:
+    """Print the warning of a run without an API key (once the run is recorded): the steps
+    it skips (billing only when `[audit] billing` is on: tester T8)."""
+    if config.api_key is None:
+        _warn(_no_api_key_text(config, settings), log, warnings)
+
+
+def _no_api_key_text(config: AuditConfig, settings: dict[str, Any]) -> str:
+    skipped = "collect and billing are" if settings.get("billing", True) else "collect is"
+    return (
+        f"no ASG_API_KEY (or API_KEY) in the environment: {skipped} "
         f"skipped, the Gateway at {display_url(config.base_url)} is not asked; "
-        "set [audit] require_api = true to make this an error",
-        log,
-        warnings,
+        "set [audit] require_api = true to make this an error"
     )
 
 
@@ -688,7 +693,7 @@ def _run_steps(
     from asg_audit.report import render
 
     db = Path(config.db_path)
-    _warn_no_api_key(config, log, warnings)
+    _warn_no_api_key(config, settings, log, warnings)
     found = _Verdicts()
     failed = _step(
         outcome,

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from _audit_job import offline_job
 from _hardening_procs import clean_env, run_asg_audit
 
@@ -28,3 +29,21 @@ def test_the_run_line_names_info_findings_and_tracked_tasks_not_collected(tmp_pa
     assert line.endswith(
         ": 3 tasks (and 2 tracked, not collected), 3 settled; findings fail 0, warn 0, info 1"
     ), line
+
+
+@pytest.mark.parametrize(
+    ("billing", "said"), [(True, "collect and billing are"), (False, "collect is")]
+)
+def test_the_no_api_key_warning_names_only_the_steps_it_skips(
+    tmp_path: Path, billing: bool, said: str
+) -> None:
+    # tester T8: it said billing was skipped with `[audit] billing = false` too
+    job = offline_job(tmp_path, 1)
+    if not billing:
+        job["config"].write_text(job["config"].read_text() + "billing = false\n")
+    done = run_asg_audit("audit", "--config", str(job["config"]), env=clean_env())
+    assert done.returncode == 0, done.stderr
+    assert (
+        f"asg-audit: warning: no ASG_API_KEY (or API_KEY) in the environment: {said} skipped,"
+        in done.stderr
+    ), done.stderr
