@@ -298,7 +298,7 @@ def _cmd_collect(args: argparse.Namespace, config: AuditConfig) -> int:
 def _cmd_runs(args: argparse.Namespace, config: AuditConfig) -> int:
     from asg_audit.store import describe_runs
 
-    print(printable(describe_runs(config.db_path, limit=args.limit)))
+    print(printable(describe_runs(config.db_path, limit=args.limit, command=args.command)))
     return 0
 
 
@@ -666,6 +666,11 @@ def _build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("runs", help="list the latest runs recorded in the store")
     _add_common(p)
     p.add_argument("--limit", type=_count, default=20, metavar="N", help="how many (default 20)")
+    p.add_argument(
+        "--command",
+        metavar="NAME",
+        help="only runs of this command (audit, ingest, track, collect, verify-chain, ...)",
+    )
     p.set_defaults(handler=_cmd_runs)
 
     p = sub.add_parser(

@@ -1400,18 +1400,33 @@ def _first_failed_step(steps: str | None) -> str | None:
     return None
 
 
-def describe_runs(path: str | Path, *, limit: int = 20) -> str:
-    """Return a table of the latest runs: id, command, start, duration, status, and the error
-    a run recorded (or why it was abandoned): its first line, at most 120 characters."""
+def describe_runs(path: str | Path, *, limit: int = 20, command: str | None = None) -> str:
+    """Return a table of the latest runs (of `command` only, when given: `audit`, whose steps
+    record runs of their own that start after it): id, command, start, duration, status, and
+    the error a run recorded (or why it was abandoned): its first line, at most 120 characters.
+    """
     with open_store(path, read_only=True) as store:
         rows = store.con.execute(
             "SELECT run_id, command, started_at, epoch(finished_at) - epoch(started_at), status,"
             " coalesce(json_extract_string(stats, '$.error'),"
             " json_extract_string(stats, '$.abandoned')),"
             " CAST(json_extract(stats, '$.steps') AS VARCHAR)"
-            " FROM runs ORDER BY started_at DESC LIMIT ?",
-            [limit],
+            " FROM runs WHERE $command IS NULL OR command = $command"
+            " ORDER BY started_at DESC LIMIT $limit",
+            {"limit": limit, "command": command},
         ).fetchall()
+        known = (
+            [
+                c
+                for (c,) in store.con.execute(
+                    "SELECT DISTINCT command FROM runs ORDER BY 1"
+                ).fetchall()
+            ]
+            if command is not None and not rows
+            else []
+        )
+    if known:
+        return f"no {command} runs in the store (commands recorded: {', '.join(known)})"
     lines = [f"{'run':<24} {'command':<14} {'started (UTC)':<20} {'seconds':>8}  status"]
     for run_id, command, started, seconds, status, error, steps in rows:
         if not error and command == "audit" and status in ("incomplete", "failed"):
