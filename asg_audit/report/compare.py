@@ -11,6 +11,11 @@ Two reports may cover different windows (`--since`/`--until`, recorded in each s
 the current window wholly covers that month), and new only when the previous audit covered it so;
 the others are listed apart as outside the other audit's window. A finding about the whole
 window (a dataset, a channel) is never resolved or new across different windows.
+
+Several stores may report into one folder. Each summary records its store (`store`: the
+store's first run, `content.store_identity`); `previous` is the newest earlier report of the
+same store (`choose_previous`), and a comparison of two stores' reports (a run id named by
+hand) says so (`same_store` false, `store_note`).
 """
 
 from __future__ import annotations
@@ -25,16 +30,23 @@ from typing import Any, Final
 
 from asg_audit import jsonload
 from asg_audit.errors import ConfigError, InputError
-from asg_audit.report.content import HEADLINE_FIELDS, SUMMARY_SCHEMA, SUMMARY_SCHEMA_VERSION
+from asg_audit.report.content import (
+    HEADLINE_FIELDS,
+    SUMMARY_SCHEMA,
+    SUMMARY_SCHEMA_VERSION,
+    summary_value,
+)
 
 __all__ = [
     "PREVIOUS",
+    "choose_previous",
     "compare_summaries",
     "finding_keys",
     "load_summary",
     "previous_summary",
     "resolve_compare",
     "run_ids",
+    "store_note",
     "window_note",
 ]
 
@@ -153,6 +165,12 @@ def _damaged_field(doc: dict[str, Any]) -> str | None:
     for key in ("run_id", "generated_at", "as_of"):
         if not isinstance(doc.get(key, ""), str | None):
             return f"{key} is {_json_type(doc[key])}, not text"
+    store = doc.get("store")
+    if store is not None and not isinstance(store, dict):
+        return f"store is {_json_type(store)}, not an object or null"
+    for key, value in (store or {}).items():
+        if not isinstance(value, str | None):
+            return f"store.{key} is {_json_type(value)}, not text or null"
     window = doc.get("window")
     if window is not None and not isinstance(window, dict):
         return f"window is {_json_type(window)}, not an object"
@@ -262,6 +280,85 @@ def previous_summary(out_dir: str | Path, *, exclude: str | None = None) -> Path
     return Path(out_dir) / earlier[-1] / "summary.json" if earlier else None
 
 
+def _recorded_store(path: Path) -> tuple[bool, Any]:
+    """Return whether the summary at `path` is readable and records a store (`store` key),
+    and the store it records (None: unknown). An unreadable summary is (False, ...)."""
+    try:
+        doc = jsonload.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False, None
+    if not isinstance(doc, dict):
+        return False, None
+    return "store" in doc, doc.get("store")
+
+
+def choose_previous(
+    out_dir: str | Path,
+    *,
+    exclude: str | None = None,
+    store: dict[str, Any] | None,
+    name: str = "--compare",
+) -> tuple[Path | None, str | None]:
+    """Return the summary `--compare previous` compares with, and why there is none.
+
+    The newest earlier report (not `exclude`) of the store `store` (`content.store_identity`;
+    None: unknown, when any report will do). Else the newest one that records no store (written
+    before summaries recorded it; the comparison says it may be of another store). Else None
+    and a note saying the earlier reports there are of other stores: the report is written
+    without a comparison (refusing would refuse every later run too). A summary that cannot
+    be read is returned as it is found, for `load_summary` to say what is wrong with it.
+    No earlier report at all is a ConfigError, as before.
+    """
+    earlier = [r for r in run_ids(out_dir) if r != exclude]
+    if not earlier:
+        raise ConfigError(f"{name} previous: no earlier report with a summary in {out_dir}")
+    paths = [Path(out_dir) / r / "summary.json" for r in reversed(earlier)]
+    if store is None:
+        return paths[0], None
+    unrecorded: Path | None = None
+    for path in paths:
+        readable, found = _recorded_store(path)
+        if not readable:
+            return path, None
+        if isinstance(found, dict) and found == store:
+            return path, None
+        if found is None and unrecorded is None:
+            unrecorded = path
+    if unrecorded is not None:
+        return unrecorded, None
+    n = len(paths)
+    return None, (
+        f"Not compared: no earlier report of this store in {out_dir} ({n:,} earlier"
+        f" {'report is' if n == 1 else 'reports are'} of other stores)."
+    )
+
+
+def store_note(current: dict[str, Any], previous: dict[str, Any]) -> tuple[bool | None, str | None]:
+    """Return whether two summaries are of the same store (None: cannot be told) and what the
+    comparison says about it (None when they are of the same store)."""
+    now, before = current.get("store"), previous.get("store")
+    if isinstance(now, dict) and isinstance(before, dict):
+        if now == before:
+            return True, None
+        return False, (
+            "Different stores: the previous report is of another store (first run "
+            f"{before.get('first_run_id') or 'n/a'}) than this one (first run "
+            f"{now.get('first_run_id') or 'n/a'}), so its findings are not this store's: new"
+            " and resolved findings and the headline changes compare two stores' data."
+        )
+    if before is None and "store" not in previous:
+        return None, (
+            "The previous report does not record which store it is of (written by an earlier"
+            " asg_audit): it may be of another store."
+        )
+    return None, (
+        "Which store "
+        + ("this report" if not isinstance(now, dict) else "the previous report")
+        + " is of is not known (no run recorded in the store), so whether the two reports are"
+        " of the same store cannot be told."
+    )
+
+
 def resolve_compare(
     out_dir: str | Path, ref: str, *, exclude: str | None = None, name: str = "--compare"
 ) -> Path:
@@ -289,13 +386,20 @@ def _change(before: Any, after: Any) -> Any:
     return None
 
 
+def _key(values: Iterable[Any]) -> tuple[str, ...]:
+    """Return a finding's comparison key, each part as summary.json holds it (a long entity
+    id cut with its digest, `content.summary_value`): a summary written before ids were cut
+    holds the whole id, one written since the cut one, and both give the same key."""
+    return tuple(str(summary_value(v)) for v in values)
+
+
 def _keys(findings: list[dict[str, Any]]) -> dict[tuple[str, ...], dict[str, Any]]:
-    return {tuple(str(f.get(k)) for k in _KEY): f for f in findings}
+    return {_key(f.get(k) for k in _KEY): f for f in findings}
 
 
 def finding_keys(findings: Iterable[tuple[Any, ...]]) -> set[tuple[str, ...]]:
     """Return the comparison keys of findings given as (check_id, entity_type, entity_id)."""
-    return {tuple(str(v) for v in row) for row in findings}
+    return {_key(row) for row in findings}
 
 
 def compare_summaries(
@@ -331,6 +435,7 @@ def compare_summaries(
     old, new = _keys(previous.get("findings", [])), _keys(current.get("findings", []))
     now, before_window = _window(current), _window(previous)
     same = now == before_window
+    same_store, store_text = store_note(current, previous)
     appeared = [new[k] for k in sorted(new.keys() - old.keys())]
     gone = [old[k] for k in sorted(old.keys() - new.keys() - (current_keys or set()))]
     # windows differ: a finding the other audit did not judge is neither new nor resolved
@@ -346,6 +451,9 @@ def compare_summaries(
         },
         "same_window": same,
         "window_note": window_note(current, previous),
+        # false: the previous report is of another store; null: cannot be told (store_note)
+        "same_store": same_store,
+        "store_note": store_text,
         "headline": rows,
         "new_findings": [f for f, seen in zip(appeared, seen_before, strict=True) if seen],
         "resolved_findings": [f for f, seen in zip(gone, seen_now, strict=True) if seen],

@@ -19,6 +19,7 @@ from asg_audit.analyses.costs import describe_model
 from asg_audit.config import AuditConfig
 from asg_audit.model import EXACT_DIFFERENCE, is_well_formed_txid
 from asg_audit.redaction import Secret, mask_secrets, shown_setting
+from asg_audit.report.cells import cut_value
 from asg_audit.report.units import difference_header, difference_unit
 from asg_audit.report.words import counted, plural
 
@@ -50,6 +51,8 @@ __all__ = [
     "format_value",
     "headline",
     "proves_counts",
+    "store_identity",
+    "summary_value",
     "tasks_note",
     "tracked_not_collected",
     "txid_url",
@@ -590,12 +593,26 @@ def _summary_findings(
     rows = [
         {
             **{k: _plain(r[k]) for k in cols},
+            # a long value (a 900,000-character junk txid) cut, with its digest: `summary_value`
+            **{k: summary_value(r[k]) for k in _CUT_IN_SUMMARY},
             "difference": _difference(r),
             "proves": r["proves"],
         }
         for r in frame.iter_rows(named=True)
     ]
     return rows, held
+
+
+# the fields of summary.json's findings that hold data values, cut past CELL_LIMIT characters
+_CUT_IN_SUMMARY: Final = ("entity_id", "expected", "actual")
+
+
+def summary_value(value: Any) -> Any:
+    """Return a finding's entity id, expected or actual value as summary.json holds it: text
+    longer than `cells.CELL_LIMIT` characters cut to them and `… (N more characters; sha256
+    <16 hex>)` (the whole value's digest: two long ids stay apart); anything else as it is.
+    A value so cut already is kept as it is, so comparing reports cuts each key alike."""
+    return cut_value(value, digest=True) if isinstance(value, str) else value
 
 
 def more_findings_line(
@@ -618,6 +635,29 @@ def more_findings_line(
             " finding in the store's findings table)"
         )
     return f"and {more:,} more: {listed:,} in summary.json, {rest}"
+
+
+def store_identity(audit: Audit) -> dict[str, Any] | None:
+    """Return which store the audit read, as summary.json records it under `store`: the id and
+    start time of the store's first run (`{"first_run_id": ..., "first_run_started_at": ...}`),
+    or None when no run is known (a store no command has run on, an Audit made from frames).
+
+    The store's `runs` table is read whole, whatever the window, and a run is never removed,
+    so its first run stays the same for the life of the store and differs between stores (a
+    run id holds a random part). A copy of a store file has the first run of the original.
+    """
+    frame = audit.frames.get("http_by_run")
+    if frame is None or not {"run_id", "started_at"} <= set(frame.columns):
+        return None
+    runs = frame.filter(pl.col("run_id").is_not_null() & pl.col("started_at").is_not_null())
+    if runs.height == 0:
+        return None
+    first = runs.sort("started_at", "run_id").row(0, named=True)
+    started = first["started_at"]
+    return {
+        "first_run_id": str(first["run_id"]),
+        "first_run_started_at": utc_iso(started) if isinstance(started, datetime) else str(started),
+    }
 
 
 def build_summary(
@@ -648,6 +688,9 @@ def build_summary(
         "schema_version": SUMMARY_SCHEMA_VERSION,
         "tool_version": tool_version,
         "run_id": run_id,
+        # which store it reports on (its first run), so that `--compare previous` picks a
+        # report of the same store from a folder several stores report into; null: unknown
+        "store": store_identity(audit),
         "generated_at": utc_iso(generated_at),
         "as_of": utc_iso(audit.as_of),
         "window": {"since": utc_iso(audit.since), "until": utc_iso(audit.until)},

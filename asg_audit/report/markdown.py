@@ -3,7 +3,9 @@
 Built in code rather than a template because every data string needs Markdown escaping, which
 Jinja's autoescape (HTML only) would not do: `md_escape` escapes backslashes, `|`, backticks,
 emphasis and link brackets, `<`, `>` and `&`, and turns newlines into `<br>`, so a cell stays one
-cell and a label never becomes markup, a link or raw HTML.
+cell and a label never becomes markup, a link or raw HTML. A data value in a table cell goes
+through `md_cell` instead: cut when long and shown on one line with newline, tab and CR as
+`\\x0a`, `\\x09`, `\\x0d`, as index.html shows it (`cells.cell_text`).
 """
 
 from __future__ import annotations
@@ -12,42 +14,71 @@ import re
 from typing import Any, Final
 
 from asg_audit.model import printable
+from asg_audit.report.cells import CELL_LIMIT, MESSAGE_LIMIT, cut_value
 from asg_audit.report.content import difference_header, format_change, format_value
 from asg_audit.report.empty import NO_DATA
 from asg_audit.report.feature_tables import HTTP_BY_RUN
 from asg_audit.report.words import counted
 
-__all__ = ["md_escape", "md_table", "render_markdown"]
+__all__ = ["md_cell", "md_escape", "md_table", "render_markdown"]
 
 _SPECIAL: Final = re.compile(r"([\\`*_\[\]{}()#+!|~])")
 
 
-def md_escape(value: Any) -> str:
-    """Return a data value as Markdown text that renders literally, on one line."""
-    text = "" if value is None else str(value)
+def _literal(text: str) -> str:
+    """Return `text` with everything Markdown (or the HTML in it) would act on escaped."""
     text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-    text = _SPECIAL.sub(r"\\\1", text)
+    return _SPECIAL.sub(r"\\\1", text)
+
+
+class _Cell(str):
+    """A table cell `md_table` writes as it is: escaped already (`md_cell`)."""
+
+    __slots__ = ()
+
+
+def md_cell(value: Any, limit: int = CELL_LIMIT, *, quote_edges: bool = True) -> str:
+    """Return a data value as a Markdown table cell: as `cells.cell_text` shows it in
+    index.html (cut at `limit` characters, newline, tab and CR as `\\x0a`, `\\x09`, `\\x0d`,
+    with `quote_edges` edge whitespace between single quotes), every Markdown character
+    escaped."""
+    if value is None:
+        return _Cell("")
+    text = _literal(cut_value(str(value), limit))
+    return _Cell(printable(text, one_line=True, quote_edges=quote_edges))
+
+
+def md_escape(value: Any) -> str:
+    """Return our own text (a caption, a note; a data value in a sentence) as Markdown text
+    that renders literally, on one line: a newline in it is `<br>`."""
+    text = _literal("" if value is None else str(value))
     # printable: an escape sequence or bidi override in a label must not act on a terminal
     # showing the file (`cat report.md`); it is shown as `\x1b`, `\u202e` instead.
     return printable(re.sub(r"\r\n|\r|\n", "<br>", text))
 
 
-def md_table(headers: list[str], rows: list[list[Any]], empty: str = NO_DATA) -> str:
-    """Return a Markdown table; every header and cell is escaped. Without rows, `empty` (why
-    there are none: `No data: the store holds no tasks.`)."""
+def md_table(
+    headers: list[str], rows: list[list[Any]], empty: str = NO_DATA, *, limit: int = CELL_LIMIT
+) -> str:
+    """Return a Markdown table; every header and cell is escaped, each cell by `md_cell` (cut
+    at `limit` characters) unless it is one already. Without rows, `empty` (why there are
+    none: `No data: the store holds no tasks.`)."""
     if not rows:
         return f"_{md_escape(empty)}_\n"
     lines = [
         "| " + " | ".join(md_escape(h) for h in headers) + " |",
         "|" + "|".join(" --- " for _ in headers) + "|",
     ]
-    lines += ["| " + " | ".join(md_escape(c) for c in row) + " |" for row in rows]
+    lines += [
+        "| " + " | ".join(c if isinstance(c, _Cell) else md_cell(c, limit) for c in row) + " |"
+        for row in rows
+    ]
     return "\n".join(lines) + "\n"
 
 
 def _table(t: Any, caption: str | None = None) -> str:
     out = f"\n**{md_escape(caption)}**\n\n" if caption else "\n"
-    out += md_table(t.headers, t.rows, t.empty)
+    out += md_table(t.headers, t.rows, t.empty, limit=t.cut)
     if t.more:
         out += f"\n_and {counted(t.more, 'more row')}_\n"
     return out
@@ -80,6 +111,8 @@ def _compare(cmp: dict[str, Any], ctx: dict[str, Any]) -> list[str]:
         if cmp.get("incomplete")
         else ""
     )
+    if cmp.get("store_note"):
+        note += f"\n**{md_escape(cmp['store_note'])}**\n"
     windows = cmp.get("window_note")
     if windows:
         note += f"\n**Different windows.** {md_escape(windows)}\n"
@@ -150,6 +183,8 @@ def render_markdown(ctx: dict[str, Any]) -> str:
     ]
     if ctx["run_steps"] is not None:
         out.append(_table(ctx["run_steps"], "Steps of this audit run before the report"))
+    if ctx.get("compare_skipped"):  # `--compare previous` found no report of this store
+        out.append(f"\n{md_escape(ctx['compare_skipped'])}\n")
     if ctx["compare"]:
         out += _compare(ctx["compare"], ctx)
     out += [
@@ -206,12 +241,12 @@ def render_markdown(ctx: dict[str, Any]) -> str:
         rows = [
             [
                 e["severity"],
-                f"{e['entity_type']}: {e['entity_id']}",
+                _Cell(f"{md_cell(e['entity_type'])}: {md_cell(e['entity_id'])}"),
                 e["expected"],
                 e["actual"],
                 format_value(e["difference"], "num"),
                 *([format_value(e["proves"])] if mixed else []),
-                e["message"],
+                md_cell(e["message"], MESSAGE_LIMIT, quote_edges=False),
             ]
             for e in g["worst"]
         ]
@@ -225,7 +260,9 @@ def render_markdown(ctx: dict[str, Any]) -> str:
     out.append("\n## Methodology\n\n")
     out += [f"- {md_escape(line)}\n" for line in ctx["methodology"]]
     out.append("\n## Configuration used\n\n")
-    out.append(md_table(["Setting", "Value"], [list(r) for r in ctx["config"]]))
+    out.append(
+        md_table(["Setting", "Value"], [list(r) for r in ctx["config"]], limit=MESSAGE_LIMIT)
+    )
     out.append(
         f"\nSecrets are never shown. asg_audit {ctx['tool_version']}, summary schema "
         f"{ctx['schema_version']}.\n"

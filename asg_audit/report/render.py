@@ -8,7 +8,10 @@ Escaping: the HTML comes from Jinja templates with autoescape on; the page carri
 Content-Security-Policy that allows no script at all, as a second line of defence. The Markdown
 escapes every data string (`md_escape`). Both show control characters and bidi overrides from
 the data as the same visible escapes (`\x1b`, `\u202e`: `model.printable`, Jinja's `finalize`
-for the HTML), so a label cannot reverse a cell or act on a terminal showing the file.
+for the HTML), so a label cannot reverse a cell or act on a terminal showing the file. A data
+value in a table cell is shown the same way in both (`cells.cell_text`, the `cell` filter here,
+`markdown.md_cell`): on one line, newline, tab and CR as `\x0a`, `\x09`, `\x0d`, and cut past
+`cells.CELL_LIMIT` characters.
 """
 
 from __future__ import annotations
@@ -31,8 +34,16 @@ import polars as pl
 from asg_audit.errors import ConfigError
 from asg_audit.model import new_run_id, printable
 from asg_audit.report import content
+from asg_audit.report.cells import CELL_LIMIT, MESSAGE_LIMIT, cell_text
 from asg_audit.report.charts import STORE_WIDE, Chart, draw_charts
-from asg_audit.report.compare import compare_summaries, finding_keys, load_summary, resolve_compare
+from asg_audit.report.compare import (
+    PREVIOUS,
+    choose_previous,
+    compare_summaries,
+    finding_keys,
+    load_summary,
+    resolve_compare,
+)
 from asg_audit.report.empty import NO_DATA, empty_reasons, no_data, not_run_note
 from asg_audit.report.feature_tables import HTTP_BY_RUN, layout
 from asg_audit.report.folder import (
@@ -128,11 +139,18 @@ _ENV: Final = jinja2.Environment(
 )
 
 
+_ENV.filters.update(
+    # a data value in a table cell, as report.md shows it (`markdown.md_cell`)
+    cell=cell_text,
+    # a finding's message: our sentence, which may quote a value; no quotes at its edges
+    message=lambda value: cell_text(value, MESSAGE_LIMIT, quote_edges=False),
+)
 _ENV.globals.update(
     fmt=content.format_value,
     change=content.format_change,
     difference_header=content.difference_header,
     HTTP_BY_RUN=HTTP_BY_RUN,
+    MESSAGE_LIMIT=MESSAGE_LIMIT,  # a setting's value: cut only past this
     counted=counted,
     plural=plural,
 )
@@ -148,6 +166,7 @@ class Table:
     more: int = 0
     empty: str = NO_DATA  # what the table says without rows: `No data: <why>.`
     caption: str = ""  # a chain or billing table's own caption
+    cut: int = CELL_LIMIT  # the characters of a cell shown (`cells.cell_text`)
 
 
 def _cell(value: Any, kind: str) -> str:
@@ -437,11 +456,13 @@ def build_context(
     summary: dict[str, Any] | None = None,
     steps: list[RunStep] | None = None,
     groups: list[dict[str, Any]] | None = None,
+    compare_skipped: str | None = None,
 ) -> dict[str, Any]:
     """Return everything the HTML and Markdown templates show (`summary`: the summary.json
     document, which says how many findings of each check it holds; `steps`: the audit run's
     steps before the report, or None outside `asg-audit audit`; `groups`:
-    `content.findings_by_check(audit.findings)` when the caller has it already)."""
+    `content.findings_by_check(audit.findings)` when the caller has it already;
+    `compare_skipped`: why `--compare previous` found no report of this store to compare with)."""
     f = audit.frames
     reasons = empty_reasons(audit)
     if groups is None:
@@ -518,6 +539,7 @@ def build_context(
         "methodology": lines,
         "config": content.config_rows(audit.config),
         "compare": compare,
+        "compare_skipped": compare_skipped,
         **_compare_tables(compare, reasons),
         "tool_version": tool_version,
         "schema_version": content.SUMMARY_SCHEMA_VERSION,
@@ -532,6 +554,7 @@ def _steps_table(steps: list[RunStep]) -> Table:
         rows,
         ["", "", ""],
         empty="No steps ran before the report.",
+        cut=MESSAGE_LIMIT,  # our own words, which may quote an error
     )
 
 
@@ -608,10 +631,12 @@ def _render_into(
     run_id: str,
     generated_at: datetime,
     previous_path: Path | None,
+    compare_skipped: str | None = None,
     findings_stored: bool = False,
     steps: list[RunStep] | None = None,
 ) -> tuple[dict[str, Any], dict[str, str]]:
-    """Write a report's files into `folder`; return its summary and file names by format."""
+    """Write a report's files into `folder`; return its summary and file names by format.
+    `compare_skipped`: why `--compare previous` compared with no report (`choose_previous`)."""
     from asg_audit import __version__
 
     charts = (
@@ -645,6 +670,8 @@ def _render_into(
             summary, load_summary(previous_path), current_keys=finding_keys(every)
         )
         summary["compare"] = {k: v for k, v in comparison.items()}
+    elif compare_skipped is not None:
+        summary["compare_skipped"] = compare_skipped
     ctx = build_context(
         audit,
         run_id=run_id,
@@ -655,6 +682,7 @@ def _render_into(
         summary=summary,
         steps=steps,
         groups=groups,
+        compare_skipped=compare_skipped,
     )
     names: dict[str, str] = {}
     if "html" in wanted:
@@ -764,9 +792,14 @@ def render(
     # asg-audit did not make (the reports folder may be any folder of the user's).
     check_report_pointers(root)
     check_run_folder(folder)
-    previous_path = (
-        resolve_compare(root, compare, exclude=run_id, name="render compare") if compare else None
-    )
+    previous_path, compare_skipped = None, None
+    if compare == PREVIOUS:
+        # the newest earlier report of this store: the folder may hold other stores' reports
+        previous_path, compare_skipped = choose_previous(
+            root, exclude=run_id, store=content.store_identity(audit), name="render compare"
+        )
+    elif compare:
+        previous_path = resolve_compare(root, compare, exclude=run_id, name="render compare")
     # Everything is written to a hidden staging folder and moved into place once complete: a
     # report that fails half-way (a chart, a full disk) leaves no run folder, and `latest`
     # keeps pointing at the last good report.
@@ -783,6 +816,7 @@ def render(
             run_id=run_id,
             generated_at=generated_at,
             previous_path=previous_path,
+            compare_skipped=compare_skipped,
             findings_stored=findings_stored,
             steps=run_steps,
         )
