@@ -849,12 +849,14 @@ def _fee_coverage_table(store: Store, tables: dict[str, pl.LazyFrame], config: A
 # chain tables: a reject has no task to window it by): rejects (the raw record quarantined),
 # and observations kept without a status that are not error answers (a webhook delivery of
 # another event than `task.settled`, a 200 with a null status, an exported record without
-# one), which no result reads (tester T7: such deliveries were answered "stored" and then
-# appeared nowhere; T8: rejects never reached an audit's output).
+# one; a 404's body, whatever it holds, is the not-found evidence), which no result reads
+# (tester T7: such deliveries were answered "stored" and then appeared nowhere; T8: rejects
+# never reached an audit's output).
 _UNUSED_INPUT_SQL: Final = """
 SELECT 'rejected' AS kind, source, reason AS what, count(*)::BIGINT AS records,
-    arg_min(coalesce(origin, '?') || coalesce(':' || origin_line, ''), observed_at) AS first_where,
-    arg_min(coalesce(field, ''), observed_at) AS note,
+    arg_min(coalesce(origin, '?') || coalesce(':' || origin_line, ''), (observed_at, origin,
+        origin_line)) AS first_where,
+    arg_min(coalesce(field, ''), (observed_at, origin, origin_line)) AS note,
     min(observed_at) AS first_at, max(observed_at) AS last_at
 FROM rejects GROUP BY ALL
 UNION ALL
@@ -864,7 +866,8 @@ SELECT 'no_status', source, coalesce(shape, '?'), count(*)::BIGINT,
     arg_min(CASE WHEN source <> 'file' AND json_valid(raw)
         THEN json_extract_string(raw, '$.event') END, obs_id),
     min(observed_at), max(observed_at)
-FROM observations WHERE status IS NULL AND shape IS DISTINCT FROM 'error' GROUP BY ALL
+FROM observations WHERE status IS NULL AND shape IS DISTINCT FROM 'error'
+    AND coalesce(http_status, 200) BETWEEN 200 AND 299 GROUP BY ALL
 ORDER BY kind, source, what
 """
 

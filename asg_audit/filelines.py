@@ -742,14 +742,20 @@ def locate_json_error(path: Path, layout: str, expected: Expected | None = None)
         return None
     if len(data) > _LOCATE_MAX_BYTES:
         return None
+    bad_at: int | None = None
     try:
         data.decode("utf-8")
     except UnicodeDecodeError as bad:
+        bad_at = bad.start
+    text = data.decode("utf-8", "replace").removeprefix("\ufeff")
+    found = json_error_at(text, layout)
+    if bad_at is not None:
+        # a JSON error before the byte that is not UTF-8 comes first (review); else that byte:
         # DuckDB's own words count the value from 0 and the byte from the value's start
         # (tester T7: "at byte 15 in record/value 2" of the first element)
-        return _bad_utf8_at(data, bad.start, layout)
-    text = data.decode("utf-8").removeprefix("\ufeff")
-    found = json_error_at(text, layout)
+        before = len(data[:bad_at].decode("utf-8", "replace").removeprefix("\ufeff"))
+        if found is None or found[0].pos >= before:
+            return _bad_utf8_at(data, bad_at, layout)
     if found is None:
         return None
     exc, number = found

@@ -804,7 +804,10 @@ class CollectorRun:
         resume = self.bucket.on_throttled(outcome.retry_after_s)
         asked = outcome.retry_after_s
         retry_max_s = self.bucket.retry_max_s
-        failure = self.throttle.throttled(asked, resume, now, self._left(), retry_max_s)
+        # the counters, not `_left()` (a walk over every task, at each 429: review); the
+        # message is counted again after the last write (`recount`)
+        left = self.pending + self.parked
+        failure = self.throttle.throttled(asked, resume, now, left, retry_max_s)
         if failure is not None:
             self._fail(failure, self.throttle.recount)
         return resume

@@ -821,7 +821,7 @@ def _schema_columns() -> dict[tuple[str, str], str]:
 
 _COLUMNS_SQL: Final = (
     "SELECT table_name, column_name, data_type FROM information_schema.columns"
-    " WHERE table_catalog = current_database()"
+    " WHERE table_catalog = current_database() AND table_schema = 'main'"
 )
 
 
@@ -908,6 +908,8 @@ def _migrate(con: duckdb.DuckDBPyConnection, path: Path) -> None:
         )
     if version == SCHEMA_VERSION:
         return
+    # a store at version 0 holding tables already: every migration row deleted (review)
+    damaged_new = version == 0 and bool(set(_tables(con)) - {"schema_migrations"})
     con.execute("BEGIN TRANSACTION")
     try:
         con.execute(
@@ -919,7 +921,7 @@ def _migrate(con: duckdb.DuckDBPyConnection, path: Path) -> None:
                 try:
                     con.execute(statement)
                 except _SCHEMA_CLASH as exc:
-                    if version == 0:
+                    if version == 0 and not damaged_new:
                         raise  # a new store: a bug, not a damaged file
                     raise StoreFileError(
                         f"{path}: a damaged store: schema version {version}, but upgrading it"

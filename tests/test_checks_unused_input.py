@@ -9,6 +9,7 @@ exit 0, and no report mentioned its rejects.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -18,6 +19,9 @@ from _webhooks_server import free_port, payload, receiver_process, signed
 
 import asg_audit
 from asg_audit.ingest_files import ingest_paths
+from asg_audit.model import Source
+from asg_audit.normalize import RawRecord, normalise_records
+from asg_audit.store import open_store
 
 SAMPLE = Path(asg_audit.__file__).parent / "data" / "sample_results.jsonl"
 
@@ -38,8 +42,35 @@ def test_each_reject_reason_is_a_finding_with_its_count_and_first_line(tmp_path:
     bad_type = found["file bad_type"]
     assert bad_type["severity"] == "warn"
     assert str(bad_type["message"]).startswith(
-        f"1 file record(s) rejected: bad_type (worker_count); the first {SAMPLE}:51, stored "
+        f"1 file record(s) rejected: bad_type; the first {SAMPLE}:51 (field worker_count), stored "
     )
+
+
+def test_the_first_reject_is_by_file_and_line_when_stored_together(tmp_path: Path) -> None:
+    # every reject of one file has the same observed_at: the first is by line, not by chance
+    lines = tmp_path / "many.ndjson"
+    lines.write_text("".join(f'{{"task_id": "x{i}", "worker_count": "3"}}\n' for i in range(400)))
+    db = tmp_path / "m.duckdb"
+    ingest_paths(db, [lines])
+    (row,) = _input_findings(db, "input.rejected").values()
+    assert row["difference"] == 400
+    assert f"the first {lines}:1 (field worker_count), stored " in str(row["message"])
+
+
+def test_a_poll_answer_without_status_counts_but_a_404_body_does_not(tmp_path: Path) -> None:
+    db = tmp_path / "p.duckdb"
+    now = datetime.now(UTC)
+    records = [
+        RawRecord('{"task_id": "a1", "status": null}', Source.POLL, "GET a1", now, None, "a1", 200),
+        RawRecord('{"detail": "Not Found"}', Source.POLL, "GET a2", now, None, "a2", 404),
+    ]
+    with open_store(db) as store:
+        run_id = store.start_run("collect")
+        store.write_batch(run_id, normalise_records(records))
+        store.finish_run(run_id, status="completed")
+    found = _input_findings(db, "input.no_status")
+    assert {k: v["difference"] for k, v in found.items()} == {"poll partial": 1}
+    assert "the first a1 (GET a1)" in str(found["poll partial"]["message"])
 
 
 def test_error_answers_are_no_finding_but_a_record_without_status_is(tmp_path: Path) -> None:

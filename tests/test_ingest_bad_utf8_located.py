@@ -48,3 +48,15 @@ def test_documents_name_the_document_too(tmp_path: Path) -> None:
         f"{path}: not a readable JSON document: invalid UTF-8 (byte 0xff): line 12, column 15"
         " (document 3); nothing stored"
     )
+
+
+def test_a_json_error_before_the_byte_is_named_first(tmp_path: Path) -> None:
+    # review: the byte took over the message, naming document 1 for a byte in document 3
+    path = tmp_path / "docs.json"
+    docs = [json.dumps(e, indent=1).encode() + b"\n" for e in ELEMENTS]
+    docs[0] = docs[0].replace(b'"status"', b',"status"', 1)  # `,,`: broken at line 3
+    path.write_bytes(_spoil(b"".join(docs), "t2"))
+    (failed,) = ingest_paths(tmp_path / "e.duckdb", [path]).failed_files
+    assert failed.error is not None
+    assert ": line 3, column " in failed.error and "(document 1)" in failed.error, failed.error
+    assert "UTF-8" not in failed.error

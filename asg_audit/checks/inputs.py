@@ -15,8 +15,11 @@ def _unused(ctx: CheckContext, kind: str) -> pl.LazyFrame | None:
     return ctx.table("unused_input").filter(pl.col("kind") == kind)
 
 
-def _first() -> pl.Expr:
-    return fmt("the first {}, stored {}", pl.col("first_where"), pl.col("first_at"))
+def _first(field: pl.Expr | None = None) -> pl.Expr:
+    where = pl.col("first_where")
+    if field is not None:  # a reject's field: the first one's (others may name another)
+        where = pl.when(field != "").then(fmt("{} (field {})", where, field)).otherwise(where)
+    return fmt("the first {}, stored {}", where, pl.col("first_at"))
 
 
 @register_check("input.rejected", default=CheckLevels(warn=1), unit="records")
@@ -30,9 +33,6 @@ def rejected(ctx: CheckContext) -> pl.LazyFrame:
     if rows is None:
         return no_findings()
     field = pl.col("note")
-    what = (
-        pl.when(field != "").then(fmt("{} ({})", pl.col("what"), field)).otherwise(pl.col("what"))
-    )
     return rows.select(
         finding(
             entity_type="input",
@@ -44,8 +44,8 @@ def rejected(ctx: CheckContext) -> pl.LazyFrame:
                 "{} {} record(s) rejected: {}; {} (see the rejects table)",
                 pl.col("records"),
                 pl.col("source"),
-                what,
-                _first(),
+                pl.col("what"),
+                _first(field),
             ),
             value=pl.col("records"),
         )
@@ -55,7 +55,7 @@ def rejected(ctx: CheckContext) -> pl.LazyFrame:
 @register_check("input.no_status", default=CheckLevels(warn=1), unit="records")
 def no_status(ctx: CheckContext) -> pl.LazyFrame:
     """Records kept without a status that are not error answers (a webhook delivery of another
-    event than `task.settled`, a 200 whose status is null or empty, an exported record with no
+    event than `task.settled`, a 200 whose status is null, an exported record with no
     status), one row per source and shape, store-wide: stored as observations, but no result
     reads them."""
     rows = _unused(ctx, "no_status")
