@@ -173,6 +173,27 @@ def wait_store_open(proc: subprocess.Popen[bytes], db: Path, timeout: float = 60
         time.sleep(0.01)
 
 
+def wait_store_written(
+    proc: subprocess.Popen[bytes], db: Path, *, grown: int = 16384, timeout: float = 60.0
+) -> None:
+    """Wait until `proc` has written at least `grown` bytes to the store's write-ahead log (a
+    commit of data, not just its run's record), or has ended. A checkpoint that empties the log
+    lowers the mark from which growth is counted."""
+    wal = Path(f"{db}.wal")
+    low: int | None = None
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            size = wal.stat().st_size
+        except OSError:
+            size = 0
+        low = size if low is None else min(low, size)
+        if size - low >= grown:
+            time.sleep(0.05)  # the commit's last writes
+            return
+        time.sleep(0.005)
+
+
 @dataclass
 class KillLog:
     """What the harness did: kills that hit a live process, and the committed rows after each."""
@@ -181,6 +202,10 @@ class KillLog:
     restarts: int = 0
     progress: list[int] = field(default_factory=list)
     final_returncode: int | None = None
+    # Seconds from `ready` (or the start) to the end of the last start: the scale of a run's work
+    # on this machine, for the kill delays of a run of the same work (a slower machine's kills
+    # must land as far into the work as a fast one's).
+    work_seconds: float = 0.0
     final_stdout: str = ""
     final_stderr: str = ""
     outputs: list[str] = field(default_factory=list)
@@ -199,13 +224,17 @@ def run_with_kills(
     ready: Callable[[subprocess.Popen[bytes]], None] | None = None,
     finish: Callable[[subprocess.Popen[bytes]], None] | None = None,
     max_attempts: int | None = None,
+    last_after_commit: bool = False,
 ) -> KillLog:
     """Run `argv` with `kills` SIGKILLs at seeded moments, then let its last start finish.
 
     `delay` is the (low, high) of the uniform wait after `ready` (default: the start) before a
     kill. `committed(db)` counts what the store holds; after each kill it must not shrink (what
     was committed stays committed) and the store must open. `finish` stops a server (a command
-    that does not end by itself) once the caller's work is done.
+    that does not end by itself) once the caller's work is done. With `last_after_commit`, when
+    no kill before the last one left anything committed, the last waits for the store's log to
+    grow (`wait_store_written`) before its delay: at least one kill then lands after a commit,
+    however slow the machine.
     """
     rng = random.Random(seed)
     log = KillLog()
@@ -220,6 +249,8 @@ def run_with_kills(
             break
         if ready is not None:
             ready(proc)
+        if last_after_commit and log.kills == kills - 1 and not any(log.progress):
+            wait_store_written(proc, db)
         time.sleep(rng.uniform(*delay))
         if proc.poll() is not None:  # it finished before the kill: nothing left to kill
             out, err = proc.communicate()
@@ -238,11 +269,13 @@ def run_with_kills(
         previous = now
     else:
         raise AssertionError(f"{kills} kills did not land in {max_attempts} starts")
+    if ready is not None:
+        ready(proc)
+    started = time.monotonic()
     if finish is not None:
-        if ready is not None:
-            ready(proc)
         finish(proc)
     out, err = proc.communicate(timeout=300)
+    log.work_seconds = time.monotonic() - started
     log.final_returncode = proc.returncode
     log.final_stdout, log.final_stderr = out.decode(), err.decode()
     return log

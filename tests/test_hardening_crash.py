@@ -67,14 +67,15 @@ def _ingest_with_kills(
     files: int,
     seed: int,
     per_file: int = 2000,
-    delay: tuple[float, float] = (0.05, 0.6),
+    delay: tuple[float, float] = (0.15, 0.3),
 ) -> KillLog:
-    # Enough records per file that a run lasts a few seconds: a faster ingest must not finish
-    # before the seeded kills land.
+    """Ingest a folder of exports with `kills` SIGKILLs, each after `delay` (low, high) times
+    the work of the same ingest without kills: the moments scale with the machine (in a CI run
+    slower than ours, fixed kills 0.05 to 0.6 s in all landed before the first commit)."""
     folder, tasks = _exports(tmp_path, files=files, per_file=per_file, seed=seed)
     env = clean_env()
     reference = tmp_path / "reference.duckdb"
-    run_with_kills(
+    unkilled = run_with_kills(
         asg_audit("ingest", str(folder), "--db", str(reference)),
         db=reference,
         kills=0,
@@ -83,6 +84,7 @@ def _ingest_with_kills(
         env=env,
         cwd=tmp_path,
         committed=_observations,
+        ready=lambda proc: wait_store_open(proc, reference),
     )
     db = tmp_path / "killed.duckdb"
     log = run_with_kills(
@@ -90,10 +92,11 @@ def _ingest_with_kills(
         db=db,
         kills=kills,
         seed=seed,
-        delay=delay,
+        delay=(delay[0] * unkilled.work_seconds, delay[1] * unkilled.work_seconds),
         env=env,
         cwd=tmp_path,
         ready=lambda proc: wait_store_open(proc, db),
+        last_after_commit=True,
         committed=lambda p: (
             query(p, "SELECT count(*) FROM ingested_files")[0][0] + _observations(p)
         ),
@@ -110,18 +113,18 @@ def _ingest_with_kills(
     assert query(db, "SELECT count(*) FROM rejects")[0][0] == files  # one bad line per file
     assert assert_store_opens_cleanly(db)["results"] == len(tasks)
     print(
-        f"\ningest: {log.kills} kills, {files} files, {len(tasks)} tasks, progress {log.progress}"
+        f"\ningest: {log.kills} kills, {files} files, {len(tasks)} tasks, progress {log.progress},"
+        f" unkilled {unkilled.work_seconds:.1f} s"
     )
     return log
 
 
 def test_hardening_ingest_killed_3_times_ends_as_an_unkilled_run(tmp_path: Path) -> None:
     # 36 files of about 0.6 MB: small files, read whole and stored in groups of about 4 MiB
-    # (six or seven files), the first committed about 0.5 s after the store is open, the whole
-    # run about 3 s. Kills 0.3 to 1 s in: at least one lands after a commit (kills up to 0.6 s
-    # all landed before the first, in a CI run), and two cannot leave so little that the third
+    # (six or seven files), the first committed about a sixth of the way in. Kills a fifth to
+    # three tenths in: they land after a commit, and two cannot leave so little that the third
     # start finishes before its kill lands.
-    log = _ingest_with_kills(tmp_path, kills=QUICK_KILLS, files=36, seed=101, delay=(0.3, 1.0))
+    log = _ingest_with_kills(tmp_path, kills=QUICK_KILLS, files=36, seed=101, delay=(0.2, 0.3))
     assert log.progress[-1] > 0  # at least one kill landed after a commit
 
 
@@ -130,22 +133,24 @@ def test_hardening_ingest_of_large_files_killed_3_times_ends_as_an_unkilled_run(
 ) -> None:
     # 16 files of about 1.3 MB: each streamed and stored in its own transaction. A restart skips
     # the files already stored at the cost of hashing them, so the work left after two kills (at
-    # most 0.6 s after the start each) must still outlast the third kill's delay: with 5 files
-    # the third start found them all stored and ended before its kill (a CI run).
+    # most three tenths of the work in each) must still outlast the third kill's delay: with 5
+    # files the third start found them all stored and ended before its kill (a CI run).
     log = _ingest_with_kills(tmp_path, kills=QUICK_KILLS, files=16, per_file=4000, seed=103)
     assert log.progress[-1] > 0  # at least one kill landed after a commit
 
 
 @pytest.mark.slow
 def test_hardening_ingest_killed_20_times_ends_as_an_unkilled_run(tmp_path: Path) -> None:
-    log = _ingest_with_kills(tmp_path, kills=LONG_KILLS, files=90, seed=102)
+    log = _ingest_with_kills(tmp_path, kills=LONG_KILLS, files=90, seed=102, delay=(0.005, 0.07))
     assert len(set(log.progress)) >= 3  # kills landed before and between commits
 
 
 # -- collect --------------------------------------------------------------------------------------
 
 
-def _collect_with_kills(tmp_path: Path, *, kills: int, tasks: int, seed: int) -> KillLog:
+def _collect_with_kills(
+    tmp_path: Path, *, kills: int, tasks: int, seed: int, delay: tuple[float, float]
+) -> KillLog:
     # Every task is final before the run (no live tasks), so a run without kills is the
     # expected answer whatever the timing; the collector's pace makes the work last.
     world = generate_world(
@@ -166,7 +171,7 @@ def _collect_with_kills(tmp_path: Path, *, kills: int, tasks: int, seed: int) ->
         config = tmp_path / "asg_audit.toml"
         config.write_text("[collector]\nflush_interval_s = 0.3\nbatch_size = 40\n")
         argv = ("collect", "--config", str(config), "--max-rps", "60", "--concurrency", "8")
-        run_with_kills(
+        unkilled = run_with_kills(
             asg_audit(*argv, "--db", str(reference)),
             db=reference,
             kills=0,
@@ -175,17 +180,21 @@ def _collect_with_kills(tmp_path: Path, *, kills: int, tasks: int, seed: int) ->
             env=env,
             cwd=tmp_path,
             committed=_observations,
+            ready=lambda proc: wait_store_open(proc, reference),
         )
+        # Kills `delay` times the work of the run without kills in (fixed moments from 0.3 to
+        # 2.5 s all landed before the first commit in a CI run slower than ours).
         log = run_with_kills(
             asg_audit(*argv, "--db", str(db)),
             db=db,
             kills=kills,
             seed=seed,
-            delay=(0.3, 2.5),
+            delay=(delay[0] * unkilled.work_seconds, delay[1] * unkilled.work_seconds),
             env=env,
             cwd=tmp_path,
             committed=_observations,
             ready=lambda proc: wait_store_open(proc, db),
+            last_after_commit=True,
         )
     assert log.kills == kills
     assert log.final_returncode == 0, log.final_stderr
@@ -199,18 +208,21 @@ def _collect_with_kills(tmp_path: Path, *, kills: int, tasks: int, seed: int) ->
     ) == [(1,)]  # one answer per task: nothing polled twice into the store
     assert results_fingerprint(db) == results_fingerprint(reference)
     assert_store_opens_cleanly(db)
-    print(f"\ncollect: {log.kills} kills, {len(states)} tasks, progress {log.progress}")
+    print(
+        f"\ncollect: {log.kills} kills, {len(states)} tasks, progress {log.progress},"
+        f" unkilled {unkilled.work_seconds:.1f} s"
+    )
     return log
 
 
 def test_hardening_collect_killed_3_times_ends_as_an_unkilled_run(tmp_path: Path) -> None:
-    log = _collect_with_kills(tmp_path, kills=QUICK_KILLS, tasks=300, seed=201)
+    log = _collect_with_kills(tmp_path, kills=QUICK_KILLS, tasks=300, seed=201, delay=(0.2, 0.4))
     assert log.progress[-1] > 0
 
 
 @pytest.mark.slow
 def test_hardening_collect_killed_20_times_ends_as_an_unkilled_run(tmp_path: Path) -> None:
-    log = _collect_with_kills(tmp_path, kills=LONG_KILLS, tasks=1500, seed=202)
+    log = _collect_with_kills(tmp_path, kills=LONG_KILLS, tasks=1500, seed=202, delay=(0.01, 0.1))
     assert len(set(log.progress)) >= 3
 
 
