@@ -398,10 +398,29 @@ class Store:
                     **owner,
                     "abandoned": f"its process (pid {pid}) ended without finishing the run",
                 }
+            note["stored"] = stored = self._stored_by(run_id)
+            if any(stored.values()):
+                # what it committed before it died stays, and is said (its own stats never were)
+                note["abandoned"] += (
+                    " (stored before: "
+                    + ", ".join(f"{what} {n:,}" for what, n in stored.items() if n)
+                    + ")"
+                )
             self.con.execute(
                 "UPDATE runs SET status = 'abandoned', stats = ? WHERE run_id = ?",
                 [json.dumps(note), run_id],
             )
+
+    def _stored_by(self, run_id: str) -> dict[str, int]:
+        """Count the rows a run committed: files, observations and rejects."""
+        row = self.con.execute(
+            "SELECT (SELECT count(*) FROM ingested_files WHERE run_id = $r),"
+            " (SELECT count(*) FROM observations WHERE run_id = $r),"
+            " (SELECT count(*) FROM rejects WHERE run_id = $r)",
+            {"r": run_id},
+        ).fetchone()
+        files, observations, rejects = row if row is not None else (0, 0, 0)
+        return {"files": files, "observations": observations, "rejects": rejects}
 
     def finish_run(self, run_id: str, *, status: str, stats: dict[str, Any] | None = None) -> None:
         """Record the end of a run with its outcome and counters (a one-run command's stop

@@ -76,3 +76,40 @@ def test_runs_shows_the_error_a_run_recorded(tmp_path: Path) -> None:
     assert lines[failed].endswith("failed  drop/a.jsonl: gone")  # its first line
     assert lines[cut].endswith("failed  " + long[:117] + "...")
     assert lines[ok].endswith("  ok")
+
+
+def test_an_abandoned_run_says_what_it_had_stored(tmp_path: Path) -> None:
+    """A killed ingest never recorded its stats; the files, observations and rejects it
+    committed before it died are counted when the next run closes it."""
+    from asg_audit.ingest_files import ingest_paths
+
+    db = tmp_path / "audit.duckdb"
+    good = tmp_path / "a.jsonl"
+    good.write_text(
+        '{"task_id": "t1", "status": "pending"}\n{"task_id": "t2", "status": "pending"}\nnot json\n'
+    )
+    ingest_paths(db, [good])
+    with open_store(db) as store, store.transaction():
+        # the ingest's run as its killed process would have left it
+        (run_id,) = store.con.execute("SELECT run_id FROM runs").fetchone() or ("",)
+        store.con.execute(
+            "UPDATE runs SET status = 'running', finished_at = NULL, stats = ? WHERE run_id = ?",
+            [json.dumps({"host": socket.gethostname(), "pid": dead_pid()}), run_id],
+        )
+    add_running(db, "r-nothing", {"host": socket.gethostname(), "pid": dead_pid()})
+    with open_store(db) as store:
+        store.start_run("ingest")
+        notes = dict(
+            store.con.execute(
+                "SELECT run_id, stats FROM runs WHERE status = 'abandoned'"
+            ).fetchall()
+        )
+    killed = json.loads(notes[run_id])
+    assert killed["stored"] == {"files": 1, "observations": 2, "rejects": 1}
+    assert killed["abandoned"].endswith(
+        "ended without finishing the run (stored before: files 1, observations 2, rejects 1)"
+    )
+    nothing = json.loads(notes["r-nothing"])
+    assert nothing["stored"] == {"files": 0, "observations": 0, "rejects": 0}
+    assert nothing["abandoned"].endswith("ended without finishing the run")
+    assert "(stored before: files 1, observations 2, rejects 1)" in describe_runs(db)
