@@ -291,7 +291,8 @@ def test_sigterm_with_every_slot_held_by_a_hung_request_stops_at_once(tmp_path: 
         for conn in held:
             conn.close()
     assert proc.returncode == 3, err[-2000:]
-    assert took < 2.5, took  # was the request's full timeout (60 s)
+    # was the request's full timeout (60 s); the bound leaves room for a loaded machine's exit
+    assert took < 10, took
     assert "collect interrupted" in err
     assert query(db, "SELECT status FROM runs WHERE command = 'collect'") == [("interrupted",)]
 

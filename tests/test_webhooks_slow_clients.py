@@ -116,7 +116,7 @@ def test_slow_clients_do_not_block_deliveries_and_are_closed(tmp_path: Path, htt
         )
         took = time.monotonic() - started
         assert answer.status_code == 200 and answer.json()["outcome"] == "stored", answer.text
-        assert took < 1.5, took
+        assert took < 3, took  # not held behind the slow ones (the client gives up at 5 s)
         assert httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5).status_code == 200
         # the cap: the oldest slow connections were closed to make room (503 to a head)
         states = [_state(s) for s in slow]
