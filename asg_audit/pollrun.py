@@ -234,7 +234,7 @@ class CollectorRun:
 
     async def run(self) -> CollectSummary:
         loop = asyncio.get_running_loop()
-        writer = PollWriter(self.config.db_path, self.s.lock_wait_s)
+        writer = PollWriter(self.config.db_path, self.s.lock_wait_s, stopped=self._stop_asked)
         # CPU of the whole process (event loop, writer thread and DuckDB's own worker threads):
         # the thread clocks alone would miss the work DuckDB does on its threads
         cpu0, main0 = time.process_time(), time.thread_time()
@@ -338,6 +338,13 @@ class CollectorRun:
         if self.failure is not None:
             raise self.failure
         return self.summary
+
+    def _stop_asked(self) -> bool:
+        """Whether a stop was asked for (a signal, the external `stop_event`): read by the
+        writer thread while it waits for the store."""
+        return self.stop_reason is not None or (
+            self.external_stop is not None and self.external_stop.is_set()
+        )
 
     def stop(self, reason: str) -> None:
         """Ask the run to stop: in-flight requests are abandoned, buffered answers written."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import math
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -284,9 +284,12 @@ class LoadedState:
 class PollWriter:
     """Owns the store on one thread (`pool`); call every method through that pool."""
 
-    def __init__(self, db_path: Path, lock_wait_s: float) -> None:
+    def __init__(
+        self, db_path: Path, lock_wait_s: float, *, stopped: Callable[[], bool] | None = None
+    ) -> None:
         self.db_path = db_path
         self.lock_wait_s = lock_wait_s
+        self.stopped = stopped  # a stop of the run ends its wait for the store
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="asg-collect-db")
         self._stack = contextlib.ExitStack()
         self.store: Store | None = None
@@ -295,9 +298,11 @@ class PollWriter:
     def open(self) -> None:
         # one collect run per store in this process too, as DuckDB's lock makes it across
         # processes; waited for as long as the lock
-        self._stack.enter_context(collect_claim(Path(self.db_path), self.lock_wait_s))
+        self._stack.enter_context(
+            collect_claim(Path(self.db_path), self.lock_wait_s, stopped=self.stopped)
+        )
         self.store = self._stack.enter_context(
-            open_store(self.db_path, wait_seconds=self.lock_wait_s)
+            open_store(self.db_path, wait_seconds=self.lock_wait_s, stopped=self.stopped)
         )
 
     def close(self) -> None:

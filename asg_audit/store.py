@@ -169,6 +169,19 @@ def _new_reject(reason: str, field: str, raw: str) -> str:
     )
 
 
+# How often a wait for the store (another writer, this process's collect claim) looks whether a
+# stop asked it to end: a stop handled on another thread (the collector's event loop) cannot
+# interrupt it.
+_STOP_POLL_S: Final = 0.1
+
+
+def _waited(wait_seconds: float, started: float, stopped: Callable[[], bool] | None) -> str:
+    """Say how a wait for a busy store ended: its time ran out, or a stop ended it."""
+    if stopped is not None and stopped():
+        return f" (a stop ended the wait after {time.monotonic() - started:.1f} s)"
+    return f" (waited {wait_seconds:g} s)" if wait_seconds else ""
+
+
 def _write_lock(path: Path) -> threading.RLock:
     """Return the lock that serialises write transactions on one file within this process."""
     return _file_lock(_WRITE_LOCKS, path, threading.RLock)
@@ -179,22 +192,27 @@ _COLLECT_CLAIMS: dict[Path, threading.Lock] = {}
 
 
 @contextlib.contextmanager
-def collect_claim(path: Path, wait_seconds: float) -> Iterator[None]:
+def collect_claim(
+    path: Path, wait_seconds: float, *, stopped: Callable[[], bool] | None = None
+) -> Iterator[None]:
     """Hold the file's collect claim of this process while the block runs.
 
     Two collect runs on one store in two processes cannot both write (DuckDB's file lock: the
     second is `StoreBusyError` after its wait). In one process, DuckDB shares the file between
     connections, so two runs (two threads, or `asyncio.gather` of two `collect` calls) would
     poll the same tasks twice and store each answer twice. The second waits for the first up
-    to `wait_seconds`, then is refused the same way.
+    to `wait_seconds`, then is refused the same way; a wait `stopped()` ends (a stop signal
+    handled by the collector's event loop, on another thread) is refused at once.
     """
     claim = _file_lock(_COLLECT_CLAIMS, path, threading.Lock)
-    acquired = claim.acquire(timeout=wait_seconds) if wait_seconds > 0 else claim.acquire(False)
-    if not acquired:
-        raise StoreBusyError(
-            f"{path}: database busy: another collect run of this process writes to it"
-            + (f" (waited {wait_seconds:g} s)" if wait_seconds else "")
-        )
+    started = time.monotonic()
+    deadline = started + wait_seconds
+    while not claim.acquire(timeout=min(_STOP_POLL_S, wait_seconds)):
+        if time.monotonic() >= deadline or (stopped is not None and stopped()):
+            raise StoreBusyError(
+                f"{path}: database busy: another collect run of this process writes to it"
+                + _waited(wait_seconds, started, stopped)
+            )
     try:
         yield
     finally:
@@ -1039,8 +1057,15 @@ def _refuse_planted_files(path: Path) -> None:
             )
 
 
-def _connect(path: Path, *, read_only: bool, wait_seconds: float) -> duckdb.DuckDBPyConnection:
-    deadline = time.monotonic() + wait_seconds
+def _connect(
+    path: Path,
+    *,
+    read_only: bool,
+    wait_seconds: float,
+    stopped: Callable[[], bool] | None = None,
+) -> duckdb.DuckDBPyConnection:
+    started = time.monotonic()
+    deadline = started + wait_seconds
     delay = 0.05
     while True:
         try:
@@ -1077,7 +1102,7 @@ def _connect(path: Path, *, read_only: bool, wait_seconds: float) -> duckdb.Duck
                 raise damaged from None  # cut within its headers or catalog, or corrupt
             if "lock" not in text.lower():
                 raise StoreError(f"{path}: cannot open the database: {text}") from None
-            if time.monotonic() >= deadline:
+            if time.monotonic() >= deadline or (stopped is not None and stopped()):
                 # A reader is locked out by a writer only; a writer by any other process
                 # that has the file open, a reader (a notebook holding it open) included.
                 holder = (
@@ -1087,10 +1112,9 @@ def _connect(path: Path, *, read_only: bool, wait_seconds: float) -> duckdb.Duck
                     " notebook holding it open)"
                 )
                 raise StoreBusyError(
-                    f"{path}: database busy: {holder}"
-                    + (f" (waited {wait_seconds:g} s)" if wait_seconds else "")
+                    f"{path}: database busy: {holder}" + _waited(wait_seconds, started, stopped)
                 ) from None
-            time.sleep(delay)
+            time.sleep(delay if stopped is None else min(delay, _STOP_POLL_S))
             delay = min(delay * 2, 1.0)
         except duckdb.CatalogException as exc:
             if "in-memory database" in str(exc):  # a read-only open of another kind of file
@@ -1273,13 +1297,15 @@ def open_store(
     read_only: bool = False,
     wait_seconds: float = 0.0,
     memory_limit: str | None = None,
+    stopped: Callable[[], bool] | None = None,
 ) -> Iterator[Store]:
     """Open the store at `path` (creating and migrating it for a writer) and close it after.
 
     A reader of a file at an older schema version gets it upgraded first when no one else
     writes. `memory_limit` (e.g. "1GB") caps DuckDB's memory for this process; it spills to
     disk beyond it. `StoreBusyError` when another process writes and `wait_seconds` runs out;
-    `SchemaVersionError` for a file from a newer asg_audit.
+    `SchemaVersionError` for a file from a newer asg_audit. `stopped()` true ends that wait
+    early (the same error): a stop handled on another thread, which cannot interrupt it.
     """
     _check_open_arguments(path, wait_seconds, memory_limit)
     path = Path(path)
@@ -1309,7 +1335,7 @@ def open_store(
         raise StoreError(f"{path}: folder {path.parent} does not exist")
     if not read_only:
         _refuse_planted_files(path)
-    con = _connect(path, read_only=read_only, wait_seconds=wait_seconds)
+    con = _connect(path, read_only=read_only, wait_seconds=wait_seconds, stopped=stopped)
     # Until the store is handed over, anything raised (a Ctrl-C included) closes the
     # connection: a traceback kept by IPython (`sys.last_traceback`) must not hold the file
     # open, which would lock every other process out of it. A plain `try`, not a helper
