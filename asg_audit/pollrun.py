@@ -346,6 +346,13 @@ class CollectorRun:
             self.external_stop is not None and self.external_stop.is_set()
         )
 
+    def _take_stop(self) -> bool:
+        """Take a stop asked through `stop_event` as the run's own (on the run's thread);
+        return whether the run is stopping."""
+        if self.stop_reason is None and self._stop_asked():
+            self.stop("stop requested")
+        return self.stop_reason is not None
+
     def stop(self, reason: str) -> None:
         """Ask the run to stop: in-flight requests are abandoned, buffered answers written."""
         if self.stop_reason is None:
@@ -447,9 +454,7 @@ class CollectorRun:
         until = None if self.run_for_s is None else started_at + self.run_for_s
         status = "completed"
         while True:
-            if self.external_stop is not None and self.external_stop.is_set():
-                self.stop("stop requested")
-            if self.stop_reason is not None:
+            if self._take_stop():
                 status = self._stopped_status()
                 break
             if self.pending == 0 and not jobs:
@@ -576,9 +581,7 @@ class CollectorRun:
         woken = asyncio.ensure_future(self._stop_wake.wait())
         try:
             while not acquire.done():
-                if self.external_stop is not None and self.external_stop.is_set():
-                    self.stop("stop requested")
-                if self.stop_reason is not None:
+                if self._take_stop():
                     break
                 await asyncio.wait(
                     {acquire, woken}, timeout=TICK_S, return_when=asyncio.FIRST_COMPLETED
