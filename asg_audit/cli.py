@@ -110,7 +110,7 @@ def _cmd_track(args: argparse.Namespace, config: AuditConfig) -> int:
 
 
 def _cmd_db_info(args: argparse.Namespace, config: AuditConfig) -> int:
-    from asg_audit.store import describe_store
+    from asg_audit.storeinfo import describe_store
 
     print(printable(describe_store(config.db_path)))  # the path is the user's: escaped
     return 0
@@ -296,7 +296,7 @@ def _cmd_collect(args: argparse.Namespace, config: AuditConfig) -> int:
 
 
 def _cmd_runs(args: argparse.Namespace, config: AuditConfig) -> int:
-    from asg_audit.store import describe_runs
+    from asg_audit.storeinfo import describe_runs
 
     print(printable(describe_runs(config.db_path, limit=args.limit, command=args.command)))
     return 0

@@ -66,7 +66,8 @@ from asg_audit.stopsignals import (
     raise_if_stopped,
     sigterm_interrupts,
 )
-from asg_audit.store import not_a_folder_above, open_store
+from asg_audit.store import open_store
+from asg_audit.storefile import not_a_folder_above
 
 __all__ = ["AuditOutcome", "audit_lock", "outcome_json", "run_audit", "send_alert"]
 

@@ -20,7 +20,7 @@ from _tampered_chain import run_status, tampered_txid
 from asg_audit.chain import verify_chain
 from asg_audit.cli import main as cli_main
 from asg_audit.errors import EXIT_INCOMPLETE
-from asg_audit.store import describe_runs
+from asg_audit.storeinfo import describe_runs
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,8 @@ from _records import settled_record
 from asg_audit.demo import sample_path
 from asg_audit.errors import InputError
 from asg_audit.ingest_files import ingest_paths, track_file
-from asg_audit.store import describe_runs, open_store
+from asg_audit.store import open_store
+from asg_audit.storeinfo import describe_runs
 
 # every test runs through both ways a commit derives results (conftest.write_path) and both
 # ways a file is read (conftest.read_path)

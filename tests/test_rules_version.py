@@ -18,7 +18,8 @@ import pytest
 from asg_audit.errors import SchemaVersionError
 from asg_audit.model import Source
 from asg_audit.normalize import RULES_VERSION, RawRecord, normalise_records
-from asg_audit.store import describe_runs, describe_store, open_store
+from asg_audit.store import open_store
+from asg_audit.storeinfo import describe_runs, describe_store
 
 T0 = datetime(2026, 10, 20, 12, 0, tzinfo=UTC)
 

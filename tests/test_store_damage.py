@@ -34,7 +34,7 @@ INTERRUPTED_CREATION = (
     "calls = 0\n"
     "def hook(frame, event, arg):\n"
     "    global calls\n"
-    "    if event == 'c_call' and frame.f_code.co_name == '_migrate':\n"
+    "    if event == 'c_call' and frame.f_code.co_name == 'migrate':\n"
     "        calls += 1\n"
     "        if calls == 4:\n"
     "            sys.setprofile(None)\n"

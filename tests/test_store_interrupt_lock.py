@@ -1,7 +1,7 @@
 """A Ctrl-C that lands while `open_store` is opening the store closes the connection.
 
 The read-only branch had no `try` between `duckdb.connect` and `yield`: an interrupt in
-`_schema_version`, `SET TimeZone` or the `Store` constructor left the connection referenced
+`schema_version`, `SET TimeZone` or the `Store` constructor left the connection referenced
 from the traceback, which IPython keeps (`sys.last_traceback`), so the file stayed locked and
 the command line's writer got "database busy" until the kernel dropped the traceback.
 
@@ -22,7 +22,7 @@ import pytest
 from _hardening_procs import asg_audit, clean_env
 from _records import settled_line
 
-import asg_audit.store as store_module
+import asg_audit.storefile as storefile
 from asg_audit.audit import analyze
 from asg_audit.ingest_files import ingest_paths
 from asg_audit.store import open_store
@@ -71,15 +71,15 @@ def _land_at(where: str, monkeypatch: pytest.MonkeyPatch) -> None:
     if where == "set_timezone":
         real = duckdb.connect
         monkeypatch.setattr(
-            store_module.duckdb,
+            storefile.duckdb,
             "connect",
             lambda *a, **k: _ConnectionInterruptedAtTimeZone(real(*a, **k)),
         )
     else:
-        monkeypatch.setattr(store_module, where, _interrupt)
+        monkeypatch.setattr(storefile, where, _interrupt)
 
 
-@pytest.mark.parametrize("where", ["set_timezone", "_schema_version", "_write_lock"])
+@pytest.mark.parametrize("where", ["set_timezone", "schema_version", "write_lock"])
 def test_interrupted_analyze_leaves_the_store_unlocked(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, where: str
 ) -> None:
@@ -96,7 +96,7 @@ def test_interrupted_analyze_leaves_the_store_unlocked(
     assert analyze(db).summary()["tasks"] == 2
 
 
-@pytest.mark.parametrize("where", ["set_timezone", "_migrate", "_write_lock"])
+@pytest.mark.parametrize("where", ["set_timezone", "migrate", "write_lock"])
 def test_interrupted_writer_open_leaves_the_store_unlocked(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, where: str
 ) -> None:

@@ -10,7 +10,8 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
-from asg_audit.store import describe_runs, open_store
+from asg_audit.store import open_store
+from asg_audit.storeinfo import describe_runs
 
 
 def dead_pid() -> int:
