@@ -877,10 +877,16 @@ def _unknowns() -> pl.Expr:
     return pl.concat_str(
         fmt("{} task(s) of unknown cost, ", pl.col("our_unknown")),
         pl.when(pl.col("uncollected").is_not_null())
-        .then(fmt("{} billed task(s) not settled in the store", pl.col("uncollected")))
+        .then(
+            fmt(
+                "{} billed task(s) not among the results settled in the month",
+                pl.col("uncollected"),
+            )
+        )
         .otherwise(
             pl.lit(
-                "task count invalid (how many billed tasks are not settled in the store is unknown)"
+                "task count invalid (how many billed tasks are not among the results settled in"
+                " the month is unknown)"
             )
         ),
     )

@@ -45,7 +45,7 @@ def test_unknown_costs_are_not_an_exact_difference(tmp_path: Path, gateway: str)
     (row,) = check_rows(findings, "billing.sats_not_comparable")
     assert row["severity"] == "info" and row["entity_id"] == MONTH
     assert row["message"].startswith(
-        "3 task(s) of unknown cost, 0 billed task(s) not settled in the store: the sats cannot"
+        "3 task(s) of unknown cost, 0 billed task(s) not among the results settled in the month: the sats cannot"
         " be compared exactly"
     )
     assert row["difference"] == 1625  # the sats the bill holds for those tasks
@@ -59,7 +59,10 @@ def test_partial_collect_on_a_clean_provider_is_no_fail(tmp_path: Path, gateway:
     findings, _ = billed_store(tmp_path, gateway, results, {MONTH: month_usage(5, 3250)}, pending=3)
     assert check_rows(findings, "billing.vs_results") == []
     (row,) = check_rows(findings, "billing.sats_not_comparable")
-    assert "0 task(s) of unknown cost, 3 billed task(s) not settled in the store" in row["message"]
+    assert (
+        "0 task(s) of unknown cost, 3 billed task(s) not among the results settled in the month"
+        in row["message"]
+    )
     assert row["difference"] == 3250 - 1300
 
 

@@ -64,6 +64,7 @@ WITHOUT: frozenset[str] = frozenset(
         "collection.webhook_poll_disagree",
         "consensus.label_outside_options",
         "record.aliases_disagree",
+        "settled_at.missing",
         "status.undocumented",
         "task.unknown",
         "txid.malformed",

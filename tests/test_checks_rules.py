@@ -60,6 +60,7 @@ CASES = [
     ("webhook.delivered_before_settled", {"delivered_at": T0 + timedelta(seconds=46)}, {}),
     ("result.changed_after_settlement", {"conflict_count": 1}, {}),
     ("txid.missing", {"bsv_txid": None}, {}),
+    ("settled_at.missing", {"settled_at": None}, {}),
     ("txid.malformed", {"bsv_txid": "abc123..."}, {}),
     ("cost.mismatch", {"cost_sats": 975}, {}),
 ]

@@ -66,3 +66,26 @@ def test_stuck_under_a_minute_level_shows_seconds_alone() -> None:
     )
     fractional = _stuck(timedelta(seconds=45.9), checks={"task.stuck": {"fail": 30.5}})
     assert (fractional["difference"], fractional["difference_exact"]) == (14.5, None)
+
+
+@pytest.mark.parametrize("status", ["pending", "in_progress", "verified"])
+def test_a_task_left_before_settlement_is_stuck_whatever_the_documented_status(
+    status: str,
+) -> None:
+    """Tester T2: a task `verified` (consensus reached, the workers not paid) for 53 days was
+    counted pending and found nothing, while the same task `in_progress` failed."""
+    rows = [
+        result("old", status=status, settled_at=None, bsv_txid=None),
+        result("young", status=status, settled_at=None, bsv_txid=None),
+        result("paid", status="settled"),
+        result("odd", status="on_hold", settled_at=None, bsv_txid=None),
+    ]
+    rows[1]["created_at"] = T0 + timedelta(days=53)
+    ctx = CheckContext(
+        {"results": results_frame(rows)},
+        config=AuditConfig(),
+        as_of=T0 + timedelta(days=53, minutes=59),
+    )
+    found = run_checks(ctx, only=["task.stuck"]).to_dicts()
+    assert [(f["entity_id"], f["severity"]) for f in found] == [("old", "fail")]
+    assert found[0]["message"].startswith(f"still {status} 53 d ")

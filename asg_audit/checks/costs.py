@@ -84,7 +84,7 @@ def shared_txid_spread(ctx: CheckContext) -> pl.LazyFrame:
             finding(
                 entity_type="txid",
                 entity_id=pl.col("bsv_txid"),
-                expected=pl.lit(f"tasks of one batch, settled within {window:g} s"),
+                expected=pl.lit(f"tasks of one batch, settled less than {window:g} s apart"),
                 actual=fmt("{} tasks settled over {} s", pl.col("tasks"), spread.round(1)),
                 difference=spread - window,
                 message=fmt(

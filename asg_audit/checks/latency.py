@@ -72,3 +72,27 @@ def mean_outside_documented(ctx: CheckContext) -> pl.LazyFrame:
             )
         )
     )
+
+
+@register_check("settled_at.missing", default=CheckLevels(severity="fail"), claim=3)
+def missing_settled_at(ctx: CheckContext) -> pl.LazyFrame:
+    """A settled task without `settled_at`, the moment its payment completed.
+
+    Its latency cannot be measured, and billing cannot say which month paid it: such a task
+    left the monthly spend and the latency figures silently, and `billing.vs_results` had to
+    count it among the tasks that may have settled in any month, so a bill charging more than
+    it cost was only an info finding (tester T2).
+    """
+    return ctx.tasks.filter(pl.col("is_settled") & pl.col("settled_at").is_null()).select(
+        finding(
+            entity_type="task",
+            entity_id=pl.col("task_id"),
+            expected=pl.lit("the time the payment completed (settled_at)"),
+            actual=pl.lit("none"),
+            difference=None,
+            message=pl.lit(
+                "settled without settled_at: its latency is not measured and no month's bill"
+                " is compared with its cost"
+            ),
+        )
+    )

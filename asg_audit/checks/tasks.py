@@ -46,7 +46,10 @@ def undocumented_status(ctx: CheckContext) -> pl.LazyFrame:
     kind="stuck_task",
 )
 def stuck_task(ctx: CheckContext) -> pl.LazyFrame:
-    """Pending or in progress for longer than the level (seconds since creation, at as_of).
+    """Pending, in progress or verified for longer than the level (seconds since creation, at
+    as_of). Verified is consensus reached and the workers not paid yet: a task left there is a
+    settlement that does not happen, as much as one that never reaches consensus (tester T2:
+    a task verified for 53 days was counted pending and found nothing).
 
     The age is judged, shown and compared in whole seconds (cut down: for a level of whole
     seconds the same tasks as the exact age), so that actual - expected is the difference:
@@ -54,7 +57,7 @@ def stuck_task(ctx: CheckContext) -> pl.LazyFrame:
     since = pl.coalesce("created_at", "first_seen_at")
     age = (pl.lit(ctx.as_of) - since).dt.total_seconds(fractional=True)
     whole = age.floor().cast(pl.Int64)
-    active = [TaskStatus.PENDING.value, TaskStatus.IN_PROGRESS.value]
+    active = [TaskStatus.PENDING.value, TaskStatus.IN_PROGRESS.value, TaskStatus.VERIFIED.value]
     # the level it fires at (warn, else fail): "settled within" the time a task is given
     limit = lowest = ctx.lowest_level("task.stuck")
     shown = _duration_text(whole)
