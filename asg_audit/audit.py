@@ -28,6 +28,7 @@ from asg_audit.model import (
     Severity,
     TaskStatus,
 )
+from asg_audit.results_sql import CHANGES_SQL, RESULT_CHANGES
 
 if TYPE_CHECKING:
     from asg_audit.store import Store
@@ -579,6 +580,10 @@ def _read_tables(
                 sql += ")"
                 args = params + args
             out[name] = _fetch(store.con, sql, args).lazy()
+    if {"results", "observations"} <= present:
+        # What changed in each result changed after settlement (a few rows): for the message
+        # of `result.changed_after_settlement`, which joins them to the window's tasks.
+        out[RESULT_CHANGES] = _fetch(store.con, CHANGES_SQL, []).lazy()
     return out
 
 

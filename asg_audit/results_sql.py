@@ -21,7 +21,7 @@ from typing import Final, NamedTuple
 
 from asg_audit.model import Source
 
-__all__ = ["RESULTS_SQL", "SINGLE_RESULT_COLUMNS"]
+__all__ = ["CHANGES_SQL", "RESULTS_SQL", "RESULT_CHANGES", "SINGLE_RESULT_COLUMNS"]
 
 # The result of a task with one observation: that observation, as a `results` row.
 SINGLE_RESULT_COLUMNS: Final = """task_id, status, consensus_label, confidence, worker_count,
@@ -227,4 +227,44 @@ SELECT a.task_id, a.status, a.consensus_label, a.confidence, a.worker_count, a.a
 FROM chosen a LEFT JOIN conflicts c USING (task_id) LEFT JOIN reversals v USING (task_id)
 UNION ALL
 SELECT * FROM single
+"""
+
+
+def _changed(field: str) -> str:
+    """The settled observations of a changed result stating `field` otherwise than it does."""
+    rule = _rule(field)
+    same = rule.same.format(a=f"c.{field}", b=f"o.{field}")
+    was, became = rule.form.format(a=f"c.{field}"), rule.form.format(a=f"o.{field}")
+    return (
+        f"SELECT o.task_id, o.obs_id, '{field}' AS field, ({was})::VARCHAR AS was,"
+        f" ({became})::VARCHAR AS became"
+        " FROM observations o JOIN changed c USING (task_id)"
+        f" WHERE o.status = 'settled' AND o.{field} IS NOT NULL AND c.{field} IS NOT NULL"
+        f" AND NOT ({same})"
+    )
+
+
+# The audit's table of CHANGES_SQL's rows.
+RESULT_CHANGES: Final = "result_changes"
+
+# What changed in each result seen settled and later otherwise (`conflict_count` > 0): per
+# task and field, the result's value and every other value stated (in the order first seen),
+# by the rules that count the versions; `status` for a poll's later answer that it was not
+# settled. For the finding's message: the count alone did not say whether money, the txid or
+# the label changed (tester T2). Times are read in the session's zone (the store's is UTC).
+CHANGES_SQL: Final = f"""
+WITH changed AS (SELECT * FROM results WHERE conflict_count > 0), differing AS (
+    {" UNION ALL ".join(_changed(f) for f in _RESULT_FIELDS)}
+    UNION ALL
+    SELECT o.task_id, o.obs_id, 'status', 'settled', o.status
+    FROM observations o JOIN changed c USING (task_id)
+    WHERE o.status <> 'settled' AND trim(o.status) <> '' AND o.source = '{Source.POLL}'
+        AND o.observed_at > c.settled_seen_at
+), firsts AS (
+    SELECT task_id, field, was, became, min(obs_id) AS first_obs
+    FROM differing GROUP BY ALL
+)
+SELECT task_id, field, any_value(was) AS was, list(became ORDER BY first_obs) AS became,
+    min(first_obs) AS first_obs
+FROM firsts GROUP BY task_id, field ORDER BY task_id, first_obs
 """

@@ -13,6 +13,7 @@ from asg_audit.analyses.latency import created_after_as_of
 from asg_audit.checks._registry import CheckContext, finding, fmt, no_findings, register_check
 from asg_audit.config import CheckLevels
 from asg_audit.model import ALIAS_DETAIL_PATTERN, Flag, TaskStatus
+from asg_audit.results_sql import RESULT_CHANGES
 
 DEFAULT_STUCK_AFTER_SECONDS = 3600.0
 
@@ -280,15 +281,58 @@ def changed_after_settlement(ctx: CheckContext) -> pl.LazyFrame:
     settlement time: each version once, however often seen) or answered as not settled by a
     poll (conflict_count > 0)."""
     n = pl.col("conflict_count")
-    return ctx.tasks.filter(n > 0).select(
+    changed = ctx.tasks.filter(n > 0)
+    fields = changes = pl.lit("")
+    if ctx.has_table(RESULT_CHANGES):
+        # "cost_sats 650, later 975; status settled, later in_progress", in the order first seen
+        shown = ctx.table(RESULT_CHANGES).select(
+            pl.col("task_id").cast(pl.String),
+            "first_obs",
+            "field",
+            pl.concat_str(
+                "field",
+                pl.lit(" "),
+                _cut(pl.col("was")),
+                pl.lit(", later "),
+                pl.col("became").list.eval(_cut(pl.element())).list.join(", "),
+            ).alias("change"),
+        )
+        per_task = (
+            shown.sort("task_id", "first_obs", "field")
+            .group_by("task_id", maintain_order=True)
+            .agg(
+                pl.col("field").unique(maintain_order=True).str.join(", ").alias("fields"),
+                pl.col("change").str.join("; ").alias("changes"),
+            )
+        )
+        changed = changed.with_columns(pl.col("task_id").cast(pl.String)).join(
+            per_task, on="task_id", how="left"
+        )
+        fields = pl.concat_str(pl.lit(" ("), pl.col("fields"), pl.lit(")")).fill_null("")
+        changes = pl.concat_str(pl.lit(": "), pl.col("changes")).fill_null("")
+    return changed.select(
         finding(
             entity_type="task",
             entity_id=pl.col("task_id"),
             expected=pl.lit("no change after settlement"),
-            actual=fmt("{} change(s)", n),
+            actual=pl.concat_str(fmt("{} change(s)", n), fields),
             difference=n,
-            message=fmt("settled result changed afterwards: {} other version(s) or reversal(s)", n),
+            message=pl.concat_str(
+                fmt("settled result changed afterwards: {} other version(s) or reversal(s)", n),
+                changes,
+            ),
         )
+    )
+
+
+_SHOWN_CHARS: Final = 72  # a txid (64) whole; a long label cut
+
+
+def _cut(text: pl.Expr) -> pl.Expr:
+    return (
+        pl.when(text.str.len_chars() > _SHOWN_CHARS)
+        .then(pl.concat_str(text.str.slice(0, _SHOWN_CHARS), pl.lit("...")))
+        .otherwise(text)
     )
 
 
