@@ -238,7 +238,7 @@ def _changed(field: str) -> str:
     return (
         f"SELECT o.task_id, o.obs_id, '{field}' AS field, ({was})::VARCHAR AS was,"
         f" ({became})::VARCHAR AS became"
-        " FROM observations o JOIN changed c USING (task_id)"
+        " FROM o JOIN changed c USING (task_id)"
         f" WHERE o.status = 'settled' AND o.{field} IS NOT NULL AND c.{field} IS NOT NULL"
         f" AND NOT ({same})"
     )
@@ -253,11 +253,16 @@ RESULT_CHANGES: Final = "result_changes"
 # settled. For the finding's message: the count alone did not say whether money, the txid or
 # the label changed (tester T2). Times are read in the session's zone (the store's is UTC).
 CHANGES_SQL: Final = f"""
-WITH changed AS (SELECT * FROM results WHERE conflict_count > 0), differing AS (
+WITH changed AS MATERIALIZED (
+    SELECT * FROM results WHERE conflict_count > 0
+), o AS MATERIALIZED (
+    -- one scan of the observations: their tasks only
+    SELECT * FROM observations WHERE task_id IN (SELECT task_id FROM changed)
+), differing AS (
     {" UNION ALL ".join(_changed(f) for f in _RESULT_FIELDS)}
     UNION ALL
     SELECT o.task_id, o.obs_id, 'status', 'settled', o.status
-    FROM observations o JOIN changed c USING (task_id)
+    FROM o JOIN changed c USING (task_id)
     WHERE o.status <> 'settled' AND trim(o.status) <> '' AND o.source = '{Source.POLL}'
         AND o.observed_at > c.settled_seen_at
 ), firsts AS (
