@@ -852,6 +852,10 @@ def open_store(
         raise
     try:
         yield store
+    except duckdb.Error as exc:
+        if (damaged := storefile.damaged_in_use(path, exc)) is not None:
+            raise damaged from exc
+        raise
     finally:
         store.close()
 

@@ -36,6 +36,7 @@ __all__ = [
     "STOP_POLL_S",
     "check_intact",
     "connect",
+    "damaged_in_use",
     "disconnect",
     "file_lock",
     "migrate",
@@ -507,6 +508,23 @@ def store_io_error(path: Path, exc: duckdb.Error) -> StoreError:
             " restore it from a copy, or ingest into a new store"
         )
     return StoreError(f"{path}: cannot use the database: {_first_line(text)}")
+
+
+def damaged_in_use(path: Path, exc: BaseException) -> StoreFileError | None:
+    """Return the error for a damage DuckDB found while a command used the store, or None.
+
+    The checks at open find a file cut short or damaged in its headers or catalog; a block
+    damaged inside (bit rot, a bad copy) fails its checksum only when a query reads it, in
+    the middle of any command. That is a damaged store (exit 2, one line naming the file),
+    not a bug's traceback (tester T1: `report`, `verify-chain`, `billing` and `collect` ended
+    with one and exit 1, the code of findings).
+    """
+    if isinstance(exc, duckdb.Error) and _CORRUPT in str(exc):
+        return StoreFileError(
+            f"{path}: a damaged database file: DuckDB: {_first_line(str(exc))}; restore it"
+            " from a copy, or ingest into a new store"
+        )
+    return None
 
 
 def upgraded_reader(

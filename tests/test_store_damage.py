@@ -21,6 +21,7 @@ import pytest
 from _hardening_procs import ingest_limited
 from _records import settled_export
 
+from asg_audit.audit import analyze
 from asg_audit.errors import EXIT_USAGE, StoreFileError
 from asg_audit.ingest_files import ingest
 from asg_audit.store import open_store
@@ -185,3 +186,34 @@ def test_store_creation_interrupted_is_no_store_yet_for_readers_and_a_store_for_
     runs = cli("runs", "--db", str(db))
     assert runs.returncode == 0, runs.stderr
     assert [line.split()[1] for line in runs.stdout.splitlines()[1:]] == ["ingest"]
+
+
+def rotten_copy(good: Path, folder: Path) -> Path:
+    """A copy with 8 KiB in the middle overwritten: a block of the results' data, whose
+    checksum fails only when a query reads it (the checks at open pass)."""
+    data = bytearray(good.read_bytes())
+    middle = len(data) // 2
+    data[middle : middle + 8192] = b"\xa5" * 8192
+    db = folder / "rotten.duckdb"
+    db.write_bytes(bytes(data))
+    return db
+
+
+def test_store_block_damaged_inside_is_one_line_and_exit_2_when_read(
+    good_store: Path, tmp_path: Path
+) -> None:
+    """Tester T1: `report`, `verify-chain`, `billing` and `collect` ended with DuckDB's
+    traceback and exit 1 (the code of findings); `analyze` raised DuckDB's own error."""
+    db = rotten_copy(good_store, tmp_path)
+    with open_store(db, read_only=True):  # the checks at open do not see it
+        pass
+    proc = cli("report", "--out", str(tmp_path / "reports"), "--db", str(db))
+    assert proc.returncode == EXIT_USAGE, proc.stderr
+    assert "Traceback" not in proc.stderr
+    lines = proc.stderr.splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith(
+        f"asg-audit: error: {db}: a damaged database file: DuckDB: Corrupt database file:"
+    )
+    with pytest.raises(StoreFileError, match="a damaged database file: DuckDB: Corrupt"):
+        analyze(db)
