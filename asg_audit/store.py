@@ -394,6 +394,8 @@ class Store:
         """Record the end of a run with its outcome and counters (a one-run command's stop
         signals are left alone from here on: `stopsignals.run_ended`)."""
         self._require_writer()
+        if self._invalidated():
+            self._reconnect()
         if status != "interrupted":
             ended = self.con.execute("SELECT command FROM runs WHERE run_id = ?", [run_id])
             if (row := ended.fetchone()) is not None:
@@ -403,6 +405,30 @@ class Store:
                 "UPDATE runs SET finished_at = ?, status = ?, stats = ? WHERE run_id = ?",
                 [datetime.now(UTC), status, json.dumps(stats or {}, default=str), run_id],
             )
+
+    def _invalidated(self) -> bool:
+        """Whether DuckDB invalidated this connection's database after a FATAL error (a
+        checkpoint it could not write: a full disk, a file size limit). Outside a transaction
+        only: within one, the block's own error is the one its caller is told of."""
+        if self._depth:
+            return False
+        try:
+            self._con.execute("SELECT 1").fetchall()
+        except duckdb.FatalException:
+            return True
+        except duckdb.Error:
+            return False
+        return False
+
+    def _reconnect(self) -> None:
+        """Replace an invalidated connection with a new one to the file, which reads what was
+        committed from the file and its log again: the end of the run can still be recorded
+        (tester T1: an ingest stopped by a full disk at a checkpoint stayed `running`, as
+        every later statement on the old connection failed). Raises StoreError when the file
+        cannot be opened either."""
+        storefile.disconnect(self._con, self.path)
+        self._staging_ready = False
+        self._con = storefile.connect(self.path, read_only=False, wait_seconds=0)
 
     # -- the writer ----------------------------------------------------------------------------
 

@@ -19,6 +19,8 @@ import duckdb
 from _hardening_procs import ingest_limited
 from _records import settled_export
 
+import asg_audit
+
 # ingest argv[2] into argv[1], with a SIGINT sent to itself as the files start to be taken in
 # (when the group of small files is made, just after the run is recorded)
 INTERRUPTED_START = (
@@ -79,3 +81,22 @@ def test_ingest_interrupted_as_its_run_starts_ends_the_run(tmp_path: Path) -> No
     )
     assert proc.returncode == 130, proc.stderr  # the interrupt landed where it was meant to
     assert runs_of(db) == [("ingest", "interrupted", None)]
+
+
+def test_ingest_whose_checkpoint_meets_a_full_disk_records_the_error_in_its_run(
+    tmp_path: Path,
+) -> None:
+    """Tester T1: the disk filled at the checkpoint after the file's commit, a FATAL error
+    after which DuckDB refuses every statement on that database: the run stayed `running`,
+    and the next writer called it `abandoned` with the error lost."""
+    db = tmp_path / "a.duckdb"
+    asg_audit.ingest(db, settled_export(tmp_path / "small.ndjson", 1, prefix="s"))
+    proc = ingest_limited(db, settled_export(tmp_path / "big.ndjson", 40_000), 3_072_000)
+    assert proc.returncode == 3, proc.stderr
+    assert "FATAL" in proc.stderr and "checkpoint" in proc.stderr  # the case meant
+    (_, (command, status, error)) = runs_of(db)
+    assert (command, status) == ("ingest", "failed")
+    assert error is not None and "File too large" in error
+    asg_audit.ingest(db, tmp_path / "big.ndjson")  # room again: the file is stored whole
+    with duckdb.connect(str(db), read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM results").fetchone() == (40_001,)
