@@ -98,6 +98,13 @@ def test_report_compare_with_a_damaged_summary_exits_2(
         (_set("schema_version", "1"), 'schema_version is text "1"'),
         (lambda doc: doc["findings"].__setitem__(0, "x"), 'findings[0] is text "x"'),
         (_set("findings.entity_id", ["a"]), "findings[0].entity_id is a list"),
+        # tester T1: both were carried into the new summary's resolved findings
+        (_set("findings.check_id", 5), "findings[0].check_id is the number 5, not a check id"),
+        (_set("findings.check_id", None), "findings[0].check_id is null"),
+        (
+            _set("findings.severity", "bogus"),
+            'findings[0].severity is text "bogus", not one of info, warn, fail',
+        ),
     ],
 )
 def test_report_compare_refuses_each_damaged_field(

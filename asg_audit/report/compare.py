@@ -30,6 +30,7 @@ from typing import Any, Final
 
 from asg_audit import jsonload
 from asg_audit.errors import ConfigError, InputError
+from asg_audit.model import Severity
 from asg_audit.report.content import (
     HEADLINE_FIELDS,
     SUMMARY_SCHEMA,
@@ -189,7 +190,20 @@ def _damaged_field(doc: dict[str, Any]) -> str | None:
         for key, value in finding.items():
             if isinstance(value, dict | list):
                 return f"findings[{i}].{key} is {_json_type(value)}, not a single value"
+        # what a comparison matches findings by and ranks them by, carried into the new
+        # summary's resolved findings (tester T1: a check_id of 5 and a severity "bogus" were)
+        check_id = finding.get("check_id")
+        if not isinstance(check_id, str) or not check_id:
+            return f"findings[{i}].check_id is {_json_type(check_id)}, not a check id"
+        if finding.get("severity") not in _SEVERITIES:
+            return (
+                f"findings[{i}].severity is {_json_type(finding.get('severity'))}, not one of"
+                f" {', '.join(_SEVERITIES)}"
+            )
     return None
+
+
+_SEVERITIES: Final = tuple(s.value for s in Severity)
 
 
 def _time(value: Any) -> datetime | None:
