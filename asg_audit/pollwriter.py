@@ -139,6 +139,12 @@ class CollectSummary:
             tasks += f" ({self.rechecked:,} polled again: not found or expired before)"
         if self.skipped_unsafe_ids:
             tasks += f", {self.skipped_unsafe_ids:,} unsafe ids skipped"
+        elif not self.tracked and not self.already_final:
+            # a first run on a new store polls nothing and says "completed" (tester T1)
+            tasks += (
+                " (nothing to poll: `asg-audit track FILE` records the submitted tasks, or"
+                " give `--task-ids`)"
+            )
         lines = [
             f"run {self.run_id}: {self.status}",
             tasks,
