@@ -530,7 +530,12 @@ def _build_parser() -> argparse.ArgumentParser:
         default=0,
         help="Gateway port, chain on port+1 (default 0: free ports)",
     )
-    p.add_argument("--out", metavar="DIR", help="where to write submissions and ground truth")
+    p.add_argument(
+        "--out",
+        metavar="DIR",
+        help="where to write submissions and ground truth (default: a new folder asg-sim-* in"
+        " the temp folder, kept after the simulator stops)",
+    )
     p.set_defaults(handler=_cmd_simulate)
 
     p = sub.add_parser("serve-webhooks", help="receive signed task.settled deliveries (uvicorn)")
