@@ -555,6 +555,7 @@ def ingest_paths(
                 _ingest_all(
                     store, files, pins, summary, group, bar, interrupted, chunk_bytes=chunk_bytes
                 )
+            summary.without_status = _without_status(store, summary.run_id)
             status = "failed" if summary.failed_files else "ok"
             store.finish_run(summary.run_id, status=status, stats=summary.run_stats())
         except BaseException as exc:
@@ -574,6 +575,14 @@ def ingest_paths(
             if bar is not None:
                 bar.stop()
     return summary
+
+
+def _without_status(store: Store, run_id: str) -> int:
+    """Count the records this run stored that have no status (no result is made of them)."""
+    row = store.con.execute(
+        "SELECT count(*) FROM observations WHERE run_id = ? AND status IS NULL", [run_id]
+    ).fetchone()
+    return int(row[0]) if row else 0
 
 
 def _end_run(

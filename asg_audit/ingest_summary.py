@@ -46,6 +46,8 @@ class IngestSummary:
     updated_results: int = 0
     conflicts: int = 0
     duplicates: int = 0
+    # accepted records with no status (a submission, an error body): no result is made of them
+    without_status: int = 0
 
     def add(self, records: int, rejected: Counter[str], totals: WriteStats) -> None:
         """Count what one commit stored: records read, rejects by reason, store changes."""
@@ -89,6 +91,7 @@ class IngestSummary:
             "updated_results": self.updated_results,
             "conflicts": self.conflicts,
             "duplicates": self.duplicates,
+            "without_status": self.without_status,
             "files": [_slots(f) for f in self.files],
         }
 
@@ -200,5 +203,12 @@ def print_ingest_summary(summary: IngestSummary, *, file: IO[str] | None = None)
     print(f"updated results   {summary.updated_results:>12,}", file=out)
     print(f"conflicts         {summary.conflicts:>12,}", file=out)
     print(f"duplicates        {summary.duplicates:>12,}", file=out)
+    if summary.without_status:
+        # tester T1: a submissions export given to `ingest` said "300 accepted, 0 new results"
+        print(
+            f"without a status  {summary.without_status:>12,}  (no result is made of them: a"
+            " submissions export is stored by `asg-audit track`)",
+            file=out,
+        )
     for f in summary.failed_files:
         print(f"asg-audit: error: {printable(f.error, one_line=True)}", file=sys.stderr)
