@@ -816,6 +816,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _main(argv: Sequence[str] | None) -> int:
     words = list(sys.argv[1:] if argv is None else argv)
     args: argparse.Namespace | None = None
+    config: AuditConfig | None = None
     _Parser.last_error = None
     try:
         try:
@@ -842,8 +843,17 @@ def _main(argv: Sequence[str] | None) -> int:
         _quiet_stdout()
         return EXIT_BROKEN_PIPE
     except Exception as exc:
-        from asg_audit.interrupts import is_interrupt
+        from pathlib import Path
 
+        from asg_audit.interrupts import is_interrupt
+        from asg_audit.storefile import damaged_in_use
+
+        if config is not None and (damaged := damaged_in_use(Path(config.db_path), exc)):
+            # a block damaged inside the store, read by a command that opened it on a thread
+            # of its own (the webhook receiver's writer) rather than in an open_store block
+            print(f"asg-audit: error: {printable(damaged)}", file=sys.stderr)
+            print_stopped_audit(args, words, damaged.exit_code, printable(damaged))
+            return damaged.exit_code
         if not is_interrupt(exc):  # DuckDB's forms of an interrupted statement are one
             raise
         print("asg-audit: interrupted", file=sys.stderr)

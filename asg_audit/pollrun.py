@@ -63,9 +63,11 @@ import random
 import threading
 import time
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any, Final, Literal
 
 from asg_audit import gateway as gw
+from asg_audit import storefile
 from asg_audit.apitrust import ApiTrust
 from asg_audit.clock import Clock
 from asg_audit.config import AuditConfig
@@ -322,6 +324,10 @@ class CollectorRun:
                         raise _unrecorded(exc, record_exc) from None
                 except Exception:  # noqa: S110  (the first error is the one to report)
                     pass
+            # the store is read and written on the writer's thread, outside open_store's
+            # block: a block damaged inside the file is said here as open_store says it
+            if (damaged := storefile.damaged_in_use(Path(self.config.db_path), exc)) is not None:
+                raise damaged from exc
             raise
         finally:
             if self.progress is not None:

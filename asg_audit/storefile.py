@@ -517,13 +517,12 @@ def damaged_in_use(path: Path, exc: BaseException) -> StoreFileError | None:
     damaged inside (bit rot, a bad copy) fails its checksum only when a query reads it, in
     the middle of any command. That is a damaged store (exit 2, one line naming the file),
     not a bug's traceback (tester T1: `report`, `verify-chain`, `billing` and `collect` ended
-    with one and exit 1, the code of findings).
+    with one and exit 1, the code of findings). DuckDB's message starts with its words; an
+    error that merely quotes them (a value in a conversion error) is not one.
     """
-    if isinstance(exc, duckdb.Error) and _CORRUPT in str(exc):
-        return StoreFileError(
-            f"{path}: a damaged database file: DuckDB: {_first_line(str(exc))}; restore it"
-            " from a copy, or ingest into a new store"
-        )
+    if isinstance(exc, duckdb.Error) and str(exc).startswith(_CORRUPT):
+        damaged = store_io_error(path, exc)
+        return damaged if isinstance(damaged, StoreFileError) else None
     return None
 
 

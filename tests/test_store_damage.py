@@ -18,7 +18,7 @@ from pathlib import Path
 
 import duckdb
 import pytest
-from _hardening_procs import ingest_limited
+from _hardening_procs import clean_env, ingest_limited
 from _records import settled_export
 
 from asg_audit.audit import analyze
@@ -207,13 +207,33 @@ def test_store_block_damaged_inside_is_one_line_and_exit_2_when_read(
     db = rotten_copy(good_store, tmp_path)
     with open_store(db, read_only=True):  # the checks at open do not see it
         pass
-    proc = cli("report", "--out", str(tmp_path / "reports"), "--db", str(db))
-    assert proc.returncode == EXIT_USAGE, proc.stderr
-    assert "Traceback" not in proc.stderr
-    lines = proc.stderr.splitlines()
-    assert len(lines) == 1, proc.stderr
-    assert lines[0].startswith(
-        f"asg-audit: error: {db}: a damaged database file: DuckDB: Corrupt database file:"
-    )
+    # `collect` reads the store on a writer thread of its own, outside an open_store block
+    # (review); nothing is polled: the Gateway, a closed port, is never asked
+    gateway = {"ASG_API_KEY": "sk_sandbox_rotten", "ASG_BASE_URL": "http://127.0.0.1:9"}
+    for args, env in (
+        (["report", "--out", str(tmp_path / "reports")], {}),
+        (["collect"], gateway),
+    ):
+        proc = subprocess.run(
+            [sys.executable, "-m", "asg_audit", *args, "--db", str(db)],
+            env=clean_env(**env),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert proc.returncode == EXIT_USAGE, (args, proc.stderr)
+        assert "Traceback" not in proc.stderr
+        lines = proc.stderr.splitlines()
+        assert len(lines) == 1, proc.stderr
+        assert lines[0].startswith(
+            f"asg-audit: error: {db}: a damaged database file: DuckDB: Corrupt database file:"
+        )
     with pytest.raises(StoreFileError, match="a damaged database file: DuckDB: Corrupt"):
         analyze(db)
+
+
+def test_an_error_quoting_duckdbs_words_is_no_damaged_store(good_store: Path) -> None:
+    """Review: a conversion error of a value reading "Corrupt database file" was called a
+    damaged store."""
+    with pytest.raises(duckdb.ConversionException), open_store(good_store, read_only=True) as s:
+        s.con.execute("SELECT 'Corrupt database file'::INTEGER")
