@@ -101,6 +101,8 @@ def test_report_compare_with_a_damaged_summary_exits_2(
         # tester T1: both were carried into the new summary's resolved findings
         (_set("findings.check_id", 5), "findings[0].check_id is the number 5, not a check id"),
         (_set("findings.check_id", None), "findings[0].check_id is null"),
+        (_set("findings.entity_type", 7), "findings[0].entity_type is the number 7, not text"),
+        (_set("findings.entity_id", True), "findings[0].entity_id is true, not text or null"),
         (
             _set("findings.severity", "bogus"),
             'findings[0].severity is text "bogus", not one of info, warn, fail',

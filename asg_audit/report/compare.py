@@ -195,6 +195,9 @@ def _damaged_field(doc: dict[str, Any]) -> str | None:
         check_id = finding.get("check_id")
         if not isinstance(check_id, str) or not check_id:
             return f"findings[{i}].check_id is {_json_type(check_id)}, not a check id"
+        for key in ("entity_type", "entity_id"):
+            if not isinstance(finding.get(key), str | None):
+                return f"findings[{i}].{key} is {_json_type(finding[key])}, not text or null"
         if finding.get("severity") not in _SEVERITIES:
             return (
                 f"findings[{i}].severity is {_json_type(finding.get('severity'))}, not one of"

@@ -294,17 +294,15 @@ def format_number(value: float) -> str:
 
 
 def format_seconds(seconds: float) -> str:
-    """Return a duration in seconds to a tenth, with the unit that reads best beside it from
-    2 min on: `139.0 s (2.3 min)`, `2.0 h (7,200 s)`. Minutes alone rounded a p50 of 139 s to
-    "2.3 min", 138 s (tester T2)."""
-    size = abs(seconds)
+    """Return a duration in seconds, to a tenth, and from 2 min on the unit that reads best
+    beside it: `59.5 s`, `139.0 s (2.3 min)`, `7,200.0 s (2.0 h)`, `259,200.0 s (3.0 d)`.
+    Minutes alone rounded a p50 of 139 s to "2.3 min", 138 s (tester T2)."""
+    shown = round(seconds, 1)  # the unit is chosen for the figure as shown
+    size = abs(shown)
     if size < 120:
-        return f"{seconds:,.1f} s"
-    if size < 7200:
-        return f"{seconds:,.1f} s ({seconds / 60:,.1f} min)"
-    if size < 172800:
-        return f"{seconds / 3600:,.1f} h ({seconds:,.0f} s)"
-    return f"{seconds / 86400:,.1f} d ({seconds:,.0f} s)"
+        return f"{shown:,.1f} s"
+    unit, per = ("min", 60) if size < 7200 else ("h", 3600) if size < 172800 else ("d", 86400)
+    return f"{shown:,.1f} s ({shown / per:,.1f} {unit})"
 
 
 def format_change(value: Any, kind: str = "text") -> str:
