@@ -234,7 +234,8 @@ def _changed(field: str) -> str:
     """The settled observations of a changed result stating `field` otherwise than it does."""
     rule = _rule(field)
     same = rule.same.format(a=f"c.{field}", b=f"o.{field}")
-    was, became = rule.form.format(a=f"c.{field}"), rule.form.format(a=f"o.{field}")
+    shown = _SHOWN.get(field, "{a}")
+    was, became = (shown.format(a=rule.form.format(a=f"{x}.{field}")) for x in ("c", "o"))
     return (
         f"SELECT o.task_id, o.obs_id, '{field}' AS field, ({was})::VARCHAR AS was,"
         f" ({became})::VARCHAR AS became"
@@ -244,6 +245,9 @@ def _changed(field: str) -> str:
     )
 
 
+# A value as the message shows it: a time in ISO 8601, UTC, as the rest of the output.
+_SHOWN: Final = {"settled_at": "strftime(timezone('UTC', {a}), '%Y-%m-%dT%H:%M:%SZ')"}
+
 # The audit's table of CHANGES_SQL's rows.
 RESULT_CHANGES: Final = "result_changes"
 
@@ -251,13 +255,15 @@ RESULT_CHANGES: Final = "result_changes"
 # task and field, the result's value and every other value stated (in the order first seen),
 # by the rules that count the versions; `status` for a poll's later answer that it was not
 # settled. For the finding's message: the count alone did not say whether money, the txid or
-# the label changed (tester T2). Times are read in the session's zone (the store's is UTC).
+# the label changed (tester T2).
 CHANGES_SQL: Final = f"""
 WITH changed AS MATERIALIZED (
-    SELECT * FROM results WHERE conflict_count > 0
+    SELECT task_id, settled_seen_at, {", ".join(_RESULT_FIELDS)}
+    FROM results WHERE conflict_count > 0
 ), o AS MATERIALIZED (
-    -- one scan of the observations: their tasks only
-    SELECT * FROM observations WHERE task_id IN (SELECT task_id FROM changed)
+    -- one scan of the observations: their tasks only, the columns compared (no raw bodies)
+    SELECT task_id, obs_id, status, source, observed_at, {", ".join(_RESULT_FIELDS)}
+    FROM observations WHERE task_id IN (SELECT task_id FROM changed)
 ), differing AS (
     {" UNION ALL ".join(_changed(f) for f in _RESULT_FIELDS)}
     UNION ALL

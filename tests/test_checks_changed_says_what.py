@@ -82,3 +82,49 @@ def test_a_poll_answering_not_settled_afterwards_is_named_a_status_change(
     got = _changed(db)["t"]
     assert got["actual"] == "1 change(s) (status)"
     assert str(got["message"]).endswith(": status settled, later in_progress")
+
+
+def test_only_what_the_rules_count_as_a_change_is_named(tmp_path: Path) -> None:
+    """The rules that count versions allow a settlement time to differ by under a second and
+    a confidence by 1e-9 (a webhook prints them otherwise): the message names neither then,
+    and shows a time in ISO 8601 (review)."""
+    first = [
+        settled_record("near", bsv_txid=_A, cost_sats=650, confidence=0.3),
+        settled_record("late", bsv_txid=_B),
+    ]
+    later = [
+        settled_record(
+            "near",
+            bsv_txid=_A,
+            cost_sats=975,
+            confidence=0.30000000000000004,
+            settled_at="2026-11-01T10:00:40.5Z",
+        ),
+        settled_record("late", bsv_txid=_B, settled_at="2026-11-01T10:00:45Z"),
+    ]
+    db = tmp_path / "s.duckdb"
+    for i, records in enumerate((first, later)):
+        asg_audit.ingest(db, _file(tmp_path / f"{i}.ndjson", records))
+    got = _changed(db)
+    assert got["near"]["actual"] == "1 change(s) (cost_sats)"
+    assert str(got["near"]["message"]).endswith(": cost_sats 650, later 975")
+    assert got["late"]["actual"] == "1 change(s) (settled_at)"
+    assert str(got["late"]["message"]).endswith(
+        ": settled_at 2026-11-01T10:00:40Z, later 2026-11-01T10:00:45Z"
+    )
+
+
+def test_a_window_reports_the_changes_of_its_own_tasks_only(tmp_path: Path) -> None:
+    old = settled_record("old", bsv_txid=_A, created_at="2026-10-01T10:00:00Z")
+    new = settled_record("new", bsv_txid=_B)  # created 2026-11-01
+    db = tmp_path / "s.duckdb"
+    asg_audit.ingest(db, _file(tmp_path / "a.ndjson", [old, new]))
+    asg_audit.ingest(
+        db, _file(tmp_path / "b.ndjson", [{**old, "cost_sats": 1}, {**new, "cost_sats": 2}])
+    )
+    found = analyze(db, since="2026-10-15").findings
+    rows = found.filter(found["check_id"] == "result.changed_after_settlement").to_dicts()
+    assert [(r["entity_id"], r["message"]) for r in rows] == [
+        ("new", "settled result changed afterwards: 1 other version(s) or reversal(s):"
+         " cost_sats 975, later 2"),
+    ]  # fmt: skip
