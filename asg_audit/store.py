@@ -137,6 +137,9 @@ def _new_reject(reason: str, field: str, raw: str) -> str:
     )
 
 
+# A writer that may create a file, one at a time per file in this process (`open_store`).
+_CREATING: dict[Path, threading.Lock] = {}
+
 # One collect run per file in this process (`collect_claim`).
 _COLLECT_CLAIMS: dict[Path, threading.Lock] = {}
 
@@ -826,19 +829,34 @@ def open_store(
         # missing store (exit 2)
         refusal = StoreFileError if read_only else StoreError
         raise refusal(f"{path}: cannot be the store: {problem_above}")
-    empty = path.is_file() and path.stat().st_size == 0
-    if read_only:
-        if not path.exists() or empty:
-            raise StoreFileError(storefile.no_database_yet(path))
-    elif empty:
-        # A new empty file (`--db "$(mktemp)"`) becomes a store: DuckDB refuses a 0-byte file
-        # as "not a valid DuckDB database file", so it is made anew.
-        path.unlink()
-    elif path.parent and not path.parent.exists():
-        raise StoreError(f"{path}: folder {path.parent} does not exist")
-    if not read_only:
-        storefile.refuse_planted_files(path)
-    con = storefile.connect(path, read_only=read_only, wait_seconds=wait_seconds, stopped=stopped)
+    # A writer that may create the file holds this process's creation lock of it until it is
+    # connected: a thread finding the file another thread's DuckDB has just made (0 bytes for
+    # a moment) took it for an empty file and deleted it under that connection (tester T3).
+    creating = None if read_only else storefile.file_lock(_CREATING, path, threading.Lock)
+    if creating is not None:
+        creating.acquire()
+    try:
+        empty = path.is_file() and path.stat().st_size == 0
+        if read_only:
+            if not path.exists() or empty:
+                raise StoreFileError(storefile.no_database_yet(path))
+        elif empty:
+            # A new empty file (`--db "$(mktemp)"`) becomes a store: DuckDB refuses a 0-byte file
+            # as "not a valid DuckDB database file", so it is made anew.
+            path.unlink()
+        elif path.parent and not path.parent.exists():
+            raise StoreError(f"{path}: folder {path.parent} does not exist")
+        if not read_only:
+            storefile.refuse_planted_files(path)
+        if creating is not None and path.is_file() and path.stat().st_size > 0:
+            creating.release()  # a store there already: nothing is created
+            creating = None
+        con = storefile.connect(
+            path, read_only=read_only, wait_seconds=wait_seconds, stopped=stopped
+        )
+    finally:
+        if creating is not None:
+            creating.release()
     # Until the store is handed over, anything raised (a Ctrl-C included) closes the
     # connection: a traceback kept by IPython (`sys.last_traceback`) must not hold the file
     # open, which would lock every other process out of it. A plain `try`, not a helper
@@ -850,7 +868,14 @@ def open_store(
                 storefile.check_intact(con, path)
                 storefile.warn_rules(con, path)
             else:
-                storefile.migrate(con, path)
+                # Threads of this process share the file: one creates or upgrades the store,
+                # the others then find it done (tester T3: four threads ingesting into a new
+                # store met DuckDB's catalog conflicts, and one was told the store was damaged)
+                # (the lock only then: a writer opening a current store does not wait here for
+                # another thread's transaction)
+                if storefile.schema_version(con) != SCHEMA_VERSION:
+                    with storefile.write_lock(path):
+                        storefile.migrate(con, path)
                 storefile.check_intact(con, path)
                 if memory_limit is not None:
                     # DuckDB spills to disk beyond this (bulk ingest keeps the process small);

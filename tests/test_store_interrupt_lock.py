@@ -96,7 +96,7 @@ def test_interrupted_analyze_leaves_the_store_unlocked(
     assert analyze(db).summary()["tasks"] == 2
 
 
-@pytest.mark.parametrize("where", ["set_timezone", "migrate", "write_lock"])
+@pytest.mark.parametrize("where", ["set_timezone", "schema_version", "write_lock"])
 def test_interrupted_writer_open_leaves_the_store_unlocked(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, where: str
 ) -> None:
