@@ -22,7 +22,7 @@ import tempfile
 import threading
 import zlib
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -675,7 +675,9 @@ def _path_list(paths: object, caller: str) -> list[str]:
     """
     if isinstance(paths, str | bytes | os.PathLike):
         return [os.fsdecode(paths)]
-    if isinstance(paths, Iterable):
+    if isinstance(paths, Mapping):  # its keys are no list of paths (tester T3: {"a": 1})
+        got = type(paths).__name__
+    elif isinstance(paths, Iterable):
         items = list(paths)
         bad = [p for p in items if not isinstance(p, str | bytes | os.PathLike)]
         if not bad:

@@ -434,7 +434,13 @@ def run_audit(
     write from a thread it did not start in its context, such as a library's worker pool,
     counts for every run under way).
     """
-    _check_arguments(config, wait_seconds=wait_seconds, collect_seconds=collect_seconds)
+    _check_arguments(
+        config,
+        wait_seconds=wait_seconds,
+        collect_seconds=collect_seconds,
+        out_dir=out_dir,
+        compare=compare,
+    )
     if log is not None and not callable(getattr(log, "write", None)):
         # refused before a run is recorded (it was a `failed` run: AttributeError, tester T2)
         raise TypeError(
@@ -571,7 +577,9 @@ def _record_stop(
     return IncompleteRunError(f"audit run {outcome.run_id} failed: {error} ({recorded})")
 
 
-def _check_arguments(config: Any, *, wait_seconds: Any, collect_seconds: Any) -> None:
+def _check_arguments(
+    config: Any, *, wait_seconds: Any, collect_seconds: Any, out_dir: Any, compare: Any
+) -> None:
     """Raise TypeError or ConfigError naming a bad argument of `run_audit`."""
     from asg_audit.config import setting_problem
 
@@ -579,6 +587,19 @@ def _check_arguments(config: Any, *, wait_seconds: Any, collect_seconds: Any) ->
         raise TypeError(
             "run_audit config: expected an AuditConfig (see load_config),"
             f" got {type(config).__name__}"
+        )
+    if out_dir is not None and not isinstance(out_dir, str | os.PathLike):
+        raise TypeError(
+            "run_audit out_dir: expected a path (str or Path) or None,"
+            f" got {type(out_dir).__name__}"
+        )
+    if compare is not None and not isinstance(compare, str):
+        raise TypeError(f"run_audit compare: expected a str or None, got {type(compare).__name__}")
+    if compare == "":
+        # as the command line refuses `--compare ''` (an unset `$PREV`) (tester T3)
+        raise ConfigError(
+            "run_audit compare: expected a run id or 'previous', got an empty value (None: no"
+            " comparison)"
         )
     check_wait_seconds(wait_seconds, "run_audit wait_seconds")
     if collect_seconds is not None:

@@ -814,6 +814,8 @@ def open_store(
     early (the same error): a stop handled on another thread, which cannot interrupt it.
     """
     _check_open_arguments(path, wait_seconds, memory_limit)
+    if not isinstance(read_only, bool):  # DuckDB's own message named no argument (tester T3)
+        raise TypeError(f"open_store read_only: expected a bool, got {type(read_only).__name__}")
     path = Path(path)
     if (name := path_text(path)) != str(path):
         raise StoreFileError(

@@ -5,12 +5,15 @@ failing the audit's ingest step, `run_audit(log=5)` recorded as a failed run).""
 
 from __future__ import annotations
 
+import io
 import math
 from pathlib import Path
 
 import pytest
 from _offline_config import offline_config
+from _records import settled_line
 
+import asg_audit
 from asg_audit import store as store_module
 from asg_audit.config import AuditConfig
 from asg_audit.errors import ConfigError
@@ -132,3 +135,52 @@ def test_audit_config_takes_none_where_webhook_settings_default_to_it() -> None:
     }
     assert defaults["secret_file"] is None
     assert AuditConfig(webhooks=defaults).webhooks["secret_file"] is None
+
+
+@pytest.mark.parametrize("read_only", ["yes", 1, None])
+def test_open_store_names_a_read_only_that_is_no_bool(tmp_path: Path, read_only: object) -> None:
+    """Tester T3: DuckDB's own `connect(): incompatible function arguments` named nothing."""
+    db = tmp_path / "a.duckdb"
+    with (
+        pytest.raises(TypeError, match=r"open_store read_only: expected a bool, got "),
+        open_store(db, read_only=read_only),  # type: ignore[arg-type]
+    ):
+        pass
+    assert not db.exists()
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "message"),
+    [
+        # tester T3: an empty compare (an unset `$PREV`) compared with nothing, unsaid
+        ({"compare": ""}, ConfigError, r"run_audit compare: expected a run id or 'previous'"),
+        ({"compare": 5}, TypeError, r"run_audit compare: expected a str or None, got int"),
+        ({"out_dir": 5}, TypeError, r"run_audit out_dir: expected a path .* got int"),
+    ],
+)
+def test_run_audit_names_a_bad_compare_or_out_dir_before_recording_a_run(
+    tmp_path: Path, kwargs: dict[str, object], error: type[Exception], message: str
+) -> None:
+    config, _job = offline_config(tmp_path, tasks=5)
+    with pytest.raises(error, match=message):
+        run_audit(config, log=io.StringIO(), **kwargs)  # type: ignore[arg-type]
+    if Path(config.db_path).exists():
+        with open_store(config.db_path, read_only=True) as store:
+            runs = store.con.execute("SELECT count(*) FROM runs WHERE command = 'audit'")
+            assert runs.fetchone() == (0,)
+
+
+def test_render_refuses_an_empty_compare(tmp_path: Path) -> None:
+    export = tmp_path / "r.ndjson"
+    export.write_text(settled_line("t1") + "\n")
+    asg_audit.ingest(tmp_path / "s.duckdb", export)
+    audit = asg_audit.analyze(tmp_path / "s.duckdb")
+    with pytest.raises(ConfigError, match=r"render compare: expected a run id or 'previous'"):
+        asg_audit.render(audit, tmp_path / "reports", formats="json", compare="")
+    assert not (tmp_path / "reports").exists()
+
+
+def test_ingest_refuses_a_mapping_of_paths(tmp_path: Path) -> None:
+    """Tester T3: `{"a": 1}` was read as the list of its keys ("a: no such file")."""
+    with pytest.raises(TypeError, match=r"ingest paths: expected a path .* got dict"):
+        asg_audit.ingest(tmp_path / "s.duckdb", {"a": 1})  # type: ignore[arg-type]

@@ -748,6 +748,13 @@ def _check_arguments(
         problem = run_id_problem(run_id)
         if problem is not None:
             raise ConfigError(f"render run_id {run_id!r}: {problem}")
+    if compare == "":
+        # as the command line refuses `--compare ''` (an unset `$PREV`): no comparison would
+        # be made and none said to be skipped (tester T3: `compare=os.environ.get("PREV", "")`)
+        raise ConfigError(
+            "render compare: expected a run id or 'previous', got an empty value (None: no"
+            " comparison)"
+        )
 
 
 def render(
