@@ -145,7 +145,7 @@ def audit_lock(db_path: Path, *, wait_seconds: float = 0.0) -> Iterator[Path]:
                     advice = (
                         f"waited {wait_seconds:g} s and it is still running"
                         if wait_seconds
-                        else "use --wait SECONDS to wait for it"
+                        else "use --wait SECONDS (from Python: wait_seconds=) to wait for it"
                     )
                     raise StoreBusyError(
                         f"{db_path}: another audit run is in progress (lock {lock_path}); " + advice

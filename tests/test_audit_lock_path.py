@@ -105,7 +105,7 @@ def test_a_lock_still_held_after_wait_says_it_waited(tmp_path: Path) -> None:
             pass
     assert "waited 0.5 s and it is still running" in str(waited.value)
     assert "--wait" not in str(waited.value)
-    assert "use --wait SECONDS to wait for it" in str(not_waited.value)
+    assert "use --wait SECONDS (from Python: wait_seconds=) to wait for it" in str(not_waited.value)
 
 
 def test_a_drop_folder_that_is_a_file_is_said_to_be_no_folder(
