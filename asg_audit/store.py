@@ -276,11 +276,25 @@ class Store:
     # -- readers -------------------------------------------------------------------------------
 
     def frame(self, table: str, *, where: str = "", params: Sequence[Any] = ()) -> pl.DataFrame:
-        """Return a whole table (or the rows matching a parameterised `where`) as polars."""
+        """Return a whole table (or the rows matching a parameterised `where`) as polars.
+
+        A `where` DuckDB cannot parse or bind (a misspelt column, a missing parameter) is a
+        ConfigError naming the table, the condition and DuckDB's reason."""
         if table not in self.tables():
             raise StoreError(f"{self.path}: no table named {table!r}")
         sql = f'SELECT * FROM "{table}"' + (f" WHERE {where}" if where else "")
-        frame: pl.DataFrame = self.con.sql(sql, params=list(params) or None).pl()
+        try:
+            frame: pl.DataFrame = self.con.sql(sql, params=list(params) or None).pl()
+        except (
+            duckdb.ParserException,
+            duckdb.BinderException,
+            duckdb.InvalidInputException,
+        ) as exc:
+            reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise ConfigError(
+                f"{self.path}: frame({table!r}, where={where!r}): not a condition DuckDB can"
+                f" run on the table: {reason}"
+            ) from None
         return frame
 
     def tables(self) -> list[str]:
