@@ -50,6 +50,7 @@ from asg_audit.model import (
     path_text,
     printable,
 )
+from asg_audit.normalize import DEFAULT_MAX_RECORD_BYTES
 from asg_audit.stopsignals import note_stop
 from asg_audit.store import BULK_MEMORY_LIMIT, Store, new_run_id, open_store
 from asg_audit.timestamps import parse_timestamp
@@ -284,10 +285,14 @@ class _Lines:
     place) and marked, and its row becomes an `invalid_utf8` reject.
     """
 
-    def __init__(self, fh: IO[bytes]) -> None:
+    def __init__(self, fh: IO[bytes], limit: int = DEFAULT_MAX_RECORD_BYTES) -> None:
         self._fh = fh
+        self._limit = limit
         self.line_no = 0
         self._raw: list[bytes] = []
+        self._held = 0  # bytes of the row held in `_raw` (at most `limit` + 1)
+        self._length = 0  # bytes of the row read, held or not
+        self._break = 0  # bytes of the line break ending the last line read (\n or \r\n)
         self._row_start = 1
         self._bad: str | None = None
         self.ended = False  # the file's end was read
@@ -296,18 +301,30 @@ class _Lines:
         return self
 
     def __next__(self) -> str:
-        try:
-            raw = next(self._fh)
-        except StopIteration:
+        raw = self._fh.readline(self._limit + 1)
+        if not raw:
             self.ended = True
-            raise
+            raise StopIteration
         if self.line_no == 0:
             raw = raw.removeprefix(BOM)
             for mark, encoding in WIDE_BOMS:
                 if raw.startswith(mark):
                     raise _WideTextError(encoding)
         self.line_no += 1
-        self._raw.append(raw)
+        length = len(raw)
+        if not raw.endswith(b"\n") and length > self._limit:
+            # A line over the limit: its first bytes are kept, the rest counted and dropped
+            # up to its end, so a line of any length (a gzip bomb) takes bounded memory. The
+            # row is a `too_large` reject (`take_row`); the reader sees an empty line.
+            end = raw
+            while chunk := self._fh.readline(_SKIP_BYTES):
+                length += len(chunk)
+                end = end[-1:] + chunk
+                if chunk.endswith(b"\n"):
+                    break
+            self._hold(raw, length, end)
+            return "\n"
+        self._hold(raw, length, raw)
         try:
             return raw.decode("utf-8")
         except UnicodeDecodeError as exc:
@@ -316,15 +333,42 @@ class _Lines:
                 self._bad = f"byte 0x{raw[exc.start]:02x} at byte {exc.start + 1} of {where}"
             return raw.decode("utf-8", "surrogateescape")
 
+    def _hold(self, raw: bytes, length: int, end: bytes) -> None:
+        """Count `length` bytes of the row (its line ending with `end`); hold its first
+        `limit` + 1 at most."""
+        self._length += length
+        self._break = 2 if end.endswith(b"\r\n") else 1 if end.endswith(b"\n") else 0
+        room = self._limit + 1 - self._held
+        if room > 0:
+            self._raw.append(raw[:room])
+            self._held += min(room, len(raw))
+
     def take_row(self) -> tuple[int, bytes, str | None]:
         """Return the row just read: its first line, raw bytes (no final line break), bad bytes."""
         raw = b"".join(self._raw).removesuffix(b"\n").removesuffix(b"\r")
         taken = (self._row_start, raw, self._bad)
         self._raw, self._bad, self._row_start = [], None, self.line_no + 1
+        self._held = self._length = 0
         return taken
+
+    def take_too_large(self) -> tuple[int, bytes, str] | None:
+        """Return the row just read if it is over the limit (its first line, its first `limit`
+        bytes, the reject's detail), else None (then `take_row`)."""
+        length = self._length - self._break  # without the line break ending it
+        if length <= self._limit:
+            return None
+        line_no, raw, _ = self.take_row()
+        kept = raw[: self._limit]
+        detail = (
+            f"record of {length} bytes is over the limit of {self._limit}; cut at the limit"
+            f" while reading: its raw holds its first {len(kept)} bytes"
+        )
+        return line_no, kept, detail
 
 
 _Record = tuple[int, dict[str, Any] | _RowError, bytes]
+# A line over the limit is skipped to its end this many bytes at a time.
+_SKIP_BYTES: Final = 1 << 20
 
 
 def _csv_header(path: Path, row: list[str], bad: str | None) -> list[str]:
@@ -406,6 +450,14 @@ def _csv_records(path: Path, fh: IO[bytes]) -> Iterator[_Record]:
         # A row is ended by the end of the file only inside a quoted field never closed (the
         # reader then takes the rest of the file as its field).
         unterminated = lines.ended and not ended
+        if (too_large := lines.take_too_large()) is not None:
+            line_no, raw, detail = too_large
+            if header is None:
+                raise InputError(
+                    f"{path_text(path)}:{line_no}: the header: {detail}; nothing stored"
+                )
+            yield line_no, _RowError(None, detail, reason=RejectReason.TOO_LARGE), raw
+            continue
         line_no, raw, bad = lines.take_row()
         if not row:  # a blank line
             continue
@@ -443,6 +495,10 @@ def _csv_records(path: Path, fh: IO[bytes]) -> Iterator[_Record]:
 def _ndjson_records(fh: IO[bytes]) -> Iterator[_Record]:
     lines = _Lines(fh)
     for text in lines:
+        if (too_large := lines.take_too_large()) is not None:
+            line_no, raw, detail = too_large
+            yield line_no, _RowError(None, detail, reason=RejectReason.TOO_LARGE), raw
+            continue
         line_no, raw, bad = lines.take_row()
         if not raw.strip():
             continue
