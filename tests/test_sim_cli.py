@@ -75,3 +75,33 @@ def test_simulate_out_that_cannot_be_a_folder_is_one_line_exit_2(tmp_path):
         lines = done.stderr.splitlines()
         assert len(lines) == 1 and lines[0].startswith(f"asg-audit: error: --out {out}: ")
         assert "cannot write the simulator's files there" in lines[0]
+
+
+def test_simulate_out_with_terminal_controls_is_printed_escaped(tmp_path):
+    # tester T5: an --out holding ESC and U+202E reached the terminal raw
+    out = tmp_path / "simx\x1b[31m\u202e"
+    args = ["simulate", "--tasks", "50", "--port", "0", "--faults", "none", "--out", str(out)]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "asg_audit", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        lines = [proc.stdout.readline().rstrip("\n") for _ in range(5)]
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=15)
+    assert lines[4] == f"submissions: {tmp_path}/simx\\x1b[31m\\u202e/submissions.ndjson"
+    assert (out / "submissions.ndjson").exists()
+    # a folder that cannot be made: the error names it escaped too
+    blocked = tmp_path / "file\x1b[2J"
+    blocked.write_text("")
+    done = subprocess.run(
+        [sys.executable, "-m", "asg_audit", "simulate", "--tasks", "50", "--out", str(blocked)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert "\x1b" not in done.stderr and "file\\x1b[2J" in done.stderr

@@ -15,6 +15,7 @@ from typing import Any
 import uvicorn
 
 from asg_audit.errors import InputError
+from asg_audit.model import path_text, printable
 from asg_audit.sim.chain_app import CHAIN_PREFIX, build_chain_app
 from asg_audit.sim.clock import SimClock
 from asg_audit.sim.faults import FaultConfig, resolve_faults
@@ -174,8 +175,9 @@ def serve_simulator(
         world.write_ground_truth(folder / "ground_truth.json")
     except OSError as exc:
         raise InputError(
-            f"--out {folder}: cannot write the simulator's files there:"
-            f" {exc.strerror or exc} ({exc.filename or folder})"
+            f"--out {printable(path_text(folder), one_line=True)}: cannot write the simulator's"
+            f" files there: {exc.strerror or exc}"
+            f" ({printable(path_text(exc.filename or folder), one_line=True)})"
         ) from None
     stop = threading.Event()
     previous = {
@@ -189,7 +191,8 @@ def serve_simulator(
             print(f"chain: {sim.chain_url}")
             print(f"api key: {sim.api_key}")
             print(f"webhook secret: {sim.webhook_secret}")
-            print(f"submissions: {submissions}", flush=True)
+            # a name as the user gave it, escaped (no terminal control from a hostile --out)
+            print(f"submissions: {printable(path_text(submissions), one_line=True)}", flush=True)
             while not stop.wait(0.2):
                 pass
     finally:
