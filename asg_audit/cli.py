@@ -183,6 +183,8 @@ def _cmd_serve_webhooks(args: argparse.Namespace, config: AuditConfig) -> int:
         host=args.host,
         port=args.port,
         settings=settings,
+        # masked, as the webhook secrets are, in a stored body that quotes them
+        other_secrets=(config.api_key, config.woc_api_key),
     )
     return 0
 

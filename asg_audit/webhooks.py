@@ -61,7 +61,14 @@ from asg_audit.config import (
     setting_problem,
 )
 from asg_audit.errors import ApiStatusError, ApiTransientError, AuthError, ConfigError
-from asg_audit.redaction import Secret, check_http_url, display_url, redact, shown_setting
+from asg_audit.redaction import (
+    Secret,
+    check_http_url,
+    display_url,
+    mask_secrets_bytes,
+    redact,
+    shown_setting,
+)
 from asg_audit.store import open_store
 from asg_audit.webhook_writer import (
     DEFAULT_DEDUPE_MAX_EVENTS,
@@ -339,6 +346,14 @@ def _answer(outcome: str, delivery_id: str, *, close: bool = False) -> Response:
     )
 
 
+# The `detail` of a delivery whose authenticated body quoted a secret (masked before storing).
+_MASKED_NOTE: Final = "the body quoted a configured secret (masked as *** before storing)"
+
+
+def _joined(*notes: str | None) -> str | None:
+    return "; ".join(n for n in notes if n) or None
+
+
 def _stale_detail(age_seconds: float, window_seconds: float) -> str:
     """Return the detail of a stale delivery: how far its `timestamp` is from now, and which
     way (`age_seconds` is now minus the timestamp: positive for a timestamp in the past)."""
@@ -487,11 +502,16 @@ def create_webhook_app(
     freshness_clock: Clock | None = None,
     duckdb_threads: int | None = None,
     freeze_gc: bool = False,
+    other_secrets: Iterable[str | Secret | None] = (),
 ) -> Starlette:
     """Return the receiver as a Starlette app writing to the store at `db_path`.
 
     `secrets` are the active secrets: one (a str or a Secret) or a list of them (several during
-    a rotation); TypeError/ValueError for anything else or an empty one. `clock` gives the
+    a rotation); TypeError/ValueError for anything else or an empty one. A signed body that
+    quotes any of them, or any of `other_secrets` (the API key), in any form
+    (`redaction.mask_secrets_bytes`) has it masked as `***` before it is read or stored: the
+    signature is checked over the bytes received, everything after (the row's body, task id,
+    the observation) sees the masked body, and the row's `detail` says so. `clock` gives the
     `received_at` of deliveries (their observations' `observed_at`); `freshness_clock` gives
     "now" for the freshness window on the body's `timestamp`, which a sender stamps with its
     wall clock (default: `clock`). The demo passes the simulator's scaled clock as `clock`, so
@@ -507,6 +527,11 @@ def create_webhook_app(
     active = _secret_keys(secrets)
     if not active:
         raise ConfigError("no webhook secret: set ASG_WEBHOOK_SECRET or webhooks.secret_file")
+    # Every secret the process holds, masked in an authenticated body before it is kept.
+    masked_secrets: tuple[str | Secret, ...] = (
+        *(key.decode() for key in active),
+        *(s for s in other_secrets if s),
+    )
     settings = settings or WebhookSettings()
     window = timedelta(seconds=settings.freshness_seconds)
     fresh_now = clock if freshness_clock is None else freshness_clock
@@ -622,7 +647,15 @@ def create_webhook_app(
             )
             return _answer(Outcome.BAD_SIGNATURE, delivery_id)
 
-        # Authentic from here on: parsing is safe.
+        # Authentic from here on: parsing is safe. A secret it quotes is masked before anything
+        # reads or keeps it (the same bytes, no copy, when it quotes none).
+        masked = mask_secrets_bytes(body, masked_secrets)
+        mask_note = None
+        if masked is not body:
+            # The row's hash and size are the stored body's: a hash of the bytes received
+            # would let a reader of the store test guesses of the secret against it.
+            mask_note, body = _MASKED_NOTE, masked
+            digest = hashlib.sha256(body).hexdigest()
         reject: tuple[str | None, str] | None = None
         try:
             payload = load_json_object(body)
@@ -645,7 +678,7 @@ def create_webhook_app(
             body_bytes=len(body),
             secret_index=secret_index,
             reject=reject,
-            detail=None if reject is None else reject[1],
+            detail=_joined(None if reject is None else reject[1], mask_note),
             depth_checked=True,  # by `load_json_object`, whatever it raised
         )
         if isinstance(payload, dict):
@@ -664,7 +697,8 @@ def create_webhook_app(
             else:
                 stale = None
             if stale is not None:
-                delivery.body, delivery.outcome, delivery.detail = None, Outcome.STALE, stale
+                delivery.body, delivery.outcome = None, Outcome.STALE
+                delivery.detail = _joined(stale, mask_note)
                 writer.submit(delivery)
                 return _answer(Outcome.STALE, delivery_id)
             delivery.event_key = event_key(payload)
@@ -1032,10 +1066,12 @@ def serve_webhooks(
     host: str = "127.0.0.1",
     port: int = 8088,
     settings: WebhookSettings | None = None,
+    other_secrets: Iterable[str | Secret | None] = (),
 ) -> None:
     """Serve the receiver with Uvicorn until SIGINT/SIGTERM; drain deliveries in flight.
 
-    `secrets` as for `create_webhook_app` (checked before anything is bound).
+    `secrets` and `other_secrets` (the API key: masked in stored bodies as the webhook
+    secrets are) as for `create_webhook_app` (checked before anything is bound).
 
     A request (head and body) must arrive whole within `request_timeout_seconds` of its first
     byte, or the connection is answered 408 and closed (a body cut off is a `truncated` row
@@ -1057,7 +1093,14 @@ def serve_webhooks(
     grace = float(settings.graceful_shutdown_seconds)
     # One DuckDB worker thread: the receiver's statements are small, and parallel scans would
     # only take CPU from the event loop answering deliveries. This process is the receiver's.
-    app = create_webhook_app(db_path, secrets, settings=settings, duckdb_threads=1, freeze_gc=True)
+    app = create_webhook_app(
+        db_path,
+        secrets,
+        settings=settings,
+        duckdb_threads=1,
+        freeze_gc=True,
+        other_secrets=tuple(other_secrets),
+    )
     # The receiver opens the store as a writer once it listens, and while it cannot it answers
     # 503 and tries again every second: right for a store lost while serving, endless for one
     # that another process holds from the start (a second receiver holds it as long as it
