@@ -42,7 +42,7 @@ import signal
 import socket
 import sys
 import threading
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -923,16 +923,75 @@ class _GuardedConnection(asyncio.Protocol):
     def _head_whole(self) -> bool:
         raise NotImplementedError
 
+    # Bytes of the current request's head (request line, headers and the blank line that ends
+    # them) received so far, while it is incomplete.
+    _head_bytes = 0
+    _refused = False
+
+    def _feed_head(self, data: bytes, feed: Callable[[bytes], None]) -> None:
+        """Give `data` to the parser (`feed`), a request head at most MAX_HEAD_BYTES long.
+
+        While a head is incomplete, the parser gets only as many bytes as the head may still
+        have: a head that has not ended after MAX_HEAD_BYTES is refused (431) before any more
+        of it is read, whatever the sizes of the reads that brought it. The rest of a read
+        that completed a head (its body, ...) is given whole.
+        """
+        while data and not self._refused and not self.transport.is_closing():
+            if self._head_whole():
+                feed(data)
+                return
+            room = MAX_HEAD_BYTES - self._head_bytes
+            part, data = data[:room], data[room:]
+            self._head_bytes += len(part)
+            feed(part)
+            if self._head_whole():
+                self._head_bytes = 0
+            elif self._head_bytes >= MAX_HEAD_BYTES:
+                self._refuse_head()
+
+    def send_400_response(self, msg: str) -> None:
+        """Uvicorn's answer to what its parser refuses. With the head whole, that is the body:
+        a malformed chunked encoding (a Content-Length body cannot be). The request is told
+        so, that its `truncated` row says why, not that the sender went away."""
+        cycle = getattr(self, "cycle", None) if self._head_whole() else None
+        if (
+            cycle is not None
+            and not getattr(self, "pipeline", None)
+            and not cycle.response_started
+            and not self.transport.is_closing()
+        ):
+            cycle.scope.setdefault(
+                _CLOSED_BY_RECEIVER, ("the request's chunked encoding is malformed", 400)
+            )
+        super().send_400_response(msg)  # type: ignore[misc]
+
+    def _refuse_head(self) -> None:
+        self._refused = True
+        self._request_whole()
+        if self.transport.is_closing():
+            return
+        logging.getLogger("uvicorn.error").warning(
+            "Request header fields too large: connection closed."
+        )
+        self.transport.write(
+            b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
+            b"content-type: text/plain; charset=utf-8\r\n"
+            b"content-length: " + str(len(_HEAD_TOO_LARGE)).encode() + b"\r\n"
+            b"connection: close\r\n\r\n" + _HEAD_TOO_LARGE
+        )
+        self.transport.close()
+
 
 def http_protocol(http: str, guard: _ConnectionGuard) -> type[asyncio.Protocol]:
     """Return Uvicorn's protocol for `[webhooks] http`, bounded in size, time and number.
 
-    Each connection gets `_GuardedConnection`'s deadline and cap. `h11`'s request head is
-    bounded by Uvicorn's `h11_max_incomplete_event_size`. httptools (what `auto` picks when it
-    is installed) has no such option, so `auto` and `httptools` get Uvicorn's httptools
-    protocol with a count of the bytes received while a request's head is incomplete: past
-    MAX_HEAD_BYTES the client is answered 431 and the connection closed. The count costs one
-    addition a read, so the receiver keeps httptools' speed (h11 costs ~3x the CPU).
+    Each connection gets `_GuardedConnection`'s deadline, cap and head limit: the parser is
+    given a request's head (request line, headers and the blank line that ends them) at most
+    MAX_HEAD_BYTES at a time, and a head that has not ended by then is answered 431 and the
+    connection closed (httptools has no limit of its own; h11's
+    `h11_max_incomplete_event_size` only counts what is incomplete after a read, so a longer
+    head arriving in one read passed both). The count costs one slice a read while a head is
+    arriving, so the receiver keeps httptools' speed (h11 costs ~3x the CPU).
     """
     if http != "h11":
         try:
@@ -954,21 +1013,12 @@ def _httptools_protocol(base: type[Any], guard: _ConnectionGuard) -> type[asynci
         request must arrive in time, connections are capped (`_GuardedConnection`)."""
 
         _guard = guard
-        # Bytes read while a request's head was incomplete at the start of the read; a read
-        # that completes the head resets it. Memory held for a head is at most the limit plus
-        # one read (asyncio/uvloop read at most 256 KiB at a time).
-        _head_bytes = 0
+        # Whether the parser is inside a request's head (or before one): `on_headers_complete`
+        # ends it, `on_message_complete` starts the next request's.
         _in_head = True
-        _refused = False
 
         def data_received(self, data: bytes) -> None:
-            if self._refused:
-                return
-            if self._in_head:
-                self._head_bytes += len(data)
-            super().data_received(data)
-            if self._in_head and self._head_bytes > MAX_HEAD_BYTES:
-                self._refuse_head()
+            self._feed_head(data, super().data_received)
 
         def on_message_begin(self) -> None:
             self._request_started()
@@ -987,20 +1037,6 @@ def _httptools_protocol(base: type[Any], guard: _ConnectionGuard) -> type[asynci
         def _head_whole(self) -> bool:
             return not self._in_head
 
-        def _refuse_head(self) -> None:
-            self._refused = True
-            self._request_whole()
-            if self.transport.is_closing():
-                return
-            self.logger.warning("Request header fields too large: connection closed.")
-            self.transport.write(
-                b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
-                b"content-type: text/plain; charset=utf-8\r\n"
-                b"content-length: " + str(len(_HEAD_TOO_LARGE)).encode() + b"\r\n"
-                b"connection: close\r\n\r\n" + _HEAD_TOO_LARGE
-            )
-            self.transport.close()
-
     return GuardedHttpTools
 
 
@@ -1016,7 +1052,7 @@ def _h11_protocol(base: type[Any], guard: _ConnectionGuard) -> type[asyncio.Prot
 
         def data_received(self, data: bytes) -> None:
             self._request_started()  # bytes of a request: it has begun, if it had not
-            super().data_received(data)
+            self._feed_head(data, super().data_received)
             self._follow()
 
         def on_response_complete(self) -> None:
@@ -1131,8 +1167,8 @@ def serve_webhooks(
         port=port,
         lifespan="on",
         # a request must arrive in time, the connections are capped (`_GuardedConnection`);
-        # h11 refuses (400) a request line and headers longer than this; the httptools
-        # protocol from `http_protocol` refuses them (431) at the same size.
+        # and a head over MAX_HEAD_BYTES is answered 431 with either parser; h11's own bound
+        # (a 400) is only a backstop for what reaches it outside a head (pipelined requests).
         http=http_protocol(settings.http, guard),
         h11_max_incomplete_event_size=MAX_HEAD_BYTES,
         access_log=False,
