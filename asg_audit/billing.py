@@ -300,7 +300,9 @@ class _Gateway:
         # AuditConfig cleaned the key; a header that cannot carry it must fail here, not as
         # an httpx error quoting it (clean_secret names the setting, never the value)
         key = clean_secret(config.api_key.reveal(), "ASG_API_KEY")
-        self.secrets = (config.api_key, Secret(key))
+        # every secret the process holds is masked in what is stored and printed (an answer
+        # may echo the webhook secret or the WoC key as well as the key it was sent)
+        self.secrets = (*config.all_secrets(), Secret(key))
         check_http_url(
             config.base_url,
             "base_url",
@@ -375,7 +377,7 @@ class _Gateway:
             if resp.status_code != 200:
                 location = resp.headers.get("Location")
                 why = (
-                    f" (Location: {printable(redact(display_url(location), self.secrets))[:200]};"
+                    f" (Location: {printable(display_url(location, self.secrets))[:200]};"
                     " redirects are not followed)"
                     if location is not None
                     else ""

@@ -47,7 +47,7 @@ import re
 import threading
 import time
 from collections import Counter, deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from http import HTTPStatus
@@ -73,7 +73,14 @@ from asg_audit.rawtx import (
     parse_raw_tx,
     serialise_decoded_tx,
 )
-from asg_audit.redaction import Secret, check_http_url, clean_secret, display_url, redact
+from asg_audit.redaction import (
+    Secret,
+    check_http_url,
+    clean_secret,
+    display_url,
+    mask_secrets_bytes,
+    redact,
+)
 
 __all__ = [
     "DEFAULT_CHAIN_RPS",
@@ -224,7 +231,11 @@ class ChainClient:
         wall_clock: Callable[[], float] = time.time,
         sleep: Callable[[float], None] | None = None,
         transport: httpx.BaseTransport | None = None,
+        mask: Iterable[Secret | str | None] = (),
     ) -> None:
+        # `mask`: the process's other secrets (the API key, the webhook secrets:
+        # `AuditConfig.all_secrets()`), masked in every answer as the WoC key is: an answer is
+        # stored (`chain_txs.note`) and printed whichever secret it happens to echo.
         # a base, as config checks chain_url: a user:pass@ would go as Basic auth in place of
         # the WoC key's headers, and the paths would be appended inside a query or fragment
         check_http_url(base_url, "chain_url", _CHAIN_URL_HINT, base=True)
@@ -238,10 +249,12 @@ class ChainClient:
             # WoC documents both header names (newer and older); send both.
             headers["Authorization"] = key
             headers["woc-api-key"] = key
+        extra = (s.reveal() if isinstance(s, Secret) else s for s in mask)
+        self._secrets += tuple(Secret(s.strip()) for s in extra if s)
         self.base_url = base_url.rstrip("/")
         self.timeout_s = timeout_s
         # the index as messages name it: no user, password or query
-        self.where = redact(display_url(self.base_url), self._secrets)
+        self.where = display_url(self.base_url, self._secrets)
         self._http = httpx.Client(
             base_url=self.base_url, headers=headers, timeout=timeout_s, transport=transport
         )
@@ -311,7 +324,7 @@ class ChainClient:
                 # Asking again cannot help: the URL itself is wrong.
                 raise ConfigError(
                     redact(
-                        f"chain index URL {display_url(self.base_url)} cannot be used: {exc}",
+                        f"chain index URL {self.where} cannot be used: {exc}",
                         self._secrets,
                     )
                 ) from None
@@ -386,7 +399,9 @@ class ChainClient:
             seen = ", ".join(f"{kind} ({n})" for kind, n in kinds.items())
             what = f"gave no usable answer: {seen} ({tries})"
         if last is not None and str(last):
-            what += f"; last: {printable(str(last), one_line=True)[:200]}"
+            # masked, then cut (a secret cut in two would no longer be found)
+            last_text = printable(redact(str(last), self._secrets), one_line=True)[:200]
+            what += f"; last: {last_text}"
         return ApiTransientError(
             redact(
                 f"the chain index at {self.where} {what}; run verify-chain again later",
@@ -439,14 +454,14 @@ class ChainClient:
         if asked + waited <= self.max_retry_after_s:
             return asked
         retry_at = now + asked if asked < _MAX_SHOWN_WAIT_S else None
-        shown = f"Retry-After: {printable(str(raw)[:60], one_line=True)}"
+        shown = f"Retry-After: {printable(redact(str(raw), self._secrets), one_line=True)[:60]}"
         if asked <= self.max_retry_after_s:
             why = f"429s to one request asking for {_seconds_text(asked + waited)} in all ({shown})"
         else:
             why = f"429 with {shown} ({_seconds_text(asked)})"
         again = _utc_text(retry_at)
         error = ChainRateLimitedError(
-            f"verify-chain stopped: the chain index at {display_url(self.base_url)} answered"
+            f"verify-chain stopped: the chain index at {self.where} answered"
             f" {why}, longer than the {_seconds_text(self.max_retry_after_s)} it waits; what"
             " was verified is kept; run verify-chain again "
             + (f"after {again}" if again is not None else "later"),
@@ -481,7 +496,7 @@ class ChainClient:
                     status_code=resp.status_code,
                 )
             try:
-                body = jsonload.loads(resp.content)
+                body = jsonload.loads(self._mask_body(resp.content))
                 break
             except ValueError:
                 # A truncated or garbled 200 is a transport fault: ask again.
@@ -521,7 +536,7 @@ class ChainClient:
                 status_code=resp.status_code,
             )
         try:
-            body = jsonload.loads(resp.content)
+            body = jsonload.loads(self._mask_body(resp.content))
         except ValueError:
             raise ApiStatusError(
                 f"the chain index at {self.where} answered GET /chain/info with a body that is"
@@ -564,6 +579,16 @@ class ChainClient:
                 else:
                     out[txid] = _checked(txid, answers[txid] or {}, raw, confirmations)
         return [self._masked(out[t]) for t in txids]
+
+    def _mask_body(self, body: bytes) -> bytes:
+        """Return an answer's body with every secret of the client masked in any form it may
+        be quoted in, before anything is read from it (and so before any part of it is cut
+        short for a note): the same bytes, one search, when it holds none."""
+        masked = mask_secrets_bytes(body, self._secrets)
+        if masked is body:
+            return body
+        text = masked.decode("utf-8", "surrogateescape")
+        return redact(text, self._secrets).encode("utf-8", "surrogateescape")
 
     def _masked(self, tx: ChainTx) -> ChainTx:
         """Return `tx` with the key masked in its note: a note quotes the index's answer (an
@@ -624,6 +649,7 @@ def _error_answer(txid: str, answer: Mapping[str, Any]) -> ChainTx:
     error = answer["error"]
     if isinstance(error, str) and error.strip().lower() in _NOT_FOUND_ERRORS:
         return ChainTx(txid, "unknown", note=error)
+    # cut after masking: the body was masked whole when it came in (`ChainClient._mask_body`)
     shown = repr(error)[:120]
     return ChainTx(txid, "refused", note=f"{txid}: the index answered an error: {shown}")
 
@@ -751,6 +777,7 @@ def _range_text(name: str, low: int, high: int) -> str:
 
 
 def _shown(value: Any) -> str:
+    # cut after masking: the body was masked whole when it came in (`ChainClient._mask_body`)
     return repr(value)[:80]
 
 
@@ -762,6 +789,7 @@ def chain_client_from_config(config: AuditConfig, **kwargs: Any) -> ChainClient:
     """
     url = config.chain_url.rstrip("/")
     chain = config.chain
+    kwargs.setdefault("mask", config.all_secrets())
     return ChainClient(
         url,
         api_key=config.woc_api_key,

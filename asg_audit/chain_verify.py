@@ -43,6 +43,7 @@ from asg_audit.errors import StoreFileError
 from asg_audit.interrupts import is_interrupt
 from asg_audit.model import is_well_formed_txid, new_run_id, path_text, printable
 from asg_audit.rawtx import OutputKind, RawTxError, parse_raw_tx
+from asg_audit.redaction import redact
 from asg_audit.stopsignals import sigterm_interrupts
 
 __all__ = [
@@ -531,7 +532,11 @@ def verify_chain(
                     if got:
                         write(got)
                 if not is_interrupt(exc):  # shown by `asg-audit runs`
-                    error = printable(str(exc) or type(exc).__name__, one_line=True)
+                    # an error may quote an answer: every configured secret masked
+                    error = printable(
+                        redact(str(exc) or type(exc).__name__, config.all_secrets()),
+                        one_line=True,
+                    )
                 raise
             finally:
                 if bar is not None:

@@ -251,6 +251,13 @@ class AuditConfig:
         ]
         return f"{type(self).__name__}({', '.join(parts)})"
 
+    def all_secrets(self) -> tuple[Secret, ...]:
+        """Return every secret this config holds (the API key, the WoC key, each webhook
+        secret of a rotation list), set ones only: what every client storing or printing an
+        outside answer masks in it, whichever of them it sends."""
+        held = (self.api_key, self.woc_api_key, *self.webhook_secrets)
+        return tuple(s for s in held if s)
+
     def levels(self, check_id: str, default: CheckLevels) -> CheckLevels:
         """Return the configured levels of a check (merged with its default), or the default."""
         return self.checks.get(check_id, default)

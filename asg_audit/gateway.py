@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Final, cast
 from urllib.parse import quote, urlsplit
@@ -255,7 +255,11 @@ class GatewayClient:
         max_connections: int = 64,
         clock: Clock | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
+        mask: Iterable[Secret | str | None] = (),
     ) -> None:
+        # `mask`: the process's other secrets (the webhook secrets, the WoC key:
+        # `AuditConfig.all_secrets()`), masked in every answer as the API key is, since an
+        # answer is stored and printed whichever secret it happens to echo.
         # as config checks base_url: an absolute http(s) URL that request paths can be appended
         # to (a user:pass@ would go as Basic auth in place of the Bearer key, and the Gateway
         # would blame the key; a query or fragment would hold every path); never shown
@@ -269,6 +273,8 @@ class GatewayClient:
         # the same rule as the config's: no header can carry a CR or a non-ASCII key
         key = Secret(clean_secret(raw, "GatewayClient api_key"))
         self._key = key
+        extra = (s.reveal() if isinstance(s, Secret) else s for s in mask)
+        self._secrets: tuple[Secret, ...] = (key, *(Secret(s.strip()) for s in extra if s))
         # task id -> its validated, encoded path (a task is polled several times)
         self._paths: dict[str, str] = {}
         self._clock = clock or SystemClock()
@@ -306,14 +312,16 @@ class GatewayClient:
         await self._client.aclose()
 
     def redact(self, text: str) -> str:
-        """Return `text` with this client's key (and any bearer token) masked."""
-        return redact(text, [self._key])
+        """Return `text` with this client's key, the secrets given as `mask` (and any bearer
+        token) masked."""
+        return redact(text, self._secrets)
 
     def mask_body(self, body: bytes) -> bytes:
-        """Return `body` with this client's key masked in any form it may be quoted in (as
-        sent, JSON- or URL-encoded, HTML-escaped: `redaction.mask_secrets_bytes`): the same
-        bytes, not a copy, when it does not hold the key (the usual case: one search)."""
-        masked = mask_secrets_bytes(body, [self._key])
+        """Return `body` with this client's key and the secrets given as `mask` masked in any
+        form they may be quoted in (as sent, JSON- or URL-encoded, HTML-escaped:
+        `redaction.mask_secrets_bytes`): the same bytes, not a copy, when it holds none of
+        them (the usual case: one search of one pattern for all of them)."""
+        masked = mask_secrets_bytes(body, self._secrets)
         if masked is body:
             return body
         # then whatever `redact` masks besides (`Bearer <token>`, ASG keys); surrogateescape
@@ -370,8 +378,10 @@ class GatewayClient:
         return self._classify(task_id, origin, code, body, headers)
 
     def _describe(self, exc: BaseException) -> str:
-        # an exception's text may quote the server's bytes (a bad status line): one line
-        return printable(self.redact(f"{type(exc).__name__}: {exc}"), one_line=True)
+        # an exception's text may quote the server's bytes (a bad status line): one line,
+        # the secrets masked first, then cut short (a secret cut in two would not be found)
+        text = printable(self.redact(f"{type(exc).__name__}: {exc}"), one_line=True)
+        return text if len(text) <= _MAX_DESCRIBED else text[: _MAX_DESCRIBED - 1] + "…"
 
     def _message(self, body: bytes) -> str:
         """Return an error answer's text for a message: masked, on one line, every control
@@ -424,7 +434,8 @@ class GatewayClient:
         location = headers.get("location")
         shown = None
         if location is not None:
-            shown = printable(self.redact(display_url(location))[:200], one_line=True)
+            # exact secrets masked before the generic key pattern, and before the cut
+            shown = printable(display_url(location, self._secrets)[:200], one_line=True)
         return UnexpectedStatus(task_id, origin, code, body, shown)
 
 
@@ -445,6 +456,8 @@ class _ConnectFailedError(Exception):
 
 _Conn = tuple[asyncio.StreamReader, asyncio.StreamWriter]
 _MAX_HEAD = 64 * 1024
+# the longest description of a transport failure kept (cut after masking)
+_MAX_DESCRIBED = 300
 # A result or error answer is well under 10 kB: a larger body is refused unread (a broken or
 # hostile server cannot make the collector buffer it).
 MAX_ANSWER_BYTES: Final = 4 * 1024 * 1024
@@ -600,7 +613,8 @@ def _parse_head(raw: bytes) -> tuple[int, dict[str, str], bool]:
     lines = raw.decode("latin-1").split("\r\n")
     status = lines[0].split(" ", 2)
     if len(status) < 2 or not status[0].startswith("HTTP/1.") or not status[1].isdigit():
-        raise _ProtocolError(f"bad status line {lines[0][:80]!r}")
+        # whole (the head is at most _MAX_HEAD): `_describe` masks the secrets, then cuts
+        raise _ProtocolError(f"bad status line {lines[0]!r}")
     headers: dict[str, str] = {}
     for line in lines[1:]:
         if not line:
@@ -654,7 +668,7 @@ def _content_length(value: str) -> int:
         raise _ProtocolError("bad Content-Length: different values")
     (text,) = values
     if not (text.isascii() and text.isdigit()):
-        raise _ProtocolError(f"bad Content-Length {text[:20]!r}")
+        raise _ProtocolError(f"bad Content-Length {text!r}")
     return int(text)
 
 

@@ -262,6 +262,8 @@ class CollectorRun:
                 max_connections=self.s.concurrency,
                 clock=self.clock,
                 transport=self.transport,
+                # every secret of the process is masked in what is stored, not the key alone
+                mask=self.config.all_secrets(),
             ) as client:
                 self.client = client
                 self.bucket = TokenBucket(

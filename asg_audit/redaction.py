@@ -38,8 +38,12 @@ __all__ = [
 
 # `(?i)bearer` written so that the search skips ahead to each `b` or `B`
 _BEARER_RE: Final = re.compile(r"([bB](?i:earer)\s+)[^\s'\",;]+")
-# `\bsk_...` written so that the search skips ahead to each "sk" (the lookbehind is the `\b`)
-_KEY_RE: Final = re.compile(r"sk(?<!\wsk)_(?:sandbox|live|test)_[A-Za-z0-9_]+")
+# `\bsk_...` written so that the search skips ahead to each "sk" (the lookbehind is the `\b`).
+# The key token runs to the next separator: white space, a quote, a URL delimiter
+# (`/ ? # & = : ;`), a comma, a bracket, `|`, `<`, `>`, `*` or a backslash. Everything else
+# (`-`, `.`, `~`, `+`, `%`-escapes...) is taken as part of the key, so that a key holding a
+# dash (`sk_live_4f9a-7bc2-...`) is masked whole, never as `***-7bc2-...`.
+_KEY_RE: Final = re.compile(r"sk(?<!\wsk)_(?:sandbox|live|test)_[^\s'\"`/?#&=:;,()\[\]{}<>|*\\]+")
 
 
 class Secret:
@@ -255,7 +259,9 @@ def mask_secrets_bytes(data: bytes, secrets: Iterable[str | Secret | None]) -> b
 
 def redact(text: str, secrets: Iterable[str | Secret | None] = ()) -> str:
     """Return `text` with the given secrets (in any shown form), bearer tokens and ASG keys
-    masked."""
+    masked: the exact secrets first (a generic pattern run first could mask part of a secret
+    and leave the rest unmatched), then the generic patterns. Mask before cutting a text
+    short, never after: a secret cut in two is no longer found."""
     text = mask_secrets(text, secrets)
     text = _BEARER_RE.sub(r"\1***", text)
     return _KEY_RE.sub("***", text)
@@ -306,8 +312,16 @@ def clean_secret(value: str, what: str) -> str:
     return value
 
 
-def display_url(url: str) -> str:
-    """Return `url` fit for a message: scheme, host, port and path; no user, password or query."""
+def display_url(url: str, secrets: Iterable[str | Secret | None] = ()) -> str:
+    """Return `url` fit for a message: scheme, host, port and path; no user, password or query.
+
+    The given `secrets` (in any shown form) are masked first, then bearer tokens and ASG keys
+    (`redact`): a configured key is masked whole even when the generic key pattern would take
+    only part of it. Give every secret the process holds when `url` is an outside answer's (a
+    redirect's `Location`).
+    """
+    secrets = _values(secrets)
+    url = mask_secrets(url, secrets)
     try:
         parts = urlsplit(url)
         host = parts.hostname or ""
@@ -317,7 +331,8 @@ def display_url(url: str) -> str:
     if ":" in host:
         host = f"[{host}]"
     netloc = host if port is None else f"{host}:{port}"
-    return redact(f"{parts.scheme}://{netloc}{parts.path}" if parts.scheme else netloc + parts.path)
+    shown = f"{parts.scheme}://{netloc}{parts.path}" if parts.scheme else netloc + parts.path
+    return redact(shown, secrets)
 
 
 def display_origin(url: str) -> str:
@@ -341,7 +356,7 @@ def shown_setting(name: str, text: str, secrets: Iterable[str | Secret | None]) 
     if name.endswith("alert_url"):
         text = display_origin(text)
     elif "://" in text:
-        text = display_url(text)
+        text = display_url(text, secrets)
     return redact(text, secrets)
 
 
