@@ -59,7 +59,8 @@ def _findings(usage: dict[str, Any], results: pl.DataFrame, *, fee: str = "0") -
             )
         },
     )
-    config = AuditConfig(costs=CostModel(fee_percent=Decimal(fee)))
+    # the task costs hold the fee: they add up to the month's total
+    config = AuditConfig(costs=CostModel(fee_percent=Decimal(fee), fee_included=True))
     ctx = CheckContext({"results": results, "billing_usage": frame}, config=config, as_of=AS_OF)
     import asg_audit.billing  # noqa: F401  (registers the checks)
 
