@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 from asg_audit.audit_outcome import failed_steps
+from asg_audit.model import printable
 from asg_audit.normalize import RULES_VERSION
 from asg_audit.rejudge import UNJUDGED_KEY, rules_note, setting, stored_rules_version
 from asg_audit.store import open_store
@@ -82,7 +83,9 @@ def describe_runs(path: str | Path, *, limit: int = 20, command: str | None = No
         took = f"{seconds:8.1f}" if seconds is not None else f"{'-':>8}"
         line = f"{run_id:<24} {command:<14} {started:%Y-%m-%d %H:%M:%S} {took}  {status}"
         if error:
-            first = str(error).splitlines()[0] if str(error).strip() else ""
-            line += f"  {first[:117] + '...' if len(first) > 120 else first}"
+            # on one line, its line breaks shown as escapes: a file name holding a newline
+            # must not end the message there, dropping the reason (tester T5)
+            text = printable(str(error).strip(), one_line=True)
+            line += f"  {text[:117] + '...' if len(text) > 120 else text}"
         lines.append(line)
     return "\n".join(lines)
