@@ -194,12 +194,14 @@ def _cmd_webhooks_register(args: argparse.Namespace, config: AuditConfig) -> int
 
     if config.api_key is None:
         raise ConfigError("no API key: set ASG_API_KEY (or API_KEY)")
+    secrets = _webhook_secrets(args, config)
     answer = register_webhook(
         config.base_url,
         config.api_key,
         args.url,
-        _webhook_secrets(args, config)[0],
+        secrets[0],
         events=args.events,
+        mask=(*config.all_secrets(), *secrets),
     )
     for key in ("webhook_id", "callback_url", "events", "active"):
         if key in answer:

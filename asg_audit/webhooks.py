@@ -1292,9 +1292,12 @@ def register_webhook(
     *,
     events: Sequence[str] = ("task.settled",),
     timeout: float = 10.0,
+    mask: Iterable[str | Secret | None] = (),
 ) -> dict[str, Any]:
     """Register `callback_url` with the Gateway (`POST /v1/webhooks`); return its answer.
 
+    What the answer or an error quotes has the key, the secret and the other secrets in
+    `mask` (give every secret the process holds: `AuditConfig.all_secrets()`) masked as `***`.
     Before anything is sent: ConfigError for a `callback_url` that is not an absolute http(s)
     URL with a host, TypeError/ValueError for an `api_key` or `secret` that is not one
     non-empty str or Secret.
@@ -1309,16 +1312,22 @@ def register_webhook(
     shown = display_url(url)
     # Everything a message could echo that must not be shown: the key, the secret, and the
     # user, password or query of either URL (an answer's body may repeat the request).
-    hidden: list[str | Secret | None] = [api_key, secret]
+    hidden: list[str | Secret | None] = [api_key, secret, *mask]
     for raw in (url, callback_url):
         with contextlib.suppress(ValueError):
             parts = urlsplit(raw)
-            hidden += [parts.password, parts.username, parts.query]
+            hidden += [parts.password, parts.query]
+            # a user name is a name, but some services take a token there
+            # (`https://<token>@host`); a short one is no token, and masking it would garble
+            # every word holding it (`a`: `t***sk.settled`; tester T5)
+            if parts.username and len(parts.username) >= _TOKEN_NAME_CHARS:
+                hidden.append(parts.username)
+    ordered = sorted((h for h in hidden if h), key=_secret_length, reverse=True)
 
     def say(text: str) -> str:
         for raw in (url, base_url, callback_url):
-            text = text.replace(raw, display_url(raw))
-        return redact(text, sorted((h for h in hidden if h), key=_secret_length, reverse=True))
+            text = text.replace(raw, display_url(raw, ordered))
+        return redact(text, ordered)
 
     try:
         answer = httpx.post(
@@ -1345,9 +1354,10 @@ def register_webhook(
             status_code=answer.status_code,
         )
     try:
-        # masked before it is parsed: what is printed of it (its callback_url) may quote the
-        # secret or the key, in any form (`redact`)
-        result = jsonload.loads(say(answer.text))
+        # parsed, then each string masked: what is printed of it (its callback_url) may quote
+        # the secret or the key, in any form (`redact`); masked before parsing, a short
+        # password could break the JSON itself (`tr***e`: "not JSON")
+        result = _masked_json(jsonload.loads(answer.text), say)
     except ValueError:
         raise ApiStatusError(
             f"POST {shown}: the answer is not JSON", status_code=answer.status_code
@@ -1357,6 +1367,21 @@ def register_webhook(
             f"POST {shown}: the answer is not a JSON object", status_code=answer.status_code
         )
     return result
+
+
+# A URL's user name this long may be a token (masked); a shorter one is a name.
+_TOKEN_NAME_CHARS: Final = 8
+
+
+def _masked_json(value: Any, say: Callable[[str], str]) -> Any:
+    """Return a parsed JSON value with `say` applied to every string in it, keys included."""
+    if isinstance(value, str):
+        return say(value)
+    if isinstance(value, list):
+        return [_masked_json(v, say) for v in value]
+    if isinstance(value, dict):
+        return {say(k): _masked_json(v, say) for k, v in value.items()}
+    return value
 
 
 def _secret_length(value: str | Secret | None) -> int:
