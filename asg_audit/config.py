@@ -16,6 +16,7 @@ naming the variable or field, before any request: never a traceback, never an er
 from __future__ import annotations
 
 import codecs
+import contextlib
 import dataclasses
 import datetime
 import difflib
@@ -254,8 +255,13 @@ class AuditConfig:
     def all_secrets(self) -> tuple[Secret, ...]:
         """Return every secret this config holds (the API key, the WoC key, each webhook
         secret of a rotation list), set ones only: what every client storing or printing an
-        outside answer masks in it, whichever of them it sends."""
+        outside answer masks in it, whichever of them it sends. The secrets of a `[webhooks]
+        secret_file` are among them when it can be read (the webhooks commands say why not)."""
         held = (self.api_key, self.woc_api_key, *self.webhook_secrets)
+        secret_file = self.webhooks.get("secret_file")
+        if isinstance(secret_file, str | os.PathLike) and secret_file:
+            with contextlib.suppress(ConfigError):
+                held += read_secret_file(secret_file)
         return tuple(s for s in held if s)
 
     def levels(self, check_id: str, default: CheckLevels) -> CheckLevels:
