@@ -7,6 +7,7 @@ import polars as pl
 from asg_audit.analyses.collection import webhook_poll_disagreements
 from asg_audit.checks._registry import CheckContext, finding, fmt, no_findings, register_check
 from asg_audit.config import CheckLevels
+from asg_audit.model import Source
 
 
 @register_check("collection.webhook_poll_disagree", default=CheckLevels(severity="warn"), claim=10)
@@ -32,12 +33,26 @@ def webhook_poll_disagree(ctx: CheckContext) -> pl.LazyFrame:
 def seen_one_way(ctx: CheckContext) -> pl.LazyFrame:
     """Settled tasks seen only by webhook or only by polling, when both channels delivered.
 
-    One row per channel; the level is the number of such tasks.
+    One row per channel; the level is the number of such tasks. A task polled but never
+    pushed counts only when it settled once the receiver was live (at or after the first
+    delivery stored): the Gateway pushes a settlement as it happens, so one before the
+    receiver was registered could never arrive (tester T6: a receiver registered after go-live
+    warned of every earlier task, for ever).
     """
     polled, pushed = pl.col("seen_by_poll"), pl.col("seen_by_webhook")
     settled = ctx.tasks.filter(pl.col("is_settled"))
+    obs = ctx.table("observations") if ctx.has_table("observations") else None
+    if obs is not None and {"source", "observed_at"} <= set(obs.collect_schema().names()):
+        live_from = obs.filter(pl.col("source") == Source.WEBHOOK.value).select(
+            pl.col("observed_at").min().alias("_live_from")
+        )
+        settled = settled.join(live_from, how="cross")
+        # (a settled task with no settled_at: when it settled is unknown, so it counts)
+        unpushable = (pl.col("settled_at") < pl.col("_live_from")).fill_null(False)
+    else:
+        unpushable = pl.lit(False)
     counts = settled.select(
-        (polled & ~pushed).sum().alias("poll only"),
+        (polled & ~pushed & ~unpushable).sum().alias("poll only"),
         (pushed & ~polled).sum().alias("webhook only"),
         pushed.any().alias("_hooks"),
         polled.any().alias("_polls"),
