@@ -165,6 +165,18 @@ def tasks_note(tasks: int | None, not_collected: int | None) -> str | None:
     return f"and {not_collected:,} tracked, not collected"
 
 
+def _spent_sats(s: dict[str, Any]) -> Any:
+    """The sats the settled tasks are known to have cost: 0 when none settled, None (not
+    measurable) when tasks settled but none stated a cost (a webhook-only store showed
+    "0 sats", tester T6)."""
+    settled = int(s["settled"] or 0)
+    unknown = int(s["unknown_costs"] or 0) + int(s["no_cost_reported"] or 0)
+    if settled and unknown >= settled:
+        return None
+    known = s["known_cost_sats"]  # a SATS_SUM: exact past int64
+    return known if known is not None else 0
+
+
 def headline_values(audit: Audit) -> dict[str, Any]:
     """Return the headline figures by key, taken from the audit's summary and frames."""
     s = audit.summary()
@@ -190,7 +202,7 @@ def headline_values(audit: Audit) -> dict[str, Any]:
         "agreement_rate": s["agreement_rate"],
         "agreement_wilson_low": _first(audit.frames.get("agreement_overall"), "wilson_low"),
         "agreement_wilson_high": _first(audit.frames.get("agreement_overall"), "wilson_high"),
-        "spent_sats": s["known_cost_sats"] if s["known_cost_sats"] is not None else 0,
+        "spent_sats": _spent_sats(s),
         "unknown_costs": s["unknown_costs"],
         "no_cost_reported": s["no_cost_reported"],
         "confidence_follows": s["confidence_follows"],
