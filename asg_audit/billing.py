@@ -36,6 +36,7 @@ from asg_audit.redaction import (
     Secret,
     check_http_url,
     clean_secret,
+    data_secrets,
     display_url,
     error_text,
     redact,
@@ -388,7 +389,7 @@ class _Gateway:
                 )
             # an answer quoting the key (an echoed header) is stored and parsed masked: the raw
             # answer and the ids parsed from it go to the store
-            text = redact(resp.text, self.secrets)
+            text = redact(resp.text, data_secrets(self.secrets))  # a short one: data
             try:
                 body = jsonload.loads(text)
             except ValueError:

@@ -77,6 +77,7 @@ from asg_audit.redaction import (
     Secret,
     check_http_url,
     clean_secret,
+    data_secrets,
     display_url,
     mask_secrets_bytes,
     redact,
@@ -584,11 +585,12 @@ class ChainClient:
         """Return an answer's body with every secret of the client masked in any form it may
         be quoted in, before anything is read from it (and so before any part of it is cut
         short for a note): the same bytes, one search, when it holds none."""
-        masked = mask_secrets_bytes(body, self._secrets)
+        secrets = data_secrets(self._secrets)  # a short one would corrupt the data
+        masked = mask_secrets_bytes(body, secrets)
         if masked is body:
             return body
         text = masked.decode("utf-8", "surrogateescape")
-        return redact(text, self._secrets).encode("utf-8", "surrogateescape")
+        return redact(text, secrets).encode("utf-8", "surrogateescape")
 
     def _masked(self, tx: ChainTx) -> ChainTx:
         """Return `tx` with the key masked in its note: a note quotes the index's answer (an

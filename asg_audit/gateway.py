@@ -34,6 +34,7 @@ from asg_audit.redaction import (
     Secret,
     check_http_url,
     clean_secret,
+    data_secrets,
     display_url,
     mask_secrets_bytes,
     redact,
@@ -321,13 +322,14 @@ class GatewayClient:
         form they may be quoted in (as sent, JSON- or URL-encoded, HTML-escaped:
         `redaction.mask_secrets_bytes`): the same bytes, not a copy, when it holds none of
         them (the usual case: one search of one pattern for all of them)."""
-        masked = mask_secrets_bytes(body, self._secrets)
+        secrets = data_secrets(self._secrets)  # a short one would corrupt the data
+        masked = mask_secrets_bytes(body, secrets)
         if masked is body:
             return body
         # then whatever `redact` masks besides (`Bearer <token>`, ASG keys); surrogateescape
         # gives back every byte that is not UTF-8 unchanged
         text = masked.decode("utf-8", "surrogateescape")
-        return self.redact(text).encode("utf-8", "surrogateescape")
+        return redact(text, secrets).encode("utf-8", "surrogateescape")
 
     async def fetch_result(self, task_id: str, hold: ReadHold | None = None) -> Outcome:
         """Return the outcome of `GET /v1/tasks/{id}/result`; never raises for network faults.

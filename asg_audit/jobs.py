@@ -855,7 +855,7 @@ def _failure(exc: BaseException, config: AuditConfig) -> tuple[str, str]:
         return "interrupted", "interrupted"
     if isinstance(exc, BrokenPipeError):
         return "interrupted", "the reader of the output went away"
-    return "failed", error_text(exc, [config.api_key, config.woc_api_key, *config.webhook_secrets])
+    return "failed", error_text(exc, config.all_secrets())
 
 
 def _record_failure(

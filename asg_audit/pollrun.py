@@ -932,8 +932,7 @@ class CollectorRun:
 
     def _error_text(self, exc: BaseException) -> str:
         """Return what `runs.stats.error` says of an error that ended the run (secrets masked)."""
-        c = self.config
-        return error_text(exc, [c.api_key, c.woc_api_key, *c.webhook_secrets])
+        return error_text(exc, self.config.all_secrets())
 
     async def _flush_loop(self, writer: PollWriter, run_id: str) -> None:
         loop = asyncio.get_running_loop()

@@ -234,6 +234,20 @@ def _utf8(text: str) -> bytes:
         return text.encode("utf-8", "surrogatepass")
 
 
+# A secret shorter than this is not masked inside an answer's body (a poll answer, a webhook
+# delivery, a bill, a chain index answer: data that is parsed and stored). Each character of
+# a secret is matched in every encoded form, so a short one is found in ordinary data (a
+# secret `2026` in every date, `settled` in every status and key) and masking it would
+# corrupt what is stored: deliveries stored as stale, answers as invalid JSON (review R2).
+# Messages and notes still mask it. The Gateway's keys and `whsec_` secrets are far longer.
+MIN_DATA_SECRET_CHARS: Final = 8
+
+
+def data_secrets(secrets: Iterable[str | Secret | None]) -> tuple[str, ...]:
+    """Return those of `secrets` masked inside answer bodies (`MIN_DATA_SECRET_CHARS`)."""
+    return tuple(v for v in _values(secrets) if len(v) >= MIN_DATA_SECRET_CHARS)
+
+
 def mask_secrets(text: str, secrets: Iterable[str | Secret | None]) -> str:
     """Return `text` with every shown form of the given secrets replaced by `***`."""
     values = _values(secrets)

@@ -64,6 +64,7 @@ from asg_audit.errors import ApiStatusError, ApiTransientError, AuthError, Confi
 from asg_audit.redaction import (
     Secret,
     check_http_url,
+    data_secrets,
     display_url,
     mask_secrets_bytes,
     redact,
@@ -527,10 +528,10 @@ def create_webhook_app(
     active = _secret_keys(secrets)
     if not active:
         raise ConfigError("no webhook secret: set ASG_WEBHOOK_SECRET or webhooks.secret_file")
-    # Every secret the process holds, masked in an authenticated body before it is kept.
-    masked_secrets: tuple[str | Secret, ...] = (
-        *(key.decode() for key in active),
-        *(s for s in other_secrets if s),
+    # Every secret the process holds, masked in an authenticated body before it is kept
+    # (but one too short to be told from data: `data_secrets`).
+    masked_secrets = data_secrets(
+        (*(key.decode() for key in active), *(s for s in other_secrets if s))
     )
     settings = settings or WebhookSettings()
     window = timedelta(seconds=settings.freshness_seconds)
