@@ -315,15 +315,18 @@ class _Lines:
         if not raw.endswith(b"\n") and length > self._limit:
             # A line over the limit: its first bytes are kept, the rest counted and dropped
             # up to its end, so a line of any length (a gzip bomb) takes bounded memory. The
-            # row is a `too_large` reject (`take_row`); the reader sees an empty line.
-            end = raw
+            # row is a `too_large` reject (`take_too_large`).
+            end, quotes = raw, raw.count(b'"')
             while chunk := self._fh.readline(_SKIP_BYTES):
                 length += len(chunk)
-                end = end[-1:] + chunk
+                end, quotes = end[-1:] + chunk, quotes + chunk.count(b'"')
                 if chunk.endswith(b"\n"):
                     break
             self._hold(raw, length, end)
-            return "\n"
+            # the reader sees a line opening or closing a quoted field as the dropped one did
+            # (a CSV line cut inside a multi-line quoted field must not swallow the rows after
+            # it: review R2)
+            return '"\n' if quotes % 2 else "\n"
         self._hold(raw, length, raw)
         try:
             return raw.decode("utf-8")

@@ -89,3 +89,24 @@ def test_a_csv_header_over_the_limit_stores_nothing(tmp_path: Path) -> None:
     db = tmp_path / "s.duckdb"
     with pytest.raises(InputError, match=r"subs\.csv:1: the header: record of 1000008 bytes"):
         track_file(db, export)
+
+
+def test_a_csv_line_over_the_limit_inside_a_quoted_field_keeps_the_rows_after_it(
+    tmp_path: Path,
+) -> None:
+    # review R2: the cut line was given to the CSV reader as an empty line, losing the quote it
+    # opened, so the field's closing quote opened a new one that swallowed the rest of the file
+    export = tmp_path / "subs.csv"
+    export.write_bytes(
+        b"task_id,task_type,consensus_threshold,options,created_at\n"
+        b"tsk_1,image,2,a|b,2026-10-01T00:00:00Z\n"
+        b'tsk_2,image,2,"' + b"y" * (DEFAULT_MAX_RECORD_BYTES + 100) + b"\n"
+        b'",2026-10-01T00:00:00Z\n'
+        b"tsk_3,image,2,a|b,2026-10-01T00:00:00Z\n"
+        b"tsk_4,image,2,a|b,2026-10-01T00:00:00Z\n"
+    )
+    db = tmp_path / "s.duckdb"
+    summary = track_file(db, export)
+    assert (summary.new, summary.rejected) == (3, 1), summary.errors
+    [(line, reason, _, _)] = _rejects(db)
+    assert (line, reason) == (3, "too_large")
