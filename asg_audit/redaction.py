@@ -39,11 +39,11 @@ __all__ = [
 # `(?i)bearer` written so that the search skips ahead to each `b` or `B`
 _BEARER_RE: Final = re.compile(r"([bB](?i:earer)\s+)[^\s'\",;]+")
 # `\bsk_...` written so that the search skips ahead to each "sk" (the lookbehind is the `\b`).
-# The key token runs to the next separator: white space, a quote, a URL delimiter
-# (`/ ? # & = : ;`), a comma, a bracket, `|`, `<`, `>`, `*` or a backslash. Everything else
-# (`-`, `.`, `~`, `+`, `%`-escapes...) is taken as part of the key, so that a key holding a
-# dash (`sk_live_4f9a-7bc2-...`) is masked whole, never as `***-7bc2-...`.
-_KEY_RE: Final = re.compile(r"sk(?<!\wsk)_(?:sandbox|live|test)_[^\s'\"`/?#&=:;,()\[\]{}<>|*\\]+")
+# The key token is its ASCII letters, digits and `_ - . ~ + %`, so that a key holding a dash
+# or a dot (`sk_live_4f9a-7bc2-...`) is masked whole, never as `***-7bc2-...`; anything else
+# ends it (white space, quotes, URL delimiters, `!`, `@`, non-ASCII: the words after a key
+# are kept), and so does a final dot (a sentence's, not the key's: review R2).
+_KEY_RE: Final = re.compile(r"sk(?<!\wsk)_(?:sandbox|live|test)_[A-Za-z0-9_.~+%-]*[A-Za-z0-9_~+%-]")
 
 
 class Secret:

@@ -352,3 +352,11 @@ def test_verify_chain_masks_a_woc_key_that_straddles_where_a_note_is_cut(tmp_pat
         assert [p for p in pieces if p in note] == [], note
     data = b"".join(p.read_bytes() for p in tmp_path.iterdir() if p.name.startswith("c.duckdb"))
     assert [p for p in pieces if p.encode() in data] == []
+
+
+def test_the_key_pattern_keeps_the_words_after_a_key() -> None:
+    # review R2: the token ran to white space, taking `!`, `@`, non-ASCII and a final dot
+    assert redact("key sk_live_abc\u2014and then words") == "key ***\u2014and then words"
+    assert redact("a sk_test_x!important!stuff") == "a ***!important!stuff"
+    assert redact("the key is sk_live_abc.") == "the key is ***."
+    assert redact("mail sk_test_k@example.com") == "mail ***@example.com"
