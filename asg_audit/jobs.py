@@ -40,7 +40,7 @@ from typing import IO, Any, TextIO, cast
 
 import httpx
 
-from asg_audit import aio
+from asg_audit import aio, storefile
 from asg_audit.audit_outcome import outcome_json
 from asg_audit.config import AuditConfig, check_wait_seconds
 from asg_audit.errors import (
@@ -468,25 +468,29 @@ def run_audit(
             try:
                 if on_start is not None:
                     on_start(outcome)
-                _run_steps(
-                    outcome,
-                    config,
-                    settings,
-                    out=out,
-                    formats=wanted,
-                    wait_seconds=wait_seconds,
-                    fail_on=fail_on,
-                    since=since,
-                    until=until,
-                    as_of=as_of,
-                    compare=compare,
-                    compare_note=compare_note,
-                    collect_seconds=collect_seconds,
-                    clock=clock,
-                    progress=progress,
-                    log=guarded_log,
-                    warnings=sys.stderr if warn_on_stderr else None,
-                )
+                # each step opens the store itself: one that another process opened between
+                # two steps is waited for (`--wait`, END_RECORD_WAIT_S at least), not failed
+                step_wait = max(wait_seconds, END_RECORD_WAIT_S)
+                with storefile.patience(db, step_wait):
+                    _run_steps(
+                        outcome,
+                        config,
+                        settings,
+                        out=out,
+                        formats=wanted,
+                        wait_seconds=wait_seconds,
+                        fail_on=fail_on,
+                        since=since,
+                        until=until,
+                        as_of=as_of,
+                        compare=compare,
+                        compare_note=compare_note,
+                        collect_seconds=collect_seconds,
+                        clock=clock,
+                        progress=progress,
+                        log=guarded_log,
+                        warnings=sys.stderr if warn_on_stderr else None,
+                    )
             except BaseException as exc:
                 stopped = _record_stop(exc, config, outcome, wait_seconds=wait_seconds)
                 if stopped is None:
