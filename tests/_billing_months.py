@@ -125,3 +125,15 @@ def billed_store(
 def check_rows(findings: pl.DataFrame, check: str) -> list[dict[str, Any]]:
     """The findings of `check`, as dicts."""
     return list(findings.filter(pl.col("check_id") == check).iter_rows(named=True))
+
+
+def usage_frame(*usages: dict[str, Any]) -> pl.DataFrame:
+    """Return `billing_usage` rows (as `parse_usage` gives them) as the frame the checks read."""
+    return pl.DataFrame(
+        list(usages),
+        schema_overrides={
+            "daily_breakdown": pl.List(
+                pl.Struct({"date": pl.Date, "tasks": pl.Int64, "cost_sats": pl.Int64})
+            )
+        },
+    )

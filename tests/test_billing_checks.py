@@ -8,6 +8,7 @@ from typing import Any
 
 import polars as pl
 from _analyses_frames import result, results_frame
+from _billing_months import usage_frame
 
 from asg_audit.billing import parse_usage
 from asg_audit.checks import CheckContext, run_checks
@@ -51,14 +52,7 @@ def _results(costs: list[int | None]) -> pl.DataFrame:
 
 
 def _findings(usage: dict[str, Any], results: pl.DataFrame, *, fee: str = "0") -> pl.DataFrame:
-    frame = pl.DataFrame(
-        [usage],
-        schema_overrides={
-            "daily_breakdown": pl.List(
-                pl.Struct({"date": pl.Date, "tasks": pl.Int64, "cost_sats": pl.Int64})
-            )
-        },
-    )
+    frame = usage_frame(usage)
     # the task costs hold the fee: they add up to the month's total
     config = AuditConfig(costs=CostModel(fee_percent=Decimal(fee), fee_included=True))
     ctx = CheckContext({"results": results, "billing_usage": frame}, config=config, as_of=AS_OF)
@@ -152,14 +146,7 @@ def test_billing_window_compares_only_months_wholly_inside_it() -> None:
 
 
 def _window_findings(compared: bool, our_tasks: int, our_cost: int) -> pl.DataFrame:
-    usage = pl.DataFrame(
-        [_usage()],
-        schema_overrides={
-            "daily_breakdown": pl.List(
-                pl.Struct({"date": pl.Date, "tasks": pl.Int64, "cost_sats": pl.Int64})
-            )
-        },
-    )
+    usage = usage_frame(_usage())
     tables = {
         "results": _results([1000]),  # the window's tasks: a part of the month
         "billing_usage": usage,

@@ -9,6 +9,7 @@ from decimal import Decimal
 
 import polars as pl
 from _analyses_frames import result, results_frame
+from _billing_months import usage_frame
 
 from asg_audit.billing import parse_usage
 from asg_audit.checks import CheckContext, run_checks
@@ -34,14 +35,7 @@ def _found(model: CostModel, costs: list[int], *, payouts: int, fee: int) -> pl.
             ],
         }
     )
-    frame = pl.DataFrame(
-        [usage],
-        schema_overrides={
-            "daily_breakdown": pl.List(
-                pl.Struct({"date": pl.Date, "tasks": pl.Int64, "cost_sats": pl.Int64})
-            )
-        },
-    )
+    frame = usage_frame(usage)
     results = results_frame(
         [
             result(

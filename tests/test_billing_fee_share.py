@@ -17,6 +17,7 @@ from typing import Any
 
 import polars as pl
 from _analyses_frames import result, results_frame
+from _billing_months import usage_frame
 
 from asg_audit.audit import analyze
 from asg_audit.billing import fetch_billing, parse_usage
@@ -46,14 +47,7 @@ def _fee_share(costs: list[int], *, payouts: int, fee: int) -> pl.DataFrame:
             "daily_breakdown": [{"date": "2026-10-01", "tasks": len(costs), "cost_sats": total}],
         }
     )
-    frame = pl.DataFrame(
-        [usage],
-        schema_overrides={
-            "daily_breakdown": pl.List(
-                pl.Struct({"date": pl.Date, "tasks": pl.Int64, "cost_sats": pl.Int64})
-            )
-        },
-    )
+    frame = usage_frame(usage)
     results = results_frame(
         [
             result(
