@@ -875,13 +875,34 @@ FROM observations WHERE status IS NULL AND shape IS DISTINCT FROM 'error'
     AND coalesce(http_status, 200) BETWEEN 200 AND 299 GROUP BY ALL
 ORDER BY kind, source, what
 """
+# Webhook deliveries acknowledged and committed but not normalised yet (the receiver was
+# killed before its normaliser ran: it normalises them when it starts again), as
+# `webhook_writer._LEFTOVERS_SQL` finds them: in no result meanwhile (tester T8).
+_UNNORMALISED_SQL: Final = """
+SELECT 'unnormalised' AS kind, 'webhook' AS source, 'delivery' AS what,
+    count(*)::BIGINT AS records,
+    arg_min(coalesce(d.task_id, '?') || ' (delivery ' || d.delivery_id || ')', d.received_at)
+        AS first_where,
+    NULL::VARCHAR AS note, min(d.received_at) AS first_at, max(d.received_at) AS last_at
+FROM webhook_deliveries d
+WHERE d.body IS NOT NULL AND d.outcome IN ('stored', 'rejected')
+  AND NOT EXISTS (SELECT 1 FROM observations o
+                  WHERE o.source = 'webhook' AND o.origin = 'webhook:' || d.body_sha256)
+  AND NOT EXISTS (SELECT 1 FROM rejects r
+                  WHERE r.source = 'webhook' AND r.origin = 'webhook:' || d.body_sha256)
+HAVING count(*) > 0
+"""
 
 
 def _unused_input_table(store: Store, tables: dict[str, pl.LazyFrame]) -> None:
     """Add `unused_input` to `tables`: what `_UNUSED_INPUT_SQL` counts."""
-    if not {"rejects", "observations"} <= set(store.tables()):
+    present = set(store.tables())
+    if not {"rejects", "observations"} <= present:
         return
-    tables["unused_input"] = _fetch(store.con, _UNUSED_INPUT_SQL, []).lazy()
+    sql = _UNUSED_INPUT_SQL
+    if "webhook_deliveries" in present:
+        sql = f"({sql.strip()}) UNION ALL ({_UNNORMALISED_SQL.strip()})"
+    tables["unused_input"] = _fetch(store.con, sql, []).lazy()
 
 
 def _release_cache(store: Store) -> None:

@@ -46,6 +46,7 @@ SHOWN: dict[str, str] = {
     "cost.unknown": "tasks",
     "input.no_status": "records",
     "input.rejected": "records",
+    "input.unnormalised": "records",
     "latency.mean_outside_documented": "s",
     "latency.share_over_slo": "share, 0 to 1",
     "result.changed_after_settlement": "changes",

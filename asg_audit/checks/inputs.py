@@ -1,5 +1,6 @@
-"""Checks of the records the store holds but no result uses: rejects, and records kept without
-a status (`unused_input`, read store-wide by `audit._unused_input_table`)."""
+"""Checks of the records the store holds but no result uses: rejects, records kept without a
+status, and webhook deliveries not normalised yet (`unused_input`, read store-wide by
+`audit._unused_input_table`)."""
 
 from __future__ import annotations
 
@@ -82,6 +83,32 @@ def no_status(ctx: CheckContext) -> pl.LazyFrame:
                 pl.col("source"),
                 pl.col("what"),
                 said,
+                _first(),
+            ),
+            value=pl.col("records"),
+        )
+    )
+
+
+@register_check("input.unnormalised", default=CheckLevels(warn=1), unit="records")
+def unnormalised(ctx: CheckContext) -> pl.LazyFrame:
+    """Webhook deliveries acknowledged and stored in `webhook_deliveries` but not normalised
+    yet: the receiver stopped (killed) before its normaliser ran. They are in no result until
+    `serve-webhooks` starts again on the store, which normalises them first. Store-wide."""
+    rows = _unused(ctx, "unnormalised")
+    if rows is None:
+        return no_findings()
+    return rows.select(
+        finding(
+            entity_type="input",
+            entity_id=pl.lit("webhook deliveries"),
+            expected=pl.lit("every acknowledged delivery normalised"),
+            actual=fmt("{} delivery(ies) not normalised", pl.col("records")),
+            difference=pl.col("records"),
+            message=fmt(
+                "{} acknowledged webhook delivery(ies) not normalised yet, so in no result"
+                " (serve-webhooks normalises them when it starts again on this store); {}",
+                pl.col("records"),
                 _first(),
             ),
             value=pl.col("records"),
