@@ -74,8 +74,12 @@ def test_a_disk_that_fills_then_frees_stores_each_delivery_once(tmp_path: Path) 
         time.sleep(3)  # the normaliser's retries
     finally:
         proc.terminate()
-        _, err = proc.communicate(timeout=60)
+        out, err = proc.communicate(timeout=60)
     assert refused >= 5, "the limit was never met: nothing was tested"
+    # the stop line lists what deliveries had: 503s and stores, no `0 dropped_records`
+    stop = [line for line in out.decode().splitlines() if line.startswith("webhooks: stopped")]
+    assert stop == [f"webhooks: stopped by SIGTERM; deliveries answered: {DELIVERIES} stored,"
+                    f" {refused} unavailable"], out  # fmt: skip
     assert b"Traceback" not in err, err.decode(errors="replace")[-2000:]
     con = duckdb.connect(str(db), read_only=True)
     try:
