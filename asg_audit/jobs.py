@@ -463,6 +463,9 @@ def run_audit(
         outcome = AuditOutcome(run_id=new_run_id())
         # systemd stops a job with SIGTERM: it stops the run as Ctrl-C does (recorded interrupted)
         with sigterm_interrupts(), audit_lock(db, wait_seconds=wait_seconds):
+            # the id says when the run started, not when it began to wait for another audit
+            # (tester T8: `--wait` ids carried the time waiting began)
+            outcome.run_id = new_run_id()
             with open_store(db, wait_seconds=wait_seconds) as store:
                 store.start_run("audit", run_id=outcome.run_id)
             try:

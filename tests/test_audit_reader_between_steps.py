@@ -72,3 +72,39 @@ def test_a_reader_that_opens_the_store_between_steps_delays_the_next_one(tmp_pat
     assert took >= HOLD_S - 0.5  # the ingest step waited for the reader
     with open_store(db, read_only=True) as store:
         assert store.count("results") == 1
+
+
+def test_a_run_that_waited_for_another_audit_is_named_by_when_it_started(tmp_path: Path) -> None:
+    # tester T8: with --wait the id carried the time waiting began, not when the run started
+    import threading
+    from datetime import UTC, datetime
+
+    from asg_audit.jobs import audit_lock
+
+    db = tmp_path / "audit.duckdb"
+    config = AuditConfig(
+        db_path=db, audit={"report_dir": str(tmp_path / "reports"), "verify_chain": False}
+    )
+    held, release = threading.Event(), threading.Event()
+
+    def other_audit() -> None:
+        with audit_lock(db):
+            held.set()
+            release.wait(30)
+
+    other = threading.Thread(target=other_audit)
+    other.start()
+    held.wait(30)
+    released: list[datetime] = []
+
+    def free() -> None:
+        released.append(datetime.now(UTC))
+        release.set()
+
+    threading.Timer(2.0, free).start()
+    outcome = run_audit(config, wait_seconds=30, log=io.StringIO())
+    other.join()
+    named = datetime.strptime(outcome.run_id.split("-")[0], "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
+    assert outcome.exit_code in (0, 1)
+    # named after the other audit let go (its id has whole seconds)
+    assert named >= released[0].replace(microsecond=0), (outcome.run_id, released)
