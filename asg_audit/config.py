@@ -261,7 +261,7 @@ class AuditConfig:
         secret_file = self.webhooks.get("secret_file")
         if isinstance(secret_file, str | os.PathLike) and secret_file:
             with contextlib.suppress(ConfigError):
-                held += read_secret_file(secret_file)
+                held += read_secret_file(Path(secret_file))
         return tuple(s for s in held if s)
 
     def levels(self, check_id: str, default: CheckLevels) -> CheckLevels:
