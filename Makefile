@@ -17,9 +17,17 @@ $(STAMP): requirements.lock pyproject.toml
 demo: $(STAMP)
 	$(PY) -m asg_audit demo
 
+# Headless Chromium (Debian's) opens the HTML reports in the browser tests: installed when
+# missing (with sudo when not root), so `make test` works on a fresh machine.
+CHROMIUM := /usr/bin/chromium
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+$(CHROMIUM):
+	$(SUDO) apt-get update -qq
+	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+
 # Tests run on one worker per core (2 here): `make test PYTEST_WORKERS=0` runs them in one process.
 PYTEST_WORKERS ?= auto
-test: $(STAMP)
+test: $(STAMP) $(CHROMIUM)
 	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist worksteal $(PYTEST_ARGS)
 
 lint: $(STAMP)
