@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import copy
 import math
 import os
 import sys
 import traceback
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -72,13 +73,14 @@ _IN_FLIGHT: Final = [
 _SEVERITY_ORDER: Final = {Severity.INFO.value: 0, Severity.WARN.value: 1, Severity.FAIL.value: 2}
 
 
-@dataclass
+@dataclass(eq=False)  # two audits are equal only when they are one (frames do not compare)
 class Audit:
     """Every analysis frame and the findings of one audit; renders a summary in notebooks.
 
     `frames` maps a name (see `Audit.names`) to its data frame; `audit["latency_overall"]`
-    is a shortcut. `findings` has the FINDINGS_SCHEMA columns. The task counts `summary()`
-    starts from are kept apart (`_counts`): not an analysis frame.
+    is a shortcut, `"latency_overall" in audit` and `list(audit)` work as on the dict. `findings`
+    has the FINDINGS_SCHEMA columns. The task counts `summary()` starts from are kept apart
+    (`_counts`): not an analysis frame.
     """
 
     frames: dict[str, pl.DataFrame]
@@ -101,13 +103,27 @@ class Audit:
         return self.since is not None or self.until is not None
 
     def __getitem__(self, name: str) -> pl.DataFrame:
-        return self.frames[name]
+        try:
+            return self.frames[name]
+        except KeyError:
+            raise KeyError(
+                f"no analysis frame named {name!r}; audit.names lists them:"
+                f" {', '.join(self.frames)}"
+            ) from None
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.frames
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.frames)
 
     def summary(self) -> dict[str, Any]:
-        """Return the headline KPIs as a plain dict (JSON-serialisable values)."""
+        """Return the headline KPIs as a plain dict (JSON-serialisable values): a new copy on
+        each call, so that changing it in a notebook changes neither the audit nor its report
+        (tester T10)."""
         if self._summary is None:
             self._summary = _summarize(self)
-        return self._summary
+        return copy.deepcopy(self._summary)
 
     def worst_severity(self) -> str | None:
         """Return the highest severity among the findings, or None without findings."""

@@ -1116,6 +1116,13 @@ def load_config(
             f" read ./{DEFAULT_CONFIG_FILE} when present"
         )
     env = os.environ if env is None else env
+    # a value that is no str (`os.environ.get("KEY")` of an unset variable: None) is named,
+    # never shown (it may be a secret); tester T10 met an AttributeError from deep inside
+    for key, value in env.items():
+        if not isinstance(key, str) or not isinstance(value, str):
+            what = "key" if not isinstance(key, str) else f"value of {key}"
+            got = type(key if not isinstance(key, str) else value).__name__
+            raise TypeError(f"load_config env: expected str keys and values, the {what} is {got}")
     secrets = _env_secret_values(env)
     raw: dict[str, Any] = {}
     where = "defaults"

@@ -34,7 +34,7 @@ import polars as pl
 
 from asg_audit import engine
 from asg_audit.config import check_wait_seconds
-from asg_audit.errors import InputError, StoreError
+from asg_audit.errors import ConfigError, InputError, StoreError
 from asg_audit.filelines import (
     BOM,
     PROCESS_RELATIVE,
@@ -494,13 +494,15 @@ def ingest_paths(
 
     `paths` is one path (str, bytes or os.PathLike) or an iterable of them. A file that cannot
     be read is reported in `summary.failed_files` and leaves the store as it was; the other
-    files are still ingested. Raises TypeError naming `db` or `paths` for anything else, and
-    ConfigError naming `wait_seconds` unless it is a finite number of seconds, 0 or more (before
-    anything is read or the store opened).
+    files are still ingested. Raises TypeError naming `db` or `paths` for anything else (or
+    `chunk_bytes` unless an int), and ConfigError naming `wait_seconds` unless it is a finite
+    number of seconds, 0 or more, or `chunk_bytes` under 1 (before anything is read or the
+    store opened).
     """
     _check_db(db, "ingest_paths")
     names = _path_list(paths, "ingest_paths")
     check_wait_seconds(wait_seconds, "ingest_paths wait_seconds")
+    _check_chunk_bytes(chunk_bytes)
     summary = IngestSummary()
 
     def unlisted(folder: Path, exc: OSError) -> None:
@@ -657,6 +659,18 @@ def ingest(db: str | Path, *paths: PathArg | Iterable[PathArg], **kwargs: Any) -
     if "wait_seconds" in kwargs:
         check_wait_seconds(kwargs["wait_seconds"], "ingest wait_seconds")
     return ingest_paths(db, flat, **kwargs)
+
+
+def _check_chunk_bytes(chunk_bytes: object) -> None:
+    """Raise TypeError unless `chunk_bytes` is an int, ConfigError unless it is 1 or more (0
+    read nothing of a large file and called it ingested, tester T10)."""
+    if isinstance(chunk_bytes, bool) or not isinstance(chunk_bytes, int):
+        raise TypeError(
+            f"ingest_paths chunk_bytes: expected a number of bytes (an int), got"
+            f" {type(chunk_bytes).__name__}"
+        )
+    if chunk_bytes < 1:
+        raise ConfigError(f"ingest_paths chunk_bytes: expected 1 or more bytes, got {chunk_bytes}")
 
 
 def _check_db(db: object, caller: str) -> None:

@@ -95,3 +95,14 @@ def test_audit_config_refuses_a_url_requests_cannot_go_to(name: str, url: str) -
 def test_audit_config_still_takes_http_urls() -> None:
     config = AuditConfig(base_url="http://127.0.0.1:8080", chain_url="https://woc.example/v1")
     assert config.base_url == "http://127.0.0.1:8080"
+
+
+def test_load_config_names_an_env_value_that_is_no_str() -> None:
+    # tester T10: env={"ASG_API_KEY": os.environ.get("KEY")} with KEY unset raised an
+    # AttributeError from deep inside; an int or bytes another internal error
+    for value, name in ((None, "NoneType"), (5, "int"), (b"x", "bytes")):
+        with pytest.raises(TypeError) as caught:
+            load_config(None, env={"ASG_API_KEY": value})  # type: ignore[dict-item]
+        assert str(caught.value) == (
+            f"load_config env: expected str keys and values, the value of ASG_API_KEY is {name}"
+        )

@@ -103,3 +103,19 @@ def test_a_bad_wait_is_refused_at_once_on_a_busy_store(
 def test_ingest_takes_a_finite_wait_of_zero_or_more(db: Path, export: Path, wait: float) -> None:
     assert ingest_paths(db, [export], wait_seconds=wait).failed_files == []
     assert ingest(db, export, wait_seconds=wait).failed_files == []
+
+
+def test_a_chunk_size_that_reads_nothing_is_refused_before_anything_is_read(
+    tmp_path: Path,
+) -> None:
+    # tester T10: chunk_bytes=0 read nothing of a file over 1 MiB and called it ingested
+    from asg_audit.errors import ConfigError
+    from asg_audit.ingest_files import ingest_paths
+
+    db = tmp_path / "s.duckdb"
+    export = tmp_path / "in.ndjson"
+    export.write_text('{"task_id": "tsk_1", "status": "pending"}\n')
+    for bad, error in ((0, ConfigError), (-5, ConfigError), ("x", TypeError), (1.5, TypeError)):
+        with pytest.raises(error, match="ingest_paths chunk_bytes"):
+            ingest_paths(db, [export], chunk_bytes=bad)  # type: ignore[arg-type]
+    assert not db.exists()
