@@ -315,11 +315,20 @@ class CollectorRun:
                 raise _unrecorded(self.write_error, exc) from None
         except BaseException as exc:
             if run_id is not None and not recorded:
-                # a bug or a store failure: the run is not left `running`
-                stats = {**self.stats, "error": self._error_text(exc)}
+                # a bug or a store failure: the run is not left `running`; a cancel (a
+                # notebook's interrupt cancels the task awaiting collect) or a Ctrl-C is a
+                # stop, recorded as one, not as a failure (tester T10)
+                stopped = isinstance(exc, KeyboardInterrupt | asyncio.CancelledError)
+                stats = (
+                    dict(self.stats) if stopped else {**self.stats, "error": self._error_text(exc)}
+                )
                 try:
                     await loop.run_in_executor(
-                        writer.pool, writer.finish_run, run_id, "failed", stats
+                        writer.pool,
+                        writer.finish_run,
+                        run_id,
+                        "interrupted" if stopped else "failed",
+                        stats,
                     )
                 except StoreError as record_exc:
                     if isinstance(exc, StoreError):
