@@ -245,7 +245,7 @@ def test_notebook_on_an_empty_store_says_nothing_to_plot_and_draws_no_empty_axes
     text = _stdout(nb)
     assert "nothing to plot" in text
     if path.name == "latency.ipynb":
-        assert "No settled tasks yet: nothing to plot (time to settle)." in text
+        assert "No settled task with a known time to settle yet: nothing to plot" in text
     else:
         assert "No settled tasks with a known cost yet: nothing to plot (spend per day)." in text
 
@@ -282,3 +282,30 @@ def test_notebook_on_the_simulated_store_draws_no_empty_axes(
     path: Path, executed: dict[str, nbformat.NotebookNode]
 ) -> None:
     _assert_no_empty_axes(_probe(executed[path.name]))
+
+
+@pytest.fixture(scope="module")
+def executed_webhook_only(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> dict[str, nbformat.NotebookNode]:
+    """The notebooks on a store of one task known from a webhook delivery only: settled, of no
+    stated cost, created when nobody knows."""
+    delivery = {
+        "event": "task.settled", "task_id": "tsk_hook", "consensus_label": "cat",
+        "confidence": 1.0, "bsv_txid": "ab" * 32, "settled_at": "2026-10-01T12:00:00Z",
+        "timestamp": "2026-10-01T12:00:01Z",
+    }  # fmt: skip
+    return _execute(_small_store(tmp_path_factory.mktemp("nb_hook"), [json.dumps(delivery)]))
+
+
+def test_notebooks_on_a_settled_task_of_no_known_cost_or_latency_say_so(
+    executed_webhook_only: dict[str, nbformat.NotebookNode],
+) -> None:
+    # tester T10: "No settled tasks yet" beside settled: 1, and a spend chart of one 0-sats bar
+    latency = _stdout(executed_webhook_only["latency.ipynb"])
+    assert "No settled task with a known time to settle yet: nothing to plot" in latency
+    walkthrough = executed_webhook_only["walkthrough.ipynb"]
+    assert "No settled tasks with a known cost yet: nothing to plot (spend per day)." in _stdout(
+        walkthrough
+    )
+    assert not [a for a in _probe(walkthrough)["axes"] if "spend" in a["title"].lower()]
