@@ -685,7 +685,7 @@ def _check_options(
 
     wanted = parse_formats(formats)
     if fail_on not in _SEVERITY_RANK:
-        raise ConfigError("--fail-on: expected one of info, warn, fail")
+        raise ConfigError("--fail-on (fail_on): expected one of info, warn, fail")
     check_report_folder(out)  # a file in the way, or a folder that cannot be written
     # or a `latest`/`LATEST` of the user's there: refused before the steps (a long collect),
     # not by the report at the end

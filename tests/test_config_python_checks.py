@@ -106,3 +106,12 @@ def test_load_config_names_an_env_value_that_is_no_str() -> None:
         assert str(caught.value) == (
             f"load_config env: expected str keys and values, the value of ASG_API_KEY is {name}"
         )
+
+
+def test_run_audit_names_its_own_fail_on_argument(tmp_path: Path) -> None:
+    # tester T10: a library caller was told of `--fail-on`, a flag it never used
+    from asg_audit.jobs import run_audit
+
+    with pytest.raises(ConfigError, match=r"^--fail-on \(fail_on\): expected one of info"):
+        run_audit(AuditConfig(db_path=tmp_path / "s.duckdb"), fail_on="bad")
+    assert not (tmp_path / "s.duckdb").exists()
