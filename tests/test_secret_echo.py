@@ -20,6 +20,7 @@ from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
+from _chain_echo import TX_ERR, TX_HASH, chain_results, echoing_index
 from _http_server import serve
 from _scripted_gateway import settled_body
 
@@ -193,54 +194,15 @@ def test_mask_body_leaves_a_body_without_the_key_as_it_is() -> None:
 
 WOC_HEAD, WOC_TAIL = "woc_Zr4e", "SECRETchain7"
 WOC_KEY = f"{WOC_HEAD}-{WOC_TAIL}"
-TX_ERR, TX_HASH = "a" * 64, "b" * 64
-
-
-@contextmanager
-def _echoing_index() -> Iterator[str]:
-    """A chain index on 127.0.0.1 quoting the request's `woc-api-key` in an error and a block
-    hash of its answers; yield its base URL."""
-
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def do_POST(self) -> None:
-            key = self.headers.get("woc-api-key", "")
-            txids = json.loads(self.rfile.read(int(self.headers["Content-Length"])))["txids"]
-            answers: list[dict[str, object]] = []
-            for txid in txids:
-                if txid == TX_ERR:
-                    answers.append({"txid": txid, "error": f"key {key} is over its quota"})
-                elif self.path.endswith("/txs/hex"):
-                    answers.append({"txid": txid, "hex": "00"})
-                else:  # not a decoded transaction: its hex is asked for, then the block hash read
-                    answers.append({"txid": txid, "blockhash": f"auth {key}", "confirmations": 3})
-            body = json.dumps(answers).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    with serve(Handler) as base:
-        yield f"{base}/v1/bsv/main"
 
 
 def test_verify_chain_masks_the_woc_key_an_index_answer_echoes(tmp_path: Path) -> None:
     db = tmp_path / "c.duckdb"
-    lines = []
-    for task_id, txid in (("tsk_chain_err", TX_ERR), ("tsk_chain_hash", TX_HASH)):
-        result = json.loads(settled_body(task_id))
-        result["bsv_txid"] = txid
-        lines.append(json.dumps(result))
-    (tmp_path / "results.ndjson").write_text("\n".join(lines) + "\n")
+    results = chain_results(tmp_path)
     cli = (sys.executable, "-m", "asg_audit")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ASG_", "WOC_"))}
     ingest = subprocess.run(
-        [*cli, "ingest", "--db", str(db), str(tmp_path / "results.ndjson")],
+        [*cli, "ingest", "--db", str(db), str(results)],
         env=env,
         cwd=tmp_path,
         capture_output=True,
@@ -248,7 +210,9 @@ def test_verify_chain_masks_the_woc_key_an_index_answer_echoes(tmp_path: Path) -
         timeout=120,
     )
     assert ingest.returncode == 0, ingest.stderr
-    with _echoing_index() as url:
+    with echoing_index(
+        error=lambda key: f"key {key} is over its quota", blockhash=lambda key: f"auth {key}"
+    ) as url:
         env.update(WOC_API_KEY=WOC_KEY, ASG_CHAIN_URL=url)
         proc = subprocess.run(
             [*cli, "verify-chain", "--db", str(db)],

@@ -28,6 +28,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 from _billing_gateway import BillingGateway, billing_gateway
+from _chain_echo import TX_ERR, TX_HASH, chain_results, echoing_index
 from _hardening_procs import asg_audit, clean_env
 from _http_server import serve
 from _scripted_gateway import settled_body
@@ -284,58 +285,23 @@ def test_billing_masks_a_dashed_api_key_whole_in_a_redirect_location(tmp_path: P
 
 # 34 characters, as the tester's
 CHAIN_KEY = "woc_CUTstraddle0123456789abcdefXYZ"
-TX_ERR, TX_HASH = "a" * 64, "b" * 64
-
-
-@contextmanager
-def _index_quoting_at_the_cut() -> Iterator[str]:
-    """A chain index quoting the WoC key across the places a note is cut short: the 120th
-    character of an error's repr, the 80th of a bad field's."""
-
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def do_POST(self) -> None:
-            key = self.headers.get("woc-api-key", "")
-            txids = json.loads(self.rfile.read(int(self.headers["Content-Length"])))["txids"]
-            answers: list[dict[str, object]] = []
-            for txid in txids:
-                if txid == TX_ERR:
-                    answers.append({"txid": txid, "error": "e" * 105 + key + " over quota"})
-                elif self.path.endswith("/txs/hex"):
-                    answers.append({"txid": txid, "hex": "00"})
-                else:
-                    answers.append({"txid": txid, "blockhash": "h" * 65 + key, "confirmations": 3})
-            body = json.dumps(answers).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    with serve(Handler) as base:
-        yield f"{base}/v1/bsv/main"
 
 
 def test_verify_chain_masks_a_woc_key_that_straddles_where_a_note_is_cut(tmp_path: Path) -> None:
     db = tmp_path / "c.duckdb"
-    lines = []
-    for task_id, txid in (("tsk_chain_err", TX_ERR), ("tsk_chain_hash", TX_HASH)):
-        result = json.loads(settled_body(task_id))
-        result["bsv_txid"] = txid
-        lines.append(json.dumps(result))
-    (tmp_path / "results.ndjson").write_text("\n".join(lines) + "\n")
+    results = chain_results(tmp_path)
     env = clean_env(drop_prefix="ASG_")
     env.pop("WOC_API_KEY", None)
     ingest = subprocess.run(
-        asg_audit("ingest", "--db", str(db), str(tmp_path / "results.ndjson")),
+        asg_audit("ingest", "--db", str(db), str(results)),
         env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert ingest.returncode == 0, ingest.stderr
-    with _index_quoting_at_the_cut() as url:
+    # the index quotes the key across the places a note is cut short: the 120th character of
+    # an error's repr, the 80th of a bad field's
+    with echoing_index(
+        error=lambda key: "e" * 105 + key + " over quota", blockhash=lambda key: "h" * 65 + key
+    ) as url:
         env.update(WOC_API_KEY=CHAIN_KEY, ASG_CHAIN_URL=url)
         proc = subprocess.run(
             asg_audit("verify-chain", "--db", str(db)),
