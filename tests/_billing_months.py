@@ -11,15 +11,18 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import polars as pl
+from _analyses_frames import result, results_frame
 from _billing_gateway import Answer, BillingGateway, billing_gateway
 
-from asg_audit.billing import fetch_billing
+from asg_audit.billing import fetch_billing, parse_usage
 from asg_audit.chain import reconciliation_findings
-from asg_audit.config import load_config
+from asg_audit.checks import CheckContext, run_checks
+from asg_audit.config import AuditConfig, CostModel, load_config
 from asg_audit.ingest_files import ingest, track_file
 
 KEY = "sk_sandbox_FIXG2SECRET"
@@ -137,3 +140,39 @@ def usage_frame(*usages: dict[str, Any]) -> pl.DataFrame:
             )
         },
     )
+
+
+def month_checks(
+    model: CostModel, costs: list[int], *, payouts: int, fee: int, only: list[str]
+) -> pl.DataFrame:
+    """Run the checks `only` on one month (2026-10) billed `payouts` + `fee` for one settled
+    task per entry of `costs` (its reported cost), under the cost `model`."""
+    total = payouts + fee
+    usage = parse_usage(
+        {
+            "customer_id": "cus_1", "month": "2026-10", "tier": "sandbox",
+            "tasks_settled": len(costs), "total_cost_sats": total,
+            "total_cost_usd_estimate": 1.0, "worker_payouts_sats": payouts,
+            "platform_fee_sats": fee,
+            "daily_breakdown": [{"date": "2026-10-01", "tasks": len(costs), "cost_sats": total}],
+        }
+    )  # fmt: skip
+    results = results_frame(
+        [
+            result(
+                f"t{i}",
+                cost_sats=c,
+                created_at=datetime(2026, 10, 1, 11, 59, tzinfo=UTC),
+                settled_at=datetime(2026, 10, 1, 12, tzinfo=UTC),
+            )
+            for i, c in enumerate(costs)
+        ]
+    )
+    ctx = CheckContext(
+        {"results": results, "billing_usage": usage_frame(usage)},
+        config=AuditConfig(costs=model),
+        as_of=datetime(2026, 11, 1, tzinfo=UTC),
+    )
+    import asg_audit.billing  # noqa: F401  (registers the checks)
+
+    return run_checks(ctx, only=only)

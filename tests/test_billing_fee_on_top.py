@@ -8,51 +8,16 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 import polars as pl
-from _analyses_frames import result, results_frame
-from _billing_months import usage_frame
+from _billing_months import month_checks
 
-from asg_audit.billing import parse_usage
-from asg_audit.checks import CheckContext, run_checks
-from asg_audit.config import AuditConfig, CostModel
+from asg_audit.config import CostModel
 
 AS_OF = datetime(2026, 11, 1, tzinfo=UTC)
 CHECKS = ["billing.vs_results", "billing.sats_not_comparable", "billing.fee_share", "cost.mismatch"]
 
 
 def _found(model: CostModel, costs: list[int], *, payouts: int, fee: int) -> pl.DataFrame:
-    usage = parse_usage(
-        {
-            "customer_id": "cus_1",
-            "month": "2026-10",
-            "tier": "sandbox",
-            "tasks_settled": len(costs),
-            "total_cost_sats": payouts + fee,
-            "total_cost_usd_estimate": 1.0,
-            "worker_payouts_sats": payouts,
-            "platform_fee_sats": fee,
-            "daily_breakdown": [
-                {"date": "2026-10-01", "tasks": len(costs), "cost_sats": payouts + fee}
-            ],
-        }
-    )
-    frame = usage_frame(usage)
-    results = results_frame(
-        [
-            result(
-                f"t{i}",
-                cost_sats=c,
-                created_at=datetime(2026, 10, 1, 11, 59, tzinfo=UTC),
-                settled_at=datetime(2026, 10, 1, 12, tzinfo=UTC),
-            )
-            for i, c in enumerate(costs)
-        ]
-    )
-    ctx = CheckContext(
-        {"results": results, "billing_usage": frame}, config=AuditConfig(costs=model), as_of=AS_OF
-    )
-    import asg_audit.billing  # noqa: F401  (registers the checks)
-
-    return run_checks(ctx, only=CHECKS)
+    return month_checks(model, costs, payouts=payouts, fee=fee, only=CHECKS)
 
 
 ON_TOP = CostModel(kind="per_worker", fee_percent=Decimal(10), fee_included=False)

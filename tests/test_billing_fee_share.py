@@ -16,12 +16,10 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
-from _analyses_frames import result, results_frame
-from _billing_months import usage_frame
+from _billing_months import month_checks
 
 from asg_audit.audit import analyze
-from asg_audit.billing import fetch_billing, parse_usage
-from asg_audit.checks import CheckContext, run_checks
+from asg_audit.billing import fetch_billing
 from asg_audit.config import AuditConfig, CostModel, Secret
 from asg_audit.ingest_files import ingest_paths, track_file
 from asg_audit.sim import WorldConfig, generate_world, run_simulator
@@ -32,42 +30,10 @@ MODEL = CostModel(kind="per_worker", fee_percent=Decimal(25), fee_included=True)
 
 
 def _fee_share(costs: list[int], *, payouts: int, fee: int) -> pl.DataFrame:
-    total = sum(costs)
-    assert payouts + fee == total, "a coherent month: payouts + fee == total"
-    usage = parse_usage(
-        {
-            "customer_id": "cus_1",
-            "month": "2026-10",
-            "tier": "sandbox",
-            "tasks_settled": len(costs),
-            "total_cost_sats": total,
-            "total_cost_usd_estimate": 1.0,
-            "worker_payouts_sats": payouts,
-            "platform_fee_sats": fee,
-            "daily_breakdown": [{"date": "2026-10-01", "tasks": len(costs), "cost_sats": total}],
-        }
+    assert payouts + fee == sum(costs), "a coherent month: payouts + fee == total"
+    return month_checks(
+        MODEL, costs, payouts=payouts, fee=fee, only=["billing.fee_share", "cost.mismatch"]
     )
-    frame = usage_frame(usage)
-    results = results_frame(
-        [
-            result(
-                f"t{i}",
-                cost_sats=c,
-                created_at=datetime(2026, 10, 1, 11, 59, tzinfo=UTC),
-                settled_at=datetime(2026, 10, 1, 12, tzinfo=UTC),
-            )
-            for i, c in enumerate(costs)
-        ]
-    )
-    ctx = CheckContext(
-        {"results": results, "billing_usage": frame},
-        config=AuditConfig(costs=MODEL),
-        as_of=AS_OF,
-    )
-    import asg_audit.billing  # noqa: F401  (registers the checks)
-
-    found = run_checks(ctx, only=["billing.fee_share", "cost.mismatch"])
-    return found
 
 
 def test_fee_share_actual_is_a_share_of_the_payouts() -> None:

@@ -214,6 +214,31 @@ def test_display_url_masks_the_exact_secret_before_the_key_pattern() -> None:
 # -- 1: billing --------------------------------------------------------------------------------
 
 
+def _billing(
+    tmp_path: Path, state: BillingGateway, month: str, api_key: str
+) -> tuple[subprocess.CompletedProcess[str], Path]:
+    """Run `asg-audit billing` for `month` against a gateway answering as `state`, with no
+    retries; return the process (its stderr checked for a traceback) and the store."""
+    db = tmp_path / "b.duckdb"
+    with open_store(db):
+        pass
+    (tmp_path / "b.toml").write_text("[billing]\nmax_retries = 0\n")
+    with billing_gateway(state) as url:
+        proc = subprocess.run(
+            asg_audit(
+                *("billing", "--db", str(db), "--month", month),
+                *("--config", str(tmp_path / "b.toml")),
+            ),
+            env=_env(ASG_API_KEY=api_key, ASG_BASE_URL=url),
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    return proc, db
+
+
 def test_billing_masks_the_webhook_secret_and_the_woc_key_in_usage_and_invoices(
     tmp_path: Path,
 ) -> None:
@@ -231,23 +256,7 @@ def test_billing_masks_the_webhook_secret_and_the_woc_key_in_usage_and_invoices(
     state = BillingGateway(
         usage=lambda asked: (200, usage, {}), invoices=(200, {"invoices": [invoice]}, {})
     )
-    db = tmp_path / "b.duckdb"
-    with open_store(db):
-        pass
-    (tmp_path / "b.toml").write_text("[billing]\nmax_retries = 0\n")
-    with billing_gateway(state) as url:
-        proc = subprocess.run(
-            asg_audit(
-                *("billing", "--db", str(db), "--month", month),
-                *("--config", str(tmp_path / "b.toml")),
-            ),
-            env=_env(ASG_API_KEY=API_KEY, ASG_BASE_URL=url),
-            cwd=tmp_path,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-    assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    proc, db = _billing(tmp_path, state, month, API_KEY)
     assert _leaks(proc.stdout) == [] and _leaks(proc.stderr) == []
     assert _stored_leaks(db) == []
     with open_store(db) as store:
@@ -259,23 +268,7 @@ def test_billing_masks_a_dashed_api_key_whole_in_a_redirect_location(tmp_path: P
     state = BillingGateway(
         usage=lambda asked: (200, {}, {}), invoices=(302, {}, {"Location": location})
     )
-    db = tmp_path / "b.duckdb"
-    with open_store(db):
-        pass
-    (tmp_path / "b.toml").write_text("[billing]\nmax_retries = 0\n")
-    with billing_gateway(state) as url:
-        proc = subprocess.run(
-            asg_audit(
-                *("billing", "--db", str(db), "--month", "2026-09"),
-                *("--config", str(tmp_path / "b.toml")),
-            ),
-            env=_env(ASG_API_KEY=DASH_KEY, ASG_BASE_URL=url),
-            cwd=tmp_path,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-    assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    proc, db = _billing(tmp_path, state, "2026-09", DASH_KEY)
     assert "elsewhere.example/k/***/end" in proc.stderr, proc.stderr
     assert _leaks(proc.stdout) == [] and _leaks(proc.stderr) == []
     assert _stored_leaks(db) == []
